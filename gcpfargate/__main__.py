@@ -1,0 +1,3 @@
+from gcpfargate.cli import main
+
+main()

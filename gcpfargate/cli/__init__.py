@@ -1,0 +1,106 @@
+"""Command-line entry point: parse, delegate to one core function per command, render the result.
+
+This package imports no cloud SDK at module level, so `--help`, `--version` and completion stay
+instant; each command imports what it needs when it runs.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from gcpfargate.cli import bootstrap as _bootstrap  # noqa: F401  (registers commands)
+from gcpfargate.cli.app import STATE, app
+
+# Options that belong to the top-level callback but may be written after the command name
+# (`gcpfargate bootstrap --output json`): they are moved in front before parsing.
+_GLOBAL_WITH_VALUE = {"--config", "--region", "--profile", "--output", "-o"}
+_GLOBAL_FLAGS = {"--verbose", "-v", "--debug"}
+
+
+def hoist_global_options(argv: Sequence[str]) -> list[str]:
+    front: list[str] = []
+    rest: list[str] = []
+    args = list(argv)
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        if arg == "--":
+            rest.extend(args[index:])
+            break
+        name = arg.split("=", 1)[0]
+        if name in _GLOBAL_WITH_VALUE:
+            if "=" in arg:
+                front.append(arg)
+            else:
+                front.extend(args[index:index + 2])
+                index += 1
+        elif arg in _GLOBAL_FLAGS:
+            front.append(arg)
+        else:
+            rest.append(arg)
+        index += 1
+    return front + rest
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; expected failures become one line on stderr and an exit code."""
+    from gcpfargate.errors import GcpfargateError
+
+    args = hoist_global_options(sys.argv[1:] if argv is None else argv)
+    try:
+        app(args=args, prog_name="gcpfargate", standalone_mode=False)
+    except GcpfargateError as exc:
+        if STATE.debug:
+            import traceback
+
+            from gcpfargate.keyfile import redact
+
+            sys.stderr.write(redact("".join(traceback.format_exception(exc))))
+        STATE.console.error(exc.one_line())
+        return _exit(int(exc.exit_code), argv)
+    except KeyboardInterrupt:
+        sys.stderr.write("error: interrupted.\n")
+        return _exit(130, argv)
+    except SystemExit as exc:  # typer.Exit inside commands
+        return _exit(int(exc.code or 0), argv)
+    except Exception as exc:
+        code = _click_exit(exc)
+        if code is not None:
+            return _exit(code, argv)
+        # An unexpected failure: still one line, unless --debug asks for the traceback.
+        from gcpfargate.keyfile import redact
+
+        if STATE.debug:
+            import traceback
+
+            sys.stderr.write(redact("".join(traceback.format_exception(exc))))
+        name = type(exc).__name__
+        sys.stderr.write(redact(f"error: unexpected {name}: {exc}. Rerun with --debug for the traceback "
+                                "and report it.\n"))
+        return _exit(1, argv)
+    return _exit(0, argv)
+
+
+def _click_exit(exc: Exception) -> int | None:
+    import click
+
+    if isinstance(exc, click.exceptions.Exit):
+        return exc.exit_code
+    if isinstance(exc, click.exceptions.Abort):
+        sys.stderr.write("error: aborted.\n")
+        return 1
+    if isinstance(exc, click.ClickException):
+        # Usage errors: keep click's one line, with our prefix and exit code 2.
+        message = exc.format_message()
+        ctx = getattr(exc, "ctx", None)
+        hint = f" Try '{ctx.command_path} --help'." if ctx is not None else ""
+        sys.stderr.write(f"error: {message}.{hint}\n")
+        return 2
+    return None
+
+
+def _exit(code: int, argv: Sequence[str] | None) -> int:
+    if argv is None:  # console script: leave the process with the code
+        sys.exit(code)
+    return code

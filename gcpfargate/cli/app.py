@@ -1,0 +1,98 @@
+"""The Typer application and the global options every command shares."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from gcpfargate import __version__
+
+if TYPE_CHECKING:
+    from gcpfargate.config import Settings
+    from gcpfargate.console import Output
+    from gcpfargate.core.context import Context
+
+app = typer.Typer(
+    name="gcpfargate",
+    help="Google Cloud service-account keys for Amazon ECS Fargate tasks: key, secret, image and "
+    "task definition in one safe, idempotent command.",
+    no_args_is_help=True,
+    # Locals can hold key material: never show them, whatever the user's environment says.
+    pretty_exceptions_show_locals=False,
+    pretty_exceptions_enable=False,
+    add_completion=True,
+    rich_markup_mode=None,
+)
+
+
+class OutputFormat(str, Enum):
+    text = "text"
+    json = "json"
+
+
+@dataclass
+class State:
+    """Global options, shared by every command through `typer.Context.obj`."""
+
+    config: str | None = None
+    region: str | None = None
+    profile: str | None = None
+    output: str = "text"
+    verbose: bool = False
+    debug: bool = False
+    _console: Output | None = field(default=None, repr=False)
+
+    @property
+    def console(self) -> Output:
+        if self._console is None:
+            from gcpfargate.console import Output
+
+            self._console = Output(self.output, verbose=self.verbose, debug=self.debug)
+        return self._console
+
+    def settings(self, **flags: Any) -> Settings:
+        """Settings with this command's flags on top (`section_key=value`, None when not given)."""
+        from gcpfargate.config import load_settings
+
+        overrides = {"aws.region": self.region, "aws.profile": self.profile}
+        overrides.update({name.replace("__", "."): value for name, value in flags.items()})
+        return load_settings(self.config, flags=overrides)
+
+    def context(self, dry_run: bool = False, **flags: Any) -> Context:
+        from gcpfargate.core.context import Context
+
+        return Context(settings=self.settings(**flags), reporter=self.console, dry_run=dry_run)
+
+
+STATE = State()
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"gcpfargate {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def global_options(
+    config: Annotated[str | None, typer.Option("--config", help="Config file (default ./gcpfargate.toml; "
+                                               "env GCPFARGATE_CONFIG).", show_default=False)] = None,
+    region: Annotated[str | None, typer.Option("--region", help="AWS region (beats the config file).")] = None,
+    profile: Annotated[str | None, typer.Option("--profile", help="AWS profile.")] = None,
+    output: Annotated[OutputFormat, typer.Option("--output", "-o", help="text or json (json: one object on "
+                                                 "stdout).")] = OutputFormat.text,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Say more about each step.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks; key material stays redacted.")]
+    = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    STATE.config, STATE.region, STATE.profile = config, region, profile
+    STATE.output, STATE.verbose, STATE.debug = output.value, verbose, debug
+    STATE._console = None
+
+
+DryRun = Annotated[bool, typer.Option("--dry-run", help="Print the plan; change nothing.")]

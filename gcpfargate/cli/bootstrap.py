@@ -1,0 +1,31 @@
+"""`gcpfargate bootstrap`: steps 1–2 (service-account key → Secrets Manager, execution role)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from gcpfargate.cli.app import STATE, DryRun, app
+
+
+@app.command()
+def bootstrap(
+    new_key: Annotated[bool, typer.Option("--new-key", help="Create a fresh key even when the secret's key is "
+                                          "live.")] = False,
+    grant: Annotated[bool, typer.Option("--grant", help="Add read access to the secret to a given execution "
+                                        "role.")] = False,
+    secret_name: Annotated[str | None, typer.Option("--secret-name", help="Secret name (secret.name).")] = None,
+    dry_run: DryRun = False,
+) -> None:
+    """Create a service-account key, store it in Secrets Manager, and let the execution role read it."""
+    from gcpfargate.core.bootstrap import bootstrap as run_bootstrap
+
+    ctx = STATE.context(dry_run=dry_run, secret__name=secret_name)
+    result = run_bootstrap(ctx, new_key=new_key, grant=grant)
+    out = STATE.console
+    if dry_run and not out.json:
+        out.info("Plan (dry run, nothing changed):" if result.plan else "Nothing to do.")
+        for line in result.plan:
+            out.info(f"  - {line}")
+    out.result(result.to_json())

@@ -1,0 +1,150 @@
+"""The AWS adapter: one boto3 session, clients created once and reused, errors translated.
+
+Every AWS call in gcpfargate goes through `AwsClients.call`, which
+- uses botocore's standard retry mode (honouring AWS_MAX_ATTEMPTS and AWS_RETRY_MODE),
+- counts calls per operation (for `--verbose`, the call table in the README and the no-op tests),
+- turns botocore's specific exceptions into `AwsError` with the error code kept, so callers can
+  react to `ResourceNotFoundException` without mistaking AccessDenied or throttling for it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import Counter
+from typing import Any
+
+from gcpfargate.errors import AwsError
+
+# Operations that only read. Everything else counts as mutating in the call log.
+_READ_PREFIXES = ("Get", "List", "Describe", "BatchGet", "Simulate", "Lookup", "Head", "Search")
+
+
+def is_mutating(operation: str) -> bool:
+    return not operation.startswith(_READ_PREFIXES)
+
+
+_HINTS = {
+    "AccessDenied": "Check the IAM permissions of the AWS identity gcpfargate runs as",
+    "AccessDeniedException": "Check the IAM permissions of the AWS identity gcpfargate runs as",
+    "UnrecognizedClientException": "Check the AWS credentials (profile, AWS_ACCESS_KEY_ID)",
+    "InvalidClientTokenId": "Check the AWS credentials (profile, AWS_ACCESS_KEY_ID)",
+    "ExpiredToken": "Refresh the AWS session credentials and retry",
+    "ExpiredTokenException": "Refresh the AWS session credentials and retry",
+    "ThrottlingException": "AWS kept throttling after retries; retry later or raise AWS_MAX_ATTEMPTS",
+    "Throttling": "AWS kept throttling after retries; retry later or raise AWS_MAX_ATTEMPTS",
+}
+
+
+class AwsClients:
+    def __init__(self, region: str = "", profile: str = "") -> None:
+        self._region = region or None
+        self._profile = profile or None
+        self._session: Any = None
+        self._clients: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        self.calls: Counter[tuple[str, str]] = Counter()
+        self._account_id: str | None = None
+        self._call_log = os.environ.get("GCPFARGATE_CALL_LOG")
+
+    @property
+    def session(self) -> Any:
+        if self._session is None:
+            import boto3
+            import botocore.exceptions
+
+            try:
+                self._session = boto3.Session(profile_name=self._profile, region_name=self._region)
+            except botocore.exceptions.ProfileNotFound:
+                raise AwsError(f"AWS profile {self._profile!r} is not configured",
+                               "Check --profile / aws.profile against ~/.aws/config") from None
+        return self._session
+
+    @property
+    def region(self) -> str:
+        region = self.session.region_name
+        if not region:
+            raise AwsError("no AWS region is set",
+                           "Set aws.region in gcpfargate.toml, --region, or AWS_REGION")
+        return str(region)
+
+    def client(self, service: str) -> Any:
+        with self._lock:
+            if service not in self._clients:
+                from botocore.config import Config
+
+                # Standard retry mode unless the user chose one; max attempts stay with botocore's own
+                # resolution, so AWS_MAX_ATTEMPTS is honoured.
+                retries = {"mode": os.environ.get("AWS_RETRY_MODE", "standard")}
+                client = self.session.client(service, region_name=self.region,
+                                             config=Config(retries=retries, user_agent_extra="gcpfargate"))
+                client.meta.events.register("before-call", self._count)
+                self._clients[service] = client
+            return self._clients[service]
+
+    def _count(self, model: Any, **_: Any) -> None:
+        service = model.service_model.service_name
+        self.calls[(service, model.name)] += 1
+        if self._call_log:
+            with open(self._call_log, "a", encoding="utf-8") as log:
+                log.write(f"aws {service} {model.name} {'write' if is_mutating(model.name) else 'read'}\n")
+
+    def call(self, service: str, operation: str, action: str = "", **params: Any) -> Any:
+        """Call `operation` (snake_case) on `service`; `action` words the error ("store the secret")."""
+        import botocore.exceptions
+
+        client = self.client(service)
+        try:
+            return getattr(client, operation)(**params)
+        except botocore.exceptions.ClientError as exc:
+            error = exc.response.get("Error", {})
+            code = str(error.get("Code", "Unknown"))
+            message = str(error.get("Message", "")).rstrip(".")
+            raise AwsError(f"failed to {action or operation.replace('_', ' ')}: {code}: {message}",
+                           _HINTS.get(code, "")).with_code(code) from None
+        except botocore.exceptions.NoCredentialsError:
+            raise AwsError(f"failed to {action or operation}: no AWS credentials found",
+                           "Configure a profile (--profile) or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"
+                           ).with_code("NoCredentials") from None
+        except botocore.exceptions.EndpointConnectionError as exc:
+            endpoint = exc.kwargs.get("endpoint_url", "")
+            raise AwsError(f"failed to {action or operation}: cannot reach the AWS endpoint {endpoint}",
+                           "Check the network, AWS_ENDPOINT_URL and the region")\
+                           .with_code("EndpointConnection") from None
+        except (botocore.exceptions.ConnectionClosedError, botocore.exceptions.ReadTimeoutError,
+                botocore.exceptions.ConnectTimeoutError) as exc:
+            raise AwsError(f"failed to {action or operation}: connection to AWS failed ({type(exc).__name__})",
+                           "Retry; check the network").with_code("Connection") from None
+        except botocore.exceptions.ParamValidationError as exc:
+            raise AwsError(f"failed to {action or operation}: invalid request: {exc}").with_code(
+                "ParamValidation") from None
+        except botocore.exceptions.BotoCoreError as exc:
+            raise AwsError(f"failed to {action or operation}: {exc}").with_code(type(exc).__name__) from None
+
+    def paginate(self, service: str, operation: str, key: str, action: str = "", **params: Any) -> list[Any]:
+        """All items under `key` across pages, with the same error translation as `call`."""
+        # IAM pages with Marker/IsTruncated; the other services used here with NextToken.
+        token_param = "Marker" if service == "iam" else "NextToken"
+        items: list[Any] = []
+        while True:
+            page = self.call(service, operation, action, **params)
+            items.extend(page.get(key, []))
+            token = page.get("Marker") if service == "iam" and page.get("IsTruncated") else page.get("NextToken")
+            if not token:
+                return items
+            params = {**params, token_param: token}
+
+    @property
+    def account_id(self) -> str:
+        if self._account_id is None:
+            identity = self.call("sts", "get_caller_identity", "read the AWS identity")
+            self._account_id = str(identity["Account"])
+        return self._account_id
+
+    def partition(self) -> str:
+        region = self.region
+        if region.startswith("cn-"):
+            return "aws-cn"
+        if region.startswith("us-gov-"):
+            return "aws-us-gov"
+        return "aws"

@@ -1,0 +1,159 @@
+"""The image registry (ECR, or `GCPFARGATE_ECR_REGISTRY=host:port`) over the Docker Registry HTTP API v2.
+
+Authentication always comes from ECR's GetAuthorizationToken, held in memory for this process
+only: nothing is written to ~/.docker/config.json. Used to pin images by digest, to read an
+image's ENTRYPOINT/CMD and platform from its config blob, and to decide whether a push is a no-op.
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import os
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from gcpfargate.errors import AwsError, DockerError
+
+if TYPE_CHECKING:
+    from gcpfargate.clients.aws import AwsClients
+
+MANIFEST_TYPES = ", ".join([
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.oci.image.index.v1+json",
+])
+_INDEX_TYPES = ("application/vnd.docker.distribution.manifest.list.v2+json", "application/vnd.oci.image.index.v1+json")
+
+
+@dataclass(frozen=True)
+class Credentials:
+    username: str
+    password: str  # a short-lived ECR token; never logged
+
+    def __repr__(self) -> str:
+        return f"Credentials(username={self.username!r}, password=<hidden>)"
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """What the registry holds for `repository:reference`."""
+
+    repository: str
+    digest: str  # the manifest digest, sha256:…
+    config_digest: str  # the image id, sha256:…
+    config: dict[str, Any]  # the config blob: architecture, os, config.Entrypoint/Cmd/…
+
+    @property
+    def platform(self) -> str:
+        return f"{self.config.get('os', 'linux')}/{self.config.get('architecture', 'amd64')}"
+
+
+def _is_loopback(host: str) -> bool:
+    name = host.rsplit(":", 1)[0].strip("[]")
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+class Registry:
+    def __init__(self, aws: AwsClients) -> None:
+        self._aws = aws
+        self._credentials: Credentials | None = None
+        self._host: str | None = None
+        self._session: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def host(self) -> str:
+        if self._host is None:
+            override = os.environ.get("GCPFARGATE_ECR_REGISTRY", "").strip()
+            self._host = override or f"{self._aws.account_id}.dkr.ecr.{self._aws.region}.amazonaws.com"
+        return self._host
+
+    @property
+    def scheme(self) -> str:
+        # A local registry on loopback speaks plain HTTP (Docker itself treats 127.0.0.0/8 as insecure).
+        return "http" if _is_loopback(self.host) else "https"
+
+    def image_name(self, repository: str) -> str:
+        return f"{self.host}/{repository}"
+
+    def credentials(self) -> Credentials:
+        with self._lock:
+            if self._credentials is None:
+                data = self._aws.call("ecr", "get_authorization_token", "get an ECR authorization token")
+                token = data["authorizationData"][0]["authorizationToken"]
+                username, _, password = base64.b64decode(token).decode("utf-8").partition(":")
+                if not password:
+                    raise AwsError("ECR returned a malformed authorization token", "Retry; check the ECR endpoint")
+                self._credentials = Credentials(username, password)
+            return self._credentials
+
+    def _http(self) -> Any:
+        if self._session is None:
+            import requests
+
+            self._session = requests.Session()
+            creds = self.credentials()
+            self._session.auth = (creds.username, creds.password)
+        return self._session
+
+    def _get(self, path: str, accept: str = "", head: bool = False) -> Any:
+        import requests
+
+        url = f"{self.scheme}://{self.host}/v2/{path}"
+        try:
+            method = self._http().head if head else self._http().get
+            return method(url, headers={"Accept": accept} if accept else {}, timeout=30)
+        except requests.RequestException as exc:
+            raise DockerError(f"cannot reach registry {self.host}: {type(exc).__name__}",
+                              "Check the network and GCPFARGATE_ECR_REGISTRY") from None
+
+    def resolve(self, repository: str, reference: str, platform: str = "linux/amd64") -> ImageRef | None:
+        """Manifest digest and config of `repository:reference` (tag or digest); None when absent."""
+        response = self._get(f"{repository}/manifests/{reference}", MANIFEST_TYPES)
+        if response.status_code == 404:
+            return None
+        self._raise_for(response, f"read manifest {repository}:{reference}")
+        manifest = response.json()
+        digest = response.headers.get("Docker-Content-Digest") or _digest(response.content)
+        if manifest.get("mediaType") in _INDEX_TYPES or "manifests" in manifest:
+            chosen = _choose_platform(manifest.get("manifests", []), platform)
+            if chosen is None:
+                return None
+            inner = self.resolve(repository, chosen["digest"], platform)
+            # Pin the index digest: it is what `docker pull repo@digest` and ECS resolve.
+            return None if inner is None else ImageRef(repository, digest, inner.config_digest, inner.config)
+        config_digest = manifest["config"]["digest"]
+        blob = self._get(f"{repository}/blobs/{config_digest}")
+        self._raise_for(blob, f"read the image config of {repository}:{reference}")
+        return ImageRef(repository, digest, config_digest, blob.json())
+
+    def _raise_for(self, response: Any, action: str) -> None:
+        if response.status_code in (401, 403):
+            raise DockerError(f"failed to {action}: the registry refused access ({response.status_code})",
+                              "Check ECR permissions (ecr:BatchGetImage, ecr:GetDownloadUrlForLayer)")
+        if response.status_code >= 400:
+            raise DockerError(f"failed to {action}: registry answered {response.status_code}")
+
+
+def _digest(content: bytes) -> str:
+    import hashlib
+
+    return "sha256:" + hashlib.sha256(content).hexdigest()
+
+
+def _choose_platform(manifests: list[dict[str, Any]], platform: str) -> dict[str, Any] | None:
+    os_name, _, arch = platform.partition("/")
+    arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(arch, arch)
+    for entry in manifests:
+        plat = entry.get("platform", {})
+        if plat.get("os") == os_name and plat.get("architecture") == arch:
+            return entry
+    return None

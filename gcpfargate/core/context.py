@@ -1,0 +1,51 @@
+"""Where collaborators are wired: settings, reporter and the adapters, created lazily once.
+
+Core functions take a `Context`; tests build one with the same adapters pointed at the local
+stack (the adapters read the standard endpoint variables), never with mocks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from gcpfargate.config import Settings
+from gcpfargate.core.report import NullReporter, Reporter
+
+if TYPE_CHECKING:
+    from gcpfargate.clients.aws import AwsClients
+    from gcpfargate.clients.docker import DockerEngine
+    from gcpfargate.clients.gcp import IamAdmin
+    from gcpfargate.clients.registry import Registry
+
+
+@dataclass
+class Context:
+    settings: Settings
+    reporter: Reporter = field(default_factory=NullReporter)
+    dry_run: bool = False
+
+    @cached_property
+    def aws(self) -> AwsClients:
+        from gcpfargate.clients.aws import AwsClients
+
+        return AwsClients(region=self.settings.get("aws.region"), profile=self.settings.get("aws.profile"))
+
+    @cached_property
+    def iam(self) -> IamAdmin:
+        from gcpfargate.clients.gcp import IamAdmin
+
+        return IamAdmin()
+
+    @cached_property
+    def docker(self) -> DockerEngine:
+        from gcpfargate.clients.docker import DockerEngine
+
+        return DockerEngine()
+
+    @cached_property
+    def registry(self) -> Registry:
+        from gcpfargate.clients.registry import Registry
+
+        return Registry(self.aws)

@@ -1,0 +1,54 @@
+"""How core code tells the user what is happening without printing anything itself."""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager, nullcontext
+from typing import Protocol
+
+
+class Reporter(Protocol):
+    def step(self, title: str) -> AbstractContextManager[None]:
+        """A named step; a spinner on a terminal, one line otherwise."""
+        ...
+
+    def info(self, message: str) -> None: ...
+
+    def warn(self, message: str) -> None: ...
+
+    def detail(self, message: str) -> None:
+        """Shown only with --verbose."""
+        ...
+
+    def log(self, line: str) -> None:
+        """A line of streamed output (build log, container log)."""
+        ...
+
+    def progress(self, task_id: str, description: str, current: int, total: int | None) -> None:
+        """Per-item progress, such as a layer being pushed."""
+        ...
+
+
+class NullReporter:
+    """Swallows everything; for library use and tests that only look at results."""
+
+    def __init__(self) -> None:
+        self.warnings: list[str] = []
+        self.lines: list[str] = []
+
+    def step(self, title: str) -> AbstractContextManager[None]:
+        return nullcontext()
+
+    def info(self, message: str) -> None:
+        self.lines.append(message)
+
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)
+
+    def detail(self, message: str) -> None:
+        pass
+
+    def log(self, line: str) -> None:
+        self.lines.append(line)
+
+    def progress(self, task_id: str, description: str, current: int, total: int | None) -> None:
+        pass

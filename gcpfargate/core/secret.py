@@ -1,0 +1,108 @@
+"""The Secrets Manager secret that holds the key file: read it, store a new key in it.
+
+The value is the key's JSON exactly as Google issued it (SecretString), so ECS can inject it
+unchanged. Tags record which account and key id the current version holds, for humans and doctor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from gcpfargate.core.context import Context
+from gcpfargate.errors import AwsError
+from gcpfargate.keyfile import KeyMaterial, NotAKeyError
+
+TAG_ACCOUNT = "gcpfargate:service-account"
+TAG_KEY_ID = "gcpfargate:key-id"
+
+
+@dataclass(frozen=True)
+class SecretState:
+    name: str
+    arn: str
+    kms_key_id: str
+    key: KeyMaterial | None  # the AWSCURRENT value, when it parses as a key
+    problem: str = ""  # why the current value is not a usable key, in words that never quote it
+    version_id: str = ""
+
+
+def describe(ctx: Context, name: str) -> dict[str, Any] | None:
+    try:
+        found = ctx.aws.call("secretsmanager", "describe_secret", f"read secret {name}", SecretId=name)
+    except AwsError as exc:
+        if exc.code == "ResourceNotFoundException":
+            return None
+        raise
+    if found.get("DeletedDate"):
+        raise AwsError(f"secret {name} is scheduled for deletion",
+                       f"Restore it (aws secretsmanager restore-secret --secret-id {name}) or set secret.name "
+                       "to another name").with_code("ScheduledForDeletion")
+    return found
+
+
+def read(ctx: Context, name: str, version_stage: str = "AWSCURRENT") -> SecretState | None:
+    """The secret and its current key, or None when the secret does not exist."""
+    found = describe(ctx, name)
+    if found is None:
+        return None
+    arn, kms = found["ARN"], str(found.get("KmsKeyId", ""))
+    if not _has_stage(found, version_stage):
+        return SecretState(name, arn, kms, None, f"the secret has no {version_stage} version")
+    value = ctx.aws.call("secretsmanager", "get_secret_value", f"read the value of secret {name}", SecretId=arn,
+                         VersionStage=version_stage)
+    raw = value.get("SecretString")
+    data = raw.encode("utf-8") if raw is not None else bytes(value.get("SecretBinary", b""))
+    try:
+        key = KeyMaterial.parse(data)
+    except NotAKeyError as exc:
+        return SecretState(name, arn, kms, None, f"its value is not a usable key: {exc}", value["VersionId"])
+    return SecretState(name, arn, kms, key, "", value["VersionId"])
+
+
+def _has_stage(described: dict[str, Any], stage: str) -> bool:
+    return any(stage in stages for stages in described.get("VersionIdsToStages", {}).values())
+
+
+def store(
+    ctx: Context, name: str, key: KeyMaterial, existing: SecretState | None, account_email: str
+) -> tuple[str, str]:
+    """Store `key` as the new AWSCURRENT version (creating the secret when missing): (arn, version_id)."""
+    tags = [{"Key": TAG_ACCOUNT, "Value": account_email}, {"Key": TAG_KEY_ID, "Value": key.key_id},
+            {"Key": "managed-by", "Value": "gcpfargate"}]
+    if existing is None:
+        params: dict[str, Any] = {"Name": name, "SecretString": key.text(), "Tags": tags,
+                                  "Description": f"GCP service-account key of {account_email} (gcpfargate)"}
+        kms = str(ctx.settings.get("secret.kms_key_id"))
+        if kms:
+            params["KmsKeyId"] = kms
+        created = ctx.aws.call("secretsmanager", "create_secret", f"create secret {name}", **params)
+        return created["ARN"], created["VersionId"]
+    put = ctx.aws.call("secretsmanager", "put_secret_value", f"store the new key in secret {name}",
+                       SecretId=existing.arn, SecretString=key.text())
+    try:
+        ctx.aws.call("secretsmanager", "tag_resource", f"tag secret {name}", SecretId=existing.arn, Tags=tags)
+    except AwsError as exc:
+        # The key is stored and referenced: a missing tag is cosmetic, not worth failing for.
+        ctx.reporter.warn(f"stored the key but could not update the tags of {name}: {exc.message}")
+    return put["ARN"], put["VersionId"]
+
+
+def referenced_key_ids(ctx: Context, arn: str) -> dict[str, list[str]]:
+    """key id -> stages, for every version of the secret that still has a stage (AWSCURRENT, AWSPREVIOUS…)."""
+    versions = ctx.aws.paginate("secretsmanager", "list_secret_version_ids", "Versions",
+                                "list the versions of the secret", SecretId=arn)
+    found: dict[str, list[str]] = {}
+    for version in versions:
+        stages = version.get("VersionStages") or []
+        if not stages:
+            continue
+        value = ctx.aws.call("secretsmanager", "get_secret_value", "read a version of the secret", SecretId=arn,
+                             VersionId=version["VersionId"])
+        raw = value.get("SecretString")
+        try:
+            key = KeyMaterial.parse(raw if raw is not None else bytes(value.get("SecretBinary", b"")))
+        except NotAKeyError:
+            continue
+        found.setdefault(key.key_id, []).extend(stages)
+    return found

@@ -1,0 +1,93 @@
+"""One error tree for the whole tool.
+
+Every expected failure is a `GcpfargateError`: it carries one line saying what failed and why,
+an optional hint saying what to do, and the process exit code. The CLI catches this base class
+only at the top (see `gcpfargate.cli.main`) and prints it as one line; a traceback appears only
+under `--debug`. Messages must never contain key material: build them from names and ids only.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    FAILED = 1  # an operation failed (and `diff`: definitions differ)
+    USAGE = 2  # usage, config or template error
+    CHECK_FAILED = 3  # doctor found a failing check
+
+
+class GcpfargateError(Exception):
+    exit_code: ExitCode = ExitCode.FAILED
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def one_line(self) -> str:
+        text = self.message.rstrip(".")
+        return f"{text}. {self.hint}" if self.hint else f"{text}."
+
+
+class UsageError(GcpfargateError):
+    exit_code = ExitCode.USAGE
+
+
+class ConfigError(UsageError):
+    """The configuration file, environment or flags are missing, malformed or inconsistent."""
+
+
+class TemplateError(UsageError):
+    """The task-definition template does not render, is not JSON, or is not a valid definition."""
+
+
+class OperationError(GcpfargateError):
+    """A step against an outside system failed."""
+
+
+class AwsError(OperationError):
+    """An AWS call failed; `code` keeps the service's error code (e.g. ResourceNotFoundException)."""
+
+    code: str = ""
+
+    def with_code(self, code: str) -> AwsError:
+        self.code = code
+        return self
+
+
+class GcpError(OperationError):
+    """A GCP IAM call failed; `code` keeps the gRPC status name (e.g. NOT_FOUND)."""
+
+    code: str = ""
+
+    def with_code(self, code: str) -> GcpError:
+        self.code = code
+        return self
+
+
+class DockerError(OperationError):
+    pass
+
+
+class KeyLimitError(GcpError):
+    """The service account already holds the maximum of 10 user-managed keys."""
+
+
+class EmbeddedCredentialsError(DockerError):
+    """A file that looks like a service-account key is in the build context or image."""
+
+
+class StepError(OperationError):
+    """A step of `deploy` failed; names the step in front of the cause."""
+
+    def __init__(self, step: str, cause: GcpfargateError) -> None:
+        super().__init__(f"{step} failed: {cause.message}", cause.hint)
+        self.step = step
+        self.cause = cause
+        self.exit_code = cause.exit_code
+
+
+class ChecksFailed(GcpfargateError):
+    exit_code = ExitCode.CHECK_FAILED

@@ -1,0 +1,1 @@
+"""Default templates, shipped inside the wheel as the package `gcpfargate.templates`."""

@@ -1,0 +1,129 @@
+"""Shared fixtures: the local stack (started once per session), per-test projects, and a CLI runner.
+
+Tests drive the real entry point in a subprocess with the stack's environment, exactly as a user
+would, and then look at the state of the world through boto3/docker/the emulator.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.stack.local import ACCOUNT_ID, REGION, LocalStack
+
+ROOT = Path(__file__).resolve().parent.parent
+_counter = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[LocalStack]:
+    # No skipping: when a service cannot start, every test that needs it errors (CI=true or not).
+    with LocalStack() as local:
+        yield local
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+@dataclass
+class Project:
+    """A user's project directory with its gcpfargate.toml, names unique to one test."""
+
+    dir: Path
+    stack: LocalStack
+    gcp_project: str
+    account_id: str
+    family: str
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def email(self) -> str:
+        return f"{self.account_id}@{self.gcp_project}.iam.gserviceaccount.com"
+
+    @property
+    def secret_name(self) -> str:
+        return f"gcpfargate/{self.account_id}"
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("GCPFARGATE_", "AWS_"))}
+        env.update(self.stack.env)
+        env.update({"HOME": str(self.dir / ".home"), "NO_COLOR": "1", "COLUMNS": "200"})
+        env.update(self.extra_env)
+        return env
+
+    def write_config(self, body: str) -> Path:
+        path = self.dir / "gcpfargate.toml"
+        path.write_text(textwrap.dedent(body))
+        return path
+
+    def run(self, *args: str, env: dict[str, str] | None = None, timeout: float = 300, input: str | None = None
+            ) -> Result:
+        proc = subprocess.run([sys.executable, "-m", "gcpfargate", *args], cwd=self.dir,
+                              env={**self.env, **(env or {})}, capture_output=True, text=True, timeout=timeout,
+                              input=input)
+        return Result(proc.returncode, proc.stdout, proc.stderr)
+
+    def aws(self, service: str) -> Any:
+        import boto3
+
+        return boto3.client(service, region_name=REGION, endpoint_url=self.stack.moto_url,
+                            aws_access_key_id="testing", aws_secret_access_key="testing")
+
+
+@pytest.fixture
+def project(stack: LocalStack, tmp_path: Path) -> Project:
+    """A fresh project: its own GCP project and service account in the emulator, its own family."""
+    n = next(_counter)
+    suffix = f"{os.getpid() % 10000}-{n}"
+    proj = Project(dir=tmp_path, stack=stack, gcp_project=f"proj-{suffix}", account_id=f"runner-{suffix}",
+                   family=f"batch-{suffix}")
+    (tmp_path / ".home").mkdir()
+    stack.emulator.add_service_account(proj.gcp_project, proj.account_id)
+    proj.write_config(f"""
+        [gcp]
+        project = "{proj.gcp_project}"
+        service_account = "{proj.account_id}"
+
+        [task]
+        family = "{proj.family}"
+        """)
+    return proj
+
+
+def assert_one_clean_line(result: Result, code: int, *fragments: str) -> str:
+    """A failure must be one line on stderr, exit `code`, no traceback, naming what matters."""
+    assert result.returncode == code, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines, result.output
+    last = lines[-1]
+    assert last.startswith("error: "), result.output
+    assert "Traceback" not in result.output, result.output
+    for fragment in fragments:
+        assert fragment in last, f"{fragment!r} not in {last!r}"
+    return last
+
+
+__all__ = ["ACCOUNT_ID", "REGION", "Project", "Result", "assert_one_clean_line"]

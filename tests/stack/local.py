@@ -1,0 +1,205 @@
+"""The local cloud stack: moto (server mode), a private dockerd, a registry and the IAM emulator.
+
+Everything listens on 127.0.0.1 on free ports and lives under one temporary directory, so several
+stacks (parallel developers, CI) never collide. `LocalStack.env` is what the product needs to talk
+to it: only standard variables (AWS_ENDPOINT_URL, DOCKER_HOST) and the documented overrides.
+
+Command line (used by `make demo` and `make bench`):
+    python -m tests.stack.local run -- COMMAND...   start, run COMMAND with the stack's env, stop
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from tests.stack.iam_emulator import IamEmulator
+
+REGION = "ap-northeast-1"
+ACCOUNT_ID = "123456789012"  # moto's default account
+
+
+class StackError(RuntimeError):
+    pass
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait(check, what: str, timeout: float, proc: subprocess.Popen | None = None, log: Path | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            tail = log.read_text(errors="replace")[-2000:] if log and log.exists() else ""
+            raise StackError(f"{what} exited with {proc.returncode} while starting:\n{tail}")
+        with contextlib.suppress(Exception):
+            if check():
+                return
+        time.sleep(0.1)
+    tail = log.read_text(errors="replace")[-2000:] if log and log.exists() else ""
+    raise StackError(f"{what} did not become ready in {timeout:.0f}s:\n{tail}")
+
+
+def _http_ok(url: str) -> bool:
+    with urllib.request.urlopen(url, timeout=2) as response:
+        return response.status < 500
+
+
+class LocalStack:
+    def __init__(self, root: Path | None = None) -> None:
+        # Short paths: unix socket paths are limited to ~107 bytes.
+        self.root = root or Path(tempfile.mkdtemp(prefix="gcpf-stack-"))
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._procs: list[subprocess.Popen] = []
+        self.emulator = IamEmulator()
+        self.moto_url = ""
+        self.registry = ""
+        self.docker_host = ""
+        self._own_dockerd = False
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> LocalStack:
+        try:
+            self.emulator.start()
+            self._start_moto()
+            self._start_registry()
+            self._start_docker()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        for proc in reversed(self._procs):
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+        for proc in reversed(self._procs):
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=5)
+        self._procs.clear()
+        with contextlib.suppress(Exception):
+            self.emulator.stop()
+        if self._own_dockerd:
+            # dockerd leaves overlay mounts behind when it is killed hard; unmount before removing.
+            subprocess.run(["sh", "-c", f"grep -o ' {self.root}/[^ ]*' /proc/mounts | sort -r | "
+                                        "xargs -r -n1 umount -l"], check=False, capture_output=True)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            "AWS_ENDPOINT_URL": self.moto_url,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_SESSION_TOKEN": "testing",
+            "AWS_REGION": REGION,
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_CONFIG_FILE": str(self.root / "aws-config"),
+            "AWS_SHARED_CREDENTIALS_FILE": str(self.root / "aws-credentials"),
+            "DOCKER_HOST": self.docker_host,
+            "GCPFARGATE_ECR_REGISTRY": self.registry,
+            "IAM_EMULATOR_HOST": self.emulator.grpc_address,
+            "IAM_EMULATOR_HTTP": self.emulator.http_url,
+        }
+
+    # -- services ----------------------------------------------------------------------------
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> tuple[subprocess.Popen, Path]:
+        log = self.root / f"{name}.log"
+        proc = subprocess.Popen(argv, stdout=log.open("wb"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env={**os.environ, **(env or {})}, start_new_session=True)
+        self._procs.append(proc)
+        return proc, log
+
+    def _start_moto(self) -> None:
+        port = free_port()
+        proc, log = self._spawn("moto", [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                                {"MOTO_IAM_LOAD_MANAGED_POLICIES": "true"})
+        self.moto_url = f"http://127.0.0.1:{port}"
+        _wait(lambda: _http_ok(f"{self.moto_url}/moto-api/"), "moto server", 60, proc, log)
+
+    def _start_registry(self) -> None:
+        binary = shutil.which("docker-registry")
+        if not binary:
+            raise StackError("docker-registry is not installed (apt-get install docker-registry)")
+        port = free_port()
+        config = self.root / "registry.yml"
+        config.write_text(json.dumps({  # YAML is a superset of JSON
+            "version": 0.1,
+            "log": {"level": "warn"},
+            "storage": {"filesystem": {"rootdirectory": str(self.root / "registry")}, "delete": {"enabled": True}},
+            "http": {"addr": f"127.0.0.1:{port}"},
+        }))
+        proc, log = self._spawn("registry", [binary, "serve", str(config)])
+        self.registry = f"127.0.0.1:{port}"
+        _wait(lambda: _http_ok(f"http://{self.registry}/v2/"), "registry", 30, proc, log)
+
+    def _start_docker(self) -> None:
+        existing = os.environ.get("DOCKER_HOST")
+        if existing and _docker_ping(existing):
+            self.docker_host = existing
+            return
+        dockerd = shutil.which("dockerd")
+        if not dockerd:
+            raise StackError("dockerd is not installed (apt-get install docker.io)")
+        sock = self.root / "docker.sock"
+        proc, log = self._spawn("dockerd", [
+            dockerd, "--host", f"unix://{sock}", "--data-root", str(self.root / "docker"),
+            "--exec-root", str(self.root / "dexec"), "--pidfile", str(self.root / "docker.pid"),
+            "--bridge=none", "--iptables=false", "--ip6tables=false", "--ip-masq=false",
+            "--userland-proxy=false", "--storage-driver=overlay2",
+        ])
+        self._own_dockerd = True
+        self.docker_host = f"unix://{sock}"
+        _wait(lambda: _docker_ping(self.docker_host), "dockerd", 60, proc, log)
+
+
+def _docker_ping(host: str) -> bool:
+    if not host.startswith("unix://"):
+        return False
+    path = host.removeprefix("unix://")
+    if not os.path.exists(path):
+        return False
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(2)
+        sock.connect(path)
+        sock.sendall(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
+        return b"200 OK" in sock.recv(200)
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) < 2 or argv[0] != "run" or "--" not in argv:
+        sys.stderr.write("usage: python -m tests.stack.local run -- COMMAND...\n")
+        return 2
+    command = argv[argv.index("--") + 1:]
+    with LocalStack() as stack:
+        sys.stderr.write(f"local stack up: moto {stack.moto_url}, registry {stack.registry}, "
+                         f"docker {stack.docker_host}, IAM emulator {stack.emulator.grpc_address}\n")
+        return subprocess.run(command, env={**os.environ, **stack.env}, check=False).returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
