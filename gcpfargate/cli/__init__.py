@@ -9,7 +9,8 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from gcpfargate.cli import bootstrap as _bootstrap  # noqa: F401  (registers commands)
+# Importing the command modules registers their commands on `app`.
+from gcpfargate.cli import bootstrap, deploy, ops, push, run_local, taskdef  # noqa: F401
 from gcpfargate.cli.app import STATE, app
 
 # Options that belong to the top-level callback but may be written after the command name

@@ -245,10 +245,10 @@ def test_deleted_key_is_rejected(emulator: IamEmulator, client: iam_admin_v1.IAM
 def test_disabled_account_is_rejected(emulator: IamEmulator, client: iam_admin_v1.IAMClient) -> None:
     account = new_account(emulator)
     _, info = create_key(client, account)
-    client.disable_service_account(name=account.name)
+    client.disable_service_account(request={"name": account.name})
     with pytest.raises(RefreshError, match="account not found"):
         refreshed(info)
-    client.enable_service_account(name=account.name)
+    client.enable_service_account(request={"name": account.name})
     assert refreshed(info).token
 
 
