@@ -254,7 +254,8 @@ class IamEmulator:
         self._http_server: _HttpServer | None = None
         self._http_thread: threading.Thread | None = None
 
-        # One lock guards all state below; RSA generation happens outside it.
+        # One lock guards all state below. Generating user keys happens outside it (only the
+        # one-time system-key signer is generated under it).
         self._lock = threading.RLock()
         self._accounts: dict[str, _Account] = {}  # by email
         self._by_unique_id: dict[str, str] = {}  # unique_id -> email
@@ -286,7 +287,11 @@ class IamEmulator:
         self._grpc_server = server
         self.grpc_address = f"{self.host}:{grpc_port}"
 
-        http_server = _HttpServer((self.host, self._http_port_wanted), _HttpHandler)
+        try:
+            http_server = _HttpServer((self.host, self._http_port_wanted), _HttpHandler)
+        except OSError:
+            self.stop()  # do not leave a half-started emulator behind
+            raise
         http_server.emulator = self
         self._http_server = http_server
         self.http_url = f"http://{self.host}:{http_server.server_address[1]}"
