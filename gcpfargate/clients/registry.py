@@ -135,6 +135,22 @@ class Registry:
         self._raise_for(blob, f"read the image config of {repository}:{reference}")
         return ImageRef(repository, digest, config_digest, blob.json())
 
+    def digest(self, repository: str, reference: str) -> str | None:
+        """The manifest digest of `repository:reference` (a HEAD request); None when absent."""
+        response = self._get(f"{repository}/manifests/{reference}", MANIFEST_TYPES, head=True)
+        if response.status_code == 404:
+            return None
+        self._raise_for(response, f"read manifest {repository}:{reference}")
+        return response.headers.get("Docker-Content-Digest") or None
+
+    def tags(self, repository: str, limit: int = 1000) -> list[str]:
+        """Tags of `repository` (at most `limit`); empty when the repository does not exist."""
+        response = self._get(f"{repository}/tags/list?n={limit}")
+        if response.status_code == 404:
+            return []
+        self._raise_for(response, f"list the tags of {repository}")
+        return list(response.json().get("tags") or [])
+
     def _raise_for(self, response: Any, action: str) -> None:
         if response.status_code in (401, 403):
             raise DockerError(f"failed to {action}: the registry refused access ({response.status_code})",

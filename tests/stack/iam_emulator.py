@@ -377,6 +377,13 @@ class IamEmulator:
     def clear_faults(self) -> None:
         with self._lock:
             self._faults.clear()
+            self._refuse_grants = 0
+
+    def refuse_grants(self, count: int = 1) -> None:
+        """Refuse the next `count` token requests with invalid_grant, whatever key signs them
+        (models a key Google does not accept yet, to test rotate-key's verification path)."""
+        with self._lock:
+            self._refuse_grants = count
 
     def deny_key_creation(self, project: str, deny: bool = True) -> None:
         """Model the org policy constraints/iam.disableServiceAccountKeyCreation on a project."""
@@ -938,6 +945,10 @@ class IamEmulator:
                 "error_description": f"Invalid grant_type: {grant_type}",
             }
         try:
+            with self._lock:
+                if getattr(self, "_refuse_grants", 0) > 0:
+                    self._refuse_grants -= 1
+                    raise _GrantRefused(OAUTH_BAD_SIGNATURE)
             email, key_id = self._verify_assertion(assertion)
         except _GrantRefused as refused:
             with self._lock:
@@ -1162,6 +1173,8 @@ class _HttpHandler(BaseHTTPRequestHandler):
                     str(body.get("message", "The service is currently unavailable.")),
                     str(body.get("when", "before")),
                 )
+            elif path == "/admin/refuse-grants":
+                self.emulator.refuse_grants(int(body.get("count", 1)))
             elif path == "/admin/clear-faults":
                 self.emulator.clear_faults()
             elif path == "/admin/deny-key-creation":

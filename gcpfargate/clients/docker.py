@@ -1,0 +1,342 @@
+"""The Docker engine adapter: build, inspect, save, push and pull through the docker SDK.
+
+The client is created lazily (`docker.from_env()`, so DOCKER_HOST and friends are the SDK's own
+standard) and every docker SDK exception is turned into a `DockerError` that says what failed and
+what to do. Registry credentials are passed per call (`auth_config=`) and never written to
+~/.docker/config.json. Build and push output is streamed to callbacks so the caller decides how
+to show it; a failed build step becomes one line naming the step and its last output lines.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from gcpfargate.errors import DockerError
+from gcpfargate.keyfile import redact
+
+if TYPE_CHECKING:
+    from gcpfargate.clients.registry import Credentials
+
+LineCallback = Callable[[str], None]
+# (layer id, description, bytes done, bytes total or None)
+ProgressCallback = Callable[[str, str, int, "int | None"], None]
+
+_STEP = re.compile(r"^Step \d+/\d+ : ")
+_LAST_LINES = 5
+_DENIED = ("denied", "unauthorized", "authentication required", "forbidden", "access to the requested resource")
+
+
+@dataclass
+class BuildFailure:
+    """What a failed build said: the step it was on and the last lines that step printed."""
+
+    step: str = ""
+    error: str = ""
+    last_lines: deque[str] = field(default_factory=lambda: deque(maxlen=_LAST_LINES))
+
+    def message(self) -> str:
+        where = f" at {self.step}" if self.step else ""
+        tail = " | ".join(self.last_lines)
+        text = f"image build failed{where}: {self.error.strip() or 'the engine reported an error'}"
+        return redact(f"{text}; last output: {tail}" if tail else text)
+
+
+class BuildLog:
+    """Follows a build's JSON stream: forwards lines, remembers the current step, finds the image id."""
+
+    def __init__(self, on_line: LineCallback) -> None:
+        self.on_line = on_line
+        self.failure = BuildFailure()
+        self.image_id = ""
+        self.failed = False
+
+    def feed(self, chunk: Mapping[str, Any]) -> None:
+        if "error" in chunk or "errorDetail" in chunk:
+            detail = chunk.get("errorDetail") or {}
+            self.failure.error = str(chunk.get("error") or detail.get("message") or "")
+            self.failed = True
+            return
+        aux = chunk.get("aux")
+        if isinstance(aux, dict) and str(aux.get("ID", "")).startswith("sha256:"):
+            self.image_id = str(aux["ID"])
+        for line in str(chunk.get("stream", "")).splitlines():
+            line = line.rstrip()
+            if not line:
+                continue
+            self.on_line(line)
+            if _STEP.match(line):
+                # A new step: its own output is what matters if it fails.
+                self.failure.step = line.split(" : ", 1)[0].lower() + " `" + line.split(" : ", 1)[1] + "`"
+                self.failure.last_lines.clear()
+            elif not line.startswith(" ---> "):
+                self.failure.last_lines.append(line)
+            if line.startswith("Successfully built ") and not self.image_id:
+                self.image_id = line.removeprefix("Successfully built ").strip()
+
+
+@dataclass
+class PushOutcome:
+    digest: str  # the manifest digest the registry stored, sha256:…
+    layers_pushed: int  # layers uploaded (not "already exists" or mounted)
+
+
+class _ChunkReader(io.RawIOBase):
+    """A file object over an iterator of byte chunks, for tarfile's streaming mode."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._buffer = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, target: Any) -> int:
+        while not self._buffer:
+            try:
+                self._buffer = next(self._chunks)
+            except StopIteration:
+                return 0
+        size = min(len(target), len(self._buffer))
+        target[:size] = self._buffer[:size]
+        self._buffer = self._buffer[size:]
+        return size
+
+
+def layer_files(chunks: Iterator[bytes], max_size: int, wanted: Callable[[bytes], bool]
+                ) -> Iterator[tuple[str, str, bytes]]:
+    """Walk a `docker save` tar (legacy `<id>/layer.tar` or OCI `blobs/sha256/…`): every member that
+    is itself a tar is a layer; yield its small regular files."""
+    import tarfile
+
+    with tarfile.open(fileobj=io.BufferedReader(_ChunkReader(chunks), 1 << 16), mode="r|") as outer:
+        for member in outer:
+            if not member.isfile() or member.size < 1024 or member.name.endswith((".json", "repositories")):
+                continue  # a layer tar is at least two 512-byte blocks; manifests and configs are JSON
+            blob = outer.extractfile(member)
+            if blob is None:
+                continue
+            try:
+                layer = tarfile.open(fileobj=blob, mode="r|*")
+            except tarfile.TarError:
+                continue  # an OCI config or manifest blob, not a layer
+            with layer:
+                for entry in layer:
+                    if not entry.isfile() or entry.size == 0 or entry.size > max_size:
+                        continue
+                    content = layer.extractfile(entry)
+                    if content is None:
+                        continue
+                    head = content.read(min(entry.size, 64))
+                    if wanted(head):
+                        yield member.name, "/" + entry.name.removeprefix("./").lstrip("/"), head + content.read()
+
+
+def _engine_hint(host: str) -> str:
+    return (f"Start the Docker engine or point DOCKER_HOST at a running one (now: {host or 'the default socket'})")
+
+
+def _short_reason(exc: BaseException) -> str:
+    text = str(exc)
+    for needle, reason in (("No such file", "the socket does not exist"),
+                           ("FileNotFoundError", "the socket does not exist"),
+                           ("Permission denied", "permission denied on the socket"),
+                           ("Connection refused", "connection refused"),
+                           ("timed out", "timed out"),
+                           ("Read timed out", "timed out")):
+        if needle in text:
+            return reason
+    text = " ".join(text.split())
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+class DockerEngine:
+    def __init__(self, factory: Callable[[], Any] | None = None) -> None:
+        self._factory = factory
+        self._client: Any = None
+
+    @property
+    def host(self) -> str:
+        return os.environ.get("DOCKER_HOST", "")
+
+    @property
+    def client(self) -> Any:
+        """The docker SDK client, created and pinged on first use."""
+        if self._client is None:
+            import docker
+            import requests
+
+            try:
+                client = self._factory() if self._factory else docker.from_env()
+                client.ping()
+            except (docker.errors.DockerException, requests.RequestException) as exc:
+                raise DockerError(f"cannot reach the Docker engine: {_short_reason(exc)}",
+                                  _engine_hint(self.host)) from None
+            self._client = client
+        return self._client
+
+    def ping(self) -> None:
+        _ = self.client
+
+    # -- build -------------------------------------------------------------------------------
+    def build(self, context: Path, dockerfile: str, tag: str, platform: str = "",
+              build_args: Mapping[str, str] | None = None, on_line: LineCallback | None = None) -> str:
+        """Build `context` (honouring its .dockerignore) and tag the result; return the image id."""
+        import docker
+
+        log = BuildLog(on_line or (lambda line: None))
+        try:
+            stream = self.client.api.build(path=str(context), dockerfile=dockerfile, tag=tag,
+                                           platform=platform or None, buildargs=dict(build_args or {}),
+                                           rm=True, forcerm=True, decode=True)
+            for chunk in stream:
+                log.feed(chunk)
+        except docker.errors.APIError as exc:
+            raise DockerError(f"image build failed: {self._api_reason(exc)}",
+                              "Check the Dockerfile and the build context") from None
+        except docker.errors.DockerException as exc:
+            raise DockerError(f"image build failed: {_short_reason(exc)}", _engine_hint(self.host)) from None
+        except OSError as exc:  # the SDK reads the context from disk to make the tar
+            raise DockerError(f"cannot read the build context {context}: {exc.strerror or exc}") from None
+        if log.failed:
+            raise DockerError(log.failure.message(), "Fix that step of the Dockerfile and rerun")
+        if not log.image_id:
+            log.image_id = self.image_id(tag)
+        return log.image_id
+
+    # -- images ------------------------------------------------------------------------------
+    def inspect(self, image: str) -> dict[str, Any] | None:
+        """The engine's inspect data for an image name or id; None when the engine lacks it."""
+        import docker
+
+        try:
+            return dict(self.client.api.inspect_image(image))
+        except docker.errors.ImageNotFound:
+            return None
+        except docker.errors.APIError as exc:
+            raise DockerError(f"failed to inspect image {image}: {self._api_reason(exc)}") from None
+
+    def image_id(self, image: str) -> str:
+        data = self.inspect(image)
+        if data is None:
+            raise DockerError(f"image {image} is not in the Docker engine", "Build or pull it first")
+        return str(data["Id"])
+
+    def tag(self, image: str, repository: str, tag: str) -> None:
+        import docker
+
+        try:
+            self.client.api.tag(image, repository, tag)
+        except docker.errors.APIError as exc:
+            raise DockerError(f"failed to tag {image} as {repository}:{tag}: {self._api_reason(exc)}") from None
+
+    def save(self, image: str) -> Iterator[bytes]:
+        """The image as the engine's `docker save` tar stream, in chunks."""
+        import docker
+
+        try:
+            yield from self.client.api.get_image(image)
+        except docker.errors.APIError as exc:
+            raise DockerError(f"failed to export image {image} for scanning: {self._api_reason(exc)}") from None
+
+    def image_files(self, image: str, max_size: int = 1 << 20,
+                    wanted: Callable[[bytes], bool] = lambda head: True) -> Iterator[tuple[str, str, bytes]]:
+        """Regular files of at most `max_size` bytes in every layer of `image`, as (layer, path, content).
+
+        Streams `docker save` without writing it to disk. `wanted` sees a file's first bytes and
+        decides whether it is worth reading whole. Files deleted by a later layer are still
+        yielded: they are still in the image, for anyone who pulls it.
+        """
+        yield from layer_files(self.save(image), max_size, wanted)
+
+    # -- registry ----------------------------------------------------------------------------
+    def push(self, repository: str, tag: str, credentials: Credentials,
+             on_progress: ProgressCallback | None = None) -> PushOutcome:
+        """Push `repository:tag` with these credentials (for this call only)."""
+        import docker
+
+        auth = {"username": credentials.username, "password": credentials.password}
+        digest, pushed = "", 0
+        try:
+            for chunk in self.client.api.push(repository, tag=tag, auth_config=auth, stream=True, decode=True):
+                if "error" in chunk or "errorDetail" in chunk:
+                    raise self._registry_error("push", f"{repository}:{tag}", chunk)
+                aux = chunk.get("aux")
+                if isinstance(aux, dict) and aux.get("Digest"):
+                    digest = str(aux["Digest"])
+                pushed += self._layer_progress(chunk, on_progress, "Pushed")
+        except docker.errors.APIError as exc:
+            raise DockerError(f"failed to push {repository}:{tag}: {self._api_reason(exc)}",
+                              "Check that the registry is reachable and that you may push to it") from None
+        except docker.errors.DockerException as exc:
+            raise DockerError(f"failed to push {repository}:{tag}: {_short_reason(exc)}",
+                              _engine_hint(self.host)) from None
+        if not digest:
+            raise DockerError(f"failed to push {repository}:{tag}: the engine reported no manifest digest")
+        return PushOutcome(digest=digest, layers_pushed=pushed)
+
+    def pull(self, image_ref: str, credentials: Credentials | None = None,
+             on_progress: ProgressCallback | None = None) -> str:
+        """Pull `host/repo:tag` or `host/repo@sha256:…`; return the local image id."""
+        import docker
+        from docker.utils import parse_repository_tag
+
+        repository, reference = parse_repository_tag(image_ref)
+        auth = {"username": credentials.username, "password": credentials.password} if credentials else None
+        try:
+            for chunk in self.client.api.pull(repository, tag=reference or "latest", auth_config=auth,
+                                              stream=True, decode=True):
+                if "error" in chunk or "errorDetail" in chunk:
+                    raise self._registry_error("pull", image_ref, chunk)
+                self._layer_progress(chunk, on_progress, "Pull complete")
+        except docker.errors.APIError as exc:
+            raise DockerError(f"failed to pull {image_ref}: {self._api_reason(exc)}",
+                              "Check the image reference and that you may pull from the registry") from None
+        except docker.errors.DockerException as exc:
+            raise DockerError(f"failed to pull {image_ref}: {_short_reason(exc)}", _engine_hint(self.host)) from None
+        return self.image_id(image_ref)
+
+    # -- helpers -----------------------------------------------------------------------------
+    @staticmethod
+    def _layer_progress(chunk: Mapping[str, Any], on_progress: ProgressCallback | None, done_status: str) -> int:
+        """Forward one layer event; return 1 when it says a layer finished transferring."""
+        layer, status = chunk.get("id"), str(chunk.get("status", ""))
+        if not layer or on_progress is None or ":" in str(layer):
+            return int(status == done_status)
+        detail = chunk.get("progressDetail") or {}
+        description = f"layer {layer}"
+        if "current" in detail:
+            on_progress(str(layer), description, int(detail["current"]), detail.get("total"))
+        elif status in (done_status, "Layer already exists", "Already exists", "Download complete") \
+                or status.startswith("Mounted from"):
+            on_progress(str(layer), f"{description} ({status.lower()})", 1, 1)
+        elif status in ("Preparing", "Waiting", "Pulling fs layer"):
+            on_progress(str(layer), description, 0, None)
+        return int(status == done_status)
+
+    @staticmethod
+    def _api_reason(exc: Any) -> str:
+        explanation = getattr(exc, "explanation", None) or str(exc)
+        return redact(" ".join(str(explanation).split()))
+
+    @staticmethod
+    def _registry_error(verb: str, image: str, chunk: Mapping[str, Any]) -> DockerError:
+        detail = chunk.get("errorDetail") or {}
+        message = " ".join(str(chunk.get("error") or detail.get("message") or "unknown error").split())
+        lowered = message.lower()
+        if any(word in lowered for word in _DENIED):
+            return DockerError(f"failed to {verb} {image}: AccessDenied: the registry refused it ({message})",
+                               "Check the repository policy and the IAM permissions for ECR "
+                               f"({'ecr:InitiateLayerUpload, ecr:PutImage' if verb == 'push' else 'ecr:BatchGetImage'})"
+                               "; an immutable-tag repository also refuses an existing tag")
+        if "tag invalid" in lowered or "immutable" in lowered:
+            return DockerError(f"failed to {verb} {image}: the registry refused the tag ({message})",
+                               "The repository has immutable tags: push under a new tag (--tag)")
+        return DockerError(f"failed to {verb} {image}: {message}",
+                           "Check that the registry is reachable (GCPFARGATE_ECR_REGISTRY) and retry")
