@@ -111,6 +111,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "assign_public_ip": Key(bool, False),
         "platform_version": Key(str, "LATEST"),
         "wait_timeout": Key(int, 3600),
+        "poll_interval": Key(int, 6),  # longest pause between status polls while waiting, in seconds
     },
     "schedule": {
         "name": Key(str, "", _pattern(r"[0-9a-zA-Z_.-]{1,64}", "schedule name")),

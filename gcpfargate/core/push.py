@@ -1,0 +1,330 @@
+"""Step 3 of the recipe: build the image, refuse to ship a key inside it, push it to ECR.
+
+- **Repository**: `image.repository` (default: the task family) is created when missing, with
+  scan-on-push on. An existing repository is never reconfigured; scan-on-push off only warns.
+- **Authentication**: ECR's GetAuthorizationToken; the credentials go to the Docker engine with
+  this push only (`auth_config`), never into ~/.docker/config.json.
+- **Tag**: `image.tag` (or `--tag`); otherwise derived: the short git SHA of the context when it
+  is a git work tree, else a UTC timestamp `YYYYmmddHHMMSS`.
+- **latest** is *not* pushed unless `image.push_latest = true`: repositories with immutable tags
+  reject a second `latest`, and the task definition pins the digest anyway, so `latest` only
+  serves humans.
+- **No-op**: nothing is pushed (`changed: false`) when the registry already holds an image with
+  the built image's config digest (its image id) under the tag. When the tag was derived, the
+  image pinned by the family's latest ACTIVE task definition counts too, so a timestamp tag does
+  not force a new push of an unchanged image; that image is reported and `latest` is left alone.
+- **Guard**: before anything is pushed, the build context (after `.dockerignore`) and every layer
+  of the built image are searched for files that look like a service-account key. Found: refuse,
+  naming the paths, unless `allow_embedded_credentials` (then warn).
+- **Dry run**: no build, no AWS write, no push; the plan names the repository, image and tag.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from gcpfargate.config import SCHEMA, Settings
+from gcpfargate.core.context import Context
+from gcpfargate.errors import AwsError, ConfigError, EmbeddedCredentialsError
+from gcpfargate.keyfile import looks_like_key
+
+# Key files are small JSON documents; bigger files are not read.
+MAX_SCANNED_FILE = 1 << 20
+_ARCH_ALIASES = {"x86_64": "amd64", "aarch64": "arm64"}
+_ECS_ARCH = {"X86_64": "amd64", "ARM64": "arm64"}
+_TASK_DEFINITION_MISSING = ("ClientException", "ResourceNotFoundException", "InvalidParameterException")
+
+
+@dataclass
+class PushResult:
+    image: str  # host/repo:tag (or host/repo@sha256:… for a reused image no tag points at)
+    digest: str  # the manifest digest, sha256:…; empty in a dry run
+    tags: list[str]
+    changed: bool
+    plan: list[str] = field(default_factory=list)  # what a --dry-run would do
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        if not self.plan:
+            data.pop("plan")
+        return data
+
+
+@dataclass(frozen=True)
+class BuildInputs:
+    context: Path
+    dockerfile: str  # as the docker SDK wants it: relative to the context, or absolute outside it
+    platform: str  # normalised: linux/amd64 or linux/arm64
+    build_args: dict[str, str]
+
+
+def push_image(ctx: Context, allow_embedded_credentials: bool = False, tag: str | None = None) -> PushResult:
+    settings = ctx.settings
+    if not settings.repository:
+        settings.require("image.repository")
+    repository = settings.repository
+    inputs = build_inputs(settings)
+    tag, explicit = choose_tag(settings, inputs.context, tag)
+    tags = [tag, "latest"] if settings.get("image.push_latest") and tag != "latest" else [tag]
+
+    with ctx.reporter.step("Searching the build context for key files"):
+        found = scan_context(inputs.context, inputs.dockerfile)
+    guard(ctx, found, "the build context", allow_embedded_credentials)
+
+    name = ctx.registry.image_name(repository)
+    image = f"{name}:{tag}"
+    if ctx.dry_run:
+        return plan(ctx, repository, image, tags, inputs)
+
+    ctx.docker.ping()  # an unreachable engine fails here, before any AWS write
+    with ctx.reporter.step(f"Building {image} for {inputs.platform}"):
+        image_id = ctx.docker.build(inputs.context, inputs.dockerfile, image, inputs.platform, inputs.build_args,
+                                    on_line=ctx.reporter.log)
+    task_definition = latest_task_definition(ctx)
+    check_platform(ctx, image, image_id, inputs.platform, task_definition)
+    with ctx.reporter.step(f"Searching the layers of {image} for key files"):
+        found = scan_image(ctx, image_id)
+    guard(ctx, found, f"image {image}", allow_embedded_credentials)
+
+    created = ensure_repository(ctx, repository)
+    with ctx.reporter.step(f"Authenticating to {ctx.registry.host}"):
+        credentials = ctx.registry.credentials()
+
+    digest = held_digest(ctx, repository, tag, inputs.platform, image_id)
+    if not digest and not explicit:
+        reused = reuse_task_definition_image(ctx, repository, image_id, inputs.platform, task_definition)
+        if reused is not None:
+            return reused
+    pushed = False
+    for each in tags:
+        if each == tag and digest:
+            ctx.reporter.info(f"{image} already holds this image: nothing to push")
+            continue
+        if each != tag:
+            if held_digest(ctx, repository, each, inputs.platform, image_id):
+                continue
+            ctx.docker.tag(image_id, name, each)
+        with ctx.reporter.step(f"Pushing {name}:{each}"):
+            outcome = ctx.docker.push(name, each, credentials, on_progress=ctx.reporter.progress)
+        pushed = True
+        if each == tag:
+            digest = outcome.digest
+    return PushResult(image=image, digest=digest, tags=tags, changed=created or pushed)
+
+
+# -- inputs --------------------------------------------------------------------------------------
+def build_inputs(settings: Settings) -> BuildInputs:
+    context = settings.path("image.context")
+    if not context.is_dir():
+        raise ConfigError(f"build context {context} is not a directory",
+                          "Set image.context to the directory that holds the Dockerfile")
+    # Like docker compose: the Dockerfile path is relative to the context.
+    dockerfile = (context / str(settings.get("image.dockerfile") or "Dockerfile")).resolve()
+    if not dockerfile.is_file():
+        raise ConfigError(f"Dockerfile {dockerfile} does not exist",
+                          f"Create it, or set image.dockerfile (a path relative to {context})")
+    relative = dockerfile.relative_to(context).as_posix() if dockerfile.is_relative_to(context) else ""
+    os_name, _, arch = str(settings.get("image.platform")).partition("/")
+    return BuildInputs(context=context, dockerfile=relative or str(dockerfile),
+                       platform=f"{os_name}/{_ARCH_ALIASES.get(arch, arch)}",
+                       build_args=dict(settings.get("image.build_args") or {}))
+
+
+def choose_tag(settings: Settings, context: Path, tag: str | None = None) -> tuple[str, bool]:
+    """The tag and whether the user chose it (an argument or image.tag) rather than it being derived."""
+    if tag:
+        check = SCHEMA["image"]["tag"].validate
+        if check is not None and (reason := check(tag)):
+            raise ConfigError(f"image tag {tag!r} {reason}")
+        return tag, True
+    configured = str(settings.get("image.tag") or "")
+    if configured:
+        return configured, True
+    return derive_tag(context), False
+
+
+def derive_tag(context: Path, now: datetime | None = None) -> str:
+    """The short git SHA of the context's HEAD when it is a git work tree, else a UTC timestamp."""
+    git = shutil.which("git")
+    if git:
+        try:
+            inside = subprocess.run([git, "-C", str(context), "rev-parse", "--is-inside-work-tree"],
+                                    capture_output=True, text=True, timeout=10)
+            if inside.returncode == 0 and inside.stdout.strip() == "true":
+                head = subprocess.run([git, "-C", str(context), "rev-parse", "--short", "HEAD"],
+                                      capture_output=True, text=True, timeout=10)
+                if head.returncode == 0 and head.stdout.strip():
+                    return head.stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            pass  # no usable git: fall back to the timestamp
+    return (now or datetime.now(UTC)).strftime("%Y%m%d%H%M%S")
+
+
+# -- the guard -----------------------------------------------------------------------------------
+def _jsonish(head: bytes) -> bool:
+    return head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{")
+
+
+def scan_context(context: Path, dockerfile: str) -> list[str]:
+    """Paths (relative to the context) of key-like files the build would send to the engine."""
+    from docker.utils.build import exclude_paths
+
+    patterns: list[str] = []
+    ignore = context / ".dockerignore"
+    if ignore.is_file():
+        # The same reading of .dockerignore as the docker SDK's build.
+        lines = ignore.read_text(encoding="utf-8", errors="replace").splitlines()
+        patterns = [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
+    found = []
+    for relative in sorted(exclude_paths(str(context), patterns, dockerfile)):
+        path = context / relative
+        try:
+            if path.is_symlink() or not path.is_file() or path.stat().st_size > MAX_SCANNED_FILE:
+                continue
+            with path.open("rb") as handle:
+                head = handle.read(64)
+                if _jsonish(head) and looks_like_key(head + handle.read()):
+                    found.append(relative)
+        except OSError:
+            continue  # unreadable: the build itself will say so
+    return found
+
+
+def scan_image(ctx: Context, image_id: str) -> list[str]:
+    """Paths inside the image (any layer, even if a later layer deletes them) that look like keys."""
+    found: list[str] = []
+    for _layer, path, content in ctx.docker.image_files(image_id, MAX_SCANNED_FILE, _jsonish):
+        if path not in found and looks_like_key(content):
+            found.append(path)
+    return found
+
+
+def guard(ctx: Context, found: list[str], where: str, allow: bool) -> None:
+    if not found:
+        return
+    shown = ", ".join(found[:5]) + (f" and {len(found) - 5} more" if len(found) > 5 else "")
+    what = f"{where} contains {'a file' if len(found) == 1 else 'files'} that look{'s' if len(found) == 1 else ''}" \
+           f" like a service-account key: {shown}"
+    if allow:
+        ctx.reporter.warn(f"{what} (pushing anyway: --allow-embedded-credentials)")
+        return
+    raise EmbeddedCredentialsError(
+        f"refusing to push: {what}",
+        "Remove it from the image (exclude it in .dockerignore; a key fetched by a RUN step stays in its layer "
+        "even if deleted later), rotate that key, or pass --allow-embedded-credentials")
+
+
+# -- AWS and the registry ------------------------------------------------------------------------
+def describe_repository(ctx: Context, repository: str) -> dict[str, Any] | None:
+    try:
+        data = ctx.aws.call("ecr", "describe_repositories", f"read ECR repository {repository}",
+                            repositoryNames=[repository])
+    except AwsError as exc:
+        if exc.code == "RepositoryNotFoundException":
+            return None
+        raise
+    return dict(data["repositories"][0])
+
+
+def ensure_repository(ctx: Context, repository: str) -> bool:
+    """Create the repository (scan on push) when missing; True when it was created."""
+    found = describe_repository(ctx, repository)
+    if found is not None:
+        if not found.get("imageScanningConfiguration", {}).get("scanOnPush"):
+            ctx.reporter.warn(f"ECR repository {repository} does not scan images on push; turn it on with "
+                              f"`aws ecr put-image-scanning-configuration --repository-name {repository} "
+                              "--image-scanning-configuration scanOnPush=true` or registry-level scanning")
+        return False
+    with ctx.reporter.step(f"Creating ECR repository {repository}"):
+        try:
+            ctx.aws.call("ecr", "create_repository", f"create ECR repository {repository}",
+                         repositoryName=repository, imageScanningConfiguration={"scanOnPush": True})
+        except AwsError as exc:
+            if exc.code in ("AccessDenied", "AccessDeniedException"):
+                raise AwsError(exc.message, "Allow ecr:CreateRepository for this identity, or create the "
+                               f"repository {repository} yourself").with_code(exc.code) from None
+            raise
+    return True
+
+
+def latest_task_definition(ctx: Context) -> dict[str, Any] | None:
+    """The family's latest ACTIVE revision; None when there is none (or it cannot be read)."""
+    family = ctx.settings.family
+    if not family:
+        return None
+    try:
+        data = ctx.aws.call("ecs", "describe_task_definition", f"read task definition family {family}",
+                            taskDefinition=family)
+    except AwsError as exc:
+        if exc.code not in _TASK_DEFINITION_MISSING:
+            # Only an optimisation and a platform check depend on it: say so and carry on.
+            ctx.reporter.warn(f"{exc.message}; pushing without comparing to the registered task definition")
+        return None
+    return dict(data.get("taskDefinition") or {})
+
+
+def check_platform(ctx: Context, image: str, image_id: str, platform: str,
+                   task_definition: dict[str, Any] | None) -> None:
+    data = ctx.docker.inspect(image_id) or {}
+    arch = _ARCH_ALIASES.get(str(data.get("Architecture", "")), str(data.get("Architecture", "")))
+    built = f"{data.get('Os', 'linux')}/{arch}"
+    if arch and built != platform:
+        ctx.reporter.warn(f"{image} was built for {built}, but image.platform is {platform}: Fargate will not "
+                          "start it (exec format error). Check the Dockerfile's FROM --platform")
+    task_definition = task_definition or {}
+    wanted = _ECS_ARCH.get(str((task_definition.get("runtimePlatform") or {}).get("cpuArchitecture", "")))
+    if wanted and arch and wanted != arch:
+        ctx.reporter.warn(f"{image} is {built}, but task definition {task_definition.get('family')} "
+                          f"asks for runtimePlatform {wanted}: set image.platform and runtimePlatform alike")
+
+
+def reuse_task_definition_image(ctx: Context, repository: str, image_id: str, platform: str,
+                                task_definition: dict[str, Any] | None) -> PushResult | None:
+    """The registered image when it is this very image (same config digest) and still in the registry."""
+    name = ctx.registry.image_name(repository)
+    task_definition = task_definition or {}
+    for container in task_definition.get("containerDefinitions", []):
+        registered = str(container.get("image", ""))
+        if not registered.startswith((name + "@", name + ":")):
+            continue
+        reference = registered[len(name) + 1:]
+        held = ctx.registry.resolve(repository, reference, platform)
+        if held is None or held.config_digest != image_id:
+            continue
+        if registered.startswith(name + ":"):
+            tag: str | None = reference
+        else:
+            tag = tag_of(ctx, repository, held.digest)
+        shown = f"{name}:{tag}" if tag else f"{name}@{held.digest}"
+        ctx.reporter.info(f"task definition {task_definition.get('family')} already runs this image "
+                          f"({shown}): nothing to push")
+        return PushResult(image=shown, digest=held.digest, tags=[tag] if tag else [], changed=False)
+    return None
+
+
+def held_digest(ctx: Context, repository: str, tag: str, platform: str, image_id: str) -> str:
+    """The manifest digest when the registry holds this very image (same config digest) under `tag`."""
+    held = ctx.registry.resolve(repository, tag, platform)
+    return held.digest if held is not None and held.config_digest == image_id else ""
+
+
+def tag_of(ctx: Context, repository: str, digest: str, limit: int = 50) -> str | None:
+    """A tag (not `latest`) pointing at `digest`; newest-looking first, at most `limit` lookups."""
+    candidates = sorted((t for t in ctx.registry.tags(repository) if t != "latest"), reverse=True)[:limit]
+    return next((t for t in candidates if ctx.registry.digest(repository, t) == digest), None)
+
+
+def plan(ctx: Context, repository: str, image: str, tags: list[str], inputs: BuildInputs) -> PushResult:
+    steps = []
+    if describe_repository(ctx, repository) is None:
+        steps.append(f"create ECR repository {repository} (scan on push)")
+    steps.append(f"build {inputs.context} with {inputs.dockerfile} for {inputs.platform}")
+    steps.append("search the image's layers for key files")
+    name = image.rsplit(":", 1)[0]
+    steps.extend(f"push {name}:{each} unless the registry already holds this image there" for each in tags)
+    return PushResult(image=image, digest="", tags=tags, changed=True, plan=steps)

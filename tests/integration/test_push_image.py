@@ -1,0 +1,308 @@
+"""push-image against the stack: a real build on the private dockerd, pushed to the real registry,
+ECR repositories in moto, ECR authorization through moto (and the fault proxy for failures)."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import docker
+
+from tests.conftest import Project, assert_one_clean_line
+from tests.stack.faultproxy import FaultProxy, Rule
+from tests.stack.images import write_busybox_context
+from tests.stack.local import free_port
+
+DOCKER_V2 = "application/vnd.docker.distribution.manifest.v2+json"
+
+
+def fake_key_json() -> str:
+    """A key-shaped JSON document made at run time, so no key-looking text is ever committed."""
+    pem = "-----BEGIN " + "PRIVATE KEY-----\nMIIfake\n-----END " + "PRIVATE KEY-----\n"
+    return json.dumps({"type": "service_account", "project_id": "proj-fake", "private_key_id": "0" * 40,
+                       "private_key": pem, "client_email": "fake@proj-fake.iam.gserviceaccount.com"})
+
+
+def configure_image(project: Project, **image: Any) -> str:
+    """Append an [image] section (repository unique to the test); returns the repository."""
+    values = {"repository": project.family, "context": ".", **image}
+    lines = "".join(f"{key} = {json.dumps(value)}\n" for key, value in values.items())
+    config = project.dir / "gcpfargate.toml"
+    config.write_text(config.read_text() + "\n[image]\n" + lines)
+    return str(values["repository"])
+
+
+def registry_digest(project: Project, repository: str, tag: str) -> str | None:
+    request = urllib.request.Request(f"http://{project.stack.registry}/v2/{repository}/manifests/{tag}",
+                                     method="HEAD", headers={"Accept": DOCKER_V2})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.headers["Docker-Content-Digest"]
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return None
+        raise
+
+
+def registry_tags(project: Project, repository: str) -> list[str]:
+    try:
+        with urllib.request.urlopen(f"http://{project.stack.registry}/v2/{repository}/tags/list", timeout=10) as r:
+            return sorted(json.load(r).get("tags") or [])
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return []
+        raise
+
+
+def repositories(project: Project) -> list[str]:
+    return [r["repositoryName"] for r in project.aws("ecr").describe_repositories()["repositories"]]
+
+
+def engine(project: Project) -> docker.DockerClient:
+    return docker.DockerClient(base_url=project.stack.docker_host)
+
+
+def push_events(project: Project, repository: str, since: float) -> list[dict[str, Any]]:
+    """The engine's own record of image pushes of this repository since `since`."""
+    events = engine(project).events(since=int(since), until=int(time.time()) + 1,
+                                    filters={"type": "image", "event": "push"}, decode=True)
+    return [event for event in events if f"/{repository}:" in event.get("id", "")]
+
+
+def test_push_builds_pushes_and_a_second_push_is_a_no_op(project: Project) -> None:
+    repository = configure_image(project)
+    write_busybox_context(project.dir, ['CMD ["echo", "hello"]'])
+    first = project.run("push-image", "--output", "json")
+    assert first.returncode == 0, first.output
+    out = first.json
+    assert set(out) == {"image", "digest", "tags", "changed"}
+    assert out["changed"] is True
+    tag = out["tags"][0]
+    assert out["tags"] == [tag] and re.fullmatch(r"\d{14}", tag)  # not a git work tree: UTC timestamp
+    assert out["image"] == f"{project.stack.registry}/{repository}:{tag}"
+    assert out["digest"].startswith("sha256:")
+    assert out["digest"] == registry_digest(project, repository, tag)
+    assert registry_tags(project, repository) == [tag]  # no `latest` unless image.push_latest
+    described = project.aws("ecr").describe_repositories(repositoryNames=[repository])["repositories"][0]
+    assert described["imageScanningConfiguration"]["scanOnPush"] is True
+    assert not (project.dir / ".home" / ".docker" / "config.json").exists()
+    assert "Step 3/4" in first.stderr  # the build log was streamed (to stderr: stdout holds only JSON)
+
+    since = time.time()
+    calls = project.dir / "calls"
+    second = project.run("push-image", "--tag", tag, "--output", "json", env={"GCPFARGATE_CALL_LOG": str(calls)})
+    assert second.returncode == 0, second.output
+    assert second.json == {**out, "changed": False}
+    assert push_events(project, repository, since) == []
+    assert [line for line in calls.read_text().splitlines() if line.endswith(" write")] == []
+    assert "aws ecr GetAuthorizationToken read" in calls.read_text()
+    assert registry_tags(project, repository) == [tag]
+
+
+def test_derived_tag_reuses_the_image_the_task_definition_pins(project: Project) -> None:
+    repository = configure_image(project, platform="linux/amd64")
+    write_busybox_context(project.dir)
+    first = project.run("push-image", "--output", "json")
+    assert first.returncode == 0, first.output
+    pinned = f"{project.stack.registry}/{repository}@{first.json['digest']}"
+    project.aws("ecs").register_task_definition(
+        family=project.family, requiresCompatibilities=["FARGATE"], networkMode="awsvpc", cpu="256",
+        memory="512", runtimePlatform={"cpuArchitecture": "X86_64", "operatingSystemFamily": "LINUX"},
+        containerDefinitions=[{"name": "app", "image": pinned, "essential": True}])
+    time.sleep(1.1)  # the derived timestamp tag of the next run is certainly a new one
+
+    since = time.time()
+    second = project.run("push-image", "--output", "json")
+    assert second.returncode == 0, second.output
+    assert second.json == {**first.json, "changed": False}
+    assert "already runs this image" in second.stderr
+    assert push_events(project, repository, since) == []
+    assert registry_tags(project, repository) == first.json["tags"]
+
+
+def test_push_latest_when_asked(project: Project) -> None:
+    repository = configure_image(project, tag="v1", push_latest=True)
+    write_busybox_context(project.dir)
+    result = project.run("push-image", "--output", "json")
+    assert result.returncode == 0, result.output
+    assert result.json["tags"] == ["v1", "latest"]
+    assert registry_tags(project, repository) == ["latest", "v1"]
+    assert registry_digest(project, repository, "latest") == result.json["digest"]
+
+
+def test_dry_run_plans_with_the_git_sha_and_changes_nothing(project: Project) -> None:
+    repository = configure_image(project)
+    write_busybox_context(project.dir)
+    git = ["git", "-C", str(project.dir), "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run([*git, "init", "-q"], check=True, env=project.env)
+    subprocess.run([*git, "add", "Dockerfile"], check=True, env=project.env)
+    subprocess.run([*git, "commit", "-q", "-m", "init"], check=True, env=project.env)
+    sha = subprocess.run([*git, "rev-parse", "--short", "HEAD"], check=True, capture_output=True, text=True,
+                         env=project.env).stdout.strip()
+
+    calls = project.dir / "calls"
+    result = project.run("push-image", "--dry-run", "--output", "json", env={"GCPFARGATE_CALL_LOG": str(calls)})
+    assert result.returncode == 0, result.output
+    assert result.json["image"] == f"{project.stack.registry}/{repository}:{sha}"
+    assert result.json["tags"] == [sha] and result.json["digest"] == ""
+    assert any(f"create ECR repository {repository}" in line for line in result.json["plan"])
+    assert [line for line in calls.read_text().splitlines() if line.endswith(" write")] == []
+    assert repository not in repositories(project)
+    assert engine(project).images.list(name=f"{project.stack.registry}/{repository}") == []
+
+    text = project.run("push-image", "--dry-run")
+    assert text.returncode == 0, text.output
+    assert "Plan (dry run, nothing changed):" in text.stderr and sha in text.stderr
+
+
+def test_key_in_the_context_is_refused_and_dockerignore_lets_the_push_through(project: Project) -> None:
+    repository = configure_image(project)
+    key = fake_key_json()
+    write_busybox_context(project.dir, files={"config/sa-key.json": key})
+    refused = project.run("push-image")
+    line = assert_one_clean_line(refused, 1, "refusing to push", "config/sa-key.json", "--allow-embedded-credentials")
+    assert "MIIfake" not in refused.output and "PRIVATE" not in line
+    assert repository not in repositories(project)
+
+    (project.dir / ".dockerignore").write_text("config/sa-key.json\n")
+    allowed = project.run("push-image", "--output", "json")
+    assert allowed.returncode == 0, allowed.output
+    assert allowed.json["changed"] is True
+    assert registry_digest(project, repository, allowed.json["tags"][0]) == allowed.json["digest"]
+
+
+def test_key_created_by_a_run_step_is_refused_unless_allowed(project: Project) -> None:
+    import base64
+
+    repository = configure_image(project, tag="v1")
+    encoded = base64.b64encode(fake_key_json().encode()).decode()
+    # The key is not in the context: a RUN step makes it (as a `curl` of a secret would), then deletes it,
+    # which leaves it in that step's layer.
+    write_busybox_context(project.dir, [
+        f"RUN mkdir -p /app && echo {encoded} | base64 -d > /app/creds.json",
+        "RUN rm /app/creds.json",
+    ])
+    refused = project.run("push-image")
+    assert_one_clean_line(refused, 1, "refusing to push", f"image {project.stack.registry}/{repository}:v1",
+                          "/app/creds.json")
+    assert "MIIfake" not in refused.output
+    assert registry_tags(project, repository) == []
+
+    allowed = project.run("push-image", "--allow-embedded-credentials", "--output", "json")
+    assert allowed.returncode == 0, allowed.output
+    assert "warning:" in allowed.stderr and "/app/creds.json" in allowed.stderr
+    assert registry_tags(project, repository) == ["v1"]
+
+
+def test_engine_unreachable_is_one_line(project: Project) -> None:
+    configure_image(project)
+    write_busybox_context(project.dir)
+    result = project.run("push-image", env={"DOCKER_HOST": "unix:///nonexistent"})
+    assert_one_clean_line(result, 1, "cannot reach the Docker engine", "DOCKER_HOST")
+
+
+def test_missing_dockerfile_names_the_path(project: Project) -> None:
+    configure_image(project, dockerfile="build/Dockerfile.prod")
+    result = project.run("push-image")
+    assert_one_clean_line(result, 2, f"Dockerfile {project.dir.resolve()}/build/Dockerfile.prod does not exist")
+
+
+def test_failing_run_step_is_reported_as_that_step(project: Project) -> None:
+    repository = configure_image(project)
+    write_busybox_context(project.dir, ["RUN echo preparing-the-data && exit 3"])
+    result = project.run("push-image")
+    line = assert_one_clean_line(result, 1, "image build failed at step 4/4", "RUN echo preparing-the-data",
+                                 "returned a non-zero code: 3", "last output: preparing-the-data")
+    assert "Fix that step" in line
+    assert registry_tags(project, repository) == []
+
+
+def test_ecr_authorization_failure_is_one_line(project: Project) -> None:
+    configure_image(project)
+    write_busybox_context(project.dir)
+    with FaultProxy(project.stack.moto_url) as proxy:
+        proxy.add(Rule("GetAuthorizationToken", status=400, code="AccessDeniedException",
+                       message="not authorized to perform ecr:GetAuthorizationToken", times=-1))
+        result = project.run("push-image", env={"AWS_ENDPOINT_URL": proxy.url, "AWS_MAX_ATTEMPTS": "1"})
+    assert_one_clean_line(result, 1, "ECR authorization token", "AccessDeniedException", "IAM permissions")
+
+
+def test_create_repository_refusal_is_access_denied(project: Project) -> None:
+    repository = configure_image(project)
+    write_busybox_context(project.dir)
+    with FaultProxy(project.stack.moto_url) as proxy:
+        proxy.add(Rule("CreateRepository", status=400, code="AccessDeniedException",
+                       message="not authorized to perform ecr:CreateRepository", times=-1))
+        result = project.run("push-image", env={"AWS_ENDPOINT_URL": proxy.url, "AWS_MAX_ATTEMPTS": "1"})
+    assert_one_clean_line(result, 1, f"create ECR repository {repository}", "AccessDeniedException",
+                          "ecr:CreateRepository")
+
+
+@contextmanager
+def denying_registry() -> Iterator[str]:
+    """A registry that lets the engine look but answers every upload the way ECR refuses a push."""
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def _answer(self, status: int, body: dict[str, Any] | None = None) -> None:
+            payload = json.dumps(body or {}).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Docker-Distribution-API-Version", "registry/2.0")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(payload)
+
+        def do_GET(self) -> None:
+            if self.path.rstrip("/") == "/v2":
+                self._answer(200)
+            else:
+                self._answer(404, {"errors": [{"code": "MANIFEST_UNKNOWN", "message": "manifest unknown"}]})
+
+        do_HEAD = do_GET
+
+        def do_POST(self) -> None:
+            self._answer(403, {"errors": [{"code": "DENIED", "message": "User is not authorized to perform "
+                                           "ecr:InitiateLayerUpload because of the repository policy"}]})
+
+        do_PUT = do_PATCH = do_POST
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_push_refused_by_the_registry_is_access_denied(project: Project) -> None:
+    configure_image(project, tag="v1")
+    write_busybox_context(project.dir)
+    with denying_registry() as host:
+        result = project.run("push-image", env={"GCPFARGATE_ECR_REGISTRY": host})
+    assert_one_clean_line(result, 1, f"failed to push {host}/{project.family}:v1", "AccessDenied",
+                          "repository policy")
+
+
+def test_registry_down_is_one_line(project: Project) -> None:
+    configure_image(project, tag="v1")
+    write_busybox_context(project.dir)
+    host = f"127.0.0.1:{free_port()}"
+    result = project.run("push-image", env={"GCPFARGATE_ECR_REGISTRY": host})
+    assert_one_clean_line(result, 1, f"cannot reach registry {host}", "GCPFARGATE_ECR_REGISTRY")
