@@ -35,9 +35,12 @@ class Output:
         self.verbose = verbose or debug
         self.debug = debug
         self.rich = interactive()
+        # emoji=False: an ARN's ":secret:" must not become a picture.
         self.err = Console(stderr=True, highlight=False, soft_wrap=True, force_terminal=self.rich or None,
-                           no_color=not self.rich)
-        self.out = Console(highlight=False, soft_wrap=True, no_color=not interactive(sys.stdout))
+                           no_color=not self.rich, emoji=False)
+        # Not a terminal: never truncate (a tree or table is read by grep and humans in logs alike).
+        self.out = Console(highlight=False, soft_wrap=True, no_color=not interactive(sys.stdout), emoji=False,
+                           width=None if interactive(sys.stdout) else 400)
         self._progress: Any = None
         self._tasks: dict[str, Any] = {}
         self._last_plain: dict[str, float] = {}
@@ -110,6 +113,14 @@ class Output:
             self.table(data)
 
     def table(self, data: dict[str, Any], title: str | None = None) -> None:
+        if not interactive(sys.stdout):
+            # Plain "key: value" lines: nothing truncated, easy to grep.
+            if title:
+                sys.stdout.write(f"{title}\n")
+            for key, value in data.items():
+                shown = ", ".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
+                sys.stdout.write(redact(f"{key}: {shown}") + "\n")
+            return
         from rich.table import Table
 
         table = Table(title=title, show_header=False, box=None, pad_edge=False)

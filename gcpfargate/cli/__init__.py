@@ -50,7 +50,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = hoist_global_options(sys.argv[1:] if argv is None else argv)
     try:
-        app(args=args, prog_name="gcpfargate", standalone_mode=False)
+        # Without standalone mode click returns (not raises) the code of a `typer.Exit(code)`.
+        returned = app(args=args, prog_name="gcpfargate", standalone_mode=False)
+        if isinstance(returned, int) and returned:
+            return _exit(returned, argv)
     except GcpfargateError as exc:
         if STATE.debug:
             import traceback

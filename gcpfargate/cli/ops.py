@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from gcpfargate.cli.app import STATE, DryRun, app
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 @app.command("rotate-key")
@@ -41,3 +44,32 @@ def rotate_key(
     for line in result.plan:
         STATE.console.info(f"  - {line}")
     STATE.console.result(result.to_json())
+
+
+@app.command()
+def doctor(
+    no_get_secret: Annotated[bool, typer.Option("--no-get-secret", help="Do not read the secret's value.")] = False,
+) -> None:
+    """Check every link from the GCP key to a Fargate task start; exit 3 when a check fails."""
+    from gcpfargate.core.doctor import run_doctor
+    from gcpfargate.errors import ExitCode
+
+    report = run_doctor(STATE.context(), get_secret=not no_get_secret)
+
+    def tree(console: Console) -> None:
+        from rich.markup import escape
+        from rich.tree import Tree
+
+        colours = {"OK": "green", "WARN": "yellow", "FAIL": "red", "SKIP": "dim"}
+        root = Tree("gcpfargate doctor")
+        groups: dict[str, Tree] = {}
+        for check in report.checks:
+            if check.group not in groups:
+                groups[check.group] = root.add(check.group)
+            status = check.status.value
+            groups[check.group].add(f"[{colours[status]}]{status:<4}[/] {check.name}: {escape(check.detail)}")
+        console.print(root)
+
+    STATE.console.result(report.to_json(), tree)
+    if report.failed:
+        raise typer.Exit(int(ExitCode.CHECK_FAILED))

@@ -24,8 +24,10 @@ def push_image(
     ctx = STATE.context(dry_run=dry_run, image__tag=tag)
     result = run_push(ctx, allow_embedded_credentials=allow_embedded_credentials)
     out = STATE.console
+    data = result.to_json()
     if dry_run and not out.json:
         out.info("Plan (dry run, nothing changed):")
         for line in result.plan:
             out.info(f"  - {line}")
-    out.result(result.to_json())
+    summary = {key: value for key, value in data.items() if key != "plan"}
+    out.result(data, text=lambda _console: out.table(summary))

@@ -1,1 +1,55 @@
-"""Commands: placeholder, filled in by its own issue."""
+"""`gcpfargate run`: RunTask on Fargate, wait for STOPPED while streaming awslogs, pass on the exit code."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from gcpfargate.cli.app import STATE, DryRun, app
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+
+@app.command("run")
+def run_command(
+    revision: Annotated[int | None, typer.Option("--revision", min=1, help="Run this revision instead of the latest "
+                                                 "ACTIVE one.", show_default=False)] = None,
+    cluster: Annotated[str | None, typer.Option("--cluster", help="ECS cluster (run.cluster).", show_default=False)]
+    = None,
+    subnet: Annotated[list[str] | None, typer.Option("--subnet", help="Subnet id; repeat for several (replaces "
+                                                     "run.subnets).", show_default=False)] = None,
+    security_group: Annotated[list[str] | None, typer.Option("--security-group", help="Security group id; repeat for "
+                                                             "several (replaces run.security_groups).",
+                                                             show_default=False)] = None,
+    wait_timeout: Annotated[int | None, typer.Option("--wait-timeout", min=1, help="Seconds to wait for STOPPED "
+                                                     "(run.wait_timeout).", show_default=False)] = None,
+    no_wait: Annotated[bool, typer.Option("--no-wait", help="Return once the task is started.")] = False,
+    dry_run: DryRun = False,
+) -> None:
+    """Run the task on Fargate, stream its logs, and exit with its essential container's exit code."""
+    from gcpfargate.core.run import run
+
+    ctx = STATE.context(dry_run=dry_run, run__cluster=cluster, run__subnets=subnet or None,
+                        run__security_groups=security_group or None, run__wait_timeout=wait_timeout)
+    result = run(ctx, revision=revision, wait=not no_wait)
+    out = STATE.console
+    for warning in result.warnings:
+        out.warn(warning)
+
+    def render(console: Console) -> None:
+        import json
+
+        if result.request is not None and result.task_arn is None:
+            console.print("RunTask request (dry run, nothing sent):", markup=False)
+            console.print(json.dumps(result.request, indent=2), markup=False)
+        elif result.exit_code is None:
+            console.print(f"Task {result.task_arn} started (not waiting).", markup=False)
+        else:
+            reason = f": {result.stopped_reason}" if result.stopped_reason else ""
+            console.print(f"Task {result.task_id} stopped{reason} (exit code {result.exit_code}).", markup=False)
+
+    out.result(result.to_json(), text=render)
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)

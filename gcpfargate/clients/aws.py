@@ -68,19 +68,24 @@ class AwsClients:
                            "Set aws.region in gcpfargate.toml, --region, or AWS_REGION")
         return str(region)
 
-    def client(self, service: str) -> Any:
+    def client(self, service: str, probe: bool = False) -> Any:
+        """The shared client for `service`; `probe=True` gives one that never retries, for optional
+        calls (such as the policy simulator) whose failure only means "fall back"."""
         with self._lock:
-            if service not in self._clients:
+            cache_key = f"{service}/probe" if probe else service
+            if cache_key not in self._clients:
                 from botocore.config import Config
 
                 # Standard retry mode unless the user chose one; max attempts stay with botocore's own
                 # resolution, so AWS_MAX_ATTEMPTS is honoured.
-                retries = {"mode": os.environ.get("AWS_RETRY_MODE", "standard")}
+                retries: dict[str, Any] = {"mode": os.environ.get("AWS_RETRY_MODE", "standard")}
+                if probe:
+                    retries["total_max_attempts"] = 1
                 client = self.session.client(service, region_name=self.region,
                                              config=Config(retries=retries, user_agent_extra="gcpfargate"))
                 client.meta.events.register("before-call", self._count)
-                self._clients[service] = client
-            return self._clients[service]
+                self._clients[cache_key] = client
+            return self._clients[cache_key]
 
     def _count(self, model: Any, **_: Any) -> None:
         service = model.service_model.service_name
@@ -89,11 +94,12 @@ class AwsClients:
             with open(self._call_log, "a", encoding="utf-8") as log:
                 log.write(f"aws {service} {model.name} {'write' if is_mutating(model.name) else 'read'}\n")
 
-    def call(self, service: str, operation: str, action: str = "", **params: Any) -> Any:
+    def call(self, service: str, operation: str, action: str = "", probe: bool = False, **params: Any) -> Any:
         """Call `operation` (snake_case) on `service`; `action` words the error ("store the secret")."""
         import botocore.exceptions
+        import botocore.parsers
 
-        client = self.client(service)
+        client = self.client(service, probe=probe)
         try:
             return getattr(client, operation)(**params)
         except botocore.exceptions.ClientError as exc:
@@ -118,6 +124,9 @@ class AwsClients:
         except botocore.exceptions.ParamValidationError as exc:
             raise AwsError(f"failed to {action or operation}: invalid request: {exc}").with_code(
                 "ParamValidation") from None
+        except botocore.parsers.ResponseParserError:
+            raise AwsError(f"failed to {action or operation}: the endpoint sent a response that is not AWS's",
+                           "Check AWS_ENDPOINT_URL; retry").with_code("ResponseParserError") from None
         except botocore.exceptions.BotoCoreError as exc:
             raise AwsError(f"failed to {action or operation}: {exc}").with_code(type(exc).__name__) from None
 

@@ -30,6 +30,8 @@ ProgressCallback = Callable[[str, str, int, "int | None"], None]
 
 _STEP = re.compile(r"^Step \d+/\d+ : ")
 _LAST_LINES = 5
+# The classic builder's own bookkeeping lines: not what a failing step printed.
+_BUILDER_NOISE = (" ---> ", "Removing intermediate container ", "Successfully built ", "Successfully tagged ")
 _DENIED = ("denied", "unauthorized", "authentication required", "forbidden", "access to the requested resource")
 
 
@@ -75,7 +77,7 @@ class BuildLog:
                 # A new step: its own output is what matters if it fails.
                 self.failure.step = line.split(" : ", 1)[0].lower() + " `" + line.split(" : ", 1)[1] + "`"
                 self.failure.last_lines.clear()
-            elif not line.startswith(" ---> "):
+            elif not line.startswith(_BUILDER_NOISE):
                 self.failure.last_lines.append(line)
             if line.startswith("Successfully built ") and not self.image_id:
                 self.image_id = line.removeprefix("Successfully built ").strip()
@@ -109,6 +111,17 @@ class _ChunkReader(io.RawIOBase):
         return size
 
 
+def _open_layer(blob: Any) -> Any:
+    import tarfile
+
+    if blob is None:
+        return None
+    try:
+        return tarfile.open(fileobj=blob, mode="r|*")
+    except tarfile.TarError:
+        return None
+
+
 def layer_files(chunks: Iterator[bytes], max_size: int, wanted: Callable[[bytes], bool]
                 ) -> Iterator[tuple[str, str, bytes]]:
     """Walk a `docker save` tar (legacy `<id>/layer.tar` or OCI `blobs/sha256/…`): every member that
@@ -119,12 +132,8 @@ def layer_files(chunks: Iterator[bytes], max_size: int, wanted: Callable[[bytes]
         for member in outer:
             if not member.isfile() or member.size < 1024 or member.name.endswith((".json", "repositories")):
                 continue  # a layer tar is at least two 512-byte blocks; manifests and configs are JSON
-            blob = outer.extractfile(member)
-            if blob is None:
-                continue
-            try:
-                layer = tarfile.open(fileobj=blob, mode="r|*")
-            except tarfile.TarError:
+            layer = _open_layer(outer.extractfile(member))
+            if layer is None:
                 continue  # an OCI config or manifest blob, not a layer
             with layer:
                 for entry in layer:

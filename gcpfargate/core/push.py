@@ -109,8 +109,9 @@ def push_image(ctx: Context, allow_embedded_credentials: bool = False, tag: str 
             if held_digest(ctx, repository, each, inputs.platform, image_id):
                 continue
             ctx.docker.tag(image_id, name, each)
-        with ctx.reporter.step(f"Pushing {name}:{each}"):
-            outcome = ctx.docker.push(name, each, credentials, on_progress=ctx.reporter.progress)
+        # Not a step: a spinner and the per-layer bars cannot share the terminal.
+        ctx.reporter.info(f"Pushing {name}:{each}")
+        outcome = ctx.docker.push(name, each, credentials, on_progress=ctx.reporter.progress)
         pushed = True
         if each == tag:
             digest = outcome.digest

@@ -72,7 +72,7 @@ def engine(project: Project) -> docker.DockerClient:
 
 def push_events(project: Project, repository: str, since: float) -> list[dict[str, Any]]:
     """The engine's own record of image pushes of this repository since `since`."""
-    events = engine(project).events(since=int(since), until=int(time.time()) + 1,
+    events = engine(project).events(since=f"{since:.6f}", until=int(time.time()) + 1,
                                     filters={"type": "image", "event": "push"}, decode=True)
     return [event for event in events if f"/{repository}:" in event.get("id", "")]
 

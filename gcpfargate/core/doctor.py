@@ -1,0 +1,350 @@
+"""`doctor`: verify every link between the GCP key and a Fargate task start, before a night run does.
+
+Each check answers OK / WARN / FAIL / SKIP with a one-line reason, in a fixed order. Checks that
+depend on an earlier one (the key's state needs the secret) SKIP when it failed, so one broken
+link shows as exactly one FAIL. The execution role is judged from *its own* policies (the role
+the task runs with, not the caller), with IAM's policy simulator where the endpoint has it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import Enum
+from typing import Any
+
+from gcpfargate.clients.gcp import MAX_USER_KEYS, ServiceAccount
+from gcpfargate.core import execution_role, policy, secret
+from gcpfargate.core.context import Context
+from gcpfargate.errors import AwsError, GcpfargateError
+from gcpfargate.keyfile import looks_like_key
+
+KEY_AGE_WARN_DAYS = 90
+KEY_COUNT_WARN = 8
+
+
+class Status(str, Enum):
+    OK = "OK"
+    WARN = "WARN"
+    FAIL = "FAIL"
+    SKIP = "SKIP"
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    group: str
+    status: Status
+    detail: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"name": self.name, "status": self.status.value, "detail": self.detail}
+
+
+@dataclass
+class DoctorReport:
+    checks: list[Check]
+
+    @property
+    def failed(self) -> bool:
+        return any(check.status is Status.FAIL for check in self.checks)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"checks": [check.to_json() for check in self.checks]}
+
+
+@dataclass
+class _Facts:
+    """What earlier checks found, for later ones."""
+
+    account: ServiceAccount | None = None
+    secret: secret.SecretState | None = None
+    revision: dict[str, Any] | None = None
+    role_arn: str = ""
+    kms_arn: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class _Skip(Exception):
+    pass
+
+
+def run_doctor(ctx: Context, get_secret: bool = True) -> DoctorReport:
+    facts = _Facts()
+    checks: list[Check] = []
+    plan: list[tuple[str, str, Callable[[Context, _Facts], tuple[Status, str]]]] = [
+        ("config valid", "config", _config),
+        ("AWS identity", "aws", _aws_identity),
+        ("service account exists and is enabled", "gcp", _account),
+        ("secret holds a key of the account", "secret", lambda c, f: _secret(c, f, get_secret)),
+        ("key exists and is enabled in GCP", "key", _key_state),
+        ("key age", "key", _key_age),
+        ("user-managed key count", "key", _key_count),
+        ("execution role trusts ecs-tasks.amazonaws.com", "execution role", _role_trust),
+        ("execution role may read the secret", "execution role", _role_access),
+        ("task definition delivers the key safely", "task definition", _wiring),
+        ("image exists and matches runtimePlatform", "image", _image),
+        ("awslogs group exists", "logs", _log_group),
+    ]
+    for name, group, check in plan:
+        try:
+            status, detail = check(ctx, facts)
+        except _Skip as skip:
+            status, detail = Status.SKIP, str(skip)
+        except GcpfargateError as exc:
+            status, detail = Status.FAIL, exc.message
+        checks.append(Check(name, group, status, detail))
+        if name == "config valid" and status is Status.FAIL:
+            break
+    return DoctorReport(checks)
+
+
+def _config(ctx: Context, facts: _Facts) -> tuple[Status, str]:
+    ctx.settings.require("gcp.project", "gcp.service_account", "task.family")
+    where = ctx.settings.config_path or "environment"
+    return Status.OK, f"settings from {where}"
+
+
+def _aws_identity(ctx: Context, facts: _Facts) -> tuple[Status, str]:
+    identity = ctx.aws.call("sts", "get_caller_identity", "read the AWS identity")
+    return Status.OK, f"{identity['Arn']} in {ctx.aws.region}"
+
+
+def _account(ctx: Context, facts: _Facts) -> tuple[Status, str]:
+    settings = ctx.settings
+    account = ctx.iam.get_service_account(settings.get("gcp.project"), settings.get("gcp.service_account"))
+    if account is None:
+        return Status.FAIL, f"{settings.service_account_email} does not exist in project {settings.get('gcp.project')}"
+    facts.account = account
+    if account.disabled:
+        return Status.FAIL, f"{account.email} is disabled"
+    return Status.OK, account.email
+
+
+def _secret(ctx: Context, facts: _Facts, get_secret: bool) -> tuple[Status, str]:
+    name = ctx.settings.secret_name
+    if not get_secret:
+        found = secret.describe(ctx, name)
+        if found is None:
+            return Status.FAIL, f"secret {name} does not exist (run gcpfargate bootstrap)"
+        tags = {tag["Key"]: tag["Value"] for tag in found.get("Tags", [])}
+        facts.extra["tag_key_id"] = tags.get(secret.TAG_KEY_ID, "")
+        facts.extra["secret_arn"] = found["ARN"]
+        return Status.SKIP, f"{name} exists; value not read (--no-get-secret)"
+    state = secret.read(ctx, name)
+    if state is None:
+        return Status.FAIL, f"secret {name} does not exist (run gcpfargate bootstrap)"
+    facts.secret = state
+    facts.extra["secret_arn"] = state.arn
+    if state.key is None:
+        return Status.FAIL, f"secret {name}: {state.problem}"
+    expected = facts.account.email if facts.account else ctx.settings.service_account_email
+    if state.key.client_email != expected:
+        return Status.FAIL, f"secret {name} holds a key of {state.key.client_email}, not {expected}"
+    return Status.OK, f"{name} holds key {state.key.key_id[:12]}… of {expected}"
+
+
+def _key_id(facts: _Facts) -> str:
+    if facts.secret is not None and facts.secret.key is not None:
+        return facts.secret.key.key_id
+    if facts.extra.get("tag_key_id"):
+        return str(facts.extra["tag_key_id"])
+    raise _Skip("no key to look at")
+
+
+def _key_state(ctx: Context, facts: _Facts) -> tuple[Status, str]:
+    if facts.account is None:
+        raise _Skip("the service account was not found")
+    key_id = _key_id(facts)
+    info = ctx.iam.get_key(facts.account.email, key_id)
+    facts.extra["key_info"] = info
+    if info is None:
+        return Status.FAIL, f"key {key_id[:12]}… was deleted in GCP (run gcpfargate rotate-key)"
+    if info.disabled:
+        return Status.FAIL, f"key {key_id[:12]}… is disabled in GCP (run gcpfargate rotate-key)"
+    return Status.OK, f"key {key_id[:12]}… is enabled"
+
+
+def _key_age(ctx: Context, facts: _Facts) -> tuple[Status, str]:
+    info = facts.extra.get("key_info")
+    if info is None or info.created is None:
+        raise _Skip("key not found")
+    age = info.age_days(datetime.now(UTC))
+    if age > KEY_AGE_WARN_DAYS:
+        return Status.WARN, f"{age} days old (over {KEY_AGE_WARN_DAYS}); run gcpfargate rotate-key"
+    return Status.OK, f"{age} days old"
+
+
+def _key_count(ctx: Context, facts: _Facts) -> tuple[Status, str]:
+    if facts.account is None:
+        raise _Skip("the service account was not found")
+    count = len(ctx.iam.list_user_keys(facts.account.email))
+    if count >= MAX_USER_KEYS:
+        return Status.FAIL, f"{count} of {MAX_USER_KEYS}: no new key can be created (rotate-key --prune)"
+    if count >= KEY_COUNT_WARN:
+        return Status.WARN, f"{count} of {MAX_USER_KEYS}; prune with rotate-key --prune"
+    return Status.OK, f"{count} of {MAX_USER_KEYS}"
+
+
+def _latest_revision(ctx: Context, facts: _Facts) -> dict[str, Any] | None:
+    if "revision_loaded" not in facts.extra:
+        facts.extra["revision_loaded"] = True
+        try:
+            facts.revision = ctx.aws.call("ecs", "describe_task_definition", "read the task definition",
+                                          taskDefinition=ctx.settings.family)["taskDefinition"]
+        except AwsError as exc:
+            if exc.code not in ("ClientException", "ResourceNotFoundException"):
+                raise
+            facts.revision = None
+    return facts.revision
+
+
+def _role(ctx: Context, facts: _Facts) -> str:
+    if not facts.role_arn:
+        revision = _latest_revision(ctx, facts)
+        facts.role_arn = (revision or {}).get("executionRoleArn") or str(ctx.settings.get("task.execution_role_arn"))
+        if not facts.role_arn:
+            facts.role_arn = f"arn:{ctx.aws.partition()}:iam::{ctx.aws.account_id}:role/" \
+                             f"{ctx.settings.execution_role_name}"
+    return facts.role_arn
+
+
+def _role_trust(ctx: Context, facts: _Facts) -> tuple[Status, str]:
+    arn = _role(ctx, facts)
+    name = execution_role.role_name_from_arn(arn)
+    try:
+        role = ctx.aws.call("iam", "get_role", f"read role {name}", RoleName=name)["Role"]
+    except AwsError as exc:
+        if exc.code == "NoSuchEntity":
+            facts.extra["role_missing"] = True
+            return Status.FAIL, f"execution role {name} does not exist (run gcpfargate bootstrap)"
+        raise
+    if not policy.trusts_ecs_tasks(role.get("AssumeRolePolicyDocument", {})):
+        return Status.FAIL, f"{name} does not trust ecs-tasks.amazonaws.com"
+    return Status.OK, name
+
+
+def _role_access(ctx: Context, facts: _Facts) -> tuple[Status, str]:
+    if facts.extra.get("role_missing"):
+        raise _Skip("the execution role does not exist")
+    secret_arn = facts.extra.get("secret_arn")
+    if not secret_arn:
+        raise _Skip("the secret does not exist")
+    kms = str(ctx.settings.get("secret.kms_key_id"))
+    kms_arn = kms if kms.startswith("arn:") else ""
+    simulated = _simulate(ctx, facts.role_arn, secret_arn, kms_arn)
+    verdict = simulated or execution_role.judge_secret_access(ctx, facts.role_arn, secret_arn, kms_arn)
+    how = "IAM policy simulator" if simulated else "the role's own policies"
+    if verdict.allowed:
+        return Status.OK, f"{verdict.reason} (judged by {how})"
+    if verdict.decision is policy.Decision.CONDITIONAL:
+        return Status.WARN, f"{verdict.reason} (judged by {how})"
+    return Status.FAIL, f"{verdict.reason}: tasks will fail to start (bootstrap --grant) (judged by {how})"
+
+
+def _simulate(ctx: Context, role_arn: str, secret_arn: str, kms_arn: str) -> policy.Judgement | None:
+    """IAM's own simulator when the endpoint implements it; None means "judge locally"."""
+    actions = [("secretsmanager:GetSecretValue", secret_arn)] + ([("kms:Decrypt", kms_arn)] if kms_arn else [])
+    try:
+        for action, resource in actions:
+            result = ctx.aws.call("iam", "simulate_principal_policy", "simulate the execution role's policy",
+                                  probe=True, PolicySourceArn=role_arn, ActionNames=[action], ResourceArns=[resource])
+            decision = result["EvaluationResults"][0]["EvalDecision"]
+            if decision != "allowed":
+                kind = policy.Decision.DENIED if decision == "explicitDeny" else policy.Decision.NOT_ALLOWED
+                return policy.Judgement(kind, f"{action} on {resource} is {decision}")
+    except AwsError as exc:
+        # The simulator is a nicety: an endpoint without it (moto, some partitions) or a caller
+        # without iam:SimulatePrincipalPolicy falls back to the local judgement, never to a FAIL.
+        ctx.reporter.detail(f"policy simulator unavailable ({exc.code}); judging the role's policies locally")
+        return None
+    return policy.Judgement(policy.Decision.ALLOWED, "secretsmanager:GetSecretValue is allowed")
+
+
+def _essential(revision: dict[str, Any]) -> list[dict[str, Any]]:
+    return [c for c in revision.get("containerDefinitions", []) if c.get("essential", True)]
+
+
+def _wiring(ctx: Context, facts: _Facts) -> tuple[Status, str]:
+    revision = _latest_revision(ctx, facts)
+    if revision is None:
+        return Status.FAIL, f"no ACTIVE revision of family {ctx.settings.family} (run gcpfargate register-task)"
+    settings = ctx.settings
+    env_name, path = settings.get("task.credentials_env"), settings.get("task.credentials_path")
+    wanted = settings.get("task.containers") or [c["name"] for c in _essential(revision)]
+    secret_arn = str(facts.extra.get("secret_arn", ""))
+    problems: list[str] = []
+    for container in revision.get("containerDefinitions", []):
+        name = container.get("name", "?")
+        for item in container.get("environment", []):
+            if looks_like_key(str(item.get("value", "")).encode()) or "PRIVATE KEY" in str(item.get("value", "")):
+                problems.append(f"{name}: key text in environment variable {item.get('name')}")
+        if name not in wanted:
+            continue
+        secrets = {s.get("name"): s.get("valueFrom", "") for s in container.get("secrets", [])}
+        if env_name not in secrets:
+            problems.append(f"{name}: no secrets entry {env_name}")
+        elif secret_arn and not _same_secret(secrets[env_name], secret_arn):
+            problems.append(f"{name}: {env_name} comes from {secrets[env_name]}, not {secret_arn}")
+        environment = {e.get("name"): e.get("value") for e in container.get("environment", [])}
+        if environment.get("GOOGLE_APPLICATION_CREDENTIALS") != path:
+            problems.append(f"{name}: GOOGLE_APPLICATION_CREDENTIALS is "
+                            f"{environment.get('GOOGLE_APPLICATION_CREDENTIALS')!r}, not {path!r}")
+        start = " ".join(container.get("entryPoint") or []) + " " + " ".join(container.get("command") or [])
+        if path not in start:
+            problems.append(f"{name}: no start-up step writes {path}")
+    if problems:
+        return Status.FAIL, "; ".join(problems)
+    return Status.OK, f"revision {revision.get('revision')} delivers {env_name} → {path} (mode 0600)"
+
+
+def _same_secret(value_from: str, secret_arn: str) -> bool:
+    # valueFrom may carry the `:json-key:version-stage:version-id` suffix.
+    return value_from == secret_arn or value_from.startswith(secret_arn + ":")
+
+
+_DIGEST = re.compile(r"@(sha256:[0-9a-f]{64})$")
+
+
+def _image(ctx: Context, facts: _Facts) -> tuple[Status, str]:
+    revision = _latest_revision(ctx, facts)
+    if revision is None:
+        raise _Skip("no registered revision")
+    containers = _essential(revision)
+    if not containers:
+        raise _Skip("no essential container")
+    image = str(containers[0].get("image", ""))
+    host, _, rest = image.partition("/")
+    if host != ctx.registry.host:
+        return Status.WARN, f"{image} is not in registry {ctx.registry.host}; not checked"
+    digest = _DIGEST.search(rest)
+    repository, reference = (rest[:digest.start()], digest.group(1)) if digest else rest.rsplit(":", 1)
+    platform_arch = (revision.get("runtimePlatform") or {}).get("cpuArchitecture", "X86_64")
+    arch = {"X86_64": "amd64", "ARM64": "arm64"}.get(platform_arch, platform_arch.lower())
+    found = ctx.registry.resolve(repository, reference, f"linux/{arch}")
+    if found is None:
+        return Status.FAIL, f"{image} is not in the registry"
+    if found.config.get("architecture") != arch:
+        return Status.FAIL, f"{image} is {found.platform}, but runtimePlatform is {platform_arch}"
+    return Status.OK, f"{repository}@{found.digest[:19]}… ({found.platform})"
+
+
+def _log_group(ctx: Context, facts: _Facts) -> tuple[Status, str]:
+    revision = _latest_revision(ctx, facts)
+    if revision is None:
+        raise _Skip("no registered revision")
+    groups = {c.get("logConfiguration", {}).get("options", {}).get("awslogs-group")
+              for c in revision.get("containerDefinitions", [])
+              if c.get("logConfiguration", {}).get("logDriver") == "awslogs"} - {None}
+    if not groups:
+        return Status.WARN, "no container logs to awslogs; `run` cannot stream logs"
+    missing = []
+    for group in sorted(groups):
+        found = ctx.aws.call("logs", "describe_log_groups", f"read log group {group}", logGroupNamePrefix=group)
+        if not any(g["logGroupName"] == group for g in found.get("logGroups", [])):
+            missing.append(group)
+    if missing:
+        return Status.FAIL, f"log group {', '.join(missing)} does not exist (register-task creates it)"
+    return Status.OK, ", ".join(sorted(groups))

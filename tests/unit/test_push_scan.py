@@ -1,0 +1,95 @@
+"""Pure parts of push-image: the key guard's scanning, build-log reading, tag derivation."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+from gcpfargate.clients.docker import BuildLog, DockerEngine, layer_files
+from gcpfargate.core.push import _jsonish, derive_tag, scan_context
+from gcpfargate.keyfile import looks_like_key
+
+
+def fake_key() -> bytes:
+    pem = "-----BEGIN " + "PRIVATE KEY-----\nMIIfake\n-----END " + "PRIVATE KEY-----\n"
+    return json.dumps({"type": "service_account", "private_key": pem, "private_key_id": "k",
+                       "client_email": "a@p.iam.gserviceaccount.com"}).encode()
+
+
+def tar_of(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for name, content in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(content)
+            archive.addfile(info, io.BytesIO(content))
+    return buffer.getvalue()
+
+
+def chunks(data: bytes, size: int = 777) -> list[bytes]:
+    return [data[i:i + size] for i in range(0, len(data), size)]
+
+
+def test_layer_files_walks_legacy_and_oci_layouts_in_a_stream() -> None:
+    layer1 = tar_of({"bin/tool": b"\x7fELF" + b"\0" * 3000, "etc/app.json": b'{"a": 1}'})
+    layer2 = tar_of({"./app/creds.json": fake_key(), "app/.wh.creds.json": b"", "big.json": b"{" + b" " * 5000})
+    saved = tar_of({
+        "manifest.json": b"[]",
+        "abc/layer.tar": layer1,
+        "blobs/sha256/" + "c" * 64: b'{"architecture": "amd64", "padding": "' + b"x" * 2000 + b'"}',
+        "blobs/sha256/" + "d" * 64: layer2,
+    })
+    found = [(path, content) for _, path, content in layer_files(iter(chunks(saved)), 4096, _jsonish)]
+    assert [path for path, _ in found] == ["/etc/app.json", "/app/creds.json"]
+    assert looks_like_key(found[1][1]) and not looks_like_key(found[0][1])
+
+
+def test_scan_context_honours_dockerignore(tmp_path: Path) -> None:
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+    (tmp_path / "keys").mkdir()
+    (tmp_path / "keys" / "sa.json").write_bytes(fake_key())
+    (tmp_path / "other.json").write_bytes(b'{"type": "authorized_user"}')
+    assert scan_context(tmp_path, "Dockerfile") == ["keys/sa.json"]
+    (tmp_path / ".dockerignore").write_text("# secrets\nkeys/\n")
+    assert scan_context(tmp_path, "Dockerfile") == []
+
+
+def test_build_log_names_the_failing_step_and_its_last_lines_without_key_text() -> None:
+    lines: list[str] = []
+    log = BuildLog(lines.append)
+    for chunk in [
+        {"stream": "Step 1/2 : FROM scratch\n"}, {"stream": " ---> \n"},
+        {"stream": "Step 2/2 : RUN ./fetch\n"}, {"stream": " ---> Running in 1234\n"},
+        {"stream": "fetching\n" + fake_key().decode() + "\n"},
+        {"stream": "Removing intermediate container 1234\n"},
+        {"error": "The command '/bin/sh -c ./fetch' returned a non-zero code: 7",
+         "errorDetail": {"code": 7, "message": "The command '/bin/sh -c ./fetch' returned a non-zero code: 7"}},
+    ]:
+        log.feed(chunk)
+    assert log.failed
+    message = log.failure.message()
+    assert message.startswith("image build failed at step 2/2 `RUN ./fetch`: The command")
+    assert "last output: fetching | " in message
+    assert "MIIfake" not in message and "Removing intermediate" not in message
+    assert lines[0] == "Step 1/2 : FROM scratch"
+
+
+def test_build_log_takes_the_image_id_from_the_aux_record() -> None:
+    log = BuildLog(lambda line: None)
+    log.feed({"aux": {"ID": "sha256:" + "a" * 64}})
+    log.feed({"stream": "Successfully built aaaaaaaaaaaa\n"})
+    assert log.image_id == "sha256:" + "a" * 64 and not log.failed
+
+
+def test_registry_refusal_is_worded_as_access_denied() -> None:
+    error = DockerEngine._registry_error("push", "host/repo:v1", {"error": "denied: not authorized"})
+    assert "AccessDenied" in error.message and "ecr:InitiateLayerUpload" in error.hint
+    other = DockerEngine._registry_error("push", "host/repo:v1", {"error": "received unexpected HTTP status: 500"})
+    assert "AccessDenied" not in other.message and "500" in other.message
+
+
+def test_derived_tag_outside_git_is_a_utc_timestamp(tmp_path: Path) -> None:
+    assert derive_tag(tmp_path, datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC)) == "20240506070809"
