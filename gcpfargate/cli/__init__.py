@@ -87,16 +87,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _click_exit(exc: Exception) -> int | None:
-    import click
+    """Exit code for Typer's own exceptions (it vendors click, so match on its classes and duck type)."""
+    import typer
 
-    if isinstance(exc, click.exceptions.Exit):
-        return exc.exit_code
-    if isinstance(exc, click.exceptions.Abort):
+    if isinstance(exc, typer.Exit):
+        return int(exc.exit_code)
+    if isinstance(exc, typer.Abort):
         sys.stderr.write("error: aborted.\n")
         return 1
-    if isinstance(exc, click.ClickException):
-        # Usage errors: keep click's one line, with our prefix and exit code 2.
-        message = exc.format_message()
+    if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):
+        # Usage errors (unknown option, missing argument): one line, exit code 2.
+        message = str(exc.format_message()).rstrip(".")
         ctx = getattr(exc, "ctx", None)
         hint = f" Try '{ctx.command_path} --help'." if ctx is not None else ""
         sys.stderr.write(f"error: {message}.{hint}\n")

@@ -1,1 +1,32 @@
-"""Commands: placeholder, filled in by its own issue."""
+"""`gcpfargate run-local`: rehearse a Fargate start on the local Docker engine."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from gcpfargate.cli.app import STATE, app
+
+
+@app.command("run-local")
+def run_local(
+    network: Annotated[str, typer.Option("--network", help="none (default) or host.")] = "none",
+    from_template: Annotated[bool, typer.Option("--from-template", help="Render the template instead of using the "
+                                                "latest registered revision.")] = False,
+    container: Annotated[str | None, typer.Option("--container", help="Container to run (default: the first "
+                                                  "essential one).")] = None,
+    revision: Annotated[int | None, typer.Option("--revision", help="Registered revision (default: latest ACTIVE).")]
+    = None,
+    skip_role_check: Annotated[bool, typer.Option("--skip-role-check", help="Run even when the execution role "
+                                                  "could not read a secret on Fargate.")] = False,
+) -> None:
+    """Run the task's essential container locally the way Fargate would; exit with its exit code."""
+    from gcpfargate.core.run_local import run_local as run
+
+    result = run(STATE.context(), network=network, from_template=from_template, container_name=container,
+                 revision=revision, check_role=not skip_role_check)
+    STATE.console.info(f"container {result.container} exited with {result.exit_code}")
+    STATE.console.result(result.to_json(), lambda console: None)
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)

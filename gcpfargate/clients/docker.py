@@ -9,6 +9,7 @@ to show it; a failed build step becomes one line naming the step and its last ou
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
@@ -310,6 +311,46 @@ class DockerEngine:
         except docker.errors.DockerException as exc:
             raise DockerError(f"failed to pull {image_ref}: {_short_reason(exc)}", _engine_hint(self.host)) from None
         return self.image_id(image_ref)
+
+    # -- run -----------------------------------------------------------------------------------
+    def run_container(self, spec: Any, on_line: LineCallback | None = None) -> int:
+        """Create, start and follow a container from a run-local `ContainerSpec`; return its exit code.
+
+        The container is removed in every case (also on Ctrl-C): its config holds the secret values
+        as environment, and nothing with key material may linger in the engine's storage.
+        """
+        import docker
+
+        container = None
+        try:
+            container = self.client.containers.create(
+                spec.image, entrypoint=spec.entrypoint, command=spec.command, environment=spec.environment,
+                working_dir=spec.working_dir, user=spec.user or None, network_mode=spec.network,
+                tmpfs=spec.tmpfs or None, detach=True, labels={"managed-by": "gcpfargate", "gcpfargate": "run-local"},
+            )
+            container.start()
+            pending = ""
+            for chunk in container.logs(stream=True, follow=True, stdout=True, stderr=True):
+                pending += chunk.decode("utf-8", "replace")
+                *lines, pending = pending.split("\n")
+                for line in lines:
+                    if on_line is not None:
+                        on_line(line)
+            if pending and on_line is not None:
+                on_line(pending)
+            return int(container.wait().get("StatusCode", 1))
+        except docker.errors.ImageNotFound:
+            raise DockerError(f"image {spec.image} is not in the local engine after the pull") from None
+        except docker.errors.APIError as exc:
+            raise DockerError(f"failed to run container {spec.name}: {self._api_reason(exc)}",
+                              "Check the task definition's entryPoint, user and workingDirectory") from None
+        except docker.errors.DockerException as exc:
+            raise DockerError(f"failed to run container {spec.name}: {_short_reason(exc)}",
+                              _engine_hint(self.host)) from None
+        finally:
+            if container is not None:
+                with contextlib.suppress(Exception):
+                    container.remove(force=True, v=True)
 
     # -- helpers -----------------------------------------------------------------------------
     @staticmethod

@@ -1,0 +1,202 @@
+"""`run-local`: start the task's essential container on the local engine the way Fargate would.
+
+Fargate resolves `secrets[].valueFrom` with the *execution role*, pulls the image, and starts the
+container with the definition's entryPoint, command, environment, workingDirectory and user. This
+does the same with the caller's credentials, after judging whether the execution role could read
+each secret (a task that would fail on Fargate fails here first). The container gets network
+`none` unless asked for `host`, and is always removed afterwards; the credentials directory is a
+tmpfs, so the key file never reaches the engine's disk.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+from dataclasses import dataclass, field
+from typing import Any
+
+from gcpfargate.core import execution_role
+from gcpfargate.core.context import Context
+from gcpfargate.errors import AwsError, ConfigError, OperationError
+
+
+@dataclass
+class ContainerSpec:
+    """Everything the engine needs to start the container; `environment` may hold secret values."""
+
+    image: str
+    name: str
+    entrypoint: list[str] | None
+    command: list[str] | None
+    environment: dict[str, str] = field(repr=False)
+    working_dir: str | None
+    user: str | None
+    network: str
+    tmpfs: dict[str, str]
+
+
+@dataclass
+class RunLocalResult:
+    exit_code: int
+    container: str
+    image: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"exit_code": self.exit_code}
+
+
+@dataclass(frozen=True)
+class SecretRef:
+    """A parsed `valueFrom`: a Secrets Manager secret (with optional json-key/stage/version) or an SSM parameter."""
+
+    service: str  # "secretsmanager" or "ssm"
+    secret_id: str
+    json_key: str = ""
+    version_stage: str = ""
+    version_id: str = ""
+
+
+def parse_value_from(value_from: str) -> SecretRef:
+    if value_from.startswith("arn:") and ":secretsmanager:" in value_from:
+        parts = value_from.split(":")
+        # arn:aws:secretsmanager:region:account:secret:name-AbCdEf[:json-key[:version-stage[:version-id]]]
+        if len(parts) < 7 or parts[5] != "secret":
+            raise ConfigError(f"valueFrom {value_from} is not a Secrets Manager secret ARN")
+        extra = [*parts[7:], "", "", ""]
+        return SecretRef("secretsmanager", ":".join(parts[:7]), extra[0], extra[1], extra[2])
+    if value_from.startswith("arn:") and ":ssm:" in value_from:
+        return SecretRef("ssm", value_from)
+    if value_from.startswith("arn:"):
+        raise ConfigError(f"valueFrom {value_from} is neither a Secrets Manager nor an SSM parameter ARN")
+    return SecretRef("ssm", value_from)  # ECS accepts a parameter name in the task's own region
+
+
+def resolve_secret(ctx: Context, name: str, ref: SecretRef) -> str:
+    if ref.service == "ssm":
+        try:
+            found = ctx.aws.call("ssm", "get_parameter", f"read SSM parameter {ref.secret_id} for {name}",
+                                 Name=ref.secret_id, WithDecryption=True)
+        except AwsError as exc:
+            if exc.code == "ParameterNotFound":
+                raise OperationError(f"secret {name}: SSM parameter {ref.secret_id} does not exist",
+                                     "Fix valueFrom or create the parameter") from None
+            raise
+        return str(found["Parameter"]["Value"])
+    params: dict[str, Any] = {"SecretId": ref.secret_id}
+    if ref.version_id:
+        params["VersionId"] = ref.version_id
+    elif ref.version_stage:
+        params["VersionStage"] = ref.version_stage
+    try:
+        value = ctx.aws.call("secretsmanager", "get_secret_value", f"read secret {ref.secret_id} for {name}",
+                             **params)
+    except AwsError as exc:
+        if exc.code == "ResourceNotFoundException":
+            raise OperationError(f"secret {name}: {ref.secret_id} does not exist (or has no such version)",
+                                 "Run gcpfargate bootstrap, or fix valueFrom in the task definition") from None
+        raise
+    text = value.get("SecretString")
+    if text is None:
+        raise OperationError(f"secret {name}: {ref.secret_id} holds binary data, which ECS cannot inject")
+    if not ref.json_key:
+        return str(text)
+    try:
+        document = json.loads(text)
+    except ValueError:
+        raise OperationError(f"secret {name}: json-key {ref.json_key} asked for, but the value is not JSON") from None
+    if not isinstance(document, dict) or ref.json_key not in document:
+        raise OperationError(f"secret {name}: the secret's JSON has no key {ref.json_key}")
+    item = document[ref.json_key]
+    return item if isinstance(item, str) else json.dumps(item)
+
+
+def load_definition(ctx: Context, from_template: bool, revision: int | None = None) -> dict[str, Any]:
+    if from_template:
+        from gcpfargate.core.taskdef import render_definition
+
+        return render_definition(ctx, None)
+    family = ctx.settings.family
+    ref = f"{family}:{revision}" if revision else family
+    try:
+        return ctx.aws.call("ecs", "describe_task_definition", f"read task definition {ref}",
+                            taskDefinition=ref)["taskDefinition"]
+    except AwsError as exc:
+        if exc.code in ("ClientException", "ResourceNotFoundException"):
+            raise ConfigError(f"task definition {ref} is not registered",
+                              "Run gcpfargate register-task (or deploy), or use --from-template") from None
+        raise
+
+
+def essential_container(definition: dict[str, Any], name: str | None) -> dict[str, Any]:
+    containers = definition.get("containerDefinitions", [])
+    for container in containers:
+        if (name and container.get("name") == name) or (not name and container.get("essential", True)):
+            return container
+    wanted = f"container {name}" if name else "an essential container"
+    raise ConfigError(f"the task definition has no {wanted}")
+
+
+def check_role_can_read(ctx: Context, definition: dict[str, Any], container: dict[str, Any]) -> None:
+    """Fail like Fargate would when the execution role cannot read a secret."""
+    role_arn = definition.get("executionRoleArn")
+    secrets = container.get("secrets", [])
+    if not secrets:
+        return
+    if not role_arn:
+        raise OperationError("the task definition has secrets but no executionRoleArn: Fargate cannot fetch them",
+                             "Set executionRoleArn (bootstrap creates one)")
+    documents = execution_role.role_documents(ctx, execution_role.role_name_from_arn(role_arn))
+    from gcpfargate.core import policy
+
+    for item in secrets:
+        ref = parse_value_from(item["valueFrom"])
+        action = "secretsmanager:GetSecretValue" if ref.service == "secretsmanager" else "ssm:GetParameters"
+        resource = ref.secret_id if ref.secret_id.startswith("arn:") else \
+            f"arn:{ctx.aws.partition()}:ssm:{ctx.aws.region}:{ctx.aws.account_id}:parameter/{ref.secret_id.lstrip('/')}"
+        verdict = policy.judge(documents, action, resource)
+        if verdict.decision in (policy.Decision.DENIED, policy.Decision.NOT_ALLOWED):
+            raise OperationError(f"on Fargate this task would fail to start: execution role "
+                                 f"{execution_role.role_name_from_arn(role_arn)} may not read secret {item['name']} "
+                                 f"({verdict.reason})", "Run gcpfargate bootstrap --grant, or fix the role's policy")
+
+
+def container_spec(ctx: Context, definition: dict[str, Any], container: dict[str, Any], network: str
+                   ) -> ContainerSpec:
+    environment = {item["name"]: str(item.get("value", "")) for item in container.get("environment", [])}
+    region = ctx.aws.region
+    # Fargate adds these to every container.
+    environment.setdefault("AWS_REGION", region)
+    environment.setdefault("AWS_DEFAULT_REGION", region)
+    environment.setdefault("AWS_EXECUTION_ENV", "AWS_ECS_FARGATE")
+    for item in container.get("secrets", []):
+        environment[item["name"]] = resolve_secret(ctx, item["name"], parse_value_from(item["valueFrom"]))
+    tmpfs: dict[str, str] = {}
+    credentials_path = environment.get("GOOGLE_APPLICATION_CREDENTIALS", "")
+    if credentials_path.startswith("/"):
+        tmpfs[posixpath.dirname(credentials_path) or "/"] = "rw,mode=0755"
+    return ContainerSpec(
+        image=str(container["image"]), name=str(container.get("name", "app")),
+        entrypoint=container.get("entryPoint") or None, command=container.get("command") or None,
+        environment=environment, working_dir=container.get("workingDirectory") or None,
+        user=container.get("user") or None, network=network, tmpfs=tmpfs,
+    )
+
+
+def run_local(ctx: Context, network: str = "none", from_template: bool = False, container_name: str | None = None,
+              revision: int | None = None, check_role: bool = True) -> RunLocalResult:
+    if network not in ("none", "host"):
+        raise ConfigError(f"--network {network} is not allowed", "Use none (the default) or host")
+    definition = load_definition(ctx, from_template, revision)
+    container = essential_container(definition, container_name)
+    if check_role:
+        with ctx.reporter.step("Checking the execution role can read the task's secrets"):
+            check_role_can_read(ctx, definition, container)
+    with ctx.reporter.step("Resolving secrets"):
+        spec = container_spec(ctx, definition, container, network)
+    image = spec.image
+    credentials = ctx.registry.credentials() if image.startswith(ctx.registry.host + "/") else None
+    with ctx.reporter.step(f"Pulling {image}"):
+        ctx.docker.pull(image, credentials)
+    ctx.reporter.info(f"Starting container {spec.name} (network {network})")
+    exit_code = ctx.docker.run_container(spec, on_line=ctx.reporter.log)
+    return RunLocalResult(exit_code=exit_code, container=spec.name, image=image)
