@@ -12,19 +12,27 @@ if TYPE_CHECKING:
     from rich.console import Console
 
 
+_Revision = Annotated[int | None, typer.Option(
+    "--revision", min=1, metavar="N", show_default=False, help="Run this revision instead of the latest ACTIVE one.")]
+_Cluster = Annotated[str | None, typer.Option(
+    "--cluster", metavar="NAME", show_default=False, help="ECS cluster (run.cluster).")]
+_Subnets = Annotated[list[str] | None, typer.Option(
+    "--subnet", metavar="SUBNET_ID", show_default=False, help="Subnet id; repeat for several (replaces run.subnets).")]
+_Groups = Annotated[list[str] | None, typer.Option(
+    "--security-group", metavar="SG_ID", show_default=False,
+    help="Security group id; repeat for several (replaces run.security_groups).")]
+_WaitTimeout = Annotated[int | None, typer.Option(
+    "--wait-timeout", min=1, metavar="SECONDS", show_default=False,
+    help="Seconds to wait for STOPPED (run.wait_timeout).")]
+
+
 @app.command("run")
 def run_command(
-    revision: Annotated[int | None, typer.Option("--revision", min=1, help="Run this revision instead of the latest "
-                                                 "ACTIVE one.", show_default=False)] = None,
-    cluster: Annotated[str | None, typer.Option("--cluster", help="ECS cluster (run.cluster).", show_default=False)]
-    = None,
-    subnet: Annotated[list[str] | None, typer.Option("--subnet", help="Subnet id; repeat for several (replaces "
-                                                     "run.subnets).", show_default=False)] = None,
-    security_group: Annotated[list[str] | None, typer.Option("--security-group", help="Security group id; repeat for "
-                                                             "several (replaces run.security_groups).",
-                                                             show_default=False)] = None,
-    wait_timeout: Annotated[int | None, typer.Option("--wait-timeout", min=1, help="Seconds to wait for STOPPED "
-                                                     "(run.wait_timeout).", show_default=False)] = None,
+    revision: _Revision = None,
+    cluster: _Cluster = None,
+    subnet: _Subnets = None,
+    security_group: _Groups = None,
+    wait_timeout: _WaitTimeout = None,
     no_wait: Annotated[bool, typer.Option("--no-wait", help="Return once the task is started.")] = False,
     dry_run: DryRun = False,
 ) -> None:
@@ -37,6 +45,8 @@ def run_command(
     out = STATE.console
     for warning in result.warnings:
         out.warn(warning)
+    if out.json and result.exit_code is not None:  # the text rendering says it on stdout instead
+        out.info(f"task {result.task_id} stopped: {result.stopped_reason or 'no reason given'}")
 
     def render(console: Console) -> None:
         import json

@@ -1,1 +1,95 @@
-"""Commands: placeholder, filled in by its own issue."""
+"""`gcpfargate schedule`: an EventBridge Scheduler schedule (cron/rate/at, with a time zone) for the task."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from gcpfargate.cli.app import STATE, DryRun, app
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from gcpfargate.core.schedule import ScheduleResult
+
+
+_Cron = Annotated[str | None, typer.Option(
+    "--cron", metavar="FIELDS", show_default=False,
+    help='AWS cron fields, e.g. "0 3 * * ? *" (minutes hours day-of-month month day-of-week year).')]
+_Rate = Annotated[str | None, typer.Option(
+    "--rate", metavar="RATE", show_default=False, help='A rate, e.g. "1 hour" or "15 minutes".')]
+_Expression = Annotated[str | None, typer.Option(
+    "--expression", metavar="EXPR", show_default=False,
+    help="A whole expression: cron(...), rate(...) or at(...) (schedule.expression).")]
+_Zone = Annotated[str | None, typer.Option(
+    "--timezone", metavar="ZONE", show_default=False, help="IANA time zone, e.g. Asia/Tokyo (schedule.timezone).")]
+_Name = Annotated[str | None, typer.Option(
+    "--name", metavar="NAME", show_default=False, help="Schedule name (schedule.name; default gcpfargate-<family>).")]
+_Group = Annotated[str | None, typer.Option(
+    "--group", metavar="GROUP", show_default=False, help="Schedule group (schedule.group).")]
+
+
+@app.command("schedule")
+def schedule_command(
+    cron_fields: _Cron = None,
+    rate: _Rate = None,
+    expression: _Expression = None,
+    timezone: _Zone = None,
+    name: _Name = None,
+    group: _Group = None,
+    disable: Annotated[bool, typer.Option("--disable", help="Create or keep the schedule, but DISABLED.")] = False,
+    delete: Annotated[bool, typer.Option("--delete", help="Delete the schedule (the scheduler role stays).")] = False,
+    show: Annotated[bool, typer.Option("--show", help="Show the current schedule and its next runs; change "
+                                       "nothing.")] = False,
+    pin_revision: Annotated[bool, typer.Option("--pin-revision", help="Run the current latest revision, not the "
+                                               "newest at each run.")] = False,
+    next_count: Annotated[int, typer.Option("--next", min=0, metavar="N", help="How many upcoming run times "
+                                            "to show.")] = 5,
+    dry_run: DryRun = False,
+) -> None:
+    """Create, update, disable, show or delete the EventBridge Scheduler schedule that runs the task."""
+    from gcpfargate.core import cron, schedule
+    from gcpfargate.errors import UsageError
+
+    given = cron.from_flags(cron=cron_fields, rate=rate, expression=expression)
+    exclusive = [flag for flag, on in (("--show", show), ("--delete", delete), ("--disable", disable)) if on]
+    if len(exclusive) > 1:
+        raise UsageError(f"{' and '.join(exclusive)} exclude each other")
+    if (show or delete) and (given or pin_revision):
+        raise UsageError(f"{exclusive[0]} takes no expression or --pin-revision")
+    ctx = STATE.context(dry_run=dry_run, schedule__expression=given, schedule__timezone=timezone,
+                        schedule__name=name, schedule__group=group)
+    if show:
+        result = schedule.show(ctx, count=next_count)
+    elif delete:
+        result = schedule.delete(ctx)
+    else:
+        result = schedule.apply(ctx, disable=disable, pin_revision=pin_revision, count=next_count)
+    out = STATE.console
+    if dry_run and not out.json:
+        out.info("Plan (dry run, nothing changed):" if result.plan else "Nothing to do.")
+        for line in result.plan:
+            out.info(f"  - {line}")
+    out.result(result.to_json(), text=lambda console: _render(console, result))
+
+
+def _render(console: Console, result: ScheduleResult) -> None:
+    from rich.table import Table
+
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    rows = [("schedule", f"{result.name} (group {result.group})"), ("arn", result.schedule_arn or "-"),
+            ("state", result.state)]
+    if result.expression:
+        rows += [("expression", result.expression), ("timezone", result.timezone),
+                 ("task definition", result.task_definition_arn), ("role", result.role_arn)]
+    rows.append(("changed", "yes" if result.changed else "no"))
+    for key, value in rows:
+        table.add_row(key, value)
+    console.print(table)
+    if result.next_runs:
+        console.print(f"Next {len(result.next_runs)} runs ({result.timezone}):", markup=False)
+        for when in result.next_runs:
+            console.print(f"  {when}", markup=False)

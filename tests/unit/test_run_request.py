@@ -145,5 +145,5 @@ def test_dry_run_omits_empty_security_groups_and_sends_nothing(tmp_path: Path) -
 
 def test_missing_subnets_fail_before_any_call(tmp_path: Path) -> None:
     ctx, _ = make_context(tmp_path, "")
-    with Stubber(ctx.aws.client("ecs")), pytest.raises(ConfigError, match="run.subnets"):
+    with Stubber(ctx.aws.client("ecs")), pytest.raises(ConfigError, match=r"run\.subnets"):
         core_run.run(ctx)

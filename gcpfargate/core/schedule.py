@@ -1,0 +1,423 @@
+"""`gcpfargate schedule`: an EventBridge Scheduler schedule that runs the task on Fargate.
+
+The schedule (`schedule.name`, default `gcpfargate-<family>`, in `schedule.group`) targets the
+`run.cluster` with the `[run]` network settings, in the time zone `schedule.timezone`.
+
+Decisions worth knowing:
+- **Which revision runs.** The target names the task-definition *family* ARN without a revision,
+  so every invocation runs the newest ACTIVE revision: `gcpfargate deploy` alone updates what the
+  schedule runs (RunTask resolves a family to its latest ACTIVE revision). `pin_revision=True`
+  (`--pin-revision`) targets the current latest revision's ARN instead.
+- **The scheduler role** `gcpfargate-<family>-scheduler` (unless `schedule.role_arn` is given)
+  trusts scheduler.amazonaws.com for this account only and may `ecs:RunTask` the family (any
+  revision) on this cluster and `iam:PassRole` the execution and task roles of the latest
+  revision to ECS tasks. Rerun `gcpfargate schedule` when a new revision changes those roles.
+- **Idempotent.** The desired schedule is compared with `GetSchedule`; when they agree nothing
+  is written (`changed: false`). UpdateSchedule replaces the whole schedule, so an update also
+  resets fields set by hand outside gcpfargate.
+- **Sticky expression.** When no expression is configured (no flag, variable or file value) an
+  existing schedule keeps its expression and time zone, so `gcpfargate schedule --disable` just
+  disables it.
+- **Delete** removes the schedule only; the scheduler role stays (it may serve other schedules).
+- **Next runs** are computed locally (`gcpfargate.core.cron`); rate schedules count from the
+  schedule's start date or its last modification, as EventBridge Scheduler does.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from gcpfargate.core import cron, policy
+from gcpfargate.core.context import Context
+from gcpfargate.core.run import describe_task_definition, network_configuration
+from gcpfargate.errors import AwsError, ConfigError
+
+SCHEDULER_PRINCIPAL = "scheduler.amazonaws.com"
+ROLE_POLICY_NAME = "gcpfargate-run-task"
+# Retry a failed invocation (throttled RunTask, no capacity) for up to an hour, a few times.
+RETRY_POLICY = {"MaximumEventAgeInSeconds": 3600, "MaximumRetryAttempts": 3}
+DEFAULT_NEXT = 5
+
+
+@dataclass
+class ScheduleResult:
+    schedule_arn: str | None
+    expression: str
+    timezone: str
+    state: str  # ENABLED, DISABLED, or DELETED / ABSENT after --delete
+    changed: bool
+    next_runs: list[str] = field(default_factory=list)
+    name: str = ""
+    group: str = ""
+    role_arn: str = ""
+    task_definition_arn: str = ""
+    plan: list[str] = field(default_factory=list)
+    request: dict[str, Any] | None = None  # what --dry-run would send
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"schedule_arn": self.schedule_arn, "expression": self.expression,
+                                "timezone": self.timezone, "state": self.state, "changed": self.changed,
+                                "next_runs": self.next_runs}
+        if self.request is not None:
+            data["plan"] = self.plan
+            data["request"] = self.request
+        return data
+
+
+def schedule_name(ctx: Context) -> str:
+    name = str(ctx.settings.get("schedule.name")) or f"gcpfargate-{ctx.settings.family}"
+    if len(name) > 64:
+        raise ConfigError(f"the default schedule name {name} is longer than 64 characters",
+                          "Set schedule.name (GCPFARGATE_SCHEDULE_NAME)")
+    return name
+
+
+def scheduler_role_name(ctx: Context) -> str:
+    name = f"gcpfargate-{ctx.settings.family}-scheduler"
+    if len(name) > 64:
+        raise ConfigError(f"the scheduler role name {name} is longer than IAM's 64 characters",
+                          "Create a role yourself and set schedule.role_arn")
+    return name
+
+
+# -- reading ------------------------------------------------------------------------------------
+
+def get_schedule(ctx: Context, name: str, group: str) -> dict[str, Any] | None:
+    try:
+        return dict(ctx.aws.call("scheduler", "get_schedule", f"read schedule {name}", Name=name, GroupName=group))
+    except AwsError as exc:
+        if exc.code == "ResourceNotFoundException":
+            return None
+        raise
+
+
+def cluster_arn(ctx: Context, cluster: str) -> str:
+    described = ctx.aws.call("ecs", "describe_clusters", f"read ECS cluster {cluster}", clusters=[cluster])
+    for found in described.get("clusters") or []:
+        if found.get("status", "ACTIVE") == "ACTIVE":
+            return str(found["clusterArn"])
+    raise AwsError(f"ECS cluster {cluster} does not exist (or is not ACTIVE)",
+                   "Create it (`aws ecs create-cluster --cluster-name NAME`) or set run.cluster").with_code(
+                       "ClusterNotFoundException")
+
+
+def upcoming(expression: cron.Expression, timezone: str, count: int, schedule: dict[str, Any] | None = None,
+             now: datetime | None = None) -> list[str]:
+    now = now or datetime.now(UTC)
+    anchor = None
+    if expression.kind == "rate" and schedule:
+        anchor = schedule.get("StartDate") or schedule.get("LastModificationDate") or schedule.get("CreationDate")
+        if isinstance(anchor, str):
+            anchor = datetime.fromisoformat(anchor)
+    runs = cron.next_runs(expression, cron.zone(timezone), count, now, anchor=anchor)
+    return [when.isoformat(timespec="seconds") for when in runs]
+
+
+def show(ctx: Context, count: int = DEFAULT_NEXT) -> ScheduleResult:
+    """The current schedule and its next runs; changes nothing."""
+    ctx.settings.require("task.family")
+    name, group = schedule_name(ctx), str(ctx.settings.get("schedule.group"))
+    current = get_schedule(ctx, name, group)
+    if current is None:
+        raise AwsError(f"schedule {name} does not exist in group {group}",
+                       'Create it with `gcpfargate schedule --cron "0 3 * * ? *"` (or --rate, --expression)'
+                       ).with_code("ResourceNotFoundException")
+    return _result_from(current, changed=False, count=count)
+
+
+def _result_from(schedule: dict[str, Any], changed: bool, count: int, plan: list[str] | None = None,
+                 request: dict[str, Any] | None = None) -> ScheduleResult:
+    timezone = str(schedule.get("ScheduleExpressionTimezone") or "UTC")
+    text = str(schedule["ScheduleExpression"])
+    try:
+        expression = cron.parse(text)
+        runs = upcoming(expression, timezone, count, schedule) if schedule.get("State") != "DISABLED" else []
+    except cron.ExpressionError:
+        runs = []  # a form this evaluator does not know: still show the schedule
+    target = schedule.get("Target", {})
+    return ScheduleResult(
+        schedule_arn=schedule.get("Arn"), expression=text, timezone=timezone, state=str(schedule.get("State")),
+        changed=changed, next_runs=runs, name=str(schedule.get("Name", "")), group=str(schedule.get("GroupName", "")),
+        role_arn=str(target.get("RoleArn", "")),
+        task_definition_arn=str(target.get("EcsParameters", {}).get("TaskDefinitionArn", "")),
+        plan=plan or [], request=request)
+
+
+# -- the scheduler role ------------------------------------------------------------------------
+
+def trust_policy(account_id: str) -> dict[str, Any]:
+    # SourceAccount keeps other accounts' schedules from using this role (confused deputy).
+    return {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"Service": SCHEDULER_PRINCIPAL}, "Action": "sts:AssumeRole",
+        "Condition": {"StringEquals": {"aws:SourceAccount": account_id}}}]}
+
+
+def run_task_policy(family_arn: str, cluster: str, pass_roles: list[str]) -> dict[str, Any]:
+    """RunTask on this family (any revision) on this cluster; PassRole of the task's roles to ECS tasks."""
+    statements: list[dict[str, Any]] = [{
+        "Sid": "RunTaskDefinition", "Effect": "Allow", "Action": "ecs:RunTask",
+        "Resource": [family_arn, f"{family_arn}:*"],
+        "Condition": {"ArnEquals": {"ecs:cluster": cluster}}}]
+    if pass_roles:
+        statements.append({
+            "Sid": "PassTaskRoles", "Effect": "Allow", "Action": "iam:PassRole", "Resource": pass_roles,
+            "Condition": {"StringEquals": {"iam:PassedToService": policy.ECS_TASKS_PRINCIPAL}}})
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+@dataclass(frozen=True)
+class RoleOutcome:
+    arn: str
+    created: bool
+    changed: bool
+
+
+def ensure_role(ctx: Context, family_arn: str, cluster: str, pass_roles: list[str], plan: list[str]) -> RoleOutcome:
+    """gcpfargate's scheduler role, created or corrected; or the configured role, checked."""
+    configured = str(ctx.settings.get("schedule.role_arn"))
+    if configured:
+        name = configured.rsplit("/", 1)[-1]
+        role = _get_role(ctx, name)
+        if role is None:
+            raise ConfigError(f"schedule.role_arn names role {name}, which does not exist",
+                              "Fix the ARN, or leave it empty so gcpfargate creates its own scheduler role")
+        if not _trusts_scheduler(role.get("AssumeRolePolicyDocument", {})):
+            ctx.reporter.warn(f"role {name} does not trust {SCHEDULER_PRINCIPAL}; the schedule will fail to run the "
+                              "task")
+        return RoleOutcome(configured, created=False, changed=False)
+
+    name = scheduler_role_name(ctx)
+    trust = trust_policy(ctx.aws.account_id)
+    wanted = run_task_policy(family_arn, cluster, pass_roles)
+    role = _get_role(ctx, name)
+    if role is None:
+        plan.append(f"create IAM role {name} (trusts {SCHEDULER_PRINCIPAL}; may run {family_arn} and pass "
+                    f"{', '.join(pass_roles) or 'no roles'})")
+        arn = f"arn:{ctx.aws.partition()}:iam::{ctx.aws.account_id}:role/{name}"
+        if not ctx.dry_run:
+            arn = ctx.aws.call("iam", "create_role", f"create IAM role {name}", RoleName=name,
+                               AssumeRolePolicyDocument=json.dumps(trust),
+                               Description="Lets EventBridge Scheduler run the ECS task; managed by gcpfargate",
+                               Tags=[{"Key": "managed-by", "Value": "gcpfargate"}])["Role"]["Arn"]
+            _put_policy(ctx, name, wanted)
+        return RoleOutcome(arn, created=True, changed=True)
+    changed = False
+    if policy.statements([role.get("AssumeRolePolicyDocument", {})]) != policy.statements([trust]):
+        changed = True
+        plan.append(f"update the trust policy of role {name}")
+        if not ctx.dry_run:
+            ctx.aws.call("iam", "update_assume_role_policy", f"update the trust policy of role {name}",
+                         RoleName=name, PolicyDocument=json.dumps(trust))
+    current = _get_inline(ctx, name)
+    if current is None or policy.statements([current]) != policy.statements([wanted]):
+        changed = True
+        plan.append(f"update policy {ROLE_POLICY_NAME} of role {name}")
+        if not ctx.dry_run:
+            _put_policy(ctx, name, wanted)
+    return RoleOutcome(str(role["Arn"]), created=False, changed=changed)
+
+
+def _trusts_scheduler(document: Any) -> bool:
+    for statement in policy.statements([document]):
+        principal = statement.get("Principal", {})
+        services = principal.get("Service", []) if isinstance(principal, dict) else []
+        services = [services] if isinstance(services, str) else services
+        if statement.get("Effect") == "Allow" and SCHEDULER_PRINCIPAL in services:
+            return True
+    return False
+
+
+def _get_role(ctx: Context, name: str) -> dict[str, Any] | None:
+    try:
+        return dict(ctx.aws.call("iam", "get_role", f"read IAM role {name}", RoleName=name)["Role"])
+    except AwsError as exc:
+        if exc.code == "NoSuchEntity":
+            return None
+        raise
+
+
+def _get_inline(ctx: Context, name: str) -> Any:
+    try:
+        return ctx.aws.call("iam", "get_role_policy", f"read policy {ROLE_POLICY_NAME} of role {name}",
+                            RoleName=name, PolicyName=ROLE_POLICY_NAME)["PolicyDocument"]
+    except AwsError as exc:
+        if exc.code == "NoSuchEntity":
+            return None
+        raise
+
+
+def _put_policy(ctx: Context, name: str, document: dict[str, Any]) -> None:
+    ctx.aws.call("iam", "put_role_policy", f"set policy {ROLE_POLICY_NAME} of role {name}", RoleName=name,
+                 PolicyName=ROLE_POLICY_NAME, PolicyDocument=json.dumps(document))
+
+
+# -- the schedule ----------------------------------------------------------------------------
+
+def _comparable(schedule: dict[str, Any]) -> dict[str, Any]:
+    """The fields gcpfargate manages, normalised so a GetSchedule answer and a request compare equal."""
+    target = schedule.get("Target") or {}
+    ecs = target.get("EcsParameters") or {}
+    network = (ecs.get("NetworkConfiguration") or {}).get("awsvpcConfiguration") or {}
+    return {
+        "expression": schedule.get("ScheduleExpression"),
+        "timezone": schedule.get("ScheduleExpressionTimezone") or "UTC",
+        "state": schedule.get("State") or "ENABLED",
+        "flexible time window": schedule.get("FlexibleTimeWindow"),
+        "description": schedule.get("Description") or "",
+        "target": target.get("Arn"),
+        "role": target.get("RoleArn"),
+        "retry policy": target.get("RetryPolicy"),
+        "task definition": ecs.get("TaskDefinitionArn"),
+        "launch type": ecs.get("LaunchType"),
+        "platform version": ecs.get("PlatformVersion"),
+        "task count": ecs.get("TaskCount", 1),
+        "subnets": sorted(network.get("Subnets") or []),
+        "security groups": sorted(network.get("SecurityGroups") or []),
+        "public ip": network.get("AssignPublicIp") or "DISABLED",
+    }
+
+
+def differences(current: dict[str, Any], desired: dict[str, Any]) -> list[str]:
+    have, want = _comparable(current), _comparable(desired)
+    return [key for key in want if have[key] != want[key]]
+
+
+def apply(ctx: Context, disable: bool = False, pin_revision: bool = False, count: int = DEFAULT_NEXT,
+          sleep: Callable[[float], None] = time.sleep) -> ScheduleResult:
+    """Create or update the schedule so it matches the settings; no write when it already does."""
+    settings = ctx.settings
+    settings.require("task.family")
+    name, group = schedule_name(ctx), str(settings.get("schedule.group"))
+    configured = str(settings.get("schedule.expression"))
+    expression = cron.parse(configured) if configured else None
+    timezone = str(settings.get("schedule.timezone") or "UTC")
+    cron.zone(timezone)
+    network = network_configuration(settings, key_case="upper")  # fails early on missing subnets
+
+    with ctx.reporter.step(f"Reading schedule {name} and the task"):
+        current = get_schedule(ctx, name, group)
+        if expression is None:
+            if current is None:
+                settings.require("schedule.expression")
+            assert current is not None
+            expression = cron.parse(str(current["ScheduleExpression"]))
+            if settings.sources.get("schedule.timezone") == "default":
+                timezone = str(current.get("ScheduleExpressionTimezone") or "UTC")
+        definition = describe_task_definition(ctx, settings.family)
+        target_cluster = cluster_arn(ctx, str(settings.get("run.cluster")))
+
+    revision_arn = str(definition["taskDefinitionArn"])
+    family_arn = revision_arn.rsplit(":", 1)[0]
+    pass_roles = [arn for arn in (definition.get("executionRoleArn"), definition.get("taskRoleArn")) if arn]
+    plan: list[str] = []
+    with ctx.reporter.step("Checking the scheduler role"):
+        role = ensure_role(ctx, family_arn, target_cluster, pass_roles, plan)
+
+    cluster_name = target_cluster.rsplit("/", 1)[-1]
+    desired: dict[str, Any] = {
+        "Name": name,
+        "GroupName": group,
+        "ScheduleExpression": expression.text,
+        "ScheduleExpressionTimezone": timezone,
+        "FlexibleTimeWindow": {"Mode": "OFF"},
+        "State": "DISABLED" if disable else "ENABLED",
+        "Description": f"Runs ECS task {settings.family} on {cluster_name} (managed by gcpfargate)",
+        "Target": {
+            "Arn": target_cluster,
+            "RoleArn": role.arn,
+            "RetryPolicy": dict(RETRY_POLICY),
+            "EcsParameters": {
+                "TaskDefinitionArn": revision_arn if pin_revision else family_arn,
+                "LaunchType": "FARGATE",
+                "PlatformVersion": str(settings.get("run.platform_version")),
+                "TaskCount": 1,
+                "NetworkConfiguration": network,
+            },
+        },
+    }
+    changed = role.changed
+    if current is None:
+        plan.append(f"create schedule {name} in group {group}: {expression.text} ({timezone}), {desired['State']}")
+        operation = "create_schedule"
+    else:
+        changes = differences(current, desired)
+        if changes:
+            plan.append(f"update schedule {name}: {', '.join(changes)}")
+            operation = "update_schedule"
+        else:
+            operation = ""
+    if operation:
+        changed = True
+        if ctx.dry_run:
+            return _planned(desired, current, count, plan)
+        if group != "default":
+            _ensure_group(ctx, group)
+        with ctx.reporter.step(f"{'Creating' if current is None else 'Updating'} schedule {name}"):
+            _write(ctx, operation, desired, role_is_new=role.created, sleep=sleep)
+        current = get_schedule(ctx, name, group)
+        assert current is not None
+    elif ctx.dry_run:
+        return _planned(desired, current, count, plan)
+    result = _result_from(current, changed=changed, count=count)
+    if expression.kind == "cron" and desired["State"] == "ENABLED" and not result.next_runs:
+        ctx.reporter.warn(f"{expression.text} never fires after now; the task will not run")
+    return result
+
+
+def _planned(desired: dict[str, Any], current: dict[str, Any] | None, count: int, plan: list[str]) -> ScheduleResult:
+    shown = {**(current or {}), **desired, "Arn": (current or {}).get("Arn")}
+    return _result_from(shown, changed=bool(plan), count=count, plan=plan, request=desired)
+
+
+def _ensure_group(ctx: Context, group: str) -> None:
+    try:
+        ctx.aws.call("scheduler", "get_schedule_group", f"read schedule group {group}", Name=group)
+    except AwsError as exc:
+        if exc.code != "ResourceNotFoundException":
+            raise
+        ctx.aws.call("scheduler", "create_schedule_group", f"create schedule group {group}", Name=group,
+                     Tags=[{"Key": "managed-by", "Value": "gcpfargate"}])
+        ctx.reporter.info(f"created schedule group {group}")
+
+
+def _write(ctx: Context, operation: str, params: dict[str, Any], role_is_new: bool,
+           sleep: Callable[[float], None]) -> None:
+    # A role IAM has just created is not visible to Scheduler for a few seconds; only then retry.
+    delays = [2.0, 4.0, 8.0, 8.0, 8.0] if role_is_new else []
+    verb = "create" if operation == "create_schedule" else "update"
+    while True:
+        try:
+            ctx.aws.call("scheduler", operation, f"{verb} schedule {params['Name']}", **params)
+            return
+        except AwsError as exc:
+            if not (delays and exc.code == "ValidationException" and "role" in exc.message.lower()):
+                raise
+            sleep(delays.pop(0))
+
+
+def delete(ctx: Context) -> ScheduleResult:
+    """Delete the schedule (not the scheduler role); no write when it does not exist."""
+    ctx.settings.require("task.family")
+    name, group = schedule_name(ctx), str(ctx.settings.get("schedule.group"))
+    current = get_schedule(ctx, name, group)
+    if current is None:
+        ctx.reporter.info(f"schedule {name} does not exist in group {group}; nothing to delete")
+        return ScheduleResult(schedule_arn=None, expression="", timezone="", state="ABSENT", changed=False,
+                              name=name, group=group)
+    result = _result_from(current, changed=True, count=0)
+    if ctx.dry_run:
+        result.plan, result.request = [f"delete schedule {name} in group {group}"], {"Name": name, "GroupName": group}
+    else:
+        with ctx.reporter.step(f"Deleting schedule {name}"):
+            ctx.aws.call("scheduler", "delete_schedule", f"delete schedule {name}", Name=name, GroupName=group)
+    result.state, result.next_runs = "DELETED", []
+    if not ctx.settings.get("schedule.role_arn"):
+        ctx.reporter.info(f"kept IAM role {scheduler_role_name(ctx)} (other schedules may use it; delete it by hand "
+                          "if not)")
+    return result
+

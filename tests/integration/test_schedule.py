@@ -1,0 +1,209 @@
+"""`gcpfargate schedule` against moto's EventBridge Scheduler, ECS and IAM over HTTP."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import datetime
+
+from tests.conftest import REGION, Project, assert_one_clean_line
+
+ACCOUNT = "123456789012"
+
+
+def prepare(project: Project, extra_schedule: str = "") -> dict[str, str]:
+    ec2 = project.aws("ec2")
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
+    group = ec2.create_security_group(GroupName=f"sg-{project.family}", Description="t", VpcId=vpc)["GroupId"]
+    cluster = f"cluster-{project.family}"
+    cluster_arn = project.aws("ecs").create_cluster(clusterName=cluster)["cluster"]["clusterArn"]
+    execution_role = f"arn:aws:iam::{ACCOUNT}:role/gcpfargate-{project.family}-execution"
+    task_role = f"arn:aws:iam::{ACCOUNT}:role/{project.family}-task"
+    registered = project.aws("ecs").register_task_definition(
+        family=project.family, networkMode="awsvpc", requiresCompatibilities=["FARGATE"], cpu="256", memory="512",
+        executionRoleArn=execution_role, taskRoleArn=task_role,
+        containerDefinitions=[{"name": "app", "image": "busybox", "essential": True, "memory": 512,
+                               "logConfiguration": {"logDriver": "awslogs", "options": {
+                                   "awslogs-group": f"/ecs/{project.family}", "awslogs-region": REGION,
+                                   "awslogs-stream-prefix": "job"}}}])
+    project.write_config(f"""
+        [gcp]
+        project = "{project.gcp_project}"
+        service_account = "{project.account_id}"
+
+        [task]
+        family = "{project.family}"
+
+        [run]
+        cluster = "{cluster}"
+        subnets = ["{subnet}"]
+        security_groups = ["{group}"]
+        platform_version = "1.4.0"
+
+        [schedule]
+        timezone = "Asia/Tokyo"
+        {extra_schedule}
+        """)
+    return {"subnet": subnet, "group": group, "cluster_arn": cluster_arn, "execution_role": execution_role,
+            "task_role": task_role, "revision_arn": registered["taskDefinition"]["taskDefinitionArn"],
+            "family_arn": f"arn:aws:ecs:{REGION}:{ACCOUNT}:task-definition/{project.family}"}
+
+
+def _writes(project: Project) -> list[str]:
+    log = project.dir / "calls"
+    return [line for line in log.read_text().splitlines() if line.endswith(" write")] if log.exists() else []
+
+
+def test_schedule_creates_the_schedule_and_its_role(project: Project) -> None:
+    ecs = prepare(project)
+    result = project.run("schedule", "--cron", "0 3 * * ? *", "--output", "json")
+    assert result.returncode == 0, result.output
+    out = result.json
+    name = f"gcpfargate-{project.family}"
+    assert out["schedule_arn"] == f"arn:aws:scheduler:{REGION}:{ACCOUNT}:schedule/default/{name}"
+    assert {k: v for k, v in out.items() if k not in ("schedule_arn", "next_runs")} == {
+        "expression": "cron(0 3 * * ? *)", "timezone": "Asia/Tokyo", "state": "ENABLED", "changed": True}
+    assert len(out["next_runs"]) == 5
+    runs = [datetime.fromisoformat(when) for when in out["next_runs"]]
+    assert all(when.strftime("%H:%M:%S%z") == "03:00:00+0900" for when in runs)
+    assert all((b - a).days == 1 for a, b in itertools.pairwise(runs))
+
+    stored = project.aws("scheduler").get_schedule(Name=name, GroupName="default")
+    role_name = f"gcpfargate-{project.family}-scheduler"
+    role_arn = f"arn:aws:iam::{ACCOUNT}:role/{role_name}"
+    assert stored["ScheduleExpression"] == "cron(0 3 * * ? *)"
+    assert stored["ScheduleExpressionTimezone"] == "Asia/Tokyo"
+    assert stored["State"] == "ENABLED"
+    assert stored["FlexibleTimeWindow"] == {"Mode": "OFF"}
+    assert stored["Target"] == {
+        "Arn": ecs["cluster_arn"], "RoleArn": role_arn,
+        "RetryPolicy": {"MaximumEventAgeInSeconds": 3600, "MaximumRetryAttempts": 3},
+        "EcsParameters": {
+            "TaskDefinitionArn": ecs["family_arn"], "LaunchType": "FARGATE", "PlatformVersion": "1.4.0",
+            "TaskCount": 1, "NetworkConfiguration": {"awsvpcConfiguration": {
+                "Subnets": [ecs["subnet"]], "SecurityGroups": [ecs["group"]], "AssignPublicIp": "DISABLED"}}}}
+
+    iam = project.aws("iam")
+    trust = iam.get_role(RoleName=role_name)["Role"]["AssumeRolePolicyDocument"]
+    assert trust["Statement"] == [{"Effect": "Allow", "Principal": {"Service": "scheduler.amazonaws.com"},
+                                   "Action": "sts:AssumeRole",
+                                   "Condition": {"StringEquals": {"aws:SourceAccount": ACCOUNT}}}]
+    assert iam.list_role_policies(RoleName=role_name)["PolicyNames"] == ["gcpfargate-run-task"]
+    document = iam.get_role_policy(RoleName=role_name, PolicyName="gcpfargate-run-task")["PolicyDocument"]
+    assert document["Statement"] == [
+        {"Sid": "RunTaskDefinition", "Effect": "Allow", "Action": "ecs:RunTask",
+         "Resource": [ecs["family_arn"], ecs["family_arn"] + ":*"],
+         "Condition": {"ArnEquals": {"ecs:cluster": ecs["cluster_arn"]}}},
+        {"Sid": "PassTaskRoles", "Effect": "Allow", "Action": "iam:PassRole",
+         "Resource": [ecs["execution_role"], ecs["task_role"]],
+         "Condition": {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}}}]
+
+
+def test_second_schedule_writes_nothing_then_changes_update_it(project: Project) -> None:
+    prepare(project)
+    first = project.run("schedule", "--cron", "0 3 * * ? *", "--output", "json")
+    assert first.returncode == 0, first.output
+    calls = {"GCPFARGATE_CALL_LOG": str(project.dir / "calls")}
+
+    again = project.run("schedule", "--cron", "0 3 * * ? *", "--output", "json", env=calls)
+    assert again.returncode == 0, again.output
+    assert again.json["changed"] is False
+    assert again.json["next_runs"] == first.json["next_runs"]
+    assert _writes(project) == []
+
+    name = f"gcpfargate-{project.family}"
+    rated = project.run("schedule", "--rate", "2 hours", "--pin-revision", "--output", "json")
+    assert rated.returncode == 0, rated.output
+    assert rated.json["changed"] is True and rated.json["expression"] == "rate(2 hours)"
+    stored = project.aws("scheduler").get_schedule(Name=name)
+    assert stored["ScheduleExpression"] == "rate(2 hours)"
+    assert stored["Target"]["EcsParameters"]["TaskDefinitionArn"].endswith(f"task-definition/{project.family}:1")
+    runs = [datetime.fromisoformat(when) for when in rated.json["next_runs"]]
+    assert [(b - a).total_seconds() for a, b in itertools.pairwise(runs)] == [7200.0] * 4
+
+    # Without an expression anywhere, --disable keeps the schedule's expression and time zone.
+    disabled = project.run("schedule", "--disable", "--pin-revision", "--output", "json")
+    assert disabled.returncode == 0, disabled.output
+    assert disabled.json["state"] == "DISABLED" and disabled.json["expression"] == "rate(2 hours)"
+    assert disabled.json["next_runs"] == []
+    assert project.aws("scheduler").get_schedule(Name=name)["State"] == "DISABLED"
+
+
+def test_show_and_delete(project: Project) -> None:
+    prepare(project)
+    missing = project.run("schedule", "--show")
+    assert_one_clean_line(missing, 1, f"schedule gcpfargate-{project.family} does not exist in group default",
+                          "--cron")
+    created = project.run("schedule", "--expression", "cron(30 9 ? * MON-FRI *)", "--timezone", "UTC")
+    assert created.returncode == 0, created.output
+    calls = {"GCPFARGATE_CALL_LOG": str(project.dir / "calls")}
+    shown = project.run("schedule", "--show", "--next", "3", env=calls)
+    assert shown.returncode == 0, shown.output
+    assert "cron(30 9 ? * MON-FRI *)" in shown.stdout
+    assert "Next 3 runs (UTC):" in shown.stdout
+    assert shown.stdout.count("T09:30:00+00:00") == 3
+    assert _writes(project) == []
+
+    deleted = project.run("schedule", "--delete", "--output", "json")
+    assert deleted.returncode == 0, deleted.output
+    assert deleted.json["state"] == "DELETED" and deleted.json["changed"] is True
+    assert f"kept IAM role gcpfargate-{project.family}-scheduler" in deleted.stderr
+    assert f"gcpfargate-{project.family}" not in _schedule_names(project)
+    project.aws("iam").get_role(RoleName=f"gcpfargate-{project.family}-scheduler")  # the role stays
+    again = project.run("schedule", "--delete", "--output", "json")
+    assert again.returncode == 0 and again.json["changed"] is False
+
+
+def test_dry_run_creates_nothing(project: Project) -> None:
+    ecs = prepare(project, 'expression = "rate(15 minutes)"\nname = "nightly"\ngroup = "batch-jobs"')
+    result = project.run("schedule", "--dry-run", "--output", "json")
+    assert result.returncode == 0, result.output
+    out = result.json
+    assert out["changed"] is True and out["schedule_arn"] is None
+    assert out["request"]["Target"]["EcsParameters"]["TaskDefinitionArn"] == ecs["family_arn"]
+    assert out["request"]["GroupName"] == "batch-jobs"
+    assert any("create IAM role" in line for line in out["plan"])
+    assert any("create schedule nightly in group batch-jobs" in line for line in out["plan"])
+    assert "nightly" not in _schedule_names(project)
+    assert "NoSuchEntity" in _role_error(project, f"gcpfargate-{project.family}-scheduler")
+
+    # The real run also creates the missing group.
+    real = project.run("schedule", "--output", "json")
+    assert real.returncode == 0, real.output
+    assert real.json["schedule_arn"].endswith("schedule/batch-jobs/nightly")
+
+
+def _schedule_names(project: Project) -> list[str]:
+    return [found["Name"] for found in project.aws("scheduler").list_schedules()["Schedules"]]
+
+
+def _role_error(project: Project, name: str) -> str:
+    try:
+        project.aws("iam").get_role(RoleName=name)
+    except Exception as exc:  # the error code is what the test looks at
+        return str(exc)
+    return ""
+
+
+def test_given_role_is_used_and_no_role_is_created(project: Project) -> None:
+    iam = project.aws("iam")
+    role = iam.create_role(RoleName=f"own-{project.family}", AssumeRolePolicyDocument=(
+        '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"scheduler.amazonaws.com"},'
+        '"Action":"sts:AssumeRole"}]}'))["Role"]["Arn"]
+    prepare(project, f'role_arn = "{role}"')
+    result = project.run("schedule", "--rate", "1 day", "--output", "json")
+    assert result.returncode == 0, result.output
+    stored = project.aws("scheduler").get_schedule(Name=f"gcpfargate-{project.family}")
+    assert stored["Target"]["RoleArn"] == role
+    assert "NoSuchEntity" in _role_error(project, f"gcpfargate-{project.family}-scheduler")
+
+
+def test_bad_expressions_and_zones_are_usage_errors(project: Project) -> None:
+    prepare(project)
+    assert_one_clean_line(project.run("schedule", "--cron", "0 3 * * *"), 2, "has 5 fields, not 6", "year field")
+    assert_one_clean_line(project.run("schedule", "--rate", "1 week"), 2, "unit 'week'")
+    assert_one_clean_line(project.run("schedule", "--cron", "0 3 * * ? *", "--timezone", "Asia/Tokio"), 2,
+                          "'Asia/Tokio' is not an IANA time zone")
+    assert_one_clean_line(project.run("schedule"), 2, "schedule.expression", "GCPFARGATE_SCHEDULE_EXPRESSION")
+    assert_one_clean_line(project.run("schedule", "--show", "--delete"), 2, "--show and --delete exclude each other")
+    assert f"gcpfargate-{project.family}" not in _schedule_names(project)
