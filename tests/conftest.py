@@ -79,11 +79,13 @@ class Project:
         path.write_text(textwrap.dedent(body))
         return path
 
-    def run(self, *args: str, env: dict[str, str] | None = None, timeout: float = 300, input: str | None = None
-            ) -> Result:
+    def run(self, *args: str, env: dict[str, str | None] | None = None, timeout: float = 300,
+            input: str | None = None) -> Result:
+        """Run the CLI; an `env` value of None removes that variable."""
+        full = {**self.env, **(env or {})}
         proc = subprocess.run([sys.executable, "-m", "gcpfargate", *args], cwd=self.dir,
-                              env={**self.env, **(env or {})}, capture_output=True, text=True, timeout=timeout,
-                              input=input)
+                              env={k: v for k, v in full.items() if v is not None}, capture_output=True, text=True,
+                              timeout=timeout, input=input)
         return Result(proc.returncode, proc.stdout, proc.stderr)
 
     def aws(self, service: str) -> Any:
@@ -127,3 +129,21 @@ def assert_one_clean_line(result: Result, code: int, *fragments: str) -> str:
 
 
 __all__ = ["ACCOUNT_ID", "REGION", "Project", "Result", "assert_one_clean_line"]
+
+
+# Figures the reliability suite reports (cases tried, faults survived, leak hits), printed at the end.
+FIGURES: dict[str, dict[str, int]] = {}
+
+
+def record_figure(group: str, name: str, increment: int = 1) -> None:
+    FIGURES.setdefault(group, {}).setdefault(name, 0)
+    FIGURES[group][name] += increment
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not FIGURES:
+        return
+    terminalreporter.section("gcpfargate reliability figures")
+    for group, figures in sorted(FIGURES.items()):
+        shown = ", ".join(f"{name}: {value}" for name, value in sorted(figures.items()))
+        terminalreporter.write_line(f"{group}: {shown}")

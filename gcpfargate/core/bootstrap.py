@@ -112,6 +112,7 @@ def bootstrap(ctx: Context, new_key: bool = False, grant: bool = False) -> Boots
     with ctx.reporter.step(f"Reading secret {name}"):
         state = secret.read(ctx, name)
         live = account.unique_id != "" and current_key_is_live(ctx, state, account)
+    secret.guard_foreign(state, account.email)
     changed = bool(plan)
     if live and not new_key:
         assert state is not None and state.key is not None

@@ -87,11 +87,7 @@ def push_image(ctx: Context, allow_embedded_credentials: bool = False, tag: str 
                                     on_line=ctx.reporter.log)
     task_definition = latest_task_definition(ctx)
     check_platform(ctx, image, image_id, inputs.platform, task_definition)
-    with ctx.reporter.step(f"Searching the layers of {image} for key files"):
-        found = scan_image(ctx, image_id)
-    guard(ctx, found, f"image {image}", allow_embedded_credentials)
-
-    created = ensure_repository(ctx, repository)
+    # Authenticate before any write: an expired or refused token must leave nothing half-made.
     with ctx.reporter.step(f"Authenticating to {ctx.registry.host}"):
         credentials = ctx.registry.credentials()
 
@@ -100,6 +96,16 @@ def push_image(ctx: Context, allow_embedded_credentials: bool = False, tag: str 
         reused = reuse_task_definition_image(ctx, repository, image_id, inputs.platform, task_definition)
         if reused is not None:
             return reused
+    extra_tags = [each for each in tags if each != tag]
+    if digest and not extra_tags:
+        # The registry already holds this very image under this tag: it was scanned when it was pushed,
+        # and pushing nothing cannot leak anything, so skip the (slow) layer scan too.
+        ctx.reporter.info(f"{image} already holds this image: nothing to push")
+        return PushResult(image=image, digest=digest, tags=tags, changed=False)
+    with ctx.reporter.step(f"Searching the layers of {image} for key files"):
+        found = scan_image(ctx, image_id)
+    guard(ctx, found, f"image {image}", allow_embedded_credentials)
+    created = ensure_repository(ctx, repository)
     pushed = False
     for each in tags:
         if each == tag and digest:
@@ -297,10 +303,8 @@ def reuse_task_definition_image(ctx: Context, repository: str, image_id: str, pl
         held = ctx.registry.resolve(repository, reference, platform)
         if held is None or held.config_digest != image_id:
             continue
-        if registered.startswith(name + ":"):
-            tag: str | None = reference
-        else:
-            tag = tag_of(ctx, repository, held.digest)
+        # A digest-pinned registration is reported as such: finding a tag for it would cost a lookup per tag.
+        tag = reference if registered.startswith(name + ":") else None
         shown = f"{name}:{tag}" if tag else f"{name}@{held.digest}"
         ctx.reporter.info(f"task definition {task_definition.get('family')} already runs this image "
                           f"({shown}): nothing to push")
@@ -312,12 +316,6 @@ def held_digest(ctx: Context, repository: str, tag: str, platform: str, image_id
     """The manifest digest when the registry holds this very image (same config digest) under `tag`."""
     held = ctx.registry.resolve(repository, tag, platform)
     return held.digest if held is not None and held.config_digest == image_id else ""
-
-
-def tag_of(ctx: Context, repository: str, digest: str, limit: int = 50) -> str | None:
-    """A tag (not `latest`) pointing at `digest`; newest-looking first, at most `limit` lookups."""
-    candidates = sorted((t for t in ctx.registry.tags(repository) if t != "latest"), reverse=True)[:limit]
-    return next((t for t in candidates if ctx.registry.digest(repository, t) == digest), None)
 
 
 def plan(ctx: Context, repository: str, image: str, tags: list[str], inputs: BuildInputs) -> PushResult:

@@ -51,6 +51,7 @@ def rotate_key(ctx: Context, verify: bool = True, previous: str = "disable", pru
     if state is None:
         raise ConfigError(f"secret {name} does not exist, so there is no key to rotate",
                           "Run `gcpfargate bootstrap` first")
+    secret.guard_foreign(state, account.email)
     previous_ids = [state.key.key_id] if state.key is not None and state.key.client_email == account.email else []
     if ctx.dry_run:
         plan.append(f"create a key for {account.email} and store it as AWSCURRENT of {name}")

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gcpfargate.core.context import Context
-from gcpfargate.errors import AwsError
+from gcpfargate.errors import AwsError, ConfigError
 from gcpfargate.keyfile import KeyMaterial, NotAKeyError
 
 TAG_ACCOUNT = "gcpfargate:service-account"
@@ -25,6 +25,7 @@ class SecretState:
     key: KeyMaterial | None  # the AWSCURRENT value, when it parses as a key
     problem: str = ""  # why the current value is not a usable key, in words that never quote it
     version_id: str = ""
+    managed: bool = False  # tagged managed-by=gcpfargate: ours to overwrite
 
 
 def describe(ctx: Context, name: str) -> dict[str, Any] | None:
@@ -47,8 +48,9 @@ def read(ctx: Context, name: str, version_stage: str = "AWSCURRENT") -> SecretSt
     if found is None:
         return None
     arn, kms = found["ARN"], str(found.get("KmsKeyId", ""))
+    managed = any(tag.get("Key") == "managed-by" and tag.get("Value") == "gcpfargate" for tag in found.get("Tags", []))
     if not _has_stage(found, version_stage):
-        return SecretState(name, arn, kms, None, f"the secret has no {version_stage} version")
+        return SecretState(name, arn, kms, None, f"the secret has no {version_stage} version", managed=managed)
     value = ctx.aws.call("secretsmanager", "get_secret_value", f"read the value of secret {name}", SecretId=arn,
                          VersionStage=version_stage)
     raw = value.get("SecretString")
@@ -56,8 +58,27 @@ def read(ctx: Context, name: str, version_stage: str = "AWSCURRENT") -> SecretSt
     try:
         key = KeyMaterial.parse(data)
     except NotAKeyError as exc:
-        return SecretState(name, arn, kms, None, f"its value is not a usable key: {exc}", value["VersionId"])
-    return SecretState(name, arn, kms, key, "", value["VersionId"])
+        return SecretState(name, arn, kms, None, f"its value is not a usable key: {exc}", value["VersionId"], managed)
+    return SecretState(name, arn, kms, key, "", value["VersionId"], managed)
+
+
+def guard_foreign(state: SecretState | None, account_email: str) -> None:
+    """Refuse to overwrite a secret gcpfargate did not create that holds something else.
+
+    A secret named by mistake (a typo in secret.name, a shared name) may hold another team's data:
+    replacing its value silently would be destructive. Secrets gcpfargate created are tagged.
+    """
+    if state is None or state.managed:
+        return
+    if state.key is None:
+        what = state.problem or "it holds no value"
+    elif state.key.client_email != account_email:
+        what = f"it holds a key of {state.key.client_email}, not of {account_email}"
+    else:
+        return
+    raise ConfigError(f"secret {state.name} was not created by gcpfargate and {what}; refusing to overwrite it",
+                      "Set secret.name to another secret, or tag this one managed-by=gcpfargate to let gcpfargate "
+                      "replace its value")
 
 
 def _has_stage(described: dict[str, Any], stage: str) -> bool:

@@ -190,3 +190,13 @@ def test_no_key_material_in_any_output_or_file(project: Project) -> None:
         if path.is_file():
             data = path.read_bytes()
             assert b"PRIVATE KEY" not in data and body.encode() not in data, path
+
+
+def test_foreign_secret_is_not_overwritten(project: Project) -> None:
+    sm = project.aws("secretsmanager")
+    sm.create_secret(Name=project.secret_name, SecretString="db-password-of-another-team")
+    result = project.run("bootstrap")
+    assert_one_clean_line(result, 2, "was not created by gcpfargate", "refusing to overwrite")
+    assert "db-password" not in result.output
+    assert sm.get_secret_value(SecretId=project.secret_name)["SecretString"] == "db-password-of-another-team"
+    assert project.stack.emulator.key_ids(project.email) == []

@@ -1,0 +1,191 @@
+"""`init`: write a starter gcpfargate.toml and task-definition template, or import an existing family.
+
+Importing (`--from-family`) turns a registered revision back into a template: read-only fields are
+stripped, gcpfargate's own wiring is removed (register-task adds it again), and the family, image,
+execution role, secret and region become template variables, so `render` gives back the same
+definition. Nothing is overwritten without `force`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from gcpfargate.config import CONFIG_FILE
+from gcpfargate.core import taskdef, wiring
+from gcpfargate.core.context import Context
+from gcpfargate.errors import ConfigError, GcpfargateError
+
+TEMPLATE_FILE = "task-definition.json.j2"
+_SENTINEL = "@@gcpfargate:{}@@"
+
+
+@dataclass
+class ScaffoldResult:
+    files: list[str]
+    plan: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"files": self.files}
+        if self.plan:
+            data["plan"] = self.plan
+        return data
+
+
+@dataclass
+class Answers:
+    """What goes into gcpfargate.toml; empty strings are left for the user to fill in."""
+
+    family: str
+    project: str = ""
+    service_account: str = ""
+    region: str = ""
+    repository: str = ""
+    platform: str = "linux/amd64"
+    secret_name: str = ""
+    execution_role_arn: str = ""
+    credentials_path: str = "/tmp/gcp/credentials.json"
+    credentials_env: str = "GCP_CREDENTIALS_JSON"
+    containers: list[str] = field(default_factory=list)
+    template: str = TEMPLATE_FILE
+
+
+def packaged(name: str) -> str:
+    return resources.files("gcpfargate.templates").joinpath(name).read_text(encoding="utf-8")
+
+
+def family_from_directory(directory: Path) -> str:
+    name = re.sub(r"[^A-Za-z0-9_-]+", "-", directory.resolve().name).strip("-")[:255]
+    return name or "app"
+
+
+def init(ctx: Context, directory: Path, answers: Answers, from_family: str | None = None,
+         force: bool = False) -> ScaffoldResult:
+    targets = [directory / CONFIG_FILE, directory / answers.template]
+    existing = [path.name for path in targets if path.exists()]
+    if existing and not force:
+        raise ConfigError(f"{' and '.join(existing)} already exist{'s' if len(existing) == 1 else ''} in "
+                          f"{directory}", "Pass --force to overwrite, or run init in another directory")
+    template_text = import_family(ctx, from_family, answers) if from_family else packaged(TEMPLATE_FILE)
+    config_text = render_config(answers)
+    files = [str(path) for path in targets]
+    if ctx.dry_run:
+        return ScaffoldResult(files=files, plan=[f"write {path}" for path in files])
+    targets[0].write_text(config_text, encoding="utf-8")
+    targets[1].write_text(template_text, encoding="utf-8")
+    return ScaffoldResult(files=files)
+
+
+def render_config(answers: Answers) -> str:
+    from jinja2 import StrictUndefined
+    from jinja2.sandbox import SandboxedEnvironment
+
+    environment = SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True)
+    # A JSON string is a valid TOML basic string, and a JSON list of strings a valid TOML array.
+    environment.filters["toml"] = lambda value: json.dumps(value, ensure_ascii=False)
+    return environment.from_string(packaged("gcpfargate.toml.j2")).render(**vars(answers))
+
+
+def import_family(ctx: Context, family: str, answers: Answers) -> str:
+    """The template text for the latest ACTIVE revision of `family`; fills `answers` from it."""
+    with ctx.reporter.step(f"Reading task definition {family}"):
+        registered = taskdef.latest_active(ctx, family)
+    if registered is None:
+        raise ConfigError(f"task definition family {family} has no ACTIVE revision",
+                          "Check the name and region (--region), or run init without --from-family")
+    definition = {key: value for key, value in registered.items() if key not in taskdef.READ_ONLY}
+    for container in definition.get("containerDefinitions") or []:
+        unwrapped = wiring.unwrap(container)
+        if unwrapped is not None:
+            answers.credentials_env, answers.credentials_path = unwrapped.credentials_env, unwrapped.credentials_path
+    definition, secret_arns = wiring.unwire(definition, lambda image: _image_config_or_none(ctx, image))
+    definition = taskdef.normalise(definition)
+
+    placeholders: dict[str, str] = {"family": "family"}
+    definition["family"] = _SENTINEL.format("family")
+    role = str(definition.get("executionRoleArn", ""))
+    if role:
+        definition["executionRoleArn"] = _SENTINEL.format("execution_role_arn")
+        placeholders["execution_role_arn"] = "execution_role_arn"
+        if not role.endswith(f":role/gcpfargate-{family}-execution"):
+            answers.execution_role_arn = role
+    _replace_image(ctx, definition, answers, placeholders)
+    for secret_arn in dict.fromkeys(secret_arns):
+        _replace_value_from(definition, secret_arn, placeholders)
+        answers.secret_name = _secret_name(secret_arn)
+    region = _region(ctx)
+    for container in definition.get("containerDefinitions") or []:
+        options = (container.get("logConfiguration") or {}).get("options") or {}
+        if region and options.get("awslogs-region") == region:
+            options["awslogs-region"] = _SENTINEL.format("region")
+            placeholders["region"] = "region"
+    arch = (definition.get("runtimePlatform") or {}).get("cpuArchitecture")
+    if arch == "ARM64":
+        answers.platform = "linux/arm64"
+    return to_template(definition, placeholders)
+
+
+def to_template(definition: dict[str, Any], placeholders: dict[str, str]) -> str:
+    text = json.dumps(definition, indent=2, ensure_ascii=False)
+    # Literal text that Jinja would read as a tag ({{, {%, {#) is written as an expression printing "{".
+    text = re.sub(r"\{(?=[{%#])", "{{ '{' }}", text)
+    for name, variable in placeholders.items():
+        text = text.replace(json.dumps(_SENTINEL.format(name)), "{{ " + variable + " | tojson }}")
+    return text + "\n"
+
+
+def _replace_image(ctx: Context, definition: dict[str, Any], answers: Answers, placeholders: dict[str, str]) -> None:
+    containers = definition.get("containerDefinitions") or []
+    main = next((c for c in containers if c.get("essential", True)), containers[0] if containers else None)
+    if main is None or not main.get("image"):
+        return
+    host, repository, _, _ = taskdef.split_image(str(main["image"]))
+    try:
+        ours = bool(host) and host == ctx.registry.host
+    except GcpfargateError:
+        ours = False
+    if not ours:
+        return  # an image from elsewhere stays literal: `image` always means gcpfargate's registry
+    answers.repository = repository
+    for container in containers:
+        if taskdef.split_image(str(container.get("image", "")))[:2] == (host, repository):
+            container["image"] = _SENTINEL.format("image")
+            placeholders["image"] = "image"
+
+
+def _replace_value_from(definition: dict[str, Any], secret_arn: str, placeholders: dict[str, str]) -> None:
+    for container in definition.get("containerDefinitions") or []:
+        for item in container.get("secrets") or []:
+            if item.get("valueFrom") == secret_arn:
+                item["valueFrom"] = _SENTINEL.format("secret_arn")
+                placeholders["secret_arn"] = "secret_arn"
+
+
+def _secret_name(secret_arn: str) -> str:
+    # arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME-AbCdEf (Secrets Manager appends 6 characters)
+    name = secret_arn.split(":secret:", 1)[-1]
+    return re.sub(r"-[A-Za-z0-9]{6}$", "", name)
+
+
+def _region(ctx: Context) -> str:
+    try:
+        return ctx.aws.region
+    except GcpfargateError:
+        return ""
+
+
+def _image_config_or_none(ctx: Context, image: str) -> dict[str, Any] | None:
+    """The image's config when the registry has it; None means "keep the argv explicit"."""
+    host, repository, tag, digest = taskdef.split_image(image)
+    try:
+        if host != ctx.registry.host:
+            return None
+        found = ctx.registry.resolve(repository, digest or tag or "latest",
+                                     str(ctx.settings.get("image.platform") or "linux/amd64"))
+    except GcpfargateError:
+        return None
+    return None if found is None else dict(found.config.get("config") or {})

@@ -1,0 +1,104 @@
+"""The bad-input corpus, as data: each case is an input a user can get wrong and what must happen.
+
+Add a case by appending a `Case`. `files` are written into the project directory (a `None` value
+deletes the file), `env` is added to the environment, `args` is the command line. Every case must
+end with exit code 1 or 2, one clear line naming the input, no traceback and no change anywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+BASE = """
+[gcp]
+project = "{project}"
+service_account = "{account}"
+
+[task]
+family = "{family}"
+"""
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    args: tuple[str, ...]
+    code: int
+    names: tuple[str, ...]  # fragments the error line must contain (what input was wrong)
+    config: str | None = BASE  # None: no gcpfargate.toml at all
+    extra_config: str = ""
+    env: dict[str, str] = field(default_factory=dict)
+    files: dict[str, str | bytes] = field(default_factory=dict)
+    setup: str = ""  # name of a setup action in test_bad_inputs.py
+
+
+BOOT = ("bootstrap",)
+
+CASES: list[Case] = [
+    # -- configuration -------------------------------------------------------------------------
+    Case("config-missing", BOOT, 2, ("gcp.project", "gcp.service_account", "task.family"), config=None),
+    Case("config-path-missing", ("--config", "nope.toml", "bootstrap"), 2, ("nope.toml", "does not exist")),
+    Case("config-malformed", BOOT, 2, ("cannot parse", "gcpfargate.toml"), config="[gcp\nproject = 1\n"),
+    Case("config-not-utf8", BOOT, 2, ("cannot read", "gcpfargate.toml"), config=None,
+         files={"gcpfargate.toml": b"\xff\xfe[gcp]\n"}),
+    Case("config-unknown-section", BOOT, 2, ("unknown section [gpc]",), extra_config='[gpc]\nproject = "x"\n'),
+    Case("config-unknown-key", BOOT, 2, ("unknown key secret.nmae", "did you mean name"),
+         extra_config='[secret]\nnmae = "x"\n'),
+    Case("config-section-not-table", BOOT, 2, ("image", "must be a table"), config='image = "x"\n' + BASE),
+    Case("config-bool-type", BOOT, 2, ("gcp.create_service_account", "true or false"),
+         config=BASE.replace("[task]", 'create_service_account = "yes"\n[task]')),
+    Case("config-list-type", BOOT, 2, ("task.containers", "list of strings"),
+         config=BASE + 'containers = "app"\n'),
+    Case("config-int-type", BOOT, 2, ("run.wait_timeout", "whole number"), extra_config='[run]\nwait_timeout = "soon"\n'),
+    Case("config-table-type", BOOT, 2, ("task.vars", "table"), config=BASE + 'vars = ["a"]\n'),
+    Case("env-bool", BOOT, 2, ("GCPFARGATE_GCP_CREATE_SERVICE_ACCOUNT", "true or false"),
+         env={"GCPFARGATE_GCP_CREATE_SERVICE_ACCOUNT": "maybe"}),
+    Case("env-int", BOOT, 2, ("GCPFARGATE_RUN_WAIT_TIMEOUT", "whole number"), env={"GCPFARGATE_RUN_WAIT_TIMEOUT": "x"}),
+    Case("env-unknown-key", BOOT, 2, ("GCPFARGATE_SECRET_NMAE",), env={"GCPFARGATE_SECRET_NMAE": "x"}),
+    Case("config-empty-file", BOOT, 2, ("gcp.project",), config=""),
+    # -- identifiers ---------------------------------------------------------------------------
+    Case("region-flag", ("--region", "mars-1", "bootstrap"), 2, ("aws.region", "mars-1")),
+    Case("region-env-case", BOOT, 2, ("aws.region", "GCPFARGATE_AWS_REGION"), env={"GCPFARGATE_AWS_REGION": "US-EAST-1"}),
+    Case("gcp-project-id", BOOT, 2, ("gcp.project", "GCP project id"), env={"GCPFARGATE_GCP_PROJECT": "My_Project"}),
+    Case("service-account-id", BOOT, 2, ("gcp.service_account",), env={"GCPFARGATE_GCP_SERVICE_ACCOUNT": "ab"}),
+    Case("role-arn-account", BOOT, 2, ("task.execution_role_arn", "IAM role ARN"),
+         env={"GCPFARGATE_TASK_EXECUTION_ROLE_ARN": "arn:aws:iam::12:role/x"}),
+    Case("role-arn-service", BOOT, 2, ("task.execution_role_arn",),
+         env={"GCPFARGATE_TASK_EXECUTION_ROLE_ARN": "arn:aws:s3:::bucket"}),
+    Case("image-tag", ("push-image",), 2, ("image.tag",), env={"GCPFARGATE_IMAGE_TAG": "bad tag!"}),
+    Case("image-platform", ("push-image",), 2, ("image.platform",), env={"GCPFARGATE_IMAGE_PLATFORM": "windows/amd64"}),
+    Case("image-repository", ("push-image",), 2, ("image.repository",), env={"GCPFARGATE_IMAGE_REPOSITORY": "UPPER"}),
+    Case("family-name", BOOT, 2, ("task.family",), env={"GCPFARGATE_TASK_FAMILY": "has space"}),
+    Case("secret-name", BOOT, 2, ("secret.name",), env={"GCPFARGATE_SECRET_NAME": "bad name!"}),
+    Case("credentials-path", BOOT, 2, ("task.credentials_path", "absolute"),
+         env={"GCPFARGATE_TASK_CREDENTIALS_PATH": "creds.json"}),
+    Case("credentials-env", BOOT, 2, ("task.credentials_env",), env={"GCPFARGATE_TASK_CREDENTIALS_ENV": "1BAD"}),
+    Case("subnet-id", ("run",), 2, ("run.subnets",), env={"GCPFARGATE_RUN_SUBNETS": "net-1"}),
+    Case("security-group-id", ("run",), 2, ("run.security_groups",), env={"GCPFARGATE_RUN_SECURITY_GROUPS": "sg-x"}),
+    Case("schedule-timezone", ("schedule", "--rate", "1 hour"), 2, ("Mars/Base",),
+         env={"GCPFARGATE_SCHEDULE_TIMEZONE": "Mars/Base"}),
+    Case("schedule-cron", ("schedule", "--cron", "1 2 3"), 2, ("cron",)),
+    # -- usage ---------------------------------------------------------------------------------
+    Case("output-format", ("--output", "yaml", "bootstrap"), 2, ("--output", "yaml")),
+    Case("unknown-option", ("bootstrap", "--bogus"), 2, ("--bogus",)),
+    Case("unknown-command", ("bootstarp",), 2, ("bootstarp",)),
+    Case("network-bridge", ("run-local", "--network", "bridge"), 2, ("--network bridge",)),
+    Case("rotate-exclusive", ("rotate-key", "--keep-previous", "--delete-previous"), 2, ("exclude each other",)),
+    # -- environment ---------------------------------------------------------------------------
+    Case("aws-no-credentials", BOOT, 1, ("no AWS credentials",), setup="no_aws_credentials"),
+    Case("aws-endpoint-down", BOOT, 1, ("cannot reach the AWS endpoint",), setup="aws_down"),
+    Case("aws-unknown-profile", ("--profile", "nope", "bootstrap"), 1, ("profile", "nope")),
+    Case("iam-endpoint-down", BOOT, 1, ("IAM API", "unavailable"), env={"IAM_EMULATOR_HOST": "127.0.0.1:9"}),
+    Case("engine-down", ("push-image",), 1, ("Docker engine",), env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"},
+         files={"Dockerfile": "FROM scratch\n"}),
+    Case("ecr-token-expired", ("push-image",), 1, ("ExpiredTokenException",), setup="ecr_token_expired",
+         files={"Dockerfile": "FROM scratch\nCOPY Dockerfile /\n"}),
+    # -- secrets -------------------------------------------------------------------------------
+    Case("secret-not-json", BOOT, 2, ("not created by gcpfargate", "not JSON"), setup="secret_not_json"),
+    Case("secret-not-a-key", BOOT, 2, ("not created by gcpfargate", "not a service-account key"),
+         setup="secret_not_a_key"),
+    Case("secret-wrong-account", BOOT, 2, ("not created by gcpfargate", "someone-else"),
+         setup="secret_wrong_account"),
+    Case("secret-wrong-account-rotate", ("rotate-key",), 2, ("not created by gcpfargate",),
+         setup="secret_wrong_account"),
+]

@@ -1,0 +1,90 @@
+"""Run the bad-input corpus: every case is one clean line, exit 1 or 2, and changes nothing."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tests.conftest import Project, assert_one_clean_line, record_figure
+from tests.reliability.corpus import CASES, Case
+from tests.stack.faultproxy import FaultProxy, Rule
+
+
+def fake_key(email: str) -> str:
+    # Built at run time so no committed file holds key-looking text.
+    pem = "-----BEGIN " + "PRIVATE KEY-----\nMIIfake\n-----END " + "PRIVATE KEY-----\n"
+    return json.dumps({"type": "service_account", "private_key": pem, "private_key_id": "0" * 40,
+                       "client_email": email, "project_id": "other"})
+
+
+def _secret(value: str) -> Callable[[Project], dict[str, Any]]:
+    def setup(project: Project) -> dict[str, Any]:
+        project.aws("secretsmanager").create_secret(Name=project.secret_name, SecretString=value)
+        return {}
+
+    return setup
+
+
+SETUPS: dict[str, Callable[[Project], dict[str, Any]]] = {
+    "no_aws_credentials": lambda p: {"AWS_ACCESS_KEY_ID": None, "AWS_SECRET_ACCESS_KEY": None,
+                                     "AWS_SESSION_TOKEN": None, "AWS_EC2_METADATA_DISABLED": "true",
+                                     "AWS_CONTAINER_CREDENTIALS_FULL_URI": None},
+    "aws_down": lambda p: {"AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_MAX_ATTEMPTS": "1"},
+    "secret_not_json": _secret("just a password"),
+    "secret_not_a_key": _secret(json.dumps({"type": "authorized_user", "refresh_token": "x"})),
+    "secret_wrong_account": _secret(fake_key("someone-else@other-project.iam.gserviceaccount.com")),
+}
+
+
+def snapshot(project: Project) -> dict[str, Any]:
+    """Everything a failed command could have half-made."""
+    sm, iam, ecr, ecs = (project.aws(s) for s in ("secretsmanager", "iam", "ecr", "ecs"))
+    secrets = {s["Name"]: len(sm.list_secret_version_ids(SecretId=s["ARN"])["Versions"])
+               for s in sm.list_secrets()["SecretList"]}
+    return {
+        "secrets": secrets,
+        "roles": sorted(r["RoleName"] for r in iam.list_roles()["Roles"]),
+        "repositories": sorted(r["repositoryName"] for r in ecr.describe_repositories()["repositories"]),
+        "task_definitions": ecs.list_task_definitions()["taskDefinitionArns"],
+        "keys": project.stack.emulator.key_ids(project.email, include_deleted=True),
+    }
+
+
+def test_corpus_is_large_enough() -> None:
+    assert len(CASES) >= 40
+    assert len({case.id for case in CASES}) == len(CASES)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+def test_bad_input(case: Case, project: Project) -> None:
+    config = project.dir / "gcpfargate.toml"
+    if case.config is None:
+        config.unlink()
+    else:
+        config.write_text(case.config.format(project=project.gcp_project, account=project.account_id,
+                                             family=project.family) + case.extra_config)
+    for name, content in case.files.items():
+        path = project.dir / name
+        path.write_bytes(content) if isinstance(content, bytes) else path.write_text(content)
+    env: dict[str, str | None] = dict(case.env)
+    proxy = None
+    if case.setup == "ecr_token_expired":
+        proxy = FaultProxy(project.stack.moto_url).start()
+        proxy.add(Rule("GetAuthorizationToken", status=400, code="ExpiredTokenException",
+                       message="The security token included in the request is expired", times=-1))
+        env["AWS_ENDPOINT_URL"] = proxy.url
+    elif case.setup:
+        env.update(SETUPS[case.setup](project))
+    before = snapshot(project)
+    try:
+        result = project.run(*case.args, env=env, timeout=120)
+    finally:
+        if proxy is not None:
+            proxy.stop()
+    record_figure("bad-input corpus", "cases tried")
+    assert_one_clean_line(result, case.code, *case.names)
+    assert snapshot(project) == before, "a failed command changed something"
+    record_figure("bad-input corpus", "clean errors")

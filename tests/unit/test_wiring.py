@@ -1,0 +1,179 @@
+"""The credential wiring: the pure transformation, and the wrapper script run by real shells on the host."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gcpfargate.core import wiring
+from gcpfargate.errors import TemplateError
+
+SECRET_ARN = "arn:aws:secretsmanager:ap-northeast-1:123456789012:secret:gcpfargate/runner-AbCdEf"
+ENV = "GCP_CREDENTIALS_JSON"
+NASTY_ARGS = ["it's", 'a "quoted" $HOME `id` $(id)', "line1\nline2", "  spaced  ", "", "*", "-n", "\\n"]
+
+
+def fake_key() -> str:
+    """Key-shaped text made at run time (no key text is ever committed); unicode and newlines included."""
+    pem = "-----BEGIN " + "PRIVATE KEY-----\nMIIfake+/=\n-----END " + "PRIVATE KEY-----\n"
+    return json.dumps({"type": "service_account", "private_key_id": "k" * 40, "private_key": pem,
+                       "client_email": "runner@proj.iam.gserviceaccount.com", "note": "ünïcode %s %d \\ '\""},
+                      indent=2) + "\n"
+
+
+def definition(**container: Any) -> dict[str, Any]:
+    return {"family": "batch", "containerDefinitions": [{"name": "app", "image": "repo@sha256:" + "0" * 64,
+                                                         **container}]}
+
+
+def no_image(image: str) -> dict[str, Any]:
+    raise AssertionError(f"the image config of {image} should not be needed")
+
+
+def wired(defn: dict[str, Any], image_config: Any = no_image, **kwargs: Any) -> dict[str, Any]:
+    options = {"secret_arn": SECRET_ARN, "credentials_env": ENV, "credentials_path": "/tmp/gcp/credentials.json",
+               "containers": None, "image_config": image_config, **kwargs}
+    return wiring.wire(defn, **options)
+
+
+def test_wire_adds_secret_environment_and_wrapper_and_keeps_the_template_argv() -> None:
+    out = wired(definition(entryPoint=["/app/run"], command=["--flag", "x y"],
+                           environment=[{"name": "A", "value": "1"}]))
+    container = out["containerDefinitions"][0]
+    assert container["secrets"] == [{"name": ENV, "valueFrom": SECRET_ARN}]
+    assert container["environment"] == [
+        {"name": "A", "value": "1"}, {"name": "GOOGLE_APPLICATION_CREDENTIALS", "value": "/tmp/gcp/credentials.json"}]
+    entry = container["entryPoint"]
+    assert entry[:2] == ["/bin/sh", "-c"] and entry[3] == "gcpfargate-wrapper"
+    assert entry[4:] == ["/app/run", "--flag", "x y"]
+    assert "command" not in container
+    assert wiring.unwrap(container) == wiring.Unwrapped(["/app/run", "--flag", "x y"], ENV, "/tmp/gcp/credentials.json")
+
+
+@pytest.mark.parametrize(("container", "image", "argv"), [
+    ({}, {"Entrypoint": ["/ep", "a"], "Cmd": ["c"]}, ["/ep", "a", "c"]),
+    ({"command": ["x"]}, {"Entrypoint": ["/ep"], "Cmd": ["c"]}, ["/ep", "x"]),
+    ({"command": ["x"]}, {"Entrypoint": None, "Cmd": ["c"]}, ["x"]),
+    ({}, {"Cmd": ["/bin/sh", "-c", "echo hi"]}, ["/bin/sh", "-c", "echo hi"]),
+    # Docker: an entryPoint from the template drops the image's CMD.
+    ({"entryPoint": ["/mine"]}, {"Entrypoint": ["/ep"], "Cmd": ["c"]}, ["/mine"]),
+])
+def test_original_argv_follows_dockers_rules(container: dict[str, Any], image: dict[str, Any], argv: list[str]) -> None:
+    assert wiring.original_argv({"name": "app", "image": "i", **container}, lambda _: image) == argv
+
+
+def test_wiring_twice_is_the_same_as_once() -> None:
+    once = wired(definition(entryPoint=["/app"]))
+    assert wired(once) == once
+
+
+def test_an_image_with_nothing_to_run_is_a_clear_error() -> None:
+    with pytest.raises(TemplateError, match="nothing to run"):
+        wired(definition(), image_config=lambda _: {"Entrypoint": None, "Cmd": None})
+
+
+@pytest.mark.parametrize("environment", [
+    [{"name": ENV, "value": "x"}],
+    [{"name": "CREDS", "value": fake_key()}],
+    [{"name": "PEM", "value": "-----BEGIN " + "PRIVATE KEY-----\nabc"}],
+])
+def test_key_text_or_its_variable_in_environment_is_refused(environment: list[dict[str, str]]) -> None:
+    with pytest.raises(TemplateError) as caught:
+        wired(definition(entryPoint=["/app"], environment=environment))
+    assert "containerDefinitions[0].environment[0]" in caught.value.message
+    assert "MIIfake" not in caught.value.one_line()
+
+
+def test_targets_default_to_essential_containers_and_unknown_names_are_refused() -> None:
+    defn = {"family": "f", "containerDefinitions": [
+        {"name": "app", "image": "i", "entryPoint": ["/a"]},
+        {"name": "sidecar", "image": "i", "essential": False, "entryPoint": ["/s"]}]}
+    out = wired(defn)
+    assert "secrets" in out["containerDefinitions"][0] and "secrets" not in out["containerDefinitions"][1]
+    out = wired(defn, containers=["sidecar"])
+    assert "secrets" not in out["containerDefinitions"][0] and "secrets" in out["containerDefinitions"][1]
+    with pytest.raises(TemplateError, match="nope"):
+        wired(defn, containers=["nope"])
+
+
+def test_a_conflicting_secret_in_the_template_is_refused() -> None:
+    with pytest.raises(TemplateError, match="another secret"):
+        wired(definition(entryPoint=["/a"], secrets=[{"name": ENV, "valueFrom": "arn:other"}]))
+
+
+def test_unwire_gives_back_the_template_form() -> None:
+    image = {"Entrypoint": ["/ep"], "Cmd": ["c"]}
+    for container in ({}, {"command": ["x", "y"]}, {"entryPoint": ["/other"]}):
+        original = definition(secrets=[{"name": "OTHER", "valueFrom": "arn:o"}], **container)
+        plain, arns = wiring.unwire(wired(original, image_config=lambda _: image), lambda _: image)
+        assert plain == original
+        assert arns == [SECRET_ARN]
+    # Without the image, the argv stays explicit (and still runs the same program).
+    plain, _ = wiring.unwire(wired(definition(), image_config=lambda _: image), lambda _: None)
+    assert plain["containerDefinitions"][0]["entryPoint"] == ["/ep", "c"]
+
+
+# -- the wrapper under real shells -------------------------------------------------------------------
+SHELLS = [name for name in ("dash", "busybox") if shutil.which(name)]
+
+
+def shell_argv(shell: str) -> list[str]:
+    return [shutil.which("busybox") or "busybox", "sh"] if shell == "busybox" else [shutil.which(shell) or shell]
+
+
+def run_wrapper(shell: str, tmp_path: Path, value: str | None, program: list[str]) -> tuple[subprocess.CompletedProcess,
+                                                                                             Path]:
+    target = tmp_path / "made dir" / "it's creds.json"  # a space and a quote in the path, too
+    script = wiring.wrapper_script(ENV, str(target))
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    if value is not None:
+        env[ENV] = value
+    proc = subprocess.run([*shell_argv(shell), "-c", script, wiring.WRAPPER_NAME, *program], env=env,
+                          capture_output=True, timeout=30)
+    return proc, target
+
+
+def program_printing_args_and_env(tmp_path: Path) -> list[str]:
+    # The "original program": prints each argument between markers, then its environment.
+    script = tmp_path / "show.sh"
+    script.write_text("#!/bin/sh\nfor a in \"$@\"; do printf '<%s>\\n' \"$a\"; done\necho ---ENV---\nenv\n")
+    script.chmod(0o755)
+    return [str(script)]
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_wrapper_writes_the_file_0600_drops_the_variable_and_execs_with_args_intact(shell: str,
+                                                                                    tmp_path: Path) -> None:
+    key = fake_key()
+    proc, target = run_wrapper(shell, tmp_path, key, [*program_printing_args_and_env(tmp_path), *NASTY_ARGS])
+    assert proc.returncode == 0, proc.stderr
+    assert target.read_bytes() == key.encode("utf-8")
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    assert stat.S_IMODE(target.parent.stat().st_mode) == 0o700
+    out = proc.stdout.decode()
+    args_part, _, env_part = out.partition("---ENV---\n")
+    assert args_part == "".join(f"<{arg}>\n" for arg in NASTY_ARGS)
+    assert ENV not in env_part and "PRIVATE KEY" not in env_part and "k" * 40 not in env_part
+    assert proc.stderr == b""
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+@pytest.mark.parametrize("value", [None, ""])
+def test_wrapper_fails_clearly_without_the_key(shell: str, value: str | None, tmp_path: Path) -> None:
+    proc, target = run_wrapper(shell, tmp_path, value, ["/bin/echo", "should not run"])
+    assert proc.returncode != 0
+    assert b"should not run" not in proc.stdout
+    assert f"{ENV} is empty or unset".encode() in proc.stderr
+    assert not target.exists()
+
+
+def test_both_shells_are_available_for_the_wrapper_tests() -> None:
+    # The wrapper must work under dash and busybox; a missing shell must not quietly skip those tests.
+    assert SHELLS == ["dash", "busybox"]
