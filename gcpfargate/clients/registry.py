@@ -11,6 +11,7 @@ import base64
 import ipaddress
 import os
 import threading
+from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -68,6 +69,9 @@ class Registry:
         self._host: str | None = None
         self._session: Any = None
         self._lock = threading.Lock()
+        # Like AwsClients.calls: (method, kind) -> count, for --verbose, the call table and the no-op tests.
+        self.calls: Counter[tuple[str, str]] = Counter()
+        self._call_log = os.environ.get("GCPFARGATE_CALL_LOG")
 
     @property
     def host(self) -> str:
@@ -108,12 +112,21 @@ class Registry:
         import requests
 
         url = f"{self.scheme}://{self.host}/v2/{path}"
+        self._count("HEAD" if head else "GET", path)
         try:
             method = self._http().head if head else self._http().get
             return method(url, headers={"Accept": accept} if accept else {}, timeout=30)
         except requests.RequestException as exc:
             raise DockerError(f"cannot reach registry {self.host}: {type(exc).__name__}",
                               "Check the network and GCPFARGATE_ECR_REGISTRY") from None
+
+    def _count(self, method: str, path: str) -> None:
+        # The kind of resource, not the path: repository names and digests stay out of the log.
+        kind = next((each for each in ("manifests", "blobs", "tags") if f"/{each}/" in f"/{path}"), "other")
+        self.calls[(method, kind)] += 1
+        if self._call_log:
+            with open(self._call_log, "a", encoding="utf-8") as log:
+                log.write(f"registry {method} {kind}\n")
 
     def resolve(self, repository: str, reference: str, platform: str = "linux/amd64") -> ImageRef | None:
         """Manifest digest and config of `repository:reference` (tag or digest); None when absent."""

@@ -31,6 +31,10 @@ class ImageNotFound(OperationError):
     """The image to register is not in the registry (not pushed yet, or a wrong tag)."""
 
 
+class SecretNotFound(ConfigError):
+    """The secret that holds the key does not exist yet (bootstrap has not run)."""
+
+
 @dataclass
 class RegisterResult:
     task_definition_arn: str
@@ -127,8 +131,8 @@ def secret_arn(ctx: Context) -> str:
     name = ctx.settings.secret_name
     found = secret.describe(ctx, name)
     if found is None:
-        raise AwsError(f"secret {name} does not exist, so the task cannot be given the key",
-                       "Run gcpfargate bootstrap first").with_code("ResourceNotFoundException")
+        raise SecretNotFound(f"secret {name} does not exist, so the task cannot be given the key",
+                          "Run `gcpfargate bootstrap` first")
     return str(found["ARN"])
 
 
@@ -146,17 +150,15 @@ def render_definition(ctx: Context, image: str | None) -> dict[str, Any]:
     if wire:
         needed |= {"secret_arn"}
 
-    resolved: ResolvedImage | None = resolve_image(ctx, image) if needed & {"image", "image_digest"} else None
     variables: dict[str, Any] = {
         "family": settings.family,
         "credentials_path": str(settings.get("task.credentials_path")),
         "credentials_env": str(settings.get("task.credentials_env")),
         "vars": dict(settings.get("task.vars") or {}),
     }
-    # Only what the template uses is looked up: a template without secret_arn needs no secret.
+    # Only what the template uses is looked up (a template without secret_arn needs no secret), in
+    # the order a user fixes them: bootstrap's secret before push-image's image.
     lookups = {
-        "image": lambda: resolved.reference if resolved else "",
-        "image_digest": lambda: resolved.digest if resolved else "",
         "secret_arn": lambda: secret_arn(ctx),
         "execution_role_arn": lambda: execution_role_arn(ctx),
         "region": lambda: ctx.aws.region,
@@ -165,11 +167,15 @@ def render_definition(ctx: Context, image: str | None) -> dict[str, Any]:
     for name, lookup in lookups.items():
         if name in needed:
             variables[name] = lookup()
+    resolved: ResolvedImage | None = None
+    if needed & {"image", "image_digest"}:
+        resolved = resolve_image(ctx, image)
+        variables.update(image=resolved.reference, image_digest=resolved.digest)
 
     with ctx.reporter.step(f"Rendering {template.shown(path)}"):
         definition = template.render(path, variables)
-    # Shape first: wiring relies on containerDefinitions being a list of objects.
-    _validate_shape(definition, path)
+    # Validate first: wiring relies on containerDefinitions being a list of objects.
+    template.validate(definition, template.shown(path))
     if wire:
         definition = wiring.wire(
             definition, secret_arn=variables["secret_arn"], credentials_env=variables["credentials_env"],
@@ -182,12 +188,6 @@ def render_definition(ctx: Context, image: str | None) -> dict[str, Any]:
         raise TemplateError(f"{template.shown(path)}: family is {definition.get('family')!r}, but task.family is "
                             f"{settings.family!r}", 'Use "family": {{ family | tojson }}')
     return definition
-
-
-def _validate_shape(definition: dict[str, Any], path: Path) -> None:
-    problems = template.shape_problems(definition)
-    if problems:
-        template.validate(definition, template.shown(path))  # raises with every problem worded
 
 
 def _image_config(ctx: Context, image: str, resolved: ResolvedImage | None) -> dict[str, Any]:
@@ -303,10 +303,10 @@ def register_task(ctx: Context, image: str | None) -> RegisterResult:
     plan: list[str] = []
     try:
         rendered = render_definition(ctx, image)
-    except ImageNotFound as exc:
+    except (ImageNotFound, SecretNotFound) as exc:
         if not ctx.dry_run:
             raise
-        # A dry-run deploy renders before push-image has pushed: say so rather than fail.
+        # A dry-run deploy renders before bootstrap and push-image have made anything: say so rather than fail.
         return RegisterResult("", None, True, plan=[f"register a new revision of {family} ({exc.message}; "
                                                     "the definition can be checked once it is pushed)"])
     with ctx.reporter.step(f"Reading the latest ACTIVE revision of {family}"):

@@ -1,0 +1,45 @@
+"""Helpers for tests that need a deployed project: an image context, a template, and deploy."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import Project
+from tests.stack.images import write_busybox_context
+
+ROOT = Path(__file__).resolve().parents[2]
+READ_ONLY = ("taskDefinitionArn", "revision", "status", "requiresAttributes", "compatibilities", "registeredAt",
+             "registeredBy", "deregisteredAt")
+
+
+def prepare(project: Project, steps: tuple[str, ...] = ('CMD ["echo", "job ran"]',), tag: str = "v1") -> None:
+    """An [image] section, a busybox build context and the default template."""
+    write_busybox_context(project.dir, steps)
+    shutil.copyfile(ROOT / "templates" / "task-definition.json.j2", project.dir / "task-definition.json.j2")
+    config = project.dir / "gcpfargate.toml"
+    config.write_text(config.read_text() + f'\n[image]\nrepository = "{project.family}"\ntag = "{tag}"\n')
+
+
+def deploy(project: Project, *args: str) -> dict[str, Any]:
+    result = project.run("deploy", "--output", "json", *args)
+    assert result.returncode == 0, result.output
+    return dict(result.json)
+
+
+def latest(project: Project) -> dict[str, Any]:
+    return dict(project.aws("ecs").describe_task_definition(taskDefinition=project.family)["taskDefinition"])
+
+
+def register_variant(project: Project, change: Any) -> dict[str, Any]:
+    """Register a changed copy of the latest revision (as a user editing it by hand would)."""
+    definition = {k: v for k, v in latest(project).items() if k not in READ_ONLY}
+    change(definition)
+    return dict(project.aws("ecs").register_task_definition(**definition)["taskDefinition"])
+
+
+def secret_json(project: Project) -> dict[str, Any]:
+    value = project.aws("secretsmanager").get_secret_value(SecretId=project.secret_name, VersionStage="AWSCURRENT")
+    return dict(json.loads(value["SecretString"]))

@@ -1,0 +1,130 @@
+"""deploy and run-local against the stack: the whole job, and a rehearsal of the Fargate start."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+
+from tests.conftest import Project, assert_one_clean_line
+from tests.integration.deployed import ROOT, deploy, latest, prepare, register_variant
+
+
+def test_deploy_from_empty_then_a_second_deploy_changes_nothing(project: Project) -> None:
+    prepare(project)
+    first = deploy(project)
+    assert set(first) == {"bootstrap", "push-image", "register-task"}
+    assert all(first[step]["changed"] for step in first)
+    definition = latest(project)
+    container = definition["containerDefinitions"][0]
+    assert container["image"] == f"{project.stack.registry}/{project.family}@{first['push-image']['digest']}"
+    assert container["secrets"] == [{"name": "GCP_CREDENTIALS_JSON", "valueFrom": first["bootstrap"]["secret_arn"]}]
+    assert first["register-task"]["task_definition_arn"] == definition["taskDefinitionArn"]
+
+    calls = project.dir / "calls.log"
+    project.stack.emulator.reset_stats()
+    result = project.run("deploy", "--output", "json", env={"GCPFARGATE_CALL_LOG": str(calls)})
+    assert result.returncode == 0, result.output
+    assert not any(result.json[step]["changed"] for step in result.json)
+    assert result.json["register-task"]["revision"] == definition["revision"]
+    # Zero mutating calls: botocore's before-call hook for AWS, the emulator's own counter for GCP.
+    lines = calls.read_text().splitlines()
+    assert lines and [line for line in lines if line.endswith(" write")] == []
+    assert project.stack.emulator.stats()["mutating_calls"] == 0
+
+
+def test_deploy_failure_names_the_step(project: Project) -> None:
+    prepare(project)
+    (project.dir / "Dockerfile").write_text("FROM scratch\nRUN [\"/nonexistent\"]\n")
+    result = project.run("deploy")
+    assert_one_clean_line(result, 1, "push-image failed")
+    # The first step's work stays consistent: a stored key that authenticates, nothing orphaned.
+    assert len(project.stack.emulator.key_ids(project.email)) == 1
+
+
+@pytest.fixture(scope="module")
+def base_image(stack) -> str:  # type: ignore[no-untyped-def]
+    """The demo's Python base image (debootstrap, cached under ~/.cache) imported into the stack's engine."""
+    env = {**__import__("os").environ, **stack.env}
+    subprocess.run(["bash", str(ROOT / "scripts" / "base-image.sh")], env=env, check=True, capture_output=True)
+    return "gcpfargate-demo/python-base:bookworm"
+
+
+def _demo_project(project: Project) -> None:
+    for name in ("gcpfargate.toml", "task-definition.json.j2", "Dockerfile", "app.py"):
+        shutil.copyfile(ROOT / "examples" / "demo" / name, project.dir / name)
+    text = (project.dir / "gcpfargate.toml").read_text()
+    text = text.replace('"demo-project"', f'"{project.gcp_project}"').replace('"nightly-batch"',
+                                                                                f'"{project.account_id}"')
+    text = text.replace('"demo-nightly"', f'"{project.family}"')
+    (project.dir / "gcpfargate.toml").write_text(text)
+
+
+def test_run_local_runs_the_registered_job_which_authenticates(project: Project, base_image: str) -> None:
+    _demo_project(project)
+    deploy(project)
+    before = project.stack.emulator.stats()["authenticated_calls"]
+    result = project.run("run-local", "--network", "host")
+    assert result.returncode == 0, result.output
+    assert "called the GCP API as " + project.email in result.stderr
+    assert "mode 600; key text in environment: False" in result.stderr
+    # The image's own ENTRYPOINT/CMD ran, arguments intact.
+    assert "args=['--date', 'today', '--note', 'it\\'s a \"quoted\" $ARG']" in result.stderr
+    assert project.stack.emulator.stats()["authenticated_calls"] == before + 1
+    # The container is gone: nothing holding the key lingers in the engine.
+    import docker
+
+    engine = docker.DockerClient(base_url=project.stack.docker_host)
+    assert engine.containers.list(all=True, filters={"label": "gcpfargate=run-local"}) == []
+
+
+def test_run_local_passes_the_exit_code_through(project: Project) -> None:
+    prepare(project, steps=('ENTRYPOINT ["/bin/sh", "-c", "echo failing job; exit 7"]',))
+    deploy(project)
+    result = project.run("run-local")
+    assert result.returncode == 7, result.output
+    assert "failing job" in result.stderr
+    assert "exited with 7" in result.stderr
+
+
+def test_run_local_reports_a_missing_secret(project: Project) -> None:
+    prepare(project)
+    deploy(project)
+    arn = latest(project)["containerDefinitions"][0]["secrets"][0]["valueFrom"]
+
+    def point_at_missing(definition: dict) -> None:
+        definition["containerDefinitions"][0]["secrets"][0]["valueFrom"] = arn + "-gone"
+
+    register_variant(project, point_at_missing)
+    result = project.run("run-local", "--skip-role-check")
+    assert_one_clean_line(result, 1, "does not exist", "GCP_CREDENTIALS_JSON")
+
+
+def test_run_local_fails_like_fargate_when_the_role_cannot_read_the_secret(project: Project) -> None:
+    prepare(project)
+    deploy(project)
+    project.aws("iam").delete_role_policy(RoleName=f"gcpfargate-{project.family}-execution",
+                                          PolicyName="gcpfargate-secret-access")
+    result = project.run("run-local")
+    assert_one_clean_line(result, 1, "would fail to start", "may not read secret GCP_CREDENTIALS_JSON", "--grant")
+
+
+def test_run_local_resolves_json_key_and_ssm_forms(project: Project) -> None:
+    prepare(project, steps=('ENTRYPOINT ["/bin/sh", "-c", "echo A=$A B=$B"]',))
+    deploy(project)
+    sm, ssm = project.aws("secretsmanager"), project.aws("ssm")
+    other = sm.create_secret(Name=f"{project.family}/other", SecretString='{"user": "alice", "n": 2}')
+    ssm.put_parameter(Name=f"/{project.family}/b", Value="from-ssm", Type="SecureString")
+
+    def add_secrets(definition: dict) -> None:
+        definition["containerDefinitions"][0]["secrets"] += [
+            {"name": "A", "valueFrom": f"{other['ARN']}:user:AWSCURRENT:"},
+            {"name": "B", "valueFrom": f"/{project.family}/b"},
+        ]
+
+    register_variant(project, add_secrets)
+    result = project.run("run-local", "--skip-role-check")
+    assert result.returncode == 0, result.output
+    assert "A=alice B=from-ssm" in result.stderr
+

@@ -1,0 +1,115 @@
+"""doctor against the stack: a healthy deploy is all OK; each broken variant fails exactly one check."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import pytest
+
+from tests.conftest import Project
+from tests.integration.deployed import deploy, prepare, register_variant, secret_json
+
+CHECK_ROLE = "execution role may read the secret"
+CHECK_KEY = "key exists and is enabled in GCP"
+CHECK_WIRING = "task definition delivers the key safely"
+CHECK_IMAGE = "image exists and matches runtimePlatform"
+
+
+def doctor(project: Project, *args: str) -> tuple[int, dict[str, dict[str, str]]]:
+    result = project.run("doctor", "--output", "json", *args)
+    assert "Traceback" not in result.output
+    checks = {check["name"]: check for check in result.json["checks"]}
+    return result.returncode, checks
+
+
+def failing(checks: dict[str, dict[str, str]]) -> list[str]:
+    return [name for name, check in checks.items() if check["status"] == "FAIL"]
+
+
+@pytest.fixture
+def deployed(project: Project) -> Project:
+    prepare(project)
+    deploy(project)
+    return project
+
+
+def test_healthy_setup_is_all_ok(deployed: Project) -> None:
+    code, checks = doctor(deployed)
+    assert code == 0
+    assert {name: c["status"] for name, c in checks.items() if c["status"] != "OK"} == {}
+    assert len(checks) == 12
+    text = deployed.run("doctor")
+    assert text.returncode == 0 and "OK" in text.stdout and "gcpfargate doctor" in text.stdout
+
+
+def test_no_get_secret_skips_reading_the_value(deployed: Project) -> None:
+    code, checks = doctor(deployed, "--no-get-secret")
+    assert code == 0
+    assert checks["secret holds a key of the account"]["status"] == "SKIP"
+    assert checks[CHECK_KEY]["status"] == "OK"  # judged by the key id the secret is tagged with
+
+
+def _remove_role_permission(project: Project) -> None:
+    project.aws("iam").delete_role_policy(RoleName=f"gcpfargate-{project.family}-execution",
+                                          PolicyName="gcpfargate-secret-access")
+
+
+def _delete_gcp_key(project: Project) -> None:
+    from tests.unit.iam_client import iam_client
+
+    key_id = secret_json(project)["private_key_id"]
+    iam_client(project.stack).delete_service_account_key(
+        name=f"projects/-/serviceAccounts/{project.email}/keys/{key_id}")
+
+
+def _key_in_environment(project: Project) -> None:
+    key_text = json.dumps(secret_json(project))
+
+    def change(definition: dict) -> None:
+        definition["containerDefinitions"][0]["environment"].append({"name": "LEAKED", "value": key_text})
+
+    register_variant(project, change)
+
+
+def _wrong_credentials_path(project: Project) -> None:
+    def change(definition: dict) -> None:
+        for item in definition["containerDefinitions"][0]["environment"]:
+            if item["name"] == "GOOGLE_APPLICATION_CREDENTIALS":
+                item["value"] = "/elsewhere/credentials.json"
+
+    register_variant(project, change)
+
+
+def _missing_image(project: Project) -> None:
+    def change(definition: dict) -> None:
+        definition["containerDefinitions"][0]["image"] = f"{project.stack.registry}/{project.family}:no-such-tag"
+
+    register_variant(project, change)
+
+
+def _wrong_platform(project: Project) -> None:
+    def change(definition: dict) -> None:
+        definition["runtimePlatform"] = {"cpuArchitecture": "ARM64", "operatingSystemFamily": "LINUX"}
+
+    register_variant(project, change)
+
+
+BROKEN: dict[str, tuple[Callable[[Project], None], str]] = {
+    "role-without-permission": (_remove_role_permission, CHECK_ROLE),
+    "deleted-gcp-key": (_delete_gcp_key, CHECK_KEY),
+    "key-in-environment": (_key_in_environment, CHECK_WIRING),
+    "wrong-credentials-path": (_wrong_credentials_path, CHECK_WIRING),
+    "missing-image": (_missing_image, CHECK_IMAGE),
+    "wrong-platform": (_wrong_platform, CHECK_IMAGE),
+}
+
+
+@pytest.mark.parametrize("variant", list(BROKEN))
+def test_each_broken_variant_fails_exactly_the_right_check(deployed: Project, variant: str) -> None:
+    breaker, expected = BROKEN[variant]
+    breaker(deployed)
+    code, checks = doctor(deployed)
+    assert code == 3
+    assert failing(checks) == [expected], checks
+    assert "PRIVATE KEY" not in json.dumps(checks)

@@ -1,0 +1,159 @@
+"""Shared helpers for the reliability suite: deployable projects, the call log, and the invariants
+every fault, race and rerun must leave intact.
+
+The invariants (checked against the real stack, never against what the CLI says):
+1. no orphan: every enabled user-managed key of the account is referenced by a staged secret
+   version (AWSCURRENT or AWSPREVIOUS);
+2. the secret's AWSCURRENT holds a key of the account that authenticates with google-auth against
+   the emulator's token endpoint;
+3. when a task definition is registered, its latest revision takes the key from the secret's ARN.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import Project, Result
+from tests.stack.images import write_busybox_context
+
+SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
+STAGES = ("AWSCURRENT", "AWSPREVIOUS")
+
+
+# -- projects --------------------------------------------------------------------------------------
+def make_deployable(project: Project, steps: tuple[str, ...] = ('CMD ["/bin/true"]',), tag: str = "v1") -> None:
+    """Give `project` an image context, an [image] section and the default template, so `deploy` runs.
+
+    The tag is fixed: a derived (timestamp) tag would make every rerun look like a new image.
+    """
+    write_busybox_context(project.dir / "image", steps=steps)
+    config = project.dir / "gcpfargate.toml"
+    config.write_text(config.read_text() + f'\n[image]\nrepository = "{project.family}"\ncontext = "image"\n'
+                                           f'tag = "{tag}"\n')
+    template = resources.files("gcpfargate.templates").joinpath("task-definition.json.j2").read_text()
+    (project.dir / "task-definition.json.j2").write_text(template)
+
+
+# -- the call log ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Call:
+    system: str  # aws or gcp
+    service: str  # secretsmanager, iam, ecr, ...
+    operation: str  # CreateSecret, CreateServiceAccountKey, ...
+    write: bool
+
+
+def run_logged(project: Project, *args: str, env: dict[str, str | None] | None = None) -> tuple[Result, list[Call]]:
+    """Run the CLI with GCPFARGATE_CALL_LOG and return its result and every AWS/GCP call it made."""
+    log = project.dir / ".calls"
+    log.unlink(missing_ok=True)
+    result = project.run(*args, env={**(env or {}), "GCPFARGATE_CALL_LOG": str(log)})
+    calls = []
+    for line in log.read_text().splitlines() if log.exists() else []:
+        system, service, operation, kind = line.split()
+        calls.append(Call(system, service, operation, kind == "write"))
+    log.unlink(missing_ok=True)
+    return result, calls
+
+
+def mutating(calls: list[Call]) -> list[Call]:
+    """Each mutating call once per occurrence, in order: (call, nth occurrence of that operation)."""
+    return [call for call in calls if call.write]
+
+
+# -- the state of the world ------------------------------------------------------------------------
+def secret_versions(project: Project) -> dict[str, dict[str, Any]]:
+    """stage -> the key JSON that version holds, for every staged version of the secret."""
+    sm = project.aws("secretsmanager")
+    found: dict[str, dict[str, Any]] = {}
+    for stage in STAGES:
+        try:
+            value = sm.get_secret_value(SecretId=project.secret_name, VersionStage=stage)
+        except sm.exceptions.ResourceNotFoundException:
+            continue
+        found[stage] = json.loads(value["SecretString"])
+    return found
+
+
+def secret_exists(project: Project) -> bool:
+    sm = project.aws("secretsmanager")
+    try:
+        sm.describe_secret(SecretId=project.secret_name)
+    except sm.exceptions.ResourceNotFoundException:
+        return False
+    return True
+
+
+def current_key(project: Project) -> dict[str, Any]:
+    """The AWSCURRENT key, read with the stage named: moto's stage-less read ignores stage moves."""
+    value = project.aws("secretsmanager").get_secret_value(SecretId=project.secret_name, VersionStage="AWSCURRENT")
+    return json.loads(value["SecretString"])
+
+
+def authenticates(key: dict[str, Any]) -> bool:
+    import google.auth.exceptions
+    import google.auth.transport.requests
+    from google.oauth2 import service_account
+
+    credentials = service_account.Credentials.from_service_account_info(key, scopes=SCOPES)
+    try:
+        credentials.refresh(google.auth.transport.requests.Request())
+    except google.auth.exceptions.RefreshError:
+        return False
+    return bool(credentials.token)
+
+
+def enabled_keys(project: Project) -> list[str]:
+    emulator = project.stack.emulator
+    return [key_id for key_id in emulator.key_ids(project.email) if emulator.key_state(project.email, key_id)
+            == "enabled"]
+
+
+def orphans(project: Project) -> list[str]:
+    """Enabled keys of the account that no staged secret version references."""
+    referenced = {key["private_key_id"] for key in secret_versions(project).values()} if secret_exists(project) \
+        else set()
+    return [key_id for key_id in enabled_keys(project) if key_id not in referenced]
+
+
+def check_invariants(project: Project, expect_secret: bool = True) -> list[str]:
+    """The invariants as a list of broken ones (empty: all hold)."""
+    broken = []
+    leftover = orphans(project)
+    if leftover:
+        broken.append(f"orphan keys (enabled, referenced by no staged version): {leftover}")
+    if not secret_exists(project):
+        if expect_secret:
+            broken.append("the secret does not exist")
+        return broken
+    key = current_key(project)
+    if key.get("client_email") != project.email:
+        broken.append(f"AWSCURRENT holds a key of {key.get('client_email')}")
+    elif not authenticates(key):
+        broken.append(f"AWSCURRENT key {key.get('private_key_id')} does not authenticate")
+    broken.extend(task_definition_problems(project))
+    return broken
+
+
+def task_definition_problems(project: Project) -> list[str]:
+    """When the family has a revision, it must take the credentials from the secret's ARN."""
+    ecs = project.aws("ecs")
+    arns = ecs.list_task_definitions(familyPrefix=project.family, sort="DESC")["taskDefinitionArns"]
+    if not arns:
+        return []
+    definition = ecs.describe_task_definition(taskDefinition=arns[0])["taskDefinition"]
+    secret_arn = project.aws("secretsmanager").describe_secret(SecretId=project.secret_name)["ARN"]
+    value_from = [s["valueFrom"] for c in definition["containerDefinitions"] for s in c.get("secrets", [])]
+    if value_from != [secret_arn]:
+        return [f"latest revision {definition['revision']} takes secrets from {value_from}, not {secret_arn}"]
+    return []
+
+
+def unchanged_everywhere(result: Result) -> list[str]:
+    """The steps of a `deploy --output json` that report changed: true (empty: a true no-op)."""
+    assert result.returncode == 0, result.output
+    return [step for step, out in result.json.items() if out.get("changed") is not False]
