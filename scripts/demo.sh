@@ -13,11 +13,15 @@ bash "$here/scripts/base-image.sh"
 
 work=$(mktemp -d /tmp/gcpfargate-demo.XXXXXX)
 trap 'rm -rf "$work"' EXIT
-cp "$here"/examples/demo/{gcpfargate.toml,task-definition.json.j2,Dockerfile,app.py} "$work/"
 cd "$work"
-say "2/5 sample project in $work"
+say "2/5 gcpfargate init: scaffold a project in $work, then add the sample job (examples/demo)"
+"$gcpfargate" init --gcp-project demo-project --service-account nightly-batch --family demo-nightly \
+  --repository demo-nightly
+# The emulator starts empty: let bootstrap create the account (a real project would already have it).
+sed -i 's/^create_service_account = false/create_service_account = true/' gcpfargate.toml
+# The sample template adds DEMO_API_URL (where the job's "GCP API" lives) to the scaffolded one.
+cp "$here"/examples/demo/{task-definition.json.j2,Dockerfile,app.py} "$work/"
 ls -1 "$work"
-echo "--- gcpfargate.toml"; cat gcpfargate.toml
 
 say "3/5 gcpfargate deploy  (bootstrap → push-image → register-task)"
 "$gcpfargate" deploy

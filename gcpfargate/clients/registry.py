@@ -72,6 +72,8 @@ class Registry:
         # Like AwsClients.calls: (method, kind) -> count, for --verbose, the call table and the no-op tests.
         self.calls: Counter[tuple[str, str]] = Counter()
         self._call_log = os.environ.get("GCPFARGATE_CALL_LOG")
+        # Digest references are content-addressed, so what one step resolved holds for the next.
+        self._by_digest: dict[tuple[str, str, str], ImageRef] = {}
 
     @property
     def host(self) -> str:
@@ -130,6 +132,17 @@ class Registry:
 
     def resolve(self, repository: str, reference: str, platform: str = "linux/amd64") -> ImageRef | None:
         """Manifest digest and config of `repository:reference` (tag or digest); None when absent."""
+        if not reference.startswith("sha256:"):
+            return self._resolve(repository, reference, platform)
+        memo = (repository, reference, platform)
+        if memo not in self._by_digest:
+            found = self._resolve(repository, reference, platform)
+            if found is None:
+                return None  # not remembered: a push may bring it
+            self._by_digest[memo] = found
+        return self._by_digest[memo]
+
+    def _resolve(self, repository: str, reference: str, platform: str) -> ImageRef | None:
         response = self._get(f"{repository}/manifests/{reference}", MANIFEST_TYPES)
         if response.status_code == 404:
             return None

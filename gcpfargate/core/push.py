@@ -261,18 +261,18 @@ def ensure_repository(ctx: Context, repository: str) -> bool:
 
 def latest_task_definition(ctx: Context) -> dict[str, Any] | None:
     """The family's latest ACTIVE revision; None when there is none (or it cannot be read)."""
+    from gcpfargate.core.taskdef import latest_active
+
     family = ctx.settings.family
     if not family:
         return None
     try:
-        data = ctx.aws.call("ecs", "describe_task_definition", f"read task definition family {family}",
-                            taskDefinition=family)
+        # The same read register-task makes: in `deploy` it is made once (ctx.known).
+        return latest_active(ctx, family)
     except AwsError as exc:
-        if exc.code not in _TASK_DEFINITION_MISSING:
-            # Only an optimisation and a platform check depend on it: say so and carry on.
-            ctx.reporter.warn(f"{exc.message}; pushing without comparing to the registered task definition")
+        # Only an optimisation and a platform check depend on it: say so and carry on.
+        ctx.reporter.warn(f"{exc.message}; pushing without comparing to the registered task definition")
         return None
-    return dict(data.get("taskDefinition") or {})
 
 
 def check_platform(ctx: Context, image: str, image_id: str, platform: str,

@@ -42,12 +42,23 @@ def describe(ctx: Context, name: str) -> dict[str, Any] | None:
     return found
 
 
+def arn(ctx: Context, name: str) -> str | None:
+    """The secret's ARN, or None when it does not exist. In `deploy`, bootstrap has learnt it already."""
+    if f"secret_arn:{name}" not in ctx.known:
+        found = describe(ctx, name)
+        if found is None:
+            return None
+        ctx.known[f"secret_arn:{name}"] = str(found["ARN"])
+    return str(ctx.known[f"secret_arn:{name}"])
+
+
 def read(ctx: Context, name: str, version_stage: str = "AWSCURRENT") -> SecretState | None:
     """The secret and its current key, or None when the secret does not exist."""
     found = describe(ctx, name)
     if found is None:
         return None
     arn, kms = found["ARN"], str(found.get("KmsKeyId", ""))
+    ctx.known[f"secret_arn:{name}"] = str(arn)
     managed = any(tag.get("Key") == "managed-by" and tag.get("Value") == "gcpfargate" for tag in found.get("Tags", []))
     if not _has_stage(found, version_stage):
         return SecretState(name, arn, kms, None, f"the secret has no {version_stage} version", managed=managed)
@@ -98,6 +109,7 @@ def store(
         if kms:
             params["KmsKeyId"] = kms
         created = ctx.aws.call("secretsmanager", "create_secret", f"create secret {name}", **params)
+        ctx.known[f"secret_arn:{name}"] = str(created["ARN"])
         return created["ARN"], created["VersionId"]
     put = ctx.aws.call("secretsmanager", "put_secret_value", f"store the new key in secret {name}",
                        SecretId=existing.arn, SecretString=key.text())

@@ -129,11 +129,11 @@ def secret_arn(ctx: Context) -> str:
     from gcpfargate.core import secret
 
     name = ctx.settings.secret_name
-    found = secret.describe(ctx, name)
+    found = secret.arn(ctx, name)
     if found is None:
         raise SecretNotFound(f"secret {name} does not exist, so the task cannot be given the key",
                           "Run `gcpfargate bootstrap` first")
-    return str(found["ARN"])
+    return found
 
 
 def template_path(ctx: Context) -> Path:
@@ -209,7 +209,16 @@ def _image_config(ctx: Context, image: str, resolved: ResolvedImage | None) -> d
 
 # -- comparing ------------------------------------------------------------------------------------
 def latest_active(ctx: Context, family: str) -> dict[str, Any] | None:
-    """The latest ACTIVE revision of `family` with its tags (as `tags`); None when there is none."""
+    """The latest ACTIVE revision of `family` with its tags (as `tags`); None when there is none.
+
+    Read once per command: in `deploy`, push-image has read it already (ctx.known)."""
+    memo = f"task_definition:{family}"
+    if memo not in ctx.known:
+        ctx.known[memo] = _describe_latest(ctx, family)
+    return copy.deepcopy(ctx.known[memo])
+
+
+def _describe_latest(ctx: Context, family: str) -> dict[str, Any] | None:
     try:
         data = ctx.aws.call("ecs", "describe_task_definition", f"read task definition family {family}",
                             taskDefinition=family, include=["TAGS"])
@@ -307,8 +316,8 @@ def register_task(ctx: Context, image: str | None) -> RegisterResult:
         if not ctx.dry_run:
             raise
         # A dry-run deploy renders before bootstrap and push-image have made anything: say so rather than fail.
-        return RegisterResult("", None, True, plan=[f"register a new revision of {family} ({exc.message}; "
-                                                    "the definition can be checked once it is pushed)"])
+        return RegisterResult("", None, True, plan=[f"register a new revision of {family} (not checked yet: "
+                                                    f"{exc.message}; {exc.hint[:1].lower()}{exc.hint[1:]})"])
     with ctx.reporter.step(f"Reading the latest ACTIVE revision of {family}"):
         registered = latest_active(ctx, family)
     created_groups = ensure_log_groups(ctx, rendered, plan)
@@ -325,6 +334,7 @@ def register_task(ctx: Context, image: str | None) -> RegisterResult:
     with ctx.reporter.step(f"Registering a new revision of {family}"):
         created = ctx.aws.call("ecs", "register_task_definition", f"register task definition {family}",
                                **rendered)["taskDefinition"]
+    ctx.known.pop(f"task_definition:{family}", None)  # no longer the latest
     return RegisterResult(str(created["taskDefinitionArn"]), int(created["revision"]), True, plan=[], diff=diff)
 
 

@@ -261,6 +261,10 @@ def test_missing_secret_and_missing_image_say_what_to_do(project: Project) -> No
     configure(project)
     copy_template(project)
     assert_one_clean_line(project.run("register-task"), 2, "does not exist", "gcpfargate bootstrap")
+    # A dry run (as in `deploy --dry-run` on a fresh project) plans instead of failing.
+    planned = project.run("register-task", "--dry-run", "--output", "json")
+    assert planned.returncode == 0, planned.output
+    assert planned.json["changed"] is True and "gcpfargate bootstrap" in planned.json["plan"][0]
     assert project.run("bootstrap").returncode == 0
     assert_one_clean_line(project.run("register-task"), 1, "is not in registry", "push-image")
     config = project.dir / "gcpfargate.toml"

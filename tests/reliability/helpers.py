@@ -11,7 +11,9 @@ The invariants (checked against the real stack, never against what the CLI says)
 
 from __future__ import annotations
 
+import itertools
 import json
+import os
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -19,12 +21,35 @@ from typing import Any
 
 from tests.conftest import Project, Result
 from tests.stack.images import write_busybox_context
+from tests.stack.local import LocalStack
 
 SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
 STAGES = ("AWSCURRENT", "AWSPREVIOUS")
 
 
 # -- projects --------------------------------------------------------------------------------------
+_counter = itertools.count(1)
+
+
+def new_project(stack: LocalStack, directory: Path) -> Project:
+    """A fresh project like conftest's `project` fixture, for tests that need several of them."""
+    n = next(_counter)
+    suffix = f"{os.getpid() % 10000}-r{n}"
+    project = Project(dir=directory, stack=stack, gcp_project=f"rel-{suffix}", account_id=f"runner-{suffix}",
+                      family=f"rel-{suffix}")
+    (directory / ".home").mkdir(parents=True, exist_ok=True)
+    stack.emulator.add_service_account(project.gcp_project, project.account_id)
+    project.write_config(f"""
+        [gcp]
+        project = "{project.gcp_project}"
+        service_account = "{project.account_id}"
+
+        [task]
+        family = "{project.family}"
+        """)
+    return project
+
+
 def make_deployable(project: Project, steps: tuple[str, ...] = ('CMD ["/bin/true"]',), tag: str = "v1") -> None:
     """Give `project` an image context, an [image] section and the default template, so `deploy` runs.
 
@@ -157,3 +182,101 @@ def unchanged_everywhere(result: Result) -> list[str]:
     """The steps of a `deploy --output json` that report changed: true (empty: a true no-op)."""
     assert result.returncode == 0, result.output
     return [step for step, out in result.json.items() if out.get("changed") is not False]
+
+
+# -- a second, disposable Docker engine ------------------------------------------------------------
+class PrivateDockerd:
+    """A dockerd of its own (the approach of tests/stack/local.py), for tests that stop the engine.
+
+    `stop(kill=...)` ends it; `cleanup()` then makes sure nothing of it is left: no process that
+    names its directories (dockerd, containerd, shims), no process of its containers, no mount,
+    no directory.
+    """
+
+    def __init__(self) -> None:
+        import tempfile
+
+        self.root = Path(tempfile.mkdtemp(prefix="gcpf-dkd-"))
+        self.socket = self.root / "docker.sock"
+        self.host = f"unix://{self.socket}"
+        self.process: Any = None
+        self.container_ids: set[str] = set()
+
+    def start(self) -> PrivateDockerd:
+        import shutil
+        import subprocess
+
+        from tests.stack.local import _docker_ping, _wait
+
+        log = self.root / "dockerd.log"
+        self.process = subprocess.Popen([
+            shutil.which("dockerd") or "dockerd", "--host", self.host, "--data-root", str(self.root / "data"),
+            "--exec-root", str(self.root / "exec"), "--pidfile", str(self.root / "docker.pid"),
+            "--bridge=none", "--iptables=false", "--ip6tables=false", "--ip-masq=false", "--userland-proxy=false",
+            "--storage-driver=overlay2", "--shutdown-timeout=1",
+        ], stdout=log.open("wb"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        _wait(lambda: _docker_ping(self.host), "private dockerd", 60, self.process, log)
+        return self
+
+    def note_containers(self) -> set[str]:
+        """Remember the engine's containers (build steps included), to find their processes later."""
+        import docker
+
+        client = docker.DockerClient(base_url=self.host)
+        try:
+            self.container_ids |= {c.id for c in client.containers.list(all=True)}
+        finally:
+            client.close()
+        return self.container_ids
+
+    def leftover_pids(self) -> list[int]:
+        """Processes that still belong to this engine: they name its root, or run in one of its containers."""
+        import os
+
+        found = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit() or int(entry) == os.getpid():
+                continue
+            try:
+                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+                cgroup = Path(f"/proc/{entry}/cgroup").read_text()
+            except OSError:
+                continue
+            if str(self.root).encode() in cmdline or any(cid in cgroup for cid in self.container_ids):
+                found.append(int(entry))
+        return found
+
+    def mounts(self) -> list[str]:
+        return [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()
+                if line.split()[1].startswith(str(self.root))]
+
+    def stop(self, sig: int) -> None:
+        import os
+
+        if self.process is not None and self.process.poll() is None:
+            os.kill(self.process.pid, sig)
+
+    def cleanup(self) -> None:
+        import contextlib
+        import os
+        import shutil
+        import signal
+        import subprocess
+        import time
+
+        if self.process is not None:
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=10)
+        deadline = time.monotonic() + 15
+        while (pids := self.leftover_pids()) and time.monotonic() < deadline:
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            time.sleep(0.2)
+        for mount in sorted(self.mounts(), reverse=True):
+            subprocess.run(["umount", "-l", mount], check=False, capture_output=True)
+        shutil.rmtree(self.root, ignore_errors=True)

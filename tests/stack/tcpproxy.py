@@ -1,0 +1,150 @@
+"""A small TCP proxy that resets connections in the middle of chosen HTTP requests.
+
+Put it in front of the registry (GCPFARGATE_ECR_REGISTRY=127.0.0.1:PORT; Docker treats every
+127.0.0.0/8 registry as insecure, so plain HTTP works) to model a network that drops a push half
+way. A `Reset` rule watches the client-to-server byte stream for a request line matching its
+pattern (`PATCH /v2/<repo>/blobs/uploads/...` for a blob upload, `PUT /v2/<repo>/manifests/<tag>`
+for the manifest) and, once `after_bytes` more bytes of that request have gone through, closes
+both sides with a TCP RST (SO_LINGER 0), the way a middlebox or a crashed peer does.
+
+Everything else is copied through unchanged, byte for byte: the proxy does not parse HTTP beyond
+finding request lines, so keep-alive, chunked bodies and streaming uploads all work.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import socket
+import struct
+import threading
+from dataclasses import dataclass, field
+
+# Request lines Docker sends while pushing.
+BLOB_UPLOAD = rb"(?:PATCH|PUT) /v2/[^ ]*/blobs/uploads/[^ ]* HTTP/1\.[01]\r\n"
+MANIFEST_PUT = rb"PUT /v2/[^ ]*/manifests/[^ ]* HTTP/1\.[01]\r\n"
+
+
+@dataclass
+class Reset:
+    pattern: bytes  # regex over the client-to-server stream, e.g. BLOB_UPLOAD
+    after_bytes: int = 0  # bytes of the request (from its request line on) to let through first
+    times: int = 1  # resets left (-1: forever)
+    done: int = field(default=0)  # resets performed
+
+
+class TcpProxy:
+    def __init__(self, upstream_host: str, upstream_port: int) -> None:
+        self.upstream = (upstream_host, upstream_port)
+        self.rules: list[Reset] = []
+        self.connections = 0
+        self._lock = threading.Lock()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self._listener.getsockname()[1])
+        self.address = f"127.0.0.1:{self.port}"
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True, name="tcpproxy")
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> TcpProxy:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopped.set()
+        with contextlib.suppress(OSError):
+            self._listener.close()
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> TcpProxy:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def add(self, rule: Reset) -> Reset:
+        with self._lock:
+            self.rules.append(rule)
+        return rule
+
+    def clear(self) -> None:
+        with self._lock:
+            self.rules.clear()
+
+    @property
+    def resets(self) -> int:
+        with self._lock:
+            return sum(rule.done for rule in self.rules)
+
+    # -- plumbing ----------------------------------------------------------------------------
+    def _accept(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            try:
+                server = socket.create_connection(self.upstream, timeout=10)
+            except OSError:
+                _reset(client)
+                continue
+            server.settimeout(None)
+            with self._lock:
+                self.connections += 1
+            threading.Thread(target=self._pipe, args=(client, server, True), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(server, client, False), daemon=True).start()
+
+    def _pipe(self, source: socket.socket, target: socket.socket, watch: bool) -> None:
+        tail = b""  # the end of what went before, so a request line split across reads still matches
+        armed: Reset | None = None
+        counted = 0
+        try:
+            while True:
+                data = source.recv(65536)
+                if not data:
+                    with contextlib.suppress(OSError):
+                        target.shutdown(socket.SHUT_WR)
+                    return
+                if watch:
+                    if armed is None:
+                        armed, offset = self._arm(tail + data)
+                        if armed is not None:
+                            counted = len(tail + data) - offset
+                    else:
+                        counted += len(data)
+                    if armed is not None and counted >= armed.after_bytes:
+                        # Let exactly `after_bytes` of the request through, then cut.
+                        keep = len(data) - (counted - armed.after_bytes)
+                        if keep > 0:
+                            target.sendall(data[:keep])
+                        _reset(source)
+                        _reset(target)
+                        return
+                    tail = (tail + data)[-4096:]
+                target.sendall(data)
+        except OSError:
+            for sock in (source, target):
+                with contextlib.suppress(OSError):
+                    sock.close()
+
+    def _arm(self, window: bytes) -> tuple[Reset | None, int]:
+        with self._lock:
+            for rule in self.rules:
+                if rule.times == 0:
+                    continue
+                match = re.search(rule.pattern, window)
+                if match is None:
+                    continue
+                if rule.times > 0:
+                    rule.times -= 1
+                rule.done += 1
+                return rule, match.start()
+        return None, 0
+
+
+def _reset(sock: socket.socket) -> None:
+    """Close with RST rather than FIN: the peer sees `connection reset by peer`."""
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    with contextlib.suppress(OSError):
+        sock.close()
