@@ -166,6 +166,15 @@ def _short_reason(exc: BaseException) -> str:
     return text if len(text) <= 160 else text[:157] + "..."
 
 
+def _connection_errors() -> tuple[type[BaseException], ...]:
+    """Errors of a connection to the engine that broke mid-stream (the engine stopped or crashed):
+    requests wraps some of them, urllib3 raises others straight out of a streamed response."""
+    import requests
+    import urllib3.exceptions
+
+    return (requests.RequestException, urllib3.exceptions.HTTPError)
+
+
 class DockerEngine:
     def __init__(self, factory: Callable[[], Any] | None = None) -> None:
         self._factory = factory
@@ -212,6 +221,9 @@ class DockerEngine:
                               "Check the Dockerfile and the build context") from None
         except docker.errors.DockerException as exc:
             raise DockerError(f"image build failed: {_short_reason(exc)}", _engine_hint(self.host)) from None
+        except _connection_errors() as exc:  # before OSError: requests' errors are OSErrors too
+            raise DockerError(f"image build failed: the connection to the Docker engine broke ({type(exc).__name__})",
+                              _engine_hint(self.host)) from None
         except OSError as exc:  # the SDK reads the context from disk to make the tar
             raise DockerError(f"cannot read the build context {context}: {exc.strerror or exc}") from None
         if log.failed:
@@ -287,6 +299,9 @@ class DockerEngine:
         except docker.errors.DockerException as exc:
             raise DockerError(f"failed to push {repository}:{tag}: {_short_reason(exc)}",
                               _engine_hint(self.host)) from None
+        except _connection_errors() as exc:
+            raise DockerError(f"failed to push {repository}:{tag}: the connection to the Docker engine broke "
+                              f"({type(exc).__name__})", _engine_hint(self.host)) from None
         if not digest:
             raise DockerError(f"failed to push {repository}:{tag}: the engine reported no manifest digest")
         return PushOutcome(digest=digest, layers_pushed=pushed)
@@ -310,6 +325,9 @@ class DockerEngine:
                               "Check the image reference and that you may pull from the registry") from None
         except docker.errors.DockerException as exc:
             raise DockerError(f"failed to pull {image_ref}: {_short_reason(exc)}", _engine_hint(self.host)) from None
+        except _connection_errors() as exc:
+            raise DockerError(f"failed to pull {image_ref}: the connection to the Docker engine broke "
+                              f"({type(exc).__name__})", _engine_hint(self.host)) from None
         return self.image_id(image_ref)
 
     # -- run -----------------------------------------------------------------------------------
@@ -347,6 +365,9 @@ class DockerEngine:
         except docker.errors.DockerException as exc:
             raise DockerError(f"failed to run container {spec.name}: {_short_reason(exc)}",
                               _engine_hint(self.host)) from None
+        except _connection_errors() as exc:
+            raise DockerError(f"failed to run container {spec.name}: the connection to the Docker engine broke "
+                              f"({type(exc).__name__})", _engine_hint(self.host)) from None
         finally:
             if container is not None:
                 with contextlib.suppress(Exception):

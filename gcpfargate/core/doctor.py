@@ -18,6 +18,7 @@ from typing import Any
 from gcpfargate.clients.gcp import MAX_USER_KEYS, ServiceAccount
 from gcpfargate.core import execution_role, policy, secret
 from gcpfargate.core.context import Context
+from gcpfargate.core.wiring import unwrap
 from gcpfargate.errors import AwsError, GcpfargateError
 from gcpfargate.keyfile import looks_like_key
 
@@ -289,12 +290,23 @@ def _wiring(ctx: Context, facts: _Facts) -> tuple[Status, str]:
         elif secret_arn and not _same_secret(secrets[env_name], secret_arn):
             problems.append(f"{name}: {env_name} comes from {secrets[env_name]}, not {secret_arn}")
         environment = {e.get("name"): e.get("value") for e in container.get("environment", [])}
-        if environment.get("GOOGLE_APPLICATION_CREDENTIALS") != path:
-            problems.append(f"{name}: GOOGLE_APPLICATION_CREDENTIALS is "
-                            f"{environment.get('GOOGLE_APPLICATION_CREDENTIALS')!r}, not {path!r}")
-        start = " ".join(container.get("entryPoint") or []) + " " + " ".join(container.get("command") or [])
-        if path not in start:
-            problems.append(f"{name}: no start-up step writes {path}")
+        google_path = environment.get("GOOGLE_APPLICATION_CREDENTIALS")
+        wrapped = unwrap(container)
+        if wrapped is not None:
+            # gcpfargate's own wrapper: it must write the variable ECS fills to the path the app reads.
+            if wrapped.credentials_env != env_name:
+                problems.append(f"{name}: the wrapper writes ${wrapped.credentials_env}, but the key arrives "
+                                f"in {env_name}")
+            if google_path != wrapped.credentials_path:
+                problems.append(f"{name}: GOOGLE_APPLICATION_CREDENTIALS is {google_path!r}, but the wrapper "
+                                f"writes {wrapped.credentials_path!r}")
+        else:
+            # wire_credentials = false: the template wires it; at least the file must be written somewhere.
+            start = " ".join(container.get("entryPoint") or []) + " " + " ".join(container.get("command") or [])
+            if google_path != path:
+                problems.append(f"{name}: GOOGLE_APPLICATION_CREDENTIALS is {google_path!r}, not {path!r}")
+            elif path not in start:
+                problems.append(f"{name}: no start-up step writes {path}")
     if problems:
         return Status.FAIL, "; ".join(problems)
     return Status.OK, f"revision {revision.get('revision')} delivers {env_name} → {path} (mode 0600)"

@@ -99,10 +99,16 @@ def _ensure_own(ctx: Context, secret_arn: str, kms_key_arn: str) -> RoleResult:
         if ctx.dry_run:
             arn = f"arn:{ctx.aws.partition()}:iam::{ctx.aws.account_id}:role/{name}"
             return RoleResult(arn=arn, changed=True)
-        role = ctx.aws.call("iam", "create_role", f"create IAM role {name}", RoleName=name,
-                            AssumeRolePolicyDocument=trust,
-                            Description="ECS task execution role managed by gcpfargate",
-                            Tags=[{"Key": "managed-by", "Value": "gcpfargate"}])["Role"]
+        try:
+            role = ctx.aws.call("iam", "create_role", f"create IAM role {name}", RoleName=name,
+                                AssumeRolePolicyDocument=trust,
+                                Description="ECS task execution role managed by gcpfargate",
+                                Tags=[{"Key": "managed-by", "Value": "gcpfargate"}])["Role"]
+        except AwsError as exc:
+            # Created meanwhile by another run (two deploys at once): use it; attaching and putting the
+            # policies below are idempotent, so doing them again is harmless.
+            if exc.code != "EntityAlreadyExists" or (role := _get_role(ctx, name)) is None:
+                raise
         attached: list[str] = []
         inline_document: Any = None
     else:

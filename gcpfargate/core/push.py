@@ -252,6 +252,8 @@ def ensure_repository(ctx: Context, repository: str) -> bool:
             ctx.aws.call("ecr", "create_repository", f"create ECR repository {repository}",
                          repositoryName=repository, imageScanningConfiguration={"scanOnPush": True})
         except AwsError as exc:
+            if exc.code == "RepositoryAlreadyExistsException":
+                return False  # created meanwhile by another run (two deploys at once): fine
             if exc.code in ("AccessDenied", "AccessDeniedException"):
                 raise AwsError(exc.message, "Allow ecr:CreateRepository for this identity, or create the "
                                f"repository {repository} yourself").with_code(exc.code) from None

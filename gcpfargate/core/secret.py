@@ -108,9 +108,16 @@ def store(
         kms = str(ctx.settings.get("secret.kms_key_id"))
         if kms:
             params["KmsKeyId"] = kms
-        created = ctx.aws.call("secretsmanager", "create_secret", f"create secret {name}", **params)
-        ctx.known[f"secret_arn:{name}"] = str(created["ARN"])
-        return created["ARN"], created["VersionId"]
+        try:
+            created = ctx.aws.call("secretsmanager", "create_secret", f"create secret {name}", **params)
+        except AwsError as exc:
+            # Another gcpfargate run (two deploys at once) created it since we read: store into it instead.
+            existing = _created_meanwhile(ctx, name) if exc.code == "ResourceExistsException" else None
+            if existing is None:
+                raise
+        else:
+            ctx.known[f"secret_arn:{name}"] = str(created["ARN"])
+            return created["ARN"], created["VersionId"]
     put = ctx.aws.call("secretsmanager", "put_secret_value", f"store the new key in secret {name}",
                        SecretId=existing.arn, SecretString=key.text())
     try:
@@ -119,6 +126,15 @@ def store(
         # The key is stored and referenced: a missing tag is cosmetic, not worth failing for.
         ctx.reporter.warn(f"stored the key but could not update the tags of {name}: {exc.message}")
     return put["ARN"], put["VersionId"]
+
+
+def _created_meanwhile(ctx: Context, name: str) -> SecretState | None:
+    """The secret another gcpfargate run just created (tagged as ours), or None."""
+    found = describe(ctx, name)
+    if found is None or not any(tag.get("Key") == "managed-by" and tag.get("Value") == "gcpfargate"
+                                for tag in found.get("Tags", [])):
+        return None
+    return SecretState(name, found["ARN"], str(found.get("KmsKeyId", "")), None, managed=True)
 
 
 def referenced_key_ids(ctx: Context, arn: str) -> dict[str, list[str]]:

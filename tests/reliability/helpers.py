@@ -79,8 +79,12 @@ def run_logged(project: Project, *args: str, env: dict[str, str | None] | None =
     result = project.run(*args, env={**(env or {}), "GCPFARGATE_CALL_LOG": str(log)})
     calls = []
     for line in log.read_text().splitlines() if log.exists() else []:
-        system, service, operation, kind = line.split()
-        calls.append(Call(system, service, operation, kind == "write"))
+        parts = line.split()
+        if parts[0] == "registry":  # `registry GET manifests`: the product's own registry reads
+            calls.append(Call("registry", "registry", f"{parts[1]} {parts[2]}", parts[1] not in ("GET", "HEAD")))
+        else:
+            system, service, operation, kind = parts
+            calls.append(Call(system, service, operation, kind == "write"))
     log.unlink(missing_ok=True)
     return result, calls
 

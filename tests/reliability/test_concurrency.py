@@ -1,0 +1,66 @@
+"""Two gcpfargate processes on the same configuration at the same moment (two CI jobs, two people).
+
+Both are started together with Popen; whatever the interleaving, the world must end consistent:
+one AWSCURRENT key that authenticates, no enabled key that no staged secret version references,
+and the latest task-definition revision taking its key from the secret. Both processes must
+succeed: every step is idempotent, so losing a race is not an error.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import Project, Result, record_figure
+from tests.reliability.helpers import check_invariants, current_key, make_deployable, unchanged_everywhere
+
+FIGURES = "concurrency"
+
+
+def race(project: Project, *args: str, copies: int = 2) -> list[Result]:
+    """Start `copies` identical commands at once and wait for all of them."""
+    processes = [subprocess.Popen([sys.executable, "-m", "gcpfargate", *args], cwd=project.dir, env=project.env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for _ in range(copies)]
+    results = []
+    for process in processes:
+        stdout, stderr = process.communicate(timeout=300)
+        results.append(Result(process.returncode, stdout, stderr))
+    record_figure(FIGURES, "processes raced", copies)
+    record_figure(FIGURES, "processes succeeded", sum(result.returncode == 0 for result in results))
+    return results
+
+
+def assert_all_succeeded(results: list[Result]) -> None:
+    failures = [result.stderr.strip().splitlines()[-1:] for result in results if result.returncode != 0]
+    assert not failures, failures
+
+
+@pytest.mark.parametrize("first", ["bootstrap", "deploy"])
+def test_two_first_runs_at_once(project: Project, first: str) -> None:
+    """The first run creates everything (secret, role, repository, log group): the likeliest collisions."""
+    make_deployable(project)
+    results = race(project, first)
+    assert_all_succeeded(results)
+    assert check_invariants(project) == []
+    # Whoever lost the race, a rerun finds nothing left to do.
+    followup = project.run("deploy", "--output", "json")
+    assert followup.returncode == 0, followup.output
+    assert unchanged_everywhere(project.run("deploy", "--output", "json")) == []
+    assert check_invariants(project) == []
+    record_figure(FIGURES, "races consistent")
+
+
+def test_two_rotations_at_once(project: Project) -> None:
+    make_deployable(project)
+    assert project.run("deploy").returncode == 0
+    before = current_key(project)["private_key_id"]
+    results = race(project, "rotate-key", "--output", "json")
+    assert_all_succeeded(results)
+    assert check_invariants(project) == []
+    new_ids = {result.json["key_id"] for result in results}
+    assert len(new_ids) == 2 and current_key(project)["private_key_id"] in new_ids
+    assert project.stack.emulator.key_state(project.email, before) == "disabled"
+    record_figure(FIGURES, "races consistent")

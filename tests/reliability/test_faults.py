@@ -1,0 +1,308 @@
+"""The fault matrix: every mutating AWS and GCP call of `deploy` and `rotate-key` fails in turn.
+
+The list of calls is not written down here: a clean run with GCPFARGATE_CALL_LOG discovers it, so a
+call added to the product joins the matrix by itself. AWS faults travel the real HTTP path (the
+fault proxy in front of moto, AWS_MAX_ATTEMPTS=1 so a 500 is not retried away); GCP faults come
+from the IAM emulator, both "before" (nothing happened) and, where a lost response matters,
+"after" (the call took effect but its answer was lost).
+
+After every fault: the command succeeded (the fault was absorbed) or failed with one clean line
+naming the step; the invariants hold (tests/reliability/helpers.py); a rerun without the fault
+converges to the state a clean run leaves; and, for deploy, a third run changes nothing.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import Project, Result, assert_one_clean_line, record_figure
+from tests.reliability.helpers import (
+    Call,
+    PrivateDockerd,
+    check_invariants,
+    enabled_keys,
+    make_deployable,
+    mutating,
+    new_project,
+    run_logged,
+    secret_versions,
+    unchanged_everywhere,
+)
+from tests.stack.faultproxy import FaultProxy, Rule
+from tests.stack.local import LocalStack
+from tests.stack.tcpproxy import BLOB_UPLOAD, MANIFEST_PUT, Reset, TcpProxy
+
+FIGURES = "fault matrix"
+# Which deploy step makes calls to which service: the failure line must name that step.
+STEP_OF = {("gcp", "iam"): "bootstrap", ("aws", "secretsmanager"): "bootstrap", ("aws", "iam"): "bootstrap",
+           ("aws", "ecr"): "push-image", ("aws", "logs"): "register-task", ("aws", "ecs"): "register-task"}
+# GCP calls whose lost response ("after") is worth its own case.
+AFTER_TOO = {"DisableServiceAccountKey", "DeleteServiceAccountKey"}
+
+
+@dataclass(frozen=True)
+class Fault:
+    command: str
+    call: Call
+    nth: int  # the nth call of this operation in the run
+    when: str = "before"
+
+    @property
+    def label(self) -> str:
+        when = "" if self.when == "before" else f" ({self.when})"
+        return f"{self.command}: {self.call.system} {self.call.service} {self.call.operation} #{self.nth}{when}"
+
+
+def faults_of(command: str, calls: list[Call]) -> list[Fault]:
+    seen: Counter[str] = Counter()
+    faults = []
+    for call in mutating(calls):
+        seen[call.operation] += 1
+        faults.append(Fault(command, call, seen[call.operation]))
+        if call.system == "gcp" and call.operation in AFTER_TOO:
+            faults.append(Fault(command, call, seen[call.operation], "after"))
+    return faults
+
+
+@pytest.fixture(scope="module")
+def proxy(stack: LocalStack) -> Any:
+    with FaultProxy(stack.moto_url) as fault_proxy:
+        yield fault_proxy
+
+
+@pytest.fixture(scope="module")
+def clean(stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """One clean deploy and rotate-key: their calls, and the state each leaves (what reruns must reach)."""
+    project = new_project(stack, tmp_path_factory.mktemp("clean"))
+    make_deployable(project)
+    deployed, deploy_calls = run_logged(project, "deploy")
+    assert deployed.returncode == 0, deployed.output
+    deploy_state = shape(project)
+    rotated, rotate_calls = run_logged(project, "rotate-key")
+    assert rotated.returncode == 0, rotated.output
+    return {"deploy": faults_of("deploy", deploy_calls), "rotate-key": faults_of("rotate-key", rotate_calls),
+            "deploy-state": deploy_state, "rotate-state": key_shape(project), "calls": deploy_calls}
+
+
+def shape(project: Project) -> dict[str, Any]:
+    """The state of the world that must be the same after a clean run and after fault + rerun."""
+    ecs, ecr, iam, logs = (project.aws(s) for s in ("ecs", "ecr", "iam", "logs"))
+    repositories = [r["repositoryName"] for r in ecr.describe_repositories()["repositories"]]
+    role = f"gcpfargate-{project.family}-execution"
+    has_role = any(r["RoleName"] == role for r in iam.list_roles()["Roles"])
+    return {
+        "enabled_keys": len(enabled_keys(project)),
+        "stages": sorted(secret_versions(project)),
+        "revisions": len(ecs.list_task_definitions(familyPrefix=project.family)["taskDefinitionArns"]),
+        "repository": project.family in repositories,
+        "role_policies": len(iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"])
+        + len(iam.list_role_policies(RoleName=role)["PolicyNames"]) if has_role else None,
+        "log_group": bool(logs.describe_log_groups(logGroupNamePrefix=f"/ecs/{project.family}")["logGroups"]),
+    }
+
+
+def key_shape(project: Project) -> dict[str, Any]:
+    return {"enabled_keys": len(enabled_keys(project)), "stages": sorted(secret_versions(project))}
+
+
+def inject(fault: Fault, stack: LocalStack, proxy: FaultProxy) -> dict[str, str | None]:
+    if fault.call.system == "aws":
+        proxy.add(Rule(fault.call.operation, status=500, code="InternalFailure", message="injected fault",
+                       skip=fault.nth - 1, times=1))
+        return {"AWS_ENDPOINT_URL": proxy.url, "AWS_MAX_ATTEMPTS": "1"}
+    # INTERNAL rather than UNAVAILABLE: the adapter retries UNAVAILABLE, which would hide the fault.
+    stack.emulator.fail_nth(fault.call.operation, fault.nth, "INTERNAL", "injected fault", when=fault.when)
+    return {}
+
+
+def injected(stack: LocalStack, proxy: FaultProxy) -> int:
+    return sum(proxy.injected.values()) + int(stack.emulator.stats()["injected_faults"])
+
+
+def run_fault(fault: Fault, project: Project, stack: LocalStack, proxy: FaultProxy) -> tuple[Result, list[str]]:
+    """Run the command with `fault`; return its result and what is wrong afterwards (empty: survived)."""
+    before = injected(stack, proxy)
+    args = ("rotate-key",) if fault.command == "rotate-key" else ("deploy",)
+    try:
+        result = project.run(*args, env=inject(fault, stack, proxy), timeout=180)
+    finally:
+        proxy.clear()
+        stack.emulator.clear_faults()
+    record_figure(FIGURES, "faults injected")
+    problems = []
+    if injected(stack, proxy) != before + 1:
+        problems.append("the fault did not fire")
+    if result.returncode != 0:
+        step = STEP_OF[(fault.call.system, fault.call.service)] if fault.command == "deploy" else "rotate"
+        try:
+            assert_one_clean_line(result, 1, *((f"{step} failed",) if fault.command == "deploy" else ()))
+        except AssertionError as exc:
+            problems.append(f"not one clean line: {exc}")
+    problems += check_invariants(project, expect_secret=result.returncode == 0 or fault.command == "rotate-key")
+    return result, problems
+
+
+def test_discovery_found_the_mutating_calls(clean: dict[str, Any]) -> None:
+    deploy_ops = {fault.call.operation for fault in clean["deploy"]}
+    rotate_ops = {fault.call.operation for fault in clean["rotate-key"]}
+    # The calls every first deploy must make; discovery may find more, never fewer.
+    assert {"CreateServiceAccountKey", "CreateSecret", "CreateRole", "CreateRepository",
+            "RegisterTaskDefinition"} <= deploy_ops, deploy_ops
+    assert {"CreateServiceAccountKey", "PutSecretValue", "DisableServiceAccountKey"} <= rotate_ops, rotate_ops
+
+
+def test_deploy_survives_each_failing_call(stack: LocalStack, proxy: FaultProxy, clean: dict[str, Any],
+                                           tmp_path: Path) -> None:
+    broken: dict[str, list[str]] = {}
+    for index, fault in enumerate(clean["deploy"]):
+        project = new_project(stack, tmp_path / f"fault-{index}")
+        make_deployable(project)
+        _, problems = run_fault(fault, project, stack, proxy)
+        rerun = project.run("deploy")
+        if rerun.returncode != 0:
+            problems.append(f"rerun failed: {rerun.stderr.strip().splitlines()[-1:]}")
+        else:
+            problems += [f"after rerun: {p}" for p in check_invariants(project)]
+            third = project.run("deploy", "--output", "json")
+            changed = unchanged_everywhere(third)
+            if changed:
+                problems.append(f"third run still changed {changed}")
+            state = shape(project)
+            if state != clean["deploy-state"]:
+                problems.append(f"rerun state {state} differs from a clean deploy's {clean['deploy-state']}")
+        if problems:
+            broken[fault.label] = problems
+        else:
+            record_figure(FIGURES, "faults survived")
+    assert not broken, "\n".join(f"{label}: {problems}" for label, problems in broken.items())
+
+
+def test_rotate_key_survives_each_failing_call(stack: LocalStack, proxy: FaultProxy, clean: dict[str, Any],
+                                               tmp_path: Path) -> None:
+    broken: dict[str, list[str]] = {}
+    for index, fault in enumerate(clean["rotate-key"]):
+        project = new_project(stack, tmp_path / f"fault-{index}")
+        booted = project.run("bootstrap")
+        assert booted.returncode == 0, booted.output
+        result, problems = run_fault(fault, project, stack, proxy)
+        # The rerun a user would do: the error line's own advice (--prune when a retirement failed).
+        last = result.stderr.strip().splitlines()[-1] if result.returncode else ""
+        rerun = project.run("rotate-key", *(("--prune", "--yes") if "--prune" in last else ()))
+        if rerun.returncode != 0:
+            problems.append(f"rerun failed: {rerun.stderr.strip().splitlines()[-1:]}")
+        else:
+            problems += [f"after rerun: {p}" for p in check_invariants(project)]
+            state = key_shape(project)
+            if state != clean["rotate-state"]:
+                problems.append(f"rerun state {state} differs from a clean rotation's {clean['rotate-state']}")
+        if problems:
+            broken[fault.label] = problems
+        else:
+            record_figure(FIGURES, "faults survived")
+    assert not broken, "\n".join(f"{label}: {problems}" for label, problems in broken.items())
+
+
+def test_throttling_of_every_call_is_absorbed(stack: LocalStack, proxy: FaultProxy, clean: dict[str, Any],
+                                              project: Project) -> None:
+    """The first call of every AWS operation is throttled, and every GCP read is UNAVAILABLE once: the
+    retries (botocore standard mode, the adapter's read retry) absorb all of it."""
+    make_deployable(project)
+    aws_ops = sorted({call.operation for call in clean["calls"] if call.system == "aws"})
+    gcp_reads = sorted({call.operation for call in clean["calls"] if call.system == "gcp" and not call.write})
+    for operation in aws_ops:
+        proxy.add(Rule(operation, kind="throttle", times=1))
+    for method in gcp_reads:
+        stack.emulator.fail_nth(method, 1, "UNAVAILABLE", "The service is currently unavailable.")
+    before = injected(stack, proxy)
+    try:
+        result = project.run("deploy", "--output", "json", env={"AWS_ENDPOINT_URL": proxy.url})
+    finally:
+        proxy.clear()
+        stack.emulator.clear_faults()
+    fired = injected(stack, proxy) - before
+    record_figure(FIGURES, "throttles injected", fired)
+    assert result.returncode == 0, result.output
+    assert fired == len(aws_ops) + len(gcp_reads)
+    assert check_invariants(project) == []
+    assert unchanged_everywhere(project.run("deploy", "--output", "json")) == []
+    record_figure(FIGURES, "throttles survived", fired)
+
+
+# -- the network and the engine ---------------------------------------------------------------------
+def _via(project: Project, tcp: TcpProxy) -> dict[str, str | None]:
+    return {"GCPFARGATE_ECR_REGISTRY": tcp.address}
+
+
+def test_connection_reset_mid_blob_upload_is_retried(project: Project) -> None:
+    """Docker retries a layer upload cut by a reset; the pushed, registered image is complete."""
+    make_deployable(project)
+    host, port = project.stack.registry.split(":")
+    with TcpProxy(host, int(port)) as tcp:
+        tcp.add(Reset(BLOB_UPLOAD, after_bytes=64 * 1024, times=1))
+        result = project.run("deploy", "--output", "json", env=_via(project, tcp))
+        record_figure(FIGURES, "connection resets injected", tcp.resets)
+        assert tcp.resets == 1
+        assert result.returncode == 0, result.output
+        assert check_invariants(project) == []
+        assert unchanged_everywhere(project.run("deploy", "--output", "json", env=_via(project, tcp))) == []
+    digest = result.json["push-image"]["digest"]
+    assert result.json["register-task"]["task_definition_arn"]
+    definition = project.aws("ecs").describe_task_definition(taskDefinition=project.family)["taskDefinition"]
+    assert definition["containerDefinitions"][0]["image"].endswith(f"@{digest}")
+    record_figure(FIGURES, "connection resets survived")
+
+
+def test_connection_reset_on_manifest_fails_cleanly_and_rerun_converges(project: Project) -> None:
+    """Docker does not retry the manifest upload: the push fails, as one line, and a rerun finishes."""
+    make_deployable(project)
+    host, port = project.stack.registry.split(":")
+    with TcpProxy(host, int(port)) as tcp:
+        tcp.add(Reset(MANIFEST_PUT, after_bytes=0, times=-1))
+        failed = project.run("deploy", env=_via(project, tcp))
+        record_figure(FIGURES, "connection resets injected", tcp.resets)
+        assert tcp.resets >= 1
+        assert_one_clean_line(failed, 1, "push-image failed")
+        assert check_invariants(project) == []
+        assert project.aws("ecs").list_task_definitions(familyPrefix=project.family)["taskDefinitionArns"] == []
+        tcp.clear()
+        rerun = project.run("deploy", env=_via(project, tcp))
+        assert rerun.returncode == 0, rerun.output
+        assert check_invariants(project) == []
+        assert unchanged_everywhere(project.run("deploy", "--output", "json", env=_via(project, tcp))) == []
+    record_figure(FIGURES, "connection resets survived")
+
+
+def test_engine_stopping_mid_build(project: Project) -> None:
+    """The Docker engine goes away while a RUN step runs: one clean line, exit 1, nothing left behind."""
+    make_deployable(project, steps=("RUN sleep 30",))
+    engine = PrivateDockerd().start()
+    try:
+        log = project.dir / "push.err"
+        with log.open("w") as stderr:
+            process = subprocess.Popen([sys.executable, "-m", "gcpfargate", "push-image"], cwd=project.dir,
+                                       env={**project.env, "DOCKER_HOST": engine.host}, stdout=subprocess.PIPE,
+                                       stderr=stderr, text=True)
+        deadline = time.monotonic() + 60
+        while not engine.note_containers():  # the RUN step's container exists: the build is under way
+            assert process.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "the build never started"
+            time.sleep(0.2)
+        time.sleep(0.5)
+        engine.stop(signal.SIGKILL)
+        record_figure(FIGURES, "engine stops injected")
+        stdout, _ = process.communicate(timeout=60)
+        result = Result(process.returncode, stdout, log.read_text())
+        assert_one_clean_line(result, 1, "Docker")
+    finally:
+        engine.cleanup()
+    assert engine.leftover_pids() == [] and engine.mounts() == [] and not engine.root.exists()
+    record_figure(FIGURES, "engine stops survived")
