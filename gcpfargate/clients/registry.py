@@ -133,7 +133,10 @@ class Registry:
     def resolve(self, repository: str, reference: str, platform: str = "linux/amd64") -> ImageRef | None:
         """Manifest digest and config of `repository:reference` (tag or digest); None when absent."""
         if not reference.startswith("sha256:"):
-            return self._resolve(repository, reference, platform)
+            found = self._resolve(repository, reference, platform)
+            if found is not None:  # a later lookup by its digest (to pin it) needs no request
+                self._by_digest[(repository, found.digest, platform)] = found
+            return found
         memo = (repository, reference, platform)
         if memo not in self._by_digest:
             found = self._resolve(repository, reference, platform)

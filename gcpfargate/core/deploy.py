@@ -36,15 +36,59 @@ def deploy(ctx: Context, allow_embedded_credentials: bool = False, new_key: bool
 
     ctx.settings.require("gcp.project", "gcp.service_account", "task.family")
     results: dict[str, Any] = {}
-    with _step("bootstrap"):
-        results["bootstrap"] = bootstrap(ctx, new_key=new_key, grant=grant)
-    with _step("push-image"):
-        pushed = push_image(ctx, allow_embedded_credentials=allow_embedded_credentials, tag=tag)
-        results["push-image"] = pushed
+    building = None if ctx.dry_run else _BackgroundBuild(ctx, allow_embedded_credentials, tag)
+    try:
+        with _step("bootstrap"):
+            results["bootstrap"] = bootstrap(ctx, new_key=new_key, grant=grant)
+        with _step("push-image"):
+            built = building.result() if building is not None else None
+            pushed = push_image(ctx, allow_embedded_credentials=allow_embedded_credentials, tag=tag, built=built)
+            results["push-image"] = pushed
+    finally:
+        if building is not None:
+            building.close()
     with _step("register-task"):
         image = pushed.image if ctx.dry_run or not pushed.digest else _pinned(pushed.image, pushed.digest)
         results["register-task"] = register_task(ctx, image=image)
     return DeployResult(results)
+
+
+class _BackgroundBuild:
+    """push-image's build, run in a thread while bootstrap runs: the engine builds while we wait on IAM
+    and Secrets Manager (about a third off an image-only deploy, see bench/). It touches no AWS client
+    (the registry host is resolved first, here) and reports into a buffer that the push-image step
+    replays, so the terminal shows the same steps in the same order as before. Any failure surfaces
+    in the push-image step, after bootstrap, exactly as without the thread."""
+
+    def __init__(self, ctx: Context, allow_embedded_credentials: bool, tag: str | None) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        from gcpfargate.core.push import build_image
+        from gcpfargate.core.report import DeferredReporter
+
+        self._ctx = ctx
+        self._report = DeferredReporter()
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gcpfargate-build")
+        try:
+            ctx.registry.host  # noqa: B018 - may ask STS for the account: here, not in the thread
+        except GcpfargateError:
+            # Reported by the step that needs it, in order; build nothing ahead.
+            self._future = None
+        else:
+            self._future = self._pool.submit(build_image, ctx, allow_embedded_credentials, tag, self._report)
+
+    def result(self) -> Any:
+        if self._future is None:
+            return None
+        try:
+            return self._future.result()
+        finally:
+            self._report.replay(self._ctx.reporter)
+
+    def close(self) -> None:
+        # After a bootstrap failure the error is reported at once; the build (which an engine cannot
+        # cancel mid-way) finishes before the process exits, and its report is dropped.
+        self._pool.shutdown(wait=False)
 
 
 def _pinned(image: str, digest: str) -> str:

@@ -30,6 +30,7 @@ from typing import Any
 
 from gcpfargate.config import SCHEMA, Settings
 from gcpfargate.core.context import Context
+from gcpfargate.core.report import Reporter
 from gcpfargate.errors import AwsError, ConfigError, EmbeddedCredentialsError
 from gcpfargate.keyfile import looks_like_key
 
@@ -63,7 +64,24 @@ class BuildInputs:
     build_args: dict[str, str]
 
 
-def push_image(ctx: Context, allow_embedded_credentials: bool = False, tag: str | None = None) -> PushResult:
+@dataclass(frozen=True)
+class Built:
+    """What `build_image` made: the local image and the names it is to be pushed under."""
+
+    repository: str
+    inputs: BuildInputs
+    tag: str
+    explicit: bool  # the user chose the tag (rather than it being derived)
+    tags: list[str]
+    name: str  # host/repository
+    image_id: str  # "" in a dry run: nothing is built
+
+
+def build_image(ctx: Context, allow_embedded_credentials: bool = False, tag: str | None = None,
+                reporter: Reporter | None = None) -> Built:
+    """push-image's first half: check the build context and build. No AWS call when the registry host is
+    already known, so `deploy` runs it in a thread during bootstrap, with a `reporter` of its own."""
+    reporter = reporter or ctx.reporter
     settings = ctx.settings
     if not settings.repository:
         settings.require("image.repository")
@@ -72,19 +90,30 @@ def push_image(ctx: Context, allow_embedded_credentials: bool = False, tag: str 
     tag, explicit = choose_tag(settings, inputs.context, tag)
     tags = [tag, "latest"] if settings.get("image.push_latest") and tag != "latest" else [tag]
 
-    with ctx.reporter.step("Searching the build context for key files"):
+    with reporter.step("Searching the build context for key files"):
         found = scan_context(inputs.context, inputs.dockerfile)
-    guard(ctx, found, "the build context", allow_embedded_credentials)
+    guard(ctx, found, "the build context", allow_embedded_credentials, reporter)
 
     name = ctx.registry.image_name(repository)
-    image = f"{name}:{tag}"
+    if ctx.dry_run:
+        return Built(repository, inputs, tag, explicit, tags, name, "")
+    ctx.docker.ping()  # an unreachable engine fails here, before any AWS write
+    with reporter.step(f"Building {name}:{tag} for {inputs.platform}"):
+        image_id = ctx.docker.build(inputs.context, inputs.dockerfile, f"{name}:{tag}", inputs.platform,
+                                    inputs.build_args, on_line=reporter.log)
+    return Built(repository, inputs, tag, explicit, tags, name, image_id)
+
+
+def push_image(ctx: Context, allow_embedded_credentials: bool = False, tag: str | None = None,
+               built: Built | None = None) -> PushResult:
+    """Build (unless `built` is given) and push; see the module docstring."""
+    built = built or build_image(ctx, allow_embedded_credentials, tag)
+    repository, inputs, tag, explicit, tags, name = (built.repository, built.inputs, built.tag, built.explicit,
+                                                     built.tags, built.name)
+    image, image_id = f"{name}:{tag}", built.image_id
     if ctx.dry_run:
         return plan(ctx, repository, image, tags, inputs)
 
-    ctx.docker.ping()  # an unreachable engine fails here, before any AWS write
-    with ctx.reporter.step(f"Building {image} for {inputs.platform}"):
-        image_id = ctx.docker.build(inputs.context, inputs.dockerfile, image, inputs.platform, inputs.build_args,
-                                    on_line=ctx.reporter.log)
     task_definition = latest_task_definition(ctx)
     check_platform(ctx, image, image_id, inputs.platform, task_definition)
     # Authenticate before any write: an expired or refused token must leave nothing half-made.
@@ -211,14 +240,14 @@ def scan_image(ctx: Context, image_id: str) -> list[str]:
     return found
 
 
-def guard(ctx: Context, found: list[str], where: str, allow: bool) -> None:
+def guard(ctx: Context, found: list[str], where: str, allow: bool, reporter: Reporter | None = None) -> None:
     if not found:
         return
     shown = ", ".join(found[:5]) + (f" and {len(found) - 5} more" if len(found) > 5 else "")
     what = f"{where} contains {'a file' if len(found) == 1 else 'files'} that look{'s' if len(found) == 1 else ''}" \
            f" like a service-account key: {shown}"
     if allow:
-        ctx.reporter.warn(f"{what} (pushing anyway: --allow-embedded-credentials)")
+        (reporter or ctx.reporter).warn(f"{what} (pushing anyway: --allow-embedded-credentials)")
         return
     raise EmbeddedCredentialsError(
         f"refusing to push: {what}",

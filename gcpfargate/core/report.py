@@ -52,3 +52,43 @@ class NullReporter:
 
     def progress(self, task_id: str, description: str, current: int, total: int | None) -> None:
         pass
+
+
+class DeferredReporter:
+    """Records what work running in a background thread reports, to be replayed later in order.
+
+    A terminal shows one live display at a time, so a thread must not draw spinners or bars while
+    another step does: `deploy` builds the image during bootstrap and replays the build's report
+    when the push-image step starts.
+    """
+
+    def __init__(self) -> None:
+        self._events: list[tuple[str, tuple[object, ...]]] = []
+
+    def step(self, title: str) -> AbstractContextManager[None]:
+        self._events.append(("step", (title,)))
+        return nullcontext()
+
+    def info(self, message: str) -> None:
+        self._events.append(("info", (message,)))
+
+    def warn(self, message: str) -> None:
+        self._events.append(("warn", (message,)))
+
+    def detail(self, message: str) -> None:
+        self._events.append(("detail", (message,)))
+
+    def log(self, line: str) -> None:
+        self._events.append(("log", (line,)))
+
+    def progress(self, task_id: str, description: str, current: int, total: int | None) -> None:
+        self._events.append(("progress", (task_id, description, current, total)))
+
+    def replay(self, reporter: Reporter) -> None:
+        events, self._events = self._events, []
+        for kind, args in events:
+            if kind == "step":
+                with reporter.step(str(args[0])):
+                    pass
+            else:
+                getattr(reporter, kind)(*args)

@@ -306,3 +306,28 @@ def test_engine_stopping_mid_build(project: Project) -> None:
         engine.cleanup()
     assert engine.leftover_pids() == [] and engine.mounts() == [] and not engine.root.exists()
     record_figure(FIGURES, "engine stops survived")
+
+
+# -- lost responses: the call took effect, the caller never heard -----------------------------------
+@pytest.mark.parametrize(("command", "target"), [
+    ("rotate-key", b"secretsmanager.PutSecretValue"),
+    ("bootstrap", b"secretsmanager.CreateSecret"),
+])
+def test_lost_response_of_storing_the_key(project: Project, command: str, target: bytes) -> None:
+    """The key was stored but the answer was lost (AWS_MAX_ATTEMPTS=1: no idempotent retry saves it):
+    the new key must not be deleted while the secret points at it."""
+    if command == "rotate-key":
+        assert project.run("bootstrap").returncode == 0
+    host, port = project.stack.moto_url.removeprefix("http://").split(":")
+    with TcpProxy(host, int(port)) as tcp:
+        tcp.add(Reset(rb"X-Amz-Target: " + target.replace(b".", rb"\."), lose_response=True))
+        result = project.run(command, env={"AWS_ENDPOINT_URL": f"http://{tcp.address}", "AWS_MAX_ATTEMPTS": "1"})
+        record_figure(FIGURES, "faults injected")
+        assert tcp.resets == 1
+    if result.returncode != 0:
+        assert_one_clean_line(result, 1)
+    assert check_invariants(project) == []
+    rerun = project.run(command)
+    assert rerun.returncode == 0, rerun.output
+    assert check_invariants(project) == []
+    record_figure(FIGURES, "faults survived")

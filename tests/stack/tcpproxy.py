@@ -5,7 +5,10 @@ Put it in front of the registry (GCPFARGATE_ECR_REGISTRY=127.0.0.1:PORT; Docker 
 way. A `Reset` rule watches the client-to-server byte stream for a request line matching its
 pattern (`PATCH /v2/<repo>/blobs/uploads/...` for a blob upload, `PUT /v2/<repo>/manifests/<tag>`
 for the manifest) and, once `after_bytes` more bytes of that request have gone through, closes
-both sides with a TCP RST (SO_LINGER 0), the way a middlebox or a crashed peer does.
+both sides with a TCP RST (SO_LINGER 0), the way a middlebox or a crashed peer does. With
+`lose_response` the request goes through whole and takes effect, and the connection is reset when
+the answer comes back: the caller cannot know that its call succeeded (put it in front of moto and
+match a header such as `X-Amz-Target: secretsmanager.PutSecretValue`).
 
 Everything else is copied through unchanged, byte for byte: the proxy does not parse HTTP beyond
 finding request lines, so keep-alive, chunked bodies and streaming uploads all work.
@@ -30,7 +33,15 @@ class Reset:
     pattern: bytes  # regex over the client-to-server stream, e.g. BLOB_UPLOAD
     after_bytes: int = 0  # bytes of the request (from its request line on) to let through first
     times: int = 1  # resets left (-1: forever)
+    lose_response: bool = False  # let the whole request through, then reset instead of answering
     done: int = field(default=0)  # resets performed
+
+
+class _Connection:
+    """State the two directions of one proxied connection share."""
+
+    def __init__(self) -> None:
+        self.doomed = threading.Event()  # the request went through; cut the response
 
 
 class TcpProxy:
@@ -91,10 +102,11 @@ class TcpProxy:
             server.settimeout(None)
             with self._lock:
                 self.connections += 1
-            threading.Thread(target=self._pipe, args=(client, server, True), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(server, client, False), daemon=True).start()
+            connection = _Connection()
+            threading.Thread(target=self._pipe, args=(client, server, True, connection), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(server, client, False, connection), daemon=True).start()
 
-    def _pipe(self, source: socket.socket, target: socket.socket, watch: bool) -> None:
+    def _pipe(self, source: socket.socket, target: socket.socket, watch: bool, connection: _Connection) -> None:
         tail = b""  # the end of what went before, so a request line split across reads still matches
         armed: Reset | None = None
         counted = 0
@@ -105,6 +117,11 @@ class TcpProxy:
                     with contextlib.suppress(OSError):
                         target.shutdown(socket.SHUT_WR)
                     return
+                if not watch and connection.doomed.is_set():
+                    # The server answered a request whose response is to be lost: the client never sees it.
+                    _reset(source)
+                    _reset(target)
+                    return
                 if watch:
                     if armed is None:
                         armed, offset = self._arm(tail + data)
@@ -112,7 +129,9 @@ class TcpProxy:
                             counted = len(tail + data) - offset
                     else:
                         counted += len(data)
-                    if armed is not None and counted >= armed.after_bytes:
+                    if armed is not None and armed.lose_response:
+                        connection.doomed.set()
+                    elif armed is not None and counted >= armed.after_bytes:
                         # Let exactly `after_bytes` of the request through, then cut.
                         keep = len(data) - (counted - armed.after_bytes)
                         if keep > 0:
