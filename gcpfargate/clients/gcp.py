@@ -152,6 +152,10 @@ class IamAdmin:
                                     f"{MAX_USER_KEYS} user-managed keys",
                                     "Delete unused keys (`gcpfargate rotate-key --prune`)"
                                     ).with_code(exc.code) from None
+            if exc.code in ("INTERNAL", "UNAVAILABLE", "DEADLINE_EXCEEDED", "UNKNOWN"):
+                # The answer was lost, not necessarily the key: say how to find and remove it.
+                raise GcpError(exc.message, "A key may have been created anyway; retry, then remove keys no secret "
+                               "uses with `gcpfargate rotate-key --prune --yes`").with_code(exc.code) from None
             raise
         try:
             return KeyMaterial.parse(bytes(key.private_key_data))

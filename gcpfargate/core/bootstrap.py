@@ -11,7 +11,7 @@ from typing import Any
 from gcpfargate.clients.gcp import MAX_USER_KEYS, ServiceAccount
 from gcpfargate.core import execution_role, secret
 from gcpfargate.core.context import Context
-from gcpfargate.errors import GcpError, GcpfargateError, KeyLimitError
+from gcpfargate.errors import AwsError, GcpError, GcpfargateError, KeyLimitError
 from gcpfargate.keyfile import KeyMaterial
 
 
@@ -85,9 +85,28 @@ def create_and_store(ctx: Context, account: ServiceAccount, state: secret.Secret
         with ctx.reporter.step(f"Storing key {key.key_id[:12]}… in secret {name}"):
             arn, version_id = secret.store(ctx, name, key, state, account.email)
     except BaseException as exc:
+        stored = _stored_anyway(ctx, name, key.key_id) if isinstance(exc, AwsError) else None
+        if stored is not None:
+            return key, stored.arn, stored.version_id
         _delete_orphan(ctx, account.email, key.key_id, exc)
         raise
     return key, arn, version_id
+
+
+def _stored_anyway(ctx: Context, name: str, key_id: str) -> secret.SecretState | None:
+    """The secret's state when its AWSCURRENT holds `key_id` although storing reported a failure.
+
+    A lost answer (connection reset, timeout after the write) looks like a failure, but the key may
+    be stored and current: deleting it then would leave the secret pointing at a deleted key.
+    """
+    try:
+        state = secret.read(ctx, name)
+    except GcpfargateError:
+        return None
+    if state is None or state.key is None or state.key.key_id != key_id:
+        return None
+    ctx.reporter.detail(f"storing key {key_id} reported a failure, but the secret holds it: keeping it")
+    return state
 
 
 def _delete_orphan(ctx: Context, email: str, key_id: str, cause: BaseException) -> None:

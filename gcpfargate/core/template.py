@@ -9,6 +9,7 @@ real API rather than a hand-written schema, and runs before any AWS call.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -187,7 +188,9 @@ _JSON_TYPES = {str: "a string", bool: "a boolean", int: "an integer", float: "a 
                dict: "an object", type(None): "null"}
 
 
+@functools.cache
 def _service_input_shape() -> Any:
+    # Loading the ECS model costs ~40 ms: once per process is enough.
     import botocore.session
 
     model = botocore.session.get_session().get_service_model("ecs")

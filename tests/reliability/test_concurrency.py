@@ -42,8 +42,11 @@ def assert_all_succeeded(results: list[Result]) -> None:
 def test_two_first_runs_at_once(project: Project, first: str) -> None:
     """The first run creates everything (secret, role, repository, log group): the likeliest collisions."""
     make_deployable(project)
-    results = race(project, first)
+    results = race(project, first, "--output", "json")
     assert_all_succeeded(results)
+    boot = [result.json if first == "bootstrap" else result.json["bootstrap"] for result in results]
+    # Both minted a key: they collided on creating the secret, and the loser stored into it.
+    record_figure(FIGURES, "secret-creation collisions", len({b["key_id"] for b in boot}) - 1)
     assert check_invariants(project) == []
     # Whoever lost the race, a rerun finds nothing left to do.
     followup = project.run("deploy", "--output", "json")

@@ -85,7 +85,7 @@ def variables(vars_: dict[str, str]) -> dict[str, Any]:
 RESERVED = {"FROM_ENV", "GCP_CREDENTIALS_JSON", wiring.CREDENTIALS_VARIABLE}
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=100, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(vars_=st.dictionaries(st.text(min_size=1, max_size=16).filter(lambda n: n not in RESERVED), st.text(),
                              max_size=5),
        from_env=st.text(ARG_CHARS))
@@ -124,7 +124,7 @@ def run_wrapper(shell: list[str], entry_point: list[str], credentials_env: str, 
                           cwd=cwd, capture_output=True, timeout=30)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=100, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(args=st.lists(ARG, max_size=6), split=st.integers(min_value=0, max_value=6),
        from_image=st.booleans(), directory=st.lists(NAME_PART, min_size=1, max_size=2), file_name=NAME_PART,
        credentials_env=CREDENTIALS_ENV, value=st.text(ARG_CHARS, min_size=1, max_size=300))

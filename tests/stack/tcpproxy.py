@@ -165,5 +165,9 @@ def _reset(sock: socket.socket) -> None:
     """Close with RST rather than FIN: the peer sees `connection reset by peer`."""
     with contextlib.suppress(OSError):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    # Wake a thread blocked in recv() on this socket: while it is, close() alone sends nothing.
+    # SHUT_RD sends no FIN; the RST goes out when the last reference is closed.
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RD)
     with contextlib.suppress(OSError):
         sock.close()
