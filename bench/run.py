@@ -15,7 +15,8 @@ A warm-up deploy (not timed) fills the engine's build cache and yields the task 
 manual recipe registers (`gcpfargate render --output json`, names swapped for placeholders).
 
 Prints a table and writes it to docs/bench.md, together with the start-up figures and the calls
-each gcpfargate deploy made (GCPFARGATE_CALL_LOG).
+each gcpfargate deploy made (GCPFARGATE_CALL_LOG); then runs bench/calls.py, which counts the calls
+of every command into docs/calls.md (skip with --no-calls).
 """
 
 from __future__ import annotations
@@ -244,6 +245,7 @@ def main() -> int:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--startup-rounds", type=int, default=15)
     parser.add_argument("--out", default=str(ROOT / "docs" / "bench.md"))
+    parser.add_argument("--no-calls", action="store_true", help="do not run bench/calls.py afterwards")
     args = parser.parse_args()
     missing = [name for name in REQUIRED_ENV if not os.environ.get(name)]
     if missing:
@@ -291,6 +293,9 @@ def main() -> int:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(report)
     log(f"wrote {args.out}")
+    if not args.no_calls:
+        log("calls per command: bench/calls.py")
+        return subprocess.run([sys.executable, str(ROOT / "bench" / "calls.py")], check=False).returncode
     return 0
 
 

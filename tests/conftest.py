@@ -74,6 +74,12 @@ class Project:
         env.update(self.extra_env)
         return env
 
+    @property
+    def base_config(self) -> str:
+        """The [gcp] and [task] sections every test project starts with."""
+        return (f'[gcp]\nproject = "{self.gcp_project}"\nservice_account = "{self.account_id}"\n\n'
+                f'[task]\nfamily = "{self.family}"\n')
+
     def write_config(self, body: str) -> Path:
         path = self.dir / "gcpfargate.toml"
         path.write_text(textwrap.dedent(body))
@@ -95,24 +101,20 @@ class Project:
                             aws_access_key_id="testing", aws_secret_access_key="testing")
 
 
+def new_project(stack: LocalStack, directory: Path, prefix: str = "") -> Project:
+    """A fresh project: its own GCP project and service account in the emulator, its own family."""
+    suffix = f"{os.getpid() % 10000}-{prefix}{next(_counter)}"
+    project = Project(dir=directory, stack=stack, gcp_project=f"proj-{suffix}", account_id=f"runner-{suffix}",
+                      family=f"batch-{suffix}")
+    (directory / ".home").mkdir(parents=True, exist_ok=True)
+    stack.emulator.add_service_account(project.gcp_project, project.account_id)
+    project.write_config(project.base_config)
+    return project
+
+
 @pytest.fixture
 def project(stack: LocalStack, tmp_path: Path) -> Project:
-    """A fresh project: its own GCP project and service account in the emulator, its own family."""
-    n = next(_counter)
-    suffix = f"{os.getpid() % 10000}-{n}"
-    proj = Project(dir=tmp_path, stack=stack, gcp_project=f"proj-{suffix}", account_id=f"runner-{suffix}",
-                   family=f"batch-{suffix}")
-    (tmp_path / ".home").mkdir()
-    stack.emulator.add_service_account(proj.gcp_project, proj.account_id)
-    proj.write_config(f"""
-        [gcp]
-        project = "{proj.gcp_project}"
-        service_account = "{proj.account_id}"
-
-        [task]
-        family = "{proj.family}"
-        """)
-    return proj
+    return new_project(stack, tmp_path)
 
 
 def assert_one_clean_line(result: Result, code: int, *fragments: str) -> str:

@@ -60,14 +60,7 @@ def prepare(project: Project, extra_run: str = "") -> Ecs:
             "logConfiguration": {"logDriver": "awslogs", "options": {
                 "awslogs-group": log_group, "awslogs-region": REGION, "awslogs-stream-prefix": PREFIX}},
         }])
-    project.write_config(f"""
-        [gcp]
-        project = "{project.gcp_project}"
-        service_account = "{project.account_id}"
-
-        [task]
-        family = "{project.family}"
-
+    project.write_config(project.base_config + f"""
         [run]
         cluster = "{cluster}"
         subnets = ["{subnet}"]

@@ -26,14 +26,7 @@ def prepare(project: Project, extra_schedule: str = "") -> dict[str, str]:
                                "logConfiguration": {"logDriver": "awslogs", "options": {
                                    "awslogs-group": f"/ecs/{project.family}", "awslogs-region": REGION,
                                    "awslogs-stream-prefix": "job"}}}])
-    project.write_config(f"""
-        [gcp]
-        project = "{project.gcp_project}"
-        service_account = "{project.account_id}"
-
-        [task]
-        family = "{project.family}"
-
+    project.write_config(project.base_config + f"""
         [run]
         cluster = "{cluster}"
         subnets = ["{subnet}"]

@@ -11,7 +11,6 @@ The invariants (checked against the real stack, never against what the CLI says)
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from tests import conftest
 from tests.conftest import Project, Result
 from tests.stack.images import write_busybox_context
 from tests.stack.local import LocalStack
@@ -28,26 +28,9 @@ STAGES = ("AWSCURRENT", "AWSPREVIOUS")
 
 
 # -- projects --------------------------------------------------------------------------------------
-_counter = itertools.count(1)
-
-
 def new_project(stack: LocalStack, directory: Path) -> Project:
     """A fresh project like conftest's `project` fixture, for tests that need several of them."""
-    n = next(_counter)
-    suffix = f"{os.getpid() % 10000}-r{n}"
-    project = Project(dir=directory, stack=stack, gcp_project=f"rel-{suffix}", account_id=f"runner-{suffix}",
-                      family=f"rel-{suffix}")
-    (directory / ".home").mkdir(parents=True, exist_ok=True)
-    stack.emulator.add_service_account(project.gcp_project, project.account_id)
-    project.write_config(f"""
-        [gcp]
-        project = "{project.gcp_project}"
-        service_account = "{project.account_id}"
-
-        [task]
-        family = "{project.family}"
-        """)
-    return project
+    return conftest.new_project(stack, directory, prefix="r")
 
 
 def make_deployable(project: Project, steps: tuple[str, ...] = ('CMD ["/bin/true"]',), tag: str = "v1") -> None:
@@ -235,7 +218,6 @@ class PrivateDockerd:
 
     def leftover_pids(self) -> list[int]:
         """Processes that still belong to this engine: they name its root, or run in one of its containers."""
-        import os
 
         found = []
         for entry in os.listdir("/proc"):
@@ -255,14 +237,12 @@ class PrivateDockerd:
                 if line.split()[1].startswith(str(self.root))]
 
     def stop(self, sig: int) -> None:
-        import os
 
         if self.process is not None and self.process.poll() is None:
             os.kill(self.process.pid, sig)
 
     def cleanup(self) -> None:
         import contextlib
-        import os
         import shutil
         import signal
         import subprocess
