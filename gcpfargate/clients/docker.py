@@ -175,6 +175,23 @@ def _connection_errors() -> tuple[type[BaseException], ...]:
     return (requests.RequestException, urllib3.exceptions.HTTPError)
 
 
+@contextlib.contextmanager
+def _engine_errors(action: str, api_hint: str = "") -> Iterator[None]:
+    """Translate the docker SDK's failures during `action` ("failed to push x:y") into one DockerError."""
+    import docker
+
+    host = os.environ.get("DOCKER_HOST", "")
+    try:
+        yield
+    except docker.errors.APIError as exc:
+        raise DockerError(f"{action}: {DockerEngine._api_reason(exc)}", api_hint) from None
+    except docker.errors.DockerException as exc:
+        raise DockerError(f"{action}: {_short_reason(exc)}", _engine_hint(host)) from None
+    except _connection_errors() as exc:  # before OSError: requests' errors are OSErrors too
+        raise DockerError(f"{action}: the connection to the Docker engine broke ({type(exc).__name__})",
+                          _engine_hint(host)) from None
+
+
 class DockerEngine:
     def __init__(self, factory: Callable[[], Any] | None = None) -> None:
         self._factory = factory
@@ -207,23 +224,14 @@ class DockerEngine:
     def build(self, context: Path, dockerfile: str, tag: str, platform: str = "",
               build_args: Mapping[str, str] | None = None, on_line: LineCallback | None = None) -> str:
         """Build `context` (honouring its .dockerignore) and tag the result; return the image id."""
-        import docker
-
         log = BuildLog(on_line or (lambda line: None))
         try:
-            stream = self.client.api.build(path=str(context), dockerfile=dockerfile, tag=tag,
-                                           platform=platform or None, buildargs=dict(build_args or {}),
-                                           rm=True, forcerm=True, decode=True)
-            for chunk in stream:
-                log.feed(chunk)
-        except docker.errors.APIError as exc:
-            raise DockerError(f"image build failed: {self._api_reason(exc)}",
-                              "Check the Dockerfile and the build context") from None
-        except docker.errors.DockerException as exc:
-            raise DockerError(f"image build failed: {_short_reason(exc)}", _engine_hint(self.host)) from None
-        except _connection_errors() as exc:  # before OSError: requests' errors are OSErrors too
-            raise DockerError(f"image build failed: the connection to the Docker engine broke ({type(exc).__name__})",
-                              _engine_hint(self.host)) from None
+            with _engine_errors("image build failed", "Check the Dockerfile and the build context"):
+                stream = self.client.api.build(path=str(context), dockerfile=dockerfile, tag=tag,
+                                               platform=platform or None, buildargs=dict(build_args or {}),
+                                               rm=True, forcerm=True, decode=True)
+                for chunk in stream:
+                    log.feed(chunk)
         except OSError as exc:  # the SDK reads the context from disk to make the tar
             raise DockerError(f"cannot read the build context {context}: {exc.strerror or exc}") from None
         if log.failed:
@@ -281,11 +289,10 @@ class DockerEngine:
     def push(self, repository: str, tag: str, credentials: Credentials,
              on_progress: ProgressCallback | None = None) -> PushOutcome:
         """Push `repository:tag` with these credentials (for this call only)."""
-        import docker
-
         auth = {"username": credentials.username, "password": credentials.password}
         digest, pushed = "", 0
-        try:
+        with _engine_errors(f"failed to push {repository}:{tag}",
+                            "Check that the registry is reachable and that you may push to it"):
             for chunk in self.client.api.push(repository, tag=tag, auth_config=auth, stream=True, decode=True):
                 if "error" in chunk or "errorDetail" in chunk:
                     raise self._registry_error("push", f"{repository}:{tag}", chunk)
@@ -293,15 +300,6 @@ class DockerEngine:
                 if isinstance(aux, dict) and aux.get("Digest"):
                     digest = str(aux["Digest"])
                 pushed += self._layer_progress(chunk, on_progress, "Pushed")
-        except docker.errors.APIError as exc:
-            raise DockerError(f"failed to push {repository}:{tag}: {self._api_reason(exc)}",
-                              "Check that the registry is reachable and that you may push to it") from None
-        except docker.errors.DockerException as exc:
-            raise DockerError(f"failed to push {repository}:{tag}: {_short_reason(exc)}",
-                              _engine_hint(self.host)) from None
-        except _connection_errors() as exc:
-            raise DockerError(f"failed to push {repository}:{tag}: the connection to the Docker engine broke "
-                              f"({type(exc).__name__})", _engine_hint(self.host)) from None
         if not digest:
             raise DockerError(f"failed to push {repository}:{tag}: the engine reported no manifest digest")
         return PushOutcome(digest=digest, layers_pushed=pushed)
@@ -309,25 +307,17 @@ class DockerEngine:
     def pull(self, image_ref: str, credentials: Credentials | None = None,
              on_progress: ProgressCallback | None = None) -> str:
         """Pull `host/repo:tag` or `host/repo@sha256:…`; return the local image id."""
-        import docker
         from docker.utils import parse_repository_tag
 
         repository, reference = parse_repository_tag(image_ref)
         auth = {"username": credentials.username, "password": credentials.password} if credentials else None
-        try:
+        with _engine_errors(f"failed to pull {image_ref}",
+                            "Check the image reference and that you may pull from the registry"):
             for chunk in self.client.api.pull(repository, tag=reference or "latest", auth_config=auth,
                                               stream=True, decode=True):
                 if "error" in chunk or "errorDetail" in chunk:
                     raise self._registry_error("pull", image_ref, chunk)
                 self._layer_progress(chunk, on_progress, "Pull complete")
-        except docker.errors.APIError as exc:
-            raise DockerError(f"failed to pull {image_ref}: {self._api_reason(exc)}",
-                              "Check the image reference and that you may pull from the registry") from None
-        except docker.errors.DockerException as exc:
-            raise DockerError(f"failed to pull {image_ref}: {_short_reason(exc)}", _engine_hint(self.host)) from None
-        except _connection_errors() as exc:
-            raise DockerError(f"failed to pull {image_ref}: the connection to the Docker engine broke "
-                              f"({type(exc).__name__})", _engine_hint(self.host)) from None
         return self.image_id(image_ref)
 
     # -- run -----------------------------------------------------------------------------------
@@ -337,37 +327,27 @@ class DockerEngine:
         The container is removed in every case (also on Ctrl-C): its config holds the secret values
         as environment, and nothing with key material may linger in the engine's storage.
         """
-        import docker
-
         container = None
         try:
-            container = self.client.containers.create(
-                spec.image, entrypoint=spec.entrypoint, command=spec.command, environment=spec.environment,
-                working_dir=spec.working_dir, user=spec.user or None, network_mode=spec.network,
-                tmpfs=spec.tmpfs or None, detach=True, labels={"managed-by": "gcpfargate", "gcpfargate": "run-local"},
-            )
-            container.start()
-            pending = ""
-            for chunk in container.logs(stream=True, follow=True, stdout=True, stderr=True):
-                pending += chunk.decode("utf-8", "replace")
-                *lines, pending = pending.split("\n")
-                for line in lines:
-                    if on_line is not None:
-                        on_line(line)
-            if pending and on_line is not None:
-                on_line(pending)
-            return int(container.wait().get("StatusCode", 1))
-        except docker.errors.ImageNotFound:
-            raise DockerError(f"image {spec.image} is not in the local engine after the pull") from None
-        except docker.errors.APIError as exc:
-            raise DockerError(f"failed to run container {spec.name}: {self._api_reason(exc)}",
-                              "Check the task definition's entryPoint, user and workingDirectory") from None
-        except docker.errors.DockerException as exc:
-            raise DockerError(f"failed to run container {spec.name}: {_short_reason(exc)}",
-                              _engine_hint(self.host)) from None
-        except _connection_errors() as exc:
-            raise DockerError(f"failed to run container {spec.name}: the connection to the Docker engine broke "
-                              f"({type(exc).__name__})", _engine_hint(self.host)) from None
+            with _engine_errors(f"failed to run container {spec.name}",
+                                "Check the task definition's entryPoint, user and workingDirectory"):
+                container = self.client.containers.create(
+                    spec.image, entrypoint=spec.entrypoint, command=spec.command, environment=spec.environment,
+                    working_dir=spec.working_dir, user=spec.user or None, network_mode=spec.network,
+                    tmpfs=spec.tmpfs or None, detach=True,
+                    labels={"managed-by": "gcpfargate", "gcpfargate": "run-local"},
+                )
+                container.start()
+                pending = ""
+                for chunk in container.logs(stream=True, follow=True, stdout=True, stderr=True):
+                    pending += chunk.decode("utf-8", "replace")
+                    *lines, pending = pending.split("\n")
+                    for line in lines:
+                        if on_line is not None:
+                            on_line(line)
+                if pending and on_line is not None:
+                    on_line(pending)
+                return int(container.wait().get("StatusCode", 1))
         finally:
             if container is not None:
                 with contextlib.suppress(Exception):
