@@ -74,7 +74,8 @@ class Scanner:
         record_figure(self.group, "sources scanned", len(sources))
         record_figure(self.group, "bytes scanned", sum(len(data) for _, data in sources))
         record_figure(self.group, "key forms searched", len(forms))
-        record_figure(self.group, "hits", len(hits))
+        # In the self-check every hit is a planted key the scanner was meant to find.
+        record_figure(self.group, "planted forms found" if "self-check" in self.group else "hits", len(hits))
         return hits
 
 
