@@ -87,6 +87,11 @@ class AwsClients:
                 self._clients[cache_key] = client
             return self._clients[cache_key]
 
+    def service_model(self, service: str) -> Any:
+        """botocore's model of `service`, loaded through this session's loader, whose cache the clients
+        share: validating against it costs nothing extra when a client of the service is made anyway."""
+        return self.session._session.get_service_model(service)
+
     def _count(self, model: Any, **_: Any) -> None:
         service = model.service_model.service_name
         self.calls[(service, model.name)] += 1

@@ -175,7 +175,8 @@ def render_definition(ctx: Context, image: str | None) -> dict[str, Any]:
     with ctx.reporter.step(f"Rendering {template.shown(path)}"):
         definition = template.render(path, variables)
     # Validate first: wiring relies on containerDefinitions being a list of objects.
-    template.validate(definition, template.shown(path))
+    shape = template.input_shape(ctx.aws.service_model("ecs"))
+    template.validate(definition, template.shown(path), shape)
     if wire:
         definition = wiring.wire(
             definition, secret_arn=variables["secret_arn"], credentials_env=variables["credentials_env"],
@@ -183,7 +184,7 @@ def render_definition(ctx: Context, image: str | None) -> dict[str, Any]:
             image_config=lambda ref: _image_config(ctx, ref, resolved))
     else:
         wiring.check_environment(definition, variables["credentials_env"])
-    template.validate(definition, template.shown(path))
+    template.validate(definition, template.shown(path), shape)
     if definition.get("family") != settings.family:
         raise TemplateError(f"{template.shown(path)}: family is {definition.get('family')!r}, but task.family is "
                             f"{settings.family!r}", 'Use "family": {{ family | tojson }}')

@@ -193,15 +193,18 @@ def _service_input_shape() -> Any:
     # Loading the ECS model costs ~40 ms: once per process is enough.
     import botocore.session
 
-    model = botocore.session.get_session().get_service_model("ecs")
-    return model.operation_model("RegisterTaskDefinition").input_shape
+    return input_shape(botocore.session.get_session().get_service_model("ecs"))
 
 
-def shape_problems(definition: Mapping[str, Any]) -> list[str]:
+def input_shape(service_model: Any) -> Any:
+    return service_model.operation_model("RegisterTaskDefinition").input_shape
+
+
+def shape_problems(definition: Mapping[str, Any], shape: Any = None) -> list[str]:
     """What botocore's own validator (plus the model's enums) finds wrong, each with its JSON path."""
     import botocore.validate
 
-    shape = _service_input_shape()
+    shape = shape if shape is not None else _service_input_shape()
     report = botocore.validate.ParamValidator().validate(dict(definition), shape)
     problems = [_describe(error) for error in getattr(report, "_errors", [])]
     problems.extend(_enum_problems(definition, shape, ""))
@@ -245,9 +248,10 @@ def _enum_problems(value: Any, shape: Any, where: str) -> Iterable[str]:
         yield f"{where} must be one of {', '.join(shape.enum)}, not {value!r}"
 
 
-def validate(definition: Mapping[str, Any], path: Path | str) -> None:
-    """Raise one TemplateError when ECS or Fargate would refuse `definition`."""
-    problems = shape_problems(definition)
+def validate(definition: Mapping[str, Any], path: Path | str, shape: Any = None) -> None:
+    """Raise one TemplateError when ECS or Fargate would refuse `definition` (`shape`: the
+    RegisterTaskDefinition input shape, when the caller has the ECS model loaded already)."""
+    problems = shape_problems(definition, shape)
     if problems:
         more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
         raise TemplateError(f"{shown(path)}: invalid task definition: {'; '.join(problems[:3])}{more}",
