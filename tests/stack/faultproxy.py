@@ -16,6 +16,8 @@ from collections import Counter
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from tests.stack.proxybase import RuleProxy
+
 
 @dataclass
 class Rule:
@@ -28,15 +30,14 @@ class Rule:
     times: int = 1  # then fail this many (-1: forever)
 
 
-class FaultProxy:
+class FaultProxy(RuleProxy[Rule]):
     def __init__(self, upstream: str) -> None:
         parsed = urllib.parse.urlsplit(upstream)
         self.upstream_host = parsed.hostname or "127.0.0.1"
         self.upstream_port = parsed.port or 80
-        self.rules: list[Rule] = []
+        super().__init__()
         self.seen: Counter[str] = Counter()
         self.injected: Counter[str] = Counter()
-        self._lock = threading.Lock()
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -108,20 +109,6 @@ class FaultProxy:
         self._server.shutdown()
         self._server.server_close()
 
-    def __enter__(self) -> FaultProxy:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def add(self, rule: Rule) -> Rule:
-        with self._lock:
-            self.rules.append(rule)
-        return rule
-
-    def clear(self) -> None:
-        with self._lock:
-            self.rules.clear()
 
     def _match(self, operation: str) -> Rule | None:
         with self._lock:

@@ -23,6 +23,8 @@ import struct
 import threading
 from dataclasses import dataclass, field
 
+from tests.stack.proxybase import RuleProxy
+
 # Request lines Docker sends while pushing.
 BLOB_UPLOAD = rb"(?:PATCH|PUT) /v2/[^ ]*/blobs/uploads/[^ ]* HTTP/1\.[01]\r\n"
 MANIFEST_PUT = rb"PUT /v2/[^ ]*/manifests/[^ ]* HTTP/1\.[01]\r\n"
@@ -44,12 +46,11 @@ class _Connection:
         self.doomed = threading.Event()  # the request went through; cut the response
 
 
-class TcpProxy:
+class TcpProxy(RuleProxy[Reset]):
     def __init__(self, upstream_host: str, upstream_port: int) -> None:
         self.upstream = (upstream_host, upstream_port)
-        self.rules: list[Reset] = []
+        super().__init__()
         self.connections = 0
-        self._lock = threading.Lock()
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = int(self._listener.getsockname()[1])
         self.address = f"127.0.0.1:{self.port}"
@@ -67,20 +68,6 @@ class TcpProxy:
             self._listener.close()
         self._thread.join(timeout=5)
 
-    def __enter__(self) -> TcpProxy:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def add(self, rule: Reset) -> Reset:
-        with self._lock:
-            self.rules.append(rule)
-        return rule
-
-    def clear(self) -> None:
-        with self._lock:
-            self.rules.clear()
 
     @property
     def resets(self) -> int:
