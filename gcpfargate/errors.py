@@ -87,7 +87,3 @@ class StepError(OperationError):
         self.step = step
         self.cause = cause
         self.exit_code = cause.exit_code
-
-
-class ChecksFailed(GcpfargateError):
-    exit_code = ExitCode.CHECK_FAILED

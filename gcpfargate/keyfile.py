@@ -17,14 +17,18 @@ _PEM_ESCAPED = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----(\\n|[A-Za-z0-9+/=
 _PRIVATE_KEY_FIELD = re.compile(r'("private_key"\s*:\s*)"(?:[^"\\]|\\.)*"')
 # Long base64 runs (a DER key body, or the base64 of a whole key file) are never useful in a log.
 _LONG_BASE64 = re.compile(r"[A-Za-z0-9+/]{200,}={0,2}")
+# One line of a PEM body (64 base64 characters), as a line-by-line log stream would show it.
+_PEM_BODY_LINE = re.compile(r"^[A-Za-z0-9+/]{60,76}={0,2}$", re.M)
 REDACTED = "[REDACTED]"
 
 
 def redact(text: str) -> str:
     """Remove anything that looks like private key material from text meant for a human."""
     text = _PRIVATE_KEY_FIELD.sub(r'\1"' + REDACTED + '"', text)
-    text = _PEM_ESCAPED.sub(REDACTED, text)
+    # The real-newline form first: the escaped pattern would otherwise eat only its header line.
     text = _PEM_BLOCK.sub(REDACTED, text)
+    text = _PEM_ESCAPED.sub(REDACTED, text)
+    text = _PEM_BODY_LINE.sub(REDACTED, text)
     return _LONG_BASE64.sub(REDACTED, text)
 
 

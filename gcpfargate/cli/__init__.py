@@ -101,6 +101,10 @@ def _click_exit(exc: Exception) -> int | None:
     if isinstance(exc, typer.Abort):
         sys.stderr.write("error: aborted.\n")
         return 1
+    if type(exc).__name__ == "NoArgsIsHelpError":
+        # Bare `gcpfargate`: the help is the answer, not an error (exit 2 as click has it).
+        sys.stderr.write(str(exc.format_message()) + "\n")  # type: ignore[attr-defined]
+        return 2
     if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):
         # Usage errors (unknown option, missing argument): one line, exit code 2.
         message = str(exc.format_message()).rstrip(".")

@@ -38,7 +38,8 @@ _HINTS = {
 
 class AwsClients:
     def __init__(self, region: str = "", profile: str = "") -> None:
-        self._region = region or None
+        # botocore reads AWS_DEFAULT_REGION and the profile; AWS_REGION is what the SDKs (and Fargate) set.
+        self._region = region or os.environ.get("AWS_REGION") or None
         self._profile = profile or None
         self._session: Any = None
         self._clients: dict[str, Any] = {}
@@ -104,7 +105,16 @@ class AwsClients:
         import botocore.exceptions
         import botocore.parsers
 
-        client = self.client(service, probe=probe)
+        try:
+            client = self.client(service, probe=probe)
+        except botocore.exceptions.BotoCoreError as exc:
+            # A malformed ~/.aws/config, an unknown AWS_RETRY_MODE, …: the client cannot even be made.
+            raise AwsError(f"failed to {action or operation}: the AWS configuration is invalid: {exc}",
+                           "Check ~/.aws/config, the AWS_* variables and --profile").with_code(
+                               type(exc).__name__) from None
+        except ValueError as exc:
+            raise AwsError(f"failed to {action or operation}: {exc}",
+                           "Check AWS_ENDPOINT_URL (a URL such as https://host:port)").with_code("Config") from None
         try:
             return getattr(client, operation)(**params)
         except botocore.exceptions.ClientError as exc:
@@ -127,7 +137,9 @@ class AwsClients:
             raise AwsError(f"failed to {action or operation}: connection to AWS failed ({type(exc).__name__})",
                            "Retry; check the network").with_code("Connection") from None
         except botocore.exceptions.ParamValidationError as exc:
-            raise AwsError(f"failed to {action or operation}: invalid request: {exc}").with_code(
+            # botocore's text quotes the offending value, which may be a secret: keep the first line only.
+            reason = str(exc).splitlines()[-1].split(", value:")[0]
+            raise AwsError(f"failed to {action or operation}: invalid request: {reason}").with_code(
                 "ParamValidation") from None
         except botocore.parsers.ResponseParserError:
             raise AwsError(f"failed to {action or operation}: the endpoint sent a response that is not AWS's",
@@ -137,13 +149,16 @@ class AwsClients:
 
     def paginate(self, service: str, operation: str, key: str, action: str = "", **params: Any) -> list[Any]:
         """All items under `key` across pages, with the same error translation as `call`."""
-        # IAM pages with Marker/IsTruncated; the other services used here with NextToken.
-        token_param = "Marker" if service == "iam" else "NextToken"
         items: list[Any] = []
         while True:
             page = self.call(service, operation, action, **params)
             items.extend(page.get(key, []))
-            token = page.get("Marker") if service == "iam" and page.get("IsTruncated") else page.get("NextToken")
+            # IAM pages with Marker/IsTruncated, Secrets Manager with NextToken, ECS/ECR/Logs with nextToken.
+            if service == "iam":
+                token_param, token = "Marker", page.get("Marker") if page.get("IsTruncated") else None
+            else:
+                token_param = "NextToken" if "NextToken" in page else "nextToken"
+                token = page.get(token_param)
             if not token:
                 return items
             params = {**params, token_param: token}

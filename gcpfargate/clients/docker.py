@@ -112,15 +112,21 @@ class _ChunkReader(io.RawIOBase):
         return size
 
 
-def _open_layer(blob: Any) -> Any:
+def _open_layer(blob: Any, name: str) -> Any:
+    """The blob as a tar stream; None for a JSON blob (an OCI config or manifest). A blob that is
+    neither fails the scan: skipping it would let a key through unseen."""
     import tarfile
 
     if blob is None:
         return None
+    if blob.peek(1)[:1] in (b"{", b"["):
+        return None
     try:
         return tarfile.open(fileobj=blob, mode="r|*")
     except tarfile.TarError:
-        return None
+        raise DockerError(f"cannot search layer {name} for key files: it is not a tar stream gcpfargate can read",
+                          "Export the image with a current Docker (gzip or plain layers), or pass "
+                          "--allow-embedded-credentials after checking it yourself") from None
 
 
 def layer_files(chunks: Iterator[bytes], max_size: int, wanted: Callable[[bytes], bool]
@@ -133,7 +139,7 @@ def layer_files(chunks: Iterator[bytes], max_size: int, wanted: Callable[[bytes]
         for member in outer:
             if not member.isfile() or member.size < 1024 or member.name.endswith((".json", "repositories")):
                 continue  # a layer tar is at least two 512-byte blocks; manifests and configs are JSON
-            layer = _open_layer(outer.extractfile(member))
+            layer = _open_layer(outer.extractfile(member), member.name)
             if layer is None:
                 continue  # an OCI config or manifest blob, not a layer
             with layer:
@@ -268,12 +274,8 @@ class DockerEngine:
 
     def save(self, image: str) -> Iterator[bytes]:
         """The image as the engine's `docker save` tar stream, in chunks."""
-        import docker
-
-        try:
+        with _engine_errors(f"failed to export image {image} for scanning"):
             yield from self.client.api.get_image(image)
-        except docker.errors.APIError as exc:
-            raise DockerError(f"failed to export image {image} for scanning: {self._api_reason(exc)}") from None
 
     def image_files(self, image: str, max_size: int = 1 << 20,
                     wanted: Callable[[bytes], bool] = lambda head: True) -> Iterator[tuple[str, str, bytes]]:
@@ -283,7 +285,13 @@ class DockerEngine:
         decides whether it is worth reading whole. Files deleted by a later layer are still
         yielded: they are still in the image, for anyone who pulls it.
         """
-        yield from layer_files(self.save(image), max_size, wanted)
+        import tarfile
+
+        try:
+            yield from layer_files(self.save(image), max_size, wanted)
+        except tarfile.TarError as exc:
+            raise DockerError(f"failed to search image {image} for key files: the export is not a valid tar "
+                              f"({exc})", "Retry; check the Docker engine") from None
 
     # -- registry ----------------------------------------------------------------------------
     def push(self, repository: str, tag: str, credentials: Credentials,
@@ -328,6 +336,7 @@ class DockerEngine:
         as environment, and nothing with key material may linger in the engine's storage.
         """
         container = None
+        removal_error = ""
         try:
             with _engine_errors(f"failed to run container {spec.name}",
                                 "Check the task definition's entryPoint, user and workingDirectory"):
@@ -347,11 +356,30 @@ class DockerEngine:
                             on_line(line)
                 if pending and on_line is not None:
                     on_line(pending)
-                return int(container.wait().get("StatusCode", 1))
+                exit_code = int(container.wait().get("StatusCode", 1))
         finally:
             if container is not None:
-                with contextlib.suppress(Exception):
-                    container.remove(force=True, v=True)
+                removal_error = self._remove(container)
+        if removal_error:
+            # Only reached when the run itself went well: its config holds the secret, so say so.
+            raise DockerError(f"the container ran, but removing it failed: {removal_error}",
+                              f"Remove it now: docker rm -f {container.id}")
+        return exit_code
+
+    @staticmethod
+    def _remove(container: Any) -> str:
+        """Remove a container; the reason it failed, or "" when it is gone."""
+        import docker
+
+        try:
+            container.remove(force=True, v=True)
+        except docker.errors.NotFound:
+            return ""
+        except docker.errors.APIError as exc:
+            return DockerEngine._api_reason(exc)
+        except (docker.errors.DockerException, *_connection_errors()) as exc:
+            return _short_reason(exc)
+        return ""
 
     # -- helpers -----------------------------------------------------------------------------
     @staticmethod

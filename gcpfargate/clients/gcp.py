@@ -11,7 +11,7 @@ import os
 import threading
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from gcpfargate.errors import GcpError, KeyLimitError
@@ -147,7 +147,7 @@ class IamAdmin:
                                "(constraints/iam.disableServiceAccountKeyCreation)",
                                "Ask your GCP organization admin for an exception for this project, "
                                "or use workload identity federation instead of keys").with_code(exc.code) from None
-            if exc.code == "FAILED_PRECONDITION":
+            if exc.code == "FAILED_PRECONDITION" and len(self.list_user_keys(email)) >= MAX_USER_KEYS:
                 raise KeyLimitError(f"cannot create a key for {email}: the account already holds "
                                     f"{MAX_USER_KEYS} user-managed keys",
                                     "Delete unused keys (`gcpfargate rotate-key --prune`)"
@@ -172,9 +172,6 @@ class IamAdmin:
         self._call("DisableServiceAccountKey", f"disable key {key_id} of {email}",
                    {"name": _key_name(email, key_id)}, retry_reads=False)
 
-    def enable_key(self, email: str, key_id: str) -> None:
-        self._call("EnableServiceAccountKey", f"enable key {key_id} of {email}",
-                   {"name": _key_name(email, key_id)}, retry_reads=False)
 
 
 def _snake(method: str) -> str:
@@ -189,7 +186,7 @@ def _key_info(key: Any) -> KeyInfo:
     created = key.valid_after_time
     created_at = None
     if created:
-        created_at = created if isinstance(created, datetime) else datetime.fromtimestamp(created.timestamp())
+        created_at = created if isinstance(created, datetime) else datetime.fromtimestamp(created.timestamp(), tz=UTC)
     return KeyInfo(key_id=key.name.rsplit("/", 1)[-1], created=created_at, disabled=bool(key.disabled))
 
 

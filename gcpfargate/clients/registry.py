@@ -94,8 +94,11 @@ class Registry:
         with self._lock:
             if self._credentials is None:
                 data = self._aws.call("ecr", "get_authorization_token", "get an ECR authorization token")
-                token = data["authorizationData"][0]["authorizationToken"]
-                username, _, password = base64.b64decode(token).decode("utf-8").partition(":")
+                try:
+                    token = data["authorizationData"][0]["authorizationToken"]
+                    username, _, password = base64.b64decode(token).decode("utf-8").partition(":")
+                except (KeyError, IndexError, TypeError, ValueError):
+                    password = ""
                 if not password:
                     raise AwsError("ECR returned a malformed authorization token", "Retry; check the ECR endpoint")
                 self._credentials = Credentials(username, password)
@@ -146,6 +149,15 @@ class Registry:
         return self._by_digest[memo]
 
     def _resolve(self, repository: str, reference: str, platform: str) -> ImageRef | None:
+        try:
+            return self._resolve_unchecked(repository, reference, platform)
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError):
+            # Not JSON, a schema-1 manifest, a config without a digest: not something we can pin.
+            raise DockerError(f"the registry's answer for {repository}:{reference} is not an image manifest "
+                              "gcpfargate understands (Docker v2 schema 2 or OCI)",
+                              "Push the image with a current Docker or buildx") from None
+
+    def _resolve_unchecked(self, repository: str, reference: str, platform: str) -> ImageRef | None:
         response = self._get(f"{repository}/manifests/{reference}", MANIFEST_TYPES)
         if response.status_code == 404:
             return None
@@ -163,22 +175,6 @@ class Registry:
         blob = self._get(f"{repository}/blobs/{config_digest}")
         self._raise_for(blob, f"read the image config of {repository}:{reference}")
         return ImageRef(repository, digest, config_digest, blob.json())
-
-    def digest(self, repository: str, reference: str) -> str | None:
-        """The manifest digest of `repository:reference` (a HEAD request); None when absent."""
-        response = self._get(f"{repository}/manifests/{reference}", MANIFEST_TYPES, head=True)
-        if response.status_code == 404:
-            return None
-        self._raise_for(response, f"read manifest {repository}:{reference}")
-        return response.headers.get("Docker-Content-Digest") or None
-
-    def tags(self, repository: str, limit: int = 1000) -> list[str]:
-        """Tags of `repository` (at most `limit`); empty when the repository does not exist."""
-        response = self._get(f"{repository}/tags/list?n={limit}")
-        if response.status_code == 404:
-            return []
-        self._raise_for(response, f"list the tags of {repository}")
-        return list(response.json().get("tags") or [])
 
     def _raise_for(self, response: Any, action: str) -> None:
         if response.status_code in (401, 403):

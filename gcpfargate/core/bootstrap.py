@@ -68,7 +68,7 @@ def check_key_room(ctx: Context, email: str) -> None:
         return
     now = datetime.now(UTC)
     listing = ", ".join(
-        f"{key.key_id[:12]}… ({key.age_days(now)} days{', disabled' if key.disabled else ''})" for key in keys)
+        f"{key.key_id} ({key.age_days(now)} days{', disabled' if key.disabled else ''})" for key in keys)
     raise KeyLimitError(f"service account {email} already holds {len(keys)} of {MAX_USER_KEYS} user-managed keys: "
                         f"{listing}",
                         "Delete keys no secret uses with `gcpfargate rotate-key --prune`, or "

@@ -8,7 +8,6 @@ the task runs with, not the caller), with IAM's policy simulator where the endpo
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -18,6 +17,7 @@ from typing import Any
 from gcpfargate.clients.gcp import MAX_USER_KEYS, ServiceAccount
 from gcpfargate.core import execution_role, policy, secret
 from gcpfargate.core.context import Context
+from gcpfargate.core.taskdef import log_group_exists, split_image
 from gcpfargate.core.wiring import unwrap
 from gcpfargate.errors import AwsError, GcpfargateError
 from gcpfargate.keyfile import looks_like_key
@@ -317,9 +317,6 @@ def _same_secret(value_from: str, secret_arn: str) -> bool:
     return value_from == secret_arn or value_from.startswith(secret_arn + ":")
 
 
-_DIGEST = re.compile(r"@(sha256:[0-9a-f]{64})$")
-
-
 def _image(ctx: Context, facts: _Facts) -> tuple[Status, str]:
     revision = _latest_revision(ctx, facts)
     if revision is None:
@@ -328,11 +325,10 @@ def _image(ctx: Context, facts: _Facts) -> tuple[Status, str]:
     if not containers:
         raise _Skip("no essential container")
     image = str(containers[0].get("image", ""))
-    host, _, rest = image.partition("/")
+    host, repository, tag, digest = split_image(image)
     if host != ctx.registry.host:
         return Status.WARN, f"{image} is not in registry {ctx.registry.host}; not checked"
-    digest = _DIGEST.search(rest)
-    repository, reference = (rest[:digest.start()], digest.group(1)) if digest else rest.rsplit(":", 1)
+    reference = digest or tag or "latest"
     platform_arch = (revision.get("runtimePlatform") or {}).get("cpuArchitecture", "X86_64")
     arch = {"X86_64": "amd64", "ARM64": "arm64"}.get(platform_arch, platform_arch.lower())
     found = ctx.registry.resolve(repository, reference, f"linux/{arch}")
@@ -354,8 +350,7 @@ def _log_group(ctx: Context, facts: _Facts) -> tuple[Status, str]:
         return Status.WARN, "no container logs to awslogs; `run` cannot stream logs"
     missing = []
     for group in sorted(groups):
-        found = ctx.aws.call("logs", "describe_log_groups", f"read log group {group}", logGroupNamePrefix=group)
-        if not any(g["logGroupName"] == group for g in found.get("logGroups", [])):
+        if not log_group_exists(ctx, group):
             missing.append(group)
     if missing:
         return Status.FAIL, f"log group {', '.join(missing)} does not exist (register-task creates it)"

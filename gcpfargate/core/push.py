@@ -38,7 +38,6 @@ from gcpfargate.keyfile import looks_like_key
 MAX_SCANNED_FILE = 1 << 20
 _ARCH_ALIASES = {"x86_64": "amd64", "aarch64": "arm64"}
 _ECS_ARCH = {"X86_64": "amd64", "ARM64": "arm64"}
-_TASK_DEFINITION_MISSING = ("ClientException", "ResourceNotFoundException", "InvalidParameterException")
 
 
 @dataclass

@@ -78,10 +78,19 @@ def _past(action: str) -> str:
 
 def _roll_back(ctx: Context, state: secret.SecretState, new_version: str, email: str, key_id: str) -> None:
     """Point AWSCURRENT back at the version that was current, then delete the unverified key."""
-    if state.version_id:
-        ctx.aws.call("secretsmanager", "update_secret_version_stage", "move AWSCURRENT back to the previous key",
-                     SecretId=state.arn, VersionStage="AWSCURRENT", MoveToVersionId=state.version_id,
-                     RemoveFromVersionId=new_version)
+    try:
+        if state.version_id:
+            ctx.aws.call("secretsmanager", "update_secret_version_stage",
+                         "move AWSCURRENT back to the previous key", SecretId=state.arn, VersionStage="AWSCURRENT",
+                         MoveToVersionId=state.version_id, RemoveFromVersionId=new_version)
+    except GcpfargateError as exc:
+        # The new key stays: the secret points at it, and deleting it would break every task start.
+        raise GcpError(f"the new key {key_id} did not verify, and moving AWSCURRENT back failed ({exc.message}); "
+                       f"secret {state.name} now holds the unverified key",
+                       f"Move it back: aws secretsmanager update-secret-version-stage --secret-id {state.arn} "
+                       f"--version-stage AWSCURRENT --move-to-version-id {state.version_id} "
+                       f"--remove-from-version-id {new_version}; then gcloud iam service-accounts keys delete "
+                       f"{key_id} --iam-account {email}") from None
     ctx.iam.delete_key(email, key_id)
     ctx.reporter.warn(f"the new key {key_id} did not verify; the secret is back on the previous key")
 

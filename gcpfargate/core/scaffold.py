@@ -98,6 +98,8 @@ def import_family(ctx: Context, family: str, answers: Answers) -> str:
         raise ConfigError(f"task definition family {family} has no ACTIVE revision",
                           "Check the name and region (--region), or run init without --from-family")
     definition = {key: value for key, value in registered.items() if key not in taskdef.READ_ONLY}
+    # A family built the old way may carry the key in a plain variable: never copy that to disk.
+    wiring.check_environment(definition, answers.credentials_env)
     for container in definition.get("containerDefinitions") or []:
         unwrapped = wiring.unwrap(container)
         if unwrapped is not None:

@@ -360,9 +360,7 @@ def ensure_log_groups(ctx: Context, definition: dict[str, Any], plan: list[str])
             ctx.reporter.warn(f"log group {group} is in {region}, not {ctx.aws.region}: not checked; create it "
                               "there if it is missing")
             continue
-        existing = ctx.aws.call("logs", "describe_log_groups", f"look up log group {group}",
-                                logGroupNamePrefix=group).get("logGroups", [])
-        if any(item.get("logGroupName") == group for item in existing):
+        if log_group_exists(ctx, group):
             continue
         plan.append(f"create CloudWatch log group {group}")
         if ctx.dry_run:
@@ -371,7 +369,15 @@ def ensure_log_groups(ctx: Context, definition: dict[str, Any], plan: list[str])
             try:
                 ctx.aws.call("logs", "create_log_group", f"create log group {group}", logGroupName=group)
             except AwsError as exc:
-                if exc.code != "ResourceAlreadyExistsException":  # created meanwhile: fine
+                if exc.code != "ResourceAlreadyExistsException":
                     raise
+                continue  # created meanwhile by someone else: not our change
         created.append(group)
     return created
+
+
+def log_group_exists(ctx: Context, group: str) -> bool:
+    # A prefix lists every group below it: page through all of them, not just the first 50.
+    found = ctx.aws.paginate("logs", "describe_log_groups", "logGroups", f"look up log group {group}",
+                             logGroupNamePrefix=group)
+    return any(item.get("logGroupName") == group for item in found)
