@@ -2,7 +2,8 @@
 
 Precedence, stated once and applied to every key: **flag > environment variable > config file >
 default**. Every key `section.key` has the environment variable `GCPFARGATE_<SECTION>_<KEY>`
-(`task.vars` and `image.build_args` are tables and come from the file only). Unknown sections and
+(`task.vars` and `image.build_args` are tables and come from the file only); an empty variable
+counts as unset. Unknown sections and
 keys are rejected by name, so a typo never silently falls back to a default. Missing required keys
 are reported together, in one message, by `Settings.require`.
 """
@@ -262,6 +263,8 @@ def _read_env(environ: Mapping[str, str]) -> dict[str, Any]:
         if not name.startswith("GCPFARGATE_") or name in _NON_SETTING_ENV:
             continue
         dotted = by_name.get(name)
+        if raw == "" and dotted is not None:
+            continue  # an empty variable is unset, as in most tools: it never blanks out the file's value
         if dotted is None:
             section = name.removeprefix("GCPFARGATE_").split("_", 1)[0].lower()
             if section in SCHEMA:  # a known section with an unknown key: almost surely a typo

@@ -148,7 +148,7 @@ def bootstrap(ctx: Context, new_key: bool = False, grant: bool = False) -> Boots
         else:
             key, secret_arn, _ = create_and_store(ctx, account, state)
             key_id = key.key_id
-    kms_arn = _kms_key_arn(ctx)
+    kms_arn = secret.kms_key_arn(ctx)
     with ctx.reporter.step("Checking the execution role"):
         role = execution_role.ensure(ctx, secret_arn, kms_arn, grant=grant)
     warnings: list[str] = []
@@ -161,13 +161,3 @@ def bootstrap(ctx: Context, new_key: bool = False, grant: bool = False) -> Boots
     return BootstrapResult(service_account=account.email, key_id=key_id, secret_arn=secret_arn,
                            execution_role_arn=role.arn, changed=changed or role.changed,
                            plan=plan if ctx.dry_run else [], warnings=warnings)
-
-
-def _kms_key_arn(ctx: Context) -> str:
-    key_id = str(ctx.settings.get("secret.kms_key_id"))
-    if not key_id:
-        return ""
-    if key_id.startswith("arn:") and ":key/" in key_id:
-        return key_id
-    described = ctx.aws.call("kms", "describe_key", f"read KMS key {key_id}", KeyId=key_id)
-    return str(described["KeyMetadata"]["Arn"])

@@ -17,7 +17,7 @@ from typing import Any
 from gcpfargate.clients.gcp import MAX_USER_KEYS, ServiceAccount
 from gcpfargate.core import execution_role, policy, secret
 from gcpfargate.core.context import Context
-from gcpfargate.core.taskdef import log_group_exists, split_image
+from gcpfargate.core.taskdef import latest_active, log_group_exists, split_image
 from gcpfargate.core.wiring import unwrap
 from gcpfargate.errors import AwsError, GcpfargateError
 from gcpfargate.keyfile import looks_like_key
@@ -192,13 +192,7 @@ def _key_count(ctx: Context, facts: _Facts) -> tuple[Status, str]:
 def _latest_revision(ctx: Context, facts: _Facts) -> dict[str, Any] | None:
     if "revision_loaded" not in facts.extra:
         facts.extra["revision_loaded"] = True
-        try:
-            facts.revision = ctx.aws.call("ecs", "describe_task_definition", "read the task definition",
-                                          taskDefinition=ctx.settings.family)["taskDefinition"]
-        except AwsError as exc:
-            if exc.code not in ("ClientException", "ResourceNotFoundException"):
-                raise
-            facts.revision = None
+        facts.revision = latest_active(ctx, ctx.settings.family)
     return facts.revision
 
 
@@ -233,8 +227,10 @@ def _role_access(ctx: Context, facts: _Facts) -> tuple[Status, str]:
     secret_arn = facts.extra.get("secret_arn")
     if not secret_arn:
         raise _Skip("the secret does not exist")
-    kms = str(ctx.settings.get("secret.kms_key_id"))
-    kms_arn = kms if kms.startswith("arn:") else ""
+    try:
+        kms_arn = secret.kms_key_arn(ctx)
+    except AwsError as exc:
+        return Status.WARN, f"cannot resolve KMS key {ctx.settings.get('secret.kms_key_id')}: {exc.message}"
     simulated = _simulate(ctx, facts.role_arn, secret_arn, kms_arn)
     verdict = simulated or execution_role.judge_secret_access(ctx, facts.role_arn, secret_arn, kms_arn)
     how = "IAM policy simulator" if simulated else "the role's own policies"

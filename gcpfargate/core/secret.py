@@ -155,3 +155,14 @@ def referenced_key_ids(ctx: Context, arn: str) -> dict[str, list[str]]:
             continue
         found.setdefault(key.key_id, []).extend(stages)
     return found
+
+
+def kms_key_arn(ctx: Context) -> str:
+    """The ARN of secret.kms_key_id (an id, alias or ARN), for policies; "" when none is configured."""
+    key_id = str(ctx.settings.get("secret.kms_key_id"))
+    if not key_id:
+        return ""
+    if key_id.startswith("arn:") and ":key/" in key_id:
+        return key_id
+    described = ctx.aws.call("kms", "describe_key", f"read KMS key {key_id}", KeyId=key_id)
+    return str(described["KeyMetadata"]["Arn"])
