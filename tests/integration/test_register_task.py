@@ -92,11 +92,16 @@ def run_like_ecs(project: Project, definition: dict[str, Any]) -> tuple[int, str
         created.remove(force=True, v=True)
 
 
-def test_registered_task_runs_the_image_with_the_key_file_like_ecs(project: Project, tmp_path: Path) -> None:
+def bootstrapped_with_image(project: Project, tmp_path: Path) -> tuple[str, Path]:
+    """bootstrap, a pushed test image, the [image] section and the template: what every test here needs."""
     assert project.run("bootstrap").returncode == 0
     image = push_test_image(project, tmp_path)
     configure(project)
-    copy_template(project)
+    return image, copy_template(project)
+
+
+def test_registered_task_runs_the_image_with_the_key_file_like_ecs(project: Project, tmp_path: Path) -> None:
+    image, _ = bootstrapped_with_image(project, tmp_path)
 
     result = project.run("register-task", "--output", "json")
     assert result.returncode == 0, result.output
@@ -140,10 +145,7 @@ def test_registered_task_runs_the_image_with_the_key_file_like_ecs(project: Proj
 
 
 def test_wrapper_fails_clearly_when_the_secret_is_not_delivered(project: Project, tmp_path: Path) -> None:
-    assert project.run("bootstrap").returncode == 0
-    push_test_image(project, tmp_path)
-    configure(project)
-    copy_template(project)
+    bootstrapped_with_image(project, tmp_path)
     definition = project.run("render").json
     container = definition["containerDefinitions"][0]
     client = engine(project)
@@ -162,10 +164,7 @@ def test_wrapper_fails_clearly_when_the_secret_is_not_delivered(project: Project
 
 
 def test_render_diff_and_init_from_family(project: Project, tmp_path: Path) -> None:
-    assert project.run("bootstrap").returncode == 0
-    image = push_test_image(project, tmp_path)
-    configure(project)
-    template = copy_template(project)
+    image, template = bootstrapped_with_image(project, tmp_path)
     calls = project.dir / "calls"
 
     rendered = project.run("render", env={"GCPFARGATE_CALL_LOG": str(calls)})

@@ -169,10 +169,7 @@ def test_deploy_survives_each_failing_call(stack: LocalStack, proxy: FaultProxy,
         make_deployable(project)
         _, problems = run_fault(fault, project, stack, proxy)
         rerun = project.run("deploy")
-        if rerun.returncode != 0:
-            problems.append(f"rerun failed: {rerun.stderr.strip().splitlines()[-1:]}")
-        else:
-            problems += [f"after rerun: {p}" for p in check_invariants(project)]
+        if _rerun_converged(project, rerun, problems):
             third = project.run("deploy", "--output", "json")
             changed = unchanged_everywhere(third)
             if changed:
@@ -187,6 +184,15 @@ def test_deploy_survives_each_failing_call(stack: LocalStack, proxy: FaultProxy,
     assert not broken, "\n".join(f"{label}: {problems}" for label, problems in broken.items())
 
 
+def _rerun_converged(project: Project, rerun: Any, problems: list[str]) -> bool:
+    """Record why the rerun after a fault did not succeed or left a broken invariant; True when it ran."""
+    if rerun.returncode != 0:
+        problems.append(f"rerun failed: {rerun.stderr.strip().splitlines()[-1:]}")
+        return False
+    problems += [f"after rerun: {p}" for p in check_invariants(project)]
+    return True
+
+
 def test_rotate_key_survives_each_failing_call(stack: LocalStack, proxy: FaultProxy, clean: dict[str, Any],
                                                tmp_path: Path) -> None:
     broken: dict[str, list[str]] = {}
@@ -198,10 +204,7 @@ def test_rotate_key_survives_each_failing_call(stack: LocalStack, proxy: FaultPr
         # The rerun a user would do: the error line's own advice (--prune when a retirement failed).
         last = result.stderr.strip().splitlines()[-1] if result.returncode else ""
         rerun = project.run("rotate-key", *(("--prune", "--yes") if "--prune" in last else ()))
-        if rerun.returncode != 0:
-            problems.append(f"rerun failed: {rerun.stderr.strip().splitlines()[-1:]}")
-        else:
-            problems += [f"after rerun: {p}" for p in check_invariants(project)]
+        if _rerun_converged(project, rerun, problems):
             state = key_shape(project)
             if state != clean["rotate-state"]:
                 problems.append(f"rerun state {state} differs from a clean rotation's {clean['rotate-state']}")
