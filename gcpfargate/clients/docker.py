@@ -129,16 +129,20 @@ def _open_layer(blob: Any, name: str) -> Any:
                           "--allow-embedded-credentials after checking it yourself") from None
 
 
-def layer_files(chunks: Iterator[bytes], max_size: int, wanted: Callable[[bytes], bool]
+def layer_files(chunks: Iterator[bytes], max_size: int, wanted: Callable[[bytes], bool],
+                skip: Callable[[str], bool] = lambda name: False, done: Callable[[], bool] = lambda: False
                 ) -> Iterator[tuple[str, str, bytes]]:
     """Walk a `docker save` tar (legacy `<id>/layer.tar` or OCI `blobs/sha256/…`): every member that
-    is itself a tar is a layer; yield its small regular files."""
+    is itself a tar is a layer; yield its small regular files. Members for which `skip(name)` is
+    true are passed over unread; once `done()` is true after a layer, the rest is not read."""
     import tarfile
 
     with tarfile.open(fileobj=io.BufferedReader(_ChunkReader(chunks), 1 << 16), mode="r|") as outer:
         for member in outer:
             if not member.isfile() or member.size < 1024 or member.name.endswith((".json", "repositories")):
                 continue  # a layer tar is at least two 512-byte blocks; manifests and configs are JSON
+            if skip(member.name):
+                continue
             layer = _open_layer(outer.extractfile(member), member.name)
             if layer is None:
                 continue  # an OCI config or manifest blob, not a layer
@@ -152,6 +156,8 @@ def layer_files(chunks: Iterator[bytes], max_size: int, wanted: Callable[[bytes]
                     head = content.read(min(entry.size, 64))
                     if wanted(head):
                         yield member.name, "/" + entry.name.removeprefix("./").lstrip("/"), head + content.read()
+            if done():
+                return
 
 
 def _engine_hint(host: str) -> str:
@@ -277,18 +283,19 @@ class DockerEngine:
         with _engine_errors(f"failed to export image {image} for scanning"):
             yield from self.client.api.get_image(image)
 
-    def image_files(self, image: str, max_size: int = 1 << 20,
-                    wanted: Callable[[bytes], bool] = lambda head: True) -> Iterator[tuple[str, str, bytes]]:
+    def image_files(self, image: str, max_size: int = 1 << 20, wanted: Callable[[bytes], bool] = lambda head: True,
+                    skip: Callable[[str], bool] = lambda name: False, done: Callable[[], bool] = lambda: False
+                    ) -> Iterator[tuple[str, str, bytes]]:
         """Regular files of at most `max_size` bytes in every layer of `image`, as (layer, path, content).
 
         Streams `docker save` without writing it to disk. `wanted` sees a file's first bytes and
-        decides whether it is worth reading whole. Files deleted by a later layer are still
-        yielded: they are still in the image, for anyone who pulls it.
+        decides whether it is worth reading whole; `skip` and `done` as for `layer_files`. Files
+        deleted by a later layer are still yielded: they are still in the image, for anyone who pulls it.
         """
         import tarfile
 
         try:
-            yield from layer_files(self.save(image), max_size, wanted)
+            yield from layer_files(self.save(image), max_size, wanted, skip, done)
         except tarfile.TarError as exc:
             raise DockerError(f"failed to search image {image} for key files: the export is not a valid tar "
                               f"({exc})", "Retry; check the Docker engine") from None

@@ -34,7 +34,8 @@ from gcpfargate.core.report import Reporter
 from gcpfargate.errors import AwsError, ConfigError, EmbeddedCredentialsError
 from gcpfargate.keyfile import looks_like_key
 
-# Key files are small JSON documents; bigger files are not read.
+# Key files are small JSON documents; bigger files are not read. Changing the guard's rules (this,
+# _jsonish, looks_like_key) must bump core/layer_scan.RULES_VERSION, so cached layers are scanned again.
 MAX_SCANNED_FILE = 1 << 20
 _ARCH_ALIASES = {"x86_64": "amd64", "aarch64": "arm64"}
 _ECS_ARCH = {"X86_64": "amd64", "ARM64": "arm64"}
@@ -231,12 +232,11 @@ def scan_context(context: Path, dockerfile: str) -> list[str]:
 
 
 def scan_image(ctx: Context, image_id: str) -> list[str]:
-    """Paths inside the image (any layer, even if a later layer deletes them) that look like keys."""
-    found: list[str] = []
-    for _layer, path, content in ctx.docker.image_files(image_id, MAX_SCANNED_FILE, _jsonish):
-        if path not in found and looks_like_key(content):
-            found.append(path)
-    return found
+    """Paths inside the image (any layer, even if a later layer deletes them) that look like keys.
+    Layers scanned clean before are not read again (core/layer_scan.py)."""
+    from gcpfargate.core.layer_scan import scan_layers
+
+    return scan_layers(ctx.docker, image_id, MAX_SCANNED_FILE, _jsonish, looks_like_key).found
 
 
 def guard(ctx: Context, found: list[str], where: str, allow: bool, reporter: Reporter | None = None) -> None:

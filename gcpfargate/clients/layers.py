@@ -1,0 +1,86 @@
+"""Reading single image layers without exporting the whole image.
+
+`docker save` is the only engine API that hands out layer content, and it hands out every layer
+of the image: the classic engine (moby's tarexport) first writes the complete export to a
+temporary directory and only then sends the first byte (measured: 9 s before the first byte of a
+560 MB image, whatever the client reads afterwards). So when the engine keeps its layers on this
+machine in overlay2 and we may read them, the layers to scan are read where the engine keeps them:
+`<data-root>/overlay2/<cache-id>/diff`, which holds exactly the files of that layer (deleted files
+are whiteout devices, not regular files).
+
+The directory of each layer is not guessed: the image's `GraphDriver.Data` names them (UpperDir,
+then LowerDir top-down), and each one is checked against the engine's own layer database
+(`image/overlay2/layerdb/sha256/<chain id>/{diff,cache-id}`), so a directory is only ever read as
+the layer whose diff ID the engine filed it under. Anything unexpected (another storage driver, a
+remote engine, no permission, a mismatch) returns None and the caller falls back to the export.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+
+def chain_ids(diff_ids: list[str]) -> list[str]:
+    """The layer chain IDs of a rootfs (OCI image spec, "Layer ChainID")."""
+    chains: list[str] = []
+    for diff_id in diff_ids:
+        if not chains:
+            chains.append(diff_id)
+        else:
+            chains.append("sha256:" + hashlib.sha256(f"{chains[-1]} {diff_id}".encode()).hexdigest())
+    return chains
+
+
+def local_layer_dirs(docker_host: str, inspected: Mapping[str, Any]) -> dict[str, Path] | None:
+    """Diff ID → that layer's directory on this machine, each checked against the engine's layer
+    database; None when the layers cannot be read here (the caller then uses the export)."""
+    if docker_host and not docker_host.startswith("unix://"):
+        return None  # a remote engine: paths it reports are on another machine
+    driver = inspected.get("GraphDriver") or {}
+    diff_ids = list((inspected.get("RootFS") or {}).get("Layers") or [])
+    data = driver.get("Data") or {}
+    if driver.get("Name") != "overlay2" or not diff_ids or not data.get("UpperDir"):
+        return None
+    top_down = [data["UpperDir"], *[each for each in str(data.get("LowerDir") or "").split(":") if each]]
+    if len(top_down) != len(diff_ids):
+        return None
+    dirs = [Path(each) for each in reversed(top_down)]
+    layerdb = dirs[0].parents[2] / "image" / "overlay2" / "layerdb" / "sha256"
+    found: dict[str, Path] = {}
+    try:
+        for diff_id, chain, directory in zip(diff_ids, chain_ids(diff_ids), dirs, strict=True):
+            record = layerdb / chain.removeprefix("sha256:")
+            if directory.name != "diff" or (record / "diff").read_text().strip() != diff_id \
+                    or (record / "cache-id").read_text().strip() != directory.parent.name \
+                    or not directory.is_dir():
+                return None
+            found[diff_id] = directory
+    except (OSError, UnicodeDecodeError):
+        return None
+    return found
+
+
+def dir_files(top: Path, max_size: int, wanted: Callable[[bytes], bool]) -> Iterator[tuple[str, bytes]]:
+    """(path in the image, content) of the regular files of one layer directory of 1..max_size bytes
+    whose first bytes `wanted` accepts: the same rule as the export's scan. Symlinks are not followed.
+    An unreadable directory or file raises OSError: a file that cannot be read may hold a key."""
+
+    def fail(error: OSError) -> None:
+        raise error
+
+    for directory, _subdirs, files in os.walk(top, onerror=fail):
+        for name in files:
+            path = os.path.join(directory, name)
+            info = os.lstat(path)
+            if not stat.S_ISREG(info.st_mode) or info.st_size == 0 or info.st_size > max_size:
+                continue
+            handle = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+            with os.fdopen(handle, "rb") as content:
+                head = content.read(64)
+                if wanted(head):
+                    yield "/" + os.path.relpath(path, top), head + content.read(max_size)

@@ -1,0 +1,162 @@
+"""The image half of push-image's key guard: each layer is read once, ever.
+
+A layer is identified by its diff ID (the digest of its uncompressed content, which the engine
+computes and reports in `RootFS.Layers`). A layer scanned clean is written to a small cache under
+the user's cache directory ($XDG_CACHE_HOME or ~/.cache, then gcpfargate/), and a later push of an
+image that holds it does not read it again: after an app-only change only the app layer is read,
+and an image made only of known layers is not read at all.
+
+- The cache is keyed by `RULES_VERSION`: a change to what the guard looks for (`looks_like_key`,
+  `_jsonish`, `MAX_SCANNED_FILE` in core/push.py) must bump it, and every layer is scanned again.
+- It fails closed: a missing, unreadable, truncated or tampered-with cache (its checksum does not
+  match) counts as empty, so every layer is scanned. Only layers in which nothing was found are
+  recorded; a layer with a key (even one let through by --allow-embedded-credentials) never is.
+- Reading: the layers to scan are read from the engine's own storage when it is on this machine
+  and readable (clients/layers.py says why and how it is checked); otherwise the engine's export
+  is streamed, skipping layers it names by a known diff ID and stopping once every unknown layer
+  was read. Both walk files the same way: regular files of at most `max_size` bytes whose first
+  bytes look like JSON are read whole; one file at a time, so memory stays flat.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from gcpfargate.errors import DockerError
+
+if TYPE_CHECKING:
+    from gcpfargate.clients.docker import DockerEngine
+
+# Bump when the guard's rules change: layers recorded under another version are scanned again.
+RULES_VERSION = 1
+# Enough for the layers of many images; the oldest entries go first.
+MAX_CACHED_LAYERS = 5000
+_DIFF_ID = re.compile(r"sha256:[0-9a-f]{64}")
+
+
+def cache_dir() -> Path:
+    """The user's cache directory for gcpfargate (XDG Base Directory: a relative value is ignored)."""
+    base = os.environ.get("XDG_CACHE_HOME", "")
+    root = Path(base) if base and os.path.isabs(base) else Path.home() / ".cache"
+    return root / "gcpfargate"
+
+
+class CleanLayers:
+    """The diff IDs of layers scanned clean under `RULES_VERSION`, in a JSON file with a checksum."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path or cache_dir() / f"clean-layers-v{RULES_VERSION}.json"
+
+    @staticmethod
+    def _checksum(layers: list[str]) -> str:
+        return hashlib.sha256(f"{RULES_VERSION}\n{chr(10).join(layers)}".encode()).hexdigest()
+
+    def load(self) -> list[str]:
+        """The recorded layers, oldest first; [] for anything but an intact file of this version."""
+        try:
+            data = json.loads(self.path.read_bytes())
+            layers = data["layers"]
+            if data["rules"] != RULES_VERSION or not isinstance(layers, list) \
+                    or not all(isinstance(each, str) and _DIFF_ID.fullmatch(each) for each in layers) \
+                    or data["checksum"] != self._checksum(layers):
+                return []
+            return layers
+        except (OSError, ValueError, TypeError, KeyError):
+            return []
+
+    def add(self, diff_ids: Iterable[str]) -> None:
+        """Record layers as clean. Best effort: a cache that cannot be written only costs a rescan."""
+        new = [each for each in diff_ids if _DIFF_ID.fullmatch(each)]
+        if not new:
+            return
+        layers = [each for each in self.load() if each not in new] + list(dict.fromkeys(new))
+        layers = layers[-MAX_CACHED_LAYERS:]
+        body = json.dumps({"rules": RULES_VERSION, "layers": layers, "checksum": self._checksum(layers)})
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # Write aside, then rename: a concurrent reader sees the old file or the new one, never half.
+            handle, temporary = tempfile.mkstemp(dir=self.path.parent, prefix=".clean-layers-")
+            try:
+                with os.fdopen(handle, "w") as out:
+                    out.write(body)
+                os.replace(temporary, self.path)
+            except BaseException:
+                Path(temporary).unlink(missing_ok=True)
+                raise
+        except OSError:
+            pass
+
+
+@dataclass
+class LayerScan:
+    found: list[str] = field(default_factory=list)  # paths in the image of key-like files
+    layers: int = 0  # layers in the image
+    read: list[str] = field(default_factory=list)  # layers whose content was read (diff ID or export name)
+    exported: bool = False  # whether the engine's export was streamed
+
+
+def scan_layers(engine: DockerEngine, image: str, max_size: int, wanted: Callable[[bytes], bool],
+                is_key: Callable[[bytes], bool], cache: CleanLayers | None = None,
+                local_storage: bool = True) -> LayerScan:
+    """Search the layers of `image` not yet known to be clean for key-like files (see the module
+    docstring). `local_storage=False` forces the export."""
+    from gcpfargate.clients.layers import dir_files, local_layer_dirs
+
+    cache = cache or CleanLayers()
+    inspected = engine.inspect(image)
+    if inspected is None:
+        raise DockerError(f"image {image} is not in the Docker engine", "Build it first")
+    diff_ids = list((inspected.get("RootFS") or {}).get("Layers") or [])
+    known = set(cache.load())
+    pending = [each for each in dict.fromkeys(diff_ids) if each not in known]
+    scan = LayerScan(layers=len(diff_ids))
+    clean: list[str] = []
+    dirs = local_layer_dirs(engine.host, inspected) if pending and local_storage else None
+    for diff_id in list(pending) if dirs else []:
+        try:
+            hits = [path for path, content in dir_files(dirs[diff_id], max_size, wanted) if is_key(content)]
+        except OSError:
+            break  # a file we may not read could hold a key: the export reads the rest
+        scan.read.append(diff_id)
+        pending.remove(diff_id)
+        scan.found.extend(each for each in hits if each not in scan.found)
+        if not hits:
+            clean.append(diff_id)
+    if pending:
+        _scan_export(engine, image, max_size, wanted, is_key, known | set(clean), pending, scan, clean)
+    cache.add(clean)
+    return scan
+
+
+def _scan_export(engine: DockerEngine, image: str, max_size: int, wanted: Callable[[bytes], bool],
+                 is_key: Callable[[bytes], bool], known: set[str], pending: list[str], scan: LayerScan,
+                 clean: list[str]) -> None:
+    """Stream the engine's export: skip layers it names by a known diff ID (OCI layout, uncompressed
+    blobs), stop once every pending layer was read by name. The legacy layout names layers by
+    other IDs, so there every layer is read; then, with nothing found, all of them are clean."""
+    scan.exported = True
+    unread = {"blobs/sha256/" + each.removeprefix("sha256:") for each in pending}
+    hits = 0
+
+    def skip(name: str) -> bool:
+        if name.startswith("blobs/sha256/") and "sha256:" + name.removeprefix("blobs/sha256/") in known:
+            return True
+        unread.discard(name)
+        scan.read.append(name)
+        return False
+
+    for _layer, path, content in engine.image_files(image, max_size, wanted, skip, lambda: not unread):
+        if is_key(content):
+            hits += 1
+            if path not in scan.found:
+                scan.found.append(path)
+    if not hits:
+        clean.extend(pending)
