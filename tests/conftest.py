@@ -70,7 +70,9 @@ class Project:
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("GCPFARGATE_", "AWS_"))}
         env.update(self.stack.env)
-        env.update({"HOME": str(self.dir / ".home"), "NO_COLOR": "1", "COLUMNS": "200"})
+        # The cache too (layer scans): each test starts with none, whatever the developer's XDG_CACHE_HOME.
+        env.update({"HOME": str(self.dir / ".home"), "XDG_CACHE_HOME": str(self.dir / ".home" / ".cache"),
+                    "NO_COLOR": "1", "COLUMNS": "200"})
         env.update(self.extra_env)
         return env
 

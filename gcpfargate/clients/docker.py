@@ -139,7 +139,7 @@ def layer_files(chunks: Iterator[bytes], max_size: int, wanted: Callable[[bytes]
 
     with tarfile.open(fileobj=io.BufferedReader(_ChunkReader(chunks), 1 << 16), mode="r|") as outer:
         for member in outer:
-            if not member.isfile() or member.size < 1024 or member.name.endswith((".json", "repositories")):
+            if not member.isfile() or member.size < 1024 or member.name.endswith((".json", "/json", "repositories")):
                 continue  # a layer tar is at least two 512-byte blocks; manifests and configs are JSON
             if skip(member.name):
                 continue
