@@ -14,6 +14,9 @@ change. The order of the sides rotates between repetitions so no side always get
 A warm-up deploy (not timed) fills the engine's build cache and yields the task definition the
 manual recipe registers (`gcpfargate render --output json`, names swapped for placeholders).
 
+Then the `big-image` case (bench/big_image/case.py): a 530 MB image, deploy vs `docker build && docker
+push`, with peak RSS. `--only big-image` or `--only standard` runs one part.
+
 Prints a table and writes it to docs/bench.md, together with the start-up figures and the calls
 each gcpfargate deploy made (GCPFARGATE_CALL_LOG); then runs bench/calls.py, which counts the calls
 of every command into docs/calls.md (skip with --no-calls).
@@ -181,8 +184,8 @@ def startup(rounds: int) -> dict[str, float]:
 
 # -- report -------------------------------------------------------------------------------------
 def render_report(reps: int, manual: dict[str, list[float]], image_half: dict[str, list[float]],
-                  ours: dict[str, list[float]], start_up: dict[str, float], calls: dict[str, collections.Counter[str]],
-                  total: float) -> str:
+                  ours: dict[str, list[float]], start_up: dict[str, float], calls: dict[str, collections.Counter[str]]
+                  ) -> str:
     def runs(values: list[float]) -> str:
         return ", ".join(f"{value:.2f}" for value in values)
 
@@ -190,7 +193,7 @@ def render_report(reps: int, manual: dict[str, list[float]], image_half: dict[st
              f"Local stack (moto server, private dockerd, docker-registry, gRPC IAM emulator); {reps} repetitions "
              f"per case, medians of wall time; {os.cpu_count()} CPUs, Python {platform.python_version()}, "
              f"{time.strftime('%Y-%m-%d', time.gmtime())}. Produced by `make bench` (bench/run.py) in "
-             f"{total:.0f} s.", "",
+             "__TOTAL__ s.", "",
              "| case | (a) recipe | (b) gcpfargate deploy | (b)/(a) | target | (a') image half only | (b)/(a') |",
              "|---|---:|---:|---:|---|---:|---:|"]
     for case in CASES:
@@ -246,12 +249,37 @@ def main() -> int:
     parser.add_argument("--startup-rounds", type=int, default=15)
     parser.add_argument("--out", default=str(ROOT / "docs" / "bench.md"))
     parser.add_argument("--no-calls", action="store_true", help="do not run bench/calls.py afterwards")
+    parser.add_argument("--only", choices=("standard", "big-image"), help="run only that part")
+    parser.add_argument("--big-reps", type=int, default=3)
     args = parser.parse_args()
     missing = [name for name in REQUIRED_ENV if not os.environ.get(name)]
     if missing:
         sys.stderr.write(f"error: {', '.join(missing)} not set; run under the local stack: make bench\n")
         return 2
     began = time.perf_counter()
+    report = ""
+    if args.only != "big-image":
+        report = standard(args)
+    if args.only != "standard":
+        from bench.big_image.case import BigImage
+
+        with tempfile.TemporaryDirectory(prefix="gcpfargate-bench-big-") as tmp:
+            log("big-image: base image, then deploy vs docker build && docker push")
+            big = BigImage(Path(tmp), tool_env, add_service_account, GCPFARGATE, check).run(args.big_reps)
+        report += ("\n" if report else "") + "\n".join(big) + "\n"
+    report = report.replace("__TOTAL__", f"{time.perf_counter() - began:.0f}")
+    sys.stdout.write("\n" + report)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(report)
+    log(f"wrote {args.out}")
+    if not args.no_calls and args.only is None:
+        log("calls per command: bench/calls.py")
+        return subprocess.run([sys.executable, str(ROOT / "bench" / "calls.py")], check=False).returncode
+    return 0
+
+
+def standard(args: argparse.Namespace) -> str:
+    """The manual recipe vs deploy on the busybox image, and the start-up figures."""
     log("start-up: gcpfargate --help vs import typer")
     start_up = startup(args.startup_rounds)
     manual: dict[str, list[float]] = {case: [] for case in CASES}  # (a): the recipe, first or rerun
@@ -288,15 +316,7 @@ def main() -> int:
                 log(f"rep {rep + 1}/{args.reps} {case}: recipe {manual[case][-1]:.2f} s{shown}, "
                     f"gcpfargate {ours[case][-1]:.2f} s")
             calls = tool.calls
-    report = render_report(args.reps, manual, image_half, ours, start_up, calls, time.perf_counter() - began)
-    sys.stdout.write("\n" + report)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(report)
-    log(f"wrote {args.out}")
-    if not args.no_calls:
-        log("calls per command: bench/calls.py")
-        return subprocess.run([sys.executable, str(ROOT / "bench" / "calls.py")], check=False).returncode
-    return 0
+    return render_report(args.reps, manual, image_half, ours, start_up, calls)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,142 @@
+"""The `big-image` case of `make bench` (issue 18): a realistic image, built locally with no download.
+
+The image: the Python base `make demo` builds (scripts/base-image.sh: debootstrap bookworm with
+python3, imported once from the tarball cached under ~/.cache/gcpfargate), a ~400 MB layer of
+made-up installed dependencies written by a RUN step (make_deps.py, as `pip install` would fill
+it) and a small app layer. Each repetition has two sides with their own names and build contexts:
+
+  (b) gcpfargate deploy (its own, initially empty, scan cache: XDG_CACHE_HOME)
+  (m) docker build && docker push of the same change (the image half of the manual recipe, bare:
+      no login, no task definition; gcpfargate's deploy does both of those too)
+
+for three cases: first (everything built and pushed; the RUN step gets a per-side ENV so each side
+builds its own dependency layer, as a new project would), app-only (app.py changed) and no-op.
+The no-op deploy is also compared with the floor of importing the SDKs it needs. Peak RSS of
+every gcpfargate run comes from wait4() of that process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+CASES = ("first", "app-only", "no-op")
+FLOOR = [sys.executable, "-c", "import boto3, docker, google.cloud.iam_admin_v1, jinja2, typer, rich"]
+BASE_IMAGE = "gcpfargate-demo/python-base:bookworm"
+TARGETS = {"first": 1.15, "app-only": 1.15}
+
+
+def timed(argv: list[str], cwd: Path, env: dict[str, str], out: Path) -> tuple[float, int, str]:
+    """Wall time, peak RSS (MB, from wait4 of this very process) and stdout of one command."""
+    with out.open("w") as stdout, (out.parent / (out.name + ".err")).open("w") as stderr:
+        start = time.perf_counter()
+        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=stdout, stderr=stderr)
+        _, status, usage = os.wait4(proc.pid, 0)
+        elapsed = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(argv[:3])} failed:\n{(out.parent / (out.name + '.err')).read_text()[-3000:]}")
+    return elapsed, usage.ru_maxrss // 1024, out.read_text()
+
+
+def write_context(context: Path, side: str, app: str) -> None:
+    context.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(Path(__file__).with_name("make_deps.py"), context / "make_deps.py")
+    (context / "app.py").write_text(f'print("{app}")\n')
+    (context / "Dockerfile").write_text(
+        f"FROM {BASE_IMAGE}\n"
+        f"ENV DEPENDENCY_SET={side}\n"
+        "COPY make_deps.py /tmp/make_deps.py\n"
+        "RUN python3 /tmp/make_deps.py /opt/deps 400 && rm /tmp/make_deps.py\n"
+        "COPY app.py /app/app.py\n"
+        'CMD ["python3", "/app/app.py"]\n')
+
+
+class BigImage:
+    def __init__(self, work: Path, tool_env: Any, add_account: Any, gcpfargate: str, check: Any) -> None:
+        self.work, self.tool_env, self.add_account, self.gcpfargate, self.check = (
+            work / "big", tool_env, add_account, gcpfargate, check)
+        self.times: dict[str, dict[str, list[float]]] = {case: {"ours": [], "manual": []} for case in CASES}
+        self.rss: dict[str, list[int]] = {case: [] for case in CASES}
+        self.floor: list[float] = []
+
+    def ensure_base(self) -> None:
+        subprocess.run(["bash", str(ROOT / "scripts" / "base-image.sh")], check=True, env=self.tool_env(),
+                       stdout=subprocess.DEVNULL)
+
+    def deploy(self, side: Path, case: str) -> float:
+        env = self.tool_env({"XDG_CACHE_HOME": str(side / "cache")})
+        elapsed, rss, stdout = timed([self.gcpfargate, "deploy", "--output", "json"], side, env, side / f"{case}.out")
+        self.check(case.replace("app-only", "image-only"), json.loads(stdout))
+        self.rss[case].append(rss)
+        return elapsed
+
+    def manual(self, side: Path, case: str) -> float:
+        image = f"{os.environ['GCPFARGATE_ECR_REGISTRY']}/{side.name}:{time.strftime('%H%M%S')}{case[:1]}"
+        script = f"docker build -q -t {image} app >/dev/null && docker push -q {image} >/dev/null"
+        return timed(["bash", "-c", script], side, self.tool_env(), side / f"{case}.out")[0]
+
+    def repetition(self, rep: int, run_id: str) -> None:
+        ours, hand = self.work / f"bg{run_id}r{rep}", self.work / f"bm{run_id}r{rep}"
+        for side in (ours, hand):
+            write_context(side / "app", side.name, "v1")
+        self.add_account(ours.name)
+        shutil.copyfile(ROOT / "templates" / "task-definition.json.j2", ours / "task-definition.json.j2")
+        (ours / "gcpfargate.toml").write_text(
+            f'[gcp]\nproject = "bench-project"\nservice_account = "{ours.name}"\n\n'
+            f'[image]\nrepository = "{ours.name}"\ncontext = "app"\n\n[task]\nfamily = "{ours.name}"\n')
+        for case in CASES:
+            if case == "app-only":
+                for side in (ours, hand):
+                    (side / "app" / "app.py").write_text('print("v2")\n')
+            order = [("ours", ours), ("manual", hand)]
+            for who, side in order[rep % 2:] + order[:rep % 2]:  # alternate who goes first
+                run = self.deploy if who == "ours" else self.manual
+                self.times[case][who].append(run(side, case))
+            sys.stderr.write(f"[bench] big-image rep {rep + 1} {case}: gcpfargate {self.times[case]['ours'][-1]:.2f} s"
+                             f" (peak RSS {self.rss[case][-1]} MB), docker build && push "
+                             f"{self.times[case]['manual'][-1]:.2f} s\n")
+        for _ in range(3):
+            start = time.perf_counter()
+            subprocess.run(FLOOR, check=True)
+            self.floor.append(time.perf_counter() - start)
+
+    def run(self, reps: int) -> list[str]:
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.ensure_base()
+        run_id = f"{os.getpid() % 100000}"
+        for rep in range(reps):
+            self.repetition(rep, run_id)
+        return self.report(reps)
+
+    def report(self, reps: int) -> list[str]:
+        def median(values: list[float]) -> float:
+            return statistics.median(values)
+
+        floor = median(self.floor)
+        lines = ["## big-image: a 130 MB Python base + 400 MB of dependencies + an app layer (issue 18)", "",
+                 f"{reps} repetitions per case, medians; (m) is `docker build && docker push` of the same change "
+                 "(the image half of the manual recipe, without login or task definition).", "",
+                 "| case | (m) docker build && push | (b) gcpfargate deploy | (b)/(m) | target | peak RSS (b) |",
+                 "|---|---:|---:|---:|---|---:|"]
+        for case in CASES:
+            m, b = median(self.times[case]["manual"]), median(self.times[case]["ours"])
+            target = f"<= {TARGETS[case]}" if case in TARGETS else ""
+            lines.append(f"| {case} | {m:.2f} s | {b:.2f} s | {b / m:.2f} | {target} | {max(self.rss[case])} MB |")
+        noop = median(self.times["no-op"]["ours"])
+        lines += ["", f"No-op deploy / SDK import floor (`{' '.join(FLOOR[1:2])} \"{FLOOR[2]}\"`, {floor:.2f} s): "
+                  f"**{noop / floor:.2f}** (target <= 1.3).", "", "Every run, in seconds:", ""]
+        for case in CASES:
+            lines.append(f"- {case}: (m) " + ", ".join(f"{v:.2f}" for v in self.times[case]["manual"])
+                         + "; (b) " + ", ".join(f"{v:.2f}" for v in self.times[case]["ours"])
+                         + "; peak RSS (b) " + ", ".join(f"{v}" for v in self.rss[case]) + " MB")
+        lines.append("- import floor: " + ", ".join(f"{v:.2f}" for v in self.floor))
+        return lines
