@@ -4,15 +4,21 @@ left alone."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from gcpfargate.clients.gcp import MAX_USER_KEYS, ServiceAccount
 from gcpfargate.core import execution_role, secret
 from gcpfargate.core.context import Context
 from gcpfargate.errors import AwsError, GcpError, GcpfargateError, KeyLimitError
 from gcpfargate.keyfile import KeyMaterial
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -125,11 +131,14 @@ def bootstrap(ctx: Context, new_key: bool = False, grant: bool = False) -> Boots
     settings = ctx.settings
     settings.require("gcp.project", "gcp.service_account", "task.family")
     plan: list[str] = []
+    name = settings.secret_name
+    # The secret (AWS) is read while GCP answers for the account: neither needs the other, and the
+    # two SDKs share nothing. A failure of either surfaces in its own step, in the same order as before.
+    reading = _in_background(secret.read, ctx, name)
     with ctx.reporter.step("Resolving the service account"):
         account = resolve_account(ctx, plan)
-    name = settings.secret_name
     with ctx.reporter.step(f"Reading secret {name}"):
-        state = secret.read(ctx, name)
+        state = reading.result()
         live = account.unique_id != "" and current_key_is_live(ctx, state, account)
     secret.guard_foreign(state, account.email)
     changed = bool(plan)
@@ -161,3 +170,14 @@ def bootstrap(ctx: Context, new_key: bool = False, grant: bool = False) -> Boots
     return BootstrapResult(service_account=account.email, key_id=key_id, secret_arn=secret_arn,
                            execution_role_arn=role.arn, changed=changed or role.changed,
                            plan=plan if ctx.dry_run else [], warnings=warnings)
+
+
+def _in_background(function: Callable[..., T], *args: Any) -> Future[T]:
+    """Run a read in a thread; the pool lets it finish on its own if the caller fails first."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gcpfargate-read")
+    try:
+        return pool.submit(function, *args)
+    finally:
+        pool.shutdown(wait=False)
