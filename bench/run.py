@@ -250,7 +250,7 @@ def main() -> int:
     parser.add_argument("--out", default=str(ROOT / "docs" / "bench.md"))
     parser.add_argument("--no-calls", action="store_true", help="do not run bench/calls.py afterwards")
     parser.add_argument("--only", choices=("standard", "big-image"), help="run only that part")
-    parser.add_argument("--big-reps", type=int, default=3)
+    parser.add_argument("--big-reps", type=int, default=2)
     args = parser.parse_args()
     missing = [name for name in REQUIRED_ENV if not os.environ.get(name)]
     if missing:
