@@ -93,3 +93,20 @@ def test_registry_refusal_is_worded_as_access_denied() -> None:
 
 def test_derived_tag_outside_git_is_a_utc_timestamp(tmp_path: Path) -> None:
     assert derive_tag(tmp_path, datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC)) == "20240506070809"
+
+
+def test_layer_files_skips_known_layers_and_stops_once_done() -> None:
+    keyed = tar_of({"app/creds.json": fake_key()})
+    names = ["blobs/sha256/" + c * 64 for c in "abc"]
+    saved = tar_of({names[0]: keyed, names[1]: keyed, names[2]: keyed})
+    opened: list[str] = []
+
+    def skip(name: str) -> bool:
+        if name == names[0]:
+            return True  # a layer known to be clean: passed over unread
+        opened.append(name)
+        return False
+
+    found = list(layer_files(iter(chunks(saved)), 4096, _jsonish, skip, lambda: names[1] in opened))
+    assert [(layer, path) for layer, path, _ in found] == [(names[1], "/app/creds.json")]
+    assert opened == [names[1]]  # the export was not read past the last layer it needed
