@@ -269,8 +269,13 @@ def main() -> int:
         report += ("\n" if report else "") + "\n".join(big) + "\n"
     report = report.replace("__TOTAL__", f"{time.perf_counter() - began:.0f}")
     sys.stdout.write("\n" + report)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(report)
+    out = Path(args.out)
+    if args.only == "big-image" and out.exists():
+        # Only that section is new: keep the rest of the last full run.
+        kept = out.read_text().split("\n## big-image")[0].rstrip("\n")
+        report = kept + "\n\n" + report
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(report)
     log(f"wrote {args.out}")
     if not args.no_calls and args.only is None:
         log("calls per command: bench/calls.py")
