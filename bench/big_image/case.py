@@ -113,18 +113,22 @@ class BigImage:
         self.work.mkdir(parents=True, exist_ok=True)
         self.ensure_base()
         run_id = f"{os.getpid() % 100000}"
+        load = [os.getloadavg()[1]]
         for rep in range(reps):
             self.repetition(rep, run_id)
-        return self.report(reps)
+            load.append(os.getloadavg()[1])
+        return self.report(reps, load)
 
-    def report(self, reps: int) -> list[str]:
+    def report(self, reps: int, load: list[float]) -> list[str]:
         def median(values: list[float]) -> float:
             return statistics.median(values)
 
         floor = median(self.floor)
         lines = ["## big-image: a 130 MB Python base + 400 MB of dependencies + an app layer (issue 18)", "",
                  f"{reps} repetitions per case, medians; (m) is `docker build && docker push` of the same change "
-                 "(the image half of the manual recipe, without login or task definition).", "",
+                 "(the image half of the manual recipe, without login or task definition). "
+                 f"{os.cpu_count()} CPUs; 5-minute load average " + " → ".join(f"{each:.1f}" for each in load)
+                 + " (before, and after each repetition).", "",
                  "| case | (m) docker build && push | (b) gcpfargate deploy | (b)/(m) | target | peak RSS (b) |",
                  "|---|---:|---:|---:|---|---:|"]
         for case in CASES:
