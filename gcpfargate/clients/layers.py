@@ -1,7 +1,7 @@
 """Reading single image layers without exporting the whole image.
 
 `docker save` is the only engine API that hands out layer content, and it hands out every layer
-of the image: the classic engine (moby's tarexport) first writes the complete export to a
+of the image: the engine with its graphdriver store (measured on Docker 20.10) first writes the complete export to a
 temporary directory and only then sends the first byte (measured: 9 s before the first byte of a
 560 MB image, whatever the client reads afterwards). So when the engine keeps its layers on this
 machine in overlay2 and we may read them, the layers to scan are read where the engine keeps them:
