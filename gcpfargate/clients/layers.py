@@ -1,9 +1,9 @@
 """Reading single image layers without exporting the whole image.
 
 `docker save` is the only engine API that hands out layer content, and it hands out every layer
-of the image: the engine with its graphdriver store (measured on Docker 20.10) first writes the complete export to a
-temporary directory and only then sends the first byte (measured: 9 s before the first byte of a
-560 MB image, whatever the client reads afterwards). So when the engine keeps its layers on this
+of the image: the engine (its graphdriver store; measured on Docker 20.10) first writes the whole
+export to a temporary directory and only then sends the first byte (9 s before the first byte of
+a 560 MB image, however little the client reads afterwards). So when the engine keeps its layers on this
 machine in overlay2 and we may read them, the layers to scan are read where the engine keeps them:
 `<data-root>/overlay2/<cache-id>/diff`, which holds exactly the files of that layer (deleted files
 are whiteout devices, not regular files).
