@@ -130,7 +130,7 @@ def scan_layers(engine: DockerEngine, image: str, max_size: int, wanted: Callabl
         scan.found.extend(each for each in hits if each not in scan.found)
         if not hits:
             clean.append(diff_id)
-    if pending:
+    if pending or not diff_ids:  # an engine that names no layers gets the whole export read: fail closed
         _scan_export(engine, image, max_size, wanted, is_key, known | set(clean), pending, scan, clean)
     cache.add(clean)
     return scan
@@ -153,7 +153,10 @@ def _scan_export(engine: DockerEngine, image: str, max_size: int, wanted: Callab
         scan.read.append(name)
         return False
 
-    for _layer, path, content in engine.image_files(image, max_size, wanted, skip, lambda: not unread):
+    def done() -> bool:
+        return bool(pending) and not unread
+
+    for _layer, path, content in engine.image_files(image, max_size, wanted, skip, done):
         if is_key(content):
             hits += 1
             if path not in scan.found:

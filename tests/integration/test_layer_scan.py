@@ -135,3 +135,18 @@ def test_push_image_records_scanned_layers_in_the_users_cache(project: Project) 
     assert result.returncode == 0, result.output
     recorded = CleanLayers(project.dir / ".home" / ".cache" / "gcpfargate" / f"clean-layers-v{RULES_VERSION}.json")
     assert len(recorded.load()) == 2  # busybox and its --install layer
+
+
+def test_an_image_whose_layers_the_engine_does_not_name_is_read_whole(engine: DockerEngine, tmp_path: Path) -> None:
+    """Fail closed: no diff IDs means nothing can be known clean, so the whole export is read."""
+
+    class Unnamed(DockerEngine):
+        def inspect(self, image: str) -> dict[str, object] | None:
+            return {**(super().inspect(image) or {}), "RootFS": {}}
+
+    unnamed = Unnamed()
+    encoded = base64.b64encode(fake_key_json().encode()).decode()
+    image = build(engine, tmp_path / "keyed", "v1\n",
+                  (f"RUN mkdir -p /app && echo {encoded} | base64 -d > /app/k.json",))
+    result = scan(unnamed, image, CleanLayers(tmp_path / "clean.json"), True)
+    assert result.found == ["/app/k.json"] and result.exported and len(result.read) == 4
