@@ -303,9 +303,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def _fail(self, exc: ShimError) -> None:
+    def _fail(self, exc: ShimError, status: int | None = None) -> None:
         log.error("%s", exc)
-        self._reply(exc.status, f"credential-shim: {exc}\n")
+        self._reply(status or exc.status, f"credential-shim: {exc}\n")
 
     def do_PUT(self) -> None:
         # IMDSv2 token rules as EC2 applies them ("Use IMDSv2", EC2 User Guide): a TTL of 1-21600
@@ -323,7 +323,10 @@ class _Handler(BaseHTTPRequestHandler):
         path = urllib.parse.urlsplit(self.path).path.rstrip("/")
         try:
             if path == HEALTH_PATH:
-                self.server.cache.get()
+                try:
+                    self.server.cache.get()
+                except ShimError as exc:
+                    return self._fail(exc, 503)  # the shim is up, but not ready: what ECS should see
                 return self._reply(200, "ok\n")
             if not path.startswith("/latest/"):
                 return self._reply(404, "Not Found\n")
