@@ -13,6 +13,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from gcpfargate.shim import TOKEN_HEADER, TOKEN_PATH, TTL_HEADER
 
@@ -59,11 +60,12 @@ def shim_env(extra: Mapping[str, str]) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def running_shim(env: Mapping[str, str], *args: str, argv: list[str] | None = None) -> Iterator[Shim]:
+def running_shim(env: Mapping[str, str], *args: str, argv: list[str] | None = None,
+                 cwd: Path | None = None) -> Iterator[Shim]:
     """Start the shim on a free port (it logs the port it bound) and stop it with SIGTERM."""
     command = argv or [sys.executable, "-m", "gcpfargate.shim"]
     proc = subprocess.Popen([*command, "--port", "0", *args], env=shim_env(env), stderr=subprocess.PIPE,
-                            stdout=subprocess.DEVNULL, text=True)
+                            stdout=subprocess.DEVNULL, text=True, cwd=cwd)
     assert proc.stderr is not None
     lines: list[str] = []
     port = 0

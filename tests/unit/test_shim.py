@@ -54,6 +54,8 @@ def assert_no_secrets(shim: Shim, *credentials: RoleCredentials) -> None:
 
 def test_relative_uri_serves_the_imds_credential_api(ecs: FakeEcsEndpoint) -> None:
     env, args = relative(ecs)
+    # A proxy in the environment must not see the credentials request (here it would fail it).
+    env.update({"HTTP_PROXY": "http://127.0.0.1:9", "http_proxy": "http://127.0.0.1:9"})
     with running_shim(env, *args) as shim:
         token = shim.session_token()
         assert shim.get(CREDENTIALS_PATH, token) == (200, ROLE)
@@ -241,13 +243,13 @@ def test_availability_zone_comes_from_task_metadata(ecs: FakeEcsEndpoint) -> Non
                                              "application container\n")
 
 
-def test_the_file_alone_runs_on_the_standard_library(ecs: FakeEcsEndpoint, tmp_path: Path) -> None:
-    """The sidecar image is a Python base plus this one file: it must not need gcpfargate or any SDK."""
-    standalone = tmp_path / "shim.py"
-    shutil.copy(shim_module.__file__, standalone)
+def test_the_package_alone_runs_on_the_standard_library(ecs: FakeEcsEndpoint, tmp_path: Path) -> None:
+    """The sidecar image is a Python base plus this package copied as `shim`: no gcpfargate, no SDK."""
+    shutil.copytree(Path(shim_module.__file__).parent, tmp_path / "shim", ignore=shutil.ignore_patterns("__pycache__"))
     env, args = relative(ecs)
-    argv = [sys.executable, "-X", "importtime", "-I", str(standalone)]
-    with running_shim(env, *args, argv=argv) as shim:
+    # -E -s: no PYTHON* variables, no user site; the working directory is the image's WORKDIR.
+    argv = [sys.executable, "-X", "importtime", "-E", "-s", "-m", "shim"]
+    with running_shim(env, *args, argv=argv, cwd=tmp_path) as shim:
         assert served_key(shim) == ecs.credentials.access_key_id
         shim.proc.send_signal(signal.SIGTERM)
         shim.proc.wait(timeout=10)
