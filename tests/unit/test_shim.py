@@ -259,3 +259,13 @@ def test_the_package_alone_runs_on_the_standard_library(ecs: FakeEcsEndpoint, tm
     third_party = sorted(name for name in imported if name.split(".")[0] in
                          {"gcpfargate", "boto3", "botocore", "google", "docker", "requests", "urllib3"})
     assert third_party == []
+
+
+def test_the_cli_subcommand_runs_the_same_program(ecs: FakeEcsEndpoint) -> None:
+    env, args = relative(ecs)
+    with running_shim(env, *args, argv=[sys.executable, "-m", "gcpfargate", "credential-shim"]) as shim:
+        assert served_key(shim) == ecs.credentials.access_key_id
+    assert shim.proc.returncode == 0
+    usage = subprocess.run([sys.executable, "-m", "gcpfargate", "credential-shim", "--help"], capture_output=True,
+                           text=True, timeout=30)
+    assert usage.returncode == 0 and usage.stdout.startswith("usage: credential-shim [-h] [--port PORT]")
