@@ -22,7 +22,7 @@ _LISTENING = re.compile(r"on http://127\.0\.0\.1:(\d+)$")
 
 @dataclass
 class Shim:
-    proc: subprocess.Popen[str]
+    proc: subprocess.Popen[str] | None  # None: the shim runs elsewhere (in a container)
     port: int
     log: list[str] = field(default_factory=list)
 
