@@ -46,7 +46,6 @@ class SessionTokens:
             return token is not None and self._expiry.get(token, 0.0) > self._clock()
 
 
-
 class ShimServer(ThreadingHTTPServer):
     daemon_threads = True
 
@@ -133,7 +132,8 @@ def _check(port: int) -> int:
         with DIRECT.open(f"http://127.0.0.1:{port}{HEALTH_PATH}", timeout=3) as response:
             return 0 if response.status == 200 else 1
     except urllib.error.HTTPError as exc:
-        print(f"credential-shim unhealthy: {exc.read().decode(errors='replace').strip()}", file=sys.stderr)
+        reason = exc.read().decode(errors="replace").strip().removeprefix("credential-shim: ")
+        print(f"credential-shim unhealthy: {reason}", file=sys.stderr)
     except (urllib.error.URLError, OSError) as exc:
         print(f"credential-shim unhealthy: not answering on port {port} ({getattr(exc, 'reason', exc)})",
               file=sys.stderr)
@@ -155,7 +155,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None, environ: Mapping[str, str] = os.environ) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.refresh_margin < 0 or args.max_age < 0:
+        parser.error("--refresh-margin and --max-age must be 0 or more seconds")
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="credential-shim %(levelname)s: %(message)s")
     if args.check:
         return _check(args.port)

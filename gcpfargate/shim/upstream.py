@@ -103,13 +103,16 @@ class TaskRoleEndpoint:
     def from_environ(cls, environ: Mapping[str, str], ecs_endpoint: str = ECS_ENDPOINT) -> TaskRoleEndpoint:
         relative = environ.get("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "")
         full = environ.get("AWS_CONTAINER_CREDENTIALS_FULL_URI", "")
-        if relative:  # the relative URI wins, and never carries the authorization token
-            return cls(ecs_endpoint.rstrip("/") + relative)
-        if not full:
+        # As botocore: the relative URI wins; the authorization token, when set, goes with either.
+        if relative:
+            url = ecs_endpoint.rstrip("/") + relative
+        elif full:
+            _check_full_uri_host(full)
+            url = full
+        else:
             raise ShimError("no task role: neither AWS_CONTAINER_CREDENTIALS_RELATIVE_URI nor "
                             "AWS_CONTAINER_CREDENTIALS_FULL_URI is set; set taskRoleArn in the task definition", 2)
-        _check_full_uri_host(full)
-        return cls(full, environ.get("AWS_CONTAINER_AUTHORIZATION_TOKEN") or None,
+        return cls(url, environ.get("AWS_CONTAINER_AUTHORIZATION_TOKEN") or None,
                    environ.get("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE") or None)
 
     def headers(self) -> dict[str, str]:
@@ -191,7 +194,7 @@ class CredentialCache:
                 fresh = self._fetch()
             except ShimError as exc:
                 if current is not None and current.expiration > self._now():
-                    # Still valid: keep serving it rather than fail the application, and say so once.
+                    # Still valid: keep serving it rather than fail the application, and say why.
                     log.warning("%s; serving the cached credentials until %s", exc, _iso(current.expiration))
                     return current
                 raise
@@ -203,7 +206,6 @@ class CredentialCache:
                          fresh.role_name, _iso(fresh.expiration))
             self._current = fresh
             return fresh
-
 
 
 def availability_zone(environ: Mapping[str, str]) -> str:

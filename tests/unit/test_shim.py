@@ -85,6 +85,13 @@ def test_full_uri_sends_the_authorization_token(ecs: FakeEcsEndpoint) -> None:
     assert ecs.requests == [(ECS_PATH, "task-auth-token-1")]
 
 
+def test_relative_uri_wins_over_full_uri(ecs: FakeEcsEndpoint) -> None:
+    env, args = relative(ecs)
+    env["AWS_CONTAINER_CREDENTIALS_FULL_URI"] = "http://127.0.0.1:9/not-this-one"
+    with running_shim(env, *args) as shim:
+        assert served_key(shim) == ecs.credentials.access_key_id
+
+
 def test_token_file_wins_over_the_variable_and_is_reread(ecs: FakeEcsEndpoint, tmp_path: Path) -> None:
     token_file = tmp_path / "eks-pod-identity-token"
     token_file.write_text("from-the-file-1")
@@ -191,7 +198,7 @@ def test_upstream_error_is_a_clear_http_error_and_one_log_line(ecs: FakeEcsEndpo
         assert shim.call("GET", HEALTH_PATH) == (503, f"credential-shim: {expected}\n")
         check = subprocess.run([sys.executable, "-m", "gcpfargate.shim", "--check", "--port", str(shim.port)],
                                capture_output=True, text=True, timeout=30)
-        assert (check.returncode, check.stderr) == (1, f"credential-shim unhealthy: credential-shim: {expected}\n")
+        assert (check.returncode, check.stderr) == (1, f"credential-shim unhealthy: {expected}\n")
         errors = [line for line in shim.log_text().splitlines() if "ERROR" in line]
         assert errors == [f"credential-shim ERROR: {expected}"] * 3  # one line per failed request
         assert ecs.credential_requests == 9  # three attempts each, as the AWS SDKs make
