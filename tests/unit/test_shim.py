@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -139,15 +139,15 @@ def test_bad_configuration_is_one_line_and_exit_2(env: dict[str, str], message: 
 
 
 def test_refetches_shortly_before_expiry(ecs: FakeEcsEndpoint) -> None:
-    ecs.rotate(lifetime=timedelta(seconds=62))
-    first = ecs.credentials
     env, args = relative(ecs)
     with running_shim(env, *args, "--refresh-margin", "60") as shim:
+        first = ecs.rotate(lifetime=timedelta(seconds=64))  # due for a refetch in 3-4 s
         assert served_key(shim) == first.access_key_id
         assert served_key(shim) == first.access_key_id
         assert ecs.credential_requests == 1, "credentials far enough from expiry must come from the cache"
         second = ecs.rotate()
-        time.sleep(2.5)  # now within 60 s of the first set's expiry
+        due = first.expiration - timedelta(seconds=60) - datetime.now(UTC)
+        time.sleep(max(due.total_seconds(), 0) + 0.3)
         assert served_key(shim) == second.access_key_id
         assert ecs.credential_requests == 2
         assert f"rotated; new ones expire at {second.expiration:%Y-%m-%dT%H:%M:%SZ}" in shim.log_text()
@@ -157,11 +157,11 @@ def test_refetches_shortly_before_expiry(ecs: FakeEcsEndpoint) -> None:
 def test_rotated_credentials_are_picked_up_within_max_age(ecs: FakeEcsEndpoint) -> None:
     env, args = relative(ecs)
     old = ecs.credentials
-    with running_shim(env, *args, "--max-age", "1") as shim:
+    with running_shim(env, *args, "--max-age", "2") as shim:
         assert served_key(shim) == old.access_key_id
         new = ecs.rotate()
         assert served_key(shim) == old.access_key_id
-        time.sleep(1.2)
+        time.sleep(2.2)
         assert served_key(shim) == new.access_key_id
         assert_no_secrets(shim, old, new)
 
