@@ -276,3 +276,43 @@ def test_the_cli_subcommand_runs_the_same_program(ecs: FakeEcsEndpoint) -> None:
     usage = subprocess.run([sys.executable, "-m", "gcpfargate", "credential-shim", "--help"], capture_output=True,
                            text=True, timeout=30)
     assert usage.returncode == 0 and usage.stdout.startswith("usage: credential-shim [-h] [--port PORT]")
+
+
+def test_cache_policy_in_process() -> None:
+    """The refetch rule on a fake clock: margin before expiry, max age, stale-but-valid on failure."""
+    from gcpfargate.shim.upstream import CredentialCache, ShimError, TaskRoleCredentials
+
+    clock = [datetime(2026, 1, 1, tzinfo=UTC)]
+    answers: list[TaskRoleCredentials | ShimError] = []
+
+    def fetch() -> TaskRoleCredentials:
+        answer = answers.pop(0)
+        if isinstance(answer, ShimError):
+            raise answer
+        return answer
+
+    def creds(key: str, lifetime: float) -> TaskRoleCredentials:
+        return TaskRoleCredentials(key, "secret", "token", clock[0] + timedelta(seconds=lifetime), ROLE, clock[0])
+
+    def advance(seconds: float) -> None:
+        clock[0] += timedelta(seconds=seconds)
+
+    cache = CredentialCache(fetch, lambda: clock[0], refresh_margin=600, max_age=900)
+    answers.append(creds("A", 3600))
+    assert cache.get().access_key_id == "A"
+    advance(899)
+    assert cache.get().access_key_id == "A" and answers == []  # still cached: nothing asked
+    advance(1)
+    answers.append(creds("B", 1000))
+    assert cache.get().access_key_id == "B"  # max age reached
+    advance(400)
+    answers.append(creds("C", 3600))
+    assert cache.get().access_key_id == "C"  # within 600 s of B's expiry
+    advance(900)
+    answers.append(ShimError("upstream down"))
+    assert cache.get().access_key_id == "C"  # refetch failed, C still valid: served
+    advance(2700)
+    answers.append(ShimError("upstream down"))
+    with pytest.raises(ShimError, match="upstream down"):
+        cache.get()  # C has expired: nothing valid to serve
+    assert "secret" not in repr(creds("D", 1)) and "token" not in repr(creds("D", 1))
