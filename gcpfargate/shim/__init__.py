@@ -2,9 +2,10 @@
 
 Google's auth libraries read AWS credentials from the environment or from an EC2-metadata-style
 `credential_source.url`, never from the ECS container credentials endpoint that Fargate gives a
-task role (see KEYLESS.md). This program bridges the two inside the task: it runs as a
-non-essential sidecar, listens on 127.0.0.1 (awsvpc containers share one network namespace) and
-serves exactly what google-auth's `aws.py` asks for:
+task role (the maintainers declined it: google-auth-library-python PR #1556, issue #1789). This
+program bridges the two inside the task: it runs as a non-essential sidecar, listens on 127.0.0.1
+(awsvpc containers share one network namespace) and serves exactly what google-auth's `aws.py`
+asks for:
 
     PUT /latest/api/token                             IMDSv2 session token (TTL header required)
     GET /latest/meta-data/iam/security-credentials    the role name
