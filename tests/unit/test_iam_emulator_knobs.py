@@ -118,7 +118,7 @@ def test_propagation_refuses_k_times_then_accepts(emulator: IamEmulator, client:
     assert whoami(emulator, refresh(info)) == 200
     assert emulator.stats()["rejected_grants"] == before + 3
 
-    # Keys created before the knob was set are not affected by a later change.
+    # Back to 0: keys created from then on are accepted at once.
     admin(emulator, "propagation", refusals=0)
     assert refresh(create_key(client, account)[1])
 
@@ -316,3 +316,18 @@ def test_constructor_defaults_and_reset() -> None:
         with pytest.raises(gexc.ResourceExhausted):
             client.create_service_account_key(name=account.name)
         channel.close()
+
+
+def test_mounted_routes_serve_new_surfaces(emulator: IamEmulator) -> None:
+    # The hook the keyless surfaces (pools REST, STS, generateAccessToken) are added through.
+    seen: list[tuple[str, str, Any]] = []
+
+    def handler(request: Any) -> tuple[int, Any]:
+        seen.append((request.method, request.path, request.json()))
+        return 200, {"name": request.path.removeprefix("/v1/")}
+
+    emulator.mount("PATCH", "/v1/projects/", handler)
+    response = requests.patch(f"{emulator.http_url}/v1/projects/p/locations/global/x", json={"a": 1}, timeout=5)
+    assert response.json() == {"name": "projects/p/locations/global/x"}
+    assert seen == [("PATCH", "/v1/projects/p/locations/global/x", {"a": 1})]
+    assert requests.delete(f"{emulator.http_url}/v1/projects/p", timeout=5).status_code == 404

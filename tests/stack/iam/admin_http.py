@@ -5,6 +5,8 @@ Routes (all on 127.0.0.1):
   GET  /v1/whoami                       a "Google API" that answers valid access tokens only
   GET  /robot/v1/metadata/x509/EMAIL    public certificates of the account's keys
   GET  /admin/...  POST /admin/...      test control; see ADMIN_POST and IamEmulator for each knob
+  anything mounted with IamEmulator.mount(): further Google surfaces as their own modules (the
+  keyless work: workload identity pools REST, STS /v1/token, generateAccessToken)
 Nothing is logged: requests carry bearer tokens and the admin answers can carry key material.
 """
 
@@ -14,7 +16,8 @@ import base64
 import datetime as dt
 import json
 import urllib.parse
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +27,24 @@ if TYPE_CHECKING:
     from tests.stack.iam.emulator import IamEmulator
 
 _NOT_FOUND = {"error": {"code": 404, "message": "Not Found", "status": "NOT_FOUND"}}
+
+
+@dataclass(frozen=True)
+class HttpRequest:
+    """What a mounted route sees of a request."""
+
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: Mapping[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body) if self.body.strip() else {}
+
+
+# A mounted route answers (HTTP status, JSON body).
+RouteHandler = Callable[[HttpRequest], tuple[int, Any]]
 
 
 def _opt_str(body: dict[str, Any], name: str) -> str | None:
@@ -92,6 +113,8 @@ ADMIN_POST: dict[str, Callable[[IamEmulator, dict[str, Any]], dict[str, Any] | N
 class HttpServer(ThreadingHTTPServer):
     daemon_threads = True
     emulator: IamEmulator
+    # (method, path prefix, handler), tried in order after the built-in routes.
+    mounted: list[tuple[str, str, RouteHandler]]
 
 
 class HttpHandler(BaseHTTPRequestHandler):
@@ -171,7 +194,7 @@ class HttpHandler(BaseHTTPRequestHandler):
         elif path == "/healthz":
             self._send_json(200, {"ok": True})
         else:
-            self._send_json(404, _NOT_FOUND)
+            self._dispatch_mounted("GET")
 
     def do_POST(self) -> None:
         path = urllib.parse.urlsplit(self.path).path
@@ -180,7 +203,7 @@ class HttpHandler(BaseHTTPRequestHandler):
             return
         action = ADMIN_POST.get(path)
         if action is None:
-            self._send_json(404, _NOT_FOUND)
+            self._dispatch_mounted("POST")
             return
         try:
             answer = action(self.emulator, self._read_json())
@@ -188,6 +211,24 @@ class HttpHandler(BaseHTTPRequestHandler):
             self._send_json(400, {"error": str(exc)})
             return
         self._send_json(200, answer if answer is not None else {"ok": True})
+
+    def do_PATCH(self) -> None:
+        self._dispatch_mounted("PATCH")
+
+    def do_DELETE(self) -> None:
+        self._dispatch_mounted("DELETE")
+
+    def _dispatch_mounted(self, method: str) -> None:
+        url = urllib.parse.urlsplit(self.path)
+        for route_method, prefix, handler in self.server.mounted:
+            if route_method == method and url.path.startswith(prefix):
+                request = HttpRequest(
+                    method, url.path, urllib.parse.parse_qs(url.query), dict(self.headers.items()), self._read_body()
+                )
+                status, body = handler(request)
+                self._send_json(status, body)
+                return
+        self._send_json(404, _NOT_FOUND)
 
     def _token(self) -> None:
         raw = self._read_body().decode("utf-8", "replace")

@@ -16,7 +16,7 @@ from typing import Any
 import grpc
 from google.cloud.iam_admin_v1.types import iam
 
-from tests.stack.iam.admin_http import HttpHandler, HttpServer
+from tests.stack.iam.admin_http import HttpHandler, HttpServer, RouteHandler
 from tests.stack.iam.errors import KEY_CREATION_CONSTRAINT, RpcFailure
 from tests.stack.iam.faults import ALL, Defaults, Knobs, Propagation, status_code
 from tests.stack.iam.grpc_service import IamService
@@ -63,6 +63,12 @@ class IamEmulator:
         )
         self.service = IamService(self.state, self.knobs, lambda: (self.token_uri, self.http_url))
         self.tokens = TokenEndpoint(self.state, self.knobs, lambda: self.token_uri)
+        self._mounted: list[tuple[str, str, RouteHandler]] = []
+
+    def mount(self, method: str, prefix: str, handler: RouteHandler) -> None:
+        """Serve another Google surface on the HTTP port: requests whose path starts with
+        `prefix` go to `handler` (new modules share `state`, `knobs` and `lock`)."""
+        self._mounted.append((method.upper(), prefix, handler))
 
     # ----------------------------------------------------------------------------- lifecycle
     def start(self) -> IamEmulator:
@@ -87,6 +93,7 @@ class IamEmulator:
             self.stop()  # do not leave a half-started emulator behind
             raise
         http_server.emulator = self
+        http_server.mounted = self._mounted
         self._http_server = http_server
         self.http_url = f"http://{self.host}:{http_server.server_address[1]}"
         self._http_thread = threading.Thread(target=http_server.serve_forever, name="iam-emu-http", daemon=True)

@@ -75,10 +75,9 @@ class TokenEndpoint:
 
     def exchange(self, grant_type: str, assertion: str) -> tuple[int, dict[str, Any]]:
         """POST /token -> (HTTP status, JSON body)."""
-        counters = self.state.counters
         if grant_type != JWT_BEARER_GRANT:
             with self.state.lock:
-                counters.rejected_grants += 1
+                self.state.counters.rejected_grants += 1
             return 400, {"error": "unsupported_grant_type", "error_description": f"Invalid grant_type: {grant_type}"}
         try:
             with self.state.lock:
@@ -87,12 +86,12 @@ class TokenEndpoint:
             email, key_id = self._verify(assertion)
         except GrantRefused as refused:
             with self.state.lock:
-                counters.rejected_grants += 1
+                self.state.counters.rejected_grants += 1
             return 400, {"error": "invalid_grant", "error_description": refused.description}
         token = "ya29.emulated-" + secrets.token_urlsafe(32)
         with self.state.lock:
             self.tokens[token] = AccessToken(email, key_id, time.time() + ACCESS_TOKEN_LIFETIME_S)
-            counters.tokens_issued += 1
+            self.state.counters.tokens_issued += 1
         return 200, {"access_token": token, "expires_in": ACCESS_TOKEN_LIFETIME_S, "token_type": "Bearer"}
 
     def _verify(self, assertion: str) -> tuple[str, str]:
