@@ -23,7 +23,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from tests.stack.iam_emulator import IamEmulator
+from tests.stack.iam import IamEmulator
 
 REGION = "ap-northeast-1"
 ACCOUNT_ID = "123456789012"  # moto's default account
