@@ -10,6 +10,7 @@ import json
 import time
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -297,3 +298,23 @@ def test_rules_and_settings_can_be_switched_over_http(layer: StrictLayer) -> Non
 def test_unknown_rule_names_are_refused_at_construction(moto: str) -> None:
     with pytest.raises(ValueError, match=r"unknown strict rules: ecs\.nope"):
         StrictLayer(moto, off=("ecs.nope",))
+
+
+# -- the layer agrees with the contract fixtures ------------------------------------------------
+FIXTURES = sorted((Path(__file__).resolve().parent.parent / "fixtures" / "ecs").glob("*.json"))
+
+
+@pytest.mark.parametrize("path", FIXTURES, ids=[path.stem for path in FIXTURES])
+def test_the_layer_fills_in_what_the_contract_fixtures_show(layer: StrictLayer, path: Path) -> None:
+    fixture = json.loads(path.read_text())
+    registered = {**fixture["registered"], "family": unique(fixture["registered"]["family"])}
+    for container in registered["containerDefinitions"]:
+        container.setdefault("memory", 64)  # moto wants a container memory to place tasks
+    ecs = client(layer, "ecs")
+    ecs.register_task_definition(**registered)
+    got = ecs.describe_task_definition(taskDefinition=registered["family"])["taskDefinition"]
+    want = fixture["described"]["taskDefinition"]
+    for got_container, want_container in zip(got["containerDefinitions"], want["containerDefinitions"], strict=True):
+        for key in ("healthCheck", "environment", "portMappings", "mountPoints", "secrets"):
+            assert got_container.get(key) == want_container.get(key), key
+    assert got.get("volumes", []) == want["volumes"]
