@@ -222,8 +222,8 @@ def test_forced_collisions_create_the_resource_and_answer_already_exists(layer: 
     # Only the first create of a name collides; a second one is refused by moto itself.
     code, _ = refusal(lambda: iam.create_role(RoleName=role, AssumeRolePolicyDocument=TRUST))
     assert code == "EntityAlreadyExists"
-    assert layer.report()["collisions"] == {"CreateSecret": 1, "CreateRole": 1, "CreateLogGroup": 1,
-                                            "CreateRepository": 1}
+    assert layer.collisions == {"CreateSecret": 1, "CreateRole": 1, "CreateLogGroup": 1, "CreateRepository": 1}
+    assert layer.report()["collisions"] == layer.collisions
 
 
 # -- rule 6: service deployments -----------------------------------------------------------
@@ -298,6 +298,14 @@ def test_rules_and_settings_can_be_switched_over_http(layer: StrictLayer) -> Non
 def test_unknown_rule_names_are_refused_at_construction(moto: str) -> None:
     with pytest.raises(ValueError, match=r"unknown strict rules: ecs\.nope"):
         StrictLayer(moto, off=("ecs.nope",))
+
+
+def test_only_switches_on_exactly_the_named_rules(moto: str) -> None:
+    with StrictLayer(moto, only=("collisions.create_role",)) as strict:
+        assert [name for name, on in strict.enabled.items() if on] == ["collisions.create_role"]
+        iam = client(strict, "iam")
+        assert refusal(lambda: iam.create_role(RoleName="r" * 70, AssumeRolePolicyDocument=TRUST))[0] == (
+            "EntityAlreadyExists")  # the name limit is off here: only the collision answers
 
 
 # -- the layer agrees with the contract fixtures ------------------------------------------------

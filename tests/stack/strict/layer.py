@@ -58,15 +58,18 @@ def all_rules() -> list[StrictRule]:
 
 
 class StrictLayer(HttpProxy[StrictRule]):
-    def __init__(self, upstream: str, settings: Settings | None = None, off: tuple[str, ...] = ()) -> None:
+    def __init__(self, upstream: str, settings: Settings | None = None, off: tuple[str, ...] = (),
+                 only: tuple[str, ...] | None = None) -> None:
+        """`off`: rules to switch off; `only`: switch on exactly these (e.g. one forced collision)."""
         rules = all_rules()
-        unknown = set(off) - {rule.name for rule in rules}
+        unknown = (set(off) | set(only or ())) - {rule.name for rule in rules}
         if unknown:
             raise ValueError(f"unknown strict rules: {', '.join(sorted(unknown))}")
         super().__init__(upstream)
         self.settings = settings or Settings()
         self.rules = rules
-        self.enabled = {rule.name: rule.default and rule.name not in off for rule in self.rules}
+        self.enabled = {rule.name: (rule.name in only) if only is not None else (rule.default and rule.name not in off)
+                        for rule in self.rules}
         self.fired: Counter[str] = Counter()  # rule name -> refusals/rewrites it made
         self.state: dict[str, Any] = {}  # per-module memory (role change times, deployments)
         self.state_lock = threading.RLock()
@@ -99,11 +102,17 @@ class StrictLayer(HttpProxy[StrictRule]):
         with self._lock:
             self.fired[name] += 1
 
+    @property
+    def collisions(self) -> dict[str, int]:
+        """Forced collisions so far, per create operation (see `collisions`)."""
+        with self.state_lock:
+            return dict(self.state.get("collisions_fired", {}))
+
     def report(self) -> dict[str, Any]:
         with self._lock:
             return {"rules": dict(self.enabled), "fired": dict(self.fired),
                     "settings": {k: v for k, v in vars(self.settings).items()},
-                    "collisions": dict(self.state.get("collisions_fired", {}))}
+                    "collisions": self.collisions}
 
     # -- the proxy ---------------------------------------------------------------------------
     def handle(self, call: Call) -> Answer:
