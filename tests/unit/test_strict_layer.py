@@ -326,3 +326,30 @@ def test_the_layer_fills_in_what_the_contract_fixtures_show(layer: StrictLayer, 
         for key in ("healthCheck", "environment", "portMappings", "mountPoints", "secrets"):
             assert got_container.get(key) == want_container.get(key), key
     assert got.get("volumes", []) == want["volumes"]
+
+
+# -- LocalStack wiring ----------------------------------------------------------------------------
+def test_local_stack_reads_the_strict_switches_from_the_environment(monkeypatch: pytest.MonkeyPatch,
+                                                                    tmp_path: Path, moto: str) -> None:
+    from tests.stack.local import LocalStack
+
+    monkeypatch.delenv("GCPF_STACK_STRICT", raising=False)
+    assert LocalStack(tmp_path / "off").strict_enabled is False  # off by default, for now
+    monkeypatch.setenv("GCPF_STACK_STRICT", "1")
+    monkeypatch.setenv("GCPF_STACK_STRICT_OFF", "ecs.health_check_defaults, ecs.list_sort")
+    monkeypatch.setenv("GCPF_STACK_STRICT_DELAY", "0.5")
+    stack = LocalStack(tmp_path / "on")
+    assert stack.strict_enabled is True
+    # What start() does once moto and the registry are up: clients then talk to the layer.
+    stack.moto_url = stack.moto_direct_url = moto
+    stack.registry = REGISTRY
+    stack._start_strict()
+    try:
+        assert stack.strict is not None and stack.env["AWS_ENDPOINT_URL"] == stack.strict.url != moto
+        assert stack.strict.settings.consistency_delay == 0.5
+        assert stack.strict.settings.ecr_hosts == (REGISTRY,)
+        assert not stack.strict.enabled["ecs.health_check_defaults"] and not stack.strict.enabled["ecs.list_sort"]
+        assert stack.strict.enabled["ecs.secrets_need_execution_role"]
+    finally:
+        stack.strict.stop()
+    assert LocalStack(tmp_path / "flag", strict=False).strict_enabled is False
