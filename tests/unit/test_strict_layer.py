@@ -254,6 +254,8 @@ def test_service_deployments_roll_out_over_time_and_can_fail(layer: StrictLayer)
     assert [(d["status"], d["rolloutState"], d["runningCount"]) for d in done["deployments"]] == [
         ("PRIMARY", "COMPLETED", 2)]
     assert done["events"][0]["message"] == f"(service {name}) has reached a steady state."
+    scaled = ecs.update_service(cluster="svc", service=name, desiredCount=3)["service"]  # no new deployment
+    assert [(d["id"], d["desiredCount"]) for d in scaled["deployments"]] == [(done["deployments"][0]["id"], 3)]
 
     second = ecs.register_task_definition(family=family, containerDefinitions=[
         {"name": "a", "image": "c", "memory": 8}])["taskDefinition"]["taskDefinitionArn"]
@@ -271,7 +273,11 @@ def test_service_deployments_roll_out_over_time_and_can_fail(layer: StrictLayer)
     assert primary["failedTasks"] > 0 and failed["deployments"][1]["taskDefinition"] == second
     messages = [event["message"] for event in failed["events"]]
     assert messages[0] == f"(service {name}) (deployment {primary['id']}) deployment failed: tasks failed to start."
-    assert any("has stopped 2 running tasks" in message for message in messages)
+    assert any("has stopped 3 running tasks" in message for message in messages)
+    ecs.update_service(cluster="svc", service=name, forceNewDeployment=True)
+    redone = _wait_rollout(ecs, name)
+    assert [(d["status"], d["rolloutState"], d["taskDefinition"]) for d in redone["deployments"]] == [
+        ("PRIMARY", "COMPLETED", first)]
 
 
 # -- switches over HTTP ----------------------------------------------------------------------

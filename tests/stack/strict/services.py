@@ -57,11 +57,15 @@ def start_deployment(layer: StrictLayer, call: Call, answer: Answer) -> Answer:
     if not arn:
         return answer
     request = call.json()
-    changes = ("taskDefinition" in request or "desiredCount" in request or request.get("forceNewDeployment")
-               or call.operation == "CreateService")
     with layer.state_lock:
         state = _services(layer).setdefault(arn, ServiceState(service.get("serviceName", arn.rsplit("/", 1)[-1])))
-        if changes:
+        current = state.rollouts[-1] if state.rollouts else None
+        # A new task definition or forceNewDeployment starts a deployment; a new desired count alone
+        # scales the current one (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_UpdateService.html).
+        new_revision = current is None or service.get("taskDefinition") != current.task_definition
+        if current is not None and not new_revision and not request.get("forceNewDeployment"):
+            current.desired = int(service.get("desiredCount", current.desired))
+        else:
             fail = layer.settings.fail_deployments > 0
             if fail:
                 layer.settings.fail_deployments -= 1
