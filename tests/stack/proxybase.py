@@ -56,22 +56,27 @@ class Call:
     headers: dict[str, str]
     body: bytes
 
+    def header(self, name: str) -> str:
+        """A request header, whatever its case (HTTP header names are case-insensitive)."""
+        wanted = name.lower()
+        return next((value for key, value in self.headers.items() if key.lower() == wanted), "")
+
     @property
     def service(self) -> str:
         """The signing name (`ecs`, `iam`, `scheduler`...), taken from the SigV4 credential scope."""
-        match = _SCOPE.search(self.headers.get("Authorization", ""))
+        match = _SCOPE.search(self.header("Authorization"))
         if match:
             return match.group(1)
-        target = self.headers.get("X-Amz-Target", "")
+        target = self.header("X-Amz-Target")
         return target.rpartition(".")[0].split("_")[0].lower()
 
     @property
     def operation(self) -> str:
         """`RegisterTaskDefinition`, `CreateRole`...; REST operations are named by method and path."""
-        target = self.headers.get("X-Amz-Target")
+        target = self.header("X-Amz-Target")
         if target:
             return target.rpartition(".")[2]
-        if self.body and "x-www-form-urlencoded" in self.headers.get("Content-Type", ""):
+        if self.body and "x-www-form-urlencoded" in self.header("Content-Type"):
             action = self.form().get("Action")
             if action:
                 return action
@@ -80,7 +85,7 @@ class Call:
     @property
     def label(self) -> str:
         """The name the fault proxy has always matched: `secretsmanager.PutSecretValue`, `CreateRole`."""
-        target = self.headers.get("X-Amz-Target")
+        target = self.header("X-Amz-Target")
         if target:
             prefix, _, op = target.rpartition(".")
             return f"{prefix.split('_')[0].lower()}.{op}" if prefix else op
@@ -92,7 +97,7 @@ class Call:
 
     @property
     def is_json(self) -> bool:
-        return "X-Amz-Target" in self.headers or "json" in self.headers.get("Content-Type", "")
+        return bool(self.header("X-Amz-Target")) or "json" in self.header("Content-Type")
 
     def json(self) -> dict[str, Any]:
         return json.loads(self.body or b"{}")

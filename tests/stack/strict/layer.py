@@ -147,7 +147,8 @@ class StrictLayer(HttpProxy[StrictRule]):
 
     def upstream_json(self, like: Call, target: str, payload: dict[str, Any]) -> dict[str, Any]:
         """Ask moto directly (not through the rules), e.g. for the task definition RunTask names."""
-        headers = {**like.headers, "X-Amz-Target": target}
+        headers = {k: v for k, v in like.headers.items() if k.lower() != "x-amz-target"}
+        headers["X-Amz-Target"] = target
         answer = self.forward(Call("POST", "/", headers, json.dumps(payload).encode()))
         return answer.json() if answer.status < 300 else {}
 
