@@ -2,7 +2,8 @@
 
 Every AWS call in gcpfargate goes through `AwsClients.call`, which
 - uses botocore's standard retry mode (honouring AWS_MAX_ATTEMPTS and AWS_RETRY_MODE),
-- counts calls per operation (for `--verbose`, the call table in the README and the no-op tests),
+- logs each call's operation to GCPFARGATE_CALL_LOG when set (the call table in docs/calls.md and the
+  no-op tests read it),
 - turns botocore's specific exceptions into `AwsError` with the error code kept, so callers can
   react to `ResourceNotFoundException` without mistaking AccessDenied or throttling for it.
 """
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import os
 import threading
-from collections import Counter
 from typing import Any
 
 from gcpfargate.errors import AwsError
@@ -44,7 +44,6 @@ class AwsClients:
         self._session: Any = None
         self._clients: dict[str, Any] = {}
         self._lock = threading.Lock()
-        self.calls: Counter[tuple[str, str]] = Counter()
         self._account_id: str | None = None
         self._call_log = os.environ.get("GCPFARGATE_CALL_LOG")
 
@@ -84,7 +83,7 @@ class AwsClients:
                     retries["total_max_attempts"] = 1
                 client = self.session.client(service, region_name=self.region,
                                              config=Config(retries=retries, user_agent_extra="gcpfargate"))
-                client.meta.events.register("before-call", self._count)
+                client.meta.events.register("before-call", self._log_call)
                 self._clients[cache_key] = client
             return self._clients[cache_key]
 
@@ -93,9 +92,8 @@ class AwsClients:
         share: validating against it costs nothing extra when a client of the service is made anyway."""
         return self.session._session.get_service_model(service)
 
-    def _count(self, model: Any, **_: Any) -> None:
+    def _log_call(self, model: Any, **_: Any) -> None:
         service = model.service_model.service_name
-        self.calls[(service, model.name)] += 1
         if self._call_log:
             with open(self._call_log, "a", encoding="utf-8") as log:
                 log.write(f"aws {service} {model.name} {'write' if is_mutating(model.name) else 'read'}\n")

@@ -87,7 +87,6 @@ class BuildLog:
 @dataclass
 class PushOutcome:
     digest: str  # the manifest digest the registry stored, sha256:…
-    layers_pushed: int  # layers uploaded (not "already exists" or mounted)
 
 
 class _ChunkReader(io.RawIOBase):
@@ -298,7 +297,7 @@ class DockerEngine:
              on_progress: ProgressCallback | None = None) -> PushOutcome:
         """Push `repository:tag` with these credentials (for this call only)."""
         auth = {"username": credentials.username, "password": credentials.password}
-        digest, pushed = "", 0
+        digest = ""
         with _engine_errors(f"failed to push {repository}:{tag}",
                             "Check that the registry is reachable and that you may push to it"):
             for chunk in self.client.api.push(repository, tag=tag, auth_config=auth, stream=True, decode=True):
@@ -307,10 +306,10 @@ class DockerEngine:
                 aux = chunk.get("aux")
                 if isinstance(aux, dict) and aux.get("Digest"):
                     digest = str(aux["Digest"])
-                pushed += self._layer_progress(chunk, on_progress, "Pushed")
+                self._layer_progress(chunk, on_progress, "Pushed")
         if not digest:
             raise DockerError(f"failed to push {repository}:{tag}: the engine reported no manifest digest")
-        return PushOutcome(digest=digest, layers_pushed=pushed)
+        return PushOutcome(digest=digest)
 
     def pull(self, image_ref: str, credentials: Credentials | None = None,
              on_progress: ProgressCallback | None = None) -> str:
@@ -383,11 +382,11 @@ class DockerEngine:
 
     # -- helpers -----------------------------------------------------------------------------
     @staticmethod
-    def _layer_progress(chunk: Mapping[str, Any], on_progress: ProgressCallback | None, done_status: str) -> int:
-        """Forward one layer event; return 1 when it says a layer finished transferring."""
+    def _layer_progress(chunk: Mapping[str, Any], on_progress: ProgressCallback | None, done_status: str) -> None:
+        """Forward one layer event to `on_progress`."""
         layer, status = chunk.get("id"), str(chunk.get("status", ""))
         if not layer or on_progress is None or ":" in str(layer):
-            return int(status == done_status)
+            return
         detail = chunk.get("progressDetail") or {}
         description = f"layer {layer}"
         if "current" in detail:
@@ -397,7 +396,6 @@ class DockerEngine:
             on_progress(str(layer), f"{description} ({status.lower()})", 1, 1)
         elif status in ("Preparing", "Waiting", "Pulling fs layer"):
             on_progress(str(layer), description, 0, None)
-        return int(status == done_status)
 
     @staticmethod
     def _api_reason(exc: Any) -> str:

@@ -11,7 +11,6 @@ import base64
 import ipaddress
 import os
 import threading
-from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -69,8 +68,6 @@ class Registry:
         self._host: str | None = None
         self._session: Any = None
         self._lock = threading.Lock()
-        # Like AwsClients.calls: (method, kind) -> count, for --verbose, the call table and the no-op tests.
-        self.calls: Counter[tuple[str, str]] = Counter()
         self._call_log = os.environ.get("GCPFARGATE_CALL_LOG")
         # Digest references are content-addressed, so what one step resolved holds for the next.
         self._by_digest: dict[tuple[str, str, str], ImageRef] = {}
@@ -128,7 +125,6 @@ class Registry:
     def _count(self, method: str, path: str) -> None:
         # The kind of resource, not the path: repository names and digests stay out of the log.
         kind = next((each for each in ("manifests", "blobs", "tags") if f"/{each}/" in f"/{path}"), "other")
-        self.calls[(method, kind)] += 1
         if self._call_log:
             with open(self._call_log, "a", encoding="utf-8") as log:
                 log.write(f"registry {method} {kind}\n")

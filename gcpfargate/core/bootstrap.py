@@ -23,13 +23,11 @@ class BootstrapResult:
     execution_role_arn: str
     changed: bool
     plan: list[str] = field(default_factory=list)  # what a --dry-run would do
-    warnings: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         if not self.plan:
             data.pop("plan")
-        data.pop("warnings")
         return data
 
 
@@ -151,13 +149,11 @@ def bootstrap(ctx: Context, new_key: bool = False, grant: bool = False) -> Boots
     kms_arn = secret.kms_key_arn(ctx)
     with ctx.reporter.step("Checking the execution role"):
         role = execution_role.ensure(ctx, secret_arn, kms_arn, grant=grant)
-    warnings: list[str] = []
     if role.judgement is not None and not role.judgement.allowed:
-        warnings.append(f"execution role {role.arn} may not read the secret ({role.judgement.reason}); "
-                        "ECS tasks will fail to start. Rerun with --grant to add the permission")
-        ctx.reporter.warn(warnings[-1])
+        ctx.reporter.warn(f"execution role {role.arn} may not read the secret ({role.judgement.reason}); "
+                          "ECS tasks will fail to start. Rerun with --grant to add the permission")
     if role.changed:
         plan.append(f"create or update execution role {role.arn}")
     return BootstrapResult(service_account=account.email, key_id=key_id, secret_arn=secret_arn,
                            execution_role_arn=role.arn, changed=changed or role.changed,
-                           plan=plan if ctx.dry_run else [], warnings=warnings)
+                           plan=plan if ctx.dry_run else [])

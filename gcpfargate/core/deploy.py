@@ -13,16 +13,10 @@ from typing import Any
 from gcpfargate.core.context import Context
 from gcpfargate.errors import GcpfargateError, StepError
 
-STEPS = ("bootstrap", "push-image", "register-task")
-
 
 @dataclass
 class DeployResult:
     steps: dict[str, Any]  # step name -> that step's result object
-
-    @property
-    def changed(self) -> bool:
-        return any(getattr(result, "changed", False) for result in self.steps.values())
 
     def to_json(self) -> dict[str, Any]:
         return {name: result.to_json() for name, result in self.steps.items()}
