@@ -76,7 +76,8 @@ class Registry:
     def host(self) -> str:
         if self._host is None:
             override = os.environ.get("GCPFARGATE_ECR_REGISTRY", "").strip()
-            self._host = override or f"{self._aws.account_id}.dkr.ecr.{self._aws.region}.amazonaws.com"
+            # ECR's registry host in the region's partition: amazonaws.com, amazonaws.com.cn, c2s.ic.gov, …
+            self._host = override or f"{self._aws.account_id}.dkr.ecr.{self._aws.region}.{self._aws.dns_suffix()}"
         return self._host
 
     @property

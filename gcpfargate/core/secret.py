@@ -139,15 +139,14 @@ def _created_meanwhile(ctx: Context, name: str) -> SecretState | None:
 
 def referenced_key_ids(ctx: Context, arn: str) -> dict[str, list[str]]:
     """key id -> stages, for every version of the secret that still has a stage (AWSCURRENT, AWSPREVIOUS…)."""
-    versions = ctx.aws.paginate("secretsmanager", "list_secret_version_ids", "Versions",
-                                "list the versions of the secret", SecretId=arn)
+    # DescribeSecret lists exactly the versions that have a stage (ListSecretVersionIds has no paginator).
+    described = ctx.aws.call("secretsmanager", "describe_secret", "read the versions of the secret", SecretId=arn)
     found: dict[str, list[str]] = {}
-    for version in versions:
-        stages = version.get("VersionStages") or []
+    for version_id, stages in (described.get("VersionIdsToStages") or {}).items():
         if not stages:
             continue
         value = ctx.aws.call("secretsmanager", "get_secret_value", "read a version of the secret", SecretId=arn,
-                             VersionId=version["VersionId"])
+                             VersionId=version_id)
         raw = value.get("SecretString")
         try:
             key = KeyMaterial.parse(raw if raw is not None else bytes(value.get("SecretBinary", b"")))
