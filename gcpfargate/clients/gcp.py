@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from gcpfargate.errors import GcpError, KeyLimitError
-from gcpfargate.keyfile import KeyMaterial, NotAKeyError
+from gcpfargate.errors import GcpError, KeyLimitError, NotAKeyError
+from gcpfargate.keyfile import KeyMaterial
 
 MAX_USER_KEYS = 10
 

@@ -13,8 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from gcpfargate.core import bootstrap as steps
-from gcpfargate.core import secret
+from gcpfargate.core import keys, secret
 from gcpfargate.core.context import Context
 from gcpfargate.core.verify import key_authenticates
 from gcpfargate.errors import ConfigError, GcpError, GcpfargateError
@@ -45,7 +44,7 @@ def rotate_key(ctx: Context, verify: bool = True, previous: str = "disable", pru
     settings.require("gcp.project", "gcp.service_account")
     plan: list[str] = []
     with ctx.reporter.step("Resolving the service account"):
-        account = steps.resolve_account(ctx, plan)
+        account = keys.resolve_account(ctx, plan)
     name = settings.secret_name
     state = secret.read(ctx, name)
     if state is None:
@@ -58,8 +57,8 @@ def rotate_key(ctx: Context, verify: bool = True, previous: str = "disable", pru
         plan += [f"{previous} previous key {key_id}" for key_id in previous_ids if previous != "keep"]
         return RotateResult("(new)", previous_ids, "(new)", _past(previous), plan=plan)
 
-    steps.check_key_room(ctx, account.email)
-    key, _, version_id = steps.create_and_store(ctx, account, state)
+    keys.check_key_room(ctx, account.email)
+    key, _, version_id = keys.create_and_store(ctx, account, state)
     if verify:
         with ctx.reporter.step(f"Verifying key {key.key_id[:12]}… at its token endpoint"):
             try:

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from gcpfargate.core.context import Context
-from gcpfargate.errors import AwsError, ConfigError
-from gcpfargate.keyfile import KeyMaterial, NotAKeyError
+from gcpfargate.errors import AwsError, ConfigError, NotAKeyError, SecretNotFound
+from gcpfargate.keyfile import KeyMaterial
 
 TAG_ACCOUNT = "gcpfargate:service-account"
 TAG_KEY_ID = "gcpfargate:key-id"
@@ -29,12 +29,10 @@ class SecretState:
 
 
 def describe(ctx: Context, name: str) -> dict[str, Any] | None:
-    try:
-        found = ctx.aws.call("secretsmanager", "describe_secret", f"read secret {name}", SecretId=name)
-    except AwsError as exc:
-        if exc.code == "ResourceNotFoundException":
-            return None
-        raise
+    found = ctx.aws.find("secretsmanager", "describe_secret", "ResourceNotFoundException", f"read secret {name}",
+                         SecretId=name)
+    if found is None:
+        return None
     if found.get("DeletedDate"):
         raise AwsError(f"secret {name} is scheduled for deletion",
                        f"Restore it (aws secretsmanager restore-secret --secret-id {name}) or set secret.name "
@@ -50,6 +48,15 @@ def arn(ctx: Context, name: str) -> str | None:
             return None
         ctx.known[f"secret_arn:{name}"] = str(found["ARN"])
     return str(ctx.known[f"secret_arn:{name}"])
+
+
+def require_arn(ctx: Context, name: str) -> str:
+    """The secret's ARN, for the task definition; an error saying to bootstrap when it does not exist."""
+    found = arn(ctx, name)
+    if found is None:
+        raise SecretNotFound(f"secret {name} does not exist, so the task cannot be given the key",
+                             "Run `gcpfargate bootstrap` first")
+    return found
 
 
 def read(ctx: Context, name: str, version_stage: str = "AWSCURRENT") -> SecretState | None:
