@@ -36,7 +36,8 @@ def deploy(
         for column in ("step", "changed", "result"):
             table.add_column(column, overflow="fold")
         boot, push, task = (result.steps[name] for name in ("bootstrap", "push-image", "register-task"))
-        table.add_row("bootstrap", _yes(boot.changed), f"key {boot.key_id} in {boot.secret_arn}")
+        key, secret = boot.key_id or "(new)", boot.secret_arn or "(new secret)"  # None: a dry run would create it
+        table.add_row("bootstrap", _yes(boot.changed), f"key {key} in {secret}")
         table.add_row("push-image", _yes(push.changed), f"{push.image} {push.digest}".strip())
         task_json = task.to_json()
         table.add_row("register-task", _yes(task_json.get("changed")),

@@ -14,8 +14,8 @@ from gcpfargate.core.results import PlannedResult
 @dataclass
 class BootstrapResult(PlannedResult):
     service_account: str
-    key_id: str
-    secret_arn: str
+    key_id: str | None  # None: a dry run that would create a key
+    secret_arn: str | None  # None: a dry run that would create the secret
     execution_role_arn: str
     changed: bool
     plan: list[str] = field(default_factory=list)  # what a --dry-run would do
@@ -44,13 +44,14 @@ def bootstrap(ctx: Context, new_key: bool = False, grant: bool = False) -> Boots
         if account.unique_id:
             keys.check_key_room(ctx, account.email)
         if ctx.dry_run:
-            key_id, secret_arn = "(new)", state.arn if state else f"(new secret {name})"
+            key_id, secret_arn = None, state.arn if state else None
         else:
             key, secret_arn, _ = keys.create_and_store(ctx, account, state)
             key_id = key.key_id
     kms_arn = secret.kms_key_arn(ctx)
     with ctx.reporter.step("Checking the execution role"):
-        role = execution_role.ensure(ctx, secret_arn, kms_arn, grant=grant)
+        # A dry run before the secret exists judges the role against a stand-in for its ARN.
+        role = execution_role.ensure(ctx, secret_arn or f"(new secret {name})", kms_arn, grant=grant)
     if role.judgement is not None and not role.judgement.allowed:
         ctx.reporter.warn(f"execution role {role.arn} may not read the secret ({role.judgement.reason}); "
                           "ECS tasks will fail to start. Rerun with --grant to add the permission")

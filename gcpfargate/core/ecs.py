@@ -6,7 +6,7 @@ go on without the revision raises `TaskDefinitionNotFound` through `require_task
 
 from __future__ import annotations
 
-import copy
+from dataclasses import dataclass
 from typing import Any
 
 from gcpfargate.config import Settings
@@ -36,13 +36,16 @@ def describe_task_definition(ctx: Context, reference: str, tags: bool = False) -
 
 
 def latest_active(ctx: Context, family: str) -> dict[str, Any] | None:
-    """The latest ACTIVE revision of `family` with its tags (what register-task compares against).
+    """The latest ACTIVE revision of `family` with its tags (what register-task compares against)."""
+    return describe_task_definition(ctx, family, tags=True)
 
-    Read once per command: in `deploy`, push-image has read it already (ctx.known)."""
-    memo = f"task_definition:{family}"
-    if memo not in ctx.known:
-        ctx.known[memo] = describe_task_definition(ctx, family, tags=True)
-    return copy.deepcopy(ctx.known[memo])
+
+@dataclass(frozen=True)
+class LatestRevision:
+    """The family's latest ACTIVE revision as one step of `deploy` read it, handed to the next step so the
+    read is made once; `definition` is None when the family has no ACTIVE revision."""
+
+    definition: dict[str, Any] | None
 
 
 def require_task_definition(ctx: Context, family: str, revision: int | None = None,

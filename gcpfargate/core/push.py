@@ -32,7 +32,7 @@ from gcpfargate.config import SCHEMA, Settings
 from gcpfargate.core import ecs, images
 from gcpfargate.core.context import Context
 from gcpfargate.core.report import Reporter
-from gcpfargate.core.results import PlannedResult
+from gcpfargate.core.results import NOT_SHOWN, PlannedResult
 from gcpfargate.errors import AwsError, ConfigError, EmbeddedCredentialsError
 from gcpfargate.keyfile import looks_like_key
 
@@ -47,6 +47,8 @@ class PushResult(PlannedResult):
     tags: list[str]
     changed: bool
     plan: list[str] = field(default_factory=list)  # what a --dry-run would do
+    # The family's latest ACTIVE revision as push read it, for register-task in `deploy`; None: not read.
+    latest: ecs.LatestRevision | None = field(default=None, metadata=NOT_SHOWN)
 
 
 @dataclass(frozen=True)
@@ -101,13 +103,19 @@ def push_image(ctx: Context, allow_embedded_credentials: bool = False, tag: str 
                built: Built | None = None) -> PushResult:
     """Build (unless `built` is given) and push; see the module docstring."""
     built = built or build_image(ctx, allow_embedded_credentials, tag)
+    if ctx.dry_run:
+        return plan(ctx, built.repository, f"{built.name}:{built.tag}", built.tags, built.inputs)
+    latest = read_latest(ctx)
+    result = _push(ctx, built, allow_embedded_credentials, latest.definition if latest else None)
+    result.latest = latest
+    return result
+
+
+def _push(ctx: Context, built: Built, allow_embedded_credentials: bool,
+          task_definition: dict[str, Any] | None) -> PushResult:
     repository, inputs, tag, explicit, tags, name = (built.repository, built.inputs, built.tag, built.explicit,
                                                      built.tags, built.name)
     image, image_id = f"{name}:{tag}", built.image_id
-    if ctx.dry_run:
-        return plan(ctx, repository, image, tags, inputs)
-
-    task_definition = latest_task_definition(ctx)
     check_platform(ctx, image, image_id, inputs.platform, task_definition)
     # Authenticate before any write: an expired or refused token must leave nothing half-made.
     with ctx.reporter.step(f"Authenticating to {ctx.registry.host}"):
@@ -277,14 +285,14 @@ def ensure_repository(ctx: Context, repository: str) -> bool:
     return True
 
 
-def latest_task_definition(ctx: Context) -> dict[str, Any] | None:
-    """The family's latest ACTIVE revision; None when there is none (or it cannot be read)."""
+def read_latest(ctx: Context) -> ecs.LatestRevision | None:
+    """The family's latest ACTIVE revision; None when it could not be read (no family, or a failure)."""
     family = ctx.settings.family
     if not family:
         return None
     try:
-        # The same read register-task makes: in `deploy` it is made once (ctx.known).
-        return ecs.latest_active(ctx, family)
+        # The same read register-task makes: `deploy` hands it on, so it is made once.
+        return ecs.LatestRevision(ecs.latest_active(ctx, family))
     except AwsError as exc:
         # Only an optimisation and a platform check depend on it: say so and carry on.
         ctx.reporter.warn(f"{exc.message}; pushing without comparing to the registered task definition")

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
+import copy
+import dataclasses
 from typing import Any
+
+# Field metadata for a fact a result hands to the next step of `deploy` but does not show the user.
+NOT_SHOWN = {"json": False}
 
 
 class PlannedResult:
-    """A dataclass result with a `plan` field: the JSON shows the plan only when there is one."""
+    """A dataclass result with a `plan` field: the JSON shows its fields (the plan only when there is one)."""
 
     plan: list[str]
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)  # type: ignore[call-overload]  # subclasses are dataclasses
+        data = {each.name: copy.deepcopy(getattr(self, each.name))
+                for each in dataclasses.fields(self)  # type: ignore[arg-type]  # subclasses are dataclasses
+                if each.metadata.get("json", True)}
         if not self.plan:
             data.pop("plan")
-        return dict(data)
+        return data

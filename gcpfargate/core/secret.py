@@ -40,23 +40,13 @@ def describe(ctx: Context, name: str) -> dict[str, Any] | None:
     return found
 
 
-def arn(ctx: Context, name: str) -> str | None:
-    """The secret's ARN, or None when it does not exist. In `deploy`, bootstrap has learnt it already."""
-    if f"secret_arn:{name}" not in ctx.known:
-        found = describe(ctx, name)
-        if found is None:
-            return None
-        ctx.known[f"secret_arn:{name}"] = str(found["ARN"])
-    return str(ctx.known[f"secret_arn:{name}"])
-
-
 def require_arn(ctx: Context, name: str) -> str:
     """The secret's ARN, for the task definition; an error saying to bootstrap when it does not exist."""
-    found = arn(ctx, name)
+    found = describe(ctx, name)
     if found is None:
         raise SecretNotFound(f"secret {name} does not exist, so the task cannot be given the key",
                              "Run `gcpfargate bootstrap` first")
-    return found
+    return str(found["ARN"])
 
 
 def read(ctx: Context, name: str, version_stage: str = "AWSCURRENT") -> SecretState | None:
@@ -65,7 +55,6 @@ def read(ctx: Context, name: str, version_stage: str = "AWSCURRENT") -> SecretSt
     if found is None:
         return None
     arn, kms = found["ARN"], str(found.get("KmsKeyId", ""))
-    ctx.known[f"secret_arn:{name}"] = str(arn)
     managed = any(tag.get("Key") == "managed-by" and tag.get("Value") == "gcpfargate" for tag in found.get("Tags", []))
     if not _has_stage(found, version_stage):
         return SecretState(name, arn, kms, None, f"the secret has no {version_stage} version", managed=managed)
@@ -123,7 +112,6 @@ def store(
             if existing is None:
                 raise
         else:
-            ctx.known[f"secret_arn:{name}"] = str(created["ARN"])
             return created["ARN"], created["VersionId"]
     put = ctx.aws.call("secretsmanager", "put_secret_value", f"store the new key in secret {name}",
                        SecretId=existing.arn, SecretString=key.text())

@@ -54,8 +54,10 @@ def template_path(ctx: Context) -> Path:
     return ctx.settings.path("task.template")
 
 
-def render_definition(ctx: Context, image: str | None) -> dict[str, Any]:
-    """The final task definition register-task would send: rendered, wired, validated. Reads only."""
+def render_definition(ctx: Context, image: str | None, secret_arn: str | None = None) -> dict[str, Any]:
+    """The final task definition register-task would send: rendered, wired, validated. Reads only.
+
+    `secret_arn` is the secret's ARN when the caller knows it (deploy: from bootstrap); else it is read."""
     settings = ctx.settings
     settings.require("task.family")
     path = template_path(ctx)
@@ -73,7 +75,7 @@ def render_definition(ctx: Context, image: str | None) -> dict[str, Any]:
     # Only what the template uses is looked up (a template without secret_arn needs no secret), in
     # the order a user fixes them: bootstrap's secret before push-image's image.
     lookups = {
-        "secret_arn": lambda: secret.require_arn(ctx, settings.secret_name),
+        "secret_arn": lambda: secret_arn or secret.require_arn(ctx, settings.secret_name),
         "execution_role_arn": lambda: roles.execution_role_arn(ctx),
         "region": lambda: ctx.aws.region,
         "account_id": lambda: ctx.aws.account_id,
@@ -179,19 +181,25 @@ def diff_definition(ctx: Context, image: str | None) -> DiffResult:
 
 
 # -- registering ----------------------------------------------------------------------------------
-def register_task(ctx: Context, image: str | None) -> RegisterResult:
+def register_task(ctx: Context, image: str | None, secret_arn: str | None = None,
+                  latest: ecs.LatestRevision | None = None) -> RegisterResult:
+    """Register the rendered definition unless the latest revision already matches it. `deploy` passes the
+    secret's ARN from bootstrap and the `latest` revision push-image read, so neither is read twice."""
     family = ctx.settings.family
     plan: list[str] = []
     try:
-        rendered = render_definition(ctx, image)
+        rendered = render_definition(ctx, image, secret_arn)
     except (ImageNotFound, SecretNotFound) as exc:
         if not ctx.dry_run:
             raise
         # A dry-run deploy renders before bootstrap and push-image have made anything: say so rather than fail.
         return RegisterResult("", None, True, plan=[f"register a new revision of {family} (not checked yet: "
                                                     f"{exc.message}; {exc.hint[:1].lower()}{exc.hint[1:]})"])
-    with ctx.reporter.step(f"Reading the latest ACTIVE revision of {family}"):
-        registered = ecs.latest_active(ctx, family)
+    if latest is not None:
+        registered = latest.definition
+    else:
+        with ctx.reporter.step(f"Reading the latest ACTIVE revision of {family}"):
+            registered = ecs.latest_active(ctx, family)
     created_groups = logs.ensure_log_groups(ctx, rendered, plan)
     if registered is not None and normalise(registered) == normalise(rendered):
         arn, revision = str(registered["taskDefinitionArn"]), int(registered["revision"])
@@ -206,5 +214,4 @@ def register_task(ctx: Context, image: str | None) -> RegisterResult:
     with ctx.reporter.step(f"Registering a new revision of {family}"):
         created = ctx.aws.call("ecs", "register_task_definition", f"register task definition {family}",
                                **rendered)["taskDefinition"]
-    ctx.known.pop(f"task_definition:{family}", None)  # no longer the latest
     return RegisterResult(str(created["taskDefinitionArn"]), int(created["revision"]), True, plan=[], diff=diff)
