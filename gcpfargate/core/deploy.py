@@ -18,6 +18,11 @@ from gcpfargate.errors import GcpfargateError, StepError
 class DeployResult:
     steps: dict[str, Any]  # step name -> that step's result object
 
+    @property
+    def plan(self) -> list[str]:
+        """What a dry run would do, step by step."""
+        return [line for result in self.steps.values() for line in result.plan]
+
     def to_json(self) -> dict[str, Any]:
         return {name: result.to_json() for name, result in self.steps.items()}
 

@@ -43,7 +43,7 @@ MAX_SCANNED_FILE = 1 << 20
 @dataclass
 class PushResult(PlannedResult):
     image: str  # host/repo:tag (or host/repo@sha256:… for a reused image no tag points at)
-    digest: str  # the manifest digest, sha256:…; empty in a dry run
+    digest: str | None  # the manifest digest, sha256:…; None in a dry run
     tags: list[str]
     changed: bool
     plan: list[str] = field(default_factory=list)  # what a --dry-run would do
@@ -350,4 +350,4 @@ def plan(ctx: Context, repository: str, image: str, tags: list[str], inputs: Bui
     steps.append("search the image's layers for key files")
     name = image.rsplit(":", 1)[0]
     steps.extend(f"push {name}:{each} unless the registry already holds this image there" for each in tags)
-    return PushResult(image=image, digest="", tags=tags, changed=True, plan=steps)
+    return PushResult(image=image, digest=None, tags=tags, changed=True, plan=steps)

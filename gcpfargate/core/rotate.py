@@ -21,15 +21,15 @@ from gcpfargate.errors import ConfigError, GcpError, GcpfargateError
 
 @dataclass
 class RotateResult:
-    key_id: str
+    key_id: str | None  # None in a dry run: the key is not created
     previous_key_ids: list[str]
-    secret_version_id: str
+    secret_version_id: str | None  # likewise
     previous_action: str  # disabled, deleted or kept
     pruned_key_ids: list[str] = field(default_factory=list)
     plan: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        data = {"key_id": self.key_id, "previous_key_ids": self.previous_key_ids,
+        data: dict[str, Any] = {"key_id": self.key_id, "previous_key_ids": self.previous_key_ids,
                 "secret_version_id": self.secret_version_id, "previous_action": self.previous_action}
         if self.pruned_key_ids:
             data["pruned_key_ids"] = self.pruned_key_ids
@@ -55,7 +55,7 @@ def rotate_key(ctx: Context, verify: bool = True, previous: str = "disable", pru
     if ctx.dry_run:
         plan.append(f"create a key for {account.email} and store it as AWSCURRENT of {name}")
         plan += [f"{previous} previous key {key_id}" for key_id in previous_ids if previous != "keep"]
-        return RotateResult("(new)", previous_ids, "(new)", _past(previous), plan=plan)
+        return RotateResult(None, previous_ids, None, _past(previous), plan=plan)
 
     keys.check_key_room(ctx, account.email)
     key, _, version_id = keys.create_and_store(ctx, account, state)

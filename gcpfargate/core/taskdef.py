@@ -26,7 +26,7 @@ READ_ONLY = ("taskDefinitionArn", "revision", "status", "requiresAttributes", "c
 
 @dataclass
 class RegisterResult:
-    task_definition_arn: str
+    task_definition_arn: str | None  # None in a dry run that would register
     revision: int | None
     changed: bool
     plan: list[str] = field(default_factory=list)  # what a --dry-run would do
@@ -38,6 +38,14 @@ class RegisterResult:
         if self.plan:
             data["plan"] = self.plan
         return data
+
+
+@dataclass
+class RenderResult:
+    definition: dict[str, Any]  # exactly what register-task would send
+
+    def to_json(self) -> dict[str, Any]:
+        return self.definition
 
 
 @dataclass
@@ -193,7 +201,7 @@ def register_task(ctx: Context, image: str | None, secret_arn: str | None = None
         if not ctx.dry_run:
             raise
         # A dry-run deploy renders before bootstrap and push-image have made anything: say so rather than fail.
-        return RegisterResult("", None, True, plan=[f"register a new revision of {family} (not checked yet: "
+        return RegisterResult(None, None, True, plan=[f"register a new revision of {family} (not checked yet: "
                                                     f"{exc.message}; {exc.hint[:1].lower()}{exc.hint[1:]})"])
     if latest is not None:
         registered = latest.definition
@@ -210,7 +218,7 @@ def register_task(ctx: Context, image: str | None, secret_arn: str | None = None
     plan.append(f"register revision {next_revision} of {family}" if registered
                 else f"register task definition family {family} (first revision)")
     if ctx.dry_run:
-        return RegisterResult("", None, True, plan=plan, diff=diff)
+        return RegisterResult(None, None, True, plan=plan, diff=diff)
     with ctx.reporter.step(f"Registering a new revision of {family}"):
         created = ctx.aws.call("ecs", "register_task_definition", f"register task definition {family}",
                                **rendered)["taskDefinition"]
