@@ -57,7 +57,8 @@ def _absolute_path(value: Any) -> str | None:
     return None if str(value).startswith("/") and "\x00" not in str(value) else "must be an absolute path"
 
 
-_REGION = _pattern(r"[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d", "AWS region name (like ap-northeast-1)")
+_REGION = _pattern(r"[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d+|eusc-[a-z]{2}-[a-z]+-\d+",
+                   "AWS region name (like ap-northeast-1)")
 _ROLE_ARN = _pattern(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}", "IAM role ARN")
 
 SCHEMA: dict[str, dict[str, Key]] = {

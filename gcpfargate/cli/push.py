@@ -22,12 +22,4 @@ def push_image(
     from gcpfargate.core.push import push_image as run_push
 
     ctx = STATE.context(dry_run=dry_run, image__tag=tag)
-    result = run_push(ctx, allow_embedded_credentials=allow_embedded_credentials)
-    out = STATE.console
-    data = result.to_json()
-    if dry_run and not out.json:
-        out.info("Plan (dry run, nothing changed):")
-        for line in result.plan:
-            out.info(f"  - {line}")
-    summary = {key: value for key, value in data.items() if key != "plan"}
-    out.result(data, text=lambda _console: out.table(summary))
+    STATE.console.show(run_push(ctx, allow_embedded_credentials=allow_embedded_credentials), dry_run)

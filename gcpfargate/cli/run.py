@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from gcpfargate.cli.app import STATE, DryRun, app
-
-if TYPE_CHECKING:
-    from rich.console import Console
-
 
 _Revision = Annotated[int | None, typer.Option(
     "--revision", min=1, metavar="N", show_default=False, help="Run this revision instead of the latest ACTIVE one.")]
@@ -47,19 +43,6 @@ def run_command(
         out.warn(warning)
     if out.json and result.exit_code is not None:  # the text rendering says it on stdout instead
         out.info(f"task {result.task_id} stopped: {result.stopped_reason or 'no reason given'}")
-
-    def render(console: Console) -> None:
-        import json
-
-        if result.request is not None and result.task_arn is None:
-            console.print("RunTask request (dry run, nothing sent):", markup=False)
-            console.print(json.dumps(result.request, indent=2), markup=False)
-        elif result.exit_code is None:
-            console.print(f"Task {result.task_arn} started (not waiting).", markup=False)
-        else:
-            reason = f": {result.stopped_reason}" if result.stopped_reason else ""
-            console.print(f"Task {result.task_id} stopped{reason} (exit code {result.exit_code}).", markup=False)
-
-    out.result(result.to_json(), text=render)
+    out.show(result)
     if result.exit_code:
         raise typer.Exit(result.exit_code)
