@@ -20,7 +20,7 @@ def register_task(image: Image = None, template: Template = None, dry_run: DryRu
     """Render the template, wire the credentials, validate, and register (no new revision when unchanged)."""
     from gcpfargate.core.taskdef import register_task as run_register
 
-    STATE.console.show(run_register(STATE.context(dry_run=dry_run, task__template=template), image), dry_run)
+    STATE.console.show(run_register(STATE.context(dry_run=dry_run, overrides={"task.template": template}), image), dry_run)
 
 
 @app.command()
@@ -28,7 +28,7 @@ def render(image: Image = None, template: Template = None) -> None:
     """Print the final task definition register-task would send (no AWS writes)."""
     from gcpfargate.core.taskdef import RenderResult, render_definition
 
-    STATE.console.show(RenderResult(render_definition(STATE.context(task__template=template), image)))
+    STATE.console.show(RenderResult(render_definition(STATE.context(overrides={"task.template": template}), image)))
 
 
 @app.command()
@@ -36,7 +36,7 @@ def diff(image: Image = None, template: Template = None) -> None:
     """Unified diff of the latest ACTIVE revision vs render; exit 1 when they differ."""
     from gcpfargate.core.taskdef import diff_definition
 
-    result = diff_definition(STATE.context(task__template=template), image)
+    result = diff_definition(STATE.context(overrides={"task.template": template}), image)
     STATE.console.show(result)
     if result.changed:
         raise typer.Exit(1)
@@ -60,7 +60,7 @@ def init(
 
     directory = Path.cwd()
     chosen_family = family or from_family or family_from_directory(directory)
-    ctx = STATE.context(dry_run=dry_run, task__family=chosen_family)
+    ctx = STATE.context(dry_run=dry_run, overrides={"task.family": chosen_family})
     settings = ctx.settings  # values already in the environment seed the new file
     answers = Answers(family=chosen_family, project=gcp_project or settings.get("gcp.project"),
                       service_account=service_account or settings.get("gcp.service_account"),
