@@ -20,7 +20,8 @@ def register_task(image: Image = None, template: Template = None, dry_run: DryRu
     """Render the template, wire the credentials, validate, and register (no new revision when unchanged)."""
     from gcpfargate.core.taskdef import register_task as run_register
 
-    STATE.console.show(run_register(STATE.context(dry_run=dry_run, overrides={"task.template": template}), image), dry_run)
+    ctx = STATE.context(dry_run=dry_run, overrides={"task.template": template})
+    STATE.console.show(run_register(ctx, image), dry_run)
 
 
 @app.command()
@@ -62,9 +63,9 @@ def init(
     chosen_family = family or from_family or family_from_directory(directory)
     ctx = STATE.context(dry_run=dry_run, overrides={"task.family": chosen_family})
     settings = ctx.settings  # values already in the environment seed the new file
-    answers = Answers(family=chosen_family, project=gcp_project or settings.get("gcp.project"),
-                      service_account=service_account or settings.get("gcp.service_account"),
-                      region=settings.get("aws.region"), repository=repository or settings.get("image.repository"))
+    answers = Answers(family=chosen_family, project=gcp_project or settings.gcp.project,
+                      service_account=service_account or settings.gcp.service_account,
+                      region=settings.aws.region, repository=repository or settings.image.repository)
     result = run_init(ctx, directory, answers, from_family=from_family, force=force)
     STATE.console.show(result, dry_run)
     if not dry_run and not STATE.console.json:

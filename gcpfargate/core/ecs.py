@@ -73,9 +73,9 @@ def runnable_task_definition(ctx: Context, family: str, revision: int | None = N
 def network_configuration(settings: Settings, key_case: str = "lower") -> dict[str, Any]:
     """The awsvpcConfiguration from [run]: RunTask spells its keys camelCase, Scheduler PascalCase."""
     settings.require("run.subnets")
-    subnets = list(settings.get("run.subnets"))
-    groups = list(settings.get("run.security_groups") or [])
-    public_ip = "ENABLED" if settings.get("run.assign_public_ip") else "DISABLED"
+    subnets = list(settings.run.subnets)
+    groups = list(settings.run.security_groups)
+    public_ip = "ENABLED" if settings.run.assign_public_ip else "DISABLED"
     names = ("subnets", "securityGroups", "assignPublicIp") if key_case == "lower" else \
         ("Subnets", "SecurityGroups", "AssignPublicIp")
     config: dict[str, Any] = {names[0]: subnets}

@@ -39,7 +39,7 @@ def normalise_platform(platform: str) -> str:
 
 def configured_platform(ctx: Context) -> str:
     """image.platform, in Docker's words (linux/amd64 or linux/arm64)."""
-    return normalise_platform(str(ctx.settings.get("image.platform") or "linux/amd64"))
+    return normalise_platform(ctx.settings.image.platform or "linux/amd64")
 
 
 def split_image(image: str) -> tuple[str, str, str, str]:
@@ -78,7 +78,7 @@ class ResolvedImage:
 
 
 def default_image(ctx: Context) -> str:
-    tag = str(ctx.settings.get("image.tag") or "")
+    tag = ctx.settings.image.tag
     if not tag:
         raise ConfigError("no image to register: image.tag is not set",
                           "Pass --image URI (push-image prints it) or set image.tag "
@@ -94,7 +94,7 @@ def resolve_image(ctx: Context, image: str | None) -> ResolvedImage:
     host, repository, _, digest = split_image(image)
     if digest and not _DIGEST.fullmatch(digest):
         raise ConfigError(f"image {image}: {digest!r} is not a sha256 digest")
-    pin = bool(ctx.settings.get("image.pin_digest"))
+    pin = ctx.settings.image.pin_digest
     if host != ctx.registry.host:
         if pin and not digest:
             raise ConfigError(f"image {image} is not in registry {ctx.registry.host}, so it cannot be pinned by "

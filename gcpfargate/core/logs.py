@@ -106,7 +106,7 @@ def log_followers(ctx: Context, definition: dict[str, Any], task_arn: str) -> li
         if region and region != ctx.aws.region:
             from gcpfargate.clients.aws import AwsClients
 
-            logs = AwsClients(region=region, profile=ctx.settings.get("aws.profile"))
+            logs = AwsClients(region=region, profile=ctx.settings.aws.profile)
         label = container["name"] if len(containers) > 1 else ""
         followers.append(LogFollower(ctx, logs, options["awslogs-group"], f"{prefix}/{container['name']}/{task_id}",
                                      label))

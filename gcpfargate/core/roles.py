@@ -31,7 +31,7 @@ def role_arn(ctx: Context, name: str) -> str:
 
 def execution_role_arn(ctx: Context) -> str:
     """task.execution_role_arn when given, else the ARN of the role bootstrap creates."""
-    configured = str(ctx.settings.get("task.execution_role_arn") or "")
+    configured = ctx.settings.task.execution_role_arn
     return configured or role_arn(ctx, ctx.settings.execution_role_name)
 
 

@@ -50,10 +50,10 @@ class RunResult:
 def build_run_request(settings: Settings, task_definition_arn: str) -> dict[str, Any]:
     """Exactly the RunTask parameters `gcpfargate run` sends (and `--dry-run` prints)."""
     return {
-        "cluster": settings.get("run.cluster"),
+        "cluster": settings.run.cluster,
         "taskDefinition": task_definition_arn,
         "launchType": "FARGATE",
-        "platformVersion": settings.get("run.platform_version"),
+        "platformVersion": settings.run.platform_version,
         "count": 1,
         "startedBy": STARTED_BY,
         "networkConfiguration": ecs.network_configuration(settings),
@@ -73,7 +73,7 @@ def run(ctx: Context, revision: int | None = None, wait: bool = True,
     if ctx.dry_run:
         return RunResult(task_arn=None, exit_code=None, task_definition_arn=definition_arn, request=request)
 
-    cluster = str(settings.get("run.cluster"))
+    cluster = settings.run.cluster
     with ctx.reporter.step(f"Starting {definition_arn.rsplit('/', 1)[-1]} on cluster {cluster}"):
         task = _start(ctx, request, cluster)
     task_arn = str(task["taskArn"])
@@ -111,8 +111,8 @@ def wait_until_stopped(ctx: Context, cluster: str, task_arn: str, followers: lis
                        sleep: Callable[[float], None] = time.sleep,
                        clock: Callable[[], float] = time.monotonic) -> dict[str, Any]:
     """Poll DescribeTasks with backoff until STOPPED, streaming logs; the stopped task description."""
-    timeout = max(1, int(ctx.settings.get("run.wait_timeout")))
-    longest = max(1.0, float(ctx.settings.get("run.poll_interval")))
+    timeout = max(1, ctx.settings.run.wait_timeout)
+    longest = max(1.0, float(ctx.settings.run.poll_interval))
     task_id = task_arn.rsplit("/", 1)[-1]
     deadline = clock() + timeout
     interval = min(FIRST_POLL_SECONDS, longest)

@@ -68,7 +68,7 @@ class ScheduleResult:
 
 
 def schedule_name(ctx: Context) -> str:
-    name = str(ctx.settings.get("schedule.name")) or f"gcpfargate-{ctx.settings.family}"
+    name = ctx.settings.schedule.name or f"gcpfargate-{ctx.settings.family}"
     if len(name) > 64:
         raise ConfigError(f"the default schedule name {name} is longer than 64 characters",
                           "Set schedule.name (GCPFARGATE_SCHEDULE_NAME)")
@@ -106,7 +106,7 @@ def upcoming(expression: cron.Expression, timezone: str, count: int, schedule: d
 def show(ctx: Context, count: int = DEFAULT_NEXT) -> ScheduleResult:
     """The current schedule and its next runs; changes nothing."""
     ctx.settings.require("task.family")
-    name, group = schedule_name(ctx), str(ctx.settings.get("schedule.group"))
+    name, group = schedule_name(ctx), ctx.settings.schedule.group
     current = get_schedule(ctx, name, group)
     if current is None:
         raise AwsError(f"schedule {name} does not exist in group {group}",
@@ -157,7 +157,7 @@ def run_task_policy(family_arn: str, cluster: str, pass_roles: list[str]) -> dic
 
 def ensure_role(ctx: Context, family_arn: str, cluster: str, pass_roles: list[str]) -> roles.RoleOutcome:
     """gcpfargate's scheduler role, created or corrected; or the configured role, checked."""
-    configured = str(ctx.settings.get("schedule.role_arn"))
+    configured = ctx.settings.schedule.role_arn
     if configured:
         role = roles.require_given(ctx, configured, "schedule.role_arn",
                                    "Fix the ARN, or leave it empty so gcpfargate creates its own scheduler role")
@@ -211,10 +211,10 @@ def apply(ctx: Context, disable: bool = False, pin_revision: bool = False, count
     """Create or update the schedule so it matches the settings; no write when it already does."""
     settings = ctx.settings
     settings.require("task.family")
-    name, group = schedule_name(ctx), str(settings.get("schedule.group"))
-    configured = str(settings.get("schedule.expression"))
+    name, group = schedule_name(ctx), settings.schedule.group
+    configured = settings.schedule.expression
     expression = cron.parse(configured) if configured else None
-    timezone = str(settings.get("schedule.timezone") or "UTC")
+    timezone = settings.schedule.timezone or "UTC"
     cron.zone(timezone)
     network = ecs.network_configuration(settings, key_case="upper")  # fails early on missing subnets
 
@@ -228,7 +228,7 @@ def apply(ctx: Context, disable: bool = False, pin_revision: bool = False, count
             if settings.sources.get("schedule.timezone") == "default":
                 timezone = str(current.get("ScheduleExpressionTimezone") or "UTC")
         definition = ecs.runnable_task_definition(ctx, settings.family)
-        target_cluster = ecs.cluster_arn(ctx, str(settings.get("run.cluster")))
+        target_cluster = ecs.cluster_arn(ctx, settings.run.cluster)
 
     revision_arn = str(definition["taskDefinitionArn"])
     family_arn = revision_arn.rsplit(":", 1)[0]
@@ -253,7 +253,7 @@ def apply(ctx: Context, disable: bool = False, pin_revision: bool = False, count
             "EcsParameters": {
                 "TaskDefinitionArn": revision_arn if pin_revision else family_arn,
                 "LaunchType": "FARGATE",
-                "PlatformVersion": str(settings.get("run.platform_version")),
+                "PlatformVersion": settings.run.platform_version,
                 "TaskCount": 1,
                 "NetworkConfiguration": network,
             },
@@ -319,7 +319,7 @@ def _write(ctx: Context, operation: str, params: dict[str, Any], role_is_new: bo
 def delete(ctx: Context) -> ScheduleResult:
     """Delete the schedule (not the scheduler role); no write when it does not exist."""
     ctx.settings.require("task.family")
-    name, group = schedule_name(ctx), str(ctx.settings.get("schedule.group"))
+    name, group = schedule_name(ctx), ctx.settings.schedule.group
     current = get_schedule(ctx, name, group)
     if current is None:
         ctx.reporter.info(f"schedule {name} does not exist in group {group}; nothing to delete")
@@ -332,7 +332,7 @@ def delete(ctx: Context) -> ScheduleResult:
         with ctx.reporter.step(f"Deleting schedule {name}"):
             ctx.aws.call("scheduler", "delete_schedule", f"delete schedule {name}", Name=name, GroupName=group)
     result.state, result.next_runs = "DELETED", []
-    if not ctx.settings.get("schedule.role_arn"):
+    if not ctx.settings.schedule.role_arn:
         ctx.reporter.info(f"kept IAM role {scheduler_role_name(ctx)} (other schedules may use it; delete it by hand "
                           "if not)")
     return result

@@ -59,7 +59,7 @@ class DiffResult:
 
 # -- rendering ------------------------------------------------------------------------------------
 def template_path(ctx: Context) -> Path:
-    return ctx.settings.path("task.template")
+    return ctx.settings.resolve(ctx.settings.task.template)
 
 
 def render_definition(ctx: Context, image: str | None, secret_arn: str | None = None) -> dict[str, Any]:
@@ -69,16 +69,16 @@ def render_definition(ctx: Context, image: str | None, secret_arn: str | None = 
     settings = ctx.settings
     settings.require("task.family")
     path = template_path(ctx)
-    wire = bool(settings.get("task.wire_credentials"))
+    wire = settings.task.wire_credentials
     needed = template.used_variables(path)
     if wire:
         needed |= {"secret_arn"}
 
     variables: dict[str, Any] = {
         "family": settings.family,
-        "credentials_path": str(settings.get("task.credentials_path")),
-        "credentials_env": str(settings.get("task.credentials_env")),
-        "vars": dict(settings.get("task.vars") or {}),
+        "credentials_path": settings.task.credentials_path,
+        "credentials_env": settings.task.credentials_env,
+        "vars": dict(settings.task.vars),
     }
     # Only what the template uses is looked up (a template without secret_arn needs no secret), in
     # the order a user fixes them: bootstrap's secret before push-image's image.
@@ -104,7 +104,7 @@ def render_definition(ctx: Context, image: str | None, secret_arn: str | None = 
     if wire:
         definition = wiring.wire(
             definition, secret_arn=variables["secret_arn"], credentials_env=variables["credentials_env"],
-            credentials_path=variables["credentials_path"], containers=settings.get("task.containers") or None,
+            credentials_path=variables["credentials_path"], containers=settings.task.containers or None,
             image_config=lambda ref: images.run_config(ctx, ref, resolved))
     else:
         wiring.check_environment(definition, variables["credentials_env"])
