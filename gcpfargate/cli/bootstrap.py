@@ -21,7 +21,7 @@ def bootstrap(
     """Create a service-account key, store it in Secrets Manager, and let the execution role read it."""
     from gcpfargate.core.bootstrap import bootstrap as run_bootstrap
 
-    ctx = STATE.context(dry_run=dry_run, secret__name=secret_name)
+    ctx = STATE.context(dry_run=dry_run, overrides={"secret.name": secret_name})
     result = run_bootstrap(ctx, new_key=new_key, grant=grant)
     out = STATE.console
     if dry_run and not out.json:

@@ -21,7 +21,7 @@ def push_image(
     """Build the image for image.platform and push it to ECR (nothing is pushed when the registry has it)."""
     from gcpfargate.core.push import push_image as run_push
 
-    ctx = STATE.context(dry_run=dry_run, image__tag=tag)
+    ctx = STATE.context(dry_run=dry_run, overrides={"image.tag": tag})
     result = run_push(ctx, allow_embedded_credentials=allow_embedded_credentials)
     out = STATE.console
     data = result.to_json()

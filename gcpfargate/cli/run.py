@@ -39,8 +39,9 @@ def run_command(
     """Run the task on Fargate, stream its logs, and exit with its essential container's exit code."""
     from gcpfargate.core.run import run
 
-    ctx = STATE.context(dry_run=dry_run, run__cluster=cluster, run__subnets=subnet or None,
-                        run__security_groups=security_group or None, run__wait_timeout=wait_timeout)
+    ctx = STATE.context(dry_run=dry_run, overrides={"run.cluster": cluster, "run.subnets": subnet or None,
+                                                "run.security_groups": security_group or None,
+                                                "run.wait_timeout": wait_timeout})
     result = run(ctx, revision=revision, wait=not no_wait)
     out = STATE.console
     for warning in result.warnings:

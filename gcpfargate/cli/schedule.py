@@ -58,8 +58,8 @@ def schedule_command(
         raise UsageError(f"{' and '.join(exclusive)} exclude each other")
     if (show or delete) and (given or pin_revision):
         raise UsageError(f"{exclusive[0]} takes no expression or --pin-revision")
-    ctx = STATE.context(dry_run=dry_run, schedule__expression=given, schedule__timezone=timezone,
-                        schedule__name=name, schedule__group=group)
+    ctx = STATE.context(dry_run=dry_run, overrides={"schedule.expression": given, "schedule.timezone": timezone,
+                                                "schedule.name": name, "schedule.group": group})
     if show:
         result = schedule.show(ctx, count=next_count)
     elif delete:

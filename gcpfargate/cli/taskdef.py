@@ -32,7 +32,7 @@ def register_task(image: Image = None, template: Template = None, dry_run: DryRu
     """Render the template, wire the credentials, validate, and register (no new revision when unchanged)."""
     from gcpfargate.core.taskdef import register_task as run_register
 
-    result = run_register(STATE.context(dry_run=dry_run, task__template=template), image)
+    result = run_register(STATE.context(dry_run=dry_run, overrides={"task.template": template}), image)
     out = STATE.console
     if dry_run and not out.json:
         out.info("Plan (dry run, nothing changed):" if result.plan else "Nothing to do.")
@@ -48,7 +48,7 @@ def render(image: Image = None, template: Template = None) -> None:
     """Print the final task definition register-task would send (no AWS writes)."""
     from gcpfargate.core.taskdef import render_definition
 
-    definition = render_definition(STATE.context(task__template=template), image)
+    definition = render_definition(STATE.context(overrides={"task.template": template}), image)
 
     def as_json(_: Console) -> None:
         _write(json.dumps(definition, indent=2) + "\n")
@@ -61,7 +61,7 @@ def diff(image: Image = None, template: Template = None) -> None:
     """Unified diff of the latest ACTIVE revision vs render; exit 1 when they differ."""
     from gcpfargate.core.taskdef import diff_definition
 
-    result = diff_definition(STATE.context(task__template=template), image)
+    result = diff_definition(STATE.context(overrides={"task.template": template}), image)
 
     def as_diff(_: Console) -> None:
         if result.diff:
@@ -92,7 +92,7 @@ def init(
 
     directory = Path.cwd()
     chosen_family = family or from_family or family_from_directory(directory)
-    ctx = STATE.context(dry_run=dry_run, task__family=chosen_family)
+    ctx = STATE.context(dry_run=dry_run, overrides={"task.family": chosen_family})
     settings = ctx.settings  # values already in the environment seed the new file
     answers = Answers(family=chosen_family, project=gcp_project or settings.get("gcp.project"),
                       service_account=service_account or settings.get("gcp.service_account"),
