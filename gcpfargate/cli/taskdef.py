@@ -94,9 +94,9 @@ def init(
     chosen_family = family or from_family or family_from_directory(directory)
     ctx = STATE.context(dry_run=dry_run, overrides={"task.family": chosen_family})
     settings = ctx.settings  # values already in the environment seed the new file
-    answers = Answers(family=chosen_family, project=gcp_project or settings.get("gcp.project"),
-                      service_account=service_account or settings.get("gcp.service_account"),
-                      region=settings.get("aws.region"), repository=repository or settings.get("image.repository"))
+    answers = Answers(family=chosen_family, project=gcp_project or settings.gcp.project,
+                      service_account=service_account or settings.gcp.service_account,
+                      region=settings.aws.region, repository=repository or settings.image.repository)
     result = run_init(ctx, directory, answers, from_family=from_family, force=force)
     out = STATE.console
 

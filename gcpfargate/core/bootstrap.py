@@ -35,15 +35,15 @@ class BootstrapResult:
 
 def resolve_account(ctx: Context, plan: list[str]) -> ServiceAccount:
     settings = ctx.settings
-    project = settings.get("gcp.project")
-    account = ctx.iam.get_service_account(project, settings.get("gcp.service_account"))
+    project = settings.gcp.project
+    account = ctx.iam.get_service_account(project, settings.gcp.service_account)
     if account is not None:
         if account.disabled:
             raise GcpError(f"service account {account.email} is disabled",
                            "Enable it in the GCP console or with `gcloud iam service-accounts enable`")
         return account
     email = settings.service_account_email
-    if not settings.get("gcp.create_service_account"):
+    if not settings.gcp.create_service_account:
         raise GcpError(f"service account {email} does not exist in project {project}",
                        "Create it, fix gcp.service_account, or set gcp.create_service_account = true")
     plan.append(f"create service account {email}")

@@ -33,7 +33,7 @@ class Context:
     def aws(self) -> AwsClients:
         from gcpfargate.clients.aws import AwsClients
 
-        return AwsClients(region=self.settings.get("aws.region"), profile=self.settings.get("aws.profile"))
+        return AwsClients(region=self.settings.aws.region, profile=self.settings.aws.profile)
 
     @cached_property
     def iam(self) -> IamAdmin:

@@ -48,7 +48,7 @@ def deploy(ctx: Context, allow_embedded_credentials: bool = False, new_key: bool
         if building is not None:
             building.close()
     with _step("register-task"):
-        pin = bool(ctx.settings.get("image.pin_digest")) and pushed.digest and not ctx.dry_run
+        pin = ctx.settings.image.pin_digest and pushed.digest and not ctx.dry_run
         image = _pinned(pushed.image, pushed.digest) if pin else pushed.image
         results["register-task"] = register_task(ctx, image=image)
     return DeployResult(results)

@@ -115,9 +115,9 @@ def _aws_identity(ctx: Context, facts: _Facts) -> tuple[Status, str]:
 
 def _account(ctx: Context, facts: _Facts) -> tuple[Status, str]:
     settings = ctx.settings
-    account = ctx.iam.get_service_account(settings.get("gcp.project"), settings.get("gcp.service_account"))
+    account = ctx.iam.get_service_account(settings.gcp.project, settings.gcp.service_account)
     if account is None:
-        return Status.FAIL, f"{settings.service_account_email} does not exist in project {settings.get('gcp.project')}"
+        return Status.FAIL, f"{settings.service_account_email} does not exist in project {settings.gcp.project}"
     facts.account = account
     if account.disabled:
         return Status.FAIL, f"{account.email} is disabled"
@@ -199,7 +199,7 @@ def _latest_revision(ctx: Context, facts: _Facts) -> dict[str, Any] | None:
 def _role(ctx: Context, facts: _Facts) -> str:
     if not facts.role_arn:
         revision = _latest_revision(ctx, facts)
-        facts.role_arn = (revision or {}).get("executionRoleArn") or str(ctx.settings.get("task.execution_role_arn"))
+        facts.role_arn = (revision or {}).get("executionRoleArn") or ctx.settings.task.execution_role_arn
         if not facts.role_arn:
             facts.role_arn = f"arn:{ctx.aws.partition()}:iam::{ctx.aws.account_id}:role/" \
                              f"{ctx.settings.execution_role_name}"
@@ -230,7 +230,7 @@ def _role_access(ctx: Context, facts: _Facts) -> tuple[Status, str]:
     try:
         kms_arn = secret.kms_key_arn(ctx)
     except AwsError as exc:
-        return Status.WARN, f"cannot resolve KMS key {ctx.settings.get('secret.kms_key_id')}: {exc.message}"
+        return Status.WARN, f"cannot resolve KMS key {ctx.settings.secret.kms_key_id}: {exc.message}"
     simulated = _simulate(ctx, facts.role_arn, secret_arn, kms_arn)
     verdict = simulated or execution_role.judge_secret_access(ctx, facts.role_arn, secret_arn, kms_arn)
     how = "IAM policy simulator" if simulated else "the role's own policies"
@@ -269,8 +269,8 @@ def _wiring(ctx: Context, facts: _Facts) -> tuple[Status, str]:
     if revision is None:
         return Status.FAIL, f"no ACTIVE revision of family {ctx.settings.family} (run gcpfargate register-task)"
     settings = ctx.settings
-    env_name, path = settings.get("task.credentials_env"), settings.get("task.credentials_path")
-    wanted = settings.get("task.containers") or [c["name"] for c in _essential(revision)]
+    env_name, path = settings.task.credentials_env, settings.task.credentials_path
+    wanted = settings.task.containers or [c["name"] for c in _essential(revision)]
     secret_arn = str(facts.extra.get("secret_arn", ""))
     problems: list[str] = []
     for container in revision.get("containerDefinitions", []):

@@ -69,7 +69,7 @@ def judge_secret_access(ctx: Context, role_arn: str, secret_arn: str, kms_key_ar
 
 def ensure(ctx: Context, secret_arn: str, kms_key_arn: str = "", grant: bool = False) -> RoleResult:
     """Make sure an execution role can read `secret_arn`; create gcpfargate's own role when none is configured."""
-    configured = str(ctx.settings.get("task.execution_role_arn"))
+    configured = ctx.settings.task.execution_role_arn
     if configured:
         return _check_given(ctx, configured, secret_arn, kms_key_arn, grant)
     return _ensure_own(ctx, secret_arn, kms_key_arn)

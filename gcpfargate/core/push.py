@@ -87,7 +87,7 @@ def build_image(ctx: Context, allow_embedded_credentials: bool = False, tag: str
     repository = settings.repository
     inputs = build_inputs(settings)
     tag, explicit = choose_tag(settings, inputs.context, tag)
-    tags = [tag, "latest"] if settings.get("image.push_latest") and tag != "latest" else [tag]
+    tags = [tag, "latest"] if settings.image.push_latest and tag != "latest" else [tag]
 
     with reporter.step("Searching the build context for key files"):
         found = scan_context(inputs.context, inputs.dockerfile)
@@ -154,20 +154,20 @@ def push_image(ctx: Context, allow_embedded_credentials: bool = False, tag: str 
 
 # -- inputs --------------------------------------------------------------------------------------
 def build_inputs(settings: Settings) -> BuildInputs:
-    context = settings.path("image.context")
+    context = settings.resolve(settings.image.context)
     if not context.is_dir():
         raise ConfigError(f"build context {context} is not a directory",
                           "Set image.context to the directory that holds the Dockerfile")
     # Like docker compose: the Dockerfile path is relative to the context.
-    dockerfile = (context / str(settings.get("image.dockerfile") or "Dockerfile")).resolve()
+    dockerfile = (context / (settings.image.dockerfile or "Dockerfile")).resolve()
     if not dockerfile.is_file():
         raise ConfigError(f"Dockerfile {dockerfile} does not exist",
                           f"Create it, or set image.dockerfile (a path relative to {context})")
     relative = dockerfile.relative_to(context).as_posix() if dockerfile.is_relative_to(context) else ""
-    os_name, _, arch = str(settings.get("image.platform")).partition("/")
+    os_name, _, arch = settings.image.platform.partition("/")
     return BuildInputs(context=context, dockerfile=relative or str(dockerfile),
                        platform=f"{os_name}/{_ARCH_ALIASES.get(arch, arch)}",
-                       build_args=dict(settings.get("image.build_args") or {}))
+                       build_args=dict(settings.image.build_args))
 
 
 def choose_tag(settings: Settings, context: Path, tag: str | None = None) -> tuple[str, bool]:
@@ -177,7 +177,7 @@ def choose_tag(settings: Settings, context: Path, tag: str | None = None) -> tup
         if check is not None and (reason := check(tag)):
             raise ConfigError(f"image tag {tag!r} {reason}")
         return tag, True
-    configured = str(settings.get("image.tag") or "")
+    configured = settings.image.tag
     if configured:
         return configured, True
     return derive_tag(context), False

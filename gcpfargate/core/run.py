@@ -72,9 +72,9 @@ def describe_task_definition(ctx: Context, family: str, revision: int | None = N
 def network_configuration(settings: Settings, key_case: str = "lower") -> dict[str, Any]:
     """The awsvpcConfiguration from [run]: RunTask spells its keys camelCase, Scheduler PascalCase."""
     settings.require("run.subnets")
-    subnets = list(settings.get("run.subnets"))
-    groups = list(settings.get("run.security_groups") or [])
-    public_ip = "ENABLED" if settings.get("run.assign_public_ip") else "DISABLED"
+    subnets = list(settings.run.subnets)
+    groups = list(settings.run.security_groups)
+    public_ip = "ENABLED" if settings.run.assign_public_ip else "DISABLED"
     names = ("subnets", "securityGroups", "assignPublicIp") if key_case == "lower" else \
         ("Subnets", "SecurityGroups", "AssignPublicIp")
     config: dict[str, Any] = {names[0]: subnets}
@@ -87,10 +87,10 @@ def network_configuration(settings: Settings, key_case: str = "lower") -> dict[s
 def build_run_request(settings: Settings, task_definition_arn: str) -> dict[str, Any]:
     """Exactly the RunTask parameters `gcpfargate run` sends (and `--dry-run` prints)."""
     return {
-        "cluster": settings.get("run.cluster"),
+        "cluster": settings.run.cluster,
         "taskDefinition": task_definition_arn,
         "launchType": "FARGATE",
-        "platformVersion": settings.get("run.platform_version"),
+        "platformVersion": settings.run.platform_version,
         "count": 1,
         "startedBy": STARTED_BY,
         "networkConfiguration": network_configuration(settings),
@@ -110,7 +110,7 @@ def run(ctx: Context, revision: int | None = None, wait: bool = True,
     if ctx.dry_run:
         return RunResult(task_arn=None, exit_code=None, task_definition_arn=definition_arn, request=request)
 
-    cluster = str(settings.get("run.cluster"))
+    cluster = settings.run.cluster
     with ctx.reporter.step(f"Starting {definition_arn.rsplit('/', 1)[-1]} on cluster {cluster}"):
         task = _start(ctx, request, cluster)
     task_arn = str(task["taskArn"])
@@ -197,7 +197,7 @@ def log_followers(ctx: Context, definition: dict[str, Any], task_arn: str) -> li
         if region and region != ctx.aws.region:
             from gcpfargate.clients.aws import AwsClients
 
-            logs = AwsClients(region=region, profile=ctx.settings.get("aws.profile"))
+            logs = AwsClients(region=region, profile=ctx.settings.aws.profile)
         label = container["name"] if len(containers) > 1 else ""
         followers.append(LogFollower(ctx, logs, options["awslogs-group"], f"{prefix}/{container['name']}/{task_id}",
                                      label))
@@ -212,8 +212,8 @@ def wait_until_stopped(ctx: Context, cluster: str, task_arn: str, followers: lis
                        sleep: Callable[[float], None] = time.sleep,
                        clock: Callable[[], float] = time.monotonic) -> dict[str, Any]:
     """Poll DescribeTasks with backoff until STOPPED, streaming logs; the stopped task description."""
-    timeout = max(1, int(ctx.settings.get("run.wait_timeout")))
-    longest = max(1.0, float(ctx.settings.get("run.poll_interval")))
+    timeout = max(1, ctx.settings.run.wait_timeout)
+    longest = max(1.0, float(ctx.settings.run.poll_interval))
     task_id = task_arn.rsplit("/", 1)[-1]
     deadline = clock() + timeout
     interval = min(FIRST_POLL_SECONDS, longest)

@@ -187,7 +187,7 @@ def _image_config_or_none(ctx: Context, image: str) -> dict[str, Any] | None:
         if host != ctx.registry.host:
             return None
         found = ctx.registry.resolve(repository, digest or tag or "latest",
-                                     str(ctx.settings.get("image.platform") or "linux/amd64"))
+                                     ctx.settings.image.platform or "linux/amd64")
     except GcpfargateError:
         return None
     return None if found is None else dict(found.config.get("config") or {})

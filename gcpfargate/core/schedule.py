@@ -70,7 +70,7 @@ class ScheduleResult:
 
 
 def schedule_name(ctx: Context) -> str:
-    name = str(ctx.settings.get("schedule.name")) or f"gcpfargate-{ctx.settings.family}"
+    name = ctx.settings.schedule.name or f"gcpfargate-{ctx.settings.family}"
     if len(name) > 64:
         raise ConfigError(f"the default schedule name {name} is longer than 64 characters",
                           "Set schedule.name (GCPFARGATE_SCHEDULE_NAME)")
@@ -121,7 +121,7 @@ def upcoming(expression: cron.Expression, timezone: str, count: int, schedule: d
 def show(ctx: Context, count: int = DEFAULT_NEXT) -> ScheduleResult:
     """The current schedule and its next runs; changes nothing."""
     ctx.settings.require("task.family")
-    name, group = schedule_name(ctx), str(ctx.settings.get("schedule.group"))
+    name, group = schedule_name(ctx), ctx.settings.schedule.group
     current = get_schedule(ctx, name, group)
     if current is None:
         raise AwsError(f"schedule {name} does not exist in group {group}",
@@ -179,7 +179,7 @@ class RoleOutcome:
 
 def ensure_role(ctx: Context, family_arn: str, cluster: str, pass_roles: list[str], plan: list[str]) -> RoleOutcome:
     """gcpfargate's scheduler role, created or corrected; or the configured role, checked."""
-    configured = str(ctx.settings.get("schedule.role_arn"))
+    configured = ctx.settings.schedule.role_arn
     if configured:
         name = configured.rsplit("/", 1)[-1]
         role = _get_role(ctx, name)
@@ -292,10 +292,10 @@ def apply(ctx: Context, disable: bool = False, pin_revision: bool = False, count
     """Create or update the schedule so it matches the settings; no write when it already does."""
     settings = ctx.settings
     settings.require("task.family")
-    name, group = schedule_name(ctx), str(settings.get("schedule.group"))
-    configured = str(settings.get("schedule.expression"))
+    name, group = schedule_name(ctx), settings.schedule.group
+    configured = settings.schedule.expression
     expression = cron.parse(configured) if configured else None
-    timezone = str(settings.get("schedule.timezone") or "UTC")
+    timezone = settings.schedule.timezone or "UTC"
     cron.zone(timezone)
     network = network_configuration(settings, key_case="upper")  # fails early on missing subnets
 
@@ -309,7 +309,7 @@ def apply(ctx: Context, disable: bool = False, pin_revision: bool = False, count
             if settings.sources.get("schedule.timezone") == "default":
                 timezone = str(current.get("ScheduleExpressionTimezone") or "UTC")
         definition = describe_task_definition(ctx, settings.family)
-        target_cluster = cluster_arn(ctx, str(settings.get("run.cluster")))
+        target_cluster = cluster_arn(ctx, settings.run.cluster)
 
     revision_arn = str(definition["taskDefinitionArn"])
     family_arn = revision_arn.rsplit(":", 1)[0]
@@ -334,7 +334,7 @@ def apply(ctx: Context, disable: bool = False, pin_revision: bool = False, count
             "EcsParameters": {
                 "TaskDefinitionArn": revision_arn if pin_revision else family_arn,
                 "LaunchType": "FARGATE",
-                "PlatformVersion": str(settings.get("run.platform_version")),
+                "PlatformVersion": settings.run.platform_version,
                 "TaskCount": 1,
                 "NetworkConfiguration": network,
             },
@@ -403,7 +403,7 @@ def _write(ctx: Context, operation: str, params: dict[str, Any], role_is_new: bo
 def delete(ctx: Context) -> ScheduleResult:
     """Delete the schedule (not the scheduler role); no write when it does not exist."""
     ctx.settings.require("task.family")
-    name, group = schedule_name(ctx), str(ctx.settings.get("schedule.group"))
+    name, group = schedule_name(ctx), ctx.settings.schedule.group
     current = get_schedule(ctx, name, group)
     if current is None:
         ctx.reporter.info(f"schedule {name} does not exist in group {group}; nothing to delete")
@@ -416,7 +416,7 @@ def delete(ctx: Context) -> ScheduleResult:
         with ctx.reporter.step(f"Deleting schedule {name}"):
             ctx.aws.call("scheduler", "delete_schedule", f"delete schedule {name}", Name=name, GroupName=group)
     result.state, result.next_runs = "DELETED", []
-    if not ctx.settings.get("schedule.role_arn"):
+    if not ctx.settings.schedule.role_arn:
         ctx.reporter.info(f"kept IAM role {scheduler_role_name(ctx)} (other schedules may use it; delete it by hand "
                           "if not)")
     return result

@@ -105,7 +105,7 @@ def store(
     if existing is None:
         params: dict[str, Any] = {"Name": name, "SecretString": key.text(), "Tags": tags,
                                   "Description": f"GCP service-account key of {account_email} (gcpfargate)"}
-        kms = str(ctx.settings.get("secret.kms_key_id"))
+        kms = ctx.settings.secret.kms_key_id
         if kms:
             params["KmsKeyId"] = kms
         try:
@@ -159,7 +159,7 @@ def referenced_key_ids(ctx: Context, arn: str) -> dict[str, list[str]]:
 
 def kms_key_arn(ctx: Context) -> str:
     """The ARN of secret.kms_key_id (an id, alias or ARN), for policies; "" when none is configured."""
-    key_id = str(ctx.settings.get("secret.kms_key_id"))
+    key_id = ctx.settings.secret.kms_key_id
     if not key_id:
         return ""
     if key_id.startswith("arn:") and ":key/" in key_id:

@@ -85,7 +85,7 @@ def split_image(image: str) -> tuple[str, str, str, str]:
 
 
 def default_image(ctx: Context) -> str:
-    tag = str(ctx.settings.get("image.tag") or "")
+    tag = ctx.settings.image.tag
     if not tag:
         raise ConfigError("no image to register: image.tag is not set",
                           "Pass --image URI (push-image prints it) or set image.tag "
@@ -100,14 +100,14 @@ def resolve_image(ctx: Context, image: str | None) -> ResolvedImage:
     host, repository, tag, digest = split_image(image)
     if digest and not _DIGEST.fullmatch(digest):
         raise ConfigError(f"image {image}: {digest!r} is not a sha256 digest")
-    pin = bool(ctx.settings.get("image.pin_digest"))
+    pin = ctx.settings.image.pin_digest
     if host != ctx.registry.host:
         if pin and not digest:
             raise ConfigError(f"image {image} is not in registry {ctx.registry.host}, so it cannot be pinned by "
                               "digest", "Push it with gcpfargate push-image, pass host/repo@sha256:…, or set "
                               "image.pin_digest = false")
         return ResolvedImage(image, digest, None)
-    platform = str(ctx.settings.get("image.platform") or "linux/amd64")
+    platform = ctx.settings.image.platform or "linux/amd64"
     with ctx.reporter.step(f"Resolving {image}"):
         found = ctx.registry.resolve(repository, digest or tag or "latest", platform)
     if found is None:
@@ -119,7 +119,7 @@ def resolve_image(ctx: Context, image: str | None) -> ResolvedImage:
 
 # -- rendering ------------------------------------------------------------------------------------
 def execution_role_arn(ctx: Context) -> str:
-    configured = str(ctx.settings.get("task.execution_role_arn") or "")
+    configured = ctx.settings.task.execution_role_arn
     if configured:
         return configured
     return f"arn:{ctx.aws.partition()}:iam::{ctx.aws.account_id}:role/{ctx.settings.execution_role_name}"
@@ -137,7 +137,7 @@ def secret_arn(ctx: Context) -> str:
 
 
 def template_path(ctx: Context) -> Path:
-    return ctx.settings.path("task.template")
+    return ctx.settings.resolve(ctx.settings.task.template)
 
 
 def render_definition(ctx: Context, image: str | None) -> dict[str, Any]:
@@ -145,16 +145,16 @@ def render_definition(ctx: Context, image: str | None) -> dict[str, Any]:
     settings = ctx.settings
     settings.require("task.family")
     path = template_path(ctx)
-    wire = bool(settings.get("task.wire_credentials"))
+    wire = settings.task.wire_credentials
     needed = template.used_variables(path)
     if wire:
         needed |= {"secret_arn"}
 
     variables: dict[str, Any] = {
         "family": settings.family,
-        "credentials_path": str(settings.get("task.credentials_path")),
-        "credentials_env": str(settings.get("task.credentials_env")),
-        "vars": dict(settings.get("task.vars") or {}),
+        "credentials_path": settings.task.credentials_path,
+        "credentials_env": settings.task.credentials_env,
+        "vars": dict(settings.task.vars),
     }
     # Only what the template uses is looked up (a template without secret_arn needs no secret), in
     # the order a user fixes them: bootstrap's secret before push-image's image.
@@ -180,7 +180,7 @@ def render_definition(ctx: Context, image: str | None) -> dict[str, Any]:
     if wire:
         definition = wiring.wire(
             definition, secret_arn=variables["secret_arn"], credentials_env=variables["credentials_env"],
-            credentials_path=variables["credentials_path"], containers=settings.get("task.containers") or None,
+            credentials_path=variables["credentials_path"], containers=settings.task.containers or None,
             image_config=lambda ref: _image_config(ctx, ref, resolved))
     else:
         wiring.check_environment(definition, variables["credentials_env"])
@@ -200,7 +200,7 @@ def _image_config(ctx: Context, image: str, resolved: ResolvedImage | None) -> d
         raise TemplateError(f"image {image} sets no entryPoint/command in the template and is not in registry "
                             f"{ctx.registry.host}, so its ENTRYPOINT/CMD cannot be read",
                             'Set "entryPoint" (and "command") for that container in the template')
-    platform = str(ctx.settings.get("image.platform") or "linux/amd64")
+    platform = ctx.settings.image.platform or "linux/amd64"
     found = ctx.registry.resolve(repository, digest or tag or "latest", platform)
     if found is None:
         raise ImageNotFound(f"image {image} ({platform}) is not in registry {ctx.registry.host}",
