@@ -1,225 +1,73 @@
-"""Settings: one frozen object built from a TOML file, the environment and flags.
+"""Settings: one frozen, typed object built from a TOML file, the environment and flags.
 
 Precedence, stated once and applied to every key: **flag > environment variable > config file >
 default**. Every key `section.key` has the environment variable `GCPFARGATE_<SECTION>_<KEY>`
-(`task.vars` and `image.build_args` are tables and come from the file only); an empty variable
-counts as unset. Unknown sections and
-keys are rejected by name, so a typo never silently falls back to a default. Missing required keys
-are reported together, in one message, by `Settings.require`.
+(table keys such as `task.vars` and `image.build_args` come from the file only); an empty variable
+counts as unset. Flags arrive as `Overrides`, by `section.key`. Unknown sections and keys are
+rejected by name, so a typo never silently falls back to a default. Missing required keys are
+reported together, in one message, by `Settings.require`. The schema itself, and the typed
+object code reads, are in `gcpfargate.settings`.
 """
 
 from __future__ import annotations
 
 import difflib
 import os
-import re
 import tomllib
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from gcpfargate.errors import ConfigError
+from gcpfargate.settings import CONFIG_FILE, SCHEMA, SECTIONS, Key, Settings, env_name
 
-CONFIG_FILE = "gcpfargate.toml"
+__all__ = ["CONFIG_ENV", "CONFIG_FILE", "SCHEMA", "Overrides", "Settings", "env_name", "load_settings"]
+
 CONFIG_ENV = "GCPFARGATE_CONFIG"
-
-
-@dataclass(frozen=True)
-class Key:
-    kind: type  # str, bool, int, list or dict
-    default: Any = None
-    validate: Callable[[Any], str | None] | None = None  # returns a reason when invalid
-
-
-def _pattern(regex: str, what: str) -> Callable[[Any], str | None]:
-    compiled = re.compile(regex)
-
-    def check(value: Any) -> str | None:
-        if value in ("", None) or compiled.fullmatch(str(value)):
-            return None
-        return f"is not a valid {what}"
-
-    return check
-
-
-def _all(check: Callable[[Any], str | None]) -> Callable[[Any], str | None]:
-    def check_each(values: Any) -> str | None:
-        for value in values:
-            if reason := check(value):
-                return f"item {value!r} {reason}"
-        return None
-
-    return check_each
-
-
-def _absolute_path(value: Any) -> str | None:
-    return None if str(value).startswith("/") and "\x00" not in str(value) else "must be an absolute path"
-
-
-_REGION = _pattern(r"[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d", "AWS region name (like ap-northeast-1)")
-_ROLE_ARN = _pattern(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}", "IAM role ARN")
-
-SCHEMA: dict[str, dict[str, Key]] = {
-    "gcp": {
-        "project": Key(str, "", _pattern(r"[a-z][a-z0-9-]{4,28}[a-z0-9]", "GCP project id")),
-        "service_account": Key(
-            str,
-            "",
-            _pattern(
-                r"[a-z][a-z0-9-]{4,28}[a-z0-9](@[a-z0-9.-]+\.iam\.gserviceaccount\.com)?"
-                r"|[^@\s]+@[a-z0-9.-]+\.gserviceaccount\.com",
-                "service account id or email",
-            ),
-        ),
-        "create_service_account": Key(bool, False),
-    },
-    "aws": {
-        "region": Key(str, "", _REGION),
-        "profile": Key(str, ""),
-    },
-    "secret": {
-        "name": Key(str, "", _pattern(r"[A-Za-z0-9/_+=.@-]{1,512}", "Secrets Manager secret name")),
-        "kms_key_id": Key(str, ""),
-    },
-    "image": {
-        "repository": Key(str, "", _pattern(r"[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*",
-                                            "ECR repository name")),
-        "context": Key(str, "."),
-        "dockerfile": Key(str, "Dockerfile"),
-        "tag": Key(str, "", _pattern(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", "image tag")),
-        "platform": Key(str, "linux/amd64", _pattern(r"linux/(amd64|arm64|x86_64|aarch64)", "platform "
-                                                     "(linux/amd64 or linux/arm64)")),
-        "pin_digest": Key(bool, True),
-        "push_latest": Key(bool, False),
-        "build_args": Key(dict, None),
-    },
-    "task": {
-        "family": Key(str, "", _pattern(r"[A-Za-z0-9_-]{1,255}", "task family name")),
-        "template": Key(str, "task-definition.json.j2"),
-        "execution_role_arn": Key(str, "", _ROLE_ARN),
-        "credentials_path": Key(str, "/tmp/gcp/credentials.json", _absolute_path),
-        "credentials_env": Key(str, "GCP_CREDENTIALS_JSON", _pattern(r"[A-Za-z_][A-Za-z0-9_]*",
-                                                                      "environment variable name")),
-        "wire_credentials": Key(bool, True),
-        "containers": Key(list, None),
-        "vars": Key(dict, None),
-    },
-    "run": {
-        "cluster": Key(str, "default"),
-        "subnets": Key(list, None, _all(_pattern(r"subnet-[0-9a-f]{8,17}", "subnet id"))),
-        "security_groups": Key(list, None, _all(_pattern(r"sg-[0-9a-f]{8,17}", "security group id"))),
-        "assign_public_ip": Key(bool, False),
-        "platform_version": Key(str, "LATEST"),
-        "wait_timeout": Key(int, 3600),
-        "poll_interval": Key(int, 6),  # longest pause between status polls while waiting, in seconds
-    },
-    "schedule": {
-        "name": Key(str, "", _pattern(r"[0-9a-zA-Z_.-]{1,64}", "schedule name")),
-        "expression": Key(str, ""),
-        "timezone": Key(str, "UTC"),
-        "group": Key(str, "default"),
-        "role_arn": Key(str, "", _ROLE_ARN),
-    },
-}
-
-_TABLE_KEYS = {"image.build_args", "task.vars"}
 # GCPFARGATE_* variables that are not settings (endpoint overrides and the config path).
 _NON_SETTING_ENV = {CONFIG_ENV, "GCPFARGATE_ECR_REGISTRY", "GCPFARGATE_CALL_LOG"}
-
-
-def env_name(dotted: str) -> str:
-    section, key = dotted.split(".")
-    return f"GCPFARGATE_{section.upper()}_{key.upper()}"
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Resolved settings. Read values with `settings.get("section.key")` or the properties."""
-
-    values: Mapping[str, Any]
-    sources: Mapping[str, str]  # "flag", "env", "file" or "default": for `doctor` and --verbose
-    config_path: Path | None
-    base_dir: Path = field(default_factory=Path.cwd)
-
-    def get(self, dotted: str) -> Any:
-        return self.values[dotted]
-
-    def require(self, *dotted: str) -> None:
-        missing = [key for key in dotted if self.values.get(key) in ("", None, [])]
-        if missing:
-            names = ", ".join(f"{key} ({env_name(key)})" for key in missing)
-            where = self.config_path or CONFIG_FILE
-            raise ConfigError(
-                f"missing required setting{'s' if len(missing) > 1 else ''}: {names}",
-                f"Set {'them' if len(missing) > 1 else 'it'} in {where} or the environment "
-                "(`gcpfargate init` writes a starter file)",
-            )
-
-    def path(self, dotted: str) -> Path:
-        """A path setting, relative to the config file's directory."""
-        return (self.base_dir / str(self.values[dotted])).resolve()
-
-    # Derived values used by several commands.
-    @property
-    def account_id(self) -> str:
-        """The service account's id: the part before '@' when an email was given."""
-        return str(self.values["gcp.service_account"]).split("@", 1)[0]
-
-    @property
-    def service_account_email(self) -> str:
-        account = str(self.values["gcp.service_account"])
-        if "@" in account:
-            return account
-        return f"{account}@{self.values['gcp.project']}.iam.gserviceaccount.com"
-
-    @property
-    def secret_name(self) -> str:
-        return str(self.values["secret.name"]) or f"gcpfargate/{self.account_id}"
-
-    @property
-    def family(self) -> str:
-        return str(self.values["task.family"])
-
-    @property
-    def repository(self) -> str:
-        return str(self.values["image.repository"]) or self.family
-
-    @property
-    def execution_role_name(self) -> str:
-        return f"gcpfargate-{self.family}-execution"
+# The settings a command-line flag can set, by `section.key`; None means the flag was not given.
+# A type checker holds commands to these names and types; `load_settings` checks both again at run
+# time against SCHEMA, so a flag value is validated exactly like a file value.
+Overrides = TypedDict("Overrides", {
+    "aws.region": str | None, "aws.profile": str | None, "secret.name": str | None, "image.tag": str | None,
+    "task.family": str | None, "task.template": str | None, "run.cluster": str | None,
+    "run.subnets": list[str] | None, "run.security_groups": list[str] | None, "run.wait_timeout": int | None,
+    "schedule.expression": str | None, "schedule.timezone": str | None, "schedule.name": str | None,
+    "schedule.group": str | None,
+}, total=False)
 
 
 def load_settings(
     config_path: str | os.PathLike[str] | None = None,
     environ: Mapping[str, str] | None = None,
-    flags: Mapping[str, Any] | None = None,
+    overrides: Overrides | None = None,
 ) -> Settings:
-    """Build settings from file, environment and flags (`flags` maps `section.key` to a value;
-    `None` means the flag was not given)."""
+    """Build settings from file, environment and flags (`overrides`, by `section.key`)."""
     environ = os.environ if environ is None else environ
     path = _find_config(config_path, environ)
     file_values = _read_file(path) if path else {}
     env_values = _read_env(environ)
+    flag_values = _read_flags(overrides or {})
 
-    values: dict[str, Any] = {}
+    sections: dict[str, Any] = {}
     sources: dict[str, str] = {}
     for section, keys in SCHEMA.items():
+        values: dict[str, Any] = {}
         for key, spec in keys.items():
             dotted = f"{section}.{key}"
             # The precedence chain, highest first.
-            for source, layer in (("flag", flags or {}), ("env", env_values), ("file", file_values)):
+            for source, layer in (("flag", flag_values), ("env", env_values), ("file", file_values)):
                 if layer.get(dotted) is not None:
-                    values[dotted], sources[dotted] = layer[dotted], source
+                    values[key], sources[dotted] = layer[dotted], source
                     break
             else:
-                default = spec.default
-                values[dotted] = dict(default or {}) if spec.kind is dict else (
-                    list(default or []) if spec.kind is list else default)
+                values[key] = type(spec.default)(spec.default) if spec.kind in (list, dict) else spec.default
                 sources[dotted] = "default"
-            _validate(dotted, values[dotted], spec, sources[dotted], path)
+            _validate(dotted, values[key], spec, sources[dotted], path)
+        sections[section] = SECTIONS[section](**values)
     base_dir = path.parent.resolve() if path else Path.cwd()
-    return Settings(values=values, sources=sources, config_path=path, base_dir=base_dir)
+    return Settings(**sections, sources=sources, config_path=path, base_dir=base_dir)
 
 
 def _find_config(config_path: str | os.PathLike[str] | None, environ: Mapping[str, str]) -> Path | None:
@@ -257,7 +105,7 @@ def _read_file(path: Path) -> dict[str, Any]:
 
 def _read_env(environ: Mapping[str, str]) -> dict[str, Any]:
     by_name = {env_name(f"{s}.{k}"): f"{s}.{k}" for s, keys in SCHEMA.items() for k in keys
-               if f"{s}.{k}" not in _TABLE_KEYS}
+               if keys[k].kind is not dict}  # tables come from the file only
     flat: dict[str, Any] = {}
     for name, raw in environ.items():
         if not name.startswith("GCPFARGATE_") or name in _NON_SETTING_ENV:
@@ -273,6 +121,17 @@ def _read_env(environ: Mapping[str, str]) -> dict[str, Any]:
             continue
         section, key = dotted.split(".")
         flat[dotted] = _parse_env(name, raw, SCHEMA[section][key])
+    return flat
+
+
+def _read_flags(overrides: Overrides) -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for dotted, value in dict(overrides).items():
+        section, _, key = dotted.partition(".")
+        if key not in SCHEMA.get(section, {}):
+            raise ValueError(f"no setting {dotted!r} to override")  # a bug in a command, not user input
+        if value is not None:
+            flat[dotted] = _check_type(dotted, value, SCHEMA[section][key], "given as a flag")
     return flat
 
 
@@ -298,10 +157,8 @@ def _check_type(dotted: str, value: Any, spec: Key, where: str) -> Any:
     names = {str: "a string", bool: "true or false", int: "a whole number", list: "a list of strings",
              dict: "a table"}
     ok = isinstance(value, spec.kind) and not (spec.kind is int and isinstance(value, bool))
-    if spec.kind is list and ok:
-        ok = all(isinstance(item, str) for item in value)
-    if spec.kind is dict and ok and dotted == "image.build_args":
-        ok = all(isinstance(item, str) for item in value.values())
+    if ok and spec.item is not None:
+        ok = all(isinstance(item, spec.item) for item in (value.values() if isinstance(value, dict) else value))
     if not ok:
         raise ConfigError(f"{dotted} {where} must be {names[spec.kind]}, not {type(value).__name__} "
                           f"{_short(value)}")

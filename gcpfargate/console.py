@@ -101,6 +101,22 @@ class Output:
             self._progress, self._tasks = None, {}
 
     # -- results -----------------------------------------------------------------------------
+    def show(self, result: Any, dry_run: bool = False) -> None:
+        """Any command's result: in a dry run its plan first (stderr), then its JSON or its text form."""
+        if dry_run and hasattr(result, "plan"):
+            self.plan(result.plan, getattr(result, "diff", ""))
+        self.result(result.to_json(), text=lambda console: render_text(self, console, result, dry_run))
+
+    def plan(self, lines: list[str], diff: str = "") -> None:
+        """What a dry run would change (or that nothing would), on stderr; JSON has it under "plan"."""
+        if self.json:
+            return
+        self.info("Plan (dry run, nothing changed):" if lines else "Nothing to do.")
+        for line in lines:
+            self.info(f"  - {line}")
+        if diff:
+            self.info(diff.rstrip("\n"))
+
     def result(self, data: dict[str, Any], text: Callable[[Console], None] | None = None) -> None:
         """Print a command's result: the JSON object, or the human rendering."""
         self.end_progress()
@@ -118,8 +134,7 @@ class Output:
             if title:
                 sys.stdout.write(f"{title}\n")
             for key, value in data.items():
-                shown = ", ".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
-                sys.stdout.write(redact(f"{key}: {shown}") + "\n")
+                sys.stdout.write(redact(f"{key}: {_shown(value)}") + "\n")
             return
         from rich.table import Table
 
@@ -127,8 +142,7 @@ class Output:
         table.add_column(style="bold")
         table.add_column()
         for key, value in data.items():
-            shown = ", ".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
-            table.add_row(key, redact(shown))
+            table.add_row(key, redact(_shown(value)))
         self.out.print(table)
 
     def error(self, message: str) -> None:
@@ -144,3 +158,116 @@ class Output:
     def _plain(self, message: str) -> None:
         sys.stderr.write(redact(message) + "\n")
         sys.stderr.flush()
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "-"  # null in JSON: not known yet (a dry run) or not there
+    return ", ".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
+
+
+def write(text: str) -> None:
+    """Text that is the result itself (a definition, a diff), unformatted on stdout."""
+    sys.stdout.write(redact(text))
+    sys.stdout.flush()
+
+
+def render_text(output: Output, console: Console, result: Any, dry_run: bool) -> None:
+    """The text form of any command's result: its own layout when it has one, else a key: value table."""
+    layout = _LAYOUTS.get(type(result).__name__)
+    if layout is not None:
+        layout(output, console, result, dry_run)
+    else:
+        output.table({key: value for key, value in result.to_json().items() if key != "plan"})
+
+
+def _yes(changed: object) -> str:
+    return "yes" if changed else "no"
+
+
+def _deploy(output: Output, console: Console, result: Any, dry_run: bool) -> None:
+    from rich.table import Table
+
+    table = Table(title="gcpfargate deploy" + (" (dry run)" if dry_run else ""), title_justify="left")
+    for column in ("step", "changed", "result"):
+        table.add_column(column, overflow="fold")
+    boot, push, task = (result.steps[name] for name in ("bootstrap", "push-image", "register-task"))
+    key, secret = boot.key_id or "(new)", boot.secret_arn or "(new secret)"  # None: a dry run would create it
+    table.add_row("bootstrap", _yes(boot.changed), f"key {key} in {secret}")
+    table.add_row("push-image", _yes(push.changed), f"{push.image} {push.digest or ''}".strip())
+    table.add_row("register-task", _yes(task.changed), task.task_definition_arn or "")
+    console.print(table)
+
+
+def _run(output: Output, console: Console, result: Any, dry_run: bool) -> None:
+    if result.request is not None and result.task_arn is None:
+        console.print("RunTask request (dry run, nothing sent):", markup=False)
+        console.print(json.dumps(result.request, indent=2), markup=False)
+    elif result.exit_code is None:
+        console.print(f"Task {result.task_arn} started (not waiting).", markup=False)
+    else:
+        reason = f": {result.stopped_reason}" if result.stopped_reason else ""
+        console.print(f"Task {result.task_id} stopped{reason} (exit code {result.exit_code}).", markup=False)
+
+
+def _schedule(output: Output, console: Console, result: Any, dry_run: bool) -> None:
+    from rich.table import Table
+
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    rows = [("schedule", f"{result.name} (group {result.group})"), ("arn", result.schedule_arn or "-"),
+            ("state", result.state)]
+    if result.expression:
+        rows += [("expression", result.expression), ("timezone", result.timezone),
+                 ("task definition", result.task_definition_arn), ("role", result.role_arn)]
+    rows.append(("changed", _yes(result.changed)))
+    for key, value in rows:
+        table.add_row(key, value)
+    console.print(table)
+    if result.next_runs:
+        console.print(f"Next {len(result.next_runs)} runs ({result.timezone}):", markup=False)
+        for when in result.next_runs:
+            console.print(f"  {when}", markup=False)
+
+
+def _doctor(output: Output, console: Console, result: Any, dry_run: bool) -> None:
+    from rich.markup import escape
+    from rich.tree import Tree
+
+    colours = {"OK": "green", "WARN": "yellow", "FAIL": "red", "SKIP": "dim"}
+    root = Tree("gcpfargate doctor")
+    groups: dict[str, Tree] = {}
+    for check in result.checks:
+        if check.group not in groups:
+            groups[check.group] = root.add(check.group)
+        status = check.status.value
+        groups[check.group].add(f"[{colours[status]}]{status:<4}[/] {check.name}: {escape(check.detail)}")
+    console.print(root)
+
+
+def _diff(output: Output, console: Console, result: Any, dry_run: bool) -> None:
+    if result.diff:
+        write(result.diff)
+    else:
+        output.info("No differences: the latest revision matches the template.")
+
+
+def _rendered(output: Output, console: Console, result: Any, dry_run: bool) -> None:
+    write(json.dumps(result.definition, indent=2) + "\n")
+
+
+def _scaffold(output: Output, console: Console, result: Any, dry_run: bool) -> None:
+    verb = "Would write" if dry_run else "Wrote"
+    for path in result.files:
+        write(f"{verb} {path}\n")
+
+
+def _nothing(output: Output, console: Console, result: Any, dry_run: bool) -> None:
+    """run-local: the container's own output was the result; its exit code is the process's."""
+
+
+_LAYOUTS: dict[str, Callable[[Output, Console, Any, bool], None]] = {
+    "DeployResult": _deploy, "RunResult": _run, "ScheduleResult": _schedule, "DoctorReport": _doctor,
+    "DiffResult": _diff, "RenderResult": _rendered, "ScaffoldResult": _scaffold, "RunLocalResult": _nothing,
+}

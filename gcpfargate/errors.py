@@ -43,6 +43,14 @@ class TemplateError(UsageError):
     """The task-definition template does not render, is not JSON, or is not a valid definition."""
 
 
+class ExpressionError(ConfigError):
+    """A schedule expression or time zone that AWS would reject."""
+
+
+class SecretNotFound(ConfigError):
+    """The secret that holds the key does not exist yet (bootstrap has not run)."""
+
+
 class OperationError(GcpfargateError):
     """A step against an outside system failed."""
 
@@ -68,7 +76,24 @@ class GcpError(OperationError):
 
 
 class DockerError(OperationError):
-    pass
+    """The Docker engine failed a build, export, push, pull or run."""
+
+
+class RegistryError(OperationError):
+    """The image registry (ECR's Docker Registry HTTP API) could not be read or refused access."""
+
+
+class ImageNotFound(OperationError):
+    """The image to register is not in the registry (not pushed yet, or a wrong tag)."""
+
+
+class TaskDefinitionNotFound(OperationError):
+    """The family has no ACTIVE revision, or the asked-for revision does not exist."""
+
+
+class NotAKeyError(ValueError):
+    """Data is not a service-account key file; the reason never quotes the input. Internal: callers turn it
+    into a state or a `GcpfargateError` of their own."""
 
 
 class KeyLimitError(GcpError):

@@ -10,6 +10,8 @@ import json
 import re
 from dataclasses import dataclass, field
 
+from gcpfargate.errors import NotAKeyError
+
 _PEM_BLOCK = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(-----END [A-Z ]*PRIVATE KEY-----|$)", re.S)
 # The same block inside a JSON string, where newlines are the two characters backslash and n.
 _PEM_ESCAPED = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----(\\n|[A-Za-z0-9+/=\\ ])*(-----END [A-Z ]*"
@@ -30,10 +32,6 @@ def redact(text: str) -> str:
     text = _PEM_ESCAPED.sub(REDACTED, text)
     text = _PEM_BODY_LINE.sub(REDACTED, text)
     return _LONG_BASE64.sub(REDACTED, text)
-
-
-class NotAKeyError(ValueError):
-    """Raised with a reason that never quotes the input."""
 
 
 @dataclass(frozen=True)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from gcpfargate import __version__
 
 if TYPE_CHECKING:
-    from gcpfargate.config import Settings
+    from gcpfargate.config import Overrides, Settings
     from gcpfargate.console import Output
     from gcpfargate.core.context import Context
 
@@ -53,18 +53,17 @@ class State:
             self._console = Output(self.output, verbose=self.verbose, debug=self.debug)
         return self._console
 
-    def settings(self, **flags: Any) -> Settings:
-        """Settings with this command's flags on top (`section_key=value`, None when not given)."""
+    def settings(self, overrides: Overrides | None = None) -> Settings:
+        """Settings with the global flags and this command's `overrides` on top (None: not given)."""
         from gcpfargate.config import load_settings
 
-        overrides = {"aws.region": self.region, "aws.profile": self.profile}
-        overrides.update({name.replace("__", "."): value for name, value in flags.items()})
-        return load_settings(self.config, flags=overrides)
+        flags: Overrides = {"aws.region": self.region, "aws.profile": self.profile, **(overrides or {})}
+        return load_settings(self.config, overrides=flags)
 
-    def context(self, dry_run: bool = False, **flags: Any) -> Context:
+    def context(self, dry_run: bool = False, overrides: Overrides | None = None) -> Context:
         from gcpfargate.core.context import Context
 
-        return Context(settings=self.settings(**flags), reporter=self.console, dry_run=dry_run)
+        return Context(settings=self.settings(overrides), reporter=self.console, dry_run=dry_run)
 
 
 STATE = State()

@@ -21,11 +21,5 @@ def bootstrap(
     """Create a service-account key, store it in Secrets Manager, and let the execution role read it."""
     from gcpfargate.core.bootstrap import bootstrap as run_bootstrap
 
-    ctx = STATE.context(dry_run=dry_run, secret__name=secret_name)
-    result = run_bootstrap(ctx, new_key=new_key, grant=grant)
-    out = STATE.console
-    if dry_run and not out.json:
-        out.info("Plan (dry run, nothing changed):" if result.plan else "Nothing to do.")
-        for line in result.plan:
-            out.info(f"  - {line}")
-    out.result(result.to_json())
+    ctx = STATE.context(dry_run=dry_run, overrides={"secret.name": secret_name})
+    STATE.console.show(run_bootstrap(ctx, new_key=new_key, grant=grant), dry_run)

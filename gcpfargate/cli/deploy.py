@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from gcpfargate.cli.app import STATE, DryRun, app
-
-if TYPE_CHECKING:
-    from rich.console import Console
 
 
 @app.command()
@@ -28,23 +25,4 @@ def deploy(
 
     result = run_deploy(STATE.context(dry_run=dry_run), allow_embedded_credentials=allow_embedded_credentials,
                         new_key=new_key, grant=grant, tag=tag)
-
-    def summary(console: Console) -> None:
-        from rich.table import Table
-
-        table = Table(title="gcpfargate deploy" + (" (dry run)" if dry_run else ""), title_justify="left")
-        for column in ("step", "changed", "result"):
-            table.add_column(column, overflow="fold")
-        boot, push, task = (result.steps[name] for name in ("bootstrap", "push-image", "register-task"))
-        table.add_row("bootstrap", _yes(boot.changed), f"key {boot.key_id} in {boot.secret_arn}")
-        table.add_row("push-image", _yes(push.changed), f"{push.image} {push.digest}".strip())
-        task_json = task.to_json()
-        table.add_row("register-task", _yes(task_json.get("changed")),
-                      str(task_json.get("task_definition_arn", "")))
-        console.print(table)
-
-    STATE.console.result(result.to_json(), summary)
-
-
-def _yes(changed: object) -> str:
-    return "yes" if changed else "no"
+    STATE.console.show(result, dry_run)

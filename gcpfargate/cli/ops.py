@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from gcpfargate.cli.app import STATE, DryRun, app
-
-if TYPE_CHECKING:
-    from rich.console import Console
 
 
 @app.command("rotate-key")
@@ -41,9 +38,7 @@ def rotate_key(
 
     result = run_rotate(STATE.context(dry_run=dry_run), verify=not no_verify, previous=previous, prune=prune,
                         confirm=confirm)
-    for line in result.plan:
-        STATE.console.info(f"  - {line}")
-    STATE.console.result(result.to_json())
+    STATE.console.show(result, dry_run)
 
 
 @app.command()
@@ -55,21 +50,6 @@ def doctor(
     from gcpfargate.errors import ExitCode
 
     report = run_doctor(STATE.context(), get_secret=not no_get_secret)
-
-    def tree(console: Console) -> None:
-        from rich.markup import escape
-        from rich.tree import Tree
-
-        colours = {"OK": "green", "WARN": "yellow", "FAIL": "red", "SKIP": "dim"}
-        root = Tree("gcpfargate doctor")
-        groups: dict[str, Tree] = {}
-        for check in report.checks:
-            if check.group not in groups:
-                groups[check.group] = root.add(check.group)
-            status = check.status.value
-            groups[check.group].add(f"[{colours[status]}]{status:<4}[/] {check.name}: {escape(check.detail)}")
-        console.print(root)
-
-    STATE.console.result(report.to_json(), tree)
+    STATE.console.show(report)
     if report.failed:
         raise typer.Exit(int(ExitCode.CHECK_FAILED))

@@ -21,13 +21,5 @@ def push_image(
     """Build the image for image.platform and push it to ECR (nothing is pushed when the registry has it)."""
     from gcpfargate.core.push import push_image as run_push
 
-    ctx = STATE.context(dry_run=dry_run, image__tag=tag)
-    result = run_push(ctx, allow_embedded_credentials=allow_embedded_credentials)
-    out = STATE.console
-    data = result.to_json()
-    if dry_run and not out.json:
-        out.info("Plan (dry run, nothing changed):")
-        for line in result.plan:
-            out.info(f"  - {line}")
-    summary = {key: value for key, value in data.items() if key != "plan"}
-    out.result(data, text=lambda _console: out.table(summary))
+    ctx = STATE.context(dry_run=dry_run, overrides={"image.tag": tag})
+    STATE.console.show(run_push(ctx, allow_embedded_credentials=allow_embedded_credentials), dry_run)

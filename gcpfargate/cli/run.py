@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from gcpfargate.cli.app import STATE, DryRun, app
-
-if TYPE_CHECKING:
-    from rich.console import Console
-
 
 _Revision = Annotated[int | None, typer.Option(
     "--revision", min=1, metavar="N", show_default=False, help="Run this revision instead of the latest ACTIVE one.")]
@@ -39,27 +35,15 @@ def run_command(
     """Run the task on Fargate, stream its logs, and exit with its essential container's exit code."""
     from gcpfargate.core.run import run
 
-    ctx = STATE.context(dry_run=dry_run, run__cluster=cluster, run__subnets=subnet or None,
-                        run__security_groups=security_group or None, run__wait_timeout=wait_timeout)
+    ctx = STATE.context(dry_run=dry_run, overrides={"run.cluster": cluster, "run.subnets": subnet or None,
+                                                "run.security_groups": security_group or None,
+                                                "run.wait_timeout": wait_timeout})
     result = run(ctx, revision=revision, wait=not no_wait)
     out = STATE.console
     for warning in result.warnings:
         out.warn(warning)
     if out.json and result.exit_code is not None:  # the text rendering says it on stdout instead
         out.info(f"task {result.task_id} stopped: {result.stopped_reason or 'no reason given'}")
-
-    def render(console: Console) -> None:
-        import json
-
-        if result.request is not None and result.task_arn is None:
-            console.print("RunTask request (dry run, nothing sent):", markup=False)
-            console.print(json.dumps(result.request, indent=2), markup=False)
-        elif result.exit_code is None:
-            console.print(f"Task {result.task_arn} started (not waiting).", markup=False)
-        else:
-            reason = f": {result.stopped_reason}" if result.stopped_reason else ""
-            console.print(f"Task {result.task_id} stopped{reason} (exit code {result.exit_code}).", markup=False)
-
-    out.result(result.to_json(), text=render)
+    out.show(result)
     if result.exit_code:
         raise typer.Exit(result.exit_code)

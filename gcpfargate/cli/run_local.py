@@ -27,6 +27,6 @@ def run_local(
     result = run(STATE.context(), network=network, from_template=from_template, container_name=container,
                  revision=revision, check_role=not skip_role_check)
     STATE.console.info(f"container {result.container} exited with {result.exit_code}")
-    STATE.console.result(result.to_json(), lambda console: None)
+    STATE.console.show(result)
     if result.exit_code:
         raise typer.Exit(result.exit_code)

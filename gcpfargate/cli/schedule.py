@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from gcpfargate.cli.app import STATE, DryRun, app
-
-if TYPE_CHECKING:
-    from rich.console import Console
-
-    from gcpfargate.core.schedule import ScheduleResult
-
 
 _Cron = Annotated[str | None, typer.Option(
     "--cron", metavar="FIELDS", show_default=False,
@@ -58,38 +52,12 @@ def schedule_command(
         raise UsageError(f"{' and '.join(exclusive)} exclude each other")
     if (show or delete) and (given or pin_revision):
         raise UsageError(f"{exclusive[0]} takes no expression or --pin-revision")
-    ctx = STATE.context(dry_run=dry_run, schedule__expression=given, schedule__timezone=timezone,
-                        schedule__name=name, schedule__group=group)
+    ctx = STATE.context(dry_run=dry_run, overrides={"schedule.expression": given, "schedule.timezone": timezone,
+                                                "schedule.name": name, "schedule.group": group})
     if show:
         result = schedule.show(ctx, count=next_count)
     elif delete:
         result = schedule.delete(ctx)
     else:
         result = schedule.apply(ctx, disable=disable, pin_revision=pin_revision, count=next_count)
-    out = STATE.console
-    if dry_run and not out.json:
-        out.info("Plan (dry run, nothing changed):" if result.plan else "Nothing to do.")
-        for line in result.plan:
-            out.info(f"  - {line}")
-    out.result(result.to_json(), text=lambda console: _render(console, result))
-
-
-def _render(console: Console, result: ScheduleResult) -> None:
-    from rich.table import Table
-
-    table = Table(show_header=False, box=None, pad_edge=False)
-    table.add_column(style="bold")
-    table.add_column()
-    rows = [("schedule", f"{result.name} (group {result.group})"), ("arn", result.schedule_arn or "-"),
-            ("state", result.state)]
-    if result.expression:
-        rows += [("expression", result.expression), ("timezone", result.timezone),
-                 ("task definition", result.task_definition_arn), ("role", result.role_arn)]
-    rows.append(("changed", "yes" if result.changed else "no"))
-    for key, value in rows:
-        table.add_row(key, value)
-    console.print(table)
-    if result.next_runs:
-        console.print(f"Next {len(result.next_runs)} runs ({result.timezone}):", markup=False)
-        for when in result.next_runs:
-            console.print(f"  {when}", markup=False)
+    STATE.console.show(result, dry_run)

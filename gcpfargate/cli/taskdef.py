@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated
 
 import typer
 
 from gcpfargate.cli.app import STATE, DryRun, app
-
-if TYPE_CHECKING:
-    from rich.console import Console
 
 Image = Annotated[str | None, typer.Option("--image", help="Image URI to register (push-image prints it); default "
                                            "<registry>/<image.repository>:<image.tag>.", show_default=False)]
@@ -20,40 +15,21 @@ Template = Annotated[str | None, typer.Option("--template", help="Template file 
                                               show_default=False)]
 
 
-def _write(text: str) -> None:
-    from gcpfargate.keyfile import redact
-
-    sys.stdout.write(redact(text))
-    sys.stdout.flush()
-
-
 @app.command("register-task")
 def register_task(image: Image = None, template: Template = None, dry_run: DryRun = False) -> None:
     """Render the template, wire the credentials, validate, and register (no new revision when unchanged)."""
     from gcpfargate.core.taskdef import register_task as run_register
 
-    result = run_register(STATE.context(dry_run=dry_run, task__template=template), image)
-    out = STATE.console
-    if dry_run and not out.json:
-        out.info("Plan (dry run, nothing changed):" if result.plan else "Nothing to do.")
-        for line in result.plan:
-            out.info(f"  - {line}")
-        if result.diff:
-            out.info(result.diff.rstrip("\n"))
-    out.result(result.to_json())
+    ctx = STATE.context(dry_run=dry_run, overrides={"task.template": template})
+    STATE.console.show(run_register(ctx, image), dry_run)
 
 
 @app.command()
 def render(image: Image = None, template: Template = None) -> None:
     """Print the final task definition register-task would send (no AWS writes)."""
-    from gcpfargate.core.taskdef import render_definition
+    from gcpfargate.core.taskdef import RenderResult, render_definition
 
-    definition = render_definition(STATE.context(task__template=template), image)
-
-    def as_json(_: Console) -> None:
-        _write(json.dumps(definition, indent=2) + "\n")
-
-    STATE.console.result(definition, as_json)
+    STATE.console.show(RenderResult(render_definition(STATE.context(overrides={"task.template": template}), image)))
 
 
 @app.command()
@@ -61,15 +37,8 @@ def diff(image: Image = None, template: Template = None) -> None:
     """Unified diff of the latest ACTIVE revision vs render; exit 1 when they differ."""
     from gcpfargate.core.taskdef import diff_definition
 
-    result = diff_definition(STATE.context(task__template=template), image)
-
-    def as_diff(_: Console) -> None:
-        if result.diff:
-            _write(result.diff)
-        else:
-            STATE.console.info("No differences: the latest revision matches the template.")
-
-    STATE.console.result(result.to_json(), as_diff)
+    result = diff_definition(STATE.context(overrides={"task.template": template}), image)
+    STATE.console.show(result)
     if result.changed:
         raise typer.Exit(1)
 
@@ -92,21 +61,13 @@ def init(
 
     directory = Path.cwd()
     chosen_family = family or from_family or family_from_directory(directory)
-    ctx = STATE.context(dry_run=dry_run, task__family=chosen_family)
+    ctx = STATE.context(dry_run=dry_run, overrides={"task.family": chosen_family})
     settings = ctx.settings  # values already in the environment seed the new file
-    answers = Answers(family=chosen_family, project=gcp_project or settings.get("gcp.project"),
-                      service_account=service_account or settings.get("gcp.service_account"),
-                      region=settings.get("aws.region"), repository=repository or settings.get("image.repository"))
+    answers = Answers(family=chosen_family, project=gcp_project or settings.gcp.project,
+                      service_account=service_account or settings.gcp.service_account,
+                      region=settings.aws.region, repository=repository or settings.image.repository)
     result = run_init(ctx, directory, answers, from_family=from_family, force=force)
-    out = STATE.console
-
-    def listing(_: Console) -> None:
-        verb = "Would write" if dry_run else "Wrote"
-        for path in result.files:
-            _write(f"{verb} {path}\n")
-        if not dry_run:
-            out.info("Next: run `gcpfargate deploy`." if answers.project and answers.service_account
-                     else "Next: fill in gcp.project and gcp.service_account, then run `gcpfargate deploy`.")
-
-    data: dict[str, Any] = result.to_json()
-    out.result(data, listing)
+    STATE.console.show(result, dry_run)
+    if not dry_run and not STATE.console.json:
+        STATE.console.info("Next: run `gcpfargate deploy`." if answers.project and answers.service_account
+                           else "Next: fill in gcp.project and gcp.service_account, then run `gcpfargate deploy`.")

@@ -2,16 +2,19 @@
 
 Every AWS call in gcpfargate goes through `AwsClients.call`, which
 - uses botocore's standard retry mode (honouring AWS_MAX_ATTEMPTS and AWS_RETRY_MODE),
-- counts calls per operation (for `--verbose`, the call table in the README and the no-op tests),
+- logs each call's operation to GCPFARGATE_CALL_LOG when set (the call table in docs/calls.md and the
+  no-op tests read it),
 - turns botocore's specific exceptions into `AwsError` with the error code kept, so callers can
   react to `ResourceNotFoundException` without mistaking AccessDenied or throttling for it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import threading
-from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 from gcpfargate.errors import AwsError
@@ -44,7 +47,6 @@ class AwsClients:
         self._session: Any = None
         self._clients: dict[str, Any] = {}
         self._lock = threading.Lock()
-        self.calls: Counter[tuple[str, str]] = Counter()
         self._account_id: str | None = None
         self._call_log = os.environ.get("GCPFARGATE_CALL_LOG")
 
@@ -84,7 +86,7 @@ class AwsClients:
                     retries["total_max_attempts"] = 1
                 client = self.session.client(service, region_name=self.region,
                                              config=Config(retries=retries, user_agent_extra="gcpfargate"))
-                client.meta.events.register("before-call", self._count)
+                client.meta.events.register("before-call", self._log_call)
                 self._clients[cache_key] = client
             return self._clients[cache_key]
 
@@ -93,75 +95,87 @@ class AwsClients:
         share: validating against it costs nothing extra when a client of the service is made anyway."""
         return self.session._session.get_service_model(service)
 
-    def _count(self, model: Any, **_: Any) -> None:
+    def _log_call(self, model: Any, **_: Any) -> None:
         service = model.service_model.service_name
-        self.calls[(service, model.name)] += 1
         if self._call_log:
             with open(self._call_log, "a", encoding="utf-8") as log:
                 log.write(f"aws {service} {model.name} {'write' if is_mutating(model.name) else 'read'}\n")
 
     def call(self, service: str, operation: str, action: str = "", probe: bool = False, **params: Any) -> Any:
         """Call `operation` (snake_case) on `service`; `action` words the error ("store the secret")."""
+        action = action or operation.replace("_", " ")
+        client = self._usable_client(service, probe, action)
+        with self._translated(action):
+            return getattr(client, operation)(**params)
+
+    def find(self, service: str, operation: str, missing: str | tuple[str, ...], action: str = "",
+             **params: Any) -> Any | None:
+        """Like `call`, but None when AWS answers with a `missing` error code ("no such resource").
+
+        Only the named codes mean "absent": AccessDenied, throttling and the rest still raise."""
+        try:
+            return self.call(service, operation, action, **params)
+        except AwsError as exc:
+            if exc.code in ((missing,) if isinstance(missing, str) else missing):
+                return None
+            raise
+
+    def paginate(self, service: str, operation: str, key: str, action: str = "", **params: Any) -> list[Any]:
+        """All items under `key` across pages (botocore's own paginator), with `call`'s error translation."""
+        action = action or operation.replace("_", " ")
+        client = self._usable_client(service, False, action)
+        with self._translated(action):
+            return [item for page in client.get_paginator(operation).paginate(**params) for item in page.get(key, [])]
+
+    def _usable_client(self, service: str, probe: bool, action: str) -> Any:
+        import botocore.exceptions
+
+        try:
+            return self.client(service, probe=probe)
+        except botocore.exceptions.BotoCoreError as exc:
+            # A malformed ~/.aws/config, an unknown AWS_RETRY_MODE, …: the client cannot even be made.
+            raise AwsError(f"failed to {action}: the AWS configuration is invalid: {exc}",
+                           "Check ~/.aws/config, the AWS_* variables and --profile").with_code(
+                               type(exc).__name__) from None
+        except ValueError as exc:
+            raise AwsError(f"failed to {action}: {exc}",
+                           "Check AWS_ENDPOINT_URL (a URL such as https://host:port)").with_code("Config") from None
+
+    @contextlib.contextmanager
+    def _translated(self, action: str) -> Iterator[None]:
+        """botocore's specific exceptions → one AwsError per cause, with the AWS error code kept."""
         import botocore.exceptions
         import botocore.parsers
 
         try:
-            client = self.client(service, probe=probe)
-        except botocore.exceptions.BotoCoreError as exc:
-            # A malformed ~/.aws/config, an unknown AWS_RETRY_MODE, …: the client cannot even be made.
-            raise AwsError(f"failed to {action or operation}: the AWS configuration is invalid: {exc}",
-                           "Check ~/.aws/config, the AWS_* variables and --profile").with_code(
-                               type(exc).__name__) from None
-        except ValueError as exc:
-            raise AwsError(f"failed to {action or operation}: {exc}",
-                           "Check AWS_ENDPOINT_URL (a URL such as https://host:port)").with_code("Config") from None
-        try:
-            return getattr(client, operation)(**params)
+            yield
         except botocore.exceptions.ClientError as exc:
             error = exc.response.get("Error", {})
             code = str(error.get("Code", "Unknown"))
             message = str(error.get("Message", "")).rstrip(".")
-            raise AwsError(f"failed to {action or operation.replace('_', ' ')}: {code}: {message}",
-                           _HINTS.get(code, "")).with_code(code) from None
+            raise AwsError(f"failed to {action}: {code}: {message}", _HINTS.get(code, "")).with_code(code) from None
         except botocore.exceptions.NoCredentialsError:
-            raise AwsError(f"failed to {action or operation}: no AWS credentials found",
+            raise AwsError(f"failed to {action}: no AWS credentials found",
                            "Configure a profile (--profile) or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"
                            ).with_code("NoCredentials") from None
         except botocore.exceptions.EndpointConnectionError as exc:
             endpoint = exc.kwargs.get("endpoint_url", "")
-            raise AwsError(f"failed to {action or operation}: cannot reach the AWS endpoint {endpoint}",
+            raise AwsError(f"failed to {action}: cannot reach the AWS endpoint {endpoint}",
                            "Check the network, AWS_ENDPOINT_URL and the region")\
                            .with_code("EndpointConnection") from None
         except (botocore.exceptions.ConnectionClosedError, botocore.exceptions.ReadTimeoutError,
                 botocore.exceptions.ConnectTimeoutError) as exc:
-            raise AwsError(f"failed to {action or operation}: connection to AWS failed ({type(exc).__name__})",
+            raise AwsError(f"failed to {action}: connection to AWS failed ({type(exc).__name__})",
                            "Retry; check the network").with_code("Connection") from None
         except botocore.exceptions.ParamValidationError as exc:
             # botocore's text quotes the offending value, which may be a secret: keep the first line only.
             reason = str(exc).splitlines()[-1].split(", value:")[0]
-            raise AwsError(f"failed to {action or operation}: invalid request: {reason}").with_code(
-                "ParamValidation") from None
+            raise AwsError(f"failed to {action}: invalid request: {reason}").with_code("ParamValidation") from None
         except botocore.parsers.ResponseParserError:
-            raise AwsError(f"failed to {action or operation}: the endpoint sent a response that is not AWS's",
+            raise AwsError(f"failed to {action}: the endpoint sent a response that is not AWS's",
                            "Check AWS_ENDPOINT_URL; retry").with_code("ResponseParserError") from None
         except botocore.exceptions.BotoCoreError as exc:
-            raise AwsError(f"failed to {action or operation}: {exc}").with_code(type(exc).__name__) from None
-
-    def paginate(self, service: str, operation: str, key: str, action: str = "", **params: Any) -> list[Any]:
-        """All items under `key` across pages, with the same error translation as `call`."""
-        items: list[Any] = []
-        while True:
-            page = self.call(service, operation, action, **params)
-            items.extend(page.get(key, []))
-            # IAM pages with Marker/IsTruncated, Secrets Manager with NextToken, ECS/ECR/Logs with nextToken.
-            if service == "iam":
-                token_param, token = "Marker", page.get("Marker") if page.get("IsTruncated") else None
-            else:
-                token_param = "NextToken" if "NextToken" in page else "nextToken"
-                token = page.get(token_param)
-            if not token:
-                return items
-            params = {**params, token_param: token}
+            raise AwsError(f"failed to {action}: {exc}").with_code(type(exc).__name__) from None
 
     @property
     def account_id(self) -> str:
@@ -171,9 +185,23 @@ class AwsClients:
         return self._account_id
 
     def partition(self) -> str:
+        """The ARN partition of the region (aws, aws-cn, aws-us-gov, aws-iso, aws-iso-b, aws-eusc, …)."""
+        return str(self._partition_data()["id"])
+
+    def dns_suffix(self) -> str:
+        """The region's DNS suffix (amazonaws.com, amazonaws.com.cn, c2s.ic.gov, amazonaws.eu, …)."""
+        return str(self._partition_data()["outputs"]["dnsSuffix"])
+
+    def _partition_data(self) -> dict[str, Any]:
+        """botocore's partition entry for the region: botocore's own answer for the regions it knows; a
+        region newer than this botocore by its partition's region pattern; else the commercial one."""
+        import botocore.exceptions
+
         region = self.region
-        if region.startswith("cn-"):
-            return "aws-cn"
-        if region.startswith("us-gov-"):
-            return "aws-us-gov"
-        return "aws"
+        # The same partition data botocore's endpoint rules use (its loader caches it for the clients).
+        partitions = self.session._session.get_component("data_loader").load_data("partitions")["partitions"]
+        try:
+            name = self.session.get_partition_for_region(region)
+        except botocore.exceptions.UnknownRegionError:
+            name = next((p["id"] for p in partitions if re.match(p.get("regionRegex") or "(?!)", region)), "aws")
+        return dict(next(p for p in partitions if p["id"] == name))

@@ -10,7 +10,6 @@ to show it; a failed build step becomes one line naming the step and its last ou
 from __future__ import annotations
 
 import contextlib
-import io
 import os
 import re
 from collections import deque
@@ -19,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gcpfargate.clients.image_tar import layer_files
 from gcpfargate.errors import DockerError
 from gcpfargate.keyfile import redact
 
@@ -87,77 +87,6 @@ class BuildLog:
 @dataclass
 class PushOutcome:
     digest: str  # the manifest digest the registry stored, sha256:…
-    layers_pushed: int  # layers uploaded (not "already exists" or mounted)
-
-
-class _ChunkReader(io.RawIOBase):
-    """A file object over an iterator of byte chunks, for tarfile's streaming mode."""
-
-    def __init__(self, chunks: Iterator[bytes]) -> None:
-        self._chunks = chunks
-        self._buffer = b""
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, target: Any) -> int:
-        while not self._buffer:
-            try:
-                self._buffer = next(self._chunks)
-            except StopIteration:
-                return 0
-        size = min(len(target), len(self._buffer))
-        target[:size] = self._buffer[:size]
-        self._buffer = self._buffer[size:]
-        return size
-
-
-def _open_layer(blob: Any, name: str) -> Any:
-    """The blob as a tar stream; None for a JSON blob (an OCI config or manifest). A blob that is
-    neither fails the scan: skipping it would let a key through unseen."""
-    import tarfile
-
-    if blob is None:
-        return None
-    if blob.peek(1)[:1] in (b"{", b"["):
-        return None
-    try:
-        return tarfile.open(fileobj=blob, mode="r|*")
-    except tarfile.TarError:
-        raise DockerError(f"cannot search layer {name} for key files: it is not a tar stream gcpfargate can read",
-                          "Export the image with a current Docker (gzip or plain layers), or pass "
-                          "--allow-embedded-credentials after checking it yourself") from None
-
-
-def layer_files(chunks: Iterator[bytes], max_size: int, wanted: Callable[[bytes], bool],
-                skip: Callable[[str], bool] = lambda name: False, done: Callable[[], bool] = lambda: False
-                ) -> Iterator[tuple[str, str, bytes]]:
-    """Walk a `docker save` tar (legacy `<id>/layer.tar` or OCI `blobs/sha256/…`): every member that
-    is itself a tar is a layer; yield its small regular files. Members for which `skip(name)` is
-    true are passed over unread; once `done()` is true after a layer, the rest is not read."""
-    import tarfile
-
-    with tarfile.open(fileobj=io.BufferedReader(_ChunkReader(chunks), 1 << 16), mode="r|") as outer:
-        for member in outer:
-            if not member.isfile() or member.size < 1024 or member.name.endswith((".json", "/json", "repositories")):
-                continue  # a layer tar is at least two 512-byte blocks; manifests and configs are JSON
-            if skip(member.name):
-                continue
-            layer = _open_layer(outer.extractfile(member), member.name)
-            if layer is None:
-                continue  # an OCI config or manifest blob, not a layer
-            with layer:
-                for entry in layer:
-                    if not entry.isfile() or entry.size == 0 or entry.size > max_size:
-                        continue
-                    content = layer.extractfile(entry)
-                    if content is None:
-                        continue
-                    head = content.read(min(entry.size, 64))
-                    if wanted(head):
-                        yield member.name, "/" + entry.name.removeprefix("./").lstrip("/"), head + content.read()
-            if done():
-                return
 
 
 def _engine_hint(host: str) -> str:
@@ -305,7 +234,7 @@ class DockerEngine:
              on_progress: ProgressCallback | None = None) -> PushOutcome:
         """Push `repository:tag` with these credentials (for this call only)."""
         auth = {"username": credentials.username, "password": credentials.password}
-        digest, pushed = "", 0
+        digest = ""
         with _engine_errors(f"failed to push {repository}:{tag}",
                             "Check that the registry is reachable and that you may push to it"):
             for chunk in self.client.api.push(repository, tag=tag, auth_config=auth, stream=True, decode=True):
@@ -314,10 +243,10 @@ class DockerEngine:
                 aux = chunk.get("aux")
                 if isinstance(aux, dict) and aux.get("Digest"):
                     digest = str(aux["Digest"])
-                pushed += self._layer_progress(chunk, on_progress, "Pushed")
+                self._layer_progress(chunk, on_progress, "Pushed")
         if not digest:
             raise DockerError(f"failed to push {repository}:{tag}: the engine reported no manifest digest")
-        return PushOutcome(digest=digest, layers_pushed=pushed)
+        return PushOutcome(digest=digest)
 
     def pull(self, image_ref: str, credentials: Credentials | None = None,
              on_progress: ProgressCallback | None = None) -> str:
@@ -390,11 +319,11 @@ class DockerEngine:
 
     # -- helpers -----------------------------------------------------------------------------
     @staticmethod
-    def _layer_progress(chunk: Mapping[str, Any], on_progress: ProgressCallback | None, done_status: str) -> int:
-        """Forward one layer event; return 1 when it says a layer finished transferring."""
+    def _layer_progress(chunk: Mapping[str, Any], on_progress: ProgressCallback | None, done_status: str) -> None:
+        """Forward one layer event to `on_progress`."""
         layer, status = chunk.get("id"), str(chunk.get("status", ""))
         if not layer or on_progress is None or ":" in str(layer):
-            return int(status == done_status)
+            return
         detail = chunk.get("progressDetail") or {}
         description = f"layer {layer}"
         if "current" in detail:
@@ -404,7 +333,6 @@ class DockerEngine:
             on_progress(str(layer), f"{description} ({status.lower()})", 1, 1)
         elif status in ("Preparing", "Waiting", "Pulling fs layer"):
             on_progress(str(layer), description, 0, None)
-        return int(status == done_status)
 
     @staticmethod
     def _api_reason(exc: Any) -> str:

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import os
 import threading
-from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from gcpfargate.errors import GcpError, KeyLimitError
-from gcpfargate.keyfile import KeyMaterial, NotAKeyError
+from gcpfargate.errors import GcpError, KeyLimitError, NotAKeyError
+from gcpfargate.keyfile import KeyMaterial
 
 MAX_USER_KEYS = 10
 
@@ -43,7 +42,6 @@ class IamAdmin:
         self._emulator_host = emulator_host if emulator_host is not None else os.environ.get("IAM_EMULATOR_HOST")
         self._client: Any = None
         self._lock = threading.Lock()
-        self.calls: Counter[str] = Counter()
         self._call_log = os.environ.get("GCPFARGATE_CALL_LOG")
 
     @property
@@ -76,7 +74,6 @@ class IamAdmin:
         from google.api_core import exceptions as gexc
         from google.api_core import retry as gretry
 
-        self.calls[method] += 1
         if self._call_log:
             kind = "read" if method.startswith(("Get", "List")) else "write"
             with open(self._call_log, "a", encoding="utf-8") as log:

@@ -11,11 +11,10 @@ import base64
 import ipaddress
 import os
 import threading
-from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from gcpfargate.errors import AwsError, DockerError
+from gcpfargate.errors import AwsError, RegistryError
 
 if TYPE_CHECKING:
     from gcpfargate.clients.aws import AwsClients
@@ -51,6 +50,11 @@ class ImageRef:
     def platform(self) -> str:
         return f"{self.config.get('os', 'linux')}/{self.config.get('architecture', 'amd64')}"
 
+    @property
+    def run_config(self) -> dict[str, Any]:
+        """The config's "config" section: Entrypoint, Cmd, Env, … (what `docker run` starts)."""
+        return dict(self.config.get("config") or {})
+
 
 def _is_loopback(host: str) -> bool:
     name = host.rsplit(":", 1)[0].strip("[]")
@@ -69,8 +73,6 @@ class Registry:
         self._host: str | None = None
         self._session: Any = None
         self._lock = threading.Lock()
-        # Like AwsClients.calls: (method, kind) -> count, for --verbose, the call table and the no-op tests.
-        self.calls: Counter[tuple[str, str]] = Counter()
         self._call_log = os.environ.get("GCPFARGATE_CALL_LOG")
         # Digest references are content-addressed, so what one step resolved holds for the next.
         self._by_digest: dict[tuple[str, str, str], ImageRef] = {}
@@ -79,7 +81,8 @@ class Registry:
     def host(self) -> str:
         if self._host is None:
             override = os.environ.get("GCPFARGATE_ECR_REGISTRY", "").strip()
-            self._host = override or f"{self._aws.account_id}.dkr.ecr.{self._aws.region}.amazonaws.com"
+            # ECR's registry host in the region's partition: amazonaws.com, amazonaws.com.cn, c2s.ic.gov, …
+            self._host = override or f"{self._aws.account_id}.dkr.ecr.{self._aws.region}.{self._aws.dns_suffix()}"
         return self._host
 
     @property
@@ -122,19 +125,19 @@ class Registry:
             method = self._http().head if head else self._http().get
             return method(url, headers={"Accept": accept} if accept else {}, timeout=30)
         except requests.RequestException as exc:
-            raise DockerError(f"cannot reach registry {self.host}: {type(exc).__name__}",
+            raise RegistryError(f"cannot reach registry {self.host}: {type(exc).__name__}",
                               "Check the network and GCPFARGATE_ECR_REGISTRY") from None
 
     def _count(self, method: str, path: str) -> None:
         # The kind of resource, not the path: repository names and digests stay out of the log.
         kind = next((each for each in ("manifests", "blobs", "tags") if f"/{each}/" in f"/{path}"), "other")
-        self.calls[(method, kind)] += 1
         if self._call_log:
             with open(self._call_log, "a", encoding="utf-8") as log:
                 log.write(f"registry {method} {kind}\n")
 
     def resolve(self, repository: str, reference: str, platform: str = "linux/amd64") -> ImageRef | None:
-        """Manifest digest and config of `repository:reference` (tag or digest); None when absent."""
+        """Manifest digest and config of `repository:reference` (tag or digest) for `platform` (Docker's
+        arch names); None when absent."""
         if not reference.startswith("sha256:"):
             found = self._resolve(repository, reference, platform)
             if found is not None:  # a later lookup by its digest (to pin it) needs no request
@@ -153,7 +156,7 @@ class Registry:
             return self._resolve_unchecked(repository, reference, platform)
         except (KeyError, IndexError, TypeError, ValueError, AttributeError):
             # Not JSON, a schema-1 manifest, a config without a digest: not something we can pin.
-            raise DockerError(f"the registry's answer for {repository}:{reference} is not an image manifest "
+            raise RegistryError(f"the registry's answer for {repository}:{reference} is not an image manifest "
                               "gcpfargate understands (Docker v2 schema 2 or OCI)",
                               "Push the image with a current Docker or buildx") from None
 
@@ -178,10 +181,10 @@ class Registry:
 
     def _raise_for(self, response: Any, action: str) -> None:
         if response.status_code in (401, 403):
-            raise DockerError(f"failed to {action}: the registry refused access ({response.status_code})",
+            raise RegistryError(f"failed to {action}: the registry refused access ({response.status_code})",
                               "Check ECR permissions (ecr:BatchGetImage, ecr:GetDownloadUrlForLayer)")
         if response.status_code >= 400:
-            raise DockerError(f"failed to {action}: registry answered {response.status_code}")
+            raise RegistryError(f"failed to {action}: registry answered {response.status_code}")
 
 
 def _digest(content: bytes) -> str:
@@ -191,8 +194,7 @@ def _digest(content: bytes) -> str:
 
 
 def _choose_platform(manifests: list[dict[str, Any]], platform: str) -> dict[str, Any] | None:
-    os_name, _, arch = platform.partition("/")
-    arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(arch, arch)
+    os_name, _, arch = platform.partition("/")  # in Docker's words (amd64, arm64): see core/images.py
     for entry in manifests:
         plat = entry.get("platform", {})
         if plat.get("os") == os_name and plat.get("architecture") == arch:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from gcpfargate.config import Settings
 from gcpfargate.core.report import NullReporter, Reporter
@@ -25,15 +25,12 @@ class Context:
     settings: Settings
     reporter: Reporter = field(default_factory=NullReporter)
     dry_run: bool = False
-    # Reads one step made that a later step of the same command would repeat (deploy: the secret's
-    # ARN, the family's latest revision). Whoever changes such a resource replaces or drops its entry.
-    known: dict[str, Any] = field(default_factory=dict)
 
     @cached_property
     def aws(self) -> AwsClients:
         from gcpfargate.clients.aws import AwsClients
 
-        return AwsClients(region=self.settings.get("aws.region"), profile=self.settings.get("aws.profile"))
+        return AwsClients(region=self.settings.aws.region, profile=self.settings.aws.profile)
 
     @cached_property
     def iam(self) -> IamAdmin:

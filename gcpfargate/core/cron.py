@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from gcpfargate.errors import ConfigError
+from gcpfargate.errors import ExpressionError
 
 _MONTHS = {name: i for i, name in enumerate(
     ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"], start=1)}
@@ -35,10 +35,6 @@ _RANGES = [(0, 59), (0, 23), (1, 31), (1, 12), (1, 7), (1970, 2199)]
 _RATE_UNITS = {"minute": 60, "hour": 3600, "day": 86400}
 _AT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}")
 EXAMPLES = "cron(0 3 * * ? *), rate(1 hour) or at(2030-01-31T09:00:00)"
-
-
-class ExpressionError(ConfigError):
-    """A schedule expression or time zone that AWS would reject."""
 
 
 def _aws_weekday(day: date) -> int:

@@ -13,16 +13,15 @@ from typing import Any
 from gcpfargate.core.context import Context
 from gcpfargate.errors import GcpfargateError, StepError
 
-STEPS = ("bootstrap", "push-image", "register-task")
-
 
 @dataclass
 class DeployResult:
     steps: dict[str, Any]  # step name -> that step's result object
 
     @property
-    def changed(self) -> bool:
-        return any(getattr(result, "changed", False) for result in self.steps.values())
+    def plan(self) -> list[str]:
+        """What a dry run would do, step by step."""
+        return [line for result in self.steps.values() for line in result.plan]
 
     def to_json(self) -> dict[str, Any]:
         return {name: result.to_json() for name, result in self.steps.items()}
@@ -39,7 +38,8 @@ def deploy(ctx: Context, allow_embedded_credentials: bool = False, new_key: bool
     building = None if ctx.dry_run else _BackgroundBuild(ctx, allow_embedded_credentials, tag)
     try:
         with _step("bootstrap"):
-            results["bootstrap"] = bootstrap(ctx, new_key=new_key, grant=grant)
+            booted = bootstrap(ctx, new_key=new_key, grant=grant)
+            results["bootstrap"] = booted
         with _step("push-image"):
             built = building.result() if building is not None else None
             pushed = push_image(ctx, allow_embedded_credentials=allow_embedded_credentials, tag=tag, built=built)
@@ -48,9 +48,10 @@ def deploy(ctx: Context, allow_embedded_credentials: bool = False, new_key: bool
         if building is not None:
             building.close()
     with _step("register-task"):
-        pin = bool(ctx.settings.get("image.pin_digest")) and pushed.digest and not ctx.dry_run
+        pin = ctx.settings.image.pin_digest and pushed.digest and not ctx.dry_run
         image = _pinned(pushed.image, pushed.digest) if pin else pushed.image
-        results["register-task"] = register_task(ctx, image=image)
+        # The secret's ARN and the latest revision travel on from the steps that read them.
+        results["register-task"] = register_task(ctx, image=image, secret_arn=booted.secret_arn, latest=pushed.latest)
     return DeployResult(results)
 
 

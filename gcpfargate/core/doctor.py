@@ -15,9 +15,8 @@ from enum import Enum
 from typing import Any
 
 from gcpfargate.clients.gcp import MAX_USER_KEYS, ServiceAccount
-from gcpfargate.core import execution_role, policy, secret
+from gcpfargate.core import ecs, execution_role, images, logs, policy, roles, secret
 from gcpfargate.core.context import Context
-from gcpfargate.core.taskdef import latest_active, log_group_exists, split_image
 from gcpfargate.core.wiring import unwrap
 from gcpfargate.errors import AwsError, GcpfargateError
 from gcpfargate.keyfile import looks_like_key
@@ -115,9 +114,9 @@ def _aws_identity(ctx: Context, facts: _Facts) -> tuple[Status, str]:
 
 def _account(ctx: Context, facts: _Facts) -> tuple[Status, str]:
     settings = ctx.settings
-    account = ctx.iam.get_service_account(settings.get("gcp.project"), settings.get("gcp.service_account"))
+    account = ctx.iam.get_service_account(settings.gcp.project, settings.gcp.service_account)
     if account is None:
-        return Status.FAIL, f"{settings.service_account_email} does not exist in project {settings.get('gcp.project')}"
+        return Status.FAIL, f"{settings.service_account_email} does not exist in project {settings.gcp.project}"
     facts.account = account
     if account.disabled:
         return Status.FAIL, f"{account.email} is disabled"
@@ -192,31 +191,25 @@ def _key_count(ctx: Context, facts: _Facts) -> tuple[Status, str]:
 def _latest_revision(ctx: Context, facts: _Facts) -> dict[str, Any] | None:
     if "revision_loaded" not in facts.extra:
         facts.extra["revision_loaded"] = True
-        facts.revision = latest_active(ctx, ctx.settings.family)
+        facts.revision = ecs.latest_active(ctx, ctx.settings.family)
     return facts.revision
 
 
 def _role(ctx: Context, facts: _Facts) -> str:
     if not facts.role_arn:
         revision = _latest_revision(ctx, facts)
-        facts.role_arn = (revision or {}).get("executionRoleArn") or str(ctx.settings.get("task.execution_role_arn"))
-        if not facts.role_arn:
-            facts.role_arn = f"arn:{ctx.aws.partition()}:iam::{ctx.aws.account_id}:role/" \
-                             f"{ctx.settings.execution_role_name}"
+        facts.role_arn = (revision or {}).get("executionRoleArn") or roles.execution_role_arn(ctx)
     return facts.role_arn
 
 
 def _role_trust(ctx: Context, facts: _Facts) -> tuple[Status, str]:
     arn = _role(ctx, facts)
-    name = execution_role.role_name_from_arn(arn)
-    try:
-        role = ctx.aws.call("iam", "get_role", f"read role {name}", RoleName=name)["Role"]
-    except AwsError as exc:
-        if exc.code == "NoSuchEntity":
-            facts.extra["role_missing"] = True
-            return Status.FAIL, f"execution role {name} does not exist (run gcpfargate bootstrap)"
-        raise
-    if not policy.trusts_ecs_tasks(role.get("AssumeRolePolicyDocument", {})):
+    name = roles.role_name_from_arn(arn)
+    role = roles.get_role(ctx, name)
+    if role is None:
+        facts.extra["role_missing"] = True
+        return Status.FAIL, f"execution role {name} does not exist (run gcpfargate bootstrap)"
+    if not policy.trusts(role.get("AssumeRolePolicyDocument", {}), policy.ECS_TASKS_PRINCIPAL):
         return Status.FAIL, f"{name} does not trust ecs-tasks.amazonaws.com"
     return Status.OK, name
 
@@ -230,7 +223,7 @@ def _role_access(ctx: Context, facts: _Facts) -> tuple[Status, str]:
     try:
         kms_arn = secret.kms_key_arn(ctx)
     except AwsError as exc:
-        return Status.WARN, f"cannot resolve KMS key {ctx.settings.get('secret.kms_key_id')}: {exc.message}"
+        return Status.WARN, f"cannot resolve KMS key {ctx.settings.secret.kms_key_id}: {exc.message}"
     simulated = _simulate(ctx, facts.role_arn, secret_arn, kms_arn)
     verdict = simulated or execution_role.judge_secret_access(ctx, facts.role_arn, secret_arn, kms_arn)
     how = "IAM policy simulator" if simulated else "the role's own policies"
@@ -269,8 +262,8 @@ def _wiring(ctx: Context, facts: _Facts) -> tuple[Status, str]:
     if revision is None:
         return Status.FAIL, f"no ACTIVE revision of family {ctx.settings.family} (run gcpfargate register-task)"
     settings = ctx.settings
-    env_name, path = settings.get("task.credentials_env"), settings.get("task.credentials_path")
-    wanted = settings.get("task.containers") or [c["name"] for c in _essential(revision)]
+    env_name, path = settings.task.credentials_env, settings.task.credentials_path
+    wanted = settings.task.containers or [c["name"] for c in _essential(revision)]
     secret_arn = str(facts.extra.get("secret_arn", ""))
     problems: list[str] = []
     for container in revision.get("containerDefinitions", []):
@@ -321,13 +314,12 @@ def _image(ctx: Context, facts: _Facts) -> tuple[Status, str]:
     if not containers:
         raise _Skip("no essential container")
     image = str(containers[0].get("image", ""))
-    host, repository, tag, digest = split_image(image)
-    if host != ctx.registry.host:
+    if not images.in_registry(ctx, image):
         return Status.WARN, f"{image} is not in registry {ctx.registry.host}; not checked"
-    reference = digest or tag or "latest"
+    repository = images.split_image(image)[1]
     platform_arch = (revision.get("runtimePlatform") or {}).get("cpuArchitecture", "X86_64")
-    arch = {"X86_64": "amd64", "ARM64": "arm64"}.get(platform_arch, platform_arch.lower())
-    found = ctx.registry.resolve(repository, reference, f"linux/{arch}")
+    arch = images.ecs_arch(platform_arch)
+    found = images.held(ctx, image, f"linux/{arch}")
     if found is None:
         return Status.FAIL, f"{image} is not in the registry"
     if found.config.get("architecture") != arch:
@@ -339,14 +331,12 @@ def _log_group(ctx: Context, facts: _Facts) -> tuple[Status, str]:
     revision = _latest_revision(ctx, facts)
     if revision is None:
         raise _Skip("no registered revision")
-    groups = {c.get("logConfiguration", {}).get("options", {}).get("awslogs-group")
-              for c in revision.get("containerDefinitions", [])
-              if c.get("logConfiguration", {}).get("logDriver") == "awslogs"} - {None}
+    groups = {group for group, _ in logs.log_groups(revision)}
     if not groups:
         return Status.WARN, "no container logs to awslogs; `run` cannot stream logs"
     missing = []
     for group in sorted(groups):
-        if not log_group_exists(ctx, group):
+        if not logs.log_group_exists(ctx, group):
             missing.append(group)
     if missing:
         return Status.FAIL, f"log group {', '.join(missing)} does not exist (register-task creates it)"

@@ -95,13 +95,14 @@ def judge(documents: Iterable[Any], action: str, resource: str) -> Judgement:
     return Judgement(Decision.NOT_ALLOWED, f"no policy allows {action} on {resource}")
 
 
-def trusts_ecs_tasks(trust_policy: Any) -> bool:
+def trusts(trust_policy: Any, service: str) -> bool:
+    """Whether a role's trust policy lets `service` (such as ecs-tasks.amazonaws.com) assume the role."""
     for statement in statements([trust_policy]):
         if statement.get("Effect") != "Allow" or not _matches(statement.get("Action", []), "sts:AssumeRole", True):
             continue
         principal = statement.get("Principal", {})
         services = principal.get("Service", []) if isinstance(principal, dict) else []
-        if _matches(services, ECS_TASKS_PRINCIPAL, True) or principal == "*":
+        if _matches(services, service, True) or principal == "*":
             return True
     return False
 

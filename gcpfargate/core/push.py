@@ -23,37 +23,33 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from gcpfargate.config import SCHEMA, Settings
+from gcpfargate.core import ecs, images
 from gcpfargate.core.context import Context
 from gcpfargate.core.report import Reporter
+from gcpfargate.core.results import NOT_SHOWN, PlannedResult
 from gcpfargate.errors import AwsError, ConfigError, EmbeddedCredentialsError
 from gcpfargate.keyfile import looks_like_key
 
 # Key files are small JSON documents; bigger files are not read. Changing the guard's rules (this,
 # _jsonish, looks_like_key) must bump core/layer_scan.RULES_VERSION, so cached layers are scanned again.
 MAX_SCANNED_FILE = 1 << 20
-_ARCH_ALIASES = {"x86_64": "amd64", "aarch64": "arm64"}
-_ECS_ARCH = {"X86_64": "amd64", "ARM64": "arm64"}
 
 
 @dataclass
-class PushResult:
+class PushResult(PlannedResult):
     image: str  # host/repo:tag (or host/repo@sha256:… for a reused image no tag points at)
-    digest: str  # the manifest digest, sha256:…; empty in a dry run
+    digest: str | None  # the manifest digest, sha256:…; None in a dry run
     tags: list[str]
     changed: bool
     plan: list[str] = field(default_factory=list)  # what a --dry-run would do
-
-    def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        if not self.plan:
-            data.pop("plan")
-        return data
+    # The family's latest ACTIVE revision as push read it, for register-task in `deploy`; None: not read.
+    latest: ecs.LatestRevision | None = field(default=None, metadata=NOT_SHOWN)
 
 
 @dataclass(frozen=True)
@@ -88,7 +84,7 @@ def build_image(ctx: Context, allow_embedded_credentials: bool = False, tag: str
     repository = settings.repository
     inputs = build_inputs(settings)
     tag, explicit = choose_tag(settings, inputs.context, tag)
-    tags = [tag, "latest"] if settings.get("image.push_latest") and tag != "latest" else [tag]
+    tags = [tag, "latest"] if settings.image.push_latest and tag != "latest" else [tag]
 
     with reporter.step("Searching the build context for key files"):
         found = scan_context(inputs.context, inputs.dockerfile)
@@ -108,13 +104,19 @@ def push_image(ctx: Context, allow_embedded_credentials: bool = False, tag: str 
                built: Built | None = None) -> PushResult:
     """Build (unless `built` is given) and push; see the module docstring."""
     built = built or build_image(ctx, allow_embedded_credentials, tag)
+    if ctx.dry_run:
+        return plan(ctx, built.repository, f"{built.name}:{built.tag}", built.tags, built.inputs)
+    latest = read_latest(ctx)
+    result = _push(ctx, built, allow_embedded_credentials, latest.definition if latest else None)
+    result.latest = latest
+    return result
+
+
+def _push(ctx: Context, built: Built, allow_embedded_credentials: bool,
+          task_definition: dict[str, Any] | None) -> PushResult:
     repository, inputs, tag, explicit, tags, name = (built.repository, built.inputs, built.tag, built.explicit,
                                                      built.tags, built.name)
     image, image_id = f"{name}:{tag}", built.image_id
-    if ctx.dry_run:
-        return plan(ctx, repository, image, tags, inputs)
-
-    task_definition = latest_task_definition(ctx)
     check_platform(ctx, image, image_id, inputs.platform, task_definition)
     # Authenticate before any write: an expired or refused token must leave nothing half-made.
     with ctx.reporter.step(f"Authenticating to {ctx.registry.host}"):
@@ -155,20 +157,19 @@ def push_image(ctx: Context, allow_embedded_credentials: bool = False, tag: str 
 
 # -- inputs --------------------------------------------------------------------------------------
 def build_inputs(settings: Settings) -> BuildInputs:
-    context = settings.path("image.context")
+    context = settings.resolve(settings.image.context)
     if not context.is_dir():
         raise ConfigError(f"build context {context} is not a directory",
                           "Set image.context to the directory that holds the Dockerfile")
     # Like docker compose: the Dockerfile path is relative to the context.
-    dockerfile = (context / str(settings.get("image.dockerfile") or "Dockerfile")).resolve()
+    dockerfile = (context / (settings.image.dockerfile or "Dockerfile")).resolve()
     if not dockerfile.is_file():
         raise ConfigError(f"Dockerfile {dockerfile} does not exist",
                           f"Create it, or set image.dockerfile (a path relative to {context})")
     relative = dockerfile.relative_to(context).as_posix() if dockerfile.is_relative_to(context) else ""
-    os_name, _, arch = str(settings.get("image.platform")).partition("/")
     return BuildInputs(context=context, dockerfile=relative or str(dockerfile),
-                       platform=f"{os_name}/{_ARCH_ALIASES.get(arch, arch)}",
-                       build_args=dict(settings.get("image.build_args") or {}))
+                       platform=images.normalise_platform(settings.image.platform),
+                       build_args=dict(settings.image.build_args))
 
 
 def choose_tag(settings: Settings, context: Path, tag: str | None = None) -> tuple[str, bool]:
@@ -178,7 +179,7 @@ def choose_tag(settings: Settings, context: Path, tag: str | None = None) -> tup
         if check is not None and (reason := check(tag)):
             raise ConfigError(f"image tag {tag!r} {reason}")
         return tag, True
-    configured = str(settings.get("image.tag") or "")
+    configured = settings.image.tag
     if configured:
         return configured, True
     return derive_tag(context), False
@@ -256,14 +257,9 @@ def guard(ctx: Context, found: list[str], where: str, allow: bool, reporter: Rep
 
 # -- AWS and the registry ------------------------------------------------------------------------
 def describe_repository(ctx: Context, repository: str) -> dict[str, Any] | None:
-    try:
-        data = ctx.aws.call("ecr", "describe_repositories", f"read ECR repository {repository}",
-                            repositoryNames=[repository])
-    except AwsError as exc:
-        if exc.code == "RepositoryNotFoundException":
-            return None
-        raise
-    return dict(data["repositories"][0])
+    data = ctx.aws.find("ecr", "describe_repositories", "RepositoryNotFoundException",
+                        f"read ECR repository {repository}", repositoryNames=[repository])
+    return None if data is None else dict(data["repositories"][0])
 
 
 def ensure_repository(ctx: Context, repository: str) -> bool:
@@ -289,16 +285,14 @@ def ensure_repository(ctx: Context, repository: str) -> bool:
     return True
 
 
-def latest_task_definition(ctx: Context) -> dict[str, Any] | None:
-    """The family's latest ACTIVE revision; None when there is none (or it cannot be read)."""
-    from gcpfargate.core.taskdef import latest_active
-
+def read_latest(ctx: Context) -> ecs.LatestRevision | None:
+    """The family's latest ACTIVE revision; None when it could not be read (no family, or a failure)."""
     family = ctx.settings.family
     if not family:
         return None
     try:
-        # The same read register-task makes: in `deploy` it is made once (ctx.known).
-        return latest_active(ctx, family)
+        # The same read register-task makes: `deploy` hands it on, so it is made once.
+        return ecs.LatestRevision(ecs.latest_active(ctx, family))
     except AwsError as exc:
         # Only an optimisation and a platform check depend on it: say so and carry on.
         ctx.reporter.warn(f"{exc.message}; pushing without comparing to the registered task definition")
@@ -308,13 +302,13 @@ def latest_task_definition(ctx: Context) -> dict[str, Any] | None:
 def check_platform(ctx: Context, image: str, image_id: str, platform: str,
                    task_definition: dict[str, Any] | None) -> None:
     data = ctx.docker.inspect(image_id) or {}
-    arch = _ARCH_ALIASES.get(str(data.get("Architecture", "")), str(data.get("Architecture", "")))
+    arch = images.docker_arch(str(data.get("Architecture", "")))
     built = f"{data.get('Os', 'linux')}/{arch}"
     if arch and built != platform:
         ctx.reporter.warn(f"{image} was built for {built}, but image.platform is {platform}: Fargate will not "
                           "start it (exec format error). Check the Dockerfile's FROM --platform")
     task_definition = task_definition or {}
-    wanted = _ECS_ARCH.get(str((task_definition.get("runtimePlatform") or {}).get("cpuArchitecture", "")))
+    wanted = images.ecs_arch(str((task_definition.get("runtimePlatform") or {}).get("cpuArchitecture", "")))
     if wanted and arch and wanted != arch:
         ctx.reporter.warn(f"{image} is {built}, but task definition {task_definition.get('family')} "
                           f"asks for runtimePlatform {wanted}: set image.platform and runtimePlatform alike")
@@ -356,4 +350,4 @@ def plan(ctx: Context, repository: str, image: str, tags: list[str], inputs: Bui
     steps.append("search the image's layers for key files")
     name = image.rsplit(":", 1)[0]
     steps.extend(f"push {name}:{each} unless the registry already holds this image there" for each in tags)
-    return PushResult(image=image, digest="", tags=tags, changed=True, plan=steps)
+    return PushResult(image=image, digest=None, tags=tags, changed=True, plan=steps)

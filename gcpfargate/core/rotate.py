@@ -13,8 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from gcpfargate.core import bootstrap as steps
-from gcpfargate.core import secret
+from gcpfargate.core import keys, secret
 from gcpfargate.core.context import Context
 from gcpfargate.core.verify import key_authenticates
 from gcpfargate.errors import ConfigError, GcpError, GcpfargateError
@@ -22,15 +21,15 @@ from gcpfargate.errors import ConfigError, GcpError, GcpfargateError
 
 @dataclass
 class RotateResult:
-    key_id: str
+    key_id: str | None  # None in a dry run: the key is not created
     previous_key_ids: list[str]
-    secret_version_id: str
+    secret_version_id: str | None  # likewise
     previous_action: str  # disabled, deleted or kept
     pruned_key_ids: list[str] = field(default_factory=list)
     plan: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        data = {"key_id": self.key_id, "previous_key_ids": self.previous_key_ids,
+        data: dict[str, Any] = {"key_id": self.key_id, "previous_key_ids": self.previous_key_ids,
                 "secret_version_id": self.secret_version_id, "previous_action": self.previous_action}
         if self.pruned_key_ids:
             data["pruned_key_ids"] = self.pruned_key_ids
@@ -45,7 +44,7 @@ def rotate_key(ctx: Context, verify: bool = True, previous: str = "disable", pru
     settings.require("gcp.project", "gcp.service_account")
     plan: list[str] = []
     with ctx.reporter.step("Resolving the service account"):
-        account = steps.resolve_account(ctx, plan)
+        account = keys.resolve_account(ctx, plan)
     name = settings.secret_name
     state = secret.read(ctx, name)
     if state is None:
@@ -56,10 +55,10 @@ def rotate_key(ctx: Context, verify: bool = True, previous: str = "disable", pru
     if ctx.dry_run:
         plan.append(f"create a key for {account.email} and store it as AWSCURRENT of {name}")
         plan += [f"{previous} previous key {key_id}" for key_id in previous_ids if previous != "keep"]
-        return RotateResult("(new)", previous_ids, "(new)", _past(previous), plan=plan)
+        return RotateResult(None, previous_ids, None, _past(previous), plan=plan)
 
-    steps.check_key_room(ctx, account.email)
-    key, _, version_id = steps.create_and_store(ctx, account, state)
+    keys.check_key_room(ctx, account.email)
+    key, _, version_id = keys.create_and_store(ctx, account, state)
     if verify:
         with ctx.reporter.step(f"Verifying key {key.key_id[:12]}… at its token endpoint"):
             try:

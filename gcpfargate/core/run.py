@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gcpfargate.config import Settings
+from gcpfargate.core import ecs, logs
 from gcpfargate.core.context import Context
 from gcpfargate.errors import AwsError, OperationError
 
@@ -46,54 +47,16 @@ class RunResult:
         return data
 
 
-def describe_task_definition(ctx: Context, family: str, revision: int | None = None) -> dict[str, Any]:
-    """The family's latest ACTIVE revision, or revision `revision`; a clear error when there is none."""
-    reference = f"{family}:{revision}" if revision else family
-    try:
-        described = ctx.aws.call("ecs", "describe_task_definition", f"read task definition {reference}",
-                                 taskDefinition=reference)
-    except AwsError as exc:
-        if exc.code in ("ClientException", "ResourceNotFoundException", "InvalidParameterException"):
-            raise AwsError(f"task definition {reference} does not exist (or has no ACTIVE revision)",
-                           "Register it with `gcpfargate register-task` (or `gcpfargate deploy`)"
-                           ).with_code(exc.code) from None
-        raise
-    definition: dict[str, Any] = described["taskDefinition"]
-    if definition.get("status") == "INACTIVE":
-        raise OperationError(f"task definition {definition['taskDefinitionArn']} is INACTIVE (deregistered); "
-                             "ECS runs no new tasks from it", "Run the latest revision (omit --revision)")
-    mode = definition.get("networkMode")
-    if mode and mode != "awsvpc":
-        raise OperationError(f"task definition {definition['taskDefinitionArn']} uses network mode {mode}; "
-                             "Fargate needs awsvpc", 'Set "networkMode": "awsvpc" in the template')
-    return definition
-
-
-def network_configuration(settings: Settings, key_case: str = "lower") -> dict[str, Any]:
-    """The awsvpcConfiguration from [run]: RunTask spells its keys camelCase, Scheduler PascalCase."""
-    settings.require("run.subnets")
-    subnets = list(settings.get("run.subnets"))
-    groups = list(settings.get("run.security_groups") or [])
-    public_ip = "ENABLED" if settings.get("run.assign_public_ip") else "DISABLED"
-    names = ("subnets", "securityGroups", "assignPublicIp") if key_case == "lower" else \
-        ("Subnets", "SecurityGroups", "AssignPublicIp")
-    config: dict[str, Any] = {names[0]: subnets}
-    if groups:  # none given: ECS uses the VPC's default security group
-        config[names[1]] = groups
-    config[names[2]] = public_ip
-    return {"awsvpcConfiguration": config}
-
-
 def build_run_request(settings: Settings, task_definition_arn: str) -> dict[str, Any]:
     """Exactly the RunTask parameters `gcpfargate run` sends (and `--dry-run` prints)."""
     return {
-        "cluster": settings.get("run.cluster"),
+        "cluster": settings.run.cluster,
         "taskDefinition": task_definition_arn,
         "launchType": "FARGATE",
-        "platformVersion": settings.get("run.platform_version"),
+        "platformVersion": settings.run.platform_version,
         "count": 1,
         "startedBy": STARTED_BY,
-        "networkConfiguration": network_configuration(settings),
+        "networkConfiguration": ecs.network_configuration(settings),
     }
 
 
@@ -102,15 +65,15 @@ def run(ctx: Context, revision: int | None = None, wait: bool = True,
     settings = ctx.settings
     settings.require("task.family")
     # Config first: a missing subnet list should not cost an AWS round trip.
-    network_configuration(settings)
+    ecs.network_configuration(settings)
     with ctx.reporter.step(f"Reading task definition {settings.family}"):
-        definition = describe_task_definition(ctx, settings.family, revision)
+        definition = ecs.runnable_task_definition(ctx, settings.family, revision)
     definition_arn = str(definition["taskDefinitionArn"])
     request = build_run_request(settings, definition_arn)
     if ctx.dry_run:
         return RunResult(task_arn=None, exit_code=None, task_definition_arn=definition_arn, request=request)
 
-    cluster = str(settings.get("run.cluster"))
+    cluster = settings.run.cluster
     with ctx.reporter.step(f"Starting {definition_arn.rsplit('/', 1)[-1]} on cluster {cluster}"):
         task = _start(ctx, request, cluster)
     task_arn = str(task["taskArn"])
@@ -118,7 +81,7 @@ def run(ctx: Context, revision: int | None = None, wait: bool = True,
     if not wait:
         return RunResult(task_arn=task_arn, exit_code=None, task_definition_arn=definition_arn)
 
-    followers = log_followers(ctx, definition, task_arn)
+    followers = logs.log_followers(ctx, definition, task_arn)
     stopped = wait_until_stopped(ctx, cluster, task_arn, followers, sleep=sleep, clock=clock)
     return outcome(stopped, definition)
 
@@ -129,8 +92,7 @@ def _start(ctx: Context, request: dict[str, Any], cluster: str) -> dict[str, Any
     except AwsError as exc:
         if exc.code == "ClusterNotFoundException":
             raise AwsError(f"failed to start the task: ECS cluster {cluster} does not exist",
-                           "Create it (`aws ecs create-cluster --cluster-name NAME`) or set run.cluster"
-                           ).with_code(exc.code) from None
+                           ecs.CLUSTER_HINT).with_code(exc.code) from None
         raise
     failures = response.get("failures") or []
     tasks = response.get("tasks") or []
@@ -143,77 +105,14 @@ def _start(ctx: Context, request: dict[str, Any], cluster: str) -> dict[str, Any
     return dict(tasks[0])
 
 
-# -- logs ----------------------------------------------------------------------------------------
-
-class LogFollower:
-    """Follows one container's awslogs stream; tolerates the stream not existing yet."""
-
-    def __init__(self, ctx: Context, logs: Any, group: str, stream: str, label: str) -> None:
-        self.ctx, self.logs, self.group, self.stream, self.label = ctx, logs, group, stream, label
-        self.token: str | None = None
-        self.broken = False
-
-    def poll(self) -> None:
-        if self.broken:
-            return
-        while True:
-            params: dict[str, Any] = {"logGroupName": self.group, "logStreamName": self.stream, "startFromHead": True}
-            if self.token:
-                params["nextToken"] = self.token
-            try:
-                page = self.logs.call("logs", "get_log_events", f"read log stream {self.stream}", **params)
-            except AwsError as exc:
-                if exc.code == "ResourceNotFoundException":
-                    return  # the container has not written anything yet
-                # Logs are a convenience: say why they stopped, keep waiting for the task.
-                self.broken = True
-                self.ctx.reporter.warn(f"cannot follow log stream {self.group}/{self.stream}: {exc.message}")
-                return
-            for event in page.get("events", []):
-                message = str(event.get("message", "")).rstrip("\n")
-                self.ctx.reporter.log(f"[{self.label}] {message}" if self.label else message)
-            token = page.get("nextForwardToken")
-            if not page.get("events") or token == self.token:
-                self.token = token or self.token
-                return
-            self.token = token
-
-
-def log_followers(ctx: Context, definition: dict[str, Any], task_arn: str) -> list[LogFollower]:
-    task_id = task_arn.rsplit("/", 1)[-1]
-    containers = definition.get("containerDefinitions", [])
-    followers: list[LogFollower] = []
-    for container in containers:
-        config = container.get("logConfiguration") or {}
-        options = config.get("options") or {}
-        if config.get("logDriver") != "awslogs" or not options.get("awslogs-group"):
-            continue
-        prefix = options.get("awslogs-stream-prefix")
-        if not prefix:
-            ctx.reporter.detail(f"container {container['name']} has no awslogs-stream-prefix; not following its logs")
-            continue
-        logs = ctx.aws
-        region = options.get("awslogs-region")
-        if region and region != ctx.aws.region:
-            from gcpfargate.clients.aws import AwsClients
-
-            logs = AwsClients(region=region, profile=ctx.settings.get("aws.profile"))
-        label = container["name"] if len(containers) > 1 else ""
-        followers.append(LogFollower(ctx, logs, options["awslogs-group"], f"{prefix}/{container['name']}/{task_id}",
-                                     label))
-    if not followers:
-        ctx.reporter.detail("no container uses the awslogs driver; there are no logs to follow")
-    return followers
-
-
 # -- waiting and the outcome ---------------------------------------------------------------------
 
-def wait_until_stopped(ctx: Context, cluster: str, task_arn: str, followers: list[LogFollower],
+def wait_until_stopped(ctx: Context, cluster: str, task_arn: str, followers: list[logs.LogFollower],
                        sleep: Callable[[float], None] = time.sleep,
                        clock: Callable[[], float] = time.monotonic) -> dict[str, Any]:
     """Poll DescribeTasks with backoff until STOPPED, streaming logs; the stopped task description."""
-    timeout = max(1, int(ctx.settings.get("run.wait_timeout")))
-    longest = max(1.0, float(ctx.settings.get("run.poll_interval")))
+    timeout = max(1, ctx.settings.run.wait_timeout)
+    longest = max(1.0, float(ctx.settings.run.poll_interval))
     task_id = task_arn.rsplit("/", 1)[-1]
     deadline = clock() + timeout
     interval = min(FIRST_POLL_SECONDS, longest)

@@ -15,9 +15,9 @@ import posixpath
 from dataclasses import dataclass, field
 from typing import Any
 
-from gcpfargate.core import execution_role
+from gcpfargate.core import ecs, policy, roles
 from gcpfargate.core.context import Context
-from gcpfargate.errors import AwsError, ConfigError, OperationError
+from gcpfargate.errors import ConfigError, OperationError
 
 
 @dataclass
@@ -73,28 +73,22 @@ def parse_value_from(value_from: str) -> SecretRef:
 
 def resolve_secret(ctx: Context, name: str, ref: SecretRef) -> str:
     if ref.service == "ssm":
-        try:
-            found = ctx.aws.call("ssm", "get_parameter", f"read SSM parameter {ref.secret_id} for {name}",
-                                 Name=ref.secret_id, WithDecryption=True)
-        except AwsError as exc:
-            if exc.code == "ParameterNotFound":
-                raise OperationError(f"secret {name}: SSM parameter {ref.secret_id} does not exist",
-                                     "Fix valueFrom or create the parameter") from None
-            raise
+        found = ctx.aws.find("ssm", "get_parameter", "ParameterNotFound",
+                             f"read SSM parameter {ref.secret_id} for {name}", Name=ref.secret_id, WithDecryption=True)
+        if found is None:
+            raise OperationError(f"secret {name}: SSM parameter {ref.secret_id} does not exist",
+                                 "Fix valueFrom or create the parameter")
         return str(found["Parameter"]["Value"])
     params: dict[str, Any] = {"SecretId": ref.secret_id}
     if ref.version_id:
         params["VersionId"] = ref.version_id
     elif ref.version_stage:
         params["VersionStage"] = ref.version_stage
-    try:
-        value = ctx.aws.call("secretsmanager", "get_secret_value", f"read secret {ref.secret_id} for {name}",
-                             **params)
-    except AwsError as exc:
-        if exc.code == "ResourceNotFoundException":
-            raise OperationError(f"secret {name}: {ref.secret_id} does not exist (or has no such version)",
-                                 "Run gcpfargate bootstrap, or fix valueFrom in the task definition") from None
-        raise
+    value = ctx.aws.find("secretsmanager", "get_secret_value", "ResourceNotFoundException",
+                         f"read secret {ref.secret_id} for {name}", **params)
+    if value is None:
+        raise OperationError(f"secret {name}: {ref.secret_id} does not exist (or has no such version)",
+                             "Run gcpfargate bootstrap, or fix valueFrom in the task definition")
     text = value.get("SecretString")
     if text is None:
         raise OperationError(f"secret {name}: {ref.secret_id} holds binary data, which ECS cannot inject")
@@ -115,16 +109,8 @@ def load_definition(ctx: Context, from_template: bool, revision: int | None = No
         from gcpfargate.core.taskdef import render_definition
 
         return render_definition(ctx, None)
-    family = ctx.settings.family
-    ref = f"{family}:{revision}" if revision else family
-    try:
-        return ctx.aws.call("ecs", "describe_task_definition", f"read task definition {ref}",
-                            taskDefinition=ref)["taskDefinition"]
-    except AwsError as exc:
-        if exc.code in ("ClientException", "ResourceNotFoundException"):
-            raise ConfigError(f"task definition {ref} is not registered",
-                              "Run gcpfargate register-task (or deploy), or use --from-template") from None
-        raise
+    return ecs.require_task_definition(ctx, ctx.settings.family, revision,
+                                       f"{ecs.REGISTER_HINT}, or use --from-template")
 
 
 def essential_container(definition: dict[str, Any], name: str | None) -> dict[str, Any]:
@@ -145,9 +131,7 @@ def check_role_can_read(ctx: Context, definition: dict[str, Any], container: dic
     if not role_arn:
         raise OperationError("the task definition has secrets but no executionRoleArn: Fargate cannot fetch them",
                              "Set executionRoleArn (bootstrap creates one)")
-    documents = execution_role.role_documents(ctx, execution_role.role_name_from_arn(role_arn))
-    from gcpfargate.core import policy
-
+    documents = roles.role_documents(ctx, roles.role_name_from_arn(role_arn))
     for item in secrets:
         ref = parse_value_from(item["valueFrom"])
         action = "secretsmanager:GetSecretValue" if ref.service == "secretsmanager" else "ssm:GetParameters"
@@ -156,7 +140,7 @@ def check_role_can_read(ctx: Context, definition: dict[str, Any], container: dic
         verdict = policy.judge(documents, action, resource)
         if verdict.decision in (policy.Decision.DENIED, policy.Decision.NOT_ALLOWED):
             raise OperationError(f"on Fargate this task would fail to start: execution role "
-                                 f"{execution_role.role_name_from_arn(role_arn)} may not read secret {item['name']} "
+                                 f"{roles.role_name_from_arn(role_arn)} may not read secret {item['name']} "
                                  f"({verdict.reason})", "Run gcpfargate bootstrap --grant, or fix the role's policy")
 
 

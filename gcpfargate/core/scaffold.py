@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from gcpfargate.config import CONFIG_FILE
-from gcpfargate.core import taskdef, wiring
+from gcpfargate.core import ecs, images, taskdef, wiring
 from gcpfargate.core.context import Context
-from gcpfargate.errors import ConfigError, GcpfargateError
+from gcpfargate.errors import ConfigError, GcpfargateError, TaskDefinitionNotFound
 
 TEMPLATE_FILE = "task-definition.json.j2"
 _SENTINEL = "@@gcpfargate:{}@@"
@@ -93,10 +93,10 @@ def render_config(answers: Answers) -> str:
 def import_family(ctx: Context, family: str, answers: Answers) -> str:
     """The template text for the latest ACTIVE revision of `family`; fills `answers` from it."""
     with ctx.reporter.step(f"Reading task definition {family}"):
-        registered = taskdef.latest_active(ctx, family)
+        registered = ecs.describe_task_definition(ctx, family, tags=True)
     if registered is None:
-        raise ConfigError(f"task definition family {family} has no ACTIVE revision",
-                          "Check the name and region (--region), or run init without --from-family")
+        raise TaskDefinitionNotFound(f"task definition {family} does not exist (or has no ACTIVE revision)",
+                                     "Check the name and region (--region), or run init without --from-family")
     definition = {key: value for key, value in registered.items() if key not in taskdef.READ_ONLY}
     # A family built the old way may carry the key in a plain variable: never copy that to disk.
     wiring.check_environment(definition, answers.credentials_env)
@@ -126,8 +126,8 @@ def import_family(ctx: Context, family: str, answers: Answers) -> str:
             options["awslogs-region"] = _SENTINEL.format("region")
             placeholders["region"] = "region"
     arch = (definition.get("runtimePlatform") or {}).get("cpuArchitecture")
-    if arch == "ARM64":
-        answers.platform = "linux/arm64"
+    if arch:
+        answers.platform = f"linux/{images.ecs_arch(arch)}"
     return to_template(definition, placeholders)
 
 
@@ -145,7 +145,7 @@ def _replace_image(ctx: Context, definition: dict[str, Any], answers: Answers, p
     main = next((c for c in containers if c.get("essential", True)), containers[0] if containers else None)
     if main is None or not main.get("image"):
         return
-    host, repository, _, _ = taskdef.split_image(str(main["image"]))
+    host, repository, _, _ = images.split_image(str(main["image"]))
     try:
         ours = bool(host) and host == ctx.registry.host
     except GcpfargateError:
@@ -154,7 +154,7 @@ def _replace_image(ctx: Context, definition: dict[str, Any], answers: Answers, p
         return  # an image from elsewhere stays literal: `image` always means gcpfargate's registry
     answers.repository = repository
     for container in containers:
-        if taskdef.split_image(str(container.get("image", "")))[:2] == (host, repository):
+        if images.split_image(str(container.get("image", "")))[:2] == (host, repository):
             container["image"] = _SENTINEL.format("image")
             placeholders["image"] = "image"
 
@@ -182,12 +182,8 @@ def _region(ctx: Context) -> str:
 
 def _image_config_or_none(ctx: Context, image: str) -> dict[str, Any] | None:
     """The image's config when the registry has it; None means "keep the argv explicit"."""
-    host, repository, tag, digest = taskdef.split_image(image)
     try:
-        if host != ctx.registry.host:
-            return None
-        found = ctx.registry.resolve(repository, digest or tag or "latest",
-                                     str(ctx.settings.get("image.platform") or "linux/amd64"))
+        found = images.held(ctx, image) if images.in_registry(ctx, image) else None
     except GcpfargateError:
         return None
-    return None if found is None else dict(found.config.get("config") or {})
+    return None if found is None else found.run_config

@@ -25,16 +25,14 @@ Decisions worth knowing:
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from gcpfargate.core import cron, policy
+from gcpfargate.core import cron, ecs, policy, roles
 from gcpfargate.core.context import Context
-from gcpfargate.core.run import describe_task_definition, network_configuration
 from gcpfargate.errors import AwsError, ConfigError
 
 SCHEDULER_PRINCIPAL = "scheduler.amazonaws.com"
@@ -70,7 +68,7 @@ class ScheduleResult:
 
 
 def schedule_name(ctx: Context) -> str:
-    name = str(ctx.settings.get("schedule.name")) or f"gcpfargate-{ctx.settings.family}"
+    name = ctx.settings.schedule.name or f"gcpfargate-{ctx.settings.family}"
     if len(name) > 64:
         raise ConfigError(f"the default schedule name {name} is longer than 64 characters",
                           "Set schedule.name (GCPFARGATE_SCHEDULE_NAME)")
@@ -88,22 +86,9 @@ def scheduler_role_name(ctx: Context) -> str:
 # -- reading ------------------------------------------------------------------------------------
 
 def get_schedule(ctx: Context, name: str, group: str) -> dict[str, Any] | None:
-    try:
-        return dict(ctx.aws.call("scheduler", "get_schedule", f"read schedule {name}", Name=name, GroupName=group))
-    except AwsError as exc:
-        if exc.code == "ResourceNotFoundException":
-            return None
-        raise
-
-
-def cluster_arn(ctx: Context, cluster: str) -> str:
-    described = ctx.aws.call("ecs", "describe_clusters", f"read ECS cluster {cluster}", clusters=[cluster])
-    for found in described.get("clusters") or []:
-        if found.get("status", "ACTIVE") == "ACTIVE":
-            return str(found["clusterArn"])
-    raise AwsError(f"ECS cluster {cluster} does not exist (or is not ACTIVE)",
-                   "Create it (`aws ecs create-cluster --cluster-name NAME`) or set run.cluster").with_code(
-                       "ClusterNotFoundException")
+    found = ctx.aws.find("scheduler", "get_schedule", "ResourceNotFoundException", f"read schedule {name}", Name=name,
+                         GroupName=group)
+    return None if found is None else dict(found)
 
 
 def upcoming(expression: cron.Expression, timezone: str, count: int, schedule: dict[str, Any] | None = None,
@@ -121,7 +106,7 @@ def upcoming(expression: cron.Expression, timezone: str, count: int, schedule: d
 def show(ctx: Context, count: int = DEFAULT_NEXT) -> ScheduleResult:
     """The current schedule and its next runs; changes nothing."""
     ctx.settings.require("task.family")
-    name, group = schedule_name(ctx), str(ctx.settings.get("schedule.group"))
+    name, group = schedule_name(ctx), ctx.settings.schedule.group
     current = get_schedule(ctx, name, group)
     if current is None:
         raise AwsError(f"schedule {name} does not exist in group {group}",
@@ -170,90 +155,24 @@ def run_task_policy(family_arn: str, cluster: str, pass_roles: list[str]) -> dic
     return {"Version": "2012-10-17", "Statement": statements}
 
 
-@dataclass(frozen=True)
-class RoleOutcome:
-    arn: str
-    created: bool
-    changed: bool
-
-
-def ensure_role(ctx: Context, family_arn: str, cluster: str, pass_roles: list[str], plan: list[str]) -> RoleOutcome:
+def ensure_role(ctx: Context, family_arn: str, cluster: str, pass_roles: list[str]) -> roles.RoleOutcome:
     """gcpfargate's scheduler role, created or corrected; or the configured role, checked."""
-    configured = str(ctx.settings.get("schedule.role_arn"))
+    configured = ctx.settings.schedule.role_arn
     if configured:
-        name = configured.rsplit("/", 1)[-1]
-        role = _get_role(ctx, name)
-        if role is None:
-            raise ConfigError(f"schedule.role_arn names role {name}, which does not exist",
-                              "Fix the ARN, or leave it empty so gcpfargate creates its own scheduler role")
-        if not _trusts_scheduler(role.get("AssumeRolePolicyDocument", {})):
-            ctx.reporter.warn(f"role {name} does not trust {SCHEDULER_PRINCIPAL}; the schedule will fail to run the "
-                              "task")
-        return RoleOutcome(configured, created=False, changed=False)
-
+        role = roles.require_given(ctx, configured, "schedule.role_arn",
+                                   "Fix the ARN, or leave it empty so gcpfargate creates its own scheduler role")
+        if not policy.trusts(role.get("AssumeRolePolicyDocument", {}), SCHEDULER_PRINCIPAL):
+            ctx.reporter.warn(f"role {role['RoleName']} does not trust {SCHEDULER_PRINCIPAL}; the schedule will fail "
+                              "to run the task")
+        return roles.RoleOutcome(configured, created=False, changed=False)
     name = scheduler_role_name(ctx)
     trust = trust_policy(ctx.aws.account_id)
-    wanted = run_task_policy(family_arn, cluster, pass_roles)
-    role = _get_role(ctx, name)
-    if role is None:
-        plan.append(f"create IAM role {name} (trusts {SCHEDULER_PRINCIPAL}; may run {family_arn} and pass "
-                    f"{', '.join(pass_roles) or 'no roles'})")
-        arn = f"arn:{ctx.aws.partition()}:iam::{ctx.aws.account_id}:role/{name}"
-        if not ctx.dry_run:
-            arn = ctx.aws.call("iam", "create_role", f"create IAM role {name}", RoleName=name,
-                               AssumeRolePolicyDocument=json.dumps(trust),
-                               Description="Lets EventBridge Scheduler run the ECS task; managed by gcpfargate",
-                               Tags=[{"Key": "managed-by", "Value": "gcpfargate"}])["Role"]["Arn"]
-            _put_policy(ctx, name, wanted)
-        return RoleOutcome(arn, created=True, changed=True)
-    changed = False
-    if policy.statements([role.get("AssumeRolePolicyDocument", {})]) != policy.statements([trust]):
-        changed = True
-        plan.append(f"update the trust policy of role {name}")
-        if not ctx.dry_run:
-            ctx.aws.call("iam", "update_assume_role_policy", f"update the trust policy of role {name}",
-                         RoleName=name, PolicyDocument=json.dumps(trust))
-    current = _get_inline(ctx, name)
-    if current is None or policy.statements([current]) != policy.statements([wanted]):
-        changed = True
-        plan.append(f"update policy {ROLE_POLICY_NAME} of role {name}")
-        if not ctx.dry_run:
-            _put_policy(ctx, name, wanted)
-    return RoleOutcome(str(role["Arn"]), created=False, changed=changed)
-
-
-def _trusts_scheduler(document: Any) -> bool:
-    for statement in policy.statements([document]):
-        principal = statement.get("Principal", {})
-        services = principal.get("Service", []) if isinstance(principal, dict) else []
-        services = [services] if isinstance(services, str) else services
-        if statement.get("Effect") == "Allow" and SCHEDULER_PRINCIPAL in services:
-            return True
-    return False
-
-
-def _get_role(ctx: Context, name: str) -> dict[str, Any] | None:
-    try:
-        return dict(ctx.aws.call("iam", "get_role", f"read IAM role {name}", RoleName=name)["Role"])
-    except AwsError as exc:
-        if exc.code == "NoSuchEntity":
-            return None
-        raise
-
-
-def _get_inline(ctx: Context, name: str) -> Any:
-    try:
-        return ctx.aws.call("iam", "get_role_policy", f"read policy {ROLE_POLICY_NAME} of role {name}",
-                            RoleName=name, PolicyName=ROLE_POLICY_NAME)["PolicyDocument"]
-    except AwsError as exc:
-        if exc.code == "NoSuchEntity":
-            return None
-        raise
-
-
-def _put_policy(ctx: Context, name: str, document: dict[str, Any]) -> None:
-    ctx.aws.call("iam", "put_role_policy", f"set policy {ROLE_POLICY_NAME} of role {name}", RoleName=name,
-                 PolicyName=ROLE_POLICY_NAME, PolicyDocument=json.dumps(document))
+    return roles.ensure_own(ctx, roles.OwnRole(
+        name=name, description="Lets EventBridge Scheduler run the ECS task; managed by gcpfargate",
+        summary=f"trusts {SCHEDULER_PRINCIPAL}; may run {family_arn} and pass {', '.join(pass_roles) or 'no roles'}",
+        trust=trust, trusted=lambda document: roles.same_statements(document, trust), inline_name=ROLE_POLICY_NAME,
+        inline=run_task_policy(family_arn, cluster, pass_roles),
+        inline_action=f"set policy {ROLE_POLICY_NAME} of role {name}"))
 
 
 # -- the schedule ----------------------------------------------------------------------------
@@ -292,12 +211,12 @@ def apply(ctx: Context, disable: bool = False, pin_revision: bool = False, count
     """Create or update the schedule so it matches the settings; no write when it already does."""
     settings = ctx.settings
     settings.require("task.family")
-    name, group = schedule_name(ctx), str(settings.get("schedule.group"))
-    configured = str(settings.get("schedule.expression"))
+    name, group = schedule_name(ctx), settings.schedule.group
+    configured = settings.schedule.expression
     expression = cron.parse(configured) if configured else None
-    timezone = str(settings.get("schedule.timezone") or "UTC")
+    timezone = settings.schedule.timezone or "UTC"
     cron.zone(timezone)
-    network = network_configuration(settings, key_case="upper")  # fails early on missing subnets
+    network = ecs.network_configuration(settings, key_case="upper")  # fails early on missing subnets
 
     with ctx.reporter.step(f"Reading schedule {name} and the task"):
         current = get_schedule(ctx, name, group)
@@ -308,15 +227,15 @@ def apply(ctx: Context, disable: bool = False, pin_revision: bool = False, count
             expression = cron.parse(str(current["ScheduleExpression"]))
             if settings.sources.get("schedule.timezone") == "default":
                 timezone = str(current.get("ScheduleExpressionTimezone") or "UTC")
-        definition = describe_task_definition(ctx, settings.family)
-        target_cluster = cluster_arn(ctx, str(settings.get("run.cluster")))
+        definition = ecs.runnable_task_definition(ctx, settings.family)
+        target_cluster = ecs.cluster_arn(ctx, settings.run.cluster)
 
     revision_arn = str(definition["taskDefinitionArn"])
     family_arn = revision_arn.rsplit(":", 1)[0]
     pass_roles = [arn for arn in (definition.get("executionRoleArn"), definition.get("taskRoleArn")) if arn]
-    plan: list[str] = []
     with ctx.reporter.step("Checking the scheduler role"):
-        role = ensure_role(ctx, family_arn, target_cluster, pass_roles, plan)
+        role = ensure_role(ctx, family_arn, target_cluster, pass_roles)
+    plan = list(role.plan)
 
     cluster_name = target_cluster.rsplit("/", 1)[-1]
     desired: dict[str, Any] = {
@@ -334,7 +253,7 @@ def apply(ctx: Context, disable: bool = False, pin_revision: bool = False, count
             "EcsParameters": {
                 "TaskDefinitionArn": revision_arn if pin_revision else family_arn,
                 "LaunchType": "FARGATE",
-                "PlatformVersion": str(settings.get("run.platform_version")),
+                "PlatformVersion": settings.run.platform_version,
                 "TaskCount": 1,
                 "NetworkConfiguration": network,
             },
@@ -375,11 +294,8 @@ def _planned(desired: dict[str, Any], current: dict[str, Any] | None, count: int
 
 
 def _ensure_group(ctx: Context, group: str) -> None:
-    try:
-        ctx.aws.call("scheduler", "get_schedule_group", f"read schedule group {group}", Name=group)
-    except AwsError as exc:
-        if exc.code != "ResourceNotFoundException":
-            raise
+    if ctx.aws.find("scheduler", "get_schedule_group", "ResourceNotFoundException", f"read schedule group {group}",
+                    Name=group) is None:
         ctx.aws.call("scheduler", "create_schedule_group", f"create schedule group {group}", Name=group,
                      Tags=[{"Key": "managed-by", "Value": "gcpfargate"}])
         ctx.reporter.info(f"created schedule group {group}")
@@ -403,7 +319,7 @@ def _write(ctx: Context, operation: str, params: dict[str, Any], role_is_new: bo
 def delete(ctx: Context) -> ScheduleResult:
     """Delete the schedule (not the scheduler role); no write when it does not exist."""
     ctx.settings.require("task.family")
-    name, group = schedule_name(ctx), str(ctx.settings.get("schedule.group"))
+    name, group = schedule_name(ctx), ctx.settings.schedule.group
     current = get_schedule(ctx, name, group)
     if current is None:
         ctx.reporter.info(f"schedule {name} does not exist in group {group}; nothing to delete")
@@ -416,7 +332,7 @@ def delete(ctx: Context) -> ScheduleResult:
         with ctx.reporter.step(f"Deleting schedule {name}"):
             ctx.aws.call("scheduler", "delete_schedule", f"delete schedule {name}", Name=name, GroupName=group)
     result.state, result.next_runs = "DELETED", []
-    if not ctx.settings.get("schedule.role_arn"):
+    if not ctx.settings.schedule.role_arn:
         ctx.reporter.info(f"kept IAM role {scheduler_role_name(ctx)} (other schedules may use it; delete it by hand "
                           "if not)")
     return result

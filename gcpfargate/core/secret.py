@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from gcpfargate.core.context import Context
-from gcpfargate.errors import AwsError, ConfigError
-from gcpfargate.keyfile import KeyMaterial, NotAKeyError
+from gcpfargate.errors import AwsError, ConfigError, NotAKeyError, SecretNotFound
+from gcpfargate.keyfile import KeyMaterial
 
 TAG_ACCOUNT = "gcpfargate:service-account"
 TAG_KEY_ID = "gcpfargate:key-id"
@@ -29,12 +29,10 @@ class SecretState:
 
 
 def describe(ctx: Context, name: str) -> dict[str, Any] | None:
-    try:
-        found = ctx.aws.call("secretsmanager", "describe_secret", f"read secret {name}", SecretId=name)
-    except AwsError as exc:
-        if exc.code == "ResourceNotFoundException":
-            return None
-        raise
+    found = ctx.aws.find("secretsmanager", "describe_secret", "ResourceNotFoundException", f"read secret {name}",
+                         SecretId=name)
+    if found is None:
+        return None
     if found.get("DeletedDate"):
         raise AwsError(f"secret {name} is scheduled for deletion",
                        f"Restore it (aws secretsmanager restore-secret --secret-id {name}) or set secret.name "
@@ -42,14 +40,13 @@ def describe(ctx: Context, name: str) -> dict[str, Any] | None:
     return found
 
 
-def arn(ctx: Context, name: str) -> str | None:
-    """The secret's ARN, or None when it does not exist. In `deploy`, bootstrap has learnt it already."""
-    if f"secret_arn:{name}" not in ctx.known:
-        found = describe(ctx, name)
-        if found is None:
-            return None
-        ctx.known[f"secret_arn:{name}"] = str(found["ARN"])
-    return str(ctx.known[f"secret_arn:{name}"])
+def require_arn(ctx: Context, name: str) -> str:
+    """The secret's ARN, for the task definition; an error saying to bootstrap when it does not exist."""
+    found = describe(ctx, name)
+    if found is None:
+        raise SecretNotFound(f"secret {name} does not exist, so the task cannot be given the key",
+                             "Run `gcpfargate bootstrap` first")
+    return str(found["ARN"])
 
 
 def read(ctx: Context, name: str, version_stage: str = "AWSCURRENT") -> SecretState | None:
@@ -58,7 +55,6 @@ def read(ctx: Context, name: str, version_stage: str = "AWSCURRENT") -> SecretSt
     if found is None:
         return None
     arn, kms = found["ARN"], str(found.get("KmsKeyId", ""))
-    ctx.known[f"secret_arn:{name}"] = str(arn)
     managed = any(tag.get("Key") == "managed-by" and tag.get("Value") == "gcpfargate" for tag in found.get("Tags", []))
     if not _has_stage(found, version_stage):
         return SecretState(name, arn, kms, None, f"the secret has no {version_stage} version", managed=managed)
@@ -105,7 +101,7 @@ def store(
     if existing is None:
         params: dict[str, Any] = {"Name": name, "SecretString": key.text(), "Tags": tags,
                                   "Description": f"GCP service-account key of {account_email} (gcpfargate)"}
-        kms = str(ctx.settings.get("secret.kms_key_id"))
+        kms = ctx.settings.secret.kms_key_id
         if kms:
             params["KmsKeyId"] = kms
         try:
@@ -116,7 +112,6 @@ def store(
             if existing is None:
                 raise
         else:
-            ctx.known[f"secret_arn:{name}"] = str(created["ARN"])
             return created["ARN"], created["VersionId"]
     put = ctx.aws.call("secretsmanager", "put_secret_value", f"store the new key in secret {name}",
                        SecretId=existing.arn, SecretString=key.text())
@@ -139,15 +134,14 @@ def _created_meanwhile(ctx: Context, name: str) -> SecretState | None:
 
 def referenced_key_ids(ctx: Context, arn: str) -> dict[str, list[str]]:
     """key id -> stages, for every version of the secret that still has a stage (AWSCURRENT, AWSPREVIOUS…)."""
-    versions = ctx.aws.paginate("secretsmanager", "list_secret_version_ids", "Versions",
-                                "list the versions of the secret", SecretId=arn)
+    # DescribeSecret lists exactly the versions that have a stage (ListSecretVersionIds has no paginator).
+    described = ctx.aws.call("secretsmanager", "describe_secret", "read the versions of the secret", SecretId=arn)
     found: dict[str, list[str]] = {}
-    for version in versions:
-        stages = version.get("VersionStages") or []
+    for version_id, stages in (described.get("VersionIdsToStages") or {}).items():
         if not stages:
             continue
         value = ctx.aws.call("secretsmanager", "get_secret_value", "read a version of the secret", SecretId=arn,
-                             VersionId=version["VersionId"])
+                             VersionId=version_id)
         raw = value.get("SecretString")
         try:
             key = KeyMaterial.parse(raw if raw is not None else bytes(value.get("SecretBinary", b"")))
@@ -159,7 +153,7 @@ def referenced_key_ids(ctx: Context, arn: str) -> dict[str, list[str]]:
 
 def kms_key_arn(ctx: Context) -> str:
     """The ARN of secret.kms_key_id (an id, alias or ARN), for policies; "" when none is configured."""
-    key_id = str(ctx.settings.get("secret.kms_key_id"))
+    key_id = ctx.settings.secret.kms_key_id
     if not key_id:
         return ""
     if key_id.startswith("arn:") and ":key/" in key_id:

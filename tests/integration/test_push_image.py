@@ -153,7 +153,7 @@ def test_dry_run_plans_with_the_git_sha_and_changes_nothing(project: Project) ->
     result = project.run("push-image", "--dry-run", "--output", "json", env={"GCPFARGATE_CALL_LOG": str(calls)})
     assert result.returncode == 0, result.output
     assert result.json["image"] == f"{project.stack.registry}/{repository}:{sha}"
-    assert result.json["tags"] == [sha] and result.json["digest"] == ""
+    assert result.json["tags"] == [sha] and result.json["digest"] is None
     assert any(f"create ECR repository {repository}" in line for line in result.json["plan"])
     assert [line for line in calls.read_text().splitlines() if line.endswith(" write")] == []
     assert repository not in repositories(project)

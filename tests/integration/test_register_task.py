@@ -282,5 +282,5 @@ def test_init_writes_a_config_and_template_that_load(project: Project, tmp_path:
     from gcpfargate.config import load_settings
 
     settings = load_settings(fresh / "gcpfargate.toml", environ={})
-    assert settings.family == "nightly" and settings.get("task.wire_credentials") is True
+    assert settings.family == "nightly" and settings.task.wire_credentials is True
     assert os.access(fresh / "task-definition.json.j2", os.R_OK)

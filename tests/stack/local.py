@@ -4,6 +4,12 @@ Everything listens on 127.0.0.1 on free ports and lives under one temporary dire
 stacks (parallel developers, CI) never collide. `LocalStack.env` is what the product needs to talk
 to it: only standard variables (AWS_ENDPOINT_URL, DOCKER_HOST) and the documented overrides.
 
+With the strict layer on (`LocalStack(strict=True)` or GCPF_STACK_STRICT=1), AWS calls go through
+`tests.stack.strict`, a proxy that refuses and rewrites what AWS refuses and rewrites; `moto_url`
+is then the layer's address and `moto_direct_url` moto's own. GCPF_STACK_STRICT_OFF (comma-separated
+rule names) switches single rules off, GCPF_STACK_STRICT_DELAY sets the IAM consistency delay.
+Off by default for now: the product does not yet pass every rule (issue 12).
+
 Command line (used by `make demo` and `make bench`):
     python -m tests.stack.local run -- COMMAND...   start, run COMMAND with the stack's env, stop
 """
@@ -21,9 +27,11 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
-from tests.stack.iam_emulator import IamEmulator
+from tests.stack.iam import IamEmulator
+from tests.stack.strict import Settings, StrictLayer
 
 REGION = "ap-northeast-1"
 ACCOUNT_ID = "123456789012"  # moto's default account
@@ -58,14 +66,28 @@ def _http_ok(url: str) -> bool:
         return response.status < 500
 
 
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
 class LocalStack:
-    def __init__(self, root: Path | None = None) -> None:
+    def __init__(self, root: Path | None = None, *, strict: bool | None = None,
+                 strict_off: tuple[str, ...] | None = None, consistency_delay: float | None = None) -> None:
         # Short paths: unix socket paths are limited to ~107 bytes.
         self.root = root or Path(tempfile.mkdtemp(prefix="gcpf-stack-"))
         self.root.mkdir(parents=True, exist_ok=True)
         self._procs: list[subprocess.Popen] = []
         self.emulator = IamEmulator()
-        self.moto_url = ""
+        self.moto_url = ""  # what AWS clients use: the strict layer when it is on, else moto
+        self.moto_direct_url = ""
+        self.strict_enabled = _env_flag("GCPF_STACK_STRICT") if strict is None else strict
+        off_env = os.environ.get("GCPF_STACK_STRICT_OFF", "")
+        self._strict_off = strict_off if strict_off is not None else tuple(
+            name.strip() for name in off_env.split(",") if name.strip())
+        delay_env = os.environ.get("GCPF_STACK_STRICT_DELAY")
+        self._consistency_delay = consistency_delay if consistency_delay is not None else (
+            float(delay_env) if delay_env else Settings.consistency_delay)
+        self.strict: StrictLayer | None = None
         self.registry = ""
         self.docker_host = ""
         self._own_dockerd = False
@@ -76,6 +98,8 @@ class LocalStack:
             self.emulator.start()
             self._start_moto()
             self._start_registry()
+            if self.strict_enabled:
+                self._start_strict()
             self._start_docker()
         except BaseException:
             self.stop()
@@ -95,6 +119,10 @@ class LocalStack:
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=5)
         self._procs.clear()
+        if self.strict is not None:
+            with contextlib.suppress(Exception):
+                self.strict.stop()
+            self.strict = None
         with contextlib.suppress(Exception):
             self.emulator.stop()
         if self._own_dockerd:
@@ -136,10 +164,16 @@ class LocalStack:
 
     def _start_moto(self) -> None:
         port = free_port()
-        proc, log = self._spawn("moto", [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                                {"MOTO_IAM_LOAD_MANAGED_POLICIES": "true"})
-        self.moto_url = f"http://127.0.0.1:{port}"
+        proc, log = self._spawn("moto", moto_argv(port), {"MOTO_IAM_LOAD_MANAGED_POLICIES": "true"})
+        self.moto_url = self.moto_direct_url = f"http://127.0.0.1:{port}"
         _wait(lambda: _http_ok(f"{self.moto_url}/moto-api/"), "moto server", 60, proc, log)
+
+    def _start_strict(self) -> None:
+        # The local registry stands in for ECR, so the Fargate "ECR image" rule applies to it too.
+        settings = Settings(consistency_delay=self._consistency_delay, account_id=ACCOUNT_ID,
+                            ecr_hosts=(self.registry,))
+        self.strict = StrictLayer(self.moto_direct_url, settings, off=self._strict_off).start()
+        self.moto_url = self.strict.url
 
     def _start_registry(self) -> None:
         binary = shutil.which("docker-registry")
@@ -177,6 +211,27 @@ class LocalStack:
         _wait(lambda: _docker_ping(self.docker_host), "dockerd", 60, proc, log)
 
 
+def moto_argv(port: int) -> list[str]:
+    return [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+
+
+@contextlib.contextmanager
+def moto_server(log: Path) -> Iterator[str]:
+    """moto alone (no registry, no dockerd): for tests of the layers in front of it."""
+    port = free_port()
+    with log.open("wb") as out:
+        proc = subprocess.Popen(moto_argv(port), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait(lambda: _http_ok(f"{url}/moto-api/"), "moto server", 60, proc, log)
+        yield url
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=20)
+
+
 def _docker_ping(host: str) -> bool:
     if not host.startswith("unix://"):
         return False
@@ -196,7 +251,8 @@ def main(argv: list[str]) -> int:
         return 2
     command = argv[argv.index("--") + 1:]
     with LocalStack() as stack:
-        sys.stderr.write(f"local stack up: moto {stack.moto_url}, registry {stack.registry}, "
+        strict = " (through the strict layer)" if stack.strict is not None else ""
+        sys.stderr.write(f"local stack up: moto {stack.moto_url}{strict}, registry {stack.registry}, "
                          f"docker {stack.docker_host}, IAM emulator {stack.emulator.grpc_address}\n")
         return subprocess.run(command, env={**os.environ, **stack.env}, check=False).returncode
 

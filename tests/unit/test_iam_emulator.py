@@ -1,4 +1,4 @@
-"""Tests of the IAM emulator (tests/stack/iam_emulator.py) through the real google-cloud-iam client.
+"""Tests of the IAM emulator (tests/stack/iam/) through the real google-cloud-iam client.
 
 The emulator stands in for Google in every key-rotation test, so these tests pin down that the
 real client libraries (google-cloud-iam over gRPC, google-auth over HTTP) accept what it says.
@@ -38,7 +38,7 @@ from google.cloud.iam_admin_v1.types import iam
 from google.oauth2 import service_account
 from google.rpc import error_details_pb2
 
-from tests.stack.iam_emulator import (
+from tests.stack.iam import (
     GOOGLE_TOKEN_AUDIENCE,
     JWT_BEARER_GRANT,
     MSG_KEY_CREATION_DENIED,
@@ -407,7 +407,7 @@ def test_token_endpoint_checks_claims(emulator: IamEmulator, client: iam_admin_v
 def test_module_entry_point_prints_addresses() -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.stack.iam_emulator"],
+        [sys.executable, "-m", "tests.stack.iam"],
         cwd=REPO_ROOT,
         env=env,
         stdout=subprocess.PIPE,

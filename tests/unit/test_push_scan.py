@@ -8,7 +8,8 @@ import tarfile
 from datetime import UTC, datetime
 from pathlib import Path
 
-from gcpfargate.clients.docker import BuildLog, DockerEngine, layer_files
+from gcpfargate.clients.docker import BuildLog, DockerEngine
+from gcpfargate.clients.image_tar import layer_files
 from gcpfargate.core.push import _jsonish, derive_tag, scan_context
 from gcpfargate.keyfile import looks_like_key
 

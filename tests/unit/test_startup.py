@@ -18,7 +18,8 @@ HEAVY = ("boto3", "botocore", "docker", "google", "grpc", "jinja2", "requests")
 # Typer itself uses rich to describe zsh/fish completion items; plain help and --version must not need it.
 NO_RICH = ("help", "version", "command help", "bash completion")
 # Core and adapters pull the SDKs in; the CLI modules must import them inside the command functions.
-PRODUCT_INTERNALS = ("gcpfargate.core", "gcpfargate.clients", "gcpfargate.config", "gcpfargate.console")
+PRODUCT_INTERNALS = ("gcpfargate.core", "gcpfargate.clients", "gcpfargate.config", "gcpfargate.settings",
+                     "gcpfargate.console")
 
 CASES = {
     "help": (["--help"], {}),

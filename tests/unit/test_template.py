@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from gcpfargate.core import scaffold, taskdef, template
+from gcpfargate.core import images, scaffold, taskdef, template
 from gcpfargate.errors import TemplateError
 
 VALID: dict[str, Any] = {
@@ -210,7 +210,7 @@ def test_unified_diff_shows_the_changed_field() -> None:
     ("library/busybox:1", ("", "library/busybox", "1", "")),
 ])
 def test_split_image(image: str, parts: tuple[str, str, str, str]) -> None:
-    assert taskdef.split_image(image) == parts
+    assert images.split_image(image) == parts
 
 
 def test_init_template_round_trips_jinja_looking_text(tmp_path: Path) -> None:

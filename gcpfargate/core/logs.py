@@ -1,0 +1,115 @@
+"""CloudWatch Logs for the task's awslogs containers: the groups a definition names, creating the
+missing ones at registration, and following a running task's streams."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gcpfargate.core.context import Context
+from gcpfargate.errors import AwsError
+
+
+def log_groups(definition: dict[str, Any]) -> list[tuple[str, str]]:
+    """(group, region) of every awslogs container, region "" when the definition names none."""
+    found: list[tuple[str, str]] = []
+    for container in definition.get("containerDefinitions") or []:
+        config = container.get("logConfiguration") or {}
+        options = config.get("options") or {}
+        if config.get("logDriver") == "awslogs" and options.get("awslogs-group"):
+            entry = (str(options["awslogs-group"]), str(options.get("awslogs-region", "")))
+            if entry not in found:
+                found.append(entry)
+    return found
+
+
+def ensure_log_groups(ctx: Context, definition: dict[str, Any], plan: list[str]) -> list[str]:
+    """Create the awslogs groups the definition names and that do not exist (plan only in a dry run)."""
+    created: list[str] = []
+    for group, region in log_groups(definition):
+        if region and region != ctx.aws.region:
+            ctx.reporter.warn(f"log group {group} is in {region}, not {ctx.aws.region}: not checked; create it "
+                              "there if it is missing")
+            continue
+        if log_group_exists(ctx, group):
+            continue
+        plan.append(f"create CloudWatch log group {group}")
+        if ctx.dry_run:
+            continue
+        with ctx.reporter.step(f"Creating log group {group}"):
+            try:
+                ctx.aws.call("logs", "create_log_group", f"create log group {group}", logGroupName=group)
+            except AwsError as exc:
+                if exc.code != "ResourceAlreadyExistsException":
+                    raise
+                continue  # created meanwhile by someone else: not our change
+        created.append(group)
+    return created
+
+
+def log_group_exists(ctx: Context, group: str) -> bool:
+    # A prefix lists every group below it: page through all of them, not just the first 50.
+    found = ctx.aws.paginate("logs", "describe_log_groups", "logGroups", f"look up log group {group}",
+                             logGroupNamePrefix=group)
+    return any(item.get("logGroupName") == group for item in found)
+
+
+class LogFollower:
+    """Follows one container's awslogs stream; tolerates the stream not existing yet."""
+
+    def __init__(self, ctx: Context, logs: Any, group: str, stream: str, label: str) -> None:
+        self.ctx, self.logs, self.group, self.stream, self.label = ctx, logs, group, stream, label
+        self.token: str | None = None
+        self.broken = False
+
+    def poll(self) -> None:
+        if self.broken:
+            return
+        while True:
+            params: dict[str, Any] = {"logGroupName": self.group, "logStreamName": self.stream, "startFromHead": True}
+            if self.token:
+                params["nextToken"] = self.token
+            try:
+                page = self.logs.find("logs", "get_log_events", "ResourceNotFoundException",
+                                      f"read log stream {self.stream}", **params)
+            except AwsError as exc:
+                # Logs are a convenience: say why they stopped, keep waiting for the task.
+                self.broken = True
+                self.ctx.reporter.warn(f"cannot follow log stream {self.group}/{self.stream}: {exc.message}")
+                return
+            if page is None:
+                return  # the container has not written anything yet
+            for event in page.get("events", []):
+                message = str(event.get("message", "")).rstrip("\n")
+                self.ctx.reporter.log(f"[{self.label}] {message}" if self.label else message)
+            token = page.get("nextForwardToken")
+            if not page.get("events") or token == self.token:
+                self.token = token or self.token
+                return
+            self.token = token
+
+
+def log_followers(ctx: Context, definition: dict[str, Any], task_arn: str) -> list[LogFollower]:
+    task_id = task_arn.rsplit("/", 1)[-1]
+    containers = definition.get("containerDefinitions", [])
+    followers: list[LogFollower] = []
+    for container in containers:
+        config = container.get("logConfiguration") or {}
+        options = config.get("options") or {}
+        if config.get("logDriver") != "awslogs" or not options.get("awslogs-group"):
+            continue
+        prefix = options.get("awslogs-stream-prefix")
+        if not prefix:
+            ctx.reporter.detail(f"container {container['name']} has no awslogs-stream-prefix; not following its logs")
+            continue
+        logs = ctx.aws
+        region = options.get("awslogs-region")
+        if region and region != ctx.aws.region:
+            from gcpfargate.clients.aws import AwsClients
+
+            logs = AwsClients(region=region, profile=ctx.settings.aws.profile)
+        label = container["name"] if len(containers) > 1 else ""
+        followers.append(LogFollower(ctx, logs, options["awslogs-group"], f"{prefix}/{container['name']}/{task_id}",
+                                     label))
+    if not followers:
+        ctx.reporter.detail("no container uses the awslogs driver; there are no logs to follow")
+    return followers

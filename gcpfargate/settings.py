@@ -1,0 +1,224 @@
+"""The settings schema: one frozen dataclass per config section, and `Settings` holding them all.
+
+A field's annotation is its type and `setting()` holds its default and validation, so adding a key
+is one field. Code reads values as attributes (`settings.image.pin_digest`, `settings.run.subnets`)
+and derived names through the properties of `Settings`. `gcpfargate.config` builds the object
+through the precedence chain.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import Field, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from gcpfargate.errors import ConfigError
+
+CONFIG_FILE = "gcpfargate.toml"
+Validator = Callable[[Any], str | None]  # returns a reason when the value is invalid
+
+
+@dataclass(frozen=True)
+class Key:
+    kind: type  # str, bool, int, list or dict
+    default: Any = None
+    validate: Validator | None = None
+    item: type | None = None  # what a list's items or a table's values must be, when checked
+
+
+def _pattern(regex: str, what: str) -> Validator:
+    compiled = re.compile(regex)
+
+    def check(value: Any) -> str | None:
+        if value in ("", None) or compiled.fullmatch(str(value)):
+            return None
+        return f"is not a valid {what}"
+
+    return check
+
+
+def _all(check: Validator) -> Validator:
+    def check_each(values: Any) -> str | None:
+        for value in values:
+            if reason := check(value):
+                return f"item {value!r} {reason}"
+        return None
+
+    return check_each
+
+
+def _absolute_path(value: Any) -> str | None:
+    return None if str(value).startswith("/") and "\x00" not in str(value) else "must be an absolute path"
+
+
+def setting(default: Any, validate: Validator | None = None) -> Any:
+    """A settings field with its validation; list and table defaults are empty and never shared."""
+    if isinstance(default, list | dict):
+        return field(default_factory=type(default), metadata={"validate": validate})
+    return field(default=default, metadata={"validate": validate})
+
+
+_REGION = _pattern(r"[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d+|eusc-[a-z]{2}-[a-z]+-\d+",
+                   "AWS region name (like ap-northeast-1)")
+_ROLE_ARN = _pattern(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}", "IAM role ARN")
+
+
+@dataclass(frozen=True)
+class GcpSettings:
+    project: str = setting("", _pattern(r"[a-z][a-z0-9-]{4,28}[a-z0-9]", "GCP project id"))
+    service_account: str = setting("", _pattern(
+        r"[a-z][a-z0-9-]{4,28}[a-z0-9](@[a-z0-9.-]+\.iam\.gserviceaccount\.com)?"
+        r"|[^@\s]+@[a-z0-9.-]+\.gserviceaccount\.com", "service account id or email"))
+    create_service_account: bool = setting(False)
+
+
+@dataclass(frozen=True)
+class AwsSettings:
+    region: str = setting("", _REGION)
+    profile: str = setting("")
+
+
+@dataclass(frozen=True)
+class SecretSettings:
+    name: str = setting("", _pattern(r"[A-Za-z0-9/_+=.@-]{1,512}", "Secrets Manager secret name"))
+    kms_key_id: str = setting("")
+
+
+@dataclass(frozen=True)
+class ImageSettings:
+    repository: str = setting("", _pattern(r"[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*",
+                                           "ECR repository name"))
+    context: str = setting(".")
+    dockerfile: str = setting("Dockerfile")
+    tag: str = setting("", _pattern(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", "image tag"))
+    platform: str = setting("linux/amd64", _pattern(r"linux/(amd64|arm64|x86_64|aarch64)",
+                                                    "platform (linux/amd64 or linux/arm64)"))
+    pin_digest: bool = setting(True)
+    push_latest: bool = setting(False)
+    build_args: dict[str, str] = setting({})
+
+
+@dataclass(frozen=True)
+class TaskSettings:
+    family: str = setting("", _pattern(r"[A-Za-z0-9_-]{1,255}", "task family name"))
+    template: str = setting("task-definition.json.j2")
+    execution_role_arn: str = setting("", _ROLE_ARN)
+    credentials_path: str = setting("/tmp/gcp/credentials.json", _absolute_path)
+    credentials_env: str = setting("GCP_CREDENTIALS_JSON", _pattern(r"[A-Za-z_][A-Za-z0-9_]*",
+                                                                    "environment variable name"))
+    wire_credentials: bool = setting(True)
+    containers: list[str] = setting([])
+    vars: dict[str, object] = setting({})  # free TOML values for the template
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    cluster: str = setting("default")
+    subnets: list[str] = setting([], _all(_pattern(r"subnet-[0-9a-f]{8,17}", "subnet id")))
+    security_groups: list[str] = setting([], _all(_pattern(r"sg-[0-9a-f]{8,17}", "security group id")))
+    assign_public_ip: bool = setting(False)
+    platform_version: str = setting("LATEST")
+    wait_timeout: int = setting(3600)
+    poll_interval: int = setting(6)  # longest pause between status polls while waiting, in seconds
+
+
+@dataclass(frozen=True)
+class ScheduleSettings:
+    name: str = setting("", _pattern(r"[0-9a-zA-Z_.-]{1,64}", "schedule name"))
+    expression: str = setting("")
+    timezone: str = setting("UTC")
+    group: str = setting("default")
+    role_arn: str = setting("", _ROLE_ARN)
+
+
+SECTIONS: dict[str, type] = {"gcp": GcpSettings, "aws": AwsSettings, "secret": SecretSettings,
+                             "image": ImageSettings, "task": TaskSettings, "run": RunSettings,
+                             "schedule": ScheduleSettings}
+# A field's annotation (a string under `from __future__ import annotations`) → its kind and the type
+# its items must have. A field with any other annotation fails at import, before any command runs.
+_KINDS: dict[str, tuple[type, type | None]] = {
+    "str": (str, None), "bool": (bool, None), "int": (int, None), "list[str]": (list, str),
+    "dict[str, str]": (dict, str), "dict[str, object]": (dict, None)}
+
+
+def _key(spec: Field[Any]) -> Key:
+    kind, item = _KINDS[str(spec.type)]
+    default = spec.default_factory() if kind in (list, dict) else spec.default
+    return Key(kind, default, spec.metadata["validate"], item)
+
+
+SCHEMA: dict[str, dict[str, Key]] = {
+    section: {spec.name: _key(spec) for spec in fields(cls)} for section, cls in SECTIONS.items()}
+
+
+def env_name(dotted: str) -> str:
+    section, key = dotted.split(".")
+    return f"GCPFARGATE_{section.upper()}_{key.upper()}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved settings: one typed, frozen object per section, plus where each value came from."""
+
+    gcp: GcpSettings = field(default_factory=GcpSettings)
+    aws: AwsSettings = field(default_factory=AwsSettings)
+    secret: SecretSettings = field(default_factory=SecretSettings)
+    image: ImageSettings = field(default_factory=ImageSettings)
+    task: TaskSettings = field(default_factory=TaskSettings)
+    run: RunSettings = field(default_factory=RunSettings)
+    schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
+    sources: Mapping[str, str] = field(default_factory=dict)  # `section.key` → flag/env/file/default
+    config_path: Path | None = None
+    base_dir: Path = field(default_factory=Path.cwd)
+
+    def require(self, *dotted: str) -> None:
+        """Raise one error naming every key in `dotted` (`section.key`) that has no value."""
+        missing = [key for key in dotted if _lookup(self, key) in ("", None, [])]
+        if missing:
+            names = ", ".join(f"{key} ({env_name(key)})" for key in missing)
+            where = self.config_path or CONFIG_FILE
+            raise ConfigError(
+                f"missing required setting{'s' if len(missing) > 1 else ''}: {names}",
+                f"Set {'them' if len(missing) > 1 else 'it'} in {where} or the environment "
+                "(`gcpfargate init` writes a starter file)",
+            )
+
+    def resolve(self, relative: str) -> Path:
+        """A path setting, relative to the config file's directory."""
+        return (self.base_dir / relative).resolve()
+
+    # Derived values used by several commands.
+    @property
+    def account_id(self) -> str:
+        """The service account's id: the part before '@' when an email was given."""
+        return self.gcp.service_account.split("@", 1)[0]
+
+    @property
+    def service_account_email(self) -> str:
+        account = self.gcp.service_account
+        if "@" in account:
+            return account
+        return f"{account}@{self.gcp.project}.iam.gserviceaccount.com"
+
+    @property
+    def secret_name(self) -> str:
+        return self.secret.name or f"gcpfargate/{self.account_id}"
+
+    @property
+    def family(self) -> str:
+        return self.task.family
+
+    @property
+    def repository(self) -> str:
+        return self.image.repository or self.family
+
+    @property
+    def execution_role_name(self) -> str:
+        return f"gcpfargate-{self.family}-execution"
+
+
+def _lookup(settings: Settings, dotted: str) -> object:
+    section, key = dotted.split(".")
+    return getattr(getattr(settings, section), key)

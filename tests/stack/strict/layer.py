@@ -1,0 +1,168 @@
+"""The "real rules" layer: an HTTP proxy in front of moto that refuses and rewrites what AWS does.
+
+moto accepts much that AWS refuses (a task definition with `secrets` and no execution role, a
+65-character role name) and fills in little that AWS fills in (health-check defaults), so a suite
+that only talks to moto passes where production fails. Every rule lives in one of the modules
+next to this one, carries the real error text and a comment naming where that text comes from,
+and can be switched off on its own:
+
+    layer.disable("ecs.health_check_defaults")          # from the test process
+    with layer.without("consistency.pass_role"): ...
+    POST {layer.url}/_strict/rules  {"ecs.health_check_defaults": false}   # from anywhere
+    POST {layer.url}/_strict/settings {"consistency_delay": 0, "fail_deployments": 1}
+    GET  {layer.url}/_strict/        rules, settings and counters as JSON
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from tests.stack.proxybase import Answer, Call, HttpProxy
+
+ADMIN = "/_strict/"
+
+Before = Callable[["StrictLayer", Call], "Answer | Call | None"]
+After = Callable[["StrictLayer", Call, Answer], Answer]
+
+
+@dataclass(frozen=True)
+class StrictRule:
+    name: str  # "ecs.secrets_need_execution_role"
+    service: str  # SigV4 signing name: "ecs", "iam", "scheduler"...
+    operations: tuple[str, ...]
+    before: Before | None = None  # refuse (Answer) or rewrite (Call) the request
+    after: After | None = None  # rewrite moto's answer (only successful ones reach it)
+    default: bool = True  # on unless switched on explicitly (forced collisions are off)
+
+
+@dataclass
+class Settings:
+    consistency_delay: float = 2.0  # seconds an IAM change takes to reach ECS and Scheduler
+    rollout_seconds: float = 3.0  # how long a simulated service deployment takes to settle
+    fail_deployments: int = 0  # the next N service deployments fail (circuit breaker)
+    account_id: str = "123456789012"
+    ecr_hosts: tuple[str, ...] = ()  # registries that count as ECR (the stack's local registry)
+
+
+def all_rules() -> list[StrictRule]:
+    # Imported here: the rule modules import this one for StrictRule.
+    from tests.stack.strict import collisions, consistency, ecs, names, services
+
+    return [*ecs.RULES, *names.RULES, *consistency.RULES, *collisions.RULES, *services.RULES]
+
+
+class StrictLayer(HttpProxy[StrictRule]):
+    def __init__(self, upstream: str, settings: Settings | None = None, off: tuple[str, ...] = (),
+                 only: tuple[str, ...] | None = None) -> None:
+        """`off`: rules to switch off; `only`: switch on exactly these (e.g. one forced collision)."""
+        rules = all_rules()
+        unknown = (set(off) | set(only or ())) - {rule.name for rule in rules}
+        if unknown:
+            raise ValueError(f"unknown strict rules: {', '.join(sorted(unknown))}")
+        super().__init__(upstream)
+        self.settings = settings or Settings()
+        self.rules = rules
+        self.enabled = {rule.name: (rule.name in only) if only is not None else (rule.default and rule.name not in off)
+                        for rule in self.rules}
+        self.fired: Counter[str] = Counter()  # rule name -> refusals/rewrites it made
+        self.state: dict[str, Any] = {}  # per-module memory (role change times, deployments)
+        self.state_lock = threading.RLock()
+
+    # -- switches ----------------------------------------------------------------------------
+    def enable(self, *names: str) -> None:
+        self._set(names, True)
+
+    def disable(self, *names: str) -> None:
+        self._set(names, False)
+
+    @contextlib.contextmanager
+    def without(self, *names: str) -> Iterator[None]:
+        before = {name: self.enabled[name] for name in names}
+        self.disable(*names)
+        try:
+            yield
+        finally:
+            for name, value in before.items():
+                self._set((name,), value)
+
+    def _set(self, names: tuple[str, ...], value: bool) -> None:
+        with self._lock:
+            for name in names:
+                if name not in self.enabled:
+                    raise ValueError(f"unknown strict rule {name!r}; known: {', '.join(sorted(self.enabled))}")
+                self.enabled[name] = value
+
+    def count(self, name: str) -> None:
+        with self._lock:
+            self.fired[name] += 1
+
+    @property
+    def collisions(self) -> dict[str, int]:
+        """Forced collisions so far, per create operation (see `collisions`)."""
+        with self.state_lock:
+            return dict(self.state.get("collisions_fired", {}))
+
+    def report(self) -> dict[str, Any]:
+        with self._lock:
+            return {"rules": dict(self.enabled), "fired": dict(self.fired),
+                    "settings": {k: v for k, v in vars(self.settings).items()},
+                    "collisions": self.collisions}
+
+    # -- the proxy ---------------------------------------------------------------------------
+    def handle(self, call: Call) -> Answer:
+        if call.path.startswith(ADMIN):
+            return self._admin(call)
+        service, operation = call.service, call.operation
+        active = [rule for rule in self.rules
+                  if self.enabled.get(rule.name) and rule.service == service and operation in rule.operations]
+        for rule in active:
+            if rule.before is None:
+                continue
+            outcome = rule.before(self, call)
+            if isinstance(outcome, Answer):
+                self.count(rule.name)
+                return outcome
+            if isinstance(outcome, Call):
+                self.count(rule.name)
+                call = outcome
+        return self.after(call, self.forward(call), active)
+
+    def after(self, call: Call, answer: Answer, active: list[StrictRule] | None = None) -> Answer:
+        """Let the rules see moto's successful answer (a rule that forwarded a call itself calls this)."""
+        if answer.status >= 300:
+            return answer
+        if active is None:
+            active = [rule for rule in self.rules if self.enabled.get(rule.name) and rule.service == call.service
+                      and call.operation in rule.operations]
+        for rule in active:
+            if rule.after is not None:
+                answer = rule.after(self, call, answer)
+        return answer
+
+    def upstream_json(self, like: Call, target: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """Ask moto directly (not through the rules), e.g. for the task definition RunTask names."""
+        headers = {k: v for k, v in like.headers.items() if k.lower() != "x-amz-target"}
+        headers["X-Amz-Target"] = target
+        answer = self.forward(Call("POST", "/", headers, json.dumps(payload).encode()))
+        return answer.json() if answer.status < 300 else {}
+
+    def _admin(self, call: Call) -> Answer:
+        try:
+            if call.method == "POST" and call.path.rstrip("/").endswith("/rules"):
+                for name, value in call.json().items():
+                    self._set((name,), bool(value))
+            elif call.method == "POST" and call.path.rstrip("/").endswith("/settings"):
+                with self._lock:
+                    for key, value in call.json().items():
+                        if not hasattr(self.settings, key):
+                            raise ValueError(f"unknown setting {key!r}")
+                        setattr(self.settings, key, type(getattr(self.settings, key))(value))
+        except ValueError as exc:
+            return Answer(400, json.dumps({"error": str(exc)}).encode(), [("Content-Type", "application/json")])
+        return Answer(200, json.dumps(self.report()).encode(), [("Content-Type", "application/json")])
