@@ -65,12 +65,15 @@ def tasks_hold_current_key(ctx: Context, secret_arn: str, memo: dict[str, Any]) 
 
 
 def _current_version_created(ctx: Context, secret_arn: str) -> datetime | None:
-    versions = ctx.aws.paginate("secretsmanager", "list_secret_version_ids", "Versions",
-                                "list the versions of the secret", SecretId=secret_arn)
-    for version in versions:
-        if "AWSCURRENT" in (version.get("VersionStages") or []) and version.get("CreatedDate"):
-            return _aware(version["CreatedDate"])
-    return None
+    params: dict[str, Any] = {"SecretId": secret_arn}
+    while True:  # botocore has no paginator for ListSecretVersionIds: follow NextToken by hand
+        page = ctx.aws.call("secretsmanager", "list_secret_version_ids", "list the versions of the secret", **params)
+        for version in page.get("Versions") or []:
+            if "AWSCURRENT" in (version.get("VersionStages") or []) and version.get("CreatedDate"):
+                return _aware(version["CreatedDate"])
+        if not page.get("NextToken"):
+            return None
+        params["NextToken"] = page["NextToken"]
 
 
 def _running_task_starts(ctx: Context, ref: svc.ServiceRef) -> list[datetime | None]:
