@@ -35,6 +35,8 @@ Overrides = TypedDict("Overrides", {
     "run.subnets": list[str] | None, "run.security_groups": list[str] | None, "run.wait_timeout": int | None,
     "schedule.expression": str | None, "schedule.timezone": str | None, "schedule.name": str | None,
     "schedule.group": str | None,
+    "service.name": str | None, "service.cluster": str | None, "service.wait": bool | None,
+    "service.wait_timeout": int | None,
 }, total=False)
 
 

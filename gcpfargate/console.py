@@ -196,6 +196,9 @@ def _deploy(output: Output, console: Console, result: Any, dry_run: bool) -> Non
     table.add_row("bootstrap", _yes(boot.changed), f"key {key} in {secret}")
     table.add_row("push-image", _yes(push.changed), f"{push.image} {push.digest or ''}".strip())
     table.add_row("register-task", _yes(task.changed), task.task_definition_arn or "")
+    if "service" in result.steps:  # a [service] is configured
+        rolled = result.steps["service"]
+        table.add_row("service", _yes(rolled.changed), f"{rolled.service}: {rolled.status}")
     console.print(table)
 
 

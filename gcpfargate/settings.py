@@ -133,9 +133,17 @@ class ScheduleSettings:
     role_arn: str = setting("", _ROLE_ARN)
 
 
+@dataclass(frozen=True)
+class ServiceSettings:
+    name: str = setting("", _pattern(r"[A-Za-z0-9_-]{1,255}", "ECS service name"))  # empty: no service
+    cluster: str = setting("default")
+    wait: bool = setting(True)
+    wait_timeout: int = setting(600)  # seconds deploy/rollback wait for the rollout to be stable
+
+
 SECTIONS: dict[str, type] = {"gcp": GcpSettings, "aws": AwsSettings, "secret": SecretSettings,
                              "image": ImageSettings, "task": TaskSettings, "run": RunSettings,
-                             "schedule": ScheduleSettings}
+                             "schedule": ScheduleSettings, "service": ServiceSettings}
 # A field's annotation (a string under `from __future__ import annotations`) → its kind and the type
 # its items must have. A field with any other annotation fails at import, before any command runs.
 _KINDS: dict[str, tuple[type, type | None]] = {
@@ -169,6 +177,7 @@ class Settings:
     task: TaskSettings = field(default_factory=TaskSettings)
     run: RunSettings = field(default_factory=RunSettings)
     schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
+    service: ServiceSettings = field(default_factory=ServiceSettings)
     sources: Mapping[str, str] = field(default_factory=dict)  # `section.key` → flag/env/file/default
     config_path: Path | None = None
     base_dir: Path = field(default_factory=Path.cwd)

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 # Importing the command modules registers their commands on `app`.
-from gcpfargate.cli import bootstrap, deploy, ops, push, run, run_local, schedule, shim, taskdef  # noqa: F401
+from gcpfargate.cli import bootstrap, deploy, ops, push, run, run_local, schedule, service, shim, taskdef  # noqa: F401
 from gcpfargate.cli.app import STATE, app
 
 # Options that belong to the top-level callback but may be written after the command name

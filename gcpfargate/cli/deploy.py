@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from gcpfargate.cli.app import STATE, DryRun, app
+from gcpfargate.cli.service_flags import Cluster, NoWait, ServiceName, WaitTimeout, service_flags
 
 
 @app.command()
@@ -18,11 +19,16 @@ def deploy(
     allow_embedded_credentials: Annotated[bool, typer.Option("--allow-embedded-credentials",
                                                              help="Push even if the image holds a key file.")]
     = False,
+    service: ServiceName = None,
+    cluster: Cluster = None,
+    no_wait: NoWait = False,
+    wait_timeout: WaitTimeout = None,
     dry_run: DryRun = False,
 ) -> None:
-    """bootstrap → push-image → register-task; a rerun with nothing changed changes nothing."""
+    """bootstrap → push-image → register-task (→ roll the [service]); a rerun with nothing changed changes nothing."""
     from gcpfargate.core.deploy import deploy as run_deploy
 
-    result = run_deploy(STATE.context(dry_run=dry_run), allow_embedded_credentials=allow_embedded_credentials,
+    ctx = STATE.context(dry_run=dry_run, overrides=service_flags(service, cluster, no_wait, wait_timeout))
+    result = run_deploy(ctx, allow_embedded_credentials=allow_embedded_credentials,
                         new_key=new_key, grant=grant, tag=tag)
     STATE.console.show(result, dry_run)

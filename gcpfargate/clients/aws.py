@@ -101,7 +101,7 @@ class AwsClients:
             with open(self._call_log, "a", encoding="utf-8") as log:
                 log.write(f"aws {service} {model.name} {'write' if is_mutating(model.name) else 'read'}\n")
 
-    def call(self, service: str, operation: str, action: str = "", probe: bool = False, **params: Any) -> Any:
+    def call(self, service: str, operation: str, /, action: str = "", probe: bool = False, **params: Any) -> Any:
         """Call `operation` (snake_case) on `service`; `action` words the error ("store the secret")."""
         action = action or operation.replace("_", " ")
         client = self._usable_client(service, probe, action)

@@ -179,6 +179,31 @@ class Registry:
         self._raise_for(blob, f"read the image config of {repository}:{reference}")
         return ImageRef(repository, digest, config_digest, blob.json())
 
+    def delete(self, repository: str, digest: str) -> None:
+        """Delete the image `repository@digest` (all its tags); an image already gone is not an error.
+
+        ECR deletes through its own API (BatchDeleteImage); a `GCPFARGATE_ECR_REGISTRY` override is a
+        plain registry, which deletes through the Registry API (DELETE of the manifest)."""
+        if not os.environ.get("GCPFARGATE_ECR_REGISTRY", "").strip():
+            answer = self._aws.call("ecr", "batch_delete_image", f"delete image {repository}@{digest}",
+                                    repositoryName=repository, imageIds=[{"imageDigest": digest}])
+            failures = [f for f in answer.get("failures") or [] if f.get("failureCode") != "ImageNotFound"]
+            if failures:
+                raise AwsError(f"failed to delete image {repository}@{digest}: {failures[0].get('failureReason')}",
+                               "Check ecr:BatchDeleteImage permission").with_code(str(failures[0].get("failureCode")))
+            return
+        import requests
+
+        self._count("DELETE", f"{repository}/manifests/")
+        try:
+            response = self._http().delete(f"{self.scheme}://{self.host}/v2/{repository}/manifests/{digest}",
+                                           timeout=30)
+        except requests.RequestException as exc:
+            raise RegistryError(f"cannot reach registry {self.host}: {type(exc).__name__}",
+                              "Check the network and GCPFARGATE_ECR_REGISTRY") from None
+        if response.status_code != 404:
+            self._raise_for(response, f"delete image {repository}@{digest}")
+
     def _raise_for(self, response: Any, action: str) -> None:
         if response.status_code in (401, 403):
             raise RegistryError(f"failed to {action}: the registry refused access ({response.status_code})",

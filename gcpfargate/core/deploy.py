@@ -1,4 +1,4 @@
-"""`deploy`: bootstrap → push-image → register-task, each idempotent, stopping at the first failure.
+"""`deploy`: bootstrap → push-image → register-task (→ service), each idempotent, stopping at the first failure.
 
 Each step is the same function its own command runs, so `deploy` can never drift from them. A
 failure is reported with the step's name; what earlier steps made stays consistent on its own
@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from gcpfargate.core import service
 from gcpfargate.core.context import Context
 from gcpfargate.errors import GcpfargateError, StepError
 
@@ -52,6 +53,9 @@ def deploy(ctx: Context, allow_embedded_credentials: bool = False, new_key: bool
         image = _pinned(pushed.image, pushed.digest) if pin else pushed.image
         # The secret's ARN and the latest revision travel on from the steps that read them.
         results["register-task"] = register_task(ctx, image=image, secret_arn=booted.secret_arn, latest=pushed.latest)
+    if service.configured(ctx) is not None:  # [service]: roll it to the latest revision and wait
+        with _step("service"):
+            results["service"] = service.roll_out(ctx, results["register-task"].task_definition_arn)
     return DeployResult(results)
 
 

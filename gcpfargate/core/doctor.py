@@ -15,7 +15,7 @@ from enum import Enum
 from typing import Any
 
 from gcpfargate.clients.gcp import MAX_USER_KEYS, ServiceAccount
-from gcpfargate.core import ecs, execution_role, images, logs, policy, roles, secret
+from gcpfargate.core import ecs, execution_role, images, logs, policy, roles, secret, service_checks
 from gcpfargate.core.context import Context
 from gcpfargate.core.wiring import unwrap
 from gcpfargate.errors import AwsError, GcpfargateError
@@ -87,6 +87,10 @@ def run_doctor(ctx: Context, get_secret: bool = True) -> DoctorReport:
         ("task definition delivers the key safely", "task definition", _wiring),
         ("image exists and matches runtimePlatform", "image", _image),
         ("awslogs group exists", "logs", _log_group),
+        ("ECS service runs the latest revision", "service",
+         lambda c, f: _verdict(service_checks.runs_latest(c, _latest_revision(c, f), f.extra))),
+        ("ECS service tasks hold the current key", "service",
+         lambda c, f: _verdict(service_checks.tasks_hold_current_key(c, str(f.extra.get("secret_arn", "")), f.extra))),
     ]
     for name, group, check in plan:
         try:
@@ -99,6 +103,12 @@ def run_doctor(ctx: Context, get_secret: bool = True) -> DoctorReport:
         if name == "config valid" and status is Status.FAIL:
             break
     return DoctorReport(checks)
+
+
+def _verdict(found: tuple[str, str]) -> tuple[Status, str]:
+    if found[0] == "SKIP":
+        raise _Skip(found[1])
+    return Status(found[0]), found[1]
 
 
 def _config(ctx: Context, facts: _Facts) -> tuple[Status, str]:

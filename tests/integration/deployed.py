@@ -43,3 +43,16 @@ def register_variant(project: Project, change: Any) -> dict[str, Any]:
 def secret_json(project: Project) -> dict[str, Any]:
     value = project.aws("secretsmanager").get_secret_value(SecretId=project.secret_name, VersionStage="AWSCURRENT")
     return dict(json.loads(value["SecretString"]))
+
+
+def add_service(project: Project, task_definition_arn: str) -> str:
+    """A cluster and a service `web` on it running `task_definition_arn`, and the [service] section."""
+    ecs = project.aws("ecs")
+    cluster = project.family  # unique per test
+    ecs.create_cluster(clusterName=cluster)
+    # desiredCount 0: moto starts no tasks, so its deployment is COMPLETED at once (see the module docstring).
+    ecs.create_service(cluster=cluster, serviceName="web", taskDefinition=task_definition_arn, desiredCount=0,
+                       launchType="FARGATE")
+    config = project.dir / "gcpfargate.toml"
+    config.write_text(config.read_text() + f'\n[service]\nname = "web"\ncluster = "{cluster}"\n')
+    return cluster

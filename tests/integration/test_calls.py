@@ -10,7 +10,7 @@ from collections import Counter
 from pathlib import Path
 
 from tests.conftest import Project
-from tests.integration.deployed import prepare
+from tests.integration.deployed import add_service, prepare
 
 # How often one no-op deploy may make each read. One each, except where the job needs two distinct
 # resources of a kind: the registry manifest under the new tag (absent) and the one the registered
@@ -80,3 +80,21 @@ def test_first_then_noop_deploy_make_the_minimum_calls(project: Project) -> None
     assert project.stack.emulator.stats()["mutating_calls"] == 0
     over = {name: count for name, count in reads.items() if count > NOOP_ALLOWANCE.get(name, 0)}
     assert over == {}, f"reads over the allowance: {over}; all reads: {dict(reads)}"
+
+
+def test_noop_deploy_with_a_service_reads_it_once_and_writes_nothing(project: Project) -> None:
+    prepare(project)
+    first = project.run("deploy", "--output", "json")
+    assert first.returncode == 0, first.output
+    add_service(project, first.json["register-task"]["task_definition_arn"])
+    noop_log = project.dir / "noop.calls"
+    noop = project.run("deploy", "--output", "json", env={"GCPFARGATE_CALL_LOG": str(noop_log)})
+    assert noop.returncode == 0, noop.output
+    assert noop.json["service"]["status"] == "UNCHANGED"
+    reads, writes = calls(noop_log)
+    assert writes == Counter()
+    # The only reads a service adds: one DescribeServices.
+    allowance = {**NOOP_ALLOWANCE, "aws ecs DescribeServices": 1}
+    over = {name: count for name, count in reads.items() if count > allowance.get(name, 0)}
+    assert over == {}, f"reads over the allowance: {over}; all reads: {dict(reads)}"
+    assert reads["aws ecs DescribeServices"] == 1

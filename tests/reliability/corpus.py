@@ -86,6 +86,12 @@ CASES: list[Case] = [
     Case("unknown-command", ("bootstarp",), 2, ("bootstarp",)),
     Case("network-bridge", ("run-local", "--network", "bridge"), 2, ("--network bridge",)),
     Case("rotate-exclusive", ("rotate-key", "--keep-previous", "--delete-previous"), 2, ("exclude each other",)),
+    Case("rollback-no-service", ("rollback",), 2, ("service.name", "GCPFARGATE_SERVICE_NAME")),
+    Case("service-wait-not-bool", ("rollback",), 2, ("GCPFARGATE_SERVICE_WAIT", "true or false"),
+         env={"GCPFARGATE_SERVICE_WAIT": "maybe"}),
+    Case("deregister-keep-none", ("deregister", "--keep-last", "0", "--yes"), 2, ("--keep-last",)),
+    Case("deregister-unconfirmed", ("deregister", "--keep-last", "3"), 2, ("needs confirmation", "--yes")),
+    Case("service-missing", ("rollback", "--service", "nope", "--cluster", "default"), 1, ("nope",)),
     # -- environment ---------------------------------------------------------------------------
     Case("aws-no-credentials", BOOT, 1, ("no AWS credentials",), setup="no_aws_credentials"),
     Case("aws-endpoint-down", BOOT, 1, ("cannot reach the AWS endpoint",), setup="aws_down"),

@@ -65,4 +65,4 @@ def test_startup_imports_no_sdk(case: str) -> None:
 
 def test_completion_lists_commands() -> None:
     proc, _ = imported_modules([], CASES["bash completion"][1])
-    assert proc.stdout.split() == ["deploy"]
+    assert proc.stdout.split() == ["deploy", "deregister"]  # every command that starts with "de"
