@@ -1,0 +1,144 @@
+"""The key guard's rules (gcpfargate/keyscan.py): every evasion of issue 13 item 10 is caught, and
+ordinary files (code that names the PEM markers, binaries, text) are not flagged."""
+
+from __future__ import annotations
+
+import base64
+import bz2
+import functools
+import gzip
+import io
+import json
+import lzma
+import os
+import tarfile
+
+import pytest
+
+from gcpfargate.keyscan import CHUNK, has_key, key_paths, stream_has_key, text_has_pem
+
+
+@functools.cache
+def pem() -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption()).decode()
+
+
+def key_json() -> bytes:
+    return json.dumps({"type": "service_account", "project_id": "p", "private_key_id": "abc",
+                       "private_key": pem(), "client_email": "a@p.iam.gserviceaccount.com",
+                       "token_uri": "https://oauth2.googleapis.com/token"}, indent=2).encode()
+
+
+def tar_of(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for name, content in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(content)
+            archive.addfile(info, io.BytesIO(content))
+    return buffer.getvalue()
+
+
+def wrapped_b64(data: bytes, width: int = 76) -> bytes:
+    text = base64.b64encode(data)
+    return b"\n".join(text[i:i + width] for i in range(0, len(text), width)) + b"\n"
+
+
+# Each evasion named in the issue, plus a few more wrappings the same rules see through.
+EVASIONS: dict[str, bytes] = {
+    "bare PEM file": pem().encode(),
+    "key JSON": key_json(),
+    "gzip": gzip.compress(key_json()),
+    "base64 (one line)": base64.b64encode(key_json()),
+    "base64 (wrapped at 76)": wrapped_b64(key_json()),
+    "base64 of gzip": base64.b64encode(gzip.compress(key_json())),
+    "tar": tar_of({"a/readme.txt": b"hello\n", "a/sa.json": key_json()}),
+    "tar.gz": gzip.compress(tar_of({"sa.json": key_json()})),
+    "tar of a gzip": tar_of({"sa.json.gz": gzip.compress(key_json())}),
+    "JSON padded past 1 MiB": b'{"padding": "' + b" " * (CHUNK + 5) + b'", ' + key_json()[1:],
+    "key after 3 MiB of zeros": b"\0" * (3 * CHUNK) + key_json(),
+    "[ {key} ]": b"[ " + key_json() + b" ]",
+    "two keys concatenated": key_json() + key_json(),
+    "UTF-16 (BOM)": key_json().decode().encode("utf-16"),
+    "UTF-16-BE": key_json().decode().encode("utf-16-be"),
+    "UTF-32": key_json().decode().encode("utf-32"),
+    "bzip2": bz2.compress(key_json()),
+    "xz": lzma.compress(key_json()),
+    "base64 inside a .env": b"APP=1\nGCP_KEY=" + base64.b64encode(key_json()) + b"\nOTHER=2\n",
+    "PEM in a shell script": b"#!/bin/sh\ncat > /k <<EOF\n" + pem().encode() + b"EOF\n",
+    "PEM without its END line": pem().encode()[:900],
+    "PEM folded to 50 columns": b"\n".join(
+        [b"-----BEGIN PRIVATE KEY-----"]
+        + [line for body in ["".join(pem().splitlines()[1:-1])] for line in
+           (body[i:i + 50].encode() for i in range(0, len(body), 50))]
+        + [b"-----END PRIVATE KEY-----"]),
+    "base64 text, then a plain PEM": b"QUJD" * 1200 + b"\n" + pem().encode(),
+}
+
+
+@pytest.mark.parametrize("name", sorted(EVASIONS))
+def test_every_evasion_is_caught(name: str) -> None:
+    assert has_key(EVASIONS[name]), name
+
+
+def test_evasions_are_caught_through_a_stream_read_in_small_pieces() -> None:
+    class Trickle(io.RawIOBase):
+        def __init__(self, data: bytes) -> None:
+            self.data = data
+
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, target: bytearray) -> int:  # at most 1000 bytes at a time, like a socket
+            size = min(len(target), 1000, len(self.data))
+            target[:size], self.data = self.data[:size], self.data[size:]
+            return size
+
+    for name, data in EVASIONS.items():
+        assert stream_has_key(Trickle(data)), name
+
+
+@pytest.mark.parametrize("data", [
+    b"",
+    b'{"type": "authorized_user", "client_id": "x"}',
+    b'if line.startswith("-----BEGIN PRIVATE KEY-----"):\n    parse(line)  # "-----END PRIVATE KEY-----"\n',
+    b"-----BEGIN PRIVATE KEY-----\n...\n-----END PRIVATE KEY-----\n",  # documentation
+    b"-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIU\n-----END CERTIFICATE-----\n",
+    b"\x7fELF" + bytes(range(256)) * 50,
+    b"hello world " * 20000,
+    base64.b64encode(os.urandom(300_000)),
+    gzip.compress(b"just text\n" * 1000),
+    tar_of({"a.txt": b"hello", "b.json": b'{"a": 1}'}),
+])
+def test_ordinary_files_are_not_flagged(data: bytes) -> None:
+    assert not has_key(data)
+
+
+def test_a_key_in_a_json_string_with_escaped_newlines_is_a_pem() -> None:
+    assert text_has_pem(json.dumps(pem()).encode())
+    assert text_has_pem(b'"-----BEGIN PRIVATE KEY-----\\nMIIfake\\n-----END PRIVATE KEY-----\\n"')
+
+
+def test_key_paths_finds_strings_at_any_depth_and_never_names_the_key() -> None:
+    key = key_json().decode()
+    definition = {
+        "family": "app",
+        "containerDefinitions": [{
+            "name": "app", "command": ["run", key], "entryPoint": ["/bin/sh"],
+            "dockerLabels": {"k": base64.b64encode(key_json()).decode()},
+            "logConfiguration": {"logDriver": "awslogs", "options": {"x": pem()}},
+            "environment": [{"name": "A", "value": "plain"}],
+        }],
+        "tags": [{"key": "deep", "value": [[[[["nested", pem()]]]]]}],
+        pem(): "a key as an object key",
+    }
+    found = key_paths(definition)
+    assert found == sorted(["containerDefinitions[0].command[1]", "containerDefinitions[0].dockerLabels.k",
+                            "containerDefinitions[0].logConfiguration.options.x", "tags[0].value[0][0][0][0][1]",
+                            "<a key>"])
+    assert key_paths({"a": ["b", {"c": "d"}]}) == []
