@@ -207,6 +207,11 @@ class DockerEngine:
         except docker.errors.APIError as exc:
             raise DockerError(f"failed to tag {image} as {repository}:{tag}: {self._api_reason(exc)}") from None
 
+    def history(self, image: str) -> list[dict[str, Any]]:
+        """The image's history (`docker history`): one record per step, with `CreatedBy`."""
+        with _engine_errors(f"failed to read the history of image {image}"):
+            return list(self.client.api.history(image))
+
     def save(self, image: str) -> Iterator[bytes]:
         """The image as the engine's `docker save` tar stream, in chunks."""
         with _engine_errors(f"failed to export image {image} for scanning"):

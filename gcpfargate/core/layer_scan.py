@@ -6,8 +6,8 @@ the user's cache directory ($XDG_CACHE_HOME or ~/.cache, then gcpfargate/), and 
 image that holds it does not read it again: after an app-only change only the app layer is read,
 and an image made only of known layers is not read at all.
 
-- The cache is keyed by `RULES_VERSION`: a change to what the guard looks for (`looks_like_key`,
-  `_jsonish`, `MAX_SCANNED_FILE` in core/push.py) must bump it, and every layer is scanned again.
+- The cache is keyed by `RULES_VERSION`, gcpfargate/keyscan.py's: a change to what the guard looks
+  for bumps it there, and every layer is scanned again.
 - It fails closed: a missing, unreadable, truncated or tampered-with cache (its checksum does not
   match) counts as empty, so every layer is scanned. Only layers in which nothing was found are
   recorded; a layer with a key (even one let through by --allow-embedded-credentials) never is.
@@ -30,13 +30,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from gcpfargate import keyscan
 from gcpfargate.errors import DockerError
 
 if TYPE_CHECKING:
     from gcpfargate.clients.docker import DockerEngine
 
-# Bump when the guard's rules change: layers recorded under another version are scanned again.
-RULES_VERSION = 1
+# The guard's rule set (keyscan.py): layers recorded under another version are scanned again.
+RULES_VERSION = keyscan.RULES_VERSION
 # Enough for the layers of many images; the oldest entries go first.
 MAX_CACHED_LAYERS = 5000
 _DIFF_ID = re.compile(r"sha256:[0-9a-f]{64}")

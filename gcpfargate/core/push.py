@@ -13,8 +13,9 @@
   the built image's config digest (its image id) under the tag. When the tag was derived, the
   image pinned by the family's latest ACTIVE task definition counts too, so a timestamp tag does
   not force a new push of an unchanged image; that image is reported and `latest` is left alone.
-- **Guard**: before anything is pushed, the build context (after `.dockerignore`) and every layer
-  of the built image are searched for files that look like a service-account key. Found: refuse,
+- **Guard** (core/key_guard.py, rules in keyscan.py): build arguments are checked before the build;
+  before anything is pushed, the build context (after `.dockerignore`), every layer of the built
+  image and its config (Env, Labels, history) are searched for key material. Found: refuse,
   naming the paths, unless `allow_embedded_credentials` (then warn).
 - **Dry run**: no build, no AWS write, no push; the plan names the repository, image and tag.
 """
@@ -29,15 +30,14 @@ from pathlib import Path
 from typing import Any
 
 from gcpfargate.config import SCHEMA, Settings
-from gcpfargate.core import ecs, images
+from gcpfargate.core import ecs, images, key_guard
 from gcpfargate.core.context import Context
+from gcpfargate.core.key_guard import scan_context
 from gcpfargate.core.report import Reporter
 from gcpfargate.core.results import NOT_SHOWN, PlannedResult
 from gcpfargate.errors import AwsError, ConfigError, EmbeddedCredentialsError
-from gcpfargate.keyfile import looks_like_key
 
-# Key files are small JSON documents; bigger files are not read. Changing the guard's rules (this,
-# _jsonish, looks_like_key) must bump core/layer_scan.RULES_VERSION, so cached layers are scanned again.
+# The guard's rules are gcpfargate/keyscan.py's (their version, keyscan.RULES_VERSION, keys the layer cache).
 MAX_SCANNED_FILE = 1 << 20
 
 
@@ -83,6 +83,7 @@ def build_image(ctx: Context, allow_embedded_credentials: bool = False, tag: str
         settings.require("image.repository")
     repository = settings.repository
     inputs = build_inputs(settings)
+    key_guard.check_build_args(inputs.build_args)
     tag, explicit = choose_tag(settings, inputs.context, tag)
     tags = [tag, "latest"] if settings.image.push_latest and tag != "latest" else [tag]
 
@@ -158,6 +159,10 @@ def _push(ctx: Context, built: Built, allow_embedded_credentials: bool,
 # -- inputs --------------------------------------------------------------------------------------
 def build_inputs(settings: Settings) -> BuildInputs:
     context = settings.resolve(settings.image.context)
+    if context == Path(context.anchor):
+        raise ConfigError(f"build context {context} is the root directory: the whole machine would be sent to the "
+                          "Docker engine", "Set image.context to the project's directory (the one with the "
+                          "Dockerfile)")
     if not context.is_dir():
         raise ConfigError(f"build context {context} is not a directory",
                           "Set image.context to the directory that holds the Dockerfile")
@@ -207,45 +212,18 @@ def _jsonish(head: bytes) -> bool:
     return head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{")
 
 
-def scan_context(context: Path, dockerfile: str) -> list[str]:
-    """Paths (relative to the context) of key-like files the build would send to the engine."""
-    from docker.utils.build import exclude_paths
-
-    patterns: list[str] = []
-    ignore = context / ".dockerignore"
-    if ignore.is_file():
-        # The same reading of .dockerignore as the docker SDK's build.
-        lines = ignore.read_text(encoding="utf-8", errors="replace").splitlines()
-        patterns = [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
-    found = []
-    for relative in sorted(exclude_paths(str(context), patterns, dockerfile)):
-        path = context / relative
-        try:
-            if path.is_symlink() or not path.is_file() or path.stat().st_size > MAX_SCANNED_FILE:
-                continue
-            with path.open("rb") as handle:
-                head = handle.read(64)
-                if _jsonish(head) and looks_like_key(head + handle.read()):
-                    found.append(relative)
-        except OSError:
-            continue  # unreadable: the build itself will say so
-    return found
-
-
 def scan_image(ctx: Context, image_id: str) -> list[str]:
-    """Paths inside the image (any layer, even if a later layer deletes them) that look like keys.
-    Layers scanned clean before are not read again (core/layer_scan.py)."""
-    from gcpfargate.core.layer_scan import scan_layers
-
-    return scan_layers(ctx.docker, image_id, MAX_SCANNED_FILE, _jsonish, looks_like_key).found
+    """Where the built image holds key material: its files (any layer, even if a later layer deletes
+    them; layers scanned clean before are not read again) and its config (Env, Labels, history):
+    core/key_guard.py."""
+    return key_guard.scan_image_files(ctx.docker, image_id) + key_guard.scan_image_config(ctx.docker, image_id)
 
 
 def guard(ctx: Context, found: list[str], where: str, allow: bool, reporter: Reporter | None = None) -> None:
     if not found:
         return
     shown = ", ".join(found[:5]) + (f" and {len(found) - 5} more" if len(found) > 5 else "")
-    what = f"{where} contains {'a file' if len(found) == 1 else 'files'} that look{'s' if len(found) == 1 else ''}" \
-           f" like a service-account key: {shown}"
+    what = f"{where} holds what looks like a private key (key file or PEM block) in: {shown}"
     if allow:
         (reporter or ctx.reporter).warn(f"{what} (pushing anyway: --allow-embedded-credentials)")
         return
