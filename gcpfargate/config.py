@@ -77,11 +77,24 @@ def _find_config(config_path: str | os.PathLike[str] | None, environ: Mapping[st
     if explicit:
         path = Path(explicit)
         if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist",
-                              "Pass an existing file with --config or run `gcpfargate init`")
+            raise _not_a_config_file(path)
         return path
     default = Path.cwd() / CONFIG_FILE
     return default if default.is_file() else None
+
+
+def _not_a_config_file(path: Path) -> ConfigError:
+    """Why `path` (which is not a regular file) cannot be the config: missing, a directory, a FIFO…"""
+    import stat
+
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return ConfigError(f"config file {path} does not exist",
+                           "Pass an existing file with --config or run `gcpfargate init`")
+    kind = ("a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode)
+            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
+    return ConfigError(f"config file {path} is {kind}", "Pass the path of a gcpfargate.toml file with --config")
 
 
 def _read_file(path: Path) -> dict[str, Any]:
@@ -89,6 +102,9 @@ def _read_file(path: Path) -> dict[str, Any]:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"cannot parse {path}: {exc}", "Fix the TOML syntax at that position") from None
+    except RecursionError:
+        raise ConfigError(f"cannot parse {path}: arrays or tables nest too deeply",
+                          "gcpfargate's settings are at most two levels deep") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read {path}: {exc}") from None
     flat: dict[str, Any] = {}

@@ -30,7 +30,7 @@ import io
 import lzma
 import re
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO
 
 from gcpfargate.keyfile import looks_like_key
@@ -248,20 +248,26 @@ class _Base64Reader(io.RawIOBase):
         return size
 
 
-def key_paths(value: Any, where: str = "") -> list[str]:
+def key_text(text: str) -> bool:
+    """For strings that should never mention a private key at all (a task definition's): the PEM
+    marker alone is enough, or any key material `has_key` sees."""
+    return "PRIVATE KEY-----" in text or has_key(text)
+
+
+def key_paths(value: Any, where: str = "", is_key: Callable[[str], bool] = has_key) -> list[str]:
     """JSON paths (`containerDefinitions[0].command[2]`) of every string in `value`, at any depth,
-    that holds key material; object keys count as strings too. Iterative: any depth is fine."""
+    for which `is_key` is true; object keys count as strings too. Iterative: any depth is fine."""
     found: list[str] = []
     stack: list[tuple[str, Any]] = [(where, value)]
     while stack:
         path, item = stack.pop()
         if isinstance(item, str):
-            if has_key(item):
+            if is_key(item):
                 found.append(path or "the value")
         elif isinstance(item, dict):
             for key, child in item.items():
                 name = str(key)
-                if has_key(name):
+                if is_key(name):
                     name = "<a key>"  # the path goes into an error message: never the key itself
                     found.append(f"{path}.{name}" if path else name)
                 stack.append((f"{path}.{name}" if path else name, child))

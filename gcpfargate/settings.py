@@ -14,6 +14,7 @@ from dataclasses import Field, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from gcpfargate.credential_rules import credentials_env_problem, credentials_path_problem
 from gcpfargate.errors import ConfigError
 
 CONFIG_FILE = "gcpfargate.toml"
@@ -47,10 +48,6 @@ def _all(check: Validator) -> Validator:
         return None
 
     return check_each
-
-
-def _absolute_path(value: Any) -> str | None:
-    return None if str(value).startswith("/") and "\x00" not in str(value) else "must be an absolute path"
 
 
 def setting(default: Any, validate: Validator | None = None) -> Any:
@@ -105,9 +102,8 @@ class TaskSettings:
     family: str = setting("", _pattern(r"[A-Za-z0-9_-]{1,255}", "task family name"))
     template: str = setting("task-definition.json.j2")
     execution_role_arn: str = setting("", _ROLE_ARN)
-    credentials_path: str = setting("/tmp/gcp/credentials.json", _absolute_path)
-    credentials_env: str = setting("GCP_CREDENTIALS_JSON", _pattern(r"[A-Za-z_][A-Za-z0-9_]*",
-                                                                    "environment variable name"))
+    credentials_path: str = setting("/tmp/gcp/credentials.json", credentials_path_problem)
+    credentials_env: str = setting("GCP_CREDENTIALS_JSON", credentials_env_problem)
     wire_credentials: bool = setting(True)
     containers: list[str] = setting([])
     vars: dict[str, object] = setting({})  # free TOML values for the template

@@ -17,9 +17,9 @@ from typing import Any
 from gcpfargate.clients.gcp import MAX_USER_KEYS, ServiceAccount
 from gcpfargate.core import ecs, execution_role, images, logs, policy, roles, secret, service_checks
 from gcpfargate.core.context import Context
-from gcpfargate.core.wiring import unwrap
+from gcpfargate.core.wiring import is_exact_wrapper, unwrap
 from gcpfargate.errors import AwsError, GcpfargateError
-from gcpfargate.keyfile import looks_like_key
+from gcpfargate.keyscan import key_paths, key_text
 
 KEY_AGE_WARN_DAYS = 90
 KEY_COUNT_WARN = 8
@@ -275,12 +275,11 @@ def _wiring(ctx: Context, facts: _Facts) -> tuple[Status, str]:
     env_name, path = settings.task.credentials_env, settings.task.credentials_path
     wanted = settings.task.containers or [c["name"] for c in _essential(revision)]
     secret_arn = str(facts.extra.get("secret_arn", ""))
-    problems: list[str] = []
+    # Key text anywhere in the revision (command, labels, log options, …), not only in environment.
+    found = key_paths(revision, is_key=key_text)
+    problems: list[str] = [f"key text at {', '.join(found[:5])}"] if found else []
     for container in revision.get("containerDefinitions", []):
         name = container.get("name", "?")
-        for item in container.get("environment", []):
-            if looks_like_key(str(item.get("value", "")).encode()) or "PRIVATE KEY" in str(item.get("value", "")):
-                problems.append(f"{name}: key text in environment variable {item.get('name')}")
         if name not in wanted:
             continue
         secrets = {s.get("name"): s.get("valueFrom", "") for s in container.get("secrets", [])}
@@ -292,6 +291,9 @@ def _wiring(ctx: Context, facts: _Facts) -> tuple[Status, str]:
         google_path = environment.get("GOOGLE_APPLICATION_CREDENTIALS")
         wrapped = unwrap(container)
         if wrapped is not None:
+            if not is_exact_wrapper(container):
+                problems.append(f"{name}: the entryPoint's wrapper is not the script gcpfargate writes (edited by "
+                                "hand?); run gcpfargate register-task")
             # gcpfargate's own wrapper: it must write the variable ECS fills to the path the app reads.
             if wrapped.credentials_env != env_name:
                 problems.append(f"{name}: the wrapper writes ${wrapped.credentials_env}, but the key arrives "

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from gcpfargate.core import template_guard
 from gcpfargate.errors import ConfigError, TemplateError
 
 # The names SPEC §4 promises to templates.
@@ -43,19 +44,22 @@ class _MissingEnv(Exception):
 # -- rendering ------------------------------------------------------------------------------------
 def _environment(path: Path, environ: Mapping[str, str]) -> Any:
     import jinja2
-    from jinja2.sandbox import SandboxedEnvironment
 
     def env(name: str, default: str = "") -> str:
-        return environ.get(name, default)
+        value = environ.get(name, default)
+        template_guard.refuse_credentials(name, value)
+        return value
 
     def must_env(name: str) -> str:
         value = environ.get(name)
         if value is None or value == "":
             raise _MissingEnv(f"environment variable {name} is not set (must_env)")
+        template_guard.refuse_credentials(name, value)
         return value
 
-    environment = SandboxedEnvironment(
-        loader=jinja2.FileSystemLoader(str(path.parent)), undefined=jinja2.StrictUndefined,
+    # Includes only from the template's own directory, with the sandbox's cost limits.
+    environment = template_guard.limited_environment_class()(
+        loader=template_guard.confined_loader(path.resolve().parent), undefined=jinja2.StrictUndefined,
         autoescape=False, keep_trailing_newline=True)
     def tojson(value: Any, indent: int | None = None) -> str:
         # Jinja's own tojson would turn an undefined name into a TypeError without its name.
@@ -66,7 +70,7 @@ def _environment(path: Path, environ: Mapping[str, str]) -> Any:
 
         return json.dumps(value, indent=indent, default=undefined)
 
-    environment.globals.update(env=env, must_env=must_env)
+    environment.globals.update(env=env, must_env=must_env, range=template_guard.counted_range([0]))
     environment.filters["tojson"] = tojson
     return environment
 
@@ -79,14 +83,15 @@ def used_variables(path: Path) -> set[str]:
     source = read_template(path)
     try:
         ast = _environment(path, os.environ).parse(source, path.name, str(path))
+        return set(meta.find_undeclared_variables(ast)) & set(VARIABLES)
     except Exception as exc:  # a syntax error: render() reports it with its line
         _raise_for(exc, path)
-    return set(meta.find_undeclared_variables(ast)) & set(VARIABLES)
+        raise  # unreachable: _raise_for always raises
 
 
 def read_template(path: Path) -> str:
     try:
-        return path.read_text(encoding="utf-8")
+        return template_guard.read_limited(path)
     except FileNotFoundError:
         raise ConfigError(f"template {path} does not exist",
                           "Run `gcpfargate init` to write one, or set task.template") from None
@@ -98,7 +103,7 @@ def render_text(path: Path, variables: Mapping[str, Any], environ: Mapping[str, 
     environment = _environment(path, os.environ if environ is None else environ)
     read_template(path)
     try:
-        return str(environment.get_template(path.name).render(**variables))
+        return template_guard.render_limited(environment.get_template(path.resolve().name), variables)
     except Exception as exc:
         _raise_for(exc, path)
         raise  # unreachable: _raise_for always raises
@@ -129,6 +134,10 @@ def _raise_for(exc: BaseException, path: Path) -> None:
         known = ", ".join(VARIABLES)
         raise TemplateError(f"{where}: undefined name: {exc.message}",
                             f"Known variables: {known}; free values go in [task.vars] as vars.NAME") from None
+    if isinstance(exc, template_guard.TemplateRefused):
+        raise TemplateError(f"{where}: {exc}") from None
+    if isinstance(exc, RecursionError):
+        raise TemplateError(f"{where}: the template nests too deeply (recursion)") from None
     if isinstance(exc, _MissingEnv):
         raise TemplateError(f"{where}: {exc}", "Set it in the environment, or use env(name, default)") from None
     if isinstance(exc, jinja2.exceptions.SecurityError):
@@ -144,7 +153,7 @@ def _template_line(exc: BaseException, path: Path) -> int | None:
     """The template line Jinja put into the traceback (it rewrites frames to the template's lines)."""
     line = None
     tb: types.TracebackType | None = exc.__traceback__
-    wanted = {str(path), path.name}
+    wanted = {str(path), path.name, str(path.resolve())}
     while tb is not None:
         if tb.tb_frame.f_code.co_filename in wanted:
             line = tb.tb_lineno

@@ -22,14 +22,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from gcpfargate.credential_rules import credentials_env_problem, credentials_path_problem
 from gcpfargate.errors import TemplateError
-from gcpfargate.keyfile import looks_like_key
+from gcpfargate.keyscan import key_paths, key_text
 
 MARKER = "# gcpfargate credentials wrapper v1"
 WRAPPER_NAME = "gcpfargate-wrapper"  # $0 of the script: what `ps` and error messages show
 SHELL = ["/bin/sh", "-c"]
 CREDENTIALS_VARIABLE = "GOOGLE_APPLICATION_CREDENTIALS"
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 # image -> the image config's "config" section (Entrypoint, Cmd, ...); raises when it cannot be read
 ImageConfig = Callable[[str], Mapping[str, Any]]
@@ -41,10 +41,10 @@ def sh_quote(text: str) -> str:
 
 
 def wrapper_script(credentials_env: str, credentials_path: str) -> str:
-    if not _NAME.fullmatch(credentials_env):
-        raise TemplateError(f"task.credentials_env {credentials_env!r} is not an environment variable name")
-    if not credentials_path.startswith("/") or "\x00" in credentials_path or credentials_path.endswith("/"):
-        raise TemplateError(f"task.credentials_path {credentials_path!r} must be an absolute file path")
+    if reason := credentials_env_problem(credentials_env):
+        raise TemplateError(f"task.credentials_env {credentials_env!r} {reason}")
+    if reason := credentials_path_problem(credentials_path):
+        raise TemplateError(f"task.credentials_path {credentials_path!r} {reason}")
     var, path = credentials_env, sh_quote(credentials_path)
     directory = sh_quote(posixpath.dirname(credentials_path) or "/")
     # Messages name the variable and path only; the value is never echoed.
@@ -72,6 +72,18 @@ def is_wrapped(container: Mapping[str, Any]) -> bool:
     entry = container.get("entryPoint") or []
     return (len(entry) >= 4 and entry[:2] == SHELL and str(entry[2]).startswith(MARKER)
             and entry[3] == WRAPPER_NAME)
+
+
+def is_exact_wrapper(container: Mapping[str, Any]) -> bool:
+    """Whether the container's wrapper is, byte for byte, the script gcpfargate writes for the
+    variable and path it names (not merely one that carries the marker)."""
+    unwrapped = unwrap(container)
+    if unwrapped is None:
+        return False
+    try:
+        return str(container["entryPoint"][2]) == wrapper_script(unwrapped.credentials_env, unwrapped.credentials_path)
+    except TemplateError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -115,16 +127,18 @@ def original_argv(container: Mapping[str, Any], image_config: ImageConfig) -> li
 
 
 def check_environment(definition: Mapping[str, Any], credentials_env: str) -> None:
-    """The key must only ever arrive through `secrets`: refuse key text or its variable in `environment`."""
+    """The key must only ever arrive through `secrets`: refuse key text anywhere in the definition
+    (command, entryPoint, dockerLabels, log options, … at any depth) and its variable in `environment`."""
+    found = key_paths(definition, is_key=key_text)
+    if found:
+        raise TemplateError(f"the task definition holds what looks like private key text at {', '.join(found[:5])}",
+                            "Never put a key in a task definition (an env() value or an included file): "
+                            "gcpfargate delivers it through secrets")
     for index, container in enumerate(definition.get("containerDefinitions") or []):
         for position, item in enumerate(container.get("environment") or []):
-            name, value = str(item.get("name", "")), str(item.get("value", ""))
-            where = f"containerDefinitions[{index}].environment[{position}]"
-            if looks_like_key(value.encode("utf-8", "replace")) or "PRIVATE KEY-----" in value:
-                raise TemplateError(f"{where} ({name}) holds what looks like private key text",
-                                    "Never put a key in environment: gcpfargate delivers it through secrets")
-            if name == credentials_env:
-                raise TemplateError(f"{where} sets {credentials_env}, the variable that carries the key",
+            if str(item.get("name", "")) == credentials_env:
+                raise TemplateError(f"containerDefinitions[{index}].environment[{position}] sets {credentials_env}, "
+                                    "the variable that carries the key",
                                     "Remove it: gcpfargate adds it under secrets (task.credentials_env)")
 
 
