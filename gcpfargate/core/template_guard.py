@@ -62,11 +62,15 @@ def read_limited(path: Path) -> str:
     """The text of a template file: a regular file of at most MAX_TEMPLATE_BYTES, read without
     blocking on a FIFO. Raises OSError/UnicodeDecodeError/TemplateError."""
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(handle.fileno())
+    try:
+        info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             raise TemplateError(f"template {path} is not a regular file ({_kind(info.st_mode)})",
                                 "Point task.template at a template file")
+    except BaseException:
+        os.close(fd)
+        raise
+    with os.fdopen(fd, "rb") as handle:
         data = handle.read(MAX_TEMPLATE_BYTES + 1)
     if len(data) > MAX_TEMPLATE_BYTES:
         raise TemplateError(f"template {path} is larger than {MAX_TEMPLATE_BYTES >> 10} KiB",
