@@ -18,6 +18,7 @@ from typing import Any
 from gcpfargate.core import ecs, policy, roles
 from gcpfargate.core.context import Context
 from gcpfargate.errors import ConfigError, OperationError
+from gcpfargate.key_redaction import MaterialRedactor
 
 
 @dataclass
@@ -182,5 +183,8 @@ def run_local(ctx: Context, network: str = "none", from_template: bool = False, 
     with ctx.reporter.step(f"Pulling {image}"):
         ctx.docker.pull(image, credentials)
     ctx.reporter.info(f"Starting container {spec.name} (network {network})")
-    exit_code = ctx.docker.run_container(spec, on_line=ctx.reporter.log)
+    # The key's own material is removed from every log line, however the app folds or splits it.
+    redactor = MaterialRedactor(spec.environment.get(str(item.get("name")), "")
+                                for item in container.get("secrets", []))
+    exit_code = ctx.docker.run_container(spec, on_line=lambda line: ctx.reporter.log(redactor(line)))
     return RunLocalResult(exit_code=exit_code, container=spec.name, image=image)
