@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -36,6 +37,7 @@ SETUPS: dict[str, Callable[[Project], dict[str, Any]]] = {
     "secret_not_json": _secret("just a password"),
     "secret_not_a_key": _secret(json.dumps({"type": "authorized_user", "refresh_token": "x"})),
     "secret_wrong_account": _secret(fake_key("someone-else@other-project.iam.gserviceaccount.com")),
+    "fifo_config": lambda p: (os.mkfifo(p.dir / "fifo.toml"), {})[1],
 }
 
 
