@@ -182,13 +182,16 @@ def test_key_in_the_context_is_refused_and_dockerignore_lets_the_push_through(pr
 
 def test_key_created_by_a_run_step_is_refused_unless_allowed(project: Project) -> None:
     import base64
+    import gzip
 
     repository = configure_image(project, tag="v1")
-    encoded = base64.b64encode(fake_key_json().encode()).decode()
+    # Compressed, then base64: the guard sees plain base64 of a key in the Dockerfile (the build context),
+    # and this test is about the layer.
+    encoded = base64.b64encode(gzip.compress(fake_key_json().encode())).decode()
     # The key is not in the context: a RUN step makes it (as a `curl` of a secret would), then deletes it,
     # which leaves it in that step's layer.
     write_busybox_context(project.dir, [
-        f"RUN mkdir -p /app && echo {encoded} | base64 -d > /app/creds.json",
+        f"RUN mkdir -p /app && echo {encoded} | base64 -d | gunzip > /app/creds.json",
         "RUN rm /app/creds.json",
     ])
     refused = project.run("push-image")
