@@ -14,6 +14,8 @@ What counts as a key:
 Seen through, up to `MAX_DEPTH` wrappings deep: gzip, bzip2 and xz compression; tar archives
 (each member on its own); a file that is base64 text (wrapped or not); base64 runs inside other
 text (the encoded BEGIN/END marker); UTF-16 and UTF-32 text; any file size (streamed in windows).
+In compiled programs and libraries (ELF, PE, Mach-O), which carry their own test keys, only a
+service-account key's JSON form counts, not a bare PEM block.
 Not seen: encrypted or password-protected archives, zip and other formats not listed, keys split
 into pieces that are joined at run time, and compressed data that expands past `MAX_EXPANDED`.
 
@@ -36,7 +38,7 @@ from typing import Any, BinaryIO
 from gcpfargate.keyfile import looks_like_key
 
 # Bump whenever what counts as a key, or what is seen through, changes.
-RULES_VERSION = 2
+RULES_VERSION = 3
 CHUNK = 1 << 20
 # Longer than any PEM key block (RSA-8192 PKCS#8 is ~6.4 KB; x4 for UTF-32), so a block that
 # straddles two reads is seen whole in the next window.
@@ -52,6 +54,13 @@ _BEGIN = re.compile(rb"-----BEGIN [A-Z0-9 ]{0,40}PRIVATE KEY-----")
 _BODY = re.compile(rb"(?:[A-Za-z0-9+/=\s]|\\[rn]|[A-Za-z-]{1,40}: [^\r\n\\]{0,200})*")
 _END = re.compile(rb"-----END [A-Z0-9 ]{0,40}PRIVATE KEY-----")
 # Base64 text as tools write it: no spaces, lines split by newlines (standard or URL-safe alphabet).
+# A service-account key's JSON: the private_key field holding a PEM block (escaped or not).
+# (also as a string literal inside source code: quotes escaped once or twice).
+_SA_PRIVATE_KEY = b"private_key"
+_SA_JSON = re.compile(rb'private_key\\{0,3}"\s*:\s*\\{0,3}"-----BEGIN [A-Z0-9 ]{0,40}PRIVATE KEY-----')
+# Executable formats (ELF, PE, Mach-O, fat Mach-O / Java class, ar archives): programs and libraries.
+_PROGRAM_MAGIC = (b"\x7fELF", b"MZ", b"\xfe\xed\xfa\xce", b"\xfe\xed\xfa\xcf", b"\xce\xfa\xed\xfe",
+                  b"\xcf\xfa\xed\xfe", b"\xca\xfe\xba\xbe", b"!<arch>\n")
 _BASE64_CHARS = re.compile(rb"[A-Za-z0-9+/=\r\n_-]*")
 _URL_SAFE = bytes.maketrans(b"-_", b"+/")
 
@@ -86,7 +95,11 @@ def text_has_pem(data: bytes) -> bool:
     return False
 
 
-def _window_has_key(window: bytes) -> bool:
+def _window_has_key(window: bytes, program: bool = False) -> bool:
+    if program:
+        # Compiled programs and libraries carry their own test keys (libgnutls's self-tests hold a
+        # dozen PEM keys): in them only a service-account key's JSON form counts.
+        return _SA_PRIVATE_KEY in window and _SA_JSON.search(window) is not None
     if _MARKER in window and text_has_pem(window):
         return True
     if any(wide in window for wide in _WIDE) and text_has_pem(window.replace(b"\0", b"")):
@@ -174,13 +187,14 @@ def has_key(data: bytes | str) -> bool:
 
 def _scan_windows(head: bytes, stream: Any, budget: _Budget | None) -> bool:
     tail, chunk, first = b"", head, True
+    program = head.startswith(_PROGRAM_MAGIC)
     while chunk:
         if budget is not None:
             budget.left -= len(chunk)
             if budget.left < 0:
                 return False  # past MAX_EXPANDED: documented as not seen
         window = tail + chunk
-        if _window_has_key(window):
+        if _window_has_key(window, program):
             return True
         if first and len(chunk) < CHUNK and len(chunk) <= MAX_JSON and looks_like_key(chunk.lstrip(b"\xef\xbb\xbf")):
             return True

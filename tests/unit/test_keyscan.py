@@ -142,3 +142,14 @@ def test_key_paths_finds_strings_at_any_depth_and_never_names_the_key() -> None:
                             "containerDefinitions[0].logConfiguration.options.x", "tags[0].value[0][0][0][0][1]",
                             "<a key>"])
     assert key_paths({"a": ["b", {"c": "d"}]}) == []
+
+
+def test_compiled_libraries_with_their_own_test_keys_pass_but_an_embedded_key_file_does_not() -> None:
+    """libgnutls (in most Debian images) carries a dozen PEM test keys for its self-tests: a library
+    is judged only by a service-account key's JSON form, which a program embedding a key file has."""
+    library = b"\x7fELF\x02\x01\x01" + b"\0" * 500 + pem().encode() + b"\0" * 500
+    assert not has_key(library)
+    assert not has_key(b"!<arch>\n" + b"\0" * 100 + pem().encode())
+    assert has_key(b"\x7fELF\x02\x01\x01" + b"\0" * 500 + key_json() + b"\0" * 500)
+    assert has_key(b"\x7fELF\x02\x01\x01" + b"\0" * 500 + json.dumps(key_json().decode()).encode())
+    assert has_key(b"\0" * 500 + pem().encode())  # not a program: any PEM block counts
