@@ -16,6 +16,7 @@ test: setup
 
 lint: setup
 	.venv/bin/ruff check .
+	.venv/bin/mypy
 
 bench: setup
 	@$(STACK) $(PY) bench/run.py

@@ -68,7 +68,8 @@ class KeyMaterial:
         return self.data.decode("utf-8")
 
     def info(self) -> dict[str, object]:
-        return json.loads(self.data)
+        info: dict[str, object] = json.loads(self.data)  # `parse` checked it is a JSON object
+        return info
 
     def __repr__(self) -> str:
         return f"KeyMaterial(key_id={self.key_id!r}, client_email={self.client_email!r})"

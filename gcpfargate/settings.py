@@ -149,7 +149,8 @@ _KINDS: dict[str, tuple[type, type | None]] = {
 
 def _key(spec: Field[Any]) -> Key:
     kind, item = _KINDS[str(spec.type)]
-    default = spec.default_factory() if kind in (list, dict) else spec.default
+    factory = spec.default_factory  # `setting()` gives lists and tables a factory, never a shared default
+    default = factory() if kind in (list, dict) and callable(factory) else spec.default
     return Key(kind, default, spec.metadata["validate"], item)
 
 

@@ -15,9 +15,15 @@ import os
 import re
 import threading
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from gcpfargate.errors import AwsError
+
+if TYPE_CHECKING:  # the stubs only: boto3 itself is imported when the first client is made
+    from botocore.client import BaseClient
+    from botocore.config import _RetryDict
+    from botocore.model import ServiceModel
+    from botocore.session import Session as BotocoreSession
 
 # Operations that only read. Everything else counts as mutating in the call log.
 _READ_PREFIXES = ("Get", "List", "Describe", "BatchGet", "Simulate", "Lookup", "Head", "Search")
@@ -44,8 +50,10 @@ class AwsClients:
         # botocore reads AWS_DEFAULT_REGION and the profile; AWS_REGION is what the SDKs (and Fargate) set.
         self._region = region or os.environ.get("AWS_REGION") or None
         self._profile = profile or None
+        # Any, not boto3.Session: the stubs type `Session.client` only for literal service names, and
+        # this adapter makes its clients from a name held in a variable.
         self._session: Any = None
-        self._clients: dict[str, Any] = {}
+        self._clients: dict[str, BaseClient] = {}
         self._lock = threading.Lock()
         self._account_id: str | None = None
         self._call_log = os.environ.get("GCPFARGATE_CALL_LOG")
@@ -71,7 +79,7 @@ class AwsClients:
                            "Set aws.region in gcpfargate.toml, --region, or AWS_REGION")
         return str(region)
 
-    def client(self, service: str, probe: bool = False) -> Any:
+    def client(self, service: str, probe: bool = False) -> BaseClient:
         """The shared client for `service`; `probe=True` gives one that never retries, for optional
         calls (such as the policy simulator) whose failure only means "fall back"."""
         with self._lock:
@@ -81,7 +89,9 @@ class AwsClients:
 
                 # Standard retry mode unless the user chose one; max attempts stay with botocore's own
                 # resolution, so AWS_MAX_ATTEMPTS is honoured.
-                retries: dict[str, Any] = {"mode": os.environ.get("AWS_RETRY_MODE", "standard")}
+                # The mode is the user's text as given: botocore rejects an unknown one when it makes the
+                # client, and `_usable_client` words that error.
+                retries = cast("_RetryDict", {"mode": os.environ.get("AWS_RETRY_MODE", "standard")})
                 if probe:
                     retries["total_max_attempts"] = 1
                 client = self.session.client(service, region_name=self.region,
@@ -90,10 +100,11 @@ class AwsClients:
                 self._clients[cache_key] = client
             return self._clients[cache_key]
 
-    def service_model(self, service: str) -> Any:
+    def service_model(self, service: str) -> ServiceModel:
         """botocore's model of `service`, loaded through this session's loader, whose cache the clients
         share: validating against it costs nothing extra when a client of the service is made anyway."""
-        return self.session._session.get_service_model(service)
+        botocore_session: BotocoreSession = self.session._session
+        return botocore_session.get_service_model(service)
 
     def _log_call(self, model: Any, **_: Any) -> None:
         service = model.service_model.service_name
@@ -127,7 +138,7 @@ class AwsClients:
         with self._translated(action):
             return [item for page in client.get_paginator(operation).paginate(**params) for item in page.get(key, [])]
 
-    def _usable_client(self, service: str, probe: bool, action: str) -> Any:
+    def _usable_client(self, service: str, probe: bool, action: str) -> BaseClient:
         import botocore.exceptions
 
         try:

@@ -43,6 +43,8 @@ def bootstrap(ctx: Context, new_key: bool = False, grant: bool = False) -> Boots
         live = account.unique_id != "" and keys.current_key_is_live(ctx, state, account)
     secret.guard_foreign(state, account.email)
     changed = bool(plan)
+    key_id: str | None
+    secret_arn: str | None
     if live and not new_key:
         assert state is not None and state.key is not None
         key_id, secret_arn = state.key.key_id, state.arn

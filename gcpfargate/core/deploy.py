@@ -49,8 +49,8 @@ def deploy(ctx: Context, allow_embedded_credentials: bool = False, new_key: bool
         if building is not None:
             building.close()
     with _step("register-task"):
-        pin = ctx.settings.image.pin_digest and pushed.digest and not ctx.dry_run
-        image = _pinned(pushed.image, pushed.digest) if pin else pushed.image
+        digest = pushed.digest if ctx.settings.image.pin_digest and not ctx.dry_run else None
+        image = _pinned(pushed.image, digest) if digest else pushed.image
         # The secret's ARN and the latest revision travel on from the steps that read them.
         results["register-task"] = register_task(ctx, image=image, secret_arn=booted.secret_arn, latest=pushed.latest)
     if service.configured(ctx) is not None:  # [service]: roll it to the latest revision and wait
@@ -114,7 +114,6 @@ class _step:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> bool:
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
         if isinstance(exc, GcpfargateError) and not isinstance(exc, StepError):
             raise StepError(self.name, exc) from None
-        return False

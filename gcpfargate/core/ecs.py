@@ -27,7 +27,9 @@ def describe_task_definition(ctx: Context, reference: str, tags: bool = False) -
         params["include"] = ["TAGS"]
     data = ctx.aws.find("ecs", "describe_task_definition", _NOT_REGISTERED, f"read task definition {reference}",
                         **params)
-    definition = dict((data or {}).get("taskDefinition") or {})
+    if data is None:
+        return None
+    definition = dict(data.get("taskDefinition") or {})
     if not definition:
         return None
     if data.get("tags"):

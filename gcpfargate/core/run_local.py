@@ -115,7 +115,7 @@ def load_definition(ctx: Context, from_template: bool, revision: int | None = No
 
 
 def essential_container(definition: dict[str, Any], name: str | None) -> dict[str, Any]:
-    containers = definition.get("containerDefinitions", [])
+    containers: list[dict[str, Any]] = definition.get("containerDefinitions", [])
     for container in containers:
         if (name and container.get("name") == name) or (not name and container.get("essential", True)):
             return container

@@ -279,9 +279,9 @@ def apply(ctx: Context, disable: bool = False, pin_revision: bool = False, count
         with ctx.reporter.step(f"{'Creating' if current is None else 'Updating'} schedule {name}"):
             _write(ctx, operation, desired, role_is_new=role.created, sleep=sleep)
         current = get_schedule(ctx, name, group)
-        assert current is not None
     elif ctx.dry_run:
         return _planned(desired, current, count, plan)
+    assert current is not None  # just written, or found and unchanged (no operation)
     result = _result_from(current, changed=changed, count=count)
     if expression.kind == "cron" and desired["State"] == "ENABLED" and not result.next_runs:
         ctx.reporter.warn(f"{expression.text} never fires after now; the task will not run")

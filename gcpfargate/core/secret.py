@@ -29,8 +29,8 @@ class SecretState:
 
 
 def describe(ctx: Context, name: str) -> dict[str, Any] | None:
-    found = ctx.aws.find("secretsmanager", "describe_secret", "ResourceNotFoundException", f"read secret {name}",
-                         SecretId=name)
+    found: dict[str, Any] | None = ctx.aws.find(
+        "secretsmanager", "describe_secret", "ResourceNotFoundException", f"read secret {name}", SecretId=name)
     if found is None:
         return None
     if found.get("DeletedDate"):

@@ -155,7 +155,8 @@ def normalise(definition: dict[str, Any]) -> dict[str, Any]:
         for mount in (container.get("mountPoints") or []) + (container.get("volumesFrom") or []):
             if mount.get("readOnly") is False:
                 mount.pop("readOnly")
-    return _drop_empty(data)
+    cleaned: dict[str, Any] = _drop_empty(data)
+    return cleaned
 
 
 def _drop_empty(value: Any) -> Any:
