@@ -121,9 +121,10 @@ def scan_layers(engine: DockerEngine, image: str, max_size: int, wanted: Callabl
     scan = LayerScan(layers=len(diff_ids))
     clean: list[str] = []
     dirs = local_layer_dirs(engine.host, inspected) if pending and local_storage else None
-    for diff_id in list(pending) if dirs else []:
+    layer_dirs = dirs or {}
+    for diff_id in list(pending) if layer_dirs else []:
         try:
-            hits = [path for path, content in dir_files(dirs[diff_id], max_size, wanted) if is_key(content)]
+            hits = [path for path, content in dir_files(layer_dirs[diff_id], max_size, wanted) if is_key(content)]
         except OSError:
             break  # a file we may not read could hold a key: the export reads the rest
         scan.read.append(diff_id)

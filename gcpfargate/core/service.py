@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from gcpfargate.core.context import Context
@@ -185,21 +185,23 @@ def judge(service: dict[str, Any], deployment_id: str) -> Rollout:
         lead = primary(service)
         return Rollout("failed", reason=f"deployment {deployment_id} was replaced by deployment {lead.get('id')} "
                        f"({short(str(lead.get('taskDefinition', '?')))})")
-    counts = dict(desired=int(ours.get("desiredCount") or 0), running=int(ours.get("runningCount") or 0),
-                  pending=int(ours.get("pendingCount") or 0), failed_tasks=int(ours.get("failedTasks") or 0))
+    now = Rollout("in_progress", desired=int(ours.get("desiredCount") or 0),
+                  running=int(ours.get("runningCount") or 0), pending=int(ours.get("pendingCount") or 0),
+                  failed_tasks=int(ours.get("failedTasks") or 0))
     state = ours.get("rolloutState")
     if state == "FAILED":
         why = str(ours.get("rolloutStateReason") or "ECS marked the deployment FAILED")
-        return Rollout("failed", **counts, reason=why)
+        return replace(now, state="failed", reason=why)
     if ours.get("status") != "PRIMARY":
         lead = primary(service)
-        return Rollout("failed", **counts, reason=f"deployment {deployment_id} was replaced by deployment "
+        return replace(now, state="failed", reason=f"deployment {deployment_id} was replaced by deployment "
                        f"{lead.get('id')} ({short(str(lead.get('taskDefinition', '?')))})")
-    if counts["failed_tasks"] >= failure_threshold(counts["desired"]):
-        return Rollout("failed", **counts, reason=f"{counts['failed_tasks']} of its tasks stopped (the circuit "
-                       f"breaker's threshold for {counts['desired']} tasks is {failure_threshold(counts['desired'])})")
-    steady = state == "COMPLETED" if state else counts["running"] == counts["desired"]
-    return Rollout("stable" if steady and len(deployments) == 1 else "in_progress", **counts)
+    threshold = failure_threshold(now.desired)
+    if now.failed_tasks >= threshold:
+        return replace(now, state="failed", reason=f"{now.failed_tasks} of its tasks stopped (the circuit "
+                       f"breaker's threshold for {now.desired} tasks is {threshold})")
+    steady = state == "COMPLETED" if state else now.running == now.desired
+    return replace(now, state="stable") if steady and len(deployments) == 1 else now
 
 
 # -- moving and waiting -----------------------------------------------------------------------------

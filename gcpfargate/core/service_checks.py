@@ -91,7 +91,6 @@ def _running_task_starts(ctx: Context, ref: svc.ServiceRef) -> list[datetime | N
 
 
 def _aware(when: Any) -> datetime:
-    if isinstance(when, str):
-        when = datetime.fromisoformat(when)
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
+    moment: datetime = datetime.fromisoformat(when) if isinstance(when, str) else when
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 

@@ -118,7 +118,7 @@ def limited_environment_class() -> type:
     """SandboxedEnvironment with the cost limits above (a class made on first use: jinja2 is heavy)."""
     from jinja2.sandbox import SandboxedEnvironment
 
-    class LimitedEnvironment(SandboxedEnvironment):  # type: ignore[misc]
+    class LimitedEnvironment(SandboxedEnvironment):
         # Intercepting also stops Jinja folding `10**5000` at compile time, outside any error handling.
         intercepted_binops = frozenset({"**", "*"})
 
