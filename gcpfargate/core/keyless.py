@@ -204,3 +204,35 @@ def bootstrap_keyless(ctx: Context) -> KeylessBootstrapResult:
         auth="keyless", service_account=account.email, task_role_arn=task_role_arn, execution_role_arn=role.arn,
         pool=f"projects/{number}/locations/global/workloadIdentityPools/{POOL_ID}", provider=provider,
         principal=member, changed=bool(plan), plan=plan if ctx.dry_run else [])
+
+
+def project_number(ctx: Context) -> str:
+    """From the pool's resource name (the IAM API answers with the number); bootstrap must have run."""
+    project = ctx.settings.gcp.project
+    pool = ctx.pools.get(pool_name(project), f"workload identity pool {POOL_ID}")
+    if pool is None or pool.get("state") != "ACTIVE":
+        raise GcpError(f"workload identity pool {POOL_ID} in project {project} is "
+                       f"{'missing' if pool is None else str(pool.get('state', '')).lower()}",
+                       "Run gcpfargate bootstrap (keyless mode creates or undeletes it)")
+    return str(pool["name"]).split("/")[1]
+
+
+def wire_definition(ctx: Context, definition: dict[str, Any], image_config: Any) -> dict[str, Any]:
+    """register-task's keyless wiring: config, task role, shim (see keyless_wiring)."""
+    import os
+
+    from gcpfargate.core.keyless_config import GoogleEndpoints, credential_config
+    from gcpfargate.core.keyless_wiring import wire_keyless
+    from gcpfargate.core.shim_push import resolve_shim
+
+    settings = ctx.settings
+    account = ctx.aws.account_id
+    config = credential_config(project_number=project_number(ctx), pool_id=POOL_ID, provider_id=provider_id(account),
+                               service_account_email=settings.service_account_email,
+                               endpoints=GoogleEndpoints.from_environ(os.environ))
+    return wire_keyless(
+        definition, credential_config=config, credentials_env=settings.task.credentials_env,
+        credentials_path=settings.task.credentials_path,
+        containers=settings.task.containers or None, image_config=image_config,
+        task_role_arn=f"arn:{ctx.aws.partition()}:iam::{account}:role/{task_role_name(settings.family)}",
+        shim_image_ref=resolve_shim(ctx), project=settings.gcp.project)

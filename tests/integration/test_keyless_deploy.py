@@ -1,0 +1,110 @@
+"""Keyless mode end to end on the stack: deploy (bootstrap, push-image with the shim, register-task),
+then run-local, where the unmodified demo job authenticates through the shim, STS and
+generateAccessToken, and no key is ever created."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from typing import Any
+
+import pytest
+
+from tests.conftest import ACCOUNT_ID, Project, assert_one_clean_line
+from tests.integration.deployed import ROOT, latest
+from tests.integration.test_deploy import base_image  # noqa: F401  (module fixture: imports the Python base)
+
+SHIM = "gcpfargate-credential-shim"
+
+
+def keyless_demo(project: Project, base: str) -> None:
+    for name in ("gcpfargate.toml", "task-definition.json.j2", "Dockerfile", "app.py"):
+        shutil.copyfile(ROOT / "examples" / "demo" / name, project.dir / name)
+    text = (project.dir / "gcpfargate.toml").read_text()
+    text = text.replace('"demo-project"', f'"{project.gcp_project}"').replace('"nightly-batch"',
+                                                                                f'"{project.account_id}"')
+    text = text.replace('"demo-nightly"', f'"{project.family}"').replace("[gcp]\n", '[gcp]\nauth = "keyless"\n')
+    (project.dir / "gcpfargate.toml").write_text(text)
+    project.extra_env["GCPFARGATE_IMAGE_SHIM_BASE_IMAGE"] = base
+
+
+def deploy(project: Project) -> dict[str, Any]:
+    result = project.run("deploy", "--output", "json", env={"GCPFARGATE_CALL_LOG": str(project.dir / "calls")})
+    assert result.returncode == 0, result.output
+    return dict(result.json)
+
+
+def test_keyless_deploy_wires_the_shim_and_the_config_and_reruns_as_a_no_op(
+        project: Project, base_image: str) -> None:  # noqa: F811
+    keyless_demo(project, base_image)
+    before = project.stack.emulator.stats()["keys_minted"]
+    first = deploy(project)
+    assert first["push-image"]["shim_image"].startswith(f"{project.stack.registry}/{SHIM}@sha256:")
+    definition = latest(project)
+    assert definition["taskRoleArn"] == f"arn:aws:iam::{ACCOUNT_ID}:role/gcpfargate-{project.family}-task"
+    job, shim = definition["containerDefinitions"]
+    assert shim["name"] == SHIM and shim["essential"] is False and shim["image"] == first["push-image"]["shim_image"]
+    assert shim["healthCheck"]["command"][:4] == ["CMD", "python3", "-m", "shim"]
+    assert "secrets" not in job or job["secrets"] == []
+    assert job["dependsOn"] == [{"containerName": SHIM, "condition": "HEALTHY"}]
+    environment = {e["name"]: e["value"] for e in job["environment"]}
+    assert environment["GOOGLE_CLOUD_PROJECT"] == project.gcp_project
+    assert environment["GOOGLE_APPLICATION_CREDENTIALS"] == "/tmp/gcp/credentials.json"
+    config = json.loads(environment["GCP_CREDENTIALS_JSON"])
+    assert config["type"] == "external_account"
+    assert config["token_url"] == project.stack.emulator.http_url + "/v1/token"
+    assert config["audience"].endswith(f"/workloadIdentityPools/gcpfargate/providers/aws-{ACCOUNT_ID}")
+    assert project.stack.emulator.stats()["keys_minted"] == before
+
+    project.stack.emulator.reset_stats()
+    (project.dir / "calls").unlink()
+    second = deploy(project)
+    assert not any(second[step]["changed"] for step in second), second
+    assert [line for line in (project.dir / "calls").read_text().splitlines() if line.endswith(" write")] == []
+    assert project.stack.emulator.stats()["mutating_calls"] == 0
+
+
+@pytest.fixture
+def deployed(project: Project, base_image: str) -> Project:  # noqa: F811
+    keyless_demo(project, base_image)
+    deploy(project)
+    return project
+
+
+def test_run_local_authenticates_the_unmodified_demo_without_a_key(deployed: Project) -> None:
+    stats = deployed.stack.emulator.stats()
+    result = deployed.run("run-local", "--network", "host")
+    assert result.returncode == 0, result.output
+    assert (f"called the GCP API as {deployed.email} (no key: workload identity federation): HTTP 200"
+            in result.stderr), result.output
+    after = deployed.stack.emulator.stats()
+    assert after["keys_minted"] == stats["keys_minted"]
+    assert after["impersonated_tokens_issued"] == stats["impersonated_tokens_issued"] + 1
+
+
+def test_run_local_fails_in_one_line_when_the_role_is_not_bound(deployed: Project) -> None:
+    emulator = deployed.stack.emulator
+    with emulator.state.lock:
+        emulator.keyless.policies.policies.pop(deployed.email, None)
+    result = deployed.run("run-local", "--network", "host")
+    assert result.returncode != 0
+    assert "iam.serviceAccounts.getAccessToken" in result.stderr, result.output
+
+
+def test_bootstrap_undeletes_a_soft_deleted_pool_before_run_local(deployed: Project) -> None:
+    import requests
+
+    pool = (f"{deployed.stack.emulator.http_url}/v1/projects/{deployed.gcp_project}/locations/global/"
+            "workloadIdentityPools/gcpfargate")
+    assert requests.delete(pool, timeout=10).status_code == 200
+    failed = deployed.run("run-local", "--network", "host")
+    assert failed.returncode != 0 and "invalid_target" in failed.stderr, failed.output
+    assert deployed.run("bootstrap").returncode == 0
+    assert requests.get(pool, timeout=10).json()["state"] == "ACTIVE"
+    assert deployed.run("run-local", "--network", "host").returncode == 0
+
+
+def test_keyless_mode_has_no_keys_to_rotate(deployed: Project) -> None:
+    for command in (("rotate-key",), ("rotate-key", "--prune")):
+        result = deployed.run(*command)
+        assert_one_clean_line(result, 2, "keyless mode")
