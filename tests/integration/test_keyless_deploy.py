@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,11 +16,41 @@ from tests.integration.deployed import ROOT, latest
 from tests.integration.test_deploy import base_image  # noqa: F401  (module fixture: imports the Python base)
 
 SHIM = "gcpfargate-credential-shim"
+MODERN_BASE = "gcpfargate-demo/python-base:bookworm-google-auth2"
+
+
+@pytest.fixture(scope="module")
+def modern_base(stack, base_image: str) -> str:  # type: ignore[no-untyped-def]  # noqa: F811
+    """The demo base with this machine's google-auth 2.x instead of Debian bookworm's 1.5.1, which
+    predates external_account credentials (README "Keyless", limits). Built from local files only."""
+    import tempfile
+
+    import docker
+    import google.auth
+
+    engine = docker.DockerClient(base_url=stack.docker_host)
+    site = Path(google.auth.__file__).parents[2]
+    with tempfile.TemporaryDirectory() as directory:
+        root = Path(directory) / "site"
+        # google-auth 2.x imports cryptography (which wants cffi): the same Python 3.11 on glibc here.
+        for relative in ("google/auth", "google/oauth2", "cryptography", "cffi", "pycparser"):
+            shutil.copytree(site / relative, root / relative, ignore=shutil.ignore_patterns("__pycache__"))
+        for backend in site.glob("_cffi_backend*.so"):
+            shutil.copy(backend, root / backend.name)
+        (Path(directory) / "Dockerfile").write_text(
+            f"FROM {base_image}\n"
+            "RUN rm -rf /usr/lib/python3/dist-packages/google/auth /usr/lib/python3/dist-packages/google/oauth2\n"
+            "COPY site /usr/lib/python3/dist-packages/\n")
+        engine.images.build(path=directory, tag=MODERN_BASE, rm=True)
+    return MODERN_BASE
 
 
 def keyless_demo(project: Project, base: str) -> None:
+    """The demo project, unmodified but for keyless mode and a base image with google-auth 2.x."""
     for name in ("gcpfargate.toml", "task-definition.json.j2", "Dockerfile", "app.py"):
         shutil.copyfile(ROOT / "examples" / "demo" / name, project.dir / name)
+    dockerfile = (project.dir / "Dockerfile").read_text()
+    (project.dir / "Dockerfile").write_text(dockerfile.replace("python-base:bookworm\n", f"{base.split('/')[-1]}\n"))
     text = (project.dir / "gcpfargate.toml").read_text()
     text = text.replace('"demo-project"', f'"{project.gcp_project}"').replace('"nightly-batch"',
                                                                                 f'"{project.account_id}"')
@@ -35,8 +66,8 @@ def deploy(project: Project) -> dict[str, Any]:
 
 
 def test_keyless_deploy_wires_the_shim_and_the_config_and_reruns_as_a_no_op(
-        project: Project, base_image: str) -> None:  # noqa: F811
-    keyless_demo(project, base_image)
+        project: Project, modern_base: str) -> None:
+    keyless_demo(project, modern_base)
     before = project.stack.emulator.stats()["keys_minted"]
     first = deploy(project)
     assert first["push-image"]["shim_image"].startswith(f"{project.stack.registry}/{SHIM}@sha256:")
@@ -65,8 +96,8 @@ def test_keyless_deploy_wires_the_shim_and_the_config_and_reruns_as_a_no_op(
 
 
 @pytest.fixture
-def deployed(project: Project, base_image: str) -> Project:  # noqa: F811
-    keyless_demo(project, base_image)
+def deployed(project: Project, modern_base: str) -> Project:
+    keyless_demo(project, modern_base)
     deploy(project)
     return project
 
