@@ -139,3 +139,30 @@ def test_keyless_mode_has_no_keys_to_rotate(deployed: Project) -> None:
     for command in (("rotate-key",), ("rotate-key", "--prune")):
         result = deployed.run(*command)
         assert_one_clean_line(result, 2, "keyless mode")
+
+
+def test_doctor_checks_every_keyless_link(deployed: Project) -> None:
+    result = deployed.run("doctor", "--output", "json")
+    assert result.returncode == 0, result.output
+    checks = {check["name"]: check["status"] for check in result.json["checks"]}
+    assert checks == {
+        "config valid": "OK", "AWS identity": "OK", "service account exists and is enabled": "OK",
+        "workload identity pool is ACTIVE": "OK", "AWS provider trusts this account": "OK",
+        "mapping and condition admit the task role": "OK", "task role trusts ecs-tasks.amazonaws.com": "OK",
+        "workloadIdentityUser binding": "OK", "task definition is wired for keyless": "OK",
+        "no key material": "OK", "image exists and matches runtimePlatform": "OK", "awslogs group exists": "OK"}
+
+    import requests
+
+    provider = (f"{deployed.stack.emulator.http_url}/v1/projects/{deployed.gcp_project}/locations/global/"
+                f"workloadIdentityPools/gcpfargate/providers/aws-{ACCOUNT_ID}")
+    requests.patch(provider, params={"updateMask": "attributeCondition"}, timeout=10,
+                   json={"attributeCondition": "attribute.aws_role.endsWith('-other')"})
+    failed = deployed.run("doctor", "--output", "json")
+    assert failed.returncode == 3
+    statuses = {check["name"]: check for check in failed.json["checks"]}
+    assert statuses["mapping and condition admit the task role"]["status"] == "FAIL"
+    assert "the attribute condition rejects" in statuses["mapping and condition admit the task role"]["detail"]
+    # run-local fails the way the task would, in one line.
+    run = deployed.run("run-local", "--network", "host")
+    assert run.returncode != 0 and "rejected by the attribute condition" in run.stderr, run.output
