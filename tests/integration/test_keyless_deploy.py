@@ -166,3 +166,18 @@ def test_doctor_checks_every_keyless_link(deployed: Project) -> None:
     # run-local fails the way the task would, in one line.
     run = deployed.run("run-local", "--network", "host")
     assert run.returncode != 0 and "rejected by the attribute condition" in run.stderr, run.output
+
+
+def test_run_local_refuses_to_start_the_app_when_the_shim_is_down(deployed: Project) -> None:
+    from tests.integration.deployed import register_variant
+
+    def break_shim(definition: dict[str, Any]) -> None:
+        shim = definition["containerDefinitions"][1]
+        shim["command"] = [*shim["command"], "--refresh-margin", "-1"]  # the shim refuses this and exits
+
+    register_variant(deployed, break_shim)
+    result = deployed.run("run-local", "--network", "host")
+    assert_one_clean_line(result, 1, "the credential shim is stopped")
+    assert "job:" not in result.stderr  # the app never started, as with dependsOn HEALTHY on Fargate
+    network_none = deployed.run("run-local")
+    assert_one_clean_line(network_none, 2, "needs --network host")
