@@ -24,7 +24,7 @@ Result = tuple[Status, str]
 
 
 def _pool(ctx: Context, facts: _Facts) -> Result:
-    project = str(ctx.settings.get("gcp.project"))
+    project = ctx.settings.gcp.project
     pool = ctx.pools.get(keyless.pool_name(project), f"workload identity pool {keyless.POOL_ID}")
     if pool is None:
         return Status.FAIL, f"pool {keyless.POOL_ID} does not exist in project {project}; run gcpfargate bootstrap"
@@ -39,7 +39,7 @@ def _provider(ctx: Context, facts: _Facts) -> Result:
     if "project_number" not in facts.extra:
         raise _Skip("no active pool")
     account = ctx.aws.account_id
-    name = f"{keyless.pool_name(str(ctx.settings.get('gcp.project')))}/providers/{keyless.provider_id(account)}"
+    name = f"{keyless.pool_name(ctx.settings.gcp.project)}/providers/{keyless.provider_id(account)}"
     provider = ctx.pools.get(name, f"workload identity provider {keyless.provider_id(account)}")
     if provider is None:
         return Status.FAIL, f"provider {keyless.provider_id(account)} does not exist; run gcpfargate bootstrap"
@@ -110,7 +110,7 @@ def _wired(ctx: Context, facts: _Facts) -> Result:
     if revision is None:
         raise _Skip("no registered revision")
     settings = ctx.settings
-    family, env_name = settings.family, str(settings.get("task.credentials_env"))
+    family, env_name = settings.family, settings.task.credentials_env
     where = f"{family}:{revision.get('revision')}"
     if not str(revision.get("taskRoleArn", "")).endswith(f":role/{keyless.task_role_name(family)}"):
         return Status.FAIL, f"{where} has taskRoleArn {revision.get('taskRoleArn')!r}, not the task role"
