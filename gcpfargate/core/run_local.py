@@ -180,19 +180,15 @@ def run_local(ctx: Context, network: str = "none", from_template: bool = False, 
         spec = container_spec(ctx, definition, container, network)
     from gcpfargate.core.run_local_keyless import run_with_shim, shim_container
 
-    shim = shim_container(definition)
-    if shim is not None and container.get("name") != shim.get("name"):
-        # Keyless mode: the task role endpoint and the credential shim come first (run_local_keyless).
-        image = spec.image
-        credentials = ctx.registry.credentials() if image.startswith(ctx.registry.host + "/") else None
-        with ctx.reporter.step(f"Pulling {image}"):
-            ctx.docker.pull(image, credentials)
-        exit_code = run_with_shim(ctx, definition, shim, spec, network)
-        return RunLocalResult(exit_code=exit_code, container=spec.name, image=image)
     image = spec.image
     credentials = ctx.registry.credentials() if image.startswith(ctx.registry.host + "/") else None
     with ctx.reporter.step(f"Pulling {image}"):
         ctx.docker.pull(image, credentials)
+    shim = shim_container(definition)
+    if shim is not None and container.get("name") != shim.get("name"):
+        # Keyless mode: the task role endpoint and the credential shim come first (run_local_keyless).
+        exit_code = run_with_shim(ctx, definition, shim, spec, network)
+        return RunLocalResult(exit_code=exit_code, container=spec.name, image=image)
     ctx.reporter.info(f"Starting container {spec.name} (network {network})")
     # The key's own material is removed from every log line, however the app folds or splits it.
     redactor = MaterialRedactor(spec.environment.get(str(item.get("name")), "")
