@@ -5,8 +5,10 @@ generateAccessToken, and no key is ever created."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
-from pathlib import Path
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -22,26 +24,10 @@ MODERN_BASE = "gcpfargate-demo/python-base:bookworm-google-auth2"
 @pytest.fixture(scope="module")
 def modern_base(stack, base_image: str) -> str:  # type: ignore[no-untyped-def]  # noqa: F811
     """The demo base with this machine's google-auth 2.x instead of Debian bookworm's 1.5.1, which
-    predates external_account credentials (README "Keyless", limits). Built from local files only."""
-    import tempfile
-
-    import docker
-    import google.auth
-
-    engine = docker.DockerClient(base_url=stack.docker_host)
-    site = Path(google.auth.__file__).parents[2]
-    with tempfile.TemporaryDirectory() as directory:
-        root = Path(directory) / "site"
-        # google-auth 2.x imports cryptography (which wants cffi): the same Python 3.11 on glibc here.
-        for relative in ("google/auth", "google/oauth2", "cryptography", "cffi", "pycparser"):
-            shutil.copytree(site / relative, root / relative, ignore=shutil.ignore_patterns("__pycache__"))
-        for backend in site.glob("_cffi_backend*.so"):
-            shutil.copy(backend, root / backend.name)
-        (Path(directory) / "Dockerfile").write_text(
-            f"FROM {base_image}\n"
-            "RUN rm -rf /usr/lib/python3/dist-packages/google/auth /usr/lib/python3/dist-packages/google/oauth2\n"
-            "COPY site /usr/lib/python3/dist-packages/\n")
-        engine.images.build(path=directory, tag=MODERN_BASE, rm=True)
+    predates external_account credentials (README "Keyless", limits); scripts/keyless-base-image.sh."""
+    env = {**os.environ, **stack.env, "PYTHON": sys.executable, "KEYLESS_BASE_IMAGE": MODERN_BASE}
+    subprocess.run(["bash", str(ROOT / "scripts" / "keyless-base-image.sh")], env=env, check=True,
+                   capture_output=True)
     return MODERN_BASE
 
 
