@@ -13,9 +13,8 @@ user-managed keys of the account WARN, they are what a migration retires).
 from __future__ import annotations
 
 import json
-from typing import Any
 
-from gcpfargate.core import cel, keyless, policy, shim_image
+from gcpfargate.core import cel, keyless, policy, roles, shim_image
 from gcpfargate.core.context import Context
 from gcpfargate.core.doctor import Status, _Facts, _latest_revision, _Skip
 from gcpfargate.keyfile import looks_like_key
@@ -74,23 +73,12 @@ def _admits(ctx: Context, facts: _Facts) -> Result:
 
 def _task_role(ctx: Context, facts: _Facts) -> Result:
     name = keyless.task_role_name(ctx.settings.family)
-    role = _get_role(ctx, name)
+    role = roles.get_role(ctx, name)
     if role is None:
         return Status.FAIL, f"task role {name} does not exist; run gcpfargate bootstrap"
-    if not policy.trusts_ecs_tasks(role.get("AssumeRolePolicyDocument", {})):
+    if not policy.trusts(role.get("AssumeRolePolicyDocument", {}), policy.ECS_TASKS_PRINCIPAL):
         return Status.FAIL, f"task role {name} does not trust ecs-tasks.amazonaws.com"
     return Status.OK, str(role["Arn"])
-
-
-def _get_role(ctx: Context, name: str) -> dict[str, Any] | None:
-    from gcpfargate.errors import AwsError
-
-    try:
-        return dict(ctx.aws.call("iam", "get_role", f"read IAM role {name}", RoleName=name)["Role"])
-    except AwsError as exc:
-        if exc.code == "NoSuchEntity":
-            return None
-        raise
 
 
 def _binding(ctx: Context, facts: _Facts) -> Result:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -96,6 +97,8 @@ def test_run_local_authenticates_the_unmodified_demo_without_a_key(deployed: Pro
             in result.stderr), result.output
     after = deployed.stack.emulator.stats()
     assert after["keys_minted"] == stats["keys_minted"]
+    # Leak scan: no task-role access key (moto's STS issues ASIA + 16) in anything printed.
+    assert re.search(r"ASIA[0-9A-Z]{16}", result.output) is None
     assert after["impersonated_tokens_issued"] == stats["impersonated_tokens_issued"] + 1
 
 
