@@ -25,7 +25,8 @@ __all__ = ["CONFIG_ENV", "CONFIG_FILE", "SCHEMA", "Overrides", "Settings", "env_
 
 CONFIG_ENV = "GCPFARGATE_CONFIG"
 # GCPFARGATE_* variables that are not settings (endpoint overrides and the config path).
-_NON_SETTING_ENV = {CONFIG_ENV, "GCPFARGATE_ECR_REGISTRY", "GCPFARGATE_CALL_LOG"}
+_NON_SETTING_ENV = {CONFIG_ENV, "GCPFARGATE_ECR_REGISTRY", "GCPFARGATE_CALL_LOG", "GCPFARGATE_IAM_REST_ENDPOINT",
+                    "GCPFARGATE_STS_ENDPOINT", "GCPFARGATE_IAMCREDENTIALS_ENDPOINT"}
 # The settings a command-line flag can set, by `section.key`; None means the flag was not given.
 # A type checker holds commands to these names and types; `load_settings` checks both again at run
 # time against SCHEMA, so a flag value is validated exactly like a file value.

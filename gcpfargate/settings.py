@@ -69,6 +69,9 @@ class GcpSettings:
         r"[a-z][a-z0-9-]{4,28}[a-z0-9](@[a-z0-9.-]+\.iam\.gserviceaccount\.com)?"
         r"|[^@\s]+@[a-z0-9.-]+\.gserviceaccount\.com", "service account id or email"))
     create_service_account: bool = setting(False)
+    # "key": a service-account key in Secrets Manager; "keyless": workload identity federation from
+    # the task role (README "Keyless").
+    auth: str = setting("key", _pattern(r"key|keyless", 'authentication mode ("key" or "keyless")'))
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,8 @@ class ImageSettings:
     pin_digest: bool = setting(True)
     push_latest: bool = setting(False)
     build_args: dict[str, str] = setting({})
+    # Keyless mode: the base of the credential-shim image (any Python 3.11+ image).
+    shim_base_image: str = setting("python:3-slim")
 
 
 @dataclass(frozen=True)

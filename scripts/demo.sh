@@ -8,13 +8,13 @@ start=$(date +%s)
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-say "1/5 base image: a Python-capable image built locally (no image can be pulled here)"
+say "1/7 base image: a Python-capable image built locally (no image can be pulled here)"
 bash "$here/scripts/base-image.sh"
 
 work=$(mktemp -d /tmp/gcpfargate-demo.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 cd "$work"
-say "2/5 gcpfargate init: scaffold a project in $work, then add the sample job (examples/demo)"
+say "2/7 gcpfargate init: scaffold a project in $work, then add the sample job (examples/demo)"
 "$gcpfargate" init --gcp-project demo-project --service-account nightly-batch --family demo-nightly \
   --repository demo-nightly
 # The emulator starts empty: let bootstrap create the account (a real project would already have it).
@@ -23,10 +23,10 @@ sed -i 's/^create_service_account = false/create_service_account = true/' gcpfar
 cp "$here"/examples/demo/{task-definition.json.j2,Dockerfile,app.py} "$work/"
 ls -1 "$work"
 
-say "3/5 gcpfargate deploy  (bootstrap → push-image → register-task)"
+say "3/7 gcpfargate deploy  (bootstrap → push-image → register-task)"
 "$gcpfargate" deploy
 
-say "4/5 gcpfargate deploy again: nothing changed, so nothing is created"
+say "4/7 gcpfargate deploy again: nothing changed, so nothing is created"
 "$gcpfargate" deploy --output json > deploy2.json
 python3 - <<'PY'
 import json
@@ -35,8 +35,29 @@ print({step: d[step].get("changed") for step in d})
 assert not any(d[step].get("changed") for step in d), "second deploy changed something"
 PY
 
-say "5/5 gcpfargate run-local --network host  (the Fargate start, rehearsed on the local engine)"
+say "5/7 gcpfargate run-local --network host  (the Fargate start, rehearsed on the local engine)"
 "$gcpfargate" run-local --network host
 
 "$gcpfargate" doctor || true
-say "demo finished in $(( $(date +%s) - start ))s: key created and stored, image pushed, task registered, job authenticated to the GCP API"
+
+keys() { curl -s --noproxy '*' "$IAM_EMULATOR_HTTP/admin/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["keys_minted"])'; }
+say "6/7 keyless mode: the same job, no key (workload identity federation from the task role)"
+bash "$here/scripts/keyless-base-image.sh"
+keyless=$(mktemp -d /tmp/gcpfargate-keyless.XXXXXX)
+trap 'rm -rf "$work" "$keyless"' EXIT
+cp "$work"/{gcpfargate.toml,task-definition.json.j2,app.py,Dockerfile} "$keyless/"
+cd "$keyless"
+# The same project in keyless mode; the image's base carries google-auth 2.x (bookworm's 1.5.1 is too old).
+sed -i 's/^\[gcp\]$/[gcp]\nauth = "keyless"/; s/demo-nightly/demo-keyless/g' gcpfargate.toml
+sed -i 's/python-base:bookworm$/python-base:bookworm-google-auth2/' Dockerfile
+export GCPFARGATE_IMAGE_SHIM_BASE_IMAGE=gcpfargate-demo/python-base:bookworm
+before=$(keys)
+"$gcpfargate" deploy
+
+say "7/7 gcpfargate run-local --network host  (task role -> credential shim -> STS -> service account)"
+"$gcpfargate" run-local --network host
+after=$(keys)
+echo "keys created by the emulator during the keyless run: $(( after - before ))"
+[ "$after" -eq "$before" ] || { echo "keyless mode created a key"; exit 1; }
+"$gcpfargate" doctor || true
+say "demo finished in $(( $(date +%s) - start ))s: key mode (key stored, job authenticated) and keyless mode (no key, job authenticated)"

@@ -20,6 +20,8 @@ def bootstrap(
 ) -> None:
     """Create a service-account key, store it in Secrets Manager, and let the execution role read it."""
     from gcpfargate.core.bootstrap import bootstrap as run_bootstrap
+    from gcpfargate.core.keyless import bootstrap_keyless, is_keyless
 
     ctx = STATE.context(dry_run=dry_run, overrides={"secret.name": secret_name})
-    STATE.console.show(run_bootstrap(ctx, new_key=new_key, grant=grant), dry_run)
+    result = bootstrap_keyless(ctx) if is_keyless(ctx) else run_bootstrap(ctx, new_key=new_key, grant=grant)
+    STATE.console.show(result, dry_run)

@@ -169,6 +169,17 @@ class IamAdmin:
         self._call("DisableServiceAccountKey", f"disable key {key_id} of {email}",
                    {"name": _key_name(email, key_id)}, retry_reads=False)
 
+    # -- IAM policy of a service account (keyless mode's workloadIdentityUser binding) ------------
+    def get_iam_policy(self, email: str) -> Any:
+        """The account's policy (google.iam.v1 Policy, with its etag for a read-modify-write)."""
+        return self._call("GetIamPolicy", f"read the IAM policy of {email}",
+                          {"resource": f"projects/-/serviceAccounts/{email}"})
+
+    def set_iam_policy(self, email: str, policy: Any) -> Any:
+        """Write `policy` back; ABORTED (code) when someone changed it since it was read (etag)."""
+        return self._call("SetIamPolicy", f"update the IAM policy of {email}",
+                          {"resource": f"projects/-/serviceAccounts/{email}", "policy": policy}, retry_reads=False)
+
 
 
 def _snake(method: str) -> str:

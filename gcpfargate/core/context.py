@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from gcpfargate.clients.aws import AwsClients
     from gcpfargate.clients.docker import DockerEngine
     from gcpfargate.clients.gcp import IamAdmin
+    from gcpfargate.clients.gcp_rest import WorkloadIdentityPools
     from gcpfargate.clients.registry import Registry
 
 
@@ -37,6 +38,12 @@ class Context:
         from gcpfargate.clients.gcp import IamAdmin
 
         return IamAdmin()
+
+    @cached_property
+    def pools(self) -> WorkloadIdentityPools:
+        from gcpfargate.clients.gcp_rest import WorkloadIdentityPools
+
+        return WorkloadIdentityPools()
 
     @cached_property
     def docker(self) -> DockerEngine:

@@ -31,6 +31,7 @@ class DeployResult:
 def deploy(ctx: Context, allow_embedded_credentials: bool = False, new_key: bool = False, grant: bool = False,
            tag: str | None = None) -> DeployResult:
     from gcpfargate.core.bootstrap import bootstrap
+    from gcpfargate.core.keyless import bootstrap_keyless, is_keyless
     from gcpfargate.core.push import push_image
     from gcpfargate.core.taskdef import register_task
 
@@ -39,7 +40,8 @@ def deploy(ctx: Context, allow_embedded_credentials: bool = False, new_key: bool
     building = None if ctx.dry_run else _BackgroundBuild(ctx, allow_embedded_credentials, tag)
     try:
         with _step("bootstrap"):
-            booted = bootstrap(ctx, new_key=new_key, grant=grant)
+            booted = (bootstrap_keyless(ctx) if is_keyless(ctx)
+                      else bootstrap(ctx, new_key=new_key, grant=grant))
             results["bootstrap"] = booted
         with _step("push-image"):
             built = building.result() if building is not None else None
@@ -52,7 +54,8 @@ def deploy(ctx: Context, allow_embedded_credentials: bool = False, new_key: bool
         digest = pushed.digest if ctx.settings.image.pin_digest and not ctx.dry_run else None
         image = _pinned(pushed.image, digest) if digest else pushed.image
         # The secret's ARN and the latest revision travel on from the steps that read them.
-        results["register-task"] = register_task(ctx, image=image, secret_arn=booted.secret_arn, latest=pushed.latest)
+        results["register-task"] = register_task(ctx, image=image, secret_arn=getattr(booted, "secret_arn", None),
+                                                 latest=pushed.latest)
     if service.configured(ctx) is not None:  # [service]: roll it to the latest revision and wait
         with _step("service"):
             results["service"] = service.roll_out(ctx, results["register-task"].task_definition_arn)

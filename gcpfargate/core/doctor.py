@@ -92,6 +92,10 @@ def run_doctor(ctx: Context, get_secret: bool = True) -> DoctorReport:
         ("ECS service tasks hold the current key", "service",
          lambda c, f: _verdict(service_checks.tasks_hold_current_key(c, str(f.extra.get("secret_arn", "")), f.extra))),
     ]
+    if ctx.settings.gcp.auth == "keyless":
+        from gcpfargate.core.doctor_keyless import CHECKS
+
+        plan = [*plan[:3], *CHECKS, *plan[-2:]]  # no secret, no key: the keyless links instead
     for name, group, check in plan:
         try:
             status, detail = check(ctx, facts)

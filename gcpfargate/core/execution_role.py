@@ -40,11 +40,13 @@ def ensure(ctx: Context, secret_arn: str, kms_key_arn: str = "", grant: bool = F
     if configured:
         return _check_given(ctx, configured, secret_arn, kms_key_arn, grant)
     name = ctx.settings.execution_role_name
+    # Keyless mode (secret_arn ""): no secret to read, so the inline policy is neither added nor removed.
+    inline = policy.secret_access_policy(secret_arn, kms_key_arn) if secret_arn else None
     own = roles.ensure_own(ctx, roles.OwnRole(
         name=name, description="ECS task execution role managed by gcpfargate",
-        summary=f"trusts {policy.ECS_TASKS_PRINCIPAL}; may read the secret", trust=policy.trust_policy(),
-        trusted=lambda document: policy.trusts(document, policy.ECS_TASKS_PRINCIPAL),
-        inline_name=policy.INLINE_POLICY_NAME, inline=policy.secret_access_policy(secret_arn, kms_key_arn),
+        summary=f"trusts {policy.ECS_TASKS_PRINCIPAL}" + ("; may read the secret" if secret_arn else ""),
+        trust=policy.trust_policy(), trusted=lambda document: policy.trusts(document, policy.ECS_TASKS_PRINCIPAL),
+        inline_name=policy.INLINE_POLICY_NAME, inline=inline,
         inline_action=f"grant role {name} read access to the secret", managed=(managed_policy_arn(ctx),)))
     return RoleResult(arn=own.arn, changed=own.changed)
 
@@ -52,6 +54,8 @@ def ensure(ctx: Context, secret_arn: str, kms_key_arn: str = "", grant: bool = F
 def _check_given(ctx: Context, role_arn: str, secret_arn: str, kms_key_arn: str, grant: bool) -> RoleResult:
     roles.require_given(ctx, role_arn, "task.execution_role_arn",
                         "Fix the ARN, or leave it empty so bootstrap creates its own role")
+    if not secret_arn:  # keyless mode: the role pulls the image and writes logs, nothing more to judge
+        return RoleResult(arn=role_arn, changed=False)
     verdict = judge_secret_access(ctx, role_arn, secret_arn, kms_key_arn)
     if verdict.allowed or not grant:
         return RoleResult(arn=role_arn, changed=False, judgement=verdict)

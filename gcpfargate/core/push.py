@@ -50,6 +50,13 @@ class PushResult(PlannedResult):
     plan: list[str] = field(default_factory=list)  # what a --dry-run would do
     # The family's latest ACTIVE revision as push read it, for register-task in `deploy`; None: not read.
     latest: ecs.LatestRevision | None = field(default=None, metadata=NOT_SHOWN)
+    shim_image: str = ""  # keyless mode: the credential shim, host/repo@sha256:…
+
+    def to_json(self) -> dict[str, Any]:
+        data = super().to_json()
+        if not self.shim_image:
+            data.pop("shim_image")
+        return data
 
 
 @dataclass(frozen=True)
@@ -104,6 +111,17 @@ def build_image(ctx: Context, allow_embedded_credentials: bool = False, tag: str
 def push_image(ctx: Context, allow_embedded_credentials: bool = False, tag: str | None = None,
                built: Built | None = None) -> PushResult:
     """Build (unless `built` is given) and push; see the module docstring."""
+    result = _push_app_image(ctx, allow_embedded_credentials, tag, built)
+    if ctx.settings.gcp.auth == "keyless":
+        from gcpfargate.core.shim_push import push_shim
+
+        shim = push_shim(ctx, result.plan)
+        result.shim_image, result.changed = shim.image, result.changed or shim.changed
+    return result
+
+
+def _push_app_image(ctx: Context, allow_embedded_credentials: bool, tag: str | None, built: Built | None
+                    ) -> PushResult:
     built = built or build_image(ctx, allow_embedded_credentials, tag)
     if ctx.dry_run:
         return plan(ctx, built.repository, f"{built.name}:{built.tag}", built.tags, built.inputs)

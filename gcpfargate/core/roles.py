@@ -95,7 +95,7 @@ class OwnRole:
     trust: dict[str, Any]
     trusted: Callable[[Any], bool]  # whether an existing trust policy is acceptable as it is
     inline_name: str
-    inline: dict[str, Any]
+    inline: dict[str, Any] | None  # None: no inline policy wanted (one that exists is left as it is)
     inline_action: str  # words for the error when putting the inline policy fails
     managed: tuple[str, ...] = ()  # AWS managed policies to attach
 
@@ -138,14 +138,14 @@ def ensure_own(ctx: Context, spec: OwnRole) -> RoleOutcome:
         attached = [p["PolicyArn"] for p in ctx.aws.paginate(
             "iam", "list_attached_role_policies", "AttachedPolicies", f"list policies of role {name}",
             RoleName=name)] if spec.managed else []
-        current_inline = get_inline_policy(ctx, name, spec.inline_name)
+        current_inline = get_inline_policy(ctx, name, spec.inline_name) if spec.inline is not None else None
     for managed in spec.managed:
         if managed not in attached:
             outcome.plan.append(f"attach {managed} to role {name}")
             if not ctx.dry_run:
                 ctx.aws.call("iam", "attach_role_policy", f"attach {managed} to role {name}", RoleName=name,
                              PolicyArn=managed)
-    if not same_statements(current_inline, spec.inline):
+    if spec.inline is not None and not same_statements(current_inline, spec.inline):
         outcome.plan.append(f"update policy {spec.inline_name} of role {name}")
         if not ctx.dry_run:
             put_inline_policy(ctx, name, spec.inline_name, spec.inline, spec.inline_action)

@@ -41,6 +41,11 @@ class RotateResult:
 def rotate_key(ctx: Context, verify: bool = True, previous: str = "disable", prune: bool = False,
                confirm: Callable[[list[str]], bool] | None = None) -> RotateResult:
     settings = ctx.settings
+    if settings.gcp.auth == "keyless":
+        what = "--prune" if prune else "rotate-key"
+        raise ConfigError(f"{what} does not apply in keyless mode (gcp.auth = \"keyless\"): tasks hold no key, "
+                          "only short-lived tokens", "To retire keys left from key mode, see README "
+                          "\"Keyless\" (migration); gcloud iam service-accounts keys list lists them")
     settings.require("gcp.project", "gcp.service_account")
     plan: list[str] = []
     with ctx.reporter.step("Resolving the service account"):

@@ -178,10 +178,17 @@ def run_local(ctx: Context, network: str = "none", from_template: bool = False, 
             check_role_can_read(ctx, definition, container)
     with ctx.reporter.step("Resolving secrets"):
         spec = container_spec(ctx, definition, container, network)
+    from gcpfargate.core.run_local_keyless import run_with_shim, shim_container
+
     image = spec.image
     credentials = ctx.registry.credentials() if image.startswith(ctx.registry.host + "/") else None
     with ctx.reporter.step(f"Pulling {image}"):
         ctx.docker.pull(image, credentials)
+    shim = shim_container(definition)
+    if shim is not None and container.get("name") != shim.get("name"):
+        # Keyless mode: the task role endpoint and the credential shim come first (run_local_keyless).
+        exit_code = run_with_shim(ctx, definition, shim, spec, network)
+        return RunLocalResult(exit_code=exit_code, container=spec.name, image=image)
     ctx.reporter.info(f"Starting container {spec.name} (network {network})")
     # The key's own material is removed from every log line, however the app folds or splits it.
     redactor = MaterialRedactor(spec.environment.get(str(item.get("name")), "")

@@ -70,8 +70,9 @@ def render_definition(ctx: Context, image: str | None, secret_arn: str | None = 
     settings.require("task.family")
     path = template_path(ctx)
     wire = settings.task.wire_credentials
+    keyless = settings.gcp.auth == "keyless"
     needed = template.used_variables(path)
-    if wire:
+    if wire and not keyless:
         needed |= {"secret_arn"}
 
     variables: dict[str, Any] = {
@@ -101,7 +102,11 @@ def render_definition(ctx: Context, image: str | None, secret_arn: str | None = 
     # Validate first: wiring relies on containerDefinitions being a list of objects.
     shape = template.input_shape(ctx.aws.service_model("ecs"))
     template.validate(definition, template.shown(path), shape)
-    if wire:
+    if wire and keyless:
+        from gcpfargate.core.keyless import wire_definition
+
+        definition = wire_definition(ctx, definition, lambda ref: images.run_config(ctx, ref, resolved))
+    elif wire:
         definition = wiring.wire(
             definition, secret_arn=variables["secret_arn"], credentials_env=variables["credentials_env"],
             credentials_path=variables["credentials_path"], containers=settings.task.containers or None,

@@ -97,6 +97,7 @@ class LocalStack:
         try:
             self.emulator.start()
             self._start_moto()
+            self.emulator.set_aws_endpoint(self.moto_url)  # Google's STS replays to "AWS"
             self._start_registry()
             if self.strict_enabled:
                 self._start_strict()
@@ -152,6 +153,11 @@ class LocalStack:
             "GCPFARGATE_ECR_REGISTRY": self.registry,
             "IAM_EMULATOR_HOST": self.emulator.grpc_address,
             "IAM_EMULATOR_HTTP": self.emulator.http_url,
+            # Keyless mode: the workload identity REST API, STS and IAM Credentials, all served by
+            # the emulator's HTTP port (tests/stack/iam/keyless.py).
+            "GCPFARGATE_IAM_REST_ENDPOINT": self.emulator.http_url,
+            "GCPFARGATE_STS_ENDPOINT": self.emulator.http_url,
+            "GCPFARGATE_IAMCREDENTIALS_ENDPOINT": self.emulator.http_url,
         }
 
     # -- services ----------------------------------------------------------------------------

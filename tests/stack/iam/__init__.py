@@ -16,6 +16,12 @@ generateAccessToken — can be added as new modules next to these):
   admin_http.py      the HTTP server: /token, /v1/whoami, x509 metadata, /admin/* test control
   faults.py          knobs and injected faults
   errors.py          Google's error texts and details, with their sources
+  keyless.py         mounts the workload identity federation surfaces and holds their knobs:
+    pools.py           workload identity pools/providers REST (operations, soft delete, undelete)
+    policies.py        Get/SetIamPolicy on service accounts (gRPC, etag read-modify-write)
+    sts.py             STS /v1/token: aws4_request subject tokens replayed to moto's STS
+    iamcredentials.py  generateAccessToken, allowed by roles/iam.workloadIdentityUser
+    rest.py            REST error bodies, counting and faults shared by those surfaces
 Run standalone with `python -m tests.stack.iam`: it prints one JSON line
 `{"grpc": "127.0.0.1:PORT", "http": "http://127.0.0.1:PORT"}` and serves until SIGTERM/SIGINT.
 """

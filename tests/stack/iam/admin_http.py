@@ -43,8 +43,21 @@ class HttpRequest:
         return json.loads(self.body) if self.body.strip() else {}
 
 
-# A mounted route answers (HTTP status, JSON body).
-RouteHandler = Callable[[HttpRequest], tuple[int, Any]]
+class _Headers(dict[str, str]):
+    """Request headers by lower-cased name; look-ups ignore case."""
+
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        return super().get(key.lower(), default)
+
+    def __getitem__(self, key: str) -> str:
+        return super().__getitem__(key.lower())
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and super().__contains__(key.lower())
+
+
+# A mounted route answers (HTTP status, JSON body), or None to let the next matching route answer.
+RouteHandler = Callable[[HttpRequest], tuple[int, Any] | None]
 
 
 def _opt_str(body: dict[str, Any], name: str) -> str | None:
@@ -107,6 +120,8 @@ ADMIN_POST: dict[str, Callable[[IamEmulator, dict[str, Any]], dict[str, Any] | N
     "/admin/account-visibility": lambda emu, b: emu.set_account_visibility_delay(
         float(b.get("seconds", 0)), int(b.get("calls", 0))
     ),
+    "/admin/token-lifetime": lambda emu, b: emu.set_token_lifetime(float(b["seconds"])),
+    "/admin/operation-polls": lambda emu, b: emu.set_operation_polls(int(b.get("polls", 1))),
 }
 
 
@@ -220,13 +235,18 @@ class HttpHandler(BaseHTTPRequestHandler):
 
     def _dispatch_mounted(self, method: str) -> None:
         url = urllib.parse.urlsplit(self.path)
+        request: HttpRequest | None = None
         for route_method, prefix, handler in self.server.mounted:
             if route_method == method and url.path.startswith(prefix):
-                request = HttpRequest(
-                    method, url.path, urllib.parse.parse_qs(url.query), dict(self.headers.items()), self._read_body()
-                )
-                status, body = handler(request)
-                self._send_json(status, body)
+                if request is None:
+                    # HTTP header names are case-insensitive (google-auth sends "authorization").
+                    headers = _Headers({name.lower(): value for name, value in self.headers.items()})
+                    request = HttpRequest(method, url.path, urllib.parse.parse_qs(url.query), headers,
+                                          self._read_body())
+                answer = handler(request)
+                if answer is None:  # not this route's path after all: try the next one
+                    continue
+                self._send_json(*answer)
                 return
         self._send_json(404, _NOT_FOUND)
 

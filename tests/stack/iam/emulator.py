@@ -20,6 +20,7 @@ from tests.stack.iam.admin_http import HttpHandler, HttpServer, RouteHandler
 from tests.stack.iam.errors import KEY_CREATION_CONSTRAINT, RpcFailure
 from tests.stack.iam.faults import ALL, Defaults, Knobs, Propagation, status_code
 from tests.stack.iam.grpc_service import IamService
+from tests.stack.iam.keyless import Keyless
 from tests.stack.iam.state import Counters, IamState, MintedKey
 from tests.stack.iam.token_endpoint import TokenEndpoint
 
@@ -64,6 +65,9 @@ class IamEmulator:
         self.service = IamService(self.state, self.knobs, lambda: (self.token_uri, self.http_url))
         self.tokens = TokenEndpoint(self.state, self.knobs, lambda: self.token_uri)
         self._mounted: list[tuple[str, str, RouteHandler]] = []
+        # Workload identity federation: pools REST, STS, generateAccessToken, Get/SetIamPolicy.
+        self.keyless = Keyless(self)
+        self.keyless.mount()
 
     def mount(self, method: str, prefix: str, handler: RouteHandler) -> None:
         """Serve another Google surface on the HTTP port: requests whose path starts with
@@ -127,11 +131,14 @@ class IamEmulator:
     # ----------------------------------------------------------------------------- reading
     def stats(self) -> dict[str, Any]:
         with self.state.lock:
-            return self.state.stats()
+            return {**self.state.stats(), **self.keyless.stats()}
 
     def reset_stats(self) -> None:
         with self.state.lock:
             self.state.counters = Counters()
+            self.keyless.federated_tokens_issued = self.keyless.impersonated_tokens_issued = 0
+            self.keyless.sts_rejections.clear()
+            self.keyless.denials.clear()
 
     def key_ids(self, email: str, include_deleted: bool = False) -> list[str]:
         """Ids of the account's USER_MANAGED keys in creation order (system key excluded)."""
@@ -202,6 +209,7 @@ class IamEmulator:
         """Everything (faults and knobs) back to the constructor's values."""
         with self.state.lock:
             self.knobs.reset()
+            self.keyless.reset_knobs()
 
     # ----------------------------------------------------------------------------- knobs
     def set_propagation_delay(self, seconds: float = 0.0, refusals: int = 0, *, email: str | None = None) -> None:
@@ -278,3 +286,31 @@ class IamEmulator:
             raise ValueError("seconds and calls must be >= 0")
         with self.state.lock:
             self.knobs.account_visibility = (seconds, calls)
+
+    # ----------------------------------------------------------------------------- keyless
+    def set_aws_endpoint(self, url: str) -> None:
+        """Where STS replays the signed GetCallerIdentity (the stack's moto; Google: AWS itself)."""
+        with self.state.lock:
+            self.keyless.aws_endpoint = url.rstrip("/")
+
+    def set_token_lifetime(self, seconds: float) -> None:
+        """Lifetime of federated (STS) and impersonated (generateAccessToken) tokens from now on;
+        short values make an application refresh several times in one run."""
+        if seconds <= 0:
+            raise ValueError("seconds must be > 0")
+        with self.state.lock:
+            self.keyless.token_lifetime_s = seconds
+
+    def set_operation_polls(self, polls: int) -> None:
+        """GETs a long-running operation needs before it reports done (0: done at once)."""
+        if polls < 0:
+            raise ValueError("polls must be >= 0")
+        with self.state.lock:
+            self.keyless.pools.operation_polls = polls
+
+    def project_number(self, project: str) -> str:
+        with self.state.lock:
+            return self.keyless.pools.number(project)
+
+    def iam_policy_members(self, email: str, role: str) -> list[str]:
+        return self.keyless.policies.members(email, role)

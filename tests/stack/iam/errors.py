@@ -96,6 +96,24 @@ METHOD_PERMISSIONS = {
     "DeleteServiceAccountKey": "iam.serviceAccountKeys.delete",
     "DisableServiceAccountKey": "iam.serviceAccountKeys.disable",
     "EnableServiceAccountKey": "iam.serviceAccountKeys.enable",
+    "GetIamPolicy": "iam.serviceAccounts.getIamPolicy",
+    "SetIamPolicy": "iam.serviceAccounts.setIamPolicy",
+    # Workload identity federation (REST; pools.py). Operations are read with the `get` permission.
+    "CreateWorkloadIdentityPool": "iam.workloadIdentityPools.create",
+    "GetWorkloadIdentityPool": "iam.workloadIdentityPools.get",
+    "ListWorkloadIdentityPools": "iam.workloadIdentityPools.list",
+    "DeleteWorkloadIdentityPool": "iam.workloadIdentityPools.delete",
+    "UndeleteWorkloadIdentityPool": "iam.workloadIdentityPools.undelete",
+    "GetWorkloadIdentityPoolOperation": "iam.workloadIdentityPools.get",
+    "UnknownWorkloadIdentityPool": "iam.workloadIdentityPools.get",
+    "CreateWorkloadIdentityPoolProvider": "iam.workloadIdentityPoolProviders.create",
+    "GetWorkloadIdentityPoolProvider": "iam.workloadIdentityPoolProviders.get",
+    "ListWorkloadIdentityPoolProviders": "iam.workloadIdentityPoolProviders.list",
+    "DeleteWorkloadIdentityPoolProvider": "iam.workloadIdentityPoolProviders.delete",
+    "UndeleteWorkloadIdentityPoolProvider": "iam.workloadIdentityPoolProviders.undelete",
+    "UpdateWorkloadIdentityPoolProvider": "iam.workloadIdentityPoolProviders.update",
+    "GetWorkloadIdentityPoolProviderOperation": "iam.workloadIdentityPoolProviders.get",
+    "UnknownWorkloadIdentityPoolProvider": "iam.workloadIdentityPoolProviders.get",
 }
 
 # --- OAuth2 token endpoint (400, error=invalid_grant) ---------------------------------------------

@@ -31,7 +31,7 @@ SERVICE_NAME = "google.iam.admin.v1.IAM"
 
 # Prefixes of method names that change state; counted separately so tests can assert that a
 # read-only command (e.g. `plan`) made no mutating call.
-_MUTATING_PREFIXES = ("Create", "Upload", "Delete", "Disable", "Enable", "Patch", "Update", "Undelete")
+_MUTATING_PREFIXES = ("Create", "Upload", "Delete", "Disable", "Enable", "Patch", "Update", "Undelete", "Set")
 
 
 def is_mutating(method: str) -> bool:
@@ -60,6 +60,9 @@ class IamService:
         self.state = state
         self.knobs = knobs
         self._urls = urls  # -> (token_uri, http_url), known only once the HTTP side is bound
+        # Further methods of the same service from other modules (policies.py: Get/SetIamPolicy):
+        # name -> (implementation, request deserializer, response serializer).
+        self.extra_methods: dict[str, tuple[Callable[[Any], Any], Callable[[bytes], Any], Callable[[Any], bytes]]] = {}
 
     def handlers(self) -> dict[str, tuple[Callable[[Any], Any], Any, Callable[[Any], bytes]]]:
         # method name -> (implementation, request type, response serializer)
@@ -108,6 +111,10 @@ class IamService:
             )
             for method, (impl, request_type, serializer) in self.handlers().items()
         }
+        for method, (impl, deserializer, serializer) in self.extra_methods.items():
+            method_handlers[method] = grpc.unary_unary_rpc_method_handler(
+                self._wrap(method, impl), request_deserializer=deserializer, response_serializer=serializer
+            )
         return grpc.method_handlers_generic_handler(SERVICE_NAME, method_handlers)
 
     def _wrap(self, method: str, impl: Callable[[Any], Any]) -> Callable[[Any, grpc.ServicerContext], Any]:
@@ -124,7 +131,9 @@ class IamService:
                 _abort(context, RpcFailure(fault.code, fault.message))
             try:
                 with self.state.lock:
-                    self.knobs.check_call(method, self.state.project_of(request.name))
+                    # Get/SetIamPolicy name their target `resource`, every other method `name`.
+                    target = getattr(request, "name", "") or getattr(request, "resource", "")
+                    self.knobs.check_call(method, self.state.project_of(target))
                 response = impl(request)
             except RpcFailure as failure:
                 _abort(context, failure)
