@@ -38,7 +38,7 @@ class Sidecar:
     def running(self) -> bool:
         with _engine_errors(f"failed to inspect container {self.name}"):
             self._container.reload()
-            return self._container.status == "running"
+            return bool(self._container.status == "running")
 
     def log_tail(self, lines: int = 5) -> str:
         with _engine_errors(f"failed to read the log of {self.name}"):

@@ -182,7 +182,7 @@ def check_syntax(expression: str, names: tuple[str, ...] = ("assertion", "attrib
     """Raise CelError if `expression` is not in the subset. Members are looked up lazily, so the
     check uses a mapping that has every field."""
 
-    class _Any(dict):  # type: ignore[type-arg]
+    class _Any(dict[str, object]):
         def __contains__(self, key: object) -> bool:
             return True
 
