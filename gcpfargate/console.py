@@ -129,21 +129,9 @@ class Output:
             self.table(data)
 
     def table(self, data: dict[str, Any], title: str | None = None) -> None:
-        if not interactive(sys.stdout):
-            # Plain "key: value" lines: nothing truncated, easy to grep.
-            if title:
-                sys.stdout.write(f"{title}\n")
-            for key, value in data.items():
-                sys.stdout.write(redact(f"{key}: {_shown(value)}") + "\n")
-            return
-        from rich.table import Table
-
-        table = Table(title=title, show_header=False, box=None, pad_edge=False)
-        table.add_column(style="bold")
-        table.add_column()
-        for key, value in data.items():
-            table.add_row(key, redact(_shown(value)))
-        self.out.print(table)
+        if title:
+            self.out.print(title, markup=False)
+        rows(self.out, [(key, _shown(value)) for key, value in data.items()])
 
     def error(self, message: str) -> None:
         self.end_progress()
@@ -185,21 +173,52 @@ def _yes(changed: object) -> str:
     return "yes" if changed else "no"
 
 
-def _deploy(output: Output, console: Console, result: Any, dry_run: bool) -> None:
-    from rich.table import Table
+def wrapped(text: str, width: int) -> list[str]:
+    """`text` in lines of at most `width` columns, broken at spaces only.
 
-    table = Table(title="gcpfargate deploy" + (" (dry run)" if dry_run else ""), title_justify="left")
-    for column in ("step", "changed", "result"):
-        table.add_column(column, overflow="fold")
+    An ARN, an image reference or a command is never split: one longer than the line stands alone
+    on its line, whole (the terminal folds it on screen, and a copy-paste still gets all of it).
+    """
+    import textwrap
+
+    return textwrap.wrap(text, max(width, 20), break_long_words=False, break_on_hyphens=False) or [""]
+
+
+def _terminal(console: Console) -> bool:
+    """Lay out for a screen only on a real terminal outside CI, as `interactive` decides for rich output."""
+    return interactive(console.file)
+
+
+def rows(console: Console, items: list[tuple[str, str]], indent: str = "") -> None:
+    """Key/value rows: aligned and wrapped with a hanging indent on a terminal, `key: value` lines off one.
+
+    No box drawing and no cropping: off a terminal each row is one line for grep and CI logs.
+    """
+    if not _terminal(console):
+        for key, value in items:
+            console.print(redact(f"{indent}{key}: {value}"), markup=False, soft_wrap=True)
+        return
+    from rich.text import Text
+
+    keys = max((len(key) for key, _ in items), default=0)
+    hang = len(indent) + keys + 2
+    for key, value in items:
+        for number, line in enumerate(wrapped(redact(value), console.width - hang)):
+            head = Text(f"{indent}{key:<{keys}}  ", style="bold") if number == 0 else Text(" " * hang)
+            console.print(head + Text(line), soft_wrap=True)  # soft_wrap: rich neither wraps nor crops
+
+
+def _deploy(output: Output, console: Console, result: Any, dry_run: bool) -> None:
     boot, push, task = (result.steps[name] for name in ("bootstrap", "push-image", "register-task"))
     key, secret = boot.key_id or "(new)", boot.secret_arn or "(new secret)"  # None: a dry run would create it
-    table.add_row("bootstrap", _yes(boot.changed), f"key {key} in {secret}")
-    table.add_row("push-image", _yes(push.changed), f"{push.image} {push.digest or ''}".strip())
-    table.add_row("register-task", _yes(task.changed), task.task_definition_arn or "")
+    items = [("bootstrap", boot.changed, f"key {key} in {secret}"),
+             ("push-image", push.changed, f"{push.image} {push.digest or ''}".strip()),
+             ("register-task", task.changed, task.task_definition_arn or "")]
     if "service" in result.steps:  # a [service] is configured
         rolled = result.steps["service"]
-        table.add_row("service", _yes(rolled.changed), f"{rolled.service}: {rolled.status}")
-    console.print(table)
+        items.append(("service", rolled.changed, f"{rolled.service}: {rolled.status}"))
+    console.print("gcpfargate deploy" + (" (dry run)" if dry_run else ""), markup=False)
+    rows(console, [(step, f"changed {_yes(changed)}, {text}") for step, changed, text in items], indent="  ")
 
 
 def _run(output: Output, console: Console, result: Any, dry_run: bool) -> None:
@@ -214,20 +233,13 @@ def _run(output: Output, console: Console, result: Any, dry_run: bool) -> None:
 
 
 def _schedule(output: Output, console: Console, result: Any, dry_run: bool) -> None:
-    from rich.table import Table
-
-    table = Table(show_header=False, box=None, pad_edge=False)
-    table.add_column(style="bold")
-    table.add_column()
-    rows = [("schedule", f"{result.name} (group {result.group})"), ("arn", result.schedule_arn or "-"),
-            ("state", result.state)]
+    items = [("schedule", f"{result.name} (group {result.group})"), ("arn", result.schedule_arn or "-"),
+             ("state", result.state)]
     if result.expression:
-        rows += [("expression", result.expression), ("timezone", result.timezone),
-                 ("task definition", result.task_definition_arn), ("role", result.role_arn)]
-    rows.append(("changed", _yes(result.changed)))
-    for key, value in rows:
-        table.add_row(key, value)
-    console.print(table)
+        items += [("expression", result.expression), ("timezone", result.timezone),
+                  ("task definition", result.task_definition_arn), ("role", result.role_arn)]
+    items.append(("changed", _yes(result.changed)))
+    rows(console, items)
     if result.next_runs:
         console.print(f"Next {len(result.next_runs)} runs ({result.timezone}):", markup=False)
         for when in result.next_runs:
@@ -235,18 +247,21 @@ def _schedule(output: Output, console: Console, result: Any, dry_run: bool) -> N
 
 
 def _doctor(output: Output, console: Console, result: Any, dry_run: bool) -> None:
-    from rich.markup import escape
-    from rich.tree import Tree
+    """Checks under their group: `  STATUS name: detail`, the detail wrapped under itself on a terminal."""
+    from rich.text import Text
 
     colours = {"OK": "green", "WARN": "yellow", "FAIL": "red", "SKIP": "dim"}
-    root = Tree("gcpfargate doctor")
-    groups: dict[str, Tree] = {}
+    console.print("gcpfargate doctor", markup=False)
+    group = None
     for check in result.checks:
-        if check.group not in groups:
-            groups[check.group] = root.add(check.group)
-        status = check.status.value
-        groups[check.group].add(f"[{colours[status]}]{status:<4}[/] {check.name}: {escape(check.detail)}")
-    console.print(root)
+        if check.group != group:
+            group = check.group
+            console.print(group, markup=False)
+        status, text = check.status.value, redact(f"{check.name}: {check.detail}")
+        lines = wrapped(text, console.width - 9) if _terminal(console) else [text]
+        for number, line in enumerate(lines):
+            head = Text(f"  {status:<4}", style=colours[status]) + Text("   ") if number == 0 else Text(" " * 9)
+            console.print(head + Text(line), soft_wrap=True)
 
 
 def _diff(output: Output, console: Console, result: Any, dry_run: bool) -> None:

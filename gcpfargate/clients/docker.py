@@ -273,8 +273,10 @@ class DockerEngine:
     def run_container(self, spec: Any, on_line: LineCallback | None = None) -> int:
         """Create, start and follow a container from a run-local `ContainerSpec`; return its exit code.
 
-        The container is removed in every case (also on Ctrl-C): its config holds the secret values
-        as environment, and nothing with key material may linger in the engine's storage.
+        `spec.stdin` (the secret values, for the container's pre-step) goes to the container's stdin
+        after the start, never into its config. The container is removed in every case (any
+        exception, Ctrl-C, and SIGTERM once the CLI turns it into KeyboardInterrupt): a rehearsal
+        leaves nothing behind in the engine.
         """
         container = None
         removal_error = ""
@@ -284,10 +286,12 @@ class DockerEngine:
                 container = self.client.containers.create(
                     spec.image, entrypoint=spec.entrypoint, command=spec.command, environment=spec.environment,
                     working_dir=spec.working_dir, user=spec.user or None, network_mode=spec.network,
-                    tmpfs=spec.tmpfs or None, detach=True,
+                    tmpfs=spec.tmpfs or None, detach=True, stdin_open=bool(spec.stdin), stdin_once=bool(spec.stdin),
                     labels={"managed-by": "gcpfargate", "gcpfargate": "run-local"},
                 )
                 container.start()
+                if spec.stdin:
+                    self._send_stdin(container, spec.stdin)
                 pending = ""
                 for chunk in container.logs(stream=True, follow=True, stdout=True, stderr=True):
                     pending += chunk.decode("utf-8", "replace")
@@ -306,6 +310,25 @@ class DockerEngine:
             raise DockerError(f"the container ran, but removing it failed: {removal_error}",
                               f"Remove it now: docker rm -f {container.id}")
         return exit_code
+
+    @staticmethod
+    def _send_stdin(container: Any, data: bytes) -> None:
+        """Write `data` to a started container's stdin and close it (stdin_once: the process sees EOF).
+
+        The engine copies attached stdin straight into the process's pipe: it is neither logged nor
+        stored. A container that exits before reading it breaks the pipe; its exit code says why.
+        """
+        import socket
+
+        sock = container.attach_socket(params={"stdin": 1, "stream": 1})
+        raw = getattr(sock, "_sock", sock)  # unix: a SocketIO around the socket; tcp/tls: the socket itself
+        try:
+            raw.sendall(data)
+            raw.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        finally:
+            sock.close()
 
     @staticmethod
     def _remove(container: Any) -> str:

@@ -6,34 +6,73 @@ does the same with the caller's credentials, after judging whether the execution
 each secret (a task that would fail on Fargate fails here first). The container gets network
 `none` unless asked for `host`, and is always removed afterwards; the credentials directory is a
 tmpfs, so the key file never reaches the engine's disk.
+
+Secret values never enter the container's config: the engine shows that config to `docker
+inspect` and stores it on its disk (config.v2.json). Instead the container starts a rehearsal
+pre-step (`PRESTEP`) that reads the values from its stdin, which the engine passes through without
+storing, exports them, and then execs the task's own entryPoint and command. Inside the container
+the process tree and environment are then those of Fargate: the gcpfargate wrapper still finds the
+key in the credentials_env variable and writes the file itself.
 """
 
 from __future__ import annotations
 
 import json
 import posixpath
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from gcpfargate.core import ecs, policy, roles
 from gcpfargate.core.context import Context
+from gcpfargate.core.wiring import sh_quote
 from gcpfargate.errors import ConfigError, OperationError
 from gcpfargate.key_redaction import MaterialRedactor
+
+PRESTEP_NAME = "gcpfargate-run-local"  # $0 of the pre-step: what `ps` and its messages show
+END_OF_SECRETS = "# gcpfargate end of secrets"
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# POSIX sh only (`read`, `eval`, `exec` are built in): it must run in any image that has /bin/sh, as
+# the Fargate wrapper does. The values arrive as `export NAME='value'` lines that gcpfargate quoted
+# itself; the end marker tells a complete delivery from a container whose stdin closed early.
+PRESTEP = "\n".join([
+    "payload=''",
+    "complete=''",
+    "while IFS= read -r line; do",
+    f"  if [ \"$line\" = '{END_OF_SECRETS}' ]; then complete=1; break; fi",
+    '  payload="$payload$line',
+    '"',
+    "done",
+    'if [ -z "$complete" ]; then',
+    f'  echo "{PRESTEP_NAME}: the secrets did not arrive on stdin" >&2',
+    "  exit 125",
+    "fi",
+    'eval "$payload"',
+    "unset payload complete line",
+    # Fargate gives the task no stdin: neither does the rehearsal once the secrets are read.
+    'exec "$@" </dev/null',
+    "",
+])
 
 
 @dataclass
 class ContainerSpec:
-    """Everything the engine needs to start the container; `environment` may hold secret values."""
+    """Everything the engine needs to start the container; `stdin` may hold secret values.
+
+    `stdin` is written to the container's stdin once it has started and is never part of its config.
+    """
 
     image: str
     name: str
     entrypoint: list[str] | None
     command: list[str] | None
-    environment: dict[str, str] = field(repr=False)
+    environment: dict[str, str]
     working_dir: str | None
     user: str | None
     network: str
     tmpfs: dict[str, str]
+    secrets: dict[str, str] = field(default_factory=dict, repr=False)  # for redaction; delivered via `stdin`
+    stdin: bytes = field(default=b"", repr=False)
 
 
 @dataclass
@@ -145,6 +184,26 @@ def check_role_can_read(ctx: Context, definition: dict[str, Any], container: dic
                                  f"({verdict.reason})", "Run gcpfargate bootstrap --grant, or fix the role's policy")
 
 
+def secrets_payload(secrets: dict[str, str]) -> bytes:
+    """What the pre-step reads from stdin: one `export NAME='value'` per secret, then the end marker."""
+    lines = []
+    for name, value in secrets.items():
+        if not _NAME.fullmatch(name) or "\x00" in value or END_OF_SECRETS in value:
+            # ECS refuses such a name at registration; a NUL cannot be in an environment at all;
+            # the marker inside a value would end the delivery early.
+            raise ConfigError(f"secret {name!r} cannot be passed as an environment variable")
+        lines.append(f"export {name}={sh_quote(value)}")
+    return ("\n".join([*lines, END_OF_SECRETS]) + "\n").encode()
+
+
+def process_argv(container: dict[str, Any], image_config: dict[str, Any]) -> list[str]:
+    """The argv the engine would run, merged as Docker does: a task entryPoint drops the image's CMD."""
+    entrypoint, command = container.get("entryPoint") or [], container.get("command") or []
+    if entrypoint:
+        return [*entrypoint, *command]
+    return [*(image_config.get("Entrypoint") or []), *(command or image_config.get("Cmd") or [])]
+
+
 def container_spec(ctx: Context, definition: dict[str, Any], container: dict[str, Any], network: str
                    ) -> ContainerSpec:
     environment = {item["name"]: str(item.get("value", "")) for item in container.get("environment", [])}
@@ -153,8 +212,10 @@ def container_spec(ctx: Context, definition: dict[str, Any], container: dict[str
     environment.setdefault("AWS_REGION", region)
     environment.setdefault("AWS_DEFAULT_REGION", region)
     environment.setdefault("AWS_EXECUTION_ENV", "AWS_ECS_FARGATE")
-    for item in container.get("secrets", []):
-        environment[item["name"]] = resolve_secret(ctx, item["name"], parse_value_from(item["valueFrom"]))
+    secrets = {item["name"]: resolve_secret(ctx, item["name"], parse_value_from(item["valueFrom"]))
+               for item in container.get("secrets", [])}
+    for name in secrets:
+        environment.pop(name, None)  # the secret's value wins over an environment entry of that name
     tmpfs: dict[str, str] = {}
     credentials_path = environment.get("GOOGLE_APPLICATION_CREDENTIALS", "")
     if credentials_path.startswith("/"):
@@ -164,7 +225,16 @@ def container_spec(ctx: Context, definition: dict[str, Any], container: dict[str
         entrypoint=container.get("entryPoint") or None, command=container.get("command") or None,
         environment=environment, working_dir=container.get("workingDirectory") or None,
         user=container.get("user") or None, network=network, tmpfs=tmpfs,
+        secrets=secrets, stdin=secrets_payload(secrets) if secrets else b"",
     )
+
+
+def with_prestep(spec: ContainerSpec, container: dict[str, Any], image_config: dict[str, Any]) -> None:
+    """Run the task's argv behind the pre-step that delivers the secrets from stdin."""
+    argv = process_argv(container, image_config)
+    if not argv:
+        raise ConfigError(f"container {spec.name} has no entryPoint or command, and neither has its image")
+    spec.entrypoint, spec.command = ["/bin/sh", "-c", PRESTEP, PRESTEP_NAME], argv
 
 
 def run_local(ctx: Context, network: str = "none", from_template: bool = False, container_name: str | None = None,
@@ -184,6 +254,8 @@ def run_local(ctx: Context, network: str = "none", from_template: bool = False, 
     credentials = ctx.registry.credentials() if image.startswith(ctx.registry.host + "/") else None
     with ctx.reporter.step(f"Pulling {image}"):
         ctx.docker.pull(image, credentials)
+    if spec.stdin:
+        with_prestep(spec, container, dict((ctx.docker.inspect(image) or {}).get("Config") or {}))
     shim = shim_container(definition)
     if shim is not None and container.get("name") != shim.get("name"):
         # Keyless mode: the task role endpoint and the credential shim come first (run_local_keyless).
@@ -191,7 +263,6 @@ def run_local(ctx: Context, network: str = "none", from_template: bool = False, 
         return RunLocalResult(exit_code=exit_code, container=spec.name, image=image)
     ctx.reporter.info(f"Starting container {spec.name} (network {network})")
     # The key's own material is removed from every log line, however the app folds or splits it.
-    redactor = MaterialRedactor(spec.environment.get(str(item.get("name")), "")
-                                for item in container.get("secrets", []))
+    redactor = MaterialRedactor(spec.secrets.values())
     exit_code = ctx.docker.run_container(spec, on_line=lambda line: ctx.reporter.log(redactor(line)))
     return RunLocalResult(exit_code=exit_code, container=spec.name, image=image)
