@@ -286,7 +286,7 @@ class DockerEngine:
                 container = self.client.containers.create(
                     spec.image, entrypoint=spec.entrypoint, command=spec.command, environment=spec.environment,
                     working_dir=spec.working_dir, user=spec.user or None, network_mode=spec.network,
-                    tmpfs=spec.tmpfs or None, detach=True, stdin_open=bool(spec.stdin), stdin_once=bool(spec.stdin),
+                    tmpfs=spec.tmpfs or None, detach=True, stdin_open=bool(spec.stdin),
                     labels={"managed-by": "gcpfargate", "gcpfargate": "run-local"},
                 )
                 container.start()
@@ -313,10 +313,12 @@ class DockerEngine:
 
     @staticmethod
     def _send_stdin(container: Any, data: bytes) -> None:
-        """Write `data` to a started container's stdin and close it (stdin_once: the process sees EOF).
+        """Write `data` to a started container's stdin, then detach.
 
         The engine copies attached stdin straight into the process's pipe: it is neither logged nor
-        stored. A container that exits before reading it breaks the pipe; its exit code says why.
+        stored. The pre-step stops at its end marker and gives the task /dev/null, so the pipe
+        staying open after we detach changes nothing. A container that exits before reading breaks
+        the pipe; its exit code says why.
         """
         import socket
 
