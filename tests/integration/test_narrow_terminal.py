@@ -49,10 +49,14 @@ def in_pty(project: Project, *args: str, columns: int = 80) -> tuple[int, str]:
     return os.waitstatus_to_exitcode(status), "\n".join(lines)
 
 
-def _fits(text: str, columns: int) -> list[str]:
-    """Lines wider than the terminal that are more than one unbreakable token: those were not wrapped."""
-    return [line for line in text.splitlines() if len(line) > columns and len(line.strip().split(" ")) > 1
-            and len(max(line.split(), key=len)) + 12 < len(line)]
+def _fits(text: str, columns: int, start: str = "") -> list[str]:
+    """Lines of the result (from `start` on) wider than the terminal though they could have been wrapped.
+
+    A line may be wider only when it ends in one unbreakable token (an ARN, a digest) that cannot
+    fit beside its label: the terminal folds that on screen, and a copy-paste still gets it whole.
+    """
+    result = text[text.index(start):] if start else text
+    return [line for line in result.splitlines() if len(line) > columns and len(line.split()[-1]) < columns - 25]
 
 
 def test_deploy_and_doctor_at_80_columns_wrap_without_splitting_arns(project: Project) -> None:
@@ -64,7 +68,7 @@ def test_deploy_and_doctor_at_80_columns_wrap_without_splitting_arns(project: Pr
     for whole in (definition["taskDefinitionArn"], first["bootstrap"]["secret_arn"],
                   definition["containerDefinitions"][0]["image"]):
         assert whole in screen, screen
-    assert _fits(screen, 80) == [], screen
+    assert _fits(screen, 80, "gcpfargate deploy") == [], screen
 
     _remove_role_permission(project)
     doctor = project.run("doctor", "--output", "json")
@@ -73,7 +77,7 @@ def test_deploy_and_doctor_at_80_columns_wrap_without_splitting_arns(project: Pr
     assert code == 3, screen
     # The whole detail with its fix hint is on screen, word for word, only the line breaks differ.
     assert failed["detail"].split() == _words_after(screen, failed["name"] + ":", len(failed["detail"].split()))
-    assert _fits(screen, 80) == [], screen
+    assert _fits(screen, 80, "gcpfargate doctor") == [], screen
 
 
 def _words_after(screen: str, marker: str, count: int) -> list[str]:
@@ -100,7 +104,7 @@ def test_schedule_at_80_columns_shows_every_arn_whole(project: Project) -> None:
     assert created.returncode == 0, created.output
     code, screen = in_pty(project, "schedule", "--show")
     assert code == 0, screen
-    for whole in (created.json["schedule_arn"], arns["revision_arn"]):
+    for whole in (created.json["schedule_arn"], arns["family_arn"], f"role/gcpfargate-{project.family}-scheduler"):
         assert whole in screen, screen
     assert _fits(screen, 80) == [], screen
     plain = project.run("schedule", "--show")
