@@ -162,3 +162,40 @@ def test_the_log_tail_is_bounded() -> None:
 
     drain([chatty], sleep=sleep, clock=lambda: now[0])
     assert now[0] <= 31 and chatty.batches  # gave up after its budget, not after 1000 polls
+
+
+# -- item 7: bounded retries of what IAM propagation refuses ---------------------------------------
+def test_retry_while_waits_out_a_propagation_refusal_and_gives_up_after_its_budget() -> None:
+    from gcpfargate.core.propagation import pass_role_refused, retry_while
+    from gcpfargate.core.report import DeferredReporter
+    from gcpfargate.errors import AwsError
+
+    refusal = AwsError("failed to register: User: arn:aws:iam::1:user/u is not authorized to perform: "
+                       "iam:PassRole on resource: arn:aws:iam::1:role/r").with_code("AccessDeniedException")
+    now = [0.0]
+    answers: list[Any] = [refusal, refusal, "registered"]
+
+    def call() -> str:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return str(answer)
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    assert retry_while(call, pass_role_refused, DeferredReporter(), "register", sleep=sleep,
+                       clock=lambda: now[0]) == "registered"
+    assert 0 < now[0] < 10
+
+    def always() -> str:
+        raise refusal
+
+    now[0] = 0.0
+    with pytest.raises(AwsError):
+        retry_while(always, pass_role_refused, DeferredReporter(), "register", sleep=sleep, clock=lambda: now[0])
+    assert 59 <= now[0] <= 61
+    other = AwsError("no").with_code("ClientException")
+    with pytest.raises(AwsError):
+        retry_while(lambda: (_ for _ in ()).throw(other), pass_role_refused, DeferredReporter(), "x",
+                    sleep=lambda _: pytest.fail("must not wait for an unrelated error"))
