@@ -15,7 +15,7 @@ from enum import Enum
 from typing import Any
 
 from gcpfargate.clients.gcp import MAX_USER_KEYS, ServiceAccount
-from gcpfargate.core import ecs, execution_role, images, logs, policy, roles, secret, service_checks
+from gcpfargate.core import ecs, execution_role, fargate_rules, images, logs, policy, roles, secret, service_checks
 from gcpfargate.core.context import Context
 from gcpfargate.core.wiring import is_exact_wrapper, unwrap
 from gcpfargate.errors import AwsError, GcpfargateError
@@ -282,6 +282,12 @@ def _wiring(ctx: Context, facts: _Facts) -> tuple[Status, str]:
     # Key text anywhere in the revision (command, labels, log options, …), not only in environment.
     found = key_paths(revision, is_key=key_text)
     problems: list[str] = [f"key text at {', '.join(found[:5])}"] if found else []
+    if not revision.get("executionRoleArn"):
+        why = fargate_rules.needs_execution_role(revision) or fargate_rules.needs_execution_role(
+            revision, ctx.registry.host)
+        if why:
+            problems.append(f"revision {revision.get('revision')} has no executionRoleArn, but {why}: ECS cannot "
+                            "start it (register-task adds the execution role)")
     for container in revision.get("containerDefinitions", []):
         name = container.get("name", "?")
         if name not in wanted:

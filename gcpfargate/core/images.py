@@ -88,6 +88,22 @@ def default_image(ctx: Context) -> str:
     return f"{ctx.registry.host}/{ctx.settings.repository}:{tag}"
 
 
+def registered_image(ctx: Context) -> str | None:
+    """Without image.tag (a derived tag is in no config): the image in gcpfargate's repository that the
+    family's latest ACTIVE revision runs, so render/diff/run-local need no --image after a deploy."""
+    if ctx.settings.image.tag or not ctx.settings.repository:
+        return None
+    from gcpfargate.core import ecs
+
+    definition = ecs.latest_active(ctx, ctx.settings.family) or {}
+    name = ctx.registry.image_name(ctx.settings.repository)
+    for container in definition.get("containerDefinitions") or []:
+        image = str(container.get("image", ""))
+        if image.startswith((name + ":", name + "@")):
+            return image
+    return None
+
+
 def resolve_image(ctx: Context, image: str | None) -> ResolvedImage:
     """The image to register: checked to be in the registry, and pinned by digest when image.pin_digest."""
     image = image or default_image(ctx)

@@ -4,8 +4,9 @@
   scan-on-push on. An existing repository is never reconfigured; scan-on-push off only warns.
 - **Authentication**: ECR's GetAuthorizationToken; the credentials go to the Docker engine with
   this push only (`auth_config`), never into ~/.docker/config.json.
-- **Tag**: `image.tag` (or `--tag`); otherwise derived: the short git SHA of the context when it
-  is a git work tree, else a UTC timestamp `YYYYmmddHHMMSS`.
+- **Tag**: `image.tag` (or `--tag`); otherwise derived (core/gittag.py): the short git SHA of the
+  context when it is a git work tree (`<sha>-dirty-<content hash>` with uncommitted changes), else a
+  UTC timestamp `YYYYmmddHHMMSS`.
 - **latest** is *not* pushed unless `image.push_latest = true`: repositories with immutable tags
   reject a second `latest`, and the task definition pins the digest anyway, so `latest` only
   serves humans.
@@ -22,10 +23,7 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +31,7 @@ from gcpfargate.config import SCHEMA, Settings
 from gcpfargate.core import ecs, images, key_guard
 from gcpfargate.core.context import Context
 from gcpfargate.core.key_guard import scan_context
+from gcpfargate.core.gittag import derive_tag
 from gcpfargate.core.report import Reporter
 from gcpfargate.core.results import NOT_SHOWN, PlannedResult
 from gcpfargate.errors import AwsError, ConfigError, EmbeddedCredentialsError
@@ -206,23 +205,6 @@ def choose_tag(settings: Settings, context: Path, tag: str | None = None) -> tup
     if configured:
         return configured, True
     return derive_tag(context), False
-
-
-def derive_tag(context: Path, now: datetime | None = None) -> str:
-    """The short git SHA of the context's HEAD when it is a git work tree, else a UTC timestamp."""
-    git = shutil.which("git")
-    if git:
-        try:
-            inside = subprocess.run([git, "-C", str(context), "rev-parse", "--is-inside-work-tree"],
-                                    capture_output=True, text=True, timeout=10)
-            if inside.returncode == 0 and inside.stdout.strip() == "true":
-                head = subprocess.run([git, "-C", str(context), "rev-parse", "--short", "HEAD"],
-                                      capture_output=True, text=True, timeout=10)
-                if head.returncode == 0 and head.stdout.strip():
-                    return head.stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            pass  # no usable git: fall back to the timestamp
-    return (now or datetime.now(UTC)).strftime("%Y%m%d%H%M%S")
 
 
 # -- the guard -----------------------------------------------------------------------------------
