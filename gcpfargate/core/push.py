@@ -87,7 +87,7 @@ def build_image(ctx: Context, allow_embedded_credentials: bool = False, tag: str
     settings = ctx.settings
     if not settings.repository:
         settings.require("image.repository")
-    repository = settings.repository
+    repository = images.check_repository_name(ctx)
     inputs = build_inputs(settings)
     key_guard.check_build_args(inputs.build_args)
     tag, explicit = choose_tag(settings, inputs.context, tag)
@@ -135,14 +135,17 @@ def _push(ctx: Context, built: Built, allow_embedded_credentials: bool,
     repository, inputs, tag, explicit, tags, name = (built.repository, built.inputs, built.tag, built.explicit,
                                                      built.tags, built.name)
     image, image_id = f"{name}:{tag}", built.image_id
-    check_platform(ctx, image, image_id, inputs.platform, task_definition)
+    # Docker's containerd image store reports the manifest digest as the id; RepoDigests names pushed ones.
+    repo_digests = tuple(check_platform(ctx, image, image_id, inputs.platform, task_definition).get("RepoDigests")
+                         or ())
     # Authenticate before any write: an expired or refused token must leave nothing half-made.
     with ctx.reporter.step(f"Authenticating to {ctx.registry.host}"):
         credentials = ctx.registry.credentials()
 
-    digest = held_digest(ctx, repository, tag, inputs.platform, image_id)
+    digest = held_digest(ctx, repository, tag, inputs.platform, image_id, repo_digests)
     if not digest and not explicit:
-        reused = reuse_task_definition_image(ctx, repository, image_id, inputs.platform, task_definition)
+        reused = reuse_task_definition_image(ctx, repository, image_id, inputs.platform, task_definition,
+                                             repo_digests)
         if reused is not None:
             return reused
     extra_tags = [each for each in tags if each != tag]
@@ -161,7 +164,7 @@ def _push(ctx: Context, built: Built, allow_embedded_credentials: bool,
             ctx.reporter.info(f"{image} already holds this image: nothing to push")
             continue
         if each != tag:
-            if held_digest(ctx, repository, each, inputs.platform, image_id):
+            if held_digest(ctx, repository, each, inputs.platform, image_id, repo_digests):
                 continue
             ctx.docker.tag(image_id, name, each)
         # Not a step: a spinner and the per-layer bars cannot share the terminal.
@@ -278,7 +281,8 @@ def read_latest(ctx: Context) -> ecs.LatestRevision | None:
 
 
 def check_platform(ctx: Context, image: str, image_id: str, platform: str,
-                   task_definition: dict[str, Any] | None) -> None:
+                   task_definition: dict[str, Any] | None) -> dict[str, Any]:
+    """Warn when the built image cannot run where it is going; the engine's inspect data of the image."""
     data = ctx.docker.inspect(image_id) or {}
     arch = images.docker_arch(str(data.get("Architecture", "")))
     built = f"{data.get('Os', 'linux')}/{arch}"
@@ -290,11 +294,13 @@ def check_platform(ctx: Context, image: str, image_id: str, platform: str,
     if wanted and arch and wanted != arch:
         ctx.reporter.warn(f"{image} is {built}, but task definition {task_definition.get('family')} "
                           f"asks for runtimePlatform {wanted}: set image.platform and runtimePlatform alike")
+    return data
 
 
 def reuse_task_definition_image(ctx: Context, repository: str, image_id: str, platform: str,
-                                task_definition: dict[str, Any] | None) -> PushResult | None:
-    """The registered image when it is this very image (same config digest) and still in the registry."""
+                                task_definition: dict[str, Any] | None, repo_digests: tuple[str, ...] = ()
+                                ) -> PushResult | None:
+    """The registered image when it is this very image (images.same_image) and still in the registry."""
     name = ctx.registry.image_name(repository)
     task_definition = task_definition or {}
     for container in task_definition.get("containerDefinitions", []):
@@ -303,7 +309,7 @@ def reuse_task_definition_image(ctx: Context, repository: str, image_id: str, pl
             continue
         reference = registered[len(name) + 1:]
         held = ctx.registry.resolve(repository, reference, platform)
-        if held is None or held.config_digest != image_id:
+        if held is None or not images.same_image(held.digest, held.config_digest, image_id, repo_digests, name):
             continue
         # A digest-pinned registration is reported as such: finding a tag for it would cost a lookup per tag.
         tag = reference if registered.startswith(name + ":") else None
@@ -314,10 +320,13 @@ def reuse_task_definition_image(ctx: Context, repository: str, image_id: str, pl
     return None
 
 
-def held_digest(ctx: Context, repository: str, tag: str, platform: str, image_id: str) -> str:
-    """The manifest digest when the registry holds this very image (same config digest) under `tag`."""
+def held_digest(ctx: Context, repository: str, tag: str, platform: str, image_id: str,
+                repo_digests: tuple[str, ...] = ()) -> str:
+    """The manifest digest when the registry holds this very image (images.same_image) under `tag`."""
     held = ctx.registry.resolve(repository, tag, platform)
-    return held.digest if held is not None and held.config_digest == image_id else ""
+    name = ctx.registry.image_name(repository)
+    return held.digest if held is not None and images.same_image(held.digest, held.config_digest, image_id,
+                                                                 repo_digests, name) else ""
 
 
 def plan(ctx: Context, repository: str, image: str, tags: list[str], inputs: BuildInputs) -> PushResult:
