@@ -284,7 +284,7 @@ class DockerEngine:
                 container = self.client.containers.create(
                     spec.image, entrypoint=spec.entrypoint, command=spec.command, environment=spec.environment,
                     working_dir=spec.working_dir, user=spec.user or None, network_mode=spec.network,
-                    tmpfs=spec.tmpfs or None, detach=True,
+                    tmpfs=spec.tmpfs or None, read_only=spec.read_only, detach=True,
                     labels={"managed-by": "gcpfargate", "gcpfargate": "run-local"},
                 )
                 container.start()

@@ -79,7 +79,7 @@ class _BackgroundBuild:
         self._report = DeferredReporter()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gcpfargate-build")
         try:
-            ctx.registry.host  # noqa: B018 - may ask STS for the account: here, not in the thread
+            ctx.registry.host  # noqa: B018 - may ask ECR (GetAuthorizationToken): here, not in the thread
         except GcpfargateError:
             # Reported by the step that needs it, in order; build nothing ahead.
             self._future = None

@@ -146,12 +146,14 @@ def _secret(ctx: Context, facts: _Facts, get_secret: bool) -> tuple[Status, str]
         tags = {tag["Key"]: tag["Value"] for tag in found.get("Tags", [])}
         facts.extra["tag_key_id"] = tags.get(secret.TAG_KEY_ID, "")
         facts.extra["secret_arn"] = found["ARN"]
+        facts.extra["kms_key_id"] = str(found.get("KmsKeyId", ""))
         return Status.SKIP, f"{name} exists; value not read (--no-get-secret)"
     state = secret.read(ctx, name)
     if state is None:
         return Status.FAIL, f"secret {name} does not exist (run gcpfargate bootstrap)"
     facts.secret = state
     facts.extra["secret_arn"] = state.arn
+    facts.extra["kms_key_id"] = state.kms_key_id  # the key that encrypts it, not the configured one
     if state.key is None:
         return Status.FAIL, f"secret {name}: {state.problem}"
     expected = facts.account.email if facts.account else ctx.settings.service_account_email
@@ -235,9 +237,9 @@ def _role_access(ctx: Context, facts: _Facts) -> tuple[Status, str]:
     if not secret_arn:
         raise _Skip("the secret does not exist")
     try:
-        kms_arn = secret.kms_key_arn(ctx)
+        kms_arn = secret.kms_key_arn(ctx, str(facts.extra.get("kms_key_id", "")))
     except AwsError as exc:
-        return Status.WARN, f"cannot resolve KMS key {ctx.settings.secret.kms_key_id}: {exc.message}"
+        return Status.WARN, f"cannot resolve KMS key {facts.extra.get('kms_key_id')}: {exc.message}"
     simulated = _simulate(ctx, facts.role_arn, secret_arn, kms_arn)
     verdict = simulated or execution_role.judge_secret_access(ctx, facts.role_arn, secret_arn, kms_arn)
     how = "IAM policy simulator" if simulated else "the role's own policies"

@@ -4,8 +4,9 @@ Fargate resolves `secrets[].valueFrom` with the *execution role*, pulls the imag
 container with the definition's entryPoint, command, environment, workingDirectory and user. This
 does the same with the caller's credentials, after judging whether the execution role could read
 each secret (a task that would fail on Fargate fails here first). The container gets network
-`none` unless asked for `host`, and is always removed afterwards; the credentials directory is a
-tmpfs, so the key file never reaches the engine's disk.
+`none` unless asked for `host`, and is always removed afterwards. It follows
+`readonlyRootFilesystem` and mounts the task's own volumes as tmpfs; the credentials directory is a
+tmpfs (or lies in one of those volumes), so the key file never reaches the engine's disk.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import posixpath
 from dataclasses import dataclass, field
 from typing import Any
 
-from gcpfargate.core import ecs, policy, roles
+from gcpfargate.core import ecs, fargate_rules, policy, roles
 from gcpfargate.core.context import Context
 from gcpfargate.errors import ConfigError, OperationError
 from gcpfargate.key_redaction import MaterialRedactor
@@ -34,6 +35,7 @@ class ContainerSpec:
     user: str | None
     network: str
     tmpfs: dict[str, str]
+    read_only: bool = False  # the task's readonlyRootFilesystem
 
 
 @dataclass
@@ -155,15 +157,19 @@ def container_spec(ctx: Context, definition: dict[str, Any], container: dict[str
     environment.setdefault("AWS_EXECUTION_ENV", "AWS_ECS_FARGATE")
     for item in container.get("secrets", []):
         environment[item["name"]] = resolve_secret(ctx, item["name"], parse_value_from(item["valueFrom"]))
-    tmpfs: dict[str, str] = {}
+    # The task's own writable mounts become tmpfs (Fargate's task volumes start empty). A read-only root
+    # gets nothing else, so the rehearsal fails where Fargate would (issue 12 item 11); otherwise the
+    # credentials directory is a tmpfs too, so the key file never reaches the engine's disk.
+    read_only = bool(container.get("readonlyRootFilesystem"))
+    tmpfs = {path: "rw,mode=0755" for path in fargate_rules.writable_mounts(container)}
     credentials_path = environment.get("GOOGLE_APPLICATION_CREDENTIALS", "")
-    if credentials_path.startswith("/"):
-        tmpfs[posixpath.dirname(credentials_path) or "/"] = "rw,mode=0755"
+    if credentials_path.startswith("/") and not read_only:
+        tmpfs.setdefault(posixpath.dirname(credentials_path) or "/", "rw,mode=0755")
     return ContainerSpec(
         image=str(container["image"]), name=str(container.get("name", "app")),
         entrypoint=container.get("entryPoint") or None, command=container.get("command") or None,
         environment=environment, working_dir=container.get("workingDirectory") or None,
-        user=container.get("user") or None, network=network, tmpfs=tmpfs,
+        user=container.get("user") or None, network=network, tmpfs=tmpfs, read_only=read_only,
     )
 
 

@@ -199,3 +199,33 @@ def test_retry_while_waits_out_a_propagation_refusal_and_gives_up_after_its_budg
     with pytest.raises(AwsError):
         retry_while(lambda: (_ for _ in ()).throw(other), pass_role_refused, DeferredReporter(), "x",
                     sleep=lambda _: pytest.fail("must not wait for an unrelated error"))
+
+
+# -- item 8: the ECR host is ECR's own answer ------------------------------------------------------
+@pytest.mark.parametrize(("region", "endpoint"), [
+    ("cn-north-1", "https://123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn"),
+    ("eusc-de-east-1", "https://123456789012.dkr.ecr.eusc-de-east-1.amazonaws.eu"),
+    ("us-east-1", "https://123456789012.dkr.ecr-fips.us-east-1.amazonaws.com"),
+])
+def test_the_registry_host_comes_from_the_proxy_endpoint(monkeypatch: pytest.MonkeyPatch, region: str,
+                                                         endpoint: str) -> None:
+    import base64
+
+    import boto3
+    from botocore.stub import Stubber
+
+    from gcpfargate.clients.aws import AwsClients
+    from gcpfargate.clients.registry import Registry
+
+    monkeypatch.delenv("GCPFARGATE_ECR_REGISTRY", raising=False)
+    aws = AwsClients(region=region)
+    client = boto3.client("ecr", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="y")
+    token = base64.b64encode(b"AWS:not-a-real-token").decode()
+    with Stubber(client) as stub:
+        stub.add_response("get_authorization_token", {"authorizationData": [
+            {"authorizationToken": token, "proxyEndpoint": endpoint}]}, {})
+        aws._clients["ecr"] = client
+        registry = Registry(aws)
+        assert registry.host == endpoint.removeprefix("https://")
+        assert registry.credentials().username == "AWS"  # one call served both
+        stub.assert_no_pending_responses()
