@@ -76,10 +76,10 @@ def test_health_check_empty_env_and_no_execution_role_deploy_redeploy_and_doctor
         "environment": [{"name": "OPTIONAL_FLAG", "value": ""}, {"name": "MODE", "value": "batch"}],
         "portMappings": [{"containerPort": 8080}],
     })
+    first = deploy(project)
     rendered = project.run("render")
     assert rendered.returncode == 0, rendered.output
     assert "OPTIONAL_FLAG" in rendered.stderr and "empty" in rendered.stderr  # warned at render
-    first = deploy(project)
     definition = latest(project)
     # The wiring added the execution role bootstrap made (real ECS refuses secrets without one).
     assert definition["executionRoleArn"] == first["bootstrap"]["execution_role_arn"]
@@ -115,7 +115,7 @@ def test_doctor_fails_a_revision_with_secrets_and_no_execution_role(project: Pro
                           aws_access_key_id="testing", aws_secret_access_key="testing")
     direct.register_task_definition(**definition)
     code, checks = doctor_checks(project)
-    assert code == 1
+    assert code == 3  # doctor's exit code for a FAIL
     assert checks[CHECK_WIRING]["status"] == "FAIL" and "executionRoleArn" in checks[CHECK_WIRING]["detail"]
 
 
@@ -206,7 +206,9 @@ def test_key_creation_waits_for_a_new_service_account(project: Project) -> None:
 def test_read_only_root_without_a_mount_for_the_key_fails_at_render(project: Project) -> None:
     prepare(project)
     write_template(project, {"readonlyRootFilesystem": True}, role=True)
-    result = project.run("render", "--image", "busybox:latest")
+    assert project.run("bootstrap").returncode == 0
+    assert project.run("push-image").returncode == 0
+    result = project.run("render")
     assert_one_clean_line(result, 2, "readonlyRootFilesystem")
     assert "volume" in result.stderr
 
@@ -229,10 +231,11 @@ def test_read_only_root_with_a_mount_for_the_key_runs_locally(project: Project) 
 # -- issue 17 item 3 -------------------------------------------------------------------------------
 def test_deploy_refuses_when_the_template_runs_another_image(project: Project) -> None:
     prepare(project)
-    write_template(project, {}, role=True)
+    write_template(project, {"entryPoint": ["sh", "-c", "echo old image"]}, role=True)
     template = project.dir / "task-definition.json.j2"
     fixed = '"public.ecr.aws/docker/library/busybox:1"'
     template.write_text(template.read_text().replace("{{ image | tojson }}", fixed))
+    assert project.run("bootstrap").returncode == 0
     rendered = project.run("render")
     assert rendered.returncode == 0, rendered.output
     assert "image" in rendered.stderr and "{{ image }}" in rendered.stderr
@@ -258,6 +261,7 @@ def test_render_and_diff_use_the_latest_revisions_image_without_image(project: P
 def test_render_of_a_template_that_is_not_json_shows_the_numbered_text(project: Project) -> None:
     prepare(project)
     (project.dir / "task-definition.json.j2").write_text('{\n  "family": {{ family }},\n  "x": 1\n}\n')
+    assert project.run("bootstrap").returncode == 0
     result = project.run("render", "--image", "busybox:latest")
     assert result.returncode == 2
     assert f'   2 |   "family": {project.family},' in result.stderr, result.stderr
