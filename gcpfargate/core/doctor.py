@@ -284,12 +284,9 @@ def _wiring(ctx: Context, facts: _Facts) -> tuple[Status, str]:
     # Key text anywhere in the revision (command, labels, log options, …), not only in environment.
     found = key_paths(revision, is_key=key_text)
     problems: list[str] = [f"key text at {', '.join(found[:5])}"] if found else []
-    if not revision.get("executionRoleArn"):
-        why = fargate_rules.needs_execution_role(revision) or fargate_rules.needs_execution_role(
-            revision, ctx.registry.host)
-        if why:
-            problems.append(f"revision {revision.get('revision')} has no executionRoleArn, but {why}: ECS cannot "
-                            "start it (register-task adds the execution role)")
+    if why := fargate_rules.missing_execution_role(revision, lambda: ctx.registry.host):
+        problems.append(f"revision {revision.get('revision')} has no executionRoleArn, but {why}: ECS cannot start "
+                        "it (register-task adds the execution role)")
     for container in revision.get("containerDefinitions", []):
         name = container.get("name", "?")
         if name not in wanted:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import posixpath
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from gcpfargate.errors import TemplateError
@@ -52,10 +52,12 @@ def needs_execution_role(definition: Mapping[str, Any], registry_host: str = "")
     return ""
 
 
-def add_execution_role(definition: dict[str, Any], role_arn: str, registry_host: str = "") -> None:
-    """Give `definition` the execution role when it needs one and names none (a named role stays)."""
-    if not definition.get("executionRoleArn") and needs_execution_role(definition, registry_host):
-        definition["executionRoleArn"] = role_arn
+def missing_execution_role(definition: Mapping[str, Any], registry_host: Callable[[], str]) -> str:
+    """Why `definition` needs the executionRoleArn it lacks; "" when it has one or needs none. The
+    registry host (it may cost a request) is asked for only when nothing else already decides."""
+    if definition.get("executionRoleArn"):
+        return ""
+    return needs_execution_role(definition) or needs_execution_role(definition, registry_host())
 
 
 def empty_environment(definition: Mapping[str, Any]) -> list[str]:

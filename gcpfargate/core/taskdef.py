@@ -130,8 +130,7 @@ def render_definition(ctx: Context, image: str | None, secret_arn: str | None = 
                                            template.shown(path))
     else:
         wiring.check_environment(definition, variables["credentials_env"])
-    if not definition.get("executionRoleArn") and (fargate_rules.needs_execution_role(definition) or
-                                                   fargate_rules.needs_execution_role(definition, ctx.registry.host)):
+    if fargate_rules.missing_execution_role(definition, lambda: ctx.registry.host):
         # ECS refuses secrets, ECR images and awslogs without one: the configured role, else bootstrap's.
         definition["executionRoleArn"] = variables.get("execution_role_arn") or roles.execution_role_arn(ctx)
     for warning in fargate_rules.empty_environment(definition):
