@@ -180,12 +180,13 @@ def test_register_waits_out_passrole_right_after_the_role_is_created(project: Pr
     assert booted.returncode == 0, booted.output
     pushed = project.run("push-image", "--output", "json")
     assert pushed.returncode == 0, pushed.output
-    # As if bootstrap had just created the role: ECS refuses iam:PassRole on it for 6 s.
-    with unsettled_role(project, booted.json["execution_role_arn"], 6):
+    # As if bootstrap had just created the role: ECS refuses iam:PassRole on it for 15 s.
+    with unsettled_role(project, booted.json["execution_role_arn"], 15):
         started = time.monotonic()
         registered = project.run("register-task", "--image", pushed.json["image"])
     assert registered.returncode == 0, registered.output
-    assert time.monotonic() - started >= 5  # it waited, rather than the rule not firing
+    assert "iam:PassRole" in registered.stderr and "retrying" in registered.stderr  # refused, then waited
+    assert time.monotonic() - started >= 14
 
 
 def test_key_creation_waits_for_a_new_service_account(project: Project) -> None:
@@ -272,21 +273,34 @@ def test_run_waits_out_a_role_ecs_cannot_assume_yet(project: Project) -> None:
 
     ecs = prepare_run(project)
     role = latest(project)["executionRoleArn"]
-    with unsettled_role(project, role, 5):
+    with unsettled_role(project, role, 15):
         started = time.monotonic()
         result = project.run("run", "--no-wait", "--output", "json")
     assert result.returncode == 0, result.output
-    assert time.monotonic() - started >= 4
+    assert "unable to assume the role" in result.stderr and "retrying" in result.stderr
+    assert time.monotonic() - started >= 14
     assert project.aws("ecs").describe_tasks(cluster=ecs.cluster, tasks=[result.json["task_arn"]])["tasks"]
 
 
-def test_schedule_waits_out_the_role_it_just_created(project: Project) -> None:
+def test_schedule_waits_out_a_trust_policy_it_just_corrected(project: Project) -> None:
     from tests.integration.test_schedule import prepare as prepare_schedule
 
     prepare_schedule(project)
-    project.stack.strict.settings.consistency_delay, before = 5, project.stack.strict.settings.consistency_delay
+    first = project.run("schedule", "--cron", "0 3 * * ? *")
+    assert first.returncode == 0, first.output
+    # Someone broke the scheduler role's trust policy; the next schedule corrects it (UpdateAssumeRolePolicy)
+    # and then updates the schedule, which Scheduler refuses until the change has propagated.
+    role = f"gcpfargate-{project.family}-scheduler"
+    project.aws("iam").update_assume_role_policy(RoleName=role, PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                "Principal": {"Service": "ecs-tasks.amazonaws.com"}}]}))
+    layer = project.stack.strict
+    layer.settings.consistency_delay, before = 10, layer.settings.consistency_delay
     try:
-        result = project.run("schedule", "--cron", "0 3 * * ? *", "--output", "json")
+        result = project.run("schedule", "--cron", "0 4 * * ? *", "--output", "json")
     finally:
-        project.stack.strict.settings.consistency_delay = before
+        layer.settings.consistency_delay = before
     assert result.returncode == 0, result.output
+    assert "retrying" in result.stderr
+    assert project.aws("scheduler").get_schedule(Name=f"gcpfargate-{project.family}")["ScheduleExpression"] == \
+        "cron(0 4 * * ? *)"
