@@ -30,8 +30,8 @@ from typing import Any
 from gcpfargate.config import SCHEMA, Settings
 from gcpfargate.core import ecs, images, key_guard
 from gcpfargate.core.context import Context
-from gcpfargate.core.key_guard import scan_context
 from gcpfargate.core.gittag import derive_tag
+from gcpfargate.core.key_guard import scan_context
 from gcpfargate.core.report import Reporter
 from gcpfargate.core.results import NOT_SHOWN, PlannedResult
 from gcpfargate.errors import AwsError, ConfigError, EmbeddedCredentialsError
