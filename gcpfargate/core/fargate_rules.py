@@ -112,6 +112,6 @@ def drop_ecs_defaults(definition: dict[str, Any]) -> None:
     for volume in definition.get("volumes") or []:
         efs = volume.get("efsVolumeConfiguration") if isinstance(volume, dict) else None
         if isinstance(efs, dict):
-            for key, default in _EFS_DEFAULTS.items():
-                if efs.get(key) == default:
-                    efs.pop(key)
+            for name, filled in _EFS_DEFAULTS.items():
+                if efs.get(name) == filled:
+                    efs.pop(name)
