@@ -8,6 +8,7 @@ through the precedence chain.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import Field, dataclass, field, fields
@@ -227,7 +228,22 @@ class Settings:
 
     @property
     def execution_role_name(self) -> str:
-        return f"gcpfargate-{self.family}-execution"
+        return own_role_name(self.family, "execution")
+
+
+IAM_ROLE_NAME_MAX = 64  # IAM CreateRole: RoleName length 1-64 (botocore's IAM model, roleNameType)
+
+
+def own_role_name(family: str, purpose: str) -> str:
+    """`gcpfargate-<family>-<purpose>` within IAM's 64 characters (issue 12 item 5). A family too long for
+    it is cut and followed by 8 hex digits of its SHA-256, so the name stays stable and two long
+    families sharing a prefix still get different roles."""
+    name = f"gcpfargate-{family}-{purpose}"
+    if len(name) <= IAM_ROLE_NAME_MAX:
+        return name
+    digest = hashlib.sha256(family.encode("utf-8")).hexdigest()[:8]
+    room = IAM_ROLE_NAME_MAX - len(f"gcpfargate---{purpose}") - len(digest)
+    return f"gcpfargate-{family[:room]}-{digest}-{purpose}"
 
 
 def _lookup(settings: Settings, dotted: str) -> object:

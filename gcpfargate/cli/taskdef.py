@@ -29,7 +29,8 @@ def render(image: Image = None, template: Template = None) -> None:
     """Print the final task definition register-task would send (no AWS writes)."""
     from gcpfargate.core.taskdef import RenderResult, render_definition
 
-    STATE.console.show(RenderResult(render_definition(STATE.context(overrides={"task.template": template}), image)))
+    context = STATE.context(overrides={"task.template": template})
+    STATE.console.show(RenderResult(render_definition(context, image, show_rendered=True)))
 
 
 @app.command()

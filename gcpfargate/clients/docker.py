@@ -286,7 +286,8 @@ class DockerEngine:
                 container = self.client.containers.create(
                     spec.image, entrypoint=spec.entrypoint, command=spec.command, environment=spec.environment,
                     working_dir=spec.working_dir, user=spec.user or None, network_mode=spec.network,
-                    tmpfs=spec.tmpfs or None, detach=True, stdin_open=bool(spec.stdin),
+                    tmpfs=spec.tmpfs or None, read_only=spec.read_only, detach=True,
+                    stdin_open=bool(spec.stdin),
                     labels={"managed-by": "gcpfargate", "gcpfargate": "run-local"},
                 )
                 container.start()

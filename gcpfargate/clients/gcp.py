@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import os
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from gcpfargate.errors import GcpError, KeyLimitError, NotAKeyError
 from gcpfargate.keyfile import KeyMaterial
 
+T = TypeVar("T")
 MAX_USER_KEYS = 10
+NEW_ACCOUNT_WAIT_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,8 @@ class IamAdmin:
         self._client: Any = None
         self._lock = threading.Lock()
         self._call_log = os.environ.get("GCPFARGATE_CALL_LOG")
+        # Accounts this process created: NOT_FOUND for them means "not visible yet", not "gone".
+        self._created: set[str] = set()
 
     @property
     def client(self) -> Any:
@@ -108,15 +114,33 @@ class IamAdmin:
                               "service_account": {"display_name": f"{account_id} (gcpfargate)",
                                                   "description": "Created by gcpfargate for ECS Fargate tasks"}},
                              retry_reads=False)
+        self._created.add(created.email)
         return ServiceAccount(email=created.email, unique_id=created.unique_id, project=created.project_id,
                               disabled=created.disabled)
+
+    def _while_new(self, email: str, call: Callable[[], T]) -> T:
+        """`call()`, retried with backoff for up to NEW_ACCOUNT_WAIT_SECONDS while it answers NOT_FOUND for an
+        account this process just created: "it might take some time for the service account to be
+        available" (Google's docs for CreateServiceAccount, issue 12 item 7). NOT_FOUND on a create
+        means nothing was made, so the retry cannot mint a second key."""
+        deadline = time.monotonic() + NEW_ACCOUNT_WAIT_SECONDS
+        pause = 0.5
+        while True:
+            try:
+                return call()
+            except GcpError as exc:
+                if exc.code != "NOT_FOUND" or email not in self._created or time.monotonic() + pause > deadline:
+                    raise
+            time.sleep(pause)
+            pause = min(pause * 2, 5.0)
 
     def list_user_keys(self, email: str) -> list[KeyInfo]:
         from google.cloud import iam_admin_v1
 
-        response = self._call("ListServiceAccountKeys", f"list the keys of {email}",
-                              {"name": f"projects/-/serviceAccounts/{email}",
-                               "key_types": [iam_admin_v1.ListServiceAccountKeysRequest.KeyType.USER_MANAGED]})
+        request = {"name": f"projects/-/serviceAccounts/{email}",
+                   "key_types": [iam_admin_v1.ListServiceAccountKeysRequest.KeyType.USER_MANAGED]}
+        response = self._while_new(email, lambda: self._call("ListServiceAccountKeys", f"list the keys of {email}",
+                                                             request))
         return [_key_info(key) for key in response.keys]
 
     def get_key(self, email: str, key_id: str) -> KeyInfo | None:
@@ -137,7 +161,8 @@ class IamAdmin:
                    "private_key_type": iam_admin_v1.ServiceAccountPrivateKeyType.TYPE_GOOGLE_CREDENTIALS_FILE,
                    "key_algorithm": iam_admin_v1.ServiceAccountKeyAlgorithm.KEY_ALG_RSA_2048}
         try:
-            key = self._call("CreateServiceAccountKey", f"create a key for {email}", request, retry_reads=False)
+            key = self._while_new(email, lambda: self._call("CreateServiceAccountKey", f"create a key for {email}",
+                                                            request, retry_reads=False))
         except GcpError as exc:
             if exc.code == "FAILED_PRECONDITION" and "not allowed" in exc.message.lower():
                 raise GcpError(f"key creation for {email} is refused by an organization policy "

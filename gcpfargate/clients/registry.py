@@ -71,6 +71,7 @@ class Registry:
         self._aws = aws
         self._credentials: Credentials | None = None
         self._host: str | None = None
+        self._proxy_endpoint = ""  # from GetAuthorizationToken: https://<host>
         self._session: Any = None
         self._lock = threading.Lock()
         self._call_log = os.environ.get("GCPFARGATE_CALL_LOG")
@@ -81,9 +82,17 @@ class Registry:
     def host(self) -> str:
         if self._host is None:
             override = os.environ.get("GCPFARGATE_ECR_REGISTRY", "").strip()
-            # ECR's registry host in the region's partition: amazonaws.com, amazonaws.com.cn, c2s.ic.gov, …
-            self._host = override or f"{self._aws.account_id}.dkr.ecr.{self._aws.region}.{self._aws.dns_suffix()}"
+            # ECR names its own host: GetAuthorizationToken's proxyEndpoint (issue 12 item 8), which is
+            # right in every partition and for FIPS/dual-stack endpoints. Built from the region's DNS
+            # suffix only when an answer carries none.
+            self._host = override or self._proxy_host() or \
+                f"{self._aws.account_id}.dkr.ecr.{self._aws.region}.{self._aws.dns_suffix()}"
         return self._host
+
+    def _proxy_host(self) -> str:
+        self.credentials()
+        endpoint = self._proxy_endpoint
+        return endpoint.split("://", 1)[-1].rstrip("/")
 
     @property
     def scheme(self) -> str:
@@ -100,6 +109,7 @@ class Registry:
                 try:
                     token = data["authorizationData"][0]["authorizationToken"]
                     username, _, password = base64.b64decode(token).decode("utf-8").partition(":")
+                    self._proxy_endpoint = str(data["authorizationData"][0].get("proxyEndpoint") or "")
                 except (KeyError, IndexError, TypeError, ValueError):
                     password = ""
                 if not password:

@@ -60,7 +60,8 @@ def bootstrap(ctx: Context, new_key: bool = False, grant: bool = False) -> Boots
         else:
             key, secret_arn, _ = keys.create_and_store(ctx, account, state)
             key_id = key.key_id
-    kms_arn = secret.kms_key_arn(ctx)
+    # The key that really encrypts the secret; a secret created just now uses the configured one.
+    kms_arn = secret.kms_key_arn(ctx, state.kms_key_id if state is not None else None)
     with ctx.reporter.step("Checking the execution role"):
         # A dry run before the secret exists judges the role against a stand-in for its ARN.
         role = execution_role.ensure(ctx, secret_arn or f"(new secret {name})", kms_arn, grant=grant)

@@ -55,7 +55,7 @@ def deploy(ctx: Context, allow_embedded_credentials: bool = False, new_key: bool
         image = _pinned(pushed.image, digest) if digest else pushed.image
         # The secret's ARN and the latest revision travel on from the steps that read them.
         results["register-task"] = register_task(ctx, image=image, secret_arn=getattr(booted, "secret_arn", None),
-                                                 latest=pushed.latest)
+                                                 latest=pushed.latest, pushed=image)
     if service.configured(ctx) is not None:  # [service]: roll it to the latest revision and wait
         with _step("service"):
             results["service"] = service.roll_out(ctx, results["register-task"].task_definition_arn)
@@ -79,7 +79,7 @@ class _BackgroundBuild:
         self._report = DeferredReporter()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gcpfargate-build")
         try:
-            ctx.registry.host  # noqa: B018 - may ask STS for the account: here, not in the thread
+            ctx.registry.host  # noqa: B018 - may ask ECR (GetAuthorizationToken): here, not in the thread
         except GcpfargateError:
             # Reported by the step that needs it, in order; build nothing ahead.
             self._future = None

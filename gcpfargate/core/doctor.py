@@ -15,7 +15,7 @@ from enum import Enum
 from typing import Any
 
 from gcpfargate.clients.gcp import MAX_USER_KEYS, ServiceAccount
-from gcpfargate.core import ecs, execution_role, images, logs, policy, roles, secret, service_checks
+from gcpfargate.core import ecs, execution_role, fargate_rules, images, logs, policy, roles, secret, service_checks
 from gcpfargate.core.context import Context
 from gcpfargate.core.wiring import is_exact_wrapper, unwrap
 from gcpfargate.errors import AwsError, GcpfargateError
@@ -146,12 +146,14 @@ def _secret(ctx: Context, facts: _Facts, get_secret: bool) -> tuple[Status, str]
         tags = {tag["Key"]: tag["Value"] for tag in found.get("Tags", [])}
         facts.extra["tag_key_id"] = tags.get(secret.TAG_KEY_ID, "")
         facts.extra["secret_arn"] = found["ARN"]
+        facts.extra["kms_key_id"] = str(found.get("KmsKeyId", ""))
         return Status.SKIP, f"{name} exists; value not read (--no-get-secret)"
     state = secret.read(ctx, name)
     if state is None:
         return Status.FAIL, f"secret {name} does not exist (run gcpfargate bootstrap)"
     facts.secret = state
     facts.extra["secret_arn"] = state.arn
+    facts.extra["kms_key_id"] = state.kms_key_id  # the key that encrypts it, not the configured one
     if state.key is None:
         return Status.FAIL, f"secret {name}: {state.problem}"
     expected = facts.account.email if facts.account else ctx.settings.service_account_email
@@ -235,9 +237,9 @@ def _role_access(ctx: Context, facts: _Facts) -> tuple[Status, str]:
     if not secret_arn:
         raise _Skip("the secret does not exist")
     try:
-        kms_arn = secret.kms_key_arn(ctx)
+        kms_arn = secret.kms_key_arn(ctx, str(facts.extra.get("kms_key_id", "")))
     except AwsError as exc:
-        return Status.WARN, f"cannot resolve KMS key {ctx.settings.secret.kms_key_id}: {exc.message}"
+        return Status.WARN, f"cannot resolve KMS key {facts.extra.get('kms_key_id')}: {exc.message}"
     simulated = _simulate(ctx, facts.role_arn, secret_arn, kms_arn)
     verdict = simulated or execution_role.judge_secret_access(ctx, facts.role_arn, secret_arn, kms_arn)
     how = "IAM policy simulator" if simulated else "the role's own policies"
@@ -282,6 +284,9 @@ def _wiring(ctx: Context, facts: _Facts) -> tuple[Status, str]:
     # Key text anywhere in the revision (command, labels, log options, …), not only in environment.
     found = key_paths(revision, is_key=key_text)
     problems: list[str] = [f"key text at {', '.join(found[:5])}"] if found else []
+    if why := fargate_rules.missing_execution_role(revision, lambda: ctx.registry.host):
+        problems.append(f"revision {revision.get('revision')} has no executionRoleArn, but {why}: ECS cannot start "
+                        "it (register-task adds the execution role)")
     for container in revision.get("containerDefinitions", []):
         name = container.get("name", "?")
         if name not in wanted:

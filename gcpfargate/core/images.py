@@ -8,6 +8,7 @@ also accepts in `--platform` (`x86_64`, `aarch64`), and ECS's `runtimePlatform.c
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -70,6 +71,16 @@ def held(ctx: Context, image: str, platform: str = "") -> ImageRef | None:
     return ctx.registry.resolve(repository, digest or tag or "latest", platform or configured_platform(ctx))
 
 
+def same_image(digest: str, config_digest: str, image_id: str, repo_digests: Sequence[str], name: str) -> bool:
+    """Whether the registry's image (manifest or index `digest`, config `config_digest`) is the engine's image.
+
+    The classic image store's image id is the config digest. Docker's containerd image store (the
+    default of current releases) reports the image's own manifest or index digest as its id, and lists
+    every pushed digest in RepoDigests as `name@sha256:…` (moby/moby#45122, docker/cli#5526).
+    """
+    return image_id in (config_digest, digest) or f"{name}@{digest}" in repo_digests
+
+
 @dataclass(frozen=True)
 class ResolvedImage:
     reference: str  # what the template's `image` is: host/repo@sha256:… when pinned
@@ -86,6 +97,36 @@ def default_image(ctx: Context) -> str:
     if not ctx.settings.repository:
         ctx.settings.require("image.repository")
     return f"{ctx.registry.host}/{ctx.settings.repository}:{tag}"
+
+
+# ECR CreateRepository: repositoryName length 2-256, pattern from botocore's ECR model (issue 12 item 5).
+_REPOSITORY = re.compile(r"(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*")
+
+
+def check_repository_name(ctx: Context) -> str:
+    """The repository to push to, refused before any build when ECR would refuse its name."""
+    name = ctx.settings.repository
+    if 2 <= len(name) <= 256 and _REPOSITORY.fullmatch(name):
+        return name
+    source = "image.repository" if ctx.settings.image.repository else "derived from task.family"
+    raise ConfigError(f"{name!r} ({source}) is not a valid ECR repository name: 2-256 lowercase letters, digits, "
+                      "and . _ - / between them", "Set image.repository (GCPFARGATE_IMAGE_REPOSITORY) to a valid name")
+
+
+def registered_image(ctx: Context) -> str | None:
+    """Without image.tag (a derived tag is in no config): the image in gcpfargate's repository that the
+    family's latest ACTIVE revision runs, so render/diff/run-local need no --image after a deploy."""
+    if ctx.settings.image.tag or not ctx.settings.repository:
+        return None
+    from gcpfargate.core import ecs
+
+    definition = ecs.latest_active(ctx, ctx.settings.family) or {}
+    name = ctx.registry.image_name(ctx.settings.repository)
+    for container in definition.get("containerDefinitions") or []:
+        image = str(container.get("image", ""))
+        if image.startswith((name + ":", name + "@")):
+            return image
+    return None
 
 
 def resolve_image(ctx: Context, image: str | None) -> ResolvedImage:

@@ -3,10 +3,15 @@ missing ones at registration, and following a running task's streams."""
 
 from __future__ import annotations
 
-from typing import Any
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 from gcpfargate.core.context import Context
 from gcpfargate.errors import AwsError
+
+DRAIN_PAUSE_SECONDS = 1.5
+DRAIN_BUDGET_SECONDS = 30.0
 
 
 def log_groups(definition: dict[str, Any]) -> list[tuple[str, str]]:
@@ -61,9 +66,11 @@ class LogFollower:
         self.token: str | None = None
         self.broken = False
 
-    def poll(self) -> None:
+    def poll(self) -> int:
+        """Print the events that arrived since the last poll; how many there were."""
+        shown = 0
         if self.broken:
-            return
+            return shown
         while True:
             params: dict[str, Any] = {"logGroupName": self.group, "logStreamName": self.stream, "startFromHead": True}
             if self.token:
@@ -75,17 +82,39 @@ class LogFollower:
                 # Logs are a convenience: say why they stopped, keep waiting for the task.
                 self.broken = True
                 self.ctx.reporter.warn(f"cannot follow log stream {self.group}/{self.stream}: {exc.message}")
-                return
+                return shown
             if page is None:
-                return  # the container has not written anything yet
+                return shown  # the container has not written anything yet
             for event in page.get("events", []):
                 message = str(event.get("message", "")).rstrip("\n")
                 self.ctx.reporter.log(f"[{self.label}] {message}" if self.label else message)
+                shown += 1
             token = page.get("nextForwardToken")
             if not page.get("events") or token == self.token:
                 self.token = token or self.token
-                return
+                return shown
             self.token = token
+
+
+class Follower(Protocol):
+    def poll(self) -> int: ...
+
+
+def drain(followers: Sequence[Follower], sleep: Callable[[float], None] = time.sleep,
+          clock: Callable[[], float] = time.monotonic) -> None:
+    """After the task stopped: keep polling until two polls in a row bring nothing (issue 12 item 12).
+
+    CloudWatch Logs delivers a container's last lines seconds after ECS reports STOPPED, so one
+    last poll misses them. Bounded by `DRAIN_BUDGET_SECONDS` for a stream that keeps growing."""
+    if not followers:
+        return
+    deadline = clock() + DRAIN_BUDGET_SECONDS
+    quiet = 0
+    while quiet < 2:
+        quiet = quiet + 1 if sum(follower.poll() for follower in followers) == 0 else 0
+        if quiet >= 2 or clock() + DRAIN_PAUSE_SECONDS > deadline:
+            return
+        sleep(DRAIN_PAUSE_SECONDS)
 
 
 def log_followers(ctx: Context, definition: dict[str, Any], task_arn: str) -> list[LogFollower]:

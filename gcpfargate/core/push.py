@@ -4,8 +4,9 @@
   scan-on-push on. An existing repository is never reconfigured; scan-on-push off only warns.
 - **Authentication**: ECR's GetAuthorizationToken; the credentials go to the Docker engine with
   this push only (`auth_config`), never into ~/.docker/config.json.
-- **Tag**: `image.tag` (or `--tag`); otherwise derived: the short git SHA of the context when it
-  is a git work tree, else a UTC timestamp `YYYYmmddHHMMSS`.
+- **Tag**: `image.tag` (or `--tag`); otherwise derived (core/gittag.py): the short git SHA of the
+  context when it is a git work tree (`<sha>-dirty-<content hash>` with uncommitted changes), else a
+  UTC timestamp `YYYYmmddHHMMSS`.
 - **latest** is *not* pushed unless `image.push_latest = true`: repositories with immutable tags
   reject a second `latest`, and the task definition pins the digest anyway, so `latest` only
   serves humans.
@@ -22,16 +23,14 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from gcpfargate.config import SCHEMA, Settings
 from gcpfargate.core import ecs, images, key_guard
 from gcpfargate.core.context import Context
+from gcpfargate.core.gittag import derive_tag
 from gcpfargate.core.key_guard import scan_context
 from gcpfargate.core.report import Reporter
 from gcpfargate.core.results import NOT_SHOWN, PlannedResult
@@ -88,7 +87,7 @@ def build_image(ctx: Context, allow_embedded_credentials: bool = False, tag: str
     settings = ctx.settings
     if not settings.repository:
         settings.require("image.repository")
-    repository = settings.repository
+    repository = images.check_repository_name(ctx)
     inputs = build_inputs(settings)
     key_guard.check_build_args(inputs.build_args)
     tag, explicit = choose_tag(settings, inputs.context, tag)
@@ -136,14 +135,17 @@ def _push(ctx: Context, built: Built, allow_embedded_credentials: bool,
     repository, inputs, tag, explicit, tags, name = (built.repository, built.inputs, built.tag, built.explicit,
                                                      built.tags, built.name)
     image, image_id = f"{name}:{tag}", built.image_id
-    check_platform(ctx, image, image_id, inputs.platform, task_definition)
+    # Docker's containerd image store reports the manifest digest as the id; RepoDigests names pushed ones.
+    repo_digests = tuple(check_platform(ctx, image, image_id, inputs.platform, task_definition).get("RepoDigests")
+                         or ())
     # Authenticate before any write: an expired or refused token must leave nothing half-made.
     with ctx.reporter.step(f"Authenticating to {ctx.registry.host}"):
         credentials = ctx.registry.credentials()
 
-    digest = held_digest(ctx, repository, tag, inputs.platform, image_id)
+    digest = held_digest(ctx, repository, tag, inputs.platform, image_id, repo_digests)
     if not digest and not explicit:
-        reused = reuse_task_definition_image(ctx, repository, image_id, inputs.platform, task_definition)
+        reused = reuse_task_definition_image(ctx, repository, image_id, inputs.platform, task_definition,
+                                             repo_digests)
         if reused is not None:
             return reused
     extra_tags = [each for each in tags if each != tag]
@@ -162,7 +164,7 @@ def _push(ctx: Context, built: Built, allow_embedded_credentials: bool,
             ctx.reporter.info(f"{image} already holds this image: nothing to push")
             continue
         if each != tag:
-            if held_digest(ctx, repository, each, inputs.platform, image_id):
+            if held_digest(ctx, repository, each, inputs.platform, image_id, repo_digests):
                 continue
             ctx.docker.tag(image_id, name, each)
         # Not a step: a spinner and the per-layer bars cannot share the terminal.
@@ -206,23 +208,6 @@ def choose_tag(settings: Settings, context: Path, tag: str | None = None) -> tup
     if configured:
         return configured, True
     return derive_tag(context), False
-
-
-def derive_tag(context: Path, now: datetime | None = None) -> str:
-    """The short git SHA of the context's HEAD when it is a git work tree, else a UTC timestamp."""
-    git = shutil.which("git")
-    if git:
-        try:
-            inside = subprocess.run([git, "-C", str(context), "rev-parse", "--is-inside-work-tree"],
-                                    capture_output=True, text=True, timeout=10)
-            if inside.returncode == 0 and inside.stdout.strip() == "true":
-                head = subprocess.run([git, "-C", str(context), "rev-parse", "--short", "HEAD"],
-                                      capture_output=True, text=True, timeout=10)
-                if head.returncode == 0 and head.stdout.strip():
-                    return head.stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            pass  # no usable git: fall back to the timestamp
-    return (now or datetime.now(UTC)).strftime("%Y%m%d%H%M%S")
 
 
 # -- the guard -----------------------------------------------------------------------------------
@@ -296,7 +281,8 @@ def read_latest(ctx: Context) -> ecs.LatestRevision | None:
 
 
 def check_platform(ctx: Context, image: str, image_id: str, platform: str,
-                   task_definition: dict[str, Any] | None) -> None:
+                   task_definition: dict[str, Any] | None) -> dict[str, Any]:
+    """Warn when the built image cannot run where it is going; the engine's inspect data of the image."""
     data = ctx.docker.inspect(image_id) or {}
     arch = images.docker_arch(str(data.get("Architecture", "")))
     built = f"{data.get('Os', 'linux')}/{arch}"
@@ -308,11 +294,13 @@ def check_platform(ctx: Context, image: str, image_id: str, platform: str,
     if wanted and arch and wanted != arch:
         ctx.reporter.warn(f"{image} is {built}, but task definition {task_definition.get('family')} "
                           f"asks for runtimePlatform {wanted}: set image.platform and runtimePlatform alike")
+    return data
 
 
 def reuse_task_definition_image(ctx: Context, repository: str, image_id: str, platform: str,
-                                task_definition: dict[str, Any] | None) -> PushResult | None:
-    """The registered image when it is this very image (same config digest) and still in the registry."""
+                                task_definition: dict[str, Any] | None, repo_digests: tuple[str, ...] = ()
+                                ) -> PushResult | None:
+    """The registered image when it is this very image (images.same_image) and still in the registry."""
     name = ctx.registry.image_name(repository)
     task_definition = task_definition or {}
     for container in task_definition.get("containerDefinitions", []):
@@ -321,7 +309,7 @@ def reuse_task_definition_image(ctx: Context, repository: str, image_id: str, pl
             continue
         reference = registered[len(name) + 1:]
         held = ctx.registry.resolve(repository, reference, platform)
-        if held is None or held.config_digest != image_id:
+        if held is None or not images.same_image(held.digest, held.config_digest, image_id, repo_digests, name):
             continue
         # A digest-pinned registration is reported as such: finding a tag for it would cost a lookup per tag.
         tag = reference if registered.startswith(name + ":") else None
@@ -332,10 +320,13 @@ def reuse_task_definition_image(ctx: Context, repository: str, image_id: str, pl
     return None
 
 
-def held_digest(ctx: Context, repository: str, tag: str, platform: str, image_id: str) -> str:
-    """The manifest digest when the registry holds this very image (same config digest) under `tag`."""
+def held_digest(ctx: Context, repository: str, tag: str, platform: str, image_id: str,
+                repo_digests: tuple[str, ...] = ()) -> str:
+    """The manifest digest when the registry holds this very image (images.same_image) under `tag`."""
     held = ctx.registry.resolve(repository, tag, platform)
-    return held.digest if held is not None and held.config_digest == image_id else ""
+    name = ctx.registry.image_name(repository)
+    return held.digest if held is not None and images.same_image(held.digest, held.config_digest, image_id,
+                                                                 repo_digests, name) else ""
 
 
 def plan(ctx: Context, repository: str, image: str, tags: list[str], inputs: BuildInputs) -> PushResult:

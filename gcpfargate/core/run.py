@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gcpfargate.config import Settings
-from gcpfargate.core import ecs, logs
+from gcpfargate.core import ecs, logs, propagation
 from gcpfargate.core.context import Context
 from gcpfargate.errors import AwsError, OperationError
 
@@ -88,7 +88,9 @@ def run(ctx: Context, revision: int | None = None, wait: bool = True,
 
 def _start(ctx: Context, request: dict[str, Any], cluster: str) -> dict[str, Any]:
     try:
-        response = ctx.aws.call("ecs", "run_task", "start the task", **request)
+        # Right after a deploy changed the execution role, ECS may not be able to assume it yet.
+        response = propagation.retry_while(lambda: ctx.aws.call("ecs", "run_task", "start the task", **request),
+                                           propagation.assume_role_refused, ctx.reporter, "start the task")
     except AwsError as exc:
         if exc.code == "ClusterNotFoundException":
             raise AwsError(f"failed to start the task: ECS cluster {cluster} does not exist",
@@ -127,6 +129,7 @@ def wait_until_stopped(ctx: Context, cluster: str, task_arn: str, followers: lis
                 for follower in followers:
                     follower.poll()
                 if status == "STOPPED":
+                    logs.drain(followers, sleep=sleep, clock=clock)
                     return task
                 remaining = deadline - clock()
                 if remaining <= 0:

@@ -4,8 +4,9 @@ Fargate resolves `secrets[].valueFrom` with the *execution role*, pulls the imag
 container with the definition's entryPoint, command, environment, workingDirectory and user. This
 does the same with the caller's credentials, after judging whether the execution role could read
 each secret (a task that would fail on Fargate fails here first). The container gets network
-`none` unless asked for `host`, and is always removed afterwards; the credentials directory is a
-tmpfs, so the key file never reaches the engine's disk.
+`none` unless asked for `host`, and is always removed afterwards. It follows
+`readonlyRootFilesystem` and mounts the task's own volumes as tmpfs; the credentials directory is a
+tmpfs (or lies in one of those volumes), so the key file never reaches the engine's disk.
 
 Secret values never enter the container's config: the engine shows that config to `docker
 inspect` and stores it on its disk (config.v2.json). Instead the container starts a rehearsal
@@ -23,7 +24,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from gcpfargate.core import ecs, policy, roles
+from gcpfargate.core import ecs, fargate_rules, policy, roles
 from gcpfargate.core.context import Context
 from gcpfargate.core.wiring import sh_quote
 from gcpfargate.errors import ConfigError, OperationError
@@ -73,6 +74,7 @@ class ContainerSpec:
     tmpfs: dict[str, str]
     secrets: dict[str, str] = field(default_factory=dict, repr=False)  # for redaction; delivered via `stdin`
     stdin: bytes = field(default=b"", repr=False)
+    read_only: bool = False  # the task's readonlyRootFilesystem
 
 
 @dataclass
@@ -216,15 +218,19 @@ def container_spec(ctx: Context, definition: dict[str, Any], container: dict[str
                for item in container.get("secrets", [])}
     for name in secrets:
         environment.pop(name, None)  # the secret's value wins over an environment entry of that name
-    tmpfs: dict[str, str] = {}
+    # The task's own writable mounts become tmpfs (Fargate's task volumes start empty). A read-only root
+    # gets nothing else, so the rehearsal fails where Fargate would (issue 12 item 11); otherwise the
+    # credentials directory is a tmpfs too, so the key file never reaches the engine's disk.
+    read_only = bool(container.get("readonlyRootFilesystem"))
+    tmpfs = {path: "rw,mode=0755" for path in fargate_rules.writable_mounts(container)}
     credentials_path = environment.get("GOOGLE_APPLICATION_CREDENTIALS", "")
-    if credentials_path.startswith("/"):
-        tmpfs[posixpath.dirname(credentials_path) or "/"] = "rw,mode=0755"
+    if credentials_path.startswith("/") and not read_only:
+        tmpfs.setdefault(posixpath.dirname(credentials_path) or "/", "rw,mode=0755")
     return ContainerSpec(
         image=str(container["image"]), name=str(container.get("name", "app")),
         entrypoint=container.get("entryPoint") or None, command=container.get("command") or None,
         environment=environment, working_dir=container.get("workingDirectory") or None,
-        user=container.get("user") or None, network=network, tmpfs=tmpfs,
+        user=container.get("user") or None, network=network, tmpfs=tmpfs, read_only=read_only,
         secrets=secrets, stdin=secrets_payload(secrets) if secrets else b"",
     )
 

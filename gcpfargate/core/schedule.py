@@ -31,9 +31,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from gcpfargate.core import cron, ecs, policy, roles
+from gcpfargate.core import cron, ecs, policy, propagation, roles
 from gcpfargate.core.context import Context
 from gcpfargate.errors import AwsError, ConfigError
+from gcpfargate.settings import own_role_name
 
 SCHEDULER_PRINCIPAL = "scheduler.amazonaws.com"
 ROLE_POLICY_NAME = "gcpfargate-run-task"
@@ -76,11 +77,7 @@ def schedule_name(ctx: Context) -> str:
 
 
 def scheduler_role_name(ctx: Context) -> str:
-    name = f"gcpfargate-{ctx.settings.family}-scheduler"
-    if len(name) > 64:
-        raise ConfigError(f"the scheduler role name {name} is longer than IAM's 64 characters",
-                          "Create a role yourself and set schedule.role_arn")
-    return name
+    return own_role_name(ctx.settings.family, "scheduler")
 
 
 # -- reading ------------------------------------------------------------------------------------
@@ -277,7 +274,7 @@ def apply(ctx: Context, disable: bool = False, pin_revision: bool = False, count
         if group != "default":
             _ensure_group(ctx, group)
         with ctx.reporter.step(f"{'Creating' if current is None else 'Updating'} schedule {name}"):
-            _write(ctx, operation, desired, role_is_new=role.created, sleep=sleep)
+            _write(ctx, operation, desired, role_changed=role.changed, sleep=sleep)
         current = get_schedule(ctx, name, group)
     elif ctx.dry_run:
         return _planned(desired, current, count, plan)
@@ -301,19 +298,20 @@ def _ensure_group(ctx: Context, group: str) -> None:
         ctx.reporter.info(f"created schedule group {group}")
 
 
-def _write(ctx: Context, operation: str, params: dict[str, Any], role_is_new: bool,
+def _write(ctx: Context, operation: str, params: dict[str, Any], role_changed: bool,
            sleep: Callable[[float], None]) -> None:
-    # A role IAM has just created is not visible to Scheduler for a few seconds; only then retry.
-    delays = [2.0, 4.0, 8.0, 8.0, 8.0] if role_is_new else []
     verb = "create" if operation == "create_schedule" else "update"
-    while True:
-        try:
-            ctx.aws.call("scheduler", operation, f"{verb} schedule {params['Name']}", **params)
-            return
-        except AwsError as exc:
-            if not (delays and exc.code == "ValidationException" and "role" in exc.message.lower()):
-                raise
-            sleep(delays.pop(0))
+
+    def write() -> None:
+        ctx.aws.call("scheduler", operation, f"{verb} schedule {params['Name']}", **params)
+
+    if not role_changed:
+        write()
+        return
+    # A role IAM has just created, or whose trust policy just changed, is not visible to Scheduler for a
+    # while: its validation refuses the role until then (issue 12 item 7).
+    propagation.retry_while(write, propagation.scheduler_role_refused, ctx.reporter, f"{verb} schedule "
+                            f"{params['Name']}", sleep=sleep)
 
 
 def delete(ctx: Context) -> ScheduleResult:

@@ -151,9 +151,13 @@ def referenced_key_ids(ctx: Context, arn: str) -> dict[str, list[str]]:
     return found
 
 
-def kms_key_arn(ctx: Context) -> str:
-    """The ARN of secret.kms_key_id (an id, alias or ARN), for policies; "" when none is configured."""
-    key_id = ctx.settings.secret.kms_key_id
+def kms_key_arn(ctx: Context, key_id: str | None = None) -> str:
+    """The ARN of KMS key `key_id` (an id, alias or ARN; default secret.kms_key_id), for policies; "" for none.
+
+    Pass the secret's own KmsKeyId (DescribeSecret) when it exists: an adopted secret may be encrypted
+    with another key than the configured one, and "" there means the AWS managed key, which needs no
+    grant (issue 12 item 6)."""
+    key_id = ctx.settings.secret.kms_key_id if key_id is None else key_id
     if not key_id:
         return ""
     if key_id.startswith("arn:") and ":key/" in key_id:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gcpfargate.core import ecs, images, logs, roles, secret, template, wiring
+from gcpfargate.core import ecs, fargate_rules, images, logs, propagation, roles, secret, template, wiring
 from gcpfargate.core.context import Context
 from gcpfargate.errors import ImageNotFound, SecretNotFound, TemplateError
 
@@ -62,10 +62,13 @@ def template_path(ctx: Context) -> Path:
     return ctx.settings.resolve(ctx.settings.task.template)
 
 
-def render_definition(ctx: Context, image: str | None, secret_arn: str | None = None) -> dict[str, Any]:
+def render_definition(ctx: Context, image: str | None, secret_arn: str | None = None,
+                      show_rendered: bool = False) -> dict[str, Any]:
     """The final task definition register-task would send: rendered, wired, validated. Reads only.
 
-    `secret_arn` is the secret's ARN when the caller knows it (deploy: from bootstrap); else it is read."""
+    `secret_arn` is the secret's ARN when the caller knows it (deploy: from bootstrap); else it is read.
+    Without `image` and image.tag, the image of the family's latest ACTIVE revision is used (a derived
+    tag is in no config). `show_rendered` logs the rendered text, numbered, when it is not JSON."""
     settings = ctx.settings
     settings.require("task.family")
     path = template_path(ctx)
@@ -94,11 +97,22 @@ def render_definition(ctx: Context, image: str | None, secret_arn: str | None = 
             variables[name] = lookup()
     resolved: images.ResolvedImage | None = None
     if needed & {"image", "image_digest"}:
-        resolved = images.resolve_image(ctx, image)
+        resolved = images.resolve_image(ctx, image or images.registered_image(ctx))
         variables.update(image=resolved.reference, image_digest=resolved.digest)
+    else:
+        ctx.reporter.warn(f"{template.shown(path)} does not use {{{{ image }}}} or {{{{ image_digest }}}}: the image "
+                          "push-image builds is not the one this definition runs")
 
     with ctx.reporter.step(f"Rendering {template.shown(path)}"):
-        definition = template.render(path, variables)
+        text = template.render_text(path, variables)
+    try:
+        definition = template.parse_json(text, path)
+    except TemplateError:
+        if show_rendered:
+            width = len(str(text.count("\n") + 1))
+            for number, line in enumerate(text.splitlines(), start=1):
+                ctx.reporter.log(f"{number:>{max(width, 4)}} | {line}")
+        raise
     # Validate first: wiring relies on containerDefinitions being a list of objects.
     shape = template.input_shape(ctx.aws.service_model("ecs"))
     template.validate(definition, template.shown(path), shape)
@@ -111,8 +125,16 @@ def render_definition(ctx: Context, image: str | None, secret_arn: str | None = 
             definition, secret_arn=variables["secret_arn"], credentials_env=variables["credentials_env"],
             credentials_path=variables["credentials_path"], containers=settings.task.containers or None,
             image_config=lambda ref: images.run_config(ctx, ref, resolved))
+        fargate_rules.check_read_only_root(definition, variables["credentials_path"],
+                                           wiring.target_names(definition, settings.task.containers or None),
+                                           template.shown(path))
     else:
         wiring.check_environment(definition, variables["credentials_env"])
+    if fargate_rules.missing_execution_role(definition, lambda: ctx.registry.host):
+        # ECS refuses secrets, ECR images and awslogs without one: the configured role, else bootstrap's.
+        definition["executionRoleArn"] = variables.get("execution_role_arn") or roles.execution_role_arn(ctx)
+    for warning in fargate_rules.empty_environment(definition):
+        ctx.reporter.warn(warning)
     template.validate(definition, template.shown(path), shape)
     if definition.get("family") != settings.family:
         raise TemplateError(f"{template.shown(path)}: family is {definition.get('family')!r}, but task.family is "
@@ -160,6 +182,7 @@ def normalise(definition: dict[str, Any]) -> dict[str, Any]:
         for mount in (container.get("mountPoints") or []) + (container.get("volumesFrom") or []):
             if mount.get("readOnly") is False:
                 mount.pop("readOnly")
+    fargate_rules.drop_ecs_defaults(data)
     cleaned: dict[str, Any] = _drop_empty(data)
     return cleaned
 
@@ -195,8 +218,21 @@ def diff_definition(ctx: Context, image: str | None) -> DiffResult:
 
 
 # -- registering ----------------------------------------------------------------------------------
+def check_runs_pushed(definition: dict[str, Any], pushed: str, where: str) -> None:
+    """`deploy` pushed `pushed`: refuse to register a definition that runs another image (issue 17 item 3)."""
+    host, repository, _, _ = images.split_image(pushed)
+    name = f"{host}/{repository}" if host else repository
+    if any(str(c.get("image", "")).startswith((name + ":", name + "@"))
+           for c in definition.get("containerDefinitions") or []):
+        return
+    raise TemplateError(f"deploy pushed {pushed}, but {where} runs no image of {name} (it does not use "
+                        "{{ image }}): the new image would never run",
+                        'Use "image": {{ image | tojson }} in the container that runs your code '
+                        "(or push-image and register-task separately)")
+
+
 def register_task(ctx: Context, image: str | None, secret_arn: str | None = None,
-                  latest: ecs.LatestRevision | None = None) -> RegisterResult:
+                  latest: ecs.LatestRevision | None = None, pushed: str = "") -> RegisterResult:
     """Register the rendered definition unless the latest revision already matches it. `deploy` passes the
     secret's ARN from bootstrap and the `latest` revision push-image read, so neither is read twice."""
     family = ctx.settings.family
@@ -209,6 +245,8 @@ def register_task(ctx: Context, image: str | None, secret_arn: str | None = None
         # A dry-run deploy renders before bootstrap and push-image have made anything: say so rather than fail.
         return RegisterResult(None, None, True, plan=[f"register a new revision of {family} (not checked yet: "
                                                     f"{exc.message}; {exc.hint[:1].lower()}{exc.hint[1:]})"])
+    if pushed and not ctx.dry_run:
+        check_runs_pushed(rendered, pushed, template.shown(template_path(ctx)))
     if latest is not None:
         registered = latest.definition
     else:
@@ -226,6 +264,9 @@ def register_task(ctx: Context, image: str | None, secret_arn: str | None = None
     if ctx.dry_run:
         return RegisterResult(None, None, True, plan=plan, diff=diff)
     with ctx.reporter.step(f"Registering a new revision of {family}"):
-        created = ctx.aws.call("ecs", "register_task_definition", f"register task definition {family}",
-                               **rendered)["taskDefinition"]
+        # Right after bootstrap made or changed the execution role, ECS may not see it yet (iam:PassRole).
+        created = propagation.retry_while(
+            lambda: ctx.aws.call("ecs", "register_task_definition", f"register task definition {family}",
+                                 **rendered), propagation.pass_role_refused, ctx.reporter,
+            f"register task definition {family}")["taskDefinition"]
     return RegisterResult(str(created["taskDefinitionArn"]), int(created["revision"]), True, plan=[], diff=diff)

@@ -4,13 +4,18 @@ For each target container the key arrives through ECS `secrets` as an environmen
 start-up wrapper (POSIX `sh`: dash, busybox, bash) writes it to `credentials_path` with mode 0600,
 removes the variable and `exec`s the original program. The wrapper is:
 
-    entryPoint = ["/bin/sh", "-c", SCRIPT, "gcpfargate-wrapper", *original_argv]
+    entryPoint = ["/bin/sh", "-c", SCRIPT, "gcpfargate-wrapper", *original_entrypoint]
+    command    = original_command
 
-The original argv travels as positional parameters and the script ends with `exec "$@"`, so no
-argument is ever re-quoted: quotes, spaces, `$`, newlines reach the program exactly. The original
-argv follows Docker's rules: the template's entryPoint (+ command), else the image's ENTRYPOINT
-with the template's command or the image's CMD. `printf` is a shell builtin in dash and busybox,
-so the key is never in a process's argv (/proc/*/cmdline).
+Docker's model is kept (issue 17 item 1): the wrapper and the ENTRYPOINT go in `entryPoint`, the
+CMD (or the template's `command`) stays in `command`, so an ECS `containerOverrides.command` (the
+console's "run with override", `aws ecs run-task --overrides`, EventBridge targets) replaces
+exactly the CMD, as it would without gcpfargate. ECS starts `entryPoint + command`; both travel to
+the script as positional parameters and it ends with `exec "$@"`, so no argument is ever
+re-quoted: quotes, spaces, `$`, newlines reach the program exactly. The original entry point and
+command follow Docker's rules: the template's entryPoint (with its command, if any), else the
+image's ENTRYPOINT with the template's command or the image's CMD. `printf` is a shell builtin in
+dash and busybox, so the key is never in a process's argv (/proc/*/cmdline).
 """
 
 from __future__ import annotations
@@ -104,26 +109,33 @@ def unwrap(container: Mapping[str, Any]) -> Unwrapped | None:
     match = _WRITES.search(entry[2])
     env_name, quoted = (match.group(1), match.group(2)) if match else ("", "''")
     path = quoted[1:-1].replace("'\\''", "'")
-    return Unwrapped(argv=entry[4:], credentials_env=env_name, credentials_path=path)
+    return Unwrapped(argv=entry[4:] + list(container.get("command") or []), credentials_env=env_name,
+                     credentials_path=path)
+
+
+def original_parts(container: Mapping[str, Any], image_config: ImageConfig) -> tuple[list[str], list[str] | None]:
+    """(entry point, command) the container runs without gcpfargate, by Docker's rules; the command is None
+    when there is none (the image is read only when needed)."""
+    command = list(container.get("command") or []) or None
+    if is_wrapped(container):
+        return list(container["entryPoint"])[4:], command
+    entry = list(container.get("entryPoint") or [])
+    if entry:  # Docker: an entry point from the template drops the image's CMD
+        return entry, command
+    config = image_config(str(container.get("image", "")))
+    image_entry = list(config.get("Entrypoint") or [])
+    command = command or list(config.get("Cmd") or []) or None
+    if not image_entry and not command:
+        raise TemplateError(f"container {container.get('name')}: nothing to run: the template sets no "
+                            f"entryPoint/command and image {container.get('image')} has no ENTRYPOINT or CMD",
+                            'Set "entryPoint" or "command" in the template')
+    return image_entry, command
 
 
 def original_argv(container: Mapping[str, Any], image_config: ImageConfig) -> list[str]:
     """What the container runs without gcpfargate, by Docker's rules (the image is read only when needed)."""
-    unwrapped = unwrap(container)
-    if unwrapped is not None:
-        return unwrapped.argv
-    entry = list(container.get("entryPoint") or [])
-    command = container.get("command")
-    if entry:
-        return entry + list(command or [])
-    config = image_config(str(container.get("image", "")))
-    image_entry = list(config.get("Entrypoint") or [])
-    argv = image_entry + list(command if command else config.get("Cmd") or [])
-    if not argv:
-        raise TemplateError(f"container {container.get('name')}: nothing to run: the template sets no "
-                            f"entryPoint/command and image {container.get('image')} has no ENTRYPOINT or CMD",
-                            'Set "entryPoint" or "command" in the template')
-    return argv
+    entry, command = original_parts(container, image_config)
+    return entry + (command or [])
 
 
 def check_environment(definition: Mapping[str, Any], credentials_env: str) -> None:
@@ -169,7 +181,7 @@ def wire(definition: Mapping[str, Any], *, secret_arn: str, credentials_env: str
         if container.get("name") not in names:
             continue
         name = container.get("name")
-        argv = original_argv(container, image_config)
+        entry, command = original_parts(container, image_config)
         secrets = [s for s in container.get("secrets") or [] if s.get("name") != credentials_env]
         for item in container.get("secrets") or []:
             if item.get("name") == credentials_env and item.get("valueFrom") != secret_arn:
@@ -183,9 +195,11 @@ def wire(definition: Mapping[str, Any], *, secret_arn: str, credentials_env: str
                                     "Remove it from the template, or change task.credentials_path")
         container["secrets"] = [*secrets, {"name": credentials_env, "valueFrom": secret_arn}]
         container["environment"] = [*environment, {"name": CREDENTIALS_VARIABLE, "value": credentials_path}]
-        container["entryPoint"] = [*SHELL, script, WRAPPER_NAME, *argv]
-        # The whole original argv is in entryPoint now; a command would be appended to it.
-        container.pop("command", None)
+        container["entryPoint"] = [*SHELL, script, WRAPPER_NAME, *entry]
+        if command:
+            container["command"] = command
+        else:
+            container.pop("command", None)
     return wired
 
 
@@ -212,20 +226,16 @@ def unwire(definition: Mapping[str, Any], image_config: Callable[[str], Mapping[
         for key in ("secrets", "environment"):
             if not container[key]:
                 container.pop(key)
-        container.pop("entryPoint", None)
-        container.pop("command", None)
-        container.update(_as_template_argv(unwrapped.argv, image_config(str(container.get("image", "")))))
+        entry, command = list(container.pop("entryPoint"))[4:], container.pop("command", None)
+        container.update(_as_template_argv(entry, command, image_config(str(container.get("image", "")))))
     return plain, secret_arns
 
 
-def _as_template_argv(argv: list[str], config: Mapping[str, Any] | None) -> dict[str, list[str]]:
-    """The shortest entryPoint/command that gives `argv` on this image, by Docker's rules."""
-    if config is None:
-        return {"entryPoint": argv}
-    image_entry = list(config.get("Entrypoint") or [])
-    image_cmd = list(config.get("Cmd") or [])
-    if argv == image_entry + image_cmd:
-        return {}
-    if argv[:len(image_entry)] == image_entry and len(argv) > len(image_entry):
-        return {"command": argv[len(image_entry):]}
-    return {"entryPoint": argv}
+def _as_template_argv(entry: list[str], command: list[str] | None, config: Mapping[str, Any] | None
+                      ) -> dict[str, list[str]]:
+    """The shortest entryPoint/command that gives this entry point and command on this image, by Docker's
+    rules (an image that cannot be read keeps both explicit)."""
+    if config is not None and entry == list(config.get("Entrypoint") or []):
+        return {"command": command} if command and command != list(config.get("Cmd") or []) else {}
+    shown: dict[str, list[str]] = {"entryPoint": entry} if entry else {}
+    return {**shown, "command": command} if command else shown

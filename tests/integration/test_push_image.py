@@ -116,6 +116,8 @@ def test_derived_tag_reuses_the_image_the_task_definition_pins(project: Project)
     project.aws("ecs").register_task_definition(
         family=project.family, requiresCompatibilities=["FARGATE"], networkMode="awsvpc", cpu="256",
         memory="512", runtimePlatform={"cpuArchitecture": "X86_64", "operatingSystemFamily": "LINUX"},
+        # ECS refuses an ECR image on Fargate without an execution role (the strict layer, too).
+        executionRoleArn=f"arn:aws:iam::123456789012:role/gcpfargate-{project.family}-execution",
         containerDefinitions=[{"name": "app", "image": pinned, "essential": True}])
     time.sleep(1.1)  # the derived timestamp tag of the next run is certainly a new one
 
@@ -144,7 +146,9 @@ def test_dry_run_plans_with_the_git_sha_and_changes_nothing(project: Project) ->
     write_busybox_context(project.dir)
     git = ["git", "-C", str(project.dir), "-c", "user.name=t", "-c", "user.email=t@example.com"]
     subprocess.run([*git, "init", "-q"], check=True, env=project.env)
-    subprocess.run([*git, "add", "Dockerfile"], check=True, env=project.env)
+    # A clean work tree (uncommitted changes would give <sha>-dirty-<hash>): the test's own files ignored.
+    (project.dir / ".gitignore").write_text(".home/\ncalls\n")
+    subprocess.run([*git, "add", "-A"], check=True, env=project.env)
     subprocess.run([*git, "commit", "-q", "-m", "init"], check=True, env=project.env)
     sha = subprocess.run([*git, "rev-parse", "--short", "HEAD"], check=True, capture_output=True, text=True,
                          env=project.env).stdout.strip()

@@ -115,7 +115,8 @@ def test_registered_task_runs_the_image_with_the_key_file_like_ecs(project: Proj
     assert container["image"] == f"{image.rsplit(':', 1)[0]}@{digest}"
     secret_arn = project.aws("secretsmanager").describe_secret(SecretId=project.secret_name)["ARN"]
     assert container["secrets"] == [{"name": "GCP_CREDENTIALS_JSON", "valueFrom": secret_arn}]
-    assert not container.get("command")
+    # Docker's model (issue 17 item 1): the image's ENTRYPOINT after the wrapper, its CMD as the command.
+    assert container["entryPoint"][4:] == IMAGE_ENTRYPOINT and container["command"] == IMAGE_CMD
     # awslogs: the group the template names now exists.
     groups = project.aws("logs").describe_log_groups(logGroupNamePrefix=f"/ecs/{project.family}")["logGroups"]
     assert [g["logGroupName"] for g in groups] == [f"/ecs/{project.family}"]

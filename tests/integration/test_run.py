@@ -138,6 +138,8 @@ def test_run_no_wait_returns_after_starting(project: Project, hold_tasks: None) 
     described = client.describe_task_definition(taskDefinition=project.family)["taskDefinition"]
     second = client.register_task_definition(
         family=project.family, networkMode="awsvpc", requiresCompatibilities=["FARGATE"], cpu="256", memory="512",
+        # awslogs on Fargate needs the execution role (ECS refuses it otherwise; so does the strict layer).
+        executionRoleArn=described["executionRoleArn"],
         containerDefinitions=described["containerDefinitions"])["taskDefinition"]["taskDefinitionArn"]
 
     result = project.run("run", "--no-wait", "--output", "json")

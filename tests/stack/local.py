@@ -4,11 +4,11 @@ Everything listens on 127.0.0.1 on free ports and lives under one temporary dire
 stacks (parallel developers, CI) never collide. `LocalStack.env` is what the product needs to talk
 to it: only standard variables (AWS_ENDPOINT_URL, DOCKER_HOST) and the documented overrides.
 
-With the strict layer on (`LocalStack(strict=True)` or GCPF_STACK_STRICT=1), AWS calls go through
-`tests.stack.strict`, a proxy that refuses and rewrites what AWS refuses and rewrites; `moto_url`
-is then the layer's address and `moto_direct_url` moto's own. GCPF_STACK_STRICT_OFF (comma-separated
-rule names) switches single rules off, GCPF_STACK_STRICT_DELAY sets the IAM consistency delay.
-Off by default for now: the product does not yet pass every rule (issue 12).
+The strict layer is on by default: AWS calls go through `tests.stack.strict`, a proxy that
+refuses and rewrites what AWS refuses and rewrites; `moto_url` is then the layer's address and
+`moto_direct_url` moto's own. GCPF_STACK_STRICT=0 (or `LocalStack(strict=False)`) talks to moto
+directly, GCPF_STACK_STRICT_OFF (comma-separated rule names) switches single rules off,
+GCPF_STACK_STRICT_DELAY sets the IAM consistency delay.
 
 Command line (used by `make demo` and `make bench`):
     python -m tests.stack.local run -- COMMAND...   start, run COMMAND with the stack's env, stop
@@ -66,8 +66,11 @@ def _http_ok(url: str) -> bool:
         return response.status < 500
 
 
-def _env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+def _env_flag(name: str, default: bool) -> bool:
+    value = os.environ.get(name, "").strip().lower()
+    if not value:
+        return default
+    return value in ("1", "true", "yes", "on")
 
 
 class LocalStack:
@@ -80,7 +83,7 @@ class LocalStack:
         self.emulator = IamEmulator()
         self.moto_url = ""  # what AWS clients use: the strict layer when it is on, else moto
         self.moto_direct_url = ""
-        self.strict_enabled = _env_flag("GCPF_STACK_STRICT") if strict is None else strict
+        self.strict_enabled = _env_flag("GCPF_STACK_STRICT", True) if strict is None else strict
         off_env = os.environ.get("GCPF_STACK_STRICT_OFF", "")
         self._strict_off = strict_off if strict_off is not None else tuple(
             name.strip() for name in off_env.split(",") if name.strip())

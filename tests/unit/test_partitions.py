@@ -5,6 +5,7 @@ No network: the account id comes from a botocore Stubber answering GetCallerIden
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -58,7 +59,12 @@ def test_partition_and_dns_suffix(region: str, expected: tuple[str, str]) -> Non
 @pytest.mark.parametrize(("region", "expected"), sorted(PARTITIONS.items()))
 def test_ecr_host_is_in_the_regions_partition(region: str, expected: tuple[str, str]) -> None:
     aws, sts = _clients(region)
-    with sts:
+    # ECR names its host in proxyEndpoint (tests/unit/test_real_rules.py); an answer without one falls
+    # back to the host built in the region's partition.
+    ecr = Stubber(aws.client("ecr"))
+    ecr.add_response("get_authorization_token", {"authorizationData": [
+        {"authorizationToken": base64.b64encode(b"AWS:token").decode()}]}, {})
+    with sts, ecr:
         assert Registry(aws).host == f"{ACCOUNT}.dkr.ecr.{region}.{expected[1]}"
 
 

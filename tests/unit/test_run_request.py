@@ -108,6 +108,10 @@ def test_wait_polls_with_backoff_streams_logs_and_returns_the_exit_code(
     logs.add_response("get_log_events", {"events": [{"timestamp": 3, "message": "done"}],
                                          "nextForwardToken": "f/3"}, {**stream, "nextToken": "f/2"})
     logs.add_response("get_log_events", {"events": [], "nextForwardToken": "f/3"}, {**stream, "nextToken": "f/3"})
+    # After STOPPED the tail keeps polling until two polls in a row bring nothing (issue 12 item 12).
+    for _ in range(2):
+        logs.add_response("get_log_events", {"events": [], "nextForwardToken": "f/3"},
+                          {**stream, "nextToken": "f/3"})
 
     sleeps: list[float] = []
     now = [0.0]
@@ -120,7 +124,10 @@ def test_wait_polls_with_backoff_streams_logs_and_returns_the_exit_code(
     assert (result.task_arn, result.exit_code) == (TASK_ARN, 3)
     assert result.stopped_reason == "Essential container in task exited"
     assert reporter.lines == [f"started task {TASK_ARN}", "step 1", "step 2", "done"]
-    assert sleeps == [1.0, 1.5, 2.25]  # backoff, capped at run.poll_interval = 3
+    # Backoff, capped at run.poll_interval = 3; then one pause between the two empty polls of the tail.
+    assert sleeps == [1.0, 1.5, 2.25, 1.5]
+    assert reporter.warnings == []
+    logs.assert_no_pending_responses()
 
 
 def test_stopped_without_exit_code_is_a_start_failure() -> None:

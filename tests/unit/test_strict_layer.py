@@ -340,7 +340,9 @@ def test_local_stack_reads_the_strict_switches_from_the_environment(monkeypatch:
     from tests.stack.local import LocalStack
 
     monkeypatch.delenv("GCPF_STACK_STRICT", raising=False)
-    assert LocalStack(tmp_path / "off").strict_enabled is False  # off by default, for now
+    assert LocalStack(tmp_path / "default").strict_enabled is True  # on by default (issue 12)
+    monkeypatch.setenv("GCPF_STACK_STRICT", "0")
+    assert LocalStack(tmp_path / "off").strict_enabled is False
     monkeypatch.setenv("GCPF_STACK_STRICT", "1")
     monkeypatch.setenv("GCPF_STACK_STRICT_OFF", "ecs.health_check_defaults, ecs.list_sort")
     monkeypatch.setenv("GCPF_STACK_STRICT_DELAY", "0.5")

@@ -52,8 +52,9 @@ def test_wire_adds_secret_environment_and_wrapper_and_keeps_the_template_argv() 
         {"name": "A", "value": "1"}, {"name": "GOOGLE_APPLICATION_CREDENTIALS", "value": "/tmp/gcp/credentials.json"}]
     entry = container["entryPoint"]
     assert entry[:2] == ["/bin/sh", "-c"] and entry[3] == "gcpfargate-wrapper"
-    assert entry[4:] == ["/app/run", "--flag", "x y"]
-    assert "command" not in container
+    # Docker's model (issue 17 item 1): the entry point after the wrapper, the command stays a command.
+    assert entry[4:] == ["/app/run"]
+    assert container["command"] == ["--flag", "x y"]
     assert wiring.unwrap(container) == wiring.Unwrapped(["/app/run", "--flag", "x y"], ENV, "/tmp/gcp/credentials.json")
 
 
@@ -117,7 +118,8 @@ def test_unwire_gives_back_the_template_form() -> None:
         assert arns == [SECRET_ARN]
     # Without the image, the argv stays explicit (and still runs the same program).
     plain, _ = wiring.unwire(wired(definition(), image_config=lambda _: image), lambda _: None)
-    assert plain["containerDefinitions"][0]["entryPoint"] == ["/ep", "c"]
+    assert plain["containerDefinitions"][0]["entryPoint"] == ["/ep"]
+    assert plain["containerDefinitions"][0]["command"] == ["c"]
 
 
 # -- the wrapper under real shells -------------------------------------------------------------------
