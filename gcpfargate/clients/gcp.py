@@ -1,7 +1,8 @@
 """The GCP adapter: IAM Admin (service accounts and their keys) over gRPC.
 
 `IAM_EMULATOR_HOST=host:port` switches to a plain-text channel with anonymous credentials, the
-way Google's other emulators work. Key creation is never retried: each attempt would mint a key.
+way Google's other emulators work. `GCPFARGATE_GCP_TRANSPORT=rest` uses the client's REST transport
+(HTTPS/JSON) for networks where gRPC is blocked. Key creation is never retried: each attempt would mint a key.
 Reads retry on UNAVAILABLE only.
 """
 
@@ -32,9 +33,23 @@ class KeyInfo:
     key_id: str
     created: datetime | None
     disabled: bool
+    # valid_before_time: keys never expire unless the org policy iam.serviceAccountKeyExpiryHours
+    # sets it; Google reports a far-future date (9999-12-31) for keys without expiry.
+    expires: datetime | None = None
 
     def age_days(self, now: datetime) -> int | None:
         return None if self.created is None else max(0, (now - self.created).days)
+
+    def age_hours(self, now: datetime) -> float | None:
+        return None if self.created is None else max(0.0, (now - self.created).total_seconds() / 3600)
+
+    def expired(self, now: datetime) -> bool:
+        return self.expires is not None and now >= self.expires
+
+    @property
+    def live(self) -> bool:
+        """Enabled and not expired: a key that can still sign for its account."""
+        return not self.disabled and not self.expired(datetime.now(UTC))
 
 
 class IamAdmin:
@@ -63,7 +78,7 @@ class IamAdmin:
         import google.auth.exceptions
 
         try:
-            return iam_admin_v1.IAMClient()
+            return iam_admin_v1.IAMClient(transport=transport_choice())
         except google.auth.exceptions.DefaultCredentialsError:
             raise GcpError("no Google Cloud credentials found for the IAM API",
                            "Run `gcloud auth application-default login` or set GOOGLE_APPLICATION_CREDENTIALS "
@@ -138,21 +153,16 @@ class IamAdmin:
                    "key_algorithm": iam_admin_v1.ServiceAccountKeyAlgorithm.KEY_ALG_RSA_2048}
         try:
             key = self._call("CreateServiceAccountKey", f"create a key for {email}", request, retry_reads=False)
+        except KeyLimitError:
+            raise
         except GcpError as exc:
-            if exc.code == "FAILED_PRECONDITION" and "not allowed" in exc.message.lower():
-                raise GcpError(f"key creation for {email} is refused by an organization policy "
-                               "(constraints/iam.disableServiceAccountKeyCreation)",
-                               "Ask your GCP organization admin for an exception for this project, "
-                               "or use workload identity federation instead of keys").with_code(exc.code) from None
             if exc.code == "FAILED_PRECONDITION" and len(self.list_user_keys(email)) >= MAX_USER_KEYS:
                 raise KeyLimitError(f"cannot create a key for {email}: the account already holds "
-                                    f"{MAX_USER_KEYS} user-managed keys",
-                                    "Delete unused keys (`gcpfargate rotate-key --prune`)"
-                                    ).with_code(exc.code) from None
+                                    f"{MAX_USER_KEYS} user-managed keys", PRUNE_HINT).with_code(exc.code) from None
             if exc.code in ("INTERNAL", "UNAVAILABLE", "DEADLINE_EXCEEDED", "UNKNOWN"):
                 # The answer was lost, not necessarily the key: say how to find and remove it.
-                raise GcpError(exc.message, "A key may have been created anyway; retry, then remove keys no secret "
-                               "uses with `gcpfargate rotate-key --prune --yes`").with_code(exc.code) from None
+                raise GcpError(exc.message, "A key may have been created anyway; the next rotate-key disables "
+                               "it and `gcpfargate prune-keys` deletes it a day later").with_code(exc.code) from None
             raise
         try:
             return KeyMaterial.parse(bytes(key.private_key_data))
@@ -180,6 +190,21 @@ class IamAdmin:
         return self._call("SetIamPolicy", f"update the IAM policy of {email}",
                           {"resource": f"projects/-/serviceAccounts/{email}", "policy": policy}, retry_reads=False)
 
+    def enable_key(self, email: str, key_id: str) -> None:
+        self._call("EnableServiceAccountKey", f"enable key {key_id} of {email}",
+                   {"name": _key_name(email, key_id)}, retry_reads=False)
+
+
+
+def transport_choice() -> str:
+    """`grpc` (the default) or `rest`, from GCPFARGATE_GCP_TRANSPORT; anything else is a config error."""
+    from gcpfargate.errors import ConfigError
+
+    choice = os.environ.get("GCPFARGATE_GCP_TRANSPORT", "").strip().lower() or "grpc"
+    if choice not in ("grpc", "rest"):
+        raise ConfigError(f"GCPFARGATE_GCP_TRANSPORT is {choice!r}; it must be grpc or rest",
+                          "Use rest where the network blocks gRPC (HTTP/2 to googleapis.com)")
+    return choice
 
 
 def _snake(method: str) -> str:
@@ -190,24 +215,78 @@ def _key_name(email: str, key_id: str) -> str:
     return f"projects/-/serviceAccounts/{email}/keys/{key_id}"
 
 
-def _key_info(key: Any) -> KeyInfo:
-    created = key.valid_after_time
-    created_at = None
-    if created:
-        created_at = created if isinstance(created, datetime) else datetime.fromtimestamp(created.timestamp(), tz=UTC)
-    return KeyInfo(key_id=key.name.rsplit("/", 1)[-1], created=created_at, disabled=bool(key.disabled))
+def _time(value: Any) -> datetime | None:
+    if not value:
+        return None
+    return value if isinstance(value, datetime) else datetime.fromtimestamp(value.timestamp(), tz=UTC)
 
+
+def _key_info(key: Any) -> KeyInfo:
+    expires = _time(key.valid_before_time)
+    if expires is not None and expires.year >= 9999:
+        expires = None  # Google's "never expires"
+    return KeyInfo(key_id=key.name.rsplit("/", 1)[-1], created=_time(key.valid_after_time),
+                   disabled=bool(key.disabled), expires=expires)
+
+
+# Said wherever the key limit stops a command (issue 15: every such message names prune-keys).
+PRUNE_HINT = ("Delete keys no secret version uses with `gcpfargate prune-keys` (then rerun), or "
+              "`gcloud iam service-accounts keys delete KEY_ID --iam-account EMAIL`")
 
 _HINTS = {
     "PERMISSION_DENIED": "The GCP identity needs roles/iam.serviceAccountKeyAdmin (and "
                          "roles/iam.serviceAccountAdmin to create accounts) on the project",
     "UNAUTHENTICATED": "Refresh the Google Cloud credentials (gcloud auth application-default login)",
-    "UNAVAILABLE": "The IAM API is unreachable; check IAM_EMULATOR_HOST or the network and retry",
+    "UNAVAILABLE": "The IAM API is unreachable; check IAM_EMULATOR_HOST or the network (where gRPC is blocked, "
+                   "set GCPFARGATE_GCP_TRANSPORT=rest) and retry",
     "DEADLINE_EXCEEDED": "The IAM API did not answer in time; retry",
 }
+# The org-policy constraints that forbid key creation (the managed one is enforced by default for
+# organisations created since May 2024: cloud.google.com/resource-manager/docs/organization-policy/
+# restricting-service-accounts).
+KEY_CREATION_CONSTRAINTS = ("constraints/iam.managed.disableServiceAccountKeyCreation",
+                            "constraints/iam.disableServiceAccountKeyCreation")
 
 
 def _translate(exc: Any, action: str) -> GcpError:
+    """One clear line per kind of refusal; Google's own text otherwise."""
     code = getattr(getattr(exc, "grpc_status_code", None), "name", None) or type(exc).__name__
     message = str(getattr(exc, "message", "") or exc).rstrip(".")
+    reason = str(getattr(exc, "reason", "") or "")
+    metadata = dict(getattr(exc, "metadata", None) or {})
+    if reason == "SERVICE_DISABLED" or "API has not been used" in message:
+        # PERMISSION_DENIED with ErrorInfo SERVICE_DISABLED: not a missing role (openshift/installer#2187).
+        project = str(metadata.get("consumer", "")).removeprefix("projects/") or "the project"
+        return GcpError(f"failed to {action}: the IAM API (iam.googleapis.com) is not enabled in {project}",
+                        f"Enable it: gcloud services enable iam.googleapis.com --project {project} (it takes "
+                        "a few minutes to take effect)").with_code("SERVICE_DISABLED")
+    if code == "FAILED_PRECONDITION":
+        constraint = _violated_constraint(exc)
+        if constraint:
+            return GcpError(f"failed to {action}: key creation is refused by the organization policy {constraint}",
+                            "Ask an organization policy administrator to set it to not enforced for this project "
+                            "(or use keyless access)").with_code("ORG_POLICY")
+    if code == "RESOURCE_EXHAUSTED":
+        if "keys" in message.lower() and "quota" not in message.lower():
+            # The older surface's answer to the 11th key (kubeflow/pipelines#348).
+            return KeyLimitError(f"failed to {action}: the account already holds {MAX_USER_KEYS} user-managed keys",
+                                 PRUNE_HINT).with_code(code)
+        return GcpError(f"failed to {action}: Google's API quota is exhausted ({message})",
+                        "Wait a minute and retry; raise the quota in the console if it keeps happening"
+                        ).with_code("QUOTA")
     return GcpError(f"failed to {action}: {code}: {message}", _HINTS.get(code, "")).with_code(code)
+
+
+def _violated_constraint(exc: Any) -> str:
+    """The org-policy constraint a FAILED_PRECONDITION names (PreconditionFailure detail or text)."""
+    for detail in getattr(exc, "details", None) or []:
+        for violation in getattr(detail, "violations", []) or []:
+            if str(getattr(violation, "type", "")).startswith("constraints/"):
+                return str(violation.type)
+    text = str(getattr(exc, "message", "") or exc)
+    for constraint in KEY_CREATION_CONSTRAINTS:
+        if constraint in text:
+            return constraint
+    if "key creation is not allowed" in text.lower():
+        return KEY_CREATION_CONSTRAINTS[1]
+    return ""

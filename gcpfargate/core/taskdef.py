@@ -195,6 +195,14 @@ def diff_definition(ctx: Context, image: str | None) -> DiffResult:
 
 
 # -- registering ----------------------------------------------------------------------------------
+def _secret_arns(definition: dict[str, Any]) -> list[str]:
+    """The Secrets Manager secrets the definition's containers read (valueFrom without its suffix)."""
+    arns = {str(item.get("valueFrom", "")) for container in definition.get("containerDefinitions", [])
+            for item in container.get("secrets", [])}
+    return sorted(":".join(arn.split(":")[:7]) for arn in arns if arn.startswith("arn:") and ":secretsmanager:" in arn)
+
+
+
 def register_task(ctx: Context, image: str | None, secret_arn: str | None = None,
                   latest: ecs.LatestRevision | None = None) -> RegisterResult:
     """Register the rendered definition unless the latest revision already matches it. `deploy` passes the
@@ -228,4 +236,6 @@ def register_task(ctx: Context, image: str | None, secret_arn: str | None = None
     with ctx.reporter.step(f"Registering a new revision of {family}"):
         created = ctx.aws.call("ecs", "register_task_definition", f"register task definition {family}",
                                **rendered)["taskDefinition"]
+    for arn in _secret_arns(rendered):
+        secret.note_family(ctx, arn, family)
     return RegisterResult(str(created["taskDefinitionArn"]), int(created["revision"]), True, plan=[], diff=diff)
