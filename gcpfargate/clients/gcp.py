@@ -156,9 +156,13 @@ class IamAdmin:
         except KeyLimitError:
             raise
         except GcpError as exc:
-            if exc.code == "FAILED_PRECONDITION" and len(self.list_user_keys(email)) >= MAX_USER_KEYS:
-                raise KeyLimitError(f"cannot create a key for {email}: the account already holds "
-                                    f"{MAX_USER_KEYS} user-managed keys", PRUNE_HINT).with_code(exc.code) from None
+            if exc.code == "FAILED_PRECONDITION":
+                # Google's bare "Precondition check failed." to CreateServiceAccountKey is the key limit
+                # (firebase/firebase-tools#6192); org-policy refusals were mapped by _translate.
+                count = len(self.list_user_keys(email))
+                raise KeyLimitError(f"cannot create a key for {email}: the account holds {count} user-managed "
+                                    f"keys, at its limit (10 of {MAX_USER_KEYS} in Google's default quota)",
+                                    PRUNE_HINT.replace("EMAIL", email)).with_code(exc.code) from None
             if exc.code in ("INTERNAL", "UNAVAILABLE", "DEADLINE_EXCEEDED", "UNKNOWN"):
                 # The answer was lost, not necessarily the key: say how to find and remove it.
                 raise GcpError(exc.message, "A key may have been created anyway; the next rotate-key disables "
@@ -269,8 +273,8 @@ def _translate(exc: Any, action: str) -> GcpError:
     if code == "RESOURCE_EXHAUSTED":
         if "keys" in message.lower() and "quota" not in message.lower():
             # The older surface's answer to the 11th key (kubeflow/pipelines#348).
-            return KeyLimitError(f"failed to {action}: the account already holds {MAX_USER_KEYS} user-managed keys",
-                                 PRUNE_HINT).with_code(code)
+            return KeyLimitError(f"failed to {action}: the account already holds its {MAX_USER_KEYS} user-managed "
+                                 "keys", PRUNE_HINT).with_code(code)
         return GcpError(f"failed to {action}: Google's API quota is exhausted ({message})",
                         "Wait a minute and retry; raise the quota in the console if it keeps happening"
                         ).with_code("QUOTA")
