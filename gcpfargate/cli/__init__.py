@@ -59,9 +59,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv is None:
         gc.set_threshold(100_000, 20, 20)
     try:
-        with signals_as_interrupts():
+        with signals_as_interrupts() as fired:
             # Without standalone mode click returns (not raises) the code of a `typer.Exit(code)`.
             returned = app(args=args, prog_name="gcpfargate", standalone_mode=False)
+        if fired and returned == 130:  # typer turned the interrupt into Exit(130)
+            return _exit(_interrupted(Terminated(fired[0]) if fired[0] != signal.SIGINT else KeyboardInterrupt()),
+                         argv)
         if isinstance(returned, int) and returned:
             return _exit(returned, argv)
     except GcpfargateError as exc:
@@ -107,13 +110,13 @@ class Terminated(KeyboardInterrupt):
 
 
 @contextmanager
-def signals_as_interrupts() -> Iterator[None]:
+def signals_as_interrupts() -> Iterator[list[int]]:
     """SIGINT, SIGTERM and SIGHUP raise in the main thread; a second signal while the first one's
     clean-up runs is ignored, so clean-up (deleting an unstored key, removing a container) finishes."""
+    fired: list[int] = []  # the signal that arrived, if one did
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield fired
         return
-    fired: list[int] = []
 
     def handler(signum: int, frame: object) -> None:
         if fired:
@@ -124,7 +127,7 @@ def signals_as_interrupts() -> Iterator[None]:
     wanted = [signal.SIGINT, signal.SIGTERM, signal.SIGHUP]
     previous = {sig: signal.signal(sig, handler) for sig in wanted}
     try:
-        yield
+        yield fired
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)

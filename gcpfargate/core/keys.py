@@ -85,6 +85,7 @@ def create_and_store(ctx: Context, account: ServiceAccount, state: secret.Secret
     except BaseException as exc:
         landed = _stored_anyway(ctx, name, key.key_id)
         if landed is not None:
+            secret.tag_current(ctx, landed.arn, name, account.email)
             if not isinstance(exc, GcpfargateError):
                 raise  # interrupted after the key became current: keep it, stop as asked
             return Stored(key, landed.arn, landed.version_id, "", label)
