@@ -65,13 +65,11 @@ def bootstrap(ctx: Context, new_key: bool = False, grant: bool = False) -> Boots
         else:
             stored = keys.create_and_store(ctx, account, state)
             key_id, secret_arn = stored.key.key_id, stored.arn
-            try:
-                if replacing:
-                    # The same lifecycle as rotate-key (issue 13.6): the replaced key becomes
-                    # AWSPREVIOUS and stays enabled; older unreferenced keys are disabled.
-                    lifecycle.disable_superseded(ctx, account.email, name)
-            finally:
-                keys.finish(ctx, stored)
+            keys.finish(ctx, stored)
+            if replacing:
+                # The same lifecycle as rotate-key (issue 13.6): the replaced key becomes
+                # AWSPREVIOUS and stays enabled; older unreferenced keys are disabled.
+                lifecycle.disable_superseded(ctx, account.email, name)
     if state is not None and not ctx.dry_run:
         secret.add_family(ctx, name, state.arn, state.tags, settings.family)
     kms_arn = secret.kms_key_arn(ctx)

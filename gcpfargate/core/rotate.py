@@ -90,20 +90,22 @@ def rotate_key(ctx: Context, verify: bool = True, previous: str = "keep", prune:
     result.key_id, result.secret_version_id = stored.key.key_id, stored.version_id
     try:
         result.verified = _verify(ctx, stored, state, account.email, verify_schedule) if verify else None
-        if result.verified is False:
-            return result  # nothing is retired until the new key is known to work
-        services = [reader for reader in who if reader.service]
-        if services:
-            with ctx.reporter.step(f"Rolling {len(services)} service(s) onto the new key"):
-                result.rolled, result.not_rolled = readers.roll(ctx, services)
-            for line in result.not_rolled:
-                ctx.reporter.warn(f"not rolled: {line}")
-        if previous != "keep":
-            result.tasks_losing_access = _revoke(ctx, account.email, previous_ids, previous, state, promoted_at,
-                                                 result.not_rolled)
-        result.disabled_key_ids = lifecycle.disable_superseded(ctx, account.email, name)
     finally:
+        # The pending label protected the new key while it was under way; from here AWSCURRENT does.
+        # It goes before the retiring below, so the survey there judges this run's key like any other.
         keys.finish(ctx, stored)
+    if result.verified is False:
+        return result  # nothing is retired until the new key is known to work
+    services = [reader for reader in who if reader.service]
+    if services:
+        with ctx.reporter.step(f"Rolling {len(services)} service(s) onto the new key"):
+            result.rolled, result.not_rolled = readers.roll(ctx, services)
+        for line in result.not_rolled:
+            ctx.reporter.warn(f"not rolled: {line}")
+    if previous != "keep":
+        result.tasks_losing_access = _revoke(ctx, account.email, previous_ids, previous, state, promoted_at,
+                                             result.not_rolled)
+    result.disabled_key_ids = lifecycle.disable_superseded(ctx, account.email, name)
     return result
 
 
@@ -173,6 +175,5 @@ def _roll_back(ctx: Context, state: secret.SecretState, stored: keys.Stored) -> 
                        f"--version-stage AWSCURRENT --move-to-version-id {back_to} "
                        f"--remove-from-version-id {new_version}; then gcloud iam service-accounts keys delete "
                        f"{key_id} --iam-account {email}") from None
-    keys.finish(ctx, stored)
     ctx.iam.delete_key(email, key_id)
     ctx.reporter.warn(f"the new key {key_id} was refused; the secret is back on the previous key")
