@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -176,12 +177,10 @@ class IamAdmin:
             raise GcpError(f"the IAM API returned an unusable key for {email}: {exc}") from None
 
     def delete_key(self, email: str, key_id: str) -> None:
-        self._call("DeleteServiceAccountKey", f"delete key {key_id} of {email}", {"name": _key_name(email, key_id)},
-                   retry_reads=False)
+        self._idempotent("DeleteServiceAccountKey", f"delete key {key_id} of {email}", _key_name(email, key_id))
 
     def disable_key(self, email: str, key_id: str) -> None:
-        self._call("DisableServiceAccountKey", f"disable key {key_id} of {email}",
-                   {"name": _key_name(email, key_id)}, retry_reads=False)
+        self._idempotent("DisableServiceAccountKey", f"disable key {key_id} of {email}", _key_name(email, key_id))
 
     # -- IAM policy of a service account (keyless mode's workloadIdentityUser binding) ------------
     def get_iam_policy(self, email: str) -> Any:
@@ -195,8 +194,20 @@ class IamAdmin:
                           {"resource": f"projects/-/serviceAccounts/{email}", "policy": policy}, retry_reads=False)
 
     def enable_key(self, email: str, key_id: str) -> None:
-        self._call("EnableServiceAccountKey", f"enable key {key_id} of {email}",
-                   {"name": _key_name(email, key_id)}, retry_reads=False)
+        self._idempotent("EnableServiceAccountKey", f"enable key {key_id} of {email}", _key_name(email, key_id))
+
+    def _idempotent(self, method: str, action: str, name: str, attempts: int = 3) -> None:
+        """A key state change done twice is done once (a second delete answers NOT_FOUND, which callers
+        accept), so a failure whose answer may have been lost is simply retried."""
+        for attempt in range(attempts):
+            try:
+                self._call(method, action, {"name": name}, retry_reads=False)
+                return
+            except GcpError as exc:
+                if exc.code not in ("INTERNAL", "UNAVAILABLE", "DEADLINE_EXCEEDED", "UNKNOWN") \
+                        or attempt + 1 == attempts:
+                    raise
+                time.sleep(0.5 * (attempt + 1))
 
 
 

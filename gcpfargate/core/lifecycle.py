@@ -62,8 +62,14 @@ def delete_retired(ctx: Context, email: str, own: str, survey_now: AccountKeys |
     deleted: list[str] = []
     for key in found.unreferenced():
         if key.disabled and key.key_id in found.retired:
-            with ctx.reporter.step(f"Deleting key {key.key_id[:12]}… (disabled by the previous rotation)"):
-                _ignore_gone(lambda k=key.key_id: ctx.iam.delete_key(email, k))
+            try:
+                with ctx.reporter.step(f"Deleting key {key.key_id[:12]}… (disabled by the previous rotation)"):
+                    _ignore_gone(lambda k=key.key_id: ctx.iam.delete_key(email, k))
+            except GcpError as exc:
+                # Housekeeping: the key is disabled already; the next rotation deletes it.
+                ctx.reporter.warn(f"could not delete the retired key {key.key_id} ({exc.message}); the next "
+                                  "rotation deletes it")
+                continue
             deleted.append(key.key_id)
     if deleted:
         _record(ctx, found, own, [k for k in found.retired if k not in deleted])
