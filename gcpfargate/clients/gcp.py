@@ -1,9 +1,10 @@
 """The GCP adapter: IAM Admin (service accounts and their keys) over gRPC.
 
 `IAM_EMULATOR_HOST=host:port` switches to a plain-text channel with anonymous credentials, the
-way Google's other emulators work. `GCPFARGATE_GCP_TRANSPORT=rest` uses the client's REST transport
-(HTTPS/JSON) for networks where gRPC is blocked. Key creation is never retried: each attempt would mint a key.
-Reads retry on UNAVAILABLE only.
+way Google's other emulators work. The setting gcp.transport = "rest" (GCPFARGATE_GCP_TRANSPORT=rest)
+uses HTTPS/JSON (clients/gcp_rest.py) for networks where gRPC is blocked. Key creation is never
+retried: each attempt would mint a key. Reads retry on UNAVAILABLE; key state changes (delete,
+disable, enable) are idempotent and retry on a lost answer.
 """
 
 from __future__ import annotations
@@ -54,7 +55,8 @@ class KeyInfo:
 
 
 class IamAdmin:
-    def __init__(self, emulator_host: str | None = None) -> None:
+    def __init__(self, emulator_host: str | None = None, transport: str = "grpc") -> None:
+        self._transport = transport
         self._emulator_host = emulator_host if emulator_host is not None else os.environ.get("IAM_EMULATOR_HOST")
         self._client: Any = None
         self._lock = threading.Lock()
@@ -70,20 +72,20 @@ class IamAdmin:
     def _make_client(self) -> Any:
         from google.cloud import iam_admin_v1
 
+        if self._transport == "rest":
+            from gcpfargate.clients.iam_admin_rest import GOOGLE_API, RestIam
+
+            # With IAM_EMULATOR_HOST the REST face of a local emulator: plain HTTP, no credentials.
+            if self._emulator_host:
+                return RestIam(f"http://{self._emulator_host}", anonymous=True)
+            return _with_credentials(lambda: RestIam(GOOGLE_API))
         if self._emulator_host:
             import grpc
             from google.cloud.iam_admin_v1.services.iam.transports import IAMGrpcTransport
 
             channel = grpc.insecure_channel(self._emulator_host)
             return iam_admin_v1.IAMClient(transport=IAMGrpcTransport(channel=channel))
-        import google.auth.exceptions
-
-        try:
-            return iam_admin_v1.IAMClient(transport=transport_choice())
-        except google.auth.exceptions.DefaultCredentialsError:
-            raise GcpError("no Google Cloud credentials found for the IAM API",
-                           "Run `gcloud auth application-default login` or set GOOGLE_APPLICATION_CREDENTIALS "
-                           "for the identity that manages keys").with_code("UNAUTHENTICATED") from None
+        return _with_credentials(iam_admin_v1.IAMClient)
 
     # -- calls -------------------------------------------------------------------------------
     def _call(self, method: str, action: str, request: dict[str, Any], retry_reads: bool = True) -> Any:
@@ -211,15 +213,15 @@ class IamAdmin:
 
 
 
-def transport_choice() -> str:
-    """`grpc` (the default) or `rest`, from GCPFARGATE_GCP_TRANSPORT; anything else is a config error."""
-    from gcpfargate.errors import ConfigError
+def _with_credentials(make: Any) -> Any:
+    import google.auth.exceptions
 
-    choice = os.environ.get("GCPFARGATE_GCP_TRANSPORT", "").strip().lower() or "grpc"
-    if choice not in ("grpc", "rest"):
-        raise ConfigError(f"GCPFARGATE_GCP_TRANSPORT is {choice!r}; it must be grpc or rest",
-                          "Use rest where the network blocks gRPC (HTTP/2 to googleapis.com)")
-    return choice
+    try:
+        return make()
+    except google.auth.exceptions.DefaultCredentialsError:
+        raise GcpError("no Google Cloud credentials found for the IAM API",
+                       "Run `gcloud auth application-default login` or set GOOGLE_APPLICATION_CREDENTIALS "
+                       "for the identity that manages keys").with_code("UNAUTHENTICATED") from None
 
 
 def _snake(method: str) -> str:
@@ -265,7 +267,8 @@ KEY_CREATION_CONSTRAINTS = ("constraints/iam.managed.disableServiceAccountKeyCre
 
 def _translate(exc: Any, action: str) -> GcpError:
     """One clear line per kind of refusal; Google's own text otherwise."""
-    code = getattr(getattr(exc, "grpc_status_code", None), "name", None) or type(exc).__name__
+    code = (getattr(exc, "rest_status", None) or getattr(getattr(exc, "grpc_status_code", None), "name", None)
+            or type(exc).__name__)
     message = str(getattr(exc, "message", "") or exc).rstrip(".")
     reason = str(getattr(exc, "reason", "") or "")
     metadata = dict(getattr(exc, "metadata", None) or {})
@@ -295,9 +298,12 @@ def _translate(exc: Any, action: str) -> GcpError:
 def _violated_constraint(exc: Any) -> str:
     """The org-policy constraint a FAILED_PRECONDITION names (PreconditionFailure detail or text)."""
     for detail in getattr(exc, "details", None) or []:
-        for violation in getattr(detail, "violations", []) or []:
-            if str(getattr(violation, "type", "")).startswith("constraints/"):
-                return str(violation.type)
+        # gRPC gives PreconditionFailure messages; REST gives the same as JSON dicts.
+        violations = detail.get("violations", []) if isinstance(detail, dict) else getattr(detail, "violations", [])
+        for violation in violations or []:
+            kind = str(violation.get("type", "") if isinstance(violation, dict) else getattr(violation, "type", ""))
+            if kind.startswith("constraints/"):
+                return kind
     text = str(getattr(exc, "message", "") or exc)
     for constraint in KEY_CREATION_CONSTRAINTS:
         if constraint in text:
