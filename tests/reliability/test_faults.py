@@ -355,8 +355,9 @@ def test_lost_response_of_storing_the_key(project: Project, command: str, target
 def test_lost_response_of_key_creation_is_pruned(project: Project) -> None:
     """GCP made a key but its answer (the only copy of the private key) was lost. Nobody can use that
     key, and gcpfargate cannot know its id without guessing (a concurrent run's new key looks the
-    same), so it stays until pruned. Known limit: the failure is one clean line, and the documented
-    `rotate-key --prune` removes the unusable key."""
+    same), so it stays until the next rotation disables it as unreferenced (issue 15's lifecycle; the
+    invariants count enabled keys) and `prune-keys` deletes it a day later. Known limit: the failure
+    is one clean line."""
     assert project.run("bootstrap").returncode == 0
     project.stack.emulator.fail_nth("CreateServiceAccountKey", 1, "INTERNAL", "injected fault", when="after")
     try:
