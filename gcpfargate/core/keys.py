@@ -91,7 +91,8 @@ def create_and_store(ctx: Context, account: ServiceAccount, state: secret.Secret
             return Stored(key, landed.arn, landed.version_id, "", label)
         _delete_orphan(ctx, account.email, key.key_id, exc, arn, label)
         raise
-    secret.tag_current(ctx, arn, name, account.email)
+    if label:  # a new secret was created with its tags; a new version needs them updated
+        secret.tag_current(ctx, arn, name, account.email)
     return Stored(key, arn, version_id, base, label)
 
 

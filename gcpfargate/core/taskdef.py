@@ -236,6 +236,7 @@ def register_task(ctx: Context, image: str | None, secret_arn: str | None = None
     with ctx.reporter.step(f"Registering a new revision of {family}"):
         created = ctx.aws.call("ecs", "register_task_definition", f"register task definition {family}",
                                **rendered)["taskDefinition"]
-    for arn in _secret_arns(rendered):
+    # Record the family on the secrets it reads (deploy's bootstrap did that for its own secret).
+    for arn in _secret_arns(rendered) if secret_arn is None else []:
         secret.note_family(ctx, arn, family)
     return RegisterResult(str(created["taskDefinitionArn"]), int(created["revision"]), True, plan=[], diff=diff)

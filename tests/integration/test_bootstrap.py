@@ -14,7 +14,9 @@ SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
 
 
 def _secret_value(project: Project) -> dict:
-    value = project.aws("secretsmanager").get_secret_value(SecretId=project.secret_name)
+    # Name the stage: moto's stage-less read ignores UpdateSecretVersionStage (AWS reads AWSCURRENT),
+    # and a new key becomes AWSCURRENT by that call (compare-and-set, issue 13.7).
+    value = project.aws("secretsmanager").get_secret_value(SecretId=project.secret_name, VersionStage="AWSCURRENT")
     return json.loads(value["SecretString"])
 
 
