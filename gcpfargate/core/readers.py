@@ -1,20 +1,18 @@
 """Who reads a secret: the task-definition families tagged on it at register time, the ECS services
 running those families, and the running tasks that hold a key in their file.
 
-rotate-key lists all of them, rolls the services it can reach (through the services module when it
-is installed) and names the ones it cannot; `--revoke-previous` names the running tasks started
+rotate-key lists all of them, rolls the services it can reach (core/service.py's roll_services)
+and names the ones it cannot; `--revoke-previous` names the running tasks started
 before the new version, which lose access when the previous key is disabled.
 """
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from gcpfargate.core.context import Context
-from gcpfargate.errors import AwsError
+from gcpfargate.errors import GcpfargateError
 
 
 @dataclass(frozen=True)
@@ -58,26 +56,16 @@ def readers(ctx: Context, families: list[str]) -> list[Reader]:
 
 def roll(ctx: Context, services: list[Reader]) -> tuple[list[str], list[str]]:
     """Force a new deployment of each service and wait for it: (rolled, could not roll with why).
+    A service that cannot be rolled is named and the others still roll."""
+    from gcpfargate.core.service import ServiceRef, roll_services
 
-    The services module (`gcpfargate.core.service.roll_services`) does the rolling; without it the
-    services are only named, so the user rolls them before retiring the previous key.
-    """
-    try:
-        module: Any = importlib.import_module("gcpfargate.core.service")
-    except ImportError:
-        module = None
-    if module is None or not hasattr(module, "roll_services"):
-        return [], [f"{r.label()}: roll it (aws ecs update-service --force-new-deployment)" for r in services]
     rolled, failed = [], []
     for reader in services:
-        ref = module.ServiceRef(reader.cluster, reader.service)
         try:
-            module.roll_services(ctx, [ref])
+            roll_services(ctx, [ServiceRef(reader.cluster, reader.service)])
             rolled.append(reader.label())
-        except AwsError as exc:
+        except GcpfargateError as exc:
             failed.append(f"{reader.label()}: {exc.message}")
-        except Exception as exc:  # the services module's own errors: name the service, go on
-            failed.append(f"{reader.label()}: {getattr(exc, 'message', type(exc).__name__)}")
     return rolled, failed
 
 

@@ -227,3 +227,20 @@ def test_google_refusals_are_one_clear_line(project: Project, setup: Any, fragme
         project.stack.emulator.reset_knobs()
     line = assert_one_clean_line(result, 1, *fragments)
     assert "missing roles" not in line and "roles/iam" not in line
+
+
+def test_rotation_lists_and_rolls_what_reads_the_secret(project: Project) -> None:
+    """Secrets are tagged with the families that read them; rotate-key lists each family and service
+    and rolls the services (issue 15)."""
+    from tests.integration.deployed import add_service, deploy, prepare
+
+    prepare(project)
+    arn = deploy(project)["register-task"]["task_definition_arn"]
+    cluster = add_service(project, arn)
+    tags = project.aws("secretsmanager").describe_secret(SecretId=project.secret_name)["Tags"]
+    assert {"Key": "gcpfargate:families", "Value": project.family} in tags
+    rotated = project.run("rotate-key", "--output", "json")
+    assert rotated.returncode == 0, rotated.output
+    label = f"service web ({project.family}, cluster {cluster})"
+    assert rotated.json["readers"] == [label] and rotated.json["rolled"] == [label]
+    assert f"reads {project.secret_name}: {label}" in rotated.stderr
