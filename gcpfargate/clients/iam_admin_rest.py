@@ -1,4 +1,4 @@
-"""IAM Admin (service accounts and keys) over HTTPS/JSON (`GCPFARGATE_GCP_TRANSPORT=rest`), for networks that block gRPC.
+"""IAM Admin (service accounts, keys) over HTTPS/JSON, for networks that block gRPC (gcp.transport = rest).
 
 google-cloud-iam ships no REST transport for `iam_admin_v1`, so this is the small part of the v1
 REST API gcpfargate uses (https://cloud.google.com/iam/docs/reference/rest), with the gRPC client's
@@ -36,7 +36,7 @@ class RestIam:
         if response.status_code >= 400:
             error = exceptions.from_http_response(response)
             with contextlib.suppress(ValueError, KeyError, TypeError):
-                error.rest_status = response.json()["error"]["status"]  # type: ignore[attr-defined]
+                error.rest_status = response.json()["error"]["status"]
             raise error
         if response_type is None:
             return None

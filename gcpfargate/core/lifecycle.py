@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from gcpfargate.clients.gcp import KeyInfo
@@ -64,7 +65,7 @@ def delete_retired(ctx: Context, email: str, own: str, survey_now: AccountKeys |
         if key.disabled and key.key_id in found.retired:
             try:
                 with ctx.reporter.step(f"Deleting key {key.key_id[:12]}… (disabled by the previous rotation)"):
-                    _ignore_gone(lambda k=key.key_id: ctx.iam.delete_key(email, k))
+                    _ignore_gone(partial(ctx.iam.delete_key, email, key.key_id))
             except GcpError as exc:
                 # Housekeeping: the key is disabled already; the next rotation deletes it.
                 ctx.reporter.warn(f"could not delete the retired key {key.key_id} ({exc.message}); the next "
@@ -87,7 +88,7 @@ def disable_superseded(ctx: Context, email: str, own: str) -> list[str]:
         why = "superseded by two rotations" if key.key_id not in found.retired else "re-enabled, still unreferenced"
         with ctx.reporter.step(f"Disabling key {key.key_id[:12]}… ({why})"):
             try:
-                _ignore_gone(lambda k=key.key_id: ctx.iam.disable_key(email, k))
+                _ignore_gone(partial(ctx.iam.disable_key, email, key.key_id))
                 disabled.append(key.key_id)
             except GcpError as exc:
                 failures.append(f"{key.key_id}: {exc.message}")
@@ -177,6 +178,6 @@ def prune(ctx: Context, email: str, own: str, confirm: Callable[[list[PruneEntry
                          "Run on a terminal to confirm, pass --yes, or --dry-run to only list them")
     for entry in doomed:
         with ctx.reporter.step(f"Deleting key {entry.key_id[:12]}… ({entry.why})"):
-            _ignore_gone(lambda k=entry.key_id: ctx.iam.delete_key(email, k))
+            _ignore_gone(partial(ctx.iam.delete_key, email, entry.key_id))
         result.deleted.append(entry.key_id)
     return result
