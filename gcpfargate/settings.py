@@ -73,6 +73,8 @@ class GcpSettings:
     # "key": a service-account key in Secrets Manager; "keyless": workload identity federation from
     # the task role (README "Keyless").
     auth: str = setting("key", _pattern(r"key|keyless", 'authentication mode ("key" or "keyless")'))
+    # How the IAM client talks to Google: gRPC, or HTTPS/JSON where the network blocks gRPC.
+    transport: str = setting("grpc", _pattern(r"grpc|rest", "transport (grpc or rest)"))
 
 
 @dataclass(frozen=True)

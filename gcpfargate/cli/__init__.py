@@ -7,8 +7,11 @@ instant; each command imports what it needs when it runs.
 from __future__ import annotations
 
 import gc
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 # Importing the command modules registers their commands on `app`.
 from gcpfargate.cli import bootstrap, deploy, ops, push, run, run_local, schedule, service, shim, taskdef  # noqa: F401
@@ -56,8 +59,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv is None:
         gc.set_threshold(100_000, 20, 20)
     try:
-        # Without standalone mode click returns (not raises) the code of a `typer.Exit(code)`.
-        returned = app(args=args, prog_name="gcpfargate", standalone_mode=False)
+        with signals_as_interrupts() as fired:
+            # Without standalone mode click returns (not raises) the code of a `typer.Exit(code)`.
+            returned = app(args=args, prog_name="gcpfargate", standalone_mode=False)
+        if fired and returned == 130:  # typer turned the interrupt into Exit(130)
+            return _exit(_interrupted(Terminated(fired[0]) if fired[0] != signal.SIGINT else KeyboardInterrupt()),
+                         argv)
         if isinstance(returned, int) and returned:
             return _exit(returned, argv)
     except GcpfargateError as exc:
@@ -69,12 +76,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stderr.write(redact("".join(traceback.format_exception(exc))))
         STATE.console.error(exc.one_line())
         return _exit(int(exc.exit_code), argv)
-    except KeyboardInterrupt:
-        sys.stderr.write("error: interrupted.\n")
-        return _exit(130, argv)
+    except KeyboardInterrupt as exc:
+        return _exit(_interrupted(exc), argv)
     except SystemExit as exc:  # typer.Exit inside commands
         return _exit(int(exc.code or 0), argv)
     except Exception as exc:
+        if isinstance(exc.__cause__, KeyboardInterrupt):  # click turns an interrupt into Abort
+            return _exit(_interrupted(exc.__cause__), argv)
         code = _click_exit(exc)
         if code is not None:
             return _exit(code, argv)
@@ -90,6 +98,48 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 "and report it.\n"))
         return _exit(1, argv)
     return _exit(0, argv)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP (`timeout`, CI cancellation, `kill`, a closed terminal), raised where the
+    program is, like Ctrl-C's KeyboardInterrupt: every clean-up that handles Ctrl-C handles these."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextmanager
+def signals_as_interrupts() -> Iterator[list[int]]:
+    """SIGINT, SIGTERM and SIGHUP raise in the main thread; a second signal while the first one's
+    clean-up runs is ignored, so clean-up (deleting an unstored key, removing a container) finishes."""
+    fired: list[int] = []  # the signal that arrived, if one did
+    if threading.current_thread() is not threading.main_thread():
+        yield fired
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        if fired:
+            return
+        fired.append(signum)
+        raise KeyboardInterrupt() if signum == signal.SIGINT else Terminated(signum)
+
+    wanted = [signal.SIGINT, signal.SIGTERM, signal.SIGHUP]
+    previous = {sig: signal.signal(sig, handler) for sig in wanted}
+    try:
+        yield fired
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _interrupted(exc: BaseException) -> int:
+    """Exit 130 for Ctrl-C, 128 + the signal for SIGTERM (143) and SIGHUP (129)."""
+    if isinstance(exc, Terminated):
+        sys.stderr.write(f"error: stopped by {signal.Signals(exc.signum).name}; clean-up done.\n")
+        return 128 + exc.signum
+    sys.stderr.write("error: interrupted.\n")
+    return 130
 
 
 def _click_exit(exc: Exception) -> int | None:

@@ -2,43 +2,95 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from gcpfargate.cli.app import STATE, DryRun, app
 
+if TYPE_CHECKING:
+    from gcpfargate.core.lifecycle import PruneEntry
 
-@app.command("rotate-key")
+
+ROTATION_RULE = ("A task started before rotation N keeps working until rotation N+1: the previous key stays "
+                 "enabled; the key two rotations old is disabled, and the one the last rotation disabled is "
+                 "deleted, so each secret's account holds at most three keys.")
+
+
+@app.command("rotate-key", help="Rotate the key: new key → new secret version (AWSCURRENT) → verify → roll the "
+             "services that read the secret → retire old keys.\n\n" + ROTATION_RULE + "\n\nFor a leaked key, "
+             "--revoke-previous disables the previous key at once (after the services rolled), naming the "
+             "running tasks that lose access.")
 def rotate_key(
     no_verify: Annotated[bool, typer.Option("--no-verify", help="Skip exchanging the new key for a token.")] = False,
-    delete_previous: Annotated[bool, typer.Option("--delete-previous", help="Delete the previous key instead of "
-                                                  "disabling it.")] = False,
-    keep_previous: Annotated[bool, typer.Option("--keep-previous", help="Leave the previous key enabled.")] = False,
-    prune: Annotated[bool, typer.Option("--prune", help="Delete user-managed keys no secret version references.")]
-    = False,
+    revoke_previous: Annotated[bool, typer.Option("--revoke-previous", help="Incident path: disable the previous "
+                                                  "key now instead of at the next rotation.")] = False,
+    delete_previous: Annotated[bool, typer.Option("--delete-previous", help="Incident path: delete the previous "
+                                                  "key now (irreversible).")] = False,
+    keep_previous: Annotated[bool, typer.Option("--keep-previous", hidden=True,
+                                                help="The default now; accepted for old scripts.")] = False,
+    prune: Annotated[bool, typer.Option("--prune", help="First run prune-keys (unreferenced keys at least 24 h "
+                                        "old), before checking for room.")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before pruning.")] = False,
     dry_run: DryRun = False,
 ) -> None:
-    """Rotate the key: new key → new secret version → verify → disable (or delete) the previous key."""
     from gcpfargate.core.rotate import rotate_key as run_rotate
     from gcpfargate.errors import UsageError
 
-    if delete_previous and keep_previous:
-        raise UsageError("--delete-previous and --keep-previous exclude each other")
-    previous = "delete" if delete_previous else "keep" if keep_previous else "disable"
+    if sum((revoke_previous, delete_previous, keep_previous)) > 1:
+        raise UsageError("--revoke-previous, --delete-previous and --keep-previous exclude each other")
+    previous = "delete" if delete_previous else "revoke" if revoke_previous else "keep"
+    if prune and not dry_run and not yes and not _can_ask():
+        raise UsageError("--prune deletes keys and needs a confirmation: there is no terminal to ask on",
+                         "Pass --yes, or run `gcpfargate prune-keys --dry-run` to see what it would delete")
+    result = run_rotate(STATE.context(dry_run=dry_run), verify=not no_verify, previous=previous, prune=prune,
+                        confirm=_confirm(yes))
+    STATE.console.show(result, dry_run)
 
-    def confirm(key_ids: list[str]) -> bool:
+
+def _can_ask() -> bool:
+    return STATE.output != "json" and STATE.console.rich
+
+
+def _confirm(yes: bool) -> Callable[[list[PruneEntry]], bool]:
+    def confirm(entries: list[PruneEntry]) -> bool:
         if yes:
             return True
-        if STATE.output == "json" or not STATE.console.rich:
+        if not _can_ask():
             return False
-        return typer.confirm(f"Delete {len(key_ids)} key(s) no secret version uses: {', '.join(key_ids)}?",
-                             err=True)
+        return typer.confirm(f"Delete {len(entries)} key(s) no secret version uses: "
+                             f"{', '.join(entry.key_id for entry in entries)}?", err=True)
+    return confirm
 
-    result = run_rotate(STATE.context(dry_run=dry_run), verify=not no_verify, previous=previous, prune=prune,
-                        confirm=confirm)
-    STATE.console.show(result, dry_run)
+
+@app.command("prune-keys")
+def prune_keys(
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Delete without asking.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list the keys; delete nothing.")] = False,
+) -> None:
+    """Delete the account's user-managed keys that no labelled version of any gcpfargate secret holds.
+
+    Lists each (id, age, state, why unreferenced) first. Never deletes a key younger than 24 h and
+    never creates one, so it works at 10 of 10 keys. Deleting needs a confirmation on a terminal or
+    --yes; without either it exits 2 and deletes nothing.
+    """
+    from gcpfargate.core import keys
+    from gcpfargate.core.lifecycle import prune
+
+    ctx = STATE.context(dry_run=dry_run)
+    ctx.settings.require("gcp.project", "gcp.service_account")
+    account = keys.resolve_account(ctx, [])
+    name = ctx.settings.secret_name
+    plan = prune(ctx, account.email, name, confirm=None, dry_run=True)
+    out = STATE.console
+    for entry in plan.keys:
+        age = "?" if entry.age_hours is None else f"{entry.age_hours:.0f} h"
+        out.info(f"{entry.key_id}  {age:>7}  {entry.state:<8}  {entry.why}  → {entry.action}")
+    if not plan.keys:
+        out.info(f"no unreferenced keys of {account.email}")
+    result = plan if dry_run else prune(ctx, account.email, name, confirm=_confirm(yes))
+    out.result(result.to_json())
 
 
 @app.command()

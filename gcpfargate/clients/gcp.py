@@ -1,8 +1,10 @@
 """The GCP adapter: IAM Admin (service accounts and their keys) over gRPC.
 
 `IAM_EMULATOR_HOST=host:port` switches to a plain-text channel with anonymous credentials, the
-way Google's other emulators work. Key creation is never retried: each attempt would mint a key.
-Reads retry on UNAVAILABLE only.
+way Google's other emulators work. The setting gcp.transport = "rest" (GCPFARGATE_GCP_TRANSPORT=rest)
+uses HTTPS/JSON (clients/gcp_rest.py) for networks where gRPC is blocked. Key creation is never
+retried: each attempt would mint a key. Reads retry on UNAVAILABLE; key state changes (delete,
+disable, enable) are idempotent and retry on a lost answer.
 """
 
 from __future__ import annotations
@@ -36,13 +38,28 @@ class KeyInfo:
     key_id: str
     created: datetime | None
     disabled: bool
+    # valid_before_time: keys never expire unless the org policy iam.serviceAccountKeyExpiryHours
+    # sets it; Google reports a far-future date (9999-12-31) for keys without expiry.
+    expires: datetime | None = None
 
     def age_days(self, now: datetime) -> int | None:
         return None if self.created is None else max(0, (now - self.created).days)
 
+    def age_hours(self, now: datetime) -> float | None:
+        return None if self.created is None else max(0.0, (now - self.created).total_seconds() / 3600)
+
+    def expired(self, now: datetime) -> bool:
+        return self.expires is not None and now >= self.expires
+
+    @property
+    def live(self) -> bool:
+        """Enabled and not expired: a key that can still sign for its account."""
+        return not self.disabled and not self.expired(datetime.now(UTC))
+
 
 class IamAdmin:
-    def __init__(self, emulator_host: str | None = None) -> None:
+    def __init__(self, emulator_host: str | None = None, transport: str = "grpc") -> None:
+        self._transport = transport
         self._emulator_host = emulator_host if emulator_host is not None else os.environ.get("IAM_EMULATOR_HOST")
         self._client: Any = None
         self._lock = threading.Lock()
@@ -60,20 +77,20 @@ class IamAdmin:
     def _make_client(self) -> Any:
         from google.cloud import iam_admin_v1
 
+        if self._transport == "rest":
+            from gcpfargate.clients.iam_admin_rest import GOOGLE_API, RestIam
+
+            # With IAM_EMULATOR_HOST the REST face of a local emulator: plain HTTP, no credentials.
+            if self._emulator_host:
+                return RestIam(f"http://{self._emulator_host}", anonymous=True)
+            return _with_credentials(lambda: RestIam(GOOGLE_API))
         if self._emulator_host:
             import grpc
             from google.cloud.iam_admin_v1.services.iam.transports import IAMGrpcTransport
 
             channel = grpc.insecure_channel(self._emulator_host)
             return iam_admin_v1.IAMClient(transport=IAMGrpcTransport(channel=channel))
-        import google.auth.exceptions
-
-        try:
-            return iam_admin_v1.IAMClient()
-        except google.auth.exceptions.DefaultCredentialsError:
-            raise GcpError("no Google Cloud credentials found for the IAM API",
-                           "Run `gcloud auth application-default login` or set GOOGLE_APPLICATION_CREDENTIALS "
-                           "for the identity that manages keys").with_code("UNAUTHENTICATED") from None
+        return _with_credentials(iam_admin_v1.IAMClient)
 
     # -- calls -------------------------------------------------------------------------------
     def _call(self, method: str, action: str, request: dict[str, Any], retry_reads: bool = True) -> Any:
@@ -163,21 +180,20 @@ class IamAdmin:
         try:
             key = self._while_new(email, lambda: self._call("CreateServiceAccountKey", f"create a key for {email}",
                                                             request, retry_reads=False))
+        except KeyLimitError:
+            raise
         except GcpError as exc:
-            if exc.code == "FAILED_PRECONDITION" and "not allowed" in exc.message.lower():
-                raise GcpError(f"key creation for {email} is refused by an organization policy "
-                               "(constraints/iam.disableServiceAccountKeyCreation)",
-                               "Ask your GCP organization admin for an exception for this project, "
-                               "or use workload identity federation instead of keys").with_code(exc.code) from None
-            if exc.code == "FAILED_PRECONDITION" and len(self.list_user_keys(email)) >= MAX_USER_KEYS:
-                raise KeyLimitError(f"cannot create a key for {email}: the account already holds "
-                                    f"{MAX_USER_KEYS} user-managed keys",
-                                    "Delete unused keys (`gcpfargate rotate-key --prune`)"
-                                    ).with_code(exc.code) from None
+            if exc.code == "FAILED_PRECONDITION":
+                # Google's bare "Precondition check failed." to CreateServiceAccountKey is the key limit
+                # (firebase/firebase-tools#6192); org-policy refusals were mapped by _translate.
+                count = len(self.list_user_keys(email))
+                raise KeyLimitError(f"cannot create a key for {email}: the account holds {count} user-managed "
+                                    f"keys, at its limit (10 of {MAX_USER_KEYS} in Google's default quota)",
+                                    PRUNE_HINT.replace("EMAIL", email)).with_code(exc.code) from None
             if exc.code in ("INTERNAL", "UNAVAILABLE", "DEADLINE_EXCEEDED", "UNKNOWN"):
                 # The answer was lost, not necessarily the key: say how to find and remove it.
-                raise GcpError(exc.message, "A key may have been created anyway; retry, then remove keys no secret "
-                               "uses with `gcpfargate rotate-key --prune --yes`").with_code(exc.code) from None
+                raise GcpError(exc.message, "A key may have been created anyway; the next rotate-key disables "
+                               "it and `gcpfargate prune-keys` deletes it a day later").with_code(exc.code) from None
             raise
         try:
             return KeyMaterial.parse(bytes(key.private_key_data))
@@ -187,12 +203,10 @@ class IamAdmin:
             raise GcpError(f"the IAM API returned an unusable key for {email}: {exc}") from None
 
     def delete_key(self, email: str, key_id: str) -> None:
-        self._call("DeleteServiceAccountKey", f"delete key {key_id} of {email}", {"name": _key_name(email, key_id)},
-                   retry_reads=False)
+        self._idempotent("DeleteServiceAccountKey", f"delete key {key_id} of {email}", _key_name(email, key_id))
 
     def disable_key(self, email: str, key_id: str) -> None:
-        self._call("DisableServiceAccountKey", f"disable key {key_id} of {email}",
-                   {"name": _key_name(email, key_id)}, retry_reads=False)
+        self._idempotent("DisableServiceAccountKey", f"disable key {key_id} of {email}", _key_name(email, key_id))
 
     # -- IAM policy of a service account (keyless mode's workloadIdentityUser binding) ------------
     def get_iam_policy(self, email: str) -> Any:
@@ -205,6 +219,33 @@ class IamAdmin:
         return self._call("SetIamPolicy", f"update the IAM policy of {email}",
                           {"resource": f"projects/-/serviceAccounts/{email}", "policy": policy}, retry_reads=False)
 
+    def enable_key(self, email: str, key_id: str) -> None:
+        self._idempotent("EnableServiceAccountKey", f"enable key {key_id} of {email}", _key_name(email, key_id))
+
+    def _idempotent(self, method: str, action: str, name: str, attempts: int = 3) -> None:
+        """A key state change done twice is done once (a second delete answers NOT_FOUND, which callers
+        accept), so a failure whose answer may have been lost is simply retried."""
+        for attempt in range(attempts):
+            try:
+                self._call(method, action, {"name": name}, retry_reads=False)
+                return
+            except GcpError as exc:
+                if exc.code not in ("INTERNAL", "UNAVAILABLE", "DEADLINE_EXCEEDED", "UNKNOWN") \
+                        or attempt + 1 == attempts:
+                    raise
+                time.sleep(0.5 * (attempt + 1))
+
+
+
+def _with_credentials(make: Any) -> Any:
+    import google.auth.exceptions
+
+    try:
+        return make()
+    except google.auth.exceptions.DefaultCredentialsError:
+        raise GcpError("no Google Cloud credentials found for the IAM API",
+                       "Run `gcloud auth application-default login` or set GOOGLE_APPLICATION_CREDENTIALS "
+                       "for the identity that manages keys").with_code("UNAUTHENTICATED") from None
 
 
 def _snake(method: str) -> str:
@@ -215,24 +256,82 @@ def _key_name(email: str, key_id: str) -> str:
     return f"projects/-/serviceAccounts/{email}/keys/{key_id}"
 
 
-def _key_info(key: Any) -> KeyInfo:
-    created = key.valid_after_time
-    created_at = None
-    if created:
-        created_at = created if isinstance(created, datetime) else datetime.fromtimestamp(created.timestamp(), tz=UTC)
-    return KeyInfo(key_id=key.name.rsplit("/", 1)[-1], created=created_at, disabled=bool(key.disabled))
+def _time(value: Any) -> datetime | None:
+    if not value:
+        return None
+    return value if isinstance(value, datetime) else datetime.fromtimestamp(value.timestamp(), tz=UTC)
 
+
+def _key_info(key: Any) -> KeyInfo:
+    expires = _time(key.valid_before_time)
+    if expires is not None and expires.year >= 9999:
+        expires = None  # Google's "never expires"
+    return KeyInfo(key_id=key.name.rsplit("/", 1)[-1], created=_time(key.valid_after_time),
+                   disabled=bool(key.disabled), expires=expires)
+
+
+# Said wherever the key limit stops a command (issue 15: every such message names prune-keys).
+PRUNE_HINT = ("Delete keys no secret version uses with `gcpfargate prune-keys` (then rerun), or "
+              "`gcloud iam service-accounts keys delete KEY_ID --iam-account EMAIL`")
 
 _HINTS = {
     "PERMISSION_DENIED": "The GCP identity needs roles/iam.serviceAccountKeyAdmin (and "
                          "roles/iam.serviceAccountAdmin to create accounts) on the project",
     "UNAUTHENTICATED": "Refresh the Google Cloud credentials (gcloud auth application-default login)",
-    "UNAVAILABLE": "The IAM API is unreachable; check IAM_EMULATOR_HOST or the network and retry",
+    "UNAVAILABLE": "The IAM API is unreachable; check IAM_EMULATOR_HOST or the network (where gRPC is blocked, "
+                   "set GCPFARGATE_GCP_TRANSPORT=rest) and retry",
     "DEADLINE_EXCEEDED": "The IAM API did not answer in time; retry",
 }
+# The org-policy constraints that forbid key creation (the managed one is enforced by default for
+# organisations created since May 2024: cloud.google.com/resource-manager/docs/organization-policy/
+# restricting-service-accounts).
+KEY_CREATION_CONSTRAINTS = ("constraints/iam.managed.disableServiceAccountKeyCreation",
+                            "constraints/iam.disableServiceAccountKeyCreation")
 
 
 def _translate(exc: Any, action: str) -> GcpError:
-    code = getattr(getattr(exc, "grpc_status_code", None), "name", None) or type(exc).__name__
+    """One clear line per kind of refusal; Google's own text otherwise."""
+    code = (getattr(exc, "rest_status", None) or getattr(getattr(exc, "grpc_status_code", None), "name", None)
+            or type(exc).__name__)
     message = str(getattr(exc, "message", "") or exc).rstrip(".")
+    reason = str(getattr(exc, "reason", "") or "")
+    metadata = dict(getattr(exc, "metadata", None) or {})
+    if reason == "SERVICE_DISABLED" or "API has not been used" in message:
+        # PERMISSION_DENIED with ErrorInfo SERVICE_DISABLED: not a missing role (openshift/installer#2187).
+        project = str(metadata.get("consumer", "")).removeprefix("projects/") or "the project"
+        return GcpError(f"failed to {action}: the IAM API (iam.googleapis.com) is not enabled in {project}",
+                        f"Enable it: gcloud services enable iam.googleapis.com --project {project} (it takes "
+                        "a few minutes to take effect)").with_code("SERVICE_DISABLED")
+    if code == "FAILED_PRECONDITION":
+        constraint = _violated_constraint(exc)
+        if constraint:
+            return GcpError(f"failed to {action}: key creation is refused by the organization policy {constraint}",
+                            "Ask an organization policy administrator to set it to not enforced for this project "
+                            "(or use keyless access)").with_code("ORG_POLICY")
+    if code == "RESOURCE_EXHAUSTED":
+        if "keys" in message.lower() and "quota" not in message.lower():
+            # The older surface's answer to the 11th key (kubeflow/pipelines#348).
+            return KeyLimitError(f"failed to {action}: the account already holds its {MAX_USER_KEYS} user-managed "
+                                 "keys", PRUNE_HINT).with_code(code)
+        return GcpError(f"failed to {action}: Google's API quota is exhausted ({message})",
+                        "Wait a minute and retry; raise the quota in the console if it keeps happening"
+                        ).with_code("QUOTA")
     return GcpError(f"failed to {action}: {code}: {message}", _HINTS.get(code, "")).with_code(code)
+
+
+def _violated_constraint(exc: Any) -> str:
+    """The org-policy constraint a FAILED_PRECONDITION names (PreconditionFailure detail or text)."""
+    for detail in getattr(exc, "details", None) or []:
+        # gRPC gives PreconditionFailure messages; REST gives the same as JSON dicts.
+        violations = detail.get("violations", []) if isinstance(detail, dict) else getattr(detail, "violations", [])
+        for violation in violations or []:
+            kind = str(violation.get("type", "") if isinstance(violation, dict) else getattr(violation, "type", ""))
+            if kind.startswith("constraints/"):
+                return kind
+    text = str(getattr(exc, "message", "") or exc)
+    for constraint in KEY_CREATION_CONSTRAINTS:
+        if constraint in text:
+            return constraint
+    if "key creation is not allowed" in text.lower():
+        return KEY_CREATION_CONSTRAINTS[1]
+    return ""

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from gcpfargate.core import execution_role, keys, secret
+from gcpfargate.core import execution_role, keys, lifecycle, secret
 from gcpfargate.core.context import Context
 from gcpfargate.core.results import PlannedResult
 
@@ -48,18 +48,30 @@ def bootstrap(ctx: Context, new_key: bool = False, grant: bool = False) -> Boots
     if live and not new_key:
         assert state is not None and state.key is not None
         key_id, secret_arn = state.key.key_id, state.arn
+        if state.tags.get(secret.TAG_KEY_ID) != key_id and not ctx.dry_run:
+            secret.tag_current(ctx, state.arn, name, account.email)  # an earlier run could not tag: repair
     else:
         reason = ("--new-key" if new_key and live else "the secret does not exist" if state is None
                   else state.problem or "the secret's key is not a live key of this account")
         plan.append(f"create a key for {account.email} and store it in secret {name} ({reason})")
         changed = True
+        replacing = state is not None and account.unique_id != ""
+        if replacing and not ctx.dry_run:
+            lifecycle.delete_retired(ctx, account.email, name)  # room first, as rotate-key does
         if account.unique_id:
             keys.check_key_room(ctx, account.email)
         if ctx.dry_run:
             key_id, secret_arn = None, state.arn if state else None
         else:
-            key, secret_arn, _ = keys.create_and_store(ctx, account, state)
-            key_id = key.key_id
+            stored = keys.create_and_store(ctx, account, state)
+            key_id, secret_arn = stored.key.key_id, stored.arn
+            keys.finish(ctx, stored)
+            if replacing:
+                # The same lifecycle as rotate-key (issue 13.6): the replaced key becomes
+                # AWSPREVIOUS and stays enabled; older unreferenced keys are disabled.
+                lifecycle.disable_superseded(ctx, account.email, name)
+    if state is not None and not ctx.dry_run:
+        secret.add_family(ctx, name, state.arn, state.tags, settings.family)
     # The key that really encrypts the secret; a secret created just now uses the configured one.
     kms_arn = secret.kms_key_arn(ctx, state.kms_key_id if state is not None else None)
     with ctx.reporter.step("Checking the execution role"):

@@ -37,7 +37,7 @@ class Context:
     def iam(self) -> IamAdmin:
         from gcpfargate.clients.gcp import IamAdmin
 
-        return IamAdmin()
+        return IamAdmin(transport=self.settings.gcp.transport)
 
     @cached_property
     def pools(self) -> WorkloadIdentityPools:

@@ -10,19 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
 
-from gcpfargate.clients.gcp import MAX_USER_KEYS, ServiceAccount
+from gcpfargate.clients.gcp import ServiceAccount
 from gcpfargate.core import ecs, execution_role, fargate_rules, images, logs, policy, roles, secret, service_checks
 from gcpfargate.core.context import Context
 from gcpfargate.core.wiring import is_exact_wrapper, unwrap
 from gcpfargate.errors import AwsError, GcpfargateError
 from gcpfargate.keyscan import key_paths, key_text
-
-KEY_AGE_WARN_DAYS = 90
-KEY_COUNT_WARN = 8
 
 
 class Status(str, Enum):
@@ -72,6 +68,8 @@ class _Skip(Exception):
 
 
 def run_doctor(ctx: Context, get_secret: bool = True) -> DoctorReport:
+    from gcpfargate.core import doctor_keys as keys  # it builds on this module's Status and _Facts
+
     facts = _Facts()
     checks: list[Check] = []
     plan: list[tuple[str, str, Callable[[Context, _Facts], tuple[Status, str]]]] = [
@@ -79,9 +77,10 @@ def run_doctor(ctx: Context, get_secret: bool = True) -> DoctorReport:
         ("AWS identity", "aws", _aws_identity),
         ("service account exists and is enabled", "gcp", _account),
         ("secret holds a key of the account", "secret", lambda c, f: _secret(c, f, get_secret)),
-        ("key exists and is enabled in GCP", "key", _key_state),
-        ("key age", "key", _key_age),
-        ("user-managed key count", "key", _key_count),
+        ("key exists and is enabled in GCP", "key", keys.key_state),
+        ("key age", "key", keys.key_age),
+        ("user-managed key count", "key", keys.key_count),
+        ("every live key is in a secret version", "key", lambda c, f: keys.unreferenced_live(c, f, get_secret)),
         ("execution role trusts ecs-tasks.amazonaws.com", "execution role", _role_trust),
         ("execution role may read the secret", "execution role", _role_access),
         ("task definition delivers the key safely", "task definition", _wiring),
@@ -159,6 +158,11 @@ def _secret(ctx: Context, facts: _Facts, get_secret: bool) -> tuple[Status, str]
     expected = facts.account.email if facts.account else ctx.settings.service_account_email
     if state.key.client_email != expected:
         return Status.FAIL, f"secret {name} holds a key of {state.key.client_email}, not {expected}"
+    tagged = state.tags.get(secret.TAG_KEY_ID, "")
+    if tagged != state.key.key_id:
+        # The tag is what `doctor --no-get-secret` judges by: it must agree with the value (issue 14).
+        return Status.WARN, (f"{name} holds key {state.key.key_id[:12]}…, but its {secret.TAG_KEY_ID} tag names "
+                             f"{tagged[:12] or 'nothing'}… (the next bootstrap or rotate-key repairs the tag)")
     return Status.OK, f"{name} holds key {state.key.key_id[:12]}… of {expected}"
 
 
@@ -168,40 +172,6 @@ def _key_id(facts: _Facts) -> str:
     if facts.extra.get("tag_key_id"):
         return str(facts.extra["tag_key_id"])
     raise _Skip("no key to look at")
-
-
-def _key_state(ctx: Context, facts: _Facts) -> tuple[Status, str]:
-    if facts.account is None:
-        raise _Skip("the service account was not found")
-    key_id = _key_id(facts)
-    info = ctx.iam.get_key(facts.account.email, key_id)
-    facts.extra["key_info"] = info
-    if info is None:
-        return Status.FAIL, f"key {key_id[:12]}… was deleted in GCP (run gcpfargate rotate-key)"
-    if info.disabled:
-        return Status.FAIL, f"key {key_id[:12]}… is disabled in GCP (run gcpfargate rotate-key)"
-    return Status.OK, f"key {key_id[:12]}… is enabled"
-
-
-def _key_age(ctx: Context, facts: _Facts) -> tuple[Status, str]:
-    info = facts.extra.get("key_info")
-    if info is None or info.created is None:
-        raise _Skip("key not found")
-    age = info.age_days(datetime.now(UTC))
-    if age > KEY_AGE_WARN_DAYS:
-        return Status.WARN, f"{age} days old (over {KEY_AGE_WARN_DAYS}); run gcpfargate rotate-key"
-    return Status.OK, f"{age} days old"
-
-
-def _key_count(ctx: Context, facts: _Facts) -> tuple[Status, str]:
-    if facts.account is None:
-        raise _Skip("the service account was not found")
-    count = len(ctx.iam.list_user_keys(facts.account.email))
-    if count >= MAX_USER_KEYS:
-        return Status.FAIL, f"{count} of {MAX_USER_KEYS}: no new key can be created (rotate-key --prune)"
-    if count >= KEY_COUNT_WARN:
-        return Status.WARN, f"{count} of {MAX_USER_KEYS}; prune with rotate-key --prune"
-    return Status.OK, f"{count} of {MAX_USER_KEYS}"
 
 
 def _latest_revision(ctx: Context, facts: _Facts) -> dict[str, Any] | None:

@@ -124,8 +124,10 @@ def resolve_secret(ctx: Context, name: str, ref: SecretRef) -> str:
     params: dict[str, Any] = {"SecretId": ref.secret_id}
     if ref.version_id:
         params["VersionId"] = ref.version_id
-    elif ref.version_stage:
-        params["VersionStage"] = ref.version_stage
+    else:
+        # What ECS reads when valueFrom names no stage; said explicitly (moto's stage-less read
+        # ignores UpdateSecretVersionStage, which rotate-key uses to make a key current).
+        params["VersionStage"] = ref.version_stage or "AWSCURRENT"
     value = ctx.aws.find("secretsmanager", "get_secret_value", "ResourceNotFoundException",
                          f"read secret {ref.secret_id} for {name}", **params)
     if value is None:

@@ -231,6 +231,14 @@ def check_runs_pushed(definition: dict[str, Any], pushed: str, where: str) -> No
                         "(or push-image and register-task separately)")
 
 
+def _secret_arns(definition: dict[str, Any]) -> list[str]:
+    """The Secrets Manager secrets the definition's containers read (valueFrom without its suffix)."""
+    arns = {str(item.get("valueFrom", "")) for container in definition.get("containerDefinitions", [])
+            for item in container.get("secrets", [])}
+    return sorted(":".join(arn.split(":")[:7]) for arn in arns if arn.startswith("arn:") and ":secretsmanager:" in arn)
+
+
+
 def register_task(ctx: Context, image: str | None, secret_arn: str | None = None,
                   latest: ecs.LatestRevision | None = None, pushed: str = "") -> RegisterResult:
     """Register the rendered definition unless the latest revision already matches it. `deploy` passes the
@@ -269,4 +277,7 @@ def register_task(ctx: Context, image: str | None, secret_arn: str | None = None
             lambda: ctx.aws.call("ecs", "register_task_definition", f"register task definition {family}",
                                  **rendered), propagation.pass_role_refused, ctx.reporter,
             f"register task definition {family}")["taskDefinition"]
+    # Record the family on the secrets it reads (deploy's bootstrap did that for its own secret).
+    for arn in _secret_arns(rendered) if secret_arn is None else []:
+        secret.note_family(ctx, arn, family)
     return RegisterResult(str(created["taskDefinitionArn"]), int(created["revision"]), True, plan=[], diff=diff)

@@ -14,7 +14,9 @@ SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
 
 
 def _secret_value(project: Project) -> dict:
-    value = project.aws("secretsmanager").get_secret_value(SecretId=project.secret_name)
+    # Name the stage: moto's stage-less read ignores UpdateSecretVersionStage (AWS reads AWSCURRENT),
+    # and a new key becomes AWSCURRENT by that call (compare-and-set, issue 13.7).
+    value = project.aws("secretsmanager").get_secret_value(SecretId=project.secret_name, VersionStage="AWSCURRENT")
     return json.loads(value["SecretString"])
 
 
@@ -118,7 +120,8 @@ def test_key_limit_is_one_clear_line(project: Project) -> None:
 
     create_keys(project.stack, project.email, 10)
     result = project.run("bootstrap")
-    line = assert_one_clean_line(result, 1, "already holds 10 of 10 user-managed keys", "rotate-key --prune")
+    line = assert_one_clean_line(result, 1, "already holds 10 of 10 user-managed keys",
+                                 "gcpfargate prune-keys")  # issue 15: every at-the-limit message names it
     assert "days" in line
     assert len(project.stack.emulator.key_ids(project.email)) == 10
 

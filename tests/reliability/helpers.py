@@ -6,7 +6,9 @@ The invariants (checked against the real stack, never against what the CLI says)
    version (AWSCURRENT or AWSPREVIOUS);
 2. the secret's AWSCURRENT holds a key of the account that authenticates with google-auth against
    the emulator's token endpoint;
-3. when a task definition is registered, its latest revision takes the key from the secret's ARN.
+3. when a task definition is registered, its latest revision takes the key from the secret's ARN;
+4. the secret's gcpfargate:key-id tag names the key AWSCURRENT holds (what doctor --no-get-secret
+   judges by; issue 14).
 """
 
 from __future__ import annotations
@@ -147,6 +149,11 @@ def check_invariants(project: Project, expect_secret: bool = True) -> list[str]:
         broken.append(f"AWSCURRENT holds a key of {key.get('client_email')}")
     elif not authenticates(key):
         broken.append(f"AWSCURRENT key {key.get('private_key_id')} does not authenticate")
+    tags = {t["Key"]: t["Value"] for t in project.aws("secretsmanager").describe_secret(
+        SecretId=project.secret_name).get("Tags", [])}
+    if tags.get("gcpfargate:key-id") != key.get("private_key_id"):
+        broken.append(f"the key-id tag names {tags.get('gcpfargate:key-id')}, AWSCURRENT holds "
+                      f"{key.get('private_key_id')}")
     broken.extend(task_definition_problems(project))
     return broken
 

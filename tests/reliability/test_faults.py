@@ -88,10 +88,20 @@ def clean(stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> dict[s
     deployed, deploy_calls = run_logged(project, "deploy")
     assert deployed.returncode == 0, deployed.output
     deploy_state = shape(project)
+    warm_up(project)
     rotated, rotate_calls = run_logged(project, "rotate-key")
     assert rotated.returncode == 0, rotated.output
     return {"deploy": faults_of("deploy", deploy_calls), "rotate-key": faults_of("rotate-key", rotate_calls),
             "deploy-state": deploy_state, "rotate-state": key_shape(project), "calls": deploy_calls}
+
+
+def warm_up(project: Project) -> None:
+    """Two rotations: from then on each rotation also disables the key two rotations old and deletes
+    the one the last rotation disabled (the steady state of the key lifecycle, issue 15), so the
+    matrix covers those calls too."""
+    for _ in range(2):
+        rotated = project.run("rotate-key")
+        assert rotated.returncode == 0, rotated.output
 
 
 def shape(project: Project) -> dict[str, Any]:
@@ -158,7 +168,11 @@ def test_discovery_found_the_mutating_calls(clean: dict[str, Any]) -> None:
     # The calls every first deploy must make; discovery may find more, never fewer.
     assert {"CreateServiceAccountKey", "CreateSecret", "CreateRole", "CreateRepository",
             "RegisterTaskDefinition"} <= deploy_ops, deploy_ops
-    assert {"CreateServiceAccountKey", "PutSecretValue", "DisableServiceAccountKey"} <= rotate_ops, rotate_ops
+    # Issue 15's lifecycle: the new key is stored under a pending label and made AWSCURRENT by
+    # compare-and-set (UpdateSecretVersionStage); the key two rotations old is disabled, the one the
+    # last rotation disabled deleted.
+    assert {"CreateServiceAccountKey", "PutSecretValue", "UpdateSecretVersionStage", "DisableServiceAccountKey",
+            "DeleteServiceAccountKey"} <= rotate_ops, rotate_ops
 
 
 def test_deploy_survives_each_failing_call(stack: LocalStack, proxy: FaultProxy, clean: dict[str, Any],
@@ -200,6 +214,7 @@ def test_rotate_key_survives_each_failing_call(stack: LocalStack, proxy: FaultPr
         project = new_project(stack, tmp_path / f"fault-{index}")
         booted = project.run("bootstrap")
         assert booted.returncode == 0, booted.output
+        warm_up(project)
         result, problems = run_fault(fault, project, stack, proxy)
         # The rerun a user would do: the error line's own advice (--prune when a retirement failed).
         last = result.stderr.strip().splitlines()[-1] if result.returncode else ""
@@ -340,8 +355,9 @@ def test_lost_response_of_storing_the_key(project: Project, command: str, target
 def test_lost_response_of_key_creation_is_pruned(project: Project) -> None:
     """GCP made a key but its answer (the only copy of the private key) was lost. Nobody can use that
     key, and gcpfargate cannot know its id without guessing (a concurrent run's new key looks the
-    same), so it stays until pruned. Known limit: the failure is one clean line, and the documented
-    `rotate-key --prune` removes the unusable key."""
+    same), so it stays until the next rotation disables it as unreferenced (issue 15's lifecycle; the
+    invariants count enabled keys) and `prune-keys` deletes it a day later. Known limit: the failure
+    is one clean line."""
     assert project.run("bootstrap").returncode == 0
     project.stack.emulator.fail_nth("CreateServiceAccountKey", 1, "INTERNAL", "injected fault", when="after")
     try:

@@ -8,6 +8,8 @@ connection, for the next N matching calls (or from the Nth on). Everything else 
 
 from __future__ import annotations
 
+import threading
+import time
 from collections import Counter
 from dataclasses import dataclass
 
@@ -17,12 +19,13 @@ from tests.stack.proxybase import Answer, Call, HttpProxy, aws_error
 @dataclass
 class Rule:
     operation: str  # "PutSecretValue", or "secretsmanager.PutSecretValue", or "*"
-    kind: str = "error"  # "error", "throttle" or "reset"
+    kind: str = "error"  # "error", "throttle", "reset", or "hold" (forward, then hold the answer)
     status: int = 500
     code: str = "InternalFailure"
     message: str = "injected fault"
     skip: int = 0  # let this many matching calls through first
     times: int = 1  # then fail this many (-1: forever)
+    hold_s: float = 0.0  # kind "hold": the call reaches moto at once, its answer this many seconds later
 
 
 class FaultProxy(HttpProxy[Rule]):
@@ -30,6 +33,7 @@ class FaultProxy(HttpProxy[Rule]):
         super().__init__(upstream)
         self.seen: Counter[str] = Counter()
         self.injected: Counter[str] = Counter()
+        self.held = threading.Event()  # set once a "hold" rule has forwarded its call
 
     def handle(self, call: Call) -> Answer:
         rule = self._match(call.label)
@@ -37,6 +41,12 @@ class FaultProxy(HttpProxy[Rule]):
             return self.forward(call)
         if rule.kind == "reset":
             return Answer(0, b"", reset=True)
+        if rule.kind == "hold":
+            # The write has landed; the caller waits for its answer (to interrupt it meanwhile).
+            answer = self.forward(call)
+            self.held.set()
+            time.sleep(rule.hold_s)
+            return answer
         if rule.kind == "throttle":
             return aws_error(call, 400, "ThrottlingException", "Rate exceeded")
         return aws_error(call, rule.status, rule.code, rule.message)

@@ -17,7 +17,7 @@ import grpc
 from google.cloud.iam_admin_v1.types import iam
 
 from tests.stack.iam.admin_http import HttpHandler, HttpServer, RouteHandler
-from tests.stack.iam.errors import KEY_CREATION_CONSTRAINT, RpcFailure
+from tests.stack.iam.errors import KEY_CREATION_CONSTRAINT, OAUTH_BAD_SIGNATURE, RpcFailure
 from tests.stack.iam.faults import ALL, Defaults, Knobs, Propagation, status_code
 from tests.stack.iam.grpc_service import IamService
 from tests.stack.iam.keyless import Keyless
@@ -195,10 +195,13 @@ class IamEmulator:
         with self.state.lock:
             self.knobs.add_fault(method, nth, code, message, when)
 
-    def refuse_grants(self, count: int = 1) -> None:
-        """Refuse the next `count` token requests with invalid_grant, whatever key signs them."""
+    def refuse_grants(self, count: int = 1, description: str = OAUTH_BAD_SIGNATURE) -> None:
+        """Refuse the next `count` token requests with invalid_grant, whatever key signs them.
+        `description` is the error_description: Google's "Invalid JWT Signature." by default (an
+        unknown key: not yet propagated, or gone), or e.g. "Invalid grant: account not found"."""
         with self.state.lock:
             self.knobs.refuse_grants = count
+            self.knobs.refusal_description = description
 
     def clear_faults(self) -> None:
         """Forget injected faults and grant refusals; the knobs below stay as set."""
@@ -234,6 +237,14 @@ class IamEmulator:
             raise ValueError("valid_before must be timezone-aware")
         with self.state.lock:
             self.state.key_of(email, key_id).valid_before = valid_before.astimezone(dt.UTC)
+
+    def set_key_valid_after(self, email: str, key_id: str, valid_after: dt.datetime) -> None:
+        """Backdate a key's creation (valid_after_time), e.g. to make it older than prune's 24 h."""
+        if valid_after.tzinfo is None:
+            raise ValueError("valid_after must be timezone-aware")
+        with self.state.lock:
+            # The key's certificate keeps its first validity: only the metadata's age matters here.
+            self.state.key_of(email, key_id).valid_after = valid_after.astimezone(dt.UTC)
 
     def set_key_limit(self, max_keys: int = 10, code: grpc.StatusCode | str = "FAILED_PRECONDITION") -> None:
         """User-managed keys per account, and the answer past it: FAILED_PRECONDITION "Precondition

@@ -72,6 +72,7 @@ class Knobs:
         """Everything back to the constructor's values: no faults, no refusals."""
         self.faults: dict[str, list[Fault]] = {}
         self.refuse_grants = 0
+        self.refusal_description = errors.OAUTH_BAD_SIGNATURE
         self.deny_key_creation: dict[str, str] = {}  # project -> constraint
         self.disabled_services: set[str] = set()  # projects where the IAM API is off
         self.denied_permissions: dict[str, set[str]] = {}  # project or ALL -> permissions
@@ -111,11 +112,12 @@ class Knobs:
             pending.remove(fired)
         return fired
 
-    def take_grant_refusal(self) -> bool:
+    def take_grant_refusal(self) -> str | None:
+        """The description of the next injected invalid_grant, or None."""
         if self.refuse_grants > 0:
             self.refuse_grants -= 1
-            return True
-        return False
+            return self.refusal_description
+        return None
 
     # ------------------------------------------------------------------ checks on every call
     def check_call(self, method: str, project: str | None) -> None:

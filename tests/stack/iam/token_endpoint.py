@@ -85,8 +85,9 @@ class TokenEndpoint:
             return 400, {"error": "unsupported_grant_type", "error_description": f"Invalid grant_type: {grant_type}"}
         try:
             with self.state.lock:
-                if self.knobs.take_grant_refusal():
-                    raise GrantRefused(OAUTH_BAD_SIGNATURE)
+                refusal = self.knobs.take_grant_refusal()
+                if refusal is not None:
+                    raise GrantRefused(refusal)
             email, key_id = self._verify(assertion)
         except GrantRefused as refused:
             with self.state.lock:
