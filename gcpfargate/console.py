@@ -43,6 +43,7 @@ class Output:
                            width=None if interactive(sys.stdout) else 400)
         self._progress: Any = None
         self._tasks: dict[str, Any] = {}
+        self.warnings = 0  # how many warnings were shown: `--strict` turns any into exit 1
         self._last_plain: dict[str, float] = {}
 
     # -- Reporter ----------------------------------------------------------------------------
@@ -62,6 +63,7 @@ class Output:
         self._plain(message) if not self.rich else self.err.print(redact(message), markup=False)
 
     def warn(self, message: str) -> None:
+        self.warnings += 1
         if self.rich:
             from rich.markup import escape
 

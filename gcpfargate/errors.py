@@ -26,6 +26,11 @@ class GcpfargateError(Exception):
         self.message = message
         self.hint = hint
 
+    def to_json(self) -> dict[str, object]:
+        """The `-o json` form of the error: `{"error": {"message", "hint", "exit_code"}}`."""
+        return {"error": {"message": self.message.rstrip("."), "hint": self.hint or None,
+                          "exit_code": int(self.exit_code)}}
+
     def one_line(self) -> str:
         text = self.message.rstrip(".")
         return f"{text}. {self.hint}" if self.hint else f"{text}."
@@ -63,6 +68,13 @@ class AwsError(OperationError):
     def with_code(self, code: str) -> AwsError:
         self.code = code
         return self
+
+
+class AwsConfigError(AwsError):
+    """The AWS configuration itself is missing (no region, no credentials, an unknown profile): a usage
+    problem the user fixes in their setup, so exit 2 like any other configuration error."""
+
+    exit_code = ExitCode.USAGE
 
 
 class GcpError(OperationError):
