@@ -240,7 +240,8 @@ def _schedule(output: Output, console: Console, result: Any, dry_run: bool) -> N
     if result.expression:
         items += [("expression", result.expression), ("timezone", result.timezone),
                   ("task definition", result.task_definition_arn), ("role", result.role_arn)]
-    items.append(("changed", _yes(result.changed)))
+    if not result.read_only:
+        items.append(("changed", _yes(result.changed)))
     rows(console, items)
     if result.next_runs:
         console.print(f"Next {len(result.next_runs)} runs ({result.timezone}):", markup=False)

@@ -15,9 +15,9 @@ Decisions worth knowing:
 - **Idempotent.** The desired schedule is compared with `GetSchedule`; when they agree nothing
   is written (`changed: false`). UpdateSchedule replaces the whole schedule, so an update also
   resets fields set by hand outside gcpfargate.
-- **Sticky expression.** When no expression is configured (no flag, variable or file value) an
-  existing schedule keeps its expression and time zone, so `gcpfargate schedule --disable` just
-  disables it.
+- **Sticky expression and time zone.** When no expression is configured (no flag, variable or
+  file value) an existing schedule keeps its expression, so `gcpfargate schedule --disable` just
+  disables it; likewise an unconfigured time zone is kept, so `--rate "1 hour"` keeps Asia/Tokyo.
 - **Delete** removes the schedule only; the scheduler role stays (it may serve other schedules).
 - **Next runs** are computed locally (`gcpfargate.core.cron`); rate schedules count from the
   schedule's start date or its last modification, as EventBridge Scheduler does.
@@ -56,11 +56,14 @@ class ScheduleResult:
     task_definition_arn: str = ""
     plan: list[str] = field(default_factory=list)
     request: dict[str, Any] | None = None  # what --dry-run would send
+    read_only: bool = False  # --show: nothing could change, so no `changed` is reported
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"schedule_arn": self.schedule_arn, "expression": self.expression,
                                 "timezone": self.timezone, "state": self.state, "changed": self.changed,
                                 "next_runs": self.next_runs}
+        if self.read_only:
+            data.pop("changed")
         if self.request is not None:
             data["plan"] = self.plan
             data["request"] = self.request
@@ -112,7 +115,9 @@ def show(ctx: Context, count: int = DEFAULT_NEXT) -> ScheduleResult:
         raise AwsError(f"schedule {name} does not exist in group {group}",
                        'Create it with `gcpfargate schedule --cron "0 3 * * ? *"` (or --rate, --expression)'
                        ).with_code("ResourceNotFoundException")
-    return _result_from(current, changed=False, count=count)
+    result = _result_from(current, changed=False, count=count)
+    result.read_only = True
+    return result
 
 
 def _result_from(schedule: dict[str, Any], changed: bool, count: int, plan: list[str] | None = None,
@@ -225,8 +230,9 @@ def apply(ctx: Context, disable: bool = False, pin_revision: bool = False, count
                 settings.require("schedule.expression")
             assert current is not None
             expression = cron.parse(str(current["ScheduleExpression"]))
-            if settings.sources.get("schedule.timezone") == "default":
-                timezone = str(current.get("ScheduleExpressionTimezone") or "UTC")
+        if current is not None and settings.sources.get("schedule.timezone") == "default":
+            # What is not given is kept: `--rate "1 hour"` changes the expression, not the time zone.
+            timezone = str(current.get("ScheduleExpressionTimezone") or "UTC")
         definition = ecs.runnable_task_definition(ctx, settings.family)
         target_cluster = ecs.cluster_arn(ctx, settings.run.cluster)
 
