@@ -265,6 +265,9 @@ def _doctor(output: Output, console: Console, result: Any, dry_run: bool) -> Non
         for number, line in enumerate(lines):
             head = Text(f"  {status:<4}", style=colours[status]) + Text("   ") if number == 0 else Text(" " * 9)
             console.print(head + Text(line), soft_wrap=True)
+        if check.hint:
+            console.print(Text(" " * 9) + Text(redact(f"fix: {check.hint}")), soft_wrap=True)
+    console.print(f"status: {result.status}", markup=False)
 
 
 def _diff(output: Output, console: Console, result: Any, dry_run: bool) -> None:

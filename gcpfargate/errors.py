@@ -108,6 +108,12 @@ class NotAKeyError(ValueError):
     into a state or a `GcpfargateError` of their own."""
 
 
+class GcpConfigError(GcpError):
+    """No Google credentials could be found at all: the caller's setup, exit 2 like `AwsConfigError`."""
+
+    exit_code = ExitCode.USAGE
+
+
 class KeyLimitError(GcpError):
     """The service account already holds the maximum of 10 user-managed keys."""
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from gcpfargate.errors import GcpError, KeyLimitError, NotAKeyError
+from gcpfargate.errors import GcpConfigError, GcpError, KeyLimitError, NotAKeyError
 from gcpfargate.keyfile import KeyMaterial
 
 MAX_USER_KEYS = 10
@@ -65,7 +65,7 @@ class IamAdmin:
         try:
             return iam_admin_v1.IAMClient()
         except google.auth.exceptions.DefaultCredentialsError:
-            raise GcpError("no Google Cloud credentials found for the IAM API",
+            raise GcpConfigError("no Google Cloud credentials found for the IAM API",
                            "Run `gcloud auth application-default login` or set GOOGLE_APPLICATION_CREDENTIALS "
                            "for the identity that manages keys").with_code("UNAUTHENTICATED") from None
 
