@@ -105,7 +105,8 @@ class Output:
     # -- results -----------------------------------------------------------------------------
     def show(self, result: Any, dry_run: bool = False) -> None:
         """Any command's result: in a dry run its plan first (stderr), then its JSON or its text form."""
-        if dry_run and hasattr(result, "plan"):
+        # A deploy's plan is its dry-run text itself, step by step (see `_deploy`): printed once.
+        if dry_run and hasattr(result, "plan") and type(result).__name__ != "DeployResult":
             self.plan(result.plan, getattr(result, "diff", ""))
         self.result(result.to_json(), text=lambda console: render_text(self, console, result, dry_run))
 
@@ -211,6 +212,20 @@ def rows(console: Console, items: list[tuple[str, str]], indent: str = "") -> No
 
 
 def _deploy(output: Output, console: Console, result: Any, dry_run: bool) -> None:
+    if dry_run:
+        # The same plan as `-o json` has under each step's "plan", and only what would change.
+        if not result.plan:
+            console.print("gcpfargate deploy (dry run): nothing would change.", markup=False)
+            return
+        console.print("gcpfargate deploy (dry run, nothing changed) would:", markup=False)
+        for name, step in result.steps.items():
+            console.print(f"{name}:" + ("" if step.plan else " nothing would change"), markup=False)
+            for line in step.plan:
+                console.print(f"  - {line}", markup=False)
+            if getattr(step, "diff", ""):
+                console.print(step.diff.rstrip("\n"), markup=False)
+        return
+
     boot, push, task = (result.steps[name] for name in ("bootstrap", "push-image", "register-task"))
     key, secret = boot.key_id or "(new)", boot.secret_arn or "(new secret)"  # None: a dry run would create it
     items = [("bootstrap", boot.changed, f"key {key} in {secret}"),
@@ -219,7 +234,7 @@ def _deploy(output: Output, console: Console, result: Any, dry_run: bool) -> Non
     if "service" in result.steps:  # a [service] is configured
         rolled = result.steps["service"]
         items.append(("service", rolled.changed, f"{rolled.service}: {rolled.status}"))
-    console.print("gcpfargate deploy" + (" (dry run)" if dry_run else ""), markup=False)
+    console.print("gcpfargate deploy", markup=False)
     rows(console, [(step, f"changed {_yes(changed)}, {text}") for step, changed, text in items], indent="  ")
 
 

@@ -51,7 +51,8 @@ def deploy(ctx: Context, allow_embedded_credentials: bool = False, new_key: bool
         if building is not None:
             building.close()
     with _step("register-task"):
-        digest = pushed.digest if ctx.settings.image.pin_digest and not ctx.dry_run else None
+        # A dry run knows the digest only of an image the registry already holds (then it pins it too).
+        digest = pushed.digest if ctx.settings.image.pin_digest else None
         image = _pinned(pushed.image, digest) if digest else pushed.image
         # The secret's ARN and the latest revision travel on from the steps that read them.
         results["register-task"] = register_task(ctx, image=image, secret_arn=getattr(booted, "secret_arn", None),

@@ -124,7 +124,7 @@ def _push_app_image(ctx: Context, allow_embedded_credentials: bool, tag: str | N
                     ) -> PushResult:
     built = built or build_image(ctx, allow_embedded_credentials, tag)
     if ctx.dry_run:
-        return plan(ctx, built.repository, f"{built.name}:{built.tag}", built.tags, built.inputs)
+        return plan(ctx, built)
     latest = read_latest(ctx)
     result = _push(ctx, built, allow_embedded_credentials, latest.definition if latest else None)
     result.latest = latest
@@ -338,12 +338,18 @@ def held_digest(ctx: Context, repository: str, tag: str, platform: str, image_id
     return held.digest if held is not None and held.config_digest == image_id else ""
 
 
-def plan(ctx: Context, repository: str, image: str, tags: list[str], inputs: BuildInputs) -> PushResult:
+def plan(ctx: Context, built: Built) -> PushResult:
+    repository, inputs, tags, image = built.repository, built.inputs, built.tags, f"{built.name}:{built.tag}"
     steps = []
     if describe_repository(ctx, repository) is None:
         steps.append(f"create ECR repository {repository} (scan on push)")
+    elif built.explicit and all(held := [ctx.registry.resolve(repository, each, inputs.platform) for each in tags]):
+        # A tag the user chose is already there: a rerun would build (a no-op from the cache) and push
+        # nothing unless the build differs, which only building can tell; a dry run does not build.
+        ctx.reporter.info(f"{image} is already in the registry: nothing is pushed unless a build of "
+                          f"{inputs.context} differs from it")
+        return PushResult(image=image, digest=held[0].digest, tags=tags, changed=False, plan=[])  # type: ignore[union-attr]
     steps.append(f"build {inputs.context} with {inputs.dockerfile} for {inputs.platform}")
     steps.append("search the image's layers for key files")
-    name = image.rsplit(":", 1)[0]
-    steps.extend(f"push {name}:{each} unless the registry already holds this image there" for each in tags)
+    steps.extend(f"push {built.name}:{each} unless the registry already holds this image there" for each in tags)
     return PushResult(image=image, digest=None, tags=tags, changed=True, plan=steps)

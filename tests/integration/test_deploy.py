@@ -128,3 +128,29 @@ def test_run_local_resolves_json_key_and_ssm_forms(project: Project) -> None:
     assert result.returncode == 0, result.output
     assert "A=alice B=from-ssm" in result.stderr
 
+
+
+def test_dry_run_of_a_no_op_deploy_says_nothing_would_change(project: Project) -> None:
+    prepare(project)
+    deploy(project)
+    text = project.run("deploy", "--dry-run")
+    assert text.returncode == 0, text.output
+    assert "gcpfargate deploy (dry run): nothing would change." in text.stdout
+    assert "yes" not in text.stdout and "Plan (dry run" not in text.stderr
+    planned = project.run("deploy", "--dry-run", "-o", "json").json
+    assert [step for step in planned if planned[step].get("plan")] == []
+    assert not any(planned[step]["changed"] for step in planned)
+
+
+def test_dry_run_text_prints_the_json_plan_step_by_step(project: Project) -> None:
+    prepare(project)
+    planned = project.run("deploy", "--dry-run", "-o", "json")
+    assert planned.returncode == 0, planned.output
+    text = project.run("deploy", "--dry-run")
+    assert text.returncode == 0, text.output
+    assert planned.json["bootstrap"]["key_id"] is None and planned.json["push-image"]["digest"] is None
+    for step, result in planned.json.items():
+        assert f"{step}:" in text.stdout
+        for line in result.get("plan", []):
+            assert f"  - {line}" in text.stdout
+    assert "changed" not in text.stdout.replace("(dry run, nothing changed)", "")
