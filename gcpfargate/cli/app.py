@@ -115,3 +115,16 @@ def global_options(
 
 
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Print the plan; change nothing.")]
+
+# Per-run overrides shared by `run`, `run-local` and `schedule` (see core/overrides.py).
+Command = Annotated[str | None, typer.Option(
+    "--command", metavar="COMMAND", show_default=False,
+    help='Replace the container\'s command (CMD), split like a shell would: --command "manage.py migrate".')]
+Arg = Annotated[list[str] | None, typer.Option(
+    "--arg", metavar="WORD", show_default=False, help="One word of the replacement command; repeat for each.")]
+Env = Annotated[list[str] | None, typer.Option(
+    "--env", metavar="NAME=VALUE", show_default=False, help="Set an environment variable; repeat for several.")]
+Cpu = Annotated[str | None, typer.Option(
+    "--cpu", metavar="UNITS", show_default=False, help="Task cpu for this run (256, 512, 1024, … or \"1 vCPU\").")]
+Memory = Annotated[str | None, typer.Option(
+    "--memory", metavar="MIB", show_default=False, help="Task memory for this run in MiB (or \"2 GB\").")]

@@ -25,6 +25,7 @@ Decisions worth knowing:
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from typing import Any
 
 from gcpfargate.core import cron, ecs, policy, roles
 from gcpfargate.core.context import Context
+from gcpfargate.core.overrides import TaskOverrides, ecs_overrides
 from gcpfargate.errors import AwsError, ConfigError
 
 SCHEDULER_PRINCIPAL = "scheduler.amazonaws.com"
@@ -203,6 +205,7 @@ def _comparable(schedule: dict[str, Any]) -> dict[str, Any]:
         "subnets": sorted(network.get("Subnets") or []),
         "security groups": sorted(network.get("SecurityGroups") or []),
         "public ip": network.get("AssignPublicIp") or "DISABLED",
+        "overrides": target.get("Input") or "",
     }
 
 
@@ -212,7 +215,7 @@ def differences(current: dict[str, Any], desired: dict[str, Any]) -> list[str]:
 
 
 def apply(ctx: Context, disable: bool = False, pin_revision: bool = False, count: int = DEFAULT_NEXT,
-          sleep: Callable[[float], None] = time.sleep) -> ScheduleResult:
+          sleep: Callable[[float], None] = time.sleep, overrides: TaskOverrides | None = None) -> ScheduleResult:
     """Create or update the schedule so it matches the settings; no write when it already does."""
     settings = ctx.settings
     settings.require("task.family")
@@ -265,6 +268,11 @@ def apply(ctx: Context, disable: bool = False, pin_revision: bool = False, count
             },
         },
     }
+    if overrides:
+        # Scheduler hands a templated ECS target's Input to RunTask as its overrides.
+        desired["Target"]["Input"] = json.dumps(ecs_overrides(overrides, definition), sort_keys=True)
+    elif current is not None and (current.get("Target") or {}).get("Input"):
+        desired["Target"]["Input"] = current["Target"]["Input"]  # not given: kept, like the time zone
     changed = role.changed
     if current is None:
         plan.append(f"create schedule {name} in group {group}: {expression.text} ({timezone}), {desired['State']}")

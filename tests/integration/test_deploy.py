@@ -154,3 +154,12 @@ def test_dry_run_text_prints_the_json_plan_step_by_step(project: Project) -> Non
         for line in result.get("plan", []):
             assert f"  - {line}" in text.stdout
     assert "changed" not in text.stdout.replace("(dry run, nothing changed)", "")
+
+
+def test_run_local_command_and_env_overrides(project: Project) -> None:
+    # ENTRYPOINT only: the override is the whole command, whichever way the wiring keeps a CMD.
+    prepare(project, steps=('ENTRYPOINT ["/bin/sh", "-c"]',))
+    deploy(project)
+    result = project.run("run-local", "--command", "'echo mode=$MODE; exit 4'", "--env", "MODE=backfill")
+    assert result.returncode == 4, result.output
+    assert "mode=backfill" in result.stderr
