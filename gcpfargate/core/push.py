@@ -78,6 +78,7 @@ class Built:
     tags: list[str]
     name: str  # host/repository
     image_id: str  # "" in a dry run: nothing is built
+    tag_existed: bool = True  # the engine had `name:tag` before this build (else the build made that name)
 
 
 def build_image(ctx: Context, allow_embedded_credentials: bool = False, tag: str | None = None,
@@ -102,10 +103,11 @@ def build_image(ctx: Context, allow_embedded_credentials: bool = False, tag: str
     if ctx.dry_run:
         return Built(repository, inputs, tag, explicit, tags, name, "")
     ctx.docker.ping()  # an unreachable engine fails here, before any AWS write
+    existed = ctx.docker.inspect(f"{name}:{tag}") is not None
     with reporter.step(f"Building {name}:{tag} for {inputs.platform}"):
         image_id = ctx.docker.build(inputs.context, inputs.dockerfile, f"{name}:{tag}", inputs.platform,
                                     inputs.build_args, on_line=reporter.log)
-    return Built(repository, inputs, tag, explicit, tags, name, image_id)
+    return Built(repository, inputs, tag, explicit, tags, name, image_id, existed)
 
 
 def push_image(ctx: Context, allow_embedded_credentials: bool = False, tag: str | None = None,
@@ -145,6 +147,9 @@ def _push(ctx: Context, built: Built, allow_embedded_credentials: bool,
     if not digest and not explicit:
         reused = reuse_task_definition_image(ctx, repository, image_id, inputs.platform, task_definition)
         if reused is not None:
+            # Nothing was pushed under the derived tag: do not leave a local name no registry has.
+            if not built.tag_existed:
+                ctx.docker.untag(image)
             return reused
     extra_tags = [each for each in tags if each != tag]
     if digest and not extra_tags:

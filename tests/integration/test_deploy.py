@@ -163,3 +163,22 @@ def test_run_local_command_and_env_overrides(project: Project) -> None:
     result = project.run("run-local", "--command", "'echo mode=$MODE; exit 4'", "--env", "MODE=backfill")
     assert result.returncode == 4, result.output
     assert "mode=backfill" in result.stderr
+
+
+def test_deploy_removes_the_local_tag_of_an_image_it_did_not_push(project: Project) -> None:
+    import time
+
+    import docker
+
+    prepare(project)
+    config = project.dir / "gcpfargate.toml"
+    config.write_text(config.read_text().replace('tag = "v1"', ""))  # derived tags (a UTC timestamp here)
+    first = deploy(project)
+    time.sleep(1.1)  # the next derived tag differs
+    second = deploy(project)
+    assert second["push-image"]["changed"] is False and second["push-image"]["image"].startswith(
+        f"{project.stack.registry}/{project.family}@")
+    engine = docker.DockerClient(base_url=project.stack.docker_host)
+    names = {tag for image in engine.images.list(name=f"{project.stack.registry}/{project.family}")
+             for tag in image.tags}
+    assert names == {first["push-image"]["image"]}

@@ -119,6 +119,7 @@ def test_registered_task_runs_the_image_with_the_key_file_like_ecs(project: Proj
     # awslogs: the group the template names now exists.
     groups = project.aws("logs").describe_log_groups(logGroupNamePrefix=f"/ecs/{project.family}")["logGroups"]
     assert [g["logGroupName"] for g in groups] == [f"/ecs/{project.family}"]
+    assert groups[0]["retentionInDays"] == 30  # task.log_retention_days' default
 
     code, logs, key_file, mode = run_like_ecs(project, definition)
     assert code == 0, logs
@@ -284,3 +285,8 @@ def test_init_writes_a_config_and_template_that_load(project: Project, tmp_path:
     settings = load_settings(fresh / "gcpfargate.toml", environ={})
     assert settings.family == "nightly" and settings.task.wire_credentials is True
     assert os.access(fresh / "task-definition.json.j2", os.R_OK)
+
+
+def test_log_retention_must_be_one_cloudwatch_accepts(project: Project) -> None:
+    project.write_config(project.base_config + "log_retention_days = 10\n")
+    assert_one_clean_line(project.run("render"), 2, "task.log_retention_days = 10", "is not a CloudWatch retention")
