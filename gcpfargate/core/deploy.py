@@ -36,6 +36,7 @@ def deploy(ctx: Context, allow_embedded_credentials: bool = False, new_key: bool
     from gcpfargate.core.taskdef import register_task
 
     ctx.settings.require("gcp.project", "gcp.service_account", "task.family")
+    _local_checks(ctx)
     results: dict[str, Any] = {}
     building = None if ctx.dry_run else _BackgroundBuild(ctx, allow_embedded_credentials, tag)
     try:
@@ -61,6 +62,20 @@ def deploy(ctx: Context, allow_embedded_credentials: bool = False, new_key: bool
         with _step("service"):
             results["service"] = service.roll_out(ctx, results["register-task"].task_definition_arn)
     return DeployResult(results)
+
+
+def _local_checks(ctx: Context) -> None:
+    """What can fail without the cloud fails first: a missing Dockerfile, an engine that does not answer, a
+    template that does not render. Otherwise bootstrap would create an account, key, secret or role first."""
+    from gcpfargate.core.push import build_inputs
+    from gcpfargate.core.taskdef import check_renders
+
+    with _step("push-image"):
+        build_inputs(ctx.settings)
+        if not ctx.dry_run:  # a dry run builds nothing
+            ctx.docker.ping()
+    with _step("register-task"):
+        check_renders(ctx)
 
 
 class _BackgroundBuild:

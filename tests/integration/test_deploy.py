@@ -182,3 +182,26 @@ def test_deploy_removes_the_local_tag_of_an_image_it_did_not_push(project: Proje
     names = {tag for image in engine.images.list(name=f"{project.stack.registry}/{project.family}")
              for tag in image.tags}
     assert names == {first["push-image"]["image"]}
+
+
+@pytest.mark.parametrize("breakage", ["no-dockerfile", "no-engine", "bad-template"])
+def test_cheap_local_checks_fail_before_anything_is_created(project: Project, breakage: str) -> None:
+    prepare(project)
+    env: dict[str, str | None] = {}
+    if breakage == "no-dockerfile":
+        (project.dir / "Dockerfile").unlink()
+        expected, code = "Dockerfile", 2
+    elif breakage == "no-engine":
+        env["DOCKER_HOST"] = "tcp://127.0.0.1:1"
+        expected, code = "push-image failed", 1
+    else:
+        template = project.dir / "task-definition.json.j2"
+        template.write_text(template.read_text().replace("{{ family | tojson }}", "{{ family | tojson }"))
+        expected, code = "register-task failed", 2
+    result = project.run("deploy", env=env)
+    assert_one_clean_line(result, code, expected)
+    assert project.stack.emulator.key_ids(project.email) == []
+    secrets = project.aws("secretsmanager").list_secrets()["SecretList"]
+    assert project.secret_name not in [each["Name"] for each in secrets]
+    roles = [role["RoleName"] for role in project.aws("iam").list_roles()["Roles"]]
+    assert f"gcpfargate-{project.family}-execution" not in roles
