@@ -80,6 +80,35 @@ def init(ctx: Context, directory: Path, answers: Answers, from_family: str | Non
     return ScaffoldResult(files=files)
 
 
+STARTER_DOCKERFILE = """\
+# A starter image for a Python job; replace with your own. The key file arrives at start (never here).
+FROM python:3.12-slim
+WORKDIR /app
+COPY . .
+RUN if [ -f requirements.txt ]; then pip install --no-cache-dir -r requirements.txt; fi
+CMD ["python", "main.py"]
+"""
+
+
+def write_starter_dockerfile(directory: Path) -> Path:
+    path = directory / "Dockerfile"
+    path.write_text(STARTER_DOCKERFILE, encoding="utf-8")
+    return path
+
+
+def next_steps(answers: Answers, has_dockerfile: bool, region_known: bool) -> str:
+    """What the user must still do after init, in order, ending with the command to run."""
+    todo = [f"set {name}" for name, value in (("gcp.project", answers.project),
+                                              ("gcp.service_account", answers.service_account),
+                                              ("aws.region", answers.region or region_known)) if not value]
+    if todo:
+        todo[-1] = todo[-1] + f" in {CONFIG_FILE}"
+    if not has_dockerfile:
+        todo.append("write a Dockerfile")
+    text = ", ".join(todo) + ", then run `gcpfargate deploy`." if todo else "run `gcpfargate deploy`."
+    return text[0].upper() + text[1:]
+
+
 def render_config(answers: Answers) -> str:
     from jinja2 import StrictUndefined
     from jinja2.sandbox import SandboxedEnvironment

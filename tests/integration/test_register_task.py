@@ -290,3 +290,26 @@ def test_init_writes_a_config_and_template_that_load(project: Project, tmp_path:
 def test_log_retention_must_be_one_cloudwatch_accepts(project: Project) -> None:
     project.write_config(project.base_config + "log_retention_days = 10\n")
     assert_one_clean_line(project.run("render"), 2, "task.log_retention_days = 10", "is not a CloudWatch retention")
+
+
+def test_init_off_a_terminal_never_prompts_and_says_what_is_left(project: Project, tmp_path: Path) -> None:
+    fresh = tmp_path / "fresh-init"
+    fresh.mkdir()
+    env = {k: v for k, v in project.env.items() if not k.startswith("GCPFARGATE_")}
+    proc = subprocess.run([sys.executable, "-m", "gcpfargate", "init", "--family", "nightly"], cwd=fresh, env=env,
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "?" not in proc.stderr  # no question was asked
+    assert ("Next: Set gcp.project, set gcp.service_account in gcpfargate.toml, write a Dockerfile, then run "
+            "`gcpfargate deploy`.") in proc.stderr
+    text = (fresh / "gcpfargate.toml").read_text()
+    for section in ("# [run]", "# [schedule]", "# [service]"):
+        assert section in text
+    assert not (fresh / "Dockerfile").exists()
+
+    (fresh / "Dockerfile").write_text("FROM busybox\n")
+    done = subprocess.run([sys.executable, "-m", "gcpfargate", "init", "--family", "nightly", "--force",
+                           "--gcp-project", "my-project-1", "--service-account", "runner"], cwd=fresh, env=env,
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "Next: Run `gcpfargate deploy`." in done.stderr
