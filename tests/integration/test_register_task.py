@@ -313,3 +313,46 @@ def test_init_off_a_terminal_never_prompts_and_says_what_is_left(project: Projec
                           stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "Next: Run `gcpfargate deploy`." in done.stderr
+
+
+def test_init_imports_the_hand_built_recipe_and_renders_first_time(project: Project, tmp_path: Path) -> None:
+    booted = project.run("bootstrap", "-o", "json")
+    assert booted.returncode == 0, booted.output
+    secret_arn = booted.json["secret_arn"]
+    family = f"{project.family}-recipe"
+    project.aws("ecs").register_task_definition(
+        family=family, networkMode="awsvpc", requiresCompatibilities=["FARGATE"], cpu="256", memory="512",
+        executionRoleArn=booted.json["execution_role_arn"],
+        containerDefinitions=[{
+            "name": "app", "image": "docker.io/library/python:3.12-slim", "essential": True,
+            "command": ["sh", "-c", 'echo "$KEY" > /tmp/key.json && exec python main.py --daily'],
+            "environment": [{"name": "GOOGLE_APPLICATION_CREDENTIALS", "value": "/tmp/key.json"},
+                            {"name": "MODE", "value": "prod"}],
+            "secrets": [{"name": "KEY", "valueFrom": secret_arn}]}])
+    fresh = tmp_path / "imported"
+    fresh.mkdir()
+    env = {k: v for k, v in project.env.items() if not k.startswith("GCPFARGATE_")}
+    imported = subprocess.run([sys.executable, "-m", "gcpfargate", "init", "--from-family", family], cwd=fresh,
+                              env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
+    assert imported.returncode == 0, imported.stderr
+    assert "outside the registry" in imported.stderr
+    config = (fresh / "gcpfargate.toml").read_text()
+    template_text = (fresh / "task-definition.json.j2").read_text()
+    assert "PRIVATE KEY" not in config + template_text and "private_key" not in config + template_text
+    from gcpfargate.config import load_settings
+
+    settings = load_settings(fresh / "gcpfargate.toml", environ={})
+    assert (settings.gcp.project, settings.gcp.service_account) == (project.gcp_project, project.email)
+    assert (settings.task.credentials_path, settings.task.credentials_env) == ("/tmp/key.json", "KEY")
+    assert settings.secret.name == project.secret_name
+    assert settings.task.vars == {"image": "docker.io/library/python:3.12-slim"}
+    assert "echo" not in template_text and "{{ vars.image | tojson }}" in template_text
+
+    rendered = subprocess.run([sys.executable, "-m", "gcpfargate", "render"], cwd=fresh, env=env,
+                              capture_output=True, text=True, timeout=120)
+    assert rendered.returncode == 0, rendered.stderr
+    container = json.loads(rendered.stdout)["containerDefinitions"][0]
+    assert container["image"] == "docker.io/library/python:3.12-slim"
+    assert container["secrets"] == [{"name": "KEY", "valueFrom": secret_arn}]
+    assert {"name": "GOOGLE_APPLICATION_CREDENTIALS", "value": "/tmp/key.json"} in container["environment"]
+    assert container["entryPoint"][-3:] == ["python", "main.py", "--daily"]
