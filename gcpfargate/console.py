@@ -154,6 +154,8 @@ class Output:
 def _shown(value: Any) -> str:
     if value is None:
         return "-"  # null in JSON: not known yet (a dry run) or not there
+    if isinstance(value, bool):
+        return "yes" if value else "no"  # never Python's True/False in text
     return ", ".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
 
 

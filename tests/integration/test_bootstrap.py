@@ -212,6 +212,7 @@ def test_a_role_that_cannot_read_the_secret_names_grant_and_strict_fails(project
     assert warned.returncode == 0, warned.output
     assert "warning: ECS tasks will fail to start" in warned.stderr
     assert "`gcpfargate bootstrap --grant`" in warned.stderr
+    assert "changed: yes" in warned.stdout and "True" not in warned.stdout  # yes/no, never Python's True
     strict = project.run("bootstrap", "--strict", "-o", "json", env=env)
     assert strict.returncode == 1, strict.output
     assert "1 warning with --strict" in strict.stderr
