@@ -52,9 +52,9 @@ def parse(command: str | None = None, args: list[str] | None = None, env: list[s
         if not sep or not _ENV_NAME.fullmatch(name):
             raise UsageError(f"--env {name if sep else item!r} is not NAME=VALUE", "For example --env LOG_LEVEL=debug")
         environment[name] = value
-    for flag, value, parser in (("--cpu", cpu, parse_cpu), ("--memory", memory, parse_memory)):
-        if value is not None and parser(value) is None:
-            raise UsageError(f"{flag} {value!r} is not a {'Fargate cpu value' if flag == '--cpu' else 'memory size'}",
+    for flag, size, parser in (("--cpu", cpu, parse_cpu), ("--memory", memory, parse_memory)):
+        if size is not None and parser(size) is None:
+            raise UsageError(f"{flag} {size!r} is not a {'Fargate cpu value' if flag == '--cpu' else 'memory size'}",
                              'Use cpu units ("1024" or "1 vCPU") and MiB ("2048" or "2 GB")')
     return TaskOverrides(argv, environment, cpu, memory)
 
