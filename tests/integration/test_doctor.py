@@ -141,7 +141,7 @@ def test_unreadable_aws_is_one_fail_and_skips(project: Project) -> None:
 def test_missing_region_hint_is_in_the_tree(project: Project) -> None:
     result = project.run("doctor", env={"AWS_REGION": None, "AWS_DEFAULT_REGION": None})
     assert result.returncode == 3, result.output
-    assert "FAIL AWS identity: no AWS region is set" in result.stdout
+    assert "FAIL   AWS identity: no AWS region is set" in result.stdout
     assert "fix: Set aws.region in gcpfargate.toml, --region, or AWS_REGION" in result.stdout
     assert result.stdout.count(" FAIL ") == 1 and result.stdout.endswith("status: FAIL\n")
 
