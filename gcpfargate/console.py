@@ -43,6 +43,7 @@ class Output:
                            width=None if interactive(sys.stdout) else 400)
         self._progress: Any = None
         self._tasks: dict[str, Any] = {}
+        self.warnings = 0  # how many warnings were shown: `--strict` turns any into exit 1
         self._last_plain: dict[str, float] = {}
 
     # -- Reporter ----------------------------------------------------------------------------
@@ -62,6 +63,7 @@ class Output:
         self._plain(message) if not self.rich else self.err.print(redact(message), markup=False)
 
     def warn(self, message: str) -> None:
+        self.warnings += 1
         if self.rich:
             from rich.markup import escape
 
@@ -103,7 +105,8 @@ class Output:
     # -- results -----------------------------------------------------------------------------
     def show(self, result: Any, dry_run: bool = False) -> None:
         """Any command's result: in a dry run its plan first (stderr), then its JSON or its text form."""
-        if dry_run and hasattr(result, "plan"):
+        # A deploy's plan is its dry-run text itself, step by step (see `_deploy`): printed once.
+        if dry_run and hasattr(result, "plan") and type(result).__name__ != "DeployResult":
             self.plan(result.plan, getattr(result, "diff", ""))
         self.result(result.to_json(), text=lambda console: render_text(self, console, result, dry_run))
 
@@ -151,6 +154,8 @@ class Output:
 def _shown(value: Any) -> str:
     if value is None:
         return "-"  # null in JSON: not known yet (a dry run) or not there
+    if isinstance(value, bool):
+        return "yes" if value else "no"  # never Python's True/False in text
     return ", ".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
 
 
@@ -209,6 +214,20 @@ def rows(console: Console, items: list[tuple[str, str]], indent: str = "") -> No
 
 
 def _deploy(output: Output, console: Console, result: Any, dry_run: bool) -> None:
+    if dry_run:
+        # The same plan as `-o json` has under each step's "plan", and only what would change.
+        if not result.plan:
+            console.print("gcpfargate deploy (dry run): nothing would change.", markup=False)
+            return
+        console.print("gcpfargate deploy (dry run, nothing changed) would:", markup=False)
+        for name, step in result.steps.items():
+            console.print(f"{name}:" + ("" if step.plan else " nothing would change"), markup=False)
+            for line in step.plan:
+                console.print(f"  - {line}", markup=False)
+            if getattr(step, "diff", ""):
+                console.print(step.diff.rstrip("\n"), markup=False)
+        return
+
     boot, push, task = (result.steps[name] for name in ("bootstrap", "push-image", "register-task"))
     key, secret = boot.key_id or "(new)", boot.secret_arn or "(new secret)"  # None: a dry run would create it
     items = [("bootstrap", boot.changed, f"key {key} in {secret}"),
@@ -217,7 +236,7 @@ def _deploy(output: Output, console: Console, result: Any, dry_run: bool) -> Non
     if "service" in result.steps:  # a [service] is configured
         rolled = result.steps["service"]
         items.append(("service", rolled.changed, f"{rolled.service}: {rolled.status}"))
-    console.print("gcpfargate deploy" + (" (dry run)" if dry_run else ""), markup=False)
+    console.print("gcpfargate deploy", markup=False)
     rows(console, [(step, f"changed {_yes(changed)}, {text}") for step, changed, text in items], indent="  ")
 
 
@@ -238,7 +257,8 @@ def _schedule(output: Output, console: Console, result: Any, dry_run: bool) -> N
     if result.expression:
         items += [("expression", result.expression), ("timezone", result.timezone),
                   ("task definition", result.task_definition_arn), ("role", result.role_arn)]
-    items.append(("changed", _yes(result.changed)))
+    if not result.read_only:
+        items.append(("changed", _yes(result.changed)))
     rows(console, items)
     if result.next_runs:
         console.print(f"Next {len(result.next_runs)} runs ({result.timezone}):", markup=False)
@@ -262,6 +282,9 @@ def _doctor(output: Output, console: Console, result: Any, dry_run: bool) -> Non
         for number, line in enumerate(lines):
             head = Text(f"  {status:<4}", style=colours[status]) + Text("   ") if number == 0 else Text(" " * 9)
             console.print(head + Text(line), soft_wrap=True)
+        if check.hint:
+            console.print(Text(" " * 9) + Text(redact(f"fix: {check.hint}")), soft_wrap=True)
+    console.print(f"status: {result.status}", markup=False)
 
 
 def _diff(output: Output, console: Console, result: Any, dry_run: bool) -> None:

@@ -26,6 +26,11 @@ class GcpfargateError(Exception):
         self.message = message
         self.hint = hint
 
+    def to_json(self) -> dict[str, object]:
+        """The `-o json` form of the error: `{"error": {"message", "hint", "exit_code"}}`."""
+        return {"error": {"message": self.message.rstrip("."), "hint": self.hint or None,
+                          "exit_code": int(self.exit_code)}}
+
     def one_line(self) -> str:
         text = self.message.rstrip(".")
         return f"{text}. {self.hint}" if self.hint else f"{text}."
@@ -65,6 +70,13 @@ class AwsError(OperationError):
         return self
 
 
+class AwsConfigError(AwsError):
+    """The AWS configuration itself is missing (no region, no credentials, an unknown profile): a usage
+    problem the user fixes in their setup, so exit 2 like any other configuration error."""
+
+    exit_code = ExitCode.USAGE
+
+
 class GcpError(OperationError):
     """A GCP IAM call failed; `code` keeps the gRPC status name (e.g. NOT_FOUND)."""
 
@@ -94,6 +106,12 @@ class TaskDefinitionNotFound(OperationError):
 class NotAKeyError(ValueError):
     """Data is not a service-account key file; the reason never quotes the input. Internal: callers turn it
     into a state or a `GcpfargateError` of their own."""
+
+
+class GcpConfigError(GcpError):
+    """No Google credentials could be found at all: the caller's setup, exit 2 like `AwsConfigError`."""
+
+    exit_code = ExitCode.USAGE
 
 
 class KeyLimitError(GcpError):

@@ -51,6 +51,17 @@ def _all(check: Validator) -> Validator:
     return check_each
 
 
+# CloudWatch Logs' PutRetentionPolicy accepts only these day counts (API reference, retentionInDays);
+# 0 here means "never expire" (no policy is set).
+LOG_RETENTION_DAYS = (0, 1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557,
+                      2922, 3288, 3653)
+
+
+def _retention(value: Any) -> str | None:
+    return None if value in LOG_RETENTION_DAYS else \
+        f"is not a CloudWatch retention (one of {', '.join(map(str, LOG_RETENTION_DAYS[1:]))}; 0: never expire)"
+
+
 def setting(default: Any, validate: Validator | None = None) -> Any:
     """A settings field with its validation; list and table defaults are empty and never shared."""
     if isinstance(default, list | dict):
@@ -114,6 +125,7 @@ class TaskSettings:
     credentials_env: str = setting("GCP_CREDENTIALS_JSON", credentials_env_problem)
     wire_credentials: bool = setting(True)
     containers: list[str] = setting([])
+    log_retention_days: int = setting(30, _retention)  # for the awslogs groups register-task creates
     vars: dict[str, object] = setting({})  # free TOML values for the template
 
 

@@ -20,7 +20,7 @@ from gcpfargate.cli.app import STATE, app
 # Options that belong to the top-level callback but may be written after the command name
 # (`gcpfargate bootstrap --output json`): they are moved in front before parsing.
 _GLOBAL_WITH_VALUE = {"--config", "--region", "--profile", "--output", "-o"}
-_GLOBAL_FLAGS = {"--verbose", "-v", "--debug"}
+_GLOBAL_FLAGS = {"--verbose", "-v", "--debug", "--strict"}
 
 
 def hoist_global_options(argv: Sequence[str]) -> list[str]:
@@ -75,6 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             sys.stderr.write(redact("".join(traceback.format_exception(exc))))
         STATE.console.error(exc.one_line())
+        _json_error(args, exc)
         return _exit(int(exc.exit_code), argv)
     except KeyboardInterrupt as exc:
         return _exit(_interrupted(exc), argv)
@@ -83,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if isinstance(exc.__cause__, KeyboardInterrupt):  # click turns an interrupt into Abort
             return _exit(_interrupted(exc.__cause__), argv)
-        code = _click_exit(exc)
+        code = _click_exit(exc, args)
         if code is not None:
             return _exit(code, argv)
         # An unexpected failure: still one line, unless --debug asks for the traceback.
@@ -97,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(redact(f"error: unexpected {name}: {exc}. Rerun with --debug for the traceback "
                                 "and report it.\n"))
         return _exit(1, argv)
-    return _exit(0, argv)
+    return _exit(_strict_code(args), argv)
 
 
 class Terminated(KeyboardInterrupt):
@@ -142,7 +143,47 @@ def _interrupted(exc: BaseException) -> int:
     return 130
 
 
-def _click_exit(exc: Exception) -> int | None:
+def _strict_code(args: Sequence[str]) -> int:
+    """0, or 1 when --strict (global, or deploy's own) was given and the command warned."""
+    warned = STATE._console is not None and STATE._console.warnings
+    if "--strict" in args and warned:
+        from gcpfargate.errors import GcpfargateError
+
+        error = GcpfargateError(f"{warned} warning{'s' if warned > 1 else ''} with --strict",
+                                "Fix what the warnings say, or drop --strict")
+        STATE.console.error(error.one_line())
+        _json_error(args, error, result_written=True)
+        return 1
+    return 0
+
+
+def _json_error(args: Sequence[str], error: object, result_written: bool = False) -> None:
+    """With `-o json`, an error is also one JSON object on stdout: `{"error": {message, hint, exit_code}}`.
+
+    `args` are read directly because a usage error can stop parsing before the global options are set.
+    A command that already wrote its result (then failed --strict) keeps that one object on stdout."""
+    if result_written or not _wants_json(args):
+        return
+    import json
+
+    from gcpfargate.keyfile import redact
+
+    sys.stdout.write(redact(json.dumps(error.to_json(), indent=2)) + "\n")  # type: ignore[attr-defined]
+    sys.stdout.flush()
+
+
+def _wants_json(args: Sequence[str]) -> bool:
+    if STATE.output == "json":
+        return True
+    for index, arg in enumerate(args):
+        if arg == "--":
+            break
+        if arg in ("--output=json", "-ojson") or (arg in ("--output", "-o") and args[index + 1:index + 2] == ["json"]):
+            return True
+    return False
+
+
+def _click_exit(exc: Exception, args: Sequence[str] = ()) -> int | None:
     """Exit code for Typer's own exceptions (it vendors click, so match on its classes and duck type)."""
     import typer
 
@@ -157,10 +198,15 @@ def _click_exit(exc: Exception) -> int | None:
         return 2
     if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):
         # Usage errors (unknown option, missing argument): one line, exit code 2.
+        from gcpfargate.errors import UsageError
+
         message = str(exc.format_message()).rstrip(".")
         ctx = getattr(exc, "ctx", None)
-        hint = f" Try '{ctx.command_path} --help'." if ctx is not None else ""
-        sys.stderr.write(f"error: {message}.{hint}\n")
+        hint = f"Try '{ctx.command_path} --help'" if ctx is not None else ""
+        # "Did you mean 'deploy'?" already ends the sentence: no full stop after the question mark.
+        end = "" if message.endswith(("?", "!")) else "."
+        sys.stderr.write(f"error: {message}{end}{' ' + hint + '.' if hint else ''}\n")
+        _json_error(args, UsageError(message, hint))
         return 2
     return None
 

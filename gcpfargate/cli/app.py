@@ -7,6 +7,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from typer.core import TyperGroup
 
 from gcpfargate import __version__
 
@@ -15,8 +16,22 @@ if TYPE_CHECKING:
     from gcpfargate.console import Output
     from gcpfargate.core.context import Context
 
+# `--help` lists commands in the order a user meets them, not in the order the modules register them;
+# a command missing here (added by another module) follows, in registration order.
+COMMAND_ORDER = ("init", "deploy", "bootstrap", "push-image", "register-task", "render", "diff", "run-local", "run",
+                 "schedule", "doctor", "rotate-key", "prune-keys", "rollback", "deregister", "credential-shim")
+
+
+class OrderedGroup(TyperGroup):
+    def list_commands(self, ctx: object) -> list[str]:
+        names = list(self.commands)
+        rank = {name: index for index, name in enumerate(COMMAND_ORDER)}
+        return sorted(names, key=lambda name: (rank.get(name, len(rank)), names.index(name)))
+
+
 app = typer.Typer(
     name="gcpfargate",
+    cls=OrderedGroup,
     help="Google Cloud service-account keys for Amazon ECS Fargate tasks: key, secret, image and "
     "task definition in one safe, idempotent command.",
     no_args_is_help=True,
@@ -41,6 +56,7 @@ class State:
     region: str | None = None
     profile: str | None = None
     output: str = "text"
+    strict: bool = False
     verbose: bool = False
     debug: bool = False
     _console: Output | None = field(default=None, repr=False)
@@ -77,12 +93,16 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def global_options(
-    config: Annotated[str | None, typer.Option("--config", help="Config file (default ./gcpfargate.toml; "
-                                               "env GCPFARGATE_CONFIG).", show_default=False)] = None,
-    region: Annotated[str | None, typer.Option("--region", help="AWS region (beats the config file).")] = None,
-    profile: Annotated[str | None, typer.Option("--profile", help="AWS profile.")] = None,
-    output: Annotated[OutputFormat, typer.Option("--output", "-o", help="text or json (json: one object on "
-                                                 "stdout).")] = OutputFormat.text,
+    config: Annotated[str | None, typer.Option("--config", metavar="PATH", help="Config file (default "
+                                               "./gcpfargate.toml; env GCPFARGATE_CONFIG).", show_default=False)]
+    = None,
+    region: Annotated[str | None, typer.Option("--region", metavar="REGION", show_default=False,
+                                               help="AWS region (beats the config file).")] = None,
+    profile: Annotated[str | None, typer.Option("--profile", metavar="NAME", show_default=False,
+                                                help="AWS profile.")] = None,
+    output: Annotated[OutputFormat, typer.Option("--output", "-o", metavar="FORMAT", help="text or json (json: "
+                                                 "one object on stdout).")] = OutputFormat.text,
+    strict: Annotated[bool, typer.Option("--strict", help="Exit 1 when the command printed any warning.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Say more about each step.")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks; key material stays redacted.")]
     = False,
@@ -90,8 +110,21 @@ def global_options(
                                           help="Print the version and exit.")] = False,
 ) -> None:
     STATE.config, STATE.region, STATE.profile = config, region, profile
-    STATE.output, STATE.verbose, STATE.debug = output.value, verbose, debug
+    STATE.output, STATE.verbose, STATE.debug, STATE.strict = output.value, verbose, debug, strict
     STATE._console = None
 
 
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Print the plan; change nothing.")]
+
+# Per-run overrides shared by `run`, `run-local` and `schedule` (see core/overrides.py).
+Command = Annotated[str | None, typer.Option(
+    "--command", metavar="COMMAND", show_default=False,
+    help='Replace the container\'s command (CMD), split like a shell would: --command "manage.py migrate".')]
+Arg = Annotated[list[str] | None, typer.Option(
+    "--arg", metavar="WORD", show_default=False, help="One word of the replacement command; repeat for each.")]
+Env = Annotated[list[str] | None, typer.Option(
+    "--env", metavar="NAME=VALUE", show_default=False, help="Set an environment variable; repeat for several.")]
+Cpu = Annotated[str | None, typer.Option(
+    "--cpu", metavar="UNITS", show_default=False, help="Task cpu for this run (256, 512, 1024, … or \"1 vCPU\").")]
+Memory = Annotated[str | None, typer.Option(
+    "--memory", metavar="MIB", show_default=False, help="Task memory for this run in MiB (or \"2 GB\").")]

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from gcpfargate.cli.app import STATE, DryRun, app
+from gcpfargate.cli.app import STATE, Arg, Command, Cpu, DryRun, Env, Memory, app
 
 _Revision = Annotated[int | None, typer.Option(
     "--revision", min=1, metavar="N", show_default=False, help="Run this revision instead of the latest ACTIVE one.")]
@@ -30,15 +30,22 @@ def run_command(
     security_group: _Groups = None,
     wait_timeout: _WaitTimeout = None,
     no_wait: Annotated[bool, typer.Option("--no-wait", help="Return once the task is started.")] = False,
+    command: Command = None,
+    arg: Arg = None,
+    env: Env = None,
+    cpu: Cpu = None,
+    memory: Memory = None,
     dry_run: DryRun = False,
 ) -> None:
     """Run the task on Fargate, stream its logs, and exit with its essential container's exit code."""
+    from gcpfargate.core import overrides
     from gcpfargate.core.run import run
 
     ctx = STATE.context(dry_run=dry_run, overrides={"run.cluster": cluster, "run.subnets": subnet or None,
                                                 "run.security_groups": security_group or None,
                                                 "run.wait_timeout": wait_timeout})
-    result = run(ctx, revision=revision, wait=not no_wait)
+    given = overrides.parse(command, arg, env, cpu, memory)
+    result = run(ctx, revision=revision, wait=not no_wait, overrides=given)
     out = STATE.console
     for warning in result.warnings:
         out.warn(warning)

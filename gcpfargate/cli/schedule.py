@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from gcpfargate.cli.app import STATE, DryRun, app
+from gcpfargate.cli.app import STATE, Arg, Command, Cpu, DryRun, Env, Memory, app
 
 _Cron = Annotated[str | None, typer.Option(
     "--cron", metavar="FIELDS", show_default=False,
@@ -40,18 +40,24 @@ def schedule_command(
                                                "newest at each run.")] = False,
     next_count: Annotated[int, typer.Option("--next", min=0, metavar="N", help="How many upcoming run times "
                                             "to show.")] = 5,
+    command: Command = None,
+    arg: Arg = None,
+    env: Env = None,
+    cpu: Cpu = None,
+    memory: Memory = None,
     dry_run: DryRun = False,
 ) -> None:
     """Create, update, disable, show or delete the EventBridge Scheduler schedule that runs the task."""
-    from gcpfargate.core import cron, schedule
+    from gcpfargate.core import cron, overrides, schedule
     from gcpfargate.errors import UsageError
 
     given = cron.from_flags(cron=cron_fields, rate=rate, expression=expression)
+    task_overrides = overrides.parse(command, arg, env, cpu, memory)
     exclusive = [flag for flag, on in (("--show", show), ("--delete", delete), ("--disable", disable)) if on]
     if len(exclusive) > 1:
         raise UsageError(f"{' and '.join(exclusive)} exclude each other")
-    if (show or delete) and (given or pin_revision):
-        raise UsageError(f"{exclusive[0]} takes no expression or --pin-revision")
+    if (show or delete) and (given or pin_revision or task_overrides):
+        raise UsageError(f"{exclusive[0]} takes no expression, overrides or --pin-revision")
     ctx = STATE.context(dry_run=dry_run, overrides={"schedule.expression": given, "schedule.timezone": timezone,
                                                 "schedule.name": name, "schedule.group": group})
     if show:
@@ -59,5 +65,6 @@ def schedule_command(
     elif delete:
         result = schedule.delete(ctx)
     else:
-        result = schedule.apply(ctx, disable=disable, pin_revision=pin_revision, count=next_count)
+        result = schedule.apply(ctx, disable=disable, pin_revision=pin_revision, count=next_count,
+                                overrides=task_overrides)
     STATE.console.show(result, dry_run)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -46,29 +47,57 @@ def diff(image: Image = None, template: Template = None) -> None:
 
 @app.command()
 def init(
-    from_family: Annotated[str | None, typer.Option("--from-family", help="Import the latest ACTIVE revision of "
-                                                    "this family as the template.", show_default=False)] = None,
-    family: Annotated[str | None, typer.Option("--family", help="task.family (default: --from-family or the "
-                                               "directory's name).", show_default=False)] = None,
-    gcp_project: Annotated[str, typer.Option("--gcp-project", help="gcp.project.")] = "",
-    service_account: Annotated[str, typer.Option("--service-account", help="gcp.service_account.")] = "",
-    repository: Annotated[str, typer.Option("--repository", help="image.repository (ECR).")] = "",
+    from_family: Annotated[str | None, typer.Option("--from-family", metavar="FAMILY", show_default=False,
+                                                    help="Import the latest ACTIVE revision of this family as the "
+                                                    "template.")] = None,
+    family: Annotated[str | None, typer.Option("--family", metavar="FAMILY", help="task.family (default: "
+                                               "--from-family or the directory's name).", show_default=False)] = None,
+    gcp_project: Annotated[str, typer.Option("--gcp-project", metavar="PROJECT", help="gcp.project.")] = "",
+    service_account: Annotated[str, typer.Option("--service-account", metavar="ACCOUNT",
+                                                 help="gcp.service_account.")] = "",
+    repository: Annotated[str, typer.Option("--repository", metavar="NAME", help="image.repository (ECR).")] = "",
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing files.")] = False,
     dry_run: DryRun = False,
 ) -> None:
     """Write gcpfargate.toml and task-definition.json.j2 here (or import an existing family)."""
-    from gcpfargate.core.scaffold import Answers, family_from_directory
+    from gcpfargate.core.scaffold import Answers, family_from_directory, next_steps, write_starter_dockerfile
     from gcpfargate.core.scaffold import init as run_init
 
     directory = Path.cwd()
-    chosen_family = family or from_family or family_from_directory(directory)
+    # On a terminal, ask for what cannot be guessed; elsewhere (CI, pipes, -o json) never wait for input.
+    asking = STATE.console.rich and not STATE.console.json and sys.stdin.isatty()
+    chosen_family = family or from_family or (
+        typer.prompt("Task family", default=family_from_directory(directory), err=True) if asking
+        else family_from_directory(directory))
     ctx = STATE.context(dry_run=dry_run, overrides={"task.family": chosen_family})
     settings = ctx.settings  # values already in the environment seed the new file
     answers = Answers(family=chosen_family, project=gcp_project or settings.gcp.project,
                       service_account=service_account or settings.gcp.service_account,
                       region=settings.aws.region, repository=repository or settings.image.repository)
+    if asking and not from_family:
+        answers.project = answers.project or typer.prompt("GCP project id", default="", err=True,
+                                                          show_default=False)
+        answers.service_account = answers.service_account or typer.prompt(
+            "Service account (id or email)", default="", err=True, show_default=False)
+        answers.region = answers.region or _region_guess() or typer.prompt("AWS region", default="", err=True,
+                                                                           show_default=False)
     result = run_init(ctx, directory, answers, from_family=from_family, force=force)
+    dockerfile = directory / "Dockerfile"
+    if not dockerfile.exists() and not dry_run and asking and typer.confirm(
+            "No Dockerfile here. Write a starter one?", default=True, err=True):
+        result.files.append(str(write_starter_dockerfile(directory)))
     STATE.console.show(result, dry_run)
     if not dry_run and not STATE.console.json:
-        STATE.console.info("Next: run `gcpfargate deploy`." if answers.project and answers.service_account
-                           else "Next: fill in gcp.project and gcp.service_account, then run `gcpfargate deploy`.")
+        region_known = bool(answers.region or _region_guess())  # AWS_REGION or the profile will do
+        STATE.console.info("Next: " + next_steps(answers, has_dockerfile=dockerfile.exists(),
+                                                 region_known=region_known))
+
+
+def _region_guess() -> str:
+    """The region the AWS SDK would use (AWS_REGION, the profile), without asking AWS."""
+    from gcpfargate.errors import GcpfargateError
+
+    try:
+        return STATE.context().aws.region
+    except GcpfargateError:  # no region configured: ask
+        return ""

@@ -17,7 +17,7 @@ import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, cast
 
-from gcpfargate.errors import AwsError
+from gcpfargate.errors import AwsConfigError, AwsError
 
 if TYPE_CHECKING:  # the stubs only: boto3 itself is imported when the first client is made
     from botocore.client import BaseClient
@@ -67,7 +67,7 @@ class AwsClients:
             try:
                 self._session = boto3.Session(profile_name=self._profile, region_name=self._region)
             except botocore.exceptions.ProfileNotFound:
-                raise AwsError(f"AWS profile {self._profile!r} is not configured",
+                raise AwsConfigError(f"AWS profile {self._profile!r} is not configured",
                                "Check --profile / aws.profile against ~/.aws/config") from None
         return self._session
 
@@ -75,7 +75,7 @@ class AwsClients:
     def region(self) -> str:
         region = self.session.region_name
         if not region:
-            raise AwsError("no AWS region is set",
+            raise AwsConfigError("no AWS region is set",
                            "Set aws.region in gcpfargate.toml, --region, or AWS_REGION")
         return str(region)
 
@@ -166,7 +166,7 @@ class AwsClients:
             message = str(error.get("Message", "")).rstrip(".")
             raise AwsError(f"failed to {action}: {code}: {message}", _HINTS.get(code, "")).with_code(code) from None
         except botocore.exceptions.NoCredentialsError:
-            raise AwsError(f"failed to {action}: no AWS credentials found",
+            raise AwsConfigError(f"failed to {action}: no AWS credentials found",
                            "Configure a profile (--profile) or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"
                            ).with_code("NoCredentials") from None
         except botocore.exceptions.EndpointConnectionError as exc:

@@ -212,6 +212,18 @@ class DockerEngine:
         with _engine_errors(f"failed to read the history of image {image}"):
             return list(self.client.api.history(image))
 
+    def untag(self, image: str) -> None:
+        """Remove the name `image` (repository:tag); the image itself goes only when no other name holds it,
+        and its parent layers stay (noprune), so the build cache survives."""
+        import docker
+
+        try:
+            self.client.api.remove_image(image, noprune=True)
+        except docker.errors.ImageNotFound:
+            return
+        except docker.errors.APIError as exc:
+            raise DockerError(f"failed to remove the local tag {image}: {self._api_reason(exc)}") from None
+
     def save(self, image: str) -> Iterator[bytes]:
         """The image as the engine's `docker save` tar stream, in chunks."""
         with _engine_errors(f"failed to export image {image} for scanning"):

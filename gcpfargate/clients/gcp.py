@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from gcpfargate.errors import GcpError, KeyLimitError, NotAKeyError
+from gcpfargate.errors import GcpConfigError, GcpError, KeyLimitError, NotAKeyError
 from gcpfargate.keyfile import KeyMaterial
 
 T = TypeVar("T")
@@ -243,7 +243,7 @@ def _with_credentials(make: Any) -> Any:
     try:
         return make()
     except google.auth.exceptions.DefaultCredentialsError:
-        raise GcpError("no Google Cloud credentials found for the IAM API",
+        raise GcpConfigError("no Google Cloud credentials found for the IAM API",
                        "Run `gcloud auth application-default login` or set GOOGLE_APPLICATION_CREDENTIALS "
                        "for the identity that manages keys").with_code("UNAUTHENTICATED") from None
 

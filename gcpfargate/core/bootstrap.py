@@ -78,8 +78,10 @@ def bootstrap(ctx: Context, new_key: bool = False, grant: bool = False) -> Boots
         # A dry run before the secret exists judges the role against a stand-in for its ARN.
         role = execution_role.ensure(ctx, secret_arn or f"(new secret {name})", kms_arn, grant=grant)
     if role.judgement is not None and not role.judgement.allowed:
-        ctx.reporter.warn(f"execution role {role.arn} may not read the secret ({role.judgement.reason}); "
-                          "ECS tasks will fail to start. Rerun with --grant to add the permission")
+        ctx.reporter.warn(f"ECS tasks will fail to start: execution role {role.arn} (task.execution_role_arn) "
+                          f"may not read the secret {name} ({role.judgement.reason}). Run "
+                          "`gcpfargate bootstrap --grant` (or `deploy --grant`) to give it read access, or fix the "
+                          "role's policy")
     if role.changed:
         plan.append(f"create or update execution role {role.arn}")
     return BootstrapResult(service_account=account.email, key_id=key_id, secret_arn=secret_arn,

@@ -36,6 +36,7 @@ def deploy(ctx: Context, allow_embedded_credentials: bool = False, new_key: bool
     from gcpfargate.core.taskdef import register_task
 
     ctx.settings.require("gcp.project", "gcp.service_account", "task.family")
+    _local_checks(ctx)
     results: dict[str, Any] = {}
     building = None if ctx.dry_run else _BackgroundBuild(ctx, allow_embedded_credentials, tag)
     try:
@@ -51,7 +52,8 @@ def deploy(ctx: Context, allow_embedded_credentials: bool = False, new_key: bool
         if building is not None:
             building.close()
     with _step("register-task"):
-        digest = pushed.digest if ctx.settings.image.pin_digest and not ctx.dry_run else None
+        # A dry run knows the digest only of an image the registry already holds (then it pins it too).
+        digest = pushed.digest if ctx.settings.image.pin_digest else None
         image = _pinned(pushed.image, digest) if digest else pushed.image
         # The secret's ARN and the latest revision travel on from the steps that read them.
         results["register-task"] = register_task(ctx, image=image, secret_arn=getattr(booted, "secret_arn", None),
@@ -60,6 +62,20 @@ def deploy(ctx: Context, allow_embedded_credentials: bool = False, new_key: bool
         with _step("service"):
             results["service"] = service.roll_out(ctx, results["register-task"].task_definition_arn)
     return DeployResult(results)
+
+
+def _local_checks(ctx: Context) -> None:
+    """What can fail without the cloud fails first: a missing Dockerfile, an engine that does not answer, a
+    template that does not render. Otherwise bootstrap would create an account, key, secret or role first."""
+    from gcpfargate.core.push import build_inputs
+    from gcpfargate.core.taskdef import check_renders
+
+    with _step("push-image"):
+        build_inputs(ctx.settings)
+        if not ctx.dry_run:  # a dry run builds nothing
+            ctx.docker.ping()
+    with _step("register-task"):
+        check_renders(ctx)
 
 
 class _BackgroundBuild:

@@ -8,6 +8,7 @@ the task runs with, not the caller), with IAM's policy simulator where the endpo
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -17,7 +18,7 @@ from gcpfargate.clients.gcp import ServiceAccount
 from gcpfargate.core import ecs, execution_role, fargate_rules, images, logs, policy, roles, secret, service_checks
 from gcpfargate.core.context import Context
 from gcpfargate.core.wiring import is_exact_wrapper, unwrap
-from gcpfargate.errors import AwsError, GcpfargateError
+from gcpfargate.errors import AwsConfigError, AwsError, GcpConfigError, GcpfargateError
 from gcpfargate.keyscan import key_paths, key_text
 
 
@@ -30,13 +31,16 @@ class Status(str, Enum):
 
 @dataclass(frozen=True)
 class Check:
+    id: str  # stable, for scripts: `secret.readable`, `role.reads_secret`, …
     name: str
     group: str
     status: Status
     detail: str
+    hint: str = ""  # what to do, shown under a FAIL
 
-    def to_json(self) -> dict[str, str]:
-        return {"name": self.name, "status": self.status.value, "detail": self.detail}
+    def to_json(self) -> dict[str, str | None]:
+        return {"id": self.id, "name": self.name, "status": self.status.value, "detail": self.detail,
+                "hint": self.hint or None}
 
 
 @dataclass
@@ -47,8 +51,14 @@ class DoctorReport:
     def failed(self) -> bool:
         return any(check.status is Status.FAIL for check in self.checks)
 
+    @property
+    def status(self) -> str:
+        """The worst of the checks: FAIL, WARN, else OK (skipped checks do not count)."""
+        found = {check.status for check in self.checks}
+        return next((each.value for each in (Status.FAIL, Status.WARN) if each in found), Status.OK.value)
+
     def to_json(self) -> dict[str, Any]:
-        return {"checks": [check.to_json() for check in self.checks]}
+        return {"status": self.status, "checks": [check.to_json() for check in self.checks]}
 
 
 @dataclass
@@ -72,38 +82,54 @@ def run_doctor(ctx: Context, get_secret: bool = True) -> DoctorReport:
 
     facts = _Facts()
     checks: list[Check] = []
-    plan: list[tuple[str, str, Callable[[Context, _Facts], tuple[Status, str]]]] = [
-        ("config valid", "config", _config),
-        ("AWS identity", "aws", _aws_identity),
-        ("service account exists and is enabled", "gcp", _account),
-        ("secret holds a key of the account", "secret", lambda c, f: _secret(c, f, get_secret)),
-        ("key exists and is enabled in GCP", "key", keys.key_state),
-        ("key age", "key", keys.key_age),
-        ("user-managed key count", "key", keys.key_count),
-        ("every live key is in a secret version", "key", lambda c, f: keys.unreferenced_live(c, f, get_secret)),
-        ("execution role trusts ecs-tasks.amazonaws.com", "execution role", _role_trust),
-        ("execution role may read the secret", "execution role", _role_access),
-        ("task definition delivers the key safely", "task definition", _wiring),
-        ("image exists and matches runtimePlatform", "image", _image),
-        ("awslogs group exists", "logs", _log_group),
-        ("ECS service runs the latest revision", "service",
+    plan: list[tuple[str, str, str, Callable[[Context, _Facts], tuple[Status, str]]]] = [
+        ("config.valid", "config valid", "config", _config),
+        ("aws.identity", "AWS identity", "aws", _aws_identity),
+        ("gcp.service_account", "service account exists and is enabled", "gcp", _account),
+        ("secret.readable", "secret holds a key of the account", "secret", lambda c, f: _secret(c, f, get_secret)),
+        ("key.enabled", "key exists and is enabled in GCP", "key", keys.key_state),
+        ("key.age", "key age", "key", keys.key_age),
+        ("key.count", "user-managed key count", "key", keys.key_count),
+        ("key.referenced", "every live key is in a secret version", "key",
+         lambda c, f: keys.unreferenced_live(c, f, get_secret)),
+        ("role.trust", "execution role trusts ecs-tasks.amazonaws.com", "execution role", _role_trust),
+        ("role.reads_secret", "execution role may read the secret", "execution role", _role_access),
+        ("task.wiring", "task definition delivers the key safely", "task definition", _wiring),
+        ("image.exists", "image exists and matches runtimePlatform", "image", _image),
+        ("logs.group", "awslogs group exists", "logs", _log_group),
+        ("service.latest", "ECS service runs the latest revision", "service",
          lambda c, f: _verdict(service_checks.runs_latest(c, _latest_revision(c, f), f.extra))),
-        ("ECS service tasks hold the current key", "service",
+        ("service.current_key", "ECS service tasks hold the current key", "service",
          lambda c, f: _verdict(service_checks.tasks_hold_current_key(c, str(f.extra.get("secret_arn", "")), f.extra))),
     ]
     if ctx.settings.gcp.auth == "keyless":
         from gcpfargate.core.doctor_keyless import CHECKS
 
-        plan = [*plan[:3], *CHECKS, *plan[-2:]]  # no secret, no key: the keyless links instead
-    for name, group, check in plan:
+        # No secret, no key: the keyless links instead, with ids from their names.
+        keyless = [("keyless." + re.sub(r"[^a-z]+", "_", name.lower()).strip("_"), name, group, check)
+                   for name, group, check in CHECKS]
+        plan = [*plan[:3], *keyless, *plan[-2:]]
+    # A setup that cannot be read at all (no AWS credentials or region, no Google credentials) is one
+    # root cause: the first check that meets it FAILs with the fix; every later check that needs the
+    # same system SKIPs with "could not read", instead of FAILing with advice that does not apply.
+    unreadable: dict[type, str] = facts.extra.setdefault("unreadable", {})
+    for check_id, name, group, check in plan:
+        hint = ""
         try:
             status, detail = check(ctx, facts)
         except _Skip as skip:
             status, detail = Status.SKIP, str(skip)
+        except (AwsConfigError, GcpConfigError) as exc:
+            kind = type(exc)
+            if kind in unreadable:
+                status, detail = Status.SKIP, f"could not read: {unreadable[kind]}"
+            else:
+                unreadable[kind] = _cause(exc)
+                status, detail, hint = Status.FAIL, exc.message, exc.hint
         except GcpfargateError as exc:
-            status, detail = Status.FAIL, exc.message
-        checks.append(Check(name, group, status, detail))
-        if name == "config valid" and status is Status.FAIL:
+            status, detail, hint = Status.FAIL, exc.message, exc.hint if check_id == "config.valid" else ""
+        checks.append(Check(check_id, name, group, status, detail, hint))
+        if check_id == "config.valid" and status is Status.FAIL:
             break
     return DoctorReport(checks)
 
@@ -112,6 +138,12 @@ def _verdict(found: tuple[str, str]) -> tuple[Status, str]:
     if found[0] == "SKIP":
         raise _Skip(found[1])
     return Status(found[0]), found[1]
+
+
+def _cause(exc: GcpfargateError) -> str:
+    """"no AWS credentials", "no AWS region", …: the short form later checks repeat."""
+    text = exc.message.split(": ", 1)[-1] if exc.message.startswith("failed to ") else exc.message
+    return text.replace(" found", "").replace(" is set", "").replace(" for the IAM API", "")
 
 
 def _config(ctx: Context, facts: _Facts) -> tuple[Status, str]:
@@ -176,8 +208,8 @@ def _key_id(facts: _Facts) -> str:
 
 def _latest_revision(ctx: Context, facts: _Facts) -> dict[str, Any] | None:
     if "revision_loaded" not in facts.extra:
-        facts.extra["revision_loaded"] = True
         facts.revision = ecs.latest_active(ctx, ctx.settings.family)
+        facts.extra["revision_loaded"] = True  # only once read: an unreadable revision is not "none"
     return facts.revision
 
 
@@ -205,7 +237,8 @@ def _role_access(ctx: Context, facts: _Facts) -> tuple[Status, str]:
         raise _Skip("the execution role does not exist")
     secret_arn = facts.extra.get("secret_arn")
     if not secret_arn:
-        raise _Skip("the secret does not exist")
+        unread = facts.extra.get("unreadable", {}).get(AwsConfigError)
+        raise _Skip(f"could not read: {unread}" if unread else "the secret does not exist")
     try:
         kms_arn = secret.kms_key_arn(ctx, str(facts.extra.get("kms_key_id", "")))
     except AwsError as exc:

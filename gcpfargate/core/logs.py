@@ -37,7 +37,8 @@ def ensure_log_groups(ctx: Context, definition: dict[str, Any], plan: list[str])
             continue
         if log_group_exists(ctx, group):
             continue
-        plan.append(f"create CloudWatch log group {group}")
+        days = ctx.settings.task.log_retention_days
+        plan.append(f"create CloudWatch log group {group}" + (f" (retention {days} days)" if days else ""))
         if ctx.dry_run:
             continue
         with ctx.reporter.step(f"Creating log group {group}"):
@@ -46,7 +47,11 @@ def ensure_log_groups(ctx: Context, definition: dict[str, Any], plan: list[str])
             except AwsError as exc:
                 if exc.code != "ResourceAlreadyExistsException":
                     raise
-                continue  # created meanwhile by someone else: not our change
+                continue  # created meanwhile by someone else: not our change (nor its retention)
+            if days:
+                # A new group keeps logs forever (and bills for them) until a retention is set.
+                ctx.aws.call("logs", "put_retention_policy", f"set the retention of log group {group}",
+                             logGroupName=group, retentionInDays=days)
         created.append(group)
     return created
 

@@ -77,6 +77,7 @@ class Built:
     tags: list[str]
     name: str  # host/repository
     image_id: str  # "" in a dry run: nothing is built
+    tag_existed: bool = True  # the engine had `name:tag` before this build (else the build made that name)
 
 
 def build_image(ctx: Context, allow_embedded_credentials: bool = False, tag: str | None = None,
@@ -101,10 +102,11 @@ def build_image(ctx: Context, allow_embedded_credentials: bool = False, tag: str
     if ctx.dry_run:
         return Built(repository, inputs, tag, explicit, tags, name, "")
     ctx.docker.ping()  # an unreachable engine fails here, before any AWS write
+    existed = ctx.docker.inspect(f"{name}:{tag}") is not None
     with reporter.step(f"Building {name}:{tag} for {inputs.platform}"):
         image_id = ctx.docker.build(inputs.context, inputs.dockerfile, f"{name}:{tag}", inputs.platform,
                                     inputs.build_args, on_line=reporter.log)
-    return Built(repository, inputs, tag, explicit, tags, name, image_id)
+    return Built(repository, inputs, tag, explicit, tags, name, image_id, existed)
 
 
 def push_image(ctx: Context, allow_embedded_credentials: bool = False, tag: str | None = None,
@@ -123,7 +125,7 @@ def _push_app_image(ctx: Context, allow_embedded_credentials: bool, tag: str | N
                     ) -> PushResult:
     built = built or build_image(ctx, allow_embedded_credentials, tag)
     if ctx.dry_run:
-        return plan(ctx, built.repository, f"{built.name}:{built.tag}", built.tags, built.inputs)
+        return plan(ctx, built)
     latest = read_latest(ctx)
     result = _push(ctx, built, allow_embedded_credentials, latest.definition if latest else None)
     result.latest = latest
@@ -147,6 +149,9 @@ def _push(ctx: Context, built: Built, allow_embedded_credentials: bool,
         reused = reuse_task_definition_image(ctx, repository, image_id, inputs.platform, task_definition,
                                              repo_digests)
         if reused is not None:
+            # Nothing was pushed under the derived tag: do not leave a local name no registry has.
+            if not built.tag_existed:
+                ctx.docker.untag(image)
             return reused
     extra_tags = [each for each in tags if each != tag]
     if digest and not extra_tags:
@@ -329,12 +334,18 @@ def held_digest(ctx: Context, repository: str, tag: str, platform: str, image_id
                                                                  repo_digests, name) else ""
 
 
-def plan(ctx: Context, repository: str, image: str, tags: list[str], inputs: BuildInputs) -> PushResult:
+def plan(ctx: Context, built: Built) -> PushResult:
+    repository, inputs, tags, image = built.repository, built.inputs, built.tags, f"{built.name}:{built.tag}"
     steps = []
     if describe_repository(ctx, repository) is None:
         steps.append(f"create ECR repository {repository} (scan on push)")
+    elif built.explicit and all(held := [ctx.registry.resolve(repository, each, inputs.platform) for each in tags]):
+        # A tag the user chose is already there: a rerun would build (a no-op from the cache) and push
+        # nothing unless the build differs, which only building can tell; a dry run does not build.
+        ctx.reporter.info(f"{image} is already in the registry: nothing is pushed unless a build of "
+                          f"{inputs.context} differs from it")
+        return PushResult(image=image, digest=held[0].digest, tags=tags, changed=False, plan=[])  # type: ignore[union-attr]
     steps.append(f"build {inputs.context} with {inputs.dockerfile} for {inputs.platform}")
     steps.append("search the image's layers for key files")
-    name = image.rsplit(":", 1)[0]
-    steps.extend(f"push {name}:{each} unless the registry already holds this image there" for each in tags)
+    steps.extend(f"push {built.name}:{each} unless the registry already holds this image there" for each in tags)
     return PushResult(image=image, digest=None, tags=tags, changed=True, plan=steps)

@@ -21,6 +21,7 @@ from typing import Any
 from gcpfargate.config import Settings
 from gcpfargate.core import ecs, logs, propagation
 from gcpfargate.core.context import Context
+from gcpfargate.core.overrides import TaskOverrides, ecs_overrides
 from gcpfargate.errors import AwsError, OperationError
 
 STARTED_BY = "gcpfargate"
@@ -47,9 +48,10 @@ class RunResult:
         return data
 
 
-def build_run_request(settings: Settings, task_definition_arn: str) -> dict[str, Any]:
+def build_run_request(settings: Settings, task_definition_arn: str,
+                      overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Exactly the RunTask parameters `gcpfargate run` sends (and `--dry-run` prints)."""
-    return {
+    request: dict[str, Any] = {
         "cluster": settings.run.cluster,
         "taskDefinition": task_definition_arn,
         "launchType": "FARGATE",
@@ -58,9 +60,12 @@ def build_run_request(settings: Settings, task_definition_arn: str) -> dict[str,
         "startedBy": STARTED_BY,
         "networkConfiguration": ecs.network_configuration(settings),
     }
+    if overrides:
+        request["overrides"] = overrides
+    return request
 
 
-def run(ctx: Context, revision: int | None = None, wait: bool = True,
+def run(ctx: Context, revision: int | None = None, wait: bool = True, overrides: TaskOverrides | None = None,
         sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic) -> RunResult:
     settings = ctx.settings
     settings.require("task.family")
@@ -69,7 +74,7 @@ def run(ctx: Context, revision: int | None = None, wait: bool = True,
     with ctx.reporter.step(f"Reading task definition {settings.family}"):
         definition = ecs.runnable_task_definition(ctx, settings.family, revision)
     definition_arn = str(definition["taskDefinitionArn"])
-    request = build_run_request(settings, definition_arn)
+    request = build_run_request(settings, definition_arn, ecs_overrides(overrides or TaskOverrides(), definition))
     if ctx.dry_run:
         return RunResult(task_arn=None, exit_code=None, task_definition_arn=definition_arn, request=request)
 

@@ -26,6 +26,7 @@ from typing import Any
 
 from gcpfargate.core import ecs, fargate_rules, policy, roles
 from gcpfargate.core.context import Context
+from gcpfargate.core.overrides import TaskOverrides
 from gcpfargate.core.wiring import sh_quote
 from gcpfargate.errors import ConfigError, OperationError
 from gcpfargate.key_redaction import MaterialRedactor
@@ -245,8 +246,21 @@ def with_prestep(spec: ContainerSpec, container: dict[str, Any], image_config: d
     spec.entrypoint, spec.command = ["/bin/sh", "-c", PRESTEP, PRESTEP_NAME], argv
 
 
+def overridden(container: dict[str, Any], overrides: TaskOverrides) -> dict[str, Any]:
+    """The container as ECS applies containerOverrides: the command replaces `command` (the entryPoint
+    stays), and each variable is added or replaces the definition's."""
+    changed = dict(container)
+    if overrides.command is not None:
+        changed["command"] = overrides.command
+    if overrides.environment:
+        kept = [e for e in container.get("environment") or [] if e.get("name") not in overrides.environment]
+        changed["environment"] = [*kept, *({"name": k, "value": v} for k, v in overrides.environment.items())]
+    return changed
+
+
 def run_local(ctx: Context, network: str = "none", from_template: bool = False, container_name: str | None = None,
-              revision: int | None = None, check_role: bool = True) -> RunLocalResult:
+              revision: int | None = None, check_role: bool = True,
+              overrides: TaskOverrides | None = None) -> RunLocalResult:
     if network not in ("none", "host"):
         raise ConfigError(f"--network {network} is not allowed", "Use none (the default) or host")
     definition = load_definition(ctx, from_template, revision)
@@ -254,6 +268,8 @@ def run_local(ctx: Context, network: str = "none", from_template: bool = False, 
     if check_role:
         with ctx.reporter.step("Checking the execution role can read the task's secrets"):
             check_role_can_read(ctx, definition, container)
+    if overrides is not None:
+        container = overridden(container, overrides)
     with ctx.reporter.step("Resolving secrets"):
         spec = container_spec(ctx, definition, container, network)
     from gcpfargate.core.run_local_keyless import run_with_shim, shim_container

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from gcpfargate.config import CONFIG_FILE
-from gcpfargate.core import ecs, images, taskdef, wiring
+from gcpfargate.core import ecs, images, recipe, secret, taskdef, wiring
 from gcpfargate.core.context import Context
 from gcpfargate.errors import ConfigError, GcpfargateError, TaskDefinitionNotFound
 
@@ -52,6 +52,8 @@ class Answers:
     credentials_env: str = "GCP_CREDENTIALS_JSON"
     containers: list[str] = field(default_factory=list)
     template: str = TEMPLATE_FILE
+    vars: dict[str, str] = field(default_factory=dict)  # [task.vars], e.g. an image outside the registry
+    notes: list[str] = field(default_factory=list)  # written as comments above [task.vars]
 
 
 def packaged(name: str) -> str:
@@ -80,6 +82,35 @@ def init(ctx: Context, directory: Path, answers: Answers, from_family: str | Non
     return ScaffoldResult(files=files)
 
 
+STARTER_DOCKERFILE = """\
+# A starter image for a Python job; replace with your own. The key file arrives at start (never here).
+FROM python:3.12-slim
+WORKDIR /app
+COPY . .
+RUN if [ -f requirements.txt ]; then pip install --no-cache-dir -r requirements.txt; fi
+CMD ["python", "main.py"]
+"""
+
+
+def write_starter_dockerfile(directory: Path) -> Path:
+    path = directory / "Dockerfile"
+    path.write_text(STARTER_DOCKERFILE, encoding="utf-8")
+    return path
+
+
+def next_steps(answers: Answers, has_dockerfile: bool, region_known: bool) -> str:
+    """What the user must still do after init, in order, ending with the command to run."""
+    todo = [f"set {name}" for name, value in (("gcp.project", answers.project),
+                                              ("gcp.service_account", answers.service_account),
+                                              ("aws.region", answers.region or region_known)) if not value]
+    if todo:
+        todo[-1] = todo[-1] + f" in {CONFIG_FILE}"
+    if not has_dockerfile:
+        todo.append("write a Dockerfile")
+    text = ", ".join(todo) + ", then run `gcpfargate deploy`." if todo else "run `gcpfargate deploy`."
+    return text[0].upper() + text[1:]
+
+
 def render_config(answers: Answers) -> str:
     from jinja2 import StrictUndefined
     from jinja2.sandbox import SandboxedEnvironment
@@ -100,11 +131,20 @@ def import_family(ctx: Context, family: str, answers: Answers) -> str:
     definition = {key: value for key, value in registered.items() if key not in taskdef.READ_ONLY}
     # A family built the old way may carry the key in a plain variable: never copy that to disk.
     wiring.check_environment(definition, answers.credentials_env)
+    recipe_secrets: list[str] = []
     for container in definition.get("containerDefinitions") or []:
         unwrapped = wiring.unwrap(container)
         if unwrapped is not None:
             answers.credentials_env, answers.credentials_path = unwrapped.credentials_env, unwrapped.credentials_path
+        found = recipe.recognise(container)
+        if found is not None:  # the hand-built `echo "$KEY" > file && exec …`: strip it, keep its settings
+            recipe.strip(container, found)
+            answers.credentials_env, answers.credentials_path = found.credentials_env, found.credentials_path
+            recipe_secrets.append(found.secret_arn)
     definition, secret_arns = wiring.unwire(definition, lambda image: _image_config_or_none(ctx, image))
+    secret_arns = [*recipe_secrets, *secret_arns]
+    if secret_arns:
+        _account_from_key(ctx, _secret_name(secret_arns[0]), answers)
     definition = taskdef.normalise(definition)
 
     placeholders: dict[str, str] = {"family": "family"}
@@ -119,6 +159,7 @@ def import_family(ctx: Context, family: str, answers: Answers) -> str:
     for secret_arn in dict.fromkeys(secret_arns):
         _replace_value_from(definition, secret_arn, placeholders)
         answers.secret_name = _secret_name(secret_arn)
+    answers.secret_name = _secret_name(secret_arns[0]) if secret_arns else answers.secret_name
     region = _region(ctx)
     for container in definition.get("containerDefinitions") or []:
         options = (container.get("logConfiguration") or {}).get("options") or {}
@@ -128,6 +169,8 @@ def import_family(ctx: Context, family: str, answers: Answers) -> str:
     arch = (definition.get("runtimePlatform") or {}).get("cpuArchitecture")
     if arch:
         answers.platform = f"linux/{images.ecs_arch(arch)}"
+    for note in answers.notes:
+        ctx.reporter.info(f"note: {note}")
     return to_template(definition, placeholders)
 
 
@@ -151,12 +194,37 @@ def _replace_image(ctx: Context, definition: dict[str, Any], answers: Answers, p
     except GcpfargateError:
         ours = False
     if not ours:
-        return  # an image from elsewhere stays literal: `image` always means gcpfargate's registry
+        # `image` always means gcpfargate's registry: an image from elsewhere becomes `vars.image`, with a
+        # note, so the first render works and the user decides whether to push it to ECR later.
+        answers.vars["image"] = str(main["image"])
+        answers.notes.append(f"image {main['image']} is outside the registry: kept as task.vars.image; use "
+                             "{{ image }} in the template to deploy your own build")
+        for container in containers:
+            if container.get("image") == main["image"]:
+                container["image"] = _SENTINEL.format("vars.image")
+                placeholders["vars.image"] = "vars.image"
+        return
     answers.repository = repository
     for container in containers:
         if images.split_image(str(container.get("image", "")))[:2] == (host, repository):
             container["image"] = _SENTINEL.format("image")
             placeholders["image"] = "image"
+
+
+def _account_from_key(ctx: Context, secret_name: str, answers: Answers) -> None:
+    """gcp.project and gcp.service_account from the stored key's client_email, when it can be read.
+    Only that address is kept; the key itself is never written anywhere."""
+    if answers.project and answers.service_account:
+        return
+    try:
+        state = secret.read(ctx, secret_name)
+    except GcpfargateError:
+        return
+    if state is None or state.key is None:
+        return
+    project, email = recipe.account_of(state.key.client_email)
+    answers.service_account = answers.service_account or email
+    answers.project = answers.project or project
 
 
 def _replace_value_from(definition: dict[str, Any], secret_arn: str, placeholders: dict[str, str]) -> None:

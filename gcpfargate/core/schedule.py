@@ -15,9 +15,9 @@ Decisions worth knowing:
 - **Idempotent.** The desired schedule is compared with `GetSchedule`; when they agree nothing
   is written (`changed: false`). UpdateSchedule replaces the whole schedule, so an update also
   resets fields set by hand outside gcpfargate.
-- **Sticky expression.** When no expression is configured (no flag, variable or file value) an
-  existing schedule keeps its expression and time zone, so `gcpfargate schedule --disable` just
-  disables it.
+- **Sticky expression and time zone.** When no expression is configured (no flag, variable or
+  file value) an existing schedule keeps its expression, so `gcpfargate schedule --disable` just
+  disables it; likewise an unconfigured time zone is kept, so `--rate "1 hour"` keeps Asia/Tokyo.
 - **Delete** removes the schedule only; the scheduler role stays (it may serve other schedules).
 - **Next runs** are computed locally (`gcpfargate.core.cron`); rate schedules count from the
   schedule's start date or its last modification, as EventBridge Scheduler does.
@@ -25,6 +25,7 @@ Decisions worth knowing:
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from typing import Any
 
 from gcpfargate.core import cron, ecs, policy, propagation, roles
 from gcpfargate.core.context import Context
+from gcpfargate.core.overrides import TaskOverrides, ecs_overrides
 from gcpfargate.errors import AwsError, ConfigError
 from gcpfargate.settings import own_role_name
 
@@ -57,11 +59,14 @@ class ScheduleResult:
     task_definition_arn: str = ""
     plan: list[str] = field(default_factory=list)
     request: dict[str, Any] | None = None  # what --dry-run would send
+    read_only: bool = False  # --show: nothing could change, so no `changed` is reported
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"schedule_arn": self.schedule_arn, "expression": self.expression,
                                 "timezone": self.timezone, "state": self.state, "changed": self.changed,
                                 "next_runs": self.next_runs}
+        if self.read_only:
+            data.pop("changed")
         if self.request is not None:
             data["plan"] = self.plan
             data["request"] = self.request
@@ -109,7 +114,9 @@ def show(ctx: Context, count: int = DEFAULT_NEXT) -> ScheduleResult:
         raise AwsError(f"schedule {name} does not exist in group {group}",
                        'Create it with `gcpfargate schedule --cron "0 3 * * ? *"` (or --rate, --expression)'
                        ).with_code("ResourceNotFoundException")
-    return _result_from(current, changed=False, count=count)
+    result = _result_from(current, changed=False, count=count)
+    result.read_only = True
+    return result
 
 
 def _result_from(schedule: dict[str, Any], changed: bool, count: int, plan: list[str] | None = None,
@@ -195,6 +202,7 @@ def _comparable(schedule: dict[str, Any]) -> dict[str, Any]:
         "subnets": sorted(network.get("Subnets") or []),
         "security groups": sorted(network.get("SecurityGroups") or []),
         "public ip": network.get("AssignPublicIp") or "DISABLED",
+        "overrides": target.get("Input") or "",
     }
 
 
@@ -204,7 +212,7 @@ def differences(current: dict[str, Any], desired: dict[str, Any]) -> list[str]:
 
 
 def apply(ctx: Context, disable: bool = False, pin_revision: bool = False, count: int = DEFAULT_NEXT,
-          sleep: Callable[[float], None] = time.sleep) -> ScheduleResult:
+          sleep: Callable[[float], None] = time.sleep, overrides: TaskOverrides | None = None) -> ScheduleResult:
     """Create or update the schedule so it matches the settings; no write when it already does."""
     settings = ctx.settings
     settings.require("task.family")
@@ -222,8 +230,9 @@ def apply(ctx: Context, disable: bool = False, pin_revision: bool = False, count
                 settings.require("schedule.expression")
             assert current is not None
             expression = cron.parse(str(current["ScheduleExpression"]))
-            if settings.sources.get("schedule.timezone") == "default":
-                timezone = str(current.get("ScheduleExpressionTimezone") or "UTC")
+        if current is not None and settings.sources.get("schedule.timezone") == "default":
+            # What is not given is kept: `--rate "1 hour"` changes the expression, not the time zone.
+            timezone = str(current.get("ScheduleExpressionTimezone") or "UTC")
         definition = ecs.runnable_task_definition(ctx, settings.family)
         target_cluster = ecs.cluster_arn(ctx, settings.run.cluster)
 
@@ -256,6 +265,11 @@ def apply(ctx: Context, disable: bool = False, pin_revision: bool = False, count
             },
         },
     }
+    if overrides:
+        # Scheduler hands a templated ECS target's Input to RunTask as its overrides.
+        desired["Target"]["Input"] = json.dumps(ecs_overrides(overrides, definition), sort_keys=True)
+    elif current is not None and (current.get("Target") or {}).get("Input"):
+        desired["Target"]["Input"] = current["Target"]["Input"]  # not given: kept, like the time zone
     changed = role.changed
     if current is None:
         plan.append(f"create schedule {name} in group {group}: {expression.text} ({timezone}), {desired['State']}")

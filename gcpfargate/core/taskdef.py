@@ -62,6 +62,27 @@ def template_path(ctx: Context) -> Path:
     return ctx.settings.resolve(ctx.settings.task.template)
 
 
+# Stand-ins for the values only AWS or a push can give, for `check_renders`: shaped like the real ones.
+_STAND_INS = {
+    "secret_arn": "arn:aws:secretsmanager:us-east-1:000000000000:secret:stand-in-AbCdEf",
+    "execution_role_arn": "arn:aws:iam::000000000000:role/stand-in", "account_id": "000000000000",
+    "image": "stand-in.invalid/image:tag", "image_digest": "sha256:" + "0" * 64,
+}
+
+
+def check_renders(ctx: Context) -> None:
+    """Render and validate the template with stand-ins for what bootstrap and push-image will make: a
+    template error is reported before anything is created. Touches no AWS or GCP endpoint."""
+    settings = ctx.settings
+    path = template_path(ctx)
+    variables: dict[str, Any] = {
+        **_STAND_INS, "region": settings.aws.region or "us-east-1", "family": settings.family,
+        "credentials_path": settings.task.credentials_path, "credentials_env": settings.task.credentials_env,
+        "vars": dict(settings.task.vars)}
+    definition = template.render(path, variables)
+    template.validate(definition, template.shown(path), template.input_shape(ctx.aws.service_model("ecs")))
+
+
 def render_definition(ctx: Context, image: str | None, secret_arn: str | None = None,
                       show_rendered: bool = False) -> dict[str, Any]:
     """The final task definition register-task would send: rendered, wired, validated. Reads only.

@@ -203,3 +203,22 @@ def test_foreign_secret_is_not_overwritten(project: Project) -> None:
     assert "db-password" not in result.output
     assert sm.get_secret_value(SecretId=project.secret_name)["SecretString"] == "db-password-of-another-team"
     assert project.stack.emulator.key_ids(project.email) == []
+
+
+def test_a_role_that_cannot_read_the_secret_names_grant_and_strict_fails(project: Project) -> None:
+    iam = project.aws("iam")
+    trust = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                                 "Principal": {"Service": "ecs-tasks.amazonaws.com"}}]})
+    role = iam.create_role(RoleName=f"byo-{project.family}", AssumeRolePolicyDocument=trust)["Role"]
+    env = {"GCPFARGATE_TASK_EXECUTION_ROLE_ARN": role["Arn"]}
+    warned = project.run("bootstrap", env=env)
+    assert warned.returncode == 0, warned.output
+    assert "warning: ECS tasks will fail to start" in warned.stderr
+    assert "`gcpfargate bootstrap --grant`" in warned.stderr
+    assert "changed: yes" in warned.stdout and "True" not in warned.stdout  # yes/no, never Python's True
+    strict = project.run("bootstrap", "--strict", "-o", "json", env=env)
+    assert strict.returncode == 1, strict.output
+    assert "1 warning with --strict" in strict.stderr
+    assert strict.json["changed"] is False  # stdout keeps the one result object
+    clean = project.run("--strict", "bootstrap", "--grant", env=env)
+    assert clean.returncode == 0, clean.output

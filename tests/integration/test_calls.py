@@ -42,6 +42,7 @@ FIRST_WRITES = {
     "aws iam PutRolePolicy": 1,
     "aws ecr CreateRepository": 1,
     "aws logs CreateLogGroup": 1,
+    "aws logs PutRetentionPolicy": 1,  # task.log_retention_days on the group it just created
     "aws ecs RegisterTaskDefinition": 1,
 }
 

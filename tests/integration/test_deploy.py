@@ -128,3 +128,82 @@ def test_run_local_resolves_json_key_and_ssm_forms(project: Project) -> None:
     assert result.returncode == 0, result.output
     assert "A=alice B=from-ssm" in result.stderr
 
+
+
+def test_dry_run_of_a_no_op_deploy_says_nothing_would_change(project: Project) -> None:
+    prepare(project)
+    deploy(project)
+    text = project.run("deploy", "--dry-run")
+    assert text.returncode == 0, text.output
+    assert "gcpfargate deploy (dry run): nothing would change." in text.stdout
+    assert "yes" not in text.stdout and "Plan (dry run" not in text.stderr
+    planned = project.run("deploy", "--dry-run", "-o", "json").json
+    assert [step for step in planned if planned[step].get("plan")] == []
+    assert not any(planned[step]["changed"] for step in planned)
+
+
+def test_dry_run_text_prints_the_json_plan_step_by_step(project: Project) -> None:
+    prepare(project)
+    planned = project.run("deploy", "--dry-run", "-o", "json")
+    assert planned.returncode == 0, planned.output
+    text = project.run("deploy", "--dry-run")
+    assert text.returncode == 0, text.output
+    assert planned.json["bootstrap"]["key_id"] is None and planned.json["push-image"]["digest"] is None
+    for step, result in planned.json.items():
+        assert f"{step}:" in text.stdout
+        for line in result.get("plan", []):
+            assert f"  - {line}" in text.stdout
+    assert "changed" not in text.stdout.replace("(dry run, nothing changed)", "")
+
+
+def test_run_local_command_and_env_overrides(project: Project) -> None:
+    # ENTRYPOINT only: the override is the whole command, whichever way the wiring keeps a CMD.
+    prepare(project, steps=('ENTRYPOINT ["/bin/sh", "-c"]',))
+    deploy(project)
+    result = project.run("run-local", "--command", "'echo mode=$MODE; exit 4'", "--env", "MODE=backfill")
+    assert result.returncode == 4, result.output
+    assert "mode=backfill" in result.stderr
+
+
+def test_deploy_removes_the_local_tag_of_an_image_it_did_not_push(project: Project) -> None:
+    import time
+
+    import docker
+
+    prepare(project)
+    config = project.dir / "gcpfargate.toml"
+    config.write_text(config.read_text().replace('tag = "v1"', ""))  # derived tags (a UTC timestamp here)
+    first = deploy(project)
+    time.sleep(1.1)  # the next derived tag differs
+    second = deploy(project)
+    assert second["push-image"]["changed"] is False and second["push-image"]["image"].startswith(
+        f"{project.stack.registry}/{project.family}@")
+    engine = docker.DockerClient(base_url=project.stack.docker_host)
+    # Identical busybox builds of other tests share the image id: look at this repository's names only.
+    repository = f"{project.stack.registry}/{project.family}:"
+    names = {tag for image in engine.images.list(name=repository[:-1]) for tag in image.tags
+             if tag.startswith(repository)}
+    assert names == {first["push-image"]["image"]}
+
+
+@pytest.mark.parametrize("breakage", ["no-dockerfile", "no-engine", "bad-template"])
+def test_cheap_local_checks_fail_before_anything_is_created(project: Project, breakage: str) -> None:
+    prepare(project)
+    env: dict[str, str | None] = {}
+    if breakage == "no-dockerfile":
+        (project.dir / "Dockerfile").unlink()
+        expected, code = "Dockerfile", 2
+    elif breakage == "no-engine":
+        env["DOCKER_HOST"] = "tcp://127.0.0.1:1"
+        expected, code = "push-image failed", 1
+    else:
+        template = project.dir / "task-definition.json.j2"
+        template.write_text(template.read_text().replace("{{ family | tojson }}", "{{ family | tojson }"))
+        expected, code = "register-task failed", 2
+    result = project.run("deploy", env=env)
+    assert_one_clean_line(result, code, expected)
+    assert project.stack.emulator.key_ids(project.email) == []
+    secrets = project.aws("secretsmanager").list_secrets()["SecretList"]
+    assert project.secret_name not in [each["Name"] for each in secrets]
+    roles = [role["RoleName"] for role in project.aws("iam").list_roles()["Roles"]]
+    assert f"gcpfargate-{project.family}-execution" not in roles

@@ -115,3 +115,50 @@ def test_each_broken_variant_fails_exactly_the_right_check(deployed: Project, va
     assert code == 3
     assert failing(checks) == [expected], checks
     assert "PRIVATE KEY" not in json.dumps(checks)
+
+
+NO_AWS_CREDENTIALS = {"AWS_ACCESS_KEY_ID": None, "AWS_SECRET_ACCESS_KEY": None, "AWS_SESSION_TOKEN": None,
+                      "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent", "AWS_CONFIG_FILE": "/nonexistent",
+                      "AWS_EC2_METADATA_DISABLED": "true"}
+
+
+def test_unreadable_aws_is_one_fail_and_skips(project: Project) -> None:
+    result = project.run("doctor", "--output", "json", env=NO_AWS_CREDENTIALS)
+    assert result.returncode == 3, result.output
+    report = result.json
+    assert report["status"] == "FAIL"
+    checks = {check["id"]: check for check in report["checks"]}
+    assert [check_id for check_id, check in checks.items() if check["status"] == "FAIL"] == ["aws.identity"]
+    assert "no AWS credentials" in checks["aws.identity"]["detail"] and checks["aws.identity"]["hint"]
+    for check_id in ("secret.readable", "role.trust", "role.reads_secret", "task.wiring", "image.exists",
+                     "logs.group"):
+        assert checks[check_id] | {"hint": None} == checks[check_id]
+        assert (checks[check_id]["status"], checks[check_id]["detail"]) == ("SKIP", "could not read: no AWS "
+                                                                                    "credentials"), check_id
+    assert "register-task" not in result.stdout
+
+
+def test_missing_region_hint_is_in_the_tree(project: Project) -> None:
+    result = project.run("doctor", env={"AWS_REGION": None, "AWS_DEFAULT_REGION": None})
+    assert result.returncode == 3, result.output
+    assert "FAIL   AWS identity: no AWS region is set" in result.stdout
+    assert "fix: Set aws.region in gcpfargate.toml, --region, or AWS_REGION" in result.stdout
+    assert result.stdout.count(" FAIL ") == 1 and result.stdout.endswith("status: FAIL\n")
+
+
+def test_ids_and_status_of_a_healthy_report(deployed: Project) -> None:
+    report = deployed.run("doctor", "--output", "json").json
+    assert report["status"] == "OK"
+    assert [check["id"] for check in report["checks"]] == [
+        "config.valid", "aws.identity", "gcp.service_account", "secret.readable", "key.enabled", "key.age",
+        "key.count", "role.trust", "role.reads_secret", "task.wiring", "image.exists", "logs.group", "service.latest",
+        "service.current_key"]
+
+
+def test_missing_aws_configuration_exits_2_with_a_json_error(project: Project) -> None:
+    no_region = project.run("bootstrap", "-o", "json", env={"AWS_REGION": None, "AWS_DEFAULT_REGION": None})
+    assert no_region.returncode == 2, no_region.output
+    error = no_region.json["error"]
+    assert error["exit_code"] == 2 and error["message"].endswith("no AWS region is set") and error["hint"]
+    no_credentials = project.run("bootstrap", env=NO_AWS_CREDENTIALS)
+    assert no_credentials.returncode == 2 and "no AWS credentials" in no_credentials.stderr

@@ -120,6 +120,7 @@ def test_registered_task_runs_the_image_with_the_key_file_like_ecs(project: Proj
     # awslogs: the group the template names now exists.
     groups = project.aws("logs").describe_log_groups(logGroupNamePrefix=f"/ecs/{project.family}")["logGroups"]
     assert [g["logGroupName"] for g in groups] == [f"/ecs/{project.family}"]
+    assert groups[0]["retentionInDays"] == 30  # task.log_retention_days' default
 
     code, logs, key_file, mode = run_like_ecs(project, definition)
     assert code == 0, logs
@@ -285,3 +286,74 @@ def test_init_writes_a_config_and_template_that_load(project: Project, tmp_path:
     settings = load_settings(fresh / "gcpfargate.toml", environ={})
     assert settings.family == "nightly" and settings.task.wire_credentials is True
     assert os.access(fresh / "task-definition.json.j2", os.R_OK)
+
+
+def test_log_retention_must_be_one_cloudwatch_accepts(project: Project) -> None:
+    project.write_config(project.base_config + "log_retention_days = 10\n")
+    assert_one_clean_line(project.run("render"), 2, "task.log_retention_days = 10", "is not a CloudWatch retention")
+
+
+def test_init_off_a_terminal_never_prompts_and_says_what_is_left(project: Project, tmp_path: Path) -> None:
+    fresh = tmp_path / "fresh-init"
+    fresh.mkdir()
+    env = {k: v for k, v in project.env.items() if not k.startswith("GCPFARGATE_")}
+    proc = subprocess.run([sys.executable, "-m", "gcpfargate", "init", "--family", "nightly"], cwd=fresh, env=env,
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "?" not in proc.stderr  # no question was asked
+    assert ("Next: Set gcp.project, set gcp.service_account in gcpfargate.toml, write a Dockerfile, then run "
+            "`gcpfargate deploy`.") in proc.stderr
+    text = (fresh / "gcpfargate.toml").read_text()
+    for section in ("# [run]", "# [schedule]", "# [service]"):
+        assert section in text
+    assert not (fresh / "Dockerfile").exists()
+
+    (fresh / "Dockerfile").write_text("FROM busybox\n")
+    done = subprocess.run([sys.executable, "-m", "gcpfargate", "init", "--family", "nightly", "--force",
+                           "--gcp-project", "my-project-1", "--service-account", "runner"], cwd=fresh, env=env,
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "Next: Run `gcpfargate deploy`." in done.stderr
+
+
+def test_init_imports_the_hand_built_recipe_and_renders_first_time(project: Project, tmp_path: Path) -> None:
+    booted = project.run("bootstrap", "-o", "json")
+    assert booted.returncode == 0, booted.output
+    secret_arn = booted.json["secret_arn"]
+    family = f"{project.family}-recipe"
+    project.aws("ecs").register_task_definition(
+        family=family, networkMode="awsvpc", requiresCompatibilities=["FARGATE"], cpu="256", memory="512",
+        executionRoleArn=booted.json["execution_role_arn"],
+        containerDefinitions=[{
+            "name": "app", "image": "docker.io/library/python:3.12-slim", "essential": True,
+            "command": ["sh", "-c", 'echo "$KEY" > /tmp/key.json && exec python main.py --daily'],
+            "environment": [{"name": "GOOGLE_APPLICATION_CREDENTIALS", "value": "/tmp/key.json"},
+                            {"name": "MODE", "value": "prod"}],
+            "secrets": [{"name": "KEY", "valueFrom": secret_arn}]}])
+    fresh = tmp_path / "imported"
+    fresh.mkdir()
+    env = {k: v for k, v in project.env.items() if not k.startswith("GCPFARGATE_")}
+    imported = subprocess.run([sys.executable, "-m", "gcpfargate", "init", "--from-family", family], cwd=fresh,
+                              env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
+    assert imported.returncode == 0, imported.stderr
+    assert "outside the registry" in imported.stderr
+    config = (fresh / "gcpfargate.toml").read_text()
+    template_text = (fresh / "task-definition.json.j2").read_text()
+    assert "PRIVATE KEY" not in config + template_text and "private_key" not in config + template_text
+    from gcpfargate.config import load_settings
+
+    settings = load_settings(fresh / "gcpfargate.toml", environ={})
+    assert (settings.gcp.project, settings.gcp.service_account) == (project.gcp_project, project.email)
+    assert (settings.task.credentials_path, settings.task.credentials_env) == ("/tmp/key.json", "KEY")
+    assert settings.secret.name == project.secret_name
+    assert settings.task.vars == {"image": "docker.io/library/python:3.12-slim"}
+    assert "echo" not in template_text and "{{ vars.image | tojson }}" in template_text
+
+    rendered = subprocess.run([sys.executable, "-m", "gcpfargate", "render"], cwd=fresh, env=env,
+                              capture_output=True, text=True, timeout=120)
+    assert rendered.returncode == 0, rendered.stderr
+    container = json.loads(rendered.stdout)["containerDefinitions"][0]
+    assert container["image"] == "docker.io/library/python:3.12-slim"
+    assert container["secrets"] == [{"name": "KEY", "valueFrom": secret_arn}]
+    assert {"name": "GOOGLE_APPLICATION_CREDENTIALS", "value": "/tmp/key.json"} in container["environment"]
+    assert container["entryPoint"][-3:] == ["python", "main.py", "--daily"]

@@ -292,3 +292,28 @@ def test_run_task_failures_are_reported(project: Project) -> None:
         result = project.run("run", env={"AWS_ENDPOINT_URL_ECS": proxy.url})
     assert_one_clean_line(result, 1, f"ECS did not start the task on cluster {ecs.cluster}",
                           "RESOURCE:MEMORY (no capacity)")
+
+
+def test_run_overrides_reach_run_task(project: Project, hold_tasks: None) -> None:
+    ecs = prepare(project)
+    result = project.run("run", "--no-wait", "--command", "manage.py migrate --noinput", "--env", "MODE=backfill",
+                         "--env", "EMPTY=", "--cpu", "512", "--memory", "2 GB", "--output", "json")
+    assert result.returncode == 0, result.output
+    task = project.aws("ecs").describe_tasks(cluster=ecs.cluster, tasks=[result.json["task_arn"]])["tasks"][0]
+    assert task["overrides"]["containerOverrides"] == [{
+        "name": CONTAINER, "command": ["manage.py", "migrate", "--noinput"],
+        "environment": [{"name": "MODE", "value": "backfill"}, {"name": "EMPTY", "value": ""}]}]
+    assert (task["overrides"]["cpu"], task["overrides"]["memory"]) == ("512", "2048")
+    project.aws("ecs").stop_task(cluster=ecs.cluster, task=result.json["task_arn"])
+
+
+def test_run_override_words_and_checks(project: Project) -> None:
+    prepare(project)
+    planned = project.run("run", "--dry-run", "--arg", "echo", "--arg", "a b", "-o", "json")
+    assert planned.returncode == 0, planned.output
+    assert planned.json["request"]["overrides"] == {"containerOverrides": [{"name": CONTAINER,
+                                                                            "command": ["echo", "a b"]}]}
+    assert_one_clean_line(project.run("run", "--cpu", "256", "--memory", "4096"), 2,
+                          "cpu 256 with memory 4096 is not a Fargate task size")
+    assert_one_clean_line(project.run("run", "--env", "1X=y"), 2, "is not NAME=VALUE")
+    assert_one_clean_line(project.run("run", "--command", "a", "--arg", "b"), 2, "--command and --arg exclude")

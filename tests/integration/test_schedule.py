@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 from datetime import datetime
 
 from tests.conftest import REGION, Project, assert_one_clean_line
@@ -200,3 +201,36 @@ def test_bad_expressions_and_zones_are_usage_errors(project: Project) -> None:
     assert_one_clean_line(project.run("schedule"), 2, "schedule.expression", "GCPFARGATE_SCHEDULE_EXPRESSION")
     assert_one_clean_line(project.run("schedule", "--show", "--delete"), 2, "--show and --delete exclude each other")
     assert f"gcpfargate-{project.family}" not in _schedule_names(project)
+
+
+def test_a_new_rate_keeps_the_time_zone_and_show_reports_no_changed(project: Project) -> None:
+    prepare(project)
+    # No time zone in the file: only the schedule itself knows it.
+    config = project.dir / "gcpfargate.toml"
+    config.write_text(config.read_text().replace('timezone = "Asia/Tokyo"', ""))
+    created = project.run("schedule", "--cron", "0 3 * * ? *", "--timezone", "Europe/Berlin")
+    assert created.returncode == 0, created.output
+    rated = project.run("schedule", "--rate", "1 hour", "--output", "json")
+    assert rated.returncode == 0, rated.output
+    assert rated.json["expression"] == "rate(1 hour)" and rated.json["timezone"] == "Europe/Berlin"
+    stored = project.aws("scheduler").get_schedule(Name=f"gcpfargate-{project.family}")
+    assert stored["ScheduleExpressionTimezone"] == "Europe/Berlin"
+    # --show is read-only: no `changed` row in text, no `changed` key in JSON.
+    shown = project.run("schedule", "--show")
+    assert shown.returncode == 0 and "changed" not in shown.stdout, shown.output
+    assert "changed" not in project.run("schedule", "--show", "-o", "json").json
+
+
+def test_schedule_overrides_go_into_the_target_input_and_are_kept(project: Project) -> None:
+    prepare(project)
+    created = project.run("schedule", "--cron", "0 3 * * ? *", "--command", "backfill --days 7",
+                          "--env", "MODE=nightly", "--cpu", "1024", "--memory", "2048")
+    assert created.returncode == 0, created.output
+    name = f"gcpfargate-{project.family}"
+    stored = json.loads(project.aws("scheduler").get_schedule(Name=name)["Target"]["Input"])
+    assert stored == {"containerOverrides": [{"name": "app", "command": ["backfill", "--days", "7"],
+                                              "environment": [{"name": "MODE", "value": "nightly"}]}],
+                      "cpu": "1024", "memory": "2048"}
+    rated = project.run("schedule", "--rate", "1 day")
+    assert rated.returncode == 0, rated.output
+    assert json.loads(project.aws("scheduler").get_schedule(Name=name)["Target"]["Input"]) == stored
