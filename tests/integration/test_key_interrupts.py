@@ -11,12 +11,13 @@ import sys
 
 import pytest
 
-from tests.conftest import Project
+from tests.conftest import Project, record_figure
 from tests.integration.test_key_lifecycle import current, gets_token
 from tests.reliability.helpers import check_invariants
 from tests.stack.faultproxy import FaultProxy, Rule
 
 EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
+FIGURES = "signals"
 
 
 @pytest.fixture
@@ -35,6 +36,7 @@ def _interrupt(project: Project, operation: str, sig: signal.Signals, *args: str
         try:
             assert proxy.held.wait(120), "the held call never came"
             process.send_signal(sig)
+            record_figure(FIGURES, "signals sent")
             _, stderr = process.communicate(timeout=120)
         finally:
             if process.poll() is None:
@@ -54,6 +56,7 @@ def test_signal_while_the_new_version_is_stored(bootstrapped: Project, sig: sign
     assert current(project)["private_key_id"] == before and gets_token(current(project))
     assert project.stack.emulator.key_ids(project.email) == [before]
     assert check_invariants(project) == []
+    record_figure(FIGURES, "signals survived")
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
@@ -69,6 +72,7 @@ def test_signal_while_the_new_key_becomes_current(bootstrapped: Project, sig: si
     assert current(project, "AWSPREVIOUS")["private_key_id"] == before
     assert project.stack.emulator.key_state(project.email, before) == "enabled"
     assert check_invariants(project) == []
+    record_figure(FIGURES, "signals survived")
 
 
 def test_sigterm_during_bootstrap_new_key(bootstrapped: Project) -> None:
@@ -78,3 +82,4 @@ def test_sigterm_during_bootstrap_new_key(bootstrapped: Project) -> None:
     assert code == 143, stderr
     assert current(project)["private_key_id"] == before
     assert check_invariants(project) == []
+    record_figure(FIGURES, "signals survived")
