@@ -229,8 +229,12 @@ def _deploy(output: Output, console: Console, result: Any, dry_run: bool) -> Non
         return
 
     boot, push, task = (result.steps[name] for name in ("bootstrap", "push-image", "register-task"))
-    key, secret = boot.key_id or "(new)", boot.secret_arn or "(new secret)"  # None: a dry run would create it
-    items = [("bootstrap", boot.changed, f"key {key} in {secret}"),
+    if getattr(boot, "auth", "key") == "keyless":  # no key and no secret: the federation it set up
+        identity = f"task role {boot.task_role_arn} via {boot.provider}"
+    else:
+        key, secret = boot.key_id or "(new)", boot.secret_arn or "(new secret)"  # None: a dry run would create it
+        identity = f"key {key} in {secret}"
+    items = [("bootstrap", boot.changed, identity),
              ("push-image", push.changed, f"{push.image} {push.digest or ''}".strip()),
              ("register-task", task.changed, task.task_definition_arn or "")]
     if "service" in result.steps:  # a [service] is configured

@@ -81,6 +81,11 @@ def test_keyless_deploy_wires_the_shim_and_the_config_and_reruns_as_a_no_op(
     assert [line for line in (project.dir / "calls").read_text().splitlines() if line.endswith(" write")] == []
     assert project.stack.emulator.stats()["mutating_calls"] == 0
 
+    # The text summary a person reads names the federation, not a key (it once asked for a key id).
+    text = project.run("deploy")
+    assert text.returncode == 0, text.output
+    assert f"task role arn:aws:iam::{ACCOUNT_ID}:role/gcpfargate-{project.family}-task via" in text.output
+
 
 @pytest.fixture
 def deployed(project: Project, modern_base: str) -> Project:
