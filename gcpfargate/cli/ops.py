@@ -41,11 +41,12 @@ def rotate_key(
     if sum((revoke_previous, delete_previous, keep_previous)) > 1:
         raise UsageError("--revoke-previous, --delete-previous and --keep-previous exclude each other")
     previous = "delete" if delete_previous else "revoke" if revoke_previous else "keep"
-    if prune and not dry_run and not yes and not _can_ask():
+    ctx = STATE.context(dry_run=dry_run)
+    # In keyless mode there is nothing to rotate or prune: say that first (core refuses it), not "no terminal".
+    if prune and not dry_run and not yes and not _can_ask() and ctx.settings.gcp.auth != "keyless":
         raise UsageError("--prune deletes keys and needs a confirmation: there is no terminal to ask on",
                          "Pass --yes, or run `gcpfargate prune-keys --dry-run` to see what it would delete")
-    result = run_rotate(STATE.context(dry_run=dry_run), verify=not no_verify, previous=previous, prune=prune,
-                        confirm=_confirm(yes))
+    result = run_rotate(ctx, verify=not no_verify, previous=previous, prune=prune, confirm=_confirm(yes))
     STATE.console.show(result, dry_run)
 
 

@@ -108,7 +108,9 @@ def run_doctor(ctx: Context, get_secret: bool = True) -> DoctorReport:
         # No secret, no key: the keyless links instead, with ids from their names.
         keyless = [("keyless." + re.sub(r"[^a-z]+", "_", name.lower()).strip("_"), name, group, check)
                    for name, group, check in CHECKS]
-        plan = [*plan[:3], *keyless, *plan[-2:]]
+        # The image and its log group are checked the same way; the service checks judge key delivery.
+        shared = [entry for entry in plan if entry[0] in ("image.exists", "logs.group")]
+        plan = [*plan[:3], *keyless, *shared]
     # A setup that cannot be read at all (no AWS credentials or region, no Google credentials) is one
     # root cause: the first check that meets it FAILs with the fix; every later check that needs the
     # same system SKIPs with "could not read", instead of FAILing with advice that does not apply.
