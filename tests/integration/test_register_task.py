@@ -20,6 +20,7 @@ from google.oauth2 import service_account
 
 from tests.conftest import Project, assert_one_clean_line
 from tests.stack.images import write_busybox_context
+from tests.stack.local import REGION
 
 SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
 # The image's own ENTRYPOINT and CMD, with arguments a shell would mangle if anything re-quoted them.
@@ -321,7 +322,13 @@ def test_init_imports_the_hand_built_recipe_and_renders_first_time(project: Proj
     assert booted.returncode == 0, booted.output
     secret_arn = booted.json["secret_arn"]
     family = f"{project.family}-recipe"
-    project.aws("ecs").register_task_definition(
+    # The user built this family by hand, long after the role existed: register it past the strict
+    # layer's IAM propagation delay (what is tested is the import, not PassRole timing).
+    import boto3
+
+    ecs = boto3.client("ecs", region_name=REGION, endpoint_url=project.stack.moto_direct_url,
+                       aws_access_key_id="testing", aws_secret_access_key="testing")
+    ecs.register_task_definition(
         family=family, networkMode="awsvpc", requiresCompatibilities=["FARGATE"], cpu="256", memory="512",
         executionRoleArn=booted.json["execution_role_arn"],
         containerDefinitions=[{
