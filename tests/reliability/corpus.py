@@ -93,9 +93,10 @@ CASES: list[Case] = [
     Case("deregister-unconfirmed", ("deregister", "--keep-last", "3"), 2, ("needs confirmation", "--yes")),
     Case("service-missing", ("rollback", "--service", "nope", "--cluster", "default"), 1, ("nope",)),
     # -- environment ---------------------------------------------------------------------------
-    Case("aws-no-credentials", BOOT, 1, ("no AWS credentials",), setup="no_aws_credentials"),
+    # A missing credentials or profile configuration is a configuration error: exit 2 (issue 17 item 14).
+    Case("aws-no-credentials", BOOT, 2, ("no AWS credentials",), setup="no_aws_credentials"),
     Case("aws-endpoint-down", BOOT, 1, ("cannot reach the AWS endpoint",), setup="aws_down"),
-    Case("aws-unknown-profile", ("--profile", "nope", "bootstrap"), 1, ("profile", "nope")),
+    Case("aws-unknown-profile", ("--profile", "nope", "bootstrap"), 2, ("profile", "nope")),
     Case("iam-endpoint-down", BOOT, 1, ("IAM API", "unavailable"), env={"IAM_EMULATOR_HOST": "127.0.0.1:9"}),
     Case("engine-down", ("push-image",), 1, ("Docker engine",), env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"},
          files={"Dockerfile": "FROM scratch\n"}),
