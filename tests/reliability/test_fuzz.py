@@ -149,8 +149,10 @@ def test_wrapper_passes_argv_through_unchanged(workdir: Path, args: list[str], s
         wired = wiring.wire({"family": "fuzz", "containerDefinitions": [container]}, secret_arn=SECRET_ARN,
                             credentials_env=credentials_env, credentials_path=credentials_path, containers=None,
                             image_config=lambda image: config)
-        entry_point = wired["containerDefinitions"][0]["entryPoint"]
-        assert "command" not in wired["containerDefinitions"][0]
+        # Docker's model (issue 17 item 1): the wrapper and the ENTRYPOINT in entryPoint, the CMD stays in
+        # command; the process ECS starts is the two together.
+        wired_container = wired["containerDefinitions"][0]
+        entry_point = wired_container["entryPoint"] + wired_container.get("command", [])
         assert wiring.unwrap(wired["containerDefinitions"][0]).argv == argv
         for name, shell in SHELLS.items():
             Path(credentials_path).unlink(missing_ok=True)
