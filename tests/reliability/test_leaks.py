@@ -134,7 +134,8 @@ def test_no_key_material_anywhere(project: Project, scanner: Scanner) -> None:
         proxy.add(Rule("GetSecretValue", code="InternalFailure", times=-1))
         run(project, "run-local, secret unreadable", debug, "run-local", expect=(1,), env=faulty)
         run(project, "doctor, secret unreadable", "--verbose", "doctor", expect=(1, 3), env=faulty)
-    project.stack.emulator.refuse_grants(100)  # every verification attempt is refused: roll back
+    # A definitive refusal (not the "not yet" Invalid JWT Signature, which is waited out): roll back.
+    project.stack.emulator.refuse_grants(100, "Invalid grant: account not found")
     try:
         run(project, "rotate-key, verification refused", debug, "rotate-key", expect=(1,))
     finally:
