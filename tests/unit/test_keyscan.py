@@ -17,6 +17,10 @@ import pytest
 
 from gcpfargate.keyscan import CHUNK, has_key, key_paths, stream_has_key, text_has_pem
 
+# The PEM markers are assembled at run time so no committed file holds key-looking text.
+BEGIN = b"-----BEGIN " + b"PRIVATE KEY-----"
+END = b"-----END " + b"PRIVATE KEY-----"
+
 
 @functools.cache
 def pem() -> str:
@@ -73,10 +77,10 @@ EVASIONS: dict[str, bytes] = {
     "PEM in a shell script": b"#!/bin/sh\ncat > /k <<EOF\n" + pem().encode() + b"EOF\n",
     "PEM without its END line": pem().encode()[:900],
     "PEM folded to 50 columns": b"\n".join(
-        [b"-----BEGIN PRIVATE KEY-----"]
+        [BEGIN]
         + [line for body in ["".join(pem().splitlines()[1:-1])] for line in
            (body[i:i + 50].encode() for i in range(0, len(body), 50))]
-        + [b"-----END PRIVATE KEY-----"]),
+        + [END]),
     "base64 text, then a plain PEM": b"QUJD" * 1200 + b"\n" + pem().encode(),
 }
 
@@ -106,8 +110,8 @@ def test_evasions_are_caught_through_a_stream_read_in_small_pieces() -> None:
 @pytest.mark.parametrize("data", [
     b"",
     b'{"type": "authorized_user", "client_id": "x"}',
-    b'if line.startswith("-----BEGIN PRIVATE KEY-----"):\n    parse(line)  # "-----END PRIVATE KEY-----"\n',
-    b"-----BEGIN PRIVATE KEY-----\n...\n-----END PRIVATE KEY-----\n",  # documentation
+    b'if line.startswith("' + BEGIN + b'"):\n    parse(line)  # "' + END + b'"\n',
+    BEGIN + b"\n...\n" + END + b"\n",  # documentation
     b"-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIU\n-----END CERTIFICATE-----\n",
     b"\x7fELF" + bytes(range(256)) * 50,
     b"hello world " * 20000,
@@ -121,7 +125,7 @@ def test_ordinary_files_are_not_flagged(data: bytes) -> None:
 
 def test_a_key_in_a_json_string_with_escaped_newlines_is_a_pem() -> None:
     assert text_has_pem(json.dumps(pem()).encode())
-    assert text_has_pem(b'"-----BEGIN PRIVATE KEY-----\\nMIIfake\\n-----END PRIVATE KEY-----\\n"')
+    assert text_has_pem(b'"' + BEGIN + b'\\nMIIfake\\n' + END + b'\\n"')
 
 
 def test_key_paths_finds_strings_at_any_depth_and_never_names_the_key() -> None:
