@@ -200,14 +200,6 @@ def _secret(ctx: Context, facts: _Facts, get_secret: bool) -> tuple[Status, str]
     return Status.OK, f"{name} holds key {state.key.key_id[:12]}… of {expected}"
 
 
-def _key_id(facts: _Facts) -> str:
-    if facts.secret is not None and facts.secret.key is not None:
-        return facts.secret.key.key_id
-    if facts.extra.get("tag_key_id"):
-        return str(facts.extra["tag_key_id"])
-    raise _Skip("no key to look at")
-
-
 def _latest_revision(ctx: Context, facts: _Facts) -> dict[str, Any] | None:
     if "revision_loaded" not in facts.extra:
         facts.revision = ecs.latest_active(ctx, ctx.settings.family)
