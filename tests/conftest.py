@@ -102,6 +102,25 @@ class Project:
         return boto3.client(service, region_name=REGION, endpoint_url=self.stack.moto_url,
                             aws_access_key_id="testing", aws_secret_access_key="testing")
 
+    def exists(self, kind: str, name: str) -> bool:
+        """Whether one named resource exists, asked by name: the session's one moto outgrows the first
+        page of ListRoles / ListSecrets / DescribeRepositories (100), so scanning a listing can miss it."""
+        service, operation, arguments, missing = {
+            "role": ("iam", "get_role", {"RoleName": name}, "NoSuchEntity"),
+            "secret": ("secretsmanager", "describe_secret", {"SecretId": name}, "ResourceNotFoundException"),
+            "repository": ("ecr", "describe_repositories", {"repositoryNames": [name]},
+                           "RepositoryNotFoundException"),
+        }[kind]
+        from botocore.exceptions import ClientError
+
+        try:
+            getattr(self.aws(service), operation)(**arguments)
+        except ClientError as error:
+            if error.response["Error"]["Code"] == missing:
+                return False
+            raise
+        return True
+
 
 def new_project(stack: LocalStack, directory: Path, prefix: str = "") -> Project:
     """A fresh project: its own GCP project and service account in the emulator, its own family."""

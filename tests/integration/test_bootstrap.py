@@ -84,8 +84,7 @@ def test_dry_run_changes_nothing(project: Project) -> None:
     assert result.returncode == 0, result.output
     assert "create a key" in result.stderr
     assert project.stack.emulator.key_ids(project.email) == []
-    names = [s["Name"] for s in project.aws("secretsmanager").list_secrets()["SecretList"]]
-    assert project.secret_name not in names
+    assert not project.exists("secret", project.secret_name)
 
 
 def test_store_failure_leaves_no_orphan_key_and_rerun_succeeds(project: Project) -> None:

@@ -51,8 +51,7 @@ def test_keyless_bootstrap_creates_role_pool_provider_and_binding_and_no_key(pro
         f"attribute.aws_role.startsWith('arn:aws:sts::{ACCOUNT_ID}:assumed-role/gcpfargate-') && "
         "attribute.aws_role.endsWith('-task')")
     # No secret, no secret policy on the execution role.
-    secrets = project.aws("secretsmanager").list_secrets()["SecretList"]
-    assert project.secret_name not in [s["Name"] for s in secrets]
+    assert not project.exists("secret", project.secret_name)
     policies = project.aws("iam").list_role_policies(RoleName=f"gcpfargate-{project.family}-execution")
     assert policies["PolicyNames"] == []
 

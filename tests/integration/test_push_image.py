@@ -62,10 +62,6 @@ def registry_tags(project: Project, repository: str) -> list[str]:
         raise
 
 
-def repositories(project: Project) -> list[str]:
-    return [r["repositoryName"] for r in project.aws("ecr").describe_repositories()["repositories"]]
-
-
 def engine(project: Project) -> docker.DockerClient:
     return docker.DockerClient(base_url=project.stack.docker_host)
 
@@ -160,7 +156,7 @@ def test_dry_run_plans_with_the_git_sha_and_changes_nothing(project: Project) ->
     assert result.json["tags"] == [sha] and result.json["digest"] is None
     assert any(f"create ECR repository {repository}" in line for line in result.json["plan"])
     assert [line for line in calls.read_text().splitlines() if line.endswith(" write")] == []
-    assert repository not in repositories(project)
+    assert not project.exists("repository", repository)
     assert engine(project).images.list(name=f"{project.stack.registry}/{repository}") == []
 
     text = project.run("push-image", "--dry-run")
@@ -175,7 +171,7 @@ def test_key_in_the_context_is_refused_and_dockerignore_lets_the_push_through(pr
     refused = project.run("push-image")
     line = assert_one_clean_line(refused, 1, "refusing to push", "config/sa-key.json", "--allow-embedded-credentials")
     assert "MIIfake" not in refused.output and "PRIVATE" not in line
-    assert repository not in repositories(project)
+    assert not project.exists("repository", repository)
 
     (project.dir / ".dockerignore").write_text("config/sa-key.json\n")
     allowed = project.run("push-image", "--output", "json")

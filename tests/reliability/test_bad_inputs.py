@@ -44,13 +44,17 @@ SETUPS: dict[str, Callable[[Project], dict[str, Any]]] = {
 def snapshot(project: Project) -> dict[str, Any]:
     """Everything a failed command could have half-made."""
     sm, iam, ecr, ecs = (project.aws(s) for s in ("secretsmanager", "iam", "ecr", "ecs"))
+    # Every listing is paginated: the session's one moto outgrows the first page long before this runs.
+    def every(client: Any, operation: str, key: str) -> list[Any]:
+        return [item for page in client.get_paginator(operation).paginate() for item in page[key]]
+
     secrets = {s["Name"]: len(sm.list_secret_version_ids(SecretId=s["ARN"])["Versions"])
-               for s in sm.list_secrets()["SecretList"]}
+               for s in every(sm, "list_secrets", "SecretList")}
     return {
         "secrets": secrets,
-        "roles": sorted(r["RoleName"] for r in iam.list_roles()["Roles"]),
-        "repositories": sorted(r["repositoryName"] for r in ecr.describe_repositories()["repositories"]),
-        "task_definitions": ecs.list_task_definitions()["taskDefinitionArns"],
+        "roles": sorted(r["RoleName"] for r in every(iam, "list_roles", "Roles")),
+        "repositories": sorted(r["repositoryName"] for r in every(ecr, "describe_repositories", "repositories")),
+        "task_definitions": every(ecs, "list_task_definitions", "taskDefinitionArns"),
         "keys": project.stack.emulator.key_ids(project.email, include_deleted=True),
     }
 

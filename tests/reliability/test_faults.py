@@ -106,15 +106,14 @@ def warm_up(project: Project) -> None:
 
 def shape(project: Project) -> dict[str, Any]:
     """The state of the world that must be the same after a clean run and after fault + rerun."""
-    ecs, ecr, iam, logs = (project.aws(s) for s in ("ecs", "ecr", "iam", "logs"))
-    repositories = [r["repositoryName"] for r in ecr.describe_repositories()["repositories"]]
+    ecs, iam, logs = (project.aws(s) for s in ("ecs", "iam", "logs"))
     role = f"gcpfargate-{project.family}-execution"
-    has_role = any(r["RoleName"] == role for r in iam.list_roles()["Roles"])
+    has_role = project.exists("role", role)
     return {
         "enabled_keys": len(enabled_keys(project)),
         "stages": sorted(secret_versions(project)),
         "revisions": len(ecs.list_task_definitions(familyPrefix=project.family)["taskDefinitionArns"]),
-        "repository": project.family in repositories,
+        "repository": project.exists("repository", project.family),
         "role_policies": len(iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"])
         + len(iam.list_role_policies(RoleName=role)["PolicyNames"]) if has_role else None,
         "log_group": bool(logs.describe_log_groups(logGroupNamePrefix=f"/ecs/{project.family}")["logGroups"]),
