@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -136,6 +137,25 @@ def new_project(stack: LocalStack, directory: Path, prefix: str = "") -> Project
 @pytest.fixture
 def project(stack: LocalStack, tmp_path: Path) -> Project:
     return new_project(stack, tmp_path)
+
+
+def _moto_api(stack: LocalStack, action: str, body: dict[str, Any]) -> None:
+    request = urllib.request.Request(f"{stack.moto_url}/moto-api/state-manager/{action}",
+                                     data=json.dumps(body).encode(), method="POST")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status < 300
+
+
+@pytest.fixture
+def hold_tasks(stack: LocalStack) -> Iterator[None]:
+    """Tasks stay RUNNING until StopTask (moto's default advances them on every DescribeTasks), as ECS
+    tasks do until their container exits."""
+    _moto_api(stack, "set-transition", {"model_name": "ecs::task",
+                                        "transition": {"progression": "manual", "times": 10**9}})
+    try:
+        yield
+    finally:
+        _moto_api(stack, "unset-transition", {"model_name": "ecs::task"})
 
 
 def assert_one_clean_line(result: Result, code: int, *fragments: str) -> str:

@@ -86,12 +86,15 @@ def run_doctor(ctx: Context, get_secret: bool = True) -> DoctorReport:
         ("config.valid", "config valid", "config", _config),
         ("aws.identity", "AWS identity", "aws", _aws_identity),
         ("gcp.service_account", "service account exists and is enabled", "gcp", _account),
-        ("secret.readable", "secret holds a key of the account", "secret", lambda c, f: _secret(c, f, get_secret)),
+        ("secret.readable", "secret holds a key of the account", "secret",
+         lambda c, f: keys.secret_holds_key(c, f, get_secret)),
         ("key.enabled", "key exists and is enabled in GCP", "key", keys.key_state),
         ("key.age", "key age", "key", keys.key_age),
         ("key.count", "user-managed key count", "key", keys.key_count),
         ("key.referenced", "every live key is in a secret version", "key",
          lambda c, f: keys.unreferenced_live(c, f, get_secret)),
+        ("key.previous", "running tasks can still use the previous key", "key",
+         lambda c, f: keys.previous_key_in_use(c, f, get_secret)),
         ("role.trust", "execution role trusts ecs-tasks.amazonaws.com", "execution role", _role_trust),
         ("role.reads_secret", "execution role may read the secret", "execution role", _role_access),
         ("task.wiring", "task definition delivers the key safely", "task definition", _wiring),
@@ -168,36 +171,6 @@ def _account(ctx: Context, facts: _Facts) -> tuple[Status, str]:
     if account.disabled:
         return Status.FAIL, f"{account.email} is disabled"
     return Status.OK, account.email
-
-
-def _secret(ctx: Context, facts: _Facts, get_secret: bool) -> tuple[Status, str]:
-    name = ctx.settings.secret_name
-    if not get_secret:
-        found = secret.describe(ctx, name)
-        if found is None:
-            return Status.FAIL, f"secret {name} does not exist (run gcpfargate bootstrap)"
-        tags = {tag["Key"]: tag["Value"] for tag in found.get("Tags", [])}
-        facts.extra["tag_key_id"] = tags.get(secret.TAG_KEY_ID, "")
-        facts.extra["secret_arn"] = found["ARN"]
-        facts.extra["kms_key_id"] = str(found.get("KmsKeyId", ""))
-        return Status.SKIP, f"{name} exists; value not read (--no-get-secret)"
-    state = secret.read(ctx, name)
-    if state is None:
-        return Status.FAIL, f"secret {name} does not exist (run gcpfargate bootstrap)"
-    facts.secret = state
-    facts.extra["secret_arn"] = state.arn
-    facts.extra["kms_key_id"] = state.kms_key_id  # the key that encrypts it, not the configured one
-    if state.key is None:
-        return Status.FAIL, f"secret {name}: {state.problem}"
-    expected = facts.account.email if facts.account else ctx.settings.service_account_email
-    if state.key.client_email != expected:
-        return Status.FAIL, f"secret {name} holds a key of {state.key.client_email}, not {expected}"
-    tagged = state.tags.get(secret.TAG_KEY_ID, "")
-    if tagged != state.key.key_id:
-        # The tag is what `doctor --no-get-secret` judges by: it must agree with the value (issue 14).
-        return Status.WARN, (f"{name} holds key {state.key.key_id[:12]}…, but its {secret.TAG_KEY_ID} tag names "
-                             f"{tagged[:12] or 'nothing'}… (the next bootstrap or rotate-key repairs the tag)")
-    return Status.OK, f"{name} holds key {state.key.key_id[:12]}… of {expected}"
 
 
 def _latest_revision(ctx: Context, facts: _Facts) -> dict[str, Any] | None:

@@ -1,18 +1,50 @@
-"""doctor's key checks: the secret's key in GCP (enabled, not expired), its age, the account's key
-count, and live keys that no labelled secret version holds (nobody retires those)."""
+"""doctor's key checks: the secret holds a key of the account, that key in GCP (enabled, not
+expired), its age, the account's key count, live keys that no labelled secret version holds (nobody
+retires those), and running tasks that hold a previous key which no longer works."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
 from gcpfargate.clients.gcp import MAX_USER_KEYS
-from gcpfargate.core import lifecycle
+from gcpfargate.core import lifecycle, readers, secret
 from gcpfargate.core.context import Context
 from gcpfargate.core.doctor import Status, _Facts, _Skip
 
 KEY_AGE_WARN_DAYS = 90
 KEY_COUNT_WARN = 8
 EXPIRY_WARN = timedelta(days=7)
+MAX_TASKS_SHOWN = 5
+
+
+def secret_holds_key(ctx: Context, facts: _Facts, get_secret: bool) -> tuple[Status, str]:
+    name = ctx.settings.secret_name
+    if not get_secret:
+        found = secret.describe(ctx, name)
+        if found is None:
+            return Status.FAIL, f"secret {name} does not exist (run gcpfargate bootstrap)"
+        tags = {tag["Key"]: tag["Value"] for tag in found.get("Tags", [])}
+        facts.extra["tag_key_id"] = tags.get(secret.TAG_KEY_ID, "")
+        facts.extra["secret_arn"] = found["ARN"]
+        facts.extra["kms_key_id"] = str(found.get("KmsKeyId", ""))
+        return Status.SKIP, f"{name} exists; value not read (--no-get-secret)"
+    state = secret.read(ctx, name)
+    if state is None:
+        return Status.FAIL, f"secret {name} does not exist (run gcpfargate bootstrap)"
+    facts.secret = state
+    facts.extra["secret_arn"] = state.arn
+    facts.extra["kms_key_id"] = state.kms_key_id  # the key that encrypts it, not the configured one
+    if state.key is None:
+        return Status.FAIL, f"secret {name}: {state.problem}"
+    expected = facts.account.email if facts.account else ctx.settings.service_account_email
+    if state.key.client_email != expected:
+        return Status.FAIL, f"secret {name} holds a key of {state.key.client_email}, not {expected}"
+    tagged = state.tags.get(secret.TAG_KEY_ID, "")
+    if tagged != state.key.key_id:
+        # The tag is what `doctor --no-get-secret` judges by: it must agree with the value (issue 14).
+        return Status.WARN, (f"{name} holds key {state.key.key_id[:12]}…, but its {secret.TAG_KEY_ID} tag names "
+                             f"{tagged[:12] or 'nothing'}… (the next bootstrap or rotate-key repairs the tag)")
+    return Status.OK, f"{name} holds key {state.key.key_id[:12]}… of {expected}"
 
 
 def _key_id(facts: _Facts) -> str:
@@ -78,3 +110,41 @@ def unreferenced_live(ctx: Context, facts: _Facts, get_secret: bool) -> tuple[St
         return Status.WARN, (f"{len(loose)} live key(s) in no secret version: {shown} (the next rotate-key "
                              "disables them; gcpfargate prune-keys deletes them after 24 h)")
     return Status.OK, f"all {len(found.keys)} user-managed key(s) are current, previous or retired"
+
+
+def previous_key_in_use(ctx: Context, facts: _Facts, get_secret: bool) -> tuple[Status, str]:
+    """WARN when the previous key (AWSPREVIOUS) is disabled or gone while tasks started before the
+    current version still run: their file holds that key, and their next token refresh fails."""
+    if facts.account is None:
+        raise _Skip("the service account was not found")
+    if not get_secret:
+        raise _Skip("needs the previous version's value (--no-get-secret)")
+    if facts.secret is None or facts.secret.key is None:
+        raise _Skip("the secret holds no key")
+    previous = secret.read(ctx, facts.secret.name, "AWSPREVIOUS")
+    if previous is None or previous.key is None or previous.key.key_id == facts.secret.key.key_id:
+        return Status.OK, "the secret holds no previous key (never rotated)"
+    email, key_id = facts.account.email, previous.key.key_id
+    info = ctx.iam.get_key(email, key_id)
+    state = "deleted" if info is None else "disabled" if info.disabled else \
+        "expired" if info.expired(datetime.now(UTC)) else ""
+    if not state:
+        return Status.OK, f"previous key {key_id[:12]}… is enabled: tasks started before the rotation keep working"
+    created = secret.current_version_created(ctx, facts.secret.arn)
+    if created is None:
+        raise _Skip("the secret has no AWSCURRENT version")
+    since = f"{created.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
+    # The configured family reads the secret even where the tag is missing (a secret made before it).
+    families = sorted({*facts.secret.families, ctx.settings.family} - {""})
+    held = readers.tasks_started_before(ctx, families, created)
+    if not held:
+        return Status.OK, (f"previous key {key_id[:12]}… is {state}; no running task of {', '.join(families) or '-'} "
+                           f"started before the current version ({since})")
+    shown = ", ".join(f"{task.task_id} ({task.family}, cluster {task.cluster})" for task in held[:MAX_TASKS_SHOWN])
+    more = f" and {len(held) - MAX_TASKS_SHOWN} more" if len(held) > MAX_TASKS_SHOWN else ""
+    fix = "restart them" if state != "disabled" else \
+        f"re-enable it (gcloud iam service-accounts keys enable {key_id} --iam-account {email}) or restart them"
+    return Status.WARN, (f"previous key {key_id[:12]}… is {state}, but {len(held)} running task(s) started before the "
+                         f"current version ({since}) hold it and lose access at their next "
+                         f"token refresh: {shown}{more}; {fix} (roll a service: aws ecs update-service "
+                         "--force-new-deployment; a one-off task: aws ecs stop-task, then run it again)")

@@ -69,21 +69,39 @@ def roll(ctx: Context, services: list[Reader]) -> tuple[list[str], list[str]]:
     return rolled, failed
 
 
-def tasks_started_before(ctx: Context, families: list[str], moment: datetime) -> list[str]:
-    """Running tasks of `families` started before `moment`: they hold the previous key in their file."""
+@dataclass(frozen=True)
+class HeldTask:
+    """A running task that read the secret before some moment: its file holds the key of then."""
+
+    task_id: str  # the short id, the last part of the task ARN
+    family: str
+    cluster: str
+    started: datetime
+
+    def label(self) -> str:
+        return f"{self.task_id} ({self.family}, started {self.started:%Y-%m-%d %H:%M:%S %Z})"
+
+
+def tasks_started_before(ctx: Context, families: list[str], moment: datetime) -> list[HeldTask]:
+    """Running tasks of `families` (on any cluster of the region) started before `moment`.
+
+    ECS fills the secret into the container while the task is PENDING, so a task that started
+    (PENDING -> RUNNING, `startedAt`) before a new version holds the value from before it; one
+    still PENDING is judged by `createdAt`, when it entered PENDING.
+    """
     if not families:
         return []
-    found: list[str] = []
+    found: list[HeldTask] = []
     for cluster in _clusters(ctx):
+        short = cluster.rsplit("/", 1)[-1]
         for family in families:
             arns = ctx.aws.paginate("ecs", "list_tasks", "taskArns", "list running tasks", cluster=cluster,
                                     family=family, desiredStatus="RUNNING")
-            for start in range(0, len(arns), 100):
+            for start in range(0, len(arns), 100):  # DescribeTasks takes at most 100
                 described = ctx.aws.call("ecs", "describe_tasks", "describe running tasks", cluster=cluster,
                                          tasks=arns[start:start + 100])
                 for task in described.get("tasks", []):
                     started = task.get("startedAt") or task.get("createdAt")
                     if isinstance(started, datetime) and started < moment:
-                        found.append(f"{str(task['taskArn']).rsplit('/', 1)[-1]} ({family}, started "
-                                     f"{started:%Y-%m-%d %H:%M:%S %Z})")
+                        found.append(HeldTask(str(task["taskArn"]).rsplit("/", 1)[-1], family, short, started))
     return found

@@ -134,7 +134,7 @@ def _verify(ctx: Context, stored: keys.Stored, state: secret.SecretState, email:
 def _revoke(ctx: Context, email: str, key_ids: list[str], action: str, state: secret.SecretState,
             promoted_at: datetime, not_rolled: list[str]) -> list[str]:
     """The incident path: disable (or delete) the previous key now, naming who loses access."""
-    losing = readers.tasks_started_before(ctx, state.families, promoted_at)
+    losing = [task.label() for task in readers.tasks_started_before(ctx, state.families, promoted_at)]
     for task in losing:
         ctx.reporter.warn(f"running task {task} holds the previous key and loses access now")
     for line in not_rolled:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import secrets as random
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from gcpfargate.core.context import Context
@@ -147,6 +148,25 @@ def store(
     put = ctx.aws.call("secretsmanager", "put_secret_value", f"store the new key in secret {name}",
                        SecretId=existing.arn, SecretString=key.text(), VersionStages=[label])
     return put["ARN"], put["VersionId"], label
+
+
+def current_version_created(ctx: Context, arn: str) -> datetime | None:
+    """When the AWSCURRENT version was created (ListSecretVersionIds' CreatedDate): a task started
+    before it read the version before (its file holds the previous key)."""
+    params: dict[str, Any] = {"SecretId": arn}
+    while True:  # botocore has no paginator for ListSecretVersionIds: follow NextToken by hand
+        page = ctx.aws.call("secretsmanager", "list_secret_version_ids", "list the versions of the secret", **params)
+        for version in page.get("Versions") or []:
+            if "AWSCURRENT" in (version.get("VersionStages") or []) and version.get("CreatedDate"):
+                return aware(version["CreatedDate"])
+        if not page.get("NextToken"):
+            return None
+        params["NextToken"] = page["NextToken"]
+
+
+def aware(when: Any) -> datetime:
+    moment: datetime = datetime.fromisoformat(when) if isinstance(when, str) else when
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def pending_label(now: float | None = None) -> str:

@@ -7,9 +7,10 @@ before the current secret version, still work today: WARN, not FAIL.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
+from gcpfargate.core import secret
 from gcpfargate.core import service as svc
 from gcpfargate.core.context import Context
 
@@ -46,7 +47,7 @@ def tasks_hold_current_key(ctx: Context, secret_arn: str, memo: dict[str, Any]) 
         return "SKIP", "the service was not found"
     if not secret_arn:
         return "SKIP", "the secret does not exist"
-    created = _current_version_created(ctx, secret_arn)
+    created = secret.current_version_created(ctx, secret_arn)
     if created is None:
         return "SKIP", "the secret has no AWSCURRENT version"
     tasks = _running_task_starts(ctx, ref)
@@ -64,18 +65,6 @@ def tasks_hold_current_key(ctx: Context, secret_arn: str, memo: dict[str, Any]) 
     return "OK", f"all {len(started)} running tasks started after the current secret version"
 
 
-def _current_version_created(ctx: Context, secret_arn: str) -> datetime | None:
-    params: dict[str, Any] = {"SecretId": secret_arn}
-    while True:  # botocore has no paginator for ListSecretVersionIds: follow NextToken by hand
-        page = ctx.aws.call("secretsmanager", "list_secret_version_ids", "list the versions of the secret", **params)
-        for version in page.get("Versions") or []:
-            if "AWSCURRENT" in (version.get("VersionStages") or []) and version.get("CreatedDate"):
-                return _aware(version["CreatedDate"])
-        if not page.get("NextToken"):
-            return None
-        params["NextToken"] = page["NextToken"]
-
-
 def _running_task_starts(ctx: Context, ref: svc.ServiceRef) -> list[datetime | None]:
     """When each running task of the service started (None where ECS does not say)."""
     arns = ctx.aws.paginate("ecs", "list_tasks", "taskArns", f"list the tasks of service {ref.name}",
@@ -86,11 +75,6 @@ def _running_task_starts(ctx: Context, ref: svc.ServiceRef) -> list[datetime | N
                               tasks=arns[first:first + 100])
         for task in answer.get("tasks") or []:
             when = task.get("startedAt") or task.get("createdAt")
-            starts.append(None if when is None else _aware(when))
+            starts.append(None if when is None else secret.aware(when))
     return starts
-
-
-def _aware(when: Any) -> datetime:
-    moment: datetime = datetime.fromisoformat(when) if isinstance(when, str) else when
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 

@@ -1,10 +1,11 @@
 """`gcpfargate run` against moto over HTTP.
 
-moto starts Fargate tasks and keeps them in its state machine: the `hold_tasks` fixture uses moto's
-state-manager API so a task stays RUNNING until the test stops it with StopTask (as ECS would when
-the container exits). moto cannot model container exit codes or start failures, so those tests put
-a small rewriting proxy on the real HTTP path between the CLI and moto (`AWS_ENDPOINT_URL_ECS`)
-that edits DescribeTasks/RunTask answers the way ECS would send them.
+moto starts Fargate tasks and keeps them in its state machine: the `hold_tasks` fixture
+(tests/conftest.py) uses moto's state-manager API so a task stays RUNNING until the test stops it
+with StopTask (as ECS would when the container exits). moto cannot model container exit codes or
+start failures, so those tests put a small rewriting proxy on the real HTTP path between the CLI
+and moto (`AWS_ENDPOINT_URL_ECS`) that edits DescribeTasks/RunTask answers the way ECS would send
+them.
 """
 
 from __future__ import annotations
@@ -14,17 +15,14 @@ import json
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from threading import Thread
 from typing import Any
 
-import pytest
-
 from tests.conftest import REGION, Project, assert_one_clean_line
-from tests.stack.local import LocalStack
 
 CONTAINER = "app"
 PREFIX = "job"
@@ -69,24 +67,6 @@ def prepare(project: Project, extra_run: str = "") -> Ecs:
         {extra_run}
         """)
     return Ecs(cluster, subnet, group, log_group, registered["taskDefinition"]["taskDefinitionArn"])
-
-
-def _moto_api(stack: LocalStack, action: str, body: dict[str, Any]) -> None:
-    request = urllib.request.Request(f"{stack.moto_url}/moto-api/state-manager/{action}",
-                                     data=json.dumps(body).encode(), method="POST")
-    with urllib.request.urlopen(request, timeout=10) as response:
-        assert response.status < 300
-
-
-@pytest.fixture
-def hold_tasks(stack: LocalStack) -> Iterator[None]:
-    """Tasks stay RUNNING until StopTask (moto's default advances them on every DescribeTasks)."""
-    _moto_api(stack, "set-transition", {"model_name": "ecs::task",
-                                        "transition": {"progression": "manual", "times": 10**9}})
-    try:
-        yield
-    finally:
-        _moto_api(stack, "unset-transition", {"model_name": "ecs::task"})
 
 
 def _first_task(project: Project, cluster: str, timeout: float = 30) -> str:

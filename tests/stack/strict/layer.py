@@ -52,9 +52,9 @@ class Settings:
 
 def all_rules() -> list[StrictRule]:
     # Imported here: the rule modules import this one for StrictRule.
-    from tests.stack.strict import collisions, consistency, ecs, names, services
+    from tests.stack.strict import collisions, consistency, ecs, names, services, tasks
 
-    return [*ecs.RULES, *names.RULES, *consistency.RULES, *collisions.RULES, *services.RULES]
+    return [*ecs.RULES, *names.RULES, *consistency.RULES, *collisions.RULES, *services.RULES, *tasks.RULES]
 
 
 class StrictLayer(HttpProxy[StrictRule]):

@@ -1,0 +1,72 @@
+"""The strict layer gives ECS tasks the timestamps real DescribeTasks returns (rule
+`ecs.task_timestamps`; moto returns none), over HTTP through botocore's parsers."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+import pytest
+
+from tests.stack.local import ACCOUNT_ID, REGION, moto_server
+from tests.stack.strict import Settings, StrictLayer
+
+boto3 = pytest.importorskip("boto3")
+
+STARTED = ("createdAt", "connectivityAt", "pullStartedAt", "pullStoppedAt", "startedAt")
+STOPPED = ("stoppingAt", "executionStoppedAt", "stoppedAt")
+
+
+@pytest.fixture(scope="module")
+def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with moto_server(tmp_path_factory.mktemp("moto") / "moto.log") as url:
+        yield url
+
+
+@pytest.fixture
+def layer(moto: str) -> Iterator[StrictLayer]:
+    with StrictLayer(moto, Settings(account_id=ACCOUNT_ID)) as strict:
+        yield strict
+
+
+def ecs_client(url: str) -> Any:
+    return boto3.client("ecs", region_name=REGION, endpoint_url=url, aws_access_key_id="testing",
+                        aws_secret_access_key="testing")
+
+
+def run_one(ecs: Any, cluster: str) -> str:
+    ecs.create_cluster(clusterName=cluster)
+    ecs.register_task_definition(family=cluster, containerDefinitions=[{"name": "a", "image": "b", "memory": 8}])
+    return str(ecs.run_task(cluster=cluster, taskDefinition=cluster, launchType="FARGATE")["tasks"][0]["taskArn"])
+
+
+def test_running_tasks_carry_created_and_started_times(layer: StrictLayer) -> None:
+    ecs = ecs_client(layer.url)
+    before = time.time()
+    arn = run_one(ecs, "stamped")
+    after = time.time()
+    time.sleep(0.05)
+    task = ecs.describe_tasks(cluster="stamped", tasks=[arn])["tasks"][0]
+    assert all(isinstance(task.get(name), datetime) for name in STARTED), task
+    assert before - 0.01 <= task["startedAt"].timestamp() <= after + 0.01
+    assert task["createdAt"] <= task["pullStartedAt"] <= task["pullStoppedAt"] <= task["startedAt"]
+    # The same moments on every later answer: a task's start does not move.
+    again = ecs.describe_tasks(cluster="stamped", tasks=[arn])["tasks"][0]
+    assert [again[name] for name in STARTED] == [task[name] for name in STARTED]
+    # A second task started later has a later startedAt (what doctor and revoke-previous compare).
+    later = ecs.run_task(cluster="stamped", taskDefinition="stamped", launchType="FARGATE")["tasks"][0]
+    assert later["startedAt"] > task["startedAt"]
+    stopped = ecs.stop_task(cluster="stamped", task=arn, reason="test")["task"]
+    assert all(stopped[name] >= task["startedAt"] for name in STOPPED), stopped
+    assert ecs.describe_tasks(cluster="stamped", tasks=[arn])["tasks"][0]["stoppedAt"] == stopped["stoppedAt"]
+
+
+def test_moto_alone_has_no_task_timestamps(layer: StrictLayer) -> None:
+    """Why the rule exists: with it off (or on moto directly) no task has a start time."""
+    with layer.without("ecs.task_timestamps"):
+        ecs = ecs_client(layer.url)
+        arn = run_one(ecs, "unstamped")
+        task = ecs.describe_tasks(cluster="unstamped", tasks=[arn])["tasks"][0]
+    assert not any(name in task for name in (*STARTED, *STOPPED)), task
