@@ -151,7 +151,8 @@ def test_ids_and_status_of_a_healthy_report(deployed: Project) -> None:
     assert report["status"] == "OK"
     assert [check["id"] for check in report["checks"]] == [
         "config.valid", "aws.identity", "gcp.service_account", "secret.readable", "key.enabled", "key.age",
-        "key.count", "key.referenced", "role.trust", "role.reads_secret", "task.wiring", "image.exists",
+        "key.count", "key.referenced", "key.previous", "role.trust", "role.reads_secret", "task.wiring",
+        "image.exists",
         "logs.group", "service.latest", "service.current_key"]
 
 

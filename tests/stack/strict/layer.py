@@ -52,9 +52,10 @@ class Settings:
 
 def all_rules() -> list[StrictRule]:
     # Imported here: the rule modules import this one for StrictRule.
-    from tests.stack.strict import collisions, consistency, ecs, names, services, tasks
+    from tests.stack.strict import collisions, consistency, ecs, names, secrets, services, tasks
 
-    return [*ecs.RULES, *names.RULES, *consistency.RULES, *collisions.RULES, *services.RULES, *tasks.RULES]
+    return [*ecs.RULES, *names.RULES, *consistency.RULES, *collisions.RULES, *services.RULES, *tasks.RULES,
+            *secrets.RULES]
 
 
 class StrictLayer(HttpProxy[StrictRule]):

@@ -1,5 +1,6 @@
-"""The strict layer gives ECS tasks the timestamps real DescribeTasks returns (rule
-`ecs.task_timestamps`; moto returns none), over HTTP through botocore's parsers."""
+"""The strict layer answers the times real AWS answers, over HTTP through botocore's parsers: ECS
+tasks' createdAt/startedAt/stoppedAt (rule `ecs.task_timestamps`; moto returns none) and each secret
+version's CreatedDate (rule `secretsmanager.version_dates`; moto lists the time of the call)."""
 
 from __future__ import annotations
 
@@ -31,8 +32,8 @@ def layer(moto: str) -> Iterator[StrictLayer]:
         yield strict
 
 
-def ecs_client(url: str) -> Any:
-    return boto3.client("ecs", region_name=REGION, endpoint_url=url, aws_access_key_id="testing",
+def aws(url: str, service: str = "ecs") -> Any:
+    return boto3.client(service, region_name=REGION, endpoint_url=url, aws_access_key_id="testing",
                         aws_secret_access_key="testing")
 
 
@@ -43,7 +44,7 @@ def run_one(ecs: Any, cluster: str) -> str:
 
 
 def test_running_tasks_carry_created_and_started_times(layer: StrictLayer) -> None:
-    ecs = ecs_client(layer.url)
+    ecs = aws(layer.url)
     before = time.time()
     arn = run_one(ecs, "stamped")
     after = time.time()
@@ -66,7 +67,32 @@ def test_running_tasks_carry_created_and_started_times(layer: StrictLayer) -> No
 def test_moto_alone_has_no_task_timestamps(layer: StrictLayer) -> None:
     """Why the rule exists: with it off (or on moto directly) no task has a start time."""
     with layer.without("ecs.task_timestamps"):
-        ecs = ecs_client(layer.url)
+        ecs = aws(layer.url)
         arn = run_one(ecs, "unstamped")
         task = ecs.describe_tasks(cluster="unstamped", tasks=[arn])["tasks"][0]
     assert not any(name in task for name in (*STARTED, *STOPPED)), task
+
+
+def test_secret_versions_keep_the_moment_they_were_created(layer: StrictLayer) -> None:
+    sm = aws(layer.url, "secretsmanager")
+    before = time.time()
+    first = sm.create_secret(Name=f"dates-{time.time_ns()}", SecretString="one")
+    time.sleep(0.3)
+    second = sm.put_secret_value(SecretId=first["ARN"], SecretString="two")
+    time.sleep(1.5)
+
+    def listed() -> dict[str, datetime]:
+        versions = sm.list_secret_version_ids(SecretId=first["ARN"])["Versions"]
+        return {v["VersionId"]: v["CreatedDate"] for v in versions}
+
+    dates = listed()
+    created_1, created_2 = dates[first["VersionId"]], dates[second["VersionId"]]
+    assert before - 0.01 <= created_1.timestamp() < created_2.timestamp() < before + 1.0, dates
+    assert created_2.timestamp() - created_1.timestamp() >= 0.29  # milliseconds, not whole seconds
+    assert listed() == dates  # not the time of the call
+    current = sm.get_secret_value(SecretId=first["ARN"])
+    assert (current["VersionId"], current["CreatedDate"]) == (second["VersionId"], created_2)
+    with layer.without("secretsmanager.version_dates"):  # why the rule exists: moto answers "now"
+        asked = time.time()
+        versions = aws(layer.url, "secretsmanager").list_secret_version_ids(SecretId=first["ARN"])["Versions"]
+    assert all(v["CreatedDate"].timestamp() >= int(asked) > created_2.timestamp() for v in versions), versions
