@@ -152,8 +152,7 @@ def test_ids_and_status_of_a_healthy_report(deployed: Project) -> None:
     assert [check["id"] for check in report["checks"]] == [
         "config.valid", "aws.identity", "gcp.service_account", "secret.readable", "key.enabled", "key.age",
         "key.count", "key.referenced", "key.previous", "role.trust", "role.reads_secret", "task.wiring",
-        "image.exists",
-        "logs.group", "service.latest", "service.current_key"]
+        "image.exists", "logs.group", "service.latest", "service.current_key"]
 
 
 def test_missing_aws_configuration_exits_2_with_a_json_error(project: Project) -> None:
