@@ -134,8 +134,7 @@ def previous_key_in_use(ctx: Context, facts: _Facts, get_secret: bool) -> tuple[
     if created is None:
         raise _Skip("the secret has no AWSCURRENT version")
     since = f"{created.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
-    # The configured family reads the secret even where the tag is missing (a secret made before it).
-    families = sorted({*facts.secret.families, ctx.settings.family} - {""})
+    families = readers.families(ctx, facts.secret.families)
     held = readers.tasks_started_before(ctx, families, created)
     if not held:
         return Status.OK, (f"previous key {key_id[:12]}… is {state}; no running task of {', '.join(families) or '-'} "

@@ -26,6 +26,12 @@ class Reader:
             else f"family {self.family} (no service)"
 
 
+def families(ctx: Context, tagged: list[str]) -> list[str]:
+    """The families that read the secret: those tagged on it, and the configured one (which reads it
+    by construction, also where a secret made before the tag existed carries none)."""
+    return sorted({*tagged, ctx.settings.family} - {""})
+
+
 def _clusters(ctx: Context) -> list[str]:
     return [str(arn) for arn in ctx.aws.paginate("ecs", "list_clusters", "clusterArns", "list the ECS clusters")]
 

@@ -70,7 +70,7 @@ def rotate_key(ctx: Context, verify: bool = True, previous: str = "keep", prune:
     secret.guard_foreign(state, account.email)
     previous_ids = [state.key.key_id] if state.key is not None and state.key.client_email == account.email else []
     result = RotateResult(None, previous_ids, None, PREVIOUS[previous], plan=plan)
-    who = readers.readers(ctx, state.families)
+    who = readers.readers(ctx, readers.families(ctx, state.families))
     result.readers = [reader.label() for reader in who]
     for line in result.readers:
         ctx.reporter.info(f"reads {name}: {line}")
@@ -134,7 +134,8 @@ def _verify(ctx: Context, stored: keys.Stored, state: secret.SecretState, email:
 def _revoke(ctx: Context, email: str, key_ids: list[str], action: str, state: secret.SecretState,
             promoted_at: datetime, not_rolled: list[str]) -> list[str]:
     """The incident path: disable (or delete) the previous key now, naming who loses access."""
-    losing = [task.label() for task in readers.tasks_started_before(ctx, state.families, promoted_at)]
+    families = readers.families(ctx, state.families)
+    losing = [task.label() for task in readers.tasks_started_before(ctx, families, promoted_at)]
     for task in losing:
         ctx.reporter.warn(f"running task {task} holds the previous key and loses access now")
     for line in not_rolled:
