@@ -40,7 +40,8 @@ def test_healthy_setup_is_all_ok(deployed: Project) -> None:
     # The two ECS service checks SKIP: this project has no [service].
     assert {name: c["status"] for name, c in checks.items() if c["status"] != "OK"} == {
         "ECS service runs the latest revision": "SKIP", "ECS service tasks hold the current key": "SKIP"}
-    assert len(checks) == 15  # issue 13.6 added "every live key is in a secret version"
+    # Issue 13.6 added "every live key is in a secret version", issue 15 the previous-key check.
+    assert len(checks) == 16
     text = deployed.run("doctor")
     assert text.returncode == 0 and "OK" in text.stdout and "gcpfargate doctor" in text.stdout
 
