@@ -163,6 +163,22 @@ def record_figure(group: str, name: str, increment: int = 1) -> None:
     FIGURES[group][name] += increment
 
 
+# `make test` runs the suite on several pytest-xdist workers, each with its own stack. A worker
+# hands its figures to the controller when it finishes; the controller adds them up and prints them.
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["gcpfargate_figures"] = json.dumps(FIGURES)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    figures = json.loads(getattr(node, "workeroutput", {}).get("gcpfargate_figures", "{}"))
+    for group, values in figures.items():
+        for name, value in values.items():
+            record_figure(group, name, value)
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     if not FIGURES:
         return
