@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -28,6 +29,9 @@ _counter = itertools.count(1)
 @pytest.fixture(scope="session")
 def stack() -> Iterator[LocalStack]:
     # No skipping: when a service cannot start, every test that needs it errors (CI=true or not).
+    # SIGTERM (a CI timeout, a killed run) stops the session like Ctrl-C, so the teardown below stops
+    # moto, dockerd and the rest instead of leaving them running.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     with LocalStack() as local:
         yield local
 
