@@ -29,7 +29,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from gcpfargate.core import cel
+from tests.stack.iam import cel_oracle
 
 if TYPE_CHECKING:
     from tests.stack.iam.keyless import Keyless
@@ -114,9 +114,9 @@ class SecurityTokenService:
                                                                     expected=provider.aws_account_id))
         assertion = {"arn": arn}
         try:
-            attributes = cel.map_attributes(provider.attribute_mapping, assertion)
-            accepted = cel.condition_accepts(provider.attribute_condition, assertion, attributes)
-        except cel.CelError as exc:
+            attributes = cel_oracle.map_attributes(provider.attribute_mapping, assertion)
+            accepted = cel_oracle.condition_accepts(provider.attribute_condition, assertion, attributes)
+        except cel_oracle.CelRefused as exc:
             raise Refused("invalid_grant", f"Attribute mapping or condition failed: {exc}") from None
         if not attributes.get("google.subject"):
             raise Refused("invalid_grant", MSG_NO_SUBJECT)
