@@ -20,9 +20,9 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 
 def chain_ids(diff_ids: list[str]) -> list[str]:
@@ -65,10 +65,11 @@ def local_layer_dirs(docker_host: str, inspected: Mapping[str, Any]) -> dict[str
     return found
 
 
-def dir_files(top: Path, max_size: int, wanted: Callable[[bytes], bool]) -> Iterator[tuple[str, bytes]]:
-    """(path in the image, content) of the regular files of one layer directory of 1..max_size bytes
-    whose first bytes `wanted` accepts: the same rule as the export's scan. Symlinks are not followed.
-    An unreadable directory or file raises OSError: a file that cannot be read may hold a key."""
+def dir_files(top: Path) -> Iterator[tuple[str, BinaryIO]]:
+    """(path in the image, open file) of every non-empty regular file of one layer directory, whatever
+    its size: the caller reads each file (in chunks) before asking for the next one, which closes it.
+    Symlinks are not followed. An unreadable directory or file raises OSError: a file that cannot be
+    read may hold a key."""
 
     def fail(error: OSError) -> None:
         raise error
@@ -77,10 +78,8 @@ def dir_files(top: Path, max_size: int, wanted: Callable[[bytes], bool]) -> Iter
         for name in files:
             path = os.path.join(directory, name)
             info = os.lstat(path)
-            if not stat.S_ISREG(info.st_mode) or info.st_size == 0 or info.st_size > max_size:
+            if not stat.S_ISREG(info.st_mode) or info.st_size == 0:
                 continue
             handle = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
             with os.fdopen(handle, "rb") as content:
-                head = content.read(64)
-                if wanted(head):
-                    yield "/" + os.path.relpath(path, top), head + content.read(max_size)
+                yield "/" + os.path.relpath(path, top), content

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from gcpfargate.clients.docker import BuildLog, DockerEngine
 from gcpfargate.clients.image_tar import layer_files
-from gcpfargate.core.push import _jsonish, derive_tag, scan_context
-from gcpfargate.keyfile import looks_like_key
+from gcpfargate.core.push import derive_tag, scan_context
+from gcpfargate.keyscan import stream_has_key
 
 
 def fake_key() -> bytes:
@@ -43,9 +43,8 @@ def test_layer_files_walks_legacy_and_oci_layouts_in_a_stream() -> None:
         "blobs/sha256/" + "c" * 64: b'{"architecture": "amd64", "padding": "' + b"x" * 2000 + b'"}',
         "blobs/sha256/" + "d" * 64: layer2,
     })
-    found = [(path, content) for _, path, content in layer_files(iter(chunks(saved)), 4096, _jsonish)]
-    assert [path for path, _ in found] == ["/etc/app.json", "/app/creds.json"]
-    assert looks_like_key(found[1][1]) and not looks_like_key(found[0][1])
+    found = [(path, stream_has_key(content)) for _, path, content in layer_files(iter(chunks(saved)))]
+    assert found == [("/bin/tool", False), ("/etc/app.json", False), ("/app/creds.json", True), ("/big.json", False)]
 
 
 def test_scan_context_honours_dockerignore(tmp_path: Path) -> None:
@@ -108,6 +107,6 @@ def test_layer_files_skips_known_layers_and_stops_once_done() -> None:
         opened.append(name)
         return False
 
-    found = list(layer_files(iter(chunks(saved)), 4096, _jsonish, skip, lambda: names[1] in opened))
+    found = list(layer_files(iter(chunks(saved)), skip, lambda: names[1] in opened))
     assert [(layer, path) for layer, path, _ in found] == [(names[1], "/app/creds.json")]
     assert opened == [names[1]]  # the export was not read past the last layer it needed
