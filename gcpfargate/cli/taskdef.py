@@ -63,11 +63,11 @@ def init(
     dry_run: DryRun = False,
 ) -> None:
     """Write gcpfargate.toml and task-definition.json.j2 here (or import an existing family)."""
-    from gcpfargate.core.scaffold import AUTH_MODES, Answers, family_from_directory, next_steps, write_starter_dockerfile
-    from gcpfargate.core.scaffold import init as run_init
+    from gcpfargate.core import scaffold
+    from gcpfargate.core.scaffold import Answers, family_from_directory, next_steps, write_starter_dockerfile
     from gcpfargate.errors import UsageError
 
-    if auth and auth not in AUTH_MODES:
+    if auth and auth not in scaffold.AUTH_MODES:
         raise UsageError(f"--auth must be key or keyless, not {auth!r}")
 
     directory = Path.cwd()
@@ -92,7 +92,7 @@ def init(
         answers.auth = auth or os.environ.get("GCPFARGATE_GCP_AUTH") or _ask_auth()
         answers.region = answers.region or _region_guess() or typer.prompt("AWS region", default="", err=True,
                                                                            show_default=False)
-    result = run_init(ctx, directory, answers, from_family=from_family, force=force)
+    result = scaffold.init(ctx, directory, answers, from_family=from_family, force=force)
     dockerfile = directory / "Dockerfile"
     if not dockerfile.exists() and not dry_run and asking and typer.confirm(
             "No Dockerfile here. Write a starter one?", default=True, err=True):
@@ -108,8 +108,8 @@ def _ask_auth() -> str:
     from gcpfargate.core.scaffold import AUTH_MODES
 
     while True:
-        answer = typer.prompt("Authentication, key (a key in Secrets Manager) or keyless (no key; the choice where "
-                              "the organisation forbids keys)", default="key", err=True).strip().lower()
+        answer: str = typer.prompt("Authentication, key (a key in Secrets Manager) or keyless (no key; the choice "
+                                   "where the organisation forbids keys)", default="key", err=True).strip().lower()
         if answer in AUTH_MODES:
             return answer
         typer.echo(f"Error: {answer!r} is not one of 'key', 'keyless'.", err=True)

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 PROMPT_TIMEOUT_S = 30.0
+AUTH_PROMPT = "keyless (no key; the choice where the organisation forbids keys) [key]:"
 
 
 class Terminal:
@@ -74,9 +75,9 @@ def test_init_asks_on_a_terminal_and_writes_the_answers(tmp_path: Path) -> None:
     term.answer("Task family [nightly-job]:", "")  # the guess, accepted with Enter
     term.answer("GCP project id:", "my-project-1")
     term.answer("Service account (id or email):", "runner")
-    term.answer("keyless (no key; the choice where the organisation forbids keys) [key]:", "maybe")  # not a mode: asked again
+    term.answer(AUTH_PROMPT, "maybe")  # not a mode: asked again
     term.expect("'maybe' is not one of 'key', 'keyless'")
-    term.answer("keyless (no key; the choice where the organisation forbids keys) [key]:", "keyless")
+    term.answer(AUTH_PROMPT, "keyless")
     term.answer("AWS region:", "eu-west-1")
     term.answer("No Dockerfile here. Write a starter one? [Y/n]:", "y")
     code, rest = term.finish()
@@ -99,7 +100,7 @@ def test_init_on_a_terminal_keeps_key_mode_by_default_and_asks_nothing_given(tmp
     env = {**terminal_env(tmp_path / ".home"), "AWS_REGION": "ap-northeast-1"}
     term = Terminal([sys.executable, "-m", "gcpfargate", "init", "--family", "jobs", "--gcp-project", "my-project-2",
                      "--service-account", "runner"], directory, env)
-    term.answer("keyless (no key; the choice where the organisation forbids keys) [key]:", "")  # Enter: key mode, as before keyless existed
+    term.answer(AUTH_PROMPT, "")  # Enter: key mode, as before keyless existed
     code, rest = term.finish()
     assert code == 0, rest
     assert "Task family" not in rest and "GCP project id" not in rest and "AWS region" not in rest, rest
