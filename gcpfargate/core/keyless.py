@@ -191,6 +191,7 @@ def bootstrap_keyless(ctx: Context, retire: Callable[[keyless_retire.Leftovers],
     settings = ctx.settings
     settings.require("gcp.project", "gcp.service_account", "task.family")
     project = settings.gcp.project
+    ctx.pools  # noqa: B018 - a malformed GCPFARGATE_IAM_REST_ENDPOINT is refused here, before any write
     plan: list[str] = []
     with ctx.reporter.step("Resolving the service account"):
         account = keys.resolve_account(ctx, plan)
