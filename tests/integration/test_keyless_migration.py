@@ -10,6 +10,7 @@ import sys
 from typing import Any
 
 from tests.conftest import Project, assert_one_clean_line
+from tests.integration.test_deploy import base_image  # noqa: F401  (module fixture: the Python base)
 from tests.integration.test_init_prompts import Terminal
 
 KEYLESS = {"GCPFARGATE_GCP_AUTH": "keyless"}
@@ -115,3 +116,24 @@ def test_on_a_terminal_the_user_is_asked(project: Project) -> None:
     assert code == 0, rest
     assert project.stack.emulator.key_ids(project.email) == []
     assert "DeletedDate" in secret(project)
+
+
+def test_deploy_offers_it_after_the_keyless_revision_is_registered(
+        project: Project, base_image: str) -> None:  # noqa: F811
+    from tests.integration.deployed import latest, prepare
+
+    key_id = key_mode(project)
+    prepare(project)
+    project.extra_env.update({**KEYLESS, "GCPFARGATE_IMAGE_SHIM_BASE_IMAGE": base_image})
+    deployed = project.run("deploy", "--output", "json")
+    assert deployed.returncode == 0, deployed.output
+    assert "retired_keys" not in deployed.json["bootstrap"]
+    assert "nothing was done to them" in deployed.stderr and "--retire-keys" in deployed.stderr, deployed.stderr
+    assert project.stack.emulator.key_ids(project.email) == [key_id]
+
+    retired = project.run("deploy", "--retire-keys", "--output", "json")
+    assert retired.returncode == 0, retired.output
+    assert retired.json["bootstrap"]["retired_keys"] == [key_id]
+    assert project.stack.emulator.key_ids(project.email) == []
+    assert "DeletedDate" in secret(project)
+    assert "secrets" not in latest(project)["containerDefinitions"][0]  # the revision that runs needs no key
