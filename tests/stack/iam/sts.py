@@ -128,6 +128,10 @@ class SecurityTokenService:
             self.tokens[token] = FederatedToken(pool.name, str(attributes["google.subject"]), attributes,
                                                 time.time() + lifetime)
             self.keyless.federated_tokens_issued += 1
+            # Which AWS credentials signed it (the access key id only, never the secret): a test can
+            # see the application's second exchange use rotated task-role credentials.
+            signer = re.search(r"Credential=([A-Z0-9]+)/", headers.get("authorization", ""))
+            self.keyless.subject_access_keys.append(signer.group(1) if signer else "")
         return {"access_token": token, "issued_token_type": ACCESS_TOKEN_TYPE, "token_type": "Bearer",
                 "expires_in": int(lifetime)}
 
