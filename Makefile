@@ -11,8 +11,13 @@ setup:
 demo: setup
 	@$(STACK) bash scripts/demo.sh
 
+# The suite runs on TEST_JOBS pytest-xdist workers, each with its own local stack; a file's tests stay
+# on one worker (--dist loadfile), so a module's shared fixture is set up once. TEST_JOBS=0 runs it in
+# one process.
+TEST_JOBS ?= 2
+
 test: setup
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_JOBS) --dist loadfile $(PYTEST_ARGS)
 
 lint: setup
 	.venv/bin/ruff check .

@@ -32,6 +32,14 @@ TWO_RESOURCES = {
                               "registered revision pins, the pushed digest",
     "registry GET blobs": "different images: the registered one and the new one",
     "aws scheduler GetSchedule": "before and after the write: the result shows what the scheduler stored",
+    "aws ecs DescribeServices": "the rollout is polled until the service is stable",
+    "aws secretsmanager DescribeSecret": "the stages are read again after each write (new version, promotion, "
+                                         "tag): a concurrent run may have moved them",
+    "aws secretsmanager GetSecretValue": "one per labelled version (AWSCURRENT, AWSPREVIOUS, a pending one), "
+                                         "in the key survey before and after the new key",
+    "aws secretsmanager ListSecrets": "the account's secrets, surveyed before the new key (delete retired keys) "
+                                      "and after it (disable superseded keys)",
+    "gcp iam ListServiceAccountKeys": "the room check, and the key survey before and after the new key",
 }
 
 
@@ -93,9 +101,27 @@ def table(rows: list[tuple[str, collections.Counter[str], float, dict]]) -> str:
     return "\n".join(lines)
 
 
+BEGIN, END = "<!-- calls table: written by bench/calls.py -->", "<!-- end of calls table -->"
+
+
+def readme_table(readme: Path, full: str) -> None:
+    """The README shows the first six columns of docs/calls.md, so the two never disagree."""
+    rows = [line.split(" | ") for line in full.splitlines() if line.startswith("| ")]
+    short = [" | ".join(cells[:6]) + " |" for cells in rows]
+    short.insert(1, "|---|---:|---:|---:|---:|---:|")
+    text = readme.read_text()
+    head, found, rest = text.partition(BEGIN)
+    _, found_end, tail = rest.partition(END)
+    if not (found and found_end):
+        raise SystemExit(f"{readme} has no calls table markers ({BEGIN} … {END})")
+    readme.write_text(head + BEGIN + "\n" + "\n".join(short) + "\n" + END + tail)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(ROOT / "docs" / "calls.md"))
+    parser.add_argument("--readme", default=str(ROOT / "README.md"),
+                        help="README whose counts table (between the calls markers) is rewritten; '' skips")
     args = parser.parse_args()
     missing = [name for name in REQUIRED_ENV if not os.environ.get(name)]
     if missing:
@@ -131,16 +157,32 @@ def main() -> int:
             run(project, "diff --image", "diff", "--image", image),
             run(project, "doctor", "doctor"),
             run(project, "rotate-key", "rotate-key"),
+            # The second rotation also disables the key two rotations old (the key lifecycle).
+            run(project, "rotate-key (second)", "rotate-key"),
+            run(project, "prune-keys --dry-run", "prune-keys", "--dry-run"),
             run(project, "run-local", "run-local"),
             run(project, "run --no-wait", "run", "--no-wait"),
             run(project, "schedule --cron (create)", "schedule", "--cron", "0 3 * * ? *", "--timezone", "Asia/Tokyo"),
             run(project, "schedule --cron (no-op)", "schedule", "--cron", "0 3 * * ? *", "--timezone", "Asia/Tokyo"),
         ]
+        # An ECS service (desiredCount 0: settles at once) on the latest revision: deploy then reads it, and
+        # an image change rolls it and waits.
+        latest = aws("ecs").describe_task_definition(taskDefinition=name)["taskDefinition"]["taskDefinitionArn"]
+        aws("ecs").create_service(cluster=cluster, serviceName="web", taskDefinition=latest, desiredCount=0,
+                                  launchType="FARGATE")
+        config = project / "gcpfargate.toml"
+        config.write_text(config.read_text() + f'\n[service]\nname = "web"\ncluster = "{cluster}"\n')
+        rows.append(run(project, "deploy (no-op, with a service)", "deploy"))
+        (project / "app" / "app.txt").write_text("v3\n")
+        rows.append(run(project, "deploy (image change, rolls the service)", "deploy"))
     text = table(rows)
     sys.stdout.write(text)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(text)
     sys.stderr.write(f"[calls] wrote {args.out}\n")
+    if args.readme:
+        readme_table(Path(args.readme), text)
+        sys.stderr.write(f"[calls] updated the counts table in {args.readme}\n")
     return 0
 
 

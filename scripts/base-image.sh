@@ -13,6 +13,11 @@ if docker image inspect "$IMAGE" >/dev/null 2>&1; then
   echo "base image: $IMAGE already in the engine"
   exit 0
 fi
+mkdir -p "$CACHE"
+# One builder at a time: the test suite's workers (one engine each) may all ask for the base at once,
+# and the first one's tarball serves the others.
+exec 9>"$CACHE/python-base.lock"
+flock 9
 if [ ! -s "$TARBALL" ]; then
   command -v debootstrap >/dev/null || { echo "debootstrap is missing (apt-get install debootstrap)"; exit 1; }
   mkdir -p "$CACHE"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -29,6 +30,9 @@ _counter = itertools.count(1)
 @pytest.fixture(scope="session")
 def stack() -> Iterator[LocalStack]:
     # No skipping: when a service cannot start, every test that needs it errors (CI=true or not).
+    # SIGTERM (a CI timeout, a killed run) stops the session like Ctrl-C, so the teardown below stops
+    # moto, dockerd and the rest instead of leaving them running.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     with LocalStack() as local:
         yield local
 
@@ -181,6 +185,22 @@ FIGURES: dict[str, dict[str, int]] = {}
 def record_figure(group: str, name: str, increment: int = 1) -> None:
     FIGURES.setdefault(group, {}).setdefault(name, 0)
     FIGURES[group][name] += increment
+
+
+# `make test` runs the suite on several pytest-xdist workers, each with its own stack. A worker
+# hands its figures to the controller when it finishes; the controller adds them up and prints them.
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["gcpfargate_figures"] = json.dumps(FIGURES)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    figures = json.loads(getattr(node, "workeroutput", {}).get("gcpfargate_figures", "{}"))
+    for group, values in figures.items():
+        for name, value in values.items():
+            record_figure(group, name, value)
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from gcpfargate.cli.app import STATE, DryRun, app
+from gcpfargate.cli.bootstrap import RetireKeys, check_retire_keys, retire_confirmation
 from gcpfargate.cli.service_flags import Cluster, NoWait, ServiceName, WaitTimeout, service_flags
 
 
@@ -23,12 +24,14 @@ def deploy(
     cluster: Cluster = None,
     no_wait: NoWait = False,
     wait_timeout: WaitTimeout = None,
+    retire_keys: RetireKeys = False,
     dry_run: DryRun = False,
 ) -> None:
     """bootstrap → push-image → register-task (→ roll the [service]); a rerun with nothing changed changes nothing."""
     from gcpfargate.core.deploy import deploy as run_deploy
 
     ctx = STATE.context(dry_run=dry_run, overrides=service_flags(service, cluster, no_wait, wait_timeout))
+    check_retire_keys(retire_keys, ctx.settings.gcp.auth == "keyless")
     result = run_deploy(ctx, allow_embedded_credentials=allow_embedded_credentials,
-                        new_key=new_key, grant=grant, tag=tag)
+                        new_key=new_key, grant=grant, tag=tag, retire=retire_confirmation(retire_keys))
     STATE.console.show(result, dry_run)

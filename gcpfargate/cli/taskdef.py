@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -56,12 +57,18 @@ def init(
     service_account: Annotated[str, typer.Option("--service-account", metavar="ACCOUNT",
                                                  help="gcp.service_account.")] = "",
     repository: Annotated[str, typer.Option("--repository", metavar="NAME", help="image.repository (ECR).")] = "",
+    auth: Annotated[str, typer.Option("--auth", metavar="MODE", help='gcp.auth: "key" (a key in Secrets Manager) or '
+                                      '"keyless" (workload identity federation).', show_default=False)] = "",
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing files.")] = False,
     dry_run: DryRun = False,
 ) -> None:
     """Write gcpfargate.toml and task-definition.json.j2 here (or import an existing family)."""
+    from gcpfargate.core import scaffold
     from gcpfargate.core.scaffold import Answers, family_from_directory, next_steps, write_starter_dockerfile
-    from gcpfargate.core.scaffold import init as run_init
+    from gcpfargate.errors import UsageError
+
+    if auth and auth not in scaffold.AUTH_MODES:
+        raise UsageError(f"--auth must be key or keyless, not {auth!r}")
 
     directory = Path.cwd()
     # On a terminal, ask for what cannot be guessed; elsewhere (CI, pipes, -o json) never wait for input.
@@ -73,15 +80,19 @@ def init(
     settings = ctx.settings  # values already in the environment seed the new file
     answers = Answers(family=chosen_family, project=gcp_project or settings.gcp.project,
                       service_account=service_account or settings.gcp.service_account,
-                      region=settings.aws.region, repository=repository or settings.image.repository)
+                      region=settings.aws.region, repository=repository or settings.image.repository,
+                      auth=auth or settings.gcp.auth)
     if asking and not from_family:
         answers.project = answers.project or typer.prompt("GCP project id", default="", err=True,
                                                           show_default=False)
         answers.service_account = answers.service_account or typer.prompt(
             "Service account (id or email)", default="", err=True, show_default=False)
+        # Asked unless given (--auth, GCPFARGATE_GCP_AUTH): keyless is the answer where the organisation
+        # forbids keys (iam.managed.disableServiceAccountKeyCreation, the default since May 2024).
+        answers.auth = auth or os.environ.get("GCPFARGATE_GCP_AUTH") or _ask_auth()
         answers.region = answers.region or _region_guess() or typer.prompt("AWS region", default="", err=True,
                                                                            show_default=False)
-    result = run_init(ctx, directory, answers, from_family=from_family, force=force)
+    result = scaffold.init(ctx, directory, answers, from_family=from_family, force=force)
     dockerfile = directory / "Dockerfile"
     if not dockerfile.exists() and not dry_run and asking and typer.confirm(
             "No Dockerfile here. Write a starter one?", default=True, err=True):
@@ -91,6 +102,17 @@ def init(
         region_known = bool(answers.region or _region_guess())  # AWS_REGION or the profile will do
         STATE.console.info("Next: " + next_steps(answers, has_dockerfile=dockerfile.exists(),
                                                  region_known=region_known))
+
+
+def _ask_auth() -> str:
+    from gcpfargate.core.scaffold import AUTH_MODES
+
+    while True:
+        answer: str = typer.prompt("Authentication, key (a key in Secrets Manager) or keyless (no key; the choice "
+                                   "where the organisation forbids keys)", default="key", err=True).strip().lower()
+        if answer in AUTH_MODES:
+            return answer
+        typer.echo(f"Error: {answer!r} is not one of 'key', 'keyless'.", err=True)
 
 
 def _region_guess() -> str:

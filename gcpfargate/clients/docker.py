@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from gcpfargate.clients.build_log import BuildLog, LineCallback
 from gcpfargate.clients.image_tar import layer_files
@@ -175,19 +175,21 @@ class DockerEngine:
         with _engine_errors(f"failed to export image {image} for scanning"):
             yield from self.client.api.get_image(image)
 
-    def image_files(self, image: str, max_size: int = 1 << 20, wanted: Callable[[bytes], bool] = lambda head: True,
-                    skip: Callable[[str], bool] = lambda name: False, done: Callable[[], bool] = lambda: False
-                    ) -> Iterator[tuple[str, str, bytes]]:
-        """Regular files of at most `max_size` bytes in every layer of `image`, as (layer, path, content).
+    def image_files(self, image: str, skip: Callable[[str], bool] = lambda name: False,
+                    done: Callable[[], bool] = lambda: False,
+                    described: Callable[[str, bytes], None] = lambda name, description: None,
+                    ) -> Iterator[tuple[str, str, BinaryIO]]:
+        """Every non-empty regular file in every layer of `image`, as (layer, path, open file), each to
+        be read before the next is asked for.
 
-        Streams `docker save` without writing it to disk. `wanted` sees a file's first bytes and
-        decides whether it is worth reading whole; `skip` and `done` as for `layer_files`. Files
-        deleted by a later layer are still yielded: they are still in the image, for anyone who pulls it.
+        Streams `docker save` without writing it to disk; `skip`, `done` and `described` as for
+        `layer_files`. Files deleted by a later layer are still yielded: they are still in the
+        image, for anyone who pulls it.
         """
         import tarfile
 
         try:
-            yield from layer_files(self.save(image), max_size, wanted, skip, done)
+            yield from layer_files(self.save(image), skip, done, described)
         except tarfile.TarError as exc:
             raise DockerError(f"failed to search image {image} for key files: the export is not a valid tar "
                               f"({exc})", "Retry; check the Docker engine") from None

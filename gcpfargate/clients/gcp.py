@@ -306,8 +306,9 @@ def _translate(exc: Any, action: str) -> GcpError:
         constraint = _violated_constraint(exc)
         if constraint:
             return GcpError(f"failed to {action}: key creation is refused by the organization policy {constraint}",
-                            "Ask an organization policy administrator to set it to not enforced for this project "
-                            "(or use keyless access)").with_code("ORG_POLICY")
+                            'Use keyless mode, which needs no key: set gcp.auth = "keyless" in gcpfargate.toml (or '
+                            "GCPFARGATE_GCP_AUTH=keyless) and rerun; or ask an organization policy administrator to "
+                            "set the constraint to not enforced for this project").with_code("ORG_POLICY")
     if code == "RESOURCE_EXHAUSTED":
         if "keys" in message.lower() and "quota" not in message.lower():
             # The older surface's answer to the 11th key (kubeflow/pipelines#348).

@@ -7,6 +7,7 @@ failure is reported with the step's name; what earlier steps made stays consiste
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,9 +30,11 @@ class DeployResult:
 
 
 def deploy(ctx: Context, allow_embedded_credentials: bool = False, new_key: bool = False, grant: bool = False,
-           tag: str | None = None) -> DeployResult:
+           tag: str | None = None, retire: Callable[[Any], bool] | None = None) -> DeployResult:
+    """`retire` (keyless mode): whether to retire key mode's keys, asked once the keyless revision is
+    registered and the service rolled to it (keyless_retire)."""
     from gcpfargate.core.bootstrap import bootstrap
-    from gcpfargate.core.keyless import bootstrap_keyless, is_keyless
+    from gcpfargate.core.keyless import KeylessBootstrapResult, bootstrap_keyless, is_keyless
     from gcpfargate.core.push import push_image
     from gcpfargate.core.taskdef import register_task
 
@@ -61,6 +64,12 @@ def deploy(ctx: Context, allow_embedded_credentials: bool = False, new_key: bool
     if service.configured(ctx) is not None:  # [service]: roll it to the latest revision and wait
         with _step("service"):
             results["service"] = service.roll_out(ctx, results["register-task"].task_definition_arn)
+    if retire is not None and isinstance(booted, KeylessBootstrapResult) and booted.account_exists:
+        from gcpfargate.core import keyless_retire
+
+        with _step("bootstrap"):
+            booted.retired_keys = keyless_retire.offer(ctx, booted.service_account, retire, booted.plan)
+            booted.changed = booted.changed or bool(booted.retired_keys)
     return DeployResult(results)
 
 

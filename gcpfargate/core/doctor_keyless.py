@@ -143,12 +143,14 @@ def _no_key(ctx: Context, facts: _Facts) -> Result:
         keys = ctx.iam.list_user_keys(facts.account.email)
         if keys:
             leftovers.append(f"{len(keys)} user-managed key(s) of {facts.account.email}")
-    from gcpfargate.core import secret
-
-    if secret.read(ctx, ctx.settings.secret_name) is not None:
-        leftovers.append(f"secret {ctx.settings.secret_name}")
+    name = ctx.settings.secret_name
+    described = ctx.aws.find("secretsmanager", "describe_secret", "ResourceNotFoundException", f"read secret {name}",
+                             SecretId=name)
+    if described is not None and not described.get("DeletedDate"):  # scheduled for deletion: retired
+        leftovers.append(f"secret {name}")
     if leftovers:
-        return Status.WARN, f"left from key mode: {', '.join(leftovers)}; retire them (README \"Keyless\")"
+        return Status.WARN, (f"left from key mode: {', '.join(leftovers)}; retire them: gcpfargate bootstrap "
+                             "--retire-keys (README \"Keyless\")")
     return Status.OK, "no key, no key secret"
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gcpfargate.errors import ConfigError
-from gcpfargate.keyscan import MAX_EXPANDED, has_key, key_paths, stream_has_key
+from gcpfargate.keyscan import has_key, key_paths, stream_has_key
 
 if TYPE_CHECKING:
     from gcpfargate.clients.docker import DockerEngine
@@ -67,8 +67,8 @@ def scan_image_files(engine: DockerEngine, image: str) -> list[str]:
     Layers scanned clean under this `RULES_VERSION` are not read again (core/layer_scan.py)."""
     from gcpfargate.core.layer_scan import scan_layers
 
-    # Every file counts (a PEM block can be in any file), read whole up to MAX_EXPANDED bytes.
-    return scan_layers(engine, image, MAX_EXPANDED, lambda head: True, has_key).found
+    # Every file counts (a PEM block can be in any file), streamed in chunks whatever its size.
+    return scan_layers(engine, image, stream_has_key).found
 
 
 def scan_image_config(engine: DockerEngine, image: str) -> list[str]:

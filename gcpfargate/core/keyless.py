@@ -11,12 +11,13 @@ README "Keyless").
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from gcpfargate.core import execution_role, keys, policy, roles
+from gcpfargate.core import execution_role, keyless_retire, keys, policy, roles
 from gcpfargate.core.context import Context
-from gcpfargate.core.results import PlannedResult
+from gcpfargate.core.results import NOT_SHOWN, PlannedResult
 from gcpfargate.errors import GcpError
 
 POOL_ID = "gcpfargate"
@@ -83,6 +84,14 @@ class KeylessBootstrapResult(PlannedResult):
     principal: str
     changed: bool
     plan: list[str] = field(default_factory=list)  # what a --dry-run would do
+    retired_keys: list[str] = field(default_factory=list)  # key mode's keys deleted when switching (agreed)
+    account_exists: bool = field(default=True, metadata=NOT_SHOWN)  # False: a dry run that would create it
+
+    def to_json(self) -> dict[str, Any]:
+        data = super().to_json()
+        if not self.retired_keys:
+            data.pop("retired_keys")
+        return data
 
 
 def ensure_task_role(ctx: Context, plan: list[str]) -> str:
@@ -175,10 +184,14 @@ def _ensure_binding(ctx: Context, email: str, member: str, plan: list[str]) -> N
                 raise
 
 
-def bootstrap_keyless(ctx: Context) -> KeylessBootstrapResult:
+def bootstrap_keyless(ctx: Context, retire: Callable[[keyless_retire.Leftovers], bool] | None = None
+                      ) -> KeylessBootstrapResult:
+    """`retire` (None: not now, as in `deploy` until the keyless revision is registered) decides whether
+    the keys key mode left in the secret are retired (keyless_retire)."""
     settings = ctx.settings
     settings.require("gcp.project", "gcp.service_account", "task.family")
     project = settings.gcp.project
+    ctx.pools  # noqa: B018 - a malformed GCPFARGATE_IAM_REST_ENDPOINT is refused here, before any write
     plan: list[str] = []
     with ctx.reporter.step("Resolving the service account"):
         account = keys.resolve_account(ctx, plan)
@@ -200,10 +213,13 @@ def bootstrap_keyless(ctx: Context) -> KeylessBootstrapResult:
             _ensure_binding(ctx, account.email, member, plan)
     else:
         plan.append(f"grant {WORKLOAD_IDENTITY_USER} on {account.email} to {member}")
+    changed = bool(plan)
+    retired = keyless_retire.offer(ctx, account.email, retire, plan) if retire and account.unique_id else []
     return KeylessBootstrapResult(
         auth="keyless", service_account=account.email, task_role_arn=task_role_arn, execution_role_arn=role.arn,
         pool=f"projects/{number}/locations/global/workloadIdentityPools/{POOL_ID}", provider=provider,
-        principal=member, changed=bool(plan), plan=plan if ctx.dry_run else [])
+        principal=member, changed=changed or bool(retired), plan=plan if ctx.dry_run else [], retired_keys=retired,
+        account_exists=bool(account.unique_id))
 
 
 def project_number(ctx: Context) -> str:

@@ -13,9 +13,10 @@ and an image made only of known layers is not read at all.
   recorded; a layer with a key (even one let through by --allow-embedded-credentials) never is.
 - Reading: the layers to scan are read from the engine's own storage when it is on this machine
   and readable (clients/layers.py says why and how it is checked); otherwise the engine's export
-  is streamed, skipping layers it names by a known diff ID and stopping once every unknown layer
-  was read. Both walk files the same way: regular files of at most `max_size` bytes whose first
-  bytes look like JSON are read whole; one file at a time, so memory stays flat.
+  is streamed, passing over layers it names by a known diff ID (or, in the legacy layout, by a v1
+  ID computed from one) and stopping once every unknown layer was read. Both hand every non-empty
+  regular file, whatever its size, to the rule as an open file that it reads in chunks (with an
+  overlap, keyscan.py), one file at a time, so memory stays flat.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 from gcpfargate import keyscan
 from gcpfargate.errors import DockerError
@@ -104,11 +105,10 @@ class LayerScan:
     exported: bool = False  # whether the engine's export was streamed
 
 
-def scan_layers(engine: DockerEngine, image: str, max_size: int, wanted: Callable[[bytes], bool],
-                is_key: Callable[[bytes], bool], cache: CleanLayers | None = None,
-                local_storage: bool = True) -> LayerScan:
+def scan_layers(engine: DockerEngine, image: str, is_key: Callable[[BinaryIO], bool],
+                cache: CleanLayers | None = None, local_storage: bool = True) -> LayerScan:
     """Search the layers of `image` not yet known to be clean for key-like files (see the module
-    docstring). `local_storage=False` forces the export."""
+    docstring); `is_key` reads one open file in chunks. `local_storage=False` forces the export."""
     from gcpfargate.clients.layers import dir_files, local_layer_dirs
 
     cache = cache or CleanLayers()
@@ -124,7 +124,7 @@ def scan_layers(engine: DockerEngine, image: str, max_size: int, wanted: Callabl
     layer_dirs = dirs or {}
     for diff_id in list(pending) if layer_dirs else []:
         try:
-            hits = [path for path, content in dir_files(layer_dirs[diff_id], max_size, wanted) if is_key(content)]
+            hits = [path for path, content in dir_files(layer_dirs[diff_id]) if is_key(content)]
         except OSError:
             break  # a file we may not read could hold a key: the export reads the rest
         scan.read.append(diff_id)
@@ -133,32 +133,46 @@ def scan_layers(engine: DockerEngine, image: str, max_size: int, wanted: Callabl
         if not hits:
             clean.append(diff_id)
     if pending or not diff_ids:  # an engine that names no layers gets the whole export read: fail closed
-        _scan_export(engine, image, max_size, wanted, is_key, known | set(clean), pending, scan, clean)
+        _scan_export(engine, image, is_key, diff_ids, known | set(clean), pending, scan, clean)
     cache.add(clean)
     return scan
 
 
-def _scan_export(engine: DockerEngine, image: str, max_size: int, wanted: Callable[[bytes], bool],
-                 is_key: Callable[[bytes], bool], known: set[str], pending: list[str], scan: LayerScan,
-                 clean: list[str]) -> None:
-    """Stream the engine's export: skip layers it names by a known diff ID (OCI layout, uncompressed
-    blobs), stop once every pending layer was read by name. The legacy layout names layers by
-    other IDs, so there every layer is read; then, with nothing found, all of them are clean."""
+def _scan_export(engine: DockerEngine, image: str, is_key: Callable[[BinaryIO], bool], diff_ids: list[str],
+                 known: set[str], pending: list[str], scan: LayerScan, clean: list[str]) -> None:
+    """Stream the engine's export, passing over layers it names as a known diff ID and stopping once
+    every pending layer was read. The OCI layout names uncompressed layers by diff ID; the legacy
+    layout by v1 IDs, which are told apart by the `<v1 id>/json` that precedes each layer
+    (clients/image_tar.legacy_chain_id). A layer not named either way is read. With nothing
+    found, every pending layer is clean."""
+    from gcpfargate.clients.image_tar import legacy_chain_id
+    from gcpfargate.clients.layers import chain_ids
+
     scan.exported = True
-    unread = {"blobs/sha256/" + each.removeprefix("sha256:") for each in pending}
+    chains = chain_ids(diff_ids)
+    by_chain = dict(zip(chains, diff_ids, strict=True))
+    legacy: dict[str, str] = {}  # `<v1 id>/layer.tar` -> diff ID
+    unread = set(pending)
     hits = 0
 
+    def described(directory: str, description: bytes) -> None:
+        chain = legacy_chain_id(description, chains)
+        if chain is not None:
+            legacy[f"{directory}/layer.tar"] = by_chain[chain]
+
     def skip(name: str) -> bool:
-        if name.startswith("blobs/sha256/") and "sha256:" + name.removeprefix("blobs/sha256/") in known:
+        diff_id = legacy.get(name) or ("sha256:" + name.removeprefix("blobs/sha256/")
+                                       if name.startswith("blobs/sha256/") else None)
+        if diff_id in known:
             return True
-        unread.discard(name)
+        unread.discard(diff_id or "")
         scan.read.append(name)
         return False
 
     def done() -> bool:
         return bool(pending) and not unread
 
-    for _layer, path, content in engine.image_files(image, max_size, wanted, skip, done):
+    for _layer, path, content in engine.image_files(image, skip, done, described):
         if is_key(content):
             hits += 1
             if path not in scan.found:

@@ -37,7 +37,6 @@ from gcpfargate.core.results import NOT_SHOWN, PlannedResult
 from gcpfargate.errors import AwsError, ConfigError, EmbeddedCredentialsError
 
 # The guard's rules are gcpfargate/keyscan.py's (their version, keyscan.RULES_VERSION, keys the layer cache).
-MAX_SCANNED_FILE = 1 << 20
 
 
 @dataclass
@@ -216,10 +215,6 @@ def choose_tag(settings: Settings, context: Path, tag: str | None = None) -> tup
 
 
 # -- the guard -----------------------------------------------------------------------------------
-def _jsonish(head: bytes) -> bool:
-    return head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{")
-
-
 def scan_image(ctx: Context, image_id: str) -> list[str]:
     """Where the built image holds key material: its files (any layer, even if a later layer deletes
     them; layers scanned clean before are not read again) and its config (Env, Labels, history):

@@ -21,6 +21,7 @@ from gcpfargate.core.context import Context
 from gcpfargate.errors import ConfigError, GcpfargateError, TaskDefinitionNotFound
 
 TEMPLATE_FILE = "task-definition.json.j2"
+AUTH_MODES = ("key", "keyless")
 _SENTINEL = "@@gcpfargate:{}@@"
 
 
@@ -45,6 +46,7 @@ class Answers:
     service_account: str = ""
     region: str = ""
     repository: str = ""
+    auth: str = "key"  # gcp.auth
     platform: str = "linux/amd64"
     secret_name: str = ""
     execution_role_arn: str = ""

@@ -107,6 +107,57 @@ def test_run_local_authenticates_the_unmodified_demo_without_a_key(deployed: Pro
     assert after["impersonated_tokens_issued"] == stats["impersonated_tokens_issued"] + 1
 
 
+# A job that lives long enough for its token to go stale: one Credentials object, two API calls.
+JOB_TWICE = """
+import os, time
+import google.auth
+from google.auth.transport.requests import AuthorizedSession
+credentials, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
+session = AuthorizedSession(credentials)
+for call in (1, 2):
+    response = session.get(os.environ["DEMO_API_URL"] + "/v1/whoami", timeout=10)
+    response.raise_for_status()
+    print(f"job: call {call} as {response.json()['email']}", flush=True)
+    if call == 1:
+        time.sleep(8)
+"""
+
+
+def test_run_local_refreshes_twice_the_second_time_with_rotated_role_credentials(deployed: Project) -> None:
+    """Issue 19 "Done when": short tokens make the job refresh twice in one run, and the second exchange
+    is signed with task-role credentials the local ECS endpoint re-assumed meanwhile (rotated)."""
+    from tests.integration.deployed import register_variant
+
+    def job_twice(definition: dict[str, Any]) -> None:
+        entry = definition["containerDefinitions"][0]["entryPoint"]
+        at = entry.index("/app/app.py")
+        entry[at:at + 1] = ["-c", JOB_TWICE]
+
+    register_variant(deployed, job_twice)
+    emulator, strict = deployed.stack.emulator, deployed.stack.strict
+    assert strict is not None, "the rotation knob lives in the strict layer"
+    # google-auth treats a token as stale 3 min 45 s before it expires: a 230 s token after ~5 s. Role
+    # sessions advertised to expire in 5 min 4 s are re-assumed by run-local's endpoint (5 min margin)
+    # after ~4 s, and the shim (10 min margin) asks that endpoint on every request.
+    emulator.set_token_lifetime(230)
+    strict.settings.assume_role_lifetime_s = 304
+    emulator.reset_stats()
+    fired = strict.report()["fired"].get("sts.assume_role_lifetime", 0)
+    try:
+        result = deployed.run("run-local", "--network", "host")
+    finally:
+        strict.settings.assume_role_lifetime_s = 0
+        emulator.reset_knobs()
+    assert result.returncode == 0, result.output
+    assert f"job: call 1 as {deployed.email}" in result.stderr and f"job: call 2 as {deployed.email}" in result.stderr
+    stats = emulator.stats()
+    assert stats["federated_tokens_issued"] == 2 and stats["impersonated_tokens_issued"] == 2, stats
+    first, second = stats["subject_access_keys"]
+    assert first.startswith("ASIA") and second.startswith("ASIA") and first != second, stats["subject_access_keys"]
+    assert strict.report()["fired"]["sts.assume_role_lifetime"] >= fired + 2  # assumed, then re-assumed
+    assert re.search(r"ASIA[0-9A-Z]{16}", result.output) is None
+
+
 def test_run_local_fails_in_one_line_when_the_role_is_not_bound(deployed: Project) -> None:
     emulator = deployed.stack.emulator
     with emulator.state.lock:

@@ -247,7 +247,7 @@ def test_operations_must_be_polled_and_mutations_are_counted(stack: LocalStack, 
     assert provider["attributeMapping"]["google.subject"] == "assertion.arn" and provider["state"] == "ACTIVE"
     assert stack.emulator.stats()["mutating_calls"] == before + 1
     bad = rest.call("POST", "/gcpfargate/providers", params={"workloadIdentityPoolProviderId": "bad1"},
-                    json={"aws": {"accountId": ACCOUNT_ID}, "attributeCondition": "assertion.arn.matches('x')"},
+                    json={"aws": {"accountId": ACCOUNT_ID}, "attributeCondition": "assertion.arn.startsWith("},
                     expect=400)
     assert bad["error"]["status"] == "INVALID_ARGUMENT"
     assert rest.call("GET", "/gcpfargate/providers/nope", expect=404)["error"]["message"] == \

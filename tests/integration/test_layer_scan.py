@@ -7,14 +7,14 @@ import base64
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 
 from gcpfargate.clients.docker import DockerEngine
 from gcpfargate.clients.layers import local_layer_dirs
 from gcpfargate.core.layer_scan import RULES_VERSION, CleanLayers, LayerScan, scan_layers
-from gcpfargate.core.push import MAX_SCANNED_FILE, _jsonish
-from gcpfargate.keyfile import looks_like_key
+from gcpfargate.keyscan import stream_has_key
 from tests.conftest import Project
 from tests.integration.test_push_image import configure_image, fake_key_json
 from tests.stack.images import write_busybox_context
@@ -34,8 +34,16 @@ def build(engine: DockerEngine, context: Path, app: str, steps: tuple[str, ...] 
     return engine.build(context, "Dockerfile", f"layer-scan-test:{context.name}")
 
 
-def scan(engine: DockerEngine, image: str, cache: CleanLayers, local_storage: bool) -> LayerScan:
-    return scan_layers(engine, image, MAX_SCANNED_FILE, _jsonish, looks_like_key, cache, local_storage)
+def scan(engine: DockerEngine, image: str, cache: CleanLayers, local_storage: bool,
+         files: list[str] | None = None) -> LayerScan:
+    """The product's rule; `files` counts what it is handed: every file whose content is read."""
+
+    def rule(content: BinaryIO) -> bool:
+        if files is not None:
+            files.append(str(getattr(content, "name", "")))
+        return stream_has_key(content)
+
+    return scan_layers(engine, image, rule, cache, local_storage)
 
 
 def diff_ids(engine: DockerEngine, image: str) -> list[str]:
@@ -52,17 +60,27 @@ def test_a_second_scan_of_the_same_layers_reads_no_layer_content(engine: DockerE
     assert first.exported is not local_storage
     assert cache.load() == diff_ids(engine, image)
 
-    second = scan(engine, image, cache, local_storage)
+    files: list[str] = []
+    second = scan(engine, image, cache, local_storage, files)
     assert second == LayerScan(found=[], layers=3, read=[], exported=False)
+    assert files == []  # not one file's content was read
 
 
-def test_after_an_app_change_only_the_app_layer_is_read(engine: DockerEngine, tmp_path: Path) -> None:
+@BOTH_WAYS
+def test_after_an_app_change_only_the_app_layer_is_read(engine: DockerEngine, tmp_path: Path,
+                                                        local_storage: bool) -> None:
     cache = CleanLayers(tmp_path / "clean.json")
     context = tmp_path / "app"
-    scan(engine, build(engine, context, "v1\n"), cache, True)
+    scan(engine, build(engine, context, "v1\n"), cache, local_storage)
     changed = build(engine, context, "v2\n")
-    result = scan(engine, changed, cache, True)
-    assert result.read == diff_ids(engine, changed)[-1:] and not result.exported
+    files: list[str] = []
+    result = scan(engine, changed, cache, local_storage, files)
+    assert result.exported is not local_storage
+    assert len(files) == 1  # app.txt, the new layer's only file: busybox's files were not read
+    if local_storage:
+        assert result.read == diff_ids(engine, changed)[-1:]
+    else:  # the export names it by v1 ID (legacy layout) or by diff ID (OCI layout): one layer either way
+        assert len(result.read) == 1
 
 
 @BOTH_WAYS

@@ -118,7 +118,8 @@ def test_evasions_are_caught_through_a_stream_read_in_small_pieces() -> None:
     base64.b64encode(os.urandom(300_000)),
     gzip.compress(b"just text\n" * 1000),
     tar_of({"a.txt": b"hello", "b.json": b'{"a": 1}'}),
-])
+], ids=["empty", "authorized-user JSON", "code naming the markers", "documentation", "certificate", "ELF",
+        "long text", "random base64", "gzip", "tar"])  # named ids: the same on every xdist worker
 def test_ordinary_files_are_not_flagged(data: bytes) -> None:
     assert not has_key(data)
 

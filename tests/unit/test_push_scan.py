@@ -9,9 +9,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from gcpfargate.clients.docker import BuildLog, DockerEngine
-from gcpfargate.clients.image_tar import layer_files
-from gcpfargate.core.push import _jsonish, derive_tag, scan_context
-from gcpfargate.keyfile import looks_like_key
+from gcpfargate.clients.image_tar import layer_files, legacy_chain_id
+from gcpfargate.clients.layers import chain_ids
+from gcpfargate.core.push import derive_tag, scan_context
+from gcpfargate.keyscan import stream_has_key
 
 
 def fake_key() -> bytes:
@@ -43,9 +44,8 @@ def test_layer_files_walks_legacy_and_oci_layouts_in_a_stream() -> None:
         "blobs/sha256/" + "c" * 64: b'{"architecture": "amd64", "padding": "' + b"x" * 2000 + b'"}',
         "blobs/sha256/" + "d" * 64: layer2,
     })
-    found = [(path, content) for _, path, content in layer_files(iter(chunks(saved)), 4096, _jsonish)]
-    assert [path for path, _ in found] == ["/etc/app.json", "/app/creds.json"]
-    assert looks_like_key(found[1][1]) and not looks_like_key(found[0][1])
+    found = [(path, stream_has_key(content)) for _, path, content in layer_files(iter(chunks(saved)))]
+    assert found == [("/bin/tool", False), ("/etc/app.json", False), ("/app/creds.json", True), ("/big.json", False)]
 
 
 def test_scan_context_honours_dockerignore(tmp_path: Path) -> None:
@@ -108,6 +108,43 @@ def test_layer_files_skips_known_layers_and_stops_once_done() -> None:
         opened.append(name)
         return False
 
-    found = list(layer_files(iter(chunks(saved)), 4096, _jsonish, skip, lambda: names[1] in opened))
+    found = list(layer_files(iter(chunks(saved)), skip, lambda: names[1] in opened))
     assert [(layer, path) for layer, path, _ in found] == [(names[1], "/app/creds.json")]
     assert opened == [names[1]]  # the export was not read past the last layer it needed
+
+
+# Two layer descriptions exactly as Docker 20.10's `docker save` wrote them (the bench image's base
+# and its second layer), with the diff IDs `docker inspect` reported for those layers.
+_CONFIG = ('"container_config":{"Hostname":"","Domainname":"","User":"","AttachStdin":false,"AttachStdout":false,'
+           '"AttachStderr":false,"Tty":false,"OpenStdin":false,"StdinOnce":false,"Env":null,"Cmd":null,"Image":"",'
+           '"Volumes":null,"WorkingDir":"","Entrypoint":null,"OnBuild":null,"Labels":null},"os":"linux"}')
+_BASE_V1 = "dca3d6ab8bbf2971e8b25599c41a5156d22f4d65936c3f02a572b3d6eb9453fa"
+_SECOND_V1 = "2559c18750d8c4bbfbcd6f99f4ae18597d047172ec41e871f2e1919c4a29cd56"
+_DESCRIBED = {
+    _BASE_V1: f'{{"id":"{_BASE_V1}","created":"1970-01-01T00:00:00Z",{_CONFIG}',
+    _SECOND_V1: f'{{"id":"{_SECOND_V1}","parent":"{_BASE_V1}","created":"1970-01-01T00:00:00Z",{_CONFIG}',
+}
+_DIFF_IDS = ["sha256:5c7865e95058f92e9d22c9f8dc5ec94e0d610ba16c3151bdb6aaa43684045e5f",
+             "sha256:db64e96e94bdaa290b2f7b51a85802016dca108197e95b0b6e56d6944e9b9e91"]
+
+
+def test_a_legacy_layer_is_told_by_its_v1_id_recomputed_from_a_chain_id() -> None:
+    chains = chain_ids(_DIFF_IDS)
+    assert legacy_chain_id(_DESCRIBED[_BASE_V1].encode(), chains) == chains[0]
+    assert legacy_chain_id(_DESCRIBED[_SECOND_V1].encode(), chains) == chains[1]
+    assert legacy_chain_id(_DESCRIBED[_SECOND_V1].encode(), chains[:1]) is None  # not a layer of this image
+    # Fail closed: anything but the engine's own computation names no layer, so the layer is read.
+    forged = _DESCRIBED[_SECOND_V1].replace('"os":"linux"', '"os":"linux","x":1')
+    renamed = _DESCRIBED[_SECOND_V1].replace(_SECOND_V1, _BASE_V1, 1)
+    for description in (forged.encode(), renamed.encode(), b"{}", b"[1]", b"not json", b"\xff{", b'{"id":1}'):
+        assert legacy_chain_id(description, chains) is None
+
+
+def test_layer_files_hands_each_legacy_description_over_before_its_layer() -> None:
+    seen: list[str] = []
+    saved = tar_of({f"{_BASE_V1}/VERSION": b"1.0", f"{_BASE_V1}/json": _DESCRIBED[_BASE_V1].encode(),
+                    f"{_BASE_V1}/layer.tar": tar_of({"etc/hostname": b"box\n"}), "manifest.json": b"[]"})
+    found = list(layer_files(iter(chunks(saved)), skip=lambda name: bool(seen.append(name)),
+                             described=lambda directory, description: seen.append(directory)))
+    assert seen == [_BASE_V1, f"{_BASE_V1}/layer.tar"]
+    assert [(layer, path) for layer, path, _ in found] == [(f"{_BASE_V1}/layer.tar", "/etc/hostname")]

@@ -139,6 +139,7 @@ class IamEmulator:
             self.keyless.federated_tokens_issued = self.keyless.impersonated_tokens_issued = 0
             self.keyless.sts_rejections.clear()
             self.keyless.denials.clear()
+            self.keyless.subject_access_keys.clear()
 
     def key_ids(self, email: str, include_deleted: bool = False) -> list[str]:
         """Ids of the account's USER_MANAGED keys in creation order (system key excluded)."""

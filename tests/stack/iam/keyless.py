@@ -41,6 +41,7 @@ class Keyless:
         self.aws_endpoint = ""
         self.federated_tokens_issued = 0
         self.impersonated_tokens_issued = 0
+        self.subject_access_keys: list[str] = []  # the AWS access key id of each accepted exchange, in order
         self.sts_rejections: list[str] = []  # error descriptions, newest last
         self.denials: list[str] = []  # generateAccessToken refusals
         self.reset_knobs()
@@ -78,6 +79,7 @@ class Keyless:
         """Call with state.lock held."""
         return {"federated_tokens_issued": self.federated_tokens_issued,
                 "impersonated_tokens_issued": self.impersonated_tokens_issued,
+                "subject_access_keys": list(self.subject_access_keys),
                 "sts_rejections": list(self.sts_rejections), "impersonation_denials": list(self.denials)}
 
 

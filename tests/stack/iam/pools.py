@@ -28,8 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from gcpfargate.core import cel
-from tests.stack.iam import rest
+from tests.stack.iam import cel_oracle, rest
 from tests.stack.iam.admin_http import HttpRequest
 from tests.stack.iam.errors import RpcFailure
 
@@ -265,15 +264,15 @@ class Pools:
             mapping = {str(k): str(v) for k, v in (body.get("attributeMapping") or DEFAULT_AWS_MAPPING).items()}
             for target, expression in mapping.items():
                 try:
-                    cel.check_syntax(expression, ("assertion",))
-                except cel.CelError as exc:
+                    cel_oracle.check(expression, ("assertion",))
+                except cel_oracle.CelRefused as exc:
                     raise rest.invalid(MSG_BAD_CEL.format(where=f"attributeMapping[{target}]", why=exc)) from None
             provider.attribute_mapping = mapping
         if "attributeCondition" in fields:
             condition = str(body.get("attributeCondition") or "")
             try:
-                cel.check_syntax(condition) if condition else None
-            except cel.CelError as exc:
+                cel_oracle.check(condition) if condition else None
+            except cel_oracle.CelRefused as exc:
                 raise rest.invalid(MSG_BAD_CEL.format(where="attributeCondition", why=exc)) from None
             provider.attribute_condition = condition
         for name, attr in (("displayName", "display_name"), ("description", "description"), ("disabled", "disabled")):

@@ -29,7 +29,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from gcpfargate.core import cel
+from tests.stack.iam import cel_oracle
 
 if TYPE_CHECKING:
     from tests.stack.iam.keyless import Keyless
@@ -114,9 +114,9 @@ class SecurityTokenService:
                                                                     expected=provider.aws_account_id))
         assertion = {"arn": arn}
         try:
-            attributes = cel.map_attributes(provider.attribute_mapping, assertion)
-            accepted = cel.condition_accepts(provider.attribute_condition, assertion, attributes)
-        except cel.CelError as exc:
+            attributes = cel_oracle.map_attributes(provider.attribute_mapping, assertion)
+            accepted = cel_oracle.condition_accepts(provider.attribute_condition, assertion, attributes)
+        except cel_oracle.CelRefused as exc:
             raise Refused("invalid_grant", f"Attribute mapping or condition failed: {exc}") from None
         if not attributes.get("google.subject"):
             raise Refused("invalid_grant", MSG_NO_SUBJECT)
@@ -128,6 +128,10 @@ class SecurityTokenService:
             self.tokens[token] = FederatedToken(pool.name, str(attributes["google.subject"]), attributes,
                                                 time.time() + lifetime)
             self.keyless.federated_tokens_issued += 1
+            # Which AWS credentials signed it (the access key id only, never the secret): a test can
+            # see the application's second exchange use rotated task-role credentials.
+            signer = re.search(r"Credential=([A-Z0-9]+)/", headers.get("authorization", ""))
+            self.keyless.subject_access_keys.append(signer.group(1) if signer else "")
         return {"access_token": token, "issued_token_type": ACCESS_TOKEN_TYPE, "token_type": "Bearer",
                 "expires_in": int(lifetime)}
 

@@ -48,14 +48,15 @@ class Settings:
     fail_deployments: int = 0  # the next N service deployments fail (circuit breaker)
     account_id: str = "123456789012"
     ecr_hosts: tuple[str, ...] = ()  # registries that count as ECR (the stack's local registry)
+    assume_role_lifetime_s: float = 0.0  # > 0: AssumeRole answers expire that soon (sts.py, a test knob)
 
 
 def all_rules() -> list[StrictRule]:
     # Imported here: the rule modules import this one for StrictRule.
-    from tests.stack.strict import collisions, consistency, ecs, names, secrets, services, tasks
+    from tests.stack.strict import collisions, consistency, ecs, names, secrets, services, sts, tasks
 
-    return [*ecs.RULES, *names.RULES, *consistency.RULES, *collisions.RULES, *services.RULES, *tasks.RULES,
-            *secrets.RULES]
+    return [*ecs.RULES, *names.RULES, *consistency.RULES, *collisions.RULES, *services.RULES, *sts.RULES,
+            *tasks.RULES, *secrets.RULES]
 
 
 class StrictLayer(HttpProxy[StrictRule]):

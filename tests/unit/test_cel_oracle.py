@@ -1,0 +1,67 @@
+"""gcpfargate's CEL (`doctor`'s local verdict) against the emulator's independent one (cel-python).
+
+The emulator decides token exchanges with `tests/stack/iam/cel_oracle.py`, not with the product's
+evaluator, so a test that passes against the emulator is not the product agreeing with itself. Here
+the two are compared on what gcpfargate writes and on sessions it must refuse: wherever the product
+gives a verdict, it must be the verdict a full CEL implementation gives.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from gcpfargate.core import cel, keyless
+from tests.stack.iam import cel_oracle
+from tests.stack.iam.pools import DEFAULT_AWS_MAPPING
+
+ACCOUNT = "123456789012"
+SESSIONS = [
+    f"arn:aws:sts::{ACCOUNT}:assumed-role/gcpfargate-batch-task/3f2a",
+    f"arn:aws:sts::{ACCOUNT}:assumed-role/gcpfargate-batch-execution/3f2a",  # not a task role
+    f"arn:aws:sts::{ACCOUNT}:assumed-role/other-task/3f2a",  # not gcpfargate's
+    "arn:aws:sts::999999999999:assumed-role/gcpfargate-batch-task/3f2a",  # another account
+    f"arn:aws:sts::{ACCOUNT}:assumed-role/gcpfargate-x-task-task/s",
+    f"arn:aws:iam::{ACCOUNT}:user/gcpfargate-batch-task",  # a user, not an assumed role
+    f"arn:aws-cn:sts::{ACCOUNT}:assumed-role/gcpfargate-batch-task/3f2a",
+    f"arn:aws:sts::{ACCOUNT}:assumed-role/gcpfargate-a/b-task/s",  # the mapping keeps "gcpfargate-a"
+]
+CONDITIONS = [
+    keyless.attribute_condition("aws", ACCOUNT),
+    keyless.attribute_condition("aws-cn", ACCOUNT),
+    "attribute.aws_role.contains('batch') || google.subject.endsWith('/s')",
+    "!(attribute.aws_role == google.subject) && assertion.arn != ''",
+    "",
+]
+
+
+@pytest.mark.parametrize("session", SESSIONS)
+def test_the_mapping_agrees(session: str) -> None:
+    assert cel.map_attributes(DEFAULT_AWS_MAPPING, {"arn": session}) == \
+        cel_oracle.map_attributes(DEFAULT_AWS_MAPPING, {"arn": session})
+
+
+@pytest.mark.parametrize("condition", CONDITIONS)
+@pytest.mark.parametrize("session", SESSIONS)
+def test_the_condition_agrees(condition: str, session: str) -> None:
+    attributes = cel_oracle.map_attributes(DEFAULT_AWS_MAPPING, {"arn": session})
+    assert cel.condition_accepts(condition, {"arn": session}, attributes) is \
+        cel_oracle.condition_accepts(condition, {"arn": session}, attributes)
+
+
+def test_gcpfargate_writes_googles_default_mapping() -> None:
+    assert keyless.AWS_MAPPING == DEFAULT_AWS_MAPPING
+
+
+def test_gcpfargates_condition_admits_exactly_its_task_roles() -> None:
+    condition = keyless.attribute_condition("aws", ACCOUNT)
+    accepted = [session for session in SESSIONS if cel_oracle.condition_accepts(
+        condition, {"arn": session}, cel_oracle.map_attributes(DEFAULT_AWS_MAPPING, {"arn": session}))]
+    assert accepted == [SESSIONS[0], SESSIONS[4]]  # the mapping keeps a path's first segment only
+
+
+@pytest.mark.parametrize(("expression", "names"), [("assertion.arn ==", ("assertion",)),
+                                                   ("attribute.x == 'a'", ("assertion",)),
+                                                   ("nobody.arn == 'a'", ("assertion", "attribute", "google"))])
+def test_the_oracle_refuses_what_google_refuses(expression: str, names: tuple[str, ...]) -> None:
+    with pytest.raises(cel_oracle.CelRefused):
+        cel_oracle.check(expression, names)
