@@ -29,15 +29,16 @@ from tests.reliability.helpers import (
     Call,
     PrivateDockerd,
     check_invariants,
-    enabled_keys,
+    current_key,
     make_deployable,
     mutating,
     new_project,
     orphans,
     run_logged,
-    secret_versions,
+    secret_exists,
     unchanged_everywhere,
 )
+from tests.reliability.world import shape
 from tests.stack.faultproxy import FaultProxy, Rule
 from tests.stack.local import LocalStack
 from tests.stack.tcpproxy import BLOB_UPLOAD, MANIFEST_PUT, Reset, TcpProxy
@@ -56,11 +57,20 @@ class Fault:
     call: Call
     nth: int  # the nth call of this operation in the run
     when: str = "before"
+    denied: bool = False  # a permission error (AccessDeniedException / PERMISSION_DENIED), not a 500
 
     @property
     def label(self) -> str:
         when = "" if self.when == "before" else f" ({self.when})"
-        return f"{self.command}: {self.call.system} {self.call.service} {self.call.operation} #{self.nth}{when}"
+        denied = " denied" if self.denied else ""
+        return f"{self.command}: {self.call.system} {self.call.service} {self.call.operation} #{self.nth}{when}{denied}"
+
+    @property
+    def kind(self) -> str:
+        """For the figures: which kind of fault this is."""
+        if self.denied:
+            return "permission denied"
+        return f"{self.call.system} lost answer" if self.when == "after" else f"{self.call.system} error"
 
 
 def faults_of(command: str, calls: list[Call]) -> list[Fault]:
@@ -104,31 +114,33 @@ def warm_up(project: Project) -> None:
         assert rotated.returncode == 0, rotated.output
 
 
-def shape(project: Project) -> dict[str, Any]:
-    """The state of the world that must be the same after a clean run and after fault + rerun."""
-    ecs, iam, logs = (project.aws(s) for s in ("ecs", "iam", "logs"))
-    role = f"gcpfargate-{project.family}-execution"
-    has_role = project.exists("role", role)
-    return {
-        "enabled_keys": len(enabled_keys(project)),
-        "stages": sorted(secret_versions(project)),
-        "revisions": len(ecs.list_task_definitions(familyPrefix=project.family)["taskDefinitionArns"]),
-        "repository": project.exists("repository", project.family),
-        "role_policies": len(iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"])
-        + len(iam.list_role_policies(RoleName=role)["PolicyNames"]) if has_role else None,
-        "log_group": bool(logs.describe_log_groups(logGroupNamePrefix=f"/ecs/{project.family}")["logGroups"]),
-    }
-
-
 def key_shape(project: Project) -> dict[str, Any]:
-    return {"enabled_keys": len(enabled_keys(project)), "stages": sorted(secret_versions(project))}
+    """The key side of `shape`: key states, staged versions and the secret's settings and tags."""
+    world = shape(project)
+    return {part: world.get(part) for part in ("keys", "stages", "secret")}
+
+
+# Permission errors as the services send them (botocore models: AccessDeniedException, HTTP 400 on the
+# JSON services; IAM's query protocol says AccessDenied, HTTP 403). The user is the stack's moto user.
+DENIED_TEXT = "User: arn:aws:iam::123456789012:user/moto is not authorized to perform: {action}"
 
 
 def inject(fault: Fault, stack: LocalStack, proxy: FaultProxy) -> dict[str, str | None]:
     if fault.call.system == "aws":
-        proxy.add(Rule(fault.call.operation, status=500, code="InternalFailure", message="injected fault",
-                       skip=fault.nth - 1, times=1))
+        if fault.denied:
+            iam = fault.call.service == "iam"
+            action = f"{fault.call.service}:{fault.call.operation}"
+            proxy.add(Rule(fault.call.operation, status=403 if iam else 400,
+                           code="AccessDenied" if iam else "AccessDeniedException",
+                           message=DENIED_TEXT.format(action=action), skip=fault.nth - 1, times=1))
+        else:
+            proxy.add(Rule(fault.call.operation, status=500, code="InternalFailure", message="injected fault",
+                           skip=fault.nth - 1, times=1))
         return {"AWS_ENDPOINT_URL": proxy.url, "AWS_MAX_ATTEMPTS": "1"}
+    if fault.denied:
+        stack.emulator.fail_nth(fault.call.operation, fault.nth, "PERMISSION_DENIED",
+                                f"Permission denied on resource (or it may not exist) for {fault.call.operation}.")
+        return {}
     # INTERNAL rather than UNAVAILABLE: the adapter retries UNAVAILABLE, which would hide the fault.
     stack.emulator.fail_nth(fault.call.operation, fault.nth, "INTERNAL", "injected fault", when=fault.when)
     return {}
@@ -138,27 +150,44 @@ def injected(stack: LocalStack, proxy: FaultProxy) -> int:
     return sum(proxy.injected.values()) + int(stack.emulator.stats()["injected_faults"])
 
 
-def run_fault(fault: Fault, project: Project, stack: LocalStack, proxy: FaultProxy) -> tuple[Result, list[str]]:
+def run_fault(fault: Fault, project: Project, stack: LocalStack, proxy: FaultProxy, args: tuple[str, ...] | None = None,
+              env: dict[str, str | None] | None = None) -> tuple[Result, list[str]]:
     """Run the command with `fault`; return its result and what is wrong afterwards (empty: survived)."""
     before = injected(stack, proxy)
-    args = ("rotate-key",) if fault.command == "rotate-key" else ("deploy",)
+    previous = current_key(project)["private_key_id"] if secret_exists(project) else None
+    args = args or (("rotate-key",) if fault.command == "rotate-key" else ("deploy",))
     try:
-        result = project.run(*args, env=inject(fault, stack, proxy), timeout=180)
+        result = project.run(*args, env={**(env or {}), **inject(fault, stack, proxy)}, timeout=180)
     finally:
         proxy.clear()
         stack.emulator.clear_faults()
     record_figure(FIGURES, "faults injected")
+    record_figure(FIGURES, f"faults injected: {fault.kind}")
     problems = []
     if injected(stack, proxy) != before + 1:
         problems.append("the fault did not fire")
     if result.returncode != 0:
-        step = STEP_OF[(fault.call.system, fault.call.service)] if fault.command == "deploy" else "rotate"
         try:
-            assert_one_clean_line(result, 1, *((f"{step} failed",) if fault.command == "deploy" else ()))
+            assert_one_clean_line(result, 1, *failure_names(fault))
         except AssertionError as exc:
-            problems.append(f"not one clean line: {exc}")
-    problems += check_invariants(project, expect_secret=result.returncode == 0 or fault.command == "rotate-key")
+            problems.append(f"not one clean line naming the step: {exc}")
+    problems += check_invariants(project, expect_secret=result.returncode == 0 or fault.command != "deploy",
+                                 previous=previous)
     return result, problems
+
+
+# What a rotate-key failure line must name: the step of the rotation that failed (the operation's
+# own words, as the product's adapters describe each call).
+ROTATE_STEP = {"CreateServiceAccountKey": "key", "PutSecretValue": "store the new key",
+               "CreateSecret": "create secret", "TagResource": "tag", "UpdateSecretVersionStage": "AWSCURRENT",
+               "DisableServiceAccountKey": "disable", "DeleteServiceAccountKey": "delete"}
+
+
+def failure_names(fault: Fault) -> tuple[str, ...]:
+    """Fragments the failure line of `fault` must hold: the deploy step, or the rotate-key step."""
+    if fault.command == "deploy":
+        return (f"{STEP_OF[(fault.call.system, fault.call.service)]} failed",)
+    return (ROTATE_STEP.get(fault.call.operation, fault.call.operation),)
 
 
 def test_discovery_found_the_mutating_calls(clean: dict[str, Any]) -> None:
