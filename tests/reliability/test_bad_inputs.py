@@ -11,6 +11,7 @@ import pytest
 
 from tests.conftest import Project, assert_one_clean_line, record_figure
 from tests.reliability.corpus import CASES, Case
+from tests.reliability.world import snapshot
 from tests.stack.faultproxy import FaultProxy, Rule
 
 
@@ -39,24 +40,6 @@ SETUPS: dict[str, Callable[[Project], dict[str, Any]]] = {
     "secret_wrong_account": _secret(fake_key("someone-else@other-project.iam.gserviceaccount.com")),
     "fifo_config": lambda p: (os.mkfifo(p.dir / "fifo.toml"), {})[1],
 }
-
-
-def snapshot(project: Project) -> dict[str, Any]:
-    """Everything a failed command could have half-made."""
-    sm, iam, ecr, ecs = (project.aws(s) for s in ("secretsmanager", "iam", "ecr", "ecs"))
-    # Every listing is paginated: the session's one moto outgrows the first page long before this runs.
-    def every(client: Any, operation: str, key: str) -> list[Any]:
-        return [item for page in client.get_paginator(operation).paginate() for item in page[key]]
-
-    secrets = {s["Name"]: len(sm.list_secret_version_ids(SecretId=s["ARN"])["Versions"])
-               for s in every(sm, "list_secrets", "SecretList")}
-    return {
-        "secrets": secrets,
-        "roles": sorted(r["RoleName"] for r in every(iam, "list_roles", "Roles")),
-        "repositories": sorted(r["repositoryName"] for r in every(ecr, "describe_repositories", "repositories")),
-        "task_definitions": every(ecs, "list_task_definitions", "taskDefinitionArns"),
-        "keys": project.stack.emulator.key_ids(project.email, include_deleted=True),
-    }
 
 
 def test_corpus_is_large_enough() -> None:
@@ -91,6 +74,7 @@ def test_bad_input(case: Case, project: Project) -> None:
         if proxy is not None:
             proxy.stop()
     record_figure("bad-input corpus", "cases tried")
+    print("CORPUS", case.id, "|", result.stderr.strip().splitlines()[-1:])  # TEMP
     assert_one_clean_line(result, case.code, *case.names)
     assert snapshot(project) == before, "a failed command changed something"
     record_figure("bad-input corpus", "clean errors")

@@ -13,6 +13,7 @@ converges to the state a clean run leaves; and, for deploy, a third run changes 
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -328,16 +329,34 @@ def test_connection_reset_on_manifest_fails_cleanly_and_rerun_converges(project:
     record_figure(FIGURES, "connection resets survived")
 
 
-def test_engine_stopping_mid_build(project: Project) -> None:
-    """The Docker engine goes away while a RUN step runs: one clean line, exit 1, nothing left behind."""
+def _session_processes(sid: int) -> list[int]:
+    """Processes still in session `sid` (field 6 of /proc/PID/stat): what a process left running."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[3]) == sid:
+                found.append(int(entry))
+    return found
+
+
+def test_engine_stopping_mid_build(project: Project, tmp_path: Path) -> None:
+    """The Docker engine goes away while a RUN step runs: one clean line, exit 1, and gcpfargate leaves
+    nothing behind: no process of its session, no temporary file. Checked before the test's own
+    clean-up of the engine, which then must leave no trace of the engine either."""
     make_deployable(project, steps=("RUN sleep 30",))
     engine = PrivateDockerd().start()
+    temp = tmp_path / "product-tmp"
+    temp.mkdir()
     try:
         log = project.dir / "push.err"
         with log.open("w") as stderr:
             process = subprocess.Popen([sys.executable, "-m", "gcpfargate", "push-image"], cwd=project.dir,
-                                       env={**project.env, "DOCKER_HOST": engine.host}, stdout=subprocess.PIPE,
-                                       stderr=stderr, text=True)
+                                       env={**project.env, "DOCKER_HOST": engine.host, "TMPDIR": str(temp)},
+                                       stdout=subprocess.PIPE, stderr=stderr, text=True, start_new_session=True)
         deadline = time.monotonic() + 60
         while not engine.note_containers():  # the RUN step's container exists: the build is under way
             assert process.poll() is None, log.read_text()
@@ -349,6 +368,8 @@ def test_engine_stopping_mid_build(project: Project) -> None:
         stdout, _ = process.communicate(timeout=60)
         result = Result(process.returncode, stdout, log.read_text())
         assert_one_clean_line(result, 1, "Docker")
+        assert _session_processes(process.pid) == [], "gcpfargate left processes running"
+        assert sorted(p.name for p in temp.iterdir()) == [], "gcpfargate left temporary files"
     finally:
         engine.cleanup()
     assert engine.leftover_pids() == [] and engine.mounts() == [] and not engine.root.exists()

@@ -1,0 +1,129 @@
+"""The checks check: each invariant, `shape()` and `snapshot()` must report a defect planted on purpose
+(issue 14 item 5: "prove each new check fails on a planted defect once"). A check that stays quiet
+here would let the fault matrix, the races and the corpus pass on a broken world.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tests.conftest import Project, record_figure
+from tests.reliability.helpers import check_invariants, current_key, make_deployable
+from tests.reliability.world import shape, snapshot
+
+FIGURES = "planted defects"
+
+
+def _deployed(project: Project) -> None:
+    make_deployable(project)
+    result = project.run("deploy")
+    assert result.returncode == 0, result.output
+    assert check_invariants(project) == []
+
+
+def _orphan(project: Project) -> None:
+    from tests.reliability.test_leaks import mint
+
+    mint(project.stack, project.email, 1)
+
+
+def _tag(project: Project) -> None:
+    project.aws("secretsmanager").tag_resource(SecretId=project.secret_name,
+                                               Tags=[{"Key": "gcpfargate:key-id", "Value": "0" * 40}])
+
+
+def _newer_revision(project: Project) -> None:
+    """A newer revision that takes its key from elsewhere; moto lists revision 1 first."""
+    ecs = project.aws("ecs")
+    latest = ecs.describe_task_definition(taskDefinition=project.family)["taskDefinition"]
+    keep = ("family", "containerDefinitions", "executionRoleArn", "networkMode", "requiresCompatibilities", "cpu",
+            "memory")
+    definition = {k: v for k, v in latest.items() if k in keep}
+    for container in definition["containerDefinitions"]:
+        for item in container.get("secrets", []):
+            item["valueFrom"] = item["valueFrom"] + "-other"
+    ecs.register_task_definition(**definition)
+
+
+def _disabled_current(project: Project) -> None:
+    import grpc
+    from google.cloud import iam_admin_v1
+    from google.cloud.iam_admin_v1.services.iam.transports import IAMGrpcTransport
+
+    channel = grpc.insecure_channel(project.stack.emulator.grpc_address)
+    client = iam_admin_v1.IAMClient(transport=IAMGrpcTransport(channel=channel))
+    key_id = current_key(project)["private_key_id"]
+    client.disable_service_account_key(name=f"projects/-/serviceAccounts/{project.email}/keys/{key_id}")
+
+
+INVARIANT_DEFECTS: dict[str, tuple[Callable[[Project], None], str]] = {
+    "an enabled key no secret holds": (_orphan, "orphan keys"),
+    "a key-id tag that names another key": (_tag, "tag gcpfargate:key-id"),
+    "a newer revision reading another secret": (_newer_revision, "latest revision 2"),
+    "an AWSCURRENT key that does not authenticate": (_disabled_current, "does not authenticate"),
+}
+
+
+@pytest.mark.parametrize("defect", sorted(INVARIANT_DEFECTS))
+def test_invariants_catch_planted_defects(project: Project, defect: str) -> None:
+    _deployed(project)
+    plant, expected = INVARIANT_DEFECTS[defect]
+    plant(project)
+    broken = check_invariants(project)
+    assert any(expected in problem for problem in broken), broken
+    record_figure(FIGURES, "invariant defects caught")
+
+
+def _role_policy(project: Project) -> None:
+    iam = project.aws("iam")
+    role = f"gcpfargate-{project.family}-execution"
+    names = iam.list_role_policies(RoleName=role)["PolicyNames"]
+    document = '{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}'
+    iam.put_role_policy(RoleName=role, PolicyName=names[0] if names else "planted", PolicyDocument=document)
+
+
+def _retention(project: Project) -> None:
+    project.aws("logs").put_retention_policy(logGroupName=f"/ecs/{project.family}", retentionInDays=1)
+
+
+def _mutability(project: Project) -> None:
+    project.aws("ecr").put_image_tag_mutability(repositoryName=project.family, imageTagMutability="IMMUTABLE")
+
+
+def _secret_tag(project: Project) -> None:
+    project.aws("secretsmanager").tag_resource(SecretId=project.secret_name, Tags=[{"Key": "team", "Value": "x"}])
+
+
+SHAPE_DEFECTS: dict[str, Callable[[Project], None]] = {
+    "a role policy document": _role_policy,
+    "a log group's retention": _retention,
+    "a repository's tag mutability": _mutability,
+    "a secret tag": _secret_tag,
+    "a key's state": _orphan,
+}
+
+
+def test_shape_and_snapshot_see_content(project: Project) -> None:
+    """Each planted change of content (not of counts) makes shape() and snapshot() differ."""
+    _deployed(project)
+    missed: list[str] = []
+    for name, plant in SHAPE_DEFECTS.items():
+        before: dict[str, Any] = {"shape": shape(project), "snapshot": snapshot(project)}
+        plant(project)
+        for check, read in (("shape", shape), ("snapshot", snapshot)):
+            if read(project) == before[check]:
+                missed.append(f"{check} did not see {name}")
+            else:
+                record_figure(FIGURES, f"{check} changes caught")
+    # The corpus snapshot also covers schedules and the registry.
+    before = snapshot(project)
+    project.aws("scheduler").create_schedule(
+        Name=f"planted-{project.family}", ScheduleExpression="rate(1 hour)", FlexibleTimeWindow={"Mode": "OFF"},
+        Target={"Arn": "arn:aws:ecs:ap-northeast-1:123456789012:cluster/default",
+                "RoleArn": "arn:aws:iam::123456789012:role/planted"})
+    if snapshot(project) == before:
+        missed.append("snapshot did not see a schedule")
+    assert missed == []
