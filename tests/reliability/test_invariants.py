@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import Project, record_figure
 from tests.reliability.helpers import check_invariants, current_key, make_deployable
-from tests.reliability.world import shape, snapshot
+from tests.reliability.world import differences, shape, snapshot
 
 FIGURES = "planted defects"
 
@@ -104,6 +104,16 @@ SHAPE_DEFECTS: dict[str, Callable[[Project], None]] = {
     "a secret tag": _secret_tag,
     "a key's state": _orphan,
 }
+
+
+def test_two_clean_deploys_have_the_same_shape(project: Project, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """shape() hides what differs between projects (names, ids, digests, times) and nothing else."""
+    from tests.reliability.helpers import new_project
+
+    other = new_project(project.stack, tmp_path_factory.mktemp("other"))
+    _deployed(project)
+    _deployed(other)
+    assert differences(shape(project), shape(other)) == []
 
 
 def test_shape_and_snapshot_see_content(project: Project) -> None:

@@ -36,6 +36,8 @@ def _anonymous(project: Project, value: Any) -> Any:
                               (project.gcp_project, "<gcp-project>"), (project.account_id, "<account>")):
         text = text.replace(name, placeholder)
     text = re.sub(r"sha256:[0-9a-f]{64}", "sha256:<digest>", text)
+    # Secrets Manager's random six-character suffix of an ARN.
+    text = re.sub(r"(:secret:[^\"\s]+)-[A-Za-z0-9]{6}(?=\")", r"\1-<suffix>", text)
     return json.loads(text)
 
 
@@ -85,17 +87,18 @@ def shape(project: Project) -> dict[str, Any]:
 
 
 def registry_content(registry: str) -> dict[str, Any]:
-    """Repository -> tag -> manifest digest, from the registry's own API (every page)."""
-    def get(path: str) -> tuple[Any, Any]:
-        with urllib.request.urlopen(f"http://{registry}{path}", timeout=10) as answer:
-            return json.loads(answer.read() or b"{}"), answer.headers
+    """Repository -> its tags, from the registry's own API, following every `Link: rel="next"` page."""
+    def walk(path: str, key: str) -> list[str]:
+        found: list[str] = []
+        while path:
+            with urllib.request.urlopen(f"http://{registry}{path}", timeout=10) as answer:
+                found += json.loads(answer.read() or b"{}").get(key) or []
+                link = re.match(r'<([^>]+)>;\s*rel="next"', answer.headers.get("Link") or "")
+            path = link.group(1) if link else ""
+        return found
 
-    catalog, _ = get("/v2/_catalog?n=10000")
-    content: dict[str, Any] = {}
-    for repository in catalog.get("repositories") or []:
-        tags, _ = get(f"/v2/{repository}/tags/list?n=10000")
-        content[repository] = sorted(tags.get("tags") or [])
-    return content
+    return {repository: sorted(walk(f"/v2/{repository}/tags/list?n=100", "tags"))
+            for repository in walk("/v2/_catalog?n=100", "repositories")}
 
 
 def snapshot(project: Project) -> dict[str, Any]:
@@ -131,3 +134,14 @@ def _schedules(project: Project) -> dict[str, Any]:
         group = item.get("GroupName", "default")
         found[f"{group}/{item['Name']}"] = _strip(scheduler.get_schedule(Name=item["Name"], GroupName=group))
     return found
+
+
+def differences(left: Any, right: Any, path: str = "") -> list[str]:
+    """The paths where two worlds differ, with both values (for a readable assertion message)."""
+    if isinstance(left, dict) and isinstance(right, dict):
+        return [d for key in sorted(set(left) | set(right), key=str)
+                for d in differences(left.get(key), right.get(key), f"{path}.{key}")]
+    if isinstance(left, list) and isinstance(right, list) and len(left) == len(right):
+        return [d for index, (a, b) in enumerate(zip(left, right, strict=True))
+                for d in differences(a, b, f"{path}[{index}]")]
+    return [] if left == right else [f"{path}: {left!r} != {right!r}"]
