@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import Project, assert_one_clean_line, record_figure
-from tests.reliability.corpus import CASES, Case
+from tests.reliability.corpus import CASES, WHY, Case
 from tests.reliability.world import snapshot
 from tests.stack.faultproxy import FaultProxy, Rule
 
@@ -45,6 +45,10 @@ SETUPS: dict[str, Callable[[Project], dict[str, Any]]] = {
 def test_corpus_is_large_enough() -> None:
     assert len(CASES) >= 40
     assert len({case.id for case in CASES}) == len(CASES)
+    # Every case says why its input is wrong, with a reason that is more than the setting's name.
+    assert sorted(WHY) == sorted(case.id for case in CASES)
+    for case in CASES:
+        assert WHY[case.id] and not set(WHY[case.id]) <= set(case.names), case.id
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
@@ -74,7 +78,6 @@ def test_bad_input(case: Case, project: Project) -> None:
         if proxy is not None:
             proxy.stop()
     record_figure("bad-input corpus", "cases tried")
-    print("CORPUS", case.id, "|", result.stderr.strip().splitlines()[-1:])  # TEMP
-    assert_one_clean_line(result, case.code, *case.names)
+    assert_one_clean_line(result, case.code, *case.names, *WHY[case.id])
     assert snapshot(project) == before, "a failed command changed something"
     record_figure("bad-input corpus", "clean errors")
