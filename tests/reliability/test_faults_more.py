@@ -159,7 +159,14 @@ def test_rollback_cannot_move_awscurrent_back(project: Project, proxy: FaultProx
     record_figure(FIGURES, "double faults with the manual command")
 
 
-@pytest.mark.parametrize("path", ["rollback", "store failed"])
+# PRODUCT BUG (core/rotate.py `_roll_back`, the keys helper's area): when deleting the unverified key
+# fails during the rollback, the line is the adapter's "failed to delete key K of E: INTERNAL" with no
+# word that the rotation was rolled back and no command to run; the key stays enabled as AWSPREVIOUS.
+ROLLBACK_DELETE_BUG = pytest.mark.xfail(strict=True, reason="product bug: rollback's failed key deletion names "
+                                        "no command (core/rotate.py _roll_back)")
+
+
+@pytest.mark.parametrize("path", [pytest.param("rollback", marks=ROLLBACK_DELETE_BUG), "store failed"])
 def test_unstored_key_cannot_be_deleted(project: Project, proxy: FaultProxy, path: str) -> None:
     """The new key must go (verification refused, or storing failed), and deleting it fails too:
     the line names the key and the gcloud command, and `rotate-key --prune` removes it later."""
