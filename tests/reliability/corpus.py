@@ -191,4 +191,9 @@ WHY: dict[str, tuple[str, ...]] = {
     'secret-not-a-key': ('no "type": "service_account"', 'refusing to overwrite'),
     'secret-wrong-account': ('not of runner-', 'refusing to overwrite'),
     'secret-wrong-account-rotate': ('holds a key of someone-else', 'refusing to overwrite'),
+    'rollback-no-service': ('missing required setting',),
+    'service-wait-not-bool': ("not 'maybe'",),
+    'deregister-keep-none': ('0 is not in the range x>=1',),
+    'deregister-unconfirmed': ('deletes revisions',),
+    'service-missing': ('does not exist in cluster default',),
 }
