@@ -319,3 +319,17 @@ class PrivateDockerd:
         for mount in sorted(self.mounts(), reverse=True):
             subprocess.run(["umount", "-l", mount], check=False, capture_output=True)
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def session_processes(sid: int) -> list[int]:
+    """Processes still in session `sid` (field 6 of /proc/PID/stat): what a process left running."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[3]) == sid:
+                found.append(int(entry))
+    return found

@@ -13,7 +13,6 @@ converges to the state a clean run leaves; and, for deploy, a third run changes 
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -34,9 +33,9 @@ from tests.reliability.helpers import (
     make_deployable,
     mutating,
     new_project,
-    orphans,
     run_logged,
     secret_exists,
+    session_processes,
     unchanged_everywhere,
 )
 from tests.reliability.world import shape
@@ -329,20 +328,6 @@ def test_connection_reset_on_manifest_fails_cleanly_and_rerun_converges(project:
     record_figure(FIGURES, "connection resets survived")
 
 
-def _session_processes(sid: int) -> list[int]:
-    """Processes still in session `sid` (field 6 of /proc/PID/stat): what a process left running."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[3]) == sid:
-                found.append(int(entry))
-    return found
-
-
 def test_engine_stopping_mid_build(project: Project, tmp_path: Path) -> None:
     """The Docker engine goes away while a RUN step runs: one clean line, exit 1, and gcpfargate leaves
     nothing behind: no process of its session, no temporary file. Checked before the test's own
@@ -368,55 +353,9 @@ def test_engine_stopping_mid_build(project: Project, tmp_path: Path) -> None:
         stdout, _ = process.communicate(timeout=60)
         result = Result(process.returncode, stdout, log.read_text())
         assert_one_clean_line(result, 1, "Docker")
-        assert _session_processes(process.pid) == [], "gcpfargate left processes running"
+        assert session_processes(process.pid) == [], "gcpfargate left processes running"
         assert sorted(p.name for p in temp.iterdir()) == [], "gcpfargate left temporary files"
     finally:
         engine.cleanup()
     assert engine.leftover_pids() == [] and engine.mounts() == [] and not engine.root.exists()
     record_figure(FIGURES, "engine stops survived")
-
-
-# -- lost responses: the call took effect, the caller never heard -----------------------------------
-@pytest.mark.parametrize(("command", "target"), [
-    ("rotate-key", b"secretsmanager.PutSecretValue"),
-    ("bootstrap", b"secretsmanager.CreateSecret"),
-])
-def test_lost_response_of_storing_the_key(project: Project, command: str, target: bytes) -> None:
-    """The key was stored but the answer was lost (AWS_MAX_ATTEMPTS=1: no idempotent retry saves it):
-    the new key must not be deleted while the secret points at it."""
-    if command == "rotate-key":
-        assert project.run("bootstrap").returncode == 0
-    host, port = project.stack.moto_url.removeprefix("http://").split(":")
-    with TcpProxy(host, int(port)) as tcp:
-        tcp.add(Reset(rb"X-Amz-Target: " + target.replace(b".", rb"\."), lose_response=True))
-        result = project.run(command, env={"AWS_ENDPOINT_URL": f"http://{tcp.address}", "AWS_MAX_ATTEMPTS": "1"})
-        record_figure(FIGURES, "faults injected")
-        assert tcp.resets == 1
-    if result.returncode != 0:
-        assert_one_clean_line(result, 1)
-    assert check_invariants(project) == []
-    rerun = project.run(command)
-    assert rerun.returncode == 0, rerun.output
-    assert check_invariants(project) == []
-    record_figure(FIGURES, "faults survived")
-
-
-def test_lost_response_of_key_creation_is_pruned(project: Project) -> None:
-    """GCP made a key but its answer (the only copy of the private key) was lost. Nobody can use that
-    key, and gcpfargate cannot know its id without guessing (a concurrent run's new key looks the
-    same), so it stays until the next rotation disables it as unreferenced (issue 15's lifecycle; the
-    invariants count enabled keys) and `prune-keys` deletes it a day later. Known limit: the failure
-    is one clean line."""
-    assert project.run("bootstrap").returncode == 0
-    project.stack.emulator.fail_nth("CreateServiceAccountKey", 1, "INTERNAL", "injected fault", when="after")
-    try:
-        failed = project.run("rotate-key")
-    finally:
-        project.stack.emulator.clear_faults()
-    record_figure(FIGURES, "faults injected")
-    assert_one_clean_line(failed, 1, "INTERNAL")
-    assert len(orphans(project)) == 1  # the lost key: enabled, in no secret version
-    pruned = project.run("rotate-key", "--prune", "--yes")
-    assert pruned.returncode == 0, pruned.output
-    assert check_invariants(project) == []
-    record_figure(FIGURES, "faults survived")

@@ -143,13 +143,13 @@ def test_leftover_process_check_sees_a_planted_process() -> None:
     """The engine-stop test's "gcpfargate left no process" check finds a process left in the session."""
     import subprocess
 
-    from tests.reliability.test_faults import _session_processes
+    from tests.reliability.helpers import session_processes
 
     planted = subprocess.Popen(["sleep", "60"], start_new_session=True)
     try:
-        assert _session_processes(planted.pid) == [planted.pid]
+        assert session_processes(planted.pid) == [planted.pid]
     finally:
         planted.kill()
         planted.wait()
-    assert _session_processes(planted.pid) == []
+    assert session_processes(planted.pid) == []
     record_figure(FIGURES, "leftover-process checks caught")
