@@ -195,5 +195,5 @@ WHY: dict[str, tuple[str, ...]] = {
     'service-wait-not-bool': ("not 'maybe'",),
     'deregister-keep-none': ('0 is not in the range x>=1',),
     'deregister-unconfirmed': ('deletes revisions',),
-    'service-missing': ('does not exist in cluster default',),
+    'service-missing': ('ECS cluster default of service nope does not exist',),
 }
