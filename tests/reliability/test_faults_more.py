@@ -33,6 +33,9 @@ from tests.stack.local import LocalStack
 from tests.stack.tcpproxy import Reset, TcpProxy
 
 REFUSED = 1000  # token requests refused: verification gives up, the rotation rolls back
+# A definitive refusal: "Invalid JWT Signature." is waited out as "not yet propagated" (core/verify.py;
+# the key is kept, unverified, after ~135 s), so only another invalid_grant forces the rollback.
+FOR_GOOD = "Invalid grant: account not found"
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +60,7 @@ def _with_stray_key(project: Project) -> None:
 
 def _refuse_verification(project: Project) -> None:
     _bootstrap(project)
-    project.stack.emulator.refuse_grants(REFUSED)
+    project.stack.emulator.refuse_grants(REFUSED, FOR_GOOD)
 
 
 @dataclass(frozen=True)
@@ -142,7 +145,7 @@ def test_rollback_cannot_move_awscurrent_back(project: Project, proxy: FaultProx
     """Verification refused and UpdateSecretVersionStage failing: the line names the new key, the
     AWS command that moves AWSCURRENT back and the gcloud command that deletes the key."""
     _bootstrap(project)
-    project.stack.emulator.refuse_grants(REFUSED)
+    project.stack.emulator.refuse_grants(REFUSED, FOR_GOOD)
     proxy.add(Rule("UpdateSecretVersionStage", code="InternalFailure"))
     try:
         failed = project.run("rotate-key", "--output", "json",
@@ -159,21 +162,14 @@ def test_rollback_cannot_move_awscurrent_back(project: Project, proxy: FaultProx
     record_figure(FIGURES, "double faults with the manual command")
 
 
-# PRODUCT BUG (core/rotate.py `_roll_back`, the keys helper's area): when deleting the unverified key
-# fails during the rollback, the line is the adapter's "failed to delete key K of E: INTERNAL" with no
-# word that the rotation was rolled back and no command to run; the key stays enabled as AWSPREVIOUS.
-ROLLBACK_DELETE_BUG = pytest.mark.xfail(strict=True, reason="product bug: rollback's failed key deletion names "
-                                        "no command (core/rotate.py _roll_back)")
-
-
-@pytest.mark.parametrize("path", [pytest.param("rollback", marks=ROLLBACK_DELETE_BUG), "store failed"])
+@pytest.mark.parametrize("path", ["rollback", "store failed"])
 def test_unstored_key_cannot_be_deleted(project: Project, proxy: FaultProxy, path: str) -> None:
     """The new key must go (verification refused, or storing failed), and deleting it fails too:
-    the line names the key and the gcloud command, and `rotate-key --prune` removes it later."""
+    the line names the key and the gcloud command, and the next rotation disables it."""
     _bootstrap(project)
     env: dict[str, str | None] = {}
     if path == "rollback":
-        project.stack.emulator.refuse_grants(REFUSED)
+        project.stack.emulator.refuse_grants(REFUSED, FOR_GOOD)
     else:
         proxy.add(Rule("PutSecretValue", code="InternalFailure"))
         env = {"AWS_ENDPOINT_URL": proxy.url, "AWS_MAX_ATTEMPTS": "1"}
@@ -193,9 +189,11 @@ def test_unstored_key_cannot_be_deleted(project: Project, proxy: FaultProxy, pat
         assert secret_versions(project)["AWSPREVIOUS"]["private_key_id"] == stray
         _delete_key(project, stray)
     else:
-        pruned = project.run("rotate-key", "--prune", "--yes")
-        assert pruned.returncode == 0, pruned.output
-        assert project.stack.emulator.key_state(project.email, stray) == "deleted"
+        # Issue 15's lifecycle: the next rotation disables the unreferenced key (prune-keys deletes it
+        # once it is 24 h old; test_key_lifecycle covers that).
+        rerun = project.run("rotate-key")
+        assert rerun.returncode == 0, rerun.output
+        assert project.stack.emulator.key_state(project.email, stray) == "disabled"
     assert check_invariants(project) == []
     record_figure(FIGURES, "double faults with the manual command")
 
