@@ -175,6 +175,9 @@ def _roll_back(ctx: Context, state: secret.SecretState, stored: keys.Stored, ref
                        f"--version-stage AWSCURRENT --move-to-version-id {back_to} "
                        f"--remove-from-version-id {new_version}; then gcloud iam service-accounts keys delete "
                        f"{key_id} --iam-account {email}") from None
+    # The promotion tagged the refused key; the tag must name what AWSCURRENT holds again, or doctor
+    # --no-get-secret judges a deleted key (issue 14). Best effort: the next run repairs it too.
+    secret.tag_current(ctx, state.arn, state.name, email)
     try:
         ctx.iam.delete_key(email, key_id)
     except GcpError as exc:

@@ -59,13 +59,13 @@ def shape(project: Project) -> dict[str, Any]:
     """One project's world: what a clean run leaves and a fault + rerun must reach."""
     sm, ecs, iam, ecr, logs = (project.aws(s) for s in ("secretsmanager", "ecs", "iam", "ecr", "logs"))
     emulator = project.stack.emulator
-    states = [emulator.key_state(project.email, key_id) for key_id in emulator.key_ids(project.email)]
+    states = [emulator.key_state(project.email, key_id) for key_id in emulator.key_ids(project.email)]  # live keys
     world: dict[str, Any] = {"keys": {state: states.count(state) for state in sorted(set(states))},
                              "stages": sorted(secret_versions(project))}
     if secret_exists(project):
         described = sm.describe_secret(SecretId=project.secret_name)
         world["secret"] = {"description": described.get("Description"), "kms": described.get("KmsKeyId"),
-                           "tags": sorted((t["Key"], t["Value"]) for t in described.get("Tags", [])
+                           "tags": sorted((t["Key"], _tag_value(t)) for t in described.get("Tags", [])
                                           if t["Key"] != "gcpfargate:key-id")}
     arns = pages(ecs, "list_task_definitions", "taskDefinitionArns", familyPrefix=project.family)
     world["revisions"] = len(arns)
@@ -84,6 +84,13 @@ def shape(project: Project) -> dict[str, Any]:
     world["log_groups"] = [{**g, "tags": logs.list_tags_log_group(logGroupName=g["logGroupName"])["tags"]}
                            for g in groups]
     return _anonymous(project, world)
+
+
+def _tag_value(tag: dict[str, str]) -> str:
+    """Key ids differ between projects: the retired-keys record compares by how many it holds."""
+    from gcpfargate.core.lifecycle import TAG_RETIRED
+
+    return f"{len(tag['Value'].split())} key id(s)" if tag["Key"] == TAG_RETIRED else tag["Value"]
 
 
 def registry_content(registry: str) -> dict[str, Any]:
