@@ -45,9 +45,12 @@ def ensure_log_groups(ctx: Context, definition: dict[str, Any], plan: list[str])
             try:
                 ctx.aws.call("logs", "create_log_group", f"create log group {group}", logGroupName=group)
             except AwsError as exc:
-                if exc.code != "ResourceAlreadyExistsException":
+                if exc.code == "ResourceAlreadyExistsException":
+                    continue  # created meanwhile by someone else: not our change (nor its retention)
+                if not log_group_exists(ctx, group):
                     raise
-                continue  # created meanwhile by someone else: not our change (nor its retention)
+                # The create landed but its answer was lost: the group is this run's, and a rerun
+                # would skip it, so its retention is set now.
             if days:
                 _set_retention(ctx, group, days)
         created.append(group)

@@ -138,7 +138,10 @@ def _delete_key(project: Project, key_id: str) -> None:
 
 
 def _fail_gcp(stack: LocalStack, method: str) -> None:
-    stack.emulator.fail_nth(method, 1, "INTERNAL", "injected fault")
+    """Fail every attempt: the adapter retries an INTERNAL key state change (clients/gcp.py
+    `_idempotent`, three attempts), so one fault alone is absorbed and the clean-up succeeds."""
+    for _ in range(3):
+        stack.emulator.fail_nth(method, 1, "INTERNAL", "injected fault")
 
 
 def test_rollback_cannot_move_awscurrent_back(project: Project, proxy: FaultProxy) -> None:
@@ -146,7 +149,9 @@ def test_rollback_cannot_move_awscurrent_back(project: Project, proxy: FaultProx
     AWS command that moves AWSCURRENT back and the gcloud command that deletes the key."""
     _bootstrap(project)
     project.stack.emulator.refuse_grants(REFUSED, FOR_GOOD)
-    proxy.add(Rule("UpdateSecretVersionStage", code="InternalFailure"))
+    # The first UpdateSecretVersionStage makes the new key AWSCURRENT (issue 15's compare-and-set);
+    # the second, the rollback's move back, fails.
+    proxy.add(Rule("UpdateSecretVersionStage", code="InternalFailure", skip=1))
     try:
         failed = project.run("rotate-key", "--output", "json",
                              env={"AWS_ENDPOINT_URL": proxy.url, "AWS_MAX_ATTEMPTS": "1"})
