@@ -251,14 +251,25 @@ def test_rotate_key_survives_each_failing_call(stack: LocalStack, proxy: FaultPr
         last = result.stderr.strip().splitlines()[-1] if result.returncode else ""
         rerun = project.run("rotate-key", *(("--prune", "--yes") if "--prune" in last else ()))
         if _rerun_converged(project, rerun, problems):
-            state = key_shape(project)
-            if state != clean["rotate-state"]:
+            state, expected = key_shape(project), clean["rotate-state"]
+            if "could not record the retired keys" in result.stderr:
+                # Documented fallback (core/lifecycle.py): a key whose retirement record was lost stays
+                # disabled until prune-keys deletes it after 24 h, so the counts of disabled keys and
+                # recorded ids may differ; everything else must not.
+                state, expected = _without_retirement(state), _without_retirement(expected)
+            if state != expected:
                 problems.append(f"rerun state {state} differs from a clean rotation's {clean['rotate-state']}")
         if problems:
             broken[fault.label] = problems
         else:
             record_figure(FIGURES, "faults survived")
     assert not broken, "\n".join(f"{label}: {problems}" for label, problems in broken.items())
+
+
+def _without_retirement(state: dict[str, Any]) -> dict[str, Any]:
+    tags = [tag for tag in (state.get("secret") or {}).get("tags", []) if tag[0] != "gcpfargate:retired-keys"]
+    return {**state, "keys": {k: v for k, v in state["keys"].items() if k != "disabled"},
+            "secret": {**(state.get("secret") or {}), "tags": tags}}
 
 
 def test_throttling_of_every_call_is_absorbed(stack: LocalStack, proxy: FaultProxy, clean: dict[str, Any],
