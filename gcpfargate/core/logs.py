@@ -45,15 +45,32 @@ def ensure_log_groups(ctx: Context, definition: dict[str, Any], plan: list[str])
             try:
                 ctx.aws.call("logs", "create_log_group", f"create log group {group}", logGroupName=group)
             except AwsError as exc:
-                if exc.code != "ResourceAlreadyExistsException":
+                if exc.code == "ResourceAlreadyExistsException":
+                    continue  # created meanwhile by someone else: not our change (nor its retention)
+                if not log_group_exists(ctx, group):
                     raise
-                continue  # created meanwhile by someone else: not our change (nor its retention)
+                # The create landed but its answer was lost: the group is this run's, and a rerun
+                # would skip it, so its retention is set now.
             if days:
-                # A new group keeps logs forever (and bills for them) until a retention is set.
-                ctx.aws.call("logs", "put_retention_policy", f"set the retention of log group {group}",
-                             logGroupName=group, retentionInDays=days)
+                _set_retention(ctx, group, days)
         created.append(group)
     return created
+
+
+def _set_retention(ctx: Context, group: str, days: int) -> None:
+    """A new group keeps logs forever (and bills for them) until a retention is set. If setting it
+    fails, the group this run just made (empty: nothing has run yet) goes again: a rerun skips groups
+    that exist, so it would otherwise never get its retention."""
+    try:
+        ctx.aws.call("logs", "put_retention_policy", f"set the retention of log group {group}",
+                     logGroupName=group, retentionInDays=days)
+    except AwsError:
+        try:
+            ctx.aws.call("logs", "delete_log_group", f"delete log group {group}", logGroupName=group)
+        except AwsError as cleanup:
+            ctx.reporter.warn(f"log group {group} has no retention and could not be removed ({cleanup.message}): "
+                              f"aws logs put-retention-policy --log-group-name {group} --retention-in-days {days}")
+        raise
 
 
 def log_group_exists(ctx: Context, group: str) -> bool:

@@ -120,8 +120,8 @@ def _verify(ctx: Context, stored: keys.Stored, state: secret.SecretState, email:
     with ctx.reporter.step(f"Verifying key {key.key_id[:12]}… at its token endpoint (new keys can take minutes)"):
         try:
             verdict = key_authenticates(key, still_live, schedule)
-        except GcpfargateError:
-            _roll_back(ctx, state, stored)
+        except GcpfargateError as refused:
+            _roll_back(ctx, state, stored, refused)
             raise
     if not verdict.verified:
         ctx.reporter.warn(f"key {key.key_id} is AWSCURRENT but not verified yet: Google still answered "
@@ -159,7 +159,7 @@ def _revoke(ctx: Context, email: str, key_ids: list[str], action: str, state: se
     return losing
 
 
-def _roll_back(ctx: Context, state: secret.SecretState, stored: keys.Stored) -> None:
+def _roll_back(ctx: Context, state: secret.SecretState, stored: keys.Stored, refused: GcpfargateError) -> None:
     """Point AWSCURRENT back at the version that was current, then delete the refused key."""
     email, key_id, new_version = stored.key.client_email, stored.key.key_id, stored.version_id
     back_to = stored.previous_version or state.version_id
@@ -176,5 +176,17 @@ def _roll_back(ctx: Context, state: secret.SecretState, stored: keys.Stored) -> 
                        f"--version-stage AWSCURRENT --move-to-version-id {back_to} "
                        f"--remove-from-version-id {new_version}; then gcloud iam service-accounts keys delete "
                        f"{key_id} --iam-account {email}") from None
-    ctx.iam.delete_key(email, key_id)
+    # The promotion tagged the refused key; the tag must name what AWSCURRENT holds again, or doctor
+    # --no-get-secret judges a deleted key (issue 14). Best effort: the next run repairs it too.
+    secret.tag_current(ctx, state.arn, state.name, email)
+    try:
+        ctx.iam.delete_key(email, key_id)
+    except GcpError as exc:
+        if exc.code != "NOT_FOUND":  # already gone is what the rollback wanted
+            # Without this the line was the adapter's bare "failed to delete key": no word of the
+            # rollback, and no way out (the refused key stays enabled as AWSPREVIOUS; issue 14).
+            raise GcpError(f"{refused.message}; the secret is back on the previous key, but deleting the refused "
+                           f"key {key_id} failed ({exc.message})",
+                           f"Delete it by hand: gcloud iam service-accounts keys delete {key_id} "
+                           f"--iam-account {email}") from None
     ctx.reporter.warn(f"the new key {key_id} was refused; the secret is back on the previous key")

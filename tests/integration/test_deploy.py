@@ -9,6 +9,7 @@ import pytest
 
 from tests.conftest import Project, assert_one_clean_line
 from tests.integration.deployed import ROOT, deploy, latest, prepare, register_variant
+from tests.reliability.helpers import check_invariants
 
 
 def test_deploy_from_empty_then_a_second_deploy_changes_nothing(project: Project) -> None:
@@ -39,7 +40,9 @@ def test_deploy_failure_names_the_step(project: Project) -> None:
     (project.dir / "Dockerfile").write_text("FROM scratch\nRUN [\"/nonexistent\"]\n")
     result = project.run("deploy")
     assert_one_clean_line(result, 1, "push-image failed")
-    # The first step's work stays consistent: a stored key that authenticates, nothing orphaned.
+    # The first step's work stays consistent: a stored key that authenticates, nothing orphaned, tags
+    # that agree with it (tests/reliability/helpers.py; test_invariants.py shows each check can fail).
+    assert check_invariants(project) == []
     assert len(project.stack.emulator.key_ids(project.email)) == 1
 
 

@@ -102,6 +102,10 @@ def test_final_refusal_rolls_back(bootstrapped: Project) -> None:
     current = project.aws("secretsmanager").get_secret_value(SecretId=project.secret_name, VersionStage="AWSCURRENT")
     assert current["VersionId"] == old_version
     assert _token(json.loads(current["SecretString"]))
+    # The key-id tag names the key AWSCURRENT holds again (doctor --no-get-secret trusts it; issue 14).
+    tags = project.aws("secretsmanager").describe_secret(SecretId=project.secret_name)["Tags"]
+    assert {t["Key"]: t["Value"] for t in tags}["gcpfargate:key-id"] == json.loads(current["SecretString"])[
+        "private_key_id"]
 
 
 def test_no_verify_skips_the_token_exchange(bootstrapped: Project) -> None:

@@ -1,6 +1,8 @@
 """The bad-input corpus, as data: each case is an input a user can get wrong and what must happen.
 
-Add a case by appending a `Case`. `files` are written into the project directory (a `None` value
+Add a case by appending a `Case` and its reason fragments to `WHY` (why the input is wrong, in
+the product's words: naming the setting is not enough, the line must say what is wrong with it).
+`files` are written into the project directory (a `None` value
 deletes the file), `env` is added to the environment, `args` is the command line. Every case must
 end with exit code 1 or 2, one clear line naming the input, no traceback and no change anywhere.
 """
@@ -138,3 +140,72 @@ CASES: list[Case] = [
     Case("template-device", ("render", "--image", "busybox"), 2, ("/dev/zero", "not a regular file"),
          env={"GCPFARGATE_TASK_WIRE_CREDENTIALS": "false", "GCPFARGATE_TASK_TEMPLATE": "/dev/zero"}),
 ]
+
+
+# Why each input is wrong: fragments of the reason the error line must give (beside `names`).
+WHY: dict[str, tuple[str, ...]] = {
+    'config-missing': ('missing required settings',),
+    'config-path-missing': ('Pass an existing file with --config',),
+    'config-malformed': ("Expected ']'", 'line 1, column 5'),
+    'config-not-utf8': ("can't decode byte 0xff",),
+    'config-unknown-section': ('unknown section', 'did you mean gcp'),
+    'config-unknown-key': ('unknown key',),
+    'config-section-not-table': ('must be a table ([image])',),
+    'config-bool-type': ("must be true or false, not str 'yes'",),
+    'config-list-type': ("must be a list of strings, not str 'app'",),
+    'config-int-type': ("must be a whole number, not str 'soon'",),
+    'config-table-type': ('must be a table, not list',),
+    'env-bool': ("must be true or false, not 'maybe'",),
+    'env-int': ("must be a whole number, not 'x'",),
+    'env-unknown-key': ('unknown setting', 'did you mean GCPFARGATE_SECRET_NAME'),
+    'config-empty-file': ('missing required settings',),
+    'region-flag': ('not a valid AWS region name',),
+    'region-env-case': ("'US-EAST-1'", 'not a valid AWS region name'),
+    'gcp-project-id': ("'My_Project'", 'not a valid GCP project id'),
+    'service-account-id': ("'ab'", 'not a valid service account id'),
+    'role-arn-account': ("'arn:aws:iam::12:role/x'", 'not a valid IAM role ARN'),
+    'role-arn-service': ("'arn:aws:s3:::bucket'", 'not a valid IAM role ARN'),
+    'image-tag': ("'bad tag!'", 'not a valid image tag'),
+    'image-platform': ("'windows/amd64'", 'linux/amd64 or linux/arm64'),
+    'image-repository': ("'UPPER'", 'not a valid ECR repository name'),
+    'family-name': ("'has space'", 'not a valid task family name'),
+    'secret-name': ("'bad name!'", 'not a valid Secrets Manager secret name'),
+    'credentials-path': ("'creds.json'", 'must be an absolute path'),
+    'credentials-env': ("'1BAD'", 'not a valid environment variable name'),
+    'subnet-id': ("'net-1' is not a valid subnet id",),
+    'security-group-id': ("'sg-x' is not a valid security group id",),
+    'schedule-timezone': ('not an IANA time zone',),
+    'schedule-cron': ('has 3 fields, not 6',),
+    'output-format': ("is not one of 'text', 'json'",),
+    'unknown-option': ('No such option',),
+    'unknown-command': ('No such command', "Did you mean 'bootstrap'"),
+    'network-bridge': ('is not allowed', 'none (the default) or host'),
+    'rotate-exclusive': ('--delete-previous and --keep-previous',),
+    'aws-no-credentials': ('Configure a profile',),
+    'aws-endpoint-down': ('http://127.0.0.1:9/',),
+    'aws-unknown-profile': ('is not configured',),
+    'iam-endpoint-down': ('stayed unavailable',),
+    'engine-down': ('the socket does not exist',),
+    'ecr-token-expired': ('security token included in the request is expired',),
+    'secret-not-json': ('it is not JSON', 'refusing to overwrite'),
+    'secret-not-a-key': ('no "type": "service_account"', 'refusing to overwrite'),
+    'secret-wrong-account': ('not of runner-', 'refusing to overwrite'),
+    'secret-wrong-account-rotate': ('holds a key of someone-else', 'refusing to overwrite'),
+    'rollback-no-service': ('missing required setting',),
+    'service-wait-not-bool': ("not 'maybe'",),
+    'deregister-keep-none': ('0 is not in the range x>=1',),
+    'deregister-unconfirmed': ('deletes revisions',),
+    'service-missing': ('ECS cluster default of service nope does not exist',),
+    'credentials-path-proc': ('under /proc', 'use a data directory'),
+    'credentials-path-dotdot': ("no '.', '..' or '//'", "'/etc/passwd'?"),
+    'credentials-env-reserved': ('the wrapper unsets it after writing the key',),
+    'config-deeply-nested': ('settings are at most two levels deep',),
+    'config-path-directory': ('Pass the path of a gcpfargate.toml file',),
+    'config-path-fifo': ('Pass the path of a gcpfargate.toml file',),
+    'image-context-root': ('the whole machine would be sent to the Docker engine',),
+    'template-huge-number': ('over 4096 bits',),
+    'template-nested-loop': ('1000000 times',),
+    'template-rendered-too-large': ('larger than 1024 KiB',),
+    'template-aws-secret': ("deployer's credentials", 'must never reach a task definition'),
+    'template-device': ('(a device)', 'Point task.template at a template file'),
+}

@@ -2,13 +2,17 @@
 every fault, race and rerun must leave intact.
 
 The invariants (checked against the real stack, never against what the CLI says):
-1. no orphan: every enabled user-managed key of the account is referenced by a staged secret
-   version (AWSCURRENT or AWSPREVIOUS);
+1. no orphan: every enabled user-managed key of the account is referenced by a staged version
+   (AWSCURRENT, AWSPREVIOUS, any stage) of some gcpfargate secret of the account (tagged with its
+   email), or is the key AWSCURRENT held before the command (`previous`: the key lifecycle keeps the
+   previous key enabled until it is superseded twice);
 2. the secret's AWSCURRENT holds a key of the account that authenticates with google-auth against
    the emulator's token endpoint;
-3. when a task definition is registered, its latest revision takes the key from the secret's ARN;
-4. the secret's gcpfargate:key-id tag names the key AWSCURRENT holds (what doctor --no-get-secret
-   judges by; issue 14).
+3. the secret's tags agree with AWSCURRENT (gcpfargate:key-id, what doctor --no-get-secret judges
+   by, issue 14; gcpfargate:service-account);
+4. when a task definition is registered, its latest revision (the highest revision number, read
+   over every page: moto ignores sort=DESC) takes the key from the secret's ARN.
+`test_invariants_catch_planted_defects` plants each defect once and requires it reported.
 """
 
 from __future__ import annotations
@@ -127,17 +131,57 @@ def enabled_keys(project: Project) -> list[str]:
             == "enabled"]
 
 
-def orphans(project: Project) -> list[str]:
-    """Enabled keys of the account that no staged secret version references."""
-    referenced = {key["private_key_id"] for key in secret_versions(project).values()} if secret_exists(project) \
-        else set()
+def pages(client: Any, operation: str, key: str, **kwargs: Any) -> list[Any]:
+    """Every item of a paginated list (moto pages at 100 for several lists)."""
+    return [item for page in client.get_paginator(operation).paginate(**kwargs) for item in page[key]]
+
+
+def referenced_keys(project: Project) -> set[str]:
+    """Key ids held by a staged version of any gcpfargate secret of the account (this one included)."""
+    sm = project.aws("secretsmanager")
+    tagged = pages(sm, "list_secrets", "SecretList", Filters=[{"Key": "tag-value", "Values": [project.email]}])
+    arns = {s["ARN"] for s in tagged}
+    if secret_exists(project):
+        arns.add(sm.describe_secret(SecretId=project.secret_name)["ARN"])
+    found = set()
+    for arn in arns:
+        for version_id, stages in sm.describe_secret(SecretId=arn).get("VersionIdsToStages", {}).items():
+            if not stages:
+                continue
+            text = sm.get_secret_value(SecretId=arn, VersionId=version_id).get("SecretString") or "{}"
+            try:
+                found.add(json.loads(text).get("private_key_id"))
+            except (ValueError, AttributeError):
+                continue  # not a key (a foreign secret's value)
+    return found
+
+
+def orphans(project: Project, previous: str | None = None) -> list[str]:
+    """Enabled keys of the account that no staged version of a gcpfargate secret references."""
+    referenced = referenced_keys(project) | ({previous} if previous else set())
     return [key_id for key_id in enabled_keys(project) if key_id not in referenced]
 
 
-def check_invariants(project: Project, expect_secret: bool = True) -> list[str]:
-    """The invariants as a list of broken ones (empty: all hold)."""
+def tag_problems(project: Project) -> list[str]:
+    """The secret's tags must name the key and account AWSCURRENT holds (doctor trusts the tag)."""
+    from gcpfargate.core.secret import TAG_ACCOUNT, TAG_KEY_ID
+
+    tags = {t["Key"]: t["Value"] for t in project.aws("secretsmanager").describe_secret(
+        SecretId=project.secret_name).get("Tags", [])}
+    key = current_key(project)
+    problems = []
+    if tags.get(TAG_KEY_ID) != key.get("private_key_id"):
+        problems.append(f"tag {TAG_KEY_ID} is {tags.get(TAG_KEY_ID)}, AWSCURRENT holds {key.get('private_key_id')}")
+    if tags.get(TAG_ACCOUNT) != key.get("client_email"):
+        problems.append(f"tag {TAG_ACCOUNT} is {tags.get(TAG_ACCOUNT)}, AWSCURRENT is of {key.get('client_email')}")
+    return problems
+
+
+def check_invariants(project: Project, expect_secret: bool = True, previous: str | None = None) -> list[str]:
+    """The invariants as a list of broken ones (empty: all hold). `previous`: the key AWSCURRENT held
+    before the command, which the key lifecycle may keep enabled."""
     broken = []
-    leftover = orphans(project)
+    leftover = orphans(project, previous)
     if leftover:
         broken.append(f"orphan keys (enabled, referenced by no staged version): {leftover}")
     if not secret_exists(project):
@@ -149,22 +193,26 @@ def check_invariants(project: Project, expect_secret: bool = True) -> list[str]:
         broken.append(f"AWSCURRENT holds a key of {key.get('client_email')}")
     elif not authenticates(key):
         broken.append(f"AWSCURRENT key {key.get('private_key_id')} does not authenticate")
-    tags = {t["Key"]: t["Value"] for t in project.aws("secretsmanager").describe_secret(
-        SecretId=project.secret_name).get("Tags", [])}
-    if tags.get("gcpfargate:key-id") != key.get("private_key_id"):
-        broken.append(f"the key-id tag names {tags.get('gcpfargate:key-id')}, AWSCURRENT holds "
-                      f"{key.get('private_key_id')}")
+    broken.extend(tag_problems(project))
     broken.extend(task_definition_problems(project))
     return broken
 
 
+def latest_revision_arn(project: Project) -> str | None:
+    """The family's highest revision, from every page: moto returns ascending order whatever `sort`
+    says (the strict layer's ecs.list_sort rule fixes that, but it is off by default)."""
+    arns = pages(project.aws("ecs"), "list_task_definitions", "taskDefinitionArns", familyPrefix=project.family)
+    arns = [arn for arn in arns if arn.rsplit("/", 1)[-1].rsplit(":", 1)[0] == project.family]
+    return max(arns, key=lambda arn: int(arn.rsplit(":", 1)[-1])) if arns else None
+
+
 def task_definition_problems(project: Project) -> list[str]:
-    """When the family has a revision, it must take the credentials from the secret's ARN."""
+    """When the family has a revision, its latest must take the credentials from the secret's ARN."""
     ecs = project.aws("ecs")
-    arns = ecs.list_task_definitions(familyPrefix=project.family, sort="DESC")["taskDefinitionArns"]
-    if not arns:
+    latest = latest_revision_arn(project)
+    if latest is None:
         return []
-    definition = ecs.describe_task_definition(taskDefinition=arns[0])["taskDefinition"]
+    definition = ecs.describe_task_definition(taskDefinition=latest)["taskDefinition"]
     secret_arn = project.aws("secretsmanager").describe_secret(SecretId=project.secret_name)["ARN"]
     value_from = [s["valueFrom"] for c in definition["containerDefinitions"] for s in c.get("secrets", [])]
     if value_from != [secret_arn]:
@@ -271,3 +319,17 @@ class PrivateDockerd:
         for mount in sorted(self.mounts(), reverse=True):
             subprocess.run(["umount", "-l", mount], check=False, capture_output=True)
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def session_processes(sid: int) -> list[int]:
+    """Processes still in session `sid` (field 6 of /proc/PID/stat): what a process left running."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[3]) == sid:
+                found.append(int(entry))
+    return found

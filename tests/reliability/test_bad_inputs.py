@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from tests.conftest import Project, assert_one_clean_line, record_figure
-from tests.reliability.corpus import CASES, Case
+from tests.reliability.corpus import CASES, WHY, Case
+from tests.reliability.world import snapshot
 from tests.stack.faultproxy import FaultProxy, Rule
 
 
@@ -41,27 +42,13 @@ SETUPS: dict[str, Callable[[Project], dict[str, Any]]] = {
 }
 
 
-def snapshot(project: Project) -> dict[str, Any]:
-    """Everything a failed command could have half-made."""
-    sm, iam, ecr, ecs = (project.aws(s) for s in ("secretsmanager", "iam", "ecr", "ecs"))
-    # Every listing is paginated: the session's one moto outgrows the first page long before this runs.
-    def every(client: Any, operation: str, key: str) -> list[Any]:
-        return [item for page in client.get_paginator(operation).paginate() for item in page[key]]
-
-    secrets = {s["Name"]: len(sm.list_secret_version_ids(SecretId=s["ARN"])["Versions"])
-               for s in every(sm, "list_secrets", "SecretList")}
-    return {
-        "secrets": secrets,
-        "roles": sorted(r["RoleName"] for r in every(iam, "list_roles", "Roles")),
-        "repositories": sorted(r["repositoryName"] for r in every(ecr, "describe_repositories", "repositories")),
-        "task_definitions": every(ecs, "list_task_definitions", "taskDefinitionArns"),
-        "keys": project.stack.emulator.key_ids(project.email, include_deleted=True),
-    }
-
-
 def test_corpus_is_large_enough() -> None:
     assert len(CASES) >= 40
     assert len({case.id for case in CASES}) == len(CASES)
+    # Every case says why its input is wrong, with a reason that is more than the setting's name.
+    assert sorted(WHY) == sorted(case.id for case in CASES)
+    for case in CASES:
+        assert WHY[case.id] and not set(WHY[case.id]) <= set(case.names), case.id
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
@@ -91,6 +78,6 @@ def test_bad_input(case: Case, project: Project) -> None:
         if proxy is not None:
             proxy.stop()
     record_figure("bad-input corpus", "cases tried")
-    assert_one_clean_line(result, case.code, *case.names)
+    assert_one_clean_line(result, case.code, *case.names, *WHY[case.id])
     assert snapshot(project) == before, "a failed command changed something"
     record_figure("bad-input corpus", "clean errors")

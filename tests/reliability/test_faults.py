@@ -29,15 +29,16 @@ from tests.reliability.helpers import (
     Call,
     PrivateDockerd,
     check_invariants,
-    enabled_keys,
+    current_key,
     make_deployable,
     mutating,
     new_project,
-    orphans,
     run_logged,
-    secret_versions,
+    secret_exists,
+    session_processes,
     unchanged_everywhere,
 )
+from tests.reliability.world import shape
 from tests.stack.faultproxy import FaultProxy, Rule
 from tests.stack.local import LocalStack
 from tests.stack.tcpproxy import BLOB_UPLOAD, MANIFEST_PUT, Reset, TcpProxy
@@ -56,11 +57,20 @@ class Fault:
     call: Call
     nth: int  # the nth call of this operation in the run
     when: str = "before"
+    denied: bool = False  # a permission error (AccessDeniedException / PERMISSION_DENIED), not a 500
 
     @property
     def label(self) -> str:
         when = "" if self.when == "before" else f" ({self.when})"
-        return f"{self.command}: {self.call.system} {self.call.service} {self.call.operation} #{self.nth}{when}"
+        denied = " denied" if self.denied else ""
+        return f"{self.command}: {self.call.system} {self.call.service} {self.call.operation} #{self.nth}{when}{denied}"
+
+    @property
+    def kind(self) -> str:
+        """For the figures: which kind of fault this is."""
+        if self.denied:
+            return "permission denied"
+        return f"{self.call.system} lost answer" if self.when == "after" else f"{self.call.system} error"
 
 
 def faults_of(command: str, calls: list[Call]) -> list[Fault]:
@@ -104,31 +114,33 @@ def warm_up(project: Project) -> None:
         assert rotated.returncode == 0, rotated.output
 
 
-def shape(project: Project) -> dict[str, Any]:
-    """The state of the world that must be the same after a clean run and after fault + rerun."""
-    ecs, iam, logs = (project.aws(s) for s in ("ecs", "iam", "logs"))
-    role = f"gcpfargate-{project.family}-execution"
-    has_role = project.exists("role", role)
-    return {
-        "enabled_keys": len(enabled_keys(project)),
-        "stages": sorted(secret_versions(project)),
-        "revisions": len(ecs.list_task_definitions(familyPrefix=project.family)["taskDefinitionArns"]),
-        "repository": project.exists("repository", project.family),
-        "role_policies": len(iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"])
-        + len(iam.list_role_policies(RoleName=role)["PolicyNames"]) if has_role else None,
-        "log_group": bool(logs.describe_log_groups(logGroupNamePrefix=f"/ecs/{project.family}")["logGroups"]),
-    }
-
-
 def key_shape(project: Project) -> dict[str, Any]:
-    return {"enabled_keys": len(enabled_keys(project)), "stages": sorted(secret_versions(project))}
+    """The key side of `shape`: key states, staged versions and the secret's settings and tags."""
+    world = shape(project)
+    return {part: world.get(part) for part in ("keys", "stages", "secret")}
+
+
+# Permission errors as the services send them (botocore models: AccessDeniedException, HTTP 400 on the
+# JSON services; IAM's query protocol says AccessDenied, HTTP 403). The user is the stack's moto user.
+DENIED_TEXT = "User: arn:aws:iam::123456789012:user/moto is not authorized to perform: {action}"
 
 
 def inject(fault: Fault, stack: LocalStack, proxy: FaultProxy) -> dict[str, str | None]:
     if fault.call.system == "aws":
-        proxy.add(Rule(fault.call.operation, status=500, code="InternalFailure", message="injected fault",
-                       skip=fault.nth - 1, times=1))
+        if fault.denied:
+            iam = fault.call.service == "iam"
+            action = f"{fault.call.service}:{fault.call.operation}"
+            proxy.add(Rule(fault.call.operation, status=403 if iam else 400,
+                           code="AccessDenied" if iam else "AccessDeniedException",
+                           message=DENIED_TEXT.format(action=action), skip=fault.nth - 1, times=1))
+        else:
+            proxy.add(Rule(fault.call.operation, status=500, code="InternalFailure", message="injected fault",
+                           skip=fault.nth - 1, times=1))
         return {"AWS_ENDPOINT_URL": proxy.url, "AWS_MAX_ATTEMPTS": "1"}
+    if fault.denied:
+        stack.emulator.fail_nth(fault.call.operation, fault.nth, "PERMISSION_DENIED",
+                                f"Permission denied on resource (or it may not exist) for {fault.call.operation}.")
+        return {}
     # INTERNAL rather than UNAVAILABLE: the adapter retries UNAVAILABLE, which would hide the fault.
     stack.emulator.fail_nth(fault.call.operation, fault.nth, "INTERNAL", "injected fault", when=fault.when)
     return {}
@@ -138,27 +150,47 @@ def injected(stack: LocalStack, proxy: FaultProxy) -> int:
     return sum(proxy.injected.values()) + int(stack.emulator.stats()["injected_faults"])
 
 
-def run_fault(fault: Fault, project: Project, stack: LocalStack, proxy: FaultProxy) -> tuple[Result, list[str]]:
+def run_fault(fault: Fault, project: Project, stack: LocalStack, proxy: FaultProxy, args: tuple[str, ...] | None = None,
+              env: dict[str, str | None] | None = None) -> tuple[Result, list[str]]:
     """Run the command with `fault`; return its result and what is wrong afterwards (empty: survived)."""
     before = injected(stack, proxy)
-    args = ("rotate-key",) if fault.command == "rotate-key" else ("deploy",)
+    previous = current_key(project)["private_key_id"] if secret_exists(project) else None
+    args = args or (("rotate-key",) if fault.command == "rotate-key" else ("deploy",))
     try:
-        result = project.run(*args, env=inject(fault, stack, proxy), timeout=180)
+        result = project.run(*args, env={**(env or {}), **inject(fault, stack, proxy)}, timeout=180)
     finally:
         proxy.clear()
         stack.emulator.clear_faults()
     record_figure(FIGURES, "faults injected")
+    record_figure(FIGURES, f"faults injected: {fault.kind}")
     problems = []
     if injected(stack, proxy) != before + 1:
         problems.append("the fault did not fire")
     if result.returncode != 0:
-        step = STEP_OF[(fault.call.system, fault.call.service)] if fault.command == "deploy" else "rotate"
         try:
-            assert_one_clean_line(result, 1, *((f"{step} failed",) if fault.command == "deploy" else ()))
+            last = assert_one_clean_line(result, 1)
+            assert any(name in last for name in failure_names(fault)), f"none of {failure_names(fault)} in {last!r}"
         except AssertionError as exc:
-            problems.append(f"not one clean line: {exc}")
-    problems += check_invariants(project, expect_secret=result.returncode == 0 or fault.command == "rotate-key")
+            problems.append(f"not one clean line naming the step: {exc}")
+    problems += check_invariants(project, expect_secret=result.returncode == 0 or fault.command != "deploy",
+                                 previous=previous)
     return result, problems
+
+
+# What a rotate-key failure line must name: the step of the rotation that failed (the operation's
+# own words, as the product's adapters describe each call). UpdateSecretVersionStage serves two steps:
+# the promotion ("make the new key current") and the rollback ("moving AWSCURRENT back").
+ROTATE_STEP: dict[str, tuple[str, ...]] = {
+    "CreateServiceAccountKey": ("key",), "PutSecretValue": ("store the new key",), "CreateSecret": ("create secret",),
+    "TagResource": ("tag",), "UpdateSecretVersionStage": ("make the new key current", "moving AWSCURRENT back"),
+    "DisableServiceAccountKey": ("disable",), "DeleteServiceAccountKey": ("delete",)}
+
+
+def failure_names(fault: Fault) -> tuple[str, ...]:
+    """What the failure line of `fault` must name (one of): the deploy step, or the rotate-key step."""
+    if fault.command == "deploy":
+        return (f"{STEP_OF[(fault.call.system, fault.call.service)]} failed",)
+    return ROTATE_STEP.get(fault.call.operation, (fault.call.operation,))
 
 
 def test_discovery_found_the_mutating_calls(clean: dict[str, Any]) -> None:
@@ -219,14 +251,25 @@ def test_rotate_key_survives_each_failing_call(stack: LocalStack, proxy: FaultPr
         last = result.stderr.strip().splitlines()[-1] if result.returncode else ""
         rerun = project.run("rotate-key", *(("--prune", "--yes") if "--prune" in last else ()))
         if _rerun_converged(project, rerun, problems):
-            state = key_shape(project)
-            if state != clean["rotate-state"]:
+            state, expected = key_shape(project), clean["rotate-state"]
+            if "could not record the retired keys" in result.stderr:
+                # Documented fallback (core/lifecycle.py): a key whose retirement record was lost stays
+                # disabled until prune-keys deletes it after 24 h, so the counts of disabled keys and
+                # recorded ids may differ; everything else must not.
+                state, expected = _without_retirement(state), _without_retirement(expected)
+            if state != expected:
                 problems.append(f"rerun state {state} differs from a clean rotation's {clean['rotate-state']}")
         if problems:
             broken[fault.label] = problems
         else:
             record_figure(FIGURES, "faults survived")
     assert not broken, "\n".join(f"{label}: {problems}" for label, problems in broken.items())
+
+
+def _without_retirement(state: dict[str, Any]) -> dict[str, Any]:
+    tags = [tag for tag in (state.get("secret") or {}).get("tags", []) if tag[0] != "gcpfargate:retired-keys"]
+    return {**state, "keys": {k: v for k, v in state["keys"].items() if k != "disabled"},
+            "secret": {**(state.get("secret") or {}), "tags": tags}}
 
 
 def test_throttling_of_every_call_is_absorbed(stack: LocalStack, proxy: FaultProxy, clean: dict[str, Any],
@@ -299,16 +342,20 @@ def test_connection_reset_on_manifest_fails_cleanly_and_rerun_converges(project:
     record_figure(FIGURES, "connection resets survived")
 
 
-def test_engine_stopping_mid_build(project: Project) -> None:
-    """The Docker engine goes away while a RUN step runs: one clean line, exit 1, nothing left behind."""
+def test_engine_stopping_mid_build(project: Project, tmp_path: Path) -> None:
+    """The Docker engine goes away while a RUN step runs: one clean line, exit 1, and gcpfargate leaves
+    nothing behind: no process of its session, no temporary file. Checked before the test's own
+    clean-up of the engine, which then must leave no trace of the engine either."""
     make_deployable(project, steps=("RUN sleep 30",))
     engine = PrivateDockerd().start()
+    temp = tmp_path / "product-tmp"
+    temp.mkdir()
     try:
         log = project.dir / "push.err"
         with log.open("w") as stderr:
             process = subprocess.Popen([sys.executable, "-m", "gcpfargate", "push-image"], cwd=project.dir,
-                                       env={**project.env, "DOCKER_HOST": engine.host}, stdout=subprocess.PIPE,
-                                       stderr=stderr, text=True)
+                                       env={**project.env, "DOCKER_HOST": engine.host, "TMPDIR": str(temp)},
+                                       stdout=subprocess.PIPE, stderr=stderr, text=True, start_new_session=True)
         deadline = time.monotonic() + 60
         while not engine.note_containers():  # the RUN step's container exists: the build is under way
             assert process.poll() is None, log.read_text()
@@ -320,53 +367,9 @@ def test_engine_stopping_mid_build(project: Project) -> None:
         stdout, _ = process.communicate(timeout=60)
         result = Result(process.returncode, stdout, log.read_text())
         assert_one_clean_line(result, 1, "Docker")
+        assert session_processes(process.pid) == [], "gcpfargate left processes running"
+        assert sorted(p.name for p in temp.iterdir()) == [], "gcpfargate left temporary files"
     finally:
         engine.cleanup()
     assert engine.leftover_pids() == [] and engine.mounts() == [] and not engine.root.exists()
     record_figure(FIGURES, "engine stops survived")
-
-
-# -- lost responses: the call took effect, the caller never heard -----------------------------------
-@pytest.mark.parametrize(("command", "target"), [
-    ("rotate-key", b"secretsmanager.PutSecretValue"),
-    ("bootstrap", b"secretsmanager.CreateSecret"),
-])
-def test_lost_response_of_storing_the_key(project: Project, command: str, target: bytes) -> None:
-    """The key was stored but the answer was lost (AWS_MAX_ATTEMPTS=1: no idempotent retry saves it):
-    the new key must not be deleted while the secret points at it."""
-    if command == "rotate-key":
-        assert project.run("bootstrap").returncode == 0
-    host, port = project.stack.moto_url.removeprefix("http://").split(":")
-    with TcpProxy(host, int(port)) as tcp:
-        tcp.add(Reset(rb"X-Amz-Target: " + target.replace(b".", rb"\."), lose_response=True))
-        result = project.run(command, env={"AWS_ENDPOINT_URL": f"http://{tcp.address}", "AWS_MAX_ATTEMPTS": "1"})
-        record_figure(FIGURES, "faults injected")
-        assert tcp.resets == 1
-    if result.returncode != 0:
-        assert_one_clean_line(result, 1)
-    assert check_invariants(project) == []
-    rerun = project.run(command)
-    assert rerun.returncode == 0, rerun.output
-    assert check_invariants(project) == []
-    record_figure(FIGURES, "faults survived")
-
-
-def test_lost_response_of_key_creation_is_pruned(project: Project) -> None:
-    """GCP made a key but its answer (the only copy of the private key) was lost. Nobody can use that
-    key, and gcpfargate cannot know its id without guessing (a concurrent run's new key looks the
-    same), so it stays until the next rotation disables it as unreferenced (issue 15's lifecycle; the
-    invariants count enabled keys) and `prune-keys` deletes it a day later. Known limit: the failure
-    is one clean line."""
-    assert project.run("bootstrap").returncode == 0
-    project.stack.emulator.fail_nth("CreateServiceAccountKey", 1, "INTERNAL", "injected fault", when="after")
-    try:
-        failed = project.run("rotate-key")
-    finally:
-        project.stack.emulator.clear_faults()
-    record_figure(FIGURES, "faults injected")
-    assert_one_clean_line(failed, 1, "INTERNAL")
-    assert len(orphans(project)) == 1  # the lost key: enabled, in no secret version
-    pruned = project.run("rotate-key", "--prune", "--yes")
-    assert pruned.returncode == 0, pruned.output
-    assert check_invariants(project) == []
-    record_figure(FIGURES, "faults survived")
