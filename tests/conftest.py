@@ -162,6 +162,27 @@ def hold_tasks(stack: LocalStack) -> Iterator[None]:
         _moto_api(stack, "unset-transition", {"model_name": "ecs::task"})
 
 
+def secret_key(project: Project, stage: str = "AWSCURRENT") -> dict[str, Any]:
+    """The key a version stage holds, read with the stage named: moto's stage-less read ignores stage moves."""
+    value = project.aws("secretsmanager").get_secret_value(SecretId=project.secret_name, VersionStage=stage)
+    return dict(json.loads(value["SecretString"]))
+
+
+def gets_token(key: dict[str, Any]) -> bool:
+    """Whether google-auth gets an access token with this key (the emulator's token endpoint checks it)."""
+    import google.auth.exceptions
+    import google.auth.transport.requests
+    from google.oauth2 import service_account
+
+    credentials = service_account.Credentials.from_service_account_info(
+        key, scopes=["https://www.googleapis.com/auth/cloud-platform"])
+    try:
+        credentials.refresh(google.auth.transport.requests.Request())
+    except google.auth.exceptions.RefreshError:
+        return False
+    return bool(credentials.token)
+
+
 def assert_one_clean_line(result: Result, code: int, *fragments: str) -> str:
     """A failure must be one line on stderr, exit `code`, no traceback, naming what matters."""
     assert result.returncode == code, result.output

@@ -7,33 +7,15 @@ google-auth in the container would when its cached token expires.
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import google.auth.exceptions
-import google.auth.transport.requests
 import pytest
-from google.oauth2 import service_account
 
-from tests.conftest import Project, assert_one_clean_line
+from tests.conftest import Project, assert_one_clean_line, gets_token, secret_key
 from tests.unit.iam_client import create_keys
 
-SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
-
-
-def current(project: Project, stage: str = "AWSCURRENT") -> dict[str, Any]:
-    value = project.aws("secretsmanager").get_secret_value(SecretId=project.secret_name, VersionStage=stage)
-    return json.loads(value["SecretString"])
-
-
-def gets_token(key: dict[str, Any]) -> bool:
-    credentials = service_account.Credentials.from_service_account_info(key, scopes=SCOPES)
-    try:
-        credentials.refresh(google.auth.transport.requests.Request())
-    except google.auth.exceptions.RefreshError:
-        return False
-    return bool(credentials.token)
+current = secret_key  # other test modules import these two from here
 
 
 def user_keys(project: Project) -> list[str]:

@@ -25,11 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from tests import conftest
-from tests.conftest import Project, Result
+from tests.conftest import Project, Result, gets_token, secret_key
 from tests.stack.images import write_busybox_context
 from tests.stack.local import LocalStack
 
-SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
 STAGES = ("AWSCURRENT", "AWSPREVIOUS")
 
 
@@ -106,23 +105,8 @@ def secret_exists(project: Project) -> bool:
     return True
 
 
-def current_key(project: Project) -> dict[str, Any]:
-    """The AWSCURRENT key, read with the stage named: moto's stage-less read ignores stage moves."""
-    value = project.aws("secretsmanager").get_secret_value(SecretId=project.secret_name, VersionStage="AWSCURRENT")
-    return json.loads(value["SecretString"])
-
-
-def authenticates(key: dict[str, Any]) -> bool:
-    import google.auth.exceptions
-    import google.auth.transport.requests
-    from google.oauth2 import service_account
-
-    credentials = service_account.Credentials.from_service_account_info(key, scopes=SCOPES)
-    try:
-        credentials.refresh(google.auth.transport.requests.Request())
-    except google.auth.exceptions.RefreshError:
-        return False
-    return bool(credentials.token)
+current_key = secret_key  # the AWSCURRENT key
+authenticates = gets_token
 
 
 def enabled_keys(project: Project) -> list[str]:
