@@ -85,12 +85,6 @@ def faults_of(command: str, calls: list[Call]) -> list[Fault]:
 
 
 @pytest.fixture(scope="module")
-def proxy(stack: LocalStack) -> Any:
-    with FaultProxy(stack.moto_url) as fault_proxy:
-        yield fault_proxy
-
-
-@pytest.fixture(scope="module")
 def clean(stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """One clean deploy and rotate-key: their calls, and the state each leaves (what reruns must reach)."""
     project = new_project(stack, tmp_path_factory.mktemp("clean"))

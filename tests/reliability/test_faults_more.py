@@ -9,7 +9,7 @@ naming the step, the invariants hold, and a rerun (the line's own advice) conver
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,12 +37,6 @@ REFUSED = 1000  # token requests refused: verification gives up, the rotation ro
 # A definitive refusal: "Invalid JWT Signature." is waited out as "not yet propagated" (core/verify.py;
 # the key is kept, unverified, after ~135 s), so only another invalid_grant forces the rollback.
 FOR_GOOD = "Invalid grant: account not found"
-
-
-@pytest.fixture(scope="module")
-def proxy(stack: LocalStack) -> Iterator[FaultProxy]:
-    with FaultProxy(stack.moto_url) as fault_proxy:
-        yield fault_proxy
 
 
 def _bootstrap(project: Project) -> None:
@@ -116,15 +110,7 @@ def test_conditional_writes_survive_each_failing_call(scenario: Scenario, stack:
             if result.returncode == 0:
                 problems.append("verification was refused, yet the command succeeded")
         last = result.stderr.strip().splitlines()[-1] if result.returncode else ""
-        rerun = project.run(*_advice(scenario.args, last))
-        if rerun.returncode != 0:
-            problems.append(f"rerun failed: {rerun.stderr.strip().splitlines()[-1:]}")
-        else:
-            problems += [f"after rerun: {p}" for p in check_invariants(project)]
-        if problems:
-            broken[fault.label] = problems
-        else:
-            record_figure(FIGURES, "faults survived")
+        _rerun_and_tally(project, _advice(scenario.args, last), fault.label, problems, broken)
     assert not broken, "\n".join(f"{label}: {problems}" for label, problems in broken.items())
 
 
@@ -277,15 +263,7 @@ def test_deploy_permission_errors_name_the_step_and_the_permission(stack: LocalS
         elif not any(word in result.stderr.splitlines()[-1] for word in ("AccessDenied", "not authorized",
                                                                        "PERMISSION_DENIED", "roles/")):
             problems.append(f"the line does not say the call was denied: {result.stderr.splitlines()[-1]}")
-        rerun = project.run("deploy")
-        if rerun.returncode != 0:
-            problems.append(f"rerun failed: {rerun.stderr.strip().splitlines()[-1:]}")
-        else:
-            problems += [f"after rerun: {p}" for p in check_invariants(project)]
-        if problems:
-            broken[fault.label] = problems
-        else:
-            record_figure(FIGURES, "faults survived")
+        _rerun_and_tally(project, ("deploy",), fault.label, problems, broken)
     assert len(firsts) >= 5
     assert not broken, "\n".join(f"{label}: {problems}" for label, problems in broken.items())
 
@@ -334,3 +312,17 @@ def test_lost_response_of_key_creation_is_pruned(project: Project) -> None:
     assert pruned.returncode == 0, pruned.output
     assert check_invariants(project) == []
     record_figure(FIGURES, "faults survived")
+
+
+def _rerun_and_tally(project: Project, args: Sequence[str], label: str, problems: list[str],
+                     broken: dict[str, list[str]]) -> None:
+    """The rerun the error line advises must succeed and leave the invariants whole; tally the fault."""
+    rerun = project.run(*args)
+    if rerun.returncode != 0:
+        problems.append(f"rerun failed: {rerun.stderr.strip().splitlines()[-1:]}")
+    else:
+        problems += [f"after rerun: {p}" for p in check_invariants(project)]
+    if problems:
+        broken[label] = problems
+    else:
+        record_figure(FIGURES, "faults survived")

@@ -83,12 +83,6 @@ def shape(project: Project) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def proxy(stack: LocalStack) -> Any:
-    with FaultProxy(stack.moto_url) as fault_proxy:
-        yield fault_proxy
-
-
-@pytest.fixture(scope="module")
 def clean(stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """One clean keyless bootstrap: its writes (the matrix) and the state it leaves."""
     project = new_project(stack, tmp_path_factory.mktemp("keyless-clean"))
