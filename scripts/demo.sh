@@ -48,7 +48,8 @@ trap 'rm -rf "$work" "$keyless"' EXIT
 cp "$work"/{gcpfargate.toml,task-definition.json.j2,app.py,Dockerfile} "$keyless/"
 cd "$keyless"
 # The same project in keyless mode; the image's base carries google-auth 2.x (bookworm's 1.5.1 is too old).
-sed -i 's/^\[gcp\]$/[gcp]\nauth = "keyless"/; s/demo-nightly/demo-keyless/g' gcpfargate.toml
+sed -i 's/^auth = "key"/auth = "keyless"/; s/demo-nightly/demo-keyless/g' gcpfargate.toml
+grep -q '^auth = "keyless"' gcpfargate.toml || { echo "demo: gcpfargate.toml has no auth line to switch"; exit 1; }
 sed -i 's/python-base:bookworm$/python-base:bookworm-google-auth2/' Dockerfile
 export GCPFARGATE_IMAGE_SHIM_BASE_IMAGE=gcpfargate-demo/python-base:bookworm
 before=$(keys)
