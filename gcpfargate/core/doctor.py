@@ -10,79 +10,22 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from enum import Enum
 from typing import Any
 
-from gcpfargate.clients.gcp import ServiceAccount
-from gcpfargate.core import ecs, execution_role, fargate_rules, images, logs, policy, roles, secret, service_checks
+from gcpfargate.core import execution_role, fargate_rules, images, logs, policy, roles, secret, service_checks
 from gcpfargate.core.context import Context
+from gcpfargate.core.doctor_base import Check, DoctorReport, Facts, Skip, Status, latest_revision
 from gcpfargate.core.wiring import is_exact_wrapper, unwrap
 from gcpfargate.errors import AwsConfigError, AwsError, GcpConfigError, GcpfargateError
 from gcpfargate.keyscan import key_paths, key_text
 
 
-class Status(str, Enum):
-    OK = "OK"
-    WARN = "WARN"
-    FAIL = "FAIL"
-    SKIP = "SKIP"
-
-
-@dataclass(frozen=True)
-class Check:
-    id: str  # stable, for scripts: `secret.readable`, `role.reads_secret`, …
-    name: str
-    group: str
-    status: Status
-    detail: str
-    hint: str = ""  # what to do, shown under a FAIL
-
-    def to_json(self) -> dict[str, str | None]:
-        return {"id": self.id, "name": self.name, "status": self.status.value, "detail": self.detail,
-                "hint": self.hint or None}
-
-
-@dataclass
-class DoctorReport:
-    checks: list[Check]
-
-    @property
-    def failed(self) -> bool:
-        return any(check.status is Status.FAIL for check in self.checks)
-
-    @property
-    def status(self) -> str:
-        """The worst of the checks: FAIL, WARN, else OK (skipped checks do not count)."""
-        found = {check.status for check in self.checks}
-        return next((each.value for each in (Status.FAIL, Status.WARN) if each in found), Status.OK.value)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"status": self.status, "checks": [check.to_json() for check in self.checks]}
-
-
-@dataclass
-class _Facts:
-    """What earlier checks found, for later ones."""
-
-    account: ServiceAccount | None = None
-    secret: secret.SecretState | None = None
-    revision: dict[str, Any] | None = None
-    role_arn: str = ""
-    kms_arn: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-class _Skip(Exception):
-    pass
-
-
 def run_doctor(ctx: Context, get_secret: bool = True) -> DoctorReport:
-    from gcpfargate.core import doctor_keys as keys  # it builds on this module's Status and _Facts
+    from gcpfargate.core import doctor_keys as keys  # it builds on this module's Status and Facts
 
-    facts = _Facts()
+    facts = Facts()
     checks: list[Check] = []
-    plan: list[tuple[str, str, str, Callable[[Context, _Facts], tuple[Status, str]]]] = [
+    plan: list[tuple[str, str, str, Callable[[Context, Facts], tuple[Status, str]]]] = [
         ("config.valid", "config valid", "config", _config),
         ("aws.identity", "AWS identity", "aws", _aws_identity),
         ("gcp.service_account", "service account exists and is enabled", "gcp", _account),
@@ -101,7 +44,7 @@ def run_doctor(ctx: Context, get_secret: bool = True) -> DoctorReport:
         ("image.exists", "image exists and matches runtimePlatform", "image", _image),
         ("logs.group", "awslogs group exists", "logs", _log_group),
         ("service.latest", "ECS service runs the latest revision", "service",
-         lambda c, f: _verdict(service_checks.runs_latest(c, _latest_revision(c, f), f.extra))),
+         lambda c, f: _verdict(service_checks.runs_latest(c, latest_revision(c, f), f.extra))),
         ("service.current_key", "ECS service tasks hold the current key", "service",
          lambda c, f: _verdict(service_checks.tasks_hold_current_key(c, str(f.extra.get("secret_arn", "")), f.extra))),
     ]
@@ -122,7 +65,7 @@ def run_doctor(ctx: Context, get_secret: bool = True) -> DoctorReport:
         hint = ""
         try:
             status, detail = check(ctx, facts)
-        except _Skip as skip:
+        except Skip as skip:
             status, detail = Status.SKIP, str(skip)
         except (AwsConfigError, GcpConfigError) as exc:
             kind = type(exc)
@@ -141,7 +84,7 @@ def run_doctor(ctx: Context, get_secret: bool = True) -> DoctorReport:
 
 def _verdict(found: tuple[str, str]) -> tuple[Status, str]:
     if found[0] == "SKIP":
-        raise _Skip(found[1])
+        raise Skip(found[1])
     return Status(found[0]), found[1]
 
 
@@ -151,18 +94,18 @@ def _cause(exc: GcpfargateError) -> str:
     return text.replace(" found", "").replace(" is set", "").replace(" for the IAM API", "")
 
 
-def _config(ctx: Context, facts: _Facts) -> tuple[Status, str]:
+def _config(ctx: Context, facts: Facts) -> tuple[Status, str]:
     ctx.settings.require("gcp.project", "gcp.service_account", "task.family")
     where = ctx.settings.config_path or "environment"
     return Status.OK, f"settings from {where}"
 
 
-def _aws_identity(ctx: Context, facts: _Facts) -> tuple[Status, str]:
+def _aws_identity(ctx: Context, facts: Facts) -> tuple[Status, str]:
     identity = ctx.aws.call("sts", "get_caller_identity", "read the AWS identity")
     return Status.OK, f"{identity['Arn']} in {ctx.aws.region}"
 
 
-def _account(ctx: Context, facts: _Facts) -> tuple[Status, str]:
+def _account(ctx: Context, facts: Facts) -> tuple[Status, str]:
     settings = ctx.settings
     account = ctx.iam.get_service_account(settings.gcp.project, settings.gcp.service_account)
     if account is None:
@@ -173,21 +116,14 @@ def _account(ctx: Context, facts: _Facts) -> tuple[Status, str]:
     return Status.OK, account.email
 
 
-def _latest_revision(ctx: Context, facts: _Facts) -> dict[str, Any] | None:
-    if "revision_loaded" not in facts.extra:
-        facts.revision = ecs.latest_active(ctx, ctx.settings.family)
-        facts.extra["revision_loaded"] = True  # only once read: an unreadable revision is not "none"
-    return facts.revision
-
-
-def _role(ctx: Context, facts: _Facts) -> str:
+def _role(ctx: Context, facts: Facts) -> str:
     if not facts.role_arn:
-        revision = _latest_revision(ctx, facts)
+        revision = latest_revision(ctx, facts)
         facts.role_arn = (revision or {}).get("executionRoleArn") or roles.execution_role_arn(ctx)
     return facts.role_arn
 
 
-def _role_trust(ctx: Context, facts: _Facts) -> tuple[Status, str]:
+def _role_trust(ctx: Context, facts: Facts) -> tuple[Status, str]:
     arn = _role(ctx, facts)
     name = roles.role_name_from_arn(arn)
     role = roles.get_role(ctx, name)
@@ -199,13 +135,13 @@ def _role_trust(ctx: Context, facts: _Facts) -> tuple[Status, str]:
     return Status.OK, name
 
 
-def _role_access(ctx: Context, facts: _Facts) -> tuple[Status, str]:
+def _role_access(ctx: Context, facts: Facts) -> tuple[Status, str]:
     if facts.extra.get("role_missing"):
-        raise _Skip("the execution role does not exist")
+        raise Skip("the execution role does not exist")
     secret_arn = facts.extra.get("secret_arn")
     if not secret_arn:
         unread = facts.extra.get("unreadable", {}).get(AwsConfigError)
-        raise _Skip(f"could not read: {unread}" if unread else "the secret does not exist")
+        raise Skip(f"could not read: {unread}" if unread else "the secret does not exist")
     try:
         kms_arn = secret.kms_key_arn(ctx, str(facts.extra.get("kms_key_id", "")))
     except AwsError as exc:
@@ -243,8 +179,8 @@ def _essential(revision: dict[str, Any]) -> list[dict[str, Any]]:
     return [c for c in revision.get("containerDefinitions", []) if c.get("essential", True)]
 
 
-def _wiring(ctx: Context, facts: _Facts) -> tuple[Status, str]:
-    revision = _latest_revision(ctx, facts)
+def _wiring(ctx: Context, facts: Facts) -> tuple[Status, str]:
+    revision = latest_revision(ctx, facts)
     if revision is None:
         return Status.FAIL, f"no ACTIVE revision of family {ctx.settings.family} (run gcpfargate register-task)"
     settings = ctx.settings
@@ -297,13 +233,13 @@ def _same_secret(value_from: str, secret_arn: str) -> bool:
     return value_from == secret_arn or value_from.startswith(secret_arn + ":")
 
 
-def _image(ctx: Context, facts: _Facts) -> tuple[Status, str]:
-    revision = _latest_revision(ctx, facts)
+def _image(ctx: Context, facts: Facts) -> tuple[Status, str]:
+    revision = latest_revision(ctx, facts)
     if revision is None:
-        raise _Skip("no registered revision")
+        raise Skip("no registered revision")
     containers = _essential(revision)
     if not containers:
-        raise _Skip("no essential container")
+        raise Skip("no essential container")
     image = str(containers[0].get("image", ""))
     if not images.in_registry(ctx, image):
         return Status.WARN, f"{image} is not in registry {ctx.registry.host}; not checked"
@@ -318,10 +254,10 @@ def _image(ctx: Context, facts: _Facts) -> tuple[Status, str]:
     return Status.OK, f"{repository}@{found.digest[:19]}… ({found.platform})"
 
 
-def _log_group(ctx: Context, facts: _Facts) -> tuple[Status, str]:
-    revision = _latest_revision(ctx, facts)
+def _log_group(ctx: Context, facts: Facts) -> tuple[Status, str]:
+    revision = latest_revision(ctx, facts)
     if revision is None:
-        raise _Skip("no registered revision")
+        raise Skip("no registered revision")
     groups = {group for group, _ in logs.log_groups(revision)}
     if not groups:
         return Status.WARN, "no container logs to awslogs; `run` cannot stream logs"

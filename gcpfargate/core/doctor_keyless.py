@@ -16,13 +16,13 @@ import json
 
 from gcpfargate.core import cel, keyless, policy, roles, shim_image
 from gcpfargate.core.context import Context
-from gcpfargate.core.doctor import Status, _Facts, _latest_revision, _Skip
+from gcpfargate.core.doctor_base import Facts, Skip, Status, latest_revision
 from gcpfargate.keyfile import looks_like_key
 
 Result = tuple[Status, str]
 
 
-def _pool(ctx: Context, facts: _Facts) -> Result:
+def _pool(ctx: Context, facts: Facts) -> Result:
     project = ctx.settings.gcp.project
     pool = ctx.pools.get(keyless.pool_name(project), f"workload identity pool {keyless.POOL_ID}")
     if pool is None:
@@ -34,9 +34,9 @@ def _pool(ctx: Context, facts: _Facts) -> Result:
     return Status.OK, str(pool["name"])
 
 
-def _provider(ctx: Context, facts: _Facts) -> Result:
+def _provider(ctx: Context, facts: Facts) -> Result:
     if "project_number" not in facts.extra:
-        raise _Skip("no active pool")
+        raise Skip("no active pool")
     account = ctx.aws.account_id
     name = f"{keyless.pool_name(ctx.settings.gcp.project)}/providers/{keyless.provider_id(account)}"
     provider = ctx.pools.get(name, f"workload identity provider {keyless.provider_id(account)}")
@@ -51,10 +51,10 @@ def _provider(ctx: Context, facts: _Facts) -> Result:
     return Status.OK, f"{keyless.provider_id(account)} trusts AWS account {account}"
 
 
-def _admits(ctx: Context, facts: _Facts) -> Result:
+def _admits(ctx: Context, facts: Facts) -> Result:
     provider = facts.extra.get("provider")
     if provider is None:
-        raise _Skip("no active provider")
+        raise Skip("no active provider")
     role = keyless.role_session_prefix(ctx.aws.partition(), ctx.aws.account_id,
                                        keyless.task_role_name(ctx.settings.family))
     session = {"arn": f"{role}/doctor-session"}
@@ -71,7 +71,7 @@ def _admits(ctx: Context, facts: _Facts) -> Result:
     return Status.OK, f"a session of {role.rsplit('/', 1)[-1]} maps to attribute.aws_role and passes the condition"
 
 
-def _task_role(ctx: Context, facts: _Facts) -> Result:
+def _task_role(ctx: Context, facts: Facts) -> Result:
     name = keyless.task_role_name(ctx.settings.family)
     role = roles.get_role(ctx, name)
     if role is None:
@@ -81,9 +81,9 @@ def _task_role(ctx: Context, facts: _Facts) -> Result:
     return Status.OK, str(role["Arn"])
 
 
-def _binding(ctx: Context, facts: _Facts) -> Result:
+def _binding(ctx: Context, facts: Facts) -> Result:
     if facts.account is None or "project_number" not in facts.extra:
-        raise _Skip("needs the service account and the pool")
+        raise Skip("needs the service account and the pool")
     member = keyless.principal_set(facts.extra["project_number"], keyless.role_session_prefix(
         ctx.aws.partition(), ctx.aws.account_id, keyless.task_role_name(ctx.settings.family)))
     current = ctx.iam.get_iam_policy(facts.account.email)
@@ -93,10 +93,10 @@ def _binding(ctx: Context, facts: _Facts) -> Result:
                          "run gcpfargate bootstrap")
 
 
-def _wired(ctx: Context, facts: _Facts) -> Result:
-    revision = _latest_revision(ctx, facts)
+def _wired(ctx: Context, facts: Facts) -> Result:
+    revision = latest_revision(ctx, facts)
     if revision is None:
-        raise _Skip("no registered revision")
+        raise Skip("no registered revision")
     settings = ctx.settings
     family, env_name = settings.family, settings.task.credentials_env
     where = f"{family}:{revision.get('revision')}"
@@ -131,8 +131,8 @@ def _wired(ctx: Context, facts: _Facts) -> Result:
     return Status.OK, f"{where}: task role, pinned shim, config for {len(wired)} container(s)"
 
 
-def _no_key(ctx: Context, facts: _Facts) -> Result:
-    revision = _latest_revision(ctx, facts) or {}
+def _no_key(ctx: Context, facts: Facts) -> Result:
+    revision = latest_revision(ctx, facts) or {}
     for container in revision.get("containerDefinitions", []):
         for item in container.get("environment") or []:
             value = str(item.get("value", ""))

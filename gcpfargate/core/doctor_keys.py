@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from gcpfargate.clients.gcp import MAX_USER_KEYS
 from gcpfargate.core import lifecycle, readers, secret
 from gcpfargate.core.context import Context
-from gcpfargate.core.doctor import Status, _Facts, _Skip
+from gcpfargate.core.doctor_base import Facts, Skip, Status
 
 KEY_AGE_WARN_DAYS = 90
 KEY_COUNT_WARN = 8
@@ -17,7 +17,7 @@ EXPIRY_WARN = timedelta(days=7)
 MAX_TASKS_SHOWN = 5
 
 
-def secret_holds_key(ctx: Context, facts: _Facts, get_secret: bool) -> tuple[Status, str]:
+def secret_holds_key(ctx: Context, facts: Facts, get_secret: bool) -> tuple[Status, str]:
     name = ctx.settings.secret_name
     if not get_secret:
         found = secret.describe(ctx, name)
@@ -47,17 +47,17 @@ def secret_holds_key(ctx: Context, facts: _Facts, get_secret: bool) -> tuple[Sta
     return Status.OK, f"{name} holds key {state.key.key_id[:12]}… of {expected}"
 
 
-def _key_id(facts: _Facts) -> str:
+def _key_id(facts: Facts) -> str:
     if facts.secret is not None and facts.secret.key is not None:
         return facts.secret.key.key_id
     if facts.extra.get("tag_key_id"):
         return str(facts.extra["tag_key_id"])
-    raise _Skip("no key to look at")
+    raise Skip("no key to look at")
 
 
-def key_state(ctx: Context, facts: _Facts) -> tuple[Status, str]:
+def key_state(ctx: Context, facts: Facts) -> tuple[Status, str]:
     if facts.account is None:
-        raise _Skip("the service account was not found")
+        raise Skip("the service account was not found")
     key_id = _key_id(facts)
     info = ctx.iam.get_key(facts.account.email, key_id)
     facts.extra["key_info"] = info
@@ -76,19 +76,19 @@ def key_state(ctx: Context, facts: _Facts) -> tuple[Status, str]:
     return Status.OK, f"key {key_id[:12]}… is enabled"
 
 
-def key_age(ctx: Context, facts: _Facts) -> tuple[Status, str]:
+def key_age(ctx: Context, facts: Facts) -> tuple[Status, str]:
     info = facts.extra.get("key_info")
     if info is None or info.created is None:
-        raise _Skip("key not found")
+        raise Skip("key not found")
     age = info.age_days(datetime.now(UTC))
     if age > KEY_AGE_WARN_DAYS:
         return Status.WARN, f"{age} days old (over {KEY_AGE_WARN_DAYS}); run gcpfargate rotate-key"
     return Status.OK, f"{age} days old"
 
 
-def key_count(ctx: Context, facts: _Facts) -> tuple[Status, str]:
+def key_count(ctx: Context, facts: Facts) -> tuple[Status, str]:
     if facts.account is None:
-        raise _Skip("the service account was not found")
+        raise Skip("the service account was not found")
     count = len(ctx.iam.list_user_keys(facts.account.email))
     if count >= MAX_USER_KEYS:
         return Status.FAIL, f"{count} of {MAX_USER_KEYS}: no new key can be created (run gcpfargate prune-keys)"
@@ -97,12 +97,12 @@ def key_count(ctx: Context, facts: _Facts) -> tuple[Status, str]:
     return Status.OK, f"{count} of {MAX_USER_KEYS}"
 
 
-def unreferenced_live(ctx: Context, facts: _Facts, get_secret: bool) -> tuple[Status, str]:
+def unreferenced_live(ctx: Context, facts: Facts, get_secret: bool) -> tuple[Status, str]:
     """WARN on live keys of the account that no labelled version of any gcpfargate secret holds."""
     if facts.account is None:
-        raise _Skip("the service account was not found")
+        raise Skip("the service account was not found")
     if not get_secret:
-        raise _Skip("needs the secrets' values (--no-get-secret)")
+        raise Skip("needs the secrets' values (--no-get-secret)")
     found = lifecycle.survey(ctx, facts.account.email, ctx.settings.secret_name)
     loose = [key.key_id for key in found.unreferenced() if key.live]
     if loose:
@@ -112,15 +112,15 @@ def unreferenced_live(ctx: Context, facts: _Facts, get_secret: bool) -> tuple[St
     return Status.OK, f"all {len(found.keys)} user-managed key(s) are current, previous or retired"
 
 
-def previous_key_in_use(ctx: Context, facts: _Facts, get_secret: bool) -> tuple[Status, str]:
+def previous_key_in_use(ctx: Context, facts: Facts, get_secret: bool) -> tuple[Status, str]:
     """WARN when the previous key (AWSPREVIOUS) is disabled or gone while tasks started before the
     current version still run: their file holds that key, and their next token refresh fails."""
     if facts.account is None:
-        raise _Skip("the service account was not found")
+        raise Skip("the service account was not found")
     if not get_secret:
-        raise _Skip("needs the previous version's value (--no-get-secret)")
+        raise Skip("needs the previous version's value (--no-get-secret)")
     if facts.secret is None or facts.secret.key is None:
-        raise _Skip("the secret holds no key")
+        raise Skip("the secret holds no key")
     previous = secret.read(ctx, facts.secret.name, "AWSPREVIOUS")
     if previous is None or previous.key is None or previous.key.key_id == facts.secret.key.key_id:
         return Status.OK, "the secret holds no previous key (never rotated)"
@@ -132,7 +132,7 @@ def previous_key_in_use(ctx: Context, facts: _Facts, get_secret: bool) -> tuple[
         return Status.OK, f"previous key {key_id[:12]}… is enabled: tasks started before the rotation keep working"
     created = secret.current_version_created(ctx, facts.secret.arn)
     if created is None:
-        raise _Skip("the secret has no AWSCURRENT version")
+        raise Skip("the secret has no AWSCURRENT version")
     since = f"{created.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
     families = readers.families(ctx, facts.secret.families)
     held = readers.tasks_started_before(ctx, families, created)

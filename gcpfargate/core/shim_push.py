@@ -14,6 +14,7 @@ from pathlib import Path
 
 from gcpfargate.core import shim_image
 from gcpfargate.core.context import Context
+from gcpfargate.core.repository import ensure_repository, held_digest
 from gcpfargate.errors import ImageNotFound
 
 REPOSITORY = "gcpfargate-credential-shim"
@@ -51,8 +52,6 @@ def resolve_shim(ctx: Context) -> str:
 
 
 def push_shim(ctx: Context, plan: list[str]) -> ShimPush:
-    from gcpfargate.core.push import ensure_repository, held_digest
-
     files = _context(ctx)
     tag, platform = shim_tag(files), _platform(ctx)
     name = ctx.registry.image_name(REPOSITORY)
