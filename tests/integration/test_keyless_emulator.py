@@ -202,7 +202,12 @@ def test_stale_signature_wrong_target_and_wrong_scope_are_refused(
         return {**subject, "headers": headers}
 
     old = (dt.datetime.now(dt.UTC) - dt.timedelta(minutes=16)).strftime("%Y%m%dT%H%M%SZ")
-    stale = exchange(stack, audience, edited("x-amz-date", lambda v: v[:8] + old[8:] if v[:8] == old[:8] else old))
+    # Signed 16 minutes ago; near midnight UTC that is yesterday, and the credential scope's date
+    # must say so too (else the scope check answers first, as it does for a real mismatch).
+    dated = edited("x-amz-date", lambda v: old)
+    dated["headers"] = [{**h, "value": h["value"].replace(f"/{h['value'].split('/')[1]}/", f"/{old[:8]}/", 1)}
+                        if h["key"] == "Authorization" else h for h in dated["headers"]]
+    stale = exchange(stack, audience, dated)
     assert stale.status_code == 400 and stale.json()["error_description"].startswith("Signature expired: ")
     other = exchange(stack, audience, edited("x-goog-cloud-target-resource", lambda v: v + "x"))
     assert other.json() == {"error": "invalid_grant", "error_description":
