@@ -169,12 +169,16 @@ def test_missing_config_reports_all_required_keys_together(project: Project) -> 
     assert_one_clean_line(missing, 2, "nope.toml", "does not exist")
 
 
-def test_given_role_without_permission_warns_and_grant_fixes(project: Project) -> None:
-    iam = project.aws("iam")
+def given_role(project: Project, prefix: str) -> dict[str, str]:
+    """An execution role the user made (ECS may assume it; it may read nothing), given by ARN."""
     trust = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
                                                                  "Principal": {"Service": "ecs-tasks.amazonaws.com"}}]})
-    role = iam.create_role(RoleName=f"own-{project.family}", AssumeRolePolicyDocument=trust)["Role"]
-    env = {"GCPFARGATE_TASK_EXECUTION_ROLE_ARN": role["Arn"]}
+    role = project.aws("iam").create_role(RoleName=f"{prefix}-{project.family}", AssumeRolePolicyDocument=trust)
+    return {"GCPFARGATE_TASK_EXECUTION_ROLE_ARN": role["Role"]["Arn"]}
+
+
+def test_given_role_without_permission_warns_and_grant_fixes(project: Project) -> None:
+    env = given_role(project, "own")
     warned = project.run("bootstrap", env=env)
     assert warned.returncode == 0, warned.output
     assert "may not read the secret" in warned.stderr and "--grant" in warned.stderr
@@ -214,11 +218,7 @@ def test_foreign_secret_is_not_overwritten(project: Project) -> None:
 
 
 def test_a_role_that_cannot_read_the_secret_names_grant_and_strict_fails(project: Project) -> None:
-    iam = project.aws("iam")
-    trust = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
-                                                                 "Principal": {"Service": "ecs-tasks.amazonaws.com"}}]})
-    role = iam.create_role(RoleName=f"byo-{project.family}", AssumeRolePolicyDocument=trust)["Role"]
-    env = {"GCPFARGATE_TASK_EXECUTION_ROLE_ARN": role["Arn"]}
+    env = given_role(project, "byo")
     warned = project.run("bootstrap", env=env)
     assert warned.returncode == 0, warned.output
     assert "warning: ECS tasks will fail to start" in warned.stderr

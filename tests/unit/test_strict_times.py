@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
-from tests.stack.local import ACCOUNT_ID, REGION, moto_server
+from tests.stack.local import ACCOUNT_ID, REGION
 from tests.stack.strict import Settings, StrictLayer
+from tests.unit.test_strict_layer import moto  # noqa: F401  (module fixture: a moto server)
 
 boto3 = pytest.importorskip("boto3")
 
@@ -20,14 +21,8 @@ STARTED = ("createdAt", "connectivityAt", "pullStartedAt", "pullStoppedAt", "sta
 STOPPED = ("stoppingAt", "executionStoppedAt", "stoppedAt")
 
 
-@pytest.fixture(scope="module")
-def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with moto_server(tmp_path_factory.mktemp("moto") / "moto.log") as url:
-        yield url
-
-
 @pytest.fixture
-def layer(moto: str) -> Iterator[StrictLayer]:
+def layer(moto: str) -> Iterator[StrictLayer]:  # noqa: F811  (the fixture imported above)
     with StrictLayer(moto, Settings(account_id=ACCOUNT_ID)) as strict:
         yield strict
 
