@@ -11,11 +11,13 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
-
-from rich.console import Console
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 from gcpfargate.keyfile import redact
+
+if TYPE_CHECKING:  # rich's consoles are made on first use: plain and JSON output never need them
+    from rich.console import Console
 
 
 def interactive(stream: Any = None) -> bool:
@@ -35,16 +37,28 @@ class Output:
         self.verbose = verbose or debug
         self.debug = debug
         self.rich = interactive()
-        # emoji=False: an ARN's ":secret:" must not become a picture.
-        self.err = Console(stderr=True, highlight=False, soft_wrap=True, force_terminal=self.rich or None,
-                           no_color=not self.rich, emoji=False)
-        # Not a terminal: never truncate (a tree or table is read by grep and humans in logs alike).
-        self.out = Console(highlight=False, soft_wrap=True, no_color=not interactive(sys.stdout), emoji=False,
-                           width=None if interactive(sys.stdout) else 400)
         self._progress: Any = None
         self._tasks: dict[str, Any] = {}
         self.warnings = 0  # how many warnings were shown: `--strict` turns any into exit 1
         self._last_plain: dict[str, float] = {}
+
+    # Made on first use: importing rich.console costs about 0.05 s, which a run whose lines are plain
+    # (no terminal) or JSON never needs to pay (issue 18).
+    @cached_property
+    def err(self) -> Console:
+        from rich.console import Console
+
+        # emoji=False: an ARN's ":secret:" must not become a picture.
+        return Console(stderr=True, highlight=False, soft_wrap=True, force_terminal=self.rich or None,
+                       no_color=not self.rich, emoji=False)
+
+    @cached_property
+    def out(self) -> Console:
+        from rich.console import Console
+
+        # Not a terminal: never truncate (a tree or table is read by grep and humans in logs alike).
+        return Console(highlight=False, soft_wrap=True, no_color=not interactive(sys.stdout), emoji=False,
+                       width=None if interactive(sys.stdout) else 400)
 
     # -- Reporter ----------------------------------------------------------------------------
     @contextmanager

@@ -52,6 +52,12 @@ class Result:
         return self.stdout + self.stderr
 
 
+def cache_home(directory: Path) -> Path:
+    """XDG_CACHE_HOME of the project in `directory`: its own, beside it (tests/reliability/leakscan.py
+    searches it with the project's $HOME)."""
+    return directory.parent / f"{directory.name}.cache"
+
+
 @dataclass
 class Project:
     """A user's project directory with its gcpfargate.toml, names unique to one test."""
@@ -75,8 +81,10 @@ class Project:
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("GCPFARGATE_", "AWS_"))}
         env.update(self.stack.env)
-        # The cache too (layer scans): each test starts with none, whatever the developer's XDG_CACHE_HOME.
-        env.update({"HOME": str(self.dir / ".home"), "XDG_CACHE_HOME": str(self.dir / ".home" / ".cache"),
+        # The cache too (layer scans, botocore's parsed data): each test starts with none, whatever the
+        # developer's XDG_CACHE_HOME. Beside the project, as a user's ~/.cache is: the project is the
+        # build context, and deploy writes the cache while its background build reads the context.
+        env.update({"HOME": str(self.dir / ".home"), "XDG_CACHE_HOME": str(cache_home(self.dir)),
                     "NO_COLOR": "1", "COLUMNS": "200"})
         env.update(self.extra_env)
         return env

@@ -14,12 +14,15 @@ import contextlib
 import os
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, cast
 
 from gcpfargate.errors import AwsConfigError, AwsError
 
 if TYPE_CHECKING:  # the stubs only: boto3 itself is imported when the first client is made
+    import queue
+    from concurrent.futures import Future
+
     from botocore.client import BaseClient
     from botocore.config import _RetryDict
     from botocore.model import ServiceModel
@@ -31,6 +34,17 @@ _READ_PREFIXES = ("Get", "List", "Describe", "BatchGet", "Simulate", "Lookup", "
 
 def is_mutating(operation: str) -> bool:
     return not operation.startswith(_READ_PREFIXES)
+
+
+def _all_items(client: BaseClient, operation: str, key: str, params: dict[str, Any]) -> list[Any]:
+    """Every item under `key` across the pages of `operation` (botocore's own paginator)."""
+    return [item for page in client.get_paginator(operation).paginate(**params) for item in page.get(key, [])]
+
+
+def _ahead_key(service: str, what: tuple[str, ...], params: dict[str, Any]) -> tuple[str, ...]:
+    import json
+
+    return (service, *what, json.dumps(params, sort_keys=True, default=str))
 
 
 _HINTS = {
@@ -55,6 +69,14 @@ class AwsClients:
         self._session: Any = None
         self._clients: dict[str, BaseClient] = {}
         self._lock = threading.Lock()
+        # Reads sent ahead (read_ahead): request -> (the service's write count when sent, its answer).
+        # Its own lock: taking an answer never waits for another thread making a client.
+        self._ahead: dict[tuple[str, ...], tuple[int, Future[Any]]] = {}
+        self._writes: dict[str, int] = {}
+        self._ahead_lock = threading.Lock()
+        self._ahead_queue: queue.SimpleQueue[Callable[[], None]] | None = None
+        self._ahead_worker: threading.Thread | None = None
+        self._ahead_next: list[Callable[[], None]] = []  # only the worker touches it
         self._account_id: str | None = None
         self._call_log = os.environ.get("GCPFARGATE_CALL_LOG")
 
@@ -64,11 +86,14 @@ class AwsClients:
             import boto3
             import botocore.exceptions
 
+            from gcpfargate.clients.botocore_data import use_cached_files
+
             try:
                 self._session = boto3.Session(profile_name=self._profile, region_name=self._region)
             except botocore.exceptions.ProfileNotFound:
                 raise AwsConfigError(f"AWS profile {self._profile!r} is not configured",
                                "Check --profile / aws.profile against ~/.aws/config") from None
+            use_cached_files(self._session._session)  # botocore's models parsed once, not per command
         return self._session
 
     @property
@@ -116,7 +141,10 @@ class AwsClients:
         """Call `operation` (snake_case) on `service`; `action` words the error ("store the secret")."""
         action = action or operation.replace("_", " ")
         client = self._usable_client(service, probe, action)
+        ahead = self._ahead_taken(service, ("call", operation), params)
         with self._translated(action):
+            if ahead is not None:
+                return ahead.result()
             return getattr(client, operation)(**params)
 
     def find(self, service: str, operation: str, missing: str | tuple[str, ...], action: str = "",
@@ -135,8 +163,88 @@ class AwsClients:
         """All items under `key` across pages (botocore's own paginator), with `call`'s error translation."""
         action = action or operation.replace("_", " ")
         client = self._usable_client(service, False, action)
+        ahead = self._ahead_taken(service, ("paginate", operation, key), params)
         with self._translated(action):
-            return [item for page in client.get_paginator(operation).paginate(**params) for item in page.get(key, [])]
+            if ahead is not None:
+                return list(ahead.result())
+            return _all_items(client, operation, key, params)
+
+    def read_ahead(self, service: str, operation: str, /, then: Callable[[Any], None] | None = None,
+                   **params: Any) -> None:
+        """Send the read `call(service, operation, **params)` now, in a background thread; the next identical
+        call takes its answer (or its error, worded by that call) instead of asking again.
+
+        deploy overlaps its independent reads with the work that keeps the interpreter busy (importing
+        the Google SDK, checking the template), issue 18. Only for a read the caller is sure to make
+        next: one never taken is an extra request. A write to the same service in between makes the
+        answer stale: the call then asks again. `then(answer)` runs once the read succeeded, before the
+        answer is handed over, to send the reads that depend on it ahead too."""
+        self._start_ahead(service, ("call", operation), params,
+                          lambda client: getattr(client, operation)(**params), then)
+
+    def paginate_ahead(self, service: str, operation: str, key: str, /, **params: Any) -> None:
+        """`read_ahead` for `paginate(service, operation, key, **params)`."""
+        self._start_ahead(service, ("paginate", operation, key), params,
+                          lambda client: _all_items(client, operation, key, params))
+
+    def _start_ahead(self, service: str, what: tuple[str, ...], params: dict[str, Any],
+                     read: Callable[[BaseClient], Any], then: Callable[[Any], None] | None = None) -> None:
+        from concurrent.futures import Future
+
+        future: Future[Any] = Future()
+        with self._ahead_lock:
+            self._ahead[_ahead_key(service, what, params)] = (self._writes.get(service, 0), future)
+
+        def run() -> None:
+            try:
+                answer = read(self.client(service))
+            except BaseException as exc:  # raised where the answer is taken, inside that call's wording
+                future.set_exception(exc)
+                return
+            if then is not None:
+                # Sends the dependent reads ahead (registered now, sent right after this one) before
+                # this answer is handed over, so whoever takes it finds them already on their way.
+                with contextlib.suppress(Exception):  # only an optimisation: the reads are then made as usual
+                    then(answer)
+            future.set_result(answer)
+
+        with self._ahead_lock:
+            if self._ahead_worker is None:
+                import queue
+
+                self._ahead_queue = queue.SimpleQueue()
+                # One daemon thread sends every read, in the order sent: starting a thread per read
+                # costs the sender a hand-over of the interpreter each time, and a daemon never holds
+                # the process open for a read nobody takes (an earlier step failed).
+                self._ahead_worker = threading.Thread(target=self._work, name="gcpfargate-ahead", daemon=True)
+                self._ahead_worker.start()
+            if threading.current_thread() is self._ahead_worker:
+                self._ahead_next.append(run)  # sent by `then`: next, before what was queued after its read
+            else:
+                assert self._ahead_queue is not None
+                self._ahead_queue.put(run)
+
+    def _work(self) -> None:
+        assert self._ahead_queue is not None
+        while True:
+            self._ahead_queue.get()()
+            while self._ahead_next:
+                self._ahead_next.pop(0)()
+
+    def _ahead_taken(self, service: str, what: tuple[str, ...], params: dict[str, Any]) -> Future[Any] | None:
+        """The read sent ahead for exactly this request, unless a write to `service` came after it was sent.
+        A write forgets nothing itself; it only moves the service's write count on."""
+        if what[0] == "call" and is_mutating("".join(part.capitalize() for part in what[1].split("_"))):
+            with self._ahead_lock:
+                self._writes[service] = self._writes.get(service, 0) + 1
+            return None
+        with self._ahead_lock:
+            if not self._ahead:
+                return None
+            sent = self._ahead.pop(_ahead_key(service, what, params), None)
+            if sent is None or sent[0] != self._writes.get(service, 0):
+                return None
+            return sent[1]
 
     def _usable_client(self, service: str, probe: bool, action: str) -> BaseClient:
         import botocore.exceptions

@@ -39,7 +39,9 @@ def deploy(ctx: Context, allow_embedded_credentials: bool = False, new_key: bool
     from gcpfargate.core.taskdef import register_task
 
     ctx.settings.require("gcp.project", "gcp.service_account", "task.family")
-    _local_checks(ctx)
+    rendered, region = _local_checks(ctx)
+    if not ctx.dry_run:
+        _read_ahead(ctx, rendered, region, keyless=is_keyless(ctx))
     results: dict[str, Any] = {}
     building = None if ctx.dry_run else _BackgroundBuild(ctx, allow_embedded_credentials, tag)
     try:
@@ -58,9 +60,10 @@ def deploy(ctx: Context, allow_embedded_credentials: bool = False, new_key: bool
         # A dry run knows the digest only of an image the registry already holds (then it pins it too).
         digest = pushed.digest if ctx.settings.image.pin_digest else None
         image = _pinned(pushed.image, digest) if digest else pushed.image
-        # The secret's ARN and the latest revision travel on from the steps that read them.
+        # The secret's and the role's ARNs and the latest revision travel on from the steps that read them.
         results["register-task"] = register_task(ctx, image=image, secret_arn=getattr(booted, "secret_arn", None),
-                                                 latest=pushed.latest, pushed=image)
+                                                 latest=pushed.latest, pushed=image,
+                                                 role_arn=booted.execution_role_arn)
     if service.configured(ctx) is not None:  # [service]: roll it to the latest revision and wait
         with _step("service"):
             results["service"] = service.roll_out(ctx, results["register-task"].task_definition_arn)
@@ -73,7 +76,7 @@ def deploy(ctx: Context, allow_embedded_credentials: bool = False, new_key: bool
     return DeployResult(results)
 
 
-def _local_checks(ctx: Context) -> None:
+def _local_checks(ctx: Context) -> tuple[dict[str, Any], str]:
     """What can fail without the cloud fails first: a missing Dockerfile, an engine that does not answer, a
     template that does not render. Otherwise bootstrap would create an account, key, secret or role first."""
     from gcpfargate.core.push import build_inputs
@@ -84,7 +87,22 @@ def _local_checks(ctx: Context) -> None:
         if not ctx.dry_run:  # a dry run builds nothing
             ctx.docker.ping()
     with _step("register-task"):
-        check_renders(ctx)
+        return check_renders(ctx)
+
+
+def _read_ahead(ctx: Context, rendered: dict[str, Any], region: str, keyless: bool) -> None:
+    """Send ahead the AWS reads the steps below make whatever they find (issue 18): each waits on the
+    network while this thread imports the Google SDK and asks GCP, instead of one after another. Each
+    is taken by the very call it stands for, or made again when a write to its service came between;
+    a read nobody takes would be an extra request, so only sure ones are sent."""
+    from gcpfargate.core import ecs, logs, policy, roles
+
+    # In the order the steps take them: one thread sends them one after another.
+    if not ctx.settings.task.execution_role_arn:  # bootstrap checks gcpfargate's own execution role
+        roles.read_ahead(ctx, ctx.settings.execution_role_name, None if keyless else policy.INLINE_POLICY_NAME)
+    ecs.read_latest_ahead(ctx, ctx.settings.family)  # push-image compares with the latest revision
+    ctx.aws.read_ahead("ecr", "get_authorization_token")  # push-image signs in to the registry
+    logs.read_ahead(ctx, rendered, region)  # register-task makes sure the log groups exist
 
 
 class _BackgroundBuild:

@@ -22,11 +22,8 @@ REGISTER_HINT = "Register it with `gcpfargate register-task` (or `gcpfargate dep
 def describe_task_definition(ctx: Context, reference: str, tags: bool = False) -> dict[str, Any] | None:
     """The revision `reference` names (`family` for its latest ACTIVE one, or `family:N`), with its tags
     under `tags` when asked for; None when it is not registered."""
-    params: dict[str, Any] = {"taskDefinition": reference}
-    if tags:
-        params["include"] = ["TAGS"]
     data = ctx.aws.find("ecs", "describe_task_definition", _NOT_REGISTERED, f"read task definition {reference}",
-                        **params)
+                        **_describe_params(reference, tags))
     if data is None:
         return None
     definition = dict(data.get("taskDefinition") or {})
@@ -37,9 +34,18 @@ def describe_task_definition(ctx: Context, reference: str, tags: bool = False) -
     return definition
 
 
+def _describe_params(reference: str, tags: bool) -> dict[str, Any]:
+    return {"taskDefinition": reference, **({"include": ["TAGS"]} if tags else {})}
+
+
 def latest_active(ctx: Context, family: str) -> dict[str, Any] | None:
     """The latest ACTIVE revision of `family` with its tags (what register-task compares against)."""
     return describe_task_definition(ctx, family, tags=True)
+
+
+def read_latest_ahead(ctx: Context, family: str) -> None:
+    """Send `latest_active`'s read ahead (AwsClients.read_ahead)."""
+    ctx.aws.read_ahead("ecs", "describe_task_definition", **_describe_params(family, True))
 
 
 @dataclass(frozen=True)

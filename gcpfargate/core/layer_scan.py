@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from gcpfargate import keyscan
+from gcpfargate.cache import cache_dir
 from gcpfargate.errors import DockerError
 
 if TYPE_CHECKING:
@@ -42,13 +43,6 @@ RULES_VERSION = keyscan.RULES_VERSION
 # Enough for the layers of many images; the oldest entries go first.
 MAX_CACHED_LAYERS = 5000
 _DIFF_ID = re.compile(r"sha256:[0-9a-f]{64}")
-
-
-def cache_dir() -> Path:
-    """The user's cache directory for gcpfargate (XDG Base Directory: a relative value is ignored)."""
-    base = os.environ.get("XDG_CACHE_HOME", "")
-    root = Path(base) if base and os.path.isabs(base) else Path.home() / ".cache"
-    return root / "gcpfargate"
 
 
 class CleanLayers:

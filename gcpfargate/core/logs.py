@@ -80,6 +80,14 @@ def log_group_exists(ctx: Context, group: str) -> bool:
     return any(item.get("logGroupName") == group for item in found)
 
 
+def read_ahead(ctx: Context, definition: dict[str, Any], region: str) -> None:
+    """Send `ensure_log_groups`' reads ahead (AwsClients.read_ahead) for the awslogs groups of `definition`
+    that are in `region` (what the definition says `{{ region }}` is) or name no region."""
+    for group, in_region in log_groups(definition):
+        if in_region in ("", region):
+            ctx.aws.paginate_ahead("logs", "describe_log_groups", "logGroups", logGroupNamePrefix=group)
+
+
 class LogFollower:
     """Follows one container's awslogs stream; tolerates the stream not existing yet."""
 

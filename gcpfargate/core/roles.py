@@ -35,6 +35,17 @@ def execution_role_arn(ctx: Context) -> str:
     return configured or role_arn(ctx, ctx.settings.execution_role_name)
 
 
+def read_ahead(ctx: Context, name: str, inline_name: str | None) -> None:
+    """Send `ensure_own`'s reads of role `name` ahead (AwsClients.read_ahead): the role and, when it exists,
+    its attached policies and inline policy `inline_name`, with the very parameters ensure_own uses."""
+    def policies(_: Any) -> None:
+        ctx.aws.paginate_ahead("iam", "list_attached_role_policies", "AttachedPolicies", RoleName=name)
+        if inline_name:
+            ctx.aws.read_ahead("iam", "get_role_policy", RoleName=name, PolicyName=inline_name)
+
+    ctx.aws.read_ahead("iam", "get_role", then=policies, RoleName=name)
+
+
 def get_role(ctx: Context, name: str) -> dict[str, Any] | None:
     found = ctx.aws.find("iam", "get_role", "NoSuchEntity", f"read IAM role {name}", RoleName=name)
     return None if found is None else dict(found["Role"])

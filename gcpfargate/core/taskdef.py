@@ -70,9 +70,10 @@ _STAND_INS = {
 }
 
 
-def check_renders(ctx: Context) -> None:
+def check_renders(ctx: Context) -> tuple[dict[str, Any], str]:
     """Render and validate the template with stand-ins for what bootstrap and push-image will make: a
-    template error is reported before anything is created. Touches no AWS or GCP endpoint."""
+    template error is reported before anything is created. Touches no AWS or GCP endpoint. Returns the
+    definition and the region it was rendered for."""
     settings = ctx.settings
     path = template_path(ctx)
     variables: dict[str, Any] = {
@@ -81,13 +82,15 @@ def check_renders(ctx: Context) -> None:
         "vars": dict(settings.task.vars)}
     definition = template.render(path, variables)
     template.validate(definition, template.shown(path), template.input_shape(ctx.aws.service_model("ecs")))
+    return definition, str(variables["region"])
 
 
 def render_definition(ctx: Context, image: str | None, secret_arn: str | None = None,
-                      show_rendered: bool = False) -> dict[str, Any]:
+                      show_rendered: bool = False, role_arn: str | None = None) -> dict[str, Any]:
     """The final task definition register-task would send: rendered, wired, validated. Reads only.
 
-    `secret_arn` is the secret's ARN when the caller knows it (deploy: from bootstrap); else it is read.
+    `secret_arn` and `role_arn` (the execution role's) are passed when the caller knows them (deploy:
+    from bootstrap); else they are read.
     Without `image` and image.tag, the image of the family's latest ACTIVE revision is used (a derived
     tag is in no config). `show_rendered` logs the rendered text, numbered, when it is not JSON."""
     settings = ctx.settings
@@ -109,7 +112,7 @@ def render_definition(ctx: Context, image: str | None, secret_arn: str | None = 
     # the order a user fixes them: bootstrap's secret before push-image's image.
     lookups = {
         "secret_arn": lambda: secret_arn or secret.require_arn(ctx, settings.secret_name),
-        "execution_role_arn": lambda: roles.execution_role_arn(ctx),
+        "execution_role_arn": lambda: role_arn or roles.execution_role_arn(ctx),
         "region": lambda: ctx.aws.region,
         "account_id": lambda: ctx.aws.account_id,
     }
@@ -153,7 +156,8 @@ def render_definition(ctx: Context, image: str | None, secret_arn: str | None = 
         wiring.check_environment(definition, variables["credentials_env"])
     if fargate_rules.missing_execution_role(definition, lambda: ctx.registry.host):
         # ECS refuses secrets, ECR images and awslogs without one: the configured role, else bootstrap's.
-        definition["executionRoleArn"] = variables.get("execution_role_arn") or roles.execution_role_arn(ctx)
+        definition["executionRoleArn"] = (variables.get("execution_role_arn") or role_arn
+                                          or roles.execution_role_arn(ctx))
     for warning in fargate_rules.empty_environment(definition):
         ctx.reporter.warn(warning)
     template.validate(definition, template.shown(path), shape)
@@ -261,13 +265,15 @@ def _secret_arns(definition: dict[str, Any]) -> list[str]:
 
 
 def register_task(ctx: Context, image: str | None, secret_arn: str | None = None,
-                  latest: ecs.LatestRevision | None = None, pushed: str = "") -> RegisterResult:
+                  latest: ecs.LatestRevision | None = None, pushed: str = "",
+                  role_arn: str | None = None) -> RegisterResult:
     """Register the rendered definition unless the latest revision already matches it. `deploy` passes the
-    secret's ARN from bootstrap and the `latest` revision push-image read, so neither is read twice."""
+    secret's and the execution role's ARNs from bootstrap and the `latest` revision push-image read, so
+    none is read twice (the role's ARN would otherwise cost an STS GetCallerIdentity)."""
     family = ctx.settings.family
     plan: list[str] = []
     try:
-        rendered = render_definition(ctx, image, secret_arn)
+        rendered = render_definition(ctx, image, secret_arn, role_arn=role_arn)
     except (ImageNotFound, SecretNotFound) as exc:
         if not ctx.dry_run:
             raise

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.conftest import cache_home
 from tests.stack.local import LocalStack
 
 PLACES = ("output", "project", "home", "tmp", "docker storage", "docker configs", "registry", "moto", "stack logs")
@@ -224,6 +225,7 @@ def collect(stack: LocalStack, outputs: list[tuple[str, bytes]], project_dir: Pa
         sources.files("project", project_dir, skip=(home,))
     with sources.timing("home"):
         sources.files("home", home)
+        sources.files("home", cache_home(project_dir))
         real_home = Path(os.environ.get("HOME", "/root"))
         # Toolchains and package caches (hundreds of thousands of files nothing of ours writes to).
         toolchains = tuple(real_home / d for d in (".pyenv", ".cargo", ".rustup", ".npm", ".cache/pip", "go",

@@ -1,0 +1,104 @@
+"""botocore's data files, parsed once and kept in gcpfargate's cache directory (issue 18).
+
+Every client botocore makes parses its service's JSON model and endpoint rules, and the first one
+also endpoints.json (1.2 MB) and partitions.json: about a tenth of a no-op deploy's CPU, paid again by
+every command. `CachedFileLoader` (botocore's loader takes a file loader for exactly this) keeps each
+parsed file as `marshal` data, several times faster to read than JSON, and reads that while the
+file's path, size and mtime, botocore's and Python's versions are what they were (an upgrade rewrites
+the files). An entry carries a SHA-256 of its content: an entry that is missing, damaged, stale or
+unwritable only means parsing the JSON, as botocore would. Only botocore's own public data is kept.
+
+Plain dicts where botocore would build OrderedDicts: dicts keep insertion order, which is all
+botocore's model code relies on (it builds its own OrderedDicts from them).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import hashlib
+import json
+import marshal
+import os
+import stat
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import botocore
+from botocore.loaders import JSONFileLoader
+
+from gcpfargate.cache import cache_dir
+
+_MAGIC = b"gcpfargate botocore data 1\n"
+_DIGEST = hashlib.sha256().digest_size
+# botocore's own order: the plain file first, then the compressed one (botocore/loaders.py).
+_OPENERS: tuple[tuple[str, Any], ...] = ((".json", open), (".json.gz", gzip.open))
+
+
+class CachedFileLoader(JSONFileLoader):
+    def __init__(self, directory: Path | None = None) -> None:
+        self.directory = directory or cache_dir() / "botocore-data"
+        self.parsed = 0  # files parsed from JSON by this loader (the tests count them)
+
+    def load_file(self, file_path: str) -> Any:
+        """The data of `file_path` + .json or .json.gz, as botocore's JSONFileLoader.load_file; None if neither."""
+        for extension, opener in _OPENERS:
+            path = file_path + extension
+            try:
+                info = os.stat(path)
+            except OSError:
+                continue
+            if not stat.S_ISREG(info.st_mode):
+                continue
+            key = (path, info.st_size, info.st_mtime_ns, botocore.__version__, sys.version, marshal.version)
+            entry = self.directory / (hashlib.sha256(path.encode("utf-8", "surrogateescape")).hexdigest()[:32]
+                                      + ".marshal")
+            data = _read(entry, key)
+            if data is not None:
+                return data
+            with opener(path, "rb") as handle:
+                data = json.loads(handle.read().decode("utf-8"))
+            self.parsed += 1
+            _write(entry, key, data)
+            return data
+        return None
+
+
+def use_cached_files(session: Any) -> None:
+    """Make botocore `session` (boto3's `Session._session`) read its data files through the cache."""
+    session.get_component("data_loader").file_loader = CachedFileLoader()
+
+
+def _read(entry: Path, key: tuple[Any, ...]) -> Any:
+    try:
+        blob = entry.read_bytes()
+    except OSError:
+        return None
+    head, digest, payload = blob[:len(_MAGIC)], blob[len(_MAGIC):len(_MAGIC) + _DIGEST], blob[len(_MAGIC) + _DIGEST:]
+    if head != _MAGIC or hashlib.sha256(payload).digest() != digest:
+        return None
+    try:
+        stored_key, data = marshal.loads(payload)
+    except (EOFError, ValueError, TypeError):
+        return None
+    return data if stored_key == key else None
+
+
+def _write(entry: Path, key: tuple[Any, ...], data: Any) -> None:
+    temporary = ""
+    try:
+        payload = marshal.dumps((key, data))
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=entry.parent, prefix=".tmp-")
+        with os.fdopen(handle, "wb") as out:
+            out.write(_MAGIC + hashlib.sha256(payload).digest() + payload)
+        os.replace(temporary, entry)  # readers see the old entry or the new one, never half of one
+        temporary = ""
+    except (OSError, ValueError):
+        pass  # a cache that cannot be written only costs the parse next time
+    finally:
+        if temporary:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
