@@ -274,6 +274,8 @@ def main() -> int:
         # Only that section is new: keep the rest of the last full run.
         kept = out.read_text().split("\n## big-image")[0].rstrip("\n")
         report = kept + "\n\n" + report
+    elif args.only == "standard" and "\n## big-image" in (last := out.read_text() if out.exists() else ""):
+        report = report.rstrip("\n") + "\n\n## big-image" + last.split("\n## big-image", 1)[1]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(report)
     log(f"wrote {args.out}")
