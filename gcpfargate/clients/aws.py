@@ -191,6 +191,7 @@ class AwsClients:
                      read: Callable[[BaseClient], Any], then: Callable[[Any], None] | None = None) -> None:
         from concurrent.futures import Future
 
+        _ = self.session  # made here, in the caller's thread: never by two threads at once
         future: Future[Any] = Future()
         with self._ahead_lock:
             self._ahead[_ahead_key(service, what, params)] = (self._writes.get(service, 0), future)

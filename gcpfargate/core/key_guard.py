@@ -2,7 +2,8 @@
 
 Before a build: every `image.build_args` value (build arguments end up in the image's history and,
 through `ENV`, in its config). Before a push: every file of the build context (after
-`.dockerignore`), every file of every layer of the built image (a file deleted by a later layer is
+`.dockerignore`; files searched clean before and unchanged since are passed over,
+core/context_scan.py), every file of every layer of the built image (a file deleted by a later layer is
 still in the image), and the image config: `Env`, `Labels`, every other string of it, and each
 history step's `created_by` (the classic builder records `ARG` values there). Files are streamed
 whole, whatever their size.
@@ -14,6 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gcpfargate.core import context_scan
 from gcpfargate.errors import ConfigError
 from gcpfargate.keyscan import has_key, key_paths, stream_has_key
 
@@ -32,7 +34,7 @@ def check_build_args(build_args: Mapping[str, str]) -> None:
                           "that really needs a secret should use a BuildKit secret mount)")
 
 
-def scan_context(context: Path, dockerfile: str) -> list[str]:
+def scan_context(context: Path, dockerfile: str, record: context_scan.CleanFiles | None = None) -> list[str]:
     """Paths (relative to the context) of files holding key material that the build would send."""
     from docker.utils.build import exclude_paths
 
@@ -48,18 +50,8 @@ def scan_context(context: Path, dockerfile: str) -> list[str]:
         raise ConfigError(f"cannot read build context {context}: {exc.strerror or type(exc).__name__}"
                           f"{f' ({exc.filename})' if exc.filename else ''}",
                           "Set image.context to the project's directory (the one with the Dockerfile)") from None
-    found = []
-    for relative in paths:
-        path = context / relative
-        try:
-            if path.is_symlink() or not path.is_file():
-                continue
-            with path.open("rb") as handle:
-                if stream_has_key(handle):
-                    found.append(relative)
-        except OSError:
-            continue  # unreadable: the build itself will say so
-    return found
+    # Files searched clean before and unchanged since are not read again (core/context_scan.py).
+    return context_scan.scan_files(context, paths, stream_has_key, record).found
 
 
 def scan_image_files(engine: DockerEngine, image: str) -> list[str]:

@@ -11,6 +11,7 @@ from pathlib import Path
 from gcpfargate.clients.docker import BuildLog, DockerEngine
 from gcpfargate.clients.image_tar import layer_files, legacy_chain_id
 from gcpfargate.clients.layers import chain_ids
+from gcpfargate.core.context_scan import CleanFiles
 from gcpfargate.core.push import derive_tag, scan_context
 from gcpfargate.keyscan import stream_has_key
 
@@ -53,9 +54,10 @@ def test_scan_context_honours_dockerignore(tmp_path: Path) -> None:
     (tmp_path / "keys").mkdir()
     (tmp_path / "keys" / "sa.json").write_bytes(fake_key())
     (tmp_path / "other.json").write_bytes(b'{"type": "authorized_user"}')
-    assert scan_context(tmp_path, "Dockerfile") == ["keys/sa.json"]
+    record = CleanFiles(tmp_path, tmp_path.parent / f"{tmp_path.name}-record.json")
+    assert scan_context(tmp_path, "Dockerfile", record) == ["keys/sa.json"]
     (tmp_path / ".dockerignore").write_text("# secrets\nkeys/\n")
-    assert scan_context(tmp_path, "Dockerfile") == []
+    assert scan_context(tmp_path, "Dockerfile", record) == []
 
 
 def test_build_log_names_the_failing_step_and_its_last_lines_without_key_text() -> None:
