@@ -282,7 +282,7 @@ def main() -> int:
         report = report.rstrip("\n") + "\n\n## big-image" + last.split("\n## big-image", 1)[1]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(report)
-    log(f"wrote {args.out}")
+    log(f"wrote {out}")
     if not args.no_calls and args.only is None:
         log("calls per command: bench/calls.py")
         return subprocess.run([sys.executable, str(ROOT / "bench" / "calls.py")], check=False).returncode

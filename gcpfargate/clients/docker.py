@@ -110,17 +110,32 @@ class DockerEngine:
     # -- build -------------------------------------------------------------------------------
     def build(self, context: Path, dockerfile: str, tag: str, platform: str = "",
               build_args: Mapping[str, str] | None = None, on_line: LineCallback | None = None) -> str:
-        """Build `context` (honouring its .dockerignore) and tag the result; return the image id."""
+        """Build `context` (honouring its .dockerignore) and tag the result; return the image id.
+
+        The context is sent while it is archived (clients/build_context.py), not first written whole
+        to a temporary file as the SDK's `path=` does."""
+        from gcpfargate.clients.build_context import StreamedContext
+
         log = BuildLog(on_line or (lambda line: None))
         try:
+            streamed = StreamedContext(context, dockerfile)
+        except OSError as exc:  # the Dockerfile (outside the context) or .dockerignore cannot be read
+            raise DockerError(f"cannot read the build context {context}: {exc.strerror or exc}") from None
+        try:
             with _engine_errors("image build failed", "Check the Dockerfile and the build context"):
-                stream = self.client.api.build(path=str(context), dockerfile=dockerfile, tag=tag,
+                stream = self.client.api.build(fileobj=streamed.chunks(), custom_context=True,
+                                               dockerfile=streamed.dockerfile, tag=tag,
                                                platform=platform or None, buildargs=dict(build_args or {}),
                                                rm=True, forcerm=True, decode=True)
                 for chunk in stream:
                     log.feed(chunk)
-        except OSError as exc:  # the SDK reads the context from disk to make the tar
-            raise DockerError(f"cannot read the build context {context}: {exc.strerror or exc}") from None
+        finally:
+            # A file of the context that could not be read explains whatever the engine said about
+            # the archive ending early: that is the error to show.
+            unreadable = streamed.failure()
+            if unreadable is not None:
+                raise DockerError(f"cannot read the build context {context}: "
+                                  f"{unreadable.strerror or unreadable}") from None
         if log.failed:
             raise DockerError(log.failure.message(), "Fix that step of the Dockerfile and rerun")
         if not log.image_id:

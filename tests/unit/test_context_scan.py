@@ -49,7 +49,7 @@ def context(tmp_path: Path) -> Path:
 
 def scan(context: Path, record: CleanFiles, clock: Callable[[], float] = later(10)) -> tuple[list[str], list[str]]:
     reader = Counted()
-    found = scan_files(context, sorted(FILES) + ["keys.json"], reader, record, now=clock).found
+    found = scan_files(context, [*sorted(FILES), "keys.json"], reader, record, now=clock).found
     return found, reader.names
 
 
