@@ -89,6 +89,11 @@ class Registry:
                 f"{self._aws.account_id}.dkr.ecr.{self._aws.region}.{self._aws.dns_suffix()}"
         return self._host
 
+    @property
+    def host_needs_token(self) -> bool:
+        """Whether finding the host takes ECR's GetAuthorizationToken (no override, not found yet)."""
+        return self._host is None and not os.environ.get("GCPFARGATE_ECR_REGISTRY", "").strip()
+
     def _proxy_host(self) -> str:
         self.credentials()
         endpoint = self._proxy_endpoint

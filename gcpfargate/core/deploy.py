@@ -97,13 +97,17 @@ def _read_ahead(ctx: Context, rendered: dict[str, Any], region: str, keyless: bo
     a read nobody takes would be an extra request, so only sure ones are sent."""
     from gcpfargate.core import ecs, logs, policy, roles
 
-    # About in the order they are taken (one thread sends them one after another). The ECR token
-    # first: without GCPFARGATE_ECR_REGISTRY the background build needs the registry's host from it
-    # before it can start, and the build is the longest thing a changed deploy waits for.
-    ctx.aws.read_ahead("ecr", "get_authorization_token")  # push-image signs in to the registry
+    # In the order they are taken (one thread sends them one after another). The ECR token first
+    # when the background build needs the registry's host from it before it can start (the build
+    # is the longest thing a changed deploy waits for); else last, as push-image takes it.
+    first_token = ctx.registry.host_needs_token
+    if first_token:
+        ctx.aws.read_ahead("ecr", "get_authorization_token")
     if not ctx.settings.task.execution_role_arn:  # bootstrap checks gcpfargate's own execution role
         roles.read_ahead(ctx, ctx.settings.execution_role_name, None if keyless else policy.INLINE_POLICY_NAME)
     ecs.read_latest_ahead(ctx, ctx.settings.family)  # push-image compares with the latest revision
+    if not first_token:
+        ctx.aws.read_ahead("ecr", "get_authorization_token")  # push-image signs in to the registry
     logs.read_ahead(ctx, rendered, region)  # register-task makes sure the log groups exist
 
 
