@@ -14,7 +14,6 @@ botocore's model code relies on (it builds its own OrderedDicts from them).
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import hashlib
 import json
@@ -22,14 +21,13 @@ import marshal
 import os
 import stat
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import botocore
 from botocore.loaders import JSONFileLoader
 
-from gcpfargate.cache import cache_dir
+from gcpfargate.cache import cache_dir, write_entry
 
 _MAGIC = b"gcpfargate botocore data 1\n"
 _DIGEST = hashlib.sha256().digest_size
@@ -87,18 +85,8 @@ def _read(entry: Path, key: tuple[Any, ...]) -> Any:
 
 
 def _write(entry: Path, key: tuple[Any, ...], data: Any) -> None:
-    temporary = ""
     try:
         payload = marshal.dumps((key, data))
-        entry.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=entry.parent, prefix=".tmp-")
-        with os.fdopen(handle, "wb") as out:
-            out.write(_MAGIC + hashlib.sha256(payload).digest() + payload)
-        os.replace(temporary, entry)  # readers see the old entry or the new one, never half of one
-        temporary = ""
-    except (OSError, ValueError):
-        pass  # a cache that cannot be written only costs the parse next time
-    finally:
-        if temporary:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
+    except ValueError:  # not marshallable: never for JSON data, and then only the parse is repeated
+        return
+    write_entry(entry, _MAGIC + hashlib.sha256(payload).digest() + payload)

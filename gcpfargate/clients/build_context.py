@@ -28,21 +28,23 @@ class _PipeOut:
         self.position = 0
         self.hung_up = False  # the reader closed its end: the SDK words that as a file it cannot read
 
-    def write(self, data: bytes) -> int:
+    @contextlib.contextmanager
+    def _noting_hang_up(self) -> Iterator[None]:
         try:
-            self._out.write(data)
+            yield
         except BrokenPipeError:
             self.hung_up = True
             raise
+
+    def write(self, data: bytes) -> int:
+        with self._noting_hang_up():
+            self._out.write(data)
         self.position += len(data)
         return len(data)
 
     def flush(self) -> None:
-        try:
+        with self._noting_hang_up():
             self._out.flush()
-        except BrokenPipeError:
-            self.hung_up = True
-            raise
 
     def tell(self) -> int:
         return self.position
@@ -51,11 +53,8 @@ class _PipeOut:
         return self.position
 
     def close(self) -> None:
-        try:
+        with self._noting_hang_up():
             self._out.close()
-        except BrokenPipeError:
-            self.hung_up = True
-            raise
 
 
 class StreamedContext:

@@ -23,14 +23,13 @@ import hashlib
 import json
 import os
 import stat
-import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from gcpfargate.cache import cache_dir
+from gcpfargate.cache import cache_dir, write_entry
 from gcpfargate.keyscan import RULES_VERSION
 
 SETTLED_SECONDS = 3.0  # above the coarsest timestamps a Linux file system keeps (FAT: 2 s)
@@ -79,19 +78,7 @@ class CleanFiles:
         files = {name: list(value) for name, value in sorted(stamps.items())}
         body = json.dumps({"rules": RULES_VERSION, "context": self.context, "files": files,
                            "checksum": self._checksum(files)})
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            # Write aside, then rename: a concurrent reader sees the old record or the new one, never half.
-            handle, temporary = tempfile.mkstemp(dir=self.path.parent, prefix=".context-scan-")
-            try:
-                with os.fdopen(handle, "w") as out:
-                    out.write(body)
-                os.replace(temporary, self.path)
-            except BaseException:
-                Path(temporary).unlink(missing_ok=True)
-                raise
-        except OSError:
-            pass
+        write_entry(self.path, body.encode())
 
 
 @dataclass

@@ -23,16 +23,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from gcpfargate import keyscan
-from gcpfargate.cache import cache_dir
+from gcpfargate.cache import cache_dir, write_entry
 from gcpfargate.errors import DockerError
 
 if TYPE_CHECKING:
@@ -76,19 +74,7 @@ class CleanLayers:
         layers = [each for each in self.load() if each not in new] + list(dict.fromkeys(new))
         layers = layers[-MAX_CACHED_LAYERS:]
         body = json.dumps({"rules": RULES_VERSION, "layers": layers, "checksum": self._checksum(layers)})
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            # Write aside, then rename: a concurrent reader sees the old file or the new one, never half.
-            handle, temporary = tempfile.mkstemp(dir=self.path.parent, prefix=".clean-layers-")
-            try:
-                with os.fdopen(handle, "w") as out:
-                    out.write(body)
-                os.replace(temporary, self.path)
-            except BaseException:
-                Path(temporary).unlink(missing_ok=True)
-                raise
-        except OSError:
-            pass
+        write_entry(self.path, body.encode())
 
 
 @dataclass
