@@ -48,7 +48,13 @@ BIN = Path(sys.executable).parent
 GCPFARGATE = str(BIN / "gcpfargate")
 CASES = ("first", "image-only", "no-op")
 PROJECT = "bench-project"
-REQUIRED_ENV = ("AWS_ENDPOINT_URL", "DOCKER_HOST", "GCPFARGATE_ECR_REGISTRY", "IAM_EMULATOR_HOST", "IAM_EMULATOR_HTTP")
+REQUIRED_ENV = (
+    "AWS_ENDPOINT_URL",
+    "DOCKER_HOST",
+    "GCPFARGATE_ECR_REGISTRY",
+    "IAM_EMULATOR_HOST",
+    "IAM_EMULATOR_HTTP",
+)
 
 
 def log(message: str) -> None:
@@ -59,15 +65,22 @@ def log(message: str) -> None:
 def add_service_account(account_id: str) -> str:
     """The account exists before either side runs, as it would in a real project (emulator admin API)."""
     body = json.dumps({"project": PROJECT, "account_id": account_id}).encode()
-    request = urllib.request.Request(f"{os.environ['IAM_EMULATOR_HTTP']}/admin/service-accounts", data=body,
-                                     headers={"Content-Type": "application/json"}, method="POST")
+    request = urllib.request.Request(
+        f"{os.environ['IAM_EMULATOR_HTTP']}/admin/service-accounts",
+        data=body,
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
     with urllib.request.urlopen(request, timeout=10) as response:
         return str(json.load(response)["email"])
 
 
 def write_context(directory: Path, content: str) -> None:
-    write_busybox_context(directory, ['COPY app.txt /app.txt', 'CMD ["cat", "/app.txt"]'],
-                          files={"app.txt": content + "\n"})
+    write_busybox_context(
+        directory,
+        ["COPY app.txt /app.txt", 'CMD ["cat", "/app.txt"]'],
+        files={"app.txt": content + "\n"},
+    )
 
 
 class Side:
@@ -86,7 +99,11 @@ class Side:
 
 
 def tool_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GCPFARGATE_") or k == "GCPFARGATE_ECR_REGISTRY"}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("GCPFARGATE_") or k == "GCPFARGATE_ECR_REGISTRY"
+    }
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     env.update(extra or {})
     return env
@@ -95,17 +112,25 @@ def tool_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 class Gcpfargate(Side):
     def __init__(self, work: Path, name: str) -> None:
         super().__init__(work, name)
-        shutil.copyfile(ROOT / "templates" / "task-definition.json.j2", self.dir / "task-definition.json.j2")
+        shutil.copyfile(
+            ROOT / "templates" / "task-definition.json.j2", self.dir / "task-definition.json.j2"
+        )
         (self.dir / "gcpfargate.toml").write_text(
             f'[gcp]\nproject = "{PROJECT}"\nservice_account = "{name}"\n\n'
-            f'[image]\nrepository = "{name}"\ncontext = "app"\n\n[task]\nfamily = "{name}"\n')
+            f'[image]\nrepository = "{name}"\ncontext = "app"\n\n[task]\nfamily = "{name}"\n'
+        )
         self.calls: dict[str, collections.Counter[str]] = {}
 
     def run(self, case: str) -> tuple[float, dict[str, Any]]:
         call_log = self.dir / f"calls-{case}.log"
         start = time.perf_counter()
-        proc = subprocess.run([GCPFARGATE, "deploy", "--output", "json"], cwd=self.dir, capture_output=True,
-                              text=True, env=tool_env({"GCPFARGATE_CALL_LOG": str(call_log)}))
+        proc = subprocess.run(
+            [GCPFARGATE, "deploy", "--output", "json"],
+            cwd=self.dir,
+            capture_output=True,
+            text=True,
+            env=tool_env({"GCPFARGATE_CALL_LOG": str(call_log)}),
+        )
         elapsed = time.perf_counter() - start
         if proc.returncode != 0:
             raise SystemExit(f"gcpfargate deploy ({case}) failed:\n{proc.stderr[-3000:]}")
@@ -120,15 +145,30 @@ class Manual(Side):
         self.outputs: dict[str, str] = {}
 
     def run(self, mode: str) -> float:
-        env = tool_env({"SA_EMAIL": self.email, "SECRET_NAME": f"manual/{self.name}", "ROLE_NAME": f"{self.name}-exec",
-                        "REPO": self.name, "FAMILY": self.name, "CONTEXT": str(self.context),
-                        "TAG": time.strftime("%Y%m%d%H%M%S", time.gmtime()), "TASKDEF_TEMPLATE": str(self.template),
-                        "PYTHON": sys.executable, "AWS_CLI": str(BIN / "aws"),
-                        "SECRET_ARN": self.outputs.get("secret_arn", ""),
-                        "ROLE_ARN": self.outputs.get("role_arn", "")})
+        env = tool_env(
+            {
+                "SA_EMAIL": self.email,
+                "SECRET_NAME": f"manual/{self.name}",
+                "ROLE_NAME": f"{self.name}-exec",
+                "REPO": self.name,
+                "FAMILY": self.name,
+                "CONTEXT": str(self.context),
+                "TAG": time.strftime("%Y%m%d%H%M%S", time.gmtime()),
+                "TASKDEF_TEMPLATE": str(self.template),
+                "PYTHON": sys.executable,
+                "AWS_CLI": str(BIN / "aws"),
+                "SECRET_ARN": self.outputs.get("secret_arn", ""),
+                "ROLE_ARN": self.outputs.get("role_arn", ""),
+            }
+        )
         start = time.perf_counter()
-        proc = subprocess.run(["bash", str(ROOT / "bench" / "manual_recipe.sh"), mode], cwd=self.dir,
-                              capture_output=True, text=True, env=env)
+        proc = subprocess.run(
+            ["bash", str(ROOT / "bench" / "manual_recipe.sh"), mode],
+            cwd=self.dir,
+            capture_output=True,
+            text=True,
+            env=env,
+        )
         elapsed = time.perf_counter() - start
         if proc.returncode != 0:
             raise SystemExit(f"manual recipe ({mode}) failed:\n{proc.stderr[-3000:]}")
@@ -139,9 +179,11 @@ class Manual(Side):
 def check(case: str, result: dict[str, Any]) -> None:
     """The bench only counts runs that did the job: each case changes what it should and nothing else."""
     changed = {step: bool(result[step]["changed"]) for step in result}
-    expected = {"first": {"bootstrap": True, "push-image": True, "register-task": True},
-                "image-only": {"bootstrap": False, "push-image": True, "register-task": True},
-                "no-op": {"bootstrap": False, "push-image": False, "register-task": False}}[case]
+    expected = {
+        "first": {"bootstrap": True, "push-image": True, "register-task": True},
+        "image-only": {"bootstrap": False, "push-image": True, "register-task": True},
+        "no-op": {"bootstrap": False, "push-image": False, "register-task": False},
+    }[case]
     if changed != expected:
         raise SystemExit(f"gcpfargate deploy ({case}) changed {changed}, expected {expected}")
 
@@ -153,16 +195,24 @@ def manual_template(work: Path) -> Path:
     pinned = result["push-image"]["image"]
     if "@" not in pinned:
         pinned = pinned.rsplit(":", 1)[0] + "@" + result["push-image"]["digest"]
-    proc = subprocess.run([GCPFARGATE, "render", "--output", "json", "--image", pinned], cwd=warm.dir,
-                          capture_output=True, text=True, env=tool_env(), check=True)
+    proc = subprocess.run(
+        [GCPFARGATE, "render", "--output", "json", "--image", pinned],
+        cwd=warm.dir,
+        capture_output=True,
+        text=True,
+        env=tool_env(),
+        check=True,
+    )
     definition = json.loads(proc.stdout)
     text = json.dumps(definition, indent=2)
     container = definition["containerDefinitions"][0]
-    for value, placeholder in ((container["image"], "__IMAGE__"),
-                               (container["secrets"][0]["valueFrom"], "__SECRET_ARN__"),
-                               (definition["executionRoleArn"], "__ROLE_ARN__"),
-                               (f"/ecs/{warm.name}", "/ecs/__FAMILY__"),
-                               (f'"{warm.name}"', '"__FAMILY__"')):
+    for value, placeholder in (
+        (container["image"], "__IMAGE__"),
+        (container["secrets"][0]["valueFrom"], "__SECRET_ARN__"),
+        (definition["executionRoleArn"], "__ROLE_ARN__"),
+        (f"/ecs/{warm.name}", "/ecs/__FAMILY__"),
+        (f'"{warm.name}"', '"__FAMILY__"'),
+    ):
         text = text.replace(value, placeholder)
     template = work / "manual-task-definition.json"
     template.write_text(text)
@@ -171,8 +221,11 @@ def manual_template(work: Path) -> Path:
 
 # -- start-up -----------------------------------------------------------------------------------
 def startup(rounds: int) -> dict[str, float]:
-    commands = {"gcpfargate --help": [GCPFARGATE, "--help"], "gcpfargate --version": [GCPFARGATE, "--version"],
-                'python -c "import typer"': [sys.executable, "-c", "import typer"]}
+    commands = {
+        "gcpfargate --help": [GCPFARGATE, "--help"],
+        "gcpfargate --version": [GCPFARGATE, "--version"],
+        'python -c "import typer"': [sys.executable, "-c", "import typer"],
+    }
     times: dict[str, list[float]] = {name: [] for name in commands}
     for _ in range(rounds):
         for name, argv in commands.items():
@@ -183,19 +236,28 @@ def startup(rounds: int) -> dict[str, float]:
 
 
 # -- report -------------------------------------------------------------------------------------
-def render_report(reps: int, manual: dict[str, list[float]], image_half: dict[str, list[float]],
-                  ours: dict[str, list[float]], start_up: dict[str, float], calls: dict[str, collections.Counter[str]]
-                  ) -> str:
+def render_report(
+    reps: int,
+    manual: dict[str, list[float]],
+    image_half: dict[str, list[float]],
+    ours: dict[str, list[float]],
+    start_up: dict[str, float],
+    calls: dict[str, collections.Counter[str]],
+) -> str:
     def runs(values: list[float]) -> str:
         return ", ".join(f"{value:.2f}" for value in values)
 
-    lines = ["# Benchmark: the manual recipe vs `gcpfargate deploy`", "",
-             f"Local stack (moto server, private dockerd, docker-registry, gRPC IAM emulator); {reps} repetitions "
-             f"per case, medians of wall time; {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-             f"{time.strftime('%Y-%m-%d', time.gmtime())}. Produced by `make bench` (bench/run.py) in "
-             "__TOTAL__ s.", "",
-             "| case | (a) recipe | (b) gcpfargate deploy | (b)/(a) | target | (a') image half only | (b)/(a') |",
-             "|---|---:|---:|---:|---|---:|---:|"]
+    lines = [
+        "# Benchmark: the manual recipe vs `gcpfargate deploy`",
+        "",
+        f"Local stack (moto server, private dockerd, docker-registry, gRPC IAM emulator); {reps} repetitions "
+        f"per case, medians of wall time; {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+        f"{time.strftime('%Y-%m-%d', time.gmtime())}. Produced by `make bench` (bench/run.py) in "
+        "__TOTAL__ s.",
+        "",
+        "| case | (a) recipe | (b) gcpfargate deploy | (b)/(a) | target | (a') image half only | (b)/(a') |",
+        "|---|---:|---:|---:|---|---:|---:|",
+    ]
     for case in CASES:
         a, b = statistics.median(manual[case]), statistics.median(ours[case])
         target = "" if case == "first" else "<= 0.5"
@@ -207,8 +269,10 @@ def render_report(reps: int, manual: dict[str, list[float]], image_half: dict[st
         lines.append(f"| {case} | {a:.2f} s | {b:.2f} s | {b / a:.2f} | {target} | {extra} |")
     lines += ["", "Every run, in seconds:", ""]
     for case in CASES:
-        lines.append(f"- {case}: (a) {runs(manual[case])}; (b) {runs(ours[case])}"
-                     + (f"; (a') {runs(image_half[case])}" if case in image_half else ""))
+        lines.append(
+            f"- {case}: (a) {runs(manual[case])}; (b) {runs(ours[case])}"
+            + (f"; (a') {runs(image_half[case])}" if case in image_half else "")
+        )
     lines += [
         "",
         "- **(a) recipe** is `bench/manual_recipe.sh`, the article's four steps scripted as a user would. "
@@ -229,17 +293,30 @@ def render_report(reps: int, manual: dict[str, list[float]], image_half: dict[st
         "policies, the image in the registry, the registered revision) and changes only what differs; each "
         "run's `changed` flags are asserted (first: all; image-only: push and register; no-op: none).",
         "",
-        "## Start-up", "",
-        "| command | median wall time |", "|---|---:|"]
+        "## Start-up",
+        "",
+        "| command | median wall time |",
+        "|---|---:|",
+    ]
     lines += [f"| `{name}` | {value * 1000:.0f} ms |" for name, value in start_up.items()]
     ratio = start_up["gcpfargate --help"] / start_up['python -c "import typer"']
-    lines += ["", f"`gcpfargate --help` / `import typer` = {ratio:.2f} (target <= 1.5).", "",
-              "## Calls made by gcpfargate deploy (last repetition, GCPFARGATE_CALL_LOG)", "",
-              "| call | first | image-only | no-op |", "|---|---:|---:|---:|"]
+    lines += [
+        "",
+        f"`gcpfargate --help` / `import typer` = {ratio:.2f} (target <= 1.5).",
+        "",
+        "## Calls made by gcpfargate deploy (last repetition, GCPFARGATE_CALL_LOG)",
+        "",
+        "| call | first | image-only | no-op |",
+        "|---|---:|---:|---:|",
+    ]
     names = sorted(set().union(*calls.values()))
     for name in names:
-        lines.append(f"| `{name}` | " + " | ".join(str(calls[case].get(name, 0)) for case in CASES) + " |")
-    lines.append("| **total** | " + " | ".join(str(sum(calls[case].values())) for case in CASES) + " |")
+        lines.append(
+            f"| `{name}` | " + " | ".join(str(calls[case].get(name, 0)) for case in CASES) + " |"
+        )
+    lines.append(
+        "| **total** | " + " | ".join(str(sum(calls[case].values())) for case in CASES) + " |"
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -248,16 +325,23 @@ def main() -> int:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--startup-rounds", type=int, default=15)
     parser.add_argument("--out", default=str(ROOT / "docs" / "bench.md"))
-    parser.add_argument("--no-calls", action="store_true", help="do not run bench/calls.py afterwards")
+    parser.add_argument(
+        "--no-calls", action="store_true", help="do not run bench/calls.py afterwards"
+    )
     parser.add_argument("--only", choices=("standard", "big-image"), help="run only that part")
     parser.add_argument("--big-reps", type=int, default=2)
-    parser.add_argument("--big-context", action="store_true",
-                        help="big-image with its dependencies as files of the build context (not in make bench; "
-                             "writes docs/bench-context.md)")
+    parser.add_argument(
+        "--big-context",
+        action="store_true",
+        help="big-image with its dependencies as files of the build context (not in make bench; "
+        "writes docs/bench-context.md)",
+    )
     args = parser.parse_args()
     missing = [name for name in REQUIRED_ENV if not os.environ.get(name)]
     if missing:
-        sys.stderr.write(f"error: {', '.join(missing)} not set; run under the local stack: make bench\n")
+        sys.stderr.write(
+            f"error: {', '.join(missing)} not set; run under the local stack: make bench\n"
+        )
         return 2
     began = time.perf_counter()
     report = ""
@@ -268,8 +352,14 @@ def main() -> int:
 
         with tempfile.TemporaryDirectory(prefix="gcpfargate-bench-big-") as tmp:
             log("big-image: base image, then deploy vs docker build && docker push")
-            big = BigImage(Path(tmp), tool_env, add_service_account, GCPFARGATE, check,
-                           deps_in_context=args.big_context).run(args.big_reps)
+            big = BigImage(
+                Path(tmp),
+                tool_env,
+                add_service_account,
+                GCPFARGATE,
+                check,
+                deps_in_context=args.big_context,
+            ).run(args.big_reps)
         report += ("\n" if report else "") + "\n".join(big) + "\n"
     report = report.replace("__TOTAL__", f"{time.perf_counter() - began:.0f}")
     sys.stdout.write("\n" + report)
@@ -278,14 +368,18 @@ def main() -> int:
         # Only that section is new: keep the rest of the last full run.
         kept = out.read_text().split("\n## big-image")[0].rstrip("\n")
         report = kept + "\n\n" + report
-    elif args.only == "standard" and "\n## big-image" in (last := out.read_text() if out.exists() else ""):
+    elif args.only == "standard" and "\n## big-image" in (
+        last := out.read_text() if out.exists() else ""
+    ):
         report = report.rstrip("\n") + "\n\n## big-image" + last.split("\n## big-image", 1)[1]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(report)
     log(f"wrote {out}")
     if not args.no_calls and args.only is None:
         log("calls per command: bench/calls.py")
-        return subprocess.run([sys.executable, str(ROOT / "bench" / "calls.py")], check=False).returncode
+        return subprocess.run(
+            [sys.executable, str(ROOT / "bench" / "calls.py")], check=False
+        ).returncode
     return 0
 
 
@@ -294,7 +388,9 @@ def standard(args: argparse.Namespace) -> str:
     log("start-up: gcpfargate --help vs import typer")
     start_up = startup(args.startup_rounds)
     manual: dict[str, list[float]] = {case: [] for case in CASES}  # (a): the recipe, first or rerun
-    image_half: dict[str, list[float]] = {case: [] for case in CASES[1:]}  # (a'): only the image half
+    image_half: dict[str, list[float]] = {
+        case: [] for case in CASES[1:]
+    }  # (a'): only the image half
     ours: dict[str, list[float]] = {case: [] for case in CASES}
     run_id = f"{os.getpid() % 100000}"
     with tempfile.TemporaryDirectory(prefix="gcpfargate-bench-") as tmp:
@@ -311,7 +407,11 @@ def standard(args: argparse.Namespace) -> str:
                 if case == "image-only":
                     for side in (tool, hand, half):
                         side.change_image()
-                sides = ["manual", "gcpfargate"] if case == "first" else ["manual", "image-half", "gcpfargate"]
+                sides = (
+                    ["manual", "gcpfargate"]
+                    if case == "first"
+                    else ["manual", "image-half", "gcpfargate"]
+                )
                 # Rotate who goes first, so no side always inherits the others' warm caches.
                 shift = rep % len(sides)
                 for who in sides[shift:] + sides[:shift]:
@@ -324,8 +424,10 @@ def standard(args: argparse.Namespace) -> str:
                         check(case, result)
                         ours[case].append(elapsed)
                 shown = f", image half {image_half[case][-1]:.2f} s" if case in image_half else ""
-                log(f"rep {rep + 1}/{args.reps} {case}: recipe {manual[case][-1]:.2f} s{shown}, "
-                    f"gcpfargate {ours[case][-1]:.2f} s")
+                log(
+                    f"rep {rep + 1}/{args.reps} {case}: recipe {manual[case][-1]:.2f} s{shown}, "
+                    f"gcpfargate {ours[case][-1]:.2f} s"
+                )
             calls = tool.calls
     return render_report(args.reps, manual, image_half, ours, start_up, calls)
 

@@ -21,24 +21,53 @@ from typing import Any, TypedDict
 from gcpfargate.errors import ConfigError
 from gcpfargate.settings import CONFIG_FILE, SCHEMA, SECTIONS, Key, Settings, env_name
 
-__all__ = ["CONFIG_ENV", "CONFIG_FILE", "SCHEMA", "Overrides", "Settings", "env_name", "load_settings"]
+__all__ = [
+    "CONFIG_ENV",
+    "CONFIG_FILE",
+    "SCHEMA",
+    "Overrides",
+    "Settings",
+    "env_name",
+    "load_settings",
+]
 
 CONFIG_ENV = "GCPFARGATE_CONFIG"
 # GCPFARGATE_* variables that are not settings (endpoint overrides and the config path).
-_NON_SETTING_ENV = {CONFIG_ENV, "GCPFARGATE_ECR_REGISTRY", "GCPFARGATE_CALL_LOG", "GCPFARGATE_IAM_REST_ENDPOINT",
-                    "GCPFARGATE_STS_ENDPOINT", "GCPFARGATE_IAMCREDENTIALS_ENDPOINT"}
+_NON_SETTING_ENV = {
+    CONFIG_ENV,
+    "GCPFARGATE_ECR_REGISTRY",
+    "GCPFARGATE_CALL_LOG",
+    "GCPFARGATE_IAM_REST_ENDPOINT",
+    "GCPFARGATE_STS_ENDPOINT",
+    "GCPFARGATE_IAMCREDENTIALS_ENDPOINT",
+}
 # The settings a command-line flag can set, by `section.key`; None means the flag was not given.
 # A type checker holds commands to these names and types; `load_settings` checks both again at run
 # time against SCHEMA, so a flag value is validated exactly like a file value.
-Overrides = TypedDict("Overrides", {
-    "aws.region": str | None, "aws.profile": str | None, "secret.name": str | None, "image.tag": str | None,
-    "task.family": str | None, "task.template": str | None, "run.cluster": str | None,
-    "run.subnets": list[str] | None, "run.security_groups": list[str] | None, "run.wait_timeout": int | None,
-    "schedule.expression": str | None, "schedule.timezone": str | None, "schedule.name": str | None,
-    "schedule.group": str | None,
-    "service.name": str | None, "service.cluster": str | None, "service.wait": bool | None,
-    "service.wait_timeout": int | None,
-}, total=False)
+Overrides = TypedDict(
+    "Overrides",
+    {
+        "aws.region": str | None,
+        "aws.profile": str | None,
+        "secret.name": str | None,
+        "image.tag": str | None,
+        "task.family": str | None,
+        "task.template": str | None,
+        "run.cluster": str | None,
+        "run.subnets": list[str] | None,
+        "run.security_groups": list[str] | None,
+        "run.wait_timeout": int | None,
+        "schedule.expression": str | None,
+        "schedule.timezone": str | None,
+        "schedule.name": str | None,
+        "schedule.group": str | None,
+        "service.name": str | None,
+        "service.cluster": str | None,
+        "service.wait": bool | None,
+        "service.wait_timeout": int | None,
+    },
+    total=False,
+)
 
 
 def load_settings(
@@ -60,12 +89,18 @@ def load_settings(
         for key, spec in keys.items():
             dotted = f"{section}.{key}"
             # The precedence chain, highest first.
-            for source, layer in (("flag", flag_values), ("env", env_values), ("file", file_values)):
+            for source, layer in (
+                ("flag", flag_values),
+                ("env", env_values),
+                ("file", file_values),
+            ):
                 if layer.get(dotted) is not None:
                     values[key], sources[dotted] = layer[dotted], source
                     break
             else:
-                values[key] = type(spec.default)(spec.default) if spec.kind in (list, dict) else spec.default
+                values[key] = (
+                    type(spec.default)(spec.default) if spec.kind in (list, dict) else spec.default
+                )
                 sources[dotted] = "default"
             _validate(dotted, values[key], spec, sources[dotted], path)
         sections[section] = SECTIONS[section](**values)
@@ -73,7 +108,9 @@ def load_settings(
     return Settings(**sections, sources=sources, config_path=path, base_dir=base_dir)
 
 
-def _find_config(config_path: str | os.PathLike[str] | None, environ: Mapping[str, str]) -> Path | None:
+def _find_config(
+    config_path: str | os.PathLike[str] | None, environ: Mapping[str, str]
+) -> Path | None:
     explicit = config_path or environ.get(CONFIG_ENV)
     if explicit:
         path = Path(explicit)
@@ -91,21 +128,36 @@ def _not_a_config_file(path: Path) -> ConfigError:
     try:
         mode = path.stat().st_mode
     except OSError:
-        return ConfigError(f"config file {path} does not exist",
-                           "Pass an existing file with --config or run `gcpfargate init`")
-    kind = ("a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode)
-            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
-    return ConfigError(f"config file {path} is {kind}", "Pass the path of a gcpfargate.toml file with --config")
+        return ConfigError(
+            f"config file {path} does not exist",
+            "Pass an existing file with --config or run `gcpfargate init`",
+        )
+    kind = (
+        "a directory"
+        if stat.S_ISDIR(mode)
+        else "a FIFO"
+        if stat.S_ISFIFO(mode)
+        else "a device"
+        if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+        else "not a regular file"
+    )
+    return ConfigError(
+        f"config file {path} is {kind}", "Pass the path of a gcpfargate.toml file with --config"
+    )
 
 
 def _read_file(path: Path) -> dict[str, Any]:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"cannot parse {path}: {exc}", "Fix the TOML syntax at that position") from None
+        raise ConfigError(
+            f"cannot parse {path}: {exc}", "Fix the TOML syntax at that position"
+        ) from None
     except RecursionError:
-        raise ConfigError(f"cannot parse {path}: arrays or tables nest too deeply",
-                          "gcpfargate's settings are at most two levels deep") from None
+        raise ConfigError(
+            f"cannot parse {path}: arrays or tables nest too deeply",
+            "gcpfargate's settings are at most two levels deep",
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read {path}: {exc}") from None
     flat: dict[str, Any] = {}
@@ -123,8 +175,12 @@ def _read_file(path: Path) -> dict[str, Any]:
 
 
 def _read_env(environ: Mapping[str, str]) -> dict[str, Any]:
-    by_name = {env_name(f"{s}.{k}"): f"{s}.{k}" for s, keys in SCHEMA.items() for k in keys
-               if keys[k].kind is not dict}  # tables come from the file only
+    by_name = {
+        env_name(f"{s}.{k}"): f"{s}.{k}"
+        for s, keys in SCHEMA.items()
+        for k in keys
+        if keys[k].kind is not dict
+    }  # tables come from the file only
     flat: dict[str, Any] = {}
     for name, raw in environ.items():
         if not name.startswith("GCPFARGATE_") or name in _NON_SETTING_ENV:
@@ -136,7 +192,9 @@ def _read_env(environ: Mapping[str, str]) -> dict[str, Any]:
             section = name.removeprefix("GCPFARGATE_").split("_", 1)[0].lower()
             if section in SCHEMA:  # a known section with an unknown key: almost surely a typo
                 known = {env_name(d): d for d in by_name.values() if d.startswith(section + ".")}
-                raise ConfigError(f"unknown setting in environment variable {name}{_suggest(name, known)}")
+                raise ConfigError(
+                    f"unknown setting in environment variable {name}{_suggest(name, known)}"
+                )
             continue
         section, key = dotted.split(".")
         flat[dotted] = _parse_env(name, raw, SCHEMA[section][key])
@@ -148,7 +206,9 @@ def _read_flags(overrides: Overrides) -> dict[str, Any]:
     for dotted, value in dict(overrides).items():
         section, _, key = dotted.partition(".")
         if key not in SCHEMA.get(section, {}):
-            raise ValueError(f"no setting {dotted!r} to override")  # a bug in a command, not user input
+            raise ValueError(
+                f"no setting {dotted!r} to override"
+            )  # a bug in a command, not user input
         if value is not None:
             flat[dotted] = _check_type(dotted, value, SCHEMA[section][key], "given as a flag")
     return flat
@@ -166,21 +226,33 @@ def _parse_env(name: str, raw: str, spec: Key) -> Any:
         try:
             return int(raw)
         except ValueError:
-            raise ConfigError(f"environment variable {name} must be a whole number, not {raw!r}") from None
+            raise ConfigError(
+                f"environment variable {name} must be a whole number, not {raw!r}"
+            ) from None
     if spec.kind is list:
         return [item.strip() for item in raw.split(",") if item.strip()]
     return raw
 
 
 def _check_type(dotted: str, value: Any, spec: Key, where: str) -> Any:
-    names = {str: "a string", bool: "true or false", int: "a whole number", list: "a list of strings",
-             dict: "a table"}
+    names = {
+        str: "a string",
+        bool: "true or false",
+        int: "a whole number",
+        list: "a list of strings",
+        dict: "a table",
+    }
     ok = isinstance(value, spec.kind) and not (spec.kind is int and isinstance(value, bool))
     if ok and spec.item is not None:
-        ok = all(isinstance(item, spec.item) for item in (value.values() if isinstance(value, dict) else value))
+        ok = all(
+            isinstance(item, spec.item)
+            for item in (value.values() if isinstance(value, dict) else value)
+        )
     if not ok:
-        raise ConfigError(f"{dotted} {where} must be {names[spec.kind]}, not {type(value).__name__} "
-                          f"{_short(value)}")
+        raise ConfigError(
+            f"{dotted} {where} must be {names[spec.kind]}, not {type(value).__name__} "
+            f"{_short(value)}"
+        )
     return value
 
 
@@ -188,8 +260,12 @@ def _validate(dotted: str, value: Any, spec: Key, source: str, path: Path | None
     if spec.validate is None or value in ("", None, []):
         return
     if reason := spec.validate(value):
-        origin = {"flag": "flag", "env": f"environment variable {env_name(dotted)}",
-                  "file": str(path), "default": "default"}[source]
+        origin = {
+            "flag": "flag",
+            "env": f"environment variable {env_name(dotted)}",
+            "file": str(path),
+            "default": "default",
+        }[source]
         raise ConfigError(f"{dotted} = {_short(value)} ({origin}) {reason}")
 
 

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from gcpfargate.keyfile import redact
+from gcpfargate.keymaterial.keyfile import redact
 
 if TYPE_CHECKING:  # rich's consoles are made on first use: plain and JSON output never need them
     from rich.console import Console
@@ -49,16 +49,27 @@ class Output:
         from rich.console import Console
 
         # emoji=False: an ARN's ":secret:" must not become a picture.
-        return Console(stderr=True, highlight=False, soft_wrap=True, force_terminal=self.rich or None,
-                       no_color=not self.rich, emoji=False)
+        return Console(
+            stderr=True,
+            highlight=False,
+            soft_wrap=True,
+            force_terminal=self.rich or None,
+            no_color=not self.rich,
+            emoji=False,
+        )
 
     @cached_property
     def out(self) -> Console:
         from rich.console import Console
 
         # Not a terminal: never truncate (a tree or table is read by grep and humans in logs alike).
-        return Console(highlight=False, soft_wrap=True, no_color=not interactive(sys.stdout), emoji=False,
-                       width=None if interactive(sys.stdout) else 400)
+        return Console(
+            highlight=False,
+            soft_wrap=True,
+            no_color=not interactive(sys.stdout),
+            emoji=False,
+            width=None if interactive(sys.stdout) else 400,
+        )
 
     # -- Reporter ----------------------------------------------------------------------------
     @contextmanager
@@ -103,9 +114,15 @@ class Output:
         if self._progress is None:
             from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
 
-            self._progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                                      console=self.err, transient=True,
-                                      refresh_per_second=self.REFRESH_PER_SECOND, auto_refresh=True)
+            self._progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                DownloadColumn(),
+                console=self.err,
+                transient=True,
+                refresh_per_second=self.REFRESH_PER_SECOND,
+                auto_refresh=True,
+            )
             self._progress.start()
         if task_id not in self._tasks:
             self._tasks[task_id] = self._progress.add_task(redact(description), total=total)
@@ -122,7 +139,9 @@ class Output:
         # A deploy's plan is its dry-run text itself, step by step (see `_deploy`): printed once.
         if dry_run and hasattr(result, "plan") and type(result).__name__ != "DeployResult":
             self.plan(result.plan, getattr(result, "diff", ""))
-        self.result(result.to_json(), text=lambda console: render_text(self, console, result, dry_run))
+        self.result(
+            result.to_json(), text=lambda console: render_text(self, console, result, dry_run)
+        )
 
     def plan(self, lines: list[str], diff: str = "") -> None:
         """What a dry run would change (or that nothing would), on stderr; JSON has it under "plan"."""
@@ -200,7 +219,9 @@ def wrapped(text: str, width: int) -> list[str]:
     """
     import textwrap
 
-    return textwrap.wrap(text, max(width, 20), break_long_words=False, break_on_hyphens=False) or [""]
+    return textwrap.wrap(text, max(width, 20), break_long_words=False, break_on_hyphens=False) or [
+        ""
+    ]
 
 
 def _terminal(console: Console) -> bool:
@@ -223,8 +244,12 @@ def rows(console: Console, items: list[tuple[str, str]], indent: str = "") -> No
     hang = len(indent) + keys + 2
     for key, value in items:
         for number, line in enumerate(wrapped(redact(value), console.width - hang)):
-            head = Text(f"{indent}{key:<{keys}}  ", style="bold") if number == 0 else Text(" " * hang)
-            console.print(head + Text(line), soft_wrap=True)  # soft_wrap: rich neither wraps nor crops
+            head = (
+                Text(f"{indent}{key:<{keys}}  ", style="bold") if number == 0 else Text(" " * hang)
+            )
+            console.print(
+                head + Text(line), soft_wrap=True
+            )  # soft_wrap: rich neither wraps nor crops
 
 
 def _deploy(output: Output, console: Console, result: Any, dry_run: bool) -> None:
@@ -246,16 +271,25 @@ def _deploy(output: Output, console: Console, result: Any, dry_run: bool) -> Non
     if getattr(boot, "auth", "key") == "keyless":  # no key and no secret: the federation it set up
         identity = f"task role {boot.task_role_arn} via {boot.provider}"
     else:
-        key, secret = boot.key_id or "(new)", boot.secret_arn or "(new secret)"  # None: a dry run would create it
+        key, secret = (
+            boot.key_id or "(new)",
+            boot.secret_arn or "(new secret)",
+        )  # None: a dry run would create it
         identity = f"key {key} in {secret}"
-    items = [("bootstrap", boot.changed, identity),
-             ("push-image", push.changed, f"{push.image} {push.digest or ''}".strip()),
-             ("register-task", task.changed, task.task_definition_arn or "")]
+    items = [
+        ("bootstrap", boot.changed, identity),
+        ("push-image", push.changed, f"{push.image} {push.digest or ''}".strip()),
+        ("register-task", task.changed, task.task_definition_arn or ""),
+    ]
     if "service" in result.steps:  # a [service] is configured
         rolled = result.steps["service"]
         items.append(("service", rolled.changed, f"{rolled.service}: {rolled.status}"))
     console.print("gcpfargate deploy", markup=False)
-    rows(console, [(step, f"changed {_yes(changed)}, {text}") for step, changed, text in items], indent="  ")
+    rows(
+        console,
+        [(step, f"changed {_yes(changed)}, {text}") for step, changed, text in items],
+        indent="  ",
+    )
 
 
 def _run(output: Output, console: Console, result: Any, dry_run: bool) -> None:
@@ -266,15 +300,24 @@ def _run(output: Output, console: Console, result: Any, dry_run: bool) -> None:
         console.print(f"Task {result.task_arn} started (not waiting).", markup=False)
     else:
         reason = f": {result.stopped_reason}" if result.stopped_reason else ""
-        console.print(f"Task {result.task_id} stopped{reason} (exit code {result.exit_code}).", markup=False)
+        console.print(
+            f"Task {result.task_id} stopped{reason} (exit code {result.exit_code}).", markup=False
+        )
 
 
 def _schedule(output: Output, console: Console, result: Any, dry_run: bool) -> None:
-    items = [("schedule", f"{result.name} (group {result.group})"), ("arn", result.schedule_arn or "-"),
-             ("state", result.state)]
+    items = [
+        ("schedule", f"{result.name} (group {result.group})"),
+        ("arn", result.schedule_arn or "-"),
+        ("state", result.state),
+    ]
     if result.expression:
-        items += [("expression", result.expression), ("timezone", result.timezone),
-                  ("task definition", result.task_definition_arn), ("role", result.role_arn)]
+        items += [
+            ("expression", result.expression),
+            ("timezone", result.timezone),
+            ("task definition", result.task_definition_arn),
+            ("role", result.role_arn),
+        ]
     if not result.read_only:
         items.append(("changed", _yes(result.changed)))
     rows(console, items)
@@ -298,7 +341,11 @@ def _doctor(output: Output, console: Console, result: Any, dry_run: bool) -> Non
         status, text = check.status.value, redact(f"{check.name}: {check.detail}")
         lines = wrapped(text, console.width - 9) if _terminal(console) else [text]
         for number, line in enumerate(lines):
-            head = Text(f"  {status:<4}", style=colours[status]) + Text("   ") if number == 0 else Text(" " * 9)
+            head = (
+                Text(f"  {status:<4}", style=colours[status]) + Text("   ")
+                if number == 0
+                else Text(" " * 9)
+            )
             console.print(head + Text(line), soft_wrap=True)
         if check.hint:
             console.print(Text(" " * 9) + Text(redact(f"fix: {check.hint}")), soft_wrap=True)
@@ -327,6 +374,12 @@ def _nothing(output: Output, console: Console, result: Any, dry_run: bool) -> No
 
 
 _LAYOUTS: dict[str, Callable[[Output, Console, Any, bool], None]] = {
-    "DeployResult": _deploy, "RunResult": _run, "ScheduleResult": _schedule, "DoctorReport": _doctor,
-    "DiffResult": _diff, "RenderResult": _rendered, "ScaffoldResult": _scaffold, "RunLocalResult": _nothing,
+    "DeployResult": _deploy,
+    "RunResult": _run,
+    "ScheduleResult": _schedule,
+    "DoctorReport": _doctor,
+    "DiffResult": _diff,
+    "RenderResult": _rendered,
+    "ScaffoldResult": _scaffold,
+    "RunLocalResult": _nothing,
 }

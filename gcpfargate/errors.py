@@ -28,8 +28,13 @@ class GcpfargateError(Exception):
 
     def to_json(self) -> dict[str, object]:
         """The `-o json` form of the error: `{"error": {"message", "hint", "exit_code"}}`."""
-        return {"error": {"message": self.message.rstrip("."), "hint": self.hint or None,
-                          "exit_code": int(self.exit_code)}}
+        return {
+            "error": {
+                "message": self.message.rstrip("."),
+                "hint": self.hint or None,
+                "exit_code": int(self.exit_code),
+            }
+        }
 
     def one_line(self) -> str:
         text = self.message.rstrip(".")

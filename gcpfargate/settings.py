@@ -15,8 +15,8 @@ from dataclasses import Field, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from gcpfargate.credential_rules import credentials_env_problem, credentials_path_problem
 from gcpfargate.errors import ConfigError
+from gcpfargate.keymaterial.rules import credentials_env_problem, credentials_path_problem
 
 CONFIG_FILE = "gcpfargate.toml"
 Validator = Callable[[Any], str | None]  # returns a reason when the value is invalid
@@ -53,13 +53,39 @@ def _all(check: Validator) -> Validator:
 
 # CloudWatch Logs' PutRetentionPolicy accepts only these day counts (API reference, retentionInDays);
 # 0 here means "never expire" (no policy is set).
-LOG_RETENTION_DAYS = (0, 1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557,
-                      2922, 3288, 3653)
+LOG_RETENTION_DAYS = (
+    0,
+    1,
+    3,
+    5,
+    7,
+    14,
+    30,
+    60,
+    90,
+    120,
+    150,
+    180,
+    365,
+    400,
+    545,
+    731,
+    1096,
+    1827,
+    2192,
+    2557,
+    2922,
+    3288,
+    3653,
+)
 
 
 def _retention(value: Any) -> str | None:
-    return None if value in LOG_RETENTION_DAYS else \
-        f"is not a CloudWatch retention (one of {', '.join(map(str, LOG_RETENTION_DAYS[1:]))}; 0: never expire)"
+    return (
+        None
+        if value in LOG_RETENTION_DAYS
+        else f"is not a CloudWatch retention (one of {', '.join(map(str, LOG_RETENTION_DAYS[1:]))}; 0: never expire)"
+    )
 
 
 def setting(default: Any, validate: Validator | None = None) -> Any:
@@ -69,17 +95,24 @@ def setting(default: Any, validate: Validator | None = None) -> Any:
     return field(default=default, metadata={"validate": validate})
 
 
-_REGION = _pattern(r"[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d+|eusc-[a-z]{2}-[a-z]+-\d+",
-                   "AWS region name (like ap-northeast-1)")
+_REGION = _pattern(
+    r"[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d+|eusc-[a-z]{2}-[a-z]+-\d+",
+    "AWS region name (like ap-northeast-1)",
+)
 _ROLE_ARN = _pattern(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}", "IAM role ARN")
 
 
 @dataclass(frozen=True)
 class GcpSettings:
     project: str = setting("", _pattern(r"[a-z][a-z0-9-]{4,28}[a-z0-9]", "GCP project id"))
-    service_account: str = setting("", _pattern(
-        r"[a-z][a-z0-9-]{4,28}[a-z0-9](@[a-z0-9.-]+\.iam\.gserviceaccount\.com)?"
-        r"|[^@\s]+@[a-z0-9.-]+\.gserviceaccount\.com", "service account id or email"))
+    service_account: str = setting(
+        "",
+        _pattern(
+            r"[a-z][a-z0-9-]{4,28}[a-z0-9](@[a-z0-9.-]+\.iam\.gserviceaccount\.com)?"
+            r"|[^@\s]+@[a-z0-9.-]+\.gserviceaccount\.com",
+            "service account id or email",
+        ),
+    )
     create_service_account: bool = setting(False)
     # "key": a service-account key in Secrets Manager; "keyless": workload identity federation from
     # the task role (README "Keyless").
@@ -102,13 +135,19 @@ class SecretSettings:
 
 @dataclass(frozen=True)
 class ImageSettings:
-    repository: str = setting("", _pattern(r"[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*",
-                                           "ECR repository name"))
+    repository: str = setting(
+        "",
+        _pattern(
+            r"[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*", "ECR repository name"
+        ),
+    )
     context: str = setting(".")
     dockerfile: str = setting("Dockerfile")
     tag: str = setting("", _pattern(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", "image tag"))
-    platform: str = setting("linux/amd64", _pattern(r"linux/(amd64|arm64|x86_64|aarch64)",
-                                                    "platform (linux/amd64 or linux/arm64)"))
+    platform: str = setting(
+        "linux/amd64",
+        _pattern(r"linux/(amd64|arm64|x86_64|aarch64)", "platform (linux/amd64 or linux/arm64)"),
+    )
     pin_digest: bool = setting(True)
     push_latest: bool = setting(False)
     build_args: dict[str, str] = setting({})
@@ -125,7 +164,9 @@ class TaskSettings:
     credentials_env: str = setting("GCP_CREDENTIALS_JSON", credentials_env_problem)
     wire_credentials: bool = setting(True)
     containers: list[str] = setting([])
-    log_retention_days: int = setting(30, _retention)  # for the awslogs groups register-task creates
+    log_retention_days: int = setting(
+        30, _retention
+    )  # for the awslogs groups register-task creates
     vars: dict[str, object] = setting({})  # free TOML values for the template
 
 
@@ -133,7 +174,9 @@ class TaskSettings:
 class RunSettings:
     cluster: str = setting("default")
     subnets: list[str] = setting([], _all(_pattern(r"subnet-[0-9a-f]{8,17}", "subnet id")))
-    security_groups: list[str] = setting([], _all(_pattern(r"sg-[0-9a-f]{8,17}", "security group id")))
+    security_groups: list[str] = setting(
+        [], _all(_pattern(r"sg-[0-9a-f]{8,17}", "security group id"))
+    )
     assign_public_ip: bool = setting(False)
     platform_version: str = setting("LATEST")
     wait_timeout: int = setting(3600)
@@ -151,31 +194,48 @@ class ScheduleSettings:
 
 @dataclass(frozen=True)
 class ServiceSettings:
-    name: str = setting("", _pattern(r"[A-Za-z0-9_-]{1,255}", "ECS service name"))  # empty: no service
+    name: str = setting(
+        "", _pattern(r"[A-Za-z0-9_-]{1,255}", "ECS service name")
+    )  # empty: no service
     cluster: str = setting("default")
     wait: bool = setting(True)
     wait_timeout: int = setting(600)  # seconds deploy/rollback wait for the rollout to be stable
 
 
-SECTIONS: dict[str, type] = {"gcp": GcpSettings, "aws": AwsSettings, "secret": SecretSettings,
-                             "image": ImageSettings, "task": TaskSettings, "run": RunSettings,
-                             "schedule": ScheduleSettings, "service": ServiceSettings}
+SECTIONS: dict[str, type] = {
+    "gcp": GcpSettings,
+    "aws": AwsSettings,
+    "secret": SecretSettings,
+    "image": ImageSettings,
+    "task": TaskSettings,
+    "run": RunSettings,
+    "schedule": ScheduleSettings,
+    "service": ServiceSettings,
+}
 # A field's annotation (a string under `from __future__ import annotations`) → its kind and the type
 # its items must have. A field with any other annotation fails at import, before any command runs.
 _KINDS: dict[str, tuple[type, type | None]] = {
-    "str": (str, None), "bool": (bool, None), "int": (int, None), "list[str]": (list, str),
-    "dict[str, str]": (dict, str), "dict[str, object]": (dict, None)}
+    "str": (str, None),
+    "bool": (bool, None),
+    "int": (int, None),
+    "list[str]": (list, str),
+    "dict[str, str]": (dict, str),
+    "dict[str, object]": (dict, None),
+}
 
 
 def _key(spec: Field[Any]) -> Key:
     kind, item = _KINDS[str(spec.type)]
-    factory = spec.default_factory  # `setting()` gives lists and tables a factory, never a shared default
+    factory = (
+        spec.default_factory
+    )  # `setting()` gives lists and tables a factory, never a shared default
     default = factory() if kind in (list, dict) and callable(factory) else spec.default
     return Key(kind, default, spec.metadata["validate"], item)
 
 
 SCHEMA: dict[str, dict[str, Key]] = {
-    section: {spec.name: _key(spec) for spec in fields(cls)} for section, cls in SECTIONS.items()}
+    section: {spec.name: _key(spec) for spec in fields(cls)} for section, cls in SECTIONS.items()
+}
 
 
 def env_name(dotted: str) -> str:
@@ -195,7 +255,9 @@ class Settings:
     run: RunSettings = field(default_factory=RunSettings)
     schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
     service: ServiceSettings = field(default_factory=ServiceSettings)
-    sources: Mapping[str, str] = field(default_factory=dict)  # `section.key` → flag/env/file/default
+    sources: Mapping[str, str] = field(
+        default_factory=dict
+    )  # `section.key` → flag/env/file/default
     config_path: Path | None = None
     base_dir: Path = field(default_factory=Path.cwd)
 

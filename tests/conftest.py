@@ -84,45 +84,78 @@ class Project:
         # The cache too (layer scans, botocore's parsed data): each test starts with none, whatever the
         # developer's XDG_CACHE_HOME. Beside the project, as a user's ~/.cache is: the project is the
         # build context, and deploy writes the cache while its background build reads the context.
-        env.update({"HOME": str(self.dir / ".home"), "XDG_CACHE_HOME": str(cache_home(self.dir)),
-                    "NO_COLOR": "1", "COLUMNS": "200"})
+        env.update(
+            {
+                "HOME": str(self.dir / ".home"),
+                "XDG_CACHE_HOME": str(cache_home(self.dir)),
+                "NO_COLOR": "1",
+                "COLUMNS": "200",
+            }
+        )
         env.update(self.extra_env)
         return env
 
     @property
     def base_config(self) -> str:
         """The [gcp] and [task] sections every test project starts with."""
-        return (f'[gcp]\nproject = "{self.gcp_project}"\nservice_account = "{self.account_id}"\n\n'
-                f'[task]\nfamily = "{self.family}"\n')
+        return (
+            f'[gcp]\nproject = "{self.gcp_project}"\nservice_account = "{self.account_id}"\n\n'
+            f'[task]\nfamily = "{self.family}"\n'
+        )
 
     def write_config(self, body: str) -> Path:
         path = self.dir / "gcpfargate.toml"
         path.write_text(textwrap.dedent(body))
         return path
 
-    def run(self, *args: str, env: dict[str, str | None] | None = None, timeout: float = 300,
-            input: str | None = None) -> Result:
+    def run(
+        self,
+        *args: str,
+        env: dict[str, str | None] | None = None,
+        timeout: float = 300,
+        input: str | None = None,
+    ) -> Result:
         """Run the CLI; an `env` value of None removes that variable."""
         full = {**self.env, **(env or {})}
-        proc = subprocess.run([sys.executable, "-m", "gcpfargate", *args], cwd=self.dir,
-                              env={k: v for k, v in full.items() if v is not None}, capture_output=True, text=True,
-                              timeout=timeout, input=input)
+        proc = subprocess.run(
+            [sys.executable, "-m", "gcpfargate", *args],
+            cwd=self.dir,
+            env={k: v for k, v in full.items() if v is not None},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            input=input,
+        )
         return Result(proc.returncode, proc.stdout, proc.stderr)
 
     def aws(self, service: str) -> Any:
         import boto3
 
-        return boto3.client(service, region_name=REGION, endpoint_url=self.stack.moto_url,
-                            aws_access_key_id="testing", aws_secret_access_key="testing")
+        return boto3.client(
+            service,
+            region_name=REGION,
+            endpoint_url=self.stack.moto_url,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
 
     def exists(self, kind: str, name: str) -> bool:
         """Whether one named resource exists, asked by name: the session's one moto outgrows the first
         page of ListRoles / ListSecrets / DescribeRepositories (100), so scanning a listing can miss it."""
         service, operation, arguments, missing = {
             "role": ("iam", "get_role", {"RoleName": name}, "NoSuchEntity"),
-            "secret": ("secretsmanager", "describe_secret", {"SecretId": name}, "ResourceNotFoundException"),
-            "repository": ("ecr", "describe_repositories", {"repositoryNames": [name]},
-                           "RepositoryNotFoundException"),
+            "secret": (
+                "secretsmanager",
+                "describe_secret",
+                {"SecretId": name},
+                "ResourceNotFoundException",
+            ),
+            "repository": (
+                "ecr",
+                "describe_repositories",
+                {"repositoryNames": [name]},
+                "RepositoryNotFoundException",
+            ),
         }[kind]
         from botocore.exceptions import ClientError
 
@@ -138,8 +171,13 @@ class Project:
 def new_project(stack: LocalStack, directory: Path, prefix: str = "") -> Project:
     """A fresh project: its own GCP project and service account in the emulator, its own family."""
     suffix = f"{os.getpid() % 10000}-{prefix}{next(_counter)}"
-    project = Project(dir=directory, stack=stack, gcp_project=f"proj-{suffix}", account_id=f"runner-{suffix}",
-                      family=f"batch-{suffix}")
+    project = Project(
+        dir=directory,
+        stack=stack,
+        gcp_project=f"proj-{suffix}",
+        account_id=f"runner-{suffix}",
+        family=f"batch-{suffix}",
+    )
     (directory / ".home").mkdir(parents=True, exist_ok=True)
     stack.emulator.add_service_account(project.gcp_project, project.account_id)
     project.write_config(project.base_config)
@@ -152,8 +190,11 @@ def project(stack: LocalStack, tmp_path: Path) -> Project:
 
 
 def _moto_api(stack: LocalStack, action: str, body: dict[str, Any]) -> None:
-    request = urllib.request.Request(f"{stack.moto_url}/moto-api/state-manager/{action}",
-                                     data=json.dumps(body).encode(), method="POST")
+    request = urllib.request.Request(
+        f"{stack.moto_url}/moto-api/state-manager/{action}",
+        data=json.dumps(body).encode(),
+        method="POST",
+    )
     with urllib.request.urlopen(request, timeout=10) as response:
         assert response.status < 300
 
@@ -162,8 +203,11 @@ def _moto_api(stack: LocalStack, action: str, body: dict[str, Any]) -> None:
 def hold_tasks(stack: LocalStack) -> Iterator[None]:
     """Tasks stay RUNNING until StopTask (moto's default advances them on every DescribeTasks), as ECS
     tasks do until their container exits."""
-    _moto_api(stack, "set-transition", {"model_name": "ecs::task",
-                                        "transition": {"progression": "manual", "times": 10**9}})
+    _moto_api(
+        stack,
+        "set-transition",
+        {"model_name": "ecs::task", "transition": {"progression": "manual", "times": 10**9}},
+    )
     try:
         yield
     finally:
@@ -172,7 +216,9 @@ def hold_tasks(stack: LocalStack) -> Iterator[None]:
 
 def secret_key(project: Project, stage: str = "AWSCURRENT") -> dict[str, Any]:
     """The key a version stage holds, read with the stage named: moto's stage-less read ignores stage moves."""
-    value = project.aws("secretsmanager").get_secret_value(SecretId=project.secret_name, VersionStage=stage)
+    value = project.aws("secretsmanager").get_secret_value(
+        SecretId=project.secret_name, VersionStage=stage
+    )
     return dict(json.loads(value["SecretString"]))
 
 
@@ -183,7 +229,8 @@ def gets_token(key: dict[str, Any]) -> bool:
     from google.oauth2 import service_account
 
     credentials = service_account.Credentials.from_service_account_info(
-        key, scopes=["https://www.googleapis.com/auth/cloud-platform"])
+        key, scopes=["https://www.googleapis.com/auth/cloud-platform"]
+    )
     try:
         credentials.refresh(google.auth.transport.requests.Request())
     except google.auth.exceptions.RefreshError:

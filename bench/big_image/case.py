@@ -31,7 +31,11 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 CASES = ("first", "app-only", "no-op")
-FLOOR = [sys.executable, "-c", "import boto3, docker, google.cloud.iam_admin_v1, jinja2, typer, rich"]
+FLOOR = [
+    sys.executable,
+    "-c",
+    "import boto3, docker, google.cloud.iam_admin_v1, jinja2, typer, rich",
+]
 BASE_IMAGE = "gcpfargate-demo/python-base:bookworm"
 TARGETS = {"first": 1.15, "app-only": 1.15}
 ROUNDS = {"first": 1, "app-only": 3, "no-op": 5}  # per repetition
@@ -46,7 +50,9 @@ def timed(argv: list[str], cwd: Path, env: dict[str, str], out: Path) -> tuple[f
         elapsed = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(argv[:3])} failed:\n{(out.parent / (out.name + '.err')).read_text()[-3000:]}")
+        raise SystemExit(
+            f"{' '.join(argv[:3])} failed:\n{(out.parent / (out.name + '.err')).read_text()[-3000:]}"
+        )
     return elapsed, usage.ru_maxrss // 1024, out.read_text()
 
 
@@ -56,19 +62,28 @@ def write_context(context: Path, side: str, app: str, deps_in_context: bool = Fa
     context.mkdir(parents=True, exist_ok=True)
     (context / "app.py").write_text(f'print("{app}")\n')
     if deps_in_context:
-        subprocess.run([sys.executable, str(Path(__file__).with_name("make_deps.py")), str(context / "deps"), "400"],
-                       check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [
+                sys.executable,
+                str(Path(__file__).with_name("make_deps.py")),
+                str(context / "deps"),
+                "400",
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
         install = "COPY deps /opt/deps\n"
     else:
         shutil.copyfile(Path(__file__).with_name("make_deps.py"), context / "make_deps.py")
-        install = ("COPY make_deps.py /tmp/make_deps.py\n"
-                   "RUN python3 /tmp/make_deps.py /opt/deps 400 && rm /tmp/make_deps.py\n")
+        install = (
+            "COPY make_deps.py /tmp/make_deps.py\n"
+            "RUN python3 /tmp/make_deps.py /opt/deps 400 && rm /tmp/make_deps.py\n"
+        )
     (context / "Dockerfile").write_text(
         f"FROM {BASE_IMAGE}\n"
-        f"ENV DEPENDENCY_SET={side}\n"
-        + install +
-        "COPY app.py /app/app.py\n"
-        'CMD ["python3", "/app/app.py"]\n')
+        f"ENV DEPENDENCY_SET={side}\n" + install + "COPY app.py /app/app.py\n"
+        'CMD ["python3", "/app/app.py"]\n'
+    )
 
 
 # The build context's key search alone (core/context_scan.py), in a process of its own: the first
@@ -76,8 +91,8 @@ def write_context(context: Path, side: str, app: str, deps_in_context: bool = Fa
 _CONTEXT_SCAN = """
 import sys, time
 from pathlib import Path
-from gcpfargate.core import context_scan
-from gcpfargate.core.key_guard import scan_context
+from gcpfargate.image import context_scan
+from gcpfargate.image.guard import scan_context
 start = time.perf_counter()
 found = scan_context(Path(sys.argv[1]), "Dockerfile")
 elapsed = time.perf_counter() - start
@@ -87,23 +102,45 @@ print(f"{elapsed:.3f} {len(record.load())} {len(found)}")
 
 
 class BigImage:
-    def __init__(self, work: Path, tool_env: Any, add_account: Any, gcpfargate: str, check: Any,
-                 deps_in_context: bool = False) -> None:
+    def __init__(
+        self,
+        work: Path,
+        tool_env: Any,
+        add_account: Any,
+        gcpfargate: str,
+        check: Any,
+        deps_in_context: bool = False,
+    ) -> None:
         self.work, self.tool_env, self.add_account, self.gcpfargate, self.check = (
-            work / "big", tool_env, add_account, gcpfargate, check)
+            work / "big",
+            tool_env,
+            add_account,
+            gcpfargate,
+            check,
+        )
         self.deps_in_context = deps_in_context
-        self.context_scans: list[tuple[float, float, int]] = []  # (first, second) seconds, files recorded
-        self.times: dict[str, dict[str, list[float]]] = {case: {"ours": [], "manual": []} for case in CASES}
+        self.context_scans: list[
+            tuple[float, float, int]
+        ] = []  # (first, second) seconds, files recorded
+        self.times: dict[str, dict[str, list[float]]] = {
+            case: {"ours": [], "manual": []} for case in CASES
+        }
         self.rss: dict[str, list[int]] = {case: [] for case in CASES}
         self.floor: list[float] = []
 
     def ensure_base(self) -> None:
-        subprocess.run(["bash", str(ROOT / "scripts" / "base-image.sh")], check=True, env=self.tool_env(),
-                       stdout=subprocess.DEVNULL)
+        subprocess.run(
+            ["bash", str(ROOT / "scripts" / "base-image.sh")],
+            check=True,
+            env=self.tool_env(),
+            stdout=subprocess.DEVNULL,
+        )
 
     def deploy(self, side: Path, case: str) -> float:
         env = self.tool_env({"XDG_CACHE_HOME": str(side / "cache")})
-        elapsed, rss, stdout = timed([self.gcpfargate, "deploy", "--output", "json"], side, env, side / f"{case}.out")
+        elapsed, rss, stdout = timed(
+            [self.gcpfargate, "deploy", "--output", "json"], side, env, side / f"{case}.out"
+        )
         self.check(case.replace("app-only", "image-only"), json.loads(stdout))
         self.rss[case].append(rss)
         return elapsed
@@ -120,10 +157,13 @@ class BigImage:
         if self.deps_in_context:
             self.context_scan(ours / "app")
         self.add_account(ours.name)
-        shutil.copyfile(ROOT / "templates" / "task-definition.json.j2", ours / "task-definition.json.j2")
+        shutil.copyfile(
+            ROOT / "templates" / "task-definition.json.j2", ours / "task-definition.json.j2"
+        )
         (ours / "gcpfargate.toml").write_text(
             f'[gcp]\nproject = "bench-project"\nservice_account = "{ours.name}"\n\n'
-            f'[image]\nrepository = "{ours.name}"\ncontext = "app"\n\n[task]\nfamily = "{ours.name}"\n')
+            f'[image]\nrepository = "{ours.name}"\ncontext = "app"\n\n[task]\nfamily = "{ours.name}"\n'
+        )
         for case in CASES:
             for turn in range(ROUNDS[case]):
                 if case == "app-only":
@@ -134,21 +174,36 @@ class BigImage:
                 for who, side in order[first:] + order[:first]:  # alternate who goes first
                     run = self.deploy if who == "ours" else self.manual
                     self.times[case][who].append(run(side, case))
-                if case == "no-op" and not self.deps_in_context:  # there the build's own context dominates
+                if (
+                    case == "no-op" and not self.deps_in_context
+                ):  # there the build's own context dominates
                     start = time.perf_counter()
                     subprocess.run(FLOOR, check=True)
                     self.floor.append(time.perf_counter() - start)
-                sys.stderr.write(f"[bench] big-image rep {rep + 1} {case} {turn + 1}: gcpfargate "
-                                 f"{self.times[case]['ours'][-1]:.2f} s (peak RSS {self.rss[case][-1]} MB), "
-                                 f"docker build && push {self.times[case]['manual'][-1]:.2f} s\n")
+                sys.stderr.write(
+                    f"[bench] big-image rep {rep + 1} {case} {turn + 1}: gcpfargate "
+                    f"{self.times[case]['ours'][-1]:.2f} s (peak RSS {self.rss[case][-1]} MB), "
+                    f"docker build && push {self.times[case]['manual'][-1]:.2f} s\n"
+                )
 
     def context_scan(self, context: Path) -> None:
         """Time the context's key search twice, in a cache of its own; the deploys later start cold too."""
-        time.sleep(3.5)  # the files just written must be older than context_scan.SETTLED_SECONDS to be recorded
+        time.sleep(
+            3.5
+        )  # the files just written must be older than context_scan.SETTLED_SECONDS to be recorded
         cache = context.parent / "scan-cache"
         env = self.tool_env({"XDG_CACHE_HOME": str(cache)})
-        runs = [subprocess.run([sys.executable, "-c", _CONTEXT_SCAN, str(context)], env=env, check=True,
-                               capture_output=True, text=True, cwd=ROOT).stdout.split() for _ in range(2)]
+        runs = [
+            subprocess.run(
+                [sys.executable, "-c", _CONTEXT_SCAN, str(context)],
+                env=env,
+                check=True,
+                capture_output=True,
+                text=True,
+                cwd=ROOT,
+            ).stdout.split()
+            for _ in range(2)
+        ]
         shutil.rmtree(cache)
         self.context_scans.append((float(runs[0][0]), float(runs[1][0]), int(runs[1][1])))
 
@@ -167,36 +222,63 @@ class BigImage:
             return statistics.median(values)
 
         floor = median(self.floor) if self.floor else 0.0
-        where = ("dependencies in the build context (`COPY deps`)" if self.deps_in_context
-                 else "dependencies written by a RUN step")
-        lines = [f"## big-image: a 130 MB Python base + 400 MB of dependencies + an app layer (issue 18); {where}", "",
-                 f"{reps} repetitions; per repetition " + ", ".join(f"{case} x{ROUNDS[case]}" for case in CASES)
-                 + "; medians; (m) is `docker build && docker push` of the same change "
-                 "(the image half of the manual recipe, without login or task definition). "
-                 f"{os.cpu_count()} CPUs; 5-minute load average " + " → ".join(f"{each:.1f}" for each in load)
-                 + " (before, and after each repetition).", "",
-                 "| case | (m) docker build && push | (b) gcpfargate deploy | (b)/(m) | target | peak RSS (b) |",
-                 "|---|---:|---:|---:|---|---:|"]
+        where = (
+            "dependencies in the build context (`COPY deps`)"
+            if self.deps_in_context
+            else "dependencies written by a RUN step"
+        )
+        lines = [
+            f"## big-image: a 130 MB Python base + 400 MB of dependencies + an app layer (issue 18); {where}",
+            "",
+            f"{reps} repetitions; per repetition "
+            + ", ".join(f"{case} x{ROUNDS[case]}" for case in CASES)
+            + "; medians; (m) is `docker build && docker push` of the same change "
+            "(the image half of the manual recipe, without login or task definition). "
+            f"{os.cpu_count()} CPUs; 5-minute load average "
+            + " → ".join(f"{each:.1f}" for each in load)
+            + " (before, and after each repetition).",
+            "",
+            "| case | (m) docker build && push | (b) gcpfargate deploy | (b)/(m) | target | peak RSS (b) |",
+            "|---|---:|---:|---:|---|---:|",
+        ]
         for case in CASES:
             m, b = median(self.times[case]["manual"]), median(self.times[case]["ours"])
             target = f"<= {TARGETS[case]}" if case in TARGETS else ""
-            lines.append(f"| {case} | {m:.2f} s | {b:.2f} s | {b / m:.2f} | {target} | {max(self.rss[case])} MB |")
+            lines.append(
+                f"| {case} | {m:.2f} s | {b:.2f} s | {b / m:.2f} | {target} | {max(self.rss[case])} MB |"
+            )
         noop = median(self.times["no-op"]["ours"])
         change = median(self.times["app-only"]["ours"]) - noop
         if floor:
-            lines += ["", f"No-op deploy / SDK import floor (`{' '.join(FLOOR[1:2])} \"{FLOOR[2]}\"`, {floor:.2f} s): "
-                      f"**{noop / floor:.2f}** (target <= 1.3)."]
-        lines += ["", f"The change's own cost, app-only minus no-op (medians): gcpfargate **{change:.2f} s** (build, "
-                  "key guard on the new layer, push, register) against "
-                  f"{median(self.times['app-only']['manual']):.2f} s for docker build && push.",
-                  "", "Every run, in seconds:", ""]
+            lines += [
+                "",
+                f'No-op deploy / SDK import floor (`{" ".join(FLOOR[1:2])} "{FLOOR[2]}"`, {floor:.2f} s): '
+                f"**{noop / floor:.2f}** (target <= 1.3).",
+            ]
+        lines += [
+            "",
+            f"The change's own cost, app-only minus no-op (medians): gcpfargate **{change:.2f} s** (build, "
+            "key guard on the new layer, push, register) against "
+            f"{median(self.times['app-only']['manual']):.2f} s for docker build && push.",
+            "",
+            "Every run, in seconds:",
+            "",
+        ]
         for case in CASES:
-            lines.append(f"- {case}: (m) " + ", ".join(f"{v:.2f}" for v in self.times[case]["manual"])
-                         + "; (b) " + ", ".join(f"{v:.2f}" for v in self.times[case]["ours"])
-                         + "; peak RSS (b) " + ", ".join(f"{v}" for v in self.rss[case]) + " MB")
+            lines.append(
+                f"- {case}: (m) "
+                + ", ".join(f"{v:.2f}" for v in self.times[case]["manual"])
+                + "; (b) "
+                + ", ".join(f"{v:.2f}" for v in self.times[case]["ours"])
+                + "; peak RSS (b) "
+                + ", ".join(f"{v}" for v in self.rss[case])
+                + " MB"
+            )
         if self.floor:
             lines.append("- import floor: " + ", ".join(f"{v:.2f}" for v in self.floor))
         for first, second, recorded in self.context_scans:
-            lines.append(f"- build context key search alone: {first:.2f} s reading every file, then {second:.2f} s "
-                         f"with {recorded} files recorded clean and unchanged")
+            lines.append(
+                f"- build context key search alone: {first:.2f} s reading every file, then {second:.2f} s "
+                f"with {recorded} files recorded clean and unchanged"
+            )
         return lines

@@ -18,7 +18,9 @@ def text_pool(rng: random.Random, size: int) -> bytes:
     """Code-like text (compresses about 4x with gzip, like real site-packages)."""
     lines, total = [], 0
     while total < size:
-        line = "    " * rng.randrange(4) + " ".join(rng.choice(WORDS) for _ in range(rng.randrange(3, 12)))
+        line = "    " * rng.randrange(4) + " ".join(
+            rng.choice(WORDS) for _ in range(rng.randrange(3, 12))
+        )
         lines.append(line)
         total += len(line) + 1
     return "\n".join(lines).encode()
@@ -47,18 +49,20 @@ def main() -> None:
             size = rng.randrange(1 << 10, 30 << 10)
             start = rng.randrange(len(text) - size)
             with open(os.path.join(directory, f"mod{module}.py"), "wb") as handle:
-                handle.write(f"# {name} module {module}\n".encode() + text[start:start + size])
+                handle.write(f"# {name} module {module}\n".encode() + text[start : start + size])
             written += size
         for library in range(2):  # two compiled libraries of 0.5-3 MB
             size = rng.randrange(1 << 19, 3 << 20)
             start = rng.randrange(len(binary) - size)
             with open(os.path.join(root, f"_native{library}.so"), "wb") as handle:
-                handle.write(b"\x7fELF" + binary[start:start + size])
+                handle.write(b"\x7fELF" + binary[start : start + size])
             written += size
         info = os.path.join(target, f"{name}-1.0.dist-info")
         os.makedirs(info, exist_ok=True)
         with open(os.path.join(info, "direct_url.json"), "w") as handle:
-            json.dump({"url": f"file:///wheels/{name}-1.0-py3-none-any.whl", "archive_info": {}}, handle)
+            json.dump(
+                {"url": f"file:///wheels/{name}-1.0-py3-none-any.whl", "archive_info": {}}, handle
+            )
         with open(os.path.join(info, "METADATA"), "w") as handle:
             handle.write(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
         package += 1

@@ -14,7 +14,18 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 # Importing the command modules registers their commands on `app`.
-from gcpfargate.cli import bootstrap, deploy, ops, push, run, run_local, schedule, service, shim, taskdef  # noqa: F401
+from gcpfargate.cli import (  # noqa: F401
+    bootstrap,
+    deploy,
+    ops,
+    push,
+    run,
+    run_local,
+    schedule,
+    service,
+    shim,
+    taskdef,
+)
 from gcpfargate.cli.app import STATE, app
 
 # Options that belong to the top-level callback but may be written after the command name
@@ -38,7 +49,7 @@ def hoist_global_options(argv: Sequence[str]) -> list[str]:
             if "=" in arg:
                 front.append(arg)
             else:
-                front.extend(args[index:index + 2])
+                front.extend(args[index : index + 2])
                 index += 1
         elif arg in _GLOBAL_FLAGS:
             front.append(arg)
@@ -63,15 +74,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             # Without standalone mode click returns (not raises) the code of a `typer.Exit(code)`.
             returned = app(args=args, prog_name="gcpfargate", standalone_mode=False)
         if fired and returned == 130:  # typer turned the interrupt into Exit(130)
-            return _exit(_interrupted(Terminated(fired[0]) if fired[0] != signal.SIGINT else KeyboardInterrupt()),
-                         argv)
+            return _exit(
+                _interrupted(
+                    Terminated(fired[0]) if fired[0] != signal.SIGINT else KeyboardInterrupt()
+                ),
+                argv,
+            )
         if isinstance(returned, int) and returned:
             return _exit(returned, argv)
     except GcpfargateError as exc:
         if STATE.debug:
             import traceback
 
-            from gcpfargate.keyfile import redact
+            from gcpfargate.keymaterial.keyfile import redact
 
             sys.stderr.write(redact("".join(traceback.format_exception(exc))))
         STATE.console.error(exc.one_line())
@@ -88,15 +103,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         if code is not None:
             return _exit(code, argv)
         # An unexpected failure: still one line, unless --debug asks for the traceback.
-        from gcpfargate.keyfile import redact
+        from gcpfargate.keymaterial.keyfile import redact
 
         if STATE.debug:
             import traceback
 
             sys.stderr.write(redact("".join(traceback.format_exception(exc))))
         name = type(exc).__name__
-        sys.stderr.write(redact(f"error: unexpected {name}: {exc}. Rerun with --debug for the traceback "
-                                "and report it.\n"))
+        sys.stderr.write(
+            redact(
+                f"error: unexpected {name}: {exc}. Rerun with --debug for the traceback "
+                "and report it.\n"
+            )
+        )
         return _exit(1, argv)
     return _exit(_strict_code(args), argv)
 
@@ -149,8 +168,10 @@ def _strict_code(args: Sequence[str]) -> int:
     if "--strict" in args and warned:
         from gcpfargate.errors import GcpfargateError
 
-        error = GcpfargateError(f"{warned} warning{'s' if warned > 1 else ''} with --strict",
-                                "Fix what the warnings say, or drop --strict")
+        error = GcpfargateError(
+            f"{warned} warning{'s' if warned > 1 else ''} with --strict",
+            "Fix what the warnings say, or drop --strict",
+        )
         STATE.console.error(error.one_line())
         _json_error(args, error, result_written=True)
         return 1
@@ -166,7 +187,7 @@ def _json_error(args: Sequence[str], error: object, result_written: bool = False
         return
     import json
 
-    from gcpfargate.keyfile import redact
+    from gcpfargate.keymaterial.keyfile import redact
 
     sys.stdout.write(redact(json.dumps(error.to_json(), indent=2)) + "\n")  # type: ignore[attr-defined]
     sys.stdout.flush()
@@ -178,7 +199,9 @@ def _wants_json(args: Sequence[str]) -> bool:
     for index, arg in enumerate(args):
         if arg == "--":
             break
-        if arg in ("--output=json", "-ojson") or (arg in ("--output", "-o") and args[index + 1:index + 2] == ["json"]):
+        if arg in ("--output=json", "-ojson") or (
+            arg in ("--output", "-o") and args[index + 1 : index + 2] == ["json"]
+        ):
             return True
     return False
 

@@ -18,8 +18,24 @@ if TYPE_CHECKING:
 
 # `--help` lists commands in the order a user meets them, not in the order the modules register them;
 # a command missing here (added by another module) follows, in registration order.
-COMMAND_ORDER = ("init", "deploy", "bootstrap", "push-image", "register-task", "render", "diff", "run-local", "run",
-                 "schedule", "doctor", "rotate-key", "prune-keys", "rollback", "deregister", "credential-shim")
+COMMAND_ORDER = (
+    "init",
+    "deploy",
+    "bootstrap",
+    "push-image",
+    "register-task",
+    "render",
+    "diff",
+    "run-local",
+    "run",
+    "schedule",
+    "doctor",
+    "rotate-key",
+    "prune-keys",
+    "rollback",
+    "deregister",
+    "credential-shim",
+)
 
 
 class OrderedGroup(TyperGroup):
@@ -73,7 +89,11 @@ class State:
         """Settings with the global flags and this command's `overrides` on top (None: not given)."""
         from gcpfargate.config import load_settings
 
-        flags: Overrides = {"aws.region": self.region, "aws.profile": self.profile, **(overrides or {})}
+        flags: Overrides = {
+            "aws.region": self.region,
+            "aws.profile": self.profile,
+            **(overrides or {}),
+        }
         return load_settings(self.config, overrides=flags)
 
     def context(self, dry_run: bool = False, overrides: Overrides | None = None) -> Context:
@@ -93,21 +113,49 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def global_options(
-    config: Annotated[str | None, typer.Option("--config", metavar="PATH", help="Config file (default "
-                                               "./gcpfargate.toml; env GCPFARGATE_CONFIG).", show_default=False)]
-    = None,
-    region: Annotated[str | None, typer.Option("--region", metavar="REGION", show_default=False,
-                                               help="AWS region (beats the config file).")] = None,
-    profile: Annotated[str | None, typer.Option("--profile", metavar="NAME", show_default=False,
-                                                help="AWS profile.")] = None,
-    output: Annotated[OutputFormat, typer.Option("--output", "-o", metavar="FORMAT", help="text or json (json: "
-                                                 "one object on stdout).")] = OutputFormat.text,
-    strict: Annotated[bool, typer.Option("--strict", help="Exit 1 when the command printed any warning.")] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Say more about each step.")] = False,
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks; key material stays redacted.")]
-    = False,
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
-                                          help="Print the version and exit.")] = False,
+    config: Annotated[
+        str | None,
+        typer.Option(
+            "--config",
+            metavar="PATH",
+            help="Config file (default ./gcpfargate.toml; env GCPFARGATE_CONFIG).",
+            show_default=False,
+        ),
+    ] = None,
+    region: Annotated[
+        str | None,
+        typer.Option(
+            "--region",
+            metavar="REGION",
+            show_default=False,
+            help="AWS region (beats the config file).",
+        ),
+    ] = None,
+    profile: Annotated[
+        str | None,
+        typer.Option("--profile", metavar="NAME", show_default=False, help="AWS profile."),
+    ] = None,
+    output: Annotated[
+        OutputFormat,
+        typer.Option(
+            "--output", "-o", metavar="FORMAT", help="text or json (json: one object on stdout)."
+        ),
+    ] = OutputFormat.text,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Exit 1 when the command printed any warning.")
+    ] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Say more about each step.")
+    ] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show tracebacks; key material stays redacted.")
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
 ) -> None:
     STATE.config, STATE.region, STATE.profile = config, region, profile
     STATE.output, STATE.verbose, STATE.debug, STATE.strict = output.value, verbose, debug, strict
@@ -117,14 +165,48 @@ def global_options(
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Print the plan; change nothing.")]
 
 # Per-run overrides shared by `run`, `run-local` and `schedule` (see core/overrides.py).
-Command = Annotated[str | None, typer.Option(
-    "--command", metavar="COMMAND", show_default=False,
-    help='Replace the container\'s command (CMD), split like a shell would: --command "manage.py migrate".')]
-Arg = Annotated[list[str] | None, typer.Option(
-    "--arg", metavar="WORD", show_default=False, help="One word of the replacement command; repeat for each.")]
-Env = Annotated[list[str] | None, typer.Option(
-    "--env", metavar="NAME=VALUE", show_default=False, help="Set an environment variable; repeat for several.")]
-Cpu = Annotated[str | None, typer.Option(
-    "--cpu", metavar="UNITS", show_default=False, help="Task cpu for this run (256, 512, 1024, … or \"1 vCPU\").")]
-Memory = Annotated[str | None, typer.Option(
-    "--memory", metavar="MIB", show_default=False, help="Task memory for this run in MiB (or \"2 GB\").")]
+Command = Annotated[
+    str | None,
+    typer.Option(
+        "--command",
+        metavar="COMMAND",
+        show_default=False,
+        help='Replace the container\'s command (CMD), split like a shell would: --command "manage.py migrate".',
+    ),
+]
+Arg = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--arg",
+        metavar="WORD",
+        show_default=False,
+        help="One word of the replacement command; repeat for each.",
+    ),
+]
+Env = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--env",
+        metavar="NAME=VALUE",
+        show_default=False,
+        help="Set an environment variable; repeat for several.",
+    ),
+]
+Cpu = Annotated[
+    str | None,
+    typer.Option(
+        "--cpu",
+        metavar="UNITS",
+        show_default=False,
+        help='Task cpu for this run (256, 512, 1024, … or "1 vCPU").',
+    ),
+]
+Memory = Annotated[
+    str | None,
+    typer.Option(
+        "--memory",
+        metavar="MIB",
+        show_default=False,
+        help='Task memory for this run in MiB (or "2 GB").',
+    ),
+]

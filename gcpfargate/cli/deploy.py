@@ -14,12 +14,19 @@ from gcpfargate.cli.service_flags import Cluster, NoWait, ServiceName, WaitTimeo
 @app.command()
 def deploy(
     tag: Annotated[str | None, typer.Option("--tag", help="Image tag (image.tag).")] = None,
-    new_key: Annotated[bool, typer.Option("--new-key", help="Create a fresh key even when the current one is live.")]
-    = False,
-    grant: Annotated[bool, typer.Option("--grant", help="Let a given execution role read the secret.")] = False,
-    allow_embedded_credentials: Annotated[bool, typer.Option("--allow-embedded-credentials",
-                                                             help="Push even if the image holds a key file.")]
-    = False,
+    new_key: Annotated[
+        bool,
+        typer.Option("--new-key", help="Create a fresh key even when the current one is live."),
+    ] = False,
+    grant: Annotated[
+        bool, typer.Option("--grant", help="Let a given execution role read the secret.")
+    ] = False,
+    allow_embedded_credentials: Annotated[
+        bool,
+        typer.Option(
+            "--allow-embedded-credentials", help="Push even if the image holds a key file."
+        ),
+    ] = False,
     service: ServiceName = None,
     cluster: Cluster = None,
     no_wait: NoWait = False,
@@ -28,10 +35,18 @@ def deploy(
     dry_run: DryRun = False,
 ) -> None:
     """bootstrap → push-image → register-task (→ roll the [service]); a rerun with nothing changed changes nothing."""
-    from gcpfargate.core.deploy import deploy as run_deploy
+    from gcpfargate.deploy.sequence import deploy as run_deploy
 
-    ctx = STATE.context(dry_run=dry_run, overrides=service_flags(service, cluster, no_wait, wait_timeout))
+    ctx = STATE.context(
+        dry_run=dry_run, overrides=service_flags(service, cluster, no_wait, wait_timeout)
+    )
     check_retire_keys(retire_keys, ctx.settings.gcp.auth == "keyless")
-    result = run_deploy(ctx, allow_embedded_credentials=allow_embedded_credentials,
-                        new_key=new_key, grant=grant, tag=tag, retire=retire_confirmation(retire_keys))
+    result = run_deploy(
+        ctx,
+        allow_embedded_credentials=allow_embedded_credentials,
+        new_key=new_key,
+        grant=grant,
+        tag=tag,
+        retire=retire_confirmation(retire_keys),
+    )
     STATE.console.show(result, dry_run)

@@ -11,15 +11,28 @@ from gcpfargate.cli.app import STATE, DryRun, app
 
 @app.command("push-image")
 def push_image(
-    tag: Annotated[str | None, typer.Option("--tag", help="Image tag (image.tag; default: short git SHA of the "
-                                            "context, else a UTC timestamp).", show_default=False)] = None,
-    allow_embedded_credentials: Annotated[bool, typer.Option(
-        "--allow-embedded-credentials",
-        help="Push even when the context or image holds a file that looks like a service-account key.")] = False,
+    tag: Annotated[
+        str | None,
+        typer.Option(
+            "--tag",
+            help="Image tag (image.tag; default: short git SHA of the "
+            "context, else a UTC timestamp).",
+            show_default=False,
+        ),
+    ] = None,
+    allow_embedded_credentials: Annotated[
+        bool,
+        typer.Option(
+            "--allow-embedded-credentials",
+            help="Push even when the context or image holds a file that looks like a service-account key.",
+        ),
+    ] = False,
     dry_run: DryRun = False,
 ) -> None:
     """Build the image for image.platform and push it to ECR (nothing is pushed when the registry has it)."""
-    from gcpfargate.core.push import push_image as run_push
+    from gcpfargate.image.push import push_image as run_push
 
     ctx = STATE.context(dry_run=dry_run, overrides={"image.tag": tag})
-    STATE.console.show(run_push(ctx, allow_embedded_credentials=allow_embedded_credentials), dry_run)
+    STATE.console.show(
+        run_push(ctx, allow_embedded_credentials=allow_embedded_credentials), dry_run
+    )

@@ -8,18 +8,50 @@ import typer
 
 from gcpfargate.cli.app import STATE, Arg, Command, Cpu, DryRun, Env, Memory, app
 
-_Revision = Annotated[int | None, typer.Option(
-    "--revision", min=1, metavar="N", show_default=False, help="Run this revision instead of the latest ACTIVE one.")]
-_Cluster = Annotated[str | None, typer.Option(
-    "--cluster", metavar="NAME", show_default=False, help="ECS cluster (run.cluster).")]
-_Subnets = Annotated[list[str] | None, typer.Option(
-    "--subnet", metavar="SUBNET_ID", show_default=False, help="Subnet id; repeat for several (replaces run.subnets).")]
-_Groups = Annotated[list[str] | None, typer.Option(
-    "--security-group", metavar="SG_ID", show_default=False,
-    help="Security group id; repeat for several (replaces run.security_groups).")]
-_WaitTimeout = Annotated[int | None, typer.Option(
-    "--wait-timeout", min=1, metavar="SECONDS", show_default=False,
-    help="Seconds to wait for STOPPED (run.wait_timeout).")]
+_Revision = Annotated[
+    int | None,
+    typer.Option(
+        "--revision",
+        min=1,
+        metavar="N",
+        show_default=False,
+        help="Run this revision instead of the latest ACTIVE one.",
+    ),
+]
+_Cluster = Annotated[
+    str | None,
+    typer.Option(
+        "--cluster", metavar="NAME", show_default=False, help="ECS cluster (run.cluster)."
+    ),
+]
+_Subnets = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--subnet",
+        metavar="SUBNET_ID",
+        show_default=False,
+        help="Subnet id; repeat for several (replaces run.subnets).",
+    ),
+]
+_Groups = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--security-group",
+        metavar="SG_ID",
+        show_default=False,
+        help="Security group id; repeat for several (replaces run.security_groups).",
+    ),
+]
+_WaitTimeout = Annotated[
+    int | None,
+    typer.Option(
+        "--wait-timeout",
+        min=1,
+        metavar="SECONDS",
+        show_default=False,
+        help="Seconds to wait for STOPPED (run.wait_timeout).",
+    ),
+]
 
 
 @app.command("run")
@@ -29,7 +61,9 @@ def run_command(
     subnet: _Subnets = None,
     security_group: _Groups = None,
     wait_timeout: _WaitTimeout = None,
-    no_wait: Annotated[bool, typer.Option("--no-wait", help="Return once the task is started.")] = False,
+    no_wait: Annotated[
+        bool, typer.Option("--no-wait", help="Return once the task is started.")
+    ] = False,
     command: Command = None,
     arg: Arg = None,
     env: Env = None,
@@ -38,12 +72,18 @@ def run_command(
     dry_run: DryRun = False,
 ) -> None:
     """Run the task on Fargate, stream its logs, and exit with its essential container's exit code."""
-    from gcpfargate.core import overrides
-    from gcpfargate.core.run import run
+    from gcpfargate.ecs import overrides
+    from gcpfargate.ecs.run import run
 
-    ctx = STATE.context(dry_run=dry_run, overrides={"run.cluster": cluster, "run.subnets": subnet or None,
-                                                "run.security_groups": security_group or None,
-                                                "run.wait_timeout": wait_timeout})
+    ctx = STATE.context(
+        dry_run=dry_run,
+        overrides={
+            "run.cluster": cluster,
+            "run.subnets": subnet or None,
+            "run.security_groups": security_group or None,
+            "run.wait_timeout": wait_timeout,
+        },
+    )
     given = overrides.parse(command, arg, env, cpu, memory)
     result = run(ctx, revision=revision, wait=not no_wait, overrides=given)
     out = STATE.console

@@ -11,26 +11,60 @@ from gcpfargate.cli.app import STATE, Arg, Command, Env, app
 
 @app.command("run-local")
 def run_local(
-    network: Annotated[str, typer.Option("--network", metavar="MODE", help="none (default) or host.")] = "none",
-    from_template: Annotated[bool, typer.Option("--from-template", help="Render the template instead of using the "
-                                                "latest registered revision.")] = False,
-    container: Annotated[str | None, typer.Option("--container", metavar="NAME", show_default=False,
-                                                  help="Container to run (default: the first essential one).")] = None,
-    revision: Annotated[int | None, typer.Option("--revision", min=1, metavar="N", show_default=False,
-                                                 help="Registered revision (default: latest ACTIVE).")] = None,
-    skip_role_check: Annotated[bool, typer.Option("--skip-role-check", help="Run even when the execution role "
-                                                  "could not read a secret on Fargate.")] = False,
+    network: Annotated[
+        str, typer.Option("--network", metavar="MODE", help="none (default) or host.")
+    ] = "none",
+    from_template: Annotated[
+        bool,
+        typer.Option(
+            "--from-template",
+            help="Render the template instead of using the latest registered revision.",
+        ),
+    ] = False,
+    container: Annotated[
+        str | None,
+        typer.Option(
+            "--container",
+            metavar="NAME",
+            show_default=False,
+            help="Container to run (default: the first essential one).",
+        ),
+    ] = None,
+    revision: Annotated[
+        int | None,
+        typer.Option(
+            "--revision",
+            min=1,
+            metavar="N",
+            show_default=False,
+            help="Registered revision (default: latest ACTIVE).",
+        ),
+    ] = None,
+    skip_role_check: Annotated[
+        bool,
+        typer.Option(
+            "--skip-role-check",
+            help="Run even when the execution role could not read a secret on Fargate.",
+        ),
+    ] = False,
     command: Command = None,
     arg: Arg = None,
     env: Env = None,
 ) -> None:
     """Run the task's essential container locally the way Fargate would; exit with its exit code."""
-    from gcpfargate.core import overrides
-    from gcpfargate.core.run_local import run_local as run
+    from gcpfargate.ecs import overrides
+    from gcpfargate.local.run import run_local as run
 
     given = overrides.parse(command, arg, env)
-    result = run(STATE.context(), network=network, from_template=from_template, container_name=container,
-                 revision=revision, check_role=not skip_role_check, overrides=given)
+    result = run(
+        STATE.context(),
+        network=network,
+        from_template=from_template,
+        container_name=container,
+        revision=revision,
+        check_role=not skip_role_check,
+        overrides=given,
+    )
     STATE.console.info(f"container {result.container} exited with {result.exit_code}")
     STATE.console.show(result)
     if result.exit_code:

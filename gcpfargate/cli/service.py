@@ -12,17 +12,24 @@ from gcpfargate.cli.service_flags import Cluster, NoWait, ServiceName, WaitTimeo
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from gcpfargate.core.revisions import DeregisterResult
-    from gcpfargate.core.service import ServiceResult
+    from gcpfargate.ecs.service import ServiceResult
+    from gcpfargate.taskdef.revisions import DeregisterResult
+
 
 def render_service(console: Console, result: ServiceResult) -> None:
-    from gcpfargate.core.service import short
+    from gcpfargate.ecs.service import short
 
     now, before = short(result.task_definition_arn), short(result.previous_task_definition_arn)
-    said = {"COMPLETED": f"runs {now} (rollout complete)", "IN_PROGRESS": f"is rolling out {now} (not waited for)",
-            "UNCHANGED": f"already runs {now}", "PLANNED": f"would move {before} → {now}"}
-    console.print(f"Service {result.service} on {result.cluster} {said.get(result.status, result.status)}.",
-                  markup=False)
+    said = {
+        "COMPLETED": f"runs {now} (rollout complete)",
+        "IN_PROGRESS": f"is rolling out {now} (not waited for)",
+        "UNCHANGED": f"already runs {now}",
+        "PLANNED": f"would move {before} → {now}",
+    }
+    console.print(
+        f"Service {result.service} on {result.cluster} {said.get(result.status, result.status)}.",
+        markup=False,
+    )
     for arn in result.deregistered:
         console.print(f"Deregistered {short(arn)}.", markup=False)
 
@@ -37,10 +44,19 @@ def _show_plan(plan: list[str]) -> None:
 
 @app.command()
 def rollback(
-    revision: Annotated[int | None, typer.Option("--revision", metavar="N", min=1, show_default=False,
-                                                 help="Roll back to this revision (default: the previous ACTIVE "
-                                                 "one).")] = None,
-    deregister: Annotated[bool, typer.Option("--deregister", help="Also deregister the revision left.")] = False,
+    revision: Annotated[
+        int | None,
+        typer.Option(
+            "--revision",
+            metavar="N",
+            min=1,
+            show_default=False,
+            help="Roll back to this revision (default: the previous ACTIVE one).",
+        ),
+    ] = None,
+    deregister: Annotated[
+        bool, typer.Option("--deregister", help="Also deregister the revision left.")
+    ] = False,
     service: ServiceName = None,
     cluster: Cluster = None,
     no_wait: NoWait = False,
@@ -48,9 +64,11 @@ def rollback(
     dry_run: DryRun = False,
 ) -> None:
     """Move the service back to the previous ACTIVE revision (or --revision N) and wait until it is stable."""
-    from gcpfargate.core.revisions import rollback as run_rollback
+    from gcpfargate.taskdef.revisions import rollback as run_rollback
 
-    ctx = STATE.context(dry_run=dry_run, overrides=service_flags(service, cluster, no_wait, wait_timeout))
+    ctx = STATE.context(
+        dry_run=dry_run, overrides=service_flags(service, cluster, no_wait, wait_timeout)
+    )
     result = run_rollback(ctx, revision=revision, deregister=deregister)
     if dry_run:
         _show_plan(result.plan)
@@ -59,40 +77,62 @@ def rollback(
 
 @app.command("deregister")
 def deregister_command(
-    keep_last: Annotated[int, typer.Option("--keep-last", metavar="N", min=1, help="Keep the newest N ACTIVE "
-                                           "revisions (besides the ones a service or schedule uses).")],
-    images: Annotated[bool, typer.Option("--images", help="Also delete the registry images only the deregistered "
-                                         "revisions referenced.")] = False,
+    keep_last: Annotated[
+        int,
+        typer.Option(
+            "--keep-last",
+            metavar="N",
+            min=1,
+            help="Keep the newest N ACTIVE "
+            "revisions (besides the ones a service or schedule uses).",
+        ),
+    ],
+    images: Annotated[
+        bool,
+        typer.Option(
+            "--images",
+            help="Also delete the registry images only the deregistered revisions referenced.",
+        ),
+    ] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     service: ServiceName = None,
     cluster: Cluster = None,
     dry_run: DryRun = False,
 ) -> None:
     """Deregister the family's older ACTIVE revisions; never the latest, the service's or a schedule's."""
-    from gcpfargate.core.revisions import deregister
     from gcpfargate.errors import UsageError
+    from gcpfargate.taskdef.revisions import deregister
 
     out = STATE.console
     can_ask = not out.json and out.rich
     if not (yes or dry_run or can_ask):
         # Checked before any AWS call: without a terminal to ask on, nothing is deleted unasked.
-        raise UsageError("deregister deletes revisions and needs confirmation",
-                         "Pass --yes (or run it on a terminal to confirm; --dry-run lists what it would do)")
+        raise UsageError(
+            "deregister deletes revisions and needs confirmation",
+            "Pass --yes (or run it on a terminal to confirm; --dry-run lists what it would do)",
+        )
 
     def confirm(plan: DeregisterResult) -> bool:
         if yes:
             return True
         _list(plan, out.info)
-        return typer.confirm(f"Deregister {len(plan.deregister)} revision(s)"
-                             + (f" and delete {len(plan.images)} image(s)" if plan.images else "") + "?", err=True)
+        return typer.confirm(
+            f"Deregister {len(plan.deregister)} revision(s)"
+            + (f" and delete {len(plan.images)} image(s)" if plan.images else "")
+            + "?",
+            err=True,
+        )
 
     ctx = STATE.context(dry_run=dry_run, overrides=service_flags(service, cluster, False, None))
     result = deregister(ctx, keep_last, images=images, confirm=confirm)
-    out.result(result.to_json(), lambda console: _list(result, lambda line: console.print(line, markup=False)))
+    out.result(
+        result.to_json(),
+        lambda console: _list(result, lambda line: console.print(line, markup=False)),
+    )
 
 
 def _list(result: DeregisterResult, say: Any) -> None:
-    from gcpfargate.core.service import short
+    from gcpfargate.ecs.service import short
 
     verb = "Deregistered" if result.done else "Would deregister"
     for arn in result.kept:
@@ -102,5 +142,8 @@ def _list(result: DeregisterResult, say: Any) -> None:
     for image in result.images:
         say(f"delete      {image}")
     images = f" and {len(result.images)} image(s)" if result.images else ""
-    say(f"{verb} {len(result.deregister)} revision(s){images} of {result.family}." if result.deregister
-        else f"Nothing to deregister in {result.family}.")
+    say(
+        f"{verb} {len(result.deregister)} revision(s){images} of {result.family}."
+        if result.deregister
+        else f"Nothing to deregister in {result.family}."
+    )

@@ -12,8 +12,11 @@ import typer
 from gcpfargate.cli.app import app
 
 
-@app.command("credential-shim", add_help_option=False,
-             context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@app.command(
+    "credential-shim",
+    add_help_option=False,
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)
 def credential_shim(ctx: typer.Context) -> None:
     """Serve the ECS task role's credentials to google-auth on 127.0.0.1 (the keyless-mode sidecar)."""
     from gcpfargate.shim.server import main

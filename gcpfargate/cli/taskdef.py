@@ -11,16 +11,25 @@ import typer
 
 from gcpfargate.cli.app import STATE, DryRun, app
 
-Image = Annotated[str | None, typer.Option("--image", help="Image URI to register (push-image prints it); default "
-                                           "<registry>/<image.repository>:<image.tag>.", show_default=False)]
-Template = Annotated[str | None, typer.Option("--template", help="Template file (task.template).",
-                                              show_default=False)]
+Image = Annotated[
+    str | None,
+    typer.Option(
+        "--image",
+        help="Image URI to register (push-image prints it); default "
+        "<registry>/<image.repository>:<image.tag>.",
+        show_default=False,
+    ),
+]
+Template = Annotated[
+    str | None,
+    typer.Option("--template", help="Template file (task.template).", show_default=False),
+]
 
 
 @app.command("register-task")
 def register_task(image: Image = None, template: Template = None, dry_run: DryRun = False) -> None:
     """Render the template, wire the credentials, validate, and register (no new revision when unchanged)."""
-    from gcpfargate.core.taskdef import register_task as run_register
+    from gcpfargate.taskdef.register import register_task as run_register
 
     ctx = STATE.context(dry_run=dry_run, overrides={"task.template": template})
     STATE.console.show(run_register(ctx, image), dry_run)
@@ -29,7 +38,7 @@ def register_task(image: Image = None, template: Template = None, dry_run: DryRu
 @app.command()
 def render(image: Image = None, template: Template = None) -> None:
     """Print the final task definition register-task would send (no AWS writes)."""
-    from gcpfargate.core.taskdef import RenderResult, render_definition
+    from gcpfargate.taskdef.register import RenderResult, render_definition
 
     context = STATE.context(overrides={"task.template": template})
     STATE.console.show(RenderResult(render_definition(context, image, show_rendered=True)))
@@ -38,7 +47,7 @@ def render(image: Image = None, template: Template = None) -> None:
 @app.command()
 def diff(image: Image = None, template: Template = None) -> None:
     """Unified diff of the latest ACTIVE revision vs render; exit 1 when they differ."""
-    from gcpfargate.core.taskdef import diff_definition
+    from gcpfargate.taskdef.register import diff_definition
 
     result = diff_definition(STATE.context(overrides={"task.template": template}), image)
     STATE.console.show(result)
@@ -48,24 +57,55 @@ def diff(image: Image = None, template: Template = None) -> None:
 
 @app.command()
 def init(
-    from_family: Annotated[str | None, typer.Option("--from-family", metavar="FAMILY", show_default=False,
-                                                    help="Import the latest ACTIVE revision of this family as the "
-                                                    "template.")] = None,
-    family: Annotated[str | None, typer.Option("--family", metavar="FAMILY", help="task.family (default: "
-                                               "--from-family or the directory's name).", show_default=False)] = None,
-    gcp_project: Annotated[str, typer.Option("--gcp-project", metavar="PROJECT", help="gcp.project.")] = "",
-    service_account: Annotated[str, typer.Option("--service-account", metavar="ACCOUNT",
-                                                 help="gcp.service_account.")] = "",
-    repository: Annotated[str, typer.Option("--repository", metavar="NAME", help="image.repository (ECR).")] = "",
-    auth: Annotated[str, typer.Option("--auth", metavar="MODE", help='gcp.auth: "key" (a key in Secrets Manager) or '
-                                      '"keyless" (workload identity federation).', show_default=False)] = "",
+    from_family: Annotated[
+        str | None,
+        typer.Option(
+            "--from-family",
+            metavar="FAMILY",
+            show_default=False,
+            help="Import the latest ACTIVE revision of this family as the template.",
+        ),
+    ] = None,
+    family: Annotated[
+        str | None,
+        typer.Option(
+            "--family",
+            metavar="FAMILY",
+            help="task.family (default: --from-family or the directory's name).",
+            show_default=False,
+        ),
+    ] = None,
+    gcp_project: Annotated[
+        str, typer.Option("--gcp-project", metavar="PROJECT", help="gcp.project.")
+    ] = "",
+    service_account: Annotated[
+        str, typer.Option("--service-account", metavar="ACCOUNT", help="gcp.service_account.")
+    ] = "",
+    repository: Annotated[
+        str, typer.Option("--repository", metavar="NAME", help="image.repository (ECR).")
+    ] = "",
+    auth: Annotated[
+        str,
+        typer.Option(
+            "--auth",
+            metavar="MODE",
+            help='gcp.auth: "key" (a key in Secrets Manager) or '
+            '"keyless" (workload identity federation).',
+            show_default=False,
+        ),
+    ] = "",
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing files.")] = False,
     dry_run: DryRun = False,
 ) -> None:
     """Write gcpfargate.toml and task-definition.json.j2 here (or import an existing family)."""
-    from gcpfargate.core import scaffold
-    from gcpfargate.core.scaffold import Answers, family_from_directory, next_steps, write_starter_dockerfile
     from gcpfargate.errors import UsageError
+    from gcpfargate.taskdef import scaffold
+    from gcpfargate.taskdef.scaffold import (
+        Answers,
+        family_from_directory,
+        next_steps,
+        write_starter_dockerfile,
+    )
 
     if auth and auth not in scaffold.AUTH_MODES:
         raise UsageError(f"--auth must be key or keyless, not {auth!r}")
@@ -73,43 +113,72 @@ def init(
     directory = Path.cwd()
     # On a terminal, ask for what cannot be guessed; elsewhere (CI, pipes, -o json) never wait for input.
     asking = STATE.console.rich and not STATE.console.json and sys.stdin.isatty()
-    chosen_family = family or from_family or (
-        typer.prompt("Task family", default=family_from_directory(directory), err=True) if asking
-        else family_from_directory(directory))
+    chosen_family = (
+        family
+        or from_family
+        or (
+            typer.prompt("Task family", default=family_from_directory(directory), err=True)
+            if asking
+            else family_from_directory(directory)
+        )
+    )
     ctx = STATE.context(dry_run=dry_run, overrides={"task.family": chosen_family})
     settings = ctx.settings  # values already in the environment seed the new file
-    answers = Answers(family=chosen_family, project=gcp_project or settings.gcp.project,
-                      service_account=service_account or settings.gcp.service_account,
-                      region=settings.aws.region, repository=repository or settings.image.repository,
-                      auth=auth or settings.gcp.auth)
+    answers = Answers(
+        family=chosen_family,
+        project=gcp_project or settings.gcp.project,
+        service_account=service_account or settings.gcp.service_account,
+        region=settings.aws.region,
+        repository=repository or settings.image.repository,
+        auth=auth or settings.gcp.auth,
+    )
     if asking and not from_family:
-        answers.project = answers.project or typer.prompt("GCP project id", default="", err=True,
-                                                          show_default=False)
+        answers.project = answers.project or typer.prompt(
+            "GCP project id", default="", err=True, show_default=False
+        )
         answers.service_account = answers.service_account or typer.prompt(
-            "Service account (id or email)", default="", err=True, show_default=False)
+            "Service account (id or email)", default="", err=True, show_default=False
+        )
         # Asked unless given (--auth, GCPFARGATE_GCP_AUTH): keyless is the answer where the organisation
         # forbids keys (iam.managed.disableServiceAccountKeyCreation, the default since May 2024).
         answers.auth = auth or os.environ.get("GCPFARGATE_GCP_AUTH") or _ask_auth()
-        answers.region = answers.region or _region_guess() or typer.prompt("AWS region", default="", err=True,
-                                                                           show_default=False)
+        answers.region = (
+            answers.region
+            or _region_guess()
+            or typer.prompt("AWS region", default="", err=True, show_default=False)
+        )
     result = scaffold.init(ctx, directory, answers, from_family=from_family, force=force)
     dockerfile = directory / "Dockerfile"
-    if not dockerfile.exists() and not dry_run and asking and typer.confirm(
-            "No Dockerfile here. Write a starter one?", default=True, err=True):
+    if (
+        not dockerfile.exists()
+        and not dry_run
+        and asking
+        and typer.confirm("No Dockerfile here. Write a starter one?", default=True, err=True)
+    ):
         result.files.append(str(write_starter_dockerfile(directory)))
     STATE.console.show(result, dry_run)
     if not dry_run and not STATE.console.json:
         region_known = bool(answers.region or _region_guess())  # AWS_REGION or the profile will do
-        STATE.console.info("Next: " + next_steps(answers, has_dockerfile=dockerfile.exists(),
-                                                 region_known=region_known))
+        STATE.console.info(
+            "Next: "
+            + next_steps(answers, has_dockerfile=dockerfile.exists(), region_known=region_known)
+        )
 
 
 def _ask_auth() -> str:
-    from gcpfargate.core.scaffold import AUTH_MODES
+    from gcpfargate.taskdef.scaffold import AUTH_MODES
 
     while True:
-        answer: str = typer.prompt("Authentication, key (a key in Secrets Manager) or keyless (no key; the choice "
-                                   "where the organisation forbids keys)", default="key", err=True).strip().lower()
+        answer: str = (
+            typer.prompt(
+                "Authentication, key (a key in Secrets Manager) or keyless (no key; the choice "
+                "where the organisation forbids keys)",
+                default="key",
+                err=True,
+            )
+            .strip()
+            .lower()
+        )
         if answer in AUTH_MODES:
             return answer
         typer.echo(f"Error: {answer!r} is not one of 'key', 'keyless'.", err=True)

@@ -38,7 +38,11 @@ def is_mutating(operation: str) -> bool:
 
 def _all_items(client: BaseClient, operation: str, key: str, params: dict[str, Any]) -> list[Any]:
     """Every item under `key` across the pages of `operation` (botocore's own paginator)."""
-    return [item for page in client.get_paginator(operation).paginate(**params) for item in page.get(key, [])]
+    return [
+        item
+        for page in client.get_paginator(operation).paginate(**params)
+        for item in page.get(key, [])
+    ]
 
 
 def _ahead_key(service: str, what: tuple[str, ...], params: dict[str, Any]) -> tuple[str, ...]:
@@ -91,17 +95,22 @@ class AwsClients:
             try:
                 self._session = boto3.Session(profile_name=self._profile, region_name=self._region)
             except botocore.exceptions.ProfileNotFound:
-                raise AwsConfigError(f"AWS profile {self._profile!r} is not configured",
-                               "Check --profile / aws.profile against ~/.aws/config") from None
-            use_cached_files(self._session._session)  # botocore's models parsed once, not per command
+                raise AwsConfigError(
+                    f"AWS profile {self._profile!r} is not configured",
+                    "Check --profile / aws.profile against ~/.aws/config",
+                ) from None
+            use_cached_files(
+                self._session._session
+            )  # botocore's models parsed once, not per command
         return self._session
 
     @property
     def region(self) -> str:
         region = self.session.region_name
         if not region:
-            raise AwsConfigError("no AWS region is set",
-                           "Set aws.region in gcpfargate.toml, --region, or AWS_REGION")
+            raise AwsConfigError(
+                "no AWS region is set", "Set aws.region in gcpfargate.toml, --region, or AWS_REGION"
+            )
         return str(region)
 
     def client(self, service: str, probe: bool = False) -> BaseClient:
@@ -119,8 +128,11 @@ class AwsClients:
                 retries = cast("_RetryDict", {"mode": os.environ.get("AWS_RETRY_MODE", "standard")})
                 if probe:
                     retries["total_max_attempts"] = 1
-                client = self.session.client(service, region_name=self.region,
-                                             config=Config(retries=retries, user_agent_extra="gcpfargate"))
+                client = self.session.client(
+                    service,
+                    region_name=self.region,
+                    config=Config(retries=retries, user_agent_extra="gcpfargate"),
+                )
                 client.meta.events.register("before-call", self._log_call)
                 self._clients[cache_key] = client
             return self._clients[cache_key]
@@ -135,9 +147,13 @@ class AwsClients:
         service = model.service_model.service_name
         if self._call_log:
             with open(self._call_log, "a", encoding="utf-8") as log:
-                log.write(f"aws {service} {model.name} {'write' if is_mutating(model.name) else 'read'}\n")
+                log.write(
+                    f"aws {service} {model.name} {'write' if is_mutating(model.name) else 'read'}\n"
+                )
 
-    def call(self, service: str, operation: str, /, action: str = "", probe: bool = False, **params: Any) -> Any:
+    def call(
+        self, service: str, operation: str, /, action: str = "", probe: bool = False, **params: Any
+    ) -> Any:
         """Call `operation` (snake_case) on `service`; `action` words the error ("store the secret")."""
         action = action or operation.replace("_", " ")
         client = self._usable_client(service, probe, action)
@@ -147,8 +163,14 @@ class AwsClients:
                 return ahead.result()
             return getattr(client, operation)(**params)
 
-    def find(self, service: str, operation: str, missing: str | tuple[str, ...], action: str = "",
-             **params: Any) -> Any | None:
+    def find(
+        self,
+        service: str,
+        operation: str,
+        missing: str | tuple[str, ...],
+        action: str = "",
+        **params: Any,
+    ) -> Any | None:
         """Like `call`, but None when AWS answers with a `missing` error code ("no such resource").
 
         Only the named codes mean "absent": AccessDenied, throttling and the rest still raise."""
@@ -159,7 +181,9 @@ class AwsClients:
                 return None
             raise
 
-    def paginate(self, service: str, operation: str, key: str, action: str = "", **params: Any) -> list[Any]:
+    def paginate(
+        self, service: str, operation: str, key: str, action: str = "", **params: Any
+    ) -> list[Any]:
         """All items under `key` across pages (botocore's own paginator), with `call`'s error translation."""
         action = action or operation.replace("_", " ")
         client = self._usable_client(service, False, action)
@@ -169,8 +193,14 @@ class AwsClients:
                 return list(ahead.result())
             return _all_items(client, operation, key, params)
 
-    def read_ahead(self, service: str, operation: str, /, then: Callable[[Any], None] | None = None,
-                   **params: Any) -> None:
+    def read_ahead(
+        self,
+        service: str,
+        operation: str,
+        /,
+        then: Callable[[Any], None] | None = None,
+        **params: Any,
+    ) -> None:
         """Send the read `call(service, operation, **params)` now, in a background thread; the next identical
         call takes its answer (or its error, worded by that call) instead of asking again.
 
@@ -179,16 +209,31 @@ class AwsClients:
         next: one never taken is an extra request. A write to the same service in between makes the
         answer stale: the call then asks again. `then(answer)` runs once the read succeeded, before the
         answer is handed over, to send the reads that depend on it ahead too."""
-        self._start_ahead(service, ("call", operation), params,
-                          lambda client: getattr(client, operation)(**params), then)
+        self._start_ahead(
+            service,
+            ("call", operation),
+            params,
+            lambda client: getattr(client, operation)(**params),
+            then,
+        )
 
     def paginate_ahead(self, service: str, operation: str, key: str, /, **params: Any) -> None:
         """`read_ahead` for `paginate(service, operation, key, **params)`."""
-        self._start_ahead(service, ("paginate", operation, key), params,
-                          lambda client: _all_items(client, operation, key, params))
+        self._start_ahead(
+            service,
+            ("paginate", operation, key),
+            params,
+            lambda client: _all_items(client, operation, key, params),
+        )
 
-    def _start_ahead(self, service: str, what: tuple[str, ...], params: dict[str, Any],
-                     read: Callable[[BaseClient], Any], then: Callable[[Any], None] | None = None) -> None:
+    def _start_ahead(
+        self,
+        service: str,
+        what: tuple[str, ...],
+        params: dict[str, Any],
+        read: Callable[[BaseClient], Any],
+        then: Callable[[Any], None] | None = None,
+    ) -> None:
         from concurrent.futures import Future
 
         _ = self.session  # made here, in the caller's thread: never by two threads at once
@@ -199,13 +244,17 @@ class AwsClients:
         def run() -> None:
             try:
                 answer = read(self.client(service))
-            except BaseException as exc:  # raised where the answer is taken, inside that call's wording
+            except (
+                BaseException
+            ) as exc:  # raised where the answer is taken, inside that call's wording
                 future.set_exception(exc)
                 return
             if then is not None:
                 # Sends the dependent reads ahead (registered now, sent right after this one) before
                 # this answer is handed over, so whoever takes it finds them already on their way.
-                with contextlib.suppress(Exception):  # only an optimisation: the reads are then made as usual
+                with contextlib.suppress(
+                    Exception
+                ):  # only an optimisation: the reads are then made as usual
                     then(answer)
             future.set_result(answer)
 
@@ -217,10 +266,14 @@ class AwsClients:
                 # One daemon thread sends every read, in the order sent: starting a thread per read
                 # costs the sender a hand-over of the interpreter each time, and a daemon never holds
                 # the process open for a read nobody takes (an earlier step failed).
-                self._ahead_worker = threading.Thread(target=self._work, name="gcpfargate-ahead", daemon=True)
+                self._ahead_worker = threading.Thread(
+                    target=self._work, name="gcpfargate-ahead", daemon=True
+                )
                 self._ahead_worker.start()
             if threading.current_thread() is self._ahead_worker:
-                self._ahead_next.append(run)  # sent by `then`: next, before what was queued after its read
+                self._ahead_next.append(
+                    run
+                )  # sent by `then`: next, before what was queued after its read
             else:
                 assert self._ahead_queue is not None
                 self._ahead_queue.put(run)
@@ -232,10 +285,14 @@ class AwsClients:
             while self._ahead_next:
                 self._ahead_next.pop(0)()
 
-    def _ahead_taken(self, service: str, what: tuple[str, ...], params: dict[str, Any]) -> Future[Any] | None:
+    def _ahead_taken(
+        self, service: str, what: tuple[str, ...], params: dict[str, Any]
+    ) -> Future[Any] | None:
         """The read sent ahead for exactly this request, unless a write to `service` came after it was sent.
         A write forgets nothing itself; it only moves the service's write count on."""
-        if what[0] == "call" and is_mutating("".join(part.capitalize() for part in what[1].split("_"))):
+        if what[0] == "call" and is_mutating(
+            "".join(part.capitalize() for part in what[1].split("_"))
+        ):
             with self._ahead_lock:
                 self._writes[service] = self._writes.get(service, 0) + 1
             return None
@@ -254,12 +311,15 @@ class AwsClients:
             return self.client(service, probe=probe)
         except botocore.exceptions.BotoCoreError as exc:
             # A malformed ~/.aws/config, an unknown AWS_RETRY_MODE, …: the client cannot even be made.
-            raise AwsError(f"failed to {action}: the AWS configuration is invalid: {exc}",
-                           "Check ~/.aws/config, the AWS_* variables and --profile").with_code(
-                               type(exc).__name__) from None
+            raise AwsError(
+                f"failed to {action}: the AWS configuration is invalid: {exc}",
+                "Check ~/.aws/config, the AWS_* variables and --profile",
+            ).with_code(type(exc).__name__) from None
         except ValueError as exc:
-            raise AwsError(f"failed to {action}: {exc}",
-                           "Check AWS_ENDPOINT_URL (a URL such as https://host:port)").with_code("Config") from None
+            raise AwsError(
+                f"failed to {action}: {exc}",
+                "Check AWS_ENDPOINT_URL (a URL such as https://host:port)",
+            ).with_code("Config") from None
 
     @contextlib.contextmanager
     def _translated(self, action: str) -> Iterator[None]:
@@ -273,27 +333,40 @@ class AwsClients:
             error = exc.response.get("Error", {})
             code = str(error.get("Code", "Unknown"))
             message = str(error.get("Message", "")).rstrip(".")
-            raise AwsError(f"failed to {action}: {code}: {message}", _HINTS.get(code, "")).with_code(code) from None
+            raise AwsError(
+                f"failed to {action}: {code}: {message}", _HINTS.get(code, "")
+            ).with_code(code) from None
         except botocore.exceptions.NoCredentialsError:
-            raise AwsConfigError(f"failed to {action}: no AWS credentials found",
-                           "Configure a profile (--profile) or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"
-                           ).with_code("NoCredentials") from None
+            raise AwsConfigError(
+                f"failed to {action}: no AWS credentials found",
+                "Configure a profile (--profile) or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY",
+            ).with_code("NoCredentials") from None
         except botocore.exceptions.EndpointConnectionError as exc:
             endpoint = exc.kwargs.get("endpoint_url", "")
-            raise AwsError(f"failed to {action}: cannot reach the AWS endpoint {endpoint}",
-                           "Check the network, AWS_ENDPOINT_URL and the region")\
-                           .with_code("EndpointConnection") from None
-        except (botocore.exceptions.ConnectionClosedError, botocore.exceptions.ReadTimeoutError,
-                botocore.exceptions.ConnectTimeoutError) as exc:
-            raise AwsError(f"failed to {action}: connection to AWS failed ({type(exc).__name__})",
-                           "Retry; check the network").with_code("Connection") from None
+            raise AwsError(
+                f"failed to {action}: cannot reach the AWS endpoint {endpoint}",
+                "Check the network, AWS_ENDPOINT_URL and the region",
+            ).with_code("EndpointConnection") from None
+        except (
+            botocore.exceptions.ConnectionClosedError,
+            botocore.exceptions.ReadTimeoutError,
+            botocore.exceptions.ConnectTimeoutError,
+        ) as exc:
+            raise AwsError(
+                f"failed to {action}: connection to AWS failed ({type(exc).__name__})",
+                "Retry; check the network",
+            ).with_code("Connection") from None
         except botocore.exceptions.ParamValidationError as exc:
             # botocore's text quotes the offending value, which may be a secret: keep the first line only.
             reason = str(exc).splitlines()[-1].split(", value:")[0]
-            raise AwsError(f"failed to {action}: invalid request: {reason}").with_code("ParamValidation") from None
+            raise AwsError(f"failed to {action}: invalid request: {reason}").with_code(
+                "ParamValidation"
+            ) from None
         except botocore.parsers.ResponseParserError:
-            raise AwsError(f"failed to {action}: the endpoint sent a response that is not AWS's",
-                           "Check AWS_ENDPOINT_URL; retry").with_code("ResponseParserError") from None
+            raise AwsError(
+                f"failed to {action}: the endpoint sent a response that is not AWS's",
+                "Check AWS_ENDPOINT_URL; retry",
+            ).with_code("ResponseParserError") from None
         except botocore.exceptions.BotoCoreError as exc:
             raise AwsError(f"failed to {action}: {exc}").with_code(type(exc).__name__) from None
 
@@ -319,9 +392,14 @@ class AwsClients:
 
         region = self.region
         # The same partition data botocore's endpoint rules use (its loader caches it for the clients).
-        partitions = self.session._session.get_component("data_loader").load_data("partitions")["partitions"]
+        partitions = self.session._session.get_component("data_loader").load_data("partitions")[
+            "partitions"
+        ]
         try:
             name = self.session.get_partition_for_region(region)
         except botocore.exceptions.UnknownRegionError:
-            name = next((p["id"] for p in partitions if re.match(p.get("regionRegex") or "(?!)", region)), "aws")
+            name = next(
+                (p["id"] for p in partitions if re.match(p.get("regionRegex") or "(?!)", region)),
+                "aws",
+            )
         return dict(next(p for p in partitions if p["id"] == name))

@@ -50,9 +50,18 @@ class CachedFileLoader(JSONFileLoader):
                 continue
             if not stat.S_ISREG(info.st_mode):
                 continue
-            key = (path, info.st_size, info.st_mtime_ns, botocore.__version__, sys.version, marshal.version)
-            entry = self.directory / (hashlib.sha256(path.encode("utf-8", "surrogateescape")).hexdigest()[:32]
-                                      + ".marshal")
+            key = (
+                path,
+                info.st_size,
+                info.st_mtime_ns,
+                botocore.__version__,
+                sys.version,
+                marshal.version,
+            )
+            entry = self.directory / (
+                hashlib.sha256(path.encode("utf-8", "surrogateescape")).hexdigest()[:32]
+                + ".marshal"
+            )
             data = _read(entry, key)
             if data is not None:
                 return data
@@ -74,7 +83,11 @@ def _read(entry: Path, key: tuple[Any, ...]) -> Any:
         blob = entry.read_bytes()
     except OSError:
         return None
-    head, digest, payload = blob[:len(_MAGIC)], blob[len(_MAGIC):len(_MAGIC) + _DIGEST], blob[len(_MAGIC) + _DIGEST:]
+    head, digest, payload = (
+        blob[: len(_MAGIC)],
+        blob[len(_MAGIC) : len(_MAGIC) + _DIGEST],
+        blob[len(_MAGIC) + _DIGEST :],
+    )
     if head != _MAGIC or hashlib.sha256(payload).digest() != digest:
         return None
     try:

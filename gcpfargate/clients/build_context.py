@@ -26,7 +26,9 @@ class _PipeOut:
     def __init__(self, descriptor: int) -> None:
         self._out = os.fdopen(descriptor, "wb", buffering=CHUNK)
         self.position = 0
-        self.hung_up = False  # the reader closed its end: the SDK words that as a file it cannot read
+        self.hung_up = (
+            False  # the reader closed its end: the SDK words that as a file it cannot read
+        )
 
     @contextlib.contextmanager
     def _noting_hang_up(self) -> Iterator[None]:
@@ -70,19 +72,28 @@ class StreamedContext:
         if os.path.exists(ignore):
             # The SDK's own reading of .dockerignore (docker/api/build.py), so the same files are sent.
             with open(ignore) as handle:
-                exclude = [line for line in (raw.strip() for raw in handle.read().splitlines())
-                           if line != "" and line[0] != "#"]
+                exclude = [
+                    line
+                    for line in (raw.strip() for raw in handle.read().splitlines())
+                    if line != "" and line[0] != "#"
+                ]
         processed = process_dockerfile(dockerfile, root)
         self.dockerfile: str = processed[0]
         self.error: BaseException | None = None
         self._hung_up = False
         reading, writing = os.pipe()
         self._in = os.fdopen(reading, "rb", buffering=0)
-        self._writer = threading.Thread(target=self._write, args=(root, exclude, processed, writing),
-                                        name="gcpfargate-context", daemon=True)
+        self._writer = threading.Thread(
+            target=self._write,
+            args=(root, exclude, processed, writing),
+            name="gcpfargate-context",
+            daemon=True,
+        )
         self._writer.start()
 
-    def _write(self, root: str, exclude: list[str], dockerfile: tuple[str, str | None], descriptor: int) -> None:
+    def _write(
+        self, root: str, exclude: list[str], dockerfile: tuple[str, str | None], descriptor: int
+    ) -> None:
         from docker.utils import tar
 
         out = _PipeOut(descriptor)

@@ -8,14 +8,19 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from gcpfargate.keyfile import redact
+from gcpfargate.keymaterial.keyfile import redact
 
 LineCallback = Callable[[str], None]
 
 _STEP = re.compile(r"^Step \d+/\d+ : ")
 _LAST_LINES = 5
 # The classic builder's own bookkeeping lines: not what a failing step printed.
-_BUILDER_NOISE = (" ---> ", "Removing intermediate container ", "Successfully built ", "Successfully tagged ")
+_BUILDER_NOISE = (
+    " ---> ",
+    "Removing intermediate container ",
+    "Successfully built ",
+    "Successfully tagged ",
+)
 
 
 @dataclass
@@ -58,7 +63,9 @@ class BuildLog:
             self.on_line(line)
             if _STEP.match(line):
                 # A new step: its own output is what matters if it fails.
-                self.failure.step = line.split(" : ", 1)[0].lower() + " `" + line.split(" : ", 1)[1] + "`"
+                self.failure.step = (
+                    line.split(" : ", 1)[0].lower() + " `" + line.split(" : ", 1)[1] + "`"
+                )
                 self.failure.last_lines.clear()
             elif not line.startswith(_BUILDER_NOISE):
                 self.failure.last_lines.append(line)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from gcpfargate.clients.build_log import BuildLog, LineCallback
 from gcpfargate.clients.image_tar import layer_files
 from gcpfargate.errors import DockerError
-from gcpfargate.keyfile import redact
+from gcpfargate.keymaterial.keyfile import redact
 
 if TYPE_CHECKING:
     from gcpfargate.clients.registry import Credentials
@@ -27,7 +27,13 @@ if TYPE_CHECKING:
 # (layer id, description, bytes done, bytes total or None)
 ProgressCallback = Callable[[str, str, int, "int | None"], None]
 
-_DENIED = ("denied", "unauthorized", "authentication required", "forbidden", "access to the requested resource")
+_DENIED = (
+    "denied",
+    "unauthorized",
+    "authentication required",
+    "forbidden",
+    "access to the requested resource",
+)
 
 
 @dataclass
@@ -36,17 +42,19 @@ class PushOutcome:
 
 
 def _engine_hint(host: str) -> str:
-    return (f"Start the Docker engine or point DOCKER_HOST at a running one (now: {host or 'the default socket'})")
+    return f"Start the Docker engine or point DOCKER_HOST at a running one (now: {host or 'the default socket'})"
 
 
 def _short_reason(exc: BaseException) -> str:
     text = str(exc)
-    for needle, reason in (("No such file", "the socket does not exist"),
-                           ("FileNotFoundError", "the socket does not exist"),
-                           ("Permission denied", "permission denied on the socket"),
-                           ("Connection refused", "connection refused"),
-                           ("timed out", "timed out"),
-                           ("Read timed out", "timed out")):
+    for needle, reason in (
+        ("No such file", "the socket does not exist"),
+        ("FileNotFoundError", "the socket does not exist"),
+        ("Permission denied", "permission denied on the socket"),
+        ("Connection refused", "connection refused"),
+        ("timed out", "timed out"),
+        ("Read timed out", "timed out"),
+    ):
         if needle in text:
             return reason
     text = " ".join(text.split())
@@ -75,8 +83,10 @@ def _engine_errors(action: str, api_hint: str = "") -> Iterator[None]:
     except docker.errors.DockerException as exc:
         raise DockerError(f"{action}: {_short_reason(exc)}", _engine_hint(host)) from None
     except _connection_errors() as exc:  # before OSError: requests' errors are OSErrors too
-        raise DockerError(f"{action}: the connection to the Docker engine broke ({type(exc).__name__})",
-                          _engine_hint(host)) from None
+        raise DockerError(
+            f"{action}: the connection to the Docker engine broke ({type(exc).__name__})",
+            _engine_hint(host),
+        ) from None
 
 
 class DockerEngine:
@@ -99,8 +109,9 @@ class DockerEngine:
                 client = self._factory() if self._factory else docker.from_env()
                 client.ping()
             except (docker.errors.DockerException, requests.RequestException) as exc:
-                raise DockerError(f"cannot reach the Docker engine: {_short_reason(exc)}",
-                                  _engine_hint(self.host)) from None
+                raise DockerError(
+                    f"cannot reach the Docker engine: {_short_reason(exc)}", _engine_hint(self.host)
+                ) from None
             self._client = client
         return self._client
 
@@ -108,8 +119,15 @@ class DockerEngine:
         _ = self.client
 
     # -- build -------------------------------------------------------------------------------
-    def build(self, context: Path, dockerfile: str, tag: str, platform: str = "",
-              build_args: Mapping[str, str] | None = None, on_line: LineCallback | None = None) -> str:
+    def build(
+        self,
+        context: Path,
+        dockerfile: str,
+        tag: str,
+        platform: str = "",
+        build_args: Mapping[str, str] | None = None,
+        on_line: LineCallback | None = None,
+    ) -> str:
         """Build `context` (honouring its .dockerignore) and tag the result; return the image id.
 
         The context is sent while it is archived (clients/build_context.py), not first written whole
@@ -119,14 +137,25 @@ class DockerEngine:
         log = BuildLog(on_line or (lambda line: None))
         try:
             streamed = StreamedContext(context, dockerfile)
-        except OSError as exc:  # the Dockerfile (outside the context) or .dockerignore cannot be read
-            raise DockerError(f"cannot read the build context {context}: {exc.strerror or exc}") from None
+        except (
+            OSError
+        ) as exc:  # the Dockerfile (outside the context) or .dockerignore cannot be read
+            raise DockerError(
+                f"cannot read the build context {context}: {exc.strerror or exc}"
+            ) from None
         try:
             with _engine_errors("image build failed", "Check the Dockerfile and the build context"):
-                stream = self.client.api.build(fileobj=streamed.chunks(), custom_context=True,
-                                               dockerfile=streamed.dockerfile, tag=tag,
-                                               platform=platform or None, buildargs=dict(build_args or {}),
-                                               rm=True, forcerm=True, decode=True)
+                stream = self.client.api.build(
+                    fileobj=streamed.chunks(),
+                    custom_context=True,
+                    dockerfile=streamed.dockerfile,
+                    tag=tag,
+                    platform=platform or None,
+                    buildargs=dict(build_args or {}),
+                    rm=True,
+                    forcerm=True,
+                    decode=True,
+                )
                 for chunk in stream:
                     log.feed(chunk)
         finally:
@@ -134,8 +163,9 @@ class DockerEngine:
             # the archive ending early: that is the error to show.
             unreadable = streamed.failure()
             if unreadable is not None:
-                raise DockerError(f"cannot read the build context {context}: "
-                                  f"{unreadable.strerror or unreadable}") from None
+                raise DockerError(
+                    f"cannot read the build context {context}: {unreadable.strerror or unreadable}"
+                ) from None
         if log.failed:
             raise DockerError(log.failure.message(), "Fix that step of the Dockerfile and rerun")
         if not log.image_id:
@@ -157,7 +187,9 @@ class DockerEngine:
     def image_id(self, image: str) -> str:
         data = self.inspect(image)
         if data is None:
-            raise DockerError(f"image {image} is not in the Docker engine", "Build or pull it first")
+            raise DockerError(
+                f"image {image} is not in the Docker engine", "Build or pull it first"
+            )
         return str(data["Id"])
 
     def tag(self, image: str, repository: str, tag: str) -> None:
@@ -166,7 +198,9 @@ class DockerEngine:
         try:
             self.client.api.tag(image, repository, tag)
         except docker.errors.APIError as exc:
-            raise DockerError(f"failed to tag {image} as {repository}:{tag}: {self._api_reason(exc)}") from None
+            raise DockerError(
+                f"failed to tag {image} as {repository}:{tag}: {self._api_reason(exc)}"
+            ) from None
 
     def history(self, image: str) -> list[dict[str, Any]]:
         """The image's history (`docker history`): one record per step, with `CreatedBy`."""
@@ -183,17 +217,22 @@ class DockerEngine:
         except docker.errors.ImageNotFound:
             return
         except docker.errors.APIError as exc:
-            raise DockerError(f"failed to remove the local tag {image}: {self._api_reason(exc)}") from None
+            raise DockerError(
+                f"failed to remove the local tag {image}: {self._api_reason(exc)}"
+            ) from None
 
     def save(self, image: str) -> Iterator[bytes]:
         """The image as the engine's `docker save` tar stream, in chunks."""
         with _engine_errors(f"failed to export image {image} for scanning"):
             yield from self.client.api.get_image(image)
 
-    def image_files(self, image: str, skip: Callable[[str], bool] = lambda name: False,
-                    done: Callable[[], bool] = lambda: False,
-                    described: Callable[[str, bytes], None] = lambda name, description: None,
-                    ) -> Iterator[tuple[str, str, BinaryIO]]:
+    def image_files(
+        self,
+        image: str,
+        skip: Callable[[str], bool] = lambda name: False,
+        done: Callable[[], bool] = lambda: False,
+        described: Callable[[str, bytes], None] = lambda name, description: None,
+    ) -> Iterator[tuple[str, str, BinaryIO]]:
         """Every non-empty regular file in every layer of `image`, as (layer, path, open file), each to
         be read before the next is asked for.
 
@@ -206,18 +245,30 @@ class DockerEngine:
         try:
             yield from layer_files(self.save(image), skip, done, described)
         except tarfile.TarError as exc:
-            raise DockerError(f"failed to search image {image} for key files: the export is not a valid tar "
-                              f"({exc})", "Retry; check the Docker engine") from None
+            raise DockerError(
+                f"failed to search image {image} for key files: the export is not a valid tar "
+                f"({exc})",
+                "Retry; check the Docker engine",
+            ) from None
 
     # -- registry ----------------------------------------------------------------------------
-    def push(self, repository: str, tag: str, credentials: Credentials,
-             on_progress: ProgressCallback | None = None) -> PushOutcome:
+    def push(
+        self,
+        repository: str,
+        tag: str,
+        credentials: Credentials,
+        on_progress: ProgressCallback | None = None,
+    ) -> PushOutcome:
         """Push `repository:tag` with these credentials (for this call only)."""
         auth = {"username": credentials.username, "password": credentials.password}
         digest = ""
-        with _engine_errors(f"failed to push {repository}:{tag}",
-                            "Check that the registry is reachable and that you may push to it"):
-            for chunk in self.client.api.push(repository, tag=tag, auth_config=auth, stream=True, decode=True):
+        with _engine_errors(
+            f"failed to push {repository}:{tag}",
+            "Check that the registry is reachable and that you may push to it",
+        ):
+            for chunk in self.client.api.push(
+                repository, tag=tag, auth_config=auth, stream=True, decode=True
+            ):
                 if "error" in chunk or "errorDetail" in chunk:
                     raise self._registry_error("push", f"{repository}:{tag}", chunk)
                 aux = chunk.get("aux")
@@ -225,20 +276,33 @@ class DockerEngine:
                     digest = str(aux["Digest"])
                 self._layer_progress(chunk, on_progress, "Pushed")
         if not digest:
-            raise DockerError(f"failed to push {repository}:{tag}: the engine reported no manifest digest")
+            raise DockerError(
+                f"failed to push {repository}:{tag}: the engine reported no manifest digest"
+            )
         return PushOutcome(digest=digest)
 
-    def pull(self, image_ref: str, credentials: Credentials | None = None,
-             on_progress: ProgressCallback | None = None) -> str:
+    def pull(
+        self,
+        image_ref: str,
+        credentials: Credentials | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> str:
         """Pull `host/repo:tag` or `host/repo@sha256:…`; return the local image id."""
         from docker.utils import parse_repository_tag
 
         repository, reference = parse_repository_tag(image_ref)
-        auth = {"username": credentials.username, "password": credentials.password} if credentials else None
-        with _engine_errors(f"failed to pull {image_ref}",
-                            "Check the image reference and that you may pull from the registry"):
-            for chunk in self.client.api.pull(repository, tag=reference or "latest", auth_config=auth,
-                                              stream=True, decode=True):
+        auth = (
+            {"username": credentials.username, "password": credentials.password}
+            if credentials
+            else None
+        )
+        with _engine_errors(
+            f"failed to pull {image_ref}",
+            "Check the image reference and that you may pull from the registry",
+        ):
+            for chunk in self.client.api.pull(
+                repository, tag=reference or "latest", auth_config=auth, stream=True, decode=True
+            ):
                 if "error" in chunk or "errorDetail" in chunk:
                     raise self._registry_error("pull", image_ref, chunk)
                 self._layer_progress(chunk, on_progress, "Pull complete")
@@ -256,12 +320,21 @@ class DockerEngine:
         container = None
         removal_error = ""
         try:
-            with _engine_errors(f"failed to run container {spec.name}",
-                                "Check the task definition's entryPoint, user and workingDirectory"):
+            with _engine_errors(
+                f"failed to run container {spec.name}",
+                "Check the task definition's entryPoint, user and workingDirectory",
+            ):
                 container = self.client.containers.create(
-                    spec.image, entrypoint=spec.entrypoint, command=spec.command, environment=spec.environment,
-                    working_dir=spec.working_dir, user=spec.user or None, network_mode=spec.network,
-                    tmpfs=spec.tmpfs or None, read_only=spec.read_only, detach=True,
+                    spec.image,
+                    entrypoint=spec.entrypoint,
+                    command=spec.command,
+                    environment=spec.environment,
+                    working_dir=spec.working_dir,
+                    user=spec.user or None,
+                    network_mode=spec.network,
+                    tmpfs=spec.tmpfs or None,
+                    read_only=spec.read_only,
+                    detach=True,
                     stdin_open=bool(spec.stdin),
                     labels={"managed-by": "gcpfargate", "gcpfargate": "run-local"},
                 )
@@ -283,8 +356,10 @@ class DockerEngine:
                 removal_error = self._remove(container)
         if removal_error:
             # Only reached when the run itself went well: its config holds the secret, so say so.
-            raise DockerError(f"the container ran, but removing it failed: {removal_error}",
-                              f"Remove it now: docker rm -f {container.id}")
+            raise DockerError(
+                f"the container ran, but removing it failed: {removal_error}",
+                f"Remove it now: docker rm -f {container.id}",
+            )
         return exit_code
 
     @staticmethod
@@ -299,7 +374,9 @@ class DockerEngine:
         import socket
 
         sock = container.attach_socket(params={"stdin": 1, "stream": 1})
-        raw = getattr(sock, "_sock", sock)  # unix: a SocketIO around the socket; tcp/tls: the socket itself
+        raw = getattr(
+            sock, "_sock", sock
+        )  # unix: a SocketIO around the socket; tcp/tls: the socket itself
         try:
             raw.sendall(data)
             raw.shutdown(socket.SHUT_WR)
@@ -325,7 +402,9 @@ class DockerEngine:
 
     # -- helpers -----------------------------------------------------------------------------
     @staticmethod
-    def _layer_progress(chunk: Mapping[str, Any], on_progress: ProgressCallback | None, done_status: str) -> None:
+    def _layer_progress(
+        chunk: Mapping[str, Any], on_progress: ProgressCallback | None, done_status: str
+    ) -> None:
         """Forward one layer event to `on_progress`."""
         layer, status = chunk.get("id"), str(chunk.get("status", ""))
         if not layer or on_progress is None or ":" in str(layer):
@@ -334,8 +413,12 @@ class DockerEngine:
         description = f"layer {layer}"
         if "current" in detail:
             on_progress(str(layer), description, int(detail["current"]), detail.get("total"))
-        elif status in (done_status, "Layer already exists", "Already exists", "Download complete") \
-                or status.startswith("Mounted from"):
+        elif status in (
+            done_status,
+            "Layer already exists",
+            "Already exists",
+            "Download complete",
+        ) or status.startswith("Mounted from"):
             on_progress(str(layer), f"{description} ({status.lower()})", 1, 1)
         elif status in ("Preparing", "Waiting", "Pulling fs layer"):
             on_progress(str(layer), description, 0, None)
@@ -348,15 +431,23 @@ class DockerEngine:
     @staticmethod
     def _registry_error(verb: str, image: str, chunk: Mapping[str, Any]) -> DockerError:
         detail = chunk.get("errorDetail") or {}
-        message = " ".join(str(chunk.get("error") or detail.get("message") or "unknown error").split())
+        message = " ".join(
+            str(chunk.get("error") or detail.get("message") or "unknown error").split()
+        )
         lowered = message.lower()
         if any(word in lowered for word in _DENIED):
-            return DockerError(f"failed to {verb} {image}: AccessDenied: the registry refused it ({message})",
-                               "Check the repository policy and the IAM permissions for ECR "
-                               f"({'ecr:InitiateLayerUpload, ecr:PutImage' if verb == 'push' else 'ecr:BatchGetImage'})"
-                               "; an immutable-tag repository also refuses an existing tag")
+            return DockerError(
+                f"failed to {verb} {image}: AccessDenied: the registry refused it ({message})",
+                "Check the repository policy and the IAM permissions for ECR "
+                f"({'ecr:InitiateLayerUpload, ecr:PutImage' if verb == 'push' else 'ecr:BatchGetImage'})"
+                "; an immutable-tag repository also refuses an existing tag",
+            )
         if "tag invalid" in lowered or "immutable" in lowered:
-            return DockerError(f"failed to {verb} {image}: the registry refused the tag ({message})",
-                               "The repository has immutable tags: push under a new tag (--tag)")
-        return DockerError(f"failed to {verb} {image}: {message}",
-                           "Check that the registry is reachable (GCPFARGATE_ECR_REGISTRY) and retry")
+            return DockerError(
+                f"failed to {verb} {image}: the registry refused the tag ({message})",
+                "The repository has immutable tags: push under a new tag (--tag)",
+            )
+        return DockerError(
+            f"failed to {verb} {image}: {message}",
+            "Check that the registry is reachable (GCPFARGATE_ECR_REGISTRY) and retry",
+        )

@@ -26,12 +26,18 @@ _HINTS = {
 
 
 class WorkloadIdentityPools:
-    def __init__(self, endpoint: str | None = None, poll_interval: float = 0.1, timeout: float = 120.0) -> None:
+    def __init__(
+        self, endpoint: str | None = None, poll_interval: float = 0.1, timeout: float = 120.0
+    ) -> None:
         raw = endpoint if endpoint is not None else os.environ.get(REST_ENDPOINT_ENV, "")
         parts = urllib.parse.urlsplit(raw)
-        if raw and (parts.scheme not in ("http", "https") or not parts.netloc or parts.path.strip("/")):
-            raise ConfigError(f"environment variable {REST_ENDPOINT_ENV} must be a base URL such as "
-                              f"http://127.0.0.1:8080, not {raw!r}")
+        if raw and (
+            parts.scheme not in ("http", "https") or not parts.netloc or parts.path.strip("/")
+        ):
+            raise ConfigError(
+                f"environment variable {REST_ENDPOINT_ENV} must be a base URL such as "
+                f"http://127.0.0.1:8080, not {raw!r}"
+            )
         self._override = bool(raw)
         self.base = f"{parts.scheme}://{parts.netloc}" if raw else DEFAULT_ENDPOINT
         self._session: Any = None
@@ -54,23 +60,35 @@ class WorkloadIdentityPools:
                 try:
                     credentials, _ = google.auth.default(scopes=[_SCOPE])
                 except google.auth.exceptions.DefaultCredentialsError:
-                    raise GcpError("no Google Cloud credentials found for the IAM API",
-                                   "Run `gcloud auth application-default login`") from None
+                    raise GcpError(
+                        "no Google Cloud credentials found for the IAM API",
+                        "Run `gcloud auth application-default login`",
+                    ) from None
                 self._session = AuthorizedSession(credentials)
         return self._session
 
-    def _request(self, method: str, path: str, action: str, params: dict[str, str] | None = None,
-                 body: dict[str, Any] | None = None) -> tuple[int, Any]:
+    def _request(
+        self,
+        method: str,
+        path: str,
+        action: str,
+        params: dict[str, str] | None = None,
+        body: dict[str, Any] | None = None,
+    ) -> tuple[int, Any]:
         import requests
 
         if self._call_log:
             with open(self._call_log, "a", encoding="utf-8") as log:
                 log.write(f"gcp rest {method} {'read' if method == 'GET' else 'write'}\n")
         try:
-            response = self.session.request(method, f"{self.base}/v1/{path}", params=params, json=body, timeout=30)
+            response = self.session.request(
+                method, f"{self.base}/v1/{path}", params=params, json=body, timeout=30
+            )
         except requests.RequestException as exc:
-            raise GcpError(f"failed to {action}: {type(exc).__name__}",
-                           f"Check the network or {REST_ENDPOINT_ENV} and retry").with_code("UNAVAILABLE") from None
+            raise GcpError(
+                f"failed to {action}: {type(exc).__name__}",
+                f"Check the network or {REST_ENDPOINT_ENV} and retry",
+            ).with_code("UNAVAILABLE") from None
         try:
             payload = response.json()
         except ValueError:
@@ -83,7 +101,9 @@ class WorkloadIdentityPools:
         error = payload.get("error", {}) if isinstance(payload, dict) else {}
         code = str(error.get("status") or status)
         message = str(error.get("message") or f"HTTP {status}").rstrip(".")
-        raise GcpError(f"failed to {action}: {code}: {message}", _HINTS.get(status, "")).with_code(code)
+        raise GcpError(f"failed to {action}: {code}: {message}", _HINTS.get(status, "")).with_code(
+            code
+        )
 
     # -- reads: None when absent; a DELETED resource is returned with state DELETED ----------------
     def get(self, name: str, what: str) -> dict[str, Any] | None:
@@ -91,19 +111,34 @@ class WorkloadIdentityPools:
         return None if status == 404 else self._ok(status, payload, f"read {what}")
 
     # -- writes: each waits for its operation and returns the resulting resource -------------------
-    def create(self, parent: str, collection: str, id_param: str, resource_id: str, body: dict[str, Any],
-               what: str) -> dict[str, Any]:
-        status, payload = self._request("POST", f"{parent}/{collection}", f"create {what}",
-                                        params={id_param: resource_id}, body=body)
+    def create(
+        self,
+        parent: str,
+        collection: str,
+        id_param: str,
+        resource_id: str,
+        body: dict[str, Any],
+        what: str,
+    ) -> dict[str, Any]:
+        status, payload = self._request(
+            "POST",
+            f"{parent}/{collection}",
+            f"create {what}",
+            params={id_param: resource_id},
+            body=body,
+        )
         return self.wait(self._ok(status, payload, f"create {what}"), f"create {what}")
 
     def undelete(self, name: str, what: str) -> dict[str, Any]:
         status, payload = self._request("POST", f"{name}:undelete", f"undelete {what}", body={})
         return self.wait(self._ok(status, payload, f"undelete {what}"), f"undelete {what}")
 
-    def patch(self, name: str, body: dict[str, Any], fields: list[str], what: str) -> dict[str, Any]:
-        status, payload = self._request("PATCH", name, f"update {what}", params={"updateMask": ",".join(fields)},
-                                        body=body)
+    def patch(
+        self, name: str, body: dict[str, Any], fields: list[str], what: str
+    ) -> dict[str, Any]:
+        status, payload = self._request(
+            "PATCH", name, f"update {what}", params={"updateMask": ",".join(fields)}, body=body
+        )
         return self.wait(self._ok(status, payload, f"update {what}"), f"update {what}")
 
     def wait(self, operation: dict[str, Any], action: str) -> dict[str, Any]:
@@ -111,8 +146,11 @@ class WorkloadIdentityPools:
         interval = self._poll_interval
         while not operation.get("done"):
             if time.monotonic() > deadline:
-                raise GcpError(f"failed to {action}: operation {operation.get('name')} did not finish in "
-                               f"{self._timeout:.0f}s", "Check it in the GCP console, then rerun")
+                raise GcpError(
+                    f"failed to {action}: operation {operation.get('name')} did not finish in "
+                    f"{self._timeout:.0f}s",
+                    "Check it in the GCP console, then rerun",
+                )
             time.sleep(interval)
             interval = min(interval * 2, 2.0)
             status, payload = self._request("GET", str(operation["name"]), f"{action} (poll)")

@@ -22,17 +22,29 @@ class RestIam:
         import google.auth.transport.requests
         from google.auth.credentials import AnonymousCredentials
 
-        credentials = AnonymousCredentials() if anonymous else google.auth.default(
-            scopes=["https://www.googleapis.com/auth/cloud-platform"])[0]
+        credentials = (
+            AnonymousCredentials()
+            if anonymous
+            else google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])[0]
+        )
         self._session = google.auth.transport.requests.AuthorizedSession(credentials)
         self._base = base_url.rstrip("/")
 
-    def _do(self, verb: str, path: str, response_type: Any, body: dict[str, Any] | None = None,
-            params: dict[str, Any] | None = None, timeout: float | None = None, **_: Any) -> Any:
+    def _do(
+        self,
+        verb: str,
+        path: str,
+        response_type: Any,
+        body: dict[str, Any] | None = None,
+        params: dict[str, Any] | None = None,
+        timeout: float | None = None,
+        **_: Any,
+    ) -> Any:
         from google.api_core import exceptions
 
-        response = self._session.request(verb, f"{self._base}/v1/{path}", json=body, params=params,
-                                         timeout=timeout or 30.0)
+        response = self._session.request(
+            verb, f"{self._base}/v1/{path}", json=body, params=params, timeout=timeout or 30.0
+        )
         if response.status_code >= 400:
             error = exceptions.from_http_response(response)
             with contextlib.suppress(ValueError, KeyError, TypeError):
@@ -53,22 +65,38 @@ class RestIam:
 
     def create_service_account(self, request: dict[str, Any], **kw: Any) -> Any:
         account = request.get("service_account", {})
-        body = {"accountId": request["account_id"],
-                "serviceAccount": {"displayName": account.get("display_name", ""),
-                                   "description": account.get("description", "")}}
-        return self._do("POST", f"{request['name']}/serviceAccounts", self._types().ServiceAccount, body, **kw)
+        body = {
+            "accountId": request["account_id"],
+            "serviceAccount": {
+                "displayName": account.get("display_name", ""),
+                "description": account.get("description", ""),
+            },
+        }
+        return self._do(
+            "POST", f"{request['name']}/serviceAccounts", self._types().ServiceAccount, body, **kw
+        )
 
     def list_service_account_keys(self, request: dict[str, Any], **kw: Any) -> Any:
         params = {"keyTypes": [_name(t) for t in request.get("key_types", [])]}
-        return self._do("GET", f"{request['name']}/keys", self._types().ListServiceAccountKeysResponse,
-                        params=params, **kw)
+        return self._do(
+            "GET",
+            f"{request['name']}/keys",
+            self._types().ListServiceAccountKeysResponse,
+            params=params,
+            **kw,
+        )
 
     def get_service_account_key(self, request: dict[str, Any], **kw: Any) -> Any:
         return self._do("GET", request["name"], self._types().ServiceAccountKey, **kw)
 
     def create_service_account_key(self, request: dict[str, Any], **kw: Any) -> Any:
-        body = {"privateKeyType": _name(request["private_key_type"]), "keyAlgorithm": _name(request["key_algorithm"])}
-        return self._do("POST", f"{request['name']}/keys", self._types().ServiceAccountKey, body, **kw)
+        body = {
+            "privateKeyType": _name(request["private_key_type"]),
+            "keyAlgorithm": _name(request["key_algorithm"]),
+        }
+        return self._do(
+            "POST", f"{request['name']}/keys", self._types().ServiceAccountKey, body, **kw
+        )
 
     def delete_service_account_key(self, request: dict[str, Any], **kw: Any) -> None:
         self._do("DELETE", request["name"], None, **kw)

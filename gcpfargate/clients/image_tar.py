@@ -48,9 +48,11 @@ def _open_layer(blob: Any, name: str) -> Any:
     try:
         return tarfile.open(fileobj=blob, mode="r|*")
     except tarfile.TarError:
-        raise DockerError(f"cannot search layer {name} for key files: it is not a tar stream gcpfargate can read",
-                          "Export the image with a current Docker (gzip or plain layers), or pass "
-                          "--allow-embedded-credentials after checking it yourself") from None
+        raise DockerError(
+            f"cannot search layer {name} for key files: it is not a tar stream gcpfargate can read",
+            "Export the image with a current Docker (gzip or plain layers), or pass "
+            "--allow-embedded-credentials after checking it yourself",
+        ) from None
 
 
 def legacy_chain_id(description: bytes, chain_ids: list[str]) -> str | None:
@@ -101,10 +103,12 @@ def _raw_fields(text: str) -> dict[str, str]:
         fields[key], at = text[at:end], end
 
 
-def layer_files(chunks: Iterator[bytes], skip: Callable[[str], bool] = lambda name: False,
-                done: Callable[[], bool] = lambda: False,
-                described: Callable[[str, bytes], None] = lambda name, description: None,
-                ) -> Iterator[tuple[str, str, BinaryIO]]:
+def layer_files(
+    chunks: Iterator[bytes],
+    skip: Callable[[str], bool] = lambda name: False,
+    done: Callable[[], bool] = lambda: False,
+    described: Callable[[str, bytes], None] = lambda name, description: None,
+) -> Iterator[tuple[str, str, BinaryIO]]:
     """Walk a `docker save` tar (legacy `<id>/layer.tar` or OCI `blobs/sha256/…`): every member that
     is itself a tar is a layer; yield (layer, path, open file) for each of its non-empty regular
     files, whatever their size. Read each file before asking for the next (the export is one stream).
@@ -122,7 +126,11 @@ def layer_files(chunks: Iterator[bytes], skip: Callable[[str], bool] = lambda na
                 if description is not None:
                     described(member.name.removesuffix("/json"), description.read())
                 continue
-            if not member.isfile() or member.size < 1024 or member.name.endswith((".json", "repositories")):
+            if (
+                not member.isfile()
+                or member.size < 1024
+                or member.name.endswith((".json", "repositories"))
+            ):
                 continue  # a layer tar is at least two 512-byte blocks; manifests and configs are JSON
             if skip(member.name):
                 continue

@@ -31,7 +31,9 @@ def chain_ids(diff_ids: list[str]) -> list[str]:
         if not chains:
             chains.append(diff_id)
         else:
-            chains.append("sha256:" + hashlib.sha256(f"{chains[-1]} {diff_id}".encode()).hexdigest())
+            chains.append(
+                "sha256:" + hashlib.sha256(f"{chains[-1]} {diff_id}".encode()).hexdigest()
+            )
     return chains
 
 
@@ -45,7 +47,10 @@ def local_layer_dirs(docker_host: str, inspected: Mapping[str, Any]) -> dict[str
     data = driver.get("Data") or {}
     if driver.get("Name") != "overlay2" or not diff_ids or not data.get("UpperDir"):
         return None
-    top_down = [data["UpperDir"], *[each for each in str(data.get("LowerDir") or "").split(":") if each]]
+    top_down = [
+        data["UpperDir"],
+        *[each for each in str(data.get("LowerDir") or "").split(":") if each],
+    ]
     if len(top_down) != len(diff_ids):
         return None
     dirs = [Path(each) for each in reversed(top_down)]
@@ -54,9 +59,12 @@ def local_layer_dirs(docker_host: str, inspected: Mapping[str, Any]) -> dict[str
     try:
         for diff_id, chain, directory in zip(diff_ids, chain_ids(diff_ids), dirs, strict=True):
             record = layerdb / chain.removeprefix("sha256:")
-            if directory.name != "diff" or (record / "diff").read_text().strip() != diff_id \
-                    or (record / "cache-id").read_text().strip() != directory.parent.name \
-                    or not directory.is_dir():
+            if (
+                directory.name != "diff"
+                or (record / "diff").read_text().strip() != diff_id
+                or (record / "cache-id").read_text().strip() != directory.parent.name
+                or not directory.is_dir()
+            ):
                 return None
             found[diff_id] = directory
     except (OSError, UnicodeDecodeError):
@@ -82,4 +90,4 @@ def dir_files(top: Path) -> Iterator[tuple[str, BinaryIO]]:
                 handle = os.open(entry.path, os.O_RDONLY | os.O_NOFOLLOW)
                 # Unbuffered: the rule reads in large chunks, a buffer would only add a copy.
                 with os.fdopen(handle, "rb", buffering=0) as content:
-                    yield entry.path[len(root):], cast(BinaryIO, content)
+                    yield entry.path[len(root) :], cast(BinaryIO, content)

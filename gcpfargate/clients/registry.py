@@ -19,13 +19,18 @@ from gcpfargate.errors import AwsError, RegistryError
 if TYPE_CHECKING:
     from gcpfargate.clients.aws import AwsClients
 
-MANIFEST_TYPES = ", ".join([
-    "application/vnd.docker.distribution.manifest.v2+json",
+MANIFEST_TYPES = ", ".join(
+    [
+        "application/vnd.docker.distribution.manifest.v2+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+        "application/vnd.oci.image.manifest.v1+json",
+        "application/vnd.oci.image.index.v1+json",
+    ]
+)
+_INDEX_TYPES = (
     "application/vnd.docker.distribution.manifest.list.v2+json",
-    "application/vnd.oci.image.manifest.v1+json",
     "application/vnd.oci.image.index.v1+json",
-])
-_INDEX_TYPES = ("application/vnd.docker.distribution.manifest.list.v2+json", "application/vnd.oci.image.index.v1+json")
+)
 
 
 @dataclass(frozen=True)
@@ -85,8 +90,11 @@ class Registry:
             # ECR names its own host: GetAuthorizationToken's proxyEndpoint (issue 12 item 8), which is
             # right in every partition and for FIPS/dual-stack endpoints. Built from the region's DNS
             # suffix only when an answer carries none.
-            self._host = override or self._proxy_host() or \
-                f"{self._aws.account_id}.dkr.ecr.{self._aws.region}.{self._aws.dns_suffix()}"
+            self._host = (
+                override
+                or self._proxy_host()
+                or f"{self._aws.account_id}.dkr.ecr.{self._aws.region}.{self._aws.dns_suffix()}"
+            )
         return self._host
 
     @property
@@ -110,15 +118,22 @@ class Registry:
     def credentials(self) -> Credentials:
         with self._lock:
             if self._credentials is None:
-                data = self._aws.call("ecr", "get_authorization_token", "get an ECR authorization token")
+                data = self._aws.call(
+                    "ecr", "get_authorization_token", "get an ECR authorization token"
+                )
                 try:
                     token = data["authorizationData"][0]["authorizationToken"]
                     username, _, password = base64.b64decode(token).decode("utf-8").partition(":")
-                    self._proxy_endpoint = str(data["authorizationData"][0].get("proxyEndpoint") or "")
+                    self._proxy_endpoint = str(
+                        data["authorizationData"][0].get("proxyEndpoint") or ""
+                    )
                 except (KeyError, IndexError, TypeError, ValueError):
                     password = ""
                 if not password:
-                    raise AwsError("ECR returned a malformed authorization token", "Retry; check the ECR endpoint")
+                    raise AwsError(
+                        "ECR returned a malformed authorization token",
+                        "Retry; check the ECR endpoint",
+                    )
                 self._credentials = Credentials(username, password)
             return self._credentials
 
@@ -140,17 +155,23 @@ class Registry:
             method = self._http().head if head else self._http().get
             return method(url, headers={"Accept": accept} if accept else {}, timeout=30)
         except requests.RequestException as exc:
-            raise RegistryError(f"cannot reach registry {self.host}: {type(exc).__name__}",
-                              "Check the network and GCPFARGATE_ECR_REGISTRY") from None
+            raise RegistryError(
+                f"cannot reach registry {self.host}: {type(exc).__name__}",
+                "Check the network and GCPFARGATE_ECR_REGISTRY",
+            ) from None
 
     def _count(self, method: str, path: str) -> None:
         # The kind of resource, not the path: repository names and digests stay out of the log.
-        kind = next((each for each in ("manifests", "blobs", "tags") if f"/{each}/" in f"/{path}"), "other")
+        kind = next(
+            (each for each in ("manifests", "blobs", "tags") if f"/{each}/" in f"/{path}"), "other"
+        )
         if self._call_log:
             with open(self._call_log, "a", encoding="utf-8") as log:
                 log.write(f"registry {method} {kind}\n")
 
-    def resolve(self, repository: str, reference: str, platform: str = "linux/amd64") -> ImageRef | None:
+    def resolve(
+        self, repository: str, reference: str, platform: str = "linux/amd64"
+    ) -> ImageRef | None:
         """Manifest digest and config of `repository:reference` (tag or digest) for `platform` (Docker's
         arch names); None when absent."""
         if not reference.startswith("sha256:"):
@@ -171,9 +192,11 @@ class Registry:
             return self._resolve_unchecked(repository, reference, platform)
         except (KeyError, IndexError, TypeError, ValueError, AttributeError):
             # Not JSON, a schema-1 manifest, a config without a digest: not something we can pin.
-            raise RegistryError(f"the registry's answer for {repository}:{reference} is not an image manifest "
-                              "gcpfargate understands (Docker v2 schema 2 or OCI)",
-                              "Push the image with a current Docker or buildx") from None
+            raise RegistryError(
+                f"the registry's answer for {repository}:{reference} is not an image manifest "
+                "gcpfargate understands (Docker v2 schema 2 or OCI)",
+                "Push the image with a current Docker or buildx",
+            ) from None
 
     def _resolve_unchecked(self, repository: str, reference: str, platform: str) -> ImageRef | None:
         response = self._get(f"{repository}/manifests/{reference}", MANIFEST_TYPES)
@@ -188,7 +211,11 @@ class Registry:
                 return None
             inner = self.resolve(repository, chosen["digest"], platform)
             # Pin the index digest: it is what `docker pull repo@digest` and ECS resolve.
-            return None if inner is None else ImageRef(repository, digest, inner.config_digest, inner.config)
+            return (
+                None
+                if inner is None
+                else ImageRef(repository, digest, inner.config_digest, inner.config)
+            )
         config_digest = manifest["config"]["digest"]
         blob = self._get(f"{repository}/blobs/{config_digest}")
         self._raise_for(blob, f"read the image config of {repository}:{reference}")
@@ -200,29 +227,43 @@ class Registry:
         ECR deletes through its own API (BatchDeleteImage); a `GCPFARGATE_ECR_REGISTRY` override is a
         plain registry, which deletes through the Registry API (DELETE of the manifest)."""
         if not os.environ.get("GCPFARGATE_ECR_REGISTRY", "").strip():
-            answer = self._aws.call("ecr", "batch_delete_image", f"delete image {repository}@{digest}",
-                                    repositoryName=repository, imageIds=[{"imageDigest": digest}])
-            failures = [f for f in answer.get("failures") or [] if f.get("failureCode") != "ImageNotFound"]
+            answer = self._aws.call(
+                "ecr",
+                "batch_delete_image",
+                f"delete image {repository}@{digest}",
+                repositoryName=repository,
+                imageIds=[{"imageDigest": digest}],
+            )
+            failures = [
+                f for f in answer.get("failures") or [] if f.get("failureCode") != "ImageNotFound"
+            ]
             if failures:
-                raise AwsError(f"failed to delete image {repository}@{digest}: {failures[0].get('failureReason')}",
-                               "Check ecr:BatchDeleteImage permission").with_code(str(failures[0].get("failureCode")))
+                raise AwsError(
+                    f"failed to delete image {repository}@{digest}: {failures[0].get('failureReason')}",
+                    "Check ecr:BatchDeleteImage permission",
+                ).with_code(str(failures[0].get("failureCode")))
             return
         import requests
 
         self._count("DELETE", f"{repository}/manifests/")
         try:
-            response = self._http().delete(f"{self.scheme}://{self.host}/v2/{repository}/manifests/{digest}",
-                                           timeout=30)
+            response = self._http().delete(
+                f"{self.scheme}://{self.host}/v2/{repository}/manifests/{digest}", timeout=30
+            )
         except requests.RequestException as exc:
-            raise RegistryError(f"cannot reach registry {self.host}: {type(exc).__name__}",
-                              "Check the network and GCPFARGATE_ECR_REGISTRY") from None
+            raise RegistryError(
+                f"cannot reach registry {self.host}: {type(exc).__name__}",
+                "Check the network and GCPFARGATE_ECR_REGISTRY",
+            ) from None
         if response.status_code != 404:
             self._raise_for(response, f"delete image {repository}@{digest}")
 
     def _raise_for(self, response: Any, action: str) -> None:
         if response.status_code in (401, 403):
-            raise RegistryError(f"failed to {action}: the registry refused access ({response.status_code})",
-                              "Check ECR permissions (ecr:BatchGetImage, ecr:GetDownloadUrlForLayer)")
+            raise RegistryError(
+                f"failed to {action}: the registry refused access ({response.status_code})",
+                "Check ECR permissions (ecr:BatchGetImage, ecr:GetDownloadUrlForLayer)",
+            )
         if response.status_code >= 400:
             raise RegistryError(f"failed to {action}: registry answered {response.status_code}")
 
@@ -234,7 +275,9 @@ def _digest(content: bytes) -> str:
 
 
 def _choose_platform(manifests: list[dict[str, Any]], platform: str) -> dict[str, Any] | None:
-    os_name, _, arch = platform.partition("/")  # in Docker's words (amd64, arm64): see core/images.py
+    os_name, _, arch = platform.partition(
+        "/"
+    )  # in Docker's words (amd64, arm64): see core/images.py
     for entry in manifests:
         plat = entry.get("platform", {})
         if plat.get("os") == os_name and plat.get("architecture") == arch:

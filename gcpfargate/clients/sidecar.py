@@ -18,12 +18,28 @@ class Sidecar:
         self._engine, self.name = engine, name
         self._container: Any = None
 
-    def start(self, image: str, command: Sequence[str], environment: Mapping[str, str], network: str,
-              user: str | None, read_only: bool) -> None:
-        with _engine_errors(f"failed to start container {self.name}", "Check the image and the engine"):
+    def start(
+        self,
+        image: str,
+        command: Sequence[str],
+        environment: Mapping[str, str],
+        network: str,
+        user: str | None,
+        read_only: bool,
+    ) -> None:
+        with _engine_errors(
+            f"failed to start container {self.name}", "Check the image and the engine"
+        ):
             self._container = self._engine.client.containers.create(
-                image, command=list(command), environment=dict(environment), network_mode=network, user=user,
-                read_only=read_only, detach=True, labels={"managed-by": "gcpfargate", "gcpfargate": "run-local"})
+                image,
+                command=list(command),
+                environment=dict(environment),
+                network_mode=network,
+                user=user,
+                read_only=read_only,
+                detach=True,
+                labels={"managed-by": "gcpfargate", "gcpfargate": "run-local"},
+            )
             self._container.start()
 
     def check(self, argv: Sequence[str]) -> bool:
@@ -51,5 +67,7 @@ class Sidecar:
         reason = DockerEngine._remove(self._container)
         self._container = None
         if reason:
-            raise DockerError(f"removing container {self.name} failed: {reason}",
-                              "Remove it with docker rm -f (label gcpfargate=run-local)")
+            raise DockerError(
+                f"removing container {self.name} failed: {reason}",
+                "Remove it with docker rm -f (label gcpfargate=run-local)",
+            )

@@ -16,9 +16,11 @@ class PlannedResult:
     plan: list[str]
 
     def to_json(self) -> dict[str, Any]:
-        data = {each.name: copy.deepcopy(getattr(self, each.name))
-                for each in dataclasses.fields(self)  # type: ignore[arg-type]  # subclasses are dataclasses
-                if each.metadata.get("json", True)}
+        data = {
+            each.name: copy.deepcopy(getattr(self, each.name))
+            for each in dataclasses.fields(self)  # type: ignore[arg-type]  # subclasses are dataclasses
+            if each.metadata.get("json", True)
+        }
         if not self.plan:
             data.pop("plan")
         return data

@@ -18,9 +18,25 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from . import CREDENTIALS_PATH, DEFAULT_PORT, ECS_ENDPOINT, HEALTH_PATH, TOKEN_HEADER, TOKEN_PATH, TTL_HEADER, ZONE_PATH
+from . import (
+    CREDENTIALS_PATH,
+    DEFAULT_PORT,
+    ECS_ENDPOINT,
+    HEALTH_PATH,
+    TOKEN_HEADER,
+    TOKEN_PATH,
+    TTL_HEADER,
+    ZONE_PATH,
+)
 from . import __doc__ as package_doc
-from .upstream import DIRECT, CredentialCache, ShimError, TaskRoleEndpoint, availability_zone, safe_url
+from .upstream import (
+    DIRECT,
+    CredentialCache,
+    ShimError,
+    TaskRoleEndpoint,
+    availability_zone,
+    safe_url,
+)
 
 log = logging.getLogger("credential-shim")
 
@@ -49,8 +65,13 @@ class SessionTokens:
 class ShimServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], cache: CredentialCache, tokens: SessionTokens,
-                 zone: Callable[[], str]) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        cache: CredentialCache,
+        tokens: SessionTokens,
+        zone: Callable[[], str],
+    ) -> None:
         super().__init__(address, _Handler)
         self.cache = cache
         self.tokens = tokens
@@ -66,7 +87,13 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:
         pass  # no access log: failures are logged once, where they are understood
 
-    def _reply(self, status: int, body: str, content_type: str = "text/plain", headers: Mapping[str, str] = {}) -> None:
+    def _reply(
+        self,
+        status: int,
+        body: str,
+        content_type: str = "text/plain",
+        headers: Mapping[str, str] = {},
+    ) -> None:
         data = body.encode()
         self.send_response(status)
         self.send_header("Content-Type", content_type)
@@ -99,21 +126,28 @@ class _Handler(BaseHTTPRequestHandler):
                 try:
                     self.server.cache.get()
                 except ShimError as exc:
-                    return self._fail(exc, 503)  # the shim is up, but not ready: what ECS should see
+                    return self._fail(
+                        exc, 503
+                    )  # the shim is up, but not ready: what ECS should see
                 return self._reply(200, "ok\n")
             if not path.startswith("/latest/"):
                 return self._reply(404, "Not Found\n")
             # IMDSv2 only: without a valid session token EC2 answers 401 to every metadata GET.
             if not self.server.tokens.valid(self.headers.get(TOKEN_HEADER)):
-                return self._reply(401, "Unauthorized: PUT /latest/api/token first and send the "
-                                        f"token in {TOKEN_HEADER}\n")
+                return self._reply(
+                    401,
+                    "Unauthorized: PUT /latest/api/token first and send the "
+                    f"token in {TOKEN_HEADER}\n",
+                )
             if path == CREDENTIALS_PATH:
                 return self._reply(200, self.server.cache.get().role_name)
             if path.startswith(CREDENTIALS_PATH + "/"):
                 creds = self.server.cache.get()
                 if path.removeprefix(CREDENTIALS_PATH + "/") != creds.role_name:
                     return self._reply(404, "Not Found\n")
-                return self._reply(200, json.dumps(creds.imds_document(), indent=2), "application/json")
+                return self._reply(
+                    200, json.dumps(creds.imds_document(), indent=2), "application/json"
+                )
             if path == ZONE_PATH:
                 return self._reply(200, self.server.zone())
             return self._reply(404, "Not Found\n")
@@ -135,22 +169,43 @@ def _check(port: int) -> int:
         reason = exc.read().decode(errors="replace").strip().removeprefix("credential-shim: ")
         print(f"credential-shim unhealthy: {reason}", file=sys.stderr)
     except (urllib.error.URLError, OSError) as exc:
-        print(f"credential-shim unhealthy: not answering on port {port} ({getattr(exc, 'reason', exc)})",
-              file=sys.stderr)
+        print(
+            f"credential-shim unhealthy: not answering on port {port} ({getattr(exc, 'reason', exc)})",
+            file=sys.stderr,
+        )
     return 1
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="credential-shim", description=package_doc.split("\n", 1)[0])
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port on --host (0: any free port)")
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on; keep it loopback")
-    parser.add_argument("--ecs-endpoint", default=ECS_ENDPOINT,
-                        help="base URL for AWS_CONTAINER_CREDENTIALS_RELATIVE_URI (tests use 127.0.0.1)")
-    parser.add_argument("--refresh-margin", type=float, default=600.0,
-                        help="refetch this many seconds before the credentials expire")
-    parser.add_argument("--max-age", type=float, default=900.0,
-                        help="refetch credentials at least this often, to pick up a rotation early")
-    parser.add_argument("--check", action="store_true", help="health check: exit 0 if the shim on --port is ready")
+    parser = argparse.ArgumentParser(
+        prog="credential-shim", description=package_doc.split("\n", 1)[0]
+    )
+    parser.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help="port on --host (0: any free port)"
+    )
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on; keep it loopback"
+    )
+    parser.add_argument(
+        "--ecs-endpoint",
+        default=ECS_ENDPOINT,
+        help="base URL for AWS_CONTAINER_CREDENTIALS_RELATIVE_URI (tests use 127.0.0.1)",
+    )
+    parser.add_argument(
+        "--refresh-margin",
+        type=float,
+        default=600.0,
+        help="refetch this many seconds before the credentials expire",
+    )
+    parser.add_argument(
+        "--max-age",
+        type=float,
+        default=900.0,
+        help="refetch credentials at least this often, to pick up a rotation early",
+    )
+    parser.add_argument(
+        "--check", action="store_true", help="health check: exit 0 if the shim on --port is ready"
+    )
     return parser
 
 
@@ -159,7 +214,9 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] = os.environ)
     args = parser.parse_args(argv)
     if args.refresh_margin < 0 or args.max_age < 0:
         parser.error("--refresh-margin and --max-age must be 0 or more seconds")
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="credential-shim %(levelname)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="credential-shim %(levelname)s: %(message)s"
+    )
     if args.check:
         return _check(args.port)
     try:
@@ -173,14 +230,18 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] = os.environ)
 
     cache = CredentialCache(lambda: endpoint.fetch(now), now, args.refresh_margin, args.max_age)
     try:
-        server = ShimServer((args.host, args.port), cache, SessionTokens(), lambda: availability_zone(environ))
+        server = ShimServer(
+            (args.host, args.port), cache, SessionTokens(), lambda: availability_zone(environ)
+        )
     except OSError as exc:
         log.error("cannot listen on %s:%d: %s", args.host, args.port, exc.strerror or exc)
         return 1
     # ECS stops a task with SIGTERM: leave serve_forever and exit 0 instead of dying on the signal.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     host, port = server.server_address[:2]
-    log.info("serving task-role credentials from %s on http://%s:%d", safe_url(endpoint.url), host, port)
+    log.info(
+        "serving task-role credentials from %s on http://%s:%d", safe_url(endpoint.url), host, port
+    )
     try:
         server.serve_forever()
     finally:

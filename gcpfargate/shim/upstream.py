@@ -47,9 +47,15 @@ class TaskRoleCredentials:
 
     def imds_document(self) -> dict[str, str]:
         # The shape EC2's instance metadata returns for security-credentials/<role>.
-        return {"Code": "Success", "LastUpdated": _iso(self.fetched_at), "Type": "AWS-HMAC",
-                "AccessKeyId": self.access_key_id, "SecretAccessKey": self.secret_access_key,
-                "Token": self.token, "Expiration": _iso(self.expiration)}
+        return {
+            "Code": "Success",
+            "LastUpdated": _iso(self.fetched_at),
+            "Type": "AWS-HMAC",
+            "AccessKeyId": self.access_key_id,
+            "SecretAccessKey": self.secret_access_key,
+            "Token": self.token,
+            "Expiration": _iso(self.expiration),
+        }
 
 
 def _iso(moment: datetime) -> str:
@@ -84,9 +90,13 @@ def _get_json(url: str, headers: Mapping[str, str], what: str) -> dict:
         try:
             document = json.loads(body)
         except ValueError:
-            raise ShimError(f"failed to read {what} from {safe_url(url)}: the answer is not JSON") from None
+            raise ShimError(
+                f"failed to read {what} from {safe_url(url)}: the answer is not JSON"
+            ) from None
         if not isinstance(document, dict):
-            raise ShimError(f"failed to read {what} from {safe_url(url)}: the answer is not a JSON object")
+            raise ShimError(
+                f"failed to read {what} from {safe_url(url)}: the answer is not a JSON object"
+            )
         return document
     raise ShimError(f"failed to fetch {what} from {safe_url(url)}: {last}")
 
@@ -100,7 +110,9 @@ class TaskRoleEndpoint:
     token_file: str | None = None
 
     @classmethod
-    def from_environ(cls, environ: Mapping[str, str], ecs_endpoint: str = ECS_ENDPOINT) -> TaskRoleEndpoint:
+    def from_environ(
+        cls, environ: Mapping[str, str], ecs_endpoint: str = ECS_ENDPOINT
+    ) -> TaskRoleEndpoint:
         relative = environ.get("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "")
         full = environ.get("AWS_CONTAINER_CREDENTIALS_FULL_URI", "")
         # As botocore: the relative URI wins; the authorization token, when set, goes with either.
@@ -110,10 +122,16 @@ class TaskRoleEndpoint:
             _check_full_uri_host(full)
             url = full
         else:
-            raise ShimError("no task role: neither AWS_CONTAINER_CREDENTIALS_RELATIVE_URI nor "
-                            "AWS_CONTAINER_CREDENTIALS_FULL_URI is set; set taskRoleArn in the task definition", 2)
-        return cls(url, environ.get("AWS_CONTAINER_AUTHORIZATION_TOKEN") or None,
-                   environ.get("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE") or None)
+            raise ShimError(
+                "no task role: neither AWS_CONTAINER_CREDENTIALS_RELATIVE_URI nor "
+                "AWS_CONTAINER_CREDENTIALS_FULL_URI is set; set taskRoleArn in the task definition",
+                2,
+            )
+        return cls(
+            url,
+            environ.get("AWS_CONTAINER_AUTHORIZATION_TOKEN") or None,
+            environ.get("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE") or None,
+        )
 
     def headers(self) -> dict[str, str]:
         token = self.token
@@ -122,33 +140,50 @@ class TaskRoleEndpoint:
                 with open(self.token_file, encoding="utf-8") as handle:
                     token = handle.read()
             except OSError as exc:
-                raise ShimError(f"failed to read AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE {self.token_file}: "
-                                f"{exc.strerror}") from None
+                raise ShimError(
+                    f"failed to read AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE {self.token_file}: "
+                    f"{exc.strerror}"
+                ) from None
         if token is None:
             return {}
         if "\r" in token or "\n" in token:  # botocore refuses these too: not a legal header value
-            raise ShimError("the container authorization token contains a line break; write the file "
-                            "without a trailing newline")
+            raise ShimError(
+                "the container authorization token contains a line break; write the file "
+                "without a trailing newline"
+            )
         return {"Authorization": token}
 
     def fetch(self, now: Callable[[], datetime]) -> TaskRoleCredentials:
         document = _get_json(self.url, self.headers(), "task-role credentials")
-        missing = [k for k in ("AccessKeyId", "SecretAccessKey", "Token", "Expiration")
-                   if not isinstance(document.get(k), str) or not document[k]]
+        missing = [
+            k
+            for k in ("AccessKeyId", "SecretAccessKey", "Token", "Expiration")
+            if not isinstance(document.get(k), str) or not document[k]
+        ]
         if missing:
-            raise ShimError(f"failed to read task-role credentials from {safe_url(self.url)}: "
-                            f"the answer lacks {', '.join(missing)}")
+            raise ShimError(
+                f"failed to read task-role credentials from {safe_url(self.url)}: "
+                f"the answer lacks {', '.join(missing)}"
+            )
         try:
             expiration = datetime.fromisoformat(document["Expiration"])
         except ValueError:
-            raise ShimError(f"failed to read task-role credentials from {safe_url(self.url)}: "
-                            "Expiration is not an ISO 8601 time") from None
+            raise ShimError(
+                f"failed to read task-role credentials from {safe_url(self.url)}: "
+                "Expiration is not an ISO 8601 time"
+            ) from None
         if expiration.tzinfo is None:
             expiration = expiration.replace(tzinfo=UTC)
         # IMDS serves a role *name*; ECS gives the ARN (EKS Pod Identity does not: keep a stable name).
         role_name = str(document.get("RoleArn") or "").rsplit("/", 1)[-1] or "task-role"
-        return TaskRoleCredentials(document["AccessKeyId"], document["SecretAccessKey"], document["Token"],
-                                   expiration, role_name, now())
+        return TaskRoleCredentials(
+            document["AccessKeyId"],
+            document["SecretAccessKey"],
+            document["Token"],
+            expiration,
+            role_name,
+            now(),
+        )
 
 
 def _check_full_uri_host(url: str) -> None:
@@ -163,16 +198,24 @@ def _check_full_uri_host(url: str) -> None:
         pass
     if parts.scheme == "http" and host in _FULL_URI_HOSTS:
         return
-    raise ShimError(f"AWS_CONTAINER_CREDENTIALS_FULL_URI host {host!r} is not allowed: use https, a loopback "
-                    f"address or one of {', '.join(_FULL_URI_HOSTS)} (the rule every AWS SDK applies)", 2)
+    raise ShimError(
+        f"AWS_CONTAINER_CREDENTIALS_FULL_URI host {host!r} is not allowed: use https, a loopback "
+        f"address or one of {', '.join(_FULL_URI_HOSTS)} (the rule every AWS SDK applies)",
+        2,
+    )
 
 
 class CredentialCache:
     """Serves one set of credentials until `refresh_margin` before it expires or `max_age` after it
     was fetched, whichever is first; one fetch at a time, however many requests wait."""
 
-    def __init__(self, fetch: Callable[[], TaskRoleCredentials], now: Callable[[], datetime],
-                 refresh_margin: float, max_age: float) -> None:
+    def __init__(
+        self,
+        fetch: Callable[[], TaskRoleCredentials],
+        now: Callable[[], datetime],
+        refresh_margin: float,
+        max_age: float,
+    ) -> None:
         self._fetch = fetch
         self._now = now
         self._refresh_margin = refresh_margin
@@ -182,8 +225,9 @@ class CredentialCache:
 
     def _due(self, creds: TaskRoleCredentials) -> bool:
         now = self._now()
-        return ((creds.expiration - now).total_seconds() <= self._refresh_margin
-                or (now - creds.fetched_at).total_seconds() >= self._max_age)
+        return (creds.expiration - now).total_seconds() <= self._refresh_margin or (
+            now - creds.fetched_at
+        ).total_seconds() >= self._max_age
 
     def get(self) -> TaskRoleCredentials:
         with self._lock:
@@ -195,15 +239,23 @@ class CredentialCache:
             except ShimError as exc:
                 if current is not None and current.expiration > self._now():
                     # Still valid: keep serving it rather than fail the application, and say why.
-                    log.warning("%s; serving the cached credentials until %s", exc, _iso(current.expiration))
+                    log.warning(
+                        "%s; serving the cached credentials until %s", exc, _iso(current.expiration)
+                    )
                     return current
                 raise
             if current is not None and fresh.access_key_id != current.access_key_id:
-                log.info("task-role credentials for role %s rotated; new ones expire at %s",
-                         fresh.role_name, _iso(fresh.expiration))
+                log.info(
+                    "task-role credentials for role %s rotated; new ones expire at %s",
+                    fresh.role_name,
+                    _iso(fresh.expiration),
+                )
             elif current is None:
-                log.info("task-role credentials for role %s fetched; they expire at %s",
-                         fresh.role_name, _iso(fresh.expiration))
+                log.info(
+                    "task-role credentials for role %s fetched; they expire at %s",
+                    fresh.role_name,
+                    _iso(fresh.expiration),
+                )
             self._current = fresh
             return fresh
 
@@ -212,10 +264,14 @@ def availability_zone(environ: Mapping[str, str]) -> str:
     """The task's zone from ECS task metadata v4; google-auth derives the region by dropping its last letter."""
     base = environ.get("ECS_CONTAINER_METADATA_URI_V4", "")
     if not base:
-        raise ShimError("the availability zone is unknown: ECS_CONTAINER_METADATA_URI_V4 is not set; "
-                        "set AWS_REGION in the application container", 404)
+        raise ShimError(
+            "the availability zone is unknown: ECS_CONTAINER_METADATA_URI_V4 is not set; "
+            "set AWS_REGION in the application container",
+            404,
+        )
     zone = _get_json(base.rstrip("/") + "/task", {}, "task metadata").get("AvailabilityZone")
     if not isinstance(zone, str) or not zone:
-        raise ShimError("the ECS task metadata has no AvailabilityZone; set AWS_REGION in the application container")
+        raise ShimError(
+            "the ECS task metadata has no AvailabilityZone; set AWS_REGION in the application container"
+        )
     return zone
-

@@ -11,16 +11,30 @@ from tests.conftest import Project
 from tests.stack.images import write_busybox_context
 
 ROOT = Path(__file__).resolve().parents[2]
-READ_ONLY = ("taskDefinitionArn", "revision", "status", "requiresAttributes", "compatibilities", "registeredAt",
-             "registeredBy", "deregisteredAt")
+READ_ONLY = (
+    "taskDefinitionArn",
+    "revision",
+    "status",
+    "requiresAttributes",
+    "compatibilities",
+    "registeredAt",
+    "registeredBy",
+    "deregisteredAt",
+)
 
 
-def prepare(project: Project, steps: tuple[str, ...] = ('CMD ["echo", "job ran"]',), tag: str = "v1") -> None:
+def prepare(
+    project: Project, steps: tuple[str, ...] = ('CMD ["echo", "job ran"]',), tag: str = "v1"
+) -> None:
     """An [image] section, a busybox build context and the default template."""
     write_busybox_context(project.dir, steps)
-    shutil.copyfile(ROOT / "templates" / "task-definition.json.j2", project.dir / "task-definition.json.j2")
+    shutil.copyfile(
+        ROOT / "templates" / "task-definition.json.j2", project.dir / "task-definition.json.j2"
+    )
     config = project.dir / "gcpfargate.toml"
-    config.write_text(config.read_text() + f'\n[image]\nrepository = "{project.family}"\ntag = "{tag}"\n')
+    config.write_text(
+        config.read_text() + f'\n[image]\nrepository = "{project.family}"\ntag = "{tag}"\n'
+    )
 
 
 def deploy(project: Project, *args: str) -> dict[str, Any]:
@@ -30,7 +44,9 @@ def deploy(project: Project, *args: str) -> dict[str, Any]:
 
 
 def latest(project: Project) -> dict[str, Any]:
-    return dict(project.aws("ecs").describe_task_definition(taskDefinition=project.family)["taskDefinition"])
+    return dict(
+        project.aws("ecs").describe_task_definition(taskDefinition=project.family)["taskDefinition"]
+    )
 
 
 def register_variant(project: Project, change: Any) -> dict[str, Any]:
@@ -41,7 +57,9 @@ def register_variant(project: Project, change: Any) -> dict[str, Any]:
 
 
 def secret_json(project: Project) -> dict[str, Any]:
-    value = project.aws("secretsmanager").get_secret_value(SecretId=project.secret_name, VersionStage="AWSCURRENT")
+    value = project.aws("secretsmanager").get_secret_value(
+        SecretId=project.secret_name, VersionStage="AWSCURRENT"
+    )
     return dict(json.loads(value["SecretString"]))
 
 
@@ -51,8 +69,13 @@ def add_service(project: Project, task_definition_arn: str) -> str:
     cluster = project.family  # unique per test
     ecs.create_cluster(clusterName=cluster)
     # desiredCount 0: moto starts no tasks, so its deployment is COMPLETED at once (see the module docstring).
-    ecs.create_service(cluster=cluster, serviceName="web", taskDefinition=task_definition_arn, desiredCount=0,
-                       launchType="FARGATE")
+    ecs.create_service(
+        cluster=cluster,
+        serviceName="web",
+        taskDefinition=task_definition_arn,
+        desiredCount=0,
+        launchType="FARGATE",
+    )
     config = project.dir / "gcpfargate.toml"
     config.write_text(config.read_text() + f'\n[service]\nname = "web"\ncluster = "{cluster}"\n')
     return cluster

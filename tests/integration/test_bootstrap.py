@@ -18,7 +18,9 @@ SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
 def _secret_value(project: Project) -> dict:
     # Name the stage: moto's stage-less read ignores UpdateSecretVersionStage (AWS reads AWSCURRENT),
     # and a new key becomes AWSCURRENT by that call (compare-and-set, issue 13.7).
-    value = project.aws("secretsmanager").get_secret_value(SecretId=project.secret_name, VersionStage="AWSCURRENT")
+    value = project.aws("secretsmanager").get_secret_value(
+        SecretId=project.secret_name, VersionStage="AWSCURRENT"
+    )
     return json.loads(value["SecretString"])
 
 
@@ -48,28 +50,47 @@ def test_bootstrap_stores_a_working_key_and_a_role_that_can_read_it(project: Pro
     assert out["execution_role_arn"].endswith(f":role/{role_name}")
     trust = iam.get_role(RoleName=role_name)["Role"]["AssumeRolePolicyDocument"]
     assert trust["Statement"][0]["Principal"]["Service"] == "ecs-tasks.amazonaws.com"
-    attached = [p["PolicyArn"] for p in iam.list_attached_role_policies(RoleName=role_name)["AttachedPolicies"]]
+    attached = [
+        p["PolicyArn"]
+        for p in iam.list_attached_role_policies(RoleName=role_name)["AttachedPolicies"]
+    ]
     assert attached == ["arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"]
-    inline = iam.get_role_policy(RoleName=role_name, PolicyName="gcpfargate-secret-access")["PolicyDocument"]
-    assert inline["Statement"] == [{"Sid": "ReadGcpKeySecret", "Effect": "Allow",
-                                    "Action": "secretsmanager:GetSecretValue", "Resource": out["secret_arn"]}]
+    inline = iam.get_role_policy(RoleName=role_name, PolicyName="gcpfargate-secret-access")[
+        "PolicyDocument"
+    ]
+    assert inline["Statement"] == [
+        {
+            "Sid": "ReadGcpKeySecret",
+            "Effect": "Allow",
+            "Action": "secretsmanager:GetSecretValue",
+            "Resource": out["secret_arn"],
+        }
+    ]
 
 
 def test_second_bootstrap_changes_nothing(project: Project) -> None:
     first = project.run("bootstrap", "--output", "json")
     assert first.returncode == 0, first.output
-    versions_before = project.aws("secretsmanager").list_secret_version_ids(SecretId=project.secret_name)["Versions"]
+    versions_before = project.aws("secretsmanager").list_secret_version_ids(
+        SecretId=project.secret_name
+    )["Versions"]
     project.stack.emulator.reset_stats()
 
-    second = project.run("bootstrap", "--output", "json", env={"GCPFARGATE_CALL_LOG": str(project.dir / "calls")})
+    second = project.run(
+        "bootstrap", "--output", "json", env={"GCPFARGATE_CALL_LOG": str(project.dir / "calls")}
+    )
     assert second.returncode == 0, second.output
     assert second.json["changed"] is False
     assert second.json["key_id"] == first.json["key_id"]
-    versions_after = project.aws("secretsmanager").list_secret_version_ids(SecretId=project.secret_name)["Versions"]
+    versions_after = project.aws("secretsmanager").list_secret_version_ids(
+        SecretId=project.secret_name
+    )["Versions"]
     assert len(versions_after) == len(versions_before)
     assert project.stack.emulator.key_ids(project.email) == [first.json["key_id"]]
     assert project.stack.emulator.stats()["mutating_calls"] == 0
-    writes = [line for line in (project.dir / "calls").read_text().splitlines() if line.endswith(" write")]
+    writes = [
+        line for line in (project.dir / "calls").read_text().splitlines() if line.endswith(" write")
+    ]
     assert writes == []
 
 
@@ -82,7 +103,9 @@ def test_new_key_forces_a_fresh_key(project: Project) -> None:
 
 
 def test_dry_run_changes_nothing(project: Project) -> None:
-    before = snapshot(project)  # keys, secrets, IAM roles and their policies, repositories, logs, schedules
+    before = snapshot(
+        project
+    )  # keys, secrets, IAM roles and their policies, repositories, logs, schedules
     result = project.run("bootstrap", "--dry-run")
     assert result.returncode == 0, result.output
     assert "create a key" in result.stderr
@@ -124,30 +147,47 @@ def test_key_limit_is_one_clear_line(project: Project) -> None:
 
     create_keys(project.stack, project.email, 10)
     result = project.run("bootstrap")
-    line = assert_one_clean_line(result, 1, "already holds 10 of 10 user-managed keys",
-                                 "gcpfargate prune-keys")  # issue 15: every at-the-limit message names it
+    line = assert_one_clean_line(
+        result, 1, "already holds 10 of 10 user-managed keys", "gcpfargate prune-keys"
+    )  # issue 15: every at-the-limit message names it
     assert "days" in line
     assert len(project.stack.emulator.key_ids(project.email)) == 10
 
 
 def test_missing_account_names_account_and_project(project: Project) -> None:
     result = project.run("bootstrap", env={"GCPFARGATE_GCP_SERVICE_ACCOUNT": "nobody-here"})
-    assert_one_clean_line(result, 1, f"nobody-here@{project.gcp_project}.iam.gserviceaccount.com",
-                          f"project {project.gcp_project}", "create_service_account")
+    assert_one_clean_line(
+        result,
+        1,
+        f"nobody-here@{project.gcp_project}.iam.gserviceaccount.com",
+        f"project {project.gcp_project}",
+        "create_service_account",
+    )
 
 
 def test_missing_account_is_created_when_allowed(project: Project) -> None:
-    env = {"GCPFARGATE_GCP_SERVICE_ACCOUNT": "fresh-account", "GCPFARGATE_GCP_CREATE_SERVICE_ACCOUNT": "true"}
+    env = {
+        "GCPFARGATE_GCP_SERVICE_ACCOUNT": "fresh-account",
+        "GCPFARGATE_GCP_CREATE_SERVICE_ACCOUNT": "true",
+    }
     result = project.run("bootstrap", "--output", "json", env=env)
     assert result.returncode == 0, result.output
-    assert result.json["service_account"] == f"fresh-account@{project.gcp_project}.iam.gserviceaccount.com"
+    assert (
+        result.json["service_account"]
+        == f"fresh-account@{project.gcp_project}.iam.gserviceaccount.com"
+    )
 
 
 def test_org_policy_refusal_has_its_own_message(project: Project) -> None:
     project.stack.emulator.deny_key_creation(project.gcp_project, True)
     result = project.run("bootstrap")
-    assert_one_clean_line(result, 1, "organization policy", "iam.disableServiceAccountKeyCreation",
-                          'set gcp.auth = "keyless"')  # issue 19: the way out that needs no exception
+    assert_one_clean_line(
+        result,
+        1,
+        "organization policy",
+        "iam.disableServiceAccountKeyCreation",
+        'set gcp.auth = "keyless"',
+    )  # issue 19: the way out that needs no exception
 
 
 def test_malformed_config_is_one_line_exit_2(project: Project) -> None:
@@ -158,12 +198,16 @@ def test_malformed_config_is_one_line_exit_2(project: Project) -> None:
 def test_unknown_key_is_named(project: Project) -> None:
     with (project.dir / "gcpfargate.toml").open("a") as config:
         config.write('\n[secret]\nnmae = "x"\n')
-    assert_one_clean_line(project.run("bootstrap"), 2, "unknown key secret.nmae", "did you mean name")
+    assert_one_clean_line(
+        project.run("bootstrap"), 2, "unknown key secret.nmae", "did you mean name"
+    )
 
 
 def test_missing_config_reports_all_required_keys_together(project: Project) -> None:
     (project.dir / "gcpfargate.toml").unlink()
-    line = assert_one_clean_line(project.run("bootstrap"), 2, "gcp.project", "gcp.service_account", "task.family")
+    line = assert_one_clean_line(
+        project.run("bootstrap"), 2, "gcp.project", "gcp.service_account", "task.family"
+    )
     assert line.count("GCPFARGATE_") == 3
     missing = project.run("--config", "nope.toml", "bootstrap")
     assert_one_clean_line(missing, 2, "nope.toml", "does not exist")
@@ -171,9 +215,21 @@ def test_missing_config_reports_all_required_keys_together(project: Project) -> 
 
 def given_role(project: Project, prefix: str) -> dict[str, str]:
     """An execution role the user made (ECS may assume it; it may read nothing), given by ARN."""
-    trust = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
-                                                                 "Principal": {"Service": "ecs-tasks.amazonaws.com"}}]})
-    role = project.aws("iam").create_role(RoleName=f"{prefix}-{project.family}", AssumeRolePolicyDocument=trust)
+    trust = json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Action": "sts:AssumeRole",
+                    "Principal": {"Service": "ecs-tasks.amazonaws.com"},
+                }
+            ],
+        }
+    )
+    role = project.aws("iam").create_role(
+        RoleName=f"{prefix}-{project.family}", AssumeRolePolicyDocument=trust
+    )
     return {"GCPFARGATE_TASK_EXECUTION_ROLE_ARN": role["Role"]["Arn"]}
 
 
@@ -190,8 +246,11 @@ def test_given_role_without_permission_warns_and_grant_fixes(project: Project) -
 
 
 def test_no_key_material_in_any_output_or_file(project: Project) -> None:
-    outputs = [project.run("bootstrap", "--debug", "--verbose"), project.run("bootstrap", "--debug", "--new-key"),
-               project.run("bootstrap", "--output", "json", "--debug")]
+    outputs = [
+        project.run("bootstrap", "--debug", "--verbose"),
+        project.run("bootstrap", "--debug", "--new-key"),
+        project.run("bootstrap", "--output", "json", "--debug"),
+    ]
     # Every line of every key minted for the account (both bootstraps' keys, the replaced one too), in
     # every form the leak scanner decodes (tests/reliability/leakscan.py).
     minted = [key for key in project.stack.emulator.minted_keys() if key.email == project.email]
@@ -213,7 +272,10 @@ def test_foreign_secret_is_not_overwritten(project: Project) -> None:
     result = project.run("bootstrap")
     assert_one_clean_line(result, 2, "was not created by gcpfargate", "refusing to overwrite")
     assert "db-password" not in result.output
-    assert sm.get_secret_value(SecretId=project.secret_name)["SecretString"] == "db-password-of-another-team"
+    assert (
+        sm.get_secret_value(SecretId=project.secret_name)["SecretString"]
+        == "db-password-of-another-team"
+    )
     assert project.stack.emulator.key_ids(project.email) == []
 
 
@@ -223,7 +285,9 @@ def test_a_role_that_cannot_read_the_secret_names_grant_and_strict_fails(project
     assert warned.returncode == 0, warned.output
     assert "warning: ECS tasks will fail to start" in warned.stderr
     assert "`gcpfargate bootstrap --grant`" in warned.stderr
-    assert "changed: yes" in warned.stdout and "True" not in warned.stdout  # yes/no, never Python's True
+    assert (
+        "changed: yes" in warned.stdout and "True" not in warned.stdout
+    )  # yes/no, never Python's True
     strict = project.run("bootstrap", "--strict", "-o", "json", env=env)
     assert strict.returncode == 1, strict.output
     assert "1 warning with --strict" in strict.stderr

@@ -31,22 +31,33 @@ def engine(stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Docke
 
 
 def context(directory: Path, content: str = "v1") -> Path:
-    write_busybox_context(directory, ["COPY app.txt /app.txt", "COPY lib /lib-copy"],
-                          files={"app.txt": content, "lib/a.py": "x = 1\n" * 5000, "lib/b.bin": "\0" * 70000,
-                                 "skipped/secret.txt": "not sent"}, dockerignore=["skipped/"])
+    write_busybox_context(
+        directory,
+        ["COPY app.txt /app.txt", "COPY lib /lib-copy"],
+        files={
+            "app.txt": content,
+            "lib/a.py": "x = 1\n" * 5000,
+            "lib/b.bin": "\0" * 70000,
+            "skipped/secret.txt": "not sent",
+        },
+        dockerignore=["skipped/"],
+    )
     return directory
 
 
 def test_the_stream_is_the_sdks_own_archive(tmp_path: Path) -> None:
     root = context(tmp_path / "ctx")
-    expected = docker.utils.tar(str(root), exclude=["skipped/"], dockerfile=("Dockerfile", None)).read()
+    expected = docker.utils.tar(
+        str(root), exclude=["skipped/"], dockerfile=("Dockerfile", None)
+    ).read()
     streamed = StreamedContext(root, "Dockerfile")
     assert b"".join(streamed.chunks()) == expected
     assert streamed.failure() is None and streamed.dockerfile == "Dockerfile"
 
 
-def test_a_build_makes_no_temporary_copy_and_hits_the_cache(engine: DockerEngine, tmp_path: Path,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_build_makes_no_temporary_copy_and_hits_the_cache(
+    engine: DockerEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def refused(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("the build context was copied to a temporary file")
 
@@ -61,20 +72,28 @@ def test_a_build_makes_no_temporary_copy_and_hits_the_cache(engine: DockerEngine
     assert inspected is not None
 
 
-def test_a_file_that_cannot_be_read_ends_the_build_with_one_clear_error(engine: DockerEngine, tmp_path: Path,
-                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_file_that_cannot_be_read_ends_the_build_with_one_clear_error(
+    engine: DockerEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Root reads every file here, so the read failure is made where the SDK's archive reads one."""
     real = docker.utils.tar
 
     def failing(path: str, **kwargs: Any) -> Any:
         out = kwargs["fileobj"]
-        out.write(real(path, exclude=kwargs.get("exclude"), dockerfile=kwargs.get("dockerfile")).read()[:20000])
+        out.write(
+            real(path, exclude=kwargs.get("exclude"), dockerfile=kwargs.get("dockerfile")).read()[
+                :20000
+            ]
+        )
         raise OSError(errno.EIO, "Input/output error")
 
     monkeypatch.setattr(docker.utils, "tar", failing)
     with pytest.raises(DockerError) as raised:
         engine.build(context(tmp_path / "ctx"), "Dockerfile", "gcpf-test/streamed:broken")
-    assert raised.value.message == f"cannot read the build context {tmp_path / 'ctx'}: Input/output error"
+    assert (
+        raised.value.message
+        == f"cannot read the build context {tmp_path / 'ctx'}: Input/output error"
+    )
     assert "\n" not in raised.value.message
 
 

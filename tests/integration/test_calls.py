@@ -71,14 +71,18 @@ def test_first_then_noop_deploy_make_the_minimum_calls(project: Project) -> None
     if layer is not None:
         delay, layer.settings.consistency_delay = layer.settings.consistency_delay, 0
     try:
-        first = project.run("deploy", "--output", "json", env={"GCPFARGATE_CALL_LOG": str(first_log)})
+        first = project.run(
+            "deploy", "--output", "json", env={"GCPFARGATE_CALL_LOG": str(first_log)}
+        )
     finally:
         if layer is not None and delay is not None:
             layer.settings.consistency_delay = delay
     assert first.returncode == 0, first.output
     reads, writes = calls(first_log)
     assert dict(writes) == FIRST_WRITES
-    over = {name: count for name, count in reads.items() if count > FIRST_READ_ALLOWANCE.get(name, 1)}
+    over = {
+        name: count for name, count in reads.items() if count > FIRST_READ_ALLOWANCE.get(name, 1)
+    }
     assert over == {}, f"reads over the allowance: {over}; all reads: {dict(reads)}"
 
     project.stack.emulator.reset_stats()

@@ -19,8 +19,13 @@ def test_deploy_from_empty_then_a_second_deploy_changes_nothing(project: Project
     assert all(first[step]["changed"] for step in first)
     definition = latest(project)
     container = definition["containerDefinitions"][0]
-    assert container["image"] == f"{project.stack.registry}/{project.family}@{first['push-image']['digest']}"
-    assert container["secrets"] == [{"name": "GCP_CREDENTIALS_JSON", "valueFrom": first["bootstrap"]["secret_arn"]}]
+    assert (
+        container["image"]
+        == f"{project.stack.registry}/{project.family}@{first['push-image']['digest']}"
+    )
+    assert container["secrets"] == [
+        {"name": "GCP_CREDENTIALS_JSON", "valueFrom": first["bootstrap"]["secret_arn"]}
+    ]
     assert first["register-task"]["task_definition_arn"] == definition["taskDefinitionArn"]
 
     calls = project.dir / "calls.log"
@@ -37,7 +42,7 @@ def test_deploy_from_empty_then_a_second_deploy_changes_nothing(project: Project
 
 def test_deploy_failure_names_the_step(project: Project) -> None:
     prepare(project)
-    (project.dir / "Dockerfile").write_text("FROM scratch\nRUN [\"/nonexistent\"]\n")
+    (project.dir / "Dockerfile").write_text('FROM scratch\nRUN ["/nonexistent"]\n')
     result = project.run("deploy")
     assert_one_clean_line(result, 1, "push-image failed")
     # The first step's work stays consistent: a stored key that authenticates, nothing orphaned, tags
@@ -50,7 +55,9 @@ def test_deploy_failure_names_the_step(project: Project) -> None:
 def base_image(stack) -> str:  # type: ignore[no-untyped-def]
     """The demo's Python base image (debootstrap, cached under ~/.cache) imported into the stack's engine."""
     env = {**__import__("os").environ, **stack.env}
-    subprocess.run(["bash", str(ROOT / "scripts" / "base-image.sh")], env=env, check=True, capture_output=True)
+    subprocess.run(
+        ["bash", str(ROOT / "scripts" / "base-image.sh")], env=env, check=True, capture_output=True
+    )
     return "gcpfargate-demo/python-base:bookworm"
 
 
@@ -58,13 +65,16 @@ def _demo_project(project: Project) -> None:
     for name in ("gcpfargate.toml", "task-definition.json.j2", "Dockerfile", "app.py"):
         shutil.copyfile(ROOT / "examples" / "demo" / name, project.dir / name)
     text = (project.dir / "gcpfargate.toml").read_text()
-    text = text.replace('"demo-project"', f'"{project.gcp_project}"').replace('"nightly-batch"',
-                                                                                f'"{project.account_id}"')
+    text = text.replace('"demo-project"', f'"{project.gcp_project}"').replace(
+        '"nightly-batch"', f'"{project.account_id}"'
+    )
     text = text.replace('"demo-nightly"', f'"{project.family}"')
     (project.dir / "gcpfargate.toml").write_text(text)
 
 
-def test_run_local_runs_the_registered_job_which_authenticates(project: Project, base_image: str) -> None:
+def test_run_local_runs_the_registered_job_which_authenticates(
+    project: Project, base_image: str
+) -> None:
     _demo_project(project)
     deploy(project)
     before = project.stack.emulator.stats()["authenticated_calls"]
@@ -104,20 +114,27 @@ def test_run_local_reports_a_missing_secret(project: Project) -> None:
     assert_one_clean_line(result, 1, "does not exist", "GCP_CREDENTIALS_JSON")
 
 
-def test_run_local_fails_like_fargate_when_the_role_cannot_read_the_secret(project: Project) -> None:
+def test_run_local_fails_like_fargate_when_the_role_cannot_read_the_secret(
+    project: Project,
+) -> None:
     prepare(project)
     deploy(project)
-    project.aws("iam").delete_role_policy(RoleName=f"gcpfargate-{project.family}-execution",
-                                          PolicyName="gcpfargate-secret-access")
+    project.aws("iam").delete_role_policy(
+        RoleName=f"gcpfargate-{project.family}-execution", PolicyName="gcpfargate-secret-access"
+    )
     result = project.run("run-local")
-    assert_one_clean_line(result, 1, "would fail to start", "may not read secret GCP_CREDENTIALS_JSON", "--grant")
+    assert_one_clean_line(
+        result, 1, "would fail to start", "may not read secret GCP_CREDENTIALS_JSON", "--grant"
+    )
 
 
 def test_run_local_resolves_json_key_and_ssm_forms(project: Project) -> None:
     prepare(project, steps=('ENTRYPOINT ["/bin/sh", "-c", "echo A=$A B=$B"]',))
     deploy(project)
     sm, ssm = project.aws("secretsmanager"), project.aws("ssm")
-    other = sm.create_secret(Name=f"{project.family}/other", SecretString='{"user": "alice", "n": 2}')
+    other = sm.create_secret(
+        Name=f"{project.family}/other", SecretString='{"user": "alice", "n": 2}'
+    )
     ssm.put_parameter(Name=f"/{project.family}/b", Value="from-ssm", Type="SecureString")
 
     def add_secrets(definition: dict) -> None:
@@ -130,7 +147,6 @@ def test_run_local_resolves_json_key_and_ssm_forms(project: Project) -> None:
     result = project.run("run-local", "--skip-role-check")
     assert result.returncode == 0, result.output
     assert "A=alice B=from-ssm" in result.stderr
-
 
 
 def test_dry_run_of_a_no_op_deploy_says_nothing_would_change(project: Project) -> None:
@@ -151,7 +167,9 @@ def test_dry_run_text_prints_the_json_plan_step_by_step(project: Project) -> Non
     assert planned.returncode == 0, planned.output
     text = project.run("deploy", "--dry-run")
     assert text.returncode == 0, text.output
-    assert planned.json["bootstrap"]["key_id"] is None and planned.json["push-image"]["digest"] is None
+    assert (
+        planned.json["bootstrap"]["key_id"] is None and planned.json["push-image"]["digest"] is None
+    )
     for step, result in planned.json.items():
         assert f"{step}:" in text.stdout
         for line in result.get("plan", []):
@@ -163,7 +181,9 @@ def test_run_local_command_and_env_overrides(project: Project) -> None:
     # ENTRYPOINT only: the override is the whole command, whichever way the wiring keeps a CMD.
     prepare(project, steps=('ENTRYPOINT ["/bin/sh", "-c"]',))
     deploy(project)
-    result = project.run("run-local", "--command", "'echo mode=$MODE; exit 4'", "--env", "MODE=backfill")
+    result = project.run(
+        "run-local", "--command", "'echo mode=$MODE; exit 4'", "--env", "MODE=backfill"
+    )
     assert result.returncode == 4, result.output
     assert "mode=backfill" in result.stderr
 
@@ -175,22 +195,31 @@ def test_deploy_removes_the_local_tag_of_an_image_it_did_not_push(project: Proje
 
     prepare(project)
     config = project.dir / "gcpfargate.toml"
-    config.write_text(config.read_text().replace('tag = "v1"', ""))  # derived tags (a UTC timestamp here)
+    config.write_text(
+        config.read_text().replace('tag = "v1"', "")
+    )  # derived tags (a UTC timestamp here)
     first = deploy(project)
     time.sleep(1.1)  # the next derived tag differs
     second = deploy(project)
     assert second["push-image"]["changed"] is False and second["push-image"]["image"].startswith(
-        f"{project.stack.registry}/{project.family}@")
+        f"{project.stack.registry}/{project.family}@"
+    )
     engine = docker.DockerClient(base_url=project.stack.docker_host)
     # Identical busybox builds of other tests share the image id: look at this repository's names only.
     repository = f"{project.stack.registry}/{project.family}:"
-    names = {tag for image in engine.images.list(name=repository[:-1]) for tag in image.tags
-             if tag.startswith(repository)}
+    names = {
+        tag
+        for image in engine.images.list(name=repository[:-1])
+        for tag in image.tags
+        if tag.startswith(repository)
+    }
     assert names == {first["push-image"]["image"]}
 
 
 @pytest.mark.parametrize("breakage", ["no-dockerfile", "no-engine", "bad-template"])
-def test_cheap_local_checks_fail_before_anything_is_created(project: Project, breakage: str) -> None:
+def test_cheap_local_checks_fail_before_anything_is_created(
+    project: Project, breakage: str
+) -> None:
     prepare(project)
     env: dict[str, str | None] = {}
     if breakage == "no-dockerfile":
@@ -201,7 +230,9 @@ def test_cheap_local_checks_fail_before_anything_is_created(project: Project, br
         expected, code = "push-image failed", 1
     else:
         template = project.dir / "task-definition.json.j2"
-        template.write_text(template.read_text().replace("{{ family | tojson }}", "{{ family | tojson }"))
+        template.write_text(
+            template.read_text().replace("{{ family | tojson }}", "{{ family | tojson }")
+        )
         expected, code = "register-task failed", 2
     result = project.run("deploy", env=env)
     assert_one_clean_line(result, code, expected)

@@ -39,7 +39,9 @@ def test_healthy_setup_is_all_ok(deployed: Project) -> None:
     assert code == 0
     # The two ECS service checks SKIP: this project has no [service].
     assert {name: c["status"] for name, c in checks.items() if c["status"] != "OK"} == {
-        "ECS service runs the latest revision": "SKIP", "ECS service tasks hold the current key": "SKIP"}
+        "ECS service runs the latest revision": "SKIP",
+        "ECS service tasks hold the current key": "SKIP",
+    }
     # Issue 13.6 added "every live key is in a secret version", issue 15 the previous-key check.
     assert len(checks) == 16
     text = deployed.run("doctor")
@@ -54,8 +56,9 @@ def test_no_get_secret_skips_reading_the_value(deployed: Project) -> None:
 
 
 def _remove_role_permission(project: Project) -> None:
-    project.aws("iam").delete_role_policy(RoleName=f"gcpfargate-{project.family}-execution",
-                                          PolicyName="gcpfargate-secret-access")
+    project.aws("iam").delete_role_policy(
+        RoleName=f"gcpfargate-{project.family}-execution", PolicyName="gcpfargate-secret-access"
+    )
 
 
 def _delete_gcp_key(project: Project) -> None:
@@ -63,14 +66,17 @@ def _delete_gcp_key(project: Project) -> None:
 
     key_id = secret_json(project)["private_key_id"]
     iam_client(project.stack).delete_service_account_key(
-        name=f"projects/-/serviceAccounts/{project.email}/keys/{key_id}")
+        name=f"projects/-/serviceAccounts/{project.email}/keys/{key_id}"
+    )
 
 
 def _key_in_environment(project: Project) -> None:
     key_text = json.dumps(secret_json(project))
 
     def change(definition: dict) -> None:
-        definition["containerDefinitions"][0]["environment"].append({"name": "LEAKED", "value": key_text})
+        definition["containerDefinitions"][0]["environment"].append(
+            {"name": "LEAKED", "value": key_text}
+        )
 
     register_variant(project, change)
 
@@ -86,14 +92,19 @@ def _wrong_credentials_path(project: Project) -> None:
 
 def _missing_image(project: Project) -> None:
     def change(definition: dict) -> None:
-        definition["containerDefinitions"][0]["image"] = f"{project.stack.registry}/{project.family}:no-such-tag"
+        definition["containerDefinitions"][0]["image"] = (
+            f"{project.stack.registry}/{project.family}:no-such-tag"
+        )
 
     register_variant(project, change)
 
 
 def _wrong_platform(project: Project) -> None:
     def change(definition: dict) -> None:
-        definition["runtimePlatform"] = {"cpuArchitecture": "ARM64", "operatingSystemFamily": "LINUX"}
+        definition["runtimePlatform"] = {
+            "cpuArchitecture": "ARM64",
+            "operatingSystemFamily": "LINUX",
+        }
 
     register_variant(project, change)
 
@@ -118,9 +129,14 @@ def test_each_broken_variant_fails_exactly_the_right_check(deployed: Project, va
     assert "PRIVATE KEY" not in json.dumps(checks)
 
 
-NO_AWS_CREDENTIALS = {"AWS_ACCESS_KEY_ID": None, "AWS_SECRET_ACCESS_KEY": None, "AWS_SESSION_TOKEN": None,
-                      "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent", "AWS_CONFIG_FILE": "/nonexistent",
-                      "AWS_EC2_METADATA_DISABLED": "true"}
+NO_AWS_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": None,
+    "AWS_SECRET_ACCESS_KEY": None,
+    "AWS_SESSION_TOKEN": None,
+    "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
+    "AWS_CONFIG_FILE": "/nonexistent",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
 
 
 def test_unreadable_aws_is_one_fail_and_skips(project: Project) -> None:
@@ -129,13 +145,25 @@ def test_unreadable_aws_is_one_fail_and_skips(project: Project) -> None:
     report = result.json
     assert report["status"] == "FAIL"
     checks = {check["id"]: check for check in report["checks"]}
-    assert [check_id for check_id, check in checks.items() if check["status"] == "FAIL"] == ["aws.identity"]
-    assert "no AWS credentials" in checks["aws.identity"]["detail"] and checks["aws.identity"]["hint"]
-    for check_id in ("secret.readable", "role.trust", "role.reads_secret", "task.wiring", "image.exists",
-                     "logs.group"):
+    assert [check_id for check_id, check in checks.items() if check["status"] == "FAIL"] == [
+        "aws.identity"
+    ]
+    assert (
+        "no AWS credentials" in checks["aws.identity"]["detail"] and checks["aws.identity"]["hint"]
+    )
+    for check_id in (
+        "secret.readable",
+        "role.trust",
+        "role.reads_secret",
+        "task.wiring",
+        "image.exists",
+        "logs.group",
+    ):
         assert checks[check_id] | {"hint": None} == checks[check_id]
-        assert (checks[check_id]["status"], checks[check_id]["detail"]) == ("SKIP", "could not read: no AWS "
-                                                                                    "credentials"), check_id
+        assert (checks[check_id]["status"], checks[check_id]["detail"]) == (
+            "SKIP",
+            "could not read: no AWS credentials",
+        ), check_id
     assert "register-task" not in result.stdout
 
 
@@ -151,15 +179,35 @@ def test_ids_and_status_of_a_healthy_report(deployed: Project) -> None:
     report = deployed.run("doctor", "--output", "json").json
     assert report["status"] == "OK"
     assert [check["id"] for check in report["checks"]] == [
-        "config.valid", "aws.identity", "gcp.service_account", "secret.readable", "key.enabled", "key.age",
-        "key.count", "key.referenced", "key.previous", "role.trust", "role.reads_secret", "task.wiring",
-        "image.exists", "logs.group", "service.latest", "service.current_key"]
+        "config.valid",
+        "aws.identity",
+        "gcp.service_account",
+        "secret.readable",
+        "key.enabled",
+        "key.age",
+        "key.count",
+        "key.referenced",
+        "key.previous",
+        "role.trust",
+        "role.reads_secret",
+        "task.wiring",
+        "image.exists",
+        "logs.group",
+        "service.latest",
+        "service.current_key",
+    ]
 
 
 def test_missing_aws_configuration_exits_2_with_a_json_error(project: Project) -> None:
-    no_region = project.run("bootstrap", "-o", "json", env={"AWS_REGION": None, "AWS_DEFAULT_REGION": None})
+    no_region = project.run(
+        "bootstrap", "-o", "json", env={"AWS_REGION": None, "AWS_DEFAULT_REGION": None}
+    )
     assert no_region.returncode == 2, no_region.output
     error = no_region.json["error"]
-    assert error["exit_code"] == 2 and error["message"].endswith("no AWS region is set") and error["hint"]
+    assert (
+        error["exit_code"] == 2
+        and error["message"].endswith("no AWS region is set")
+        and error["hint"]
+    )
     no_credentials = project.run("bootstrap", env=NO_AWS_CREDENTIALS)
     assert no_credentials.returncode == 2 and "no AWS credentials" in no_credentials.stderr

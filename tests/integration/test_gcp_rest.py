@@ -13,8 +13,10 @@ from tests.stack.iam.admin_rest import mount_rest
 @pytest.fixture
 def rest(project: Project) -> dict[str, str]:
     mount_rest(project.stack.emulator)
-    return {"GCPFARGATE_GCP_TRANSPORT": "rest",
-            "IAM_EMULATOR_HOST": project.stack.emulator.http_url.removeprefix("http://")}
+    return {
+        "GCPFARGATE_GCP_TRANSPORT": "rest",
+        "IAM_EMULATOR_HOST": project.stack.emulator.http_url.removeprefix("http://"),
+    }
 
 
 def test_bootstrap_and_rotate_over_rest(project: Project, rest: dict[str, str]) -> None:
@@ -24,7 +26,9 @@ def test_bootstrap_and_rotate_over_rest(project: Project, rest: dict[str, str]) 
     assert booted.returncode == 0, booted.output
     rotated = project.run("rotate-key", "--output", "json", env=rest)
     assert rotated.returncode == 0, rotated.output
-    assert current(project)["private_key_id"] == rotated.json["key_id"] and gets_token(current(project))
+    assert current(project)["private_key_id"] == rotated.json["key_id"] and gets_token(
+        current(project)
+    )
     assert emulator.stats()["calls"]["CreateServiceAccountKey"] == 2
 
 

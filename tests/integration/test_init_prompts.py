@@ -20,8 +20,9 @@ class Terminal:
 
     def __init__(self, args: list[str], cwd: Path, env: dict[str, str]) -> None:
         self.master, slave = os.openpty()
-        self.process = subprocess.Popen(args, cwd=cwd, env=env, stdin=slave, stdout=slave, stderr=slave,
-                                        start_new_session=True)
+        self.process = subprocess.Popen(
+            args, cwd=cwd, env=env, stdin=slave, stdout=slave, stderr=slave, start_new_session=True
+        )
         os.close(slave)
         self.seen = ""
 
@@ -41,9 +42,11 @@ class Terminal:
             assert time.monotonic() < deadline, f"no {text!r} in {self.seen!r}"
             chunk = self._read(0.5)
             if not chunk and self.process.poll() is not None:
-                raise AssertionError(f"exited {self.process.returncode} before {text!r}: {self.seen!r}")
+                raise AssertionError(
+                    f"exited {self.process.returncode} before {text!r}: {self.seen!r}"
+                )
             self.seen += chunk
-        self.seen = self.seen[self.seen.index(text) + len(text):]
+        self.seen = self.seen[self.seen.index(text) + len(text) :]
 
     def answer(self, prompt: str, reply: str) -> None:
         self.expect(prompt)
@@ -62,8 +65,14 @@ def terminal_env(home: Path) -> dict[str, str]:
     init talks to no cloud, so no stack is needed."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GCPFARGATE_", "AWS_", "CI"))}
     home.mkdir(exist_ok=True)
-    return {**env, "HOME": str(home), "AWS_CONFIG_FILE": str(home / "none"), "TERM": "xterm", "COLUMNS": "120",
-            "NO_COLOR": "1"}
+    return {
+        **env,
+        "HOME": str(home),
+        "AWS_CONFIG_FILE": str(home / "none"),
+        "TERM": "xterm",
+        "COLUMNS": "120",
+        "NO_COLOR": "1",
+    }
 
 
 def test_init_asks_on_a_terminal_and_writes_the_answers(tmp_path: Path) -> None:
@@ -71,7 +80,9 @@ def test_init_asks_on_a_terminal_and_writes_the_answers(tmp_path: Path) -> None:
 
     directory = tmp_path / "nightly-job"
     directory.mkdir()
-    term = Terminal([sys.executable, "-m", "gcpfargate", "init"], directory, terminal_env(tmp_path / ".home"))
+    term = Terminal(
+        [sys.executable, "-m", "gcpfargate", "init"], directory, terminal_env(tmp_path / ".home")
+    )
     term.answer("Task family [nightly-job]:", "")  # the guess, accepted with Enter
     term.answer("GCP project id:", "my-project-1")
     term.answer("Service account (id or email):", "runner")
@@ -85,33 +96,72 @@ def test_init_asks_on_a_terminal_and_writes_the_answers(tmp_path: Path) -> None:
     assert "Next: Run `gcpfargate deploy`." in rest, rest
 
     settings = load_settings(directory / "gcpfargate.toml", environ={})
-    assert (settings.family, settings.gcp.project, settings.gcp.service_account, settings.gcp.auth,
-            settings.aws.region) == ("nightly-job", "my-project-1", "runner", "keyless", "eu-west-1")
+    assert (
+        settings.family,
+        settings.gcp.project,
+        settings.gcp.service_account,
+        settings.gcp.auth,
+        settings.aws.region,
+    ) == ("nightly-job", "my-project-1", "runner", "keyless", "eu-west-1")
     assert (directory / "Dockerfile").read_text().startswith("# A starter image")
     assert (directory / "task-definition.json.j2").exists()
 
 
-def test_init_on_a_terminal_keeps_key_mode_by_default_and_asks_nothing_given(tmp_path: Path) -> None:
+def test_init_on_a_terminal_keeps_key_mode_by_default_and_asks_nothing_given(
+    tmp_path: Path,
+) -> None:
     from gcpfargate.config import load_settings
 
     directory = tmp_path / "given"
     directory.mkdir()
     (directory / "Dockerfile").write_text("FROM busybox\n")
     env = {**terminal_env(tmp_path / ".home"), "AWS_REGION": "ap-northeast-1"}
-    term = Terminal([sys.executable, "-m", "gcpfargate", "init", "--family", "jobs", "--gcp-project", "my-project-2",
-                     "--service-account", "runner"], directory, env)
+    term = Terminal(
+        [
+            sys.executable,
+            "-m",
+            "gcpfargate",
+            "init",
+            "--family",
+            "jobs",
+            "--gcp-project",
+            "my-project-2",
+            "--service-account",
+            "runner",
+        ],
+        directory,
+        env,
+    )
     term.answer(AUTH_PROMPT, "")  # Enter: key mode, as before keyless existed
     code, rest = term.finish()
     assert code == 0, rest
-    assert "Task family" not in rest and "GCP project id" not in rest and "AWS region" not in rest, rest
+    assert (
+        "Task family" not in rest and "GCP project id" not in rest and "AWS region" not in rest
+    ), rest
     settings = load_settings(directory / "gcpfargate.toml", environ={})
     assert (settings.family, settings.gcp.auth) == ("jobs", "key")
 
     flagged = tmp_path / "flagged"
     flagged.mkdir()
     (flagged / "Dockerfile").write_text("FROM busybox\n")
-    quiet = Terminal([sys.executable, "-m", "gcpfargate", "init", "--family", "jobs", "--gcp-project", "my-project-2",
-                      "--service-account", "runner", "--auth", "keyless"], flagged, env)
+    quiet = Terminal(
+        [
+            sys.executable,
+            "-m",
+            "gcpfargate",
+            "init",
+            "--family",
+            "jobs",
+            "--gcp-project",
+            "my-project-2",
+            "--service-account",
+            "runner",
+            "--auth",
+            "keyless",
+        ],
+        flagged,
+        env,
+    )
     code, rest = quiet.finish()  # nothing left to ask
     assert code == 0, rest
     assert load_settings(flagged / "gcpfargate.toml", environ={}).gcp.auth == "keyless"

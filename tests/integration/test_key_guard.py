@@ -25,10 +25,17 @@ def no_key_text(output: str) -> None:
     assert "PRIVATE KEY" not in output and body[:40] not in output
 
 
-def test_a_build_argument_holding_a_key_is_refused_before_anything_is_built(project: Project) -> None:
+def test_a_build_argument_holding_a_key_is_refused_before_anything_is_built(
+    project: Project,
+) -> None:
     repository = configure_image(project, tag="v1")
     config = project.dir / "gcpfargate.toml"
-    config.write_text(config.read_text() + "\n[image.build_args]\nGKEY = " + json.dumps(key_json().decode()) + "\n")
+    config.write_text(
+        config.read_text()
+        + "\n[image.build_args]\nGKEY = "
+        + json.dumps(key_json().decode())
+        + "\n"
+    )
     write_busybox_context(project.dir, ["ARG GKEY", "ENV GOOGLE_CREDENTIALS=$GKEY"])
     client = docker.DockerClient(base_url=project.stack.docker_host)
     before = {image.id for image in client.images.list()}
@@ -46,16 +53,21 @@ def test_a_key_in_the_image_config_is_refused(project: Project) -> None:
     config scan can see it."""
     client = docker.DockerClient(base_url=project.stack.docker_host)
     base_dir = project.dir / "base"
-    write_busybox_context(base_dir, ["ARG GKEY", "ENV GOOGLE_CREDENTIALS=$GKEY", 'LABEL creds="$GKEY"'])
+    write_busybox_context(
+        base_dir, ["ARG GKEY", "ENV GOOGLE_CREDENTIALS=$GKEY", 'LABEL creds="$GKEY"']
+    )
     base = f"keybase-{project.family}:1"
-    client.images.build(path=str(base_dir), tag=base, buildargs={"GKEY": key_json().decode()}, rm=True)
+    client.images.build(
+        path=str(base_dir), tag=base, buildargs={"GKEY": key_json().decode()}, rm=True
+    )
     repository = configure_image(project, tag="v1")
-    (project.dir / "Dockerfile").write_text(f"FROM {base}\nCMD [\"true\"]\n")
+    (project.dir / "Dockerfile").write_text(f'FROM {base}\nCMD ["true"]\n')
     (project.dir / ".dockerignore").write_text("base\n")
 
     refused = project.run("push-image")
-    line = assert_one_clean_line(refused, 1, "refusing to push", "config Env GOOGLE_CREDENTIALS",
-                                 "config Labels creds")
+    line = assert_one_clean_line(
+        refused, 1, "refusing to push", "config Env GOOGLE_CREDENTIALS", "config Labels creds"
+    )
     assert "history step" in line
     no_key_text(refused.output)
     assert registry_tags(project, repository) == []
@@ -91,7 +103,9 @@ def test_a_wrapped_key_made_by_a_run_step_is_found_in_its_layer(project: Project
     bundle = base64.b64encode(gzip.compress(buffer.getvalue())).decode()
     repository = configure_image(project, tag="v1")
     # Not in the context (the Dockerfile holds only base64 of compressed bytes): only the layer shows it.
-    write_busybox_context(project.dir, [f"RUN mkdir -p /app && echo {bundle} | base64 -d > /app/bundle.tgz"])
+    write_busybox_context(
+        project.dir, [f"RUN mkdir -p /app && echo {bundle} | base64 -d > /app/bundle.tgz"]
+    )
     assert BUSYBOX_STEPS[0] == "FROM scratch"
     refused = project.run("push-image")
     assert_one_clean_line(refused, 1, "refusing to push", "/app/bundle.tgz")

@@ -27,12 +27,19 @@ def bootstrapped(project: Project) -> Project:
     return project
 
 
-def _interrupt(project: Project, operation: str, sig: signal.Signals, *args: str) -> tuple[int, str]:
+def _interrupt(
+    project: Project, operation: str, sig: signal.Signals, *args: str
+) -> tuple[int, str]:
     with FaultProxy(project.stack.moto_url) as proxy:
         proxy.add(Rule(operation, kind="hold", hold_s=6, times=1))
-        process = subprocess.Popen([sys.executable, "-m", "gcpfargate", *args], cwd=project.dir,
-                                   env={**project.env, "AWS_ENDPOINT_URL": proxy.url}, stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE, text=True)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gcpfargate", *args],
+            cwd=project.dir,
+            env={**project.env, "AWS_ENDPOINT_URL": proxy.url},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         try:
             assert proxy.held.wait(120), "the held call never came"
             process.send_signal(sig)
@@ -60,7 +67,9 @@ def test_signal_while_the_new_version_is_stored(bootstrapped: Project, sig: sign
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_signal_while_the_new_key_becomes_current(bootstrapped: Project, sig: signal.Signals) -> None:
+def test_signal_while_the_new_key_becomes_current(
+    bootstrapped: Project, sig: signal.Signals
+) -> None:
     """The move of AWSCURRENT landed, its answer is pending: the new key is current, so it is kept
     (deleting it would break every task start), and the previous key stays enabled."""
     project = bootstrapped

@@ -24,7 +24,9 @@ def user_keys(project: Project) -> list[str]:
 
 def age(project: Project, key_ids: list[str], hours: float = 48) -> None:
     for key_id in key_ids:
-        project.stack.emulator.set_key_valid_after(project.email, key_id, datetime.now(UTC) - timedelta(hours=hours))
+        project.stack.emulator.set_key_valid_after(
+            project.email, key_id, datetime.now(UTC) - timedelta(hours=hours)
+        )
 
 
 @pytest.fixture
@@ -34,7 +36,9 @@ def bootstrapped(project: Project) -> Project:
     return project
 
 
-def test_a_task_started_before_rotation_n_works_until_rotation_n_plus_1(bootstrapped: Project) -> None:
+def test_a_task_started_before_rotation_n_works_until_rotation_n_plus_1(
+    bootstrapped: Project,
+) -> None:
     project = bootstrapped
     before_first = current(project)  # the file of a task started before rotation 1
     first = project.run("rotate-key", "--output", "json")
@@ -45,13 +49,18 @@ def test_a_task_started_before_rotation_n_works_until_rotation_n_plus_1(bootstra
     assert second.returncode == 0, second.output
     assert not gets_token(before_first)  # rotation 2 disabled the oldest key
     assert second.json["disabled_key_ids"] == [before_first["private_key_id"]]
-    assert f"Disabling key {before_first['private_key_id'][:12]}… (superseded by two rotations)" in second.stderr
+    assert (
+        f"Disabling key {before_first['private_key_id'][:12]}… (superseded by two rotations)"
+        in second.stderr
+    )
     assert gets_token(before_second) and gets_token(current(project))
     third = project.run("rotate-key", "--output", "json")
     assert third.returncode == 0, third.output
     # Rotation 3 deletes what rotation 2 disabled.
     assert third.json["deleted_key_ids"] == [before_first["private_key_id"]]
-    assert project.stack.emulator.key_state(project.email, before_first["private_key_id"]) == "deleted"
+    assert (
+        project.stack.emulator.key_state(project.email, before_first["private_key_id"]) == "deleted"
+    )
 
 
 def test_twelve_rotations_leave_at_most_three_keys(bootstrapped: Project) -> None:
@@ -81,7 +90,11 @@ def test_full_account_recovers_with_prune_keys(bootstrapped: Project) -> None:
     would = sorted(k["key_id"] for k in listed.json["keys"] if k["action"] == "delete")
     assert would == sorted(stray) and listed.json["deleted"] == []
     for entry in listed.json["keys"]:
-        assert entry["state"] == "enabled" and entry["age_hours"] >= 47 and "no labelled version" in entry["why"]
+        assert (
+            entry["state"] == "enabled"
+            and entry["age_hours"] >= 47
+            and "no labelled version" in entry["why"]
+        )
         assert entry["key_id"] in listed.stderr  # the listing a human sees
     pruned = project.run("prune-keys", "--yes", "--output", "json")
     assert pruned.returncode == 0, pruned.output
@@ -97,9 +110,13 @@ def test_prune_keys_keeps_young_keys_and_referenced_ones(bootstrapped: Project) 
     age(project, user_keys(project))  # the secret's key is old too, but referenced
     age(project, young, hours=1)
     listed = project.run("prune-keys", "--dry-run", "--output", "json")
-    assert [(k["key_id"], k["action"]) for k in listed.json["keys"]] == [(young[0], "keep (younger than 24 h)")]
+    assert [(k["key_id"], k["action"]) for k in listed.json["keys"]] == [
+        (young[0], "keep (younger than 24 h)")
+    ]
     assert project.run("prune-keys", "--yes").returncode == 0
-    assert young[0] in user_keys(project) and current(project)["private_key_id"] in user_keys(project)
+    assert young[0] in user_keys(project) and current(project)["private_key_id"] in user_keys(
+        project
+    )
 
 
 def test_rotate_prune_runs_before_the_room_check(bootstrapped: Project) -> None:
@@ -133,11 +150,15 @@ def test_bootstrap_new_key_follows_the_lifecycle(bootstrapped: Project) -> None:
     assert project.run("rotate-key").returncode == 0
     assert project.stack.emulator.key_state(project.email, first) == "disabled"
     doctor = project.run("doctor", "--output", "json")
-    check = next(c for c in doctor.json["checks"] if c["name"] == "every live key is in a secret version")
+    check = next(
+        c for c in doctor.json["checks"] if c["name"] == "every live key is in a secret version"
+    )
     assert check["status"] == "OK", check
     loose = create_keys(project.stack, project.email, 1)[0]
     doctor = project.run("doctor", "--output", "json")
-    check = next(c for c in doctor.json["checks"] if c["name"] == "every live key is in a secret version")
+    check = next(
+        c for c in doctor.json["checks"] if c["name"] == "every live key is in a secret version"
+    )
     assert check["status"] == "WARN" and loose[:12] in check["detail"], check
 
 
@@ -177,7 +198,9 @@ def test_tag_agrees_with_awscurrent(bootstrapped: Project) -> None:
 
     with FaultProxy(project.stack.moto_url) as proxy:
         proxy.add(Rule("TagResource", status=500, code="InternalFailure", times=1))
-        rotated = project.run("rotate-key", env={"AWS_ENDPOINT_URL": proxy.url, "AWS_MAX_ATTEMPTS": "1"})
+        rotated = project.run(
+            "rotate-key", env={"AWS_ENDPOINT_URL": proxy.url, "AWS_MAX_ATTEMPTS": "1"}
+        )
         assert proxy.injected["secretsmanager.TagResource"] == 1
     assert rotated.returncode == 0, rotated.output
     assert tag() == current(project)["private_key_id"]
@@ -185,7 +208,9 @@ def test_tag_agrees_with_awscurrent(bootstrapped: Project) -> None:
     check = next(c for c in by_tag["checks"] if c["name"] == "key exists and is enabled in GCP")
     assert check["status"] == "OK", check  # judged by the tag: the current key, not the old one
     # A tag that disagrees (say an older gcpfargate wrote it): doctor WARNs, bootstrap repairs it.
-    sm.tag_resource(SecretId=project.secret_name, Tags=[{"Key": "gcpfargate:key-id", "Value": "0" * 40}])
+    sm.tag_resource(
+        SecretId=project.secret_name, Tags=[{"Key": "gcpfargate:key-id", "Value": "0" * 40}]
+    )
     doctor = project.run("doctor", "--output", "json").json
     check = next(c for c in doctor["checks"] if c["name"] == "secret holds a key of the account")
     assert check["status"] == "WARN" and "tag" in check["detail"], check
@@ -193,14 +218,29 @@ def test_tag_agrees_with_awscurrent(bootstrapped: Project) -> None:
     assert tag() == current(project)["private_key_id"]
 
 
-@pytest.mark.parametrize(("setup", "fragments"), [
-    (lambda emu, p: emu.exhaust_key_quota(1, project=p), ("quota",)),
-    (lambda emu, p: emu.disable_service(p), ("not enabled", "gcloud services enable iam.googleapis.com")),
-    (lambda emu, p: emu.deny_key_creation(p), ("constraints/iam.disableServiceAccountKeyCreation",)),
-    (lambda emu, p: emu.deny_key_creation(p, constraint="constraints/iam.managed.disableServiceAccountKeyCreation"),
-     ("constraints/iam.managed.disableServiceAccountKeyCreation",)),
-])
-def test_google_refusals_are_one_clear_line(project: Project, setup: Any, fragments: tuple[str, ...]) -> None:
+@pytest.mark.parametrize(
+    ("setup", "fragments"),
+    [
+        (lambda emu, p: emu.exhaust_key_quota(1, project=p), ("quota",)),
+        (
+            lambda emu, p: emu.disable_service(p),
+            ("not enabled", "gcloud services enable iam.googleapis.com"),
+        ),
+        (
+            lambda emu, p: emu.deny_key_creation(p),
+            ("constraints/iam.disableServiceAccountKeyCreation",),
+        ),
+        (
+            lambda emu, p: emu.deny_key_creation(
+                p, constraint="constraints/iam.managed.disableServiceAccountKeyCreation"
+            ),
+            ("constraints/iam.managed.disableServiceAccountKeyCreation",),
+        ),
+    ],
+)
+def test_google_refusals_are_one_clear_line(
+    project: Project, setup: Any, fragments: tuple[str, ...]
+) -> None:
     """Issue 12.13: quota, API not enabled, and the two org-policy constraints."""
     setup(project.stack.emulator, project.gcp_project)
     try:

@@ -26,8 +26,9 @@ def start_task(project: Project) -> str:
     return str(started.json["task_arn"]).rsplit("/", 1)[-1]
 
 
-def test_revoke_previous_and_doctor_name_the_tasks_started_before_the_rotation(project: Project,
-                                                                               hold_tasks: None) -> None:
+def test_revoke_previous_and_doctor_name_the_tasks_started_before_the_rotation(
+    project: Project, hold_tasks: None
+) -> None:
     ecs = prepare_run(project)
     assert project.run("bootstrap").returncode == 0
     check = previous_check(project)
@@ -38,11 +39,15 @@ def test_revoke_previous_and_doctor_name_the_tasks_started_before_the_rotation(p
     assert rotated.returncode == 0, rotated.output
     key_1 = rotated.json["previous_key_ids"][0]
     check = previous_check(project)  # key 1 stays enabled: the early task keeps working
-    assert check["status"] == "OK" and f"previous key {key_1[:12]}… is enabled" in check["detail"], check
+    assert (
+        check["status"] == "OK" and f"previous key {key_1[:12]}… is enabled" in check["detail"]
+    ), check
 
     revoked = project.run("rotate-key", "--revoke-previous", "--output", "json")
     assert revoked.returncode == 0, revoked.output
-    assert [line.split(" ", 1)[0] for line in revoked.json["tasks_losing_access"]] == [early], revoked.json
+    assert [line.split(" ", 1)[0] for line in revoked.json["tasks_losing_access"]] == [early], (
+        revoked.json
+    )
     assert f"running task {early} ({project.family}, started " in revoked.stderr
     assert "holds the previous key and loses access now" in revoked.stderr
 
@@ -52,16 +57,24 @@ def test_revoke_previous_and_doctor_name_the_tasks_started_before_the_rotation(p
     detail = check["detail"]
     key_2 = revoked.json["previous_key_ids"][0]
     assert f"previous key {key_2[:12]}… is disabled, but 1 running task(s)" in detail, detail
-    assert f"{early} ({project.family}, cluster {ecs.cluster})" in detail and late not in detail, detail
-    assert f"gcloud iam service-accounts keys enable {key_2} --iam-account {project.email}" in detail
+    assert f"{early} ({project.family}, cluster {ecs.cluster})" in detail and late not in detail, (
+        detail
+    )
+    assert (
+        f"gcloud iam service-accounts keys enable {key_2} --iam-account {project.email}" in detail
+    )
     assert "stop-task" in detail and "force-new-deployment" in detail
 
-    project.aws("ecs").stop_task(cluster=ecs.cluster, task=early, reason="Essential container in task exited")
+    project.aws("ecs").stop_task(
+        cluster=ecs.cluster, task=early, reason="Essential container in task exited"
+    )
     check = previous_check(project)
     assert check["status"] == "OK" and "no running task" in check["detail"], check
 
 
-def test_doctor_warns_for_a_previous_key_disabled_by_hand(project: Project, hold_tasks: None) -> None:
+def test_doctor_warns_for_a_previous_key_disabled_by_hand(
+    project: Project, hold_tasks: None
+) -> None:
     """Not only revoke-previous: a key disabled in the console, or deleted, is found the same way."""
     ecs = prepare_run(project)
     assert project.run("bootstrap").returncode == 0

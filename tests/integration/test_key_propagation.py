@@ -39,12 +39,14 @@ def test_rotation_with_a_45_second_propagation_delay(bootstrapped: Project) -> N
     assert emulator.key_state(project.email, before) == "enabled"
 
 
-def test_running_out_of_time_keeps_the_key(bootstrapped: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_running_out_of_time_keeps_the_key(
+    bootstrapped: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A short clock (injected) against a long delay: the key stays current and nothing is deleted or
     disabled; the warning says it is not verified yet and what to run later."""
     from gcpfargate.config import load_settings
     from gcpfargate.core.context import Context
-    from gcpfargate.core.rotate import rotate_key
+    from gcpfargate.credentials.key.rotate import rotate_key
 
     project = bootstrapped
     emulator = project.stack.emulator
@@ -71,12 +73,16 @@ def test_running_out_of_time_keeps_the_key(bootstrapped: Project, monkeypatch: p
 
     emulator.set_propagation_delay(600, email=project.email)
     try:
-        ctx = Context(settings=load_settings(str(Path(project.dir) / "gcpfargate.toml")), reporter=Collect())
+        ctx = Context(
+            settings=load_settings(str(Path(project.dir) / "gcpfargate.toml")), reporter=Collect()
+        )
         result = rotate_key(ctx, verify_schedule=(0.2, 0.2, 0.2))
     finally:
         emulator.set_propagation_delay(0, email=project.email)
     assert result.verified is False
     assert current(project)["private_key_id"] == result.key_id != before
     assert emulator.key_ids(project.email, include_deleted=True) == emulator.key_ids(project.email)
-    assert {emulator.key_state(project.email, k) for k in emulator.key_ids(project.email)} == {"enabled"}
+    assert {emulator.key_state(project.email, k) for k in emulator.key_ids(project.email)} == {
+        "enabled"
+    }
     assert any("not verified yet" in w and "gcpfargate doctor" in w for w in warnings), warnings

@@ -19,11 +19,15 @@ def bootstrap(project: Project, *args: str, env: dict[str, str | None] | None = 
 
 
 def pools_url(project: Project) -> str:
-    return (f"{project.stack.emulator.http_url}/v1/projects/{project.gcp_project}/locations/global/"
-            "workloadIdentityPools/gcpfargate")
+    return (
+        f"{project.stack.emulator.http_url}/v1/projects/{project.gcp_project}/locations/global/"
+        "workloadIdentityPools/gcpfargate"
+    )
 
 
-def test_keyless_bootstrap_creates_role_pool_provider_and_binding_and_no_key(project: Project) -> None:
+def test_keyless_bootstrap_creates_role_pool_provider_and_binding_and_no_key(
+    project: Project,
+) -> None:
     before = project.stack.emulator.stats()["keys_minted"]
     result = bootstrap(project)
     assert result.returncode == 0, result.output
@@ -31,36 +35,52 @@ def test_keyless_bootstrap_creates_role_pool_provider_and_binding_and_no_key(pro
     number = project.stack.emulator.project_number(project.gcp_project)
     role = f"gcpfargate-{project.family}-task"
     assert out == {
-        "auth": "keyless", "service_account": project.email,
+        "auth": "keyless",
+        "service_account": project.email,
         "task_role_arn": f"arn:aws:iam::{ACCOUNT_ID}:role/{role}",
         "execution_role_arn": f"arn:aws:iam::{ACCOUNT_ID}:role/gcpfargate-{project.family}-execution",
         "pool": f"projects/{number}/locations/global/workloadIdentityPools/gcpfargate",
         "provider": f"aws-{ACCOUNT_ID}",
-        "principal": (f"principalSet://iam.googleapis.com/projects/{number}/locations/global/workloadIdentityPools/"
-                      f"gcpfargate/attribute.aws_role/arn:aws:sts::{ACCOUNT_ID}:assumed-role/{role}"),
-        "changed": True}
+        "principal": (
+            f"principalSet://iam.googleapis.com/projects/{number}/locations/global/workloadIdentityPools/"
+            f"gcpfargate/attribute.aws_role/arn:aws:sts::{ACCOUNT_ID}:assumed-role/{role}"
+        ),
+        "changed": True,
+    }
     assert project.stack.emulator.stats()["keys_minted"] == before
     assert project.stack.emulator.iam_policy_members(project.email, USER) == [out["principal"]]
     trust = project.aws("iam").get_role(RoleName=role)["Role"]["AssumeRolePolicyDocument"]
-    assert trust["Statement"] == [{"Effect": "Allow", "Principal": {"Service": "ecs-tasks.amazonaws.com"},
-                                   "Action": "sts:AssumeRole",
-                                   "Condition": {"StringEquals": {"aws:SourceAccount": ACCOUNT_ID}}}]
+    assert trust["Statement"] == [
+        {
+            "Effect": "Allow",
+            "Principal": {"Service": "ecs-tasks.amazonaws.com"},
+            "Action": "sts:AssumeRole",
+            "Condition": {"StringEquals": {"aws:SourceAccount": ACCOUNT_ID}},
+        }
+    ]
     provider = requests.get(pools_url(project) + f"/providers/aws-{ACCOUNT_ID}", timeout=10).json()
     assert provider["aws"] == {"accountId": ACCOUNT_ID} and provider["state"] == "ACTIVE"
     assert provider["attributeCondition"] == (
         f"attribute.aws_role.startsWith('arn:aws:sts::{ACCOUNT_ID}:assumed-role/gcpfargate-') && "
-        "attribute.aws_role.endsWith('-task')")
+        "attribute.aws_role.endsWith('-task')"
+    )
     # No secret, no secret policy on the execution role.
     assert not project.exists("secret", project.secret_name)
-    policies = project.aws("iam").list_role_policies(RoleName=f"gcpfargate-{project.family}-execution")
+    policies = project.aws("iam").list_role_policies(
+        RoleName=f"gcpfargate-{project.family}-execution"
+    )
     assert policies["PolicyNames"] == []
 
 
 def test_rerun_writes_nothing_and_dry_run_only_reads(project: Project) -> None:
     dry = bootstrap(project, "--dry-run", env={"GCPFARGATE_CALL_LOG": str(project.dir / "dry")})
     assert dry.returncode == 0, dry.output
-    assert dry.json["changed"] is True and any("create workload identity pool" in p for p in dry.json["plan"])
-    assert [line for line in (project.dir / "dry").read_text().splitlines() if line.endswith(" write")] == []
+    assert dry.json["changed"] is True and any(
+        "create workload identity pool" in p for p in dry.json["plan"]
+    )
+    assert [
+        line for line in (project.dir / "dry").read_text().splitlines() if line.endswith(" write")
+    ] == []
     assert requests.get(pools_url(project), timeout=10).status_code == 404
 
     assert bootstrap(project).returncode == 0
@@ -69,14 +89,20 @@ def test_rerun_writes_nothing_and_dry_run_only_reads(project: Project) -> None:
     assert again.returncode == 0, again.output
     assert again.json["changed"] is False
     assert project.stack.emulator.stats()["mutating_calls"] == 0
-    assert [line for line in (project.dir / "calls").read_text().splitlines() if line.endswith(" write")] == []
+    assert [
+        line for line in (project.dir / "calls").read_text().splitlines() if line.endswith(" write")
+    ] == []
 
 
 def test_soft_deleted_pool_and_edited_provider_are_restored(project: Project) -> None:
     assert bootstrap(project).returncode == 0
     provider_url = pools_url(project) + f"/providers/aws-{ACCOUNT_ID}"
-    requests.patch(provider_url, params={"updateMask": "attributeCondition"}, timeout=10,
-                   json={"attributeCondition": "attribute.aws_role.startsWith('arn:aws:sts::999999999999:')"})
+    requests.patch(
+        provider_url,
+        params={"updateMask": "attributeCondition"},
+        timeout=10,
+        json={"attributeCondition": "attribute.aws_role.startsWith('arn:aws:sts::999999999999:')"},
+    )
     assert requests.delete(pools_url(project), timeout=10).status_code == 200
     result = bootstrap(project)
     assert result.returncode == 0, result.output
@@ -86,13 +112,21 @@ def test_soft_deleted_pool_and_edited_provider_are_restored(project: Project) ->
 
 
 def test_a_refused_pool_write_is_one_clear_line(project: Project) -> None:
-    project.stack.emulator.deny_permission("iam.workloadIdentityPools.create", project=project.gcp_project)
+    project.stack.emulator.deny_permission(
+        "iam.workloadIdentityPools.create", project=project.gcp_project
+    )
     try:
         result = bootstrap(project)
     finally:
-        project.stack.emulator.deny_permission("iam.workloadIdentityPools.create", project=project.gcp_project,
-                                               deny=False)
-    assert_one_clean_line(result, result.returncode, "create workload identity pool gcpfargate", "PERMISSION_DENIED",
-                          "roles/iam.workloadIdentityPoolAdmin")
+        project.stack.emulator.deny_permission(
+            "iam.workloadIdentityPools.create", project=project.gcp_project, deny=False
+        )
+    assert_one_clean_line(
+        result,
+        result.returncode,
+        "create workload identity pool gcpfargate",
+        "PERMISSION_DENIED",
+        "roles/iam.workloadIdentityPoolAdmin",
+    )
     assert result.returncode != 0
     assert json.dumps(result.output).count("PRIVATE KEY") == 0

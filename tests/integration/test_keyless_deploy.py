@@ -27,8 +27,12 @@ def modern_base(stack, base_image: str) -> str:  # type: ignore[no-untyped-def] 
     """The demo base with this machine's google-auth 2.x instead of Debian bookworm's 1.5.1, which
     predates external_account credentials (README "Keyless", limits); scripts/keyless-base-image.sh."""
     env = {**os.environ, **stack.env, "PYTHON": sys.executable, "KEYLESS_BASE_IMAGE": MODERN_BASE}
-    subprocess.run(["bash", str(ROOT / "scripts" / "keyless-base-image.sh")], env=env, check=True,
-                   capture_output=True)
+    subprocess.run(
+        ["bash", str(ROOT / "scripts" / "keyless-base-image.sh")],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     return MODERN_BASE
 
 
@@ -37,31 +41,46 @@ def keyless_demo(project: Project, base: str) -> None:
     for name in ("gcpfargate.toml", "task-definition.json.j2", "Dockerfile", "app.py"):
         shutil.copyfile(ROOT / "examples" / "demo" / name, project.dir / name)
     dockerfile = (project.dir / "Dockerfile").read_text()
-    (project.dir / "Dockerfile").write_text(dockerfile.replace("python-base:bookworm\n", f"{base.split('/')[-1]}\n"))
+    (project.dir / "Dockerfile").write_text(
+        dockerfile.replace("python-base:bookworm\n", f"{base.split('/')[-1]}\n")
+    )
     text = (project.dir / "gcpfargate.toml").read_text()
-    text = text.replace('"demo-project"', f'"{project.gcp_project}"').replace('"nightly-batch"',
-                                                                                f'"{project.account_id}"')
-    text = text.replace('"demo-nightly"', f'"{project.family}"').replace("[gcp]\n", '[gcp]\nauth = "keyless"\n')
+    text = text.replace('"demo-project"', f'"{project.gcp_project}"').replace(
+        '"nightly-batch"', f'"{project.account_id}"'
+    )
+    text = text.replace('"demo-nightly"', f'"{project.family}"').replace(
+        "[gcp]\n", '[gcp]\nauth = "keyless"\n'
+    )
     (project.dir / "gcpfargate.toml").write_text(text)
     project.extra_env["GCPFARGATE_IMAGE_SHIM_BASE_IMAGE"] = base
 
 
 def deploy(project: Project) -> dict[str, Any]:
-    result = project.run("deploy", "--output", "json", env={"GCPFARGATE_CALL_LOG": str(project.dir / "calls")})
+    result = project.run(
+        "deploy", "--output", "json", env={"GCPFARGATE_CALL_LOG": str(project.dir / "calls")}
+    )
     assert result.returncode == 0, result.output
     return dict(result.json)
 
 
 def test_keyless_deploy_wires_the_shim_and_the_config_and_reruns_as_a_no_op(
-        project: Project, modern_base: str) -> None:
+    project: Project, modern_base: str
+) -> None:
     keyless_demo(project, modern_base)
     before = project.stack.emulator.stats()["keys_minted"]
     first = deploy(project)
     assert first["push-image"]["shim_image"].startswith(f"{project.stack.registry}/{SHIM}@sha256:")
     definition = latest(project)
-    assert definition["taskRoleArn"] == f"arn:aws:iam::{ACCOUNT_ID}:role/gcpfargate-{project.family}-task"
+    assert (
+        definition["taskRoleArn"]
+        == f"arn:aws:iam::{ACCOUNT_ID}:role/gcpfargate-{project.family}-task"
+    )
     job, shim = definition["containerDefinitions"]
-    assert shim["name"] == SHIM and shim["essential"] is False and shim["image"] == first["push-image"]["shim_image"]
+    assert (
+        shim["name"] == SHIM
+        and shim["essential"] is False
+        and shim["image"] == first["push-image"]["shim_image"]
+    )
     assert shim["healthCheck"]["command"][:4] == ["CMD", "python3", "-m", "shim"]
     assert "secrets" not in job or job["secrets"] == []
     assert job["dependsOn"] == [{"containerName": SHIM, "condition": "HEALTHY"}]
@@ -71,20 +90,27 @@ def test_keyless_deploy_wires_the_shim_and_the_config_and_reruns_as_a_no_op(
     config = json.loads(environment["GCP_CREDENTIALS_JSON"])
     assert config["type"] == "external_account"
     assert config["token_url"] == project.stack.emulator.http_url + "/v1/token"
-    assert config["audience"].endswith(f"/workloadIdentityPools/gcpfargate/providers/aws-{ACCOUNT_ID}")
+    assert config["audience"].endswith(
+        f"/workloadIdentityPools/gcpfargate/providers/aws-{ACCOUNT_ID}"
+    )
     assert project.stack.emulator.stats()["keys_minted"] == before
 
     project.stack.emulator.reset_stats()
     (project.dir / "calls").unlink()
     second = deploy(project)
     assert not any(second[step]["changed"] for step in second), second
-    assert [line for line in (project.dir / "calls").read_text().splitlines() if line.endswith(" write")] == []
+    assert [
+        line for line in (project.dir / "calls").read_text().splitlines() if line.endswith(" write")
+    ] == []
     assert project.stack.emulator.stats()["mutating_calls"] == 0
 
     # The text summary a person reads names the federation, not a key (it once asked for a key id).
     text = project.run("deploy")
     assert text.returncode == 0, text.output
-    assert f"task role arn:aws:iam::{ACCOUNT_ID}:role/gcpfargate-{project.family}-task via" in text.output
+    assert (
+        f"task role arn:aws:iam::{ACCOUNT_ID}:role/gcpfargate-{project.family}-task via"
+        in text.output
+    )
 
 
 @pytest.fixture
@@ -98,8 +124,10 @@ def test_run_local_authenticates_the_unmodified_demo_without_a_key(deployed: Pro
     stats = deployed.stack.emulator.stats()
     result = deployed.run("run-local", "--network", "host")
     assert result.returncode == 0, result.output
-    assert (f"called the GCP API as {deployed.email} (no key: workload identity federation): HTTP 200"
-            in result.stderr), result.output
+    assert (
+        f"called the GCP API as {deployed.email} (no key: workload identity federation): HTTP 200"
+        in result.stderr
+    ), result.output
     after = deployed.stack.emulator.stats()
     assert after["keys_minted"] == stats["keys_minted"]
     # Leak scan: no task-role access key (moto's STS issues ASIA + 16) in anything printed.
@@ -123,7 +151,9 @@ for call in (1, 2):
 """
 
 
-def test_run_local_refreshes_twice_the_second_time_with_rotated_role_credentials(deployed: Project) -> None:
+def test_run_local_refreshes_twice_the_second_time_with_rotated_role_credentials(
+    deployed: Project,
+) -> None:
     """Issue 19 "Done when": short tokens make the job refresh twice in one run, and the second exchange
     is signed with task-role credentials the local ECS endpoint re-assumed meanwhile (rotated)."""
     from tests.integration.deployed import register_variant
@@ -131,7 +161,7 @@ def test_run_local_refreshes_twice_the_second_time_with_rotated_role_credentials
     def job_twice(definition: dict[str, Any]) -> None:
         entry = definition["containerDefinitions"][0]["entryPoint"]
         at = entry.index("/app/app.py")
-        entry[at:at + 1] = ["-c", JOB_TWICE]
+        entry[at : at + 1] = ["-c", JOB_TWICE]
 
     register_variant(deployed, job_twice)
     emulator, strict = deployed.stack.emulator, deployed.stack.strict
@@ -149,12 +179,19 @@ def test_run_local_refreshes_twice_the_second_time_with_rotated_role_credentials
         strict.settings.assume_role_lifetime_s = 0
         emulator.reset_knobs()
     assert result.returncode == 0, result.output
-    assert f"job: call 1 as {deployed.email}" in result.stderr and f"job: call 2 as {deployed.email}" in result.stderr
+    assert (
+        f"job: call 1 as {deployed.email}" in result.stderr
+        and f"job: call 2 as {deployed.email}" in result.stderr
+    )
     stats = emulator.stats()
     assert stats["federated_tokens_issued"] == 2 and stats["impersonated_tokens_issued"] == 2, stats
     first, second = stats["subject_access_keys"]
-    assert first.startswith("ASIA") and second.startswith("ASIA") and first != second, stats["subject_access_keys"]
-    assert strict.report()["fired"]["sts.assume_role_lifetime"] >= fired + 2  # assumed, then re-assumed
+    assert first.startswith("ASIA") and second.startswith("ASIA") and first != second, stats[
+        "subject_access_keys"
+    ]
+    assert (
+        strict.report()["fired"]["sts.assume_role_lifetime"] >= fired + 2
+    )  # assumed, then re-assumed
     assert re.search(r"ASIA[0-9A-Z]{16}", result.output) is None
 
 
@@ -170,8 +207,10 @@ def test_run_local_fails_in_one_line_when_the_role_is_not_bound(deployed: Projec
 def test_bootstrap_undeletes_a_soft_deleted_pool_before_run_local(deployed: Project) -> None:
     import requests
 
-    pool = (f"{deployed.stack.emulator.http_url}/v1/projects/{deployed.gcp_project}/locations/global/"
-            "workloadIdentityPools/gcpfargate")
+    pool = (
+        f"{deployed.stack.emulator.http_url}/v1/projects/{deployed.gcp_project}/locations/global/"
+        "workloadIdentityPools/gcpfargate"
+    )
     assert requests.delete(pool, timeout=10).status_code == 200
     failed = deployed.run("run-local", "--network", "host")
     assert failed.returncode != 0 and "invalid_target" in failed.stderr, failed.output
@@ -191,23 +230,40 @@ def test_doctor_checks_every_keyless_link(deployed: Project) -> None:
     assert result.returncode == 0, result.output
     checks = {check["name"]: check["status"] for check in result.json["checks"]}
     assert checks == {
-        "config valid": "OK", "AWS identity": "OK", "service account exists and is enabled": "OK",
-        "workload identity pool is ACTIVE": "OK", "AWS provider trusts this account": "OK",
-        "mapping and condition admit the task role": "OK", "task role trusts ecs-tasks.amazonaws.com": "OK",
-        "workloadIdentityUser binding": "OK", "task definition is wired for keyless": "OK",
-        "no key material": "OK", "image exists and matches runtimePlatform": "OK", "awslogs group exists": "OK"}
+        "config valid": "OK",
+        "AWS identity": "OK",
+        "service account exists and is enabled": "OK",
+        "workload identity pool is ACTIVE": "OK",
+        "AWS provider trusts this account": "OK",
+        "mapping and condition admit the task role": "OK",
+        "task role trusts ecs-tasks.amazonaws.com": "OK",
+        "workloadIdentityUser binding": "OK",
+        "task definition is wired for keyless": "OK",
+        "no key material": "OK",
+        "image exists and matches runtimePlatform": "OK",
+        "awslogs group exists": "OK",
+    }
 
     import requests
 
-    provider = (f"{deployed.stack.emulator.http_url}/v1/projects/{deployed.gcp_project}/locations/global/"
-                f"workloadIdentityPools/gcpfargate/providers/aws-{ACCOUNT_ID}")
-    requests.patch(provider, params={"updateMask": "attributeCondition"}, timeout=10,
-                   json={"attributeCondition": "attribute.aws_role.endsWith('-other')"})
+    provider = (
+        f"{deployed.stack.emulator.http_url}/v1/projects/{deployed.gcp_project}/locations/global/"
+        f"workloadIdentityPools/gcpfargate/providers/aws-{ACCOUNT_ID}"
+    )
+    requests.patch(
+        provider,
+        params={"updateMask": "attributeCondition"},
+        timeout=10,
+        json={"attributeCondition": "attribute.aws_role.endsWith('-other')"},
+    )
     failed = deployed.run("doctor", "--output", "json")
     assert failed.returncode == 3
     statuses = {check["name"]: check for check in failed.json["checks"]}
     assert statuses["mapping and condition admit the task role"]["status"] == "FAIL"
-    assert "the attribute condition rejects" in statuses["mapping and condition admit the task role"]["detail"]
+    assert (
+        "the attribute condition rejects"
+        in statuses["mapping and condition admit the task role"]["detail"]
+    )
     # run-local fails the way the task would, in one line.
     run = deployed.run("run-local", "--network", "host")
     assert run.returncode != 0 and "rejected by the attribute condition" in run.stderr, run.output
@@ -218,11 +274,17 @@ def test_run_local_refuses_to_start_the_app_when_the_shim_is_down(deployed: Proj
 
     def break_shim(definition: dict[str, Any]) -> None:
         shim = definition["containerDefinitions"][1]
-        shim["command"] = [*shim["command"], "--refresh-margin", "-1"]  # the shim refuses this and exits
+        shim["command"] = [
+            *shim["command"],
+            "--refresh-margin",
+            "-1",
+        ]  # the shim refuses this and exits
 
     register_variant(deployed, break_shim)
     result = deployed.run("run-local", "--network", "host")
     assert_one_clean_line(result, 1, "the credential shim is stopped")
-    assert "job:" not in result.stderr  # the app never started, as with dependsOn HEALTHY on Fargate
+    assert (
+        "job:" not in result.stderr
+    )  # the app never started, as with dependsOn HEALTHY on Fargate
     network_none = deployed.run("run-local")
     assert_one_clean_line(network_none, 2, "needs --network host")

@@ -44,13 +44,26 @@ def wif(stack: LocalStack, request: pytest.FixtureRequest) -> Iterator[dict[str,
     project = f"wif-{os.getpid() % 10000}-{request.node.name[-20:].replace('_', '-').strip('-')}"
     email = stack.emulator.add_service_account(project, "runner-keyless").email
     rest = Rest(stack.emulator.http_url, project)
-    rest.wait(rest.call("POST", params={"workloadIdentityPoolId": "gcpfargate"}), stack.emulator.http_url)
-    rest.wait(rest.call("POST", "/gcpfargate/providers", params={"workloadIdentityPoolProviderId": "aws-tasks"},
-                        json={"aws": {"accountId": ACCOUNT_ID}, "attributeCondition": CONDITION}),
-              stack.emulator.http_url)
+    rest.wait(
+        rest.call("POST", params={"workloadIdentityPoolId": "gcpfargate"}), stack.emulator.http_url
+    )
+    rest.wait(
+        rest.call(
+            "POST",
+            "/gcpfargate/providers",
+            params={"workloadIdentityPoolProviderId": "aws-tasks"},
+            json={"aws": {"accountId": ACCOUNT_ID}, "attributeCondition": CONDITION},
+        ),
+        stack.emulator.http_url,
+    )
     number = stack.emulator.project_number(project)
-    yield {"project": project, "email": email, "rest": rest, "number": number,
-           "pool": f"projects/{number}/locations/global/workloadIdentityPools/gcpfargate"}
+    yield {
+        "project": project,
+        "email": email,
+        "rest": rest,
+        "number": number,
+        "pool": f"projects/{number}/locations/global/workloadIdentityPools/gcpfargate",
+    }
     stack.emulator.reset_knobs()
 
 
@@ -62,63 +75,102 @@ def bind(stack: LocalStack, wif: dict[str, Any], role_name: str) -> None:
     from google.cloud.iam_admin_v1.services.iam.transports import IAMGrpcTransport
     from google.iam.v1 import policy_pb2
 
-    transport = IAMGrpcTransport(channel=grpc.insecure_channel(stack.emulator.grpc_address),
-                                 credentials=AnonymousCredentials())
+    transport = IAMGrpcTransport(
+        channel=grpc.insecure_channel(stack.emulator.grpc_address),
+        credentials=AnonymousCredentials(),
+    )
     client = IAMClient(transport=transport, client_options=ClientOptions())
     resource = f"projects/{wif['project']}/serviceAccounts/{wif['email']}"
     policy = client.get_iam_policy(request={"resource": resource})
-    member = (f"principalSet://iam.googleapis.com/{wif['pool']}/attribute.aws_role/"
-              f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/{role_name}")
-    policy.bindings.append(policy_pb2.Binding(role="roles/iam.workloadIdentityUser", members=[member]))
+    member = (
+        f"principalSet://iam.googleapis.com/{wif['pool']}/attribute.aws_role/"
+        f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/{role_name}"
+    )
+    policy.bindings.append(
+        policy_pb2.Binding(role="roles/iam.workloadIdentityUser", members=[member])
+    )
     client.set_iam_policy(request={"resource": resource, "policy": policy})
 
 
 def assumed(stack: LocalStack, role_name: str) -> dict[str, str]:
     import boto3
 
-    iam = boto3.client("iam", region_name=REGION, endpoint_url=stack.moto_url, aws_access_key_id="testing",
-                       aws_secret_access_key="testing")
-    trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
-                                                     "Principal": {"Service": "ecs-tasks.amazonaws.com"}}]}
+    iam = boto3.client(
+        "iam",
+        region_name=REGION,
+        endpoint_url=stack.moto_url,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": "sts:AssumeRole",
+                "Principal": {"Service": "ecs-tasks.amazonaws.com"},
+            }
+        ],
+    }
     with contextlib.suppress(iam.exceptions.EntityAlreadyExistsException):
         iam.create_role(RoleName=role_name, AssumeRolePolicyDocument=json.dumps(trust))
-    sts = boto3.client("sts", region_name=REGION, endpoint_url=stack.moto_url, aws_access_key_id="testing",
-                       aws_secret_access_key="testing")
-    creds = sts.assume_role(RoleArn=f"arn:aws:iam::{ACCOUNT_ID}:role/{role_name}",
-                            RoleSessionName="task-1")["Credentials"]
-    return {"AWS_ACCESS_KEY_ID": creds["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": creds["SecretAccessKey"],
-            "AWS_SESSION_TOKEN": creds["SessionToken"], "AWS_REGION": REGION}
+    sts = boto3.client(
+        "sts",
+        region_name=REGION,
+        endpoint_url=stack.moto_url,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    creds = sts.assume_role(
+        RoleArn=f"arn:aws:iam::{ACCOUNT_ID}:role/{role_name}", RoleSessionName="task-1"
+    )["Credentials"]
+    return {
+        "AWS_ACCESS_KEY_ID": creds["AccessKeyId"],
+        "AWS_SECRET_ACCESS_KEY": creds["SecretAccessKey"],
+        "AWS_SESSION_TOKEN": creds["SessionToken"],
+        "AWS_REGION": REGION,
+    }
 
 
-def external_account(stack: LocalStack, wif: dict[str, Any], aws_env: dict[str, str],
-                     monkeypatch: pytest.MonkeyPatch) -> Any:
+def external_account(
+    stack: LocalStack, wif: dict[str, Any], aws_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> Any:
     from google.auth import aws
 
     for name, value in aws_env.items():
         monkeypatch.setenv(name, value)
     base = stack.emulator.http_url
-    return aws.Credentials.from_info({
-        "type": "external_account",
-        "audience": f"//iam.googleapis.com/{wif['pool']}/providers/aws-tasks",
-        "subject_token_type": "urn:ietf:params:aws:token-type:aws4_request",
-        "token_url": f"{base}/v1/token",
-        "service_account_impersonation_url": (f"{base}/v1/projects/-/serviceAccounts/{wif['email']}"
-                                              ":generateAccessToken"),
-        "credential_source": {"environment_id": "aws1", "regional_cred_verification_url":
-                              "https://sts.{region}.amazonaws.com?Action=GetCallerIdentity&Version=2011-06-15"},
-    }, scopes=[SCOPE])
+    return aws.Credentials.from_info(
+        {
+            "type": "external_account",
+            "audience": f"//iam.googleapis.com/{wif['pool']}/providers/aws-tasks",
+            "subject_token_type": "urn:ietf:params:aws:token-type:aws4_request",
+            "token_url": f"{base}/v1/token",
+            "service_account_impersonation_url": (
+                f"{base}/v1/projects/-/serviceAccounts/{wif['email']}:generateAccessToken"
+            ),
+            "credential_source": {
+                "environment_id": "aws1",
+                "regional_cred_verification_url": "https://sts.{region}.amazonaws.com?Action=GetCallerIdentity&Version=2011-06-15",
+            },
+        },
+        scopes=[SCOPE],
+    )
 
 
 def whoami(stack: LocalStack, credentials: Any) -> dict[str, Any]:
     from google.auth.transport.requests import AuthorizedSession
 
-    response = AuthorizedSession(credentials).get(stack.emulator.http_url + "/v1/whoami", timeout=10)
+    response = AuthorizedSession(credentials).get(
+        stack.emulator.http_url + "/v1/whoami", timeout=10
+    )
     assert response.status_code == 200, response.text
     return response.json()
 
 
 def test_bound_task_role_gets_the_service_account_without_any_key(
-        stack: LocalStack, wif: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    stack: LocalStack, wif: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     bind(stack, wif, "gcpfargate-batch-task")
     before = stack.emulator.stats()
     credentials = external_account(stack, wif, assumed(stack, "gcpfargate-batch-task"), monkeypatch)
@@ -130,7 +182,8 @@ def test_bound_task_role_gets_the_service_account_without_any_key(
 
 
 def test_short_token_lifetime_makes_the_application_refresh(
-        stack: LocalStack, wif: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    stack: LocalStack, wif: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     bind(stack, wif, "gcpfargate-batch-task")
     # google-auth refreshes 3 min 45 s before expiry, so a 230 s token is stale after about 5 s.
     stack.emulator.set_token_lifetime(230)
@@ -155,36 +208,57 @@ def refused(stack: LocalStack, credentials: Any) -> str:
 
 
 def test_role_that_is_not_bound_is_denied_at_impersonation(
-        stack: LocalStack, wif: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    stack: LocalStack, wif: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     bind(stack, wif, "gcpfargate-batch-task")
     credentials = external_account(stack, wif, assumed(stack, "gcpfargate-other-task"), monkeypatch)
     message = refused(stack, credentials)
-    assert "Permission 'iam.serviceAccounts.getAccessToken' denied on resource (or it may not exist)." in message
+    assert (
+        "Permission 'iam.serviceAccounts.getAccessToken' denied on resource (or it may not exist)."
+        in message
+    )
 
 
 def test_attribute_condition_rejects_a_role_outside_gcpfargate(
-        stack: LocalStack, wif: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    stack: LocalStack, wif: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     credentials = external_account(stack, wif, assumed(stack, "someone-else"), monkeypatch)
-    assert "The given credential is rejected by the attribute condition." in refused(stack, credentials)
+    assert "The given credential is rejected by the attribute condition." in refused(
+        stack, credentials
+    )
 
 
 def test_keys_moto_never_issued_are_refused(
-        stack: LocalStack, wif: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
-    fake = {"AWS_ACCESS_KEY_ID": "ASIAUNKNOWN0000000", "AWS_SECRET_ACCESS_KEY": "x", "AWS_SESSION_TOKEN": "y",
-            "AWS_REGION": REGION}
+    stack: LocalStack, wif: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = {
+        "AWS_ACCESS_KEY_ID": "ASIAUNKNOWN0000000",
+        "AWS_SECRET_ACCESS_KEY": "x",
+        "AWS_SESSION_TOKEN": "y",
+        "AWS_REGION": REGION,
+    }
     credentials = external_account(stack, wif, fake, monkeypatch)
     assert "The security token included in the request is invalid." in refused(stack, credentials)
 
 
 def exchange(stack: LocalStack, audience: str, subject: dict[str, Any]) -> requests.Response:
-    return requests.post(stack.emulator.http_url + "/v1/token", timeout=10, data={
-        "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange", "audience": audience,
-        "requested_token_type": "urn:ietf:params:oauth:token-type:access_token", "scope": SCOPE,
-        "subject_token_type": "urn:ietf:params:aws:token-type:aws4_request",
-        "subject_token": urllib.parse.quote(json.dumps(subject))})
+    return requests.post(
+        stack.emulator.http_url + "/v1/token",
+        timeout=10,
+        data={
+            "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
+            "audience": audience,
+            "requested_token_type": "urn:ietf:params:oauth:token-type:access_token",
+            "scope": SCOPE,
+            "subject_token_type": "urn:ietf:params:aws:token-type:aws4_request",
+            "subject_token": urllib.parse.quote(json.dumps(subject)),
+        },
+    )
 
 
-def signed_subject(stack: LocalStack, wif: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+def signed_subject(
+    stack: LocalStack, wif: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> dict[str, Any]:
     from google.auth.transport.requests import Request
 
     credentials = external_account(stack, wif, assumed(stack, "gcpfargate-batch-task"), monkeypatch)
@@ -192,35 +266,51 @@ def signed_subject(stack: LocalStack, wif: dict[str, Any], monkeypatch: pytest.M
 
 
 def test_stale_signature_wrong_target_and_wrong_scope_are_refused(
-        stack: LocalStack, wif: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    stack: LocalStack, wif: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     audience = f"//iam.googleapis.com/{wif['pool']}/providers/aws-tasks"
     subject = signed_subject(stack, wif, monkeypatch)
     assert exchange(stack, audience, subject).status_code == 200
 
     def edited(name: str, change: Any) -> dict[str, Any]:
-        headers = [{**h, "value": change(h["value"])} if h["key"] == name else h for h in subject["headers"]]
+        headers = [
+            {**h, "value": change(h["value"])} if h["key"] == name else h
+            for h in subject["headers"]
+        ]
         return {**subject, "headers": headers}
 
     old = (dt.datetime.now(dt.UTC) - dt.timedelta(minutes=16)).strftime("%Y%m%dT%H%M%SZ")
     # Signed 16 minutes ago; near midnight UTC that is yesterday, and the credential scope's date
     # must say so too (else the scope check answers first, as it does for a real mismatch).
     dated = edited("x-amz-date", lambda v: old)
-    dated["headers"] = [{**h, "value": h["value"].replace(f"/{h['value'].split('/')[1]}/", f"/{old[:8]}/", 1)}
-                        if h["key"] == "Authorization" else h for h in dated["headers"]]
+    dated["headers"] = [
+        {**h, "value": h["value"].replace(f"/{h['value'].split('/')[1]}/", f"/{old[:8]}/", 1)}
+        if h["key"] == "Authorization"
+        else h
+        for h in dated["headers"]
+    ]
     stale = exchange(stack, audience, dated)
-    assert stale.status_code == 400 and stale.json()["error_description"].startswith("Signature expired: ")
+    assert stale.status_code == 400 and stale.json()["error_description"].startswith(
+        "Signature expired: "
+    )
     other = exchange(stack, audience, edited("x-goog-cloud-target-resource", lambda v: v + "x"))
-    assert other.json() == {"error": "invalid_grant", "error_description":
-                            "The x-goog-cloud-target-resource header does not match the audience."}
-    scope = exchange(stack, audience,
-                     edited("Authorization", lambda v: v.replace(f"/{REGION}/sts/", "/us-east-1/sts/")))
+    assert other.json() == {
+        "error": "invalid_grant",
+        "error_description": "The x-goog-cloud-target-resource header does not match the audience.",
+    }
+    scope = exchange(
+        stack,
+        audience,
+        edited("Authorization", lambda v: v.replace(f"/{REGION}/sts/", "/us-east-1/sts/")),
+    )
     assert "credential scope" in scope.json()["error_description"]
     unknown = exchange(stack, audience.replace("aws-tasks", "nope"), subject)
     assert unknown.json()["error"] == "invalid_target"
 
 
 def test_soft_deleted_pool_is_refused_listed_as_deleted_and_undeletable(
-        stack: LocalStack, wif: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    stack: LocalStack, wif: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     rest, base = wif["rest"], stack.emulator.http_url
     bind(stack, wif, "gcpfargate-batch-task")
     deleted = rest.wait(rest.call("DELETE", "/gcpfargate"), base)
@@ -236,12 +326,18 @@ def test_soft_deleted_pool_is_refused_listed_as_deleted_and_undeletable(
     assert whoami(stack, credentials)["email"] == wif["email"]
 
 
-def test_operations_must_be_polled_and_mutations_are_counted(stack: LocalStack, wif: dict[str, Any]) -> None:
+def test_operations_must_be_polled_and_mutations_are_counted(
+    stack: LocalStack, wif: dict[str, Any]
+) -> None:
     rest, base = wif["rest"], stack.emulator.http_url
     stack.emulator.set_operation_polls(3)
     before = stack.emulator.stats()["mutating_calls"]
-    operation = rest.call("POST", "/gcpfargate/providers", params={"workloadIdentityPoolProviderId": "second"},
-                          json={"aws": {"accountId": ACCOUNT_ID}})
+    operation = rest.call(
+        "POST",
+        "/gcpfargate/providers",
+        params={"workloadIdentityPoolProviderId": "second"},
+        json={"aws": {"accountId": ACCOUNT_ID}},
+    )
     assert "done" not in operation
     polls = 0
     while not operation.get("done"):
@@ -249,17 +345,28 @@ def test_operations_must_be_polled_and_mutations_are_counted(stack: LocalStack, 
         polls += 1
     assert polls == 3
     provider = operation["response"]
-    assert provider["attributeMapping"]["google.subject"] == "assertion.arn" and provider["state"] == "ACTIVE"
+    assert (
+        provider["attributeMapping"]["google.subject"] == "assertion.arn"
+        and provider["state"] == "ACTIVE"
+    )
     assert stack.emulator.stats()["mutating_calls"] == before + 1
-    bad = rest.call("POST", "/gcpfargate/providers", params={"workloadIdentityPoolProviderId": "bad1"},
-                    json={"aws": {"accountId": ACCOUNT_ID}, "attributeCondition": "assertion.arn.startsWith("},
-                    expect=400)
+    bad = rest.call(
+        "POST",
+        "/gcpfargate/providers",
+        params={"workloadIdentityPoolProviderId": "bad1"},
+        json={"aws": {"accountId": ACCOUNT_ID}, "attributeCondition": "assertion.arn.startsWith("},
+        expect=400,
+    )
     assert bad["error"]["status"] == "INVALID_ARGUMENT"
-    assert rest.call("GET", "/gcpfargate/providers/nope", expect=404)["error"]["message"] == \
-        "Requested entity was not found."
+    assert (
+        rest.call("GET", "/gcpfargate/providers/nope", expect=404)["error"]["message"]
+        == "Requested entity was not found."
+    )
 
 
-def test_set_iam_policy_with_a_stale_etag_is_aborted(stack: LocalStack, wif: dict[str, Any]) -> None:
+def test_set_iam_policy_with_a_stale_etag_is_aborted(
+    stack: LocalStack, wif: dict[str, Any]
+) -> None:
     from google.api_core import exceptions
 
     bind(stack, wif, "gcpfargate-a-task")
@@ -269,13 +376,19 @@ def test_set_iam_policy_with_a_stale_etag_is_aborted(stack: LocalStack, wif: dic
     from google.cloud.iam_admin_v1 import IAMClient
     from google.cloud.iam_admin_v1.services.iam.transports import IAMGrpcTransport
 
-    client = IAMClient(transport=IAMGrpcTransport(channel=grpc.insecure_channel(stack.emulator.grpc_address),
-                                                  credentials=AnonymousCredentials()),
-                       client_options=ClientOptions())
+    client = IAMClient(
+        transport=IAMGrpcTransport(
+            channel=grpc.insecure_channel(stack.emulator.grpc_address),
+            credentials=AnonymousCredentials(),
+        ),
+        client_options=ClientOptions(),
+    )
     resource = f"projects/{wif['project']}/serviceAccounts/{wif['email']}"
     read = client.get_iam_policy(request={"resource": resource})
     bind(stack, wif, "gcpfargate-b-task")  # someone else writes in between
     with pytest.raises(exceptions.Aborted) as caught:
         client.set_iam_policy(request={"resource": resource, "policy": read})
     assert "There were concurrent policy changes." in str(caught.value)
-    assert len(stack.emulator.iam_policy_members(wif["email"], "roles/iam.workloadIdentityUser")) == 2
+    assert (
+        len(stack.emulator.iam_policy_members(wif["email"], "roles/iam.workloadIdentityUser")) == 2
+    )

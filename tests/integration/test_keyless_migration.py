@@ -29,12 +29,18 @@ def secret(project: Project) -> dict[str, Any]:
 
 def test_org_policy_refusal_names_keyless_and_keyless_then_works(project: Project) -> None:
     emulator = project.stack.emulator
-    emulator.deny_key_creation(project.gcp_project,
-                               constraint="constraints/iam.managed.disableServiceAccountKeyCreation")
+    emulator.deny_key_creation(
+        project.gcp_project, constraint="constraints/iam.managed.disableServiceAccountKeyCreation"
+    )
     try:
         refused = project.run("bootstrap")
-        assert_one_clean_line(refused, 1, "iam.managed.disableServiceAccountKeyCreation", 'set gcp.auth = "keyless"',
-                              "GCPFARGATE_GCP_AUTH=keyless")
+        assert_one_clean_line(
+            refused,
+            1,
+            "iam.managed.disableServiceAccountKeyCreation",
+            'set gcp.auth = "keyless"',
+            "GCPFARGATE_GCP_AUTH=keyless",
+        )
         switched = project.run("bootstrap", env=KEYLESS)
     finally:
         emulator.reset_knobs()
@@ -42,20 +48,29 @@ def test_org_policy_refusal_names_keyless_and_keyless_then_works(project: Projec
     assert emulator.key_ids(project.email) == []
 
 
-def test_off_a_terminal_the_keys_are_named_and_left_then_retire_keys_retires_them(project: Project) -> None:
+def test_off_a_terminal_the_keys_are_named_and_left_then_retire_keys_retires_them(
+    project: Project,
+) -> None:
     key_id = key_mode(project)
     emulator = project.stack.emulator
     switched = project.run("bootstrap", "--output", "json", env=KEYLESS)
     assert switched.returncode == 0, switched.output
     assert "retired_keys" not in switched.json
     note = [line for line in switched.stderr.splitlines() if "key mode left" in line]
-    assert note == [f"note: key mode left 1 key(s) of {project.email} ({key_id}) held by secret {project.secret_name}; "
-                    "nothing was done to them. Run `gcpfargate bootstrap --retire-keys` to delete them and schedule "
-                    "the secret's deletion"], switched.stderr
-    assert emulator.key_ids(project.email) == [key_id] and emulator.key_state(project.email, key_id) == "enabled"
+    assert note == [
+        f"note: key mode left 1 key(s) of {project.email} ({key_id}) held by secret {project.secret_name}; "
+        "nothing was done to them. Run `gcpfargate bootstrap --retire-keys` to delete them and schedule "
+        "the secret's deletion"
+    ], switched.stderr
+    assert (
+        emulator.key_ids(project.email) == [key_id]
+        and emulator.key_state(project.email, key_id) == "enabled"
+    )
     assert "DeletedDate" not in secret(project)
 
-    assert_one_clean_line(project.run("bootstrap", "--retire-keys"), 2, "--retire-keys applies in keyless mode only")
+    assert_one_clean_line(
+        project.run("bootstrap", "--retire-keys"), 2, "--retire-keys applies in keyless mode only"
+    )
     assert emulator.key_ids(project.email) == [key_id]
 
     dry = project.run("bootstrap", "--retire-keys", "--dry-run", "--output", "json", env=KEYLESS)
@@ -83,17 +98,30 @@ def test_not_offered_while_a_family_still_reads_the_secret_in_key_mode(project: 
     key_id = key_mode(project)
     arn = secret(project)["ARN"]
     other = f"{project.family}-other"
-    project.aws("secretsmanager").tag_resource(SecretId=arn, Tags=[{"Key": "gcpfargate:families", "Value": other}])
+    project.aws("secretsmanager").tag_resource(
+        SecretId=arn, Tags=[{"Key": "gcpfargate:families", "Value": other}]
+    )
     strict = project.stack.strict
     with strict.without("consistency.pass_role") if strict else contextlib.nullcontext():
         project.aws("ecs").register_task_definition(
-            family=other, executionRoleArn=f"arn:aws:iam::123456789012:role/gcpfargate-{project.family}-execution",
-            containerDefinitions=[{"name": "job", "image": "busybox", "essential": True, "memory": 128,
-                                   "secrets": [{"name": "GCP_CREDENTIALS_JSON", "valueFrom": arn}]}])
+            family=other,
+            executionRoleArn=f"arn:aws:iam::123456789012:role/gcpfargate-{project.family}-execution",
+            containerDefinitions=[
+                {
+                    "name": "job",
+                    "image": "busybox",
+                    "essential": True,
+                    "memory": 128,
+                    "secrets": [{"name": "GCP_CREDENTIALS_JSON", "valueFrom": arn}],
+                }
+            ],
+        )
     result = project.run("bootstrap", "--retire-keys", env=KEYLESS)
     assert result.returncode == 0, result.output
-    assert (f"not retiring them while {other} still take the key from the secret" in result.stderr and
-            "switch them to keyless, then run `gcpfargate bootstrap --retire-keys`" in result.stderr), result.stderr
+    assert (
+        f"not retiring them while {other} still take the key from the secret" in result.stderr
+        and "switch them to keyless, then run `gcpfargate bootstrap --retire-keys`" in result.stderr
+    ), result.stderr
     assert project.stack.emulator.key_ids(project.email) == [key_id]
     assert "DeletedDate" not in secret(project)
 
@@ -119,7 +147,8 @@ def test_on_a_terminal_the_user_is_asked(project: Project) -> None:
 
 
 def test_deploy_offers_it_after_the_keyless_revision_is_registered(
-        project: Project, base_image: str) -> None:  # noqa: F811
+    project: Project, base_image: str  # noqa: F811
+) -> None:
     from tests.integration.deployed import latest, prepare
 
     key_id = key_mode(project)
@@ -128,7 +157,9 @@ def test_deploy_offers_it_after_the_keyless_revision_is_registered(
     deployed = project.run("deploy", "--output", "json")
     assert deployed.returncode == 0, deployed.output
     assert "retired_keys" not in deployed.json["bootstrap"]
-    assert "nothing was done to them" in deployed.stderr and "--retire-keys" in deployed.stderr, deployed.stderr
+    assert "nothing was done to them" in deployed.stderr and "--retire-keys" in deployed.stderr, (
+        deployed.stderr
+    )
     assert project.stack.emulator.key_ids(project.email) == [key_id]
 
     retired = project.run("deploy", "--retire-keys", "--output", "json")
@@ -136,4 +167,6 @@ def test_deploy_offers_it_after_the_keyless_revision_is_registered(
     assert retired.json["bootstrap"]["retired_keys"] == [key_id]
     assert project.stack.emulator.key_ids(project.email) == []
     assert "DeletedDate" in secret(project)
-    assert "secrets" not in latest(project)["containerDefinitions"][0]  # the revision that runs needs no key
+    assert (
+        "secrets" not in latest(project)["containerDefinitions"][0]
+    )  # the revision that runs needs no key

@@ -13,14 +13,16 @@ import pytest
 
 from gcpfargate.clients.docker import DockerEngine
 from gcpfargate.clients.layers import local_layer_dirs
-from gcpfargate.core.layer_scan import RULES_VERSION, CleanLayers, LayerScan, scan_layers
-from gcpfargate.keyscan import stream_has_key
+from gcpfargate.image.layer_scan import RULES_VERSION, CleanLayers, LayerScan, scan_layers
+from gcpfargate.keymaterial.keyscan import stream_has_key
 from tests.conftest import Project
 from tests.integration.test_push_image import configure_image, fake_key_json
 from tests.stack.images import write_busybox_context
 from tests.stack.local import LocalStack
 
-BOTH_WAYS = pytest.mark.parametrize("local_storage", [True, False], ids=["engine-storage", "export"])
+BOTH_WAYS = pytest.mark.parametrize(
+    "local_storage", [True, False], ids=["engine-storage", "export"]
+)
 
 
 @pytest.fixture
@@ -34,8 +36,13 @@ def build(engine: DockerEngine, context: Path, app: str, steps: tuple[str, ...] 
     return engine.build(context, "Dockerfile", f"layer-scan-test:{context.name}")
 
 
-def scan(engine: DockerEngine, image: str, cache: CleanLayers, local_storage: bool,
-         files: list[str] | None = None) -> LayerScan:
+def scan(
+    engine: DockerEngine,
+    image: str,
+    cache: CleanLayers,
+    local_storage: bool,
+    files: list[str] | None = None,
+) -> LayerScan:
     """The product's rule; `files` counts what it is handed: every file whose content is read."""
 
     def rule(content: BinaryIO) -> bool:
@@ -51,8 +58,9 @@ def diff_ids(engine: DockerEngine, image: str) -> list[str]:
 
 
 @BOTH_WAYS
-def test_a_second_scan_of_the_same_layers_reads_no_layer_content(engine: DockerEngine, tmp_path: Path,
-                                                                  local_storage: bool) -> None:
+def test_a_second_scan_of_the_same_layers_reads_no_layer_content(
+    engine: DockerEngine, tmp_path: Path, local_storage: bool
+) -> None:
     cache = CleanLayers(tmp_path / "cache" / "clean.json")
     image = build(engine, tmp_path / "v1", "v1\n")
     first = scan(engine, image, cache, local_storage)
@@ -67,8 +75,9 @@ def test_a_second_scan_of_the_same_layers_reads_no_layer_content(engine: DockerE
 
 
 @BOTH_WAYS
-def test_after_an_app_change_only_the_app_layer_is_read(engine: DockerEngine, tmp_path: Path,
-                                                        local_storage: bool) -> None:
+def test_after_an_app_change_only_the_app_layer_is_read(
+    engine: DockerEngine, tmp_path: Path, local_storage: bool
+) -> None:
     cache = CleanLayers(tmp_path / "clean.json")
     context = tmp_path / "app"
     scan(engine, build(engine, context, "v1\n"), cache, local_storage)
@@ -84,12 +93,20 @@ def test_after_an_app_change_only_the_app_layer_is_read(engine: DockerEngine, tm
 
 
 @BOTH_WAYS
-def test_a_key_is_found_by_its_path_every_time_and_never_cached(engine: DockerEngine, tmp_path: Path,
-                                                                 local_storage: bool) -> None:
+def test_a_key_is_found_by_its_path_every_time_and_never_cached(
+    engine: DockerEngine, tmp_path: Path, local_storage: bool
+) -> None:
     cache = CleanLayers(tmp_path / "clean.json")
     encoded = base64.b64encode(fake_key_json().encode()).decode()
-    image = build(engine, tmp_path / "keyed", "v1\n", (
-        f"RUN mkdir -p /app && echo {encoded} | base64 -d > /app/creds.json", "RUN rm /app/creds.json"))
+    image = build(
+        engine,
+        tmp_path / "keyed",
+        "v1\n",
+        (
+            f"RUN mkdir -p /app && echo {encoded} | base64 -d > /app/creds.json",
+            "RUN rm /app/creds.json",
+        ),
+    )
     for _ in range(2):
         result = scan(engine, image, cache, local_storage)
         assert result.found == ["/app/creds.json"]
@@ -97,12 +114,18 @@ def test_a_key_is_found_by_its_path_every_time_and_never_cached(engine: DockerEn
     keyed = layers[2]  # busybox, --install, the RUN that wrote the key, its rm, app.txt
     assert keyed not in cache.load()
     if local_storage:
-        assert cache.load() == [each for each in layers if each != keyed]  # the clean ones are recorded
+        assert cache.load() == [
+            each for each in layers if each != keyed
+        ]  # the clean ones are recorded
         assert scan(engine, image, cache, True).read == [keyed]
 
 
-@pytest.mark.parametrize("damage", ["truncated", "checksum", "not-a-digest", "other-rules", "a-directory"])
-def test_a_cache_that_cannot_be_trusted_means_not_scanned(engine: DockerEngine, tmp_path: Path, damage: str) -> None:
+@pytest.mark.parametrize(
+    "damage", ["truncated", "checksum", "not-a-digest", "other-rules", "a-directory"]
+)
+def test_a_cache_that_cannot_be_trusted_means_not_scanned(
+    engine: DockerEngine, tmp_path: Path, damage: str
+) -> None:
     cache = CleanLayers(tmp_path / "clean.json")
     image = build(engine, tmp_path / "app", "v1\n")
     scan(engine, image, cache, True)
@@ -124,7 +147,9 @@ def test_a_cache_that_cannot_be_trusted_means_not_scanned(engine: DockerEngine, 
     assert len(scan(engine, image, cache, True).read) == 3
 
 
-def test_an_unwritable_cache_costs_a_rescan_not_a_failure(engine: DockerEngine, tmp_path: Path) -> None:
+def test_an_unwritable_cache_costs_a_rescan_not_a_failure(
+    engine: DockerEngine, tmp_path: Path
+) -> None:
     (tmp_path / "file").write_text("")
     cache = CleanLayers(tmp_path / "file" / "clean.json")  # its directory cannot be made
     image = build(engine, tmp_path / "app", "v1\n")
@@ -132,7 +157,9 @@ def test_an_unwritable_cache_costs_a_rescan_not_a_failure(engine: DockerEngine, 
     assert len(scan(engine, image, cache, True).read) == 3
 
 
-def test_layer_directories_are_used_only_as_the_engine_files_them(engine: DockerEngine, tmp_path: Path) -> None:
+def test_layer_directories_are_used_only_as_the_engine_files_them(
+    engine: DockerEngine, tmp_path: Path
+) -> None:
     image = build(engine, tmp_path / "app", "v1\n")
     inspected = engine.inspect(image) or {}
     dirs = local_layer_dirs("", inspected)
@@ -140,8 +167,13 @@ def test_layer_directories_are_used_only_as_the_engine_files_them(engine: Docker
     assert (dirs[diff_ids(engine, image)[-1]] / "app.txt").read_text() == "v1\n"
     data = inspected["GraphDriver"]["Data"]
     lower = data["LowerDir"].split(":")
-    swapped = {**inspected, "GraphDriver": {**inspected["GraphDriver"],
-                                           "Data": {**data, "LowerDir": ":".join(lower[::-1])}}}
+    swapped = {
+        **inspected,
+        "GraphDriver": {
+            **inspected["GraphDriver"],
+            "Data": {**data, "LowerDir": ":".join(lower[::-1])},
+        },
+    }
     assert local_layer_dirs("", swapped) is None  # checked against the layer database, not trusted
     assert local_layer_dirs("tcp://127.0.0.1:2375", inspected) is None  # a remote engine's paths
 
@@ -151,11 +183,15 @@ def test_push_image_records_scanned_layers_in_the_users_cache(project: Project) 
     write_busybox_context(project.dir)
     result = project.run("push-image", "--output", "json", env={"XDG_CACHE_HOME": None})
     assert result.returncode == 0, result.output
-    recorded = CleanLayers(project.dir / ".home" / ".cache" / "gcpfargate" / f"clean-layers-v{RULES_VERSION}.json")
+    recorded = CleanLayers(
+        project.dir / ".home" / ".cache" / "gcpfargate" / f"clean-layers-v{RULES_VERSION}.json"
+    )
     assert len(recorded.load()) == 2  # busybox and its --install layer
 
 
-def test_an_image_whose_layers_the_engine_does_not_name_is_read_whole(engine: DockerEngine, tmp_path: Path) -> None:
+def test_an_image_whose_layers_the_engine_does_not_name_is_read_whole(
+    engine: DockerEngine, tmp_path: Path
+) -> None:
     """Fail closed: no diff IDs means nothing can be known clean, so the whole export is read."""
 
     class Unnamed(DockerEngine):
@@ -164,7 +200,11 @@ def test_an_image_whose_layers_the_engine_does_not_name_is_read_whole(engine: Do
 
     unnamed = Unnamed()
     encoded = base64.b64encode(fake_key_json().encode()).decode()
-    image = build(engine, tmp_path / "keyed", "v1\n",
-                  (f"RUN mkdir -p /app && echo {encoded} | base64 -d > /app/k.json",))
+    image = build(
+        engine,
+        tmp_path / "keyed",
+        "v1\n",
+        (f"RUN mkdir -p /app && echo {encoded} | base64 -d > /app/k.json",),
+    )
     result = scan(unnamed, image, CleanLayers(tmp_path / "clean.json"), True)
     assert result.found == ["/app/k.json"] and result.exported and len(result.read) == 4

@@ -55,8 +55,12 @@ def _fits(text: str, columns: int, start: str = "") -> list[str]:
     A line may be wider only when it ends in one unbreakable token (an ARN, a digest) that cannot
     fit beside its label: the terminal folds that on screen, and a copy-paste still gets it whole.
     """
-    result = text[text.index(start):] if start else text
-    return [line for line in result.splitlines() if len(line) > columns and len(line.split()[-1]) < columns - 25]
+    result = text[text.index(start) :] if start else text
+    return [
+        line
+        for line in result.splitlines()
+        if len(line) > columns and len(line.split()[-1]) < columns - 25
+    ]
 
 
 def test_deploy_and_doctor_at_80_columns_wrap_without_splitting_arns(project: Project) -> None:
@@ -65,8 +69,11 @@ def test_deploy_and_doctor_at_80_columns_wrap_without_splitting_arns(project: Pr
     code, screen = in_pty(project, "deploy")
     assert code == 0, screen
     definition = latest(project)
-    for whole in (definition["taskDefinitionArn"], first["bootstrap"]["secret_arn"],
-                  definition["containerDefinitions"][0]["image"]):
+    for whole in (
+        definition["taskDefinitionArn"],
+        first["bootstrap"]["secret_arn"],
+        definition["containerDefinitions"][0]["image"],
+    ):
         assert whole in screen, screen
     assert _fits(screen, 80, "gcpfargate deploy") == [], screen
 
@@ -76,7 +83,9 @@ def test_deploy_and_doctor_at_80_columns_wrap_without_splitting_arns(project: Pr
     code, screen = in_pty(project, "doctor")
     assert code == 3, screen
     # The whole detail with its fix hint is on screen, word for word, only the line breaks differ.
-    assert failed["detail"].split() == _words_after(screen, failed["name"] + ":", len(failed["detail"].split()))
+    assert failed["detail"].split() == _words_after(
+        screen, failed["name"] + ":", len(failed["detail"].split())
+    )
     assert _fits(screen, 80, "gcpfargate doctor") == [], screen
 
 
@@ -94,8 +103,10 @@ def test_off_a_terminal_results_are_plain_lines(project: Project) -> None:
         assert BOX.findall(result.stdout) == [], result.stdout
     arn = latest(project)["taskDefinitionArn"]
     shown = project.run("deploy")
-    assert f"register-task: changed no, {arn}" in shown.stdout.splitlines()[-1 if "service" not in shown.stdout
-                                                                             else -2].strip()
+    assert (
+        f"register-task: changed no, {arn}"
+        in shown.stdout.splitlines()[-1 if "service" not in shown.stdout else -2].strip()
+    )
 
 
 def test_schedule_at_80_columns_shows_every_arn_whole(project: Project) -> None:
@@ -104,8 +115,14 @@ def test_schedule_at_80_columns_shows_every_arn_whole(project: Project) -> None:
     assert created.returncode == 0, created.output
     code, screen = in_pty(project, "schedule", "--show")
     assert code == 0, screen
-    for whole in (created.json["schedule_arn"], arns["family_arn"], f"role/gcpfargate-{project.family}-scheduler"):
+    for whole in (
+        created.json["schedule_arn"],
+        arns["family_arn"],
+        f"role/gcpfargate-{project.family}-scheduler",
+    ):
         assert whole in screen, screen
     assert _fits(screen, 80) == [], screen
     plain = project.run("schedule", "--show")
-    assert BOX.findall(plain.stdout) == [] and f"arn: {created.json['schedule_arn']}" in plain.stdout
+    assert (
+        BOX.findall(plain.stdout) == [] and f"arn: {created.json['schedule_arn']}" in plain.stdout
+    )

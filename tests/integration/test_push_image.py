@@ -27,8 +27,15 @@ DOCKER_V2 = "application/vnd.docker.distribution.manifest.v2+json"
 def fake_key_json() -> str:
     """A key-shaped JSON document made at run time, so no key-looking text is ever committed."""
     pem = "-----BEGIN " + "PRIVATE KEY-----\nMIIfake\n-----END " + "PRIVATE KEY-----\n"
-    return json.dumps({"type": "service_account", "project_id": "proj-fake", "private_key_id": "0" * 40,
-                       "private_key": pem, "client_email": "fake@proj-fake.iam.gserviceaccount.com"})
+    return json.dumps(
+        {
+            "type": "service_account",
+            "project_id": "proj-fake",
+            "private_key_id": "0" * 40,
+            "private_key": pem,
+            "client_email": "fake@proj-fake.iam.gserviceaccount.com",
+        }
+    )
 
 
 def configure_image(project: Project, **image: Any) -> str:
@@ -41,8 +48,11 @@ def configure_image(project: Project, **image: Any) -> str:
 
 
 def registry_digest(project: Project, repository: str, tag: str) -> str | None:
-    request = urllib.request.Request(f"http://{project.stack.registry}/v2/{repository}/manifests/{tag}",
-                                     method="HEAD", headers={"Accept": DOCKER_V2})
+    request = urllib.request.Request(
+        f"http://{project.stack.registry}/v2/{repository}/manifests/{tag}",
+        method="HEAD",
+        headers={"Accept": DOCKER_V2},
+    )
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.headers["Docker-Content-Digest"]
@@ -54,7 +64,9 @@ def registry_digest(project: Project, repository: str, tag: str) -> str | None:
 
 def registry_tags(project: Project, repository: str) -> list[str]:
     try:
-        with urllib.request.urlopen(f"http://{project.stack.registry}/v2/{repository}/tags/list", timeout=10) as r:
+        with urllib.request.urlopen(
+            f"http://{project.stack.registry}/v2/{repository}/tags/list", timeout=10
+        ) as r:
             return sorted(json.load(r).get("tags") or [])
     except urllib.error.HTTPError as exc:
         if exc.code == 404:
@@ -68,8 +80,12 @@ def engine(project: Project) -> docker.DockerClient:
 
 def push_events(project: Project, repository: str, since: float) -> list[dict[str, Any]]:
     """The engine's own record of image pushes of this repository since `since`."""
-    events = engine(project).events(since=f"{since:.6f}", until=int(time.time()) + 1,
-                                    filters={"type": "image", "event": "push"}, decode=True)
+    events = engine(project).events(
+        since=f"{since:.6f}",
+        until=int(time.time()) + 1,
+        filters={"type": "image", "event": "push"},
+        decode=True,
+    )
     return [event for event in events if f"/{repository}:" in event.get("id", "")]
 
 
@@ -82,19 +98,27 @@ def test_push_builds_pushes_and_a_second_push_is_a_no_op(project: Project) -> No
     assert set(out) == {"image", "digest", "tags", "changed"}
     assert out["changed"] is True
     tag = out["tags"][0]
-    assert out["tags"] == [tag] and re.fullmatch(r"\d{14}", tag)  # not a git work tree: UTC timestamp
+    assert out["tags"] == [tag] and re.fullmatch(
+        r"\d{14}", tag
+    )  # not a git work tree: UTC timestamp
     assert out["image"] == f"{project.stack.registry}/{repository}:{tag}"
     assert out["digest"].startswith("sha256:")
     assert out["digest"] == registry_digest(project, repository, tag)
     assert registry_tags(project, repository) == [tag]  # no `latest` unless image.push_latest
-    described = project.aws("ecr").describe_repositories(repositoryNames=[repository])["repositories"][0]
+    described = project.aws("ecr").describe_repositories(repositoryNames=[repository])[
+        "repositories"
+    ][0]
     assert described["imageScanningConfiguration"]["scanOnPush"] is True
     assert not (project.dir / ".home" / ".docker" / "config.json").exists()
-    assert "Step 3/4" in first.stderr  # the build log was streamed (to stderr: stdout holds only JSON)
+    assert (
+        "Step 3/4" in first.stderr
+    )  # the build log was streamed (to stderr: stdout holds only JSON)
 
     since = time.time()
     calls = project.dir / "calls"
-    second = project.run("push-image", "--tag", tag, "--output", "json", env={"GCPFARGATE_CALL_LOG": str(calls)})
+    second = project.run(
+        "push-image", "--tag", tag, "--output", "json", env={"GCPFARGATE_CALL_LOG": str(calls)}
+    )
     assert second.returncode == 0, second.output
     assert second.json == {**out, "changed": False}
     assert push_events(project, repository, since) == []
@@ -110,18 +134,28 @@ def test_derived_tag_reuses_the_image_the_task_definition_pins(project: Project)
     assert first.returncode == 0, first.output
     pinned = f"{project.stack.registry}/{repository}@{first.json['digest']}"
     project.aws("ecs").register_task_definition(
-        family=project.family, requiresCompatibilities=["FARGATE"], networkMode="awsvpc", cpu="256",
-        memory="512", runtimePlatform={"cpuArchitecture": "X86_64", "operatingSystemFamily": "LINUX"},
+        family=project.family,
+        requiresCompatibilities=["FARGATE"],
+        networkMode="awsvpc",
+        cpu="256",
+        memory="512",
+        runtimePlatform={"cpuArchitecture": "X86_64", "operatingSystemFamily": "LINUX"},
         # ECS refuses an ECR image on Fargate without an execution role (the strict layer, too).
         executionRoleArn=f"arn:aws:iam::123456789012:role/gcpfargate-{project.family}-execution",
-        containerDefinitions=[{"name": "app", "image": pinned, "essential": True}])
+        containerDefinitions=[{"name": "app", "image": pinned, "essential": True}],
+    )
     time.sleep(1.1)  # the derived timestamp tag of the next run is certainly a new one
 
     since = time.time()
     second = project.run("push-image", "--output", "json")
     assert second.returncode == 0, second.output
     # Reported by digest, as registered: no tag lookups on the no-op path.
-    assert second.json == {"image": pinned, "digest": first.json["digest"], "tags": [], "changed": False}
+    assert second.json == {
+        "image": pinned,
+        "digest": first.json["digest"],
+        "tags": [],
+        "changed": False,
+    }
     assert "already runs this image" in second.stderr
     assert push_events(project, repository, since) == []
     assert registry_tags(project, repository) == first.json["tags"]
@@ -146,11 +180,18 @@ def test_dry_run_plans_with_the_git_sha_and_changes_nothing(project: Project) ->
     (project.dir / ".gitignore").write_text(".home/\ncalls\n")
     subprocess.run([*git, "add", "-A"], check=True, env=project.env)
     subprocess.run([*git, "commit", "-q", "-m", "init"], check=True, env=project.env)
-    sha = subprocess.run([*git, "rev-parse", "--short", "HEAD"], check=True, capture_output=True, text=True,
-                         env=project.env).stdout.strip()
+    sha = subprocess.run(
+        [*git, "rev-parse", "--short", "HEAD"],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=project.env,
+    ).stdout.strip()
 
     calls = project.dir / "calls"
-    result = project.run("push-image", "--dry-run", "--output", "json", env={"GCPFARGATE_CALL_LOG": str(calls)})
+    result = project.run(
+        "push-image", "--dry-run", "--output", "json", env={"GCPFARGATE_CALL_LOG": str(calls)}
+    )
     assert result.returncode == 0, result.output
     assert result.json["image"] == f"{project.stack.registry}/{repository}:{sha}"
     assert result.json["tags"] == [sha] and result.json["digest"] is None
@@ -164,12 +205,16 @@ def test_dry_run_plans_with_the_git_sha_and_changes_nothing(project: Project) ->
     assert "Plan (dry run, nothing changed):" in text.stderr and sha in text.stderr
 
 
-def test_key_in_the_context_is_refused_and_dockerignore_lets_the_push_through(project: Project) -> None:
+def test_key_in_the_context_is_refused_and_dockerignore_lets_the_push_through(
+    project: Project,
+) -> None:
     repository = configure_image(project)
     key = fake_key_json()
     write_busybox_context(project.dir, files={"config/sa-key.json": key})
     refused = project.run("push-image")
-    line = assert_one_clean_line(refused, 1, "refusing to push", "config/sa-key.json", "--allow-embedded-credentials")
+    line = assert_one_clean_line(
+        refused, 1, "refusing to push", "config/sa-key.json", "--allow-embedded-credentials"
+    )
     assert "MIIfake" not in refused.output and "PRIVATE" not in line
     assert not project.exists("repository", repository)
 
@@ -190,13 +235,21 @@ def test_key_created_by_a_run_step_is_refused_unless_allowed(project: Project) -
     encoded = base64.b64encode(gzip.compress(fake_key_json().encode())).decode()
     # The key is not in the context: a RUN step makes it (as a `curl` of a secret would), then deletes it,
     # which leaves it in that step's layer.
-    write_busybox_context(project.dir, [
-        f"RUN mkdir -p /app && echo {encoded} | base64 -d | gunzip > /app/creds.json",
-        "RUN rm /app/creds.json",
-    ])
+    write_busybox_context(
+        project.dir,
+        [
+            f"RUN mkdir -p /app && echo {encoded} | base64 -d | gunzip > /app/creds.json",
+            "RUN rm /app/creds.json",
+        ],
+    )
     refused = project.run("push-image")
-    assert_one_clean_line(refused, 1, "refusing to push", f"image {project.stack.registry}/{repository}:v1",
-                          "/app/creds.json")
+    assert_one_clean_line(
+        refused,
+        1,
+        "refusing to push",
+        f"image {project.stack.registry}/{repository}:v1",
+        "/app/creds.json",
+    )
     assert "MIIfake" not in refused.output
     assert registry_tags(project, repository) == []
 
@@ -216,15 +269,23 @@ def test_engine_unreachable_is_one_line(project: Project) -> None:
 def test_missing_dockerfile_names_the_path(project: Project) -> None:
     configure_image(project, dockerfile="build/Dockerfile.prod")
     result = project.run("push-image")
-    assert_one_clean_line(result, 2, f"Dockerfile {project.dir.resolve()}/build/Dockerfile.prod does not exist")
+    assert_one_clean_line(
+        result, 2, f"Dockerfile {project.dir.resolve()}/build/Dockerfile.prod does not exist"
+    )
 
 
 def test_failing_run_step_is_reported_as_that_step(project: Project) -> None:
     repository = configure_image(project)
     write_busybox_context(project.dir, ["RUN echo preparing-the-data && exit 3"])
     result = project.run("push-image")
-    line = assert_one_clean_line(result, 1, "image build failed at step 4/4", "RUN echo preparing-the-data",
-                                 "returned a non-zero code: 3", "last output: preparing-the-data")
+    line = assert_one_clean_line(
+        result,
+        1,
+        "image build failed at step 4/4",
+        "RUN echo preparing-the-data",
+        "returned a non-zero code: 3",
+        "last output: preparing-the-data",
+    )
     assert "Fix that step" in line
     assert registry_tags(project, repository) == []
 
@@ -233,21 +294,46 @@ def test_ecr_authorization_failure_is_one_line(project: Project) -> None:
     configure_image(project)
     write_busybox_context(project.dir)
     with FaultProxy(project.stack.moto_url) as proxy:
-        proxy.add(Rule("GetAuthorizationToken", status=400, code="AccessDeniedException",
-                       message="not authorized to perform ecr:GetAuthorizationToken", times=-1))
-        result = project.run("push-image", env={"AWS_ENDPOINT_URL": proxy.url, "AWS_MAX_ATTEMPTS": "1"})
-    assert_one_clean_line(result, 1, "ECR authorization token", "AccessDeniedException", "IAM permissions")
+        proxy.add(
+            Rule(
+                "GetAuthorizationToken",
+                status=400,
+                code="AccessDeniedException",
+                message="not authorized to perform ecr:GetAuthorizationToken",
+                times=-1,
+            )
+        )
+        result = project.run(
+            "push-image", env={"AWS_ENDPOINT_URL": proxy.url, "AWS_MAX_ATTEMPTS": "1"}
+        )
+    assert_one_clean_line(
+        result, 1, "ECR authorization token", "AccessDeniedException", "IAM permissions"
+    )
 
 
 def test_create_repository_refusal_is_access_denied(project: Project) -> None:
     repository = configure_image(project)
     write_busybox_context(project.dir)
     with FaultProxy(project.stack.moto_url) as proxy:
-        proxy.add(Rule("CreateRepository", status=400, code="AccessDeniedException",
-                       message="not authorized to perform ecr:CreateRepository", times=-1))
-        result = project.run("push-image", env={"AWS_ENDPOINT_URL": proxy.url, "AWS_MAX_ATTEMPTS": "1"})
-    assert_one_clean_line(result, 1, f"create ECR repository {repository}", "AccessDeniedException",
-                          "ecr:CreateRepository")
+        proxy.add(
+            Rule(
+                "CreateRepository",
+                status=400,
+                code="AccessDeniedException",
+                message="not authorized to perform ecr:CreateRepository",
+                times=-1,
+            )
+        )
+        result = project.run(
+            "push-image", env={"AWS_ENDPOINT_URL": proxy.url, "AWS_MAX_ATTEMPTS": "1"}
+        )
+    assert_one_clean_line(
+        result,
+        1,
+        f"create ECR repository {repository}",
+        "AccessDeniedException",
+        "ecr:CreateRepository",
+    )
 
 
 @contextmanager
@@ -274,13 +360,25 @@ def denying_registry() -> Iterator[str]:
             if self.path.rstrip("/") == "/v2":
                 self._answer(200)
             else:
-                self._answer(404, {"errors": [{"code": "MANIFEST_UNKNOWN", "message": "manifest unknown"}]})
+                self._answer(
+                    404, {"errors": [{"code": "MANIFEST_UNKNOWN", "message": "manifest unknown"}]}
+                )
 
         do_HEAD = do_GET
 
         def do_POST(self) -> None:
-            self._answer(403, {"errors": [{"code": "DENIED", "message": "User is not authorized to perform "
-                                           "ecr:InitiateLayerUpload because of the repository policy"}]})
+            self._answer(
+                403,
+                {
+                    "errors": [
+                        {
+                            "code": "DENIED",
+                            "message": "User is not authorized to perform "
+                            "ecr:InitiateLayerUpload because of the repository policy",
+                        }
+                    ]
+                },
+            )
 
         do_PUT = do_PATCH = do_POST
 
@@ -300,8 +398,9 @@ def test_push_refused_by_the_registry_is_access_denied(project: Project) -> None
     write_busybox_context(project.dir)
     with denying_registry() as host:
         result = project.run("push-image", env={"GCPFARGATE_ECR_REGISTRY": host})
-    assert_one_clean_line(result, 1, f"failed to push {host}/{project.family}:v1", "AccessDenied",
-                          "repository policy")
+    assert_one_clean_line(
+        result, 1, f"failed to push {host}/{project.family}:v1", "AccessDenied", "repository policy"
+    )
 
 
 def test_registry_down_is_one_line(project: Project) -> None:

@@ -21,12 +21,25 @@ from gcpfargate.clients.aws import AwsClients
 from gcpfargate.errors import AwsError
 from tests.stack.local import LocalStack
 
-TRUST = json.dumps({"Version": "2012-10-17", "Statement": [
-    {"Effect": "Allow", "Principal": {"Service": "ecs-tasks.amazonaws.com"}, "Action": "sts:AssumeRole"}]})
+TRUST = json.dumps(
+    {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "ecs-tasks.amazonaws.com"},
+                "Action": "sts:AssumeRole",
+            }
+        ],
+    }
+)
 
 
 def _document(action: str) -> dict[str, object]:
-    return {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": action, "Resource": "*"}]}
+    return {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": action, "Resource": "*"}],
+    }
 
 
 @pytest.fixture
@@ -39,7 +52,11 @@ def aws(stack: LocalStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> I
 
 def sent(tmp_path: Path) -> Counter[str]:
     log = tmp_path / "calls.log"
-    return Counter(" ".join(line.split()[1:3]) for line in log.read_text().splitlines()) if log.exists() else Counter()
+    return (
+        Counter(" ".join(line.split()[1:3]) for line in log.read_text().splitlines())
+        if log.exists()
+        else Counter()
+    )
 
 
 def role(aws: AwsClients) -> str:
@@ -48,7 +65,9 @@ def role(aws: AwsClients) -> str:
     return name
 
 
-def test_a_read_sent_ahead_replaces_exactly_one_identical_call(aws: AwsClients, tmp_path: Path) -> None:
+def test_a_read_sent_ahead_replaces_exactly_one_identical_call(
+    aws: AwsClients, tmp_path: Path
+) -> None:
     name = role(aws)
     aws.read_ahead("iam", "get_role", RoleName=name)
     first = aws.call("iam", "get_role", "read the role", RoleName=name)
@@ -67,12 +86,26 @@ def test_a_call_with_other_parameters_does_not_take_it(aws: AwsClients, tmp_path
     assert sent(tmp_path)["iam GetRole"] == 2
 
 
-def test_a_write_to_the_service_in_between_makes_the_call_ask_again(aws: AwsClients, tmp_path: Path) -> None:
+def test_a_write_to_the_service_in_between_makes_the_call_ask_again(
+    aws: AwsClients, tmp_path: Path
+) -> None:
     name = role(aws)
-    aws.call("iam", "put_role_policy", RoleName=name, PolicyName="p", PolicyDocument=json.dumps(_document("s3:Get*")))
+    aws.call(
+        "iam",
+        "put_role_policy",
+        RoleName=name,
+        PolicyName="p",
+        PolicyDocument=json.dumps(_document("s3:Get*")),
+    )
     aws.paginate_ahead("iam", "list_role_policies", "PolicyNames", RoleName=name)
     aws.read_ahead("iam", "get_role_policy", RoleName=name, PolicyName="p")
-    aws.call("iam", "put_role_policy", RoleName=name, PolicyName="p", PolicyDocument=json.dumps(_document("ecr:*")))
+    aws.call(
+        "iam",
+        "put_role_policy",
+        RoleName=name,
+        PolicyName="p",
+        PolicyDocument=json.dumps(_document("ecr:*")),
+    )
     # The answer sent ahead predates the write: not taken, asked again, and the new document is what counts.
     document = aws.call("iam", "get_role_policy", RoleName=name, PolicyName="p")["PolicyDocument"]
     assert document["Statement"][0]["Action"] == "ecr:*"
@@ -102,9 +135,17 @@ def test_an_error_is_worded_by_the_call_that_takes_it(aws: AwsClients, tmp_path:
     assert sent(tmp_path)["iam GetRole"] == 2
 
 
-def test_reads_sent_by_then_are_there_before_the_first_answer(aws: AwsClients, tmp_path: Path) -> None:
+def test_reads_sent_by_then_are_there_before_the_first_answer(
+    aws: AwsClients, tmp_path: Path
+) -> None:
     name = role(aws)
-    aws.call("iam", "put_role_policy", RoleName=name, PolicyName="p", PolicyDocument=json.dumps(_document("s3:Get*")))
+    aws.call(
+        "iam",
+        "put_role_policy",
+        RoleName=name,
+        PolicyName="p",
+        PolicyDocument=json.dumps(_document("s3:Get*")),
+    )
     seen: list[str] = []
 
     def dependent(answer: dict[str, dict[str, str]]) -> None:
@@ -120,4 +161,8 @@ def test_reads_sent_by_then_are_there_before_the_first_answer(aws: AwsClients, t
     assert aws.paginate("iam", "list_role_policies", "PolicyNames", RoleName=name) == ["p"]
     assert aws.call("iam", "get_role_policy", RoleName=name, PolicyName="p")["PolicyName"] == "p"
     calls = sent(tmp_path)
-    assert (calls["iam GetRole"], calls["iam ListRolePolicies"], calls["iam GetRolePolicy"]) == (1, 1, 1)
+    assert (calls["iam GetRole"], calls["iam ListRolePolicies"], calls["iam GetRolePolicy"]) == (
+        1,
+        1,
+        1,
+    )

@@ -25,26 +25,50 @@ CHECK_WIRING = "task definition delivers the key safely"
 
 @pytest.fixture(autouse=True)
 def _strict(stack: Any) -> None:
-    assert stack.strict is not None, "these tests need the strict layer (GCPF_STACK_STRICT is on by default)"
+    assert stack.strict is not None, (
+        "these tests need the strict layer (GCPF_STACK_STRICT is on by default)"
+    )
 
 
-def write_template(project: Project, container_extra: dict[str, Any], top_extra: dict[str, Any] | None = None,
-                   *, role: bool = False) -> None:
+def write_template(
+    project: Project,
+    container_extra: dict[str, Any],
+    top_extra: dict[str, Any] | None = None,
+    *,
+    role: bool = False,
+) -> None:
     """The default template's shape, without executionRoleArn unless `role`, plus what the test needs."""
     container: dict[str, Any] = {
-        "name": "app", "image": "@@image@@", "essential": True,
-        "logConfiguration": {"logDriver": "awslogs", "options": {
-            "awslogs-group": f"/ecs/{project.family}", "awslogs-region": REGION,
-            "awslogs-stream-prefix": "gcpfargate"}},
-        **container_extra}
+        "name": "app",
+        "image": "@@image@@",
+        "essential": True,
+        "logConfiguration": {
+            "logDriver": "awslogs",
+            "options": {
+                "awslogs-group": f"/ecs/{project.family}",
+                "awslogs-region": REGION,
+                "awslogs-stream-prefix": "gcpfargate",
+            },
+        },
+        **container_extra,
+    }
     definition: dict[str, Any] = {
-        "family": "@@family@@", "requiresCompatibilities": ["FARGATE"], "networkMode": "awsvpc",
-        "cpu": "256", "memory": "512", "containerDefinitions": [container], **(top_extra or {})}
+        "family": "@@family@@",
+        "requiresCompatibilities": ["FARGATE"],
+        "networkMode": "awsvpc",
+        "cpu": "256",
+        "memory": "512",
+        "containerDefinitions": [container],
+        **(top_extra or {}),
+    }
     if role:
         definition["executionRoleArn"] = "@@role@@"
     text = json.dumps(definition, indent=2)
-    text = (text.replace('"@@image@@"', "{{ image | tojson }}").replace('"@@family@@"', "{{ family | tojson }}")
-            .replace('"@@role@@"', "{{ execution_role_arn | tojson }}"))
+    text = (
+        text.replace('"@@image@@"', "{{ image | tojson }}")
+        .replace('"@@family@@"', "{{ family | tojson }}")
+        .replace('"@@role@@"', "{{ execution_role_arn | tojson }}")
+    )
     (project.dir / "task-definition.json.j2").write_text(text + "\n")
 
 
@@ -69,13 +93,21 @@ def doctor_checks(project: Project) -> tuple[int, dict[str, dict[str, str]]]:
 
 
 # -- issue 12 "done when" + items 1, 2 -------------------------------------------------------------
-def test_health_check_empty_env_and_no_execution_role_deploy_redeploy_and_doctor(project: Project) -> None:
+def test_health_check_empty_env_and_no_execution_role_deploy_redeploy_and_doctor(
+    project: Project,
+) -> None:
     prepare(project)
-    write_template(project, {
-        "healthCheck": {"command": ["CMD-SHELL", "true"]},
-        "environment": [{"name": "OPTIONAL_FLAG", "value": ""}, {"name": "MODE", "value": "batch"}],
-        "portMappings": [{"containerPort": 8080}],
-    })
+    write_template(
+        project,
+        {
+            "healthCheck": {"command": ["CMD-SHELL", "true"]},
+            "environment": [
+                {"name": "OPTIONAL_FLAG", "value": ""},
+                {"name": "MODE", "value": "batch"},
+            ],
+            "portMappings": [{"containerPort": 8080}],
+        },
+    )
     first = deploy(project)
     rendered = project.run("render")
     assert rendered.returncode == 0, rendered.output
@@ -106,25 +138,52 @@ def test_a_template_that_names_another_role_keeps_it(project: Project) -> None:
 def test_doctor_fails_a_revision_with_secrets_and_no_execution_role(project: Project) -> None:
     prepare(project)
     deploy(project)
-    definition = {k: v for k, v in latest(project).items()
-                  if k not in ("taskDefinitionArn", "revision", "status", "requiresAttributes", "compatibilities",
-                               "registeredAt", "registeredBy", "deregisteredAt", "executionRoleArn")}
+    definition = {
+        k: v
+        for k, v in latest(project).items()
+        if k
+        not in (
+            "taskDefinitionArn",
+            "revision",
+            "status",
+            "requiresAttributes",
+            "compatibilities",
+            "registeredAt",
+            "registeredBy",
+            "deregisteredAt",
+            "executionRoleArn",
+        )
+    }
     # Registered behind the strict layer's back: real ECS would refuse it, older tools or a console
     # import may still have left such a revision behind.
-    direct = boto3.client("ecs", region_name=REGION, endpoint_url=project.stack.moto_direct_url,
-                          aws_access_key_id="testing", aws_secret_access_key="testing")
+    direct = boto3.client(
+        "ecs",
+        region_name=REGION,
+        endpoint_url=project.stack.moto_direct_url,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
     direct.register_task_definition(**definition)
     code, checks = doctor_checks(project)
     assert code == 3  # doctor's exit code for a FAIL
-    assert checks[CHECK_WIRING]["status"] == "FAIL" and "executionRoleArn" in checks[CHECK_WIRING]["detail"]
+    assert (
+        checks[CHECK_WIRING]["status"] == "FAIL"
+        and "executionRoleArn" in checks[CHECK_WIRING]["detail"]
+    )
 
 
 def test_efs_volume_and_port_mappings_redeploy_without_a_new_revision(project: Project) -> None:
     prepare(project)
     efs = {"name": "shared", "efsVolumeConfiguration": {"fileSystemId": "fs-0123456789abcdef0"}}
-    write_template(project, {"portMappings": [{"containerPort": 80}],
-                             "mountPoints": [{"sourceVolume": "shared", "containerPath": "/data"}]},
-                   {"volumes": [efs]}, role=True)
+    write_template(
+        project,
+        {
+            "portMappings": [{"containerPort": 80}],
+            "mountPoints": [{"sourceVolume": "shared", "containerPath": "/data"}],
+        },
+        {"volumes": [efs]},
+        role=True,
+    )
     first = deploy(project)
     second = deploy(project)
     assert second["register-task"]["changed"] is False
@@ -133,8 +192,14 @@ def test_efs_volume_and_port_mappings_redeploy_without_a_new_revision(project: P
 
 # -- item 5: names --------------------------------------------------------------------------------
 def test_a_long_family_gets_an_execution_role_name_iam_accepts(project: Project) -> None:
-    long_family = ("nightly-reporting-pipeline-for-the-finance-department-" + project.family)[:80].rstrip("-")
-    text = (project.dir / "gcpfargate.toml").read_text().replace(f'"{project.family}"', f'"{long_family}"')
+    long_family = ("nightly-reporting-pipeline-for-the-finance-department-" + project.family)[
+        :80
+    ].rstrip("-")
+    text = (
+        (project.dir / "gcpfargate.toml")
+        .read_text()
+        .replace(f'"{project.family}"', f'"{long_family}"')
+    )
     project.write_config(text)
     project.family = long_family
     prepare(project)
@@ -142,11 +207,17 @@ def test_a_long_family_gets_an_execution_role_name_iam_accepts(project: Project)
     name = first["bootstrap"]["execution_role_arn"].rsplit("/", 1)[-1]
     assert len(name) <= 64 and name.startswith("gcpfargate-")
     again = deploy(project)
-    assert again["bootstrap"]["execution_role_arn"] == first["bootstrap"]["execution_role_arn"]  # stable
+    assert (
+        again["bootstrap"]["execution_role_arn"] == first["bootstrap"]["execution_role_arn"]
+    )  # stable
 
 
 def test_a_family_that_is_no_repository_name_fails_before_the_build(project: Project) -> None:
-    text = (project.dir / "gcpfargate.toml").read_text().replace(f'"{project.family}"', '"Nightly_Batch"')
+    text = (
+        (project.dir / "gcpfargate.toml")
+        .read_text()
+        .replace(f'"{project.family}"', '"Nightly_Batch"')
+    )
     project.write_config(text)
     prepare(project)
     config = project.dir / "gcpfargate.toml"
@@ -161,14 +232,19 @@ def test_the_role_may_decrypt_with_the_key_that_encrypts_the_secret(project: Pro
     prepare(project)
     key_arn = project.aws("kms").create_key(Description="team key")["KeyMetadata"]["Arn"]
     # An existing (adopted) secret under a customer key; gcpfargate's config names no key.
-    project.aws("secretsmanager").create_secret(Name=project.secret_name, KmsKeyId=key_arn,
-                                                Tags=[{"Key": "managed-by", "Value": "gcpfargate"}])
+    project.aws("secretsmanager").create_secret(
+        Name=project.secret_name,
+        KmsKeyId=key_arn,
+        Tags=[{"Key": "managed-by", "Value": "gcpfargate"}],
+    )
     result = project.run("bootstrap", "--output", "json")
     assert result.returncode == 0, result.output
     role = result.json["execution_role_arn"].rsplit("/", 1)[-1]
     iam = project.aws("iam")
-    documents = [iam.get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"]
-                 for name in iam.list_role_policies(RoleName=role)["PolicyNames"]]
+    documents = [
+        iam.get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"]
+        for name in iam.list_role_policies(RoleName=role)["PolicyNames"]
+    ]
     text = json.dumps(documents)
     assert "kms:Decrypt" in text and key_arn in text
 
@@ -185,7 +261,9 @@ def test_register_waits_out_passrole_right_after_the_role_is_created(project: Pr
         started = time.monotonic()
         registered = project.run("register-task", "--image", pushed.json["image"])
     assert registered.returncode == 0, registered.output
-    assert "iam:PassRole" in registered.stderr and "retrying" in registered.stderr  # refused, then waited
+    assert (
+        "iam:PassRole" in registered.stderr and "retrying" in registered.stderr
+    )  # refused, then waited
     assert time.monotonic() - started >= 14
 
 
@@ -193,8 +271,12 @@ def test_key_creation_waits_for_a_new_service_account(project: Project) -> None:
     prepare(project)
     config = project.dir / "gcpfargate.toml"
     fresh = f"fresh-{project.account_id}"[:30]
-    config.write_text(config.read_text().replace(f'service_account = "{project.account_id}"',
-                                                 f'service_account = "{fresh}"\ncreate_service_account = true'))
+    config.write_text(
+        config.read_text().replace(
+            f'service_account = "{project.account_id}"',
+            f'service_account = "{fresh}"\ncreate_service_account = true',
+        )
+    )
     project.stack.emulator.set_account_visibility_delay(seconds=3)
     try:
         result = project.run("bootstrap")
@@ -216,13 +298,24 @@ def test_read_only_root_without_a_mount_for_the_key_fails_at_render(project: Pro
 
 def test_read_only_root_with_a_mount_for_the_key_runs_locally(project: Project) -> None:
     # The program checks the key arrived and that the root file system really is read-only.
-    prepare(project, ('CMD ["sh", "-c", "test -s \\"$GOOGLE_APPLICATION_CREDENTIALS\\" && ! touch /x"]',))
+    prepare(
+        project,
+        ('CMD ["sh", "-c", "test -s \\"$GOOGLE_APPLICATION_CREDENTIALS\\" && ! touch /x"]',),
+    )
     credentials = "/run/gcp"
     config = project.dir / "gcpfargate.toml"
-    write_template(project, {"readonlyRootFilesystem": True,
-                             "mountPoints": [{"sourceVolume": "creds", "containerPath": credentials}]},
-                   {"volumes": [{"name": "creds"}]}, role=True)
-    text = config.read_text().replace("[task]\n", f'[task]\ncredentials_path = "{credentials}/key.json"\n', 1)
+    write_template(
+        project,
+        {
+            "readonlyRootFilesystem": True,
+            "mountPoints": [{"sourceVolume": "creds", "containerPath": credentials}],
+        },
+        {"volumes": [{"name": "creds"}]},
+        role=True,
+    )
+    text = config.read_text().replace(
+        "[task]\n", f'[task]\ncredentials_path = "{credentials}/key.json"\n', 1
+    )
     config.write_text(text)
     deploy(project)
     result = project.run("run-local")
@@ -248,7 +341,9 @@ def test_deploy_refuses_when_the_template_runs_another_image(project: Project) -
 def test_render_and_diff_use_the_latest_revisions_image_without_image(project: Project) -> None:
     prepare(project)
     config = project.dir / "gcpfargate.toml"
-    config.write_text(config.read_text().replace('tag = "v1"\n', ""))  # a derived tag: not in the config
+    config.write_text(
+        config.read_text().replace('tag = "v1"\n', "")
+    )  # a derived tag: not in the config
     first = deploy(project)
     image = latest(project)["containerDefinitions"][0]["image"]
     rendered = project.run("render")
@@ -261,7 +356,9 @@ def test_render_and_diff_use_the_latest_revisions_image_without_image(project: P
 
 def test_render_of_a_template_that_is_not_json_shows_the_numbered_text(project: Project) -> None:
     prepare(project)
-    (project.dir / "task-definition.json.j2").write_text('{\n  "family": {{ family }},\n  "x": 1\n}\n')
+    (project.dir / "task-definition.json.j2").write_text(
+        '{\n  "family": {{ family }},\n  "x": 1\n}\n'
+    )
     assert project.run("bootstrap").returncode == 0
     result = project.run("render", "--image", "busybox:latest")
     assert result.returncode == 2
@@ -279,7 +376,9 @@ def test_run_waits_out_a_role_ecs_cannot_assume_yet(project: Project) -> None:
     assert result.returncode == 0, result.output
     assert "unable to assume the role" in result.stderr and "retrying" in result.stderr
     assert time.monotonic() - started >= 14
-    assert project.aws("ecs").describe_tasks(cluster=ecs.cluster, tasks=[result.json["task_arn"]])["tasks"]
+    assert project.aws("ecs").describe_tasks(cluster=ecs.cluster, tasks=[result.json["task_arn"]])[
+        "tasks"
+    ]
 
 
 def test_schedule_waits_out_a_trust_policy_it_just_corrected(project: Project) -> None:
@@ -291,9 +390,21 @@ def test_schedule_waits_out_a_trust_policy_it_just_corrected(project: Project) -
     # Someone broke the scheduler role's trust policy; the next schedule corrects it (UpdateAssumeRolePolicy)
     # and then updates the schedule, which Scheduler refuses until the change has propagated.
     role = f"gcpfargate-{project.family}-scheduler"
-    project.aws("iam").update_assume_role_policy(RoleName=role, PolicyDocument=json.dumps({
-        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
-                                                "Principal": {"Service": "ecs-tasks.amazonaws.com"}}]}))
+    project.aws("iam").update_assume_role_policy(
+        RoleName=role,
+        PolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Action": "sts:AssumeRole",
+                        "Principal": {"Service": "ecs-tasks.amazonaws.com"},
+                    }
+                ],
+            }
+        ),
+    )
     layer = project.stack.strict
     layer.settings.consistency_delay, before = 10, layer.settings.consistency_delay
     try:
@@ -302,5 +413,9 @@ def test_schedule_waits_out_a_trust_policy_it_just_corrected(project: Project) -
         layer.settings.consistency_delay = before
     assert result.returncode == 0, result.output
     assert "retrying" in result.stderr
-    assert project.aws("scheduler").get_schedule(Name=f"gcpfargate-{project.family}")["ScheduleExpression"] == \
-        "cron(0 4 * * ? *)"
+    assert (
+        project.aws("scheduler").get_schedule(Name=f"gcpfargate-{project.family}")[
+            "ScheduleExpression"
+        ]
+        == "cron(0 4 * * ? *)"
+    )

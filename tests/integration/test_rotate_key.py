@@ -18,7 +18,9 @@ SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
 
 
 def _stage(project: Project, stage: str) -> dict:
-    value = project.aws("secretsmanager").get_secret_value(SecretId=project.secret_name, VersionStage=stage)
+    value = project.aws("secretsmanager").get_secret_value(
+        SecretId=project.secret_name, VersionStage=stage
+    )
     return json.loads(value["SecretString"])
 
 
@@ -42,7 +44,10 @@ def test_rotation_switches_keys_and_keeps_the_previous_one_working(bootstrapped:
     result = project.run("rotate-key", "--output", "json")
     assert result.returncode == 0, result.output
     out = result.json
-    assert out["previous_key_ids"] == [old["private_key_id"]] and out["key_id"] != old["private_key_id"]
+    assert (
+        out["previous_key_ids"] == [old["private_key_id"]]
+        and out["key_id"] != old["private_key_id"]
+    )
     assert out["previous_action"] == "kept" and out["verified"] is True
     new = _stage(project, "AWSCURRENT")
     assert new["private_key_id"] == out["key_id"]
@@ -77,7 +82,9 @@ def test_failure_after_key_creation_leaves_no_orphan(bootstrapped: Project) -> N
     before = project.stack.emulator.key_ids(project.email)
     with FaultProxy(project.stack.moto_url) as proxy:
         proxy.add(Rule("PutSecretValue", status=500, code="InternalServiceError"))
-        failed = project.run("rotate-key", env={"AWS_ENDPOINT_URL": proxy.url, "AWS_MAX_ATTEMPTS": "1"})
+        failed = project.run(
+            "rotate-key", env={"AWS_ENDPOINT_URL": proxy.url, "AWS_MAX_ATTEMPTS": "1"}
+        )
     assert_one_clean_line(failed, 1, "InternalServiceError")
     assert project.stack.emulator.key_ids(project.email) == before
     current = _stage(project, "AWSCURRENT")
@@ -89,7 +96,9 @@ def test_final_refusal_rolls_back(bootstrapped: Project) -> None:
     ("Invalid JWT Signature." is retried for minutes instead: see test_key_lifecycle.py.)"""
     project = bootstrapped
     before = project.stack.emulator.key_ids(project.email)
-    old_version = project.aws("secretsmanager").get_secret_value(SecretId=project.secret_name)["VersionId"]
+    old_version = project.aws("secretsmanager").get_secret_value(SecretId=project.secret_name)[
+        "VersionId"
+    ]
     project.stack.emulator.refuse_grants(100, "Invalid grant: account not found")
     try:
         result = project.run("rotate-key")
@@ -99,13 +108,16 @@ def test_final_refusal_rolls_back(bootstrapped: Project) -> None:
     # No orphan, and the secret's AWSCURRENT is the old, working key again.
     assert project.stack.emulator.key_ids(project.email) == before
     # Ask for the stage explicitly: moto's stage-less read ignores UpdateSecretVersionStage (AWS does not).
-    current = project.aws("secretsmanager").get_secret_value(SecretId=project.secret_name, VersionStage="AWSCURRENT")
+    current = project.aws("secretsmanager").get_secret_value(
+        SecretId=project.secret_name, VersionStage="AWSCURRENT"
+    )
     assert current["VersionId"] == old_version
     assert _token(json.loads(current["SecretString"]))
     # The key-id tag names the key AWSCURRENT holds again (doctor --no-get-secret trusts it; issue 14).
     tags = project.aws("secretsmanager").describe_secret(SecretId=project.secret_name)["Tags"]
-    assert {t["Key"]: t["Value"] for t in tags}["gcpfargate:key-id"] == json.loads(current["SecretString"])[
-        "private_key_id"]
+    assert {t["Key"]: t["Value"] for t in tags}["gcpfargate:key-id"] == json.loads(
+        current["SecretString"]
+    )["private_key_id"]
 
 
 def test_no_verify_skips_the_token_exchange(bootstrapped: Project) -> None:

@@ -44,28 +44,48 @@ def prepare(project: Project, extra_run: str = "") -> Ecs:
     # moto describes the task's ENI with a private DNS name, which exists only with DNS hostnames on.
     ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})
     subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
-    group = ec2.create_security_group(GroupName=f"sg-{project.family}", Description="run test", VpcId=vpc)["GroupId"]
+    group = ec2.create_security_group(
+        GroupName=f"sg-{project.family}", Description="run test", VpcId=vpc
+    )["GroupId"]
     cluster = f"cluster-{project.family}"
     project.aws("ecs").create_cluster(clusterName=cluster)
     log_group = f"/ecs/{project.family}"
     project.aws("logs").create_log_group(logGroupName=log_group)
     registered = project.aws("ecs").register_task_definition(
-        family=project.family, networkMode="awsvpc", requiresCompatibilities=["FARGATE"], cpu="256", memory="512",
+        family=project.family,
+        networkMode="awsvpc",
+        requiresCompatibilities=["FARGATE"],
+        cpu="256",
+        memory="512",
         executionRoleArn=f"arn:aws:iam::123456789012:role/gcpfargate-{project.family}-execution",
-        containerDefinitions=[{
-            "name": CONTAINER, "image": "busybox", "essential": True,
-            "memory": 512,  # moto sums container memory to place the task
-            "logConfiguration": {"logDriver": "awslogs", "options": {
-                "awslogs-group": log_group, "awslogs-region": REGION, "awslogs-stream-prefix": PREFIX}},
-        }])
-    project.write_config(project.base_config + f"""
+        containerDefinitions=[
+            {
+                "name": CONTAINER,
+                "image": "busybox",
+                "essential": True,
+                "memory": 512,  # moto sums container memory to place the task
+                "logConfiguration": {
+                    "logDriver": "awslogs",
+                    "options": {
+                        "awslogs-group": log_group,
+                        "awslogs-region": REGION,
+                        "awslogs-stream-prefix": PREFIX,
+                    },
+                },
+            }
+        ],
+    )
+    project.write_config(
+        project.base_config
+        + f"""
         [run]
         cluster = "{cluster}"
         subnets = ["{subnet}"]
         security_groups = ["{group}"]
         poll_interval = 1
         {extra_run}
-        """)
+        """
+    )
     return Ecs(cluster, subnet, group, log_group, registered["taskDefinition"]["taskDefinitionArn"])
 
 
@@ -90,16 +110,29 @@ def test_run_streams_logs_and_reports_the_stop(project: Project, hold_tasks: Non
         stream = f"{PREFIX}/{CONTAINER}/{task_id}"
         logs.create_log_stream(logGroupName=ecs.log_group, logStreamName=stream)
         now = int(time.time() * 1000)
-        logs.put_log_events(logGroupName=ecs.log_group, logStreamName=stream, logEvents=[
-            {"timestamp": now, "message": "hello from the task"}, {"timestamp": now + 1, "message": "second line"}])
+        logs.put_log_events(
+            logGroupName=ecs.log_group,
+            logStreamName=stream,
+            logEvents=[
+                {"timestamp": now, "message": "hello from the task"},
+                {"timestamp": now + 1, "message": "second line"},
+            ],
+        )
         time.sleep(1.5)  # let at least one poll see the task RUNNING with its logs
-        project.aws("ecs").stop_task(cluster=ecs.cluster, task=task_arn, reason="Essential container in task exited")
+        project.aws("ecs").stop_task(
+            cluster=ecs.cluster, task=task_arn, reason="Essential container in task exited"
+        )
         result = running.result()
 
     assert result.returncode == 0, result.output
-    assert result.stdout.strip() == f"Task {task_id} stopped: Essential container in task exited (exit code 0)."
+    assert (
+        result.stdout.strip()
+        == f"Task {task_id} stopped: Essential container in task exited (exit code 0)."
+    )
     assert "hello from the task\nsecond line\n" in result.stderr
-    assert result.stderr.count("hello from the task") == 1  # each event once, across polls and the final drain
+    assert (
+        result.stderr.count("hello from the task") == 1
+    )  # each event once, across polls and the final drain
     assert f"started task {task_arn}" in result.stderr
 
     task = project.aws("ecs").describe_tasks(cluster=ecs.cluster, tasks=[task_arn])["tasks"][0]
@@ -117,10 +150,15 @@ def test_run_no_wait_returns_after_starting(project: Project, hold_tasks: None) 
     client = project.aws("ecs")
     described = client.describe_task_definition(taskDefinition=project.family)["taskDefinition"]
     second = client.register_task_definition(
-        family=project.family, networkMode="awsvpc", requiresCompatibilities=["FARGATE"], cpu="256", memory="512",
+        family=project.family,
+        networkMode="awsvpc",
+        requiresCompatibilities=["FARGATE"],
+        cpu="256",
+        memory="512",
         # awslogs on Fargate needs the execution role (ECS refuses it otherwise; so does the strict layer).
         executionRoleArn=described["executionRoleArn"],
-        containerDefinitions=described["containerDefinitions"])["taskDefinition"]["taskDefinitionArn"]
+        containerDefinitions=described["containerDefinitions"],
+    )["taskDefinition"]["taskDefinitionArn"]
 
     result = project.run("run", "--no-wait", "--output", "json")
     assert result.returncode == 0, result.output
@@ -139,21 +177,41 @@ def test_run_no_wait_returns_after_starting(project: Project, hold_tasks: None) 
 def test_run_gives_up_after_the_wait_timeout(project: Project, hold_tasks: None) -> None:
     ecs = prepare(project)
     result = project.run("run", "--wait-timeout", "2")
-    line = assert_one_clean_line(result, 1, "did not stop within run.wait_timeout = 2 s", "RUNNING",
-                                 f"aws ecs stop-task --cluster {ecs.cluster}")
+    line = assert_one_clean_line(
+        result,
+        1,
+        "did not stop within run.wait_timeout = 2 s",
+        "RUNNING",
+        f"aws ecs stop-task --cluster {ecs.cluster}",
+    )
     assert "stop-task" in line
 
 
 def test_run_dry_run_prints_the_request_and_starts_nothing(project: Project) -> None:
     ecs = prepare(project)
-    result = project.run("run", "--dry-run", "--subnet", "subnet-0123456789abcdef0", "--output", "json")
+    result = project.run(
+        "run", "--dry-run", "--subnet", "subnet-0123456789abcdef0", "--output", "json"
+    )
     assert result.returncode == 0, result.output
-    assert result.json == {"task_arn": None, "exit_code": None, "request": {
-        "cluster": ecs.cluster, "taskDefinition": ecs.task_definition_arn, "launchType": "FARGATE",
-        "platformVersion": "LATEST", "count": 1, "startedBy": "gcpfargate",
-        "networkConfiguration": {"awsvpcConfiguration": {
-            "subnets": ["subnet-0123456789abcdef0"], "securityGroups": [ecs.security_group],
-            "assignPublicIp": "DISABLED"}}}}
+    assert result.json == {
+        "task_arn": None,
+        "exit_code": None,
+        "request": {
+            "cluster": ecs.cluster,
+            "taskDefinition": ecs.task_definition_arn,
+            "launchType": "FARGATE",
+            "platformVersion": "LATEST",
+            "count": 1,
+            "startedBy": "gcpfargate",
+            "networkConfiguration": {
+                "awsvpcConfiguration": {
+                    "subnets": ["subnet-0123456789abcdef0"],
+                    "securityGroups": [ecs.security_group],
+                    "assignPublicIp": "DISABLED",
+                }
+            },
+        },
+    }
     assert project.aws("ecs").list_tasks(cluster=ecs.cluster)["taskArns"] == []
 
 
@@ -165,7 +223,9 @@ def test_run_without_subnets_is_a_config_error(project: Project) -> None:
 def test_run_without_a_task_definition_says_how_to_register(project: Project) -> None:
     prepare(project)
     result = project.run("run", "--revision", "9")
-    assert_one_clean_line(result, 1, f"task definition {project.family}:9 does not exist", "register-task")
+    assert_one_clean_line(
+        result, 1, f"task definition {project.family}:9 does not exist", "register-task"
+    )
 
 
 def test_run_on_a_missing_cluster(project: Project) -> None:
@@ -196,7 +256,11 @@ class RewritingProxy:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 operation = str(self.headers.get("X-Amz-Target", "")).rsplit(".", 1)[-1]
                 upstream_conn = http.client.HTTPConnection(host, port, timeout=30)
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
+                headers = {
+                    k: v
+                    for k, v in self.headers.items()
+                    if k.lower() not in ("host", "content-length")
+                }
                 upstream_conn.request("POST", self.path, body=body, headers=headers)
                 response = upstream_conn.getresponse()
                 payload = response.read()
@@ -227,13 +291,19 @@ class RewritingProxy:
 def _stopped(exit_code: int | None, reason: str, stop_code: str) -> Rewrite:
     def rewrite(answer: dict[str, Any]) -> dict[str, Any]:
         for task in answer["tasks"]:
-            task.update(lastStatus="STOPPED", desiredStatus="STOPPED", stoppedReason=reason, stopCode=stop_code)
+            task.update(
+                lastStatus="STOPPED",
+                desiredStatus="STOPPED",
+                stoppedReason=reason,
+                stopCode=stop_code,
+            )
             for container in task["containers"]:
                 container["lastStatus"] = "STOPPED"
                 container.pop("exitCode", None)
                 if exit_code is not None:
                     container["exitCode"] = exit_code
         return answer
+
     return rewrite
 
 
@@ -250,14 +320,22 @@ def test_run_exits_with_the_containers_exit_code(project: Project) -> None:
 
 def test_task_that_fails_to_start_is_one_clear_line(project: Project) -> None:
     prepare(project)
-    reason = ("ResourceInitializationError: unable to pull secrets or registry auth: execution resource retrieval "
-              "failed: unable to retrieve secret from asm: service call has been retried 1 time(s): "
-              "AccessDeniedException")
+    reason = (
+        "ResourceInitializationError: unable to pull secrets or registry auth: execution resource retrieval "
+        "failed: unable to retrieve secret from asm: service call has been retried 1 time(s): "
+        "AccessDeniedException"
+    )
     rewrite = _stopped(None, reason, "TaskFailedToStart")
     with RewritingProxy(project.stack.moto_url, {"DescribeTasks": rewrite}) as proxy:
         result = project.run("run", env={"AWS_ENDPOINT_URL_ECS": proxy.url})
-    assert_one_clean_line(result, 1, "failed to start", "ResourceInitializationError", "unable to retrieve secret",
-                          "gcpfargate doctor")
+    assert_one_clean_line(
+        result,
+        1,
+        "failed to start",
+        "ResourceInitializationError",
+        "unable to retrieve secret",
+        "gcpfargate doctor",
+    )
     assert result.stdout == ""
 
 
@@ -265,24 +343,56 @@ def test_run_task_failures_are_reported(project: Project) -> None:
     ecs = prepare(project)
 
     def no_capacity(answer: dict[str, Any]) -> dict[str, Any]:
-        return {"tasks": [], "failures": [{"arn": f"arn:aws:ecs:{REGION}:123456789012:cluster/{ecs.cluster}",
-                                           "reason": "RESOURCE:MEMORY", "detail": "no capacity"}]}
+        return {
+            "tasks": [],
+            "failures": [
+                {
+                    "arn": f"arn:aws:ecs:{REGION}:123456789012:cluster/{ecs.cluster}",
+                    "reason": "RESOURCE:MEMORY",
+                    "detail": "no capacity",
+                }
+            ],
+        }
 
     with RewritingProxy(project.stack.moto_url, {"RunTask": no_capacity}) as proxy:
         result = project.run("run", env={"AWS_ENDPOINT_URL_ECS": proxy.url})
-    assert_one_clean_line(result, 1, f"ECS did not start the task on cluster {ecs.cluster}",
-                          "RESOURCE:MEMORY (no capacity)")
+    assert_one_clean_line(
+        result,
+        1,
+        f"ECS did not start the task on cluster {ecs.cluster}",
+        "RESOURCE:MEMORY (no capacity)",
+    )
 
 
 def test_run_overrides_reach_run_task(project: Project, hold_tasks: None) -> None:
     ecs = prepare(project)
-    result = project.run("run", "--no-wait", "--command", "manage.py migrate --noinput", "--env", "MODE=backfill",
-                         "--env", "EMPTY=", "--cpu", "512", "--memory", "2 GB", "--output", "json")
+    result = project.run(
+        "run",
+        "--no-wait",
+        "--command",
+        "manage.py migrate --noinput",
+        "--env",
+        "MODE=backfill",
+        "--env",
+        "EMPTY=",
+        "--cpu",
+        "512",
+        "--memory",
+        "2 GB",
+        "--output",
+        "json",
+    )
     assert result.returncode == 0, result.output
-    task = project.aws("ecs").describe_tasks(cluster=ecs.cluster, tasks=[result.json["task_arn"]])["tasks"][0]
-    assert task["overrides"]["containerOverrides"] == [{
-        "name": CONTAINER, "command": ["manage.py", "migrate", "--noinput"],
-        "environment": [{"name": "MODE", "value": "backfill"}, {"name": "EMPTY", "value": ""}]}]
+    task = project.aws("ecs").describe_tasks(cluster=ecs.cluster, tasks=[result.json["task_arn"]])[
+        "tasks"
+    ][0]
+    assert task["overrides"]["containerOverrides"] == [
+        {
+            "name": CONTAINER,
+            "command": ["manage.py", "migrate", "--noinput"],
+            "environment": [{"name": "MODE", "value": "backfill"}, {"name": "EMPTY", "value": ""}],
+        }
+    ]
     assert (task["overrides"]["cpu"], task["overrides"]["memory"]) == ("512", "2048")
     project.aws("ecs").stop_task(cluster=ecs.cluster, task=result.json["task_arn"])
 
@@ -291,9 +401,15 @@ def test_run_override_words_and_checks(project: Project) -> None:
     prepare(project)
     planned = project.run("run", "--dry-run", "--arg", "echo", "--arg", "a b", "-o", "json")
     assert planned.returncode == 0, planned.output
-    assert planned.json["request"]["overrides"] == {"containerOverrides": [{"name": CONTAINER,
-                                                                            "command": ["echo", "a b"]}]}
-    assert_one_clean_line(project.run("run", "--cpu", "256", "--memory", "4096"), 2,
-                          "cpu 256 with memory 4096 is not a Fargate task size")
+    assert planned.json["request"]["overrides"] == {
+        "containerOverrides": [{"name": CONTAINER, "command": ["echo", "a b"]}]
+    }
+    assert_one_clean_line(
+        project.run("run", "--cpu", "256", "--memory", "4096"),
+        2,
+        "cpu 256 with memory 4096 is not a Fargate task size",
+    )
     assert_one_clean_line(project.run("run", "--env", "1X=y"), 2, "is not NAME=VALUE")
-    assert_one_clean_line(project.run("run", "--command", "a", "--arg", "b"), 2, "--command and --arg exclude")
+    assert_one_clean_line(
+        project.run("run", "--command", "a", "--arg", "b"), 2, "--command and --arg exclude"
+    )

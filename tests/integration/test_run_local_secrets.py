@@ -19,16 +19,24 @@ from tests.integration.deployed import deploy, prepare, register_variant, secret
 
 OTHER_VALUE = "other-secret-value-4b1d"
 # The app proves it got both values without printing them (its output lands in the engine's log file).
-APP = ('echo "ready key-file=$(wc -c < "$GOOGLE_APPLICATION_CREDENTIALS") other-length=${#OTHER}'
-       ' key-var=${GCP_CREDENTIALS_JSON:-unset}"; i=0; while [ $i -lt 60 ]; do sleep 1; i=$((i+1)); done')
+APP = (
+    'echo "ready key-file=$(wc -c < "$GOOGLE_APPLICATION_CREDENTIALS") other-length=${#OTHER}'
+    ' key-var=${GCP_CREDENTIALS_JSON:-unset}"; i=0; while [ $i -lt 60 ]; do sleep 1; i=$((i+1)); done'
+)
 
 
 def _key_fragments(project: Project) -> list[bytes]:
     """Lines of the private key's body (base64, 64 columns): any one of them on disk is a leak."""
-    body = [line for line in secret_json(project)["private_key"].splitlines() if line and "-----" not in line]
+    body = [
+        line
+        for line in secret_json(project)["private_key"].splitlines()
+        if line and "-----" not in line
+    ]
     assert len(body) > 10
-    return [line.encode() for line in body[1:-1]] + [OTHER_VALUE.encode(),
-                                                      secret_json(project)["private_key_id"].encode()]
+    return [line.encode() for line in body[1:-1]] + [
+        OTHER_VALUE.encode(),
+        secret_json(project)["private_key_id"].encode(),
+    ]
 
 
 def _files_holding(root: Path, needles: list[bytes]) -> list[str]:
@@ -55,21 +63,33 @@ def _wait_for(proc: subprocess.Popen, text: str, timeout: float = 120) -> str:
     raise AssertionError(f"{text!r} never appeared; output so far:\n{seen}")
 
 
-def test_run_local_keeps_secrets_out_of_the_container_config_and_the_engines_disk(project: Project) -> None:
+def test_run_local_keeps_secrets_out_of_the_container_config_and_the_engines_disk(
+    project: Project,
+) -> None:
     import docker
 
     prepare(project, steps=(f'ENTRYPOINT ["/bin/sh", "-c", {json.dumps(APP)}]',))
     deploy(project)
-    other = project.aws("secretsmanager").create_secret(Name=f"{project.family}/other", SecretString=OTHER_VALUE)
+    other = project.aws("secretsmanager").create_secret(
+        Name=f"{project.family}/other", SecretString=OTHER_VALUE
+    )
 
     def add_secret(definition: dict) -> None:
-        definition["containerDefinitions"][0]["secrets"].append({"name": "OTHER", "valueFrom": other["ARN"]})
+        definition["containerDefinitions"][0]["secrets"].append(
+            {"name": "OTHER", "valueFrom": other["ARN"]}
+        )
 
     register_variant(project, add_secret)
     needles = _key_fragments(project)
     engine = docker.DockerClient(base_url=project.stack.docker_host)
-    proc = subprocess.Popen([sys.executable, "-m", "gcpfargate", "run-local", "--skip-role-check"], cwd=project.dir,
-                            env=project.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gcpfargate", "run-local", "--skip-role-check"],
+        cwd=project.dir,
+        env=project.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         ready = _wait_for(proc, "ready key-file=")
         # The wrapper got the key in its variable, wrote the file and unset the variable; OTHER arrived.
@@ -77,7 +97,9 @@ def test_run_local_keeps_secrets_out_of_the_container_config_and_the_engines_dis
         assert int(ready.split("key-file=")[1].split()[0]) > 1000
         (running,) = engine.containers.list(filters={"label": "gcpfargate=run-local"})
         config = engine.api.inspect_container(running.id)
-        shown = json.dumps({part: config["Config"].get(part) for part in ("Env", "Cmd", "Entrypoint", "Labels")})
+        shown = json.dumps(
+            {part: config["Config"].get(part) for part in ("Env", "Cmd", "Entrypoint", "Labels")}
+        )
         assert "GCP_CREDENTIALS_JSON=" not in shown and "OTHER=" not in shown
         assert [needle for needle in needles if needle.decode() in shown] == []
         assert [needle for needle in needles if needle.decode() in json.dumps(config)] == []
@@ -97,8 +119,13 @@ def test_run_local_keeps_secrets_out_of_the_container_config_and_the_engines_dis
 
 def test_run_local_passes_the_task_argv_and_exit_code_behind_the_prestep(project: Project) -> None:
     """The image's own ENTRYPOINT + CMD (no task entryPoint) still run, with their arguments, after the pre-step."""
-    prepare(project, steps=('ENTRYPOINT ["/bin/sh", "-c", "echo \\"args:$*\\" stdin:$(cat | wc -c); exit 3", "job"]',
-                            'CMD ["a b", "c"]'))
+    prepare(
+        project,
+        steps=(
+            'ENTRYPOINT ["/bin/sh", "-c", "echo \\"args:$*\\" stdin:$(cat | wc -c); exit 3", "job"]',
+            'CMD ["a b", "c"]',
+        ),
+    )
     deploy(project)
     result = project.run("run-local")
     assert result.returncode == 3, result.output

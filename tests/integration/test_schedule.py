@@ -15,19 +15,41 @@ def prepare(project: Project, extra_schedule: str = "") -> dict[str, str]:
     ec2 = project.aws("ec2")
     vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
     subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
-    group = ec2.create_security_group(GroupName=f"sg-{project.family}", Description="t", VpcId=vpc)["GroupId"]
+    group = ec2.create_security_group(GroupName=f"sg-{project.family}", Description="t", VpcId=vpc)[
+        "GroupId"
+    ]
     cluster = f"cluster-{project.family}"
     cluster_arn = project.aws("ecs").create_cluster(clusterName=cluster)["cluster"]["clusterArn"]
     execution_role = f"arn:aws:iam::{ACCOUNT}:role/gcpfargate-{project.family}-execution"
     task_role = f"arn:aws:iam::{ACCOUNT}:role/{project.family}-task"
     registered = project.aws("ecs").register_task_definition(
-        family=project.family, networkMode="awsvpc", requiresCompatibilities=["FARGATE"], cpu="256", memory="512",
-        executionRoleArn=execution_role, taskRoleArn=task_role,
-        containerDefinitions=[{"name": "app", "image": "busybox", "essential": True, "memory": 512,
-                               "logConfiguration": {"logDriver": "awslogs", "options": {
-                                   "awslogs-group": f"/ecs/{project.family}", "awslogs-region": REGION,
-                                   "awslogs-stream-prefix": "job"}}}])
-    project.write_config(project.base_config + f"""
+        family=project.family,
+        networkMode="awsvpc",
+        requiresCompatibilities=["FARGATE"],
+        cpu="256",
+        memory="512",
+        executionRoleArn=execution_role,
+        taskRoleArn=task_role,
+        containerDefinitions=[
+            {
+                "name": "app",
+                "image": "busybox",
+                "essential": True,
+                "memory": 512,
+                "logConfiguration": {
+                    "logDriver": "awslogs",
+                    "options": {
+                        "awslogs-group": f"/ecs/{project.family}",
+                        "awslogs-region": REGION,
+                        "awslogs-stream-prefix": "job",
+                    },
+                },
+            }
+        ],
+    )
+    project.write_config(
+        project.base_config
+        + f"""
         [run]
         cluster = "{cluster}"
         subnets = ["{subnet}"]
@@ -37,15 +59,26 @@ def prepare(project: Project, extra_schedule: str = "") -> dict[str, str]:
         [schedule]
         timezone = "Asia/Tokyo"
         {extra_schedule}
-        """)
-    return {"subnet": subnet, "group": group, "cluster_arn": cluster_arn, "execution_role": execution_role,
-            "task_role": task_role, "revision_arn": registered["taskDefinition"]["taskDefinitionArn"],
-            "family_arn": f"arn:aws:ecs:{REGION}:{ACCOUNT}:task-definition/{project.family}"}
+        """
+    )
+    return {
+        "subnet": subnet,
+        "group": group,
+        "cluster_arn": cluster_arn,
+        "execution_role": execution_role,
+        "task_role": task_role,
+        "revision_arn": registered["taskDefinition"]["taskDefinitionArn"],
+        "family_arn": f"arn:aws:ecs:{REGION}:{ACCOUNT}:task-definition/{project.family}",
+    }
 
 
 def _writes(project: Project) -> list[str]:
     log = project.dir / "calls"
-    return [line for line in log.read_text().splitlines() if line.endswith(" write")] if log.exists() else []
+    return (
+        [line for line in log.read_text().splitlines() if line.endswith(" write")]
+        if log.exists()
+        else []
+    )
 
 
 def test_schedule_creates_the_schedule_and_its_role(project: Project) -> None:
@@ -56,7 +89,11 @@ def test_schedule_creates_the_schedule_and_its_role(project: Project) -> None:
     name = f"gcpfargate-{project.family}"
     assert out["schedule_arn"] == f"arn:aws:scheduler:{REGION}:{ACCOUNT}:schedule/default/{name}"
     assert {k: v for k, v in out.items() if k not in ("schedule_arn", "next_runs")} == {
-        "expression": "cron(0 3 * * ? *)", "timezone": "Asia/Tokyo", "state": "ENABLED", "changed": True}
+        "expression": "cron(0 3 * * ? *)",
+        "timezone": "Asia/Tokyo",
+        "state": "ENABLED",
+        "changed": True,
+    }
     assert len(out["next_runs"]) == 5
     runs = [datetime.fromisoformat(when) for when in out["next_runs"]]
     assert all(when.strftime("%H:%M:%S%z") == "03:00:00+0900" for when in runs)
@@ -70,27 +107,54 @@ def test_schedule_creates_the_schedule_and_its_role(project: Project) -> None:
     assert stored["State"] == "ENABLED"
     assert stored["FlexibleTimeWindow"] == {"Mode": "OFF"}
     assert stored["Target"] == {
-        "Arn": ecs["cluster_arn"], "RoleArn": role_arn,
+        "Arn": ecs["cluster_arn"],
+        "RoleArn": role_arn,
         "RetryPolicy": {"MaximumEventAgeInSeconds": 3600, "MaximumRetryAttempts": 3},
         "EcsParameters": {
-            "TaskDefinitionArn": ecs["family_arn"], "LaunchType": "FARGATE", "PlatformVersion": "1.4.0",
-            "TaskCount": 1, "NetworkConfiguration": {"awsvpcConfiguration": {
-                "Subnets": [ecs["subnet"]], "SecurityGroups": [ecs["group"]], "AssignPublicIp": "DISABLED"}}}}
+            "TaskDefinitionArn": ecs["family_arn"],
+            "LaunchType": "FARGATE",
+            "PlatformVersion": "1.4.0",
+            "TaskCount": 1,
+            "NetworkConfiguration": {
+                "awsvpcConfiguration": {
+                    "Subnets": [ecs["subnet"]],
+                    "SecurityGroups": [ecs["group"]],
+                    "AssignPublicIp": "DISABLED",
+                }
+            },
+        },
+    }
 
     iam = project.aws("iam")
     trust = iam.get_role(RoleName=role_name)["Role"]["AssumeRolePolicyDocument"]
-    assert trust["Statement"] == [{"Effect": "Allow", "Principal": {"Service": "scheduler.amazonaws.com"},
-                                   "Action": "sts:AssumeRole",
-                                   "Condition": {"StringEquals": {"aws:SourceAccount": ACCOUNT}}}]
+    assert trust["Statement"] == [
+        {
+            "Effect": "Allow",
+            "Principal": {"Service": "scheduler.amazonaws.com"},
+            "Action": "sts:AssumeRole",
+            "Condition": {"StringEquals": {"aws:SourceAccount": ACCOUNT}},
+        }
+    ]
     assert iam.list_role_policies(RoleName=role_name)["PolicyNames"] == ["gcpfargate-run-task"]
-    document = iam.get_role_policy(RoleName=role_name, PolicyName="gcpfargate-run-task")["PolicyDocument"]
+    document = iam.get_role_policy(RoleName=role_name, PolicyName="gcpfargate-run-task")[
+        "PolicyDocument"
+    ]
     assert document["Statement"] == [
-        {"Sid": "RunTaskDefinition", "Effect": "Allow", "Action": "ecs:RunTask",
-         "Resource": [ecs["family_arn"], ecs["family_arn"] + ":*"],
-         "Condition": {"ArnEquals": {"ecs:cluster": ecs["cluster_arn"]}}},
-        {"Sid": "PassTaskRoles", "Effect": "Allow", "Action": "iam:PassRole",
-         "Resource": [ecs["execution_role"], ecs["task_role"]],
-         "Condition": {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}}}]
+        {
+            "Sid": "RunTaskDefinition",
+            "Effect": "Allow",
+            "Action": "ecs:RunTask",
+            "Resource": [ecs["family_arn"], ecs["family_arn"] + ":*"],
+            "Condition": {"ArnEquals": {"ecs:cluster": ecs["cluster_arn"]}},
+        },
+        {
+            "Sid": "PassTaskRoles",
+            "Effect": "Allow",
+            "Action": "iam:PassRole",
+            "Resource": [ecs["execution_role"], ecs["task_role"]],
+            "Condition": {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}},
+        },
+    ]
 
 
 def test_second_schedule_writes_nothing_then_changes_update_it(project: Project) -> None:
@@ -111,7 +175,9 @@ def test_second_schedule_writes_nothing_then_changes_update_it(project: Project)
     assert rated.json["changed"] is True and rated.json["expression"] == "rate(2 hours)"
     stored = project.aws("scheduler").get_schedule(Name=name)
     assert stored["ScheduleExpression"] == "rate(2 hours)"
-    assert stored["Target"]["EcsParameters"]["TaskDefinitionArn"].endswith(f"task-definition/{project.family}:1")
+    assert stored["Target"]["EcsParameters"]["TaskDefinitionArn"].endswith(
+        f"task-definition/{project.family}:1"
+    )
     runs = [datetime.fromisoformat(when) for when in rated.json["next_runs"]]
     assert [(b - a).total_seconds() for a, b in itertools.pairwise(runs)] == [7200.0] * 4
 
@@ -126,9 +192,15 @@ def test_second_schedule_writes_nothing_then_changes_update_it(project: Project)
 def test_show_and_delete(project: Project) -> None:
     prepare(project)
     missing = project.run("schedule", "--show")
-    assert_one_clean_line(missing, 1, f"schedule gcpfargate-{project.family} does not exist in group default",
-                          "--cron")
-    created = project.run("schedule", "--expression", "cron(30 9 ? * MON-FRI *)", "--timezone", "UTC")
+    assert_one_clean_line(
+        missing,
+        1,
+        f"schedule gcpfargate-{project.family} does not exist in group default",
+        "--cron",
+    )
+    created = project.run(
+        "schedule", "--expression", "cron(30 9 ? * MON-FRI *)", "--timezone", "UTC"
+    )
     assert created.returncode == 0, created.output
     calls = {"GCPFARGATE_CALL_LOG": str(project.dir / "calls")}
     shown = project.run("schedule", "--show", "--next", "3", env=calls)
@@ -149,7 +221,9 @@ def test_show_and_delete(project: Project) -> None:
 
 
 def test_dry_run_creates_nothing(project: Project) -> None:
-    ecs = prepare(project, 'expression = "rate(15 minutes)"\nname = "nightly"\ngroup = "batch-jobs"')
+    ecs = prepare(
+        project, 'expression = "rate(15 minutes)"\nname = "nightly"\ngroup = "batch-jobs"'
+    )
     result = project.run("schedule", "--dry-run", "--output", "json")
     assert result.returncode == 0, result.output
     out = result.json
@@ -184,11 +258,20 @@ def test_given_role_is_used_and_no_role_is_created(project: Project) -> None:
     # what is tested is that gcpfargate uses it and creates none, not propagation timing.
     import boto3
 
-    iam = boto3.client("iam", region_name="us-east-1", endpoint_url=project.stack.moto_direct_url,
-                       aws_access_key_id="testing", aws_secret_access_key="testing")
-    role = iam.create_role(RoleName=f"own-{project.family}", AssumeRolePolicyDocument=(
-        '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"scheduler.amazonaws.com"},'
-        '"Action":"sts:AssumeRole"}]}'))["Role"]["Arn"]
+    iam = boto3.client(
+        "iam",
+        region_name="us-east-1",
+        endpoint_url=project.stack.moto_direct_url,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    role = iam.create_role(
+        RoleName=f"own-{project.family}",
+        AssumeRolePolicyDocument=(
+            '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"scheduler.amazonaws.com"},'
+            '"Action":"sts:AssumeRole"}]}'
+        ),
+    )["Role"]["Arn"]
     prepare(project, f'role_arn = "{role}"')
     result = project.run("schedule", "--rate", "1 day", "--output", "json")
     assert result.returncode == 0, result.output
@@ -199,12 +282,21 @@ def test_given_role_is_used_and_no_role_is_created(project: Project) -> None:
 
 def test_bad_expressions_and_zones_are_usage_errors(project: Project) -> None:
     prepare(project)
-    assert_one_clean_line(project.run("schedule", "--cron", "0 3 * * *"), 2, "has 5 fields, not 6", "year field")
+    assert_one_clean_line(
+        project.run("schedule", "--cron", "0 3 * * *"), 2, "has 5 fields, not 6", "year field"
+    )
     assert_one_clean_line(project.run("schedule", "--rate", "1 week"), 2, "unit 'week'")
-    assert_one_clean_line(project.run("schedule", "--cron", "0 3 * * ? *", "--timezone", "Asia/Tokio"), 2,
-                          "'Asia/Tokio' is not an IANA time zone")
-    assert_one_clean_line(project.run("schedule"), 2, "schedule.expression", "GCPFARGATE_SCHEDULE_EXPRESSION")
-    assert_one_clean_line(project.run("schedule", "--show", "--delete"), 2, "--show and --delete exclude each other")
+    assert_one_clean_line(
+        project.run("schedule", "--cron", "0 3 * * ? *", "--timezone", "Asia/Tokio"),
+        2,
+        "'Asia/Tokio' is not an IANA time zone",
+    )
+    assert_one_clean_line(
+        project.run("schedule"), 2, "schedule.expression", "GCPFARGATE_SCHEDULE_EXPRESSION"
+    )
+    assert_one_clean_line(
+        project.run("schedule", "--show", "--delete"), 2, "--show and --delete exclude each other"
+    )
     assert f"gcpfargate-{project.family}" not in _schedule_names(project)
 
 
@@ -228,14 +320,33 @@ def test_a_new_rate_keeps_the_time_zone_and_show_reports_no_changed(project: Pro
 
 def test_schedule_overrides_go_into_the_target_input_and_are_kept(project: Project) -> None:
     prepare(project)
-    created = project.run("schedule", "--cron", "0 3 * * ? *", "--command", "backfill --days 7",
-                          "--env", "MODE=nightly", "--cpu", "1024", "--memory", "2048")
+    created = project.run(
+        "schedule",
+        "--cron",
+        "0 3 * * ? *",
+        "--command",
+        "backfill --days 7",
+        "--env",
+        "MODE=nightly",
+        "--cpu",
+        "1024",
+        "--memory",
+        "2048",
+    )
     assert created.returncode == 0, created.output
     name = f"gcpfargate-{project.family}"
     stored = json.loads(project.aws("scheduler").get_schedule(Name=name)["Target"]["Input"])
-    assert stored == {"containerOverrides": [{"name": "app", "command": ["backfill", "--days", "7"],
-                                              "environment": [{"name": "MODE", "value": "nightly"}]}],
-                      "cpu": "1024", "memory": "2048"}
+    assert stored == {
+        "containerOverrides": [
+            {
+                "name": "app",
+                "command": ["backfill", "--days", "7"],
+                "environment": [{"name": "MODE", "value": "nightly"}],
+            }
+        ],
+        "cpu": "1024",
+        "memory": "2048",
+    }
     rated = project.run("schedule", "--rate", "1 day")
     assert rated.returncode == 0, rated.output
     assert json.loads(project.aws("scheduler").get_schedule(Name=name)["Target"]["Input"]) == stored

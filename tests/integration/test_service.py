@@ -23,7 +23,9 @@ def running(project: Project, cluster: str) -> str:
 
 
 def active(project: Project) -> list[int]:
-    arns = project.aws("ecs").list_task_definitions(familyPrefix=project.family, status="ACTIVE")["taskDefinitionArns"]
+    arns = project.aws("ecs").list_task_definitions(familyPrefix=project.family, status="ACTIVE")[
+        "taskDefinitionArns"
+    ]
     return sorted(int(arn.rsplit(":", 1)[-1]) for arn in arns)
 
 
@@ -39,18 +41,30 @@ def test_deploy_rolls_the_service_and_rollback_returns(project: Project) -> None
     first = deploy(project)["register-task"]["task_definition_arn"]
     cluster = add_service(project, first)
 
-    write_busybox_context(project.dir, ('CMD ["echo", "job v2"]',))  # an image change: a new revision
+    write_busybox_context(
+        project.dir, ('CMD ["echo", "job v2"]',)
+    )  # an image change: a new revision
     # A new tag: the dry run cannot know the revision's digest yet, so it plans "the revision it registers".
     planned_deploy = deploy(project, "--dry-run", "--tag", "v2")
     assert (planned_deploy["service"]["status"], planned_deploy["service"]["plan"]) == (
-        "PLANNED", [f"update service web on cluster {cluster}: {family}:1 → the revision register-task registers"])
+        "PLANNED",
+        [
+            f"update service web on cluster {cluster}: {family}:1 → the revision register-task registers"
+        ],
+    )
     assert running(project, cluster) == f"{family}:1"
     moved = deploy(project)
     assert moved["register-task"]["revision"] == 2
     assert moved["service"] | {"service_arn": ""} == {
-        "service": "web", "cluster": cluster, "service_arn": "", "changed": True, "status": "COMPLETED",
-        "task_definition_arn": moved["register-task"]["task_definition_arn"], "previous_task_definition_arn": first,
-        "deployment_id": moved["service"]["deployment_id"]}
+        "service": "web",
+        "cluster": cluster,
+        "service_arn": "",
+        "changed": True,
+        "status": "COMPLETED",
+        "task_definition_arn": moved["register-task"]["task_definition_arn"],
+        "previous_task_definition_arn": first,
+        "deployment_id": moved["service"]["deployment_id"],
+    }
     assert running(project, cluster) == f"{family}:2"
 
     # A no-op deploy reads the service once and writes nothing (the call counts: test_calls.py).
@@ -58,16 +72,21 @@ def test_deploy_rolls_the_service_and_rollback_returns(project: Project) -> None
     assert (again["service"]["status"], again["service"]["changed"]) == ("UNCHANGED", False)
 
     planned = run_json(project, "rollback", "--dry-run")
-    assert (planned["status"], planned["plan"]) == ("PLANNED", [f"update service web on cluster {cluster}: "
-                                                                f"{family}:2 → {family}:1"])
+    assert (planned["status"], planned["plan"]) == (
+        "PLANNED",
+        [f"update service web on cluster {cluster}: {family}:2 → {family}:1"],
+    )
     assert running(project, cluster) == f"{family}:2"
     shown = project.run("rollback", "--dry-run")
     assert shown.returncode == 0, shown.output
     assert f"  - update service web on cluster {cluster}: {family}:2 → {family}:1" in shown.stderr
     assert shown.stdout == f"Service web on {cluster} would move {family}:2 → {family}:1.\n"
     back = run_json(project, "rollback")
-    assert (back["status"], back["task_definition_arn"], back["previous_task_definition_arn"]) == \
-        ("COMPLETED", first, moved["register-task"]["task_definition_arn"])
+    assert (back["status"], back["task_definition_arn"], back["previous_task_definition_arn"]) == (
+        "COMPLETED",
+        first,
+        moved["register-task"]["task_definition_arn"],
+    )
     assert running(project, cluster) == f"{family}:1"
 
     # The template still renders revision 2: deploy registers nothing, but moves the service to the latest.
@@ -81,7 +100,9 @@ def test_deploy_rolls_the_service_and_rollback_returns(project: Project) -> None
     left = run_json(project, "rollback", "--deregister")
     assert left["deregistered"] == [moved["register-task"]["task_definition_arn"]]
     assert (running(project, cluster), active(project)) == (f"{family}:1", [1])
-    assert_one_clean_line(project.run("rollback"), 1, f"runs {family}:1", "no older ACTIVE revision")
+    assert_one_clean_line(
+        project.run("rollback"), 1, f"runs {family}:1", "no older ACTIVE revision"
+    )
 
 
 def _six_revisions(project: Project) -> str:
@@ -89,8 +110,14 @@ def _six_revisions(project: Project) -> str:
     prepare(project)
     first = deploy(project)["register-task"]["task_definition_arn"]
     for number in range(2, 7):
-        register_variant(project, lambda d, n=number: d["containerDefinitions"][0].setdefault("environment", [])
-                         .append({"name": "EDIT", "value": str(n)}))
+        register_variant(
+            project,
+            lambda d, n=number: (
+                d["containerDefinitions"][0]
+                .setdefault("environment", [])
+                .append({"name": "EDIT", "value": str(n)})
+            ),
+        )
     return str(first)
 
 
@@ -99,40 +126,63 @@ def test_deregister_keeps_exactly_what_it_promises(project: Project) -> None:
     revision = first.rsplit(":", 1)[0]
     cluster = add_service(project, f"{revision}:2")
     project.aws("scheduler").create_schedule(
-        Name=f"gcpfargate-{project.family}", ScheduleExpression="rate(1 day)", FlexibleTimeWindow={"Mode": "OFF"},
-        Target={"Arn": f"arn:aws:ecs:ap-northeast-1:123456789012:cluster/{cluster}",
-                "RoleArn": "arn:aws:iam::123456789012:role/scheduler",
-                "EcsParameters": {"TaskDefinitionArn": f"{revision}:3", "LaunchType": "FARGATE"}})
+        Name=f"gcpfargate-{project.family}",
+        ScheduleExpression="rate(1 day)",
+        FlexibleTimeWindow={"Mode": "OFF"},
+        Target={
+            "Arn": f"arn:aws:ecs:ap-northeast-1:123456789012:cluster/{cluster}",
+            "RoleArn": "arn:aws:iam::123456789012:role/scheduler",
+            "EcsParameters": {"TaskDefinitionArn": f"{revision}:3", "LaunchType": "FARGATE"},
+        },
+    )
 
     planned = run_json(project, "deregister", "--keep-last", "2", "--dry-run")
-    assert planned == {"family": project.family, "dry_run": True, "changed": False, "images": [],
-                       "deregistered": [4, 1],
-                       "kept": [{"revision": 6, "reason": "the latest"},
-                                {"revision": 5, "reason": "one of the last 2"},
-                                {"revision": 3, "reason": f"schedule gcpfargate-{project.family} pins it"},
-                                {"revision": 2, "reason": "service web runs it (primary)"}]}
+    assert planned == {
+        "family": project.family,
+        "dry_run": True,
+        "changed": False,
+        "images": [],
+        "deregistered": [4, 1],
+        "kept": [
+            {"revision": 6, "reason": "the latest"},
+            {"revision": 5, "reason": "one of the last 2"},
+            {"revision": 3, "reason": f"schedule gcpfargate-{project.family} pins it"},
+            {"revision": 2, "reason": "service web runs it (primary)"},
+        ],
+    }
     # Not a terminal and no --yes: a usage error before anything is read or deleted.
-    assert_one_clean_line(project.run("deregister", "--keep-last", "2"), 2, "needs confirmation", "--yes")
+    assert_one_clean_line(
+        project.run("deregister", "--keep-last", "2"), 2, "needs confirmation", "--yes"
+    )
     assert active(project) == [1, 2, 3, 4, 5, 6]
 
     done = run_json(project, "deregister", "--keep-last", "2", "--yes")
     assert done == {**planned, "dry_run": False, "changed": True}
     assert active(project) == [2, 3, 5, 6]
     assert run_json(project, "deregister", "--keep-last", "2", "--yes") == {
-        **planned, "dry_run": False, "changed": False, "deregistered": []}
+        **planned,
+        "dry_run": False,
+        "changed": False,
+        "deregistered": [],
+    }
 
 
 def _manifest_status(project: Project, digest: str) -> int:
     url = f"http://{project.stack.registry}/v2/{project.family}/manifests/{digest}"
-    accept = "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json, " \
-             "application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json"
+    accept = (
+        "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json, "
+        "application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json"
+    )
     return requests.get(url, headers={"Accept": accept}, timeout=10).status_code
 
 
 def test_deregister_images_deletes_only_images_no_kept_revision_uses(project: Project) -> None:
     prepare(project)
     image_a = deploy(project)["push-image"]["digest"]
-    register_variant(project, lambda d: d["containerDefinitions"][0].update(environment=[{"name": "E", "value": "2"}]))
+    register_variant(
+        project,
+        lambda d: d["containerDefinitions"][0].update(environment=[{"name": "E", "value": "2"}]),
+    )
     write_busybox_context(project.dir, ('CMD ["echo", "job v3"]',))
     third = deploy(project)
     image_b = third["push-image"]["digest"]
@@ -158,10 +208,18 @@ def test_doctor_checks_the_service(project: Project) -> None:
     def service_checks() -> dict[str, tuple[str, str]]:
         result = project.run("doctor", "--output", "json")
         assert "Traceback" not in result.output
-        return {c["name"]: (c["status"], c["detail"]) for c in result.json["checks"] if c["name"].startswith("ECS")}
+        return {
+            c["name"]: (c["status"], c["detail"])
+            for c in result.json["checks"]
+            if c["name"].startswith("ECS")
+        }
 
-    assert service_checks()["ECS service runs the latest revision"] == ("OK", f"web on {project.family} runs "
-                                                                        f"{project.family}:1")
+    assert service_checks()["ECS service runs the latest revision"] == (
+        "OK",
+        f"web on {project.family} runs {project.family}:1",
+    )
     register_variant(project, lambda d: d.update(memory="1024"))
     assert service_checks()["ECS service runs the latest revision"] == (
-        "WARN", f"service web runs {project.family}:1, not the latest {project.family}:2 (gcpfargate deploy rolls it)")
+        "WARN",
+        f"service web runs {project.family}:1, not the latest {project.family}:2 (gcpfargate deploy rolls it)",
+    )

@@ -29,8 +29,13 @@ def layer(stack: LocalStack) -> Iterator[StrictLayer]:
 
 
 def ecs(layer: StrictLayer) -> Any:
-    return boto3.client("ecs", region_name=REGION, endpoint_url=layer.url, aws_access_key_id="testing",
-                        aws_secret_access_key="testing")
+    return boto3.client(
+        "ecs",
+        region_name=REGION,
+        endpoint_url=layer.url,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
 
 
 def deploy_json(project: Project, *args: str) -> dict[str, Any]:
@@ -39,15 +44,21 @@ def deploy_json(project: Project, *args: str) -> dict[str, Any]:
     return dict(result.json)
 
 
-def test_deploy_waits_for_the_rollout_and_a_failed_one_says_how_to_roll_back(project: Project,
-                                                                              layer: StrictLayer) -> None:
+def test_deploy_waits_for_the_rollout_and_a_failed_one_says_how_to_roll_back(
+    project: Project, layer: StrictLayer
+) -> None:
     project.extra_env["AWS_ENDPOINT_URL"] = layer.url
     family, client = project.family, ecs(layer)
     prepare(project)
     first = deploy_json(project)["register-task"]["task_definition_arn"]
     client.create_cluster(clusterName=family)
-    client.create_service(cluster=family, serviceName="web", taskDefinition=first, desiredCount=2,
-                          launchType="FARGATE")
+    client.create_service(
+        cluster=family,
+        serviceName="web",
+        taskDefinition=first,
+        desiredCount=2,
+        launchType="FARGATE",
+    )
     config = project.dir / "gcpfargate.toml"
     config.write_text(config.read_text() + f'\n[service]\nname = "web"\ncluster = "{family}"\n')
 
@@ -55,12 +66,18 @@ def test_deploy_waits_for_the_rollout_and_a_failed_one_says_how_to_roll_back(pro
     write_busybox_context(project.dir, ('CMD ["echo", "v2"]',))
     moved = project.run("deploy")
     assert moved.returncode == 0, moved.output
-    for line in (f"  web {family}:2: 0/2 running, 2 pending", f"  web {family}:2: 2/2 running, 0 pending",
-                 "  web: (service web) has reached a steady state.", f"service web runs {family}:2"):
+    for line in (
+        f"  web {family}:2: 0/2 running, 2 pending",
+        f"  web {family}:2: 2/2 running, 0 pending",
+        "  web: (service web) has reached a steady state.",
+        f"service web runs {family}:2",
+    ):
         assert line in moved.stderr, moved.stderr
     service = client.describe_services(cluster=family, services=["web"])["services"][0]
-    assert [(d["status"], d["rolloutState"], d["taskDefinition"].rsplit("/", 1)[-1])
-            for d in service["deployments"]] == [("PRIMARY", "COMPLETED", f"{family}:2")]
+    assert [
+        (d["status"], d["rolloutState"], d["taskDefinition"].rsplit("/", 1)[-1])
+        for d in service["deployments"]
+    ] == [("PRIMARY", "COMPLETED", f"{family}:2")]
 
     # --no-wait returns while the deployment is still in progress.
     write_busybox_context(project.dir, ('CMD ["echo", "v3"]',))
@@ -71,16 +88,31 @@ def test_deploy_waits_for_the_rollout_and_a_failed_one_says_how_to_roll_back(pro
     layer.settings.fail_deployments = 1
     write_busybox_context(project.dir, ('CMD ["echo", "v4"]',))
     failed = project.run("deploy")
-    last = assert_one_clean_line(failed, 1, f"service failed: service web did not become stable on {family}:4",
-                                 "service events: ", "has stopped 2 running tasks",
-                                 f"Roll back with `gcpfargate rollback --service web --cluster {family} --revision 3`")
+    last = assert_one_clean_line(
+        failed,
+        1,
+        f"service failed: service web did not become stable on {family}:4",
+        "service events: ",
+        "has stopped 2 running tasks",
+        f"Roll back with `gcpfargate rollback --service web --cluster {family} --revision 3`",
+    )
     assert "\n" not in last
 
-    back = project.run("rollback", "--service", "web", "--cluster", family, "--revision", "3", "--output", "json")
+    back = project.run(
+        "rollback", "--service", "web", "--cluster", family, "--revision", "3", "--output", "json"
+    )
     assert back.returncode == 0, back.output
-    assert (back.json["status"], back.json["task_definition_arn"].rsplit("/", 1)[-1]) == ("COMPLETED", f"{family}:3")
+    assert (back.json["status"], back.json["task_definition_arn"].rsplit("/", 1)[-1]) == (
+        "COMPLETED",
+        f"{family}:3",
+    )
 
     # A rollout slower than --wait-timeout is a failure too, with the way back.
     slow = project.run("rollback", "--wait-timeout", "1")
-    assert_one_clean_line(slow, 1, f"did not become stable on {family}:2", "not stable within "
-                          "service.wait_timeout = 1 s", "--revision 3")
+    assert_one_clean_line(
+        slow,
+        1,
+        f"did not become stable on {family}:2",
+        "not stable within service.wait_timeout = 1 s",
+        "--revision 3",
+    )

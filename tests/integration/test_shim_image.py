@@ -13,10 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from gcpfargate.core.shim_image import build_context, container_definition
+from gcpfargate.image.shim_image import build_context, container_definition
 from gcpfargate.shim import CREDENTIALS_PATH as SHIM_CREDENTIALS_PATH
 from tests.integration.test_deploy import base_image  # noqa: F401  (module fixture: imports the Python base)
-from tests.integration.test_shim_google_auth import REGION, VERIFICATION_URL, subject_token_through_adc
+from tests.integration.test_shim_google_auth import (
+    REGION,
+    VERIFICATION_URL,
+    subject_token_through_adc,
+)
 from tests.stack.fake_ecs import CREDENTIALS_PATH, FakeEcsEndpoint
 from tests.stack.local import free_port
 from tests.stack.shim_process import Shim
@@ -34,9 +38,11 @@ def application_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 
 
 def test_shim_image_passes_its_health_check_and_serves_google_auth(
-        stack,  # type: ignore[no-untyped-def]
-        base_image: str,  # noqa: F811  (the fixture imported above)
-        tmp_path: Path, application_env: Path) -> None:
+    stack,  # type: ignore[no-untyped-def]
+    base_image: str,  # noqa: F811  (the fixture imported above)
+    tmp_path: Path,
+    application_env: Path,
+) -> None:
     import docker
 
     engine = docker.DockerClient(base_url=stack.docker_host)
@@ -44,14 +50,20 @@ def test_shim_image_passes_its_health_check_and_serves_google_auth(
     for relative, content in build_context(base_image).items():
         (context / relative).parent.mkdir(parents=True, exist_ok=True)
         (context / relative).write_bytes(content)
-    image, _ = engine.images.build(path=str(context), tag="gcpfargate-test/credential-shim:test", rm=True)
+    image, _ = engine.images.build(
+        path=str(context), tag="gcpfargate-test/credential-shim:test", rm=True
+    )
     port = free_port()
     definition = container_definition(image.id, port)
     with FakeEcsEndpoint() as ecs:
         container = engine.containers.run(
-            image.id, command=[*definition["command"], "--ecs-endpoint", ecs.base_url], detach=True,
-            environment={"AWS_CONTAINER_CREDENTIALS_RELATIVE_URI": CREDENTIALS_PATH}, network_mode="host",
-            read_only=definition["readonlyRootFilesystem"])
+            image.id,
+            command=[*definition["command"], "--ecs-endpoint", ecs.base_url],
+            detach=True,
+            environment={"AWS_CONTAINER_CREDENTIALS_RELATIVE_URI": CREDENTIALS_PATH},
+            network_mode="host",
+            read_only=definition["readonlyRootFilesystem"],
+        )
         try:
             # The health check as ECS runs it: the definition's CMD, executed inside the container.
             deadline = time.monotonic() + 30
@@ -63,12 +75,16 @@ def test_shim_image_passes_its_health_check_and_serves_google_auth(
             headers = {h["key"]: h["value"] for h in signed["headers"]}
             assert headers["x-amz-security-token"] == ecs.credentials.token
             assert ecs.credentials.access_key_id in headers["Authorization"]
-            assert Shim(None, port).call("GET", SHIM_CREDENTIALS_PATH)[0] == 401, "IMDSv2 is required in the image too"
+            assert Shim(None, port).call("GET", SHIM_CREDENTIALS_PATH)[0] == 401, (
+                "IMDSv2 is required in the image too"
+            )
             container.stop(timeout=10)  # SIGTERM, as ECS stops a task
             assert container.wait(timeout=10)["StatusCode"] == 0
             logs = container.logs().decode()
             assert "task-role credentials for role gcpfargate-demo-task fetched" in logs
-            assert ecs.credentials.secret_access_key not in logs and ecs.credentials.token not in logs
+            assert (
+                ecs.credentials.secret_access_key not in logs and ecs.credentials.token not in logs
+            )
             assert container.attrs["Config"]["User"] == "65534:65534"
         finally:
             container.remove(force=True)

@@ -25,15 +25,18 @@ PLACES = {
     "entryPoint": '"entryPoint": ["/bin/sh", "-c", {{ ("echo " ~ k) | tojson }}],',
     "dockerLabels": '"dockerLabels": {"creds": {{ k | tojson }}},',
     "log-options": '"logConfiguration": {"logDriver": "awslogs", "options": {"awslogs-group": "g", '
-                   '"awslogs-region": "us-east-1", "x-key": {{ k | tojson }}}},',
+    '"awslogs-region": "us-east-1", "x-key": {{ k | tojson }}}},',
     "nested": '"ulimits": [], "systemControls": [{"namespace": "net.core.somaxconn", "value": {{ k | tojson }}}],',
 }
 
 
 def key_template(place: str) -> str:
-    return ('{% set k %}{% include "sa.json" %}{% endset %}{\n  "family": {{ family | tojson }},\n'
-            '  "containerDefinitions": [{"name": "app", "image": "busybox", "essential": true, '
-            + PLACES[place] + ' "memory": 128}]\n}\n')
+    return (
+        '{% set k %}{% include "sa.json" %}{% endset %}{\n  "family": {{ family | tojson }},\n'
+        '  "containerDefinitions": [{"name": "app", "image": "busybox", "essential": true, '
+        + PLACES[place]
+        + ' "memory": 128}]\n}\n'
+    )
 
 
 def no_key_text(output: str) -> None:
@@ -45,30 +48,45 @@ def no_key_text(output: str) -> None:
 def test_key_text_anywhere_in_the_definition_is_refused(project: Project, place: str) -> None:
     (project.dir / "sa.json").write_bytes(key_json())
     (project.dir / TEMPLATE).write_text(key_template(place))
-    env = {"GCPFARGATE_TASK_WIRE_CREDENTIALS": "false", "GCPFARGATE_CALL_LOG": str(project.dir / "calls")}
+    env = {
+        "GCPFARGATE_TASK_WIRE_CREDENTIALS": "false",
+        "GCPFARGATE_CALL_LOG": str(project.dir / "calls"),
+    }
     for command in ("register-task", "render", "diff"):
         result = project.run(command, "--image", "busybox", env=env)
         assert_one_clean_line(result, 2, "looks like private key text at containerDefinitions[0].")
         no_key_text(result.output)
-    assert project.aws("ecs").list_task_definitions(familyPrefix=project.family)["taskDefinitionArns"] == []
+    assert (
+        project.aws("ecs").list_task_definitions(familyPrefix=project.family)["taskDefinitionArns"]
+        == []
+    )
     record_figure(FIGURES, "evasions caught")
 
 
 def test_the_template_cannot_reach_the_deployers_credentials_or_files(
-        project: Project, tmp_path_factory: pytest.TempPathFactory) -> None:
+    project: Project, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     outside = tmp_path_factory.mktemp("elsewhere")
     (outside / "id_rsa").write_text('"not for templates"')
     (project.dir / "link").symlink_to(outside / "id_rsa")
     head = '{"family": {{ family | tojson }}, "containerDefinitions": [{"name": "app", "image": "busybox", '
     env = {"GCPFARGATE_TASK_WIRE_CREDENTIALS": "false"}
     cases = {
-        'include': (head + '"command": [{% include "link" %}]}]}', "outside the template's directory"),
-        'aws-secret': (head + '"command": [{{ env("AWS_SECRET_ACCESS_KEY") | tojson }}]}]}', "refused"),
-        'key-variable': (head + '"command": [{{ env("SOME_JSON") | tojson }}]}]}', "private key"),
+        "include": (
+            head + '"command": [{% include "link" %}]}]}',
+            "outside the template's directory",
+        ),
+        "aws-secret": (
+            head + '"command": [{{ env("AWS_SECRET_ACCESS_KEY") | tojson }}]}]}',
+            "refused",
+        ),
+        "key-variable": (head + '"command": [{{ env("SOME_JSON") | tojson }}]}]}', "private key"),
     }
     for name, (text, fragment) in cases.items():
         (project.dir / TEMPLATE).write_text(text)
-        result = project.run("render", "--image", "busybox", env={**env, "SOME_JSON": key_json().decode()})
+        result = project.run(
+            "render", "--image", "busybox", env={**env, "SOME_JSON": key_json().decode()}
+        )
         assert_one_clean_line(result, 2, fragment)
         assert project.env["AWS_SECRET_ACCESS_KEY"] not in result.output, name
         assert "not for templates" not in result.output
@@ -77,13 +95,37 @@ def test_the_template_cannot_reach_the_deployers_credentials_or_files(
 
 def test_init_from_family_refuses_a_definition_holding_a_key(project: Project) -> None:
     project.aws("ecs").register_task_definition(
-        family=project.family, containerDefinitions=[{"name": "app", "image": "busybox", "memory": 128,
-                                                      "dockerLabels": {"creds": key_json().decode()}}])
+        family=project.family,
+        containerDefinitions=[
+            {
+                "name": "app",
+                "image": "busybox",
+                "memory": 128,
+                "dockerLabels": {"creds": key_json().decode()},
+            }
+        ],
+    )
     target = project.dir / "imported"
     target.mkdir()
-    result = subprocess.run([sys.executable, "-m", "gcpfargate", "init", "--from-family", project.family,
-                             "--gcp-project", project.gcp_project, "--service-account", project.account_id],
-                            cwd=target, env=project.env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gcpfargate",
+            "init",
+            "--from-family",
+            project.family,
+            "--gcp-project",
+            project.gcp_project,
+            "--service-account",
+            project.account_id,
+        ],
+        cwd=target,
+        env=project.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2, result.stdout + result.stderr
     assert "containerDefinitions[0].dockerLabels.creds" in result.stderr
     no_key_text(result.stdout + result.stderr)
@@ -108,17 +150,17 @@ def test_run_local_logs_lose_the_key_however_it_is_folded(project: Project) -> N
     assert "job done" in result.stderr
     key = secret_json(project)["private_key"]
     body = "".join(key.splitlines()[1:-1])
-    folded = [body[i:i + 50] for i in range(0, len(body), 50)]
+    folded = [body[i : i + 50] for i in range(0, len(body), 50)]
     assert len(folded[-1]) < 50 and "[REDACTED]" in result.stderr
     assert [line for line in folded if line in result.output] == []
     # No fragment of 12 characters anywhere (the redactor's own grain).
-    assert not any(body[i:i + 12] in result.output for i in range(len(body) - 12))
+    assert not any(body[i : i + 12] in result.output for i in range(len(body) - 12))
 
 
 def _wrapper_also_echoes_the_key(project: Project) -> None:
     def change(definition: dict) -> None:
         entry = definition["containerDefinitions"][0]["entryPoint"]
-        entry[2] = entry[2].replace('unset ', 'echo "$GCP_CREDENTIALS_JSON" >&2\nunset ')
+        entry[2] = entry[2].replace("unset ", 'echo "$GCP_CREDENTIALS_JSON" >&2\nunset ')
 
     register_variant(project, change)
 
@@ -141,9 +183,12 @@ def _key_in(place: str) -> object:
     return breaker
 
 
-@pytest.mark.parametrize("variant", ["wrapper-echoes-key", "dockerLabels", "logConfiguration", "argv"])
-def test_doctor_fails_the_wiring_check_for_key_text_anywhere_or_an_edited_wrapper(project: Project,
-                                                                                   variant: str) -> None:
+@pytest.mark.parametrize(
+    "variant", ["wrapper-echoes-key", "dockerLabels", "logConfiguration", "argv"]
+)
+def test_doctor_fails_the_wiring_check_for_key_text_anywhere_or_an_edited_wrapper(
+    project: Project, variant: str
+) -> None:
     prepare(project)
     deploy(project)
     breaker = _wrapper_also_echoes_the_key if variant == "wrapper-echoes-key" else _key_in(variant)
@@ -154,7 +199,10 @@ def test_doctor_fails_the_wiring_check_for_key_text_anywhere_or_an_edited_wrappe
     failed = [name for name, check in checks.items() if check["status"] == "FAIL"]
     assert failed == ["task definition delivers the key safely"], checks
     detail = checks[failed[0]]["detail"]
-    assert ("not the script gcpfargate writes" in detail) if variant == "wrapper-echoes-key" else \
-        ("key text at containerDefinitions[0]." in detail)
+    assert (
+        ("not the script gcpfargate writes" in detail)
+        if variant == "wrapper-echoes-key"
+        else ("key text at containerDefinitions[0]." in detail)
+    )
     no_key_text(result.output)
     record_figure(FIGURES, "evasions caught")

@@ -38,16 +38,22 @@ def new_project(stack: LocalStack, directory: Path) -> Project:
     return conftest.new_project(stack, directory, prefix="r")
 
 
-def make_deployable(project: Project, steps: tuple[str, ...] = ('CMD ["/bin/true"]',), tag: str = "v1") -> None:
+def make_deployable(
+    project: Project, steps: tuple[str, ...] = ('CMD ["/bin/true"]',), tag: str = "v1"
+) -> None:
     """Give `project` an image context, an [image] section and the default template, so `deploy` runs.
 
     The tag is fixed: a derived (timestamp) tag would make every rerun look like a new image.
     """
     write_busybox_context(project.dir / "image", steps=steps)
     config = project.dir / "gcpfargate.toml"
-    config.write_text(config.read_text() + f'\n[image]\nrepository = "{project.family}"\ncontext = "image"\n'
-                                           f'tag = "{tag}"\n')
-    template = resources.files("gcpfargate.templates").joinpath("task-definition.json.j2").read_text()
+    config.write_text(
+        config.read_text() + f'\n[image]\nrepository = "{project.family}"\ncontext = "image"\n'
+        f'tag = "{tag}"\n'
+    )
+    template = (
+        resources.files("gcpfargate.templates").joinpath("task-definition.json.j2").read_text()
+    )
     (project.dir / "task-definition.json.j2").write_text(template)
 
 
@@ -60,7 +66,9 @@ class Call:
     write: bool
 
 
-def run_logged(project: Project, *args: str, env: dict[str, str | None] | None = None) -> tuple[Result, list[Call]]:
+def run_logged(
+    project: Project, *args: str, env: dict[str, str | None] | None = None
+) -> tuple[Result, list[Call]]:
     """Run the CLI with GCPFARGATE_CALL_LOG and return its result and every AWS/GCP call it made."""
     log = project.dir / ".calls"
     log.unlink(missing_ok=True)
@@ -69,7 +77,14 @@ def run_logged(project: Project, *args: str, env: dict[str, str | None] | None =
     for line in log.read_text().splitlines() if log.exists() else []:
         parts = line.split()
         if parts[0] == "registry":  # `registry GET manifests`: the product's own registry reads
-            calls.append(Call("registry", "registry", f"{parts[1]} {parts[2]}", parts[1] not in ("GET", "HEAD")))
+            calls.append(
+                Call(
+                    "registry",
+                    "registry",
+                    f"{parts[1]} {parts[2]}",
+                    parts[1] not in ("GET", "HEAD"),
+                )
+            )
         else:
             system, service, operation, kind = parts
             calls.append(Call(system, service, operation, kind == "write"))
@@ -111,28 +126,39 @@ authenticates = gets_token
 
 def enabled_keys(project: Project) -> list[str]:
     emulator = project.stack.emulator
-    return [key_id for key_id in emulator.key_ids(project.email) if emulator.key_state(project.email, key_id)
-            == "enabled"]
+    return [
+        key_id
+        for key_id in emulator.key_ids(project.email)
+        if emulator.key_state(project.email, key_id) == "enabled"
+    ]
 
 
 def pages(client: Any, operation: str, key: str, **kwargs: Any) -> list[Any]:
     """Every item of a paginated list (moto pages at 100 for several lists)."""
-    return [item for page in client.get_paginator(operation).paginate(**kwargs) for item in page[key]]
+    return [
+        item for page in client.get_paginator(operation).paginate(**kwargs) for item in page[key]
+    ]
 
 
 def referenced_keys(project: Project) -> set[str]:
     """Key ids held by a staged version of any gcpfargate secret of the account (this one included)."""
     sm = project.aws("secretsmanager")
-    tagged = pages(sm, "list_secrets", "SecretList", Filters=[{"Key": "tag-value", "Values": [project.email]}])
+    tagged = pages(
+        sm, "list_secrets", "SecretList", Filters=[{"Key": "tag-value", "Values": [project.email]}]
+    )
     arns = {s["ARN"] for s in tagged}
     if secret_exists(project):
         arns.add(sm.describe_secret(SecretId=project.secret_name)["ARN"])
     found = set()
     for arn in arns:
-        for version_id, stages in sm.describe_secret(SecretId=arn).get("VersionIdsToStages", {}).items():
+        for version_id, stages in (
+            sm.describe_secret(SecretId=arn).get("VersionIdsToStages", {}).items()
+        ):
             if not stages:
                 continue
-            text = sm.get_secret_value(SecretId=arn, VersionId=version_id).get("SecretString") or "{}"
+            text = (
+                sm.get_secret_value(SecretId=arn, VersionId=version_id).get("SecretString") or "{}"
+            )
             try:
                 found.add(json.loads(text).get("private_key_id"))
             except (ValueError, AttributeError):
@@ -148,20 +174,30 @@ def orphans(project: Project, previous: str | None = None) -> list[str]:
 
 def tag_problems(project: Project) -> list[str]:
     """The secret's tags must name the key and account AWSCURRENT holds (doctor trusts the tag)."""
-    from gcpfargate.core.secret import TAG_ACCOUNT, TAG_KEY_ID
+    from gcpfargate.credentials.key.secret import TAG_ACCOUNT, TAG_KEY_ID
 
-    tags = {t["Key"]: t["Value"] for t in project.aws("secretsmanager").describe_secret(
-        SecretId=project.secret_name).get("Tags", [])}
+    tags = {
+        t["Key"]: t["Value"]
+        for t in project.aws("secretsmanager")
+        .describe_secret(SecretId=project.secret_name)
+        .get("Tags", [])
+    }
     key = current_key(project)
     problems = []
     if tags.get(TAG_KEY_ID) != key.get("private_key_id"):
-        problems.append(f"tag {TAG_KEY_ID} is {tags.get(TAG_KEY_ID)}, AWSCURRENT holds {key.get('private_key_id')}")
+        problems.append(
+            f"tag {TAG_KEY_ID} is {tags.get(TAG_KEY_ID)}, AWSCURRENT holds {key.get('private_key_id')}"
+        )
     if tags.get(TAG_ACCOUNT) != key.get("client_email"):
-        problems.append(f"tag {TAG_ACCOUNT} is {tags.get(TAG_ACCOUNT)}, AWSCURRENT is of {key.get('client_email')}")
+        problems.append(
+            f"tag {TAG_ACCOUNT} is {tags.get(TAG_ACCOUNT)}, AWSCURRENT is of {key.get('client_email')}"
+        )
     return problems
 
 
-def check_invariants(project: Project, expect_secret: bool = True, previous: str | None = None) -> list[str]:
+def check_invariants(
+    project: Project, expect_secret: bool = True, previous: str | None = None
+) -> list[str]:
     """The invariants as a list of broken ones (empty: all hold). `previous`: the key AWSCURRENT held
     before the command, which the key lifecycle may keep enabled."""
     broken = []
@@ -185,7 +221,12 @@ def check_invariants(project: Project, expect_secret: bool = True, previous: str
 def latest_revision_arn(project: Project) -> str | None:
     """The family's highest revision, from every page: moto returns ascending order whatever `sort`
     says (the strict layer's ecs.list_sort rule fixes that, but it is off by default)."""
-    arns = pages(project.aws("ecs"), "list_task_definitions", "taskDefinitionArns", familyPrefix=project.family)
+    arns = pages(
+        project.aws("ecs"),
+        "list_task_definitions",
+        "taskDefinitionArns",
+        familyPrefix=project.family,
+    )
     arns = [arn for arn in arns if arn.rsplit("/", 1)[-1].rsplit(":", 1)[0] == project.family]
     return max(arns, key=lambda arn: int(arn.rsplit(":", 1)[-1])) if arns else None
 
@@ -198,9 +239,13 @@ def task_definition_problems(project: Project) -> list[str]:
         return []
     definition = ecs.describe_task_definition(taskDefinition=latest)["taskDefinition"]
     secret_arn = project.aws("secretsmanager").describe_secret(SecretId=project.secret_name)["ARN"]
-    value_from = [s["valueFrom"] for c in definition["containerDefinitions"] for s in c.get("secrets", [])]
+    value_from = [
+        s["valueFrom"] for c in definition["containerDefinitions"] for s in c.get("secrets", [])
+    ]
     if value_from != [secret_arn]:
-        return [f"latest revision {definition['revision']} takes secrets from {value_from}, not {secret_arn}"]
+        return [
+            f"latest revision {definition['revision']} takes secrets from {value_from}, not {secret_arn}"
+        ]
     return []
 
 
@@ -235,12 +280,30 @@ class PrivateDockerd:
         from tests.stack.local import _docker_ping, _wait
 
         log = self.root / "dockerd.log"
-        self.process = subprocess.Popen([
-            shutil.which("dockerd") or "dockerd", "--host", self.host, "--data-root", str(self.root / "data"),
-            "--exec-root", str(self.root / "exec"), "--pidfile", str(self.root / "docker.pid"),
-            "--bridge=none", "--iptables=false", "--ip6tables=false", "--ip-masq=false", "--userland-proxy=false",
-            "--storage-driver=overlay2", "--shutdown-timeout=1",
-        ], stdout=log.open("wb"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        self.process = subprocess.Popen(
+            [
+                shutil.which("dockerd") or "dockerd",
+                "--host",
+                self.host,
+                "--data-root",
+                str(self.root / "data"),
+                "--exec-root",
+                str(self.root / "exec"),
+                "--pidfile",
+                str(self.root / "docker.pid"),
+                "--bridge=none",
+                "--iptables=false",
+                "--ip6tables=false",
+                "--ip-masq=false",
+                "--userland-proxy=false",
+                "--storage-driver=overlay2",
+                "--shutdown-timeout=1",
+            ],
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         _wait(lambda: _docker_ping(self.host), "private dockerd", 60, self.process, log)
         return self
 
@@ -267,13 +330,18 @@ class PrivateDockerd:
                 cgroup = Path(f"/proc/{entry}/cgroup").read_text()
             except OSError:
                 continue
-            if str(self.root).encode() in cmdline or any(cid in cgroup for cid in self.container_ids):
+            if str(self.root).encode() in cmdline or any(
+                cid in cgroup for cid in self.container_ids
+            ):
                 found.append(int(entry))
         return found
 
     def mounts(self) -> list[str]:
-        return [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()
-                if line.split()[1].startswith(str(self.root))]
+        return [
+            line.split()[1]
+            for line in Path("/proc/mounts").read_text().splitlines()
+            if line.split()[1].startswith(str(self.root))
+        ]
 
     def stop(self, sig: int) -> None:
 

@@ -40,7 +40,17 @@ from typing import Any
 from tests.conftest import cache_home
 from tests.stack.local import LocalStack
 
-PLACES = ("output", "project", "home", "tmp", "docker storage", "docker configs", "registry", "moto", "stack logs")
+PLACES = (
+    "output",
+    "project",
+    "home",
+    "tmp",
+    "docker storage",
+    "docker configs",
+    "registry",
+    "moto",
+    "stack logs",
+)
 LINE = 64  # characters per PEM body line
 B64_RUN = re.compile(rb"[A-Za-z0-9+/]{%d,}" % LINE)
 HEX_RUN = re.compile(rb"(?:[0-9a-fA-F]{2}){%d,}" % LINE)
@@ -51,7 +61,9 @@ PLANTED: set[str] = set()
 
 
 def pem_lines(pem: str) -> list[str]:
-    return [line.strip() for line in pem.splitlines() if line.strip() and not line.startswith("-----")]
+    return [
+        line.strip() for line in pem.splitlines() if line.strip() and not line.startswith("-----")
+    ]
 
 
 def needles(minted: list[Any]) -> dict[bytes, str]:
@@ -60,7 +72,7 @@ def needles(minted: list[Any]) -> dict[bytes, str]:
     for key in minted:
         body = "".join(pem_lines(key.private_key_pem))
         for start in range(0, len(body) - LINE + 1, LINE):
-            found[body[start:start + LINE].encode()] = key.key_id
+            found[body[start : start + LINE].encode()] = key.key_id
     return found
 
 
@@ -118,7 +130,7 @@ def find_keys(data: bytes, lines: dict[bytes, str]) -> set[str]:
         for match in B64_RUN.finditer(view):
             run = match.group()
             for start in range(len(run) - LINE + 1):
-                key_id = lines.get(run[start:start + LINE])
+                key_id = lines.get(run[start : start + LINE])
                 if key_id is not None:
                     found.add(key_id)
     return found
@@ -130,7 +142,9 @@ class Sources:
 
     since: float
     items: list[tuple[str, str, bytes]] = field(default_factory=list)
-    seconds: dict[str, float] = field(default_factory=dict)  # place -> time spent reading and searching
+    seconds: dict[str, float] = field(
+        default_factory=dict
+    )  # place -> time spent reading and searching
 
     def add(self, place: str, label: str, data: bytes) -> None:
         self.items.append((place, label, data))
@@ -143,7 +157,9 @@ class Sources:
         finally:
             self.seconds[place] = self.seconds.get(place, 0.0) + time.monotonic() - start
 
-    def files(self, place: str, root: Path, recent: bool = False, skip: tuple[Path, ...] = ()) -> None:
+    def files(
+        self, place: str, root: Path, recent: bool = False, skip: tuple[Path, ...] = ()
+    ) -> None:
         if not root.is_dir():
             return
         for directory, subdirs, names in os.walk(root):
@@ -152,7 +168,11 @@ class Sources:
                 path = Path(directory, name)
                 try:
                     info = path.lstat()
-                    if not path.is_file() or path.is_symlink() or info.st_size > (MAX_RECENT if recent else MAX_FILE):
+                    if (
+                        not path.is_file()
+                        or path.is_symlink()
+                        or info.st_size > (MAX_RECENT if recent else MAX_FILE)
+                    ):
                         continue
                     if recent and info.st_mtime < self.since:
                         continue
@@ -167,10 +187,16 @@ class Sources:
         try:
             root = Path(client.info().get("DockerRootDir", ""))
             for container in client.api.containers(all=True):
-                self.add("docker configs", f"container {container['Id'][:12]}",
-                         json.dumps(client.api.inspect_container(container["Id"])).encode())
+                self.add(
+                    "docker configs",
+                    f"container {container['Id'][:12]}",
+                    json.dumps(client.api.inspect_container(container["Id"])).encode(),
+                )
             for image in client.api.images(all=True):
-                detail = {"inspect": client.api.inspect_image(image["Id"]), "history": client.api.history(image["Id"])}
+                detail = {
+                    "inspect": client.api.inspect_image(image["Id"]),
+                    "history": client.api.history(image["Id"]),
+                }
                 self.add("docker configs", f"image {image['Id'][:19]}", json.dumps(detail).encode())
         finally:
             client.close()
@@ -181,24 +207,48 @@ class Sources:
         import boto3
 
         def aws(service: str) -> Any:
-            return boto3.client(service, region_name="ap-northeast-1", endpoint_url=stack.moto_direct_url,
-                                aws_access_key_id="testing", aws_secret_access_key="testing")
+            return boto3.client(
+                service,
+                region_name="ap-northeast-1",
+                endpoint_url=stack.moto_direct_url,
+                aws_access_key_id="testing",
+                aws_secret_access_key="testing",
+            )
 
         def pages(client: Any, operation: str, key: str, **kwargs: Any) -> list[Any]:
-            return [item for page in client.get_paginator(operation).paginate(**kwargs) for item in page[key]]
+            return [
+                item
+                for page in client.get_paginator(operation).paginate(**kwargs)
+                for item in page[key]
+            ]
 
         dump = lambda value: json.dumps(value, default=str).encode()  # noqa: E731
         sm, ecs, iam, ecr, logs = (aws(s) for s in ("secretsmanager", "ecs", "iam", "ecr", "logs"))
         for secret in pages(sm, "list_secrets", "SecretList", IncludePlannedDeletion=True):
             self.add("moto", f"secret {secret['Name']}", dump(secret))
         for arn in pages(ecs, "list_task_definitions", "taskDefinitionArns"):
-            self.add("moto", arn, dump(ecs.describe_task_definition(taskDefinition=arn, include=["TAGS"])))
+            self.add(
+                "moto",
+                arn,
+                dump(ecs.describe_task_definition(taskDefinition=arn, include=["TAGS"])),
+            )
         for role in pages(iam, "list_roles", "Roles"):
             name = role["RoleName"]
-            policies = [iam.get_role_policy(RoleName=name, PolicyName=p) for p in
-                        pages(iam, "list_role_policies", "PolicyNames", RoleName=name)]
-            self.add("moto", f"role {name}", dump({"role": role, "tags": iam.list_role_tags(RoleName=name)["Tags"],
-                                                   "policies": policies}))
+            policies = [
+                iam.get_role_policy(RoleName=name, PolicyName=p)
+                for p in pages(iam, "list_role_policies", "PolicyNames", RoleName=name)
+            ]
+            self.add(
+                "moto",
+                f"role {name}",
+                dump(
+                    {
+                        "role": role,
+                        "tags": iam.list_role_tags(RoleName=name)["Tags"],
+                        "policies": policies,
+                    }
+                ),
+            )
         for repository in pages(ecr, "describe_repositories", "repositories"):
             self.add("moto", f"repository {repository['repositoryName']}", dump(repository))
         for group in pages(logs, "describe_log_groups", "logGroups"):
@@ -208,13 +258,17 @@ class Sources:
         try:
             scheduler = aws("scheduler")
             for schedule in pages(scheduler, "list_schedules", "Schedules"):
-                detail = scheduler.get_schedule(Name=schedule["Name"], GroupName=schedule.get("GroupName", "default"))
+                detail = scheduler.get_schedule(
+                    Name=schedule["Name"], GroupName=schedule.get("GroupName", "default")
+                )
                 self.add("moto", f"schedule {schedule['Name']}", dump(detail))
         except Exception as exc:  # an older moto without Scheduler: say so in the sources
             self.add("moto", f"schedules unreadable: {type(exc).__name__}", b"")
 
 
-def collect(stack: LocalStack, outputs: list[tuple[str, bytes]], project_dir: Path, since: float) -> Sources:
+def collect(
+    stack: LocalStack, outputs: list[tuple[str, bytes]], project_dir: Path, since: float
+) -> Sources:
     """Every place of `PLACES`, read now."""
     sources = Sources(since)
     for label, data in outputs:
@@ -228,11 +282,26 @@ def collect(stack: LocalStack, outputs: list[tuple[str, bytes]], project_dir: Pa
         sources.files("home", cache_home(project_dir))
         real_home = Path(os.environ.get("HOME", "/root"))
         # Toolchains and package caches (hundreds of thousands of files nothing of ours writes to).
-        toolchains = tuple(real_home / d for d in (".pyenv", ".cargo", ".rustup", ".npm", ".cache/pip", "go",
-                                                   ".local/lib", ".local/share/uv", ".cache/uv", ".m2"))
+        toolchains = tuple(
+            real_home / d
+            for d in (
+                ".pyenv",
+                ".cargo",
+                ".rustup",
+                ".npm",
+                ".cache/pip",
+                "go",
+                ".local/lib",
+                ".local/share/uv",
+                ".cache/uv",
+                ".m2",
+            )
+        )
         sources.files("home", real_home, recent=True, skip=toolchains)
     # Other sessions' stacks and engines live in /tmp too: their files cannot hold our keys, only cost time.
-    others = tuple(p for p in Path("/tmp").glob("gcpf-*") if p != stack.root) + tuple(Path("/tmp").glob("bash_jobs*"))
+    others = tuple(p for p in Path("/tmp").glob("gcpf-*") if p != stack.root) + tuple(
+        Path("/tmp").glob("bash_jobs*")
+    )
     with sources.timing("tmp"):
         sources.files("tmp", Path("/tmp"), recent=True, skip=(stack.root, *others))
     with sources.timing("docker"):
@@ -250,11 +319,15 @@ def scan(sources: Sources, minted: list[Any]) -> dict[tuple[str, str], set[str]]
     """(place, label) -> ids of the keys found there (only sources with a hit)."""
     lines = needles(minted)
     hits: dict[tuple[str, str], set[str]] = {}
-    seen: dict[bytes, set[str]] = {}  # content digest -> keys found: the same busybox is in every project
+    seen: dict[
+        bytes, set[str]
+    ] = {}  # content digest -> keys found: the same busybox is in every project
     for place, label, data in sources.items:
         digest = hashlib.sha256(data).digest()
         with sources.timing(f"search {place}"):
-            found = seen[digest] if digest in seen else seen.setdefault(digest, find_keys(data, lines))
+            found = (
+                seen[digest] if digest in seen else seen.setdefault(digest, find_keys(data, lines))
+            )
         if found:
             hits[(place, label)] = found
     return hits

@@ -18,8 +18,15 @@ from tests.stack.faultproxy import FaultProxy, Rule
 def fake_key(email: str) -> str:
     # Built at run time so no committed file holds key-looking text.
     pem = "-----BEGIN " + "PRIVATE KEY-----\nMIIfake\n-----END " + "PRIVATE KEY-----\n"
-    return json.dumps({"type": "service_account", "private_key": pem, "private_key_id": "0" * 40,
-                       "client_email": email, "project_id": "other"})
+    return json.dumps(
+        {
+            "type": "service_account",
+            "private_key": pem,
+            "private_key_id": "0" * 40,
+            "client_email": email,
+            "project_id": "other",
+        }
+    )
 
 
 def _secret(value: str) -> Callable[[Project], dict[str, Any]]:
@@ -31,9 +38,13 @@ def _secret(value: str) -> Callable[[Project], dict[str, Any]]:
 
 
 SETUPS: dict[str, Callable[[Project], dict[str, Any]]] = {
-    "no_aws_credentials": lambda p: {"AWS_ACCESS_KEY_ID": None, "AWS_SECRET_ACCESS_KEY": None,
-                                     "AWS_SESSION_TOKEN": None, "AWS_EC2_METADATA_DISABLED": "true",
-                                     "AWS_CONTAINER_CREDENTIALS_FULL_URI": None},
+    "no_aws_credentials": lambda p: {
+        "AWS_ACCESS_KEY_ID": None,
+        "AWS_SECRET_ACCESS_KEY": None,
+        "AWS_SESSION_TOKEN": None,
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI": None,
+    },
     "aws_down": lambda p: {"AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_MAX_ATTEMPTS": "1"},
     "secret_not_json": _secret("just a password"),
     "secret_not_a_key": _secret(json.dumps({"type": "authorized_user", "refresh_token": "x"})),
@@ -57,8 +68,12 @@ def test_bad_input(case: Case, project: Project) -> None:
     if case.config is None:
         config.unlink()
     else:
-        config.write_text(case.config.format(project=project.gcp_project, account=project.account_id,
-                                             family=project.family) + case.extra_config)
+        config.write_text(
+            case.config.format(
+                project=project.gcp_project, account=project.account_id, family=project.family
+            )
+            + case.extra_config
+        )
     for name, content in case.files.items():
         path = project.dir / name
         path.write_bytes(content) if isinstance(content, bytes) else path.write_text(content)
@@ -66,8 +81,15 @@ def test_bad_input(case: Case, project: Project) -> None:
     proxy = None
     if case.setup == "ecr_token_expired":
         proxy = FaultProxy(project.stack.moto_url).start()
-        proxy.add(Rule("GetAuthorizationToken", status=400, code="ExpiredTokenException",
-                       message="The security token included in the request is expired", times=-1))
+        proxy.add(
+            Rule(
+                "GetAuthorizationToken",
+                status=400,
+                code="ExpiredTokenException",
+                message="The security token included in the request is expired",
+                times=-1,
+            )
+        )
         env["AWS_ENDPOINT_URL"] = proxy.url
     elif case.setup:
         env.update(SETUPS[case.setup](project))

@@ -14,14 +14,23 @@ from collections.abc import Iterator
 import pytest
 
 from tests.conftest import Project, record_figure
-from tests.reliability.helpers import check_invariants, make_deployable, new_project, unchanged_everywhere
+from tests.reliability.helpers import (
+    check_invariants,
+    make_deployable,
+    new_project,
+    unchanged_everywhere,
+)
 from tests.reliability.world import differences, shape
 from tests.stack.local import ACCOUNT_ID, LocalStack
 from tests.stack.strict import Settings, StrictLayer
 
 FIGURES = "forced collisions"
-RULES = ("collisions.create_secret", "collisions.create_role", "collisions.create_log_group",
-         "collisions.create_repository")
+RULES = (
+    "collisions.create_secret",
+    "collisions.create_role",
+    "collisions.create_log_group",
+    "collisions.create_repository",
+)
 OPERATIONS = {"CreateSecret", "CreateRole", "CreateLogGroup", "CreateRepository"}
 
 
@@ -31,8 +40,9 @@ def colliding(stack: LocalStack) -> Iterator[StrictLayer]:
         yield layer
 
 
-def test_every_create_loses_a_race_and_deploy_absorbs_it(project: Project, colliding: StrictLayer,
-                                                          tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_every_create_loses_a_race_and_deploy_absorbs_it(
+    project: Project, colliding: StrictLayer, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     make_deployable(project)
     result = project.run("deploy", "--output", "json", env={"AWS_ENDPOINT_URL": colliding.url})
     collisions = colliding.collisions
@@ -41,15 +51,21 @@ def test_every_create_loses_a_race_and_deploy_absorbs_it(project: Project, colli
     assert result.returncode == 0, result.output
     assert collisions == dict.fromkeys(OPERATIONS, 1), collisions
     assert check_invariants(project) == []
-    assert unchanged_everywhere(project.run("deploy", "--output", "json", env={"AWS_ENDPOINT_URL": colliding.url})) \
+    assert (
+        unchanged_everywhere(
+            project.run("deploy", "--output", "json", env={"AWS_ENDPOINT_URL": colliding.url})
+        )
         == []
+    )
     assert colliding.collisions == collisions  # each name collides once: the rerun created nothing
     clean = new_project(project.stack, tmp_path_factory.mktemp("clean"))
     make_deployable(clean)
     assert clean.run("deploy").returncode == 0
     # The lost CreateSecret race leaves the winner's version as AWSPREVIOUS: the only allowed difference.
     ours, theirs = shape(project), shape(clean)
-    assert ours.pop("stages") == ["AWSCURRENT", "AWSPREVIOUS"] and theirs.pop("stages") == ["AWSCURRENT"]
+    assert ours.pop("stages") == ["AWSCURRENT", "AWSPREVIOUS"] and theirs.pop("stages") == [
+        "AWSCURRENT"
+    ]
     # The log group's retention is the race winner's to set (core/logs.py leaves a group it did not
     # create alone); the layer plays the winner's create only, so only our side lacks it.
     for group in theirs["log_groups"]:
@@ -59,11 +75,16 @@ def test_every_create_loses_a_race_and_deploy_absorbs_it(project: Project, colli
     record_figure(FIGURES, "collisions absorbed", sum(collisions.values()))
 
 
-def test_bootstrap_secret_collision_stores_the_minted_key(project: Project, colliding: StrictLayer) -> None:
+def test_bootstrap_secret_collision_stores_the_minted_key(
+    project: Project, colliding: StrictLayer
+) -> None:
     """The secret collision on bootstrap alone: the key this run minted is the one stored, no orphan."""
     result = project.run("bootstrap", "--output", "json", env={"AWS_ENDPOINT_URL": colliding.url})
     assert result.returncode == 0, result.output
-    assert colliding.collisions == {"CreateSecret": 1, "CreateRole": 1}  # bootstrap makes the role too
+    assert colliding.collisions == {
+        "CreateSecret": 1,
+        "CreateRole": 1,
+    }  # bootstrap makes the role too
     record_figure(FIGURES, "CreateSecret collisions")
     assert check_invariants(project) == []
     assert project.stack.emulator.key_ids(project.email) == [result.json["key_id"]]

@@ -14,16 +14,29 @@ import sys
 import pytest
 
 from tests.conftest import Project, Result, record_figure
-from tests.reliability.helpers import check_invariants, current_key, make_deployable, unchanged_everywhere
+from tests.reliability.helpers import (
+    check_invariants,
+    current_key,
+    make_deployable,
+    unchanged_everywhere,
+)
 
 FIGURES = "concurrency"
 
 
 def race(project: Project, *args: str, copies: int = 2) -> list[Result]:
     """Start `copies` identical commands at once and wait for all of them."""
-    processes = [subprocess.Popen([sys.executable, "-m", "gcpfargate", *args], cwd=project.dir, env=project.env,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                 for _ in range(copies)]
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "gcpfargate", *args],
+            cwd=project.dir,
+            env=project.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(copies)
+    ]
     results = []
     for process in processes:
         stdout, stderr = process.communicate(timeout=300)
@@ -34,7 +47,9 @@ def race(project: Project, *args: str, copies: int = 2) -> list[Result]:
 
 
 def assert_all_succeeded(results: list[Result]) -> None:
-    failures = [result.stderr.strip().splitlines()[-1:] for result in results if result.returncode != 0]
+    failures = [
+        result.stderr.strip().splitlines()[-1:] for result in results if result.returncode != 0
+    ]
     assert not failures, failures
 
 
@@ -82,10 +97,16 @@ def test_four_rotations_at_once(project: Project) -> None:
     new_ids = {result.json["key_id"] for result in results}
     assert len(new_ids) == 4 and current_key(project)["private_key_id"] in new_ids
     emulator = project.stack.emulator
-    states = {key_id: emulator.key_state(project.email, key_id) for key_id in emulator.key_ids(project.email)}
+    states = {
+        key_id: emulator.key_state(project.email, key_id)
+        for key_id in emulator.key_ids(project.email)
+    }
     # Current and previous enabled; the rest disabled (a run that started late may already have
     # deleted the first key, which an earlier run disabled and recorded).
-    assert sorted(states.values()).count("enabled") == 2 and set(states.values()) <= {"enabled", "disabled"}, states
+    assert sorted(states.values()).count("enabled") == 2 and set(states.values()) <= {
+        "enabled",
+        "disabled",
+    }, states
     assert states.get(before, "deleted") in ("disabled", "deleted")
     record_figure(FIGURES, "concurrent rotations", 4)
     record_figure(FIGURES, "races consistent")

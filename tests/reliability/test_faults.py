@@ -45,8 +45,14 @@ from tests.stack.tcpproxy import BLOB_UPLOAD, MANIFEST_PUT, Reset, TcpProxy
 
 FIGURES = "fault matrix"
 # Which deploy step makes calls to which service: the failure line must name that step.
-STEP_OF = {("gcp", "iam"): "bootstrap", ("aws", "secretsmanager"): "bootstrap", ("aws", "iam"): "bootstrap",
-           ("aws", "ecr"): "push-image", ("aws", "logs"): "register-task", ("aws", "ecs"): "register-task"}
+STEP_OF = {
+    ("gcp", "iam"): "bootstrap",
+    ("aws", "secretsmanager"): "bootstrap",
+    ("aws", "iam"): "bootstrap",
+    ("aws", "ecr"): "push-image",
+    ("aws", "logs"): "register-task",
+    ("aws", "ecs"): "register-task",
+}
 # GCP calls whose lost response ("after") is worth its own case.
 AFTER_TOO = {"DisableServiceAccountKey", "DeleteServiceAccountKey"}
 
@@ -57,7 +63,9 @@ class Fault:
     call: Call
     nth: int  # the nth call of this operation in the run
     when: str = "before"
-    denied: bool = False  # a permission error (AccessDeniedException / PERMISSION_DENIED), not a 500
+    denied: bool = (
+        False  # a permission error (AccessDeniedException / PERMISSION_DENIED), not a 500
+    )
 
     @property
     def label(self) -> str:
@@ -70,7 +78,11 @@ class Fault:
         """For the figures: which kind of fault this is."""
         if self.denied:
             return "permission denied"
-        return f"{self.call.system} lost answer" if self.when == "after" else f"{self.call.system} error"
+        return (
+            f"{self.call.system} lost answer"
+            if self.when == "after"
+            else f"{self.call.system} error"
+        )
 
 
 def faults_of(command: str, calls: list[Call]) -> list[Fault]:
@@ -95,8 +107,13 @@ def clean(stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> dict[s
     warm_up(project)
     rotated, rotate_calls = run_logged(project, "rotate-key")
     assert rotated.returncode == 0, rotated.output
-    return {"deploy": faults_of("deploy", deploy_calls), "rotate-key": faults_of("rotate-key", rotate_calls),
-            "deploy-state": deploy_state, "rotate-state": key_shape(project), "calls": deploy_calls}
+    return {
+        "deploy": faults_of("deploy", deploy_calls),
+        "rotate-key": faults_of("rotate-key", rotate_calls),
+        "deploy-state": deploy_state,
+        "rotate-state": key_shape(project),
+        "calls": deploy_calls,
+    }
 
 
 def warm_up(project: Project) -> None:
@@ -124,19 +141,40 @@ def inject(fault: Fault, stack: LocalStack, proxy: FaultProxy) -> dict[str, str 
         if fault.denied:
             iam = fault.call.service == "iam"
             action = f"{fault.call.service}:{fault.call.operation}"
-            proxy.add(Rule(fault.call.operation, status=403 if iam else 400,
-                           code="AccessDenied" if iam else "AccessDeniedException",
-                           message=DENIED_TEXT.format(action=action), skip=fault.nth - 1, times=1))
+            proxy.add(
+                Rule(
+                    fault.call.operation,
+                    status=403 if iam else 400,
+                    code="AccessDenied" if iam else "AccessDeniedException",
+                    message=DENIED_TEXT.format(action=action),
+                    skip=fault.nth - 1,
+                    times=1,
+                )
+            )
         else:
-            proxy.add(Rule(fault.call.operation, status=500, code="InternalFailure", message="injected fault",
-                           skip=fault.nth - 1, times=1))
+            proxy.add(
+                Rule(
+                    fault.call.operation,
+                    status=500,
+                    code="InternalFailure",
+                    message="injected fault",
+                    skip=fault.nth - 1,
+                    times=1,
+                )
+            )
         return {"AWS_ENDPOINT_URL": proxy.url, "AWS_MAX_ATTEMPTS": "1"}
     if fault.denied:
-        stack.emulator.fail_nth(fault.call.operation, fault.nth, "PERMISSION_DENIED",
-                                f"Permission denied on resource (or it may not exist) for {fault.call.operation}.")
+        stack.emulator.fail_nth(
+            fault.call.operation,
+            fault.nth,
+            "PERMISSION_DENIED",
+            f"Permission denied on resource (or it may not exist) for {fault.call.operation}.",
+        )
         return {}
     # INTERNAL rather than UNAVAILABLE: the adapter retries UNAVAILABLE, which would hide the fault.
-    stack.emulator.fail_nth(fault.call.operation, fault.nth, "INTERNAL", "injected fault", when=fault.when)
+    stack.emulator.fail_nth(
+        fault.call.operation, fault.nth, "INTERNAL", "injected fault", when=fault.when
+    )
     return {}
 
 
@@ -144,8 +182,14 @@ def injected(stack: LocalStack, proxy: FaultProxy) -> int:
     return sum(proxy.injected.values()) + int(stack.emulator.stats()["injected_faults"])
 
 
-def run_fault(fault: Fault, project: Project, stack: LocalStack, proxy: FaultProxy, args: tuple[str, ...] | None = None,
-              env: dict[str, str | None] | None = None) -> tuple[Result, list[str]]:
+def run_fault(
+    fault: Fault,
+    project: Project,
+    stack: LocalStack,
+    proxy: FaultProxy,
+    args: tuple[str, ...] | None = None,
+    env: dict[str, str | None] | None = None,
+) -> tuple[Result, list[str]]:
     """Run the command with `fault`; return its result and what is wrong afterwards (empty: survived)."""
     before = injected(stack, proxy)
     previous = current_key(project)["private_key_id"] if secret_exists(project) else None
@@ -163,11 +207,16 @@ def run_fault(fault: Fault, project: Project, stack: LocalStack, proxy: FaultPro
     if result.returncode != 0:
         try:
             last = assert_one_clean_line(result, 1)
-            assert any(name in last for name in failure_names(fault)), f"none of {failure_names(fault)} in {last!r}"
+            assert any(name in last for name in failure_names(fault)), (
+                f"none of {failure_names(fault)} in {last!r}"
+            )
         except AssertionError as exc:
             problems.append(f"not one clean line naming the step: {exc}")
-    problems += check_invariants(project, expect_secret=result.returncode == 0 or fault.command != "deploy",
-                                 previous=previous)
+    problems += check_invariants(
+        project,
+        expect_secret=result.returncode == 0 or fault.command != "deploy",
+        previous=previous,
+    )
     return result, problems
 
 
@@ -175,9 +224,14 @@ def run_fault(fault: Fault, project: Project, stack: LocalStack, proxy: FaultPro
 # own words, as the product's adapters describe each call). UpdateSecretVersionStage serves two steps:
 # the promotion ("make the new key current") and the rollback ("moving AWSCURRENT back").
 ROTATE_STEP: dict[str, tuple[str, ...]] = {
-    "CreateServiceAccountKey": ("key",), "PutSecretValue": ("store the new key",), "CreateSecret": ("create secret",),
-    "TagResource": ("tag",), "UpdateSecretVersionStage": ("make the new key current", "moving AWSCURRENT back"),
-    "DisableServiceAccountKey": ("disable",), "DeleteServiceAccountKey": ("delete",)}
+    "CreateServiceAccountKey": ("key",),
+    "PutSecretValue": ("store the new key",),
+    "CreateSecret": ("create secret",),
+    "TagResource": ("tag",),
+    "UpdateSecretVersionStage": ("make the new key current", "moving AWSCURRENT back"),
+    "DisableServiceAccountKey": ("disable",),
+    "DeleteServiceAccountKey": ("delete",),
+}
 
 
 def failure_names(fault: Fault) -> tuple[str, ...]:
@@ -191,17 +245,28 @@ def test_discovery_found_the_mutating_calls(clean: dict[str, Any]) -> None:
     deploy_ops = {fault.call.operation for fault in clean["deploy"]}
     rotate_ops = {fault.call.operation for fault in clean["rotate-key"]}
     # The calls every first deploy must make; discovery may find more, never fewer.
-    assert {"CreateServiceAccountKey", "CreateSecret", "CreateRole", "CreateRepository",
-            "RegisterTaskDefinition"} <= deploy_ops, deploy_ops
+    assert {
+        "CreateServiceAccountKey",
+        "CreateSecret",
+        "CreateRole",
+        "CreateRepository",
+        "RegisterTaskDefinition",
+    } <= deploy_ops, deploy_ops
     # Issue 15's lifecycle: the new key is stored under a pending label and made AWSCURRENT by
     # compare-and-set (UpdateSecretVersionStage); the key two rotations old is disabled, the one the
     # last rotation disabled deleted.
-    assert {"CreateServiceAccountKey", "PutSecretValue", "UpdateSecretVersionStage", "DisableServiceAccountKey",
-            "DeleteServiceAccountKey"} <= rotate_ops, rotate_ops
+    assert {
+        "CreateServiceAccountKey",
+        "PutSecretValue",
+        "UpdateSecretVersionStage",
+        "DisableServiceAccountKey",
+        "DeleteServiceAccountKey",
+    } <= rotate_ops, rotate_ops
 
 
-def test_deploy_survives_each_failing_call(stack: LocalStack, proxy: FaultProxy, clean: dict[str, Any],
-                                           tmp_path: Path) -> None:
+def test_deploy_survives_each_failing_call(
+    stack: LocalStack, proxy: FaultProxy, clean: dict[str, Any], tmp_path: Path
+) -> None:
     broken: dict[str, list[str]] = {}
     for index, fault in enumerate(clean["deploy"]):
         project = new_project(stack, tmp_path / f"fault-{index}")
@@ -215,7 +280,9 @@ def test_deploy_survives_each_failing_call(stack: LocalStack, proxy: FaultProxy,
                 problems.append(f"third run still changed {changed}")
             state = shape(project)
             if state != clean["deploy-state"]:
-                problems.append(f"rerun state {state} differs from a clean deploy's {clean['deploy-state']}")
+                problems.append(
+                    f"rerun state {state} differs from a clean deploy's {clean['deploy-state']}"
+                )
         if problems:
             broken[fault.label] = problems
         else:
@@ -232,8 +299,9 @@ def _rerun_converged(project: Project, rerun: Any, problems: list[str]) -> bool:
     return True
 
 
-def test_rotate_key_survives_each_failing_call(stack: LocalStack, proxy: FaultProxy, clean: dict[str, Any],
-                                               tmp_path: Path) -> None:
+def test_rotate_key_survives_each_failing_call(
+    stack: LocalStack, proxy: FaultProxy, clean: dict[str, Any], tmp_path: Path
+) -> None:
     broken: dict[str, list[str]] = {}
     for index, fault in enumerate(clean["rotate-key"]):
         project = new_project(stack, tmp_path / f"fault-{index}")
@@ -252,7 +320,9 @@ def test_rotate_key_survives_each_failing_call(stack: LocalStack, proxy: FaultPr
                 # recorded ids may differ; everything else must not.
                 state, expected = _without_retirement(state), _without_retirement(expected)
             if state != expected:
-                problems.append(f"rerun state {state} differs from a clean rotation's {clean['rotate-state']}")
+                problems.append(
+                    f"rerun state {state} differs from a clean rotation's {clean['rotate-state']}"
+                )
         if problems:
             broken[fault.label] = problems
         else:
@@ -261,18 +331,28 @@ def test_rotate_key_survives_each_failing_call(stack: LocalStack, proxy: FaultPr
 
 
 def _without_retirement(state: dict[str, Any]) -> dict[str, Any]:
-    tags = [tag for tag in (state.get("secret") or {}).get("tags", []) if tag[0] != "gcpfargate:retired-keys"]
-    return {**state, "keys": {k: v for k, v in state["keys"].items() if k != "disabled"},
-            "secret": {**(state.get("secret") or {}), "tags": tags}}
+    tags = [
+        tag
+        for tag in (state.get("secret") or {}).get("tags", [])
+        if tag[0] != "gcpfargate:retired-keys"
+    ]
+    return {
+        **state,
+        "keys": {k: v for k, v in state["keys"].items() if k != "disabled"},
+        "secret": {**(state.get("secret") or {}), "tags": tags},
+    }
 
 
-def test_throttling_of_every_call_is_absorbed(stack: LocalStack, proxy: FaultProxy, clean: dict[str, Any],
-                                              project: Project) -> None:
+def test_throttling_of_every_call_is_absorbed(
+    stack: LocalStack, proxy: FaultProxy, clean: dict[str, Any], project: Project
+) -> None:
     """The first call of every AWS operation is throttled, and every GCP read is UNAVAILABLE once: the
     retries (botocore standard mode, the adapter's read retry) absorb all of it."""
     make_deployable(project)
     aws_ops = sorted({call.operation for call in clean["calls"] if call.system == "aws"})
-    gcp_reads = sorted({call.operation for call in clean["calls"] if call.system == "gcp" and not call.write})
+    gcp_reads = sorted(
+        {call.operation for call in clean["calls"] if call.system == "gcp" and not call.write}
+    )
     for operation in aws_ops:
         proxy.add(Rule(operation, kind="throttle", times=1))
     for method in gcp_reads:
@@ -308,10 +388,15 @@ def test_connection_reset_mid_blob_upload_is_retried(project: Project) -> None:
         assert tcp.resets == 1
         assert result.returncode == 0, result.output
         assert check_invariants(project) == []
-        assert unchanged_everywhere(project.run("deploy", "--output", "json", env=_via(project, tcp))) == []
+        assert (
+            unchanged_everywhere(project.run("deploy", "--output", "json", env=_via(project, tcp)))
+            == []
+        )
     digest = result.json["push-image"]["digest"]
     assert result.json["register-task"]["task_definition_arn"]
-    definition = project.aws("ecs").describe_task_definition(taskDefinition=project.family)["taskDefinition"]
+    definition = project.aws("ecs").describe_task_definition(taskDefinition=project.family)[
+        "taskDefinition"
+    ]
     assert definition["containerDefinitions"][0]["image"].endswith(f"@{digest}")
     record_figure(FIGURES, "connection resets survived")
 
@@ -327,12 +412,20 @@ def test_connection_reset_on_manifest_fails_cleanly_and_rerun_converges(project:
         assert tcp.resets >= 1
         assert_one_clean_line(failed, 1, "push-image failed")
         assert check_invariants(project) == []
-        assert project.aws("ecs").list_task_definitions(familyPrefix=project.family)["taskDefinitionArns"] == []
+        assert (
+            project.aws("ecs").list_task_definitions(familyPrefix=project.family)[
+                "taskDefinitionArns"
+            ]
+            == []
+        )
         tcp.clear()
         rerun = project.run("deploy", env=_via(project, tcp))
         assert rerun.returncode == 0, rerun.output
         assert check_invariants(project) == []
-        assert unchanged_everywhere(project.run("deploy", "--output", "json", env=_via(project, tcp))) == []
+        assert (
+            unchanged_everywhere(project.run("deploy", "--output", "json", env=_via(project, tcp)))
+            == []
+        )
     record_figure(FIGURES, "connection resets survived")
 
 
@@ -347,11 +440,19 @@ def test_engine_stopping_mid_build(project: Project, tmp_path: Path) -> None:
     try:
         log = project.dir / "push.err"
         with log.open("w") as stderr:
-            process = subprocess.Popen([sys.executable, "-m", "gcpfargate", "push-image"], cwd=project.dir,
-                                       env={**project.env, "DOCKER_HOST": engine.host, "TMPDIR": str(temp)},
-                                       stdout=subprocess.PIPE, stderr=stderr, text=True, start_new_session=True)
+            process = subprocess.Popen(
+                [sys.executable, "-m", "gcpfargate", "push-image"],
+                cwd=project.dir,
+                env={**project.env, "DOCKER_HOST": engine.host, "TMPDIR": str(temp)},
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                text=True,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + 60
-        while not engine.note_containers():  # the RUN step's container exists: the build is under way
+        while (
+            not engine.note_containers()
+        ):  # the RUN step's container exists: the build is under way
             assert process.poll() is None, log.read_text()
             assert time.monotonic() < deadline, "the build never started"
             time.sleep(0.2)

@@ -75,8 +75,9 @@ SCENARIOS = [
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.id for s in SCENARIOS])
-def test_conditional_writes_survive_each_failing_call(scenario: Scenario, stack: LocalStack, proxy: FaultProxy,
-                                                      tmp_path: Path) -> None:
+def test_conditional_writes_survive_each_failing_call(
+    scenario: Scenario, stack: LocalStack, proxy: FaultProxy, tmp_path: Path
+) -> None:
     discover = new_project(stack, tmp_path / "clean")
     scenario.setup(discover)
     try:
@@ -84,7 +85,9 @@ def test_conditional_writes_survive_each_failing_call(scenario: Scenario, stack:
     finally:
         stack.emulator.clear_faults()
     assert result.returncode == (1 if scenario.fails else 0), result.output
-    faults = faults_of("rotate-key", calls)  # the rotate-key step names apply to bootstrap --new-key too
+    faults = faults_of(
+        "rotate-key", calls
+    )  # the rotate-key step names apply to bootstrap --new-key too
     operations = {fault.call.operation for fault in faults}
     assert "CreateServiceAccountKey" in operations, operations
     if scenario.fails:  # the rollback's own calls are in the matrix: these are the double faults
@@ -93,20 +96,33 @@ def test_conditional_writes_survive_each_failing_call(scenario: Scenario, stack:
     for index, fault in enumerate(faults):
         project = new_project(stack, tmp_path / f"fault-{index}")
         scenario.setup(project)
-        strays = set(orphans(project))  # the setup's own unstored key (--prune): the rotation disables it
+        strays = set(
+            orphans(project)
+        )  # the setup's own unstored key (--prune): the rotation disables it
         if scenario.fails:
             record_figure(FIGURES, "faults injected: double")
         result, problems = run_fault(fault, project, stack, proxy, args=scenario.args)
         # A fault that stops the run before its disable step leaves the setup's stray as it was: not
         # this command's orphan. The rerun must still leave none (checked below).
-        problems = [p for p in problems if not (p.startswith("orphan keys") and strays
-                                                and all(k in strays for k in re.findall(r"[0-9a-f]{40}", p)))]
+        problems = [
+            p
+            for p in problems
+            if not (
+                p.startswith("orphan keys")
+                and strays
+                and all(k in strays for k in re.findall(r"[0-9a-f]{40}", p))
+            )
+        ]
         if scenario.fails:
-            problems = [p for p in problems if "does not authenticate" not in p]  # refusals were the first fault
+            problems = [
+                p for p in problems if "does not authenticate" not in p
+            ]  # refusals were the first fault
             if "was refused" in "".join(result.stderr.strip().splitlines()[-1:]):
                 # The second fault was absorbed (the key deletion is retried, the tags are best effort,
                 # a left-over pending label is ignored): the line rightly names the refusal.
-                problems = [p for p in problems if not p.startswith("not one clean line naming the step")]
+                problems = [
+                    p for p in problems if not p.startswith("not one clean line naming the step")
+                ]
             if result.returncode == 0:
                 problems.append("verification was refused, yet the command succeeded")
         last = result.stderr.strip().splitlines()[-1] if result.returncode else ""
@@ -130,7 +146,9 @@ def _delete_key(project: Project, key_id: str) -> None:
 
     channel = grpc.insecure_channel(project.stack.emulator.grpc_address)
     client = iam_admin_v1.IAMClient(transport=IAMGrpcTransport(channel=channel))
-    client.delete_service_account_key(name=f"projects/-/serviceAccounts/{project.email}/keys/{key_id}")
+    client.delete_service_account_key(
+        name=f"projects/-/serviceAccounts/{project.email}/keys/{key_id}"
+    )
 
 
 def _fail_gcp(stack: LocalStack, method: str) -> None:
@@ -149,15 +167,26 @@ def test_rollback_cannot_move_awscurrent_back(project: Project, proxy: FaultProx
     # the second, the rollback's move back, fails.
     proxy.add(Rule("UpdateSecretVersionStage", code="InternalFailure", skip=1))
     try:
-        failed = project.run("rotate-key", "--output", "json",
-                             env={"AWS_ENDPOINT_URL": proxy.url, "AWS_MAX_ATTEMPTS": "1"})
+        failed = project.run(
+            "rotate-key",
+            "--output",
+            "json",
+            env={"AWS_ENDPOINT_URL": proxy.url, "AWS_MAX_ATTEMPTS": "1"},
+        )
     finally:
         proxy.clear()
         project.stack.emulator.clear_faults()
     record_figure(FIGURES, "faults injected: double")
-    new_key = current_key(project)["private_key_id"]  # the rollback failed: the secret holds the new key
-    line = assert_one_clean_line(failed, 1, new_key, "aws secretsmanager update-secret-version-stage",
-                                 f"gcloud iam service-accounts keys delete {new_key}")
+    new_key = current_key(project)[
+        "private_key_id"
+    ]  # the rollback failed: the secret holds the new key
+    line = assert_one_clean_line(
+        failed,
+        1,
+        new_key,
+        "aws secretsmanager update-secret-version-stage",
+        f"gcloud iam service-accounts keys delete {new_key}",
+    )
     assert project.email in line
     assert check_invariants(project) == []  # the new key is valid once the refusals stop
     record_figure(FIGURES, "double faults with the manual command")
@@ -219,20 +248,29 @@ def clean_deploy(stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) ->
 
 
 @pytest.mark.parametrize("operation", sorted(CREATES))
-def test_lost_answer_of_a_create_call(project: Project, operation: str, clean_deploy: dict[str, Any]) -> None:
+def test_lost_answer_of_a_create_call(
+    project: Project, operation: str, clean_deploy: dict[str, Any]
+) -> None:
     """The create took effect, its answer was lost (AWS_MAX_ATTEMPTS=1): one clean line or success,
     the invariants hold, a rerun converges to a clean deploy's world, a third run changes nothing."""
     make_deployable(project)
     host, port = project.stack.moto_url.removeprefix("http://").split(":")
     with TcpProxy(host, int(port)) as tcp:
         tcp.add(Reset(CREATES[operation], lose_response=True))
-        result = project.run("deploy", env={"AWS_ENDPOINT_URL": f"http://{tcp.address}", "AWS_MAX_ATTEMPTS": "1"})
+        result = project.run(
+            "deploy", env={"AWS_ENDPOINT_URL": f"http://{tcp.address}", "AWS_MAX_ATTEMPTS": "1"}
+        )
         record_figure(FIGURES, "faults injected")
         record_figure(FIGURES, "faults injected: aws lost answer")
         assert tcp.resets == 1, f"{operation} was not called"
     if result.returncode != 0:
         assert_one_clean_line(result, 1, "failed")
-    assert check_invariants(project, expect_secret=operation != "CreateSecret" or result.returncode == 0) == []
+    assert (
+        check_invariants(
+            project, expect_secret=operation != "CreateSecret" or result.returncode == 0
+        )
+        == []
+    )
     rerun = project.run("deploy")
     assert rerun.returncode == 0, rerun.output
     assert check_invariants(project) == []
@@ -242,8 +280,9 @@ def test_lost_answer_of_a_create_call(project: Project, operation: str, clean_de
 
 
 # -- permission errors --------------------------------------------------------------------------------
-def test_deploy_permission_errors_name_the_step_and_the_permission(stack: LocalStack, proxy: FaultProxy,
-                                                                   tmp_path: Path) -> None:
+def test_deploy_permission_errors_name_the_step_and_the_permission(
+    stack: LocalStack, proxy: FaultProxy, tmp_path: Path
+) -> None:
     """Each distinct mutating operation of a first deploy is denied once (AccessDenied[Exception] /
     PERMISSION_DENIED): one clean line naming the step and the refusal, invariants intact, and the
     rerun (permission granted) converges."""
@@ -251,8 +290,11 @@ def test_deploy_permission_errors_name_the_step_and_the_permission(stack: LocalS
     make_deployable(discover)
     result, calls = run_logged(discover, "deploy")
     assert result.returncode == 0, result.output
-    firsts = {f.call.operation: Fault("deploy", f.call, 1, denied=True)
-              for f in faults_of("deploy", calls) if f.nth == 1 and f.when == "before"}
+    firsts = {
+        f.call.operation: Fault("deploy", f.call, 1, denied=True)
+        for f in faults_of("deploy", calls)
+        if f.nth == 1 and f.when == "before"
+    }
     broken: dict[str, list[str]] = {}
     for index, fault in enumerate(firsts.values()):
         project = new_project(stack, tmp_path / f"denied-{index}")
@@ -260,19 +302,26 @@ def test_deploy_permission_errors_name_the_step_and_the_permission(stack: LocalS
         result, problems = run_fault(fault, project, stack, proxy)
         if result.returncode == 0:
             problems.append("a denied call was not reported")
-        elif not any(word in result.stderr.splitlines()[-1] for word in ("AccessDenied", "not authorized",
-                                                                       "PERMISSION_DENIED", "roles/")):
-            problems.append(f"the line does not say the call was denied: {result.stderr.splitlines()[-1]}")
+        elif not any(
+            word in result.stderr.splitlines()[-1]
+            for word in ("AccessDenied", "not authorized", "PERMISSION_DENIED", "roles/")
+        ):
+            problems.append(
+                f"the line does not say the call was denied: {result.stderr.splitlines()[-1]}"
+            )
         _rerun_and_tally(project, ("deploy",), fault.label, problems, broken)
     assert len(firsts) >= 5
     assert not broken, "\n".join(f"{label}: {problems}" for label, problems in broken.items())
 
 
 # -- lost responses: the call took effect, the caller never heard -----------------------------------
-@pytest.mark.parametrize(("command", "target"), [
-    ("rotate-key", b"secretsmanager.PutSecretValue"),
-    ("bootstrap", b"secretsmanager.CreateSecret"),
-])
+@pytest.mark.parametrize(
+    ("command", "target"),
+    [
+        ("rotate-key", b"secretsmanager.PutSecretValue"),
+        ("bootstrap", b"secretsmanager.CreateSecret"),
+    ],
+)
 def test_lost_response_of_storing_the_key(project: Project, command: str, target: bytes) -> None:
     """The key was stored but the answer was lost (AWS_MAX_ATTEMPTS=1: no idempotent retry saves it):
     the new key must not be deleted while the secret points at it."""
@@ -281,7 +330,9 @@ def test_lost_response_of_storing_the_key(project: Project, command: str, target
     host, port = project.stack.moto_url.removeprefix("http://").split(":")
     with TcpProxy(host, int(port)) as tcp:
         tcp.add(Reset(rb"X-Amz-Target: " + target.replace(b".", rb"\."), lose_response=True))
-        result = project.run(command, env={"AWS_ENDPOINT_URL": f"http://{tcp.address}", "AWS_MAX_ATTEMPTS": "1"})
+        result = project.run(
+            command, env={"AWS_ENDPOINT_URL": f"http://{tcp.address}", "AWS_MAX_ATTEMPTS": "1"}
+        )
         record_figure(FIGURES, "faults injected")
         assert tcp.resets == 1
     if result.returncode != 0:
@@ -300,7 +351,9 @@ def test_lost_response_of_key_creation_is_pruned(project: Project) -> None:
     invariants count enabled keys) and `prune-keys` deletes it a day later. Known limit: the failure
     is one clean line."""
     assert project.run("bootstrap").returncode == 0
-    project.stack.emulator.fail_nth("CreateServiceAccountKey", 1, "INTERNAL", "injected fault", when="after")
+    project.stack.emulator.fail_nth(
+        "CreateServiceAccountKey", 1, "INTERNAL", "injected fault", when="after"
+    )
     try:
         failed = project.run("rotate-key")
     finally:
@@ -314,8 +367,13 @@ def test_lost_response_of_key_creation_is_pruned(project: Project) -> None:
     record_figure(FIGURES, "faults survived")
 
 
-def _rerun_and_tally(project: Project, args: Sequence[str], label: str, problems: list[str],
-                     broken: dict[str, list[str]]) -> None:
+def _rerun_and_tally(
+    project: Project,
+    args: Sequence[str],
+    label: str,
+    problems: list[str],
+    broken: dict[str, list[str]],
+) -> None:
     """The rerun the error line advises must succeed and leave the invariants whole; tally the fault."""
     rerun = project.run(*args)
     if rerun.returncode != 0:

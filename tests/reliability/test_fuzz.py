@@ -23,9 +23,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gcpfargate.core import template, wiring
+from gcpfargate.credentials import wiring
 from gcpfargate.errors import TemplateError
-from gcpfargate.keyfile import looks_like_key
+from gcpfargate.keymaterial.keyfile import looks_like_key
+from gcpfargate.taskdef import template
 from tests.conftest import record_figure
 
 FIGURES = "fuzz"
@@ -35,10 +36,15 @@ SHELLS = {"dash": ["dash"], "busybox sh": ["busybox", "sh"]}
 # anything but NUL (and no lone surrogates, which have no UTF-8 form).
 ARG_CHARS = st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00")
 ARG = st.text(ARG_CHARS, max_size=24)
-NAME_PART = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00/"), min_size=1,
-                    max_size=24).filter(lambda part: part not in (".", ".."))
+NAME_PART = st.text(
+    st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00/"),
+    min_size=1,
+    max_size=24,
+).filter(lambda part: part not in (".", ".."))
 # A prefix keeps fuzzed names clear of the shell's own variables (PATH, IFS, OPTIND...).
-CREDENTIALS_ENV = st.from_regex(r"[A-Za-z0-9_]{0,12}", fullmatch=True).map(lambda rest: f"GCPF_{rest}")
+CREDENTIALS_ENV = st.from_regex(r"[A-Za-z0-9_]{0,12}", fullmatch=True).map(
+    lambda rest: f"GCPF_{rest}"
+)
 
 TEMPLATE = """{
   "family": {{ family | tojson }},
@@ -60,7 +66,7 @@ TEMPLATE = """{
   ]
 }
 """
-PRINTER = "#!/bin/sh\n[ \"$#\" -eq 0 ] || printf '%s\\0' \"$@\"\nenv >&2\n"
+PRINTER = '#!/bin/sh\n[ "$#" -eq 0 ] || printf \'%s\\0\' "$@"\nenv >&2\n'
 
 
 @pytest.fixture(scope="module")
@@ -75,26 +81,45 @@ def workdir() -> Iterator[Path]:
 
 
 def variables(vars_: dict[str, str]) -> dict[str, Any]:
-    return {"family": "fuzz", "image": "127.0.0.1:5000/fuzz@sha256:" + "0" * 64, "image_digest": "",
-            "secret_arn": SECRET_ARN, "credentials_path": "/tmp/gcp/credentials.json",
-            "credentials_env": "GCP_CREDENTIALS_JSON",
-            "execution_role_arn": "arn:aws:iam::123456789012:role/fuzz-execution", "region": "ap-northeast-1",
-            "account_id": "123456789012", "vars": vars_}
+    return {
+        "family": "fuzz",
+        "image": "127.0.0.1:5000/fuzz@sha256:" + "0" * 64,
+        "image_digest": "",
+        "secret_arn": SECRET_ARN,
+        "credentials_path": "/tmp/gcp/credentials.json",
+        "credentials_env": "GCP_CREDENTIALS_JSON",
+        "execution_role_arn": "arn:aws:iam::123456789012:role/fuzz-execution",
+        "region": "ap-northeast-1",
+        "account_id": "123456789012",
+        "vars": vars_,
+    }
 
 
 RESERVED = {"FROM_ENV", "GCP_CREDENTIALS_JSON", wiring.CREDENTIALS_VARIABLE}
 
 
-@settings(max_examples=100, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(vars_=st.dictionaries(st.text(min_size=1, max_size=16).filter(lambda n: n not in RESERVED), st.text(),
-                             max_size=5),
-       from_env=st.text(ARG_CHARS))
-def test_any_strings_render_to_valid_json(workdir: Path, vars_: dict[str, str], from_env: str) -> None:
+@settings(
+    max_examples=100,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    vars_=st.dictionaries(
+        st.text(min_size=1, max_size=16).filter(lambda n: n not in RESERVED), st.text(), max_size=5
+    ),
+    from_env=st.text(ARG_CHARS),
+)
+def test_any_strings_render_to_valid_json(
+    workdir: Path, vars_: dict[str, str], from_env: str
+) -> None:
     path = workdir / "task-definition.json.j2"
     definition = template.render(path, variables(vars_), environ={"FUZZ_VALUE": from_env})
     environment = definition["containerDefinitions"][0]["environment"]
-    assert environment == [*({"name": k, "value": v} for k, v in vars_.items()), {"name": "FROM_ENV",
-                                                                                  "value": from_env}]
+    assert environment == [
+        *({"name": k, "value": v} for k, v in vars_.items()),
+        {"name": "FROM_ENV", "value": from_env},
+    ]
     if looks_like_key_text(from_env) or any(looks_like_key_text(value) for value in vars_.values()):
         # Key text in `environment` is refused by design (the key travels only through `secrets`).
         with pytest.raises(TemplateError):
@@ -112,25 +137,54 @@ def looks_like_key_text(value: str) -> bool:
 
 
 def wire_default(definition: dict[str, Any]) -> dict[str, Any]:
-    return wiring.wire(definition, secret_arn=SECRET_ARN, credentials_env="GCP_CREDENTIALS_JSON",
-                       credentials_path="/tmp/gcp/credentials.json", containers=None,
-                       image_config=lambda image: {"Entrypoint": ["/app"], "Cmd": []})
+    return wiring.wire(
+        definition,
+        secret_arn=SECRET_ARN,
+        credentials_env="GCP_CREDENTIALS_JSON",
+        credentials_path="/tmp/gcp/credentials.json",
+        containers=None,
+        image_config=lambda image: {"Entrypoint": ["/app"], "Cmd": []},
+    )
 
 
-def run_wrapper(shell: list[str], entry_point: list[str], credentials_env: str, value: str, cwd: Path
-                ) -> subprocess.CompletedProcess[bytes]:
+def run_wrapper(
+    shell: list[str], entry_point: list[str], credentials_env: str, value: str, cwd: Path
+) -> subprocess.CompletedProcess[bytes]:
     assert entry_point[:2] == wiring.SHELL
-    return subprocess.run([*shell, *entry_point[1:]], env={"PATH": "/usr/bin:/bin", credentials_env: value},
-                          cwd=cwd, capture_output=True, timeout=30)
+    return subprocess.run(
+        [*shell, *entry_point[1:]],
+        env={"PATH": "/usr/bin:/bin", credentials_env: value},
+        cwd=cwd,
+        capture_output=True,
+        timeout=30,
+    )
 
 
-@settings(max_examples=100, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(args=st.lists(ARG, max_size=6), split=st.integers(min_value=0, max_value=6),
-       from_image=st.booleans(), directory=st.lists(NAME_PART, min_size=1, max_size=2), file_name=NAME_PART,
-       credentials_env=CREDENTIALS_ENV, value=st.text(ARG_CHARS, min_size=1, max_size=300))
-def test_wrapper_passes_argv_through_unchanged(workdir: Path, args: list[str], split: int, from_image: bool,
-                                               directory: list[str], file_name: str, credentials_env: str,
-                                               value: str) -> None:
+@settings(
+    max_examples=100,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    args=st.lists(ARG, max_size=6),
+    split=st.integers(min_value=0, max_value=6),
+    from_image=st.booleans(),
+    directory=st.lists(NAME_PART, min_size=1, max_size=2),
+    file_name=NAME_PART,
+    credentials_env=CREDENTIALS_ENV,
+    value=st.text(ARG_CHARS, min_size=1, max_size=300),
+)
+def test_wrapper_passes_argv_through_unchanged(
+    workdir: Path,
+    args: list[str],
+    split: int,
+    from_image: bool,
+    directory: list[str],
+    file_name: str,
+    credentials_env: str,
+    value: str,
+) -> None:
     printer = str(workdir / "printer")
     argv = [printer, *args]
     # The original program comes from the template (entryPoint + command) or from the image config.
@@ -139,16 +193,26 @@ def test_wrapper_passes_argv_through_unchanged(workdir: Path, args: list[str], s
         container: dict[str, Any] = {"name": "app", "image": "img", "essential": True}
         config = {"Entrypoint": argv[:cut] or [printer], "Cmd": argv[cut:] if cut else argv[1:]}
     else:
-        container = {"name": "app", "image": "img", "essential": True, "entryPoint": argv[:max(cut, 1)]}
-        if argv[max(cut, 1):]:
-            container["command"] = argv[max(cut, 1):]
+        container = {
+            "name": "app",
+            "image": "img",
+            "essential": True,
+            "entryPoint": argv[: max(cut, 1)],
+        }
+        if argv[max(cut, 1) :]:
+            container["command"] = argv[max(cut, 1) :]
         config = {}
     with tempfile.TemporaryDirectory(prefix="gcpf-wrap-") as scratch:
         root = Path(scratch)
         credentials_path = str(root.joinpath(*directory, file_name))
-        wired = wiring.wire({"family": "fuzz", "containerDefinitions": [container]}, secret_arn=SECRET_ARN,
-                            credentials_env=credentials_env, credentials_path=credentials_path, containers=None,
-                            image_config=lambda image: config)
+        wired = wiring.wire(
+            {"family": "fuzz", "containerDefinitions": [container]},
+            secret_arn=SECRET_ARN,
+            credentials_env=credentials_env,
+            credentials_path=credentials_path,
+            containers=None,
+            image_config=lambda image: config,
+        )
         # Docker's model (issue 17 item 1): the wrapper and the ENTRYPOINT in entryPoint, the CMD stays in
         # command; the process ECS starts is the two together.
         wired_container = wired["containerDefinitions"][0]

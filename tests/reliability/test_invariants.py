@@ -30,16 +30,24 @@ def _orphan(project: Project) -> None:
 
 
 def _tag(project: Project) -> None:
-    project.aws("secretsmanager").tag_resource(SecretId=project.secret_name,
-                                               Tags=[{"Key": "gcpfargate:key-id", "Value": "0" * 40}])
+    project.aws("secretsmanager").tag_resource(
+        SecretId=project.secret_name, Tags=[{"Key": "gcpfargate:key-id", "Value": "0" * 40}]
+    )
 
 
 def _newer_revision(project: Project) -> None:
     """A newer revision that takes its key from elsewhere; moto lists revision 1 first."""
     ecs = project.aws("ecs")
     latest = ecs.describe_task_definition(taskDefinition=project.family)["taskDefinition"]
-    keep = ("family", "containerDefinitions", "executionRoleArn", "networkMode", "requiresCompatibilities", "cpu",
-            "memory")
+    keep = (
+        "family",
+        "containerDefinitions",
+        "executionRoleArn",
+        "networkMode",
+        "requiresCompatibilities",
+        "cpu",
+        "memory",
+    )
     definition = {k: v for k, v in latest.items() if k in keep}
     for container in definition["containerDefinitions"]:
         for item in container.get("secrets", []):
@@ -55,7 +63,9 @@ def _disabled_current(project: Project) -> None:
     channel = grpc.insecure_channel(project.stack.emulator.grpc_address)
     client = iam_admin_v1.IAMClient(transport=IAMGrpcTransport(channel=channel))
     key_id = current_key(project)["private_key_id"]
-    client.disable_service_account_key(name=f"projects/-/serviceAccounts/{project.email}/keys/{key_id}")
+    client.disable_service_account_key(
+        name=f"projects/-/serviceAccounts/{project.email}/keys/{key_id}"
+    )
 
 
 INVARIANT_DEFECTS: dict[str, tuple[Callable[[Project], None], str]] = {
@@ -86,19 +96,27 @@ def _role_policy(project: Project) -> None:
     role = f"gcpfargate-{project.family}-execution"
     names = iam.list_role_policies(RoleName=role)["PolicyNames"]
     document = '{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}'
-    iam.put_role_policy(RoleName=role, PolicyName=names[0] if names else "planted", PolicyDocument=document)
+    iam.put_role_policy(
+        RoleName=role, PolicyName=names[0] if names else "planted", PolicyDocument=document
+    )
 
 
 def _retention(project: Project) -> None:
-    project.aws("logs").put_retention_policy(logGroupName=f"/ecs/{project.family}", retentionInDays=1)
+    project.aws("logs").put_retention_policy(
+        logGroupName=f"/ecs/{project.family}", retentionInDays=1
+    )
 
 
 def _mutability(project: Project) -> None:
-    project.aws("ecr").put_image_tag_mutability(repositoryName=project.family, imageTagMutability="IMMUTABLE")
+    project.aws("ecr").put_image_tag_mutability(
+        repositoryName=project.family, imageTagMutability="IMMUTABLE"
+    )
 
 
 def _secret_tag(project: Project) -> None:
-    project.aws("secretsmanager").tag_resource(SecretId=project.secret_name, Tags=[{"Key": "team", "Value": "x"}])
+    project.aws("secretsmanager").tag_resource(
+        SecretId=project.secret_name, Tags=[{"Key": "team", "Value": "x"}]
+    )
 
 
 SHAPE_DEFECTS: dict[str, Callable[[Project], None]] = {
@@ -110,7 +128,9 @@ SHAPE_DEFECTS: dict[str, Callable[[Project], None]] = {
 }
 
 
-def test_two_clean_deploys_have_the_same_shape(project: Project, tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_two_clean_deploys_have_the_same_shape(
+    project: Project, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     """shape() hides what differs between projects (names, ids, digests, times) and nothing else."""
     from tests.reliability.helpers import new_project
 
@@ -135,18 +155,29 @@ def test_shape_and_snapshot_see_content(project: Project) -> None:
         else:
             record_figure(FIGURES, "shape changes caught")
     project.aws("scheduler").create_schedule(
-        Name=f"planted-{project.family}", ScheduleExpression="rate(1 hour)", FlexibleTimeWindow={"Mode": "OFF"},
-        Target={"Arn": "arn:aws:ecs:ap-northeast-1:123456789012:cluster/default",
-                "RoleArn": "arn:aws:iam::123456789012:role/planted"})
+        Name=f"planted-{project.family}",
+        ScheduleExpression="rate(1 hour)",
+        FlexibleTimeWindow={"Mode": "OFF"},
+        Target={
+            "Arn": "arn:aws:ecs:ap-northeast-1:123456789012:cluster/default",
+            "RoleArn": "arn:aws:iam::123456789012:role/planted",
+        },
+    )
     after_all = snapshot(project)
-    parts = {"a role policy document": ("roles", f"gcpfargate-{project.family}-execution"),
-             "a log group's retention": ("log_groups", f"/ecs/{project.family}"),
-             "a repository's tag mutability": ("repositories", project.family),
-             "a secret tag": ("secrets", project.secret_name), "a key's state": ("keys", None),
-             "a schedule": ("schedules", f"default/planted-{project.family}")}
+    parts = {
+        "a role policy document": ("roles", f"gcpfargate-{project.family}-execution"),
+        "a log group's retention": ("log_groups", f"/ecs/{project.family}"),
+        "a repository's tag mutability": ("repositories", project.family),
+        "a secret tag": ("secrets", project.secret_name),
+        "a key's state": ("keys", None),
+        "a schedule": ("schedules", f"default/planted-{project.family}"),
+    }
     for name, (part, item) in parts.items():
-        seen = (before_all[part], after_all[part]) if item is None else \
-            (before_all[part].get(item), after_all[part].get(item))
+        seen = (
+            (before_all[part], after_all[part])
+            if item is None
+            else (before_all[part].get(item), after_all[part].get(item))
+        )
         if seen[0] == seen[1]:
             missed.append(f"snapshot did not see {name}")
         else:

@@ -54,8 +54,10 @@ class Fault:
 
 
 def pool_url(project: Project) -> str:
-    return (f"{project.stack.emulator.http_url}/v1/projects/{project.gcp_project}/locations/global/"
-            "workloadIdentityPools/gcpfargate")
+    return (
+        f"{project.stack.emulator.http_url}/v1/projects/{project.gcp_project}/locations/global/"
+        "workloadIdentityPools/gcpfargate"
+    )
 
 
 def shape(project: Project) -> dict[str, Any]:
@@ -66,16 +68,28 @@ def shape(project: Project) -> dict[str, Any]:
     pool = requests.get(pool_url(project), timeout=10).json()
     provider = requests.get(pool_url(project) + f"/providers/aws-{ACCOUNT_ID}", timeout=10).json()
     number = project.stack.emulator.project_number(project.gcp_project)
-    principal = (f"principalSet://iam.googleapis.com/projects/{number}/locations/global/workloadIdentityPools/"
-                 f"gcpfargate/attribute.aws_role/arn:aws:sts::{ACCOUNT_ID}:assumed-role/{task_role}")
+    principal = (
+        f"principalSet://iam.googleapis.com/projects/{number}/locations/global/workloadIdentityPools/"
+        f"gcpfargate/attribute.aws_role/arn:aws:sts::{ACCOUNT_ID}:assumed-role/{task_role}"
+    )
     return {
-        "task_role_trust": (iam.get_role(RoleName=task_role)["Role"]["AssumeRolePolicyDocument"]["Statement"]
-                            if project.exists("role", task_role) else None),
+        "task_role_trust": (
+            iam.get_role(RoleName=task_role)["Role"]["AssumeRolePolicyDocument"]["Statement"]
+            if project.exists("role", task_role)
+            else None
+        ),
         "execution_role": project.exists("role", execution_role),
-        "execution_role_inline": (iam.list_role_policies(RoleName=execution_role)["PolicyNames"]
-                                  if project.exists("role", execution_role) else None),
+        "execution_role_inline": (
+            iam.list_role_policies(RoleName=execution_role)["PolicyNames"]
+            if project.exists("role", execution_role)
+            else None
+        ),
         "pool": pool.get("state"),
-        "provider": (provider.get("state"), provider.get("aws"), provider.get("attributeCondition", "")[:40]),
+        "provider": (
+            provider.get("state"),
+            provider.get("aws"),
+            provider.get("attributeCondition", "")[:40],
+        ),
         "binding": project.stack.emulator.iam_policy_members(project.email, USER) == [principal],
         "keys": project.stack.emulator.key_ids(project.email),
         "secret": project.exists("secret", project.secret_name),
@@ -105,31 +119,53 @@ def clean(stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> dict[s
 
 def test_discovery_found_keyless_writes(clean: dict[str, Any]) -> None:
     found = {fault.operation for fault in clean["faults"]}
-    assert {"CreateRole", "CreateWorkloadIdentityPool", "CreateWorkloadIdentityPoolProvider",
-            "SetIamPolicy"} <= found, found
-    assert clean["shape"]["keys"] == [] and clean["shape"]["secret"] is False and clean["shape"]["binding"]
+    assert {
+        "CreateRole",
+        "CreateWorkloadIdentityPool",
+        "CreateWorkloadIdentityPoolProvider",
+        "SetIamPolicy",
+    } <= found, found
+    assert (
+        clean["shape"]["keys"] == []
+        and clean["shape"]["secret"] is False
+        and clean["shape"]["binding"]
+    )
 
 
 def test_each_failing_write_is_one_line_and_a_rerun_converges(
-        stack: LocalStack, proxy: FaultProxy, clean: dict[str, Any], tmp_path: Path) -> None:
+    stack: LocalStack, proxy: FaultProxy, clean: dict[str, Any], tmp_path: Path
+) -> None:
     broken: dict[str, list[str]] = {}
     for index, fault in enumerate(clean["faults"]):
         project = new_project(stack, tmp_path / f"fault-{index}")
         fired_before = sum(proxy.injected.values()) + int(stack.emulator.stats()["injected_faults"])
         env: dict[str, str | None] = dict(KEYLESS)
         if fault.system == "aws":
-            proxy.add(Rule(fault.operation, status=500, code="InternalFailure", message="injected fault",
-                           skip=fault.nth - 1, times=1))
+            proxy.add(
+                Rule(
+                    fault.operation,
+                    status=500,
+                    code="InternalFailure",
+                    message="injected fault",
+                    skip=fault.nth - 1,
+                    times=1,
+                )
+            )
             env.update({"AWS_ENDPOINT_URL": proxy.url, "AWS_MAX_ATTEMPTS": "1"})
         else:
-            stack.emulator.fail_nth(fault.operation, fault.nth, "INTERNAL", "injected fault", when=fault.when)
+            stack.emulator.fail_nth(
+                fault.operation, fault.nth, "INTERNAL", "injected fault", when=fault.when
+            )
         try:
             failed = project.run("bootstrap", env=env)
         finally:
             proxy.clear()
             stack.emulator.clear_faults()
         problems = []
-        if sum(proxy.injected.values()) + int(stack.emulator.stats()["injected_faults"]) != fired_before + 1:
+        if (
+            sum(proxy.injected.values()) + int(stack.emulator.stats()["injected_faults"])
+            != fired_before + 1
+        ):
             problems.append("the fault did not fire")
         try:
             assert_one_clean_line(failed, 1)
@@ -156,25 +192,41 @@ class RecordingProxy(FaultProxy):
     def handle(self, call: Call) -> Answer:
         answer = super().handle(call)
         if call.operation == "AssumeRole" and answer.status == 200:
-            found = {name: re.search(rf"<{name}>([^<]+)</{name}>".encode(), answer.body) for name in
-                     ("AccessKeyId", "SecretAccessKey", "SessionToken")}
-            self.issued.append({name: match.group(1).decode() for name, match in found.items() if match})
+            found = {
+                name: re.search(rf"<{name}>([^<]+)</{name}>".encode(), answer.body)
+                for name in ("AccessKeyId", "SecretAccessKey", "SessionToken")
+            }
+            self.issued.append(
+                {name: match.group(1).decode() for name, match in found.items() if match}
+            )
         return answer
 
 
-def leaked(needles: dict[str, str], roots: list[Path], since: float, texts: dict[str, str]) -> list[str]:
-    found = [f"{what} in {where}" for where, text in texts.items() for what, value in needles.items()
-             if value in text]
+def leaked(
+    needles: dict[str, str], roots: list[Path], since: float, texts: dict[str, str]
+) -> list[str]:
+    found = [
+        f"{what} in {where}"
+        for where, text in texts.items()
+        for what, value in needles.items()
+        if value in text
+    ]
     for root in roots:
         for path in root.rglob("*"):
             try:
-                if not path.is_file() or path.is_symlink() or path.stat().st_mtime < since or \
-                        path.stat().st_size > 20_000_000:
+                if (
+                    not path.is_file()
+                    or path.is_symlink()
+                    or path.stat().st_mtime < since
+                    or path.stat().st_size > 20_000_000
+                ):
                     continue
                 data = path.read_bytes()
             except OSError:
                 continue  # another user's file, or gone meanwhile
-            found += [f"{what} in {path}" for what, value in needles.items() if value.encode() in data]
+            found += [
+                f"{what} in {path}" for what, value in needles.items() if value.encode() in data
+            ]
     return found
 
 
@@ -184,19 +236,35 @@ def test_task_role_credentials_never_leave_the_task(project: Project, modern_bas
     keyless_demo(project, modern_base)
     deploy(project)
     started = time.time()
-    with RecordingProxy(project.stack.moto_url) as recorder:  # --debug: everything the CLI would ever print
-        runs = {"run-local --debug": project.run("--debug", "run-local", "--network", "host",
-                                                 env={"AWS_ENDPOINT_URL": recorder.url})}
+    with RecordingProxy(
+        project.stack.moto_url
+    ) as recorder:  # --debug: everything the CLI would ever print
+        runs = {
+            "run-local --debug": project.run(
+                "--debug", "run-local", "--network", "host", env={"AWS_ENDPOINT_URL": recorder.url}
+            )
+        }
     for name, result in runs.items():
         assert result.returncode == 0, f"{name}: {result.output}"
     assert recorder.issued, "run-local did not assume the task role through the proxy"
-    needles = {f"{name} #{index}": value for index, issued in enumerate(recorder.issued)
-               for name, value in issued.items() if name != "AccessKeyId"}
-    texts = {f"{name} {stream}": getattr(result, stream) for name, result in runs.items()
-             for stream in ("stdout", "stderr")}
+    needles = {
+        f"{name} #{index}": value
+        for index, issued in enumerate(recorder.issued)
+        for name, value in issued.items()
+        if name != "AccessKeyId"
+    }
+    texts = {
+        f"{name} {stream}": getattr(result, stream)
+        for name, result in runs.items()
+        for stream in ("stdout", "stderr")
+    }
     found = leaked(needles, [project.dir, Path(tempfile.gettempdir())], started, texts)
     access_keys = {issued["AccessKeyId"] for issued in recorder.issued}
-    found += [f"access key id in {where}" for where, text in texts.items() if any(k in text for k in access_keys)]
+    found += [
+        f"access key id in {where}"
+        for where, text in texts.items()
+        if any(k in text for k in access_keys)
+    ]
     assert found == [], found
     # The scan can see: a credential written where a leak would land is found.
     (project.dir / ".home" / "control").write_text(next(iter(needles.values())))
@@ -210,41 +278,76 @@ def _refused(result: Result, code: int, *why: str) -> None:
 
 def test_bad_inputs_are_refused_with_the_reason(project: Project) -> None:
     emulator = project.stack.emulator
-    _refused(project.run("bootstrap", env={"GCPFARGATE_GCP_AUTH": "keyles"}), 2, "gcp.auth", "keyless")
-    _refused(project.run("bootstrap", env={**KEYLESS, "GCPFARGATE_IAM_REST_ENDPOINT": "iam.example.com/v1"}), 2,
-             "GCPFARGATE_IAM_REST_ENDPOINT", "base URL")
-    assert not project.exists("role", f"gcpfargate-{project.family}-task")  # refused before any write
+    _refused(
+        project.run("bootstrap", env={"GCPFARGATE_GCP_AUTH": "keyles"}), 2, "gcp.auth", "keyless"
+    )
+    _refused(
+        project.run(
+            "bootstrap", env={**KEYLESS, "GCPFARGATE_IAM_REST_ENDPOINT": "iam.example.com/v1"}
+        ),
+        2,
+        "GCPFARGATE_IAM_REST_ENDPOINT",
+        "base URL",
+    )
+    assert not project.exists(
+        "role", f"gcpfargate-{project.family}-task"
+    )  # refused before any write
     # gcpfargate-<family>-task would exceed IAM's 64-character role names: AWS's refusal, before any write.
     # (Known limit: judged by IAM, not locally; the execution role's name has the same limit in both modes.)
     long_family = "f" * 60
     emulator.reset_stats()
-    _refused(project.run("bootstrap", env={**KEYLESS, "GCPFARGATE_TASK_FAMILY": long_family}), 1,
-             f"gcpfargate-{long_family}-task", "less than or equal to 64")
+    _refused(
+        project.run("bootstrap", env={**KEYLESS, "GCPFARGATE_TASK_FAMILY": long_family}),
+        1,
+        f"gcpfargate-{long_family}-task",
+        "less than or equal to 64",
+    )
     assert emulator.stats()["mutating_calls"] == 0
 
     # A task role whose trust was edited to another service: gcpfargate-* roles are bootstrap's own, so
     # the trust is put back (an ECS task could not assume it otherwise), as for the execution role.
     iam = project.aws("iam")
-    iam.create_role(RoleName=f"gcpfargate-{project.family}-task", AssumeRolePolicyDocument=(
-        '{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole", '
-        '"Principal": {"Service": "lambda.amazonaws.com"}}]}'))
+    iam.create_role(
+        RoleName=f"gcpfargate-{project.family}-task",
+        AssumeRolePolicyDocument=(
+            '{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole", '
+            '"Principal": {"Service": "lambda.amazonaws.com"}}]}'
+        ),
+    )
     assert project.run("bootstrap", env=KEYLESS).returncode == 0
-    trust = iam.get_role(RoleName=f"gcpfargate-{project.family}-task")["Role"]["AssumeRolePolicyDocument"]
+    trust = iam.get_role(RoleName=f"gcpfargate-{project.family}-task")["Role"][
+        "AssumeRolePolicyDocument"
+    ]
     assert trust["Statement"][0]["Principal"] == {"Service": "ecs-tasks.amazonaws.com"}, trust
     # A provider condition edited into something Google cannot parse: bootstrap puts its own back.
     provider = pool_url(project) + f"/providers/aws-{ACCOUNT_ID}"
-    edited = requests.patch(provider, params={"updateMask": "attributeCondition"}, timeout=10,
-                            json={"attributeCondition": "attribute.aws_role.startsWith("})
-    assert edited.status_code == 400 and "condition" in edited.text.lower(), edited.text  # Google refuses it too
+    edited = requests.patch(
+        provider,
+        params={"updateMask": "attributeCondition"},
+        timeout=10,
+        json={"attributeCondition": "attribute.aws_role.startsWith("},
+    )
+    assert edited.status_code == 400 and "condition" in edited.text.lower(), (
+        edited.text
+    )  # Google refuses it too
     # A disabled pool is the owner's decision: refused with the way to enable it, never re-enabled silently.
     number = emulator.project_number(project.gcp_project)
     with emulator.state.lock:
         emulator.keyless.pools.pool(number, "gcpfargate").disabled = True
-    _refused(project.run("bootstrap", env=KEYLESS), 1, "workload identity pool gcpfargate", "is disabled",
-             "Enable it")
+    _refused(
+        project.run("bootstrap", env=KEYLESS),
+        1,
+        "workload identity pool gcpfargate",
+        "is disabled",
+        "Enable it",
+    )
     assert requests.get(pool_url(project), timeout=10).json()["disabled"] is True
     # An account that does not exist is named with its project; no pool or binding is touched for it.
     emulator.reset_stats()
-    _refused(project.run("bootstrap", env={**KEYLESS, "GCPFARGATE_GCP_SERVICE_ACCOUNT": "nobody-here"}), 1,
-             f"nobody-here@{project.gcp_project}.iam.gserviceaccount.com", "does not exist")
+    _refused(
+        project.run("bootstrap", env={**KEYLESS, "GCPFARGATE_GCP_SERVICE_ACCOUNT": "nobody-here"}),
+        1,
+        f"nobody-here@{project.gcp_project}.iam.gserviceaccount.com",
+        "does not exist",
+    )
     assert emulator.stats()["mutating_calls"] == 0

@@ -41,8 +41,14 @@ class Scanner:
         self.since = time.time() - 1
         self.scanned: list[str] = []  # the sources of the last scan, by name
 
-    def run(self, project: Project, label: str, *args: str, expect: tuple[int, ...] = (0,),
-            env: dict[str, str | None] | None = None) -> Result:
+    def run(
+        self,
+        project: Project,
+        label: str,
+        *args: str,
+        expect: tuple[int, ...] = (0,),
+        env: dict[str, str | None] | None = None,
+    ) -> Result:
         result = project.run(*args, env=env, timeout=180)
         assert result.returncode in expect, f"{label}: {result.output}"
         self.outputs.append((f"{label} stdout", result.stdout.encode()))
@@ -50,7 +56,9 @@ class Scanner:
         self.commands += 1
         return result
 
-    def scan(self, project: Project, minted: list[Any], group: str = FIGURES) -> dict[tuple[str, str], set[str]]:
+    def scan(
+        self, project: Project, minted: list[Any], group: str = FIGURES
+    ) -> dict[tuple[str, str], set[str]]:
         sources = leakscan.collect(project.stack, self.outputs, project.dir, self.since)
         hits = leakscan.scan(sources, minted)
         self.scanned = [name for _, name, _ in sources.items]
@@ -71,8 +79,10 @@ def session_keys(stack: LocalStack) -> list[Any]:
 def configure(project: Project) -> None:
     make_deployable(project, steps=('CMD ["/bin/sh", "-c", "echo hello from the task"]',))
     config = project.dir / "gcpfargate.toml"
-    config.write_text(config.read_text() + f'\n[run]\ncluster = "default"\nsubnets = ["{SUBNET}"]\n'
-                                           '\n[schedule]\ntimezone = "Asia/Tokyo"\n')
+    config.write_text(
+        config.read_text() + f'\n[run]\ncluster = "default"\nsubnets = ["{SUBNET}"]\n'
+        '\n[schedule]\ntimezone = "Asia/Tokyo"\n'
+    )
     (project.dir / "broken.json.j2").write_text('{"family": {{ nope }}}\n')
 
 
@@ -86,11 +96,28 @@ def test_no_key_material_anywhere(project: Project, scanner: Scanner) -> None:
     debug = "--debug"
     run = scanner.run
     # -- success paths, every command at --debug ------------------------------------------------
-    scaffold = Project(dir=project.dir / "scaffold", stack=project.stack, gcp_project=project.gcp_project,
-                       account_id=project.account_id, family=project.family)
+    scaffold = Project(
+        dir=project.dir / "scaffold",
+        stack=project.stack,
+        gcp_project=project.gcp_project,
+        account_id=project.account_id,
+        family=project.family,
+    )
     (scaffold.dir / ".home").mkdir(parents=True)
-    run(scaffold, "init", debug, "init", "--family", project.family, "--gcp-project", project.gcp_project,
-        "--service-account", project.account_id, "--repository", project.family)
+    run(
+        scaffold,
+        "init",
+        debug,
+        "init",
+        "--family",
+        project.family,
+        "--gcp-project",
+        project.gcp_project,
+        "--service-account",
+        project.account_id,
+        "--repository",
+        project.family,
+    )
     run(project, "bootstrap", debug, "bootstrap")
     run(project, "bootstrap --new-key", debug, "bootstrap", "--new-key")
     run(project, "push-image", debug, "push-image")
@@ -104,11 +131,33 @@ def test_no_key_material_anywhere(project: Project, scanner: Scanner) -> None:
     run(project, "doctor", debug, "doctor", expect=(0, 3))
     run(project, "schedule --show (none)", debug, "schedule", "--show", expect=(0, 1))
     run(project, "run --dry-run", debug, "run", "--dry-run", "--output", "json")
-    run(scaffold, "init --from-family", debug, "init", "--from-family", project.family, "--force",
-        "--gcp-project", project.gcp_project, "--service-account", project.account_id)
+    run(
+        scaffold,
+        "init --from-family",
+        debug,
+        "init",
+        "--from-family",
+        project.family,
+        "--force",
+        "--gcp-project",
+        project.gcp_project,
+        "--service-account",
+        project.account_id,
+    )
     # -- the key-handling commands at --verbose ----------------------------------------------------
-    for args in (("deploy", "--new-key"), ("run-local",), ("rotate-key", "--delete-previous"), ("doctor",)):
-        run(project, f"{args[0]} --verbose", "--verbose", *args, expect=(0, 3) if args[0] == "doctor" else (0,))
+    for args in (
+        ("deploy", "--new-key"),
+        ("run-local",),
+        ("rotate-key", "--delete-previous"),
+        ("doctor",),
+    ):
+        run(
+            project,
+            f"{args[0]} --verbose",
+            "--verbose",
+            *args,
+            expect=(0, 3) if args[0] == "doctor" else (0,),
+        )
     # -- failure paths at --debug: tracebacks while a key is in memory ---------------------------
     with FaultProxy(project.stack.moto_url) as proxy:
         faulty = {"AWS_ENDPOINT_URL": proxy.url, "AWS_MAX_ATTEMPTS": "1"}
@@ -116,10 +165,20 @@ def test_no_key_material_anywhere(project: Project, scanner: Scanner) -> None:
         run(project, "rotate-key, store fails", debug, "rotate-key", expect=(1,), env=faulty)
         proxy.add(Rule("RegisterTaskDefinition", code="InternalFailure"))
         (project.dir / "image" / "changed").write_text("a new layer, so register-task has work\n")
-        (project.dir / "image" / "Dockerfile").write_text((project.dir / "image" / "Dockerfile").read_text()
-                                                          + "COPY changed /changed\n")
-        run(project, "deploy --new-key, register fails", debug, "deploy", "--new-key", "--tag", "v2",
-            expect=(1,), env=faulty)
+        (project.dir / "image" / "Dockerfile").write_text(
+            (project.dir / "image" / "Dockerfile").read_text() + "COPY changed /changed\n"
+        )
+        run(
+            project,
+            "deploy --new-key, register fails",
+            debug,
+            "deploy",
+            "--new-key",
+            "--tag",
+            "v2",
+            expect=(1,),
+            env=faulty,
+        )
         proxy.add(Rule("GetSecretValue", code="InternalFailure", times=-1))
         run(project, "run-local, secret unreadable", debug, "run-local", expect=(1,), env=faulty)
         run(project, "doctor, secret unreadable", "--verbose", "doctor", expect=(1, 3), env=faulty)
@@ -129,9 +188,23 @@ def test_no_key_material_anywhere(project: Project, scanner: Scanner) -> None:
         run(project, "rotate-key, verification refused", debug, "rotate-key", expect=(1,))
     finally:
         project.stack.emulator.clear_faults()
-    run(project, "run-local, engine down", debug, "run-local", expect=(1,),
-        env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"})
-    run(project, "render, broken template", debug, "render", "--template", "broken.json.j2", expect=(2,))
+    run(
+        project,
+        "run-local, engine down",
+        debug,
+        "run-local",
+        expect=(1,),
+        env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"},
+    )
+    run(
+        project,
+        "render, broken template",
+        debug,
+        "render",
+        "--template",
+        "broken.json.j2",
+        expect=(2,),
+    )
     project.stack.emulator.set_service_account_disabled(project.email)
     try:
         run(project, "doctor, account disabled", debug, "doctor", expect=(1, 3))
@@ -145,7 +218,9 @@ def test_no_key_material_anywhere(project: Project, scanner: Scanner) -> None:
     assert len(ours) >= 8  # every key-making command above minted one, stored or not
     # The "store fails, key deleted" path minted keys that no secret holds: they are searched too.
     stored = {json.loads(text)["private_key_id"] for text in all_key_texts(project)}
-    assert [key for key in ours if key.key_id not in stored], "no unstored key: the failure paths did not run"
+    assert [key for key in ours if key.key_id not in stored], (
+        "no unstored key: the failure paths did not run"
+    )
     # The keys this test's commands minted (its project's account is its own), stored or not. Not the
     # whole session's: on a shared stack other tests plant real keys on purpose (test_task_key_checks
     # registers revisions that hold one, to see doctor refuse them), and those are not leaks.
@@ -153,7 +228,9 @@ def test_no_key_material_anywhere(project: Project, scanner: Scanner) -> None:
     # run-local hands the key to its container by stdin (issue 13 item 5): containerd's metadata store,
     # which keeps a container's spec on disk after removal, must be scanned and hold nothing. (Before,
     # the key was in the container's env and so in this file: the scan found it.)
-    assert [name for name in scanner.scanned if name.endswith(CONTAINERD_META)], "containerd's meta.db not scanned"
+    assert [name for name in scanner.scanned if name.endswith(CONTAINERD_META)], (
+        "containerd's meta.db not scanned"
+    )
     record_figure(FIGURES, "hits", sum(len(found) for found in hits.values()))
     assert hits == {}
 
@@ -163,9 +240,13 @@ CONTAINERD_META = "io.containerd.metadata.v1.bolt/meta.db"
 
 def all_key_texts(project: Project) -> set[str]:
     sm = project.aws("secretsmanager")
-    versions = sm.list_secret_version_ids(SecretId=project.secret_name, IncludeDeprecated=True)["Versions"]
-    return {sm.get_secret_value(SecretId=project.secret_name, VersionId=v["VersionId"])["SecretString"]
-            for v in versions}
+    versions = sm.list_secret_version_ids(SecretId=project.secret_name, IncludeDeprecated=True)[
+        "Versions"
+    ]
+    return {
+        sm.get_secret_value(SecretId=project.secret_name, VersionId=v["VersionId"])["SecretString"]
+        for v in versions
+    }
 
 
 # -- the self-check --------------------------------------------------------------------------------
@@ -177,7 +258,9 @@ def forms_of(key: Any) -> dict[str, bytes]:
     return {
         "base64 of the PEM": base64.b64encode(pem),
         "base64 at another offset": base64.b64encode(b"k=" + pem),
-        "wrapped base64": "\n".join(textwrap.wrap(base64.b64encode(key_json).decode(), 76)).encode(),
+        "wrapped base64": "\n".join(
+            textwrap.wrap(base64.b64encode(key_json).decode(), 76)
+        ).encode(),
         "URL-encoded": urllib.parse.quote(key_json.decode()).encode(),
         "re-indented JSON": json.dumps(json.loads(key_json), indent=4).encode(),
         "hex": der.hex().encode(),
@@ -199,7 +282,9 @@ def mint(stack: LocalStack, email: str, count: int) -> list[Any]:
     return minted
 
 
-def plant(project: Project, planted: dict[str, bytes], scanner: Scanner, cleanup: list[Any]) -> None:
+def plant(
+    project: Project, planted: dict[str, bytes], scanner: Scanner, cleanup: list[Any]
+) -> None:
     """Each form into each place (leakscan.PLANTED keeps these keys out of the real scan)."""
     import docker
 
@@ -228,21 +313,40 @@ def plant(project: Project, planted: dict[str, bytes], scanner: Scanner, cleanup
     cleanup.append(lambda: client.images.remove(f"{repository}:v1", force=True))
     for _ in client.api.push(repository, tag="v1", stream=True, decode=True):
         pass  # the registry stores the layer as a gzip blob
-    container = client.api.create_container(f"{repository}:v1", command=["/leak-0"], network_disabled=True,
-                                            environment=[f"LEAK_{i}={form.decode()}" for i, form in
-                                                         enumerate(planted.values())])
+    container = client.api.create_container(
+        f"{repository}:v1",
+        command=["/leak-0"],
+        network_disabled=True,
+        environment=[f"LEAK_{i}={form.decode()}" for i, form in enumerate(planted.values())],
+    )
     cleanup.append(lambda: client.api.remove_container(container["Id"], force=True))
     # moto: a task definition's environment and a log group's events.
     project.aws("ecs").register_task_definition(
         family=f"leakcheck-{project.family}",
-        containerDefinitions=[{"name": "app", "image": "busybox", "memory": 64, "environment": [
-            {"name": f"LEAK_{i}", "value": form.decode()} for i, form in enumerate(planted.values())]}])
+        containerDefinitions=[
+            {
+                "name": "app",
+                "image": "busybox",
+                "memory": 64,
+                "environment": [
+                    {"name": f"LEAK_{i}", "value": form.decode()}
+                    for i, form in enumerate(planted.values())
+                ],
+            }
+        ],
+    )
     logs = project.aws("logs")
     group = f"/leakcheck/{project.family}"
     logs.create_log_group(logGroupName=group)
     logs.create_log_stream(logGroupName=group, logStreamName="s")
-    logs.put_log_events(logGroupName=group, logStreamName="s", logEvents=[
-        {"timestamp": int(time.time() * 1000), "message": form.decode()} for form in planted.values()])
+    logs.put_log_events(
+        logGroupName=group,
+        logStreamName="s",
+        logEvents=[
+            {"timestamp": int(time.time() * 1000), "message": form.decode()}
+            for form in planted.values()
+        ],
+    )
 
 
 def test_the_scanner_finds_every_planted_form_in_every_place(project: Project) -> None:
@@ -251,8 +355,18 @@ def test_the_scanner_finds_every_planted_form_in_every_place(project: Project) -
     keys = mint(project.stack, project.email, 6)
     planted: dict[str, bytes] = {}
     form_of_key: dict[str, str] = {}
-    for key, name in zip(keys, ["base64 of the PEM", "base64 at another offset", "wrapped base64", "URL-encoded",
-                                "re-indented JSON", "hex"], strict=True):
+    for key, name in zip(
+        keys,
+        [
+            "base64 of the PEM",
+            "base64 at another offset",
+            "wrapped base64",
+            "URL-encoded",
+            "re-indented JSON",
+            "hex",
+        ],
+        strict=True,
+    ):
         planted[name] = forms_of(key)[name]
         form_of_key[key.key_id] = name
     scanner = Scanner()
@@ -263,7 +377,9 @@ def test_the_scanner_finds_every_planted_form_in_every_place(project: Project) -
     finally:
         for undo in reversed(cleanup):
             undo()
-    found = {(place, form_of_key[key_id]) for (place, _), key_ids in hits.items() for key_id in key_ids}
+    found = {
+        (place, form_of_key[key_id]) for (place, _), key_ids in hits.items() for key_id in key_ids
+    }
     expected = {(place, name) for place in leakscan.PLACES for name in planted}
     record_figure(group, "forms planted", len(expected))
     record_figure(group, "planted forms found", len(found & expected))

@@ -41,11 +41,16 @@ def test_permission_denied_caller_gets_the_hint(project: Project) -> None:
     try:
         result = project.run("bootstrap")
     finally:
-        emulator.deny_permission("iam.serviceAccountKeys.create", project=project.gcp_project, deny=False)
+        emulator.deny_permission(
+            "iam.serviceAccountKeys.create", project=project.gcp_project, deny=False
+        )
     assert_one_clean_line(result, 1, "roles/iam.serviceAccountKeyAdmin")
     assert emulator.key_ids(project.email) == []
-    assert not [s for s in project.aws("secretsmanager").list_secrets()["SecretList"]
-                if s["Name"] == project.secret_name]
+    assert not [
+        s
+        for s in project.aws("secretsmanager").list_secrets()["SecretList"]
+        if s["Name"] == project.secret_name
+    ]
     record_figure(FIGURES, "permission-denied hints shown")
 
 
@@ -55,8 +60,9 @@ def test_schedule_waits_for_a_new_role(project: Project) -> None:
     rules = ("consistency.track_iam_changes", "consistency.scheduler")
     settings = Settings(consistency_delay=3.0, account_id=ACCOUNT_ID)
     with StrictLayer(project.stack.moto_direct_url, settings, only=rules) as layer:
-        result = project.run("schedule", "--rate", "1 hour", "--output", "json",
-                             env={"AWS_ENDPOINT_URL": layer.url})
+        result = project.run(
+            "schedule", "--rate", "1 hour", "--output", "json", env={"AWS_ENDPOINT_URL": layer.url}
+        )
         refusals = layer.fired["consistency.scheduler"]
     record_figure(FIGURES, "scheduler role refusals retried", refusals)
     assert result.returncode == 0, result.output

@@ -31,13 +31,21 @@ class RoleCredentials:
     @classmethod
     def new(cls, lifetime: timedelta = timedelta(hours=6)) -> RoleCredentials:
         # Random per test, so a leak scan can look for exactly these strings.
-        return cls("ASIA" + secrets.token_hex(8).upper(), secrets.token_urlsafe(30), secrets.token_urlsafe(60),
-                   datetime.now(UTC).replace(microsecond=0) + lifetime)
+        return cls(
+            "ASIA" + secrets.token_hex(8).upper(),
+            secrets.token_urlsafe(30),
+            secrets.token_urlsafe(60),
+            datetime.now(UTC).replace(microsecond=0) + lifetime,
+        )
 
 
 class FakeEcsEndpoint:
-    def __init__(self, role_arn: str = "arn:aws:iam::123456789012:role/gcpfargate-demo-task",
-                 required_token: str | None = None, zone: str = "ap-northeast-1a") -> None:
+    def __init__(
+        self,
+        role_arn: str = "arn:aws:iam::123456789012:role/gcpfargate-demo-task",
+        required_token: str | None = None,
+        zone: str = "ap-northeast-1a",
+    ) -> None:
         self.role_arn = role_arn
         self.required_token = required_token
         self.zone = zone
@@ -89,17 +97,39 @@ class FakeEcsEndpoint:
             def do_GET(self) -> None:
                 fake.requests.append((self.path, self.headers.get("Authorization")))
                 if self.path == METADATA_PATH + "/task":
-                    return self._json(200, {"Cluster": "default", "AvailabilityZone": fake.zone,
-                                            "LaunchType": "FARGATE"})
+                    return self._json(
+                        200,
+                        {
+                            "Cluster": "default",
+                            "AvailabilityZone": fake.zone,
+                            "LaunchType": "FARGATE",
+                        },
+                    )
                 if self.path != CREDENTIALS_PATH:
-                    return self._json(404, {"code": "NotFound", "message": "no such credentials id"})
-                if fake.required_token is not None and self.headers.get("Authorization") != fake.required_token:
-                    return self._json(401, {"code": "AccessDenied", "message": "bad authorization token"})
+                    return self._json(
+                        404, {"code": "NotFound", "message": "no such credentials id"}
+                    )
+                if (
+                    fake.required_token is not None
+                    and self.headers.get("Authorization") != fake.required_token
+                ):
+                    return self._json(
+                        401, {"code": "AccessDenied", "message": "bad authorization token"}
+                    )
                 if fake.failure is not None:
-                    return self._json(fake.failure, {"code": "InternalError", "message": "agent unavailable"})
+                    return self._json(
+                        fake.failure, {"code": "InternalError", "message": "agent unavailable"}
+                    )
                 creds = fake.credentials
-                self._json(200, {"RoleArn": fake.role_arn, "AccessKeyId": creds.access_key_id,
-                                 "SecretAccessKey": creds.secret_access_key, "Token": creds.token,
-                                 "Expiration": creds.expiration.strftime("%Y-%m-%dT%H:%M:%SZ")})
+                self._json(
+                    200,
+                    {
+                        "RoleArn": fake.role_arn,
+                        "AccessKeyId": creds.access_key_id,
+                        "SecretAccessKey": creds.secret_access_key,
+                        "Token": creds.token,
+                        "Expiration": creds.expiration.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    },
+                )
 
         return Handler

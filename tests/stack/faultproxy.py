@@ -25,7 +25,9 @@ class Rule:
     message: str = "injected fault"
     skip: int = 0  # let this many matching calls through first
     times: int = 1  # then fail this many (-1: forever)
-    hold_s: float = 0.0  # kind "hold": the call reaches moto at once, its answer this many seconds later
+    hold_s: float = (
+        0.0  # kind "hold": the call reaches moto at once, its answer this many seconds later
+    )
 
 
 class FaultProxy(HttpProxy[Rule]):

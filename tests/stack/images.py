@@ -7,7 +7,11 @@ import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-BUSYBOX_STEPS = ["FROM scratch", "COPY busybox /bin/busybox", 'RUN ["/bin/busybox", "--install", "-s", "/bin"]']
+BUSYBOX_STEPS = [
+    "FROM scratch",
+    "COPY busybox /bin/busybox",
+    'RUN ["/bin/busybox", "--install", "-s", "/bin"]',
+]
 
 
 def busybox_path() -> Path:
@@ -17,8 +21,13 @@ def busybox_path() -> Path:
     return Path(found)
 
 
-def write_busybox_context(directory: Path, steps: Sequence[str] = (), files: Mapping[str, str | bytes] | None = None,
-                          dockerfile: str = "Dockerfile", dockerignore: Sequence[str] | None = None) -> Path:
+def write_busybox_context(
+    directory: Path,
+    steps: Sequence[str] = (),
+    files: Mapping[str, str | bytes] | None = None,
+    dockerfile: str = "Dockerfile",
+    dockerignore: Sequence[str] | None = None,
+) -> Path:
     """Write a build context into `directory`: busybox, a Dockerfile (the busybox steps, then `steps`),
     extra `files` (relative path → content) and an optional .dockerignore. Returns the Dockerfile."""
     directory.mkdir(parents=True, exist_ok=True)

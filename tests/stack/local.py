@@ -47,7 +47,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _wait(check, what: str, timeout: float, proc: subprocess.Popen | None = None, log: Path | None = None) -> None:
+def _wait(
+    check, what: str, timeout: float, proc: subprocess.Popen | None = None, log: Path | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
@@ -74,8 +76,14 @@ def _env_flag(name: str, default: bool) -> bool:
 
 
 class LocalStack:
-    def __init__(self, root: Path | None = None, *, strict: bool | None = None,
-                 strict_off: tuple[str, ...] | None = None, consistency_delay: float | None = None) -> None:
+    def __init__(
+        self,
+        root: Path | None = None,
+        *,
+        strict: bool | None = None,
+        strict_off: tuple[str, ...] | None = None,
+        consistency_delay: float | None = None,
+    ) -> None:
         # Short paths: unix socket paths are limited to ~107 bytes.
         self.root = root or Path(tempfile.mkdtemp(prefix="gcpf-stack-"))
         self.root.mkdir(parents=True, exist_ok=True)
@@ -85,11 +93,17 @@ class LocalStack:
         self.moto_direct_url = ""
         self.strict_enabled = _env_flag("GCPF_STACK_STRICT", True) if strict is None else strict
         off_env = os.environ.get("GCPF_STACK_STRICT_OFF", "")
-        self._strict_off = strict_off if strict_off is not None else tuple(
-            name.strip() for name in off_env.split(",") if name.strip())
+        self._strict_off = (
+            strict_off
+            if strict_off is not None
+            else tuple(name.strip() for name in off_env.split(",") if name.strip())
+        )
         delay_env = os.environ.get("GCPF_STACK_STRICT_DELAY")
-        self._consistency_delay = consistency_delay if consistency_delay is not None else (
-            float(delay_env) if delay_env else Settings.consistency_delay)
+        self._consistency_delay = (
+            consistency_delay
+            if consistency_delay is not None
+            else (float(delay_env) if delay_env else Settings.consistency_delay)
+        )
         self.strict: StrictLayer | None = None
         self.registry = ""
         self.docker_host = ""
@@ -131,8 +145,15 @@ class LocalStack:
             self.emulator.stop()
         if self._own_dockerd:
             # dockerd leaves overlay mounts behind when it is killed hard; unmount before removing.
-            subprocess.run(["sh", "-c", f"grep -o ' {self.root}/[^ ]*' /proc/mounts | sort -r | "
-                                        "xargs -r -n1 umount -l"], check=False, capture_output=True)
+            subprocess.run(
+                [
+                    "sh",
+                    "-c",
+                    f"grep -o ' {self.root}/[^ ]*' /proc/mounts | sort -r | xargs -r -n1 umount -l",
+                ],
+                check=False,
+                capture_output=True,
+            )
         shutil.rmtree(self.root, ignore_errors=True)
 
     def __enter__(self) -> LocalStack:
@@ -164,10 +185,18 @@ class LocalStack:
         }
 
     # -- services ----------------------------------------------------------------------------
-    def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> tuple[subprocess.Popen, Path]:
+    def _spawn(
+        self, name: str, argv: list[str], env: dict[str, str] | None = None
+    ) -> tuple[subprocess.Popen, Path]:
         log = self.root / f"{name}.log"
-        proc = subprocess.Popen(argv, stdout=log.open("wb"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env={**os.environ, **(env or {})}, start_new_session=True)
+        proc = subprocess.Popen(
+            argv,
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,
+        )
         self._procs.append(proc)
         return proc, log
 
@@ -179,8 +208,11 @@ class LocalStack:
 
     def _start_strict(self) -> None:
         # The local registry stands in for ECR, so the Fargate "ECR image" rule applies to it too.
-        settings = Settings(consistency_delay=self._consistency_delay, account_id=ACCOUNT_ID,
-                            ecr_hosts=(self.registry,))
+        settings = Settings(
+            consistency_delay=self._consistency_delay,
+            account_id=ACCOUNT_ID,
+            ecr_hosts=(self.registry,),
+        )
         self.strict = StrictLayer(self.moto_direct_url, settings, off=self._strict_off).start()
         self.moto_url = self.strict.url
 
@@ -190,12 +222,19 @@ class LocalStack:
             raise StackError("docker-registry is not installed (apt-get install docker-registry)")
         port = free_port()
         config = self.root / "registry.yml"
-        config.write_text(json.dumps({  # YAML is a superset of JSON
-            "version": 0.1,
-            "log": {"level": "warn"},
-            "storage": {"filesystem": {"rootdirectory": str(self.root / "registry")}, "delete": {"enabled": True}},
-            "http": {"addr": f"127.0.0.1:{port}"},
-        }))
+        config.write_text(
+            json.dumps(
+                {  # YAML is a superset of JSON
+                    "version": 0.1,
+                    "log": {"level": "warn"},
+                    "storage": {
+                        "filesystem": {"rootdirectory": str(self.root / "registry")},
+                        "delete": {"enabled": True},
+                    },
+                    "http": {"addr": f"127.0.0.1:{port}"},
+                }
+            )
+        )
         proc, log = self._spawn("registry", [binary, "serve", str(config)])
         self.registry = f"127.0.0.1:{port}"
         _wait(lambda: _http_ok(f"http://{self.registry}/v2/"), "registry", 30, proc, log)
@@ -209,12 +248,26 @@ class LocalStack:
         if not dockerd:
             raise StackError("dockerd is not installed (apt-get install docker.io)")
         sock = self.root / "docker.sock"
-        proc, log = self._spawn("dockerd", [
-            dockerd, "--host", f"unix://{sock}", "--data-root", str(self.root / "docker"),
-            "--exec-root", str(self.root / "dexec"), "--pidfile", str(self.root / "docker.pid"),
-            "--bridge=none", "--iptables=false", "--ip6tables=false", "--ip-masq=false",
-            "--userland-proxy=false", "--storage-driver=overlay2",
-        ])
+        proc, log = self._spawn(
+            "dockerd",
+            [
+                dockerd,
+                "--host",
+                f"unix://{sock}",
+                "--data-root",
+                str(self.root / "docker"),
+                "--exec-root",
+                str(self.root / "dexec"),
+                "--pidfile",
+                str(self.root / "docker.pid"),
+                "--bridge=none",
+                "--iptables=false",
+                "--ip6tables=false",
+                "--ip-masq=false",
+                "--userland-proxy=false",
+                "--storage-driver=overlay2",
+            ],
+        )
         self._own_dockerd = True
         self.docker_host = f"unix://{sock}"
         _wait(lambda: _docker_ping(self.docker_host), "dockerd", 60, proc, log)
@@ -229,8 +282,13 @@ def moto_server(log: Path) -> Iterator[str]:
     """moto alone (no registry, no dockerd): for tests of the layers in front of it."""
     port = free_port()
     with log.open("wb") as out:
-        proc = subprocess.Popen(moto_argv(port), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            moto_argv(port),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         _wait(lambda: _http_ok(f"{url}/moto-api/"), "moto server", 60, proc, log)
@@ -258,11 +316,13 @@ def main(argv: list[str]) -> int:
     if len(argv) < 2 or argv[0] != "run" or "--" not in argv:
         sys.stderr.write("usage: python -m tests.stack.local run -- COMMAND...\n")
         return 2
-    command = argv[argv.index("--") + 1:]
+    command = argv[argv.index("--") + 1 :]
     with LocalStack() as stack:
         strict = " (through the strict layer)" if stack.strict is not None else ""
-        sys.stderr.write(f"local stack up: moto {stack.moto_url}{strict}, registry {stack.registry}, "
-                         f"docker {stack.docker_host}, IAM emulator {stack.emulator.grpc_address}\n")
+        sys.stderr.write(
+            f"local stack up: moto {stack.moto_url}{strict}, registry {stack.registry}, "
+            f"docker {stack.docker_host}, IAM emulator {stack.emulator.grpc_address}\n"
+        )
         return subprocess.run(command, env={**os.environ, **stack.env}, check=False).returncode
 
 

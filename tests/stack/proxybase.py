@@ -103,15 +103,21 @@ class Call:
         return json.loads(self.body or b"{}")
 
     def form(self) -> dict[str, str]:
-        return {k: v[0] for k, v in urllib.parse.parse_qs(self.body.decode("utf-8", "replace")).items()}
+        return {
+            k: v[0] for k, v in urllib.parse.parse_qs(self.body.decode("utf-8", "replace")).items()
+        }
 
 
 def rest_operation(method: str, path: str) -> str:
     """The REST operations the strict layer looks at (EventBridge Scheduler is rest-json)."""
     bare = path.split("?")[0]
     if bare.startswith("/schedules/"):
-        return {"POST": "CreateSchedule", "PUT": "UpdateSchedule", "GET": "GetSchedule",
-                "DELETE": "DeleteSchedule"}.get(method, method)
+        return {
+            "POST": "CreateSchedule",
+            "PUT": "UpdateSchedule",
+            "GET": "GetSchedule",
+            "DELETE": "DeleteSchedule",
+        }.get(method, method)
     return f"{method} {bare}"
 
 
@@ -131,22 +137,28 @@ class Answer:
 
 def aws_error(call: Call, status: int, code: str, message: str) -> Answer:
     """An error the way the call's protocol carries it, so botocore raises `code` with `message`."""
-    if call.service == "scheduler":  # rest-json: the code travels in a header, the text as `Message`
+    if (
+        call.service == "scheduler"
+    ):  # rest-json: the code travels in a header, the text as `Message`
         payload = json.dumps({"Message": message}).encode()
         ctype = "application/json"
     elif call.is_json:  # awsJson1_1 (ECS, ECR, Secrets Manager, CloudWatch Logs)
         payload = json.dumps({"__type": code, "message": message}).encode()
         ctype = "application/x-amz-json-1.1"
     else:  # query protocol (IAM): the shape of a real IAM error document
-        payload = ('<ErrorResponse xmlns="https://iam.amazonaws.com/doc/2010-05-08/"><Error><Type>Sender</Type>'
-                   f"<Code>{code}</Code><Message>{_xml_escape(message)}</Message></Error>"
-                   "<RequestId>4f1c7e34-strict-layer</RequestId></ErrorResponse>").encode()
+        payload = (
+            '<ErrorResponse xmlns="https://iam.amazonaws.com/doc/2010-05-08/"><Error><Type>Sender</Type>'
+            f"<Code>{code}</Code><Message>{_xml_escape(message)}</Message></Error>"
+            "<RequestId>4f1c7e34-strict-layer</RequestId></ErrorResponse>"
+        ).encode()
         ctype = "text/xml"
     return Answer(status, payload, [("Content-Type", ctype), ("x-amzn-ErrorType", code)])
 
 
 def _xml_escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("'", "&apos;")
+    return (
+        text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("'", "&apos;")
+    )
 
 
 class HttpProxy(RuleProxy[R]):
@@ -203,7 +215,11 @@ class HttpProxy(RuleProxy[R]):
     def forward(self, call: Call) -> Answer:
         conn = http.client.HTTPConnection(self.upstream_host, self.upstream_port, timeout=120)
         try:
-            headers = {k: v for k, v in call.headers.items() if k.lower() not in ("connection", "content-length")}
+            headers = {
+                k: v
+                for k, v in call.headers.items()
+                if k.lower() not in ("connection", "content-length")
+            }
             conn.request(call.method, call.path, body=call.body, headers=headers)
             response = conn.getresponse()
             return Answer(response.status, response.read(), response.getheaders())

@@ -30,8 +30,12 @@ class Shim:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def call(self, method: str, path: str, headers: Mapping[str, str] | None = None) -> tuple[int, str]:
-        request = urllib.request.Request(self.base_url + path, method=method, headers=dict(headers or {}))
+    def call(
+        self, method: str, path: str, headers: Mapping[str, str] | None = None
+    ) -> tuple[int, str]:
+        request = urllib.request.Request(
+            self.base_url + path, method=method, headers=dict(headers or {})
+        )
         try:
             with urllib.request.urlopen(request, timeout=15) as response:
                 return response.status, response.read().decode()
@@ -60,12 +64,19 @@ def shim_env(extra: Mapping[str, str]) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def running_shim(env: Mapping[str, str], *args: str, argv: list[str] | None = None,
-                 cwd: Path | None = None) -> Iterator[Shim]:
+def running_shim(
+    env: Mapping[str, str], *args: str, argv: list[str] | None = None, cwd: Path | None = None
+) -> Iterator[Shim]:
     """Start the shim on a free port (it logs the port it bound) and stop it with SIGTERM."""
     command = argv or [sys.executable, "-m", "gcpfargate.shim"]
-    proc = subprocess.Popen([*command, "--port", "0", *args], env=shim_env(env), stderr=subprocess.PIPE,
-                            stdout=subprocess.DEVNULL, text=True, cwd=cwd)
+    proc = subprocess.Popen(
+        [*command, "--port", "0", *args],
+        env=shim_env(env),
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        cwd=cwd,
+    )
     assert proc.stderr is not None
     lines: list[str] = []
     port = 0
@@ -81,7 +92,9 @@ def running_shim(env: Mapping[str, str], *args: str, argv: list[str] | None = No
         proc.kill()
         raise AssertionError("the shim did not start:\n" + "\n".join(lines) + proc.stderr.read())
     shim = Shim(proc, port, lines)
-    reader = threading.Thread(target=lambda: lines.extend(line.rstrip("\n") for line in proc.stderr), daemon=True)
+    reader = threading.Thread(
+        target=lambda: lines.extend(line.rstrip("\n") for line in proc.stderr), daemon=True
+    )
     reader.start()
     try:
         yield shim

@@ -68,7 +68,6 @@ class TcpProxy(RuleProxy[Reset]):
             self._listener.close()
         self._thread.join(timeout=5)
 
-
     @property
     def resets(self) -> int:
         with self._lock:
@@ -90,11 +89,19 @@ class TcpProxy(RuleProxy[Reset]):
             with self._lock:
                 self.connections += 1
             connection = _Connection()
-            threading.Thread(target=self._pipe, args=(client, server, True, connection), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(server, client, False, connection), daemon=True).start()
+            threading.Thread(
+                target=self._pipe, args=(client, server, True, connection), daemon=True
+            ).start()
+            threading.Thread(
+                target=self._pipe, args=(server, client, False, connection), daemon=True
+            ).start()
 
-    def _pipe(self, source: socket.socket, target: socket.socket, watch: bool, connection: _Connection) -> None:
-        tail = b""  # the end of what went before, so a request line split across reads still matches
+    def _pipe(
+        self, source: socket.socket, target: socket.socket, watch: bool, connection: _Connection
+    ) -> None:
+        tail = (
+            b""  # the end of what went before, so a request line split across reads still matches
+        )
         armed: Reset | None = None
         counted = 0
         try:

@@ -60,7 +60,12 @@ def test_a_damaged_entry_means_parse_the_json(model: str, tmp_path: Path) -> Non
 def test_a_changed_file_is_parsed_again(model: str, tmp_path: Path) -> None:
     CachedFileLoader(tmp_path / "cache").load_file(model)
     path = Path(model + ".json.gz") if Path(model + ".json.gz").exists() else Path(model + ".json")
-    changed = {"version": "2.0", "metadata": {"apiVersion": "upgraded"}, "operations": {}, "shapes": {}}
+    changed = {
+        "version": "2.0",
+        "metadata": {"apiVersion": "upgraded"},
+        "operations": {},
+        "shapes": {},
+    }
     raw = json.dumps(changed).encode()
     path.write_bytes(gzip.compress(raw) if path.suffix == ".gz" else raw)
     os.utime(path, ns=(1, 1))  # another mtime and size, as an upgrade of botocore gives
@@ -78,19 +83,28 @@ def test_an_unwritable_cache_changes_nothing_but_speed(model: str, tmp_path: Pat
     assert loader.load_file(str(tmp_path / "missing")) is None
 
 
-def test_clients_made_through_the_cache_work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_clients_made_through_the_cache_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A session whose loader reads through the cache, twice (cold, then warm): the same models and
     endpoints as botocore's own loader, and a client that builds requests."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     for _ in range(2):
-        session = boto3.Session(region_name="ap-northeast-1", aws_access_key_id="a", aws_secret_access_key="b")
+        session = boto3.Session(
+            region_name="ap-northeast-1", aws_access_key_id="a", aws_secret_access_key="b"
+        )
         use_cached_files(session._session)
         loader: Loader = session._session.get_component("data_loader")
         assert isinstance(loader.file_loader, CachedFileLoader)
         client = session.client("ecs")
         assert client.meta.endpoint_url == "https://ecs.ap-northeast-1.amazonaws.com"
-        assert client.meta.service_model.operation_model("RegisterTaskDefinition").input_shape is not None
+        assert (
+            client.meta.service_model.operation_model("RegisterTaskDefinition").input_shape
+            is not None
+        )
     assert loader.file_loader.parsed == 0  # the second session parsed nothing
     plain = boto3.Session(region_name="ap-northeast-1").client("ecs")
     assert client.meta.service_model.api_version == plain.meta.service_model.api_version
-    assert list(client.meta.service_model.operation_names) == list(plain.meta.service_model.operation_names)
+    assert list(client.meta.service_model.operation_names) == list(
+        plain.meta.service_model.operation_names
+    )

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from gcpfargate.core import cel, keyless
+from gcpfargate.credentials.keyless import bootstrap as keyless
+from gcpfargate.credentials.keyless import cel
 from tests.stack.iam import cel_oracle
 from tests.stack.iam.pools import DEFAULT_AWS_MAPPING
 
@@ -36,16 +37,18 @@ CONDITIONS = [
 
 @pytest.mark.parametrize("session", SESSIONS)
 def test_the_mapping_agrees(session: str) -> None:
-    assert cel.map_attributes(DEFAULT_AWS_MAPPING, {"arn": session}) == \
-        cel_oracle.map_attributes(DEFAULT_AWS_MAPPING, {"arn": session})
+    assert cel.map_attributes(DEFAULT_AWS_MAPPING, {"arn": session}) == cel_oracle.map_attributes(
+        DEFAULT_AWS_MAPPING, {"arn": session}
+    )
 
 
 @pytest.mark.parametrize("condition", CONDITIONS)
 @pytest.mark.parametrize("session", SESSIONS)
 def test_the_condition_agrees(condition: str, session: str) -> None:
     attributes = cel_oracle.map_attributes(DEFAULT_AWS_MAPPING, {"arn": session})
-    assert cel.condition_accepts(condition, {"arn": session}, attributes) is \
-        cel_oracle.condition_accepts(condition, {"arn": session}, attributes)
+    assert cel.condition_accepts(
+        condition, {"arn": session}, attributes
+    ) is cel_oracle.condition_accepts(condition, {"arn": session}, attributes)
 
 
 def test_gcpfargate_writes_googles_default_mapping() -> None:
@@ -54,14 +57,26 @@ def test_gcpfargate_writes_googles_default_mapping() -> None:
 
 def test_gcpfargates_condition_admits_exactly_its_task_roles() -> None:
     condition = keyless.attribute_condition("aws", ACCOUNT)
-    accepted = [session for session in SESSIONS if cel_oracle.condition_accepts(
-        condition, {"arn": session}, cel_oracle.map_attributes(DEFAULT_AWS_MAPPING, {"arn": session}))]
+    accepted = [
+        session
+        for session in SESSIONS
+        if cel_oracle.condition_accepts(
+            condition,
+            {"arn": session},
+            cel_oracle.map_attributes(DEFAULT_AWS_MAPPING, {"arn": session}),
+        )
+    ]
     assert accepted == [SESSIONS[0], SESSIONS[4]]  # the mapping keeps a path's first segment only
 
 
-@pytest.mark.parametrize(("expression", "names"), [("assertion.arn ==", ("assertion",)),
-                                                   ("attribute.x == 'a'", ("assertion",)),
-                                                   ("nobody.arn == 'a'", ("assertion", "attribute", "google"))])
+@pytest.mark.parametrize(
+    ("expression", "names"),
+    [
+        ("assertion.arn ==", ("assertion",)),
+        ("attribute.x == 'a'", ("assertion",)),
+        ("nobody.arn == 'a'", ("assertion", "attribute", "google")),
+    ],
+)
 def test_the_oracle_refuses_what_google_refuses(expression: str, names: tuple[str, ...]) -> None:
     with pytest.raises(cel_oracle.CelRefused):
         cel_oracle.check(expression, names)

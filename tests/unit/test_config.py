@@ -37,11 +37,18 @@ def config(tmp_path: Path) -> Path:
 
 def test_precedence_flag_over_env_over_file_over_default(config: Path) -> None:
     env = {"GCPFARGATE_AWS_REGION": "us-east-1", "GCPFARGATE_GCP_PROJECT": "env-project"}
-    settings = load_settings(config, environ=env, overrides={"aws.region": "ap-northeast-1", "gcp.project": None})
+    settings = load_settings(
+        config, environ=env, overrides={"aws.region": "ap-northeast-1", "gcp.project": None}
+    )
     assert settings.aws.region == "ap-northeast-1" and settings.sources["aws.region"] == "flag"
     assert settings.gcp.project == "env-project" and settings.sources["gcp.project"] == "env"
-    assert settings.gcp.service_account == "file-runner" and settings.sources["gcp.service_account"] == "file"
-    assert settings.image.platform == "linux/amd64" and settings.sources["image.platform"] == "default"
+    assert (
+        settings.gcp.service_account == "file-runner"
+        and settings.sources["gcp.service_account"] == "file"
+    )
+    assert (
+        settings.image.platform == "linux/amd64" and settings.sources["image.platform"] == "default"
+    )
     assert settings.task.vars == {"team": "data"}
 
 
@@ -55,28 +62,38 @@ def test_derived_names(config: Path) -> None:
 
 
 def test_env_types_are_parsed(config: Path) -> None:
-    env = {"GCPFARGATE_GCP_CREATE_SERVICE_ACCOUNT": "yes", "GCPFARGATE_RUN_SUBNETS": "subnet-0123abcd, subnet-4567cdef",
-           "GCPFARGATE_RUN_WAIT_TIMEOUT": "60"}
+    env = {
+        "GCPFARGATE_GCP_CREATE_SERVICE_ACCOUNT": "yes",
+        "GCPFARGATE_RUN_SUBNETS": "subnet-0123abcd, subnet-4567cdef",
+        "GCPFARGATE_RUN_WAIT_TIMEOUT": "60",
+    }
     settings = load_settings(config, environ=env)
     assert settings.gcp.create_service_account is True
     assert settings.run.subnets == ["subnet-0123abcd", "subnet-4567cdef"]
     assert settings.run.wait_timeout == 60
 
 
-def test_the_config_path_comes_from_the_environment_too(config: Path, tmp_path: Path, monkeypatch) -> None:
+def test_the_config_path_comes_from_the_environment_too(
+    config: Path, tmp_path: Path, monkeypatch
+) -> None:
     monkeypatch.chdir(tmp_path.parent)
     settings = load_settings(None, environ={"GCPFARGATE_CONFIG": str(config)})
     assert settings.config_path == config
 
 
-@pytest.mark.parametrize(("body", "env", "fragment"), [
-    ('[gcp]\nprojct = "x"\n', {}, "unknown key gcp.projct in"),
-    ('[gpc]\n', {}, "unknown section [gpc]"),
-    ("", {"GCPFARGATE_GCP_PROJCT": "x"}, "GCPFARGATE_GCP_PROJCT"),
-    ('[task]\ncontainers = "app"\n', {}, "task.containers"),
-    ("", {"GCPFARGATE_AWS_REGION": "Tokyo"}, "aws.region"),
-])
-def test_typos_and_bad_values_are_named(tmp_path: Path, body: str, env: dict[str, str], fragment: str) -> None:
+@pytest.mark.parametrize(
+    ("body", "env", "fragment"),
+    [
+        ('[gcp]\nprojct = "x"\n', {}, "unknown key gcp.projct in"),
+        ("[gpc]\n", {}, "unknown section [gpc]"),
+        ("", {"GCPFARGATE_GCP_PROJCT": "x"}, "GCPFARGATE_GCP_PROJCT"),
+        ('[task]\ncontainers = "app"\n', {}, "task.containers"),
+        ("", {"GCPFARGATE_AWS_REGION": "Tokyo"}, "aws.region"),
+    ],
+)
+def test_typos_and_bad_values_are_named(
+    tmp_path: Path, body: str, env: dict[str, str], fragment: str
+) -> None:
     path = tmp_path / "gcpfargate.toml"
     path.write_text(body)
     with pytest.raises(ConfigError) as raised:
@@ -90,24 +107,48 @@ def test_missing_required_keys_are_reported_together(tmp_path: Path) -> None:
     settings = load_settings(path, environ={})
     with pytest.raises(ConfigError) as raised:
         settings.require("gcp.project", "gcp.service_account", "task.family")
-    for name in ("GCPFARGATE_GCP_PROJECT", "GCPFARGATE_GCP_SERVICE_ACCOUNT", "GCPFARGATE_TASK_FAMILY"):
+    for name in (
+        "GCPFARGATE_GCP_PROJECT",
+        "GCPFARGATE_GCP_SERVICE_ACCOUNT",
+        "GCPFARGATE_TASK_FAMILY",
+    ):
         assert name in raised.value.message
 
 
 def test_non_setting_variables_are_ignored(config: Path) -> None:
-    env = {"GCPFARGATE_ECR_REGISTRY": "127.0.0.1:5000", "GCPFARGATE_CALL_LOG": "/tmp/x", "GCPFARGATE_OTHER": "1"}
+    env = {
+        "GCPFARGATE_ECR_REGISTRY": "127.0.0.1:5000",
+        "GCPFARGATE_CALL_LOG": "/tmp/x",
+        "GCPFARGATE_OTHER": "1",
+    }
     assert load_settings(config, environ=env).gcp.project == "file-project"
 
 
 # Typed settings: one frozen dataclass per section, the same chain, the same messages.
 
+
 def _annotation_kinds() -> dict[str, type]:
-    return {"str": str, "bool": bool, "int": int, "list[str]": list, "dict[str, str]": dict,
-            "dict[str, object]": dict}
+    return {
+        "str": str,
+        "bool": bool,
+        "int": int,
+        "list[str]": list,
+        "dict[str, str]": dict,
+        "dict[str, object]": dict,
+    }
 
 
-@pytest.mark.parametrize("environ", [{}, {"GCPFARGATE_IMAGE_PIN_DIGEST": "off", "GCPFARGATE_RUN_POLL_INTERVAL": "2",
-                                         "GCPFARGATE_RUN_SECURITY_GROUPS": "sg-0123abcd"}])
+@pytest.mark.parametrize(
+    "environ",
+    [
+        {},
+        {
+            "GCPFARGATE_IMAGE_PIN_DIGEST": "off",
+            "GCPFARGATE_RUN_POLL_INTERVAL": "2",
+            "GCPFARGATE_RUN_SECURITY_GROUPS": "sg-0123abcd",
+        },
+    ],
+)
 def test_every_value_has_its_declared_type(config: Path, environ: dict[str, str]) -> None:
     settings = load_settings(config, environ=environ)
     for section, cls in SECTIONS.items():
@@ -115,12 +156,16 @@ def test_every_value_has_its_declared_type(config: Path, environ: dict[str, str]
         assert isinstance(typed, cls)
         for spec in fields(cls):
             value = getattr(typed, spec.name)
-            assert type(value) is _annotation_kinds()[str(spec.type)], f"{section}.{spec.name} = {value!r}"
+            assert type(value) is _annotation_kinds()[str(spec.type)], (
+                f"{section}.{spec.name} = {value!r}"
+            )
 
 
 def test_the_schema_is_the_dataclasses(config: Path) -> None:
     settings = load_settings(config, environ={})
-    assert set(settings.sources) == {f"{s}.{f.name}" for s, cls in SECTIONS.items() for f in fields(cls)}
+    assert set(settings.sources) == {
+        f"{s}.{f.name}" for s, cls in SECTIONS.items() for f in fields(cls)
+    }
     assert SCHEMA["run"]["wait_timeout"] == Key(int, 3600, None, None)
     assert SCHEMA["image"]["build_args"].kind is dict and SCHEMA["image"]["build_args"].item is str
     assert SCHEMA["task"]["vars"].item is None  # free template values: numbers and tables are fine
@@ -148,8 +193,16 @@ def test_values_read_as_attributes(config: Path) -> None:
 
 def test_overrides_win_and_none_means_not_given(config: Path) -> None:
     env = {"GCPFARGATE_RUN_CLUSTER": "env-cluster", "GCPFARGATE_IMAGE_TAG": "env-tag"}
-    settings = load_settings(config, environ=env, overrides={
-        "run.cluster": "flag-cluster", "run.subnets": ["subnet-0123abcd"], "run.wait_timeout": 5, "image.tag": None})
+    settings = load_settings(
+        config,
+        environ=env,
+        overrides={
+            "run.cluster": "flag-cluster",
+            "run.subnets": ["subnet-0123abcd"],
+            "run.wait_timeout": 5,
+            "image.tag": None,
+        },
+    )
     assert (settings.run.cluster, settings.sources["run.cluster"]) == ("flag-cluster", "flag")
     assert (settings.run.subnets, settings.run.wait_timeout) == (["subnet-0123abcd"], 5)
     assert (settings.image.tag, settings.sources["image.tag"]) == ("env-tag", "env")
@@ -157,7 +210,9 @@ def test_overrides_win_and_none_means_not_given(config: Path) -> None:
 
 def test_a_flag_beats_an_invalid_environment_value(config: Path) -> None:
     # The chain picks one value per key and validates only that one, as before.
-    settings = load_settings(config, environ={"GCPFARGATE_AWS_REGION": "Tokyo"}, overrides={"aws.region": "us-east-1"})
+    settings = load_settings(
+        config, environ={"GCPFARGATE_AWS_REGION": "Tokyo"}, overrides={"aws.region": "us-east-1"}
+    )
     assert settings.aws.region == "us-east-1"
 
 
@@ -176,22 +231,49 @@ def test_every_flag_sets_a_setting_of_its_type() -> None:
         assert declared == {SCHEMA[section][key].kind}, dotted
 
 
-@pytest.mark.parametrize(("overrides", "message"), [
-    ({"run.wait_timeout": "60"}, "run.wait_timeout given as a flag must be a whole number, not str '60'"),
-    ({"run.subnets": "subnet-0123abcd"}, "run.subnets given as a flag must be a list of strings, not str "
-                                         "'subnet-0123abcd'"),
-    ({"aws.region": "Tokyo"}, "aws.region = 'Tokyo' (flag) is not a valid AWS region name (like ap-northeast-1)"),
-    ({"run.subnets": ["subnet-x"]}, "run.subnets = ['subnet-x'] (flag) item 'subnet-x' is not a valid subnet id"),
-])
-def test_bad_flag_values_are_named(tmp_path: Path, monkeypatch, overrides: Overrides, message: str) -> None:
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            {"run.wait_timeout": "60"},
+            "run.wait_timeout given as a flag must be a whole number, not str '60'",
+        ),
+        (
+            {"run.subnets": "subnet-0123abcd"},
+            "run.subnets given as a flag must be a list of strings, not str 'subnet-0123abcd'",
+        ),
+        (
+            {"aws.region": "Tokyo"},
+            "aws.region = 'Tokyo' (flag) is not a valid AWS region name (like ap-northeast-1)",
+        ),
+        (
+            {"run.subnets": ["subnet-x"]},
+            "run.subnets = ['subnet-x'] (flag) item 'subnet-x' is not a valid subnet id",
+        ),
+    ],
+)
+def test_bad_flag_values_are_named(
+    tmp_path: Path, monkeypatch, overrides: Overrides, message: str
+) -> None:
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ConfigError) as raised:
         load_settings(None, environ={}, overrides=overrides)
     assert raised.value.message == message
 
 
-@pytest.mark.parametrize(("raw", "expected"), [("1", True), ("true", True), ("Yes", True), (" on ", True),
-                                               ("0", False), ("false", False), ("NO", False), ("off", False)])
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("1", True),
+        ("true", True),
+        ("Yes", True),
+        (" on ", True),
+        ("0", False),
+        ("false", False),
+        ("NO", False),
+        ("off", False),
+    ],
+)
 def test_env_booleans(tmp_path: Path, monkeypatch, raw: str, expected: bool) -> None:
     monkeypatch.chdir(tmp_path)
     settings = load_settings(None, environ={"GCPFARGATE_IMAGE_PUSH_LATEST": raw})
@@ -199,28 +281,66 @@ def test_env_booleans(tmp_path: Path, monkeypatch, raw: str, expected: bool) -> 
 
 
 def test_empty_env_is_unset_and_lists_split_on_commas(config: Path) -> None:
-    env = {"GCPFARGATE_GCP_PROJECT": "", "GCPFARGATE_RUN_SECURITY_GROUPS": " sg-0123abcd,, sg-4567cdef ,"}
+    env = {
+        "GCPFARGATE_GCP_PROJECT": "",
+        "GCPFARGATE_RUN_SECURITY_GROUPS": " sg-0123abcd,, sg-4567cdef ,",
+    }
     settings = load_settings(config, environ=env)
     assert (settings.gcp.project, settings.sources["gcp.project"]) == ("file-project", "file")
     assert settings.run.security_groups == ["sg-0123abcd", "sg-4567cdef"]
 
 
-@pytest.mark.parametrize(("body", "env", "message"), [
-    ("", {"GCPFARGATE_IMAGE_PIN_DIGEST": "maybe"},
-     "environment variable GCPFARGATE_IMAGE_PIN_DIGEST must be true or false, not 'maybe'"),
-    ("", {"GCPFARGATE_RUN_WAIT_TIMEOUT": "1h"},
-     "environment variable GCPFARGATE_RUN_WAIT_TIMEOUT must be a whole number, not '1h'"),
-    ("", {"GCPFARGATE_TASK_VARS": "x"}, "unknown setting in environment variable GCPFARGATE_TASK_VARS (did you mean "
-                                        "GCPFARGATE_TASK_CONTAINERS?)"),
-    ("", {"GCPFARGATE_AWS_REGION": "Tokyo"}, "aws.region = 'Tokyo' (environment variable GCPFARGATE_AWS_REGION) "
-                                             "is not a valid AWS region name (like ap-northeast-1)"),
-    ('[task]\ncontainers = "app"\n', {}, "task.containers in {path} must be a list of strings, not str 'app'"),
-    ("[run]\nwait_timeout = true\n", {}, "run.wait_timeout in {path} must be a whole number, not bool True"),
-    ("[image]\nbuild_args = { A = 1 }\n", {}, "image.build_args in {path} must be a table, not dict {{'A': 1}}"),
-    ('[task]\ncredentials_path = "tmp/x"\n', {}, "task.credentials_path = 'tmp/x' ({path}) must be an absolute path"),
-    ('[gcp]\nprojct = "x"\n', {}, "unknown key gcp.projct in {path} (did you mean project?)"),
-])
-def test_error_messages_are_unchanged(tmp_path: Path, body: str, env: dict[str, str], message: str) -> None:
+@pytest.mark.parametrize(
+    ("body", "env", "message"),
+    [
+        (
+            "",
+            {"GCPFARGATE_IMAGE_PIN_DIGEST": "maybe"},
+            "environment variable GCPFARGATE_IMAGE_PIN_DIGEST must be true or false, not 'maybe'",
+        ),
+        (
+            "",
+            {"GCPFARGATE_RUN_WAIT_TIMEOUT": "1h"},
+            "environment variable GCPFARGATE_RUN_WAIT_TIMEOUT must be a whole number, not '1h'",
+        ),
+        (
+            "",
+            {"GCPFARGATE_TASK_VARS": "x"},
+            "unknown setting in environment variable GCPFARGATE_TASK_VARS (did you mean "
+            "GCPFARGATE_TASK_CONTAINERS?)",
+        ),
+        (
+            "",
+            {"GCPFARGATE_AWS_REGION": "Tokyo"},
+            "aws.region = 'Tokyo' (environment variable GCPFARGATE_AWS_REGION) "
+            "is not a valid AWS region name (like ap-northeast-1)",
+        ),
+        (
+            '[task]\ncontainers = "app"\n',
+            {},
+            "task.containers in {path} must be a list of strings, not str 'app'",
+        ),
+        (
+            "[run]\nwait_timeout = true\n",
+            {},
+            "run.wait_timeout in {path} must be a whole number, not bool True",
+        ),
+        (
+            "[image]\nbuild_args = { A = 1 }\n",
+            {},
+            "image.build_args in {path} must be a table, not dict {{'A': 1}}",
+        ),
+        (
+            '[task]\ncredentials_path = "tmp/x"\n',
+            {},
+            "task.credentials_path = 'tmp/x' ({path}) must be an absolute path",
+        ),
+        ('[gcp]\nprojct = "x"\n', {}, "unknown key gcp.projct in {path} (did you mean project?)"),
+    ],
+)
+def test_error_messages_are_unchanged(
+    tmp_path: Path, body: str, env: dict[str, str], message: str
+) -> None:
     path = tmp_path / "gcpfargate.toml"
     path.write_text(body)
     with pytest.raises(ConfigError) as raised:
@@ -230,7 +350,7 @@ def test_error_messages_are_unchanged(tmp_path: Path, body: str, env: dict[str, 
 
 def test_task_vars_take_any_toml_value(tmp_path: Path) -> None:
     path = tmp_path / "gcpfargate.toml"
-    path.write_text("[task.vars]\nreplicas = 3\nlabels = { team = \"data\" }\n")
+    path.write_text('[task.vars]\nreplicas = 3\nlabels = { team = "data" }\n')
     assert load_settings(path, environ={}).task.vars == {"replicas": 3, "labels": {"team": "data"}}
 
 

@@ -16,12 +16,20 @@ from typing import BinaryIO
 
 import pytest
 
-from gcpfargate.core import context_scan
-from gcpfargate.core.context_scan import CleanFiles, scan_files
-from gcpfargate.keyscan import stream_has_key
+from gcpfargate.image import context_scan
+from gcpfargate.image.context_scan import CleanFiles, scan_files
+from gcpfargate.keymaterial.keyscan import stream_has_key
 
-PEM = ("-----BEGIN " + "PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END " + "PRIVATE KEY-----\n").encode()
-FILES = {"app.py": b"print('v1')\n", "deps/lib/a.py": b"x = 1\n" * 1000, "deps/lib/b.so": os.urandom(4096)}
+PEM = (
+    "-----BEGIN "
+    + "PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END "
+    + "PRIVATE KEY-----\n"
+).encode()
+FILES = {
+    "app.py": b"print('v1')\n",
+    "deps/lib/a.py": b"x = 1\n" * 1000,
+    "deps/lib/b.so": os.urandom(4096),
+}
 
 
 def later(seconds: float) -> Callable[[], float]:
@@ -47,7 +55,9 @@ def context(tmp_path: Path) -> Path:
     return root
 
 
-def scan(context: Path, record: CleanFiles, clock: Callable[[], float] = later(10)) -> tuple[list[str], list[str]]:
+def scan(
+    context: Path, record: CleanFiles, clock: Callable[[], float] = later(10)
+) -> tuple[list[str], list[str]]:
     reader = Counted()
     found = scan_files(context, [*sorted(FILES), "keys.json"], reader, record, now=clock).found
     return found, reader.names
@@ -65,7 +75,9 @@ def test_every_kind_of_change_is_read_again(context: Path, tmp_path: Path) -> No
     app = context / "app.py"
     before = app.stat()
     app.write_bytes(b"print('v2')\n")  # same size
-    os.utime(app, ns=(before.st_atime_ns, before.st_mtime_ns))  # and the old mtime put back: the ctime moved
+    os.utime(
+        app, ns=(before.st_atime_ns, before.st_mtime_ns)
+    )  # and the old mtime put back: the ctime moved
     assert scan(context, record)[1] == ["app.py"]
     replacement = context / "deps" / "lib" / "a.py.new"
     replacement.write_bytes(FILES["deps/lib/a.py"])
@@ -80,13 +92,25 @@ def test_a_file_changed_moments_ago_is_read_every_time(context: Path, tmp_path: 
     record = CleanFiles(context, tmp_path / "record.json")
     now = __import__("time").time
     assert scan(context, record, now)[1] == ["app.py", "a.py", "b.so"]
-    assert scan(context, record, now)[1] == ["app.py", "a.py", "b.so"]  # too young to trust its stat
-    assert scan(context, record, later(context_scan.SETTLED_SECONDS + 1))[1] == ["app.py", "a.py", "b.so"]
+    assert scan(context, record, now)[1] == [
+        "app.py",
+        "a.py",
+        "b.so",
+    ]  # too young to trust its stat
+    assert scan(context, record, later(context_scan.SETTLED_SECONDS + 1))[1] == [
+        "app.py",
+        "a.py",
+        "b.so",
+    ]
     assert scan(context, record)[1] == []
 
 
-@pytest.mark.parametrize("damage", ["flip", "truncate", "other-rules", "other-context", "bad-stamp", "not-json"])
-def test_a_damaged_or_foreign_record_means_every_file_is_read(context: Path, tmp_path: Path, damage: str) -> None:
+@pytest.mark.parametrize(
+    "damage", ["flip", "truncate", "other-rules", "other-context", "bad-stamp", "not-json"]
+)
+def test_a_damaged_or_foreign_record_means_every_file_is_read(
+    context: Path, tmp_path: Path, damage: str
+) -> None:
     path = tmp_path / "record.json"
     record = CleanFiles(context, path)
     scan(context, record)
@@ -104,8 +128,16 @@ def test_a_damaged_or_foreign_record_means_every_file_is_read(context: Path, tmp
         # The record of another context, moved here with its own valid checksum: still not this one's.
         other = CleanFiles(tmp_path, path)
         files = data["files"]
-        path.write_text(json.dumps({"rules": data["rules"], "context": other.context, "files": files,
-                                    "checksum": other._checksum(files)}))
+        path.write_text(
+            json.dumps(
+                {
+                    "rules": data["rules"],
+                    "context": other.context,
+                    "files": files,
+                    "checksum": other._checksum(files),
+                }
+            )
+        )
     elif damage == "bad-stamp":
         name = next(iter(data["files"]))
         data["files"][name] = ["x", 1, 2, 3, 4]
@@ -124,9 +156,12 @@ def test_an_unwritable_record_only_costs_reading(context: Path, tmp_path: Path) 
     assert scan(context, record)[1] == ["app.py", "a.py", "b.so"]
 
 
-def test_the_default_record_lives_in_the_cache_per_context_and_rules(context: Path, tmp_path: Path,
-                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_default_record_lives_in_the_cache_per_context_and_rules(
+    context: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     first, second = CleanFiles(context), CleanFiles(tmp_path)
     assert first.path.parent == tmp_path / "xdg" / "gcpfargate" / "context-scan"
-    assert first.path != second.path and first.path.name.endswith(f"-v{context_scan.RULES_VERSION}.json")
+    assert first.path != second.path and first.path.name.endswith(
+        f"-v{context_scan.RULES_VERSION}.json"
+    )

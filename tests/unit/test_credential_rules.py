@@ -6,23 +6,49 @@ from __future__ import annotations
 import pytest
 
 from gcpfargate.config import load_settings
-from gcpfargate.core.wiring import wrapper_script
-from gcpfargate.credential_rules import credentials_env_problem, credentials_path_problem
+from gcpfargate.credentials.wiring import wrapper_script
 from gcpfargate.errors import ConfigError, TemplateError
+from gcpfargate.keymaterial.rules import credentials_env_problem, credentials_path_problem
 
-GOOD_PATHS = ["/tmp/gcp/credentials.json", "/var/lib/app/key.json", "/run/secrets/gcp.json", "/home/app/k.json",
-              "/app/creds/key.json", "/tmp/key.json"]
+GOOD_PATHS = [
+    "/tmp/gcp/credentials.json",
+    "/var/lib/app/key.json",
+    "/run/secrets/gcp.json",
+    "/home/app/k.json",
+    "/app/creds/key.json",
+    "/tmp/key.json",
+]
 BAD_PATHS = {
-    "/proc/self/fd/1": "system directory", "/dev/stdout": "system directory", "/etc/passwd": "system directory",
-    "/sys/kernel/x": "system directory", "/bin/sh": "system directory", "/usr/local/key.json": "system directory",
-    "/lib64/k.json": "system directory", "/credentials.json": "not in / itself", "/": "not a directory",
-    "/tmp/../etc/passwd": "normalised", "/tmp/./k.json": "normalised", "//tmp/k.json": "normalised",
-    "/tmp//k.json": "normalised", "relative/k.json": "absolute", "/tmp/gcp/": "not a directory",
+    "/proc/self/fd/1": "system directory",
+    "/dev/stdout": "system directory",
+    "/etc/passwd": "system directory",
+    "/sys/kernel/x": "system directory",
+    "/bin/sh": "system directory",
+    "/usr/local/key.json": "system directory",
+    "/lib64/k.json": "system directory",
+    "/credentials.json": "not in / itself",
+    "/": "not a directory",
+    "/tmp/../etc/passwd": "normalised",
+    "/tmp/./k.json": "normalised",
+    "//tmp/k.json": "normalised",
+    "/tmp//k.json": "normalised",
+    "relative/k.json": "absolute",
+    "/tmp/gcp/": "not a directory",
 }
 GOOD_NAMES = ["GCP_CREDENTIALS_JSON", "MY_KEY", "_K"]
-BAD_NAMES = ["PATH", "HOME", "GOOGLE_APPLICATION_CREDENTIALS", "IFS", "AWS_REGION",
-             "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "ECS_CONTAINER_METADATA_URI_V4", "LD_PRELOAD", "path",
-             "1BAD", "A-B"]
+BAD_NAMES = [
+    "PATH",
+    "HOME",
+    "GOOGLE_APPLICATION_CREDENTIALS",
+    "IFS",
+    "AWS_REGION",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "ECS_CONTAINER_METADATA_URI_V4",
+    "LD_PRELOAD",
+    "path",
+    "1BAD",
+    "A-B",
+]
 
 
 @pytest.mark.parametrize("path", GOOD_PATHS)

@@ -61,11 +61,15 @@ def test_registered_is_a_valid_register_task_definition_request(fixture: dict[st
     assert not report.has_errors(), report.generate_report()
 
 
-def test_described_matches_botocores_describe_task_definition_output(fixture: dict[str, Any]) -> None:
+def test_described_matches_botocores_describe_task_definition_output(
+    fixture: dict[str, Any],
+) -> None:
     shape = ecs_model().operation_model("DescribeTaskDefinition").output_shape
     assert list(unknown_members(fixture["described"], shape)) == []
     parsed = create_parser("json").parse(
-        {"body": json.dumps(fixture["described"]).encode(), "headers": {}, "status_code": 200}, shape)
+        {"body": json.dumps(fixture["described"]).encode(), "headers": {}, "status_code": 200},
+        shape,
+    )
     parsed.pop("ResponseMetadata", None)
     # Types per the model (timestamps come back as datetimes, integers stay integers...).
     report = ParamValidator().validate(parsed, shape)
@@ -73,13 +77,17 @@ def test_described_matches_botocores_describe_task_definition_output(fixture: di
     assert parsed["taskDefinition"]["family"] == fixture["registered"]["family"]
 
 
-def test_described_differs_from_registered_only_by_what_ecs_fills_in(fixture: dict[str, Any]) -> None:
+def test_described_differs_from_registered_only_by_what_ecs_fills_in(
+    fixture: dict[str, Any],
+) -> None:
     """The fixture is a real round trip: everything sent comes back, unless ECS drops or fills it."""
     registered, described = fixture["registered"], fixture["described"]["taskDefinition"]
     for key, value in registered.items():
         if key not in ("containerDefinitions", "volumes"):
             assert described[key] == value, key
-    for sent, got in zip(registered["containerDefinitions"], described["containerDefinitions"], strict=True):
+    for sent, got in zip(
+        registered["containerDefinitions"], described["containerDefinitions"], strict=True
+    ):
         for key, value in sent.items():
             if key == "environment":
                 assert got[key] == [entry for entry in value if entry["value"] != ""]
@@ -93,7 +101,11 @@ def test_described_differs_from_registered_only_by_what_ecs_fills_in(fixture: di
 
 def _contains(whole: Any, part: Any) -> bool:
     if isinstance(part, dict):
-        return isinstance(whole, dict) and all(k in whole and _contains(whole[k], v) for k, v in part.items())
+        return isinstance(whole, dict) and all(
+            k in whole and _contains(whole[k], v) for k, v in part.items()
+        )
     if isinstance(part, list):
-        return isinstance(whole, list) and len(whole) == len(part) and all(map(_contains, whole, part))
+        return (
+            isinstance(whole, list) and len(whole) == len(part) and all(map(_contains, whole, part))
+        )
     return bool(whole == part)

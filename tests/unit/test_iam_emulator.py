@@ -72,7 +72,9 @@ def new_account(emulator: IamEmulator) -> iam.ServiceAccount:
     return emulator.add_service_account(PROJECT, f"test-account-{next(_ids)}", display_name="t")
 
 
-def create_key(client: iam_admin_v1.IAMClient, account: iam.ServiceAccount) -> tuple[str, dict[str, Any]]:
+def create_key(
+    client: iam_admin_v1.IAMClient, account: iam.ServiceAccount
+) -> tuple[str, dict[str, Any]]:
     key = client.create_service_account_key(name=f"projects/-/serviceAccounts/{account.email}")
     return key.name.rsplit("/", 1)[1], json.loads(key.private_key_data)
 
@@ -84,10 +86,14 @@ def refreshed(info: dict[str, Any]) -> service_account.Credentials:
 
 
 def whoami(emulator: IamEmulator, token: str) -> requests.Response:
-    return requests.get(f"{emulator.http_url}/v1/whoami", headers={"Authorization": f"Bearer {token}"}, timeout=5)
+    return requests.get(
+        f"{emulator.http_url}/v1/whoami", headers={"Authorization": f"Bearer {token}"}, timeout=5
+    )
 
 
-def test_create_get_and_list_service_accounts(emulator: IamEmulator, client: iam_admin_v1.IAMClient) -> None:
+def test_create_get_and_list_service_accounts(
+    emulator: IamEmulator, client: iam_admin_v1.IAMClient
+) -> None:
     account = client.create_service_account(
         request={
             "name": "projects/proj-a",
@@ -99,7 +105,11 @@ def test_create_get_and_list_service_accounts(emulator: IamEmulator, client: iam
     assert account.name == f"projects/proj-a/serviceAccounts/{account.email}"
     assert account.project_id == "proj-a"
     assert re.fullmatch(r"\d{21}", account.unique_id)
-    assert (account.display_name, account.description, account.disabled) == ("Deployer", "ci", False)
+    assert (account.display_name, account.description, account.disabled) == (
+        "Deployer",
+        "ci",
+        False,
+    )
 
     # All documented name forms resolve to the same account.
     for name in (
@@ -119,7 +129,10 @@ def test_create_get_and_list_service_accounts(emulator: IamEmulator, client: iam
 
     for n in range(3):
         emulator.add_service_account("proj-a", f"paged-account-{n}")
-    listed = [a.email for a in client.list_service_accounts(request={"name": "projects/proj-a", "page_size": 2})]
+    listed = [
+        a.email
+        for a in client.list_service_accounts(request={"name": "projects/proj-a", "page_size": 2})
+    ]
     assert len(listed) == 4 and account.email in listed
 
 
@@ -133,7 +146,9 @@ def test_missing_account_is_not_found(client: iam_admin_v1.IAMClient) -> None:
         client.list_service_account_keys(name=name)
 
 
-def test_create_key_returns_google_key_file(emulator: IamEmulator, client: iam_admin_v1.IAMClient) -> None:
+def test_create_key_returns_google_key_file(
+    emulator: IamEmulator, client: iam_admin_v1.IAMClient
+) -> None:
     account = new_account(emulator)
     key = client.create_service_account_key(name=account.name)
     key_id = key.name.rsplit("/", 1)[1]
@@ -168,14 +183,19 @@ def test_create_key_returns_google_key_file(emulator: IamEmulator, client: iam_a
     assert info["client_id"] == account.unique_id
     assert info["token_uri"] == f"{emulator.http_url}/token"
     assert info["universe_domain"] == "googleapis.com"
-    assert info["private_key"].startswith("-----BEGIN " + "PRIVATE KEY-----")  # split: no key text committed
+    assert info["private_key"].startswith(
+        "-----BEGIN " + "PRIVATE KEY-----"
+    )  # split: no key text committed
     private_key = serialization.load_pem_private_key(info["private_key"].encode(), password=None)
     assert isinstance(private_key, rsa.RSAPrivateKey) and private_key.key_size == 2048
 
     # The emulator publishes the matching public half, and only the create response carries
     # private data.
     fetched = client.get_service_account_key(
-        request={"name": key.name, "public_key_type": iam.ServiceAccountPublicKeyType.TYPE_X509_PEM_FILE}
+        request={
+            "name": key.name,
+            "public_key_type": iam.ServiceAccountPublicKeyType.TYPE_X509_PEM_FILE,
+        }
     )
     assert fetched.private_key_data == b""
     cert = x509.load_pem_x509_certificate(fetched.public_key_data)
@@ -188,7 +208,9 @@ def test_create_key_returns_google_key_file(emulator: IamEmulator, client: iam_a
     assert emulator.key_state(account.email, key_id) == "enabled"
 
 
-def test_google_auth_refresh_and_token_use(emulator: IamEmulator, client: iam_admin_v1.IAMClient) -> None:
+def test_google_auth_refresh_and_token_use(
+    emulator: IamEmulator, client: iam_admin_v1.IAMClient
+) -> None:
     account = new_account(emulator)
     key_id, info = create_key(client, account)
     before = emulator.stats()
@@ -242,7 +264,9 @@ def test_deleted_key_is_rejected(emulator: IamEmulator, client: iam_admin_v1.IAM
         client.get_service_account_key(name=key_name)
 
 
-def test_disabled_account_is_rejected(emulator: IamEmulator, client: iam_admin_v1.IAMClient) -> None:
+def test_disabled_account_is_rejected(
+    emulator: IamEmulator, client: iam_admin_v1.IAMClient
+) -> None:
     account = new_account(emulator)
     _, info = create_key(client, account)
     client.disable_service_account(request={"name": account.name})
@@ -252,7 +276,9 @@ def test_disabled_account_is_rejected(emulator: IamEmulator, client: iam_admin_v
     assert refreshed(info).token
 
 
-def test_eleventh_key_fails_precondition(emulator: IamEmulator, client: iam_admin_v1.IAMClient) -> None:
+def test_eleventh_key_fails_precondition(
+    emulator: IamEmulator, client: iam_admin_v1.IAMClient
+) -> None:
     account = new_account(emulator)
     key_ids = [create_key(client, account)[0] for _ in range(10)]
     # A disabled key still uses a slot.
@@ -276,20 +302,31 @@ def test_eleventh_key_fails_precondition(emulator: IamEmulator, client: iam_admi
     assert len(emulator.key_ids(account.email)) == 10
 
 
-def test_key_creation_denied_by_org_policy(emulator: IamEmulator, client: iam_admin_v1.IAMClient) -> None:
+def test_key_creation_denied_by_org_policy(
+    emulator: IamEmulator, client: iam_admin_v1.IAMClient
+) -> None:
     account = emulator.add_service_account("locked-project", "locked-account")
     emulator.deny_key_creation("locked-project")
     with pytest.raises(gexc.FailedPrecondition) as caught:
         client.create_service_account_key(name=account.name)
-    assert caught.value.message == MSG_KEY_CREATION_DENIED == "Key creation is not allowed on this service account."
+    assert (
+        caught.value.message
+        == MSG_KEY_CREATION_DENIED
+        == "Key creation is not allowed on this service account."
+    )
     violations = [
-        v for d in caught.value.details if isinstance(d, error_details_pb2.PreconditionFailure) for v in d.violations
+        v
+        for d in caught.value.details
+        if isinstance(d, error_details_pb2.PreconditionFailure)
+        for v in d.violations
     ]
     assert [v.type for v in violations] == ["constraints/iam.disableServiceAccountKeyCreation"]
 
     # The same switch over HTTP, as another process would use it.
     response = requests.post(
-        f"{emulator.http_url}/admin/deny-key-creation", json={"project": "locked-project", "deny": False}, timeout=5
+        f"{emulator.http_url}/admin/deny-key-creation",
+        json={"project": "locked-project", "deny": False},
+        timeout=5,
     )
     assert response.status_code == 200
     create_key(client, account)
@@ -308,7 +345,12 @@ def test_fail_nth(emulator: IamEmulator, client: iam_admin_v1.IAMClient) -> None
     # Over HTTP, with when="after": the key is created but the response is lost.
     response = requests.post(
         f"{emulator.http_url}/admin/fail",
-        json={"method": "CreateServiceAccountKey", "nth": 1, "code": "DEADLINE_EXCEEDED", "when": "after"},
+        json={
+            "method": "CreateServiceAccountKey",
+            "nth": 1,
+            "code": "DEADLINE_EXCEEDED",
+            "when": "after",
+        },
         timeout=5,
     )
     assert response.status_code == 200
@@ -316,7 +358,9 @@ def test_fail_nth(emulator: IamEmulator, client: iam_admin_v1.IAMClient) -> None
         client.create_service_account_key(name=account.name)
     assert len(emulator.key_ids(account.email)) == 1
 
-    bad = requests.post(f"{emulator.http_url}/admin/fail", json={"method": "NoSuchMethod"}, timeout=5)
+    bad = requests.post(
+        f"{emulator.http_url}/admin/fail", json={"method": "NoSuchMethod"}, timeout=5
+    )
     assert bad.status_code == 400
 
 
@@ -327,10 +371,16 @@ def test_stats_count_calls(emulator: IamEmulator, client: iam_admin_v1.IAMClient
     client.list_service_account_keys(name=account.name)
     client.create_service_account_key(name=account.name)
     with pytest.raises(gexc.NotFound):
-        client.get_service_account(name="projects/-/serviceAccounts/missing-one@x.iam.gserviceaccount.com")
+        client.get_service_account(
+            name="projects/-/serviceAccounts/missing-one@x.iam.gserviceaccount.com"
+        )
 
     stats = emulator.stats()
-    assert stats["calls"] == {"GetServiceAccount": 2, "ListServiceAccountKeys": 1, "CreateServiceAccountKey": 1}
+    assert stats["calls"] == {
+        "GetServiceAccount": 2,
+        "ListServiceAccountKeys": 1,
+        "CreateServiceAccountKey": 1,
+    }
     assert stats["mutating_calls"] == 1
     assert requests.get(f"{emulator.http_url}/admin/stats", timeout=5).json() == stats
 
@@ -354,7 +404,10 @@ def test_uploaded_key_can_sign(emulator: IamEmulator, client: iam_admin_v1.IAMCl
         .sign(private_key, hashes.SHA256())
     )
     uploaded = client.upload_service_account_key(
-        request={"name": account.name, "public_key_data": cert.public_bytes(serialization.Encoding.PEM)}
+        request={
+            "name": account.name,
+            "public_key_data": cert.public_bytes(serialization.Encoding.PEM),
+        }
     )
     assert uploaded.key_origin == iam.ServiceAccountKeyOrigin.USER_PROVIDED
     assert uploaded.key_type == KeyType.USER_MANAGED
@@ -363,28 +416,42 @@ def test_uploaded_key_can_sign(emulator: IamEmulator, client: iam_admin_v1.IAMCl
         "type": "service_account",
         "private_key_id": key_id,
         "private_key": private_key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
         ).decode(),
         "client_email": account.email,
         "token_uri": emulator.token_uri,
     }
     assert whoami(emulator, refreshed(info).token).json()["key_id"] == key_id
     with pytest.raises(gexc.InvalidArgument):
-        client.upload_service_account_key(request={"name": account.name, "public_key_data": b"not a cert"})
+        client.upload_service_account_key(
+            request={"name": account.name, "public_key_data": b"not a cert"}
+        )
 
 
-def test_token_endpoint_checks_claims(emulator: IamEmulator, client: iam_admin_v1.IAMClient) -> None:
+def test_token_endpoint_checks_claims(
+    emulator: IamEmulator, client: iam_admin_v1.IAMClient
+) -> None:
     account = new_account(emulator)
     _, info = create_key(client, account)
     signer = crypt.RSASigner.from_service_account_info(info)
     now = int(time.time())
 
     def grant(**claims: Any) -> requests.Response:
-        payload = {"iss": account.email, "aud": GOOGLE_TOKEN_AUDIENCE, "iat": now, "exp": now + 3600, "scope": "x"}
+        payload = {
+            "iss": account.email,
+            "aud": GOOGLE_TOKEN_AUDIENCE,
+            "iat": now,
+            "exp": now + 3600,
+            "scope": "x",
+        }
         payload.update(claims)
         assertion = gjwt.encode(signer, payload).decode()
         return requests.post(
-            emulator.token_uri, data={"grant_type": JWT_BEARER_GRANT, "assertion": assertion}, timeout=5
+            emulator.token_uri,
+            data={"grant_type": JWT_BEARER_GRANT, "assertion": assertion},
+            timeout=5,
         )
 
     ok = grant()
@@ -400,8 +467,12 @@ def test_token_endpoint_checks_claims(emulator: IamEmulator, client: iam_admin_v
     other = new_account(emulator)
     assert grant(iss=other.email).json()["error_description"] == "Invalid JWT Signature."
 
-    wrong_grant = requests.post(emulator.token_uri, data={"grant_type": "password", "assertion": "x"}, timeout=5)
-    assert wrong_grant.status_code == 400 and wrong_grant.json()["error"] == "unsupported_grant_type"
+    wrong_grant = requests.post(
+        emulator.token_uri, data={"grant_type": "password", "assertion": "x"}, timeout=5
+    )
+    assert (
+        wrong_grant.status_code == 400 and wrong_grant.json()["error"] == "unsupported_grant_type"
+    )
 
 
 def test_module_entry_point_prints_addresses() -> None:
@@ -425,9 +496,13 @@ def test_module_entry_point_prints_addresses() -> None:
         assert response.json()["email"] == "from-http@proc-project.iam.gserviceaccount.com"
         channel = grpc.insecure_channel(addresses["grpc"])
         remote = iam_admin_v1.IAMClient(transport=IAMGrpcTransport(channel=channel))
-        assert remote.get_service_account(name=f"projects/-/serviceAccounts/{response.json()['email']}").email
+        assert remote.get_service_account(
+            name=f"projects/-/serviceAccounts/{response.json()['email']}"
+        ).email
         channel.close()
-        assert requests.get(f"{addresses['http']}/admin/stats", timeout=5).json()["calls"] == {"GetServiceAccount": 1}
+        assert requests.get(f"{addresses['http']}/admin/stats", timeout=5).json()["calls"] == {
+            "GetServiceAccount": 1
+        }
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0

@@ -79,7 +79,9 @@ def refresh(info: dict[str, Any]) -> str:
 
 
 def whoami(emulator: IamEmulator, token: str) -> int:
-    response = requests.get(f"{emulator.http_url}/v1/whoami", headers={"Authorization": f"Bearer {token}"}, timeout=5)
+    response = requests.get(
+        f"{emulator.http_url}/v1/whoami", headers={"Authorization": f"Bearer {token}"}, timeout=5
+    )
     return response.status_code
 
 
@@ -107,7 +109,9 @@ def test_propagation_delay_refuses_a_new_key_then_accepts_it(
     assert key_id in requests.get(info["client_x509_cert_url"], timeout=5).json()
 
 
-def test_propagation_refuses_k_times_then_accepts(emulator: IamEmulator, client: iam_admin_v1.IAMClient) -> None:
+def test_propagation_refuses_k_times_then_accepts(
+    emulator: IamEmulator, client: iam_admin_v1.IAMClient
+) -> None:
     account = new_account(emulator)
     admin(emulator, "propagation", refusals=3)  # every account
     _, info = create_key(client, account)
@@ -127,7 +131,9 @@ def test_key_expiry_hours_sets_valid_before_and_expired_keys_are_refused(
     emulator: IamEmulator, client: iam_admin_v1.IAMClient
 ) -> None:
     account = new_account(emulator)
-    admin(emulator, "key-expiry", email=account.email, hours=720)  # 30 days, an allowed policy value
+    admin(
+        emulator, "key-expiry", email=account.email, hours=720
+    )  # 30 days, an allowed policy value
     key, _ = create_key(client, account)
     assert key.valid_before_time - key.valid_after_time == dt.timedelta(hours=720)
     user_managed = iam.ListServiceAccountKeysRequest.KeyType.USER_MANAGED
@@ -148,23 +154,39 @@ def test_key_expiry_hours_sets_valid_before_and_expired_keys_are_refused(
     assert create_key(client, account)[0].valid_before_time.year == 9999
 
 
-def test_key_valid_before_can_be_moved(emulator: IamEmulator, client: iam_admin_v1.IAMClient) -> None:
+def test_key_valid_before_can_be_moved(
+    emulator: IamEmulator, client: iam_admin_v1.IAMClient
+) -> None:
     account = new_account(emulator)
     key, info = create_key(client, account)
     key_id = key.name.rsplit("/", 1)[1]
     soon = (dt.datetime.now(dt.UTC) + dt.timedelta(days=3)).replace(microsecond=0)
-    admin(emulator, "key-valid-before", email=account.email, key_id=key_id, valid_before=soon.isoformat())
+    admin(
+        emulator,
+        "key-valid-before",
+        email=account.email,
+        key_id=key_id,
+        valid_before=soon.isoformat(),
+    )
     assert client.get_service_account_key(name=key.name).valid_before_time == soon
     assert refresh(info)
 
     past = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
-    admin(emulator, "key-valid-before", email=account.email, key_id=key_id, valid_before=past.isoformat())
+    admin(
+        emulator,
+        "key-valid-before",
+        email=account.email,
+        key_id=key_id,
+        valid_before=past.isoformat(),
+    )
     assert emulator.key_valid_before(account.email, key_id) == past
     with pytest.raises(RefreshError, match=r"Invalid JWT Signature\."):
         refresh(info)
 
 
-def test_key_limit_as_resource_exhausted(emulator: IamEmulator, client: iam_admin_v1.IAMClient) -> None:
+def test_key_limit_as_resource_exhausted(
+    emulator: IamEmulator, client: iam_admin_v1.IAMClient
+) -> None:
     account = new_account(emulator)
     admin(emulator, "key-limit", max_keys=2, code="RESOURCE_EXHAUSTED")
     create_key(client, account)
@@ -176,7 +198,9 @@ def test_key_limit_as_resource_exhausted(emulator: IamEmulator, client: iam_admi
     assert retry.retry_delay.seconds == 86401
     assert len(emulator.key_ids(account.email)) == 2
 
-    bad = requests.post(f"{emulator.http_url}/admin/key-limit", json={"code": "NOT_FOUND"}, timeout=5)
+    bad = requests.post(
+        f"{emulator.http_url}/admin/key-limit", json={"code": "NOT_FOUND"}, timeout=5
+    )
     assert bad.status_code == 400
 
 
@@ -184,7 +208,9 @@ def test_key_creation_quota_429(emulator: IamEmulator, client: iam_admin_v1.IAMC
     account = new_account(emulator)
     admin(emulator, "exhaust-key-quota", project=PROJECT, count=2)
     for _ in range(2):
-        with pytest.raises(gexc.ResourceExhausted, match="Quota exceeded for quota metric") as caught:
+        with pytest.raises(
+            gexc.ResourceExhausted, match="Quota exceeded for quota metric"
+        ) as caught:
             client.create_service_account_key(name=account.name)
         assert caught.value.code == 429
         [info] = details_of(caught.value, error_details_pb2.ErrorInfo)
@@ -216,7 +242,9 @@ def test_service_disabled(emulator: IamEmulator, client: iam_admin_v1.IAMClient)
     create_key(client, account)
 
 
-def test_org_policy_managed_constraint(emulator: IamEmulator, client: iam_admin_v1.IAMClient) -> None:
+def test_org_policy_managed_constraint(
+    emulator: IamEmulator, client: iam_admin_v1.IAMClient
+) -> None:
     account = new_account(emulator, "managed-policy-project")
     constraint = "constraints/iam.managed.disableServiceAccountKeyCreation"
     admin(emulator, "deny-key-creation", project="managed-policy-project", constraint=constraint)
@@ -225,12 +253,19 @@ def test_org_policy_managed_constraint(emulator: IamEmulator, client: iam_admin_
     assert caught.value.message == "Key creation is not allowed on this service account."
     [failure] = details_of(caught.value, error_details_pb2.PreconditionFailure)
     assert [v.type for v in failure.violations] == [constraint]
-    assert failure.violations[0].subject.startswith(f"projects/managed-policy-project/serviceAccounts/{account.email}")
+    assert failure.violations[0].subject.startswith(
+        f"projects/managed-policy-project/serviceAccounts/{account.email}"
+    )
 
 
 def test_permission_denied(emulator: IamEmulator, client: iam_admin_v1.IAMClient) -> None:
     account = new_account(emulator, "no-perm-project")
-    admin(emulator, "deny-permission", permission="iam.serviceAccountKeys.create", project="no-perm-project")
+    admin(
+        emulator,
+        "deny-permission",
+        permission="iam.serviceAccountKeys.create",
+        project="no-perm-project",
+    )
     with pytest.raises(gexc.PermissionDenied) as caught:
         client.create_service_account_key(name=f"projects/-/serviceAccounts/{account.email}")
     assert caught.value.message == (
@@ -248,9 +283,13 @@ def test_permission_denied(emulator: IamEmulator, client: iam_admin_v1.IAMClient
         client.delete_service_account_key(name=key.name, retry=None)
 
 
-def test_new_account_not_found_window(emulator: IamEmulator, client: iam_admin_v1.IAMClient) -> None:
+def test_new_account_not_found_window(
+    emulator: IamEmulator, client: iam_admin_v1.IAMClient
+) -> None:
     admin(emulator, "account-visibility", seconds=1.0)
-    account = client.create_service_account(name=f"projects/{PROJECT}", account_id="fresh-window-one")
+    account = client.create_service_account(
+        name=f"projects/{PROJECT}", account_id="fresh-window-one"
+    )
     created = time.monotonic()
     with pytest.raises(gexc.NotFound, match=f"Service account {account.name} does not exist."):
         client.get_service_account(name=account.name, retry=None)
@@ -263,19 +302,26 @@ def test_new_account_not_found_window(emulator: IamEmulator, client: iam_admin_v
     create_key(client, account)
 
     admin(emulator, "account-visibility", calls=2)
-    counted = client.create_service_account(name=f"projects/{PROJECT}", account_id="fresh-window-two")
+    counted = client.create_service_account(
+        name=f"projects/{PROJECT}", account_id="fresh-window-two"
+    )
     for _ in range(2):
         with pytest.raises(gexc.NotFound):
             client.get_service_account(name=counted.name, retry=None)
     assert client.get_service_account(name=counted.name, retry=None).email == counted.email
 
 
-def test_minted_keys_record_every_private_key(emulator: IamEmulator, client: iam_admin_v1.IAMClient) -> None:
+def test_minted_keys_record_every_private_key(
+    emulator: IamEmulator, client: iam_admin_v1.IAMClient
+) -> None:
     account = new_account(emulator)
     before = emulator.stats()["keys_minted"]
     json_key, info = create_key(client, account)
     p12_key = client.create_service_account_key(
-        request={"name": account.name, "private_key_type": iam.ServiceAccountPrivateKeyType.TYPE_PKCS12_FILE}
+        request={
+            "name": account.name,
+            "private_key_type": iam.ServiceAccountPrivateKeyType.TYPE_PKCS12_FILE,
+        }
     )
     client.delete_service_account_key(name=json_key.name)
     admin(emulator, "deny-key-creation", project=PROJECT)
@@ -292,7 +338,10 @@ def test_minted_keys_record_every_private_key(emulator: IamEmulator, client: iam
     p12_private = pkcs12.load_key_and_certificates(p12_key.private_key_data, b"notasecret")[0]
     assert p12_private is not None
     assert emulator.stats()["keys_minted"] == before + 2
-    assert [m.key_id for m in emulator.minted_keys() if m.email == account.email] == [json_id, p12_id]
+    assert [m.key_id for m in emulator.minted_keys() if m.email == account.email] == [
+        json_id,
+        p12_id,
+    ]
 
 
 def test_constructor_defaults_and_reset() -> None:
@@ -327,7 +376,9 @@ def test_mounted_routes_serve_new_surfaces(emulator: IamEmulator) -> None:
         return 200, {"name": request.path.removeprefix("/v1/")}
 
     emulator.mount("PATCH", "/v1/projects/", handler)
-    response = requests.patch(f"{emulator.http_url}/v1/projects/p/locations/global/x", json={"a": 1}, timeout=5)
+    response = requests.patch(
+        f"{emulator.http_url}/v1/projects/p/locations/global/x", json={"a": 1}, timeout=5
+    )
     assert response.json() == {"name": "projects/p/locations/global/x"}
     assert seen == [("PATCH", "/v1/projects/p/locations/global/x", {"a": 1})]
     assert requests.delete(f"{emulator.http_url}/v1/projects/p", timeout=5).status_code == 404

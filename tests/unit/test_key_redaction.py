@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 
-from gcpfargate.key_redaction import MaterialRedactor
-from gcpfargate.keyfile import redact
+from gcpfargate.keymaterial.keyfile import redact
+from gcpfargate.keymaterial.redaction import MaterialRedactor
 from tests.unit.test_keyscan import key_json, pem
 
 
@@ -21,7 +21,7 @@ def leaked(lines: list[str], text: str) -> list[str]:
 
 def test_a_body_folded_to_50_columns_and_its_short_last_line_are_redacted() -> None:
     redactor = MaterialRedactor([key_json().decode()])
-    folded = [body()[i:i + 50] for i in range(0, len(body()), 50)]
+    folded = [body()[i : i + 50] for i in range(0, len(body()), 50)]
     assert len(folded[-1]) < 50
     # Line-based redaction lets these through: the bug this fixes.
     assert any(redact(line) == line for line in folded)
@@ -43,8 +43,12 @@ def test_pieces_inside_other_text_and_json_escapes_are_redacted() -> None:
 
 def test_ordinary_lines_and_other_base64_are_left_alone() -> None:
     redactor = MaterialRedactor([key_json().decode(), "not a key"])
-    for line in ["job ran", "called the GCP API as a@p.iam.gserviceaccount.com", "sha256:" + "ab" * 32,
-                 "aGVsbG8gd29ybGQgdGhpcyBpcyBub3QgYSBrZXk="]:
+    for line in [
+        "job ran",
+        "called the GCP API as a@p.iam.gserviceaccount.com",
+        "sha256:" + "ab" * 32,
+        "aGVsbG8gd29ybGQgdGhpcyBpcyBub3QgYSBrZXk=",
+    ]:
         assert redactor(line) == line
     assert not MaterialRedactor(["plain password"])
     assert MaterialRedactor(["plain password"])("x" * 100) == "x" * 100

@@ -1,4 +1,4 @@
-"""The key guard's rules (gcpfargate/keyscan.py): every evasion of issue 13 item 10 is caught, and
+"""The key guard's rules (gcpfargate/keymaterial/keyscan.py): every evasion of issue 13 item 10 is caught, and
 ordinary files (code that names the PEM markers, binaries, text) are not flagged."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import tarfile
 
 import pytest
 
-from gcpfargate.keyscan import CHUNK, has_key, key_paths, stream_has_key, text_has_pem
+from gcpfargate.keymaterial.keyscan import CHUNK, has_key, key_paths, stream_has_key, text_has_pem
 
 # The PEM markers are assembled at run time so no committed file holds key-looking text.
 BEGIN = b"-----BEGIN " + b"PRIVATE KEY-----"
@@ -28,14 +28,23 @@ def pem() -> str:
     from cryptography.hazmat.primitives.asymmetric import rsa
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption()).decode()
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
 
 
 def key_json() -> bytes:
-    return json.dumps({"type": "service_account", "project_id": "p", "private_key_id": "abc",
-                       "private_key": pem(), "client_email": "a@p.iam.gserviceaccount.com",
-                       "token_uri": "https://oauth2.googleapis.com/token"}, indent=2).encode()
+    return json.dumps(
+        {
+            "type": "service_account",
+            "project_id": "p",
+            "private_key_id": "abc",
+            "private_key": pem(),
+            "client_email": "a@p.iam.gserviceaccount.com",
+            "token_uri": "https://oauth2.googleapis.com/token",
+        },
+        indent=2,
+    ).encode()
 
 
 def tar_of(files: dict[str, bytes]) -> bytes:
@@ -50,7 +59,7 @@ def tar_of(files: dict[str, bytes]) -> bytes:
 
 def wrapped_b64(data: bytes, width: int = 76) -> bytes:
     text = base64.b64encode(data)
-    return b"\n".join(text[i:i + width] for i in range(0, len(text), width)) + b"\n"
+    return b"\n".join(text[i : i + width] for i in range(0, len(text), width)) + b"\n"
 
 
 # Each evasion named in the issue, plus a few more wrappings the same rules see through.
@@ -78,9 +87,13 @@ EVASIONS: dict[str, bytes] = {
     "PEM without its END line": pem().encode()[:900],
     "PEM folded to 50 columns": b"\n".join(
         [BEGIN]
-        + [line for body in ["".join(pem().splitlines()[1:-1])] for line in
-           (body[i:i + 50].encode() for i in range(0, len(body), 50))]
-        + [END]),
+        + [
+            line
+            for body in ["".join(pem().splitlines()[1:-1])]
+            for line in (body[i : i + 50].encode() for i in range(0, len(body), 50))
+        ]
+        + [END]
+    ),
     "base64 text, then a plain PEM": b"QUJD" * 1200 + b"\n" + pem().encode(),
 }
 
@@ -107,49 +120,75 @@ def test_evasions_are_caught_through_a_stream_read_in_small_pieces() -> None:
         assert stream_has_key(Trickle(data)), name
 
 
-@pytest.mark.parametrize("data", [
-    b"",
-    b'{"type": "authorized_user", "client_id": "x"}',
-    b'if line.startswith("' + BEGIN + b'"):\n    parse(line)  # "' + END + b'"\n',
-    BEGIN + b"\n...\n" + END + b"\n",  # documentation
-    b"-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIU\n-----END CERTIFICATE-----\n",
-    b"\x7fELF" + bytes(range(256)) * 50,
-    b"hello world " * 20000,
-    base64.b64encode(os.urandom(300_000)),
-    gzip.compress(b"just text\n" * 1000),
-    tar_of({"a.txt": b"hello", "b.json": b'{"a": 1}'}),
-], ids=["empty", "authorized-user JSON", "code naming the markers", "documentation", "certificate", "ELF",
-        "long text", "random base64", "gzip", "tar"])  # named ids: the same on every xdist worker
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b'{"type": "authorized_user", "client_id": "x"}',
+        b'if line.startswith("' + BEGIN + b'"):\n    parse(line)  # "' + END + b'"\n',
+        BEGIN + b"\n...\n" + END + b"\n",  # documentation
+        b"-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIU\n-----END CERTIFICATE-----\n",
+        b"\x7fELF" + bytes(range(256)) * 50,
+        b"hello world " * 20000,
+        base64.b64encode(os.urandom(300_000)),
+        gzip.compress(b"just text\n" * 1000),
+        tar_of({"a.txt": b"hello", "b.json": b'{"a": 1}'}),
+    ],
+    ids=[
+        "empty",
+        "authorized-user JSON",
+        "code naming the markers",
+        "documentation",
+        "certificate",
+        "ELF",
+        "long text",
+        "random base64",
+        "gzip",
+        "tar",
+    ],
+)  # named ids: the same on every xdist worker
 def test_ordinary_files_are_not_flagged(data: bytes) -> None:
     assert not has_key(data)
 
 
 def test_a_key_in_a_json_string_with_escaped_newlines_is_a_pem() -> None:
     assert text_has_pem(json.dumps(pem()).encode())
-    assert text_has_pem(b'"' + BEGIN + b'\\nMIIfake\\n' + END + b'\\n"')
+    assert text_has_pem(b'"' + BEGIN + b"\\nMIIfake\\n" + END + b'\\n"')
 
 
 def test_key_paths_finds_strings_at_any_depth_and_never_names_the_key() -> None:
     key = key_json().decode()
     definition = {
         "family": "app",
-        "containerDefinitions": [{
-            "name": "app", "command": ["run", key], "entryPoint": ["/bin/sh"],
-            "dockerLabels": {"k": base64.b64encode(key_json()).decode()},
-            "logConfiguration": {"logDriver": "awslogs", "options": {"x": pem()}},
-            "environment": [{"name": "A", "value": "plain"}],
-        }],
+        "containerDefinitions": [
+            {
+                "name": "app",
+                "command": ["run", key],
+                "entryPoint": ["/bin/sh"],
+                "dockerLabels": {"k": base64.b64encode(key_json()).decode()},
+                "logConfiguration": {"logDriver": "awslogs", "options": {"x": pem()}},
+                "environment": [{"name": "A", "value": "plain"}],
+            }
+        ],
         "tags": [{"key": "deep", "value": [[[[["nested", pem()]]]]]}],
         pem(): "a key as an object key",
     }
     found = key_paths(definition)
-    assert found == sorted(["containerDefinitions[0].command[1]", "containerDefinitions[0].dockerLabels.k",
-                            "containerDefinitions[0].logConfiguration.options.x", "tags[0].value[0][0][0][0][1]",
-                            "<a key>"])
+    assert found == sorted(
+        [
+            "containerDefinitions[0].command[1]",
+            "containerDefinitions[0].dockerLabels.k",
+            "containerDefinitions[0].logConfiguration.options.x",
+            "tags[0].value[0][0][0][0][1]",
+            "<a key>",
+        ]
+    )
     assert key_paths({"a": ["b", {"c": "d"}]}) == []
 
 
-def test_compiled_libraries_with_their_own_test_keys_pass_but_an_embedded_key_file_does_not() -> None:
+def test_compiled_libraries_with_their_own_test_keys_pass_but_an_embedded_key_file_does_not() -> (
+    None
+):
     """libgnutls (in most Debian images) carries a dozen PEM test keys for its self-tests: a library
     is judged only by a service-account key's JSON form, which a program embedding a key file has."""
     library = b"\x7fELF\x02\x01\x01" + b"\0" * 500 + pem().encode() + b"\0" * 500

@@ -35,7 +35,12 @@ PARTITIONS = {
 @pytest.fixture(autouse=True)
 def _no_endpoint_overrides(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     monkeypatch.chdir(tmp_path)  # no gcpfargate.toml around
-    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_STS", "AWS_PROFILE", "GCPFARGATE_ECR_REGISTRY"):
+    for name in (
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_STS",
+        "AWS_PROFILE",
+        "GCPFARGATE_ECR_REGISTRY",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
@@ -45,8 +50,11 @@ def _no_endpoint_overrides(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> I
 def _clients(region: str) -> tuple[AwsClients, Stubber]:
     aws = AwsClients(region=region)
     sts = Stubber(aws.client("sts"))
-    sts.add_response("get_caller_identity", {"Account": ACCOUNT, "Arn": f"arn:x:iam::{ACCOUNT}:user/u",
-                                             "UserId": "AIDAEXAMPLE"}, {})
+    sts.add_response(
+        "get_caller_identity",
+        {"Account": ACCOUNT, "Arn": f"arn:x:iam::{ACCOUNT}:user/u", "UserId": "AIDAEXAMPLE"},
+        {},
+    )
     return aws, sts
 
 
@@ -62,23 +70,28 @@ def test_ecr_host_is_in_the_regions_partition(region: str, expected: tuple[str, 
     # ECR names its host in proxyEndpoint (tests/unit/test_real_rules.py); an answer without one falls
     # back to the host built in the region's partition.
     ecr = Stubber(aws.client("ecr"))
-    ecr.add_response("get_authorization_token", {"authorizationData": [
-        {"authorizationToken": base64.b64encode(b"AWS:token").decode()}]}, {})
+    ecr.add_response(
+        "get_authorization_token",
+        {"authorizationData": [{"authorizationToken": base64.b64encode(b"AWS:token").decode()}]},
+        {},
+    )
     with sts, ecr:
         assert Registry(aws).host == f"{ACCOUNT}.dkr.ecr.{region}.{expected[1]}"
 
 
 @pytest.mark.parametrize(("region", "expected"), sorted(PARTITIONS.items()))
 def test_role_arn_is_in_the_regions_partition(region: str, expected: tuple[str, str]) -> None:
-    from gcpfargate.core import roles
     from gcpfargate.core.context import Context
+    from gcpfargate.iam import roles
 
     ctx = Context(settings=load_settings(None, environ={"GCPFARGATE_AWS_REGION": region}))
     aws, sts = _clients(region)
     ctx.aws = aws  # the cached property, set to the stubbed adapter
     with sts:
-        assert roles.role_arn(ctx, "gcpfargate-batch-execution") == \
-            f"arn:{expected[0]}:iam::{ACCOUNT}:role/gcpfargate-batch-execution"
+        assert (
+            roles.role_arn(ctx, "gcpfargate-batch-execution")
+            == f"arn:{expected[0]}:iam::{ACCOUNT}:role/gcpfargate-batch-execution"
+        )
 
 
 def test_a_region_newer_than_botocore_falls_in_the_partition_its_name_matches() -> None:
@@ -88,7 +101,9 @@ def test_a_region_newer_than_botocore_falls_in_the_partition_its_name_matches() 
 
 @pytest.mark.parametrize("region", sorted(PARTITIONS))
 def test_every_partitions_region_is_a_valid_setting(region: str) -> None:
-    load_settings(None, environ={"GCPFARGATE_AWS_REGION": region})  # raises ConfigError when refused
+    load_settings(
+        None, environ={"GCPFARGATE_AWS_REGION": region}
+    )  # raises ConfigError when refused
 
 
 def test_a_region_that_is_not_one_is_still_refused() -> None:

@@ -11,15 +11,21 @@ from pathlib import Path
 from gcpfargate.clients.docker import BuildLog, DockerEngine
 from gcpfargate.clients.image_tar import layer_files, legacy_chain_id
 from gcpfargate.clients.layers import chain_ids
-from gcpfargate.core.context_scan import CleanFiles
-from gcpfargate.core.push import derive_tag, scan_context
-from gcpfargate.keyscan import stream_has_key
+from gcpfargate.image.context_scan import CleanFiles
+from gcpfargate.image.push import derive_tag, scan_context
+from gcpfargate.keymaterial.keyscan import stream_has_key
 
 
 def fake_key() -> bytes:
     pem = "-----BEGIN " + "PRIVATE KEY-----\nMIIfake\n-----END " + "PRIVATE KEY-----\n"
-    return json.dumps({"type": "service_account", "private_key": pem, "private_key_id": "k",
-                       "client_email": "a@p.iam.gserviceaccount.com"}).encode()
+    return json.dumps(
+        {
+            "type": "service_account",
+            "private_key": pem,
+            "private_key_id": "k",
+            "client_email": "a@p.iam.gserviceaccount.com",
+        }
+    ).encode()
 
 
 def tar_of(files: dict[str, bytes]) -> bytes:
@@ -33,20 +39,33 @@ def tar_of(files: dict[str, bytes]) -> bytes:
 
 
 def chunks(data: bytes, size: int = 777) -> list[bytes]:
-    return [data[i:i + size] for i in range(0, len(data), size)]
+    return [data[i : i + size] for i in range(0, len(data), size)]
 
 
 def test_layer_files_walks_legacy_and_oci_layouts_in_a_stream() -> None:
     layer1 = tar_of({"bin/tool": b"\x7fELF" + b"\0" * 3000, "etc/app.json": b'{"a": 1}'})
-    layer2 = tar_of({"./app/creds.json": fake_key(), "app/.wh.creds.json": b"", "big.json": b"{" + b" " * 5000})
-    saved = tar_of({
-        "manifest.json": b"[]",
-        "abc/layer.tar": layer1,
-        "blobs/sha256/" + "c" * 64: b'{"architecture": "amd64", "padding": "' + b"x" * 2000 + b'"}',
-        "blobs/sha256/" + "d" * 64: layer2,
-    })
-    found = [(path, stream_has_key(content)) for _, path, content in layer_files(iter(chunks(saved)))]
-    assert found == [("/bin/tool", False), ("/etc/app.json", False), ("/app/creds.json", True), ("/big.json", False)]
+    layer2 = tar_of(
+        {"./app/creds.json": fake_key(), "app/.wh.creds.json": b"", "big.json": b"{" + b" " * 5000}
+    )
+    saved = tar_of(
+        {
+            "manifest.json": b"[]",
+            "abc/layer.tar": layer1,
+            "blobs/sha256/" + "c" * 64: b'{"architecture": "amd64", "padding": "'
+            + b"x" * 2000
+            + b'"}',
+            "blobs/sha256/" + "d" * 64: layer2,
+        }
+    )
+    found = [
+        (path, stream_has_key(content)) for _, path, content in layer_files(iter(chunks(saved)))
+    ]
+    assert found == [
+        ("/bin/tool", False),
+        ("/etc/app.json", False),
+        ("/app/creds.json", True),
+        ("/big.json", False),
+    ]
 
 
 def test_scan_context_honours_dockerignore(tmp_path: Path) -> None:
@@ -64,12 +83,19 @@ def test_build_log_names_the_failing_step_and_its_last_lines_without_key_text() 
     lines: list[str] = []
     log = BuildLog(lines.append)
     for chunk in [
-        {"stream": "Step 1/2 : FROM scratch\n"}, {"stream": " ---> \n"},
-        {"stream": "Step 2/2 : RUN ./fetch\n"}, {"stream": " ---> Running in 1234\n"},
+        {"stream": "Step 1/2 : FROM scratch\n"},
+        {"stream": " ---> \n"},
+        {"stream": "Step 2/2 : RUN ./fetch\n"},
+        {"stream": " ---> Running in 1234\n"},
         {"stream": "fetching\n" + fake_key().decode() + "\n"},
         {"stream": "Removing intermediate container 1234\n"},
-        {"error": "The command '/bin/sh -c ./fetch' returned a non-zero code: 7",
-         "errorDetail": {"code": 7, "message": "The command '/bin/sh -c ./fetch' returned a non-zero code: 7"}},
+        {
+            "error": "The command '/bin/sh -c ./fetch' returned a non-zero code: 7",
+            "errorDetail": {
+                "code": 7,
+                "message": "The command '/bin/sh -c ./fetch' returned a non-zero code: 7",
+            },
+        },
     ]:
         log.feed(chunk)
     assert log.failed
@@ -88,9 +114,13 @@ def test_build_log_takes_the_image_id_from_the_aux_record() -> None:
 
 
 def test_registry_refusal_is_worded_as_access_denied() -> None:
-    error = DockerEngine._registry_error("push", "host/repo:v1", {"error": "denied: not authorized"})
+    error = DockerEngine._registry_error(
+        "push", "host/repo:v1", {"error": "denied: not authorized"}
+    )
     assert "AccessDenied" in error.message and "ecr:InitiateLayerUpload" in error.hint
-    other = DockerEngine._registry_error("push", "host/repo:v1", {"error": "received unexpected HTTP status: 500"})
+    other = DockerEngine._registry_error(
+        "push", "host/repo:v1", {"error": "received unexpected HTTP status: 500"}
+    )
     assert "AccessDenied" not in other.message and "500" in other.message
 
 
@@ -117,36 +147,63 @@ def test_layer_files_skips_known_layers_and_stops_once_done() -> None:
 
 # Two layer descriptions exactly as Docker 20.10's `docker save` wrote them (the bench image's base
 # and its second layer), with the diff IDs `docker inspect` reported for those layers.
-_CONFIG = ('"container_config":{"Hostname":"","Domainname":"","User":"","AttachStdin":false,"AttachStdout":false,'
-           '"AttachStderr":false,"Tty":false,"OpenStdin":false,"StdinOnce":false,"Env":null,"Cmd":null,"Image":"",'
-           '"Volumes":null,"WorkingDir":"","Entrypoint":null,"OnBuild":null,"Labels":null},"os":"linux"}')
+_CONFIG = (
+    '"container_config":{"Hostname":"","Domainname":"","User":"","AttachStdin":false,"AttachStdout":false,'
+    '"AttachStderr":false,"Tty":false,"OpenStdin":false,"StdinOnce":false,"Env":null,"Cmd":null,"Image":"",'
+    '"Volumes":null,"WorkingDir":"","Entrypoint":null,"OnBuild":null,"Labels":null},"os":"linux"}'
+)
 _BASE_V1 = "dca3d6ab8bbf2971e8b25599c41a5156d22f4d65936c3f02a572b3d6eb9453fa"
 _SECOND_V1 = "2559c18750d8c4bbfbcd6f99f4ae18597d047172ec41e871f2e1919c4a29cd56"
 _DESCRIBED = {
     _BASE_V1: f'{{"id":"{_BASE_V1}","created":"1970-01-01T00:00:00Z",{_CONFIG}',
     _SECOND_V1: f'{{"id":"{_SECOND_V1}","parent":"{_BASE_V1}","created":"1970-01-01T00:00:00Z",{_CONFIG}',
 }
-_DIFF_IDS = ["sha256:5c7865e95058f92e9d22c9f8dc5ec94e0d610ba16c3151bdb6aaa43684045e5f",
-             "sha256:db64e96e94bdaa290b2f7b51a85802016dca108197e95b0b6e56d6944e9b9e91"]
+_DIFF_IDS = [
+    "sha256:5c7865e95058f92e9d22c9f8dc5ec94e0d610ba16c3151bdb6aaa43684045e5f",
+    "sha256:db64e96e94bdaa290b2f7b51a85802016dca108197e95b0b6e56d6944e9b9e91",
+]
 
 
 def test_a_legacy_layer_is_told_by_its_v1_id_recomputed_from_a_chain_id() -> None:
     chains = chain_ids(_DIFF_IDS)
     assert legacy_chain_id(_DESCRIBED[_BASE_V1].encode(), chains) == chains[0]
     assert legacy_chain_id(_DESCRIBED[_SECOND_V1].encode(), chains) == chains[1]
-    assert legacy_chain_id(_DESCRIBED[_SECOND_V1].encode(), chains[:1]) is None  # not a layer of this image
+    assert (
+        legacy_chain_id(_DESCRIBED[_SECOND_V1].encode(), chains[:1]) is None
+    )  # not a layer of this image
     # Fail closed: anything but the engine's own computation names no layer, so the layer is read.
     forged = _DESCRIBED[_SECOND_V1].replace('"os":"linux"', '"os":"linux","x":1')
     renamed = _DESCRIBED[_SECOND_V1].replace(_SECOND_V1, _BASE_V1, 1)
-    for description in (forged.encode(), renamed.encode(), b"{}", b"[1]", b"not json", b"\xff{", b'{"id":1}'):
+    for description in (
+        forged.encode(),
+        renamed.encode(),
+        b"{}",
+        b"[1]",
+        b"not json",
+        b"\xff{",
+        b'{"id":1}',
+    ):
         assert legacy_chain_id(description, chains) is None
 
 
 def test_layer_files_hands_each_legacy_description_over_before_its_layer() -> None:
     seen: list[str] = []
-    saved = tar_of({f"{_BASE_V1}/VERSION": b"1.0", f"{_BASE_V1}/json": _DESCRIBED[_BASE_V1].encode(),
-                    f"{_BASE_V1}/layer.tar": tar_of({"etc/hostname": b"box\n"}), "manifest.json": b"[]"})
-    found = list(layer_files(iter(chunks(saved)), skip=lambda name: bool(seen.append(name)),
-                             described=lambda directory, description: seen.append(directory)))
+    saved = tar_of(
+        {
+            f"{_BASE_V1}/VERSION": b"1.0",
+            f"{_BASE_V1}/json": _DESCRIBED[_BASE_V1].encode(),
+            f"{_BASE_V1}/layer.tar": tar_of({"etc/hostname": b"box\n"}),
+            "manifest.json": b"[]",
+        }
+    )
+    found = list(
+        layer_files(
+            iter(chunks(saved)),
+            skip=lambda name: bool(seen.append(name)),
+            described=lambda directory, description: seen.append(directory),
+        )
+    )
     assert seen == [_BASE_V1, f"{_BASE_V1}/layer.tar"]
-    assert [(layer, path) for layer, path, _ in found] == [(f"{_BASE_V1}/layer.tar", "/etc/hostname")]
+    assert [(layer, path) for layer, path, _ in found] == [
+        (f"{_BASE_V1}/layer.tar", "/etc/hostname")
+    ]

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from gcpfargate.keyfile import redact
+from gcpfargate.keymaterial.keyfile import redact
 from tests.reliability.leakscan import find_keys, needles
 
 
@@ -45,5 +45,8 @@ def test_every_form_of_a_key_is_removed() -> None:
 
 
 def test_ordinary_text_is_left_alone() -> None:
-    text = "arn:aws:secretsmanager:ap-northeast-1:123456789012:secret:gcpfargate/runner-AbCdEf sha256:" + "a" * 64
+    text = (
+        "arn:aws:secretsmanager:ap-northeast-1:123456789012:secret:gcpfargate/runner-AbCdEf sha256:"
+        + "a" * 64
+    )
     assert redact(text) == text

@@ -18,9 +18,9 @@ import pytest
 from botocore.stub import Stubber
 
 from gcpfargate.config import load_settings
-from gcpfargate.core import service as svc
 from gcpfargate.core.context import Context
 from gcpfargate.core.report import NullReporter
+from gcpfargate.ecs import service as svc
 
 REGION = "ap-northeast-1"
 ACCOUNT = "123456789012"
@@ -39,52 +39,113 @@ def _aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
 
 
-def deployment(dep_id: str, status: str, task_definition: str, desired: int, running: int, pending: int = 0,
-               rollout: str | None = "IN_PROGRESS", failed: int = 0, reason: str = "") -> dict[str, Any]:
+def deployment(
+    dep_id: str,
+    status: str,
+    task_definition: str,
+    desired: int,
+    running: int,
+    pending: int = 0,
+    rollout: str | None = "IN_PROGRESS",
+    failed: int = 0,
+    reason: str = "",
+) -> dict[str, Any]:
     found: dict[str, Any] = {
-        "id": dep_id, "status": status, "taskDefinition": task_definition, "desiredCount": desired,
-        "pendingCount": pending, "runningCount": running, "failedTasks": failed, "createdAt": T0, "updatedAt": T0,
-        "launchType": "FARGATE", "platformVersion": "1.4.0",
-        "networkConfiguration": {"awsvpcConfiguration": {"subnets": ["subnet-0123456789abcdef0"],
-                                                         "assignPublicIp": "DISABLED"}}}
+        "id": dep_id,
+        "status": status,
+        "taskDefinition": task_definition,
+        "desiredCount": desired,
+        "pendingCount": pending,
+        "runningCount": running,
+        "failedTasks": failed,
+        "createdAt": T0,
+        "updatedAt": T0,
+        "launchType": "FARGATE",
+        "platformVersion": "1.4.0",
+        "networkConfiguration": {
+            "awsvpcConfiguration": {
+                "subnets": ["subnet-0123456789abcdef0"],
+                "assignPublicIp": "DISABLED",
+            }
+        },
+    }
     if rollout:
         found["rolloutState"] = rollout
-        found["rolloutStateReason"] = reason or f"ECS deployment {dep_id} {rollout.lower().replace('_', ' ')}."
+        found["rolloutStateReason"] = (
+            reason or f"ECS deployment {dep_id} {rollout.lower().replace('_', ' ')}."
+        )
     return found
 
 
 def event(number: int, message: str) -> dict[str, Any]:
-    return {"id": f"e{number:04d}-0000-4000-8000-000000000000", "createdAt": T0 + timedelta(seconds=number),
-            "message": f"(service {NAME}) {message}"}
+    return {
+        "id": f"e{number:04d}-0000-4000-8000-000000000000",
+        "createdAt": T0 + timedelta(seconds=number),
+        "message": f"(service {NAME}) {message}",
+    }
 
 
-def answer(deployments: list[dict[str, Any]], events: list[dict[str, Any]], status: str = "ACTIVE") -> dict[str, Any]:
+def answer(
+    deployments: list[dict[str, Any]], events: list[dict[str, Any]], status: str = "ACTIVE"
+) -> dict[str, Any]:
     lead = next(d for d in deployments if d["status"] == "PRIMARY")
-    return {"services": [{
-        "serviceArn": f"arn:aws:ecs:{REGION}:{ACCOUNT}:service/{CLUSTER}/{NAME}", "serviceName": NAME,
-        "clusterArn": f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/{CLUSTER}", "status": status,
-        "desiredCount": lead["desiredCount"], "runningCount": sum(d["runningCount"] for d in deployments),
-        "pendingCount": sum(d["pendingCount"] for d in deployments), "launchType": "FARGATE",
-        "taskDefinition": lead["taskDefinition"], "deployments": deployments,
-        "events": sorted(events, key=lambda e: e["createdAt"], reverse=True),  # ECS: newest first
-        "deploymentConfiguration": {"deploymentCircuitBreaker": {"enable": True, "rollback": False},
-                                    "maximumPercent": 200, "minimumHealthyPercent": 100},
-        "schedulingStrategy": "REPLICA", "createdAt": T0}], "failures": []}
+    return {
+        "services": [
+            {
+                "serviceArn": f"arn:aws:ecs:{REGION}:{ACCOUNT}:service/{CLUSTER}/{NAME}",
+                "serviceName": NAME,
+                "clusterArn": f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/{CLUSTER}",
+                "status": status,
+                "desiredCount": lead["desiredCount"],
+                "runningCount": sum(d["runningCount"] for d in deployments),
+                "pendingCount": sum(d["pendingCount"] for d in deployments),
+                "launchType": "FARGATE",
+                "taskDefinition": lead["taskDefinition"],
+                "deployments": deployments,
+                "events": sorted(
+                    events, key=lambda e: e["createdAt"], reverse=True
+                ),  # ECS: newest first
+                "deploymentConfiguration": {
+                    "deploymentCircuitBreaker": {"enable": True, "rollback": False},
+                    "maximumPercent": 200,
+                    "minimumHealthyPercent": 100,
+                },
+                "schedulingStrategy": "REPLICA",
+                "createdAt": T0,
+            }
+        ],
+        "failures": [],
+    }
 
 
-STEADY_OLD = answer([deployment("ecs-svc/1111", "PRIMARY", OLD, 2, 2, rollout="COMPLETED")],
-                    [event(1, "has reached a steady state.")])
-STARTED = [event(2, "has started 2 tasks: (task 0a1b) (task 2c3d)."), event(1, "has reached a steady state.")]
+STEADY_OLD = answer(
+    [deployment("ecs-svc/1111", "PRIMARY", OLD, 2, 2, rollout="COMPLETED")],
+    [event(1, "has reached a steady state.")],
+)
+STARTED = [
+    event(2, "has started 2 tasks: (task 0a1b) (task 2c3d)."),
+    event(1, "has reached a steady state."),
+]
 
 
 def rolling(running: int, pending: int, events: list[dict[str, Any]]) -> dict[str, Any]:
-    return answer([deployment("ecs-svc/2222", "PRIMARY", NEW, 2, running, pending),
-                   deployment("ecs-svc/1111", "ACTIVE", OLD, 2, 2, rollout="COMPLETED")], events)
+    return answer(
+        [
+            deployment("ecs-svc/2222", "PRIMARY", NEW, 2, running, pending),
+            deployment("ecs-svc/1111", "ACTIVE", OLD, 2, 2, rollout="COMPLETED"),
+        ],
+        events,
+    )
 
 
-DONE = answer([deployment("ecs-svc/2222", "PRIMARY", NEW, 2, 2, rollout="COMPLETED")],
-              [event(4, "(deployment ecs-svc/2222) deployment completed."), event(3, "has reached a steady state."),
-               *STARTED])
+DONE = answer(
+    [deployment("ecs-svc/2222", "PRIMARY", NEW, 2, 2, rollout="COMPLETED")],
+    [
+        event(4, "(deployment ecs-svc/2222) deployment completed."),
+        event(3, "has reached a steady state."),
+        *STARTED,
+    ],
+)
 
 
 class Clock:
@@ -105,8 +166,10 @@ class Clock:
 @pytest.fixture
 def stubbed(tmp_path: Path) -> Iterator[tuple[Context, NullReporter, Stubber]]:
     config = tmp_path / "gcpfargate.toml"
-    config.write_text(f'[aws]\nregion = "{REGION}"\n\n[task]\nfamily = "web"\n\n'
-                      f'[service]\nname = "{NAME}"\ncluster = "{CLUSTER}"\nwait_timeout = 60\n')
+    config.write_text(
+        f'[aws]\nregion = "{REGION}"\n\n[task]\nfamily = "web"\n\n'
+        f'[service]\nname = "{NAME}"\ncluster = "{CLUSTER}"\nwait_timeout = 60\n'
+    )
     reporter = NullReporter()
     ctx = Context(settings=load_settings(config, environ={}), reporter=reporter)
     ecs = Stubber(ctx.aws.client("ecs"))
@@ -127,28 +190,49 @@ def test_judge_decisions() -> None:
     assert svc.judge(no_state["services"][0], "ecs-svc/2222").state == "stable"
     replaced = answer([deployment("ecs-svc/3333", "PRIMARY", OLD, 2, 0, 2)], [])
     verdict = svc.judge(replaced["services"][0], "ecs-svc/2222")
-    assert verdict.state == "failed" and "replaced by deployment ecs-svc/3333 (web:6)" in verdict.reason
-    stopping = answer([deployment("ecs-svc/2222", "PRIMARY", NEW, 4, 0, 2, failed=3),
-                       deployment("ecs-svc/1111", "ACTIVE", OLD, 4, 4, rollout="COMPLETED")], [])
+    assert (
+        verdict.state == "failed"
+        and "replaced by deployment ecs-svc/3333 (web:6)" in verdict.reason
+    )
+    stopping = answer(
+        [
+            deployment("ecs-svc/2222", "PRIMARY", NEW, 4, 0, 2, failed=3),
+            deployment("ecs-svc/1111", "ACTIVE", OLD, 4, 4, rollout="COMPLETED"),
+        ],
+        [],
+    )
     verdict = svc.judge(stopping["services"][0], "ecs-svc/2222")
     assert verdict.state == "failed" and "3 of its tasks stopped" in verdict.reason
-    draining = answer([deployment("ecs-svc/2222", "PRIMARY", NEW, 2, 2, rollout="COMPLETED")], [], status="DRAINING")
+    draining = answer(
+        [deployment("ecs-svc/2222", "PRIMARY", NEW, 2, 2, rollout="COMPLETED")],
+        [],
+        status="DRAINING",
+    )
     assert svc.judge(draining["services"][0], "ecs-svc/2222").state == "failed"
     assert [svc.failure_threshold(n) for n in (1, 6, 10, 1000)] == [3, 3, 5, 200]
 
 
-def test_roll_out_updates_then_waits_until_stable(stubbed: tuple[Context, NullReporter, Stubber]) -> None:
+def test_roll_out_updates_then_waits_until_stable(
+    stubbed: tuple[Context, NullReporter, Stubber],
+) -> None:
     ctx, reporter, ecs = stubbed
     ecs.add_response("describe_services", STEADY_OLD, DESCRIBE)
     updated = rolling(0, 0, [event(1, "has reached a steady state.")])
-    ecs.add_response("update_service", {"service": updated["services"][0]},
-                     {"cluster": CLUSTER, "service": NAME, "taskDefinition": NEW})
+    ecs.add_response(
+        "update_service",
+        {"service": updated["services"][0]},
+        {"cluster": CLUSTER, "service": NAME, "taskDefinition": NEW},
+    )
     ecs.add_response("describe_services", rolling(0, 2, STARTED), DESCRIBE)
     ecs.add_response("describe_services", rolling(1, 1, STARTED), DESCRIBE)
     ecs.add_response("describe_services", DONE, DESCRIBE)
     clock = Clock()
     result = svc.roll_out(ctx, NEW, sleep=clock.sleep, clock=clock)
-    assert (result.status, result.changed, result.deployment_id) == ("COMPLETED", True, "ecs-svc/2222")
+    assert (result.status, result.changed, result.deployment_id) == (
+        "COMPLETED",
+        True,
+        "ecs-svc/2222",
+    )
     assert result.previous_task_definition_arn == OLD and result.task_definition_arn == NEW
     assert clock.sleeps == [2.0, 3.0]  # backoff between polls, none after the stable answer
     assert reporter.lines == [
@@ -158,7 +242,8 @@ def test_roll_out_updates_then_waits_until_stable(stubbed: tuple[Context, NullRe
         "  web: (service web) has reached a steady state.",
         "  web: (service web) (deployment ecs-svc/2222) deployment completed.",
         "  web web:7: 2/2 running, 0 pending",
-        "service web runs web:7 (2/2 running, 0 pending)"]
+        "service web runs web:7 (2/2 running, 0 pending)",
+    ]
 
 
 def test_noop_roll_out_makes_no_update(stubbed: tuple[Context, NullReporter, Stubber]) -> None:
@@ -169,72 +254,131 @@ def test_noop_roll_out_makes_no_update(stubbed: tuple[Context, NullReporter, Stu
 
 
 def test_circuit_breaker_failure_names_the_events_and_the_way_back(
-        stubbed: tuple[Context, NullReporter, Stubber]) -> None:
+    stubbed: tuple[Context, NullReporter, Stubber],
+) -> None:
     ctx, _, ecs = stubbed
     ecs.add_response("describe_services", STEADY_OLD, DESCRIBE)
-    ecs.add_response("update_service", {"service": rolling(0, 0, [])["services"][0]},
-                     {"cluster": CLUSTER, "service": NAME, "taskDefinition": NEW})
-    failing = [event(3, "has started 1 tasks: (task 4e5f)."),
-               event(4, "(task 4e5f) failed container health checks."), *STARTED]
+    ecs.add_response(
+        "update_service",
+        {"service": rolling(0, 0, [])["services"][0]},
+        {"cluster": CLUSTER, "service": NAME, "taskDefinition": NEW},
+    )
+    failing = [
+        event(3, "has started 1 tasks: (task 4e5f)."),
+        event(4, "(task 4e5f) failed container health checks."),
+        *STARTED,
+    ]
     ecs.add_response("describe_services", rolling(0, 1, failing), DESCRIBE)
-    failed = answer([deployment("ecs-svc/2222", "PRIMARY", NEW, 2, 0, 0, rollout="FAILED", failed=3,
-                                reason="ECS deployment circuit breaker: tasks failed to start."),
-                     deployment("ecs-svc/1111", "ACTIVE", OLD, 2, 2, rollout="COMPLETED")],
-                    [event(5, "(deployment ecs-svc/2222) deployment failed: tasks failed to start."), *failing])
+    failed = answer(
+        [
+            deployment(
+                "ecs-svc/2222",
+                "PRIMARY",
+                NEW,
+                2,
+                0,
+                0,
+                rollout="FAILED",
+                failed=3,
+                reason="ECS deployment circuit breaker: tasks failed to start.",
+            ),
+            deployment("ecs-svc/1111", "ACTIVE", OLD, 2, 2, rollout="COMPLETED"),
+        ],
+        [event(5, "(deployment ecs-svc/2222) deployment failed: tasks failed to start."), *failing],
+    )
     ecs.add_response("describe_services", failed, DESCRIBE)
     clock = Clock()
     with pytest.raises(svc.RolloutFailed) as raised:
         svc.roll_out(ctx, NEW, sleep=clock.sleep, clock=clock)
     error = raised.value
-    assert error.message.startswith("service web did not become stable on web:7: ECS deployment circuit breaker: "
-                                    "tasks failed to start; service events: ")
+    assert error.message.startswith(
+        "service web did not become stable on web:7: ECS deployment circuit breaker: "
+        "tasks failed to start; service events: "
+    )
     assert "(task 4e5f) failed container health checks." in error.message
     assert "deployment failed: tasks failed to start." in error.message
     assert "\n" not in error.one_line()
-    assert error.hint == "Roll back with `gcpfargate rollback --service web --cluster prod --revision 6`"
+    assert (
+        error.hint
+        == "Roll back with `gcpfargate rollback --service web --cluster prod --revision 6`"
+    )
 
 
-def test_timeout_is_a_failure_with_the_rollback_command(stubbed: tuple[Context, NullReporter, Stubber]) -> None:
+def test_timeout_is_a_failure_with_the_rollback_command(
+    stubbed: tuple[Context, NullReporter, Stubber],
+) -> None:
     ctx, _, ecs = stubbed
     ecs.add_response("describe_services", STEADY_OLD, DESCRIBE)
-    ecs.add_response("update_service", {"service": rolling(0, 0, [])["services"][0]},
-                     {"cluster": CLUSTER, "service": NAME, "taskDefinition": NEW})
+    ecs.add_response(
+        "update_service",
+        {"service": rolling(0, 0, [])["services"][0]},
+        {"cluster": CLUSTER, "service": NAME, "taskDefinition": NEW},
+    )
     clock = Clock()
     # Polls at 0, 2, 5, 9.5, 16.25, then every 10 s up to 56.25, a last short pause to 60, and the last poll.
     for _ in range(10):
         ecs.add_response("describe_services", rolling(1, 1, STARTED), DESCRIBE)
     with pytest.raises(svc.RolloutFailed) as raised:
         svc.roll_out(ctx, NEW, sleep=clock.sleep, clock=clock)
-    assert "not stable within service.wait_timeout = 60 s (1/2 running, 1 pending)" in raised.value.message
+    assert (
+        "not stable within service.wait_timeout = 60 s (1/2 running, 1 pending)"
+        in raised.value.message
+    )
     assert "has started 2 tasks" in raised.value.message
     assert "--revision 6" in raised.value.hint
     assert clock.now == 60
 
 
-def test_no_wait_returns_after_update_service(stubbed: tuple[Context, NullReporter, Stubber]) -> None:
+def test_no_wait_returns_after_update_service(
+    stubbed: tuple[Context, NullReporter, Stubber],
+) -> None:
     ctx, _, ecs = stubbed
-    ctx.settings = dataclasses.replace(ctx.settings, service=dataclasses.replace(ctx.settings.service, wait=False))
+    ctx.settings = dataclasses.replace(
+        ctx.settings, service=dataclasses.replace(ctx.settings.service, wait=False)
+    )
     ecs.add_response("describe_services", STEADY_OLD, DESCRIBE)
-    ecs.add_response("update_service", {"service": rolling(0, 0, [])["services"][0]},
-                     {"cluster": CLUSTER, "service": NAME, "taskDefinition": NEW})
+    ecs.add_response(
+        "update_service",
+        {"service": rolling(0, 0, [])["services"][0]},
+        {"cluster": CLUSTER, "service": NAME, "taskDefinition": NEW},
+    )
     assert svc.roll_out(ctx, NEW).status == "IN_PROGRESS"
 
 
-def test_roll_services_forces_a_new_deployment_and_waits(stubbed: tuple[Context, NullReporter, Stubber]) -> None:
+def test_roll_services_forces_a_new_deployment_and_waits(
+    stubbed: tuple[Context, NullReporter, Stubber],
+) -> None:
     ctx, _, ecs = stubbed
     ecs.add_response("describe_services", STEADY_OLD, DESCRIBE)
-    forced = answer([deployment("ecs-svc/5555", "PRIMARY", OLD, 2, 0, 0),
-                     deployment("ecs-svc/1111", "ACTIVE", OLD, 2, 2, rollout="COMPLETED")], [])
-    ecs.add_response("update_service", {"service": forced["services"][0]},
-                     {"cluster": CLUSTER, "service": NAME, "forceNewDeployment": True})
-    ecs.add_response("describe_services", answer([deployment("ecs-svc/5555", "PRIMARY", OLD, 2, 2,
-                                                             rollout="COMPLETED")], []), DESCRIBE)
+    forced = answer(
+        [
+            deployment("ecs-svc/5555", "PRIMARY", OLD, 2, 0, 0),
+            deployment("ecs-svc/1111", "ACTIVE", OLD, 2, 2, rollout="COMPLETED"),
+        ],
+        [],
+    )
+    ecs.add_response(
+        "update_service",
+        {"service": forced["services"][0]},
+        {"cluster": CLUSTER, "service": NAME, "forceNewDeployment": True},
+    )
+    ecs.add_response(
+        "describe_services",
+        answer([deployment("ecs-svc/5555", "PRIMARY", OLD, 2, 2, rollout="COMPLETED")], []),
+        DESCRIBE,
+    )
     clock = Clock()
     [result] = svc.roll_services(ctx, sleep=clock.sleep, clock=clock)
-    assert (result.status, result.deployment_id, result.task_definition_arn) == ("COMPLETED", "ecs-svc/5555", OLD)
+    assert (result.status, result.deployment_id, result.task_definition_arn) == (
+        "COMPLETED",
+        "ecs-svc/5555",
+        OLD,
+    )
 
 
-def test_roll_services_without_a_service_does_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_roll_services_without_a_service_does_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     ctx = Context(settings=load_settings(None, environ={}, overrides={"task.family": "web"}))
     assert svc.roll_services(ctx) == []
@@ -247,8 +391,9 @@ TASKS = [f"arn:aws:ecs:{REGION}:{ACCOUNT}:task/{CLUSTER}/{n:032x}" for n in (1, 
 
 
 def test_doctor_warns_when_tasks_started_before_the_current_secret_version(
-        stubbed: tuple[Context, NullReporter, Stubber]) -> None:
-    from gcpfargate.core import service_checks
+    stubbed: tuple[Context, NullReporter, Stubber],
+) -> None:
+    from gcpfargate.doctor import service as service_checks
 
     ctx, _, ecs = stubbed
     secrets = Stubber(ctx.aws.client("secretsmanager"))
@@ -258,36 +403,89 @@ def test_doctor_warns_when_tasks_started_before_the_current_secret_version(
     assert (status, detail) == ("OK", "web on prod runs web:7")
     rotated = T0 + timedelta(hours=1)
     for started, expected in ((T0, "WARN"), (rotated + timedelta(minutes=5), "OK")):
-        secrets.add_response("list_secret_version_ids", {"ARN": SECRET_ARN, "Name": "gcpfargate/runner", "Versions": [
-            {"VersionId": "b" * 32, "VersionStages": ["AWSCURRENT"], "CreatedDate": rotated},
-            {"VersionId": "a" * 32, "VersionStages": ["AWSPREVIOUS"], "CreatedDate": T0 - timedelta(days=1)}]},
-            {"SecretId": SECRET_ARN})
-        ecs.add_response("list_tasks", {"taskArns": TASKS},
-                         {"cluster": CLUSTER, "serviceName": NAME, "desiredStatus": "RUNNING"})
-        ecs.add_response("describe_tasks", {"tasks": [
-            {"taskArn": TASKS[0], "lastStatus": "RUNNING", "startedAt": started, "taskDefinitionArn": NEW},
-            {"taskArn": TASKS[1], "lastStatus": "RUNNING", "startedAt": rotated + timedelta(minutes=1),
-             "taskDefinitionArn": NEW}], "failures": []}, {"cluster": CLUSTER, "tasks": TASKS})
+        secrets.add_response(
+            "list_secret_version_ids",
+            {
+                "ARN": SECRET_ARN,
+                "Name": "gcpfargate/runner",
+                "Versions": [
+                    {
+                        "VersionId": "b" * 32,
+                        "VersionStages": ["AWSCURRENT"],
+                        "CreatedDate": rotated,
+                    },
+                    {
+                        "VersionId": "a" * 32,
+                        "VersionStages": ["AWSPREVIOUS"],
+                        "CreatedDate": T0 - timedelta(days=1),
+                    },
+                ],
+            },
+            {"SecretId": SECRET_ARN},
+        )
+        ecs.add_response(
+            "list_tasks",
+            {"taskArns": TASKS},
+            {"cluster": CLUSTER, "serviceName": NAME, "desiredStatus": "RUNNING"},
+        )
+        ecs.add_response(
+            "describe_tasks",
+            {
+                "tasks": [
+                    {
+                        "taskArn": TASKS[0],
+                        "lastStatus": "RUNNING",
+                        "startedAt": started,
+                        "taskDefinitionArn": NEW,
+                    },
+                    {
+                        "taskArn": TASKS[1],
+                        "lastStatus": "RUNNING",
+                        "startedAt": rotated + timedelta(minutes=1),
+                        "taskDefinitionArn": NEW,
+                    },
+                ],
+                "failures": [],
+            },
+            {"cluster": CLUSTER, "tasks": TASKS},
+        )
         with secrets:
             status, detail = service_checks.tasks_hold_current_key(ctx, SECRET_ARN, memo)
         assert status == expected, detail
     secrets.assert_no_pending_responses()
 
 
-def test_doctor_warns_when_the_service_is_behind(stubbed: tuple[Context, NullReporter, Stubber]) -> None:
-    from gcpfargate.core import service_checks
+def test_doctor_warns_when_the_service_is_behind(
+    stubbed: tuple[Context, NullReporter, Stubber],
+) -> None:
+    from gcpfargate.doctor import service as service_checks
 
     ctx, _, ecs = stubbed
     ecs.add_response("describe_services", STEADY_OLD, DESCRIBE)
     assert service_checks.runs_latest(ctx, {"taskDefinitionArn": NEW}, {}) == (
-        "WARN", "service web runs web:6, not the latest web:7 (gcpfargate deploy rolls it)")
-    ecs.add_response("describe_services", {"services": [], "failures": [
-        {"arn": f"arn:aws:ecs:{REGION}:{ACCOUNT}:service/{CLUSTER}/{NAME}", "reason": "MISSING"}]}, DESCRIBE)
+        "WARN",
+        "service web runs web:6, not the latest web:7 (gcpfargate deploy rolls it)",
+    )
+    ecs.add_response(
+        "describe_services",
+        {
+            "services": [],
+            "failures": [
+                {
+                    "arn": f"arn:aws:ecs:{REGION}:{ACCOUNT}:service/{CLUSTER}/{NAME}",
+                    "reason": "MISSING",
+                }
+            ],
+        },
+        DESCRIBE,
+    )
     status, detail = service_checks.runs_latest(ctx, {"taskDefinitionArn": NEW}, {})
     assert (status, detail) == ("FAIL", "ECS service web does not exist in cluster prod")
 
 
-def test_image_delete_uses_ecr_batch_delete_by_digest(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_image_delete_uses_ecr_batch_delete_by_digest(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     from gcpfargate.clients.aws import AwsClients
     from gcpfargate.clients.registry import Registry
     from gcpfargate.errors import AwsError
@@ -297,14 +495,37 @@ def test_image_delete_uses_ecr_batch_delete_by_digest(monkeypatch: pytest.Monkey
     digest = "sha256:" + "ab" * 32
     request = {"repositoryName": "web", "imageIds": [{"imageDigest": digest}]}
     with Stubber(aws.client("ecr")) as ecr:
-        ecr.add_response("batch_delete_image", {"imageIds": [{"imageDigest": digest, "imageTag": "v1"}],
-                                                "failures": []}, request)
-        ecr.add_response("batch_delete_image", {"failures": [
-            {"imageId": {"imageDigest": digest}, "failureCode": "ImageNotFound",
-             "failureReason": "Requested image not found"}]}, request)
-        ecr.add_response("batch_delete_image", {"failures": [
-            {"imageId": {"imageDigest": digest}, "failureCode": "ImageReferencedByManifestList",
-             "failureReason": "Requested image is referenced by a manifest list"}]}, request)
+        ecr.add_response(
+            "batch_delete_image",
+            {"imageIds": [{"imageDigest": digest, "imageTag": "v1"}], "failures": []},
+            request,
+        )
+        ecr.add_response(
+            "batch_delete_image",
+            {
+                "failures": [
+                    {
+                        "imageId": {"imageDigest": digest},
+                        "failureCode": "ImageNotFound",
+                        "failureReason": "Requested image not found",
+                    }
+                ]
+            },
+            request,
+        )
+        ecr.add_response(
+            "batch_delete_image",
+            {
+                "failures": [
+                    {
+                        "imageId": {"imageDigest": digest},
+                        "failureCode": "ImageReferencedByManifestList",
+                        "failureReason": "Requested image is referenced by a manifest list",
+                    }
+                ]
+            },
+            request,
+        )
         Registry(aws).delete("web", digest)
         Registry(aws).delete("web", digest)  # already gone: fine
         with pytest.raises(AwsError, match="referenced by a manifest list"):

@@ -18,33 +18,62 @@ HEAVY = ("boto3", "botocore", "docker", "google", "grpc", "jinja2", "requests")
 # Typer itself uses rich to describe zsh/fish completion items; plain help and --version must not need it.
 NO_RICH = ("help", "version", "command help", "bash completion")
 # Core and adapters pull the SDKs in; the CLI modules must import them inside the command functions.
-PRODUCT_INTERNALS = ("gcpfargate.core", "gcpfargate.clients", "gcpfargate.config", "gcpfargate.settings",
-                     "gcpfargate.console")
+PRODUCT_INTERNALS = (
+    "gcpfargate.core",
+    "gcpfargate.clients",
+    "gcpfargate.config",
+    "gcpfargate.settings",
+    "gcpfargate.console",
+)
 
 CASES = {
     "help": (["--help"], {}),
     "version": (["--version"], {}),
     "command help": (["deploy", "--help"], {}),
-    "bash completion": ([], {"_GCPFARGATE_COMPLETE": "complete_bash", "COMP_WORDS": "gcpfargate de",
-                             "COMP_CWORD": "1"}),
-    "zsh completion": ([], {"_GCPFARGATE_COMPLETE": "complete_zsh",
-                            "_TYPER_COMPLETE_ARGS": "gcpfargate push-image --"}),
+    "bash completion": (
+        [],
+        {"_GCPFARGATE_COMPLETE": "complete_bash", "COMP_WORDS": "gcpfargate de", "COMP_CWORD": "1"},
+    ),
+    "zsh completion": (
+        [],
+        {
+            "_GCPFARGATE_COMPLETE": "complete_zsh",
+            "_TYPER_COMPLETE_ARGS": "gcpfargate push-image --",
+        },
+    ),
     # Typer detects the user's shell from the process tree, which a test runner may not have: name it.
-    "show completion": (["--show-completion", "bash"], {"_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"}),
+    "show completion": (
+        ["--show-completion", "bash"],
+        {"_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"},
+    ),
 }
 
 
 def _clean_env(extra: dict[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("GCPFARGATE_", "_GCPFARGATE_", "COMP_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("GCPFARGATE_", "_GCPFARGATE_", "COMP_"))
+    }
     env.update(extra)
     return env
 
 
-def imported_modules(args: list[str], extra_env: dict[str, str]) -> tuple[subprocess.CompletedProcess[str], set[str]]:
-    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "gcpfargate", *args], capture_output=True,
-                          text=True, env=_clean_env(extra_env), timeout=60)
-    modules = {line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines()
-               if line.startswith("import time:") and "|" in line}
+def imported_modules(
+    args: list[str], extra_env: dict[str, str]
+) -> tuple[subprocess.CompletedProcess[str], set[str]]:
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "gcpfargate", *args],
+        capture_output=True,
+        text=True,
+        env=_clean_env(extra_env),
+        timeout=60,
+    )
+    modules = {
+        line.rsplit("|", 1)[1].strip()
+        for line in proc.stderr.splitlines()
+        if line.startswith("import time:") and "|" in line
+    }
     modules.discard("imported package")  # the header line
     return proc, modules
 

@@ -28,14 +28,25 @@ def layer(moto: str) -> Iterator[StrictLayer]:  # noqa: F811  (the fixture impor
 
 
 def aws(url: str, service: str = "ecs") -> Any:
-    return boto3.client(service, region_name=REGION, endpoint_url=url, aws_access_key_id="testing",
-                        aws_secret_access_key="testing")
+    return boto3.client(
+        service,
+        region_name=REGION,
+        endpoint_url=url,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
 
 
 def run_one(ecs: Any, cluster: str) -> str:
     ecs.create_cluster(clusterName=cluster)
-    ecs.register_task_definition(family=cluster, containerDefinitions=[{"name": "a", "image": "b", "memory": 8}])
-    return str(ecs.run_task(cluster=cluster, taskDefinition=cluster, launchType="FARGATE")["tasks"][0]["taskArn"])
+    ecs.register_task_definition(
+        family=cluster, containerDefinitions=[{"name": "a", "image": "b", "memory": 8}]
+    )
+    return str(
+        ecs.run_task(cluster=cluster, taskDefinition=cluster, launchType="FARGATE")["tasks"][0][
+            "taskArn"
+        ]
+    )
 
 
 def test_running_tasks_carry_created_and_started_times(layer: StrictLayer) -> None:
@@ -52,11 +63,16 @@ def test_running_tasks_carry_created_and_started_times(layer: StrictLayer) -> No
     again = ecs.describe_tasks(cluster="stamped", tasks=[arn])["tasks"][0]
     assert [again[name] for name in STARTED] == [task[name] for name in STARTED]
     # A second task started later has a later startedAt (what doctor and revoke-previous compare).
-    later = ecs.run_task(cluster="stamped", taskDefinition="stamped", launchType="FARGATE")["tasks"][0]
+    later = ecs.run_task(cluster="stamped", taskDefinition="stamped", launchType="FARGATE")[
+        "tasks"
+    ][0]
     assert later["startedAt"] > task["startedAt"]
     stopped = ecs.stop_task(cluster="stamped", task=arn, reason="test")["task"]
     assert all(stopped[name] >= task["startedAt"] for name in STOPPED), stopped
-    assert ecs.describe_tasks(cluster="stamped", tasks=[arn])["tasks"][0]["stoppedAt"] == stopped["stoppedAt"]
+    assert (
+        ecs.describe_tasks(cluster="stamped", tasks=[arn])["tasks"][0]["stoppedAt"]
+        == stopped["stoppedAt"]
+    )
 
 
 def test_moto_alone_has_no_task_timestamps(layer: StrictLayer) -> None:
@@ -89,5 +105,9 @@ def test_secret_versions_keep_the_moment_they_were_created(layer: StrictLayer) -
     assert (current["VersionId"], current["CreatedDate"]) == (second["VersionId"], created_2)
     with layer.without("secretsmanager.version_dates"):  # why the rule exists: moto answers "now"
         asked = time.time()
-        versions = aws(layer.url, "secretsmanager").list_secret_version_ids(SecretId=first["ARN"])["Versions"]
-    assert all(v["CreatedDate"].timestamp() >= int(asked) > created_2.timestamp() for v in versions), versions
+        versions = aws(layer.url, "secretsmanager").list_secret_version_ids(SecretId=first["ARN"])[
+            "Versions"
+        ]
+    assert all(
+        v["CreatedDate"].timestamp() >= int(asked) > created_2.timestamp() for v in versions
+    ), versions

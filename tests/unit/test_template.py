@@ -10,14 +10,26 @@ from typing import Any
 
 import pytest
 
-from gcpfargate.core import images, scaffold, taskdef, template
 from gcpfargate.errors import TemplateError
+from gcpfargate.image import images
+from gcpfargate.taskdef import register as taskdef
+from gcpfargate.taskdef import scaffold, template
 
 VALID: dict[str, Any] = {
-    "family": "batch", "requiresCompatibilities": ["FARGATE"], "networkMode": "awsvpc", "cpu": "256",
-    "memory": "512", "executionRoleArn": "arn:aws:iam::123456789012:role/x",
-    "containerDefinitions": [{"name": "app", "image": "img", "essential": True,
-                              "portMappings": [{"containerPort": 8080}]}],
+    "family": "batch",
+    "requiresCompatibilities": ["FARGATE"],
+    "networkMode": "awsvpc",
+    "cpu": "256",
+    "memory": "512",
+    "executionRoleArn": "arn:aws:iam::123456789012:role/x",
+    "containerDefinitions": [
+        {
+            "name": "app",
+            "image": "img",
+            "essential": True,
+            "portMappings": [{"containerPort": 8080}],
+        }
+    ],
 }
 
 
@@ -27,15 +39,23 @@ def write(tmp_path: Path, text: str) -> Path:
     return path
 
 
-def render_error(tmp_path: Path, text: str, variables: dict[str, Any] | None = None,
-                 environ: dict[str, str] | None = None) -> str:
+def render_error(
+    tmp_path: Path,
+    text: str,
+    variables: dict[str, Any] | None = None,
+    environ: dict[str, str] | None = None,
+) -> str:
     with pytest.raises(TemplateError) as caught:
-        template.render(write(tmp_path, text), variables or {"family": "batch", "vars": {}}, environ or {})
+        template.render(
+            write(tmp_path, text), variables or {"family": "batch", "vars": {}}, environ or {}
+        )
     return caught.value.one_line()
 
 
 def test_undefined_name_names_it_and_the_line(tmp_path: Path) -> None:
-    message = render_error(tmp_path, '{\n  "family": {{ family | tojson }},\n  "x": {{ imgae | tojson }}\n}\n')
+    message = render_error(
+        tmp_path, '{\n  "family": {{ family | tojson }},\n  "x": {{ imgae | tojson }}\n}\n'
+    )
     assert "task-definition.json.j2:3:" in message and "'imgae' is undefined" in message
 
 
@@ -59,8 +79,11 @@ def test_duplicate_keys_are_refused(tmp_path: Path) -> None:
 
 
 def test_env_and_must_env(tmp_path: Path) -> None:
-    path = write(tmp_path, '{"a": {{ env("GF_A", "dflt") | tojson }}, "b": {{ must_env("GF_B") | tojson }},'
-                           ' "c": {{ "<&\'>" | tojson }}}')
+    path = write(
+        tmp_path,
+        '{"a": {{ env("GF_A", "dflt") | tojson }}, "b": {{ must_env("GF_B") | tojson }},'
+        ' "c": {{ "<&\'>" | tojson }}}',
+    )
     assert template.render(path, {}, {"GF_B": "set"}) == {"a": "dflt", "b": "set", "c": "<&'>"}
     assert template.render(path, {}, {"GF_A": "x", "GF_B": "y"})["a"] == "x"
     message = render_error(tmp_path, '{\n "b": {{ must_env("GF_B") | tojson }}\n}', environ={})
@@ -81,17 +104,30 @@ def test_valid_definition_passes() -> None:
     template.validate(VALID, "t.j2")
 
 
-@pytest.mark.parametrize(("change", "fragment"), [
-    (lambda d: d["containerDefinitions"][0]["portMappings"][0].update(containerPort="80"),
-     "containerDefinitions[0].portMappings[0].containerPort must be an integer, not a string"),
-    (lambda d: d.pop("containerDefinitions"), "containerDefinitions is required"),
-    (lambda d: d["containerDefinitions"][0].update(secrets=[{"name": "S"}]),
-     "containerDefinitions[0].secrets[0].valueFrom is required"),
-    (lambda d: d.update(taskDefinitionArn="arn"), "unknown field 'taskDefinitionArn' at the top level"),
-    (lambda d: d["containerDefinitions"][0].update(imagee="x"), "unknown field 'imagee' at containerDefinitions[0]"),
-    (lambda d: d.update(networkMode="awsvcp"), "networkMode must be one of"),
-    (lambda d: d.update(cpu=256), "cpu must be a string, not an integer"),
-])
+@pytest.mark.parametrize(
+    ("change", "fragment"),
+    [
+        (
+            lambda d: d["containerDefinitions"][0]["portMappings"][0].update(containerPort="80"),
+            "containerDefinitions[0].portMappings[0].containerPort must be an integer, not a string",
+        ),
+        (lambda d: d.pop("containerDefinitions"), "containerDefinitions is required"),
+        (
+            lambda d: d["containerDefinitions"][0].update(secrets=[{"name": "S"}]),
+            "containerDefinitions[0].secrets[0].valueFrom is required",
+        ),
+        (
+            lambda d: d.update(taskDefinitionArn="arn"),
+            "unknown field 'taskDefinitionArn' at the top level",
+        ),
+        (
+            lambda d: d["containerDefinitions"][0].update(imagee="x"),
+            "unknown field 'imagee' at containerDefinitions[0]",
+        ),
+        (lambda d: d.update(networkMode="awsvcp"), "networkMode must be one of"),
+        (lambda d: d.update(cpu=256), "cpu must be a string, not an integer"),
+    ],
+)
 def test_invalid_shapes_name_the_json_path(change: Any, fragment: str) -> None:
     broken = copy.deepcopy(VALID)
     change(broken)
@@ -108,12 +144,27 @@ def test_a_wrong_value_is_described_by_type_never_quoted() -> None:
     assert "secret-looking-text" not in caught.value.one_line()
 
 
-@pytest.mark.parametrize(("cpu", "memory", "ok"), [
-    ("256", "512", True), ("256", "2048", True), ("256", "4096", False), ("512", "4096", True),
-    ("512", "1536", False), ("1 vCPU", "2 GB", True), ("1024", "8192", True), ("2048", "16384", True),
-    ("4096", "30720", True), ("4096", "31744", False), ("8192", "20480", True), ("8192", "17408", False),
-    ("16384", "40960", True), ("16384", "36864", False), ("300", "512", False), (".25 vcpu", "0.5GB", True),
-])
+@pytest.mark.parametrize(
+    ("cpu", "memory", "ok"),
+    [
+        ("256", "512", True),
+        ("256", "2048", True),
+        ("256", "4096", False),
+        ("512", "4096", True),
+        ("512", "1536", False),
+        ("1 vCPU", "2 GB", True),
+        ("1024", "8192", True),
+        ("2048", "16384", True),
+        ("4096", "30720", True),
+        ("4096", "31744", False),
+        ("8192", "20480", True),
+        ("8192", "17408", False),
+        ("16384", "40960", True),
+        ("16384", "36864", False),
+        ("300", "512", False),
+        (".25 vcpu", "0.5GB", True),
+    ],
+)
 def test_fargate_sizes(cpu: str, memory: str, ok: bool) -> None:
     definition = {**VALID, "cpu": cpu, "memory": memory}
     if ok:
@@ -130,38 +181,69 @@ def test_fargate_needs_awsvpc() -> None:
             definition["networkMode"] = mode
         with pytest.raises(TemplateError, match="FARGATE requires awsvpc"):
             template.validate(definition, "t.j2")
-    template.validate({**VALID, "networkMode": "bridge", "requiresCompatibilities": ["EC2"]}, "t.j2")
+    template.validate(
+        {**VALID, "networkMode": "bridge", "requiresCompatibilities": ["EC2"]}, "t.j2"
+    )
 
 
 # -- normalise ----------------------------------------------------------------------------------------
 def rendered() -> dict[str, Any]:
     return {
-        "family": "batch", "requiresCompatibilities": ["FARGATE"], "networkMode": "awsvpc", "cpu": "1 vCPU",
-        "memory": "2 GB", "executionRoleArn": "arn:aws:iam::123456789012:role/x",
-        "containerDefinitions": [{
-            "name": "app", "image": "img",
-            "environment": [{"name": "B", "value": "2"}, {"name": "A", "value": "1"}],
-            "secrets": [{"name": "S2", "valueFrom": "arn:2"}, {"name": "S1", "valueFrom": "arn:1"}],
-            "portMappings": [{"containerPort": 8080}],
-            "logConfiguration": {"logDriver": "awslogs", "options": {"awslogs-group": "/ecs/batch"}},
-        }],
+        "family": "batch",
+        "requiresCompatibilities": ["FARGATE"],
+        "networkMode": "awsvpc",
+        "cpu": "1 vCPU",
+        "memory": "2 GB",
+        "executionRoleArn": "arn:aws:iam::123456789012:role/x",
+        "containerDefinitions": [
+            {
+                "name": "app",
+                "image": "img",
+                "environment": [{"name": "B", "value": "2"}, {"name": "A", "value": "1"}],
+                "secrets": [
+                    {"name": "S2", "valueFrom": "arn:2"},
+                    {"name": "S1", "valueFrom": "arn:1"},
+                ],
+                "portMappings": [{"containerPort": 8080}],
+                "logConfiguration": {
+                    "logDriver": "awslogs",
+                    "options": {"awslogs-group": "/ecs/batch"},
+                },
+            }
+        ],
     }
 
 
 def as_real_ecs_returns_it() -> dict[str, Any]:
     """The shape of a real describe_task_definition answer (documented fields ECS fills in)."""
     container = copy.deepcopy(rendered()["containerDefinitions"][0])
-    container.update(cpu=0, essential=True, mountPoints=[], volumesFrom=[], systemControls=[],
-                     portMappings=[{"containerPort": 8080, "hostPort": 8080, "protocol": "tcp"}],
-                     environment=list(reversed(container["environment"])))
+    container.update(
+        cpu=0,
+        essential=True,
+        mountPoints=[],
+        volumesFrom=[],
+        systemControls=[],
+        portMappings=[{"containerPort": 8080, "hostPort": 8080, "protocol": "tcp"}],
+        environment=list(reversed(container["environment"])),
+    )
     container["logConfiguration"]["secretOptions"] = []
     return {
         "taskDefinitionArn": "arn:aws:ecs:ap-northeast-1:123456789012:task-definition/batch:3",
-        "containerDefinitions": [container], "family": "batch", "executionRoleArn": "arn:aws:iam::123456789012:role/x",
-        "networkMode": "awsvpc", "revision": 3, "volumes": [], "status": "ACTIVE",
-        "requiresAttributes": [{"name": "ecs.capability.execution-role-awslogs"}], "placementConstraints": [],
-        "compatibilities": ["EC2", "FARGATE"], "requiresCompatibilities": ["FARGATE"], "cpu": "1024",
-        "memory": "2048", "registeredAt": "2024-01-01T00:00:00Z", "registeredBy": "arn:aws:sts::1:assumed-role/x",
+        "containerDefinitions": [container],
+        "family": "batch",
+        "executionRoleArn": "arn:aws:iam::123456789012:role/x",
+        "networkMode": "awsvpc",
+        "revision": 3,
+        "volumes": [],
+        "status": "ACTIVE",
+        "requiresAttributes": [{"name": "ecs.capability.execution-role-awslogs"}],
+        "placementConstraints": [],
+        "compatibilities": ["EC2", "FARGATE"],
+        "requiresCompatibilities": ["FARGATE"],
+        "cpu": "1024",
+        "memory": "2048",
+        "registeredAt": "2024-01-01T00:00:00Z",
+        "registeredBy": "arn:aws:sts::1:assumed-role/x",
         "enableFaultInjection": False,
     }
 
@@ -169,18 +251,30 @@ def as_real_ecs_returns_it() -> dict[str, Any]:
 def as_moto_returns_it() -> dict[str, Any]:
     container = copy.deepcopy(rendered()["containerDefinitions"][0])
     container.update(cpu=0, essential=True, mountPoints=[], volumesFrom=[])
-    return {"taskDefinitionArn": "arn:x:1", "containerDefinitions": [container], "family": "batch",
-            "executionRoleArn": "arn:aws:iam::123456789012:role/x", "networkMode": "awsvpc", "revision": 1,
-            "volumes": [], "status": "ACTIVE", "placementConstraints": [], "compatibilities": ["EC2", "FARGATE"],
-            "requiresCompatibilities": ["FARGATE"], "cpu": "1 vCPU", "memory": "2 GB"}
+    return {
+        "taskDefinitionArn": "arn:x:1",
+        "containerDefinitions": [container],
+        "family": "batch",
+        "executionRoleArn": "arn:aws:iam::123456789012:role/x",
+        "networkMode": "awsvpc",
+        "revision": 1,
+        "volumes": [],
+        "status": "ACTIVE",
+        "placementConstraints": [],
+        "compatibilities": ["EC2", "FARGATE"],
+        "requiresCompatibilities": ["FARGATE"],
+        "cpu": "1 vCPU",
+        "memory": "2 GB",
+    }
 
 
 def test_normalise_makes_real_ecs_moto_and_rendered_equal() -> None:
     expected = taskdef.normalise(rendered())
     assert taskdef.normalise(as_real_ecs_returns_it()) == expected
     assert taskdef.normalise(as_moto_returns_it()) == expected
-    assert expected["cpu"] == "1024" and [e["name"] for e in expected["containerDefinitions"][0]["environment"]] \
-        == ["A", "B"]
+    assert expected["cpu"] == "1024" and [
+        e["name"] for e in expected["containerDefinitions"][0]["environment"]
+    ] == ["A", "B"]
 
 
 def test_normalise_keeps_real_differences() -> None:
@@ -202,33 +296,64 @@ def test_unified_diff_shows_the_changed_field() -> None:
     assert taskdef.unified_diff(registered, rendered(), "batch") == ""
 
 
-@pytest.mark.parametrize(("image", "parts"), [
-    ("127.0.0.1:5000/batch:v1", ("127.0.0.1:5000", "batch", "v1", "")),
-    ("127.0.0.1:5000/team/batch@sha256:" + "a" * 64, ("127.0.0.1:5000", "team/batch", "", "sha256:" + "a" * 64)),
-    ("1.dkr.ecr.r.amazonaws.com/b:t@sha256:" + "b" * 64, ("1.dkr.ecr.r.amazonaws.com", "b", "t", "sha256:" + "b" * 64)),
-    ("busybox", ("", "busybox", "", "")),
-    ("library/busybox:1", ("", "library/busybox", "1", "")),
-])
+@pytest.mark.parametrize(
+    ("image", "parts"),
+    [
+        ("127.0.0.1:5000/batch:v1", ("127.0.0.1:5000", "batch", "v1", "")),
+        (
+            "127.0.0.1:5000/team/batch@sha256:" + "a" * 64,
+            ("127.0.0.1:5000", "team/batch", "", "sha256:" + "a" * 64),
+        ),
+        (
+            "1.dkr.ecr.r.amazonaws.com/b:t@sha256:" + "b" * 64,
+            ("1.dkr.ecr.r.amazonaws.com", "b", "t", "sha256:" + "b" * 64),
+        ),
+        ("busybox", ("", "busybox", "", "")),
+        ("library/busybox:1", ("", "library/busybox", "1", "")),
+    ],
+)
 def test_split_image(image: str, parts: tuple[str, str, str, str]) -> None:
     assert images.split_image(image) == parts
 
 
 def test_init_template_round_trips_jinja_looking_text(tmp_path: Path) -> None:
-    definition = {"family": "@@gcpfargate:family@@", "containerDefinitions": [
-        {"name": "app", "image": "@@gcpfargate:image@@", "command": ["echo", "{{ not a var }} {% x %} {# y #} {{{"]}]}
+    definition = {
+        "family": "@@gcpfargate:family@@",
+        "containerDefinitions": [
+            {
+                "name": "app",
+                "image": "@@gcpfargate:image@@",
+                "command": ["echo", "{{ not a var }} {% x %} {# y #} {{{"],
+            }
+        ],
+    }
     text = scaffold.to_template(definition, {"family": "family", "image": "image"})
-    assert '{{ image | tojson }}' in text
+    assert "{{ image | tojson }}" in text
     out = template.render(write(tmp_path, text), {"family": "batch", "image": "repo@sha256:1"}, {})
-    assert out == {"family": "batch", "containerDefinitions": [
-        {"name": "app", "image": "repo@sha256:1", "command": ["echo", "{{ not a var }} {% x %} {# y #} {{{"]}]}
+    assert out == {
+        "family": "batch",
+        "containerDefinitions": [
+            {
+                "name": "app",
+                "image": "repo@sha256:1",
+                "command": ["echo", "{{ not a var }} {% x %} {# y #} {{{"],
+            }
+        ],
+    }
 
 
 def test_packaged_templates_render(tmp_path: Path) -> None:
     text = scaffold.packaged("task-definition.json.j2")
-    variables = {"family": "batch", "image": "img@sha256:1", "execution_role_arn": "arn:aws:iam::1:role/x",
-                 "region": "ap-northeast-1"}
+    variables = {
+        "family": "batch",
+        "image": "img@sha256:1",
+        "execution_role_arn": "arn:aws:iam::1:role/x",
+        "region": "ap-northeast-1",
+    }
     template.validate(template.render(write(tmp_path, text), variables, {}), "t.j2")
-    config = scaffold.render_config(scaffold.Answers(family="batch", project='p"q', containers=["app"]))
+    config = scaffold.render_config(
+        scaffold.Answers(family="batch", project='p"q', containers=["app"])
+    )
     import tomllib
 
     data = tomllib.loads(config)

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from gcpfargate.core import template, template_guard
 from gcpfargate.errors import ExitCode, TemplateError
+from gcpfargate.taskdef import guard as template_guard
+from gcpfargate.taskdef import template
 from tests.unit.test_keyscan import key_json
 
 HEAD = '{"family": {{ family | tojson }}, "x": '
@@ -49,23 +50,44 @@ def test_include_through_a_symlink_out_of_the_directory_is_refused(tmp_path: Pat
     refused(write(project, HEAD + '{% include "../home/.ssh/id" %}}'))
 
 
-@pytest.mark.parametrize("call", ["env('AWS_SECRET_ACCESS_KEY')", "env('AWS_SESSION_TOKEN', 'x')",
-                                  "must_env('GOOGLE_APPLICATION_CREDENTIALS')", "env('aws_secret_access_key')"])
+@pytest.mark.parametrize(
+    "call",
+    [
+        "env('AWS_SECRET_ACCESS_KEY')",
+        "env('AWS_SESSION_TOKEN', 'x')",
+        "must_env('GOOGLE_APPLICATION_CREDENTIALS')",
+        "env('aws_secret_access_key')",
+    ],
+)
 def test_env_refuses_the_deployers_credentials(tmp_path: Path, call: str) -> None:
-    environ = {"AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "AWS_SESSION_TOKEN": "tok" * 20,
-               "GOOGLE_APPLICATION_CREDENTIALS": "/home/me/key.json", "aws_secret_access_key": "x" * 40}
-    message = refused(write(tmp_path, HEAD + "{{ " + call + " | tojson }}}"), "refused", environ=environ)
+    environ = {
+        "AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        "AWS_SESSION_TOKEN": "tok" * 20,
+        "GOOGLE_APPLICATION_CREDENTIALS": "/home/me/key.json",
+        "aws_secret_access_key": "x" * 40,
+    }
+    message = refused(
+        write(tmp_path, HEAD + "{{ " + call + " | tojson }}}"), "refused", environ=environ
+    )
     assert all(value not in message for value in environ.values())
 
 
 def test_env_refuses_a_variable_whose_value_is_a_key(tmp_path: Path) -> None:
     environ = {"MY_CONFIG": key_json().decode()}
     for call in ("env('MY_CONFIG')", "must_env('MY_CONFIG')"):
-        message = refused(write(tmp_path, HEAD + "{{ " + call + " | tojson }}}"), "MY_CONFIG", "private key",
-                          environ=environ)
+        message = refused(
+            write(tmp_path, HEAD + "{{ " + call + " | tojson }}}"),
+            "MY_CONFIG",
+            "private key",
+            environ=environ,
+        )
         assert "PRIVATE" not in message
-    assert template.render(write(tmp_path, HEAD + "{{ env('PLAIN') | tojson }}}"), {"family": "f"},
-                           {"PLAIN": "ok"})["x"] == "ok"
+    assert (
+        template.render(
+            write(tmp_path, HEAD + "{{ env('PLAIN') | tojson }}}"), {"family": "f"}, {"PLAIN": "ok"}
+        )["x"]
+        == "ok"
+    )
 
 
 def test_a_huge_number_is_a_clean_error_in_every_phase(tmp_path: Path) -> None:
@@ -91,7 +113,9 @@ def test_a_device_a_fifo_a_directory_and_a_huge_file_are_not_templates(tmp_path:
     refused(write(tmp_path, HEAD + '{% include "zero" %}}'), "outside the template's directory")
 
 
-def test_runaway_loops_output_and_time_are_capped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_runaway_loops_output_and_time_are_capped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     loops = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
     refused(write(tmp_path, HEAD + loops + "1}"), "loops more than")
     big = '{% for i in range(20000) %}{{ "x" * 100 }}{% endfor %}'

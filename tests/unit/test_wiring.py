@@ -12,25 +12,46 @@ from typing import Any
 
 import pytest
 
-from gcpfargate.core import wiring
+from gcpfargate.credentials import wiring
 from gcpfargate.errors import TemplateError
 
 SECRET_ARN = "arn:aws:secretsmanager:ap-northeast-1:123456789012:secret:gcpfargate/runner-AbCdEf"
 ENV = "GCP_CREDENTIALS_JSON"
-NASTY_ARGS = ["it's", 'a "quoted" $HOME `id` $(id)', "line1\nline2", "  spaced  ", "", "*", "-n", "\\n"]
+NASTY_ARGS = [
+    "it's",
+    'a "quoted" $HOME `id` $(id)',
+    "line1\nline2",
+    "  spaced  ",
+    "",
+    "*",
+    "-n",
+    "\\n",
+]
 
 
 def fake_key() -> str:
     """Key-shaped text made at run time (no key text is ever committed); unicode and newlines included."""
     pem = "-----BEGIN " + "PRIVATE KEY-----\nMIIfake+/=\n-----END " + "PRIVATE KEY-----\n"
-    return json.dumps({"type": "service_account", "private_key_id": "k" * 40, "private_key": pem,
-                       "client_email": "runner@proj.iam.gserviceaccount.com", "note": "ünïcode %s %d \\ '\""},
-                      indent=2) + "\n"
+    return (
+        json.dumps(
+            {
+                "type": "service_account",
+                "private_key_id": "k" * 40,
+                "private_key": pem,
+                "client_email": "runner@proj.iam.gserviceaccount.com",
+                "note": "ünïcode %s %d \\ '\"",
+            },
+            indent=2,
+        )
+        + "\n"
+    )
 
 
 def definition(**container: Any) -> dict[str, Any]:
-    return {"family": "batch", "containerDefinitions": [{"name": "app", "image": "repo@sha256:" + "0" * 64,
-                                                         **container}]}
+    return {
+        "family": "batch",
+        "containerDefinitions": [{"name": "app", "image": "repo@sha256:" + "0" * 64, **container}],
+    }
 
 
 def no_image(image: str) -> dict[str, Any]:
@@ -38,35 +59,55 @@ def no_image(image: str) -> dict[str, Any]:
 
 
 def wired(defn: dict[str, Any], image_config: Any = no_image, **kwargs: Any) -> dict[str, Any]:
-    options = {"secret_arn": SECRET_ARN, "credentials_env": ENV, "credentials_path": "/tmp/gcp/credentials.json",
-               "containers": None, "image_config": image_config, **kwargs}
+    options = {
+        "secret_arn": SECRET_ARN,
+        "credentials_env": ENV,
+        "credentials_path": "/tmp/gcp/credentials.json",
+        "containers": None,
+        "image_config": image_config,
+        **kwargs,
+    }
     return wiring.wire(defn, **options)
 
 
 def test_wire_adds_secret_environment_and_wrapper_and_keeps_the_template_argv() -> None:
-    out = wired(definition(entryPoint=["/app/run"], command=["--flag", "x y"],
-                           environment=[{"name": "A", "value": "1"}]))
+    out = wired(
+        definition(
+            entryPoint=["/app/run"],
+            command=["--flag", "x y"],
+            environment=[{"name": "A", "value": "1"}],
+        )
+    )
     container = out["containerDefinitions"][0]
     assert container["secrets"] == [{"name": ENV, "valueFrom": SECRET_ARN}]
     assert container["environment"] == [
-        {"name": "A", "value": "1"}, {"name": "GOOGLE_APPLICATION_CREDENTIALS", "value": "/tmp/gcp/credentials.json"}]
+        {"name": "A", "value": "1"},
+        {"name": "GOOGLE_APPLICATION_CREDENTIALS", "value": "/tmp/gcp/credentials.json"},
+    ]
     entry = container["entryPoint"]
     assert entry[:2] == ["/bin/sh", "-c"] and entry[3] == "gcpfargate-wrapper"
     # Docker's model (issue 17 item 1): the entry point after the wrapper, the command stays a command.
     assert entry[4:] == ["/app/run"]
     assert container["command"] == ["--flag", "x y"]
-    assert wiring.unwrap(container) == wiring.Unwrapped(["/app/run", "--flag", "x y"], ENV, "/tmp/gcp/credentials.json")
+    assert wiring.unwrap(container) == wiring.Unwrapped(
+        ["/app/run", "--flag", "x y"], ENV, "/tmp/gcp/credentials.json"
+    )
 
 
-@pytest.mark.parametrize(("container", "image", "argv"), [
-    ({}, {"Entrypoint": ["/ep", "a"], "Cmd": ["c"]}, ["/ep", "a", "c"]),
-    ({"command": ["x"]}, {"Entrypoint": ["/ep"], "Cmd": ["c"]}, ["/ep", "x"]),
-    ({"command": ["x"]}, {"Entrypoint": None, "Cmd": ["c"]}, ["x"]),
-    ({}, {"Cmd": ["/bin/sh", "-c", "echo hi"]}, ["/bin/sh", "-c", "echo hi"]),
-    # Docker: an entryPoint from the template drops the image's CMD.
-    ({"entryPoint": ["/mine"]}, {"Entrypoint": ["/ep"], "Cmd": ["c"]}, ["/mine"]),
-])
-def test_original_argv_follows_dockers_rules(container: dict[str, Any], image: dict[str, Any], argv: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("container", "image", "argv"),
+    [
+        ({}, {"Entrypoint": ["/ep", "a"], "Cmd": ["c"]}, ["/ep", "a", "c"]),
+        ({"command": ["x"]}, {"Entrypoint": ["/ep"], "Cmd": ["c"]}, ["/ep", "x"]),
+        ({"command": ["x"]}, {"Entrypoint": None, "Cmd": ["c"]}, ["x"]),
+        ({}, {"Cmd": ["/bin/sh", "-c", "echo hi"]}, ["/bin/sh", "-c", "echo hi"]),
+        # Docker: an entryPoint from the template drops the image's CMD.
+        ({"entryPoint": ["/mine"]}, {"Entrypoint": ["/ep"], "Cmd": ["c"]}, ["/mine"]),
+    ],
+)
+def test_original_argv_follows_dockers_rules(
+    container: dict[str, Any], image: dict[str, Any], argv: list[str]
+) -> None:
     assert wiring.original_argv({"name": "app", "image": "i", **container}, lambda _: image) == argv
 
 
@@ -80,12 +121,17 @@ def test_an_image_with_nothing_to_run_is_a_clear_error() -> None:
         wired(definition(), image_config=lambda _: {"Entrypoint": None, "Cmd": None})
 
 
-@pytest.mark.parametrize("environment", [
-    [{"name": ENV, "value": "x"}],
-    [{"name": "CREDS", "value": fake_key()}],
-    [{"name": "PEM", "value": "-----BEGIN " + "PRIVATE KEY-----\nabc"}],
-])
-def test_key_text_or_its_variable_in_environment_is_refused(environment: list[dict[str, str]]) -> None:
+@pytest.mark.parametrize(
+    "environment",
+    [
+        [{"name": ENV, "value": "x"}],
+        [{"name": "CREDS", "value": fake_key()}],
+        [{"name": "PEM", "value": "-----BEGIN " + "PRIVATE KEY-----\nabc"}],
+    ],
+)
+def test_key_text_or_its_variable_in_environment_is_refused(
+    environment: list[dict[str, str]],
+) -> None:
     with pytest.raises(TemplateError) as caught:
         wired(definition(entryPoint=["/app"], environment=environment))
     assert "containerDefinitions[0].environment[0]" in caught.value.message
@@ -93,13 +139,23 @@ def test_key_text_or_its_variable_in_environment_is_refused(environment: list[di
 
 
 def test_targets_default_to_essential_containers_and_unknown_names_are_refused() -> None:
-    defn = {"family": "f", "containerDefinitions": [
-        {"name": "app", "image": "i", "entryPoint": ["/a"]},
-        {"name": "sidecar", "image": "i", "essential": False, "entryPoint": ["/s"]}]}
+    defn = {
+        "family": "f",
+        "containerDefinitions": [
+            {"name": "app", "image": "i", "entryPoint": ["/a"]},
+            {"name": "sidecar", "image": "i", "essential": False, "entryPoint": ["/s"]},
+        ],
+    }
     out = wired(defn)
-    assert "secrets" in out["containerDefinitions"][0] and "secrets" not in out["containerDefinitions"][1]
+    assert (
+        "secrets" in out["containerDefinitions"][0]
+        and "secrets" not in out["containerDefinitions"][1]
+    )
     out = wired(defn, containers=["sidecar"])
-    assert "secrets" not in out["containerDefinitions"][0] and "secrets" in out["containerDefinitions"][1]
+    assert (
+        "secrets" not in out["containerDefinitions"][0]
+        and "secrets" in out["containerDefinitions"][1]
+    )
     with pytest.raises(TemplateError, match="nope"):
         wired(defn, containers=["nope"])
 
@@ -127,34 +183,48 @@ SHELLS = [name for name in ("dash", "busybox") if shutil.which(name)]
 
 
 def shell_argv(shell: str) -> list[str]:
-    return [shutil.which("busybox") or "busybox", "sh"] if shell == "busybox" else [shutil.which(shell) or shell]
+    return (
+        [shutil.which("busybox") or "busybox", "sh"]
+        if shell == "busybox"
+        else [shutil.which(shell) or shell]
+    )
 
 
-def run_wrapper(shell: str, tmp_path: Path, value: str | None, program: list[str]) -> tuple[subprocess.CompletedProcess,
-                                                                                             Path]:
+def run_wrapper(
+    shell: str, tmp_path: Path, value: str | None, program: list[str]
+) -> tuple[subprocess.CompletedProcess, Path]:
     target = tmp_path / "made dir" / "it's creds.json"  # a space and a quote in the path, too
     script = wiring.wrapper_script(ENV, str(target))
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
     if value is not None:
         env[ENV] = value
-    proc = subprocess.run([*shell_argv(shell), "-c", script, wiring.WRAPPER_NAME, *program], env=env,
-                          capture_output=True, timeout=30)
+    proc = subprocess.run(
+        [*shell_argv(shell), "-c", script, wiring.WRAPPER_NAME, *program],
+        env=env,
+        capture_output=True,
+        timeout=30,
+    )
     return proc, target
 
 
 def program_printing_args_and_env(tmp_path: Path) -> list[str]:
     # The "original program": prints each argument between markers, then its environment.
     script = tmp_path / "show.sh"
-    script.write_text("#!/bin/sh\nfor a in \"$@\"; do printf '<%s>\\n' \"$a\"; done\necho ---ENV---\nenv\n")
+    script.write_text(
+        '#!/bin/sh\nfor a in "$@"; do printf \'<%s>\\n\' "$a"; done\necho ---ENV---\nenv\n'
+    )
     script.chmod(0o755)
     return [str(script)]
 
 
 @pytest.mark.parametrize("shell", SHELLS)
-def test_wrapper_writes_the_file_0600_drops_the_variable_and_execs_with_args_intact(shell: str,
-                                                                                    tmp_path: Path) -> None:
+def test_wrapper_writes_the_file_0600_drops_the_variable_and_execs_with_args_intact(
+    shell: str, tmp_path: Path
+) -> None:
     key = fake_key()
-    proc, target = run_wrapper(shell, tmp_path, key, [*program_printing_args_and_env(tmp_path), *NASTY_ARGS])
+    proc, target = run_wrapper(
+        shell, tmp_path, key, [*program_printing_args_and_env(tmp_path), *NASTY_ARGS]
+    )
     assert proc.returncode == 0, proc.stderr
     assert target.read_bytes() == key.encode("utf-8")
     assert stat.S_IMODE(target.stat().st_mode) == 0o600
@@ -168,7 +238,9 @@ def test_wrapper_writes_the_file_0600_drops_the_variable_and_execs_with_args_int
 
 @pytest.mark.parametrize("shell", SHELLS)
 @pytest.mark.parametrize("value", [None, ""])
-def test_wrapper_fails_clearly_without_the_key(shell: str, value: str | None, tmp_path: Path) -> None:
+def test_wrapper_fails_clearly_without_the_key(
+    shell: str, value: str | None, tmp_path: Path
+) -> None:
     proc, target = run_wrapper(shell, tmp_path, value, ["/bin/echo", "should not run"])
     assert proc.returncode != 0
     assert b"should not run" not in proc.stdout

@@ -103,9 +103,13 @@ ADMIN_POST: dict[str, Callable[[IamEmulator, dict[str, Any]], dict[str, Any] | N
     "/admin/propagation": lambda emu, b: emu.set_propagation_delay(
         float(b.get("seconds", 0)), int(b.get("refusals", 0)), email=_opt_str(b, "email")
     ),
-    "/admin/key-expiry": lambda emu, b: emu.set_key_expiry_hours(_opt_float(b, "hours"), email=_opt_str(b, "email")),
+    "/admin/key-expiry": lambda emu, b: emu.set_key_expiry_hours(
+        _opt_float(b, "hours"), email=_opt_str(b, "email")
+    ),
     "/admin/key-valid-before": lambda emu, b: emu.set_key_valid_before(
-        str(b["email"]), str(b["key_id"]), dt.datetime.fromisoformat(str(b["valid_before"]).replace("Z", "+00:00"))
+        str(b["email"]),
+        str(b["key_id"]),
+        dt.datetime.fromisoformat(str(b["valid_before"]).replace("Z", "+00:00")),
     ),
     "/admin/key-limit": lambda emu, b: emu.set_key_limit(
         int(b.get("max_keys", 10)), str(b.get("code", "FAILED_PRECONDITION"))
@@ -113,7 +117,9 @@ ADMIN_POST: dict[str, Callable[[IamEmulator, dict[str, Any]], dict[str, Any] | N
     "/admin/exhaust-key-quota": lambda emu, b: emu.exhaust_key_quota(
         int(b.get("count", 1)), project=_opt_str(b, "project")
     ),
-    "/admin/disable-service": lambda emu, b: emu.disable_service(str(b["project"]), bool(b.get("disabled", True))),
+    "/admin/disable-service": lambda emu, b: emu.disable_service(
+        str(b["project"]), bool(b.get("disabled", True))
+    ),
     "/admin/deny-permission": lambda emu, b: emu.deny_permission(
         str(b["permission"]), project=_opt_str(b, "project"), deny=bool(b.get("deny", True))
     ),
@@ -173,8 +179,19 @@ class HttpHandler(BaseHTTPRequestHandler):
             if identity is None:
                 self._send_json(
                     401,
-                    {"error": {"code": 401, "message": UNAUTHENTICATED_MESSAGE, "status": "UNAUTHENTICATED"}},
-                    [("WWW-Authenticate", 'Bearer realm="https://accounts.google.com/", error="invalid_token"')],
+                    {
+                        "error": {
+                            "code": 401,
+                            "message": UNAUTHENTICATED_MESSAGE,
+                            "status": "UNAUTHENTICATED",
+                        }
+                    },
+                    [
+                        (
+                            "WWW-Authenticate",
+                            'Bearer realm="https://accounts.google.com/", error="invalid_token"',
+                        )
+                    ],
                 )
             else:
                 self._send_json(200, identity)
@@ -201,7 +218,9 @@ class HttpHandler(BaseHTTPRequestHandler):
             ]
             self._send_json(200, {"keys": minted}, [("Cache-Control", "no-store")])
         elif path.startswith("/robot/v1/metadata/x509/"):
-            certs = self.emulator.tokens.public_certificates(urllib.parse.unquote(path.rsplit("/", 1)[1]))
+            certs = self.emulator.tokens.public_certificates(
+                urllib.parse.unquote(path.rsplit("/", 1)[1])
+            )
             if certs is None:
                 self._send_json(404, _NOT_FOUND)
             else:
@@ -240,9 +259,16 @@ class HttpHandler(BaseHTTPRequestHandler):
             if route_method == method and url.path.startswith(prefix):
                 if request is None:
                     # HTTP header names are case-insensitive (google-auth sends "authorization").
-                    headers = _Headers({name.lower(): value for name, value in self.headers.items()})
-                    request = HttpRequest(method, url.path, urllib.parse.parse_qs(url.query), headers,
-                                          self._read_body())
+                    headers = _Headers(
+                        {name.lower(): value for name, value in self.headers.items()}
+                    )
+                    request = HttpRequest(
+                        method,
+                        url.path,
+                        urllib.parse.parse_qs(url.query),
+                        headers,
+                        self._read_body(),
+                    )
                 answer = handler(request)
                 if answer is None:  # not this route's path after all: try the next one
                     continue
@@ -261,7 +287,10 @@ class HttpHandler(BaseHTTPRequestHandler):
         else:
             form = {k: v[0] for k, v in urllib.parse.parse_qs(raw).items()}
         if "assertion" not in form:
-            missing = {"error": "invalid_request", "error_description": "Missing required parameter: assertion"}
+            missing = {
+                "error": "invalid_request",
+                "error_description": "Missing required parameter: assertion",
+            }
             self._send_json(400, missing)
             return
         status, body = self.emulator.tokens.exchange(form.get("grant_type", ""), form["assertion"])

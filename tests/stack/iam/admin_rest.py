@@ -19,10 +19,18 @@ if TYPE_CHECKING:
     from tests.stack.iam.emulator import IamEmulator
 
 # gRPC status -> HTTP status (google.rpc.Code mapping, https://cloud.google.com/apis/design/errors).
-HTTP = {grpc.StatusCode.INVALID_ARGUMENT: 400, grpc.StatusCode.FAILED_PRECONDITION: 400,
-        grpc.StatusCode.NOT_FOUND: 404, grpc.StatusCode.ALREADY_EXISTS: 409, grpc.StatusCode.PERMISSION_DENIED: 403,
-        grpc.StatusCode.UNAUTHENTICATED: 401, grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
-        grpc.StatusCode.UNAVAILABLE: 503, grpc.StatusCode.INTERNAL: 500, grpc.StatusCode.DEADLINE_EXCEEDED: 504}
+HTTP = {
+    grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.FAILED_PRECONDITION: 400,
+    grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.ALREADY_EXISTS: 409,
+    grpc.StatusCode.PERMISSION_DENIED: 403,
+    grpc.StatusCode.UNAUTHENTICATED: 401,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+    grpc.StatusCode.UNAVAILABLE: 503,
+    grpc.StatusCode.INTERNAL: 500,
+    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
+}
 KEY = re.compile(r"^/v1/(projects/[^/]+/serviceAccounts/[^/]+/keys/[^/:]+)(?::(disable|enable))?$")
 KEYS = re.compile(r"^/v1/(projects/[^/]+/serviceAccounts/[^/]+)/keys$")
 ACCOUNT = re.compile(r"^/v1/(projects/[^/]+/serviceAccounts/[^/]+)$")
@@ -37,21 +45,37 @@ def mount_rest(emulator: IamEmulator) -> None:
 def _route(request: HttpRequest) -> tuple[str, dict[str, Any]]:
     path, body = request.path, request.json() if request.method == "POST" else {}
     if match := KEY.match(path):
-        action = {"disable": "DisableServiceAccountKey", "enable": "EnableServiceAccountKey"}.get(match.group(2) or "")
-        method = action or {"GET": "GetServiceAccountKey", "DELETE": "DeleteServiceAccountKey"}[request.method]
+        action = {"disable": "DisableServiceAccountKey", "enable": "EnableServiceAccountKey"}.get(
+            match.group(2) or ""
+        )
+        method = (
+            action
+            or {"GET": "GetServiceAccountKey", "DELETE": "DeleteServiceAccountKey"}[request.method]
+        )
         return method, {"name": match.group(1)}
     if match := KEYS.match(path):
         if request.method == "GET":
-            return "ListServiceAccountKeys", {"name": match.group(1), "key_types": request.query.get("keyTypes", [])}
-        return "CreateServiceAccountKey", {"name": match.group(1), "private_key_type": body.get("privateKeyType", 0),
-                                           "key_algorithm": body.get("keyAlgorithm", 0)}
+            return "ListServiceAccountKeys", {
+                "name": match.group(1),
+                "key_types": request.query.get("keyTypes", []),
+            }
+        return "CreateServiceAccountKey", {
+            "name": match.group(1),
+            "private_key_type": body.get("privateKeyType", 0),
+            "key_algorithm": body.get("keyAlgorithm", 0),
+        }
     if match := ACCOUNT.match(path):
         return "GetServiceAccount", {"name": match.group(1)}
     if match := ACCOUNTS.match(path):
         account = body.get("serviceAccount", {})
-        return "CreateServiceAccount", {"name": match.group(1), "account_id": body.get("accountId", ""),
-                                        "service_account": {"display_name": account.get("displayName", ""),
-                                                            "description": account.get("description", "")}}
+        return "CreateServiceAccount", {
+            "name": match.group(1),
+            "account_id": body.get("accountId", ""),
+            "service_account": {
+                "display_name": account.get("displayName", ""),
+                "description": account.get("description", ""),
+            },
+        }
     raise KeyError(path)
 
 
@@ -73,9 +97,14 @@ def _answer(emulator: IamEmulator, request: HttpRequest) -> tuple[int, Any]:
             packed = any_pb2.Any()
             packed.Pack(detail)
             details.append(json_format.MessageToDict(packed))
-        return HTTP.get(failure.code, 500), {"error": {"code": HTTP.get(failure.code, 500),
-                                                       "message": failure.message, "status": failure.code.name,
-                                                       "details": details}}
+        return HTTP.get(failure.code, 500), {
+            "error": {
+                "code": HTTP.get(failure.code, 500),
+                "message": failure.message,
+                "status": failure.code.name,
+                "details": details,
+            }
+        }
     if hasattr(type(response), "to_json"):
         return 200, json.loads(type(response).to_json(response))
     return 200, {}

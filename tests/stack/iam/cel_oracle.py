@@ -1,6 +1,6 @@
 """The emulator's own CEL: cel-python (a complete CEL implementation) plus Google's `extract`.
 
-gcpfargate evaluates attribute mappings and conditions itself (`gcpfargate/core/cel.py`, for
+gcpfargate evaluates attribute mappings and conditions itself (`gcpfargate/credentials/keyless/cel.py`, for
 `doctor`). If the emulator judged token exchanges with that same code, a bug in it would pass every
 test on both sides. So the emulator evaluates with an independent implementation: cel-python for
 the language, and `extract` written here from Google's description
@@ -51,7 +51,9 @@ def _compile(expression: str, names: tuple[str, ...]) -> Any:
     used = {str(token) for node in ast.find_data("ident") for token in node.children}
     extra = sorted(used - set(names))
     if extra:
-        raise CelRefused(f"undeclared reference to {', '.join(extra)} (allowed: {', '.join(names)})")
+        raise CelRefused(
+            f"undeclared reference to {', '.join(extra)} (allowed: {', '.join(names)})"
+        )
     return ast
 
 
@@ -66,8 +68,13 @@ def _evaluate(expression: str, names: tuple[str, ...], activation: Mapping[str, 
     try:
         # Dotted names ("google.subject"), not nested maps: cel-python reads `google.` as the
         # protobuf package prefix, so a variable named `google` would never be looked up.
-        result = program.evaluate({f"{group}.{name}": celpy.json_to_cel(value)
-                                   for group, values in activation.items() for name, value in values.items()})
+        result = program.evaluate(
+            {
+                f"{group}.{name}": celpy.json_to_cel(value)
+                for group, values in activation.items()
+                for name, value in values.items()
+            }
+        )
     except (celpy.CELEvalError, ValueError, TypeError) as exc:
         raise CelRefused(f"evaluation failed: {_short(exc)}") from None
     if isinstance(result, celpy.CELEvalError):
@@ -92,10 +99,16 @@ def map_attributes(mapping: Mapping[str, str], assertion: Mapping[str, Any]) -> 
     return out
 
 
-def condition_accepts(condition: str, assertion: Mapping[str, Any], attributes: Mapping[str, str]) -> bool:
+def condition_accepts(
+    condition: str, assertion: Mapping[str, Any], attributes: Mapping[str, str]
+) -> bool:
     if not condition:
         return True
-    grouped: dict[str, dict[str, str]] = {"assertion": dict(assertion), "attribute": {}, "google": {}}
+    grouped: dict[str, dict[str, str]] = {
+        "assertion": dict(assertion),
+        "attribute": {},
+        "google": {},
+    }
     for target, value in attributes.items():
         prefix, _, name = target.partition(".")
         grouped.setdefault(prefix, {})[name] = value

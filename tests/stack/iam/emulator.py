@@ -100,7 +100,9 @@ class IamEmulator:
         http_server.mounted = self._mounted
         self._http_server = http_server
         self.http_url = f"http://{self.host}:{http_server.server_address[1]}"
-        self._http_thread = threading.Thread(target=http_server.serve_forever, name="iam-emu-http", daemon=True)
+        self._http_thread = threading.Thread(
+            target=http_server.serve_forever, name="iam-emu-http", daemon=True
+        )
         self._http_thread.start()
         return self
 
@@ -120,7 +122,10 @@ class IamEmulator:
         return self.start()
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.stop()
 
@@ -169,7 +174,9 @@ class IamEmulator:
         with self.state.lock:
             hidden_for_s, hidden_calls = self.knobs.account_visibility
         try:
-            return self.state.create_account(project, account_id, display_name, description, hidden_for_s, hidden_calls)
+            return self.state.create_account(
+                project, account_id, display_name, description, hidden_for_s, hidden_calls
+            )
         except RpcFailure as exc:
             raise ValueError(f"{exc.code.name}: {exc.message}") from None
 
@@ -216,7 +223,9 @@ class IamEmulator:
             self.keyless.reset_knobs()
 
     # ----------------------------------------------------------------------------- knobs
-    def set_propagation_delay(self, seconds: float = 0.0, refusals: int = 0, *, email: str | None = None) -> None:
+    def set_propagation_delay(
+        self, seconds: float = 0.0, refusals: int = 0, *, email: str | None = None
+    ) -> None:
         """Keys created from now on (for `email`, or every account) are refused at the token
         endpoint with invalid_grant "Invalid JWT Signature." for `seconds` after creation and
         for their first `refusals` token requests, then accepted (faults.Propagation)."""
@@ -247,7 +256,9 @@ class IamEmulator:
             # The key's certificate keeps its first validity: only the metadata's age matters here.
             self.state.key_of(email, key_id).valid_after = valid_after.astimezone(dt.UTC)
 
-    def set_key_limit(self, max_keys: int = 10, code: grpc.StatusCode | str = "FAILED_PRECONDITION") -> None:
+    def set_key_limit(
+        self, max_keys: int = 10, code: grpc.StatusCode | str = "FAILED_PRECONDITION"
+    ) -> None:
         """User-managed keys per account, and the answer past it: FAILED_PRECONDITION "Precondition
         check failed." or RESOURCE_EXHAUSTED "Maximum number of keys on account reached."."""
         status = status_code(code)
@@ -264,7 +275,9 @@ class IamEmulator:
         with self.state.lock:
             self.knobs.key_quota_refusals[project or ALL] = count
 
-    def deny_key_creation(self, project: str, deny: bool = True, constraint: str | None = None) -> None:
+    def deny_key_creation(
+        self, project: str, deny: bool = True, constraint: str | None = None
+    ) -> None:
         """Org policy constraints/iam.disableServiceAccountKeyCreation (or the managed
         constraints/iam.managed.disableServiceAccountKeyCreation) on a project."""
         with self.state.lock:
@@ -281,7 +294,9 @@ class IamEmulator:
             else:
                 self.knobs.disabled_services.discard(project)
 
-    def deny_permission(self, permission: str, *, project: str | None = None, deny: bool = True) -> None:
+    def deny_permission(
+        self, permission: str, *, project: str | None = None, deny: bool = True
+    ) -> None:
         """The caller lacks `permission` (e.g. iam.serviceAccountKeys.create) on `project` or
         anywhere: calls needing it get PERMISSION_DENIED with Google's text."""
         with self.state.lock:

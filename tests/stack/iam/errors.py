@@ -52,7 +52,9 @@ MSG_ACCOUNT_NOT_FOUND = "Service account {name} does not exist."
 MSG_KEY_NOT_FOUND = "Service account key {key_id} does not exist."
 # GoogleCloudPlatform/java-docs-samples#3605: 409 ALREADY_EXISTS, with a ResourceInfo detail
 # (GoogleCloudPlatform/reg-reporting-blueprint#104).
-MSG_ACCOUNT_EXISTS = "Service account {account_id} already exists within project projects/{project}."
+MSG_ACCOUNT_EXISTS = (
+    "Service account {account_id} already exists within project projects/{project}."
+)
 # google/litmus#107: INVALID_ARGUMENT for a bad length.
 MSG_ACCOUNT_ID_LENGTH = 'The account ID "{account_id}" does not have a length between 6 and 30.'
 # prebid/salesagent#789 shows "<id> does not match <regex>." for a bad character.
@@ -71,7 +73,9 @@ MSG_SERVICE_DISABLED = (
     "disabled. Enable it by visiting {url} then retry. If you enabled this API recently, wait a few "
     "minutes for the action to propagate to our systems and retry."
 )
-IAM_ACTIVATION_URL = "https://console.developers.google.com/apis/api/iam.googleapis.com/overview?project={project}"
+IAM_ACTIVATION_URL = (
+    "https://console.developers.google.com/apis/api/iam.googleapis.com/overview?project={project}"
+)
 # The shape of Google's quota answers (HTTP 429, gRPC RESOURCE_EXHAUSTED), e.g.
 # GoogleCloudPlatform/python-docs-samples#3482 "Quota exceeded for quota metric 'Write requests'
 # and limit 'Write requests per minute' of service 'cloudkms.googleapis.com' for consumer
@@ -146,15 +150,15 @@ def account_not_found(name: str) -> RpcFailure:
 
 def key_limit(code: grpc.StatusCode) -> RpcFailure:
     if code is grpc.StatusCode.RESOURCE_EXHAUSTED:
-        retry = error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=KEY_LIMIT_RETRY_DELAY_S))
+        retry = error_details_pb2.RetryInfo(
+            retry_delay=duration_pb2.Duration(seconds=KEY_LIMIT_RETRY_DELAY_S)
+        )
         return RpcFailure(code, MSG_KEY_LIMIT_EXHAUSTED, [retry])
     return RpcFailure(grpc.StatusCode.FAILED_PRECONDITION, MSG_KEY_LIMIT)
 
 
 def key_creation_denied(project: str, email: str, constraint: str) -> RpcFailure:
-    subject = (
-        f"projects/{project}/serviceAccounts/{email}?configvalue={urllib.parse.quote(email, safe='')}"
-    )
+    subject = f"projects/{project}/serviceAccounts/{email}?configvalue={urllib.parse.quote(email, safe='')}"
     violation = error_details_pb2.PreconditionFailure.Violation(
         type=constraint, subject=subject, description=MSG_KEY_CREATION_DENIED
     )
@@ -167,15 +171,25 @@ def key_creation_denied(project: str, email: str, constraint: str) -> RpcFailure
 
 def permission_denied(permission: str) -> RpcFailure:
     info = error_details_pb2.ErrorInfo(
-        reason="IAM_PERMISSION_DENIED", domain="iam.googleapis.com", metadata={"permission": permission}
+        reason="IAM_PERMISSION_DENIED",
+        domain="iam.googleapis.com",
+        metadata={"permission": permission},
     )
-    return RpcFailure(grpc.StatusCode.PERMISSION_DENIED, MSG_PERMISSION_DENIED.format(permission=permission), [info])
+    return RpcFailure(
+        grpc.StatusCode.PERMISSION_DENIED,
+        MSG_PERMISSION_DENIED.format(permission=permission),
+        [info],
+    )
 
 
 def service_disabled(project: str) -> RpcFailure:
     url = IAM_ACTIVATION_URL.format(project=project)
     help_link = error_details_pb2.Help(
-        links=[error_details_pb2.Help.Link(description="Google developers console API activation", url=url)]
+        links=[
+            error_details_pb2.Help.Link(
+                description="Google developers console API activation", url=url
+            )
+        ]
     )
     info = error_details_pb2.ErrorInfo(
         reason="SERVICE_DISABLED",
@@ -183,7 +197,9 @@ def service_disabled(project: str) -> RpcFailure:
         metadata={"consumer": f"projects/{project}", "service": "iam.googleapis.com"},
     )
     return RpcFailure(
-        grpc.StatusCode.PERMISSION_DENIED, MSG_SERVICE_DISABLED.format(project=project, url=url), [help_link, info]
+        grpc.StatusCode.PERMISSION_DENIED,
+        MSG_SERVICE_DISABLED.format(project=project, url=url),
+        [help_link, info],
     )
 
 
@@ -193,4 +209,6 @@ def quota_exceeded(project: str) -> RpcFailure:
         domain="googleapis.com",
         metadata={"consumer": f"projects/{project}", "service": "iam.googleapis.com"},
     )
-    return RpcFailure(grpc.StatusCode.RESOURCE_EXHAUSTED, MSG_QUOTA_EXCEEDED.format(project=project), [info])
+    return RpcFailure(
+        grpc.StatusCode.RESOURCE_EXHAUSTED, MSG_QUOTA_EXCEEDED.format(project=project), [info]
+    )

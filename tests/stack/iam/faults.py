@@ -81,7 +81,10 @@ class Knobs:
         self.key_expiry_hours: dict[str, float | None] = {ALL: self.defaults.key_expiry_hours}
         self.key_limit = self.defaults.key_limit
         self.key_limit_code = self.defaults.key_limit_code
-        self.account_visibility = (self.defaults.account_visibility_delay_s, self.defaults.account_visibility_calls)
+        self.account_visibility = (
+            self.defaults.account_visibility_delay_s,
+            self.defaults.account_visibility_calls,
+        )
 
     def clear_faults(self) -> None:
         """Only the injected faults (fail_nth, refuse_grants); the real-world knobs stay."""
@@ -89,7 +92,9 @@ class Knobs:
         self.refuse_grants = 0
 
     # ------------------------------------------------------------------ injected faults
-    def add_fault(self, method: str, nth: int, code: grpc.StatusCode | str, message: str, when: str) -> None:
+    def add_fault(
+        self, method: str, nth: int, code: grpc.StatusCode | str, message: str, when: str
+    ) -> None:
         if method not in errors.METHOD_PERMISSIONS:
             raise ValueError(f"unknown IAM method {method!r}")
         if nth < 1:

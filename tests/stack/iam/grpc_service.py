@@ -23,15 +23,38 @@ from google.rpc import status_pb2
 from grpc_status import rpc_status
 
 from tests.stack.iam import issuing
-from tests.stack.iam.errors import MSG_INVALID_ARGUMENT, MSG_KEY_LIMIT, RpcFailure, account_not_found
+from tests.stack.iam.errors import (
+    MSG_INVALID_ARGUMENT,
+    MSG_KEY_LIMIT,
+    RpcFailure,
+    account_not_found,
+)
 from tests.stack.iam.faults import Knobs
-from tests.stack.iam.state import NEVER_EXPIRES, PROJECT_RE, IamState, Key, KeyType, MintedKey, utcnow
+from tests.stack.iam.state import (
+    NEVER_EXPIRES,
+    PROJECT_RE,
+    IamState,
+    Key,
+    KeyType,
+    MintedKey,
+    utcnow,
+)
 
 SERVICE_NAME = "google.iam.admin.v1.IAM"
 
 # Prefixes of method names that change state; counted separately so tests can assert that a
 # read-only command (e.g. `plan`) made no mutating call.
-_MUTATING_PREFIXES = ("Create", "Upload", "Delete", "Disable", "Enable", "Patch", "Update", "Undelete", "Set")
+_MUTATING_PREFIXES = (
+    "Create",
+    "Upload",
+    "Delete",
+    "Disable",
+    "Enable",
+    "Patch",
+    "Update",
+    "Undelete",
+    "Set",
+)
 
 
 def is_mutating(method: str) -> bool:
@@ -62,12 +85,18 @@ class IamService:
         self._urls = urls  # -> (token_uri, http_url), known only once the HTTP side is bound
         # Further methods of the same service from other modules (policies.py: Get/SetIamPolicy):
         # name -> (implementation, request deserializer, response serializer).
-        self.extra_methods: dict[str, tuple[Callable[[Any], Any], Callable[[bytes], Any], Callable[[Any], bytes]]] = {}
+        self.extra_methods: dict[
+            str, tuple[Callable[[Any], Any], Callable[[bytes], Any], Callable[[Any], bytes]]
+        ] = {}
 
     def handlers(self) -> dict[str, tuple[Callable[[Any], Any], Any, Callable[[Any], bytes]]]:
         # method name -> (implementation, request type, response serializer)
         return {
-            "GetServiceAccount": (self._get_account, iam.GetServiceAccountRequest, iam.ServiceAccount.serialize),
+            "GetServiceAccount": (
+                self._get_account,
+                iam.GetServiceAccountRequest,
+                iam.ServiceAccount.serialize,
+            ),
             "ListServiceAccounts": (
                 self._list_accounts,
                 iam.ListServiceAccountsRequest,
@@ -78,15 +107,31 @@ class IamService:
                 iam.CreateServiceAccountRequest,
                 iam.ServiceAccount.serialize,
             ),
-            "DeleteServiceAccount": (self._delete_account, iam.DeleteServiceAccountRequest, _serialize_empty),
-            "DisableServiceAccount": (self._disable_account, iam.DisableServiceAccountRequest, _serialize_empty),
-            "EnableServiceAccount": (self._enable_account, iam.EnableServiceAccountRequest, _serialize_empty),
+            "DeleteServiceAccount": (
+                self._delete_account,
+                iam.DeleteServiceAccountRequest,
+                _serialize_empty,
+            ),
+            "DisableServiceAccount": (
+                self._disable_account,
+                iam.DisableServiceAccountRequest,
+                _serialize_empty,
+            ),
+            "EnableServiceAccount": (
+                self._enable_account,
+                iam.EnableServiceAccountRequest,
+                _serialize_empty,
+            ),
             "ListServiceAccountKeys": (
                 self._list_keys,
                 iam.ListServiceAccountKeysRequest,
                 iam.ListServiceAccountKeysResponse.serialize,
             ),
-            "GetServiceAccountKey": (self._get_key, iam.GetServiceAccountKeyRequest, iam.ServiceAccountKey.serialize),
+            "GetServiceAccountKey": (
+                self._get_key,
+                iam.GetServiceAccountKeyRequest,
+                iam.ServiceAccountKey.serialize,
+            ),
             "CreateServiceAccountKey": (
                 self._create_key,
                 iam.CreateServiceAccountKeyRequest,
@@ -97,9 +142,21 @@ class IamService:
                 iam.UploadServiceAccountKeyRequest,
                 iam.ServiceAccountKey.serialize,
             ),
-            "DeleteServiceAccountKey": (self._delete_key, iam.DeleteServiceAccountKeyRequest, _serialize_empty),
-            "DisableServiceAccountKey": (self._disable_key, iam.DisableServiceAccountKeyRequest, _serialize_empty),
-            "EnableServiceAccountKey": (self._enable_key, iam.EnableServiceAccountKeyRequest, _serialize_empty),
+            "DeleteServiceAccountKey": (
+                self._delete_key,
+                iam.DeleteServiceAccountKeyRequest,
+                _serialize_empty,
+            ),
+            "DisableServiceAccountKey": (
+                self._disable_key,
+                iam.DisableServiceAccountKeyRequest,
+                _serialize_empty,
+            ),
+            "EnableServiceAccountKey": (
+                self._enable_key,
+                iam.EnableServiceAccountKeyRequest,
+                _serialize_empty,
+            ),
         }
 
     def generic_handler(self) -> grpc.GenericRpcHandler:
@@ -113,11 +170,15 @@ class IamService:
         }
         for method, (impl, deserializer, serializer) in self.extra_methods.items():
             method_handlers[method] = grpc.unary_unary_rpc_method_handler(
-                self._wrap(method, impl), request_deserializer=deserializer, response_serializer=serializer
+                self._wrap(method, impl),
+                request_deserializer=deserializer,
+                response_serializer=serializer,
             )
         return grpc.method_handlers_generic_handler(SERVICE_NAME, method_handlers)
 
-    def _wrap(self, method: str, impl: Callable[[Any], Any]) -> Callable[[Any, grpc.ServicerContext], Any]:
+    def _wrap(
+        self, method: str, impl: Callable[[Any], Any]
+    ) -> Callable[[Any, grpc.ServicerContext], Any]:
         def handler(request: Any, context: grpc.ServicerContext) -> Any:
             with self.state.lock:
                 counters = self.state.counters
@@ -148,7 +209,9 @@ class IamService:
         with self.state.lock:
             return self.state.account_message(self.state.resolve_account(request.name))
 
-    def _list_accounts(self, request: iam.ListServiceAccountsRequest) -> iam.ListServiceAccountsResponse:
+    def _list_accounts(
+        self, request: iam.ListServiceAccountsRequest
+    ) -> iam.ListServiceAccountsResponse:
         match = PROJECT_RE.match(request.name)
         if match is None or match.group(1) == "-":
             raise RpcFailure(grpc.StatusCode.INVALID_ARGUMENT, MSG_INVALID_ARGUMENT)
@@ -162,7 +225,11 @@ class IamService:
         now = time.time()
         with self.state.lock:
             accounts = sorted(
-                (a for a in self.state.accounts.values() if a.project == project and a.hidden_until <= now),
+                (
+                    a
+                    for a in self.state.accounts.values()
+                    if a.project == project and a.hidden_until <= now
+                ),
                 key=lambda a: a.email,
             )
             page = [self.state.account_message(a) for a in accounts[offset : offset + page_size]]
@@ -202,7 +269,9 @@ class IamService:
         return empty_pb2.Empty()
 
     # ------------------------------------------------------------------ keys
-    def _list_keys(self, request: iam.ListServiceAccountKeysRequest) -> iam.ListServiceAccountKeysResponse:
+    def _list_keys(
+        self, request: iam.ListServiceAccountKeysRequest
+    ) -> iam.ListServiceAccountKeysResponse:
         wanted = list(request.key_types)
         # Documented: KEY_TYPE_UNSPECIFIED in the filter is an error, and so are duplicates.
         if KeyType.KEY_TYPE_UNSPECIFIED in wanted or len(set(wanted)) != len(wanted):
@@ -225,7 +294,9 @@ class IamService:
         state, knobs = self.state, self.knobs
         with state.lock:
             account = state.resolve_account(request.name)
-            knobs.check_key_creation(account.project, account.email, state.user_key_count(account), creating=True)
+            knobs.check_key_creation(
+                account.project, account.email, state.user_key_count(account), creating=True
+            )
             email, project, client_id = account.email, account.project, account.unique_id
             key_id = state.new_key_id()
             propagation = knobs.propagation_for(email)
@@ -238,7 +309,9 @@ class IamService:
         if output == iam.ServiceAccountPrivateKeyType.TYPE_UNSPECIFIED:
             output = iam.ServiceAccountPrivateKeyType.TYPE_GOOGLE_CREDENTIALS_FILE
         now = utcnow()
-        valid_before = NEVER_EXPIRES if expiry_hours is None else now + dt.timedelta(hours=expiry_hours)
+        valid_before = (
+            NEVER_EXPIRES if expiry_hours is None else now + dt.timedelta(hours=expiry_hours)
+        )
         token_uri, http_url = self._urls()
         # Slow part, done without the lock.
         issued = issuing.issue(
@@ -269,7 +342,9 @@ class IamService:
         )
         with state.lock:
             self._add_user_key(email, key)
-            state.minted.append(MintedKey(key_id, email, issued.private_key_pem, issued.private_key_data))
+            state.minted.append(
+                MintedKey(key_id, email, issued.private_key_pem, issued.private_key_data)
+            )
             response = state.key_message(key)
         response.private_key_type = output
         response.private_key_data = issued.private_key_data
@@ -281,7 +356,9 @@ class IamService:
         account = self.state.accounts.get(email)
         if account is None:
             raise account_not_found(f"projects/-/serviceAccounts/{email}")
-        self.knobs.check_key_creation(account.project, email, self.state.user_key_count(account), creating=False)
+        self.knobs.check_key_creation(
+            account.project, email, self.state.user_key_count(account), creating=False
+        )
         self.state.keys[key.key_id] = key
         account.key_ids.append(key.key_id)
 
@@ -301,7 +378,9 @@ class IamService:
             account = self.state.resolve_account(request.name)
             existing = self.state.keys.get(key_id)
             if existing is not None and not existing.deleted:
-                raise RpcFailure(grpc.StatusCode.ALREADY_EXISTS, f"Service account key {key_id} already exists.")
+                raise RpcFailure(
+                    grpc.StatusCode.ALREADY_EXISTS, f"Service account key {key_id} already exists."
+                )
             if existing is not None:  # re-upload of a deleted key: start a fresh record
                 previous_owner = self.state.accounts.get(existing.email)
                 if previous_owner is not None:

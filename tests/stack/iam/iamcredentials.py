@@ -36,8 +36,9 @@ MSG_NO_ACCOUNT = "Not found; Gaia id not found for email {email}"
 _PATH = re.compile(r"^/v1/projects/-/serviceAccounts/([^/:]+):generateAccessToken$")
 
 
-def _error(status: int, grpc_status: str, message: str, details: list[dict[str, Any]] | None = None
-           ) -> tuple[int, dict[str, Any]]:
+def _error(
+    status: int, grpc_status: str, message: str, details: list[dict[str, Any]] | None = None
+) -> tuple[int, dict[str, Any]]:
     error: dict[str, Any] = {"code": status, "message": message, "status": grpc_status}
     if details:
         error["details"] = details
@@ -64,13 +65,26 @@ class IamCredentials:
             account = state.accounts.get(email)
             if account is None:
                 return _error(404, "NOT_FOUND", MSG_NO_ACCOUNT.format(email=email))
-            if not keyless.policies.grants(email, WORKLOAD_IDENTITY_USER, federated.pool_name, federated.subject,
-                                           federated.attributes):
+            if not keyless.policies.grants(
+                email,
+                WORKLOAD_IDENTITY_USER,
+                federated.pool_name,
+                federated.subject,
+                federated.attributes,
+            ):
                 keyless.denials.append(f"{federated.subject} -> {email}")
-                info = {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "IAM_PERMISSION_DENIED",
-                        "domain": "iam.googleapis.com", "metadata": {"permission": GET_ACCESS_TOKEN}}
-                return _error(403, "PERMISSION_DENIED", MSG_PERMISSION_DENIED.format(permission=GET_ACCESS_TOKEN),
-                              [info])
+                info = {
+                    "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                    "reason": "IAM_PERMISSION_DENIED",
+                    "domain": "iam.googleapis.com",
+                    "metadata": {"permission": GET_ACCESS_TOKEN},
+                }
+                return _error(
+                    403,
+                    "PERMISSION_DENIED",
+                    MSG_PERMISSION_DENIED.format(permission=GET_ACCESS_TOKEN),
+                    [info],
+                )
         try:
             body = request.json()
             lifetime = float(str(body.get("lifetime", "3600s")).removesuffix("s"))

@@ -28,7 +28,10 @@ class IssuedKey:
 
 
 def self_signed_cert(
-    private_key: rsa.RSAPrivateKey, common_name: str, not_before: dt.datetime, not_after: dt.datetime
+    private_key: rsa.RSAPrivateKey,
+    common_name: str,
+    not_before: dt.datetime,
+    not_after: dt.datetime,
 ) -> bytes:
     """A self-signed X.509 PEM certificate, the form in which Google publishes key public halves."""
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
@@ -75,12 +78,20 @@ def issue(
             serialization.BestAvailableEncryption(b"notasecret"),
         )
     else:
-        data = _key_file_json(private_key_pem, key_id, email, project, client_id, token_uri, http_url)
+        data = _key_file_json(
+            private_key_pem, key_id, email, project, client_id, token_uri, http_url
+        )
     return IssuedKey(private_key.public_key(), cert_pem, private_key_pem, data)
 
 
 def _key_file_json(
-    private_key_pem: str, key_id: str, email: str, project: str, client_id: str, token_uri: str, http_url: str
+    private_key_pem: str,
+    key_id: str,
+    email: str,
+    project: str,
+    client_id: str,
+    token_uri: str,
+    http_url: str,
 ) -> bytes:
     # Field order and formatting follow the key files Google hands out; `token_uri` points at the
     # emulator so google-auth can use the key end to end.
@@ -94,7 +105,8 @@ def _key_file_json(
         "auth_uri": "https://accounts.google.com/o/oauth2/auth",
         "token_uri": token_uri,
         "auth_provider_x509_cert_url": "https://www.googleapis.com/oauth2/v1/certs",
-        "client_x509_cert_url": f"{http_url}/robot/v1/metadata/x509/" + urllib.parse.quote(email, safe=""),
+        "client_x509_cert_url": f"{http_url}/robot/v1/metadata/x509/"
+        + urllib.parse.quote(email, safe=""),
         "universe_domain": "googleapis.com",
     }
     return (json.dumps(info, indent=2) + "\n").encode()

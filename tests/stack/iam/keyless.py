@@ -41,7 +41,9 @@ class Keyless:
         self.aws_endpoint = ""
         self.federated_tokens_issued = 0
         self.impersonated_tokens_issued = 0
-        self.subject_access_keys: list[str] = []  # the AWS access key id of each accepted exchange, in order
+        self.subject_access_keys: list[
+            str
+        ] = []  # the AWS access key id of each accepted exchange, in order
         self.sts_rejections: list[str] = []  # error descriptions, newest last
         self.denials: list[str] = []  # generateAccessToken refusals
         self.reset_knobs()
@@ -70,17 +72,22 @@ class Keyless:
             except ValueError:
                 parsed = {}
             # The JSON form of the API uses camelCase names (subjectToken, grantType, ...).
-            form = {_snake(k): str(v) for k, v in parsed.items()} if isinstance(parsed, dict) else {}
+            form = (
+                {_snake(k): str(v) for k, v in parsed.items()} if isinstance(parsed, dict) else {}
+            )
         else:
             form = {k: v[0] for k, v in urllib.parse.parse_qs(raw).items()}
         return self.sts.exchange(form)
 
     def stats(self) -> dict[str, Any]:
         """Call with state.lock held."""
-        return {"federated_tokens_issued": self.federated_tokens_issued,
-                "impersonated_tokens_issued": self.impersonated_tokens_issued,
-                "subject_access_keys": list(self.subject_access_keys),
-                "sts_rejections": list(self.sts_rejections), "impersonation_denials": list(self.denials)}
+        return {
+            "federated_tokens_issued": self.federated_tokens_issued,
+            "impersonated_tokens_issued": self.impersonated_tokens_issued,
+            "subject_access_keys": list(self.subject_access_keys),
+            "sts_rejections": list(self.sts_rejections),
+            "impersonation_denials": list(self.denials),
+        }
 
 
 def _snake(name: str) -> str:

@@ -22,10 +22,21 @@ from tests.stack.iam.errors import MSG_INVALID_ARGUMENT, RpcFailure
 from tests.stack.iam.state import IamState
 
 # terraform-provider-google#4276, googleapis/google-cloud-go#1906: the text of a lost etag race.
-MSG_CONCURRENT_CHANGE = ("There were concurrent policy changes. Please retry the whole read-modify-write with "
-                         "exponential backoff.")
-_MEMBER_PREFIXES = ("user:", "serviceAccount:", "group:", "domain:", "principal://", "principalSet://",
-                    "allUsers", "allAuthenticatedUsers", "deleted:")
+MSG_CONCURRENT_CHANGE = (
+    "There were concurrent policy changes. Please retry the whole read-modify-write with "
+    "exponential backoff."
+)
+_MEMBER_PREFIXES = (
+    "user:",
+    "serviceAccount:",
+    "group:",
+    "domain:",
+    "principal://",
+    "principalSet://",
+    "allUsers",
+    "allAuthenticatedUsers",
+    "deleted:",
+)
 _IAM = "//iam.googleapis.com/"
 
 
@@ -36,10 +47,16 @@ class Policies:
 
     def methods(self) -> dict[str, tuple[Any, Any, Any]]:
         return {
-            "GetIamPolicy": (self._get, iam_policy_pb2.GetIamPolicyRequest.FromString,
-                             policy_pb2.Policy.SerializeToString),
-            "SetIamPolicy": (self._set, iam_policy_pb2.SetIamPolicyRequest.FromString,
-                             policy_pb2.Policy.SerializeToString),
+            "GetIamPolicy": (
+                self._get,
+                iam_policy_pb2.GetIamPolicyRequest.FromString,
+                policy_pb2.Policy.SerializeToString,
+            ),
+            "SetIamPolicy": (
+                self._set,
+                iam_policy_pb2.SetIamPolicyRequest.FromString,
+                policy_pb2.Policy.SerializeToString,
+            ),
         }
 
     def _current(self, email: str) -> policy_pb2.Policy:
@@ -62,32 +79,45 @@ class Policies:
                 raise RpcFailure(grpc.StatusCode.INVALID_ARGUMENT, MSG_INVALID_ARGUMENT)
             for member in binding.members:
                 if not member.startswith(_MEMBER_PREFIXES):
-                    raise RpcFailure(grpc.StatusCode.INVALID_ARGUMENT, f"Invalid principal: {member}")
+                    raise RpcFailure(
+                        grpc.StatusCode.INVALID_ARGUMENT, f"Invalid principal: {member}"
+                    )
         with self.state.lock:
             account = self.state.resolve_account(request.resource)
             current = self._current(account.email)
             if request.policy.etag and request.policy.etag != current.etag:
                 raise RpcFailure(grpc.StatusCode.ABORTED, MSG_CONCURRENT_CHANGE)
-            stored = policy_pb2.Policy(version=request.policy.version or 1, etag=secrets.token_bytes(8))
+            stored = policy_pb2.Policy(
+                version=request.policy.version or 1, etag=secrets.token_bytes(8)
+            )
             stored.bindings.extend(request.policy.bindings)
             self.policies[account.email] = stored
             answer = policy_pb2.Policy()
             answer.CopyFrom(stored)
             return answer
 
-    def grants(self, email: str, role: str, pool_name: str, subject: str, attributes: Mapping[str, Any]) -> bool:
+    def grants(
+        self, email: str, role: str, pool_name: str, subject: str, attributes: Mapping[str, Any]
+    ) -> bool:
         """Does `role` on the account name this federated identity? `pool_name` is
         projects/N/locations/global/workloadIdentityPools/P. Call with state.lock held."""
         base = _IAM + pool_name
         names = {f"principal:{base}/subject/{subject}", f"principalSet:{base}/*"}
-        names |= {f"principalSet:{base}/attribute.{key.removeprefix('attribute.')}/{value}"
-                  for key, value in attributes.items() if key.startswith("attribute.")}
+        names |= {
+            f"principalSet:{base}/attribute.{key.removeprefix('attribute.')}/{value}"
+            for key, value in attributes.items()
+            if key.startswith("attribute.")
+        }
         policy = self.policies.get(email)
         if policy is None:
             return False
-        return any(binding.role == role and names & set(binding.members) for binding in policy.bindings)
+        return any(
+            binding.role == role and names & set(binding.members) for binding in policy.bindings
+        )
 
     def members(self, email: str, role: str) -> list[str]:
         with self.state.lock:
             policy = self.policies.get(email)
-            return [m for b in (policy.bindings if policy else []) if b.role == role for m in b.members]
+            return [
+                m for b in (policy.bindings if policy else []) if b.role == role for m in b.members
+            ]

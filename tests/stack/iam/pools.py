@@ -39,17 +39,23 @@ PREFIX = "/v1/projects/"
 # Documented: "Deleted pools ... can be undeleted within 30 days".
 SOFT_DELETE = dt.timedelta(days=30)
 _ID = re.compile(r"[a-z0-9-]{4,32}")
-_PATH = re.compile(r"^/v1/projects/([^/]+)/locations/global/workloadIdentityPools"
-                   r"(?:/([^/:]+)(?:/providers(?:/([^/:]+))?)?(?:/operations/([^/:]+))?)?(:undelete)?$")
+_PATH = re.compile(
+    r"^/v1/projects/([^/]+)/locations/global/workloadIdentityPools"
+    r"(?:/([^/:]+)(?:/providers(?:/([^/:]+))?)?(?:/operations/([^/:]+))?)?(:undelete)?$"
+)
 # Google's default for AWS providers (https://cloud.google.com/iam/docs/workload-identity-federation-with-other-clouds).
 DEFAULT_AWS_MAPPING = {
     "google.subject": "assertion.arn",
-    "attribute.aws_role": ("assertion.arn.contains('assumed-role') ? "
-                           "assertion.arn.extract('{account_arn}assumed-role/') + 'assumed-role/' + "
-                           "assertion.arn.extract('assumed-role/{role_name}/') : assertion.arn"),
+    "attribute.aws_role": (
+        "assertion.arn.contains('assumed-role') ? "
+        "assertion.arn.extract('{account_arn}assumed-role/') + 'assumed-role/' + "
+        "assertion.arn.extract('assumed-role/{role_name}/') : assertion.arn"
+    ),
 }
 # Illustrative texts (shape of Google's INVALID_ARGUMENT / FAILED_PRECONDITION answers; not quoted).
-MSG_BAD_ID = "The {what} id {id!r} is invalid: it must be 4 to 32 lowercase letters, digits or hyphens."
+MSG_BAD_ID = (
+    "The {what} id {id!r} is invalid: it must be 4 to 32 lowercase letters, digits or hyphens."
+)
 MSG_BAD_ACCOUNT = "aws.accountId must be a 12-digit AWS account ID."
 MSG_BAD_CEL = "Invalid CEL expression in {where}: {why}"
 MSG_POOL_DELETED = "The workload identity pool {name} is deleted."
@@ -60,7 +66,9 @@ def project_number(project_id: str) -> str:
     """A stable 12-digit project number for a project id (real numbers are decimal, 12 digits)."""
     import hashlib
 
-    return str(100000000000 + int(hashlib.sha256(project_id.encode()).hexdigest(), 16) % 900000000000)
+    return str(
+        100000000000 + int(hashlib.sha256(project_id.encode()).hexdigest(), 16) % 900000000000
+    )
 
 
 def _utc(when: dt.datetime) -> str:
@@ -79,10 +87,15 @@ class Provider:
     deleted_at: dt.datetime | None = None
 
     def body(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"name": self.name, "displayName": self.display_name, "description": self.description,
-                                "state": "DELETED" if self.deleted_at else "ACTIVE", "disabled": self.disabled,
-                                "attributeMapping": dict(self.attribute_mapping),
-                                "aws": {"accountId": self.aws_account_id}}
+        body: dict[str, Any] = {
+            "name": self.name,
+            "displayName": self.display_name,
+            "description": self.description,
+            "state": "DELETED" if self.deleted_at else "ACTIVE",
+            "disabled": self.disabled,
+            "attributeMapping": dict(self.attribute_mapping),
+            "aws": {"accountId": self.aws_account_id},
+        }
         if self.attribute_condition:
             body["attributeCondition"] = self.attribute_condition
         if self.deleted_at:
@@ -100,8 +113,13 @@ class Pool:
     providers: dict[str, Provider] = field(default_factory=dict)
 
     def body(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"name": self.name, "displayName": self.display_name, "description": self.description,
-                                "state": "DELETED" if self.deleted_at else "ACTIVE", "disabled": self.disabled}
+        body: dict[str, Any] = {
+            "name": self.name,
+            "displayName": self.display_name,
+            "description": self.description,
+            "state": "DELETED" if self.deleted_at else "ACTIVE",
+            "disabled": self.disabled,
+        }
         if self.deleted_at:
             body["expireTime"] = _utc(self.deleted_at + SOFT_DELETE)
         return body
@@ -140,8 +158,11 @@ class Pools:
 
     def provider_by_audience(self, audience: str) -> tuple[Pool, Provider] | None:
         """The ACTIVE, enabled pool and provider an STS audience names, or None."""
-        match = re.fullmatch(r"//iam\.googleapis\.com/projects/(\d+)/locations/global/"
-                             r"workloadIdentityPools/([^/]+)/providers/([^/]+)", audience)
+        match = re.fullmatch(
+            r"//iam\.googleapis\.com/projects/(\d+)/locations/global/"
+            r"workloadIdentityPools/([^/]+)/providers/([^/]+)",
+            audience,
+        )
         if match is None:
             return None
         pool = self.pools.get((match.group(1), match.group(2)))
@@ -159,13 +180,26 @@ class Pools:
         with self.emu.state.lock:
             number = self.number(project)
             project_id = self.project_ids.get(number, project)
-        kind = "WorkloadIdentityPoolProvider" if "/providers" in request.path else "WorkloadIdentityPool"
-        method, impl = self._dispatch(request, kind, number, pool_id, provider_id, operation, bool(undelete))
+        kind = (
+            "WorkloadIdentityPoolProvider"
+            if "/providers" in request.path
+            else "WorkloadIdentityPool"
+        )
+        method, impl = self._dispatch(
+            request, kind, number, pool_id, provider_id, operation, bool(undelete)
+        )
         return rest.call(self.emu.state, self.emu.knobs, method, project_id, impl)
 
-    def _dispatch(self, request: HttpRequest, kind: str, number: str, pool_id: str | None,
-                  provider_id: str | None, operation: str | None, undelete: bool
-                  ) -> tuple[str, Callable[[], Any]]:
+    def _dispatch(
+        self,
+        request: HttpRequest,
+        kind: str,
+        number: str,
+        pool_id: str | None,
+        provider_id: str | None,
+        operation: str | None,
+        undelete: bool,
+    ) -> tuple[str, Callable[[], Any]]:
         verb = request.method
         query = {k: v[0] for k, v in request.query.items()}
         if operation is not None and verb == "GET":
@@ -182,7 +216,9 @@ class Pools:
         elif verb == "DELETE":
             return f"Delete{kind}", lambda: self._set_deleted(number, pool_id, provider_id, True)
         elif verb == "PATCH" and provider_id is not None:
-            return f"Update{kind}", lambda: self._patch(request, number, pool_id, provider_id, query)
+            return f"Update{kind}", lambda: self._patch(
+                request, number, pool_id, provider_id, query
+            )
         return f"Unknown{kind}", self._unknown
 
     @staticmethod
@@ -221,17 +257,23 @@ class Pools:
         show_deleted = query.get("showDeleted") == "true"
         with self.emu.state.lock:
             if pool_id is None:
-                items: list[Pool | Provider] = [p for (n, _), p in sorted(self.pools.items()) if n == number]
+                items: list[Pool | Provider] = [
+                    p for (n, _), p in sorted(self.pools.items()) if n == number
+                ]
                 key = "workloadIdentityPools"
             else:
                 items = list(self.pool(number, pool_id).providers.values())
                 key = "workloadIdentityPoolProviders"
             return {key: [i.body() for i in items if show_deleted or not i.deleted_at]}
 
-    def _create(self, request: HttpRequest, number: str, pool_id: str | None, query: dict[str, str]) -> Any:
+    def _create(
+        self, request: HttpRequest, number: str, pool_id: str | None, query: dict[str, str]
+    ) -> Any:
         body = request.json()
         what = "workload identity pool provider" if pool_id else "workload identity pool"
-        new_id = query.get("workloadIdentityPoolProviderId" if pool_id else "workloadIdentityPoolId", "")
+        new_id = query.get(
+            "workloadIdentityPoolProviderId" if pool_id else "workloadIdentityPoolId", ""
+        )
         if not _ID.fullmatch(new_id) or new_id.startswith("gcp-"):
             raise rest.invalid(MSG_BAD_ID.format(what=what, id=new_id))
         base = f"projects/{number}/locations/global/workloadIdentityPools"
@@ -239,49 +281,88 @@ class Pools:
             if pool_id is None:
                 if (number, new_id) in self.pools:
                     raise RpcFailure(grpc.StatusCode.ALREADY_EXISTS, rest.MSG_ALREADY_EXISTS)
-                pool = Pool(f"{base}/{new_id}", str(body.get("displayName", "")), str(body.get("description", "")),
-                            bool(body.get("disabled", False)))
+                pool = Pool(
+                    f"{base}/{new_id}",
+                    str(body.get("displayName", "")),
+                    str(body.get("description", "")),
+                    bool(body.get("disabled", False)),
+                )
                 self.pools[(number, new_id)] = pool
                 return self._operation(pool.name, pool.body())
             pool = self.pool(number, pool_id)
             if pool.deleted_at:
-                raise RpcFailure(grpc.StatusCode.FAILED_PRECONDITION, MSG_POOL_DELETED.format(name=pool.name))
+                raise RpcFailure(
+                    grpc.StatusCode.FAILED_PRECONDITION, MSG_POOL_DELETED.format(name=pool.name)
+                )
             if new_id in pool.providers:
                 raise RpcFailure(grpc.StatusCode.ALREADY_EXISTS, rest.MSG_ALREADY_EXISTS)
-            provider = Provider(f"{pool.name}/providers/{new_id}", str(body.get("displayName", "")),
-                                str(body.get("description", "")), bool(body.get("disabled", False)))
-            self._apply_provider_fields(provider, body, ("aws", "attributeMapping", "attributeCondition"))
+            provider = Provider(
+                f"{pool.name}/providers/{new_id}",
+                str(body.get("displayName", "")),
+                str(body.get("description", "")),
+                bool(body.get("disabled", False)),
+            )
+            self._apply_provider_fields(
+                provider, body, ("aws", "attributeMapping", "attributeCondition")
+            )
             pool.providers[new_id] = provider
             return self._operation(provider.name, provider.body())
 
-    def _apply_provider_fields(self, provider: Provider, body: dict[str, Any], fields: tuple[str, ...]) -> None:
+    def _apply_provider_fields(
+        self, provider: Provider, body: dict[str, Any], fields: tuple[str, ...]
+    ) -> None:
         if "aws" in fields:
             account = str((body.get("aws") or {}).get("accountId", ""))
             if not re.fullmatch(r"\d{12}", account):
                 raise rest.invalid(MSG_BAD_ACCOUNT)
             provider.aws_account_id = account
         if "attributeMapping" in fields:
-            mapping = {str(k): str(v) for k, v in (body.get("attributeMapping") or DEFAULT_AWS_MAPPING).items()}
+            mapping = {
+                str(k): str(v)
+                for k, v in (body.get("attributeMapping") or DEFAULT_AWS_MAPPING).items()
+            }
             for target, expression in mapping.items():
                 try:
                     cel_oracle.check(expression, ("assertion",))
                 except cel_oracle.CelRefused as exc:
-                    raise rest.invalid(MSG_BAD_CEL.format(where=f"attributeMapping[{target}]", why=exc)) from None
+                    raise rest.invalid(
+                        MSG_BAD_CEL.format(where=f"attributeMapping[{target}]", why=exc)
+                    ) from None
             provider.attribute_mapping = mapping
         if "attributeCondition" in fields:
             condition = str(body.get("attributeCondition") or "")
             try:
                 cel_oracle.check(condition) if condition else None
             except cel_oracle.CelRefused as exc:
-                raise rest.invalid(MSG_BAD_CEL.format(where="attributeCondition", why=exc)) from None
+                raise rest.invalid(
+                    MSG_BAD_CEL.format(where="attributeCondition", why=exc)
+                ) from None
             provider.attribute_condition = condition
-        for name, attr in (("displayName", "display_name"), ("description", "description"), ("disabled", "disabled")):
+        for name, attr in (
+            ("displayName", "display_name"),
+            ("description", "description"),
+            ("disabled", "disabled"),
+        ):
             if name in fields and name in body:
                 setattr(provider, attr, body[name])
 
-    def _patch(self, request: HttpRequest, number: str, pool_id: str, provider_id: str, query: dict[str, str]) -> Any:
+    def _patch(
+        self,
+        request: HttpRequest,
+        number: str,
+        pool_id: str,
+        provider_id: str,
+        query: dict[str, str],
+    ) -> Any:
         fields = tuple(f.strip() for f in query.get("updateMask", "").split(",") if f.strip())
-        known = ("displayName", "description", "disabled", "attributeMapping", "attributeCondition", "aws")
+        known = (
+            "displayName",
+            "description",
+            "disabled",
+            "attributeMapping",
+            "attributeCondition",
+            "aws",
+        )
         if not fields or any(f not in known for f in fields):
             raise rest.invalid("updateMask must list fields to update: " + ", ".join(known))
         with self.emu.state.lock:
@@ -298,8 +379,14 @@ class Pools:
             if delete and resource.deleted_at:
                 raise rest.not_found()  # deleting a deleted resource: it is not there any more
             if not delete and not resource.deleted_at:
-                what = "workload identity pool" if provider_id is None else "workload identity pool provider"
-                raise RpcFailure(grpc.StatusCode.FAILED_PRECONDITION, MSG_NOT_DELETED.format(what=what,
-                                                                                            name=resource.name))
+                what = (
+                    "workload identity pool"
+                    if provider_id is None
+                    else "workload identity pool provider"
+                )
+                raise RpcFailure(
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                    MSG_NOT_DELETED.format(what=what, name=resource.name),
+                )
             resource.deleted_at = dt.datetime.now(dt.UTC) if delete else None
             return self._operation(resource.name, resource.body())

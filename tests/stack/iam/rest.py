@@ -41,7 +41,9 @@ MSG_ALREADY_EXISTS = "Requested entity already exists"
 
 def error_body(failure: RpcFailure) -> tuple[int, dict[str, Any]]:
     status = HTTP_STATUS.get(failure.code, 500)
-    return status, {"error": {"code": status, "message": failure.message, "status": failure.code.name}}
+    return status, {
+        "error": {"code": status, "message": failure.message, "status": failure.code.name}
+    }
 
 
 def not_found() -> RpcFailure:
@@ -52,8 +54,9 @@ def invalid(message: str) -> RpcFailure:
     return RpcFailure(grpc.StatusCode.INVALID_ARGUMENT, message)
 
 
-def call(state: IamState, knobs: Knobs, method: str, project: str | None,
-         impl: Callable[[], Any]) -> tuple[int, Any]:
+def call(
+    state: IamState, knobs: Knobs, method: str, project: str | None, impl: Callable[[], Any]
+) -> tuple[int, Any]:
     """Run one REST method the way IamService._wrap runs a gRPC one; answers (HTTP status, body)."""
     with state.lock:
         state.counters.calls[method] += 1

@@ -145,7 +145,8 @@ class IamState:
         return [
             key_id
             for key_id in account.key_ids
-            if self.keys[key_id].key_type == KeyType.USER_MANAGED and (include_deleted or not self.keys[key_id].deleted)
+            if self.keys[key_id].key_type == KeyType.USER_MANAGED
+            and (include_deleted or not self.keys[key_id].deleted)
         ]
 
     def key_of(self, email: str, key_id: str) -> Key:
@@ -255,7 +256,9 @@ class IamState:
     def certificate(self, key: Key) -> bytes:
         if key.cert_pem is None:
             signer = self._system_key_signer()
-            key.cert_pem = issuing.self_signed_cert(signer, key.email, key.valid_after, key.valid_before)
+            key.cert_pem = issuing.self_signed_cert(
+                signer, key.email, key.valid_after, key.valid_before
+            )
             key.public_key = signer.public_key()
         return key.cert_pem
 
@@ -267,14 +270,26 @@ class IamState:
 
     # ------------------------------------------------------------------ changes
     def create_account(
-        self, project: str, account_id: str, display_name: str, description: str, hidden_for_s: float, hidden_calls: int
+        self,
+        project: str,
+        account_id: str,
+        display_name: str,
+        description: str,
+        hidden_for_s: float,
+        hidden_calls: int,
     ) -> iam.ServiceAccount:
         if not project or project == "-" or "/" in project:
             raise RpcFailure(grpc.StatusCode.INVALID_ARGUMENT, MSG_INVALID_ARGUMENT)
         if not 6 <= len(account_id) <= 30:
-            raise RpcFailure(grpc.StatusCode.INVALID_ARGUMENT, MSG_ACCOUNT_ID_LENGTH.format(account_id=account_id))
+            raise RpcFailure(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                MSG_ACCOUNT_ID_LENGTH.format(account_id=account_id),
+            )
         if _ACCOUNT_ID_RE.fullmatch(account_id) is None:
-            raise RpcFailure(grpc.StatusCode.INVALID_ARGUMENT, MSG_ACCOUNT_ID_PATTERN.format(account_id=account_id))
+            raise RpcFailure(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                MSG_ACCOUNT_ID_PATTERN.format(account_id=account_id),
+            )
         # Documented limits: display name 100 UTF-8 bytes, description 256.
         if len(display_name.encode()) > 100 or len(description.encode()) > 256:
             raise RpcFailure(grpc.StatusCode.INVALID_ARGUMENT, MSG_INVALID_ARGUMENT)
@@ -284,7 +299,11 @@ class IamState:
                 raise RpcFailure(
                     grpc.StatusCode.ALREADY_EXISTS,
                     MSG_ACCOUNT_EXISTS.format(account_id=account_id, project=project),
-                    [error_details_pb2.ResourceInfo(resource_name=f"projects/{project}/serviceAccounts/{email}")],
+                    [
+                        error_details_pb2.ResourceInfo(
+                            resource_name=f"projects/{project}/serviceAccounts/{email}"
+                        )
+                    ],
                 )
             unique_id = self._new_unique_id()
             account = Account(project, account_id, email, unique_id, display_name, description)

@@ -40,8 +40,10 @@ AWS_SUBJECT_TOKEN_TYPE = "urn:ietf:params:aws:token-type:aws4_request"
 SIGV4_WINDOW = dt.timedelta(minutes=15)
 
 # google-github-actions/auth#202 (quoting sts.googleapis.com).
-MSG_INVALID_TARGET = ("The target service indicated by the \"audience\" parameters is invalid. This might either be "
-                      "because the pool or provider is disabled or deleted or because it doesn't exist.")
+MSG_INVALID_TARGET = (
+    'The target service indicated by the "audience" parameters is invalid. This might either be '
+    "because the pool or provider is disabled or deleted or because it doesn't exist."
+)
 # terraform-google-modules/terraform-example-foundation#1362 (error "unauthorized_client").
 MSG_CONDITION_REJECTED = "The given credential is rejected by the attribute condition."
 # googleapis/google-api-python-client#1136: a subject token that is not the expected JSON.
@@ -53,8 +55,12 @@ MSG_UNKNOWN_KEY = "The security token included in the request is invalid."
 # Illustrative (no public quote found): the shapes of Google's other invalid_grant answers.
 MSG_NOT_GET_CALLER_IDENTITY = "The subject token is not a signed AWS STS GetCallerIdentity request."
 MSG_TARGET_MISMATCH = "The x-goog-cloud-target-resource header does not match the audience."
-MSG_BAD_SCOPE = "The AWS request's credential scope {scope!r} does not match its region, date or service."
-MSG_WRONG_ACCOUNT = "The AWS account {account} is not the account {expected} configured in the provider."
+MSG_BAD_SCOPE = (
+    "The AWS request's credential scope {scope!r} does not match its region, date or service."
+)
+MSG_WRONG_ACCOUNT = (
+    "The AWS account {account} is not the account {expected} configured in the provider."
+)
 MSG_NO_SUBJECT = "The mapped google.subject is empty."
 
 _HOST = re.compile(r"^sts(?:\.([a-z0-9-]+))?\.amazonaws\.com$")
@@ -92,9 +98,13 @@ class SecurityTokenService:
 
     def _exchange(self, form: dict[str, str]) -> dict[str, Any]:
         if form.get("grant_type") != TOKEN_EXCHANGE_GRANT:
-            raise Refused("unsupported_grant_type", f"Invalid grant_type: {form.get('grant_type', '')}")
-        if form.get("subject_token_type") != AWS_SUBJECT_TOKEN_TYPE or \
-                form.get("requested_token_type") != ACCESS_TOKEN_TYPE:
+            raise Refused(
+                "unsupported_grant_type", f"Invalid grant_type: {form.get('grant_type', '')}"
+            )
+        if (
+            form.get("subject_token_type") != AWS_SUBJECT_TOKEN_TYPE
+            or form.get("requested_token_type") != ACCESS_TOKEN_TYPE
+        ):
             raise Refused("invalid_request", "Invalid subject_token_type or requested_token_type.")
         audience = form.get("audience", "")
         with self.keyless.state.lock:
@@ -110,14 +120,20 @@ class SecurityTokenService:
         arn = self._replay(request, headers)
         account = arn.split(":")[4]
         if account != provider.aws_account_id:
-            raise Refused("invalid_grant", MSG_WRONG_ACCOUNT.format(account=account,
-                                                                    expected=provider.aws_account_id))
+            raise Refused(
+                "invalid_grant",
+                MSG_WRONG_ACCOUNT.format(account=account, expected=provider.aws_account_id),
+            )
         assertion = {"arn": arn}
         try:
             attributes = cel_oracle.map_attributes(provider.attribute_mapping, assertion)
-            accepted = cel_oracle.condition_accepts(provider.attribute_condition, assertion, attributes)
+            accepted = cel_oracle.condition_accepts(
+                provider.attribute_condition, assertion, attributes
+            )
         except cel_oracle.CelRefused as exc:
-            raise Refused("invalid_grant", f"Attribute mapping or condition failed: {exc}") from None
+            raise Refused(
+                "invalid_grant", f"Attribute mapping or condition failed: {exc}"
+            ) from None
         if not attributes.get("google.subject"):
             raise Refused("invalid_grant", MSG_NO_SUBJECT)
         if not accepted:
@@ -125,24 +141,37 @@ class SecurityTokenService:
         lifetime = self.keyless.token_lifetime_s
         token = "ya29.d.emulated-federated-" + secrets.token_urlsafe(32)
         with self.keyless.state.lock:
-            self.tokens[token] = FederatedToken(pool.name, str(attributes["google.subject"]), attributes,
-                                                time.time() + lifetime)
+            self.tokens[token] = FederatedToken(
+                pool.name, str(attributes["google.subject"]), attributes, time.time() + lifetime
+            )
             self.keyless.federated_tokens_issued += 1
             # Which AWS credentials signed it (the access key id only, never the secret): a test can
             # see the application's second exchange use rotated task-role credentials.
             signer = re.search(r"Credential=([A-Z0-9]+)/", headers.get("authorization", ""))
             self.keyless.subject_access_keys.append(signer.group(1) if signer else "")
-        return {"access_token": token, "issued_token_type": ACCESS_TOKEN_TYPE, "token_type": "Bearer",
-                "expires_in": int(lifetime)}
+        return {
+            "access_token": token,
+            "issued_token_type": ACCESS_TOKEN_TYPE,
+            "token_type": "Bearer",
+            "expires_in": int(lifetime),
+        }
 
     def _replay(self, request: dict[str, Any], headers: dict[str, str]) -> str:
         endpoint = self.keyless.aws_endpoint
         if not endpoint:
-            raise Refused("invalid_grant", "emulator: no AWS endpoint to replay GetCallerIdentity to")
+            raise Refused(
+                "invalid_grant", "emulator: no AWS endpoint to replay GetCallerIdentity to"
+            )
         query = urllib.parse.urlsplit(request["url"]).query
-        forwarded = {k: v for k, v in headers.items() if k not in ("host", "x-goog-cloud-target-resource")}
-        replay = urllib.request.Request(f"{endpoint}/?{query}", method=request["method"], headers=forwarded,
-                                        data=str(request.get("body") or "").encode() or None)
+        forwarded = {
+            k: v for k, v in headers.items() if k not in ("host", "x-goog-cloud-target-resource")
+        }
+        replay = urllib.request.Request(
+            f"{endpoint}/?{query}",
+            method=request["method"],
+            headers=forwarded,
+            data=str(request.get("body") or "").encode() or None,
+        )
         try:
             with urllib.request.urlopen(replay, timeout=10) as response:
                 document = response.read()
@@ -181,8 +210,13 @@ def _check_signature_scope(url: str, headers: dict[str, str]) -> None:
     parts = urllib.parse.urlsplit(url)
     host = _HOST.match(parts.hostname or "")
     query = urllib.parse.parse_qs(parts.query)
-    if parts.scheme != "https" or host is None or query.get("Action") != ["GetCallerIdentity"] \
-            or query.get("Version") != ["2011-06-15"] or headers.get("host", parts.hostname) != parts.hostname:
+    if (
+        parts.scheme != "https"
+        or host is None
+        or query.get("Action") != ["GetCallerIdentity"]
+        or query.get("Version") != ["2011-06-15"]
+        or headers.get("host", parts.hostname) != parts.hostname
+    ):
         raise Refused("invalid_grant", MSG_NOT_GET_CALLER_IDENTITY)
     credential = _CREDENTIAL.search(headers.get("authorization", ""))
     if not headers.get("authorization", "").startswith("AWS4-HMAC-SHA256 ") or credential is None:
@@ -194,8 +228,16 @@ def _check_signature_scope(url: str, headers: dict[str, str]) -> None:
     except ValueError:
         raise Refused("invalid_grant", MSG_NOT_GET_CALLER_IDENTITY) from None
     if service != "sts" or region != (host.group(1) or "us-east-1") or day != amz_date[:8]:
-        raise Refused("invalid_grant", MSG_BAD_SCOPE.format(scope=f"{day}/{region}/{service}/aws4_request"))
+        raise Refused(
+            "invalid_grant", MSG_BAD_SCOPE.format(scope=f"{day}/{region}/{service}/aws4_request")
+        )
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     if not now - SIGV4_WINDOW <= signed_at <= now + SIGV4_WINDOW:
-        raise Refused("invalid_grant", MSG_STALE.format(signed=amz_date, limit=(now - SIGV4_WINDOW).strftime(_AMZ_DATE),
-                                                        now=now.strftime(_AMZ_DATE)))
+        raise Refused(
+            "invalid_grant",
+            MSG_STALE.format(
+                signed=amz_date,
+                limit=(now - SIGV4_WINDOW).strftime(_AMZ_DATE),
+                now=now.strftime(_AMZ_DATE),
+            ),
+        )

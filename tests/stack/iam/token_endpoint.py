@@ -21,7 +21,12 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
-from tests.stack.iam.errors import OAUTH_ACCOUNT_NOT_FOUND, OAUTH_BAD_AUDIENCE, OAUTH_BAD_SIGNATURE, OAUTH_BAD_TIMES
+from tests.stack.iam.errors import (
+    OAUTH_ACCOUNT_NOT_FOUND,
+    OAUTH_BAD_AUDIENCE,
+    OAUTH_BAD_SIGNATURE,
+    OAUTH_BAD_TIMES,
+)
 from tests.stack.iam.faults import Knobs
 from tests.stack.iam.state import IamState, Key, KeyType
 
@@ -67,7 +72,12 @@ def _rs256_valid(key: Key, signing_input: bytes, signature: bytes) -> bool:
 
 
 def _live(key: Key) -> bool:
-    return key.key_type == KeyType.USER_MANAGED and not key.deleted and not key.disabled and key.public_key is not None
+    return (
+        key.key_type == KeyType.USER_MANAGED
+        and not key.deleted
+        and not key.disabled
+        and key.public_key is not None
+    )
 
 
 class TokenEndpoint:
@@ -82,7 +92,10 @@ class TokenEndpoint:
         if grant_type != JWT_BEARER_GRANT:
             with self.state.lock:
                 self.state.counters.rejected_grants += 1
-            return 400, {"error": "unsupported_grant_type", "error_description": f"Invalid grant_type: {grant_type}"}
+            return 400, {
+                "error": "unsupported_grant_type",
+                "error_description": f"Invalid grant_type: {grant_type}",
+            }
         try:
             with self.state.lock:
                 refusal = self.knobs.take_grant_refusal()
@@ -97,7 +110,11 @@ class TokenEndpoint:
         with self.state.lock:
             self.tokens[token] = AccessToken(email, key_id, time.time() + ACCESS_TOKEN_LIFETIME_S)
             self.state.counters.tokens_issued += 1
-        return 200, {"access_token": token, "expires_in": ACCESS_TOKEN_LIFETIME_S, "token_type": "Bearer"}
+        return 200, {
+            "access_token": token,
+            "expires_in": ACCESS_TOKEN_LIFETIME_S,
+            "token_type": "Bearer",
+        }
 
     def _verify(self, assertion: str) -> tuple[str, str]:
         try:
@@ -107,7 +124,11 @@ class TokenEndpoint:
             signature = _b64url_decode(signature_b64)
         except (ValueError, binascii.Error):
             raise GrantRefused(OAUTH_BAD_SIGNATURE) from None
-        if not isinstance(header, dict) or not isinstance(payload, dict) or header.get("alg") != "RS256":
+        if (
+            not isinstance(header, dict)
+            or not isinstance(payload, dict)
+            or header.get("alg") != "RS256"
+        ):
             raise GrantRefused(OAUTH_BAD_SIGNATURE)
         issuer, kid = payload.get("iss"), header.get("kid")
         signing_input = f"{header_b64}.{payload_b64}".encode()

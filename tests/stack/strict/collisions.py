@@ -30,7 +30,12 @@ def _already_exists(layer: StrictLayer, call: Call) -> tuple[str, int, str, str]
         name = str(body.get("Name", ""))
         # Source: getmoto/moto#9700, quoting real AWS: "ResourceExistsException ... The operation
         # failed because the secret Test already exists."
-        return name, 400, "ResourceExistsException", f"The operation failed because the secret {name} already exists."
+        return (
+            name,
+            400,
+            "ResourceExistsException",
+            f"The operation failed because the secret {name} already exists.",
+        )
     if operation == "CreateLogGroup":
         name = str(body.get("logGroupName", ""))
         # Source: https://docs.aws.amazon.com/AmazonCloudWatchLogs/latest/APIReference/API_CreateLogGroup.html
@@ -43,8 +48,14 @@ def _already_exists(layer: StrictLayer, call: Call) -> tuple[str, int, str, str]
         # Source: int128/create-ecr-repository-action and the ECR API reference
         # (RepositoryAlreadyExistsException, HTTP 400); text "The repository with name 'X' already
         # exists in the registry with id '123456789012'".
-        return name, 400, "RepositoryAlreadyExistsException", (
-            f"The repository with name '{name}' already exists in the registry with id '{registry}'")
+        return (
+            name,
+            400,
+            "RepositoryAlreadyExistsException",
+            (
+                f"The repository with name '{name}' already exists in the registry with id '{registry}'"
+            ),
+        )
     return None
 
 
@@ -59,9 +70,13 @@ def collide_first_create(layer: StrictLayer, call: Call) -> Answer | None:
         if key in seen:
             return None
         seen.add(key)
-    created = layer.after(call, layer.forward(call))  # other rules still see the create (role timing)
+    created = layer.after(
+        call, layer.forward(call)
+    )  # other rules still see the create (role timing)
     if created.status >= 300:
-        return created  # a real refusal (it did exist, or the request was bad): pass it on unchanged
+        return (
+            created  # a real refusal (it did exist, or the request was bad): pass it on unchanged
+        )
     with layer.state_lock:
         fired: Counter[str] = layer.state.setdefault("collisions_fired", Counter())
         fired[call.operation] += 1
@@ -69,11 +84,28 @@ def collide_first_create(layer: StrictLayer, call: Call) -> Answer | None:
 
 
 RULES = [
-    StrictRule("collisions.create_secret", "secretsmanager", ("CreateSecret",), before=collide_first_create,
-               default=False),
-    StrictRule("collisions.create_role", "iam", ("CreateRole",), before=collide_first_create, default=False),
-    StrictRule("collisions.create_log_group", "logs", ("CreateLogGroup",), before=collide_first_create,
-               default=False),
-    StrictRule("collisions.create_repository", "ecr", ("CreateRepository",), before=collide_first_create,
-               default=False),
+    StrictRule(
+        "collisions.create_secret",
+        "secretsmanager",
+        ("CreateSecret",),
+        before=collide_first_create,
+        default=False,
+    ),
+    StrictRule(
+        "collisions.create_role", "iam", ("CreateRole",), before=collide_first_create, default=False
+    ),
+    StrictRule(
+        "collisions.create_log_group",
+        "logs",
+        ("CreateLogGroup",),
+        before=collide_first_create,
+        default=False,
+    ),
+    StrictRule(
+        "collisions.create_repository",
+        "ecr",
+        ("CreateRepository",),
+        before=collide_first_create,
+        default=False,
+    ),
 ]

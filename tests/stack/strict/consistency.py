@@ -52,12 +52,20 @@ def register_pass_role(layer: StrictLayer, call: Call) -> Answer | None:
     # resource: <the role the same apply just created>"; a rerun a few seconds later succeeds) and #415
     # (the fix: wait for propagation). ECS lists AccessDeniedException for RegisterTaskDefinition.
     task_definition = call.json()
-    arn = _unsettled(layer, task_definition.get("executionRoleArn"), task_definition.get("taskRoleArn"))
+    arn = _unsettled(
+        layer, task_definition.get("executionRoleArn"), task_definition.get("taskRoleArn")
+    )
     if arn is None:
         return None
-    caller = f"arn:aws:iam::{layer.settings.account_id}:user/moto"  # moto's identity for any test key
-    return aws_error(call, 400, "AccessDeniedException",
-                     f"User: {caller} is not authorized to perform: iam:PassRole on resource: {arn}")
+    caller = (
+        f"arn:aws:iam::{layer.settings.account_id}:user/moto"  # moto's identity for any test key
+    )
+    return aws_error(
+        call,
+        400,
+        "AccessDeniedException",
+        f"User: {caller} is not authorized to perform: iam:PassRole on resource: {arn}",
+    )
 
 
 def run_task_assume_role(layer: StrictLayer, call: Call) -> Answer | None:
@@ -67,17 +75,27 @@ def run_task_assume_role(layer: StrictLayer, call: Call) -> Answer | None:
     # in aws-samples/aws-modern-application-workshop#88 and telia-oss/terraform-aws-ecs-fargate#58.
     request = call.json()
     overrides = request.get("overrides") or {}
-    described = layer.upstream_json(call, f"{ECS_TARGET}.DescribeTaskDefinition",
-                                     {"taskDefinition": request.get("taskDefinition", "")})
+    described = layer.upstream_json(
+        call,
+        f"{ECS_TARGET}.DescribeTaskDefinition",
+        {"taskDefinition": request.get("taskDefinition", "")},
+    )
     task_definition = described.get("taskDefinition", {})
-    arn = _unsettled(layer, overrides.get("executionRoleArn") or task_definition.get("executionRoleArn"),
-                     overrides.get("taskRoleArn") or task_definition.get("taskRoleArn"))
+    arn = _unsettled(
+        layer,
+        overrides.get("executionRoleArn") or task_definition.get("executionRoleArn"),
+        overrides.get("taskRoleArn") or task_definition.get("taskRoleArn"),
+    )
     if arn is None:
         return None
-    return aws_error(call, 400, "ClientException",
-                     f"ECS was unable to assume the role '{arn}' that was provided for this task. Please verify "
-                     "that the role being passed has the proper trust relationship and permissions and that "
-                     "your IAM user has permissions to pass this role.")
+    return aws_error(
+        call,
+        400,
+        "ClientException",
+        f"ECS was unable to assume the role '{arn}' that was provided for this task. Please verify "
+        "that the role being passed has the proper trust relationship and permissions and that "
+        "your IAM user has permissions to pass this role.",
+    )
 
 
 def scheduler_role(layer: StrictLayer, call: Call) -> Answer | None:
@@ -88,14 +106,25 @@ def scheduler_role(layer: StrictLayer, call: Call) -> Answer | None:
     arn = _unsettled(layer, (call.json().get("Target") or {}).get("RoleArn"))
     if arn is None:
         return None
-    return aws_error(call, 400, "ValidationException",
-                     "The execution role you provide must allow AWS EventBridge Scheduler to assume the role.")
+    return aws_error(
+        call,
+        400,
+        "ValidationException",
+        "The execution role you provide must allow AWS EventBridge Scheduler to assume the role.",
+    )
 
 
 RULES = [
     # Switching this one off forgets nothing already tracked but stops tracking new changes.
     StrictRule("consistency.track_iam_changes", "iam", CHANGES, after=track),
-    StrictRule("consistency.pass_role", "ecs", ("RegisterTaskDefinition",), before=register_pass_role),
+    StrictRule(
+        "consistency.pass_role", "ecs", ("RegisterTaskDefinition",), before=register_pass_role
+    ),
     StrictRule("consistency.run_task", "ecs", ("RunTask",), before=run_task_assume_role),
-    StrictRule("consistency.scheduler", "scheduler", ("CreateSchedule", "UpdateSchedule"), before=scheduler_role),
+    StrictRule(
+        "consistency.scheduler",
+        "scheduler",
+        ("CreateSchedule", "UpdateSchedule"),
+        before=scheduler_role,
+    ),
 ]

@@ -42,8 +42,11 @@ def secrets_need_execution_role(layer: StrictLayer, call: Call) -> Answer | None
     if task_definition.get("executionRoleArn"):
         return None
     if any(container.get("secrets") for container in _containers(task_definition)):
-        return _refuse(call, "When you are specifying container secrets, you must also specify a value for "
-                             "'executionRoleArn'.")
+        return _refuse(
+            call,
+            "When you are specifying container secrets, you must also specify a value for "
+            "'executionRoleArn'.",
+        )
     return None
 
 
@@ -58,7 +61,10 @@ def fargate_ecr_image_needs_execution_role(layer: StrictLayer, call: Call) -> An
     for container in _containers(task_definition):
         image = str(container.get("image", ""))
         if _ECR_IMAGE.match(image) or (hosts and image.startswith(hosts)):
-            return _refuse(call, "Fargate requires task definition to have execution role ARN to support ECR images.")
+            return _refuse(
+                call,
+                "Fargate requires task definition to have execution role ARN to support ECR images.",
+            )
     return None
 
 
@@ -70,8 +76,11 @@ def fargate_awslogs_needs_execution_role(layer: StrictLayer, call: Call) -> Answ
         return None
     for container in _containers(task_definition):
         if (container.get("logConfiguration") or {}).get("logDriver") == "awslogs":
-            return _refuse(call, "Fargate requires task definition to have execution role ARN to support log "
-                                 "driver awslogs.")
+            return _refuse(
+                call,
+                "Fargate requires task definition to have execution role ARN to support log "
+                "driver awslogs.",
+            )
     return None
 
 
@@ -97,6 +106,7 @@ def health_check_defaults(layer: StrictLayer, call: Call) -> Call | None:
             if isinstance(check, dict):
                 for key, default in (("interval", 30), ("timeout", 5), ("retries", 3)):
                     check.setdefault(key, default)
+
     return _rewrite(call, change)
 
 
@@ -107,8 +117,12 @@ def drop_empty_environment(layer: StrictLayer, call: Call) -> Call | None:
     def change(task_definition: dict[str, Any]) -> None:
         for container in _containers(task_definition):
             if "environment" in container:
-                container["environment"] = [entry for entry in container["environment"] or []
-                                            if entry.get("value") not in (None, "")]
+                container["environment"] = [
+                    entry
+                    for entry in container["environment"] or []
+                    if entry.get("value") not in (None, "")
+                ]
+
     return _rewrite(call, change)
 
 
@@ -124,6 +138,7 @@ def efs_volume_defaults(layer: StrictLayer, call: Call) -> Call | None:
             if isinstance(efs, dict):
                 efs.setdefault("rootDirectory", "/")
                 efs.setdefault("transitEncryption", "DISABLED")
+
     return _rewrite(call, change)
 
 
@@ -140,6 +155,7 @@ def awsvpc_port_mappings(layer: StrictLayer, call: Call) -> Call | None:
                     mapping.setdefault("protocol", "tcp")
                     if awsvpc:
                         mapping.setdefault("hostPort", mapping["containerPort"])
+
     return _rewrite(call, change)
 
 
@@ -166,19 +182,31 @@ def list_sort(layer: StrictLayer, call: Call) -> Answer | None:
     arns.sort(key=key, reverse=request.get("sort") == "DESC")
     start = int(base64.b64decode(request["nextToken"]).decode()) if request.get("nextToken") else 0
     size = int(request.get("maxResults") or 100)
-    answer: dict[str, Any] = {"taskDefinitionArns": arns[start:start + size]}
+    answer: dict[str, Any] = {"taskDefinitionArns": arns[start : start + size]}
     if start + size < len(arns):
         answer["nextToken"] = base64.b64encode(str(start + size).encode()).decode()
-    return Answer(200, json.dumps(answer).encode(), [("Content-Type", "application/x-amz-json-1.1")])
+    return Answer(
+        200, json.dumps(answer).encode(), [("Content-Type", "application/x-amz-json-1.1")]
+    )
 
 
 REGISTER = ("RegisterTaskDefinition",)
 RULES = [
-    StrictRule("ecs.secrets_need_execution_role", "ecs", REGISTER, before=secrets_need_execution_role),
-    StrictRule("ecs.fargate_ecr_image_needs_execution_role", "ecs", REGISTER,
-               before=fargate_ecr_image_needs_execution_role),
-    StrictRule("ecs.fargate_awslogs_needs_execution_role", "ecs", REGISTER,
-               before=fargate_awslogs_needs_execution_role),
+    StrictRule(
+        "ecs.secrets_need_execution_role", "ecs", REGISTER, before=secrets_need_execution_role
+    ),
+    StrictRule(
+        "ecs.fargate_ecr_image_needs_execution_role",
+        "ecs",
+        REGISTER,
+        before=fargate_ecr_image_needs_execution_role,
+    ),
+    StrictRule(
+        "ecs.fargate_awslogs_needs_execution_role",
+        "ecs",
+        REGISTER,
+        before=fargate_awslogs_needs_execution_role,
+    ),
     StrictRule("ecs.health_check_defaults", "ecs", REGISTER, before=health_check_defaults),
     StrictRule("ecs.drop_empty_environment", "ecs", REGISTER, before=drop_empty_environment),
     StrictRule("ecs.efs_volume_defaults", "ecs", REGISTER, before=efs_volume_defaults),

@@ -48,20 +48,44 @@ class Settings:
     fail_deployments: int = 0  # the next N service deployments fail (circuit breaker)
     account_id: str = "123456789012"
     ecr_hosts: tuple[str, ...] = ()  # registries that count as ECR (the stack's local registry)
-    assume_role_lifetime_s: float = 0.0  # > 0: AssumeRole answers expire that soon (sts.py, a test knob)
+    assume_role_lifetime_s: float = (
+        0.0  # > 0: AssumeRole answers expire that soon (sts.py, a test knob)
+    )
 
 
 def all_rules() -> list[StrictRule]:
     # Imported here: the rule modules import this one for StrictRule.
-    from tests.stack.strict import collisions, consistency, ecs, names, secrets, services, sts, tasks
+    from tests.stack.strict import (
+        collisions,
+        consistency,
+        ecs,
+        names,
+        secrets,
+        services,
+        sts,
+        tasks,
+    )
 
-    return [*ecs.RULES, *names.RULES, *consistency.RULES, *collisions.RULES, *services.RULES, *sts.RULES,
-            *tasks.RULES, *secrets.RULES]
+    return [
+        *ecs.RULES,
+        *names.RULES,
+        *consistency.RULES,
+        *collisions.RULES,
+        *services.RULES,
+        *sts.RULES,
+        *tasks.RULES,
+        *secrets.RULES,
+    ]
 
 
 class StrictLayer(HttpProxy[StrictRule]):
-    def __init__(self, upstream: str, settings: Settings | None = None, off: tuple[str, ...] = (),
-                 only: tuple[str, ...] | None = None) -> None:
+    def __init__(
+        self,
+        upstream: str,
+        settings: Settings | None = None,
+        off: tuple[str, ...] = (),
+        only: tuple[str, ...] | None = None,
+    ) -> None:
         """`off`: rules to switch off; `only`: switch on exactly these (e.g. one forced collision)."""
         rules = all_rules()
         unknown = (set(off) | set(only or ())) - {rule.name for rule in rules}
@@ -70,8 +94,12 @@ class StrictLayer(HttpProxy[StrictRule]):
         super().__init__(upstream)
         self.settings = settings or Settings()
         self.rules = rules
-        self.enabled = {rule.name: (rule.name in only) if only is not None else (rule.default and rule.name not in off)
-                        for rule in self.rules}
+        self.enabled = {
+            rule.name: (rule.name in only)
+            if only is not None
+            else (rule.default and rule.name not in off)
+            for rule in self.rules
+        }
         self.fired: Counter[str] = Counter()  # rule name -> refusals/rewrites it made
         self.state: dict[str, Any] = {}  # per-module memory (role change times, deployments)
         self.state_lock = threading.RLock()
@@ -97,7 +125,9 @@ class StrictLayer(HttpProxy[StrictRule]):
         with self._lock:
             for name in names:
                 if name not in self.enabled:
-                    raise ValueError(f"unknown strict rule {name!r}; known: {', '.join(sorted(self.enabled))}")
+                    raise ValueError(
+                        f"unknown strict rule {name!r}; known: {', '.join(sorted(self.enabled))}"
+                    )
                 self.enabled[name] = value
 
     def count(self, name: str) -> None:
@@ -112,17 +142,25 @@ class StrictLayer(HttpProxy[StrictRule]):
 
     def report(self) -> dict[str, Any]:
         with self._lock:
-            return {"rules": dict(self.enabled), "fired": dict(self.fired),
-                    "settings": {k: v for k, v in vars(self.settings).items()},
-                    "collisions": self.collisions}
+            return {
+                "rules": dict(self.enabled),
+                "fired": dict(self.fired),
+                "settings": {k: v for k, v in vars(self.settings).items()},
+                "collisions": self.collisions,
+            }
 
     # -- the proxy ---------------------------------------------------------------------------
     def handle(self, call: Call) -> Answer:
         if call.path.startswith(ADMIN):
             return self._admin(call)
         service, operation = call.service, call.operation
-        active = [rule for rule in self.rules
-                  if self.enabled.get(rule.name) and rule.service == service and operation in rule.operations]
+        active = [
+            rule
+            for rule in self.rules
+            if self.enabled.get(rule.name)
+            and rule.service == service
+            and operation in rule.operations
+        ]
         for rule in active:
             if rule.before is None:
                 continue
@@ -140,8 +178,13 @@ class StrictLayer(HttpProxy[StrictRule]):
         if answer.status >= 300:
             return answer
         if active is None:
-            active = [rule for rule in self.rules if self.enabled.get(rule.name) and rule.service == call.service
-                      and call.operation in rule.operations]
+            active = [
+                rule
+                for rule in self.rules
+                if self.enabled.get(rule.name)
+                and rule.service == call.service
+                and call.operation in rule.operations
+            ]
         for rule in active:
             if rule.after is not None:
                 answer = rule.after(self, call, answer)
@@ -166,5 +209,11 @@ class StrictLayer(HttpProxy[StrictRule]):
                             raise ValueError(f"unknown setting {key!r}")
                         setattr(self.settings, key, type(getattr(self.settings, key))(value))
         except ValueError as exc:
-            return Answer(400, json.dumps({"error": str(exc)}).encode(), [("Content-Type", "application/json")])
-        return Answer(200, json.dumps(self.report()).encode(), [("Content-Type", "application/json")])
+            return Answer(
+                400,
+                json.dumps({"error": str(exc)}).encode(),
+                [("Content-Type", "application/json")],
+            )
+        return Answer(
+            200, json.dumps(self.report()).encode(), [("Content-Type", "application/json")]
+        )

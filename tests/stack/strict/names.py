@@ -9,8 +9,10 @@ from tests.stack.strict.layer import StrictLayer, StrictRule
 
 # botocore's IAM model: roleNameType and policyNameType (min 1, max 64 / 128, pattern [\w+=,.@-]+).
 _IAM_NAME = re.compile(r"[\w+=,.@-]+")
-_IAM_LIMITS = {"CreateRole": (("RoleName", "roleName", 64),),
-               "PutRolePolicy": (("RoleName", "roleName", 64), ("PolicyName", "policyName", 128))}
+_IAM_LIMITS = {
+    "CreateRole": (("RoleName", "roleName", 64),),
+    "PutRolePolicy": (("RoleName", "roleName", 64), ("PolicyName", "policyName", 128)),
+}
 
 
 def iam_name_limits(layer: StrictLayer, call: Call) -> Answer | None:
@@ -25,13 +27,23 @@ def iam_name_limits(layer: StrictLayer, call: Call) -> Answer | None:
         if value is None:
             continue
         if len(value) > limit:
-            return aws_error(call, 400, "ValidationError", f"1 validation error detected: Value '{value}' at "
-                             f"'{member}' failed to satisfy constraint: Member must have length less than or "
-                             f"equal to {limit}")
+            return aws_error(
+                call,
+                400,
+                "ValidationError",
+                f"1 validation error detected: Value '{value}' at "
+                f"'{member}' failed to satisfy constraint: Member must have length less than or "
+                f"equal to {limit}",
+            )
         if not _IAM_NAME.fullmatch(value):
-            return aws_error(call, 400, "ValidationError", f"1 validation error detected: Value '{value}' at "
-                             f"'{member}' failed to satisfy constraint: Member must satisfy regular expression "
-                             r"pattern: [\w+=,.@-]+")
+            return aws_error(
+                call,
+                400,
+                "ValidationError",
+                f"1 validation error detected: Value '{value}' at "
+                f"'{member}' failed to satisfy constraint: Member must satisfy regular expression "
+                r"pattern: [\w+=,.@-]+",
+            )
     return None
 
 
@@ -42,15 +54,30 @@ def ecr_repository_name_length(layer: StrictLayer, call: Call) -> Answer | None:
     # name under 2 before sending, and moto checks the pattern (with ECR's text) but not the length.
     name = str(call.json().get("repositoryName", ""))
     if len(name) > 256:
-        return aws_error(call, 400, "InvalidParameterException", "Invalid parameter at 'repositoryName' failed "
-                         "to satisfy constraint: 'must have length less than or equal to 256'")
+        return aws_error(
+            call,
+            400,
+            "InvalidParameterException",
+            "Invalid parameter at 'repositoryName' failed "
+            "to satisfy constraint: 'must have length less than or equal to 256'",
+        )
     if len(name) < 2:
-        return aws_error(call, 400, "InvalidParameterException", "Invalid parameter at 'repositoryName' failed "
-                         "to satisfy constraint: 'must have length greater than or equal to 2'")
+        return aws_error(
+            call,
+            400,
+            "InvalidParameterException",
+            "Invalid parameter at 'repositoryName' failed "
+            "to satisfy constraint: 'must have length greater than or equal to 2'",
+        )
     return None
 
 
 RULES = [
     StrictRule("iam.name_limits", "iam", tuple(_IAM_LIMITS), before=iam_name_limits),
-    StrictRule("ecr.repository_name_length", "ecr", ("CreateRepository",), before=ecr_repository_name_length),
+    StrictRule(
+        "ecr.repository_name_length",
+        "ecr",
+        ("CreateRepository",),
+        before=ecr_repository_name_length,
+    ),
 ]

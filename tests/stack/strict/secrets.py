@@ -34,7 +34,9 @@ def _created(layer: StrictLayer) -> dict[str, float]:
 def version_dates(layer: StrictLayer, call: Call, answer: Answer) -> Answer:
     payload = answer.json()
     if call.operation in CREATES:
-        if payload.get("VersionId"):  # CreateSecret and UpdateSecret without a value create no version
+        if payload.get(
+            "VersionId"
+        ):  # CreateSecret and UpdateSecret without a value create no version
             with layer.state_lock:
                 _created(layer).setdefault(str(payload["VersionId"]), round(time.time(), 3))
         return answer
@@ -45,17 +47,28 @@ def version_dates(layer: StrictLayer, call: Call, answer: Answer) -> Answer:
             payload["CreatedDate"] = known[payload["VersionId"]]
         return answer.with_json(payload)
     for version in payload.get("Versions") or []:
-        version["CreatedDate"] = known.get(version.get("VersionId")) or _moto_created(layer, call, payload, version)
+        version["CreatedDate"] = known.get(version.get("VersionId")) or _moto_created(
+            layer, call, payload, version
+        )
     return answer.with_json(payload)
 
 
-def _moto_created(layer: StrictLayer, call: Call, payload: dict[str, Any], version: dict[str, Any]) -> Any:
-    value = layer.upstream_json(call, f"{TARGET}.GetSecretValue",
-                                {"SecretId": payload.get("ARN"), "VersionId": version.get("VersionId")})
+def _moto_created(
+    layer: StrictLayer, call: Call, payload: dict[str, Any], version: dict[str, Any]
+) -> Any:
+    value = layer.upstream_json(
+        call,
+        f"{TARGET}.GetSecretValue",
+        {"SecretId": payload.get("ARN"), "VersionId": version.get("VersionId")},
+    )
     return value.get("CreatedDate", version.get("CreatedDate"))
 
 
 RULES = [
-    StrictRule("secretsmanager.version_dates", "secretsmanager",
-               (*CREATES, "ListSecretVersionIds", "GetSecretValue"), after=version_dates),
+    StrictRule(
+        "secretsmanager.version_dates",
+        "secretsmanager",
+        (*CREATES, "ListSecretVersionIds", "GetSecretValue"),
+        after=version_dates,
+    ),
 ]

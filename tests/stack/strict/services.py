@@ -58,7 +58,9 @@ def start_deployment(layer: StrictLayer, call: Call, answer: Answer) -> Answer:
         return answer
     request = call.json()
     with layer.state_lock:
-        state = _services(layer).setdefault(arn, ServiceState(service.get("serviceName", arn.rsplit("/", 1)[-1])))
+        state = _services(layer).setdefault(
+            arn, ServiceState(service.get("serviceName", arn.rsplit("/", 1)[-1]))
+        )
         current = state.rollouts[-1] if state.rollouts else None
         # A new task definition or forceNewDeployment starts a deployment; a new desired count alone
         # scales the current one (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_UpdateService.html).
@@ -69,9 +71,14 @@ def start_deployment(layer: StrictLayer, call: Call, answer: Answer) -> Answer:
             fail = layer.settings.fail_deployments > 0
             if fail:
                 layer.settings.fail_deployments -= 1
-            state.rollouts.append(Rollout(f"ecs-svc/{uuid.uuid4().int % 10**19:019d}",
-                                          service.get("taskDefinition", ""), int(service.get("desiredCount", 0)),
-                                          fail))
+            state.rollouts.append(
+                Rollout(
+                    f"ecs-svc/{uuid.uuid4().int % 10**19:019d}",
+                    service.get("taskDefinition", ""),
+                    int(service.get("desiredCount", 0)),
+                    fail,
+                )
+            )
             del state.rollouts[:-2]  # ECS keeps the one being replaced and the new one
         _render(state, service, time.monotonic(), layer.settings.rollout_seconds)
     return answer.with_json(payload)
@@ -97,8 +104,12 @@ def _render(state: ServiceState, service: dict[str, Any], now: float, seconds: f
         return
     progress = min(1.0, (now - new.started) / max(seconds, 0.001))
     name = state.name
-    _event(state, f"start:{new.id}", new.created_at,
-           f"(service {name}) has started {new.desired} tasks: {_tasks(new)}.")
+    _event(
+        state,
+        f"start:{new.id}",
+        new.created_at,
+        f"(service {name}) has started {new.desired} tasks: {_tasks(new)}.",
+    )
     if new.fail:
         failed = new.desired * (1 if progress < 2 / 3 else 2)
         running = 0
@@ -106,39 +117,100 @@ def _render(state: ServiceState, service: dict[str, Any], now: float, seconds: f
         if progress >= 1 / 3:
             # Source: https://docs.aws.amazon.com/AmazonECS/latest/developerguide/service-event-messages-list.html
             # ("(service service-name) has stopped n running tasks: (task task-id).").
-            _event(state, f"stop:{new.id}", new.created_at + seconds / 3,
-                   f"(service {name}) has stopped {new.desired} running tasks: {_tasks(new)}.")
+            _event(
+                state,
+                f"stop:{new.id}",
+                new.created_at + seconds / 3,
+                f"(service {name}) has stopped {new.desired} running tasks: {_tasks(new)}.",
+            )
         if progress >= 1:
             # Source: aws/containers-roadmap#1488 (rolloutStateReason "ECS deployment circuit breaker:
             # tasks failed to start."); service-event-messages-list.html for the event wording.
             rollout, reason = "FAILED", "ECS deployment circuit breaker: tasks failed to start."
-            _event(state, f"failed:{new.id}", new.created_at + seconds,
-                   f"(service {name}) (deployment {new.id}) deployment failed: tasks failed to start.")
+            _event(
+                state,
+                f"failed:{new.id}",
+                new.created_at + seconds,
+                f"(service {name}) (deployment {new.id}) deployment failed: tasks failed to start.",
+            )
         else:
             rollout, reason = "IN_PROGRESS", f"ECS deployment {new.id} in progress."
         deployments.append(_deployment(new, "PRIMARY", running, pending, failed, rollout, reason))
         if old is not None:  # the old tasks keep serving while the new ones fail
-            deployments.append(_deployment(old, "ACTIVE", old.desired, 0, 0, "COMPLETED",
-                                           f"ECS deployment {old.id} completed."))
+            deployments.append(
+                _deployment(
+                    old,
+                    "ACTIVE",
+                    old.desired,
+                    0,
+                    0,
+                    "COMPLETED",
+                    f"ECS deployment {old.id} completed.",
+                )
+            )
     elif progress < 1:
         running = 0 if progress < 1 / 3 else new.desired
-        deployments.append(_deployment(new, "PRIMARY", running, new.desired - running, 0, "IN_PROGRESS",
-                                       f"ECS deployment {new.id} in progress."))
+        deployments.append(
+            _deployment(
+                new,
+                "PRIMARY",
+                running,
+                new.desired - running,
+                0,
+                "IN_PROGRESS",
+                f"ECS deployment {new.id} in progress.",
+            )
+        )
         if old is not None:
-            draining = old.desired if progress < 1 / 3 else max(0, round(old.desired * (1 - progress) * 1.5))
-            deployments.append(_deployment(old, "ACTIVE", draining, 0, 0, "COMPLETED",
-                                           f"ECS deployment {old.id} completed."))
+            draining = (
+                old.desired
+                if progress < 1 / 3
+                else max(0, round(old.desired * (1 - progress) * 1.5))
+            )
+            deployments.append(
+                _deployment(
+                    old,
+                    "ACTIVE",
+                    draining,
+                    0,
+                    0,
+                    "COMPLETED",
+                    f"ECS deployment {old.id} completed.",
+                )
+            )
     else:
-        deployments.append(_deployment(new, "PRIMARY", new.desired, 0, 0, "COMPLETED",
-                                       f"ECS deployment {new.id} completed."))
+        deployments.append(
+            _deployment(
+                new,
+                "PRIMARY",
+                new.desired,
+                0,
+                0,
+                "COMPLETED",
+                f"ECS deployment {new.id} completed.",
+            )
+        )
         if old is not None:
-            _event(state, f"stop-old:{new.id}", new.created_at + seconds * 2 / 3,
-                   f"(service {name}) has stopped {old.desired} running tasks: {_tasks(old)}.")
+            _event(
+                state,
+                f"stop-old:{new.id}",
+                new.created_at + seconds * 2 / 3,
+                f"(service {name}) has stopped {old.desired} running tasks: {_tasks(old)}.",
+            )
         # Source: service-event-messages-list.html ("(service service-name) (deployment
         # deployment-id) deployment completed." and "(service service-name) has reached a steady state.").
-        _event(state, f"done:{new.id}", new.created_at + seconds,
-               f"(service {name}) (deployment {new.id}) deployment completed.")
-        _event(state, f"steady:{new.id}", new.created_at + seconds, f"(service {name}) has reached a steady state.")
+        _event(
+            state,
+            f"done:{new.id}",
+            new.created_at + seconds,
+            f"(service {name}) (deployment {new.id}) deployment completed.",
+        )
+        _event(
+            state,
+            f"steady:{new.id}",
+            new.created_at + seconds,
+            f"(service {name}) has reached a steady state.",
+        )
         if old is not None:
             state.rollouts.remove(old)
     service["deployments"] = deployments
@@ -148,17 +220,30 @@ def _render(state: ServiceState, service: dict[str, Any], now: float, seconds: f
     service["events"] = list(state.events)
 
 
-def _deployment(rollout: Rollout, status: str, running: int, pending: int, failed: int, state: str,
-                reason: str) -> dict[str, Any]:
+def _deployment(
+    rollout: Rollout, status: str, running: int, pending: int, failed: int, state: str, reason: str
+) -> dict[str, Any]:
     stamp = rollout.created_at
-    return {"id": rollout.id, "status": status, "taskDefinition": rollout.task_definition,
-            "desiredCount": rollout.desired, "pendingCount": pending, "runningCount": running,
-            "failedTasks": failed, "createdAt": stamp, "updatedAt": time.time(), "launchType": "FARGATE",
-            "rolloutState": state, "rolloutStateReason": reason}
+    return {
+        "id": rollout.id,
+        "status": status,
+        "taskDefinition": rollout.task_definition,
+        "desiredCount": rollout.desired,
+        "pendingCount": pending,
+        "runningCount": running,
+        "failedTasks": failed,
+        "createdAt": stamp,
+        "updatedAt": time.time(),
+        "launchType": "FARGATE",
+        "rolloutState": state,
+        "rolloutStateReason": reason,
+    }
 
 
 def _tasks(rollout: Rollout) -> str:
-    return " ".join(f"(task {task})" for task in rollout.task_ids[:max(1, min(rollout.desired, 2))])
+    return " ".join(
+        f"(task {task})" for task in rollout.task_ids[: max(1, min(rollout.desired, 2))]
+    )
 
 
 def _event(state: ServiceState, key: str, at: float, message: str) -> None:
@@ -176,6 +261,10 @@ def simulate(layer: StrictLayer, call: Call, answer: Answer) -> Answer:
 
 
 RULES = [
-    StrictRule("ecs.service_deployments", "ecs", ("CreateService", "UpdateService", "DescribeServices"),
-               after=simulate),
+    StrictRule(
+        "ecs.service_deployments",
+        "ecs",
+        ("CreateService", "UpdateService", "DescribeServices"),
+        after=simulate,
+    ),
 ]

@@ -26,8 +26,11 @@ def assume_role_lifetime(layer: StrictLayer, call: Call, answer: Answer) -> Answ
         return answer
     expires = (datetime.now(UTC) + timedelta(seconds=lifetime)).strftime("%Y-%m-%dT%H:%M:%SZ")
     layer.count("sts.assume_role_lifetime")
-    return Answer(answer.status, _EXPIRATION.sub(f"<Expiration>{expires}</Expiration>".encode(), answer.body),
-                  answer.headers)
+    return Answer(
+        answer.status,
+        _EXPIRATION.sub(f"<Expiration>{expires}</Expiration>".encode(), answer.body),
+        answer.headers,
+    )
 
 
 RULES = [StrictRule("sts.assume_role_lifetime", "sts", ("AssumeRole",), after=assume_role_lifetime)]

@@ -79,5 +79,10 @@ def stamp(layer: StrictLayer, call: Call, answer: Answer) -> Answer:
 
 
 RULES = [
-    StrictRule("ecs.task_timestamps", "ecs", ("RunTask", "StartTask", "DescribeTasks", "StopTask"), after=stamp),
+    StrictRule(
+        "ecs.task_timestamps",
+        "ecs",
+        ("RunTask", "StartTask", "DescribeTasks", "StopTask"),
+        after=stamp,
+    ),
 ]

@@ -1,0 +1,87 @@
+"""What every doctor check module shares: the verdicts, the report, the facts earlier checks found.
+
+`doctor.py` runs the checks; `doctor_keys.py` and `doctor_keyless.py` hold the key and keyless ones.
+They all import from here, so the imports run one way (doctor -> its check modules -> this).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from gcpfargate.clients.gcp import ServiceAccount
+from gcpfargate.core.context import Context
+from gcpfargate.credentials.key import secret
+from gcpfargate.ecs import cluster as ecs
+
+
+class Status(str, Enum):
+    OK = "OK"
+    WARN = "WARN"
+    FAIL = "FAIL"
+    SKIP = "SKIP"
+
+
+@dataclass(frozen=True)
+class Check:
+    id: str  # stable, for scripts: `secret.readable`, `role.reads_secret`, …
+    name: str
+    group: str
+    status: Status
+    detail: str
+    hint: str = ""  # what to do, shown under a FAIL
+
+    def to_json(self) -> dict[str, str | None]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "status": self.status.value,
+            "detail": self.detail,
+            "hint": self.hint or None,
+        }
+
+
+@dataclass
+class DoctorReport:
+    checks: list[Check]
+
+    @property
+    def failed(self) -> bool:
+        return any(check.status is Status.FAIL for check in self.checks)
+
+    @property
+    def status(self) -> str:
+        """The worst of the checks: FAIL, WARN, else OK (skipped checks do not count)."""
+        found = {check.status for check in self.checks}
+        return next(
+            (each.value for each in (Status.FAIL, Status.WARN) if each in found), Status.OK.value
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {"status": self.status, "checks": [check.to_json() for check in self.checks]}
+
+
+@dataclass
+class Facts:
+    """What earlier checks found, for later ones."""
+
+    account: ServiceAccount | None = None
+    secret: secret.SecretState | None = None
+    revision: dict[str, Any] | None = None
+    role_arn: str = ""
+    kms_arn: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Skip(Exception):
+    pass
+
+
+def latest_revision(ctx: Context, facts: Facts) -> dict[str, Any] | None:
+    if "revision_loaded" not in facts.extra:
+        facts.revision = ecs.latest_active(ctx, ctx.settings.family)
+        facts.extra["revision_loaded"] = (
+            True  # only once read: an unreadable revision is not "none"
+        )
+    return facts.revision

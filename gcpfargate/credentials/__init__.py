@@ -1,0 +1,1 @@
+"""How a task gets Google credentials: the credential-mode interface, with key and keyless modes."""

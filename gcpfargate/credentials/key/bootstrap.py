@@ -1,0 +1,117 @@
+"""Steps 1–2 of the recipe: a key of the service account, stored in Secrets Manager, readable by
+the task's execution role. Idempotent: a secret that already holds a live key of the account is
+left alone."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from gcpfargate.core.context import Context
+from gcpfargate.core.results import PlannedResult
+from gcpfargate.credentials.key import keys, lifecycle, secret
+from gcpfargate.iam import execution_role
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
+
+T = TypeVar("T")
+
+
+@dataclass
+class BootstrapResult(PlannedResult):
+    service_account: str
+    key_id: str | None  # None: a dry run that would create a key
+    secret_arn: str | None  # None: a dry run that would create the secret
+    execution_role_arn: str
+    changed: bool
+    plan: list[str] = field(default_factory=list)  # what a --dry-run would do
+
+
+def bootstrap(ctx: Context, new_key: bool = False, grant: bool = False) -> BootstrapResult:
+    settings = ctx.settings
+    settings.require("gcp.project", "gcp.service_account", "task.family")
+    plan: list[str] = []
+    name = settings.secret_name
+    # The secret (AWS) is read while GCP answers for the account: neither needs the other, and the
+    # two SDKs share nothing. A failure of either surfaces in its own step, in the same order as before.
+    reading = _in_background(secret.read, ctx, name)
+    with ctx.reporter.step("Resolving the service account"):
+        account = keys.resolve_account(ctx, plan)
+    with ctx.reporter.step(f"Reading secret {name}"):
+        state = reading.result()
+        live = account.unique_id != "" and keys.current_key_is_live(ctx, state, account)
+    secret.guard_foreign(state, account.email)
+    changed = bool(plan)
+    key_id: str | None
+    secret_arn: str | None
+    if live and not new_key:
+        assert state is not None and state.key is not None
+        key_id, secret_arn = state.key.key_id, state.arn
+        if state.tags.get(secret.TAG_KEY_ID) != key_id and not ctx.dry_run:
+            secret.tag_current(
+                ctx, state.arn, name, account.email
+            )  # an earlier run could not tag: repair
+    else:
+        reason = (
+            "--new-key"
+            if new_key and live
+            else "the secret does not exist"
+            if state is None
+            else state.problem or "the secret's key is not a live key of this account"
+        )
+        plan.append(f"create a key for {account.email} and store it in secret {name} ({reason})")
+        changed = True
+        replacing = state is not None and account.unique_id != ""
+        if replacing and not ctx.dry_run:
+            lifecycle.delete_retired(ctx, account.email, name)  # room first, as rotate-key does
+        if account.unique_id:
+            keys.check_key_room(ctx, account.email)
+        if ctx.dry_run:
+            key_id, secret_arn = None, state.arn if state else None
+        else:
+            stored = keys.create_and_store(ctx, account, state)
+            key_id, secret_arn = stored.key.key_id, stored.arn
+            keys.finish(ctx, stored)
+            if replacing:
+                # The same lifecycle as rotate-key (issue 13.6): the replaced key becomes
+                # AWSPREVIOUS and stays enabled; older unreferenced keys are disabled.
+                lifecycle.disable_superseded(ctx, account.email, name)
+    if state is not None and not ctx.dry_run:
+        secret.add_family(ctx, name, state.arn, state.tags, settings.family)
+    # The key that really encrypts the secret; a secret created just now uses the configured one.
+    kms_arn = secret.kms_key_arn(ctx, state.kms_key_id if state is not None else None)
+    with ctx.reporter.step("Checking the execution role"):
+        # A dry run before the secret exists judges the role against a stand-in for its ARN.
+        role = execution_role.ensure(
+            ctx, secret_arn or f"(new secret {name})", kms_arn, grant=grant
+        )
+    if role.judgement is not None and not role.judgement.allowed:
+        ctx.reporter.warn(
+            f"ECS tasks will fail to start: execution role {role.arn} (task.execution_role_arn) "
+            f"may not read the secret {name} ({role.judgement.reason}). Run "
+            "`gcpfargate bootstrap --grant` (or `deploy --grant`) to give it read access, or fix the "
+            "role's policy"
+        )
+    if role.changed:
+        plan.append(f"create or update execution role {role.arn}")
+    return BootstrapResult(
+        service_account=account.email,
+        key_id=key_id,
+        secret_arn=secret_arn,
+        execution_role_arn=role.arn,
+        changed=changed or role.changed,
+        plan=plan if ctx.dry_run else [],
+    )
+
+
+def _in_background(function: Callable[..., T], *args: Any) -> Future[T]:
+    """Run a read in a thread; the pool lets it finish on its own if the caller fails first."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gcpfargate-read")
+    try:
+        return pool.submit(function, *args)
+    finally:
+        pool.shutdown(wait=False)

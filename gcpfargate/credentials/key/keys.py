@@ -1,0 +1,155 @@
+"""Service-account keys: the account they belong to, room for one more, and creating one that is
+stored in the secret or not left behind at all. Shared by `bootstrap` and `rotate-key`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from gcpfargate.clients.gcp import MAX_USER_KEYS, PRUNE_HINT, ServiceAccount
+from gcpfargate.core.context import Context
+from gcpfargate.credentials.key import secret
+from gcpfargate.errors import GcpError, GcpfargateError, KeyLimitError
+from gcpfargate.keymaterial.keyfile import KeyMaterial
+
+
+def resolve_account(ctx: Context, plan: list[str]) -> ServiceAccount:
+    settings = ctx.settings
+    project = settings.gcp.project
+    account = ctx.iam.get_service_account(project, settings.gcp.service_account)
+    if account is not None:
+        if account.disabled:
+            raise GcpError(
+                f"service account {account.email} is disabled",
+                "Enable it in the GCP console or with `gcloud iam service-accounts enable`",
+            )
+        return account
+    email = settings.service_account_email
+    if not settings.gcp.create_service_account:
+        raise GcpError(
+            f"service account {email} does not exist in project {project}",
+            "Create it, fix gcp.service_account, or set gcp.create_service_account = true",
+        )
+    plan.append(f"create service account {email}")
+    if ctx.dry_run:
+        return ServiceAccount(email=email, unique_id="", project=project, disabled=False)
+    with ctx.reporter.step(f"Creating service account {email}"):
+        return ctx.iam.create_service_account(project, settings.account_id)
+
+
+def current_key_is_live(
+    ctx: Context, state: secret.SecretState | None, account: ServiceAccount
+) -> bool:
+    """True when the secret holds a key of this account that exists, is enabled and has not expired."""
+    if state is None or state.key is None or state.key.client_email != account.email:
+        return False
+    info = ctx.iam.get_key(account.email, state.key.key_id)
+    return info is not None and info.live
+
+
+def check_key_room(ctx: Context, email: str) -> None:
+    """Fail before creating the 11th key, listing what is there and how to prune."""
+    keys = ctx.iam.list_user_keys(email)
+    if len(keys) < MAX_USER_KEYS:
+        return
+    now = datetime.now(UTC)
+    listing = ", ".join(
+        f"{key.key_id} ({key.age_days(now)} days{', disabled' if key.disabled else ''})"
+        for key in keys
+    )
+    raise KeyLimitError(
+        f"service account {email} already holds {len(keys)} of {MAX_USER_KEYS} user-managed keys: "
+        f"{listing}",
+        PRUNE_HINT.replace("EMAIL", email),
+    )
+
+
+@dataclass(frozen=True)
+class Stored:
+    key: KeyMaterial
+    arn: str
+    version_id: str
+    previous_version: str  # the version AWSCURRENT moved from ("" for a new secret)
+    label: str  # the run's pending label, removed by `finish` ("" when none)
+
+
+def create_and_store(
+    ctx: Context, account: ServiceAccount, state: secret.SecretState | None
+) -> Stored:
+    """Create a key, store it and make it AWSCURRENT; or leave nothing behind.
+
+    Whatever stops the run after the key exists — an AWS error, a lost answer, Ctrl-C, SIGTERM —
+    first finds out what landed: a key that is AWSCURRENT is kept (deleting it would break every task
+    start); one that is not is deleted, with its pending version's label removed.
+    """
+    name = ctx.settings.secret_name
+    with ctx.reporter.step(f"Creating a key for {account.email}"):
+        key = ctx.iam.create_key(account.email)
+    arn, version_id = state.arn if state else "", ""
+    label = secret.pending_label()  # chosen before the call, so a lost answer can still be found
+    try:
+        with ctx.reporter.step(f"Storing key {key.key_id[:12]}… in secret {name}"):
+            arn, version_id, label = secret.store(ctx, name, key, state, account.email, label)
+        base = state.version_id if state is not None else ""
+        if label:
+            with ctx.reporter.step(f"Making key {key.key_id[:12]}… AWSCURRENT of {name}"):
+                base = secret.promote(ctx, arn, name, version_id, base)
+    except BaseException as exc:
+        landed = _stored_anyway(ctx, name, key.key_id)
+        if landed is not None:
+            secret.tag_current(ctx, landed.arn, name, account.email)
+            if not isinstance(exc, GcpfargateError):
+                raise  # interrupted after the key became current: keep it, stop as asked
+            return Stored(key, landed.arn, landed.version_id, "", label)
+        _delete_orphan(ctx, account.email, key.key_id, exc, arn, label)
+        raise
+    if label:  # a new secret was created with its tags; a new version needs them updated
+        secret.tag_current(ctx, arn, name, account.email)
+    return Stored(key, arn, version_id, base, label)
+
+
+def finish(ctx: Context, stored: Stored) -> None:
+    """Remove the run's pending label once nothing can go wrong with the new key any more."""
+    secret.drop_label(ctx, stored.arn, stored.label, stored.version_id)
+
+
+def _stored_anyway(ctx: Context, name: str, key_id: str) -> secret.SecretState | None:
+    """The secret's state when its AWSCURRENT holds `key_id` although storing did not finish.
+
+    A lost answer (connection reset, timeout after the write) or an interrupt while the answer was
+    pending looks like a failure, but the key may be current: deleting it then would leave the
+    secret pointing at a deleted key.
+    """
+    try:
+        state = secret.read(ctx, name)
+    except (GcpfargateError, KeyboardInterrupt):
+        return None
+    if state is None or state.key is None or state.key.key_id != key_id:
+        return None
+    ctx.reporter.detail(
+        f"storing key {key_id} did not finish, but the secret holds it as AWSCURRENT: keeping it"
+    )
+    return state
+
+
+def _delete_orphan(
+    ctx: Context, email: str, key_id: str, cause: BaseException, arn: str, label: str
+) -> None:
+    if arn:
+        try:
+            versions = secret.stages(ctx, arn)
+            for version, labels in versions.items():
+                if label in labels:
+                    secret.drop_label(ctx, arn, label, version)
+        except GcpfargateError:
+            pass  # a left-over pending label is ignored after an hour
+    try:
+        ctx.iam.delete_key(email, key_id)
+    except GcpfargateError as cleanup:
+        reason = cause.message if isinstance(cause, GcpfargateError) else type(cause).__name__
+        raise GcpError(
+            f"storing the new key failed ({reason}) and deleting key {key_id} of {email} also failed: "
+            f"{cleanup.message}",
+            f"Delete it by hand: gcloud iam service-accounts keys delete {key_id} --iam-account {email}",
+        ) from None
+    ctx.reporter.detail(f"deleted the unstored key {key_id} of {email}")

@@ -1,0 +1,329 @@
+"""Keyless mode (`gcp.auth = "keyless"`): the names it uses and `bootstrap` for it.
+
+No key exists anywhere. The task runs with a task role `gcpfargate-<family>-task`; a workload identity
+pool `gcpfargate` with an AWS provider `aws-<account>` (its attribute condition admits only this
+account's gcpfargate task roles) turns that role's signed GetCallerIdentity into a federated token;
+`roles/iam.workloadIdentityUser` on the service account for the role's principal set lets that token
+impersonate the account. Bootstrap creates or repairs each piece, undeletes a soft-deleted pool or
+provider, and writes nothing when all is in place. Design notes: ../shared/KEYLESS.md (summarised in
+README "Keyless").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from gcpfargate.core.context import Context
+from gcpfargate.core.results import NOT_SHOWN, PlannedResult
+from gcpfargate.credentials.key import keys
+from gcpfargate.credentials.keyless import retire as keyless_retire
+from gcpfargate.errors import GcpError
+from gcpfargate.iam import execution_role, policy, roles
+
+POOL_ID = "gcpfargate"
+WORKLOAD_IDENTITY_USER = "roles/iam.workloadIdentityUser"
+# Google's default attribute mapping for AWS providers, written out so `doctor` can evaluate it
+# (https://cloud.google.com/iam/docs/workload-identity-federation-with-other-clouds).
+AWS_MAPPING = {
+    "google.subject": "assertion.arn",
+    "attribute.aws_role": (
+        "assertion.arn.contains('assumed-role') ? "
+        "assertion.arn.extract('{account_arn}assumed-role/') + 'assumed-role/' + "
+        "assertion.arn.extract('assumed-role/{role_name}/') : assertion.arn"
+    ),
+}
+MAX_POLICY_ATTEMPTS = 3  # read-modify-write of the IAM policy, retried when the etag lost a race
+
+
+def is_keyless(ctx: Context) -> bool:
+    return ctx.settings.gcp.auth == "keyless"
+
+
+def task_role_name(family: str) -> str:
+    return f"gcpfargate-{family}-task"
+
+
+def provider_id(account_id: str) -> str:
+    return f"aws-{account_id}"
+
+
+def pool_name(project: str) -> str:
+    return f"projects/{project}/locations/global/workloadIdentityPools/{POOL_ID}"
+
+
+def attribute_condition(partition: str, account_id: str) -> str:
+    """Only this account's gcpfargate task roles (gcpfargate-<family>-task) may federate."""
+    prefix = f"arn:{partition}:sts::{account_id}:assumed-role/gcpfargate-"
+    return f"attribute.aws_role.startsWith('{prefix}') && attribute.aws_role.endsWith('-task')"
+
+
+def role_session_prefix(partition: str, account_id: str, role: str) -> str:
+    """What `attribute.aws_role` is for every session of `role`."""
+    return f"arn:{partition}:sts::{account_id}:assumed-role/{role}"
+
+
+def principal_set(project_number: str, aws_role: str) -> str:
+    return (
+        f"principalSet://iam.googleapis.com/projects/{project_number}/locations/global/"
+        f"workloadIdentityPools/{POOL_ID}/attribute.aws_role/{aws_role}"
+    )
+
+
+def task_role_trust(account_id: str) -> dict[str, Any]:
+    # aws:SourceAccount keeps another account's ECS from assuming the role (confused deputy;
+    # "Task IAM role" in the ECS developer guide).
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": policy.ECS_TASKS_PRINCIPAL},
+                "Action": "sts:AssumeRole",
+                "Condition": {"StringEquals": {"aws:SourceAccount": account_id}},
+            }
+        ],
+    }
+
+
+@dataclass
+class KeylessBootstrapResult(PlannedResult):
+    auth: str  # always "keyless": tells the two bootstrap results apart in JSON
+    service_account: str
+    task_role_arn: str
+    execution_role_arn: str
+    pool: str
+    provider: str
+    principal: str
+    changed: bool
+    plan: list[str] = field(default_factory=list)  # what a --dry-run would do
+    retired_keys: list[str] = field(
+        default_factory=list
+    )  # key mode's keys deleted when switching (agreed)
+    account_exists: bool = field(
+        default=True, metadata=NOT_SHOWN
+    )  # False: a dry run that would create it
+
+    def to_json(self) -> dict[str, Any]:
+        data = super().to_json()
+        if not self.retired_keys:
+            data.pop("retired_keys")
+        return data
+
+
+def ensure_task_role(ctx: Context, plan: list[str]) -> str:
+    name = task_role_name(ctx.settings.family)
+    trust = task_role_trust(ctx.aws.account_id)
+    outcome = roles.ensure_own(
+        ctx,
+        roles.OwnRole(
+            name=name,
+            description="ECS task role federated to Google Cloud by gcpfargate",
+            summary="the task role keyless mode federates",
+            trust=trust,
+            trusted=lambda document: roles.same_statements(document, trust),
+            # No permissions of its own: the application's AWS permissions are the user's to attach.
+            inline_name="",
+            inline=None,
+            inline_action="",
+        ),
+    )
+    plan.extend(outcome.plan)
+    return outcome.arn
+
+
+def _ensure_pool(ctx: Context, project: str, plan: list[str]) -> dict[str, Any] | None:
+    pools, name = ctx.pools, pool_name(project)
+    pool = pools.get(name, f"workload identity pool {POOL_ID}")
+    if pool is None:
+        plan.append(f"create workload identity pool {POOL_ID} in project {project}")
+        if ctx.dry_run:
+            return None
+        with ctx.reporter.step(f"Creating workload identity pool {POOL_ID}"):
+            return pools.create(
+                f"projects/{project}/locations/global",
+                "workloadIdentityPools",
+                "workloadIdentityPoolId",
+                POOL_ID,
+                {"displayName": "gcpfargate", "description": "ECS tasks federated by gcpfargate"},
+                f"workload identity pool {POOL_ID}",
+            )
+    if pool.get("state") == "DELETED":
+        plan.append(f"undelete workload identity pool {POOL_ID} (soft-deleted)")
+        if not ctx.dry_run:
+            with ctx.reporter.step(f"Undeleting workload identity pool {POOL_ID}"):
+                pool = pools.undelete(name, f"workload identity pool {POOL_ID}")
+    if pool.get("disabled"):
+        raise GcpError(
+            f"workload identity pool {POOL_ID} in project {project} is disabled",
+            "Enable it in the GCP console (IAM > Workload Identity Federation), then rerun",
+        )
+    return pool
+
+
+def _ensure_provider(ctx: Context, project: str, plan: list[str]) -> str:
+    account, pools = ctx.aws.account_id, ctx.pools
+    provider, what = provider_id(account), f"workload identity provider {provider_id(account)}"
+    name = f"{pool_name(project)}/providers/{provider}"
+    wanted = {
+        "aws": {"accountId": account},
+        "attributeMapping": AWS_MAPPING,
+        "attributeCondition": attribute_condition(ctx.aws.partition(), account),
+    }
+    found = pools.get(name, what)  # under a missing pool (dry run) this is a 404 too
+    if found is None:
+        plan.append(f"create {what} (AWS account {account}, only gcpfargate task roles)")
+        if not ctx.dry_run:
+            with ctx.reporter.step(f"Creating {what}"):
+                found = pools.create(
+                    pool_name(project),
+                    "providers",
+                    "workloadIdentityPoolProviderId",
+                    provider,
+                    {"displayName": f"AWS {account}", **wanted},
+                    what,
+                )
+        return provider
+    if found.get("state") == "DELETED":
+        plan.append(f"undelete {what} (soft-deleted)")
+        if not ctx.dry_run:
+            found = pools.undelete(name, what)
+    drift = [key for key, value in wanted.items() if found.get(key) != value]
+    if found.get("disabled"):
+        drift.append("disabled")
+    if drift:
+        plan.append(f"update {what}: {', '.join(drift)}")
+        if not ctx.dry_run:
+            pools.patch(name, {**wanted, "disabled": False}, drift, what)
+    return provider
+
+
+def _ensure_binding(ctx: Context, email: str, member: str, plan: list[str]) -> None:
+    from google.iam.v1 import policy_pb2
+
+    for attempt in range(MAX_POLICY_ATTEMPTS):
+        current = ctx.iam.get_iam_policy(email)
+        if any(b.role == WORKLOAD_IDENTITY_USER and member in b.members for b in current.bindings):
+            return
+        if attempt == 0:
+            plan.append(f"grant {WORKLOAD_IDENTITY_USER} on {email} to {member}")
+        if ctx.dry_run:
+            return
+        binding = next(
+            (
+                b
+                for b in current.bindings
+                if b.role == WORKLOAD_IDENTITY_USER and not b.condition.expression
+            ),
+            None,
+        )
+        if binding is None:
+            current.bindings.append(
+                policy_pb2.Binding(role=WORKLOAD_IDENTITY_USER, members=[member])
+            )
+        else:
+            binding.members.append(member)
+        try:
+            with ctx.reporter.step(f"Granting {WORKLOAD_IDENTITY_USER} on {email}"):
+                ctx.iam.set_iam_policy(email, current)
+            return
+        except GcpError as exc:
+            if exc.code != "ABORTED" or attempt == MAX_POLICY_ATTEMPTS - 1:
+                raise
+
+
+def bootstrap_keyless(
+    ctx: Context, retire: Callable[[keyless_retire.Leftovers], bool] | None = None
+) -> KeylessBootstrapResult:
+    """`retire` (None: not now, as in `deploy` until the keyless revision is registered) decides whether
+    the keys key mode left in the secret are retired (keyless_retire)."""
+    settings = ctx.settings
+    settings.require("gcp.project", "gcp.service_account", "task.family")
+    project = settings.gcp.project
+    ctx.pools  # noqa: B018 - a malformed GCPFARGATE_IAM_REST_ENDPOINT is refused here, before any write
+    plan: list[str] = []
+    with ctx.reporter.step("Resolving the service account"):
+        account = keys.resolve_account(ctx, plan)
+    with ctx.reporter.step("Checking the task role"):
+        task_role_arn = ensure_task_role(ctx, plan)
+    with ctx.reporter.step("Checking the execution role"):
+        role = execution_role.ensure(ctx, secret_arn="")
+    if role.changed:
+        plan.append(f"create or update execution role {role.arn}")
+    with ctx.reporter.step("Checking the workload identity pool"):
+        pool = _ensure_pool(ctx, project, plan)
+        provider = _ensure_provider(ctx, project, plan)
+    # The pool's name carries the project NUMBER, which principal sets and audiences need.
+    number = str(pool["name"]).split("/")[1] if pool else "PROJECT_NUMBER"
+    aws_role = role_session_prefix(
+        ctx.aws.partition(), ctx.aws.account_id, task_role_name(settings.family)
+    )
+    member = principal_set(number, aws_role)
+    if account.unique_id:
+        with ctx.reporter.step("Checking the workloadIdentityUser binding"):
+            _ensure_binding(ctx, account.email, member, plan)
+    else:
+        plan.append(f"grant {WORKLOAD_IDENTITY_USER} on {account.email} to {member}")
+    changed = bool(plan)
+    retired = (
+        keyless_retire.offer(ctx, account.email, retire, plan)
+        if retire and account.unique_id
+        else []
+    )
+    return KeylessBootstrapResult(
+        auth="keyless",
+        service_account=account.email,
+        task_role_arn=task_role_arn,
+        execution_role_arn=role.arn,
+        pool=f"projects/{number}/locations/global/workloadIdentityPools/{POOL_ID}",
+        provider=provider,
+        principal=member,
+        changed=changed or bool(retired),
+        plan=plan if ctx.dry_run else [],
+        retired_keys=retired,
+        account_exists=bool(account.unique_id),
+    )
+
+
+def project_number(ctx: Context) -> str:
+    """From the pool's resource name (the IAM API answers with the number); bootstrap must have run."""
+    project = ctx.settings.gcp.project
+    pool = ctx.pools.get(pool_name(project), f"workload identity pool {POOL_ID}")
+    if pool is None or pool.get("state") != "ACTIVE":
+        raise GcpError(
+            f"workload identity pool {POOL_ID} in project {project} is "
+            f"{'missing' if pool is None else str(pool.get('state', '')).lower()}",
+            "Run gcpfargate bootstrap (keyless mode creates or undeletes it)",
+        )
+    return str(pool["name"]).split("/")[1]
+
+
+def wire_definition(ctx: Context, definition: dict[str, Any], image_config: Any) -> dict[str, Any]:
+    """register-task's keyless wiring: config, task role, shim (see keyless_wiring)."""
+    import os
+
+    from gcpfargate.credentials.keyless.config import GoogleEndpoints, credential_config
+    from gcpfargate.credentials.keyless.wiring import wire_keyless
+    from gcpfargate.image.shim_push import resolve_shim
+
+    settings = ctx.settings
+    account = ctx.aws.account_id
+    config = credential_config(
+        project_number=project_number(ctx),
+        pool_id=POOL_ID,
+        provider_id=provider_id(account),
+        service_account_email=settings.service_account_email,
+        endpoints=GoogleEndpoints.from_environ(os.environ),
+    )
+    return wire_keyless(
+        definition,
+        credential_config=config,
+        credentials_env=settings.task.credentials_env,
+        credentials_path=settings.task.credentials_path,
+        containers=settings.task.containers or None,
+        image_config=image_config,
+        task_role_arn=f"arn:{ctx.aws.partition()}:iam::{account}:role/{task_role_name(settings.family)}",
+        shim_image_ref=resolve_shim(ctx),
+        project=settings.gcp.project,
+    )

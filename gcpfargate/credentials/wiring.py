@@ -1,0 +1,296 @@
+"""Credential wiring: a pure transformation of a task definition (no AWS, no Docker).
+
+For each target container the key arrives through ECS `secrets` as an environment variable, and a
+start-up wrapper (POSIX `sh`: dash, busybox, bash) writes it to `credentials_path` with mode 0600,
+removes the variable and `exec`s the original program. The wrapper is:
+
+    entryPoint = ["/bin/sh", "-c", SCRIPT, "gcpfargate-wrapper", *original_entrypoint]
+    command    = original_command
+
+Docker's model is kept (issue 17 item 1): the wrapper and the ENTRYPOINT go in `entryPoint`, the
+CMD (or the template's `command`) stays in `command`, so an ECS `containerOverrides.command` (the
+console's "run with override", `aws ecs run-task --overrides`, EventBridge targets) replaces
+exactly the CMD, as it would without gcpfargate. ECS starts `entryPoint + command`; both travel to
+the script as positional parameters and it ends with `exec "$@"`, so no argument is ever
+re-quoted: quotes, spaces, `$`, newlines reach the program exactly. The original entry point and
+command follow Docker's rules: the template's entryPoint (with its command, if any), else the
+image's ENTRYPOINT with the template's command or the image's CMD. `printf` is a shell builtin in
+dash and busybox, so the key is never in a process's argv (/proc/*/cmdline).
+"""
+
+from __future__ import annotations
+
+import copy
+import posixpath
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from gcpfargate.errors import TemplateError
+from gcpfargate.keymaterial.keyscan import key_paths, key_text
+from gcpfargate.keymaterial.rules import credentials_env_problem, credentials_path_problem
+
+MARKER = "# gcpfargate credentials wrapper v1"
+WRAPPER_NAME = "gcpfargate-wrapper"  # $0 of the script: what `ps` and error messages show
+SHELL = ["/bin/sh", "-c"]
+CREDENTIALS_VARIABLE = "GOOGLE_APPLICATION_CREDENTIALS"
+
+# image -> the image config's "config" section (Entrypoint, Cmd, ...); raises when it cannot be read
+ImageConfig = Callable[[str], Mapping[str, Any]]
+
+
+def sh_quote(text: str) -> str:
+    """Single-quote for POSIX sh: the only character needing care inside '...' is ' itself."""
+    return "'" + text.replace("'", "'\\''") + "'"
+
+
+def wrapper_script(credentials_env: str, credentials_path: str) -> str:
+    if reason := credentials_env_problem(credentials_env):
+        raise TemplateError(f"task.credentials_env {credentials_env!r} {reason}")
+    if reason := credentials_path_problem(credentials_path):
+        raise TemplateError(f"task.credentials_path {credentials_path!r} {reason}")
+    var, path = credentials_env, sh_quote(credentials_path)
+    directory = sh_quote(posixpath.dirname(credentials_path) or "/")
+    # Messages name the variable and path only; the value is never echoed.
+    return "\n".join(
+        [
+            MARKER,
+            "set -eu",
+            "umask 077",
+            f'if [ -z "${{{var}:-}}" ]; then',
+            f"  echo \"gcpfargate-wrapper: environment variable {var} is empty or unset: the task definition's"
+            ' secrets did not deliver the key" >&2',
+            "  exit 1",
+            "fi",
+            f'mkdir -p {directory} || {{ echo "gcpfargate-wrapper: cannot create directory "{directory} >&2; exit 1; }}',
+            f"rm -f {path} 2>/dev/null || :",
+            f"printf '%s' \"${var}\" > {path} || "
+            f'{{ echo "gcpfargate-wrapper: cannot write "{path} >&2; exit 1; }}',
+            f"chmod 600 {path}",
+            f"unset {var}",
+            'exec "$@"',
+            "",
+        ]
+    )
+
+
+def is_wrapped(container: Mapping[str, Any]) -> bool:
+    entry = container.get("entryPoint") or []
+    return (
+        len(entry) >= 4
+        and entry[:2] == SHELL
+        and str(entry[2]).startswith(MARKER)
+        and entry[3] == WRAPPER_NAME
+    )
+
+
+def is_exact_wrapper(container: Mapping[str, Any]) -> bool:
+    """Whether the container's wrapper is, byte for byte, the script gcpfargate writes for the
+    variable and path it names (not merely one that carries the marker)."""
+    unwrapped = unwrap(container)
+    if unwrapped is None:
+        return False
+    try:
+        return str(container["entryPoint"][2]) == wrapper_script(
+            unwrapped.credentials_env, unwrapped.credentials_path
+        )
+    except TemplateError:
+        return False
+
+
+@dataclass(frozen=True)
+class Unwrapped:
+    argv: list[str]
+    credentials_env: str
+    credentials_path: str
+
+
+_WRITES = re.compile(r"printf '%s' \"\$([A-Za-z_][A-Za-z0-9_]*)\" > ('(?:[^']|'\\'')*')")
+
+
+def unwrap(container: Mapping[str, Any]) -> Unwrapped | None:
+    """What a wrapped container runs and where it writes the key; None when it is not wrapped."""
+    if not is_wrapped(container):
+        return None
+    entry = list(container["entryPoint"])
+    match = _WRITES.search(entry[2])
+    env_name, quoted = (match.group(1), match.group(2)) if match else ("", "''")
+    path = quoted[1:-1].replace("'\\''", "'")
+    return Unwrapped(
+        argv=entry[4:] + list(container.get("command") or []),
+        credentials_env=env_name,
+        credentials_path=path,
+    )
+
+
+def original_parts(
+    container: Mapping[str, Any], image_config: ImageConfig
+) -> tuple[list[str], list[str] | None]:
+    """(entry point, command) the container runs without gcpfargate, by Docker's rules; the command is None
+    when there is none (the image is read only when needed)."""
+    command = list(container.get("command") or []) or None
+    if is_wrapped(container):
+        return list(container["entryPoint"])[4:], command
+    entry = list(container.get("entryPoint") or [])
+    if entry:  # Docker: an entry point from the template drops the image's CMD
+        return entry, command
+    config = image_config(str(container.get("image", "")))
+    image_entry = list(config.get("Entrypoint") or [])
+    command = command or list(config.get("Cmd") or []) or None
+    if not image_entry and not command:
+        raise TemplateError(
+            f"container {container.get('name')}: nothing to run: the template sets no "
+            f"entryPoint/command and image {container.get('image')} has no ENTRYPOINT or CMD",
+            'Set "entryPoint" or "command" in the template',
+        )
+    return image_entry, command
+
+
+def original_argv(container: Mapping[str, Any], image_config: ImageConfig) -> list[str]:
+    """What the container runs without gcpfargate, by Docker's rules (the image is read only when needed)."""
+    entry, command = original_parts(container, image_config)
+    return entry + (command or [])
+
+
+def check_environment(definition: Mapping[str, Any], credentials_env: str) -> None:
+    """The key must only ever arrive through `secrets`: refuse key text anywhere in the definition
+    (command, entryPoint, dockerLabels, log options, … at any depth) and its variable in `environment`."""
+    found = key_paths(definition, is_key=key_text)
+    if found:
+        raise TemplateError(
+            f"the task definition holds what looks like private key text at {', '.join(found[:5])}",
+            "Never put a key in a task definition (an env() value or an included file): "
+            "gcpfargate delivers it through secrets",
+        )
+    for index, container in enumerate(definition.get("containerDefinitions") or []):
+        for position, item in enumerate(container.get("environment") or []):
+            if str(item.get("name", "")) == credentials_env:
+                raise TemplateError(
+                    f"containerDefinitions[{index}].environment[{position}] sets {credentials_env}, "
+                    "the variable that carries the key",
+                    "Remove it: gcpfargate adds it under secrets (task.credentials_env)",
+                )
+
+
+def target_names(definition: Mapping[str, Any], containers: Sequence[str] | None) -> list[str]:
+    defined = [str(c.get("name")) for c in definition.get("containerDefinitions") or []]
+    if containers:
+        unknown = [name for name in containers if name not in defined]
+        if unknown:
+            raise TemplateError(
+                f"task.containers names {', '.join(unknown)}, which the template does not define",
+                f"Containers in the template: {', '.join(defined) or 'none'}",
+            )
+        return list(containers)
+    essential = [
+        str(c.get("name"))
+        for c in definition.get("containerDefinitions") or []
+        if c.get("essential", True)
+    ]
+    if not essential:
+        raise TemplateError(
+            "the task definition has no essential container to give the credentials to",
+            'Mark one "essential": true or list names in task.containers',
+        )
+    return essential
+
+
+def wire(
+    definition: Mapping[str, Any],
+    *,
+    secret_arn: str,
+    credentials_env: str,
+    credentials_path: str,
+    containers: Sequence[str] | None,
+    image_config: ImageConfig,
+) -> dict[str, Any]:
+    """A copy of `definition` with the credentials wired into each target container."""
+    check_environment(definition, credentials_env)
+    wired = copy.deepcopy(dict(definition))
+    script = wrapper_script(credentials_env, credentials_path)
+    names = set(target_names(wired, containers))
+    for container in wired.get("containerDefinitions") or []:
+        if container.get("name") not in names:
+            continue
+        name = container.get("name")
+        entry, command = original_parts(container, image_config)
+        secrets = [s for s in container.get("secrets") or [] if s.get("name") != credentials_env]
+        for item in container.get("secrets") or []:
+            if item.get("name") == credentials_env and item.get("valueFrom") != secret_arn:
+                raise TemplateError(
+                    f"container {name}: secrets already sets {credentials_env} from another secret",
+                    "Remove it from the template, or set task.wire_credentials = false",
+                )
+        environment = [
+            e for e in container.get("environment") or [] if e.get("name") != CREDENTIALS_VARIABLE
+        ]
+        for item in container.get("environment") or []:
+            if item.get("name") == CREDENTIALS_VARIABLE and item.get("value") != credentials_path:
+                raise TemplateError(
+                    f"container {name}: environment sets {CREDENTIALS_VARIABLE} to "
+                    f"{item.get('value')!r}, not task.credentials_path {credentials_path!r}",
+                    "Remove it from the template, or change task.credentials_path",
+                )
+        container["secrets"] = [*secrets, {"name": credentials_env, "valueFrom": secret_arn}]
+        container["environment"] = [
+            *environment,
+            {"name": CREDENTIALS_VARIABLE, "value": credentials_path},
+        ]
+        container["entryPoint"] = [*SHELL, script, WRAPPER_NAME, *entry]
+        if command:
+            container["command"] = command
+        else:
+            container.pop("command", None)
+    return wired
+
+
+def unwire(
+    definition: Mapping[str, Any], image_config: Callable[[str], Mapping[str, Any] | None]
+) -> tuple[dict[str, Any], list[str]]:
+    """The inverse of `wire` for `init --from-family`: the definition as a template would write it.
+
+    Returns the definition and the secret ARNs the wiring used. `image_config` may return None when
+    the image cannot be read; the original argv then stays as an explicit entryPoint.
+    """
+    plain = copy.deepcopy(dict(definition))
+    secret_arns: list[str] = []
+    for container in plain.get("containerDefinitions") or []:
+        unwrapped = unwrap(container)
+        if unwrapped is None:
+            continue
+        secret_arns.extend(
+            s.get("valueFrom", "")
+            for s in container.get("secrets") or []
+            if s.get("name") == unwrapped.credentials_env
+        )
+        container["secrets"] = [
+            s for s in container.get("secrets") or [] if s.get("name") != unwrapped.credentials_env
+        ]
+        container["environment"] = [
+            e
+            for e in container.get("environment") or []
+            if not (
+                e.get("name") == CREDENTIALS_VARIABLE
+                and e.get("value") == unwrapped.credentials_path
+            )
+        ]
+        for key in ("secrets", "environment"):
+            if not container[key]:
+                container.pop(key)
+        entry, command = list(container.pop("entryPoint"))[4:], container.pop("command", None)
+        container.update(
+            _as_template_argv(entry, command, image_config(str(container.get("image", ""))))
+        )
+    return plain, secret_arns
+
+
+def _as_template_argv(
+    entry: list[str], command: list[str] | None, config: Mapping[str, Any] | None
+) -> dict[str, list[str]]:
+    """The shortest entryPoint/command that gives this entry point and command on this image, by Docker's
+    rules (an image that cannot be read keeps both explicit)."""
+    if config is not None and entry == list(config.get("Entrypoint") or []):
+        return {"command": command} if command and command != list(config.get("Cmd") or []) else {}
+    shown: dict[str, list[str]] = {"entryPoint": entry} if entry else {}
+    return {**shown, "command": command} if command else shown

@@ -1,0 +1,1 @@
+"""`deploy`: bootstrap → push-image → register-task (→ service)."""

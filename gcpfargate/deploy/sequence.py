@@ -1,0 +1,201 @@
+"""`deploy`: bootstrap → push-image → register-task (→ service), each idempotent, stopping at the first failure.
+
+Each step is the same function its own command runs, so `deploy` can never drift from them. A
+failure is reported with the step's name; what earlier steps made stays consistent on its own
+(a stored key with its role, a pushed image), so a rerun resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from gcpfargate.core.context import Context
+from gcpfargate.ecs import service
+from gcpfargate.errors import GcpfargateError, StepError
+
+
+@dataclass
+class DeployResult:
+    steps: dict[str, Any]  # step name -> that step's result object
+
+    @property
+    def plan(self) -> list[str]:
+        """What a dry run would do, step by step."""
+        return [line for result in self.steps.values() for line in result.plan]
+
+    def to_json(self) -> dict[str, Any]:
+        return {name: result.to_json() for name, result in self.steps.items()}
+
+
+def deploy(
+    ctx: Context,
+    allow_embedded_credentials: bool = False,
+    new_key: bool = False,
+    grant: bool = False,
+    tag: str | None = None,
+    retire: Callable[[Any], bool] | None = None,
+) -> DeployResult:
+    """`retire` (keyless mode): whether to retire key mode's keys, asked once the keyless revision is
+    registered and the service rolled to it (keyless_retire)."""
+    from gcpfargate.credentials.key.bootstrap import bootstrap
+    from gcpfargate.credentials.keyless.bootstrap import (
+        KeylessBootstrapResult,
+        bootstrap_keyless,
+        is_keyless,
+    )
+    from gcpfargate.image.push import push_image
+    from gcpfargate.taskdef.register import register_task
+
+    ctx.settings.require("gcp.project", "gcp.service_account", "task.family")
+    rendered, region = _local_checks(ctx)
+    if not ctx.dry_run:
+        _read_ahead(ctx, rendered, region, keyless=is_keyless(ctx))
+    results: dict[str, Any] = {}
+    building = None if ctx.dry_run else _BackgroundBuild(ctx, allow_embedded_credentials, tag)
+    try:
+        with _step("bootstrap"):
+            booted = (
+                bootstrap_keyless(ctx)
+                if is_keyless(ctx)
+                else bootstrap(ctx, new_key=new_key, grant=grant)
+            )
+            results["bootstrap"] = booted
+        with _step("push-image"):
+            built = building.result() if building is not None else None
+            pushed = push_image(
+                ctx, allow_embedded_credentials=allow_embedded_credentials, tag=tag, built=built
+            )
+            results["push-image"] = pushed
+    finally:
+        if building is not None:
+            building.close()
+    with _step("register-task"):
+        # A dry run knows the digest only of an image the registry already holds (then it pins it too).
+        digest = pushed.digest if ctx.settings.image.pin_digest else None
+        image = _pinned(pushed.image, digest) if digest else pushed.image
+        # The secret's and the role's ARNs and the latest revision travel on from the steps that read them.
+        results["register-task"] = register_task(
+            ctx,
+            image=image,
+            secret_arn=getattr(booted, "secret_arn", None),
+            latest=pushed.latest,
+            pushed=image,
+            role_arn=booted.execution_role_arn,
+        )
+    if service.configured(ctx) is not None:  # [service]: roll it to the latest revision and wait
+        with _step("service"):
+            results["service"] = service.roll_out(ctx, results["register-task"].task_definition_arn)
+    if retire is not None and isinstance(booted, KeylessBootstrapResult) and booted.account_exists:
+        from gcpfargate.credentials.keyless import retire as keyless_retire
+
+        with _step("bootstrap"):
+            booted.retired_keys = keyless_retire.offer(
+                ctx, booted.service_account, retire, booted.plan
+            )
+            booted.changed = booted.changed or bool(booted.retired_keys)
+    return DeployResult(results)
+
+
+def _local_checks(ctx: Context) -> tuple[dict[str, Any], str]:
+    """What can fail without the cloud fails first: a missing Dockerfile, an engine that does not answer, a
+    template that does not render. Otherwise bootstrap would create an account, key, secret or role first."""
+    from gcpfargate.image.push import build_inputs
+    from gcpfargate.taskdef.register import check_renders
+
+    with _step("push-image"):
+        build_inputs(ctx.settings)
+        if not ctx.dry_run:  # a dry run builds nothing
+            ctx.docker.ping()
+    with _step("register-task"):
+        return check_renders(ctx)
+
+
+def _read_ahead(ctx: Context, rendered: dict[str, Any], region: str, keyless: bool) -> None:
+    """Send ahead the AWS reads the steps below make whatever they find (issue 18): each waits on the
+    network while this thread imports the Google SDK and asks GCP, instead of one after another. Each
+    is taken by the very call it stands for, or made again when a write to its service came between;
+    a read nobody takes would be an extra request, so only sure ones are sent."""
+    from gcpfargate.ecs import cluster as ecs
+    from gcpfargate.ecs import logs
+    from gcpfargate.iam import policy, roles
+
+    # In the order they are taken (one thread sends them one after another). The ECR token first
+    # when the background build needs the registry's host from it before it can start (the build
+    # is the longest thing a changed deploy waits for); else last, as push-image takes it.
+    first_token = ctx.registry.host_needs_token
+    if first_token:
+        ctx.aws.read_ahead("ecr", "get_authorization_token")
+    if not ctx.settings.task.execution_role_arn:  # bootstrap checks gcpfargate's own execution role
+        roles.read_ahead(
+            ctx, ctx.settings.execution_role_name, None if keyless else policy.INLINE_POLICY_NAME
+        )
+    ecs.read_latest_ahead(ctx, ctx.settings.family)  # push-image compares with the latest revision
+    if not first_token:
+        ctx.aws.read_ahead("ecr", "get_authorization_token")  # push-image signs in to the registry
+    logs.read_ahead(ctx, rendered, region)  # register-task makes sure the log groups exist
+
+
+class _BackgroundBuild:
+    """push-image's build, run in a thread while bootstrap runs: the engine builds while we wait on IAM
+    and Secrets Manager (about a third off an image-only deploy, see bench/). It touches no AWS client
+    (the registry host is resolved first, here) and reports into a buffer that the push-image step
+    replays, so the terminal shows the same steps in the same order as before. Any failure surfaces
+    in the push-image step, after bootstrap, exactly as without the thread."""
+
+    def __init__(self, ctx: Context, allow_embedded_credentials: bool, tag: str | None) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        from gcpfargate.core.report import DeferredReporter
+        from gcpfargate.image.push import build_image
+
+        self._ctx = ctx
+        self._report = DeferredReporter()
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gcpfargate-build")
+        try:
+            ctx.registry.host  # noqa: B018 - may ask ECR (GetAuthorizationToken): here, not in the thread
+        except GcpfargateError:
+            # Reported by the step that needs it, in order; build nothing ahead.
+            self._future = None
+        else:
+            self._future = self._pool.submit(
+                build_image, ctx, allow_embedded_credentials, tag, self._report
+            )
+
+    def result(self) -> Any:
+        if self._future is None:
+            return None
+        try:
+            return self._future.result()
+        finally:
+            self._report.replay(self._ctx.reporter)
+
+    def close(self) -> None:
+        # After a bootstrap failure the error is reported at once; the build (which an engine cannot
+        # cancel mid-way) finishes before the process exits, and its report is dropped.
+        self._pool.shutdown(wait=False)
+
+
+def _pinned(image: str, digest: str) -> str:
+    """`host/repo:tag` → `host/repo@sha256:…`: register exactly what was pushed, with no second lookup."""
+    if "@" in image:
+        return image
+    name, _, _ = image.rpartition(":") if image.rfind(":") > image.rfind("/") else (image, "", "")
+    return f"{name}@{digest}"
+
+
+class _step:
+    """Name the failing step in front of the error, keeping its exit code."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> None:
+        if isinstance(exc, GcpfargateError) and not isinstance(exc, StepError):
+            raise StepError(self.name, exc) from None

@@ -1,0 +1,1 @@
+"""`doctor`: the checks, one module per area."""

@@ -1,0 +1,1 @@
+"""ECS at run time: the cluster, services, one-off runs, schedules, logs, per-run overrides."""

@@ -1,0 +1,488 @@
+"""`gcpfargate schedule`: an EventBridge Scheduler schedule that runs the task on Fargate.
+
+The schedule (`schedule.name`, default `gcpfargate-<family>`, in `schedule.group`) targets the
+`run.cluster` with the `[run]` network settings, in the time zone `schedule.timezone`.
+
+Decisions worth knowing:
+- **Which revision runs.** The target names the task-definition *family* ARN without a revision,
+  so every invocation runs the newest ACTIVE revision: `gcpfargate deploy` alone updates what the
+  schedule runs (RunTask resolves a family to its latest ACTIVE revision). `pin_revision=True`
+  (`--pin-revision`) targets the current latest revision's ARN instead.
+- **The scheduler role** `gcpfargate-<family>-scheduler` (unless `schedule.role_arn` is given)
+  trusts scheduler.amazonaws.com for this account only and may `ecs:RunTask` the family (any
+  revision) on this cluster and `iam:PassRole` the execution and task roles of the latest
+  revision to ECS tasks. Rerun `gcpfargate schedule` when a new revision changes those roles.
+- **Idempotent.** The desired schedule is compared with `GetSchedule`; when they agree nothing
+  is written (`changed: false`). UpdateSchedule replaces the whole schedule, so an update also
+  resets fields set by hand outside gcpfargate.
+- **Sticky expression and time zone.** When no expression is configured (no flag, variable or
+  file value) an existing schedule keeps its expression, so `gcpfargate schedule --disable` just
+  disables it; likewise an unconfigured time zone is kept, so `--rate "1 hour"` keeps Asia/Tokyo.
+- **Delete** removes the schedule only; the scheduler role stays (it may serve other schedules).
+- **Next runs** are computed locally (`gcpfargate.ecs.cron`); rate schedules count from the
+  schedule's start date or its last modification, as EventBridge Scheduler does.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from gcpfargate.core.context import Context
+from gcpfargate.ecs import cluster as ecs
+from gcpfargate.ecs import cron
+from gcpfargate.ecs.overrides import TaskOverrides, ecs_overrides
+from gcpfargate.errors import AwsError, ConfigError
+from gcpfargate.iam import policy, propagation, roles
+from gcpfargate.settings import own_role_name
+
+SCHEDULER_PRINCIPAL = "scheduler.amazonaws.com"
+ROLE_POLICY_NAME = "gcpfargate-run-task"
+# Retry a failed invocation (throttled RunTask, no capacity) for up to an hour, a few times.
+RETRY_POLICY = {"MaximumEventAgeInSeconds": 3600, "MaximumRetryAttempts": 3}
+DEFAULT_NEXT = 5
+
+
+@dataclass
+class ScheduleResult:
+    schedule_arn: str | None
+    expression: str
+    timezone: str
+    state: str  # ENABLED, DISABLED, or DELETED / ABSENT after --delete
+    changed: bool
+    next_runs: list[str] = field(default_factory=list)
+    name: str = ""
+    group: str = ""
+    role_arn: str = ""
+    task_definition_arn: str = ""
+    plan: list[str] = field(default_factory=list)
+    request: dict[str, Any] | None = None  # what --dry-run would send
+    read_only: bool = False  # --show: nothing could change, so no `changed` is reported
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "schedule_arn": self.schedule_arn,
+            "expression": self.expression,
+            "timezone": self.timezone,
+            "state": self.state,
+            "changed": self.changed,
+            "next_runs": self.next_runs,
+        }
+        if self.read_only:
+            data.pop("changed")
+        if self.request is not None:
+            data["plan"] = self.plan
+            data["request"] = self.request
+        return data
+
+
+def schedule_name(ctx: Context) -> str:
+    name = ctx.settings.schedule.name or f"gcpfargate-{ctx.settings.family}"
+    if len(name) > 64:
+        raise ConfigError(
+            f"the default schedule name {name} is longer than 64 characters",
+            "Set schedule.name (GCPFARGATE_SCHEDULE_NAME)",
+        )
+    return name
+
+
+def scheduler_role_name(ctx: Context) -> str:
+    return own_role_name(ctx.settings.family, "scheduler")
+
+
+# -- reading ------------------------------------------------------------------------------------
+
+
+def get_schedule(ctx: Context, name: str, group: str) -> dict[str, Any] | None:
+    found = ctx.aws.find(
+        "scheduler",
+        "get_schedule",
+        "ResourceNotFoundException",
+        f"read schedule {name}",
+        Name=name,
+        GroupName=group,
+    )
+    return None if found is None else dict(found)
+
+
+def upcoming(
+    expression: cron.Expression,
+    timezone: str,
+    count: int,
+    schedule: dict[str, Any] | None = None,
+    now: datetime | None = None,
+) -> list[str]:
+    now = now or datetime.now(UTC)
+    anchor = None
+    if expression.kind == "rate" and schedule:
+        anchor = (
+            schedule.get("StartDate")
+            or schedule.get("LastModificationDate")
+            or schedule.get("CreationDate")
+        )
+        if isinstance(anchor, str):
+            anchor = datetime.fromisoformat(anchor)
+    runs = cron.next_runs(expression, cron.zone(timezone), count, now, anchor=anchor)
+    return [when.isoformat(timespec="seconds") for when in runs]
+
+
+def show(ctx: Context, count: int = DEFAULT_NEXT) -> ScheduleResult:
+    """The current schedule and its next runs; changes nothing."""
+    ctx.settings.require("task.family")
+    name, group = schedule_name(ctx), ctx.settings.schedule.group
+    current = get_schedule(ctx, name, group)
+    if current is None:
+        raise AwsError(
+            f"schedule {name} does not exist in group {group}",
+            'Create it with `gcpfargate schedule --cron "0 3 * * ? *"` (or --rate, --expression)',
+        ).with_code("ResourceNotFoundException")
+    result = _result_from(current, changed=False, count=count)
+    result.read_only = True
+    return result
+
+
+def _result_from(
+    schedule: dict[str, Any],
+    changed: bool,
+    count: int,
+    plan: list[str] | None = None,
+    request: dict[str, Any] | None = None,
+) -> ScheduleResult:
+    timezone = str(schedule.get("ScheduleExpressionTimezone") or "UTC")
+    text = str(schedule["ScheduleExpression"])
+    try:
+        expression = cron.parse(text)
+        runs = (
+            upcoming(expression, timezone, count, schedule)
+            if schedule.get("State") != "DISABLED"
+            else []
+        )
+    except cron.ExpressionError:
+        runs = []  # a form this evaluator does not know: still show the schedule
+    target = schedule.get("Target", {})
+    return ScheduleResult(
+        schedule_arn=schedule.get("Arn"),
+        expression=text,
+        timezone=timezone,
+        state=str(schedule.get("State")),
+        changed=changed,
+        next_runs=runs,
+        name=str(schedule.get("Name", "")),
+        group=str(schedule.get("GroupName", "")),
+        role_arn=str(target.get("RoleArn", "")),
+        task_definition_arn=str(target.get("EcsParameters", {}).get("TaskDefinitionArn", "")),
+        plan=plan or [],
+        request=request,
+    )
+
+
+# -- the scheduler role ------------------------------------------------------------------------
+
+
+def trust_policy(account_id: str) -> dict[str, Any]:
+    # SourceAccount keeps other accounts' schedules from using this role (confused deputy).
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": SCHEDULER_PRINCIPAL},
+                "Action": "sts:AssumeRole",
+                "Condition": {"StringEquals": {"aws:SourceAccount": account_id}},
+            }
+        ],
+    }
+
+
+def run_task_policy(family_arn: str, cluster: str, pass_roles: list[str]) -> dict[str, Any]:
+    """RunTask on this family (any revision) on this cluster; PassRole of the task's roles to ECS tasks."""
+    statements: list[dict[str, Any]] = [
+        {
+            "Sid": "RunTaskDefinition",
+            "Effect": "Allow",
+            "Action": "ecs:RunTask",
+            "Resource": [family_arn, f"{family_arn}:*"],
+            "Condition": {"ArnEquals": {"ecs:cluster": cluster}},
+        }
+    ]
+    if pass_roles:
+        statements.append(
+            {
+                "Sid": "PassTaskRoles",
+                "Effect": "Allow",
+                "Action": "iam:PassRole",
+                "Resource": pass_roles,
+                "Condition": {"StringEquals": {"iam:PassedToService": policy.ECS_TASKS_PRINCIPAL}},
+            }
+        )
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+def ensure_role(
+    ctx: Context, family_arn: str, cluster: str, pass_roles: list[str]
+) -> roles.RoleOutcome:
+    """gcpfargate's scheduler role, created or corrected; or the configured role, checked."""
+    configured = ctx.settings.schedule.role_arn
+    if configured:
+        role = roles.require_given(
+            ctx,
+            configured,
+            "schedule.role_arn",
+            "Fix the ARN, or leave it empty so gcpfargate creates its own scheduler role",
+        )
+        if not policy.trusts(role.get("AssumeRolePolicyDocument", {}), SCHEDULER_PRINCIPAL):
+            ctx.reporter.warn(
+                f"role {role['RoleName']} does not trust {SCHEDULER_PRINCIPAL}; the schedule will fail "
+                "to run the task"
+            )
+        return roles.RoleOutcome(configured, created=False, changed=False)
+    name = scheduler_role_name(ctx)
+    trust = trust_policy(ctx.aws.account_id)
+    return roles.ensure_own(
+        ctx,
+        roles.OwnRole(
+            name=name,
+            description="Lets EventBridge Scheduler run the ECS task; managed by gcpfargate",
+            summary=f"trusts {SCHEDULER_PRINCIPAL}; may run {family_arn} and pass {', '.join(pass_roles) or 'no roles'}",
+            trust=trust,
+            trusted=lambda document: roles.same_statements(document, trust),
+            inline_name=ROLE_POLICY_NAME,
+            inline=run_task_policy(family_arn, cluster, pass_roles),
+            inline_action=f"set policy {ROLE_POLICY_NAME} of role {name}",
+        ),
+    )
+
+
+# -- the schedule ----------------------------------------------------------------------------
+
+
+def _comparable(schedule: dict[str, Any]) -> dict[str, Any]:
+    """The fields gcpfargate manages, normalised so a GetSchedule answer and a request compare equal."""
+    target = schedule.get("Target") or {}
+    ecs = target.get("EcsParameters") or {}
+    network = (ecs.get("NetworkConfiguration") or {}).get("awsvpcConfiguration") or {}
+    return {
+        "expression": schedule.get("ScheduleExpression"),
+        "timezone": schedule.get("ScheduleExpressionTimezone") or "UTC",
+        "state": schedule.get("State") or "ENABLED",
+        "flexible time window": schedule.get("FlexibleTimeWindow"),
+        "description": schedule.get("Description") or "",
+        "target": target.get("Arn"),
+        "role": target.get("RoleArn"),
+        "retry policy": target.get("RetryPolicy"),
+        "task definition": ecs.get("TaskDefinitionArn"),
+        "launch type": ecs.get("LaunchType"),
+        "platform version": ecs.get("PlatformVersion"),
+        "task count": ecs.get("TaskCount", 1),
+        "subnets": sorted(network.get("Subnets") or []),
+        "security groups": sorted(network.get("SecurityGroups") or []),
+        "public ip": network.get("AssignPublicIp") or "DISABLED",
+        "overrides": target.get("Input") or "",
+    }
+
+
+def differences(current: dict[str, Any], desired: dict[str, Any]) -> list[str]:
+    have, want = _comparable(current), _comparable(desired)
+    return [key for key in want if have[key] != want[key]]
+
+
+def apply(
+    ctx: Context,
+    disable: bool = False,
+    pin_revision: bool = False,
+    count: int = DEFAULT_NEXT,
+    sleep: Callable[[float], None] = time.sleep,
+    overrides: TaskOverrides | None = None,
+) -> ScheduleResult:
+    """Create or update the schedule so it matches the settings; no write when it already does."""
+    settings = ctx.settings
+    settings.require("task.family")
+    name, group = schedule_name(ctx), settings.schedule.group
+    configured = settings.schedule.expression
+    expression = cron.parse(configured) if configured else None
+    timezone = settings.schedule.timezone or "UTC"
+    cron.zone(timezone)
+    network = ecs.network_configuration(
+        settings, key_case="upper"
+    )  # fails early on missing subnets
+
+    with ctx.reporter.step(f"Reading schedule {name} and the task"):
+        current = get_schedule(ctx, name, group)
+        if expression is None:
+            if current is None:
+                settings.require("schedule.expression")
+            assert current is not None
+            expression = cron.parse(str(current["ScheduleExpression"]))
+        if current is not None and settings.sources.get("schedule.timezone") == "default":
+            # What is not given is kept: `--rate "1 hour"` changes the expression, not the time zone.
+            timezone = str(current.get("ScheduleExpressionTimezone") or "UTC")
+        definition = ecs.runnable_task_definition(ctx, settings.family)
+        target_cluster = ecs.cluster_arn(ctx, settings.run.cluster)
+
+    revision_arn = str(definition["taskDefinitionArn"])
+    family_arn = revision_arn.rsplit(":", 1)[0]
+    pass_roles = [
+        arn for arn in (definition.get("executionRoleArn"), definition.get("taskRoleArn")) if arn
+    ]
+    with ctx.reporter.step("Checking the scheduler role"):
+        role = ensure_role(ctx, family_arn, target_cluster, pass_roles)
+    plan = list(role.plan)
+
+    cluster_name = target_cluster.rsplit("/", 1)[-1]
+    desired: dict[str, Any] = {
+        "Name": name,
+        "GroupName": group,
+        "ScheduleExpression": expression.text,
+        "ScheduleExpressionTimezone": timezone,
+        "FlexibleTimeWindow": {"Mode": "OFF"},
+        "State": "DISABLED" if disable else "ENABLED",
+        "Description": f"Runs ECS task {settings.family} on {cluster_name} (managed by gcpfargate)",
+        "Target": {
+            "Arn": target_cluster,
+            "RoleArn": role.arn,
+            "RetryPolicy": dict(RETRY_POLICY),
+            "EcsParameters": {
+                "TaskDefinitionArn": revision_arn if pin_revision else family_arn,
+                "LaunchType": "FARGATE",
+                "PlatformVersion": settings.run.platform_version,
+                "TaskCount": 1,
+                "NetworkConfiguration": network,
+            },
+        },
+    }
+    if overrides:
+        # Scheduler hands a templated ECS target's Input to RunTask as its overrides.
+        desired["Target"]["Input"] = json.dumps(
+            ecs_overrides(overrides, definition), sort_keys=True
+        )
+    elif current is not None and (current.get("Target") or {}).get("Input"):
+        desired["Target"]["Input"] = current["Target"][
+            "Input"
+        ]  # not given: kept, like the time zone
+    changed = role.changed
+    if current is None:
+        plan.append(
+            f"create schedule {name} in group {group}: {expression.text} ({timezone}), {desired['State']}"
+        )
+        operation = "create_schedule"
+    else:
+        changes = differences(current, desired)
+        if changes:
+            plan.append(f"update schedule {name}: {', '.join(changes)}")
+            operation = "update_schedule"
+        else:
+            operation = ""
+    if operation:
+        changed = True
+        if ctx.dry_run:
+            return _planned(desired, current, count, plan)
+        if group != "default":
+            _ensure_group(ctx, group)
+        with ctx.reporter.step(f"{'Creating' if current is None else 'Updating'} schedule {name}"):
+            _write(ctx, operation, desired, role_changed=role.changed, sleep=sleep)
+        current = get_schedule(ctx, name, group)
+    elif ctx.dry_run:
+        return _planned(desired, current, count, plan)
+    assert current is not None  # just written, or found and unchanged (no operation)
+    result = _result_from(current, changed=changed, count=count)
+    if expression.kind == "cron" and desired["State"] == "ENABLED" and not result.next_runs:
+        ctx.reporter.warn(f"{expression.text} never fires after now; the task will not run")
+    return result
+
+
+def _planned(
+    desired: dict[str, Any], current: dict[str, Any] | None, count: int, plan: list[str]
+) -> ScheduleResult:
+    shown = {**(current or {}), **desired, "Arn": (current or {}).get("Arn")}
+    return _result_from(shown, changed=bool(plan), count=count, plan=plan, request=desired)
+
+
+def _ensure_group(ctx: Context, group: str) -> None:
+    if (
+        ctx.aws.find(
+            "scheduler",
+            "get_schedule_group",
+            "ResourceNotFoundException",
+            f"read schedule group {group}",
+            Name=group,
+        )
+        is None
+    ):
+        ctx.aws.call(
+            "scheduler",
+            "create_schedule_group",
+            f"create schedule group {group}",
+            Name=group,
+            Tags=[{"Key": "managed-by", "Value": "gcpfargate"}],
+        )
+        ctx.reporter.info(f"created schedule group {group}")
+
+
+def _write(
+    ctx: Context,
+    operation: str,
+    params: dict[str, Any],
+    role_changed: bool,
+    sleep: Callable[[float], None],
+) -> None:
+    verb = "create" if operation == "create_schedule" else "update"
+
+    def write() -> None:
+        ctx.aws.call("scheduler", operation, f"{verb} schedule {params['Name']}", **params)
+
+    if not role_changed:
+        write()
+        return
+    # A role IAM has just created, or whose trust policy just changed, is not visible to Scheduler for a
+    # while: its validation refuses the role until then (issue 12 item 7).
+    propagation.retry_while(
+        write,
+        propagation.scheduler_role_refused,
+        ctx.reporter,
+        f"{verb} schedule {params['Name']}",
+        sleep=sleep,
+    )
+
+
+def delete(ctx: Context) -> ScheduleResult:
+    """Delete the schedule (not the scheduler role); no write when it does not exist."""
+    ctx.settings.require("task.family")
+    name, group = schedule_name(ctx), ctx.settings.schedule.group
+    current = get_schedule(ctx, name, group)
+    if current is None:
+        ctx.reporter.info(f"schedule {name} does not exist in group {group}; nothing to delete")
+        return ScheduleResult(
+            schedule_arn=None,
+            expression="",
+            timezone="",
+            state="ABSENT",
+            changed=False,
+            name=name,
+            group=group,
+        )
+    result = _result_from(current, changed=True, count=0)
+    if ctx.dry_run:
+        result.plan, result.request = (
+            [f"delete schedule {name} in group {group}"],
+            {"Name": name, "GroupName": group},
+        )
+    else:
+        with ctx.reporter.step(f"Deleting schedule {name}"):
+            ctx.aws.call(
+                "scheduler",
+                "delete_schedule",
+                f"delete schedule {name}",
+                Name=name,
+                GroupName=group,
+            )
+    result.state, result.next_runs = "DELETED", []
+    if not ctx.settings.schedule.role_arn:
+        ctx.reporter.info(
+            f"kept IAM role {scheduler_role_name(ctx)} (other schedules may use it; delete it by hand "
+            "if not)"
+        )
+    return result

@@ -1,0 +1,1 @@
+"""AWS IAM: role names and documents, policy evaluation, propagation, the execution role."""

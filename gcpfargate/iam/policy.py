@@ -1,0 +1,148 @@
+"""Judge what an IAM role may do from its own policy documents.
+
+A small, local evaluation of identity policies: explicit Deny beats Allow beats the implicit
+deny; Action/NotAction and Resource/NotResource with `*` and `?` wildcards. Statements with a
+Condition cannot be judged offline, so they are reported as "conditional" rather than guessed.
+Used by bootstrap (warn before a task fails to start), doctor and run-local.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import urllib.parse
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import Enum
+from functools import lru_cache
+from typing import Any
+
+EXECUTION_ROLE_POLICY_ARN_SUFFIX = ":policy/service-role/AmazonECSTaskExecutionRolePolicy"
+ECS_TASKS_PRINCIPAL = "ecs-tasks.amazonaws.com"
+INLINE_POLICY_NAME = "gcpfargate-secret-access"
+
+
+class Decision(str, Enum):
+    ALLOWED = "allowed"
+    DENIED = "denied"  # an explicit Deny matches
+    NOT_ALLOWED = "not allowed"  # nothing allows it (implicit deny)
+    CONDITIONAL = "conditional"  # only statements with conditions allow it
+
+
+@dataclass(frozen=True)
+class Judgement:
+    decision: Decision
+    reason: str
+
+    @property
+    def allowed(self) -> bool:
+        return self.decision is Decision.ALLOWED
+
+
+@lru_cache(maxsize=512)
+def _wildcard(pattern: str, case_insensitive: bool) -> re.Pattern[str]:
+    body = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.compile(body, re.I | re.S if case_insensitive else re.S)
+
+
+def _matches(patterns: Any, value: str, case_insensitive: bool) -> bool:
+    items = [patterns] if isinstance(patterns, str) else list(patterns or [])
+    return any(_wildcard(str(p), case_insensitive).fullmatch(value) for p in items)
+
+
+def _applies(statement: dict[str, Any], action: str, resource: str) -> bool:
+    if "Action" in statement:
+        action_ok = _matches(statement["Action"], action, True)
+    else:
+        action_ok = "NotAction" in statement and not _matches(statement["NotAction"], action, True)
+    if not action_ok:
+        return False
+    if "Resource" in statement:
+        return _matches(statement["Resource"], resource, False)
+    return "NotResource" in statement and not _matches(statement["NotResource"], resource, False)
+
+
+def statements(documents: Iterable[Any]) -> list[dict[str, Any]]:
+    """Flatten policy documents (dicts, JSON strings, or URL-encoded JSON as IAM returns) into statements."""
+    found: list[dict[str, Any]] = []
+    for document in documents:
+        if isinstance(document, str):
+            text = document if document.lstrip().startswith("{") else urllib.parse.unquote(document)
+            document = json.loads(text)
+        body = document.get("Statement", [])
+        found.extend([body] if isinstance(body, dict) else body)
+    return found
+
+
+def judge(documents: Iterable[Any], action: str, resource: str) -> Judgement:
+    allow = conditional = False
+    for statement in statements(documents):
+        if not _applies(statement, action, resource):
+            continue
+        if statement.get("Effect") == "Deny":
+            if "Condition" not in statement:
+                return Judgement(
+                    Decision.DENIED, f"an explicit Deny matches {action} on {resource}"
+                )
+            conditional = True
+        elif statement.get("Effect") == "Allow":
+            if "Condition" in statement:
+                conditional = True
+            else:
+                allow = True
+    if allow and not conditional:
+        return Judgement(Decision.ALLOWED, f"{action} is allowed on {resource}")
+    if allow or conditional:
+        return Judgement(
+            Decision.CONDITIONAL, f"{action} on {resource} depends on policy conditions"
+        )
+    return Judgement(Decision.NOT_ALLOWED, f"no policy allows {action} on {resource}")
+
+
+def trusts(trust_policy: Any, service: str) -> bool:
+    """Whether a role's trust policy lets `service` (such as ecs-tasks.amazonaws.com) assume the role."""
+    for statement in statements([trust_policy]):
+        if statement.get("Effect") != "Allow" or not _matches(
+            statement.get("Action", []), "sts:AssumeRole", True
+        ):
+            continue
+        principal = statement.get("Principal", {})
+        services = principal.get("Service", []) if isinstance(principal, dict) else []
+        if _matches(services, service, True) or principal == "*":
+            return True
+    return False
+
+
+def trust_policy() -> dict[str, Any]:
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": ECS_TASKS_PRINCIPAL},
+                "Action": "sts:AssumeRole",
+            }
+        ],
+    }
+
+
+def secret_access_policy(secret_arn: str, kms_key_arn: str = "") -> dict[str, Any]:
+    """Exactly what the execution role needs to hand the secret to the container, nothing more."""
+    body: list[dict[str, Any]] = [
+        {
+            "Sid": "ReadGcpKeySecret",
+            "Effect": "Allow",
+            "Action": "secretsmanager:GetSecretValue",
+            "Resource": secret_arn,
+        },
+    ]
+    if kms_key_arn:
+        body.append(
+            {
+                "Sid": "DecryptGcpKeySecret",
+                "Effect": "Allow",
+                "Action": "kms:Decrypt",
+                "Resource": kms_key_arn,
+            }
+        )
+    return {"Version": "2012-10-17", "Statement": body}

@@ -1,0 +1,387 @@
+"""Step 3 of the recipe: build the image, refuse to ship a key inside it, push it to ECR.
+
+- **Repository**: `image.repository` (default: the task family) is created when missing, with
+  scan-on-push on. An existing repository is never reconfigured; scan-on-push off only warns.
+- **Authentication**: ECR's GetAuthorizationToken; the credentials go to the Docker engine with
+  this push only (`auth_config`), never into ~/.docker/config.json.
+- **Tag**: `image.tag` (or `--tag`); otherwise derived (core/gittag.py): the short git SHA of the
+  context when it is a git work tree (`<sha>-dirty-<content hash>` with uncommitted changes), else a
+  UTC timestamp `YYYYmmddHHMMSS`.
+- **latest** is *not* pushed unless `image.push_latest = true`: repositories with immutable tags
+  reject a second `latest`, and the task definition pins the digest anyway, so `latest` only
+  serves humans.
+- **No-op**: nothing is pushed (`changed: false`) when the registry already holds an image with
+  the built image's config digest (its image id) under the tag. When the tag was derived, the
+  image pinned by the family's latest ACTIVE task definition counts too, so a timestamp tag does
+  not force a new push of an unchanged image; that image is reported and `latest` is left alone.
+- **Guard** (core/key_guard.py, rules in keyscan.py): build arguments are checked before the build;
+  before anything is pushed, the build context (after `.dockerignore`), every layer of the built
+  image and its config (Env, Labels, history) are searched for key material. Found: refuse,
+  naming the paths, unless `allow_embedded_credentials` (then warn).
+- **Dry run**: no build, no AWS write, no push; the plan names the repository, image and tag.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gcpfargate.config import SCHEMA, Settings
+from gcpfargate.core.context import Context
+from gcpfargate.core.report import Reporter
+from gcpfargate.core.results import NOT_SHOWN, PlannedResult
+from gcpfargate.ecs import cluster as ecs
+from gcpfargate.errors import AwsError, ConfigError, EmbeddedCredentialsError
+from gcpfargate.image import guard as key_guard
+from gcpfargate.image import images
+from gcpfargate.image.gittag import derive_tag
+from gcpfargate.image.guard import scan_context
+from gcpfargate.image.repository import describe_repository, ensure_repository, held_digest
+
+# The guard's rules are keymaterial/keyscan.py's (keyscan.RULES_VERSION keys the layer cache).
+
+
+@dataclass
+class PushResult(PlannedResult):
+    image: str  # host/repo:tag (or host/repo@sha256:… for a reused image no tag points at)
+    digest: str | None  # the manifest digest, sha256:…; None in a dry run
+    tags: list[str]
+    changed: bool
+    plan: list[str] = field(default_factory=list)  # what a --dry-run would do
+    # The family's latest ACTIVE revision as push read it, for register-task in `deploy`; None: not read.
+    latest: ecs.LatestRevision | None = field(default=None, metadata=NOT_SHOWN)
+    shim_image: str = ""  # keyless mode: the credential shim, host/repo@sha256:…
+
+    def to_json(self) -> dict[str, Any]:
+        data = super().to_json()
+        if not self.shim_image:
+            data.pop("shim_image")
+        return data
+
+
+@dataclass(frozen=True)
+class BuildInputs:
+    context: Path
+    dockerfile: str  # as the docker SDK wants it: relative to the context, or absolute outside it
+    platform: str  # normalised: linux/amd64 or linux/arm64
+    build_args: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Built:
+    """What `build_image` made: the local image and the names it is to be pushed under."""
+
+    repository: str
+    inputs: BuildInputs
+    tag: str
+    explicit: bool  # the user chose the tag (rather than it being derived)
+    tags: list[str]
+    name: str  # host/repository
+    image_id: str  # "" in a dry run: nothing is built
+    tag_existed: bool = (
+        True  # the engine had `name:tag` before this build (else the build made that name)
+    )
+
+
+def build_image(
+    ctx: Context,
+    allow_embedded_credentials: bool = False,
+    tag: str | None = None,
+    reporter: Reporter | None = None,
+) -> Built:
+    """push-image's first half: check the build context and build. No AWS call when the registry host is
+    already known, so `deploy` runs it in a thread during bootstrap, with a `reporter` of its own."""
+    reporter = reporter or ctx.reporter
+    settings = ctx.settings
+    if not settings.repository:
+        settings.require("image.repository")
+    repository = images.check_repository_name(ctx)
+    inputs = build_inputs(settings)
+    key_guard.check_build_args(inputs.build_args)
+    tag, explicit = choose_tag(settings, inputs.context, tag)
+    tags = [tag, "latest"] if settings.image.push_latest and tag != "latest" else [tag]
+
+    with reporter.step("Searching the build context for key files"):
+        found = scan_context(inputs.context, inputs.dockerfile)
+    guard(ctx, found, "the build context", allow_embedded_credentials, reporter)
+
+    name = ctx.registry.image_name(repository)
+    if ctx.dry_run:
+        return Built(repository, inputs, tag, explicit, tags, name, "")
+    ctx.docker.ping()  # an unreachable engine fails here, before any AWS write
+    existed = ctx.docker.inspect(f"{name}:{tag}") is not None
+    with reporter.step(f"Building {name}:{tag} for {inputs.platform}"):
+        image_id = ctx.docker.build(
+            inputs.context,
+            inputs.dockerfile,
+            f"{name}:{tag}",
+            inputs.platform,
+            inputs.build_args,
+            on_line=reporter.log,
+        )
+    return Built(repository, inputs, tag, explicit, tags, name, image_id, existed)
+
+
+def push_image(
+    ctx: Context,
+    allow_embedded_credentials: bool = False,
+    tag: str | None = None,
+    built: Built | None = None,
+) -> PushResult:
+    """Build (unless `built` is given) and push; see the module docstring."""
+    result = _push_app_image(ctx, allow_embedded_credentials, tag, built)
+    if ctx.settings.gcp.auth == "keyless":
+        from gcpfargate.image.shim_push import push_shim
+
+        shim = push_shim(ctx, result.plan)
+        result.shim_image, result.changed = shim.image, result.changed or shim.changed
+    return result
+
+
+def _push_app_image(
+    ctx: Context, allow_embedded_credentials: bool, tag: str | None, built: Built | None
+) -> PushResult:
+    built = built or build_image(ctx, allow_embedded_credentials, tag)
+    if ctx.dry_run:
+        return plan(ctx, built)
+    latest = read_latest(ctx)
+    result = _push(ctx, built, allow_embedded_credentials, latest.definition if latest else None)
+    result.latest = latest
+    return result
+
+
+def _push(
+    ctx: Context,
+    built: Built,
+    allow_embedded_credentials: bool,
+    task_definition: dict[str, Any] | None,
+) -> PushResult:
+    repository, inputs, tag, explicit, tags, name = (
+        built.repository,
+        built.inputs,
+        built.tag,
+        built.explicit,
+        built.tags,
+        built.name,
+    )
+    image, image_id = f"{name}:{tag}", built.image_id
+    # Docker's containerd image store reports the manifest digest as the id; RepoDigests names pushed ones.
+    repo_digests = tuple(
+        check_platform(ctx, image, image_id, inputs.platform, task_definition).get("RepoDigests")
+        or ()
+    )
+    # Authenticate before any write: an expired or refused token must leave nothing half-made.
+    with ctx.reporter.step(f"Authenticating to {ctx.registry.host}"):
+        credentials = ctx.registry.credentials()
+
+    digest = held_digest(ctx, repository, tag, inputs.platform, image_id, repo_digests)
+    if not digest and not explicit:
+        reused = reuse_task_definition_image(
+            ctx, repository, image_id, inputs.platform, task_definition, repo_digests
+        )
+        if reused is not None:
+            # Nothing was pushed under the derived tag: do not leave a local name no registry has.
+            if not built.tag_existed:
+                ctx.docker.untag(image)
+            return reused
+    extra_tags = [each for each in tags if each != tag]
+    if digest and not extra_tags:
+        # The registry already holds this very image under this tag: it was scanned when it was pushed,
+        # and pushing nothing cannot leak anything, so skip the (slow) layer scan too.
+        ctx.reporter.info(f"{image} already holds this image: nothing to push")
+        return PushResult(image=image, digest=digest, tags=tags, changed=False)
+    with ctx.reporter.step(f"Searching the layers of {image} for key files"):
+        found = scan_image(ctx, image_id)
+    guard(ctx, found, f"image {image}", allow_embedded_credentials)
+    created = ensure_repository(ctx, repository)
+    pushed = False
+    for each in tags:
+        if each == tag and digest:
+            ctx.reporter.info(f"{image} already holds this image: nothing to push")
+            continue
+        if each != tag:
+            if held_digest(ctx, repository, each, inputs.platform, image_id, repo_digests):
+                continue
+            ctx.docker.tag(image_id, name, each)
+        # Not a step: a spinner and the per-layer bars cannot share the terminal.
+        ctx.reporter.info(f"Pushing {name}:{each}")
+        outcome = ctx.docker.push(name, each, credentials, on_progress=ctx.reporter.progress)
+        pushed = True
+        if each == tag:
+            digest = outcome.digest
+    return PushResult(image=image, digest=digest, tags=tags, changed=created or pushed)
+
+
+# -- inputs --------------------------------------------------------------------------------------
+def build_inputs(settings: Settings) -> BuildInputs:
+    context = settings.resolve(settings.image.context)
+    if context == Path(context.anchor):
+        raise ConfigError(
+            f"build context {context} is the root directory: the whole machine would be sent to the "
+            "Docker engine",
+            "Set image.context to the project's directory (the one with the Dockerfile)",
+        )
+    if not context.is_dir():
+        raise ConfigError(
+            f"build context {context} is not a directory",
+            "Set image.context to the directory that holds the Dockerfile",
+        )
+    # Like docker compose: the Dockerfile path is relative to the context.
+    dockerfile = (context / (settings.image.dockerfile or "Dockerfile")).resolve()
+    if not dockerfile.is_file():
+        raise ConfigError(
+            f"Dockerfile {dockerfile} does not exist",
+            f"Create it, or set image.dockerfile (a path relative to {context})",
+        )
+    relative = (
+        dockerfile.relative_to(context).as_posix() if dockerfile.is_relative_to(context) else ""
+    )
+    return BuildInputs(
+        context=context,
+        dockerfile=relative or str(dockerfile),
+        platform=images.normalise_platform(settings.image.platform),
+        build_args=dict(settings.image.build_args),
+    )
+
+
+def choose_tag(settings: Settings, context: Path, tag: str | None = None) -> tuple[str, bool]:
+    """The tag and whether the user chose it (an argument or image.tag) rather than it being derived."""
+    if tag:
+        check = SCHEMA["image"]["tag"].validate
+        if check is not None and (reason := check(tag)):
+            raise ConfigError(f"image tag {tag!r} {reason}")
+        return tag, True
+    configured = settings.image.tag
+    if configured:
+        return configured, True
+    return derive_tag(context), False
+
+
+# -- the guard -----------------------------------------------------------------------------------
+def scan_image(ctx: Context, image_id: str) -> list[str]:
+    """Where the built image holds key material: its files (any layer, even if a later layer deletes
+    them; layers scanned clean before are not read again) and its config (Env, Labels, history):
+    core/key_guard.py."""
+    return key_guard.scan_image_files(ctx.docker, image_id) + key_guard.scan_image_config(
+        ctx.docker, image_id
+    )
+
+
+def guard(
+    ctx: Context, found: list[str], where: str, allow: bool, reporter: Reporter | None = None
+) -> None:
+    if not found:
+        return
+    shown = ", ".join(found[:5]) + (f" and {len(found) - 5} more" if len(found) > 5 else "")
+    what = f"{where} holds what looks like a private key (key file or PEM block) in: {shown}"
+    if allow:
+        (reporter or ctx.reporter).warn(f"{what} (pushing anyway: --allow-embedded-credentials)")
+        return
+    raise EmbeddedCredentialsError(
+        f"refusing to push: {what}",
+        "Remove it from the image (exclude it in .dockerignore; a key fetched by a RUN step stays in its layer "
+        "even if deleted later), rotate that key, or pass --allow-embedded-credentials",
+    )
+
+
+# -- AWS and the registry ------------------------------------------------------------------------
+def read_latest(ctx: Context) -> ecs.LatestRevision | None:
+    """The family's latest ACTIVE revision; None when it could not be read (no family, or a failure)."""
+    family = ctx.settings.family
+    if not family:
+        return None
+    try:
+        # The same read register-task makes: `deploy` hands it on, so it is made once.
+        return ecs.LatestRevision(ecs.latest_active(ctx, family))
+    except AwsError as exc:
+        # Only an optimisation and a platform check depend on it: say so and carry on.
+        ctx.reporter.warn(
+            f"{exc.message}; pushing without comparing to the registered task definition"
+        )
+        return None
+
+
+def check_platform(
+    ctx: Context, image: str, image_id: str, platform: str, task_definition: dict[str, Any] | None
+) -> dict[str, Any]:
+    """Warn when the built image cannot run where it is going; the engine's inspect data of the image."""
+    data = ctx.docker.inspect(image_id) or {}
+    arch = images.docker_arch(str(data.get("Architecture", "")))
+    built = f"{data.get('Os', 'linux')}/{arch}"
+    if arch and built != platform:
+        ctx.reporter.warn(
+            f"{image} was built for {built}, but image.platform is {platform}: Fargate will not "
+            "start it (exec format error). Check the Dockerfile's FROM --platform"
+        )
+    task_definition = task_definition or {}
+    wanted = images.ecs_arch(
+        str((task_definition.get("runtimePlatform") or {}).get("cpuArchitecture", ""))
+    )
+    if wanted and arch and wanted != arch:
+        ctx.reporter.warn(
+            f"{image} is {built}, but task definition {task_definition.get('family')} "
+            f"asks for runtimePlatform {wanted}: set image.platform and runtimePlatform alike"
+        )
+    return data
+
+
+def reuse_task_definition_image(
+    ctx: Context,
+    repository: str,
+    image_id: str,
+    platform: str,
+    task_definition: dict[str, Any] | None,
+    repo_digests: tuple[str, ...] = (),
+) -> PushResult | None:
+    """The registered image when it is this very image (images.same_image) and still in the registry."""
+    name = ctx.registry.image_name(repository)
+    task_definition = task_definition or {}
+    for container in task_definition.get("containerDefinitions", []):
+        registered = str(container.get("image", ""))
+        if not registered.startswith((name + "@", name + ":")):
+            continue
+        reference = registered[len(name) + 1 :]
+        held = ctx.registry.resolve(repository, reference, platform)
+        if held is None or not images.same_image(
+            held.digest, held.config_digest, image_id, repo_digests, name
+        ):
+            continue
+        # A digest-pinned registration is reported as such: finding a tag for it would cost a lookup per tag.
+        tag = reference if registered.startswith(name + ":") else None
+        shown = f"{name}:{tag}" if tag else f"{name}@{held.digest}"
+        ctx.reporter.info(
+            f"task definition {task_definition.get('family')} already runs this image "
+            f"({shown}): nothing to push"
+        )
+        return PushResult(image=shown, digest=held.digest, tags=[tag] if tag else [], changed=False)
+    return None
+
+
+def plan(ctx: Context, built: Built) -> PushResult:
+    repository, inputs, tags, image = (
+        built.repository,
+        built.inputs,
+        built.tags,
+        f"{built.name}:{built.tag}",
+    )
+    steps = []
+    if describe_repository(ctx, repository) is None:
+        steps.append(f"create ECR repository {repository} (scan on push)")
+    elif built.explicit and all(
+        held := [ctx.registry.resolve(repository, each, inputs.platform) for each in tags]
+    ):
+        # A tag the user chose is already there: a rerun would build (a no-op from the cache) and push
+        # nothing unless the build differs, which only building can tell; a dry run does not build.
+        ctx.reporter.info(
+            f"{image} is already in the registry: nothing is pushed unless a build of "
+            f"{inputs.context} differs from it"
+        )
+        return PushResult(image=image, digest=held[0].digest, tags=tags, changed=False, plan=[])  # type: ignore[union-attr]
+    steps.append(f"build {inputs.context} with {inputs.dockerfile} for {inputs.platform}")
+    steps.append("search the image's layers for key files")
+    steps.extend(
+        f"push {built.name}:{each} unless the registry already holds this image there"
+        for each in tags
+    )
+    return PushResult(image=image, digest=None, tags=tags, changed=True, plan=steps)

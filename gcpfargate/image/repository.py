@@ -1,0 +1,73 @@
+"""The job's ECR repository and what the registry holds under a tag: shared by the job's image push
+(`push.py`) and the credential shim's (`shim_push.py`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gcpfargate.core.context import Context
+from gcpfargate.errors import AwsError
+from gcpfargate.image import images
+
+
+def describe_repository(ctx: Context, repository: str) -> dict[str, Any] | None:
+    data = ctx.aws.find(
+        "ecr",
+        "describe_repositories",
+        "RepositoryNotFoundException",
+        f"read ECR repository {repository}",
+        repositoryNames=[repository],
+    )
+    return None if data is None else dict(data["repositories"][0])
+
+
+def ensure_repository(ctx: Context, repository: str) -> bool:
+    """Create the repository (scan on push) when missing; True when it was created."""
+    found = describe_repository(ctx, repository)
+    if found is not None:
+        if not found.get("imageScanningConfiguration", {}).get("scanOnPush"):
+            ctx.reporter.warn(
+                f"ECR repository {repository} does not scan images on push; turn it on with "
+                f"`aws ecr put-image-scanning-configuration --repository-name {repository} "
+                "--image-scanning-configuration scanOnPush=true` or registry-level scanning"
+            )
+        return False
+    with ctx.reporter.step(f"Creating ECR repository {repository}"):
+        try:
+            ctx.aws.call(
+                "ecr",
+                "create_repository",
+                f"create ECR repository {repository}",
+                repositoryName=repository,
+                imageScanningConfiguration={"scanOnPush": True},
+            )
+        except AwsError as exc:
+            if exc.code == "RepositoryAlreadyExistsException":
+                return False  # created meanwhile by another run (two deploys at once): fine
+            if exc.code in ("AccessDenied", "AccessDeniedException"):
+                raise AwsError(
+                    exc.message,
+                    "Allow ecr:CreateRepository for this identity, or create the "
+                    f"repository {repository} yourself",
+                ).with_code(exc.code) from None
+            raise
+    return True
+
+
+def held_digest(
+    ctx: Context,
+    repository: str,
+    tag: str,
+    platform: str,
+    image_id: str,
+    repo_digests: tuple[str, ...] = (),
+) -> str:
+    """The manifest digest when the registry holds this very image (images.same_image) under `tag`."""
+    held = ctx.registry.resolve(repository, tag, platform)
+    name = ctx.registry.image_name(repository)
+    return (
+        held.digest
+        if held is not None
+        and images.same_image(held.digest, held.config_digest, image_id, repo_digests, name)
+        else ""
+    )

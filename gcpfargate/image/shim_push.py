@@ -1,0 +1,83 @@
+"""Keyless mode's credential-shim image: built from `shim_image.build_context`, pushed, digest-pinned.
+
+The tag is a hash of the build context (the shim's files and the Dockerfile, whose FROM names
+`image.shim_base_image`), so an unchanged shim is recognised in the registry and neither rebuilt into
+a new tag nor pushed again; register-task resolves the same tag to its digest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from gcpfargate.core.context import Context
+from gcpfargate.errors import ImageNotFound
+from gcpfargate.image import shim_image
+from gcpfargate.image.repository import ensure_repository, held_digest
+
+REPOSITORY = "gcpfargate-credential-shim"
+
+
+@dataclass(frozen=True)
+class ShimPush:
+    image: str  # host/repository@sha256:… ("" in a dry run)
+    changed: bool
+
+
+def _context(ctx: Context) -> dict[str, bytes]:
+    return shim_image.build_context(
+        ctx.settings.image.shim_base_image or shim_image.DEFAULT_BASE_IMAGE
+    )
+
+
+def shim_tag(files: dict[str, bytes]) -> str:
+    digest = hashlib.sha256()
+    for relative in sorted(files):
+        digest.update(relative.encode() + b"\0" + hashlib.sha256(files[relative]).digest())
+    return "shim-" + digest.hexdigest()[:20]
+
+
+def _platform(ctx: Context) -> str:
+    return ctx.settings.image.platform or "linux/amd64"
+
+
+def resolve_shim(ctx: Context) -> str:
+    """The pushed shim image for this gcpfargate and base, pinned by digest."""
+    tag = shim_tag(_context(ctx))
+    found = ctx.registry.resolve(REPOSITORY, tag, _platform(ctx))
+    if found is None:
+        raise ImageNotFound(
+            f"the credential-shim image {REPOSITORY}:{tag} is not in registry {ctx.registry.host}",
+            "Run gcpfargate push-image (keyless mode pushes the shim too)",
+        )
+    return f"{ctx.registry.image_name(REPOSITORY)}@{found.digest}"
+
+
+def push_shim(ctx: Context, plan: list[str]) -> ShimPush:
+    files = _context(ctx)
+    tag, platform = shim_tag(files), _platform(ctx)
+    name = ctx.registry.image_name(REPOSITORY)
+    held = ctx.registry.resolve(REPOSITORY, tag, platform)
+    if held is not None:
+        return ShimPush(f"{name}@{held.digest}", changed=False)
+    plan.append(f"build and push the credential-shim image {name}:{tag}")
+    if ctx.dry_run:
+        return ShimPush("", changed=True)
+    with tempfile.TemporaryDirectory(prefix="gcpfargate-shim-") as directory:
+        for relative, content in files.items():
+            path = Path(directory) / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(content)
+        with ctx.reporter.step(f"Building the credential shim {name}:{tag}"):
+            image_id = ctx.docker.build(
+                Path(directory), "Dockerfile", f"{name}:{tag}", platform, on_line=ctx.reporter.log
+            )
+    credentials = ctx.registry.credentials()
+    digest = held_digest(ctx, REPOSITORY, tag, platform, image_id)
+    ensure_repository(ctx, REPOSITORY)
+    if not digest:
+        ctx.reporter.info(f"Pushing {name}:{tag}")
+        digest = ctx.docker.push(name, tag, credentials, on_progress=ctx.reporter.progress).digest
+    return ShimPush(f"{name}@{digest}", changed=True)

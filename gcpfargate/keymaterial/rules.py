@@ -1,0 +1,105 @@
+"""Where the wrapper may write the key and which variable may carry it (issue 13 item 9).
+
+Each rule is a validator of the settings schema: `(value) -> reason | None`. They are also applied
+by the wrapper itself (core/wiring.py), so a value that slipped past the settings still cannot
+become a task definition.
+
+- `task.credentials_path`: an absolute, normalised file path under a writable data directory, never
+  in `/` itself nor under the system's directories (`/proc/self/fd/1` would write the key to
+  stdout, that is CloudWatch Logs; `/etc/passwd` would replace a system file).
+- `task.credentials_env`: a variable name that neither the wrapper nor the app relies on (`PATH`,
+  `HOME`, `GOOGLE_APPLICATION_CREDENTIALS`, the shell's own, the ones ECS and the AWS SDKs read).
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from typing import Any
+
+# Top-level directories that hold the system, the kernel's views or devices: never a key file's home.
+SYSTEM_DIRECTORIES = frozenset(
+    {
+        "proc",
+        "dev",
+        "sys",
+        "bin",
+        "sbin",
+        "usr",
+        "lib",
+        "lib32",
+        "lib64",
+        "libx32",
+        "etc",
+        "boot",
+        "lost+found",
+    }
+)
+# Variables the wrapper (POSIX sh), the dynamic loader, the app's Google/AWS libraries or ECS rely on.
+RESERVED_VARIABLES = frozenset(
+    {
+        "PATH",
+        "HOME",
+        "USER",
+        "LOGNAME",
+        "SHELL",
+        "PWD",
+        "OLDPWD",
+        "IFS",
+        "ENV",
+        "BASH_ENV",
+        "CDPATH",
+        "PS1",
+        "PS2",
+        "PS4",
+        "OPTIND",
+        "OPTARG",
+        "TMPDIR",
+        "TERM",
+        "LANG",
+        "LANGUAGE",
+        "HOSTNAME",
+        "TZ",
+        "UMASK",
+        "GOOGLE_APPLICATION_CREDENTIALS",
+        "GOOGLE_CLOUD_PROJECT",
+        "GCLOUD_PROJECT",
+        "CLOUDSDK_CONFIG",
+        "PYTHONPATH",
+        "PYTHONHOME",
+        "PYTHONSTARTUP",
+        "NODE_OPTIONS",
+        "JAVA_TOOL_OPTIONS",
+    }
+)
+RESERVED_PREFIXES = ("AWS_", "ECS_", "LD_", "LC_")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def credentials_path_problem(value: Any) -> str | None:
+    path = str(value)
+    if not path.startswith("/") or "\x00" in path:
+        return "must be an absolute path"
+    if path.endswith("/"):
+        return "must be a file path, not a directory"
+    if path.startswith("//") or posixpath.normpath(path) != path:
+        return f"must be normalised (no '.', '..' or '//'; {posixpath.normpath(path)!r}?)"
+    parts = path.split("/")[1:]
+    if len(parts) < 2:
+        return "must be in a data directory (such as /tmp/gcp/credentials.json), not in / itself"
+    if parts[0] in SYSTEM_DIRECTORIES:
+        return f"is under /{parts[0]}, a system directory; use a data directory such as /tmp/gcp or /var/lib/app"
+    return None
+
+
+def credentials_env_problem(value: Any) -> str | None:
+    name = str(value)
+    if not _NAME.fullmatch(name):
+        return "is not a valid environment variable name"
+    upper = name.upper()
+    if upper in RESERVED_VARIABLES or upper.startswith(RESERVED_PREFIXES):
+        return (
+            "is a variable the wrapper, the app or ECS relies on (the wrapper unsets it after writing the "
+            "key); choose another name, such as GCP_CREDENTIALS_JSON"
+        )
+    return None

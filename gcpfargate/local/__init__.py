@@ -1,0 +1,1 @@
+"""`run-local`: the task on the local engine, the way Fargate starts it."""

@@ -1,0 +1,1 @@
+"""The task definition: template, guard, Fargate rules, register, revisions, init."""

@@ -1,0 +1,128 @@
+"""What ECS and Fargate do to a task definition, which a rendered template must allow for (issue 12).
+
+Pure functions over the definition (no AWS, no Docker), each rule with where it comes from:
+
+- **Execution role.** ECS refuses a definition with container `secrets`, an ECR image on Fargate,
+  or the awslogs driver on Fargate when it has no `executionRoleArn` (texts in
+  tests/stack/strict/ecs.py; hashicorp/terraform-provider-aws#6503, #3051;
+  virtual-kubelet/virtual-kubelet#193).
+- **Defaults ECS fills in.** DescribeTaskDefinition answers values the template never sent, so a
+  comparison must drop them on both sides: `healthCheck` interval 30 / timeout 5 / retries 3
+  (ECS API `HealthCheck`; eagletmt/hako#56), environment entries whose value is empty are dropped
+  (hashicorp/terraform-provider-aws#39533), EFS volumes get `rootDirectory "/"` and
+  `transitEncryption "DISABLED"` (ECS API `EFSVolumeConfiguration`; terraform-provider-aws#19549).
+  Contract fixtures: tests/fixtures/ecs/.
+- **Read-only root file system.** Fargate offers no tmpfs (ECS API `LinuxParameters.tmpfs`: "not
+  supported for tasks run on Fargate"), so with `readonlyRootFilesystem` the wrapper can only write
+  the key into a mounted task volume.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from gcpfargate.errors import TemplateError
+
+# <account>.dkr.ecr[-fips].<region>.<partition suffix>/repository
+_ECR_IMAGE = re.compile(r"^\d{12}\.dkr\.ecr(-fips)?\.[a-z0-9-]+\.[a-z0-9.-]+/")
+_HEALTH_CHECK_DEFAULTS = {"interval": 30, "timeout": 5, "retries": 3}
+_EFS_DEFAULTS = {"rootDirectory": "/", "transitEncryption": "DISABLED"}
+
+
+def _containers(definition: Mapping[str, Any]) -> list[dict[str, Any]]:
+    return [c for c in definition.get("containerDefinitions") or [] if isinstance(c, dict)]
+
+
+def needs_execution_role(definition: Mapping[str, Any], registry_host: str = "") -> str:
+    """Why ECS would refuse `definition` without an executionRoleArn; "" when it would not."""
+    fargate = "FARGATE" in (definition.get("requiresCompatibilities") or [])
+    for container in _containers(definition):
+        if container.get("secrets"):
+            return f"container {container.get('name')} has secrets"
+        if not fargate:
+            continue
+        image = str(container.get("image", ""))
+        if _ECR_IMAGE.match(image) or (registry_host and image.startswith(registry_host + "/")):
+            return f"container {container.get('name')} runs an ECR image on Fargate"
+        if (container.get("logConfiguration") or {}).get("logDriver") == "awslogs":
+            return f"container {container.get('name')} logs to awslogs on Fargate"
+    return ""
+
+
+def missing_execution_role(definition: Mapping[str, Any], registry_host: Callable[[], str]) -> str:
+    """Why `definition` needs the executionRoleArn it lacks; "" when it has one or needs none. The
+    registry host (it may cost a request) is asked for only when nothing else already decides."""
+    if definition.get("executionRoleArn"):
+        return ""
+    return needs_execution_role(definition) or needs_execution_role(definition, registry_host())
+
+
+def empty_environment(definition: Mapping[str, Any]) -> list[str]:
+    """One warning per environment entry ECS will drop because its value is empty."""
+    return [
+        f"container {container.get('name')}: environment variable {item.get('name')} has an empty value; "
+        "ECS drops it, so the container will not see it (leave it out, or give it a value)"
+        for container in _containers(definition)
+        for item in container.get("environment") or []
+        if isinstance(item, dict) and item.get("value") in ("", None)
+    ]
+
+
+def check_read_only_root(
+    definition: Mapping[str, Any], credentials_path: str, targets: Iterable[str], where: str
+) -> None:
+    """Refuse a target container whose read-only root leaves the wrapper nowhere to write the key."""
+    directory = posixpath.dirname(credentials_path) or "/"
+    names = set(targets)
+    for container in _containers(definition):
+        if container.get("name") not in names or not container.get("readonlyRootFilesystem"):
+            continue
+        if any(_covers(mount, directory) for mount in container.get("mountPoints") or []):
+            continue
+        raise TemplateError(
+            f"{where}: container {container.get('name')} has readonlyRootFilesystem, so the key cannot be "
+            f"written to {credentials_path} (Fargate has no tmpfs)",
+            f'Mount a task volume at {directory}: "volumes": [{{"name": "credentials"}}] and "mountPoints": '
+            f'[{{"sourceVolume": "credentials", "containerPath": "{directory}"}}], or change task.credentials_path',
+        )
+
+
+def _covers(mount: Mapping[str, Any], directory: str) -> bool:
+    path = str(mount.get("containerPath") or "").rstrip("/") or "/"
+    if mount.get("readOnly"):
+        return False
+    return directory == path or directory.startswith(path if path == "/" else path + "/")
+
+
+def writable_mounts(container: Mapping[str, Any]) -> list[str]:
+    """The container paths a task mounts writable (what run-local gives a read-only container)."""
+    return [
+        str(mount["containerPath"])
+        for mount in container.get("mountPoints") or []
+        if mount.get("containerPath") and not mount.get("readOnly")
+    ]
+
+
+def drop_ecs_defaults(definition: dict[str, Any]) -> None:
+    """Remove, in place, the values ECS fills in when they equal its defaults (for comparisons only)."""
+    for container in _containers(definition):
+        check = container.get("healthCheck")
+        if isinstance(check, dict):
+            for key, default in _HEALTH_CHECK_DEFAULTS.items():
+                if check.get(key) == default:
+                    check.pop(key)
+        if isinstance(container.get("environment"), list):
+            container["environment"] = [
+                item
+                for item in container["environment"]
+                if not (isinstance(item, dict) and item.get("value") in ("", None))
+            ]
+    for volume in definition.get("volumes") or []:
+        efs = volume.get("efsVolumeConfiguration") if isinstance(volume, dict) else None
+        if isinstance(efs, dict):
+            for name, filled in _EFS_DEFAULTS.items():
+                if efs.get(name) == filled:
+                    efs.pop(name)

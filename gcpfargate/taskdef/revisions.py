@@ -1,0 +1,212 @@
+"""`rollback` and `deregister`: the family's revisions, as a service runs them.
+
+- rollback moves the configured service to the previous ACTIVE revision (older than the one it
+  runs) or to `--revision N`, and waits like deploy; `--deregister` then deregisters the revision
+  it left (unless a schedule pins it).
+- deregister keeps the newest `keep_last` ACTIVE revisions, the latest, every revision a
+  deployment of the configured service uses, and the revision the configured schedule pins; it
+  deregisters the rest. `images` also deletes the registry images that only deregistered
+  revisions referenced (by digest; an image a kept revision names by tag or digest stays).
+  `--dry-run` returns exactly the list a confirmed run deletes: both use `plan_deregister`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from gcpfargate.core.context import Context
+from gcpfargate.ecs import service as svc
+from gcpfargate.errors import OperationError, UsageError
+from gcpfargate.image.images import held, split_image
+
+
+def rollback(
+    ctx: Context,
+    revision: int | None = None,
+    deregister: bool = False,
+    wait: bool | None = None,
+    sleep: svc.Sleep = time.sleep,
+    clock: svc.Clock = time.monotonic,
+) -> svc.ServiceResult:
+    ref = svc.require_configured(ctx)
+    with ctx.reporter.step(f"Reading ECS service {ref.name} and its revisions"):
+        service = svc.describe(ctx, ref)
+        svc.require_active(service, ref)
+        current = str(service.get("taskDefinition") or "")
+        family = svc.family_of(current)
+        active = svc.active_revisions(ctx, family)
+    if revision is not None:
+        target = next((arn for arn in active if svc.revision_of(arn) == revision), "")
+        if not target:
+            raise OperationError(
+                f"{family}:{revision} is not an ACTIVE revision (deregistered, or never registered)",
+                f"Pick one of: {', '.join(str(svc.revision_of(a)) for a in active) or 'none'}",
+            )
+    else:
+        older = [arn for arn in active if svc.revision_of(arn) < svc.revision_of(current)]
+        if not older:
+            raise OperationError(
+                f"service {ref.name} runs {svc.short(current)} and {family} has no older ACTIVE "
+                "revision to roll back to",
+                "Pass --revision N to choose one",
+            )
+        target = older[0]
+    result = svc.ServiceResult(
+        ref.name, ref.cluster, str(service.get("serviceArn", "")), target, current
+    )
+    if svc.same_revision(current, target):
+        result.task_definition_arn, result.status = current, "UNCHANGED"
+        ctx.reporter.info(f"service {ref.name} already runs {svc.short(current)}")
+        return result
+    result.plan.append(
+        f"update service {ref.name} on cluster {ref.cluster}: {svc.short(current)} → "
+        f"{svc.short(target)}"
+    )
+    pins = pinned_by_schedule(ctx, family) if deregister else {}
+    for pinned, why in pins.items():
+        if deregister and svc.same_revision(current, pinned):
+            ctx.reporter.warn(f"not deregistering {svc.short(current)}: {why}")
+            deregister = False
+    if deregister:
+        result.plan.append(f"deregister {svc.short(current)}")
+    if ctx.dry_run:
+        result.changed, result.status = True, "PLANNED"
+        return result
+    svc.move(ctx, ref, service, target, result, wait=wait, sleep=sleep, clock=clock)
+    if deregister:
+        _deregister(ctx, current)
+        result.deregistered.append(current)
+    return result
+
+
+def pinned_by_schedule(ctx: Context, family: str) -> dict[str, str]:
+    """{revision ARN: why} for the revision the configured schedule's target pins (none when it names
+    the family, which runs the latest, or when there is no schedule)."""
+    from gcpfargate.ecs.schedule import get_schedule, schedule_name
+
+    name, group = schedule_name(ctx), ctx.settings.schedule.group
+    found = get_schedule(ctx, name, group)
+    arn = str(
+        ((found or {}).get("Target") or {}).get("EcsParameters", {}).get("TaskDefinitionArn", "")
+    )
+    if arn and svc.family_of(arn) == family and svc.revision_of(arn):
+        return {arn: f"schedule {name} pins it"}
+    return {}
+
+
+def _deregister(ctx: Context, arn: str) -> None:
+    with ctx.reporter.step(f"Deregistering {svc.short(arn)}"):
+        ctx.aws.call(
+            "ecs", "deregister_task_definition", f"deregister {svc.short(arn)}", taskDefinition=arn
+        )
+
+
+# -- deregister -------------------------------------------------------------------------------------
+
+
+@dataclass
+class DeregisterResult:
+    family: str
+    kept: list[str]  # ARNs that stay, newest first
+    reasons: dict[str, str]  # ARN -> why it stays
+    deregister: list[str]  # ARNs deregistered (or, in a dry run, to deregister), newest first
+    images: list[str] = field(default_factory=list)  # repository@digest deleted (or to delete)
+    dry_run: bool = False
+    done: bool = False  # the deregistering happened
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "family": self.family,
+            "dry_run": self.dry_run,
+            "changed": self.done and bool(self.deregister),
+            "kept": [
+                {"revision": svc.revision_of(a), "reason": self.reasons[a]} for a in self.kept
+            ],
+            "deregistered": [svc.revision_of(a) for a in self.deregister],
+            "images": self.images,
+        }
+
+
+def plan_deregister(ctx: Context, keep_last: int, images: bool) -> DeregisterResult:
+    """What `deregister` removes, computed once for --dry-run and for the real run alike."""
+    if keep_last < 1:
+        raise UsageError("--keep-last must be at least 1 (the latest revision always stays)")
+    family = ctx.settings.family
+    ctx.settings.require("task.family")
+    with ctx.reporter.step(f"Reading the ACTIVE revisions of {family}"):
+        active = svc.active_revisions(ctx, family)
+        reasons = {arn: f"one of the last {keep_last}" for arn in active[:keep_last]}
+        if active:
+            reasons[active[0]] = "the latest"
+        ref = svc.configured(ctx)
+        if ref is not None:
+            for deployment in svc.describe(ctx, ref).get("deployments") or []:
+                used = str(deployment.get("taskDefinition") or "")
+                match = next((arn for arn in active if svc.same_revision(arn, used)), "")
+                if match:
+                    reasons[match] = (
+                        f"service {ref.name} runs it ({deployment.get('status', '').lower()})"
+                    )
+        for arn, why in pinned_by_schedule(ctx, family).items():
+            match = next((a for a in active if svc.same_revision(a, arn)), "")
+            if match:
+                reasons[match] = why
+    result = DeregisterResult(
+        family,
+        [a for a in active if a in reasons],
+        reasons,
+        [a for a in active if a not in reasons],
+        dry_run=ctx.dry_run,
+    )
+    if images and result.deregister:
+        with ctx.reporter.step("Finding the images only those revisions use"):
+            result.images = _images_only_in(ctx, result.deregister, result.kept)
+    return result
+
+
+def deregister(
+    ctx: Context,
+    keep_last: int,
+    images: bool = False,
+    confirm: Callable[[DeregisterResult], bool] = lambda plan: False,
+) -> DeregisterResult:
+    """Deregister what `plan_deregister` lists, after `confirm(plan)` agrees (not asked in a dry run)."""
+    plan = plan_deregister(ctx, keep_last, images)
+    if ctx.dry_run or not plan.deregister:
+        return plan
+    if not confirm(plan):
+        raise OperationError("deregister was not confirmed; nothing was deregistered or deleted")
+    for arn in plan.deregister:
+        _deregister(ctx, arn)
+    for image in plan.images:
+        repository, _, digest = image.partition("@")
+        with ctx.reporter.step(f"Deleting image {repository}@{digest[:19]}…"):
+            ctx.registry.delete(repository, digest)
+    plan.done = True
+    return plan
+
+
+def _images_only_in(ctx: Context, leaving: list[str], staying: list[str]) -> list[str]:
+    """repository@digest of our registry's images that `leaving` revisions name and `staying` do not."""
+
+    def digests(arns: list[str]) -> set[str]:
+        found: set[str] = set()
+        for arn in arns:
+            definition = ctx.aws.call(
+                "ecs", "describe_task_definition", f"read {svc.short(arn)}", taskDefinition=arn
+            )["taskDefinition"]
+            for container in definition.get("containerDefinitions") or []:
+                host, repository, _, digest = split_image(str(container.get("image", "")))
+                if host != ctx.registry.host:
+                    continue  # not in our registry: never ours to delete
+                if not digest:  # named by tag: the image the tag points at now
+                    image = held(ctx, str(container.get("image", "")))
+                    digest = image.digest if image is not None else ""
+                if digest:
+                    found.add(f"{repository}@{digest}")
+        return found
+
+    return sorted(digests(leaving) - digests(staying))
