@@ -268,14 +268,7 @@ def _deploy(output: Output, console: Console, result: Any, dry_run: bool) -> Non
         return
 
     boot, push, task = (result.steps[name] for name in ("bootstrap", "push-image", "register-task"))
-    if getattr(boot, "auth", "key") == "keyless":  # no key and no secret: the federation it set up
-        identity = f"task role {boot.task_role_arn} via {boot.provider}"
-    else:
-        key, secret = (
-            boot.key_id or "(new)",
-            boot.secret_arn or "(new secret)",
-        )  # None: a dry run would create it
-        identity = f"key {key} in {secret}"
+    identity = boot.identity()
     items = [
         ("bootstrap", boot.changed, identity),
         ("push-image", push.changed, f"{push.image} {push.digest or ''}".strip()),

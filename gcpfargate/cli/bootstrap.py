@@ -39,24 +39,21 @@ def bootstrap(
     dry_run: DryRun = False,
 ) -> None:
     """Create a service-account key, store it in Secrets Manager, and let the execution role read it."""
-    from gcpfargate.credentials.key.bootstrap import bootstrap as run_bootstrap
-    from gcpfargate.credentials.keyless.bootstrap import bootstrap_keyless, is_keyless
+    from gcpfargate.credentials.mode import mode_for
 
     ctx = STATE.context(dry_run=dry_run, overrides={"secret.name": secret_name})
-    keyless = is_keyless(ctx)
-    check_retire_keys(retire_keys, keyless)
-    result = (
-        bootstrap_keyless(ctx, retire=retire_confirmation(retire_keys))
-        if keyless
-        else run_bootstrap(ctx, new_key=new_key, grant=grant)
+    mode = mode_for(ctx.settings)
+    check_retire_keys(retire_keys, mode.holds_keys)
+    result = mode.bootstrap(
+        ctx, new_key=new_key, grant=grant, retire=retire_confirmation(retire_keys)
     )
     STATE.console.show(result, dry_run)
 
 
-def check_retire_keys(retire_keys: bool, keyless: bool) -> None:
+def check_retire_keys(retire_keys: bool, holds_keys: bool) -> None:
     from gcpfargate.errors import UsageError
 
-    if retire_keys and not keyless:
+    if retire_keys and holds_keys:
         raise UsageError(
             "--retire-keys applies in keyless mode only: key mode needs its keys",
             'Set gcp.auth = "keyless" first (README "Keyless", migrating from key mode)',

@@ -35,12 +35,13 @@ def deploy(
     dry_run: DryRun = False,
 ) -> None:
     """bootstrap → push-image → register-task (→ roll the [service]); a rerun with nothing changed changes nothing."""
+    from gcpfargate.credentials.mode import mode_for
     from gcpfargate.deploy.sequence import deploy as run_deploy
 
     ctx = STATE.context(
         dry_run=dry_run, overrides=service_flags(service, cluster, no_wait, wait_timeout)
     )
-    check_retire_keys(retire_keys, ctx.settings.gcp.auth == "keyless")
+    check_retire_keys(retire_keys, mode_for(ctx.settings).holds_keys)
     result = run_deploy(
         ctx,
         allow_embedded_credentials=allow_embedded_credentials,

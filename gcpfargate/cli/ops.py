@@ -64,6 +64,7 @@ def rotate_key(
     dry_run: DryRun = False,
 ) -> None:
     from gcpfargate.credentials.key.rotate import rotate_key as run_rotate
+    from gcpfargate.credentials.mode import mode_for
     from gcpfargate.errors import UsageError
 
     if sum((revoke_previous, delete_previous, keep_previous)) > 1:
@@ -73,7 +74,8 @@ def rotate_key(
     previous = "delete" if delete_previous else "revoke" if revoke_previous else "keep"
     ctx = STATE.context(dry_run=dry_run)
     # In keyless mode there is nothing to rotate or prune: say that first (core refuses it), not "no terminal".
-    if prune and not dry_run and not yes and not _can_ask() and ctx.settings.gcp.auth != "keyless":
+    holds_keys = mode_for(ctx.settings).holds_keys
+    if prune and not dry_run and not yes and not _can_ask() and holds_keys:
         raise UsageError(
             "--prune deletes keys and needs a confirmation: there is no terminal to ask on",
             "Pass --yes, or run `gcpfargate prune-keys --dry-run` to see what it would delete",

@@ -30,9 +30,9 @@ def push_image(
     dry_run: DryRun = False,
 ) -> None:
     """Build the image for image.platform and push it to ECR (nothing is pushed when the registry has it)."""
-    from gcpfargate.image.push import push_image as run_push
+    from gcpfargate.deploy.sequence import push_images
 
     ctx = STATE.context(dry_run=dry_run, overrides={"image.tag": tag})
     STATE.console.show(
-        run_push(ctx, allow_embedded_credentials=allow_embedded_credentials), dry_run
+        push_images(ctx, allow_embedded_credentials=allow_embedded_credentials), dry_run
     )

@@ -1,19 +1,19 @@
 """What every doctor check module shares: the verdicts, the report, the facts earlier checks found.
 
-`doctor.py` runs the checks; `doctor_keys.py` and `doctor_keyless.py` hold the key and keyless ones.
-They all import from here, so the imports run one way (doctor -> its check modules -> this).
+`doctor/run.py` runs the checks; each credential mode brings its own (`credentials/key/doctor.py`,
+`credentials/keyless/doctor.py`). They all import from here, so the imports run one way.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gcpfargate.clients.gcp import ServiceAccount
-from gcpfargate.core.context import Context
-from gcpfargate.credentials.key import secret
-from gcpfargate.ecs import cluster as ecs
+
+if TYPE_CHECKING:
+    from gcpfargate.credentials.key.secret import SecretState
 
 
 class Status(str, Enum):
@@ -67,7 +67,7 @@ class Facts:
     """What earlier checks found, for later ones."""
 
     account: ServiceAccount | None = None
-    secret: secret.SecretState | None = None
+    secret: SecretState | None = None
     revision: dict[str, Any] | None = None
     role_arn: str = ""
     kms_arn: str = ""
@@ -78,10 +78,12 @@ class Skip(Exception):
     pass
 
 
-def latest_revision(ctx: Context, facts: Facts) -> dict[str, Any] | None:
-    if "revision_loaded" not in facts.extra:
-        facts.revision = ecs.latest_active(ctx, ctx.settings.family)
-        facts.extra["revision_loaded"] = (
-            True  # only once read: an unreadable revision is not "none"
-        )
-    return facts.revision
+def verdict(found: tuple[str, str]) -> tuple[Status, str]:
+    """A (status name, detail) pair as a verdict; "SKIP" becomes a Skip."""
+    if found[0] == "SKIP":
+        raise Skip(found[1])
+    return Status(found[0]), found[1]
+
+
+def essential_containers(revision: dict[str, Any]) -> list[dict[str, Any]]:
+    return [c for c in revision.get("containerDefinitions", []) if c.get("essential", True)]

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gcpfargate.core.context import Context
+from gcpfargate.credentials.mode import mode_for
 from gcpfargate.ecs import service
 from gcpfargate.errors import GcpfargateError, StepError
 
@@ -39,34 +40,23 @@ def deploy(
 ) -> DeployResult:
     """`retire` (keyless mode): whether to retire key mode's keys, asked once the keyless revision is
     registered and the service rolled to it (keyless_retire)."""
-    from gcpfargate.credentials.key.bootstrap import bootstrap
-    from gcpfargate.credentials.keyless.bootstrap import (
-        KeylessBootstrapResult,
-        bootstrap_keyless,
-        is_keyless,
-    )
-    from gcpfargate.image.push import push_image
     from gcpfargate.taskdef.register import register_task
 
     ctx.settings.require("gcp.project", "gcp.service_account", "task.family")
+    mode = mode_for(ctx.settings)
     rendered, region = _local_checks(ctx)
     if not ctx.dry_run:
-        _read_ahead(ctx, rendered, region, keyless=is_keyless(ctx))
+        _read_ahead(ctx, rendered, region, mode.execution_role_policy())
     results: dict[str, Any] = {}
     building = None if ctx.dry_run else _BackgroundBuild(ctx, allow_embedded_credentials, tag)
     try:
         with _step("bootstrap"):
-            booted = (
-                bootstrap_keyless(ctx)
-                if is_keyless(ctx)
-                else bootstrap(ctx, new_key=new_key, grant=grant)
-            )
+            # Retiring key mode's leftovers waits until the new revision runs (after_rollout).
+            booted = mode.bootstrap(ctx, new_key=new_key, grant=grant, retire=None)
             results["bootstrap"] = booted
         with _step("push-image"):
             built = building.result() if building is not None else None
-            pushed = push_image(
-                ctx, allow_embedded_credentials=allow_embedded_credentials, tag=tag, built=built
-            )
+            pushed = push_images(ctx, allow_embedded_credentials, tag, built)
             results["push-image"] = pushed
     finally:
         if building is not None:
@@ -87,15 +77,25 @@ def deploy(
     if service.configured(ctx) is not None:  # [service]: roll it to the latest revision and wait
         with _step("service"):
             results["service"] = service.roll_out(ctx, results["register-task"].task_definition_arn)
-    if retire is not None and isinstance(booted, KeylessBootstrapResult) and booted.account_exists:
-        from gcpfargate.credentials.keyless import retire as keyless_retire
-
-        with _step("bootstrap"):
-            booted.retired_keys = keyless_retire.offer(
-                ctx, booted.service_account, retire, booted.plan
-            )
-            booted.changed = booted.changed or bool(booted.retired_keys)
+    with _step("bootstrap"):
+        mode.after_rollout(ctx, booted, retire)
     return DeployResult(results)
+
+
+def push_images(
+    ctx: Context,
+    allow_embedded_credentials: bool = False,
+    tag: str | None = None,
+    built: Any = None,
+) -> Any:
+    """push-image: the job's image, then the images the credential mode needs beside it."""
+    from gcpfargate.image.push import push_image
+
+    pushed = push_image(
+        ctx, allow_embedded_credentials=allow_embedded_credentials, tag=tag, built=built
+    )
+    mode_for(ctx.settings).extra_images(ctx, pushed)
+    return pushed
 
 
 def _local_checks(ctx: Context) -> tuple[dict[str, Any], str]:
@@ -112,14 +112,16 @@ def _local_checks(ctx: Context) -> tuple[dict[str, Any], str]:
         return check_renders(ctx)
 
 
-def _read_ahead(ctx: Context, rendered: dict[str, Any], region: str, keyless: bool) -> None:
+def _read_ahead(
+    ctx: Context, rendered: dict[str, Any], region: str, role_policy: str | None
+) -> None:
     """Send ahead the AWS reads the steps below make whatever they find (issue 18): each waits on the
     network while this thread imports the Google SDK and asks GCP, instead of one after another. Each
     is taken by the very call it stands for, or made again when a write to its service came between;
     a read nobody takes would be an extra request, so only sure ones are sent."""
     from gcpfargate.ecs import cluster as ecs
     from gcpfargate.ecs import logs
-    from gcpfargate.iam import policy, roles
+    from gcpfargate.iam import roles
 
     # In the order they are taken (one thread sends them one after another). The ECR token first
     # when the background build needs the registry's host from it before it can start (the build
@@ -128,9 +130,7 @@ def _read_ahead(ctx: Context, rendered: dict[str, Any], region: str, keyless: bo
     if first_token:
         ctx.aws.read_ahead("ecr", "get_authorization_token")
     if not ctx.settings.task.execution_role_arn:  # bootstrap checks gcpfargate's own execution role
-        roles.read_ahead(
-            ctx, ctx.settings.execution_role_name, None if keyless else policy.INLINE_POLICY_NAME
-        )
+        roles.read_ahead(ctx, ctx.settings.execution_role_name, role_policy)
     ecs.read_latest_ahead(ctx, ctx.settings.family)  # push-image compares with the latest revision
     if not first_token:
         ctx.aws.read_ahead("ecr", "get_authorization_token")  # push-image signs in to the registry

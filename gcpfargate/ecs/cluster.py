@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gcpfargate.config import Settings
+from gcpfargate.core.checks import Facts
 from gcpfargate.core.context import Context
 from gcpfargate.errors import AwsError, OperationError, TaskDefinitionNotFound
 
@@ -127,3 +128,12 @@ def cluster_arn(ctx: Context, cluster: str) -> str:
     raise AwsError(
         f"ECS cluster {cluster} does not exist (or is not ACTIVE)", CLUSTER_HINT
     ).with_code("ClusterNotFoundException")
+
+
+def latest_revision(ctx: Context, facts: Facts) -> dict[str, Any] | None:
+    """The family's latest ACTIVE revision, read once per doctor run."""
+    if "revision_loaded" not in facts.extra:
+        facts.revision = latest_active(ctx, ctx.settings.family)
+        # Marked only once read: an unreadable revision is not "none".
+        facts.extra["revision_loaded"] = True
+    return facts.revision

@@ -129,14 +129,9 @@ def push_image(
     tag: str | None = None,
     built: Built | None = None,
 ) -> PushResult:
-    """Build (unless `built` is given) and push; see the module docstring."""
-    result = _push_app_image(ctx, allow_embedded_credentials, tag, built)
-    if ctx.settings.gcp.auth == "keyless":
-        from gcpfargate.image.shim_push import push_shim
-
-        shim = push_shim(ctx, result.plan)
-        result.shim_image, result.changed = shim.image, result.changed or shim.changed
-    return result
+    """Build (unless `built` is given) and push; see the module docstring. The credential mode's
+    own images (keyless: the shim) are its business: `CredentialMode.extra_images`."""
+    return _push_app_image(ctx, allow_embedded_credentials, tag, built)
 
 
 def _push_app_image(

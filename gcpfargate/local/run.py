@@ -25,12 +25,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gcpfargate.core.context import Context
+from gcpfargate.credentials.mode import delivery_of
 from gcpfargate.credentials.wiring import sh_quote
 from gcpfargate.ecs import cluster as ecs
 from gcpfargate.ecs.overrides import TaskOverrides
 from gcpfargate.errors import ConfigError, OperationError
 from gcpfargate.iam import policy, roles
-from gcpfargate.keymaterial.redaction import MaterialRedactor
 from gcpfargate.taskdef import fargate_rules
 
 PRESTEP_NAME = "gcpfargate-run-local"  # $0 of the pre-step: what `ps` and its messages show
@@ -349,23 +349,12 @@ def run_local(
         container = overridden(container, overrides)
     with ctx.reporter.step("Resolving secrets"):
         spec = container_spec(ctx, definition, container, network)
-    from gcpfargate.credentials.keyless.run_local import run_with_shim, shim_container
-
     image = spec.image
     credentials = ctx.registry.credentials() if image.startswith(ctx.registry.host + "/") else None
     with ctx.reporter.step(f"Pulling {image}"):
         ctx.docker.pull(image, credentials)
     if spec.stdin:
         with_prestep(spec, container, dict((ctx.docker.inspect(image) or {}).get("Config") or {}))
-    shim = shim_container(definition)
-    if shim is not None and container.get("name") != shim.get("name"):
-        # Keyless mode: the task role endpoint and the credential shim come first (run_local_keyless).
-        exit_code = run_with_shim(ctx, definition, shim, spec, network)
-        return RunLocalResult(exit_code=exit_code, container=spec.name, image=image)
-    ctx.reporter.info(f"Starting container {spec.name} (network {network})")
-    # The key's own material is removed from every log line, however the app folds or splits it.
-    redactor = MaterialRedactor(spec.secrets.values())
-    exit_code = ctx.docker.run_container(
-        spec, on_line=lambda line: ctx.reporter.log(redactor(line))
-    )
+    delivery = delivery_of(definition, str(container.get("name")))
+    exit_code = delivery.run(ctx, definition, spec, network)
     return RunLocalResult(exit_code=exit_code, container=spec.name, image=image)

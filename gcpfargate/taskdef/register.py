@@ -18,6 +18,7 @@ from typing import Any
 from gcpfargate.core.context import Context
 from gcpfargate.credentials import wiring
 from gcpfargate.credentials.key import secret
+from gcpfargate.credentials.mode import mode_for
 from gcpfargate.ecs import cluster as ecs
 from gcpfargate.ecs import logs, sizes
 from gcpfargate.errors import ImageNotFound, SecretNotFound, TemplateError
@@ -128,10 +129,10 @@ def render_definition(
     settings.require("task.family")
     path = template_path(ctx)
     wire = settings.task.wire_credentials
-    keyless = settings.gcp.auth == "keyless"
+    mode = mode_for(settings)
     needed = template.used_variables(path)
-    if wire and not keyless:
-        needed |= {"secret_arn"}
+    if wire:
+        needed |= mode.template_needs()
 
     variables: dict[str, Any] = {
         "family": settings.family,
@@ -173,26 +174,13 @@ def render_definition(
     # Validate first: wiring relies on containerDefinitions being a list of objects.
     shape = template.input_shape(ctx.aws.service_model("ecs"))
     template.validate(definition, template.shown(path), shape)
-    if wire and keyless:
-        from gcpfargate.credentials.keyless.bootstrap import wire_definition
-
-        definition = wire_definition(
-            ctx, definition, lambda ref: images.run_config(ctx, ref, resolved)
-        )
-    elif wire:
-        definition = wiring.wire(
+    if wire:
+        definition = mode.wire(
+            ctx,
             definition,
-            secret_arn=variables["secret_arn"],
-            credentials_env=variables["credentials_env"],
-            credentials_path=variables["credentials_path"],
-            containers=settings.task.containers or None,
+            variables=variables,
             image_config=lambda ref: images.run_config(ctx, ref, resolved),
-        )
-        fargate_rules.check_read_only_root(
-            definition,
-            variables["credentials_path"],
-            wiring.target_names(definition, settings.task.containers or None),
-            template.shown(path),
+            shown=template.shown(path),
         )
     else:
         wiring.check_environment(definition, variables["credentials_env"])

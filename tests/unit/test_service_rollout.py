@@ -393,7 +393,7 @@ TASKS = [f"arn:aws:ecs:{REGION}:{ACCOUNT}:task/{CLUSTER}/{n:032x}" for n in (1, 
 def test_doctor_warns_when_tasks_started_before_the_current_secret_version(
     stubbed: tuple[Context, NullReporter, Stubber],
 ) -> None:
-    from gcpfargate.doctor import service as service_checks
+    from gcpfargate.credentials.key import service_checks
 
     ctx, _, ecs = stubbed
     secrets = Stubber(ctx.aws.client("secretsmanager"))
@@ -458,7 +458,7 @@ def test_doctor_warns_when_tasks_started_before_the_current_secret_version(
 def test_doctor_warns_when_the_service_is_behind(
     stubbed: tuple[Context, NullReporter, Stubber],
 ) -> None:
-    from gcpfargate.doctor import service as service_checks
+    from gcpfargate.credentials.key import service_checks
 
     ctx, _, ecs = stubbed
     ecs.add_response("describe_services", STEADY_OLD, DESCRIBE)

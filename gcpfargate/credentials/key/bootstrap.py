@@ -28,6 +28,10 @@ class BootstrapResult(PlannedResult):
     changed: bool
     plan: list[str] = field(default_factory=list)  # what a --dry-run would do
 
+    def identity(self) -> str:
+        """What tasks authenticate with, for the deploy summary (None: a dry run would create it)."""
+        return f"key {self.key_id or '(new)'} in {self.secret_arn or '(new secret)'}"
+
 
 def bootstrap(ctx: Context, new_key: bool = False, grant: bool = False) -> BootstrapResult:
     settings = ctx.settings

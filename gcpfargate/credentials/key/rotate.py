@@ -22,6 +22,7 @@ from typing import Any
 from gcpfargate.core.context import Context
 from gcpfargate.credentials.key import keys, lifecycle, readers, secret
 from gcpfargate.credentials.key.verify import BACKOFF, key_authenticates
+from gcpfargate.credentials.mode import mode_for
 from gcpfargate.errors import AwsError, ConfigError, GcpError, GcpfargateError
 
 PREVIOUS = {"keep": "kept", "revoke": "disabled", "delete": "deleted"}
@@ -66,14 +67,7 @@ def rotate_key(
     verify_schedule: Sequence[float] = BACKOFF,
 ) -> RotateResult:
     settings = ctx.settings
-    if settings.gcp.auth == "keyless":
-        what = "--prune" if prune else "rotate-key"
-        raise ConfigError(
-            f'{what} does not apply in keyless mode (gcp.auth = "keyless"): tasks hold no key, '
-            "only short-lived tokens",
-            "To retire keys left from key mode, see README "
-            '"Keyless" (migration); gcloud iam service-accounts keys list lists them',
-        )
+    mode_for(settings).require_keys("--prune" if prune else "rotate-key")
     settings.require("gcp.project", "gcp.service_account")
     plan: list[str] = []
     with ctx.reporter.step("Resolving the service account"):

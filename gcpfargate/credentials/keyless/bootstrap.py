@@ -37,10 +37,6 @@ AWS_MAPPING = {
 MAX_POLICY_ATTEMPTS = 3  # read-modify-write of the IAM policy, retried when the etag lost a race
 
 
-def is_keyless(ctx: Context) -> bool:
-    return ctx.settings.gcp.auth == "keyless"
-
-
 def task_role_name(family: str) -> str:
     return f"gcpfargate-{family}-task"
 
@@ -104,6 +100,10 @@ class KeylessBootstrapResult(PlannedResult):
     account_exists: bool = field(
         default=True, metadata=NOT_SHOWN
     )  # False: a dry run that would create it
+
+    def identity(self) -> str:
+        """What tasks authenticate with: no key and no secret, the federation bootstrap set up."""
+        return f"task role {self.task_role_arn} via {self.provider}"
 
     def to_json(self) -> dict[str, Any]:
         data = super().to_json()

@@ -13,11 +13,14 @@ user-managed keys of the account WARN, they are what a migration retires).
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Callable
 
-from gcpfargate.core.checks import Facts, Skip, Status, latest_revision
+from gcpfargate.core.checks import Facts, Skip, Status
 from gcpfargate.core.context import Context
 from gcpfargate.credentials.keyless import bootstrap as keyless
 from gcpfargate.credentials.keyless import cel
+from gcpfargate.ecs.cluster import latest_revision
 from gcpfargate.iam import policy, roles
 from gcpfargate.image import shim_image
 from gcpfargate.keymaterial.keyfile import looks_like_key
@@ -231,3 +234,11 @@ CHECKS = [
     ("task definition is wired for keyless", "task definition", _wired),
     ("no key material", "keys", _no_key),
 ]
+
+
+def checks() -> list[tuple[str, str, str, Callable[[Context, Facts], Result]]]:
+    """Keyless mode's links, with ids from their names (no secret and no key to check)."""
+    return [
+        ("keyless." + re.sub(r"[^a-z]+", "_", name.lower()).strip("_"), name, group, check)
+        for name, group, check in CHECKS
+    ]

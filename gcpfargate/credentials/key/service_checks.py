@@ -37,7 +37,8 @@ def runs_latest(
     if revision is None:
         return (
             "WARN",
-            f"service {ref.name} runs {svc.short(current)}; the family has no ACTIVE revision to compare",
+            f"service {ref.name} runs {svc.short(current)}; "
+            "the family has no ACTIVE revision to compare",
         )
     latest = str(revision.get("taskDefinitionArn", ""))
     if not svc.same_revision(current, latest):
@@ -69,10 +70,10 @@ def tasks_hold_current_key(ctx: Context, secret_arn: str, memo: dict[str, Any]) 
     stale = [when for when in started if when < created]
     if stale:
         return "WARN", (
-            f"{len(stale)} of {len(started)} running tasks started before the current secret version "
-            f"({created.isoformat(timespec='seconds')}): tasks still hold the previous key (force a new "
-            f"deployment: aws ecs update-service --cluster {ref.cluster} --service {ref.name} "
-            "--force-new-deployment)"
+            f"{len(stale)} of {len(started)} running tasks started before the current secret "
+            f"version ({created.isoformat(timespec='seconds')}): tasks still hold the previous key "
+            "(force a new deployment: aws ecs update-service "
+            f"--cluster {ref.cluster} --service {ref.name} --force-new-deployment)"
         )
     return "OK", f"all {len(started)} running tasks started after the current secret version"
 

@@ -1,0 +1,84 @@
+"""Key mode as a credential mode: a key in Secrets Manager, written to a file at task start."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gcpfargate.core.context import Context
+from gcpfargate.credentials import wiring
+from gcpfargate.credentials.mode import DoctorEntry, Retire
+from gcpfargate.credentials.wiring import ImageConfig
+
+
+class KeyMode:
+    name = "key"
+    holds_keys = True
+
+    def template_needs(self) -> frozenset[str]:
+        return frozenset({"secret_arn"})
+
+    def bootstrap(self, ctx: Context, *, new_key: bool, grant: bool, retire: Retire | None) -> Any:
+        from gcpfargate.credentials.key.bootstrap import bootstrap
+
+        return bootstrap(ctx, new_key=new_key, grant=grant)
+
+    def after_rollout(self, ctx: Context, booted: Any, retire: Retire | None) -> None:
+        return None
+
+    def wire(
+        self,
+        ctx: Context,
+        definition: dict[str, Any],
+        *,
+        variables: dict[str, Any],
+        image_config: ImageConfig,
+        shown: str,
+    ) -> dict[str, Any]:
+        from gcpfargate.taskdef import fargate_rules
+
+        containers = ctx.settings.task.containers or None
+        wired = wiring.wire(
+            definition,
+            secret_arn=variables["secret_arn"],
+            credentials_env=variables["credentials_env"],
+            credentials_path=variables["credentials_path"],
+            containers=containers,
+            image_config=image_config,
+        )
+        fargate_rules.check_read_only_root(
+            wired,
+            variables["credentials_path"],
+            wiring.target_names(wired, containers),
+            shown,
+        )
+        return wired
+
+    def extra_images(self, ctx: Context, pushed: Any) -> None:
+        return None
+
+    def execution_role_policy(self) -> str | None:
+        from gcpfargate.iam.policy import INLINE_POLICY_NAME
+
+        return INLINE_POLICY_NAME
+
+    def doctor_checks(self, get_secret: bool) -> tuple[list[DoctorEntry], list[DoctorEntry]]:
+        from gcpfargate.credentials.key import doctor
+
+        return doctor.checks(get_secret)
+
+    def require_keys(self, what: str) -> None:
+        return None
+
+
+class SecretsDelivery:
+    """run-local in key mode: the secrets were resolved into the container's spec."""
+
+    def run(self, ctx: Context, definition: dict[str, Any], spec: Any, network: str) -> int:
+        from gcpfargate.keymaterial.redaction import MaterialRedactor
+
+        ctx.reporter.info(f"Starting container {spec.name} (network {network})")
+        # The key's own material is removed from every log line, however the app folds or splits it.
+        redactor = MaterialRedactor(spec.secrets.values())
+        return int(
+            ctx.docker.run_container(spec, on_line=lambda line: ctx.reporter.log(redactor(line)))
+        )
