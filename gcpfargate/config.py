@@ -103,6 +103,8 @@ def load_settings(
                 )
                 sources[dotted] = "default"
             _validate(dotted, values[key], spec, sources[dotted], path)
+            if spec.normalise is not None and values[key] is not None:
+                values[key] = spec.normalise(values[key])
         sections[section] = SECTIONS[section](**values)
     base_dir = path.parent.resolve() if path else Path.cwd()
     return Settings(**sections, sources=sources, config_path=path, base_dir=base_dir)

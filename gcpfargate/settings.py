@@ -28,6 +28,8 @@ class Key:
     default: Any = None
     validate: Validator | None = None
     item: type | None = None  # what a list's items or a table's values must be, when checked
+    # The canonical form, applied once at load after validation: readers never re-normalise.
+    normalise: Callable[[Any], Any] | None = None
 
 
 def _pattern(regex: str, what: str) -> Validator:
@@ -88,11 +90,31 @@ def _retention(value: Any) -> str | None:
     )
 
 
-def setting(default: Any, validate: Validator | None = None) -> Any:
-    """A settings field with its validation; list and table defaults are empty and never shared."""
+def setting(
+    default: Any, validate: Validator | None = None, normalise: Callable[[Any], Any] | None = None
+) -> Any:
+    """A settings field with its validation and canonical form; list and table defaults are empty
+    and never shared."""
+    metadata = {"validate": validate, "normalise": normalise}
     if isinstance(default, list | dict):
-        return field(default_factory=type(default), metadata={"validate": validate})
-    return field(default=default, metadata={"validate": validate})
+        return field(default_factory=type(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+# Docker and the OCI image spec name architectures amd64/arm64; uname and ECS say x86_64/aarch64.
+_DOCKER_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}
+
+
+def docker_arch(name: str) -> str:
+    """`x86_64` -> `amd64`, `aarch64` -> `arm64`; Docker's own names unchanged."""
+    return _DOCKER_ARCH.get(name, name)
+
+
+def canonical_platform(platform: Any) -> str:
+    """`linux/x86_64` -> `linux/amd64`: the one spelling builds, registries and checks compare;
+    empty is Fargate's default, `linux/amd64`."""
+    os_name, _, arch = (str(platform) or "linux/amd64").partition("/")
+    return f"{os_name}/{docker_arch(arch)}"
 
 
 _REGION = _pattern(
@@ -147,6 +169,7 @@ class ImageSettings:
     platform: str = setting(
         "linux/amd64",
         _pattern(r"linux/(amd64|arm64|x86_64|aarch64)", "platform (linux/amd64 or linux/arm64)"),
+        canonical_platform,
     )
     pin_digest: bool = setting(True)
     push_latest: bool = setting(False)
@@ -230,7 +253,7 @@ def _key(spec: Field[Any]) -> Key:
         spec.default_factory
     )  # `setting()` gives lists and tables a factory, never a shared default
     default = factory() if kind in (list, dict) and callable(factory) else spec.default
-    return Key(kind, default, spec.metadata["validate"], item)
+    return Key(kind, default, spec.metadata["validate"], item, spec.metadata["normalise"])
 
 
 SCHEMA: dict[str, dict[str, Key]] = {

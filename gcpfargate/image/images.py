@@ -18,14 +18,8 @@ from gcpfargate.errors import ConfigError, ImageNotFound, TemplateError
 if TYPE_CHECKING:
     from gcpfargate.clients.registry import ImageRef
 
-_DOCKER_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}
 _ECS_ARCH = {"X86_64": "amd64", "ARM64": "arm64"}
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
-
-
-def docker_arch(name: str) -> str:
-    """`x86_64` → `amd64`, `aarch64` → `arm64`; Docker's own names unchanged."""
-    return _DOCKER_ARCH.get(name, name)
 
 
 def ecs_arch(cpu_architecture: str) -> str:
@@ -33,14 +27,9 @@ def ecs_arch(cpu_architecture: str) -> str:
     return _ECS_ARCH.get(cpu_architecture, cpu_architecture.lower())
 
 
-def normalise_platform(platform: str) -> str:
-    os_name, _, arch = platform.partition("/")
-    return f"{os_name}/{docker_arch(arch)}"
-
-
 def configured_platform(ctx: Context) -> str:
-    """image.platform, in Docker's words (linux/amd64 or linux/arm64)."""
-    return normalise_platform(ctx.settings.image.platform or "linux/amd64")
+    """image.platform, in Docker's words (linux/amd64 or linux/arm64): canonical since load."""
+    return ctx.settings.image.platform
 
 
 def split_image(image: str) -> tuple[str, str, str, str]:

@@ -38,6 +38,7 @@ from gcpfargate.image import images
 from gcpfargate.image.gittag import derive_tag
 from gcpfargate.image.guard import scan_context
 from gcpfargate.image.repository import describe_repository, ensure_repository, held_digest
+from gcpfargate.settings import docker_arch
 
 # The guard's rules are keymaterial/keyscan.py's (keyscan.RULES_VERSION keys the layer cache).
 
@@ -235,7 +236,7 @@ def build_inputs(settings: Settings) -> BuildInputs:
     return BuildInputs(
         context=context,
         dockerfile=relative or str(dockerfile),
-        platform=images.normalise_platform(settings.image.platform),
+        platform=settings.image.platform,
         build_args=dict(settings.image.build_args),
     )
 
@@ -302,7 +303,7 @@ def check_platform(
 ) -> dict[str, Any]:
     """Warn when the built image cannot run where it is going; the engine's inspect data of the image."""
     data = ctx.docker.inspect(image_id) or {}
-    arch = images.docker_arch(str(data.get("Architecture", "")))
+    arch = docker_arch(str(data.get("Architecture", "")))
     built = f"{data.get('Os', 'linux')}/{arch}"
     if arch and built != platform:
         ctx.reporter.warn(

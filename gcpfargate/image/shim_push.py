@@ -40,7 +40,7 @@ def shim_tag(files: dict[str, bytes]) -> str:
 
 
 def _platform(ctx: Context) -> str:
-    return ctx.settings.image.platform or "linux/amd64"
+    return ctx.settings.image.platform
 
 
 def resolve_shim(ctx: Context) -> str:

@@ -64,19 +64,20 @@ def calls(path: Path) -> tuple[Counter[str], Counter[str]]:
 def test_first_then_noop_deploy_make_the_minimum_calls(project: Project) -> None:
     prepare(project)
     first_log = project.dir / "first.calls"
-    # The count of a first deploy with IAM settled: with the strict layer's consistency delay, a fast
-    # machine registers within 2 s of creating the execution role, and ECS refuses the PassRole until
-    # it propagates, so RegisterTaskDefinition is retried by design (tests/integration/test_real_rules.py).
-    layer, delay = project.stack.strict, None
+    # The count of a first deploy with IAM settled: the strict layer refuses the first PassRole of a
+    # role just created, so RegisterTaskDefinition is retried by design
+    # (tests/integration/test_real_rules.py); here the change has propagated.
+    layer, saved = project.stack.strict, None
     if layer is not None:
-        delay, layer.settings.consistency_delay = layer.settings.consistency_delay, 0
+        saved = (layer.settings.consistency_refusals, layer.settings.consistency_delay)
+        layer.settings.consistency_refusals, layer.settings.consistency_delay = 0, 0
     try:
         first = project.run(
             "deploy", "--output", "json", env={"GCPFARGATE_CALL_LOG": str(first_log)}
         )
     finally:
-        if layer is not None and delay is not None:
-            layer.settings.consistency_delay = delay
+        if layer is not None and saved is not None:
+            layer.settings.consistency_refusals, layer.settings.consistency_delay = saved
     assert first.returncode == 0, first.output
     reads, writes = calls(first_log)
     assert dict(writes) == FIRST_WRITES

@@ -97,12 +97,15 @@ def test_rerun_writes_nothing_and_dry_run_only_reads(project: Project) -> None:
 def test_soft_deleted_pool_and_edited_provider_are_restored(project: Project) -> None:
     assert bootstrap(project).returncode == 0
     provider_url = pools_url(project) + f"/providers/aws-{ACCOUNT_ID}"
-    requests.patch(
+    edited = requests.patch(
         provider_url,
         params={"updateMask": "attributeCondition"},
         timeout=10,
         json={"attributeCondition": "attribute.aws_role.startsWith('arn:aws:sts::999999999999:')"},
     )
+    assert edited.status_code == 200, edited.text
+    # The edit took: bootstrap below has something to restore.
+    assert "999999999999" in requests.get(provider_url, timeout=10).json()["attributeCondition"]
     assert requests.delete(pools_url(project), timeout=10).status_code == 200
     result = bootstrap(project)
     assert result.returncode == 0, result.output
@@ -123,10 +126,9 @@ def test_a_refused_pool_write_is_one_clear_line(project: Project) -> None:
         )
     assert_one_clean_line(
         result,
-        result.returncode,
+        1,  # an operation failed (SPEC: exit codes)
         "create workload identity pool gcpfargate",
         "PERMISSION_DENIED",
         "roles/iam.workloadIdentityPoolAdmin",
     )
-    assert result.returncode != 0
     assert json.dumps(result.output).count("PRIVATE KEY") == 0

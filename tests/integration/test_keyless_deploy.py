@@ -195,13 +195,18 @@ def test_run_local_refreshes_twice_the_second_time_with_rotated_role_credentials
     assert re.search(r"ASIA[0-9A-Z]{16}", result.output) is None
 
 
-def test_run_local_fails_in_one_line_when_the_role_is_not_bound(deployed: Project) -> None:
+def test_run_local_fails_as_the_task_would_when_the_role_is_not_bound(deployed: Project) -> None:
+    """The rehearsal fails where Fargate would: in the app, with Google's refusal in its log, and
+    run-local exits with the container's code and says so last (doctor's binding check names the
+    cause before any run)."""
     emulator = deployed.stack.emulator
     with emulator.state.lock:
         emulator.keyless.policies.policies.pop(deployed.email, None)
     result = deployed.run("run-local", "--network", "host")
-    assert result.returncode != 0
-    assert "iam.serviceAccounts.getAccessToken" in result.stderr, result.output
+    assert result.returncode == 1, result.output
+    assert "iam.serviceAccounts.getAccessToken" in result.output, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines[-1] == "container job exited with 1", result.output
 
 
 def test_bootstrap_undeletes_a_soft_deleted_pool_before_run_local(deployed: Project) -> None:

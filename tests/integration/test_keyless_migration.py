@@ -41,9 +41,11 @@ def test_org_policy_refusal_names_keyless_and_keyless_then_works(project: Projec
             'set gcp.auth = "keyless"',
             "GCPFARGATE_GCP_AUTH=keyless",
         )
-        switched = project.run("bootstrap", env=KEYLESS)
     finally:
         emulator.reset_knobs()
+    # Key creation is allowed again, so an empty key list proves keyless mode minted none (under the
+    # policy it could not have, whatever it tried).
+    switched = project.run("bootstrap", env=KEYLESS)
     assert switched.returncode == 0, switched.output
     assert emulator.key_ids(project.email) == []
 
@@ -147,7 +149,8 @@ def test_on_a_terminal_the_user_is_asked(project: Project) -> None:
 
 
 def test_deploy_offers_it_after_the_keyless_revision_is_registered(
-    project: Project, base_image: str  # noqa: F811
+    project: Project,
+    base_image: str,  # noqa: F811
 ) -> None:
     from tests.integration.deployed import latest, prepare
 

@@ -211,8 +211,17 @@ def check_invariants(
     key = current_key(project)
     if key.get("client_email") != project.email:
         broken.append(f"AWSCURRENT holds a key of {key.get('client_email')}")
-    elif not authenticates(key):
-        broken.append(f"AWSCURRENT key {key.get('private_key_id')} does not authenticate")
+    else:
+        # The emulator's grant refusals are cleared before this runs, so a key that does not
+        # authenticate now is one the command disabled or deleted while AWSCURRENT still holds it.
+        try:
+            state = project.stack.emulator.key_state(project.email, key.get("private_key_id", ""))
+        except KeyError:
+            state = "unknown to the account"
+        if state != "enabled":
+            broken.append(f"AWSCURRENT key {key.get('private_key_id')} is {state}, not enabled")
+        elif not authenticates(key):
+            broken.append(f"AWSCURRENT key {key.get('private_key_id')} does not authenticate")
     broken.extend(tag_problems(project))
     broken.extend(task_definition_problems(project))
     return broken

@@ -10,22 +10,22 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import stat
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from gcpfargate.credentials import wiring
 from gcpfargate.errors import TemplateError
-from gcpfargate.keymaterial.keyfile import looks_like_key
 from gcpfargate.taskdef import template
 from tests.conftest import record_figure
 
@@ -98,6 +98,51 @@ def variables(vars_: dict[str, str]) -> dict[str, Any]:
 RESERVED = {"FROM_ENV", "GCP_CREDENTIALS_JSON", wiring.CREDENTIALS_VARIABLE}
 
 
+@functools.cache
+def _pem() -> str:
+    """A real RSA key, made in memory for this run (never written anywhere)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+
+
+def _key_json() -> str:
+    return json.dumps(
+        {
+            "type": "service_account",
+            "project_id": "fuzz",
+            "private_key_id": "0" * 40,
+            "private_key": _pem(),
+            "client_email": "fuzz@fuzz.iam.gserviceaccount.com",
+            "token_uri": "https://oauth2.googleapis.com/token",
+        }
+    )
+
+
+# The forms a key reaches a template value in by accident. Random text essentially never is key
+# text, so these are planted among the generated strings; the oracle below is the test's own
+# knowledge of what it planted, not the product's detector.
+KEY_FORMS: dict[str, Callable[[], str]] = {
+    "key json": _key_json,
+    "key json, compact": lambda: json.dumps(json.loads(_key_json()), separators=(",", ":")),
+    "pem": _pem,
+    "pem in text": lambda: f"before {_pem()} after",
+}
+PLANTED = st.sampled_from(sorted(KEY_FORMS)).map(lambda form: ("planted", form))
+PLAIN = st.text(ARG_CHARS).map(lambda text: ("plain", text))
+# About one value in ten is planted, so most examples still exercise the accepted path.
+VALUE = st.tuples(st.integers(0, 9), PLAIN, PLANTED).map(lambda t: t[2] if t[0] == 0 else t[1])
+
+
+def _value(choice: tuple[str, str]) -> str:
+    kind, text = choice
+    return KEY_FORMS[text]() if kind == "planted" else text
+
+
 @settings(
     max_examples=100,
     deadline=None,
@@ -106,34 +151,39 @@ RESERVED = {"FROM_ENV", "GCP_CREDENTIALS_JSON", wiring.CREDENTIALS_VARIABLE}
 )
 @given(
     vars_=st.dictionaries(
-        st.text(min_size=1, max_size=16).filter(lambda n: n not in RESERVED), st.text(), max_size=5
+        st.text(min_size=1, max_size=16).filter(lambda n: n not in RESERVED), VALUE, max_size=5
     ),
-    from_env=st.text(ARG_CHARS),
+    from_env=VALUE,
 )
+@example(vars_={"A": ("planted", "key json")}, from_env=("plain", ""))
+@example(vars_={}, from_env=("planted", "pem"))
+@example(vars_={"A": ("plain", "x"), "B": ("planted", "pem in text")}, from_env=("plain", "y"))
 def test_any_strings_render_to_valid_json(
-    workdir: Path, vars_: dict[str, str], from_env: str
+    workdir: Path, vars_: dict[str, tuple[str, str]], from_env: tuple[str, str]
 ) -> None:
+    planted = from_env[0] == "planted" or any(kind == "planted" for kind, _ in vars_.values())
+    values = {name: _value(choice) for name, choice in vars_.items()}
+    env_value = _value(from_env)
     path = workdir / "task-definition.json.j2"
-    definition = template.render(path, variables(vars_), environ={"FUZZ_VALUE": from_env})
-    environment = definition["containerDefinitions"][0]["environment"]
-    assert environment == [
-        *({"name": k, "value": v} for k, v in vars_.items()),
-        {"name": "FROM_ENV", "value": from_env},
-    ]
-    if looks_like_key_text(from_env) or any(looks_like_key_text(value) for value in vars_.values()):
-        # Key text in `environment` is refused by design (the key travels only through `secrets`).
-        with pytest.raises(TemplateError):
-            wire_default(definition)
+    if planted:
+        # Key text is refused by design (the key travels only through `secrets`): env() refuses it
+        # at render, `environment` at wiring; the refusal never quotes it.
+        with pytest.raises(TemplateError) as refused:
+            rendered = template.render(path, variables(values), environ={"FUZZ_VALUE": env_value})
+            wire_default(rendered)
+        assert "PRIVATE KEY" not in str(refused.value) and _pem()[40:80] not in str(refused.value)
         record_figure(FIGURES, "template examples refused as key text")
         return
+    definition = template.render(path, variables(values), environ={"FUZZ_VALUE": env_value})
+    environment = definition["containerDefinitions"][0]["environment"]
+    assert environment == [
+        *({"name": k, "value": v} for k, v in values.items()),
+        {"name": "FROM_ENV", "value": env_value},
+    ]
     wired = wire_default(definition)
     assert json.loads(json.dumps(wired)) == wired
     template.validate(wired, path)  # what register-task would send passes the ECS model
     record_figure(FIGURES, "template examples")
-
-
-def looks_like_key_text(value: str) -> bool:
-    return looks_like_key(value.encode("utf-8", "replace")) or "PRIVATE KEY-----" in value
 
 
 def wire_default(definition: dict[str, Any]) -> dict[str, Any]:

@@ -319,7 +319,8 @@ def test_bad_inputs_are_refused_with_the_reason(project: Project) -> None:
         "AssumeRolePolicyDocument"
     ]
     assert trust["Statement"][0]["Principal"] == {"Service": "ecs-tasks.amazonaws.com"}, trust
-    # A provider condition edited into something Google cannot parse: bootstrap puts its own back.
+    # A provider condition Google cannot parse is refused at the edit (so no bootstrap ever meets
+    # one); an edited but valid condition is put back, proven in test_keyless_bootstrap.
     provider = pool_url(project) + f"/providers/aws-{ACCOUNT_ID}"
     edited = requests.patch(
         provider,

@@ -44,9 +44,7 @@ def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture
 def layer(moto: str) -> Iterator[StrictLayer]:
-    settings = Settings(
-        consistency_delay=1.0, rollout_seconds=1.5, account_id=ACCOUNT_ID, ecr_hosts=(REGISTRY,)
-    )
+    settings = Settings(rollout_seconds=1.5, account_id=ACCOUNT_ID, ecr_hosts=(REGISTRY,))
     with StrictLayer(moto, settings) as strict:
         yield strict
 
@@ -264,7 +262,7 @@ def test_a_new_role_is_refused_until_it_has_propagated(layer: StrictLayer) -> No
         "ValidationException",
         "The execution role you provide must allow AWS EventBridge Scheduler to assume the role.",
     )
-    time.sleep(layer.settings.consistency_delay + 0.1)
+    # Each service refused its first use once (a count, not a time window): the next use works.
     registered = ecs.register_task_definition(**request)["taskDefinition"]
     assert scheduler.create_schedule(**schedule)["ScheduleArn"]
 
@@ -303,9 +301,22 @@ def test_a_new_role_is_refused_until_it_has_propagated(layer: StrictLayer) -> No
         "verify that the role being passed has the proper trust relationship and permissions "
         "and that your IAM user has permissions to pass this role.",
     )
-    time.sleep(layer.settings.consistency_delay + 0.1)
     assert "tasks" in ecs.run_task(**run)
     assert layer.fired["consistency.pass_role"] == 1 and layer.fired["consistency.run_task"] == 1
+
+
+def test_a_consistency_window_refuses_every_use_until_it_ends(layer: StrictLayer) -> None:
+    layer.settings.consistency_refusals, layer.settings.consistency_delay = 0, 0.5
+    iam, ecs = client(layer, "iam"), client(layer, "ecs")
+    name = unique("window")
+    arn = iam.create_role(RoleName=name, AssumeRolePolicyDocument=TRUST)["Role"]["Arn"]
+    request = fargate(unique("win"), {"image": "busybox", "memory": 64}, executionRoleArn=arn)
+    for _ in range(2):  # not counted: refused for as long as the window lasts
+        assert refusal(lambda: ecs.register_task_definition(**request))[0] == (
+            "AccessDeniedException"
+        )
+    time.sleep(0.6)
+    assert ecs.register_task_definition(**request)["taskDefinition"]["revision"] == 1
 
 
 # -- rule 5: forced collisions -------------------------------------------------------------

@@ -4,9 +4,11 @@ AWS documents that IAM changes take time to reach other services
 (https://docs.aws.amazon.com/IAM/latest/UserGuide/troubleshoot_general.html#troubleshoot_general_eventual-consistency:
 "changes ... take time to become visible ... we recommend that you do not include such IAM changes
 in the critical, high-availability code paths"). moto applies them instantly, so retries in the
-product never run. Here, for `Settings.consistency_delay` seconds after CreateRole, PutRolePolicy,
-AttachRolePolicy or UpdateAssumeRolePolicy on a role, the calls that hand that role to a service
-are refused the way those services refuse them.
+product never run. Here, after CreateRole, PutRolePolicy, AttachRolePolicy or UpdateAssumeRolePolicy
+on a role, the calls that hand that role to a service are refused the way those services refuse
+them: the first `Settings.consistency_refusals` uses by each service (ECS, Scheduler) are refused,
+counted rather than timed so a test sees the same refusals on a fast and a slow machine; and, when
+`Settings.consistency_delay` is above 0, every use for that many seconds after the change.
 """
 
 from __future__ import annotations
@@ -30,17 +32,29 @@ def track(layer: StrictLayer, call: Call, answer: Answer) -> Answer:
     if name:
         with layer.state_lock:
             layer.state.setdefault("role_changed", {})[name] = time.monotonic()
+            pending = layer.state.setdefault("role_refusals", {})
+            for service in SERVICES:
+                pending[(name, service)] = layer.settings.consistency_refusals
     return answer
 
 
-def _unsettled(layer: StrictLayer, *arns: Any) -> str | None:
-    """The first of `arns` whose role changed less than the delay ago."""
+SERVICES = ("ecs", "scheduler")  # each learns of an IAM change on its own
+
+
+def _unsettled(layer: StrictLayer, service: str, *arns: Any) -> str | None:
+    """The first of `arns` whose role `service` may not use yet; a counted refusal is spent."""
     now = time.monotonic()
     with layer.state_lock:
-        changed = dict(layer.state.get("role_changed", {}))
-    for arn in arns:
-        if isinstance(arn, str) and arn:
-            since = changed.get(_role_name(arn))
+        changed = layer.state.get("role_changed", {})
+        pending = layer.state.setdefault("role_refusals", {})
+        for arn in arns:
+            if not (isinstance(arn, str) and arn):
+                continue
+            name = _role_name(arn)
+            if pending.get((name, service), 0) > 0:
+                pending[(name, service)] -= 1
+                return arn
+            since = changed.get(name)
             if since is not None and now - since < layer.settings.consistency_delay:
                 return arn
     return None
@@ -53,7 +67,7 @@ def register_pass_role(layer: StrictLayer, call: Call) -> Answer | None:
     # (the fix: wait for propagation). ECS lists AccessDeniedException for RegisterTaskDefinition.
     task_definition = call.json()
     arn = _unsettled(
-        layer, task_definition.get("executionRoleArn"), task_definition.get("taskRoleArn")
+        layer, "ecs", task_definition.get("executionRoleArn"), task_definition.get("taskRoleArn")
     )
     if arn is None:
         return None
@@ -83,6 +97,7 @@ def run_task_assume_role(layer: StrictLayer, call: Call) -> Answer | None:
     task_definition = described.get("taskDefinition", {})
     arn = _unsettled(
         layer,
+        "ecs",
         overrides.get("executionRoleArn") or task_definition.get("executionRoleArn"),
         overrides.get("taskRoleArn") or task_definition.get("taskRoleArn"),
     )
@@ -103,7 +118,7 @@ def scheduler_role(layer: StrictLayer, call: Call) -> Answer | None:
     # provide must allow AWS EventBridge Scheduler to assume the role."); Scheduler checks that it can
     # assume the role when the schedule is created or updated, which fails until the trust policy
     # has propagated. botocore scheduler model: ValidationException, HTTP 400, member `Message`.
-    arn = _unsettled(layer, (call.json().get("Target") or {}).get("RoleArn"))
+    arn = _unsettled(layer, "scheduler", (call.json().get("Target") or {}).get("RoleArn"))
     if arn is None:
         return None
     return aws_error(

@@ -43,7 +43,10 @@ class StrictRule:
 
 @dataclass
 class Settings:
-    consistency_delay: float = 2.0  # seconds an IAM change takes to reach ECS and Scheduler
+    # How an IAM change reaches ECS and Scheduler (consistency.py): the first N uses of a changed
+    # role by each service are refused, and every use for `consistency_delay` seconds (0: none).
+    consistency_refusals: int = 1
+    consistency_delay: float = 0.0
     rollout_seconds: float = 3.0  # how long a simulated service deployment takes to settle
     fail_deployments: int = 0  # the next N service deployments fail (circuit breaker)
     account_id: str = "123456789012"
