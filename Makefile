@@ -12,12 +12,12 @@ demo: setup
 	@$(STACK) bash scripts/demo.sh
 
 # The suite runs on TEST_JOBS pytest-xdist workers, each with its own local stack; a file's tests stay
-# on one worker (--dist loadfile), so a module's shared fixture is set up once. TEST_JOBS=0 runs it in
+# on one worker (--dist loadgroup), so a module's shared fixture is set up once. TEST_JOBS=0 runs it in
 # one process.
-TEST_JOBS ?= 2
+TEST_JOBS ?= 3
 
 test: setup
-	$(PY) -m pytest -n $(TEST_JOBS) --dist loadfile $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_JOBS) --dist loadgroup $(PYTEST_ARGS)
 
 lint: setup
 	.venv/bin/ruff check .

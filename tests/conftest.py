@@ -286,3 +286,27 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     for group, figures in sorted(FIGURES.items()):
         shown = ", ".join(f"{name}: {value}" for name, value in sorted(figures.items()))
         terminalreporter.write_line(f"{group}: {shown}")
+
+
+# `make test` distributes by xdist group (`--dist loadgroup`): a file is one group, so its module
+# fixtures are set up once, as with `--dist loadfile`; the parameters of the tests below each take
+# minutes and are groups of their own, so one file's matrix spreads over the workers.
+SPREAD = {
+    "test_deploy_survives_each_failing_call",
+    "test_rotate_key_survives_each_failing_call",
+    "test_conditional_writes_survive_each_failing_call",
+    "test_lost_answer_of_a_create_call",
+}
+
+
+def _spread(item: pytest.Item) -> bool:
+    return getattr(item, "originalname", item.name) in SPREAD
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # The longest first (xdist hands groups out in this order), so no matrix starts last; the sort is
+    # stable, so each module's items stay together and in order.
+    items.sort(key=lambda item: not _spread(item))
+    for item in items:
+        group = item.nodeid if _spread(item) else item.nodeid.split("::", 1)[0]
+        item.add_marker(pytest.mark.xdist_group(group))

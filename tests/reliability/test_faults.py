@@ -264,11 +264,24 @@ def test_discovery_found_the_mutating_calls(clean: dict[str, Any]) -> None:
     } <= rotate_ops, rotate_ops
 
 
+# The matrices run as SHARDS slices, each its own xdist group (tests/conftest.py), so they spread
+# over the workers; each worker discovers the calls once (the module's `clean`). A slice is taken
+# from the faults sorted by label, so every worker cuts the same matrix the same way.
+SHARDS = 3
+
+
+def shard_of(faults: list[Fault], shard: int) -> list[Fault]:
+    mine = sorted(faults, key=lambda fault: fault.label)[shard::SHARDS]
+    assert mine, f"shard {shard} of {len(faults)} faults is empty"
+    return mine
+
+
+@pytest.mark.parametrize("shard", range(SHARDS))
 def test_deploy_survives_each_failing_call(
-    stack: LocalStack, proxy: FaultProxy, clean: dict[str, Any], tmp_path: Path
+    stack: LocalStack, proxy: FaultProxy, clean: dict[str, Any], tmp_path: Path, shard: int
 ) -> None:
     broken: dict[str, list[str]] = {}
-    for index, fault in enumerate(clean["deploy"]):
+    for index, fault in enumerate(shard_of(clean["deploy"], shard)):
         project = new_project(stack, tmp_path / f"fault-{index}")
         make_deployable(project)
         _, problems = run_fault(fault, project, stack, proxy)
@@ -299,11 +312,12 @@ def _rerun_converged(project: Project, rerun: Any, problems: list[str]) -> bool:
     return True
 
 
+@pytest.mark.parametrize("shard", range(SHARDS))
 def test_rotate_key_survives_each_failing_call(
-    stack: LocalStack, proxy: FaultProxy, clean: dict[str, Any], tmp_path: Path
+    stack: LocalStack, proxy: FaultProxy, clean: dict[str, Any], tmp_path: Path, shard: int
 ) -> None:
     broken: dict[str, list[str]] = {}
-    for index, fault in enumerate(clean["rotate-key"]):
+    for index, fault in enumerate(shard_of(clean["rotate-key"], shard)):
         project = new_project(stack, tmp_path / f"fault-{index}")
         booted = project.run("bootstrap")
         assert booted.returncode == 0, booted.output
