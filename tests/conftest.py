@@ -128,13 +128,15 @@ class Project:
         )
         return Result(proc.returncode, proc.stdout, proc.stderr)
 
-    def aws(self, service: str) -> Any:
+    def aws(self, service: str, truth: bool = False) -> Any:
+        """A client of the stack as the product sees it (through the strict layer); `truth`: of moto
+        itself, for reading the whole world without the layer's simulated lags (ListSecrets)."""
         import boto3
 
         return boto3.client(
             service,
             region_name=REGION,
-            endpoint_url=self.stack.moto_url,
+            endpoint_url=self.stack.moto_direct_url if truth else self.stack.moto_url,
             aws_access_key_id="testing",
             aws_secret_access_key="testing",
         )

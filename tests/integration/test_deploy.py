@@ -76,15 +76,24 @@ def test_run_local_runs_the_registered_job_which_authenticates(
     project: Project, base_image: str
 ) -> None:
     _demo_project(project)
-    deploy(project)
-    before = project.stack.emulator.stats()["authenticated_calls"]
-    result = project.run("run-local", "--network", "host")
+    emulator = project.stack.emulator
+    # As with real Google, the new key is refused at first ("60 seconds or more"): deploy's
+    # verification waits it out, so the job run right after it authenticates.
+    emulator.set_propagation_delay(refusals=2, email=project.email)
+    refused = emulator.stats()["rejected_grants"]
+    try:
+        deploy(project)
+        assert emulator.stats()["rejected_grants"] >= refused + 2  # the knob was met
+        before = emulator.stats()["authenticated_calls"]
+        result = project.run("run-local", "--network", "host")
+    finally:
+        emulator.reset_knobs()
     assert result.returncode == 0, result.output
     assert "called the GCP API as " + project.email in result.stderr
     assert "mode 600; key text in environment: False" in result.stderr
     # The image's own ENTRYPOINT/CMD ran, arguments intact.
     assert "args=['--date', 'today', '--note', 'it\\'s a \"quoted\" $ARG']" in result.stderr
-    assert project.stack.emulator.stats()["authenticated_calls"] == before + 1
+    assert emulator.stats()["authenticated_calls"] == before + 1
     # The container is gone: nothing holding the key lingers in the engine.
     import docker
 

@@ -132,3 +132,27 @@ def test_a_refused_pool_write_is_one_clear_line(project: Project) -> None:
         "roles/iam.workloadIdentityPoolAdmin",
     )
     assert json.dumps(result.output).count("PRIVATE KEY") == 0
+
+
+def test_a_lost_etag_race_is_retried_and_keeps_the_other_writers_binding(project: Project) -> None:
+    """Another writer changes the account's policy between bootstrap's read and its write: Google
+    refuses the stale etag (ABORTED), bootstrap reads again and writes, keeping the other binding."""
+    emulator = project.stack.emulator
+    other = "user:another-team@example.com"
+    emulator.race_policy_writes(1, other)
+    try:
+        result = bootstrap(project)
+        raced = emulator.keyless.policies.races == 0  # the race happened after bootstrap's read
+    finally:
+        emulator.reset_knobs()
+    assert raced
+    assert result.returncode == 0, result.output
+    with emulator.state.lock:
+        bindings = {
+            b.role: list(b.members)
+            for b in emulator.keyless.policies.policies[project.email].bindings
+        }
+    assert bindings.get("roles/viewer") == [other], bindings  # the other writer's change survived
+    assert any(
+        m.startswith("principalSet:") for m in bindings.get("roles/iam.workloadIdentityUser", [])
+    ), bindings

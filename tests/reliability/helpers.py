@@ -143,8 +143,11 @@ def pages(client: Any, operation: str, key: str, **kwargs: Any) -> list[Any]:
 def referenced_keys(project: Project) -> set[str]:
     """Key ids held by a staged version of any gcpfargate secret of the account (this one included)."""
     sm = project.aws("secretsmanager")
-    tagged = pages(
-        sm, "list_secrets", "SecretList", Filters=[{"Key": "tag-value", "Values": [project.email]}]
+    tagged = pages(  # the truth, without the simulated ListSecrets lag
+        project.aws("secretsmanager", truth=True),
+        "list_secrets",
+        "SecretList",
+        Filters=[{"Key": "tag-value", "Values": [project.email]}],
     )
     arns = {s["ARN"] for s in tagged}
     if secret_exists(project):

@@ -72,7 +72,7 @@ INVARIANT_DEFECTS: dict[str, tuple[Callable[[Project], None], str]] = {
     "an enabled key no secret holds": (_orphan, "orphan keys"),
     "a key-id tag that names another key": (_tag, "tag gcpfargate:key-id"),
     "a newer revision reading another secret": (_newer_revision, "latest revision 2"),
-    "an AWSCURRENT key that does not authenticate": (_disabled_current, "does not authenticate"),
+    "an AWSCURRENT key that is disabled": (_disabled_current, "is disabled, not enabled"),
 }
 
 

@@ -48,7 +48,7 @@ def test_permission_denied_caller_gets_the_hint(project: Project) -> None:
     assert emulator.key_ids(project.email) == []
     assert not [
         s
-        for s in project.aws("secretsmanager").list_secrets()["SecretList"]
+        for s in project.aws("secretsmanager", truth=True).list_secrets()["SecretList"]
         if s["Name"] == project.secret_name
     ]
     record_figure(FIGURES, "permission-denied hints shown")

@@ -528,3 +528,16 @@ def test_local_stack_reads_the_strict_switches_from_the_environment(
     finally:
         stack.strict.stop()
     assert LocalStack(tmp_path / "flag", strict=False).strict_enabled is False
+
+
+def test_a_new_secret_is_not_listed_at_once_but_described(layer: StrictLayer) -> None:
+    secrets = client(layer, "secretsmanager")
+    name = unique("lag")
+    arn = secrets.create_secret(Name=name, SecretString="{}")["ARN"]
+
+    def listed() -> bool:
+        return name in [s["Name"] for s in secrets.list_secrets()["SecretList"]]
+
+    assert not listed()  # ListSecrets lags behind
+    assert secrets.describe_secret(SecretId=name)["ARN"] == arn  # DescribeSecret does not
+    assert listed()

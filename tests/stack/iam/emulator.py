@@ -211,6 +211,14 @@ class IamEmulator:
             self.knobs.refuse_grants = count
             self.knobs.refusal_description = description
 
+    def race_policy_writes(self, count: int = 1, member: str = "") -> None:
+        """Another writer changes the account's IAM policy right after each of the next `count`
+        GetIamPolicy answers: the reader's SetIamPolicy then meets Google's etag refusal (ABORTED)."""
+        with self.state.lock:
+            self.keyless.policies.races = count
+            if member:
+                self.keyless.policies.race_member = member
+
     def clear_faults(self) -> None:
         """Forget injected faults and grant refusals; the knobs below stay as set."""
         with self.state.lock:
@@ -220,6 +228,7 @@ class IamEmulator:
         """Everything (faults and knobs) back to the constructor's values."""
         with self.state.lock:
             self.knobs.reset()
+            self.keyless.policies.races = 0
             self.keyless.reset_knobs()
 
     # ----------------------------------------------------------------------------- knobs

@@ -44,6 +44,10 @@ class Policies:
     def __init__(self, state: IamState) -> None:
         self.state = state
         self.policies: dict[str, policy_pb2.Policy] = {}  # by email; guarded by state.lock
+        # Knob: after each of the next `races` GetIamPolicy answers, another writer changes the
+        # policy (adds `race_member` as roles/viewer), so the reader's etag is stale by its write.
+        self.races = 0
+        self.race_member = "user:someone-else@example.com"
 
     def methods(self) -> dict[str, tuple[Any, Any, Any]]:
         return {
@@ -71,6 +75,13 @@ class Policies:
             account = self.state.resolve_account(request.resource)
             answer = policy_pb2.Policy()
             answer.CopyFrom(self._current(account.email))
+            if self.races > 0:
+                self.races -= 1
+                raced = self._current(account.email)
+                raced.bindings.append(
+                    policy_pb2.Binding(role="roles/viewer", members=[self.race_member])
+                )
+                raced.etag = secrets.token_bytes(8)
             return answer
 
     def _set(self, request: iam_policy_pb2.SetIamPolicyRequest) -> policy_pb2.Policy:

@@ -47,6 +47,7 @@ class Settings:
     # role by each service are refused, and every use for `consistency_delay` seconds (0: none).
     consistency_refusals: int = 1
     consistency_delay: float = 0.0
+    list_secrets_lag: int = 1  # ListSecrets answers that leave out a new secret (secrets.py)
     rollout_seconds: float = 3.0  # how long a simulated service deployment takes to settle
     fail_deployments: int = 0  # the next N service deployments fail (circuit breaker)
     account_id: str = "123456789012"

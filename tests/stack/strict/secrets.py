@@ -64,7 +64,38 @@ def _moto_created(
     return value.get("CreatedDate", version.get("CreatedDate"))
 
 
+def list_lag(layer: StrictLayer, call: Call, answer: Answer) -> Answer:
+    # Source: the ListSecrets API reference: "ListSecrets is eventually consistent, however it might
+    # not reflect changes from the last five minutes. To get the latest information for a specific
+    # secret, use DescribeSecret." moto lists a secret at once. Here a new secret is left out of the
+    # next `Settings.list_secrets_lag` ListSecrets answers: counted, so a test sees the same lag on
+    # a fast and a slow machine.
+    payload = answer.json()
+    with layer.state_lock:
+        hidden: dict[str, int] = layer.state.setdefault("secrets_not_listed_yet", {})
+        if call.operation == "CreateSecret":
+            if payload.get("ARN") and layer.settings.list_secrets_lag > 0:
+                hidden[str(payload["ARN"])] = layer.settings.list_secrets_lag
+            return answer
+        listed = payload.get("SecretList") or []
+        kept = [item for item in listed if hidden.get(str(item.get("ARN")), 0) <= 0]
+        for arn in list(hidden):
+            hidden[arn] -= 1
+            if hidden[arn] <= 0:
+                del hidden[arn]
+    if len(kept) == len(listed):
+        return answer
+    payload["SecretList"] = kept
+    return answer.with_json(payload)
+
+
 RULES = [
+    StrictRule(
+        "secretsmanager.list_lag",
+        "secretsmanager",
+        ("CreateSecret", "ListSecrets"),
+        after=list_lag,
+    ),
     StrictRule(
         "secretsmanager.version_dates",
         "secretsmanager",
