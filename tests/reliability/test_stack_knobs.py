@@ -16,8 +16,8 @@ FIGURES = "stack knobs"
 
 def test_new_key_refused_a_few_times_then_accepted(project: Project) -> None:
     """Google accepts a new key only after it propagated: the first token requests get invalid_grant.
-    rotate-key verifies the new key before retiring the old one, so it must wait the refusals out.
-    (bootstrap does not verify: its key may still be refused when the command returns.)"""
+    rotate-key verifies the new key before retiring the old one, so it must wait the refusals out
+    (bootstrap waits for its new key the same way: tests/integration/test_deploy.py)."""
     command = "rotate-key"
     assert project.run("bootstrap").returncode == 0
     emulator = project.stack.emulator

@@ -12,6 +12,7 @@ from gcpfargate.core.context import Context
 from gcpfargate.core.results import PlannedResult
 from gcpfargate.credentials.key import keys, lifecycle, secret
 from gcpfargate.iam import execution_role
+from gcpfargate.keymaterial.keyfile import KeyMaterial
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
@@ -78,6 +79,7 @@ def bootstrap(ctx: Context, new_key: bool = False, grant: bool = False) -> Boots
             stored = keys.create_and_store(ctx, account, state)
             key_id, secret_arn = stored.key.key_id, stored.arn
             keys.finish(ctx, stored)
+            _await_usable(ctx, stored.key, account.email)
             if replacing:
                 # The same lifecycle as rotate-key (issue 13.6): the replaced key becomes
                 # AWSPREVIOUS and stays enabled; older unreferenced keys are disabled.
@@ -108,6 +110,30 @@ def bootstrap(ctx: Context, new_key: bool = False, grant: bool = False) -> Boots
         changed=changed or role.changed,
         plan=plan if ctx.dry_run else [],
     )
+
+
+def _await_usable(ctx: Context, key: KeyMaterial, email: str) -> None:
+    """Wait, as rotate-key does, until Google accepts the new key: a new key "can take 60 seconds or
+    more" to work, and a task or run-local started right after the deploy would fail meanwhile. The
+    key is stored either way; running out of time or a refusal is a warning that names what to
+    check, as the key is already where tasks read it."""
+    from gcpfargate.credentials.key.verify import key_authenticates
+    from gcpfargate.errors import GcpfargateError
+
+    with ctx.reporter.step(
+        f"Waiting until Google accepts key {key.key_id[:12]}… (new keys can take minutes)"
+    ):
+        try:
+            verdict = key_authenticates(key, keys.liveness(ctx, email, key.key_id))
+        except GcpfargateError as refused:
+            ctx.reporter.warn(f"{refused.message}; check it with `gcpfargate doctor`")
+            return
+    if not verdict.verified:
+        ctx.reporter.warn(
+            f'key {key.key_id} is stored but Google still answered "{verdict.last_refusal}" after '
+            f"{verdict.waited_s:.0f} s (new keys can take minutes): tasks started now may fail to "
+            "authenticate. Check later with `gcpfargate doctor`"
+        )
 
 
 def _in_background(function: Callable[..., T], *args: Any) -> Future[T]:

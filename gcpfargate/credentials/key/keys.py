@@ -3,6 +3,7 @@ stored in the secret or not left behind at all. Shared by `bootstrap` and `rotat
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -45,6 +46,17 @@ def current_key_is_live(
         return False
     info = ctx.iam.get_key(account.email, state.key.key_id)
     return info is not None and info.live
+
+
+def liveness(ctx: Context, email: str, key_id: str) -> Callable[[], bool]:
+    """Whether the key still exists and is enabled in GCP, asked when called: a "not yet" answer of
+    the token endpoint means "wait" only while this holds."""
+
+    def still_live() -> bool:
+        info = ctx.iam.get_key(email, key_id)
+        return info is not None and not info.disabled
+
+    return still_live
 
 
 def check_key_room(ctx: Context, email: str) -> None:

@@ -142,11 +142,7 @@ def _verify(
     schedule: Sequence[float],
 ) -> bool:
     key = stored.key
-
-    def still_live() -> bool:
-        info = ctx.iam.get_key(email, key.key_id)
-        return info is not None and not info.disabled
-
+    still_live = keys.liveness(ctx, email, key.key_id)
     with ctx.reporter.step(
         f"Verifying key {key.key_id[:12]}… at its token endpoint (new keys can take minutes)"
     ):
