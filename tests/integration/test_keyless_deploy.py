@@ -113,6 +113,62 @@ def test_keyless_deploy_wires_the_shim_and_the_config_and_reruns_as_a_no_op(
     )
 
 
+@pytest.mark.parametrize("length", [44, 55])
+def test_long_families_deploy_run_and_pass_doctor(
+    project: Project, modern_base: str, length: int
+) -> None:
+    """Long families stay within IAM's 64-character role names and Google STS's 127-byte
+    google.subject: the task role is named within the limit, the unmodified demo authenticates,
+    and doctor judges the mapping with a session named as ECS names one (32 hex)."""
+    from gcpfargate.credentials.keyless.bootstrap import task_role_name
+
+    project.family = (project.family + "-" + "f" * length)[:length]
+    project.write_config(project.base_config)
+    keyless_demo(project, modern_base)
+    deploy(project)
+    role = task_role_name(project.family)
+    assert len(role) <= 64 and role.endswith("-task")
+    assert latest(project)["taskRoleArn"] == f"arn:aws:iam::{ACCOUNT_ID}:role/{role}"
+    result = project.run("run-local", "--network", "host")
+    assert result.returncode == 0, result.output
+    assert "(no key: workload identity federation): HTTP 200" in result.stderr, result.output
+    doctor = project.run("doctor", "--output", "json")
+    assert doctor.returncode == 0, doctor.output
+    admits = next(
+        c for c in doctor.json["checks"] if c["name"] == "mapping and condition admit the task role"
+    )
+    size = len(f"{role}/0123456789abcdef0123456789abcdef")
+    assert admits["status"] == "OK" and f"a {size}-byte google.subject" in admits["detail"]
+
+    # Google's default mapping (the whole ARN) is too long for these families: doctor says so, as
+    # the exchange would fail, and bootstrap puts gcpfargate's mapping back.
+    import requests
+
+    from gcpfargate.credentials.keyless.bootstrap import AWS_MAPPING
+
+    provider = (
+        f"{project.stack.emulator.http_url}/v1/projects/{project.gcp_project}/locations/global/"
+        f"workloadIdentityPools/gcpfargate/providers/aws-{ACCOUNT_ID}"
+    )
+    patched = requests.patch(
+        provider,
+        params={"updateMask": "attributeMapping"},
+        timeout=10,
+        json={"attributeMapping": {**AWS_MAPPING, "google.subject": "assertion.arn"}},
+    )
+    assert patched.status_code == 200, patched.text
+    failed = project.run("doctor", "--output", "json")
+    assert failed.returncode == 3, failed.output
+    admits = next(
+        c for c in failed.json["checks"] if c["name"] == "mapping and condition admit the task role"
+    )
+    arn = f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/{role}/0123456789abcdef0123456789abcdef"
+    assert admits["status"] == "FAIL"
+    assert f"google.subject of {len(arn)} bytes, which Google STS refuses" in admits["detail"]
+    assert project.run("bootstrap", env={"GCPFARGATE_GCP_AUTH": "keyless"}).returncode == 0
+    assert project.run("doctor").returncode == 0
+
+
 @pytest.fixture
 def deployed(project: Project, modern_base: str) -> Project:
     keyless_demo(project, modern_base)

@@ -76,7 +76,9 @@ def _admits(ctx: Context, facts: Facts) -> Result:
     role = keyless.role_session_prefix(
         ctx.aws.partition(), ctx.aws.account_id, keyless.task_role_name(ctx.settings.family)
     )
-    session = {"arn": f"{role}/doctor-session"}
+    # A session named as ECS names a task's (its 32-hex task id), so the subject's size is the one
+    # every real exchange has.
+    session = {"arn": f"{role}/{keyless.ECS_SESSION_EXAMPLE}"}
     try:
         attributes = cel.map_attributes(
             provider.get("attributeMapping") or keyless.AWS_MAPPING, session
@@ -89,14 +91,25 @@ def _admits(ctx: Context, facts: Facts) -> Result:
     if attributes.get("attribute.aws_role") != role:
         return (
             Status.FAIL,
-            f"the mapping gives attribute.aws_role {attributes.get('attribute.aws_role')!r}, not {role}",
+            f"the mapping gives attribute.aws_role {attributes.get('attribute.aws_role')!r}, "
+            f"not {role}",
+        )
+    subject = str(attributes.get("google.subject") or "")
+    size = len(subject.encode("utf-8"))
+    if not subject or size > keyless.SUBJECT_MAX_BYTES:
+        return (
+            Status.FAIL,
+            f"the mapping gives a task session a google.subject of {size} bytes, which Google STS "
+            f"refuses (1 to {keyless.SUBJECT_MAX_BYTES}); run gcpfargate bootstrap to restore "
+            "gcpfargate's mapping",
         )
     if not admitted:
         return Status.FAIL, f"the attribute condition rejects {session['arn']}"
     facts.extra["aws_role"] = role
     return (
         Status.OK,
-        f"a session of {role.rsplit('/', 1)[-1]} maps to attribute.aws_role and passes the condition",
+        f"an ECS session of {role.rsplit('/', 1)[-1]} maps to attribute.aws_role and a "
+        f"{size}-byte google.subject and passes the condition",
     )
 
 

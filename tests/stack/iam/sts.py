@@ -11,8 +11,8 @@ the credential scope is DATE/REGION/sts/aws4_request for the URL's region and th
 x-amz-date within 15 minutes (SigV4's validity window, enforced by AWS); the replay to AWS (here
 moto, at the stack's AWS_ENDPOINT_URL) succeeds and names a known principal (moto answers
 `user/moto` for keys it never issued: refused as AWS refuses an unknown key); the ARN's account is
-the provider's `aws.accountId`; the attribute mapping and condition (CEL). Then a federated token.
-moto does not verify SigV4 signatures, so a forged signature is not caught here.
+the provider's `aws.accountId`; the attribute mapping and condition (CEL); the mapped
+google.subject within 127 bytes. Then a federated token. moto does not verify SigV4 signatures, so a forged signature is not caught here.
 """
 
 from __future__ import annotations
@@ -62,6 +62,14 @@ MSG_WRONG_ACCOUNT = (
     "The AWS account {account} is not the account {expected} configured in the provider."
 )
 MSG_NO_SUBJECT = "The mapped google.subject is empty."
+# Google's "Troubleshoot Workload Identity Federation" page quotes this answer (error
+# "invalid_request"); the limit is on the mapped value's UTF-8 bytes.
+SUBJECT_MAX_BYTES = 127
+MSG_SUBJECT_TOO_LONG = (
+    "The size of mapped attribute google.subject exceeds the 127 bytes limit. Either modify your "
+    "attribute mapping or the incoming assertion to produce a mapped attribute that is less than "
+    "127 bytes."
+)
 
 _HOST = re.compile(r"^sts(?:\.([a-z0-9-]+))?\.amazonaws\.com$")
 _CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/(\d{8})/([a-z0-9-]+)/([a-z0-9-]+)/aws4_request")
@@ -136,6 +144,8 @@ class SecurityTokenService:
             ) from None
         if not attributes.get("google.subject"):
             raise Refused("invalid_grant", MSG_NO_SUBJECT)
+        if len(str(attributes["google.subject"]).encode("utf-8")) > SUBJECT_MAX_BYTES:
+            raise Refused("invalid_request", MSG_SUBJECT_TOO_LONG)
         if not accepted:
             raise Refused("unauthorized_client", MSG_CONDITION_REJECTED)
         lifetime = self.keyless.token_lifetime_s
