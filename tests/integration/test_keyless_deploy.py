@@ -191,6 +191,17 @@ def test_run_local_authenticates_the_unmodified_demo_without_a_key(deployed: Pro
     assert after["impersonated_tokens_issued"] == stats["impersonated_tokens_issued"] + 1
 
 
+def test_a_command_override_replaces_the_images_cmd_as_in_key_mode(deployed: Project) -> None:
+    job = latest(deployed)["containerDefinitions"][0]
+    # Docker's split, as key mode keeps it: the wrapper and the ENTRYPOINT, then the CMD.
+    assert job["entryPoint"][3:] == ["gcpfargate-wrapper", "python3", "/app/app.py"]
+    assert job["command"] == ["--date", "today", "--note", 'it\'s a "quoted" $ARG']
+    result = deployed.run("run-local", "--network", "host", "--command", "--date yesterday")
+    assert result.returncode == 0, result.output
+    assert "job: args=['--date', 'yesterday'] credentials file" in result.stderr, result.output
+    assert "(no key: workload identity federation): HTTP 200" in result.stderr
+
+
 # A job that lives long enough for its token to go stale: one Credentials object, two API calls.
 JOB_TWICE = """
 import os, time
