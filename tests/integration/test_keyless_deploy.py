@@ -169,6 +169,28 @@ def test_long_families_deploy_run_and_pass_doctor(
     assert project.run("doctor").returncode == 0
 
 
+def test_a_read_only_root_without_a_volume_for_the_config_is_refused(
+    project: Project, modern_base: str
+) -> None:
+    keyless_demo(project, modern_base)
+    template = project.dir / "task-definition.json.j2"
+    template.write_text(
+        template.read_text().replace(
+            '"essential": true,', '"essential": true,\n      "readonlyRootFilesystem": true,'
+        )
+    )
+    result = project.run("deploy")
+    message = assert_one_clean_line(result, 2, "readonlyRootFilesystem")
+    assert (
+        "container job" in message and "the credential configuration cannot be written" in message
+    )
+    assert "volume" in result.stderr
+    assert (
+        project.aws("ecs").list_task_definitions(familyPrefix=project.family)["taskDefinitionArns"]
+        == []
+    )
+
+
 @pytest.fixture
 def deployed(project: Project, modern_base: str) -> Project:
     keyless_demo(project, modern_base)
