@@ -322,6 +322,7 @@ def test_doctor_checks_every_keyless_link(deployed: Project) -> None:
         "config valid": "OK",
         "AWS identity": "OK",
         "service account exists and is enabled": "OK",
+        "Google APIs for keyless are enabled": "OK",
         "workload identity pool is ACTIVE": "OK",
         "AWS provider trusts this account": "OK",
         "mapping and condition admit the task role": "OK",

@@ -236,6 +236,43 @@ def test_an_ecs_session_of_a_long_family_exchanges_with_gcpfargates_mapping(
     assert stack.emulator.stats()["federated_tokens_issued"] == before + 1
 
 
+@pytest.mark.parametrize(
+    ("service", "title"),
+    [
+        ("sts.googleapis.com", "Security Token Service API"),
+        ("iamcredentials.googleapis.com", "IAM Service Account Credentials API"),
+    ],
+)
+def test_a_disabled_api_answers_service_disabled_and_service_usage_says_so(
+    stack: LocalStack,
+    wif: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    service: str,
+    title: str,
+) -> None:
+    bind(stack, wif, "gcpfargate-batch-task")
+    usage = f"{stack.emulator.http_url}/v1/projects/{wif['project']}/services/{service}"
+    assert requests.get(usage, timeout=10).json() == {
+        "name": f"projects/{wif['number']}/services/{service}",
+        "parent": f"projects/{wif['number']}",
+        "config": {"name": service},
+        "state": "ENABLED",
+    }
+    stack.emulator.set_service_enabled(wif["project"], service, False)
+    assert requests.get(usage, timeout=10).json()["state"] == "DISABLED"
+    credentials = external_account(stack, wif, assumed(stack, "gcpfargate-batch-task"), monkeypatch)
+    message = refused(stack, credentials)
+    assert f"{title} has not been used in project {wif['number']} before or it is disabled" in (
+        message
+    )
+    assert "SERVICE_DISABLED" in message
+    enabled = requests.post(usage + ":enable", timeout=10).json()
+    assert enabled["done"] is True and enabled["response"]["state"] == "ENABLED"
+    assert whoami(
+        stack, external_account(stack, wif, assumed(stack, "gcpfargate-batch-task"), monkeypatch)
+    )
+
+
 def test_role_that_is_not_bound_is_denied_at_impersonation(
     stack: LocalStack, wif: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -19,6 +19,7 @@ from gcpfargate.core.context import Context
 from gcpfargate.core.results import NOT_SHOWN, PlannedResult
 from gcpfargate.credentials.key import keys
 from gcpfargate.credentials.keyless import retire as keyless_retire
+from gcpfargate.credentials.keyless import services
 from gcpfargate.errors import GcpError
 from gcpfargate.iam import execution_role, policy, roles
 from gcpfargate.settings import own_role_name
@@ -249,6 +250,28 @@ def _ensure_binding(ctx: Context, email: str, member: str, plan: list[str]) -> N
                 raise
 
 
+def _check_apis(ctx: Context) -> None:
+    """Refuse (before any write) when the STS or IAM Credentials API is disabled; only warn when
+    the caller may not read Service Usage, which bootstrap does not otherwise need."""
+    project = ctx.settings.gcp.project
+    try:
+        disabled = services.disabled_apis(ctx)
+    except GcpError as exc:
+        if exc.code not in ("PERMISSION_DENIED", "403"):
+            raise
+        ctx.reporter.warn(
+            f"cannot check that {' and '.join(services.REQUIRED_APIS)} are enabled ({exc.message}); "
+            f"if they are not: {services.enable_command(project, list(services.REQUIRED_APIS))}"
+        )
+        return
+    if disabled:
+        raise GcpError(
+            services.problem(project, disabled),
+            f"Enable {'it' if len(disabled) == 1 else 'them'}: "
+            f"{services.enable_command(project, disabled)}, then rerun",
+        )
+
+
 def bootstrap_keyless(
     ctx: Context, retire: Callable[[keyless_retire.Leftovers], bool] | None = None
 ) -> KeylessBootstrapResult:
@@ -259,6 +282,8 @@ def bootstrap_keyless(
     project = settings.gcp.project
     ctx.pools  # noqa: B018 - a malformed GCPFARGATE_IAM_REST_ENDPOINT is refused here, before any write
     plan: list[str] = []
+    with ctx.reporter.step("Checking the Google APIs keyless mode needs"):
+        _check_apis(ctx)
     with ctx.reporter.step("Resolving the service account"):
         account = keys.resolve_account(ctx, plan)
     with ctx.reporter.step("Checking the task role"):

@@ -19,8 +19,9 @@ from collections.abc import Callable
 from gcpfargate.core.checks import Facts, Skip, Status
 from gcpfargate.core.context import Context
 from gcpfargate.credentials.keyless import bootstrap as keyless
-from gcpfargate.credentials.keyless import cel
+from gcpfargate.credentials.keyless import cel, services
 from gcpfargate.ecs.cluster import latest_revision
+from gcpfargate.errors import GcpError
 from gcpfargate.iam import policy, roles
 from gcpfargate.image import shim_image
 from gcpfargate.keymaterial.keyfile import looks_like_key
@@ -111,6 +112,22 @@ def _admits(ctx: Context, facts: Facts) -> Result:
         f"an ECS session of {role.rsplit('/', 1)[-1]} maps to attribute.aws_role and a "
         f"{size}-byte google.subject and passes the condition",
     )
+
+
+def _apis(ctx: Context, facts: Facts) -> Result:
+    project = ctx.settings.gcp.project
+    try:
+        disabled = services.disabled_apis(ctx)
+    except GcpError as exc:
+        if exc.code not in ("PERMISSION_DENIED", "403"):
+            raise
+        return Status.WARN, f"cannot read Service Usage: {exc.message}"
+    if disabled:
+        return (
+            Status.FAIL,
+            f"{services.problem(project, disabled)}; {services.enable_command(project, disabled)}",
+        )
+    return Status.OK, f"{' and '.join(services.REQUIRED_APIS)} enabled in project {project}"
 
 
 def _task_role(ctx: Context, facts: Facts) -> Result:
@@ -239,6 +256,7 @@ def _no_key(ctx: Context, facts: Facts) -> Result:
 
 
 CHECKS = [
+    ("Google APIs for keyless are enabled", "workload identity", _apis),
     ("workload identity pool is ACTIVE", "workload identity", _pool),
     ("AWS provider trusts this account", "workload identity", _provider),
     ("mapping and condition admit the task role", "workload identity", _admits),

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from tests.stack.iam import cel_oracle
+from tests.stack.iam.service_usage import service_disabled
 
 if TYPE_CHECKING:
     from tests.stack.iam.keyless import Keyless
@@ -82,6 +83,12 @@ class Refused(Exception):
         self.error, self.description = error, description
 
 
+class Disabled(Exception):
+    def __init__(self, number: str, service: str) -> None:
+        super().__init__(service)
+        self.number, self.service = number, service
+
+
 @dataclass
 class FederatedToken:
     pool_name: str  # projects/N/locations/global/workloadIdentityPools/P
@@ -98,6 +105,10 @@ class SecurityTokenService:
     def exchange(self, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
         try:
             token = self._exchange(form)
+        except Disabled as disabled:
+            with self.keyless.state.lock:
+                self.keyless.sts_rejections.append(f"SERVICE_DISABLED {disabled.service}")
+            return service_disabled(disabled.number, disabled.service)
         except Refused as refused:
             with self.keyless.state.lock:
                 self.keyless.sts_rejections.append(refused.description)
@@ -120,6 +131,11 @@ class SecurityTokenService:
         if found is None:
             raise Refused("invalid_target", MSG_INVALID_TARGET)
         pool, provider = found
+        number = pool.name.split("/")[1]
+        with self.keyless.state.lock:
+            enabled = self.keyless.service_usage.enabled(number, "sts.googleapis.com")
+        if not enabled:
+            raise Disabled(number, "sts.googleapis.com")
         request = _decode(form.get("subject_token", ""))
         headers = {str(h["key"]).lower(): str(h["value"]) for h in request["headers"]}
         if headers.get("x-goog-cloud-target-resource") != audience:
