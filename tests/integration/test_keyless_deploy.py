@@ -191,6 +191,31 @@ def test_a_read_only_root_without_a_volume_for_the_config_is_refused(
     )
 
 
+def test_a_shim_base_holding_a_key_is_refused_by_the_key_guard(
+    project: Project, modern_base: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    import docker
+
+    from tests.unit.test_keyscan import key_json
+
+    context = tmp_path_factory.mktemp("poisoned-base")  # outside the project's build context
+    (context / "leaked.json").write_bytes(key_json())
+    (context / "Dockerfile").write_text(f"FROM {modern_base}\nCOPY leaked.json /etc/leaked.json\n")
+    engine = docker.DockerClient(base_url=project.stack.docker_host)
+    poisoned = f"gcpfargate-test/poisoned-base:{project.family}"
+    engine.images.build(path=str(context), tag=poisoned, rm=True)
+    keyless_demo(project, modern_base)
+    project.extra_env["GCPFARGATE_IMAGE_SHIM_BASE_IMAGE"] = poisoned
+    result = project.run("push-image")
+    line = assert_one_clean_line(result, 1, "refusing to push", SHIM, "/etc/leaked.json")
+    assert "PRIVATE KEY" not in result.output, line
+    from gcpfargate.image.shim_image import build_context
+    from gcpfargate.image.shim_push import REPOSITORY, shim_tag
+    from tests.integration.test_push_image import registry_tags
+
+    assert shim_tag(build_context(poisoned)) not in registry_tags(project, REPOSITORY)
+
+
 @pytest.fixture
 def deployed(project: Project, modern_base: str) -> Project:
     keyless_demo(project, modern_base)
