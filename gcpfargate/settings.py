@@ -333,15 +333,15 @@ class Settings:
 IAM_ROLE_NAME_MAX = 64  # IAM CreateRole: RoleName length 1-64 (botocore's IAM model, roleNameType)
 
 
-def own_role_name(family: str, purpose: str) -> str:
-    """`gcpfargate-<family>-<purpose>` within IAM's 64 characters (issue 12 item 5). A family too long for
-    it is cut and followed by 8 hex digits of its SHA-256, so the name stays stable and two long
-    families sharing a prefix still get different roles."""
+def own_role_name(family: str, purpose: str, limit: int = IAM_ROLE_NAME_MAX) -> str:
+    """`gcpfargate-<family>-<purpose>` within `limit` characters (IAM's 64 unless a caller needs
+    fewer). A family too long for it is cut and followed by 8 hex digits of its SHA-256, so the name
+    stays stable and two long families sharing a prefix still get different roles."""
     name = f"gcpfargate-{family}-{purpose}"
-    if len(name) <= IAM_ROLE_NAME_MAX:
+    if len(name) <= limit:
         return name
     digest = hashlib.sha256(family.encode("utf-8")).hexdigest()[:8]
-    room = IAM_ROLE_NAME_MAX - len(f"gcpfargate---{purpose}") - len(digest)
+    room = limit - len(f"gcpfargate---{purpose}") - len(digest)
     return f"gcpfargate-{family[:room]}-{digest}-{purpose}"
 
 

@@ -1,4 +1,5 @@
-"""The GCP adapter for workload identity pools and providers (IAM REST v1; no gRPC client exists).
+"""The GCP adapters for workload identity pools and providers (IAM REST v1; no gRPC client exists)
+and for Service Usage (is an API enabled in a project).
 
 `GCPFARGATE_IAM_REST_ENDPOINT=http://host:port` switches to that base URL with an anonymous session,
 as `IAM_EMULATOR_HOST` does for the gRPC IAM API; otherwise requests go to https://iam.googleapis.com
@@ -12,12 +13,17 @@ from __future__ import annotations
 import os
 import time
 import urllib.parse
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 from gcpfargate.errors import ConfigError, GcpError
 
 REST_ENDPOINT_ENV = "GCPFARGATE_IAM_REST_ENDPOINT"
 DEFAULT_ENDPOINT = "https://iam.googleapis.com"
+# Service Usage (https://cloud.google.com/service-usage/docs/reference/rest/v1/services/get);
+# the override works as GCPFARGATE_IAM_REST_ENDPOINT does.
+SERVICE_USAGE_ENDPOINT_ENV = "GCPFARGATE_SERVICEUSAGE_ENDPOINT"
+SERVICE_USAGE_DEFAULT_ENDPOINT = "https://serviceusage.googleapis.com"
 _SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 _HINTS = {
     403: "The GCP identity needs roles/iam.workloadIdentityPoolAdmin on the project",
@@ -25,23 +31,27 @@ _HINTS = {
 }
 
 
-class WorkloadIdentityPools:
-    def __init__(
-        self, endpoint: str | None = None, poll_interval: float = 0.1, timeout: float = 120.0
-    ) -> None:
-        raw = endpoint if endpoint is not None else os.environ.get(REST_ENDPOINT_ENV, "")
+class _GoogleRest:
+    """One Google REST API: its base URL (or an override from `env`), the session, errors."""
+
+    env = REST_ENDPOINT_ENV
+    default_endpoint = DEFAULT_ENDPOINT
+    api = "IAM API"
+    hints: ClassVar[Mapping[int, str]] = _HINTS
+
+    def __init__(self, endpoint: str | None = None) -> None:
+        raw = endpoint if endpoint is not None else os.environ.get(self.env, "")
         parts = urllib.parse.urlsplit(raw)
         if raw and (
             parts.scheme not in ("http", "https") or not parts.netloc or parts.path.strip("/")
         ):
             raise ConfigError(
-                f"environment variable {REST_ENDPOINT_ENV} must be a base URL such as "
+                f"environment variable {self.env} must be a base URL such as "
                 f"http://127.0.0.1:8080, not {raw!r}"
             )
         self._override = bool(raw)
-        self.base = f"{parts.scheme}://{parts.netloc}" if raw else DEFAULT_ENDPOINT
+        self.base = f"{parts.scheme}://{parts.netloc}" if raw else self.default_endpoint
         self._session: Any = None
-        self._poll_interval, self._timeout = poll_interval, timeout
         self._call_log = os.environ.get("GCPFARGATE_CALL_LOG")
 
     @property
@@ -61,7 +71,7 @@ class WorkloadIdentityPools:
                     credentials, _ = google.auth.default(scopes=[_SCOPE])
                 except google.auth.exceptions.DefaultCredentialsError:
                     raise GcpError(
-                        "no Google Cloud credentials found for the IAM API",
+                        f"no Google Cloud credentials found for the {self.api}",
                         "Run `gcloud auth application-default login`",
                     ) from None
                 self._session = AuthorizedSession(credentials)
@@ -87,7 +97,7 @@ class WorkloadIdentityPools:
         except requests.RequestException as exc:
             raise GcpError(
                 f"failed to {action}: {type(exc).__name__}",
-                f"Check the network or {REST_ENDPOINT_ENV} and retry",
+                f"Check the network or {self.env} and retry",
             ).with_code("UNAVAILABLE") from None
         try:
             payload = response.json()
@@ -101,9 +111,17 @@ class WorkloadIdentityPools:
         error = payload.get("error", {}) if isinstance(payload, dict) else {}
         code = str(error.get("status") or status)
         message = str(error.get("message") or f"HTTP {status}").rstrip(".")
-        raise GcpError(f"failed to {action}: {code}: {message}", _HINTS.get(status, "")).with_code(
-            code
-        )
+        raise GcpError(
+            f"failed to {action}: {code}: {message}", self.hints.get(status, "")
+        ).with_code(code)
+
+
+class WorkloadIdentityPools(_GoogleRest):
+    def __init__(
+        self, endpoint: str | None = None, poll_interval: float = 0.1, timeout: float = 120.0
+    ) -> None:
+        super().__init__(endpoint)
+        self._poll_interval, self._timeout = poll_interval, timeout
 
     # -- reads: None when absent; a DELETED resource is returned with state DELETED ----------------
     def get(self, name: str, what: str) -> dict[str, Any] | None:
@@ -159,3 +177,20 @@ class WorkloadIdentityPools:
             error = operation["error"]
             raise GcpError(f"failed to {action}: {error.get('message', 'operation failed')}")
         return dict(operation.get("response") or {})
+
+
+class ServiceUsage(_GoogleRest):
+    env = SERVICE_USAGE_ENDPOINT_ENV
+    default_endpoint = SERVICE_USAGE_DEFAULT_ENDPOINT
+    api = "Service Usage API"
+    hints: ClassVar[Mapping[int, str]] = {
+        403: "The GCP identity needs serviceusage.services.get on the project "
+        "(roles/serviceusage.serviceUsageViewer)",
+        401: _HINTS[401],
+    }
+
+    def state(self, project: str, service: str) -> str:
+        """ENABLED or DISABLED (Service Usage's `State`), for `service` in `project`."""
+        action = f"read whether {service} is enabled in project {project}"
+        status, payload = self._request("GET", f"projects/{project}/services/{service}", action)
+        return str(self._ok(status, payload, action).get("state") or "STATE_UNSPECIFIED")

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from gcpfargate.clients.aws import AwsClients
     from gcpfargate.clients.docker import DockerEngine
     from gcpfargate.clients.gcp import IamAdmin
-    from gcpfargate.clients.gcp_rest import WorkloadIdentityPools
+    from gcpfargate.clients.gcp_rest import ServiceUsage, WorkloadIdentityPools
     from gcpfargate.clients.registry import Registry
 
 
@@ -44,6 +44,12 @@ class Context:
         from gcpfargate.clients.gcp_rest import WorkloadIdentityPools
 
         return WorkloadIdentityPools()
+
+    @cached_property
+    def service_usage(self) -> ServiceUsage:
+        from gcpfargate.clients.gcp_rest import ServiceUsage
+
+        return ServiceUsage()
 
     @cached_property
     def docker(self) -> DockerEngine:

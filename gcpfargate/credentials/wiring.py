@@ -147,6 +147,18 @@ def original_parts(
     return image_entry, command
 
 
+def wrap_program(container: dict[str, Any], script: str, image_config: ImageConfig) -> None:
+    """Put the wrapper in front of the container's program, keeping Docker's split (see the module
+    docstring): the wrapper and the ENTRYPOINT in `entryPoint`, the CMD in `command`, so a command
+    override replaces exactly the CMD. Key and keyless wiring both use it."""
+    entry, command = original_parts(container, image_config)
+    container["entryPoint"] = [*SHELL, script, WRAPPER_NAME, *entry]
+    if command:
+        container["command"] = command
+    else:
+        container.pop("command", None)
+
+
 def original_argv(container: Mapping[str, Any], image_config: ImageConfig) -> list[str]:
     """What the container runs without gcpfargate, by Docker's rules (the image is read only when needed)."""
     entry, command = original_parts(container, image_config)
@@ -214,7 +226,7 @@ def wire(
         if container.get("name") not in names:
             continue
         name = container.get("name")
-        entry, command = original_parts(container, image_config)
+        wrap_program(container, script, image_config)
         secrets = [s for s in container.get("secrets") or [] if s.get("name") != credentials_env]
         for item in container.get("secrets") or []:
             if item.get("name") == credentials_env and item.get("valueFrom") != secret_arn:
@@ -237,11 +249,6 @@ def wire(
             *environment,
             {"name": CREDENTIALS_VARIABLE, "value": credentials_path},
         ]
-        container["entryPoint"] = [*SHELL, script, WRAPPER_NAME, *entry]
-        if command:
-            container["command"] = command
-        else:
-            container.pop("command", None)
     return wired
 
 

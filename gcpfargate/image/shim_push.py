@@ -2,7 +2,8 @@
 
 The tag is a hash of the build context (the shim's files and the Dockerfile, whose FROM names
 `image.shim_base_image`), so an unchanged shim is recognised in the registry and neither rebuilt into
-a new tag nor pushed again; register-task resolves the same tag to its digest.
+a new tag nor pushed again; register-task resolves the same tag to its digest. A newly built
+shim goes through the key guard like the application's image.
 """
 
 from __future__ import annotations
@@ -74,6 +75,13 @@ def push_shim(ctx: Context, plan: list[str]) -> ShimPush:
             image_id = ctx.docker.build(
                 Path(directory), "Dockerfile", f"{name}:{tag}", platform, on_line=ctx.reporter.log
             )
+    # The key guard, as for the application's image: the shim's base (image.shim_base_image) is
+    # the user's to choose, and nothing the shim needs is ever a key, so there is no override.
+    from gcpfargate.image.push import guard, scan_image
+
+    with ctx.reporter.step(f"Scanning {name}:{tag} for key material"):
+        found = scan_image(ctx, image_id)
+    guard(ctx, found, f"the credential-shim image {name}:{tag}", allow=False)
     credentials = ctx.registry.credentials()
     digest = held_digest(ctx, REPOSITORY, tag, platform, image_id)
     ensure_repository(ctx, REPOSITORY)

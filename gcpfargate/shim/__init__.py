@@ -22,7 +22,11 @@ else from gcpfargate: the shim image is a Python base plus this directory copied
 (`python3 -m shim`, health check `python3 -m shim --check`), and `python -m gcpfargate.shim` runs the
 same code from an installed gcpfargate. This module holds only the constants that the credential
 configuration shares, so importing it costs nothing. Credentials are never logged or put in an
-error message; logs name the role and the expiry only.
+error message; logs name the role and the expiry only, and the ECS endpoint by `scheme://host`
+only (its path is the secret that guards it). Upstream redirects are errors, never followed.
+Idle connections are dropped after `--request-timeout`, at most `--max-connections` are served at
+once (the oldest idle one makes room), a failed connection costs one log line, and the table of
+IMDSv2 session tokens is bounded.
 """
 
 DEFAULT_PORT = 9254

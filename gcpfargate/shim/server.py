@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 import logging
 import os
 import secrets
 import signal
+import socket
 import sys
 import threading
 import time
@@ -41,11 +43,27 @@ from .upstream import (
 log = logging.getLogger("credential-shim")
 
 
-class SessionTokens:
-    """IMDSv2 session tokens: random, held in memory only, each valid for the TTL its client asked."""
+# A client sends its whole request at once (google-auth, the health check); one that has not sent
+# its request head within this many seconds is idle and its connection is dropped.
+REQUEST_TIMEOUT_S = 5.0
+# Connections served at once. Above it a new connection displaces the oldest one that has not yet
+# sent its request head (idle or trickling), so idle clients can never keep /healthz out; when
+# every slot is busy with a real request the new connection is closed at once. Threads and open
+# files stay bounded either way.
+MAX_CONNECTIONS = 64
+# Live IMDSv2 session tokens kept; beyond it the oldest is forgotten (its client asks again).
+MAX_SESSION_TOKENS = 1024
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+
+class SessionTokens:
+    """IMDSv2 session tokens: random, held in memory only, each valid for the TTL its client asked;
+    at most `limit` at a time, so a client asking in a loop cannot grow the table without end."""
+
+    def __init__(
+        self, clock: Callable[[], float] = time.monotonic, limit: int = MAX_SESSION_TOKENS
+    ) -> None:
         self._clock = clock
+        self._limit = limit
         self._expiry: dict[str, float] = {}
         self._lock = threading.Lock()
 
@@ -53,9 +71,16 @@ class SessionTokens:
         token = secrets.token_urlsafe(32)
         with self._lock:
             now = self._clock()
-            self._expiry = {t: e for t, e in self._expiry.items() if e > now}
+            if len(self._expiry) >= self._limit:
+                self._expiry = {t: e for t, e in self._expiry.items() if e > now}
+            while len(self._expiry) >= self._limit:  # oldest first: dicts keep insertion order
+                del self._expiry[next(iter(self._expiry))]
             self._expiry[token] = now + ttl_seconds
         return token
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._expiry)
 
     def valid(self, token: str | None) -> bool:
         with self._lock:
@@ -64,6 +89,7 @@ class SessionTokens:
 
 class ShimServer(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = MAX_CONNECTIONS
 
     def __init__(
         self,
@@ -71,18 +97,64 @@ class ShimServer(ThreadingHTTPServer):
         cache: CredentialCache,
         tokens: SessionTokens,
         zone: Callable[[], str],
+        max_connections: int = MAX_CONNECTIONS,
+        request_timeout: float = REQUEST_TIMEOUT_S,
     ) -> None:
-        super().__init__(address, _Handler)
+        handler = type("_Handler", (_Handler,), {"timeout": request_timeout})
+        super().__init__(address, handler)
         self.cache = cache
         self.tokens = tokens
         # A task never moves: one successful lookup is enough (lru_cache does not keep failures).
         self.zone = functools.lru_cache(maxsize=1)(zone)
+        self.max_connections = max_connections
+        self._slots = threading.Lock()
+        self._open: set[socket.socket] = set()
+        self._waiting: dict[socket.socket, None] = {}  # no request head yet, oldest first
+
+    def process_request(self, request: socket.socket, client_address: object) -> None:  # type: ignore[override]
+        with self._slots:
+            if len(self._open) >= self.max_connections:
+                if not self._waiting:
+                    log.warning("%d connections are busy; closed a new one", self.max_connections)
+                    self.shutdown_request(request)
+                    return
+                oldest = next(iter(self._waiting))
+                del self._waiting[oldest]
+                self._open.discard(oldest)
+                # Its thread sees the end of the stream and finishes; the socket closes there.
+                with contextlib.suppress(OSError):
+                    oldest.shutdown(socket.SHUT_RDWR)
+            self._open.add(request)
+            self._waiting[request] = None
+        super().process_request(request, client_address)
+
+    def request_head_read(self, request: socket.socket) -> None:
+        with self._slots:
+            self._waiting.pop(request, None)
+
+    def shutdown_request(self, request: socket.socket) -> None:  # type: ignore[override]
+        with self._slots:
+            self._open.discard(request)
+            self._waiting.pop(request, None)
+        super().shutdown_request(request)
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        # One line per failed connection (a client that hung up, a reset), never a traceback.
+        kind, exc = sys.exc_info()[:2]
+        reason = f"{kind.__name__}: {exc}" if kind is not None else "unknown error"
+        log.warning("a connection failed: %s", reason)
 
 
 class _Handler(BaseHTTPRequestHandler):
     server: ShimServer
     server_version = "credential-shim"
     sys_version = ""
+    timeout = REQUEST_TIMEOUT_S  # StreamRequestHandler: the socket's timeout for every read
+
+    def parse_request(self) -> bool:
+        parsed = super().parse_request()  # reads the request line's rest and the headers
+        self.server.request_head_read(self.connection)
+        return parsed
 
     def log_message(self, format: str, *args: object) -> None:
         pass  # no access log: failures are logged once, where they are understood
@@ -204,6 +276,18 @@ def _parser() -> argparse.ArgumentParser:
         help="refetch credentials at least this often, to pick up a rotation early",
     )
     parser.add_argument(
+        "--request-timeout",
+        type=float,
+        default=REQUEST_TIMEOUT_S,
+        help="drop a connection that sends nothing for this many seconds",
+    )
+    parser.add_argument(
+        "--max-connections",
+        type=int,
+        default=MAX_CONNECTIONS,
+        help="connections served at once (idle ones make room for new ones)",
+    )
+    parser.add_argument(
         "--check", action="store_true", help="health check: exit 0 if the shim on --port is ready"
     )
     return parser
@@ -214,6 +298,8 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] = os.environ)
     args = parser.parse_args(argv)
     if args.refresh_margin < 0 or args.max_age < 0:
         parser.error("--refresh-margin and --max-age must be 0 or more seconds")
+    if args.request_timeout <= 0 or args.max_connections < 1:
+        parser.error("--request-timeout must be above 0 seconds and --max-connections at least 1")
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr, format="credential-shim %(levelname)s: %(message)s"
     )
@@ -231,7 +317,12 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] = os.environ)
     cache = CredentialCache(lambda: endpoint.fetch(now), now, args.refresh_margin, args.max_age)
     try:
         server = ShimServer(
-            (args.host, args.port), cache, SessionTokens(), lambda: availability_zone(environ)
+            (args.host, args.port),
+            cache,
+            SessionTokens(),
+            lambda: availability_zone(environ),
+            max_connections=args.max_connections,
+            request_timeout=args.request_timeout,
         )
     except OSError as exc:
         log.error("cannot listen on %s:%d: %s", args.host, args.port, exc.strerror or exc)

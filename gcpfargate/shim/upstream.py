@@ -21,9 +21,19 @@ from . import ECS_ENDPOINT
 _FULL_URI_HOSTS = ("169.254.170.2", "169.254.170.23", "fd00:ec2::23", "localhost")
 _UPSTREAM_TIMEOUT = 2.0
 _UPSTREAM_ATTEMPTS = 3  # as botocore: the agent endpoint can be briefly unavailable at task start
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A 3xx is an error, as in botocore's container credential fetcher (it never follows one):
+    following it would send the authorization token to wherever the answer points."""
+
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None
+
+
 # Link-local and loopback endpoints are never reached through HTTP(S)_PROXY: a proxy would fail to
-# reach them at best, and would see the credentials at worst.
-DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+# reach them at best, and would see the credentials at worst. Redirects are never followed.
+DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirect())
 
 log = logging.getLogger("credential-shim")
 
@@ -63,9 +73,18 @@ def _iso(moment: datetime) -> str:
 
 
 def safe_url(url: str) -> str:
-    """The URL without its query: an ECS credentials id is in the path, but tokens may be in a query."""
+    """`scheme://host[:port]` only: the path of the ECS credentials endpoint (the relative URI, a
+    random id) is the only secret guarding it from other processes in the task, so no answer and
+    no log line carries it; neither user info nor a query ever leaves this function."""
     parts = urllib.parse.urlsplit(url)
-    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return f"{parts.scheme}://{host}" + (f":{port}" if port is not None else "")
 
 
 def _get_json(url: str, headers: Mapping[str, str], what: str) -> dict:
@@ -78,8 +97,11 @@ def _get_json(url: str, headers: Mapping[str, str], what: str) -> dict:
             with DIRECT.open(request, timeout=_UPSTREAM_TIMEOUT) as response:
                 body = response.read()
         except urllib.error.HTTPError as exc:
-            # The body may echo the request; only the status goes into the message.
+            # The body may echo the request; only the status goes into the message (and never a
+            # redirect's Location).
             last = f"HTTP {exc.code} {exc.reason}"
+            if 300 <= exc.code < 400:
+                last += " (redirects are not followed)"
             if exc.code < 500:
                 break
             continue

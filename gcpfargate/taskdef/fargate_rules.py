@@ -14,7 +14,7 @@ Pure functions over the definition (no AWS, no Docker), each rule with where it 
   Contract fixtures: tests/fixtures/ecs/.
 - **Read-only root file system.** Fargate offers no tmpfs (ECS API `LinuxParameters.tmpfs`: "not
   supported for tasks run on Fargate"), so with `readonlyRootFilesystem` the wrapper can only write
-  the key into a mounted task volume.
+  the key (or keyless mode's credential configuration) into a mounted task volume.
 """
 
 from __future__ import annotations
@@ -72,9 +72,14 @@ def empty_environment(definition: Mapping[str, Any]) -> list[str]:
 
 
 def check_read_only_root(
-    definition: Mapping[str, Any], credentials_path: str, targets: Iterable[str], where: str
+    definition: Mapping[str, Any],
+    credentials_path: str,
+    targets: Iterable[str],
+    where: str,
+    what: str = "the key",
 ) -> None:
-    """Refuse a target container whose read-only root leaves the wrapper nowhere to write the key."""
+    """Refuse a target container whose read-only root leaves the wrapper nowhere to write `what`
+    (the key, or keyless mode's credential configuration: the same wrapper writes both)."""
     directory = posixpath.dirname(credentials_path) or "/"
     names = set(targets)
     for container in _containers(definition):
@@ -83,8 +88,8 @@ def check_read_only_root(
         if any(_covers(mount, directory) for mount in container.get("mountPoints") or []):
             continue
         raise TemplateError(
-            f"{where}: container {container.get('name')} has readonlyRootFilesystem, so the key cannot be "
-            f"written to {credentials_path} (Fargate has no tmpfs)",
+            f"{where}: container {container.get('name')} has readonlyRootFilesystem, so {what} cannot "
+            f"be written to {credentials_path} (Fargate has no tmpfs)",
             f'Mount a task volume at {directory}: "volumes": [{{"name": "credentials"}}] and "mountPoints": '
             f'[{{"sourceVolume": "credentials", "containerPath": "{directory}"}}], or change task.credentials_path',
         )

@@ -156,3 +156,37 @@ def test_a_lost_etag_race_is_retried_and_keeps_the_other_writers_binding(project
     assert any(
         m.startswith("principalSet:") for m in bindings.get("roles/iam.workloadIdentityUser", [])
     ), bindings
+
+
+def test_a_disabled_google_api_is_refused_before_any_write_and_doctor_names_the_fix(
+    project: Project,
+) -> None:
+    emulator = project.stack.emulator
+    emulator.set_service_enabled(project.gcp_project, "sts.googleapis.com", False)
+    emulator.reset_stats()
+    result = bootstrap(project)
+    line = assert_one_clean_line(result, 1, "sts.googleapis.com is not enabled", "SERVICE_DISABLED")
+    assert (
+        f"Enable it: gcloud services enable sts.googleapis.com --project {project.gcp_project}"
+        in result.stderr
+    ), result.output
+    assert "iamcredentials" not in line
+    assert emulator.stats()["mutating_calls"] == 0
+    assert not project.exists("role", f"gcpfargate-{project.family}-task")
+
+    emulator.set_service_enabled(project.gcp_project, "sts.googleapis.com", True)
+    assert bootstrap(project).returncode == 0
+    emulator.set_service_enabled(project.gcp_project, "iamcredentials.googleapis.com", False)
+    try:
+        doctor = project.run("doctor", "--output", "json", env=KEYLESS)
+    finally:
+        emulator.set_service_enabled(project.gcp_project, "iamcredentials.googleapis.com", True)
+    check = next(
+        c for c in doctor.json["checks"] if c["name"] == "Google APIs for keyless are enabled"
+    )
+    assert check["status"] == "FAIL", check
+    assert check["detail"] == (
+        f"iamcredentials.googleapis.com is not enabled in project {project.gcp_project}: every "
+        "task's token exchange would fail with SERVICE_DISABLED; gcloud services enable "
+        f"iamcredentials.googleapis.com --project {project.gcp_project}"
+    )

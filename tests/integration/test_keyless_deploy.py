@@ -113,6 +113,109 @@ def test_keyless_deploy_wires_the_shim_and_the_config_and_reruns_as_a_no_op(
     )
 
 
+@pytest.mark.parametrize("length", [44, 55])
+def test_long_families_deploy_run_and_pass_doctor(
+    project: Project, modern_base: str, length: int
+) -> None:
+    """Long families stay within IAM's 64-character role names and Google STS's 127-byte
+    google.subject: the task role is named within the limit, the unmodified demo authenticates,
+    and doctor judges the mapping with a session named as ECS names one (32 hex)."""
+    from gcpfargate.credentials.keyless.bootstrap import task_role_name
+
+    project.family = (project.family + "-" + "f" * length)[:length]
+    project.write_config(project.base_config)
+    keyless_demo(project, modern_base)
+    deploy(project)
+    role = task_role_name(project.family)
+    assert len(role) <= 64 and role.endswith("-task")
+    assert latest(project)["taskRoleArn"] == f"arn:aws:iam::{ACCOUNT_ID}:role/{role}"
+    result = project.run("run-local", "--network", "host")
+    assert result.returncode == 0, result.output
+    assert "(no key: workload identity federation): HTTP 200" in result.stderr, result.output
+    doctor = project.run("doctor", "--output", "json")
+    assert doctor.returncode == 0, doctor.output
+    admits = next(
+        c for c in doctor.json["checks"] if c["name"] == "mapping and condition admit the task role"
+    )
+    size = len(f"{role}/0123456789abcdef0123456789abcdef")
+    assert admits["status"] == "OK" and f"a {size}-byte google.subject" in admits["detail"]
+
+    # Google's default mapping (the whole ARN) is too long for these families: doctor says so, as
+    # the exchange would fail, and bootstrap puts gcpfargate's mapping back.
+    import requests
+
+    from gcpfargate.credentials.keyless.bootstrap import AWS_MAPPING
+
+    provider = (
+        f"{project.stack.emulator.http_url}/v1/projects/{project.gcp_project}/locations/global/"
+        f"workloadIdentityPools/gcpfargate/providers/aws-{ACCOUNT_ID}"
+    )
+    patched = requests.patch(
+        provider,
+        params={"updateMask": "attributeMapping"},
+        timeout=10,
+        json={"attributeMapping": {**AWS_MAPPING, "google.subject": "assertion.arn"}},
+    )
+    assert patched.status_code == 200, patched.text
+    failed = project.run("doctor", "--output", "json")
+    assert failed.returncode == 3, failed.output
+    admits = next(
+        c for c in failed.json["checks"] if c["name"] == "mapping and condition admit the task role"
+    )
+    arn = f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/{role}/0123456789abcdef0123456789abcdef"
+    assert admits["status"] == "FAIL"
+    assert f"google.subject of {len(arn)} bytes, which Google STS refuses" in admits["detail"]
+    assert project.run("bootstrap", env={"GCPFARGATE_GCP_AUTH": "keyless"}).returncode == 0
+    assert project.run("doctor").returncode == 0
+
+
+def test_a_read_only_root_without_a_volume_for_the_config_is_refused(
+    project: Project, modern_base: str
+) -> None:
+    keyless_demo(project, modern_base)
+    template = project.dir / "task-definition.json.j2"
+    template.write_text(
+        template.read_text().replace(
+            '"essential": true,', '"essential": true,\n      "readonlyRootFilesystem": true,'
+        )
+    )
+    result = project.run("deploy")
+    message = assert_one_clean_line(result, 2, "readonlyRootFilesystem")
+    assert (
+        "container job" in message and "the credential configuration cannot be written" in message
+    )
+    assert "volume" in result.stderr
+    assert (
+        project.aws("ecs").list_task_definitions(familyPrefix=project.family)["taskDefinitionArns"]
+        == []
+    )
+
+
+def test_a_shim_base_holding_a_key_is_refused_by_the_key_guard(
+    project: Project, modern_base: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    import docker
+
+    from tests.unit.test_keyscan import key_json
+
+    context = tmp_path_factory.mktemp("poisoned-base")  # outside the project's build context
+    (context / "leaked.json").write_bytes(key_json())
+    (context / "Dockerfile").write_text(f"FROM {modern_base}\nCOPY leaked.json /etc/leaked.json\n")
+    engine = docker.DockerClient(base_url=project.stack.docker_host)
+    poisoned = f"gcpfargate-test/poisoned-base:{project.family}"
+    engine.images.build(path=str(context), tag=poisoned, rm=True)
+    keyless_demo(project, modern_base)
+    project.extra_env["GCPFARGATE_IMAGE_SHIM_BASE_IMAGE"] = poisoned
+    result = project.run("push-image")
+    line = assert_one_clean_line(result, 1, "refusing to push", SHIM, "/etc/leaked.json")
+    assert "PRIVATE KEY" not in result.output, line
+    from gcpfargate.image.shim_image import build_context
+    from gcpfargate.image.shim_push import REPOSITORY, shim_tag
+    from tests.integration.test_push_image import registry_tags
+
+    assert shim_tag(build_context(poisoned)) not in registry_tags(project, REPOSITORY)
+
+
 @pytest.fixture
 def deployed(project: Project, modern_base: str) -> Project:
     keyless_demo(project, modern_base)
@@ -133,6 +236,17 @@ def test_run_local_authenticates_the_unmodified_demo_without_a_key(deployed: Pro
     # Leak scan: no task-role access key (moto's STS issues ASIA + 16) in anything printed.
     assert re.search(r"ASIA[0-9A-Z]{16}", result.output) is None
     assert after["impersonated_tokens_issued"] == stats["impersonated_tokens_issued"] + 1
+
+
+def test_a_command_override_replaces_the_images_cmd_as_in_key_mode(deployed: Project) -> None:
+    job = latest(deployed)["containerDefinitions"][0]
+    # Docker's split, as key mode keeps it: the wrapper and the ENTRYPOINT, then the CMD.
+    assert job["entryPoint"][3:] == ["gcpfargate-wrapper", "python3", "/app/app.py"]
+    assert job["command"] == ["--date", "today", "--note", 'it\'s a "quoted" $ARG']
+    result = deployed.run("run-local", "--network", "host", "--command", "--date yesterday")
+    assert result.returncode == 0, result.output
+    assert "job: args=['--date', 'yesterday'] credentials file" in result.stderr, result.output
+    assert "(no key: workload identity federation): HTTP 200" in result.stderr
 
 
 # A job that lives long enough for its token to go stale: one Credentials object, two API calls.
@@ -238,6 +352,7 @@ def test_doctor_checks_every_keyless_link(deployed: Project) -> None:
         "config valid": "OK",
         "AWS identity": "OK",
         "service account exists and is enabled": "OK",
+        "Google APIs for keyless are enabled": "OK",
         "workload identity pool is ACTIVE": "OK",
         "AWS provider trusts this account": "OK",
         "mapping and condition admit the task role": "OK",

@@ -8,6 +8,8 @@ import contextlib
 import datetime as dt
 import json
 import os
+import re
+import secrets
 import time
 import urllib.parse
 from collections.abc import Iterator
@@ -41,7 +43,8 @@ class Rest:
 @pytest.fixture
 def wif(stack: LocalStack, request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
     """A project with a service account, a pool and an AWS provider limited to gcpfargate roles."""
-    project = f"wif-{os.getpid() % 10000}-{request.node.name[-20:].replace('_', '-').strip('-')}"
+    name = re.sub(r"[^a-z0-9]+", "-", request.node.name[-20:]).strip("-")
+    project = f"wif-{os.getpid() % 10000}-{name}"
     email = stack.emulator.add_service_account(project, "runner-keyless").email
     rest = Rest(stack.emulator.http_url, project)
     rest.wait(
@@ -92,7 +95,7 @@ def bind(stack: LocalStack, wif: dict[str, Any], role_name: str) -> None:
     client.set_iam_policy(request={"resource": resource, "policy": policy})
 
 
-def assumed(stack: LocalStack, role_name: str) -> dict[str, str]:
+def assumed(stack: LocalStack, role_name: str, session: str = "task-1") -> dict[str, str]:
     import boto3
 
     iam = boto3.client(
@@ -122,7 +125,7 @@ def assumed(stack: LocalStack, role_name: str) -> dict[str, str]:
         aws_secret_access_key="testing",
     )
     creds = sts.assume_role(
-        RoleArn=f"arn:aws:iam::{ACCOUNT_ID}:role/{role_name}", RoleSessionName="task-1"
+        RoleArn=f"arn:aws:iam::{ACCOUNT_ID}:role/{role_name}", RoleSessionName=session
     )["Credentials"]
     return {
         "AWS_ACCESS_KEY_ID": creds["AccessKeyId"],
@@ -205,6 +208,69 @@ def refused(stack: LocalStack, credentials: Any) -> str:
     with pytest.raises(GoogleAuthError) as caught:
         credentials.refresh(Request())
     return " ".join(str(arg) for arg in caught.value.args)
+
+
+@pytest.mark.parametrize("length", [44, 55])
+def test_an_ecs_session_of_a_long_family_exchanges_with_gcpfargates_mapping(
+    stack: LocalStack, wif: dict[str, Any], monkeypatch: pytest.MonkeyPatch, length: int
+) -> None:
+    from gcpfargate.credentials.keyless.bootstrap import AWS_MAPPING, task_role_name
+    from tests.stack.iam.sts import MSG_SUBJECT_TOO_LONG
+
+    role = task_role_name(("batch-" + "f" * length)[:length])
+    bind(stack, wif, role)
+    # ECS names a task-role session by the task id: 32 hex characters.
+    aws_env = assumed(stack, role, session=secrets.token_hex(16))
+    # Google's default mapping: google.subject is the whole session ARN, over 127 bytes.
+    message = refused(stack, external_account(stack, wif, aws_env, monkeypatch))
+    assert "invalid_request" in message and MSG_SUBJECT_TOO_LONG in message, message
+    wif["rest"].call(
+        "PATCH",
+        "/gcpfargate/providers/aws-tasks",
+        params={"updateMask": "attributeMapping"},
+        json={"attributeMapping": AWS_MAPPING},
+    )
+    before = stack.emulator.stats()["federated_tokens_issued"]
+    credentials = external_account(stack, wif, aws_env, monkeypatch)
+    assert whoami(stack, credentials) == {"email": wif["email"], "key_id": ""}
+    assert stack.emulator.stats()["federated_tokens_issued"] == before + 1
+
+
+@pytest.mark.parametrize(
+    ("service", "title"),
+    [
+        ("sts.googleapis.com", "Security Token Service API"),
+        ("iamcredentials.googleapis.com", "IAM Service Account Credentials API"),
+    ],
+)
+def test_a_disabled_api_answers_service_disabled_and_service_usage_says_so(
+    stack: LocalStack,
+    wif: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    service: str,
+    title: str,
+) -> None:
+    bind(stack, wif, "gcpfargate-batch-task")
+    usage = f"{stack.emulator.http_url}/v1/projects/{wif['project']}/services/{service}"
+    assert requests.get(usage, timeout=10).json() == {
+        "name": f"projects/{wif['number']}/services/{service}",
+        "parent": f"projects/{wif['number']}",
+        "config": {"name": service},
+        "state": "ENABLED",
+    }
+    stack.emulator.set_service_enabled(wif["project"], service, False)
+    assert requests.get(usage, timeout=10).json()["state"] == "DISABLED"
+    credentials = external_account(stack, wif, assumed(stack, "gcpfargate-batch-task"), monkeypatch)
+    message = refused(stack, credentials)
+    assert f"{title} has not been used in project {wif['number']} before or it is disabled" in (
+        message
+    )
+    assert "SERVICE_DISABLED" in message
+    enabled = requests.post(usage + ":enable", timeout=10).json()
+    assert enabled["done"] is True and enabled["response"]["state"] == "ENABLED"
+    assert whoami(
+        stack, external_account(stack, wif, assumed(stack, "gcpfargate-batch-task"), monkeypatch)
+    )
 
 
 def test_role_that_is_not_bound_is_denied_at_impersonation(

@@ -159,5 +159,5 @@ def test_an_upstream_failure_reaches_the_application_as_one_clear_line(
         subject_token_through_adc(application_env, shim.port)
     assert str(caught.value) == (
         f"Unable to retrieve AWS role name credential-shim: failed to fetch task-role "
-        f"credentials from {ecs.base_url}{CREDENTIALS_PATH}: HTTP 500 Internal Server Error\n"
+        f"credentials from {ecs.base_url}: HTTP 500 Internal Server Error\n"
     )

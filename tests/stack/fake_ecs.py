@@ -5,7 +5,7 @@ It answers like the ECS agent (and Fargate) do: GET `<relative uri>` returns
 "Task IAM role"); with `required_token` set, a request without that exact `Authorization` header
 gets 401 as the FULL_URI endpoints (EKS Pod Identity, Greengrass) answer. `<metadata path>/task`
 returns the task metadata v4 document's `AvailabilityZone`. Tests change what it serves
-(`rotate`, `fail_with`) and read what it saw (`requests`).
+(`rotate`, `fail_with`, `redirect`) and read what it saw (`requests`).
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ class FakeEcsEndpoint:
         self.zone = zone
         self.credentials = RoleCredentials.new()
         self.failure: int | None = None  # an HTTP status to answer instead of credentials
+        self.redirect: str | None = None  # a Location to answer 302 with instead of credentials
         self.requests: list[tuple[str, str | None]] = []  # (path, Authorization header)
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
@@ -116,6 +117,12 @@ class FakeEcsEndpoint:
                     return self._json(
                         401, {"code": "AccessDenied", "message": "bad authorization token"}
                     )
+                if fake.redirect is not None:
+                    self.send_response(302)
+                    self.send_header("Location", fake.redirect)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return None
                 if fake.failure is not None:
                     return self._json(
                         fake.failure, {"code": "InternalError", "message": "agent unavailable"}

@@ -180,6 +180,7 @@ class LocalStack:
             # Keyless mode: the workload identity REST API, STS and IAM Credentials, all served by
             # the emulator's HTTP port (tests/stack/iam/keyless.py).
             "GCPFARGATE_IAM_REST_ENDPOINT": self.emulator.http_url,
+            "GCPFARGATE_SERVICEUSAGE_ENDPOINT": self.emulator.http_url,
             "GCPFARGATE_STS_ENDPOINT": self.emulator.http_url,
             "GCPFARGATE_IAMCREDENTIALS_ENDPOINT": self.emulator.http_url,
         }

@@ -35,10 +35,11 @@ CONDITIONS = [
 ]
 
 
+@pytest.mark.parametrize("mapping", [DEFAULT_AWS_MAPPING, keyless.AWS_MAPPING])
 @pytest.mark.parametrize("session", SESSIONS)
-def test_the_mapping_agrees(session: str) -> None:
-    assert cel.map_attributes(DEFAULT_AWS_MAPPING, {"arn": session}) == cel_oracle.map_attributes(
-        DEFAULT_AWS_MAPPING, {"arn": session}
+def test_the_mapping_agrees(session: str, mapping: dict[str, str]) -> None:
+    assert cel.map_attributes(mapping, {"arn": session}) == cel_oracle.map_attributes(
+        mapping, {"arn": session}
     )
 
 
@@ -51,8 +52,18 @@ def test_the_condition_agrees(condition: str, session: str) -> None:
     ) is cel_oracle.condition_accepts(condition, {"arn": session}, attributes)
 
 
-def test_gcpfargate_writes_googles_default_mapping() -> None:
-    assert keyless.AWS_MAPPING == DEFAULT_AWS_MAPPING
+def test_gcpfargate_keeps_googles_aws_role_and_only_shortens_the_subject() -> None:
+    # Google's default google.subject (the whole ARN) exceeds STS's 127 bytes for long role names
+    # with ECS's 32-hex session names; attribute.aws_role, which bindings name, stays Google's.
+    assert DEFAULT_AWS_MAPPING["google.subject"] == "assertion.arn"
+    assert {k: v for k, v in keyless.AWS_MAPPING.items() if k != "google.subject"} == {
+        k: v for k, v in DEFAULT_AWS_MAPPING.items() if k != "google.subject"
+    }
+    for session in SESSIONS:
+        ours = cel_oracle.map_attributes(keyless.AWS_MAPPING, {"arn": session})
+        default = cel_oracle.map_attributes(DEFAULT_AWS_MAPPING, {"arn": session})
+        expected = session.split("assumed-role/", 1)[1] if "assumed-role/" in session else session
+        assert ours == {**default, "google.subject": expected}
 
 
 def test_gcpfargates_condition_admits_exactly_its_task_roles() -> None:

@@ -247,7 +247,7 @@ def test_upstream_error_is_a_clear_http_error_and_one_log_line(ecs: FakeEcsEndpo
     with running_shim(env, *args) as shim:
         status, body = shim.get(ROLE_URL)
         expected = (
-            f"failed to fetch task-role credentials from {ecs.base_url}{ECS_PATH}: "
+            f"failed to fetch task-role credentials from {ecs.base_url}: "
             "HTTP 500 Internal Server Error"
         )
         assert (status, body) == (502, f"credential-shim: {expected}\n")
@@ -275,8 +275,8 @@ def test_connection_refused_is_a_clear_error() -> None:
         status, body = shim.get(CREDENTIALS_PATH)
     assert status == 502
     assert body == (
-        f"credential-shim: failed to fetch task-role credentials from http://127.0.0.1:{closed}"
-        f"{ECS_PATH}: unreachable ([Errno 111] Connection refused)\n"
+        f"credential-shim: failed to fetch task-role credentials from http://127.0.0.1:{closed}: "
+        "unreachable ([Errno 111] Connection refused)\n"
     )
 
 

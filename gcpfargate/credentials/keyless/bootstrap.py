@@ -19,15 +19,30 @@ from gcpfargate.core.context import Context
 from gcpfargate.core.results import NOT_SHOWN, PlannedResult
 from gcpfargate.credentials.key import keys
 from gcpfargate.credentials.keyless import retire as keyless_retire
+from gcpfargate.credentials.keyless import services
 from gcpfargate.errors import GcpError
 from gcpfargate.iam import execution_role, policy, roles
+from gcpfargate.settings import own_role_name
 
 POOL_ID = "gcpfargate"
 WORKLOAD_IDENTITY_USER = "roles/iam.workloadIdentityUser"
-# Google's default attribute mapping for AWS providers, written out so `doctor` can evaluate it
+# Google STS refuses an exchange whose mapped google.subject exceeds 127 bytes ("Troubleshoot
+# Workload Identity Federation"). Google's default AWS mapping (`google.subject = assertion.arn`)
+# is 39 bytes of ARN prefix + role + "/" + session, and ECS names each task's session by its
+# 32-hex task id, so long families went over. The subject here is "<role>/<session>" instead (the
+# provider already pins the account); with task role names of at most 62 characters and AWS's
+# 64-character session names (RoleSessionName) it is at most 127 bytes for any session.
+SUBJECT_MAX_BYTES = 127
+SESSION_NAME_MAX = 64  # sts:AssumeRole RoleSessionName, botocore's roleSessionNameType
+TASK_ROLE_NAME_MAX = SUBJECT_MAX_BYTES - 1 - SESSION_NAME_MAX
+ECS_SESSION_EXAMPLE = "0123456789abcdef0123456789abcdef"  # ECS's shape: the task id, 32 hex
+# Written out (not left to Google's default) so `doctor` can evaluate it
 # (https://cloud.google.com/iam/docs/workload-identity-federation-with-other-clouds).
 AWS_MAPPING = {
-    "google.subject": "assertion.arn",
+    "google.subject": (
+        "assertion.arn.contains('assumed-role') ? "
+        "assertion.arn.extract('assumed-role/{role_and_session}') : assertion.arn"
+    ),
     "attribute.aws_role": (
         "assertion.arn.contains('assumed-role') ? "
         "assertion.arn.extract('{account_arn}assumed-role/') + 'assumed-role/' + "
@@ -38,7 +53,9 @@ MAX_POLICY_ATTEMPTS = 3  # read-modify-write of the IAM policy, retried when the
 
 
 def task_role_name(family: str) -> str:
-    return f"gcpfargate-{family}-task"
+    """`gcpfargate-<family>-task`, shortened like the other roles gcpfargate owns, and to
+    TASK_ROLE_NAME_MAX so every session's google.subject fits Google's limit."""
+    return own_role_name(family, "task", TASK_ROLE_NAME_MAX)
 
 
 def provider_id(account_id: str) -> str:
@@ -233,6 +250,28 @@ def _ensure_binding(ctx: Context, email: str, member: str, plan: list[str]) -> N
                 raise
 
 
+def _check_apis(ctx: Context) -> None:
+    """Refuse (before any write) when the STS or IAM Credentials API is disabled; only warn when
+    the caller may not read Service Usage, which bootstrap does not otherwise need."""
+    project = ctx.settings.gcp.project
+    try:
+        disabled = services.disabled_apis(ctx)
+    except GcpError as exc:
+        if exc.code not in ("PERMISSION_DENIED", "403"):
+            raise
+        ctx.reporter.warn(
+            f"cannot check that {' and '.join(services.REQUIRED_APIS)} are enabled ({exc.message}); "
+            f"if they are not: {services.enable_command(project, list(services.REQUIRED_APIS))}"
+        )
+        return
+    if disabled:
+        raise GcpError(
+            services.problem(project, disabled),
+            f"Enable {'it' if len(disabled) == 1 else 'them'}: "
+            f"{services.enable_command(project, disabled)}, then rerun",
+        )
+
+
 def bootstrap_keyless(
     ctx: Context, retire: Callable[[keyless_retire.Leftovers], bool] | None = None
 ) -> KeylessBootstrapResult:
@@ -243,6 +282,8 @@ def bootstrap_keyless(
     project = settings.gcp.project
     ctx.pools  # noqa: B018 - a malformed GCPFARGATE_IAM_REST_ENDPOINT is refused here, before any write
     plan: list[str] = []
+    with ctx.reporter.step("Checking the Google APIs keyless mode needs"):
+        _check_apis(ctx)
     with ctx.reporter.step("Resolving the service account"):
         account = keys.resolve_account(ctx, plan)
     with ctx.reporter.step("Checking the task role"):

@@ -19,8 +19,9 @@ from collections.abc import Callable
 from gcpfargate.core.checks import Facts, Skip, Status
 from gcpfargate.core.context import Context
 from gcpfargate.credentials.keyless import bootstrap as keyless
-from gcpfargate.credentials.keyless import cel
+from gcpfargate.credentials.keyless import cel, services
 from gcpfargate.ecs.cluster import latest_revision
+from gcpfargate.errors import GcpError
 from gcpfargate.iam import policy, roles
 from gcpfargate.image import shim_image
 from gcpfargate.keymaterial.keyfile import looks_like_key
@@ -76,7 +77,9 @@ def _admits(ctx: Context, facts: Facts) -> Result:
     role = keyless.role_session_prefix(
         ctx.aws.partition(), ctx.aws.account_id, keyless.task_role_name(ctx.settings.family)
     )
-    session = {"arn": f"{role}/doctor-session"}
+    # A session named as ECS names a task's (its 32-hex task id), so the subject's size is the one
+    # every real exchange has.
+    session = {"arn": f"{role}/{keyless.ECS_SESSION_EXAMPLE}"}
     try:
         attributes = cel.map_attributes(
             provider.get("attributeMapping") or keyless.AWS_MAPPING, session
@@ -89,15 +92,42 @@ def _admits(ctx: Context, facts: Facts) -> Result:
     if attributes.get("attribute.aws_role") != role:
         return (
             Status.FAIL,
-            f"the mapping gives attribute.aws_role {attributes.get('attribute.aws_role')!r}, not {role}",
+            f"the mapping gives attribute.aws_role {attributes.get('attribute.aws_role')!r}, "
+            f"not {role}",
+        )
+    subject = str(attributes.get("google.subject") or "")
+    size = len(subject.encode("utf-8"))
+    if not subject or size > keyless.SUBJECT_MAX_BYTES:
+        return (
+            Status.FAIL,
+            f"the mapping gives a task session a google.subject of {size} bytes, which Google STS "
+            f"refuses (1 to {keyless.SUBJECT_MAX_BYTES}); run gcpfargate bootstrap to restore "
+            "gcpfargate's mapping",
         )
     if not admitted:
         return Status.FAIL, f"the attribute condition rejects {session['arn']}"
     facts.extra["aws_role"] = role
     return (
         Status.OK,
-        f"a session of {role.rsplit('/', 1)[-1]} maps to attribute.aws_role and passes the condition",
+        f"an ECS session of {role.rsplit('/', 1)[-1]} maps to attribute.aws_role and a "
+        f"{size}-byte google.subject and passes the condition",
     )
+
+
+def _apis(ctx: Context, facts: Facts) -> Result:
+    project = ctx.settings.gcp.project
+    try:
+        disabled = services.disabled_apis(ctx)
+    except GcpError as exc:
+        if exc.code not in ("PERMISSION_DENIED", "403"):
+            raise
+        return Status.WARN, f"cannot read Service Usage: {exc.message}"
+    if disabled:
+        return (
+            Status.FAIL,
+            f"{services.problem(project, disabled)}; {services.enable_command(project, disabled)}",
+        )
+    return Status.OK, f"{' and '.join(services.REQUIRED_APIS)} enabled in project {project}"
 
 
 def _task_role(ctx: Context, facts: Facts) -> Result:
@@ -226,6 +256,7 @@ def _no_key(ctx: Context, facts: Facts) -> Result:
 
 
 CHECKS = [
+    ("Google APIs for keyless are enabled", "workload identity", _apis),
     ("workload identity pool is ACTIVE", "workload identity", _pool),
     ("AWS provider trusts this account", "workload identity", _provider),
     ("mapping and condition admit the task role", "workload identity", _admits),

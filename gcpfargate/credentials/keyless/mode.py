@@ -40,8 +40,19 @@ class KeylessMode:
         image_config: ImageConfig,
         shown: str,
     ) -> dict[str, Any]:
+        from gcpfargate.credentials import wiring
         from gcpfargate.credentials.keyless.bootstrap import wire_definition
+        from gcpfargate.taskdef import fargate_rules
 
+        # The wrapper writes the credential configuration to a file, as it writes key mode's key;
+        # judged before wiring (which does not change it), so no registry is asked in vain.
+        fargate_rules.check_read_only_root(
+            definition,
+            ctx.settings.task.credentials_path,
+            wiring.target_names(definition, ctx.settings.task.containers or None),
+            shown,
+            what="the credential configuration",
+        )
         return wire_definition(ctx, definition, image_config)
 
     def extra_images(self, ctx: Context, pushed: Any) -> None:

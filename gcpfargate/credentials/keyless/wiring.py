@@ -54,7 +54,6 @@ def wire_keyless(
         if container.get("name") not in names:
             continue
         name = container.get("name")
-        argv = wiring.original_argv(container, image_config)
         if any(s.get("name") == credentials_env for s in container.get("secrets") or []):
             raise TemplateError(
                 f"container {name}: secrets sets {credentials_env}, which keyless mode delivers "
@@ -90,8 +89,7 @@ def wire_keyless(
             *depends,
             {"containerName": shim_image.CONTAINER_NAME, "condition": "HEALTHY"},
         ]
-        container["entryPoint"] = [*wiring.SHELL, script, wiring.WRAPPER_NAME, *argv]
-        container.pop("command", None)
+        wiring.wrap_program(container, script, image_config)
     shim = shim_image.container_definition(shim_image_ref)
     # The shim logs where the first wired container logs (awslogs needs a stream prefix per container).
     first = next((c for c in others if c.get("name") in names and c.get("logConfiguration")), None)

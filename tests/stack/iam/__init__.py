@@ -19,8 +19,11 @@ generateAccessToken — can be added as new modules next to these):
   keyless.py         mounts the workload identity federation surfaces and holds their knobs:
     pools.py           workload identity pools/providers REST (operations, soft delete, undelete)
     policies.py        Get/SetIamPolicy on service accounts (gRPC, etag read-modify-write)
-    sts.py             STS /v1/token: aws4_request subject tokens replayed to moto's STS
+    sts.py             STS /v1/token: aws4_request subject tokens replayed to moto's STS;
+                       a mapped google.subject over 127 bytes is refused with Google's text
     iamcredentials.py  generateAccessToken, allowed by roles/iam.workloadIdentityUser
+    service_usage.py   Service Usage services.get/enable/disable; a disabled STS or IAM
+                       Credentials API answers SERVICE_DISABLED
     rest.py            REST error bodies, counting and faults shared by those surfaces
 Run standalone with `python -m tests.stack.iam`: it prints one JSON line
 `{"grpc": "127.0.0.1:PORT", "http": "http://127.0.0.1:PORT"}` and serves until SIGTERM/SIGINT.

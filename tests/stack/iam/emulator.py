@@ -344,6 +344,14 @@ class IamEmulator:
         with self.state.lock:
             self.keyless.pools.operation_polls = polls
 
+    def set_service_enabled(self, project: str, service: str, enabled: bool) -> None:
+        """Switch an API (e.g. sts.googleapis.com) on or off in a project, as Service Usage
+        reports it and as the keyless surfaces honour it."""
+        with self.state.lock:
+            key = (self.keyless.pools.number(project), service)
+            usage = self.keyless.service_usage.disabled
+            usage.discard(key) if enabled else usage.add(key)
+
     def project_number(self, project: str) -> str:
         with self.state.lock:
             return self.keyless.pools.number(project)

@@ -118,6 +118,10 @@ METHOD_PERMISSIONS = {
     "UpdateWorkloadIdentityPoolProvider": "iam.workloadIdentityPoolProviders.update",
     "GetWorkloadIdentityPoolProviderOperation": "iam.workloadIdentityPoolProviders.get",
     "UnknownWorkloadIdentityPoolProvider": "iam.workloadIdentityPoolProviders.get",
+    # Service Usage v1 (services.get / enable / disable).
+    "GetService": "serviceusage.services.get",
+    "EnableService": "serviceusage.services.enable",
+    "DisableService": "serviceusage.services.disable",
 }
 
 # --- OAuth2 token endpoint (400, error=invalid_grant) ---------------------------------------------

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from tests.stack.iam.admin_http import HttpRequest
 from tests.stack.iam.errors import MSG_PERMISSION_DENIED, UNAUTHENTICATED_MESSAGE
+from tests.stack.iam.service_usage import service_disabled
 from tests.stack.iam.token_endpoint import IMPERSONATED, AccessToken
 
 if TYPE_CHECKING:
@@ -62,6 +63,10 @@ class IamCredentials:
             if federated is None:
                 keyless.denials.append("unauthenticated")
                 return _error(401, "UNAUTHENTICATED", UNAUTHENTICATED_MESSAGE)
+            number = federated.pool_name.split("/")[1]
+            if not keyless.service_usage.enabled(number, "iamcredentials.googleapis.com"):
+                keyless.denials.append("SERVICE_DISABLED iamcredentials.googleapis.com")
+                return service_disabled(number, "iamcredentials.googleapis.com")
             account = state.accounts.get(email)
             if account is None:
                 return _error(404, "NOT_FOUND", MSG_NO_ACCOUNT.format(email=email))

@@ -3,9 +3,10 @@
   /v1/projects/P/locations/global/workloadIdentityPools...   pools.py (IAM REST v1)
   POST /v1/token                                             sts.py (Google STS token exchange)
   POST /v1/projects/-/serviceAccounts/EMAIL:generateAccessToken   iamcredentials.py
+  /v1/projects/P/services/S (GET, :enable, :disable)         service_usage.py (Service Usage v1)
   gRPC google.iam.admin.v1.IAM/GetIamPolicy, SetIamPolicy    policies.py
-One base URL serves all three REST surfaces, so GCPFARGATE_IAM_REST_ENDPOINT,
-GCPFARGATE_STS_ENDPOINT and GCPFARGATE_IAMCREDENTIALS_ENDPOINT all name the emulator's http_url.
+One base URL serves every REST surface, so GCPFARGATE_IAM_REST_ENDPOINT, GCPFARGATE_STS_ENDPOINT,
+GCPFARGATE_IAMCREDENTIALS_ENDPOINT and GCPFARGATE_SERVICEUSAGE_ENDPOINT all name its http_url.
 Knobs: the lifetime of federated and impersonated tokens (short, to watch refreshes), how many
 polls an operation takes, and where AWS STS is (the stack's moto) for the replay.
 """
@@ -22,6 +23,7 @@ from tests.stack.iam.iamcredentials import IamCredentials
 from tests.stack.iam.policies import Policies
 from tests.stack.iam.pools import PREFIX as POOLS_PREFIX
 from tests.stack.iam.pools import Pools
+from tests.stack.iam.service_usage import ServiceUsage
 from tests.stack.iam.sts import SecurityTokenService
 
 if TYPE_CHECKING:
@@ -38,6 +40,7 @@ class Keyless:
         self.policies = Policies(emulator.state)
         self.sts = SecurityTokenService(self)
         self.iamcredentials = IamCredentials(self)
+        self.service_usage = ServiceUsage(emulator)
         self.aws_endpoint = ""
         self.federated_tokens_issued = 0
         self.impersonated_tokens_issued = 0
@@ -51,6 +54,7 @@ class Keyless:
     def reset_knobs(self) -> None:
         self.token_lifetime_s = DEFAULT_TOKEN_LIFETIME_S
         self.pools.operation_polls = 1
+        self.service_usage.disabled.clear()
 
     def mount(self) -> None:
         self.emu.service.extra_methods.update(self.policies.methods())
@@ -59,6 +63,8 @@ class Keyless:
         self.emu.mount("POST", "/v1/token", self._sts_route)
         for method in ("GET", "POST", "DELETE", "PATCH"):
             self.emu.mount(method, POOLS_PREFIX, self.pools.route)
+        for method in ("GET", "POST"):
+            self.emu.mount(method, POOLS_PREFIX, self.service_usage.route)
 
     def _sts_route(self, request: HttpRequest) -> tuple[int, Any]:
         if request.path != "/v1/token":

@@ -11,8 +11,8 @@ the credential scope is DATE/REGION/sts/aws4_request for the URL's region and th
 x-amz-date within 15 minutes (SigV4's validity window, enforced by AWS); the replay to AWS (here
 moto, at the stack's AWS_ENDPOINT_URL) succeeds and names a known principal (moto answers
 `user/moto` for keys it never issued: refused as AWS refuses an unknown key); the ARN's account is
-the provider's `aws.accountId`; the attribute mapping and condition (CEL). Then a federated token.
-moto does not verify SigV4 signatures, so a forged signature is not caught here.
+the provider's `aws.accountId`; the attribute mapping and condition (CEL); the mapped
+google.subject within 127 bytes. Then a federated token. moto does not verify SigV4 signatures, so a forged signature is not caught here.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from tests.stack.iam import cel_oracle
+from tests.stack.iam.service_usage import service_disabled
 
 if TYPE_CHECKING:
     from tests.stack.iam.keyless import Keyless
@@ -62,6 +63,14 @@ MSG_WRONG_ACCOUNT = (
     "The AWS account {account} is not the account {expected} configured in the provider."
 )
 MSG_NO_SUBJECT = "The mapped google.subject is empty."
+# Google's "Troubleshoot Workload Identity Federation" page quotes this answer (error
+# "invalid_request"); the limit is on the mapped value's UTF-8 bytes.
+SUBJECT_MAX_BYTES = 127
+MSG_SUBJECT_TOO_LONG = (
+    "The size of mapped attribute google.subject exceeds the 127 bytes limit. Either modify your "
+    "attribute mapping or the incoming assertion to produce a mapped attribute that is less than "
+    "127 bytes."
+)
 
 _HOST = re.compile(r"^sts(?:\.([a-z0-9-]+))?\.amazonaws\.com$")
 _CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/(\d{8})/([a-z0-9-]+)/([a-z0-9-]+)/aws4_request")
@@ -72,6 +81,12 @@ class Refused(Exception):
     def __init__(self, error: str, description: str) -> None:
         super().__init__(description)
         self.error, self.description = error, description
+
+
+class Disabled(Exception):
+    def __init__(self, number: str, service: str) -> None:
+        super().__init__(service)
+        self.number, self.service = number, service
 
 
 @dataclass
@@ -90,6 +105,10 @@ class SecurityTokenService:
     def exchange(self, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
         try:
             token = self._exchange(form)
+        except Disabled as disabled:
+            with self.keyless.state.lock:
+                self.keyless.sts_rejections.append(f"SERVICE_DISABLED {disabled.service}")
+            return service_disabled(disabled.number, disabled.service)
         except Refused as refused:
             with self.keyless.state.lock:
                 self.keyless.sts_rejections.append(refused.description)
@@ -112,6 +131,11 @@ class SecurityTokenService:
         if found is None:
             raise Refused("invalid_target", MSG_INVALID_TARGET)
         pool, provider = found
+        number = pool.name.split("/")[1]
+        with self.keyless.state.lock:
+            enabled = self.keyless.service_usage.enabled(number, "sts.googleapis.com")
+        if not enabled:
+            raise Disabled(number, "sts.googleapis.com")
         request = _decode(form.get("subject_token", ""))
         headers = {str(h["key"]).lower(): str(h["value"]) for h in request["headers"]}
         if headers.get("x-goog-cloud-target-resource") != audience:
@@ -136,6 +160,8 @@ class SecurityTokenService:
             ) from None
         if not attributes.get("google.subject"):
             raise Refused("invalid_grant", MSG_NO_SUBJECT)
+        if len(str(attributes["google.subject"]).encode("utf-8")) > SUBJECT_MAX_BYTES:
+            raise Refused("invalid_request", MSG_SUBJECT_TOO_LONG)
         if not accepted:
             raise Refused("unauthorized_client", MSG_CONDITION_REJECTED)
         lifetime = self.keyless.token_lifetime_s
