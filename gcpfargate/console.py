@@ -306,7 +306,10 @@ def _schedule(output: Output, console: Console, result: Any, dry_run: bool) -> N
     ]
     if result.expression:
         items += [
-            ("expression", result.expression),
+            (
+                "expression",
+                result.expression + (f" (from {result.written})" if result.written else ""),
+            ),
             ("timezone", result.timezone),
             ("task definition", result.task_definition_arn),
             ("role", result.role_arn),
