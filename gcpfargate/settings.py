@@ -238,6 +238,23 @@ SCHEMA: dict[str, dict[str, Key]] = {
 }
 
 
+# The rule behind a validator, in words, for the keys people type by hand (init's flags and prompts).
+RULES = {
+    "gcp.project": "A GCP project id has 6-30 lowercase letters, digits or hyphens, starts with a "
+    "letter and does not end with a hyphen (such as my-project-123)",
+    "gcp.service_account": "A service account is its id (6-30 lowercase letters, digits or "
+    "hyphens, starting with a letter, such as deployer) or its email "
+    "(deployer@my-project-123.iam.gserviceaccount.com)",
+}
+
+
+def problem(dotted: str, value: Any) -> str | None:
+    """Why `value` is not valid for the setting `dotted`, by the same rule loading uses; None if it is."""
+    section, key = dotted.split(".")
+    spec = SCHEMA[section][key]
+    return spec.validate(value) if spec.validate is not None and value else None
+
+
 def env_name(dotted: str) -> str:
     section, key = dotted.split(".")
     return f"GCPFARGATE_{section.upper()}_{key.upper()}"

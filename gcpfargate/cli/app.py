@@ -85,7 +85,7 @@ class State:
             self._console = Output(self.output, verbose=self.verbose, debug=self.debug)
         return self._console
 
-    def settings(self, overrides: Overrides | None = None) -> Settings:
+    def settings(self, overrides: Overrides | None = None, read_file: bool = True) -> Settings:
         """Settings with the global flags and this command's `overrides` on top (None: not given)."""
         from gcpfargate.config import load_settings
 
@@ -94,12 +94,16 @@ class State:
             "aws.profile": self.profile,
             **(overrides or {}),
         }
-        return load_settings(self.config, overrides=flags)
+        return load_settings(self.config, overrides=flags, read_file=read_file)
 
-    def context(self, dry_run: bool = False, overrides: Overrides | None = None) -> Context:
+    def context(
+        self, dry_run: bool = False, overrides: Overrides | None = None, read_file: bool = True
+    ) -> Context:
         from gcpfargate.core.context import Context
 
-        return Context(settings=self.settings(overrides), reporter=self.console, dry_run=dry_run)
+        return Context(
+            settings=self.settings(overrides, read_file), reporter=self.console, dry_run=dry_run
+        )
 
 
 STATE = State()
