@@ -169,6 +169,11 @@ class Output:
             self.out.print(title, markup=False)
         rows(self.out, [(key, _shown(value)) for key, value in data.items()])
 
+    def excerpt(self, text: str) -> None:
+        """Lines that locate an error (a file's line with a caret), just above the error line."""
+        self.end_progress()
+        self._plain(text.rstrip("\n"))
+
     def error(self, message: str) -> None:
         self.end_progress()
         if self.rich:

@@ -89,6 +89,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from gcpfargate.keymaterial.keyfile import redact
 
             sys.stderr.write(redact("".join(traceback.format_exception(exc))))
+        if exc.excerpt and not _wants_json(args):
+            STATE.console.excerpt(exc.excerpt)
         STATE.console.error(exc.one_line())
         _json_error(args, exc)
         return _exit(int(exc.exit_code), argv)
