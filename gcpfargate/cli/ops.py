@@ -133,7 +133,7 @@ def prune_keys(
     if not plan.keys:
         out.info(f"no unreferenced keys of {account.email}")
     result = plan if dry_run else prune(ctx, account.email, name, confirm=_confirm(yes))
-    out.result(result.to_json())
+    out.show(result)
 
 
 @app.command()

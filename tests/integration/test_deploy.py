@@ -204,6 +204,13 @@ def test_deploy_removes_the_local_tag_of_an_image_it_did_not_push(project: Proje
     assert second["push-image"]["changed"] is False and second["push-image"]["image"].startswith(
         f"{project.stack.registry}/{project.family}@"
     )
+    time.sleep(1.1)
+    # The no-op summary names the digest-pinned image once, not its digest a second time.
+    text = project.run("deploy")
+    assert text.returncode == 0, text.output
+    digest = second["push-image"]["digest"]
+    assert digest and text.stdout.count(digest) == 1, text.stdout
+    assert f"changed no, {second['push-image']['image']}\n" in text.stdout, text.stdout
     engine = docker.DockerClient(base_url=project.stack.docker_host)
     # Identical busybox builds of other tests share the image id: look at this repository's names only.
     repository = f"{project.stack.registry}/{project.family}:"

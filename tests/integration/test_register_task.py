@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -19,6 +20,7 @@ import pytest
 from google.oauth2 import service_account
 
 from tests.conftest import Project, assert_one_clean_line
+from tests.integration.test_init_prompts import Terminal
 from tests.stack.images import write_busybox_context
 from tests.stack.local import REGION
 
@@ -236,6 +238,20 @@ def test_render_diff_and_init_from_family(project: Project, tmp_path: Path) -> N
         and as_json.json["changed"] is True
         and '+  "memory": "1024"' in as_json.json["diff"]
     )
+    # On a terminal the diff is coloured as git colours it; NO_COLOR keeps it plain there too.
+    env = {k: v for k, v in project.env.items() if k not in ("NO_COLOR", "CI", "FORCE_COLOR")}
+    term = Terminal([sys.executable, "-m", "gcpfargate", "diff"], project.dir, env)
+    code, shown = term.finish()
+    assert code == 1, shown
+    assert '\x1b[31m-  "memory": "512",\x1b[0m' in shown, repr(shown)
+    assert '\x1b[32m+  "memory": "1024",\x1b[0m' in shown, repr(shown)
+    term = Terminal(
+        [sys.executable, "-m", "gcpfargate", "diff"], project.dir, env | {"NO_COLOR": "1"}
+    )
+    code, shown = term.finish()
+    # Spinners still move the cursor; what NO_COLOR removes is every colour (SGR) sequence.
+    assert code == 1 and '+  "memory": "1024",' in shown, repr(shown)
+    assert not re.search(r"\x1b\[[0-9;]*m", shown), repr(shown)
     assert project.run("register-task", "--output", "json").json["revision"] == 2
 
     # init --from-family: the imported template renders to the registered definition again.
