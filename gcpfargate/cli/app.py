@@ -48,8 +48,10 @@ class OrderedGroup(TyperGroup):
 app = typer.Typer(
     name="gcpfargate",
     cls=OrderedGroup,
-    help="Google Cloud service-account keys for Amazon ECS Fargate tasks: key, secret, image and "
-    "task definition in one safe, idempotent command.",
+    help="Deploy containers to Amazon ECS Fargate that act as a Google Cloud service account: with a "
+    "key (kept in Secrets Manager, rotated) or keyless (workload identity federation from the task "
+    "role, no key anywhere). Identity, image and task definition in one safe, idempotent command."
+    "\n\nStart with `gcpfargate init`, then `gcpfargate deploy`; `gcpfargate doctor` checks it all.",
     no_args_is_help=True,
     # Locals can hold key material: never show them, whatever the user's environment says.
     pretty_exceptions_show_locals=False,
