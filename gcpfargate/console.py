@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from gcpfargate.core.report import duration
 from gcpfargate.keymaterial.keyfile import redact
 
 if TYPE_CHECKING:  # rich's consoles are made on first use: plain and JSON output never need them
@@ -211,12 +212,6 @@ class Output:
 
 # A step shows its elapsed time once it has taken this long (a wait, a push), not for quick reads.
 ELAPSED_FROM_S = 2.0
-
-
-def duration(seconds: float) -> str:
-    """`42 s`, `3 min 05 s`: how long a step or a wait took."""
-    whole = int(seconds)
-    return f"{whole} s" if whole < 60 else f"{whole // 60} min {whole % 60:02d} s"
 
 
 class _Elapsed:

@@ -135,7 +135,9 @@ class StepError(OperationError):
     """A step of `deploy` failed; names the step in front of the cause."""
 
     def __init__(self, step: str, cause: GcpfargateError) -> None:
-        super().__init__(f"{step} failed: {cause.message}", cause.hint)
+        # A wait that ended before the rollout did is not a failure: ECS carries on.
+        said = "did not finish" if getattr(cause, "still_running", False) else "failed"
+        super().__init__(f"{step} {said}: {cause.message}", cause.hint)
         self.step = step
         self.cause = cause
         self.exit_code = cause.exit_code

@@ -199,7 +199,9 @@ class ServiceSettings:
     )  # empty: no service
     cluster: str = setting("default")
     wait: bool = setting(True)
-    wait_timeout: int = setting(600)  # seconds deploy/rollback wait for the rollout to be stable
+    # Seconds deploy/rollback wait for a stable rollout: deregistration delay plus health checks
+    # behind a load balancer often pass 10 minutes (the AWS CLI waiter's 40 x 15 s, the floor).
+    wait_timeout: int = setting(1800)
 
 
 SECTIONS: dict[str, type] = {
