@@ -32,7 +32,7 @@ from gcpfargate.core.context import Context
 from gcpfargate.core.report import Reporter
 from gcpfargate.core.results import NOT_SHOWN, PlannedResult
 from gcpfargate.ecs import cluster as ecs
-from gcpfargate.errors import AwsError, ConfigError, EmbeddedCredentialsError
+from gcpfargate.errors import AwsError, ConfigError, EmbeddedCredentialsError, GcpfargateError
 from gcpfargate.image import guard as key_guard
 from gcpfargate.image import images
 from gcpfargate.image.gittag import derive_tag
@@ -353,6 +353,49 @@ def reuse_task_definition_image(
     return None
 
 
+def _rehearse(ctx: Context, built: Built) -> PushResult | None:
+    """A dry run's answer for a derived tag the registry lacks: a new commit that leaves the image
+    as it was deploys as a no-op (the task definition already runs that image), and only a build
+    can tell. The build is local and cached (nothing is pushed, tagged for good or registered); an
+    engine that does not answer, or an image that differs, leaves the plan as it was."""
+    repository, inputs = built.repository, built.inputs
+    latest = read_latest(ctx)
+    if latest is None or ctx.registry.resolve(repository, built.tag, inputs.platform) is not None:
+        return None
+    image = f"{built.name}:{built.tag}"
+    try:
+        ctx.docker.ping()
+        existed = ctx.docker.inspect(image) is not None
+        with ctx.reporter.step(f"Building {image} to compare it (dry run: nothing is pushed)"):
+            image_id = ctx.docker.build(
+                inputs.context,
+                inputs.dockerfile,
+                image,
+                inputs.platform,
+                inputs.build_args,
+                on_line=ctx.reporter.log,
+            )
+    except GcpfargateError as exc:
+        ctx.reporter.detail(f"not built, so not compared: {exc.message}")
+        return None
+    try:
+        data = ctx.docker.inspect(image_id) or {}
+        reused = reuse_task_definition_image(
+            ctx,
+            repository,
+            image_id,
+            inputs.platform,
+            latest.definition,
+            tuple(data.get("RepoDigests") or ()),
+        )
+    finally:
+        if not existed:
+            ctx.docker.untag(image)  # a rehearsal leaves no name behind
+    if reused is not None:
+        reused.plan, reused.latest = [], latest
+    return reused
+
+
 def plan(ctx: Context, built: Built) -> PushResult:
     repository, inputs, tags, image = (
         built.repository,
@@ -373,6 +416,8 @@ def plan(ctx: Context, built: Built) -> PushResult:
             f"{inputs.context} differs from it"
         )
         return PushResult(image=image, digest=held[0].digest, tags=tags, changed=False, plan=[])  # type: ignore[union-attr]
+    elif not built.explicit and (rehearsed := _rehearse(ctx, built)) is not None:
+        return rehearsed
     steps.append(f"build {inputs.context} with {inputs.dockerfile} for {inputs.platform}")
     steps.append("search the image's layers for key files")
     steps.extend(

@@ -247,3 +247,47 @@ def test_cheap_local_checks_fail_before_anything_is_created(
     # Asked by name, not by scanning a listing: ListSecrets and ListRoles page at 100 in the shared moto.
     assert not project.exists("secret", project.secret_name)
     assert not project.exists("role", f"gcpfargate-{project.family}-execution")
+
+
+def test_dry_run_after_a_commit_that_leaves_the_image_as_it_was(project: Project) -> None:
+    prepare(project, tag="")  # the default tag: the git commit
+
+    def git(*args: str) -> None:
+        subprocess.run(
+            ["git", "-c", "user.email=dev@example.com", "-c", "user.name=dev", *args],
+            cwd=project.dir,
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+
+    (project.dir / ".gitignore").write_text(".home/\n")
+    git("init", "-q")
+    git("add", "-A")
+    git("commit", "-qm", "first")
+    first = deploy(project)
+    assert first["push-image"]["changed"] is True
+
+    # A commit outside the image: the real deploy would be a no-op, and the dry run says so.
+    (project.dir / "NOTES.md").write_text("what changed, for people\n")
+    git("add", "-A")
+    git("commit", "-qm", "notes")
+    text = project.run("deploy", "--dry-run")
+    assert text.returncode == 0, text.output
+    assert "gcpfargate deploy (dry run): nothing would change." in text.stdout, text.output
+    assert "not checked yet" not in text.output and "is not in registry" not in text.output
+    planned = project.run("deploy", "--dry-run", "-o", "json").json
+    assert [step for step in planned if planned[step].get("plan")] == [], planned
+    local = project.run("deploy", "--dry-run")  # the rehearsal's build left no local name behind
+    assert local.returncode == 0 and "nothing would change" in local.stdout
+
+    # A template change on top: the dry run shows the task-definition diff register-task would.
+    template = project.dir / "task-definition.json.j2"
+    template.write_text(template.read_text().replace('"memory": "512"', '"memory": "1024"'))
+    changed = project.run("deploy", "--dry-run")
+    assert changed.returncode == 0, changed.output
+    assert '+  "memory": "1024",' in changed.stdout and "not checked yet" not in changed.output
+    assert "push-image: nothing would change" in changed.stdout, changed.stdout
+
+    again = deploy(project)  # and the real deploy agrees with the first dry run's push-image
+    assert again["push-image"]["changed"] is False and again["register-task"]["changed"] is True
