@@ -36,7 +36,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     ),
     "run-local": (
         "gcpfargate run-local",
-        "gcpfargate run-local --from-template --env MODE=test",
+        "gcpfargate run-local --build             # your local code: nothing pushed or registered",
         "gcpfargate run-local --command 'python main.py --dry-run'",
     ),
     "run": (

@@ -89,6 +89,7 @@ def build_image(
     allow_embedded_credentials: bool = False,
     tag: str | None = None,
     reporter: Reporter | None = None,
+    action: str = "push",
 ) -> Built:
     """push-image's first half: check the build context and build. No AWS call when the registry host is
     already known, so `deploy` runs it in a thread during bootstrap, with a `reporter` of its own."""
@@ -104,7 +105,7 @@ def build_image(
 
     with reporter.step("Searching the build context for key files"):
         found = scan_context(inputs.context, inputs.dockerfile)
-    guard(ctx, found, "the build context", allow_embedded_credentials, reporter)
+    guard(ctx, found, "the build context", allow_embedded_credentials, reporter, action)
 
     name = ctx.registry.image_name(repository)
     if ctx.dry_run:
@@ -264,8 +265,14 @@ def scan_image(ctx: Context, image_id: str) -> list[str]:
 
 
 def guard(
-    ctx: Context, found: list[str], where: str, allow: bool, reporter: Reporter | None = None
+    ctx: Context,
+    found: list[str],
+    where: str,
+    allow: bool,
+    reporter: Reporter | None = None,
+    action: str = "push",
 ) -> None:
+    """Refuse (or, when `allow`, warn about) key material found; `action`: what is refused."""
     if not found:
         return
     shown = ", ".join(found[:5]) + (f" and {len(found) - 5} more" if len(found) > 5 else "")
@@ -273,10 +280,11 @@ def guard(
     if allow:
         (reporter or ctx.reporter).warn(f"{what} (pushing anyway: --allow-embedded-credentials)")
         return
+    override = ", or pass --allow-embedded-credentials" if action == "push" else ""
     raise EmbeddedCredentialsError(
-        f"refusing to push: {what}",
-        "Remove it from the image (exclude it in .dockerignore; a key fetched by a RUN step stays in its layer "
-        "even if deleted later), rotate that key, or pass --allow-embedded-credentials",
+        f"refusing to {action}: {what}",
+        "Remove it from the image (exclude it in .dockerignore; a key fetched by a RUN step stays in "
+        f"its layer even if deleted later), rotate that key{override}",
     )
 
 

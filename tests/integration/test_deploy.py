@@ -291,3 +291,43 @@ def test_dry_run_after_a_commit_that_leaves_the_image_as_it_was(project: Project
 
     again = deploy(project)  # and the real deploy agrees with the first dry run's push-image
     assert again["push-image"]["changed"] is False and again["register-task"]["changed"] is True
+
+
+def test_run_local_build_runs_the_local_code_and_pushes_or_registers_nothing(
+    project: Project,
+) -> None:
+    from tests.stack.images import write_busybox_context
+    from tests.unit.test_keyscan import key_json
+
+    prepare(project)
+    deploy(project)
+    ecs, ecr = project.aws("ecs"), project.aws("ecr")
+
+    def revisions() -> list[str]:
+        return list(ecs.list_task_definitions(familyPrefix=project.family)["taskDefinitionArns"])
+
+    def pushed() -> list[dict[str, str]]:
+        return list(ecr.list_images(repositoryName=project.family)["imageIds"])
+
+    before = (revisions(), pushed())
+    # An edit not deployed: --build runs it, with the secret delivered as on Fargate.
+    write_busybox_context(
+        project.dir,
+        ('CMD ["sh", "-c", "echo local edit ran; test -s \\"$GOOGLE_APPLICATION_CREDENTIALS\\""]',),
+    )
+    result = project.run("run-local", "--build")
+    assert result.returncode == 0, result.output
+    assert "local edit ran" in result.stderr and "job ran" not in result.stderr
+    assert (revisions(), pushed()) == before  # nothing pushed, nothing registered
+    # Without --build the registered revision still runs the deployed image.
+    registered = project.run("run-local")
+    assert registered.returncode == 0 and "job ran" in registered.stderr, registered.output
+
+    # The same key guard as push-image: a key file in the context is refused before the build.
+    (project.dir / "sa.json").write_bytes(key_json())
+    refused = project.run("run-local", "--build")
+    last = assert_one_clean_line(refused, 1, "refusing to run it locally", "sa.json")
+    assert "--allow-embedded-credentials" not in last and "local edit ran" not in refused.stderr
+    assert_one_clean_line(
+        project.run("run-local", "--build", "--revision", "1"), 2, "exclude each other"
+    )
