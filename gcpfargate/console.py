@@ -148,6 +148,9 @@ class Output:
         if task_id not in self._tasks:
             self._tasks[task_id] = self._progress.add_task(redact(description), total=total)
         self._progress.update(self._tasks[task_id], completed=current, total=total)
+        if all(task.finished for task in self._progress.tasks):
+            # Every bar is done: clear them (transient), so they do not sit under later steps.
+            self.end_progress()
 
     def end_progress(self) -> None:
         if self._progress is not None:
