@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 from gcpfargate.errors import ConfigError
-from gcpfargate.settings import CONFIG_FILE, SCHEMA, SECTIONS, Key, Settings, env_name
+from gcpfargate.settings import CONFIG_FILE, RULES, SCHEMA, SECTIONS, Key, Settings, env_name
 
 __all__ = [
     "CONFIG_ENV",
@@ -75,10 +75,14 @@ def load_settings(
     config_path: str | os.PathLike[str] | None = None,
     environ: Mapping[str, str] | None = None,
     overrides: Overrides | None = None,
+    read_file: bool = True,
 ) -> Settings:
-    """Build settings from file, environment and flags (`overrides`, by `section.key`)."""
+    """Build settings from file, environment and flags (`overrides`, by `section.key`).
+
+    `read_file=False` leaves the file out (`init --force` replacing a file that does not load).
+    """
     environ = os.environ if environ is None else environ
-    path = _find_config(config_path, environ)
+    path = _find_config(config_path, environ) if read_file else None
     file_values = _read_file(path) if path else {}
     env_values = _read_env(environ)
     flag_values = _read_flags(overrides or {})
@@ -269,7 +273,7 @@ def _validate(dotted: str, value: Any, spec: Key, source: str, path: Path | None
             "file": str(path),
             "default": "default",
         }[source]
-        raise ConfigError(f"{dotted} = {_short(value)} ({origin}) {reason}")
+        raise ConfigError(f"{dotted} = {_short(value)} ({origin}) {reason}", RULES.get(dotted, ""))
 
 
 def _short(value: Any) -> str:

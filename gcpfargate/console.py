@@ -9,11 +9,13 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from gcpfargate.core.report import duration
 from gcpfargate.keymaterial.keyfile import redact
 
 if TYPE_CHECKING:  # rich's consoles are made on first use: plain and JSON output never need them
@@ -24,6 +26,39 @@ def interactive(stream: Any = None) -> bool:
     """Rich spinners and bars only on a real terminal and never in CI."""
     stream = stream or sys.stderr
     return bool(getattr(stream, "isatty", lambda: False)()) and not os.environ.get("CI")
+
+
+def coloured(stream: Any = None) -> bool:
+    """Colour on `stream`: NO_COLOR (any value, no-color.org) turns it off everywhere, FORCE_COLOR
+    (any value but 0) turns it on even in a pipe or CI; otherwise only on an interactive terminal."""
+    if os.environ.get("NO_COLOR"):
+        return False
+    if os.environ.get("FORCE_COLOR", "0") not in ("", "0"):
+        return True
+    return interactive(stream)
+
+
+def make_console(stderr: bool, live: bool) -> Console:
+    """The one place a rich Console is made, so NO_COLOR and FORCE_COLOR hold for every output.
+
+    `live`: spinners and bars are drawn on it (a real terminal outside CI). Off a terminal nothing
+    is ever cropped (a tree or table is read by grep and humans in logs alike).
+    """
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    colour = coloured(stream)
+    # emoji=False: an ARN's ":secret:" must not become a picture.
+    return Console(
+        stderr=stderr,
+        highlight=False,
+        soft_wrap=True,
+        force_terminal=True if live or colour else None,
+        no_color=not colour,
+        color_system="auto" if colour else None,
+        emoji=False,
+        width=None if interactive(stream) else 400,
+    )
 
 
 class Output:
@@ -46,30 +81,11 @@ class Output:
     # (no terminal) or JSON never needs to pay (issue 18).
     @cached_property
     def err(self) -> Console:
-        from rich.console import Console
-
-        # emoji=False: an ARN's ":secret:" must not become a picture.
-        return Console(
-            stderr=True,
-            highlight=False,
-            soft_wrap=True,
-            force_terminal=self.rich or None,
-            no_color=not self.rich,
-            emoji=False,
-        )
+        return make_console(stderr=True, live=self.rich)
 
     @cached_property
     def out(self) -> Console:
-        from rich.console import Console
-
-        # Not a terminal: never truncate (a tree or table is read by grep and humans in logs alike).
-        return Console(
-            highlight=False,
-            soft_wrap=True,
-            no_color=not interactive(sys.stdout),
-            emoji=False,
-            width=None if interactive(sys.stdout) else 400,
-        )
+        return make_console(stderr=False, live=False)
 
     # -- Reporter ----------------------------------------------------------------------------
     @contextmanager
@@ -77,9 +93,14 @@ class Output:
         if self.rich:
             from rich.markup import escape
 
-            with self.err.status(f"{escape(redact(title))}…"):
+            shown = escape(redact(title))
+            started = time.monotonic()
+            # The spinner's text is drawn again on each refresh, so the elapsed time keeps counting.
+            with self.err.status(_Elapsed(f"{shown}…", started)):
                 yield
-            self.err.print(f"[green]✓[/] {escape(redact(title))}")
+            took = time.monotonic() - started
+            after = f" [dim]({duration(took)})[/]" if took >= ELAPSED_FROM_S else ""
+            self.err.print(f"[green]✓[/] {shown}{after}")
         else:
             self._plain(f"{title} ...")
             yield
@@ -127,6 +148,9 @@ class Output:
         if task_id not in self._tasks:
             self._tasks[task_id] = self._progress.add_task(redact(description), total=total)
         self._progress.update(self._tasks[task_id], completed=current, total=total)
+        if all(task.finished for task in self._progress.tasks):
+            # Every bar is done: clear them (transient), so they do not sit under later steps.
+            self.end_progress()
 
     def end_progress(self) -> None:
         if self._progress is not None:
@@ -169,6 +193,11 @@ class Output:
             self.out.print(title, markup=False)
         rows(self.out, [(key, _shown(value)) for key, value in data.items()])
 
+    def excerpt(self, text: str) -> None:
+        """Lines that locate an error (a file's line with a caret), just above the error line."""
+        self.end_progress()
+        self._plain(text.rstrip("\n"))
+
     def error(self, message: str) -> None:
         self.end_progress()
         if self.rich:
@@ -184,12 +213,34 @@ class Output:
         sys.stderr.flush()
 
 
+# A step shows its elapsed time once it has taken this long (a wait, a push), not for quick reads.
+ELAPSED_FROM_S = 2.0
+
+
+class _Elapsed:
+    """A spinner's text with the time since `started`, worked out each time rich draws it."""
+
+    def __init__(self, markup: str, started: float) -> None:
+        self.markup, self.started = markup, started
+
+    def __rich__(self) -> Any:
+        from rich.text import Text
+
+        took = time.monotonic() - self.started
+        after = f" [dim]{duration(took)}[/]" if took >= ELAPSED_FROM_S else ""
+        return Text.from_markup(self.markup + after)
+
+
 def _shown(value: Any) -> str:
     if value is None:
         return "-"  # null in JSON: not known yet (a dry run) or not there
     if isinstance(value, bool):
         return "yes" if value else "no"  # never Python's True/False in text
-    return ", ".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
+    if isinstance(value, dict):  # never a Python dict repr in text
+        return "; ".join(f"{key} {_shown(item)}" for key, item in value.items())
+    if isinstance(value, list | tuple):
+        return ", ".join(_shown(item) for item in value) if value else "none"
+    return str(value)
 
 
 def write(text: str) -> None:
@@ -247,9 +298,8 @@ def rows(console: Console, items: list[tuple[str, str]], indent: str = "") -> No
             head = (
                 Text(f"{indent}{key:<{keys}}  ", style="bold") if number == 0 else Text(" " * hang)
             )
-            console.print(
-                head + Text(line), soft_wrap=True
-            )  # soft_wrap: rich neither wraps nor crops
+            # soft_wrap: rich neither wraps nor crops; assemble: only the key is bold.
+            console.print(Text.assemble(head, line), soft_wrap=True)
 
 
 def _deploy(output: Output, console: Console, result: Any, dry_run: bool) -> None:
@@ -271,7 +321,7 @@ def _deploy(output: Output, console: Console, result: Any, dry_run: bool) -> Non
     identity = boot.identity()
     items = [
         ("bootstrap", boot.changed, identity),
-        ("push-image", push.changed, f"{push.image} {push.digest or ''}".strip()),
+        ("push-image", push.changed, _image_and_digest(push.image, push.digest)),
         ("register-task", task.changed, task.task_definition_arn or ""),
     ]
     if "service" in result.steps:  # a [service] is configured
@@ -283,6 +333,13 @@ def _deploy(output: Output, console: Console, result: Any, dry_run: bool) -> Non
         [(step, f"changed {_yes(changed)}, {text}") for step, changed, text in items],
         indent="  ",
     )
+
+
+def _image_and_digest(image: str, digest: str | None) -> str:
+    """`repo:tag sha256:…`, the digest once: a digest-pinned reference already names it."""
+    if not digest or digest in image:
+        return image
+    return f"{image} {digest}"
 
 
 def _run(output: Output, console: Console, result: Any, dry_run: bool) -> None:
@@ -306,7 +363,10 @@ def _schedule(output: Output, console: Console, result: Any, dry_run: bool) -> N
     ]
     if result.expression:
         items += [
-            ("expression", result.expression),
+            (
+                "expression",
+                result.expression + (f" (from {result.written})" if result.written else ""),
+            ),
             ("timezone", result.timezone),
             ("task definition", result.task_definition_arn),
             ("role", result.role_arn),
@@ -334,19 +394,37 @@ def _doctor(output: Output, console: Console, result: Any, dry_run: bool) -> Non
         status, text = check.status.value, redact(f"{check.name}: {check.detail}")
         lines = wrapped(text, console.width - 9) if _terminal(console) else [text]
         for number, line in enumerate(lines):
+            # Only the status is coloured: Text + Text would give the whole line the head's style.
             head = (
-                Text(f"  {status:<4}", style=colours[status]) + Text("   ")
+                Text.assemble((f"  {status:<4}", colours[status]), "   ")
                 if number == 0
                 else Text(" " * 9)
             )
-            console.print(head + Text(line), soft_wrap=True)
+            console.print(Text.assemble(head, line), soft_wrap=True)
         if check.hint:
             console.print(Text(" " * 9) + Text(redact(f"fix: {check.hint}")), soft_wrap=True)
     console.print(f"status: {result.status}", markup=False)
 
 
 def _diff(output: Output, console: Console, result: Any, dry_run: bool) -> None:
-    if result.diff:
+    if result.diff and coloured(sys.stdout):
+        from rich.text import Text
+
+        # Removed lines red, added green, hunk headers cyan, as git does on a terminal.
+        for line in redact(result.diff).splitlines():
+            style = (
+                "bold"
+                if line.startswith(("---", "+++"))
+                else "red"
+                if line.startswith("-")
+                else "green"
+                if line.startswith("+")
+                else "cyan"
+                if line.startswith("@@")
+                else ""
+            )
+            console.print(Text(line, style=style), soft_wrap=True)
+    elif result.diff:
         write(result.diff)
     else:
         output.info("No differences: the latest revision matches the template.")
@@ -362,6 +440,21 @@ def _scaffold(output: Output, console: Console, result: Any, dry_run: bool) -> N
         write(f"{verb} {path}\n")
 
 
+def _prune(output: Output, console: Console, result: Any, dry_run: bool) -> None:
+    """prune-keys: each key was listed (stderr) before the question; here what happened to them."""
+    deleted = ", ".join(result.deleted) or "none"
+    items = [("service account", result.service_account)]
+    if result.dry_run:
+        would = [entry.key_id for entry in result.keys if entry.action == "delete"]
+        items.append(("would delete", ", ".join(would) or "none"))
+    else:
+        items.append(("deleted", deleted))
+    kept = [entry.key_id for entry in result.keys if entry.key_id not in result.deleted]
+    if kept and not result.dry_run:
+        items.append(("kept", ", ".join(kept)))
+    rows(console, items)
+
+
 def _nothing(output: Output, console: Console, result: Any, dry_run: bool) -> None:
     """run-local: the container's own output was the result; its exit code is the process's."""
 
@@ -375,4 +468,5 @@ _LAYOUTS: dict[str, Callable[[Output, Console, Any, bool], None]] = {
     "RenderResult": _rendered,
     "ScaffoldResult": _scaffold,
     "RunLocalResult": _nothing,
+    "PruneResult": _prune,
 }

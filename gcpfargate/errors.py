@@ -21,20 +21,24 @@ class ExitCode(IntEnum):
 class GcpfargateError(Exception):
     exit_code: ExitCode = ExitCode.FAILED
 
-    def __init__(self, message: str, hint: str = "") -> None:
+    def __init__(self, message: str, hint: str = "", excerpt: str = "") -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
+        # Lines shown above the error line (the offending line of a file with a caret under it).
+        self.excerpt = excerpt
 
     def to_json(self) -> dict[str, object]:
-        """The `-o json` form of the error: `{"error": {"message", "hint", "exit_code"}}`."""
-        return {
-            "error": {
-                "message": self.message.rstrip("."),
-                "hint": self.hint or None,
-                "exit_code": int(self.exit_code),
-            }
+        """The `-o json` form of the error: `{"error": {"message", "hint", "exit_code"}}`
+        (and "excerpt" when the error has one)."""
+        error: dict[str, object] = {
+            "message": self.message.rstrip("."),
+            "hint": self.hint or None,
+            "exit_code": int(self.exit_code),
         }
+        if self.excerpt:
+            error["excerpt"] = self.excerpt
+        return {"error": error}
 
     def one_line(self) -> str:
         text = self.message.rstrip(".")
@@ -131,7 +135,9 @@ class StepError(OperationError):
     """A step of `deploy` failed; names the step in front of the cause."""
 
     def __init__(self, step: str, cause: GcpfargateError) -> None:
-        super().__init__(f"{step} failed: {cause.message}", cause.hint)
+        # A wait that ended before the rollout did is not a failure: ECS carries on.
+        said = "did not finish" if getattr(cause, "still_running", False) else "failed"
+        super().__init__(f"{step} {said}: {cause.message}", cause.hint)
         self.step = step
         self.cause = cause
         self.exit_code = cause.exit_code

@@ -222,7 +222,9 @@ class ServiceSettings:
     )  # empty: no service
     cluster: str = setting("default")
     wait: bool = setting(True)
-    wait_timeout: int = setting(600)  # seconds deploy/rollback wait for the rollout to be stable
+    # Seconds deploy/rollback wait for a stable rollout: deregistration delay plus health checks
+    # behind a load balancer often pass 10 minutes (the AWS CLI waiter's 40 x 15 s, the floor).
+    wait_timeout: int = setting(1800)
 
 
 SECTIONS: dict[str, type] = {
@@ -259,6 +261,23 @@ def _key(spec: Field[Any]) -> Key:
 SCHEMA: dict[str, dict[str, Key]] = {
     section: {spec.name: _key(spec) for spec in fields(cls)} for section, cls in SECTIONS.items()
 }
+
+
+# The rule behind a validator, in words, for the keys people type by hand (init's flags and prompts).
+RULES = {
+    "gcp.project": "A GCP project id has 6-30 lowercase letters, digits or hyphens, starts with a "
+    "letter and does not end with a hyphen (such as my-project-123)",
+    "gcp.service_account": "A service account is its id (6-30 lowercase letters, digits or "
+    "hyphens, starting with a letter, such as deployer) or its email "
+    "(deployer@my-project-123.iam.gserviceaccount.com)",
+}
+
+
+def problem(dotted: str, value: Any) -> str | None:
+    """Why `value` is not valid for the setting `dotted`, by the same rule loading uses; None if it is."""
+    section, key = dotted.split(".")
+    spec = SCHEMA[section][key]
+    return spec.validate(value) if spec.validate is not None and value else None
 
 
 def env_name(dotted: str) -> str:

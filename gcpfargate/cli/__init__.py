@@ -27,6 +27,12 @@ from gcpfargate.cli import (  # noqa: F401
     taskdef,
 )
 from gcpfargate.cli.app import STATE, app
+from gcpfargate.cli.examples import epilog
+
+# Each command's --help ends with its examples (kept in cli/examples.py, where a test parses them).
+for _command in app.registered_commands:
+    _name = _command.name or _command.callback.__name__.replace("_", "-")  # type: ignore[union-attr]
+    _command.epilog = _command.epilog or epilog(_name)
 
 # Options that belong to the top-level callback but may be written after the command name
 # (`gcpfargate bootstrap --output json`): they are moved in front before parsing.
@@ -89,6 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from gcpfargate.keymaterial.keyfile import redact
 
             sys.stderr.write(redact("".join(traceback.format_exception(exc))))
+        if exc.excerpt and not _wants_json(args):
+            STATE.console.excerpt(exc.excerpt)
         STATE.console.error(exc.one_line())
         _json_error(args, exc)
         return _exit(int(exc.exit_code), argv)

@@ -48,8 +48,10 @@ class OrderedGroup(TyperGroup):
 app = typer.Typer(
     name="gcpfargate",
     cls=OrderedGroup,
-    help="Google Cloud service-account keys for Amazon ECS Fargate tasks: key, secret, image and "
-    "task definition in one safe, idempotent command.",
+    help="Deploy containers to Amazon ECS Fargate that act as a Google Cloud service account: with a "
+    "key (kept in Secrets Manager, rotated) or keyless (workload identity federation from the task "
+    "role, no key anywhere). Identity, image and task definition in one safe, idempotent command."
+    "\n\nStart with `gcpfargate init`, then `gcpfargate deploy`; `gcpfargate doctor` checks it all.",
     no_args_is_help=True,
     # Locals can hold key material: never show them, whatever the user's environment says.
     pretty_exceptions_show_locals=False,
@@ -85,7 +87,7 @@ class State:
             self._console = Output(self.output, verbose=self.verbose, debug=self.debug)
         return self._console
 
-    def settings(self, overrides: Overrides | None = None) -> Settings:
+    def settings(self, overrides: Overrides | None = None, read_file: bool = True) -> Settings:
         """Settings with the global flags and this command's `overrides` on top (None: not given)."""
         from gcpfargate.config import load_settings
 
@@ -94,12 +96,16 @@ class State:
             "aws.profile": self.profile,
             **(overrides or {}),
         }
-        return load_settings(self.config, overrides=flags)
+        return load_settings(self.config, overrides=flags, read_file=read_file)
 
-    def context(self, dry_run: bool = False, overrides: Overrides | None = None) -> Context:
+    def context(
+        self, dry_run: bool = False, overrides: Overrides | None = None, read_file: bool = True
+    ) -> Context:
         from gcpfargate.core.context import Context
 
-        return Context(settings=self.settings(overrides), reporter=self.console, dry_run=dry_run)
+        return Context(
+            settings=self.settings(overrides, read_file), reporter=self.console, dry_run=dry_run
+        )
 
 
 STATE = State()

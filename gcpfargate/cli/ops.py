@@ -133,7 +133,7 @@ def prune_keys(
     if not plan.keys:
         out.info(f"no unreferenced keys of {account.email}")
     result = plan if dry_run else prune(ctx, account.email, name, confirm=_confirm(yes))
-    out.result(result.to_json())
+    out.show(result)
 
 
 @app.command()
@@ -143,10 +143,10 @@ def doctor(
     ] = False,
 ) -> None:
     """Check every link from the GCP key to a Fargate task start; exit 3 when a check fails."""
-    from gcpfargate.doctor.run import run_doctor
+    from gcpfargate.doctor.run import doctor as run_doctor
     from gcpfargate.errors import ExitCode
 
-    report = run_doctor(STATE.context(), get_secret=not no_get_secret)
+    report = run_doctor(STATE.context, get_secret=not no_get_secret)
     STATE.console.show(report)
     if report.failed:
         raise typer.Exit(int(ExitCode.CHECK_FAILED))

@@ -47,6 +47,14 @@ def run_local(
             help="Run even when the execution role could not read a secret on Fargate.",
         ),
     ] = False,
+    build: Annotated[
+        bool,
+        typer.Option(
+            "--build",
+            help="Build the local context (as push-image does, with its key guard) and run it "
+            "with the rendered template; push nothing, register nothing.",
+        ),
+    ] = False,
     command: Command = None,
     arg: Arg = None,
     env: Env = None,
@@ -64,6 +72,7 @@ def run_local(
         revision=revision,
         check_role=not skip_role_check,
         overrides=given,
+        build=build,
     )
     STATE.console.info(f"container {result.container} exited with {result.exit_code}")
     STATE.console.show(result)

@@ -14,7 +14,8 @@ _Cron = Annotated[
         "--cron",
         metavar="FIELDS",
         show_default=False,
-        help='AWS cron fields, e.g. "0 3 * * ? *" (minutes hours day-of-month month day-of-week year).',
+        help='Cron fields: AWS\'s six ("0 3 * * ? *") or Unix\'s five ("0 3 * * *"), or @daily,'
+        " @hourly, @weekly, @monthly, @yearly (converted to the AWS form, which is shown).",
     ),
 ]
 _Rate = Annotated[

@@ -7,7 +7,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from gcpfargate.cli.app import STATE, DryRun, app
-from gcpfargate.cli.service_flags import Cluster, NoWait, ServiceName, WaitTimeout, service_flags
+from gcpfargate.cli.service_flags import (
+    Cluster,
+    KeptService,
+    NoWait,
+    ServiceName,
+    WaitTimeout,
+    service_flags,
+)
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -95,7 +102,7 @@ def deregister_command(
         ),
     ] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
-    service: ServiceName = None,
+    service: KeptService = None,
     cluster: Cluster = None,
     dry_run: DryRun = False,
 ) -> None:

@@ -15,6 +15,16 @@ ServiceName = Annotated[
         "--service", metavar="NAME", show_default=False, help="ECS service to roll (service.name)."
     ),
 ]
+# deregister rolls nothing: the service only names a revision that must stay.
+KeptService = Annotated[
+    str | None,
+    typer.Option(
+        "--service",
+        metavar="NAME",
+        show_default=False,
+        help="ECS service whose revision is never deregistered (service.name).",
+    ),
+]
 Cluster = Annotated[
     str | None,
     typer.Option(

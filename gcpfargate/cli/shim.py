@@ -14,6 +14,8 @@ from gcpfargate.cli.app import app
 
 @app.command(
     "credential-shim",
+    # The keyless sidecar's own program: internal, so not listed in the top-level help.
+    hidden=True,
     add_help_option=False,
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
 )

@@ -5,11 +5,15 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from gcpfargate.cli.app import STATE, DryRun, app
+
+if TYPE_CHECKING:
+    from gcpfargate.config import Overrides
+    from gcpfargate.core.context import Context
 
 Image = Annotated[
     str | None,
@@ -98,7 +102,8 @@ def init(
     dry_run: DryRun = False,
 ) -> None:
     """Write gcpfargate.toml and task-definition.json.j2 here (or import an existing family)."""
-    from gcpfargate.errors import UsageError
+    from gcpfargate.errors import ConfigError, UsageError
+    from gcpfargate.settings import RULES, problem
     from gcpfargate.taskdef import scaffold
     from gcpfargate.taskdef.scaffold import (
         Answers,
@@ -109,6 +114,12 @@ def init(
 
     if auth and auth not in scaffold.AUTH_MODES:
         raise UsageError(f"--auth must be key or keyless, not {auth!r}")
+    for flag, dotted, value in (
+        ("--gcp-project", "gcp.project", gcp_project),
+        ("--service-account", "gcp.service_account", service_account),
+    ):
+        if reason := problem(dotted, value):
+            raise UsageError(f"{flag} {value!r} {reason}", RULES[dotted])
 
     directory = Path.cwd()
     # On a terminal, ask for what cannot be guessed; elsewhere (CI, pipes, -o json) never wait for input.
@@ -122,7 +133,15 @@ def init(
             else family_from_directory(directory)
         )
     )
-    ctx = STATE.context(dry_run=dry_run, overrides={"task.family": chosen_family})
+    overrides: Overrides = {"task.family": chosen_family}
+    try:
+        ctx = STATE.context(dry_run=dry_run, overrides=overrides)
+    except ConfigError as exc:
+        # --force is how a file that no longer loads gets replaced: start from the environment.
+        if not force or not (directory / scaffold.CONFIG_FILE).exists():
+            raise
+        STATE.console.warn(f"{exc.message}; --force replaces the file")
+        ctx = STATE.context(dry_run=dry_run, overrides=overrides, read_file=False)
     settings = ctx.settings  # values already in the environment seed the new file
     answers = Answers(
         family=chosen_family,
@@ -133,20 +152,21 @@ def init(
         auth=auth or settings.gcp.auth,
     )
     if asking and not from_family:
-        answers.project = answers.project or typer.prompt(
-            "GCP project id", default="", err=True, show_default=False
-        )
-        answers.service_account = answers.service_account or typer.prompt(
-            "Service account (id or email)", default="", err=True, show_default=False
+        answers.project = answers.project or _ask_setting("GCP project id", "gcp.project")
+        answers.service_account = answers.service_account or _ask_setting(
+            "Service account (id or email)", "gcp.service_account"
         )
         # Asked unless given (--auth, GCPFARGATE_GCP_AUTH): keyless is the answer where the organisation
         # forbids keys (iam.managed.disableServiceAccountKeyCreation, the default since May 2024).
         answers.auth = auth or os.environ.get("GCPFARGATE_GCP_AUTH") or _ask_auth()
         answers.region = (
             answers.region
-            or _region_guess()
+            or _region_guess(ctx)
             or typer.prompt("AWS region", default="", err=True, show_default=False)
         )
+    else:
+        # As the prompt does: the region the SDK would use (AWS_REGION, the profile) is written.
+        answers.region = answers.region or _region_guess(ctx)
     result = scaffold.init(ctx, directory, answers, from_family=from_family, force=force)
     dockerfile = directory / "Dockerfile"
     if (
@@ -155,14 +175,26 @@ def init(
         and asking
         and typer.confirm("No Dockerfile here. Write a starter one?", default=True, err=True)
     ):
-        result.files.append(str(write_starter_dockerfile(directory)))
+        result.files.extend(str(path) for path in write_starter_dockerfile(directory))
     STATE.console.show(result, dry_run)
     if not dry_run and not STATE.console.json:
-        region_known = bool(answers.region or _region_guess())  # AWS_REGION or the profile will do
+        region_known = bool(answers.region)  # AWS_REGION or the profile will do
         STATE.console.info(
             "Next: "
             + next_steps(answers, has_dockerfile=dockerfile.exists(), region_known=region_known)
         )
+
+
+def _ask_setting(prompt: str, dotted: str) -> str:
+    """Ask until the answer passes the setting's own rule (an empty answer is asked again too)."""
+    from gcpfargate.settings import RULES, problem
+
+    while True:
+        answer = str(typer.prompt(prompt, default="", err=True, show_default=False)).strip()
+        reason = problem(dotted, answer) if answer else "is needed"
+        if reason is None:
+            return answer
+        typer.echo(f"Error: {answer!r} {reason}. {RULES[dotted]}.", err=True)
 
 
 def _ask_auth() -> str:
@@ -184,11 +216,11 @@ def _ask_auth() -> str:
         typer.echo(f"Error: {answer!r} is not one of 'key', 'keyless'.", err=True)
 
 
-def _region_guess() -> str:
+def _region_guess(ctx: Context) -> str:
     """The region the AWS SDK would use (AWS_REGION, the profile), without asking AWS."""
     from gcpfargate.errors import GcpfargateError
 
     try:
-        return STATE.context().aws.region
+        return ctx.aws.region
     except GcpfargateError:  # no region configured: ask
         return ""

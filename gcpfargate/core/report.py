@@ -92,3 +92,9 @@ class DeferredReporter:
                     pass
             else:
                 getattr(reporter, kind)(*args)
+
+
+def duration(seconds: float) -> str:
+    """`42 s`, `3 min 05 s`: how long a step or a wait took."""
+    whole = int(seconds)
+    return f"{whole} s" if whole < 60 else f"{whole // 60} min {whole % 60:02d} s"

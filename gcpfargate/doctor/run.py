@@ -8,14 +8,28 @@ the task runs with, not the caller), with IAM's policy simulator where the endpo
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from gcpfargate.core.checks import Check, DoctorReport, Facts, Skip, Status, essential_containers
 from gcpfargate.core.context import Context
 from gcpfargate.credentials.mode import DoctorEntry as Entry
 from gcpfargate.credentials.mode import mode_for
 from gcpfargate.ecs import logs
 from gcpfargate.ecs.cluster import latest_revision
-from gcpfargate.errors import AwsConfigError, GcpConfigError, GcpfargateError
+from gcpfargate.errors import AwsConfigError, ConfigError, GcpConfigError, GcpfargateError
 from gcpfargate.image import images
+
+CONFIG_CHECK = ("config.valid", "config valid", "config")
+
+
+def doctor(make_context: Callable[[], Context], get_secret: bool = True) -> DoctorReport:
+    """The report for the settings `make_context` loads; settings that do not load (a bad value, an
+    unknown key) are a failing config check like any other problem, not a bare usage error."""
+    try:
+        ctx = make_context()
+    except ConfigError as exc:
+        return DoctorReport([Check(*CONFIG_CHECK, Status.FAIL, exc.message, exc.hint)])
+    return run_doctor(ctx, get_secret)
 
 
 def run_doctor(ctx: Context, get_secret: bool = True) -> DoctorReport:
@@ -25,7 +39,7 @@ def run_doctor(ctx: Context, get_secret: bool = True) -> DoctorReport:
     # the federation); the config, the identities, the image and its log group are checked alike.
     own_before, own_after = mode_for(ctx.settings).doctor_checks(get_secret)
     plan: list[Entry] = [
-        ("config.valid", "config valid", "config", _config),
+        (*CONFIG_CHECK, _config),
         ("aws.identity", "AWS identity", "aws", _aws_identity),
         ("gcp.service_account", "service account exists and is enabled", "gcp", _account),
         *own_before,

@@ -12,6 +12,11 @@ Supported: `*`, `?`, lists, ranges (wrapping ones such as FRI-MON too), steps (`
 `1-20/2`), month and weekday names, `L` (last day of month; in day-of-week `5L` = last Thursday),
 `W` (`15W` nearest weekday, `LW` last weekday) and `#` (`6#3` = third Friday).
 
+People write Unix cron (five fields, `0 3 * * *`) and macros (`@daily`): both are converted
+to the six-field AWS form before anything else, and `Expression.written` keeps what was typed so
+the conversion can be shown. Unix cron runs when day-of-month OR day-of-week matches if both are
+restricted; AWS cannot say that, so such a line is refused rather than silently narrowed.
+
 Daylight saving time follows EventBridge Scheduler's documented behaviour: a wall-clock time that
 does not exist (spring forward) is skipped, and an ambiguous one (fall back) runs once.
 """
@@ -42,6 +47,17 @@ _RANGES = [(0, 59), (0, 23), (1, 31), (1, 12), (1, 7), (1970, 2199)]
 _RATE_UNITS = {"minute": 60, "hour": 3600, "day": 86400}
 _AT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}")
 EXAMPLES = "cron(0 3 * * ? *), rate(1 hour) or at(2030-01-31T09:00:00)"
+# The crontab(5) macros, as five-field Unix cron lines. @reboot has no schedule equivalent.
+MACROS = {
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}
+_UNIX_WEEKDAYS = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"]  # Unix 0-6 (7 is SUN too)
 
 
 def _aws_weekday(day: date) -> int:
@@ -118,11 +134,18 @@ class Expression:
     cron: Cron | None = None
     rate: timedelta | None = None
     at: datetime | None = None  # naive: wall-clock time in the schedule's zone
+    written: str = ""  # as typed when it was converted (`@daily`, `cron(0 3 * * *)`), else text
+
+    @property
+    def converted(self) -> bool:
+        return bool(self.written) and self.written != self.text
 
 
 def parse(text: str) -> Expression:
     """Parse `cron(...)`, `rate(...)` or `at(...)`; raise ExpressionError naming what is wrong."""
     stripped = " ".join(text.split())
+    if stripped.startswith("@"):
+        return _macro(stripped)
     match = re.fullmatch(r"(cron|rate|at)\s?\((.*)\)", stripped)
     if not match:
         raise ExpressionError(
@@ -131,6 +154,9 @@ def parse(text: str) -> Expression:
         )
     kind, body = match.group(1), match.group(2).strip()
     if kind == "cron":
+        if len(body.split()) == 5:
+            aws = from_unix(body)
+            return Expression(f"cron({aws})", "cron", cron=parse_cron(aws), written=f"cron({body})")
         return Expression(f"cron({body})", "cron", cron=parse_cron(body))
     if kind == "rate":
         text_rate, delta = _parse_rate(body)
@@ -164,21 +190,87 @@ def from_flags(
         return None
     name, value = given[0]
     value = value.strip()
-    if name == "--cron" and not value.startswith("cron("):
+    if name == "--cron" and not value.startswith(("cron(", "@")):
         value = f"cron({value})"
     elif name == "--rate" and not value.startswith("rate("):
         value = f"rate({value})"
-    return parse(value).text
+    parsed = parse(value)
+    # A converted form stays as typed, so the command that uses it can show the conversion.
+    return parsed.written if parsed.converted else parsed.text
+
+
+def _macro(text: str) -> Expression:
+    unix = MACROS.get(text.lower())
+    if unix is None:
+        raise ExpressionError(
+            f"schedule expression {text!r} is not a cron macro EventBridge can run",
+            f"Use one of {', '.join(MACROS)}, or a form such as {EXAMPLES}",
+        )
+    aws = from_unix(unix)
+    return Expression(f"cron({aws})", "cron", cron=parse_cron(aws), written=text.lower())
+
+
+def from_unix(body: str) -> str:
+    """A five-field Unix cron line as the six AWS fields (year `*`, one day field `?`).
+
+    Day-of-week numbers move from Unix's 0-7 (0 and 7 = Sunday) to names, which mean the same in
+    both dialects; a `?` already given is kept.
+    """
+    minute, hour, dom, month, dow = body.split()
+    if dom == "?" or dow == "?":
+        return f"{minute} {hour} {dom} {month} {dow} *"
+    if dow == "*":
+        return f"{minute} {hour} {dom} {month} ? *"
+    if dom != "*":
+        raise ExpressionError(
+            f"cron({body}): Unix cron runs when day-of-month ({dom}) OR day-of-week ({dow})"
+            " matches, which EventBridge cannot express",
+            "Restrict one of the two (use * for the other), or schedule each separately",
+        )
+    return f"{minute} {hour} ? {month} {_unix_weekdays(dow, body)} *"
+
+
+def _unix_weekdays(field: str, body: str) -> str:
+    """Unix day-of-week terms with their numbers turned into SUN-SAT names."""
+
+    def day(token: str) -> str:
+        if token.isdigit() and int(token) <= 7:
+            return _UNIX_WEEKDAYS[int(token) % 7]
+        if token.upper() in _WEEKDAYS:
+            return token.upper()
+        raise ExpressionError(
+            f"cron({body}): day-of-week {token!r} is not 0-7 or SUN-SAT",
+            "Unix cron counts 0-7 from Sunday (0 and 7 are Sunday)",
+        )
+
+    terms = []
+    for term in field.split(","):
+        base, slash, step = term.partition("/")
+        if base == "*":
+            terms.append(term if not slash else f"1/{step}")  # AWS steps start from a value
+        elif "-" in base:
+            first, _, last = base.partition("-")
+            names = day(first), day(last)
+            if last == "7" and first != "0":
+                # 7 is Sunday: x-7 runs to the week's end, which AWS writes as x-SAT plus SUN.
+                if slash:
+                    raise ExpressionError(
+                        f"cron({body}): day-of-week {term!r} with a step cannot be converted",
+                        "Write the days as a list, e.g. MON,WED,FRI",
+                    )
+                terms.append(f"{names[0]}-SAT,SUN")
+            else:
+                terms.append(f"{names[0]}-{names[1]}{slash}{step}")
+        else:
+            terms.append(f"{day(base)}{slash}{step}")
+    return ",".join(terms)
 
 
 def parse_cron(body: str) -> Cron:
     fields = body.split()
     if len(fields) != 6:
         hint = "AWS cron has 6 fields: minutes hours day-of-month month day-of-week year, e.g. cron(0 3 * * ? *)"
-        if len(fields) == 5:
-            hint += (
-                " (a Unix crontab line has 5: add the year field `*` and use `?` for one day field)"
-            )
+        hint += " (a five-field Unix crontab line such as 0 3 * * * is converted)"
         raise ExpressionError(f"cron({body}) has {len(fields)} fields, not 6", hint)
     minute, hour, dom, month, dow, year = fields
     if (dom == "?") == (dow == "?"):

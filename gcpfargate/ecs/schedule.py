@@ -62,6 +62,7 @@ class ScheduleResult:
     plan: list[str] = field(default_factory=list)
     request: dict[str, Any] | None = None  # what --dry-run would send
     read_only: bool = False  # --show: nothing could change, so no `changed` is reported
+    written: str = ""  # the expression as typed when it was converted (`@daily`, five-field cron)
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -74,6 +75,8 @@ class ScheduleResult:
         }
         if self.read_only:
             data.pop("changed")
+        if self.written:
+            data["written"] = self.written
         if self.request is not None:
             data["plan"] = self.plan
             data["request"] = self.request
@@ -304,6 +307,10 @@ def apply(
     name, group = schedule_name(ctx), settings.schedule.group
     configured = settings.schedule.expression
     expression = cron.parse(configured) if configured else None
+    if expression is not None and expression.converted:
+        ctx.reporter.info(
+            f"{expression.written} is {expression.text} in EventBridge's six-field form"
+        )
     timezone = settings.schedule.timezone or "UTC"
     cron.zone(timezone)
     network = ecs.network_configuration(
@@ -379,18 +386,24 @@ def apply(
     if operation:
         changed = True
         if ctx.dry_run:
-            return _planned(desired, current, count, plan)
+            return _converted(_planned(desired, current, count, plan), expression)
         if group != "default":
             _ensure_group(ctx, group)
         with ctx.reporter.step(f"{'Creating' if current is None else 'Updating'} schedule {name}"):
             _write(ctx, operation, desired, role_changed=role.changed, sleep=sleep)
         current = get_schedule(ctx, name, group)
     elif ctx.dry_run:
-        return _planned(desired, current, count, plan)
+        return _converted(_planned(desired, current, count, plan), expression)
     assert current is not None  # just written, or found and unchanged (no operation)
-    result = _result_from(current, changed=changed, count=count)
+    result = _converted(_result_from(current, changed=changed, count=count), expression)
     if expression.kind == "cron" and desired["State"] == "ENABLED" and not result.next_runs:
         ctx.reporter.warn(f"{expression.text} never fires after now; the task will not run")
+    return result
+
+
+def _converted(result: ScheduleResult, expression: cron.Expression) -> ScheduleResult:
+    if expression.converted:
+        result.written = expression.written
     return result
 
 

@@ -5,11 +5,14 @@ It is stable when that deployment is the service's only one and ECS reports it C
 where ECS reports no rolloutState, when runningCount == desiredCount). It has failed when
 - ECS marks it FAILED (the deployment circuit breaker),
 - as many of its tasks stopped as the circuit breaker's own threshold (half the desired count,
-  at least 3, at most 200: AWS's formula), even where the service has no circuit breaker,
-- another deployment (a circuit-breaker rollback, someone else's deploy) replaced it, or
-- `service.wait_timeout` passed.
+  at least 3, at most 200: AWS's formula), even where the service has no circuit breaker (where
+  its rollback is on, ECS's own verdict and rollback are awaited instead),
+- another deployment (a circuit-breaker rollback, someone else's deploy) replaced it.
+When `service.wait_timeout` passes first, the rollout has not failed: ECS carries on, and the
+error says so with the deployment's state (RolloutUnfinished), not with a way back.
 A failure is one error that carries the service events that explain it and the exact command
-that rolls back. `roll_services` is the entry point for rotate-key (see its docstring).
+that rolls back, unless the service is already back on the revision it came from (the circuit
+breaker's rollback): then there is nothing to roll back. `roll_services` is the entry point for rotate-key (see its docstring).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from gcpfargate.core.context import Context
+from gcpfargate.core.report import duration
 from gcpfargate.errors import AwsError, ConfigError, OperationError
 
 POLL_FIRST_SECONDS = 2.0
@@ -37,6 +41,14 @@ class ServiceNotFound(OperationError):
 
 class RolloutFailed(OperationError):
     """A deployment did not become stable; the message has the events, the hint the way back."""
+
+    still_running = False
+
+
+class RolloutUnfinished(RolloutFailed):
+    """The wait ended before the deployment did: ECS carries on with it."""
+
+    still_running = True
 
 
 @dataclass(frozen=True)
@@ -238,7 +250,11 @@ def judge(service: dict[str, Any], deployment_id: str) -> Rollout:
             f"{lead.get('id')} ({short(str(lead.get('taskDefinition', '?')))})",
         )
     threshold = failure_threshold(now.desired)
-    if now.failed_tasks >= threshold:
+    breaker = (service.get("deploymentConfiguration") or {}).get("deploymentCircuitBreaker") or {}
+    # With the circuit breaker's rollback on, ECS itself fails the deployment at this threshold
+    # and rolls back: wait for that, so the error can say where the service is.
+    ecs_rolls_back = bool(breaker.get("enable") and breaker.get("rollback"))
+    if now.failed_tasks >= threshold and not ecs_rolls_back:
         return replace(
             now,
             state="failed",
@@ -309,7 +325,8 @@ def wait_stable(
     Each change of the counts and each new service event is reported as it happens (a live step on
     a terminal, plain lines otherwise)."""
     timeout = max(1, ctx.settings.service.wait_timeout)
-    deadline = clock() + timeout
+    started = clock()
+    deadline = started + timeout
     interval = POLL_FIRST_SECONDS
     events: list[str] = []
     shown = ""
@@ -326,20 +343,22 @@ def wait_stable(
                 if rollout.counts() != shown:
                     shown = rollout.counts()
                     ctx.reporter.info(f"  {ref.name} {short(target_arn)}: {shown}")
+                took = duration(clock() - started)
                 if rollout.state == "stable":
-                    ctx.reporter.info(f"service {ref.name} runs {short(target_arn)} ({shown})")
+                    ctx.reporter.info(
+                        f"service {ref.name} runs {short(target_arn)} ({shown}) after {took}"
+                    )
                     return rollout
                 remaining = deadline - clock()
                 if rollout.state == "in_progress" and remaining <= 0:
-                    rollout = Rollout(
-                        "failed",
-                        reason=f"not stable within service.wait_timeout = {timeout} s ({shown})",
+                    raise _unfinished(
+                        ref, target_arn, service, deployment_id, timeout, shown, events
                     )
                 if rollout.state == "failed":
                     explaining = events or [
                         str(e.get("message", "")) for e in (service.get("events") or [])[:3]
                     ]
-                    raise _failure(ref, target_arn, rollout, explaining, previous_revision)
+                    raise _failure(ref, target_arn, rollout, explaining, previous_revision, service)
                 sleep(min(interval, remaining))
                 interval = min(interval * 1.5, POLL_LONGEST_SECONDS)
     except KeyboardInterrupt:
@@ -350,17 +369,77 @@ def wait_stable(
 
 
 def _failure(
-    ref: ServiceRef, target_arn: str, rollout: Rollout, events: list[str], previous_revision: int
+    ref: ServiceRef,
+    target_arn: str,
+    rollout: Rollout,
+    events: list[str],
+    previous_revision: int,
+    service: dict[str, Any] | None = None,
 ) -> RolloutFailed:
     told = " | ".join(events[-EVENTS_IN_ERRORS:])
     message = f"service {ref.name} did not become stable on {short(target_arn)}: {rollout.reason.rstrip('.')}"
+    back = rolled_back(service or {}, target_arn, previous_revision)
+    if back:
+        message += f"; {back}"
     if told:
         message += f"; service events: {told}"
-    if previous_revision:
+    if back:
+        hint = "Nothing to roll back: fix what the events say, then deploy again"
+    elif previous_revision:
         hint = f"Roll back with `{rollback_command(ref, previous_revision)}`"
     else:
         hint = f"See `aws ecs describe-services --cluster {ref.cluster} --services {ref.name}`"
     return RolloutFailed(message, hint)
+
+
+def rolled_back(service: dict[str, Any], target_arn: str, previous_revision: int) -> str:
+    """How the service is back on the revision it came from ("" when it is not): the deployment
+    circuit breaker's rollback (rollback = true), or a deployment of that revision that replaced
+    ours. Advising a rollback then would only start another deployment of the same revision."""
+    breaker = (service.get("deploymentConfiguration") or {}).get("deploymentCircuitBreaker") or {}
+    lead = primary(service)
+    arn = str(lead.get("taskDefinition") or "")
+    back_on_previous = (
+        bool(previous_revision)
+        and family_of(arn) == family_of(target_arn)
+        and revision_of(arn) == previous_revision
+    )
+    if back_on_previous:
+        by = (
+            "ECS's deployment circuit breaker rolled"
+            if breaker.get("rollback")
+            else "a deployment moved"
+        )
+        return f"{by} the service back to {short(arn)}"
+    if breaker.get("enable") and breaker.get("rollback") and lead.get("rolloutState") == "FAILED":
+        return "ECS's deployment circuit breaker is rolling the service back"
+    return ""
+
+
+def _unfinished(
+    ref: ServiceRef,
+    target_arn: str,
+    service: dict[str, Any],
+    deployment_id: str,
+    timeout: int,
+    counts: str,
+    events: list[str],
+) -> RolloutUnfinished:
+    ours: dict[str, Any] = next(
+        (d for d in service.get("deployments") or [] if d.get("id") == deployment_id), {}
+    )
+    state = str(ours.get("rolloutState") or "IN_PROGRESS")
+    others = len(service.get("deployments") or []) - 1
+    draining = f", {others} older deployment{'s' if others != 1 else ''} draining" if others else ""
+    told = " | ".join(events[-EVENTS_IN_ERRORS:])
+    return RolloutUnfinished(
+        f"service {ref.name} is still rolling out {short(target_arn)} after "
+        f"service.wait_timeout = {timeout} s: deployment {deployment_id} {state} "
+        f"({counts}{draining}); ECS carries on with it"
+        + (f"; service events: {told}" if told else ""),
+        f"Follow it with `aws ecs describe-services --cluster {ref.cluster} --services "
+        f"{ref.name}`, or wait longer with --wait-timeout (service.wait_timeout)",
+    )
 
 
 # -- the commands' entry points ---------------------------------------------------------------------

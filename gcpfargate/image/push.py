@@ -32,7 +32,7 @@ from gcpfargate.core.context import Context
 from gcpfargate.core.report import Reporter
 from gcpfargate.core.results import NOT_SHOWN, PlannedResult
 from gcpfargate.ecs import cluster as ecs
-from gcpfargate.errors import AwsError, ConfigError, EmbeddedCredentialsError
+from gcpfargate.errors import AwsError, ConfigError, EmbeddedCredentialsError, GcpfargateError
 from gcpfargate.image import guard as key_guard
 from gcpfargate.image import images
 from gcpfargate.image.gittag import derive_tag
@@ -90,6 +90,7 @@ def build_image(
     allow_embedded_credentials: bool = False,
     tag: str | None = None,
     reporter: Reporter | None = None,
+    action: str = "push",
 ) -> Built:
     """push-image's first half: check the build context and build. No AWS call when the registry host is
     already known, so `deploy` runs it in a thread during bootstrap, with a `reporter` of its own."""
@@ -105,7 +106,7 @@ def build_image(
 
     with reporter.step("Searching the build context for key files"):
         found = scan_context(inputs.context, inputs.dockerfile)
-    guard(ctx, found, "the build context", allow_embedded_credentials, reporter)
+    guard(ctx, found, "the build context", allow_embedded_credentials, reporter, action)
 
     name = ctx.registry.image_name(repository)
     if ctx.dry_run:
@@ -265,8 +266,14 @@ def scan_image(ctx: Context, image_id: str) -> list[str]:
 
 
 def guard(
-    ctx: Context, found: list[str], where: str, allow: bool, reporter: Reporter | None = None
+    ctx: Context,
+    found: list[str],
+    where: str,
+    allow: bool,
+    reporter: Reporter | None = None,
+    action: str = "push",
 ) -> None:
+    """Refuse (or, when `allow`, warn about) key material found; `action`: what is refused."""
     if not found:
         return
     shown = ", ".join(found[:5]) + (f" and {len(found) - 5} more" if len(found) > 5 else "")
@@ -274,10 +281,11 @@ def guard(
     if allow:
         (reporter or ctx.reporter).warn(f"{what} (pushing anyway: --allow-embedded-credentials)")
         return
+    override = ", or pass --allow-embedded-credentials" if action == "push" else ""
     raise EmbeddedCredentialsError(
-        f"refusing to push: {what}",
-        "Remove it from the image (exclude it in .dockerignore; a key fetched by a RUN step stays in its layer "
-        "even if deleted later), rotate that key, or pass --allow-embedded-credentials",
+        f"refusing to {action}: {what}",
+        "Remove it from the image (exclude it in .dockerignore; a key fetched by a RUN step stays in "
+        f"its layer even if deleted later), rotate that key{override}",
     )
 
 
@@ -354,6 +362,49 @@ def reuse_task_definition_image(
     return None
 
 
+def _rehearse(ctx: Context, built: Built) -> PushResult | None:
+    """A dry run's answer for a derived tag the registry lacks: a new commit that leaves the image
+    as it was deploys as a no-op (the task definition already runs that image), and only a build
+    can tell. The build is local and cached (nothing is pushed, tagged for good or registered); an
+    engine that does not answer, or an image that differs, leaves the plan as it was."""
+    repository, inputs = built.repository, built.inputs
+    latest = read_latest(ctx)
+    if latest is None or ctx.registry.resolve(repository, built.tag, inputs.platform) is not None:
+        return None
+    image = f"{built.name}:{built.tag}"
+    try:
+        ctx.docker.ping()
+        existed = ctx.docker.inspect(image) is not None
+        with ctx.reporter.step(f"Building {image} to compare it (dry run: nothing is pushed)"):
+            image_id = ctx.docker.build(
+                inputs.context,
+                inputs.dockerfile,
+                image,
+                inputs.platform,
+                inputs.build_args,
+                on_line=ctx.reporter.log,
+            )
+    except GcpfargateError as exc:
+        ctx.reporter.detail(f"not built, so not compared: {exc.message}")
+        return None
+    try:
+        data = ctx.docker.inspect(image_id) or {}
+        reused = reuse_task_definition_image(
+            ctx,
+            repository,
+            image_id,
+            inputs.platform,
+            latest.definition,
+            tuple(data.get("RepoDigests") or ()),
+        )
+    finally:
+        if not existed:
+            ctx.docker.untag(image)  # a rehearsal leaves no name behind
+    if reused is not None:
+        reused.plan, reused.latest = [], latest
+    return reused
+
+
 def plan(ctx: Context, built: Built) -> PushResult:
     repository, inputs, tags, image = (
         built.repository,
@@ -374,6 +425,8 @@ def plan(ctx: Context, built: Built) -> PushResult:
             f"{inputs.context} differs from it"
         )
         return PushResult(image=image, digest=held[0].digest, tags=tags, changed=False, plan=[])  # type: ignore[union-attr]
+    elif not built.explicit and (rehearsed := _rehearse(ctx, built)) is not None:
+        return rehearsed
     steps.append(f"build {inputs.context} with {inputs.dockerfile} for {inputs.platform}")
     steps.append("search the image's layers for key files")
     steps.extend(

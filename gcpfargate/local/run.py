@@ -31,6 +31,7 @@ from gcpfargate.ecs import cluster as ecs
 from gcpfargate.ecs.overrides import TaskOverrides
 from gcpfargate.errors import ConfigError, OperationError
 from gcpfargate.iam import policy, roles
+from gcpfargate.image.images import ResolvedImage
 from gcpfargate.taskdef import fargate_rules
 
 PRESTEP_NAME = "gcpfargate-run-local"  # $0 of the pre-step: what `ps` and its messages show
@@ -177,15 +178,32 @@ def resolve_secret(ctx: Context, name: str, ref: SecretRef) -> str:
 
 
 def load_definition(
-    ctx: Context, from_template: bool, revision: int | None = None
+    ctx: Context,
+    from_template: bool,
+    revision: int | None = None,
+    local: ResolvedImage | None = None,
 ) -> dict[str, Any]:
-    if from_template:
+    if from_template or local is not None:
         from gcpfargate.taskdef.register import render_definition
 
-        return render_definition(ctx, None)
+        return render_definition(ctx, None, local=local)
     return ecs.require_task_definition(
         ctx, ctx.settings.family, revision, f"{ecs.REGISTER_HINT}, or use --from-template"
     )
+
+
+def build_local(ctx: Context) -> ResolvedImage:
+    """run-local --build: the local build context built as push-image builds it (the same settings,
+    the same key guard on the context and on the image's layers), left on the local engine only."""
+    from gcpfargate.image.push import build_image, guard, scan_image
+
+    built = build_image(ctx, action="run it locally")
+    image = f"{built.name}:{built.tag}"
+    with ctx.reporter.step(f"Searching the layers of {image} for key files"):
+        found = scan_image(ctx, built.image_id)
+    guard(ctx, found, f"image {image}", False, action="run it locally")
+    config = dict((ctx.docker.inspect(built.image_id) or {}).get("Config") or {})
+    return ResolvedImage(reference=image, digest="", config=config)
 
 
 def essential_container(definition: dict[str, Any], name: str | None) -> dict[str, Any]:
@@ -337,10 +355,19 @@ def run_local(
     revision: int | None = None,
     check_role: bool = True,
     overrides: TaskOverrides | None = None,
+    build: bool = False,
 ) -> RunLocalResult:
     if network not in ("none", "host"):
         raise ConfigError(f"--network {network} is not allowed", "Use none (the default) or host")
-    definition = load_definition(ctx, from_template, revision)
+    if build and revision is not None:
+        raise ConfigError(
+            "--build and --revision exclude each other",
+            "--build runs the template with the local build; --revision a registered revision",
+        )
+    # Built before anything is read: the template may name the image, and a refused context
+    # (a key file) stops here.
+    local = build_local(ctx) if build else None
+    definition = load_definition(ctx, from_template, revision, local)
     container = essential_container(definition, container_name)
     if check_role:
         with ctx.reporter.step("Checking the execution role can read the task's secrets"):
@@ -350,9 +377,12 @@ def run_local(
     with ctx.reporter.step("Resolving secrets"):
         spec = container_spec(ctx, definition, container, network)
     image = spec.image
-    credentials = ctx.registry.credentials() if image.startswith(ctx.registry.host + "/") else None
-    with ctx.reporter.step(f"Pulling {image}"):
-        ctx.docker.pull(image, credentials)
+    if local is None or image != local.reference:  # the local build is on the engine already
+        credentials = (
+            ctx.registry.credentials() if image.startswith(ctx.registry.host + "/") else None
+        )
+        with ctx.reporter.step(f"Pulling {image}"):
+            ctx.docker.pull(image, credentials)
     if spec.stdin:
         with_prestep(spec, container, dict((ctx.docker.inspect(image) or {}).get("Config") or {}))
     delivery = delivery_of(definition, str(container.get("name")))

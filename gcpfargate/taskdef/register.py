@@ -118,6 +118,7 @@ def render_definition(
     secret_arn: str | None = None,
     show_rendered: bool = False,
     role_arn: str | None = None,
+    local: images.ResolvedImage | None = None,
 ) -> dict[str, Any]:
     """The final task definition register-task would send: rendered, wired, validated. Reads only.
 
@@ -153,7 +154,8 @@ def render_definition(
             variables[name] = lookup()
     resolved: images.ResolvedImage | None = None
     if needed & {"image", "image_digest"}:
-        resolved = images.resolve_image(ctx, image or images.registered_image(ctx))
+        # `local`: an image only the local engine holds (run-local --build), with its own config.
+        resolved = local or images.resolve_image(ctx, image or images.registered_image(ctx))
         variables.update(image=resolved.reference, image_digest=resolved.digest)
     else:
         ctx.reporter.warn(

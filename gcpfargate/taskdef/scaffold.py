@@ -111,10 +111,31 @@ CMD ["python", "main.py"]
 """
 
 
-def write_starter_dockerfile(directory: Path) -> Path:
+STARTER_MAIN = """\
+# The job the starter Dockerfile runs. Google's client libraries find the service account's
+# credentials through GOOGLE_APPLICATION_CREDENTIALS, which gcpfargate sets in the task.
+import os
+
+
+def main() -> None:
+    print("hello from gcpfargate; credentials at", os.environ.get("GOOGLE_APPLICATION_CREDENTIALS"))
+
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+def write_starter_dockerfile(directory: Path) -> list[Path]:
+    """The starter Dockerfile and the main.py it runs (an existing main.py is kept)."""
     path = directory / "Dockerfile"
     path.write_text(STARTER_DOCKERFILE, encoding="utf-8")
-    return path
+    written = [path]
+    main = directory / "main.py"
+    if not main.exists():
+        main.write_text(STARTER_MAIN, encoding="utf-8")
+        written.append(main)
+    return written
 
 
 def next_steps(answers: Answers, has_dockerfile: bool, region_known: bool) -> str:

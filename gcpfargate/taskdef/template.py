@@ -201,8 +201,8 @@ def parse_json(text: str, path: Path) -> dict[str, Any]:
         raise TemplateError(
             f"{shown(path)}:{exc.lineno}:{exc.colno}: the rendered template is not JSON: {exc.msg} "
             "(line:column of the rendered text)",
-            "Quote values with the tojson filter, e.g. {{ vars.name | tojson }}; "
-            "`gcpfargate render` shows what was rendered",
+            _json_hint(exc),
+            excerpt=_caret(text, exc.lineno, exc.colno),
         ) from None
     except ValueError as exc:
         raise TemplateError(f"{shown(path)}: the rendered template is not JSON: {exc}") from None
@@ -212,6 +212,40 @@ def parse_json(text: str, path: Path) -> dict[str, Any]:
             'A task definition is one JSON object: { "family": ..., ... }',
         )
     return data
+
+
+def _json_hint(exc: json.JSONDecodeError) -> str:
+    """What usually causes this JSON error in a template; tojson only where a bare value is likely."""
+    if exc.msg.startswith("Expecting ',' delimiter"):
+        return "A comma is missing between two values or fields, just before the caret"
+    if exc.msg.startswith("Expecting property name"):
+        return "A field name must be in double quotes, and JSON allows no comma before } or ]"
+    if exc.msg.startswith("Expecting ':' delimiter"):
+        return 'A field needs a colon between its name and its value: "name": value'
+    if exc.msg.startswith("Extra data"):
+        return "The template must render exactly one JSON object; something follows its last }"
+    if exc.msg.startswith(("Expecting value", "Invalid control character", "Unterminated")):
+        return (
+            "Quote values with the tojson filter, e.g. {{ vars.name | tojson }}; "
+            "`gcpfargate render` shows what was rendered"
+        )
+    return "Fix the JSON at that line and column"
+
+
+EXCERPT_WIDTH = 100
+
+
+def _caret(text: str, lineno: int, colno: int) -> str:
+    """The rendered line `lineno` with a caret under column `colno`, cut to fit a terminal."""
+    lines = text.splitlines() or [""]
+    line = lines[min(lineno, len(lines)) - 1].expandtabs(
+        1
+    )  # a tab counts as one column, as in colno
+    column = max(colno - 1, 0)
+    start = max(0, column - EXCERPT_WIDTH // 2) if len(line) > EXCERPT_WIDTH else 0
+    shown_line = line[start : start + EXCERPT_WIDTH]
+    gutter = f"{lineno} | "
+    return f"{gutter}{shown_line}\n{' ' * (len(gutter) - 2)}| {' ' * (column - start)}^"
 
 
 # -- validation -----------------------------------------------------------------------------------
@@ -268,7 +302,13 @@ def _describe(error: tuple[str, str, dict[str, Any]]) -> str:
         field = f"{where}.{extra['required_name']}" if where else extra["required_name"]
         return f"{field} is required"
     if kind == "unknown field":
-        return f"unknown field {extra['unknown_param']!r} {at}"
+        import difflib
+
+        close = difflib.get_close_matches(
+            extra["unknown_param"], list(extra.get("valid_names") or []), n=1
+        )
+        guess = f" (did you mean {close[0]!r}?)" if close else ""
+        return f"unknown field {extra['unknown_param']!r} {at}{guess}"
     if kind == "invalid type":
         wanted = " or ".join(dict.fromkeys(_TYPE_WORDS.get(t, t) for t in extra["valid_types"]))
         return f"{where} must be {wanted}, not {_JSON_TYPES.get(type(extra['param']), 'that')}"

@@ -213,6 +213,13 @@ def test_deploy_removes_the_local_tag_of_an_image_it_did_not_push(project: Proje
     assert second["push-image"]["changed"] is False and second["push-image"]["image"].startswith(
         f"{project.stack.registry}/{project.family}@"
     )
+    time.sleep(1.1)
+    # The no-op summary names the digest-pinned image once, not its digest a second time.
+    text = project.run("deploy")
+    assert text.returncode == 0, text.output
+    digest = second["push-image"]["digest"]
+    assert digest and text.stdout.count(digest) == 1, text.stdout
+    assert f"changed no, {second['push-image']['image']}\n" in text.stdout, text.stdout
     engine = docker.DockerClient(base_url=project.stack.docker_host)
     # Identical busybox builds of other tests share the image id: look at this repository's names only.
     repository = f"{project.stack.registry}/{project.family}:"
@@ -249,3 +256,87 @@ def test_cheap_local_checks_fail_before_anything_is_created(
     # Asked by name, not by scanning a listing: ListSecrets and ListRoles page at 100 in the shared moto.
     assert not project.exists("secret", project.secret_name)
     assert not project.exists("role", f"gcpfargate-{project.family}-execution")
+
+
+def test_dry_run_after_a_commit_that_leaves_the_image_as_it_was(project: Project) -> None:
+    prepare(project, tag="")  # the default tag: the git commit
+
+    def git(*args: str) -> None:
+        subprocess.run(
+            ["git", "-c", "user.email=dev@example.com", "-c", "user.name=dev", *args],
+            cwd=project.dir,
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+
+    (project.dir / ".gitignore").write_text(".home/\n")
+    git("init", "-q")
+    git("add", "-A")
+    git("commit", "-qm", "first")
+    first = deploy(project)
+    assert first["push-image"]["changed"] is True
+
+    # A commit outside the image: the real deploy would be a no-op, and the dry run says so.
+    (project.dir / "NOTES.md").write_text("what changed, for people\n")
+    git("add", "-A")
+    git("commit", "-qm", "notes")
+    text = project.run("deploy", "--dry-run")
+    assert text.returncode == 0, text.output
+    assert "gcpfargate deploy (dry run): nothing would change." in text.stdout, text.output
+    assert "not checked yet" not in text.output and "is not in registry" not in text.output
+    planned = project.run("deploy", "--dry-run", "-o", "json").json
+    assert [step for step in planned if planned[step].get("plan")] == [], planned
+    local = project.run("deploy", "--dry-run")  # the rehearsal's build left no local name behind
+    assert local.returncode == 0 and "nothing would change" in local.stdout
+
+    # A template change on top: the dry run shows the task-definition diff register-task would.
+    template = project.dir / "task-definition.json.j2"
+    template.write_text(template.read_text().replace('"memory": "512"', '"memory": "1024"'))
+    changed = project.run("deploy", "--dry-run")
+    assert changed.returncode == 0, changed.output
+    assert '+  "memory": "1024",' in changed.stdout and "not checked yet" not in changed.output
+    assert "push-image: nothing would change" in changed.stdout, changed.stdout
+
+    again = deploy(project)  # and the real deploy agrees with the first dry run's push-image
+    assert again["push-image"]["changed"] is False and again["register-task"]["changed"] is True
+
+
+def test_run_local_build_runs_the_local_code_and_pushes_or_registers_nothing(
+    project: Project,
+) -> None:
+    from tests.stack.images import write_busybox_context
+    from tests.unit.test_keyscan import key_json
+
+    prepare(project)
+    deploy(project)
+    ecs, ecr = project.aws("ecs"), project.aws("ecr")
+
+    def revisions() -> list[str]:
+        return list(ecs.list_task_definitions(familyPrefix=project.family)["taskDefinitionArns"])
+
+    def pushed() -> list[dict[str, str]]:
+        return list(ecr.list_images(repositoryName=project.family)["imageIds"])
+
+    before = (revisions(), pushed())
+    # An edit not deployed: --build runs it, with the secret delivered as on Fargate.
+    write_busybox_context(
+        project.dir,
+        ('CMD ["sh", "-c", "echo local edit ran; test -s \\"$GOOGLE_APPLICATION_CREDENTIALS\\""]',),
+    )
+    result = project.run("run-local", "--build")
+    assert result.returncode == 0, result.output
+    assert "local edit ran" in result.stderr and "job ran" not in result.stderr
+    assert (revisions(), pushed()) == before  # nothing pushed, nothing registered
+    # Without --build the registered revision still runs the deployed image.
+    registered = project.run("run-local")
+    assert registered.returncode == 0 and "job ran" in registered.stderr, registered.output
+
+    # The same key guard as push-image: a key file in the context is refused before the build.
+    (project.dir / "sa.json").write_bytes(key_json())
+    refused = project.run("run-local", "--build")
+    last = assert_one_clean_line(refused, 1, "refusing to run it locally", "sa.json")
+    assert "--allow-embedded-credentials" not in last and "local edit ran" not in refused.stderr
+    assert_one_clean_line(
+        project.run("run-local", "--build", "--revision", "1"), 2, "exclude each other"
+    )

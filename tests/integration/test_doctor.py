@@ -211,3 +211,30 @@ def test_missing_aws_configuration_exits_2_with_a_json_error(project: Project) -
     )
     no_credentials = project.run("bootstrap", env=NO_AWS_CREDENTIALS)
     assert no_credentials.returncode == 2 and "no AWS credentials" in no_credentials.stderr
+
+
+def test_a_config_problem_is_a_failing_config_check_in_the_tree_and_json(project: Project) -> None:
+    # No config at all, an invalid value and an unknown key: the same tree, the same JSON, exit 3.
+    (project.dir / "gcpfargate.toml").unlink(missing_ok=True)
+    for body, said in (
+        (None, "missing required setting"),
+        (project.base_config.replace(project.gcp_project, "P1!"), "is not a valid GCP project id"),
+        (project.base_config + 'familly = "x"\n', "did you mean family?"),
+    ):
+        if body is not None:
+            project.write_config(body)
+        text = project.run("doctor")
+        assert text.returncode == 3, text.output
+        assert "Traceback" not in text.output and "error:" not in text.stderr, text.output
+        lines = text.stdout.splitlines()
+        assert lines[:2] == ["gcpfargate doctor", "config"], text.stdout
+        assert lines[2].startswith("  FAIL   config valid: ") and said in text.stdout, text.stdout
+        assert lines[-1] == "status: FAIL" and text.stdout.count(" FAIL ") == 1
+
+        as_json = project.run("doctor", "--output", "json")
+        assert as_json.returncode == 3, as_json.output
+        report = as_json.json
+        assert report["status"] == "FAIL"
+        [check] = report["checks"]
+        assert (check["id"], check["status"]) == ("config.valid", "FAIL")
+        assert said.split(",")[0] in check["detail"] + str(check["hint"])

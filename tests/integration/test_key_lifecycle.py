@@ -113,7 +113,11 @@ def test_prune_keys_keeps_young_keys_and_referenced_ones(bootstrapped: Project) 
     assert [(k["key_id"], k["action"]) for k in listed.json["keys"]] == [
         (young[0], "keep (younger than 24 h)")
     ]
-    assert project.run("prune-keys", "--yes").returncode == 0
+    pruned = project.run("prune-keys", "--yes")
+    assert pruned.returncode == 0, pruned.output
+    # The text form names what happened, never a Python dict or list repr.
+    assert "deleted: none" in pruned.stdout and f"kept: {young[0]}" in pruned.stdout
+    assert "{" not in pruned.stdout and "[" not in pruned.stdout, pruned.stdout
     assert young[0] in user_keys(project) and current(project)["private_key_id"] in user_keys(
         project
     )

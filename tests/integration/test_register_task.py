@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -19,6 +20,7 @@ import pytest
 from google.oauth2 import service_account
 
 from tests.conftest import Project, assert_one_clean_line
+from tests.integration.test_init_prompts import Terminal
 from tests.stack.images import write_busybox_context
 from tests.stack.local import REGION
 
@@ -236,6 +238,20 @@ def test_render_diff_and_init_from_family(project: Project, tmp_path: Path) -> N
         and as_json.json["changed"] is True
         and '+  "memory": "1024"' in as_json.json["diff"]
     )
+    # On a terminal the diff is coloured as git colours it; NO_COLOR keeps it plain there too.
+    env = {k: v for k, v in project.env.items() if k not in ("NO_COLOR", "CI", "FORCE_COLOR")}
+    term = Terminal([sys.executable, "-m", "gcpfargate", "diff"], project.dir, env)
+    code, shown = term.finish()
+    assert code == 1, shown
+    assert '\x1b[31m-  "memory": "512",\x1b[0m' in shown, repr(shown)
+    assert '\x1b[32m+  "memory": "1024",\x1b[0m' in shown, repr(shown)
+    term = Terminal(
+        [sys.executable, "-m", "gcpfargate", "diff"], project.dir, env | {"NO_COLOR": "1"}
+    )
+    code, shown = term.finish()
+    # Spinners still move the cursor; what NO_COLOR removes is every colour (SGR) sequence.
+    assert code == 1 and '+  "memory": "1024",' in shown, repr(shown)
+    assert not re.search(r"\x1b\[[0-9;]*m", shown), repr(shown)
     assert project.run("register-task", "--output", "json").json["revision"] == 2
 
     # init --from-family: the imported template renders to the registered definition again.
@@ -307,6 +323,10 @@ BAD_TEMPLATES = {
         '{\n  "family": {{ family | tojson }},\n  "cpu": 256,,\n}\n',
         ["task-definition.json.j2:3:14:", "not JSON"],
     ),
+    "missing-comma": (
+        '{\n  "family": {{ family | tojson }}\n  "cpu": "256"\n}\n',
+        ["task-definition.json.j2:3:3:", "Expecting ',' delimiter", "A comma is missing"],
+    ),
 }
 
 
@@ -342,6 +362,12 @@ BAD_DEFINITIONS = {
         ),
         ["containerDefinitions[0].portMappings[0].containerPort must be an integer"],
     ),
+    "unknown-field": (
+        fargate_template(
+            containerDefinitions=[{"name": "app", "image": "busybox", "essentail": True}]
+        ),
+        ["unknown field 'essentail' at containerDefinitions[0] (did you mean 'essential'?)"],
+    ),
     "cpu-memory": (
         fargate_template(cpu="512", memory="512"),
         ["cpu 512 with memory 512", "1024 to 4096"],
@@ -367,6 +393,29 @@ def test_each_bad_template_gives_one_clear_line(project: Project, case: str) -> 
     assert_one_clean_line(result, 2, *fragments)
     calls = project.dir / "calls"
     assert not calls.exists() or calls.read_text() == ""  # refused before any AWS call
+
+
+def test_a_json_error_shows_the_line_with_a_caret_and_no_wrong_hint(project: Project) -> None:
+    (project.dir / "task-definition.json.j2").write_text(BAD_TEMPLATES["missing-comma"][0])
+    configure(project, wire_credentials=False, containers=[])
+    result = project.run("render")
+    last = assert_one_clean_line(result, 2, "task-definition.json.j2:3:3:")
+    assert "tojson" not in last
+    lines = result.stderr.splitlines()
+    assert lines[-3:-1] == ['3 |   "cpu": "256"', "  |   ^"], result.stderr
+
+    as_json = project.run("render", "--output", "json")
+    assert as_json.returncode == 2
+    assert as_json.json["error"]["excerpt"] == '3 |   "cpu": "256"\n  |   ^'
+    assert "  |   ^" not in as_json.stderr  # the excerpt is in the JSON instead
+
+    # Where a bare value is the likely cause, the tojson hint stays.
+    (project.dir / "task-definition.json.j2").write_text(
+        '{\n  "family": {{ family }},\n  "cpu": "256"\n}\n'
+    )
+    result = project.run("render")
+    assert_one_clean_line(result, 2, "Expecting value", "tojson")
+    assert "^" in result.stderr.splitlines()[-2]
 
 
 def test_missing_secret_and_missing_image_say_what_to_do(project: Project) -> None:

@@ -157,6 +157,46 @@ def test_schedule_creates_the_schedule_and_its_role(project: Project) -> None:
     ]
 
 
+def test_unix_cron_and_macros_are_converted_and_the_conversion_is_shown(project: Project) -> None:
+    prepare(project)
+    name = f"gcpfargate-{project.family}"
+    scheduler = project.aws("scheduler")
+
+    result = project.run("schedule", "--cron", "0 3 * * *")
+    assert result.returncode == 0, result.output
+    assert "cron(0 3 * * *) is cron(0 3 * * ? *) in EventBridge's six-field form" in result.stderr
+    assert "expression: cron(0 3 * * ? *) (from cron(0 3 * * *))" in result.stdout
+    assert scheduler.get_schedule(Name=name)["ScheduleExpression"] == "cron(0 3 * * ? *)"
+
+    # Unix weekday numbers (1 = Monday) become names, which mean the same to AWS.
+    result = project.run("schedule", "--cron", "30 9 * * 1-5", "--output", "json")
+    assert result.returncode == 0, result.output
+    assert result.json["expression"] == "cron(30 9 ? * MON-FRI *)"
+    assert result.json["written"] == "cron(30 9 * * 1-5)"
+    runs = [datetime.fromisoformat(when) for when in result.json["next_runs"]]
+    assert all(when.weekday() < 5 and when.strftime("%H:%M") == "09:30" for when in runs)
+
+    for macro, aws in (
+        ("@daily", "cron(0 0 * * ? *)"),
+        ("@hourly", "cron(0 * * * ? *)"),
+        ("@weekly", "cron(0 0 ? * SUN *)"),
+        ("@monthly", "cron(0 0 1 * ? *)"),
+        ("@yearly", "cron(0 0 1 1 ? *)"),
+    ):
+        result = project.run("schedule", "--cron", macro)
+        assert result.returncode == 0, result.output
+        assert f"{macro} is {aws} in EventBridge's six-field form" in result.stderr
+        assert scheduler.get_schedule(Name=name)["ScheduleExpression"] == aws
+
+    # The same from the config file: schedule.expression may be a macro too; a re-run is a no-op.
+    config = project.dir / "gcpfargate.toml"
+    project.write_config(config.read_text() + '\nexpression = "@daily"\n')
+    result = project.run("schedule", "--output", "json")
+    assert result.returncode == 0, result.output
+    assert result.json["expression"] == "cron(0 0 * * ? *)" and result.json["changed"] is True
+    assert project.run("schedule", "--output", "json").json["changed"] is False
+
+
 def test_second_schedule_writes_nothing_then_changes_update_it(project: Project) -> None:
     prepare(project)
     first = project.run("schedule", "--cron", "0 3 * * ? *", "--output", "json")
@@ -283,8 +323,12 @@ def test_given_role_is_used_and_no_role_is_created(project: Project) -> None:
 def test_bad_expressions_and_zones_are_usage_errors(project: Project) -> None:
     prepare(project)
     assert_one_clean_line(
-        project.run("schedule", "--cron", "0 3 * * *"), 2, "has 5 fields, not 6", "year field"
+        project.run("schedule", "--cron", "0 3 * * * * *"), 2, "has 7 fields, not 6", "year"
     )
+    assert_one_clean_line(
+        project.run("schedule", "--cron", "0 3 1 * 1"), 2, "OR day-of-week", "cannot express"
+    )
+    assert_one_clean_line(project.run("schedule", "--cron", "@reboot"), 2, "not a cron macro")
     assert_one_clean_line(project.run("schedule", "--rate", "1 week"), 2, "unit 'week'")
     assert_one_clean_line(
         project.run("schedule", "--cron", "0 3 * * ? *", "--timezone", "Asia/Tokio"),

@@ -8,6 +8,8 @@ module's own in front of the session's moto, so the rest of the suite is unaffec
 
 from __future__ import annotations
 
+import re
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,6 +18,7 @@ import pytest
 
 from tests.conftest import REGION, Project, assert_one_clean_line
 from tests.integration.deployed import prepare
+from tests.integration.test_init_prompts import Terminal
 from tests.stack.images import write_busybox_context
 from tests.stack.local import ACCOUNT_ID, LocalStack
 from tests.stack.strict import Settings, StrictLayer
@@ -107,12 +110,61 @@ def test_deploy_waits_for_the_rollout_and_a_failed_one_says_how_to_roll_back(
         f"{family}:3",
     )
 
-    # A rollout slower than --wait-timeout is a failure too, with the way back.
+    # A rollout slower than --wait-timeout has not failed: ECS carries on, and the words say so.
     slow = project.run("rollback", "--wait-timeout", "1")
-    assert_one_clean_line(
+    last = assert_one_clean_line(
         slow,
         1,
-        f"did not become stable on {family}:2",
-        "not stable within service.wait_timeout = 1 s",
-        "--revision 3",
+        f"service web is still rolling out {family}:2 after service.wait_timeout = 1 s: "
+        "deployment ecs-svc/",
+        " IN_PROGRESS (",
+        "ECS carries on with it",
+        "wait longer with --wait-timeout",
     )
+    assert "Roll back" not in last and "failed" not in last
+
+
+def test_after_a_circuit_breaker_rollback_no_rollback_is_advised_and_waits_show_time(
+    project: Project, layer: StrictLayer
+) -> None:
+    project.extra_env["AWS_ENDPOINT_URL"] = layer.url
+    family, client = project.family, ecs(layer)
+    prepare(project)
+    first = deploy_json(project)["register-task"]["task_definition_arn"]
+    client.create_cluster(clusterName=family)
+    client.create_service(
+        cluster=family,
+        serviceName="web",
+        taskDefinition=first,
+        desiredCount=2,
+        launchType="FARGATE",
+        deploymentConfiguration={"deploymentCircuitBreaker": {"enable": True, "rollback": True}},
+    )
+    config = project.dir / "gcpfargate.toml"
+    config.write_text(config.read_text() + f'\n[service]\nname = "web"\ncluster = "{family}"\n')
+
+    # On a terminal the wait's spinner and its ✓ line carry the elapsed time.
+    write_busybox_context(project.dir, ('CMD ["echo", "v2"]',))
+    env = {k: v for k, v in project.env.items() if k != "CI"}
+    code, shown = Terminal(
+        [sys.executable, "-m", "gcpfargate", "deploy"], project.dir, env
+    ).finish()
+    assert code == 0, shown
+    assert re.search(rf"✓ Waiting for service web to run {family}:2 stably \(\d+ s\)", shown), shown
+    assert re.search(rf"service web runs {family}:2 \(2/2 running, 0 pending\) after \d+ s", shown)
+
+    # The circuit breaker fails the next deployment and ECS rolls back by itself: nothing to undo.
+    layer.settings.fail_deployments = 1
+    write_busybox_context(project.dir, ('CMD ["echo", "v3"]',))
+    failed = project.run("deploy")
+    last = assert_one_clean_line(
+        failed,
+        1,
+        f"service failed: service web did not become stable on {family}:3",
+        f"ECS's deployment circuit breaker rolled the service back to {family}:2",
+        "deployment failed: tasks failed to start.",
+        "Nothing to roll back: fix what the events say, then deploy again",
+    )
+    assert "gcpfargate rollback" not in last
+    service = client.describe_services(cluster=family, services=["web"])["services"][0]
+    assert service["taskDefinition"].rsplit("/", 1)[-1] == f"{family}:2"

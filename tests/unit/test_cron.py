@@ -127,6 +127,8 @@ def test_impossible_date_has_no_runs() -> None:
         ({"rate": "1 hours"}, "rate(1 hour)"),
         ({"rate": "5 minute"}, "rate(5 minutes)"),
         ({"expression": "rate(2 days)"}, "rate(2 days)"),
+        ({"cron": "0 3 * * *"}, "cron(0 3 * * *)"),
+        ({"cron": "@daily"}, "@daily"),
         ({"expression": "at(2030-01-31T09:00:00)"}, "at(2030-01-31T09:00:00)"),
         ({}, None),
     ],
@@ -139,7 +141,10 @@ def test_flags_are_canonicalised(flags: dict[str, str], expected: str | None) ->
     ("text", "fragment"),
     [
         ("0 3 * * *", "is not cron(...)"),
-        ("cron(0 3 * * *)", "has 5 fields, not 6"),
+        ("cron(0 3 * *)", "has 4 fields, not 6"),
+        ("cron(0 3 1 * MON)", "OR day-of-week"),
+        ("cron(0 3 * * 8)", "day-of-week '8' is not 0-7"),
+        ("@reboot", "not a cron macro"),
         ("cron(0 3 * * * *)", "exactly one of day-of-month"),
         ("cron(0 3 ? * ? *)", "exactly one of day-of-month"),
         ("cron(61 3 * * ? *)", "minutes field '61' is out of range"),
@@ -171,3 +176,37 @@ def test_time_zone_validation() -> None:
     for bad in ("Asia/Tokio", "../etc/passwd", "JST+9"):
         with pytest.raises(cron.ExpressionError, match="not an IANA time zone"):
             cron.zone(bad)
+
+
+@pytest.mark.parametrize(
+    ("written", "aws"),
+    [
+        ("cron(0 3 * * *)", "cron(0 3 * * ? *)"),
+        ("cron(*/15 * 1 * *)", "cron(*/15 * 1 * ? *)"),
+        ("cron(0 9 * * 1-5)", "cron(0 9 ? * MON-FRI *)"),
+        ("cron(0 9 * * 0,6)", "cron(0 9 ? * SUN,SAT *)"),
+        ("cron(0 9 * * 7)", "cron(0 9 ? * SUN *)"),
+        ("cron(0 9 * * 5-7)", "cron(0 9 ? * FRI-SAT,SUN *)"),
+        ("cron(0 9 * * */2)", "cron(0 9 ? * 1/2 *)"),
+        ("cron(0 9 * * fri)", "cron(0 9 ? * FRI *)"),
+        ("cron(0 9 ? * 2)", "cron(0 9 ? * 2 *)"),
+        ("@daily", "cron(0 0 * * ? *)"),
+        ("@midnight", "cron(0 0 * * ? *)"),
+        ("@hourly", "cron(0 * * * ? *)"),
+        ("@weekly", "cron(0 0 ? * SUN *)"),
+        ("@monthly", "cron(0 0 1 * ? *)"),
+        ("@yearly", "cron(0 0 1 1 ? *)"),
+        ("@annually", "cron(0 0 1 1 ? *)"),
+    ],
+)
+def test_unix_cron_and_macros_become_the_six_aws_fields(written: str, aws: str) -> None:
+    expression = cron.parse(written)
+    assert (expression.text, expression.written, expression.converted) == (aws, written, True)
+
+
+def test_unix_weekday_numbers_keep_their_days() -> None:
+    after = datetime(2030, 1, 1, tzinfo=UTC)  # a Tuesday
+    runs = cron.next_runs(cron.parse("cron(0 9 * * */2)"), ZoneInfo("UTC"), 4, after)
+    # Unix */2 in day-of-week is 0,2,4,6: Sunday, Tuesday, Thursday, Saturday.
+    assert [when.strftime("%a") for when in runs] == ["Tue", "Thu", "Sat", "Sun"]
+    assert not cron.parse("cron(0 3 * * ? *)").converted

@@ -242,7 +242,7 @@ def test_roll_out_updates_then_waits_until_stable(
         "  web: (service web) has reached a steady state.",
         "  web: (service web) (deployment ecs-svc/2222) deployment completed.",
         "  web web:7: 2/2 running, 0 pending",
-        "service web runs web:7 (2/2 running, 0 pending)",
+        "service web runs web:7 (2/2 running, 0 pending) after 5 s",
     ]
 
 
@@ -304,7 +304,7 @@ def test_circuit_breaker_failure_names_the_events_and_the_way_back(
     )
 
 
-def test_timeout_is_a_failure_with_the_rollback_command(
+def test_timeout_says_still_in_progress_with_the_deployment_state(
     stubbed: tuple[Context, NullReporter, Stubber],
 ) -> None:
     ctx, _, ecs = stubbed
@@ -318,15 +318,70 @@ def test_timeout_is_a_failure_with_the_rollback_command(
     # Polls at 0, 2, 5, 9.5, 16.25, then every 10 s up to 56.25, a last short pause to 60, and the last poll.
     for _ in range(10):
         ecs.add_response("describe_services", rolling(1, 1, STARTED), DESCRIBE)
-    with pytest.raises(svc.RolloutFailed) as raised:
+    with pytest.raises(svc.RolloutUnfinished) as raised:
         svc.roll_out(ctx, NEW, sleep=clock.sleep, clock=clock)
-    assert (
-        "not stable within service.wait_timeout = 60 s (1/2 running, 1 pending)"
-        in raised.value.message
+    # Not a failure: ECS carries on, so the words say so and no rollback is advised.
+    assert raised.value.message.startswith(
+        "service web is still rolling out web:7 after service.wait_timeout = 60 s: "
+        "deployment ecs-svc/2222 IN_PROGRESS (1/2 running, 1 pending, 1 older deployment "
+        "draining); ECS carries on with it; service events: "
     )
     assert "has started 2 tasks" in raised.value.message
-    assert "--revision 6" in raised.value.hint
+    assert "rollback" not in raised.value.hint.lower() and "--wait-timeout" in raised.value.hint
+    assert raised.value.still_running and "failed" not in raised.value.message
     assert clock.now == 60
+
+
+def test_default_wait_is_thirty_minutes(tmp_path: Path) -> None:
+    config = tmp_path / "gcpfargate.toml"
+    config.write_text('[task]\nfamily = "web"\n')
+    settings = load_settings(config, environ={})
+    assert settings.service.wait_timeout == 1800 >= 40 * 15  # above the AWS CLI waiter's floor
+
+
+def test_no_rollback_advice_when_ecs_already_rolled_back(
+    stubbed: tuple[Context, NullReporter, Stubber],
+) -> None:
+    ctx, _, ecs = stubbed
+    ecs.add_response("describe_services", STEADY_OLD, DESCRIBE)
+    ecs.add_response(
+        "update_service",
+        {"service": rolling(0, 0, [])["services"][0]},
+        {"cluster": CLUSTER, "service": NAME, "taskDefinition": NEW},
+    )
+    back = answer(
+        [
+            deployment(
+                "ecs-svc/3333",
+                "PRIMARY",
+                OLD,
+                2,
+                2,
+                rollout="IN_PROGRESS",
+                reason="ECS deployment circuit breaker: rolling back to deploymentId ecs-svc/1111.",
+            ),
+            deployment(
+                "ecs-svc/2222",
+                "ACTIVE",
+                NEW,
+                2,
+                0,
+                rollout="FAILED",
+                failed=3,
+                reason="ECS deployment circuit breaker: tasks failed to start.",
+            ),
+        ],
+        [event(5, "(deployment ecs-svc/2222) deployment failed: tasks failed to start.")],
+    )
+    back["services"][0]["deploymentConfiguration"]["deploymentCircuitBreaker"]["rollback"] = True
+    ecs.add_response("describe_services", back, DESCRIBE)
+    clock = Clock()
+    with pytest.raises(svc.RolloutFailed) as raised:
+        svc.roll_out(ctx, NEW, sleep=clock.sleep, clock=clock)
+    error = raised.value
+    assert "ECS's deployment circuit breaker rolled the service back to web:6" in error.message
+    assert error.hint == "Nothing to roll back: fix what the events say, then deploy again"
+    assert "gcpfargate rollback" not in error.one_line()
 
 
 def test_no_wait_returns_after_update_service(

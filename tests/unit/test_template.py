@@ -121,8 +121,12 @@ def test_valid_definition_passes() -> None:
             "unknown field 'taskDefinitionArn' at the top level",
         ),
         (
+            lambda d: d["containerDefinitions"][0].update(essentail=True),
+            "unknown field 'essentail' at containerDefinitions[0] (did you mean 'essential'?)",
+        ),
+        (
             lambda d: d["containerDefinitions"][0].update(imagee="x"),
-            "unknown field 'imagee' at containerDefinitions[0]",
+            "unknown field 'imagee' at containerDefinitions[0] (did you mean 'image'?)",
         ),
         (lambda d: d.update(networkMode="awsvcp"), "networkMode must be one of"),
         (lambda d: d.update(cpu=256), "cpu must be a string, not an integer"),
@@ -359,3 +363,23 @@ def test_packaged_templates_render(tmp_path: Path) -> None:
     data = tomllib.loads(config)
     assert data["gcp"]["project"] == 'p"q' and data["task"]["containers"] == ["app"]
     assert json.dumps(data)  # plain data only
+
+
+def test_json_errors_point_at_the_line_with_a_caret_and_a_fitting_hint(tmp_path: Path) -> None:
+    path = tmp_path / "t.j2"
+    cases = [
+        ('{\n  "a": 1\n  "b": 2\n}', "t.j2:3:3:", "A comma is missing", '3 |   "b": 2\n  |   ^'),
+        ('{\n  "a": hello\n}', "t.j2:2:8:", "tojson", '2 |   "a": hello\n  |        ^'),
+        ('{\n  "a": 1,\n}', "t.j2:3:1:", "no comma before }", "3 | }\n  | ^"),
+    ]
+    for text, where, hint, excerpt in cases:
+        with pytest.raises(TemplateError) as caught:
+            template.parse_json(text, path)
+        assert where in caught.value.message and hint in caught.value.hint
+        assert caught.value.excerpt == excerpt
+        assert ("tojson" in caught.value.hint) == (hint == "tojson")
+    long = '{"a": ' + "1" * 300 + "x}"
+    with pytest.raises(TemplateError) as caught:
+        template.parse_json(long, path)
+    line, caret = caught.value.excerpt.splitlines()
+    assert len(line) <= 110 and caret.index("^") == line.index("x")

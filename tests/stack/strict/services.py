@@ -12,7 +12,9 @@ deployment that DescribeServices shows moving over `Settings.rollout_seconds`:
 
 With `Settings.fail_deployments` > 0 the next deployments fail instead: their tasks start and stop,
 failedTasks grows, and at the end rolloutState is FAILED with the circuit breaker's reason while the
-old deployment keeps serving. Field names and values follow botocore's ecs model (Deployment,
+old deployment keeps serving. A service whose deploymentCircuitBreaker has `rollback` on is then
+rolled back the way ECS does it: a new deployment of the previous task definition replaces the
+failed one and the service's taskDefinition is the previous one again. Field names and values follow botocore's ecs model (Deployment,
 ServiceEvent); texts follow the sources named where they are written.
 """
 
@@ -44,6 +46,21 @@ class ServiceState:
     rollouts: list[Rollout] = field(default_factory=list)  # newest last; older ones being replaced
     events: list[dict[str, Any]] = field(default_factory=list)  # newest first, as ECS lists them
     logged: set[str] = field(default_factory=set)  # event keys already appended
+    # moto neither keeps nor returns deploymentConfiguration; ECS returns it with these defaults
+    # (API reference, DeploymentConfiguration: maximumPercent 200 and minimumHealthyPercent 100
+    # for a REPLICA service; the circuit breaker off).
+    configuration: dict[str, Any] = field(
+        default_factory=lambda: {
+            "deploymentCircuitBreaker": {"enable": False, "rollback": False},
+            "maximumPercent": 200,
+            "minimumHealthyPercent": 100,
+        }
+    )
+
+    @property
+    def rollback(self) -> bool:
+        breaker = self.configuration["deploymentCircuitBreaker"]
+        return bool(breaker.get("enable") and breaker.get("rollback"))
 
 
 def _services(layer: StrictLayer) -> dict[str, ServiceState]:
@@ -61,6 +78,8 @@ def start_deployment(layer: StrictLayer, call: Call, answer: Answer) -> Answer:
         state = _services(layer).setdefault(
             arn, ServiceState(service.get("serviceName", arn.rsplit("/", 1)[-1]))
         )
+        # UpdateService without a deploymentConfiguration keeps the service's.
+        state.configuration.update(request.get("deploymentConfiguration") or {})
         current = state.rollouts[-1] if state.rollouts else None
         # A new task definition or forceNewDeployment starts a deployment; a new desired count alone
         # scales the current one (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_UpdateService.html).
@@ -97,6 +116,7 @@ def describe(layer: StrictLayer, call: Call, answer: Answer) -> Answer:
 
 def _render(state: ServiceState, service: dict[str, Any], now: float, seconds: float) -> None:
     """Overwrite moto's deployments, counts and events with the simulated ones at time `now`."""
+    service["deploymentConfiguration"] = dict(state.configuration)
     deployments: list[dict[str, Any]] = []
     new = state.rollouts[-1] if state.rollouts else None
     old = state.rollouts[-2] if len(state.rollouts) > 1 else None
@@ -133,6 +153,22 @@ def _render(state: ServiceState, service: dict[str, Any], now: float, seconds: f
                 new.created_at + seconds,
                 f"(service {name}) (deployment {new.id}) deployment failed: tasks failed to start.",
             )
+            if state.rollback and old is not None:
+                # Source: https://docs.aws.amazon.com/AmazonECS/latest/developerguide/deployment-circuit-breaker.html
+                # ("the service is rolled back to the last deployment that completed
+                # successfully"): a new deployment of that task definition, already serving as
+                # the old tasks never stopped, replaces the failed one.
+                back = Rollout(
+                    f"ecs-svc/{uuid.uuid4().int % 10**19:019d}",
+                    old.task_definition,
+                    old.desired,
+                    False,
+                    started=now - seconds,
+                    created_at=new.created_at + seconds,
+                )
+                state.rollouts[:] = [new, back]
+                _render(state, service, now, seconds)
+                return
         else:
             rollout, reason = "IN_PROGRESS", f"ECS deployment {new.id} in progress."
         deployments.append(_deployment(new, "PRIMARY", running, pending, failed, rollout, reason))
