@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,9 +37,16 @@ _DENIED = (
 )
 
 
+# The classic image store's closing status line, "<tag>: digest: sha256:… size: N": the only
+# report of the digest from Docker's containerd image store, which sends no aux Digest line.
+_PUSHED_DIGEST = re.compile(r"\bdigest: (sha256:[0-9a-f]{64})\b")
+
+
 @dataclass
 class PushOutcome:
-    digest: str  # the manifest digest the registry stored, sha256:…
+    # The manifest digest the engine reported, sha256:…; "" when it reported none (Podman's
+    # Docker-compatible socket): the caller asks the registry.
+    digest: str
 
 
 def _engine_hint(host: str) -> str:
@@ -259,7 +267,8 @@ class DockerEngine:
         credentials: Credentials,
         on_progress: ProgressCallback | None = None,
     ) -> PushOutcome:
-        """Push `repository:tag` with these credentials (for this call only)."""
+        """Push `repository:tag` with these credentials (for this call only); the digest from the
+        stream's aux Digest record, else from its closing status line, else ""."""
         auth = {"username": credentials.username, "password": credentials.password}
         digest = ""
         with _engine_errors(
@@ -274,11 +283,9 @@ class DockerEngine:
                 aux = chunk.get("aux")
                 if isinstance(aux, dict) and aux.get("Digest"):
                     digest = str(aux["Digest"])
+                elif not digest and (found := _PUSHED_DIGEST.search(str(chunk.get("status", "")))):
+                    digest = found.group(1)
                 self._layer_progress(chunk, on_progress, "Pushed")
-        if not digest:
-            raise DockerError(
-                f"failed to push {repository}:{tag}: the engine reported no manifest digest"
-            )
         return PushOutcome(digest=digest)
 
     def pull(

@@ -187,6 +187,25 @@ class Registry:
             self._by_digest[memo] = found
         return self._by_digest[memo]
 
+    def manifest_digest(self, repository: str, reference: str) -> str | None:
+        """The digest of the manifest (or index) `repository:reference` names; None when absent.
+
+        A HEAD answers with the Docker-Content-Digest header (the Registry API's and ECR's); a
+        registry that leaves it out costs a GET, whose bytes are the digest's input."""
+        path = f"{repository}/manifests/{reference}"
+        response = self._get(path, MANIFEST_TYPES, head=True)
+        if response.status_code == 404:
+            return None
+        self._raise_for(response, f"read manifest {repository}:{reference}")
+        digest = response.headers.get("Docker-Content-Digest")
+        if digest:
+            return str(digest)
+        response = self._get(path, MANIFEST_TYPES)
+        if response.status_code == 404:
+            return None
+        self._raise_for(response, f"read manifest {repository}:{reference}")
+        return _digest(response.content)
+
     def _resolve(self, repository: str, reference: str, platform: str) -> ImageRef | None:
         try:
             return self._resolve_unchecked(repository, reference, platform)

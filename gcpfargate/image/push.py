@@ -37,7 +37,12 @@ from gcpfargate.image import guard as key_guard
 from gcpfargate.image import images
 from gcpfargate.image.gittag import derive_tag
 from gcpfargate.image.guard import scan_context
-from gcpfargate.image.repository import describe_repository, ensure_repository, held_digest
+from gcpfargate.image.repository import (
+    describe_repository,
+    ensure_repository,
+    held_digest,
+    push_tag,
+)
 
 # The guard's rules are keymaterial/keyscan.py's (keyscan.RULES_VERSION keys the layer cache).
 
@@ -168,7 +173,7 @@ def _push(
     )
     # Authenticate before any write: an expired or refused token must leave nothing half-made.
     with ctx.reporter.step(f"Authenticating to {ctx.registry.host}"):
-        credentials = ctx.registry.credentials()
+        ctx.registry.credentials()
 
     digest = held_digest(ctx, repository, tag, inputs.platform, image_id, repo_digests)
     if not digest and not explicit:
@@ -201,10 +206,10 @@ def _push(
             ctx.docker.tag(image_id, name, each)
         # Not a step: a spinner and the per-layer bars cannot share the terminal.
         ctx.reporter.info(f"Pushing {name}:{each}")
-        outcome = ctx.docker.push(name, each, credentials, on_progress=ctx.reporter.progress)
+        pushed_digest = push_tag(ctx, repository, each)
         pushed = True
         if each == tag:
-            digest = outcome.digest
+            digest = pushed_digest
     return PushResult(image=image, digest=digest, tags=tags, changed=created or pushed)
 
 

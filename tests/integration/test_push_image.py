@@ -9,14 +9,16 @@ import subprocess
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import docker
+import pytest
 
 from tests.conftest import Project, assert_one_clean_line
+from tests.stack.engineproxy import EngineProxy, any_digest, aux_digest
 from tests.stack.faultproxy import FaultProxy, Rule
 from tests.stack.images import write_busybox_context
 from tests.stack.local import free_port
@@ -125,6 +127,35 @@ def test_push_builds_pushes_and_a_second_push_is_a_no_op(project: Project) -> No
     assert [line for line in calls.read_text().splitlines() if line.endswith(" write")] == []
     assert "aws ecr GetAuthorizationToken read" in calls.read_text()
     assert registry_tags(project, repository) == [tag]
+
+
+@pytest.mark.parametrize(
+    "drop, asks_registry",
+    [(aux_digest, False), (any_digest, True)],
+    ids=["containerd store: status line only", "podman: no digest in the stream"],
+)
+def test_push_stream_without_an_aux_digest(
+    project: Project, drop: Callable[[dict[str, Any]], bool], asks_registry: bool
+) -> None:
+    """The real engine pushes to the real registry through a proxy that takes the digest records
+    out of the push stream: the digest comes from the status line, else from the registry."""
+    repository = configure_image(project, tag="v1")
+    write_busybox_context(project.dir, ['CMD ["echo", "no-aux"]'])
+    calls = project.dir / "calls"
+    with EngineProxy(project.stack.docker_host, drop) as proxy:
+        env = {"DOCKER_HOST": proxy.docker_host, "GCPFARGATE_CALL_LOG": str(calls)}
+        first = project.run("push-image", "--output", "json", env=env)
+        assert first.returncode == 0, first.output
+        assert proxy.pushes == 1
+        assert any(aux_digest(record) for record in proxy.dropped)  # the engine did send one
+        assert first.json["digest"] == registry_digest(project, repository, "v1")
+        assert first.json["changed"] is True
+        assert ("registry HEAD manifests" in calls.read_text()) is asks_registry
+        second = project.run("push-image", "--output", "json", env=env)
+    assert second.returncode == 0, second.output
+    assert second.json == {**first.json, "changed": False}
+    assert proxy.pushes == 1
+    assert registry_tags(project, repository) == ["v1"]
 
 
 def test_derived_tag_reuses_the_image_the_task_definition_pins(project: Project) -> None:
