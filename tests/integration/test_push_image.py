@@ -132,7 +132,7 @@ def test_push_builds_pushes_and_a_second_push_is_a_no_op(project: Project) -> No
 @pytest.mark.parametrize(
     "drop, asks_registry",
     [(aux_digest, False), (any_digest, True)],
-    ids=["containerd store: status line only", "podman: no digest in the stream"],
+    ids=["status line only", "no digest in the stream"],
 )
 def test_push_stream_without_an_aux_digest(
     project: Project, drop: Callable[[dict[str, Any]], bool], asks_registry: bool

@@ -3,8 +3,9 @@
 Point `DOCKER_HOST=tcp://127.0.0.1:PORT` at it. Every Engine API call reaches the real engine;
 the answer to `POST /images/{name}/push` is passed on record by record, less the records a
 `drop` predicate picks: the aux `{"Digest": …}` record alone models Docker's containerd image
-store (moby/moby#48331: only the "<tag>: digest: sha256:… size: N" status line remains), and that
-status line too models Podman's Docker-compatible socket (4.3), whose push stream names no digest.
+store and Podman 4.3's Docker-compatible socket (moby/moby#48331: only the "<tag>: digest: sha256:…
+size: N" status line remains), and that status line too models an engine whose push stream names
+no digest at all.
 Request bodies are read whole before they are forwarded (build contexts in tests are small);
 answers are streamed. Upgraded connections (attach) are not supported.
 """
@@ -28,7 +29,7 @@ def aux_digest(record: dict[str, Any]) -> bool:
 
 
 def any_digest(record: dict[str, Any]) -> bool:
-    """The aux record and the closing status line: what Podman's socket leaves out."""
+    """The aux record and the closing status line: a push stream that names no digest at all."""
     return aux_digest(record) or "digest: sha256:" in str(record.get("status", ""))
 
 
