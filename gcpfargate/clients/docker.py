@@ -60,6 +60,8 @@ def _short_reason(exc: BaseException) -> str:
         ("FileNotFoundError", "the socket does not exist"),
         ("Permission denied", "permission denied on the socket"),
         ("Connection refused", "connection refused"),
+        ("Unable to connect to port", "connection refused"),
+        ("Authentication failed", "ssh authentication failed"),
         ("timed out", "timed out"),
         ("Read timed out", "timed out"),
     ):
@@ -67,6 +69,15 @@ def _short_reason(exc: BaseException) -> str:
             return reason
     text = " ".join(text.split())
     return text if len(text) <= 160 else text[:157] + "..."
+
+
+def _ssh_errors() -> tuple[type[BaseException], ...]:
+    """paramiko's errors, which the SDK lets through for DOCKER_HOST=ssh://… (none without it)."""
+    try:
+        from paramiko import SSHException
+    except ImportError:
+        return ()
+    return (SSHException,)
 
 
 def _connection_errors() -> tuple[type[BaseException], ...]:
@@ -78,17 +89,51 @@ def _connection_errors() -> tuple[type[BaseException], ...]:
     return (requests.RequestException, urllib3.exceptions.HTTPError)
 
 
+_HELPER = re.compile(r"docker-credential-[\w.-]+")
+
+
+def _credential_store_error(action: str, exc: BaseException) -> DockerError:
+    """Docker's credential helper (`credsStore`/`credHelpers` of the client config) cannot be run:
+    the SDK reads every stored login to send with a build or a pull, so this stops them. A helper
+    left behind by an uninstalled Docker Desktop (WSL, a former Desktop user) is the usual cause."""
+    from docker.utils.config import find_config_file
+
+    config = find_config_file() or os.path.join(
+        os.environ.get("DOCKER_CONFIG") or os.path.expanduser("~/.docker"), "config.json"
+    )
+    text = str(exc)
+    found = _HELPER.search(text)
+    helper = found.group(0) if found else "the credential helper"
+    if "not installed or not available in PATH" in text:
+        return DockerError(
+            f"{action}: Docker's credential helper {helper} (named by credsStore or credHelpers "
+            f"in {config}) is not installed or not on PATH",
+            f"Install {helper}, or remove that entry from {config} (logins are then kept in the "
+            "file itself)",
+        )
+    return DockerError(
+        f"{action}: Docker's credential helper {helper} (from {config}) failed: "
+        f"{redact(_short_reason(exc))}",
+        f"Run `{helper} list` to see why, or remove the entry from {config}",
+    )
+
+
 @contextlib.contextmanager
 def _engine_errors(action: str, api_hint: str = "") -> Iterator[None]:
     """Translate the docker SDK's failures during `action` ("failed to push x:y") into one DockerError."""
     import docker
+    from docker.credentials.errors import StoreError
 
     host = os.environ.get("DOCKER_HOST", "")
     try:
         yield
     except docker.errors.APIError as exc:
         raise DockerError(f"{action}: {DockerEngine._api_reason(exc)}", api_hint) from None
+    except StoreError as exc:  # raised bare while the SDK lists a credsStore's logins
+        raise _credential_store_error(action, exc) from None
     except docker.errors.DockerException as exc:
+        if isinstance(exc.__cause__, StoreError):  # the SDK's wrapping of one login's lookup
+            raise _credential_store_error(action, exc.__cause__) from None
         raise DockerError(f"{action}: {_short_reason(exc)}", _engine_hint(host)) from None
     except _connection_errors() as exc:  # before OSError: requests' errors are OSErrors too
         raise DockerError(
@@ -113,12 +158,31 @@ class DockerEngine:
             import docker
             import requests
 
+            if self.host.startswith("ssh://"):
+                import logging
+
+                # paramiko logs a failed handshake's traceback itself; the DockerError says it.
+                logging.getLogger("paramiko").addHandler(logging.NullHandler())
+            transport_errors: tuple[type[BaseException], ...] = (OSError, *_ssh_errors())
             try:
                 client = self._factory() if self._factory else docker.from_env()
                 client.ping()
             except (docker.errors.DockerException, requests.RequestException) as exc:
                 raise DockerError(
                     f"cannot reach the Docker engine: {_short_reason(exc)}", _engine_hint(self.host)
+                ) from None
+            except transport_errors as exc:
+                # DOCKER_HOST=ssh://…: paramiko's own errors (no route, refused, auth, host key).
+                raise DockerError(
+                    f"cannot reach the Docker engine at {self.host or 'the default socket'}: "
+                    f"{_short_reason(exc)}",
+                    _engine_hint(self.host)
+                    + (
+                        "; for ssh:// check that `ssh <that host> docker version` works without a "
+                        "prompt (key in ssh-agent or ~/.ssh/config)"
+                        if self.host.startswith("ssh://")
+                        else ""
+                    ),
                 ) from None
             self._client = client
         return self._client

@@ -297,6 +297,47 @@ def test_engine_unreachable_is_one_line(project: Project) -> None:
     assert_one_clean_line(result, 1, "cannot reach the Docker engine", "DOCKER_HOST")
 
 
+@pytest.mark.parametrize("entry", ["credsStore", "credHelpers"])
+def test_missing_credential_helper_is_one_line(project: Project, entry: str) -> None:
+    """A Docker client config naming a credential helper that is not installed (a former Docker
+    Desktop user, WSL): the SDK cannot read the logins it sends with a build."""
+    repository = configure_image(project, tag="v1")
+    write_busybox_context(project.dir)
+    docker_config = project.dir.parent / f"{project.dir.name}.docker"
+    docker_config.mkdir()
+    helper = {"credsStore": "gcpf-missing"}
+    if entry == "credHelpers":
+        helper = {"credHelpers": {"registry.example.com": "gcpf-missing"}}
+    (docker_config / "config.json").write_text(json.dumps(helper))
+    result = project.run("push-image", env={"DOCKER_CONFIG": str(docker_config)})
+    line = assert_one_clean_line(
+        result,
+        1,
+        "image build failed: Docker's credential helper docker-credential-gcpf-missing",
+        f"{docker_config}/config.json",
+        "is not installed or not on PATH",
+        "Install docker-credential-gcpf-missing, or remove that entry",
+    )
+    assert "StoreError" not in line and "unexpected" not in line
+    assert registry_tags(project, repository) == []
+
+
+def test_ssh_docker_host_that_cannot_be_reached_is_one_line(project: Project) -> None:
+    """DOCKER_HOST=ssh://… goes through paramiko (the SDK's ssh extra): a refused connection and a
+    peer that does not speak ssh (the registry's HTTP port) are each one line naming the host."""
+    configure_image(project)
+    write_busybox_context(project.dir)
+    for host, reason in (
+        (f"ssh://builder@127.0.0.1:{free_port()}", "connection refused"),
+        (f"ssh://builder@{project.stack.registry}", ""),
+    ):
+        result = project.run("push-image", env={"DOCKER_HOST": host})
+        line = assert_one_clean_line(
+            result, 1, f"cannot reach the Docker engine at {host}: {reason}", "ssh-agent"
+        )
+        assert "paramiko" not in line and "unexpected" not in line
+
+
 def test_missing_dockerfile_names_the_path(project: Project) -> None:
     configure_image(project, dockerfile="build/Dockerfile.prod")
     result = project.run("push-image")
