@@ -239,7 +239,7 @@ class DockerEngine:
                     f"cannot read the build context {context}: {unreadable.strerror or unreadable}"
                 ) from None
         if log.failed:
-            raise DockerError(log.failure.message(), "Fix that step of the Dockerfile and rerun")
+            raise DockerError(log.failure.message(), log.failure.hint(platform))
         if not log.image_id:
             log.image_id = self.image_id(tag)
         return log.image_id

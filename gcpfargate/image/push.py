@@ -32,7 +32,7 @@ from gcpfargate.core.context import Context
 from gcpfargate.core.report import Reporter
 from gcpfargate.core.results import NOT_SHOWN, PlannedResult
 from gcpfargate.ecs import cluster as ecs
-from gcpfargate.errors import AwsError, ConfigError, EmbeddedCredentialsError
+from gcpfargate.errors import AwsError, ConfigError, EmbeddedCredentialsError, ImagePlatformError
 from gcpfargate.image import guard as key_guard
 from gcpfargate.image import images
 from gcpfargate.image.gittag import derive_tag
@@ -305,14 +305,20 @@ def read_latest(ctx: Context) -> ecs.LatestRevision | None:
 def check_platform(
     ctx: Context, image: str, image_id: str, platform: str, task_definition: dict[str, Any] | None
 ) -> dict[str, Any]:
-    """Warn when the built image cannot run where it is going; the engine's inspect data of the image."""
+    """Refuse an image built for another platform than image.platform (Fargate would not start it);
+    warn when the registered task definition asks for another architecture. The engine's inspect
+    data of the image."""
     data = ctx.docker.inspect(image_id) or {}
     arch = images.docker_arch(str(data.get("Architecture", "")))
     built = f"{data.get('Os', 'linux')}/{arch}"
     if arch and built != platform:
-        ctx.reporter.warn(
-            f"{image} was built for {built}, but image.platform is {platform}: Fargate will not "
-            "start it (exec format error). Check the Dockerfile's FROM --platform"
+        # Nothing is pushed yet: an image that fails every task start never reaches the registry.
+        raise ImagePlatformError(
+            f"refusing to push {image}: it was built for {built}, but image.platform is "
+            f"{platform}, and Fargate would not start it (exec format error)",
+            "Build FROM a base image that has a "
+            f"{platform} variant (check the Dockerfile's FROM --platform), or set image.platform "
+            f"to {built} with runtimePlatform to match",
         )
     task_definition = task_definition or {}
     wanted = images.ecs_arch(

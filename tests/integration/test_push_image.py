@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import struct
 import subprocess
 import threading
 import time
@@ -12,6 +13,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import docker
@@ -360,6 +362,94 @@ def test_failing_run_step_is_reported_as_that_step(project: Project) -> None:
     )
     assert "Fix that step" in line
     assert registry_tags(project, repository) == []
+
+
+def aarch64_program() -> bytes:
+    """The ELF header of an arm64 Linux program: an x86-64 kernel without QEMU's binfmt handler
+    refuses to run it with ENOEXEC ("exec format error"), as an amd64 base image's /bin/sh is
+    refused on Apple Silicon without emulation."""
+    ident = b"\x7fELF" + bytes([2, 1, 1, 0]) + bytes(8)  # 64-bit, little-endian, System V
+    # e_type EXEC, e_machine EM_AARCH64 (183), e_version, e_entry, e_phoff, e_shoff, e_flags,
+    # e_ehsize, e_phentsize, e_phnum, e_shentsize, e_shnum, e_shstrndx
+    return ident + struct.pack("<HHIQQQIHHHHHH", 2, 183, 1, 0x400000, 64, 0, 0, 64, 56, 0, 64, 0, 0)
+
+
+def test_run_step_of_another_architecture_gets_the_emulation_hint(project: Project) -> None:
+    assert not any(Path("/proc/sys/fs/binfmt_misc").glob("qemu-aarch64*")), (
+        "this machine emulates arm64: the step would run"
+    )
+    repository = configure_image(project, tag="v1")
+    write_busybox_context(
+        project.dir,
+        ["COPY armtool /bin/armtool", 'RUN ["/bin/armtool", "--version"]'],
+        files={"armtool": aarch64_program()},
+    )
+    (project.dir / "armtool").chmod(0o755)
+    result = project.run("push-image")
+    line = assert_one_clean_line(
+        result,
+        1,
+        'image build failed at step 5/5 `RUN ["/bin/armtool", "--version"]`',
+        "exec format error",
+        "This machine cannot run linux/amd64 programs: register QEMU's binfmt handlers",
+        "or build on a linux/amd64 machine",
+    )
+    assert "Fix that step" not in line
+    assert registry_tags(project, repository) == []
+
+
+def test_build_failure_message_has_no_terminal_escapes(project: Project) -> None:
+    configure_image(project, tag="v1")
+    write_busybox_context(
+        project.dir,
+        ["RUN printf '\\033[1;31merror:\\033[0m no \\033[4mcompiler\\033[0m\\n' && exit 4"],
+    )
+    result = project.run("push-image")
+    line = assert_one_clean_line(
+        result,
+        1,
+        "image build failed at step 4/4",
+        "last output: error: no compiler",
+        "Fix that step",
+    )
+    assert "\x1b" not in line
+
+
+def test_image_of_another_architecture_is_refused(project: Project) -> None:
+    """A base image without a variant for image.platform gives an image of another architecture:
+    refused before anything is created or pushed (Fargate would not start it)."""
+    base = f"gcpf-arm64-base-{project.family}:1"
+    base_context = project.dir.parent / f"{project.dir.name}.base"
+    write_busybox_context(base_context)
+    # A path no other test copies to: the classic builder's cache ignores the architecture, so a
+    # `COPY busybox /bin/busybox` layer of this arm64 build could be reused by another test's build.
+    (base_context / "Dockerfile").write_text("FROM scratch\nCOPY busybox /bin/arm64-busybox\n")
+    client = engine(project)
+    # No cache: a cached layer of an amd64 build would be reused as the base.
+    for chunk in client.api.build(
+        path=str(base_context), tag=base, platform="linux/arm64", nocache=True, decode=True
+    ):
+        assert "error" not in chunk, chunk
+    assert client.api.inspect_image(base)["Architecture"] == "arm64"
+    repository = configure_image(project, tag="v1", platform="linux/amd64")
+    (project.dir / "Dockerfile").write_text(f'FROM {base}\nCMD ["/bin/arm64-busybox", "true"]\n')
+    try:
+        result = project.run("push-image")
+    finally:
+        client.api.remove_image(f"{project.stack.registry}/{repository}:v1", force=True)
+        client.api.remove_image(base, force=True)
+    line = assert_one_clean_line(
+        result,
+        2,
+        f"refusing to push {project.stack.registry}/{repository}:v1: it was built for linux/arm64, "
+        "but image.platform is linux/amd64",
+        "exec format error",
+        "FROM --platform",
+    )
+    assert "warning" not in result.stderr
+    assert registry_tags(project, repository) == []
+    assert not project.exists("repository", repository)
+    assert line.count("error:") == 1
 
 
 def test_ecr_authorization_failure_is_one_line(project: Project) -> None:
