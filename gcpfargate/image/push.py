@@ -274,14 +274,18 @@ def guard(
     if not found:
         return
     shown = ", ".join(found[:5]) + (f" and {len(found) - 5} more" if len(found) > 5 else "")
-    what = f"{where} holds what looks like a private key (key file or PEM block) in: {shown}"
+    what = (
+        f"{where} holds what looks like a private key or a Google credential file (key file, PEM "
+        f"block, authorized_user or external_account configuration, gha-creds-*.json) in: {shown}"
+    )
     if allow:
         (reporter or ctx.reporter).warn(f"{what} (pushing anyway: --allow-embedded-credentials)")
         return
     raise EmbeddedCredentialsError(
         f"refusing to push: {what}",
-        "Remove it from the image (exclude it in .dockerignore; a key fetched by a RUN step stays in its layer "
-        "even if deleted later), rotate that key, or pass --allow-embedded-credentials",
+        "Remove it from the image (exclude it in .dockerignore, gha-creds-*.json included; a key "
+        "fetched by a RUN step stays in its layer even if deleted later), rotate that credential, "
+        "or pass --allow-embedded-credentials",
     )
 
 
