@@ -105,6 +105,13 @@ class AwsClients:
         return self._session
 
     @property
+    def ca_bundle(self) -> str | None:
+        """The CA bundle botocore verifies TLS with: AWS_CA_BUNDLE, else the profile's `ca_bundle`;
+        None for the system's. The registry client uses the same, as the AWS CLI does for ECR."""
+        value = self.session._session.get_config_variable("ca_bundle")
+        return str(value) if value else None
+
+    @property
     def region(self) -> str:
         region = self.session.region_name
         if not region:
