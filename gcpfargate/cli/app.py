@@ -97,9 +97,14 @@ class State:
         return load_settings(self.config, overrides=flags)
 
     def context(self, dry_run: bool = False, overrides: Overrides | None = None) -> Context:
+        from gcpfargate.clients.aws import profile_prompts_for_mfa
         from gcpfargate.core.context import Context
 
-        return Context(settings=self.settings(overrides), reporter=self.console, dry_run=dry_run)
+        context = Context(settings=self.settings(overrides), reporter=self.console, dry_run=dry_run)
+        if profile_prompts_for_mfa(context.settings.aws.profile):
+            # The MFA prompt comes first, before any spinner or background read could hide it.
+            context.aws.resolve_credentials()
+        return context
 
 
 STATE = State()
