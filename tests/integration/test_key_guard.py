@@ -153,7 +153,7 @@ def test_a_credential_file_made_by_a_run_step_is_found_in_its_layer(project: Pro
         [
             f"RUN mkdir -p /root/.config/gcloud && echo {encoded} | base64 -d "
             "> /root/.config/gcloud/application_default_credentials.json",
-            "RUN mkdir -p /tmp && echo '{\"audience\": \"x\"}' > /tmp/gha-creds-99.json",
+            'RUN mkdir -p /tmp && echo \'{"audience": "x"}\' > /tmp/gha-creds-99.json',
         ],
     )
     refused = project.run("push-image")
