@@ -127,6 +127,11 @@ class KeyLimitError(GcpError):
     """The service account already holds the maximum of 10 user-managed keys."""
 
 
+class ImagePlatformError(UsageError):
+    """The built image is for another OS/architecture than image.platform: the Dockerfile's base or
+    the setting is wrong, so exit 2 like other configuration errors."""
+
+
 class EmbeddedCredentialsError(DockerError):
     """A file that looks like a service-account key is in the build context or image."""
 

@@ -11,6 +11,7 @@ dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)  # static: usab
 command -v dash >/dev/null 2>&1 || need+=(dash)
 command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
 command -v git >/dev/null 2>&1 || need+=(git)
+command -v podman >/dev/null 2>&1 || need+=(podman)  # tests/integration/test_podman.py
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -12,6 +12,7 @@ import sys
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from types import ModuleType
 
 # Importing the command modules registers their commands on `app`.
 from gcpfargate.cli import (  # noqa: F401
@@ -137,10 +138,16 @@ class Terminated(KeyboardInterrupt):
         self.signum = signum
 
 
+# SIGHUP exists only on POSIX and SIGBREAK (Ctrl-Break, a closed console window) only on Windows:
+# each platform registers the ones it has.
+_INTERRUPT_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP", "SIGBREAK")
+
+
 @contextmanager
-def signals_as_interrupts() -> Iterator[list[int]]:
-    """SIGINT, SIGTERM and SIGHUP raise in the main thread; a second signal while the first one's
-    clean-up runs is ignored, so clean-up (deleting an unstored key, removing a container) finishes."""
+def signals_as_interrupts(signals: ModuleType = signal) -> Iterator[list[int]]:
+    """SIGINT, SIGTERM and SIGHUP (SIGBREAK on Windows) raise in the main thread; a second signal
+    while the first one's clean-up runs is ignored, so clean-up (deleting an unstored key, removing
+    a container) finishes."""
     fired: list[int] = []  # the signal that arrived, if one did
     if threading.current_thread() is not threading.main_thread():
         yield fired
@@ -150,19 +157,19 @@ def signals_as_interrupts() -> Iterator[list[int]]:
         if fired:
             return
         fired.append(signum)
-        raise KeyboardInterrupt() if signum == signal.SIGINT else Terminated(signum)
+        raise KeyboardInterrupt() if signum == signals.SIGINT else Terminated(signum)
 
-    wanted = [signal.SIGINT, signal.SIGTERM, signal.SIGHUP]
-    previous = {sig: signal.signal(sig, handler) for sig in wanted}
+    wanted = [getattr(signals, name) for name in _INTERRUPT_SIGNALS if hasattr(signals, name)]
+    previous = {sig: signals.signal(sig, handler) for sig in wanted}
     try:
         yield fired
     finally:
         for sig, old in previous.items():
-            signal.signal(sig, old)
+            signals.signal(sig, old)
 
 
 def _interrupted(exc: BaseException) -> int:
-    """Exit 130 for Ctrl-C, 128 + the signal for SIGTERM (143) and SIGHUP (129)."""
+    """Exit 130 for Ctrl-C, 128 + the signal for SIGTERM (143), SIGHUP (129) and SIGBREAK (149)."""
     if isinstance(exc, Terminated):
         sys.stderr.write(f"error: stopped by {signal.Signals(exc.signum).name}; clean-up done.\n")
         return 128 + exc.signum

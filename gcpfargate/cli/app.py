@@ -101,11 +101,16 @@ class State:
     def context(
         self, dry_run: bool = False, overrides: Overrides | None = None, read_file: bool = True
     ) -> Context:
+        from gcpfargate.clients.aws import profile_prompts_for_mfa
         from gcpfargate.core.context import Context
 
-        return Context(
+        context = Context(
             settings=self.settings(overrides, read_file), reporter=self.console, dry_run=dry_run
         )
+        if profile_prompts_for_mfa(context.settings.aws.profile):
+            # The MFA prompt comes first, before any spinner or background read could hide it.
+            context.aws.resolve_credentials()
+        return context
 
 
 STATE = State()

@@ -63,6 +63,44 @@ _HINTS = {
 }
 
 
+def _cache_assumed_roles(session: Any) -> None:
+    """Keep assumed-role credentials (a profile's `role_arn`, with or without `mfa_serial`) where
+    the AWS CLI keeps them, ~/.aws/cli/cache, as its JSONFileCache: an MFA code is asked once per
+    role session, shared with the AWS CLI, not on every command."""
+    from botocore.exceptions import UnknownCredentialError
+    from botocore.utils import JSONFileCache
+
+    try:
+        provider = session.get_component("credential_provider").get_provider("assume-role")
+    except UnknownCredentialError:  # a resolver without that provider: nothing to cache
+        return
+    provider.cache = JSONFileCache(os.path.join(os.path.expanduser("~"), ".aws", "cli", "cache"))
+
+
+def profile_prompts_for_mfa(profile: str = "") -> bool:
+    """Whether the AWS profile in use (`profile`, else AWS_PROFILE / AWS_DEFAULT_PROFILE, else
+    default) names an `mfa_serial`. Read from the config file alone: no SDK import, so commands
+    that never prompt pay nothing."""
+    import configparser
+
+    name = (
+        profile
+        or os.environ.get("AWS_PROFILE")
+        or os.environ.get("AWS_DEFAULT_PROFILE")
+        or "default"
+    )
+    path = os.environ.get("AWS_CONFIG_FILE") or os.path.join(
+        os.path.expanduser("~"), ".aws", "config"
+    )
+    parser = configparser.RawConfigParser()
+    try:
+        parser.read(os.path.expanduser(path), encoding="utf-8")
+    except (configparser.Error, UnicodeDecodeError):
+        return False  # botocore will say what is wrong with the file
+    section = "default" if name == "default" else f"profile {name}"
+    return parser.has_option(section, "mfa_serial")
+
+
 class AwsClients:
     def __init__(self, region: str = "", profile: str = "") -> None:
         # botocore reads AWS_DEFAULT_REGION and the profile; AWS_REGION is what the SDKs (and Fargate) set.
@@ -102,7 +140,24 @@ class AwsClients:
             use_cached_files(
                 self._session._session
             )  # botocore's models parsed once, not per command
+            _cache_assumed_roles(self._session._session)
         return self._session
+
+    def resolve_credentials(self) -> None:
+        """Resolve the credentials now, on the calling thread: a profile's MFA prompt (botocore's
+        getpass) is then asked before any spinner draws over it and before a read-ahead thread
+        would ask it unseen."""
+        with self._translated("resolve AWS credentials"):
+            credentials = self.session.get_credentials()
+            if credentials is not None:
+                credentials.get_frozen_credentials()
+
+    @property
+    def ca_bundle(self) -> str | None:
+        """The CA bundle botocore verifies TLS with: AWS_CA_BUNDLE, else the profile's `ca_bundle`;
+        None for the system's. The registry client uses the same, as the AWS CLI does for ECR."""
+        value = self.session._session.get_config_variable("ca_bundle")
+        return str(value) if value else None
 
     @property
     def region(self) -> str:

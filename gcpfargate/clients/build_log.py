@@ -33,9 +33,35 @@ class BuildFailure:
 
     def message(self) -> str:
         where = f" at {self.step}" if self.step else ""
-        tail = " | ".join(self.last_lines)
-        text = f"image build failed{where}: {self.error.strip() or 'the engine reported an error'}"
+        tail = " | ".join(plain(line) for line in self.last_lines)
+        error = plain(self.error) or "the engine reported an error"
+        text = f"image build failed{where}: {error}"
         return redact(f"{text}; last output: {tail}" if tail else text)
+
+    def hint(self, platform: str) -> str:
+        """What to do next. "exec format error" is a program of another architecture run by a
+        RUN step: building for a platform this machine cannot run without an emulator (linux/amd64
+        on Apple Silicon, linux/arm64 on an x86 CI runner), which no Dockerfile change fixes."""
+        said = " ".join([self.error, *self.last_lines]).lower()
+        if "exec format error" in said:
+            target = platform or "image.platform"
+            return (
+                f"This machine cannot run {target} programs: register QEMU's binfmt handlers "
+                "(docker run --privileged --rm tonistiigi/binfmt --install all; Docker Desktop "
+                f"and Colima have them), or build on a {target} machine"
+            )
+        return "Fix that step of the Dockerfile and rerun"
+
+
+# Terminal control sequences (colours, cursor moves, hyperlinks) that build tools print: a
+# message keeps the text, not the escapes.
+_ESCAPES = re.compile(r"\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-_]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def plain(text: str) -> str:
+    """`text` without terminal escape sequences and control characters, on one line."""
+    return " ".join(_CONTROL.sub("", _ESCAPES.sub("", text)).split())
 
 
 class BuildLog:

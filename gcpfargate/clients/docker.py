@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,9 +37,16 @@ _DENIED = (
 )
 
 
+# The classic image store's closing status line, "<tag>: digest: sha256:… size: N": the only
+# report of the digest from Docker's containerd image store, which sends no aux Digest line.
+_PUSHED_DIGEST = re.compile(r"\bdigest: (sha256:[0-9a-f]{64})\b")
+
+
 @dataclass
 class PushOutcome:
-    digest: str  # the manifest digest the registry stored, sha256:…
+    # The manifest digest the engine reported, sha256:…; "" when it reported none (Podman's
+    # Docker-compatible socket): the caller asks the registry.
+    digest: str
 
 
 def _engine_hint(host: str) -> str:
@@ -52,6 +60,8 @@ def _short_reason(exc: BaseException) -> str:
         ("FileNotFoundError", "the socket does not exist"),
         ("Permission denied", "permission denied on the socket"),
         ("Connection refused", "connection refused"),
+        ("Unable to connect to port", "connection refused"),
+        ("Authentication failed", "ssh authentication failed"),
         ("timed out", "timed out"),
         ("Read timed out", "timed out"),
     ):
@@ -59,6 +69,15 @@ def _short_reason(exc: BaseException) -> str:
             return reason
     text = " ".join(text.split())
     return text if len(text) <= 160 else text[:157] + "..."
+
+
+def _ssh_errors() -> tuple[type[BaseException], ...]:
+    """paramiko's errors, which the SDK lets through for DOCKER_HOST=ssh://… (none without it)."""
+    try:
+        from paramiko import SSHException
+    except ImportError:
+        return ()
+    return (SSHException,)
 
 
 def _connection_errors() -> tuple[type[BaseException], ...]:
@@ -70,17 +89,51 @@ def _connection_errors() -> tuple[type[BaseException], ...]:
     return (requests.RequestException, urllib3.exceptions.HTTPError)
 
 
+_HELPER = re.compile(r"docker-credential-[\w.-]+")
+
+
+def _credential_store_error(action: str, exc: BaseException) -> DockerError:
+    """Docker's credential helper (`credsStore`/`credHelpers` of the client config) cannot be run:
+    the SDK reads every stored login to send with a build or a pull, so this stops them. A helper
+    left behind by an uninstalled Docker Desktop (WSL, a former Desktop user) is the usual cause."""
+    from docker.utils.config import find_config_file
+
+    config = find_config_file() or os.path.join(
+        os.environ.get("DOCKER_CONFIG") or os.path.expanduser("~/.docker"), "config.json"
+    )
+    text = str(exc)
+    found = _HELPER.search(text)
+    helper = found.group(0) if found else "the credential helper"
+    if "not installed or not available in PATH" in text:
+        return DockerError(
+            f"{action}: Docker's credential helper {helper} (named by credsStore or credHelpers "
+            f"in {config}) is not installed or not on PATH",
+            f"Install {helper}, or remove that entry from {config} (logins are then kept in the "
+            "file itself)",
+        )
+    return DockerError(
+        f"{action}: Docker's credential helper {helper} (from {config}) failed: "
+        f"{redact(_short_reason(exc))}",
+        f"Run `{helper} list` to see why, or remove the entry from {config}",
+    )
+
+
 @contextlib.contextmanager
 def _engine_errors(action: str, api_hint: str = "") -> Iterator[None]:
     """Translate the docker SDK's failures during `action` ("failed to push x:y") into one DockerError."""
     import docker
+    from docker.credentials.errors import StoreError
 
     host = os.environ.get("DOCKER_HOST", "")
     try:
         yield
     except docker.errors.APIError as exc:
         raise DockerError(f"{action}: {DockerEngine._api_reason(exc)}", api_hint) from None
+    except StoreError as exc:  # raised bare while the SDK lists a credsStore's logins
+        raise _credential_store_error(action, exc) from None
     except docker.errors.DockerException as exc:
+        if isinstance(exc.__cause__, StoreError):  # the SDK's wrapping of one login's lookup
+            raise _credential_store_error(action, exc.__cause__) from None
         raise DockerError(f"{action}: {_short_reason(exc)}", _engine_hint(host)) from None
     except _connection_errors() as exc:  # before OSError: requests' errors are OSErrors too
         raise DockerError(
@@ -105,12 +158,31 @@ class DockerEngine:
             import docker
             import requests
 
+            if self.host.startswith("ssh://"):
+                import logging
+
+                # paramiko logs a failed handshake's traceback itself; the DockerError says it.
+                logging.getLogger("paramiko").addHandler(logging.NullHandler())
+            transport_errors: tuple[type[BaseException], ...] = (OSError, *_ssh_errors())
             try:
                 client = self._factory() if self._factory else docker.from_env()
                 client.ping()
             except (docker.errors.DockerException, requests.RequestException) as exc:
                 raise DockerError(
                     f"cannot reach the Docker engine: {_short_reason(exc)}", _engine_hint(self.host)
+                ) from None
+            except transport_errors as exc:
+                # DOCKER_HOST=ssh://…: paramiko's own errors (no route, refused, auth, host key).
+                raise DockerError(
+                    f"cannot reach the Docker engine at {self.host or 'the default socket'}: "
+                    f"{_short_reason(exc)}",
+                    _engine_hint(self.host)
+                    + (
+                        "; for ssh:// check that `ssh <that host> docker version` works without a "
+                        "prompt (key in ssh-agent or ~/.ssh/config)"
+                        if self.host.startswith("ssh://")
+                        else ""
+                    ),
                 ) from None
             self._client = client
         return self._client
@@ -167,7 +239,7 @@ class DockerEngine:
                     f"cannot read the build context {context}: {unreadable.strerror or unreadable}"
                 ) from None
         if log.failed:
-            raise DockerError(log.failure.message(), "Fix that step of the Dockerfile and rerun")
+            raise DockerError(log.failure.message(), log.failure.hint(platform))
         if not log.image_id:
             log.image_id = self.image_id(tag)
         return log.image_id
@@ -259,7 +331,8 @@ class DockerEngine:
         credentials: Credentials,
         on_progress: ProgressCallback | None = None,
     ) -> PushOutcome:
-        """Push `repository:tag` with these credentials (for this call only)."""
+        """Push `repository:tag` with these credentials (for this call only); the digest from the
+        stream's aux Digest record, else from its closing status line, else ""."""
         auth = {"username": credentials.username, "password": credentials.password}
         digest = ""
         with _engine_errors(
@@ -274,11 +347,9 @@ class DockerEngine:
                 aux = chunk.get("aux")
                 if isinstance(aux, dict) and aux.get("Digest"):
                     digest = str(aux["Digest"])
+                elif not digest and (found := _PUSHED_DIGEST.search(str(chunk.get("status", "")))):
+                    digest = found.group(1)
                 self._layer_progress(chunk, on_progress, "Pushed")
-        if not digest:
-            raise DockerError(
-                f"failed to push {repository}:{tag}: the engine reported no manifest digest"
-            )
         return PushOutcome(digest=digest)
 
     def pull(

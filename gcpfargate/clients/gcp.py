@@ -374,6 +374,19 @@ KEY_CREATION_CONSTRAINTS = (
 )
 
 
+def perimeter_refusal(action: str, message: str) -> GcpError:
+    """A VPC Service Controls perimeter refused the call (Google's ErrorInfo reason
+    SECURITY_POLICY_VIOLATED): no IAM role grants a way through it, so none is suggested."""
+    uid = message.rpartition("vpcServiceControlsUniqueIdentifier:")[2].strip()
+    return GcpError(
+        f"failed to {action}: a VPC Service Controls perimeter refused the request "
+        f"(not a missing IAM role{'; vpcServiceControlsUniqueIdentifier ' + uid if uid else ''})",
+        "Run from a network or identity the perimeter admits, or ask its administrator for an "
+        "ingress rule for this identity and iam.googleapis.com (the identifier finds the "
+        "denial in the audit logs)",
+    ).with_code("VPC_SERVICE_CONTROLS")
+
+
 def _translate(exc: Any, action: str) -> GcpError:
     """One clear line per kind of refusal; Google's own text otherwise."""
     code = (
@@ -384,6 +397,8 @@ def _translate(exc: Any, action: str) -> GcpError:
     message = str(getattr(exc, "message", "") or exc).rstrip(".")
     reason = str(getattr(exc, "reason", "") or "")
     metadata = dict(getattr(exc, "metadata", None) or {})
+    if reason == "SECURITY_POLICY_VIOLATED" or "vpcServiceControlsUniqueIdentifier" in message:
+        return perimeter_refusal(action, message)
     if reason == "SERVICE_DISABLED" or "API has not been used" in message:
         # PERMISSION_DENIED with ErrorInfo SERVICE_DISABLED: not a missing role (openshift/installer#2187).
         project = str(metadata.get("consumer", "")).removeprefix("projects/") or "the project"

@@ -111,6 +111,15 @@ class _GoogleRest:
         error = payload.get("error", {}) if isinstance(payload, dict) else {}
         code = str(error.get("status") or status)
         message = str(error.get("message") or f"HTTP {status}").rstrip(".")
+        reasons = {
+            str(detail.get("reason", ""))
+            for detail in error.get("details") or []
+            if isinstance(detail, dict)
+        }
+        if "SECURITY_POLICY_VIOLATED" in reasons or "vpcServiceControlsUniqueIdentifier" in message:
+            from gcpfargate.clients.gcp import perimeter_refusal
+
+            raise perimeter_refusal(action, message)
         raise GcpError(
             f"failed to {action}: {code}: {message}", self.hints.get(status, "")
         ).with_code(code)

@@ -3,6 +3,11 @@
 Authentication always comes from ECR's GetAuthorizationToken, held in memory for this process
 only: nothing is written to ~/.docker/config.json. Used to pin images by digest, to read an
 image's ENTRYPOINT/CMD and platform from its config blob, and to decide whether a push is a no-op.
+
+TLS is verified against the CA bundle the AWS SDK uses (AWS_CA_BUNDLE, or the profile's
+`ca_bundle`): behind a TLS-inspecting proxy ECR's certificate is the proxy's. Without one, requests'
+own (REQUESTS_CA_BUNDLE, else certifi's). The override may name its scheme
+(`https://127.0.0.1:5443`): a loopback registry is otherwise spoken to in plain HTTP.
 """
 
 from __future__ import annotations
@@ -61,6 +66,13 @@ class ImageRef:
         return dict(self.config.get("config") or {})
 
 
+def _override() -> tuple[str, str]:
+    """GCPFARGATE_ECR_REGISTRY as (scheme or "", host:port); ("", "") when unset."""
+    value = os.environ.get("GCPFARGATE_ECR_REGISTRY", "").strip()
+    scheme, found, host = value.partition("://")
+    return (scheme.lower(), host.rstrip("/")) if found else ("", value)
+
+
 def _is_loopback(host: str) -> bool:
     name = host.rsplit(":", 1)[0].strip("[]")
     if name == "localhost":
@@ -78,6 +90,7 @@ class Registry:
         self._host: str | None = None
         self._proxy_endpoint = ""  # from GetAuthorizationToken: https://<host>
         self._session: Any = None
+        self._verify: str | bool = True  # requests' `verify`: a CA bundle's path, or the default
         self._lock = threading.Lock()
         self._call_log = os.environ.get("GCPFARGATE_CALL_LOG")
         # Digest references are content-addressed, so what one step resolved holds for the next.
@@ -86,7 +99,7 @@ class Registry:
     @property
     def host(self) -> str:
         if self._host is None:
-            override = os.environ.get("GCPFARGATE_ECR_REGISTRY", "").strip()
+            override = _override()[1]
             # ECR names its own host: GetAuthorizationToken's proxyEndpoint (issue 12 item 8), which is
             # right in every partition and for FIPS/dual-stack endpoints. Built from the region's DNS
             # suffix only when an answer carries none.
@@ -100,7 +113,7 @@ class Registry:
     @property
     def host_needs_token(self) -> bool:
         """Whether finding the host takes ECR's GetAuthorizationToken (no override, not found yet)."""
-        return self._host is None and not os.environ.get("GCPFARGATE_ECR_REGISTRY", "").strip()
+        return self._host is None and not _override()[1]
 
     def _proxy_host(self) -> str:
         self.credentials()
@@ -110,6 +123,9 @@ class Registry:
     @property
     def scheme(self) -> str:
         # A local registry on loopback speaks plain HTTP (Docker itself treats 127.0.0.0/8 as insecure).
+        scheme = _override()[0]
+        if scheme in ("http", "https"):
+            return scheme
         return "http" if _is_loopback(self.host) else "https"
 
     def image_name(self, repository: str) -> str:
@@ -141,10 +157,34 @@ class Registry:
         if self._session is None:
             import requests
 
-            self._session = requests.Session()
+            session = requests.Session()
             creds = self.credentials()
-            self._session.auth = (creds.username, creds.password)
+            session.auth = (creds.username, creds.password)
+            self._verify = self._aws.ca_bundle or True
+            self._session = session
         return self._session
+
+    def _send(self, method: str, url: str, headers: dict[str, str] | None = None) -> Any:
+        """One request; the CA bundle is passed per request, since requests lets REQUESTS_CA_BUNDLE
+        beat a session's own `verify`."""
+        session = self._http()
+        return session.request(method, url, headers=headers or {}, timeout=30, verify=self._verify)
+
+    def _unreachable(self, exc: Exception) -> RegistryError:
+        import requests
+
+        if isinstance(exc, requests.exceptions.SSLError):
+            bundle = self._verify if isinstance(self._verify, str) else ""
+            return RegistryError(
+                f"cannot reach registry {self.host}: its TLS certificate is not trusted "
+                f"(SSLError{', with CA bundle ' + bundle if bundle else ''})",
+                "Behind a TLS-inspecting proxy, set AWS_CA_BUNDLE (or ca_bundle in the AWS "
+                "profile) to a file holding the proxy's CA certificate",
+            )
+        return RegistryError(
+            f"cannot reach registry {self.host}: {type(exc).__name__}",
+            "Check the network and GCPFARGATE_ECR_REGISTRY",
+        )
 
     def _get(self, path: str, accept: str = "", head: bool = False) -> Any:
         import requests
@@ -152,13 +192,9 @@ class Registry:
         url = f"{self.scheme}://{self.host}/v2/{path}"
         self._count("HEAD" if head else "GET", path)
         try:
-            method = self._http().head if head else self._http().get
-            return method(url, headers={"Accept": accept} if accept else {}, timeout=30)
+            return self._send("HEAD" if head else "GET", url, {"Accept": accept} if accept else {})
         except requests.RequestException as exc:
-            raise RegistryError(
-                f"cannot reach registry {self.host}: {type(exc).__name__}",
-                "Check the network and GCPFARGATE_ECR_REGISTRY",
-            ) from None
+            raise self._unreachable(exc) from None
 
     def _count(self, method: str, path: str) -> None:
         # The kind of resource, not the path: repository names and digests stay out of the log.
@@ -186,6 +222,25 @@ class Registry:
                 return None  # not remembered: a push may bring it
             self._by_digest[memo] = found
         return self._by_digest[memo]
+
+    def manifest_digest(self, repository: str, reference: str) -> str | None:
+        """The digest of the manifest (or index) `repository:reference` names; None when absent.
+
+        A HEAD answers with the Docker-Content-Digest header (the Registry API's and ECR's); a
+        registry that leaves it out costs a GET, whose bytes are the digest's input."""
+        path = f"{repository}/manifests/{reference}"
+        response = self._get(path, MANIFEST_TYPES, head=True)
+        if response.status_code == 404:
+            return None
+        self._raise_for(response, f"read manifest {repository}:{reference}")
+        digest = response.headers.get("Docker-Content-Digest")
+        if digest:
+            return str(digest)
+        response = self._get(path, MANIFEST_TYPES)
+        if response.status_code == 404:
+            return None
+        self._raise_for(response, f"read manifest {repository}:{reference}")
+        return _digest(response.content)
 
     def _resolve(self, repository: str, reference: str, platform: str) -> ImageRef | None:
         try:
@@ -226,7 +281,7 @@ class Registry:
 
         ECR deletes through its own API (BatchDeleteImage); a `GCPFARGATE_ECR_REGISTRY` override is a
         plain registry, which deletes through the Registry API (DELETE of the manifest)."""
-        if not os.environ.get("GCPFARGATE_ECR_REGISTRY", "").strip():
+        if not _override()[1]:
             answer = self._aws.call(
                 "ecr",
                 "batch_delete_image",
@@ -247,14 +302,11 @@ class Registry:
 
         self._count("DELETE", f"{repository}/manifests/")
         try:
-            response = self._http().delete(
-                f"{self.scheme}://{self.host}/v2/{repository}/manifests/{digest}", timeout=30
+            response = self._send(
+                "DELETE", f"{self.scheme}://{self.host}/v2/{repository}/manifests/{digest}"
             )
         except requests.RequestException as exc:
-            raise RegistryError(
-                f"cannot reach registry {self.host}: {type(exc).__name__}",
-                "Check the network and GCPFARGATE_ECR_REGISTRY",
-            ) from None
+            raise self._unreachable(exc) from None
         if response.status_code != 404:
             self._raise_for(response, f"delete image {repository}@{digest}")
 

@@ -111,14 +111,19 @@ def scan_files(
     is_key: Callable[[BinaryIO], bool],
     record: CleanFiles | None = None,
     now: Callable[[], float] = time.time,
+    is_named: Callable[[str], bool] = lambda relative: False,
 ) -> ContextScan:
-    """Search the regular files `paths` (relative to `context`) not known clean and unchanged; record the clean ones."""
+    """Search the regular files `paths` (relative to `context`) not known clean and unchanged; record the clean ones.
+    A file `is_named` picks by its path is found without being read."""
     record = record or CleanFiles(context)
     known = record.load()
     settled = int((now() - SETTLED_SECONDS) * 1e9)
     result = ContextScan()
     clean: dict[str, Stamp] = {}
     for relative in paths:
+        if is_named(relative):
+            result.found.append(relative)
+            continue
         path = context / relative
         try:
             info = path.lstat()

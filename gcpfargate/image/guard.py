@@ -4,7 +4,8 @@ Before a build: every `image.build_args` value (build arguments end up in the im
 through `ENV`, in its config). Before a push: every file of the build context (after
 `.dockerignore`; files searched clean before and unchanged since are passed over,
 core/context_scan.py), every file of every layer of the built image (a file deleted by a later layer is
-still in the image), and the image config: `Env`, `Labels`, every other string of it, and each
+still in the image; Google credential files other than keys too, and `gha-creds-*.json` by
+name), and the image config: `Env`, `Labels`, every other string of it, and each
 history step's `created_by` (the classic builder records `ARG` values there). Files are streamed
 whole, whatever their size.
 """
@@ -17,7 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 from gcpfargate.errors import ConfigError
 from gcpfargate.image import context_scan
-from gcpfargate.keymaterial.keyscan import has_key, key_paths, stream_has_key
+from gcpfargate.keymaterial.keyscan import (
+    credential_file_name,
+    has_key,
+    key_paths,
+    stream_has_secret,
+)
 
 if TYPE_CHECKING:
     from gcpfargate.clients.docker import DockerEngine
@@ -59,7 +65,9 @@ def scan_context(
             "Set image.context to the project's directory (the one with the Dockerfile)",
         ) from None
     # Files searched clean before and unchanged since are not read again (core/context_scan.py).
-    return context_scan.scan_files(context, paths, stream_has_key, record).found
+    return context_scan.scan_files(
+        context, paths, stream_has_secret, record, is_named=credential_file_name
+    ).found
 
 
 def scan_image_files(engine: DockerEngine, image: str) -> list[str]:
@@ -68,7 +76,7 @@ def scan_image_files(engine: DockerEngine, image: str) -> list[str]:
     from gcpfargate.image.layer_scan import scan_layers
 
     # Every file counts (a PEM block can be in any file), streamed in chunks whatever its size.
-    return scan_layers(engine, image, stream_has_key).found
+    return scan_layers(engine, image, stream_has_secret, is_named=credential_file_name).found
 
 
 def scan_image_config(engine: DockerEngine, image: str) -> list[str]:

@@ -98,9 +98,11 @@ def scan_layers(
     is_key: Callable[[BinaryIO], bool],
     cache: CleanLayers | None = None,
     local_storage: bool = True,
+    is_named: Callable[[str], bool] = lambda path: False,
 ) -> LayerScan:
     """Search the layers of `image` not yet known to be clean for key-like files (see the module
-    docstring); `is_key` reads one open file in chunks. `local_storage=False` forces the export."""
+    docstring); `is_key` reads one open file in chunks, and a file `is_named` picks by its path
+    counts without being read. `local_storage=False` forces the export."""
     from gcpfargate.clients.layers import dir_files, local_layer_dirs
 
     cache = cache or CleanLayers()
@@ -116,7 +118,11 @@ def scan_layers(
     layer_dirs = dirs or {}
     for diff_id in list(pending) if layer_dirs else []:
         try:
-            hits = [path for path, content in dir_files(layer_dirs[diff_id]) if is_key(content)]
+            hits = [
+                path
+                for path, content in dir_files(layer_dirs[diff_id])
+                if is_named(path) or is_key(content)
+            ]
         except OSError:
             break  # a file we may not read could hold a key: the export reads the rest
         scan.read.append(diff_id)
@@ -127,7 +133,9 @@ def scan_layers(
     if (
         pending or not diff_ids
     ):  # an engine that names no layers gets the whole export read: fail closed
-        _scan_export(engine, image, is_key, diff_ids, known | set(clean), pending, scan, clean)
+        _scan_export(
+            engine, image, is_key, diff_ids, known | set(clean), pending, scan, clean, is_named
+        )
     cache.add(clean)
     return scan
 
@@ -141,6 +149,7 @@ def _scan_export(
     pending: list[str],
     scan: LayerScan,
     clean: list[str],
+    is_named: Callable[[str], bool] = lambda path: False,
 ) -> None:
     """Stream the engine's export, passing over layers it names as a known diff ID and stopping once
     every pending layer was read. The OCI layout names uncompressed layers by diff ID; the legacy
@@ -178,7 +187,7 @@ def _scan_export(
         return bool(pending) and not unread
 
     for _layer, path, content in engine.image_files(image, skip, done, described):
-        if is_key(content):
+        if is_named(path) or is_key(content):
             hits += 1
             if path not in scan.found:
                 scan.found.append(path)

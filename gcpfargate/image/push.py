@@ -32,12 +32,23 @@ from gcpfargate.core.context import Context
 from gcpfargate.core.report import Reporter
 from gcpfargate.core.results import NOT_SHOWN, PlannedResult
 from gcpfargate.ecs import cluster as ecs
-from gcpfargate.errors import AwsError, ConfigError, EmbeddedCredentialsError, GcpfargateError
+from gcpfargate.errors import (
+    AwsError,
+    ConfigError,
+    EmbeddedCredentialsError,
+    GcpfargateError,
+    ImagePlatformError,
+)
 from gcpfargate.image import guard as key_guard
 from gcpfargate.image import images
 from gcpfargate.image.gittag import derive_tag
 from gcpfargate.image.guard import scan_context
-from gcpfargate.image.repository import describe_repository, ensure_repository, held_digest
+from gcpfargate.image.repository import (
+    describe_repository,
+    ensure_repository,
+    held_digest,
+    push_tag,
+)
 from gcpfargate.settings import docker_arch
 
 # The guard's rules are keymaterial/keyscan.py's (keyscan.RULES_VERSION keys the layer cache).
@@ -170,7 +181,7 @@ def _push(
     )
     # Authenticate before any write: an expired or refused token must leave nothing half-made.
     with ctx.reporter.step(f"Authenticating to {ctx.registry.host}"):
-        credentials = ctx.registry.credentials()
+        ctx.registry.credentials()
 
     digest = held_digest(ctx, repository, tag, inputs.platform, image_id, repo_digests)
     if not digest and not explicit:
@@ -203,10 +214,10 @@ def _push(
             ctx.docker.tag(image_id, name, each)
         # Not a step: a spinner and the per-layer bars cannot share the terminal.
         ctx.reporter.info(f"Pushing {name}:{each}")
-        outcome = ctx.docker.push(name, each, credentials, on_progress=ctx.reporter.progress)
+        pushed_digest = push_tag(ctx, repository, each)
         pushed = True
         if each == tag:
-            digest = outcome.digest
+            digest = pushed_digest
     return PushResult(image=image, digest=digest, tags=tags, changed=created or pushed)
 
 
@@ -277,15 +288,19 @@ def guard(
     if not found:
         return
     shown = ", ".join(found[:5]) + (f" and {len(found) - 5} more" if len(found) > 5 else "")
-    what = f"{where} holds what looks like a private key (key file or PEM block) in: {shown}"
+    what = (
+        f"{where} holds what looks like a private key or a Google credential file (key file, PEM "
+        f"block, authorized_user or external_account configuration, gha-creds-*.json) in: {shown}"
+    )
     if allow:
         (reporter or ctx.reporter).warn(f"{what} (pushing anyway: --allow-embedded-credentials)")
         return
     override = ", or pass --allow-embedded-credentials" if action == "push" else ""
     raise EmbeddedCredentialsError(
         f"refusing to {action}: {what}",
-        "Remove it from the image (exclude it in .dockerignore; a key fetched by a RUN step stays in "
-        f"its layer even if deleted later), rotate that key{override}",
+        "Remove it from the image (exclude it in .dockerignore, gha-creds-*.json included; a key "
+        "fetched by a RUN step stays in its layer even if deleted later), rotate that "
+        f"credential{override}",
     )
 
 
@@ -309,14 +324,20 @@ def read_latest(ctx: Context) -> ecs.LatestRevision | None:
 def check_platform(
     ctx: Context, image: str, image_id: str, platform: str, task_definition: dict[str, Any] | None
 ) -> dict[str, Any]:
-    """Warn when the built image cannot run where it is going; the engine's inspect data of the image."""
+    """Refuse an image built for another platform than image.platform (Fargate would not start it);
+    warn when the registered task definition asks for another architecture. The engine's inspect
+    data of the image."""
     data = ctx.docker.inspect(image_id) or {}
     arch = docker_arch(str(data.get("Architecture", "")))
     built = f"{data.get('Os', 'linux')}/{arch}"
     if arch and built != platform:
-        ctx.reporter.warn(
-            f"{image} was built for {built}, but image.platform is {platform}: Fargate will not "
-            "start it (exec format error). Check the Dockerfile's FROM --platform"
+        # Nothing is pushed yet: an image that fails every task start never reaches the registry.
+        raise ImagePlatformError(
+            f"refusing to push {image}: it was built for {built}, but image.platform is "
+            f"{platform}, and Fargate would not start it (exec format error)",
+            "Build FROM a base image that has a "
+            f"{platform} variant (check the Dockerfile's FROM --platform), or set image.platform "
+            f"to {built} with runtimePlatform to match",
         )
     task_definition = task_definition or {}
     wanted = images.ecs_arch(

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from gcpfargate.core.context import Context
-from gcpfargate.errors import AwsError
+from gcpfargate.errors import AwsError, DockerError
 from gcpfargate.image import images
 
 
@@ -71,3 +71,22 @@ def held_digest(
         and images.same_image(held.digest, held.config_digest, image_id, repo_digests, name)
         else ""
     )
+
+
+def push_tag(ctx: Context, repository: str, tag: str) -> str:
+    """Push `repository:tag` from the engine to the registry; the manifest digest it now holds.
+
+    Docker's classic store reports the digest in the push stream; its containerd store only in a
+    status line, and Podman's Docker-compatible socket not at all, so then the registry is asked
+    (a HEAD of the tag's manifest): the image is there by the time the stream ends."""
+    name = ctx.registry.image_name(repository)
+    credentials = ctx.registry.credentials()
+    outcome = ctx.docker.push(name, tag, credentials, on_progress=ctx.reporter.progress)
+    digest = outcome.digest or ctx.registry.manifest_digest(repository, tag)
+    if not digest:
+        raise DockerError(
+            f"failed to push {name}:{tag}: the engine reported success, but registry "
+            f"{ctx.registry.host} holds no manifest under that tag",
+            "Retry; check that the engine pushes to the same registry gcpfargate reads",
+        )
+    return digest

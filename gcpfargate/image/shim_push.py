@@ -16,7 +16,7 @@ from pathlib import Path
 from gcpfargate.core.context import Context
 from gcpfargate.errors import ImageNotFound
 from gcpfargate.image import shim_image
-from gcpfargate.image.repository import ensure_repository, held_digest
+from gcpfargate.image.repository import ensure_repository, held_digest, push_tag
 
 REPOSITORY = "gcpfargate-credential-shim"
 
@@ -82,10 +82,10 @@ def push_shim(ctx: Context, plan: list[str]) -> ShimPush:
     with ctx.reporter.step(f"Scanning {name}:{tag} for key material"):
         found = scan_image(ctx, image_id)
     guard(ctx, found, f"the credential-shim image {name}:{tag}", allow=False)
-    credentials = ctx.registry.credentials()
+    ctx.registry.credentials()  # authenticate before any write
     digest = held_digest(ctx, REPOSITORY, tag, platform, image_id)
     ensure_repository(ctx, REPOSITORY)
     if not digest:
         ctx.reporter.info(f"Pushing {name}:{tag}")
-        digest = ctx.docker.push(name, tag, credentials, on_progress=ctx.reporter.progress).digest
+        digest = push_tag(ctx, REPOSITORY, tag)
     return ShimPush(f"{name}@{digest}", changed=True)

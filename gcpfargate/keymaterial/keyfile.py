@@ -98,3 +98,29 @@ def looks_like_key(data: bytes) -> bool:
         and info.get("type") == "service_account"
         and bool(info.get("private_key"))
     )
+
+
+# Google credential files that grant access without a private key: a user's refresh token
+# (`gcloud auth application-default login`), a workforce user's, an impersonation chain's source
+# credentials, and workload identity federation configurations, which can carry the CI's bearer
+# token (google-github-actions/auth writes one, `gha-creds-*.json`, into the workspace).
+CREDENTIAL_TYPES = frozenset(
+    {
+        "authorized_user",
+        "external_account",
+        "external_account_authorized_user",
+        "impersonated_service_account",
+    }
+)
+
+
+def looks_like_credentials(data: bytes) -> bool:
+    """True for JSON whose "type" is one of CREDENTIAL_TYPES: a credential file for Google's
+    Application Default Credentials other than a service-account key."""
+    if b'"type"' not in data or not any(kind.encode() in data for kind in CREDENTIAL_TYPES):
+        return False  # cheap pre-filter: most files are neither
+    try:
+        info = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        return False
+    return isinstance(info, dict) and info.get("type") in CREDENTIAL_TYPES

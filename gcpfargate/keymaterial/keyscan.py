@@ -11,6 +11,13 @@ What counts as a key:
 - JSON that parses as a service-account key (`"type": "service_account"` with a `private_key`),
   for small files, whatever its private_key holds.
 
+Files (a build context's, an image layer's) are also refused as Google credential files
+(`stream_has_secret`, `credential_file_name`): small JSON whose "type" is `authorized_user`,
+`external_account`, `external_account_authorized_user` or `impersonated_service_account`, and
+files named `gha-creds-*.json` whatever they hold. Strings (task definitions, build arguments,
+image config) keep the key rules only: keyless mode's own `external_account` configuration
+reaches the task through its environment.
+
 Seen through, up to `MAX_DEPTH` wrappings deep: gzip, bzip2 and xz compression; tar archives
 (each member on its own); a file that is base64 text (wrapped or not); base64 runs inside other
 text (the encoded BEGIN/END marker); UTF-16 and UTF-32 text; any file size (streamed in windows).
@@ -30,17 +37,18 @@ import bz2
 import gzip
 import io
 import lzma
+import posixpath
 import re
 import tarfile
 from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO
 
-from gcpfargate.keymaterial.keyfile import looks_like_key
+from gcpfargate.keymaterial.keyfile import looks_like_credentials, looks_like_key
 
 # Bump whenever what counts as a key, or what is seen through, changes. 4: image layers' files are
 # searched whatever their size (they were skipped past MAX_EXPANDED, so a layer cached clean under 3
-# may hold a key in a larger file).
-RULES_VERSION = 4
+# may hold a key in a larger file). 5: Google credential files other than keys count.
+RULES_VERSION = 5
 CHUNK = 1 << 20
 # Longer than any PEM key block (RSA-8192 PKCS#8 is ~6.4 KB; x4 for UTF-32), so a block that
 # straddles two reads is seen whole in the next window.
@@ -178,7 +186,28 @@ def _read(stream: Any, size: int) -> bytes:
     return b"".join(parts)
 
 
-def stream_has_key(stream: BinaryIO | Any, _depth: int = 0, _budget: _Budget | None = None) -> bool:
+# google-github-actions/auth's credential file: named so whatever it holds (its content changes
+# with the action's version; the name is what the action documents).
+_CREDENTIAL_FILE_NAME = re.compile(r"gha-creds-[^/]*\.json")
+
+
+def credential_file_name(path: str) -> bool:
+    """Whether a file at `path` is named as a CI credential file (`gha-creds-*.json`)."""
+    return _CREDENTIAL_FILE_NAME.fullmatch(posixpath.basename(path)) is not None
+
+
+def stream_has_secret(stream: BinaryIO | Any) -> bool:
+    """`stream_has_key`, or a Google credential file other than a key (CREDENTIAL_TYPES): the
+    test for a file of a build context or an image layer."""
+    return stream_has_key(stream, credential_files=True)
+
+
+def stream_has_key(
+    stream: BinaryIO | Any,
+    _depth: int = 0,
+    _budget: _Budget | None = None,
+    credential_files: bool = False,
+) -> bool:
     """True when the readable `stream` holds key material (see the module docstring). Reads it in
     `CHUNK`-sized windows: memory stays flat whatever the size."""
     budget = _budget or _Budget()
@@ -190,7 +219,9 @@ def stream_has_key(stream: BinaryIO | Any, _depth: int = 0, _budget: _Budget | N
         inner = _unwrap(head, io.BufferedReader(chain, CHUNK))
         if inner is not None:
             try:
-                if any(stream_has_key(each, _depth + 1, budget) for each in inner):
+                if any(
+                    stream_has_key(each, _depth + 1, budget, credential_files) for each in inner
+                ):
                     return True
             except (
                 OSError,
@@ -203,7 +234,7 @@ def stream_has_key(stream: BinaryIO | Any, _depth: int = 0, _budget: _Budget | N
                 pass  # a damaged wrapping: the raw bytes are still searched, below
             chain.drain()
             return chain.raw_hit
-    return _scan_windows(head, stream, budget if _depth else None)
+    return _scan_windows(head, stream, budget if _depth else None, credential_files)
 
 
 def has_key(data: bytes | str) -> bool:
@@ -212,7 +243,9 @@ def has_key(data: bytes | str) -> bool:
     return stream_has_key(io.BytesIO(raw))
 
 
-def _scan_windows(head: bytes, stream: Any, budget: _Budget | None) -> bool:
+def _scan_windows(
+    head: bytes, stream: Any, budget: _Budget | None, credential_files: bool = False
+) -> bool:
     tail, chunk, first = b"", head, True
     program = head.startswith(_PROGRAM_MAGIC)
     while chunk:
@@ -223,13 +256,10 @@ def _scan_windows(head: bytes, stream: Any, budget: _Budget | None) -> bool:
         window = tail + chunk
         if _window_has_key(window, program):
             return True
-        if (
-            first
-            and len(chunk) < CHUNK
-            and len(chunk) <= MAX_JSON
-            and looks_like_key(chunk.lstrip(b"\xef\xbb\xbf"))
-        ):
-            return True
+        if first and len(chunk) < CHUNK and len(chunk) <= MAX_JSON:
+            document = chunk.lstrip(b"\xef\xbb\xbf")
+            if looks_like_key(document) or (credential_files and looks_like_credentials(document)):
+                return True
         first = False
         tail = window[-OVERLAP:]
         chunk = _read(stream, CHUNK)

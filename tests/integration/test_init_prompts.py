@@ -25,6 +25,7 @@ class Terminal:
         )
         os.close(slave)
         self.seen = ""
+        self.before = ""
 
     def _read(self, timeout: float) -> str:
         ready, _, _ = select.select([self.master], [], [], timeout)
@@ -46,6 +47,7 @@ class Terminal:
                     f"exited {self.process.returncode} before {text!r}: {self.seen!r}"
                 )
             self.seen += chunk
+        self.before = self.seen[: self.seen.index(text)]  # what came out ahead of `text`
         self.seen = self.seen[self.seen.index(text) + len(text) :]
 
     def answer(self, prompt: str, reply: str) -> None:

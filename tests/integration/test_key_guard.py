@@ -15,6 +15,7 @@ import docker
 from tests.conftest import Project, assert_one_clean_line, record_figure
 from tests.integration.test_push_image import configure_image, registry_tags
 from tests.stack.images import BUSYBOX_STEPS, write_busybox_context
+from tests.unit.test_credential_files import AUTHORIZED_USER, GHA_CREDS, IMPERSONATED, TOKEN
 from tests.unit.test_keyscan import EVASIONS, key_json
 
 FIGURES = "key guard"
@@ -112,3 +113,56 @@ def test_a_wrapped_key_made_by_a_run_step_is_found_in_its_layer(project: Project
     no_key_text(refused.output)
     assert registry_tags(project, repository) == []
     record_figure(FIGURES, "evasions caught")
+
+
+def test_ci_credential_files_in_the_context_are_refused_until_dockerignored(
+    project: Project,
+) -> None:
+    """google-github-actions/auth writes gha-creds-*.json into the workspace, the usual build
+    context: with `COPY . /app` it would be pushed. Refused by name and by content; the
+    .dockerignore docs/ci.md gives lets the push through."""
+    repository = configure_image(project, tag="v1")
+    creds = json.dumps(GHA_CREDS, indent=2)
+    write_busybox_context(
+        project.dir,
+        ["COPY . /app"],
+        files={"gha-creds-0a1b2c3d.json": creds, "config/adc.json": json.dumps(AUTHORIZED_USER)},
+    )
+    refused = project.run("push-image")
+    line = assert_one_clean_line(
+        refused,
+        1,
+        "refusing to push: the build context holds",
+        "gha-creds-0a1b2c3d.json",
+        "config/adc.json",
+        "gha-creds-*.json included",
+    )
+    assert TOKEN not in refused.output and "Bearer" not in line
+    assert registry_tags(project, repository) == []
+    (project.dir / ".dockerignore").write_text("gha-creds-*.json\nconfig/adc.json\n.home\n")
+    assert project.run("push-image").returncode == 0
+    assert registry_tags(project, repository) == ["v1"]
+
+
+def test_a_credential_file_made_by_a_run_step_is_found_in_its_layer(project: Project) -> None:
+    """An impersonated-ADC file written by a RUN step (not in the context): only the layer shows it."""
+    repository = configure_image(project, tag="v1")
+    encoded = base64.b64encode(json.dumps(IMPERSONATED).encode()).decode()
+    write_busybox_context(
+        project.dir,
+        [
+            f"RUN mkdir -p /root/.config/gcloud && echo {encoded} | base64 -d "
+            "> /root/.config/gcloud/application_default_credentials.json",
+            'RUN mkdir -p /tmp && echo \'{"audience": "x"}\' > /tmp/gha-creds-99.json',
+        ],
+    )
+    refused = project.run("push-image")
+    assert_one_clean_line(
+        refused,
+        1,
+        "refusing to push: image",
+        "root/.config/gcloud/application_default_credentials.json",
+        "tmp/gha-creds-99.json",
+    )
+    assert TOKEN not in refused.output
+    assert registry_tags(project, repository) == []

@@ -231,6 +231,10 @@ def test_tag_agrees_with_awscurrent(bootstrapped: Project) -> None:
             ("not enabled", "gcloud services enable iam.googleapis.com"),
         ),
         (
+            lambda emu, p: emu.enclose_in_perimeter(p),
+            ("VPC Service Controls perimeter refused", "not a missing IAM role", "ingress rule"),
+        ),
+        (
             lambda emu, p: emu.deny_key_creation(p),
             ("constraints/iam.disableServiceAccountKeyCreation",),
         ),

@@ -5,18 +5,22 @@ from __future__ import annotations
 
 import json
 import re
+import struct
 import subprocess
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import docker
+import pytest
 
 from tests.conftest import Project, assert_one_clean_line
+from tests.stack.engineproxy import EngineProxy, any_digest, aux_digest
 from tests.stack.faultproxy import FaultProxy, Rule
 from tests.stack.images import write_busybox_context
 from tests.stack.local import free_port
@@ -125,6 +129,35 @@ def test_push_builds_pushes_and_a_second_push_is_a_no_op(project: Project) -> No
     assert [line for line in calls.read_text().splitlines() if line.endswith(" write")] == []
     assert "aws ecr GetAuthorizationToken read" in calls.read_text()
     assert registry_tags(project, repository) == [tag]
+
+
+@pytest.mark.parametrize(
+    "drop, asks_registry",
+    [(aux_digest, False), (any_digest, True)],
+    ids=["status line only", "no digest in the stream"],
+)
+def test_push_stream_without_an_aux_digest(
+    project: Project, drop: Callable[[dict[str, Any]], bool], asks_registry: bool
+) -> None:
+    """The real engine pushes to the real registry through a proxy that takes the digest records
+    out of the push stream: the digest comes from the status line, else from the registry."""
+    repository = configure_image(project, tag="v1")
+    write_busybox_context(project.dir, ['CMD ["echo", "no-aux"]'])
+    calls = project.dir / "calls"
+    with EngineProxy(project.stack.docker_host, drop) as proxy:
+        env = {"DOCKER_HOST": proxy.docker_host, "GCPFARGATE_CALL_LOG": str(calls)}
+        first = project.run("push-image", "--output", "json", env=env)
+        assert first.returncode == 0, first.output
+        assert proxy.pushes == 1
+        assert any(aux_digest(record) for record in proxy.dropped)  # the engine did send one
+        assert first.json["digest"] == registry_digest(project, repository, "v1")
+        assert first.json["changed"] is True
+        assert ("registry HEAD manifests" in calls.read_text()) is asks_registry
+        second = project.run("push-image", "--output", "json", env=env)
+    assert second.returncode == 0, second.output
+    assert second.json == {**first.json, "changed": False}
+    assert proxy.pushes == 1
+    assert registry_tags(project, repository) == ["v1"]
 
 
 def test_derived_tag_reuses_the_image_the_task_definition_pins(project: Project) -> None:
@@ -266,6 +299,47 @@ def test_engine_unreachable_is_one_line(project: Project) -> None:
     assert_one_clean_line(result, 1, "cannot reach the Docker engine", "DOCKER_HOST")
 
 
+@pytest.mark.parametrize("entry", ["credsStore", "credHelpers"])
+def test_missing_credential_helper_is_one_line(project: Project, entry: str) -> None:
+    """A Docker client config naming a credential helper that is not installed (a former Docker
+    Desktop user, WSL): the SDK cannot read the logins it sends with a build."""
+    repository = configure_image(project, tag="v1")
+    write_busybox_context(project.dir)
+    docker_config = project.dir.parent / f"{project.dir.name}.docker"
+    docker_config.mkdir()
+    helper = {"credsStore": "gcpf-missing"}
+    if entry == "credHelpers":
+        helper = {"credHelpers": {"registry.example.com": "gcpf-missing"}}
+    (docker_config / "config.json").write_text(json.dumps(helper))
+    result = project.run("push-image", env={"DOCKER_CONFIG": str(docker_config)})
+    line = assert_one_clean_line(
+        result,
+        1,
+        "image build failed: Docker's credential helper docker-credential-gcpf-missing",
+        f"{docker_config}/config.json",
+        "is not installed or not on PATH",
+        "Install docker-credential-gcpf-missing, or remove that entry",
+    )
+    assert "StoreError" not in line and "unexpected" not in line
+    assert registry_tags(project, repository) == []
+
+
+def test_ssh_docker_host_that_cannot_be_reached_is_one_line(project: Project) -> None:
+    """DOCKER_HOST=ssh://… goes through paramiko (the SDK's ssh extra): a refused connection and a
+    peer that does not speak ssh (the registry's HTTP port) are each one line naming the host."""
+    configure_image(project)
+    write_busybox_context(project.dir)
+    for host, reason in (
+        (f"ssh://builder@127.0.0.1:{free_port()}", "connection refused"),
+        (f"ssh://builder@{project.stack.registry}", ""),
+    ):
+        result = project.run("push-image", env={"DOCKER_HOST": host})
+        line = assert_one_clean_line(
+            result, 1, f"cannot reach the Docker engine at {host}: {reason}", "ssh-agent"
+        )
+        assert "paramiko" not in line and "unexpected" not in line
+
+
 def test_missing_dockerfile_names_the_path(project: Project) -> None:
     configure_image(project, dockerfile="build/Dockerfile.prod")
     result = project.run("push-image")
@@ -288,6 +362,94 @@ def test_failing_run_step_is_reported_as_that_step(project: Project) -> None:
     )
     assert "Fix that step" in line
     assert registry_tags(project, repository) == []
+
+
+def aarch64_program() -> bytes:
+    """The ELF header of an arm64 Linux program: an x86-64 kernel without QEMU's binfmt handler
+    refuses to run it with ENOEXEC ("exec format error"), as an amd64 base image's /bin/sh is
+    refused on Apple Silicon without emulation."""
+    ident = b"\x7fELF" + bytes([2, 1, 1, 0]) + bytes(8)  # 64-bit, little-endian, System V
+    # e_type EXEC, e_machine EM_AARCH64 (183), e_version, e_entry, e_phoff, e_shoff, e_flags,
+    # e_ehsize, e_phentsize, e_phnum, e_shentsize, e_shnum, e_shstrndx
+    return ident + struct.pack("<HHIQQQIHHHHHH", 2, 183, 1, 0x400000, 64, 0, 0, 64, 56, 0, 64, 0, 0)
+
+
+def test_run_step_of_another_architecture_gets_the_emulation_hint(project: Project) -> None:
+    assert not any(Path("/proc/sys/fs/binfmt_misc").glob("qemu-aarch64*")), (
+        "this machine emulates arm64: the step would run"
+    )
+    repository = configure_image(project, tag="v1")
+    write_busybox_context(
+        project.dir,
+        ["COPY armtool /bin/armtool", 'RUN ["/bin/armtool", "--version"]'],
+        files={"armtool": aarch64_program()},
+    )
+    (project.dir / "armtool").chmod(0o755)
+    result = project.run("push-image")
+    line = assert_one_clean_line(
+        result,
+        1,
+        'image build failed at step 5/5 `RUN ["/bin/armtool", "--version"]`',
+        "exec format error",
+        "This machine cannot run linux/amd64 programs: register QEMU's binfmt handlers",
+        "or build on a linux/amd64 machine",
+    )
+    assert "Fix that step" not in line
+    assert registry_tags(project, repository) == []
+
+
+def test_build_failure_message_has_no_terminal_escapes(project: Project) -> None:
+    configure_image(project, tag="v1")
+    write_busybox_context(
+        project.dir,
+        ["RUN printf '\\033[1;31merror:\\033[0m no \\033[4mcompiler\\033[0m\\n' && exit 4"],
+    )
+    result = project.run("push-image")
+    line = assert_one_clean_line(
+        result,
+        1,
+        "image build failed at step 4/4",
+        "last output: error: no compiler",
+        "Fix that step",
+    )
+    assert "\x1b" not in line
+
+
+def test_image_of_another_architecture_is_refused(project: Project) -> None:
+    """A base image without a variant for image.platform gives an image of another architecture:
+    refused before anything is created or pushed (Fargate would not start it)."""
+    base = f"gcpf-arm64-base-{project.family}:1"
+    base_context = project.dir.parent / f"{project.dir.name}.base"
+    write_busybox_context(base_context)
+    # A path no other test copies to: the classic builder's cache ignores the architecture, so a
+    # `COPY busybox /bin/busybox` layer of this arm64 build could be reused by another test's build.
+    (base_context / "Dockerfile").write_text("FROM scratch\nCOPY busybox /bin/arm64-busybox\n")
+    client = engine(project)
+    # No cache: a cached layer of an amd64 build would be reused as the base.
+    for chunk in client.api.build(
+        path=str(base_context), tag=base, platform="linux/arm64", nocache=True, decode=True
+    ):
+        assert "error" not in chunk, chunk
+    assert client.api.inspect_image(base)["Architecture"] == "arm64"
+    repository = configure_image(project, tag="v1", platform="linux/amd64")
+    (project.dir / "Dockerfile").write_text(f'FROM {base}\nCMD ["/bin/arm64-busybox", "true"]\n')
+    try:
+        result = project.run("push-image")
+    finally:
+        client.api.remove_image(f"{project.stack.registry}/{repository}:v1", force=True)
+        client.api.remove_image(base, force=True)
+    line = assert_one_clean_line(
+        result,
+        2,
+        f"refusing to push {project.stack.registry}/{repository}:v1: it was built for linux/arm64, "
+        "but image.platform is linux/amd64",
+        "exec format error",
+        "FROM --platform",
+    )
+    assert "warning" not in result.stderr
+    assert registry_tags(project, repository) == []
+    assert not project.exists("repository", repository)
+    assert line.count("error:") == 1
 
 
 def test_ecr_authorization_failure_is_one_line(project: Project) -> None:

@@ -242,6 +242,24 @@ def test_service_disabled(emulator: IamEmulator, client: iam_admin_v1.IAMClient)
     create_key(client, account)
 
 
+def test_vpc_service_controls_perimeter(
+    emulator: IamEmulator, client: iam_admin_v1.IAMClient
+) -> None:
+    account = new_account(emulator, "perimeter-project")
+    admin(emulator, "vpc-perimeter", project="perimeter-project")
+    with pytest.raises(gexc.PermissionDenied) as caught:
+        client.create_service_account_key(name=account.name)
+    assert caught.value.message.startswith(
+        "Request is prohibited by organization's policy. vpcServiceControlsUniqueIdentifier: "
+    )
+    [info] = details_of(caught.value, error_details_pb2.ErrorInfo)
+    assert (info.reason, info.domain) == ("SECURITY_POLICY_VIOLATED", "googleapis.com")
+    [failure] = details_of(caught.value, error_details_pb2.PreconditionFailure)
+    assert [v.type for v in failure.violations] == ["VPC_SERVICE_CONTROLS"]
+    admin(emulator, "vpc-perimeter", project="perimeter-project", enclosed=False)
+    create_key(client, account)
+
+
 def test_org_policy_managed_constraint(
     emulator: IamEmulator, client: iam_admin_v1.IAMClient
 ) -> None:

@@ -72,9 +72,11 @@ def test_scan_context_honours_dockerignore(tmp_path: Path) -> None:
     (tmp_path / "Dockerfile").write_text("FROM scratch\n")
     (tmp_path / "keys").mkdir()
     (tmp_path / "keys" / "sa.json").write_bytes(fake_key())
-    (tmp_path / "other.json").write_bytes(b'{"type": "authorized_user"}')
+    (tmp_path / "other.json").write_bytes(b'{"type": "app_settings"}')
+    # A user's refresh token (authorized_user) is a credential file too (test_credential_files.py).
+    (tmp_path / "keys" / "adc.json").write_bytes(b'{"type": "authorized_user"}')
     record = CleanFiles(tmp_path, tmp_path.parent / f"{tmp_path.name}-record.json")
-    assert scan_context(tmp_path, "Dockerfile", record) == ["keys/sa.json"]
+    assert scan_context(tmp_path, "Dockerfile", record) == ["keys/adc.json", "keys/sa.json"]
     (tmp_path / ".dockerignore").write_text("# secrets\nkeys/\n")
     assert scan_context(tmp_path, "Dockerfile", record) == []
 

@@ -120,6 +120,9 @@ ADMIN_POST: dict[str, Callable[[IamEmulator, dict[str, Any]], dict[str, Any] | N
     "/admin/disable-service": lambda emu, b: emu.disable_service(
         str(b["project"]), bool(b.get("disabled", True))
     ),
+    "/admin/vpc-perimeter": lambda emu, b: emu.enclose_in_perimeter(
+        str(b["project"]), bool(b.get("enclosed", True))
+    ),
     "/admin/deny-permission": lambda emu, b: emu.deny_permission(
         str(b["permission"]), project=_opt_str(b, "project"), deny=bool(b.get("deny", True))
     ),

@@ -303,6 +303,15 @@ class IamEmulator:
             else:
                 self.knobs.disabled_services.discard(project)
 
+    def enclose_in_perimeter(self, project: str, enclosed: bool = True) -> None:
+        """`project` is inside a VPC Service Controls perimeter and the caller is outside it:
+        every call on it gets SECURITY_POLICY_VIOLATED."""
+        with self.state.lock:
+            if enclosed:
+                self.knobs.perimeter.add(project)
+            else:
+                self.knobs.perimeter.discard(project)
+
     def deny_permission(
         self, permission: str, *, project: str | None = None, deny: bool = True
     ) -> None:

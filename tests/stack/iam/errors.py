@@ -207,6 +207,35 @@ def service_disabled(project: str) -> RpcFailure:
     )
 
 
+# Google's "Troubleshoot VPC Service Controls" (cloud.google.com/vpc-service-controls/docs/
+# troubleshooting): a request from outside a service perimeter gets 403 / PERMISSION_DENIED with
+# "Request is prohibited by organization's policy. vpcServiceControlsUniqueIdentifier: <id>", an
+# ErrorInfo {domain: googleapis.com, reason: SECURITY_POLICY_VIOLATED} and a PreconditionFailure
+# violation of type VPC_SERVICE_CONTROLS whose description is the identifier.
+MSG_VPC_SC = (
+    "Request is prohibited by organization's policy. vpcServiceControlsUniqueIdentifier: {uid}"
+)
+
+
+def vpc_sc_violation(project: str) -> RpcFailure:
+    uid = "vpcsc-" + urllib.parse.quote(project, safe="")[:40]
+    info = error_details_pb2.ErrorInfo(
+        reason="SECURITY_POLICY_VIOLATED",
+        domain="googleapis.com",
+        metadata={"service": "iam.googleapis.com", "uid": uid},
+    )
+    failure = error_details_pb2.PreconditionFailure(
+        violations=[
+            error_details_pb2.PreconditionFailure.Violation(
+                type="VPC_SERVICE_CONTROLS", description=uid
+            )
+        ]
+    )
+    return RpcFailure(
+        grpc.StatusCode.PERMISSION_DENIED, MSG_VPC_SC.format(uid=uid), [failure, info]
+    )
+
+
 def quota_exceeded(project: str) -> RpcFailure:
     info = error_details_pb2.ErrorInfo(
         reason="RATE_LIMIT_EXCEEDED",

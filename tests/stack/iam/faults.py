@@ -75,6 +75,7 @@ class Knobs:
         self.refusal_description = errors.OAUTH_BAD_SIGNATURE
         self.deny_key_creation: dict[str, str] = {}  # project -> constraint
         self.disabled_services: set[str] = set()  # projects where the IAM API is off
+        self.perimeter: set[str] = set()  # projects in a VPC-SC perimeter the caller is outside of
         self.denied_permissions: dict[str, set[str]] = {}  # project or ALL -> permissions
         self.key_quota_refusals: dict[str, int] = {}  # project or ALL -> count (-1: until reset)
         self.propagation: dict[str, Propagation] = {ALL: self.defaults.propagation}  # email or ALL
@@ -126,7 +127,10 @@ class Knobs:
 
     # ------------------------------------------------------------------ checks on every call
     def check_call(self, method: str, project: str | None) -> None:
-        """API-level refusals, in Google's order: service disabled, then the caller's permission."""
+        """API-level refusals, in Google's order: the perimeter, service disabled, then the
+        caller's permission."""
+        if project is not None and project in self.perimeter:
+            raise errors.vpc_sc_violation(project)
         if project is not None and project in self.disabled_services:
             raise errors.service_disabled(project)
         permission = errors.METHOD_PERMISSIONS[method]
