@@ -4,6 +4,11 @@
 Scheduler passes a templated ECS target's Input to RunTask as its overrides), and `run-local` applies
 them to the local container. A command override replaces the container's `command` (Docker's CMD)
 and keeps its `entryPoint`, exactly as ECS does with `containerOverrides.command`.
+
+Override values are as readable as a task definition (DescribeTasks, CloudTrail, `aws scheduler
+get-schedule`), so they get the task definition's key check: any key text in a `--command`, `--arg`
+or `--env` name or value is refused (exit 2) before it is parsed further, and the message names
+only the flag, never the value.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from typing import Any
 
 from gcpfargate.ecs.sizes import FARGATE_SIZES, parse_cpu, parse_memory
 from gcpfargate.errors import UsageError
+from gcpfargate.keymaterial.keyscan import key_paths, key_text
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -40,6 +46,7 @@ def parse(
     memory: str | None = None,
 ) -> TaskOverrides:
     """The flags as given on the command line, checked before any AWS call."""
+    refuse_key_text(command=command, args=args, env=env)
     if command is not None and args:
         raise UsageError(
             "--command and --arg exclude each other",
@@ -75,6 +82,29 @@ def parse(
     return TaskOverrides(argv, environment, cpu, memory)
 
 
+def refuse_key_text(
+    command: str | None = None,
+    args: list[str] | None = None,
+    env: list[str] | None = None,
+    environment: dict[str, str] | None = None,
+    argv: list[str] | None = None,
+) -> None:
+    """The task-definition key check on override values; the error names the flag, not the value."""
+    for flag, value in (
+        ("--command", command),
+        ("--arg", args),
+        ("--command", argv),
+        ("--env", env),
+        ("--env", environment),
+    ):
+        if value and key_paths(value, is_key=key_text):
+            raise UsageError(
+                f"{flag} holds what looks like private key text; it is refused because overrides "
+                "are stored where anyone who can describe the task or schedule reads them",
+                "Never pass a key as an override: gcpfargate delivers the key through secrets",
+            )
+
+
 def check_size(overrides: TaskOverrides, definition: dict[str, Any]) -> None:
     """A cpu/memory override (with the definition's other half) must be a Fargate task size."""
     if not (overrides.cpu or overrides.memory):
@@ -94,6 +124,8 @@ def check_size(overrides: TaskOverrides, definition: dict[str, Any]) -> None:
 def ecs_overrides(overrides: TaskOverrides, definition: dict[str, Any]) -> dict[str, Any]:
     """RunTask's `overrides` (also the Scheduler target's Input): {} when nothing is overridden."""
     check_size(overrides, definition)
+    # Also here, the last step before RunTask or the schedule: overrides not made by parse().
+    refuse_key_text(argv=overrides.command, environment=overrides.environment)
     result: dict[str, Any] = {}
     container: dict[str, Any] = {}
     if overrides.command is not None:

@@ -206,3 +206,31 @@ def test_doctor_fails_the_wiring_check_for_key_text_anywhere_or_an_edited_wrappe
     )
     no_key_text(result.output)
     record_figure(FIGURES, "evasions caught")
+
+
+# Each way a key can ride along in an override, for both commands that store overrides in AWS.
+OVERRIDE_FLAGS = {
+    "env": lambda key: ["--env", f"LEAK={key}"],
+    "command": lambda key: ["--command", f"app --key '{key}'"],
+    "arg": lambda key: ["--arg", "app", "--arg", key],
+}
+
+
+@pytest.mark.parametrize("flag", sorted(OVERRIDE_FLAGS))
+def test_key_text_in_run_and_schedule_overrides_is_refused_before_any_call(
+    project: Project, flag: str
+) -> None:
+    prepare(project)
+    calls = project.dir / "calls"
+    for command in (["run", "--no-wait"], ["schedule", "--cron", "0 3 * * ? *"]):
+        result = project.run(
+            *command,
+            *OVERRIDE_FLAGS[flag](key_json().decode()),
+            env={"GCPFARGATE_CALL_LOG": str(calls)},
+        )
+        assert_one_clean_line(result, 2, "looks like private key text")
+        no_key_text(result.output)
+    # Refused before the configuration is even used: no RunTask, no CreateSchedule, no call at all.
+    assert not calls.exists() or calls.read_text() == ""
+    assert project.aws("scheduler").list_schedules()["Schedules"] == []
+    record_figure(FIGURES, "evasions caught")
