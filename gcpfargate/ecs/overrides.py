@@ -8,7 +8,8 @@ and keeps its `entryPoint`, exactly as ECS does with `containerOverrides.command
 Override values are as readable as a task definition (DescribeTasks, CloudTrail, `aws scheduler
 get-schedule`), so they get the task definition's key check: any key text in a `--command`, `--arg`
 or `--env` name or value is refused (exit 2) before it is parsed further, and the message names
-only the flag, never the value.
+only the flag, never the value. `--env` may not set SHELLOPTS, BASHOPTS, BASH_ENV or ENV either: they
+change how the start-up wrapper's shell runs (bash's xtrace would print the key).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 from gcpfargate.ecs.sizes import FARGATE_SIZES, parse_cpu, parse_memory
 from gcpfargate.errors import UsageError
 from gcpfargate.keymaterial.keyscan import key_paths, key_text
+from gcpfargate.keymaterial.rules import shell_startup_problem
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -72,6 +74,9 @@ def parse(
                 f"--env {name if sep else item!r} is not NAME=VALUE",
                 "For example --env LOG_LEVEL=debug",
             )
+        if problem := shell_startup_problem(name):
+            # The override reaches the essential container, whose start-up wrapper holds the key.
+            raise UsageError(f"--env {name} is refused: {problem}", f"Remove --env {name}")
         environment[name] = value
     for flag, size, parser in (("--cpu", cpu, parse_cpu), ("--memory", memory, parse_memory)):
         if size is not None and parser(size) is None:

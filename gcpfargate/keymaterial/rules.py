@@ -17,6 +17,23 @@ import posixpath
 import re
 from typing import Any
 
+# Variables that make a shell run code or trace its commands before (or while) the wrapper runs:
+# with /bin/sh being bash (Amazon Linux, UBI, RHEL images), SHELLOPTS=xtrace traces the wrapper's
+# `printf` with the key expanded into stderr (CloudWatch Logs); BASH_ENV and ENV name a script a
+# shell sources first, BASHOPTS sets shopt options. Never in a wired container's environment.
+SHELL_STARTUP_VARIABLES = ("SHELLOPTS", "BASHOPTS", "BASH_ENV", "ENV")
+
+
+def shell_startup_problem(name: str) -> str | None:
+    """Why a variable of this name must not reach a container whose start-up wrapper holds the key."""
+    if name in SHELL_STARTUP_VARIABLES:
+        return (
+            f"{name} changes how the start-up shell runs (tracing or sourcing code before the "
+            "wrapper), which could print the key to the logs"
+        )
+    return None
+
+
 # Top-level directories that hold the system, the kernel's views or devices: never a key file's home.
 SYSTEM_DIRECTORIES = frozenset(
     {

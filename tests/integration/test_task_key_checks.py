@@ -234,3 +234,31 @@ def test_key_text_in_run_and_schedule_overrides_is_refused_before_any_call(
     assert not calls.exists() or calls.read_text() == ""
     assert project.aws("scheduler").list_schedules()["Schedules"] == []
     record_figure(FIGURES, "evasions caught")
+
+
+def test_doctor_fails_an_older_wrapper_and_shell_start_up_variables_until_register_task(
+    project: Project,
+) -> None:
+    from gcpfargate.credentials import wiring
+
+    prepare(project)
+    deploy(project)
+
+    def older(definition: dict) -> None:
+        container = definition["containerDefinitions"][0]
+        entry = container["entryPoint"]
+        entry[2] = entry[2].replace(wiring.HEAD, wiring.LEGACY_MARKER, 1)  # no xtrace guard
+        container["environment"].append({"name": "SHELLOPTS", "value": "xtrace"})
+
+    register_variant(project, older)
+    result = project.run("doctor", "--output", "json")
+    assert result.returncode == 3, result.output
+    checks = {check["name"]: check for check in result.json["checks"]}
+    detail = checks["task definition delivers the key safely"]["detail"]
+    assert "an older gcpfargate's" in detail and "run gcpfargate register-task" in detail
+    assert "environment sets SHELLOPTS" in detail
+    # register-task writes today's wrapper (the template has no SHELLOPTS): doctor passes again.
+    assert project.run("register-task").returncode == 0
+    healed = project.run("doctor", "--output", "json")
+    checks = {check["name"]: check for check in healed.json["checks"]}
+    assert checks["task definition delivers the key safely"]["status"] == "OK", checks

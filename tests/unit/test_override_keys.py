@@ -56,3 +56,11 @@ def test_ordinary_overrides_pass() -> None:
     )
     assert given.command == ["manage.py", "migrate"]
     assert given.environment == {"MODE": "nightly", "EMPTY": ""}
+
+
+@pytest.mark.parametrize("name", ["SHELLOPTS", "BASHOPTS", "BASH_ENV", "ENV"])
+def test_an_override_may_not_set_what_changes_the_start_up_shell(name: str) -> None:
+    with pytest.raises(UsageError) as caught:
+        overrides.parse(env=[f"{name}=xtrace"])
+    assert caught.value.exit_code == ExitCode.USAGE
+    assert f"--env {name} is refused" in caught.value.one_line()
