@@ -34,6 +34,45 @@ def shell_startup_problem(name: str) -> str | None:
     return None
 
 
+# Variables that hold the deployer's own credentials (or name a file that does).
+CREDENTIAL_VARIABLES = frozenset(
+    {
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_SECURITY_TOKEN",
+        "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+        "GOOGLE_APPLICATION_CREDENTIALS",
+        "GOOGLE_CREDENTIALS",
+        "GOOGLE_CLOUD_KEYFILE_JSON",
+        "GCLOUD_KEYFILE_JSON",
+        "GOOGLE_OAUTH_ACCESS_TOKEN",
+        "CLOUDSDK_AUTH_ACCESS_TOKEN_FILE",
+        "CLOUDSDK_AUTH_CREDENTIAL_FILE_OVERRIDE",
+        "GOOGLE_GHA_CREDS_PATH",
+        "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+        "ACTIONS_RUNTIME_TOKEN",
+        "GITHUB_TOKEN",
+    }
+)
+
+
+# Variables with this prefix are meant for templates: env() reads them without listing them.
+TEMPLATE_VARIABLE_PREFIX = "GCPFARGATE_VAR_"
+_VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def template_env_var_problem(name: Any) -> str | None:
+    """task.env_vars: a variable name a template may read, never one holding the deployer's
+    credentials."""
+    if not isinstance(name, str) or not _VARIABLE_NAME.fullmatch(name):
+        return "is not an environment variable name"
+    if name.upper() in CREDENTIAL_VARIABLES:
+        return "holds the deployer's credentials, which a template may never read"
+    return None
+
+
 # Top-level directories that hold the system, the kernel's views or devices: never a key file's home.
 SYSTEM_DIRECTORIES = frozenset(
     {

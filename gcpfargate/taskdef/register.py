@@ -105,7 +105,7 @@ def check_renders(ctx: Context) -> tuple[dict[str, Any], str]:
         "credentials_env": settings.task.credentials_env,
         "vars": dict(settings.task.vars),
     }
-    definition = template.render(path, variables)
+    definition = template.render(path, variables, env_vars=settings.task.env_vars)
     template.validate(
         definition, template.shown(path), template.input_shape(ctx.aws.service_model("ecs"))
     )
@@ -162,7 +162,7 @@ def render_definition(
         )
 
     with ctx.reporter.step(f"Rendering {template.shown(path)}"):
-        text = template.render_text(path, variables)
+        text = template.render_text(path, variables, env_vars=settings.task.env_vars)
     try:
         definition = template.parse_json(text, path)
     except TemplateError:

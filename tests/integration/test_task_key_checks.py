@@ -80,13 +80,28 @@ def test_the_template_cannot_reach_the_deployers_credentials_or_files(
             head + '"command": [{{ env("AWS_SECRET_ACCESS_KEY") | tojson }}]}]}',
             "refused",
         ),
-        "key-variable": (head + '"command": [{{ env("SOME_JSON") | tojson }}]}]}', "private key"),
+        "key-variable": (
+            head + '"command": [{{ env("GCPFARGATE_VAR_SOME_JSON") | tojson }}]}]}',
+            "private key",
+        ),
+        "not-allowed": (
+            head + '"command": [{{ env("CI_JOB_TOKEN") | tojson }}]}]}',
+            "add 'CI_JOB_TOKEN' to task.env_vars",
+        ),
     }
     for name, (text, fragment) in cases.items():
         (project.dir / TEMPLATE).write_text(text)
         result = project.run(
-            "render", "--image", "busybox", env={**env, "SOME_JSON": key_json().decode()}
+            "render",
+            "--image",
+            "busybox",
+            env={
+                **env,
+                "GCPFARGATE_VAR_SOME_JSON": key_json().decode(),
+                "CI_JOB_TOKEN": "glcbt-s3cr3t",
+            },
         )
+        assert "glcbt-s3cr3t" not in result.output
         assert_one_clean_line(result, 2, fragment)
         assert project.env["AWS_SECRET_ACCESS_KEY"] not in result.output, name
         assert "not for templates" not in result.output

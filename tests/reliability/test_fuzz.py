@@ -114,7 +114,9 @@ def test_any_strings_render_to_valid_json(
     workdir: Path, vars_: dict[str, str], from_env: str
 ) -> None:
     path = workdir / "task-definition.json.j2"
-    definition = template.render(path, variables(vars_), environ={"FUZZ_VALUE": from_env})
+    definition = template.render(
+        path, variables(vars_), environ={"FUZZ_VALUE": from_env}, env_vars=("FUZZ_VALUE",)
+    )
     environment = definition["containerDefinitions"][0]["environment"]
     assert environment == [
         *({"name": k, "value": v} for k, v in vars_.items()),
