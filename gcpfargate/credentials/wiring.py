@@ -231,6 +231,22 @@ def target_names(definition: Mapping[str, Any], containers: Sequence[str] | None
     return essential
 
 
+def check_shell_startup(definition: Mapping[str, Any], containers: Sequence[str] | None) -> None:
+    """The target containers' template `environment` sets none of SHELLOPTS, BASHOPTS, BASH_ENV,
+    ENV: deploy checks this with the rendered template before it creates anything."""
+    for container in definition.get("containerDefinitions") or []:
+        if container.get("name") not in set(target_names(definition, containers)):
+            continue
+        variables = shell_startup_names(container.get("environment"))
+        if variables:
+            raise TemplateError(
+                f"container {container.get('name')}: environment sets {variables[0]}: "
+                f"{shell_startup_problem(variables[0])}",
+                f"Remove {', '.join(variables)} from it: the container's start-up wrapper holds "
+                "the key",
+            )
+
+
 def _recording(image_config: ImageConfig, read: list[Mapping[str, Any]]) -> ImageConfig:
     """`image_config` that also keeps each config it reads in `read` (its Env is checked too)."""
 

@@ -109,6 +109,9 @@ def check_renders(ctx: Context) -> tuple[dict[str, Any], str]:
     template.validate(
         definition, template.shown(path), template.input_shape(ctx.aws.service_model("ecs"))
     )
+    if settings.task.wire_credentials and mode_for(settings).holds_keys:
+        # What wiring would refuse in the template itself, before bootstrap or push writes anything.
+        wiring.check_shell_startup(definition, settings.task.containers or None)
     return definition, str(variables["region"])
 
 

@@ -277,3 +277,26 @@ def test_doctor_fails_an_older_wrapper_and_shell_start_up_variables_until_regist
     healed = project.run("doctor", "--output", "json")
     checks = {check["name"]: check for check in healed.json["checks"]}
     assert checks["task definition delivers the key safely"]["status"] == "OK", checks
+
+
+def test_deploy_refuses_shell_start_up_variables_before_any_write(project: Project) -> None:
+    prepare(project)
+    template = project.dir / TEMPLATE
+    text = template.read_text()
+    assert '"environment": [],' in text
+    template.write_text(
+        text.replace(
+            '"environment": [],',
+            '"environment": [{"name": "BASH_ENV", "value": "/app/trace.sh"}],',
+            1,
+        )
+    )
+    calls = project.dir / "calls"
+    result = project.run("deploy", env={"GCPFARGATE_CALL_LOG": str(calls)})
+    assert_one_clean_line(result, 2, "environment sets BASH_ENV")
+    written = [
+        line
+        for line in (calls.read_text() if calls.exists() else "").splitlines()
+        if "write" in line
+    ]
+    assert written == []
