@@ -16,7 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from gcpfargate.errors import ConfigError
-from gcpfargate.keymaterial.rules import credentials_env_problem, credentials_path_problem
+from gcpfargate.keymaterial.rules import (
+    credentials_env_problem,
+    credentials_path_problem,
+    template_env_var_problem,
+)
 
 CONFIG_FILE = "gcpfargate.toml"
 Validator = Callable[[Any], str | None]  # returns a reason when the value is invalid
@@ -191,6 +195,8 @@ class TaskSettings:
         30, _retention
     )  # for the awslogs groups register-task creates
     vars: dict[str, object] = setting({})  # free TOML values for the template
+    # The deployer's environment variables env()/must_env() may read (besides GCPFARGATE_VAR_*).
+    env_vars: list[str] = setting([], _all(template_env_var_problem))
 
 
 @dataclass(frozen=True)

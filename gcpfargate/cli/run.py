@@ -75,6 +75,7 @@ def run_command(
     from gcpfargate.ecs import overrides
     from gcpfargate.ecs.run import run
 
+    given = overrides.parse(command, arg, env, cpu, memory)  # before the config: nothing else runs
     ctx = STATE.context(
         dry_run=dry_run,
         overrides={
@@ -84,7 +85,6 @@ def run_command(
             "run.wait_timeout": wait_timeout,
         },
     )
-    given = overrides.parse(command, arg, env, cpu, memory)
     result = run(ctx, revision=revision, wait=not no_wait, overrides=given)
     out = STATE.console
     for warning in result.warnings:

@@ -5,8 +5,12 @@ also endpoints.json (1.2 MB) and partitions.json: about a tenth of a no-op deplo
 every command. `CachedFileLoader` (botocore's loader takes a file loader for exactly this) keeps each
 parsed file as `marshal` data, several times faster to read than JSON, and reads that while the
 file's path, size and mtime, botocore's and Python's versions are what they were (an upgrade rewrites
-the files). An entry carries a SHA-256 of its content: an entry that is missing, damaged, stale or
-unwritable only means parsing the JSON, as botocore would. Only botocore's own public data is kept.
+the files). An entry carries an HMAC of its content under the cache secret (gcpfargate/cache.py), so
+one written by anyone else is not read: an entry that is missing, damaged, unsigned, stale or
+unwritable only means parsing the JSON, as botocore would. Only botocore's own public data is kept,
+and never what decides where requests go: endpoints.json, partitions.json and each service's
+endpoint rule set are always parsed from botocore's own files (a forged rule set could send a
+request, key and all, to any host).
 
 Plain dicts where botocore would build OrderedDicts: dicts keep insertion order, which is all
 botocore's model code relies on (it builds its own OrderedDicts from them).
@@ -27,9 +31,11 @@ from typing import Any
 import botocore
 from botocore.loaders import JSONFileLoader
 
-from gcpfargate.cache import cache_dir, write_entry
+from gcpfargate.cache import cache_dir, read_entry, sign, signed, write_entry
 
-_MAGIC = b"gcpfargate botocore data 1\n"
+_MAGIC = b"gcpfargate botocore data 2\n"
+# Data files that decide where requests go: never cached (see the module docstring).
+NEVER_CACHED = frozenset({"endpoints", "partitions", "endpoint-rule-set-1"})
 _DIGEST = hashlib.sha256().digest_size
 # botocore's own order: the plain file first, then the compressed one (botocore/loaders.py).
 _OPENERS: tuple[tuple[str, Any], ...] = ((".json", open), (".json.gz", gzip.open))
@@ -38,10 +44,12 @@ _OPENERS: tuple[tuple[str, Any], ...] = ((".json", open), (".json.gz", gzip.open
 class CachedFileLoader(JSONFileLoader):
     def __init__(self, directory: Path | None = None) -> None:
         self.directory = directory or cache_dir() / "botocore-data"
-        self.parsed = 0  # files parsed from JSON by this loader (the tests count them)
+        self.parsed = 0  # cacheable files parsed from JSON by this loader (the tests count them)
 
     def load_file(self, file_path: str) -> Any:
         """The data of `file_path` + .json or .json.gz, as botocore's JSONFileLoader.load_file; None if neither."""
+        if os.path.basename(file_path) in NEVER_CACHED:
+            return super().load_file(file_path)  # not counted in `parsed`: never cacheable
         for extension, opener in _OPENERS:
             path = file_path + extension
             try:
@@ -79,16 +87,15 @@ def use_cached_files(session: Any) -> None:
 
 
 def _read(entry: Path, key: tuple[Any, ...]) -> Any:
-    try:
-        blob = entry.read_bytes()
-    except OSError:
+    blob = read_entry(entry)
+    if blob is None:
         return None
     head, digest, payload = (
         blob[: len(_MAGIC)],
         blob[len(_MAGIC) : len(_MAGIC) + _DIGEST],
         blob[len(_MAGIC) + _DIGEST :],
     )
-    if head != _MAGIC or hashlib.sha256(payload).digest() != digest:
+    if head != _MAGIC or not signed(payload, digest):
         return None
     try:
         stored_key, data = marshal.loads(payload)
@@ -102,4 +109,6 @@ def _write(entry: Path, key: tuple[Any, ...], data: Any) -> None:
         payload = marshal.dumps((key, data))
     except ValueError:  # not marshallable: never for JSON data, and then only the parse is repeated
         return
-    write_entry(entry, _MAGIC + hashlib.sha256(payload).digest() + payload)
+    signature = sign(payload)
+    if signature is not None:  # no usable signing secret: nothing is cached
+        write_entry(entry, _MAGIC + signature + payload)

@@ -16,6 +16,12 @@ re-quoted: quotes, spaces, `$`, newlines reach the program exactly. The original
 command follow Docker's rules: the template's entryPoint (with its command, if any), else the
 image's ENTRYPOINT with the template's command or the image's CMD. `printf` is a shell builtin in
 dash and busybox, so the key is never in a process's argv (/proc/*/cmdline).
+
+The script's first line is `{ set +xv; } 2>/dev/null`: where /bin/sh is bash, `SHELLOPTS=xtrace`
+in the image or task environment would otherwise trace the `printf` line, key expanded, to stderr
+(CloudWatch Logs); the braces send the trace of `set +xv` itself to /dev/null. A wired container's
+environment may not set SHELLOPTS, BASHOPTS, BASH_ENV or ENV (the template's, and the image's
+when its config is read to find the original argv).
 """
 
 from __future__ import annotations
@@ -29,9 +35,19 @@ from typing import Any
 
 from gcpfargate.errors import TemplateError
 from gcpfargate.keymaterial.keyscan import key_paths, key_text
-from gcpfargate.keymaterial.rules import credentials_env_problem, credentials_path_problem
+from gcpfargate.keymaterial.rules import (
+    credentials_env_problem,
+    credentials_path_problem,
+    shell_startup_problem,
+)
 
-MARKER = "# gcpfargate credentials wrapper v1"
+# Turns off xtrace/verbose before anything else runs; its own trace line goes to /dev/null.
+XTRACE_OFF = "{ set +xv; } 2>/dev/null"
+MARKER = "# gcpfargate credentials wrapper v2"
+# What the script starts with; v1 (no XTRACE_OFF) is still recognised as gcpfargate's, so doctor
+# and `init --from-family` see it, and register-task replaces it.
+HEAD = f"{XTRACE_OFF}\n{MARKER}"
+LEGACY_MARKER = "# gcpfargate credentials wrapper v1"
 WRAPPER_NAME = "gcpfargate-wrapper"  # $0 of the script: what `ps` and error messages show
 SHELL = ["/bin/sh", "-c"]
 CREDENTIALS_VARIABLE = "GOOGLE_APPLICATION_CREDENTIALS"
@@ -55,6 +71,7 @@ def wrapper_script(credentials_env: str, credentials_path: str) -> str:
     # Messages name the variable and path only; the value is never echoed.
     return "\n".join(
         [
+            XTRACE_OFF,
             MARKER,
             "set -eu",
             "umask 077",
@@ -80,9 +97,27 @@ def is_wrapped(container: Mapping[str, Any]) -> bool:
     return (
         len(entry) >= 4
         and entry[:2] == SHELL
-        and str(entry[2]).startswith(MARKER)
+        and str(entry[2]).startswith((HEAD, LEGACY_MARKER))
         and entry[3] == WRAPPER_NAME
     )
+
+
+def is_legacy_wrapper(container: Mapping[str, Any]) -> bool:
+    """A wrapper written by an older gcpfargate (one that does not turn xtrace off first)."""
+    return is_wrapped(container) and str(container["entryPoint"][2]).startswith(LEGACY_MARKER)
+
+
+def shell_startup_names(environment: Any) -> list[str]:
+    """The SHELLOPTS-like names set in an ECS `environment` list or an image config's `Env`."""
+    names = []
+    for item in environment or []:
+        if isinstance(item, Mapping):
+            name = str(item.get("name", ""))
+        else:
+            name = str(item).partition("=")[0]
+        if shell_startup_problem(name):
+            names.append(name)
+    return names
 
 
 def is_exact_wrapper(container: Mapping[str, Any]) -> bool:
@@ -208,6 +243,38 @@ def target_names(definition: Mapping[str, Any], containers: Sequence[str] | None
     return essential
 
 
+def check_shell_startup(definition: Mapping[str, Any], containers: Sequence[str] | None) -> None:
+    """The target containers' template `environment` sets none of SHELLOPTS, BASHOPTS, BASH_ENV,
+    ENV: deploy checks this with the rendered template before it creates anything."""
+    for container in definition.get("containerDefinitions") or []:
+        if container.get("name") not in set(target_names(definition, containers)):
+            continue
+        variables = shell_startup_names(container.get("environment"))
+        if variables:
+            raise TemplateError(
+                f"container {container.get('name')}: environment sets {variables[0]}: "
+                f"{shell_startup_problem(variables[0])}",
+                f"Remove {', '.join(variables)} from it: the container's start-up wrapper holds "
+                "the key",
+            )
+
+
+def _recording(image_config: ImageConfig, read: list[Mapping[str, Any]]) -> ImageConfig:
+    """`image_config` that also keeps each config it reads in `read` (its Env is checked too)."""
+
+    def reading(image: str) -> Mapping[str, Any]:
+        config = image_config(image)
+        read.append(config)
+        return config
+
+    return reading
+
+
+def _once(read: list[Mapping[str, Any]], image_config: ImageConfig) -> ImageConfig:
+    """The config `read` holds already, else `image_config`'s: one registry read per container."""
+    return lambda image: read[0] if read else image_config(image)
+
+
 def wire(
     definition: Mapping[str, Any],
     *,
@@ -226,7 +293,24 @@ def wire(
         if container.get("name") not in names:
             continue
         name = container.get("name")
-        wrap_program(container, script, image_config)
+        read: list[Mapping[str, Any]] = []
+        reading = _recording(image_config, read)
+        original_parts(container, reading)  # reads the image's config only when Docker would
+        for where, variables in (
+            ("environment", shell_startup_names(container.get("environment"))),
+            (
+                f"image {container.get('image')}'s Env",
+                shell_startup_names(read and read[0].get("Env")),
+            ),
+        ):
+            if variables:
+                raise TemplateError(
+                    f"container {name}: {where} sets {variables[0]}: "
+                    f"{shell_startup_problem(variables[0])}",
+                    f"Remove {', '.join(variables)} from it: the container's start-up wrapper holds "
+                    "the key",
+                )
+        wrap_program(container, script, _once(read, image_config))
         secrets = [s for s in container.get("secrets") or [] if s.get("name") != credentials_env]
         for item in container.get("secrets") or []:
             if item.get("name") == credentials_env and item.get("valueFrom") != secret_arn:

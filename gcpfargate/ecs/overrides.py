@@ -4,6 +4,12 @@
 Scheduler passes a templated ECS target's Input to RunTask as its overrides), and `run-local` applies
 them to the local container. A command override replaces the container's `command` (Docker's CMD)
 and keeps its `entryPoint`, exactly as ECS does with `containerOverrides.command`.
+
+Override values are as readable as a task definition (DescribeTasks, CloudTrail, `aws scheduler
+get-schedule`), so they get the task definition's key check: any key text in a `--command`, `--arg`
+or `--env` name or value is refused (exit 2) before it is parsed further, and the message names
+only the flag, never the value. `--env` may not set SHELLOPTS, BASHOPTS, BASH_ENV or ENV either: they
+change how the start-up wrapper's shell runs (bash's xtrace would print the key).
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ from typing import Any
 
 from gcpfargate.ecs.sizes import FARGATE_SIZES, parse_cpu, parse_memory
 from gcpfargate.errors import UsageError
+from gcpfargate.keymaterial.keyscan import key_paths, key_text
+from gcpfargate.keymaterial.rules import shell_startup_problem
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -40,6 +48,7 @@ def parse(
     memory: str | None = None,
 ) -> TaskOverrides:
     """The flags as given on the command line, checked before any AWS call."""
+    refuse_key_text(command=command, args=args, env=env)
     if command is not None and args:
         raise UsageError(
             "--command and --arg exclude each other",
@@ -65,6 +74,9 @@ def parse(
                 f"--env {name if sep else item!r} is not NAME=VALUE",
                 "For example --env LOG_LEVEL=debug",
             )
+        if problem := shell_startup_problem(name):
+            # The override reaches the essential container, whose start-up wrapper holds the key.
+            raise UsageError(f"--env {name} is refused: {problem}", f"Remove --env {name}")
         environment[name] = value
     for flag, size, parser in (("--cpu", cpu, parse_cpu), ("--memory", memory, parse_memory)):
         if size is not None and parser(size) is None:
@@ -73,6 +85,29 @@ def parse(
                 'Use cpu units ("1024" or "1 vCPU") and MiB ("2048" or "2 GB")',
             )
     return TaskOverrides(argv, environment, cpu, memory)
+
+
+def refuse_key_text(
+    command: str | None = None,
+    args: list[str] | None = None,
+    env: list[str] | None = None,
+    environment: dict[str, str] | None = None,
+    argv: list[str] | None = None,
+) -> None:
+    """The task-definition key check on override values; the error names the flag, not the value."""
+    for flag, value in (
+        ("--command", command),
+        ("--arg", args),
+        ("--command", argv),
+        ("--env", env),
+        ("--env", environment),
+    ):
+        if value and key_paths(value, is_key=key_text):
+            raise UsageError(
+                f"{flag} holds what looks like private key text; it is refused because overrides "
+                "are stored where anyone who can describe the task or schedule reads them",
+                "Never pass a key as an override: gcpfargate delivers the key through secrets",
+            )
 
 
 def check_size(overrides: TaskOverrides, definition: dict[str, Any]) -> None:
@@ -94,6 +129,8 @@ def check_size(overrides: TaskOverrides, definition: dict[str, Any]) -> None:
 def ecs_overrides(overrides: TaskOverrides, definition: dict[str, Any]) -> dict[str, Any]:
     """RunTask's `overrides` (also the Scheduler target's Input): {} when nothing is overridden."""
     check_size(overrides, definition)
+    # Also here, the last step before RunTask or the schedule: overrides not made by parse().
+    refuse_key_text(argv=overrides.command, environment=overrides.environment)
     result: dict[str, Any] = {}
     container: dict[str, Any] = {}
     if overrides.command is not None:

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from gcpfargate.cache import cache_dir, write_entry
+from gcpfargate.cache import cache_dir, read_entry, sign_text, signed_text, write_entry
 from gcpfargate.keymaterial.keyscan import RULES_VERSION
 
 SETTLED_SECONDS = 3.0  # above the coarsest timestamps a Linux file system keeps (FAT: 2 s)
@@ -50,22 +50,31 @@ class CleanFiles:
         name = hashlib.sha256(self.context.encode("utf-8", "surrogateescape")).hexdigest()[:32]
         self.path = path or cache_dir() / "context-scan" / f"{name}-v{RULES_VERSION}.json"
 
-    def _checksum(self, files: dict[str, list[int]]) -> str:
-        body = json.dumps(
-            [RULES_VERSION, self.context, files], sort_keys=True, separators=(",", ":")
+    def _body(self, files: dict[str, list[int]]) -> str:
+        return json.dumps(
+            ["context-scan", RULES_VERSION, self.context, files],
+            sort_keys=True,
+            separators=(",", ":"),
         )
-        return hashlib.sha256(body.encode("utf-8", "surrogateescape")).hexdigest()
+
+    def _checksum(self, files: dict[str, list[int]]) -> str | None:
+        """The record's HMAC under the cache secret (gcpfargate/cache.py): a forger who can write
+        the cache cannot recompute it."""
+        return sign_text(self._body(files))
 
     def load(self) -> dict[str, Stamp]:
         """The recorded files and their stamps; {} for anything but an intact record of this version and context."""
         try:
-            data = json.loads(self.path.read_bytes())
+            raw = read_entry(self.path)
+            if raw is None:
+                return {}
+            data = json.loads(raw)
             files = data["files"]
             if (
                 data["rules"] != RULES_VERSION
                 or data["context"] != self.context
                 or not isinstance(files, dict)
-                or data["checksum"] != self._checksum(files)
+                or not signed_text(self._body(files), data["checksum"])
             ):
                 return {}
             stamps: dict[str, Stamp] = {}
@@ -86,12 +95,15 @@ class CleanFiles:
         if len(stamps) > MAX_RECORDED:
             return
         files = {name: list(value) for name, value in sorted(stamps.items())}
+        signature = self._checksum(files)
+        if signature is None:
+            return  # no usable signing secret: nothing is cached
         body = json.dumps(
             {
                 "rules": RULES_VERSION,
                 "context": self.context,
                 "files": files,
-                "checksum": self._checksum(files),
+                "checksum": signature,
             }
         )
         write_entry(self.path, body.encode())

@@ -21,7 +21,6 @@ and an image made only of known layers is not read at all.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections.abc import Callable, Iterable
@@ -29,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-from gcpfargate.cache import cache_dir, write_entry
+from gcpfargate.cache import cache_dir, read_entry, sign_text, signed_text, write_entry
 from gcpfargate.errors import DockerError
 from gcpfargate.keymaterial import keyscan
 
@@ -50,19 +49,28 @@ class CleanLayers:
         self.path = path or cache_dir() / f"clean-layers-v{RULES_VERSION}.json"
 
     @staticmethod
-    def _checksum(layers: list[str]) -> str:
-        return hashlib.sha256(f"{RULES_VERSION}\n{chr(10).join(layers)}".encode()).hexdigest()
+    def _body(layers: list[str]) -> str:
+        return f"clean-layers\n{RULES_VERSION}\n{chr(10).join(layers)}"
+
+    @classmethod
+    def _checksum(cls, layers: list[str]) -> str | None:
+        """The record's HMAC under the cache secret (gcpfargate/cache.py): a forger who can write
+        the cache cannot recompute it."""
+        return sign_text(cls._body(layers))
 
     def load(self) -> list[str]:
         """The recorded layers, oldest first; [] for anything but an intact file of this version."""
         try:
-            data = json.loads(self.path.read_bytes())
+            raw = read_entry(self.path)
+            if raw is None:
+                return []
+            data = json.loads(raw)
             layers = data["layers"]
             if (
                 data["rules"] != RULES_VERSION
                 or not isinstance(layers, list)
                 or not all(isinstance(each, str) and _DIFF_ID.fullmatch(each) for each in layers)
-                or data["checksum"] != self._checksum(layers)
+                or not signed_text(self._body(layers), data["checksum"])
             ):
                 return []
             return layers
@@ -76,9 +84,10 @@ class CleanLayers:
             return
         layers = [each for each in self.load() if each not in new] + list(dict.fromkeys(new))
         layers = layers[-MAX_CACHED_LAYERS:]
-        body = json.dumps(
-            {"rules": RULES_VERSION, "layers": layers, "checksum": self._checksum(layers)}
-        )
+        signature = self._checksum(layers)
+        if signature is None:
+            return  # no usable signing secret: nothing is cached
+        body = json.dumps({"rules": RULES_VERSION, "layers": layers, "checksum": signature})
         write_entry(self.path, body.encode())
 
 

@@ -9,7 +9,9 @@ What counts as a key:
   by newlines or by the two characters `\\n` of a JSON string), ending in the matching END line or
   running for at least `MIN_BODY` characters without one (a cut-off key still leaks);
 - JSON that parses as a service-account key (`"type": "service_account"` with a `private_key`),
-  for small files, whatever its private_key holds.
+  for small files, whatever its private_key holds;
+- a DER private key (PKCS#8 RSA/EC/EdDSA, PKCS#1 RSA, SEC1 EC, OpenSSH's binary form): raw, as the
+  base64 body of a PEM key without its armour lines (anywhere in text), or hex-encoded.
 
 Files (a build context's, an image layer's) are also refused as Google credential files
 (`stream_has_secret`, `credential_file_name`): small JSON whose "type" is `authorized_user`,
@@ -20,7 +22,9 @@ reaches the task through its environment.
 
 Seen through, up to `MAX_DEPTH` wrappings deep: gzip, bzip2 and xz compression; tar archives
 (each member on its own); a file that is base64 text (wrapped or not); base64 runs inside other
-text (the encoded BEGIN/END marker); UTF-16 and UTF-32 text; any file size (streamed in windows).
+text (the encoded BEGIN/END marker); URL-encoding (`%20`, `+`, `%5Cn`, also twice: Jinja's `urlencode`,
+form posts); hex (plain, upper case, `xxd -p` lines, `aa:bb` pairs); UTF-16 and UTF-32 text; any file
+size (streamed in windows).
 In compiled programs and libraries (ELF, PE, Mach-O), which carry their own test keys, only a
 service-account key's JSON form counts, not a bare PEM block.
 Not seen: encrypted or password-protected archives, zip and other formats not listed, keys split
@@ -34,12 +38,14 @@ from __future__ import annotations
 import base64
 import binascii
 import bz2
+import contextlib
 import gzip
 import io
 import lzma
 import posixpath
 import re
 import tarfile
+import urllib.parse
 from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO
 
@@ -47,7 +53,8 @@ from gcpfargate.keymaterial.keyfile import looks_like_credentials, looks_like_ke
 
 # Bump whenever what counts as a key, or what is seen through, changes. 4: image layers' files are
 # searched whatever their size (they were skipped past MAX_EXPANDED, so a layer cached clean under 3
-# may hold a key in a larger file). 5: Google credential files other than keys count.
+# may hold a key in a larger file). 5: Google credential files other than keys count; DER keys (raw,
+# armourless base64, hex), URL-encoding, hex.
 RULES_VERSION = 5
 CHUNK = 1 << 20
 # Longer than any PEM key block (RSA-8192 PKCS#8 is ~6.4 KB; x4 for UTF-32), so a block that
@@ -82,6 +89,9 @@ _PROGRAM_MAGIC = (
     b"!<arch>\n",
 )
 _BASE64_CHARS = re.compile(rb"[A-Za-z0-9+/=\r\n_-]*")
+# Characters that continue a base64 run: a DER key's encoding starts where none precedes it.
+_BASE64_RUN_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
+_NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/]")
 _URL_SAFE = bytes.maketrans(b"-_", b"+/")
 
 
@@ -103,6 +113,38 @@ _WIDE = [
     b"\0\0\0".join(_MARKER[i : i + 1] for i in range(len(_MARKER))),
 ]
 _B64 = _base64_anchors(_MARKER)
+# A DER key in base64 text (the body of a PEM key without its armour lines) starts with one of
+# these (`30 81`/`30 82` SEQUENCE headers: MI; SEC1 P-256 `30 77`: MH; Ed25519/X25519 `30 2e`: MC;
+# Ed448/X448 and short EC keys: ME; OpenSSH: b3Bl). Each start is decoded a little way and its
+# bytes searched for a signature: a handful of short searches, not one per signature.
+_DER_B64_STARTS = (b"MI", b"MH", b"MC", b"ME", b"b3Bl")
+_DER_B64_HEAD = 32  # base64 characters decoded at each start: 24 bytes hold every signature
+# The fixed bytes at the start of a DER private key, after its outer SEQUENCE header, as one
+# search; each is specific enough not to occur by chance in other data. All start with `02 01`
+# (the version), a literal start that keeps the search fast (an alternative without it, such as
+# OpenSSH's magic, makes it 20 times slower, so that one is searched on its own):
+# - PKCS#8 version 0, then rsaEncryption (NULL parameters) and the OCTET STRING;
+# - PKCS#8 version 0, then id-ecPublicKey and the curve's OID tag;
+# - PKCS#8 version 0, then Ed25519 / X25519 / Ed448 / X448 (1.3.101.110-113);
+# - PKCS#1 version 0, then a 2048-, 3072- or 4096-bit modulus;
+# - SEC1 version 1, then a 32- or 48-byte (P-256, P-384) private key.
+_DER_RAW = re.compile(
+    rb"\x02\x01(?:\x00(?:\x30\x0d\x06\x09\x2a\x86\x48\x86\xf7\x0d\x01\x01\x01\x05\x00\x04"
+    rb"|\x30\x13\x06\x07\x2a\x86\x48\xce\x3d\x02\x01\x06|\x30\x05\x06\x03\x2b\x65[\x6e-\x71]\x04"
+    rb"|\x02\x82(?:\x01[\x01\x81]|\x02\x01)\x00)|\x01\x04[\x20\x30])"
+)
+_OPENSSH = b"openssh-key-v1\0"
+# Hex text: pieces of the PEM marker ("PRIVATE" appears twice, so one survives `xxd -p`'s line
+# breaks) and of the DER signatures (in the first 60 hex digits, so on the first line); digits
+# only, so the same in either case. A hit is confirmed by decoding the hex around it.
+_HEX_GATES = (
+    b"PRIVATE".hex().encode(),
+    b"02010",  # the version of PKCS#8 (RSA, EC, EdDSA), PKCS#1 and SEC1 keys
+)
+_HEX_RUN = re.compile(rb"[0-9a-fA-F]{2}(?:(?:\r?\n|[ :])?[0-9a-fA-F]{2}){15,}")
+_HEX_SEPARATORS = b" :\r\n"
+# URL-encoded (once or twice): the marker's space as %20, + or %2520.
+_URL_MARKER = re.compile(rb"PRIVATE(?:%20|\+|%2520)KEY")
 
 
 def text_has_pem(data: bytes) -> bool:
@@ -117,13 +159,93 @@ def text_has_pem(data: bytes) -> bool:
     return False
 
 
-def _window_has_key(window: bytes, program: bool = False) -> bool:
+def _der_base64(window: bytes) -> bool:
+    """A base64 run in `window` that starts with a DER private key. One memchr for "M" (or "b" of
+    OpenSSH's b3Bl) per candidate, and a run is skipped whole: a few calls per base64 line."""
+    for letter in (b"M", b"b3Bl"):
+        position = window.find(letter)
+        while position != -1:
+            if position == 0 or window[position - 1] not in _BASE64_RUN_BYTES:
+                head = window[position : position + _DER_B64_HEAD]
+                if head[:2] in _DER_B64_STARTS or head[:4] in _DER_B64_STARTS:
+                    try:
+                        decoded = base64.b64decode(head[: len(head) // 4 * 4], validate=True)
+                    except binascii.Error:
+                        decoded = b""
+                    # The signature follows a 2-, 3- or 4-byte SEQUENCE header.
+                    if decoded.startswith(_OPENSSH) or any(
+                        _DER_RAW.match(decoded, offset) for offset in (2, 3, 4)
+                    ):
+                        return True
+            end = _NOT_BASE64.search(window, position + 1)
+            if end is None:
+                break
+            position = window.find(letter, end.end())
+    return False
+
+
+def _hex_decoded(text: bytes) -> list[bytes]:
+    """`text` (hex digits with xxd's line breaks or spaces) decoded at both pair alignments."""
+    digits = text.translate(None, _HEX_SEPARATORS)
+    decoded = []
+    for start in (0, 1):
+        usable = digits[start : start + (len(digits) - start) // 2 * 2]
+        with contextlib.suppress(ValueError):
+            decoded.append(bytes.fromhex(usable.decode("ascii")))
+    return decoded
+
+
+def _hex_has_key(window: bytes) -> bool:
+    """Hex text in `window` that decodes to key material: a DER signature right at a version
+    gate (a few bytes decoded there), or a PEM block in the hex run around "PRIVATE"."""
+    position = window.find(_HEX_GATES[1])
+    while position != -1:
+        around = window[max(0, position - 12) : position + 48]
+        if any(_DER_RAW.search(decoded) for decoded in _hex_decoded(around)):
+            return True
+        position = window.find(_HEX_GATES[1], position + 1)
+    position = window.find(_HEX_GATES[0])
+    if position != -1:
+        # A PEM block is ~3.4 KB, ~7 KB in hex: the run around the first "PRIVATE" holds it.
+        around = window[max(0, position - 16384) : position + 16384]
+        for run in _HEX_RUN.finditer(around):
+            if any(text_has_pem(decoded) for decoded in _hex_decoded(run.group())):
+                return True
+    return False
+
+
+def _url_has_key(window: bytes) -> bool:
+    """URL-encoded text (once or twice) that decodes to a PEM block."""
+    decoded = window
+    for _ in range(2):
+        decoded = urllib.parse.unquote_to_bytes(decoded.replace(b"+", b" "))
+        if _MARKER in decoded and text_has_pem(decoded):
+            return True
+    return False
+
+
+def _window_has_key(window: bytes, program: bool = False, nested: bool = False) -> bool:
     if program:
         # Compiled programs and libraries carry their own test keys (libgnutls's self-tests hold a
         # dozen PEM keys): in them only a service-account key's JSON form counts.
         return _SA_PRIVATE_KEY in window and _SA_JSON.search(window) is not None
-    if _MARKER in window and text_has_pem(window):
-        return True
+    # One search for what the PEM marker and its URL-encoded forms share.
+    if b"KEY-----" in window:
+        if _MARKER in window and text_has_pem(window):
+            return True
+        if _URL_MARKER.search(window) and _url_has_key(window):
+            return True
+    if b"\0" in window:
+        # A raw DER key holds NULs (its version, 02 01 00; OpenSSH's magic), so only binary
+        # windows are searched for one ...
+        if _DER_RAW.search(window) or _OPENSSH in window:
+            return True
+    else:
+        # ... and the text encodings (armourless base64, hex) only text ones.
+        if _der_base64(window):
+            return True
+        if not nested and any(gate in window for gate in _HEX_GATES) and _hex_has_key(window):
+            return True
     # `b"Y" in` first: a one-byte search is a memchr, while the NUL-laced wide markers make a slow
     # search through NUL-heavy data (sparse files, model weights: ~40x slower than the rest).
     if (

@@ -17,6 +17,62 @@ import posixpath
 import re
 from typing import Any
 
+# Variables that make a shell run code or trace its commands before (or while) the wrapper runs:
+# with /bin/sh being bash (Amazon Linux, UBI, RHEL images), SHELLOPTS=xtrace traces the wrapper's
+# `printf` with the key expanded into stderr (CloudWatch Logs); BASH_ENV and ENV name a script a
+# shell sources first, BASHOPTS sets shopt options. Never in a wired container's environment.
+SHELL_STARTUP_VARIABLES = ("SHELLOPTS", "BASHOPTS", "BASH_ENV", "ENV")
+
+
+def shell_startup_problem(name: str) -> str | None:
+    """Why a variable of this name must not reach a container whose start-up wrapper holds the key."""
+    if name in SHELL_STARTUP_VARIABLES:
+        return (
+            f"{name} changes how the start-up shell runs (tracing or sourcing code before the "
+            "wrapper), which could print the key to the logs"
+        )
+    return None
+
+
+# Variables that hold the deployer's own credentials (or name a file that does).
+CREDENTIAL_VARIABLES = frozenset(
+    {
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_SECURITY_TOKEN",
+        "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+        "GOOGLE_APPLICATION_CREDENTIALS",
+        "GOOGLE_CREDENTIALS",
+        "GOOGLE_CLOUD_KEYFILE_JSON",
+        "GCLOUD_KEYFILE_JSON",
+        "GOOGLE_OAUTH_ACCESS_TOKEN",
+        "CLOUDSDK_AUTH_ACCESS_TOKEN_FILE",
+        "CLOUDSDK_AUTH_CREDENTIAL_FILE_OVERRIDE",
+        "GOOGLE_GHA_CREDS_PATH",
+        "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+        "ACTIONS_RUNTIME_TOKEN",
+        "GITHUB_TOKEN",
+    }
+)
+
+
+# Variables with this prefix are meant for templates: env() reads them without listing them.
+TEMPLATE_VARIABLE_PREFIX = "GCPFARGATE_VAR_"
+_VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def template_env_var_problem(name: Any) -> str | None:
+    """task.env_vars: a variable name a template may read, never one holding the deployer's
+    credentials."""
+    if not isinstance(name, str) or not _VARIABLE_NAME.fullmatch(name):
+        return "is not an environment variable name"
+    if name.upper() in CREDENTIAL_VARIABLES:
+        return "holds the deployer's credentials, which a template may never read"
+    return None
+
+
 # Top-level directories that hold the system, the kernel's views or devices: never a key file's home.
 SYSTEM_DIRECTORIES = frozenset(
     {

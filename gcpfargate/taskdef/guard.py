@@ -3,9 +3,12 @@
 - Files: the template and what it includes are read only from the template's own directory; a
   symlink that leads out of it is refused (the real path must stay inside). Only regular files of
   at most `MAX_TEMPLATE_BYTES` (a FIFO or /dev/zero is not a template).
-- The deployer's environment: `env()`/`must_env()` refuse credential variables (AWS secret and
-  session token, Google credentials) and any variable whose value holds key material, so a
-  template cannot copy them into the task definition (where `render`/`diff` would print them).
+- The deployer's environment: `env()`/`must_env()` read only an allow-list: the variables named in
+  `task.env_vars` and those starting with `GCPFARGATE_VAR_` (a deny-list of token names cannot be
+  complete: CI_JOB_TOKEN, VAULT_TOKEN, AZURE_CLIENT_SECRET, …). Even listed, credential variables
+  (AWS secret and session token, Google credentials) and any variable whose value holds key
+  material are refused, so a template cannot copy them into the task definition (where
+  `render`/`diff` would print them).
 - Cost: numbers are capped (`MAX_INT_BITS`: `10**5000` cannot be printed anyway), as are repeated
   strings and lists, the rendered text (`MAX_RENDERED_BYTES`, well above ECS's 64 KiB limit for a
   task definition), loop iterations (`MAX_ITERATIONS`) and wall time (`MAX_RENDER_SECONDS`, where a
@@ -21,12 +24,13 @@ import os
 import signal
 import stat
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from gcpfargate.errors import TemplateError
 from gcpfargate.keymaterial.keyscan import has_key
+from gcpfargate.keymaterial.rules import CREDENTIAL_VARIABLES, TEMPLATE_VARIABLE_PREFIX
 
 MAX_TEMPLATE_BYTES = 1 << 20
 MAX_RENDERED_BYTES = 1 << 20
@@ -34,32 +38,25 @@ MAX_RENDER_SECONDS = 10.0
 MAX_INT_BITS = 4096
 MAX_ITERATIONS = 1_000_000
 
-# Variables that hold the deployer's own credentials (or name a file that does).
-CREDENTIAL_VARIABLES = frozenset(
-    {
-        "AWS_SECRET_ACCESS_KEY",
-        "AWS_SESSION_TOKEN",
-        "AWS_SECURITY_TOKEN",
-        "AWS_CONTAINER_AUTHORIZATION_TOKEN",
-        "AWS_WEB_IDENTITY_TOKEN_FILE",
-        "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
-        "GOOGLE_APPLICATION_CREDENTIALS",
-        "GOOGLE_CREDENTIALS",
-        "GOOGLE_CLOUD_KEYFILE_JSON",
-        "GCLOUD_KEYFILE_JSON",
-        "GOOGLE_OAUTH_ACCESS_TOKEN",
-        "CLOUDSDK_AUTH_ACCESS_TOKEN_FILE",
-        "CLOUDSDK_AUTH_CREDENTIAL_FILE_OVERRIDE",
-        "GOOGLE_GHA_CREDS_PATH",
-        "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
-        "ACTIONS_RUNTIME_TOKEN",
-        "GITHUB_TOKEN",
-    }
-)
-
 
 class TemplateRefused(Exception):
     """Raised inside the template; the renderer turns it into a TemplateError with the line."""
+
+
+def refuse_unlisted(name: str, env_vars: Collection[str]) -> None:
+    """env()/must_env(): only variables the config allows (task.env_vars or the prefix)."""
+    if name.upper() in CREDENTIAL_VARIABLES:
+        return  # refuse_credentials says why, allowed or not
+    if name in env_vars or (
+        name.startswith(TEMPLATE_VARIABLE_PREFIX) and len(name) > len(TEMPLATE_VARIABLE_PREFIX)
+    ):
+        return
+    raise TemplateRefused(
+        f"env({name!r}) is refused: templates read only the environment variables named in "
+        f"task.env_vars or starting with {TEMPLATE_VARIABLE_PREFIX}; to allow it, add {name!r} "
+        f"to task.env_vars in gcpfargate.toml (task.env_vars = [{name!r}]) or rename it "
+        f"{TEMPLATE_VARIABLE_PREFIX}{name}"
+    )
 
 
 def refuse_credentials(name: str, value: str | None) -> None:

@@ -105,10 +105,13 @@ def check_renders(ctx: Context) -> tuple[dict[str, Any], str]:
         "credentials_env": settings.task.credentials_env,
         "vars": dict(settings.task.vars),
     }
-    definition = template.render(path, variables)
+    definition = template.render(path, variables, env_vars=settings.task.env_vars)
     template.validate(
         definition, template.shown(path), template.input_shape(ctx.aws.service_model("ecs"))
     )
+    if settings.task.wire_credentials and mode_for(settings).holds_keys:
+        # What wiring would refuse in the template itself, before bootstrap or push writes anything.
+        wiring.check_shell_startup(definition, settings.task.containers or None)
     return definition, str(variables["region"])
 
 
@@ -164,7 +167,7 @@ def render_definition(
         )
 
     with ctx.reporter.step(f"Rendering {template.shown(path)}"):
-        text = template.render_text(path, variables)
+        text = template.render_text(path, variables, env_vars=settings.task.env_vars)
     try:
         definition = template.parse_json(text, path)
     except TemplateError:

@@ -13,7 +13,7 @@ import functools
 import json
 import os
 import types
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -41,15 +41,17 @@ class _MissingEnv(Exception):
 
 
 # -- rendering ------------------------------------------------------------------------------------
-def _environment(path: Path, environ: Mapping[str, str]) -> Any:
+def _environment(path: Path, environ: Mapping[str, str], env_vars: Collection[str] = ()) -> Any:
     import jinja2
 
     def env(name: str, default: str = "") -> str:
+        template_guard.refuse_unlisted(name, env_vars)
         value = environ.get(name, default)
         template_guard.refuse_credentials(name, value)
         return value
 
     def must_env(name: str) -> str:
+        template_guard.refuse_unlisted(name, env_vars)
         value = environ.get(name)
         if value is None or value == "":
             raise _MissingEnv(f"environment variable {name} is not set (must_env)")
@@ -105,9 +107,13 @@ def read_template(path: Path) -> str:
 
 
 def render_text(
-    path: Path, variables: Mapping[str, Any], environ: Mapping[str, str] | None = None
+    path: Path,
+    variables: Mapping[str, Any],
+    environ: Mapping[str, str] | None = None,
+    env_vars: Collection[str] = (),
 ) -> str:
-    environment = _environment(path, os.environ if environ is None else environ)
+    """`env_vars`: the variables env()/must_env() may read besides GCPFARGATE_VAR_* (task.env_vars)."""
+    environment = _environment(path, os.environ if environ is None else environ, env_vars)
     read_template(path)
     try:
         return template_guard.render_limited(
@@ -119,10 +125,13 @@ def render_text(
 
 
 def render(
-    path: Path, variables: Mapping[str, Any], environ: Mapping[str, str] | None = None
+    path: Path,
+    variables: Mapping[str, Any],
+    environ: Mapping[str, str] | None = None,
+    env_vars: Collection[str] = (),
 ) -> dict[str, Any]:
     """Render the template and parse the result as one JSON object."""
-    return parse_json(render_text(path, variables, environ), path)
+    return parse_json(render_text(path, variables, environ, env_vars), path)
 
 
 def shown(path: Path | str) -> str:

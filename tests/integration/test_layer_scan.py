@@ -178,11 +178,15 @@ def test_layer_directories_are_used_only_as_the_engine_files_them(
     assert local_layer_dirs("tcp://127.0.0.1:2375", inspected) is None  # a remote engine's paths
 
 
-def test_push_image_records_scanned_layers_in_the_users_cache(project: Project) -> None:
+def test_push_image_records_scanned_layers_in_the_users_cache(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
     configure_image(project, tag="v1")
     write_busybox_context(project.dir)
     result = project.run("push-image", "--output", "json", env={"XDG_CACHE_HOME": None})
     assert result.returncode == 0, result.output
+    # Read as that user: the record is signed with the secret under their ~/.local/state.
+    monkeypatch.setenv("XDG_STATE_HOME", str(project.dir / ".home" / ".local" / "state"))
     recorded = CleanLayers(
         project.dir / ".home" / ".cache" / "gcpfargate" / f"clean-layers-v{RULES_VERSION}.json"
     )

@@ -80,13 +80,28 @@ def test_the_template_cannot_reach_the_deployers_credentials_or_files(
             head + '"command": [{{ env("AWS_SECRET_ACCESS_KEY") | tojson }}]}]}',
             "refused",
         ),
-        "key-variable": (head + '"command": [{{ env("SOME_JSON") | tojson }}]}]}', "private key"),
+        "key-variable": (
+            head + '"command": [{{ env("GCPFARGATE_VAR_SOME_JSON") | tojson }}]}]}',
+            "private key",
+        ),
+        "not-allowed": (
+            head + '"command": [{{ env("CI_JOB_TOKEN") | tojson }}]}]}',
+            "add 'CI_JOB_TOKEN' to task.env_vars",
+        ),
     }
     for name, (text, fragment) in cases.items():
         (project.dir / TEMPLATE).write_text(text)
         result = project.run(
-            "render", "--image", "busybox", env={**env, "SOME_JSON": key_json().decode()}
+            "render",
+            "--image",
+            "busybox",
+            env={
+                **env,
+                "GCPFARGATE_VAR_SOME_JSON": key_json().decode(),
+                "CI_JOB_TOKEN": "glcbt-s3cr3t",
+            },
         )
+        assert "glcbt-s3cr3t" not in result.output
         assert_one_clean_line(result, 2, fragment)
         assert project.env["AWS_SECRET_ACCESS_KEY"] not in result.output, name
         assert "not for templates" not in result.output
@@ -206,3 +221,82 @@ def test_doctor_fails_the_wiring_check_for_key_text_anywhere_or_an_edited_wrappe
     )
     no_key_text(result.output)
     record_figure(FIGURES, "evasions caught")
+
+
+# Each way a key can ride along in an override, for both commands that store overrides in AWS.
+OVERRIDE_FLAGS = {
+    "env": lambda key: ["--env", f"LEAK={key}"],
+    "command": lambda key: ["--command", f"app --key '{key}'"],
+    "arg": lambda key: ["--arg", "app", "--arg", key],
+}
+
+
+@pytest.mark.parametrize("flag", sorted(OVERRIDE_FLAGS))
+def test_key_text_in_run_and_schedule_overrides_is_refused_before_any_call(
+    project: Project, flag: str
+) -> None:
+    prepare(project)
+    calls = project.dir / "calls"
+    for command in (["run", "--no-wait"], ["schedule", "--cron", "0 3 * * ? *"]):
+        result = project.run(
+            *command,
+            *OVERRIDE_FLAGS[flag](key_json().decode()),
+            env={"GCPFARGATE_CALL_LOG": str(calls)},
+        )
+        assert_one_clean_line(result, 2, "looks like private key text")
+        no_key_text(result.output)
+    # Refused before the configuration is even used: no RunTask, no CreateSchedule, no call at all.
+    assert not calls.exists() or calls.read_text() == ""
+    assert project.aws("scheduler").list_schedules()["Schedules"] == []
+    record_figure(FIGURES, "evasions caught")
+
+
+def test_doctor_fails_an_older_wrapper_and_shell_start_up_variables_until_register_task(
+    project: Project,
+) -> None:
+    from gcpfargate.credentials import wiring
+
+    prepare(project)
+    deploy(project)
+
+    def older(definition: dict) -> None:
+        container = definition["containerDefinitions"][0]
+        entry = container["entryPoint"]
+        entry[2] = entry[2].replace(wiring.HEAD, wiring.LEGACY_MARKER, 1)  # no xtrace guard
+        container["environment"].append({"name": "SHELLOPTS", "value": "xtrace"})
+
+    register_variant(project, older)
+    result = project.run("doctor", "--output", "json")
+    assert result.returncode == 3, result.output
+    checks = {check["name"]: check for check in result.json["checks"]}
+    detail = checks["task definition delivers the key safely"]["detail"]
+    assert "an older gcpfargate's" in detail and "run gcpfargate register-task" in detail
+    assert "environment sets SHELLOPTS" in detail
+    # register-task writes today's wrapper (the template has no SHELLOPTS): doctor passes again.
+    assert project.run("register-task").returncode == 0
+    healed = project.run("doctor", "--output", "json")
+    checks = {check["name"]: check for check in healed.json["checks"]}
+    assert checks["task definition delivers the key safely"]["status"] == "OK", checks
+
+
+def test_deploy_refuses_shell_start_up_variables_before_any_write(project: Project) -> None:
+    prepare(project)
+    template = project.dir / TEMPLATE
+    text = template.read_text()
+    assert '"environment": [],' in text
+    template.write_text(
+        text.replace(
+            '"environment": [],',
+            '"environment": [{"name": "BASH_ENV", "value": "/app/trace.sh"}],',
+            1,
+        )
+    )
+    calls = project.dir / "calls"
+    result = project.run("deploy", env={"GCPFARGATE_CALL_LOG": str(calls)})
+    assert_one_clean_line(result, 2, "environment sets BASH_ENV")
+    written = [
+        line
+        for line in (calls.read_text() if calls.exists() else "").splitlines()
+        if "write" in line
+    ]
+    assert written == []

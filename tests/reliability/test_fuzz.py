@@ -169,12 +169,16 @@ def test_any_strings_render_to_valid_json(
         # Key text is refused by design (the key travels only through `secrets`): env() refuses it
         # at render, `environment` at wiring; the refusal never quotes it.
         with pytest.raises(TemplateError) as refused:
-            rendered = template.render(path, variables(values), environ={"FUZZ_VALUE": env_value})
+            rendered = template.render(
+                path, variables(values), environ={"FUZZ_VALUE": env_value}, env_vars=("FUZZ_VALUE",)
+            )
             wire_default(rendered)
         assert "PRIVATE KEY" not in str(refused.value) and _pem()[40:80] not in str(refused.value)
         record_figure(FIGURES, "template examples refused as key text")
         return
-    definition = template.render(path, variables(values), environ={"FUZZ_VALUE": env_value})
+    definition = template.render(
+        path, variables(values), environ={"FUZZ_VALUE": env_value}, env_vars=("FUZZ_VALUE",)
+    )
     environment = definition["containerDefinitions"][0]["environment"]
     assert environment == [
         *({"name": k, "value": v} for k, v in values.items()),

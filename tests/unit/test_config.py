@@ -307,7 +307,7 @@ def test_empty_env_is_unset_and_lists_split_on_commas(config: Path) -> None:
             "",
             {"GCPFARGATE_TASK_VARS": "x"},
             "unknown setting in environment variable GCPFARGATE_TASK_VARS (did you mean "
-            "GCPFARGATE_TASK_CONTAINERS?)",
+            "GCPFARGATE_TASK_ENV_VARS?)",
         ),
         (
             "",

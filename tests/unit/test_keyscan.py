@@ -12,6 +12,7 @@ import json
 import lzma
 import os
 import tarfile
+import urllib.parse
 
 import pytest
 
@@ -33,6 +34,41 @@ def pem() -> str:
     ).decode()
 
 
+@functools.cache
+def der_keys() -> dict[str, bytes]:
+    """DER private keys of each kind the guard knows, and the armourless PEM body of each."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+    rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    ec_key = ec.generate_private_key(ec.SECP256R1())
+    ed_key = ed25519.Ed25519PrivateKey.generate()
+    der, none = serialization.Encoding.DER, serialization.NoEncryption()
+    pkcs8, traditional = (
+        serialization.PrivateFormat.PKCS8,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+    )
+    return {
+        "RSA PKCS#8": rsa_key.private_bytes(der, pkcs8, none),
+        "RSA PKCS#1": rsa_key.private_bytes(der, traditional, none),
+        "EC PKCS#8": ec_key.private_bytes(der, pkcs8, none),
+        "EC SEC1": ec_key.private_bytes(der, traditional, none),
+        "Ed25519 PKCS#8": ed_key.private_bytes(der, pkcs8, none),
+        "OpenSSH": base64.b64decode(
+            b"".join(
+                ed_key.private_bytes(
+                    serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, none
+                ).splitlines()[1:-1]
+            )
+        ),
+    }
+
+
+def armourless(pem_text: str) -> bytes:
+    """A PEM key's body as someone copies it: the lines between BEGIN and END, nothing else."""
+    return "\n".join(pem_text.strip().splitlines()[1:-1]).encode() + b"\n"
+
+
 def key_json() -> bytes:
     return json.dumps(
         {
@@ -45,6 +81,12 @@ def key_json() -> bytes:
         },
         indent=2,
     ).encode()
+
+
+def jinja_urlencode(text: str) -> str:
+    from jinja2 import Environment
+
+    return Environment().from_string("{{ v | urlencode }}").render(v=text)
 
 
 def tar_of(files: dict[str, bytes]) -> bytes:
@@ -95,6 +137,41 @@ EVASIONS: dict[str, bytes] = {
         + [END]
     ),
     "base64 text, then a plain PEM": b"QUJD" * 1200 + b"\n" + pem().encode(),
+    # The body of a PEM key without its armour lines (a DER key in base64), alone or in text.
+    "PEM body without its armour lines": armourless(pem()),
+    "PEM body on one line in a .env": b"APP=1\nGCP_KEY="
+    + b"".join(armourless(pem()).split())
+    + b"\nOTHER=2\n",
+    "PEM body as a JSON value": b'{"key": "' + b"".join(armourless(pem()).split()) + b'"}',
+    **{f"DER {kind} (raw)": der for kind, der in der_keys().items()},
+    **{f"DER {kind} (base64)": wrapped_b64(der, 64) for kind, der in der_keys().items()},
+    **{
+        f"DER {kind} (base64 in a .env)": b"A=1\nK=" + base64.b64encode(der) + b"\n"
+        for kind, der in der_keys().items()
+    },
+    # URL-encoded key JSON: Jinja's urlencode, a form post (+ for spaces), twice.
+    "URL-encoded key JSON": urllib.parse.quote(key_json()).encode(),
+    "form-encoded key JSON": b"a=1&key=" + urllib.parse.quote_plus(key_json()).encode(),
+    "URL-encoded twice": urllib.parse.quote(urllib.parse.quote(key_json())).encode(),
+    "Jinja urlencode of key JSON": jinja_urlencode(key_json().decode()).encode(),
+    "URL-encoded PEM in a query": b"https://x.example/?k="
+    + urllib.parse.quote(pem(), safe="").encode(),
+    # Hex: of the key JSON, of a PEM, of DER keys, upper case, `xxd -p` lines.
+    "hex of key JSON": key_json().hex().encode(),
+    "HEX of key JSON": key_json().hex().upper().encode(),
+    "hex of a PEM in xxd -p lines": b"\n".join(
+        pem().encode().hex().encode()[i : i + 60] for i in range(0, 2 * len(pem()), 60)
+    ),
+    "hex of a PEM inside text": b"key: " + pem().encode().hex().encode() + b"\nend\n",
+    **{
+        f"DER {kind} (hex)": der.hex().encode()
+        for kind, der in der_keys().items()
+        if kind != "OpenSSH"  # not seen: hex of OpenSSH's binary form
+    },
+    "DER RSA PKCS#8 (xxd -p)": b"\n".join(
+        der_keys()["RSA PKCS#8"].hex().encode()[i : i + 60]
+        for i in range(0, 2 * len(der_keys()["RSA PKCS#8"]), 60)
+    ),
 }
 
 
@@ -197,3 +274,59 @@ def test_compiled_libraries_with_their_own_test_keys_pass_but_an_embedded_key_fi
     assert has_key(b"\x7fELF\x02\x01\x01" + b"\0" * 500 + key_json() + b"\0" * 500)
     assert has_key(b"\x7fELF\x02\x01\x01" + b"\0" * 500 + json.dumps(key_json().decode()).encode())
     assert has_key(b"\0" * 500 + pem().encode())  # not a program: any PEM block counts
+
+
+def ordinary_encoded() -> dict[str, bytes]:
+    """Public material and everyday hex/URL text, in the encodings the guard now decodes."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, "example")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    cert_der = cert.public_bytes(serialization.Encoding.DER)
+    public_der = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return {
+        "certificate DER": cert_der,
+        "certificate base64": wrapped_b64(cert_der, 64),
+        "certificate hex": cert_der.hex().encode(),
+        "public key base64": base64.b64encode(public_der),
+        "public key hex": public_der.hex().encode(),
+        "sha256 digests": b"\n".join(os.urandom(32).hex().encode() for _ in range(2000)),
+        "random hex": os.urandom(200_000).hex().encode(),
+        "URL-encoded text": urllib.parse.quote("a private key is never here: BEGIN KEY").encode(),
+        "digits": b"".join(str(n).encode() for n in range(200_000)),
+    }
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "certificate DER",
+        "certificate base64",
+        "certificate hex",
+        "public key base64",
+        "public key hex",
+        "sha256 digests",
+        "random hex",
+        "URL-encoded text",
+        "digits",
+    ],
+)
+def test_public_material_and_ordinary_hex_or_url_text_is_not_flagged(name: str) -> None:
+    assert not has_key(ordinary_encoded()[name]), name

@@ -84,10 +84,17 @@ def test_env_and_must_env(tmp_path: Path) -> None:
         '{"a": {{ env("GF_A", "dflt") | tojson }}, "b": {{ must_env("GF_B") | tojson }},'
         ' "c": {{ "<&\'>" | tojson }}}',
     )
-    assert template.render(path, {}, {"GF_B": "set"}) == {"a": "dflt", "b": "set", "c": "<&'>"}
-    assert template.render(path, {}, {"GF_A": "x", "GF_B": "y"})["a"] == "x"
-    message = render_error(tmp_path, '{\n "b": {{ must_env("GF_B") | tojson }}\n}', environ={})
-    assert ":2:" in message and "GF_B is not set" in message
+    allowed = ("GF_A", "GF_B")  # task.env_vars
+    assert template.render(path, {}, {"GF_B": "set"}, allowed) == {
+        "a": "dflt",
+        "b": "set",
+        "c": "<&'>",
+    }
+    assert template.render(path, {}, {"GF_A": "x", "GF_B": "y"}, allowed)["a"] == "x"
+    message = render_error(
+        tmp_path, '{\n "b": {{ must_env("GCPFARGATE_VAR_B") | tojson }}\n}', environ={}
+    )
+    assert ":2:" in message and "GCPFARGATE_VAR_B is not set" in message
 
 
 def test_the_sandbox_refuses_python_internals(tmp_path: Path) -> None:

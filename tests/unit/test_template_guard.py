@@ -23,9 +23,14 @@ def write(directory: Path, text: str, name: str = "t.json.j2") -> Path:
     return path
 
 
-def refused(path: Path, *fragments: str, environ: dict[str, str] | None = None) -> str:
+def refused(
+    path: Path,
+    *fragments: str,
+    environ: dict[str, str] | None = None,
+    env_vars: tuple[str, ...] = (),
+) -> str:
     with pytest.raises(TemplateError) as caught:
-        template.render(path, {"family": "f"}, environ or {})
+        template.render(path, {"family": "f"}, environ or {}, env_vars)
     assert caught.value.exit_code == ExitCode.USAGE
     message = caught.value.one_line()
     for fragment in fragments:
@@ -66,10 +71,14 @@ def test_env_refuses_the_deployers_credentials(tmp_path: Path, call: str) -> Non
         "GOOGLE_APPLICATION_CREDENTIALS": "/home/me/key.json",
         "aws_secret_access_key": "x" * 40,
     }
-    message = refused(
-        write(tmp_path, HEAD + "{{ " + call + " | tojson }}}"), "refused", environ=environ
-    )
-    assert all(value not in message for value in environ.values())
+    for env_vars in ((), tuple(environ)):  # listed in task.env_vars or not: refused
+        message = refused(
+            write(tmp_path, HEAD + "{{ " + call + " | tojson }}}"),
+            "refused",
+            environ=environ,
+            env_vars=env_vars,
+        )
+        assert all(value not in message for value in environ.values())
 
 
 def test_env_refuses_a_variable_whose_value_is_a_key(tmp_path: Path) -> None:
@@ -80,14 +89,48 @@ def test_env_refuses_a_variable_whose_value_is_a_key(tmp_path: Path) -> None:
             "MY_CONFIG",
             "private key",
             environ=environ,
+            env_vars=("MY_CONFIG",),
         )
         assert "PRIVATE" not in message
     assert (
         template.render(
-            write(tmp_path, HEAD + "{{ env('PLAIN') | tojson }}}"), {"family": "f"}, {"PLAIN": "ok"}
+            write(tmp_path, HEAD + "{{ env('PLAIN') | tojson }}}"),
+            {"family": "f"},
+            {"PLAIN": "ok"},
+            ("PLAIN",),
         )["x"]
         == "ok"
     )
+
+
+@pytest.mark.parametrize("name", ["CI_JOB_TOKEN", "VAULT_TOKEN", "AZURE_CLIENT_SECRET", "HOME"])
+@pytest.mark.parametrize("function", ["env", "must_env"])
+def test_env_reads_only_the_variables_the_config_allows(
+    tmp_path: Path, name: str, function: str
+) -> None:
+    environ = {name: "s3cr3t-t0ken-value", "GCPFARGATE_VAR_DATASET": "daily", "DATASET": "d"}
+    path = write(tmp_path, HEAD + "{{ " + function + "('" + name + "') | tojson }}}")
+    message = refused(
+        path, f"env('{name}') is refused", "task.env_vars", "GCPFARGATE_VAR_", environ=environ
+    )
+    assert ":1:" in message and "s3cr3t" not in message
+    # Listed: read as before.
+    assert template.render(path, {"family": "f"}, environ, (name,))["x"] == "s3cr3t-t0ken-value"
+    # The prefix needs no listing; a listed name reads only that name.
+    prefixed = write(
+        tmp_path,
+        HEAD + "[{{ env('GCPFARGATE_VAR_DATASET') | tojson }}, {{ env('DATASET') | tojson }}]}",
+    )
+    assert template.render(prefixed, {"family": "f"}, environ, ("DATASET",))["x"] == ["daily", "d"]
+    refused(prefixed, "env('DATASET') is refused", environ=environ)
+
+
+def test_task_env_vars_is_validated_like_every_setting() -> None:
+    from gcpfargate.keymaterial.rules import template_env_var_problem
+
+    assert template_env_var_problem("DATASET") is None
+    assert "not an environment variable name" in (template_env_var_problem("1X") or "")
+    assert "deployer's credentials" in (template_env_var_problem("AWS_SECRET_ACCESS_KEY") or "")
 
 
 def test_a_huge_number_is_a_clean_error_in_every_phase(tmp_path: Path) -> None:

@@ -251,3 +251,82 @@ def test_wrapper_fails_clearly_without_the_key(
 def test_both_shells_are_available_for_the_wrapper_tests() -> None:
     # The wrapper must work under dash and busybox; a missing shell must not quietly skip those tests.
     assert SHELLS == ["dash", "busybox"]
+
+
+# -- bash as /bin/sh (Amazon Linux, UBI, RHEL) with xtrace switched on from outside ---------------
+BASH_STARTS = {
+    "SHELLOPTS=xtrace": {"SHELLOPTS": "xtrace"},
+    "SHELLOPTS=xtrace:verbose": {"SHELLOPTS": "xtrace:verbose"},
+}
+
+
+@pytest.mark.parametrize("argv0", ["sh", "bash"])
+@pytest.mark.parametrize("start", sorted(BASH_STARTS))
+def test_wrapper_under_bash_xtrace_never_traces_the_key(
+    argv0: str, start: str, tmp_path: Path
+) -> None:
+    key = fake_key()
+    target = tmp_path / "creds.json"
+    script = wiring.wrapper_script(ENV, str(target))
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), ENV: key, **BASH_STARTS[start]}
+    proc = subprocess.run(
+        [argv0, "-c", script, wiring.WRAPPER_NAME, "/bin/echo", "ran"],
+        executable=shutil.which("bash"),
+        env=env,
+        capture_output=True,
+        timeout=30,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == b"ran\n"
+    assert target.read_bytes() == key.encode("utf-8")
+    assert b"PRIVATE KEY" not in proc.stderr and b"k" * 40 not in proc.stderr, proc.stderr
+
+
+def test_the_wrapper_turns_xtrace_off_on_its_first_line() -> None:
+    script = wiring.wrapper_script(ENV, "/tmp/gcp/credentials.json")
+    assert script.splitlines()[0] == "{ set +xv; } 2>/dev/null"
+
+
+@pytest.mark.parametrize("name", ["SHELLOPTS", "BASHOPTS", "BASH_ENV", "ENV"])
+def test_shell_start_up_variables_in_a_wired_containers_environment_are_refused(
+    name: str,
+) -> None:
+    defn = definition(
+        entryPoint=["app"],
+        environment=[{"name": "A", "value": "1"}, {"name": name, "value": "x"}],
+    )
+    with pytest.raises(TemplateError) as caught:
+        wired(defn)
+    assert f"container app: environment sets {name}" in caught.value.message
+    # Not wired (another container is the target): the variable is the template's business.
+    two = definition(entryPoint=["app"])
+    two["containerDefinitions"].append(
+        {
+            "name": "side",
+            "image": "busybox",
+            "essential": False,
+            "command": ["x"],
+            "environment": [{"name": name}],
+        }
+    )
+    wired(two)
+
+
+def test_shell_start_up_variables_in_the_images_env_are_refused_when_its_config_is_read() -> None:
+    def config(image: str) -> dict[str, Any]:
+        return {"Cmd": ["app"], "Env": ["PATH=/usr/bin", "SHELLOPTS=xtrace"]}
+
+    with pytest.raises(TemplateError, match="Env sets SHELLOPTS"):
+        wired(definition(), image_config=config)
+
+
+def test_an_older_wrapper_is_still_recognised_but_is_not_the_exact_one() -> None:
+    container = wired(definition(entryPoint=["app"]))["containerDefinitions"][0]
+    old = dict(container)
+    script = container["entryPoint"][2]
+    legacy = script.replace(wiring.HEAD, wiring.LEGACY_MARKER, 1)
+    old["entryPoint"] = [*container["entryPoint"][:2], legacy, *container["entryPoint"][3:]]
+    assert wiring.is_wrapped(old) and wiring.is_legacy_wrapper(old)
+    assert not wiring.is_exact_wrapper(old)
+    assert wiring.unwrap(old) == wiring.unwrap(container)
+    assert wiring.is_exact_wrapper(container) and not wiring.is_legacy_wrapper(container)

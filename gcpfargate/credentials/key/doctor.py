@@ -17,7 +17,12 @@ from gcpfargate.core.checks import (
 )
 from gcpfargate.core.context import Context
 from gcpfargate.credentials.key import lifecycle, readers, secret, service_checks
-from gcpfargate.credentials.wiring import is_exact_wrapper, unwrap
+from gcpfargate.credentials.wiring import (
+    is_exact_wrapper,
+    is_legacy_wrapper,
+    shell_startup_names,
+    unwrap,
+)
 from gcpfargate.ecs.cluster import latest_revision
 from gcpfargate.errors import AwsConfigError, AwsError
 from gcpfargate.iam import execution_role, policy, roles
@@ -367,10 +372,20 @@ def _wiring(ctx: Context, facts: Facts) -> tuple[Status, str]:
         google_path = environment.get("GOOGLE_APPLICATION_CREDENTIALS")
         wrapped = unwrap(container)
         if wrapped is not None:
-            if not is_exact_wrapper(container):
+            if is_legacy_wrapper(container):
+                problems.append(
+                    f"{name}: the entryPoint's wrapper is an older gcpfargate's, which does not turn "
+                    "off bash's xtrace before writing the key; run gcpfargate register-task"
+                )
+            elif not is_exact_wrapper(container):
                 problems.append(
                     f"{name}: the entryPoint's wrapper is not the script gcpfargate writes (edited by "
                     "hand?); run gcpfargate register-task"
+                )
+            for variable in shell_startup_names(container.get("environment")):
+                problems.append(
+                    f"{name}: environment sets {variable}, which can make the start-up shell "
+                    "print the key"
                 )
             # gcpfargate's own wrapper: it must write the variable ECS fills to the path the app reads.
             if wrapped.credentials_env != env_name:

@@ -1,0 +1,14 @@
+"""Unit tests keep the cache's signing secret (gcpfargate/cache.py) out of the real home."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _private_state_home(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    state = tmp_path_factory.mktemp("state")
+    state.chmod(0o700)
+    monkeypatch.setenv("XDG_STATE_HOME", str(state))
