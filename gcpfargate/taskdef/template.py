@@ -19,6 +19,7 @@ from typing import Any
 
 from gcpfargate.ecs.sizes import FARGATE_SIZES, parse_cpu, parse_memory
 from gcpfargate.errors import ConfigError, TemplateError
+from gcpfargate.taskdef import fargate_rules
 from gcpfargate.taskdef import guard as template_guard
 
 # The names SPEC §4 promises to templates.
@@ -321,12 +322,18 @@ def _validate_fargate(definition: Mapping[str, Any], path: Path | str) -> None:
         raise TemplateError(
             f"{shown(path)}: networkMode is {json.dumps(found) if found else 'not set'}, but FARGATE "
             "requires awsvpc",
-            'Set "networkMode": "awsvpc"',
+            'Set "networkMode": "awsvpc" (containers then reach each other on localhost)',
         )
+    problems = fargate_rules.unsupported_on_fargate(definition)
+    if problems:
+        problem, fix = problems[0]
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise TemplateError(f"{shown(path)}: {problem}{more}", fix)
     if not definition.get("cpu") or not definition.get("memory"):
+        missing = " and ".join(name for name in ("cpu", "memory") if not definition.get(name))
         raise TemplateError(
-            f"{shown(path)}: FARGATE requires task-level cpu and memory",
-            'Set e.g. "cpu": "256", "memory": "512"',
+            f"{shown(path)}: FARGATE requires task-level cpu and memory ({missing} not set)",
+            f'Set e.g. "cpu": "256", "memory": "512"; valid sizes: {valid_sizes()}',
         )
     cpu = parse_cpu(str(definition["cpu"]))
     memory = parse_memory(str(definition["memory"]))
@@ -351,6 +358,13 @@ def _validate_fargate(definition: Mapping[str, Any], path: Path | str) -> None:
             f"{shown(path)}: cpu {cpu} with memory {memory} is not a valid Fargate combination",
             f"With cpu {cpu}, memory must be {_ranges(allowed)} (MiB)",
         )
+
+
+def valid_sizes() -> str:
+    """Every Fargate task size, one clause per cpu value."""
+    return "; ".join(
+        f"cpu {cpu}: memory {_ranges(memory)}" for cpu, memory in FARGATE_SIZES.items()
+    )
 
 
 def _ranges(values: list[int]) -> str:
