@@ -173,7 +173,20 @@ def check_environment(definition: Mapping[str, Any], credentials_env: str) -> No
                 )
 
 
-def target_names(definition: Mapping[str, Any], containers: Sequence[str] | None) -> list[str]:
+def image_name(image: str) -> str:
+    """`host/repo:tag@sha256:…` → `host/repo`: the image whatever its tag or digest."""
+    name = image.split("@", 1)[0]
+    return name[: name.rfind(":")] if name.rfind(":") > name.rfind("/") else name
+
+
+def target_names(
+    definition: Mapping[str, Any], containers: Sequence[str] | None, image: str | None = None
+) -> list[str]:
+    """The containers that get the credentials: those `containers` (task.containers) names; else
+    those that run `image`, the image gcpfargate built (`{{ image }}`), whatever its tag or digest;
+    else, when none does (a template without `{{ image }}`), the essential ones. Sidecars (an App
+    Mesh envoy, a FireLens log router, a CloudWatch agent) run images of their own, so they are
+    left exactly as written unless named."""
     defined = [str(c.get("name")) for c in definition.get("containerDefinitions") or []]
     if containers:
         unknown = [name for name in containers if name not in defined]
@@ -183,6 +196,14 @@ def target_names(definition: Mapping[str, Any], containers: Sequence[str] | None
                 f"Containers in the template: {', '.join(defined) or 'none'}",
             )
         return list(containers)
+    if image:
+        ours = [
+            str(c.get("name"))
+            for c in definition.get("containerDefinitions") or []
+            if image_name(str(c.get("image", ""))) == image_name(image)
+        ]
+        if ours:
+            return ours
     essential = [
         str(c.get("name"))
         for c in definition.get("containerDefinitions") or []
@@ -204,12 +225,14 @@ def wire(
     credentials_path: str,
     containers: Sequence[str] | None,
     image_config: ImageConfig,
+    image: str | None = None,
 ) -> dict[str, Any]:
-    """A copy of `definition` with the credentials wired into each target container."""
+    """A copy of `definition` with the credentials wired into each target container (`image`: the
+    image gcpfargate built, see target_names); the others are not touched."""
     check_environment(definition, credentials_env)
     wired = copy.deepcopy(dict(definition))
     script = wrapper_script(credentials_env, credentials_path)
-    names = set(target_names(wired, containers))
+    names = set(target_names(wired, containers, image))
     for container in wired.get("containerDefinitions") or []:
         if container.get("name") not in names:
             continue

@@ -160,6 +160,53 @@ def test_targets_default_to_essential_containers_and_unknown_names_are_refused()
         wired(defn, containers=["nope"])
 
 
+def test_by_default_only_the_containers_running_the_built_image_get_credentials() -> None:
+    built = "123456789012.dkr.ecr.us-east-1.amazonaws.com/job"
+    envoy = {
+        "name": "envoy",
+        "image": "840364872350.dkr.ecr.us-west-2.amazonaws.com/aws-appmesh-envoy:v1.15.1.0-prod",
+        "essential": True,
+        "user": "1337",
+        "environment": [{"name": "APPMESH_VIRTUAL_NODE_NAME", "value": "mesh/m/virtualNode/n"}],
+    }
+    router = {
+        "name": "log_router",
+        "image": "public.ecr.aws/aws-observability/aws-for-fluent-bit:stable",
+        "essential": True,
+        "firelensConfiguration": {"type": "fluentbit"},
+    }
+    defn = {
+        "family": "f",
+        "containerDefinitions": [
+            {"name": "app", "image": f"{built}@sha256:{'a' * 64}", "essential": True},
+            envoy,
+            router,
+            {"name": "worker", "image": f"{built}:v2", "essential": False},
+        ],
+    }
+
+    def unreadable(image: str) -> dict[str, Any]:
+        assert image.startswith(built), f"read the config of {image}"
+        return {"Entrypoint": ["/job"]}
+
+    out = wiring.wire(
+        defn,
+        secret_arn=SECRET_ARN,
+        credentials_env=ENV,
+        credentials_path="/tmp/gcp/credentials.json",
+        containers=None,
+        image_config=unreadable,
+        image=f"{built}:v1",
+    )
+    app, wired_envoy, wired_router, worker = out["containerDefinitions"]
+    assert wiring.is_wrapped(app) and wiring.is_wrapped(worker)
+    # Sidecars: exactly as written, and their images were never read.
+    assert wired_envoy == envoy and wired_router == router
+    assert wiring.target_names(defn, ["envoy"], built) == ["envoy"]
+    # A template without the built image keeps the old default: the essential containers.
+    assert wiring.target_names(defn, None, "elsewhere/other:1") == ["app", "envoy", "log_router"]
+
+
 def test_a_conflicting_secret_in_the_template_is_refused() -> None:
     with pytest.raises(TemplateError, match="another secret"):
         wired(definition(entryPoint=["/a"], secrets=[{"name": ENV, "valueFrom": "arn:other"}]))

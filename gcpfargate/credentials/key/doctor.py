@@ -12,14 +12,14 @@ from gcpfargate.core.checks import (
     Facts,
     Skip,
     Status,
-    essential_containers,
     verdict,
 )
 from gcpfargate.core.context import Context
+from gcpfargate.credentials import wiring
 from gcpfargate.credentials.key import lifecycle, readers, secret, service_checks
 from gcpfargate.credentials.wiring import is_exact_wrapper, unwrap
 from gcpfargate.ecs.cluster import latest_revision
-from gcpfargate.errors import AwsConfigError, AwsError
+from gcpfargate.errors import AwsConfigError, AwsError, GcpfargateError
 from gcpfargate.iam import execution_role, policy, roles
 from gcpfargate.keymaterial.keyscan import key_paths, key_text
 from gcpfargate.taskdef import fargate_rules
@@ -344,7 +344,10 @@ def _wiring(ctx: Context, facts: Facts) -> tuple[Status, str]:
         )
     settings = ctx.settings
     env_name, path = settings.task.credentials_env, settings.task.credentials_path
-    wanted = settings.task.containers or [c["name"] for c in essential_containers(revision)]
+    try:
+        wanted = wiring.target_names(revision, settings.task.containers or None, _built_image(ctx))
+    except GcpfargateError:  # names no container of the revision: nothing is wired as configured
+        wanted = list(settings.task.containers)
     secret_arn = str(facts.extra.get("secret_arn", ""))
     # Key text anywhere in the revision (command, labels, log options, …), not only in environment.
     found = key_paths(revision, is_key=key_text)
@@ -407,3 +410,15 @@ def _wiring(ctx: Context, facts: Facts) -> tuple[Status, str]:
 def _same_secret(value_from: str, secret_arn: str) -> bool:
     # valueFrom may carry the `:json-key:version-stage:version-id` suffix.
     return value_from == secret_arn or value_from.startswith(secret_arn + ":")
+
+
+def _built_image(ctx: Context) -> str | None:
+    """The name of the image gcpfargate builds (its containers get the key); None when unknown."""
+    try:
+        return (
+            str(ctx.registry.image_name(ctx.settings.repository))
+            if ctx.settings.repository
+            else None
+        )
+    except GcpfargateError:
+        return None

@@ -42,7 +42,7 @@ class KeylessMode:
     ) -> dict[str, Any]:
         from gcpfargate.credentials.keyless.bootstrap import wire_definition
 
-        return wire_definition(ctx, definition, image_config)
+        return wire_definition(ctx, definition, image_config, variables.get("image"))
 
     def extra_images(self, ctx: Context, pushed: Any) -> None:
         from gcpfargate.image.shim_push import push_shim

@@ -32,6 +32,7 @@ def wire_keyless(
     task_role_arn: str,
     shim_image_ref: str,
     project: str,
+    image: str | None = None,
 ) -> dict[str, Any]:
     wiring.check_environment(definition, credentials_env)
     wired = copy.deepcopy(dict(definition))
@@ -43,7 +44,7 @@ def wire_keyless(
         )
     wired["taskRoleArn"] = task_role_arn
     script = wiring.wrapper_script(credentials_env, credentials_path)
-    names = set(wiring.target_names(wired, containers))
+    names = set(wiring.target_names(wired, containers, image))
     config_text = json.dumps(dict(credential_config), separators=(",", ":"), sort_keys=True)
     others = [
         c
