@@ -317,23 +317,31 @@ def validate(definition: Mapping[str, Any], path: Path | str, shape: Any = None)
 
 
 def _validate_fargate(definition: Mapping[str, Any], path: Path | str) -> None:
+    # Everything Fargate cannot run, in one line: fixing one problem should not reveal the next.
+    problems: list[tuple[str, str]] = []
     if definition.get("networkMode") != "awsvpc":
         found = definition.get("networkMode")
-        raise TemplateError(
-            f"{shown(path)}: networkMode is {json.dumps(found) if found else 'not set'}, but FARGATE "
-            "requires awsvpc",
-            'Set "networkMode": "awsvpc" (containers then reach each other on localhost)',
+        problems.append(
+            (
+                f"networkMode is {json.dumps(found) if found else 'not set'}, but FARGATE "
+                "requires awsvpc",
+                'Set "networkMode": "awsvpc" (containers then reach each other on localhost)',
+            )
         )
-    problems = fargate_rules.unsupported_on_fargate(definition)
-    if problems:
-        problem, fix = problems[0]
-        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        raise TemplateError(f"{shown(path)}: {problem}{more}", fix)
+    problems.extend(fargate_rules.unsupported_on_fargate(definition))
     if not definition.get("cpu") or not definition.get("memory"):
         missing = " and ".join(name for name in ("cpu", "memory") if not definition.get(name))
+        problems.append(
+            (
+                f"FARGATE requires task-level cpu and memory ({missing} not set)",
+                f'Set e.g. "cpu": "256", "memory": "512"; valid sizes: {valid_sizes()}',
+            )
+        )
+    if problems:
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
         raise TemplateError(
-            f"{shown(path)}: FARGATE requires task-level cpu and memory ({missing} not set)",
-            f'Set e.g. "cpu": "256", "memory": "512"; valid sizes: {valid_sizes()}',
+            f"{shown(path)}: {'; '.join(problem for problem, _ in problems[:3])}{more}",
+            "; ".join(fix for _, fix in problems[:3]),
         )
     cpu = parse_cpu(str(definition["cpu"]))
     memory = parse_memory(str(definition["memory"]))
