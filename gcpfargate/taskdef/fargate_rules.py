@@ -128,7 +128,7 @@ def drop_ecs_defaults(definition: dict[str, Any]) -> None:
                     efs.pop(name)
 
 
-# -- what Fargate cannot run ------------------------------------------------------------------------
+# -- what Fargate cannot run --------------------------------------------------------------------
 def ensure_fargate(definition: dict[str, Any]) -> bool:
     """Add FARGATE to `requiresCompatibilities`, in place, so ECS checks the Fargate rules when it
     registers the definition (without it ECS registers an EC2-only definition that `run`,
@@ -220,7 +220,7 @@ def unsupported_on_fargate(definition: Mapping[str, Any]) -> list[tuple[str, str
 
 
 def refuse_windows(definition: Mapping[str, Any], where: str) -> None:
-    """The start-up wrapper that writes the key is POSIX sh: refuse a Windows task it is wired into."""
+    """The wrapper that writes the key is POSIX sh: refuse a Windows task it would be in."""
     family = str((definition.get("runtimePlatform") or {}).get("operatingSystemFamily") or "")
     if family.startswith("WINDOWS"):
         raise TemplateError(

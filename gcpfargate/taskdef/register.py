@@ -97,10 +97,18 @@ def check_renders(ctx: Context) -> tuple[dict[str, Any], str]:
     }
     shape = template.input_shape(ctx.aws.service_model("ecs"))
     definition = accept(template.render(path, variables), shape, template.shown(path))
-    template.validate(definition, template.shown(path), shape)
+    _validate(definition, template.shown(path), shape, settings.task.credentials_env)
     if settings.task.wire_credentials:
         fargate_rules.refuse_windows(definition, template.shown(path))
     return definition, str(variables["region"])
+
+
+def _validate(definition: dict[str, Any], where: str, shape: Any, credentials_env: str) -> None:
+    """The shape first, then key text anywhere (the gravest mistake is named first), then what
+    Fargate cannot run."""
+    template.validate(definition, where, shape, fargate=False)
+    wiring.check_environment(definition, credentials_env)
+    template.validate(definition, where, shape)
 
 
 def accept(data: dict[str, Any], shape: Any, where: str, reporter: Any = None) -> dict[str, Any]:
@@ -183,7 +191,7 @@ def render_definition(
     # Validate first: wiring relies on containerDefinitions being a list of objects.
     shape = template.input_shape(ctx.aws.service_model("ecs"))
     definition = accept(definition, shape, template.shown(path), ctx.reporter)
-    template.validate(definition, template.shown(path), shape)
+    _validate(definition, template.shown(path), shape, variables["credentials_env"])
     if wire:
         fargate_rules.refuse_windows(definition, template.shown(path))
     if wire:

@@ -302,9 +302,12 @@ def _enum_problems(value: Any, shape: Any, where: str) -> Iterable[str]:
         yield f"{where} must be one of {', '.join(shape.enum)}, not {value!r}"
 
 
-def validate(definition: Mapping[str, Any], path: Path | str, shape: Any = None) -> None:
+def validate(
+    definition: Mapping[str, Any], path: Path | str, shape: Any = None, fargate: bool = True
+) -> None:
     """Raise one TemplateError when ECS or Fargate would refuse `definition` (`shape`: the
-    RegisterTaskDefinition input shape, when the caller has the ECS model loaded already)."""
+    RegisterTaskDefinition input shape, when the caller has the ECS model loaded already;
+    `fargate=False`: the shape only)."""
     problems = shape_problems(definition, shape)
     if problems:
         more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
@@ -312,7 +315,7 @@ def validate(definition: Mapping[str, Any], path: Path | str, shape: Any = None)
             f"{shown(path)}: invalid task definition: {'; '.join(problems[:3])}{more}",
             "Compare with the ECS RegisterTaskDefinition reference",
         )
-    if "FARGATE" in (definition.get("requiresCompatibilities") or []):
+    if fargate and "FARGATE" in (definition.get("requiresCompatibilities") or []):
         _validate_fargate(definition, path)
 
 
@@ -334,7 +337,8 @@ def _validate_fargate(definition: Mapping[str, Any], path: Path | str) -> None:
         problems.append(
             (
                 f"FARGATE requires task-level cpu and memory ({missing} not set)",
-                f'Set e.g. "cpu": "256", "memory": "512"; valid sizes: {valid_sizes()}',
+                'Set e.g. "cpu": "256", "memory": "512"; valid sizes (memory in MiB): '
+                + valid_sizes(),
             )
         )
     if problems:
@@ -369,10 +373,14 @@ def _validate_fargate(definition: Mapping[str, Any], path: Path | str) -> None:
 
 
 def valid_sizes() -> str:
-    """Every Fargate task size, one clause per cpu value."""
-    return "; ".join(
-        f"cpu {cpu}: memory {_ranges(memory)}" for cpu, memory in FARGATE_SIZES.items()
-    )
+    """Every Fargate task size, compactly: one clause per cpu value, memory in MiB."""
+
+    def short(values: list[int]) -> str:
+        if len(values) <= 3:
+            return ", ".join(map(str, values))
+        return f"{values[0]}-{values[-1]} step {values[1] - values[0]}"
+
+    return "; ".join(f"cpu {cpu}: {short(memory)}" for cpu, memory in FARGATE_SIZES.items())
 
 
 def _ranges(values: list[int]) -> str:

@@ -188,7 +188,9 @@ def test_what_fargate_cannot_run_is_refused_naming_the_field_and_the_fix(case: s
     assert fragment in caught.value.message, caught.value.message
     assert caught.value.hint and caught.value.exit_code == 2
     if case.startswith("no-"):
-        assert "cpu 256: memory 512, 1024, 2048" in caught.value.hint  # the valid sizes
+        assert (
+            "cpu 256: 512, 1024, 2048; cpu 512: 1024-4096 step 1024" in caught.value.hint
+        )  # the valid sizes
 
 
 def test_a_host_volume_without_source_path_is_task_storage_and_allowed() -> None:

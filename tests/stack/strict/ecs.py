@@ -85,8 +85,8 @@ def fargate_awslogs_needs_execution_role(layer: StrictLayer, call: Call) -> Answ
 
 
 # Fargate's task sizes (cpu units -> memory MiB), from the ECS developer guide, "Task size"
-# (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/task_definition_parameters.html#task_size).
-# Written out here, not imported from the product, so the layer does not agree with it by construction.
+# (docs.aws.amazon.com/AmazonECS/latest/developerguide/task_definition_parameters.html#task_size).
+# Written out here, not imported from the product: the layer must not agree by construction.
 _FARGATE_SIZES = {
     256: (512, 1024, 2048),
     512: tuple(range(1024, 4097, 1024)),
