@@ -217,6 +217,15 @@ def target_names(
     return essential
 
 
+def app_containers(definition: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The containers that run the user's job: the wired ones, else the essential ones. A sidecar
+    may come first in the definition (a FireLens log_router often does) and is never the job."""
+    containers = [c for c in definition.get("containerDefinitions") or [] if isinstance(c, dict)]
+    return [c for c in containers if is_wrapped(c)] or [
+        c for c in containers if c.get("essential", True)
+    ]
+
+
 def wire(
     definition: Mapping[str, Any],
     *,

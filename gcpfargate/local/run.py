@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gcpfargate.core.context import Context
+from gcpfargate.credentials import wiring
 from gcpfargate.credentials.mode import delivery_of
 from gcpfargate.credentials.wiring import sh_quote
 from gcpfargate.ecs import cluster as ecs
@@ -190,10 +191,10 @@ def load_definition(
 
 def essential_container(definition: dict[str, Any], name: str | None) -> dict[str, Any]:
     containers: list[dict[str, Any]] = definition.get("containerDefinitions", [])
+    if not name:  # the job's container, not a sidecar listed before it
+        containers = wiring.app_containers(definition)
     for container in containers:
-        if (name and container.get("name") == name) or (
-            not name and container.get("essential", True)
-        ):
+        if not name or container.get("name") == name:
             return container
     wanted = f"container {name}" if name else "an essential container"
     raise ConfigError(f"the task definition has no {wanted}")

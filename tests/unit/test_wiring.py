@@ -298,3 +298,17 @@ def test_wrapper_fails_clearly_without_the_key(
 def test_both_shells_are_available_for_the_wrapper_tests() -> None:
     # The wrapper must work under dash and busybox; a missing shell must not quietly skip those tests.
     assert SHELLS == ["dash", "busybox"]
+
+
+def test_run_local_and_doctor_take_the_jobs_container_not_a_sidecar_listed_first() -> None:
+    from gcpfargate.local.run import essential_container
+
+    router = {"name": "log_router", "image": "public.ecr.aws/x/fluent-bit:1", "essential": True}
+    job = {"name": "webserver", "image": "registry.example/job:1", "entryPoint": ["/job"]}
+    defn = {"family": "f", "containerDefinitions": [router, job]}
+    out = wired(defn, containers=["webserver"])
+    assert [c["name"] for c in wiring.app_containers(out)] == ["webserver"]
+    assert essential_container(out, None)["name"] == "webserver"
+    assert essential_container(out, "log_router")["name"] == "log_router"
+    # Nothing wired (wire_credentials = false): the essential containers, as before.
+    assert [c["name"] for c in wiring.app_containers(defn)] == ["log_router", "webserver"]
