@@ -135,7 +135,17 @@ def original_parts(
     entry = list(container.get("entryPoint") or [])
     if entry:  # Docker: an entry point from the template drops the image's CMD
         return entry, command
-    config = image_config(str(container.get("image", "")))
+    image = str(container.get("image", ""))
+    try:
+        config = image_config(image)
+    except TemplateError as exc:  # an image gcpfargate cannot read: say what to write instead
+        raise TemplateError(
+            f"container {container.get('name')}: {exc.message}",
+            f'Set "entryPoint" (and "command") for container {container.get("name")} in the '
+            "template to what the image runs (`docker image inspect --format "
+            f"'{{{{json .Config.Entrypoint}}}} {{{{json .Config.Cmd}}}}' {image}` shows it), "
+            "or leave the container out of task.containers",
+        ) from None
     image_entry = list(config.get("Entrypoint") or [])
     command = command or list(config.get("Cmd") or []) or None
     if not image_entry and not command:

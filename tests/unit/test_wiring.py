@@ -312,3 +312,20 @@ def test_run_local_and_doctor_take_the_jobs_container_not_a_sidecar_listed_first
     assert essential_container(out, "log_router")["name"] == "log_router"
     # Nothing wired (wire_credentials = false): the essential containers, as before.
     assert [c["name"] for c in wiring.app_containers(defn)] == ["log_router", "webserver"]
+
+
+def test_a_named_container_whose_image_cannot_be_read_says_what_to_write() -> None:
+    def outside(image: str) -> dict[str, Any]:
+        raise TemplateError(f"image {image} sets no entryPoint/command in the template and is ...")
+
+    defn = {
+        "family": "f",
+        "containerDefinitions": [{"name": "envoy", "image": "public.ecr.aws/appmesh/envoy:1"}],
+    }
+    with pytest.raises(TemplateError) as caught:
+        wired(defn, image_config=outside, containers=["envoy"])
+    assert caught.value.message.startswith("container envoy: image public.ecr.aws/appmesh/envoy:1")
+    assert "{{json .Config.Entrypoint}} {{json .Config.Cmd}}' public.ecr.aws/appmesh/envoy:1" in (
+        caught.value.hint or ""
+    )
+    assert "task.containers" in (caught.value.hint or "")
