@@ -30,6 +30,7 @@ from typing import Any
 from gcpfargate.errors import TemplateError
 from gcpfargate.keymaterial.keyscan import key_paths, key_text
 from gcpfargate.keymaterial.rules import credentials_env_problem, credentials_path_problem
+from gcpfargate.taskdef import fargate_rules
 
 MARKER = "# gcpfargate credentials wrapper v1"
 WRAPPER_NAME = "gcpfargate-wrapper"  # $0 of the script: what `ps` and error messages show
@@ -227,6 +228,41 @@ def target_names(
     return essential
 
 
+# The tmpfs a read-only container gets for its credentials directory: a few MiB, owner only.
+TMPFS_MIB = 4
+
+
+def credentials_tmpfs(container: Mapping[str, Any], directory: str) -> dict[str, Any] | None:
+    """The `linuxParameters.tmpfs` mount the key needs in `container`: with
+    `readonlyRootFilesystem` and no writable mount or tmpfs at `directory` the wrapper could not
+    write it; in memory, it never reaches a disk (ECS supports tmpfs on Fargate since 2026-01,
+    aws/containers-roadmap#736). None when nothing is needed. A numeric `user` owns the mount, so
+    a non-root program can write the key there."""
+    if not container.get("readonlyRootFilesystem"):
+        return None
+    if any(fargate_rules.covers(mount, directory) for mount in container.get("mountPoints") or []):
+        return None
+    if any(
+        fargate_rules.covers(mount, directory)
+        for mount in (container.get("linuxParameters") or {}).get("tmpfs") or []
+    ):
+        return None
+    options = ["mode=0700"]
+    user = str(container.get("user") or "")
+    uid, _, gid = user.partition(":")
+    if uid.isdigit() and uid != "0":
+        options += [f"uid={uid}", f"gid={gid if gid.isdigit() else uid}"]
+    return {"containerPath": directory, "size": TMPFS_MIB, "mountOptions": options}
+
+
+def _is_credentials_tmpfs(mount: Mapping[str, Any], directory: str) -> bool:
+    return (
+        mount.get("containerPath") == directory
+        and mount.get("size") == TMPFS_MIB
+        and list(mount.get("mountOptions") or [])[:1] == ["mode=0700"]
+    )
+
+
 def app_containers(definition: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The containers that run the user's job: the wired ones, else the essential ones. A sidecar
     may come first in the definition (a FireLens log_router often does) and is never the job."""
@@ -284,6 +320,11 @@ def wire(
             container["command"] = command
         else:
             container.pop("command", None)
+        mount = credentials_tmpfs(container, posixpath.dirname(credentials_path) or "/")
+        if mount is not None:
+            linux = dict(container.get("linuxParameters") or {})
+            linux["tmpfs"] = [*(linux.get("tmpfs") or []), mount]
+            container["linuxParameters"] = linux
     return wired
 
 
@@ -320,11 +361,23 @@ def unwire(
         for key in ("secrets", "environment"):
             if not container[key]:
                 container.pop(key)
+        _drop_credentials_tmpfs(container, posixpath.dirname(unwrapped.credentials_path) or "/")
         entry, command = list(container.pop("entryPoint"))[4:], container.pop("command", None)
         container.update(
             _as_template_argv(entry, command, image_config(str(container.get("image", ""))))
         )
     return plain, secret_arns
+
+
+def _drop_credentials_tmpfs(container: dict[str, Any], directory: str) -> None:
+    linux = container.get("linuxParameters")
+    if not isinstance(linux, dict) or not linux.get("tmpfs"):
+        return
+    linux["tmpfs"] = [m for m in linux["tmpfs"] if not _is_credentials_tmpfs(m, directory)]
+    if not linux["tmpfs"]:
+        linux.pop("tmpfs")
+    if not linux:
+        container.pop("linuxParameters")
 
 
 def _as_template_argv(

@@ -280,6 +280,13 @@ def container_spec(
     # credentials directory is a tmpfs too, so the key file never reaches the engine's disk.
     read_only = bool(container.get("readonlyRootFilesystem"))
     tmpfs = {path: "rw,mode=0755" for path in fargate_rules.writable_mounts(container)}
+    # The definition's own tmpfs mounts (the credentials directory of a read-only container among
+    # them), as Fargate mounts them: size in MiB, the mount options as given.
+    for mount in (container.get("linuxParameters") or {}).get("tmpfs") or []:
+        if mount.get("containerPath"):
+            size = [f"size={int(mount['size'])}m"] if mount.get("size") else []
+            options = ["rw", *size, *(str(o) for o in mount.get("mountOptions") or [])]
+            tmpfs[str(mount["containerPath"])] = ",".join(options)
     credentials_path = environment.get("GOOGLE_APPLICATION_CREDENTIALS", "")
     if credentials_path.startswith("/") and not read_only:
         tmpfs.setdefault(posixpath.dirname(credentials_path) or "/", "rw,mode=0755")

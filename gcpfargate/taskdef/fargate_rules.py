@@ -12,9 +12,10 @@ Pure functions over the definition (no AWS, no Docker), each rule with where it 
   (hashicorp/terraform-provider-aws#39533), EFS volumes get `rootDirectory "/"` and
   `transitEncryption "DISABLED"` (ECS API `EFSVolumeConfiguration`; terraform-provider-aws#19549).
   Contract fixtures: tests/fixtures/ecs/.
-- **Read-only root file system.** Fargate offers no tmpfs (ECS API `LinuxParameters.tmpfs`: "not
-  supported for tasks run on Fargate"), so with `readonlyRootFilesystem` the wrapper can only write
-  the key into a mounted task volume.
+- **Read-only root file system.** ECS supports `linuxParameters.tmpfs` on Fargate since 2026-01
+  (aws/containers-roadmap#736; before, the API reference said "not supported for tasks run on
+  Fargate"), so a wired container with `readonlyRootFilesystem` gets a small tmpfs at the
+  credentials directory (wiring.credentials_tmpfs) unless a writable task volume covers it.
 """
 
 from __future__ import annotations
@@ -80,17 +81,20 @@ def check_read_only_root(
     for container in _containers(definition):
         if container.get("name") not in names or not container.get("readonlyRootFilesystem"):
             continue
-        if any(_covers(mount, directory) for mount in container.get("mountPoints") or []):
+        if any(covers(mount, directory) for mount in container.get("mountPoints") or []):
+            continue
+        tmpfs = (container.get("linuxParameters") or {}).get("tmpfs") or []
+        if any(covers(mount, directory) for mount in tmpfs):
             continue
         raise TemplateError(
             f"{where}: container {container.get('name')} has readonlyRootFilesystem, so the key cannot be "
-            f"written to {credentials_path} (Fargate has no tmpfs)",
+            f"written to {credentials_path} (no writable mount or tmpfs there)",
             f'Mount a task volume at {directory}: "volumes": [{{"name": "credentials"}}] and "mountPoints": '
             f'[{{"sourceVolume": "credentials", "containerPath": "{directory}"}}], or change task.credentials_path',
         )
 
 
-def _covers(mount: Mapping[str, Any], directory: str) -> bool:
+def covers(mount: Mapping[str, Any], directory: str) -> bool:
     path = str(mount.get("containerPath") or "").rstrip("/") or "/"
     if mount.get("readOnly"):
         return False

@@ -329,3 +329,32 @@ def test_a_named_container_whose_image_cannot_be_read_says_what_to_write() -> No
         caught.value.hint or ""
     )
     assert "task.containers" in (caught.value.hint or "")
+
+
+def test_a_read_only_container_gets_a_small_tmpfs_for_the_key_and_unwire_removes_it() -> None:
+    read_only = {"name": "app", "image": "i", "entryPoint": ["/a"], "readonlyRootFilesystem": True}
+    out = wired({"family": "f", "containerDefinitions": [read_only]})
+    tmpfs = out["containerDefinitions"][0]["linuxParameters"]["tmpfs"]
+    assert tmpfs == [{"containerPath": "/tmp/gcp", "size": 4, "mountOptions": ["mode=0700"]}]
+    plain, _ = wiring.unwire(out, lambda image: None)
+    assert "linuxParameters" not in plain["containerDefinitions"][0]
+    # A numeric user owns the mount; a writable volume or a tmpfs of the user's there: nothing added.
+    as_user = wired({"family": "f", "containerDefinitions": [{**read_only, "user": "1000:50"}]})
+    assert as_user["containerDefinitions"][0]["linuxParameters"]["tmpfs"][0]["mountOptions"] == [
+        "mode=0700",
+        "uid=1000",
+        "gid=50",
+    ]
+    volume = {**read_only, "mountPoints": [{"sourceVolume": "v", "containerPath": "/tmp"}]}
+    assert (
+        "linuxParameters"
+        not in wired({"family": "f", "containerDefinitions": [volume]})["containerDefinitions"][0]
+    )
+    own = {**read_only, "linuxParameters": {"tmpfs": [{"containerPath": "/tmp", "size": 64}]}}
+    kept = wired({"family": "f", "containerDefinitions": [own]})["containerDefinitions"][0]
+    assert kept["linuxParameters"] == own["linuxParameters"]
+    # Not read-only: the definition is unchanged there (run-local mounts a tmpfs by itself).
+    writable = wired(
+        {"family": "f", "containerDefinitions": [{**read_only, "readonlyRootFilesystem": False}]}
+    )
+    assert "linuxParameters" not in writable["containerDefinitions"][0]

@@ -4,6 +4,7 @@ retires those), and running tasks that hold a previous key which no longer works
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -385,6 +386,12 @@ def _wiring(ctx: Context, facts: Facts) -> tuple[Status, str]:
                 problems.append(
                     f"{name}: GOOGLE_APPLICATION_CREDENTIALS is {google_path!r}, but the wrapper "
                     f"writes {wrapped.credentials_path!r}"
+                )
+            directory = posixpath.dirname(wrapped.credentials_path) or "/"
+            if wiring.credentials_tmpfs(container, directory) is not None:
+                problems.append(
+                    f"{name}: readonlyRootFilesystem, but no tmpfs or writable mount at "
+                    f"{directory}: the wrapper cannot write the key; run gcpfargate register-task"
                 )
         else:
             # wire_credentials = false: the template wires it; at least the file must be written somewhere.
