@@ -320,12 +320,17 @@ def wire(
             container["command"] = command
         else:
             container.pop("command", None)
-        mount = credentials_tmpfs(container, posixpath.dirname(credentials_path) or "/")
-        if mount is not None:
-            linux = dict(container.get("linuxParameters") or {})
-            linux["tmpfs"] = [*(linux.get("tmpfs") or []), mount]
-            container["linuxParameters"] = linux
+        add_credentials_tmpfs(container, credentials_path)
     return wired
+
+
+def add_credentials_tmpfs(container: dict[str, Any], credentials_path: str) -> None:
+    """Give `container`, in place, the tmpfs its credentials file needs (credentials_tmpfs)."""
+    mount = credentials_tmpfs(container, posixpath.dirname(credentials_path) or "/")
+    if mount is not None:
+        linux = dict(container.get("linuxParameters") or {})
+        linux["tmpfs"] = [*(linux.get("tmpfs") or []), mount]
+        container["linuxParameters"] = linux
 
 
 def unwire(

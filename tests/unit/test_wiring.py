@@ -358,3 +358,36 @@ def test_a_read_only_container_gets_a_small_tmpfs_for_the_key_and_unwire_removes
         {"family": "f", "containerDefinitions": [{**read_only, "readonlyRootFilesystem": False}]}
     )
     assert "linuxParameters" not in writable["containerDefinitions"][0]
+
+
+def test_keyless_wiring_gives_a_read_only_container_the_same_tmpfs() -> None:
+    from gcpfargate.credentials.keyless.wiring import wire_keyless
+
+    out = wire_keyless(
+        {
+            "family": "f",
+            "containerDefinitions": [
+                {
+                    "name": "app",
+                    "image": "registry.example/job:1",
+                    "entryPoint": ["/job"],
+                    "readonlyRootFilesystem": True,
+                },
+                {"name": "log_router", "image": "public.ecr.aws/x/fluent-bit:1"},
+            ],
+        },
+        credential_config={"type": "external_account"},
+        credentials_env=ENV,
+        credentials_path="/run/gcp/config.json",
+        containers=None,
+        image_config=no_image,
+        task_role_arn="arn:aws:iam::123456789012:role/task",
+        shim_image_ref="registry.example/shim:1",
+        project="p",
+        image="registry.example/job:2",
+    )
+    app, router = out["containerDefinitions"][:2]
+    assert app["linuxParameters"]["tmpfs"] == [
+        {"containerPath": "/run/gcp", "size": 4, "mountOptions": ["mode=0700"]}
+    ]
+    assert router == {"name": "log_router", "image": "public.ecr.aws/x/fluent-bit:1"}

@@ -93,6 +93,7 @@ def wire_keyless(
         ]
         container["entryPoint"] = [*wiring.SHELL, script, wiring.WRAPPER_NAME, *argv]
         container.pop("command", None)
+        wiring.add_credentials_tmpfs(container, credentials_path)
     shim = shim_image.container_definition(shim_image_ref)
     # The shim logs where the first wired container logs (awslogs needs a stream prefix per container).
     first = next((c for c in others if c.get("name") in names and c.get("logConfiguration")), None)
