@@ -40,10 +40,12 @@ def bootstrap(
 ) -> None:
     """Create a service-account key, store it in Secrets Manager, and let the execution role read it."""
     from gcpfargate.credentials.mode import mode_for
+    from gcpfargate.deploy.sequence import bootstrap_checks
 
     ctx = STATE.context(dry_run=dry_run, overrides={"secret.name": secret_name})
     mode = mode_for(ctx.settings)
     check_retire_keys(retire_keys, mode.holds_keys)
+    bootstrap_checks(ctx)
     result = mode.bootstrap(
         ctx, new_key=new_key, grant=grant, retire=retire_confirmation(retire_keys)
     )

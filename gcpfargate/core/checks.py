@@ -83,7 +83,3 @@ def verdict(found: tuple[str, str]) -> tuple[Status, str]:
     if found[0] == "SKIP":
         raise Skip(found[1])
     return Status(found[0]), found[1]
-
-
-def essential_containers(revision: dict[str, Any]) -> list[dict[str, Any]]:
-    return [c for c in revision.get("containerDefinitions", []) if c.get("essential", True)]

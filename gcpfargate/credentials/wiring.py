@@ -40,6 +40,7 @@ from gcpfargate.keymaterial.rules import (
     credentials_path_problem,
     shell_startup_problem,
 )
+from gcpfargate.taskdef import fargate_rules
 
 # Turns off xtrace/verbose before anything else runs; its own trace line goes to /dev/null.
 XTRACE_OFF = "{ set +xv; } 2>/dev/null"
@@ -170,7 +171,17 @@ def original_parts(
     entry = list(container.get("entryPoint") or [])
     if entry:  # Docker: an entry point from the template drops the image's CMD
         return entry, command
-    config = image_config(str(container.get("image", "")))
+    image = str(container.get("image", ""))
+    try:
+        config = image_config(image)
+    except TemplateError as exc:  # an image gcpfargate cannot read: say what to write instead
+        raise TemplateError(
+            f"container {container.get('name')}: {exc.message}",
+            f'Set "entryPoint" (and "command") for container {container.get("name")} in the '
+            "template to what the image runs (`docker image inspect --format "
+            f"'{{{{json .Config.Entrypoint}}}} {{{{json .Config.Cmd}}}}' {image}` shows it), "
+            "or leave the container out of task.containers",
+        ) from None
     image_entry = list(config.get("Entrypoint") or [])
     command = command or list(config.get("Cmd") or []) or None
     if not image_entry and not command:
@@ -220,7 +231,20 @@ def check_environment(definition: Mapping[str, Any], credentials_env: str) -> No
                 )
 
 
-def target_names(definition: Mapping[str, Any], containers: Sequence[str] | None) -> list[str]:
+def image_name(image: str) -> str:
+    """`host/repo:tag@sha256:…` → `host/repo`: the image whatever its tag or digest."""
+    name = image.split("@", 1)[0]
+    return name[: name.rfind(":")] if name.rfind(":") > name.rfind("/") else name
+
+
+def target_names(
+    definition: Mapping[str, Any], containers: Sequence[str] | None, image: str | None = None
+) -> list[str]:
+    """The containers that get the credentials: those `containers` (task.containers) names; else
+    those that run `image`, the image gcpfargate built (`{{ image }}`), whatever its tag or digest;
+    else, when none does (a template without `{{ image }}`), the essential ones. Sidecars (an App
+    Mesh envoy, a FireLens log router, a CloudWatch agent) run images of their own, so they are
+    left exactly as written unless named."""
     defined = [str(c.get("name")) for c in definition.get("containerDefinitions") or []]
     if containers:
         unknown = [name for name in containers if name not in defined]
@@ -230,6 +254,14 @@ def target_names(definition: Mapping[str, Any], containers: Sequence[str] | None
                 f"Containers in the template: {', '.join(defined) or 'none'}",
             )
         return list(containers)
+    if image:
+        ours = [
+            str(c.get("name"))
+            for c in definition.get("containerDefinitions") or []
+            if image_name(str(c.get("image", ""))) == image_name(image)
+        ]
+        if ours:
+            return ours
     essential = [
         str(c.get("name"))
         for c in definition.get("containerDefinitions") or []
@@ -243,11 +275,13 @@ def target_names(definition: Mapping[str, Any], containers: Sequence[str] | None
     return essential
 
 
-def check_shell_startup(definition: Mapping[str, Any], containers: Sequence[str] | None) -> None:
+def check_shell_startup(
+    definition: Mapping[str, Any], containers: Sequence[str] | None, image: str | None = None
+) -> None:
     """The target containers' template `environment` sets none of SHELLOPTS, BASHOPTS, BASH_ENV,
     ENV: deploy checks this with the rendered template before it creates anything."""
     for container in definition.get("containerDefinitions") or []:
-        if container.get("name") not in set(target_names(definition, containers)):
+        if container.get("name") not in set(target_names(definition, containers, image)):
             continue
         variables = shell_startup_names(container.get("environment"))
         if variables:
@@ -275,6 +309,50 @@ def _once(read: list[Mapping[str, Any]], image_config: ImageConfig) -> ImageConf
     return lambda image: read[0] if read else image_config(image)
 
 
+# The tmpfs a read-only container gets for its credentials directory: a few MiB, owner only.
+TMPFS_MIB = 4
+
+
+def credentials_tmpfs(container: Mapping[str, Any], directory: str) -> dict[str, Any] | None:
+    """The `linuxParameters.tmpfs` mount the key needs in `container`: with
+    `readonlyRootFilesystem` and no writable mount or tmpfs at `directory` the wrapper could not
+    write it; in memory, it never reaches a disk (ECS supports tmpfs on Fargate since 2026-01,
+    aws/containers-roadmap#736). None when nothing is needed. A numeric `user` owns the mount, so
+    a non-root program can write the key there."""
+    if not container.get("readonlyRootFilesystem"):
+        return None
+    if any(fargate_rules.covers(mount, directory) for mount in container.get("mountPoints") or []):
+        return None
+    if any(
+        fargate_rules.covers(mount, directory)
+        for mount in (container.get("linuxParameters") or {}).get("tmpfs") or []
+    ):
+        return None
+    options = ["mode=0700"]
+    user = str(container.get("user") or "")
+    uid, _, gid = user.partition(":")
+    if uid.isdigit() and uid != "0":
+        options += [f"uid={uid}", f"gid={gid if gid.isdigit() else uid}"]
+    return {"containerPath": directory, "size": TMPFS_MIB, "mountOptions": options}
+
+
+def _is_credentials_tmpfs(mount: Mapping[str, Any], directory: str) -> bool:
+    return (
+        mount.get("containerPath") == directory
+        and mount.get("size") == TMPFS_MIB
+        and list(mount.get("mountOptions") or [])[:1] == ["mode=0700"]
+    )
+
+
+def app_containers(definition: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The containers that run the user's job: the wired ones, else the essential ones. A sidecar
+    may come first in the definition (a FireLens log_router often does) and is never the job."""
+    containers = [c for c in definition.get("containerDefinitions") or [] if isinstance(c, dict)]
+    return [c for c in containers if is_wrapped(c)] or [
+        c for c in containers if c.get("essential", True)
+    ]
+
+
 def wire(
     definition: Mapping[str, Any],
     *,
@@ -283,12 +361,14 @@ def wire(
     credentials_path: str,
     containers: Sequence[str] | None,
     image_config: ImageConfig,
+    image: str | None = None,
 ) -> dict[str, Any]:
-    """A copy of `definition` with the credentials wired into each target container."""
+    """A copy of `definition` with the credentials wired into each target container (`image`: the
+    image gcpfargate built, see target_names); the others are not touched."""
     check_environment(definition, credentials_env)
     wired = copy.deepcopy(dict(definition))
     script = wrapper_script(credentials_env, credentials_path)
-    names = set(target_names(wired, containers))
+    names = set(target_names(wired, containers, image))
     for container in wired.get("containerDefinitions") or []:
         if container.get("name") not in names:
             continue
@@ -333,7 +413,17 @@ def wire(
             *environment,
             {"name": CREDENTIALS_VARIABLE, "value": credentials_path},
         ]
+        add_credentials_tmpfs(container, credentials_path)
     return wired
+
+
+def add_credentials_tmpfs(container: dict[str, Any], credentials_path: str) -> None:
+    """Give `container`, in place, the tmpfs its credentials file needs (credentials_tmpfs)."""
+    mount = credentials_tmpfs(container, posixpath.dirname(credentials_path) or "/")
+    if mount is not None:
+        linux = dict(container.get("linuxParameters") or {})
+        linux["tmpfs"] = [*(linux.get("tmpfs") or []), mount]
+        container["linuxParameters"] = linux
 
 
 def unwire(
@@ -369,11 +459,23 @@ def unwire(
         for key in ("secrets", "environment"):
             if not container[key]:
                 container.pop(key)
+        _drop_credentials_tmpfs(container, posixpath.dirname(unwrapped.credentials_path) or "/")
         entry, command = list(container.pop("entryPoint"))[4:], container.pop("command", None)
         container.update(
             _as_template_argv(entry, command, image_config(str(container.get("image", ""))))
         )
     return plain, secret_arns
+
+
+def _drop_credentials_tmpfs(container: dict[str, Any], directory: str) -> None:
+    linux = container.get("linuxParameters")
+    if not isinstance(linux, dict) or not linux.get("tmpfs"):
+        return
+    linux["tmpfs"] = [m for m in linux["tmpfs"] if not _is_credentials_tmpfs(m, directory)]
+    if not linux["tmpfs"]:
+        linux.pop("tmpfs")
+    if not linux:
+        container.pop("linuxParameters")
 
 
 def _as_template_argv(

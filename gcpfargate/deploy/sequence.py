@@ -112,6 +112,18 @@ def _local_checks(ctx: Context) -> tuple[dict[str, Any], str]:
         return check_renders(ctx)
 
 
+def bootstrap_checks(ctx: Context) -> None:
+    """`bootstrap` on its own: the template, when there is one, is rendered and checked (export
+    rules, what Fargate cannot run) before any key, secret or role exists; a definition that would
+    be refused later must not leave a key made for nothing."""
+    from gcpfargate.taskdef.register import check_renders, template_path
+
+    if not ctx.settings.family or not template_path(ctx).is_file():
+        return
+    with _step("register-task"):
+        check_renders(ctx)
+
+
 def _read_ahead(
     ctx: Context, rendered: dict[str, Any], region: str, role_policy: str | None
 ) -> None:

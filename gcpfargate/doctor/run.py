@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from gcpfargate.core.checks import Check, DoctorReport, Facts, Skip, Status, essential_containers
+from gcpfargate.core.checks import Check, DoctorReport, Facts, Skip, Status
 from gcpfargate.core.context import Context
+from gcpfargate.credentials import wiring
 from gcpfargate.credentials.mode import DoctorEntry as Entry
 from gcpfargate.credentials.mode import mode_for
 from gcpfargate.ecs import logs
@@ -111,7 +112,7 @@ def _image(ctx: Context, facts: Facts) -> tuple[Status, str]:
     revision = latest_revision(ctx, facts)
     if revision is None:
         raise Skip("no registered revision")
-    containers = essential_containers(revision)
+    containers = wiring.app_containers(revision)
     if not containers:
         raise Skip("no essential container")
     image = str(containers[0].get("image", ""))

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gcpfargate.core.context import Context
+from gcpfargate.credentials import wiring
 from gcpfargate.credentials.mode import delivery_of
 from gcpfargate.credentials.wiring import sh_quote
 from gcpfargate.ecs import cluster as ecs
@@ -208,10 +209,10 @@ def build_local(ctx: Context) -> ResolvedImage:
 
 def essential_container(definition: dict[str, Any], name: str | None) -> dict[str, Any]:
     containers: list[dict[str, Any]] = definition.get("containerDefinitions", [])
+    if not name:  # the job's container, not a sidecar listed before it
+        containers = wiring.app_containers(definition)
     for container in containers:
-        if (name and container.get("name") == name) or (
-            not name and container.get("essential", True)
-        ):
+        if not name or container.get("name") == name:
             return container
     wanted = f"container {name}" if name else "an essential container"
     raise ConfigError(f"the task definition has no {wanted}")
@@ -297,6 +298,13 @@ def container_spec(
     # credentials directory is a tmpfs too, so the key file never reaches the engine's disk.
     read_only = bool(container.get("readonlyRootFilesystem"))
     tmpfs = {path: "rw,mode=0755" for path in fargate_rules.writable_mounts(container)}
+    # The definition's own tmpfs mounts (the credentials directory of a read-only container among
+    # them), as Fargate mounts them: size in MiB, the mount options as given.
+    for mount in (container.get("linuxParameters") or {}).get("tmpfs") or []:
+        if mount.get("containerPath"):
+            size = [f"size={int(mount['size'])}m"] if mount.get("size") else []
+            options = ["rw", *size, *(str(o) for o in mount.get("mountOptions") or [])]
+            tmpfs[str(mount["containerPath"])] = ",".join(options)
     credentials_path = environment.get("GOOGLE_APPLICATION_CREDENTIALS", "")
     if credentials_path.startswith("/") and not read_only:
         tmpfs.setdefault(posixpath.dirname(credentials_path) or "/", "rw,mode=0755")

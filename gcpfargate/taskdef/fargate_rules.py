@@ -12,9 +12,10 @@ Pure functions over the definition (no AWS, no Docker), each rule with where it 
   (hashicorp/terraform-provider-aws#39533), EFS volumes get `rootDirectory "/"` and
   `transitEncryption "DISABLED"` (ECS API `EFSVolumeConfiguration`; terraform-provider-aws#19549).
   Contract fixtures: tests/fixtures/ecs/.
-- **Read-only root file system.** Fargate offers no tmpfs (ECS API `LinuxParameters.tmpfs`: "not
-  supported for tasks run on Fargate"), so with `readonlyRootFilesystem` the wrapper can only write
-  the key (or keyless mode's credential configuration) into a mounted task volume.
+- **Read-only root file system.** ECS supports `linuxParameters.tmpfs` on Fargate since 2026-01
+  (aws/containers-roadmap#736; before, the API reference said "not supported for tasks run on
+  Fargate"), so a wired container with `readonlyRootFilesystem` gets a small tmpfs at the
+  credentials directory (wiring.credentials_tmpfs) unless a writable task volume covers it.
 """
 
 from __future__ import annotations
@@ -85,17 +86,20 @@ def check_read_only_root(
     for container in _containers(definition):
         if container.get("name") not in names or not container.get("readonlyRootFilesystem"):
             continue
-        if any(_covers(mount, directory) for mount in container.get("mountPoints") or []):
+        if any(covers(mount, directory) for mount in container.get("mountPoints") or []):
+            continue
+        tmpfs = (container.get("linuxParameters") or {}).get("tmpfs") or []
+        if any(covers(mount, directory) for mount in tmpfs):
             continue
         raise TemplateError(
             f"{where}: container {container.get('name')} has readonlyRootFilesystem, so {what} cannot "
-            f"be written to {credentials_path} (Fargate has no tmpfs)",
+            f"be written to {credentials_path} (no writable mount or tmpfs there)",
             f'Mount a task volume at {directory}: "volumes": [{{"name": "credentials"}}] and "mountPoints": '
             f'[{{"sourceVolume": "credentials", "containerPath": "{directory}"}}], or change task.credentials_path',
         )
 
 
-def _covers(mount: Mapping[str, Any], directory: str) -> bool:
+def covers(mount: Mapping[str, Any], directory: str) -> bool:
     path = str(mount.get("containerPath") or "").rstrip("/") or "/"
     if mount.get("readOnly"):
         return False
@@ -131,3 +135,106 @@ def drop_ecs_defaults(definition: dict[str, Any]) -> None:
             for name, filled in _EFS_DEFAULTS.items():
                 if efs.get(name) == filled:
                     efs.pop(name)
+
+
+# -- what Fargate cannot run --------------------------------------------------------------------
+def ensure_fargate(definition: dict[str, Any]) -> bool:
+    """Add FARGATE to `requiresCompatibilities`, in place, so ECS checks the Fargate rules when it
+    registers the definition (without it ECS registers an EC2-only definition that `run`,
+    `schedule` and services then cannot start on Fargate). True when it was added."""
+    found = definition.get("requiresCompatibilities")
+    if isinstance(found, list) and "FARGATE" in found:
+        return False
+    definition["requiresCompatibilities"] = [*(found if isinstance(found, list) else []), "FARGATE"]
+    return True
+
+
+_FARGATE_RESOURCES = ("GPU", "InferenceAccelerator")
+
+
+def unsupported_on_fargate(definition: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """What in `definition` Fargate cannot run, each as (problem naming the field, fix). Sources:
+    the ECS developer guide, "Amazon ECS task definition differences for Fargate" (links, host
+    volumes with sourcePath, placement constraints, GPU and Inference accelerators, ipcMode and
+    pidMode host, Docker volumes are not supported on Fargate); the refusal texts ECS sends are in
+    tests/stack/strict/ecs.py."""
+    problems: list[tuple[str, str]] = []
+    for index, container in enumerate(definition.get("containerDefinitions") or []):
+        if not isinstance(container, dict):
+            continue
+        where = f"containerDefinitions[{index}] ({container.get('name')})"
+        if container.get("links"):
+            problems.append(
+                (
+                    f"{where}.links: Fargate (awsvpc) does not support links",
+                    "Remove links: containers of one task reach each other on localhost "
+                    "(127.0.0.1:<port>)",
+                )
+            )
+        for item in container.get("resourceRequirements") or []:
+            if isinstance(item, dict) and item.get("type") in _FARGATE_RESOURCES:
+                problems.append(
+                    (
+                        f"{where}.resourceRequirements: {item.get('type')} resources are not "
+                        "available on Fargate",
+                        "Remove the resourceRequirements entry (Fargate has no GPUs or "
+                        "accelerators; run such a task on EC2 capacity without gcpfargate)",
+                    )
+                )
+    for index, volume in enumerate(definition.get("volumes") or []):
+        if not isinstance(volume, dict):
+            continue
+        name = volume.get("name")
+        if (volume.get("host") or {}).get("sourcePath"):
+            problems.append(
+                (
+                    f"volumes[{index}] ({name}).host.sourcePath: Fargate has no host paths",
+                    'Remove "host" (a volume with only a name is task storage shared by the '
+                    "task's containers), or use efsVolumeConfiguration for data that must last",
+                )
+            )
+        if volume.get("dockerVolumeConfiguration"):
+            problems.append(
+                (
+                    f"volumes[{index}] ({name}).dockerVolumeConfiguration: Fargate does not "
+                    "support Docker volumes",
+                    "Remove dockerVolumeConfiguration (a volume with only a name is task storage), "
+                    "or use efsVolumeConfiguration",
+                )
+            )
+    if definition.get("placementConstraints"):
+        problems.append(
+            (
+                "placementConstraints: Fargate places tasks itself and does not support them",
+                "Remove placementConstraints (choose subnets in [run] to pick zones)",
+            )
+        )
+    if definition.get("inferenceAccelerators"):
+        problems.append(
+            (
+                "inferenceAccelerators: Inference accelerators are not available on Fargate",
+                "Remove inferenceAccelerators",
+            )
+        )
+    if definition.get("ipcMode"):
+        problems.append(("ipcMode: Fargate does not support ipcMode", "Remove ipcMode"))
+    if definition.get("pidMode") == "host":
+        problems.append(
+            (
+                'pidMode "host": Fargate supports only "task"',
+                'Remove pidMode, or set "pidMode": "task"',
+            )
+        )
+    return problems
+
+
+def refuse_windows(definition: Mapping[str, Any], where: str) -> None:
+    """The wrapper that writes the key is POSIX sh: refuse a Windows task it would be in."""
+    family = str((definition.get("runtimePlatform") or {}).get("operatingSystemFamily") or "")
+    if family.startswith("WINDOWS"):
+        raise TemplateError(
+            f"{where}: runtimePlatform.operatingSystemFamily is {family}, but the start-up wrapper "
+            "that writes the key is a POSIX sh script, which Windows containers cannot run",
+            'Use "operatingSystemFamily": "LINUX" with a Linux image, or set '
+            "task.wire_credentials = false and deliver the credentials yourself",
+        )

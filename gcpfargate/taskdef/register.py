@@ -24,20 +24,10 @@ from gcpfargate.ecs import logs, sizes
 from gcpfargate.errors import ImageNotFound, SecretNotFound, TemplateError
 from gcpfargate.iam import propagation, roles
 from gcpfargate.image import images
-from gcpfargate.taskdef import fargate_rules, template
+from gcpfargate.taskdef import exported, fargate_rules, template
 
 # Fields describe_task_definition returns that RegisterTaskDefinition does not take.
-READ_ONLY = (
-    "taskDefinitionArn",
-    "revision",
-    "status",
-    "requiresAttributes",
-    "compatibilities",
-    "registeredAt",
-    "registeredBy",
-    "deregisteredAt",
-    "deleteRequestedAt",
-)
+READ_ONLY = exported.DESCRIBE_ONLY
 
 
 @dataclass
@@ -105,14 +95,47 @@ def check_renders(ctx: Context) -> tuple[dict[str, Any], str]:
         "credentials_env": settings.task.credentials_env,
         "vars": dict(settings.task.vars),
     }
-    definition = template.render(path, variables, env_vars=settings.task.env_vars)
-    template.validate(
-        definition, template.shown(path), template.input_shape(ctx.aws.service_model("ecs"))
+    shape = template.input_shape(ctx.aws.service_model("ecs"))
+    definition = accept(
+        template.render(path, variables, env_vars=settings.task.env_vars),
+        shape,
+        template.shown(path),
     )
-    if settings.task.wire_credentials and mode_for(settings).holds_keys:
-        # What wiring would refuse in the template itself, before bootstrap or push writes anything.
-        wiring.check_shell_startup(definition, settings.task.containers or None)
+    _validate(definition, template.shown(path), shape, settings.task.credentials_env)
+    if settings.task.wire_credentials:
+        fargate_rules.refuse_windows(definition, template.shown(path))
+        if mode_for(settings).holds_keys:
+            # What wiring would refuse in the template itself, before bootstrap or push writes.
+            wiring.check_shell_startup(
+                definition, settings.task.containers or None, str(variables.get("image") or "")
+            )
     return definition, str(variables["region"])
+
+
+def _validate(definition: dict[str, Any], where: str, shape: Any, credentials_env: str) -> None:
+    """The shape first, then key text anywhere (the gravest mistake is named first), then what
+    Fargate cannot run."""
+    template.validate(definition, where, shape, fargate=False)
+    wiring.check_environment(definition, credentials_env)
+    template.validate(definition, where, shape)
+
+
+def accept(data: dict[str, Any], shape: Any, where: str, reporter: Any = None) -> dict[str, Any]:
+    """The rendered JSON as gcpfargate registers it: an export taken as it is meant
+    (exported.accept) and FARGATE among its requiresCompatibilities, so ECS checks Fargate's rules
+    at register. `reporter` (when given) is told what was dropped or added."""
+    accepted = exported.accept(data, shape)
+    definition = accepted.definition
+    added = fargate_rules.ensure_fargate(definition)
+    if reporter is not None:
+        if accepted.warning():
+            reporter.warn(f"{where}: {accepted.warning()}")
+        if added:
+            reporter.info(
+                f"{where}: FARGATE added to requiresCompatibilities (gcpfargate runs tasks on "
+                "Fargate; ECS checks its rules when it registers the definition)"
+            )
+    return definition
 
 
 def render_definition(
@@ -178,7 +201,10 @@ def render_definition(
         raise
     # Validate first: wiring relies on containerDefinitions being a list of objects.
     shape = template.input_shape(ctx.aws.service_model("ecs"))
-    template.validate(definition, template.shown(path), shape)
+    definition = accept(definition, shape, template.shown(path), ctx.reporter)
+    _validate(definition, template.shown(path), shape, variables["credentials_env"])
+    if wire:
+        fargate_rules.refuse_windows(definition, template.shown(path))
     if wire:
         definition = mode.wire(
             ctx,

@@ -22,7 +22,7 @@ from gcpfargate.credentials.key import secret
 from gcpfargate.ecs import cluster as ecs
 from gcpfargate.errors import ConfigError, GcpfargateError, TaskDefinitionNotFound
 from gcpfargate.image import images
-from gcpfargate.taskdef import recipe
+from gcpfargate.taskdef import exported, recipe, template
 from gcpfargate.taskdef import register as taskdef
 
 TEMPLATE_FILE = "task-definition.json.j2"
@@ -178,7 +178,9 @@ def import_family(ctx: Context, family: str, answers: Answers) -> str:
             f"task definition {family} does not exist (or has no ACTIVE revision)",
             "Check the name and region (--region), or run init without --from-family",
         )
-    definition = {key: value for key, value in registered.items() if key not in taskdef.READ_ONLY}
+    # The rules an exported template follows (Describe-only fields, null and "" for absent).
+    shape = template.input_shape(ctx.aws.service_model("ecs"))
+    definition = exported.accept(registered, shape).definition
     # A family built the old way may carry the key in a plain variable: never copy that to disk.
     wiring.check_environment(definition, answers.credentials_env)
     recipe_secrets: list[str] = []

@@ -19,6 +19,7 @@ from typing import Any
 
 from gcpfargate.ecs.sizes import FARGATE_SIZES, parse_cpu, parse_memory
 from gcpfargate.errors import ConfigError, TemplateError
+from gcpfargate.taskdef import fargate_rules
 from gcpfargate.taskdef import guard as template_guard
 
 # The names SPEC §4 promises to templates.
@@ -350,9 +351,12 @@ def _enum_problems(value: Any, shape: Any, where: str) -> Iterable[str]:
         yield f"{where} must be one of {', '.join(shape.enum)}, not {value!r}"
 
 
-def validate(definition: Mapping[str, Any], path: Path | str, shape: Any = None) -> None:
+def validate(
+    definition: Mapping[str, Any], path: Path | str, shape: Any = None, fargate: bool = True
+) -> None:
     """Raise one TemplateError when ECS or Fargate would refuse `definition` (`shape`: the
-    RegisterTaskDefinition input shape, when the caller has the ECS model loaded already)."""
+    RegisterTaskDefinition input shape, when the caller has the ECS model loaded already;
+    `fargate=False`: the shape only)."""
     problems = shape_problems(definition, shape)
     if problems:
         more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
@@ -360,22 +364,37 @@ def validate(definition: Mapping[str, Any], path: Path | str, shape: Any = None)
             f"{shown(path)}: invalid task definition: {'; '.join(problems[:3])}{more}",
             "Compare with the ECS RegisterTaskDefinition reference",
         )
-    if "FARGATE" in (definition.get("requiresCompatibilities") or []):
+    if fargate and "FARGATE" in (definition.get("requiresCompatibilities") or []):
         _validate_fargate(definition, path)
 
 
 def _validate_fargate(definition: Mapping[str, Any], path: Path | str) -> None:
+    # Everything Fargate cannot run, in one line: fixing one problem should not reveal the next.
+    problems: list[tuple[str, str]] = []
     if definition.get("networkMode") != "awsvpc":
         found = definition.get("networkMode")
-        raise TemplateError(
-            f"{shown(path)}: networkMode is {json.dumps(found) if found else 'not set'}, but FARGATE "
-            "requires awsvpc",
-            'Set "networkMode": "awsvpc"',
+        problems.append(
+            (
+                f"networkMode is {json.dumps(found) if found else 'not set'}, but FARGATE "
+                "requires awsvpc",
+                'Set "networkMode": "awsvpc" (containers then reach each other on localhost)',
+            )
         )
+    problems.extend(fargate_rules.unsupported_on_fargate(definition))
     if not definition.get("cpu") or not definition.get("memory"):
+        missing = " and ".join(name for name in ("cpu", "memory") if not definition.get(name))
+        problems.append(
+            (
+                f"FARGATE requires task-level cpu and memory ({missing} not set)",
+                'Set e.g. "cpu": "256", "memory": "512"; valid sizes (memory in MiB): '
+                + valid_sizes(),
+            )
+        )
+    if problems:
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
         raise TemplateError(
-            f"{shown(path)}: FARGATE requires task-level cpu and memory",
-            'Set e.g. "cpu": "256", "memory": "512"',
+            f"{shown(path)}: {'; '.join(problem for problem, _ in problems[:3])}{more}",
+            "; ".join(fix for _, fix in problems[:3]),
         )
     cpu = parse_cpu(str(definition["cpu"]))
     memory = parse_memory(str(definition["memory"]))
@@ -400,6 +419,17 @@ def _validate_fargate(definition: Mapping[str, Any], path: Path | str) -> None:
             f"{shown(path)}: cpu {cpu} with memory {memory} is not a valid Fargate combination",
             f"With cpu {cpu}, memory must be {_ranges(allowed)} (MiB)",
         )
+
+
+def valid_sizes() -> str:
+    """Every Fargate task size, compactly: one clause per cpu value, memory in MiB."""
+
+    def short(values: list[int]) -> str:
+        if len(values) <= 3:
+            return ", ".join(map(str, values))
+        return f"{values[0]}-{values[-1]} step {values[1] - values[0]}"
+
+    return "; ".join(f"cpu {cpu}: {short(memory)}" for cpu, memory in FARGATE_SIZES.items())
 
 
 def _ranges(values: list[int]) -> str:

@@ -90,6 +90,14 @@ def _wrong_credentials_path(project: Project) -> None:
     register_variant(project, change)
 
 
+def _read_only_without_tmpfs(project: Project) -> None:
+    # Made read-only by hand after register-task: nothing gives the wrapper a place for the key.
+    def change(definition: dict) -> None:
+        definition["containerDefinitions"][0]["readonlyRootFilesystem"] = True
+
+    register_variant(project, change)
+
+
 def _missing_image(project: Project) -> None:
     def change(definition: dict) -> None:
         definition["containerDefinitions"][0]["image"] = (
@@ -114,6 +122,7 @@ BROKEN: dict[str, tuple[Callable[[Project], None], str]] = {
     "deleted-gcp-key": (_delete_gcp_key, CHECK_KEY),
     "key-in-environment": (_key_in_environment, CHECK_WIRING),
     "wrong-credentials-path": (_wrong_credentials_path, CHECK_WIRING),
+    "read-only-without-tmpfs": (_read_only_without_tmpfs, CHECK_WIRING),
     "missing-image": (_missing_image, CHECK_IMAGE),
     "wrong-platform": (_wrong_platform, CHECK_IMAGE),
 }

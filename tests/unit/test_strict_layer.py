@@ -127,6 +127,44 @@ def test_fargate_awslogs_and_ecr_images_need_an_execution_role(layer: StrictLaye
     )
 
 
+def test_fargate_definitions_are_checked_at_register_with_the_ecs_texts(
+    layer: StrictLayer,
+) -> None:
+    ecs = client(layer, "ecs")
+    cases = [
+        ({"networkMode": "bridge"}, {}, "Fargate only supports network mode \u2018awsvpc\u2019."),
+        ({}, {"links": ["db"]}, "Links are not supported when networkMode=awsvpc."),
+        (
+            {"volumes": [{"name": "v", "host": {"sourcePath": "/data"}}]},
+            {},
+            "Fargate compatible task definitions do not support sourcePath",
+        ),
+        ({"ipcMode": "task"}, {}, "Tasks using the Fargate launch type do not support ipcMode."),
+        ({"cpu": None}, {}, "Fargate requires that 'cpu' be defined at the task level."),
+        ({"memory": None}, {}, "Fargate requires that 'memory' be defined at the task level."),
+        (
+            {"cpu": "512", "memory": "512"},
+            {},
+            "No Fargate configuration exists for given values: 512 CPU, 512 memory. See the Amazon "
+            "ECS documentation for the valid values.",
+        ),
+    ]
+    for extra, container, text in cases:
+        request = fargate(unique("fargate"), container, **extra)
+        request = {key: value for key, value in request.items() if value is not None}
+        assert refusal(lambda request=request: ecs.register_task_definition(**request)) == (
+            "ClientException",
+            text,
+        )
+    # Not Fargate: ECS does not apply these rules; a task-storage volume and "1 vCPU" are fine.
+    ec2 = {**fargate(unique("ec2"), {"links": ["db"]}), "requiresCompatibilities": ["EC2"]}
+    assert ecs.register_task_definition(**{**ec2, "networkMode": "bridge"})
+    fine = fargate(unique("ok"), {}, volumes=[{"name": "scratch", "host": {}}])
+    assert ecs.register_task_definition(**{**fine, "cpu": "1 vCPU", "memory": "2 GB"})
+    with layer.without("ecs.fargate_task_rules"):
+        assert ecs.register_task_definition(**fargate(unique("off"), {}, networkMode="bridge"))
+
+
 # -- rule 2: what ECS fills in, and ListTaskDefinitions sort ---------------------------------
 def test_describe_returns_what_ecs_fills_in(layer: StrictLayer) -> None:
     ecs = client(layer, "ecs")

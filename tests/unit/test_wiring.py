@@ -160,6 +160,53 @@ def test_targets_default_to_essential_containers_and_unknown_names_are_refused()
         wired(defn, containers=["nope"])
 
 
+def test_by_default_only_the_containers_running_the_built_image_get_credentials() -> None:
+    built = "123456789012.dkr.ecr.us-east-1.amazonaws.com/job"
+    envoy = {
+        "name": "envoy",
+        "image": "840364872350.dkr.ecr.us-west-2.amazonaws.com/aws-appmesh-envoy:v1.15.1.0-prod",
+        "essential": True,
+        "user": "1337",
+        "environment": [{"name": "APPMESH_VIRTUAL_NODE_NAME", "value": "mesh/m/virtualNode/n"}],
+    }
+    router = {
+        "name": "log_router",
+        "image": "public.ecr.aws/aws-observability/aws-for-fluent-bit:stable",
+        "essential": True,
+        "firelensConfiguration": {"type": "fluentbit"},
+    }
+    defn = {
+        "family": "f",
+        "containerDefinitions": [
+            {"name": "app", "image": f"{built}@sha256:{'a' * 64}", "essential": True},
+            envoy,
+            router,
+            {"name": "worker", "image": f"{built}:v2", "essential": False},
+        ],
+    }
+
+    def unreadable(image: str) -> dict[str, Any]:
+        assert image.startswith(built), f"read the config of {image}"
+        return {"Entrypoint": ["/job"]}
+
+    out = wiring.wire(
+        defn,
+        secret_arn=SECRET_ARN,
+        credentials_env=ENV,
+        credentials_path="/tmp/gcp/credentials.json",
+        containers=None,
+        image_config=unreadable,
+        image=f"{built}:v1",
+    )
+    app, wired_envoy, wired_router, worker = out["containerDefinitions"]
+    assert wiring.is_wrapped(app) and wiring.is_wrapped(worker)
+    # Sidecars: exactly as written, and their images were never read.
+    assert wired_envoy == envoy and wired_router == router
+    assert wiring.target_names(defn, ["envoy"], built) == ["envoy"]
+    # A template without the built image keeps the old default: the essential containers.
+    assert wiring.target_names(defn, None, "elsewhere/other:1") == ["app", "envoy", "log_router"]
+
+
 def test_a_conflicting_secret_in_the_template_is_refused() -> None:
     with pytest.raises(TemplateError, match="another secret"):
         wired(definition(entryPoint=["/a"], secrets=[{"name": ENV, "valueFrom": "arn:other"}]))
@@ -330,3 +377,96 @@ def test_an_older_wrapper_is_still_recognised_but_is_not_the_exact_one() -> None
     assert not wiring.is_exact_wrapper(old)
     assert wiring.unwrap(old) == wiring.unwrap(container)
     assert wiring.is_exact_wrapper(container) and not wiring.is_legacy_wrapper(container)
+
+
+def test_run_local_and_doctor_take_the_jobs_container_not_a_sidecar_listed_first() -> None:
+    from gcpfargate.local.run import essential_container
+
+    router = {"name": "log_router", "image": "public.ecr.aws/x/fluent-bit:1", "essential": True}
+    job = {"name": "webserver", "image": "registry.example/job:1", "entryPoint": ["/job"]}
+    defn = {"family": "f", "containerDefinitions": [router, job]}
+    out = wired(defn, containers=["webserver"])
+    assert [c["name"] for c in wiring.app_containers(out)] == ["webserver"]
+    assert essential_container(out, None)["name"] == "webserver"
+    assert essential_container(out, "log_router")["name"] == "log_router"
+    # Nothing wired (wire_credentials = false): the essential containers, as before.
+    assert [c["name"] for c in wiring.app_containers(defn)] == ["log_router", "webserver"]
+
+
+def test_a_named_container_whose_image_cannot_be_read_says_what_to_write() -> None:
+    def outside(image: str) -> dict[str, Any]:
+        raise TemplateError(f"image {image} sets no entryPoint/command in the template and is ...")
+
+    defn = {
+        "family": "f",
+        "containerDefinitions": [{"name": "envoy", "image": "public.ecr.aws/appmesh/envoy:1"}],
+    }
+    with pytest.raises(TemplateError) as caught:
+        wired(defn, image_config=outside, containers=["envoy"])
+    assert caught.value.message.startswith("container envoy: image public.ecr.aws/appmesh/envoy:1")
+    assert "{{json .Config.Entrypoint}} {{json .Config.Cmd}}' public.ecr.aws/appmesh/envoy:1" in (
+        caught.value.hint or ""
+    )
+    assert "task.containers" in (caught.value.hint or "")
+
+
+def test_a_read_only_container_gets_a_small_tmpfs_for_the_key_and_unwire_removes_it() -> None:
+    read_only = {"name": "app", "image": "i", "entryPoint": ["/a"], "readonlyRootFilesystem": True}
+    out = wired({"family": "f", "containerDefinitions": [read_only]})
+    tmpfs = out["containerDefinitions"][0]["linuxParameters"]["tmpfs"]
+    assert tmpfs == [{"containerPath": "/tmp/gcp", "size": 4, "mountOptions": ["mode=0700"]}]
+    plain, _ = wiring.unwire(out, lambda image: None)
+    assert "linuxParameters" not in plain["containerDefinitions"][0]
+    # A numeric user owns the mount; a writable volume or a tmpfs of the user's there: nothing added.
+    as_user = wired({"family": "f", "containerDefinitions": [{**read_only, "user": "1000:50"}]})
+    assert as_user["containerDefinitions"][0]["linuxParameters"]["tmpfs"][0]["mountOptions"] == [
+        "mode=0700",
+        "uid=1000",
+        "gid=50",
+    ]
+    volume = {**read_only, "mountPoints": [{"sourceVolume": "v", "containerPath": "/tmp"}]}
+    assert (
+        "linuxParameters"
+        not in wired({"family": "f", "containerDefinitions": [volume]})["containerDefinitions"][0]
+    )
+    own = {**read_only, "linuxParameters": {"tmpfs": [{"containerPath": "/tmp", "size": 64}]}}
+    kept = wired({"family": "f", "containerDefinitions": [own]})["containerDefinitions"][0]
+    assert kept["linuxParameters"] == own["linuxParameters"]
+    # Not read-only: the definition is unchanged there (run-local mounts a tmpfs by itself).
+    writable = wired(
+        {"family": "f", "containerDefinitions": [{**read_only, "readonlyRootFilesystem": False}]}
+    )
+    assert "linuxParameters" not in writable["containerDefinitions"][0]
+
+
+def test_keyless_wiring_gives_a_read_only_container_the_same_tmpfs() -> None:
+    from gcpfargate.credentials.keyless.wiring import wire_keyless
+
+    out = wire_keyless(
+        {
+            "family": "f",
+            "containerDefinitions": [
+                {
+                    "name": "app",
+                    "image": "registry.example/job:1",
+                    "entryPoint": ["/job"],
+                    "readonlyRootFilesystem": True,
+                },
+                {"name": "log_router", "image": "public.ecr.aws/x/fluent-bit:1"},
+            ],
+        },
+        credential_config={"type": "external_account"},
+        credentials_env=ENV,
+        credentials_path="/run/gcp/config.json",
+        containers=None,
+        image_config=no_image,
+        task_role_arn="arn:aws:iam::123456789012:role/task",
+        shim_image_ref="registry.example/shim:1",
+        project="p",
+        image="registry.example/job:2",
+    )
+    app, router = out["containerDefinitions"][:2]
+    assert app["linuxParameters"]["tmpfs"] == [
+        {"containerPath": "/run/gcp", "size": 4, "mountOptions": ["mode=0700"]}
+    ]
+    assert router == {"name": "log_router", "image": "public.ecr.aws/x/fluent-bit:1"}

@@ -4,6 +4,7 @@ retires those), and running tasks that hold a previous key which no longer works
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -12,10 +13,10 @@ from gcpfargate.core.checks import (
     Facts,
     Skip,
     Status,
-    essential_containers,
     verdict,
 )
 from gcpfargate.core.context import Context
+from gcpfargate.credentials import wiring
 from gcpfargate.credentials.key import lifecycle, readers, secret, service_checks
 from gcpfargate.credentials.wiring import (
     is_exact_wrapper,
@@ -24,7 +25,7 @@ from gcpfargate.credentials.wiring import (
     unwrap,
 )
 from gcpfargate.ecs.cluster import latest_revision
-from gcpfargate.errors import AwsConfigError, AwsError
+from gcpfargate.errors import AwsConfigError, AwsError, GcpfargateError
 from gcpfargate.iam import execution_role, policy, roles
 from gcpfargate.keymaterial.keyscan import key_paths, key_text
 from gcpfargate.taskdef import fargate_rules
@@ -349,7 +350,10 @@ def _wiring(ctx: Context, facts: Facts) -> tuple[Status, str]:
         )
     settings = ctx.settings
     env_name, path = settings.task.credentials_env, settings.task.credentials_path
-    wanted = settings.task.containers or [c["name"] for c in essential_containers(revision)]
+    try:
+        wanted = wiring.target_names(revision, settings.task.containers or None, _built_image(ctx))
+    except GcpfargateError:  # names no container of the revision: nothing is wired as configured
+        wanted = list(settings.task.containers)
     secret_arn = str(facts.extra.get("secret_arn", ""))
     # Key text anywhere in the revision (command, labels, log options, …), not only in environment.
     found = key_paths(revision, is_key=key_text)
@@ -398,6 +402,12 @@ def _wiring(ctx: Context, facts: Facts) -> tuple[Status, str]:
                     f"{name}: GOOGLE_APPLICATION_CREDENTIALS is {google_path!r}, but the wrapper "
                     f"writes {wrapped.credentials_path!r}"
                 )
+            directory = posixpath.dirname(wrapped.credentials_path) or "/"
+            if wiring.credentials_tmpfs(container, directory) is not None:
+                problems.append(
+                    f"{name}: readonlyRootFilesystem, but no tmpfs or writable mount at "
+                    f"{directory}: the wrapper cannot write the key; run gcpfargate register-task"
+                )
         else:
             # wire_credentials = false: the template wires it; at least the file must be written somewhere.
             start = (
@@ -422,3 +432,15 @@ def _wiring(ctx: Context, facts: Facts) -> tuple[Status, str]:
 def _same_secret(value_from: str, secret_arn: str) -> bool:
     # valueFrom may carry the `:json-key:version-stage:version-id` suffix.
     return value_from == secret_arn or value_from.startswith(secret_arn + ":")
+
+
+def _built_image(ctx: Context) -> str | None:
+    """The name of the image gcpfargate builds (its containers get the key); None when unknown."""
+    try:
+        return (
+            str(ctx.registry.image_name(ctx.settings.repository))
+            if ctx.settings.repository
+            else None
+        )
+    except GcpfargateError:
+        return None

@@ -44,11 +44,12 @@ class KeyMode:
             credentials_path=variables["credentials_path"],
             containers=containers,
             image_config=image_config,
+            image=variables.get("image"),
         )
         fargate_rules.check_read_only_root(
             wired,
             variables["credentials_path"],
-            wiring.target_names(wired, containers),
+            wiring.target_names(wired, containers, variables.get("image")),
             shown,
         )
         return wired

@@ -340,7 +340,9 @@ def project_number(ctx: Context) -> str:
     return str(pool["name"]).split("/")[1]
 
 
-def wire_definition(ctx: Context, definition: dict[str, Any], image_config: Any) -> dict[str, Any]:
+def wire_definition(
+    ctx: Context, definition: dict[str, Any], image_config: Any, image: str | None = None
+) -> dict[str, Any]:
     """register-task's keyless wiring: config, task role, shim (see keyless_wiring)."""
     import os
 
@@ -367,4 +369,5 @@ def wire_definition(ctx: Context, definition: dict[str, Any], image_config: Any)
         task_role_arn=f"arn:{ctx.aws.partition()}:iam::{account}:role/{task_role_name(settings.family)}",
         shim_image_ref=resolve_shim(ctx),
         project=settings.gcp.project,
+        image=image,
     )

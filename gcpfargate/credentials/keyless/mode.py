@@ -44,16 +44,20 @@ class KeylessMode:
         from gcpfargate.credentials.keyless.bootstrap import wire_definition
         from gcpfargate.taskdef import fargate_rules
 
-        # The wrapper writes the credential configuration to a file, as it writes key mode's key;
-        # judged before wiring (which does not change it), so no registry is asked in vain.
+        wired = wire_definition(ctx, definition, image_config, variables.get("image"))
+        # The wrapper writes the credential configuration to a file, as it writes key mode's key:
+        # wiring gave a read-only container a tmpfs there unless the template covers it otherwise.
+        targets = wiring.target_names(
+            wired, ctx.settings.task.containers or None, variables.get("image")
+        )
         fargate_rules.check_read_only_root(
-            definition,
+            wired,
             ctx.settings.task.credentials_path,
-            wiring.target_names(definition, ctx.settings.task.containers or None),
+            targets,
             shown,
             what="the credential configuration",
         )
-        return wire_definition(ctx, definition, image_config)
+        return wired
 
     def extra_images(self, ctx: Context, pushed: Any) -> None:
         from gcpfargate.image.shim_push import push_shim

@@ -32,6 +32,7 @@ def wire_keyless(
     task_role_arn: str,
     shim_image_ref: str,
     project: str,
+    image: str | None = None,
 ) -> dict[str, Any]:
     wiring.check_environment(definition, credentials_env)
     wired = copy.deepcopy(dict(definition))
@@ -43,7 +44,7 @@ def wire_keyless(
         )
     wired["taskRoleArn"] = task_role_arn
     script = wiring.wrapper_script(credentials_env, credentials_path)
-    names = set(wiring.target_names(wired, containers))
+    names = set(wiring.target_names(wired, containers, image))
     config_text = json.dumps(dict(credential_config), separators=(",", ":"), sort_keys=True)
     others = [
         c
@@ -90,6 +91,7 @@ def wire_keyless(
             {"containerName": shim_image.CONTAINER_NAME, "condition": "HEALTHY"},
         ]
         wiring.wrap_program(container, script, image_config)
+        wiring.add_credentials_tmpfs(container, credentials_path)
     shim = shim_image.container_definition(shim_image_ref)
     # The shim logs where the first wired container logs (awslogs needs a stream prefix per container).
     first = next((c for c in others if c.get("name") in names and c.get("logConfiguration")), None)

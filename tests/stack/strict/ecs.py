@@ -84,6 +84,74 @@ def fargate_awslogs_needs_execution_role(layer: StrictLayer, call: Call) -> Answ
     return None
 
 
+# Fargate's task sizes (cpu units -> memory MiB), from the ECS developer guide, "Task size"
+# (docs.aws.amazon.com/AmazonECS/latest/developerguide/task_definition_parameters.html#task_size).
+# Written out here, not imported from the product: the layer must not agree by construction.
+_FARGATE_SIZES = {
+    256: (512, 1024, 2048),
+    512: tuple(range(1024, 4097, 1024)),
+    1024: tuple(range(2048, 8193, 1024)),
+    2048: tuple(range(4096, 16385, 1024)),
+    4096: tuple(range(8192, 30721, 1024)),
+    8192: tuple(range(16384, 61441, 4096)),
+    16384: tuple(range(32768, 122881, 8192)),
+}
+
+
+def _units(text: str, per_unit: int) -> int | None:
+    """ECS takes "1024", "1 vCPU", "2 GB" (ECS API TaskDefinition `cpu`/`memory`)."""
+    match = re.fullmatch(r"\s*(\d*\.?\d+)\s*([A-Za-z]*)\s*", text)
+    if not match:
+        return None
+    number = float(match.group(1)) * (per_unit if match.group(2) else 1)
+    return int(number) if number == int(number) else None
+
+
+def fargate_task_rules(layer: StrictLayer, call: Call) -> Answer | None:
+    """What RegisterTaskDefinition refuses when requiresCompatibilities names FARGATE. ECS checks
+    these at register, not at RunTask; texts as ECS sends them, each with its source."""
+    task_definition = call.json()
+    if not _fargate(task_definition):
+        return None
+    if task_definition.get("networkMode") != "awsvpc":
+        # Source: aws/amazon-ecs-cli#1145 and awslabs/ecs-nginx-reverse-proxy#1 ("ClientException:
+        # Fargate only supports network mode ‘awsvpc’.", with typographic quotes).
+        return _refuse(call, "Fargate only supports network mode \u2018awsvpc\u2019.")
+    for container in _containers(task_definition):
+        if container.get("links"):
+            # Source: aws-observability/aws-otel-collector#1359 ("Links are not supported when
+            # networkMode=awsvpc."); any awsvpc definition, so any Fargate one.
+            return _refuse(call, "Links are not supported when networkMode=awsvpc.")
+    for volume in task_definition.get("volumes") or []:
+        if (volume.get("host") or {}).get("sourcePath"):
+            # Source: cloudposse/terraform-aws-ecs-alb-service-task#174 ("ClientException: Fargate
+            # compatible task definitions do not support sourcePath"); older answers said
+            # "host.sourcePath should not be set for volumes in Fargate." (aws/amazon-ecs-cli#501).
+            return _refuse(call, "Fargate compatible task definitions do not support sourcePath")
+    if task_definition.get("ipcMode"):
+        # Source: cn-terraform/terraform-aws-ecs-fargate#2 ("ClientException: Tasks using the
+        # Fargate launch type do not support ipcMode.", status 400).
+        return _refuse(call, "Tasks using the Fargate launch type do not support ipcMode.")
+    for name in ("cpu", "memory"):
+        if not task_definition.get(name):
+            # Source: mongodb/terraform-aws-ecs-task-definition#38, hashicorp/terraform-provider-
+            # aws#6879 ('cpu'); aws/amazon-ecs-cli#982 ('memory').
+            return _refuse(call, f"Fargate requires that '{name}' be defined at the task level.")
+    cpu = _units(str(task_definition["cpu"]), 1024)
+    memory = _units(str(task_definition["memory"]), 1024)
+    if cpu not in _FARGATE_SIZES or memory not in _FARGATE_SIZES[cpu]:
+        # Source: aws-games/cloud-game-development-toolkit#737 ("ClientException: No Fargate
+        # configuration exists for given values: 1024 CPU, 1024 memory. See the Amazon ECS
+        # documentation for the valid values."); towardsthecloud/aws-cdk-examples#1.
+        return _refuse(
+            call,
+            f"No Fargate configuration exists for given values: {task_definition['cpu']} CPU, "
+            f"{task_definition['memory']} memory. See the Amazon ECS documentation for the valid "
+            "values.",
+        )
+    return None
+
+
 # -- what ECS fills in -------------------------------------------------------------------------
 def _rewrite(call: Call, change: Any) -> Call | None:
     """The call with `change` applied to its task definition; None when nothing changed."""
@@ -207,6 +275,7 @@ RULES = [
         REGISTER,
         before=fargate_awslogs_needs_execution_role,
     ),
+    StrictRule("ecs.fargate_task_rules", "ecs", REGISTER, before=fargate_task_rules),
     StrictRule("ecs.health_check_defaults", "ecs", REGISTER, before=health_check_defaults),
     StrictRule("ecs.drop_empty_environment", "ecs", REGISTER, before=drop_empty_environment),
     StrictRule("ecs.efs_volume_defaults", "ecs", REGISTER, before=efs_volume_defaults),
