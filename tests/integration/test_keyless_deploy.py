@@ -169,9 +169,11 @@ def test_long_families_deploy_run_and_pass_doctor(
     assert project.run("doctor").returncode == 0
 
 
-def test_a_read_only_root_without_a_volume_for_the_config_is_refused(
+def test_a_read_only_root_gets_its_credential_configuration_on_tmpfs(
     project: Project, modern_base: str
 ) -> None:
+    """Fargate has tmpfs since 2026-01: the wrapper writes the configuration to memory, so a
+    read-only root deploys and starts (without the mount it could not write it)."""
     keyless_demo(project, modern_base)
     template = project.dir / "task-definition.json.j2"
     template.write_text(
@@ -180,15 +182,18 @@ def test_a_read_only_root_without_a_volume_for_the_config_is_refused(
         )
     )
     result = project.run("deploy")
-    message = assert_one_clean_line(result, 2, "readonlyRootFilesystem")
-    assert (
-        "container job" in message and "the credential configuration cannot be written" in message
-    )
-    assert "volume" in result.stderr
-    assert (
-        project.aws("ecs").list_task_definitions(familyPrefix=project.family)["taskDefinitionArns"]
-        == []
-    )
+    assert result.returncode == 0, result.output
+    arns = project.aws("ecs").list_task_definitions(familyPrefix=project.family)
+    definition = project.aws("ecs").describe_task_definition(
+        taskDefinition=arns["taskDefinitionArns"][-1]
+    )["taskDefinition"]
+    job = next(c for c in definition["containerDefinitions"] if c["name"] == "job")
+    assert job["readonlyRootFilesystem"] is True
+    assert job["linuxParameters"]["tmpfs"] == [
+        {"containerPath": "/tmp/gcp", "size": 4, "mountOptions": ["mode=0700"]}
+    ]
+    ran = project.run("run-local", "--network", "host")
+    assert ran.returncode == 0, ran.output
 
 
 def test_a_shim_base_holding_a_key_is_refused_by_the_key_guard(

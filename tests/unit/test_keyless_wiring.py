@@ -84,17 +84,25 @@ def test_a_cmd_only_image_keeps_its_cmd_as_the_command() -> None:
     assert wired["entryPoint"][4:] == [] and wired["command"] == ["python", "app.py"]
 
 
-def test_a_read_only_root_without_a_writable_mount_is_refused_for_the_config() -> None:
+def test_a_read_only_root_gets_a_tmpfs_for_the_config_and_is_refused_without_one() -> None:
     wired = keyless(definition(readonlyRootFilesystem=True), {"Cmd": ["run"]})
     targets = wiring.target_names(wired, None)
     assert shim_image.CONTAINER_NAME not in targets
+    # Fargate has tmpfs since 2026-01: the configuration is written to memory, never to a disk.
+    assert app(wired)["linuxParameters"]["tmpfs"] == [
+        {"containerPath": "/tmp/gcp", "size": 4, "mountOptions": ["mode=0700"]}
+    ]
+    fargate_rules.check_read_only_root(
+        wired, PATH, targets, "template", what="the credential configuration"
+    )
+    del app(wired)["linuxParameters"]
     with pytest.raises(TemplateError) as caught:
         fargate_rules.check_read_only_root(
             wired, PATH, targets, "template", what="the credential configuration"
         )
     assert caught.value.message == (
         "template: container app has readonlyRootFilesystem, so the credential configuration "
-        f"cannot be written to {PATH} (Fargate has no tmpfs)"
+        f"cannot be written to {PATH} (no writable mount or tmpfs there)"
     )
     mounted = keyless(
         definition(
@@ -103,4 +111,5 @@ def test_a_read_only_root_without_a_writable_mount_is_refused_for_the_config() -
         ),
         {"Cmd": ["run"]},
     )
+    assert "linuxParameters" not in app(mounted)  # a task volume covers it already
     fargate_rules.check_read_only_root(mounted, PATH, targets, "template")
