@@ -71,7 +71,7 @@ def bootstrap(ctx: Context, new_key: bool = False, grant: bool = False) -> Boots
         if replacing and not ctx.dry_run:
             lifecycle.delete_retired(ctx, account.email, name)  # room first, as rotate-key does
         if account.unique_id:
-            keys.check_key_room(ctx, account.email)
+            keys.check_key_room(ctx, account.email, name)
         if ctx.dry_run:
             key_id, secret_arn = None, state.arn if state else None
         else:

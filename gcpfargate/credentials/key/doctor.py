@@ -52,6 +52,12 @@ def checks(get_secret: bool) -> tuple[list[Entry], list[Entry]]:
             lambda c, f: unreferenced_live(c, f, get_secret),
         ),
         (
+            "key.foreign",
+            "keys gcpfargate did not create for this secret",
+            "key",
+            lambda c, f: foreign_keys(c, f, get_secret),
+        ),
+        (
             "key.previous",
             "running tasks can still use the previous key",
             "key",
@@ -171,7 +177,8 @@ def key_count(ctx: Context, facts: Facts) -> tuple[Status, str]:
     if count >= MAX_USER_KEYS:
         return (
             Status.FAIL,
-            f"{count} of {MAX_USER_KEYS}: no new key can be created (run gcpfargate prune-keys)",
+            f"{count} of {MAX_USER_KEYS}: no new key can be created (run gcpfargate prune-keys; "
+            "a foreign key goes only by name: prune-keys --key KEY_ID)",
         )
     if count >= KEY_COUNT_WARN:
         return (
@@ -182,20 +189,36 @@ def key_count(ctx: Context, facts: Facts) -> tuple[Status, str]:
 
 
 def unreferenced_live(ctx: Context, facts: Facts, get_secret: bool) -> tuple[Status, str]:
-    """WARN on live keys of the account that no labelled version of any gcpfargate secret holds."""
+    """WARN on live keys this secret's runs created that no labelled version holds any more."""
     if facts.account is None:
         raise Skip("the service account was not found")
     if not get_secret:
         raise Skip("needs the secrets' values (--no-get-secret)")
     found = lifecycle.survey(ctx, facts.account.email, ctx.settings.secret_name)
+    facts.extra["key_survey"] = found
     loose = [key.key_id for key in found.unreferenced() if key.live]
     if loose:
         shown = ", ".join(f"{key_id[:12]}…" for key_id in loose)
         return Status.WARN, (
-            f"{len(loose)} live key(s) in no secret version: {shown} (the next rotate-key "
-            "disables them; gcpfargate prune-keys deletes them after 24 h)"
+            f"{len(loose)} live key(s) created for this secret in no secret version: {shown} (the "
+            "next rotate-key disables them; gcpfargate prune-keys deletes them after 24 h)"
         )
-    return Status.OK, f"all {len(found.keys)} user-managed key(s) are current, previous or retired"
+    mine = sum(1 for key in found.keys if found.ours(key))
+    return Status.OK, f"all {mine} key(s) created for this secret are current, previous or retired"
+
+
+def foreign_keys(ctx: Context, facts: Facts, get_secret: bool) -> tuple[Status, str]:
+    """List the account's keys this secret never recorded: gcpfargate leaves them alone."""
+    found = facts.extra.get("key_survey")
+    if found is None:
+        raise Skip("needs the key survey of the check above")
+    listing = lifecycle.foreign_listing(found)
+    if not listing:
+        return Status.OK, "none"
+    return Status.OK, (
+        f"{len(listing)} foreign key(s), never touched by gcpfargate (delete one by name with "
+        f"`gcpfargate prune-keys --key KEY_ID`): {'; '.join(listing)}"
+    )
 
 
 def previous_key_in_use(ctx: Context, facts: Facts, get_secret: bool) -> tuple[Status, str]:

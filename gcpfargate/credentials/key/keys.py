@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from gcpfargate.clients.gcp import MAX_USER_KEYS, PRUNE_HINT, ServiceAccount
 from gcpfargate.core.context import Context
-from gcpfargate.credentials.key import secret
+from gcpfargate.credentials.key import lifecycle, secret
 from gcpfargate.errors import GcpError, GcpfargateError, KeyLimitError
 from gcpfargate.keymaterial.keyfile import KeyMaterial
 
@@ -47,20 +47,37 @@ def current_key_is_live(
     return info is not None and info.live
 
 
-def check_key_room(ctx: Context, email: str) -> None:
-    """Fail before creating the 11th key, listing what is there and how to prune."""
+def check_key_room(ctx: Context, email: str, own: str) -> None:
+    """Fail before creating the 11th key, listing what is there, whose it is, and how to prune."""
     keys = ctx.iam.list_user_keys(email)
     if len(keys) < MAX_USER_KEYS:
         return
+    raise key_limit(ctx, email, own, len(keys))
+
+
+def key_limit(ctx: Context, email: str, own: str, count: int | None = None) -> KeyLimitError:
+    """The key-limit error: our keys and the foreign ones (which only `prune-keys --key` removes)."""
+    found = lifecycle.survey(ctx, email, own)
+    count = len(found.keys) if count is None else count
     now = datetime.now(UTC)
-    listing = ", ".join(
+    ours = ", ".join(
         f"{key.key_id} ({key.age_days(now)} days{', disabled' if key.disabled else ''})"
-        for key in keys
+        for key in found.keys
+        if found.ours(key)
     )
-    raise KeyLimitError(
-        f"service account {email} already holds {len(keys)} of {MAX_USER_KEYS} user-managed keys: "
+    foreign = lifecycle.foreign_listing(found, now)
+    listing = f"{ours or 'none'} created for {own}"
+    hint = PRUNE_HINT.replace("EMAIL", email)
+    if foreign:
+        listing += f"; foreign (gcpfargate never deletes them on its own): {', '.join(foreign)}"
+        hint = (
+            "Delete unreferenced keys of this secret with `gcpfargate prune-keys`; a foreign key "
+            "only by name, if you know it is unused: `gcpfargate prune-keys --key KEY_ID` (then rerun)"
+        )
+    return KeyLimitError(
+        f"service account {email} already holds {count} of {MAX_USER_KEYS} user-managed keys: "
         f"{listing}",
-        PRUNE_HINT.replace("EMAIL", email),
+        hint,
     )
 
 
@@ -84,7 +101,11 @@ def create_and_store(
     """
     name = ctx.settings.secret_name
     with ctx.reporter.step(f"Creating a key for {account.email}"):
-        key = ctx.iam.create_key(account.email)
+        try:
+            key = ctx.iam.create_key(account.email)
+        except KeyLimitError as exc:
+            # Google's own answer at the limit: name the keys and whose they are, as the room check does.
+            raise key_limit(ctx, account.email, name).with_code(exc.code) from None
     arn, version_id = state.arn if state else "", ""
     label = secret.pending_label()  # chosen before the call, so a lost answer can still be found
     try:

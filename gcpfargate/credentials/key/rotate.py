@@ -106,7 +106,7 @@ def rotate_key(
     if prune:
         result.pruned_key_ids = lifecycle.prune(ctx, account.email, name, confirm).deleted
     result.deleted_key_ids = lifecycle.delete_retired(ctx, account.email, name)
-    keys.check_key_room(ctx, account.email)
+    keys.check_key_room(ctx, account.email, name)
     stored = keys.create_and_store(ctx, account, state)
     promoted_at = datetime.now(UTC)
     result.key_id, result.secret_version_id = stored.key.key_id, stored.version_id
