@@ -46,7 +46,7 @@ def deploy(
     mode = mode_for(ctx.settings)
     rendered, region = _local_checks(ctx)
     if not ctx.dry_run:
-        _read_ahead(ctx, rendered, region, mode.execution_role_policy())
+        _read_ahead(ctx, rendered, region, mode.execution_role_policy(ctx))
     results: dict[str, Any] = {}
     building = None if ctx.dry_run else _BackgroundBuild(ctx, allow_embedded_credentials, tag)
     try:

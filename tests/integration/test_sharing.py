@@ -1,0 +1,200 @@
+"""Sharing an account: gcpfargate touches only what it can prove it created.
+
+One project deployed in two regions of the same AWS account shares one service account (one
+secret, one key per region) and one execution role (IAM is global); a person's own key sits on the
+account too. Rotating and pruning in one region must leave the other region's key and the person's
+key alone, and a second region's deploy must add to the role, not replace what it grants.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from tests.conftest import Project, assert_one_clean_line, gets_token
+from tests.integration.test_key_lifecycle import age
+from tests.unit.iam_client import create_keys
+
+OTHER = "us-west-2"
+
+
+def _secret_key(project: Project, region: str, stage: str = "AWSCURRENT") -> dict[str, Any]:
+    import boto3
+
+    client = boto3.client(
+        "secretsmanager",
+        region_name=region,
+        endpoint_url=project.stack.moto_url,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    value = client.get_secret_value(SecretId=project.secret_name, VersionStage=stage)
+    return dict(json.loads(value["SecretString"]))
+
+
+def _checks(project: Project, *args: str) -> tuple[int, dict[str, dict[str, Any]]]:
+    result = project.run("doctor", "--output", "json", *args)
+    return result.returncode, {c["id"]: c for c in result.json["checks"]}
+
+
+def test_other_regions_key_and_a_persons_key_survive_rotations_and_prune(
+    project: Project,
+) -> None:
+    assert project.run("bootstrap").returncode == 0
+    other = project.run("bootstrap", "--region", OTHER, "--output", "json")
+    assert other.returncode == 0, other.output
+    other_key = other.json["key_id"]
+    assert _secret_key(project, OTHER)["private_key_id"] == other_key
+    person = create_keys(project.stack, project.email, 1)[0]
+    age(project, [person, other_key], hours=30 * 24)
+    first = _secret_key(project, "ap-northeast-1")["private_key_id"]
+
+    for number in range(3):
+        rotated = project.run("rotate-key", "--output", "json")
+        assert rotated.returncode == 0, f"rotation {number + 1}: {rotated.output}"
+        touched = rotated.json.get("disabled_key_ids", []) + rotated.json.get("deleted_key_ids", [])
+        assert other_key not in touched and person not in touched, rotated.json
+    listed = project.run("prune-keys", "--dry-run", "--output", "json")
+    foreign = {k["key_id"]: k for k in listed.json["keys"] if k["foreign"]}
+    assert set(foreign) == {other_key, person}, listed.json
+    assert all(entry["action"].startswith("keep (foreign") for entry in foreign.values())
+    assert "in no secret visible here" in foreign[person]["why"]
+    assert f"{person}" in listed.stderr and "foreign" in listed.stderr
+    pruned = project.run("prune-keys", "--yes", "--output", "json")
+    assert pruned.returncode == 0, pruned.output
+    assert other_key not in pruned.json["deleted"] and person not in pruned.json["deleted"]
+
+    emulator = project.stack.emulator
+    assert emulator.key_state(project.email, other_key) == "enabled"
+    assert emulator.key_state(project.email, person) == "enabled"
+    # Our own keys went through the lifecycle as before: the first one is deleted by now.
+    assert emulator.key_state(project.email, first) == "deleted"
+    assert gets_token(_secret_key(project, OTHER))
+    for region in ("ap-northeast-1", OTHER):
+        _, checks = _checks(project, "--region", region)
+        assert checks["key.enabled"]["status"] == "OK", (region, checks["key.enabled"])
+        assert checks["key.referenced"]["status"] == "OK", (region, checks["key.referenced"])
+        assert person in checks["key.foreign"]["detail"]
+    # Seen from the other region, this region's live key is foreign and held by nothing visible.
+    seen = project.run("prune-keys", "--dry-run", "--region", OTHER, "--output", "json").json
+    current = _secret_key(project, "ap-northeast-1")["private_key_id"]
+    entry = next(k for k in seen["keys"] if k["key_id"] == current)
+    assert entry["foreign"] and entry["action"].startswith("keep (foreign"), entry
+
+
+def test_a_foreign_key_goes_only_by_name_and_never_while_a_secret_holds_it(
+    project: Project,
+) -> None:
+    assert project.run("bootstrap").returncode == 0
+    person = create_keys(project.stack, project.email, 1)[0]
+    age(project, [person])
+    assert project.run("prune-keys", "--yes").returncode == 0
+    assert project.stack.emulator.key_state(project.email, person) == "enabled"
+    refused = project.run("prune-keys", "--key", person)  # no terminal, no --yes
+    assert_one_clean_line(refused, 2, "not confirmed")
+    held = _secret_key(project, "ap-northeast-1")["private_key_id"]
+    busy = project.run("prune-keys", "--key", held, "--yes")
+    assert_one_clean_line(busy, 2, held, "AWSCURRENT")
+    unknown = project.run("prune-keys", "--key", "f" * 40, "--yes")
+    assert_one_clean_line(unknown, 2, "no user-managed key")
+    deleted = project.run("prune-keys", "--key", person, "--yes", "--output", "json")
+    assert deleted.returncode == 0, deleted.output
+    assert deleted.json["deleted"] == [person]
+    assert project.stack.emulator.key_state(project.email, person) == "deleted"
+    assert project.stack.emulator.key_state(project.email, held) == "enabled"
+
+
+def test_the_key_limit_names_foreign_keys_and_how_to_remove_one(project: Project) -> None:
+    assert project.run("bootstrap").returncode == 0
+    strangers = create_keys(project.stack, project.email, 9)
+    full = project.run("rotate-key")
+    line = assert_one_clean_line(full, 1, "10 of 10", "foreign", "prune-keys --key KEY_ID")
+    assert all(key_id in line for key_id in strangers)
+    _, checks = _checks(project)
+    assert checks["key.count"]["status"] == "FAIL" and "--key" in checks["key.count"]["detail"]
+
+
+def _role_grants(project: Project) -> dict[str, list[str]]:
+    """Inline policy name -> the secret ARNs it lets the execution role read."""
+    from gcpfargate.iam.policy import secret_arns
+
+    iam, role = project.aws("iam"), f"gcpfargate-{project.family}-execution"
+    return {
+        name: secret_arns(iam.get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"])
+        for name in iam.list_role_policies(RoleName=role)["PolicyNames"]
+    }
+
+
+def _secret_arn(project: Project, region: str, name: str = "") -> str:
+    import boto3
+
+    client = boto3.client(
+        "secretsmanager",
+        region_name=region,
+        endpoint_url=project.stack.moto_url,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    return str(client.describe_secret(SecretId=name or project.secret_name)["ARN"])
+
+
+def test_a_second_regions_deploy_adds_to_the_shared_role(project: Project) -> None:
+    from tests.integration.deployed import deploy, prepare, secret_policy
+
+    prepare(project)
+    deploy(project)
+    deploy(project, "--region", OTHER)
+    here, there = _secret_arn(project, "ap-northeast-1"), _secret_arn(project, OTHER)
+    assert _role_grants(project) == {
+        secret_policy(project): [here],
+        secret_policy(project, OTHER): [there],
+    }
+    for region in ("ap-northeast-1", OTHER):
+        code, checks = _checks(project, "--region", region)
+        assert checks["role.reads_secret"]["status"] == "OK", (region, checks["role.reads_secret"])
+        failed = {k: c["detail"] for k, c in checks.items() if c["status"] == "FAIL"}
+        assert code == 0 and not failed, (region, failed)
+    # Deploying again in the first region changes nothing on the role.
+    again = project.run("deploy", "--output", "json")
+    assert again.returncode == 0, again.output
+    assert again.json["bootstrap"]["changed"] is False
+    assert len(_role_grants(project)) == 2
+
+
+def test_the_older_single_policy_is_split_and_only_gone_secrets_lose_theirs(
+    project: Project,
+) -> None:
+    from tests.integration.deployed import secret_policy
+
+    iam, role = project.aws("iam"), f"gcpfargate-{project.family}-execution"
+    assert project.run("bootstrap", "--region", OTHER).returncode == 0
+    there = _secret_arn(project, OTHER)
+    # What an older gcpfargate left after its last deploy (in the other region): one policy
+    # that names only that region's secret.
+    iam.delete_role_policy(RoleName=role, PolicyName=secret_policy(project, OTHER))
+    legacy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": there}
+        ],
+    }
+    iam.put_role_policy(
+        RoleName=role, PolicyName="gcpfargate-secret-access", PolicyDocument=json.dumps(legacy)
+    )
+    assert project.run("bootstrap").returncode == 0
+    here = _secret_arn(project, "ap-northeast-1")
+    assert _role_grants(project) == {
+        secret_policy(project): [here],
+        secret_policy(project, OTHER): [there],
+    }
+    # A second secret of this region, then deleted: the next write here removes its policy only.
+    gone = f"{project.secret_name}-old"
+    assert project.run("bootstrap", env={"GCPFARGATE_SECRET_NAME": gone}).returncode == 0
+    assert len(_role_grants(project)) == 3
+    project.aws("secretsmanager").delete_secret(SecretId=gone, ForceDeleteWithoutRecovery=True)
+    third = f"{project.secret_name}-new"
+    assert project.run("bootstrap", env={"GCPFARGATE_SECRET_NAME": third}).returncode == 0
+    grants = _role_grants(project)
+    assert sorted(arn for arns in grants.values() for arn in arns) == sorted(
+        [here, there, _secret_arn(project, "ap-northeast-1", third)]
+    )
