@@ -18,6 +18,10 @@ Decisions worth knowing:
 - **Sticky expression and time zone.** When no expression is configured (no flag, variable or
   file value) an existing schedule keeps its expression, so `gcpfargate schedule --disable` just
   disables it; likewise an unconfigured time zone is kept, so `--rate "1 hour"` keeps Asia/Tokyo.
+- **Ownership.** A schedule gcpfargate writes carries the mark `(managed by gcpfargate)` at the end
+  of its description. One without it (another team's, one made by hand, a typo in schedule.name)
+  is never updated or deleted: exit 2, naming it; `--adopt` takes it over deliberately (the update
+  writes the mark).
 - **Delete** removes the schedule only; the scheduler role stays (it may serve other schedules).
 - **Next runs** are computed locally (`gcpfargate.ecs.cron`); rate schedules count from the
   schedule's start date or its last modification, as EventBridge Scheduler does.
@@ -36,7 +40,7 @@ from gcpfargate.core.context import Context
 from gcpfargate.ecs import cluster as ecs
 from gcpfargate.ecs import cron
 from gcpfargate.ecs.overrides import TaskOverrides, ecs_overrides
-from gcpfargate.errors import AwsError, ConfigError
+from gcpfargate.errors import AwsError, ConfigError, UsageError
 from gcpfargate.iam import policy, propagation, roles
 from gcpfargate.settings import own_role_name
 
@@ -45,6 +49,24 @@ ROLE_POLICY_NAME = "gcpfargate-run-task"
 # Retry a failed invocation (throttled RunTask, no capacity) for up to an hour, a few times.
 RETRY_POLICY = {"MaximumEventAgeInSeconds": 3600, "MaximumRetryAttempts": 3}
 DEFAULT_NEXT = 5
+OWNED_MARK = "(managed by gcpfargate)"  # ends the description of every schedule gcpfargate writes
+
+
+def owned(schedule: dict[str, Any]) -> bool:
+    return str(schedule.get("Description") or "").endswith(OWNED_MARK)
+
+
+def refuse_foreign(schedule: dict[str, Any] | None, verb: str, adopt: bool) -> None:
+    """Stop before changing a schedule gcpfargate did not create, unless adopting it is asked."""
+    if schedule is None or adopt or owned(schedule):
+        return
+    name, group = schedule.get("Name"), schedule.get("GroupName") or "default"
+    raise UsageError(
+        f"schedule {name} in group {group} was not created by gcpfargate (its description lacks "
+        f"the mark {OWNED_MARK!r}); refusing to {verb} it",
+        "Set schedule.name (--name) to a schedule of your own, or pass --adopt to take this one "
+        "over deliberately",
+    )
 
 
 @dataclass
@@ -297,8 +319,10 @@ def apply(
     count: int = DEFAULT_NEXT,
     sleep: Callable[[float], None] = time.sleep,
     overrides: TaskOverrides | None = None,
+    adopt: bool = False,
 ) -> ScheduleResult:
-    """Create or update the schedule so it matches the settings; no write when it already does."""
+    """Create or update the schedule so it matches the settings; no write when it already does.
+    A schedule without gcpfargate's mark is refused unless `adopt`."""
     settings = ctx.settings
     settings.require("task.family")
     name, group = schedule_name(ctx), settings.schedule.group
@@ -312,6 +336,7 @@ def apply(
 
     with ctx.reporter.step(f"Reading schedule {name} and the task"):
         current = get_schedule(ctx, name, group)
+        refuse_foreign(current, "update", adopt)
         if expression is None:
             if current is None:
                 settings.require("schedule.expression")
@@ -340,7 +365,7 @@ def apply(
         "ScheduleExpressionTimezone": timezone,
         "FlexibleTimeWindow": {"Mode": "OFF"},
         "State": "DISABLED" if disable else "ENABLED",
-        "Description": f"Runs ECS task {settings.family} on {cluster_name} (managed by gcpfargate)",
+        "Description": f"Runs ECS task {settings.family} on {cluster_name} {OWNED_MARK}",
         "Target": {
             "Arn": target_cluster,
             "RoleArn": role.arn,
@@ -448,11 +473,13 @@ def _write(
     )
 
 
-def delete(ctx: Context) -> ScheduleResult:
-    """Delete the schedule (not the scheduler role); no write when it does not exist."""
+def delete(ctx: Context, adopt: bool = False) -> ScheduleResult:
+    """Delete the schedule (not the scheduler role); no write when it does not exist. A schedule
+    without gcpfargate's mark is refused unless `adopt`."""
     ctx.settings.require("task.family")
     name, group = schedule_name(ctx), ctx.settings.schedule.group
     current = get_schedule(ctx, name, group)
+    refuse_foreign(current, "delete", adopt)
     if current is None:
         ctx.reporter.info(f"schedule {name} does not exist in group {group}; nothing to delete")
         return ScheduleResult(

@@ -350,3 +350,41 @@ def test_schedule_overrides_go_into_the_target_input_and_are_kept(project: Proje
     rated = project.run("schedule", "--rate", "1 day")
     assert rated.returncode == 0, rated.output
     assert json.loads(project.aws("scheduler").get_schedule(Name=name)["Target"]["Input"]) == stored
+
+
+def test_a_schedule_made_outside_gcpfargate_is_never_updated_or_deleted(project: Project) -> None:
+    """Another team's schedule under the configured name: refused (exit 2) unless --adopt."""
+    names = prepare(project)
+    scheduler = project.aws("scheduler")
+    name = f"theirs-{project.family}"
+    theirs = {
+        "Name": name,
+        "ScheduleExpression": "rate(1 day)",
+        "FlexibleTimeWindow": {"Mode": "OFF"},
+        "Description": "nightly export of team B",
+        "Target": {
+            "Arn": "arn:aws:sqs:ap-northeast-1:123456789012:team-b",
+            "RoleArn": f"arn:aws:iam::{ACCOUNT}:role/team-b",
+        },
+    }
+    scheduler.create_schedule(**theirs)
+    before = scheduler.get_schedule(Name=name)
+    for args in (
+        ("--rate", "1 hour"),
+        ("--delete",),
+        ("--disable",),
+        ("--rate", "1 hour", "--dry-run"),
+    ):
+        refused = project.run("schedule", "--name", name, *args)
+        assert_one_clean_line(refused, 2, name, "not created by gcpfargate", "--adopt")
+    after = scheduler.get_schedule(Name=name)
+    assert after["Target"] == before["Target"] and after["Description"] == before["Description"]
+    assert after["ScheduleExpression"] == "rate(1 day)"
+    # Adopted deliberately: updated, and from then on carries the mark.
+    adopted = project.run("schedule", "--name", name, "--rate", "1 hour", "--adopt")
+    assert adopted.returncode == 0, adopted.output
+    now = scheduler.get_schedule(Name=name)
+    assert now["Target"]["Arn"] == names["cluster_arn"]
+    assert now["Description"].endswith("(managed by gcpfargate)")
+    deleted = project.run("schedule", "--name", name, "--delete")
+    assert deleted.returncode == 0, deleted.output
