@@ -147,7 +147,8 @@ def test_on_a_terminal_the_user_is_asked(project: Project) -> None:
 
 
 def test_deploy_offers_it_after_the_keyless_revision_is_registered(
-    project: Project, base_image: str  # noqa: F811
+    project: Project,
+    base_image: str,  # noqa: F811
 ) -> None:
     from tests.integration.deployed import latest, prepare
 

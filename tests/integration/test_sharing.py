@@ -198,3 +198,67 @@ def test_the_older_single_policy_is_split_and_only_gone_secrets_lose_theirs(
     assert sorted(arn for arns in grants.values() for arn in arns) == sorted(
         [here, there, _secret_arn(project, "ap-northeast-1", third)]
     )
+
+
+def test_deregister_images_keeps_what_another_family_or_a_schedule_runs(project: Project) -> None:
+    """Two families share one repository; the credential-shim repository is never a candidate."""
+    from tests.integration.deployed import READ_ONLY, deploy, latest, prepare
+    from tests.integration.test_service import _manifest_status
+    from tests.stack.images import write_busybox_context
+
+    prepare(project)
+    first = deploy(project)
+    image_x = first["push-image"]["digest"]
+    ecs = project.aws("ecs")
+    # Another family (another team's job) runs the same digest from the same repository.
+    other = {k: v for k, v in latest(project).items() if k not in READ_ONLY}
+    other["family"] = f"{project.family}-other"
+    other_arn = ecs.register_task_definition(**other)["taskDefinition"]["taskDefinitionArn"]
+    # A revision of ours that also names the shared credential-shim image.
+    shim = f"{project.stack.registry}/gcpfargate-credential-shim@sha256:{'ab' * 32}"
+    with_shim = {k: v for k, v in latest(project).items() if k not in READ_ONLY}
+    with_shim["containerDefinitions"] = [
+        *with_shim["containerDefinitions"],
+        {"name": "shim", "image": shim, "essential": False, "memory": 64},
+    ]
+    ecs.register_task_definition(**with_shim)
+    write_busybox_context(project.dir, ('CMD ["echo", "job v3"]',))
+    image_y = deploy(project)["push-image"]["digest"]
+    assert image_x != image_y
+
+    planned = project.run("deregister", "--keep-last", "1", "--images", "--dry-run", "-o", "json")
+    assert planned.returncode == 0, planned.output
+    out = planned.json
+    assert out["deregistered"] == [2, 1] and out["images"] == []
+    kept = {entry["image"]: entry["pinned_by"] for entry in out["images_kept"]}
+    assert list(kept) == [f"{project.family}@{image_x}"]
+    assert kept[f"{project.family}@{image_x}"] == [f"ACTIVE revision {other['family']}:1"]
+    assert "gcpfargate-credential-shim" not in planned.stdout
+    text = project.run("deregister", "--keep-last", "1", "--images", "--dry-run")
+    assert f"keep image  {project.family}@{image_x}  (pinned by ACTIVE revision" in text.stdout
+
+    # Once the other family no longer runs it, a schedule that runs it still pins it.
+    ecs.deregister_task_definition(taskDefinition=other_arn)
+    other_arn = ecs.register_task_definition(**other)["taskDefinition"]["taskDefinitionArn"]
+    project.aws("scheduler").create_schedule(
+        Name=f"pin-{project.family}",
+        ScheduleExpression="rate(1 day)",
+        FlexibleTimeWindow={"Mode": "OFF"},
+        State="DISABLED",
+        Target={
+            "Arn": "arn:aws:ecs:ap-northeast-1:123456789012:cluster/default",
+            "RoleArn": "arn:aws:iam::123456789012:role/scheduler",
+            "EcsParameters": {"TaskDefinitionArn": other_arn, "LaunchType": "FARGATE"},
+        },
+    )
+    ecs.deregister_task_definition(taskDefinition=other_arn)
+    scheduled = project.run("deregister", "--keep-last", "1", "--images", "--yes", "-o", "json")
+    assert scheduled.returncode == 0, scheduled.output
+    assert scheduled.json["images"] == []
+    assert scheduled.json["images_kept"] == [
+        {
+            "image": f"{project.family}@{image_x}",
+            "pinned_by": [f"schedule pin-{project.family} ({other['family']}:2)"],
+        }
+    ]
+    assert _manifest_status(project, image_x) == 200
