@@ -262,3 +262,70 @@ def test_deregister_images_keeps_what_another_family_or_a_schedule_runs(project:
         }
     ]
     assert _manifest_status(project, image_x) == 200
+
+
+def test_a_code_deploy_service_is_refused_before_anything_is_registered(project: Project) -> None:
+    from botocore.exceptions import ClientError
+
+    from tests.integration.deployed import deploy, prepare
+    from tests.integration.test_service import active
+    from tests.stack.images import write_busybox_context
+
+    prepare(project)
+    first = deploy(project)["register-task"]["task_definition_arn"]
+    ecs = project.aws("ecs")
+    cluster = project.family
+    ecs.create_cluster(clusterName=cluster)
+    ecs.create_service(
+        cluster=cluster,
+        serviceName="blue-green",
+        taskDefinition=first,
+        desiredCount=0,
+        launchType="FARGATE",
+        deploymentController={"type": "CODE_DEPLOY"},
+    )
+    # The strict layer refuses what ECS refuses, so the check below is what stands in front of it.
+    try:
+        ecs.update_service(cluster=cluster, service="blue-green", taskDefinition=first)
+        raise AssertionError("UpdateService with a task definition was accepted")
+    except ClientError as error:
+        assert "CODE_DEPLOY deployment controller" in str(error)
+    config = project.dir / "gcpfargate.toml"
+    config.write_text(
+        config.read_text() + f'\n[service]\nname = "blue-green"\ncluster = "{cluster}"\n'
+    )
+    write_busybox_context(project.dir, ('CMD ["echo", "job v2"]',))
+    refused = project.run("deploy")
+    assert_one_clean_line(refused, 2, "blue-green", "CODE_DEPLOY", "aws deploy create-deployment")
+    assert active(project) == [1]  # nothing was registered
+    # rotate-key rotates, and names the service it could not roll, with why.
+    rotated = project.run("rotate-key", "--output", "json")
+    assert rotated.returncode == 0, rotated.output
+    assert rotated.json.get("rolled", []) == []
+    (line,) = rotated.json["not_rolled"]
+    assert "blue-green" in line and "CODE_DEPLOY" in line
+
+
+def test_a_stale_pending_label_is_removed_when_a_rotation_starts(project: Project) -> None:
+    import time
+
+    assert project.run("bootstrap").returncode == 0
+    sm = project.aws("secretsmanager")
+    stale = f"gcpf-pending-{int(time.time()) - 7200}-abcdef"
+    live = f"gcpf-pending-{int(time.time())}-fedcba"  # a run under way: kept
+    put = sm.put_secret_value(
+        SecretId=project.secret_name, SecretString='{"not": "a key"}', VersionStages=[stale]
+    )
+    sm.update_secret_version_stage(
+        SecretId=project.secret_name, VersionStage=live, MoveToVersionId=put["VersionId"]
+    )
+    rotated = project.run("rotate-key")
+    assert rotated.returncode == 0, rotated.output
+    labels = {
+        label
+        for stages in sm.describe_secret(SecretId=project.secret_name)[
+            "VersionIdsToStages"
+        ].values()
+        for label in stages
+    }
+    assert stale not in labels and live in labels

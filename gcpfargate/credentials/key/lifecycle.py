@@ -137,6 +137,19 @@ def forget(ctx: Context, found: AccountKeys, key_ids: Iterable[str]) -> None:
             found.owned.pop(key_id, None)
 
 
+def drop_stale_labels(ctx: Context, found: AccountKeys) -> list[str]:
+    """Remove our secret's `gcpf-pending-*` labels older than an hour. Returns them."""
+    own = next((item for item in found.secrets if str(item["ARN"]) == found.own_arn), None)
+    dropped: list[str] = []
+    for version, labels in ((own or {}).get("VersionIdsToStages") or {}).items():
+        for label in labels:
+            if label.startswith(secret.PENDING_PREFIX) and not secret.pending_is_live(label):
+                ctx.reporter.detail(f"removing label {label}, left by a run that did not finish")
+                secret.drop_label(ctx, found.own_arn, label, str(version))
+                dropped.append(label)
+    return dropped
+
+
 def _untag(ctx: Context, arn: str, tag_keys: list[str]) -> bool:
     try:
         ctx.aws.call(
@@ -153,8 +166,10 @@ def _untag(ctx: Context, arn: str, tag_keys: list[str]) -> bool:
 
 
 def adopt(ctx: Context, found: AccountKeys) -> None:
-    """Write down what is ours but unrecorded (keys this secret holds; the older tag's ids), and drop
-    the records of keys that are gone. Runs before anything is retired."""
+    """Write down what is ours but unrecorded (keys this secret holds; the older tag's ids), drop
+    the records of keys that are gone, and remove pending labels of runs that died (older than an
+    hour: no run takes that long). Runs before anything is retired."""
+    drop_stale_labels(ctx, found)
     legacy = {k: v for k, v in found.owned.items() if found.legacy and v == RETIRED}
     record(ctx, found, {**found.unrecorded, **legacy})
     found.unrecorded = {}
