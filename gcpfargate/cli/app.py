@@ -71,6 +71,7 @@ class State:
     config: str | None = None
     region: str | None = None
     profile: str | None = None
+    environment: str | None = None
     output: str = "text"
     strict: bool = False
     verbose: bool = False
@@ -94,7 +95,7 @@ class State:
             "aws.profile": self.profile,
             **(overrides or {}),
         }
-        return load_settings(self.config, overrides=flags)
+        return load_settings(self.config, overrides=flags, environment=self.environment)
 
     def context(self, dry_run: bool = False, overrides: Overrides | None = None) -> Context:
         from gcpfargate.core.context import Context
@@ -135,6 +136,15 @@ def global_options(
         str | None,
         typer.Option("--profile", metavar="NAME", show_default=False, help="AWS profile."),
     ] = None,
+    environment: Annotated[
+        str | None,
+        typer.Option(
+            "--environment",
+            metavar="NAME",
+            show_default=False,
+            help="Apply [environments.NAME] of the config (env GCPFARGATE_ENVIRONMENT).",
+        ),
+    ] = None,
     output: Annotated[
         OutputFormat,
         typer.Option(
@@ -158,6 +168,7 @@ def global_options(
     ] = False,
 ) -> None:
     STATE.config, STATE.region, STATE.profile = config, region, profile
+    STATE.environment = environment
     STATE.output, STATE.verbose, STATE.debug, STATE.strict = output.value, verbose, debug, strict
     STATE._console = None
 

@@ -329,3 +329,45 @@ def test_a_stale_pending_label_is_removed_when_a_rotation_starts(project: Projec
         for label in stages
     }
     assert stale not in labels and live in labels
+
+
+def test_staging_and_production_in_two_regions_from_one_file(project: Project) -> None:
+    staging_secret = f"{project.secret_name}-staging"
+    project.write_config(
+        project.base_config
+        + f"""
+        [environments.staging.aws]
+        region = "ap-northeast-1"
+        [environments.staging.secret]
+        name = "{staging_secret}"
+
+        [environments.production.aws]
+        region = "{OTHER}"
+        """
+    )
+    staged = project.run("bootstrap", "--environment", "staging", "--output", "json")
+    assert staged.returncode == 0, staged.output
+    assert (
+        ":ap-northeast-1:" in staged.json["secret_arn"] and "staging" in staged.json["secret_arn"]
+    )
+    produced = project.run(
+        "bootstrap", "--output", "json", env={"GCPFARGATE_ENVIRONMENT": "production"}
+    )
+    assert produced.returncode == 0, produced.output
+    assert f":{OTHER}:" in produced.json["secret_arn"]
+    assert staged.json["key_id"] != produced.json["key_id"]
+    for name in ("staging", "production"):
+        _, checks = _checks(project, "--environment", name)
+        assert f"environment {name}" in checks["config.valid"]["detail"]
+        assert checks["key.enabled"]["status"] == "OK", (name, checks["key.enabled"])
+    # Without an environment: ap-northeast-1 and the default secret name, which only production
+    # (in the other region) has. doctor says so instead of advising a bootstrap.
+    code, checks = _checks(project)
+    assert code == 3
+    detail = checks["secret.readable"]["detail"]
+    assert "environment production" in detail and OTHER in detail and "bootstrap here" in detail
+    assert_one_clean_line(
+        project.run("doctor", "--environment", "qa"), 2, "'qa'", "staging, production"
+    )
+    project.write_config(project.base_config + '\n[environments.qa.secret]\nnaem = "x"\n')
+    assert_one_clean_line(project.run("doctor"), 2, "environments.qa.secret.naem")

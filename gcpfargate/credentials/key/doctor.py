@@ -98,7 +98,7 @@ def secret_holds_key(ctx: Context, facts: Facts, get_secret: bool) -> tuple[Stat
     if not get_secret:
         found = secret.describe(ctx, name)
         if found is None:
-            return Status.FAIL, f"secret {name} does not exist (run gcpfargate bootstrap)"
+            return Status.FAIL, _missing(ctx, name)
         tags = {tag["Key"]: tag["Value"] for tag in found.get("Tags", [])}
         facts.extra["tag_key_id"] = tags.get(secret.TAG_KEY_ID, "")
         facts.extra["secret_arn"] = found["ARN"]
@@ -106,7 +106,7 @@ def secret_holds_key(ctx: Context, facts: Facts, get_secret: bool) -> tuple[Stat
         return Status.SKIP, f"{name} exists; value not read (--no-get-secret)"
     state = secret.read(ctx, name)
     if state is None:
-        return Status.FAIL, f"secret {name} does not exist (run gcpfargate bootstrap)"
+        return Status.FAIL, _missing(ctx, name)
     facts.secret = state
     facts.extra["secret_arn"] = state.arn
     facts.extra["kms_key_id"] = state.kms_key_id  # the key that encrypts it, not the configured one
@@ -123,6 +123,40 @@ def secret_holds_key(ctx: Context, facts: Facts, get_secret: bool) -> tuple[Stat
             f"{tagged[:12] or 'nothing'}… (the next bootstrap or rotate-key repairs the tag)"
         )
     return Status.OK, f"{name} holds key {state.key.key_id[:12]}… of {expected}"
+
+
+def _missing(ctx: Context, name: str) -> str:
+    """Why the secret is missing here: another configured environment (region) may hold it, and
+    a bootstrap here would then mint a second key and secret."""
+    settings, region = ctx.settings, ctx.aws.region
+    for env_name, overlay in settings.environments.items():
+        if env_name == settings.environment:
+            continue
+        there = str(overlay.get("aws.region") or "")
+        secret_name = str(overlay.get("secret.name") or name)
+        if not there or there == region:
+            continue
+        from gcpfargate.clients.aws import AwsClients
+
+        elsewhere = AwsClients(region=there, profile=str(overlay.get("aws.profile") or ""))
+        try:
+            found = elsewhere.find(
+                "secretsmanager",
+                "describe_secret",
+                "ResourceNotFoundException",
+                f"read secret {secret_name} in {there}",
+                SecretId=secret_name,
+            )
+        except AwsError:
+            continue
+        if found is not None:
+            return (
+                f"secret {name} does not exist in {region}; environment {env_name} has "
+                f"{secret_name} in {there} (run with --environment {env_name}, or bootstrap here "
+                "only to deploy a separate copy)"
+            )
+    here = f" (environment {settings.environment})" if settings.environment else ""
+    return f"secret {name} does not exist in {region}{here} (run gcpfargate bootstrap)"
 
 
 def _key_id(facts: Facts) -> str:
