@@ -119,8 +119,10 @@ def record(ctx: Context, found: AccountKeys, states: dict[str, str]) -> None:
             Tags=[{"Key": f"{TAG_OWNED}{key_id}", "Value": v} for key_id, v in states.items()],
         )
     except AwsError as exc:
+        what = "the retired keys" if set(states.values()) == {RETIRED} else "keys"
         ctx.reporter.warn(
-            f"could not record keys {', '.join(states)} on the secret ({exc.message})"
+            f"could not record {what} {', '.join(states)} on the secret ({exc.message}); the "
+            "next run records them"
         )
         return
     found.owned.update(states)
