@@ -45,7 +45,16 @@ from gcpfargate.iam import policy, propagation, roles
 from gcpfargate.settings import own_role_name
 
 SCHEDULER_PRINCIPAL = "scheduler.amazonaws.com"
+# The role is global, the family and cluster it may run are regional: one policy per region, so a
+# schedule in another region adds its grant instead of replacing this one. The single policy of
+# older versions keeps its name and is removed once it grants nothing outside this region.
 ROLE_POLICY_NAME = "gcpfargate-run-task"
+
+
+def role_policy_name(region: str) -> str:
+    return f"{ROLE_POLICY_NAME}-{region}"
+
+
 # Retry a failed invocation (throttled RunTask, no capacity) for up to an hour, a few times.
 RETRY_POLICY = {"MaximumEventAgeInSeconds": 3600, "MaximumRetryAttempts": 3}
 DEFAULT_NEXT = 5
@@ -264,7 +273,8 @@ def ensure_role(
         return roles.RoleOutcome(configured, created=False, changed=False)
     name = scheduler_role_name(ctx)
     trust = trust_policy(ctx.aws.account_id)
-    return roles.ensure_own(
+    inline_name = role_policy_name(ctx.aws.region)
+    outcome = roles.ensure_own(
         ctx,
         roles.OwnRole(
             name=name,
@@ -272,11 +282,39 @@ def ensure_role(
             summary=f"trusts {SCHEDULER_PRINCIPAL}; may run {family_arn} and pass {', '.join(pass_roles) or 'no roles'}",
             trust=trust,
             trusted=lambda document: roles.same_statements(document, trust),
-            inline_name=ROLE_POLICY_NAME,
+            inline_name=inline_name,
             inline=run_task_policy(family_arn, cluster, pass_roles),
-            inline_action=f"set policy {ROLE_POLICY_NAME} of role {name}",
+            inline_action=f"set policy {inline_name} of role {name}",
         ),
     )
+    if outcome.changed and not outcome.created and not ctx.dry_run:
+        _retire_single_policy(ctx, name)
+    return outcome
+
+
+def _retire_single_policy(ctx: Context, role: str) -> None:
+    """Remove the older single run-task policy when everything it grants is in this region."""
+    document = roles.get_inline_policy(ctx, role, ROLE_POLICY_NAME)
+    if document is None:
+        return
+    resources = [
+        str(arn)
+        for statement in policy.statements([document])
+        for arn in (
+            [statement.get("Resource")]
+            if isinstance(statement.get("Resource"), str)
+            else statement.get("Resource") or []
+        )
+        if ":ecs:" in str(arn)
+    ]
+    if all(arn.split(":")[3] == ctx.aws.region for arn in resources):
+        ctx.aws.call(
+            "iam",
+            "delete_role_policy",
+            f"remove policy {ROLE_POLICY_NAME} of role {role}",
+            RoleName=role,
+            PolicyName=ROLE_POLICY_NAME,
+        )
 
 
 # -- the schedule ----------------------------------------------------------------------------
