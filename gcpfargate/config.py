@@ -5,7 +5,13 @@ default**. Every key `section.key` has the environment variable `GCPFARGATE_<SEC
 (table keys such as `task.vars` and `image.build_args` come from the file only); an empty variable
 counts as unset. Flags arrive as `Overrides`, by `section.key`. Unknown sections and keys are
 rejected by name, so a typo never silently falls back to a default. Missing required keys are
-reported together, in one message, by `Settings.require`. The schema itself, and the typed
+reported together, in one message, by `Settings.require`.
+
+Environments: `[environments.<name>.<section>]` tables overlay any file setting (region, profile,
+family, secret name, vars, service, schedule, run…) when `--environment NAME` or
+`GCPFARGATE_ENVIRONMENT` selects them; they sit between the file's own values and the environment
+variables: **flag > environment variable > selected environment > config file > default**. Every
+environment is checked for unknown keys whether selected or not. The schema itself, and the typed
 object code reads, are in `gcpfargate.settings`.
 """
 
@@ -32,9 +38,12 @@ __all__ = [
 ]
 
 CONFIG_ENV = "GCPFARGATE_CONFIG"
+ENVIRONMENT_ENV = "GCPFARGATE_ENVIRONMENT"
+ENVIRONMENTS = "environments"
 # GCPFARGATE_* variables that are not settings (endpoint overrides and the config path).
 _NON_SETTING_ENV = {
     CONFIG_ENV,
+    ENVIRONMENT_ENV,
     "GCPFARGATE_ECR_REGISTRY",
     "GCPFARGATE_CALL_LOG",
     "GCPFARGATE_IAM_REST_ENDPOINT",
@@ -76,14 +85,25 @@ def load_settings(
     environ: Mapping[str, str] | None = None,
     overrides: Overrides | None = None,
     read_file: bool = True,
+    environment: str | None = None,
 ) -> Settings:
-    """Build settings from file, environment and flags (`overrides`, by `section.key`).
+    """Build settings from file, environment and flags (`overrides`, by `section.key`);
+    `environment` (else GCPFARGATE_ENVIRONMENT) selects an `[environments.<name>]` overlay.
 
     `read_file=False` leaves the file out (`init --force` replacing a file that does not load).
     """
     environ = os.environ if environ is None else environ
     path = _find_config(config_path, environ) if read_file else None
-    file_values = _read_file(path) if path else {}
+    file_values, environments = _read_file(path) if path else ({}, {})
+    chosen = environment or environ.get(ENVIRONMENT_ENV) or ""
+    if chosen:
+        if chosen not in environments:
+            known = ", ".join(environments) or "none"
+            raise ConfigError(
+                f"environment {chosen!r} is not defined in {path or CONFIG_FILE} (defined: {known})",
+                f"Add an [environments.{chosen}] table, or pick one of those",
+            )
+        file_values = {**file_values, **environments[chosen]}
     env_values = _read_env(environ)
     flag_values = _read_flags(overrides or {})
 
@@ -112,7 +132,14 @@ def load_settings(
                 values[key] = spec.normalise(values[key])
         sections[section] = SECTIONS[section](**values)
     base_dir = path.parent.resolve() if path else Path.cwd()
-    return Settings(**sections, sources=sources, config_path=path, base_dir=base_dir)
+    return Settings(
+        **sections,
+        sources=sources,
+        config_path=path,
+        base_dir=base_dir,
+        environment=chosen,
+        environments={name: dict(values) for name, values in environments.items()},
+    )
 
 
 def _find_config(
@@ -153,7 +180,8 @@ def _not_a_config_file(path: Path) -> ConfigError:
     )
 
 
-def _read_file(path: Path) -> dict[str, Any]:
+def _read_file(path: Path) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """The file's settings, flat by `section.key`, and each environment's overlay likewise."""
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
@@ -167,16 +195,32 @@ def _read_file(path: Path) -> dict[str, Any]:
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read {path}: {exc}") from None
+    environments: dict[str, dict[str, Any]] = {}
+    overlays = data.pop(ENVIRONMENTS, {})
+    if not isinstance(overlays, dict):
+        raise ConfigError(f"{ENVIRONMENTS} in {path} must be a table ([{ENVIRONMENTS}.NAME])")
+    for name, overlay in overlays.items():
+        if not isinstance(overlay, dict):
+            raise ConfigError(f"{ENVIRONMENTS}.{name} in {path} must be a table")
+        environments[name] = _flatten(overlay, path, f"{ENVIRONMENTS}.{name}.")
+    return _flatten(data, path, ""), environments
+
+
+def _flatten(data: dict[str, Any], path: Path, prefix: str) -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for section, table in data.items():
         if section not in SCHEMA:
-            raise ConfigError(f"unknown section [{section}] in {path}{_suggest(section, SCHEMA)}")
+            raise ConfigError(
+                f"unknown section [{prefix}{section}] in {path}{_suggest(section, SCHEMA)}"
+            )
         if not isinstance(table, dict):
-            raise ConfigError(f"{section} in {path} must be a table ([{section}])")
+            raise ConfigError(f"{prefix}{section} in {path} must be a table ([{section}])")
         for key, value in table.items():
             dotted = f"{section}.{key}"
             if key not in SCHEMA[section]:
-                raise ConfigError(f"unknown key {dotted} in {path}{_suggest(key, SCHEMA[section])}")
+                raise ConfigError(
+                    f"unknown key {prefix}{dotted} in {path}{_suggest(key, SCHEMA[section])}"
+                )
             flat[dotted] = _check_type(dotted, value, SCHEMA[section][key], f"in {path}")
     return flat
 

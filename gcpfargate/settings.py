@@ -308,6 +308,9 @@ class Settings:
     )  # `section.key` → flag/env/file/default
     config_path: Path | None = None
     base_dir: Path = field(default_factory=Path.cwd)
+    environment: str = ""  # the selected [environments.<name>] overlay ("" for none)
+    # every environment's overlay by `section.key`, so doctor can say where a secret lives
+    environments: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def require(self, *dotted: str) -> None:
         """Raise one error naming every key in `dotted` (`section.key`) that has no value."""

@@ -37,7 +37,7 @@ for _command in app.registered_commands:
 
 # Options that belong to the top-level callback but may be written after the command name
 # (`gcpfargate bootstrap --output json`): they are moved in front before parsing.
-_GLOBAL_WITH_VALUE = {"--config", "--region", "--profile", "--output", "-o"}
+_GLOBAL_WITH_VALUE = {"--config", "--region", "--profile", "--environment", "--output", "-o"}
 _GLOBAL_FLAGS = {"--verbose", "-v", "--debug", "--strict"}
 
 

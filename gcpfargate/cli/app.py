@@ -73,6 +73,7 @@ class State:
     config: str | None = None
     region: str | None = None
     profile: str | None = None
+    environment: str | None = None
     output: str = "text"
     strict: bool = False
     verbose: bool = False
@@ -96,7 +97,9 @@ class State:
             "aws.profile": self.profile,
             **(overrides or {}),
         }
-        return load_settings(self.config, overrides=flags, read_file=read_file)
+        return load_settings(
+            self.config, overrides=flags, read_file=read_file, environment=self.environment
+        )
 
     def context(
         self, dry_run: bool = False, overrides: Overrides | None = None, read_file: bool = True
@@ -146,6 +149,15 @@ def global_options(
         str | None,
         typer.Option("--profile", metavar="NAME", show_default=False, help="AWS profile."),
     ] = None,
+    environment: Annotated[
+        str | None,
+        typer.Option(
+            "--environment",
+            metavar="NAME",
+            show_default=False,
+            help="Apply [environments.NAME] of the config (env GCPFARGATE_ENVIRONMENT).",
+        ),
+    ] = None,
     output: Annotated[
         OutputFormat,
         typer.Option(
@@ -169,6 +181,7 @@ def global_options(
     ] = False,
 ) -> None:
     STATE.config, STATE.region, STATE.profile = config, region, profile
+    STATE.environment = environment
     STATE.output, STATE.verbose, STATE.debug, STATE.strict = output.value, verbose, debug, strict
     STATE._console = None
 

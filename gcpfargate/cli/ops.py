@@ -98,7 +98,7 @@ def _confirm(yes: bool) -> Callable[[list[PruneEntry]], bool]:
             return False
         return typer.confirm(
             f"Delete {len(entries)} key(s) no secret version uses: "
-            f"{', '.join(entry.key_id for entry in entries)}?",
+            f"{', '.join(entry.key_id + (' (foreign)' if entry.foreign else '') for entry in entries)}?",
             err=True,
         )
 
@@ -111,12 +111,23 @@ def prune_keys(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Only list the keys; delete nothing.")
     ] = False,
+    key: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--key",
+            metavar="KEY_ID",
+            help="Delete exactly this key (repeatable), even a foreign one; refused while a "
+            "secret version holds it.",
+        ),
+    ] = None,
 ) -> None:
-    """Delete the account's user-managed keys that no labelled version of any gcpfargate secret holds.
+    """Delete the keys gcpfargate created for this secret that no labelled version holds any more.
 
-    Lists each (id, age, state, why unreferenced) first. Never deletes a key younger than 24 h and
-    never creates one, so it works at 10 of 10 keys. Deleting needs a confirmation on a terminal or
-    --yes; without either it exits 2 and deletes nothing.
+    Lists each (id, age, state, why) first, foreign keys too: keys this secret never recorded
+    (another region's or account's secret, a person's key), which are never deleted unless named
+    with --key. Never deletes one of its own keys younger than 24 h and never creates one, so it
+    works at 10 of 10 keys. Deleting needs a confirmation on a terminal or --yes; without either it
+    exits 2 and deletes nothing.
     """
     from gcpfargate.credentials.key import keys
     from gcpfargate.credentials.key.lifecycle import prune
@@ -125,14 +136,17 @@ def prune_keys(
     ctx.settings.require("gcp.project", "gcp.service_account")
     account = keys.resolve_account(ctx, [])
     name = ctx.settings.secret_name
-    plan = prune(ctx, account.email, name, confirm=None, dry_run=True)
+    named = key or []
+    plan = prune(ctx, account.email, name, confirm=None, dry_run=True, named=named)
     out = STATE.console
     for entry in plan.keys:
         age = "?" if entry.age_hours is None else f"{entry.age_hours:.0f} h"
         out.info(f"{entry.key_id}  {age:>7}  {entry.state:<8}  {entry.why}  → {entry.action}")
     if not plan.keys:
         out.info(f"no unreferenced keys of {account.email}")
-    result = plan if dry_run else prune(ctx, account.email, name, confirm=_confirm(yes))
+    result = (
+        plan if dry_run else prune(ctx, account.email, name, confirm=_confirm(yes), named=named)
+    )
     out.show(result)
 
 

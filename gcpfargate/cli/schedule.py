@@ -77,6 +77,14 @@ def schedule_command(
         bool,
         typer.Option("--show", help="Show the current schedule and its next runs; change nothing."),
     ] = False,
+    adopt: Annotated[
+        bool,
+        typer.Option(
+            "--adopt",
+            help="Update or delete a schedule gcpfargate did not create (it then carries "
+            "gcpfargate's mark).",
+        ),
+    ] = False,
     pin_revision: Annotated[
         bool,
         typer.Option(
@@ -118,7 +126,7 @@ def schedule_command(
     if show:
         result = schedule.show(ctx, count=next_count)
     elif delete:
-        result = schedule.delete(ctx)
+        result = schedule.delete(ctx, adopt=adopt)
     else:
         result = schedule.apply(
             ctx,
@@ -126,5 +134,6 @@ def schedule_command(
             pin_revision=pin_revision,
             count=next_count,
             overrides=task_overrides,
+            adopt=adopt,
         )
     STATE.console.show(result, dry_run)

@@ -146,6 +146,8 @@ def _list(result: DeregisterResult, say: Any) -> None:
         say(f"keep        {short(arn)}  ({result.reasons[arn]})")
     for arn in result.deregister:
         say(f"deregister  {short(arn)}")
+    for image, pinned_by in (result.image_pins or {}).items():
+        say(f"keep image  {image}  (pinned by {'; '.join(pinned_by)})")
     for image in result.images:
         say(f"delete      {image}")
     images = f" and {len(result.images)} image(s)" if result.images else ""

@@ -14,6 +14,7 @@ from gcpfargate.cli.app import STATE, DryRun, app
 if TYPE_CHECKING:
     from gcpfargate.config import Overrides
     from gcpfargate.core.context import Context
+    from gcpfargate.settings import Settings
 
 Image = Annotated[
     str | None,
@@ -39,12 +40,22 @@ def register_task(image: Image = None, template: Template = None, dry_run: DryRu
     STATE.console.show(run_register(ctx, image), dry_run)
 
 
+def _say_environment(settings: Settings) -> None:
+    """Name the environment a render or diff describes (on stderr: stdout is the result)."""
+    if settings.environment:
+        region = settings.aws.region or "the default region"
+        STATE.console.info(
+            f"environment {settings.environment}: family {settings.family} in {region}"
+        )
+
+
 @app.command()
 def render(image: Image = None, template: Template = None) -> None:
     """Print the final task definition register-task would send (no AWS writes)."""
     from gcpfargate.taskdef.register import RenderResult, render_definition
 
     context = STATE.context(overrides={"task.template": template})
+    _say_environment(context.settings)
     STATE.console.show(RenderResult(render_definition(context, image, show_rendered=True)))
 
 
@@ -53,7 +64,9 @@ def diff(image: Image = None, template: Template = None) -> None:
     """Unified diff of the latest ACTIVE revision vs render; exit 1 when they differ."""
     from gcpfargate.taskdef.register import diff_definition
 
-    result = diff_definition(STATE.context(overrides={"task.template": template}), image)
+    context = STATE.context(overrides={"task.template": template})
+    _say_environment(context.settings)
+    result = diff_definition(context, image)
     STATE.console.show(result)
     if result.changed:
         raise typer.Exit(1)

@@ -250,8 +250,8 @@ class IamAdmin:
                 # The answer was lost, not necessarily the key: say how to find and remove it.
                 raise GcpError(
                     exc.message,
-                    "A key may have been created anyway; the next rotate-key disables "
-                    "it and `gcpfargate prune-keys` deletes it a day later",
+                    "A key may have been created anyway: gcpfargate looked for a key created "
+                    "since and deleted it, or named it above with the command to delete it",
                 ).with_code(exc.code) from None
             raise
         try:

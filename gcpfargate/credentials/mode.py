@@ -69,7 +69,7 @@ class CredentialMode(Protocol):
         """Images the mode's task needs beside the job's own (pushed, recorded on `pushed`)."""
         ...
 
-    def execution_role_policy(self) -> str | None:
+    def execution_role_policy(self, ctx: Context) -> str | None:
         """The inline policy gcpfargate keeps on the execution role, if any (read ahead)."""
         ...
 

@@ -46,7 +46,11 @@ def deploy(
     mode = mode_for(ctx.settings)
     rendered, region = _local_checks(ctx)
     if not ctx.dry_run:
-        _read_ahead(ctx, rendered, region, mode.execution_role_policy())
+        _read_ahead(ctx, rendered, region, mode.execution_role_policy(ctx))
+    # A service ECS will not move by UpdateService (CODE_DEPLOY, EXTERNAL) is refused before anything
+    # is created or registered.
+    with _step("service"):
+        described = service.preflight(ctx)
     results: dict[str, Any] = {}
     building = None if ctx.dry_run else _BackgroundBuild(ctx, allow_embedded_credentials, tag)
     try:
@@ -76,7 +80,9 @@ def deploy(
         )
     if service.configured(ctx) is not None:  # [service]: roll it to the latest revision and wait
         with _step("service"):
-            results["service"] = service.roll_out(ctx, results["register-task"].task_definition_arn)
+            results["service"] = service.roll_out(
+                ctx, results["register-task"].task_definition_arn, described=described
+            )
     with _step("bootstrap"):
         mode.after_rollout(ctx, booted, retire)
     return DeployResult(results)

@@ -86,7 +86,8 @@ def _cause(exc: GcpfargateError) -> str:
 def _config(ctx: Context, facts: Facts) -> tuple[Status, str]:
     ctx.settings.require("gcp.project", "gcp.service_account", "task.family")
     where = ctx.settings.config_path or "environment"
-    return Status.OK, f"settings from {where}"
+    chosen = f", environment {ctx.settings.environment}" if ctx.settings.environment else ""
+    return Status.OK, f"settings from {where}{chosen}"
 
 
 def _aws_identity(ctx: Context, facts: Facts) -> tuple[Status, str]:

@@ -18,6 +18,10 @@ Decisions worth knowing:
 - **Sticky expression and time zone.** When no expression is configured (no flag, variable or
   file value) an existing schedule keeps its expression, so `gcpfargate schedule --disable` just
   disables it; likewise an unconfigured time zone is kept, so `--rate "1 hour"` keeps Asia/Tokyo.
+- **Ownership.** A schedule gcpfargate writes carries the mark `(managed by gcpfargate)` at the end
+  of its description. One without it (another team's, one made by hand, a typo in schedule.name)
+  is never updated or deleted: exit 2, naming it; `--adopt` takes it over deliberately (the update
+  writes the mark).
 - **Delete** removes the schedule only; the scheduler role stays (it may serve other schedules).
 - **Next runs** are computed locally (`gcpfargate.ecs.cron`); rate schedules count from the
   schedule's start date or its last modification, as EventBridge Scheduler does.
@@ -36,15 +40,42 @@ from gcpfargate.core.context import Context
 from gcpfargate.ecs import cluster as ecs
 from gcpfargate.ecs import cron
 from gcpfargate.ecs.overrides import TaskOverrides, ecs_overrides
-from gcpfargate.errors import AwsError, ConfigError
+from gcpfargate.errors import AwsError, ConfigError, UsageError
 from gcpfargate.iam import policy, propagation, roles
 from gcpfargate.settings import own_role_name
 
 SCHEDULER_PRINCIPAL = "scheduler.amazonaws.com"
+# The role is global, the family and cluster it may run are regional: one policy per region, so a
+# schedule in another region adds its grant instead of replacing this one. The single policy of
+# older versions keeps its name and is removed once it grants nothing outside this region.
 ROLE_POLICY_NAME = "gcpfargate-run-task"
+
+
+def role_policy_name(region: str) -> str:
+    return f"{ROLE_POLICY_NAME}-{region}"
+
+
 # Retry a failed invocation (throttled RunTask, no capacity) for up to an hour, a few times.
 RETRY_POLICY = {"MaximumEventAgeInSeconds": 3600, "MaximumRetryAttempts": 3}
 DEFAULT_NEXT = 5
+OWNED_MARK = "(managed by gcpfargate)"  # ends the description of every schedule gcpfargate writes
+
+
+def owned(schedule: dict[str, Any]) -> bool:
+    return str(schedule.get("Description") or "").endswith(OWNED_MARK)
+
+
+def refuse_foreign(schedule: dict[str, Any] | None, verb: str, adopt: bool) -> None:
+    """Stop before changing a schedule gcpfargate did not create, unless adopting it is asked."""
+    if schedule is None or adopt or owned(schedule):
+        return
+    name, group = schedule.get("Name"), schedule.get("GroupName") or "default"
+    raise UsageError(
+        f"schedule {name} in group {group} was not created by gcpfargate (its description lacks "
+        f"the mark {OWNED_MARK!r}); refusing to {verb} it",
+        "Set schedule.name (--name) to a schedule of your own, or pass --adopt to take this one "
+        "over deliberately",
+    )
 
 
 @dataclass
@@ -245,7 +276,8 @@ def ensure_role(
         return roles.RoleOutcome(configured, created=False, changed=False)
     name = scheduler_role_name(ctx)
     trust = trust_policy(ctx.aws.account_id)
-    return roles.ensure_own(
+    inline_name = role_policy_name(ctx.aws.region)
+    outcome = roles.ensure_own(
         ctx,
         roles.OwnRole(
             name=name,
@@ -253,11 +285,39 @@ def ensure_role(
             summary=f"trusts {SCHEDULER_PRINCIPAL}; may run {family_arn} and pass {', '.join(pass_roles) or 'no roles'}",
             trust=trust,
             trusted=lambda document: roles.same_statements(document, trust),
-            inline_name=ROLE_POLICY_NAME,
+            inline_name=inline_name,
             inline=run_task_policy(family_arn, cluster, pass_roles),
-            inline_action=f"set policy {ROLE_POLICY_NAME} of role {name}",
+            inline_action=f"set policy {inline_name} of role {name}",
         ),
     )
+    if outcome.changed and not outcome.created and not ctx.dry_run:
+        _retire_single_policy(ctx, name)
+    return outcome
+
+
+def _retire_single_policy(ctx: Context, role: str) -> None:
+    """Remove the older single run-task policy when everything it grants is in this region."""
+    document = roles.get_inline_policy(ctx, role, ROLE_POLICY_NAME)
+    if document is None:
+        return
+    resources = [
+        str(arn)
+        for statement in policy.statements([document])
+        for arn in (
+            [statement.get("Resource")]
+            if isinstance(statement.get("Resource"), str)
+            else statement.get("Resource") or []
+        )
+        if ":ecs:" in str(arn)
+    ]
+    if all(arn.split(":")[3] == ctx.aws.region for arn in resources):
+        ctx.aws.call(
+            "iam",
+            "delete_role_policy",
+            f"remove policy {ROLE_POLICY_NAME} of role {role}",
+            RoleName=role,
+            PolicyName=ROLE_POLICY_NAME,
+        )
 
 
 # -- the schedule ----------------------------------------------------------------------------
@@ -300,8 +360,10 @@ def apply(
     count: int = DEFAULT_NEXT,
     sleep: Callable[[float], None] = time.sleep,
     overrides: TaskOverrides | None = None,
+    adopt: bool = False,
 ) -> ScheduleResult:
-    """Create or update the schedule so it matches the settings; no write when it already does."""
+    """Create or update the schedule so it matches the settings; no write when it already does.
+    A schedule without gcpfargate's mark is refused unless `adopt`."""
     settings = ctx.settings
     settings.require("task.family")
     name, group = schedule_name(ctx), settings.schedule.group
@@ -319,6 +381,7 @@ def apply(
 
     with ctx.reporter.step(f"Reading schedule {name} and the task"):
         current = get_schedule(ctx, name, group)
+        refuse_foreign(current, "update", adopt)
         if expression is None:
             if current is None:
                 settings.require("schedule.expression")
@@ -347,7 +410,7 @@ def apply(
         "ScheduleExpressionTimezone": timezone,
         "FlexibleTimeWindow": {"Mode": "OFF"},
         "State": "DISABLED" if disable else "ENABLED",
-        "Description": f"Runs ECS task {settings.family} on {cluster_name} (managed by gcpfargate)",
+        "Description": f"Runs ECS task {settings.family} on {cluster_name} {OWNED_MARK}",
         "Target": {
             "Arn": target_cluster,
             "RoleArn": role.arn,
@@ -461,11 +524,13 @@ def _write(
     )
 
 
-def delete(ctx: Context) -> ScheduleResult:
-    """Delete the schedule (not the scheduler role); no write when it does not exist."""
+def delete(ctx: Context, adopt: bool = False) -> ScheduleResult:
+    """Delete the schedule (not the scheduler role); no write when it does not exist. A schedule
+    without gcpfargate's mark is refused unless `adopt`."""
     ctx.settings.require("task.family")
     name, group = schedule_name(ctx), ctx.settings.schedule.group
     current = get_schedule(ctx, name, group)
+    refuse_foreign(current, "delete", adopt)
     if current is None:
         ctx.reporter.info(f"schedule {name} does not exist in group {group}; nothing to delete")
         return ScheduleResult(

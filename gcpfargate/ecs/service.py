@@ -25,7 +25,7 @@ from typing import Any
 
 from gcpfargate.core.context import Context
 from gcpfargate.core.report import duration
-from gcpfargate.errors import AwsError, ConfigError, OperationError
+from gcpfargate.errors import AwsError, ConfigError, OperationError, UsageError
 
 POLL_FIRST_SECONDS = 2.0
 POLL_LONGEST_SECONDS = 10.0
@@ -161,6 +161,46 @@ def require_active(service: dict[str, Any], ref: ServiceRef) -> None:
             f"ECS service {ref.name} in cluster {ref.cluster} is {status}, not ACTIVE",
             "ECS deploys only to an ACTIVE service: recreate it, or fix service.name",
         )
+
+
+# What ECS accepts instead of UpdateService(taskDefinition / forceNewDeployment) for a service under
+# another deployment controller (API_UpdateService: "only the desired count, …" can be updated).
+_CONTROLLER_WAY = {
+    "CODE_DEPLOY": "deploy it with AWS CodeDeploy (aws deploy create-deployment)",
+    "EXTERNAL": "deploy it with a new task set (aws ecs create-task-set)",
+}
+
+
+def controller_refusal(service: dict[str, Any], ref: ServiceRef) -> str:
+    """Why gcpfargate cannot move this service to a new revision ("" when it can)."""
+    controller = str((service.get("deploymentController") or {}).get("type") or "ECS")
+    if controller == "ECS":
+        return ""
+    way = _CONTROLLER_WAY.get(controller, "use its own deployment tooling")
+    return (
+        f"ECS service {ref.name} in cluster {ref.cluster} uses the {controller} deployment "
+        f"controller, so ECS refuses to give it a new task definition through UpdateService; {way}"
+    )
+
+
+def require_ecs_controller(service: dict[str, Any], ref: ServiceRef) -> None:
+    why = controller_refusal(service, ref)
+    if why:
+        raise UsageError(
+            why, "Or set [service] to a service that uses the ECS deployment controller"
+        )
+
+
+def preflight(ctx: Context) -> dict[str, Any] | None:
+    """deploy's look at the configured service before anything is created or registered: it must
+    exist, be ACTIVE and be deployable by UpdateService. Its description travels on to roll_out."""
+    ref = configured(ctx)
+    if ref is None:
+        return None
+    with ctx.reporter.step(f"Reading ECS service {ref.name}"):
+        service = describe(ctx, ref)
+    require_ecs_controller(service, ref)
+    return service
 
 
 def update(ctx: Context, ref: ServiceRef, **params: Any) -> dict[str, Any]:
@@ -446,13 +486,22 @@ def _unfinished(
 
 
 def roll_out(
-    ctx: Context, task_definition_arn: str, sleep: Sleep = time.sleep, clock: Clock = time.monotonic
+    ctx: Context,
+    task_definition_arn: str,
+    sleep: Sleep = time.sleep,
+    clock: Clock = time.monotonic,
+    described: dict[str, Any] | None = None,
 ) -> ServiceResult:
     """deploy's last step: move the configured service to `task_definition_arn` (the family's latest
-    ACTIVE revision; "" in a dry run that would register one) unless it runs it already."""
+    ACTIVE revision; "" in a dry run that would register one) unless it runs it already.
+    `described`: the service as `preflight` read it."""
     ref = require_configured(ctx)
-    with ctx.reporter.step(f"Reading ECS service {ref.name}"):
-        service = describe(ctx, ref)
+    if described is not None:
+        service = described
+    else:
+        with ctx.reporter.step(f"Reading ECS service {ref.name}"):
+            service = describe(ctx, ref)
+        require_ecs_controller(service, ref)
     current = str(service.get("taskDefinition") or "")
     result = ServiceResult(
         ref.name,
@@ -500,6 +549,7 @@ def roll_services(
     for ref in refs:
         service = describe(ctx, ref)
         require_active(service, ref)
+        require_ecs_controller(service, ref)
         current = str(service.get("taskDefinition") or "")
         result = ServiceResult(
             ref.name, ref.cluster, str(service.get("serviceArn", "")), current, current

@@ -3,13 +3,20 @@
 The manual recipe forgets it; a task then fails at start with ResourceInitializationError. Here
 the role is created or corrected (when gcpfargate owns it) or judged from its own policies (when
 the user brought one), and `--grant` adds the one inline policy it needs.
+
+IAM roles are global while secrets are regional: the same family deployed in two regions (or
+two secrets) shares one role. So each secret gets an inline policy of its own
+(`policy.secret_policy_name`), written only by deploys of that secret; another secret's policy is
+removed only once the secret it names no longer exists.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from gcpfargate.core.context import Context
+from gcpfargate.errors import AwsError
 from gcpfargate.iam import policy, roles
 
 
@@ -44,6 +51,7 @@ def ensure(ctx: Context, secret_arn: str, kms_key_arn: str = "", grant: bool = F
     name = ctx.settings.execution_role_name
     # Keyless mode (secret_arn ""): no secret to read, so the inline policy is neither added nor removed.
     inline = policy.secret_access_policy(secret_arn, kms_key_arn) if secret_arn else None
+    inline_name = secret_policy_name(ctx, secret_arn)
     own = roles.ensure_own(
         ctx,
         roles.OwnRole(
@@ -53,13 +61,86 @@ def ensure(ctx: Context, secret_arn: str, kms_key_arn: str = "", grant: bool = F
             + ("; may read the secret" if secret_arn else ""),
             trust=policy.trust_policy(),
             trusted=lambda document: policy.trusts(document, policy.ECS_TASKS_PRINCIPAL),
-            inline_name=policy.INLINE_POLICY_NAME,
+            inline_name=inline_name,
             inline=inline,
             inline_action=f"grant role {name} read access to the secret",
             managed=(managed_policy_arn(ctx),),
         ),
     )
+    if inline is not None and own.changed and not ctx.dry_run:
+        tidy(ctx, name, inline_name)
     return RoleResult(arn=own.arn, changed=own.changed)
+
+
+def secret_policy_name(ctx: Context, secret_arn: str) -> str:
+    """The inline policy of this secret (before it exists, of the configured name in this region)."""
+    region, name = policy.secret_of_arn(secret_arn)
+    if not region:
+        region, name = ctx.aws.region, ctx.settings.secret_name
+    return policy.secret_policy_name(region, name)
+
+
+def tidy(ctx: Context, role: str, keep: str) -> None:
+    """After writing policy `keep`: split the older single policy into one per secret, and remove
+    policies of this region whose secret no longer exists. Never touches another region's policy:
+    only a deploy there can tell whether its secret still exists."""
+    names = ctx.aws.paginate(
+        "iam", "list_role_policies", "PolicyNames", f"list policies of {role}", RoleName=role
+    )
+    region = ctx.aws.region
+    for name in names:
+        if name == keep:
+            continue
+        if name == policy.INLINE_POLICY_NAME:
+            document = roles.get_inline_policy(ctx, role, name)
+            for arn in policy.secret_arns(document) if document is not None else []:
+                slot = policy.secret_policy_name(*policy.secret_of_arn(arn))
+                if slot in (keep, *names) or not _exists(ctx, arn, region):
+                    continue
+                roles.put_inline_policy(
+                    ctx, role, slot, _as_dict(document), f"keep role {role}'s grant of {arn}"
+                )
+            _delete(ctx, role, name)
+        elif name.startswith(f"{policy.SECRET_POLICY_PREFIX}{region}-"):
+            document = roles.get_inline_policy(ctx, role, name)
+            arns = policy.secret_arns(document) if document is not None else []
+            if arns and not any(_exists(ctx, arn, region) for arn in arns):
+                _delete(ctx, role, name)
+
+
+def _exists(ctx: Context, arn: str, region: str) -> bool:
+    """False only when Secrets Manager says the secret is gone; anything unsure counts as there."""
+    secret_region, _ = policy.secret_of_arn(arn)
+    if secret_region != region or arn.split(":")[4] != ctx.aws.account_id:
+        return True
+    try:
+        found = ctx.aws.find(
+            "secretsmanager",
+            "describe_secret",
+            "ResourceNotFoundException",
+            f"read secret {arn}",
+            SecretId=arn,
+        )
+    except AwsError:
+        return True
+    return found is not None
+
+
+def _as_dict(document: Any) -> dict[str, Any]:
+    return {"Version": "2012-10-17", "Statement": policy.statements([document])}
+
+
+def _delete(ctx: Context, role: str, name: str) -> None:
+    try:
+        ctx.aws.call(
+            "iam",
+            "delete_role_policy",
+            f"remove policy {name} of role {role}",
+            RoleName=role,
+            PolicyName=name,
+        )
+    except AwsError as exc:
+        ctx.reporter.detail(f"could not remove policy {name} of role {role} ({exc.message})")
 
 
 def _check_given(
@@ -83,7 +164,7 @@ def _check_given(
         roles.put_inline_policy(
             ctx,
             name,
-            policy.INLINE_POLICY_NAME,
+            secret_policy_name(ctx, secret_arn),
             policy.secret_access_policy(secret_arn, kms_key_arn),
             f"grant role {name} read access to the secret",
         )

@@ -8,6 +8,7 @@ Used by bootstrap (warn before a task fails to start), doctor and run-local.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import urllib.parse
@@ -19,7 +20,10 @@ from typing import Any
 
 EXECUTION_ROLE_POLICY_ARN_SUFFIX = ":policy/service-role/AmazonECSTaskExecutionRolePolicy"
 ECS_TASKS_PRINCIPAL = "ecs-tasks.amazonaws.com"
+# The one inline policy older versions kept on the execution role, rewritten by every deploy to
+# name only its own region's secret; now split into one policy per secret (secret_policy_name).
 INLINE_POLICY_NAME = "gcpfargate-secret-access"
+SECRET_POLICY_PREFIX = "gcpfargate-secret-"
 
 
 class Decision(str, Enum):
@@ -146,3 +150,34 @@ def secret_access_policy(secret_arn: str, kms_key_arn: str = "") -> dict[str, An
             }
         )
     return {"Version": "2012-10-17", "Statement": body}
+
+
+def secret_policy_name(region: str, secret_name: str) -> str:
+    """The execution role's inline policy for one secret: one per region and secret name, so a
+    deploy in another region (IAM roles are global) adds its own and never replaces this one. A
+    secret deleted and created again under its name keeps the slot, with the new ARN."""
+    readable = re.sub(r"[^\w+=,.@-]", ".", secret_name)[:64]
+    digest = hashlib.sha256(f"{region}/{secret_name}".encode()).hexdigest()[:8]
+    return f"{SECRET_POLICY_PREFIX}{region}-{readable}-{digest}"
+
+
+def secret_of_arn(arn: str) -> tuple[str, str]:
+    """(region, secret name) of a Secrets Manager secret ARN (its 6-character suffix dropped)."""
+    parts = arn.split(":", 6)
+    if len(parts) < 7 or parts[2] != "secretsmanager":
+        return "", ""
+    name = parts[6]
+    return parts[3], re.sub(r"-[A-Za-z0-9]{6}$", "", name)
+
+
+def secret_arns(document: Any) -> list[str]:
+    """The secret ARNs a policy document lets read (GetSecretValue statements' resources)."""
+    found: list[str] = []
+    for statement in statements([document]):
+        if statement.get("Effect") != "Allow" or not _matches(
+            statement.get("Action", []), "secretsmanager:GetSecretValue", True
+        ):
+            continue
+        resources = statement.get("Resource", [])
+        found += [resources] if isinstance(resources, str) else list(resources)
+    return [arn for arn in found if ":secretsmanager:" in arn]

@@ -6,7 +6,9 @@
 - deregister keeps the newest `keep_last` ACTIVE revisions, the latest, every revision a
   deployment of the configured service uses, and the revision the configured schedule pins; it
   deregisters the rest. `images` also deletes the registry images that only deregistered
-  revisions referenced (by digest; an image a kept revision names by tag or digest stays).
+  revisions referenced (by digest), unless anything else pins the digest (taskdef/pins.py: an
+  ACTIVE revision of any family, a service deployment, a running task, a schedule). The
+  credential-shim repository, which every keyless family shares, is never a candidate.
   `--dry-run` returns exactly the list a confirmed run deletes: both use `plan_deregister`.
 """
 
@@ -21,6 +23,7 @@ from gcpfargate.core.context import Context
 from gcpfargate.ecs import service as svc
 from gcpfargate.errors import OperationError, UsageError
 from gcpfargate.image.images import held, split_image
+from gcpfargate.taskdef import pins
 
 
 def rollback(
@@ -114,6 +117,7 @@ class DeregisterResult:
     reasons: dict[str, str]  # ARN -> why it stays
     deregister: list[str]  # ARNs deregistered (or, in a dry run, to deregister), newest first
     images: list[str] = field(default_factory=list)  # repository@digest deleted (or to delete)
+    image_pins: dict[str, list[str]] | None = None  # kept candidates -> what pins them (--images)
     dry_run: bool = False
     done: bool = False  # the deregistering happened
 
@@ -127,6 +131,11 @@ class DeregisterResult:
             ],
             "deregistered": [svc.revision_of(a) for a in self.deregister],
             "images": self.images,
+            **(
+                {"images_kept": [{"image": i, "pinned_by": p} for i, p in self.image_pins.items()]}
+                if self.image_pins is not None
+                else {}
+            ),
         }
 
 
@@ -163,7 +172,10 @@ def plan_deregister(ctx: Context, keep_last: int, images: bool) -> DeregisterRes
     )
     if images and result.deregister:
         with ctx.reporter.step("Finding the images only those revisions use"):
-            result.images = _images_only_in(ctx, result.deregister, result.kept)
+            candidates = _candidates(ctx, result.deregister)
+            found = pins.image_pins(ctx, candidates, set(result.deregister)) if candidates else {}
+            result.images = sorted(c for c in candidates if c not in found)
+            result.image_pins = dict(sorted(found.items()))
     return result
 
 
@@ -189,24 +201,23 @@ def deregister(
     return plan
 
 
-def _images_only_in(ctx: Context, leaving: list[str], staying: list[str]) -> list[str]:
-    """repository@digest of our registry's images that `leaving` revisions name and `staying` do not."""
+def _candidates(ctx: Context, leaving: list[str]) -> set[str]:
+    """repository@digest of our registry's images that `leaving` revisions name, the credential-shim
+    repository left out (every keyless family runs its image)."""
+    from gcpfargate.image.shim_push import REPOSITORY as SHIM_REPOSITORY
 
-    def digests(arns: list[str]) -> set[str]:
-        found: set[str] = set()
-        for arn in arns:
-            definition = ctx.aws.call(
-                "ecs", "describe_task_definition", f"read {svc.short(arn)}", taskDefinition=arn
-            )["taskDefinition"]
-            for container in definition.get("containerDefinitions") or []:
-                host, repository, _, digest = split_image(str(container.get("image", "")))
-                if host != ctx.registry.host:
-                    continue  # not in our registry: never ours to delete
-                if not digest:  # named by tag: the image the tag points at now
-                    image = held(ctx, str(container.get("image", "")))
-                    digest = image.digest if image is not None else ""
-                if digest:
-                    found.add(f"{repository}@{digest}")
-        return found
-
-    return sorted(digests(leaving) - digests(staying))
+    found: set[str] = set()
+    for arn in leaving:
+        definition = ctx.aws.call(
+            "ecs", "describe_task_definition", f"read {svc.short(arn)}", taskDefinition=arn
+        )["taskDefinition"]
+        for container in definition.get("containerDefinitions") or []:
+            host, repository, _, digest = split_image(str(container.get("image", "")))
+            if host != ctx.registry.host or repository == SHIM_REPOSITORY:
+                continue  # not ours to delete
+            if not digest:  # named by tag: the image the tag points at now
+                image = held(ctx, str(container.get("image", "")))
+                digest = image.digest if image is not None else ""
+            if digest:
+                found.add(f"{repository}@{digest}")
+    return found

@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import Project
+from tests.conftest import REGION, Project
 from tests.stack.images import write_busybox_context
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,6 +54,13 @@ def register_variant(project: Project, change: Any) -> dict[str, Any]:
     definition = {k: v for k, v in latest(project).items() if k not in READ_ONLY}
     change(definition)
     return dict(project.aws("ecs").register_task_definition(**definition)["taskDefinition"])
+
+
+def secret_policy(project: Project, region: str = REGION) -> str:
+    """The execution role's inline policy that lets tasks read the project's secret in `region`."""
+    from gcpfargate.iam.policy import secret_policy_name
+
+    return secret_policy_name(region, project.secret_name)
 
 
 def secret_json(project: Project) -> dict[str, Any]:

@@ -8,6 +8,7 @@ import google.auth.transport.requests
 from google.oauth2 import service_account
 
 from tests.conftest import Project, assert_one_clean_line
+from tests.integration.deployed import secret_policy
 from tests.reliability.leakscan import find_keys, needles
 from tests.reliability.world import role_content, snapshot
 from tests.stack.faultproxy import FaultProxy, Rule
@@ -55,7 +56,7 @@ def test_bootstrap_stores_a_working_key_and_a_role_that_can_read_it(project: Pro
         for p in iam.list_attached_role_policies(RoleName=role_name)["AttachedPolicies"]
     ]
     assert attached == ["arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"]
-    inline = iam.get_role_policy(RoleName=role_name, PolicyName="gcpfargate-secret-access")[
+    inline = iam.get_role_policy(RoleName=role_name, PolicyName=secret_policy(project))[
         "PolicyDocument"
     ]
     assert inline["Statement"] == [

@@ -8,7 +8,14 @@ import subprocess
 import pytest
 
 from tests.conftest import Project, assert_one_clean_line
-from tests.integration.deployed import ROOT, deploy, latest, prepare, register_variant
+from tests.integration.deployed import (
+    ROOT,
+    deploy,
+    latest,
+    prepare,
+    register_variant,
+    secret_policy,
+)
 from tests.reliability.helpers import check_invariants
 
 
@@ -129,7 +136,7 @@ def test_run_local_fails_like_fargate_when_the_role_cannot_read_the_secret(
     prepare(project)
     deploy(project)
     project.aws("iam").delete_role_policy(
-        RoleName=f"gcpfargate-{project.family}-execution", PolicyName="gcpfargate-secret-access"
+        RoleName=f"gcpfargate-{project.family}-execution", PolicyName=secret_policy(project)
     )
     result = project.run("run-local")
     assert_one_clean_line(

@@ -8,7 +8,13 @@ from collections.abc import Callable
 import pytest
 
 from tests.conftest import Project
-from tests.integration.deployed import deploy, prepare, register_variant, secret_json
+from tests.integration.deployed import (
+    deploy,
+    prepare,
+    register_variant,
+    secret_json,
+    secret_policy,
+)
 
 CHECK_ROLE = "execution role may read the secret"
 CHECK_KEY = "key exists and is enabled in GCP"
@@ -43,7 +49,8 @@ def test_healthy_setup_is_all_ok(deployed: Project) -> None:
         "ECS service tasks hold the current key": "SKIP",
     }
     # Issue 13.6 added "every live key is in a secret version", issue 15 the previous-key check.
-    assert len(checks) == 16
+    # The ownership issue added "keys gcpfargate did not create for this secret".
+    assert len(checks) == 17
     text = deployed.run("doctor")
     assert text.returncode == 0 and "OK" in text.stdout and "gcpfargate doctor" in text.stdout
 
@@ -57,7 +64,7 @@ def test_no_get_secret_skips_reading_the_value(deployed: Project) -> None:
 
 def _remove_role_permission(project: Project) -> None:
     project.aws("iam").delete_role_policy(
-        RoleName=f"gcpfargate-{project.family}-execution", PolicyName="gcpfargate-secret-access"
+        RoleName=f"gcpfargate-{project.family}-execution", PolicyName=secret_policy(project)
     )
 
 
@@ -196,6 +203,7 @@ def test_ids_and_status_of_a_healthy_report(deployed: Project) -> None:
         "key.age",
         "key.count",
         "key.referenced",
+        "key.foreign",
         "key.previous",
         "role.trust",
         "role.reads_secret",

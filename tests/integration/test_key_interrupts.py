@@ -92,3 +92,48 @@ def test_sigterm_during_bootstrap_new_key(bootstrapped: Project) -> None:
     assert current(project)["private_key_id"] == before
     assert check_invariants(project) == []
     record_figure(FIGURES, "signals survived")
+
+
+@pytest.mark.parametrize(
+    ("args", "sig"),
+    [
+        (("rotate-key",), signal.SIGINT),
+        (("rotate-key",), signal.SIGHUP),
+        (("bootstrap", "--new-key"), signal.SIGINT),
+        (("bootstrap", "--new-key"), signal.SIGTERM),
+    ],
+)
+def test_signal_while_googles_answer_to_create_key_is_in_flight(
+    bootstrapped: Project, args: tuple[str, ...], sig: signal.Signals
+) -> None:
+    """The key exists in Google, its answer has not arrived: the run finds the key it minted (not
+    listed before, created since) and deletes it, so no live key is left that no secret holds."""
+    project = bootstrapped
+    before = current(project)["private_key_id"]
+    held = project.stack.emulator.hold_key_answer(8)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gcpfargate", *args],
+        cwd=project.dir,
+        env=project.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert held.wait(120), "CreateServiceAccountKey never came"
+        process.send_signal(sig)
+        record_figure(FIGURES, "signals sent")
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == EXIT[sig], stderr
+    assert "Traceback" not in stderr
+    minted = [k for k in project.stack.emulator.key_ids(project.email, True) if k != before]
+    assert len(minted) == 1, minted
+    assert project.stack.emulator.key_state(project.email, minted[0]) == "deleted"
+    assert f"deleted key {minted[0]}" in stderr
+    assert project.stack.emulator.key_ids(project.email) == [before]
+    assert current(project)["private_key_id"] == before and gets_token(current(project))
+    assert check_invariants(project) == []
+    record_figure(FIGURES, "signals survived")

@@ -128,12 +128,14 @@ def test_no_verify_skips_the_token_exchange(bootstrapped: Project) -> None:
 
 
 def test_prune_deletes_only_unreferenced_keys_a_day_old(bootstrapped: Project) -> None:
+    from tests.integration.test_key_lifecycle import own
     from tests.unit.iam_client import create_keys
 
     project = bootstrapped
     emulator = project.stack.emulator
     original = _stage(project, "AWSCURRENT")["private_key_id"]
     stray = create_keys(project.stack, project.email, 3)
+    own(project, stray)  # keys a dead run recorded: foreign ones are never pruned (test_sharing.py)
     for key_id in stray[:2]:
         emulator.set_key_valid_after(project.email, key_id, datetime.now(UTC) - timedelta(hours=25))
     # Without --yes (and no terminal to ask on) --prune refuses before changing anything.

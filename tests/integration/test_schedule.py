@@ -135,10 +135,10 @@ def test_schedule_creates_the_schedule_and_its_role(project: Project) -> None:
             "Condition": {"StringEquals": {"aws:SourceAccount": ACCOUNT}},
         }
     ]
-    assert iam.list_role_policies(RoleName=role_name)["PolicyNames"] == ["gcpfargate-run-task"]
-    document = iam.get_role_policy(RoleName=role_name, PolicyName="gcpfargate-run-task")[
-        "PolicyDocument"
-    ]
+    # One policy per region: the role is global, the family and cluster it may run are not.
+    policy_name = f"gcpfargate-run-task-{REGION}"
+    assert iam.list_role_policies(RoleName=role_name)["PolicyNames"] == [policy_name]
+    document = iam.get_role_policy(RoleName=role_name, PolicyName=policy_name)["PolicyDocument"]
     assert document["Statement"] == [
         {
             "Sid": "RunTaskDefinition",
@@ -394,3 +394,64 @@ def test_schedule_overrides_go_into_the_target_input_and_are_kept(project: Proje
     rated = project.run("schedule", "--rate", "1 day")
     assert rated.returncode == 0, rated.output
     assert json.loads(project.aws("scheduler").get_schedule(Name=name)["Target"]["Input"]) == stored
+
+
+def test_a_schedule_made_outside_gcpfargate_is_never_updated_or_deleted(project: Project) -> None:
+    """Another team's schedule under the configured name: refused (exit 2) unless --adopt."""
+    names = prepare(project)
+    scheduler = project.aws("scheduler")
+    name = f"theirs-{project.family}"
+    theirs = {
+        "Name": name,
+        "ScheduleExpression": "rate(1 day)",
+        "FlexibleTimeWindow": {"Mode": "OFF"},
+        "Description": "nightly export of team B",
+        "Target": {
+            "Arn": "arn:aws:sqs:ap-northeast-1:123456789012:team-b",
+            "RoleArn": f"arn:aws:iam::{ACCOUNT}:role/team-b",
+        },
+    }
+    scheduler.create_schedule(**theirs)
+    before = scheduler.get_schedule(Name=name)
+    for args in (
+        ("--rate", "1 hour"),
+        ("--delete",),
+        ("--disable",),
+        ("--rate", "1 hour", "--dry-run"),
+    ):
+        refused = project.run("schedule", "--name", name, *args)
+        assert_one_clean_line(refused, 2, name, "not created by gcpfargate", "--adopt")
+    after = scheduler.get_schedule(Name=name)
+    assert after["Target"] == before["Target"] and after["Description"] == before["Description"]
+    assert after["ScheduleExpression"] == "rate(1 day)"
+    # Adopted deliberately: updated, and from then on carries the mark.
+    adopted = project.run("schedule", "--name", name, "--rate", "1 hour", "--adopt")
+    assert adopted.returncode == 0, adopted.output
+    now = scheduler.get_schedule(Name=name)
+    assert now["Target"]["Arn"] == names["cluster_arn"]
+    assert now["Description"].endswith("(managed by gcpfargate)")
+    deleted = project.run("schedule", "--name", name, "--delete")
+    assert deleted.returncode == 0, deleted.output
+
+
+def test_the_scheduler_role_gets_one_policy_per_region(project: Project) -> None:
+    """The role is global: another region's grant is kept; the older single policy goes once it
+    grants nothing outside this region."""
+    names = prepare(project)
+    assert project.run("schedule", "--rate", "1 hour").returncode == 0
+    iam, role = project.aws("iam"), f"gcpfargate-{project.family}-scheduler"
+    ours = f"gcpfargate-run-task-{REGION}"
+    document = iam.get_role_policy(RoleName=role, PolicyName=ours)["PolicyDocument"]
+    for region, kept in (("us-west-2", True), (REGION, False)):
+        iam.delete_role_policy(RoleName=role, PolicyName=ours)
+        older = json.loads(json.dumps(document).replace(f":{REGION}:", f":{region}:"))
+        iam.put_role_policy(
+            RoleName=role, PolicyName="gcpfargate-run-task", PolicyDocument=json.dumps(older)
+        )
+        rerun = project.run("schedule", "--rate", "1 hour")
+        assert rerun.returncode == 0, rerun.output
+        listed = sorted(iam.list_role_policies(RoleName=role)["PolicyNames"])
+        assert listed == (sorted(["gcpfargate-run-task", ours]) if kept else [ours]), region
+    assert names["family_arn"] in json.dumps(
+        iam.get_role_policy(RoleName=role, PolicyName=ours)["PolicyDocument"]
+    )

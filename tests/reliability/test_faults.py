@@ -348,7 +348,7 @@ def _without_retirement(state: dict[str, Any]) -> dict[str, Any]:
     tags = [
         tag
         for tag in (state.get("secret") or {}).get("tags", [])
-        if tag[0] != "gcpfargate:retired-keys"
+        if tag[0] != "gcpfargate:retired-keys" and not tag[0].startswith("gcpfargate:key:")
     ]
     return {
         **state,

@@ -55,6 +55,8 @@ def _anonymous(project: Project, value: Any) -> Any:
     ):
         text = text.replace(name, placeholder)
     text = re.sub(r"sha256:[0-9a-f]{64}", "sha256:<digest>", text)
+    # The execution role's per-secret policy name ends in a digest of the region and secret name.
+    text = re.sub(r'(gcpfargate-secret-[^"]*)-[0-9a-f]{8}(?=")', r"\1-<digest>", text)
     # Secrets Manager's random six-character suffix of an ARN.
     text = re.sub(r"(:secret:[^\"\s]+)-[A-Za-z0-9]{6}(?=\")", r"\1-<suffix>", text)
     return json.loads(text)
@@ -102,7 +104,7 @@ def shape(project: Project) -> dict[str, Any]:
             "description": described.get("Description"),
             "kms": described.get("KmsKeyId"),
             "tags": sorted(
-                (t["Key"], _tag_value(t))
+                (_tag_key(t), _tag_value(t))
                 for t in described.get("Tags", [])
                 if t["Key"] != "gcpfargate:key-id"
             ),
@@ -133,6 +135,13 @@ def shape(project: Project) -> dict[str, Any]:
         for g in groups
     ]
     return _anonymous(project, world)
+
+
+def _tag_key(tag: dict[str, str]) -> str:
+    """Key ids differ between projects: a key's ownership record compares by its state alone."""
+    from gcpfargate.credentials.key.lifecycle import TAG_OWNED
+
+    return f"{TAG_OWNED}<id>" if tag["Key"].startswith(TAG_OWNED) else tag["Key"]
 
 
 def _tag_value(tag: dict[str, str]) -> str:

@@ -71,12 +71,11 @@ def bootstrap(ctx: Context, new_key: bool = False, grant: bool = False) -> Boots
         replacing = state is not None and account.unique_id != ""
         if replacing and not ctx.dry_run:
             lifecycle.delete_retired(ctx, account.email, name)  # room first, as rotate-key does
-        if account.unique_id:
-            keys.check_key_room(ctx, account.email)
+        known = keys.check_key_room(ctx, account.email, name) if account.unique_id else None
         if ctx.dry_run:
             key_id, secret_arn = None, state.arn if state else None
         else:
-            stored = keys.create_and_store(ctx, account, state)
+            stored = keys.create_and_store(ctx, account, state, known)
             key_id, secret_arn = stored.key.key_id, stored.arn
             keys.finish(ctx, stored)
             _await_usable(ctx, stored.key, account.email)

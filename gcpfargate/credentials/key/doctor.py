@@ -58,6 +58,12 @@ def checks(get_secret: bool) -> tuple[list[Entry], list[Entry]]:
             lambda c, f: unreferenced_live(c, f, get_secret),
         ),
         (
+            "key.foreign",
+            "keys gcpfargate did not create for this secret",
+            "key",
+            lambda c, f: foreign_keys(c, f, get_secret),
+        ),
+        (
             "key.previous",
             "running tasks can still use the previous key",
             "key",
@@ -98,7 +104,7 @@ def secret_holds_key(ctx: Context, facts: Facts, get_secret: bool) -> tuple[Stat
     if not get_secret:
         found = secret.describe(ctx, name)
         if found is None:
-            return Status.FAIL, f"secret {name} does not exist (run gcpfargate bootstrap)"
+            return Status.FAIL, _missing(ctx, name)
         tags = {tag["Key"]: tag["Value"] for tag in found.get("Tags", [])}
         facts.extra["tag_key_id"] = tags.get(secret.TAG_KEY_ID, "")
         facts.extra["secret_arn"] = found["ARN"]
@@ -106,7 +112,7 @@ def secret_holds_key(ctx: Context, facts: Facts, get_secret: bool) -> tuple[Stat
         return Status.SKIP, f"{name} exists; value not read (--no-get-secret)"
     state = secret.read(ctx, name)
     if state is None:
-        return Status.FAIL, f"secret {name} does not exist (run gcpfargate bootstrap)"
+        return Status.FAIL, _missing(ctx, name)
     facts.secret = state
     facts.extra["secret_arn"] = state.arn
     facts.extra["kms_key_id"] = state.kms_key_id  # the key that encrypts it, not the configured one
@@ -123,6 +129,40 @@ def secret_holds_key(ctx: Context, facts: Facts, get_secret: bool) -> tuple[Stat
             f"{tagged[:12] or 'nothing'}… (the next bootstrap or rotate-key repairs the tag)"
         )
     return Status.OK, f"{name} holds key {state.key.key_id[:12]}… of {expected}"
+
+
+def _missing(ctx: Context, name: str) -> str:
+    """Why the secret is missing here: another configured environment (region) may hold it, and
+    a bootstrap here would then mint a second key and secret."""
+    settings, region = ctx.settings, ctx.aws.region
+    for env_name, overlay in settings.environments.items():
+        if env_name == settings.environment:
+            continue
+        there = str(overlay.get("aws.region") or "")
+        secret_name = str(overlay.get("secret.name") or name)
+        if not there or there == region:
+            continue
+        from gcpfargate.clients.aws import AwsClients
+
+        elsewhere = AwsClients(region=there, profile=str(overlay.get("aws.profile") or ""))
+        try:
+            found = elsewhere.find(
+                "secretsmanager",
+                "describe_secret",
+                "ResourceNotFoundException",
+                f"read secret {secret_name} in {there}",
+                SecretId=secret_name,
+            )
+        except AwsError:
+            continue
+        if found is not None:
+            return (
+                f"secret {name} does not exist in {region}; environment {env_name} has "
+                f"{secret_name} in {there} (run with --environment {env_name}, or bootstrap here "
+                "only to deploy a separate copy)"
+            )
+    here = f" (environment {settings.environment})" if settings.environment else ""
+    return f"secret {name} does not exist in {region}{here} (run gcpfargate bootstrap)"
 
 
 def _key_id(facts: Facts) -> str:
@@ -177,7 +217,8 @@ def key_count(ctx: Context, facts: Facts) -> tuple[Status, str]:
     if count >= MAX_USER_KEYS:
         return (
             Status.FAIL,
-            f"{count} of {MAX_USER_KEYS}: no new key can be created (run gcpfargate prune-keys)",
+            f"{count} of {MAX_USER_KEYS}: no new key can be created (run gcpfargate prune-keys; "
+            "a foreign key goes only by name: prune-keys --key KEY_ID)",
         )
     if count >= KEY_COUNT_WARN:
         return (
@@ -188,20 +229,36 @@ def key_count(ctx: Context, facts: Facts) -> tuple[Status, str]:
 
 
 def unreferenced_live(ctx: Context, facts: Facts, get_secret: bool) -> tuple[Status, str]:
-    """WARN on live keys of the account that no labelled version of any gcpfargate secret holds."""
+    """WARN on live keys this secret's runs created that no labelled version holds any more."""
     if facts.account is None:
         raise Skip("the service account was not found")
     if not get_secret:
         raise Skip("needs the secrets' values (--no-get-secret)")
     found = lifecycle.survey(ctx, facts.account.email, ctx.settings.secret_name)
+    facts.extra["key_survey"] = found
     loose = [key.key_id for key in found.unreferenced() if key.live]
     if loose:
         shown = ", ".join(f"{key_id[:12]}…" for key_id in loose)
         return Status.WARN, (
-            f"{len(loose)} live key(s) in no secret version: {shown} (the next rotate-key "
-            "disables them; gcpfargate prune-keys deletes them after 24 h)"
+            f"{len(loose)} live key(s) created for this secret in no secret version: {shown} (the "
+            "next rotate-key disables them; gcpfargate prune-keys deletes them after 24 h)"
         )
-    return Status.OK, f"all {len(found.keys)} user-managed key(s) are current, previous or retired"
+    mine = sum(1 for key in found.keys if found.ours(key))
+    return Status.OK, f"all {mine} key(s) created for this secret are current, previous or retired"
+
+
+def foreign_keys(ctx: Context, facts: Facts, get_secret: bool) -> tuple[Status, str]:
+    """List the account's keys this secret never recorded: gcpfargate leaves them alone."""
+    found = facts.extra.get("key_survey")
+    if found is None:
+        raise Skip("needs the key survey of the check above")
+    listing = lifecycle.foreign_listing(found)
+    if not listing:
+        return Status.OK, "none"
+    return Status.OK, (
+        f"{len(listing)} foreign key(s), never touched by gcpfargate (delete one by name with "
+        f"`gcpfargate prune-keys --key KEY_ID`): {'; '.join(listing)}"
+    )
 
 
 def previous_key_in_use(ctx: Context, facts: Facts, get_secret: bool) -> tuple[Status, str]:

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from gcpfargate.clients.gcp import MAX_USER_KEYS, PRUNE_HINT, ServiceAccount
 from gcpfargate.core.context import Context
-from gcpfargate.credentials.key import secret
+from gcpfargate.credentials.key import lifecycle, secret
 from gcpfargate.errors import GcpError, GcpfargateError, KeyLimitError
 from gcpfargate.keymaterial.keyfile import KeyMaterial
 
@@ -59,20 +59,38 @@ def liveness(ctx: Context, email: str, key_id: str) -> Callable[[], bool]:
     return still_live
 
 
-def check_key_room(ctx: Context, email: str) -> None:
-    """Fail before creating the 11th key, listing what is there and how to prune."""
+def check_key_room(ctx: Context, email: str, own: str) -> set[str]:
+    """Fail before creating the 11th key, listing what is there, whose it is, and how to prune.
+    Returns the ids there are now: a key minted later is told apart from them."""
     keys = ctx.iam.list_user_keys(email)
     if len(keys) < MAX_USER_KEYS:
-        return
+        return {key.key_id for key in keys}
+    raise key_limit(ctx, email, own, len(keys))
+
+
+def key_limit(ctx: Context, email: str, own: str, count: int | None = None) -> KeyLimitError:
+    """The key-limit error: our keys and the foreign ones (which only `prune-keys --key` removes)."""
+    found = lifecycle.survey(ctx, email, own)
+    count = len(found.keys) if count is None else count
     now = datetime.now(UTC)
-    listing = ", ".join(
+    ours = ", ".join(
         f"{key.key_id} ({key.age_days(now)} days{', disabled' if key.disabled else ''})"
-        for key in keys
+        for key in found.keys
+        if found.ours(key)
     )
-    raise KeyLimitError(
-        f"service account {email} already holds {len(keys)} of {MAX_USER_KEYS} user-managed keys: "
+    foreign = lifecycle.foreign_listing(found, now)
+    listing = f"{ours or 'none'} created for {own}"
+    hint = PRUNE_HINT.replace("EMAIL", email)
+    if foreign:
+        listing += f"; foreign (gcpfargate never deletes them on its own): {', '.join(foreign)}"
+        hint = (
+            "Delete unreferenced keys of this secret with `gcpfargate prune-keys`; a foreign key "
+            "only by name, if you know it is unused: `gcpfargate prune-keys --key KEY_ID` (then rerun)"
+        )
+    return KeyLimitError(
+        f"service account {email} already holds {count} of {MAX_USER_KEYS} user-managed keys: "
         f"{listing}",
-        PRUNE_HINT.replace("EMAIL", email),
+        hint,
     )
 
 
@@ -86,7 +104,10 @@ class Stored:
 
 
 def create_and_store(
-    ctx: Context, account: ServiceAccount, state: secret.SecretState | None
+    ctx: Context,
+    account: ServiceAccount,
+    state: secret.SecretState | None,
+    known: set[str] | None = None,
 ) -> Stored:
     """Create a key, store it and make it AWSCURRENT; or leave nothing behind.
 
@@ -95,8 +116,23 @@ def create_and_store(
     start); one that is not is deleted, with its pending version's label removed.
     """
     name = ctx.settings.secret_name
+    if known is None:
+        known = {k.key_id for k in ctx.iam.list_user_keys(account.email)}
+    asked = datetime.now(UTC)
     with ctx.reporter.step(f"Creating a key for {account.email}"):
-        key = ctx.iam.create_key(account.email)
+        try:
+            key = ctx.iam.create_key(account.email)
+        except KeyLimitError as exc:
+            # Google's own answer at the limit: name the keys and whose they are, as the room check does.
+            raise key_limit(ctx, account.email, name).with_code(exc.code) from None
+        except GcpError as exc:
+            if exc.code in LOST_ANSWER:
+                _delete_unanswered(ctx, account.email, known, asked)
+            raise
+        except BaseException:
+            # Ctrl-C, SIGTERM, SIGHUP while Google's answer is in flight: the key may exist.
+            _delete_unanswered(ctx, account.email, known, asked)
+            raise
     arn, version_id = state.arn if state else "", ""
     label = secret.pending_label()  # chosen before the call, so a lost answer can still be found
     try:
@@ -118,6 +154,55 @@ def create_and_store(
     if label:  # a new secret was created with its tags; a new version needs them updated
         secret.tag_current(ctx, arn, name, account.email)
     return Stored(key, arn, version_id, base, label)
+
+
+LOST_ANSWER = ("INTERNAL", "UNAVAILABLE", "DEADLINE_EXCEEDED", "UNKNOWN")
+CLOCK_SKEW = timedelta(minutes=2)
+
+
+def _delete_unanswered(ctx: Context, email: str, known: set[str], asked: datetime) -> None:
+    """Find the key a CreateServiceAccountKey whose answer never arrived minted, and delete it.
+
+    It is a key not listed before the call and created since (allowing for clock skew). Exactly one
+    such key is this run's and is deleted; several (another run minting at the same moment) are
+    only named, as is one that cannot be deleted, with the exact command.
+    """
+    try:
+        listed = ctx.iam.list_user_keys(email)
+    except (GcpfargateError, KeyboardInterrupt):
+        ctx.reporter.warn(
+            f"the answer to creating a key for {email} did not arrive, and its keys could not be "
+            f"listed: a key created at {asked:%Y-%m-%d %H:%M:%S} UTC may exist; find it with "
+            f"`gcloud iam service-accounts keys list --iam-account {email} --managed-by user` and "
+            f"delete it with `gcloud iam service-accounts keys delete KEY_ID --iam-account {email}`"
+        )
+        return
+    minted = [
+        key
+        for key in listed
+        if key.key_id not in known and (key.created is None or key.created >= asked - CLOCK_SKEW)
+    ]
+    if len(minted) == 1:
+        key_id = minted[0].key_id
+        try:
+            ctx.iam.delete_key(email, key_id)
+        except (GcpfargateError, KeyboardInterrupt) as exc:
+            why = exc.message if isinstance(exc, GcpfargateError) else "interrupted again"
+            ctx.reporter.warn(
+                f"key {key_id} was created, but its answer did not arrive and deleting it failed "
+                f"({why}): gcloud iam service-accounts keys delete {key_id} --iam-account {email}"
+            )
+            return
+        ctx.reporter.warn(f"deleted key {key_id}, created while the run was stopped")
+    elif minted:
+        commands = "; ".join(
+            f"gcloud iam service-accounts keys delete {key.key_id} --iam-account {email}"
+            for key in minted
+        )
+        ctx.reporter.warn(
+            f"the answer to creating a key did not arrive; {len(minted)} keys appeared meanwhile "
+            f"(another run may have made one), so none was deleted. Delete this run's: {commands}"
+        )
 
 
 def finish(ctx: Context, stored: Stored) -> None:

@@ -57,10 +57,10 @@ class KeyMode:
     def extra_images(self, ctx: Context, pushed: Any) -> None:
         return None
 
-    def execution_role_policy(self) -> str | None:
-        from gcpfargate.iam.policy import INLINE_POLICY_NAME
+    def execution_role_policy(self, ctx: Context) -> str | None:
+        from gcpfargate.iam.policy import secret_policy_name
 
-        return INLINE_POLICY_NAME
+        return secret_policy_name(ctx.aws.region, ctx.settings.secret_name)
 
     def doctor_checks(self, get_secret: bool) -> tuple[list[DoctorEntry], list[DoctorEntry]]:
         from gcpfargate.credentials.key import doctor

@@ -106,8 +106,8 @@ def rotate_key(
     if prune:
         result.pruned_key_ids = lifecycle.prune(ctx, account.email, name, confirm).deleted
     result.deleted_key_ids = lifecycle.delete_retired(ctx, account.email, name)
-    keys.check_key_room(ctx, account.email)
-    stored = keys.create_and_store(ctx, account, state)
+    known = keys.check_key_room(ctx, account.email, name)
+    stored = keys.create_and_store(ctx, account, state, known)
     promoted_at = datetime.now(UTC)
     result.key_id, result.secret_version_id = stored.key.key_id, stored.version_id
     try:

@@ -26,6 +26,9 @@ from gcpfargate.keymaterial.keyfile import KeyMaterial
 
 TAG_ACCOUNT = "gcpfargate:service-account"
 TAG_KEY_ID = "gcpfargate:key-id"
+TAG_OWNED = (
+    "gcpfargate:key:"  # + key id: a key this secret's runs created (credentials/key/lifecycle)
+)
 TAG_FAMILIES = (
     "gcpfargate:families"  # space-separated task-definition families that read the secret
 )
@@ -171,7 +174,11 @@ def store(
         {"Key": TAG_KEY_ID, "Value": key.key_id},
         {"Key": "managed-by", "Value": "gcpfargate"},
     ]
+    # The key is recorded as this secret's before its value is stored: a key the secret ever held is
+    # then provably ours, and its later retirement touches nothing else.
+    owned = {"Key": f"{TAG_OWNED}{key.key_id}", "Value": "minted"}
     if existing is None:
+        tags.append(owned)
         if ctx.settings.family:
             tags.append({"Key": TAG_FAMILIES, "Value": ctx.settings.family})
         params: dict[str, Any] = {
@@ -196,6 +203,7 @@ def store(
                 raise
         else:
             return created["ARN"], created["VersionId"], ""
+    _record_key(ctx, existing.arn, name, owned)
     put = ctx.aws.call(
         "secretsmanager",
         "put_secret_value",
@@ -205,6 +213,27 @@ def store(
         VersionStages=[label],
     )
     return put["ARN"], put["VersionId"], label
+
+
+def _record_key(
+    ctx: Context, arn: str, name: str, owned: dict[str, str], attempts: int = 4
+) -> None:
+    """Tag the new key as this secret's, retried with backoff: when it cannot be recorded, the caller
+    deletes the key rather than store one that no later rotation could prove its own."""
+    for attempt in range(attempts):
+        try:
+            ctx.aws.call(
+                "secretsmanager",
+                "tag_resource",
+                f"record the new key on secret {name}",
+                SecretId=arn,
+                Tags=[owned],
+            )
+            return
+        except AwsError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.5 * 2**attempt)
 
 
 def current_version_created(ctx: Context, arn: str) -> datetime | None:

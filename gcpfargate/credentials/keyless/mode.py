@@ -65,7 +65,7 @@ class KeylessMode:
         shim = push_shim(ctx, pushed.plan)
         pushed.shim_image, pushed.changed = shim.image, pushed.changed or shim.changed
 
-    def execution_role_policy(self) -> str | None:
+    def execution_role_policy(self, ctx: Context) -> str | None:
         return None  # the execution role only pulls the image and writes logs
 
     def doctor_checks(self, get_secret: bool) -> tuple[list[DoctorEntry], list[DoctorEntry]]:

@@ -278,6 +278,14 @@ class IamEmulator:
         with self.state.lock:
             self.knobs.key_limit, self.knobs.key_limit_code = max_keys, status
 
+    def hold_key_answer(self, seconds: float) -> threading.Event:
+        """The next CreateServiceAccountKey creates its key, then holds the answer `seconds`; the
+        returned event is set when it starts holding."""
+        with self.state.lock:
+            self.knobs.hold_key_answer_s = seconds
+            self.knobs.key_answer_held = threading.Event()
+            return self.knobs.key_answer_held
+
     def exhaust_key_quota(self, count: int = 1, *, project: str | None = None) -> None:
         """The next `count` CreateServiceAccountKey calls (in `project`, or anywhere) get the 429
         quota answer (RESOURCE_EXHAUSTED); count=-1 until reset, 0 clears."""

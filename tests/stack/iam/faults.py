@@ -7,6 +7,7 @@ through `IamEmulator` (constructor or method) or its admin HTTP interface. Calle
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import grpc
@@ -82,6 +83,9 @@ class Knobs:
         self.key_expiry_hours: dict[str, float | None] = {ALL: self.defaults.key_expiry_hours}
         self.key_limit = self.defaults.key_limit
         self.key_limit_code = self.defaults.key_limit_code
+        # CreateServiceAccountKey: the key is made, then the answer waits this long (once).
+        self.hold_key_answer_s = 0.0
+        self.key_answer_held = threading.Event()
         self.account_visibility = (
             self.defaults.account_visibility_delay_s,
             self.defaults.account_visibility_calls,

@@ -25,7 +25,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.stack.proxybase import Answer, Call
+from tests.stack.proxybase import Answer, Call, aws_error
 from tests.stack.strict.layer import StrictLayer, StrictRule
 
 
@@ -75,6 +75,13 @@ def start_deployment(layer: StrictLayer, call: Call, answer: Answer) -> Answer:
         return answer
     request = call.json()
     with layer.state_lock:
+        if call.operation == "CreateService":
+            controller = (service.get("deploymentController") or {}).get("type") or "ECS"
+            key = (
+                str(service.get("clusterArn", "")).rsplit("/", 1)[-1],
+                service.get("serviceName"),
+            )
+            layer.state.setdefault("controllers", {})[key] = controller
         state = _services(layer).setdefault(
             arn, ServiceState(service.get("serviceName", arn.rsplit("/", 1)[-1]))
         )
@@ -296,7 +303,40 @@ def simulate(layer: StrictLayer, call: Call, answer: Answer) -> Answer:
     return start_deployment(layer, call, answer)
 
 
+def other_controller_refuses_task_definition(layer: StrictLayer, call: Call) -> Answer | None:
+    """UpdateService with a taskDefinition on a service under the CODE_DEPLOY (or EXTERNAL)
+    deployment controller. The CODE_DEPLOY text is ECS's own, as reported verbatim in
+    aws/aws-cdk#23564, pulumi/pulumi-aws#3821, fabfuel/ecs-deploy#175; the API reference
+    (API_UpdateService) lists what such services may update, and a task definition is not in the
+    list for EXTERNAL either (its text is modelled on CODE_DEPLOY's)."""
+    request = call.json()
+    if "taskDefinition" not in request:
+        return None
+    key = (
+        str(request.get("cluster") or "default").rsplit("/", 1)[-1],
+        str(request.get("service", "")).rsplit("/", 1)[-1],
+    )
+    with layer.state_lock:
+        controller = layer.state.get("controllers", {}).get(key, "ECS")
+    if controller not in ("CODE_DEPLOY", "EXTERNAL"):
+        return None
+    way = "Use AWS CodeDeploy" if controller == "CODE_DEPLOY" else "Use a task set"
+    return aws_error(
+        call,
+        400,
+        "InvalidParameterException",
+        f"Unable to update task definition on services with a {controller} deployment controller. "
+        f"{way} to trigger a new deployment.",
+    )
+
+
 RULES = [
+    StrictRule(
+        "ecs.deployment_controller",
+        "ecs",
+        ("UpdateService",),
+        before=other_controller_refuses_task_definition,
+    ),
     StrictRule(
         "ecs.service_deployments",
         "ecs",
