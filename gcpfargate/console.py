@@ -78,7 +78,7 @@ class Output:
         self._last_plain: dict[str, float] = {}
 
     # Made on first use: importing rich.console costs about 0.05 s, which a run whose lines are plain
-    # (no terminal) or JSON never needs to pay (issue 18).
+    # (no terminal) or JSON never needs to pay.
     @cached_property
     def err(self) -> Console:
         return make_console(stderr=True, live=self.rich)

@@ -191,6 +191,14 @@ def project(stack: LocalStack, tmp_path: Path) -> Project:
     return new_project(stack, tmp_path)
 
 
+@pytest.fixture
+def bootstrapped(project: Project) -> Project:
+    """A project whose first `bootstrap` ran (service account key stored, execution role made)."""
+    result = project.run("bootstrap")
+    assert result.returncode == 0, result.output
+    return project
+
+
 def _moto_api(stack: LocalStack, action: str, body: dict[str, Any]) -> None:
     request = urllib.request.Request(
         f"{stack.moto_url}/moto-api/state-manager/{action}",

@@ -260,7 +260,7 @@ class AwsClients:
         call takes its answer (or its error, worded by that call) instead of asking again.
 
         deploy overlaps its independent reads with the work that keeps the interpreter busy (importing
-        the Google SDK, checking the template), issue 18. Only for a read the caller is sure to make
+        the Google SDK, checking the template). Only for a read the caller is sure to make
         next: one never taken is an extra request. A write to the same service in between makes the
         answer stale: the call then asks again. `then(answer)` runs once the read succeeded, before the
         answer is handed over, to send the reads that depend on it ahead too."""

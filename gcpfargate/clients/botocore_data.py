@@ -1,4 +1,4 @@
-"""botocore's data files, parsed once and kept in gcpfargate's cache directory (issue 18).
+"""botocore's data files, parsed once and kept in gcpfargate's cache directory.
 
 Every client botocore makes parses its service's JSON model and endpoint rules, and the first one
 also endpoints.json (1.2 MB) and partitions.json: about a tenth of a no-op deploy's CPU, paid again by

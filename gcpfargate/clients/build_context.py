@@ -1,4 +1,4 @@
-"""The build context as a stream: the docker SDK's own archive, sent while it is written (issue 18).
+"""The build context as a stream: the docker SDK's own archive, sent while it is written.
 
 `APIClient.build(path=...)` writes the whole context into a temporary file before it sends the
 first byte (docker/utils/build.py, `create_archive`): with 400 MB of vendored dependencies that is

@@ -172,7 +172,7 @@ class IamAdmin:
     def _while_new(self, email: str, call: Callable[[], T]) -> T:
         """`call()`, retried with backoff for up to NEW_ACCOUNT_WAIT_SECONDS while it answers NOT_FOUND for an
         account this process just created: "it might take some time for the service account to be
-        available" (Google's docs for CreateServiceAccount, issue 12 item 7). NOT_FOUND on a create
+        available" (Google's docs for CreateServiceAccount). NOT_FOUND on a create
         means nothing was made, so the retry cannot mint a second key."""
         deadline = time.monotonic() + NEW_ACCOUNT_WAIT_SECONDS
         pause = 0.5
@@ -351,7 +351,7 @@ def _key_info(key: Any) -> KeyInfo:
     )
 
 
-# Said wherever the key limit stops a command (issue 15: every such message names prune-keys).
+# Said wherever the key limit stops a command (every such message names prune-keys).
 PRUNE_HINT = (
     "Delete keys no secret version uses with `gcpfargate prune-keys` (then rerun), or "
     "`gcloud iam service-accounts keys delete KEY_ID --iam-account EMAIL`"

@@ -100,7 +100,7 @@ class Registry:
     def host(self) -> str:
         if self._host is None:
             override = _override()[1]
-            # ECR names its own host: GetAuthorizationToken's proxyEndpoint (issue 12 item 8), which is
+            # ECR names its own host: GetAuthorizationToken's proxyEndpoint, which is
             # right in every partition and for FIPS/dual-stack endpoints. Built from the region's DNS
             # suffix only when an answer carries none.
             self._host = (

@@ -7,7 +7,7 @@ removes the variable and `exec`s the original program. The wrapper is:
     entryPoint = ["/bin/sh", "-c", SCRIPT, "gcpfargate-wrapper", *original_entrypoint]
     command    = original_command
 
-Docker's model is kept (issue 17 item 1): the wrapper and the ENTRYPOINT go in `entryPoint`, the
+Docker's model is kept: the wrapper and the ENTRYPOINT go in `entryPoint`, the
 CMD (or the template's `command`) stays in `command`, so an ECS `containerOverrides.command` (the
 console's "run with override", `aws ecs run-task --overrides`, EventBridge targets) replaces
 exactly the CMD, as it would without gcpfargate. ECS starts `entryPoint + command`; both travel to

@@ -133,7 +133,7 @@ def bootstrap_checks(ctx: Context) -> None:
 def _read_ahead(
     ctx: Context, rendered: dict[str, Any], region: str, role_policy: str | None
 ) -> None:
-    """Send ahead the AWS reads the steps below make whatever they find (issue 18): each waits on the
+    """Send ahead the AWS reads the steps below make whatever they find: each waits on the
     network while this thread imports the Google SDK and asks GCP, instead of one after another. Each
     is taken by the very call it stands for, or made again when a write to its service came between;
     a read nobody takes would be an extra request, so only sure ones are sent."""

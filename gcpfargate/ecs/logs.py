@@ -168,7 +168,7 @@ def drain(
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
 ) -> None:
-    """After the task stopped: keep polling until two polls in a row bring nothing (issue 12 item 12).
+    """After the task stopped: keep polling until two polls in a row bring nothing.
 
     CloudWatch Logs delivers a container's last lines seconds after ECS reports STOPPED, so one
     last poll misses them. Bounded by `DRAIN_BUDGET_SECONDS` for a stream that keeps growing."""

@@ -514,7 +514,7 @@ def _write(
         write()
         return
     # A role IAM has just created, or whose trust policy just changed, is not visible to Scheduler for a
-    # while: its validation refuses the role until then (issue 12 item 7).
+    # while: its validation refuses the role until then.
     propagation.retry_while(
         write,
         propagation.scheduler_role_refused,

@@ -1,4 +1,4 @@
-"""Waiting out IAM's eventual consistency after gcpfargate's own IAM changes (issue 12 item 7).
+"""Waiting out IAM's eventual consistency after gcpfargate's own IAM changes.
 
 AWS: "changes ... take time to become visible" to other services
 (https://docs.aws.amazon.com/IAM/latest/UserGuide/troubleshoot_general.html#troubleshoot_general_eventual-consistency),

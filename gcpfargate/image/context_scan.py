@@ -2,7 +2,7 @@
 
 Every deploy searches every file of the build context before the build sends it to the engine.
 With vendored dependencies, wheels or model files in the context that is hundreds of MB read on
-every deploy, no-op ones included (issue 18). So a file searched clean is recorded with what its
+every deploy, no-op ones included. So a file searched clean is recorded with what its
 `stat` says (device, inode, size, and mtime and ctime in nanoseconds), and a later search passes
 over a file whose `stat` is still exactly that. The ctime is the safeguard: no user call sets it,
 and every write to the file (and every `utime` that puts an old mtime back) moves it on.

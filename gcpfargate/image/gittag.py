@@ -1,6 +1,6 @@
 """The tag push-image derives when none is configured: the build context's git commit, or the time.
 
-A dirty work tree gets `<sha>-dirty-<content hash>` (issue 12 item 14): the uncommitted changes
+A dirty work tree gets `<sha>-dirty-<content hash>`: the uncommitted changes
 are part of the image, and repositories with immutable tags would refuse a second push of `<sha>`
 with other content. The hash covers the diff against HEAD and the untracked files (what
 .gitignore does not exclude), below the context only, so the same edits give the same tag.

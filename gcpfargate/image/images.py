@@ -93,7 +93,7 @@ def default_image(ctx: Context) -> str:
     return f"{ctx.registry.host}/{ctx.settings.repository}:{tag}"
 
 
-# ECR CreateRepository: repositoryName length 2-256, pattern from botocore's ECR model (issue 12 item 5).
+# ECR CreateRepository: repositoryName length 2-256, pattern from botocore's ECR model.
 _REPOSITORY = re.compile(r"(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*")
 
 

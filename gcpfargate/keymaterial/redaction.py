@@ -1,4 +1,4 @@
-"""Redacting a known key's own material from a stream of log lines (run-local, issue 13 item 12).
+"""Redacting a known key's own material from a stream of log lines (run-local).
 
 `keyfile.redact` recognises key-shaped text line by line, so a PEM body folded to 50 columns, or
 the short last line of a body, passes through it. A `MaterialRedactor` knows the keys it protects:

@@ -1,4 +1,4 @@
-"""Where the wrapper may write the key and which variable may carry it (issue 13 item 9).
+"""Where the wrapper may write the key and which variable may carry it.
 
 Each rule is a validator of the settings schema: `(value) -> reason | None`. They are also applied
 by the wrapper itself (core/wiring.py), so a value that slipped past the settings still cannot

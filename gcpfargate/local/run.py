@@ -294,7 +294,7 @@ def container_spec(
             name, None
         )  # the secret's value wins over an environment entry of that name
     # The task's own writable mounts become tmpfs (Fargate's task volumes start empty). A read-only root
-    # gets nothing else, so the rehearsal fails where Fargate would (issue 12 item 11); otherwise the
+    # gets nothing else, so the rehearsal fails where Fargate would; otherwise the
     # credentials directory is a tmpfs too, so the key file never reaches the engine's disk.
     read_only = bool(container.get("readonlyRootFilesystem"))
     tmpfs = {path: "rw,mode=0755" for path in fargate_rules.writable_mounts(container)}

@@ -1,4 +1,4 @@
-"""What ECS and Fargate do to a task definition, which a rendered template must allow for (issue 12).
+"""What ECS and Fargate do to a task definition, which a rendered template must allow for.
 
 Pure functions over the definition (no AWS, no Docker), each rule with where it comes from:
 

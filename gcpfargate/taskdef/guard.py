@@ -1,4 +1,4 @@
-"""What a task-definition template may reach and how much it may cost (issue 13 items 8, 13, 14).
+"""What a task-definition template may reach and how much it may cost.
 
 - Files: the template and what it includes are read only from the template's own directory; a
   symlink that leads out of it is refused (the real path must stay inside). Only regular files of

@@ -317,7 +317,7 @@ def diff_definition(ctx: Context, image: str | None) -> DiffResult:
 
 # -- registering ----------------------------------------------------------------------------------
 def check_runs_pushed(definition: dict[str, Any], pushed: str, where: str) -> None:
-    """`deploy` pushed `pushed`: refuse to register a definition that runs another image (issue 17 item 3)."""
+    """`deploy` pushed `pushed`: refuse to register a definition that runs another image."""
     host, repository, _, _ = images.split_image(pushed)
     name = f"{host}/{repository}" if host else repository
     if any(

@@ -9,8 +9,8 @@ from google.oauth2 import service_account
 
 from tests.conftest import Project, assert_one_clean_line
 from tests.integration.deployed import secret_policy
+from tests.reliability.helpers import role_content, snapshot
 from tests.reliability.leakscan import find_keys, needles
-from tests.reliability.world import role_content, snapshot
 from tests.stack.faultproxy import FaultProxy, Rule
 
 SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]

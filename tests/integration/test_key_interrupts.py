@@ -20,13 +20,6 @@ EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
 FIGURES = "signals"
 
 
-@pytest.fixture
-def bootstrapped(project: Project) -> Project:
-    result = project.run("bootstrap")
-    assert result.returncode == 0, result.output
-    return project
-
-
 def _interrupt(
     project: Project, operation: str, sig: signal.Signals, *args: str
 ) -> tuple[int, str]:

@@ -38,13 +38,6 @@ def own(project: Project, key_ids: list[str]) -> None:
     )
 
 
-@pytest.fixture
-def bootstrapped(project: Project) -> Project:
-    result = project.run("bootstrap")
-    assert result.returncode == 0, result.output
-    return project
-
-
 def test_a_task_started_before_rotation_n_works_until_rotation_n_plus_1(
     bootstrapped: Project,
 ) -> None:

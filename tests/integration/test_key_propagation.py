@@ -13,13 +13,6 @@ from tests.conftest import Project
 from tests.integration.test_key_lifecycle import current, gets_token
 
 
-@pytest.fixture
-def bootstrapped(project: Project) -> Project:
-    result = project.run("bootstrap")
-    assert result.returncode == 0, result.output
-    return project
-
-
 def test_rotation_with_a_45_second_propagation_delay(bootstrapped: Project) -> None:
     """The real clock: the emulator refuses the new key for 45 s; the default backoff waits it out."""
     project = bootstrapped

@@ -30,13 +30,6 @@ def _token(info: dict) -> str:
     return credentials.token
 
 
-@pytest.fixture
-def bootstrapped(project: Project) -> Project:
-    result = project.run("bootstrap")
-    assert result.returncode == 0, result.output
-    return project
-
-
 def test_rotation_switches_keys_and_keeps_the_previous_one_working(bootstrapped: Project) -> None:
     """Issue 15 changed this: the previous key stays enabled (a running task holds it in its file)."""
     project = bootstrapped

@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import Project, assert_one_clean_line, record_figure
 from tests.reliability.corpus import CASES, WHY, Case
-from tests.reliability.world import snapshot
+from tests.reliability.helpers import snapshot
 from tests.stack.faultproxy import FaultProxy, Rule
 
 

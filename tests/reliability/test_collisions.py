@@ -16,11 +16,12 @@ import pytest
 from tests.conftest import Project, record_figure
 from tests.reliability.helpers import (
     check_invariants,
+    differences,
     make_deployable,
     new_project,
+    shape,
     unchanged_everywhere,
 )
-from tests.reliability.world import differences, shape
 from tests.stack.local import ACCOUNT_ID, LocalStack
 from tests.stack.strict import Settings, StrictLayer
 

@@ -36,9 +36,9 @@ from tests.reliability.helpers import (
     run_logged,
     secret_exists,
     session_processes,
+    shape,
     unchanged_everywhere,
 )
-from tests.reliability.world import shape
 from tests.stack.faultproxy import FaultProxy, Rule
 from tests.stack.local import LocalStack
 from tests.stack.tcpproxy import BLOB_UPLOAD, MANIFEST_PUT, Reset, TcpProxy

@@ -25,10 +25,10 @@ from tests.reliability.helpers import (
     orphans,
     run_logged,
     secret_versions,
+    shape,
     unchanged_everywhere,
 )
 from tests.reliability.test_faults import FIGURES, Fault, faults_of, run_fault
-from tests.reliability.world import shape
 from tests.stack.faultproxy import FaultProxy, Rule
 from tests.stack.local import LocalStack
 from tests.stack.tcpproxy import Reset, TcpProxy

@@ -10,8 +10,14 @@ from collections.abc import Callable
 import pytest
 
 from tests.conftest import Project, record_figure
-from tests.reliability.helpers import check_invariants, current_key, make_deployable
-from tests.reliability.world import differences, shape, snapshot
+from tests.reliability.helpers import (
+    check_invariants,
+    current_key,
+    differences,
+    make_deployable,
+    shape,
+    snapshot,
+)
 
 FIGURES = "planted defects"
 

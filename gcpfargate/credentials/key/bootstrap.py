@@ -80,7 +80,7 @@ def bootstrap(ctx: Context, new_key: bool = False, grant: bool = False) -> Boots
             keys.finish(ctx, stored)
             _await_usable(ctx, stored.key, account.email)
             if replacing:
-                # The same lifecycle as rotate-key (issue 13.6): the replaced key becomes
+                # The same lifecycle as rotate-key: the replaced key becomes
                 # AWSPREVIOUS and stays enabled; older unreferenced keys are disabled.
                 lifecycle.disable_superseded(ctx, account.email, name)
     if state is not None and not ctx.dry_run:

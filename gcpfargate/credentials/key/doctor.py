@@ -123,7 +123,7 @@ def secret_holds_key(ctx: Context, facts: Facts, get_secret: bool) -> tuple[Stat
         return Status.FAIL, f"secret {name} holds a key of {state.key.client_email}, not {expected}"
     tagged = state.tags.get(secret.TAG_KEY_ID, "")
     if tagged != state.key.key_id:
-        # The tag is what `doctor --no-get-secret` judges by: it must agree with the value (issue 14).
+        # The tag is what `doctor --no-get-secret` judges by: it must agree with the value.
         return Status.WARN, (
             f"{name} holds key {state.key.key_id[:12]}…, but its {secret.TAG_KEY_ID} tag names "
             f"{tagged[:12] or 'nothing'}… (the next bootstrap or rotate-key repairs the tag)"

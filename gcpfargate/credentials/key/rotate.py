@@ -226,14 +226,14 @@ def _roll_back(
             f"{key_id} --iam-account {email}",
         ) from None
     # The promotion tagged the refused key; the tag must name what AWSCURRENT holds again, or doctor
-    # --no-get-secret judges a deleted key (issue 14). Best effort: the next run repairs it too.
+    # --no-get-secret judges a deleted key. Best effort: the next run repairs it too.
     secret.tag_current(ctx, state.arn, state.name, email)
     try:
         ctx.iam.delete_key(email, key_id)
     except GcpError as exc:
         if exc.code != "NOT_FOUND":  # already gone is what the rollback wanted
             # Without this the line was the adapter's bare "failed to delete key": no word of the
-            # rollback, and no way out (the refused key stays enabled as AWSPREVIOUS; issue 14).
+            # rollback, and no way out (the refused key stays enabled as AWSPREVIOUS).
             raise GcpError(
                 f"{refused.message}; the secret is back on the previous key, but deleting the refused "
                 f"key {key_id} failed ({exc.message})",

@@ -343,7 +343,7 @@ def drop_label(ctx: Context, arn: str, label: str, version_id: str) -> None:
 
 
 def tag_current(ctx: Context, arn: str, name: str, account_email: str, attempts: int = 4) -> None:
-    """Make the key-id tag name the key AWSCURRENT holds (issue 14: the tag must agree with the value).
+    """Make the key-id tag name the key AWSCURRENT holds (the tag must agree with the value).
 
     Retried with backoff, and read back after writing: a concurrent rotation may move AWSCURRENT
     between the read and the write. What still disagrees is repaired by the next run.
@@ -509,7 +509,7 @@ def kms_key_arn(ctx: Context, key_id: str | None = None) -> str:
 
     Pass the secret's own KmsKeyId (DescribeSecret) when it exists: an adopted secret may be encrypted
     with another key than the configured one, and "" there means the AWS managed key, which needs no
-    grant (issue 12 item 6)."""
+    grant."""
     key_id = ctx.settings.secret.kms_key_id if key_id is None else key_id
     if not key_id:
         return ""

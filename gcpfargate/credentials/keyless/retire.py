@@ -1,4 +1,4 @@
-"""Retiring what key mode left behind, after a switch to keyless (issue 19): offered, never silent.
+"""Retiring what key mode left behind, after a switch to keyless: offered, never silent.
 
 When `bootstrap` (or `deploy`, after the keyless revision is registered) runs in keyless mode and the
 configured secret still holds user-managed keys of the account, those keys are long-lived credentials
