@@ -1,4 +1,4 @@
-"""In-memory emulator of Google Cloud IAM for tests (see README "Development" for the stack).
+"""In-memory emulator of Google Cloud IAM for tests (see docs/development.md for the stack).
 
 Why this exists: gcpfargate creates and rotates service-account keys. Testing that against real
 Google Cloud is slow, needs credentials and leaves real key material around, so the test stack
