@@ -299,9 +299,11 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 
 
 # `make test` distributes by xdist group (`--dist loadgroup`): a file is one group, so its module
-# fixtures are set up once, as with `--dist loadfile`; the parameters of the tests below each take
-# minutes and are groups of their own, so one file's matrix spreads over the workers.
+# fixtures are set up once, as with `--dist loadfile`; the parameters of the tests below are groups
+# of their own (the matrices' slices take minutes each; the 64 bad-input cases add up to as much),
+# so one file's work spreads over the workers.
 SPREAD = {
+    "test_bad_input",
     "test_deploy_survives_each_failing_call",
     "test_rotate_key_survives_each_failing_call",
     "test_conditional_writes_survive_each_failing_call",
@@ -314,9 +316,16 @@ def _spread(item: pytest.Item) -> bool:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    # The longest first (xdist hands groups out in this order), so no matrix starts last; the sort is
-    # stable, so each module's items stay together and in order.
-    items.sort(key=lambda item: not _spread(item))
+    # xdist hands groups out in this order. First the bad-input cases: each compares a snapshot of
+    # the whole stack before and after, cheap while the worker's stack is still nearly empty; then
+    # the matrices, the longest tests, so none starts last. The sort is stable: each module's items
+    # stay together and in order.
+    def rank(item: pytest.Item) -> int:
+        if getattr(item, "originalname", item.name) == "test_bad_input":
+            return 0
+        return 1 if _spread(item) else 2
+
+    items.sort(key=rank)
     for item in items:
         group = item.nodeid if _spread(item) else item.nodeid.split("::", 1)[0]
         item.add_marker(pytest.mark.xdist_group(group))

@@ -196,6 +196,33 @@ def test_a_read_only_root_gets_its_credential_configuration_on_tmpfs(
     assert ran.returncode == 0, ran.output
 
 
+def test_a_fresh_provider_and_binding_are_refused_until_google_propagates_them(
+    project: Project, modern_base: str
+) -> None:
+    """Google: new pools, providers and bindings take minutes to work. bootstrap cannot wait it out
+    (only a task holding the task role can exchange a token), so it says so; the rehearsal then
+    fails the way the task would, and works once the change has propagated."""
+    keyless_demo(project, modern_base)
+    emulator = project.stack.emulator
+    emulator.set_keyless_propagation(binding_refusals=1, provider_refusals=1)
+    try:
+        deployed = project.run("deploy")
+        assert deployed.returncode == 0, deployed.output
+        assert "a few minutes (up to 7) to propagate" in deployed.stderr, deployed.stderr
+        unknown = project.run("run-local", "--network", "host")
+        assert unknown.returncode == 1 and "invalid_target" in unknown.output, unknown.output
+        denied = project.run("run-local", "--network", "host")
+        assert denied.returncode == 1, denied.output
+        assert "iam.serviceAccounts.getAccessToken" in denied.output, denied.output
+        ran = project.run("run-local", "--network", "host")
+        assert ran.returncode == 0, ran.output
+        assert "called the GCP API as" in ran.stderr, ran.output
+    finally:
+        emulator.reset_knobs()
+    again = project.run("deploy")  # nothing new to propagate: no warning
+    assert again.returncode == 0 and "to propagate" not in again.stderr, again.output
+
+
 def test_a_shim_base_holding_a_key_is_refused_by_the_key_guard(
     project: Project, modern_base: str, tmp_path_factory: pytest.TempPathFactory
 ) -> None:

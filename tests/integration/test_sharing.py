@@ -366,8 +366,14 @@ def test_staging_and_production_in_two_regions_from_one_file(project: Project) -
     assert code == 3
     detail = checks["secret.readable"]["detail"]
     assert "environment production" in detail and OTHER in detail and "bootstrap here" in detail
+    # A configuration problem is doctor's failing config.valid check (exit 3), as any problem it
+    # finds; the other commands stop with one line (exit 2).
+    code, checks = _checks(project, "--environment", "qa")
+    assert code == 3 and checks["config.valid"]["status"] == "FAIL", checks["config.valid"]
+    assert "'qa'" in checks["config.valid"]["detail"], checks["config.valid"]
+    assert "staging, production" in checks["config.valid"]["detail"], checks["config.valid"]
     assert_one_clean_line(
-        project.run("doctor", "--environment", "qa"), 2, "'qa'", "staging, production"
+        project.run("render", "--environment", "qa"), 2, "'qa'", "staging, production"
     )
     project.write_config(project.base_config + '\n[environments.qa.secret]\nnaem = "x"\n')
-    assert_one_clean_line(project.run("doctor"), 2, "environments.qa.secret.naem")
+    assert_one_clean_line(project.run("render"), 2, "environments.qa.secret.naem")

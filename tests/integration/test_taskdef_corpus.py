@@ -20,7 +20,9 @@ from tests.integration.deployed import deploy, latest, prepare
 
 CORPUS = Path(__file__).resolve().parents[1] / "fixtures" / "taskdefs"
 APP_IMAGE = "@@image@@"
-ENV = {"AWS_ACCOUNT_ID": "123456789012"}  # ecspresso's templates call must_env("AWS_ACCOUNT_ID")
+# ecspresso's templates call must_env("AWS_ACCOUNT_ID"); templates read only variables the config
+# allows (task.env_vars).
+ENV = {"AWS_ACCOUNT_ID": "123456789012", "GCPFARGATE_TASK_ENV_VARS": "AWS_ACCOUNT_ID"}
 
 # name -> None (deploys), or the fragments of the one line that refuses it.
 EXPECTED: dict[str, tuple[str, ...] | None] = {

@@ -307,6 +307,19 @@ def bootstrap_keyless(
     else:
         plan.append(f"grant {WORKLOAD_IDENTITY_USER} on {account.email} to {member}")
     changed = bool(plan)
+    fresh = [
+        step
+        for step in plan
+        if step.startswith(("create workload identity", "create provider", "undelete", "grant "))
+    ]
+    if fresh and not ctx.dry_run:
+        # Nothing here can wait it out: only a task holding the task role can exchange a token.
+        ctx.reporter.warn(
+            "Google takes a few minutes (up to 7) to propagate a new workload identity pool, "
+            "provider or binding: a task started before then may be refused (invalid_target or "
+            "PERMISSION_DENIED on iam.serviceAccounts.getAccessToken); `gcpfargate doctor` checks "
+            "the configuration, a rerun of the task the propagation"
+        )
     retired = (
         keyless_retire.offer(ctx, account.email, retire, plan)
         if retire and account.unique_id

@@ -219,6 +219,16 @@ class IamEmulator:
             if member:
                 self.keyless.policies.race_member = member
 
+    def set_keyless_propagation(
+        self, binding_refusals: int = 0, provider_refusals: int = 0
+    ) -> None:
+        """From now on, a workloadIdentityUser (or any) member SetIamPolicy adds is refused at
+        generateAccessToken for its first `binding_refusals` checks, and a new provider is unknown
+        to STS for its first `provider_refusals` exchanges (both counted, not timed)."""
+        with self.state.lock:
+            self.keyless.policies.binding_refusals = binding_refusals
+            self.keyless.pools.provider_refusals = provider_refusals
+
     def clear_faults(self) -> None:
         """Forget injected faults and grant refusals; the knobs below stay as set."""
         with self.state.lock:
@@ -229,6 +239,8 @@ class IamEmulator:
         with self.state.lock:
             self.knobs.reset()
             self.keyless.policies.races = 0
+            self.keyless.policies.binding_refusals = 0
+            self.keyless.pools.provider_refusals = 0
             self.keyless.reset_knobs()
 
     # ----------------------------------------------------------------------------- knobs

@@ -48,6 +48,11 @@ class Policies:
         # policy (adds `race_member` as roles/viewer), so the reader's etag is stale by its write.
         self.races = 0
         self.race_member = "user:someone-else@example.com"
+        # Knob: a member SetIamPolicy adds is not granted yet for its next N checks (IAM policy
+        # changes "typically take 2 minutes" and can take 7 or more to propagate:
+        # cloud.google.com/iam/docs/access-change-propagation). Counted, not timed.
+        self.binding_refusals = 0
+        self.unseen: dict[tuple[str, str, str], int] = {}  # (email, role, member) -> refusals left
 
     def methods(self) -> dict[str, tuple[Any, Any, Any]]:
         return {
@@ -98,6 +103,13 @@ class Policies:
             current = self._current(account.email)
             if request.policy.etag and request.policy.etag != current.etag:
                 raise RpcFailure(grpc.StatusCode.ABORTED, MSG_CONCURRENT_CHANGE)
+            before = {(b.role, m) for b in current.bindings for m in b.members}
+            if self.binding_refusals > 0:
+                for binding in request.policy.bindings:
+                    for member in binding.members:
+                        if (binding.role, member) not in before:
+                            key = (account.email, binding.role, member)
+                            self.unseen[key] = self.binding_refusals
             stored = policy_pb2.Policy(
                 version=request.policy.version or 1, etag=secrets.token_bytes(8)
             )
@@ -122,9 +134,18 @@ class Policies:
         policy = self.policies.get(email)
         if policy is None:
             return False
-        return any(
-            binding.role == role and names & set(binding.members) for binding in policy.bindings
-        )
+        matched = {
+            member
+            for binding in policy.bindings
+            if binding.role == role
+            for member in names & set(binding.members)
+        }
+        waiting = {m for m in matched if self.unseen.get((email, role, m), 0) > 0}
+        if matched - waiting:
+            return True
+        for member in waiting:  # only grants not propagated yet: refused, once per check
+            self.unseen[(email, role, member)] -= 1
+        return False
 
     def members(self, email: str, role: str) -> list[str]:
         with self.state.lock:

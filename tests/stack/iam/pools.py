@@ -85,6 +85,8 @@ class Provider:
     attribute_condition: str = ""
     aws_account_id: str = ""
     deleted_at: dt.datetime | None = None
+    # Knob: token exchanges this new provider still refuses as unknown (Pools.provider_refusals).
+    unseen: int = 0
 
     def body(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -141,6 +143,12 @@ class Pools:
         self.operations: dict[str, Operation] = {}
         self.project_ids: dict[str, str] = {}  # number -> id, for the knobs keyed by project id
         self.operation_polls = 1
+        # Knob: a provider created from now on is unknown to Google STS for its first N exchanges
+        # (invalid_target, as for a provider that does not exist): Google documents that a new
+        # pool or provider "can take several minutes" before tokens can be exchanged
+        # (cloud.google.com/iam/docs/workload-identity-federation-with-other-clouds). Counted, not
+        # timed, so a test sees the same refusals on any machine.
+        self.provider_refusals = 0
 
     # -------------------------------------------------------------- look-ups (hold the lock)
     def number(self, project: str) -> str:
@@ -305,6 +313,7 @@ class Pools:
             self._apply_provider_fields(
                 provider, body, ("aws", "attributeMapping", "attributeCondition")
             )
+            provider.unseen = self.provider_refusals
             pool.providers[new_id] = provider
             return self._operation(provider.name, provider.body())
 

@@ -131,6 +131,10 @@ class SecurityTokenService:
         if found is None:
             raise Refused("invalid_target", MSG_INVALID_TARGET)
         pool, provider = found
+        with self.keyless.state.lock:
+            if provider.unseen > 0:  # created a moment ago: STS does not know it yet
+                provider.unseen -= 1
+                raise Refused("invalid_target", MSG_INVALID_TARGET)
         number = pool.name.split("/")[1]
         with self.keyless.state.lock:
             enabled = self.keyless.service_usage.enabled(number, "sts.googleapis.com")
