@@ -254,13 +254,10 @@ def _check_apis(ctx: Context) -> None:
     """Refuse (before any write) when the STS or IAM Credentials API is disabled; only warn when
     the caller may not read Service Usage, which bootstrap does not otherwise need."""
     project = ctx.settings.gcp.project
-    try:
-        disabled = services.disabled_apis(ctx)
-    except GcpError as exc:
-        if exc.code not in ("PERMISSION_DENIED", "403"):
-            raise
+    disabled, unreadable = services.disabled_or_unreadable(ctx)
+    if unreadable:
         ctx.reporter.warn(
-            f"cannot check that {' and '.join(services.REQUIRED_APIS)} are enabled ({exc.message}); "
+            f"cannot check that {' and '.join(services.REQUIRED_APIS)} are enabled ({unreadable}); "
             f"if they are not: {services.enable_command(project, list(services.REQUIRED_APIS))}"
         )
         return

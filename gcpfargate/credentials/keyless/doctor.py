@@ -21,7 +21,6 @@ from gcpfargate.core.context import Context
 from gcpfargate.credentials.keyless import bootstrap as keyless
 from gcpfargate.credentials.keyless import cel, services
 from gcpfargate.ecs.cluster import latest_revision
-from gcpfargate.errors import GcpError
 from gcpfargate.iam import policy, roles
 from gcpfargate.image import shim_image
 from gcpfargate.keymaterial.keyfile import looks_like_key
@@ -116,12 +115,9 @@ def _admits(ctx: Context, facts: Facts) -> Result:
 
 def _apis(ctx: Context, facts: Facts) -> Result:
     project = ctx.settings.gcp.project
-    try:
-        disabled = services.disabled_apis(ctx)
-    except GcpError as exc:
-        if exc.code not in ("PERMISSION_DENIED", "403"):
-            raise
-        return Status.WARN, f"cannot read Service Usage: {exc.message}"
+    disabled, unreadable = services.disabled_or_unreadable(ctx)
+    if unreadable:
+        return Status.WARN, f"cannot read Service Usage: {unreadable}"
     if disabled:
         return (
             Status.FAIL,

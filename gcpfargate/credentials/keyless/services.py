@@ -9,6 +9,7 @@ FAILs then, both naming the `gcloud services enable` line.
 from __future__ import annotations
 
 from gcpfargate.core.context import Context
+from gcpfargate.errors import GcpError
 
 REQUIRED_APIS = ("sts.googleapis.com", "iamcredentials.googleapis.com")
 
@@ -17,6 +18,17 @@ def disabled_apis(ctx: Context) -> list[str]:
     """The required APIs not ENABLED in the configured project (GcpError when it cannot tell)."""
     project = ctx.settings.gcp.project
     return [api for api in REQUIRED_APIS if ctx.service_usage.state(project, api) != "ENABLED"]
+
+
+def disabled_or_unreadable(ctx: Context) -> tuple[list[str], str]:
+    """(the disabled APIs, "") or, when the caller may not read Service Usage, ([], why): neither
+    bootstrap nor doctor otherwise needs that permission, so not knowing is only a warning."""
+    try:
+        return disabled_apis(ctx), ""
+    except GcpError as exc:
+        if exc.code not in ("PERMISSION_DENIED", "403"):
+            raise
+        return [], exc.message
 
 
 def enable_command(project: str, apis: list[str]) -> str:
