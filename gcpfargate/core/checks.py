@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from gcpfargate.clients.gcp import ServiceAccount
 
 if TYPE_CHECKING:
+    from gcpfargate.core.context import Context
     from gcpfargate.credentials.key.secret import SecretState
 
 
@@ -83,3 +85,7 @@ def verdict(found: tuple[str, str]) -> tuple[Status, str]:
     if found[0] == "SKIP":
         raise Skip(found[1])
     return Status(found[0]), found[1]
+
+
+# One doctor check as a credential mode contributes it: (id, name, section, the check).
+DoctorEntry = tuple[str, str, str, Callable[["Context", Facts], tuple[Status, str]]]

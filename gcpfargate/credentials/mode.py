@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from gcpfargate.config import Settings
-    from gcpfargate.core.checks import Facts, Status
     from gcpfargate.core.context import Context
     from gcpfargate.credentials.wiring import ImageConfig
 
-DoctorEntry = tuple[str, str, str, Callable[["Context", "Facts"], tuple["Status", str]]]
+from gcpfargate.core.checks import DoctorEntry as DoctorEntry
+
 # Asked whether to retire what key mode left behind (keyless mode), given what was found.
 Retire = Callable[[Any], bool]
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from gcpfargate.core.checks import Check, DoctorReport, Facts, Skip, Status
+from gcpfargate.core.checks import DoctorEntry as Entry
 from gcpfargate.core.context import Context
 from gcpfargate.credentials import wiring
-from gcpfargate.credentials.mode import DoctorEntry as Entry
 from gcpfargate.credentials.mode import mode_for
 from gcpfargate.ecs import logs
 from gcpfargate.ecs.cluster import latest_revision

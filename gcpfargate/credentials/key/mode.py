@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from gcpfargate.core.checks import DoctorEntry
 from gcpfargate.core.context import Context
 from gcpfargate.credentials import wiring
-from gcpfargate.credentials.mode import DoctorEntry, Retire
 from gcpfargate.credentials.wiring import ImageConfig
 
 
@@ -17,12 +18,16 @@ class KeyMode:
     def template_needs(self) -> frozenset[str]:
         return frozenset({"secret_arn"})
 
-    def bootstrap(self, ctx: Context, *, new_key: bool, grant: bool, retire: Retire | None) -> Any:
+    def bootstrap(
+        self, ctx: Context, *, new_key: bool, grant: bool, retire: Callable[[Any], bool] | None
+    ) -> Any:
         from gcpfargate.credentials.key.bootstrap import bootstrap
 
         return bootstrap(ctx, new_key=new_key, grant=grant)
 
-    def after_rollout(self, ctx: Context, booted: Any, retire: Retire | None) -> None:
+    def after_rollout(
+        self, ctx: Context, booted: Any, retire: Callable[[Any], bool] | None
+    ) -> None:
         return None
 
     def wire(

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from gcpfargate.core.checks import DoctorEntry
 from gcpfargate.core.context import Context
-from gcpfargate.credentials.mode import DoctorEntry, Retire
 from gcpfargate.credentials.wiring import ImageConfig
 from gcpfargate.errors import ConfigError
 
@@ -17,12 +18,16 @@ class KeylessMode:
     def template_needs(self) -> frozenset[str]:
         return frozenset()
 
-    def bootstrap(self, ctx: Context, *, new_key: bool, grant: bool, retire: Retire | None) -> Any:
+    def bootstrap(
+        self, ctx: Context, *, new_key: bool, grant: bool, retire: Callable[[Any], bool] | None
+    ) -> Any:
         from gcpfargate.credentials.keyless.bootstrap import bootstrap_keyless
 
         return bootstrap_keyless(ctx, retire=retire)
 
-    def after_rollout(self, ctx: Context, booted: Any, retire: Retire | None) -> None:
+    def after_rollout(
+        self, ctx: Context, booted: Any, retire: Callable[[Any], bool] | None
+    ) -> None:
         """Key mode's leftovers are offered for retirement only once the keyless revision runs."""
         if retire is None or not booted.account_exists:
             return
