@@ -21,6 +21,9 @@ say "2/7 gcpfargate init: scaffold a project in $work, then add the sample job (
 sed -i 's/^create_service_account = false/create_service_account = true/' gcpfargate.toml
 # The sample template adds DEMO_API_URL (where the job's "GCP API" lives) to the scaffolded one.
 cp "$here"/examples/demo/{task-definition.json.j2,Dockerfile,app.py} "$work/"
+# ...which reads IAM_EMULATOR_HTTP with must_env(): templates may read only the variables listed.
+sed -i 's/^env_vars = \[\]/env_vars = ["IAM_EMULATOR_HTTP"]/' gcpfargate.toml
+grep -q '^env_vars = \["IAM_EMULATOR_HTTP"\]' gcpfargate.toml || { echo "demo: no env_vars line to set"; exit 1; }
 ls -1 "$work"
 
 say "3/7 gcpfargate deploy  (bootstrap → push-image → register-task)"
