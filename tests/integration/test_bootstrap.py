@@ -117,6 +117,8 @@ def test_dry_run_changes_nothing(project: Project) -> None:
 
 
 def test_store_failure_leaves_no_orphan_key_and_rerun_succeeds(project: Project) -> None:
+    # The emulator's call counts are the worker's: count only this test's calls.
+    project.stack.emulator.reset_stats()
     with FaultProxy(project.stack.moto_url) as proxy:
         proxy.add(Rule("CreateSecret", status=500, code="InternalServiceError", message="injected"))
         env = {"AWS_ENDPOINT_URL": proxy.url, "AWS_MAX_ATTEMPTS": "1"}
