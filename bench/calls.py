@@ -131,7 +131,7 @@ def table(rows: list[tuple[str, collections.Counter[str], float, dict]]) -> str:
     lines += [
         "",
         "(w) marks a write. A no-op `deploy` makes reads only: zero AWS and GCP writes, checked by "
-        "tests/integration/test_calls.py together with the IAM emulator's own count of mutating calls, and "
+        "tests/integration/deploy/test_calls.py together with the IAM emulator's own count of mutating calls, and "
         "each read at most once except where the table names two different resources.",
         "",
     ]

@@ -329,3 +329,30 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         group = item.nodeid if _spread(item) else item.nodeid.split("::", 1)[0]
         item.add_marker(pytest.mark.xdist_group(group))
+
+
+@pytest.fixture(scope="module")
+def base_image(stack) -> str:  # type: ignore[no-untyped-def]
+    """The demo's Python base image (debootstrap, cached under ~/.cache) imported into the stack's engine."""
+    env = {**__import__("os").environ, **stack.env}
+    subprocess.run(
+        ["bash", str(ROOT / "scripts" / "base-image.sh")], env=env, check=True, capture_output=True
+    )
+    return "gcpfargate-demo/python-base:bookworm"
+
+
+@pytest.fixture(scope="module")
+def modern_base(stack, base_image: str) -> str:  # type: ignore[no-untyped-def]
+    """The demo base with this machine's google-auth 2.x instead of Debian bookworm's 1.5.1, which
+    predates external_account credentials (README "Keyless", limits); scripts/keyless-base-image.sh."""
+    env = {**os.environ, **stack.env, "PYTHON": sys.executable, "KEYLESS_BASE_IMAGE": MODERN_BASE}
+    subprocess.run(
+        ["bash", str(ROOT / "scripts" / "keyless-base-image.sh")],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    return MODERN_BASE
+
+
+MODERN_BASE = "gcpfargate-demo/python-base:bookworm-google-auth2"

@@ -17,8 +17,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,15 +24,16 @@ import pytest
 
 from tests.conftest import Project, Result, assert_one_clean_line, record_figure
 from tests.reliability.helpers import (
-    Call,
+    FIGURES,
+    Fault,
     PrivateDockerd,
     check_invariants,
-    current_key,
+    faults_of,
+    injected,
     make_deployable,
-    mutating,
     new_project,
+    run_fault,
     run_logged,
-    secret_exists,
     session_processes,
     shape,
     unchanged_everywhere,
@@ -42,58 +41,6 @@ from tests.reliability.helpers import (
 from tests.stack.faultproxy import FaultProxy, Rule
 from tests.stack.local import LocalStack
 from tests.stack.tcpproxy import BLOB_UPLOAD, MANIFEST_PUT, Reset, TcpProxy
-
-FIGURES = "fault matrix"
-# Which deploy step makes calls to which service: the failure line must name that step.
-STEP_OF = {
-    ("gcp", "iam"): "bootstrap",
-    ("aws", "secretsmanager"): "bootstrap",
-    ("aws", "iam"): "bootstrap",
-    ("aws", "ecr"): "push-image",
-    ("aws", "logs"): "register-task",
-    ("aws", "ecs"): "register-task",
-}
-# GCP calls whose lost response ("after") is worth its own case.
-AFTER_TOO = {"DisableServiceAccountKey", "DeleteServiceAccountKey"}
-
-
-@dataclass(frozen=True)
-class Fault:
-    command: str
-    call: Call
-    nth: int  # the nth call of this operation in the run
-    when: str = "before"
-    denied: bool = (
-        False  # a permission error (AccessDeniedException / PERMISSION_DENIED), not a 500
-    )
-
-    @property
-    def label(self) -> str:
-        when = "" if self.when == "before" else f" ({self.when})"
-        denied = " denied" if self.denied else ""
-        return f"{self.command}: {self.call.system} {self.call.service} {self.call.operation} #{self.nth}{when}{denied}"
-
-    @property
-    def kind(self) -> str:
-        """For the figures: which kind of fault this is."""
-        if self.denied:
-            return "permission denied"
-        return (
-            f"{self.call.system} lost answer"
-            if self.when == "after"
-            else f"{self.call.system} error"
-        )
-
-
-def faults_of(command: str, calls: list[Call]) -> list[Fault]:
-    seen: Counter[str] = Counter()
-    faults = []
-    for call in mutating(calls):
-        seen[call.operation] += 1
-        faults.append(Fault(command, call, seen[call.operation]))
-        if call.system == "gcp" and call.operation in AFTER_TOO:
-            faults.append(Fault(command, call, seen[call.operation], "after"))
-    return faults
 
 
 @pytest.fixture(scope="module")
@@ -129,116 +76,6 @@ def key_shape(project: Project) -> dict[str, Any]:
     """The key side of `shape`: key states, staged versions and the secret's settings and tags."""
     world = shape(project)
     return {part: world.get(part) for part in ("keys", "stages", "secret")}
-
-
-# Permission errors as the services send them (botocore models: AccessDeniedException, HTTP 400 on the
-# JSON services; IAM's query protocol says AccessDenied, HTTP 403). The user is the stack's moto user.
-DENIED_TEXT = "User: arn:aws:iam::123456789012:user/moto is not authorized to perform: {action}"
-
-
-def inject(fault: Fault, stack: LocalStack, proxy: FaultProxy) -> dict[str, str | None]:
-    if fault.call.system == "aws":
-        if fault.denied:
-            iam = fault.call.service == "iam"
-            action = f"{fault.call.service}:{fault.call.operation}"
-            proxy.add(
-                Rule(
-                    fault.call.operation,
-                    status=403 if iam else 400,
-                    code="AccessDenied" if iam else "AccessDeniedException",
-                    message=DENIED_TEXT.format(action=action),
-                    skip=fault.nth - 1,
-                    times=1,
-                )
-            )
-        else:
-            proxy.add(
-                Rule(
-                    fault.call.operation,
-                    status=500,
-                    code="InternalFailure",
-                    message="injected fault",
-                    skip=fault.nth - 1,
-                    times=1,
-                )
-            )
-        return {"AWS_ENDPOINT_URL": proxy.url, "AWS_MAX_ATTEMPTS": "1"}
-    if fault.denied:
-        stack.emulator.fail_nth(
-            fault.call.operation,
-            fault.nth,
-            "PERMISSION_DENIED",
-            f"Permission denied on resource (or it may not exist) for {fault.call.operation}.",
-        )
-        return {}
-    # INTERNAL rather than UNAVAILABLE: the adapter retries UNAVAILABLE, which would hide the fault.
-    stack.emulator.fail_nth(
-        fault.call.operation, fault.nth, "INTERNAL", "injected fault", when=fault.when
-    )
-    return {}
-
-
-def injected(stack: LocalStack, proxy: FaultProxy) -> int:
-    return sum(proxy.injected.values()) + int(stack.emulator.stats()["injected_faults"])
-
-
-def run_fault(
-    fault: Fault,
-    project: Project,
-    stack: LocalStack,
-    proxy: FaultProxy,
-    args: tuple[str, ...] | None = None,
-    env: dict[str, str | None] | None = None,
-) -> tuple[Result, list[str]]:
-    """Run the command with `fault`; return its result and what is wrong afterwards (empty: survived)."""
-    before = injected(stack, proxy)
-    previous = current_key(project)["private_key_id"] if secret_exists(project) else None
-    args = args or (("rotate-key",) if fault.command == "rotate-key" else ("deploy",))
-    try:
-        result = project.run(*args, env={**(env or {}), **inject(fault, stack, proxy)}, timeout=180)
-    finally:
-        proxy.clear()
-        stack.emulator.clear_faults()
-    record_figure(FIGURES, "faults injected")
-    record_figure(FIGURES, f"faults injected: {fault.kind}")
-    problems = []
-    if injected(stack, proxy) != before + 1:
-        problems.append("the fault did not fire")
-    if result.returncode != 0:
-        try:
-            last = assert_one_clean_line(result, 1)
-            assert any(name in last for name in failure_names(fault)), (
-                f"none of {failure_names(fault)} in {last!r}"
-            )
-        except AssertionError as exc:
-            problems.append(f"not one clean line naming the step: {exc}")
-    problems += check_invariants(
-        project,
-        expect_secret=result.returncode == 0 or fault.command != "deploy",
-        previous=previous,
-    )
-    return result, problems
-
-
-# What a rotate-key failure line must name: the step of the rotation that failed (the operation's
-# own words, as the product's adapters describe each call). UpdateSecretVersionStage serves two steps:
-# the promotion ("make the new key current") and the rollback ("moving AWSCURRENT back").
-ROTATE_STEP: dict[str, tuple[str, ...]] = {
-    "CreateServiceAccountKey": ("key",),
-    "PutSecretValue": ("store the new key",),
-    "CreateSecret": ("create secret",),
-    "TagResource": ("tag",),
-    "UpdateSecretVersionStage": ("make the new key current", "moving AWSCURRENT back"),
-    "DisableServiceAccountKey": ("disable",),
-    "DeleteServiceAccountKey": ("delete",),
-}
-
-
-def failure_names(fault: Fault) -> tuple[str, ...]:
-    """What the failure line of `fault` must name (one of): the deploy step, or the rotate-key step."""
-    if fault.command == "deploy":
-        return (f"{STEP_OF[(fault.call.system, fault.call.service)]} failed",)
-    return ROTATE_STEP.get(fault.call.operation, (fault.call.operation,))
 
 
 def test_discovery_found_the_mutating_calls(clean: dict[str, Any]) -> None:

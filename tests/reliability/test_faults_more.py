@@ -18,17 +18,20 @@ import pytest
 
 from tests.conftest import Project, assert_one_clean_line, record_figure
 from tests.reliability.helpers import (
+    FIGURES,
+    Fault,
     check_invariants,
     current_key,
+    faults_of,
     make_deployable,
     new_project,
     orphans,
+    run_fault,
     run_logged,
     secret_versions,
     shape,
     unchanged_everywhere,
 )
-from tests.reliability.test_faults import FIGURES, Fault, faults_of, run_fault
 from tests.stack.faultproxy import FaultProxy, Rule
 from tests.stack.local import LocalStack
 from tests.stack.tcpproxy import Reset, TcpProxy
@@ -47,9 +50,9 @@ def _bootstrap(project: Project) -> None:
 def _with_stray_key(project: Project) -> None:
     """bootstrap, then a key of this secret nobody stored (a run that died after minting and
     recording it): --prune's work. Recorded as the secret's own, as that run would have left it; a
-    key nobody recorded is foreign and never pruned (tests/integration/test_sharing.py)."""
+    key nobody recorded is foreign and never pruned (tests/integration/deploy/test_sharing.py)."""
     _bootstrap(project)
-    from tests.reliability.test_leaks import mint
+    from tests.reliability.helpers import mint
 
     (stray,) = mint(project.stack, project.email, 1)
     project.aws("secretsmanager").tag_resource(

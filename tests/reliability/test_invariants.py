@@ -30,7 +30,7 @@ def _deployed(project: Project) -> None:
 
 
 def _orphan(project: Project) -> None:
-    from tests.reliability.test_leaks import mint
+    from tests.reliability.helpers import mint
 
     mint(project.stack, project.email, 1)
 

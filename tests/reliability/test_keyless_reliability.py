@@ -6,7 +6,7 @@
    proxy with AWS_MAX_ATTEMPTS=1; Google from the emulator, before the call took effect and, for
    the creates, after it: the answer lost). Every failure is one clean line and a non-zero exit, and a
    rerun converges to the state a clean run leaves (whose own rerun writes nothing:
-   tests/integration/test_keyless_bootstrap.py).
+   tests/integration/credentials/keyless/test_keyless_bootstrap.py).
 2. Leak scan: the task-role credentials run-local obtains (read from AssumeRole's answers on the wire)
    never appear in what it printed (at --debug) or in any file under the project, HOME or the temp dir.
 3. Bad inputs, each refused in one line that says why.
@@ -27,8 +27,6 @@ import requests
 
 from gcpfargate.credentials.keyless.bootstrap import task_role_name
 from tests.conftest import ACCOUNT_ID, Project, Result, assert_one_clean_line
-from tests.integration.test_deploy import base_image  # noqa: F401  (module fixture: the Python base)
-from tests.integration.test_keyless_deploy import modern_base  # noqa: F401  (module fixture: google-auth 2.x)
 from tests.reliability.helpers import new_project, run_logged
 from tests.stack.faultproxy import FaultProxy, Rule
 from tests.stack.iam.grpc_service import is_mutating
@@ -231,8 +229,9 @@ def leaked(
     return found
 
 
-def test_task_role_credentials_never_leave_the_task(project: Project, modern_base: str) -> None:  # noqa: F811
-    from tests.integration.test_keyless_deploy import deploy, keyless_demo
+def test_task_role_credentials_never_leave_the_task(project: Project, modern_base: str) -> None:
+    from tests.integration.helpers import deploy_logging_calls as deploy
+    from tests.integration.helpers import keyless_demo
 
     keyless_demo(project, modern_base)
     deploy(project)
@@ -294,7 +293,7 @@ def test_bad_inputs_are_refused_with_the_reason(project: Project) -> None:
         "role", f"gcpfargate-{project.family}-task"
     )  # refused before any write
     # gcpfargate-<family>-task would exceed IAM's 64-character role names (the strict layer refuses
-    # those with IAM's text, tests/unit/test_keyless_names.py): a long family gets a shortened name.
+    # those with IAM's text, tests/unit/credentials/keyless/test_keyless_names.py): a long family gets a shortened name.
     long_family = "f" * 60
     result = project.run(
         "bootstrap", "--output", "json", env={**KEYLESS, "GCPFARGATE_TASK_FAMILY": long_family}

@@ -24,7 +24,7 @@ import pytest
 
 from tests.conftest import Project, Result, record_figure
 from tests.reliability import leakscan
-from tests.reliability.helpers import make_deployable
+from tests.reliability.helpers import make_deployable, mint
 from tests.stack.faultproxy import FaultProxy, Rule
 from tests.stack.local import LocalStack
 
@@ -265,21 +265,6 @@ def forms_of(key: Any) -> dict[str, bytes]:
         "re-indented JSON": json.dumps(json.loads(key_json), indent=4).encode(),
         "hex": der.hex().encode(),
     }
-
-
-def mint(stack: LocalStack, email: str, count: int) -> list[Any]:
-    """Keys straight from the emulator (not through gcpfargate): the material to plant."""
-    import grpc
-    from google.cloud import iam_admin_v1
-    from google.cloud.iam_admin_v1.services.iam.transports import IAMGrpcTransport
-
-    channel = grpc.insecure_channel(stack.emulator.grpc_address)
-    client = iam_admin_v1.IAMClient(transport=IAMGrpcTransport(channel=channel))
-    for _ in range(count):
-        client.create_service_account_key(name=f"projects/-/serviceAccounts/{email}")
-    minted = [key for key in stack.emulator.minted_keys() if key.email == email][-count:]
-    leakscan.PLANTED.update(key.key_id for key in minted)
-    return minted
 
 
 def plant(

@@ -6,7 +6,7 @@ permission (the hint), and IAM roles that Scheduler cannot use for a few seconds
 from __future__ import annotations
 
 from tests.conftest import Project, assert_one_clean_line, record_figure
-from tests.integration.test_schedule import prepare
+from tests.integration.helpers import prepare_schedule as prepare
 from tests.reliability.helpers import check_invariants, current_key
 from tests.stack.local import ACCOUNT_ID
 from tests.stack.strict import Settings, StrictLayer
@@ -17,7 +17,7 @@ FIGURES = "stack knobs"
 def test_new_key_refused_a_few_times_then_accepted(project: Project) -> None:
     """Google accepts a new key only after it propagated: the first token requests get invalid_grant.
     rotate-key verifies the new key before retiring the old one, so it must wait the refusals out
-    (bootstrap waits for its new key the same way: tests/integration/test_deploy.py)."""
+    (bootstrap waits for its new key the same way: tests/integration/deploy/test_deploy.py)."""
     command = "rotate-key"
     assert project.run("bootstrap").returncode == 0
     emulator = project.stack.emulator

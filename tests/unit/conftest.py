@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
+
+from tests.stack.local import moto_server
 
 
 @pytest.fixture(autouse=True)
@@ -12,3 +16,9 @@ def _private_state_home(
     state = tmp_path_factory.mktemp("state")
     state.chmod(0o700)
     monkeypatch.setenv("XDG_STATE_HOME", str(state))
+
+
+@pytest.fixture(scope="module")
+def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with moto_server(tmp_path_factory.mktemp("moto") / "moto.log") as url:
+        yield url

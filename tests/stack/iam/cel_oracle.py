@@ -6,7 +6,7 @@ test on both sides. So the emulator evaluates with an independent implementation
 the language, and `extract` written here from Google's description
 (https://cloud.google.com/iam/docs/workload-identity-federation#mapping: "extract a value from a
 string using a template with one {placeholder}; an empty string when the template does not match").
-`tests/unit/test_cel_oracle.py` checks that the two agree on the expressions gcpfargate writes and
+`tests/unit/credentials/keyless/test_cel_oracle.py` checks that the two agree on the expressions gcpfargate writes and
 on hostile ones.
 """
 
