@@ -8,7 +8,7 @@ import typer
 
 from gcpfargate.cli.app import STATE, DryRun, app
 from gcpfargate.cli.bootstrap import RetireKeys, check_retire_keys, retire_confirmation
-from gcpfargate.cli.service_flags import Cluster, NoWait, ServiceName, WaitTimeout, service_flags
+from gcpfargate.cli.service import Cluster, NoWait, ServiceName, WaitTimeout, service_flags
 
 
 @app.command()
