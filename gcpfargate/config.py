@@ -107,6 +107,7 @@ def load_settings(
     env_values = _read_env(environ)
     flag_values = _read_flags(overrides or {})
 
+    base_dir = path.parent.resolve() if path else Path.cwd()
     sections: dict[str, Any] = {}
     sources: dict[str, str] = {}
     for section, keys in SCHEMA.items():
@@ -130,8 +131,11 @@ def load_settings(
             _validate(dotted, values[key], spec, sources[dotted], path)
             if spec.normalise is not None and values[key] is not None:
                 values[key] = spec.normalise(values[key])
+            if spec.relative_to is not None and values[key]:
+                # Paths are absolute from here on: every reader sees the same file.
+                base = base_dir if spec.relative_to == "config" else Path(values[spec.relative_to])
+                values[key] = str((base / values[key]).resolve())
         sections[section] = SECTIONS[section](**values)
-    base_dir = path.parent.resolve() if path else Path.cwd()
     return Settings(
         **sections,
         sources=sources,

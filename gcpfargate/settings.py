@@ -34,6 +34,9 @@ class Key:
     item: type | None = None  # what a list's items or a table's values must be, when checked
     # The canonical form, applied once at load after validation: readers never re-normalise.
     normalise: Callable[[Any], Any] | None = None
+    # A path setting is made absolute at load, relative to this: "config" (the config file's
+    # directory) or another key of the same section (image.dockerfile lives in image.context).
+    relative_to: str | None = None
 
 
 def _pattern(regex: str, what: str) -> Validator:
@@ -95,11 +98,14 @@ def _retention(value: Any) -> str | None:
 
 
 def setting(
-    default: Any, validate: Validator | None = None, normalise: Callable[[Any], Any] | None = None
+    default: Any,
+    validate: Validator | None = None,
+    normalise: Callable[[Any], Any] | None = None,
+    relative_to: str | None = None,
 ) -> Any:
     """A settings field with its validation and canonical form; list and table defaults are empty
     and never shared."""
-    metadata = {"validate": validate, "normalise": normalise}
+    metadata = {"validate": validate, "normalise": normalise, "relative_to": relative_to}
     if isinstance(default, list | dict):
         return field(default_factory=type(default), metadata=metadata)
     return field(default=default, metadata=metadata)
@@ -167,8 +173,8 @@ class ImageSettings:
             r"[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*", "ECR repository name"
         ),
     )
-    context: str = setting(".")
-    dockerfile: str = setting("Dockerfile")
+    context: str = setting(".", relative_to="config")  # absolute after load
+    dockerfile: str = setting("Dockerfile", relative_to="context")  # absolute after load
     tag: str = setting("", _pattern(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", "image tag"))
     platform: str = setting(
         "linux/amd64",
@@ -185,7 +191,7 @@ class ImageSettings:
 @dataclass(frozen=True)
 class TaskSettings:
     family: str = setting("", _pattern(r"[A-Za-z0-9_-]{1,255}", "task family name"))
-    template: str = setting("task-definition.json.j2")
+    template: str = setting("task-definition.json.j2", relative_to="config")  # absolute after load
     execution_role_arn: str = setting("", _ROLE_ARN)
     credentials_path: str = setting("/tmp/gcp/credentials.json", credentials_path_problem)
     credentials_env: str = setting("GCP_CREDENTIALS_JSON", credentials_env_problem)
@@ -261,7 +267,14 @@ def _key(spec: Field[Any]) -> Key:
         spec.default_factory
     )  # `setting()` gives lists and tables a factory, never a shared default
     default = factory() if kind in (list, dict) and callable(factory) else spec.default
-    return Key(kind, default, spec.metadata["validate"], item, spec.metadata["normalise"])
+    return Key(
+        kind,
+        default,
+        spec.metadata["validate"],
+        item,
+        spec.metadata["normalise"],
+        spec.metadata.get("relative_to"),
+    )
 
 
 SCHEMA: dict[str, dict[str, Key]] = {
@@ -325,7 +338,7 @@ class Settings:
             )
 
     def resolve(self, relative: str) -> Path:
-        """A path setting, relative to the config file's directory."""
+        """A path relative to the config file's directory (path settings are absolute already)."""
         return (self.base_dir / relative).resolve()
 
     # Derived values used by several commands.

@@ -223,7 +223,7 @@ def _push(
 
 # -- inputs --------------------------------------------------------------------------------------
 def build_inputs(settings: Settings) -> BuildInputs:
-    context = settings.resolve(settings.image.context)
+    context = Path(settings.image.context)
     if context == Path(context.anchor):
         raise ConfigError(
             f"build context {context} is the root directory: the whole machine would be sent to the "
@@ -236,7 +236,7 @@ def build_inputs(settings: Settings) -> BuildInputs:
             "Set image.context to the directory that holds the Dockerfile",
         )
     # Like docker compose: the Dockerfile path is relative to the context.
-    dockerfile = (context / (settings.image.dockerfile or "Dockerfile")).resolve()
+    dockerfile = Path(settings.image.dockerfile or context / "Dockerfile")
     if not dockerfile.is_file():
         raise ConfigError(
             f"Dockerfile {dockerfile} does not exist",

@@ -68,7 +68,7 @@ class DiffResult:
 
 # -- rendering ------------------------------------------------------------------------------------
 def template_path(ctx: Context) -> Path:
-    return ctx.settings.resolve(ctx.settings.task.template)
+    return Path(ctx.settings.task.template)
 
 
 # Stand-ins for the values only AWS or a push can give, for `check_renders`: shaped like the real ones.

@@ -61,6 +61,24 @@ def test_derived_names(config: Path) -> None:
     assert settings.resolve(settings.image.context) == config.parent.resolve()
 
 
+def test_path_settings_are_absolute_after_load(
+    config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Readers never resolve a path again: the file's values are relative to the config file's
+    # directory wherever the command runs, and the Dockerfile is relative to the context.
+    config.write_text(
+        config.read_text() + '\n[image]\ncontext = "app"\ndockerfile = "d/Dockerfile"\n'
+    )
+    monkeypatch.chdir(tmp_path.parent)
+    settings = load_settings(config, environ={})
+    base = config.parent.resolve()
+    assert settings.image.context == str(base / "app")
+    assert settings.image.dockerfile == str(base / "app" / "d" / "Dockerfile")
+    assert settings.task.template == str(base / "task-definition.json.j2")
+    flagged = load_settings(config, environ={}, overrides={"task.template": "../t.json.j2"})
+    assert flagged.task.template == str(base.parent / "t.json.j2")
+
+
 def test_env_types_are_parsed(config: Path) -> None:
     env = {
         "GCPFARGATE_GCP_CREATE_SERVICE_ACCOUNT": "yes",
