@@ -355,3 +355,25 @@ def test_doctor_checks_each_job(project: Project) -> None:
     assert "does not exist in group" in checks["jobs.cleanup"]["detail"]
     assert checks["jobs.weekly"]["status"] == "WARN"
     assert "config says" in checks["jobs.weekly"]["detail"]
+
+
+def test_run_local_job_rehearses_its_command_and_env(project: Project) -> None:
+    from tests.integration.deployed import deploy
+    from tests.integration.deployed import prepare as prepare_deploy
+
+    # ENTRYPOINT only: the job's command is the whole command, as in the run-local override test.
+    prepare_deploy(project, steps=('ENTRYPOINT ["/bin/sh", "-c"]',))
+    deploy(project)
+    config = project.dir / "gcpfargate.toml"
+    config.write_text(
+        config.read_text()
+        + """
+[jobs.backfill]
+rate = "1 day"
+command = ["echo mode=$MODE extra=$EXTRA; exit 4"]
+env = { MODE = "backfill" }
+"""
+    )
+    result = project.run("run-local", "--job", "backfill", "--env", "EXTRA=flag")
+    assert result.returncode == 4, result.output
+    assert "mode=backfill extra=flag" in result.stderr
