@@ -222,7 +222,7 @@ def apply(
     settings = ctx.settings
     settings.require("task.family")
     jobs = [find(settings, only)] if only else list(settings.jobs.values())
-    if not jobs:
+    if not jobs and not prune:  # the last job removed: --prune still clears its schedule
         raise UsageError(
             f"no [jobs.*] tables in {settings.config_path or 'the config'}",
             'Add one, for example [jobs.nightly] with cron = "0 3 * * *"',

@@ -250,6 +250,13 @@ def test_prune_deletes_exactly_the_removed_job_and_never_a_foreign_schedule(
     again = project.run("schedule", "--prune", "--yes", "-o", "json")
     assert again.returncode == 0 and again.json["pruned"] == [] and again.json["changed"] is False
 
+    # Every job removed: --prune clears their schedules, and still only gcpfargate's.
+    config.write_text(config.read_text().split("[jobs.")[0])
+    emptied = project.run("schedule", "--prune", "--yes", "-o", "json")
+    assert emptied.returncode == 0, emptied.output
+    assert sorted(emptied.json["pruned"]) == ["cleanup", "export-daily"]
+    assert names_in(project, group) == ["theirs"]
+
 
 def test_one_job_and_the_refusals(project: Project) -> None:
     prepare(project)
