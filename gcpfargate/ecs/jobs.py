@@ -345,8 +345,10 @@ def apply(
             ctx.reporter.info("kept them (not confirmed)")
     elif stale:
         ctx.reporter.warn(
-            f"schedule{'s' if len(stale) > 1 else ''} {', '.join(stale)} in group {group} "
-            "no job names any more; `gcpfargate schedule --prune` deletes them"
+            f"schedule{'s' if len(stale) > 1 else ''} {', '.join(stale)} in group {group}: "
+            "no job names "
+            f"{'them' if len(stale) > 1 else 'it'} any more; `gcpfargate schedule --prune` "
+            "deletes what no job names"
         )
     if foreign:
         ctx.reporter.info(

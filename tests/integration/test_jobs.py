@@ -230,7 +230,7 @@ def test_prune_deletes_exactly_the_removed_job_and_never_a_foreign_schedule(
     assert listed.returncode == 0, listed.output
     assert listed.json["stale"] == ["weekly"] and listed.json["pruned"] == []
     assert listed.json["foreign"] == ["theirs"]
-    assert "weekly in group" in listed.stderr and "--prune" in listed.stderr
+    assert "weekly in group" in listed.stderr and "no job names it any more" in listed.stderr
     assert names_in(project, group) == ["cleanup", "export-daily", "theirs", "weekly"]
 
     refused = project.run("schedule", "--prune")
@@ -285,6 +285,21 @@ def test_one_job_and_the_refusals(project: Project) -> None:
     refused = project.run("schedule")
     assert_one_clean_line(refused, 2, "schedule weekly", "not created by gcpfargate")
     assert names_in(project, group) == ["cleanup", "weekly"]
+
+
+def test_a_schedule_section_next_to_jobs_is_still_applied(project: Project) -> None:
+    prepare(project, THREE_JOBS + '\n[schedule]\nexpression = "rate(30 minutes)"\n')
+    result = project.run("schedule", "-o", "json")
+    assert result.returncode == 0, result.output
+    assert result.json["schedule"]["expression"] == "rate(30 minutes)"
+    assert len(result.json["jobs"]) == 3
+    single = project.aws("scheduler").get_schedule(Name=f"gcpfargate-{project.family}")
+    assert single["GroupName"] == "default" and "Group" not in single["Target"]["EcsParameters"]
+    assert names_in(project, group_of(project)) == ["cleanup", "export-daily", "weekly"]
+    calls = {"GCPFARGATE_CALL_LOG": str(project.dir / "calls")}
+    again = project.run("schedule", "-o", "json", env=calls)
+    assert again.returncode == 0 and again.json["schedule"]["changed"] is False, again.output
+    assert writes(project) == []
 
 
 def test_the_strict_layer_refuses_a_group_name_over_64(project: Project) -> None:
