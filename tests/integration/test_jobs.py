@@ -399,3 +399,13 @@ env = { MODE = "backfill" }
     result = project.run("run-local", "--job", "backfill", "--env", "EXTRA=flag")
     assert result.returncode == 4, result.output
     assert "mode=backfill extra=flag" in result.stderr
+
+
+def test_a_long_family_gets_a_shortened_group_the_strict_layer_accepts(project: Project) -> None:
+    project.family = f"{project.family}-" + "x" * 70  # 64 + characters: the group is cut and hashed
+    prepare(project, '\n[jobs.nightly]\ncron = "@daily"\n')
+    result = project.run("schedule", "-o", "json")
+    assert result.returncode == 0, result.output
+    group = result.json["group"]
+    assert len(group) == 64 and group.startswith(f"gcpfargate-{project.family}"[:55] + "-")
+    assert names_in(project, group) == ["nightly"]
