@@ -11,7 +11,7 @@ from gcpfargate.config import load_settings
 from gcpfargate.ecs import jobs
 from gcpfargate.ecs.overrides import TaskOverrides
 from gcpfargate.errors import ConfigError
-from gcpfargate.settings import RunSettings
+from gcpfargate.settings import RunSettings, Settings
 
 BASE = """
 [task]
@@ -42,7 +42,7 @@ enabled = false
 """
 
 
-def load(tmp_path: Path, text: str, environment: str | None = None) -> object:
+def load(tmp_path: Path, text: str, environment: str | None = None) -> Settings:
     path = tmp_path / "gcpfargate.toml"
     path.write_text(BASE + text)
     return load_settings(path, environ={}, environment=environment)
@@ -56,7 +56,7 @@ def error(tmp_path: Path, text: str) -> str:
 
 def test_three_jobs_load_converted_and_typed(tmp_path: Path) -> None:
     settings = load(tmp_path, THREE)
-    found = settings.jobs  # type: ignore[attr-defined]
+    found = settings.jobs
     assert list(found) == ["export-daily", "cleanup", "weekly"]
     export, cleanup, weekly = found.values()
     assert export.cron == "cron(0 3 * * ? *)" and export.written == "cron(0 3 * * *)"
@@ -72,9 +72,9 @@ def test_three_jobs_load_converted_and_typed(tmp_path: Path) -> None:
 
 def test_a_job_overrides_run_keys_and_a_flag_beats_the_job(tmp_path: Path) -> None:
     settings = load(tmp_path, THREE)
-    cleanup = settings.jobs["cleanup"]  # type: ignore[attr-defined]
-    assert jobs.settings_for(settings, cleanup).run.cluster == "batch"  # type: ignore[arg-type]
-    assert jobs.settings_for(settings, cleanup).run.subnets == ["subnet-0123456789abcdef0"]  # type: ignore[arg-type]
+    cleanup = settings.jobs["cleanup"]
+    assert jobs.settings_for(settings, cleanup).run.cluster == "batch"
+    assert jobs.settings_for(settings, cleanup).run.subnets == ["subnet-0123456789abcdef0"]
     flagged = load_settings(
         tmp_path / "gcpfargate.toml", environ={}, overrides={"run.cluster": "other"}
     )
@@ -83,7 +83,7 @@ def test_a_job_overrides_run_keys_and_a_flag_beats_the_job(tmp_path: Path) -> No
 
 
 def test_flags_go_over_the_jobs_overrides(tmp_path: Path) -> None:
-    export = load(tmp_path, THREE).jobs["export-daily"]  # type: ignore[attr-defined]
+    export = load(tmp_path, THREE).jobs["export-daily"]
     merged = jobs.overrides_for(export, TaskOverrides(environment={"EXTRA": "1"}, cpu="2048"))
     assert merged.command == ["export", "--since", "yesterday"]
     assert merged.environment == {"MODE": "daily", "EXTRA": "1"}
@@ -104,9 +104,9 @@ timezone = "UTC"
 rate = "5 minutes"
 """
     )
-    plain = load(tmp_path, text).jobs  # type: ignore[attr-defined]
+    plain = load(tmp_path, text).jobs
     assert "only-here" not in plain and plain["export-daily"].enabled is True
-    staged = load(tmp_path, text, environment="staging").jobs  # type: ignore[attr-defined]
+    staged = load(tmp_path, text, environment="staging").jobs
     assert staged["export-daily"].enabled is False and staged["export-daily"].timezone == "UTC"
     assert staged["export-daily"].command == "export --since yesterday"  # kept from the file
     assert staged["only-here"].rate == "rate(5 minutes)"
