@@ -25,7 +25,16 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 from gcpfargate.errors import ConfigError
-from gcpfargate.settings import CONFIG_FILE, RULES, SCHEMA, SECTIONS, Key, Settings, env_name
+from gcpfargate.settings import (
+    CONFIG_FILE,
+    RULES,
+    SCHEMA,
+    SECTIONS,
+    Key,
+    Settings,
+    env_name,
+    load_jobs,
+)
 
 __all__ = [
     "CONFIG_ENV",
@@ -40,6 +49,7 @@ __all__ = [
 CONFIG_ENV = "GCPFARGATE_CONFIG"
 ENVIRONMENT_ENV = "GCPFARGATE_ENVIRONMENT"
 ENVIRONMENTS = "environments"
+JOBS = "jobs"  # `[jobs.<name>]` tables: file only, checked by `settings.load_jobs`
 # GCPFARGATE_* variables that are not settings (endpoint overrides and the config path).
 _NON_SETTING_ENV = {
     CONFIG_ENV,
@@ -94,7 +104,7 @@ def load_settings(
     """
     environ = os.environ if environ is None else environ
     path = _find_config(config_path, environ) if read_file else None
-    file_values, environments = _read_file(path) if path else ({}, {})
+    file_values, environments, job_tables = _read_file(path) if path else ({}, {}, {})
     chosen = environment or environ.get(ENVIRONMENT_ENV) or ""
     if chosen:
         if chosen not in environments:
@@ -136,6 +146,13 @@ def load_settings(
                 base = base_dir if spec.relative_to == "config" else Path(values[spec.relative_to])
                 values[key] = str((base / values[key]).resolve())
         sections[section] = SECTIONS[section](**values)
+    # Every environment's job tables are checked, selected or not, like its other keys.
+    jobs = load_jobs(job_tables.get("", {}), {}, str(path))
+    for name, overlay in job_tables.items():
+        if name:
+            selected = load_jobs(job_tables.get("", {}), overlay, f"{path} [{ENVIRONMENTS}.{name}]")
+            if name == chosen:
+                jobs = selected
     return Settings(
         **sections,
         sources=sources,
@@ -143,6 +160,7 @@ def load_settings(
         base_dir=base_dir,
         environment=chosen,
         environments={name: dict(values) for name, values in environments.items()},
+        jobs=jobs,
     )
 
 
@@ -184,8 +202,11 @@ def _not_a_config_file(path: Path) -> ConfigError:
     )
 
 
-def _read_file(path: Path) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
-    """The file's settings, flat by `section.key`, and each environment's overlay likewise."""
+def _read_file(
+    path: Path,
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]], dict[str, Any]]:
+    """The file's settings, flat by `section.key`, each environment's overlay likewise, and the
+    job tables: the file's under "", each environment's under its name."""
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
@@ -200,14 +221,17 @@ def _read_file(path: Path) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read {path}: {exc}") from None
     environments: dict[str, dict[str, Any]] = {}
+    job_tables: dict[str, Any] = {"": data.pop(JOBS, {})}
     overlays = data.pop(ENVIRONMENTS, {})
     if not isinstance(overlays, dict):
         raise ConfigError(f"{ENVIRONMENTS} in {path} must be a table ([{ENVIRONMENTS}.NAME])")
     for name, overlay in overlays.items():
         if not isinstance(overlay, dict):
             raise ConfigError(f"{ENVIRONMENTS}.{name} in {path} must be a table")
+        overlay = dict(overlay)
+        job_tables[name] = overlay.pop(JOBS, {})
         environments[name] = _flatten(overlay, path, f"{ENVIRONMENTS}.{name}.")
-    return _flatten(data, path, ""), environments
+    return _flatten(data, path, ""), environments, job_tables
 
 
 def _flatten(data: dict[str, Any], path: Path, prefix: str) -> dict[str, Any]:

@@ -380,6 +380,40 @@ def _schedule(output: Output, console: Console, result: Any, dry_run: bool) -> N
             console.print(f"  {when}", markup=False)
 
 
+def _jobs(output: Output, console: Console, result: Any, dry_run: bool) -> None:
+    """schedule with [jobs.*]: one row per job (what happens to it, its expression and state),
+    an update's changed fields under it, then the schedules no job names."""
+    would = {"create": "would create", "update": "would update"} if dry_run else {}
+    items = [("group", result.group)]
+    for job in result.jobs:
+        action = would.get(job.action, "created" if job.action == "create" else job.action)
+        if job.action == "update" and not dry_run:
+            action = "updated"
+        text = f"{action}: {job.expression} ({job.timezone}), {job.state}"
+        if job.written:
+            text += f", from {job.written}"
+        if job.next_runs:
+            text += f", next {job.next_runs[0]}"
+        items.append((job.name, text))
+    rows(console, items)
+    for job in result.jobs:
+        for change in job.changes:
+            console.print(redact(f"  {job.name}: {change}"), markup=False, soft_wrap=True)
+    tail = []
+    if result.stale and not result.pruned:
+        tail.append(("no job names", ", ".join(result.stale)))
+    if result.pruned:
+        tail.append(("pruned", ", ".join(result.pruned)))
+    if result.foreign:
+        tail.append(("not gcpfargate's", ", ".join(result.foreign)))
+    if not dry_run:
+        tail.append(("changed", _yes(result.changed)))
+    if tail:
+        rows(console, tail)
+    if result.schedule is not None:
+        _schedule(output, console, result.schedule, dry_run)
+
+
 def _doctor(output: Output, console: Console, result: Any, dry_run: bool) -> None:
     """Checks under their group: `  STATUS name: detail`, the detail wrapped under itself on a terminal."""
     from rich.text import Text
@@ -463,6 +497,7 @@ _LAYOUTS: dict[str, Callable[[Output, Console, Any, bool], None]] = {
     "DeployResult": _deploy,
     "RunResult": _run,
     "ScheduleResult": _schedule,
+    "JobsResult": _jobs,
     "DoctorReport": _doctor,
     "DiffResult": _diff,
     "RenderResult": _rendered,

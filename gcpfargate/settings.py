@@ -19,6 +19,7 @@ from gcpfargate.errors import ConfigError
 from gcpfargate.keymaterial.rules import (
     credentials_env_problem,
     credentials_path_problem,
+    shell_startup_problem,
     template_env_var_problem,
 )
 
@@ -324,6 +325,9 @@ class Settings:
     environment: str = ""  # the selected [environments.<name>] overlay ("" for none)
     # every environment's overlay by `section.key`, so doctor can say where a secret lives
     environments: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # `[jobs.<name>]` tables (with the selected environment's `[environments.<env>.jobs.<name>]`
+    # overlaid key by key), by job name, in file order.
+    jobs: dict[str, JobSettings] = field(default_factory=dict)
 
     def require(self, *dotted: str) -> None:
         """Raise one error naming every key in `dotted` (`section.key`) that has no value."""
@@ -369,6 +373,252 @@ class Settings:
     @property
     def execution_role_name(self) -> str:
         return own_role_name(self.family, "execution")
+
+
+# -- scheduled jobs --------------------------------------------------------------------------------
+
+JOB_NAME = re.compile(r"[A-Za-z0-9_-]{1,40}")
+# The `[run]` keys a job may set for itself; unset ones come from `[run]`.
+JOB_RUN_KEYS = (
+    "cluster",
+    "subnets",
+    "security_groups",
+    "assign_public_ip",
+    "platform_version",
+    "wait_timeout",
+)
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    """One `[jobs.<name>]` table: a schedule of the family's task definition with its overrides.
+
+    `cron`/`rate` hold the expression as EventBridge takes it (`cron(0 3 * * ? *)`,
+    `rate(1 hour)`), a five-field line or `@daily` already converted; `written` keeps what was
+    typed. `command` is as written (a list, or a string split like a shell would); `argv` is the
+    list. Empty `[run]` keys (`cluster = ""`, `subnets = []`, None) fall back to `[run]`.
+    """
+
+    name: str
+    cron: str = ""
+    rate: str = ""
+    timezone: str = "UTC"
+    command: list[str] | str = ""
+    env: dict[str, str] = field(default_factory=dict)
+    cpu: str = ""
+    memory: str = ""
+    enabled: bool = True
+    description: str = ""
+    written: str = ""
+    cluster: str = ""
+    subnets: list[str] = field(default_factory=list)
+    security_groups: list[str] = field(default_factory=list)
+    assign_public_ip: bool | None = None
+    platform_version: str = ""
+    wait_timeout: int | None = None
+
+    @property
+    def expression(self) -> str:
+        return self.cron or self.rate
+
+    @property
+    def argv(self) -> list[str] | None:
+        """The command as a list; None keeps the task definition's own command."""
+        if isinstance(self.command, list):
+            return list(self.command) if self.command else None
+        import shlex
+
+        return shlex.split(self.command) if self.command.strip() else None
+
+    @property
+    def group(self) -> str:
+        """The ECS task group of every task this job starts (by its schedule or `run --job`)."""
+        return f"job:{self.name}"
+
+    def run_settings(self, base: RunSettings, keep: tuple[str, ...] = ()) -> RunSettings:
+        """`[run]` with this job's own values in place of the ones it sets (but not `keep`)."""
+        import dataclasses
+
+        changes = {
+            key: getattr(self, key)
+            for key in JOB_RUN_KEYS
+            if getattr(self, key) not in ("", None, []) and key not in keep
+        }
+        return dataclasses.replace(base, **changes)
+
+
+# Each job key: its TOML types (in words for the error) and a check of the value.
+_JOB_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
+    "cron": ((str,), "a string"),
+    "rate": ((str,), "a string"),
+    "timezone": ((str,), "a string"),
+    "command": ((str, list), "a string or a list of strings"),
+    "env": ((dict,), "a table of strings"),
+    "cpu": ((str, int), "a string or a whole number"),
+    "memory": ((str, int), "a string or a whole number"),
+    "enabled": ((bool,), "true or false"),
+    "description": ((str,), "a string"),
+    "cluster": ((str,), "a string"),
+    "subnets": ((list,), "a list of strings"),
+    "security_groups": ((list,), "a list of strings"),
+    "assign_public_ip": ((bool,), "true or false"),
+    "platform_version": ((str,), "a string"),
+    "wait_timeout": ((int,), "a whole number"),
+}
+
+
+def load_jobs(
+    tables: Mapping[str, Any], overlay: Mapping[str, Any], where: str
+) -> dict[str, JobSettings]:
+    """`[jobs.*]` tables, with an environment's job tables laid over them key by key, checked;
+    every error names the job and the key."""
+    merged: dict[str, dict[str, Any]] = {}
+    for source in (tables, overlay):
+        if not isinstance(source, Mapping):
+            raise ConfigError(f"jobs in {where} must be tables ([jobs.NAME])")
+        for name, table in source.items():
+            if not isinstance(table, Mapping):
+                raise ConfigError(f"jobs.{name} in {where} must be a table ([jobs.{name}])")
+            merged.setdefault(name, {}).update(table)
+    return {name: _job(name, values, where) for name, values in merged.items()}
+
+
+def _job(name: str, values: Mapping[str, Any], where: str) -> JobSettings:
+    import difflib
+
+    from gcpfargate.ecs import cron
+    from gcpfargate.errors import ExpressionError
+
+    if not JOB_NAME.fullmatch(name):
+        raise ConfigError(
+            f"job name {name!r} in {where} is not 1-40 letters, digits, '-' or '_'",
+            "It names the job's schedule and its ECS task group (job:<name>)",
+        )
+    label = f"jobs.{name}"
+    for key, value in values.items():
+        if key not in _JOB_TYPES:
+            close = difflib.get_close_matches(key, list(_JOB_TYPES), n=1)
+            known = f"did you mean {close[0]}?" if close else f"known: {', '.join(_JOB_TYPES)}"
+            raise ConfigError(f"unknown key {label}.{key} in {where} ({known})")
+        kinds, words = _JOB_TYPES[key]
+        ok = isinstance(value, kinds) and not (bool not in kinds and isinstance(value, bool))
+        if ok and isinstance(value, list):
+            ok = all(isinstance(item, str) for item in value)
+        if ok and isinstance(value, dict):
+            ok = all(isinstance(item, str) for item in value.values())
+        if not ok:
+            raise ConfigError(f"{label}.{key} in {where} must be {words}, not {value!r}"[:200])
+
+    def bad(key: str, why: str, hint: str = "") -> ConfigError:
+        return ConfigError(f"{label}.{key} = {values.get(key)!r} in {where} {why}", hint)
+
+    given = [key for key in ("cron", "rate") if str(values.get(key) or "").strip()]
+    if len(given) != 1:
+        raise ConfigError(
+            f"{label} in {where} needs exactly one of cron or rate"
+            + (" (both are set)" if given else ""),
+            'For example cron = "0 3 * * *" (or "@daily") or rate = "1 hour"',
+        )
+    key = given[0]
+    text = str(values[key]).strip()
+    if key == "cron" and not text.startswith(("cron(", "@")):
+        text = f"cron({text})"
+    elif key == "rate" and not text.startswith("rate("):
+        text = f"rate({text})"
+    try:
+        parsed = cron.parse(text)
+    except ExpressionError as exc:
+        raise bad(key, f"is not a schedule expression: {exc.message}", exc.hint) from None
+    if parsed.kind != key:
+        raise bad(key, f"is a {parsed.kind} expression", f"Put it under {parsed.kind} =")
+    timezone = str(values.get("timezone") or "UTC")
+    try:
+        cron.zone(timezone)
+    except ExpressionError:
+        raise bad(
+            "timezone",
+            "is not an IANA time zone",
+            "Use a name such as UTC, Asia/Tokyo or America/New_York",
+        ) from None
+    command = values.get("command", "")
+    if isinstance(command, str) and command.strip():
+        import shlex
+
+        try:
+            shlex.split(command)
+        except ValueError as exc:
+            raise bad("command", f"cannot be split like a shell would: {exc}") from None
+    elif isinstance(command, list) and not command and "command" in values:
+        raise bad("command", "is empty", "Give the program and its arguments, or leave it out")
+    env = dict(values.get("env") or {})
+    for env_key in env:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", env_key):
+            raise ConfigError(f"{label}.env key {env_key!r} in {where} is not a variable name")
+        if problem := shell_startup_problem(env_key):
+            raise ConfigError(f"{label}.env.{env_key} in {where} is refused: {problem}")
+    from gcpfargate.keymaterial.keyscan import key_paths, key_text
+
+    if key_paths([command, env], is_key=key_text):
+        # The values are stored in the schedule, readable like a task definition: never a key.
+        raise ConfigError(
+            f"{label} in {where} holds what looks like private key text in its command or env",
+            "Never put a key in a job: gcpfargate delivers the key through secrets",
+        )
+    cpu, memory = _job_sizes(label, values, where)
+    for list_key, check in (
+        ("subnets", _pattern(r"subnet-[0-9a-f]{8,17}", "subnet id")),
+        ("security_groups", _pattern(r"sg-[0-9a-f]{8,17}", "security group id")),
+    ):
+        if reason := _all(check)(values.get(list_key) or []):
+            raise bad(list_key, reason)
+    wait = values.get("wait_timeout")
+    if wait is not None and wait < 1:
+        raise bad("wait_timeout", "is not a positive number of seconds")
+    return JobSettings(
+        name=name,
+        cron=parsed.text if key == "cron" else "",
+        rate=parsed.text if key == "rate" else "",
+        timezone=timezone,
+        command=list(command) if isinstance(command, list) else str(command),
+        env=env,
+        cpu=cpu,
+        memory=memory,
+        enabled=bool(values.get("enabled", True)),
+        description=str(values.get("description") or ""),
+        written=parsed.written if parsed.converted else "",
+        cluster=str(values.get("cluster") or ""),
+        subnets=list(values.get("subnets") or []),
+        security_groups=list(values.get("security_groups") or []),
+        assign_public_ip=values.get("assign_public_ip"),
+        platform_version=str(values.get("platform_version") or ""),
+        wait_timeout=wait,
+    )
+
+
+def _job_sizes(label: str, values: Mapping[str, Any], where: str) -> tuple[str, str]:
+    """cpu/memory as cpu units and MiB; a pair when both are given must be a Fargate size."""
+    from gcpfargate.ecs.sizes import FARGATE_SIZES, parse_cpu, parse_memory
+
+    cpu_text, memory_text = str(values.get("cpu") or ""), str(values.get("memory") or "")
+    cpu = parse_cpu(cpu_text) if cpu_text else None
+    memory = parse_memory(memory_text) if memory_text else None
+    if cpu_text and cpu not in FARGATE_SIZES:
+        raise ConfigError(
+            f"{label}.cpu = {values.get('cpu')!r} in {where} is not a Fargate cpu value",
+            f'Use one of {", ".join(map(str, FARGATE_SIZES))} (cpu units) or "1 vCPU"',
+        )
+    if memory_text and memory is None:
+        raise ConfigError(
+            f"{label}.memory = {values.get('memory')!r} in {where} is not a memory size",
+            'Use MiB ("2048") or GB ("2 GB")',
+        )
+    if cpu is not None and memory is not None and memory not in FARGATE_SIZES[cpu]:
+        allowed = FARGATE_SIZES[cpu]
+        raise ConfigError(
+            f"{label}: cpu {cpu} with memory {memory} in {where} is not a Fargate task size",
+            f"With cpu {cpu}, memory must be between {allowed[0]} and {allowed[-1]} MiB",
+        )
+    return (str(cpu) if cpu else "", str(memory) if memory else "")
 
 
 IAM_ROLE_NAME_MAX = 64  # IAM CreateRole: RoleName length 1-64 (botocore's IAM model, roleNameType)

@@ -42,12 +42,12 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "run": (
         "gcpfargate run                      # waits, streams the logs, exits with the task's code",
         "gcpfargate run --command 'manage.py migrate' --cpu 1024 --memory 2048",
-        "gcpfargate run --no-wait",
+        "gcpfargate run --job cleanup         # a [jobs.cleanup] now, with its overrides",
     ),
     "schedule": (
         'gcpfargate schedule --cron "0 3 * * *" --timezone Asia/Tokyo',
-        'gcpfargate schedule --rate "1 hour"',
-        "gcpfargate schedule --show --next 10",
+        "gcpfargate schedule --dry-run        # with [jobs.*]: create/update/unchanged per job",
+        "gcpfargate schedule --prune --yes    # also delete the schedules no job names any more",
     ),
     "doctor": (
         "gcpfargate doctor                   # exit 3 when a check fails",

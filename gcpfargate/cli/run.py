@@ -69,6 +69,15 @@ def run_command(
     env: Env = None,
     cpu: Cpu = None,
     memory: Memory = None,
+    job: Annotated[
+        str | None,
+        typer.Option(
+            "--job",
+            metavar="NAME",
+            show_default=False,
+            help="Run this [jobs.NAME] now: its command, env, size and [run] values (flags win).",
+        ),
+    ] = None,
     dry_run: DryRun = False,
 ) -> None:
     """Run the task on Fargate, stream its logs, and exit with its essential container's exit code."""
@@ -85,7 +94,7 @@ def run_command(
             "run.wait_timeout": wait_timeout,
         },
     )
-    result = run(ctx, revision=revision, wait=not no_wait, overrides=given)
+    result = run(ctx, revision=revision, wait=not no_wait, overrides=given, job=job)
     out = STATE.console
     for warning in result.warnings:
         out.warn(warning)

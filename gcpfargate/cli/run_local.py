@@ -58,6 +58,15 @@ def run_local(
     command: Command = None,
     arg: Arg = None,
     env: Env = None,
+    job: Annotated[
+        str | None,
+        typer.Option(
+            "--job",
+            metavar="NAME",
+            show_default=False,
+            help="Rehearse this [jobs.NAME]: its command and env (flags win).",
+        ),
+    ] = None,
 ) -> None:
     """Run the task's essential container locally the way Fargate would; exit with its exit code."""
     from gcpfargate.ecs import overrides
@@ -73,6 +82,7 @@ def run_local(
         check_role=not skip_role_check,
         overrides=given,
         build=build,
+        job=job,
     )
     STATE.console.info(f"container {result.container} exited with {result.exit_code}")
     STATE.console.show(result)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from gcpfargate.cli.app import STATE, Arg, Command, Cpu, DryRun, Env, Memory, app
+
+if TYPE_CHECKING:
+    from gcpfargate.core.context import Context
 
 _Cron = Annotated[
     str | None,
@@ -99,14 +102,64 @@ def schedule_command(
     env: Env = None,
     cpu: Cpu = None,
     memory: Memory = None,
+    job: Annotated[
+        str | None,
+        typer.Option(
+            "--job",
+            metavar="NAME",
+            show_default=False,
+            help="Apply only this [jobs.NAME] schedule.",
+        ),
+    ] = None,
+    prune: Annotated[
+        bool,
+        typer.Option(
+            "--prune",
+            help="Delete gcpfargate's schedules in the family's job group that no [jobs.*] "
+            "table names any more (asks first).",
+        ),
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Prune without asking.")] = False,
     dry_run: DryRun = False,
 ) -> None:
-    """Create, update, disable, show or delete the EventBridge Scheduler schedule that runs the task."""
+    """Create, update, disable, show or delete the EventBridge Scheduler schedule that runs the task.
+
+    With [jobs.NAME] tables in the config it applies one schedule per job instead (plan first,
+    no write for an unchanged job); `--job NAME` applies one, `--prune` removes the ones no job
+    names any more.
+    """
     from gcpfargate.ecs import cron, overrides, schedule
     from gcpfargate.errors import UsageError
 
     given = cron.from_flags(cron=cron_fields, rate=rate, expression=expression)
     task_overrides = overrides.parse(command, arg, env, cpu, memory)
+    single_flags = [
+        flag
+        for flag, on in (
+            ("--cron/--rate/--expression", given),
+            ("--timezone", timezone),
+            ("--name", name),
+            ("--group", group),
+            ("--disable", disable),
+            ("--delete", delete),
+            ("--show", show),
+            ("--adopt", adopt),
+            ("overrides", task_overrides),
+        )
+        if on
+    ]
+    if (job is not None or prune) and single_flags:
+        raise UsageError(
+            f"{single_flags[0]} is for the [schedule] schedule, not with --job or --prune",
+            "A job takes its expression and overrides from its [jobs.NAME] table",
+        )
+    if yes and not prune:
+        raise UsageError("--yes only confirms --prune")
+    if not single_flags:
+        ctx = STATE.context(dry_run=dry_run)
+        if job is not None or prune or ctx.settings.jobs:
+            _apply_jobs(ctx, job, prune, yes, pin_revision, next_count, dry_run)
+            return
     exclusive = [
         flag for flag, on in (("--show", show), ("--delete", delete), ("--disable", disable)) if on
     ]
@@ -136,4 +189,40 @@ def schedule_command(
             overrides=task_overrides,
             adopt=adopt,
         )
+    STATE.console.show(result, dry_run)
+
+
+def _apply_jobs(
+    ctx: Context,
+    job: str | None,
+    prune: bool,
+    yes: bool,
+    pin_revision: bool,
+    count: int,
+    dry_run: bool,
+) -> None:
+    from gcpfargate.ecs import jobs, schedule
+    from gcpfargate.errors import UsageError
+
+    can_ask = STATE.output != "json" and STATE.console.rich
+    if prune and not dry_run and not yes and not can_ask:
+        raise UsageError(
+            "--prune deletes schedules and needs a confirmation: there is no terminal to ask on",
+            "Pass --yes, or run `gcpfargate schedule --prune --dry-run` to see what it would delete",
+        )
+
+    def confirm(names: list[str]) -> bool:
+        if yes:
+            return True
+        return can_ask and typer.confirm(
+            f"Delete {len(names)} schedule(s) no job names any more: {', '.join(names)}?",
+            err=True,
+        )
+
+    result = jobs.apply(
+        ctx, only=job, prune=prune, confirm=confirm, pin_revision=pin_revision, count=count
+    )
+    if job is None and ctx.settings.sources.get("schedule.expression") != "default":
+        # [schedule] next to jobs: still applied, as it is without them.
+        result.schedule = schedule.apply(ctx, pin_revision=pin_revision, count=count)
     STATE.console.show(result, dry_run)

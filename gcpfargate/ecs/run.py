@@ -51,7 +51,10 @@ class RunResult:
 
 
 def build_run_request(
-    settings: Settings, task_definition_arn: str, overrides: dict[str, Any] | None = None
+    settings: Settings,
+    task_definition_arn: str,
+    overrides: dict[str, Any] | None = None,
+    group: str = "",
 ) -> dict[str, Any]:
     """Exactly the RunTask parameters `gcpfargate run` sends (and `--dry-run` prints)."""
     request: dict[str, Any] = {
@@ -65,6 +68,8 @@ def build_run_request(
     }
     if overrides:
         request["overrides"] = overrides
+    if group:
+        request["group"] = group  # a job's tasks: `job:<name>`, as its schedule starts them
     return request
 
 
@@ -75,7 +80,18 @@ def run(
     overrides: TaskOverrides | None = None,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
+    job: str | None = None,
 ) -> RunResult:
+    """Start the task (with `job`: that `[jobs.<name>]`'s overrides and `[run]` values, flags
+    over them, in its task group) and follow it to the end."""
+    group = ""
+    if job is not None:
+        from gcpfargate.ecs import jobs
+
+        found = jobs.find(ctx.settings, job)
+        ctx.settings = jobs.settings_for(ctx.settings, found)
+        overrides = jobs.overrides_for(found, overrides)
+        group = found.group
     settings = ctx.settings
     settings.require("task.family")
     # Config first: a missing subnet list should not cost an AWS round trip.
@@ -84,7 +100,7 @@ def run(
         definition = ecs.runnable_task_definition(ctx, settings.family, revision)
     definition_arn = str(definition["taskDefinitionArn"])
     request = build_run_request(
-        settings, definition_arn, ecs_overrides(overrides or TaskOverrides(), definition)
+        settings, definition_arn, ecs_overrides(overrides or TaskOverrides(), definition), group
     )
     if ctx.dry_run:
         return RunResult(

@@ -232,8 +232,13 @@ def trust_policy(account_id: str) -> dict[str, Any]:
     }
 
 
-def run_task_policy(family_arn: str, cluster: str, pass_roles: list[str]) -> dict[str, Any]:
-    """RunTask on this family (any revision) on this cluster; PassRole of the task's roles to ECS tasks."""
+def run_task_policy(
+    family_arn: str, cluster: str | list[str], pass_roles: list[str]
+) -> dict[str, Any]:
+    """RunTask on this family (any revision) on this cluster (or these: scheduled jobs may name
+    their own); PassRole of the task's roles to ECS tasks."""
+    if isinstance(cluster, list) and len(cluster) == 1:
+        cluster = cluster[0]
     statements: list[dict[str, Any]] = [
         {
             "Sid": "RunTaskDefinition",
@@ -257,7 +262,7 @@ def run_task_policy(family_arn: str, cluster: str, pass_roles: list[str]) -> dic
 
 
 def ensure_role(
-    ctx: Context, family_arn: str, cluster: str, pass_roles: list[str]
+    ctx: Context, family_arn: str, cluster: str | list[str], pass_roles: list[str]
 ) -> roles.RoleOutcome:
     """gcpfargate's scheduler role, created or corrected; or the configured role, checked."""
     configured = ctx.settings.schedule.role_arn
@@ -345,7 +350,11 @@ def _comparable(schedule: dict[str, Any]) -> dict[str, Any]:
         "security groups": sorted(network.get("SecurityGroups") or []),
         "public ip": network.get("AssignPublicIp") or "DISABLED",
         "overrides": target.get("Input") or "",
+        "task group": ecs.get("Group") or "",
     }
+
+
+comparable = _comparable
 
 
 def differences(current: dict[str, Any], desired: dict[str, Any]) -> list[str]:
@@ -399,7 +408,9 @@ def apply(
         arn for arn in (definition.get("executionRoleArn"), definition.get("taskRoleArn")) if arn
     ]
     with ctx.reporter.step("Checking the scheduler role"):
-        role = ensure_role(ctx, family_arn, target_cluster, pass_roles)
+        role = ensure_role(
+            ctx, family_arn, role_clusters(ctx, target_cluster, settings.run.cluster), pass_roles
+        )
     plan = list(role.plan)
 
     cluster_name = target_cluster.rsplit("/", 1)[-1]
@@ -451,9 +462,9 @@ def apply(
         if ctx.dry_run:
             return _converted(_planned(desired, current, count, plan), expression)
         if group != "default":
-            _ensure_group(ctx, group)
+            ensure_group(ctx, group)
         with ctx.reporter.step(f"{'Creating' if current is None else 'Updating'} schedule {name}"):
-            _write(ctx, operation, desired, role_changed=role.changed, sleep=sleep)
+            write(ctx, operation, desired, role_changed=role.changed, sleep=sleep)
         current = get_schedule(ctx, name, group)
     elif ctx.dry_run:
         return _converted(_planned(desired, current, count, plan), expression)
@@ -462,6 +473,16 @@ def apply(
     if expression.kind == "cron" and desired["State"] == "ENABLED" and not result.next_runs:
         ctx.reporter.warn(f"{expression.text} never fires after now; the task will not run")
     return result
+
+
+def role_clusters(ctx: Context, target_cluster: str, name: str) -> str | list[str]:
+    """The clusters the shared scheduler role must allow: this schedule's, and every job's (the
+    role has one policy per region, so a job on another cluster is not dropped from it)."""
+    settings = ctx.settings
+    names = {job.run_settings(settings.run).cluster for job in settings.jobs.values()} - {name}
+    if not names:
+        return target_cluster
+    return sorted({target_cluster, *(ecs.cluster_arn(ctx, other) for other in names)})
 
 
 def _converted(result: ScheduleResult, expression: cron.Expression) -> ScheduleResult:
@@ -477,7 +498,7 @@ def _planned(
     return _result_from(shown, changed=bool(plan), count=count, plan=plan, request=desired)
 
 
-def _ensure_group(ctx: Context, group: str) -> None:
+def ensure_group(ctx: Context, group: str) -> None:
     if (
         ctx.aws.find(
             "scheduler",
@@ -498,7 +519,7 @@ def _ensure_group(ctx: Context, group: str) -> None:
         ctx.reporter.info(f"created schedule group {group}")
 
 
-def _write(
+def write(
     ctx: Context,
     operation: str,
     params: dict[str, Any],
@@ -507,16 +528,16 @@ def _write(
 ) -> None:
     verb = "create" if operation == "create_schedule" else "update"
 
-    def write() -> None:
+    def send() -> None:
         ctx.aws.call("scheduler", operation, f"{verb} schedule {params['Name']}", **params)
 
     if not role_changed:
-        write()
+        send()
         return
     # A role IAM has just created, or whose trust policy just changed, is not visible to Scheduler for a
     # while: its validation refuses the role until then.
     propagation.retry_while(
-        write,
+        send,
         propagation.scheduler_role_refused,
         ctx.reporter,
         f"{verb} schedule {params['Name']}",

@@ -364,7 +364,13 @@ def run_local(
     check_role: bool = True,
     overrides: TaskOverrides | None = None,
     build: bool = False,
+    job: str | None = None,
 ) -> RunLocalResult:
+    if job is not None:
+        # A job rehearsed: its command and env (flags over them); its size is Fargate's concern.
+        from gcpfargate.ecs import jobs
+
+        overrides = jobs.overrides_for(jobs.find(ctx.settings, job), overrides)
     if network not in ("none", "host"):
         raise ConfigError(f"--network {network} is not allowed", "Use none (the default) or host")
     if build and revision is not None:

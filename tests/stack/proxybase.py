@@ -118,6 +118,12 @@ def rest_operation(method: str, path: str) -> str:
             "GET": "GetSchedule",
             "DELETE": "DeleteSchedule",
         }.get(method, method)
+    if bare.startswith("/schedule-groups/"):
+        return {
+            "POST": "CreateScheduleGroup",
+            "GET": "GetScheduleGroup",
+            "DELETE": "DeleteScheduleGroup",
+        }.get(method, method)
     return f"{method} {bare}"
 
 

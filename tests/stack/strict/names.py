@@ -72,7 +72,57 @@ def ecr_repository_name_length(layer: StrictLayer, call: Call) -> Answer | None:
     return None
 
 
+# botocore scheduler/2021-06-30 model: Name and ScheduleGroupName are 1-64 of [0-9a-zA-Z-_.],
+# EcsParameters.Group 1-255. botocore checks only the minimum lengths before sending; moto none.
+_SCHEDULER_NAME = re.compile(r"[0-9a-zA-Z-_.]+")
+
+
+def _scheduler_violation(value: str, member: str, limit: int, pattern: bool) -> str | None:
+    # Source: webiny/webiny-js#5447 quotes EventBridge Scheduler's answer (ValidationException,
+    # HTTP 400): "Value '...' at 'name' failed to satisfy constraint: Member must satisfy regular
+    # expression pattern: [0-9a-zA-Z-_.]+; ... Member must have length less than or equal to 64",
+    # under the framework's "1 validation error detected: " head (NixOS/nixops#328 for IAM). AWS
+    # lists every violation ("2 validation errors detected: a; b"); the layer names the first.
+    if len(value) > limit:
+        return (
+            f"1 validation error detected: Value '{value}' at '{member}' failed to satisfy "
+            f"constraint: Member must have length less than or equal to {limit}"
+        )
+    if pattern and not _SCHEDULER_NAME.fullmatch(value):
+        return (
+            f"1 validation error detected: Value '{value}' at '{member}' failed to satisfy "
+            "constraint: Member must satisfy regular expression pattern: [0-9a-zA-Z-_.]+"
+        )
+    return None
+
+
+def scheduler_name_limits(layer: StrictLayer, call: Call) -> Answer | None:
+    # REST: the schedule's (or group's) name is the last path segment; the group and the ECS
+    # target's task group travel in the JSON body.
+    from urllib.parse import unquote
+
+    body = call.json() if call.body else {}
+    checks = [
+        (unquote(call.path.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]), "name", 64, True)
+    ]
+    if body.get("GroupName") is not None:
+        checks.append((str(body["GroupName"]), "groupName", 64, True))
+    group = ((body.get("Target") or {}).get("EcsParameters") or {}).get("Group")
+    if group is not None:
+        checks.append((str(group), "target.ecsParameters.group", 255, False))
+    for value, member, limit, pattern in checks:
+        if message := _scheduler_violation(value, member, limit, pattern):
+            return aws_error(call, 400, "ValidationException", message)
+    return None
+
+
 RULES = [
+    StrictRule(
+        "scheduler.name_limits",
+        "scheduler",
+        ("CreateSchedule", "UpdateSchedule", "CreateScheduleGroup"),
+        before=scheduler_name_limits,
+    ),
     StrictRule("iam.name_limits", "iam", tuple(_IAM_LIMITS), before=iam_name_limits),
     StrictRule(
         "ecr.repository_name_length",

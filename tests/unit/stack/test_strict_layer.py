@@ -274,6 +274,40 @@ def test_ecr_repository_names_over_256_characters_are_refused(layer: StrictLayer
     assert ecr.create_repository(repositoryName=unique("a").ljust(256, "b"))["repository"]
 
 
+def test_scheduler_names_and_ecs_task_groups_over_their_limits_are_refused(
+    layer: StrictLayer,
+) -> None:
+    scheduler = client(layer, "scheduler")
+    assert refusal(lambda: scheduler.create_schedule_group(Name="g" * 65)) == (
+        "ValidationException",
+        f"1 validation error detected: Value '{'g' * 65}' at 'name' failed to satisfy "
+        "constraint: Member must have length less than or equal to 64",
+    )
+    code, message = refusal(lambda: scheduler.create_schedule_group(Name="a/b"))
+    assert (code, message.endswith("pattern: [0-9a-zA-Z-_.]+")) == ("ValidationException", True)
+    schedule = {
+        "ScheduleExpression": "rate(1 day)",
+        "FlexibleTimeWindow": {"Mode": "OFF"},
+        "Target": {
+            "Arn": "arn:aws:ecs:us-east-1:123456789012:cluster/c",
+            "RoleArn": "arn:aws:iam::123456789012:role/r",
+            "EcsParameters": {
+                "TaskDefinitionArn": "arn:aws:ecs:us-east-1:123456789012:task-definition/f",
+                "Group": "job:" + "x" * 252,
+            },
+        },
+    }
+    code, message = refusal(lambda: scheduler.create_schedule(Name=unique("s"), **schedule))
+    assert (code, "at 'target.ecsParameters.group'" in message) == ("ValidationException", True)
+    assert message.endswith("less than or equal to 255")
+    target = {k: v for k, v in schedule["Target"].items() if k != "EcsParameters"}
+    plain = {**schedule, "Target": target}
+    code, message = refusal(lambda: scheduler.create_schedule(Name="s" * 65, **plain))
+    assert (code, message.endswith("less than or equal to 64")) == ("ValidationException", True)
+    schedule["Target"]["EcsParameters"]["Group"] = "job:nightly"  # type: ignore[index]
+    assert scheduler.create_schedule(Name=unique("s").ljust(64, "x"), **schedule)["ScheduleArn"]
+
+
 # -- rule 4: eventual consistency ----------------------------------------------------------
 def test_a_new_role_is_refused_until_it_has_propagated(layer: StrictLayer) -> None:
     iam, ecs, scheduler = client(layer, "iam"), client(layer, "ecs"), client(layer, "scheduler")
