@@ -31,10 +31,18 @@ def test_the_policy_is_what_the_recording_generates() -> None:
 
 
 def test_the_recording_holds_only_what_the_source_can_call() -> None:
-    from tests.unit.test_aws_policy import called_operations
+    from tests.unit.test_aws_policy import IMPLIED, called_operations
 
     recorded = generator().read_recording()
-    assert recorded and recorded <= set(called_operations())
+    assert recorded and recorded <= set(called_operations()) | IMPLIED
+
+
+def test_what_is_not_recorded_is_named_and_called_by_the_source() -> None:
+    from tests.unit.test_aws_policy import called_operations
+
+    aws_policy = generator()
+    assert set(aws_policy.UNRECORDED) <= set(called_operations())
+    assert not set(aws_policy.UNRECORDED) & aws_policy.read_recording()
 
 
 def test_an_action_no_rule_places_is_an_error() -> None:
