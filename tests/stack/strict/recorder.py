@@ -27,13 +27,17 @@ PRODUCT_AGENT = "gcpfargate"
 @functools.cache
 def _rest_routes(signing_name: str) -> tuple[tuple[str, re.Pattern[str], str, int], ...]:
     """(method, path pattern, operation, literal length) of each operation of a REST service."""
+    import botocore.exceptions
     import botocore.session
 
     session = botocore.session.get_session()
-    for service in session.get_available_services():
-        model = session.get_service_model(service)
-        if model.signing_name != signing_name or model.protocol not in ("rest-json", "rest-xml"):
-            continue
+    # The service named as it signs (true of every REST service gcpfargate calls): loading every
+    # model to search takes seconds, long enough for the product's read to time out.
+    try:
+        model = session.get_service_model(signing_name)
+    except botocore.exceptions.UnknownServiceError:
+        return ()
+    if model.signing_name == signing_name and model.protocol in ("rest-json", "rest-xml"):
         routes = []
         for name in model.operation_names:
             http = model.operation_model(name).http
