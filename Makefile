@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 STACK := $(PY) -m tests.stack.local run --
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench clean policy
 
 setup:
 	@bash scripts/setup.sh
@@ -18,6 +18,12 @@ TEST_JOBS ?= 3
 
 test: setup
 	$(PY) -m pytest -n $(TEST_JOBS) --dist loadgroup $(PYTEST_ARGS)
+
+# docs/aws-policy.json from the AWS requests the product makes in a recorded integration run
+# (scripts/aws_policy.py; minutes, as it runs the integration files that call AWS).
+policy: setup
+	$(PY) scripts/aws_policy.py record
+	$(PY) scripts/aws_policy.py write
 
 lint: setup
 	.venv/bin/ruff check .

@@ -83,6 +83,7 @@ class LocalStack:
         strict: bool | None = None,
         strict_off: tuple[str, ...] | None = None,
         consistency_delay: float | None = None,
+        enforce_iam: bool = False,
     ) -> None:
         # Short paths: unix socket paths are limited to ~107 bytes.
         self.root = root or Path(tempfile.mkdtemp(prefix="gcpf-stack-"))
@@ -108,6 +109,8 @@ class LocalStack:
         self.registry = ""
         self.docker_host = ""
         self._own_dockerd = False
+        # moto started so it can enforce IAM (tests/stack/moto_iam.py); the test switches it on.
+        self._enforce_iam = enforce_iam
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> LocalStack:
@@ -203,7 +206,10 @@ class LocalStack:
 
     def _start_moto(self) -> None:
         port = free_port()
-        proc, log = self._spawn("moto", moto_argv(port), {"MOTO_IAM_LOAD_MANAGED_POLICIES": "true"})
+        env = {"MOTO_IAM_LOAD_MANAGED_POLICIES": "true"}
+        if self._enforce_iam:  # the wrapper module is this repository's
+            env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
+        proc, log = self._spawn("moto", moto_argv(port, self._enforce_iam), env)
         self.moto_url = self.moto_direct_url = f"http://127.0.0.1:{port}"
         _wait(lambda: _http_ok(f"{self.moto_url}/moto-api/"), "moto server", 60, proc, log)
 
@@ -274,8 +280,9 @@ class LocalStack:
         _wait(lambda: _docker_ping(self.docker_host), "dockerd", 60, proc, log)
 
 
-def moto_argv(port: int) -> list[str]:
-    return [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+def moto_argv(port: int, enforce_iam: bool = False) -> list[str]:
+    module = "tests.stack.moto_iam" if enforce_iam else "moto.server"
+    return [sys.executable, "-m", module, "-H", "127.0.0.1", "-p", str(port)]
 
 
 @contextlib.contextmanager

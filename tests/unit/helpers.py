@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import base64
 import bz2
 import functools
@@ -14,7 +15,11 @@ import tarfile
 import urllib.parse
 from typing import Any
 
+import botocore.session
+from botocore import xform_name
+
 from gcpfargate.keymaterial.keyscan import CHUNK
+from tests.conftest import ROOT
 
 
 def iam_client(stack: Any) -> Any:
@@ -226,3 +231,54 @@ IMPERSONATED = {
     "service_account_impersonation_url": "https://iamcredentials.googleapis.com/v1/x:generateAccessToken",
     "source_credentials": AUTHORIZED_USER,
 }
+
+
+# Needed, but not as a literal call in the source:
+IMPLIED = {
+    # ecs/schedule.py chooses CreateSchedule or UpdateSchedule at run time.
+    "scheduler:CreateSchedule",
+    "scheduler:UpdateSchedule",
+    # CreateRole and CreateScheduleGroup are called with Tags, which IAM authorises separately.
+    "iam:TagRole",
+    "scheduler:TagResource",
+    # RegisterTaskDefinition, RunTask, UpdateService and CreateSchedule hand roles to ECS/Scheduler.
+    "iam:PassRole",
+    # The Docker engine's push and pull speak the registry protocol, which ECR authorises so.
+    "ecr:BatchCheckLayerAvailability",
+    "ecr:BatchGetImage",
+    "ecr:CompleteLayerUpload",
+    "ecr:DescribeImages",
+    "ecr:GetDownloadUrlForLayer",
+    "ecr:InitiateLayerUpload",
+    "ecr:PutImage",
+    "ecr:UploadLayerPart",
+}
+
+
+def called_operations() -> dict[str, set[str]]:
+    """IAM action -> the source files that call it."""
+    session = botocore.session.get_session()
+    found: dict[str, set[str]] = {}
+    for path in sorted((ROOT / "gcpfargate").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr in METHODS
+                and len(node.args) >= 2
+                and all(
+                    isinstance(arg, ast.Constant) and isinstance(arg.value, str)
+                    for arg in node.args[:2]
+                )
+            ):
+                continue
+            service, operation = (arg.value for arg in node.args[:2])  # type: ignore[attr-defined]
+            model = session.get_service_model(service)
+            names = {xform_name(name): name for name in model.operation_names}
+            prefix = model.metadata.get("signingName", service)
+            action = f"{prefix}:{names[operation]}"
+            found.setdefault(action, set()).add(str(path.relative_to(ROOT)))
+    return found
+
+
+METHODS = {"call", "find", "paginate", "read_ahead", "paginate_ahead"}

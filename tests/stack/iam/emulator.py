@@ -344,6 +344,18 @@ class IamEmulator:
             else:
                 denied.discard(permission)
 
+    def grant_caller_roles(self, roles: list[str] | None, *, project: str | None = None) -> None:
+        """The caller holds exactly `roles` (Google's predefined roles, roles.py) on `project` or
+        everywhere: a call needing a permission none of them grants gets PERMISSION_DENIED with
+        Google's text. None: every permission again."""
+        from tests.stack.iam.roles import permissions_of
+
+        with self.state.lock:
+            if roles is None:
+                self.knobs.caller_permissions.pop(project or ALL, None)
+            else:
+                self.knobs.caller_permissions[project or ALL] = permissions_of(roles)
+
     def set_account_visibility_delay(self, seconds: float = 0.0, calls: int = 0) -> None:
         """Service accounts created from now on are NOT_FOUND for `seconds` and for their first
         `calls` look-ups (eventual consistency after CreateServiceAccount)."""

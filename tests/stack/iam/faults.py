@@ -78,6 +78,9 @@ class Knobs:
         self.disabled_services: set[str] = set()  # projects where the IAM API is off
         self.perimeter: set[str] = set()  # projects in a VPC-SC perimeter the caller is outside of
         self.denied_permissions: dict[str, set[str]] = {}  # project or ALL -> permissions
+        # project or ALL -> the permissions of the roles the caller holds there (roles.py); a scope
+        # without an entry grants every permission.
+        self.caller_permissions: dict[str, frozenset[str]] = {}
         self.key_quota_refusals: dict[str, int] = {}  # project or ALL -> count (-1: until reset)
         self.propagation: dict[str, Propagation] = {ALL: self.defaults.propagation}  # email or ALL
         self.key_expiry_hours: dict[str, float | None] = {ALL: self.defaults.key_expiry_hours}
@@ -141,6 +144,9 @@ class Knobs:
         for scope in (ALL, project):
             if scope is not None and permission in self.denied_permissions.get(scope, set()):
                 raise errors.permission_denied(permission)
+        granted = self.caller_permissions.get(project or ALL, self.caller_permissions.get(ALL))
+        if granted is not None and permission not in granted:
+            raise errors.permission_denied(permission)
 
     def check_key_creation(self, project: str, email: str, user_keys: int, creating: bool) -> None:
         """Refusals of a new key: org policy, quota, then the per-account limit."""

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tests.stack.proxybase import Answer, Call, HttpProxy
+from tests.stack.strict.recorder import Recorder
 
 ADMIN = "/_strict/"
 
@@ -107,6 +108,7 @@ class StrictLayer(HttpProxy[StrictRule]):
         self.fired: Counter[str] = Counter()  # rule name -> refusals/rewrites it made
         self.state: dict[str, Any] = {}  # per-module memory (role change times, deployments)
         self.state_lock = threading.RLock()
+        self.recorder = Recorder()  # the product's own operations (the generated AWS policy)
 
     # -- switches ----------------------------------------------------------------------------
     def enable(self, *names: str) -> None:
@@ -151,12 +153,14 @@ class StrictLayer(HttpProxy[StrictRule]):
                 "fired": dict(self.fired),
                 "settings": {k: v for k, v in vars(self.settings).items()},
                 "collisions": self.collisions,
+                "recorded": sorted(self.recorder.actions),
             }
 
     # -- the proxy ---------------------------------------------------------------------------
     def handle(self, call: Call) -> Answer:
         if call.path.startswith(ADMIN):
             return self._admin(call)
+        self.recorder.see(call)
         service, operation = call.service, call.operation
         active = [
             rule
