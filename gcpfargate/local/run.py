@@ -29,11 +29,11 @@ from gcpfargate.credentials import wiring
 from gcpfargate.credentials.mode import delivery_of
 from gcpfargate.credentials.wiring import sh_quote
 from gcpfargate.ecs import cluster as ecs
+from gcpfargate.ecs import fargate_rules
 from gcpfargate.ecs.overrides import TaskOverrides
 from gcpfargate.errors import ConfigError, OperationError
 from gcpfargate.iam import policy, roles
 from gcpfargate.image.images import ResolvedImage
-from gcpfargate.taskdef import fargate_rules
 
 PRESTEP_NAME = "gcpfargate-run-local"  # $0 of the pre-step: what `ps` and its messages show
 END_OF_SECRETS = "# gcpfargate end of secrets"
