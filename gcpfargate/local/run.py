@@ -298,7 +298,7 @@ def container_spec(
     # credentials directory is a tmpfs too, so the key file never reaches the engine's disk.
     read_only = bool(container.get("readonlyRootFilesystem"))
     tmpfs = {path: "rw,mode=0755" for path in fargate_rules.writable_mounts(container)}
-    # The definition's own tmpfs mounts (the credentials directory of a read-only container among
+    # The definition's own tmpfs mounts (the key's, with its mode and owner, among
     # them), as Fargate mounts them: size in MiB, the mount options as given.
     for mount in (container.get("linuxParameters") or {}).get("tmpfs") or []:
         if mount.get("containerPath"):

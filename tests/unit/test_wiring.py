@@ -478,7 +478,9 @@ def test_every_wired_container_gets_a_tmpfs_its_user_can_write() -> None:
     assert mount["mountOptions"] == ["mode=0700", "uid=1001", "gid=1001"] and len(reads) == 1
     # unwire removes gcpfargate's own tmpfs, whichever mode it has.
     for user in ("1000", "node"):
-        out = wired({"family": "f", "containerDefinitions": [app]}, image_user=lambda i, user=user: user)
+        out = wired(
+            {"family": "f", "containerDefinitions": [app]}, image_user=lambda i, user=user: user
+        )
         plain, _ = wiring.unwire(out, lambda image: None)
         assert "linuxParameters" not in plain["containerDefinitions"][0]
 
