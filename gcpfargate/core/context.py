@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from gcpfargate.clients.docker import DockerEngine
     from gcpfargate.clients.gcp import IamAdmin
     from gcpfargate.clients.gcp_rest import ServiceUsage, WorkloadIdentityPools
+    from gcpfargate.clients.public_registry import PublicRegistry
     from gcpfargate.clients.registry import Registry
 
 
@@ -62,3 +63,10 @@ class Context:
         from gcpfargate.clients.registry import Registry
 
         return Registry(self.aws)
+
+    @cached_property
+    def public_registry(self) -> PublicRegistry:
+        """Anonymous reads of public ECR and Docker Hub image configs (named sidecars)."""
+        from gcpfargate.clients.public_registry import PublicRegistry
+
+        return PublicRegistry(self.aws.ca_bundle or True)

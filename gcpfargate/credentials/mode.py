@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from gcpfargate.config import Settings
     from gcpfargate.core.context import Context
-    from gcpfargate.credentials.wiring import ImageConfig
+    from gcpfargate.credentials.wiring import ImageConfig, ImageUser
 
 from gcpfargate.core.checks import DoctorEntry as DoctorEntry
 
@@ -61,6 +61,7 @@ class CredentialMode(Protocol):
         variables: dict[str, Any],
         image_config: ImageConfig,
         shown: str,
+        image_user: ImageUser | None = None,
     ) -> dict[str, Any]:
         """The rendered definition with the credentials delivered to its target containers."""
         ...

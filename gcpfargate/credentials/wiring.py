@@ -33,6 +33,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from gcpfargate.ecs import fargate_rules
 from gcpfargate.errors import TemplateError
 from gcpfargate.keymaterial.keyscan import key_paths, key_text
 from gcpfargate.keymaterial.rules import (
@@ -40,7 +41,6 @@ from gcpfargate.keymaterial.rules import (
     credentials_path_problem,
     shell_startup_problem,
 )
-from gcpfargate.taskdef import fargate_rules
 
 # Turns off xtrace/verbose before anything else runs; its own trace line goes to /dev/null.
 XTRACE_OFF = "{ set +xv; } 2>/dev/null"
@@ -55,6 +55,13 @@ CREDENTIALS_VARIABLE = "GOOGLE_APPLICATION_CREDENTIALS"
 
 # image -> the image config's "config" section (Entrypoint, Cmd, ...); raises when it cannot be read
 ImageConfig = Callable[[str], Mapping[str, Any]]
+# image -> its configured USER ("" when it sets none, so root), None when it cannot be read
+ImageUser = Callable[[str], "str | None"]
+
+
+def no_user(image: str) -> str | None:
+    """An ImageUser for callers whose images set no USER (the wiring's pure callers and tests)."""
+    return ""
 
 
 def sh_quote(text: str) -> str:
@@ -309,38 +316,78 @@ def _once(read: list[Mapping[str, Any]], image_config: ImageConfig) -> ImageConf
     return lambda image: read[0] if read else image_config(image)
 
 
-# The tmpfs a read-only container gets for its credentials directory: a few MiB, owner only.
+# The tmpfs every wired container gets for its credentials directory: a few MiB, in memory only.
 TMPFS_MIB = 4
+# The directory modes gcpfargate's credentials tmpfs is made with (see tmpfs_options).
+_OWN_MODES = ("mode=0700", "mode=1777")
 
 
-def credentials_tmpfs(container: Mapping[str, Any], directory: str) -> dict[str, Any] | None:
-    """The `linuxParameters.tmpfs` mount the key needs in `container`: with
-    `readonlyRootFilesystem` and no writable mount or tmpfs at `directory` the wrapper could not
-    write it; in memory, it never reaches a disk (ECS supports tmpfs on Fargate since 2026-01,
-    aws/containers-roadmap#736). None when nothing is needed. A numeric `user` owns the mount, so
-    a non-root program can write the key there."""
-    if not container.get("readonlyRootFilesystem"):
-        return None
+def needs_credentials_tmpfs(container: Mapping[str, Any], directory: str) -> bool:
+    """Whether nothing the definition mounts already holds `directory` writable: no writable task
+    volume (mountPoints) and no tmpfs of the template's own covers it."""
     if any(fargate_rules.covers(mount, directory) for mount in container.get("mountPoints") or []):
-        return None
-    if any(
+        return False
+    return not any(
         fargate_rules.covers(mount, directory)
         for mount in (container.get("linuxParameters") or {}).get("tmpfs") or []
-    ):
-        return None
-    options = ["mode=0700"]
-    user = str(container.get("user") or "")
+    )
+
+
+def tmpfs_options(user: str | None) -> list[str]:
+    """Mount options that let `user` (the container's `user`, else its image's USER; None when
+    unknown) write the key into the tmpfs, and nobody else read it. Every option is one ECS lists
+    for `Tmpfs.mountOptions` (ECS API reference, Tmpfs: "mode", "uid", "gid", …):
+
+    - root (no USER, "0", "root"): `mode=0700`, root's own;
+    - a numeric uid: `mode=0700,uid=…,gid=…`, that user's own (tmpfs takes numeric ids only);
+    - a user name, or an image whose USER cannot be read: `mode=1777`, like /tmp: the wrapper runs
+      as that user and writes the key 0600 (umask 077), so other users see only the file's name.
+    """
+    if user is None:
+        return ["mode=1777"]
     uid, _, gid = user.partition(":")
-    if uid.isdigit() and uid != "0":
-        options += [f"uid={uid}", f"gid={gid if gid.isdigit() else uid}"]
-    return {"containerPath": directory, "size": TMPFS_MIB, "mountOptions": options}
+    if uid in ("", "0", "root"):
+        return ["mode=0700"]
+    if uid.isdigit():
+        return ["mode=0700", f"uid={uid}", f"gid={gid if gid.isdigit() else uid}"]
+    return ["mode=1777"]
+
+
+def credentials_tmpfs(
+    container: Mapping[str, Any], directory: str, image_user: str | None = ""
+) -> dict[str, Any] | None:
+    """The `linuxParameters.tmpfs` mount the key gets in `container` (every wired one, read-only
+    root or not), so it lives in memory and never reaches a disk (ECS supports tmpfs on Fargate
+    since 2026-01, aws/containers-roadmap#736); None when a writable mount or tmpfs of the
+    template's already holds `directory`. The container's `user` wins over `image_user`, the
+    image's USER, as it does in ECS and Docker."""
+    if not needs_credentials_tmpfs(container, directory):
+        return None
+    user = str(container.get("user") or "") or image_user
+    return {"containerPath": directory, "size": TMPFS_MIB, "mountOptions": tmpfs_options(user)}
+
+
+def tmpfs_targets(
+    definition: Mapping[str, Any],
+    containers: Sequence[str] | None,
+    image: str | None,
+    credentials_path: str,
+) -> list[str]:
+    """The containers wiring would give a credentials tmpfs (for checks before wiring runs)."""
+    directory = posixpath.dirname(credentials_path) or "/"
+    names = set(target_names(definition, containers, image))
+    return [
+        str(container.get("name"))
+        for container in definition.get("containerDefinitions") or []
+        if container.get("name") in names and needs_credentials_tmpfs(container, directory)
+    ]
 
 
 def _is_credentials_tmpfs(mount: Mapping[str, Any], directory: str) -> bool:
     return (
         mount.get("containerPath") == directory
         and mount.get("size") == TMPFS_MIB
-        and list(mount.get("mountOptions") or [])[:1] == ["mode=0700"]
+        and list(mount.get("mountOptions") or [])[:1] in ([mode] for mode in _OWN_MODES)
     )
 
 
@@ -362,9 +409,11 @@ def wire(
     containers: Sequence[str] | None,
     image_config: ImageConfig,
     image: str | None = None,
+    image_user: ImageUser = no_user,
 ) -> dict[str, Any]:
     """A copy of `definition` with the credentials wired into each target container (`image`: the
-    image gcpfargate built, see target_names); the others are not touched."""
+    image gcpfargate built, see target_names); the others are not touched. `image_user` gives an
+    image's USER for the credentials tmpfs when the container sets no `user`."""
     check_environment(definition, credentials_env)
     wired = copy.deepcopy(dict(definition))
     script = wrapper_script(credentials_env, credentials_path)
@@ -413,13 +462,25 @@ def wire(
             *environment,
             {"name": CREDENTIALS_VARIABLE, "value": credentials_path},
         ]
-        add_credentials_tmpfs(container, credentials_path)
+        add_credentials_tmpfs(container, credentials_path, _user_of(read, image_user))
     return wired
 
 
-def add_credentials_tmpfs(container: dict[str, Any], credentials_path: str) -> None:
-    """Give `container`, in place, the tmpfs its credentials file needs (credentials_tmpfs)."""
-    mount = credentials_tmpfs(container, posixpath.dirname(credentials_path) or "/")
+def _user_of(read: list[Mapping[str, Any]], image_user: ImageUser) -> ImageUser:
+    """`image_user`, answered from the config `read` holds when the wiring read it already."""
+    return lambda image: str(read[0].get("User") or "") if read else image_user(image)
+
+
+def add_credentials_tmpfs(
+    container: dict[str, Any], credentials_path: str, image_user: ImageUser = no_user
+) -> None:
+    """Give `container`, in place, the tmpfs its credentials file needs (credentials_tmpfs); the
+    image's USER is asked for only when the container needs one and sets no `user`."""
+    directory = posixpath.dirname(credentials_path) or "/"
+    if not needs_credentials_tmpfs(container, directory):
+        return
+    user = "" if container.get("user") else image_user(str(container.get("image", "")))
+    mount = credentials_tmpfs(container, directory, user)
     if mount is not None:
         linux = dict(container.get("linuxParameters") or {})
         linux["tmpfs"] = [*(linux.get("tmpfs") or []), mount]

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from gcpfargate.core.context import Context
-from gcpfargate.errors import ConfigError, ImageNotFound, TemplateError
+from gcpfargate.errors import ConfigError, ImageNotFound, RegistryError, TemplateError
 
 if TYPE_CHECKING:
     from gcpfargate.clients.registry import ImageRef
@@ -160,6 +160,17 @@ def run_config(ctx: Context, image: str, resolved: ResolvedImage | None = None) 
     if resolved is not None and resolved.config is not None and image == resolved.reference:
         return resolved.config
     if not in_registry(ctx, image):
+        from gcpfargate.clients.public_registry import locate
+
+        if locate(image) is not None:  # public ECR or Docker Hub: read anonymously
+            try:
+                with ctx.reporter.step(f"Reading the image config of {image}"):
+                    return ctx.public_registry.run_config(image, configured_platform(ctx))
+            except RegistryError as exc:
+                raise TemplateError(
+                    f"image {image}: its ENTRYPOINT/CMD cannot be read: {exc.message}",
+                    exc.hint or 'Set "entryPoint" (and "command") for that container',
+                ) from None
         raise TemplateError(
             f"image {image} sets no entryPoint/command in the template and is not in registry "
             f"{ctx.registry.host}, so its ENTRYPOINT/CMD cannot be read",
@@ -172,3 +183,13 @@ def run_config(ctx: Context, image: str, resolved: ResolvedImage | None = None) 
             "Push it first, or set entryPoint/command for that container in the template",
         )
     return found.run_config
+
+
+def configured_user(ctx: Context, image: str, resolved: ResolvedImage | None = None) -> str | None:
+    """The USER `image` runs as ("" when it sets none); None when its config cannot be read (an
+    image in no registry gcpfargate reads), so the wiring gives its tmpfs a mode any user can
+    write to."""
+    try:
+        return str(run_config(ctx, image, resolved).get("User") or "")
+    except (TemplateError, ImageNotFound):
+        return None

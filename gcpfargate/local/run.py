@@ -29,11 +29,11 @@ from gcpfargate.credentials import wiring
 from gcpfargate.credentials.mode import delivery_of
 from gcpfargate.credentials.wiring import sh_quote
 from gcpfargate.ecs import cluster as ecs
+from gcpfargate.ecs import fargate_rules
 from gcpfargate.ecs.overrides import TaskOverrides
 from gcpfargate.errors import ConfigError, OperationError
 from gcpfargate.iam import policy, roles
 from gcpfargate.image.images import ResolvedImage
-from gcpfargate.taskdef import fargate_rules
 
 PRESTEP_NAME = "gcpfargate-run-local"  # $0 of the pre-step: what `ps` and its messages show
 END_OF_SECRETS = "# gcpfargate end of secrets"
@@ -298,7 +298,7 @@ def container_spec(
     # credentials directory is a tmpfs too, so the key file never reaches the engine's disk.
     read_only = bool(container.get("readonlyRootFilesystem"))
     tmpfs = {path: "rw,mode=0755" for path in fargate_rules.writable_mounts(container)}
-    # The definition's own tmpfs mounts (the credentials directory of a read-only container among
+    # The definition's own tmpfs mounts (the key's, with its mode and owner, among
     # them), as Fargate mounts them: size in MiB, the mount options as given.
     for mount in (container.get("linuxParameters") or {}).get("tmpfs") or []:
         if mount.get("containerPath"):

@@ -20,11 +20,11 @@ from gcpfargate.credentials import wiring
 from gcpfargate.credentials.key import secret
 from gcpfargate.credentials.mode import mode_for
 from gcpfargate.ecs import cluster as ecs
-from gcpfargate.ecs import logs, sizes
+from gcpfargate.ecs import fargate_rules, logs, sizes
 from gcpfargate.errors import ImageNotFound, SecretNotFound, TemplateError
 from gcpfargate.iam import propagation, roles
 from gcpfargate.image import images
-from gcpfargate.taskdef import exported, fargate_rules, template
+from gcpfargate.taskdef import exported, template
 
 # Fields describe_task_definition returns that RegisterTaskDefinition does not take.
 READ_ONLY = exported.DESCRIBE_ONLY
@@ -102,13 +102,22 @@ def check_renders(ctx: Context) -> tuple[dict[str, Any], str]:
         template.shown(path),
     )
     _validate(definition, template.shown(path), shape, settings.task.credentials_env)
+    tmpfs = fargate_rules.tmpfs_containers(definition)
     if settings.task.wire_credentials:
         fargate_rules.refuse_windows(definition, template.shown(path))
-        if mode_for(settings).holds_keys:
-            # What wiring would refuse in the template itself, before bootstrap or push writes.
-            wiring.check_shell_startup(
-                definition, settings.task.containers or None, str(variables.get("image") or "")
-            )
+        # Wiring gives each target container a tmpfs for its key unless a writable mount covers it.
+        tmpfs += wiring.tmpfs_targets(
+            definition,
+            settings.task.containers or None,
+            str(variables.get("image") or ""),
+            settings.task.credentials_path,
+        )
+    fargate_rules.refuse_tmpfs_platform(tmpfs, settings.run.platform_version, template.shown(path))
+    if settings.task.wire_credentials and mode_for(settings).holds_keys:
+        # What wiring would refuse in the template itself, before bootstrap or push writes.
+        wiring.check_shell_startup(
+            definition, settings.task.containers or None, str(variables.get("image") or "")
+        )
     return definition, str(variables["region"])
 
 
@@ -212,6 +221,7 @@ def render_definition(
             variables=variables,
             image_config=lambda ref: images.run_config(ctx, ref, resolved),
             shown=template.shown(path),
+            image_user=lambda ref: images.configured_user(ctx, ref, resolved),
         )
     else:
         wiring.check_environment(definition, variables["credentials_env"])
@@ -220,6 +230,11 @@ def render_definition(
         definition["executionRoleArn"] = (
             variables.get("execution_role_arn") or role_arn or roles.execution_role_arn(ctx)
         )
+    fargate_rules.refuse_tmpfs_platform(
+        fargate_rules.tmpfs_containers(definition),
+        settings.run.platform_version,
+        template.shown(path),
+    )
     for warning in fargate_rules.empty_environment(definition):
         ctx.reporter.warn(warning)
     template.validate(definition, template.shown(path), shape)

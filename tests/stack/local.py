@@ -178,6 +178,11 @@ class LocalStack:
             "AWS_SHARED_CREDENTIALS_FILE": str(self.root / "aws-credentials"),
             "DOCKER_HOST": self.docker_host,
             "GCPFARGATE_ECR_REGISTRY": self.registry,
+            # Public ECR and Docker Hub reads go to a closed loopback port (refused at once): the
+            # suite never leaves the machine; tests/stack/token_registry.py stands in for them.
+            "GCPFARGATE_PUBLIC_REGISTRIES": (
+                "public.ecr.aws=http://127.0.0.1:9,docker.io=http://127.0.0.1:9"
+            ),
             "IAM_EMULATOR_HOST": self.emulator.grpc_address,
             "IAM_EMULATOR_HTTP": self.emulator.http_url,
             # Keyless mode: the workload identity REST API, STS and IAM Credentials, all served by

@@ -24,11 +24,11 @@ from gcpfargate.credentials.wiring import (
     shell_startup_names,
     unwrap,
 )
+from gcpfargate.ecs import fargate_rules
 from gcpfargate.ecs.cluster import latest_revision
 from gcpfargate.errors import AwsConfigError, AwsError, GcpfargateError
 from gcpfargate.iam import execution_role, policy, roles
 from gcpfargate.keymaterial.keyscan import key_paths, key_text
-from gcpfargate.taskdef import fargate_rules
 
 KEY_AGE_WARN_DAYS = 90
 KEY_COUNT_WARN = 8
@@ -460,10 +460,17 @@ def _wiring(ctx: Context, facts: Facts) -> tuple[Status, str]:
                     f"writes {wrapped.credentials_path!r}"
                 )
             directory = posixpath.dirname(wrapped.credentials_path) or "/"
-            if wiring.credentials_tmpfs(container, directory) is not None:
+            if not wiring.needs_credentials_tmpfs(container, directory):
+                pass
+            elif container.get("readonlyRootFilesystem"):
                 problems.append(
                     f"{name}: readonlyRootFilesystem, but no tmpfs or writable mount at "
                     f"{directory}: the wrapper cannot write the key; run gcpfargate register-task"
+                )
+            else:
+                problems.append(
+                    f"{name}: no tmpfs at {directory}, so the key is written to the container's "
+                    "writable layer, on disk; run gcpfargate register-task (it adds one)"
                 )
         else:
             # wire_credentials = false: the template wires it; at least the file must be written somewhere.

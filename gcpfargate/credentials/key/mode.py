@@ -8,7 +8,7 @@ from typing import Any
 from gcpfargate.core.checks import DoctorEntry
 from gcpfargate.core.context import Context
 from gcpfargate.credentials import wiring
-from gcpfargate.credentials.wiring import ImageConfig
+from gcpfargate.credentials.wiring import ImageConfig, ImageUser
 
 
 class KeyMode:
@@ -38,8 +38,9 @@ class KeyMode:
         variables: dict[str, Any],
         image_config: ImageConfig,
         shown: str,
+        image_user: ImageUser | None = None,
     ) -> dict[str, Any]:
-        from gcpfargate.taskdef import fargate_rules
+        from gcpfargate.ecs import fargate_rules
 
         containers = ctx.settings.task.containers or None
         wired = wiring.wire(
@@ -50,6 +51,7 @@ class KeyMode:
             containers=containers,
             image_config=image_config,
             image=variables.get("image"),
+            image_user=image_user or wiring.no_user,
         )
         fargate_rules.check_read_only_root(
             wired,

@@ -351,7 +351,11 @@ def project_number(ctx: Context) -> str:
 
 
 def wire_definition(
-    ctx: Context, definition: dict[str, Any], image_config: Any, image: str | None = None
+    ctx: Context,
+    definition: dict[str, Any],
+    image_config: Any,
+    image: str | None = None,
+    image_user: Any = None,
 ) -> dict[str, Any]:
     """register-task's keyless wiring: config, task role, shim (see keyless_wiring)."""
     import os
@@ -380,4 +384,5 @@ def wire_definition(
         shim_image_ref=resolve_shim(ctx),
         project=settings.gcp.project,
         image=image,
+        **({"image_user": image_user} if image_user is not None else {}),
     )

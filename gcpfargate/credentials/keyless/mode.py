@@ -7,7 +7,7 @@ from typing import Any
 
 from gcpfargate.core.checks import DoctorEntry
 from gcpfargate.core.context import Context
-from gcpfargate.credentials.wiring import ImageConfig
+from gcpfargate.credentials.wiring import ImageConfig, ImageUser
 from gcpfargate.errors import ConfigError
 
 
@@ -44,14 +44,15 @@ class KeylessMode:
         variables: dict[str, Any],
         image_config: ImageConfig,
         shown: str,
+        image_user: ImageUser | None = None,
     ) -> dict[str, Any]:
         from gcpfargate.credentials import wiring
         from gcpfargate.credentials.keyless.bootstrap import wire_definition
-        from gcpfargate.taskdef import fargate_rules
+        from gcpfargate.ecs import fargate_rules
 
-        wired = wire_definition(ctx, definition, image_config, variables.get("image"))
+        wired = wire_definition(ctx, definition, image_config, variables.get("image"), image_user)
         # The wrapper writes the credential configuration to a file, as it writes key mode's key:
-        # wiring gave a read-only container a tmpfs there unless the template covers it otherwise.
+        # wiring gave each wired container a tmpfs there unless the template covers it otherwise.
         targets = wiring.target_names(
             wired, ctx.settings.task.containers or None, variables.get("image")
         )

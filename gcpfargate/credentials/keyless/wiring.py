@@ -33,6 +33,7 @@ def wire_keyless(
     shim_image_ref: str,
     project: str,
     image: str | None = None,
+    image_user: wiring.ImageUser = wiring.no_user,
 ) -> dict[str, Any]:
     wiring.check_environment(definition, credentials_env)
     wired = copy.deepcopy(dict(definition))
@@ -91,7 +92,7 @@ def wire_keyless(
             {"containerName": shim_image.CONTAINER_NAME, "condition": "HEALTHY"},
         ]
         wiring.wrap_program(container, script, image_config)
-        wiring.add_credentials_tmpfs(container, credentials_path)
+        wiring.add_credentials_tmpfs(container, credentials_path, image_user)
     shim = shim_image.container_definition(shim_image_ref)
     # The shim logs where the first wired container logs (awslogs needs a stream prefix per container).
     first = next((c for c in others if c.get("name") in names and c.get("logConfiguration")), None)

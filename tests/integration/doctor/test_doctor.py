@@ -92,9 +92,19 @@ def _wrong_credentials_path(project: Project) -> None:
 
 
 def _read_only_without_tmpfs(project: Project) -> None:
-    # Made read-only by hand after register-task: nothing gives the wrapper a place for the key.
+    # Made read-only and its tmpfs removed by hand after register-task: nothing gives the wrapper
+    # a place for the key.
     def change(definition: dict) -> None:
         definition["containerDefinitions"][0]["readonlyRootFilesystem"] = True
+        definition["containerDefinitions"][0].pop("linuxParameters")
+
+    register_variant(project, change)
+
+
+def _without_tmpfs(project: Project) -> None:
+    # The key's tmpfs removed (a revision of an older gcpfargate): the key would be on a disk.
+    def change(definition: dict) -> None:
+        definition["containerDefinitions"][0].pop("linuxParameters")
 
     register_variant(project, change)
 
@@ -124,6 +134,7 @@ BROKEN: dict[str, tuple[Callable[[Project], None], str]] = {
     "key-in-environment": (_key_in_environment, CHECK_WIRING),
     "wrong-credentials-path": (_wrong_credentials_path, CHECK_WIRING),
     "read-only-without-tmpfs": (_read_only_without_tmpfs, CHECK_WIRING),
+    "without-tmpfs": (_without_tmpfs, CHECK_WIRING),
     "missing-image": (_missing_image, CHECK_IMAGE),
     "wrong-platform": (_wrong_platform, CHECK_IMAGE),
 }

@@ -83,6 +83,27 @@ def _normal(container: dict[str, Any]) -> dict[str, Any]:
     ][0]
 
 
+def _without_key_tmpfs(stored: dict[str, Any]) -> dict[str, Any]:
+    """`stored` without the tmpfs wiring adds at the credentials directory, which must be there
+    unless a writable mount of the user's already covers the directory."""
+    directory = "/tmp/gcp"  # the default task.credentials_path's directory
+    kept = copy.deepcopy(stored)
+    linux = kept.get("linuxParameters") or {}
+    own = [m for m in linux.get("tmpfs") or [] if m.get("containerPath") == directory]
+    covered = any(
+        str(m.get("containerPath", "")).rstrip("/") in ("/tmp", directory)
+        for m in kept.get("mountPoints") or []
+    )
+    assert len(own) == (0 if covered else 1), stored.get("linuxParameters")
+    if own:
+        linux["tmpfs"] = [m for m in linux["tmpfs"] if m not in own]
+        for key in [key for key, value in linux.items() if not value]:
+            linux.pop(key)
+        if not linux:
+            kept.pop("linuxParameters")
+    return kept
+
+
 # What wiring changes in the app container, and what register-task fills in at the top level.
 WIRED = {"image", "entryPoint", "command", "environment", "secrets"}
 FILLED = {"family", "containerDefinitions", "requiresCompatibilities", "executionRoleArn"}
@@ -116,7 +137,9 @@ def test_fargate_definitions_deploy_with_every_field_kept(project: Project, name
         if container.get("image") == APP_IMAGE:
             assert wiring.is_wrapped(stored), container["name"]
             mine = {k: v for k, v in _normal(container).items() if k not in WIRED}
-            assert mine == {k: v for k, v in _normal(stored).items() if k in mine}
+            # The key's tmpfs is wiring's own; every other linuxParameters field is the user's.
+            kept = _without_key_tmpfs(stored)
+            assert mine == {k: v for k, v in _normal(kept).items() if k in mine}
             if container.get("command") or container.get("entryPoint"):
                 argv = wiring.unwrap(stored)
                 assert argv is not None and argv.argv == list(

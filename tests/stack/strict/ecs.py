@@ -152,6 +152,48 @@ def fargate_task_rules(layer: StrictLayer, call: Call) -> Answer | None:
     return None
 
 
+# Fargate Linux platform versions before 1.4.0 have no tmpfs support (tmpfs shipped on Fargate in
+# 2026-01, aws/containers-roadmap#736, after 1.4.0 became LATEST). ECS registers such a definition
+# and refuses to start it on an older pinned version.
+_TMPFS_PLATFORM = (1, 4, 0)
+
+
+def _platform(version: str) -> tuple[int, ...] | None:
+    parts = version.split(".")
+    return tuple(int(p) for p in parts) if version and all(p.isdigit() for p in parts) else None
+
+
+def tmpfs_platform_version(layer: StrictLayer, call: Call) -> Answer | None:
+    """RunTask, CreateService, UpdateService with a pinned platformVersion older than 1.4.0 for a
+    task definition that mounts a tmpfs."""
+    request = call.json()
+    version = _platform(str(request.get("platformVersion") or ""))
+    if version is None or version >= _TMPFS_PLATFORM or not request.get("taskDefinition"):
+        return None
+    described = layer.upstream_json(
+        call,
+        f"{ECS_TARGET}.DescribeTaskDefinition",
+        {"taskDefinition": request["taskDefinition"]},
+    )
+    task_definition = described.get("taskDefinition") or {}
+    if not any(
+        (container.get("linuxParameters") or {}).get("tmpfs")
+        for container in _containers(task_definition)
+    ):
+        return None
+    # Source: the capability refusal ECS sends when the pinned platform version lacks a feature the
+    # task definition uses, as reported for EFS volumes on 1.3.0 (ansible/ansible#70625,
+    # CreateService; jenkinsci/amazon-ecs-plugin#218, RunTask): code
+    # PlatformTaskDefinitionIncompatibilityException, "One or more of the requested capabilities
+    # are not supported." No public report quotes it for tmpfs yet; it is the same check.
+    return aws_error(
+        call,
+        400,
+        "PlatformTaskDefinitionIncompatibilityException",
+        "One or more of the requested capabilities are not supported.",
+    )
+
+
 # -- what ECS fills in -------------------------------------------------------------------------
 def _rewrite(call: Call, change: Any) -> Call | None:
     """The call with `change` applied to its task definition; None when nothing changed."""
@@ -281,4 +323,10 @@ RULES = [
     StrictRule("ecs.efs_volume_defaults", "ecs", REGISTER, before=efs_volume_defaults),
     StrictRule("ecs.awsvpc_port_mappings", "ecs", REGISTER, before=awsvpc_port_mappings),
     StrictRule("ecs.list_sort", "ecs", ("ListTaskDefinitions",), before=list_sort),
+    StrictRule(
+        "ecs.tmpfs_platform_version",
+        "ecs",
+        ("RunTask", "CreateService", "UpdateService"),
+        before=tmpfs_platform_version,
+    ),
 ]

@@ -432,11 +432,74 @@ def test_a_read_only_container_gets_a_small_tmpfs_for_the_key_and_unwire_removes
     own = {**read_only, "linuxParameters": {"tmpfs": [{"containerPath": "/tmp", "size": 64}]}}
     kept = wired({"family": "f", "containerDefinitions": [own]})["containerDefinitions"][0]
     assert kept["linuxParameters"] == own["linuxParameters"]
-    # Not read-only: the definition is unchanged there (run-local mounts a tmpfs by itself).
+    # Not read-only: the same tmpfs, so the key never reaches the writable layer (a disk).
     writable = wired(
         {"family": "f", "containerDefinitions": [{**read_only, "readonlyRootFilesystem": False}]}
     )
-    assert "linuxParameters" not in writable["containerDefinitions"][0]
+    assert writable["containerDefinitions"][0]["linuxParameters"]["tmpfs"] == tmpfs
+
+
+def test_every_wired_container_gets_a_tmpfs_its_user_can_write() -> None:
+    app = {"name": "app", "image": "registry.example/job:1", "entryPoint": ["/a"]}
+    sidecar = {"name": "log_router", "image": "public.ecr.aws/x/fluent-bit:1"}
+
+    def options(container: dict[str, Any], user: Any = "") -> list[str]:
+        out = wired(
+            {"family": "f", "containerDefinitions": [container, sidecar]},
+            image_user=lambda image: user,
+            image="registry.example/job:2",
+        )
+        assert out["containerDefinitions"][1] == sidecar  # not wired: left as written
+        return list(out["containerDefinitions"][0]["linuxParameters"]["tmpfs"][0]["mountOptions"])
+
+    assert options(app) == ["mode=0700"]  # the image sets no USER: root
+    assert options(app, "root") == ["mode=0700"]
+    assert options(app, "1000") == ["mode=0700", "uid=1000", "gid=1000"]
+    assert options(app, "1000:50") == ["mode=0700", "uid=1000", "gid=50"]
+    # A user name (tmpfs takes numeric ids only) or an image that cannot be read: like /tmp.
+    assert options(app, "node") == ["mode=1777"]
+    assert options(app, None) == ["mode=1777"]
+    # The container's `user` wins over the image's USER, as in ECS and Docker.
+    assert options({**app, "user": "0"}, "1000") == ["mode=0700"]
+    assert options({**app, "user": "2000:2000"}, None) == ["mode=0700", "uid=2000", "gid=2000"]
+    # The image's config, when the wiring read it for ENTRYPOINT/CMD, gives the USER: no 2nd read.
+    reads: list[str] = []
+
+    def config(image: str) -> dict[str, Any]:
+        reads.append(image)
+        return {"Entrypoint": ["/job"], "User": "1001"}
+
+    out = wired(
+        {"family": "f", "containerDefinitions": [{"name": "app", "image": "registry.example/j:1"}]},
+        image_config=config,
+        image_user=lambda image: pytest.fail("the config read already gives the USER"),
+    )
+    mount = out["containerDefinitions"][0]["linuxParameters"]["tmpfs"][0]
+    assert mount["mountOptions"] == ["mode=0700", "uid=1001", "gid=1001"] and len(reads) == 1
+    # unwire removes gcpfargate's own tmpfs, whichever mode it has.
+    for user in ("1000", "node"):
+        out = wired(
+            {"family": "f", "containerDefinitions": [app]}, image_user=lambda i, user=user: user
+        )
+        plain, _ = wiring.unwire(out, lambda image: None)
+        assert "linuxParameters" not in plain["containerDefinitions"][0]
+
+
+def test_tmpfs_targets_names_the_containers_wiring_gives_a_tmpfs() -> None:
+    definition = {
+        "family": "f",
+        "containerDefinitions": [
+            {"name": "app", "image": "registry.example/job:1"},
+            {
+                "name": "other",
+                "image": "registry.example/job:1",
+                "mountPoints": [{"sourceVolume": "v", "containerPath": "/tmp"}],
+            },
+            {"name": "sidecar", "image": "public.ecr.aws/x/y:1"},
+        ],
+    }
+    names = wiring.tmpfs_targets(definition, None, "registry.example/job:2", "/tmp/gcp/k.json")
+    assert names == ["app"]
 
 
 def test_keyless_wiring_gives_a_read_only_container_the_same_tmpfs() -> None:

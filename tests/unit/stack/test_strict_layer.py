@@ -161,6 +161,59 @@ def test_fargate_definitions_are_checked_at_register_with_the_ecs_texts(
         assert ecs.register_task_definition(**fargate(unique("off"), {}, networkMode="bridge"))
 
 
+def test_tmpfs_on_a_pinned_platform_version_before_1_4_0_is_refused_at_run_and_service(
+    layer: StrictLayer,
+) -> None:
+    ecs = client(layer, "ecs")
+    cluster = unique("tmpfs")
+    ecs.create_cluster(clusterName=cluster)
+    tmpfs = {"linuxParameters": {"tmpfs": [{"containerPath": "/run/k", "size": 4}]}}
+    with_tmpfs = ecs.register_task_definition(**fargate(unique("tmpfs"), tmpfs))
+    plain = ecs.register_task_definition(**fargate(unique("plain"), {}))
+    arn = with_tmpfs["taskDefinition"]["taskDefinitionArn"]
+    network = {"awsvpcConfiguration": {"subnets": ["subnet-12345678"]}}
+    text = (
+        "PlatformTaskDefinitionIncompatibilityException",
+        "One or more of the requested capabilities are not supported.",
+    )
+    run = {"cluster": cluster, "launchType": "FARGATE", "networkConfiguration": network}
+    for version in ("1.3.0", "1.0.0"):
+        assert (
+            refusal(
+                lambda version=version: ecs.run_task(
+                    taskDefinition=arn, platformVersion=version, **run
+                )
+            )
+            == text
+        )
+    assert (
+        refusal(
+            lambda: ecs.create_service(
+                cluster=cluster,
+                serviceName=unique("svc"),
+                taskDefinition=arn,
+                desiredCount=0,
+                launchType="FARGATE",
+                platformVersion="1.3.0",
+            )
+        )
+        == text
+    )
+    fired = layer.fired["ecs.tmpfs_platform_version"]
+    # 1.4.0, LATEST, no version, or no tmpfs: the rule lets the call through (to moto).
+    plain_arn = plain["taskDefinition"]["taskDefinitionArn"]
+    for definition, version in ((arn, "1.4.0"), (arn, "LATEST"), (arn, None), (plain_arn, "1.3.0")):
+        ecs.create_service(
+            cluster=cluster,
+            serviceName=unique("svc"),
+            taskDefinition=definition,
+            desiredCount=0,
+            launchType="FARGATE",
+            **({"platformVersion": version} if version else {}),
+        )
+    assert layer.fired["ecs.tmpfs_platform_version"] == fired
+
+
 # -- rule 2: what ECS fills in, and ListTaskDefinitions sort ---------------------------------
 def test_describe_returns_what_ecs_fills_in(layer: StrictLayer) -> None:
     ecs = client(layer, "ecs")

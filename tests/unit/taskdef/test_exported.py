@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
+from gcpfargate.ecs import fargate_rules
 from gcpfargate.errors import TemplateError
-from gcpfargate.taskdef import exported, fargate_rules, template
+from gcpfargate.taskdef import exported, template
 from gcpfargate.taskdef import register as taskdef
 
 PLAIN: dict[str, Any] = {

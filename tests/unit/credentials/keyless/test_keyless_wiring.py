@@ -9,9 +9,9 @@ import pytest
 
 from gcpfargate.credentials import wiring
 from gcpfargate.credentials.keyless.wiring import wire_keyless
+from gcpfargate.ecs import fargate_rules
 from gcpfargate.errors import TemplateError
 from gcpfargate.image import shim_image
-from gcpfargate.taskdef import fargate_rules
 
 ENV = "GCP_CREDENTIALS_JSON"
 PATH = "/tmp/gcp/credentials.json"

@@ -14,8 +14,14 @@ Pure functions over the definition (no AWS, no Docker), each rule with where it 
   Contract fixtures: tests/fixtures/ecs/.
 - **Read-only root file system.** ECS supports `linuxParameters.tmpfs` on Fargate since 2026-01
   (aws/containers-roadmap#736; before, the API reference said "not supported for tasks run on
-  Fargate"), so a wired container with `readonlyRootFilesystem` gets a small tmpfs at the
-  credentials directory (wiring.credentials_tmpfs) unless a writable task volume covers it.
+  Fargate"), so every wired container gets a small tmpfs at the credentials directory
+  (wiring.credentials_tmpfs) unless a writable task volume covers it.
+- **tmpfs and the platform version.** Fargate's Linux platform versions before 1.4.0 predate
+  tmpfs support (1.4.0 is the version whose revisions shipped it, and what LATEST means), so a
+  task with a tmpfs mount on a pinned older version (`run.platform_version`) is refused at
+  RunTask/CreateService with ECS's capability refusal, "One or more of the requested capabilities
+  are not supported." (PlatformTaskDefinitionIncompatibilityException; the text as reported for
+  EFS on 1.3.0 in ansible/ansible#70625 and jenkinsci/amazon-ecs-plugin#218).
 """
 
 from __future__ import annotations
@@ -31,6 +37,44 @@ from gcpfargate.errors import TemplateError
 _ECR_IMAGE = re.compile(r"^\d{12}\.dkr\.ecr(-fips)?\.[a-z0-9-]+\.[a-z0-9.-]+/")
 _HEALTH_CHECK_DEFAULTS = {"interval": 30, "timeout": 5, "retries": 3}
 _EFS_DEFAULTS = {"rootDirectory": "/", "transitEncryption": "DISABLED"}
+
+
+# The first Fargate Linux platform version that mounts tmpfs (see the module docstring).
+TMPFS_PLATFORM = (1, 4, 0)
+
+
+def platform_tuple(version: str) -> tuple[int, ...] | None:
+    """`1.3.0` → (1, 3, 0); None for LATEST or what is not a version number (ECS judges those)."""
+    parts = version.strip().split(".")
+    if not version.strip() or not all(part.isdigit() for part in parts):
+        return None
+    return tuple(int(part) for part in parts)
+
+
+def tmpfs_containers(definition: Mapping[str, Any]) -> list[str]:
+    """The containers of `definition` that mount a tmpfs."""
+    return [
+        str(container.get("name"))
+        for container in _containers(definition)
+        if (container.get("linuxParameters") or {}).get("tmpfs")
+    ]
+
+
+def refuse_tmpfs_platform(names: Iterable[str], platform_version: str, where: str) -> None:
+    """Refuse tmpfs mounts in the containers `names` when run.platform_version pins a Fargate
+    platform version older than tmpfs support: ECS would register the definition and refuse every
+    task, so the refusal comes before anything is written."""
+    shown = sorted(set(names))
+    version = platform_tuple(platform_version)
+    if not shown or version is None or version >= TMPFS_PLATFORM:
+        return
+    pinned = ".".join(str(part) for part in TMPFS_PLATFORM)
+    raise TemplateError(
+        f"{where}: container {', '.join(shown)} mounts a tmpfs (the key's, or the template's own), "
+        f"but run.platform_version pins Fargate platform version {platform_version.strip()}, "
+        f"which has no tmpfs support (it needs {pinned} or later); ECS would refuse every task",
+        f'Set run.platform_version = "{pinned}" or "LATEST" (GCPFARGATE_RUN_PLATFORM_VERSION)',
+    )
 
 
 def _containers(definition: Mapping[str, Any]) -> list[dict[str, Any]]:
