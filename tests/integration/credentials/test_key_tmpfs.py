@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.conftest import Project, assert_one_clean_line
-from tests.integration.deployed import deploy, latest, prepare
+from tests.integration.helpers import deploy, latest, prepare
 from tests.stack.token_registry import TokenRegistry
 
 # The program: its uid, the key there and readable by it, the credentials directory a tmpfs.
