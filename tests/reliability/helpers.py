@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 import urllib.request
 from dataclasses import dataclass
 from importlib import resources
@@ -626,3 +627,72 @@ def differences(left: Any, right: Any, path: str = "") -> list[str]:
             for d in differences(a, b, f"{path}[{index}]")
         ]
     return [] if left == right else [f"{path}: {left!r} != {right!r}"]
+
+
+# -- the write journal -----------------------------------------------------------------------------
+# "A failed command changed nothing", at a cost that does not grow with the stack: instead of
+# comparing a snapshot of everything (every secret, role, schedule and registry tag the worker's
+# earlier tests left), count the writes each part of the stack saw while the command ran.
+# test_invariants.py plants one write of each kind and requires the journal to report it.
+REGISTRY_WRITE = re.compile(rb'"(PUT|POST|PATCH|DELETE) (/v2/\S*)')
+
+
+@dataclass(frozen=True)
+class WriteMark:
+    aws: int  # length of the strict layer's journal of successful AWS writes
+    emulator: int  # the IAM emulator's count of mutating calls (gRPC and REST)
+    keys: dict[str, str]  # the project account's keys and their states
+    registry: int  # size of the registry's access log
+    engine: float  # time.time() (the engine runs on this host: its events use the same clock)
+
+
+def write_mark(project: Project) -> WriteMark:
+    stack = project.stack
+    assert stack.strict is not None, "the write journal is the strict layer's (GCPF_STACK_STRICT=1)"
+    emulator = stack.emulator
+    with stack.strict._lock:
+        aws = len(stack.strict.writes)
+    log = stack.root / "registry.log"
+    return WriteMark(
+        aws=aws,
+        emulator=int(emulator.stats()["mutating_calls"]),
+        keys={
+            key_id: emulator.key_state(project.email, key_id)
+            for key_id in emulator.key_ids(project.email, include_deleted=True)
+        },
+        registry=log.stat().st_size,
+        engine=time.time(),
+    )
+
+
+def writes_since(project: Project, mark: WriteMark) -> list[str]:
+    """Every write the stack saw since `mark`, one line each (empty: nothing changed)."""
+    import docker
+
+    stack = project.stack
+    assert stack.strict is not None
+    now = write_mark(project)
+    with stack.strict._lock:
+        found = [f"AWS {name}" for name in stack.strict.writes[mark.aws :]]
+    if now.emulator != mark.emulator:
+        found.append(f"IAM emulator: {now.emulator - mark.emulator} mutating call(s)")
+    if now.keys != mark.keys:
+        found.append(f"IAM emulator keys: {mark.keys} -> {now.keys}")
+    with (stack.root / "registry.log").open("rb") as log:
+        log.seek(mark.registry)
+        found += [
+            f"registry {m.group(1).decode()} {m.group(2).decode()}"
+            for m in REGISTRY_WRITE.finditer(log.read())
+        ]
+    client = docker.APIClient(base_url=stack.docker_host)
+    try:
+        # Every engine event (image tag/push/delete, container create, build steps' containers,
+        # volume, network); `until` is now, so the stream ends at once instead of following.
+        events = client.events(since=f"{mark.engine:.9f}", until=f"{time.time():.9f}", decode=True)
+        found += [
+            f"engine {event.get('Type')} {event.get('Action')} {event.get('Actor', {}).get('ID')}"
+            for event in events
+        ]
+    finally:
+        client.close()
+    return found

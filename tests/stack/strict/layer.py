@@ -27,6 +27,32 @@ from tests.stack.proxybase import Answer, Call, HttpProxy
 
 ADMIN = "/_strict/"
 
+# Operations that change nothing (by name prefix, AWS's own naming convention). Every other
+# operation that moto answers with success is a write (`StrictLayer.writes`). AssumeRole hands out
+# credentials but changes no resource; ECR's BatchCheckLayerAvailability only reads.
+READ_PREFIXES = (
+    "Describe",
+    "List",
+    "Get",
+    "BatchGet",
+    "BatchCheck",
+    "Head",
+    "Filter",
+    "Search",
+    "Lookup",
+    "Simulate",
+    "Decode",
+    "Assume",
+)
+
+
+def is_write(call: Call) -> bool:
+    """Whether a call changes what AWS holds: not a GET/HEAD, not a read by name."""
+    if call.method in ("GET", "HEAD"):
+        return False
+    return not call.operation.startswith(READ_PREFIXES)
+
+
 Before = Callable[["StrictLayer", Call], "Answer | Call | None"]
 After = Callable[["StrictLayer", Call, Answer], Answer]
 
@@ -107,6 +133,10 @@ class StrictLayer(HttpProxy[StrictRule]):
         self.fired: Counter[str] = Counter()  # rule name -> refusals/rewrites it made
         self.state: dict[str, Any] = {}  # per-module memory (role change times, deployments)
         self.state_lock = threading.RLock()
+        # Every successful write that reached moto through the layer, in order ("ecs.RunTask"):
+        # a test marks `len(writes)` and later asserts nothing was appended (a command that fails
+        # on bad input writes nothing), at no cost however much the stack holds.
+        self.writes: list[str] = []
 
     # -- switches ----------------------------------------------------------------------------
     def enable(self, *names: str) -> None:
@@ -151,6 +181,7 @@ class StrictLayer(HttpProxy[StrictRule]):
                 "fired": dict(self.fired),
                 "settings": {k: v for k, v in vars(self.settings).items()},
                 "collisions": self.collisions,
+                "writes": len(self.writes),
             }
 
     # -- the proxy ---------------------------------------------------------------------------
@@ -181,6 +212,9 @@ class StrictLayer(HttpProxy[StrictRule]):
         """Let the rules see moto's successful answer (a rule that forwarded a call itself calls this)."""
         if answer.status >= 300:
             return answer
+        if is_write(call):  # moto made the change (a forced collision's create too)
+            with self._lock:
+                self.writes.append(f"{call.service}.{call.operation}")
         if active is None:
             active = [
                 rule
