@@ -14,7 +14,7 @@ Any 127 consecutive characters of a PEM body contain one whole 64-character body
 leak of at least two lines' worth is found; shorter fragments are not claimed.
 
 Where (`PLACES`): the commands' stdout/stderr, files under the project, $HOME and /tmp (those
-written since the scan's start), the Docker engine's data root (but the image layers that existed
+written since the scan's start; not other stacks' or other pytest workers' directories), the Docker engine's data root (but the image layers that existed
 before the scan's commands ran: a layer is content-addressed and never written again, so one made
 before any key was minted cannot hold one; containers' writable layers are always read) and its
 containers' and images' configs, the registry's stored blobs, what moto holds (secret names/descriptions/tags, task
@@ -291,6 +291,23 @@ def image_layers(stack: LocalStack) -> frozenset[Path]:
     return frozenset(found)
 
 
+def other_pytest_dirs(project_dir: Path) -> tuple[Path, ...]:
+    """The temporary directories of other pytest sessions and of this session's other xdist workers
+    (`pytest-N`, `popen-gwK`): each holds the projects of another process's tests, written by
+    commands of another stack whose keys are not ours. Under `make test` the other workers write
+    there all the time, so every file is recent and read. Ours (this project's ancestors) stays."""
+    mine = set(project_dir.resolve().parents)
+    session = next((p for p in mine if re.fullmatch(r"pytest-\d+", p.name)), None)
+    if session is None:
+        return ()
+    found = [
+        p for p in session.parent.iterdir() if p not in mine and re.fullmatch(r"pytest-\d+", p.name)
+    ]
+    if any(p.parent == session and p.name.startswith("popen-gw") for p in mine):
+        found += [p for p in session.glob("popen-gw*") if p not in mine]
+    return tuple(found)
+
+
 def collect(
     stack: LocalStack,
     outputs: list[tuple[str, bytes]],
@@ -329,8 +346,10 @@ def collect(
         )
         sources.files("home", real_home, recent=True, skip=toolchains)
     # Other sessions' stacks and engines live in /tmp too: their files cannot hold our keys, only cost time.
-    others = tuple(p for p in Path("/tmp").glob("gcpf-*") if p != stack.root) + tuple(
-        Path("/tmp").glob("bash_jobs*")
+    others = (
+        tuple(p for p in Path("/tmp").glob("gcpf-*") if p != stack.root)
+        + tuple(Path("/tmp").glob("bash_jobs*"))
+        + other_pytest_dirs(project_dir)
     )
     with sources.timing("tmp"):
         sources.files("tmp", Path("/tmp"), recent=True, skip=(stack.root, *others))
