@@ -382,6 +382,14 @@ SPREAD = {
     "test_rotate_key_survives_each_failing_call",
     "test_conditional_writes_survive_each_failing_call",
     "test_lost_answer_of_a_create_call",
+    # Single tests of 40 s or more (the last full run's --durations) that use no module fixture:
+    # a group of their own, started with the matrices, instead of adding to their file's group.
+    "test_no_key_material_anywhere",
+    "test_deploy_permission_errors_name_the_step_and_the_permission",
+    "test_shape_and_snapshot_see_content",
+    "test_rotation_with_a_45_second_propagation_delay",
+    "test_every_wrapping_in_the_build_context_is_refused",
+    "test_deploy_rolls_the_service_and_rollback_returns",
 }
 
 
