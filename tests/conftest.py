@@ -9,7 +9,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -171,78 +170,6 @@ class Project:
         return True
 
 
-# The AWS services the product makes clients of (gcpfargate/clients): their botocore data is parsed
-# once per worker, and every project starts with a copy of that part of the cache.
-BOTOCORE_SERVICES = (
-    "ecr",
-    "ecs",
-    "events",
-    "iam",
-    "kms",
-    "logs",
-    "scheduler",
-    "secretsmanager",
-    "ssm",
-    "sts",
-)
-_SEED_SCRIPT = """
-import sys
-import boto3
-from botocore.exceptions import DataNotFoundError
-from gcpfargate.clients.botocore_data import use_cached_files
-session = boto3.Session(region_name=sys.argv[1])
-use_cached_files(session._session)
-loader = session._session.get_component("data_loader")
-for name in sys.argv[2:]:
-    session.client(name, endpoint_url="http://127.0.0.1:9", aws_access_key_id="x",
-                   aws_secret_access_key="x")
-    for kind in ("paginators-1", "waiters-2"):
-        try:
-            loader.load_service_model(name, kind)
-        except DataNotFoundError:
-            pass
-"""
-_seeds: dict[str, Path] = {}
-
-
-def botocore_seed(stack: LocalStack) -> Path:
-    """A home whose gcpfargate cache holds botocore's parsed data files (clients/botocore_data.py),
-    made once per stack by the product's own loader. Each project gets a copy (`seed_botocore_cache`):
-    without it every project, and so every fault of a matrix, parsed the same JSON models again
-    (about 0.4 s of CPU per command on a cold cache)."""
-    seed = _seeds.get(str(stack.root))
-    if seed is None:
-        seed = stack.root / "botocore-seed"
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("XDG_", "AWS_"))}
-        env.update({"HOME": str(seed / "home"), "XDG_CACHE_HOME": str(seed / "cache")})
-        (seed / "home").mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            [sys.executable, "-c", _SEED_SCRIPT, REGION, *BOTOCORE_SERVICES],
-            env=env,
-            check=True,
-            capture_output=True,
-        )
-        _seeds[str(stack.root)] = seed
-    return seed
-
-
-def seed_botocore_cache(stack: LocalStack, home: Path, cache: Path) -> None:
-    """Give a project the worker's parsed botocore data: the signing secret copied (mode 0600, the
-    product refuses any other), the entries hard-linked. The product replaces an entry by renaming
-    a new file over it (cache.write_entry), never in place, so no project changes another's copy."""
-    seed = botocore_seed(stack)
-    secret = Path("gcpfargate") / "cache-secret"
-    state = home / ".local" / "state"
-    (state / "gcpfargate").mkdir(mode=0o700, parents=True, exist_ok=True)
-    shutil.copy2(seed / "home" / ".local" / "state" / secret, state / secret)
-    entries = cache / "gcpfargate" / "botocore-data"
-    entries.mkdir(mode=0o700, parents=True, exist_ok=True)
-    for dirpath in (cache, cache / "gcpfargate"):
-        dirpath.chmod(0o700)
-    for entry in (seed / "cache" / "gcpfargate" / "botocore-data").iterdir():
-        os.link(entry, entries / entry.name)
-
-
 def new_project(stack: LocalStack, directory: Path, prefix: str = "") -> Project:
     """A fresh project: its own GCP project and service account in the emulator, its own family."""
     suffix = f"{os.getpid() % 10000}-{prefix}{next(_counter)}"
@@ -254,7 +181,6 @@ def new_project(stack: LocalStack, directory: Path, prefix: str = "") -> Project
         family=f"batch-{suffix}",
     )
     (directory / ".home").mkdir(parents=True, exist_ok=True)
-    seed_botocore_cache(stack, directory / ".home", cache_home(directory))
     stack.emulator.add_service_account(project.gcp_project, project.account_id)
     project.write_config(project.base_config)
     return project
