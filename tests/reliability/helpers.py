@@ -644,6 +644,7 @@ class WriteMark:
     keys: dict[str, str]  # the project account's keys and their states
     registry: int  # size of the registry's access log
     engine: float  # time.time() (the engine runs on this host: its events use the same clock)
+    containers: frozenset[str]  # the engine's containers then (their own life goes on, see below)
 
 
 def write_mark(project: Project) -> WriteMark:
@@ -653,6 +654,13 @@ def write_mark(project: Project) -> WriteMark:
     with stack.strict._lock:
         aws = len(stack.strict.writes)
     log = stack.root / "registry.log"
+    import docker
+
+    client = docker.APIClient(base_url=stack.docker_host)
+    try:
+        containers = frozenset(c["Id"] for c in client.containers(all=True))
+    finally:
+        client.close()
     return WriteMark(
         aws=aws,
         emulator=int(emulator.stats()["mutating_calls"]),
@@ -662,6 +670,21 @@ def write_mark(project: Project) -> WriteMark:
         },
         registry=log.stat().st_size,
         engine=time.time(),
+        containers=containers,
+    )
+
+
+# What a container that existed before the mark may still do on its own (an earlier test's container
+# exiting, being removed by --rm, reporting its health check): its life, not the command's write.
+# Changes made to it from outside (a rename, an update, a copy into it, a commit) still count.
+CHANGED_FROM_OUTSIDE = ("rename", "update", "extract-to-dir", "commit")
+
+
+def _ambient(event: dict[str, Any], mark: WriteMark) -> bool:
+    return (
+        event.get("Type") == "container"
+        and event.get("Actor", {}).get("ID") in mark.containers
+        and not str(event.get("Action", "")).startswith(CHANGED_FROM_OUTSIDE)
     )
 
 
@@ -692,6 +715,7 @@ def writes_since(project: Project, mark: WriteMark) -> list[str]:
         found += [
             f"engine {event.get('Type')} {event.get('Action')} {event.get('Actor', {}).get('ID')}"
             for event in events
+            if not _ambient(event, mark)
         ]
     finally:
         client.close()

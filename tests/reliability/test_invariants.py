@@ -231,6 +231,18 @@ def _engine_tag(project: Project) -> None:
         client.close()
 
 
+def _engine_container(project: Project) -> None:
+    import docker
+
+    client = docker.APIClient(base_url=project.stack.docker_host)
+    try:
+        client.create_container(
+            f"planted-{project.family}:v2", command=["/planted"], network_disabled=True
+        )
+    finally:
+        client.close()
+
+
 # Each kind of write the bad-input corpus must not make, and the journal line it must leave.
 JOURNAL_DEFECTS: dict[str, tuple[Callable[[Project], None], str]] = {
     "an AWS write (a secret tag)": (_secret_tag, "AWS secretsmanager.TagResource"),
@@ -241,6 +253,7 @@ JOURNAL_DEFECTS: dict[str, tuple[Callable[[Project], None], str]] = {
     "a key disabled in the IAM emulator": (_disabled_current, "IAM emulator keys"),
     "a registry upload (and the engine's push)": (_registry_push, "registry PUT /v2/"),
     "an engine change (a tag)": (_engine_tag, "engine image tag"),
+    "an engine change (a new container)": (_engine_container, "engine container create"),
 }
 
 
