@@ -308,6 +308,14 @@ SPREAD = {
     "test_rotate_key_survives_each_failing_call",
     "test_conditional_writes_survive_each_failing_call",
     "test_lost_answer_of_a_create_call",
+    # Single tests of 40 s or more (the last full run's --durations) that use no module fixture:
+    # a group of their own, started with the matrices, instead of adding to their file's group.
+    "test_no_key_material_anywhere",
+    "test_deploy_permission_errors_name_the_step_and_the_permission",
+    "test_shape_and_snapshot_see_content",
+    "test_rotation_with_a_45_second_propagation_delay",
+    "test_every_wrapping_in_the_build_context_is_refused",
+    "test_deploy_rolls_the_service_and_rollback_returns",
 }
 
 
@@ -315,15 +323,24 @@ def _spread(item: pytest.Item) -> bool:
     return getattr(item, "originalname", item.name) in SPREAD
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # xdist's default hands groups out largest first by their number of tests, which puts the
+    # one-test groups above (the matrices' slices, a minute or more each) last of all, where one
+    # starting late keeps a worker busy after the others finish. Keep the order below instead.
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    # xdist hands groups out in this order. First the bad-input cases: each compares a snapshot of
-    # the whole stack before and after, cheap while the worker's stack is still nearly empty; then
-    # the matrices, the longest tests, so none starts last. The sort is stable: each module's items
-    # stay together and in order.
+    # xdist hands groups out in this order (see pytest_configure): the matrices' slices first, the
+    # longest tests, so none starts last; then every file as collected (the reliability files,
+    # minutes each, before the integration and unit files that fill the workers' tails). The
+    # bad-input cases compare write counts, not snapshots of the whole stack, so where they run
+    # no longer matters. The sort is stable: each module's items stay together and in order.
     def rank(item: pytest.Item) -> int:
         if getattr(item, "originalname", item.name) == "test_bad_input":
-            return 0
-        return 1 if _spread(item) else 2
+            return 1
+        return 0 if _spread(item) else 1
 
     items.sort(key=rank)
     for item in items:

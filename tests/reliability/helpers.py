@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 import urllib.request
 from collections import Counter
 from dataclasses import dataclass
@@ -818,3 +819,96 @@ ROTATE_STEP: dict[str, tuple[str, ...]] = {
     "DisableServiceAccountKey": ("disable",),
     "DeleteServiceAccountKey": ("delete",),
 }
+
+
+# -- the write journal -----------------------------------------------------------------------------
+# "A failed command changed nothing", at a cost that does not grow with the stack: instead of
+# comparing a snapshot of everything (every secret, role, schedule and registry tag the worker's
+# earlier tests left), count the writes each part of the stack saw while the command ran.
+# test_invariants.py plants one write of each kind and requires the journal to report it.
+REGISTRY_WRITE = re.compile(rb'"(PUT|POST|PATCH|DELETE) (/v2/\S*)')
+
+
+@dataclass(frozen=True)
+class WriteMark:
+    aws: int  # length of the strict layer's journal of successful AWS writes
+    emulator: int  # the IAM emulator's count of mutating calls (gRPC and REST)
+    keys: dict[str, str]  # the project account's keys and their states
+    registry: int  # size of the registry's access log
+    engine: float  # time.time() (the engine runs on this host: its events use the same clock)
+    containers: frozenset[str]  # the engine's containers then (their own life goes on, see below)
+
+
+def write_mark(project: Project) -> WriteMark:
+    stack = project.stack
+    assert stack.strict is not None, "the write journal is the strict layer's (GCPF_STACK_STRICT=1)"
+    emulator = stack.emulator
+    with stack.strict._lock:
+        aws = len(stack.strict.writes)
+    log = stack.root / "registry.log"
+    import docker
+
+    client = docker.APIClient(base_url=stack.docker_host)
+    try:
+        containers = frozenset(c["Id"] for c in client.containers(all=True))
+    finally:
+        client.close()
+    return WriteMark(
+        aws=aws,
+        emulator=int(emulator.stats()["mutating_calls"]),
+        keys={
+            key_id: emulator.key_state(project.email, key_id)
+            for key_id in emulator.key_ids(project.email, include_deleted=True)
+        },
+        registry=log.stat().st_size,
+        engine=time.time(),
+        containers=containers,
+    )
+
+
+# What a container that existed before the mark may still do on its own (an earlier test's container
+# exiting, being removed by --rm, reporting its health check): its life, not the command's write.
+# Changes made to it from outside (a rename, an update, a copy into it, a commit) still count.
+CHANGED_FROM_OUTSIDE = ("rename", "update", "extract-to-dir", "commit")
+
+
+def _ambient(event: dict[str, Any], mark: WriteMark) -> bool:
+    return (
+        event.get("Type") == "container"
+        and event.get("Actor", {}).get("ID") in mark.containers
+        and not str(event.get("Action", "")).startswith(CHANGED_FROM_OUTSIDE)
+    )
+
+
+def writes_since(project: Project, mark: WriteMark) -> list[str]:
+    """Every write the stack saw since `mark`, one line each (empty: nothing changed)."""
+    import docker
+
+    stack = project.stack
+    assert stack.strict is not None
+    now = write_mark(project)
+    with stack.strict._lock:
+        found = [f"AWS {name}" for name in stack.strict.writes[mark.aws :]]
+    if now.emulator != mark.emulator:
+        found.append(f"IAM emulator: {now.emulator - mark.emulator} mutating call(s)")
+    if now.keys != mark.keys:
+        found.append(f"IAM emulator keys: {mark.keys} -> {now.keys}")
+    with (stack.root / "registry.log").open("rb") as log:
+        log.seek(mark.registry)
+        found += [
+            f"registry {m.group(1).decode()} {m.group(2).decode()}"
+            for m in REGISTRY_WRITE.finditer(log.read())
+        ]
+    client = docker.APIClient(base_url=stack.docker_host)
+    try:
+        # Every engine event (image tag/push/delete, container create, build steps' containers,
+        # volume, network); `until` is now, so the stream ends at once instead of following.
+        events = client.events(since=f"{mark.engine:.9f}", until=f"{time.time():.9f}", decode=True)
+        found += [
+            f"engine {event.get('Type')} {event.get('Action')} {event.get('Actor', {}).get('ID')}"
+            for event in events
+            if not _ambient(event, mark)
+        ]
+    finally:
+        client.close()
+    return found

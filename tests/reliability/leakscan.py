@@ -14,8 +14,10 @@ Any 127 consecutive characters of a PEM body contain one whole 64-character body
 leak of at least two lines' worth is found; shorter fragments are not claimed.
 
 Where (`PLACES`): the commands' stdout/stderr, files under the project, $HOME and /tmp (those
-written since the scan's start), the Docker engine's data root and its containers' and images'
-configs, the registry's stored blobs, what moto holds (secret names/descriptions/tags, task
+written since the scan's start; not other stacks' or other pytest workers' directories), the Docker engine's data root (but the image layers that existed
+before the scan's commands ran: a layer is content-addressed and never written again, so one made
+before any key was minted cannot hold one; containers' writable layers are always read) and its
+containers' and images' configs, the registry's stored blobs, what moto holds (secret names/descriptions/tags, task
 definitions with tags, IAM roles, ECR repositories, log events, schedules), and the stack's logs.
 """
 
@@ -158,12 +160,13 @@ class Sources:
             self.seconds[place] = self.seconds.get(place, 0.0) + time.monotonic() - start
 
     def files(
-        self, place: str, root: Path, recent: bool = False, skip: tuple[Path, ...] = ()
+        self, place: str, root: Path, recent: bool = False, skip: tuple[Path, ...] | set[Path] = ()
     ) -> None:
         if not root.is_dir():
             return
+        skipped = set(skip)
         for directory, subdirs, names in os.walk(root):
-            subdirs[:] = [d for d in subdirs if not any(Path(directory, d) == s for s in skip)]
+            subdirs[:] = [d for d in subdirs if Path(directory, d) not in skipped]
             for name in names:
                 path = Path(directory, name)
                 try:
@@ -180,7 +183,7 @@ class Sources:
                 except OSError:
                     continue  # vanished or unreadable (another session's file)
 
-    def docker(self, stack: LocalStack) -> None:
+    def docker(self, stack: LocalStack, old_layers: frozenset[Path] = frozenset()) -> None:
         import docker
 
         client = docker.DockerClient(base_url=stack.docker_host)
@@ -200,7 +203,8 @@ class Sources:
                 self.add("docker configs", f"image {image['Id'][:19]}", json.dumps(detail).encode())
         finally:
             client.close()
-        self.files("docker storage", root)  # readable when the engine is the stack's own
+        # Readable when the engine is the stack's own.
+        self.files("docker storage", root, skip=old_layers & image_layers(stack))
 
     def moto(self, stack: LocalStack) -> None:
         """What moto holds, read through its API (never a secret's value: that is where keys belong)."""
@@ -266,10 +270,53 @@ class Sources:
             self.add("moto", f"schedules unreadable: {type(exc).__name__}", b"")
 
 
+def image_layers(stack: LocalStack) -> frozenset[Path]:
+    """The directories of the engine's image layers now (`<root>/<driver>/<cache-id>`, as the layer
+    database names them). Only image layers: a container's writable layer is listed under
+    `layerdb/mounts`, not here, and is always read."""
+    import docker
+
+    client = docker.APIClient(base_url=stack.docker_host)
+    try:
+        info = client.info()
+    finally:
+        client.close()
+    root, driver = Path(info.get("DockerRootDir", "")), str(info.get("Driver", ""))
+    layerdb = root / "image" / driver / "layerdb" / "sha256"
+    found = set()
+    with contextlib.suppress(OSError):  # another engine's root: not readable, not skipped
+        for layer in layerdb.iterdir():
+            with contextlib.suppress(OSError):
+                found.add(root / driver / (layer / "cache-id").read_text().strip())
+    return frozenset(found)
+
+
+def other_pytest_dirs(project_dir: Path) -> tuple[Path, ...]:
+    """The temporary directories of other pytest sessions and of this session's other xdist workers
+    (`pytest-N`, `popen-gwK`): each holds the projects of another process's tests, written by
+    commands of another stack whose keys are not ours. Under `make test` the other workers write
+    there all the time, so every file is recent and read. Ours (this project's ancestors) stays."""
+    mine = set(project_dir.resolve().parents)
+    session = next((p for p in mine if re.fullmatch(r"pytest-\d+", p.name)), None)
+    if session is None:
+        return ()
+    found = [
+        p for p in session.parent.iterdir() if p not in mine and re.fullmatch(r"pytest-\d+", p.name)
+    ]
+    if any(p.parent == session and p.name.startswith("popen-gw") for p in mine):
+        found += [p for p in session.glob("popen-gw*") if p not in mine]
+    return tuple(found)
+
+
 def collect(
-    stack: LocalStack, outputs: list[tuple[str, bytes]], project_dir: Path, since: float
+    stack: LocalStack,
+    outputs: list[tuple[str, bytes]],
+    project_dir: Path,
+    since: float,
+    old_layers: frozenset[Path] = frozenset(),
 ) -> Sources:
-    """Every place of `PLACES`, read now."""
+    """Every place of `PLACES`, read now; `old_layers`: image layers made before `since` (skipped,
+    see the module docstring)."""
     sources = Sources(since)
     for label, data in outputs:
         sources.add("output", label, data)
@@ -299,13 +346,15 @@ def collect(
         )
         sources.files("home", real_home, recent=True, skip=toolchains)
     # Other sessions' stacks and engines live in /tmp too: their files cannot hold our keys, only cost time.
-    others = tuple(p for p in Path("/tmp").glob("gcpf-*") if p != stack.root) + tuple(
-        Path("/tmp").glob("bash_jobs*")
+    others = (
+        tuple(p for p in Path("/tmp").glob("gcpf-*") if p != stack.root)
+        + tuple(Path("/tmp").glob("bash_jobs*"))
+        + other_pytest_dirs(project_dir)
     )
     with sources.timing("tmp"):
         sources.files("tmp", Path("/tmp"), recent=True, skip=(stack.root, *others))
     with sources.timing("docker"):
-        sources.docker(stack)
+        sources.docker(stack, old_layers)
     with sources.timing("registry"):
         sources.files("registry", stack.root / "registry")
     with sources.timing("moto"):

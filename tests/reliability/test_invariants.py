@@ -1,4 +1,5 @@
-"""The checks check: each invariant, `shape()` and `snapshot()` must report a defect planted on purpose
+"""The checks check: each invariant, `shape()`, `snapshot()` and the write journal must report a defect
+planted on purpose
 (issue 14 item 5: "prove each new check fails on a planted defect once"). A check that stays quiet
 here would let the fault matrix, the races and the corpus pass on a broken world.
 """
@@ -17,6 +18,8 @@ from tests.reliability.helpers import (
     make_deployable,
     shape,
     snapshot,
+    write_mark,
+    writes_since,
 )
 
 FIGURES = "planted defects"
@@ -188,4 +191,88 @@ def test_shape_and_snapshot_see_content(project: Project) -> None:
             missed.append(f"snapshot did not see {name}")
         else:
             record_figure(FIGURES, "snapshot changes caught")
+    assert missed == []
+
+
+def _registry_push(project: Project) -> None:
+    """An image pushed to the stack's registry by the engine (a one-file layer of its own)."""
+    import io
+    import tarfile
+
+    import docker
+
+    layer = io.BytesIO()
+    with tarfile.open(fileobj=layer, mode="w") as tar:
+        content = project.family.encode()
+        info = tarfile.TarInfo("planted")
+        info.size = len(content)
+        tar.addfile(info, io.BytesIO(content))
+    client = docker.APIClient(base_url=project.stack.docker_host)
+    repository = f"{project.stack.registry}/planted-{project.family}"
+    try:
+        client.import_image_from_data(layer.getvalue(), repository=repository, tag="v1")
+        for _ in client.push(repository, tag="v1", stream=True, decode=True):
+            pass
+    finally:
+        client.close()
+
+
+def _engine_tag(project: Project) -> None:
+    import docker
+
+    client = docker.APIClient(base_url=project.stack.docker_host)
+    try:
+        client.tag(
+            f"{project.stack.registry}/planted-{project.family}:v1",
+            f"planted-{project.family}",
+            "v2",
+        )
+    finally:
+        client.close()
+
+
+def _engine_container(project: Project) -> None:
+    import docker
+
+    client = docker.APIClient(base_url=project.stack.docker_host)
+    try:
+        client.create_container(
+            f"planted-{project.family}:v2", command=["/planted"], network_disabled=True
+        )
+    finally:
+        client.close()
+
+
+# Each kind of write the bad-input corpus must not make, and the journal line it must leave.
+JOURNAL_DEFECTS: dict[str, tuple[Callable[[Project], None], str]] = {
+    "an AWS write (a secret tag)": (_secret_tag, "AWS secretsmanager.TagResource"),
+    "an AWS write (a role policy)": (_role_policy, "AWS iam.PutRolePolicy"),
+    "an AWS write (a log group's retention)": (_retention, "AWS logs.PutRetentionPolicy"),
+    "an AWS write (a repository setting)": (_mutability, "AWS ecr.PutImageTagMutability"),
+    "a key minted in the IAM emulator": (_orphan, "IAM emulator"),
+    "a key disabled in the IAM emulator": (_disabled_current, "IAM emulator keys"),
+    "a registry upload (and the engine's push)": (_registry_push, "registry PUT /v2/"),
+    "an engine change (a tag)": (_engine_tag, "engine image tag"),
+    "an engine change (a new container)": (_engine_container, "engine container create"),
+}
+
+
+def test_the_write_journal_sees_each_kind_of_write(project: Project) -> None:
+    """The bad-input corpus judges "changed nothing" by the write journal: reading everything
+    leaves it empty, and each kind of write planted leaves its own line in it."""
+    if project.stack.strict is None:
+        pytest.skip("the write journal is the strict layer's")
+    _deployed(project)
+    mark = write_mark(project)
+    snapshot(project)  # reads every part of the stack (AWS, keys, registry)
+    assert writes_since(project, mark) == [], "a read counted as a write"
+    missed = []
+    for name, (plant, line) in JOURNAL_DEFECTS.items():
+        mark = write_mark(project)
+        plant(project)
+        seen = writes_since(project, mark)
+        if not any(entry.startswith(line) for entry in seen):
+            missed.append(f"{name}: {seen}")
+        else:
+            record_figure(FIGURES, "journal writes caught")
     assert missed == []

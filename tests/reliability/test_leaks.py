@@ -35,10 +35,13 @@ SUBNET = "subnet-0123456789abcdef0"
 class Scanner:
     """Runs commands, keeps what they printed, then scans every place for every minted key."""
 
-    def __init__(self) -> None:
+    def __init__(self, stack: LocalStack) -> None:
         self.outputs: list[tuple[str, bytes]] = []  # (what, bytes) of every run
         self.commands = 0
         self.since = time.time() - 1
+        # The engine's image layers before any command ran: immutable, made before any key of this
+        # scan was minted, so not read again (the self-check's planted layer is made after this).
+        self.old_layers = leakscan.image_layers(stack)
         self.scanned: list[str] = []  # the sources of the last scan, by name
 
     def run(
@@ -59,7 +62,9 @@ class Scanner:
     def scan(
         self, project: Project, minted: list[Any], group: str = FIGURES
     ) -> dict[tuple[str, str], set[str]]:
-        sources = leakscan.collect(project.stack, self.outputs, project.dir, self.since)
+        sources = leakscan.collect(
+            project.stack, self.outputs, project.dir, self.since, self.old_layers
+        )
         hits = leakscan.scan(sources, minted)
         self.scanned = [name for _, name, _ in sources.items]
         record_figure(group, "commands scanned", self.commands)
@@ -67,6 +72,7 @@ class Scanner:
         record_figure(group, "places scanned", len({place for place, _, _ in sources.items}))
         record_figure(group, "sources scanned", len(sources.items))
         record_figure(group, "bytes scanned", sum(len(data) for _, _, data in sources.items))
+        record_figure(group, "engine layers older than the scan", len(self.old_layers))
         print("leak scan seconds:", {k: round(v, 1) for k, v in sources.seconds.items()})
         return hits
 
@@ -87,8 +93,8 @@ def configure(project: Project) -> None:
 
 
 @pytest.fixture
-def scanner() -> Scanner:
-    return Scanner()
+def scanner(stack: LocalStack) -> Scanner:
+    return Scanner(stack)
 
 
 def test_no_key_material_anywhere(project: Project, scanner: Scanner) -> None:
@@ -334,6 +340,23 @@ def plant(
     )
 
 
+def old_layer(project: Project, cleanup: list[Any]) -> None:
+    """An image with one layer of harmless content, imported before the scan starts."""
+    import docker
+
+    layer = io.BytesIO()
+    with tarfile.open(fileobj=layer, mode="w") as tar:
+        content = f"made before the scan: {project.family}\n".encode()
+        info = tarfile.TarInfo("old")
+        info.size = len(content)
+        tar.addfile(info, io.BytesIO(content))
+    client = docker.DockerClient(base_url=project.stack.docker_host)
+    cleanup.append(client.close)
+    repository = f"leakcheck-old-{project.family}"
+    client.api.import_image_from_data(layer.getvalue(), repository=repository, tag="v1")
+    cleanup.append(lambda: client.images.remove(f"{repository}:v1", force=True))
+
+
 def test_the_scanner_finds_every_planted_form_in_every_place(project: Project) -> None:
     """The scan is only worth its zero if it finds a leak: one key per form, each form in each place."""
     group = "leak scan self-check (planted)"
@@ -354,11 +377,18 @@ def test_the_scanner_finds_every_planted_form_in_every_place(project: Project) -
     ):
         planted[name] = forms_of(key)[name]
         form_of_key[key.key_id] = name
-    scanner = Scanner()
     cleanup: list[Any] = []
     try:
+        # An image layer older than the scan, so the scan below runs with layers to skip: the
+        # planted layer, made after the scan started, must still be read.
+        old_layer(project, cleanup)
+        scanner = Scanner(project.stack)
+        assert scanner.old_layers, "no engine layer older than the scan: the skip is not exercised"
         plant(project, planted, scanner, cleanup)
         hits = scanner.scan(project, keys, group)
+        # ... and the layers older than the scan were not read again.
+        old = tuple(f"{layer}/" for layer in scanner.old_layers)
+        assert not [name for name in scanner.scanned if name.startswith(old)]
     finally:
         for undo in reversed(cleanup):
             undo()

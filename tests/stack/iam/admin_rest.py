@@ -14,6 +14,7 @@ from google.protobuf import any_pb2, json_format
 
 from tests.stack.iam.admin_http import HttpRequest
 from tests.stack.iam.errors import RpcFailure
+from tests.stack.iam.grpc_service import is_mutating
 
 if TYPE_CHECKING:
     from tests.stack.iam.emulator import IamEmulator
@@ -89,6 +90,8 @@ def _answer(emulator: IamEmulator, request: HttpRequest) -> tuple[int, Any]:
     try:
         with emulator.state.lock:
             emulator.state.counters.calls[method] += 1
+            if is_mutating(method):  # as the gRPC face counts it (the write journal reads it)
+                emulator.state.counters.mutating_calls += 1
             emulator.knobs.check_call(method, emulator.state.project_of(message.name))
         response = impl(message)
     except RpcFailure as failure:

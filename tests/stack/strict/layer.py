@@ -28,6 +28,32 @@ from tests.stack.strict.recorder import Recorder
 
 ADMIN = "/_strict/"
 
+# Operations that change nothing (by name prefix, AWS's own naming convention). Every other
+# operation that moto answers with success is a write (`StrictLayer.writes`). AssumeRole hands out
+# credentials but changes no resource; ECR's BatchCheckLayerAvailability only reads.
+READ_PREFIXES = (
+    "Describe",
+    "List",
+    "Get",
+    "BatchGet",
+    "BatchCheck",
+    "Head",
+    "Filter",
+    "Search",
+    "Lookup",
+    "Simulate",
+    "Decode",
+    "Assume",
+)
+
+
+def is_write(call: Call) -> bool:
+    """Whether a call changes what AWS holds: not a GET/HEAD, not a read by name."""
+    if call.method in ("GET", "HEAD"):
+        return False
+    return not call.operation.startswith(READ_PREFIXES)
+
+
 Before = Callable[["StrictLayer", Call], "Answer | Call | None"]
 After = Callable[["StrictLayer", Call, Answer], Answer]
 
@@ -109,6 +135,10 @@ class StrictLayer(HttpProxy[StrictRule]):
         self.state: dict[str, Any] = {}  # per-module memory (role change times, deployments)
         self.state_lock = threading.RLock()
         self.recorder = Recorder()  # the product's own operations (the generated AWS policy)
+        # Every successful write that reached moto through the layer, in order ("ecs.RunTask"):
+        # a test marks `len(writes)` and later asserts nothing was appended (a command that fails
+        # on bad input writes nothing), at no cost however much the stack holds.
+        self.writes: list[str] = []
 
     # -- switches ----------------------------------------------------------------------------
     def enable(self, *names: str) -> None:
@@ -154,6 +184,7 @@ class StrictLayer(HttpProxy[StrictRule]):
                 "settings": {k: v for k, v in vars(self.settings).items()},
                 "collisions": self.collisions,
                 "recorded": sorted(self.recorder.actions),
+                "writes": len(self.writes),
             }
 
     # -- the proxy ---------------------------------------------------------------------------
@@ -185,6 +216,9 @@ class StrictLayer(HttpProxy[StrictRule]):
         """Let the rules see moto's successful answer (a rule that forwarded a call itself calls this)."""
         if answer.status >= 300:
             return answer
+        if is_write(call):  # moto made the change (a forced collision's create too)
+            with self._lock:
+                self.writes.append(f"{call.service}.{call.operation}")
         if active is None:
             active = [
                 rule
