@@ -118,8 +118,14 @@ class TaskRoleFeed:
         """The trust policy does not admit the caller: how a person is let in (only if they ask)."""
         identity = self._ctx.aws.call("sts", "get_caller_identity", "read the AWS identity")
         caller = str(identity["Arn"])
+        # aws:PrincipalArn is the IAM ARN: a role session's role (its path is not in the session's
+        # ARN, hence the *), a user as IAM names it.
         match = re.fullmatch(r"arn:([\w-]+):sts::(\d{12}):assumed-role/([^/]+)/.*", caller)
-        principal = f"arn:{match[1]}:iam::{match[2]}:role/*{match[3]}" if match else caller
+        principal = (
+            f"arn:{match[1]}:iam::{match[2]}:role/*{match[3]}"
+            if match
+            else re.sub(r"^(arn:[\w-]+):sts::(\d{12}):user/", r"\1:iam::\2:user/", caller)
+        )
         return OperationError(
             f"{caller} may not assume the task role {self.role_arn}: its trust policy admits "
             f"ECS tasks, and no one else unless asked",

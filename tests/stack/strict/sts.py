@@ -123,7 +123,12 @@ def trust_policy(layer: StrictLayer, call: Call) -> Answer | None:
     role_arn = form.get("RoleArn", "")
     identity = _ask(layer, call, "sts", {"Action": "GetCallerIdentity", "Version": "2011-06-15"})
     found = _ARN.search(identity.body)
-    caller = found.group(1).decode() if found else ""
+    # moto names an IAM user arn:aws:sts::<account>:user/<name>; AWS names it in iam.
+    caller = re.sub(
+        r"^(arn:[\w-]+):sts::(\d{12}):user/",
+        r"\1:iam::\2:user/",
+        found.group(1).decode() if found else "",
+    )
     role = _ask(
         layer,
         call,
