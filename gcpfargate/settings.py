@@ -150,6 +150,16 @@ class GcpSettings:
     # "key": a service-account key in Secrets Manager; "keyless": workload identity federation from
     # the task role (README "Keyless").
     auth: str = setting("key", _pattern(r"key|keyless", 'authentication mode ("key" or "keyless")'))
+    # Keyless mode: the IAM user or role (ARN; `*` allowed, IAM's ArnLike) that may assume the task
+    # role for run-local. Opt-in: bootstrap then adds a second trust statement for that principal
+    # only, and removes it when this is emptied (README "Keyless").
+    local_principal: str = setting(
+        "",
+        _pattern(
+            r"arn:aws[a-z-]*:iam::\d{12}:(user|role)/[\w+=,.@/*?-]{1,512}",
+            "IAM user or role ARN",
+        ),
+    )
     # How the IAM client talks to Google: gRPC, or HTTPS/JSON where the network blocks gRPC.
     transport: str = setting("grpc", _pattern(r"grpc|rest", "transport (grpc or rest)"))
 
@@ -186,7 +196,9 @@ class ImageSettings:
     push_latest: bool = setting(False)
     build_args: dict[str, str] = setting({})
     # Keyless mode: the base of the credential-shim image (any Python 3.11+ image).
-    shim_base_image: str = setting("python:3-slim")
+    shim_base_image: str = setting(
+        "python:3.12-slim@sha256:78387bc3881b8273120a12ebe6c1ab22b018ccc2c9adf565ae1ac9b536e184ea"
+    )
 
 
 @dataclass(frozen=True)

@@ -55,6 +55,10 @@ sed -i 's/^auth = "key"/auth = "keyless"/; s/demo-nightly/demo-keyless/g' gcpfar
 grep -q '^auth = "keyless"' gcpfargate.toml || { echo "demo: gcpfargate.toml has no auth line to switch"; exit 1; }
 sed -i 's/python-base:bookworm$/python-base:bookworm-google-auth2/' Dockerfile
 export GCPFARGATE_IMAGE_SHIM_BASE_IMAGE=gcpfargate-demo/python-base:bookworm
+# run-local assumes the task role as you: opt in to a trust statement for your own identity
+# (the stack's moto answers every test key as user/moto, and names it in sts, not iam as AWS does).
+account=$("$here/.venv/bin/python" -c 'import boto3; print(boto3.client("sts").get_caller_identity()["Account"])')
+export GCPFARGATE_GCP_LOCAL_PRINCIPAL="arn:aws:iam::$account:user/moto"
 before=$(keys)
 "$gcpfargate" deploy
 

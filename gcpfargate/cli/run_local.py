@@ -12,7 +12,8 @@ from gcpfargate.cli.app import STATE, Arg, Command, Env, app
 @app.command("run-local")
 def run_local(
     network: Annotated[
-        str, typer.Option("--network", metavar="MODE", help="none (default) or host.")
+        str,
+        typer.Option("--network", metavar="MODE", help="none (default), bridge (egress) or host."),
     ] = "none",
     from_template: Annotated[
         bool,

@@ -1,22 +1,28 @@
 """Keyless mode's credential-shim image: built from `shim_image.build_context`, pushed, digest-pinned.
 
 The tag is a hash of the build context (the shim's files and the Dockerfile, whose FROM names
-`image.shim_base_image`), so an unchanged shim is recognised in the registry and neither rebuilt into
-a new tag nor pushed again; register-task resolves the same tag to its digest. A newly built
-shim goes through the key guard like the application's image.
+`image.shim_base_image` and its digest), so an unchanged shim is recognised in the registry and
+neither rebuilt into a new tag nor pushed again; register-task resolves the same tag to its digest.
+Before an image found under that tag is reused, its config must carry the content label the build
+would give it: anyone who can push to the repository can put another image under a tag, and
+this one becomes the credential sidecar of every keyless task. A newly built shim goes through the
+key guard like the application's image.
 """
 
 from __future__ import annotations
 
-import hashlib
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gcpfargate.core.context import Context
-from gcpfargate.errors import ImageNotFound
+from gcpfargate.errors import ImageNotFound, OperationError
 from gcpfargate.image import shim_image
 from gcpfargate.image.repository import ensure_repository, held_digest, push_tag
+
+if TYPE_CHECKING:
+    from gcpfargate.clients.registry import ImageRef
 
 REPOSITORY = "gcpfargate-credential-shim"
 
@@ -34,10 +40,24 @@ def _context(ctx: Context) -> dict[str, bytes]:
 
 
 def shim_tag(files: dict[str, bytes]) -> str:
-    digest = hashlib.sha256()
-    for relative in sorted(files):
-        digest.update(relative.encode() + b"\0" + hashlib.sha256(files[relative]).digest())
-    return "shim-" + digest.hexdigest()[:20]
+    return "shim-" + shim_image.content_digest(files)[:20]
+
+
+def verified(ctx: Context, held: ImageRef, files: dict[str, bytes], tag: str) -> ImageRef:
+    """`held` if it is the shim this gcpfargate builds from `files`; else refused, in one line."""
+    expected = shim_image.content_digest(files)
+    found = str((held.run_config.get("Labels") or {}).get(shim_image.CONTENT_LABEL) or "")
+    if found == expected:
+        return held
+    label = f"label {found[:12]}…" if found else "no content label"
+    raise OperationError(
+        f"{ctx.registry.image_name(REPOSITORY)}:{tag} ({held.digest[:19]}…) is not the credential "
+        f"shim gcpfargate builds ({label}, expected {expected[:12]}…): refusing to use it as the "
+        "credential sidecar",
+        f"Someone pushed another image under the shim's tag: inspect it, delete the tag (aws ecr "
+        f"batch-delete-image --repository-name {REPOSITORY} --image-ids imageTag={tag}) and "
+        "rerun; only gcpfargate should push to that repository",
+    )
 
 
 def _platform(ctx: Context) -> str:
@@ -46,8 +66,11 @@ def _platform(ctx: Context) -> str:
 
 def resolve_shim(ctx: Context) -> str:
     """The pushed shim image for this gcpfargate and base, pinned by digest."""
-    tag = shim_tag(_context(ctx))
+    files = _context(ctx)
+    tag = shim_tag(files)
     found = ctx.registry.resolve(REPOSITORY, tag, _platform(ctx))
+    if found is not None:
+        found = verified(ctx, found, files, tag)
     if found is None:
         raise ImageNotFound(
             f"the credential-shim image {REPOSITORY}:{tag} is not in registry {ctx.registry.host}",
@@ -62,6 +85,7 @@ def push_shim(ctx: Context, plan: list[str]) -> ShimPush:
     name = ctx.registry.image_name(REPOSITORY)
     held = ctx.registry.resolve(REPOSITORY, tag, platform)
     if held is not None:
+        held = verified(ctx, held, files, tag)
         return ShimPush(f"{name}@{held.digest}", changed=False)
     plan.append(f"build and push the credential-shim image {name}:{tag}")
     if ctx.dry_run:

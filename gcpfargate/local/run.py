@@ -4,7 +4,7 @@ Fargate resolves `secrets[].valueFrom` with the *execution role*, pulls the imag
 container with the definition's entryPoint, command, environment, workingDirectory and user. This
 does the same with the caller's credentials, after judging whether the execution role could read
 each secret (a task that would fail on Fargate fails here first). The container gets network
-`none` unless asked for `host`, and is always removed afterwards. It follows
+`none` unless asked for `bridge` or `host`, and is always removed afterwards. It follows
 `readonlyRootFilesystem` and mounts the task's own volumes as tmpfs; the credentials directory is a
 tmpfs (or lies in one of those volumes), so the key file never reaches the engine's disk.
 
@@ -35,6 +35,9 @@ from gcpfargate.errors import ConfigError, OperationError
 from gcpfargate.iam import policy, roles
 from gcpfargate.image.images import ResolvedImage
 
+# none: no network; bridge: the engine's default network (egress, nothing reachable from the host);
+# host: the host's own network. Never a network of the engine's that others' containers share.
+NETWORKS = ("none", "bridge", "host")
 PRESTEP_NAME = "gcpfargate-run-local"  # $0 of the pre-step: what `ps` and its messages show
 END_OF_SECRETS = "# gcpfargate end of secrets"
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -371,8 +374,10 @@ def run_local(
         from gcpfargate.ecs import jobs
 
         overrides = jobs.overrides_for(jobs.find(ctx.settings, job), overrides)
-    if network not in ("none", "host"):
-        raise ConfigError(f"--network {network} is not allowed", "Use none (the default) or host")
+    if network not in NETWORKS:
+        raise ConfigError(
+            f"--network {network} is not allowed", "Use none (the default), bridge or host"
+        )
     if build and revision is not None:
         raise ConfigError(
             "--build and --revision exclude each other",

@@ -19,7 +19,7 @@ import requests
 
 from gcpfargate.credentials.keyless.config import credential_config
 from gcpfargate.taskdef.exported import DESCRIBE_ONLY
-from tests.conftest import REGION, Project, secret_key
+from tests.conftest import ACCOUNT_ID, REGION, Project, secret_key
 from tests.stack.images import write_busybox_context
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository
@@ -93,6 +93,9 @@ def add_service(project: Project, task_definition_arn: str) -> str:
     return cluster
 
 
+CALLER = f"arn:aws:iam::{ACCOUNT_ID}:user/moto"  # moto's identity for the stack's keys
+
+
 def keyless_demo(project: Project, base: str) -> None:
     """The demo project, unmodified but for keyless mode and a base image with google-auth 2.x."""
     for name in ("gcpfargate.toml", "task-definition.json.j2", "Dockerfile", "app.py"):
@@ -110,6 +113,9 @@ def keyless_demo(project: Project, base: str) -> None:
     )
     (project.dir / "gcpfargate.toml").write_text(text)
     project.extra_env["GCPFARGATE_IMAGE_SHIM_BASE_IMAGE"] = base
+    # run-local assumes the task role as the person running it: the trust statement for that
+    # person is opt-in (moto's identity for the stack's test keys).
+    project.extra_env["GCPFARGATE_GCP_LOCAL_PRINCIPAL"] = CALLER
 
 
 def deploy_logging_calls(project: Project) -> dict[str, Any]:

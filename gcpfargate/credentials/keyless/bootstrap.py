@@ -35,6 +35,7 @@ WORKLOAD_IDENTITY_USER = "roles/iam.workloadIdentityUser"
 SUBJECT_MAX_BYTES = 127
 SESSION_NAME_MAX = 64  # sts:AssumeRole RoleSessionName, botocore's roleSessionNameType
 TASK_ROLE_NAME_MAX = SUBJECT_MAX_BYTES - 1 - SESSION_NAME_MAX
+LOCAL_TRUST_SID = "GcpfargateRunLocal"  # the trust statement gcp.local_principal adds
 ECS_SESSION_EXAMPLE = "0123456789abcdef0123456789abcdef"  # ECS's shape: the task id, 32 hex
 # Written out (not left to Google's default) so `doctor` can evaluate it
 # (https://cloud.google.com/iam/docs/workload-identity-federation-with-other-clouds).
@@ -84,20 +85,33 @@ def principal_set(project_number: str, aws_role: str) -> str:
     )
 
 
-def task_role_trust(account_id: str) -> dict[str, Any]:
+def task_role_trust(account_id: str, local_principal: str = "") -> dict[str, Any]:
     # aws:SourceAccount keeps another account's ECS from assuming the role (confused deputy;
     # "Task IAM role" in the ECS developer guide).
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
+    statements: list[dict[str, Any]] = [
+        {
+            "Effect": "Allow",
+            "Principal": {"Service": policy.ECS_TASKS_PRINCIPAL},
+            "Action": "sts:AssumeRole",
+            "Condition": {"StringEquals": {"aws:SourceAccount": account_id}},
+        }
+    ]
+    if local_principal:
+        # Only when asked (gcp.local_principal): the principal's account as Principal, narrowed by
+        # aws:PrincipalArn, so a role or user that is deleted and recreated keeps working and a
+        # wildcard (SSO role paths) can be written ("IAM JSON policy elements: Principal",
+        # "AWS global condition context keys: aws:PrincipalArn").
+        parts = local_principal.split(":")
+        statements.append(
             {
+                "Sid": LOCAL_TRUST_SID,
                 "Effect": "Allow",
-                "Principal": {"Service": policy.ECS_TASKS_PRINCIPAL},
+                "Principal": {"AWS": f"arn:{parts[1]}:iam::{parts[4]}:root"},
                 "Action": "sts:AssumeRole",
-                "Condition": {"StringEquals": {"aws:SourceAccount": account_id}},
+                "Condition": {"ArnLike": {"aws:PrincipalArn": local_principal}},
             }
-        ],
-    }
+        )
+    return {"Version": "2012-10-17", "Statement": statements}
 
 
 @dataclass
@@ -131,7 +145,7 @@ class KeylessBootstrapResult(PlannedResult):
 
 def ensure_task_role(ctx: Context, plan: list[str]) -> str:
     name = task_role_name(ctx.settings.family)
-    trust = task_role_trust(ctx.aws.account_id)
+    trust = task_role_trust(ctx.aws.account_id, ctx.settings.gcp.local_principal)
     outcome = roles.ensure_own(
         ctx,
         roles.OwnRole(

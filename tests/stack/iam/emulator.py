@@ -145,6 +145,7 @@ class IamEmulator:
             self.keyless.sts_rejections.clear()
             self.keyless.denials.clear()
             self.keyless.subject_access_keys.clear()
+            self.keyless.subjects.clear()
 
     def key_ids(self, email: str, include_deleted: bool = False) -> list[str]:
         """Ids of the account's USER_MANAGED keys in creation order (system key excluded)."""

@@ -47,6 +47,7 @@ class Keyless:
         self.subject_access_keys: list[
             str
         ] = []  # the AWS access key id of each accepted exchange, in order
+        self.subjects: list[str] = []  # the mapped google.subject of each accepted exchange
         self.sts_rejections: list[str] = []  # error descriptions, newest last
         self.denials: list[str] = []  # generateAccessToken refusals
         self.reset_knobs()
@@ -91,6 +92,7 @@ class Keyless:
             "federated_tokens_issued": self.federated_tokens_issued,
             "impersonated_tokens_issued": self.impersonated_tokens_issued,
             "subject_access_keys": list(self.subject_access_keys),
+            "subjects": list(self.subjects),
             "sts_rejections": list(self.sts_rejections),
             "impersonation_denials": list(self.denials),
         }

@@ -179,6 +179,7 @@ class SecurityTokenService:
             # see the application's second exchange use rotated task-role credentials.
             signer = re.search(r"Credential=([A-Z0-9]+)/", headers.get("authorization", ""))
             self.keyless.subject_access_keys.append(signer.group(1) if signer else "")
+            self.keyless.subjects.append(str(attributes["google.subject"]))
         return {
             "access_token": token,
             "issued_token_type": ACCESS_TOKEN_TYPE,

@@ -5,13 +5,16 @@ generateAccessToken, and no key is ever created."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from typing import Any
 
 import pytest
 
 from tests.conftest import ACCOUNT_ID, Project, assert_one_clean_line
-from tests.integration.helpers import deploy_logging_calls, keyless_demo, latest
+from tests.integration.helpers import CALLER, deploy_logging_calls, keyless_demo, latest
 
 SHIM = "gcpfargate-credential-shim"
 
@@ -199,6 +202,41 @@ def test_a_shim_base_holding_a_key_is_refused_by_the_key_guard(
     from tests.integration.helpers import registry_tags
 
     assert shim_tag(build_context(poisoned)) not in registry_tags(project, REPOSITORY)
+
+
+def test_an_image_squatting_the_shims_tag_is_refused_before_anything_is_registered(
+    project: Project, modern_base: str
+) -> None:
+    """Someone pushes another image under the tag gcpfargate computes for the shim: push-image,
+    deploy and register-task refuse it (its config lacks the build's content label) in one line,
+    and no task definition names it."""
+    import docker
+
+    from gcpfargate.image.shim_image import build_context
+    from gcpfargate.image.shim_push import REPOSITORY, shim_tag
+
+    engine = docker.DockerClient(base_url=project.stack.docker_host)
+    # A base of this test's own, so the squatted tag is nobody else's on this stack.
+    base = f"gcpfargate-test/shim-base:{project.family}"
+    engine.images.get(modern_base).tag(base)
+    tag = shim_tag(build_context(base))
+    squatter = f"{project.stack.registry}/{REPOSITORY}:{tag}"
+    engine.images.get(modern_base).tag(squatter)
+    for _ in engine.api.push(squatter, stream=True, decode=True):
+        pass
+    keyless_demo(project, modern_base)
+    project.extra_env["GCPFARGATE_IMAGE_SHIM_BASE_IMAGE"] = base
+    for command in ("push-image", "deploy"):
+        refused = project.run(command)
+        assert_one_clean_line(
+            refused, 1, f"{REPOSITORY}:{tag}", "is not the credential shim gcpfargate builds"
+        )
+        assert "batch-delete-image" in refused.stderr
+    # register-task alone resolves the shim too, and refuses as well (any pushed app image will do).
+    refused = project.run("register-task", "--image", squatter)
+    assert_one_clean_line(refused, 1, "is not the credential shim gcpfargate builds")
+    listed = project.aws("ecs").list_task_definitions(familyPrefix=project.family)
+    assert listed["taskDefinitionArns"] == []
 
 
 @pytest.fixture
@@ -392,4 +430,165 @@ def test_run_local_refuses_to_start_the_app_when_the_shim_is_down(deployed: Proj
         "job:" not in result.stderr
     )  # the app never started, as with dependsOn HEALTHY on Fargate
     network_none = deployed.run("run-local")
-    assert_one_clean_line(network_none, 2, "needs --network host")
+    assert_one_clean_line(network_none, 1, "the credential shim is stopped")
+
+
+# Asks the shim for the task role the way google-auth does (IMDSv2), at the URL the credential
+# configuration (written by the wrapper) names, then stays up while the test looks at the host.
+PROBE = """
+import json, os, sys, time, urllib.request
+config = json.load(open(os.environ["GOOGLE_APPLICATION_CREDENTIALS"]))
+source = config["credential_source"]
+base = source["url"].split("/latest/")[0]
+ttl = {"X-aws-ec2-metadata-token-ttl-seconds": "60"}
+put = urllib.request.Request(base + "/latest/api/token", method="PUT", headers=ttl)
+token = {"X-aws-ec2-metadata-token": urllib.request.urlopen(put, timeout=5).read().decode()}
+role = urllib.request.urlopen(urllib.request.Request(source["url"], headers=token), timeout=5)
+role = role.read().decode()
+document = urllib.request.urlopen(
+    urllib.request.Request(source["url"] + "/" + role, headers=token), timeout=5
+)
+key = json.loads(document.read())["AccessKeyId"]
+print(f"job: shim at {base} role {role} key {key[:4]}", flush=True)
+time.sleep(float(os.environ.get("PROBE_STAY", "8")))
+"""
+
+
+def _listening_inodes() -> dict[int, str]:
+    """Inode -> local address of every listening TCP socket in this (the host's) namespace."""
+    found: dict[int, str] = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as lines:
+            for line in list(lines)[1:]:
+                fields = line.split()
+                if fields[3] == "0A":  # TCP_LISTEN
+                    found[int(fields[9])] = fields[1]
+    return found
+
+
+def _socket_inodes(pid: int) -> set[int]:
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(int(target[8:-1]))
+    return inodes
+
+
+def test_run_local_runs_the_app_in_the_shims_network_and_nothing_listens_on_the_host(
+    deployed: Project,
+) -> None:
+    """As with awsvpc: the app joins the shim's network namespace (network none by default) and
+    reaches the shim on that namespace's 127.0.0.1 at the definition's own port; neither the shim
+    nor gcpfargate's task-role endpoint listens on the host."""
+    import docker
+
+    from tests.integration.deployed import register_variant
+
+    def probe(definition: dict[str, Any]) -> None:
+        entry = definition["containerDefinitions"][0]["entryPoint"]
+        at = entry.index("/app/app.py")
+        entry[at : at + 1] = ["-c", PROBE]
+
+    definition = register_variant(deployed, probe)
+    port = definition["containerDefinitions"][1]["command"][1]
+    engine = docker.DockerClient(base_url=deployed.stack.docker_host)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gcpfargate", "run-local"],
+        cwd=deployed.dir,
+        env=deployed.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    seen = []
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            seen.append(line)
+            if "job: shim at" in line:
+                break
+        ready = seen[-1]
+        task_role = f"gcpfargate-{deployed.family}-task"
+        assert f"job: shim at http://127.0.0.1:{port} role {task_role} key ASIA" in ready, seen
+        containers = {
+            c.name: engine.api.inspect_container(c.id)
+            for c in engine.containers.list(filters={"label": "gcpfargate=run-local"})
+        }
+        ours = f"{deployed.stack.registry}/{SHIM}@"
+        (shim,) = [c for c in containers.values() if c["Config"]["Image"].startswith(ours)]
+        # The app, and only it, joined the shim's namespace.
+        mode = f"container:{shim['Id']}"
+        assert [c for c in containers.values() if c["HostConfig"]["NetworkMode"] == mode] != []
+        assert shim["HostConfig"]["NetworkMode"] == "none"
+        # Nothing of the run listens in the host's namespace: not the shim's port, and not one
+        # socket of gcpfargate's own process (the task-role endpoint is inside the namespace).
+        listening = _listening_inodes()
+        loopback_port = f"0100007F:{int(port):04X}"
+        assert loopback_port not in listening.values()
+        assert _socket_inodes(proc.pid) & set(listening) == set()
+        # The endpoint's path, token and the credentials are nowhere in the shim's config (the
+        # agent makes them up inside the container).
+        assert not [e for e in shim["Config"]["Env"] if e.startswith("AWS_CONTAINER_")]
+        assert "ASIA" not in json.dumps(shim["Config"]) and "/v2/credentials/" not in json.dumps(
+            shim["Config"]["Env"]
+        )
+    finally:
+        out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, "".join(seen) + err
+    assert engine.containers.list(all=True, filters={"label": "gcpfargate=run-local"}) == []
+    assert re.search(r"ASIA[0-9A-Z]{16}", "".join(seen) + out + err) is None
+
+
+def test_run_local_assumes_the_task_role_only_for_the_principal_asked_for(
+    project: Project, modern_base: str
+) -> None:
+    """The task role trusts ECS tasks; a person may assume it for run-local only once they name
+    themselves in gcp.local_principal (the strict layer evaluates the trust policy as STS does).
+    The session is named as ECS names a task's (32 hex), and bootstrap keeps the statement while
+    the setting is there and removes it when it is gone."""
+    keyless_demo(project, modern_base)
+    del project.extra_env["GCPFARGATE_GCP_LOCAL_PRINCIPAL"]
+    deploy_logging_calls(project)
+    iam = project.aws("iam")
+    role = f"gcpfargate-{project.family}-task"
+
+    def trust() -> list[dict[str, Any]]:
+        return list(iam.get_role(RoleName=role)["Role"]["AssumeRolePolicyDocument"]["Statement"])
+
+    assert [s["Principal"] for s in trust()] == [{"Service": "ecs-tasks.amazonaws.com"}]
+    refused = project.run("run-local", "--network", "host")
+    assert_one_clean_line(refused, 1, ":user/moto may not assume the task role")
+    assert f'set local_principal = "{CALLER}" under [gcp]' in refused.stderr
+
+    project.extra_env["GCPFARGATE_GCP_LOCAL_PRINCIPAL"] = CALLER
+    assert project.run("bootstrap").returncode == 0
+    statements = trust()
+    assert statements[1] == {
+        "Sid": "GcpfargateRunLocal",
+        "Effect": "Allow",
+        "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT_ID}:root"},
+        "Action": "sts:AssumeRole",
+        "Condition": {"ArnLike": {"aws:PrincipalArn": CALLER}},
+    }
+    project.stack.emulator.reset_stats()
+    ran = project.run("run-local", "--network", "host")
+    assert ran.returncode == 0, ran.output
+    (subject,) = project.stack.emulator.stats()["subjects"]
+    assert re.fullmatch(rf"{role}/[0-9a-f]{{32}}", subject), subject
+    rerun = project.run("bootstrap", "--output", "json")
+    assert rerun.returncode == 0 and rerun.json["changed"] is False, rerun.output
+
+    # Another principal named: the trust policy admits that one, not this caller.
+    other = f"arn:aws:iam::{ACCOUNT_ID}:role/someone-else"
+    project.extra_env["GCPFARGATE_GCP_LOCAL_PRINCIPAL"] = other
+    assert project.run("bootstrap").returncode == 0
+    assert_one_clean_line(
+        project.run("run-local", "--network", "host"), 1, "may not assume the task role"
+    )
+    del project.extra_env["GCPFARGATE_GCP_LOCAL_PRINCIPAL"]
+    assert project.run("bootstrap").returncode == 0
+    assert len(trust()) == 1

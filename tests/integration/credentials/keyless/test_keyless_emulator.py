@@ -117,10 +117,12 @@ def assumed(stack: LocalStack, role_name: str, session: str = "task-1") -> dict[
     }
     with contextlib.suppress(iam.exceptions.EntityAlreadyExistsException):
         iam.create_role(RoleName=role_name, AssumeRolePolicyDocument=json.dumps(trust))
+    # ECS's part: the role trusts ecs-tasks.amazonaws.com, which the strict layer's trust rule
+    # never lets a person be; moto itself stands in for the ECS agent assuming it.
     sts = boto3.client(
         "sts",
         region_name=REGION,
-        endpoint_url=stack.moto_url,
+        endpoint_url=stack.moto_direct_url,
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
     )
