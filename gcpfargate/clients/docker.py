@@ -23,6 +23,7 @@ from gcpfargate.errors import DockerError
 from gcpfargate.keymaterial.keyfile import redact
 
 if TYPE_CHECKING:
+    from gcpfargate.clients.buildkit import Builder, BuildOptions
     from gcpfargate.clients.registry import Credentials
 
 # (layer id, description, bytes done, bytes total or None)
@@ -146,6 +147,7 @@ class DockerEngine:
     def __init__(self, factory: Callable[[], Any] | None = None) -> None:
         self._factory = factory
         self._client: Any = None
+        self._builder: Builder | None = None
 
     @property
     def host(self) -> str:
@@ -190,6 +192,21 @@ class DockerEngine:
     def ping(self) -> None:
         _ = self.client
 
+    def builder(self) -> Builder:
+        """How this machine builds for this engine (clients/buildkit.py), found once."""
+        if self._builder is None:
+            from gcpfargate.clients import buildkit
+
+            self._builder = buildkit.find_builder(podman=self.is_podman())
+        return self._builder
+
+    def is_podman(self) -> bool:
+        """The engine is Podman's Docker-compatible service (its version names "Podman Engine")."""
+        with _engine_errors("failed to read the Docker engine's version"):
+            version = self.client.version()
+        components = version.get("Components") or []
+        return any("podman" in str(each.get("Name", "")).lower() for each in components)
+
     # -- build -------------------------------------------------------------------------------
     def build(
         self,
@@ -199,13 +216,31 @@ class DockerEngine:
         platform: str = "",
         build_args: Mapping[str, str] | None = None,
         on_line: LineCallback | None = None,
+        options: BuildOptions | None = None,
     ) -> str:
         """Build `context` (honouring its .dockerignore) and tag the result; return the image id.
 
-        The context is sent while it is archived (clients/build_context.py), not first written whole
-        to a temporary file as the SDK's `path=` does."""
+        With `options`, through BuildKit when the machine has it (clients/buildkit.py); otherwise
+        the engine's classic builder, with the context sent while it is archived
+        (clients/build_context.py), not first written whole to a temporary file as the SDK's
+        `path=` does."""
         from gcpfargate.clients.build_context import StreamedContext
 
+        if options is not None and (builder := self.builder()).buildkit:
+            from gcpfargate.clients import buildkit
+
+            return buildkit.build(
+                builder,
+                self.host,
+                context,
+                dockerfile,
+                tag,
+                platform,
+                dict(build_args or {}),
+                options,
+                on_line or (lambda line: None),
+            )
+        network = options.network if options is not None and options.network != "default" else None
         log = BuildLog(on_line or (lambda line: None))
         try:
             streamed = StreamedContext(context, dockerfile)
@@ -226,6 +261,7 @@ class DockerEngine:
                     buildargs=dict(build_args or {}),
                     rm=True,
                     forcerm=True,
+                    network_mode=network,
                     decode=True,
                 )
                 for chunk in stream:
