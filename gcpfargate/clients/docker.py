@@ -148,6 +148,7 @@ class DockerEngine:
         self._factory = factory
         self._client: Any = None
         self._builder: Builder | None = None
+        self._version: dict[str, Any] | None = None
 
     @property
     def host(self) -> str:
@@ -200,12 +201,22 @@ class DockerEngine:
             self._builder = buildkit.find_builder(podman=self.is_podman())
         return self._builder
 
+    def version(self) -> dict[str, Any]:
+        """The engine's version record (`docker version`'s Server part), read once."""
+        if self._version is None:
+            with _engine_errors("failed to read the Docker engine's version"):
+                self._version = dict(self.client.version())
+        return self._version
+
     def is_podman(self) -> bool:
         """The engine is Podman's Docker-compatible service (its version names "Podman Engine")."""
-        with _engine_errors("failed to read the Docker engine's version"):
-            version = self.client.version()
-        components = version.get("Components") or []
+        components = self.version().get("Components") or []
         return any("podman" in str(each.get("Name", "")).lower() for each in components)
+
+    def major_version(self) -> int:
+        """The engine's major version (20 for 20.10.24); 0 when it does not say."""
+        found = re.match(r"(\d+)\.", str(self.version().get("Version", "")))
+        return int(found.group(1)) if found else 0
 
     # -- build -------------------------------------------------------------------------------
     def build(

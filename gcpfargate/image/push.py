@@ -23,6 +23,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -198,11 +199,37 @@ def build_options(
                 "# syntax= and image.cache do not work; install the buildx plugin to have them"
             )
         return BuildOptions(network=image.network)
-    inline = image.cache == "inline"
+    inline = image.cache == "inline" and inline_cache_safe(ctx, reporter)
     cache_from = tuple(cache_image(name, latest)) if inline else ()
     return BuildOptions(
         network=image.network, secrets=secrets, cache_from=cache_from, inline_cache=inline
     )
+
+
+_FROM = re.compile(r"^\s*FROM\s", re.IGNORECASE | re.MULTILINE)
+
+
+def inline_cache_safe(ctx: Context, reporter: Reporter | None = None) -> bool:
+    """Whether this build may export BuildKit's inline cache. The BuildKit inside engines before
+    23.0 (Debian's docker.io 20.10) overflows its stack exporting the cache of some multi-stage
+    builds, and the whole engine dies (moby/buildkit#1609: a COPY --from of a file an earlier step
+    also added is enough); there a multi-stage Dockerfile is built without it."""
+    if ctx.docker.builder().kind == "buildx" or ctx.docker.major_version() >= 23:
+        return True
+    inputs = build_inputs(ctx.settings)
+    path = Path(inputs.dockerfile)
+    dockerfile = path if path.is_absolute() else inputs.context / path
+    try:
+        stages = len(_FROM.findall(dockerfile.read_text(encoding="utf-8", errors="replace")))
+    except OSError:
+        return False
+    if stages > 1:
+        (reporter or ctx.reporter).detail(
+            f"no inline cache: the BuildKit of Docker engine {ctx.docker.version().get('Version')} "
+            "can crash exporting a multi-stage build's cache (moby/buildkit#1609)"
+        )
+        return False
+    return True
 
 
 def cache_image(name: str, latest: ecs.LatestRevision | None) -> list[str]:

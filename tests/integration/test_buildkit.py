@@ -47,6 +47,11 @@ RUN_SH = (
 ENV_SECRET = "env-secret-value-gcpf"
 
 
+def outside(project: Project, name: str) -> Path:
+    """A path beside the project, not in its build context (the project is the context)."""
+    return project.dir.parent / f"{project.dir.name}.{name}"
+
+
 def write_multi_stage(project: Project) -> None:
     write_busybox_context(project.dir, files={"data.txt": "bound-data\n", "run.sh": RUN_SH})
     (project.dir / "Dockerfile").write_text("\n".join(MULTI_STAGE) + "\n")
@@ -85,17 +90,17 @@ def run_image(project: Project, image: str) -> str:
     return bytes(output).decode()
 
 
-def test_buildkit_mounts_chmod_multi_stage_and_secrets(project: Project, tmp_path: Path) -> None:
+def test_buildkit_mounts_chmod_multi_stage_and_secrets(project: Project) -> None:
     repository = configure_image(project, tag="v1")
     write_multi_stage(project)
-    token = tmp_path / "token.json"  # outside the build context, as a secret file belongs
+    token = outside(project, "token.json")  # not in the build context, as a secret file belongs
     token.write_text(fake_key_json())
     add_secrets(project, token)
 
     result = project.run("push-image", "--output", "json")
     assert result.returncode == 0, result.output
     assert "warning" not in result.stderr  # BuildKit: no fallback warning
-    assert "[builder 4/7] RUN --mount=type=cache" in result.stderr  # BuildKit's progress, shown
+    assert "[builder 3/6] RUN --mount=type=cache" in result.stderr  # BuildKit's progress, shown
     assert registry_tags(project, repository) == ["v1"]
     image = result.json["image"]
 
@@ -115,14 +120,12 @@ def test_buildkit_mounts_chmod_multi_stage_and_secrets(project: Project, tmp_pat
     assert again.json == {**result.json, "changed": False}
 
 
-def test_key_a_run_step_copies_from_a_secret_mount_is_refused(
-    project: Project, tmp_path: Path
-) -> None:
+def test_key_a_run_step_copies_from_a_secret_mount_is_refused(project: Project) -> None:
     repository = configure_image(project, tag="v1")
     write_busybox_context(
         project.dir, ["RUN --mount=type=secret,id=token cp /run/secrets/token /leaked.json"]
     )
-    token = tmp_path / "token.json"
+    token = outside(project, "token.json")
     token.write_text(fake_key_json())
     config = project.dir / "gcpfargate.toml"
     config.write_text(config.read_text() + f'\n[image.secrets]\ntoken = "{token}"\n')
@@ -183,9 +186,9 @@ exec {real} "$@"
 
 
 @pytest.fixture
-def without_buildkit(project: Project, tmp_path: Path) -> Path:
+def without_buildkit(project: Project) -> Path:
     real = next((p for p in ("/usr/bin/docker", "/bin/docker") if os.access(p, os.X_OK)), "docker")
-    bin_dir = tmp_path / "bin"
+    bin_dir = outside(project, "bin")
     bin_dir.mkdir()
     cli = bin_dir / "docker"
     cli.write_text(NO_BUILDKIT_CLI.format(real=real))
@@ -207,12 +210,10 @@ def test_classic_fallback_warns_and_builds(project: Project, without_buildkit: P
     assert registry_tags(project, repository) == ["v1"]
 
 
-def test_classic_fallback_refuses_secrets(
-    project: Project, without_buildkit: Path, tmp_path: Path
-) -> None:
+def test_classic_fallback_refuses_secrets(project: Project, without_buildkit: Path) -> None:
     configure_image(project, tag="v1")
     write_busybox_context(project.dir)
-    token = tmp_path / "token"
+    token = outside(project, "token")
     token.write_text("t")
     config = project.dir / "gcpfargate.toml"
     config.write_text(config.read_text() + f'\n[image.secrets]\ntoken = "{token}"\n')
