@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import sys
 import tarfile
 from pathlib import Path
 
@@ -22,7 +20,7 @@ from tests.integration.test_push_image import (
     fake_key_json,
     registry_tags,
 )
-from tests.stack.images import write_busybox_context
+from tests.stack.images import no_buildkit_path, write_busybox_context
 
 MULTI_STAGE = [
     "FROM scratch AS builder",
@@ -170,35 +168,12 @@ def test_failed_step_is_named_with_its_stage(project: Project) -> None:
     )
 
 
-# A docker CLI from 23.0 on without the buildx plugin: it refuses DOCKER_BUILDKIT=1, as the real
-# one does, and builds with the classic builder otherwise (the stack's own 20.10 CLI).
-NO_BUILDKIT_CLI = """#!/bin/sh
-case "$1" in
-  --version) echo "Docker version 28.2.2, build e6534b4"; exit 0 ;;
-  buildx) echo "docker: unknown command: docker buildx" >&2; exit 1 ;;
-esac
-if [ "$DOCKER_BUILDKIT" = 1 ]; then
-  echo "ERROR: BuildKit is enabled but the buildx component is missing or broken." >&2
-  exit 1
-fi
-exec {real} "$@"
-"""
-
-
 @pytest.fixture
-def without_buildkit(project: Project) -> Path:
-    real = next((p for p in ("/usr/bin/docker", "/bin/docker") if os.access(p, os.X_OK)), "docker")
-    bin_dir = outside(project, "bin")
-    bin_dir.mkdir()
-    cli = bin_dir / "docker"
-    cli.write_text(NO_BUILDKIT_CLI.format(real=real))
-    cli.chmod(0o755)
-    # Only this CLI: no other docker on PATH (the tool runs by its absolute interpreter path).
-    project.extra_env["PATH"] = f"{bin_dir}:{Path(sys.executable).parent}"
-    return cli
+def without_buildkit(project: Project) -> None:
+    project.extra_env["PATH"] = no_buildkit_path(outside(project, "bin"))
 
 
-def test_classic_fallback_warns_and_builds(project: Project, without_buildkit: Path) -> None:
+def test_classic_fallback_warns_and_builds(project: Project, without_buildkit: None) -> None:
     repository = configure_image(project, tag="v1")
     write_busybox_context(project.dir, ['CMD ["echo", "classic"]'])
     result = project.run("push-image", "--output", "json")
@@ -210,7 +185,7 @@ def test_classic_fallback_warns_and_builds(project: Project, without_buildkit: P
     assert registry_tags(project, repository) == ["v1"]
 
 
-def test_classic_fallback_refuses_secrets(project: Project, without_buildkit: Path) -> None:
+def test_classic_fallback_refuses_secrets(project: Project, without_buildkit: None) -> None:
     configure_image(project, tag="v1")
     write_busybox_context(project.dir)
     token = outside(project, "token")
@@ -222,7 +197,7 @@ def test_classic_fallback_refuses_secrets(project: Project, without_buildkit: Pa
 
 
 def test_classic_fallback_names_the_mount_it_cannot_build(
-    project: Project, without_buildkit: Path
+    project: Project, without_buildkit: None
 ) -> None:
     configure_image(project, tag="v1")
     write_busybox_context(project.dir, ["RUN --mount=type=cache,target=/c true"])
