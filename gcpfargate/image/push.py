@@ -19,6 +19,10 @@
   image and its config (Env, Labels, history) are searched for key material. Found: refuse,
   naming the paths, unless `allow_embedded_credentials` (then warn).
 - **Dry run**: no build, no AWS write, no push; the plan names the repository, image and tag.
+- **Builder** (clients/buildkit.py): BuildKit through the docker CLI (buildx, else a CLI with it
+  built in), else the classic builder with one warning. `image.secrets` become `--secret`s;
+  `image.cache = "inline"` exports BuildKit's inline cache and takes `--cache-from` the image the
+  family's latest revision runs (read once, before the build, and handed on).
 """
 
 from __future__ import annotations
