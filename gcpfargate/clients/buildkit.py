@@ -105,9 +105,24 @@ def _quiet(argv: list[str]) -> subprocess.CompletedProcess[str] | None:
         return None
 
 
-def has_buildx(cli: str) -> bool:
-    done = _quiet([cli, "buildx", "version"])
-    return done is not None and done.returncode == 0 and "buildx" in done.stdout.lower()
+# Where the docker CLI looks for plugins (cli/cli-plugins/manager: the user's, then the system's).
+_PLUGIN_DIRS = (
+    "/usr/local/lib/docker/cli-plugins",
+    "/usr/local/libexec/docker/cli-plugins",
+    "/usr/lib/docker/cli-plugins",
+    "/usr/libexec/docker/cli-plugins",
+)
+
+
+def has_buildx(plugin_dirs: list[str] | None = None) -> bool:
+    """The buildx plugin is installed where the docker CLI finds it. Looked up on disk: running
+    `docker buildx version` costs a Go program's start on every build."""
+    if plugin_dirs is None:
+        config = os.environ.get("DOCKER_CONFIG") or os.path.expanduser("~/.docker")
+        plugin_dirs = [os.path.join(config, "cli-plugins"), *_PLUGIN_DIRS]
+    return any(
+        os.access(os.path.join(directory, "docker-buildx"), os.X_OK) for directory in plugin_dirs
+    )
 
 
 def embeds_buildkit(cli: str) -> bool:
@@ -127,9 +142,8 @@ def find_builder(podman: bool) -> Builder:
     if podman:
         return Builder(PODMAN)
     clis = docker_clis()
-    for cli in clis:
-        if has_buildx(cli):
-            return Builder(BUILDX, cli)
+    if clis and has_buildx():
+        return Builder(BUILDX, clis[0])
     for cli in clis:
         if embeds_buildkit(cli):
             return Builder(EMBEDDED, cli)

@@ -71,16 +71,21 @@ def test_image_settings_are_checked() -> None:
 
 def test_docker_clis_are_told_apart_by_what_they_answer(tmp_path: Path) -> None:
     old, new = tmp_path / "old", tmp_path / "new"
-    for directory, version, buildx in ((old, "20.10.24", 1), (new, "28.2.2", 0)):
+    for directory, version in ((old, "20.10.24"), (new, "28.2.2")):
         directory.mkdir()
         cli = directory / "docker"
         cli.write_text(
             "#!/bin/sh\n"
             f'[ "$1" = --version ] && {{ echo "Docker version {version}, build x"; exit 0; }}\n'
-            f'[ "$1" = buildx ] && {{ echo "github.com/docker/buildx v0.12"; exit {buildx}; }}\n'
             "exit 1\n"
         )
         cli.chmod(0o755)
     assert docker_clis(f"{new}:{old}:{new}") == [str(new / "docker"), str(old / "docker")]
     assert embeds_buildkit(str(old / "docker")) and not embeds_buildkit(str(new / "docker"))
-    assert has_buildx(str(new / "docker")) and not has_buildx(str(old / "docker"))
+    plugins = tmp_path / "cli-plugins"
+    plugins.mkdir()
+    assert not has_buildx([str(plugins)])
+    (plugins / "docker-buildx").write_text("#!/bin/sh\n")
+    assert not has_buildx([str(plugins)])  # not executable: the CLI would not run it
+    (plugins / "docker-buildx").chmod(0o755)
+    assert has_buildx([str(tmp_path / "nowhere"), str(plugins)])
