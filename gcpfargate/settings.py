@@ -128,6 +128,27 @@ def canonical_platform(platform: Any) -> str:
     return f"{os_name}/{docker_arch(arch)}"
 
 
+_SECRET_ID = re.compile(r"[A-Za-z0-9_.-]{1,128}")
+
+
+def _build_secrets_problem(value: Any) -> str | None:
+    """`[image.secrets]`: each id names a file path (a string) or `{ env = "VAR" }`."""
+    for name, source in dict(value or {}).items():
+        if not _SECRET_ID.fullmatch(str(name)):
+            return f"id {name!r} is not a valid secret id (letters, digits, '_', '.', '-')"
+        if isinstance(source, str) and source:
+            continue
+        if (
+            isinstance(source, dict)
+            and set(source) == {"env"}
+            and isinstance(source["env"], str)
+            and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", source["env"])
+        ):
+            continue
+        return f'{name} must be a file path ("path") or {{ env = "VARIABLE" }}'
+    return None
+
+
 _REGION = _pattern(
     r"[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d+|eusc-[a-z]{2}-[a-z]+-\d+",
     "AWS region name (like ap-northeast-1)",
@@ -199,6 +220,16 @@ class ImageSettings:
     shim_base_image: str = setting(
         "python:3.12-slim@sha256:78387bc3881b8273120a12ebe6c1ab22b018ccc2c9adf565ae1ac9b536e184ea"
     )
+    # Docker's build --network: RUN steps' network ("default": the engine's bridge).
+    network: str = setting(
+        "default", _pattern(r"default|none|host", 'build network ("default", "none" or "host")')
+    )
+    # "inline": BuildKit's cache goes with the pushed image and the next build starts from the
+    # image the family last registered (--cache-from), so a cold CI engine rebuilds only what
+    # changed; "none": neither.
+    cache: str = setting("inline", _pattern(r"inline|none", 'build cache ("inline" or "none")'))
+    # BuildKit build secrets (RUN --mount=type=secret,id=ID): `id = "path"` or `id = { env = "VAR" }`.
+    secrets: dict[str, object] = setting({}, _build_secrets_problem)
 
 
 @dataclass(frozen=True)

@@ -56,7 +56,9 @@ def timed(argv: list[str], cwd: Path, env: dict[str, str], out: Path) -> tuple[f
     return elapsed, usage.ru_maxrss // 1024, out.read_text()
 
 
-def write_context(context: Path, side: str, app: str, deps_in_context: bool = False) -> None:
+def write_context(
+    context: Path, side: str, app: str, deps_in_context: bool = False, size_mb: int = 400
+) -> None:
     """The build context; `deps_in_context`: the ~400 MB of dependencies are files of the context
     (vendored, `COPY deps /opt/deps`), written here by make_deps.py, instead of by a RUN step."""
     context.mkdir(parents=True, exist_ok=True)
@@ -67,7 +69,7 @@ def write_context(context: Path, side: str, app: str, deps_in_context: bool = Fa
                 sys.executable,
                 str(Path(__file__).with_name("make_deps.py")),
                 str(context / "deps"),
-                "400",
+                str(size_mb),
             ],
             check=True,
             stdout=subprocess.DEVNULL,
@@ -77,7 +79,7 @@ def write_context(context: Path, side: str, app: str, deps_in_context: bool = Fa
         shutil.copyfile(Path(__file__).with_name("make_deps.py"), context / "make_deps.py")
         install = (
             "COPY make_deps.py /tmp/make_deps.py\n"
-            "RUN python3 /tmp/make_deps.py /opt/deps 400 && rm /tmp/make_deps.py\n"
+            f"RUN python3 /tmp/make_deps.py /opt/deps {size_mb} && rm /tmp/make_deps.py\n"
         )
     (context / "Dockerfile").write_text(
         f"FROM {BASE_IMAGE}\n"
@@ -110,7 +112,10 @@ class BigImage:
         gcpfargate: str,
         check: Any,
         deps_in_context: bool = False,
+        size_mb: int = 400,
     ) -> None:
+        self.size_mb = size_mb
+        self.cold: dict[str, list[float]] = {"inline": [], "none": []}
         self.work, self.tool_env, self.add_account, self.gcpfargate, self.check = (
             work / "big",
             tool_env,
@@ -146,14 +151,53 @@ class BigImage:
         return elapsed
 
     def manual(self, side: Path, case: str) -> float:
+        """`docker build && docker push` with BuildKit, as gcpfargate builds: the same CLI (buildx
+        or the CLI's own BuildKit) and the same --network."""
+        from gcpfargate.clients.buildkit import BUILDX, find_builder
+
+        builder = find_builder(podman=False)
+        build = (
+            f"{builder.cli} buildx build --load"
+            if builder.kind == BUILDX
+            else f"DOCKER_BUILDKIT=1 {builder.cli or 'docker'} build"
+        )
+        network = os.environ.get("GCPFARGATE_IMAGE_NETWORK", "default")
+        if network != "default":
+            build += f" --network {network}"
         image = f"{os.environ['GCPFARGATE_ECR_REGISTRY']}/{side.name}:{time.strftime('%H%M%S')}{case[:1]}"
-        script = f"docker build -q -t {image} app >/dev/null && docker push -q {image} >/dev/null"
+        script = f"{build} -q -t {image} app >/dev/null && docker push -q {image} >/dev/null"
         return timed(["bash", "-c", script], side, self.tool_env(), side / f"{case}.out")[0]
+
+    def cold_engine(self, side: Path) -> None:
+        """Forget the side's images and the whole build cache, as a fresh CI runner's engine has
+        none (the local-only base image stays: no registry holds it)."""
+        import docker
+
+        client = docker.from_env()
+        for each in client.api.images(name=f"{os.environ['GCPFARGATE_ECR_REGISTRY']}/{side.name}"):
+            client.api.remove_image(each["Id"], force=True)
+        client.api.prune_builds(all=True)
+
+    def cold_deploys(self, side: Path) -> None:
+        """An app-only change on a cold engine: with the inline cache (--cache-from the registered
+        image), then without it (image.cache = "none")."""
+        for turn, cache in enumerate(("inline", "none")):
+            self.cold_engine(side)
+            (side / "app" / "app.py").write_text(f'print("cold {cache}")\n')
+            env = self.tool_env(
+                {"XDG_CACHE_HOME": str(side / "cache"), "GCPFARGATE_IMAGE_CACHE": cache}
+            )
+            elapsed, _, stdout = timed(
+                [self.gcpfargate, "deploy", "--output", "json"], side, env, side / f"cold{turn}.out"
+            )
+            self.check("image-only", json.loads(stdout))
+            self.cold[cache].append(elapsed)
+            sys.stderr.write(f"[bench] big-image cold engine, cache {cache}: {elapsed:.2f} s\n")
 
     def repetition(self, rep: int, run_id: str) -> None:
         ours, hand = self.work / f"bg{run_id}r{rep}", self.work / f"bm{run_id}r{rep}"
         for side in (ours, hand):
-            write_context(side / "app", side.name, "v1", self.deps_in_context)
+            write_context(side / "app", side.name, "v1", self.deps_in_context, self.size_mb)
         if self.deps_in_context:
             self.context_scan(ours / "app")
         self.add_account(ours.name)
@@ -185,6 +229,7 @@ class BigImage:
                     f"{self.times[case]['ours'][-1]:.2f} s (peak RSS {self.rss[case][-1]} MB), "
                     f"docker build && push {self.times[case]['manual'][-1]:.2f} s\n"
                 )
+        self.cold_deploys(ours)
 
     def context_scan(self, context: Path) -> None:
         """Time the context's key search twice, in a cache of its own; the deploys later start cold too."""
@@ -228,7 +273,8 @@ class BigImage:
             else "dependencies written by a RUN step"
         )
         lines = [
-            f"## big-image: a 130 MB Python base + 400 MB of dependencies + an app layer (issue 18); {where}",
+            f"## big-image: a 130 MB Python base + {self.size_mb} MB of dependencies + an app layer; "
+            f"{where}; BuildKit on both sides",
             "",
             f"{reps} repetitions; per repetition "
             + ", ".join(f"{case} x{ROUNDS[case]}" for case in CASES)
@@ -254,6 +300,14 @@ class BigImage:
                 "",
                 f'No-op deploy / SDK import floor (`{" ".join(FLOOR[1:2])} "{FLOOR[2]}"`, {floor:.2f} s): '
                 f"**{noop / floor:.2f}** (target <= 1.3).",
+            ]
+        if self.cold["inline"]:
+            inline, none = median(self.cold["inline"]), median(self.cold["none"])
+            lines += [
+                "",
+                f"Cold engine (images and build cache removed), app-only change: gcpfargate deploy "
+                f"with the inline cache **{inline:.2f} s**, without it (image.cache = none) "
+                f"{none:.2f} s: **{inline / none:.2f}** (target <= 0.5).",
             ]
         lines += [
             "",

@@ -97,3 +97,69 @@ class BuildLog:
                 self.failure.last_lines.append(line)
             if line.startswith("Successfully built ") and not self.image_id:
                 self.image_id = line.removeprefix("Successfully built ").strip()
+
+
+# BuildKit's plain progress (`--progress=plain`): "#6 [3/4] RUN …" names a step (vertex 6),
+# "#6 0.257 text" is its output, "#6 ERROR: …" its failure; lines outside any vertex close the
+# build ("error: failed to solve: …", or a bare reason on a 20.10 CLI).
+_VERTEX = re.compile(r"^#(\d+) \[([^\]]+)\] (.*)$")
+_OUTPUT = re.compile(r"^#(\d+) \d+\.\d+ ?(.*)$")
+_VERTEX_ERROR = re.compile(r"^#(\d+) ERROR: (.*)$")
+_NUMBERED = re.compile(r"^#\d+ ")
+_STAGE_STEP = re.compile(r"^(?:(\S+) )?(\d+/\d+)$")
+# BuildKit's words for a RUN step that exited non-zero, in the classic builder's words.
+_EXIT = (
+    re.compile(r"executor failed running \[(.*)\]: exit code: (\d+)"),
+    re.compile(r'process "(.*)" did not complete successfully: exit code: (\d+)'),
+)
+
+
+def _classic_words(error: str) -> str:
+    for pattern in _EXIT:
+        if found := pattern.search(error):
+            return f"The command '{found.group(1)}' returned a non-zero code: {found.group(2)}"
+    return error
+
+
+class PlainBuildLog:
+    """Follows BuildKit's plain progress: forwards every line, remembers each step's name and last
+    output lines, and which step failed with what error."""
+
+    def __init__(self, on_line: LineCallback) -> None:
+        self.on_line = on_line
+        self._names: dict[str, str] = {}
+        self._output: dict[str, deque[str]] = {}
+        self._failed_vertex = ""
+        self._error = ""
+        self._closing: list[str] = []
+
+    def feed(self, line: str) -> None:
+        if not line.strip():
+            return
+        self.on_line(line)
+        if found := _VERTEX_ERROR.match(line):
+            self._failed_vertex, self._error = found.group(1), found.group(2)
+        elif found := _VERTEX.match(line):
+            self._names.setdefault(found.group(1), f"{found.group(2)}\0{found.group(3)}")
+        elif found := _OUTPUT.match(line):
+            lines = self._output.setdefault(found.group(1), deque(maxlen=_LAST_LINES))
+            if found.group(2).strip():
+                lines.append(found.group(2))
+        elif not _NUMBERED.match(line) and not line.startswith(("------", " > ", " ")):
+            self._closing.append(line)
+
+    def failure(self) -> BuildFailure:
+        failure = BuildFailure()
+        name = self._names.get(self._failed_vertex, "")
+        if name:
+            where, instruction = name.split("\0", 1)
+            if step := _STAGE_STEP.match(where):
+                stage = step.group(1)
+                stage = f"{stage} " if stage and stage != "stage-0" else ""
+                failure.step = f"step {stage}{step.group(2)} `{instruction}`"
+            failure.last_lines.extend(self._output.get(self._failed_vertex, ()))
+        closing = [each for each in self._closing if not each.startswith("#")]
+        error = self._error or (closing[-1] if closing else "")
+        error = re.sub(r"^(?:error|ERROR):\s*", "", error)
+        failure.error = _classic_words(error)
+        return failure

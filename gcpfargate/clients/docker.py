@@ -23,6 +23,7 @@ from gcpfargate.errors import DockerError
 from gcpfargate.keymaterial.keyfile import redact
 
 if TYPE_CHECKING:
+    from gcpfargate.clients.buildkit import Builder, BuildOptions
     from gcpfargate.clients.registry import Credentials
 
 # (layer id, description, bytes done, bytes total or None)
@@ -146,6 +147,8 @@ class DockerEngine:
     def __init__(self, factory: Callable[[], Any] | None = None) -> None:
         self._factory = factory
         self._client: Any = None
+        self._builder: Builder | None = None
+        self._version: dict[str, Any] | None = None
 
     @property
     def host(self) -> str:
@@ -190,6 +193,31 @@ class DockerEngine:
     def ping(self) -> None:
         _ = self.client
 
+    def builder(self) -> Builder:
+        """How this machine builds for this engine (clients/buildkit.py), found once."""
+        if self._builder is None:
+            from gcpfargate.clients import buildkit
+
+            self._builder = buildkit.find_builder(podman=self.is_podman())
+        return self._builder
+
+    def version(self) -> dict[str, Any]:
+        """The engine's version record (`docker version`'s Server part), read once."""
+        if self._version is None:
+            with _engine_errors("failed to read the Docker engine's version"):
+                self._version = dict(self.client.version())
+        return self._version
+
+    def is_podman(self) -> bool:
+        """The engine is Podman's Docker-compatible service (its version names "Podman Engine")."""
+        components = self.version().get("Components") or []
+        return any("podman" in str(each.get("Name", "")).lower() for each in components)
+
+    def major_version(self) -> int:
+        """The engine's major version (20 for 20.10.24); 0 when it does not say."""
+        found = re.match(r"(\d+)\.", str(self.version().get("Version", "")))
+        return int(found.group(1)) if found else 0
+
     # -- build -------------------------------------------------------------------------------
     def build(
         self,
@@ -199,13 +227,31 @@ class DockerEngine:
         platform: str = "",
         build_args: Mapping[str, str] | None = None,
         on_line: LineCallback | None = None,
+        options: BuildOptions | None = None,
     ) -> str:
         """Build `context` (honouring its .dockerignore) and tag the result; return the image id.
 
-        The context is sent while it is archived (clients/build_context.py), not first written whole
-        to a temporary file as the SDK's `path=` does."""
+        With `options`, through BuildKit when the machine has it (clients/buildkit.py); otherwise
+        the engine's classic builder, with the context sent while it is archived
+        (clients/build_context.py), not first written whole to a temporary file as the SDK's
+        `path=` does."""
         from gcpfargate.clients.build_context import StreamedContext
 
+        if options is not None and (builder := self.builder()).buildkit:
+            from gcpfargate.clients import buildkit
+
+            return buildkit.build(
+                builder,
+                self.host,
+                context,
+                dockerfile,
+                tag,
+                platform,
+                dict(build_args or {}),
+                options,
+                on_line or (lambda line: None),
+            )
+        network = options.network if options is not None and options.network != "default" else None
         log = BuildLog(on_line or (lambda line: None))
         try:
             streamed = StreamedContext(context, dockerfile)
@@ -226,6 +272,7 @@ class DockerEngine:
                     buildargs=dict(build_args or {}),
                     rm=True,
                     forcerm=True,
+                    network_mode=network,
                     decode=True,
                 )
                 for chunk in stream:

@@ -166,7 +166,7 @@ class _BackgroundBuild:
         from concurrent.futures import ThreadPoolExecutor
 
         from gcpfargate.core.report import DeferredReporter
-        from gcpfargate.image.push import build_image
+        from gcpfargate.image.push import build_image, read_latest, wants_cache_from
 
         self._ctx = ctx
         self._report = DeferredReporter()
@@ -177,8 +177,13 @@ class _BackgroundBuild:
             # Reported by the step that needs it, in order; build nothing ahead.
             self._future = None
         else:
+            # BuildKit's --cache-from is the image the family's latest revision runs: read here
+            # (the read sent ahead), not in the thread, and handed on to push and register-task.
+            latest = None
+            if wants_cache_from(ctx):
+                latest = read_latest(ctx)
             self._future = self._pool.submit(
-                build_image, ctx, allow_embedded_credentials, tag, self._report
+                build_image, ctx, allow_embedded_credentials, tag, self._report, latest=latest
             )
 
     def result(self) -> Any:

@@ -38,7 +38,8 @@ def check_build_args(build_args: Mapping[str, str]) -> None:
             f"image.build_args {', '.join(bad)} hold{'s' if len(bad) == 1 else ''} what looks like "
             "a private key; build arguments are recorded in the image for anyone who pulls it",
             "Remove it: the key reaches the task at start through Secrets Manager (a build "
-            "that really needs a secret should use a BuildKit secret mount)",
+            "that really needs a secret takes it as a build secret: [image.secrets] and "
+            "RUN --mount=type=secret)",
         )
 
 

@@ -19,13 +19,18 @@
   image and its config (Env, Labels, history) are searched for key material. Found: refuse,
   naming the paths, unless `allow_embedded_credentials` (then warn).
 - **Dry run**: no build, no AWS write, no push; the plan names the repository, image and tag.
+- **Builder** (clients/buildkit.py): BuildKit through the docker CLI (buildx, else a CLI with it
+  built in), else the classic builder with one warning. `image.secrets` become `--secret`s;
+  `image.cache = "inline"` exports BuildKit's inline cache and takes `--cache-from` the image the
+  family's latest revision runs (read once, before the build, and handed on).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gcpfargate.config import SCHEMA, Settings
 from gcpfargate.core.context import Context
@@ -50,6 +55,9 @@ from gcpfargate.image.repository import (
     push_tag,
 )
 from gcpfargate.settings import docker_arch
+
+if TYPE_CHECKING:
+    from gcpfargate.clients.buildkit import BuildOptions, Secret
 
 # The guard's rules are keymaterial/keyscan.py's (keyscan.RULES_VERSION keys the layer cache).
 
@@ -94,6 +102,10 @@ class Built:
     tag_existed: bool = (
         True  # the engine had `name:tag` before this build (else the build made that name)
     )
+    # The family's latest ACTIVE revision when the build read it (for --cache-from): push and
+    # register-task take it from here, so it is read once.
+    latest: ecs.LatestRevision | None = None
+    latest_read: bool = False
 
 
 def build_image(
@@ -102,9 +114,13 @@ def build_image(
     tag: str | None = None,
     reporter: Reporter | None = None,
     action: str = "push",
+    latest: ecs.LatestRevision | None = None,
+    read_first: bool = False,
 ) -> Built:
     """push-image's first half: check the build context and build. No AWS call when the registry host is
-    already known, so `deploy` runs it in a thread during bootstrap, with a `reporter` of its own."""
+    already known, so `deploy` runs it in a thread during bootstrap, with a `reporter` of its own;
+    `latest` (the family's latest revision, read by the caller) gives BuildKit its --cache-from;
+    `read_first`: read it here, once the context passed the guard."""
     reporter = reporter or ctx.reporter
     settings = ctx.settings
     if not settings.repository:
@@ -124,6 +140,10 @@ def build_image(
         return Built(repository, inputs, tag, explicit, tags, name, "")
     ctx.docker.ping()  # an unreachable engine fails here, before any AWS write
     existed = ctx.docker.inspect(f"{name}:{tag}") is not None
+    read = latest is not None
+    if read_first and not read and wants_cache_from(ctx):
+        latest, read = read_latest(ctx), True
+    options = build_options(ctx, name, latest, reporter)
     with reporter.step(f"Building {name}:{tag} for {inputs.platform}"):
         image_id = ctx.docker.build(
             inputs.context,
@@ -132,8 +152,128 @@ def build_image(
             inputs.platform,
             inputs.build_args,
             on_line=reporter.log,
+            options=options,
         )
-    return Built(repository, inputs, tag, explicit, tags, name, image_id, existed)
+    return Built(
+        repository,
+        inputs,
+        tag,
+        explicit,
+        tags,
+        name,
+        image_id,
+        existed,
+        latest,
+        latest_read=read,
+    )
+
+
+def wants_cache_from(ctx: Context) -> bool:
+    """Whether a build reads the family's latest revision first: its image is BuildKit's
+    --cache-from (image.cache = "inline" and a builder that has BuildKit)."""
+    return (
+        ctx.settings.image.cache == "inline"
+        and bool(ctx.settings.family)
+        and ctx.docker.builder().buildkit
+    )
+
+
+def build_options(
+    ctx: Context, name: str, latest: ecs.LatestRevision | None, reporter: Reporter | None = None
+) -> BuildOptions:
+    """How the app image is built: image.network, image.secrets, image.cache. Without BuildKit the
+    classic builder is used, with one warning; secrets are then refused (they would need a build
+    argument, which the image records)."""
+    from gcpfargate.clients.buildkit import BuildOptions
+
+    image = ctx.settings.image
+    secrets = build_secrets(ctx.settings)
+    builder = ctx.docker.builder()
+    if not builder.buildkit:
+        if secrets:
+            raise ConfigError(
+                f"image.secrets needs BuildKit, and {builder.describe()} has none here",
+                "Install the docker CLI's buildx plugin (Debian: docker-buildx; "
+                "https://docs.docker.com/go/buildx/), then rerun",
+            )
+        if builder.kind != "podman":  # Podman's API builds with buildah: RUN --mount works
+            (reporter or ctx.reporter).warn(
+                "no BuildKit here (no docker CLI with buildx or with BuildKit built in): "
+                "building with the classic builder, so RUN --mount, COPY --chmod/--link, heredocs, "
+                "# syntax= and image.cache do not work; install the buildx plugin to have them"
+            )
+        return BuildOptions(network=image.network)
+    inline = image.cache == "inline" and inline_cache_safe(ctx, reporter)
+    cache_from = tuple(cache_image(name, latest)) if inline else ()
+    return BuildOptions(
+        network=image.network, secrets=secrets, cache_from=cache_from, inline_cache=inline
+    )
+
+
+_FROM = re.compile(r"^\s*FROM\s", re.IGNORECASE | re.MULTILINE)
+
+
+def inline_cache_safe(ctx: Context, reporter: Reporter | None = None) -> bool:
+    """Whether this build may export BuildKit's inline cache. The BuildKit inside engines before
+    23.0 (Debian's docker.io 20.10) overflows its stack exporting the cache of some multi-stage
+    builds, and the whole engine dies (moby/buildkit#1609: a COPY --from of a file an earlier step
+    also added is enough); there a multi-stage Dockerfile is built without it."""
+    if ctx.docker.builder().kind == "buildx" or ctx.docker.major_version() >= 23:
+        return True
+    inputs = build_inputs(ctx.settings)
+    path = Path(inputs.dockerfile)
+    dockerfile = path if path.is_absolute() else inputs.context / path
+    try:
+        stages = len(_FROM.findall(dockerfile.read_text(encoding="utf-8", errors="replace")))
+    except OSError:
+        return False
+    if stages > 1:
+        (reporter or ctx.reporter).detail(
+            f"no inline cache: the BuildKit of Docker engine {ctx.docker.version().get('Version')} "
+            "can crash exporting a multi-stage build's cache (moby/buildkit#1609)"
+        )
+        return False
+    return True
+
+
+def cache_image(name: str, latest: ecs.LatestRevision | None) -> list[str]:
+    """The image of `name` (host/repository) the family's latest revision runs: by digest when it
+    is pinned, as registered otherwise."""
+    definition = (latest.definition if latest is not None else None) or {}
+    for container in definition.get("containerDefinitions", []):
+        registered = str(container.get("image", ""))
+        if registered.startswith((name + "@", name + ":")):
+            return [registered]
+    return []
+
+
+def build_secrets(settings: Settings) -> tuple[Secret, ...]:
+    """`[image.secrets]` as the CLI's --secret: a file (relative to the config file) or a variable
+    of the deployer's environment; each checked before the build, never read here."""
+    import os
+
+    from gcpfargate.clients.buildkit import Secret
+
+    secrets = []
+    for secret_id, source in settings.image.secrets.items():
+        if isinstance(source, str):
+            path = settings.resolve(source)
+            if not path.is_file() or not os.access(path, os.R_OK):
+                raise ConfigError(
+                    f"image.secrets.{secret_id}: {path} is not a readable file",
+                    "Create it, or point image.secrets at the file (relative to the config "
+                    'file) or at a variable: { env = "NAME" }',
+                )
+            secrets.append(Secret(secret_id, "src", str(path)))
+        else:
+            variable = str(dict(source)["env"])  # type: ignore[call-overload]
+            if variable not in os.environ:
+                raise ConfigError(
+                    f"image.secrets.{secret_id}: environment variable {variable} is not set",
+                    f"Set {variable} for the build, or remove image.secrets.{secret_id}",
+                )
+            secrets.append(Secret(secret_id, "env", variable))
+    return tuple(secrets)
 
 
 def push_image(
@@ -150,10 +290,10 @@ def push_image(
 def _push_app_image(
     ctx: Context, allow_embedded_credentials: bool, tag: str | None, built: Built | None
 ) -> PushResult:
-    built = built or build_image(ctx, allow_embedded_credentials, tag)
+    built = built or build_image(ctx, allow_embedded_credentials, tag, read_first=True)
     if ctx.dry_run:
         return plan(ctx, built)
-    latest = read_latest(ctx)
+    latest = built.latest if built.latest_read else read_latest(ctx)
     result = _push(ctx, built, allow_embedded_credentials, latest.definition if latest else None)
     result.latest = latest
     return result
@@ -299,8 +439,9 @@ def guard(
     raise EmbeddedCredentialsError(
         f"refusing to {action}: {what}",
         "Remove it from the image (exclude it in .dockerignore, gha-creds-*.json included; a key "
-        "fetched by a RUN step stays in its layer even if deleted later), rotate that "
-        f"credential{override}",
+        "fetched by a RUN step stays in its layer even if deleted later; a build that needs a "
+        "credential takes it as a build secret: [image.secrets] and RUN --mount=type=secret), "
+        f"rotate that credential{override}",
     )
 
 
@@ -396,6 +537,7 @@ def _rehearse(ctx: Context, built: Built) -> PushResult | None:
     try:
         ctx.docker.ping()
         existed = ctx.docker.inspect(image) is not None
+        options = build_options(ctx, built.name, latest)
         with ctx.reporter.step(f"Building {image} to compare it (dry run: nothing is pushed)"):
             image_id = ctx.docker.build(
                 inputs.context,
@@ -404,6 +546,7 @@ def _rehearse(ctx: Context, built: Built) -> PushResult | None:
                 inputs.platform,
                 inputs.build_args,
                 on_line=ctx.reporter.log,
+                options=options,
             )
     except GcpfargateError as exc:
         ctx.reporter.detail(f"not built, so not compared: {exc.message}")

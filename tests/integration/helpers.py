@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import docker
 import requests
 
 from gcpfargate.credentials.keyless.config import credential_config
@@ -442,3 +443,7 @@ def own(project: Project, key_ids: list[str]) -> None:
         SecretId=project.secret_name,
         Tags=[{"Key": f"gcpfargate:key:{key_id}", "Value": "minted"} for key_id in key_ids],
     )
+
+
+def engine(project: Project) -> docker.DockerClient:
+    return docker.DockerClient(base_url=project.stack.docker_host)

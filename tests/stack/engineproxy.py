@@ -7,11 +7,13 @@ store and Podman 4.3's Docker-compatible socket (moby/moby#48331: only the "<tag
 size: N" status line remains), and that status line too models an engine whose push stream names
 no digest at all.
 Request bodies are read whole before they are forwarded (build contexts in tests are small);
-answers are streamed. Upgraded connections (attach) are not supported.
+answers are streamed. Upgraded connections (BuildKit's /session and /grpc, attach) are tunnelled
+byte for byte.
 """
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import socket
@@ -82,7 +84,38 @@ class EngineProxy:
                         self.rfile.readline()
                 return self.rfile.read(int(self.headers.get("Content-Length") or 0))
 
+            def _tunnel(self) -> None:
+                """An upgraded connection: the request as it came, then bytes both ways."""
+                upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                upstream.connect(proxy.upstream)
+                head = self.requestline + "\r\n" + str(self.headers) + "\r\n"
+                upstream.sendall(head.encode("latin-1"))
+
+                def pump(read: Callable[[int], bytes], write: Callable[[bytes], Any]) -> None:
+                    try:
+                        while data := read(65536):
+                            write(data)
+                    except OSError:
+                        pass
+
+                def back() -> None:
+                    pump(upstream.recv, self.connection.sendall)
+                    with contextlib.suppress(OSError):
+                        self.connection.shutdown(socket.SHUT_WR)
+
+                answer = threading.Thread(target=back, daemon=True)
+                answer.start()
+                pump(self.rfile.read1, upstream.sendall)
+                with contextlib.suppress(OSError):
+                    upstream.shutdown(socket.SHUT_WR)
+                answer.join()
+                upstream.close()
+                self.close_connection = True
+
             def _relay(self) -> None:
+                if "upgrade" in self.headers.get("Connection", "").lower():
+                    self._tunnel()
+                    return
                 body = self._body()
                 upstream = _UnixConnection(proxy.upstream)
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}

@@ -177,6 +177,9 @@ class LocalStack:
             "AWS_CONFIG_FILE": str(self.root / "aws-config"),
             "AWS_SHARED_CREDENTIALS_FILE": str(self.root / "aws-credentials"),
             "DOCKER_HOST": self.docker_host,
+            # The private dockerd runs with --bridge=none: BuildKit's RUN steps fail on the
+            # default (bridge) network ("network bridge not found"), so builds use none.
+            "GCPFARGATE_IMAGE_NETWORK": "none",
             "GCPFARGATE_ECR_REGISTRY": self.registry,
             # Public ECR and Docker Hub reads go to a closed loopback port (refused at once): the
             # suite never leaves the machine; tests/stack/token_registry.py stands in for them.

@@ -282,3 +282,15 @@ def called_operations() -> dict[str, set[str]]:
 
 
 METHODS = {"call", "find", "paginate", "read_ahead", "paginate_ahead"}
+
+
+def fake_key() -> bytes:
+    pem = "-----BEGIN " + "PRIVATE KEY-----\nMIIfake\n-----END " + "PRIVATE KEY-----\n"
+    return json.dumps(
+        {
+            "type": "service_account",
+            "private_key": pem,
+            "private_key_id": "k",
+            "client_email": "a@p.iam.gserviceaccount.com",
+        }
+    ).encode()

@@ -14,13 +14,12 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
-import docker
 import google.auth.transport.requests
 import pytest
 from google.oauth2 import service_account
 
 from tests.conftest import Project, assert_one_clean_line
-from tests.integration.helpers import Terminal
+from tests.integration.helpers import Terminal, engine
 from tests.stack.images import write_busybox_context
 from tests.stack.local import REGION
 
@@ -29,10 +28,6 @@ SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
 IMAGE_ENTRYPOINT = ["/show-args", "first arg"]
 IMAGE_CMD = ["it's", 'a "quoted" $HOME', "line1\nline2"]
 SHOW_ARGS = '#!/bin/sh\nfor a in "$@"; do printf \'<%s>\\n\' "$a"; done\necho ---ENV---\nenv\n'
-
-
-def engine(project: Project) -> docker.DockerClient:
-    return docker.DockerClient(base_url=project.stack.docker_host)
 
 
 def push_test_image(project: Project, tmp_path: Path, tag: str = "v1") -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 import tarfile
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,18 +13,7 @@ from gcpfargate.clients.layers import chain_ids
 from gcpfargate.image.context_scan import CleanFiles
 from gcpfargate.image.push import derive_tag, scan_context
 from gcpfargate.keymaterial.keyscan import stream_has_key
-
-
-def fake_key() -> bytes:
-    pem = "-----BEGIN " + "PRIVATE KEY-----\nMIIfake\n-----END " + "PRIVATE KEY-----\n"
-    return json.dumps(
-        {
-            "type": "service_account",
-            "private_key": pem,
-            "private_key_id": "k",
-            "client_email": "a@p.iam.gserviceaccount.com",
-        }
-    ).encode()
+from tests.unit.helpers import fake_key
 
 
 def tar_of(files: dict[str, bytes]) -> bytes:
