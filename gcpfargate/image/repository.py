@@ -15,10 +15,16 @@ def describe_repository(ctx: Context, repository: str) -> dict[str, Any] | None:
         "ecr",
         "describe_repositories",
         "RepositoryNotFoundException",
-        f"read ECR repository {repository}",
+        f"read ECR repository {repository}{_in(ctx)}",
         repositoryNames=[repository],
+        **ctx.registry.ecr_params,
     )
     return None if data is None else dict(data["repositories"][0])
+
+
+def _in(ctx: Context) -> str:
+    """ " in registry <id>" when the registry is another account's (image.registry_id)."""
+    return f" in registry {ctx.registry.registry_id}" if ctx.registry.registry_id else ""
 
 
 def ensure_repository(ctx: Context, repository: str) -> bool:
@@ -37,19 +43,24 @@ def ensure_repository(ctx: Context, repository: str) -> bool:
             ctx.aws.call(
                 "ecr",
                 "create_repository",
-                f"create ECR repository {repository}",
+                f"create ECR repository {repository}{_in(ctx)}",
                 repositoryName=repository,
                 imageScanningConfiguration={"scanOnPush": True},
+                **ctx.registry.ecr_params,
             )
         except AwsError as exc:
             if exc.code == "RepositoryAlreadyExistsException":
                 return False  # created meanwhile by another run (two deploys at once): fine
             if exc.code in ("AccessDenied", "AccessDeniedException"):
-                raise AwsError(
-                    exc.message,
-                    "Allow ecr:CreateRepository for this identity, or create the "
-                    f"repository {repository} yourself",
-                ).with_code(exc.code) from None
+                hint = (
+                    f"Create the repository {repository} in account "
+                    f"{ctx.registry.registry_id} with a repository policy that lets this "
+                    "account push, or allow ecr:CreateRepository in that registry's permissions"
+                    if ctx.registry.registry_id
+                    else "Allow ecr:CreateRepository for this identity, or create the "
+                    f"repository {repository} yourself"
+                )
+                raise AwsError(exc.message, hint).with_code(exc.code) from None
             raise
     return True
 
@@ -81,7 +92,19 @@ def push_tag(ctx: Context, repository: str, tag: str) -> str:
     (a HEAD of the tag's manifest): the image is there by the time the stream ends."""
     name = ctx.registry.image_name(repository)
     credentials = ctx.registry.credentials()
-    outcome = ctx.docker.push(name, tag, credentials, on_progress=ctx.reporter.progress)
+    endpoint = ctx.registry.endpoint
+    if endpoint == ctx.registry.host:
+        outcome = ctx.docker.push(name, tag, credentials, on_progress=ctx.reporter.progress)
+    else:
+        # The engine pushes to the host an image's name holds: a second name on the endpoint, the
+        # same image (so the same digest), dropped once pushed.
+        ctx.docker.tag(f"{name}:{tag}", f"{endpoint}/{repository}", tag)
+        try:
+            outcome = ctx.docker.push(
+                f"{endpoint}/{repository}", tag, credentials, on_progress=ctx.reporter.progress
+            )
+        finally:
+            ctx.docker.untag(f"{endpoint}/{repository}:{tag}")
     digest = outcome.digest or ctx.registry.manifest_digest(repository, tag)
     if not digest:
         raise DockerError(
