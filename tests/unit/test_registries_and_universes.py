@@ -22,7 +22,7 @@ from botocore.stub import Stubber
 from gcpfargate.clients.aws import AwsClients
 from gcpfargate.clients.gcp_rest import ServiceUsage, WorkloadIdentityPools
 from gcpfargate.clients.registry import Registry
-from gcpfargate.clients.universe import google_api, sts_verification_url, universe_domain
+from gcpfargate.clients.universe import google_api, universe_domain
 from gcpfargate.config import load_settings
 from gcpfargate.core.context import Context
 from gcpfargate.core.report import NullReporter
@@ -203,9 +203,12 @@ def _strings(tree: ast.AST) -> Iterator[ast.Constant]:
         and isinstance(node.body[0].value, ast.Constant)
     }
     for node in ast.walk(tree):
-        if isinstance(node, ast.Constant) and isinstance(node.value, str):
-            if id(node) not in docstrings:
-                yield node
+        if (
+            isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and id(node) not in docstrings
+        ):
+            yield node
 
 
 def test_no_arn_or_aws_host_of_one_partition_is_hard_coded() -> None:
