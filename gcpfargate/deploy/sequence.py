@@ -65,6 +65,13 @@ def deploy(
     finally:
         if building is not None:
             building.close()
+    if not ctx.dry_run and ctx.settings.image.registry_id:
+        from gcpfargate.image.repository import check_cross_account_pull
+
+        with _step("push-image"):
+            check_cross_account_pull(
+                ctx, ctx.settings.repository, str(booted.execution_role_arn or "")
+            )
     with _step("register-task"):
         # A dry run knows the digest only of an image the registry already holds (then it pins it too).
         digest = pushed.digest if ctx.settings.image.pin_digest else None

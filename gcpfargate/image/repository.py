@@ -65,6 +65,54 @@ def ensure_repository(ctx: Context, repository: str) -> bool:
     return True
 
 
+# What the execution role needs from the repository to pull an image when a task starts (ECR user
+# guide, "Private repository policy examples": cross-account pull).
+PULL_ACTIONS = (
+    "ecr:BatchGetImage",
+    "ecr:GetDownloadUrlForLayer",
+    "ecr:BatchCheckLayerAvailability",
+)
+
+
+def check_cross_account_pull(ctx: Context, repository: str, role_arn: str) -> None:
+    """In another account's registry (image.registry_id), the execution role pulls only what that
+    repository's policy lets this account or the role pull: warn, in one line, when it does not
+    (tasks would fail to start with CannotPullContainerError). A policy this identity may not
+    read only leaves the check out."""
+    registry = ctx.registry.registry_id
+    if not registry:
+        return
+    from gcpfargate.iam.policy import resource_policy_allows
+
+    account = ctx.aws.account_id
+    try:
+        answer = ctx.aws.find(
+            "ecr",
+            "get_repository_policy",
+            "RepositoryPolicyNotFoundException",
+            f"read the repository policy of {repository} in registry {registry}",
+            repositoryName=repository,
+            registryId=registry,
+        )
+    except AwsError as exc:
+        ctx.reporter.detail(f"pull permissions not checked: {exc.message}")
+        return
+    principals = [account, f"arn:{ctx.aws.partition()}:iam::{account}:root", role_arn]
+    text = (answer or {}).get("policyText") or '{"Statement": []}'
+    missing = [
+        action
+        for action in PULL_ACTIONS
+        if not resource_policy_allows(text, action, [each for each in principals if each])
+    ]
+    if missing:
+        ctx.reporter.warn(
+            f"the repository policy of {repository} in account {registry} does not let account "
+            f"{account} (or role {role_arn or 'the execution role'}) {', '.join(missing)}: tasks "
+            "would fail to pull the image; add a statement allowing them to "
+            f"arn:{ctx.aws.partition()}:iam::{account}:root"
+        )
+
+
 def held_digest(
     ctx: Context,
     repository: str,

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import docker
 import pytest
 
-from tests.conftest import REGION, Project, assert_one_clean_line
+from tests.conftest import ACCOUNT_ID, REGION, Project, assert_one_clean_line
 from tests.integration.deployed import deploy, latest, prepare
 from tests.stack.images import write_busybox_context
 
@@ -31,6 +31,7 @@ PULL_AND_PUSH = [
     "ecr:UploadLayerPart",
     "ecr:CompleteLayerUpload",
     "ecr:PutImage",
+    "ecr:GetRepositoryPolicy",
 ]
 
 
@@ -118,6 +119,32 @@ def test_push_and_deploy_to_the_other_accounts_registry(
     assert deployed.returncode == 0, deployed.output
     registered = latest(project)["containerDefinitions"][0]["image"]
     assert registered == f"{HOST}/{project.family}@{image['digest']}"
+    # No repository policy: the execution role could not pull; said in one line, deploy goes on.
+    warned = [line for line in deployed.stderr.splitlines() if "repository policy" in line]
+    assert len(warned) == 1 and "ecr:BatchGetImage" in warned[0], deployed.output
+    project.aws("ecr").set_repository_policy(
+        repositoryName=project.family,
+        policyText=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Sid": "pull",
+                        "Effect": "Allow",
+                        "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT_ID}:root"},
+                        "Action": [
+                            "ecr:BatchGetImage",
+                            "ecr:GetDownloadUrlForLayer",
+                            "ecr:BatchCheckLayerAvailability",
+                        ],
+                    }
+                ],
+            }
+        ),
+    )
+    allowed = run(project, "deploy", "--output", "json")
+    assert allowed.returncode == 0, allowed.output
+    assert "repository policy" not in allowed.stderr, allowed.output
     # --image with the other account's name is in "gcpfargate's registry": pinned by digest.
     explicit = run(
         project, "register-task", "--image", f"{HOST}/{project.family}:v1", "--output", "json"

@@ -362,3 +362,63 @@ def test_a_refused_comparison_only_leaves_the_warning_out() -> None:
     with ecr:
         warn_if_older(ctx, "api", _running(f"{HOST}/web:v1"), NEW_DIGEST)
     assert reporter.warnings == []
+
+
+# -- cross-account pulls ---------------------------------------------------------------------------
+def _policy(*statements: dict[str, Any]) -> str:
+    return json.dumps({"Version": "2012-10-17", "Statement": list(statements)})
+
+
+ROLE = f"arn:aws:iam::{ACCOUNT}:role/gcpfargate-web-execution"
+PRINCIPALS = [ACCOUNT, f"arn:aws:iam::{ACCOUNT}:root", ROLE]
+
+
+@pytest.mark.parametrize(
+    ("statement", "allowed"),
+    [
+        (
+            {
+                "Effect": "Allow",
+                "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"},
+                "Action": "ecr:*",
+            },
+            True,
+        ),
+        ({"Effect": "Allow", "Principal": {"AWS": [ROLE]}, "Action": ["ecr:BatchGetImage"]}, True),
+        ({"Effect": "Allow", "Principal": "*", "Action": "ecr:Batch*"}, True),
+        (
+            {
+                "Effect": "Allow",
+                "Principal": {"AWS": "arn:aws:iam::111111111111:root"},
+                "Action": "ecr:*",
+            },
+            False,
+        ),
+        ({"Effect": "Allow", "Principal": {"AWS": ROLE}, "Action": "ecr:PutImage"}, False),
+        (
+            {
+                "Effect": "Allow",
+                "Principal": "*",
+                "Action": "ecr:*",
+                "Condition": {"StringEquals": {"aws:PrincipalOrgID": "o-x"}},
+            },
+            False,
+        ),
+    ],
+)
+def test_a_repository_policy_lets_the_account_pull(
+    statement: dict[str, Any], allowed: bool
+) -> None:
+    from gcpfargate.iam.policy import resource_policy_allows
+
+    assert resource_policy_allows(_policy(statement), "ecr:BatchGetImage", PRINCIPALS) is allowed
+
+
+def test_a_deny_beats_an_allow_in_a_repository_policy() -> None:
+    from gcpfargate.iam.policy import resource_policy_allows
+
+    text = _policy(
+        {"Effect": "Allow", "Principal": "*", "Action": "ecr:*"},
+        {"Effect": "Deny", "Principal": {"AWS": ROLE}, "Action": "ecr:BatchGetImage"},
+    )
+    assert resource_policy_allows(text, "ecr:BatchGetImage", PRINCIPALS) is False
