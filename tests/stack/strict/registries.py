@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from tests.stack.proxybase import Answer, Call, aws_error
 from tests.stack.strict.layer import StrictLayer, StrictRule
@@ -82,9 +83,24 @@ def foreign_registry(layer: StrictLayer, call: Call) -> Answer | None:
     served = layer.forward(Call(call.method, call.path, call.headers, json.dumps(body).encode()))
     if served.status >= 300:
         return served
-    return Answer(
-        served.status, served.body.replace(own.encode(), registry.encode()), served.headers
-    )
+    return served.with_json(_named(served.json(), own, registry))
+
+
+def _named(value: Any, own: str, registry: str) -> Any:
+    """moto's answer with the other registry's id in the fields that name the registry (a policy
+    text keeps the principals it names)."""
+    if isinstance(value, list):
+        return [_named(each, own, registry) for each in value]
+    if not isinstance(value, dict):
+        return value
+    return {
+        key: (
+            str(each).replace(own, registry)
+            if key in ("registryId", "repositoryArn", "repositoryUri")
+            else _named(each, own, registry)
+        )
+        for key, each in value.items()
+    }
 
 
 def authorization_per_registry(layer: StrictLayer, call: Call, answer: Answer) -> Answer:
