@@ -422,3 +422,20 @@ def test_a_deny_beats_an_allow_in_a_repository_policy() -> None:
         {"Effect": "Deny", "Principal": {"AWS": ROLE}, "Action": "ecr:BatchGetImage"},
     )
     assert resource_policy_allows(text, "ecr:BatchGetImage", PRINCIPALS) is False
+
+
+def test_the_iam_clients_talk_to_the_universes_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    import google.auth
+    from google.auth.credentials import AnonymousCredentials
+
+    from gcpfargate.clients.gcp import IamAdmin
+
+    monkeypatch.delenv("IAM_EMULATOR_HOST", raising=False)
+    # Application Default Credentials stand in as anonymous ones (whose universe is any): only
+    # the endpoint the client builds is looked at, nothing is sent.
+    monkeypatch.setattr(google.auth, "default", lambda **_: (AnonymousCredentials(), None))
+    grpc = IamAdmin(universe="s3nsapis.fr").client
+    assert grpc.api_endpoint == "iam.s3nsapis.fr"
+    rest = IamAdmin(transport="rest", universe="s3nsapis.fr").client
+    assert rest._base == "https://iam.s3nsapis.fr"
+    assert IamAdmin(transport="rest").client._base == "https://iam.googleapis.com"
