@@ -145,6 +145,9 @@ def test_push_and_deploy_to_the_other_accounts_registry(
     allowed = run(project, "deploy", "--output", "json")
     assert allowed.returncode == 0, allowed.output
     assert "repository policy" not in allowed.stderr, allowed.output
+    # run-local pulls the registered image through the registry host too.
+    ran = run(project, "run-local")
+    assert ran.returncode == 0 and "shared" in ran.stdout + ran.stderr, ran.output
     # --image with the other account's name is in "gcpfargate's registry": pinned by digest.
     explicit = run(
         project, "register-task", "--image", f"{HOST}/{project.family}:v1", "--output", "json"
