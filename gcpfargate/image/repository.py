@@ -23,7 +23,7 @@ def describe_repository(ctx: Context, repository: str) -> dict[str, Any] | None:
 
 
 def _in(ctx: Context) -> str:
-    """ " in registry <id>" when the registry is another account's (image.registry_id)."""
+    """The words naming the registry in a message when it is another account's (registry_id)."""
     return f" in registry {ctx.registry.registry_id}" if ctx.registry.registry_id else ""
 
 
