@@ -213,7 +213,13 @@ class Registry:
             )
         return RegistryError(
             f"cannot reach registry {self.endpoint}: {type(exc).__name__}",
-            "Check the network and image.registry_host",
+            "Check the network and "
+            + (
+                "GCPFARGATE_ECR_REGISTRY"
+                if _override()[1]
+                else "image.registry_host (the registry's host where its own name does not "
+                "lead to it, as with a VPC endpoint without private DNS)"
+            ),
         )
 
     def _get(self, path: str, accept: str = "", head: bool = False) -> Any:
