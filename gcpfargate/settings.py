@@ -183,6 +183,11 @@ class GcpSettings:
     )
     # How the IAM client talks to Google: gRPC, or HTTPS/JSON where the network blocks gRPC.
     transport: str = setting("grpc", _pattern(r"grpc|rest", "transport (grpc or rest)"))
+    # Google's universe domain ("" : GOOGLE_CLOUD_UNIVERSE_DOMAIN, else googleapis.com): the APIs
+    # are https://<service>.<universe domain> (clients/universe.py).
+    universe_domain: str = setting(
+        "", _pattern(r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}", "domain name")
+    )
 
 
 @dataclass(frozen=True)
@@ -230,6 +235,20 @@ class ImageSettings:
     cache: str = setting("inline", _pattern(r"inline|none", 'build cache ("inline" or "none")'))
     # BuildKit build secrets (RUN --mount=type=secret,id=ID): `id = "path"` or `id = { env = "VAR" }`.
     secrets: dict[str, object] = setting({}, _build_secrets_problem)
+    # The account whose ECR registry holds the images (a central image account); "" for the
+    # caller's own. Its repository policy must let this account push, and the execution role pull.
+    registry_id: str = setting("", _pattern(r"\d{12}", "AWS account id (12 digits)"))
+    # Where gcpfargate pushes and reads when the registry's own name does not lead there (an
+    # interface VPC endpoint's DNS name without private DNS, a proxy); task definitions keep the
+    # registry's name.
+    registry_host: str = setting(
+        "",
+        _pattern(
+            r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}"
+            r"[A-Za-z0-9])?(?::\d{1,5})?|\[[0-9A-Fa-f:.]+\](?::\d{1,5})?",
+            "registry host (host or host:port)",
+        ),
+    )
 
 
 @dataclass(frozen=True)

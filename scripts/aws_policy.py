@@ -36,17 +36,17 @@ POLICY = ROOT / "docs" / "aws-policy.json"
 # that talks to AWS (deploy and its steps, run, run-local, rotate-key, doctor, schedule, service
 # updates and rollback, deregister, push-image, prune-keys).
 RECORDED_TESTS = (
-    "tests/integration/test_deploy.py",
-    "tests/integration/test_doctor.py",
-    "tests/integration/test_rotate_key.py",
-    "tests/integration/test_schedule.py",
-    "tests/integration/test_run.py",
-    "tests/integration/test_service.py",
-    "tests/integration/test_register_task.py",
-    "tests/integration/test_key_lifecycle.py",
-    "tests/integration/test_run_local_secrets.py",
+    "tests/integration/deploy/test_deploy.py",
+    "tests/integration/doctor/test_doctor.py",
+    "tests/integration/credentials/key/test_rotate_key.py",
+    "tests/integration/ecs/test_schedule.py",
+    "tests/integration/ecs/test_run.py",
+    "tests/integration/ecs/test_service.py",
+    "tests/integration/taskdef/test_register_task.py",
+    "tests/integration/credentials/key/test_key_lifecycle.py",
+    "tests/integration/local/test_run_local_secrets.py",
     # bootstrap's repair of an edited trust policy (UpdateAssumeRolePolicy)
-    "tests/integration/test_real_rules.py::test_schedule_waits_out_a_trust_policy_it_just_corrected",
+    "tests/integration/stack/test_real_rules.py::test_schedule_waits_out_a_trust_policy_it_just_corrected",
 )
 
 # Needed, but no request to the local stack shows them.
@@ -82,10 +82,13 @@ UNRECORDED = {
     "kms:DescribeKey": "credentials/key/secret.py: a secret encrypted with aws.kms_key",
     "secretsmanager:DeleteSecret": "credentials/keyless/retire.py: keyless retires the key secret",
     "sts:AssumeRole": "credentials/keyless/task_role.py: keyless run-local takes the task role",
+    "ecr:GetRepositoryPolicy": "deploy: with image.registry_id, may the execution role pull",
 }
 
 ACCOUNT = "ACCOUNT_ID"  # replaced by the user with their account id (README, "AWS permissions")
-ROLES = f"arn:aws:iam::{ACCOUNT}:role/gcpfargate-*"
+# replaced by the user with aws, aws-cn or aws-us-gov (README, "AWS permissions")
+PARTITION = "PARTITION"
+ROLES = f"arn:{PARTITION}:iam::{ACCOUNT}:role/gcpfargate-*"
 
 
 def _prefix(prefix: str) -> Callable[[str], bool]:
@@ -105,20 +108,20 @@ RESOURCES: list[tuple[str, Callable[[str], bool], str | list[str]]] = [
     (
         "SecretsOfGcpfargate",
         _prefix("secretsmanager:"),
-        f"arn:aws:secretsmanager:*:{ACCOUNT}:secret:gcpfargate/*",
+        f"arn:{PARTITION}:secretsmanager:*:{ACCOUNT}:secret:gcpfargate/*",
     ),
     (
         "ExecutionRoles",
         lambda action: action.startswith("iam:") or action == "sts:AssumeRole",
-        [ROLES, "arn:aws:iam::aws:policy/*"],
+        [ROLES, f"arn:{PARTITION}:iam::aws:policy/*"],
     ),
     ("Images", _exactly("ecr:GetAuthorizationToken"), "*"),
-    ("Repositories", _prefix("ecr:"), f"arn:aws:ecr:*:{ACCOUNT}:repository/*"),
+    ("Repositories", _prefix("ecr:"), f"arn:{PARTITION}:ecr:*:{ACCOUNT}:repository/*"),
     ("TaskDefinitionsServicesAndTasks", _prefix("ecs:"), "*"),
     ("Logs", _prefix("logs:"), "*"),
     ("Schedules", _prefix("scheduler:"), "*"),
     ("CustomerManagedKeyOnly", _prefix("kms:"), "*"),
-    ("TaskParametersForRunLocal", _prefix("ssm:"), f"arn:aws:ssm:*:{ACCOUNT}:parameter/*"),
+    ("TaskParametersForRunLocal", _prefix("ssm:"), f"arn:{PARTITION}:ssm:*:{ACCOUNT}:parameter/*"),
 ]
 
 

@@ -60,8 +60,13 @@ class KeyInfo:
 
 
 class IamAdmin:
-    def __init__(self, emulator_host: str | None = None, transport: str = "grpc") -> None:
+    def __init__(
+        self, emulator_host: str | None = None, transport: str = "grpc", universe: str = ""
+    ) -> None:
+        from gcpfargate.clients.universe import universe_domain
+
         self._transport = transport
+        self._universe = universe_domain(universe)
         self._emulator_host = (
             emulator_host if emulator_host is not None else os.environ.get("IAM_EMULATOR_HOST")
         )
@@ -81,19 +86,27 @@ class IamAdmin:
     def _make_client(self) -> Any:
         from google.cloud import iam_admin_v1
 
+        from gcpfargate.clients.universe import DEFAULT_UNIVERSE, google_api
+
         if self._transport == "rest":
-            from gcpfargate.clients.iam_admin_rest import GOOGLE_API, RestIam
+            from gcpfargate.clients.iam_admin_rest import RestIam
 
             # With IAM_EMULATOR_HOST the REST face of a local emulator: plain HTTP, no credentials.
             if self._emulator_host:
                 return RestIam(f"http://{self._emulator_host}", anonymous=True)
-            return _with_credentials(lambda: RestIam(GOOGLE_API))
+            return _with_credentials(lambda: RestIam(google_api("iam", self._universe)))
         if self._emulator_host:
             import grpc
             from google.cloud.iam_admin_v1.services.iam.transports import IAMGrpcTransport
 
             channel = grpc.insecure_channel(self._emulator_host)
             return iam_admin_v1.IAMClient(transport=IAMGrpcTransport(channel=channel))
+        if self._universe != DEFAULT_UNIVERSE:
+            # The client library builds iam.<universe> from it and checks the credentials' own.
+            universe = self._universe
+            return _with_credentials(
+                lambda: iam_admin_v1.IAMClient(client_options={"universe_domain": universe})
+            )
         return _with_credentials(iam_admin_v1.IAMClient)
 
     # -- calls -------------------------------------------------------------------------------

@@ -36,10 +36,13 @@ class _GoogleRest:
 
     env = REST_ENDPOINT_ENV
     default_endpoint = DEFAULT_ENDPOINT
+    service = "iam"  # the API's host is <service>.<universe domain>
     api = "IAM API"
     hints: ClassVar[Mapping[int, str]] = _HINTS
 
-    def __init__(self, endpoint: str | None = None) -> None:
+    def __init__(self, endpoint: str | None = None, universe: str = "") -> None:
+        from gcpfargate.clients.universe import DEFAULT_UNIVERSE, google_api, universe_domain
+
         raw = endpoint if endpoint is not None else os.environ.get(self.env, "")
         parts = urllib.parse.urlsplit(raw)
         if raw and (
@@ -50,7 +53,13 @@ class _GoogleRest:
                 f"http://127.0.0.1:8080, not {raw!r}"
             )
         self._override = bool(raw)
-        self.base = f"{parts.scheme}://{parts.netloc}" if raw else self.default_endpoint
+        domain = universe_domain(universe)
+        default = (
+            self.default_endpoint
+            if domain == DEFAULT_UNIVERSE
+            else google_api(self.service, domain)
+        )
+        self.base = f"{parts.scheme}://{parts.netloc}" if raw else default
         self._session: Any = None
         self._call_log = os.environ.get("GCPFARGATE_CALL_LOG")
 
@@ -127,9 +136,13 @@ class _GoogleRest:
 
 class WorkloadIdentityPools(_GoogleRest):
     def __init__(
-        self, endpoint: str | None = None, poll_interval: float = 0.1, timeout: float = 120.0
+        self,
+        endpoint: str | None = None,
+        poll_interval: float = 0.1,
+        timeout: float = 120.0,
+        universe: str = "",
     ) -> None:
-        super().__init__(endpoint)
+        super().__init__(endpoint, universe)
         self._poll_interval, self._timeout = poll_interval, timeout
 
     # -- reads: None when absent; a DELETED resource is returned with state DELETED ----------------
@@ -191,6 +204,7 @@ class WorkloadIdentityPools(_GoogleRest):
 class ServiceUsage(_GoogleRest):
     env = SERVICE_USAGE_ENDPOINT_ENV
     default_endpoint = SERVICE_USAGE_DEFAULT_ENDPOINT
+    service = "serviceusage"
     api = "Service Usage API"
     hints: ClassVar[Mapping[int, str]] = {
         403: "The GCP identity needs serviceusage.services.get on the project "

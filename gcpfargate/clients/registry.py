@@ -84,8 +84,15 @@ def _is_loopback(host: str) -> bool:
 
 
 class Registry:
-    def __init__(self, aws: AwsClients) -> None:
+    def __init__(self, aws: AwsClients, registry_id: str = "", endpoint: str = "") -> None:
+        """`registry_id`: the account whose ECR registry holds the images (image.registry_id; ""
+        for the caller's own). `endpoint`: the host gcpfargate pushes to and reads from when it
+        is not the registry's own name (image.registry_host: an interface VPC endpoint's DNS name
+        without private DNS, a proxy); image names, and so task definitions, keep ECR's name,
+        which is what ECS authenticates and pulls."""
         self._aws = aws
+        self.registry_id = registry_id
+        self._endpoint = endpoint.strip().rstrip("/")
         self._credentials: Credentials | None = None
         self._host: str | None = None
         self._proxy_endpoint = ""  # from GetAuthorizationToken: https://<host>
@@ -106,9 +113,29 @@ class Registry:
             self._host = (
                 override
                 or self._proxy_host()
-                or f"{self._aws.account_id}.dkr.ecr.{self._aws.region}.{self._aws.dns_suffix()}"
+                or ecr_host(
+                    self.registry_id or self._aws.account_id,
+                    self._aws.region,
+                    self._aws.dns_suffix(),
+                )
             )
         return self._host
+
+    @property
+    def endpoint(self) -> str:
+        """Where requests and pushes go: image.registry_host when set, else the registry's name."""
+        return self._endpoint or self.host
+
+    @property
+    def token_params(self) -> dict[str, Any]:
+        """GetAuthorizationToken's parameters: another account's registry is named (`registryIds`),
+        so the answer's proxyEndpoint is that registry's host."""
+        return {"registryIds": [self.registry_id]} if self.registry_id else {}
+
+    @property
+    def ecr_params(self) -> dict[str, Any]:
+        """`registryId` for the repository and image calls when the registry is another account's."""
+        return {"registryId": self.registry_id} if self.registry_id else {}
 
     @property
     def host_needs_token(self) -> bool:
@@ -126,7 +153,7 @@ class Registry:
         scheme = _override()[0]
         if scheme in ("http", "https"):
             return scheme
-        return "http" if _is_loopback(self.host) else "https"
+        return "http" if _is_loopback(self.endpoint) else "https"
 
     def image_name(self, repository: str) -> str:
         return f"{self.host}/{repository}"
@@ -135,7 +162,10 @@ class Registry:
         with self._lock:
             if self._credentials is None:
                 data = self._aws.call(
-                    "ecr", "get_authorization_token", "get an ECR authorization token"
+                    "ecr",
+                    "get_authorization_token",
+                    "get an ECR authorization token",
+                    **self.token_params,
                 )
                 try:
                     token = data["authorizationData"][0]["authorizationToken"]
@@ -176,20 +206,26 @@ class Registry:
         if isinstance(exc, requests.exceptions.SSLError):
             bundle = self._verify if isinstance(self._verify, str) else ""
             return RegistryError(
-                f"cannot reach registry {self.host}: its TLS certificate is not trusted "
+                f"cannot reach registry {self.endpoint}: its TLS certificate is not trusted "
                 f"(SSLError{', with CA bundle ' + bundle if bundle else ''})",
                 "Behind a TLS-inspecting proxy, set AWS_CA_BUNDLE (or ca_bundle in the AWS "
                 "profile) to a file holding the proxy's CA certificate",
             )
         return RegistryError(
-            f"cannot reach registry {self.host}: {type(exc).__name__}",
-            "Check the network and GCPFARGATE_ECR_REGISTRY",
+            f"cannot reach registry {self.endpoint}: {type(exc).__name__}",
+            "Check the network and "
+            + (
+                "GCPFARGATE_ECR_REGISTRY"
+                if _override()[1]
+                else "image.registry_host (the registry's host where its own name does not "
+                "lead to it, as with a VPC endpoint without private DNS)"
+            ),
         )
 
     def _get(self, path: str, accept: str = "", head: bool = False) -> Any:
         import requests
 
-        url = f"{self.scheme}://{self.host}/v2/{path}"
+        url = f"{self.scheme}://{self.endpoint}/v2/{path}"
         self._count("HEAD" if head else "GET", path)
         try:
             return self._send("HEAD" if head else "GET", url, {"Accept": accept} if accept else {})
@@ -288,6 +324,7 @@ class Registry:
                 f"delete image {repository}@{digest}",
                 repositoryName=repository,
                 imageIds=[{"imageDigest": digest}],
+                **self.ecr_params,
             )
             failures = [
                 f for f in answer.get("failures") or [] if f.get("failureCode") != "ImageNotFound"
@@ -303,7 +340,7 @@ class Registry:
         self._count("DELETE", f"{repository}/manifests/")
         try:
             response = self._send(
-                "DELETE", f"{self.scheme}://{self.host}/v2/{repository}/manifests/{digest}"
+                "DELETE", f"{self.scheme}://{self.endpoint}/v2/{repository}/manifests/{digest}"
             )
         except requests.RequestException as exc:
             raise self._unreachable(exc) from None
@@ -318,6 +355,12 @@ class Registry:
             )
         if response.status_code >= 400:
             raise RegistryError(f"failed to {action}: registry answered {response.status_code}")
+
+
+def ecr_host(registry_id: str, region: str, dns_suffix: str) -> str:
+    """ECR's registry host: `<account>.dkr.ecr.<region>.<suffix>` (amazonaws.com; amazonaws.com.cn
+    in China; the ECR user guide, "Private registry concepts")."""
+    return f"{registry_id}.dkr.ecr.{region}.{dns_suffix}"
 
 
 def _digest(content: bytes) -> str:

@@ -38,19 +38,20 @@ class Context:
     def iam(self) -> IamAdmin:
         from gcpfargate.clients.gcp import IamAdmin
 
-        return IamAdmin(transport=self.settings.gcp.transport)
+        gcp = self.settings.gcp
+        return IamAdmin(transport=gcp.transport, universe=gcp.universe_domain)
 
     @cached_property
     def pools(self) -> WorkloadIdentityPools:
         from gcpfargate.clients.gcp_rest import WorkloadIdentityPools
 
-        return WorkloadIdentityPools()
+        return WorkloadIdentityPools(universe=self.settings.gcp.universe_domain)
 
     @cached_property
     def service_usage(self) -> ServiceUsage:
         from gcpfargate.clients.gcp_rest import ServiceUsage
 
-        return ServiceUsage()
+        return ServiceUsage(universe=self.settings.gcp.universe_domain)
 
     @cached_property
     def docker(self) -> DockerEngine:
@@ -62,7 +63,8 @@ class Context:
     def registry(self) -> Registry:
         from gcpfargate.clients.registry import Registry
 
-        return Registry(self.aws)
+        image = self.settings.image
+        return Registry(self.aws, image.registry_id, image.registry_host)
 
     @cached_property
     def public_registry(self) -> PublicRegistry:

@@ -65,6 +65,13 @@ def deploy(
     finally:
         if building is not None:
             building.close()
+    if not ctx.dry_run and ctx.settings.image.registry_id:
+        from gcpfargate.image.repository import check_cross_account_pull
+
+        with _step("push-image"):
+            check_cross_account_pull(
+                ctx, ctx.settings.repository, str(booted.execution_role_arn or "")
+            )
     with _step("register-task"):
         # A dry run knows the digest only of an image the registry already holds (then it pins it too).
         digest = pushed.digest if ctx.settings.image.pin_digest else None
@@ -80,12 +87,36 @@ def deploy(
         )
     if service.configured(ctx) is not None:  # [service]: roll it to the latest revision and wait
         with _step("service"):
+            _warn_if_older(ctx, described, pushed, results["register-task"].task_definition_arn)
             results["service"] = service.roll_out(
                 ctx, results["register-task"].task_definition_arn, described=described
             )
     with _step("bootstrap"):
         mode.after_rollout(ctx, booted, retire)
     return DeployResult(results)
+
+
+def _warn_if_older(
+    ctx: Context, described: dict[str, Any] | None, pushed: Any, target_arn: str
+) -> None:
+    """The one-line warning when the service is about to move to an image pushed before the one
+    it runs (deploy/older_image.py). The running revision is the one push-image read when the
+    service runs the family's latest, else one more read."""
+    from gcpfargate.deploy.older_image import warn_if_older
+    from gcpfargate.ecs import cluster as ecs
+
+    current = str((described or {}).get("taskDefinition") or "")
+    if ctx.dry_run or not current or not target_arn or service.same_revision(current, target_arn):
+        return
+    latest = pushed.latest.definition if pushed.latest is not None else None
+    if latest is None or latest.get("taskDefinitionArn") != current:
+        try:
+            latest = ecs.describe_task_definition(ctx, current)
+        except GcpfargateError as exc:  # only a warning depends on it
+            ctx.reporter.detail(f"image ages not compared: {exc.message}")
+            return
+    ref = service.require_configured(ctx)
+    warn_if_older(ctx, ref.name, latest, pushed.digest)
 
 
 def push_images(
@@ -146,12 +177,14 @@ def _read_ahead(
     # is the longest thing a changed deploy waits for); else last, as push-image takes it.
     first_token = ctx.registry.host_needs_token
     if first_token:
-        ctx.aws.read_ahead("ecr", "get_authorization_token")
+        ctx.aws.read_ahead("ecr", "get_authorization_token", **ctx.registry.token_params)
     if not ctx.settings.task.execution_role_arn:  # bootstrap checks gcpfargate's own execution role
         roles.read_ahead(ctx, ctx.settings.execution_role_name, role_policy)
     ecs.read_latest_ahead(ctx, ctx.settings.family)  # push-image compares with the latest revision
     if not first_token:
-        ctx.aws.read_ahead("ecr", "get_authorization_token")  # push-image signs in to the registry
+        ctx.aws.read_ahead(  # push-image signs in to the registry
+            "ecr", "get_authorization_token", **ctx.registry.token_params
+        )
     logs.read_ahead(ctx, rendered, region)  # register-task makes sure the log groups exist
 
 

@@ -103,6 +103,35 @@ def judge(documents: Iterable[Any], action: str, resource: str) -> Judgement:
     return Judgement(Decision.NOT_ALLOWED, f"no policy allows {action} on {resource}")
 
 
+def resource_policy_allows(document: Any, action: str, principals: Iterable[str]) -> bool:
+    """Whether a resource policy (an ECR repository's) allows `action` to any of `principals` (an
+    account id, its root ARN, a role ARN) by a statement without conditions, and no Deny names it.
+    Conditions (aws:PrincipalOrgID, …) are not evaluated: such a grant does not count."""
+    wanted = list(principals)
+
+    def names(statement: dict[str, Any]) -> bool:
+        principal = statement.get("Principal", {})
+        if principal == "*":
+            return True
+        aws = principal.get("AWS", []) if isinstance(principal, dict) else []
+        return any(_matches(aws, each, False) for each in wanted)
+
+    allowed = False
+    for statement in statements([document]):
+        action_ok = (
+            _matches(statement["Action"], action, True)
+            if "Action" in statement
+            else "NotAction" in statement and not _matches(statement["NotAction"], action, True)
+        )
+        if not action_ok or not names(statement):
+            continue
+        if statement.get("Effect") == "Deny":
+            return False
+        if statement.get("Effect") == "Allow" and "Condition" not in statement:
+            allowed = True
+    return allowed
+
+
 def trusts(trust_policy: Any, service: str) -> bool:
     """Whether a role's trust policy lets `service` (such as ecs-tasks.amazonaws.com) assume the role."""
     for statement in statements([trust_policy]):

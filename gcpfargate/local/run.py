@@ -397,9 +397,12 @@ def run_local(
         spec = container_spec(ctx, definition, container, network)
     image = spec.image
     if local is None or image != local.reference:  # the local build is on the engine already
-        credentials = (
-            ctx.registry.credentials() if image.startswith(ctx.registry.host + "/") else None
-        )
+        ours = image.startswith(ctx.registry.host + "/")
+        credentials = ctx.registry.credentials() if ours else None
+        if ours and ctx.registry.endpoint != ctx.registry.host:
+            # The registry's name does not lead here (image.registry_host): the same image, by
+            # the name this network reaches it under.
+            image = spec.image = ctx.registry.endpoint + image[len(ctx.registry.host) :]
         with ctx.reporter.step(f"Pulling {image}"):
             ctx.docker.pull(image, credentials)
     if spec.stdin:

@@ -227,6 +227,7 @@ class LocalStack:
             consistency_delay=self._consistency_delay,
             account_id=ACCOUNT_ID,
             ecr_hosts=(self.registry,),
+            registry_root=str(self.root / "registry") if self.registry else "",
         )
         self.strict = StrictLayer(self.moto_direct_url, settings, off=self._strict_off).start()
         self.moto_url = self.strict.url

@@ -374,18 +374,22 @@ def wire_definition(
     """register-task's keyless wiring: config, task role, shim (see keyless_wiring)."""
     import os
 
+    from gcpfargate.clients.universe import universe_domain
     from gcpfargate.credentials.keyless.config import GoogleEndpoints, credential_config
     from gcpfargate.credentials.keyless.wiring import wire_keyless
     from gcpfargate.image.shim_push import resolve_shim
 
     settings = ctx.settings
     account = ctx.aws.account_id
+    universe = universe_domain(settings.gcp.universe_domain)
     config = credential_config(
         project_number=project_number(ctx),
         pool_id=POOL_ID,
         provider_id=provider_id(account),
         service_account_email=settings.service_account_email,
-        endpoints=GoogleEndpoints.from_environ(os.environ),
+        endpoints=GoogleEndpoints.from_environ(os.environ, universe),
+        aws_dns_suffix=ctx.aws.dns_suffix(),
+        universe=universe,
     )
     return wire_keyless(
         definition,

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from gcpfargate.clients.universe import DEFAULT_UNIVERSE, google_api, sts_verification_url
 from gcpfargate.errors import ConfigError
 from gcpfargate.shim import CREDENTIALS_PATH, DEFAULT_PORT, TOKEN_PATH, ZONE_PATH
 
@@ -28,9 +29,8 @@ STS_ENDPOINT_ENV = "GCPFARGATE_STS_ENDPOINT"
 IAMCREDENTIALS_ENDPOINT_ENV = "GCPFARGATE_IAMCREDENTIALS_ENDPOINT"
 # google-auth signs for the host's first label ("sts") and refuses anything but https here, so this
 # URL is never redirected: Google's STS (or the emulator) is the party that replays the request.
-REGIONAL_CRED_VERIFICATION_URL = (
-    "https://sts.{region}.amazonaws.com?Action=GetCallerIdentity&Version=2011-06-15"
-)
+# The commercial partition's; credential_config builds it with the region's DNS suffix.
+REGIONAL_CRED_VERIFICATION_URL = sts_verification_url("amazonaws.com")
 
 # Workload identity pool and provider ids: 4-32 lowercase letters, digits and hyphens (IAM REST reference).
 _POOL_OR_PROVIDER_ID = re.compile(r"[a-z0-9-]{4,32}")
@@ -42,8 +42,17 @@ class GoogleEndpoints:
     iamcredentials: str = "https://iamcredentials.googleapis.com"
 
     @classmethod
-    def from_environ(cls, environ: Mapping[str, str]) -> GoogleEndpoints:
-        defaults = cls()
+    def for_universe(cls, universe: str) -> GoogleEndpoints:
+        """Google's STS and IAM Credentials in `universe` (clients/universe.py)."""
+        return cls(
+            sts=google_api("sts", universe), iamcredentials=google_api("iamcredentials", universe)
+        )
+
+    @classmethod
+    def from_environ(
+        cls, environ: Mapping[str, str], universe: str = DEFAULT_UNIVERSE
+    ) -> GoogleEndpoints:
+        defaults = cls.for_universe(universe)
         return cls(
             sts=_base_url(environ, STS_ENDPOINT_ENV) or defaults.sts,
             iamcredentials=_base_url(environ, IAMCREDENTIALS_ENDPOINT_ENV)
@@ -96,16 +105,23 @@ def credential_config(
     service_account_email: str,
     shim_port: int = DEFAULT_PORT,
     endpoints: GoogleEndpoints | None = None,
+    aws_dns_suffix: str = "amazonaws.com",
+    universe: str = DEFAULT_UNIVERSE,
 ) -> dict[str, Any]:
     """The `external_account` credential configuration for a task whose credential shim listens on
-    127.0.0.1:`shim_port`."""
+    127.0.0.1:`shim_port`; `aws_dns_suffix`: the task's AWS partition's (amazonaws.com.cn in
+    China), `universe`: Google's universe domain, which google-auth reads from the file."""
     endpoints = endpoints or GoogleEndpoints()
     if "@" not in service_account_email:
         raise ConfigError(f"service account {service_account_email!r} is not an email address")
     if not 0 < shim_port < 65536:
         raise ConfigError(f"the credential shim port must be 1-65535, not {shim_port}")
     shim = f"http://127.0.0.1:{shim_port}"
+    # google-auth checks the credentials' universe against the client's: named only outside the
+    # default, so the default's file stays the one gcloud writes.
+    named = {"universe_domain": universe} if universe != DEFAULT_UNIVERSE else {}
     return {
+        **named,
         "type": "external_account",
         "audience": provider_audience(project_number, pool_id, provider_id),
         "subject_token_type": AWS_SUBJECT_TOKEN_TYPE,
@@ -120,7 +136,7 @@ def credential_config(
             # AWS_DEFAULT_REGION (Fargate sets both); the shim answers from the task metadata.
             "region_url": shim + ZONE_PATH,
             "url": shim + CREDENTIALS_PATH,
-            "regional_cred_verification_url": REGIONAL_CRED_VERIFICATION_URL,
+            "regional_cred_verification_url": sts_verification_url(aws_dns_suffix),
             "imdsv2_session_token_url": shim + TOKEN_PATH,
         },
     }

@@ -70,7 +70,9 @@ def as_moto_evaluates(policy: dict[str, Any], without: str = "") -> dict[str, An
         actions = statement["Action"]
         actions = [actions] if isinstance(actions, str) else actions
         actions = [action for action in actions if action != without]
-        resource = json.loads(json.dumps(statement["Resource"]).replace("ACCOUNT_ID", ACCOUNT_ID))
+        # The README's fill-in: the account and the partition (moto's is "aws").
+        filled = json.dumps(statement["Resource"]).replace("ACCOUNT_ID", ACCOUNT_ID)
+        resource = json.loads(filled.replace("arn:PARTITION:", "arn:aws:"))
         scoped = [action for action in actions if _role_scoped(action)]
         rest = [action for action in actions if not _role_scoped(action)]
         if scoped:

@@ -20,7 +20,7 @@ import json
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from tests.stack.proxybase import Answer, Call, HttpProxy
@@ -82,6 +82,9 @@ class Settings:
     assume_role_lifetime_s: float = (
         0.0  # > 0: AssumeRole answers expire that soon (sts.py, a test knob)
     )
+    # Other accounts' ECR registries: id -> repository -> actions its policy grants (registries.py)
+    foreign_registries: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    registry_root: str = ""  # the stack registry's storage: DescribeImages reads it (registries.py)
 
 
 def all_rules() -> list[StrictRule]:
@@ -91,6 +94,7 @@ def all_rules() -> list[StrictRule]:
         consistency,
         ecs,
         names,
+        registries,
         secrets,
         services,
         sts,
@@ -100,6 +104,7 @@ def all_rules() -> list[StrictRule]:
     return [
         *ecs.RULES,
         *names.RULES,
+        *registries.RULES,
         *consistency.RULES,
         *collisions.RULES,
         *services.RULES,

@@ -55,4 +55,4 @@ def test_resources_are_scoped_to_gcpfargate_names_where_aws_allows() -> None:
     policy = json.loads(generator().render({"secretsmanager:GetSecretValue", "iam:CreateRole"}))
     by_sid = {statement["Sid"]: statement for statement in policy["Statement"]}
     assert by_sid["SecretsOfGcpfargate"]["Resource"].endswith(":secret:gcpfargate/*")
-    assert "arn:aws:iam::ACCOUNT_ID:role/gcpfargate-*" in by_sid["ExecutionRoles"]["Resource"]
+    assert "arn:PARTITION:iam::ACCOUNT_ID:role/gcpfargate-*" in by_sid["ExecutionRoles"]["Resource"]
