@@ -153,7 +153,7 @@ class BigImage:
     def manual(self, side: Path, case: str) -> float:
         """`docker build && docker push` with BuildKit, as gcpfargate builds: the same CLI (buildx
         or the CLI's own BuildKit) and the same --network."""
-        from gcpfargate.clients.buildkit import BUILDX, find_builder
+        from gcpfargate.clients.engine.buildkit import BUILDX, find_builder
 
         builder = find_builder(podman=False)
         build = (

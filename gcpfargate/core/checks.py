@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
-from gcpfargate.clients.gcp import ServiceAccount
+from gcpfargate.clients.google.gcp import ServiceAccount
 
 if TYPE_CHECKING:
     from gcpfargate.core.context import Context

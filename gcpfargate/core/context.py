@@ -15,9 +15,9 @@ from gcpfargate.core.report import NullReporter, Reporter
 
 if TYPE_CHECKING:
     from gcpfargate.clients.aws import AwsClients
-    from gcpfargate.clients.docker import DockerEngine
-    from gcpfargate.clients.gcp import IamAdmin
-    from gcpfargate.clients.gcp_rest import ServiceUsage, WorkloadIdentityPools
+    from gcpfargate.clients.engine.docker import DockerEngine
+    from gcpfargate.clients.google.gcp import IamAdmin
+    from gcpfargate.clients.google.gcp_rest import ServiceUsage, WorkloadIdentityPools
     from gcpfargate.clients.public_registry import PublicRegistry
     from gcpfargate.clients.registry import Registry
 
@@ -36,26 +36,26 @@ class Context:
 
     @cached_property
     def iam(self) -> IamAdmin:
-        from gcpfargate.clients.gcp import IamAdmin
+        from gcpfargate.clients.google.gcp import IamAdmin
 
         gcp = self.settings.gcp
         return IamAdmin(transport=gcp.transport, universe=gcp.universe_domain)
 
     @cached_property
     def pools(self) -> WorkloadIdentityPools:
-        from gcpfargate.clients.gcp_rest import WorkloadIdentityPools
+        from gcpfargate.clients.google.gcp_rest import WorkloadIdentityPools
 
         return WorkloadIdentityPools(universe=self.settings.gcp.universe_domain)
 
     @cached_property
     def service_usage(self) -> ServiceUsage:
-        from gcpfargate.clients.gcp_rest import ServiceUsage
+        from gcpfargate.clients.google.gcp_rest import ServiceUsage
 
         return ServiceUsage(universe=self.settings.gcp.universe_domain)
 
     @cached_property
     def docker(self) -> DockerEngine:
-        from gcpfargate.clients.docker import DockerEngine
+        from gcpfargate.clients.engine.docker import DockerEngine
 
         return DockerEngine()
 

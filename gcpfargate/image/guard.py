@@ -26,7 +26,7 @@ from gcpfargate.keymaterial.keyscan import (
 )
 
 if TYPE_CHECKING:
-    from gcpfargate.clients.docker import DockerEngine
+    from gcpfargate.clients.engine.docker import DockerEngine
 
 
 def check_build_args(build_args: Mapping[str, str]) -> None:

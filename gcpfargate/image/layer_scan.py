@@ -33,7 +33,7 @@ from gcpfargate.errors import DockerError
 from gcpfargate.keymaterial import keyscan
 
 if TYPE_CHECKING:
-    from gcpfargate.clients.docker import DockerEngine
+    from gcpfargate.clients.engine.docker import DockerEngine
 
 # The guard's rule set (keyscan.py): layers recorded under another version are scanned again.
 RULES_VERSION = keyscan.RULES_VERSION
@@ -112,7 +112,7 @@ def scan_layers(
     """Search the layers of `image` not yet known to be clean for key-like files (see the module
     docstring); `is_key` reads one open file in chunks, and a file `is_named` picks by its path
     counts without being read. `local_storage=False` forces the export."""
-    from gcpfargate.clients.layers import dir_files, local_layer_dirs
+    from gcpfargate.clients.engine.layers import dir_files, local_layer_dirs
 
     cache = cache or CleanLayers()
     inspected = engine.inspect(image)
@@ -165,8 +165,8 @@ def _scan_export(
     layout by v1 IDs, which are told apart by the `<v1 id>/json` that precedes each layer
     (clients/image_tar.legacy_chain_id). A layer not named either way is read. With nothing
     found, every pending layer is clean."""
-    from gcpfargate.clients.image_tar import legacy_chain_id
-    from gcpfargate.clients.layers import chain_ids
+    from gcpfargate.clients.engine.image_tar import legacy_chain_id
+    from gcpfargate.clients.engine.layers import chain_ids
 
     scan.exported = True
     chains = chain_ids(diff_ids)

@@ -57,7 +57,7 @@ from gcpfargate.image.repository import (
 from gcpfargate.settings import docker_arch
 
 if TYPE_CHECKING:
-    from gcpfargate.clients.buildkit import BuildOptions, Secret
+    from gcpfargate.clients.engine.buildkit import BuildOptions, Secret
 
 # The guard's rules are keymaterial/keyscan.py's (keyscan.RULES_VERSION keys the layer cache).
 
@@ -184,7 +184,7 @@ def build_options(
     """How the app image is built: image.network, image.secrets, image.cache. Without BuildKit the
     classic builder is used, with one warning; secrets are then refused (they would need a build
     argument, which the image records)."""
-    from gcpfargate.clients.buildkit import BuildOptions
+    from gcpfargate.clients.engine.buildkit import BuildOptions
 
     image = ctx.settings.image
     secrets = build_secrets(ctx.settings)
@@ -252,7 +252,7 @@ def build_secrets(settings: Settings) -> tuple[Secret, ...]:
     of the deployer's environment; each checked before the build, never read here."""
     import os
 
-    from gcpfargate.clients.buildkit import Secret
+    from gcpfargate.clients.engine.buildkit import Secret
 
     secrets = []
     for secret_id, source in settings.image.secrets.items():

@@ -8,7 +8,7 @@ import posixpath
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from gcpfargate.clients.gcp import MAX_USER_KEYS
+from gcpfargate.clients.google.gcp import MAX_USER_KEYS
 from gcpfargate.core.checks import (
     Facts,
     Skip,

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from gcpfargate.clients.gcp import MAX_USER_KEYS, PRUNE_HINT, ServiceAccount
+from gcpfargate.clients.google.gcp import MAX_USER_KEYS, PRUNE_HINT, ServiceAccount
 from gcpfargate.core.context import Context
 from gcpfargate.credentials.key import lifecycle, secret
 from gcpfargate.errors import GcpError, GcpfargateError, KeyLimitError

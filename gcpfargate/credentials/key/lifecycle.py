@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
-from gcpfargate.clients.gcp import KeyInfo
+from gcpfargate.clients.google.gcp import KeyInfo
 from gcpfargate.core.context import Context
 from gcpfargate.credentials.key import secret
 from gcpfargate.errors import AwsError, GcpError, UsageError

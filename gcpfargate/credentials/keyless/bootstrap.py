@@ -374,7 +374,7 @@ def wire_definition(
     """register-task's keyless wiring: config, task role, shim (see keyless_wiring)."""
     import os
 
-    from gcpfargate.clients.universe import universe_domain
+    from gcpfargate.clients.google.universe import universe_domain
     from gcpfargate.credentials.keyless.config import GoogleEndpoints, credential_config
     from gcpfargate.credentials.keyless.wiring import wire_keyless
     from gcpfargate.image.shim_push import resolve_shim

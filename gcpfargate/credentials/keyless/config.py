@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from gcpfargate.clients.universe import DEFAULT_UNIVERSE, google_api, sts_verification_url
+from gcpfargate.clients.google.universe import DEFAULT_UNIVERSE, google_api, sts_verification_url
 from gcpfargate.errors import ConfigError
 from gcpfargate.shim import CREDENTIALS_PATH, DEFAULT_PORT, TOKEN_PATH, ZONE_PATH
 

@@ -63,7 +63,7 @@ def run_with_shim(
 ) -> int:
     """Start the shim, wait until HEALTHY, run the app (`app_spec`, a run-local ContainerSpec) in
     the shim's network namespace."""
-    from gcpfargate.clients.sidecar import Sidecar
+    from gcpfargate.clients.engine.sidecar import Sidecar
 
     role_arn = str(definition.get("taskRoleArn") or "")
     if not role_arn:

@@ -17,8 +17,8 @@ from typing import Any
 import docker.utils
 import pytest
 
-from gcpfargate.clients.build_context import StreamedContext
-from gcpfargate.clients.docker import DockerEngine
+from gcpfargate.clients.engine.build_context import StreamedContext
+from gcpfargate.clients.engine.docker import DockerEngine
 from gcpfargate.errors import DockerError
 from tests.stack.images import write_busybox_context
 from tests.stack.local import LocalStack

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from gcpfargate.clients.docker import DockerEngine
+from gcpfargate.clients.engine.docker import DockerEngine
 from gcpfargate.image.layer_scan import RULES_VERSION, CleanLayers
 from tests.conftest import Project, assert_one_clean_line, cache_home
 from tests.integration.helpers import configure_image, fake_key_json, registry_tags

@@ -11,8 +11,8 @@ from typing import BinaryIO
 
 import pytest
 
-from gcpfargate.clients.docker import DockerEngine
-from gcpfargate.clients.layers import local_layer_dirs
+from gcpfargate.clients.engine.docker import DockerEngine
+from gcpfargate.clients.engine.layers import local_layer_dirs
 from gcpfargate.image.layer_scan import RULES_VERSION, CleanLayers, LayerScan, scan_layers
 from gcpfargate.keymaterial.keyscan import stream_has_key
 from tests.conftest import Project

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gcpfargate.clients.build_log import PlainBuildLog
-from gcpfargate.clients.buildkit import docker_clis, embeds_buildkit, has_buildx
+from gcpfargate.clients.engine.build_log import PlainBuildLog
+from gcpfargate.clients.engine.buildkit import docker_clis, embeds_buildkit, has_buildx
 from gcpfargate.settings import problem
 from tests.unit.helpers import fake_key
 

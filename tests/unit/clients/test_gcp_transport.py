@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from gcpfargate.clients.gcp import IamAdmin
+from gcpfargate.clients.google.gcp import IamAdmin
 from gcpfargate.config import load_settings
 from gcpfargate.errors import ConfigError
 
@@ -23,7 +23,7 @@ def test_rest_builds_gcpfargates_rest_client(monkeypatch: pytest.MonkeyPatch) ->
     import google.auth
     from google.auth.credentials import AnonymousCredentials
 
-    from gcpfargate.clients.iam_admin_rest import RestIam
+    from gcpfargate.clients.google.iam_admin_rest import RestIam
 
     monkeypatch.setattr(google.auth, "default", lambda *a, **k: (AnonymousCredentials(), "p"))
     assert isinstance(IamAdmin(emulator_host="", transport="rest").client, RestIam)

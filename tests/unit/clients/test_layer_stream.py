@@ -12,7 +12,7 @@ import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from gcpfargate.clients.image_tar import layer_files
+from gcpfargate.clients.engine.image_tar import layer_files
 from gcpfargate.keymaterial.keyscan import CHUNK, MAX_EXPANDED, stream_has_key
 from tests.conftest import ROOT
 from tests.unit.helpers import pem
@@ -80,7 +80,7 @@ def test_a_key_across_a_chunk_boundary_in_a_file_past_the_old_cap_is_found_in_en
     (layer / "opt" / "empty").touch()
     # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the forked parent (pytest) across exec.
     script = (
-        "import re, sys; from pathlib import Path; from gcpfargate.clients.layers import dir_files; "
+        "import re, sys; from pathlib import Path; from gcpfargate.clients.engine.layers import dir_files; "
         "from gcpfargate.keymaterial.keyscan import stream_has_key; "
         "found = [(p, stream_has_key(c)) for p, c in dir_files(Path(sys.argv[1]))]; "
         "hwm = re.search(r'VmHWM:\\s*(\\d+)', Path('/proc/self/status').read_text()); "

@@ -20,9 +20,9 @@ import pytest
 from botocore.stub import Stubber
 
 from gcpfargate.clients.aws import AwsClients
-from gcpfargate.clients.gcp_rest import ServiceUsage, WorkloadIdentityPools
+from gcpfargate.clients.google.gcp_rest import ServiceUsage, WorkloadIdentityPools
+from gcpfargate.clients.google.universe import google_api, universe_domain
 from gcpfargate.clients.registry import Registry
-from gcpfargate.clients.universe import google_api, universe_domain
 from gcpfargate.config import load_settings
 from gcpfargate.core.context import Context
 from gcpfargate.core.report import NullReporter
@@ -428,7 +428,7 @@ def test_the_iam_clients_talk_to_the_universes_host(monkeypatch: pytest.MonkeyPa
     import google.auth
     from google.auth.credentials import AnonymousCredentials
 
-    from gcpfargate.clients.gcp import IamAdmin
+    from gcpfargate.clients.google.gcp import IamAdmin
 
     monkeypatch.delenv("IAM_EMULATOR_HOST", raising=False)
     # Application Default Credentials stand in as anonymous ones (whose universe is any): only

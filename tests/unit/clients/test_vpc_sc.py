@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from gcpfargate.clients.gcp_rest import WorkloadIdentityPools
+from gcpfargate.clients.google.gcp_rest import WorkloadIdentityPools
 from gcpfargate.errors import GcpError
 
 # Google's JSON error for a request from outside a perimeter ("Troubleshoot VPC Service Controls").

@@ -7,9 +7,9 @@ import tarfile
 from datetime import UTC, datetime
 from pathlib import Path
 
-from gcpfargate.clients.docker import BuildLog, DockerEngine
-from gcpfargate.clients.image_tar import layer_files, legacy_chain_id
-from gcpfargate.clients.layers import chain_ids
+from gcpfargate.clients.engine.docker import BuildLog, DockerEngine
+from gcpfargate.clients.engine.image_tar import layer_files, legacy_chain_id
+from gcpfargate.clients.engine.layers import chain_ids
 from gcpfargate.image.context_scan import CleanFiles
 from gcpfargate.image.push import derive_tag, scan_context
 from gcpfargate.keymaterial.keyscan import stream_has_key

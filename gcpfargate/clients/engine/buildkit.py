@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gcpfargate.clients.build_log import LineCallback, PlainBuildLog
+from gcpfargate.clients.engine.build_log import LineCallback, PlainBuildLog
 from gcpfargate.errors import DockerError
 
 BUILDX = "buildx"

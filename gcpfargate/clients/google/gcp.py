@@ -63,7 +63,7 @@ class IamAdmin:
     def __init__(
         self, emulator_host: str | None = None, transport: str = "grpc", universe: str = ""
     ) -> None:
-        from gcpfargate.clients.universe import universe_domain
+        from gcpfargate.clients.google.universe import universe_domain
 
         self._transport = transport
         self._universe = universe_domain(universe)
@@ -86,10 +86,10 @@ class IamAdmin:
     def _make_client(self) -> Any:
         from google.cloud import iam_admin_v1
 
-        from gcpfargate.clients.universe import DEFAULT_UNIVERSE, google_api
+        from gcpfargate.clients.google.universe import DEFAULT_UNIVERSE, google_api
 
         if self._transport == "rest":
-            from gcpfargate.clients.iam_admin_rest import RestIam
+            from gcpfargate.clients.google.iam_admin_rest import RestIam
 
             # With IAM_EMULATOR_HOST the REST face of a local emulator: plain HTTP, no credentials.
             if self._emulator_host:

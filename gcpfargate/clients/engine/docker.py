@@ -17,13 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from gcpfargate.clients.build_log import BuildLog, LineCallback
-from gcpfargate.clients.image_tar import layer_files
+from gcpfargate.clients.engine.build_log import BuildLog, LineCallback
+from gcpfargate.clients.engine.image_tar import layer_files
 from gcpfargate.errors import DockerError
 from gcpfargate.keymaterial.keyfile import redact
 
 if TYPE_CHECKING:
-    from gcpfargate.clients.buildkit import Builder, BuildOptions
+    from gcpfargate.clients.engine.buildkit import Builder, BuildOptions
     from gcpfargate.clients.registry import Credentials
 
 # (layer id, description, bytes done, bytes total or None)
@@ -196,7 +196,7 @@ class DockerEngine:
     def builder(self) -> Builder:
         """How this machine builds for this engine (clients/buildkit.py), found once."""
         if self._builder is None:
-            from gcpfargate.clients import buildkit
+            from gcpfargate.clients.engine import buildkit
 
             self._builder = buildkit.find_builder(podman=self.is_podman())
         return self._builder
@@ -235,10 +235,10 @@ class DockerEngine:
         the engine's classic builder, with the context sent while it is archived
         (clients/build_context.py), not first written whole to a temporary file as the SDK's
         `path=` does."""
-        from gcpfargate.clients.build_context import StreamedContext
+        from gcpfargate.clients.engine.build_context import StreamedContext
 
         if options is not None and (builder := self.builder()).buildkit:
-            from gcpfargate.clients import buildkit
+            from gcpfargate.clients.engine import buildkit
 
             return buildkit.build(
                 builder,

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from gcpfargate.clients.docker import DockerEngine, _engine_errors
+from gcpfargate.clients.engine.docker import DockerEngine, _engine_errors
 from gcpfargate.errors import DockerError
 
 

@@ -41,7 +41,7 @@ class _GoogleRest:
     hints: ClassVar[Mapping[int, str]] = _HINTS
 
     def __init__(self, endpoint: str | None = None, universe: str = "") -> None:
-        from gcpfargate.clients.universe import DEFAULT_UNIVERSE, google_api, universe_domain
+        from gcpfargate.clients.google.universe import DEFAULT_UNIVERSE, google_api, universe_domain
 
         raw = endpoint if endpoint is not None else os.environ.get(self.env, "")
         parts = urllib.parse.urlsplit(raw)
@@ -126,7 +126,7 @@ class _GoogleRest:
             if isinstance(detail, dict)
         }
         if "SECURITY_POLICY_VIOLATED" in reasons or "vpcServiceControlsUniqueIdentifier" in message:
-            from gcpfargate.clients.gcp import perimeter_refusal
+            from gcpfargate.clients.google.gcp import perimeter_refusal
 
             raise perimeter_refusal(action, message)
         raise GcpError(

@@ -1,0 +1,1 @@
+"""The container engine: builds (BuildKit or classic), image exports, layers, local containers."""

@@ -1,0 +1,1 @@
+"""Google Cloud: IAM Admin (gRPC or REST), workload identity pools, universe domains."""
