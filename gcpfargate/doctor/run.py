@@ -13,6 +13,7 @@ from collections.abc import Callable
 from gcpfargate.core.checks import Check, DoctorReport, Facts, Skip, Status
 from gcpfargate.core.checks import DoctorEntry as Entry
 from gcpfargate.core.context import Context
+from gcpfargate.doctor.runs import runs_checks
 from gcpfargate.credentials import wiring
 from gcpfargate.credentials.mode import mode_for
 from gcpfargate.ecs import logs
@@ -47,6 +48,7 @@ def run_doctor(ctx: Context, get_secret: bool = True) -> DoctorReport:
         ("image.exists", "image exists and matches runtimePlatform", "image", _image),
         ("logs.group", "awslogs group exists", "logs", _log_group),
         *own_after,
+        *runs_checks(),
     ]
     # A setup that cannot be read at all (no AWS credentials or region, no Google credentials) is one
     # root cause: the first check that meets it FAILs with the fix; every later check that needs the
