@@ -422,7 +422,9 @@ def _jobs(output: Output, console: Console, result: Any, dry_run: bool) -> None:
     if result.other_runs:
         console.print("runs outside any job:", markup=False)
         for run in result.other_runs:
-            console.print(redact(f"    {run.group}  {_run_line(run)}"), markup=False, soft_wrap=True)
+            console.print(
+                redact(f"    {run.group}  {_run_line(run)}"), markup=False, soft_wrap=True
+            )
 
 
 def _doctor(output: Output, console: Console, result: Any, dry_run: bool) -> None:

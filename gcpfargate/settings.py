@@ -236,7 +236,9 @@ class ServiceSettings:
 @dataclass(frozen=True)
 class NotifySettings:
     # Failure alerts (ecs/alerts.py): an SNS topic of yours, or one deploy creates.
-    topic_arn: str = setting("", _pattern(r"arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[\w-]{1,256}", "SNS topic ARN"))
+    topic_arn: str = setting(
+        "", _pattern(r"arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[\w-]{1,256}", "SNS topic ARN")
+    )
     create_topic: bool = setting(False)
     email: str = setting("", _pattern(r"[^@\s]+@[^@\s]+\.[^@\s]+", "e-mail address"))
 

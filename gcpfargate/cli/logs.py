@@ -21,7 +21,8 @@ def logs_command(
         bool, typer.Option("--follow", "-f", help="Keep showing new lines until Ctrl-C.")
     ] = False,
     since: Annotated[
-        str, typer.Option("--since", metavar="DURATION", help="From this long ago: 30s, 10m, 2h, 1d.")
+        str,
+        typer.Option("--since", metavar="DURATION", help="From this long ago: 30s, 10m, 2h, 1d."),
     ] = "1h",
 ) -> None:
     """Show the containers' CloudWatch Logs lines of the family's tasks, oldest first."""

@@ -13,9 +13,9 @@ from collections.abc import Callable
 from gcpfargate.core.checks import Check, DoctorReport, Facts, Skip, Status
 from gcpfargate.core.checks import DoctorEntry as Entry
 from gcpfargate.core.context import Context
-from gcpfargate.doctor.runs import runs_checks
 from gcpfargate.credentials import wiring
 from gcpfargate.credentials.mode import mode_for
+from gcpfargate.doctor.runs import runs_checks
 from gcpfargate.ecs import logs
 from gcpfargate.ecs.cluster import latest_revision
 from gcpfargate.errors import AwsConfigError, ConfigError, GcpConfigError, GcpfargateError

@@ -52,13 +52,19 @@ def _history(ctx: Context, facts: Facts) -> tuple[Status, str]:
     group_arn = f"arn:{partition}:logs:{region}:{account}:log-group:{group}"
     rule, targets = _rule_targets(ctx, name)
     if rule is None:
-        return Status.WARN, f"no rule {name}: stopped runs are not kept (`gcpfargate deploy` adds it)"
+        return (
+            Status.WARN,
+            f"no rule {name}: stopped runs are not kept (`gcpfargate deploy` adds it)",
+        )
     if not history.owned(rule):
         return Status.WARN, f"rule {name} was not created by gcpfargate; not checked"
     if rule.get("State") != "ENABLED":
         return Status.FAIL, f"rule {name} is {rule.get('State')}: stopped runs are not kept"
     if not any(str(t.get("Arn", "")).removesuffix(":*") == group_arn for t in targets):
-        return Status.FAIL, f"rule {name} does not deliver to {group} (`gcpfargate deploy` fixes it)"
+        return (
+            Status.FAIL,
+            f"rule {name} does not deliver to {group} (`gcpfargate deploy` fixes it)",
+        )
     if not ctx.aws.paginate(
         "logs", "describe_log_groups", "logGroups", f"look up {group}", logGroupNamePrefix=group
     ):

@@ -59,7 +59,7 @@ def log_group(family: str) -> str:
 
 
 def family_prefix(task_definition_arn: str, family: str) -> str:
-    """`arn:aws:ecs:<region>:<account>:task-definition/<family>:` (any revision, no other family)."""
+    """`arn:aws:ecs:<region>:<account>:task-definition/<family>:`: any revision, no other family."""
     base = task_definition_arn.split(":task-definition/", 1)[0]
     return f"{base}:task-definition/{family}:"
 
@@ -254,9 +254,7 @@ def _ensure_policy(ctx: Context, document: dict[str, Any], plan: list[str]) -> N
     current = next((p for p in policies if p.get("policyName") == POLICY_NAME), None)
     if current is not None and json.loads(str(current.get("policyDocument"))) == document:
         return
-    plan.append(
-        f"let EventBridge write to /gcpfargate/*/runs (Logs resource policy {POLICY_NAME})"
-    )
+    plan.append(f"let EventBridge write to /gcpfargate/*/runs (Logs resource policy {POLICY_NAME})")
     if not ctx.dry_run:
         ctx.aws.call(
             "logs",
@@ -276,7 +274,10 @@ def ensure(ctx: Context, task_definition_arn: str) -> HistoryResult:
     with ctx.reporter.step("Checking the run history"):
         _ensure_group(ctx, group, plan)
         _ensure_policy(ctx, policy_document(partition, region, account), plan)
-        target = {"Id": TARGET_ID, "Arn": f"arn:{partition}:logs:{region}:{account}:log-group:{group}"}
+        target = {
+            "Id": TARGET_ID,
+            "Arn": f"arn:{partition}:logs:{region}:{account}:log-group:{group}",
+        }
         ensure_rule(
             ctx,
             name,

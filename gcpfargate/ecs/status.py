@@ -92,7 +92,11 @@ def schedules_in_group(ctx: Context, group: str) -> list[dict[str, Any]]:
     if listed is None:
         return []
     summaries = ctx.aws.paginate(
-        "scheduler", "list_schedules", "Schedules", f"list the schedules of {group}", GroupName=group
+        "scheduler",
+        "list_schedules",
+        "Schedules",
+        f"list the schedules of {group}",
+        GroupName=group,
     )
     found = []
     for summary in summaries:

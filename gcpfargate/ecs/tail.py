@@ -1,4 +1,4 @@
-"""`gcpfargate logs`: the family's awslogs streams, interleaved by time, each line with its container.
+"""`gcpfargate logs`: the family's awslogs streams interleaved by time, each with its container.
 
 The latest ACTIVE revision says where each container logs (`awslogs-group`, `-stream-prefix`);
 a task's stream is `<prefix>/<container>/<task id>` (ECS developer guide, "Using the awslogs log
@@ -128,9 +128,7 @@ def job_task_ids(ctx: Context, job: str) -> set[str]:
     return ids
 
 
-def _read(
-    ctx: Context, source: Source, start_ms: int, task_ids: set[str] | None
-) -> Iterator[Line]:
+def _read(ctx: Context, source: Source, start_ms: int, task_ids: set[str] | None) -> Iterator[Line]:
     params: dict[str, Any] = {"logGroupName": source.group, "startTime": start_ms}
     batches: list[dict[str, Any]] = []
     if task_ids is None:

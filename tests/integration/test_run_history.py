@@ -8,6 +8,7 @@ a task's program with `layer.finish_task` (exit code, stop code, reason), as ECS
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import subprocess
@@ -192,7 +193,9 @@ def _queue_on_topic(project: Project, topic: str) -> str:
 
 
 def _messages(project: Project, url: str) -> list[str]:
-    got = project.aws("sqs").receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+    got = project.aws("sqs").receive_message(
+        QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1
+    )
     return [json.loads(m["Body"])["Message"] for m in got.get("Messages", [])]
 
 
@@ -211,8 +214,7 @@ def test_a_failed_run_reaches_the_alert_topic(
         project.aws("sns").get_topic_attributes(TopicArn=topic)["Attributes"]["Policy"]
     )
     assert any(
-        s.get("Principal", {}).get("Service") == "events.amazonaws.com"
-        for s in policy["Statement"]
+        s.get("Principal", {}).get("Service") == "events.amazonaws.com" for s in policy["Statement"]
     )
     subscriptions = project.aws("sns").list_subscriptions_by_topic(TopicArn=topic)
     assert [s["Endpoint"] for s in subscriptions["Subscriptions"]] == ["ops@example.com"]
@@ -256,10 +258,8 @@ def test_logs_follow_streams_new_lines_and_stops_on_ctrl_c(
 
     def put(task_arn: str, message: str) -> None:
         stream = f"gcpfargate/app/{task_arn.rsplit('/', 1)[-1]}"
-        try:
+        with contextlib.suppress(logs.exceptions.ResourceAlreadyExistsException):
             logs.create_log_stream(logGroupName=group, logStreamName=stream)
-        except logs.exceptions.ResourceAlreadyExistsException:
-            pass
         logs.put_log_events(
             logGroupName=group,
             logStreamName=stream,

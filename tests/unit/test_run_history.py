@@ -49,7 +49,11 @@ def test_the_event_reads_back_as_a_run() -> None:
         (_task(3), True, True),
         (_task(None, "TaskFailedToStart"), True, True),
         (_task(None, "UserInitiated"), True, False),
-        ({**_task(1), "taskDefinitionArn": DEFINITION.replace("export:7", "export-v2:1")}, False, False),
+        (
+            {**_task(1), "taskDefinitionArn": DEFINITION.replace("export:7", "export-v2:1")},
+            False,
+            False,
+        ),
         ({**_task(1), "lastStatus": "RUNNING"}, False, False),
     ],
 )
@@ -87,7 +91,9 @@ def test_the_logs_policy_covers_every_family_history() -> None:
     assert not history.policy_allows(document, group.replace("/gcpfargate/", "/ecs/"))
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("10m", 600), ("2h", 7200), ("30s", 30), ("1d", 86400)])
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("10m", 600), ("2h", 7200), ("30s", 30), ("1d", 86400)]
+)
 def test_since(text: str, seconds: int) -> None:
     assert tail.parse_since(text) == seconds
 

@@ -314,7 +314,9 @@ class EventBus:
         elif arn.startswith("arn:aws:sqs:"):
             name = arn.rsplit(":", 1)[-1]
             sqs = self.client("sqs", region)
-            sqs.send_message(QueueUrl=sqs.get_queue_url(QueueName=name)["QueueUrl"], MessageBody=body)
+            sqs.send_message(
+                QueueUrl=sqs.get_queue_url(QueueName=name)["QueueUrl"], MessageBody=body
+            )
         else:
             why = "target kind not modelled by the stack"
         if why:
@@ -322,9 +324,7 @@ class EventBus:
         else:
             self._record("event_deliveries", (rule["Name"], arn, body))
 
-    def _to_logs(
-        self, arn: str, body: str, event: dict[str, Any], region: str, source: str
-    ) -> str:
+    def _to_logs(self, arn: str, body: str, event: dict[str, Any], region: str, source: str) -> str:
         group = arn.split(":log-group:", 1)[1].removesuffix(":*")
         logs = self.client("logs", region)
         stream = str(uuid.uuid4())  # EventBridge writes each event to its own stream
