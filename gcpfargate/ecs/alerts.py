@@ -121,8 +121,13 @@ class AlertResult:
 
 
 def topic_attributes(ctx: Context, topic: str) -> dict[str, Any] | None:
+    # SNS answers a missing topic with the code "NotFound" (botocore's NotFoundException).
     found = ctx.aws.find(
-        "sns", "get_topic_attributes", "NotFoundException", f"read topic {topic}", TopicArn=topic
+        "sns",
+        "get_topic_attributes",
+        ("NotFound", "NotFoundException"),
+        f"read topic {topic}",
+        TopicArn=topic,
     )
     return None if found is None else dict(found.get("Attributes") or {})
 

@@ -90,6 +90,10 @@ def _until(what: Callable[[], Any], timeout: float = 20) -> Any:
 @pytest.fixture
 def deployed(project: Project, hold_tasks: None) -> tuple[Project, str, dict[str, Any]]:
     prepare(project)
+    # moto places a task by its containers' memory, which the default template leaves to the task.
+    template = project.dir / "task-definition.json.j2"
+    text = template.read_text()
+    template.write_text(text.replace('"essential": true,', '"essential": true, "memory": 512,'))
     cluster, network = _network(project)
     return project, cluster, network
 
