@@ -221,7 +221,8 @@ def _ensure_group(ctx: Context, group: str, plan: list[str]) -> None:
     )
     current = next((g for g in found if g.get("logGroupName") == group), None)
     if current is None:
-        plan.append(f"create CloudWatch log group {group} (retention {days or 'none'} days)")
+        kept = f"retention {days} days" if days else "no retention"
+        plan.append(f"create CloudWatch log group {group} ({kept})")
         if not ctx.dry_run:
             try:
                 ctx.aws.call(

@@ -23,6 +23,7 @@ from gcpfargate.ecs import history
 from gcpfargate.errors import AwsError, UsageError
 
 FOLLOW_SECONDS = 2.0
+JOB_REFRESH_POLLS = 5  # --job --follow: look up the job's tasks again every 5 polls (10 s)
 STREAMS_PER_CALL = 100  # FilterLogEvents: at most 100 logStreamNames
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -173,9 +174,16 @@ class Tail:
             )
         self.start_ms = int((time.time() - since_s) * 1000)
         self.seen: set[str] = set()
+        self.polls = 0
+        self.task_ids: set[str] | None = None
 
     def poll(self) -> list[Line]:
-        task_ids = job_task_ids(self.ctx, self.job) if self.job else None
+        # The job's tasks are looked up again every few polls (a run that starts meanwhile joins
+        # within seconds), not on every one: that takes the history and ECS three reads.
+        if self.job and self.polls % JOB_REFRESH_POLLS == 0:
+            self.task_ids = job_task_ids(self.ctx, self.job)
+        self.polls += 1
+        task_ids = self.task_ids if self.job else None
         if task_ids is not None and not task_ids:
             return []
         lines = [

@@ -181,7 +181,14 @@ class StrictLayer(HttpProxy[StrictRule]):
         bus = events.EventBus(
             f"http://{self.upstream_host}:{self.upstream_port}", self.state, self.state_lock
         )
-        bus.put(events.task_event(task))
+        event = events.task_event(task)
+        try:
+            bus.put(event)
+        except Exception as exc:  # a delivery bug must not break the ECS answer it rides on
+            with self.state_lock:
+                self.state.setdefault("event_failures", []).append(
+                    ("(stack)", str(task.get("taskArn")), f"{type(exc).__name__}: {exc}")
+                )
 
     @property
     def event_deliveries(self) -> list[tuple[str, str, str]]:
