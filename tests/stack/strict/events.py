@@ -117,7 +117,7 @@ _MISSING = object()
 
 
 def _values(node: Any, path: list[str]) -> list[Any]:
-    """Every value at `path`, arrays along the way (and at the end) flattened, as EventBridge does."""
+    """Every value at `path`, arrays along the way flattened, as EventBridge does."""
     if isinstance(node, list):
         return [value for item in node for value in _values(item, path)]
     if not path:
