@@ -327,6 +327,12 @@ def _deploy(output: Output, console: Console, result: Any, dry_run: bool) -> Non
     if "service" in result.steps:  # a [service] is configured
         rolled = result.steps["service"]
         items.append(("service", rolled.changed, f"{rolled.service}: {rolled.status}"))
+    if "run-history" in result.steps:
+        kept = result.steps["run-history"]
+        items.append(("run-history", kept.changed, f"{kept.rule} -> {kept.log_group}"))
+    if "alerts" in result.steps:
+        alert = result.steps["alerts"]
+        items.append(("alerts", alert.changed, f"{alert.rule} -> {alert.topic_arn}"))
     console.print("gcpfargate deploy", markup=False)
     rows(
         console,
@@ -412,6 +418,47 @@ def _jobs(output: Output, console: Console, result: Any, dry_run: bool) -> None:
         rows(console, tail)
     if result.schedule is not None:
         _schedule(output, console, result.schedule, dry_run)
+
+
+def _run_line(run: Any) -> str:
+    code = "-" if run.exit_code is None else str(run.exit_code)
+    took = f"{run.duration_s:.0f} s" if run.duration_s is not None else "-"
+    outcome = "FAILED" if run.failed else "ok"
+    why = f"{run.stop_code}: {run.reason}" if run.stop_code else run.reason
+    return f"{run.stopped or '-'}  {outcome}  exit {code}  {took}  {why or '-'}"
+
+
+def _job_status(output: Output, console: Console, result: Any, dry_run: bool) -> None:
+    """jobs: per job its schedule, then its next and its last runs."""
+    if not result.jobs:
+        console.print(
+            f"No jobs: no [jobs] in the config and no schedules in group {result.schedule_group}.",
+            markup=False,
+        )
+    for job in result.jobs:
+        console.print(f"{job.name}", markup=False)
+        rows(
+            console,
+            [
+                ("expression", job.expression or "-"),
+                ("timezone", job.timezone),
+                ("state", job.state),
+                ("next runs", ", ".join(job.next_runs) or "-"),
+            ],
+            indent="  ",
+        )
+        if not job.last_runs:
+            console.print("  last runs: none in the run history", markup=False)
+            continue
+        console.print("  last runs (stopped, outcome, exit code, duration, reason):", markup=False)
+        for run in job.last_runs:
+            console.print(redact(f"    {_run_line(run)}"), markup=False, soft_wrap=True)
+    if result.other_runs:
+        console.print("runs outside any job:", markup=False)
+        for run in result.other_runs:
+            console.print(
+                redact(f"    {run.group}  {_run_line(run)}"), markup=False, soft_wrap=True
+            )
 
 
 def _doctor(output: Output, console: Console, result: Any, dry_run: bool) -> None:
@@ -504,4 +551,5 @@ _LAYOUTS: dict[str, Callable[[Output, Console, Any, bool], None]] = {
     "ScaffoldResult": _scaffold,
     "RunLocalResult": _nothing,
     "PruneResult": _prune,
+    "JobStatusResult": _job_status,
 }

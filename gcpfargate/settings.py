@@ -302,6 +302,16 @@ class ServiceSettings:
     wait_timeout: int = setting(1800)
 
 
+@dataclass(frozen=True)
+class NotifySettings:
+    # Failure alerts (ecs/alerts.py): an SNS topic of yours, or one deploy creates.
+    topic_arn: str = setting(
+        "", _pattern(r"arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[\w-]{1,256}", "SNS topic ARN")
+    )
+    create_topic: bool = setting(False)
+    email: str = setting("", _pattern(r"[^@\s]+@[^@\s]+\.[^@\s]+", "e-mail address"))
+
+
 SECTIONS: dict[str, type] = {
     "gcp": GcpSettings,
     "aws": AwsSettings,
@@ -311,6 +321,7 @@ SECTIONS: dict[str, type] = {
     "run": RunSettings,
     "schedule": ScheduleSettings,
     "service": ServiceSettings,
+    "notify": NotifySettings,
 }
 # A field's annotation (a string under `from __future__ import annotations`) → its kind and the type
 # its items must have. A field with any other annotation fails at import, before any command runs.
@@ -379,6 +390,7 @@ class Settings:
     run: RunSettings = field(default_factory=RunSettings)
     schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
     service: ServiceSettings = field(default_factory=ServiceSettings)
+    notify: NotifySettings = field(default_factory=NotifySettings)
     sources: Mapping[str, str] = field(
         default_factory=dict
     )  # `section.key` → flag/env/file/default

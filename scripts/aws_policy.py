@@ -58,6 +58,11 @@ IMPLIED = {
     # during AWS requests"); moto does not check them.
     "iam:TagRole": "CreateRole is called with Tags",
     "scheduler:TagResource": "CreateScheduleGroup is called with Tags",
+    # The run history's log group, its rule and the alert topic are created with tags
+    # (ecs/history.py, ecs/alerts.py), which Logs, EventBridge and SNS authorise separately.
+    "logs:TagResource": "CreateLogGroup is called with tags",
+    "events:TagResource": "PutRule is called with Tags",
+    "sns:TagResource": "CreateTopic is called with Tags",
     # Handing a role to ECS or Scheduler needs PassRole on it; moto does not check it.
     "iam:PassRole": "RegisterTaskDefinition, RunTask and CreateSchedule hand roles to AWS",
     # The Docker engine pushes and pulls with the registry protocol, which ECR authorises with
@@ -83,6 +88,19 @@ UNRECORDED = {
     "secretsmanager:DeleteSecret": "credentials/keyless/retire.py: keyless retires the key secret",
     "sts:AssumeRole": "credentials/keyless/task_role.py: keyless run-local takes the task role",
     "ecr:GetRepositoryPolicy": "deploy: with image.registry_id, may the execution role pull",
+    # The run history and failure alerts (added after the last recording):
+    "logs:FilterLogEvents": "ecs/tail.py, ecs/history.py: `logs` and `jobs` read logs and history",
+    "logs:DescribeResourcePolicies": "ecs/history.py: deploy reads the Logs resource policy",
+    "logs:PutResourcePolicy": "ecs/history.py: deploy lets EventBridge write the run history",
+    "events:DescribeRule": "ecs/history.py, ecs/alerts.py: deploy reads its rules",
+    "events:ListTargetsByRule": "ecs/history.py, ecs/alerts.py: deploy reads the rules' targets",
+    "events:PutRule": "ecs/history.py, ecs/alerts.py: deploy writes its rules",
+    "events:PutTargets": "ecs/history.py, ecs/alerts.py: deploy sets the rules' targets",
+    "sns:GetTopicAttributes": "ecs/alerts.py: deploy reads the alert topic's policy",
+    "sns:SetTopicAttributes": "ecs/alerts.py: deploy lets EventBridge publish to the topic",
+    "sns:CreateTopic": "ecs/alerts.py: notify.create_topic",
+    "sns:Subscribe": "ecs/alerts.py: notify.email",
+    "sns:ListSubscriptionsByTopic": "ecs/alerts.py: deploy reads the topic's subscriptions",
 }
 
 ACCOUNT = "ACCOUNT_ID"  # replaced by the user with their account id (README, "AWS permissions")
@@ -120,6 +138,12 @@ RESOURCES: list[tuple[str, Callable[[str], bool], str | list[str]]] = [
     ("TaskDefinitionsServicesAndTasks", _prefix("ecs:"), "*"),
     ("Logs", _prefix("logs:"), "*"),
     ("Schedules", _prefix("scheduler:"), "*"),
+    (
+        "RunHistoryAndAlertRules",
+        _prefix("events:"),
+        f"arn:{PARTITION}:events:*:{ACCOUNT}:rule/gcpfargate-*",
+    ),
+    ("AlertTopics", _prefix("sns:"), "*"),
     ("CustomerManagedKeyOnly", _prefix("kms:"), "*"),
     ("TaskParametersForRunLocal", _prefix("ssm:"), f"arn:{PARTITION}:ssm:*:{ACCOUNT}:parameter/*"),
 ]

@@ -18,6 +18,8 @@ from types import ModuleType
 from gcpfargate.cli import (  # noqa: F401
     bootstrap,
     deploy,
+    jobs,
+    logs,
     ops,
     push,
     run,

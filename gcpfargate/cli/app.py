@@ -29,6 +29,8 @@ COMMAND_ORDER = (
     "run-local",
     "run",
     "schedule",
+    "jobs",
+    "logs",
     "doctor",
     "rotate-key",
     "prune-keys",

@@ -44,6 +44,14 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "gcpfargate run --command 'manage.py migrate' --cpu 1024 --memory 2048",
         "gcpfargate run --job cleanup         # a [jobs.cleanup] now, with its overrides",
     ),
+    "jobs": (
+        "gcpfargate jobs                     # every job: next runs and last runs",
+        "gcpfargate jobs --job export-daily --last 10 -o json",
+    ),
+    "logs": (
+        "gcpfargate logs --since 10m",
+        "gcpfargate logs --job export-daily --follow    # Ctrl-C stops",
+    ),
     "schedule": (
         'gcpfargate schedule --cron "0 3 * * *" --timezone Asia/Tokyo',
         "gcpfargate schedule --dry-run        # with [jobs.*]: create/update/unchanged per job",

@@ -91,6 +91,7 @@ def deploy(
             results["service"] = service.roll_out(
                 ctx, results["register-task"].task_definition_arn, described=described
             )
+    _run_history(ctx, results, results["register-task"].task_definition_arn)
     with _step("bootstrap"):
         mode.after_rollout(ctx, booted, retire)
     return DeployResult(results)
@@ -117,6 +118,39 @@ def _warn_if_older(
             return
     ref = service.require_configured(ctx)
     warn_if_older(ctx, ref.name, latest, pushed.digest)
+
+
+def _run_history(ctx: Context, results: dict[str, Any], definition_arn: str | None) -> None:
+    """The run-history rule and group (every deploy), and the failure alerts when [notify] asks.
+    Both name the family's task definitions by ARN, so a dry run that would register the first
+    revision only says what it would make."""
+    from gcpfargate.ecs import alerts, history
+
+    family = ctx.settings.family
+    with _step("run-history"):
+        if definition_arn:
+            results["run-history"] = history.ensure(ctx, definition_arn)
+        else:
+            results["run-history"] = history.HistoryResult(
+                history.log_group(family),
+                history.rule_name(family),
+                plan=[
+                    f"create the run history: log group {history.log_group(family)} and "
+                    f"EventBridge rule {history.rule_name(family)}"
+                ],
+            )
+    if not alerts.configured(ctx):
+        return
+    with _step("alerts"):
+        if definition_arn:
+            results["alerts"] = alerts.ensure(ctx, definition_arn)
+        else:
+            name = history.rule_name(family, "failed")
+            results["alerts"] = alerts.AlertResult(
+                ctx.settings.notify.topic_arn or "(new topic)",
+                name,
+                plan=[f"create the failure alerts: EventBridge rule {name} to the topic"],
+            )
 
 
 def push_images(

@@ -16,6 +16,7 @@ from gcpfargate.core.context import Context
 from gcpfargate.credentials import wiring
 from gcpfargate.credentials.mode import mode_for
 from gcpfargate.doctor.jobs import entries as job_checks
+from gcpfargate.doctor.runs import runs_checks
 from gcpfargate.ecs import logs
 from gcpfargate.ecs.cluster import latest_revision
 from gcpfargate.errors import AwsConfigError, ConfigError, GcpConfigError, GcpfargateError
@@ -49,6 +50,7 @@ def run_doctor(ctx: Context, get_secret: bool = True) -> DoctorReport:
         ("logs.group", "awslogs group exists", "logs", _log_group),
         *own_after,
         *job_checks(ctx),
+        *runs_checks(),
     ]
     # A setup that cannot be read at all (no AWS credentials or region, no Google credentials) is one
     # root cause: the first check that meets it FAILs with the fix; every later check that needs the

@@ -18,7 +18,6 @@ Decisions worth knowing:
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import time
 from collections.abc import Callable
@@ -33,16 +32,13 @@ from gcpfargate.ecs.overrides import TaskOverrides, ecs_overrides
 from gcpfargate.errors import UsageError
 from gcpfargate.settings import JOB_RUN_KEYS, JobSettings, Settings
 
-GROUP_NAME_MAX = 64  # Scheduler ScheduleGroupName: 1-64 of [0-9a-zA-Z-_.] (botocore model)
-
 
 def group_name(family: str) -> str:
     """`gcpfargate-<family>`; longer than 64: its first 55 characters, "-" and 8 hex digits of the
     family's SHA-256, so long families sharing a prefix still get different groups."""
-    name = f"gcpfargate-{family}"
-    if len(name) <= GROUP_NAME_MAX:
-        return name
-    return f"{name[:55]}-{hashlib.sha256(family.encode('utf-8')).hexdigest()[:8]}"
+    from gcpfargate.ecs.history import short_name
+
+    return short_name(f"gcpfargate-{family}", family)
 
 
 def settings_for(settings: Settings, job: JobSettings) -> Settings:

@@ -241,6 +241,11 @@ IMPLIED = {
     # CreateRole and CreateScheduleGroup are called with Tags, which IAM authorises separately.
     "iam:TagRole",
     "scheduler:TagResource",
+    # The run history's log group, its rule and the alert topic are created with tags
+    # (ecs/history.py, ecs/alerts.py), which Logs, EventBridge and SNS authorise separately.
+    "logs:TagResource",
+    "events:TagResource",
+    "sns:TagResource",
     # RegisterTaskDefinition, RunTask, UpdateService and CreateSchedule hand roles to ECS/Scheduler.
     "iam:PassRole",
     # The Docker engine's push and pull speak the registry protocol, which ECR authorises so.

@@ -29,12 +29,18 @@ NOOP_ALLOWANCE = {
     "aws ecr GetAuthorizationToken": 1,
     "registry GET manifests": 2,
     "registry GET blobs": 1,
-    "aws logs DescribeLogGroups": 1,
+    # Two groups: the task's awslogs group and the run history (/gcpfargate/<family>/runs).
+    "aws logs DescribeLogGroups": 2,
+    # The run history's EventBridge rule, its target and the Logs resource policy that lets
+    # EventBridge write to the group (ecs/history.py).
+    "aws logs DescribeResourcePolicies": 1,
+    "aws events DescribeRule": 1,
+    "aws events ListTargetsByRule": 1,
 }
 # A first deploy on an empty account: each write exactly once, each read at most once, except the
 # registry manifest: under the new tag before the push (absent), by digest after it (for the image's
 # ENTRYPOINT/CMD and to pin it).
-FIRST_READ_ALLOWANCE = {"registry GET manifests": 2}
+FIRST_READ_ALLOWANCE = {"registry GET manifests": 2, "aws logs DescribeLogGroups": 2}
 FIRST_WRITES = {
     "gcp iam CreateServiceAccountKey": 1,
     "aws secretsmanager CreateSecret": 1,
@@ -42,10 +48,17 @@ FIRST_WRITES = {
     "aws iam AttachRolePolicy": 1,
     "aws iam PutRolePolicy": 1,
     "aws ecr CreateRepository": 1,
-    "aws logs CreateLogGroup": 1,
-    "aws logs PutRetentionPolicy": 1,  # task.log_retention_days on the group it just created
+    # The task's awslogs group and the run history's, each with task.log_retention_days.
+    "aws logs CreateLogGroup": 2,
+    "aws logs PutRetentionPolicy": 2,
     "aws ecs RegisterTaskDefinition": 1,
+    # The run history: its group (with retention) and its rule with the group as target; a new
+    # rule has no targets to read. Its region-wide Logs resource policy is counted apart: the
+    # worker's stack is shared, so an earlier test's deploy may have written it already.
+    "aws events PutRule": 1,
+    "aws events PutTargets": 1,
 }
+SHARED_WRITES = {"aws logs PutResourcePolicy"}
 
 
 def calls(path: Path) -> tuple[Counter[str], Counter[str]]:
@@ -80,6 +93,7 @@ def test_first_then_noop_deploy_make_the_minimum_calls(project: Project) -> None
             layer.settings.consistency_refusals, layer.settings.consistency_delay = saved
     assert first.returncode == 0, first.output
     reads, writes = calls(first_log)
+    assert all(writes.pop(name, 0) <= 1 for name in SHARED_WRITES), writes
     assert dict(writes) == FIRST_WRITES
     over = {
         name: count for name, count in reads.items() if count > FIRST_READ_ALLOWANCE.get(name, 1)

@@ -22,7 +22,7 @@ from tests.reliability.helpers import check_invariants
 def test_deploy_from_empty_then_a_second_deploy_changes_nothing(project: Project) -> None:
     prepare(project)
     first = deploy(project)
-    assert set(first) == {"bootstrap", "push-image", "register-task"}
+    assert set(first) == {"bootstrap", "push-image", "register-task", "run-history"}
     assert all(first[step]["changed"] for step in first)
     definition = latest(project)
     container = definition["containerDefinitions"][0]

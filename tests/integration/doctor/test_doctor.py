@@ -47,10 +47,14 @@ def test_healthy_setup_is_all_ok(deployed: Project) -> None:
     assert {name: c["status"] for name, c in checks.items() if c["status"] != "OK"} == {
         "ECS service runs the latest revision": "SKIP",
         "ECS service tasks hold the current key": "SKIP",
+        # No [notify], and no job has run yet; the run history itself is OK (deploy made it).
+        "failed runs reach the alert topic": "SKIP",
+        "jobs' last runs succeeded": "SKIP",
     }
     # Issue 13.6 added "every live key is in a secret version", issue 15 the previous-key check.
-    # The ownership issue added "keys gcpfargate did not create for this secret".
-    assert len(checks) == 17
+    # The ownership issue added "keys gcpfargate did not create for this secret"; the scheduled
+    # jobs the run history, the alerts and the jobs' last runs.
+    assert len(checks) == 20
     text = deployed.run("doctor")
     assert text.returncode == 0 and "OK" in text.stdout and "gcpfargate doctor" in text.stdout
 
@@ -217,6 +221,9 @@ def test_ids_and_status_of_a_healthy_report(deployed: Project) -> None:
         "logs.group",
         "service.latest",
         "service.current_key",
+        "runs.history",
+        "alerts.rule",
+        "jobs.last_run",
     ]
 
 

@@ -192,6 +192,55 @@ class StrictLayer(HttpProxy[StrictRule]):
                 "writes": len(self.writes),
             }
 
+    # -- ECS task outcomes and their events (tasks.py, events.py) ------------------------------
+    def set_task_outcome(self, task_arn: str, outcome: Any) -> None:
+        """How the task ends once stopped (`tasks.Outcome`: exit code, stopCode, reason)."""
+        with self.state_lock:
+            self.state.setdefault("task_outcomes", {})[task_arn] = outcome
+
+    def finish_task(self, cluster: str, task_arn: str, outcome: Any) -> None:
+        """The task's program ended (or never started) as `outcome` says: stopped through the
+        layer, so DescribeTasks answers and the task's STOPPED event carry that outcome."""
+        import boto3
+
+        self.set_task_outcome(task_arn, outcome)
+        region = task_arn.split(":")[3]
+        ecs = boto3.client(
+            "ecs",
+            endpoint_url=self.url,
+            region_name=region,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        ecs.stop_task(cluster=cluster, task=task_arn, reason=outcome.reason)
+
+    def emit_task_event(self, task: dict[str, Any]) -> None:
+        from tests.stack.strict import events
+
+        bus = events.EventBus(
+            f"http://{self.upstream_host}:{self.upstream_port}", self.state, self.state_lock
+        )
+        event = events.task_event(task)
+        try:
+            bus.put(event)
+        except Exception as exc:  # a delivery bug must not break the ECS answer it rides on
+            with self.state_lock:
+                self.state.setdefault("event_failures", []).append(
+                    ("(stack)", str(task.get("taskArn")), f"{type(exc).__name__}: {exc}")
+                )
+
+    @property
+    def event_deliveries(self) -> list[tuple[str, str, str]]:
+        """(rule, target ARN, body) of every event the stack delivered."""
+        with self.state_lock:
+            return list(self.state.get("event_deliveries", []))
+
+    @property
+    def event_failures(self) -> list[tuple[str, str, str]]:
+        """(rule, target ARN, why) of every invocation that failed (FailedInvocations)."""
+        with self.state_lock:
+            return list(self.state.get("event_failures", []))
+
     # -- the proxy ---------------------------------------------------------------------------
     def handle(self, call: Call) -> Answer:
         if call.path.startswith(ADMIN):

@@ -63,10 +63,41 @@ def _stamp(times: TaskTimes, task: dict[str, Any], now: float) -> None:
         task["executionStoppedAt"] = task["stoppedAt"] = times.stopped
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """How a task ends, set by a test before it stops (moto models no exit codes)."""
+
+    exit_code: int | None = 0
+    stop_code: str = "EssentialContainerExited"
+    reason: str = "Essential container in task exited"
+
+
+def _apply_outcome(layer: StrictLayer, task: dict[str, Any], operation: str) -> None:
+    """A STOPPED task carries the outcome a test set for it; without one, a StopTask stop reads
+    as ECS writes it (stopCode UserInitiated, ECS API reference, data type Task, `stopCode`)."""
+    if task.get("lastStatus") != "STOPPED":
+        return
+    outcome = layer.state.get("task_outcomes", {}).get(task.get("taskArn"))
+    if outcome is None:
+        if operation == "StopTask" or task.get("stopCode"):
+            task.setdefault("stopCode", "UserInitiated")
+        return
+    task["stopCode"] = outcome.stop_code
+    task["stoppedReason"] = outcome.reason
+    for container in task.get("containers") or []:
+        container["lastStatus"] = "STOPPED"
+        container.pop("exitCode", None)
+        if outcome.exit_code is not None:
+            container["exitCode"] = outcome.exit_code
+        elif outcome.stop_code == "TaskFailedToStart":
+            container["reason"] = outcome.reason
+
+
 def stamp(layer: StrictLayer, call: Call, answer: Answer) -> Answer:
     payload = answer.json()
     tasks = payload.get("tasks") or ([payload["task"]] if payload.get("task") else [])
     now = round(time.time(), 3)
+    stopped_now: list[dict[str, Any]] = []
     with layer.state_lock:
         known = _times(layer)
         for task in tasks:
@@ -74,7 +105,15 @@ def stamp(layer: StrictLayer, call: Call, answer: Answer) -> Answer:
             if not arn:
                 continue
             # A task first seen here (started past the layer, e.g. on moto directly) counts from now.
-            _stamp(known.setdefault(arn, TaskTimes(now)), task, now)
+            times = known.setdefault(arn, TaskTimes(now))
+            first_stop = times.stopped is None
+            _stamp(times, task, now)
+            _apply_outcome(layer, task, call.operation)
+            if first_stop and times.stopped is not None:
+                stopped_now.append(dict(task))
+    # ECS sends its "ECS Task State Change" event when the task reaches STOPPED (events.py).
+    for task in stopped_now:
+        layer.emit_task_event(task)
     return answer.with_json(payload)
 
 

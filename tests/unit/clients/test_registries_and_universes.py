@@ -215,16 +215,16 @@ def test_no_arn_or_aws_host_of_one_partition_is_hard_coded() -> None:
     """ARNs are built with the region's partition and hosts with its DNS suffix; what may spell
     the commercial partition: placeholders never sent, texts shown to people, and the service
     principals, which are <service>.amazonaws.com in every partition (IAM user guide, "AWS
-    service principals"; ecs-tasks and scheduler here)."""
+    service principals"; ecs-tasks, scheduler and events here)."""
     offenders = []
     for path in sorted((ROOT / "gcpfargate").rglob("*.py")):
         for node in _strings(ast.parse(path.read_text())):
             text = node.value
             if "stand-in" in text or not re.search(r"arn:aws:|amazonaws\.com", text):
                 continue
-            if re.fullmatch(r"(ecs-tasks|scheduler)\.amazonaws\.com", text):
+            if re.fullmatch(r"(ecs-tasks|scheduler|events)\.amazonaws\.com", text):
                 continue
-            if re.search(r"\btrusts?\b", text):
+            if re.search(r"\btrusts?\b|\bdoes not let events\.amazonaws\.com\b", text):
                 continue  # a message naming the principal
             relative = path.relative_to(ROOT / "gcpfargate").as_posix()
             if (relative, text) in ALLOWED:
