@@ -19,14 +19,12 @@ from gcpfargate.cli import (  # noqa: F401
     bootstrap,
     deploy,
     jobs,
-    logs,
     ops,
     push,
     run,
     run_local,
     schedule,
     service,
-    shim,
     taskdef,
 )
 from gcpfargate.cli.app import STATE, app

@@ -1,4 +1,5 @@
-"""`gcpfargate run-local`: rehearse a Fargate start on the local Docker engine."""
+"""`gcpfargate run-local`: rehearse a Fargate start on the local Docker engine; `credential-shim`
+(hidden): the keyless sidecar's program, for the same rehearsals and for debugging."""
 
 from __future__ import annotations
 
@@ -89,3 +90,22 @@ def run_local(
     STATE.console.show(result)
     if result.exit_code:
         raise typer.Exit(result.exit_code)
+
+
+# The keyless sidecar's program, for running it where gcpfargate is installed: the sidecar image
+# does not install gcpfargate (it runs the stdlib-only `gcpfargate.shim` package as `python3 -m
+# shim`); this is the same program with the same options (argparse parses them), for local
+# rehearsals and debugging.
+@app.command(
+    "credential-shim",
+    # The keyless sidecar's own program: internal, so not listed in the top-level help.
+    hidden=True,
+    add_help_option=False,
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)
+def credential_shim(ctx: typer.Context) -> None:
+    """Serve the ECS task role's credentials to google-auth on 127.0.0.1 (the keyless-mode
+    sidecar)."""
+    from gcpfargate.shim.server import main
+
+    raise typer.Exit(main(ctx.args))
