@@ -1,8 +1,8 @@
 """The calls each command makes, counted against the local stack; writes docs/calls.md.
 
-Run under the stack: `python -m tests.stack.local run -- python bench/calls.py` (`make bench` runs it
-after bench/run.py). Every command runs with GCPFARGATE_CALL_LOG, in which the product appends one
-line per call: `aws <service> <Operation> read|write`, `gcp iam <Method> read|write`,
+Run under the stack: `python -m tests.stack.local run -- python bench/calls.py` (`make bench` runs
+it after bench/run.py). Every command runs with GCPFARGATE_CALL_LOG, in which the product appends
+one line per call: `aws <service> <Operation> read|write`, `gcp iam <Method> read|write`,
 `registry <METHOD> <kind>`. A read counts as repeated when the same operation appears twice in one
 command; the table says where that is two different resources.
 """
@@ -35,18 +35,20 @@ from bench.run import (  # noqa: E402
 
 # Reads a command makes more than once on purpose: different resources, or a read after a write.
 TWO_RESOURCES = {
-    "registry GET manifests": "different references: the new tag (absent before its push), the image the "
-    "registered revision pins, the pushed digest",
+    "registry GET manifests": "different references: the new tag (absent before its push), the "
+    "image the registered revision pins, the pushed digest",
     "registry GET blobs": "different images: the registered one and the new one",
-    "aws scheduler GetSchedule": "before and after the write: the result shows what the scheduler stored",
+    "aws scheduler GetSchedule": "before and after the write: the result shows what the scheduler "
+    "stored",
     "aws ecs DescribeServices": "the rollout is polled until the service is stable",
-    "aws secretsmanager DescribeSecret": "the stages are read again after each write (new version, promotion, "
-    "tag): a concurrent run may have moved them",
-    "aws secretsmanager GetSecretValue": "one per labelled version (AWSCURRENT, AWSPREVIOUS, a pending one), "
-    "in the key survey before and after the new key",
-    "aws secretsmanager ListSecrets": "the account's secrets, surveyed before the new key (delete retired keys) "
-    "and after it (disable superseded keys)",
-    "gcp iam ListServiceAccountKeys": "the room check, and the key survey before and after the new key",
+    "aws secretsmanager DescribeSecret": "the stages are read again after each write (new version, "
+    "promotion, tag): a concurrent run may have moved them",
+    "aws secretsmanager GetSecretValue": "one per labelled version (AWSCURRENT, AWSPREVIOUS, a "
+    "pending one), in the key survey before and after the new key",
+    "aws secretsmanager ListSecrets": "the account's secrets, surveyed before the new key (delete "
+    "retired keys) and after it (disable superseded keys)",
+    "gcp iam ListServiceAccountKeys": "the room check, and the key survey before and after the new "
+    "key",
 }
 
 
@@ -96,12 +98,13 @@ def table(rows: list[tuple[str, collections.Counter[str], float, dict]]) -> str:
     lines = [
         "# Calls per command",
         "",
-        "Counted on the local stack by `bench/calls.py` (part of `make bench`) from GCPFARGATE_CALL_LOG: "
-        "every AWS call (botocore's before-call hook), every IAM Admin call, every registry HTTP request. "
-        "AWS and GCP clients are created once per process and shared by every step; the registry session and "
-        "its ECR token likewise.",
+        "Counted on the local stack by `bench/calls.py` (part of `make bench`) from "
+        "GCPFARGATE_CALL_LOG: every AWS call (botocore's before-call hook), every IAM Admin call, "
+        "every registry HTTP request. AWS and GCP clients are created once per process and shared "
+        "by every step; the registry session and its ECR token likewise.",
         "",
-        "| command | AWS reads | AWS writes | GCP reads | GCP writes | registry | repeated reads | calls |",
+        "| command | AWS reads | AWS writes | GCP reads | GCP writes | registry | repeated reads | "
+        "calls |",
         "|---|---:|---:|---:|---:|---:|---|---|",
     ]
 
@@ -131,8 +134,9 @@ def table(rows: list[tuple[str, collections.Counter[str], float, dict]]) -> str:
     lines += [
         "",
         "(w) marks a write. A no-op `deploy` makes reads only: zero AWS and GCP writes, checked by "
-        "tests/integration/deploy/test_calls.py together with the IAM emulator's own count of mutating calls, and "
-        "each read at most once except where the table names two different resources.",
+        "tests/integration/deploy/test_calls.py together with the IAM emulator's own count of "
+        "mutating calls, and each read at most once except where the table names two different "
+        "resources.",
         "",
     ]
     return "\n".join(lines)
@@ -226,8 +230,8 @@ def main() -> int:
                 "Asia/Tokyo",
             ),
         ]
-        # An ECS service (desiredCount 0: settles at once) on the latest revision: deploy then reads it, and
-        # an image change rolls it and waits.
+        # An ECS service (desiredCount 0: settles at once) on the latest revision: deploy then reads
+        # it, and an image change rolls it and waits.
         latest = aws("ecs").describe_task_definition(taskDefinition=name)["taskDefinition"][
             "taskDefinitionArn"
         ]

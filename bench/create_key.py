@@ -1,7 +1,9 @@
 """The manual recipe's step 1, as a user would script it: create a key of SERVICE_ACCOUNT_EMAIL with
-google-cloud-iam and write its JSON to stdout (piped straight into `aws secretsmanager`, never a file).
+google-cloud-iam and write its JSON to stdout (piped straight into `aws secretsmanager`, never a
+file).
 
-With IAM_EMULATOR_HOST set it talks plain-text gRPC to the emulator, like gcpfargate/clients/google/gcp.py.
+With IAM_EMULATOR_HOST set it talks plain-text gRPC to the emulator, like
+gcpfargate/clients/google/gcp.py.
 """
 
 import os

@@ -6,16 +6,17 @@ AWS_ENDPOINT_URL, DOCKER_HOST, GCPFARGATE_ECR_REGISTRY, IAM_EMULATOR_HOST and IA
 For each repetition, with fresh names (service account, secret, role, repository, family):
   first       (a) bench/manual_recipe.sh first  vs  (b) gcpfargate deploy on an empty account
   image-only  a file in the build context changed, then
-              (a) manual_recipe.sh rerun (the whole recipe again: new key, put-secret-value, image, register)
-              (a') manual_recipe.sh image (only login, build, tag, push, register)  vs  (b) gcpfargate deploy
+              (a) manual_recipe.sh rerun (the whole recipe again: new key, put-secret-value, image,
+              register) (a') manual_recipe.sh image (only login, build, tag, push, register)  vs
+              (b) gcpfargate deploy
   no-op       nothing changed: the same three
-(a') has its own names and build context (set up with an untimed `first`), so each side pushes its own
-change. The order of the sides rotates between repetitions so no side always gets the warmer caches.
-A warm-up deploy (not timed) fills the engine's build cache and yields the task definition the
-manual recipe registers (`gcpfargate render --output json`, names swapped for placeholders).
+(a') has its own names and build context (set up with an untimed `first`), so each side pushes its
+own change. The order of the sides rotates between repetitions so no side always gets the warmer
+caches. A warm-up deploy (not timed) fills the engine's build cache and yields the task definition
+the manual recipe registers (`gcpfargate render --output json`, names swapped for placeholders).
 
-Then the `big-image` case (bench/big_image/case.py): a 530 MB image, deploy vs `docker build && docker
-push`, with peak RSS. `--only big-image` or `--only standard` runs one part.
+Then the `big-image` case (bench/big_image/case.py): a 530 MB image, deploy vs `docker build &&
+docker push`, with peak RSS. `--only big-image` or `--only standard` runs one part.
 
 Prints a table and writes it to docs/bench.md, together with the start-up figures and the calls
 each gcpfargate deploy made (GCPFARGATE_CALL_LOG); then runs bench/calls.py, which counts the calls
@@ -63,7 +64,8 @@ def log(message: str) -> None:
 
 
 def add_service_account(account_id: str) -> str:
-    """The account exists before either side runs, as it would in a real project (emulator admin API)."""
+    """The account exists before either side runs, as it would in a real project (emulator admin
+    API)."""
     body = json.dumps({"project": PROJECT, "account_id": account_id}).encode()
     request = urllib.request.Request(
         f"{os.environ['IAM_EMULATOR_HTTP']}/admin/service-accounts",
@@ -178,7 +180,8 @@ class Manual(Side):
 
 
 def check(case: str, result: dict[str, Any]) -> None:
-    """The bench only counts runs that did the job: each case changes what it should and nothing else."""
+    """The bench only counts runs that did the job: each case changes what it should and nothing
+    else."""
     changed = {step: bool(result[step]["changed"]) for step in result}
     expected = {
         "first": {"bootstrap": True, "push-image": True, "register-task": True},
@@ -190,7 +193,8 @@ def check(case: str, result: dict[str, Any]) -> None:
 
 
 def manual_template(work: Path) -> Path:
-    """A warm-up deploy (untimed), then its rendered definition with the names turned into placeholders."""
+    """A warm-up deploy (untimed), then its rendered definition with the names turned into
+    placeholders."""
     warm = Gcpfargate(work, f"warm{os.getpid() % 100000}")
     _, result = warm.run("first")
     pinned = result["push-image"]["image"]
@@ -251,12 +255,13 @@ def render_report(
     lines = [
         "# Benchmark: the manual recipe vs `gcpfargate deploy`",
         "",
-        f"Local stack (moto server, private dockerd, docker-registry, gRPC IAM emulator); {reps} repetitions "
-        f"per case, medians of wall time; {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-        f"{time.strftime('%Y-%m-%d', time.gmtime())}. Produced by `make bench` (bench/run.py) in "
-        "__TOTAL__ s.",
+        f"Local stack (moto server, private dockerd, docker-registry, gRPC IAM emulator); {reps} "
+        f"repetitions per case, medians of wall time; {os.cpu_count()} CPUs, Python "
+        f"{platform.python_version()}, {time.strftime('%Y-%m-%d', time.gmtime())}. Produced by "
+        "`make bench` (bench/run.py) in __TOTAL__ s.",
         "",
-        "| case | (a) recipe | (b) gcpfargate deploy | (b)/(a) | target | (a') image half only | (b)/(a') |",
+        "| case | (a) recipe | (b) gcpfargate deploy | (b)/(a) | target | (a') image half only | "
+        "(b)/(a') |",
         "|---|---:|---:|---:|---|---:|---:|",
     ]
     for case in CASES:
@@ -276,23 +281,25 @@ def render_report(
         )
     lines += [
         "",
-        "- **(a) recipe** is `bench/manual_recipe.sh`, the article's four steps scripted as a user would. "
-        "`first`: a google-cloud-iam script creates the key, piped (never written to disk) into "
-        "`aws secretsmanager create-secret`; `aws iam` creates the execution role, attaches the managed policy "
-        "and lets it read the secret (the step the article forgets; gcpfargate does it, so the recipe does "
-        "too); `aws ecr create-repository`; `aws ecr get-login-password | docker login` (into a temporary "
-        "DOCKER_CONFIG); `docker build`, `docker tag`, `docker push`; `aws logs create-log-group`; "
-        "`aws ecs register-task-definition --cli-input-json` with the definition `gcpfargate render` "
-        "produces. For image-only and no-op it is `rerun`: the recipe run again as a deploy script does on "
-        "every change, since it cannot tell what changed: a new key, `put-secret-value`, login, build, tag, "
-        "push, register (a new revision each time).",
-        "- **(a') image half only** is `manual_recipe.sh image`: login, build, tag, push, register, for a user "
-        "who knows the key needs nothing. Shown for honesty: it is the fastest thing a careful user could type, "
-        "and it still registers a new revision every time.",
-        "- **(b)** is `gcpfargate deploy --output json` in a project with the same build context. It checks "
-        "every step (the service account, that the stored key is still live in GCP, the execution role's "
-        "policies, the image in the registry, the registered revision) and changes only what differs; each "
-        "run's `changed` flags are asserted (first: all; image-only: push and register; no-op: none).",
+        "- **(a) recipe** is `bench/manual_recipe.sh`, the article's four steps scripted as a user "
+        "would. `first`: a google-cloud-iam script creates the key, piped (never written to disk) "
+        "into `aws secretsmanager create-secret`; `aws iam` creates the execution role, attaches "
+        "the managed policy and lets it read the secret (the step the article forgets; gcpfargate "
+        "does it, so the recipe does too); `aws ecr create-repository`; `aws ecr get-login-password | "
+        "docker login` (into a temporary DOCKER_CONFIG); `docker build`, `docker tag`, `docker "
+        "push`; `aws logs create-log-group`; `aws ecs register-task-definition --cli-input-json` with the "
+        "definition `gcpfargate render` produces. For image-only and no-op it is `rerun`: the "
+        "recipe run again as a deploy script does on every change, since it cannot tell what changed: a new key, "
+        "`put-secret-value`, login, build, tag, push, register (a new revision each time).",
+        "- **(a') image half only** is `manual_recipe.sh image`: login, build, tag, push, "
+        "register, for a user who knows the key needs nothing. Shown for honesty: it is the "
+        "fastest thing a careful user could type, and it still registers a new revision every "
+        "time.",
+        "- **(b)** is `gcpfargate deploy --output json` in a project with the same build context. "
+        "It checks every step (the service account, that the stored key is still live in GCP, the "
+        "execution role's policies, the image in the registry, the registered revision) and "
+        "changes only what differs; each run's `changed` flags are asserted (first: all; "
+        "image-only: push and register; no-op: none).",
         "",
         "## Start-up",
         "",

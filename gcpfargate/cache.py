@@ -30,7 +30,8 @@ SECRET_BYTES = 32
 
 
 def cache_dir() -> Path:
-    """The user's cache directory for gcpfargate (XDG Base Directory: a relative value is ignored)."""
+    """The user's cache directory for gcpfargate (XDG Base Directory: a relative value is
+    ignored)."""
     return _xdg("XDG_CACHE_HOME", ".cache")
 
 
@@ -162,8 +163,9 @@ def read_entry(path: Path) -> bytes | None:
 
 
 def write_entry(path: Path, content: bytes) -> None:
-    """Write `path` aside, then rename it into place: a concurrent reader sees the old entry or the new
-    one, never half of one. Best effort: a cache that cannot be written only costs recomputing."""
+    """Write `path` aside, then rename it into place: a concurrent reader sees the old entry or the
+    new one, never half of one. Best effort: a cache that cannot be written only costs
+    recomputing."""
     temporary = ""
     try:
         if not _usable_directory(path.parent):

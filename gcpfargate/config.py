@@ -110,7 +110,8 @@ def load_settings(
         if chosen not in environments:
             known = ", ".join(environments) or "none"
             raise ConfigError(
-                f"environment {chosen!r} is not defined in {path or CONFIG_FILE} (defined: {known})",
+                f"environment {chosen!r} is not defined in {path or CONFIG_FILE} (defined: "
+                f"{known})",
                 f"Add an [environments.{chosen}] table, or pick one of those",
             )
         file_values = {**file_values, **environments[chosen]}
@@ -178,7 +179,8 @@ def _find_config(
 
 
 def _not_a_config_file(path: Path) -> ConfigError:
-    """Why `path` (which is not a regular file) cannot be the config: missing, a directory, a FIFO…"""
+    """Why `path` (which is not a regular file) cannot be the config: missing, a directory, a
+    FIFO…"""
     import stat
 
     try:

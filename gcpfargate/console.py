@@ -30,7 +30,8 @@ def interactive(stream: Any = None) -> bool:
 
 def coloured(stream: Any = None) -> bool:
     """Colour on `stream`: NO_COLOR (any value, no-color.org) turns it off everywhere, FORCE_COLOR
-    (any value but 0) turns it on even in a pipe or CI; otherwise only on an interactive terminal."""
+    (any value but 0) turns it on even in a pipe or CI; otherwise only on an interactive
+    terminal."""
     if os.environ.get("NO_COLOR"):
         return False
     if os.environ.get("FORCE_COLOR", "0") not in ("", "0"):
@@ -77,8 +78,8 @@ class Output:
         self.warnings = 0  # how many warnings were shown: `--strict` turns any into exit 1
         self._last_plain: dict[str, float] = {}
 
-    # Made on first use: importing rich.console costs about 0.05 s, which a run whose lines are plain
-    # (no terminal) or JSON never needs to pay.
+    # Made on first use: importing rich.console costs about 0.05 s, which a run whose lines are
+    # plain (no terminal) or JSON never needs to pay.
     @cached_property
     def err(self) -> Console:
         return make_console(stderr=True, live=self.rich)
@@ -159,7 +160,8 @@ class Output:
 
     # -- results -----------------------------------------------------------------------------
     def show(self, result: Any, dry_run: bool = False) -> None:
-        """Any command's result: in a dry run its plan first (stderr), then its JSON or its text form."""
+        """Any command's result: in a dry run its plan first (stderr), then its JSON or its text
+        form."""
         # A deploy's plan is its dry-run text itself, step by step (see `_deploy`): printed once.
         if dry_run and hasattr(result, "plan") and type(result).__name__ != "DeployResult":
             self.plan(result.plan, getattr(result, "diff", ""))
@@ -168,7 +170,8 @@ class Output:
         )
 
     def plan(self, lines: list[str], diff: str = "") -> None:
-        """What a dry run would change (or that nothing would), on stderr; JSON has it under "plan"."""
+        """What a dry run would change (or that nothing would), on stderr; JSON has it under
+        "plan"."""
         if self.json:
             return
         self.info("Plan (dry run, nothing changed):" if lines else "Nothing to do.")
@@ -250,7 +253,8 @@ def write(text: str) -> None:
 
 
 def render_text(output: Output, console: Console, result: Any, dry_run: bool) -> None:
-    """The text form of any command's result: its own layout when it has one, else a key: value table."""
+    """The text form of any command's result: its own layout when it has one, else a key: value
+    table."""
     layout = _LAYOUTS.get(type(result).__name__)
     if layout is not None:
         layout(output, console, result, dry_run)
@@ -276,12 +280,14 @@ def wrapped(text: str, width: int) -> list[str]:
 
 
 def _terminal(console: Console) -> bool:
-    """Lay out for a screen only on a real terminal outside CI, as `interactive` decides for rich output."""
+    """Lay out for a screen only on a real terminal outside CI, as `interactive` decides for rich
+    output."""
     return interactive(console.file)
 
 
 def rows(console: Console, items: list[tuple[str, str]], indent: str = "") -> None:
-    """Key/value rows: aligned and wrapped with a hanging indent on a terminal, `key: value` lines off one.
+    """Key/value rows: aligned and wrapped with a hanging indent on a terminal, `key: value` lines
+    off one.
 
     No box drawing and no cropping: off a terminal each row is one line for grep and CI logs.
     """
@@ -462,7 +468,8 @@ def _job_status(output: Output, console: Console, result: Any, dry_run: bool) ->
 
 
 def _doctor(output: Output, console: Console, result: Any, dry_run: bool) -> None:
-    """Checks under their group: `  STATUS name: detail`, the detail wrapped under itself on a terminal."""
+    """Checks under their group: `  STATUS name: detail`, the detail wrapped under itself on a
+    terminal."""
     from rich.text import Text
 
     colours = {"OK": "green", "WARN": "yellow", "FAIL": "red", "SKIP": "dim"}

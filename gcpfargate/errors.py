@@ -70,7 +70,8 @@ class OperationError(GcpfargateError):
 
 
 class AwsError(OperationError):
-    """An AWS call failed; `code` keeps the service's error code (e.g. ResourceNotFoundException)."""
+    """An AWS call failed; `code` keeps the service's error code (e.g.
+    ResourceNotFoundException)."""
 
     code: str = ""
 
@@ -80,8 +81,8 @@ class AwsError(OperationError):
 
 
 class AwsConfigError(AwsError):
-    """The AWS configuration itself is missing (no region, no credentials, an unknown profile): a usage
-    problem the user fixes in their setup, so exit 2 like any other configuration error."""
+    """The AWS configuration itself is missing (no region, no credentials, an unknown profile): a
+    usage problem the user fixes in their setup, so exit 2 like any other configuration error."""
 
     exit_code = ExitCode.USAGE
 
@@ -113,12 +114,13 @@ class TaskDefinitionNotFound(OperationError):
 
 
 class NotAKeyError(ValueError):
-    """Data is not a service-account key file; the reason never quotes the input. Internal: callers turn it
-    into a state or a `GcpfargateError` of their own."""
+    """Data is not a service-account key file; the reason never quotes the input. Internal: callers
+    turn it into a state or a `GcpfargateError` of their own."""
 
 
 class GcpConfigError(GcpError):
-    """No Google credentials could be found at all: the caller's setup, exit 2 like `AwsConfigError`."""
+    """No Google credentials could be found at all: the caller's setup, exit 2 like
+    `AwsConfigError`."""
 
     exit_code = ExitCode.USAGE
 

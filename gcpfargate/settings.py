@@ -61,8 +61,8 @@ def _all(check: Validator) -> Validator:
     return check_each
 
 
-# CloudWatch Logs' PutRetentionPolicy accepts only these day counts (API reference, retentionInDays);
-# 0 here means "never expire" (no policy is set).
+# CloudWatch Logs' PutRetentionPolicy accepts only these day counts (API reference,
+# retentionInDays); 0 here means "never expire" (no policy is set).
 LOG_RETENTION_DAYS = (
     0,
     1,
@@ -94,7 +94,8 @@ def _retention(value: Any) -> str | None:
     return (
         None
         if value in LOG_RETENTION_DAYS
-        else f"is not a CloudWatch retention (one of {', '.join(map(str, LOG_RETENTION_DAYS[1:]))}; 0: never expire)"
+        else "is not a CloudWatch retention (one of "
+        f"{', '.join(map(str, LOG_RETENTION_DAYS[1:]))}; 0: never expire)"
     )
 
 
@@ -233,7 +234,8 @@ class ImageSettings:
     # image the family last registered (--cache-from), so a cold CI engine rebuilds only what
     # changed; "none": neither.
     cache: str = setting("inline", _pattern(r"inline|none", 'build cache ("inline" or "none")'))
-    # BuildKit build secrets (RUN --mount=type=secret,id=ID): `id = "path"` or `id = { env = "VAR" }`.
+    # BuildKit build secrets (RUN --mount=type=secret,id=ID): `id = "path"` or `id = { env = "VAR"
+    # }`.
     secrets: dict[str, object] = setting({}, _build_secrets_problem)
     # The account whose ECR registry holds the images (a central image account); "" for the
     # caller's own. Its repository policy must let this account push, and the execution role pull.
@@ -356,7 +358,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
 }
 
 
-# The rule behind a validator, in words, for the keys people type by hand (init's flags and prompts).
+# The rule behind a validator, in words, for the keys people type by hand (init's flags and
+# prompts).
 RULES = {
     "gcp.project": "A GCP project id has 6-30 lowercase letters, digits or hyphens, starts with a "
     "letter and does not end with a hyphen (such as my-project-123)",
@@ -367,7 +370,8 @@ RULES = {
 
 
 def problem(dotted: str, value: Any) -> str | None:
-    """Why `value` is not valid for the setting `dotted`, by the same rule loading uses; None if it is."""
+    """Why `value` is not valid for the setting `dotted`, by the same rule loading uses; None if it
+    is."""
     section, key = dotted.split(".")
     spec = SCHEMA[section][key]
     return spec.validate(value) if spec.validate is not None and value else None

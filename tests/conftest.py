@@ -30,8 +30,8 @@ _counter = itertools.count(1)
 @pytest.fixture(scope="session")
 def stack() -> Iterator[LocalStack]:
     # No skipping: when a service cannot start, every test that needs it errors (CI=true or not).
-    # SIGTERM (a CI timeout, a killed run) stops the session like Ctrl-C, so the teardown below stops
-    # moto, dockerd and the rest instead of leaving them running.
+    # SIGTERM (a CI timeout, a killed run) stops the session like Ctrl-C, so the teardown below
+    # stops moto, dockerd and the rest instead of leaving them running.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     with LocalStack() as local:
         yield local
@@ -53,8 +53,8 @@ class Result:
 
 
 def cache_home(directory: Path) -> Path:
-    """XDG_CACHE_HOME of the project in `directory`: its own, beside it (tests/reliability/leakscan.py
-    searches it with the project's $HOME)."""
+    """XDG_CACHE_HOME of the project in `directory`: its own, beside it
+    (tests/reliability/leakscan.py searches it with the project's $HOME)."""
     return directory.parent / f"{directory.name}.cache"
 
 
@@ -81,9 +81,10 @@ class Project:
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("GCPFARGATE_", "AWS_"))}
         env.update(self.stack.env)
-        # The cache too (layer scans, botocore's parsed data): each test starts with none, whatever the
-        # developer's XDG_CACHE_HOME. Beside the project, as a user's ~/.cache is: the project is the
-        # build context, and deploy writes the cache while its background build reads the context.
+        # The cache too (layer scans, botocore's parsed data): each test starts with none, whatever
+        # the developer's XDG_CACHE_HOME. Beside the project, as a user's ~/.cache is: the project
+        # is the build context, and deploy writes the cache while its background build reads the
+        # context.
         env.update(
             {
                 "HOME": str(self.dir / ".home"),
@@ -142,8 +143,9 @@ class Project:
         )
 
     def exists(self, kind: str, name: str) -> bool:
-        """Whether one named resource exists, asked by name: the session's one moto outgrows the first
-        page of ListRoles / ListSecrets / DescribeRepositories (100), so scanning a listing can miss it."""
+        """Whether one named resource exists, asked by name: the session's one moto outgrows the
+        first page of ListRoles / ListSecrets / DescribeRepositories (100), so scanning a listing
+        can miss it."""
         service, operation, arguments, missing = {
             "role": ("iam", "get_role", {"RoleName": name}, "NoSuchEntity"),
             "secret": (
@@ -211,8 +213,8 @@ def _moto_api(stack: LocalStack, action: str, body: dict[str, Any]) -> None:
 
 @pytest.fixture
 def hold_tasks(stack: LocalStack) -> Iterator[None]:
-    """Tasks stay RUNNING until StopTask (moto's default advances them on every DescribeTasks), as ECS
-    tasks do until their container exits."""
+    """Tasks stay RUNNING until StopTask (moto's default advances them on every DescribeTasks), as
+    ECS tasks do until their container exits."""
     _moto_api(
         stack,
         "set-transition",
@@ -225,7 +227,8 @@ def hold_tasks(stack: LocalStack) -> Iterator[None]:
 
 
 def secret_key(project: Project, stage: str = "AWSCURRENT") -> dict[str, Any]:
-    """The key a version stage holds, read with the stage named: moto's stage-less read ignores stage moves."""
+    """The key a version stage holds, read with the stage named: moto's stage-less read ignores
+    stage moves."""
     value = project.aws("secretsmanager").get_secret_value(
         SecretId=project.secret_name, VersionStage=stage
     )
@@ -233,7 +236,8 @@ def secret_key(project: Project, stage: str = "AWSCURRENT") -> dict[str, Any]:
 
 
 def gets_token(key: dict[str, Any]) -> bool:
-    """Whether google-auth gets an access token with this key (the emulator's token endpoint checks it)."""
+    """Whether google-auth gets an access token with this key (the emulator's token endpoint checks
+    it)."""
     import google.auth.exceptions
     import google.auth.transport.requests
     from google.oauth2 import service_account
@@ -264,7 +268,8 @@ def assert_one_clean_line(result: Result, code: int, *fragments: str) -> str:
 __all__ = ["ACCOUNT_ID", "REGION", "Project", "Result", "assert_one_clean_line"]
 
 
-# Figures the reliability suite reports (cases tried, faults survived, leak hits), printed at the end.
+# Figures the reliability suite reports (cases tried, faults survived, leak hits), printed at the
+# end.
 FIGURES: dict[str, dict[str, int]] = {}
 
 
@@ -350,7 +355,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(scope="module")
 def base_image(stack) -> str:  # type: ignore[no-untyped-def]
-    """The demo's Python base image (debootstrap, cached under ~/.cache) imported into the stack's engine."""
+    """The demo's Python base image (debootstrap, cached under ~/.cache) imported into the stack's
+    engine."""
     env = {**__import__("os").environ, **stack.env}
     subprocess.run(
         ["bash", str(ROOT / "scripts" / "base-image.sh")], env=env, check=True, capture_output=True
@@ -361,7 +367,8 @@ def base_image(stack) -> str:  # type: ignore[no-untyped-def]
 @pytest.fixture(scope="module")
 def modern_base(stack, base_image: str) -> str:  # type: ignore[no-untyped-def]
     """The demo base with this machine's google-auth 2.x instead of Debian bookworm's 1.5.1, which
-    predates external_account credentials (README "Keyless", limits); scripts/keyless-base-image.sh."""
+    predates external_account credentials (README "Keyless", limits);
+    scripts/keyless-base-image.sh."""
     env = {**os.environ, **stack.env, "PYTHON": sys.executable, "KEYLESS_BASE_IMAGE": MODERN_BASE}
     subprocess.run(
         ["bash", str(ROOT / "scripts" / "keyless-base-image.sh")],

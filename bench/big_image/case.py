@@ -1,4 +1,5 @@
-"""The `big-image` case of `make bench` (issue 18): a realistic image, built locally with no download.
+"""The `big-image` case of `make bench` (issue 18): a realistic image, built locally with no
+download.
 
 The image: the Python base `make demo` builds (scripts/base-image.sh: debootstrap bookworm with
 python3, imported once from the tarball cached under ~/.cache/gcpfargate), a ~400 MB layer of
@@ -14,7 +15,8 @@ builds its own dependency layer, as a new project would), app-only (app.py chang
 The cheap cases run several rounds per repetition (ROUNDS), who goes first alternating, so their
 medians rest on more than two runs on a machine whose timings wander by a quarter. Each no-op
 deploy is paired with a run of the floor (importing the SDKs it needs), one right after the other,
-so the two see the same machine. Peak RSS of every gcpfargate run comes from wait4() of that process.
+so the two see the same machine. Peak RSS of every gcpfargate run comes from wait4() of that
+process.
 """
 
 from __future__ import annotations
@@ -51,7 +53,8 @@ def timed(argv: list[str], cwd: Path, env: dict[str, str], out: Path) -> tuple[f
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise SystemExit(
-            f"{' '.join(argv[:3])} failed:\n{(out.parent / (out.name + '.err')).read_text()[-3000:]}"
+            f"{' '.join(argv[:3])} "
+            f"failed:\n{(out.parent / (out.name + '.err')).read_text()[-3000:]}"
         )
     return elapsed, usage.ru_maxrss // 1024, out.read_text()
 
@@ -206,7 +209,8 @@ class BigImage:
         )
         (ours / "gcpfargate.toml").write_text(
             f'[gcp]\nproject = "bench-project"\nservice_account = "{ours.name}"\n\n'
-            f'[image]\nrepository = "{ours.name}"\ncontext = "app"\n\n[task]\nfamily = "{ours.name}"\n'
+            f'[image]\nrepository = "{ours.name}"\ncontext = "app"\n\n[task]\nfamily = '
+            f'"{ours.name}"\n'
         )
         for case in CASES:
             for turn in range(ROUNDS[case]):
@@ -232,7 +236,8 @@ class BigImage:
         self.cold_deploys(ours)
 
     def context_scan(self, context: Path) -> None:
-        """Time the context's key search twice, in a cache of its own; the deploys later start cold too."""
+        """Time the context's key search twice, in a cache of its own; the deploys later start cold
+        too."""
         time.sleep(
             3.5
         )  # the files just written must be older than context_scan.SETTLED_SECONDS to be recorded
@@ -273,8 +278,8 @@ class BigImage:
             else "dependencies written by a RUN step"
         )
         lines = [
-            f"## big-image: a 130 MB Python base + {self.size_mb} MB of dependencies + an app layer; "
-            f"{where}; BuildKit on both sides",
+            f"## big-image: a 130 MB Python base + {self.size_mb} MB of dependencies + an app "
+            f"layer; {where}; BuildKit on both sides",
             "",
             f"{reps} repetitions; per repetition "
             + ", ".join(f"{case} x{ROUNDS[case]}" for case in CASES)
@@ -284,21 +289,24 @@ class BigImage:
             + " → ".join(f"{each:.1f}" for each in load)
             + " (before, and after each repetition).",
             "",
-            "| case | (m) docker build && push | (b) gcpfargate deploy | (b)/(m) | target | peak RSS (b) |",
+            "| case | (m) docker build && push | (b) gcpfargate deploy | (b)/(m) | target | peak "
+            "RSS (b) |",
             "|---|---:|---:|---:|---|---:|",
         ]
         for case in CASES:
             m, b = median(self.times[case]["manual"]), median(self.times[case]["ours"])
             target = f"<= {TARGETS[case]}" if case in TARGETS else ""
             lines.append(
-                f"| {case} | {m:.2f} s | {b:.2f} s | {b / m:.2f} | {target} | {max(self.rss[case])} MB |"
+                f"| {case} | {m:.2f} s | {b:.2f} s | {b / m:.2f} | {target} | "
+                f"{max(self.rss[case])} MB |"
             )
         noop = median(self.times["no-op"]["ours"])
         change = median(self.times["app-only"]["ours"]) - noop
         if floor:
             lines += [
                 "",
-                f'No-op deploy / SDK import floor (`{" ".join(FLOOR[1:2])} "{FLOOR[2]}"`, {floor:.2f} s): '
+                f'No-op deploy / SDK import floor (`{" ".join(FLOOR[1:2])} "{FLOOR[2]}"`, '
+                f"{floor:.2f} s): "
                 f"**{noop / floor:.2f}** (target <= 1.3).",
             ]
         if self.cold["inline"]:
@@ -311,8 +319,8 @@ class BigImage:
             ]
         lines += [
             "",
-            f"The change's own cost, app-only minus no-op (medians): gcpfargate **{change:.2f} s** (build, "
-            "key guard on the new layer, push, register) against "
+            f"The change's own cost, app-only minus no-op (medians): gcpfargate **{change:.2f} s** "
+            "(build, key guard on the new layer, push, register) against "
             f"{median(self.times['app-only']['manual']):.2f} s for docker build && push.",
             "",
             "Every run, in seconds:",
@@ -332,7 +340,7 @@ class BigImage:
             lines.append("- import floor: " + ", ".join(f"{v:.2f}" for v in self.floor))
         for first, second, recorded in self.context_scans:
             lines.append(
-                f"- build context key search alone: {first:.2f} s reading every file, then {second:.2f} s "
-                f"with {recorded} files recorded clean and unchanged"
+                f"- build context key search alone: {first:.2f} s reading every file, then "
+                f"{second:.2f} s with {recorded} files recorded clean and unchanged"
             )
         return lines

@@ -1,7 +1,8 @@
-"""Write ~400 MB of made-up installed dependencies, the way `RUN pip install -r requirements.txt` fills
-a layer: packages of many small Python modules, a few large compiled libraries, dist-info metadata
-(small JSON files among them, which the key guard reads whole). Runs inside the image at build time
-(python3 of the base image, standard library only); no download. Usage: make_deps.py TARGET [MB]."""
+"""Write ~400 MB of made-up installed dependencies, the way `RUN pip install -r requirements.txt`
+fills a layer: packages of many small Python modules, a few large compiled libraries, dist-info
+metadata (small JSON files among them, which the key guard reads whole). Runs inside the image at
+build time (python3 of the base image, standard library only); no download. Usage: make_deps.py
+TARGET [MB]."""
 
 import json
 import os

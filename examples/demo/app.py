@@ -16,12 +16,18 @@ import requests
 path = os.environ["GOOGLE_APPLICATION_CREDENTIALS"]
 mode = stat.S_IMODE(os.stat(path).st_mode)
 leaked = [name for name, value in os.environ.items() if "PRIVATE KEY" in value]
-print(f"job: args={sys.argv[1:]} credentials file {path} mode {mode:o}; key text in environment: {bool(leaked)}")
+print(
+    f"job: args={sys.argv[1:]} credentials file {path} mode {mode:o}; key text in environment: "
+    f"{bool(leaked)}"
+)
 
 credentials, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
 credentials.refresh(google.auth.transport.requests.Request())
-response = requests.get(os.environ["DEMO_API_URL"] + "/v1/whoami",
-                        headers={"Authorization": "Bearer " + credentials.token}, timeout=10)
+response = requests.get(
+    os.environ["DEMO_API_URL"] + "/v1/whoami",
+    headers={"Authorization": "Bearer " + credentials.token},
+    timeout=10,
+)
 response.raise_for_status()
 who = response.json()
 via = f"key {who['key_id'][:12]}..." if who["key_id"] else "no key: workload identity federation"

@@ -71,9 +71,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from gcpfargate.errors import GcpfargateError
 
     args = hoist_global_options(sys.argv[1:] if argv is None else argv)
-    # A short run that imports large SDKs (botocore's models, the Google clients) makes few reference
-    # cycles; the collector's repeated passes over those imports cost ~0.3 s of CPU per command
-    # (see bench/README.md), so the process collects young objects 140x less often.
+    # A short run that imports large SDKs (botocore's models, the Google clients) makes few
+    # reference cycles; the collector's repeated passes over those imports cost ~0.3 s of CPU per
+    # command (see bench/README.md), so the process collects young objects 140x less often.
     if argv is None:
         gc.set_threshold(100_000, 20, 20)
     try:
@@ -131,7 +131,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM or SIGHUP (`timeout`, CI cancellation, `kill`, a closed terminal), raised where the
-    program is, like Ctrl-C's KeyboardInterrupt: every clean-up that handles Ctrl-C handles these."""
+    program is, like Ctrl-C's KeyboardInterrupt: every clean-up that handles Ctrl-C handles
+    these."""
 
     def __init__(self, signum: int) -> None:
         super().__init__(signal.Signals(signum).name)
@@ -194,10 +195,12 @@ def _strict_code(args: Sequence[str]) -> int:
 
 
 def _json_error(args: Sequence[str], error: object, result_written: bool = False) -> None:
-    """With `-o json`, an error is also one JSON object on stdout: `{"error": {message, hint, exit_code}}`.
+    """With `-o json`, an error is also one JSON object on stdout: `{"error": {message, hint,
+    exit_code}}`.
 
-    `args` are read directly because a usage error can stop parsing before the global options are set.
-    A command that already wrote its result (then failed --strict) keeps that one object on stdout."""
+    `args` are read directly because a usage error can stop parsing before the global options are
+    set. A command that already wrote its result (then failed --strict) keeps that one object on
+    stdout."""
     if result_written or not _wants_json(args):
         return
     import json
@@ -222,7 +225,8 @@ def _wants_json(args: Sequence[str]) -> bool:
 
 
 def _click_exit(exc: Exception, args: Sequence[str] = ()) -> int | None:
-    """Exit code for Typer's own exceptions (it vendors click, so match on its classes and duck type)."""
+    """Exit code for Typer's own exceptions (it vendors click, so match on its classes and duck
+    type)."""
     import typer
 
     if isinstance(exc, typer.Exit):

@@ -16,8 +16,8 @@ if TYPE_CHECKING:
     from gcpfargate.console import Output
     from gcpfargate.core.context import Context
 
-# `--help` lists commands in the order a user meets them, not in the order the modules register them;
-# a command missing here (added by another module) follows, in registration order.
+# `--help` lists commands in the order a user meets them, not in the order the modules register
+# them; a command missing here (added by another module) follows, in registration order.
 COMMAND_ORDER = (
     "init",
     "deploy",
@@ -50,10 +50,11 @@ class OrderedGroup(TyperGroup):
 app = typer.Typer(
     name="gcpfargate",
     cls=OrderedGroup,
-    help="Deploy containers to Amazon ECS Fargate that act as a Google Cloud service account: with a "
-    "key (kept in Secrets Manager, rotated) or keyless (workload identity federation from the task "
-    "role, no key anywhere). Identity, image and task definition in one safe, idempotent command."
-    "\n\nStart with `gcpfargate init`, then `gcpfargate deploy`; `gcpfargate doctor` checks it all.",
+    help="Deploy containers to Amazon ECS Fargate that act as a Google Cloud service account: with "
+    "a key (kept in Secrets Manager, rotated) or keyless (workload identity federation from the "
+    "task role, no key anywhere). Identity, image and task definition in one safe, idempotent "
+    "command.\n\nStart with `gcpfargate init`, then `gcpfargate deploy`; `gcpfargate doctor` "
+    "checks it all.",
     no_args_is_help=True,
     # Locals can hold key material: never show them, whatever the user's environment says.
     pretty_exceptions_show_locals=False,
@@ -91,7 +92,8 @@ class State:
         return self._console
 
     def settings(self, overrides: Overrides | None = None, read_file: bool = True) -> Settings:
-        """Settings with the global flags and this command's `overrides` on top (None: not given)."""
+        """Settings with the global flags and this command's `overrides` on top (None: not
+        given)."""
         from gcpfargate.config import load_settings
 
         flags: Overrides = {
@@ -197,7 +199,8 @@ Command = Annotated[
         "--command",
         metavar="COMMAND",
         show_default=False,
-        help='Replace the container\'s command (CMD), split like a shell would: --command "manage.py migrate".',
+        help="Replace the container's command (CMD), split like a shell would: --command "
+        '"manage.py migrate".',
     ),
 ]
 Arg = Annotated[

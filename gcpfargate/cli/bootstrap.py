@@ -38,7 +38,8 @@ def bootstrap(
     retire_keys: RetireKeys = False,
     dry_run: DryRun = False,
 ) -> None:
-    """Create a service-account key, store it in Secrets Manager, and let the execution role read it."""
+    """Create a service-account key, store it in Secrets Manager, and let the execution role read
+    it."""
     from gcpfargate.credentials.mode import mode_for
     from gcpfargate.deploy.sequence import bootstrap_checks
 
@@ -63,8 +64,8 @@ def check_retire_keys(retire_keys: bool, holds_keys: bool) -> None:
 
 
 def retire_confirmation(retire_keys: bool) -> Callable[[Leftovers], bool]:
-    """Never silent: --retire-keys agrees up front; a terminal asks; anything else declines (core then
-    prints one line saying what is left and how to retire it)."""
+    """Never silent: --retire-keys agrees up front; a terminal asks; anything else declines (core
+    then prints one line saying what is left and how to retire it)."""
     import sys
 
     def confirm(found: Leftovers) -> bool:

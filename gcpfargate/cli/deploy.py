@@ -34,7 +34,8 @@ def deploy(
     retire_keys: RetireKeys = False,
     dry_run: DryRun = False,
 ) -> None:
-    """bootstrap → push-image → register-task (→ roll the [service]); a rerun with nothing changed changes nothing."""
+    """bootstrap → push-image → register-task (→ roll the [service]); a rerun with nothing changed
+    changes nothing."""
     from gcpfargate.credentials.mode import mode_for
     from gcpfargate.deploy.sequence import deploy as run_deploy
 

@@ -73,7 +73,8 @@ def rotate_key(
         )
     previous = "delete" if delete_previous else "revoke" if revoke_previous else "keep"
     ctx = STATE.context(dry_run=dry_run)
-    # In keyless mode there is nothing to rotate or prune: say that first (core refuses it), not "no terminal".
+    # In keyless mode there is nothing to rotate or prune: say that first (core refuses it), not "no
+    # terminal".
     holds_keys = mode_for(ctx.settings).holds_keys
     if prune and not dry_run and not yes and not _can_ask() and holds_keys:
         raise UsageError(

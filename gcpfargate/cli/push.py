@@ -24,12 +24,14 @@ def push_image(
         bool,
         typer.Option(
             "--allow-embedded-credentials",
-            help="Push even when the context or image holds a file that looks like a service-account key.",
+            help="Push even when the context or image holds a file that looks like a "
+            "service-account key.",
         ),
     ] = False,
     dry_run: DryRun = False,
 ) -> None:
-    """Build the image for image.platform and push it to ECR (nothing is pushed when the registry has it)."""
+    """Build the image for image.platform and push it to ECR (nothing is pushed when the registry
+    has it)."""
     from gcpfargate.deploy.sequence import push_images
 
     ctx = STATE.context(dry_run=dry_run, overrides={"image.tag": tag})

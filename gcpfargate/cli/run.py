@@ -1,4 +1,5 @@
-"""`gcpfargate run`: RunTask on Fargate, wait for STOPPED while streaming awslogs, pass on the exit code."""
+"""`gcpfargate run`: RunTask on Fargate, wait for STOPPED while streaming awslogs, pass on the exit
+code."""
 
 from __future__ import annotations
 
@@ -80,7 +81,8 @@ def run_command(
     ] = None,
     dry_run: DryRun = False,
 ) -> None:
-    """Run the task on Fargate, stream its logs, and exit with its essential container's exit code."""
+    """Run the task on Fargate, stream its logs, and exit with its essential container's exit
+    code."""
     from gcpfargate.ecs import overrides
     from gcpfargate.ecs.run import run
 

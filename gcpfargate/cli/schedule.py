@@ -1,4 +1,5 @@
-"""`gcpfargate schedule`: an EventBridge Scheduler schedule (cron/rate/at, with a time zone) for the task."""
+"""`gcpfargate schedule`: an EventBridge Scheduler schedule (cron/rate/at, with a time zone) for the
+task."""
 
 from __future__ import annotations
 
@@ -122,7 +123,8 @@ def schedule_command(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Prune without asking.")] = False,
     dry_run: DryRun = False,
 ) -> None:
-    """Create, update, disable, show or delete the EventBridge Scheduler schedule that runs the task.
+    """Create, update, disable, show or delete the EventBridge Scheduler schedule that runs the
+    task.
 
     With [jobs.NAME] tables in the config it applies one schedule per job instead (plan first,
     no write for an unchanged job); `--job NAME` applies one, `--prune` removes the ones no job
@@ -208,7 +210,8 @@ def _apply_jobs(
     if prune and not dry_run and not yes and not can_ask:
         raise UsageError(
             "--prune deletes schedules and needs a confirmation: there is no terminal to ask on",
-            "Pass --yes, or run `gcpfargate schedule --prune --dry-run` to see what it would delete",
+            "Pass --yes, or run `gcpfargate schedule --prune --dry-run` to see what it would "
+            "delete",
         )
 
     def confirm(names: list[str]) -> bool:

@@ -120,7 +120,8 @@ def rollback(
     wait_timeout: WaitTimeout = None,
     dry_run: DryRun = False,
 ) -> None:
-    """Move the service back to the previous ACTIVE revision (or --revision N) and wait until it is stable."""
+    """Move the service back to the previous ACTIVE revision (or --revision N) and wait until it is
+    stable."""
     from gcpfargate.taskdef.revisions import rollback as run_rollback
 
     ctx = STATE.context(
@@ -156,7 +157,8 @@ def deregister_command(
     cluster: Cluster = None,
     dry_run: DryRun = False,
 ) -> None:
-    """Deregister the family's older ACTIVE revisions; never the latest, the service's or a schedule's."""
+    """Deregister the family's older ACTIVE revisions; never the latest, the service's or a
+    schedule's."""
     from gcpfargate.errors import UsageError
     from gcpfargate.taskdef.revisions import deregister
 

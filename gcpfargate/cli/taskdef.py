@@ -33,7 +33,8 @@ Template = Annotated[
 
 @app.command("register-task")
 def register_task(image: Image = None, template: Template = None, dry_run: DryRun = False) -> None:
-    """Render the template, wire the credentials, validate, and register (no new revision when unchanged)."""
+    """Render the template, wire the credentials, validate, and register (no new revision when
+    unchanged)."""
     from gcpfargate.taskdef.register import register_task as run_register
 
     ctx = STATE.context(dry_run=dry_run, overrides={"task.template": template})
@@ -135,7 +136,8 @@ def init(
             raise UsageError(f"{flag} {value!r} {reason}", RULES[dotted])
 
     directory = Path.cwd()
-    # On a terminal, ask for what cannot be guessed; elsewhere (CI, pipes, -o json) never wait for input.
+    # On a terminal, ask for what cannot be guessed; elsewhere (CI, pipes, -o json) never wait for
+    # input.
     asking = STATE.console.rich and not STATE.console.json and sys.stdin.isatty()
     chosen_family = (
         family
@@ -169,8 +171,9 @@ def init(
         answers.service_account = answers.service_account or _ask_setting(
             "Service account (id or email)", "gcp.service_account"
         )
-        # Asked unless given (--auth, GCPFARGATE_GCP_AUTH): keyless is the answer where the organisation
-        # forbids keys (iam.managed.disableServiceAccountKeyCreation, the default since May 2024).
+        # Asked unless given (--auth, GCPFARGATE_GCP_AUTH): keyless is the answer where the
+        # organisation forbids keys (iam.managed.disableServiceAccountKeyCreation, the default since
+        # May 2024).
         answers.auth = auth or os.environ.get("GCPFARGATE_GCP_AUTH") or _ask_auth()
         answers.region = (
             answers.region

@@ -2,8 +2,8 @@
 
 Every AWS call in gcpfargate goes through `AwsClients.call`, which
 - uses botocore's standard retry mode (honouring AWS_MAX_ATTEMPTS and AWS_RETRY_MODE),
-- logs each call's operation to GCPFARGATE_CALL_LOG when set (the call table in docs/calls.md and the
-  no-op tests read it),
+- logs each call's operation to GCPFARGATE_CALL_LOG when set (the call table in docs/calls.md and
+  the no-op tests read it),
 - turns botocore's specific exceptions into `AwsError` with the error code kept, so callers can
   react to `ResourceNotFoundException` without mistaking AccessDenied or throttling for it.
 """
@@ -58,7 +58,8 @@ _HINTS = {
     "InvalidClientTokenId": "Check the AWS credentials (profile, AWS_ACCESS_KEY_ID)",
     "ExpiredToken": "Refresh the AWS session credentials and retry",
     "ExpiredTokenException": "Refresh the AWS session credentials and retry",
-    "ThrottlingException": "AWS kept throttling after retries; retry later or raise AWS_MAX_ATTEMPTS",
+    "ThrottlingException": "AWS kept throttling after retries; retry later or raise "
+    "AWS_MAX_ATTEMPTS",
     "Throttling": "AWS kept throttling after retries; retry later or raise AWS_MAX_ATTEMPTS",
 }
 
@@ -103,16 +104,17 @@ def profile_prompts_for_mfa(profile: str = "") -> bool:
 
 class AwsClients:
     def __init__(self, region: str = "", profile: str = "") -> None:
-        # botocore reads AWS_DEFAULT_REGION and the profile; AWS_REGION is what the SDKs (and Fargate) set.
+        # botocore reads AWS_DEFAULT_REGION and the profile; AWS_REGION is what the SDKs (and
+        # Fargate) set.
         self._region = region or os.environ.get("AWS_REGION") or None
         self._profile = profile or None
-        # Any, not boto3.Session: the stubs type `Session.client` only for literal service names, and
-        # this adapter makes its clients from a name held in a variable.
+        # Any, not boto3.Session: the stubs type `Session.client` only for literal service names,
+        # and this adapter makes its clients from a name held in a variable.
         self._session: Any = None
         self._clients: dict[str, BaseClient] = {}
         self._lock = threading.Lock()
-        # Reads sent ahead (read_ahead): request -> (the service's write count when sent, its answer).
-        # Its own lock: taking an answer never waits for another thread making a client.
+        # Reads sent ahead (read_ahead): request -> (the service's write count when sent, its
+        # answer). Its own lock: taking an answer never waits for another thread making a client.
         self._ahead: dict[tuple[str, ...], tuple[int, Future[Any]]] = {}
         self._writes: dict[str, int] = {}
         self._ahead_lock = threading.Lock()
@@ -176,10 +178,10 @@ class AwsClients:
             if cache_key not in self._clients:
                 from botocore.config import Config
 
-                # Standard retry mode unless the user chose one; max attempts stay with botocore's own
-                # resolution, so AWS_MAX_ATTEMPTS is honoured.
-                # The mode is the user's text as given: botocore rejects an unknown one when it makes the
-                # client, and `_usable_client` words that error.
+                # Standard retry mode unless the user chose one; max attempts stay with botocore's
+                # own resolution, so AWS_MAX_ATTEMPTS is honoured.
+                # The mode is the user's text as given: botocore rejects an unknown one when it
+                # makes the client, and `_usable_client` words that error.
                 retries = cast("_RetryDict", {"mode": os.environ.get("AWS_RETRY_MODE", "standard")})
                 if probe:
                     retries["total_max_attempts"] = 1
@@ -193,8 +195,9 @@ class AwsClients:
             return self._clients[cache_key]
 
     def service_model(self, service: str) -> ServiceModel:
-        """botocore's model of `service`, loaded through this session's loader, whose cache the clients
-        share: validating against it costs nothing extra when a client of the service is made anyway."""
+        """botocore's model of `service`, loaded through this session's loader, whose cache the
+        clients share: validating against it costs nothing extra when a client of the service is
+        made anyway."""
         botocore_session: BotocoreSession = self.session._session
         return botocore_session.get_service_model(service)
 
@@ -209,7 +212,8 @@ class AwsClients:
     def call(
         self, service: str, operation: str, /, action: str = "", probe: bool = False, **params: Any
     ) -> Any:
-        """Call `operation` (snake_case) on `service`; `action` words the error ("store the secret")."""
+        """Call `operation` (snake_case) on `service`; `action` words the error ("store the
+        secret")."""
         action = action or operation.replace("_", " ")
         client = self._usable_client(service, probe, action)
         ahead = self._ahead_taken(service, ("call", operation), params)
@@ -239,7 +243,8 @@ class AwsClients:
     def paginate(
         self, service: str, operation: str, key: str, action: str = "", **params: Any
     ) -> list[Any]:
-        """All items under `key` across pages (botocore's own paginator), with `call`'s error translation."""
+        """All items under `key` across pages (botocore's own paginator), with `call`'s error
+        translation."""
         action = action or operation.replace("_", " ")
         client = self._usable_client(service, False, action)
         ahead = self._ahead_taken(service, ("paginate", operation, key), params)
@@ -256,14 +261,14 @@ class AwsClients:
         then: Callable[[Any], None] | None = None,
         **params: Any,
     ) -> None:
-        """Send the read `call(service, operation, **params)` now, in a background thread; the next identical
-        call takes its answer (or its error, worded by that call) instead of asking again.
+        """Send the read `call(service, operation, **params)` now, in a background thread; the next
+        identical call takes its answer (or its error, worded by that call) instead of asking again.
 
-        deploy overlaps its independent reads with the work that keeps the interpreter busy (importing
-        the Google SDK, checking the template). Only for a read the caller is sure to make
-        next: one never taken is an extra request. A write to the same service in between makes the
-        answer stale: the call then asks again. `then(answer)` runs once the read succeeded, before the
-        answer is handed over, to send the reads that depend on it ahead too."""
+        deploy overlaps its independent reads with the work that keeps the interpreter busy
+        (importing the Google SDK, checking the template). Only for a read the caller is sure to
+        make next: one never taken is an extra request. A write to the same service in between makes
+        the answer stale: the call then asks again. `then(answer)` runs once the read succeeded,
+        before the answer is handed over, to send the reads that depend on it ahead too."""
         self._start_ahead(
             service,
             ("call", operation),
@@ -319,8 +324,8 @@ class AwsClients:
 
                 self._ahead_queue = queue.SimpleQueue()
                 # One daemon thread sends every read, in the order sent: starting a thread per read
-                # costs the sender a hand-over of the interpreter each time, and a daemon never holds
-                # the process open for a read nobody takes (an earlier step failed).
+                # costs the sender a hand-over of the interpreter each time, and a daemon never
+                # holds the process open for a read nobody takes (an earlier step failed).
                 self._ahead_worker = threading.Thread(
                     target=self._work, name="gcpfargate-ahead", daemon=True
                 )
@@ -343,8 +348,8 @@ class AwsClients:
     def _ahead_taken(
         self, service: str, what: tuple[str, ...], params: dict[str, Any]
     ) -> Future[Any] | None:
-        """The read sent ahead for exactly this request, unless a write to `service` came after it was sent.
-        A write forgets nothing itself; it only moves the service's write count on."""
+        """The read sent ahead for exactly this request, unless a write to `service` came after it
+        was sent. A write forgets nothing itself; it only moves the service's write count on."""
         if what[0] == "call" and is_mutating(
             "".join(part.capitalize() for part in what[1].split("_"))
         ):
@@ -365,7 +370,8 @@ class AwsClients:
         try:
             return self.client(service, probe=probe)
         except botocore.exceptions.BotoCoreError as exc:
-            # A malformed ~/.aws/config, an unknown AWS_RETRY_MODE, …: the client cannot even be made.
+            # A malformed ~/.aws/config, an unknown AWS_RETRY_MODE, …: the client cannot even be
+            # made.
             raise AwsError(
                 f"failed to {action}: the AWS configuration is invalid: {exc}",
                 "Check ~/.aws/config, the AWS_* variables and --profile",
@@ -412,7 +418,8 @@ class AwsClients:
                 "Retry; check the network",
             ).with_code("Connection") from None
         except botocore.exceptions.ParamValidationError as exc:
-            # botocore's text quotes the offending value, which may be a secret: keep the first line only.
+            # botocore's text quotes the offending value, which may be a secret: keep the first line
+            # only.
             reason = str(exc).splitlines()[-1].split(", value:")[0]
             raise AwsError(f"failed to {action}: invalid request: {reason}").with_code(
                 "ParamValidation"
@@ -433,20 +440,24 @@ class AwsClients:
         return self._account_id
 
     def partition(self) -> str:
-        """The ARN partition of the region (aws, aws-cn, aws-us-gov, aws-iso, aws-iso-b, aws-eusc, …)."""
+        """The ARN partition of the region (aws, aws-cn, aws-us-gov, aws-iso, aws-iso-b, aws-eusc,
+        …)."""
         return str(self._partition_data()["id"])
 
     def dns_suffix(self) -> str:
-        """The region's DNS suffix (amazonaws.com, amazonaws.com.cn, c2s.ic.gov, amazonaws.eu, …)."""
+        """The region's DNS suffix (amazonaws.com, amazonaws.com.cn, c2s.ic.gov, amazonaws.eu,
+        …)."""
         return str(self._partition_data()["outputs"]["dnsSuffix"])
 
     def _partition_data(self) -> dict[str, Any]:
-        """botocore's partition entry for the region: botocore's own answer for the regions it knows; a
-        region newer than this botocore by its partition's region pattern; else the commercial one."""
+        """botocore's partition entry for the region: botocore's own answer for the regions it
+        knows; a region newer than this botocore by its partition's region pattern; else the
+        commercial one."""
         import botocore.exceptions
 
         region = self.region
-        # The same partition data botocore's endpoint rules use (its loader caches it for the clients).
+        # The same partition data botocore's endpoint rules use (its loader caches it for the
+        # clients).
         partitions = self.session._session.get_component("data_loader").load_data("partitions")[
             "partitions"
         ]

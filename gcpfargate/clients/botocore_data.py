@@ -1,16 +1,16 @@
 """botocore's data files, parsed once and kept in gcpfargate's cache directory.
 
 Every client botocore makes parses its service's JSON model and endpoint rules, and the first one
-also endpoints.json (1.2 MB) and partitions.json: about a tenth of a no-op deploy's CPU, paid again by
-every command. `CachedFileLoader` (botocore's loader takes a file loader for exactly this) keeps each
-parsed file as `marshal` data, several times faster to read than JSON, and reads that while the
-file's path, size and mtime, botocore's and Python's versions are what they were (an upgrade rewrites
-the files). An entry carries an HMAC of its content under the cache secret (gcpfargate/cache.py), so
-one written by anyone else is not read: an entry that is missing, damaged, unsigned, stale or
-unwritable only means parsing the JSON, as botocore would. Only botocore's own public data is kept,
-and never what decides where requests go: endpoints.json, partitions.json and each service's
-endpoint rule set are always parsed from botocore's own files (a forged rule set could send a
-request, key and all, to any host).
+also endpoints.json (1.2 MB) and partitions.json: about a tenth of a no-op deploy's CPU, paid again
+by every command. `CachedFileLoader` (botocore's loader takes a file loader for exactly this) keeps
+each parsed file as `marshal` data, several times faster to read than JSON, and reads that while the
+file's path, size and mtime, botocore's and Python's versions are what they were (an upgrade
+rewrites the files). An entry carries an HMAC of its content under the cache secret
+(gcpfargate/cache.py), so one written by anyone else is not read: an entry that is missing, damaged,
+unsigned, stale or unwritable only means parsing the JSON, as botocore would. Only botocore's own
+public data is kept, and never what decides where requests go: endpoints.json, partitions.json and
+each service's endpoint rule set are always parsed from botocore's own files (a forged rule set
+could send a request, key and all, to any host).
 
 Plain dicts where botocore would build OrderedDicts: dicts keep insertion order, which is all
 botocore's model code relies on (it builds its own OrderedDicts from them).
@@ -47,7 +47,8 @@ class CachedFileLoader(JSONFileLoader):
         self.parsed = 0  # cacheable files parsed from JSON by this loader (the tests count them)
 
     def load_file(self, file_path: str) -> Any:
-        """The data of `file_path` + .json or .json.gz, as botocore's JSONFileLoader.load_file; None if neither."""
+        """The data of `file_path` + .json or .json.gz, as botocore's JSONFileLoader.load_file; None
+        if neither."""
         if os.path.basename(file_path) in NEVER_CACHED:
             return super().load_file(file_path)  # not counted in `parsed`: never cacheable
         for extension, opener in _OPENERS:
@@ -82,7 +83,8 @@ class CachedFileLoader(JSONFileLoader):
 
 
 def use_cached_files(session: Any) -> None:
-    """Make botocore `session` (boto3's `Session._session`) read its data files through the cache."""
+    """Make botocore `session` (boto3's `Session._session`) read its data files through the
+    cache."""
     session.get_component("data_loader").file_loader = CachedFileLoader()
 
 

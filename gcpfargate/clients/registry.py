@@ -1,4 +1,5 @@
-"""The image registry (ECR, or `GCPFARGATE_ECR_REGISTRY=host:port`) over the Docker Registry HTTP API v2.
+"""The image registry (ECR, or `GCPFARGATE_ECR_REGISTRY=host:port`) over the Docker Registry HTTP
+API v2.
 
 Authentication always comes from ECR's GetAuthorizationToken, held in memory for this process
 only: nothing is written to ~/.docker/config.json. Used to pin images by digest, to read an
@@ -108,8 +109,8 @@ class Registry:
         if self._host is None:
             override = _override()[1]
             # ECR names its own host: GetAuthorizationToken's proxyEndpoint, which is
-            # right in every partition and for FIPS/dual-stack endpoints. Built from the region's DNS
-            # suffix only when an answer carries none.
+            # right in every partition and for FIPS/dual-stack endpoints. Built from the region's
+            # DNS suffix only when an answer carries none.
             self._host = (
                 override
                 or self._proxy_host()
@@ -134,12 +135,14 @@ class Registry:
 
     @property
     def ecr_params(self) -> dict[str, Any]:
-        """`registryId` for the repository and image calls when the registry is another account's."""
+        """`registryId` for the repository and image calls when the registry is another
+        account's."""
         return {"registryId": self.registry_id} if self.registry_id else {}
 
     @property
     def host_needs_token(self) -> bool:
-        """Whether finding the host takes ECR's GetAuthorizationToken (no override, not found yet)."""
+        """Whether finding the host takes ECR's GetAuthorizationToken (no override, not found
+        yet)."""
         return self._host is None and not _override()[1]
 
     def _proxy_host(self) -> str:
@@ -149,7 +152,8 @@ class Registry:
 
     @property
     def scheme(self) -> str:
-        # A local registry on loopback speaks plain HTTP (Docker itself treats 127.0.0.0/8 as insecure).
+        # A local registry on loopback speaks plain HTTP (Docker itself treats 127.0.0.0/8 as
+        # insecure).
         scheme = _override()[0]
         if scheme in ("http", "https"):
             return scheme
@@ -244,8 +248,8 @@ class Registry:
     def resolve(
         self, repository: str, reference: str, platform: str = "linux/amd64"
     ) -> ImageRef | None:
-        """Manifest digest and config of `repository:reference` (tag or digest) for `platform` (Docker's
-        arch names); None when absent."""
+        """Manifest digest and config of `repository:reference` (tag or digest) for `platform`
+        (Docker's arch names); None when absent."""
         if not reference.startswith("sha256:"):
             found = self._resolve(repository, reference, platform)
             if found is not None:  # a later lookup by its digest (to pin it) needs no request
@@ -313,10 +317,11 @@ class Registry:
         return ImageRef(repository, digest, config_digest, blob.json())
 
     def delete(self, repository: str, digest: str) -> None:
-        """Delete the image `repository@digest` (all its tags); an image already gone is not an error.
+        """Delete the image `repository@digest` (all its tags); an image already gone is not an
+        error.
 
-        ECR deletes through its own API (BatchDeleteImage); a `GCPFARGATE_ECR_REGISTRY` override is a
-        plain registry, which deletes through the Registry API (DELETE of the manifest)."""
+        ECR deletes through its own API (BatchDeleteImage); a `GCPFARGATE_ECR_REGISTRY` override is
+        a plain registry, which deletes through the Registry API (DELETE of the manifest)."""
         if not _override()[1]:
             answer = self._aws.call(
                 "ecr",
@@ -331,7 +336,8 @@ class Registry:
             ]
             if failures:
                 raise AwsError(
-                    f"failed to delete image {repository}@{digest}: {failures[0].get('failureReason')}",
+                    f"failed to delete image {repository}@{digest}: "
+                    f"{failures[0].get('failureReason')}",
                     "Check ecr:BatchDeleteImage permission",
                 ).with_code(str(failures[0].get("failureCode")))
             return

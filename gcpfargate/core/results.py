@@ -1,4 +1,5 @@
-"""What every command's result has in common: a JSON form (its fields) and an optional dry-run plan."""
+"""What every command's result has in common: a JSON form (its fields) and an optional dry-run
+plan."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ NOT_SHOWN = {"json": False}
 
 
 class PlannedResult:
-    """A dataclass result with a `plan` field: the JSON shows its fields (the plan only when there is one)."""
+    """A dataclass result with a `plan` field: the JSON shows its fields (the plan only when there
+    is one)."""
 
     plan: list[str]
 

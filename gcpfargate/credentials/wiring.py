@@ -84,11 +84,13 @@ def wrapper_script(credentials_env: str, credentials_path: str) -> str:
             "set -eu",
             "umask 077",
             f'if [ -z "${{{var}:-}}" ]; then',
-            f"  echo \"gcpfargate-wrapper: environment variable {var} is empty or unset: the task definition's"
+            f'  echo "gcpfargate-wrapper: environment variable {var} is empty or unset: the task '
+            "definition's"
             ' secrets did not deliver the key" >&2',
             "  exit 1",
             "fi",
-            f'mkdir -p {directory} || {{ echo "gcpfargate-wrapper: cannot create directory "{directory} >&2; exit 1; }}',
+            f'mkdir -p {directory} || {{ echo "gcpfargate-wrapper: cannot create directory '
+            f'"{directory} >&2; exit 1; }}',
             f"rm -f {path} 2>/dev/null || :",
             f"printf '%s' \"${var}\" > {path} || "
             f'{{ echo "gcpfargate-wrapper: cannot write "{path} >&2; exit 1; }}',
@@ -170,8 +172,8 @@ def unwrap(container: Mapping[str, Any]) -> Unwrapped | None:
 def original_parts(
     container: Mapping[str, Any], image_config: ImageConfig
 ) -> tuple[list[str], list[str] | None]:
-    """(entry point, command) the container runs without gcpfargate, by Docker's rules; the command is None
-    when there is none (the image is read only when needed)."""
+    """(entry point, command) the container runs without gcpfargate, by Docker's rules; the command
+    is None when there is none (the image is read only when needed)."""
     command = list(container.get("command") or []) or None
     if is_wrapped(container):
         return list(container["entryPoint"])[4:], command
@@ -213,14 +215,16 @@ def wrap_program(container: dict[str, Any], script: str, image_config: ImageConf
 
 
 def original_argv(container: Mapping[str, Any], image_config: ImageConfig) -> list[str]:
-    """What the container runs without gcpfargate, by Docker's rules (the image is read only when needed)."""
+    """What the container runs without gcpfargate, by Docker's rules (the image is read only when
+    needed)."""
     entry, command = original_parts(container, image_config)
     return entry + (command or [])
 
 
 def check_environment(definition: Mapping[str, Any], credentials_env: str) -> None:
     """The key must only ever arrive through `secrets`: refuse key text anywhere in the definition
-    (command, entryPoint, dockerLabels, log options, … at any depth) and its variable in `environment`."""
+    (command, entryPoint, dockerLabels, log options, … at any depth) and its variable in
+    `environment`."""
     found = key_paths(definition, is_key=key_text)
     if found:
         raise TemplateError(
@@ -232,7 +236,8 @@ def check_environment(definition: Mapping[str, Any], credentials_env: str) -> No
         for position, item in enumerate(container.get("environment") or []):
             if str(item.get("name", "")) == credentials_env:
                 raise TemplateError(
-                    f"containerDefinitions[{index}].environment[{position}] sets {credentials_env}, "
+                    f"containerDefinitions[{index}].environment[{position}] sets "
+                    f"{credentials_env}, "
                     "the variable that carries the key",
                     "Remove it: gcpfargate adds it under secrets (task.credentials_env)",
                 )
@@ -436,8 +441,8 @@ def wire(
                 raise TemplateError(
                     f"container {name}: {where} sets {variables[0]}: "
                     f"{shell_startup_problem(variables[0])}",
-                    f"Remove {', '.join(variables)} from it: the container's start-up wrapper holds "
-                    "the key",
+                    f"Remove {', '.join(variables)} from it: the container's start-up wrapper "
+                    "holds the key",
                 )
         wrap_program(container, script, _once(read, image_config))
         secrets = [s for s in container.get("secrets") or [] if s.get("name") != credentials_env]
@@ -542,8 +547,8 @@ def _drop_credentials_tmpfs(container: dict[str, Any], directory: str) -> None:
 def _as_template_argv(
     entry: list[str], command: list[str] | None, config: Mapping[str, Any] | None
 ) -> dict[str, list[str]]:
-    """The shortest entryPoint/command that gives this entry point and command on this image, by Docker's
-    rules (an image that cannot be read keeps both explicit)."""
+    """The shortest entryPoint/command that gives this entry point and command on this image, by
+    Docker's rules (an image that cannot be read keeps both explicit)."""
     if config is not None and entry == list(config.get("Entrypoint") or []):
         return {"command": command} if command and command != list(config.get("Cmd") or []) else {}
     shown: dict[str, list[str]] = {"entryPoint": entry} if entry else {}

@@ -1,4 +1,5 @@
-"""`deploy`: bootstrap → push-image → register-task (→ service), each idempotent, stopping at the first failure.
+"""`deploy`: bootstrap → push-image → register-task (→ service), each idempotent, stopping at the
+first failure.
 
 Each step is the same function its own command runs, so `deploy` can never drift from them. A
 failure is reported with the step's name; what earlier steps made stays consistent on its own
@@ -38,8 +39,8 @@ def deploy(
     tag: str | None = None,
     retire: Callable[[Any], bool] | None = None,
 ) -> DeployResult:
-    """`retire` (keyless mode): whether to retire key mode's keys, asked once the keyless revision is
-    registered and the service rolled to it (keyless_retire)."""
+    """`retire` (keyless mode): whether to retire key mode's keys, asked once the keyless revision
+    is registered and the service rolled to it (keyless_retire)."""
     from gcpfargate.taskdef.register import register_task
 
     ctx.settings.require("gcp.project", "gcp.service_account", "task.family")
@@ -47,8 +48,8 @@ def deploy(
     rendered, region = _local_checks(ctx)
     if not ctx.dry_run:
         _read_ahead(ctx, rendered, region, mode.execution_role_policy(ctx))
-    # A service ECS will not move by UpdateService (CODE_DEPLOY, EXTERNAL) is refused before anything
-    # is created or registered.
+    # A service ECS will not move by UpdateService (CODE_DEPLOY, EXTERNAL) is refused before
+    # anything is created or registered.
     with _step("service"):
         described = service.preflight(ctx)
     results: dict[str, Any] = {}
@@ -73,10 +74,12 @@ def deploy(
                 ctx, ctx.settings.repository, str(booted.execution_role_arn or "")
             )
     with _step("register-task"):
-        # A dry run knows the digest only of an image the registry already holds (then it pins it too).
+        # A dry run knows the digest only of an image the registry already holds (then it pins it
+        # too).
         digest = pushed.digest if ctx.settings.image.pin_digest else None
         image = _pinned(pushed.image, digest) if digest else pushed.image
-        # The secret's and the role's ARNs and the latest revision travel on from the steps that read them.
+        # The secret's and the role's ARNs and the latest revision travel on from the steps that
+        # read them.
         results["register-task"] = register_task(
             ctx,
             image=image,
@@ -170,8 +173,9 @@ def push_images(
 
 
 def _local_checks(ctx: Context) -> tuple[dict[str, Any], str]:
-    """What can fail without the cloud fails first: a missing Dockerfile, an engine that does not answer, a
-    template that does not render. Otherwise bootstrap would create an account, key, secret or role first."""
+    """What can fail without the cloud fails first: a missing Dockerfile, an engine that does not
+    answer, a template that does not render. Otherwise bootstrap would create an account, key,
+    secret or role first."""
     from gcpfargate.image.push import build_inputs
     from gcpfargate.taskdef.register import check_renders
 
@@ -199,9 +203,9 @@ def _read_ahead(
     ctx: Context, rendered: dict[str, Any], region: str, role_policy: str | None
 ) -> None:
     """Send ahead the AWS reads the steps below make whatever they find: each waits on the
-    network while this thread imports the Google SDK and asks GCP, instead of one after another. Each
-    is taken by the very call it stands for, or made again when a write to its service came between;
-    a read nobody takes would be an extra request, so only sure ones are sent."""
+    network while this thread imports the Google SDK and asks GCP, instead of one after another.
+    Each is taken by the very call it stands for, or made again when a write to its service came
+    between; a read nobody takes would be an extra request, so only sure ones are sent."""
     from gcpfargate.ecs import cluster as ecs
     from gcpfargate.ecs import logs
     from gcpfargate.iam import roles
@@ -223,11 +227,11 @@ def _read_ahead(
 
 
 class _BackgroundBuild:
-    """push-image's build, run in a thread while bootstrap runs: the engine builds while we wait on IAM
-    and Secrets Manager (about a third off an image-only deploy, see bench/). It touches no AWS client
-    (the registry host is resolved first, here) and reports into a buffer that the push-image step
-    replays, so the terminal shows the same steps in the same order as before. Any failure surfaces
-    in the push-image step, after bootstrap, exactly as without the thread."""
+    """push-image's build, run in a thread while bootstrap runs: the engine builds while we wait on
+    IAM and Secrets Manager (about a third off an image-only deploy, see bench/). It touches no AWS
+    client (the registry host is resolved first, here) and reports into a buffer that the push-image
+    step replays, so the terminal shows the same steps in the same order as before. Any failure
+    surfaces in the push-image step, after bootstrap, exactly as without the thread."""
 
     def __init__(self, ctx: Context, allow_embedded_credentials: bool, tag: str | None) -> None:
         from concurrent.futures import ThreadPoolExecutor
@@ -268,7 +272,8 @@ class _BackgroundBuild:
 
 
 def _pinned(image: str, digest: str) -> str:
-    """`host/repo:tag` → `host/repo@sha256:…`: register exactly what was pushed, with no second lookup."""
+    """`host/repo:tag` → `host/repo@sha256:…`: register exactly what was pushed, with no second
+    lookup."""
     if "@" in image:
         return image
     name, _, _ = image.rpartition(":") if image.rfind(":") > image.rfind("/") else (image, "", "")

@@ -1,4 +1,5 @@
-"""`doctor`: verify every link between the GCP key and a Fargate task start, before a night run does.
+"""`doctor`: verify every link between the GCP key and a Fargate task start, before a night run
+does.
 
 Each check answers OK / WARN / FAIL / SKIP with a one-line reason, in a fixed order. Checks that
 depend on an earlier one (the key's state needs the secret) SKIP when it failed, so one broken
@@ -52,9 +53,10 @@ def run_doctor(ctx: Context, get_secret: bool = True) -> DoctorReport:
         *job_checks(ctx),
         *runs_checks(),
     ]
-    # A setup that cannot be read at all (no AWS credentials or region, no Google credentials) is one
-    # root cause: the first check that meets it FAILs with the fix; every later check that needs the
-    # same system SKIPs with "could not read", instead of FAILing with advice that does not apply.
+    # A setup that cannot be read at all (no AWS credentials or region, no Google credentials) is
+    # one root cause: the first check that meets it FAILs with the fix; every later check that needs
+    # the same system SKIPs with "could not read", instead of FAILing with advice that does not
+    # apply.
     unreadable: dict[type, str] = facts.extra.setdefault("unreadable", {})
     for check_id, name, group, check in plan:
         hint = ""

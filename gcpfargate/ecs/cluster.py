@@ -1,4 +1,5 @@
-"""What gcpfargate reads from ECS: task definitions, the cluster, and the network settings it runs in.
+"""What gcpfargate reads from ECS: task definitions, the cluster, and the network settings it runs
+in.
 
 One meaning of "not registered": `describe_task_definition` answers None, and a caller that cannot
 go on without the revision raises `TaskDefinitionNotFound` through `require_task_definition`.
@@ -23,8 +24,8 @@ REGISTER_HINT = "Register it with `gcpfargate register-task` (or `gcpfargate dep
 def describe_task_definition(
     ctx: Context, reference: str, tags: bool = False
 ) -> dict[str, Any] | None:
-    """The revision `reference` names (`family` for its latest ACTIVE one, or `family:N`), with its tags
-    under `tags` when asked for; None when it is not registered."""
+    """The revision `reference` names (`family` for its latest ACTIVE one, or `family:N`), with its
+    tags under `tags` when asked for; None when it is not registered."""
     data = ctx.aws.find(
         "ecs",
         "describe_task_definition",
@@ -47,7 +48,8 @@ def _describe_params(reference: str, tags: bool) -> dict[str, Any]:
 
 
 def latest_active(ctx: Context, family: str) -> dict[str, Any] | None:
-    """The latest ACTIVE revision of `family` with its tags (what register-task compares against)."""
+    """The latest ACTIVE revision of `family` with its tags (what register-task compares
+    against)."""
     return describe_task_definition(ctx, family, tags=True)
 
 
@@ -58,8 +60,8 @@ def read_latest_ahead(ctx: Context, family: str) -> None:
 
 @dataclass(frozen=True)
 class LatestRevision:
-    """The family's latest ACTIVE revision as one step of `deploy` read it, handed to the next step so the
-    read is made once; `definition` is None when the family has no ACTIVE revision."""
+    """The family's latest ACTIVE revision as one step of `deploy` read it, handed to the next step
+    so the read is made once; `definition` is None when the family has no ACTIVE revision."""
 
     definition: dict[str, Any] | None
 
@@ -79,7 +81,8 @@ def require_task_definition(
 def runnable_task_definition(
     ctx: Context, family: str, revision: int | None = None
 ) -> dict[str, Any]:
-    """The revision `run` and `schedule` start: registered, ACTIVE, and in the awsvpc mode Fargate needs."""
+    """The revision `run` and `schedule` start: registered, ACTIVE, and in the awsvpc mode Fargate
+    needs."""
     definition = require_task_definition(ctx, family, revision)
     if definition.get("status") == "INACTIVE":
         raise OperationError(
@@ -98,7 +101,8 @@ def runnable_task_definition(
 
 
 def network_configuration(settings: Settings, key_case: str = "lower") -> dict[str, Any]:
-    """The awsvpcConfiguration from [run]: RunTask spells its keys camelCase, Scheduler PascalCase."""
+    """The awsvpcConfiguration from [run]: RunTask spells its keys camelCase, Scheduler
+    PascalCase."""
     settings.require("run.subnets")
     subnets = list(settings.run.subnets)
     groups = list(settings.run.security_groups)

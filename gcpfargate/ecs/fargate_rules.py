@@ -108,8 +108,8 @@ def missing_execution_role(definition: Mapping[str, Any], registry_host: Callabl
 def empty_environment(definition: Mapping[str, Any]) -> list[str]:
     """One warning per environment entry ECS will drop because its value is empty."""
     return [
-        f"container {container.get('name')}: environment variable {item.get('name')} has an empty value; "
-        "ECS drops it, so the container will not see it (leave it out, or give it a value)"
+        f"container {container.get('name')}: environment variable {item.get('name')} has an empty "
+        "value; ECS drops it, so the container will not see it (leave it out, or give it a value)"
         for container in _containers(definition)
         for item in container.get("environment") or []
         if isinstance(item, dict) and item.get("value") in ("", None)
@@ -136,10 +136,11 @@ def check_read_only_root(
         if any(covers(mount, directory) for mount in tmpfs):
             continue
         raise TemplateError(
-            f"{where}: container {container.get('name')} has readonlyRootFilesystem, so {what} cannot "
-            f"be written to {credentials_path} (no writable mount or tmpfs there)",
-            f'Mount a task volume at {directory}: "volumes": [{{"name": "credentials"}}] and "mountPoints": '
-            f'[{{"sourceVolume": "credentials", "containerPath": "{directory}"}}], or change task.credentials_path',
+            f"{where}: container {container.get('name')} has readonlyRootFilesystem, so {what} "
+            f"cannot be written to {credentials_path} (no writable mount or tmpfs there)",
+            f'Mount a task volume at {directory}: "volumes": [{{"name": "credentials"}}] and '
+            f'"mountPoints": [{{"sourceVolume": "credentials", "containerPath": "{directory}"}}], '
+            "or change task.credentials_path",
         )
 
 
@@ -160,7 +161,8 @@ def writable_mounts(container: Mapping[str, Any]) -> list[str]:
 
 
 def drop_ecs_defaults(definition: dict[str, Any]) -> None:
-    """Remove, in place, the values ECS fills in when they equal its defaults (for comparisons only)."""
+    """Remove, in place, the values ECS fills in when they equal its defaults (for comparisons
+    only)."""
     for container in _containers(definition):
         check = container.get("healthCheck")
         if isinstance(check, dict):

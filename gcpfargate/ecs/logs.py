@@ -28,7 +28,8 @@ def log_groups(definition: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def ensure_log_groups(ctx: Context, definition: dict[str, Any], plan: list[str]) -> list[str]:
-    """Create the awslogs groups the definition names and that do not exist (plan only in a dry run)."""
+    """Create the awslogs groups the definition names and that do not exist (plan only in a dry
+    run)."""
     created: list[str] = []
     for group, region in log_groups(definition):
         if region and region != ctx.aws.region:
@@ -65,8 +66,8 @@ def ensure_log_groups(ctx: Context, definition: dict[str, Any], plan: list[str])
 
 def _set_retention(ctx: Context, group: str, days: int) -> None:
     """A new group keeps logs forever (and bills for them) until a retention is set. If setting it
-    fails, the group this run just made (empty: nothing has run yet) goes again: a rerun skips groups
-    that exist, so it would otherwise never get its retention."""
+    fails, the group this run just made (empty: nothing has run yet) goes again: a rerun skips
+    groups that exist, so it would otherwise never get its retention."""
     try:
         ctx.aws.call(
             "logs",
@@ -101,8 +102,9 @@ def log_group_exists(ctx: Context, group: str) -> bool:
 
 
 def read_ahead(ctx: Context, definition: dict[str, Any], region: str) -> None:
-    """Send `ensure_log_groups`' reads ahead (AwsClients.read_ahead) for the awslogs groups of `definition`
-    that are in `region` (what the definition says `{{ region }}` is) or name no region."""
+    """Send `ensure_log_groups`' reads ahead (AwsClients.read_ahead) for the awslogs groups of
+    `definition` that are in `region` (what the definition says `{{ region }}` is) or name no
+    region."""
     for group, in_region in log_groups(definition):
         if in_region in ("", region):
             ctx.aws.paginate_ahead(
@@ -195,7 +197,8 @@ def log_followers(ctx: Context, definition: dict[str, Any], task_arn: str) -> li
         prefix = options.get("awslogs-stream-prefix")
         if not prefix:
             ctx.reporter.detail(
-                f"container {container['name']} has no awslogs-stream-prefix; not following its logs"
+                f"container {container['name']} has no awslogs-stream-prefix; not following its "
+                "logs"
             )
             continue
         logs = ctx.aws

@@ -1,15 +1,16 @@
-"""Per-run overrides: one task definition, many jobs (`--command "manage.py migrate"`, `--env`, `--cpu`).
+"""Per-run overrides: one task definition, many jobs (`--command "manage.py migrate"`, `--env`,
+`--cpu`).
 
 `run` sends them as RunTask's `overrides`, `schedule` as the scheduler target's `Input` (EventBridge
-Scheduler passes a templated ECS target's Input to RunTask as its overrides), and `run-local` applies
-them to the local container. A command override replaces the container's `command` (Docker's CMD)
-and keeps its `entryPoint`, exactly as ECS does with `containerOverrides.command`.
+Scheduler passes a templated ECS target's Input to RunTask as its overrides), and `run-local`
+applies them to the local container. A command override replaces the container's `command` (Docker's
+CMD) and keeps its `entryPoint`, exactly as ECS does with `containerOverrides.command`.
 
 Override values are as readable as a task definition (DescribeTasks, CloudTrail, `aws scheduler
 get-schedule`), so they get the task definition's key check: any key text in a `--command`, `--arg`
 or `--env` name or value is refused (exit 2) before it is parsed further, and the message names
-only the flag, never the value. `--env` may not set SHELLOPTS, BASHOPTS, BASH_ENV or ENV either: they
-change how the start-up wrapper's shell runs (bash's xtrace would print the key).
+only the flag, never the value. `--env` may not set SHELLOPTS, BASHOPTS, BASH_ENV or ENV either:
+they change how the start-up wrapper's shell runs (bash's xtrace would print the key).
 """
 
 from __future__ import annotations
@@ -52,7 +53,8 @@ def parse(
     if command is not None and args:
         raise UsageError(
             "--command and --arg exclude each other",
-            'Give the whole command as one string (--command "manage.py migrate") or each word as --arg',
+            'Give the whole command as one string (--command "manage.py migrate") or each word as '
+            "--arg",
         )
     argv: list[str] | None = None
     if command is not None:
@@ -81,7 +83,8 @@ def parse(
     for flag, size, parser in (("--cpu", cpu, parse_cpu), ("--memory", memory, parse_memory)):
         if size is not None and parser(size) is None:
             raise UsageError(
-                f"{flag} {size!r} is not a {'Fargate cpu value' if flag == '--cpu' else 'memory size'}",
+                f"{flag} {size!r} is not a "
+                f"{'Fargate cpu value' if flag == '--cpu' else 'memory size'}",
                 'Use cpu units ("1024" or "1 vCPU") and MiB ("2048" or "2 GB")',
             )
     return TaskOverrides(argv, environment, cpu, memory)

@@ -147,7 +147,8 @@ def _start(ctx: Context, request: dict[str, Any], cluster: str) -> dict[str, Any
         )
         raise AwsError(
             f"ECS did not start the task on cluster {cluster}: {reasons}",
-            "See https://docs.aws.amazon.com/AmazonECS/latest/developerguide/api_failures_messages.html",
+            "See "
+            "https://docs.aws.amazon.com/AmazonECS/latest/developerguide/api_failures_messages.html",
         ).with_code("RunTaskFailure")
     return dict(tasks[0])
 
@@ -163,7 +164,8 @@ def wait_until_stopped(
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
 ) -> dict[str, Any]:
-    """Poll DescribeTasks with backoff until STOPPED, streaming logs; the stopped task description."""
+    """Poll DescribeTasks with backoff until STOPPED, streaming logs; the stopped task
+    description."""
     timeout = max(1, ctx.settings.run.wait_timeout)
     longest = max(1.0, float(ctx.settings.run.poll_interval))
     task_id = task_arn.rsplit("/", 1)[-1]
@@ -185,8 +187,10 @@ def wait_until_stopped(
                 remaining = deadline - clock()
                 if remaining <= 0:
                     raise OperationError(
-                        f"task {task_id} did not stop within run.wait_timeout = {timeout} s (it is {status})",
-                        f"It keeps running; stop it with `aws ecs stop-task --cluster {cluster} --task {task_id}` "
+                        f"task {task_id} did not stop within run.wait_timeout = {timeout} s (it is "
+                        f"{status})",
+                        f"It keeps running; stop it with `aws ecs stop-task --cluster {cluster} "
+                        f"--task {task_id}` "
                         "or raise run.wait_timeout",
                     )
                 sleep(min(interval, remaining))
@@ -257,8 +261,8 @@ def start_failure_hint(reason: str) -> str:
         word in text for word in ("retrieve secret", "secretsmanager", "from asm", "ssm", "kms")
     ):
         return (
-            "The execution role probably cannot read the secret (or decrypt it); run `gcpfargate doctor`, "
-            "then `gcpfargate bootstrap --grant`"
+            "The execution role probably cannot read the secret (or decrypt it); run `gcpfargate "
+            "doctor`, then `gcpfargate bootstrap --grant`"
         )
     if (
         "cannotpullcontainer" in text
@@ -267,14 +271,14 @@ def start_failure_hint(reason: str) -> str:
         or "ecr" in text
     ):
         return (
-            "The image could not be pulled: check it exists (`gcpfargate push-image`), the execution role's ECR "
-            "permissions, and that the subnets reach ECR (a public IP via run.assign_public_ip, a NAT gateway or "
-            "VPC endpoints); run `gcpfargate doctor`"
+            "The image could not be pulled: check it exists (`gcpfargate push-image`), the "
+            "execution role's ECR permissions, and that the subnets reach ECR (a public IP via "
+            "run.assign_public_ip, a NAT gateway or VPC endpoints); run `gcpfargate doctor`"
         )
     if "timeout" in text or "deadline exceeded" in text:
         return (
-            "The task could not reach AWS endpoints: use a public subnet with run.assign_public_ip = true, or "
-            "a NAT gateway / VPC endpoints"
+            "The task could not reach AWS endpoints: use a public subnet with run.assign_public_ip "
+            "= true, or a NAT gateway / VPC endpoints"
         )
     if "log" in text:
         return "Check that the awslogs group exists and the execution role may write to it; run `gcpfargate doctor`"

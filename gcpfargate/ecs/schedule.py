@@ -275,8 +275,8 @@ def ensure_role(
         )
         if not policy.trusts(role.get("AssumeRolePolicyDocument", {}), SCHEDULER_PRINCIPAL):
             ctx.reporter.warn(
-                f"role {role['RoleName']} does not trust {SCHEDULER_PRINCIPAL}; the schedule will fail "
-                "to run the task"
+                f"role {role['RoleName']} does not trust {SCHEDULER_PRINCIPAL}; the schedule will "
+                "fail to run the task"
             )
         return roles.RoleOutcome(configured, created=False, changed=False)
     name = scheduler_role_name(ctx)
@@ -287,7 +287,8 @@ def ensure_role(
         roles.OwnRole(
             name=name,
             description="Lets EventBridge Scheduler run the ECS task; managed by gcpfargate",
-            summary=f"trusts {SCHEDULER_PRINCIPAL}; may run {family_arn} and pass {', '.join(pass_roles) or 'no roles'}",
+            summary=f"trusts {SCHEDULER_PRINCIPAL}; may run {family_arn} and pass "
+            f"{', '.join(pass_roles) or 'no roles'}",
             trust=trust,
             trusted=lambda document: roles.same_statements(document, trust),
             inline_name=inline_name,
@@ -329,7 +330,8 @@ def _retire_single_policy(ctx: Context, role: str) -> None:
 
 
 def _comparable(schedule: dict[str, Any]) -> dict[str, Any]:
-    """The fields gcpfargate manages, normalised so a GetSchedule answer and a request compare equal."""
+    """The fields gcpfargate manages, normalised so a GetSchedule answer and a request compare
+    equal."""
     target = schedule.get("Target") or {}
     ecs = target.get("EcsParameters") or {}
     network = (ecs.get("NetworkConfiguration") or {}).get("awsvpcConfiguration") or {}
@@ -397,7 +399,8 @@ def apply(
             assert current is not None
             expression = cron.parse(str(current["ScheduleExpression"]))
         if current is not None and settings.sources.get("schedule.timezone") == "default":
-            # What is not given is kept: `--rate "1 hour"` changes the expression, not the time zone.
+            # What is not given is kept: `--rate "1 hour"` changes the expression, not the time
+            # zone.
             timezone = str(current.get("ScheduleExpressionTimezone") or "UTC")
         definition = ecs.runnable_task_definition(ctx, settings.family)
         target_cluster = ecs.cluster_arn(ctx, settings.run.cluster)
@@ -447,7 +450,8 @@ def apply(
     changed = role.changed
     if current is None:
         plan.append(
-            f"create schedule {name} in group {group}: {expression.text} ({timezone}), {desired['State']}"
+            f"create schedule {name} in group {group}: {expression.text} ({timezone}), "
+            f"{desired['State']}"
         )
         operation = "create_schedule"
     else:
@@ -534,8 +538,8 @@ def write(
     if not role_changed:
         send()
         return
-    # A role IAM has just created, or whose trust policy just changed, is not visible to Scheduler for a
-    # while: its validation refuses the role until then.
+    # A role IAM has just created, or whose trust policy just changed, is not visible to Scheduler
+    # for a while: its validation refuses the role until then.
     propagation.retry_while(
         send,
         propagation.scheduler_role_refused,
@@ -581,7 +585,7 @@ def delete(ctx: Context, adopt: bool = False) -> ScheduleResult:
     result.state, result.next_runs = "DELETED", []
     if not ctx.settings.schedule.role_arn:
         ctx.reporter.info(
-            f"kept IAM role {scheduler_role_name(ctx)} (other schedules may use it; delete it by hand "
-            "if not)"
+            f"kept IAM role {scheduler_role_name(ctx)} (other schedules may use it; delete it by "
+            "hand if not)"
         )
     return result

@@ -12,7 +12,8 @@ When `service.wait_timeout` passes first, the rollout has not failed: ECS carrie
 error says so with the deployment's state (RolloutUnfinished), not with a way back.
 A failure is one error that carries the service events that explain it and the exact command
 that rolls back, unless the service is already back on the revision it came from (the circuit
-breaker's rollback): then there is nothing to roll back. `roll_services` is the entry point for rotate-key (see its docstring).
+breaker's rollback): then there is nothing to roll back. `roll_services` is the entry point for
+rotate-key (see its docstring).
 """
 
 from __future__ import annotations
@@ -125,7 +126,8 @@ def same_revision(a: str, b: str) -> bool:
     return bool(a) and bool(b) and short(a) == short(b)
 
 
-# -- reading and writing ----------------------------------------------------------------------------
+# -- reading and writing
+# ----------------------------------------------------------------------------
 
 
 def describe(ctx: Context, ref: ServiceRef) -> dict[str, Any]:
@@ -142,7 +144,8 @@ def describe(ctx: Context, ref: ServiceRef) -> dict[str, Any]:
         if exc.code == "ClusterNotFoundException":
             raise AwsError(
                 f"ECS cluster {ref.cluster} of service {ref.name} does not exist",
-                "Set service.cluster (GCPFARGATE_SERVICE_CLUSTER, --cluster) to the service's cluster",
+                "Set service.cluster (GCPFARGATE_SERVICE_CLUSTER, --cluster) to the service's "
+                "cluster",
             ).with_code(exc.code) from None
         raise
     found = answer.get("services") or []
@@ -234,7 +237,8 @@ def active_revisions(ctx: Context, family: str) -> list[str]:
     return sorted((arn for arn in arns if family_of(arn) == family), key=revision_of, reverse=True)
 
 
-# -- judging a rollout ------------------------------------------------------------------------------
+# -- judging a rollout
+# ------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -258,7 +262,8 @@ def failure_threshold(desired: int) -> int:
 
 
 def judge(service: dict[str, Any], deployment_id: str) -> Rollout:
-    """Where the deployment `deployment_id` of `service` stands; pure, for the wait loop and its tests."""
+    """Where the deployment `deployment_id` of `service` stands; pure, for the wait loop and its
+    tests."""
     deployments = list(service.get("deployments") or [])
     ours = next((d for d in deployments if d.get("id") == deployment_id), None)
     if service.get("status") != "ACTIVE":
@@ -305,7 +310,8 @@ def judge(service: dict[str, Any], deployment_id: str) -> Rollout:
     return replace(now, state="stable") if steady and len(deployments) == 1 else now
 
 
-# -- moving and waiting -----------------------------------------------------------------------------
+# -- moving and waiting
+# -----------------------------------------------------------------------------
 
 
 def rollback_command(ref: ServiceRef, revision: int) -> str:
@@ -323,7 +329,8 @@ def move(
     sleep: Sleep = time.sleep,
     clock: Clock = time.monotonic,
 ) -> ServiceResult:
-    """UpdateService to `target_arn` (a forced new deployment when `force`), then wait unless told not to."""
+    """UpdateService to `target_arn` (a forced new deployment when `force`), then wait unless told
+    not to."""
     params: dict[str, Any] = (
         {"forceNewDeployment": True} if force else {"taskDefinition": target_arn}
     )
@@ -482,7 +489,8 @@ def _unfinished(
     )
 
 
-# -- the commands' entry points ---------------------------------------------------------------------
+# -- the commands' entry points
+# ---------------------------------------------------------------------
 
 
 def roll_out(
@@ -555,7 +563,8 @@ def roll_services(
             ref.name, ref.cluster, str(service.get("serviceArn", "")), current, current
         )
         result.plan.append(
-            f"force a new deployment of service {ref.name} on cluster {ref.cluster} ({short(current)})"
+            f"force a new deployment of service {ref.name} on cluster {ref.cluster} "
+            f"({short(current)})"
         )
         if ctx.dry_run:
             result.changed, result.status = True, "PLANNED"

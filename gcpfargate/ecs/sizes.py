@@ -1,4 +1,5 @@
-"""Fargate task sizes: the valid cpu/memory pairs, and the spellings users give them ("1 vCPU", "2 GB")."""
+"""Fargate task sizes: the valid cpu/memory pairs, and the spellings users give them ("1 vCPU", "2
+GB")."""
 
 from __future__ import annotations
 

@@ -44,12 +44,14 @@ def judge_secret_access(
 
 
 def ensure(ctx: Context, secret_arn: str, kms_key_arn: str = "", grant: bool = False) -> RoleResult:
-    """Make sure an execution role can read `secret_arn`; create gcpfargate's own role when none is configured."""
+    """Make sure an execution role can read `secret_arn`; create gcpfargate's own role when none is
+    configured."""
     configured = ctx.settings.task.execution_role_arn
     if configured:
         return _check_given(ctx, configured, secret_arn, kms_key_arn, grant)
     name = ctx.settings.execution_role_name
-    # Keyless mode (secret_arn ""): no secret to read, so the inline policy is neither added nor removed.
+    # Keyless mode (secret_arn ""): no secret to read, so the inline policy is neither added nor
+    # removed.
     inline = policy.secret_access_policy(secret_arn, kms_key_arn) if secret_arn else None
     inline_name = secret_policy_name(ctx, secret_arn)
     own = roles.ensure_own(
@@ -73,7 +75,8 @@ def ensure(ctx: Context, secret_arn: str, kms_key_arn: str = "", grant: bool = F
 
 
 def secret_policy_name(ctx: Context, secret_arn: str) -> str:
-    """The inline policy of this secret (before it exists, of the configured name in this region)."""
+    """The inline policy of this secret (before it exists, of the configured name in this
+    region)."""
     region, name = policy.secret_of_arn(secret_arn)
     if not region:
         region, name = ctx.aws.region, ctx.settings.secret_name

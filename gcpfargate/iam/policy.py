@@ -67,7 +67,8 @@ def _applies(statement: dict[str, Any], action: str, resource: str) -> bool:
 
 
 def statements(documents: Iterable[Any]) -> list[dict[str, Any]]:
-    """Flatten policy documents (dicts, JSON strings, or URL-encoded JSON as IAM returns) into statements."""
+    """Flatten policy documents (dicts, JSON strings, or URL-encoded JSON as IAM returns) into
+    statements."""
     found: list[dict[str, Any]] = []
     for document in documents:
         if isinstance(document, str):
@@ -133,7 +134,8 @@ def resource_policy_allows(document: Any, action: str, principals: Iterable[str]
 
 
 def trusts(trust_policy: Any, service: str) -> bool:
-    """Whether a role's trust policy lets `service` (such as ecs-tasks.amazonaws.com) assume the role."""
+    """Whether a role's trust policy lets `service` (such as ecs-tasks.amazonaws.com) assume the
+    role."""
     for statement in statements([trust_policy]):
         if statement.get("Effect") != "Allow" or not _matches(
             statement.get("Action", []), "sts:AssumeRole", True

@@ -31,8 +31,8 @@ def pass_role_refused(exc: AwsError) -> bool:
 
 
 def assume_role_refused(exc: AwsError) -> bool:
-    """RunTask: ClientException "ECS was unable to assume the role '…' that was provided for this task"
-    (aws-samples/aws-modern-application-workshop#88)."""
+    """RunTask: ClientException "ECS was unable to assume the role '…' that was provided for this
+    task" (aws-samples/aws-modern-application-workshop#88)."""
     return (
         exc.code in ("ClientException", "InvalidParameterException")
         and "unable to assume the role" in exc.message.lower()
@@ -40,8 +40,8 @@ def assume_role_refused(exc: AwsError) -> bool:
 
 
 def scheduler_role_refused(exc: AwsError) -> bool:
-    """CreateSchedule/UpdateSchedule: ValidationException "The execution role you provide must allow AWS
-    EventBridge Scheduler to assume the role." (aws/aws-sdk-js-v3#6494)."""
+    """CreateSchedule/UpdateSchedule: ValidationException "The execution role you provide must allow
+    AWS EventBridge Scheduler to assume the role." (aws/aws-sdk-js-v3#6494)."""
     return (
         exc.code == "ValidationException"
         and "must allow aws eventbridge scheduler to assume" in exc.message.lower()
@@ -57,7 +57,8 @@ def retry_while(
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
 ) -> T:
-    """`call()`, again with backoff while it fails with an error `refused` recognises, for up to `budget` s."""
+    """`call()`, again with backoff while it fails with an error `refused` recognises, for up to
+    `budget` s."""
     deadline = clock() + budget
     pause = 1.0
     said = False

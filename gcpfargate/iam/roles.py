@@ -1,4 +1,5 @@
-"""IAM roles: names and ARNs, reading a role and its policies, and keeping gcpfargate's own roles right.
+"""IAM roles: names and ARNs, reading a role and its policies, and keeping gcpfargate's own roles
+right.
 
 gcpfargate owns two kinds of role, the task execution role (`execution_role.py`) and the scheduler
 role (`schedule.py`). Both are created, or corrected, here by `ensure_own` from an `OwnRole`
@@ -25,7 +26,8 @@ def role_name_from_arn(arn: str) -> str:
 
 
 def role_arn(ctx: Context, name: str) -> str:
-    """The ARN of role `name` in this account, in the region's partition (aws, aws-cn, aws-iso, …)."""
+    """The ARN of role `name` in this account, in the region's partition (aws, aws-cn, aws-iso,
+    …)."""
     return f"arn:{ctx.aws.partition()}:iam::{ctx.aws.account_id}:role/{name}"
 
 
@@ -36,8 +38,9 @@ def execution_role_arn(ctx: Context) -> str:
 
 
 def read_ahead(ctx: Context, name: str, inline_name: str | None) -> None:
-    """Send `ensure_own`'s reads of role `name` ahead (AwsClients.read_ahead): the role and, when it exists,
-    its attached policies and inline policy `inline_name`, with the very parameters ensure_own uses."""
+    """Send `ensure_own`'s reads of role `name` ahead (AwsClients.read_ahead): the role and, when it
+    exists, its attached policies and inline policy `inline_name`, with the very parameters
+    ensure_own uses."""
 
     def policies(_: Any) -> None:
         ctx.aws.paginate_ahead(
@@ -64,7 +67,8 @@ def require_given(ctx: Context, arn: str, setting: str, hint: str) -> dict[str, 
 
 
 def get_inline_policy(ctx: Context, role: str, policy_name: str) -> Any:
-    """The document of inline policy `policy_name` of `role`; None when the role has no such policy."""
+    """The document of inline policy `policy_name` of `role`; None when the role has no such
+    policy."""
     found = ctx.aws.find(
         "iam",
         "get_role_policy",
@@ -90,7 +94,8 @@ def put_inline_policy(
 
 
 def role_documents(ctx: Context, name: str) -> list[Any]:
-    """The role's own identity policies: inline ones and the default version of each attached one."""
+    """The role's own identity policies: inline ones and the default version of each attached
+    one."""
     documents: list[Any] = []
     for policy_name in ctx.aws.paginate(
         "iam", "list_role_policies", "PolicyNames", f"list policies of {name}", RoleName=name
@@ -123,7 +128,8 @@ def role_documents(ctx: Context, name: str) -> list[Any]:
 
 
 def same_statements(first: Any, second: Any) -> bool:
-    """Two policy documents (dicts, JSON or IAM's URL-encoded text; None for "no policy") say the same."""
+    """Two policy documents (dicts, JSON or IAM's URL-encoded text; None for "no policy") say the
+    same."""
     if first is None or second is None:
         return first is second
     return policy.statements([first]) == policy.statements([second])
@@ -155,7 +161,8 @@ class RoleOutcome:
 
 
 def ensure_own(ctx: Context, spec: OwnRole) -> RoleOutcome:
-    """Create the role as `spec` says, or correct its trust, managed and inline policies; no write when right."""
+    """Create the role as `spec` says, or correct its trust, managed and inline policies; no write
+    when right."""
     name = spec.name
     role = get_role(ctx, name)
     if role is None:
@@ -178,8 +185,8 @@ def ensure_own(ctx: Context, spec: OwnRole) -> RoleOutcome:
                 Tags=[MANAGED_BY],
             )["Role"]
         except AwsError as exc:
-            # Created meanwhile by another run (two deploys at once): use it; attaching and putting the
-            # policies below are idempotent, so doing them again is harmless.
+            # Created meanwhile by another run (two deploys at once): use it; attaching and putting
+            # the policies below are idempotent, so doing them again is harmless.
             if exc.code != "EntityAlreadyExists" or (role := get_role(ctx, name)) is None:
                 raise
         attached: list[str] = []

@@ -11,10 +11,10 @@ and every write to the file (and every `utime` that puts an old mtime back) move
   moment it was read could keep its `stat`. A file is therefore recorded only when its mtime and
   ctime are at least `SETTLED_SECONDS` older than the search; a younger file is read every time
   until it is older than that.
-- The record is per context (its real path) and per `RULES_VERSION` (gcpfargate/keymaterial/keyscan.py's): new
-  rules read every file again. It fails closed like the layer cache: anything but an intact record
-  of this version and context (its checksum) counts as empty, so every file is read. Only files in
-  which nothing was found are recorded.
+- The record is per context (its real path) and per `RULES_VERSION`
+  (gcpfargate/keymaterial/keyscan.py's): new rules read every file again. It fails closed like the
+  layer cache: anything but an intact record of this version and context (its checksum) counts as
+  empty, so every file is read. Only files in which nothing was found are recorded.
 """
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ def stamp_of(info: os.stat_result) -> Stamp:
 
 
 class CleanFiles:
-    """The files of one build context searched clean under `RULES_VERSION`, in a JSON file with a checksum."""
+    """The files of one build context searched clean under `RULES_VERSION`, in a JSON file with a
+    checksum."""
 
     def __init__(self, context: Path, path: Path | None = None) -> None:
         self.context = os.path.realpath(context)
@@ -63,7 +64,8 @@ class CleanFiles:
         return sign_text(self._body(files))
 
     def load(self) -> dict[str, Stamp]:
-        """The recorded files and their stamps; {} for anything but an intact record of this version and context."""
+        """The recorded files and their stamps; {} for anything but an intact record of this version
+        and context."""
         try:
             raw = read_entry(self.path)
             if raw is None:
@@ -91,7 +93,8 @@ class CleanFiles:
             return {}
 
     def save(self, stamps: dict[str, Stamp]) -> None:
-        """Record these files as clean (replacing the record). Best effort: failing only costs reading them again."""
+        """Record these files as clean (replacing the record). Best effort: failing only costs
+        reading them again."""
         if len(stamps) > MAX_RECORDED:
             return
         files = {name: list(value) for name, value in sorted(stamps.items())}
@@ -125,8 +128,8 @@ def scan_files(
     now: Callable[[], float] = time.time,
     is_named: Callable[[str], bool] = lambda relative: False,
 ) -> ContextScan:
-    """Search the regular files `paths` (relative to `context`) not known clean and unchanged; record the clean ones.
-    A file `is_named` picks by its path is found without being read."""
+    """Search the regular files `paths` (relative to `context`) not known clean and unchanged;
+    record the clean ones. A file `is_named` picks by its path is found without being read."""
     record = record or CleanFiles(context)
     known = record.load()
     settled = int((now() - SETTLED_SECONDS) * 1e9)

@@ -18,7 +18,8 @@ _TIMEOUT = 30
 
 
 def derive_tag(context: Path, now: datetime | None = None) -> str:
-    """The short git SHA of the context's HEAD (plus `-dirty-<hash>`) in a git work tree, else a UTC timestamp."""
+    """The short git SHA of the context's HEAD (plus `-dirty-<hash>`) in a git work tree, else a UTC
+    timestamp."""
     git = shutil.which("git")
     if git:
         try:

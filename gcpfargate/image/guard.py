@@ -1,10 +1,11 @@
-"""push-image's key guard: where it looks. What counts as a key is gcpfargate/keymaterial/keyscan.py's business.
+"""push-image's key guard: where it looks. What counts as a key is
+gcpfargate/keymaterial/keyscan.py's business.
 
 Before a build: every `image.build_args` value (build arguments end up in the image's history and,
 through `ENV`, in its config). Before a push: every file of the build context (after
 `.dockerignore`; files searched clean before and unchanged since are passed over,
-core/context_scan.py), every file of every layer of the built image (a file deleted by a later layer is
-still in the image; Google credential files other than keys too, and `gha-creds-*.json` by
+core/context_scan.py), every file of every layer of the built image (a file deleted by a later layer
+is still in the image; Google credential files other than keys too, and `gha-creds-*.json` by
 name), and the image config: `Env`, `Labels`, every other string of it, and each
 history step's `created_by` (the classic builder records `ARG` values there). Files are streamed
 whole, whatever their size.
@@ -81,8 +82,8 @@ def scan_image_files(engine: DockerEngine, image: str) -> list[str]:
 
 
 def scan_image_config(engine: DockerEngine, image: str) -> list[str]:
-    """Where the image config holds key material: `config Env GOOGLE_CREDENTIALS`, `config Labels x`,
-    `history step 3`, or the JSON path of any other string of the config."""
+    """Where the image config holds key material: `config Env GOOGLE_CREDENTIALS`, `config Labels
+    x`, `history step 3`, or the JSON path of any other string of the config."""
     inspected = engine.inspect(image) or {}
     config: dict[str, Any] = dict(inspected.get("Config") or {})
     found = []

@@ -1,4 +1,5 @@
-"""Images: names (`host/repo:tag@digest`), platforms, and what gcpfargate's registry holds for an image.
+"""Images: names (`host/repo:tag@digest`), platforms, and what gcpfargate's registry holds for an
+image.
 
 Architecture names come in three spellings: Docker's (`amd64`, `arm64`), the kernel's that Docker
 also accepts in `--platform` (`x86_64`, `aarch64`), and ECS's `runtimePlatform.cpuArchitecture`
@@ -37,7 +38,8 @@ def split_image(image: str) -> tuple[str, str, str, str]:
     name, _, digest = image.partition("@")
     slash = name.find("/")
     first = name[:slash] if slash > 0 else ""
-    # Docker's rule: the first component is a registry host when it has a dot or port, or is localhost.
+    # Docker's rule: the first component is a registry host when it has a dot or port, or is
+    # localhost.
     if first and ("." in first or ":" in first or first == "localhost"):
         host, rest = first, name[slash + 1 :]
     else:
@@ -54,8 +56,9 @@ def in_registry(ctx: Context, image: str) -> bool:
 
 
 def held(ctx: Context, image: str, platform: str = "") -> ImageRef | None:
-    """What the registry holds for `image` (by digest, else tag, else latest) for `platform` (default
-    image.platform); None when it holds nothing there. Call only for an image `in_registry`."""
+    """What the registry holds for `image` (by digest, else tag, else latest) for `platform`
+    (default image.platform); None when it holds nothing there. Call only for an image
+    `in_registry`."""
     _, repository, tag, digest = split_image(image)
     return ctx.registry.resolve(
         repository, digest or tag or "latest", platform or configured_platform(ctx)
@@ -65,11 +68,12 @@ def held(ctx: Context, image: str, platform: str = "") -> ImageRef | None:
 def same_image(
     digest: str, config_digest: str, image_id: str, repo_digests: Sequence[str], name: str
 ) -> bool:
-    """Whether the registry's image (manifest or index `digest`, config `config_digest`) is the engine's image.
+    """Whether the registry's image (manifest or index `digest`, config `config_digest`) is the
+    engine's image.
 
     The classic image store's image id is the config digest. Docker's containerd image store (the
-    default of current releases) reports the image's own manifest or index digest as its id, and lists
-    every pushed digest in RepoDigests as `name@sha256:…` (moby/moby#45122, docker/cli#5526).
+    default of current releases) reports the image's own manifest or index digest as its id, and
+    lists every pushed digest in RepoDigests as `name@sha256:…` (moby/moby#45122, docker/cli#5526).
     """
     return image_id in (config_digest, digest) or f"{name}@{digest}" in repo_digests
 
@@ -111,8 +115,9 @@ def check_repository_name(ctx: Context) -> str:
 
 
 def registered_image(ctx: Context) -> str | None:
-    """Without image.tag (a derived tag is in no config): the image in gcpfargate's repository that the
-    family's latest ACTIVE revision runs, so render/diff/run-local need no --image after a deploy."""
+    """Without image.tag (a derived tag is in no config): the image in gcpfargate's repository that
+    the family's latest ACTIVE revision runs, so render/diff/run-local need no --image after a
+    deploy."""
     if ctx.settings.image.tag or not ctx.settings.repository:
         return None
     from gcpfargate.ecs import cluster as ecs
@@ -127,7 +132,8 @@ def registered_image(ctx: Context) -> str | None:
 
 
 def resolve_image(ctx: Context, image: str | None) -> ResolvedImage:
-    """The image to register: checked to be in the registry, and pinned by digest when image.pin_digest."""
+    """The image to register: checked to be in the registry, and pinned by digest when
+    image.pin_digest."""
     image = image or default_image(ctx)
     host, repository, _, digest = split_image(image)
     if digest and not _DIGEST.fullmatch(digest):
@@ -155,8 +161,9 @@ def resolve_image(ctx: Context, image: str | None) -> ResolvedImage:
 
 
 def run_config(ctx: Context, image: str, resolved: ResolvedImage | None = None) -> dict[str, Any]:
-    """ENTRYPOINT/CMD (the config's "config" section) of a container's image, for the credentials wrapper
-    to run exactly what the image runs; `resolved` is the image already read, when it is this one."""
+    """ENTRYPOINT/CMD (the config's "config" section) of a container's image, for the credentials
+    wrapper to run exactly what the image runs; `resolved` is the image already read, when it is
+    this one."""
     if resolved is not None and resolved.config is not None and image == resolved.reference:
         return resolved.config
     if not in_registry(ctx, image):

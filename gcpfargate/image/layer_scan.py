@@ -6,8 +6,8 @@ the user's cache directory ($XDG_CACHE_HOME or ~/.cache, then gcpfargate/), and 
 image that holds it does not read it again: after an app-only change only the app layer is read,
 and an image made only of known layers is not read at all.
 
-- The cache is keyed by `RULES_VERSION`, gcpfargate/keymaterial/keyscan.py's: a change to what the guard looks
-  for bumps it there, and every layer is scanned again.
+- The cache is keyed by `RULES_VERSION`, gcpfargate/keymaterial/keyscan.py's: a change to what the
+  guard looks for bumps it there, and every layer is scanned again.
 - It fails closed: a missing, unreadable, truncated or tampered-with cache (its checksum does not
   match) counts as empty, so every layer is scanned. Only layers in which nothing was found are
   recorded; a layer with a key (even one let through by --allow-embedded-credentials) never is.
@@ -43,7 +43,8 @@ _DIFF_ID = re.compile(r"sha256:[0-9a-f]{64}")
 
 
 class CleanLayers:
-    """The diff IDs of layers scanned clean under `RULES_VERSION`, in a JSON file with a checksum."""
+    """The diff IDs of layers scanned clean under `RULES_VERSION`, in a JSON file with a
+    checksum."""
 
     def __init__(self, path: Path | None = None) -> None:
         self.path = path or cache_dir() / f"clean-layers-v{RULES_VERSION}.json"
@@ -78,7 +79,8 @@ class CleanLayers:
             return []
 
     def add(self, diff_ids: Iterable[str]) -> None:
-        """Record layers as clean. Best effort: a cache that cannot be written only costs a rescan."""
+        """Record layers as clean. Best effort: a cache that cannot be written only costs a
+        rescan."""
         new = [each for each in diff_ids if _DIFF_ID.fullmatch(each)]
         if not new:
             return

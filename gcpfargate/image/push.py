@@ -69,7 +69,8 @@ class PushResult(PlannedResult):
     tags: list[str]
     changed: bool
     plan: list[str] = field(default_factory=list)  # what a --dry-run would do
-    # The family's latest ACTIVE revision as push read it, for register-task in `deploy`; None: not read.
+    # The family's latest ACTIVE revision as push read it, for register-task in `deploy`; None: not
+    # read.
     latest: ecs.LatestRevision | None = field(default=None, metadata=NOT_SHOWN)
     shim_image: str = ""  # keyless mode: the credential shim, host/repo@sha256:…
 
@@ -117,10 +118,10 @@ def build_image(
     latest: ecs.LatestRevision | None = None,
     read_first: bool = False,
 ) -> Built:
-    """push-image's first half: check the build context and build. No AWS call when the registry host is
-    already known, so `deploy` runs it in a thread during bootstrap, with a `reporter` of its own;
-    `latest` (the family's latest revision, read by the caller) gives BuildKit its --cache-from;
-    `read_first`: read it here, once the context passed the guard."""
+    """push-image's first half: check the build context and build. No AWS call when the registry
+    host is already known, so `deploy` runs it in a thread during bootstrap, with a `reporter` of
+    its own; `latest` (the family's latest revision, read by the caller) gives BuildKit its
+    --cache-from; `read_first`: read it here, once the context passed the guard."""
     reporter = reporter or ctx.reporter
     settings = ctx.settings
     if not settings.repository:
@@ -314,7 +315,8 @@ def _push(
         built.name,
     )
     image, image_id = f"{name}:{tag}", built.image_id
-    # Docker's containerd image store reports the manifest digest as the id; RepoDigests names pushed ones.
+    # Docker's containerd image store reports the manifest digest as the id; RepoDigests names
+    # pushed ones.
     repo_digests = tuple(
         check_platform(ctx, image, image_id, inputs.platform, task_definition).get("RepoDigests")
         or ()
@@ -335,8 +337,8 @@ def _push(
             return reused
     extra_tags = [each for each in tags if each != tag]
     if digest and not extra_tags:
-        # The registry already holds this very image under this tag: it was scanned when it was pushed,
-        # and pushing nothing cannot leak anything, so skip the (slow) layer scan too.
+        # The registry already holds this very image under this tag: it was scanned when it was
+        # pushed, and pushing nothing cannot leak anything, so skip the (slow) layer scan too.
         ctx.reporter.info(f"{image} already holds this image: nothing to push")
         return PushResult(image=image, digest=digest, tags=tags, changed=False)
     with ctx.reporter.step(f"Searching the layers of {image} for key files"):
@@ -366,8 +368,8 @@ def build_inputs(settings: Settings) -> BuildInputs:
     context = Path(settings.image.context)
     if context == Path(context.anchor):
         raise ConfigError(
-            f"build context {context} is the root directory: the whole machine would be sent to the "
-            "Docker engine",
+            f"build context {context} is the root directory: the whole machine would be sent to "
+            "the Docker engine",
             "Set image.context to the project's directory (the one with the Dockerfile)",
         )
     if not context.is_dir():
@@ -394,7 +396,8 @@ def build_inputs(settings: Settings) -> BuildInputs:
 
 
 def choose_tag(settings: Settings, context: Path, tag: str | None = None) -> tuple[str, bool]:
-    """The tag and whether the user chose it (an argument or image.tag) rather than it being derived."""
+    """The tag and whether the user chose it (an argument or image.tag) rather than it being
+    derived."""
     if tag:
         check = SCHEMA["image"]["tag"].validate
         if check is not None and (reason := check(tag)):
@@ -447,7 +450,8 @@ def guard(
 
 # -- AWS and the registry ------------------------------------------------------------------------
 def read_latest(ctx: Context) -> ecs.LatestRevision | None:
-    """The family's latest ACTIVE revision; None when it could not be read (no family, or a failure)."""
+    """The family's latest ACTIVE revision; None when it could not be read (no family, or a
+    failure)."""
     family = ctx.settings.family
     if not family:
         return None
@@ -500,7 +504,8 @@ def reuse_task_definition_image(
     task_definition: dict[str, Any] | None,
     repo_digests: tuple[str, ...] = (),
 ) -> PushResult | None:
-    """The registered image when it is this very image (images.same_image) and still in the registry."""
+    """The registered image when it is this very image (images.same_image) and still in the
+    registry."""
     name = ctx.registry.image_name(repository)
     task_definition = task_definition or {}
     for container in task_definition.get("containerDefinitions", []):
@@ -513,7 +518,8 @@ def reuse_task_definition_image(
             held.digest, held.config_digest, image_id, repo_digests, name
         ):
             continue
-        # A digest-pinned registration is reported as such: finding a tag for it would cost a lookup per tag.
+        # A digest-pinned registration is reported as such: finding a tag for it would cost a lookup
+        # per tag.
         tag = reference if registered.startswith(name + ":") else None
         shown = f"{name}:{tag}" if tag else f"{name}@{held.digest}"
         ctx.reporter.info(
@@ -582,8 +588,9 @@ def plan(ctx: Context, built: Built) -> PushResult:
     elif built.explicit and all(
         held := [ctx.registry.resolve(repository, each, inputs.platform) for each in tags]
     ):
-        # A tag the user chose is already there: a rerun would build (a no-op from the cache) and push
-        # nothing unless the build differs, which only building can tell; a dry run does not build.
+        # A tag the user chose is already there: a rerun would build (a no-op from the cache) and
+        # push nothing unless the build differs, which only building can tell; a dry run does not
+        # build.
         ctx.reporter.info(
             f"{image} is already in the registry: nothing is pushed unless a build of "
             f"{inputs.context} differs from it"

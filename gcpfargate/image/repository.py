@@ -121,7 +121,8 @@ def held_digest(
     image_id: str,
     repo_digests: tuple[str, ...] = (),
 ) -> str:
-    """The manifest digest when the registry holds this very image (images.same_image) under `tag`."""
+    """The manifest digest when the registry holds this very image (images.same_image) under
+    `tag`."""
     held = ctx.registry.resolve(repository, tag, platform)
     name = ctx.registry.image_name(repository)
     return (

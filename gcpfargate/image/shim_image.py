@@ -32,9 +32,9 @@ _MODULES = ("__init__.py", "__main__.py", "server.py", "upstream.py")
 
 
 def build_context(base_image: str = DEFAULT_BASE_IMAGE) -> dict[str, bytes]:
-    """Relative path → content of the shim image's build context. The same inputs give the same bytes,
-    so an unchanged shim rebuilds to the same layers and its pushed digest stays put; the last line
-    of the Dockerfile labels the image with the digest of the rest (`content_digest`)."""
+    """Relative path → content of the shim image's build context. The same inputs give the same
+    bytes, so an unchanged shim rebuilds to the same layers and its pushed digest stays put; the
+    last line of the Dockerfile labels the image with the digest of the rest (`content_digest`)."""
     package = resources.files("gcpfargate.shim")
     files = {f"shim/{name}": package.joinpath(name).read_bytes() for name in _MODULES}
     files["Dockerfile"] = "\n".join(
@@ -42,7 +42,8 @@ def build_context(base_image: str = DEFAULT_BASE_IMAGE) -> dict[str, bytes]:
             f"FROM {base_image}",
             f"COPY shim {_WORKDIR}/shim",
             f"WORKDIR {_WORKDIR}",
-            # PYTHONPATH too, so `python3 -m shim --check` works whatever directory the health check runs in.
+            # PYTHONPATH too, so `python3 -m shim --check` works whatever directory the health check
+            # runs in.
             f"ENV PYTHONPATH={_WORKDIR} PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1",
             # nobody: the shim needs no file and binds an unprivileged port.
             "USER 65534:65534",
@@ -64,9 +65,10 @@ def content_digest(files: dict[str, bytes]) -> str:
 
 
 def container_definition(image: str, port: int = DEFAULT_PORT) -> dict[str, Any]:
-    """The sidecar's container definition. Non-essential: if it stops, the task's own containers keep
-    running (ECS stops a task only when an essential container exits); the application container
-    should `dependsOn` it with condition HEALTHY, so it starts once credentials are servable."""
+    """The sidecar's container definition. Non-essential: if it stops, the task's own containers
+    keep running (ECS stops a task only when an essential container exits); the application
+    container should `dependsOn` it with condition HEALTHY, so it starts once credentials are
+    servable."""
     return {
         "name": CONTAINER_NAME,
         "image": image,

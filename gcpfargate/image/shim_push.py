@@ -1,4 +1,5 @@
-"""Keyless mode's credential-shim image: built from `shim_image.build_context`, pushed, digest-pinned.
+"""Keyless mode's credential-shim image: built from `shim_image.build_context`, pushed,
+digest-pinned.
 
 The tag is a hash of the build context (the shim's files and the Dockerfile, whose FROM names
 `image.shim_base_image` and its digest), so an unchanged shim is recognised in the registry and

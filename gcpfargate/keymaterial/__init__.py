@@ -1,1 +1,2 @@
-"""Key material: recognising, scanning for and redacting private keys, and where a key may be written."""
+"""Key material: recognising, scanning for and redacting private keys, and where a key may be
+written."""

@@ -86,7 +86,8 @@ class KeyMaterial:
 
 
 def looks_like_key(data: bytes) -> bool:
-    """True for JSON with "type": "service_account" and a private_key: the push-image guard's test."""
+    """True for JSON with "type": "service_account" and a private_key: the push-image guard's
+    test."""
     if b"service_account" not in data or b"private_key" not in data:
         return False  # cheap pre-filter: most files are neither
     try:

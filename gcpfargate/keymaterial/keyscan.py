@@ -22,9 +22,9 @@ reaches the task through its environment.
 
 Seen through, up to `MAX_DEPTH` wrappings deep: gzip, bzip2 and xz compression; tar archives
 (each member on its own); a file that is base64 text (wrapped or not); base64 runs inside other
-text (the encoded BEGIN/END marker); URL-encoding (`%20`, `+`, `%5Cn`, also twice: Jinja's `urlencode`,
-form posts); hex (plain, upper case, `xxd -p` lines, `aa:bb` pairs); UTF-16 and UTF-32 text; any file
-size (streamed in windows).
+text (the encoded BEGIN/END marker); URL-encoding (`%20`, `+`, `%5Cn`, also twice: Jinja's
+`urlencode`, form posts); hex (plain, upper case, `xxd -p` lines, `aa:bb` pairs); UTF-16 and UTF-32
+text; any file size (streamed in windows).
 In compiled programs and libraries (ELF, PE, Mach-O), which carry their own test keys, only a
 service-account key's JSON form counts, not a bare PEM block.
 Not seen: encrypted or password-protected archives, zip and other formats not listed, keys split
@@ -77,7 +77,8 @@ _SA_PRIVATE_KEY = b"private_key"
 _SA_JSON = re.compile(
     rb'private_key\\{0,3}"\s*:\s*\\{0,3}"-----BEGIN [A-Z0-9 ]{0,40}PRIVATE KEY-----'
 )
-# Executable formats (ELF, PE, Mach-O, fat Mach-O / Java class, ar archives): programs and libraries.
+# Executable formats (ELF, PE, Mach-O, fat Mach-O / Java class, ar archives): programs and
+# libraries.
 _PROGRAM_MAGIC = (
     b"\x7fELF",
     b"MZ",
@@ -390,7 +391,8 @@ def _scan_windows(
 
 def _unwrap(head: bytes, whole: Any) -> Iterator[Any] | None:
     """Streams inside a wrapped file (decompressed, tar members, decoded base64); None when the
-    file is not wrapped in anything this module sees through. `whole` reads the file from its start."""
+    file is not wrapped in anything this module sees through. `whole` reads the file from its
+    start."""
     if head.startswith(b"\x1f\x8b"):
         return iter([gzip.GzipFile(fileobj=whole, mode="rb")])
     if head.startswith(b"BZh"):

@@ -25,7 +25,8 @@ SHELL_STARTUP_VARIABLES = ("SHELLOPTS", "BASHOPTS", "BASH_ENV", "ENV")
 
 
 def shell_startup_problem(name: str) -> str | None:
-    """Why a variable of this name must not reach a container whose start-up wrapper holds the key."""
+    """Why a variable of this name must not reach a container whose start-up wrapper holds the
+    key."""
     if name in SHELL_STARTUP_VARIABLES:
         return (
             f"{name} changes how the start-up shell runs (tracing or sourcing code before the "
@@ -73,7 +74,8 @@ def template_env_var_problem(name: Any) -> str | None:
     return None
 
 
-# Top-level directories that hold the system, the kernel's views or devices: never a key file's home.
+# Top-level directories that hold the system, the kernel's views or devices: never a key file's
+# home.
 SYSTEM_DIRECTORIES = frozenset(
     {
         "proc",
@@ -91,7 +93,8 @@ SYSTEM_DIRECTORIES = frozenset(
         "lost+found",
     }
 )
-# Variables the wrapper (POSIX sh), the dynamic loader, the app's Google/AWS libraries or ECS rely on.
+# Variables the wrapper (POSIX sh), the dynamic loader, the app's Google/AWS libraries or ECS rely
+# on.
 RESERVED_VARIABLES = frozenset(
     {
         "PATH",
@@ -155,7 +158,7 @@ def credentials_env_problem(value: Any) -> str | None:
     upper = name.upper()
     if upper in RESERVED_VARIABLES or upper.startswith(RESERVED_PREFIXES):
         return (
-            "is a variable the wrapper, the app or ECS relies on (the wrapper unsets it after writing the "
-            "key); choose another name, such as GCP_CREDENTIALS_JSON"
+            "is a variable the wrapper, the app or ECS relies on (the wrapper unsets it after "
+            "writing the key); choose another name, such as GCP_CREDENTIALS_JSON"
         )
     return None

@@ -101,7 +101,8 @@ class RunLocalResult:
 
 @dataclass(frozen=True)
 class SecretRef:
-    """A parsed `valueFrom`: a Secrets Manager secret (with optional json-key/stage/version) or an SSM parameter."""
+    """A parsed `valueFrom`: a Secrets Manager secret (with optional json-key/stage/version) or an
+    SSM parameter."""
 
     service: str  # "secretsmanager" or "ssm"
     secret_id: str
@@ -258,7 +259,8 @@ def check_role_can_read(
 
 
 def secrets_payload(secrets: dict[str, str]) -> bytes:
-    """What the pre-step reads from stdin: one `export NAME='value'` per secret, then the end marker."""
+    """What the pre-step reads from stdin: one `export NAME='value'` per secret, then the end
+    marker."""
     lines = []
     for name, value in secrets.items():
         if not _NAME.fullmatch(name) or "\x00" in value or END_OF_SECRETS in value:
@@ -270,7 +272,8 @@ def secrets_payload(secrets: dict[str, str]) -> bytes:
 
 
 def process_argv(container: dict[str, Any], image_config: dict[str, Any]) -> list[str]:
-    """The argv the engine would run, merged as Docker does: a task entryPoint drops the image's CMD."""
+    """The argv the engine would run, merged as Docker does: a task entryPoint drops the image's
+    CMD."""
     entrypoint, command = container.get("entryPoint") or [], container.get("command") or []
     if entrypoint:
         return [*entrypoint, *command]
@@ -296,8 +299,8 @@ def container_spec(
         environment.pop(
             name, None
         )  # the secret's value wins over an environment entry of that name
-    # The task's own writable mounts become tmpfs (Fargate's task volumes start empty). A read-only root
-    # gets nothing else, so the rehearsal fails where Fargate would; otherwise the
+    # The task's own writable mounts become tmpfs (Fargate's task volumes start empty). A read-only
+    # root gets nothing else, so the rehearsal fails where Fargate would; otherwise the
     # credentials directory is a tmpfs too, so the key file never reaches the engine's disk.
     read_only = bool(container.get("readonlyRootFilesystem"))
     tmpfs = {path: "rw,mode=0755" for path in fargate_rules.writable_mounts(container)}
@@ -340,8 +343,8 @@ def with_prestep(
 
 
 def overridden(container: dict[str, Any], overrides: TaskOverrides) -> dict[str, Any]:
-    """The container as ECS applies containerOverrides: the command replaces `command` (the entryPoint
-    stays), and each variable is added or replaces the definition's."""
+    """The container as ECS applies containerOverrides: the command replaces `command` (the
+    entryPoint stays), and each variable is added or replaces the definition's."""
     changed = dict(container)
     if overrides.command is not None:
         changed["command"] = overrides.command

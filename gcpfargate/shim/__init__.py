@@ -1,4 +1,5 @@
-"""credential-shim: the EC2 metadata credential API on loopback, backed by the ECS task-role endpoint.
+"""credential-shim: the EC2 metadata credential API on loopback, backed by the ECS task-role
+endpoint.
 
 Google's auth libraries read AWS credentials from the environment or from an EC2-metadata-style
 `credential_source.url`, never from the ECS container credentials endpoint that Fargate gives a
@@ -9,9 +10,10 @@ asks for:
 
     PUT /latest/api/token                             IMDSv2 session token (TTL header required)
     GET /latest/meta-data/iam/security-credentials    the role name
-    GET /latest/meta-data/iam/security-credentials/R  {"AccessKeyId", "SecretAccessKey", "Token", ...}
-    GET /latest/meta-data/placement/availability-zone from the ECS task metadata (region fallback)
-    GET /healthz                                      200 once task-role credentials are available
+    GET /latest/meta-data/iam/security-credentials/R  {"AccessKeyId", "SecretAccessKey", "Token",
+    ...} GET /latest/meta-data/placement/availability-zone from the ECS task metadata (region
+    fallback) GET /healthz                                      200 once task-role credentials are
+    available
 
 Every metadata GET needs a session token (IMDSv2 only). Credentials are cached and refetched
 shortly before their `Expiration` and at least every `--max-age` seconds, so the application's
@@ -19,8 +21,8 @@ Google credentials keep refreshing for as long as it runs.
 
 This package is deliberately standard-library only, uses relative imports only and imports nothing
 else from gcpfargate: the shim image is a Python base plus this directory copied as `shim`
-(`python3 -m shim`, health check `python3 -m shim --check`), and `python -m gcpfargate.shim` runs the
-same code from an installed gcpfargate. This module holds only the constants that the credential
+(`python3 -m shim`, health check `python3 -m shim --check`), and `python -m gcpfargate.shim` runs
+the same code from an installed gcpfargate. This module holds only the constants that the credential
 configuration shares, so importing it costs nothing. Credentials are never logged or put in an
 error message; logs name the role and the expiry only, and the ECS endpoint by `scheme://host`
 only (its path is the secret that guards it). Upstream redirects are errors, never followed.

@@ -1,4 +1,5 @@
-"""The downstream side: the IMDSv2-style HTTP server, its health check client and the command line."""
+"""The downstream side: the IMDSv2-style HTTP server, its health check client and the command
+line."""
 
 from __future__ import annotations
 
@@ -242,7 +243,8 @@ def _check(port: int) -> int:
         print(f"credential-shim unhealthy: {reason}", file=sys.stderr)
     except (urllib.error.URLError, OSError) as exc:
         print(
-            f"credential-shim unhealthy: not answering on port {port} ({getattr(exc, 'reason', exc)})",
+            f"credential-shim unhealthy: not answering on port {port} "
+            f"({getattr(exc, 'reason', exc)})",
             file=sys.stderr,
         )
     return 1

@@ -17,7 +17,8 @@ from datetime import UTC, datetime
 
 from . import ECS_ENDPOINT
 
-# FULL_URI hosts every AWS SDK accepts besides loopback and https (botocore ContainerMetadataFetcher).
+# FULL_URI hosts every AWS SDK accepts besides loopback and https (botocore
+# ContainerMetadataFetcher).
 _FULL_URI_HOSTS = ("169.254.170.2", "169.254.170.23", "fd00:ec2::23", "localhost")
 _UPSTREAM_TIMEOUT = 2.0
 _UPSTREAM_ATTEMPTS = 3  # as botocore: the agent endpoint can be briefly unavailable at task start
@@ -39,7 +40,8 @@ log = logging.getLogger("credential-shim")
 
 
 class ShimError(Exception):
-    """One safe line (names, URLs without query, status codes; never credentials) and an HTTP status."""
+    """One safe line (names, URLs without query, status codes; never credentials) and an HTTP
+    status."""
 
     def __init__(self, message: str, status: int = 502) -> None:
         super().__init__(message)
@@ -196,7 +198,8 @@ class TaskRoleEndpoint:
             ) from None
         if expiration.tzinfo is None:
             expiration = expiration.replace(tzinfo=UTC)
-        # IMDS serves a role *name*; ECS gives the ARN (EKS Pod Identity does not: keep a stable name).
+        # IMDS serves a role *name*; ECS gives the ARN (EKS Pod Identity does not: keep a stable
+        # name).
         role_name = str(document.get("RoleArn") or "").rsplit("/", 1)[-1] or "task-role"
         return TaskRoleCredentials(
             document["AccessKeyId"],
@@ -283,7 +286,8 @@ class CredentialCache:
 
 
 def availability_zone(environ: Mapping[str, str]) -> str:
-    """The task's zone from ECS task metadata v4; google-auth derives the region by dropping its last letter."""
+    """The task's zone from ECS task metadata v4; google-auth derives the region by dropping its
+    last letter."""
     base = environ.get("ECS_CONTAINER_METADATA_URI_V4", "")
     if not base:
         raise ShimError(
@@ -294,6 +298,7 @@ def availability_zone(environ: Mapping[str, str]) -> str:
     zone = _get_json(base.rstrip("/") + "/task", {}, "task metadata").get("AvailabilityZone")
     if not isinstance(zone, str) or not zone:
         raise ShimError(
-            "the ECS task metadata has no AvailabilityZone; set AWS_REGION in the application container"
+            "the ECS task metadata has no AvailabilityZone; set AWS_REGION in the application "
+            "container"
         )
     return zone

@@ -141,11 +141,13 @@ def confined_loader(directory: Path) -> Any:
 
 
 def limited_environment_class() -> type:
-    """SandboxedEnvironment with the cost limits above (a class made on first use: jinja2 is heavy)."""
+    """SandboxedEnvironment with the cost limits above (a class made on first use: jinja2 is
+    heavy)."""
     from jinja2.sandbox import SandboxedEnvironment
 
     class LimitedEnvironment(SandboxedEnvironment):
-        # Intercepting also stops Jinja folding `10**5000` at compile time, outside any error handling.
+        # Intercepting also stops Jinja folding `10**5000` at compile time, outside any error
+        # handling.
         intercepted_binops = frozenset({"**", "*"})
 
         def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
@@ -174,7 +176,8 @@ def limited_environment_class() -> type:
 
 
 def counted_range(counter: list[int]) -> Any:
-    """`range` for templates: the sandbox's own cap per call, and MAX_ITERATIONS across the render."""
+    """`range` for templates: the sandbox's own cap per call, and MAX_ITERATIONS across the
+    render."""
     from jinja2.sandbox import safe_range
 
     def template_range(*args: int) -> Iterator[int]:

@@ -1,5 +1,5 @@
-"""Recognise the hand-built recipe `init --from-family` meets most: the key secret in a variable and a
-shell start-up step that writes it to a file, e.g.
+"""Recognise the hand-built recipe `init --from-family` meets most: the key secret in a variable and
+a shell start-up step that writes it to a file, e.g.
 
     command: ["sh", "-c", "echo \"$KEY\" > /tmp/key.json && exec python main.py"]
     environment: GOOGLE_APPLICATION_CREDENTIALS=/tmp/key.json, secrets: KEY <- arn:…:secret:…
@@ -73,6 +73,7 @@ def strip(container: dict[str, Any], recipe: Recipe) -> None:
 
 
 def account_of(client_email: str) -> tuple[str, str]:
-    """(project, account email) from a key's client_email (`name@project.iam.gserviceaccount.com`)."""
+    """(project, account email) from a key's client_email
+    (`name@project.iam.gserviceaccount.com`)."""
     match = re.fullmatch(r"[^@]+@([a-z][a-z0-9-]+)\.iam\.gserviceaccount\.com", client_email)
     return (match.group(1) if match else "", client_email)

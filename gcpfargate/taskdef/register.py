@@ -71,7 +71,8 @@ def template_path(ctx: Context) -> Path:
     return Path(ctx.settings.task.template)
 
 
-# Stand-ins for the values only AWS or a push can give, for `check_renders`: shaped like the real ones.
+# Stand-ins for the values only AWS or a push can give, for `check_renders`: shaped like the real
+# ones.
 _STAND_INS = {
     "secret_arn": "arn:aws:secretsmanager:us-east-1:000000000000:secret:stand-in-AbCdEf",
     "execution_role_arn": "arn:aws:iam::000000000000:role/stand-in",
@@ -82,9 +83,9 @@ _STAND_INS = {
 
 
 def check_renders(ctx: Context) -> tuple[dict[str, Any], str]:
-    """Render and validate the template with stand-ins for what bootstrap and push-image will make: a
-    template error is reported before anything is created. Touches no AWS or GCP endpoint. Returns the
-    definition and the region it was rendered for."""
+    """Render and validate the template with stand-ins for what bootstrap and push-image will make:
+    a template error is reported before anything is created. Touches no AWS or GCP endpoint. Returns
+    the definition and the region it was rendered for."""
     settings = ctx.settings
     path = template_path(ctx)
     variables: dict[str, Any] = {
@@ -157,10 +158,11 @@ def render_definition(
 ) -> dict[str, Any]:
     """The final task definition register-task would send: rendered, wired, validated. Reads only.
 
-    `secret_arn` and `role_arn` (the execution role's) are passed when the caller knows them (deploy:
-    from bootstrap); else they are read.
-    Without `image` and image.tag, the image of the family's latest ACTIVE revision is used (a derived
-    tag is in no config). `show_rendered` logs the rendered text, numbered, when it is not JSON."""
+    `secret_arn` and `role_arn` (the execution role's) are passed when the caller knows them
+    (deploy: from bootstrap); else they are read.
+    Without `image` and image.tag, the image of the family's latest ACTIVE revision is used (a
+    derived tag is in no config). `show_rendered` logs the rendered text, numbered, when it is not
+    JSON."""
     settings = ctx.settings
     settings.require("task.family")
     path = template_path(ctx)
@@ -194,8 +196,8 @@ def render_definition(
         variables.update(image=resolved.reference, image_digest=resolved.digest)
     else:
         ctx.reporter.warn(
-            f"{template.shown(path)} does not use {{{{ image }}}} or {{{{ image_digest }}}}: the image "
-            "push-image builds is not the one this definition runs"
+            f"{template.shown(path)} does not use {{{{ image }}}} or {{{{ image_digest }}}}: the "
+            "image push-image builds is not the one this definition runs"
         )
 
     with ctx.reporter.step(f"Rendering {template.shown(path)}"):
@@ -226,7 +228,8 @@ def render_definition(
     else:
         wiring.check_environment(definition, variables["credentials_env"])
     if fargate_rules.missing_execution_role(definition, lambda: ctx.registry.host):
-        # ECS refuses secrets, ECR images and awslogs without one: the configured role, else bootstrap's.
+        # ECS refuses secrets, ECR images and awslogs without one: the configured role, else
+        # bootstrap's.
         definition["executionRoleArn"] = (
             variables.get("execution_role_arn") or role_arn or roles.execution_role_arn(ctx)
         )
@@ -253,7 +256,8 @@ _TOP_DEFAULTS: dict[str, Any] = {"enableFaultInjection": False}
 
 
 def normalise(definition: dict[str, Any]) -> dict[str, Any]:
-    """One form for a rendered definition and a registered revision (moto's and real ECS's alike)."""
+    """One form for a rendered definition and a registered revision (moto's and real ECS's
+    alike)."""
     data = copy.deepcopy(definition)
     for key in READ_ONLY:
         data.pop(key, None)
@@ -349,7 +353,8 @@ def check_runs_pushed(definition: dict[str, Any], pushed: str, where: str) -> No
 
 
 def _secret_arns(definition: dict[str, Any]) -> list[str]:
-    """The Secrets Manager secrets the definition's containers read (valueFrom without its suffix)."""
+    """The Secrets Manager secrets the definition's containers read (valueFrom without its
+    suffix)."""
     arns = {
         str(item.get("valueFrom", ""))
         for container in definition.get("containerDefinitions", [])
@@ -370,9 +375,10 @@ def register_task(
     pushed: str = "",
     role_arn: str | None = None,
 ) -> RegisterResult:
-    """Register the rendered definition unless the latest revision already matches it. `deploy` passes the
-    secret's and the execution role's ARNs from bootstrap and the `latest` revision push-image read, so
-    none is read twice (the role's ARN would otherwise cost an STS GetCallerIdentity)."""
+    """Register the rendered definition unless the latest revision already matches it. `deploy`
+    passes the secret's and the execution role's ARNs from bootstrap and the `latest` revision
+    push-image read, so none is read twice (the role's ARN would otherwise cost an STS
+    GetCallerIdentity)."""
     family = ctx.settings.family
     plan: list[str] = []
     try:
@@ -380,7 +386,8 @@ def register_task(
     except (ImageNotFound, SecretNotFound) as exc:
         if not ctx.dry_run:
             raise
-        # A dry-run deploy renders before bootstrap and push-image have made anything: say so rather than fail.
+        # A dry-run deploy renders before bootstrap and push-image have made anything: say so rather
+        # than fail.
         return RegisterResult(
             None,
             None,
@@ -412,7 +419,8 @@ def register_task(
     if ctx.dry_run:
         return RegisterResult(None, None, True, plan=plan, diff=diff)
     with ctx.reporter.step(f"Registering a new revision of {family}"):
-        # Right after bootstrap made or changed the execution role, ECS may not see it yet (iam:PassRole).
+        # Right after bootstrap made or changed the execution role, ECS may not see it yet
+        # (iam:PassRole).
         created = propagation.retry_while(
             lambda: ctx.aws.call(
                 "ecs", "register_task_definition", f"register task definition {family}", **rendered

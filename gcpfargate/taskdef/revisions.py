@@ -45,7 +45,8 @@ def rollback(
         target = next((arn for arn in active if svc.revision_of(arn) == revision), "")
         if not target:
             raise OperationError(
-                f"{family}:{revision} is not an ACTIVE revision (deregistered, or never registered)",
+                f"{family}:{revision} is not an ACTIVE revision (deregistered, or never "
+                "registered)",
                 f"Pick one of: {', '.join(str(svc.revision_of(a)) for a in active) or 'none'}",
             )
     else:
@@ -86,8 +87,8 @@ def rollback(
 
 
 def pinned_by_schedule(ctx: Context, family: str) -> dict[str, str]:
-    """{revision ARN: why} for the revision the configured schedule's target pins (none when it names
-    the family, which runs the latest, or when there is no schedule)."""
+    """{revision ARN: why} for the revision the configured schedule's target pins (none when it
+    names the family, which runs the latest, or when there is no schedule)."""
     from gcpfargate.ecs.schedule import get_schedule, schedule_name
 
     name, group = schedule_name(ctx), ctx.settings.schedule.group
@@ -107,7 +108,8 @@ def _deregister(ctx: Context, arn: str) -> None:
         )
 
 
-# -- deregister -------------------------------------------------------------------------------------
+# -- deregister
+# -------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -185,7 +187,8 @@ def deregister(
     images: bool = False,
     confirm: Callable[[DeregisterResult], bool] = lambda plan: False,
 ) -> DeregisterResult:
-    """Deregister what `plan_deregister` lists, after `confirm(plan)` agrees (not asked in a dry run)."""
+    """Deregister what `plan_deregister` lists, after `confirm(plan)` agrees (not asked in a dry
+    run)."""
     plan = plan_deregister(ctx, keep_last, images)
     if ctx.dry_run or not plan.deregister:
         return plan

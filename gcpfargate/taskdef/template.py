@@ -113,7 +113,8 @@ def render_text(
     environ: Mapping[str, str] | None = None,
     env_vars: Collection[str] = (),
 ) -> str:
-    """`env_vars`: the variables env()/must_env() may read besides GCPFARGATE_VAR_* (task.env_vars)."""
+    """`env_vars`: the variables env()/must_env() may read besides GCPFARGATE_VAR_*
+    (task.env_vars)."""
     environment = _environment(path, os.environ if environ is None else environ, env_vars)
     read_template(path)
     try:
@@ -179,7 +180,8 @@ def _raise_for(exc: BaseException, path: Path) -> None:
 
 
 def _template_line(exc: BaseException, path: Path) -> int | None:
-    """The template line Jinja put into the traceback (it rewrites frames to the template's lines)."""
+    """The template line Jinja put into the traceback (it rewrites frames to the template's
+    lines)."""
     line = None
     tb: types.TracebackType | None = exc.__traceback__
     wanted = {str(path), path.name, str(path.resolve())}
@@ -225,7 +227,8 @@ def parse_json(text: str, path: Path) -> dict[str, Any]:
 
 
 def _json_hint(exc: json.JSONDecodeError) -> str:
-    """What usually causes this JSON error in a template; tojson only where a bare value is likely."""
+    """What usually causes this JSON error in a template; tojson only where a bare value is
+    likely."""
     if exc.msg.startswith("Expecting ',' delimiter"):
         return "A comma is missing between two values or fields, just before the caret"
     if exc.msg.startswith("Expecting property name"):
@@ -293,7 +296,8 @@ def input_shape(service_model: Any) -> Any:
 
 
 def shape_problems(definition: Mapping[str, Any], shape: Any = None) -> list[str]:
-    """What botocore's own validator (plus the model's enums) finds wrong, each with its JSON path."""
+    """What botocore's own validator (plus the model's enums) finds wrong, each with its JSON
+    path."""
     import botocore.validate
 
     shape = shape if shape is not None else _service_input_shape()

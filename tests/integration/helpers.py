@@ -77,11 +77,13 @@ def secret_json(project: Project) -> dict[str, Any]:
 
 
 def add_service(project: Project, task_definition_arn: str) -> str:
-    """A cluster and a service `web` on it running `task_definition_arn`, and the [service] section."""
+    """A cluster and a service `web` on it running `task_definition_arn`, and the [service]
+    section."""
     ecs = project.aws("ecs")
     cluster = project.family  # unique per test
     ecs.create_cluster(clusterName=cluster)
-    # desiredCount 0: moto starts no tasks, so its deployment is COMPLETED at once (see the module docstring).
+    # desiredCount 0: moto starts no tasks, so its deployment is COMPLETED at once (see the module
+    # docstring).
     ecs.create_service(
         cluster=cluster,
         serviceName="web",
@@ -182,7 +184,8 @@ def registry_tags(project: Project, repository: str) -> list[str]:
 
 
 class Terminal:
-    """The CLI with a pseudo-terminal as stdin, stdout and stderr (so it sees a TTY, as a person's shell)."""
+    """The CLI with a pseudo-terminal as stdin, stdout and stderr (so it sees a TTY, as a person's
+    shell)."""
 
     def __init__(self, args: list[str], cwd: Path, env: dict[str, str]) -> None:
         self.master, slave = os.openpty()
@@ -229,8 +232,8 @@ class Terminal:
 
 
 def terminal_env(home: Path) -> dict[str, str]:
-    """A developer's shell: no gcpfargate or AWS settings, no region anywhere (so init must ask), not CI.
-    init talks to no cloud, so no stack is needed."""
+    """A developer's shell: no gcpfargate or AWS settings, no region anywhere (so init must ask),
+    not CI. init talks to no cloud, so no stack is needed."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GCPFARGATE_", "AWS_", "CI"))}
     home.mkdir(exist_ok=True)
     return {
@@ -305,10 +308,12 @@ def prepare_schedule(project: Project, extra_schedule: str = "") -> dict[str, st
 
 
 def prepare_run(project: Project, extra_run: str = "") -> Ecs:
-    """A VPC, a cluster, a log group and a registered Fargate task definition, plus [run] in the config."""
+    """A VPC, a cluster, a log group and a registered Fargate task definition, plus [run] in the
+    config."""
     ec2 = project.aws("ec2")
     vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
-    # moto describes the task's ENI with a private DNS name, which exists only with DNS hostnames on.
+    # moto describes the task's ENI with a private DNS name, which exists only with DNS hostnames
+    # on.
     ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})
     subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
     group = ec2.create_security_group(
@@ -372,8 +377,9 @@ def active(project: Project) -> list[int]:
 def manifest_status(project: Project, digest: str) -> int:
     url = f"http://{project.stack.registry}/v2/{project.family}/manifests/{digest}"
     accept = (
-        "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json, "
-        "application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json"
+        "application/vnd.docker.distribution.manifest.v2+json, "
+        "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, "
+        "application/vnd.docker.distribution.manifest.list.v2+json"
     )
     return requests.get(url, headers={"Accept": accept}, timeout=10).status_code
 

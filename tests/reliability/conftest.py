@@ -1,4 +1,5 @@
-"""The fault proxy, and figures of the whole session for the reliability summary (tests/conftest.py prints them)."""
+"""The fault proxy, and figures of the whole session for the reliability summary (tests/conftest.py
+prints them)."""
 
 from __future__ import annotations
 

@@ -241,7 +241,8 @@ CASES: list[Case] = [
         "service-missing", ("rollback", "--service", "nope", "--cluster", "default"), 1, ("nope",)
     ),
     # -- environment ---------------------------------------------------------------------------
-    # A missing credentials or profile configuration is a configuration error: exit 2 (issue 17 item 14).
+    # A missing credentials or profile configuration is a configuration error: exit 2 (issue 17 item
+    # 14).
     Case("aws-no-credentials", BOOT, 2, ("no AWS credentials",), setup="no_aws_credentials"),
     Case("aws-endpoint-down", BOOT, 1, ("cannot reach the AWS endpoint",), setup="aws_down"),
     Case("aws-unknown-profile", ("--profile", "nope", "bootstrap"), 2, ("profile", "nope")),

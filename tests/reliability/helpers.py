@@ -54,7 +54,8 @@ def new_project(stack: LocalStack, directory: Path) -> Project:
 def make_deployable(
     project: Project, steps: tuple[str, ...] = ('CMD ["/bin/true"]',), tag: str = "v1"
 ) -> None:
-    """Give `project` an image context, an [image] section and the default template, so `deploy` runs.
+    """Give `project` an image context, an [image] section and the default template, so `deploy`
+    runs.
 
     The tag is fixed: a derived (timestamp) tag would make every rerun look like a new image.
     """
@@ -106,7 +107,8 @@ def run_logged(
 
 
 def mutating(calls: list[Call]) -> list[Call]:
-    """Each mutating call once per occurrence, in order: (call, nth occurrence of that operation)."""
+    """Each mutating call once per occurrence, in order: (call, nth occurrence of that
+    operation)."""
     return [call for call in calls if call.write]
 
 
@@ -154,7 +156,8 @@ def pages(client: Any, operation: str, key: str, **kwargs: Any) -> list[Any]:
 
 
 def referenced_keys(project: Project) -> set[str]:
-    """Key ids held by a staged version of any gcpfargate secret of the account (this one included)."""
+    """Key ids held by a staged version of any gcpfargate secret of the account (this one
+    included)."""
     sm = project.aws("secretsmanager")
     tagged = pages(  # the truth, without the simulated ListSecrets lag
         project.aws("secretsmanager", truth=True),
@@ -202,11 +205,13 @@ def tag_problems(project: Project) -> list[str]:
     problems = []
     if tags.get(TAG_KEY_ID) != key.get("private_key_id"):
         problems.append(
-            f"tag {TAG_KEY_ID} is {tags.get(TAG_KEY_ID)}, AWSCURRENT holds {key.get('private_key_id')}"
+            f"tag {TAG_KEY_ID} is {tags.get(TAG_KEY_ID)}, AWSCURRENT holds "
+            f"{key.get('private_key_id')}"
         )
     if tags.get(TAG_ACCOUNT) != key.get("client_email"):
         problems.append(
-            f"tag {TAG_ACCOUNT} is {tags.get(TAG_ACCOUNT)}, AWSCURRENT is of {key.get('client_email')}"
+            f"tag {TAG_ACCOUNT} is {tags.get(TAG_ACCOUNT)}, AWSCURRENT is of "
+            f"{key.get('client_email')}"
         )
     return problems
 
@@ -214,8 +219,8 @@ def tag_problems(project: Project) -> list[str]:
 def check_invariants(
     project: Project, expect_secret: bool = True, previous: str | None = None
 ) -> list[str]:
-    """The invariants as a list of broken ones (empty: all hold). `previous`: the key AWSCURRENT held
-    before the command, which the key lifecycle may keep enabled."""
+    """The invariants as a list of broken ones (empty: all hold). `previous`: the key AWSCURRENT
+    held before the command, which the key lifecycle may keep enabled."""
     broken = []
     leftover = orphans(project, previous)
     if leftover:
@@ -257,7 +262,8 @@ def latest_revision_arn(project: Project) -> str | None:
 
 
 def task_definition_problems(project: Project) -> list[str]:
-    """When the family has a revision, its latest must take the credentials from the secret's ARN."""
+    """When the family has a revision, its latest must take the credentials from the secret's
+    ARN."""
     ecs = project.aws("ecs")
     latest = latest_revision_arn(project)
     if latest is None:
@@ -269,7 +275,8 @@ def task_definition_problems(project: Project) -> list[str]:
     ]
     if value_from != [secret_arn]:
         return [
-            f"latest revision {definition['revision']} takes secrets from {value_from}, not {secret_arn}"
+            f"latest revision {definition['revision']} takes secrets from {value_from}, not "
+            f"{secret_arn}"
         ]
     return []
 
@@ -333,7 +340,8 @@ class PrivateDockerd:
         return self
 
     def note_containers(self) -> set[str]:
-        """Remember the engine's containers (build steps included), to find their processes later."""
+        """Remember the engine's containers (build steps included), to find their processes
+        later."""
         import docker
 
         client = docker.DockerClient(base_url=self.host)
@@ -344,7 +352,8 @@ class PrivateDockerd:
         return self.container_ids
 
     def leftover_pids(self) -> list[int]:
-        """Processes that still belong to this engine: they name its root, or run in one of its containers."""
+        """Processes that still belong to this engine: they name its root, or run in one of its
+        containers."""
 
         found = []
         for entry in os.listdir("/proc"):
@@ -412,9 +421,10 @@ def session_processes(sid: int) -> list[int]:
     return found
 
 
-# -- the world as content ----------------------------------------------------------------------------
-# The state of the world as content, for comparisons: after a clean run vs after fault + rerun
-# (`shape`, one project), and before vs after a failed command (`snapshot`, everything in the stack).
+# -- the world as content
+# ---------------------------------------------------------------------------- The state of the
+# world as content, for comparisons: after a clean run vs after fault + rerun (`shape`, one
+# project), and before vs after a failed command (`snapshot`, everything in the stack).
 #
 # Both read real content (policy documents, tags, repository and log-group settings, schedules,
 # registry manifests), every page of every list, and hide only what legitimately differs between two
@@ -556,7 +566,8 @@ def _tag_value(tag: dict[str, str]) -> str:
 
 
 def registry_content(registry: str) -> dict[str, Any]:
-    """Repository -> its tags, from the registry's own API, following every `Link: rel="next"` page."""
+    """Repository -> its tags, from the registry's own API, following every `Link: rel="next"`
+    page."""
 
     def walk(path: str, key: str) -> list[str]:
         found: list[str] = []
@@ -704,7 +715,8 @@ def run_fault(
     args: tuple[str, ...] | None = None,
     env: dict[str, str | None] | None = None,
 ) -> tuple[Result, list[str]]:
-    """Run the command with `fault`; return its result and what is wrong afterwards (empty: survived)."""
+    """Run the command with `fault`; return its result and what is wrong afterwards (empty:
+    survived)."""
     before = injected(stack, proxy)
     previous = current_key(project)["private_key_id"] if secret_exists(project) else None
     args = args or (("rotate-key",) if fault.command == "rotate-key" else ("deploy",))
@@ -785,7 +797,8 @@ def injected(stack: LocalStack, proxy: FaultProxy) -> int:
 
 
 def failure_names(fault: Fault) -> tuple[str, ...]:
-    """What the failure line of `fault` must name (one of): the deploy step, or the rotate-key step."""
+    """What the failure line of `fault` must name (one of): the deploy step, or the rotate-key
+    step."""
     if fault.command == "deploy":
         return (f"{STEP_OF[(fault.call.system, fault.call.service)]} failed",)
     return ROTATE_STEP.get(fault.call.operation, (fault.call.operation,))
@@ -802,14 +815,15 @@ STEP_OF = {
 }
 
 
-# Permission errors as the services send them (botocore models: AccessDeniedException, HTTP 400 on the
-# JSON services; IAM's query protocol says AccessDenied, HTTP 403). The user is the stack's moto user.
+# Permission errors as the services send them (botocore models: AccessDeniedException, HTTP 400 on
+# the JSON services; IAM's query protocol says AccessDenied, HTTP 403). The user is the stack's moto
+# user.
 DENIED_TEXT = "User: arn:aws:iam::123456789012:user/moto is not authorized to perform: {action}"
 
 
 # What a rotate-key failure line must name: the step of the rotation that failed (the operation's
-# own words, as the product's adapters describe each call). UpdateSecretVersionStage serves two steps:
-# the promotion ("make the new key current") and the rollback ("moving AWSCURRENT back").
+# own words, as the product's adapters describe each call). UpdateSecretVersionStage serves two
+# steps: the promotion ("make the new key current") and the rollback ("moving AWSCURRENT back").
 ROTATE_STEP: dict[str, tuple[str, ...]] = {
     "CreateServiceAccountKey": ("key",),
     "PutSecretValue": ("store the new key",),

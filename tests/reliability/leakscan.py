@@ -1,4 +1,5 @@
-"""The leak scanner: every private key the IAM emulator minted, searched for everywhere it could land.
+"""The leak scanner: every private key the IAM emulator minted, searched for everywhere it could
+land.
 
 What is searched for: the PEM body lines of every key the emulator handed out (its test-only record,
 `IamEmulator.minted_keys()`), so a key that never reached a secret (the "store failed, key
@@ -14,11 +15,12 @@ Any 127 consecutive characters of a PEM body contain one whole 64-character body
 leak of at least two lines' worth is found; shorter fragments are not claimed.
 
 Where (`PLACES`): the commands' stdout/stderr, files under the project, $HOME and /tmp (those
-written since the scan's start; not other stacks' or other pytest workers' directories), the Docker engine's data root (but the image layers that existed
-before the scan's commands ran: a layer is content-addressed and never written again, so one made
-before any key was minted cannot hold one; containers' writable layers are always read) and its
-containers' and images' configs, the registry's stored blobs, what moto holds (secret names/descriptions/tags, task
-definitions with tags, IAM roles, ECR repositories, log events, schedules), and the stack's logs.
+written since the scan's start; not other stacks' or other pytest workers' directories), the Docker
+engine's data root (but the image layers that existed before the scan's commands ran: a layer is
+content-addressed and never written again, so one made before any key was minted cannot hold one;
+containers' writable layers are always read) and its containers' and images' configs, the registry's
+stored blobs, what moto holds (secret names/descriptions/tags, task definitions with tags, IAM
+roles, ECR repositories, log events, schedules), and the stack's logs.
 """
 
 from __future__ import annotations
@@ -140,7 +142,8 @@ def find_keys(data: bytes, lines: dict[bytes, str]) -> set[str]:
 
 @dataclass
 class Sources:
-    """(place, label, bytes) of everything to search; `files()` adds a tree, `moto()` the AWS side."""
+    """(place, label, bytes) of everything to search; `files()` adds a tree, `moto()` the AWS
+    side."""
 
     since: float
     items: list[tuple[str, str, bytes]] = field(default_factory=list)
@@ -207,7 +210,8 @@ class Sources:
         self.files("docker storage", root, skip=old_layers & image_layers(stack))
 
     def moto(self, stack: LocalStack) -> None:
-        """What moto holds, read through its API (never a secret's value: that is where keys belong)."""
+        """What moto holds, read through its API (never a secret's value: that is where keys
+        belong)."""
         import boto3
 
         def aws(service: str) -> Any:
@@ -320,7 +324,8 @@ def collect(
     sources = Sources(since)
     for label, data in outputs:
         sources.add("output", label, data)
-    # The product runs with HOME inside the project (conftest): that is its $HOME; ours is searched too.
+    # The product runs with HOME inside the project (conftest): that is its $HOME; ours is searched
+    # too.
     home = project_dir / ".home"
     with sources.timing("project"):
         sources.files("project", project_dir, skip=(home,))
@@ -345,7 +350,8 @@ def collect(
             )
         )
         sources.files("home", real_home, recent=True, skip=toolchains)
-    # Other sessions' stacks and engines live in /tmp too: their files cannot hold our keys, only cost time.
+    # Other sessions' stacks and engines live in /tmp too: their files cannot hold our keys, only
+    # cost time.
     others = (
         tuple(p for p in Path("/tmp").glob("gcpf-*") if p != stack.root)
         + tuple(Path("/tmp").glob("bash_jobs*"))

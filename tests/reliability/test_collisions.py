@@ -62,7 +62,8 @@ def test_every_create_loses_a_race_and_deploy_absorbs_it(
     clean = new_project(project.stack, tmp_path_factory.mktemp("clean"))
     make_deployable(clean)
     assert clean.run("deploy").returncode == 0
-    # The lost CreateSecret race leaves the winner's version as AWSPREVIOUS: the only allowed difference.
+    # The lost CreateSecret race leaves the winner's version as AWSPREVIOUS: the only allowed
+    # difference.
     ours, theirs = shape(project), shape(clean)
     assert ours.pop("stages") == ["AWSCURRENT", "AWSPREVIOUS"] and theirs.pop("stages") == [
         "AWSCURRENT"
@@ -79,7 +80,8 @@ def test_every_create_loses_a_race_and_deploy_absorbs_it(
 def test_bootstrap_secret_collision_stores_the_minted_key(
     project: Project, colliding: StrictLayer
 ) -> None:
-    """The secret collision on bootstrap alone: the key this run minted is the one stored, no orphan."""
+    """The secret collision on bootstrap alone: the key this run minted is the one stored, no
+    orphan."""
     result = project.run("bootstrap", "--output", "json", env={"AWS_ENDPOINT_URL": colliding.url})
     assert result.returncode == 0, result.output
     assert colliding.collisions == {

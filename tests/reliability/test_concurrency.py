@@ -55,7 +55,8 @@ def assert_all_succeeded(results: list[Result]) -> None:
 
 @pytest.mark.parametrize("first", ["bootstrap", "deploy"])
 def test_two_first_runs_at_once(project: Project, first: str) -> None:
-    """The first run creates everything (secret, role, repository, log group): the likeliest collisions."""
+    """The first run creates everything (secret, role, repository, log group): the likeliest
+    collisions."""
     make_deployable(project)
     results = race(project, first, "--output", "json")
     assert_all_succeeded(results)
@@ -85,9 +86,9 @@ def test_two_rotations_at_once(project: Project) -> None:
 
 
 def test_four_rotations_at_once(project: Project) -> None:
-    """Issue 13.7: writers of one secret are serialised (compare-and-set on AWSCURRENT), so any number
-    of concurrent rotations ends with no orphan: two enabled keys (current, previous), the rest
-    disabled."""
+    """Issue 13.7: writers of one secret are serialised (compare-and-set on AWSCURRENT), so any
+    number of concurrent rotations ends with no orphan: two enabled keys (current, previous), the
+    rest disabled."""
     make_deployable(project)
     assert project.run("deploy").returncode == 0
     before = current_key(project)["private_key_id"]

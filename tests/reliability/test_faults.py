@@ -45,7 +45,8 @@ from tests.stack.tcpproxy import BLOB_UPLOAD, MANIFEST_PUT, Reset, TcpProxy
 
 @pytest.fixture(scope="module")
 def clean(stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """One clean deploy and rotate-key: their calls, and the state each leaves (what reruns must reach)."""
+    """One clean deploy and rotate-key: their calls, and the state each leaves (what reruns must
+    reach)."""
     project = new_project(stack, tmp_path_factory.mktemp("clean"))
     make_deployable(project)
     deployed, deploy_calls = run_logged(project, "deploy")
@@ -141,7 +142,8 @@ def test_deploy_survives_each_failing_call(
 
 
 def _rerun_converged(project: Project, rerun: Any, problems: list[str]) -> bool:
-    """Record why the rerun after a fault did not succeed or left a broken invariant; True when it ran."""
+    """Record why the rerun after a fault did not succeed or left a broken invariant; True when it
+    ran."""
     if rerun.returncode != 0:
         problems.append(f"rerun failed: {rerun.stderr.strip().splitlines()[-1:]}")
         return False
@@ -166,9 +168,9 @@ def test_rotate_key_survives_each_failing_call(
         if _rerun_converged(project, rerun, problems):
             state, expected = key_shape(project), clean["rotate-state"]
             if "could not record the retired keys" in result.stderr:
-                # Documented fallback (core/lifecycle.py): a key whose retirement record was lost stays
-                # disabled until prune-keys deletes it after 24 h, so the counts of disabled keys and
-                # recorded ids may differ; everything else must not.
+                # Documented fallback (core/lifecycle.py): a key whose retirement record was lost
+                # stays disabled until prune-keys deletes it after 24 h, so the counts of disabled
+                # keys and recorded ids may differ; everything else must not.
                 state, expected = _without_retirement(state), _without_retirement(expected)
             if state != expected:
                 problems.append(
@@ -197,8 +199,8 @@ def _without_retirement(state: dict[str, Any]) -> dict[str, Any]:
 def test_throttling_of_every_call_is_absorbed(
     stack: LocalStack, proxy: FaultProxy, clean: dict[str, Any], project: Project
 ) -> None:
-    """The first call of every AWS operation is throttled, and every GCP read is UNAVAILABLE once: the
-    retries (botocore standard mode, the adapter's read retry) absorb all of it."""
+    """The first call of every AWS operation is throttled, and every GCP read is UNAVAILABLE once:
+    the retries (botocore standard mode, the adapter's read retry) absorb all of it."""
     make_deployable(project)
     aws_ops = sorted({call.operation for call in clean["calls"] if call.system == "aws"})
     gcp_reads = sorted(
@@ -223,7 +225,8 @@ def test_throttling_of_every_call_is_absorbed(
     record_figure(FIGURES, "throttles survived", fired)
 
 
-# -- the network and the engine ---------------------------------------------------------------------
+# -- the network and the engine
+# ---------------------------------------------------------------------
 def _via(project: Project, tcp: TcpProxy) -> dict[str, str | None]:
     return {"GCPFARGATE_ECR_REGISTRY": tcp.address}
 
@@ -253,7 +256,8 @@ def test_connection_reset_mid_blob_upload_is_retried(project: Project) -> None:
 
 
 def test_connection_reset_on_manifest_fails_cleanly_and_rerun_converges(project: Project) -> None:
-    """Docker does not retry the manifest upload: the push fails, as one line, and a rerun finishes."""
+    """Docker does not retry the manifest upload: the push fails, as one line, and a rerun
+    finishes."""
     make_deployable(project)
     host, port = project.stack.registry.split(":")
     with TcpProxy(host, int(port)) as tcp:
@@ -281,9 +285,9 @@ def test_connection_reset_on_manifest_fails_cleanly_and_rerun_converges(project:
 
 
 def test_engine_stopping_mid_build(project: Project, tmp_path: Path) -> None:
-    """The Docker engine goes away while a RUN step runs: one clean line, exit 1, and gcpfargate leaves
-    nothing behind: no process of its session, no temporary file. Checked before the test's own
-    clean-up of the engine, which then must leave no trace of the engine either."""
+    """The Docker engine goes away while a RUN step runs: one clean line, exit 1, and gcpfargate
+    leaves nothing behind: no process of its session, no temporary file. Checked before the test's
+    own clean-up of the engine, which then must leave no trace of the engine either."""
     make_deployable(project, steps=("RUN sleep 30",))
     engine = PrivateDockerd().start()
     temp = tmp_path / "product-tmp"

@@ -37,8 +37,9 @@ from tests.stack.local import LocalStack
 from tests.stack.tcpproxy import Reset, TcpProxy
 
 REFUSED = 1000  # token requests refused: verification gives up, the rotation rolls back
-# A definitive refusal: "Invalid JWT Signature." is waited out as "not yet propagated" (core/verify.py;
-# the key is kept, unverified, after ~135 s), so only another invalid_grant forces the rollback.
+# A definitive refusal: "Invalid JWT Signature." is waited out as "not yet propagated"
+# (core/verify.py; the key is kept, unverified, after ~135 s), so only another invalid_grant forces
+# the rollback.
 FOR_GOOD = "Invalid grant: account not found"
 
 
@@ -124,8 +125,8 @@ def test_conditional_writes_survive_each_failing_call(
         ]
         if scenario.fails:
             if "was refused" in "".join(result.stderr.strip().splitlines()[-1:]):
-                # The second fault was absorbed (the key deletion is retried, the tags are best effort,
-                # a left-over pending label is ignored): the line rightly names the refusal.
+                # The second fault was absorbed (the key deletion is retried, the tags are best
+                # effort, a left-over pending label is ignored): the line rightly names the refusal.
                 problems = [
                     p for p in problems if not p.startswith("not one clean line naming the step")
                 ]
@@ -143,7 +144,8 @@ def _advice(args: tuple[str, ...], last: str) -> tuple[str, ...]:
     return args
 
 
-# -- double faults: the clean-up itself fails, and the line must say what to do by hand --------------
+# -- double faults: the clean-up itself fails, and the line must say what to do by hand
+# --------------
 def _delete_key(project: Project, key_id: str) -> None:
     """What the line's `gcloud iam service-accounts keys delete` does."""
     import grpc
@@ -220,13 +222,13 @@ def test_unstored_key_cannot_be_deleted(project: Project, proxy: FaultProxy, pat
     assert project.stack.emulator.key_state(project.email, stray) == "enabled"
     assert_one_clean_line(failed, 1, stray, f"gcloud iam service-accounts keys delete {stray}")
     if path == "rollback":
-        # Moving AWSCURRENT back made the unverified version AWSPREVIOUS: it is referenced, so --prune
-        # keeps it; the line's gcloud command is the way out.
+        # Moving AWSCURRENT back made the unverified version AWSPREVIOUS: it is referenced, so
+        # --prune keeps it; the line's gcloud command is the way out.
         assert secret_versions(project)["AWSPREVIOUS"]["private_key_id"] == stray
         _delete_key(project, stray)
     else:
-        # Issue 15's lifecycle: the next rotation disables the unreferenced key (prune-keys deletes it
-        # once it is 24 h old; test_key_lifecycle covers that).
+        # Issue 15's lifecycle: the next rotation disables the unreferenced key (prune-keys deletes
+        # it once it is 24 h old; test_key_lifecycle covers that).
         rerun = project.run("rotate-key")
         assert rerun.returncode == 0, rerun.output
         assert project.stack.emulator.key_state(project.email, stray) == "disabled"
@@ -234,13 +236,16 @@ def test_unstored_key_cannot_be_deleted(project: Project, proxy: FaultProxy, pat
     record_figure(FIGURES, "double faults with the manual command")
 
 
-# -- lost answers of the AWS create calls ------------------------------------------------------------
+# -- lost answers of the AWS create calls
+# ------------------------------------------------------------
 CREATES = {  # operation -> the request bytes that identify it (query protocol: in the body)
     "CreateSecret": rb"X-Amz-Target: secretsmanager\.CreateSecret\r\n",
     "CreateRole": rb"Action=CreateRole&",
-    "CreateRepository": rb"X-Amz-Target: AmazonEC2ContainerRegistry_V20150921\.CreateRepository\r\n",
+    "CreateRepository": rb"X-Amz-Target: "
+    rb"AmazonEC2ContainerRegistry_V20150921\.CreateRepository\r\n",
     "CreateLogGroup": rb"X-Amz-Target: Logs_20140328\.CreateLogGroup\r\n",
-    "RegisterTaskDefinition": rb"X-Amz-Target: AmazonEC2ContainerServiceV20141113\.RegisterTaskDefinition\r\n",
+    "RegisterTaskDefinition": rb"X-Amz-Target: "
+    rb"AmazonEC2ContainerServiceV20141113\.RegisterTaskDefinition\r\n",
 }
 
 
@@ -258,7 +263,8 @@ def test_lost_answer_of_a_create_call(
     project: Project, operation: str, clean_deploy: dict[str, Any]
 ) -> None:
     """The create took effect, its answer was lost (AWS_MAX_ATTEMPTS=1): one clean line or success,
-    the invariants hold, a rerun converges to a clean deploy's world, a third run changes nothing."""
+    the invariants hold, a rerun converges to a clean deploy's world, a third run changes
+    nothing."""
     make_deployable(project)
     host, port = project.stack.moto_url.removeprefix("http://").split(":")
     with TcpProxy(host, int(port)) as tcp:
@@ -285,7 +291,8 @@ def test_lost_answer_of_a_create_call(
     record_figure(FIGURES, "faults survived")
 
 
-# -- permission errors --------------------------------------------------------------------------------
+# -- permission errors
+# --------------------------------------------------------------------------------
 def test_deploy_permission_errors_name_the_step_and_the_permission(
     stack: LocalStack, proxy: FaultProxy, tmp_path: Path
 ) -> None:
@@ -320,7 +327,8 @@ def test_deploy_permission_errors_name_the_step_and_the_permission(
     assert not broken, "\n".join(f"{label}: {problems}" for label, problems in broken.items())
 
 
-# -- lost responses: the call took effect, the caller never heard -----------------------------------
+# -- lost responses: the call took effect, the caller never heard
+# -----------------------------------
 @pytest.mark.parametrize(
     ("command", "target"),
     [
@@ -329,8 +337,8 @@ def test_deploy_permission_errors_name_the_step_and_the_permission(
     ],
 )
 def test_lost_response_of_storing_the_key(project: Project, command: str, target: bytes) -> None:
-    """The key was stored but the answer was lost (AWS_MAX_ATTEMPTS=1: no idempotent retry saves it):
-    the new key must not be deleted while the secret points at it."""
+    """The key was stored but the answer was lost (AWS_MAX_ATTEMPTS=1: no idempotent retry saves
+    it): the new key must not be deleted while the secret points at it."""
     if command == "rotate-key":
         assert project.run("bootstrap").returncode == 0
     host, port = project.stack.moto_url.removeprefix("http://").split(":")
@@ -351,9 +359,9 @@ def test_lost_response_of_storing_the_key(project: Project, command: str, target
 
 
 def test_lost_response_of_key_creation_is_deleted_at_once(project: Project) -> None:
-    """GCP made a key but its answer (the only copy of the private key) was lost. Nobody can use that
-    key: rotate-key finds it (not listed before the call, created since) and deletes it before it
-    fails with one clean line, so nothing is left for prune-keys, and the rerun rotates."""
+    """GCP made a key but its answer (the only copy of the private key) was lost. Nobody can use
+    that key: rotate-key finds it (not listed before the call, created since) and deletes it before
+    it fails with one clean line, so nothing is left for prune-keys, and the rerun rotates."""
     assert project.run("bootstrap").returncode == 0
     before = set(project.stack.emulator.key_ids(project.email))
     project.stack.emulator.fail_nth(
@@ -382,7 +390,8 @@ def _rerun_and_tally(
     problems: list[str],
     broken: dict[str, list[str]],
 ) -> None:
-    """The rerun the error line advises must succeed and leave the invariants whole; tally the fault."""
+    """The rerun the error line advises must succeed and leave the invariants whole; tally the
+    fault."""
     rerun = project.run(*args)
     if rerun.returncode != 0:
         problems.append(f"rerun failed: {rerun.stderr.strip().splitlines()[-1:]}")

@@ -267,8 +267,8 @@ def test_wrapper_passes_argv_through_unchanged(
             containers=None,
             image_config=lambda image: config,
         )
-        # Docker's model (issue 17 item 1): the wrapper and the ENTRYPOINT in entryPoint, the CMD stays in
-        # command; the process ECS starts is the two together.
+        # Docker's model (issue 17 item 1): the wrapper and the ENTRYPOINT in entryPoint, the CMD
+        # stays in command; the process ECS starts is the two together.
         wired_container = wired["containerDefinitions"][0]
         entry_point = wired_container["entryPoint"] + wired_container.get("command", [])
         assert wiring.unwrap(wired["containerDefinitions"][0]).argv == argv

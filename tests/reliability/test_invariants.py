@@ -1,5 +1,5 @@
-"""The checks check: each invariant, `shape()`, `snapshot()` and the write journal must report a defect
-planted on purpose
+"""The checks check: each invariant, `shape()`, `snapshot()` and the write journal must report a
+defect planted on purpose
 (issue 14 item 5: "prove each new check fails on a planted defect once"). A check that stays quiet
 here would let the fault matrix, the races and the corpus pass on a broken world.
 """
@@ -150,9 +150,9 @@ def test_two_clean_deploys_have_the_same_shape(
 
 
 def test_shape_and_snapshot_see_content(project: Project) -> None:
-    """Each planted change of content (not of counts) makes shape() and snapshot() differ. snapshot()
-    reads the whole session's stack (every role of hundreds): it is taken once before and once after
-    all plants, and each plant must show in its own part of it."""
+    """Each planted change of content (not of counts) makes shape() and snapshot() differ.
+    snapshot() reads the whole session's stack (every role of hundreds): it is taken once before and
+    once after all plants, and each plant must show in its own part of it."""
     _deployed(project)
     missed: list[str] = []
     before_all = snapshot(project)

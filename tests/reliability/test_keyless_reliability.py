@@ -1,14 +1,16 @@
-"""Keyless mode under faults, leaks and bad inputs (issue 19, "Done when": the reliability suite covers it).
+"""Keyless mode under faults, leaks and bad inputs (issue 19, "Done when": the reliability suite
+covers it).
 
-1. Fault matrix over keyless `bootstrap`'s writes. The writes are discovered, not listed: a clean run
-   with GCPFARGATE_CALL_LOG gives the AWS ones, the emulator's per-method counters the Google ones
-   (pools and providers over REST, SetIamPolicy over gRPC). Each fails in turn (AWS through the fault
-   proxy with AWS_MAX_ATTEMPTS=1; Google from the emulator, before the call took effect and, for
-   the creates, after it: the answer lost). Every failure is one clean line and a non-zero exit, and a
-   rerun converges to the state a clean run leaves (whose own rerun writes nothing:
+1. Fault matrix over keyless `bootstrap`'s writes. The writes are discovered, not listed: a clean
+   run with GCPFARGATE_CALL_LOG gives the AWS ones, the emulator's per-method counters the Google
+   ones (pools and providers over REST, SetIamPolicy over gRPC). Each fails in turn (AWS through the
+   fault proxy with AWS_MAX_ATTEMPTS=1; Google from the emulator, before the call took effect and,
+   for the creates, after it: the answer lost). Every failure is one clean line and a non-zero exit,
+   and a rerun converges to the state a clean run leaves (whose own rerun writes nothing:
    tests/integration/credentials/keyless/test_keyless_bootstrap.py).
-2. Leak scan: the task-role credentials run-local obtains (read from AssumeRole's answers on the wire)
-   never appear in what it printed (at --debug) or in any file under the project, HOME or the temp dir.
+2. Leak scan: the task-role credentials run-local obtains (read from AssumeRole's answers on the
+   wire) never appear in what it printed (at --debug) or in any file under the project, HOME or the
+   temp dir.
 3. Bad inputs, each refused in one line that says why.
 """
 
@@ -180,7 +182,8 @@ def test_each_failing_write_is_one_line_and_a_rerun_converges(
     assert not broken, "\n".join(f"{label}: {problems}" for label, problems in broken.items())
 
 
-# -- leak scan ---------------------------------------------------------------------------------------
+# -- leak scan
+# ---------------------------------------------------------------------------------------
 class RecordingProxy(FaultProxy):
     """Forwards everything and keeps the credentials each AssumeRole answer carried."""
 
@@ -271,7 +274,8 @@ def test_task_role_credentials_never_leave_the_task(project: Project, modern_bas
     assert leaked(needles, [project.dir], started, {}) != []
 
 
-# -- bad inputs --------------------------------------------------------------------------------------
+# -- bad inputs
+# --------------------------------------------------------------------------------------
 def _refused(result: Result, code: int, *why: str) -> None:
     assert_one_clean_line(result, code, *why)
 
@@ -293,7 +297,8 @@ def test_bad_inputs_are_refused_with_the_reason(project: Project) -> None:
         "role", f"gcpfargate-{project.family}-task"
     )  # refused before any write
     # gcpfargate-<family>-task would exceed IAM's 64-character role names (the strict layer refuses
-    # those with IAM's text, tests/unit/credentials/keyless/test_keyless_names.py): a long family gets a shortened name.
+    # those with IAM's text, tests/unit/credentials/keyless/test_keyless_names.py): a long family
+    # gets a shortened name.
     long_family = "f" * 60
     result = project.run(
         "bootstrap", "--output", "json", env={**KEYLESS, "GCPFARGATE_TASK_FAMILY": long_family}
@@ -302,14 +307,15 @@ def test_bad_inputs_are_refused_with_the_reason(project: Project) -> None:
     role = result.json["task_role_arn"].rsplit("/", 1)[-1]
     assert role == task_role_name(long_family) and len(role) <= 64 and project.exists("role", role)
 
-    # A task role whose trust was edited to another service: gcpfargate-* roles are bootstrap's own, so
-    # the trust is put back (an ECS task could not assume it otherwise), as for the execution role.
+    # A task role whose trust was edited to another service: gcpfargate-* roles are bootstrap's own,
+    # so the trust is put back (an ECS task could not assume it otherwise), as for the execution
+    # role.
     iam = project.aws("iam")
     iam.create_role(
         RoleName=f"gcpfargate-{project.family}-task",
         AssumeRolePolicyDocument=(
-            '{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole", '
-            '"Principal": {"Service": "lambda.amazonaws.com"}}]}'
+            '{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": '
+            '"sts:AssumeRole", "Principal": {"Service": "lambda.amazonaws.com"}}]}'
         ),
     )
     assert project.run("bootstrap", env=KEYLESS).returncode == 0
@@ -329,7 +335,8 @@ def test_bad_inputs_are_refused_with_the_reason(project: Project) -> None:
     assert edited.status_code == 400 and "condition" in edited.text.lower(), (
         edited.text
     )  # Google refuses it too
-    # A disabled pool is the owner's decision: refused with the way to enable it, never re-enabled silently.
+    # A disabled pool is the owner's decision: refused with the way to enable it, never re-enabled
+    # silently.
     number = emulator.project_number(project.gcp_project)
     with emulator.state.lock:
         emulator.keyless.pools.pool(number, "gcpfargate").disabled = True
@@ -341,7 +348,8 @@ def test_bad_inputs_are_refused_with_the_reason(project: Project) -> None:
         "Enable it",
     )
     assert requests.get(pool_url(project), timeout=10).json()["disabled"] is True
-    # An account that does not exist is named with its project; no pool or binding is touched for it.
+    # An account that does not exist is named with its project; no pool or binding is touched for
+    # it.
     emulator.reset_stats()
     _refused(
         project.run("bootstrap", env={**KEYLESS, "GCPFARGATE_GCP_SERVICE_ACCOUNT": "nobody-here"}),

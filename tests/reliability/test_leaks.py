@@ -3,8 +3,8 @@ and failure paths, then search every place a key could land for every key its co
 emulator mint, stored or not (tests/reliability/leakscan.py says which places and which forms).
 
 The self-check plants each realistic form of a leak (base64 of the PEM alone and at another offset,
-wrapped base64, URL-encoded, re-indented JSON, hex of the DER) in each place, each form with a key of
-its own, and requires every one found: a scan that misses a planted leak cannot vouch for a zero.
+wrapped base64, URL-encoded, re-indented JSON, hex of the DER) in each place, each form with a key
+of its own, and requires every one found: a scan that misses a planted leak cannot vouch for a zero.
 """
 
 from __future__ import annotations
@@ -188,7 +188,8 @@ def test_no_key_material_anywhere(project: Project, scanner: Scanner) -> None:
         proxy.add(Rule("GetSecretValue", code="InternalFailure", times=-1))
         run(project, "run-local, secret unreadable", debug, "run-local", expect=(1,), env=faulty)
         run(project, "doctor, secret unreadable", "--verbose", "doctor", expect=(1, 3), env=faulty)
-    # A definitive refusal (not the "not yet" Invalid JWT Signature, which is waited out): roll back.
+    # A definitive refusal (not the "not yet" Invalid JWT Signature, which is waited out): roll
+    # back.
     project.stack.emulator.refuse_grants(100, "Invalid grant: account not found")
     try:
         run(project, "rotate-key, verification refused", debug, "rotate-key", expect=(1,))
@@ -227,13 +228,14 @@ def test_no_key_material_anywhere(project: Project, scanner: Scanner) -> None:
     assert [key for key in ours if key.key_id not in stored], (
         "no unstored key: the failure paths did not run"
     )
-    # The keys this test's commands minted (its project's account is its own), stored or not. Not the
-    # whole session's: on a shared stack other tests plant real keys on purpose (test_task_key_checks
-    # registers revisions that hold one, to see doctor refuse them), and those are not leaks.
+    # The keys this test's commands minted (its project's account is its own), stored or not. Not
+    # the whole session's: on a shared stack other tests plant real keys on purpose
+    # (test_task_key_checks registers revisions that hold one, to see doctor refuse them), and those
+    # are not leaks.
     hits = scanner.scan(project, ours)
-    # run-local hands the key to its container by stdin (issue 13 item 5): containerd's metadata store,
-    # which keeps a container's spec on disk after removal, must be scanned and hold nothing. (Before,
-    # the key was in the container's env and so in this file: the scan found it.)
+    # run-local hands the key to its container by stdin (issue 13 item 5): containerd's metadata
+    # store, which keeps a container's spec on disk after removal, must be scanned and hold nothing.
+    # (Before, the key was in the container's env and so in this file: the scan found it.)
     assert [name for name in scanner.scanned if name.endswith(CONTAINERD_META)], (
         "containerd's meta.db not scanned"
     )
@@ -290,7 +292,8 @@ def plant(
     log = stack.root / "planted-leakcheck.log"
     log.write_bytes(blob)
     cleanup.append(lambda: log.unlink(missing_ok=True))
-    # The engine: an image whose layer holds the forms (storage), a container whose env does (config).
+    # The engine: an image whose layer holds the forms (storage), a container whose env does
+    # (config).
     layer = io.BytesIO()
     with tarfile.open(fileobj=layer, mode="w") as tar:
         for index, form in enumerate(planted.values()):
@@ -358,7 +361,8 @@ def old_layer(project: Project, cleanup: list[Any]) -> None:
 
 
 def test_the_scanner_finds_every_planted_form_in_every_place(project: Project) -> None:
-    """The scan is only worth its zero if it finds a leak: one key per form, each form in each place."""
+    """The scan is only worth its zero if it finds a leak: one key per form, each form in each
+    place."""
     group = "leak scan self-check (planted)"
     keys = mint(project.stack, project.email, 6)
     planted: dict[str, bytes] = {}

@@ -1,5 +1,5 @@
-"""Product paths the lenient stack never ran (issue 14 item 7), run with the stack's real-world knobs:
-new keys refused a few times before they are accepted (propagation), a caller without the
+"""Product paths the lenient stack never ran (issue 14 item 7), run with the stack's real-world
+knobs: new keys refused a few times before they are accepted (propagation), a caller without the
 permission (the hint), and IAM roles that Scheduler cannot use for a few seconds (the retry).
 """
 
@@ -15,9 +15,10 @@ FIGURES = "stack knobs"
 
 
 def test_new_key_refused_a_few_times_then_accepted(project: Project) -> None:
-    """Google accepts a new key only after it propagated: the first token requests get invalid_grant.
-    rotate-key verifies the new key before retiring the old one, so it must wait the refusals out
-    (bootstrap waits for its new key the same way: tests/integration/deploy/test_deploy.py)."""
+    """Google accepts a new key only after it propagated: the first token requests get
+    invalid_grant. rotate-key verifies the new key before retiring the old one, so it must wait the
+    refusals out (bootstrap waits for its new key the same way:
+    tests/integration/deploy/test_deploy.py)."""
     command = "rotate-key"
     assert project.run("bootstrap").returncode == 0
     emulator = project.stack.emulator
@@ -55,7 +56,8 @@ def test_permission_denied_caller_gets_the_hint(project: Project) -> None:
 
 
 def test_schedule_waits_for_a_new_role(project: Project) -> None:
-    """Scheduler refuses a role IAM made seconds ago; `schedule` retries until the role is usable."""
+    """Scheduler refuses a role IAM made seconds ago; `schedule` retries until the role is
+    usable."""
     prepare(project)
     rules = ("consistency.track_iam_changes", "consistency.scheduler")
     settings = Settings(consistency_delay=3.0, account_id=ACCOUNT_ID)

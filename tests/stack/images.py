@@ -1,5 +1,5 @@
-"""Build contexts for test images. No base image can be pulled, so every test image is `FROM scratch`
-with the static busybox from the host (Debian's busybox-static) as its only program."""
+"""Build contexts for test images. No base image can be pulled, so every test image is `FROM
+scratch` with the static busybox from the host (Debian's busybox-static) as its only program."""
 
 from __future__ import annotations
 
@@ -30,8 +30,9 @@ def write_busybox_context(
     dockerfile: str = "Dockerfile",
     dockerignore: Sequence[str] | None = None,
 ) -> Path:
-    """Write a build context into `directory`: busybox, a Dockerfile (the busybox steps, then `steps`),
-    extra `files` (relative path → content) and an optional .dockerignore. Returns the Dockerfile."""
+    """Write a build context into `directory`: busybox, a Dockerfile (the busybox steps, then
+    `steps`), extra `files` (relative path → content) and an optional .dockerignore. Returns the
+    Dockerfile."""
     directory.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(busybox_path(), directory / "busybox")
     (directory / "busybox").chmod(0o755)

@@ -63,7 +63,8 @@ class Call:
 
     @property
     def service(self) -> str:
-        """The signing name (`ecs`, `iam`, `scheduler`...), taken from the SigV4 credential scope."""
+        """The signing name (`ecs`, `iam`, `scheduler`...), taken from the SigV4 credential
+        scope."""
         match = _SCOPE.search(self.header("Authorization"))
         if match:
             return match.group(1)
@@ -72,7 +73,8 @@ class Call:
 
     @property
     def operation(self) -> str:
-        """`RegisterTaskDefinition`, `CreateRole`...; REST operations are named by method and path."""
+        """`RegisterTaskDefinition`, `CreateRole`...; REST operations are named by method and
+        path."""
         target = self.header("X-Amz-Target")
         if target:
             return target.rpartition(".")[2]
@@ -84,7 +86,8 @@ class Call:
 
     @property
     def label(self) -> str:
-        """The name the fault proxy has always matched: `secretsmanager.PutSecretValue`, `CreateRole`."""
+        """The name the fault proxy has always matched: `secretsmanager.PutSecretValue`,
+        `CreateRole`."""
         target = self.header("X-Amz-Target")
         if target:
             prefix, _, op = target.rpartition(".")
@@ -153,7 +156,8 @@ def aws_error(call: Call, status: int, code: str, message: str) -> Answer:
         ctype = "application/x-amz-json-1.1"
     else:  # query protocol (IAM): the shape of a real IAM error document
         payload = (
-            '<ErrorResponse xmlns="https://iam.amazonaws.com/doc/2010-05-08/"><Error><Type>Sender</Type>'
+            "<ErrorResponse "
+            'xmlns="https://iam.amazonaws.com/doc/2010-05-08/"><Error><Type>Sender</Type>'
             f"<Code>{code}</Code><Message>{_xml_escape(message)}</Message></Error>"
             "<RequestId>4f1c7e34-strict-layer</RequestId></ErrorResponse>"
         ).encode()

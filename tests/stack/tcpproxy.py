@@ -112,7 +112,8 @@ class TcpProxy(RuleProxy[Reset]):
                         target.shutdown(socket.SHUT_WR)
                     return
                 if not watch and connection.doomed.is_set():
-                    # The server answered a request whose response is to be lost: the client never sees it.
+                    # The server answered a request whose response is to be lost: the client never
+                    # sees it.
                     _reset(source)
                     _reset(target)
                     return

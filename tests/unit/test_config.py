@@ -1,4 +1,5 @@
-"""The settings chain: flag > environment > file > default, typo protection, missing keys together."""
+"""The settings chain: flag > environment > file > default, typo protection, missing keys
+together."""
 
 from __future__ import annotations
 

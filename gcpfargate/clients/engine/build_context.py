@@ -70,7 +70,8 @@ class StreamedContext:
         exclude: list[str] = []
         ignore = os.path.join(root, ".dockerignore")
         if os.path.exists(ignore):
-            # The SDK's own reading of .dockerignore (docker/api/build.py), so the same files are sent.
+            # The SDK's own reading of .dockerignore (docker/api/build.py), so the same files are
+            # sent.
             with open(ignore) as handle:
                 exclude = [
                     line
@@ -119,8 +120,9 @@ class StreamedContext:
             self._in.close()
 
     def failure(self) -> OSError | None:
-        """Why the archive could not be written whole (a file of the context that cannot be read), once
-        the writer has ended; None when it was written, or stopped only because nobody read on."""
+        """Why the archive could not be written whole (a file of the context that cannot be read),
+        once the writer has ended; None when it was written, or stopped only because nobody read
+        on."""
         self.close()
         self._writer.join()
         if self.error is None or self._hung_up:

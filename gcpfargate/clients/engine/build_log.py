@@ -65,7 +65,8 @@ def plain(text: str) -> str:
 
 
 class BuildLog:
-    """Follows a build's JSON stream: forwards lines, remembers the current step, finds the image id."""
+    """Follows a build's JSON stream: forwards lines, remembers the current step, finds the image
+    id."""
 
     def __init__(self, on_line: LineCallback) -> None:
         self.on_line = on_line

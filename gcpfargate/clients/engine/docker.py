@@ -121,7 +121,8 @@ def _credential_store_error(action: str, exc: BaseException) -> DockerError:
 
 @contextlib.contextmanager
 def _engine_errors(action: str, api_hint: str = "") -> Iterator[None]:
-    """Translate the docker SDK's failures during `action` ("failed to push x:y") into one DockerError."""
+    """Translate the docker SDK's failures during `action` ("failed to push x:y") into one
+    DockerError."""
     import docker
     from docker.credentials.errors import StoreError
 
@@ -327,8 +328,8 @@ class DockerEngine:
             return list(self.client.api.history(image))
 
     def untag(self, image: str) -> None:
-        """Remove the name `image` (repository:tag); the image itself goes only when no other name holds it,
-        and its parent layers stay (noprune), so the build cache survives."""
+        """Remove the name `image` (repository:tag); the image itself goes only when no other name
+        holds it, and its parent layers stay (noprune), so the build cache survives."""
         import docker
 
         try:
@@ -352,8 +353,8 @@ class DockerEngine:
         done: Callable[[], bool] = lambda: False,
         described: Callable[[str, bytes], None] = lambda name, description: None,
     ) -> Iterator[tuple[str, str, BinaryIO]]:
-        """Every non-empty regular file in every layer of `image`, as (layer, path, open file), each to
-        be read before the next is asked for.
+        """Every non-empty regular file in every layer of `image`, as (layer, path, open file), each
+        to be read before the next is asked for.
 
         Streams `docker save` without writing it to disk; `skip`, `done` and `described` as for
         `layer_files`. Files deleted by a later layer are still yielded: they are still in the
@@ -428,7 +429,8 @@ class DockerEngine:
 
     # -- run -----------------------------------------------------------------------------------
     def run_container(self, spec: Any, on_line: LineCallback | None = None) -> int:
-        """Create, start and follow a container from a run-local `ContainerSpec`; return its exit code.
+        """Create, start and follow a container from a run-local `ContainerSpec`; return its exit
+        code.
 
         `spec.stdin` (the secret values, for the container's pre-step) goes to the container's stdin
         after the start, never into its config. The container is removed in every case (any

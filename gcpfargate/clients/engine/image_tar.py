@@ -56,14 +56,14 @@ def _open_layer(blob: Any, name: str) -> Any:
 
 
 def legacy_chain_id(description: bytes, chain_ids: list[str]) -> str | None:
-    """Which of the image's layer chain IDs the legacy layout's `<v1 id>/json` describes; None when it
-    matches none (the caller then reads that layer: fail closed).
+    """Which of the image's layer chain IDs the legacy layout's `<v1 id>/json` describes; None when
+    it matches none (the caller then reads that layer: fail closed).
 
     The legacy layout names each layer directory by a v1 ID, which the engine computes from the
     layer's chain ID (moby image/v1.CreateID, used by image/tarexport/save.go): the sha256 of the
     layer's v1 JSON without `id`, plus `layer_id` (the chain ID) and `parent` (the previous v1 ID),
-    keys sorted, as Go's encoding/json writes a map. The json file holds that JSON as Go wrote it, so
-    its raw fields are reused byte for byte; `os` is set after the ID is computed, except for the
+    keys sorted, as Go's encoding/json writes a map. The json file holds that JSON as Go wrote it,
+    so its raw fields are reused byte for byte; `os` is set after the ID is computed, except for the
     top layer (whose JSON is the image's own). A match is a sha256 over the chain ID itself, so a
     directory is only ever taken for the layer the engine computed its name from."""
     try:
@@ -111,13 +111,14 @@ def layer_files(
 ) -> Iterator[tuple[str, str, BinaryIO]]:
     """Walk a `docker save` tar (legacy `<id>/layer.tar` or OCI `blobs/sha256/…`): every member that
     is itself a tar is a layer; yield (layer, path, open file) for each of its non-empty regular
-    files, whatever their size. Read each file before asking for the next (the export is one stream).
-    A legacy layer's `<id>/json` comes before its `layer.tar` (the export is written in name order)
-    and is handed to `described`. Members for which `skip(name)` is true are passed over unparsed;
-    once `done()` is true after a layer, the rest is not read."""
+    files, whatever their size. Read each file before asking for the next (the export is one
+    stream). A legacy layer's `<id>/json` comes before its `layer.tar` (the export is written in
+    name order) and is handed to `described`. Members for which `skip(name)` is true are passed over
+    unparsed; once `done()` is true after a layer, the rest is not read."""
     import tarfile
 
-    # A large buffer: passing over a skipped layer is then a few hundred reads, not tens of thousands.
+    # A large buffer: passing over a skipped layer is then a few hundred reads, not tens of
+    # thousands.
     reader = io.BufferedReader(_ChunkReader(chunks), 1 << 20)
     with tarfile.open(fileobj=reader, mode="r|", bufsize=1 << 20) as outer:
         for member in outer:

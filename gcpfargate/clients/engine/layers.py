@@ -3,10 +3,10 @@
 `docker save` is the only engine API that hands out layer content, and it hands out every layer
 of the image: the engine (its graphdriver store; measured on Docker 20.10) first writes the whole
 export to a temporary directory and only then sends the first byte (9 s before the first byte of
-a 560 MB image, however little the client reads afterwards). So when the engine keeps its layers on this
-machine in overlay2 and we may read them, the layers to scan are read where the engine keeps them:
-`<data-root>/overlay2/<cache-id>/diff`, which holds exactly the files of that layer (deleted files
-are whiteout devices, not regular files).
+a 560 MB image, however little the client reads afterwards). So when the engine keeps its layers on
+this machine in overlay2 and we may read them, the layers to scan are read where the engine keeps
+them: `<data-root>/overlay2/<cache-id>/diff`, which holds exactly the files of that layer (deleted
+files are whiteout devices, not regular files).
 
 The directory of each layer is not guessed: the image's `GraphDriver.Data` names them (UpperDir,
 then LowerDir top-down), and each one is checked against the engine's own layer database
@@ -73,11 +73,12 @@ def local_layer_dirs(docker_host: str, inspected: Mapping[str, Any]) -> dict[str
 
 
 def dir_files(top: Path) -> Iterator[tuple[str, BinaryIO]]:
-    """(path in the image, open file) of every non-empty regular file of one layer directory, whatever
-    its size: the caller reads each file (in chunks) before asking for the next one, which closes it.
-    Symlinks are not followed. An unreadable directory or file raises OSError: a file that cannot be
-    read may hold a key. (scandir and string slicing, not os.walk and relpath: a dependency layer
-    has tens of thousands of small files, and per-file overhead was a third of the scan.)"""
+    """(path in the image, open file) of every non-empty regular file of one layer directory,
+    whatever its size: the caller reads each file (in chunks) before asking for the next one, which
+    closes it. Symlinks are not followed. An unreadable directory or file raises OSError: a file
+    that cannot be read may hold a key. (scandir and string slicing, not os.walk and relpath: a
+    dependency layer has tens of thousands of small files, and per-file overhead was a third of the
+    scan.)"""
     root = str(top)
     pending = [root]
     while pending:

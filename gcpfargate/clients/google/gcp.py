@@ -1,10 +1,10 @@
 """The GCP adapter: IAM Admin (service accounts and their keys) over gRPC.
 
 `IAM_EMULATOR_HOST=host:port` switches to a plain-text channel with anonymous credentials, the
-way Google's other emulators work. The setting gcp.transport = "rest" (GCPFARGATE_GCP_TRANSPORT=rest)
-uses HTTPS/JSON (clients/gcp_rest.py) for networks where gRPC is blocked. Key creation is never
-retried: each attempt would mint a key. Reads retry on UNAVAILABLE; key state changes (delete,
-disable, enable) are idempotent and retry on a lost answer.
+way Google's other emulators work. The setting gcp.transport = "rest"
+(GCPFARGATE_GCP_TRANSPORT=rest) uses HTTPS/JSON (clients/gcp_rest.py) for networks where gRPC is
+blocked. Key creation is never retried: each attempt would mint a key. Reads retry on UNAVAILABLE;
+key state changes (delete, disable, enable) are idempotent and retry on a lost answer.
 """
 
 from __future__ import annotations
@@ -183,9 +183,9 @@ class IamAdmin:
         )
 
     def _while_new(self, email: str, call: Callable[[], T]) -> T:
-        """`call()`, retried with backoff for up to NEW_ACCOUNT_WAIT_SECONDS while it answers NOT_FOUND for an
-        account this process just created: "it might take some time for the service account to be
-        available" (Google's docs for CreateServiceAccount). NOT_FOUND on a create
+        """`call()`, retried with backoff for up to NEW_ACCOUNT_WAIT_SECONDS while it answers
+        NOT_FOUND for an account this process just created: "it might take some time for the service
+        account to be available" (Google's docs for CreateServiceAccount). NOT_FOUND on a create
         means nothing was made, so the retry cannot mint a second key."""
         deadline = time.monotonic() + NEW_ACCOUNT_WAIT_SECONDS
         pause = 0.5
@@ -229,7 +229,8 @@ class IamAdmin:
         return _key_info(key)
 
     def create_key(self, email: str) -> KeyMaterial:
-        """Mint a key and return its JSON, in memory only. Not retried: a retry would mint another."""
+        """Mint a key and return its JSON, in memory only. Not retried: a retry would mint
+        another."""
         from google.cloud import iam_admin_v1
 
         request = {
@@ -251,8 +252,9 @@ class IamAdmin:
             raise
         except GcpError as exc:
             if exc.code == "FAILED_PRECONDITION":
-                # Google's bare "Precondition check failed." to CreateServiceAccountKey is the key limit
-                # (firebase/firebase-tools#6192); org-policy refusals were mapped by _translate.
+                # Google's bare "Precondition check failed." to CreateServiceAccountKey is the key
+                # limit (firebase/firebase-tools#6192); org-policy refusals were mapped by
+                # _translate.
                 count = len(self.list_user_keys(email))
                 raise KeyLimitError(
                     f"cannot create a key for {email}: the account holds {count} user-managed "
@@ -308,8 +310,8 @@ class IamAdmin:
         )
 
     def _idempotent(self, method: str, action: str, name: str, attempts: int = 3) -> None:
-        """A key state change done twice is done once (a second delete answers NOT_FOUND, which callers
-        accept), so a failure whose answer may have been lost is simply retried."""
+        """A key state change done twice is done once (a second delete answers NOT_FOUND, which
+        callers accept), so a failure whose answer may have been lost is simply retried."""
         for attempt in range(attempts):
             try:
                 self._call(method, action, {"name": name}, retry_reads=False)
@@ -373,9 +375,10 @@ PRUNE_HINT = (
 _HINTS = {
     "PERMISSION_DENIED": "The GCP identity needs roles/iam.serviceAccountKeyAdmin (and "
     "roles/iam.serviceAccountAdmin to create accounts) on the project",
-    "UNAUTHENTICATED": "Refresh the Google Cloud credentials (gcloud auth application-default login)",
-    "UNAVAILABLE": "The IAM API is unreachable; check IAM_EMULATOR_HOST or the network (where gRPC is blocked, "
-    "set GCPFARGATE_GCP_TRANSPORT=rest) and retry",
+    "UNAUTHENTICATED": "Refresh the Google Cloud credentials (gcloud auth application-default "
+    "login)",
+    "UNAVAILABLE": "The IAM API is unreachable; check IAM_EMULATOR_HOST or the network (where gRPC "
+    "is blocked, set GCPFARGATE_GCP_TRANSPORT=rest) and retry",
     "DEADLINE_EXCEEDED": "The IAM API did not answer in time; retry",
 }
 # The org-policy constraints that forbid key creation (the managed one is enforced by default for
@@ -413,7 +416,8 @@ def _translate(exc: Any, action: str) -> GcpError:
     if reason == "SECURITY_POLICY_VIOLATED" or "vpcServiceControlsUniqueIdentifier" in message:
         return perimeter_refusal(action, message)
     if reason == "SERVICE_DISABLED" or "API has not been used" in message:
-        # PERMISSION_DENIED with ErrorInfo SERVICE_DISABLED: not a missing role (openshift/installer#2187).
+        # PERMISSION_DENIED with ErrorInfo SERVICE_DISABLED: not a missing role
+        # (openshift/installer#2187).
         project = str(metadata.get("consumer", "")).removeprefix("projects/") or "the project"
         return GcpError(
             f"failed to {action}: the IAM API (iam.googleapis.com) is not enabled in {project}",
@@ -424,10 +428,12 @@ def _translate(exc: Any, action: str) -> GcpError:
         constraint = _violated_constraint(exc)
         if constraint:
             return GcpError(
-                f"failed to {action}: key creation is refused by the organization policy {constraint}",
-                'Use keyless mode, which needs no key: set gcp.auth = "keyless" in gcpfargate.toml (or '
-                "GCPFARGATE_GCP_AUTH=keyless) and rerun; or ask an organization policy administrator to "
-                "set the constraint to not enforced for this project",
+                f"failed to {action}: key creation is refused by the organization policy "
+                f"{constraint}",
+                'Use keyless mode, which needs no key: set gcp.auth = "keyless" in gcpfargate.toml '
+                "(or "
+                "GCPFARGATE_GCP_AUTH=keyless) and rerun; or ask an organization policy "
+                "administrator to set the constraint to not enforced for this project",
             ).with_code("ORG_POLICY")
     if code == "RESOURCE_EXHAUSTED":
         if "keys" in message.lower() and "quota" not in message.lower():
@@ -445,7 +451,8 @@ def _translate(exc: Any, action: str) -> GcpError:
 
 
 def _violated_constraint(exc: Any) -> str:
-    """The org-policy constraint a FAILED_PRECONDITION names (PreconditionFailure detail or text)."""
+    """The org-policy constraint a FAILED_PRECONDITION names (PreconditionFailure detail or
+    text)."""
     for detail in getattr(exc, "details", None) or []:
         # gRPC gives PreconditionFailure messages; REST gives the same as JSON dicts.
         violations = (

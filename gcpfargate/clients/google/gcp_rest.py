@@ -2,9 +2,9 @@
 and for Service Usage (is an API enabled in a project).
 
 `GCPFARGATE_IAM_REST_ENDPOINT=http://host:port` switches to that base URL with an anonymous session,
-as `IAM_EMULATOR_HOST` does for the gRPC IAM API; otherwise requests go to https://iam.googleapis.com
-through google-auth's AuthorizedSession with Application Default Credentials. Mutations answer
-long-running operations, which `wait` polls. Resource reference:
+as `IAM_EMULATOR_HOST` does for the gRPC IAM API; otherwise requests go to
+https://iam.googleapis.com through google-auth's AuthorizedSession with Application Default
+Credentials. Mutations answer long-running operations, which `wait` polls. Resource reference:
 https://cloud.google.com/iam/docs/reference/rest/v1/projects.locations.workloadIdentityPools
 """
 

@@ -1,4 +1,5 @@
-"""IAM Admin (service accounts, keys) over HTTPS/JSON, for networks that block gRPC (gcp.transport = rest).
+"""IAM Admin (service accounts, keys) over HTTPS/JSON, for networks that block gRPC (gcp.transport =
+rest).
 
 google-cloud-iam ships no REST transport for `iam_admin_v1`, so this is the small part of the v1
 REST API gcpfargate uses (https://cloud.google.com/iam/docs/reference/rest), with the gRPC client's

@@ -30,7 +30,8 @@ class BootstrapResult(PlannedResult):
     plan: list[str] = field(default_factory=list)  # what a --dry-run would do
 
     def identity(self) -> str:
-        """What tasks authenticate with, for the deploy summary (None: a dry run would create it)."""
+        """What tasks authenticate with, for the deploy summary (None: a dry run would create
+        it)."""
         return f"key {self.key_id or '(new)'} in {self.secret_arn or '(new secret)'}"
 
 
@@ -40,7 +41,8 @@ def bootstrap(ctx: Context, new_key: bool = False, grant: bool = False) -> Boots
     plan: list[str] = []
     name = settings.secret_name
     # The secret (AWS) is read while GCP answers for the account: neither needs the other, and the
-    # two SDKs share nothing. A failure of either surfaces in its own step, in the same order as before.
+    # two SDKs share nothing. A failure of either surfaces in its own step, in the same order as
+    # before.
     reading = _in_background(secret.read, ctx, name)
     with ctx.reporter.step("Resolving the service account"):
         account = keys.resolve_account(ctx, plan)
@@ -96,8 +98,8 @@ def bootstrap(ctx: Context, new_key: bool = False, grant: bool = False) -> Boots
         ctx.reporter.warn(
             f"ECS tasks will fail to start: execution role {role.arn} (task.execution_role_arn) "
             f"may not read the secret {name} ({role.judgement.reason}). Run "
-            "`gcpfargate bootstrap --grant` (or `deploy --grant`) to give it read access, or fix the "
-            "role's policy"
+            "`gcpfargate bootstrap --grant` (or `deploy --grant`) to give it read access, or fix "
+            "the role's policy"
         )
     if role.changed:
         plan.append(f"create or update execution role {role.arn}")

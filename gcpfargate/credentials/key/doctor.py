@@ -287,7 +287,8 @@ def previous_key_in_use(ctx: Context, facts: Facts, get_secret: bool) -> tuple[S
     if not state:
         return (
             Status.OK,
-            f"previous key {key_id[:12]}… is enabled: tasks started before the rotation keep working",
+            f"previous key {key_id[:12]}… is enabled: tasks started before the rotation keep "
+            "working",
         )
     created = secret.current_version_created(ctx, facts.secret.arn)
     if created is None:
@@ -297,8 +298,8 @@ def previous_key_in_use(ctx: Context, facts: Facts, get_secret: bool) -> tuple[S
     held = readers.tasks_started_before(ctx, families, created)
     if not held:
         return Status.OK, (
-            f"previous key {key_id[:12]}… is {state}; no running task of {', '.join(families) or '-'} "
-            f"started before the current version ({since})"
+            f"previous key {key_id[:12]}… is {state}; no running task of "
+            f"{', '.join(families) or '-'} started before the current version ({since})"
         )
     shown = ", ".join(
         f"{task.task_id} ({task.family}, cluster {task.cluster})" for task in held[:MAX_TASKS_SHOWN]
@@ -307,11 +308,12 @@ def previous_key_in_use(ctx: Context, facts: Facts, get_secret: bool) -> tuple[S
     fix = (
         "restart them"
         if state != "disabled"
-        else f"re-enable it (gcloud iam service-accounts keys enable {key_id} --iam-account {email}) or restart them"
+        else f"re-enable it (gcloud iam service-accounts keys enable {key_id} --iam-account "
+        f"{email}) or restart them"
     )
     return Status.WARN, (
-        f"previous key {key_id[:12]}… is {state}, but {len(held)} running task(s) started before the "
-        f"current version ({since}) hold it and lose access at their next "
+        f"previous key {key_id[:12]}… is {state}, but {len(held)} running task(s) started before "
+        f"the current version ({since}) hold it and lose access at their next "
         f"token refresh: {shown}{more}; {fix} (roll a service: aws ecs update-service "
         "--force-new-deployment; a one-off task: aws ecs stop-task, then run it again)"
     )
@@ -417,8 +419,8 @@ def _wiring(ctx: Context, facts: Facts) -> tuple[Status, str]:
     problems: list[str] = [f"key text at {', '.join(found[:5])}"] if found else []
     if why := fargate_rules.missing_execution_role(revision, lambda: ctx.registry.host):
         problems.append(
-            f"revision {revision.get('revision')} has no executionRoleArn, but {why}: ECS cannot start "
-            "it (register-task adds the execution role)"
+            f"revision {revision.get('revision')} has no executionRoleArn, but {why}: ECS cannot "
+            "start it (register-task adds the execution role)"
         )
     for container in revision.get("containerDefinitions", []):
         name = container.get("name", "?")
@@ -435,20 +437,21 @@ def _wiring(ctx: Context, facts: Facts) -> tuple[Status, str]:
         if wrapped is not None:
             if is_legacy_wrapper(container):
                 problems.append(
-                    f"{name}: the entryPoint's wrapper is an older gcpfargate's, which does not turn "
-                    "off bash's xtrace before writing the key; run gcpfargate register-task"
+                    f"{name}: the entryPoint's wrapper is an older gcpfargate's, which does not "
+                    "turn off bash's xtrace before writing the key; run gcpfargate register-task"
                 )
             elif not is_exact_wrapper(container):
                 problems.append(
-                    f"{name}: the entryPoint's wrapper is not the script gcpfargate writes (edited by "
-                    "hand?); run gcpfargate register-task"
+                    f"{name}: the entryPoint's wrapper is not the script gcpfargate writes (edited "
+                    "by hand?); run gcpfargate register-task"
                 )
             for variable in shell_startup_names(container.get("environment")):
                 problems.append(
                     f"{name}: environment sets {variable}, which can make the start-up shell "
                     "print the key"
                 )
-            # gcpfargate's own wrapper: it must write the variable ECS fills to the path the app reads.
+            # gcpfargate's own wrapper: it must write the variable ECS fills to the path the app
+            # reads.
             if wrapped.credentials_env != env_name:
                 problems.append(
                     f"{name}: the wrapper writes ${wrapped.credentials_env}, but the key arrives "
@@ -473,7 +476,8 @@ def _wiring(ctx: Context, facts: Facts) -> tuple[Status, str]:
                     "writable layer, on disk; run gcpfargate register-task (it adds one)"
                 )
         else:
-            # wire_credentials = false: the template wires it; at least the file must be written somewhere.
+            # wire_credentials = false: the template wires it; at least the file must be written
+            # somewhere.
             start = (
                 " ".join(container.get("entryPoint") or [])
                 + " "

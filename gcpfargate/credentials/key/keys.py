@@ -41,7 +41,8 @@ def resolve_account(ctx: Context, plan: list[str]) -> ServiceAccount:
 def current_key_is_live(
     ctx: Context, state: secret.SecretState | None, account: ServiceAccount
 ) -> bool:
-    """True when the secret holds a key of this account that exists, is enabled and has not expired."""
+    """True when the secret holds a key of this account that exists, is enabled and has not
+    expired."""
     if state is None or state.key is None or state.key.client_email != account.email:
         return False
     info = ctx.iam.get_key(account.email, state.key.key_id)
@@ -69,7 +70,8 @@ def check_key_room(ctx: Context, email: str, own: str) -> set[str]:
 
 
 def key_limit(ctx: Context, email: str, own: str, count: int | None = None) -> KeyLimitError:
-    """The key-limit error: our keys and the foreign ones (which only `prune-keys --key` removes)."""
+    """The key-limit error: our keys and the foreign ones (which only `prune-keys --key`
+    removes)."""
     found = lifecycle.survey(ctx, email, own)
     count = len(found.keys) if count is None else count
     now = datetime.now(UTC)
@@ -85,7 +87,8 @@ def key_limit(ctx: Context, email: str, own: str, count: int | None = None) -> K
         listing += f"; foreign (gcpfargate never deletes them on its own): {', '.join(foreign)}"
         hint = (
             "Delete unreferenced keys of this secret with `gcpfargate prune-keys`; a foreign key "
-            "only by name, if you know it is unused: `gcpfargate prune-keys --key KEY_ID` (then rerun)"
+            "only by name, if you know it is unused: `gcpfargate prune-keys --key KEY_ID` (then "
+            "rerun)"
         )
     return KeyLimitError(
         f"service account {email} already holds {count} of {MAX_USER_KEYS} user-managed keys: "
@@ -112,8 +115,8 @@ def create_and_store(
     """Create a key, store it and make it AWSCURRENT; or leave nothing behind.
 
     Whatever stops the run after the key exists — an AWS error, a lost answer, Ctrl-C, SIGTERM —
-    first finds out what landed: a key that is AWSCURRENT is kept (deleting it would break every task
-    start); one that is not is deleted, with its pending version's label removed.
+    first finds out what landed: a key that is AWSCURRENT is kept (deleting it would break every
+    task start); one that is not is deleted, with its pending version's label removed.
     """
     name = ctx.settings.secret_name
     if known is None:
@@ -123,7 +126,8 @@ def create_and_store(
         try:
             key = ctx.iam.create_key(account.email)
         except KeyLimitError as exc:
-            # Google's own answer at the limit: name the keys and whose they are, as the room check does.
+            # Google's own answer at the limit: name the keys and whose they are, as the room check
+            # does.
             raise key_limit(ctx, account.email, name).with_code(exc.code) from None
         except GcpError as exc:
             if exc.code in LOST_ANSWER:
@@ -245,8 +249,9 @@ def _delete_orphan(
     except GcpfargateError as cleanup:
         reason = cause.message if isinstance(cause, GcpfargateError) else type(cause).__name__
         raise GcpError(
-            f"storing the new key failed ({reason}) and deleting key {key_id} of {email} also failed: "
-            f"{cleanup.message}",
-            f"Delete it by hand: gcloud iam service-accounts keys delete {key_id} --iam-account {email}",
+            f"storing the new key failed ({reason}) and deleting key {key_id} of {email} also "
+            f"failed: {cleanup.message}",
+            f"Delete it by hand: gcloud iam service-accounts keys delete {key_id} --iam-account "
+            f"{email}",
         ) from None
     ctx.reporter.detail(f"deleted the unstored key {key_id} of {email}")

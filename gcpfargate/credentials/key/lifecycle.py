@@ -232,7 +232,8 @@ def disable_superseded(ctx: Context, email: str, own: str) -> list[str]:
     record(ctx, found, dict.fromkeys(disabled, RETIRED))
     if failures:
         raise GcpError(
-            f"rotated to the new key, but could not disable superseded keys ({'; '.join(failures)})",
+            "rotated to the new key, but could not disable superseded keys "
+            f"({'; '.join(failures)})",
             "The secret is on the new key; the next `gcpfargate rotate-key` disables them",
         )
     return disabled
@@ -264,7 +265,8 @@ def _state(key: KeyInfo, now: datetime) -> str:
     return "expired" if key.expired(now) else "disabled" if key.disabled else "enabled"
 
 
-# -- prune-keys --------------------------------------------------------------------------------------
+# -- prune-keys
+# --------------------------------------------------------------------------------------
 KEEP_FOREIGN = "keep (foreign: delete it only with --key)"
 
 
@@ -360,8 +362,8 @@ def prune(
     dry_run: bool = False,
     named: Iterable[str] = (),
 ) -> PruneResult:
-    """List, then (confirmed) delete what `plan_prune` marks for deletion. Never creates a key, so it
-    works at 10 of 10. Without a confirmation it raises UsageError and deletes nothing."""
+    """List, then (confirmed) delete what `plan_prune` marks for deletion. Never creates a key, so
+    it works at 10 of 10. Without a confirmation it raises UsageError and deletes nothing."""
     result, found = plan_prune(ctx, email, own, named)
     doomed = [entry for entry in result.keys if entry.action == "delete"]
     result.dry_run = dry_run

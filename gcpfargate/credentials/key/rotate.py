@@ -116,7 +116,8 @@ def rotate_key(
         )
     finally:
         # The pending label protected the new key while it was under way; from here AWSCURRENT does.
-        # It goes before the retiring below, so the survey there judges this run's key like any other.
+        # It goes before the retiring below, so the survey there judges this run's key like any
+        # other.
         keys.finish(ctx, stored)
     if result.verified is False:
         return result  # nothing is retired until the new key is known to work
@@ -191,7 +192,8 @@ def _revoke(
                     failures.append(f"{key_id}: {exc.message}")
     if failures:
         raise GcpError(
-            f"rotated to the new key, but could not {action} the previous key ({'; '.join(failures)})",
+            f"rotated to the new key, but could not {action} the previous key "
+            f"({'; '.join(failures)})",
             f"The secret is on the new key; rerun `gcpfargate rotate-key --{action}-previous`, or "
             f"gcloud iam service-accounts keys disable KEY_ID --iam-account {email}",
         )
@@ -235,8 +237,8 @@ def _roll_back(
             # Without this the line was the adapter's bare "failed to delete key": no word of the
             # rollback, and no way out (the refused key stays enabled as AWSPREVIOUS).
             raise GcpError(
-                f"{refused.message}; the secret is back on the previous key, but deleting the refused "
-                f"key {key_id} failed ({exc.message})",
+                f"{refused.message}; the secret is back on the previous key, but deleting the "
+                f"refused key {key_id} failed ({exc.message})",
                 f"Delete it by hand: gcloud iam service-accounts keys delete {key_id} "
                 f"--iam-account {email}",
             ) from None

@@ -72,7 +72,8 @@ def describe(ctx: Context, name: str) -> dict[str, Any] | None:
 
 
 def require_arn(ctx: Context, name: str) -> str:
-    """The secret's ARN, for the task definition; an error saying to bootstrap when it does not exist."""
+    """The secret's ARN, for the task definition; an error saying to bootstrap when it does not
+    exist."""
     found = describe(ctx, name)
     if found is None:
         raise SecretNotFound(
@@ -147,8 +148,8 @@ def guard_foreign(state: SecretState | None, account_email: str) -> None:
         return
     raise ConfigError(
         f"secret {state.name} was not created by gcpfargate and {what}; refusing to overwrite it",
-        "Set secret.name to another secret, or tag this one managed-by=gcpfargate to let gcpfargate "
-        "replace its value",
+        "Set secret.name to another secret, or tag this one managed-by=gcpfargate to let "
+        "gcpfargate replace its value",
     )
 
 
@@ -195,7 +196,8 @@ def store(
                 "secretsmanager", "create_secret", f"create secret {name}", **params
             )
         except AwsError as exc:
-            # Another gcpfargate run (two deploys at once) created it since we read: store into it instead.
+            # Another gcpfargate run (two deploys at once) created it since we read: store into it
+            # instead.
             existing = (
                 _created_meanwhile(ctx, name) if exc.code == "ResourceExistsException" else None
             )
@@ -218,8 +220,8 @@ def store(
 def _record_key(
     ctx: Context, arn: str, name: str, owned: dict[str, str], attempts: int = 4
 ) -> None:
-    """Tag the new key as this secret's, retried with backoff: when it cannot be recorded, the caller
-    deletes the key rather than store one that no later rotation could prove its own."""
+    """Tag the new key as this secret's, retried with backoff: when it cannot be recorded, the
+    caller deletes the key rather than store one that no later rotation could prove its own."""
     for attempt in range(attempts):
         try:
             ctx.aws.call(
@@ -287,7 +289,8 @@ def current_version(versions: dict[str, list[str]]) -> str:
 def promote(
     ctx: Context, arn: str, name: str, version_id: str, base: str, attempts: int = 20
 ) -> str:
-    """Move AWSCURRENT to `version_id` from `base` (compare-and-set); returns the version it moved from.
+    """Move AWSCURRENT to `version_id` from `base` (compare-and-set); returns the version it moved
+    from.
 
     When another writer moved AWSCURRENT since `base` was read, the move is refused and retried
     from the new current version; a move whose answer was lost shows as AWSCURRENT already there.
@@ -379,7 +382,8 @@ def tag_current(ctx: Context, arn: str, name: str, account_email: str, attempts:
 
 def add_family(ctx: Context, name: str, arn: str, tags: dict[str, str], family: str) -> None:
     """Record that `family` reads the secret (rotate-key lists and rolls what reads it); no write
-    when it is recorded already. A failure only warns: the tag informs, it does not deliver the key."""
+    when it is recorded already. A failure only warns: the tag informs, it does not deliver the
+    key."""
     families = tags.get(TAG_FAMILIES, "").split()
     if not family or family in families:
         return
@@ -431,7 +435,8 @@ def _created_meanwhile(ctx: Context, name: str) -> SecretState | None:
 
 
 def keys_by_label(ctx: Context, described: dict[str, Any]) -> dict[str, list[str]]:
-    """key id -> labels, for every labelled version of a described secret (stale pending labels left out).
+    """key id -> labels, for every labelled version of a described secret (stale pending labels left
+    out).
 
     A secret scheduled for deletion cannot be read; its tagged key id counts, so a secret that may
     be restored keeps its key.
@@ -505,11 +510,12 @@ def account_secrets(ctx: Context, account_email: str, own: str) -> list[dict[str
 
 
 def kms_key_arn(ctx: Context, key_id: str | None = None) -> str:
-    """The ARN of KMS key `key_id` (an id, alias or ARN; default secret.kms_key_id), for policies; "" for none.
+    """The ARN of KMS key `key_id` (an id, alias or ARN; default secret.kms_key_id), for policies;
+    "" for none.
 
-    Pass the secret's own KmsKeyId (DescribeSecret) when it exists: an adopted secret may be encrypted
-    with another key than the configured one, and "" there means the AWS managed key, which needs no
-    grant."""
+    Pass the secret's own KmsKeyId (DescribeSecret) when it exists: an adopted secret may be
+    encrypted with another key than the configured one, and "" there means the AWS managed key,
+    which needs no grant."""
     key_id = ctx.settings.secret.kms_key_id if key_id is None else key_id
     if not key_id:
         return ""

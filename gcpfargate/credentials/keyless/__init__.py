@@ -1,1 +1,2 @@
-"""Keyless mode: the task role exchanged for Google credentials through workload identity federation."""
+"""Keyless mode: the task role exchanged for Google credentials through workload identity
+federation."""

@@ -1,12 +1,12 @@
 """Keyless mode (`gcp.auth = "keyless"`): the names it uses and `bootstrap` for it.
 
-No key exists anywhere. The task runs with a task role `gcpfargate-<family>-task`; a workload identity
-pool `gcpfargate` with an AWS provider `aws-<account>` (its attribute condition admits only this
-account's gcpfargate task roles) turns that role's signed GetCallerIdentity into a federated token;
-`roles/iam.workloadIdentityUser` on the service account for the role's principal set lets that token
-impersonate the account. Bootstrap creates or repairs each piece, undeletes a soft-deleted pool or
-provider, and writes nothing when all is in place. Design notes: ../shared/KEYLESS.md (summarised in
-README "Keyless").
+No key exists anywhere. The task runs with a task role `gcpfargate-<family>-task`; a workload
+identity pool `gcpfargate` with an AWS provider `aws-<account>` (its attribute condition admits only
+this account's gcpfargate task roles) turns that role's signed GetCallerIdentity into a federated
+token; `roles/iam.workloadIdentityUser` on the service account for the role's principal set lets
+that token impersonate the account. Bootstrap creates or repairs each piece, undeletes a
+soft-deleted pool or provider, and writes nothing when all is in place. Design notes:
+../shared/KEYLESS.md (summarised in README "Keyless").
 """
 
 from __future__ import annotations
@@ -286,8 +286,8 @@ def _check_apis(ctx: Context) -> None:
 def bootstrap_keyless(
     ctx: Context, retire: Callable[[keyless_retire.Leftovers], bool] | None = None
 ) -> KeylessBootstrapResult:
-    """`retire` (None: not now, as in `deploy` until the keyless revision is registered) decides whether
-    the keys key mode left in the secret are retired (keyless_retire)."""
+    """`retire` (None: not now, as in `deploy` until the keyless revision is registered) decides
+    whether the keys key mode left in the secret are retired (keyless_retire)."""
     settings = ctx.settings
     settings.require("gcp.project", "gcp.service_account", "task.family")
     project = settings.gcp.project
@@ -352,7 +352,8 @@ def bootstrap_keyless(
 
 
 def project_number(ctx: Context) -> str:
-    """From the pool's resource name (the IAM API answers with the number); bootstrap must have run."""
+    """From the pool's resource name (the IAM API answers with the number); bootstrap must have
+    run."""
     project = ctx.settings.gcp.project
     pool = ctx.pools.get(pool_name(project), f"workload identity pool {POOL_ID}")
     if pool is None or pool.get("state") != "ACTIVE":

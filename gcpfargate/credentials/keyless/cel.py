@@ -43,7 +43,8 @@ def _tokens(source: str) -> list[tuple[str, str]]:
 
 
 def extract(value: str, template: str) -> str:
-    """Google's `extract`: '{account}assumed-role/' on 'arn:...:assumed-role/R/S' gives 'arn:...:'."""
+    """Google's `extract`: '{account}assumed-role/' on 'arn:...:assumed-role/R/S' gives
+    'arn:...:'."""
     match = re.fullmatch(r"([^{}]*)\{[A-Za-z_][A-Za-z0-9_]*\}([^{}]*)", template)
     if match is None:
         raise CelError(f"extract() template needs exactly one {{name}}: {template!r}")

@@ -32,7 +32,8 @@ IAMCREDENTIALS_ENDPOINT_ENV = "GCPFARGATE_IAMCREDENTIALS_ENDPOINT"
 # The commercial partition's; credential_config builds it with the region's DNS suffix.
 REGIONAL_CRED_VERIFICATION_URL = sts_verification_url("amazonaws.com")
 
-# Workload identity pool and provider ids: 4-32 lowercase letters, digits and hyphens (IAM REST reference).
+# Workload identity pool and provider ids: 4-32 lowercase letters, digits and hyphens (IAM REST
+# reference).
 _POOL_OR_PROVIDER_ID = re.compile(r"[a-z0-9-]{4,32}")
 
 

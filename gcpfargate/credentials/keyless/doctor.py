@@ -1,4 +1,5 @@
-"""`doctor` in keyless mode: every link from the task role to a Google access token, no key anywhere.
+"""`doctor` in keyless mode: every link from the task role to a Google access token, no key
+anywhere.
 
 The checks (after config, AWS identity and the service account, shared with key mode): the pool and
 the AWS provider are ACTIVE and the provider trusts the caller's account; the provider's mapping and
@@ -224,7 +225,8 @@ def _no_key(ctx: Context, facts: Facts) -> Result:
             if "PRIVATE KEY-----" in value or looks_like_key(value.encode("utf-8", "replace")):
                 return (
                     Status.FAIL,
-                    f"container {container.get('name')} environment {item.get('name')} holds key text",
+                    f"container {container.get('name')} environment {item.get('name')} holds key "
+                    "text",
                 )
     leftovers = []
     if facts.account is not None:

@@ -1,10 +1,10 @@
 """Retiring what key mode left behind, after a switch to keyless: offered, never silent.
 
-When `bootstrap` (or `deploy`, after the keyless revision is registered) runs in keyless mode and the
-configured secret still holds user-managed keys of the account, those keys are long-lived credentials
-nothing needs any more. Retiring them is irreversible, so it happens only when the user agrees: on a
-terminal they are asked; with `--retire-keys` they agreed up front; otherwise one line says what is
-left and how to retire it, and nothing is touched.
+When `bootstrap` (or `deploy`, after the keyless revision is registered) runs in keyless mode and
+the configured secret still holds user-managed keys of the account, those keys are long-lived
+credentials nothing needs any more. Retiring them is irreversible, so it happens only when the user
+agrees: on a terminal they are asked; with `--retire-keys` they agreed up front; otherwise one line
+says what is left and how to retire it, and nothing is touched.
 
 Retiring schedules the secret's deletion first (restorable for RECOVERY_DAYS, and no task can start
 with the key after it), then deletes each key. A rerun after a partial failure finds the keys again
@@ -40,8 +40,8 @@ class Leftovers:
 
     def describe(self) -> str:
         return (
-            f"{len(self.key_ids)} key(s) of {self.service_account} ({', '.join(self.key_ids)}) held by "
-            f"secret {self.secret_name}"
+            f"{len(self.key_ids)} key(s) of {self.service_account} ({', '.join(self.key_ids)}) "
+            f"held by secret {self.secret_name}"
         )
 
 
@@ -95,8 +95,8 @@ def offer(
         return []
     if ctx.dry_run:
         plan.append(
-            f"retire {found.describe()} when confirmed (or --retire-keys): schedule the secret's deletion, "
-            "delete the keys"
+            f"retire {found.describe()} when confirmed (or --retire-keys): schedule the secret's "
+            "deletion, delete the keys"
         )
         return []
     if not confirm(found):

@@ -53,7 +53,8 @@ def _move_port(text: str, old: str, new: int) -> str:
 
 def _agent_entrypoint() -> list[str]:
     """The shim container's program in run-local: the in-namespace agent, which then runs the shim
-    with the definition's `command` as its arguments (`python3 -c`: the pushed image is unchanged)."""
+    with the definition's `command` as its arguments (`python3 -c`: the pushed image is
+    unchanged)."""
     source = resources.files("gcpfargate.credentials.keyless").joinpath("local_agent.py")
     return ["python3", "-c", source.read_text(), local_agent.PROGRAM_NAME]
 
@@ -118,7 +119,8 @@ def run_with_shim(
 def _move_to_free_port(
     command: list[str], health: list[str], app_spec: Any
 ) -> tuple[list[str], list[str]]:
-    """On the host's network the shim's fixed port may be taken: move it, and the app's shim URLs."""
+    """On the host's network the shim's fixed port may be taken: move it, and the app's shim
+    URLs."""
     old_port = (
         command[command.index("--port") + 1]
         if "--port" in command

@@ -4,7 +4,8 @@ The same start-up wrapper writes the credential configuration to `credentials_pa
 program, but the configuration (an `external_account` file with no secret in it) arrives through
 `environment`, not `secrets`. Each wired container also gets `GOOGLE_CLOUD_PROJECT` (otherwise ADC
 with an external account asks Resource Manager for the project) and `dependsOn` the credential shim
-with condition HEALTHY; the task gets `taskRoleArn` and the shim container. No `secrets` entry, no key.
+with condition HEALTHY; the task gets `taskRoleArn` and the shim container. No `secrets` entry, no
+key.
 """
 
 from __future__ import annotations
@@ -94,7 +95,8 @@ def wire_keyless(
         wiring.wrap_program(container, script, image_config)
         wiring.add_credentials_tmpfs(container, credentials_path, image_user)
     shim = shim_image.container_definition(shim_image_ref)
-    # The shim logs where the first wired container logs (awslogs needs a stream prefix per container).
+    # The shim logs where the first wired container logs (awslogs needs a stream prefix per
+    # container).
     first = next((c for c in others if c.get("name") in names and c.get("logConfiguration")), None)
     if first is not None:
         shim["logConfiguration"] = copy.deepcopy(first["logConfiguration"])

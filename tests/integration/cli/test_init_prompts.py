@@ -1,6 +1,6 @@
-"""`init` on a real terminal (issue 17 item 11, issue 19): the CLI runs under a pseudo-terminal, asks for
-what it cannot guess (family, project, account, authentication mode, region), re-asks after an answer
-it cannot use, offers a starter Dockerfile, and writes what was answered."""
+"""`init` on a real terminal (issue 17 item 11, issue 19): the CLI runs under a pseudo-terminal,
+asks for what it cannot guess (family, project, account, authentication mode, region), re-asks after
+an answer it cannot use, offers a starter Dockerfile, and writes what was answered."""
 
 from __future__ import annotations
 

@@ -27,7 +27,8 @@ ESCAPES = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
 
 
 def in_pty(project: Project, *args: str, columns: int = 80) -> tuple[int, str]:
-    """Run the CLI with stdout and stderr on a pseudo-terminal of `columns` columns; its exit code and screen text."""
+    """Run the CLI with stdout and stderr on a pseudo-terminal of `columns` columns; its exit code
+    and screen text."""
     env = {**project.env, "COLUMNS": str(columns), "LINES": "50", "TERM": "xterm"}
     env.pop("CI", None)
     pid, fd = pty.fork()
@@ -54,7 +55,8 @@ def in_pty(project: Project, *args: str, columns: int = 80) -> tuple[int, str]:
 
 
 def _fits(text: str, columns: int, start: str = "") -> list[str]:
-    """Lines of the result (from `start` on) wider than the terminal though they could have been wrapped.
+    """Lines of the result (from `start` on) wider than the terminal though they could have been
+    wrapped.
 
     A line may be wider only when it ends in one unbreakable token (an ARN, a digest) that cannot
     fit beside its label: the terminal folds that on screen, and a copy-paste still gets it whole.

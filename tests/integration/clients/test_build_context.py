@@ -1,4 +1,5 @@
-"""The build context is streamed to the engine while it is archived (clients/build_context.py, issue 18).
+"""The build context is streamed to the engine while it is archived (clients/build_context.py, issue
+18).
 
 Against the stack's real engine: the archive is byte for byte the docker SDK's own (so the engine
 sees the same context and its build cache still hits), no temporary copy of the context is made,

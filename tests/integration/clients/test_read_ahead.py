@@ -106,7 +106,8 @@ def test_a_write_to_the_service_in_between_makes_the_call_ask_again(
         PolicyName="p",
         PolicyDocument=json.dumps(_document("ecr:*")),
     )
-    # The answer sent ahead predates the write: not taken, asked again, and the new document is what counts.
+    # The answer sent ahead predates the write: not taken, asked again, and the new document is what
+    # counts.
     document = aws.call("iam", "get_role_policy", RoleName=name, PolicyName="p")["PolicyDocument"]
     assert document["Statement"][0]["Action"] == "ecr:*"
     assert aws.paginate("iam", "list_role_policies", "PolicyNames", RoleName=name) == ["p"]

@@ -15,8 +15,8 @@ from tests.integration.helpers import add_service, prepare
 # How often one no-op deploy may make each read. One each, except where the job needs two distinct
 # resources of a kind: the registry manifest under the new tag (absent) and the one the registered
 # revision pins; see docs/calls.md. No STS GetCallerIdentity: the execution role's ARN comes from
-# bootstrap's GetRole (issue 18). Reads sent ahead (AwsClients.read_ahead) count as sent, so one sent
-# ahead and then asked again would show here as two.
+# bootstrap's GetRole (issue 18). Reads sent ahead (AwsClients.read_ahead) count as sent, so one
+# sent ahead and then asked again would show here as two.
 NOOP_ALLOWANCE = {
     "gcp iam GetServiceAccount": 1,
     "aws secretsmanager DescribeSecret": 1,
@@ -62,7 +62,8 @@ SHARED_WRITES = {"aws logs PutResourcePolicy"}
 
 
 def calls(path: Path) -> tuple[Counter[str], Counter[str]]:
-    """(reads, writes) by "<system> <service> <Operation>" (registry: "registry <METHOD> <kind>")."""
+    """(reads, writes) by "<system> <service> <Operation>" (registry: "registry <METHOD>
+    <kind>")."""
     reads: Counter[str] = Counter()
     writes: Counter[str] = Counter()
     for line in path.read_text().splitlines():

@@ -52,8 +52,9 @@ def test_deploy_failure_names_the_step(project: Project) -> None:
     (project.dir / "Dockerfile").write_text('FROM scratch\nRUN ["/nonexistent"]\n')
     result = project.run("deploy")
     assert_one_clean_line(result, 1, "push-image failed")
-    # The first step's work stays consistent: a stored key that authenticates, nothing orphaned, tags
-    # that agree with it (tests/reliability/helpers.py; test_invariants.py shows each check can fail).
+    # The first step's work stays consistent: a stored key that authenticates, nothing orphaned,
+    # tags that agree with it (tests/reliability/helpers.py; test_invariants.py shows each check can
+    # fail).
     assert check_invariants(project) == []
     assert len(project.stack.emulator.key_ids(project.email)) == 1
 
@@ -218,7 +219,8 @@ def test_deploy_removes_the_local_tag_of_an_image_it_did_not_push(project: Proje
     assert digest and text.stdout.count(digest) == 1, text.stdout
     assert f"changed no, {second['push-image']['image']}\n" in text.stdout, text.stdout
     engine = docker.DockerClient(base_url=project.stack.docker_host)
-    # Identical busybox builds of other tests share the image id: look at this repository's names only.
+    # Identical busybox builds of other tests share the image id: look at this repository's names
+    # only.
     repository = f"{project.stack.registry}/{project.family}:"
     names = {
         tag
@@ -250,7 +252,8 @@ def test_cheap_local_checks_fail_before_anything_is_created(
     result = project.run("deploy", env=env)
     assert_one_clean_line(result, code, expected)
     assert project.stack.emulator.key_ids(project.email) == []
-    # Asked by name, not by scanning a listing: ListSecrets and ListRoles page at 100 in the shared moto.
+    # Asked by name, not by scanning a listing: ListSecrets and ListRoles page at 100 in the shared
+    # moto.
     assert not project.exists("secret", project.secret_name)
     assert not project.exists("role", f"gcpfargate-{project.family}-execution")
 

@@ -1,4 +1,5 @@
-"""doctor against the stack: a healthy deploy is all OK; each broken variant fails exactly one check."""
+"""doctor against the stack: a healthy deploy is all OK; each broken variant fails exactly one
+check."""
 
 from __future__ import annotations
 

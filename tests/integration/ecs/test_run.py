@@ -91,7 +91,8 @@ def test_run_no_wait_returns_after_starting(project: Project, hold_tasks: None) 
         requiresCompatibilities=["FARGATE"],
         cpu="256",
         memory="512",
-        # awslogs on Fargate needs the execution role (ECS refuses it otherwise; so does the strict layer).
+        # awslogs on Fargate needs the execution role (ECS refuses it otherwise; so does the strict
+        # layer).
         executionRoleArn=described["executionRoleArn"],
         containerDefinitions=described["containerDefinitions"],
     )["taskDefinition"]["taskDefinitionArn"]
@@ -257,9 +258,9 @@ def test_run_exits_with_the_containers_exit_code(project: Project) -> None:
 def test_task_that_fails_to_start_is_one_clear_line(project: Project) -> None:
     prepare_run(project)
     reason = (
-        "ResourceInitializationError: unable to pull secrets or registry auth: execution resource retrieval "
-        "failed: unable to retrieve secret from asm: service call has been retried 1 time(s): "
-        "AccessDeniedException"
+        "ResourceInitializationError: unable to pull secrets or registry auth: execution resource "
+        "retrieval failed: unable to retrieve secret from asm: service call has been retried 1 "
+        "time(s): AccessDeniedException"
     )
     rewrite = _stopped(None, reason, "TaskFailedToStart")
     with RewritingProxy(project.stack.moto_url, {"DescribeTasks": rewrite}) as proxy:

@@ -1,4 +1,5 @@
-"""ECS services against the stack: deploy rolls the service, rollback, deregister --keep-last [--images].
+"""ECS services against the stack: deploy rolls the service, rollback, deregister --keep-last
+[--images].
 
 The services here have desiredCount 0, which moto reports COMPLETED at once (and the strict layer,
 when the session runs with it, after a few seconds): the settled path. Rollouts that take time,
@@ -42,12 +43,14 @@ def test_deploy_rolls_the_service_and_rollback_returns(project: Project) -> None
     write_busybox_context(
         project.dir, ('CMD ["echo", "job v2"]',)
     )  # an image change: a new revision
-    # A new tag: the dry run cannot know the revision's digest yet, so it plans "the revision it registers".
+    # A new tag: the dry run cannot know the revision's digest yet, so it plans "the revision it
+    # registers".
     planned_deploy = deploy(project, "--dry-run", "--tag", "v2")
     assert (planned_deploy["service"]["status"], planned_deploy["service"]["plan"]) == (
         "PLANNED",
         [
-            f"update service web on cluster {cluster}: {family}:1 → the revision register-task registers"
+            f"update service web on cluster {cluster}: {family}:1 → the revision register-task "
+            "registers"
         ],
     )
     assert running(project, cluster) == f"{family}:1"
@@ -87,7 +90,8 @@ def test_deploy_rolls_the_service_and_rollback_returns(project: Project) -> None
     )
     assert running(project, cluster) == f"{family}:1"
 
-    # The template still renders revision 2: deploy registers nothing, but moves the service to the latest.
+    # The template still renders revision 2: deploy registers nothing, but moves the service to the
+    # latest.
     forward = project.run("deploy")
     assert forward.returncode == 0, forward.output
     assert f"Waiting for service web to run {family}:2 stably ..." in forward.stderr
@@ -210,5 +214,6 @@ def test_doctor_checks_the_service(project: Project) -> None:
     register_variant(project, lambda d: d.update(memory="1024"))
     assert service_checks()["ECS service runs the latest revision"] == (
         "WARN",
-        f"service web runs {project.family}:1, not the latest {project.family}:2 (gcpfargate deploy rolls it)",
+        f"service web runs {project.family}:1, not the latest {project.family}:2 (gcpfargate "
+        "deploy rolls it)",
     )

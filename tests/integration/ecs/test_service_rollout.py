@@ -64,7 +64,8 @@ def test_deploy_waits_for_the_rollout_and_a_failed_one_says_how_to_roll_back(
     config = project.dir / "gcpfargate.toml"
     config.write_text(config.read_text() + f'\n[service]\nname = "web"\ncluster = "{family}"\n')
 
-    # An image change: revision 2, and deploy shows the rollout until the simulated deployment settles.
+    # An image change: revision 2, and deploy shows the rollout until the simulated deployment
+    # settles.
     write_busybox_context(project.dir, ('CMD ["echo", "v2"]',))
     moved = project.run("deploy")
     assert moved.returncode == 0, moved.output

@@ -28,7 +28,8 @@ MULTI_STAGE = [
     "FROM scratch AS builder",
     "COPY busybox /bin/busybox",
     'RUN ["/bin/busybox", "--install", "-s", "/bin"]',
-    "RUN --mount=type=cache,target=/cache echo from-the-cache > /cache/note && cp /cache/note /note",
+    "RUN --mount=type=cache,target=/cache echo from-the-cache > /cache/note && cp /cache/note "
+    "/note",
     "RUN --mount=type=bind,source=data.txt,target=/mnt/data.txt cp /mnt/data.txt /data",
     # The secrets are read (their sizes kept), never copied: the image must hold no trace of them.
     "RUN --mount=type=secret,id=token,required=true wc -c < /run/secrets/token > /token-size",
@@ -41,8 +42,8 @@ MULTI_STAGE = [
 ]
 RUN_SH = (
     "/bin/busybox cat /app/note /app/data\n"
-    "/bin/busybox echo sizes $(/bin/busybox cat /app/token-size) $(/bin/busybox cat /app/env-size)\n"
-    "/bin/busybox stat -c 'mode %a' /app/run.sh\n"
+    "/bin/busybox echo sizes $(/bin/busybox cat /app/token-size) $(/bin/busybox cat "
+    "/app/env-size)\n/bin/busybox stat -c 'mode %a' /app/run.sh\n"
 )
 ENV_SECRET = "env-secret-value-gcpf"
 

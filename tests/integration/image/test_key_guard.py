@@ -1,5 +1,5 @@
-"""push-image's key guard against the stack (issue 13 items 1 and 10): a key in the image config, in a
-build argument, or in the build context under any common wrapping is refused before anything is
+"""push-image's key guard against the stack (issue 13 items 1 and 10): a key in the image config, in
+a build argument, or in the build context under any common wrapping is refused before anything is
 pushed; each refusal is one clean line that never shows the key."""
 
 from __future__ import annotations
@@ -48,9 +48,9 @@ def test_a_build_argument_holding_a_key_is_refused_before_anything_is_built(
 
 
 def test_a_key_in_the_image_config_is_refused(project: Project) -> None:
-    """The classic builder's `ARG` + `ENV` + `LABEL`: the key is in Env, Labels and history, in no file.
-    The base image is built straight on the engine (as a registry base image would be), so only the
-    config scan can see it."""
+    """The classic builder's `ARG` + `ENV` + `LABEL`: the key is in Env, Labels and history, in no
+    file. The base image is built straight on the engine (as a registry base image would be), so
+    only the config scan can see it."""
     client = docker.DockerClient(base_url=project.stack.docker_host)
     base_dir = project.dir / "base"
     write_busybox_context(
@@ -102,7 +102,8 @@ def test_a_wrapped_key_made_by_a_run_step_is_found_in_its_layer(project: Project
         archive.addfile(info, io.BytesIO(key_json()))
     bundle = base64.b64encode(gzip.compress(buffer.getvalue())).decode()
     repository = configure_image(project, tag="v1")
-    # Not in the context (the Dockerfile holds only base64 of compressed bytes): only the layer shows it.
+    # Not in the context (the Dockerfile holds only base64 of compressed bytes): only the layer
+    # shows it.
     write_busybox_context(
         project.dir, [f"RUN mkdir -p /app && echo {bundle} | base64 -d > /app/bundle.tgz"]
     )
@@ -144,7 +145,8 @@ def test_ci_credential_files_in_the_context_are_refused_until_dockerignored(
 
 
 def test_a_credential_file_made_by_a_run_step_is_found_in_its_layer(project: Project) -> None:
-    """An impersonated-ADC file written by a RUN step (not in the context): only the layer shows it."""
+    """An impersonated-ADC file written by a RUN step (not in the context): only the layer shows
+    it."""
     repository = configure_image(project, tag="v1")
     encoded = base64.b64encode(json.dumps(IMPERSONATED).encode()).decode()
     write_busybox_context(

@@ -157,7 +157,8 @@ def test_dry_run_plans_with_the_git_sha_and_changes_nothing(project: Project) ->
     write_busybox_context(project.dir)
     git = ["git", "-C", str(project.dir), "-c", "user.name=t", "-c", "user.email=t@example.com"]
     subprocess.run([*git, "init", "-q"], check=True, env=project.env)
-    # A clean work tree (uncommitted changes would give <sha>-dirty-<hash>): the test's own files ignored.
+    # A clean work tree (uncommitted changes would give <sha>-dirty-<hash>): the test's own files
+    # ignored.
     (project.dir / ".gitignore").write_text(".home/\ncalls\n")
     subprocess.run([*git, "add", "-A"], check=True, env=project.env)
     subprocess.run([*git, "commit", "-q", "-m", "init"], check=True, env=project.env)
@@ -211,11 +212,11 @@ def test_key_created_by_a_run_step_is_refused_unless_allowed(project: Project) -
     import gzip
 
     repository = configure_image(project, tag="v1")
-    # Compressed, then base64: the guard sees plain base64 of a key in the Dockerfile (the build context),
-    # and this test is about the layer.
+    # Compressed, then base64: the guard sees plain base64 of a key in the Dockerfile (the build
+    # context), and this test is about the layer.
     encoded = base64.b64encode(gzip.compress(fake_key_json().encode())).decode()
-    # The key is not in the context: a RUN step makes it (as a `curl` of a secret would), then deletes it,
-    # which leaves it in that step's layer.
+    # The key is not in the context: a RUN step makes it (as a `curl` of a secret would), then
+    # deletes it, which leaves it in that step's layer.
     write_busybox_context(
         project.dir,
         [

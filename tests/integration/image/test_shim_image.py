@@ -1,5 +1,5 @@
-"""The credential shim's image, built from `shim_image.build_context` on the stack's engine, run with
-its container definition's command and health check, and used by real google-auth.
+"""The credential shim's image, built from `shim_image.build_context` on the stack's engine, run
+with its container definition's command and health check, and used by real google-auth.
 
 The base is the demo's locally built Python base (no image can be pulled here); production uses
 python:3-slim. The container uses network `host`, as run-local does, so it reaches the fake ECS

@@ -1,4 +1,5 @@
-"""run-local keeps secret values out of the container's config and the engine's disk (issue 13 item 5).
+"""run-local keeps secret values out of the container's config and the engine's disk (issue 13 item
+5).
 
 While the rehearsal runs, `docker inspect` (Env, Cmd, Entrypoint, Labels) and every file under the
 engine's data root for containers hold none of the key's material or another secret's value; the
@@ -18,10 +19,12 @@ from tests.conftest import Project
 from tests.integration.helpers import deploy, prepare, register_variant, secret_json
 
 OTHER_VALUE = "other-secret-value-4b1d"
-# The app proves it got both values without printing them (its output lands in the engine's log file).
+# The app proves it got both values without printing them (its output lands in the engine's log
+# file).
 APP = (
     'echo "ready key-file=$(wc -c < "$GOOGLE_APPLICATION_CREDENTIALS") other-length=${#OTHER}'
-    ' key-var=${GCP_CREDENTIALS_JSON:-unset}"; i=0; while [ $i -lt 60 ]; do sleep 1; i=$((i+1)); done'
+    ' key-var=${GCP_CREDENTIALS_JSON:-unset}"; i=0; while [ $i -lt 60 ]; do sleep 1; i=$((i+1)); '
+    "done"
 )
 
 
@@ -92,7 +95,8 @@ def test_run_local_keeps_secrets_out_of_the_container_config_and_the_engines_dis
     )
     try:
         ready = _wait_for(proc, "ready key-file=")
-        # The wrapper got the key in its variable, wrote the file and unset the variable; OTHER arrived.
+        # The wrapper got the key in its variable, wrote the file and unset the variable; OTHER
+        # arrived.
         assert f"other-length={len(OTHER_VALUE)} key-var=unset" in ready
         assert int(ready.split("key-file=")[1].split()[0]) > 1000
         (running,) = engine.containers.list(filters={"label": "gcpfargate=run-local"})
@@ -118,11 +122,13 @@ def test_run_local_keeps_secrets_out_of_the_container_config_and_the_engines_dis
 
 
 def test_run_local_passes_the_task_argv_and_exit_code_behind_the_prestep(project: Project) -> None:
-    """The image's own ENTRYPOINT + CMD (no task entryPoint) still run, with their arguments, after the pre-step."""
+    """The image's own ENTRYPOINT + CMD (no task entryPoint) still run, with their arguments, after
+    the pre-step."""
     prepare(
         project,
         steps=(
-            'ENTRYPOINT ["/bin/sh", "-c", "echo \\"args:$*\\" stdin:$(cat | wc -c); exit 3", "job"]',
+            'ENTRYPOINT ["/bin/sh", "-c", "echo \\"args:$*\\" stdin:$(cat | wc -c); exit 3", '
+            '"job"]',
             'CMD ["a b", "c"]',
         ),
     )

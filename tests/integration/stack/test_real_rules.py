@@ -36,7 +36,8 @@ def write_template(
     *,
     role: bool = False,
 ) -> None:
-    """The default template's shape, without executionRoleArn unless `role`, plus what the test needs."""
+    """The default template's shape, without executionRoleArn unless `role`, plus what the test
+    needs."""
     container: dict[str, Any] = {
         "name": "app",
         "image": "@@image@@",
@@ -387,8 +388,9 @@ def test_schedule_waits_out_a_trust_policy_it_just_corrected(project: Project) -
     prepare_schedule(project)
     first = project.run("schedule", "--cron", "0 3 * * ? *")
     assert first.returncode == 0, first.output
-    # Someone broke the scheduler role's trust policy; the next schedule corrects it (UpdateAssumeRolePolicy)
-    # and then updates the schedule, which Scheduler refuses until the change has propagated.
+    # Someone broke the scheduler role's trust policy; the next schedule corrects it
+    # (UpdateAssumeRolePolicy) and then updates the schedule, which Scheduler refuses until the
+    # change has propagated.
     role = f"gcpfargate-{project.family}-scheduler"
     project.aws("iam").update_assume_role_policy(
         RoleName=role,

@@ -1,5 +1,6 @@
-"""register-task, render, diff and init against the stack: the definition is registered in moto, then
-its container is started on the real engine the way ECS starts it, and the key is used for real."""
+"""register-task, render, diff and init against the stack: the definition is registered in moto,
+then its container is started on the real engine the way ECS starts it, and the key is used for
+real."""
 
 from __future__ import annotations
 
@@ -24,14 +25,16 @@ from tests.stack.images import write_busybox_context
 from tests.stack.local import REGION
 
 SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
-# The image's own ENTRYPOINT and CMD, with arguments a shell would mangle if anything re-quoted them.
+# The image's own ENTRYPOINT and CMD, with arguments a shell would mangle if anything re-quoted
+# them.
 IMAGE_ENTRYPOINT = ["/show-args", "first arg"]
 IMAGE_CMD = ["it's", 'a "quoted" $HOME', "line1\nline2"]
 SHOW_ARGS = '#!/bin/sh\nfor a in "$@"; do printf \'<%s>\\n\' "$a"; done\necho ---ENV---\nenv\n'
 
 
 def push_test_image(project: Project, tmp_path: Path, tag: str = "v1") -> str:
-    """Build the busybox image with an args-printing ENTRYPOINT and push it; returns host/repo:tag."""
+    """Build the busybox image with an args-printing ENTRYPOINT and push it; returns
+    host/repo:tag."""
     context = tmp_path / "image"
     (context / "show-args").parent.mkdir(parents=True, exist_ok=True)
     write_busybox_context(
@@ -71,8 +74,9 @@ def copy_template(project: Project) -> Path:
 
 
 def run_like_ecs(project: Project, definition: dict[str, Any]) -> tuple[int, str, bytes, int]:
-    """Start the essential container as ECS would: environment plus resolved `secrets`, entryPoint and
-    command from the definition, nothing else. Returns (exit code, logs, key file bytes, file mode)."""
+    """Start the essential container as ECS would: environment plus resolved `secrets`, entryPoint
+    and command from the definition, nothing else. Returns (exit code, logs, key file bytes, file
+    mode)."""
     container = definition["containerDefinitions"][0]
     secrets = project.aws("secretsmanager")
     environment = {item["name"]: item["value"] for item in container.get("environment", [])}
@@ -106,7 +110,8 @@ def run_like_ecs(project: Project, definition: dict[str, Any]) -> tuple[int, str
 
 
 def bootstrapped_with_image(project: Project, tmp_path: Path) -> tuple[str, Path]:
-    """bootstrap, a pushed test image, the [image] section and the template: what every test here needs."""
+    """bootstrap, a pushed test image, the [image] section and the template: what every test here
+    needs."""
     assert project.run("bootstrap").returncode == 0
     image = push_test_image(project, tmp_path)
     configure(project)
@@ -132,7 +137,8 @@ def test_registered_task_runs_the_image_with_the_key_file_like_ecs(
     assert container["image"] == f"{image.rsplit(':', 1)[0]}@{digest}"
     secret_arn = project.aws("secretsmanager").describe_secret(SecretId=project.secret_name)["ARN"]
     assert container["secrets"] == [{"name": "GCP_CREDENTIALS_JSON", "valueFrom": secret_arn}]
-    # Docker's model (issue 17 item 1): the image's ENTRYPOINT after the wrapper, its CMD as the command.
+    # Docker's model (issue 17 item 1): the image's ENTRYPOINT after the wrapper, its CMD as the
+    # command.
     assert container["entryPoint"][4:] == IMAGE_ENTRYPOINT and container["command"] == IMAGE_CMD
     # awslogs: the group the template names now exists.
     groups = project.aws("logs").describe_log_groups(logGroupNamePrefix=f"/ecs/{project.family}")[
@@ -185,7 +191,8 @@ def test_wrapper_fails_clearly_when_the_secret_is_not_delivered(
     container = definition["containerDefinitions"][0]
     client = engine(project)
     client.images.pull(container["image"])
-    # ECS without the secret: the variable is missing, so the program must not start without its key.
+    # ECS without the secret: the variable is missing, so the program must not start without its
+    # key.
     created = client.containers.create(
         container["image"],
         entrypoint=container["entryPoint"],
@@ -477,8 +484,8 @@ def test_init_off_a_terminal_never_prompts_and_says_what_is_left(
     assert proc.returncode == 0, proc.stderr
     assert "?" not in proc.stderr  # no question was asked
     assert (
-        "Next: Set gcp.project, set gcp.service_account in gcpfargate.toml, write a Dockerfile, then run "
-        "`gcpfargate deploy`."
+        "Next: Set gcp.project, set gcp.service_account in gcpfargate.toml, write a Dockerfile, "
+        "then run `gcpfargate deploy`."
     ) in proc.stderr
     text = (fresh / "gcpfargate.toml").read_text()
     for section in ("# [run]", "# [schedule]", "# [service]"):

@@ -1,13 +1,13 @@
 """The emulator's own CEL: cel-python (a complete CEL implementation) plus Google's `extract`.
 
-gcpfargate evaluates attribute mappings and conditions itself (`gcpfargate/credentials/keyless/cel.py`, for
-`doctor`). If the emulator judged token exchanges with that same code, a bug in it would pass every
-test on both sides. So the emulator evaluates with an independent implementation: cel-python for
-the language, and `extract` written here from Google's description
-(https://cloud.google.com/iam/docs/workload-identity-federation#mapping: "extract a value from a
-string using a template with one {placeholder}; an empty string when the template does not match").
-`tests/unit/credentials/keyless/test_cel_oracle.py` checks that the two agree on the expressions gcpfargate writes and
-on hostile ones.
+gcpfargate evaluates attribute mappings and conditions itself
+(`gcpfargate/credentials/keyless/cel.py`, for `doctor`). If the emulator judged token exchanges with
+that same code, a bug in it would pass every test on both sides. So the emulator evaluates with an
+independent implementation: cel-python for the language, and `extract` written here from Google's
+description (https://cloud.google.com/iam/docs/workload-identity-federation#mapping: "extract a
+value from a string using a template with one {placeholder}; an empty string when the template does
+not match"). `tests/unit/credentials/keyless/test_cel_oracle.py` checks that the two agree on the
+expressions gcpfargate writes and on hostile ones.
 """
 
 from __future__ import annotations
@@ -89,7 +89,8 @@ def _short(error: Exception) -> str:
 
 
 def map_attributes(mapping: Mapping[str, str], assertion: Mapping[str, Any]) -> dict[str, str]:
-    """{"google.subject": expr, "attribute.x": expr} applied to the assertion; every value a string."""
+    """{"google.subject": expr, "attribute.x": expr} applied to the assertion; every value a
+    string."""
     out: dict[str, str] = {}
     for target, expression in mapping.items():
         value = _evaluate(expression, ("assertion",), {"assertion": assertion})

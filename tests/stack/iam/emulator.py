@@ -214,7 +214,8 @@ class IamEmulator:
 
     def race_policy_writes(self, count: int = 1, member: str = "") -> None:
         """Another writer changes the account's IAM policy right after each of the next `count`
-        GetIamPolicy answers: the reader's SetIamPolicy then meets Google's etag refusal (ABORTED)."""
+        GetIamPolicy answers: the reader's SetIamPolicy then meets Google's etag refusal
+        (ABORTED)."""
         with self.state.lock:
             self.keyless.policies.races = count
             if member:

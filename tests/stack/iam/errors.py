@@ -69,9 +69,9 @@ MSG_PERMISSION_DENIED = "Permission '{permission}' denied on resource (or it may
 # (gRPC PERMISSION_DENIED) with ErrorInfo {domain: googleapis.com, reason: SERVICE_DISABLED,
 # metadata: consumer, service} and a Help link to the activation page.
 MSG_SERVICE_DISABLED = (
-    "Identity and Access Management (IAM) API has not been used in project {project} before or it is "
-    "disabled. Enable it by visiting {url} then retry. If you enabled this API recently, wait a few "
-    "minutes for the action to propagate to our systems and retry."
+    "Identity and Access Management (IAM) API has not been used in project {project} before or it "
+    "is disabled. Enable it by visiting {url} then retry. If you enabled this API recently, wait a "
+    "few minutes for the action to propagate to our systems and retry."
 )
 IAM_ACTIVATION_URL = (
     "https://console.developers.google.com/apis/api/iam.googleapis.com/overview?project={project}"
@@ -81,8 +81,9 @@ IAM_ACTIVATION_URL = (
 # and limit 'Write requests per minute' of service 'cloudkms.googleapis.com' for consumer
 # 'project_number:...'". The IAM metric and limit names here are illustrative, not quoted.
 MSG_QUOTA_EXCEEDED = (
-    "Quota exceeded for quota metric 'Service account key creation requests' and limit 'Service account "
-    "key creation requests per minute' of service 'iam.googleapis.com' for consumer 'project_number:{project}'."
+    "Quota exceeded for quota metric 'Service account key creation requests' and limit 'Service "
+    "account key creation requests per minute' of service 'iam.googleapis.com' for consumer "
+    "'project_number:{project}'."
 )
 
 # Which permission each RPC needs (https://cloud.google.com/iam/docs/permissions-reference).

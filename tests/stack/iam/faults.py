@@ -28,9 +28,10 @@ class Fault:
 
 @dataclass(frozen=True)
 class Propagation:
-    """How a new key reaches Google's token service. https://cloud.google.com/iam/docs/keys-create-delete:
-    "it can take 60 seconds or more before the key can be used" (google-cloud-cpp#10587 waits up to
-    7 minutes). Until then the token endpoint answers invalid_grant "Invalid JWT Signature."."""
+    """How a new key reaches Google's token service.
+    https://cloud.google.com/iam/docs/keys-create-delete: "it can take 60 seconds or more before the
+    key can be used" (google-cloud-cpp#10587 waits up to 7 minutes). Until then the token endpoint
+    answers invalid_grant "Invalid JWT Signature."."""
 
     seconds: float = 0.0
     refusals: int = 0  # refuse the key's first K token requests, whatever the time
@@ -50,7 +51,8 @@ class Defaults:
     key_limit: int = 10
     # FAILED_PRECONDITION is today's answer; RESOURCE_EXHAUSTED the one other surfaces give.
     key_limit_code: grpc.StatusCode = grpc.StatusCode.FAILED_PRECONDITION
-    # New service accounts are NOT_FOUND for a while (https://cloud.google.com/iam/docs/overview#consistency).
+    # New service accounts are NOT_FOUND for a while
+    # (https://cloud.google.com/iam/docs/overview#consistency).
     account_visibility_delay_s: float = 0.0
     account_visibility_calls: int = 0
 

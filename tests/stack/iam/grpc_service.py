@@ -351,7 +351,8 @@ class IamService:
         with state.lock:
             hold, knobs.hold_key_answer_s = knobs.hold_key_answer_s, 0.0
         if hold > 0:
-            # The key exists; its answer is in flight (a slow network, a client about to be stopped).
+            # The key exists; its answer is in flight (a slow network, a client about to be
+            # stopped).
             knobs.key_answer_held.set()
             time.sleep(hold)
         return response

@@ -29,8 +29,8 @@ if TYPE_CHECKING:
 PREFIX = "/v1/projects/-/serviceAccounts/"
 WORKLOAD_IDENTITY_USER = "roles/iam.workloadIdentityUser"
 GET_ACCESS_TOKEN = "iam.serviceAccounts.getAccessToken"
-# Documented: lifetime up to 3600 s unless the org policy iam.allowServiceAccountCredentialLifetimeExtension
-# allows 12 h; scope is required.
+# Documented: lifetime up to 3600 s unless the org policy
+# iam.allowServiceAccountCredentialLifetimeExtension allows 12 h; scope is required.
 MAX_LIFETIME_S = 3600
 # google-github-actions/auth#87 and similar reports: 404 "Not found; Gaia id not found for email X".
 MSG_NO_ACCOUNT = "Not found; Gaia id not found for email {email}"

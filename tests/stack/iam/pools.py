@@ -7,11 +7,11 @@ and `.providers`), PROJECT being the project id or number, answers naming the pr
   GET | DELETE  .../workloadIdentityPools/ID            get / soft delete
   POST   .../workloadIdentityPools/ID:undelete
   POST   .../workloadIdentityPools/ID/providers?workloadIdentityPoolProviderId=V          create
-  GET | DELETE | PATCH(updateMask)  .../providers/V; POST .../providers/V:undelete; GET .../providers
-  GET    .../operations/OP                                 long-running operation
-Rules kept: ids are 4-32 of [a-z0-9-] and may not start with "gcp-"; a deleted pool or provider stays
-(state DELETED, expireTime 30 days on) and blocks its id until purged, so a re-create gets 409 and
-`:undelete` is the way back; a provider cannot be created under a deleted pool; an AWS provider
+  GET | DELETE | PATCH(updateMask)  .../providers/V; POST .../providers/V:undelete; GET
+  .../providers GET    .../operations/OP                                 long-running operation
+Rules kept: ids are 4-32 of [a-z0-9-] and may not start with "gcp-"; a deleted pool or provider
+stays (state DELETED, expireTime 30 days on) and blocks its id until purged, so a re-create gets 409
+and `:undelete` is the way back; a provider cannot be created under a deleted pool; an AWS provider
 needs a 12-digit accountId and gets Google's default AWS mapping when none is given; mappings and
 conditions must be valid CEL. Every mutation answers an Operation that reports `done` only after
 `operation_polls` GETs (knob), so callers must poll as with the real API.
@@ -43,7 +43,8 @@ _PATH = re.compile(
     r"^/v1/projects/([^/]+)/locations/global/workloadIdentityPools"
     r"(?:/([^/:]+)(?:/providers(?:/([^/:]+))?)?(?:/operations/([^/:]+))?)?(:undelete)?$"
 )
-# Google's default for AWS providers (https://cloud.google.com/iam/docs/workload-identity-federation-with-other-clouds).
+# Google's default for AWS providers
+# (https://cloud.google.com/iam/docs/workload-identity-federation-with-other-clouds).
 DEFAULT_AWS_MAPPING = {
     "google.subject": "assertion.arn",
     "attribute.aws_role": (

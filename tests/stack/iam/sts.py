@@ -12,7 +12,8 @@ x-amz-date within 15 minutes (SigV4's validity window, enforced by AWS); the rep
 moto, at the stack's AWS_ENDPOINT_URL) succeeds and names a known principal (moto answers
 `user/moto` for keys it never issued: refused as AWS refuses an unknown key); the ARN's account is
 the provider's `aws.accountId`; the attribute mapping and condition (CEL); the mapped
-google.subject within 127 bytes. Then a federated token. moto does not verify SigV4 signatures, so a forged signature is not caught here.
+google.subject within 127 bytes. Then a federated token. moto does not verify SigV4 signatures, so a
+forged signature is not caught here.
 """
 
 from __future__ import annotations

@@ -22,8 +22,9 @@ def _already_exists(layer: StrictLayer, call: Call) -> tuple[str, int, str, str]
     operation = call.operation
     if operation == "CreateRole":
         name = call.form().get("RoleName", "")
-        # Source: botocore IAM model, EntityAlreadyExistsException (HTTP 409, code EntityAlreadyExists);
-        # text as IAM sends it, "Role with name X already exists." (moto mirrors it: iam/models.py).
+        # Source: botocore IAM model, EntityAlreadyExistsException (HTTP 409, code
+        # EntityAlreadyExists); text as IAM sends it, "Role with name X already exists." (moto
+        # mirrors it: iam/models.py).
         return name, 409, "EntityAlreadyExists", f"Role with name {name} already exists."
     body = call.json()
     if operation == "CreateSecret":
@@ -38,8 +39,8 @@ def _already_exists(layer: StrictLayer, call: Call) -> tuple[str, int, str, str]
         )
     if operation == "CreateLogGroup":
         name = str(body.get("logGroupName", ""))
-        # Source: https://docs.aws.amazon.com/AmazonCloudWatchLogs/latest/APIReference/API_CreateLogGroup.html
-        # (ResourceAlreadyExistsException, HTTP 400: "The specified resource already exists."); the
+        # Source:
+        # https://docs.aws.amazon.com/AmazonCloudWatchLogs/latest/APIReference/API_CreateLogGroup.html (ResourceAlreadyExistsException, HTTP 400: "The specified resource already exists."); the
         # message CloudWatch Logs sends for a log group is "The specified log group already exists".
         return name, 400, "ResourceAlreadyExistsException", "The specified log group already exists"
     if operation == "CreateRepository":
@@ -53,7 +54,8 @@ def _already_exists(layer: StrictLayer, call: Call) -> tuple[str, int, str, str]
             400,
             "RepositoryAlreadyExistsException",
             (
-                f"The repository with name '{name}' already exists in the registry with id '{registry}'"
+                f"The repository with name '{name}' already exists in the registry with id "
+                f"'{registry}'"
             ),
         )
     return None

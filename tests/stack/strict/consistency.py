@@ -63,8 +63,9 @@ def _unsettled(layer: StrictLayer, service: str, *arns: Any) -> str | None:
 def register_pass_role(layer: StrictLayer, call: Call) -> Answer | None:
     # Source: terraform-aws-modules/terraform-aws-ecs#414 (RegisterTaskDefinition right after
     # CreateRole: "AccessDeniedException: User: ... is not authorized to perform: iam:PassRole on
-    # resource: <the role the same apply just created>"; a rerun a few seconds later succeeds) and #415
-    # (the fix: wait for propagation). ECS lists AccessDeniedException for RegisterTaskDefinition.
+    # resource: <the role the same apply just created>"; a rerun a few seconds later succeeds) and
+    # #415 (the fix: wait for propagation). ECS lists AccessDeniedException for
+    # RegisterTaskDefinition.
     task_definition = call.json()
     arn = _unsettled(
         layer, "ecs", task_definition.get("executionRoleArn"), task_definition.get("taskRoleArn")
@@ -83,10 +84,11 @@ def register_pass_role(layer: StrictLayer, call: Call) -> Answer | None:
 
 
 def run_task_assume_role(layer: StrictLayer, call: Call) -> Answer | None:
-    # Source: a Terraform module quoted in the search index ("An error occurred (ClientException) when
-    # calling the RunTask operation: ECS was unable to assume the role 'arn:...' that was provided for
-    # this task.", avoided there with a 30 s time_sleep after the role policies); the full sentence as
-    # in aws-samples/aws-modern-application-workshop#88 and telia-oss/terraform-aws-ecs-fargate#58.
+    # Source: a Terraform module quoted in the search index ("An error occurred (ClientException)
+    # when calling the RunTask operation: ECS was unable to assume the role 'arn:...' that was
+    # provided for this task.", avoided there with a 30 s time_sleep after the role policies); the
+    # full sentence as in aws-samples/aws-modern-application-workshop#88 and
+    # telia-oss/terraform-aws-ecs-fargate#58.
     request = call.json()
     overrides = request.get("overrides") or {}
     described = layer.upstream_json(
@@ -115,9 +117,10 @@ def run_task_assume_role(layer: StrictLayer, call: Call) -> Answer | None:
 
 def scheduler_role(layer: StrictLayer, call: Call) -> Answer | None:
     # Source: aws/aws-sdk-js-v3#6494 (CreateSchedule: "ValidationException: The execution role you
-    # provide must allow AWS EventBridge Scheduler to assume the role."); Scheduler checks that it can
-    # assume the role when the schedule is created or updated, which fails until the trust policy
-    # has propagated. botocore scheduler model: ValidationException, HTTP 400, member `Message`.
+    # provide must allow AWS EventBridge Scheduler to assume the role."); Scheduler checks that it
+    # can assume the role when the schedule is created or updated, which fails until the trust
+    # policy has propagated. botocore scheduler model: ValidationException, HTTP 400, member
+    # `Message`.
     arn = _unsettled(layer, "scheduler", (call.json().get("Target") or {}).get("RoleArn"))
     if arn is None:
         return None

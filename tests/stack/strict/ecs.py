@@ -36,7 +36,8 @@ def _refuse(call: Call, message: str) -> Answer:
 # -- refusals ---------------------------------------------------------------------------------
 def secrets_need_execution_role(layer: StrictLayer, call: Call) -> Answer | None:
     # Source: hashicorp/terraform-provider-aws#6503 and fabfuel/ecs-deploy#87 (the text as ECS sends
-    # it); https://docs.aws.amazon.com/AmazonECS/latest/developerguide/specifying-sensitive-data.html
+    # it);
+    # https://docs.aws.amazon.com/AmazonECS/latest/developerguide/specifying-sensitive-data.html
     # ("the task execution role ... is required"). Any launch type.
     task_definition = call.json()
     if task_definition.get("executionRoleArn"):
@@ -53,7 +54,8 @@ def secrets_need_execution_role(layer: StrictLayer, call: Call) -> Answer | None
 def fargate_ecr_image_needs_execution_role(layer: StrictLayer, call: Call) -> Answer | None:
     # Source: hashicorp/terraform-provider-aws#3051, jenkinsci/amazon-ecs-plugin#53,
     # nathanpeck/aws-cloudformation-fargate#1 ("Fargate requires task definition to have execution
-    # role ARN to support ECR images."). The stack's own registry counts as ECR (Settings.ecr_hosts).
+    # role ARN to support ECR images."). The stack's own registry counts as ECR
+    # (Settings.ecr_hosts).
     task_definition = call.json()
     if task_definition.get("executionRoleArn") or not _fargate(task_definition):
         return None
@@ -63,7 +65,8 @@ def fargate_ecr_image_needs_execution_role(layer: StrictLayer, call: Call) -> An
         if _ECR_IMAGE.match(image) or (hosts and image.startswith(hosts)):
             return _refuse(
                 call,
-                "Fargate requires task definition to have execution role ARN to support ECR images.",
+                "Fargate requires task definition to have execution role ARN to support ECR "
+                "images.",
             )
     return None
 
@@ -208,8 +211,9 @@ def _rewrite(call: Call, change: Any) -> Call | None:
 def health_check_defaults(layer: StrictLayer, call: Call) -> Call | None:
     # Source: https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_HealthCheck.html
     # (interval default 30, timeout 5, retries 3; startPeriod "disabled by default", so absent);
-    # eagletmt/hako#56 ("DescribeTaskDefinition returns interval=30 even if RegisterTaskDefinition is
-    # called without" it); terraform-aws-modules/terraform-aws-ecs#149 (a new revision on every apply).
+    # eagletmt/hako#56 ("DescribeTaskDefinition returns interval=30 even if RegisterTaskDefinition
+    # is called without" it); terraform-aws-modules/terraform-aws-ecs#149 (a new revision on every
+    # apply).
     def change(task_definition: dict[str, Any]) -> None:
         for container in _containers(task_definition):
             check = container.get("healthCheck")
@@ -237,7 +241,8 @@ def drop_empty_environment(layer: StrictLayer, call: Call) -> Call | None:
 
 
 def efs_volume_defaults(layer: StrictLayer, call: Call) -> Call | None:
-    # Source: https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_EFSVolumeConfiguration.html
+    # Source:
+    # https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_EFSVolumeConfiguration.html
     # (rootDirectory: omitted means the root, "/"; transitEncryption: "If this parameter is omitted,
     # the default value of DISABLED is used"); hashicorp/terraform-provider-aws#19549 (the "/" that
     # comes back makes the definition "always changed"); eagletmt/hako#105 (compares root_directory
@@ -255,8 +260,9 @@ def efs_volume_defaults(layer: StrictLayer, call: Call) -> Call | None:
 def awsvpc_port_mappings(layer: StrictLayer, call: Call) -> Call | None:
     # Source: https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_PortMapping.html
     # (awsvpc: "hostPort can be left blank or it must be the same value as the containerPort";
-    # protocol "The default is tcp"); hashicorp/terraform-provider-aws task_definition_equivalency.go
-    # (sets hostPort = containerPort for awsvpc before comparing, because ECS returns it so).
+    # protocol "The default is tcp"); hashicorp/terraform-provider-aws
+    # task_definition_equivalency.go (sets hostPort = containerPort for awsvpc before comparing,
+    # because ECS returns it so).
     def change(task_definition: dict[str, Any]) -> None:
         awsvpc = task_definition.get("networkMode") == "awsvpc"
         for container in _containers(task_definition):

@@ -122,7 +122,8 @@ class StrictLayer(HttpProxy[StrictRule]):
         off: tuple[str, ...] = (),
         only: tuple[str, ...] | None = None,
     ) -> None:
-        """`off`: rules to switch off; `only`: switch on exactly these (e.g. one forced collision)."""
+        """`off`: rules to switch off; `only`: switch on exactly these (e.g. one forced
+        collision)."""
         rules = all_rules()
         unknown = (set(off) | set(only or ())) - {rule.name for rule in rules}
         if unknown:
@@ -267,7 +268,8 @@ class StrictLayer(HttpProxy[StrictRule]):
         return self.after(call, self.forward(call), active)
 
     def after(self, call: Call, answer: Answer, active: list[StrictRule] | None = None) -> Answer:
-        """Let the rules see moto's successful answer (a rule that forwarded a call itself calls this)."""
+        """Let the rules see moto's successful answer (a rule that forwarded a call itself calls
+        this)."""
         if answer.status >= 300:
             return answer
         if is_write(call):  # moto made the change (a forced collision's create too)

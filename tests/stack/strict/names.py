@@ -18,9 +18,10 @@ _IAM_LIMITS = {
 def iam_name_limits(layer: StrictLayer, call: Call) -> Answer | None:
     # Source (text and shape, HTTP 400, Code ValidationError): NixOS/nixops#328 and
     # legion-platform/legion#530 quote the IAM error document: "1 validation error detected: Value
-    # '<name>' at 'roleName' failed to satisfy constraint: Member must have length less than or equal
-    # to 64"; the pattern wording is the same framework's ("Member must satisfy regular expression
-    # pattern: ..."). Limits: botocore iam/2010-05-08/service-2.json roleNameType, policyNameType.
+    # '<name>' at 'roleName' failed to satisfy constraint: Member must have length less than or
+    # equal to 64"; the pattern wording is the same framework's ("Member must satisfy regular
+    # expression pattern: ..."). Limits: botocore iam/2010-05-08/service-2.json roleNameType,
+    # policyNameType.
     form = call.form()
     for field, member, limit in _IAM_LIMITS.get(call.operation, ()):
         value = form.get(field)
@@ -49,9 +50,10 @@ def iam_name_limits(layer: StrictLayer, call: Call) -> Answer | None:
 
 def ecr_repository_name_length(layer: StrictLayer, call: Call) -> Answer | None:
     # Source: aws/aws-dotnet-deploy#549 ("InvalidParameterException: Invalid parameter at
-    # 'repositoryName' failed to satisfy constraint: 'must have length greater than or equal to 2'");
-    # limits from botocore ecr/2015-09-21 RepositoryName (min 2, max 256). botocore itself refuses a
-    # name under 2 before sending, and moto checks the pattern (with ECR's text) but not the length.
+    # 'repositoryName' failed to satisfy constraint: 'must have length greater than or equal to
+    # 2'"); limits from botocore ecr/2015-09-21 RepositoryName (min 2, max 256). botocore itself
+    # refuses a name under 2 before sending, and moto checks the pattern (with ECR's text) but not
+    # the length.
     name = str(call.json().get("repositoryName", ""))
     if len(name) > 256:
         return aws_error(

@@ -11,8 +11,9 @@ https://docs.aws.amazon.com/secretsmanager/latest/apireference/API_GetSecretValu
 
 gcpfargate compares that date with when ECS tasks started (doctor's service.current_key and
 key.previous), so the layer remembers the moment each version was created through it (CreateSecret,
-PutSecretValue, UpdateSecret with a value) and answers it in ListSecretVersionIds and GetSecretValue.
-A version created past the layer keeps moto's own creation time, read with GetSecretValue.
+PutSecretValue, UpdateSecret with a value) and answers it in ListSecretVersionIds and
+GetSecretValue. A version created past the layer keeps moto's own creation time, read with
+GetSecretValue.
 """
 
 from __future__ import annotations

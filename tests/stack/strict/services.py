@@ -6,16 +6,17 @@ a failed deployment cannot be tested against it (gcpfargate issue 16). Here ever
 UpdateService (new task definition, desired count, or forceNewDeployment) starts a simulated
 deployment that DescribeServices shows moving over `Settings.rollout_seconds`:
 
-    0 .. 1/3   PRIMARY IN_PROGRESS, pending = desired, running = 0; the old deployment ACTIVE, running
-    1/3 .. 1   PRIMARY running = desired; the old one draining to 0
+    0 .. 1/3   PRIMARY IN_PROGRESS, pending = desired, running = 0; the old deployment ACTIVE,
+    running 1/3 .. 1   PRIMARY running = desired; the old one draining to 0
     1 ..       COMPLETED, the old deployment gone, "(service X) has reached a steady state."
 
 With `Settings.fail_deployments` > 0 the next deployments fail instead: their tasks start and stop,
 failedTasks grows, and at the end rolloutState is FAILED with the circuit breaker's reason while the
 old deployment keeps serving. A service whose deploymentCircuitBreaker has `rollback` on is then
 rolled back the way ECS does it: a new deployment of the previous task definition replaces the
-failed one and the service's taskDefinition is the previous one again. Field names and values follow botocore's ecs model (Deployment,
-ServiceEvent); texts follow the sources named where they are written.
+failed one and the service's taskDefinition is the previous one again. Field names and values follow
+botocore's ecs model (Deployment, ServiceEvent); texts follow the sources named where they are
+written.
 """
 
 from __future__ import annotations
@@ -89,7 +90,8 @@ def start_deployment(layer: StrictLayer, call: Call, answer: Answer) -> Answer:
         state.configuration.update(request.get("deploymentConfiguration") or {})
         current = state.rollouts[-1] if state.rollouts else None
         # A new task definition or forceNewDeployment starts a deployment; a new desired count alone
-        # scales the current one (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_UpdateService.html).
+        # scales the current one
+        # (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_UpdateService.html).
         new_revision = current is None or service.get("taskDefinition") != current.task_definition
         if current is not None and not new_revision and not request.get("forceNewDeployment"):
             current.desired = int(service.get("desiredCount", current.desired))
@@ -142,8 +144,8 @@ def _render(state: ServiceState, service: dict[str, Any], now: float, seconds: f
         running = 0
         pending = new.desired if progress < 1 else 0
         if progress >= 1 / 3:
-            # Source: https://docs.aws.amazon.com/AmazonECS/latest/developerguide/service-event-messages-list.html
-            # ("(service service-name) has stopped n running tasks: (task task-id).").
+            # Source:
+            # https://docs.aws.amazon.com/AmazonECS/latest/developerguide/service-event-messages-list.html ("(service service-name) has stopped n running tasks: (task task-id).").
             _event(
                 state,
                 f"stop:{new.id}",
@@ -151,8 +153,9 @@ def _render(state: ServiceState, service: dict[str, Any], now: float, seconds: f
                 f"(service {name}) has stopped {new.desired} running tasks: {_tasks(new)}.",
             )
         if progress >= 1:
-            # Source: aws/containers-roadmap#1488 (rolloutStateReason "ECS deployment circuit breaker:
-            # tasks failed to start."); service-event-messages-list.html for the event wording.
+            # Source: aws/containers-roadmap#1488 (rolloutStateReason "ECS deployment circuit
+            # breaker: tasks failed to start."); service-event-messages-list.html for the event
+            # wording.
             rollout, reason = "FAILED", "ECS deployment circuit breaker: tasks failed to start."
             _event(
                 state,
@@ -161,8 +164,8 @@ def _render(state: ServiceState, service: dict[str, Any], now: float, seconds: f
                 f"(service {name}) (deployment {new.id}) deployment failed: tasks failed to start.",
             )
             if state.rollback and old is not None:
-                # Source: https://docs.aws.amazon.com/AmazonECS/latest/developerguide/deployment-circuit-breaker.html
-                # ("the service is rolled back to the last deployment that completed
+                # Source:
+                # https://docs.aws.amazon.com/AmazonECS/latest/developerguide/deployment-circuit-breaker.html ("the service is rolled back to the last deployment that completed
                 # successfully"): a new deployment of that task definition, already serving as
                 # the old tasks never stopped, replaces the failed one.
                 back = Rollout(
@@ -241,7 +244,8 @@ def _render(state: ServiceState, service: dict[str, Any], now: float, seconds: f
                 f"(service {name}) has stopped {old.desired} running tasks: {_tasks(old)}.",
             )
         # Source: service-event-messages-list.html ("(service service-name) (deployment
-        # deployment-id) deployment completed." and "(service service-name) has reached a steady state.").
+        # deployment-id) deployment completed." and "(service service-name) has reached a steady
+        # state.").
         _event(
             state,
             f"done:{new.id}",

@@ -15,8 +15,8 @@ gcpfargate judges which running tasks read a secret before its current version b
 (doctor's key.previous, `rotate-key --revoke-previous`), so the stack must give each task its own.
 The layer remembers, per task ARN, the first moment it showed the task in each state and writes
 those moments into RunTask, DescribeTasks and StopTask answers, in epoch seconds with milliseconds
-as ECS sends them. moto answers RunTask with the task RUNNING already, so here PENDING lasts no time:
-createdAt, the pull times and startedAt are the same instant, the RunTask call's.
+as ECS sends them. moto answers RunTask with the task RUNNING already, so here PENDING lasts no
+time: createdAt, the pull times and startedAt are the same instant, the RunTask call's.
 """
 
 from __future__ import annotations
@@ -104,7 +104,8 @@ def stamp(layer: StrictLayer, call: Call, answer: Answer) -> Answer:
             arn = str(task.get("taskArn", ""))
             if not arn:
                 continue
-            # A task first seen here (started past the layer, e.g. on moto directly) counts from now.
+            # A task first seen here (started past the layer, e.g. on moto directly) counts from
+            # now.
             times = known.setdefault(arn, TaskTimes(now))
             first_stop = times.stopped is None
             _stamp(times, task, now)

@@ -15,7 +15,8 @@ import pytest
 
 # Packages that cost tens to hundreds of milliseconds each; commands import them when they run.
 HEAVY = ("boto3", "botocore", "docker", "google", "grpc", "jinja2", "requests")
-# Typer itself uses rich to describe zsh/fish completion items; plain help and --version must not need it.
+# Typer itself uses rich to describe zsh/fish completion items; plain help and --version must not
+# need it.
 NO_RICH = ("help", "version", "command help", "bash completion")
 # Core and adapters pull the SDKs in; the CLI modules must import them inside the command functions.
 PRODUCT_INTERNALS = (
@@ -41,7 +42,8 @@ CASES = {
             "_TYPER_COMPLETE_ARGS": "gcpfargate push-image --",
         },
     ),
-    # Typer detects the user's shell from the process tree, which a test runner may not have: name it.
+    # Typer detects the user's shell from the process tree, which a test runner may not have: name
+    # it.
     "show completion": (
         ["--show-completion", "bash"],
         {"_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"},

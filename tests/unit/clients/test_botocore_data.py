@@ -23,7 +23,8 @@ BOTOCORE_DATA = Path(__import__("botocore").__file__).parent / "data"
 
 @pytest.fixture
 def model(tmp_path: Path) -> str:
-    """A copy of botocore's ECS model (gzip-compressed, as botocore ships it), path without extension."""
+    """A copy of botocore's ECS model (gzip-compressed, as botocore ships it), path without
+    extension."""
     directory = tmp_path / "data" / "ecs" / "2014-11-13"
     directory.mkdir(parents=True)
     source = next((BOTOCORE_DATA / "ecs" / "2014-11-13").glob("service-2.json*"))

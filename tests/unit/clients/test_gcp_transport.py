@@ -1,5 +1,6 @@
 """gcp.transport / GCPFARGATE_GCP_TRANSPORT (issue 12.13): the IAM client over HTTPS/JSON where gRPC
-is blocked. The commands over REST are tested against the emulator in tests/integration/clients/test_gcp_rest.py."""
+is blocked. The commands over REST are tested against the emulator in
+tests/integration/clients/test_gcp_rest.py."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ def test_env_selects_rest() -> None:
 
 
 def test_rest_builds_gcpfargates_rest_client(monkeypatch: pytest.MonkeyPatch) -> None:
-    """google-cloud-iam has no REST transport for iam_admin_v1: gcpfargate's own REST client is used."""
+    """google-cloud-iam has no REST transport for iam_admin_v1: gcpfargate's own REST client is
+    used."""
     import google.auth
     from google.auth.credentials import AnonymousCredentials
 

@@ -78,10 +78,11 @@ def test_a_key_across_a_chunk_boundary_in_a_file_past_the_old_cap_is_found_in_en
     (layer / "opt").mkdir(parents=True)
     sparse_file(layer / "opt" / "model.bin", planted())
     (layer / "opt" / "empty").touch()
-    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the forked parent (pytest) across exec.
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the forked parent (pytest) across
+    # exec.
     script = (
-        "import re, sys; from pathlib import Path; from gcpfargate.clients.engine.layers import dir_files; "
-        "from gcpfargate.keymaterial.keyscan import stream_has_key; "
+        "import re, sys; from pathlib import Path; from gcpfargate.clients.engine.layers import "
+        "dir_files; from gcpfargate.keymaterial.keyscan import stream_has_key; "
         "found = [(p, stream_has_key(c)) for p, c in dir_files(Path(sys.argv[1]))]; "
         "hwm = re.search(r'VmHWM:\\s*(\\d+)', Path('/proc/self/status').read_text()); "
         "print(found, int(hwm.group(1)) // 1024, sep='|')"

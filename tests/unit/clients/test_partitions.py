@@ -1,4 +1,5 @@
-"""ARNs and hosts in every AWS partition come from botocore's partition data, not region-prefix rules.
+"""ARNs and hosts in every AWS partition come from botocore's partition data, not region-prefix
+rules.
 
 No network: the account id comes from a botocore Stubber answering GetCallerIdentity.
 """
@@ -19,7 +20,8 @@ from gcpfargate.errors import ConfigError
 
 ACCOUNT = "123456789012"
 
-# region -> (partition, DNS suffix), as AWS documents them (ARN formats and service endpoints pages).
+# region -> (partition, DNS suffix), as AWS documents them (ARN formats and service endpoints
+# pages).
 PARTITIONS = {
     "us-east-1": ("aws", "amazonaws.com"),
     "ap-northeast-1": ("aws", "amazonaws.com"),
@@ -67,8 +69,8 @@ def test_partition_and_dns_suffix(region: str, expected: tuple[str, str]) -> Non
 @pytest.mark.parametrize(("region", "expected"), sorted(PARTITIONS.items()))
 def test_ecr_host_is_in_the_regions_partition(region: str, expected: tuple[str, str]) -> None:
     aws, sts = _clients(region)
-    # ECR names its host in proxyEndpoint (tests/unit/stack/test_real_rules.py); an answer without one falls
-    # back to the host built in the region's partition.
+    # ECR names its host in proxyEndpoint (tests/unit/stack/test_real_rules.py); an answer without
+    # one falls back to the host built in the region's partition.
     ecr = Stubber(aws.client("ecr"))
     ecr.add_response(
         "get_authorization_token",

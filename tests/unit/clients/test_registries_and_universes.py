@@ -56,7 +56,8 @@ def _no_overrides(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[N
     yield
 
 
-# -- image.registry_id and image.registry_host ------------------------------------------------------
+# -- image.registry_id and image.registry_host
+# ------------------------------------------------------
 @pytest.mark.parametrize(
     ("region", "suffix"),
     [

@@ -1,5 +1,6 @@
 """A VPC Service Controls refusal is worded as the perimeter, never as a missing IAM role, on the
-REST path too (the gRPC path: tests/integration/credentials/key/test_key_lifecycle.py against the emulator)."""
+REST path too (the gRPC path: tests/integration/credentials/key/test_key_lifecycle.py against the
+emulator)."""
 
 from __future__ import annotations
 

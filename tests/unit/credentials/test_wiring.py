@@ -1,4 +1,5 @@
-"""The credential wiring: the pure transformation, and the wrapper script run by real shells on the host."""
+"""The credential wiring: the pure transformation, and the wrapper script run by real shells on the
+host."""
 
 from __future__ import annotations
 
@@ -30,7 +31,8 @@ NASTY_ARGS = [
 
 
 def fake_key() -> str:
-    """Key-shaped text made at run time (no key text is ever committed); unicode and newlines included."""
+    """Key-shaped text made at run time (no key text is ever committed); unicode and newlines
+    included."""
     pem = "-----BEGIN " + "PRIVATE KEY-----\nMIIfake+/=\n-----END " + "PRIVATE KEY-----\n"
     return (
         json.dumps(
@@ -86,7 +88,8 @@ def test_wire_adds_secret_environment_and_wrapper_and_keeps_the_template_argv() 
     ]
     entry = container["entryPoint"]
     assert entry[:2] == ["/bin/sh", "-c"] and entry[3] == "gcpfargate-wrapper"
-    # Docker's model (issue 17 item 1): the entry point after the wrapper, the command stays a command.
+    # Docker's model (issue 17 item 1): the entry point after the wrapper, the command stays a
+    # command.
     assert entry[4:] == ["/app/run"]
     assert container["command"] == ["--flag", "x y"]
     assert wiring.unwrap(container) == wiring.Unwrapped(
@@ -225,7 +228,8 @@ def test_unwire_gives_back_the_template_form() -> None:
     assert plain["containerDefinitions"][0]["command"] == ["c"]
 
 
-# -- the wrapper under real shells -------------------------------------------------------------------
+# -- the wrapper under real shells
+# -------------------------------------------------------------------
 SHELLS = [name for name in ("dash", "busybox") if shutil.which(name)]
 
 
@@ -296,7 +300,8 @@ def test_wrapper_fails_clearly_without_the_key(
 
 
 def test_both_shells_are_available_for_the_wrapper_tests() -> None:
-    # The wrapper must work under dash and busybox; a missing shell must not quietly skip those tests.
+    # The wrapper must work under dash and busybox; a missing shell must not quietly skip those
+    # tests.
     assert SHELLS == ["dash", "busybox"]
 
 
@@ -417,7 +422,8 @@ def test_a_read_only_container_gets_a_small_tmpfs_for_the_key_and_unwire_removes
     assert tmpfs == [{"containerPath": "/tmp/gcp", "size": 4, "mountOptions": ["mode=0700"]}]
     plain, _ = wiring.unwire(out, lambda image: None)
     assert "linuxParameters" not in plain["containerDefinitions"][0]
-    # A numeric user owns the mount; a writable volume or a tmpfs of the user's there: nothing added.
+    # A numeric user owns the mount; a writable volume or a tmpfs of the user's there: nothing
+    # added.
     as_user = wired({"family": "f", "containerDefinitions": [{**read_only, "user": "1000:50"}]})
     assert as_user["containerDefinitions"][0]["linuxParameters"]["tmpfs"][0]["mountOptions"] == [
         "mode=0700",

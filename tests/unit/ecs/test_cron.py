@@ -75,7 +75,8 @@ def test_last_day_weekday_and_nth_forms() -> None:
     # Last Friday (6L) and third Monday (2#3) of January 2030.
     assert runs("cron(0 0 ? 1 6L 2030)", after, 1, UTC) == ["2030-01-25T00:00:00+00:00"]
     assert runs("cron(0 0 ? 1 MON#3 2030)", after, 1, UTC) == ["2030-01-21T00:00:00+00:00"]
-    # 2030-06-15 is a Saturday: 15W is Friday the 14th; the last weekday of June 2030 is Friday the 28th.
+    # 2030-06-15 is a Saturday: 15W is Friday the 14th; the last weekday of June 2030 is Friday the
+    # 28th.
     assert runs("cron(0 0 15W 6 ? 2030)", after, 1, UTC) == ["2030-06-14T00:00:00+00:00"]
     assert runs("cron(0 0 LW 6 ? 2030)", after, 1, UTC) == ["2030-06-28T00:00:00+00:00"]
 

@@ -192,7 +192,8 @@ def test_wait_polls_with_backoff_streams_logs_and_returns_the_exit_code(
     logs.add_response(
         "get_log_events", {"events": [], "nextForwardToken": "f/3"}, {**stream, "nextToken": "f/3"}
     )
-    # After STOPPED the tail keeps polling until two polls in a row bring nothing (issue 12 item 12).
+    # After STOPPED the tail keeps polling until two polls in a row bring nothing (issue 12 item
+    # 12).
     for _ in range(2):
         logs.add_response(
             "get_log_events",
@@ -211,7 +212,8 @@ def test_wait_polls_with_backoff_streams_logs_and_returns_the_exit_code(
     assert (result.task_arn, result.exit_code) == (TASK_ARN, 3)
     assert result.stopped_reason == "Essential container in task exited"
     assert reporter.lines == [f"started task {TASK_ARN}", "step 1", "step 2", "done"]
-    # Backoff, capped at run.poll_interval = 3; then one pause between the two empty polls of the tail.
+    # Backoff, capped at run.poll_interval = 3; then one pause between the two empty polls of the
+    # tail.
     assert sleeps == [1.0, 1.5, 2.25, 1.5]
     assert reporter.warnings == []
     logs.assert_no_pending_responses()

@@ -1,4 +1,5 @@
-"""The service rollout: the wait loop's decisions and the exact UpdateService requests, with Stubber.
+"""The service rollout: the wait loop's decisions and the exact UpdateService requests, with
+Stubber.
 
 The DescribeServices answers follow what real ECS returns during a rolling deployment (the shape
 of the AWS CLI's `describe-services` examples and the event texts of the ECS service event
@@ -315,7 +316,8 @@ def test_timeout_says_still_in_progress_with_the_deployment_state(
         {"cluster": CLUSTER, "service": NAME, "taskDefinition": NEW},
     )
     clock = Clock()
-    # Polls at 0, 2, 5, 9.5, 16.25, then every 10 s up to 56.25, a last short pause to 60, and the last poll.
+    # Polls at 0, 2, 5, 9.5, 16.25, then every 10 s up to 56.25, a last short pause to 60, and the
+    # last poll.
     for _ in range(10):
         ecs.add_response("describe_services", rolling(1, 1, STARTED), DESCRIBE)
     with pytest.raises(svc.RolloutUnfinished) as raised:
@@ -439,7 +441,8 @@ def test_roll_services_without_a_service_does_nothing(
     assert svc.roll_services(ctx) == []
 
 
-# -- doctor's service checks ------------------------------------------------------------------------
+# -- doctor's service checks
+# ------------------------------------------------------------------------
 
 SECRET_ARN = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:gcpfargate/runner-AbCdEf"
 TASKS = [f"arn:aws:ecs:{REGION}:{ACCOUNT}:task/{CLUSTER}/{n:032x}" for n in (1, 2)]

@@ -125,7 +125,8 @@ def test_a_damaged_or_foreign_record_means_every_file_is_read(
         data["rules"] -= 1
         path.write_text(json.dumps(data))
     elif damage == "other-context":
-        # The record of another context, moved here with its own valid checksum: still not this one's.
+        # The record of another context, moved here with its own valid checksum: still not this
+        # one's.
         other = CleanFiles(tmp_path, path)
         files = data["files"]
         path.write_text(

@@ -1,5 +1,5 @@
-"""The key guard's rules (gcpfargate/keymaterial/keyscan.py): every evasion of issue 13 item 10 is caught, and
-ordinary files (code that names the PEM markers, binaries, text) are not flagged."""
+"""The key guard's rules (gcpfargate/keymaterial/keyscan.py): every evasion of issue 13 item 10 is
+caught, and ordinary files (code that names the PEM markers, binaries, text) are not flagged."""
 
 from __future__ import annotations
 
@@ -108,7 +108,8 @@ def test_compiled_libraries_with_their_own_test_keys_pass_but_an_embedded_key_fi
     None
 ):
     """libgnutls (in most Debian images) carries a dozen PEM test keys for its self-tests: a library
-    is judged only by a service-account key's JSON form, which a program embedding a key file has."""
+    is judged only by a service-account key's JSON form, which a program embedding a key file
+    has."""
     library = b"\x7fELF\x02\x01\x01" + b"\0" * 500 + pem().encode() + b"\0" * 500
     assert not has_key(library)
     assert not has_key(b"!<arch>\n" + b"\0" * 100 + pem().encode())

@@ -32,8 +32,9 @@ def test_every_form_of_a_key_is_removed() -> None:
             json.dumps({"nested": key_json}),  # the key file as a JSON string
             base64.b64encode(key_json.encode()).decode(),  # base64 of the key file
         ]
-        # The leak scanner's search (every body line, through base64/hex/URL decoding), not a PEM-line
-        # search that base64 text can never match. Unredacted, every form is found: the check can fail.
+        # The leak scanner's search (every body line, through base64/hex/URL decoding), not a
+        # PEM-line search that base64 text can never match. Unredacted, every form is found: the
+        # check can fail.
         lines = needles([SimpleNamespace(key_id="k", private_key_pem=pem)])
         for text in forms:
             assert find_keys(text.encode(), lines) == {"k"}, text[:40]

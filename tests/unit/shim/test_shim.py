@@ -1,4 +1,5 @@
-"""The credential shim, run as a real subprocess against a fake ECS credentials endpoint on loopback.
+"""The credential shim, run as a real subprocess against a fake ECS credentials endpoint on
+loopback.
 
 Each test drives the shim over HTTP exactly as google-auth's aws.py does (PUT an IMDSv2 token, GET
 the role name, GET the role's credentials) and checks what the fake ECS endpoint saw and what the
@@ -155,13 +156,14 @@ def test_token_file_with_a_trailing_newline_is_a_clear_error(
     [
         (
             {},
-            "no task role: neither AWS_CONTAINER_CREDENTIALS_RELATIVE_URI nor AWS_CONTAINER_CREDENTIALS_FULL_URI "
-            "is set; set taskRoleArn in the task definition",
+            "no task role: neither AWS_CONTAINER_CREDENTIALS_RELATIVE_URI nor "
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI is set; set taskRoleArn in the task definition",
         ),
         (
             {"AWS_CONTAINER_CREDENTIALS_FULL_URI": "http://169.254.169.254/creds"},
-            "AWS_CONTAINER_CREDENTIALS_FULL_URI host '169.254.169.254' is not allowed: use https, a loopback address "
-            "or one of 169.254.170.2, 169.254.170.23, fd00:ec2::23, localhost (the rule every AWS SDK applies)",
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI host '169.254.169.254' is not allowed: use https, "
+            "a loopback address or one of 169.254.170.2, 169.254.170.23, fd00:ec2::23, localhost "
+            "(the rule every AWS SDK applies)",
         ),
     ],
 )
@@ -217,8 +219,8 @@ def test_imdsv2_session_token_is_required(ecs: FakeEcsEndpoint) -> None:
             status, body = shim.call("GET", path)
             assert status == 401, path
             assert (
-                body
-                == f"Unauthorized: PUT /latest/api/token first and send the token in {TOKEN_HEADER}\n"
+                body == "Unauthorized: PUT /latest/api/token first and send the token in "
+                f"{TOKEN_HEADER}\n"
             )
         assert shim.call("GET", ROLE_URL, {TOKEN_HEADER: "made-up"})[0] == 401
         assert shim.call("PUT", TOKEN_PATH)[0] == 400
@@ -332,7 +334,8 @@ def test_availability_zone_comes_from_task_metadata(ecs: FakeEcsEndpoint) -> Non
 def test_the_package_alone_runs_on_the_standard_library(
     ecs: FakeEcsEndpoint, tmp_path: Path
 ) -> None:
-    """The sidecar image is a Python base plus this package copied as `shim`: no gcpfargate, no SDK."""
+    """The sidecar image is a Python base plus this package copied as `shim`: no gcpfargate, no
+    SDK."""
     shutil.copytree(
         Path(shim_module.__file__).parent,
         tmp_path / "shim",
@@ -379,7 +382,8 @@ def test_the_cli_subcommand_runs_the_same_program(ecs: FakeEcsEndpoint) -> None:
 
 
 def test_cache_policy_in_process() -> None:
-    """The refetch rule on a fake clock: margin before expiry, max age, stale-but-valid on failure."""
+    """The refetch rule on a fake clock: margin before expiry, max age, stale-but-valid on
+    failure."""
     from gcpfargate.shim.upstream import CredentialCache, ShimError, TaskRoleCredentials
 
     clock = [datetime(2026, 1, 1, tzinfo=UTC)]

@@ -81,7 +81,8 @@ def test_described_matches_botocores_describe_task_definition_output(
 def test_described_differs_from_registered_only_by_what_ecs_fills_in(
     fixture: dict[str, Any],
 ) -> None:
-    """The fixture is a real round trip: everything sent comes back, unless ECS drops or fills it."""
+    """The fixture is a real round trip: everything sent comes back, unless ECS drops or fills
+    it."""
     registered, described = fixture["registered"], fixture["described"]["taskDefinition"]
     for key, value in registered.items():
         if key not in ("containerDefinitions", "volumes"):

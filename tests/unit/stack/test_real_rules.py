@@ -1,9 +1,9 @@
 """Real-service rules that need no stack (issue 12 items 2, 8, 9, 12, 14; issue 17 item 1).
 
 ECS's DescribeTaskDefinition defaults come from the contract fixtures in tests/fixtures/ecs (the
-strict layer answers the same, tests/unit/stack/test_strict_layer.py); Docker's containerd image store
-from recorded engine answers in tests/fixtures/docker (the engine here is Docker 20.10, which has
-only the classic store).
+strict layer answers the same, tests/unit/stack/test_strict_layer.py); Docker's containerd image
+store from recorded engine answers in tests/fixtures/docker (the engine here is Docker 20.10, which
+has only the classic store).
 """
 
 from __future__ import annotations
@@ -209,7 +209,8 @@ def test_the_containerd_store_image_id_is_matched_by_manifest_digest() -> None:
 
 # -- item 12: the log tail after STOPPED -----------------------------------------------------------
 class _Stream:
-    """A follower whose events arrive late: CloudWatch Logs delivers the last lines after STOPPED."""
+    """A follower whose events arrive late: CloudWatch Logs delivers the last lines after
+    STOPPED."""
 
     def __init__(self, batches: list[int]) -> None:
         self.batches = batches

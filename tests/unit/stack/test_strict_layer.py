@@ -106,7 +106,8 @@ def test_fargate_awslogs_and_ecr_images_need_an_execution_role(layer: StrictLaye
     logs = {"logConfiguration": {"logDriver": "awslogs", "options": {"awslogs-group": "g"}}}
     assert refusal(lambda: ecs.register_task_definition(**fargate(unique("logs"), logs))) == (
         "ClientException",
-        "Fargate requires task definition to have execution role ARN to support log driver awslogs.",
+        "Fargate requires task definition to have execution role ARN to support log driver "
+        "awslogs.",
     )
     ecr_text = "Fargate requires task definition to have execution role ARN to support ECR images."
     for image in (f"{ACCOUNT_ID}.dkr.ecr.{REGION}.amazonaws.com/app:1", f"{REGISTRY}/app:1"):
@@ -548,7 +549,8 @@ def test_service_deployments_roll_out_over_time_and_can_fail(layer: StrictLayer)
     messages = [event["message"] for event in failed["events"]]
     assert (
         messages[0]
-        == f"(service {name}) (deployment {primary['id']}) deployment failed: tasks failed to start."
+        == f"(service {name}) (deployment {primary['id']}) deployment failed: tasks failed to "
+        "start."
     )
     assert any("has stopped 3 running tasks" in message for message in messages)
     ecs.update_service(cluster="svc", service=name, forceNewDeployment=True)

@@ -1,5 +1,5 @@
-"""Templates: rendering errors with their line, validation against botocore's model and Fargate sizes,
-normalisation of registered revisions, and init's template generation."""
+"""Templates: rendering errors with their line, validation against botocore's model and Fargate
+sizes, normalisation of registered revisions, and init's template generation."""
 
 from __future__ import annotations
 
@@ -116,7 +116,8 @@ def test_valid_definition_passes() -> None:
     [
         (
             lambda d: d["containerDefinitions"][0]["portMappings"][0].update(containerPort="80"),
-            "containerDefinitions[0].portMappings[0].containerPort must be an integer, not a string",
+            "containerDefinitions[0].portMappings[0].containerPort must be an integer, not a "
+            "string",
         ),
         (lambda d: d.pop("containerDefinitions"), "containerDefinitions is required"),
         (
@@ -197,7 +198,8 @@ def test_fargate_needs_awsvpc() -> None:
     )
 
 
-# -- normalise ----------------------------------------------------------------------------------------
+# -- normalise
+# ----------------------------------------------------------------------------------------
 def rendered() -> dict[str, Any]:
     return {
         "family": "batch",

@@ -17,8 +17,8 @@ SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
 
 
 def _secret_value(project: Project) -> dict:
-    # Name the stage: moto's stage-less read ignores UpdateSecretVersionStage (AWS reads AWSCURRENT),
-    # and a new key becomes AWSCURRENT by that call (compare-and-set, issue 13.7).
+    # Name the stage: moto's stage-less read ignores UpdateSecretVersionStage (AWS reads
+    # AWSCURRENT), and a new key becomes AWSCURRENT by that call (compare-and-set, issue 13.7).
     value = project.aws("secretsmanager").get_secret_value(
         SecretId=project.secret_name, VersionStage="AWSCURRENT"
     )
@@ -36,7 +36,8 @@ def test_bootstrap_stores_a_working_key_and_a_role_that_can_read_it(project: Pro
     info = _secret_value(project)
     assert info["client_email"] == project.email
     assert info["private_key_id"] == out["key_id"]
-    # The key really authenticates: google-auth exchanges a signed JWT at the emulator's token endpoint.
+    # The key really authenticates: google-auth exchanges a signed JWT at the emulator's token
+    # endpoint.
     credentials = service_account.Credentials.from_service_account_info(info, scopes=SCOPES)
     credentials.refresh(google.auth.transport.requests.Request())
     assert credentials.token
@@ -260,8 +261,8 @@ def test_no_key_material_in_any_output_or_file(project: Project) -> None:
         project.run("bootstrap", "--debug", "--new-key"),
         project.run("bootstrap", "--output", "json", "--debug"),
     ]
-    # Every line of every key minted for the account (both bootstraps' keys, the replaced one too), in
-    # every form the leak scanner decodes (tests/reliability/leakscan.py).
+    # Every line of every key minted for the account (both bootstraps' keys, the replaced one too),
+    # in every form the leak scanner decodes (tests/reliability/leakscan.py).
     minted = [key for key in project.stack.emulator.minted_keys() if key.email == project.email]
     assert len(minted) == 2
     lines = needles(minted)

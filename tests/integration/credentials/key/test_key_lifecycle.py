@@ -121,7 +121,8 @@ def test_rotate_prune_runs_before_the_room_check(bootstrapped: Project) -> None:
 
 
 def test_key_limit_answers_name_prune_keys(bootstrapped: Project) -> None:
-    """The emulator's two key-limit answers (FAILED_PRECONDITION, RESOURCE_EXHAUSTED) past the room check."""
+    """The emulator's two key-limit answers (FAILED_PRECONDITION, RESOURCE_EXHAUSTED) past the room
+    check."""
     project = bootstrapped
     emulator = project.stack.emulator
     for code in ("FAILED_PRECONDITION", "RESOURCE_EXHAUSTED"):
@@ -134,7 +135,8 @@ def test_key_limit_answers_name_prune_keys(bootstrapped: Project) -> None:
 
 
 def test_bootstrap_new_key_follows_the_lifecycle(bootstrapped: Project) -> None:
-    """Issue 13.6: bootstrap, bootstrap --new-key, rotate-key leave no live key outside the secret."""
+    """Issue 13.6: bootstrap, bootstrap --new-key, rotate-key leave no live key outside the
+    secret."""
     project = bootstrapped
     first = current(project)["private_key_id"]
     assert project.run("bootstrap", "--new-key").returncode == 0
@@ -178,8 +180,9 @@ def test_expired_key_is_not_live(bootstrapped: Project) -> None:
 
 
 def test_tag_agrees_with_awscurrent(bootstrapped: Project) -> None:
-    """Issue 14's bug: a failed TagResource left gcpfargate:key-id naming the old key. Retried now; a
-    tag that still disagrees is repaired by the next run, and doctor compares it with the value."""
+    """Issue 14's bug: a failed TagResource left gcpfargate:key-id naming the old key. Retried now;
+    a tag that still disagrees is repaired by the next run, and doctor compares it with the
+    value."""
     from tests.stack.faultproxy import FaultProxy, Rule
 
     project = bootstrapped

@@ -75,7 +75,8 @@ def test_revoke_previous_and_doctor_name_the_tasks_started_before_the_rotation(
 def test_doctor_warns_for_a_previous_key_disabled_by_hand(
     project: Project, hold_tasks: None
 ) -> None:
-    """Not only revoke-previous: a key disabled in the console, or deleted, is found the same way."""
+    """Not only revoke-previous: a key disabled in the console, or deleted, is found the same
+    way."""
     ecs = prepare_run(project)
     assert project.run("bootstrap").returncode == 0
     early = start_task(project)

@@ -14,7 +14,8 @@ from tests.integration.helpers import current
 
 
 def test_rotation_with_a_45_second_propagation_delay(bootstrapped: Project) -> None:
-    """The real clock: the emulator refuses the new key for 45 s; the default backoff waits it out."""
+    """The real clock: the emulator refuses the new key for 45 s; the default backoff waits it
+    out."""
     project = bootstrapped
     emulator = project.stack.emulator
     before = current(project)["private_key_id"]
@@ -35,8 +36,8 @@ def test_rotation_with_a_45_second_propagation_delay(bootstrapped: Project) -> N
 def test_running_out_of_time_keeps_the_key(
     bootstrapped: Project, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A short clock (injected) against a long delay: the key stays current and nothing is deleted or
-    disabled; the warning says it is not verified yet and what to run later."""
+    """A short clock (injected) against a long delay: the key stays current and nothing is deleted
+    or disabled; the warning says it is not verified yet and what to run later."""
     from gcpfargate.config import load_settings
     from gcpfargate.core.context import Context
     from gcpfargate.credentials.key.rotate import rotate_key

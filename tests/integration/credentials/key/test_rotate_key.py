@@ -31,7 +31,8 @@ def _token(info: dict) -> str:
 
 
 def test_rotation_switches_keys_and_keeps_the_previous_one_working(bootstrapped: Project) -> None:
-    """Issue 15 changed this: the previous key stays enabled (a running task holds it in its file)."""
+    """Issue 15 changed this: the previous key stays enabled (a running task holds it in its
+    file)."""
     project = bootstrapped
     old = _stage(project, "AWSCURRENT")
     result = project.run("rotate-key", "--output", "json")
@@ -100,13 +101,15 @@ def test_final_refusal_rolls_back(bootstrapped: Project) -> None:
     assert_one_clean_line(result, 1, "was refused at", "account not found")
     # No orphan, and the secret's AWSCURRENT is the old, working key again.
     assert project.stack.emulator.key_ids(project.email) == before
-    # Ask for the stage explicitly: moto's stage-less read ignores UpdateSecretVersionStage (AWS does not).
+    # Ask for the stage explicitly: moto's stage-less read ignores UpdateSecretVersionStage (AWS
+    # does not).
     current = project.aws("secretsmanager").get_secret_value(
         SecretId=project.secret_name, VersionStage="AWSCURRENT"
     )
     assert current["VersionId"] == old_version
     assert _token(json.loads(current["SecretString"]))
-    # The key-id tag names the key AWSCURRENT holds again (doctor --no-get-secret trusts it; issue 14).
+    # The key-id tag names the key AWSCURRENT holds again (doctor --no-get-secret trusts it; issue
+    # 14).
     tags = project.aws("secretsmanager").describe_secret(SecretId=project.secret_name)["Tags"]
     assert {t["Key"]: t["Value"] for t in tags}["gcpfargate:key-id"] == json.loads(
         current["SecretString"]

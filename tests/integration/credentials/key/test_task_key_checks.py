@@ -26,7 +26,8 @@ PLACES = {
     "dockerLabels": '"dockerLabels": {"creds": {{ k | tojson }}},',
     "log-options": '"logConfiguration": {"logDriver": "awslogs", "options": {"awslogs-group": "g", '
     '"awslogs-region": "us-east-1", "x-key": {{ k | tojson }}}},',
-    "nested": '"ulimits": [], "systemControls": [{"namespace": "net.core.somaxconn", "value": {{ k | tojson }}}],',
+    "nested": '"ulimits": [], "systemControls": [{"namespace": "net.core.somaxconn", "value": {{ k '
+    "| tojson }}}],",
 }
 
 

@@ -136,7 +136,8 @@ def test_a_refused_pool_write_is_one_clear_line(project: Project) -> None:
 
 def test_a_lost_etag_race_is_retried_and_keeps_the_other_writers_binding(project: Project) -> None:
     """Another writer changes the account's policy between bootstrap's read and its write: Google
-    refuses the stale etag (ABORTED), bootstrap reads again and writes, keeping the other binding."""
+    refuses the stale etag (ABORTED), bootstrap reads again and writes, keeping the other
+    binding."""
     emulator = project.stack.emulator
     other = "user:another-team@example.com"
     emulator.race_policy_writes(1, other)

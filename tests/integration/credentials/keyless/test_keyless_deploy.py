@@ -1,6 +1,6 @@
-"""Keyless mode end to end on the stack: deploy (bootstrap, push-image with the shim, register-task),
-then run-local, where the unmodified demo job authenticates through the shim, STS and
-generateAccessToken, and no key is ever created."""
+"""Keyless mode end to end on the stack: deploy (bootstrap, push-image with the shim,
+register-task), then run-local, where the unmodified demo job authenticates through the shim, STS
+and generateAccessToken, and no key is ever created."""
 
 from __future__ import annotations
 
@@ -291,8 +291,9 @@ for call in (1, 2):
 def test_run_local_refreshes_twice_the_second_time_with_rotated_role_credentials(
     deployed: Project,
 ) -> None:
-    """Issue 19 "Done when": short tokens make the job refresh twice in one run, and the second exchange
-    is signed with task-role credentials the local ECS endpoint re-assumed meanwhile (rotated)."""
+    """Issue 19 "Done when": short tokens make the job refresh twice in one run, and the second
+    exchange is signed with task-role credentials the local ECS endpoint re-assumed meanwhile
+    (rotated)."""
     from tests.integration.helpers import register_variant
 
     def job_twice(definition: dict[str, Any]) -> None:
@@ -303,9 +304,9 @@ def test_run_local_refreshes_twice_the_second_time_with_rotated_role_credentials
     register_variant(deployed, job_twice)
     emulator, strict = deployed.stack.emulator, deployed.stack.strict
     assert strict is not None, "the rotation knob lives in the strict layer"
-    # google-auth treats a token as stale 3 min 45 s before it expires: a 230 s token after ~5 s. Role
-    # sessions advertised to expire in 5 min 4 s are re-assumed by run-local's endpoint (5 min margin)
-    # after ~4 s, and the shim (10 min margin) asks that endpoint on every request.
+    # google-auth treats a token as stale 3 min 45 s before it expires: a 230 s token after ~5 s.
+    # Role sessions advertised to expire in 5 min 4 s are re-assumed by run-local's endpoint (5 min
+    # margin) after ~4 s, and the shim (10 min margin) asks that endpoint on every request.
     emulator.set_token_lifetime(230)
     strict.settings.assume_role_lifetime_s = 304
     emulator.reset_stats()

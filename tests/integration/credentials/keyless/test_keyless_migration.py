@@ -59,9 +59,10 @@ def test_off_a_terminal_the_keys_are_named_and_left_then_retire_keys_retires_the
     assert "retired_keys" not in switched.json
     note = [line for line in switched.stderr.splitlines() if "key mode left" in line]
     assert note == [
-        f"note: key mode left 1 key(s) of {project.email} ({key_id}) held by secret {project.secret_name}; "
-        "nothing was done to them. Run `gcpfargate bootstrap --retire-keys` to delete them and schedule "
-        "the secret's deletion"
+        f"note: key mode left 1 key(s) of {project.email} ({key_id}) held by secret "
+        f"{project.secret_name}; "
+        "nothing was done to them. Run `gcpfargate bootstrap --retire-keys` to delete them and "
+        "schedule the secret's deletion"
     ], switched.stderr
     assert (
         emulator.key_ids(project.email) == [key_id]

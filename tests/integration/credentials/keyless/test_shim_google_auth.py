@@ -34,7 +34,8 @@ def ecs() -> Iterator[FakeEcsEndpoint]:
 
 @pytest.fixture
 def application_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """An application container's environment: no AWS keys of anyone's, ADC pointing at the config."""
+    """An application container's environment: no AWS keys of anyone's, ADC pointing at the
+    config."""
     for name in (
         "AWS_ACCESS_KEY_ID",
         "AWS_SECRET_ACCESS_KEY",
@@ -56,7 +57,8 @@ def expected_signature(signed: dict, access_key_id: str, secret_access_key: str,
     from botocore.awsrequest import AWSRequest
     from botocore.credentials import Credentials
 
-    # google-auth adds x-goog-cloud-target-resource after signing: it travels with the request unsigned.
+    # google-auth adds x-goog-cloud-target-resource after signing: it travels with the request
+    # unsigned.
     unsigned = ("Authorization", "x-goog-cloud-target-resource")
     headers = {h["key"]: h["value"] for h in signed["headers"] if h["key"] not in unsigned}
     request = AWSRequest(method=signed["method"], url=signed["url"], headers=headers)
@@ -95,7 +97,8 @@ def test_google_auth_signs_get_caller_identity_with_the_task_role(
         signed, creds.access_key_id, creds.secret_access_key, creds.token
     )
     assert headers["Authorization"] == (
-        f"AWS4-HMAC-SHA256 Credential={creds.access_key_id}/{headers['x-amz-date'][:8]}/{REGION}/sts/aws4_request, "
+        "AWS4-HMAC-SHA256 "
+        f"Credential={creds.access_key_id}/{headers['x-amz-date'][:8]}/{REGION}/sts/aws4_request, "
         "SignedHeaders=host;x-amz-date;x-amz-security-token, "
         f"Signature={signature}"
     )

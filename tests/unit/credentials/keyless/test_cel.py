@@ -1,4 +1,5 @@
-"""The CEL subset used by workload identity mappings and conditions (gcpfargate.credentials.keyless.cel)."""
+"""The CEL subset used by workload identity mappings and conditions
+(gcpfargate.credentials.keyless.cel)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ import pytest
 from gcpfargate.credentials.keyless import cel
 
 DEFAULT_AWS_ROLE = (
-    "assertion.arn.contains('assumed-role') ? assertion.arn.extract('{account_arn}assumed-role/') + "
-    "'assumed-role/' + assertion.arn.extract('assumed-role/{role_name}/') : assertion.arn"
+    "assertion.arn.contains('assumed-role') ? assertion.arn.extract('{account_arn}assumed-role/') "
+    "+ 'assumed-role/' + assertion.arn.extract('assumed-role/{role_name}/') : assertion.arn"
 )
 SESSION = "arn:aws:sts::123456789012:assumed-role/gcpfargate-batch-task/3f2a"
 

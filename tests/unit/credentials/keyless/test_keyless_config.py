@@ -98,7 +98,8 @@ def test_override_must_be_a_base_url(raw: str) -> None:
         ),
         (
             {"pool_id": "GCP"},
-            "workload identity pool id 'GCP' is invalid: use 4-32 lowercase letters, digits and hyphens",
+            "workload identity pool id 'GCP' is invalid: use 4-32 lowercase letters, digits and "
+            "hyphens",
         ),
         (
             {"provider_id": "aws"},
