@@ -15,7 +15,6 @@ from gcpfargate.clients.google.gcp import ServiceAccount
 
 if TYPE_CHECKING:
     from gcpfargate.core.context import Context
-    from gcpfargate.credentials.key.secret import SecretState
 
 
 class Status(str, Enum):
@@ -69,11 +68,10 @@ class Facts:
     """What earlier checks found, for later ones."""
 
     account: ServiceAccount | None = None
-    secret: SecretState | None = None
     revision: dict[str, Any] | None = None
     role_arn: str = ""
     kms_arn: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # a mode's own facts (key mode: its secret)
 
 
 class Skip(Exception):

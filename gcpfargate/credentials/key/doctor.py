@@ -39,6 +39,12 @@ Check = Callable[[Context, Facts], tuple[Status, str]]
 Entry = tuple[str, str, str, Check]
 
 
+def known_secret(facts: Facts) -> secret.SecretState | None:
+    """The secret an earlier check read (None when it could not)."""
+    found = facts.extra.get("secret")
+    return found if isinstance(found, secret.SecretState) else None
+
+
 def checks(get_secret: bool) -> tuple[list[Entry], list[Entry]]:
     """Key mode's links: those before the image and log checks, and those after them."""
     before: list[Entry] = [
@@ -113,7 +119,7 @@ def secret_holds_key(ctx: Context, facts: Facts, get_secret: bool) -> tuple[Stat
     state = secret.read(ctx, name)
     if state is None:
         return Status.FAIL, _missing(ctx, name)
-    facts.secret = state
+    facts.extra["secret"] = state
     facts.extra["secret_arn"] = state.arn
     facts.extra["kms_key_id"] = state.kms_key_id  # the key that encrypts it, not the configured one
     if state.key is None:
@@ -166,8 +172,9 @@ def _missing(ctx: Context, name: str) -> str:
 
 
 def _key_id(facts: Facts) -> str:
-    if facts.secret is not None and facts.secret.key is not None:
-        return facts.secret.key.key_id
+    known = known_secret(facts)
+    if known is not None and known.key is not None:
+        return known.key.key_id
     if facts.extra.get("tag_key_id"):
         return str(facts.extra["tag_key_id"])
     raise Skip("no key to look at")
@@ -268,10 +275,11 @@ def previous_key_in_use(ctx: Context, facts: Facts, get_secret: bool) -> tuple[S
         raise Skip("the service account was not found")
     if not get_secret:
         raise Skip("needs the previous version's value (--no-get-secret)")
-    if facts.secret is None or facts.secret.key is None:
+    known = known_secret(facts)
+    if known is None or known.key is None:
         raise Skip("the secret holds no key")
-    previous = secret.read(ctx, facts.secret.name, "AWSPREVIOUS")
-    if previous is None or previous.key is None or previous.key.key_id == facts.secret.key.key_id:
+    previous = secret.read(ctx, known.name, "AWSPREVIOUS")
+    if previous is None or previous.key is None or previous.key.key_id == known.key.key_id:
         return Status.OK, "the secret holds no previous key (never rotated)"
     email, key_id = facts.account.email, previous.key.key_id
     info = ctx.iam.get_key(email, key_id)
@@ -290,11 +298,11 @@ def previous_key_in_use(ctx: Context, facts: Facts, get_secret: bool) -> tuple[S
             f"previous key {key_id[:12]}… is enabled: tasks started before the rotation keep "
             "working",
         )
-    created = secret.current_version_created(ctx, facts.secret.arn)
+    created = secret.current_version_created(ctx, known.arn)
     if created is None:
         raise Skip("the secret has no AWSCURRENT version")
     since = f"{created.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
-    families = readers.families(ctx, facts.secret.families)
+    families = readers.families(ctx, known.families)
     held = readers.tasks_started_before(ctx, families, created)
     if not held:
         return Status.OK, (
