@@ -268,7 +268,8 @@ def _read_env(environ: Mapping[str, str]) -> dict[str, Any]:
             continue
         dotted = by_name.get(name)
         if raw == "" and dotted is not None:
-            continue  # an empty variable is unset, as in most tools: it never blanks out the file's value
+            # an empty variable is unset, as in most tools: it never blanks out the file's value
+            continue
         if dotted is None:
             section = name.removeprefix("GCPFARGATE_").split("_", 1)[0].lower()
             if section in SCHEMA:  # a known section with an unknown key: almost surely a typo

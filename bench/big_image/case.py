@@ -167,7 +167,10 @@ class BigImage:
         network = os.environ.get("GCPFARGATE_IMAGE_NETWORK", "default")
         if network != "default":
             build += f" --network {network}"
-        image = f"{os.environ['GCPFARGATE_ECR_REGISTRY']}/{side.name}:{time.strftime('%H%M%S')}{case[:1]}"
+        image = (
+            f"{os.environ['GCPFARGATE_ECR_REGISTRY']}/{side.name}:"
+            f"{time.strftime('%H%M%S')}{case[:1]}"
+        )
         script = f"{build} -q -t {image} app >/dev/null && docker push -q {image} >/dev/null"
         return timed(["bash", "-c", script], side, self.tool_env(), side / f"{case}.out")[0]
 

@@ -9,9 +9,13 @@ import os
 import random
 import sys
 
-_WORDS = """self return import def class for in if else elif while try except with as from None True False
-value result data index item key args kwargs config client request response error name path buffer stream
+_WORDS = (
+    """self return import def class for in if else elif while try except with as from """
+    """None True False
+value result data index item key args kwargs config client request response error name """
+    """path buffer stream
 handle parse render encode decode array matrix shape dtype axis lambda yield"""
+)
 WORDS = _WORDS.split()
 
 

@@ -99,7 +99,11 @@ def _confirm(yes: bool) -> Callable[[list[PruneEntry]], bool]:
             return False
         return typer.confirm(
             f"Delete {len(entries)} key(s) no secret version uses: "
-            f"{', '.join(entry.key_id + (' (foreign)' if entry.foreign else '') for entry in entries)}?",
+            f"""{
+                ", ".join(
+                    entry.key_id + (" (foreign)" if entry.foreign else "") for entry in entries
+                )
+            }?""",
             err=True,
         )
 

@@ -269,7 +269,10 @@ def _unix_weekdays(field: str, body: str) -> str:
 def parse_cron(body: str) -> Cron:
     fields = body.split()
     if len(fields) != 6:
-        hint = "AWS cron has 6 fields: minutes hours day-of-month month day-of-week year, e.g. cron(0 3 * * ? *)"
+        hint = (
+            "AWS cron has 6 fields: minutes hours day-of-month month day-of-week year, "
+            "e.g. cron(0 3 * * ? *)"
+        )
         hint += " (a five-field Unix crontab line such as 0 3 * * * is converted)"
         raise ExpressionError(f"cron({body}) has {len(fields)} fields, not 6", hint)
     minute, hour, dom, month, dow, year = fields

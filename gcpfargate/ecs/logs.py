@@ -53,7 +53,8 @@ def ensure_log_groups(ctx: Context, definition: dict[str, Any], plan: list[str])
                 )
             except AwsError as exc:
                 if exc.code == "ResourceAlreadyExistsException":
-                    continue  # created meanwhile by someone else: not our change (nor its retention)
+                    # created meanwhile by someone else: not our change (nor its retention)
+                    continue
                 if not log_group_exists(ctx, group):
                     raise
                 # The create landed but its answer was lost: the group is this run's, and a rerun

@@ -281,5 +281,8 @@ def start_failure_hint(reason: str) -> str:
             "= true, or a NAT gateway / VPC endpoints"
         )
     if "log" in text:
-        return "Check that the awslogs group exists and the execution role may write to it; run `gcpfargate doctor`"
+        return (
+            "Check that the awslogs group exists and the execution role may write to it; "
+            "run `gcpfargate doctor`"
+        )
     return "Run `gcpfargate doctor` to check the secret, the execution role and the image"

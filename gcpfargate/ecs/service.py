@@ -424,7 +424,10 @@ def _failure(
     service: dict[str, Any] | None = None,
 ) -> RolloutFailed:
     told = " | ".join(events[-EVENTS_IN_ERRORS:])
-    message = f"service {ref.name} did not become stable on {short(target_arn)}: {rollout.reason.rstrip('.')}"
+    message = (
+        f"service {ref.name} did not become stable on {short(target_arn)}: "
+        f"{rollout.reason.rstrip('.')}"
+    )
     back = rolled_back(service or {}, target_arn, previous_revision)
     if back:
         message += f"; {back}"

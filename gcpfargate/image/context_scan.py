@@ -143,7 +143,8 @@ def scan_files(
         try:
             info = path.lstat()
             if not stat.S_ISREG(info.st_mode):
-                continue  # symlinks and the rest: what the build sends of them is not this file's content
+                # symlinks and the rest: what the build sends of them is not this file's content
+                continue
             if known.get(relative) == stamp_of(info):
                 clean[relative] = known[relative]
                 continue

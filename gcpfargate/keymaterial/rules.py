@@ -147,7 +147,10 @@ def credentials_path_problem(value: Any) -> str | None:
     if len(parts) < 2:
         return "must be in a data directory (such as /tmp/gcp/credentials.json), not in / itself"
     if parts[0] in SYSTEM_DIRECTORIES:
-        return f"is under /{parts[0]}, a system directory; use a data directory such as /tmp/gcp or /var/lib/app"
+        return (
+            f"is under /{parts[0]}, a system directory; "
+            "use a data directory such as /tmp/gcp or /var/lib/app"
+        )
     return None
 
 

@@ -114,7 +114,8 @@ class SecretRef:
 def parse_value_from(value_from: str) -> SecretRef:
     if value_from.startswith("arn:") and ":secretsmanager:" in value_from:
         parts = value_from.split(":")
-        # arn:aws:secretsmanager:region:account:secret:name-AbCdEf[:json-key[:version-stage[:version-id]]]
+        # arn:aws:secretsmanager:region:account:secret:name-AbCdEf, then optionally
+        # [:json-key[:version-stage[:version-id]]]
         if len(parts) < 7 or parts[5] != "secret":
             raise ConfigError(f"valueFrom {value_from} is not a Secrets Manager secret ARN")
         extra = [*parts[7:], "", "", ""]
@@ -246,7 +247,10 @@ def check_role_can_read(
         resource = (
             ref.secret_id
             if ref.secret_id.startswith("arn:")
-            else f"arn:{ctx.aws.partition()}:ssm:{ctx.aws.region}:{ctx.aws.account_id}:parameter/{ref.secret_id.lstrip('/')}"
+            else (
+                f"arn:{ctx.aws.partition()}:ssm:{ctx.aws.region}:{ctx.aws.account_id}:"
+                f"parameter/{ref.secret_id.lstrip('/')}"
+            )
         )
         verdict = policy.judge(documents, action, resource)
         if verdict.decision in (policy.Decision.DENIED, policy.Decision.NOT_ALLOWED):

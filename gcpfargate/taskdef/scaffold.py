@@ -1,4 +1,5 @@
-"""`init`: write a starter gcpfargate.toml and task-definition template, or import an existing family.
+"""`init`: write a starter gcpfargate.toml and task-definition template, or import an existing
+family.
 
 Importing (`--from-family`) turns a registered revision back into a template: read-only fields are
 stripped, gcpfargate's own wiring is removed (register-task adds it again), and the family, image,
@@ -101,14 +102,17 @@ def init(
     return ScaffoldResult(files=files)
 
 
-STARTER_DOCKERFILE = """\
-# A starter image for a Python job; replace with your own. The key file arrives at start (never here).
+STARTER_DOCKERFILE = (
+    """\
+# A starter image for a Python job; replace with your own. The key file arrives at start """
+    """(never here).
 FROM python:3.12-slim
 WORKDIR /app
 COPY . .
 RUN if [ -f requirements.txt ]; then pip install --no-cache-dir -r requirements.txt; fi
 CMD ["python", "main.py"]
 """
+)
 
 
 STARTER_MAIN = """\
@@ -238,7 +242,8 @@ def import_family(ctx: Context, family: str, answers: Answers) -> str:
 
 def to_template(definition: dict[str, Any], placeholders: dict[str, str]) -> str:
     text = json.dumps(definition, indent=2, ensure_ascii=False)
-    # Literal text that Jinja would read as a tag ({{, {%, {#) is written as an expression printing "{".
+    # Literal text that Jinja would read as a tag ({{, {%, {#) is written as an expression
+    # printing "{".
     text = re.sub(r"\{(?=[{%#])", "{{ '{' }}", text)
     for name, variable in placeholders.items():
         text = text.replace(json.dumps(_SENTINEL.format(name)), "{{ " + variable + " | tojson }}")
@@ -260,8 +265,9 @@ def _replace_image(
     except GcpfargateError:
         ours = False
     if not ours:
-        # `image` always means gcpfargate's registry: an image from elsewhere becomes `vars.image`, with a
-        # note, so the first render works and the user decides whether to push it to ECR later.
+        # `image` always means gcpfargate's registry: an image from elsewhere becomes `vars.image`,
+        # with a note, so the first render works and the user decides whether to push it to ECR
+        # later.
         answers.vars["image"] = str(main["image"])
         answers.notes.append(
             f"image {main['image']} is outside the registry: kept as task.vars.image; use "
@@ -306,7 +312,8 @@ def _replace_value_from(
 
 
 def _secret_name(secret_arn: str) -> str:
-    # arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME-AbCdEf (Secrets Manager appends 6 characters)
+    # arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME-AbCdEf
+    # (Secrets Manager appends 6 characters)
     name = secret_arn.split(":secret:", 1)[-1]
     return re.sub(r"-[A-Za-z0-9]{6}$", "", name)
 

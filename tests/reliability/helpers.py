@@ -682,7 +682,10 @@ class Fault:
     def label(self) -> str:
         when = "" if self.when == "before" else f" ({self.when})"
         denied = " denied" if self.denied else ""
-        return f"{self.command}: {self.call.system} {self.call.service} {self.call.operation} #{self.nth}{when}{denied}"
+        return (
+            f"{self.command}: {self.call.system} {self.call.service} {self.call.operation} "
+            f"#{self.nth}{when}{denied}"
+        )
 
     @property
     def kind(self) -> str:

@@ -46,7 +46,8 @@ CREDENTIALS_ENV = st.from_regex(r"[A-Za-z0-9_]{0,12}", fullmatch=True).map(
     lambda rest: f"GCPF_{rest}"
 )
 
-TEMPLATE = """{
+TEMPLATE = (
+    """{
   "family": {{ family | tojson }},
   "requiresCompatibilities": ["FARGATE"],
   "networkMode": "awsvpc",
@@ -59,13 +60,15 @@ TEMPLATE = """{
       "image": {{ image | tojson }},
       "essential": true,
       "environment": [
-{% for name, value in vars.items() %}        {"name": {{ name | tojson }}, "value": {{ value | tojson }}},
+{% for name, value in vars.items() %}        {"name": {{ name | tojson }}, "value": """
+    """{{ value | tojson }}},
 {% endfor %}        {"name": "FROM_ENV", "value": {{ env("FUZZ_VALUE", "") | tojson }}}
       ]
     }
   ]
 }
 """
+)
 PRINTER = '#!/bin/sh\n[ "$#" -eq 0 ] || printf \'%s\\0\' "$@"\nenv >&2\n'
 
 

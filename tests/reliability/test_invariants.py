@@ -104,7 +104,10 @@ def _role_policy(project: Project) -> None:
     iam = project.aws("iam")
     role = f"gcpfargate-{project.family}-execution"
     names = iam.list_role_policies(RoleName=role)["PolicyNames"]
-    document = '{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}'
+    document = (
+        '{"Version": "2012-10-17", '
+        '"Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}'
+    )
     iam.put_role_policy(
         RoleName=role, PolicyName=names[0] if names else "planted", PolicyDocument=document
     )

@@ -51,7 +51,10 @@ class Fault:
 
     @property
     def label(self) -> str:
-        return f"{self.system} {self.operation} #{self.nth}{'' if self.when == 'before' else ' (' + self.when + ')'}"
+        return (
+            f"{self.system} {self.operation} #{self.nth}"
+            f"{'' if self.when == 'before' else ' (' + self.when + ')'}"
+        )
 
 
 def pool_url(project: Project) -> str:

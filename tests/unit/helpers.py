@@ -207,7 +207,9 @@ TOKEN = "tok-" + os.urandom(8).hex()
 
 GHA_CREDS = {
     "type": "external_account",
-    "audience": "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/gh",
+    "audience": (
+        "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/gh"
+    ),
     "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
     "token_url": "https://sts.googleapis.com/v1/token",
     "credential_source": {

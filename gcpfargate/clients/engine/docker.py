@@ -51,7 +51,10 @@ class PushOutcome:
 
 
 def _engine_hint(host: str) -> str:
-    return f"Start the Docker engine or point DOCKER_HOST at a running one (now: {host or 'the default socket'})"
+    return (
+        "Start the Docker engine or point DOCKER_HOST at a running one "
+        f"(now: {host or 'the default socket'})"
+    )
 
 
 def _short_reason(exc: BaseException) -> str:
@@ -559,7 +562,11 @@ class DockerEngine:
             return DockerError(
                 f"failed to {verb} {image}: AccessDenied: the registry refused it ({message})",
                 "Check the repository policy and the IAM permissions for ECR "
-                f"({'ecr:InitiateLayerUpload, ecr:PutImage' if verb == 'push' else 'ecr:BatchGetImage'})"
+                f"""({
+                    "ecr:InitiateLayerUpload, ecr:PutImage"
+                    if verb == "push"
+                    else "ecr:BatchGetImage"
+                })"""
                 "; an immutable-tag repository also refuses an existing tag",
             )
         if "tag invalid" in lowered or "immutable" in lowered:

@@ -132,7 +132,8 @@ def layer_files(
                 or member.size < 1024
                 or member.name.endswith((".json", "repositories"))
             ):
-                continue  # a layer tar is at least two 512-byte blocks; manifests and configs are JSON
+                # a layer tar is at least two 512-byte blocks; manifests and configs are JSON
+                continue
             if skip(member.name):
                 continue
             layer = _open_layer(outer.extractfile(member), member.name)

@@ -235,7 +235,9 @@ class IamAdmin:
 
         request = {
             "name": f"projects/-/serviceAccounts/{email}",
-            "private_key_type": iam_admin_v1.ServiceAccountPrivateKeyType.TYPE_GOOGLE_CREDENTIALS_FILE,
+            "private_key_type": (
+                iam_admin_v1.ServiceAccountPrivateKeyType.TYPE_GOOGLE_CREDENTIALS_FILE
+            ),
             "key_algorithm": iam_admin_v1.ServiceAccountKeyAlgorithm.KEY_ALG_RSA_2048,
         }
         try:

@@ -88,7 +88,9 @@ def test_after_an_app_change_only_the_app_layer_is_read(
     assert len(files) == 1  # app.txt, the new layer's only file: busybox's files were not read
     if local_storage:
         assert result.read == diff_ids(engine, changed)[-1:]
-    else:  # the export names it by v1 ID (legacy layout) or by diff ID (OCI layout): one layer either way
+    else:
+        # the export names it by v1 ID (legacy layout) or by diff ID (OCI layout): one layer either
+        # way
         assert len(result.read) == 1
 
 

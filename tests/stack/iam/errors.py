@@ -163,7 +163,10 @@ def key_limit(code: grpc.StatusCode) -> RpcFailure:
 
 
 def key_creation_denied(project: str, email: str, constraint: str) -> RpcFailure:
-    subject = f"projects/{project}/serviceAccounts/{email}?configvalue={urllib.parse.quote(email, safe='')}"
+    subject = (
+        f"projects/{project}/serviceAccounts/{email}"
+        f"?configvalue={urllib.parse.quote(email, safe='')}"
+    )
     violation = error_details_pb2.PreconditionFailure.Violation(
         type=constraint, subject=subject, description=MSG_KEY_CREATION_DENIED
     )

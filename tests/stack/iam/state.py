@@ -231,7 +231,9 @@ class IamState:
     def key_message(
         self,
         key: Key,
-        public_key_type: iam.ServiceAccountPublicKeyType = iam.ServiceAccountPublicKeyType.TYPE_NONE,
+        public_key_type: iam.ServiceAccountPublicKeyType = (
+            iam.ServiceAccountPublicKeyType.TYPE_NONE
+        ),
     ) -> iam.ServiceAccountKey:
         message = iam.ServiceAccountKey(
             name=f"projects/{key.project}/serviceAccounts/{key.email}/keys/{key.key_id}",

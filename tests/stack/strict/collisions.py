@@ -40,7 +40,8 @@ def _already_exists(layer: StrictLayer, call: Call) -> tuple[str, int, str, str]
     if operation == "CreateLogGroup":
         name = str(body.get("logGroupName", ""))
         # Source:
-        # https://docs.aws.amazon.com/AmazonCloudWatchLogs/latest/APIReference/API_CreateLogGroup.html (ResourceAlreadyExistsException, HTTP 400: "The specified resource already exists."); the
+        # https://docs.aws.amazon.com/AmazonCloudWatchLogs/latest/APIReference/API_CreateLogGroup.html
+        # (ResourceAlreadyExistsException, HTTP 400: "The specified resource already exists."); the
         # message CloudWatch Logs sends for a log group is "The specified log group already exists".
         return name, 400, "ResourceAlreadyExistsException", "The specified log group already exists"
     if operation == "CreateRepository":

@@ -145,7 +145,8 @@ def _render(state: ServiceState, service: dict[str, Any], now: float, seconds: f
         pending = new.desired if progress < 1 else 0
         if progress >= 1 / 3:
             # Source:
-            # https://docs.aws.amazon.com/AmazonECS/latest/developerguide/service-event-messages-list.html ("(service service-name) has stopped n running tasks: (task task-id).").
+            # https://docs.aws.amazon.com/AmazonECS/latest/developerguide/service-event-messages-list.html
+            # ("(service service-name) has stopped n running tasks: (task task-id).").
             _event(
                 state,
                 f"stop:{new.id}",
@@ -165,7 +166,8 @@ def _render(state: ServiceState, service: dict[str, Any], now: float, seconds: f
             )
             if state.rollback and old is not None:
                 # Source:
-                # https://docs.aws.amazon.com/AmazonECS/latest/developerguide/deployment-circuit-breaker.html ("the service is rolled back to the last deployment that completed
+                # https://docs.aws.amazon.com/AmazonECS/latest/developerguide/deployment-circuit-breaker.html
+                # ("the service is rolled back to the last deployment that completed
                 # successfully"): a new deployment of that task definition, already serving as
                 # the old tasks never stopped, replaces the failed one.
                 back = Rollout(

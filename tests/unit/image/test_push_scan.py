@@ -146,7 +146,9 @@ _BASE_V1 = "dca3d6ab8bbf2971e8b25599c41a5156d22f4d65936c3f02a572b3d6eb9453fa"
 _SECOND_V1 = "2559c18750d8c4bbfbcd6f99f4ae18597d047172ec41e871f2e1919c4a29cd56"
 _DESCRIBED = {
     _BASE_V1: f'{{"id":"{_BASE_V1}","created":"1970-01-01T00:00:00Z",{_CONFIG}',
-    _SECOND_V1: f'{{"id":"{_SECOND_V1}","parent":"{_BASE_V1}","created":"1970-01-01T00:00:00Z",{_CONFIG}',
+    _SECOND_V1: (
+        f'{{"id":"{_SECOND_V1}","parent":"{_BASE_V1}","created":"1970-01-01T00:00:00Z",{_CONFIG}'
+    ),
 }
 _DIFF_IDS = [
     "sha256:5c7865e95058f92e9d22c9f8dc5ec94e0d610ba16c3151bdb6aaa43684045e5f",

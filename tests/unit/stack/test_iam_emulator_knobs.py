@@ -232,7 +232,8 @@ def test_service_disabled(emulator: IamEmulator, client: iam_admin_v1.IAMClient)
         assert caught.value.message.startswith(
             "Identity and Access Management (IAM) API has not been used in project "
             "disabled-api-project before or it is disabled. Enable it by visiting "
-            "https://console.developers.google.com/apis/api/iam.googleapis.com/overview?project=disabled-api-project then retry."
+            "https://console.developers.google.com/apis/api/iam.googleapis.com/overview"
+            "?project=disabled-api-project then retry."
         )
         [info] = details_of(caught.value, error_details_pb2.ErrorInfo)
         assert (info.reason, info.domain) == ("SERVICE_DISABLED", "googleapis.com")

@@ -70,7 +70,10 @@ def test_the_template_cannot_reach_the_deployers_credentials_or_files(
     outside = tmp_path_factory.mktemp("elsewhere")
     (outside / "id_rsa").write_text('"not for templates"')
     (project.dir / "link").symlink_to(outside / "id_rsa")
-    head = '{"family": {{ family | tojson }}, "containerDefinitions": [{"name": "app", "image": "busybox", '
+    head = (
+        '{"family": {{ family | tojson }}, '
+        '"containerDefinitions": [{"name": "app", "image": "busybox", '
+    )
     env = {"GCPFARGATE_TASK_WIRE_CREDENTIALS": "false"}
     cases = {
         "include": (
@@ -149,12 +152,15 @@ def test_init_from_family_refuses_a_definition_holding_a_key(project: Project) -
     record_figure(FIGURES, "evasions caught")
 
 
-SHOW_FOLDED = r"""#!/bin/sh
+SHOW_FOLDED = (
+    r"""#!/bin/sh
 # Print the key file's PEM body folded to 50 columns, as a careless app's debug output might.
-sed 's/\\n/\n/g' "$GOOGLE_APPLICATION_CREDENTIALS" | grep -E '^[A-Za-z0-9+/=]+$' | tr -d '\n' | fold -w 50
+sed 's/\\n/\n/g' "$GOOGLE_APPLICATION_CREDENTIALS" | grep -E '^[A-Za-z0-9+/=]+$' """
+    r"""| tr -d '\n' | fold -w 50
 echo
 echo "job done"
 """
+)
 
 
 def test_run_local_logs_lose_the_key_however_it_is_folded(project: Project) -> None:

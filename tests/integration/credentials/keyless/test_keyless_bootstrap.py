@@ -38,7 +38,9 @@ def test_keyless_bootstrap_creates_role_pool_provider_and_binding_and_no_key(
         "auth": "keyless",
         "service_account": project.email,
         "task_role_arn": f"arn:aws:iam::{ACCOUNT_ID}:role/{role}",
-        "execution_role_arn": f"arn:aws:iam::{ACCOUNT_ID}:role/gcpfargate-{project.family}-execution",
+        "execution_role_arn": (
+            f"arn:aws:iam::{ACCOUNT_ID}:role/gcpfargate-{project.family}-execution"
+        ),
         "pool": f"projects/{number}/locations/global/workloadIdentityPools/gcpfargate",
         "provider": f"aws-{ACCOUNT_ID}",
         "principal": (

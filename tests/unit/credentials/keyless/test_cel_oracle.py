@@ -24,7 +24,8 @@ SESSIONS = [
     f"arn:aws:sts::{ACCOUNT}:assumed-role/gcpfargate-x-task-task/s",
     f"arn:aws:iam::{ACCOUNT}:user/gcpfargate-batch-task",  # a user, not an assumed role
     f"arn:aws-cn:sts::{ACCOUNT}:assumed-role/gcpfargate-batch-task/3f2a",
-    f"arn:aws:sts::{ACCOUNT}:assumed-role/gcpfargate-a/b-task/s",  # the mapping keeps "gcpfargate-a"
+    # the mapping keeps "gcpfargate-a"
+    f"arn:aws:sts::{ACCOUNT}:assumed-role/gcpfargate-a/b-task/s",
 ]
 CONDITIONS = [
     keyless.attribute_condition("aws", ACCOUNT),
