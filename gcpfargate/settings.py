@@ -564,7 +564,7 @@ def load_jobs(
 def _job(name: str, values: Mapping[str, Any], where: str) -> JobSettings:
     import difflib
 
-    from gcpfargate.ecs import cron
+    from gcpfargate.awsspec import cron
     from gcpfargate.errors import ExpressionError
 
     if not JOB_NAME.fullmatch(name):
@@ -675,7 +675,7 @@ def _job(name: str, values: Mapping[str, Any], where: str) -> JobSettings:
 
 def _job_sizes(label: str, values: Mapping[str, Any], where: str) -> tuple[str, str]:
     """cpu/memory as cpu units and MiB; a pair when both are given must be a Fargate size."""
-    from gcpfargate.ecs.sizes import FARGATE_SIZES, parse_cpu, parse_memory
+    from gcpfargate.awsspec.sizes import FARGATE_SIZES, parse_cpu, parse_memory
 
     cpu_text, memory_text = str(values.get("cpu") or ""), str(values.get("memory") or "")
     cpu = parse_cpu(cpu_text) if cpu_text else None

@@ -130,7 +130,8 @@ def schedule_command(
     no write for an unchanged job); `--job NAME` applies one, `--prune` removes the ones no job
     names any more.
     """
-    from gcpfargate.ecs import cron, overrides, schedule
+    from gcpfargate.awsspec import cron
+    from gcpfargate.ecs import overrides, schedule
     from gcpfargate.errors import UsageError
 
     given = cron.from_flags(cron=cron_fields, rate=rate, expression=expression)

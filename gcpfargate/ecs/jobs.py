@@ -24,9 +24,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from gcpfargate.awsspec import cron
 from gcpfargate.core.context import Context
 from gcpfargate.ecs import cluster as ecs
-from gcpfargate.ecs import cron
 from gcpfargate.ecs import schedule as single
 from gcpfargate.ecs.overrides import TaskOverrides, ecs_overrides
 from gcpfargate.errors import UsageError

@@ -20,7 +20,7 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
-from gcpfargate.ecs.sizes import FARGATE_SIZES, parse_cpu, parse_memory
+from gcpfargate.awsspec.sizes import FARGATE_SIZES, parse_cpu, parse_memory
 from gcpfargate.errors import UsageError
 from gcpfargate.keymaterial.keyscan import key_paths, key_text
 from gcpfargate.keymaterial.rules import shell_startup_problem

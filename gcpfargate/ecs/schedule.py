@@ -23,7 +23,7 @@ Decisions worth knowing:
   is never updated or deleted: exit 2, naming it; `--adopt` takes it over deliberately (the update
   writes the mark).
 - **Delete** removes the schedule only; the scheduler role stays (it may serve other schedules).
-- **Next runs** are computed locally (`gcpfargate.ecs.cron`); rate schedules count from the
+- **Next runs** are computed locally (`gcpfargate.awsspec.cron`); rate schedules count from the
   schedule's start date or its last modification, as EventBridge Scheduler does.
 """
 
@@ -36,9 +36,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from gcpfargate.awsspec import cron
 from gcpfargate.core.context import Context
 from gcpfargate.ecs import cluster as ecs
-from gcpfargate.ecs import cron
 from gcpfargate.ecs.overrides import TaskOverrides, ecs_overrides
 from gcpfargate.errors import AwsError, ConfigError, UsageError
 from gcpfargate.iam import policy, propagation, roles

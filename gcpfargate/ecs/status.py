@@ -12,8 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from gcpfargate.awsspec import cron
 from gcpfargate.core.context import Context
-from gcpfargate.ecs import cron, history, jobs
+from gcpfargate.ecs import history, jobs
 from gcpfargate.ecs.schedule import upcoming
 
 DEFAULT_NEXT = 3

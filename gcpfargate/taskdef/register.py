@@ -15,12 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gcpfargate.awsspec import sizes
 from gcpfargate.core.context import Context
 from gcpfargate.credentials import wiring
 from gcpfargate.credentials.key import secret
 from gcpfargate.credentials.mode import mode_for
 from gcpfargate.ecs import cluster as ecs
-from gcpfargate.ecs import fargate_rules, logs, sizes
+from gcpfargate.ecs import fargate_rules, logs
 from gcpfargate.errors import ImageNotFound, SecretNotFound, TemplateError
 from gcpfargate.iam import propagation, roles
 from gcpfargate.image import images

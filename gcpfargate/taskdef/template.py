@@ -17,8 +17,8 @@ from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from gcpfargate.awsspec.sizes import FARGATE_SIZES, parse_cpu, parse_memory
 from gcpfargate.ecs import fargate_rules
-from gcpfargate.ecs.sizes import FARGATE_SIZES, parse_cpu, parse_memory
 from gcpfargate.errors import ConfigError, TemplateError
 from gcpfargate.taskdef import guard as template_guard
 

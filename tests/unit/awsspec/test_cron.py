@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from gcpfargate.ecs import cron
+from gcpfargate.awsspec import cron
 from gcpfargate.errors import ConfigError, ExitCode
 
 TOKYO = ZoneInfo("Asia/Tokyo")
