@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gcpfargate.core.context import Context
+from gcpfargate.ecs.logs import describe_log_group
 from gcpfargate.errors import AwsError
 
 OWNED_MARK = "(managed by gcpfargate)"  # as ecs.schedule.OWNED_MARK
@@ -207,14 +208,7 @@ def ensure_rule(
 
 def _ensure_group(ctx: Context, group: str, plan: list[str]) -> None:
     days = ctx.settings.task.log_retention_days
-    found = ctx.aws.paginate(
-        "logs",
-        "describe_log_groups",
-        "logGroups",
-        f"look up log group {group}",
-        logGroupNamePrefix=group,
-    )
-    current = next((g for g in found if g.get("logGroupName") == group), None)
+    current = describe_log_group(ctx, group)
     if current is None:
         kept = f"retention {days} days" if days else "no retention"
         plan.append(f"create CloudWatch log group {group} ({kept})")

@@ -191,19 +191,6 @@ def _list_group(ctx: Context, group: str) -> list[str]:
     return [str(schedule["Name"]) for schedule in found]
 
 
-def _group_exists(ctx: Context, group: str) -> bool:
-    return (
-        ctx.aws.find(
-            "scheduler",
-            "get_schedule_group",
-            "ResourceNotFoundException",
-            f"read schedule group {group}",
-            Name=group,
-        )
-        is not None
-    )
-
-
 def apply(
     ctx: Context,
     only: str | None = None,
@@ -238,7 +225,7 @@ def apply(
                 }
             )
         }
-        exists = _group_exists(ctx, group)
+        exists = single.group_exists(ctx, group)
         current = {
             job.name: single.get_schedule(ctx, job.name, group) if exists else None for job in jobs
         }

@@ -91,6 +91,11 @@ def _set_retention(ctx: Context, group: str, days: int) -> None:
 
 
 def log_group_exists(ctx: Context, group: str) -> bool:
+    return describe_log_group(ctx, group) is not None
+
+
+def describe_log_group(ctx: Context, group: str) -> dict[str, Any] | None:
+    """The log group named `group` as DescribeLogGroups shows it, or None."""
     # A prefix lists every group below it: page through all of them, not just the first 50.
     found = ctx.aws.paginate(
         "logs",
@@ -99,7 +104,7 @@ def log_group_exists(ctx: Context, group: str) -> bool:
         f"look up log group {group}",
         logGroupNamePrefix=group,
     )
-    return any(item.get("logGroupName") == group for item in found)
+    return next((item for item in found if item.get("logGroupName") == group), None)
 
 
 def read_ahead(ctx: Context, definition: dict[str, Any], region: str) -> None:

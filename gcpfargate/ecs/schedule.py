@@ -502,17 +502,19 @@ def _planned(
     return _result_from(shown, changed=bool(plan), count=count, plan=plan, request=desired)
 
 
+def group_exists(ctx: Context, group: str) -> bool:
+    found = ctx.aws.find(
+        "scheduler",
+        "get_schedule_group",
+        "ResourceNotFoundException",
+        f"read schedule group {group}",
+        Name=group,
+    )
+    return found is not None
+
+
 def ensure_group(ctx: Context, group: str) -> None:
-    if (
-        ctx.aws.find(
-            "scheduler",
-            "get_schedule_group",
-            "ResourceNotFoundException",
-            f"read schedule group {group}",
-            Name=group,
-        )
-        is None
-    ):
+    if not group_exists(ctx, group):
         ctx.aws.call(
             "scheduler",
             "create_schedule_group",
