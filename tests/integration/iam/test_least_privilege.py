@@ -357,6 +357,8 @@ def test_rollback_and_deregister_succeed_as_a_user_holding_only_the_policy(
 
     # Revisions 4 (image B again) and 5 (image A, the latest): with --images, revisions 3 and 4
     # go, and image B with them (nothing else names it); image A stays (revisions 1 and 5 use it).
+    # The local registry deletes through the Registry API, so ECR's BatchDeleteImage (IMPLIED in
+    # scripts/aws_policy.py) is not proven here; the pin search's ECS and Scheduler reads are.
     register(2, "4")
     register(1, "5")
     pruned = as_user("deregister", "--keep-last", "1", "--images", "--yes")
