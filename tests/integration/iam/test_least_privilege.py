@@ -38,7 +38,8 @@ from tests.conftest import (
     assert_one_clean_line,
     new_project,
 )
-from tests.integration.helpers import READ_ONLY, prepare
+from tests.integration.helpers import READ_ONLY, manifest_status, prepare
+from tests.stack.images import write_busybox_context
 from tests.stack.local import LocalStack
 
 POLICY = ROOT / "docs" / "aws-policy.json"
@@ -276,3 +277,91 @@ def test_an_action_outside_the_policy_is_refused_with_awss_text(
     assert "Check the IAM permissions" in result.stderr
     families = _admin(locked, "ecs").list_task_definition_families(familyPrefix=project.family)
     assert families["families"] == []
+
+
+def _service(locked: Locked, project: Project, task_definition_arn: str) -> str:
+    """tests/integration/helpers.py `add_service`, made by the admin (the policy creates no
+    services: the user's deploy and rollback update one that exists)."""
+    ecs = _admin(locked, "ecs")
+    cluster = project.family
+    ecs.create_cluster(clusterName=cluster)
+    # desiredCount 0: moto starts no tasks, so every deployment is COMPLETED at once.
+    ecs.create_service(
+        cluster=cluster,
+        serviceName="web",
+        taskDefinition=task_definition_arn,
+        desiredCount=0,
+        launchType="FARGATE",
+    )
+    config = project.dir / "gcpfargate.toml"
+    config.write_text(config.read_text() + f'\n[service]\nname = "web"\ncluster = "{cluster}"\n')
+    return cluster
+
+
+def test_rollback_and_deregister_succeed_as_a_user_holding_only_the_policy(
+    locked: Locked, tmp_path: Path
+) -> None:
+    who = locked.deployer
+    project = _project(locked, tmp_path, who)
+    family = project.family
+    ecs = _admin(locked, "ecs")
+
+    def as_user(*args: str) -> dict[str, Any]:
+        result = _run(project, who, *args, "--output", "json")
+        assert result.returncode == 0, f"{' '.join(args)}:\n{result.output}"
+        assert "AccessDenied" not in result.output, result.output
+        return dict(result.json)
+
+    def running(cluster: str) -> str:
+        service = ecs.describe_services(cluster=cluster, services=["web"])["services"][0]
+        return str(service["taskDefinition"]).rsplit("/", 1)[-1]
+
+    def active() -> list[int]:
+        arns = ecs.list_task_definitions(familyPrefix=family, status="ACTIVE")
+        return sorted(int(arn.rsplit(":", 1)[-1]) for arn in arns["taskDefinitionArns"])
+
+    def register(revision: int, edit: str) -> None:
+        """A hand-edited copy of `revision` (same image), registered by the admin."""
+        definition = ecs.describe_task_definition(taskDefinition=f"{family}:{revision}")
+        body = {k: v for k, v in definition["taskDefinition"].items() if k not in READ_ONLY}
+        body["containerDefinitions"][0].setdefault("environment", []).append(
+            {"name": "EDIT", "value": edit}
+        )
+        ecs.register_task_definition(**body)
+
+    prepare(project)
+    first = as_user("deploy")
+    image_a = first["push-image"]["digest"]
+    cluster = _service(locked, project, first["register-task"]["task_definition_arn"])
+    write_busybox_context(project.dir, ('CMD ["echo", "job v2"]',))  # a new image: revision 2
+    second = as_user("deploy")
+    image_b = second["push-image"]["digest"]
+    assert (second["register-task"]["revision"], second["service"]["status"]) == (2, "COMPLETED")
+    assert running(cluster) == f"{family}:2" and image_a != image_b
+
+    back = as_user("rollback")
+    assert (back["status"], back["task_definition_arn"], back["previous_task_definition_arn"]) == (
+        "COMPLETED",
+        first["register-task"]["task_definition_arn"],
+        second["register-task"]["task_definition_arn"],
+    )
+    assert running(cluster) == f"{family}:1"
+
+    # Revisions 1 (image A, the service's), 2 (image B), 3 (image A, the latest): revision 2 goes,
+    # and without --images its image stays.
+    register(1, "3")
+    plain = as_user("deregister", "--keep-last", "1", "--yes")
+    assert (plain["deregistered"], plain["images"], plain["changed"]) == ([2], [], True)
+    assert active() == [1, 3]
+    assert manifest_status(project, image_b) == 200
+
+    # Revisions 4 (image B again) and 5 (image A, the latest): with --images, revisions 3 and 4
+    # go, and image B with them (nothing else names it); image A stays (revisions 1 and 5 use it).
+    # The local registry deletes through the Registry API, so ECR's BatchDeleteImage (IMPLIED in
+    # scripts/aws_policy.py) is not proven here; the pin search's ECS and Scheduler reads are.
+    register(2, "4")
+    register(1, "5")
+    pruned = as_user("deregister", "--keep-last", "1", "--images", "--yes")
+    assert (pruned["deregistered"], pruned["images"]) == ([4, 3], [f"{family}@{image_b}"])
+    assert active() == [1, 5]
+    assert (manifest_status(project, image_a), manifest_status(project, image_b)) == (200, 404)
