@@ -238,9 +238,9 @@ def _other_account_config(ctx: Context, image: str, account: str, region: str) -
         with ctx.reporter.step(f"Reading the image config of {image}"):
             found = registry.resolve(repository, digest or tag or "latest", platform)
     except (RegistryError, AwsError) as exc:
-        refused = "refused access" in exc.message or getattr(exc, "code", "") in (
-            "AccessDeniedException",
-        )
+        # The registry's 401/403 is the repository policy's no (an AwsError from
+        # GetAuthorizationToken names the caller's own missing permission itself).
+        refused = isinstance(exc, RegistryError) and "refused access" in exc.message
         raise TemplateError(
             f"image {image} in account {account}'s ECR cannot be read with the caller's "
             f"credentials ({exc.message.rstrip('.')})" + (f": {fix}" if refused else "")

@@ -115,7 +115,7 @@ def test_a_sidecar_the_other_account_does_not_let_the_caller_pull_is_refused_bef
         "entryPoint",
     )
     assert "403" in line, line
-    assert [("GET", "403")] == [(m, s) for m, _, s in gate.requests], gate.requests
+    assert [(m, s) for m, _, s in gate.requests] == [("GET", "403")], gate.requests
     # Nothing was written: no key, secret, role, repository or revision.
     lines = calls.read_text().splitlines() if calls.exists() else []
     assert [each for each in lines if each.endswith(" write")] == []
