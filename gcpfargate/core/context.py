@@ -72,3 +72,9 @@ class Context:
         from gcpfargate.clients.public_registry import PublicRegistry
 
         return PublicRegistry(self.aws.ca_bundle or True)
+
+    @cached_property
+    def other_registries(self) -> dict[str, Registry]:
+        """Other accounts' ECR registries, by account id, that named containers' images are in
+        (each keeps its own authorization token)."""
+        return {}

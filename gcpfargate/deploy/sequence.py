@@ -177,26 +177,28 @@ def _local_checks(ctx: Context) -> tuple[dict[str, Any], str]:
     answer, a template that does not render. Otherwise bootstrap would create an account, key,
     secret or role first."""
     from gcpfargate.image.push import build_inputs
-    from gcpfargate.taskdef.register import check_renders
+    from gcpfargate.taskdef.register import check_named_images, check_renders
 
     with _step("push-image"):
         build_inputs(ctx.settings)
         if not ctx.dry_run:  # a dry run builds nothing
             ctx.docker.ping()
     with _step("register-task"):
-        return check_renders(ctx)
+        rendered, region = check_renders(ctx)
+        check_named_images(ctx, rendered)
+        return rendered, region
 
 
 def bootstrap_checks(ctx: Context) -> None:
     """`bootstrap` on its own: the template, when there is one, is rendered and checked (export
     rules, what Fargate cannot run) before any key, secret or role exists; a definition that would
     be refused later must not leave a key made for nothing."""
-    from gcpfargate.taskdef.register import check_renders, template_path
+    from gcpfargate.taskdef.register import check_named_images, check_renders, template_path
 
     if not ctx.settings.family or not template_path(ctx).is_file():
         return
     with _step("register-task"):
-        check_renders(ctx)
+        check_named_images(ctx, check_renders(ctx)[0])
 
 
 def _read_ahead(

@@ -21,6 +21,9 @@ if TYPE_CHECKING:
 
 _ECS_ARCH = {"X86_64": "amd64", "ARM64": "arm64"}
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+# ECR's private registry host in every partition: <account>.dkr.ecr[-fips].<region>.<DNS suffix>
+# (the ECR user guide, "Private registry concepts"; amazonaws.com, amazonaws.com.cn, …).
+_ECR_HOST = re.compile(r"(\d{12})\.dkr\.ecr(?:-fips)?\.([a-z0-9-]+)\.[a-z0-9.-]+")
 
 
 def ecs_arch(cpu_architecture: str) -> str:
@@ -178,6 +181,9 @@ def run_config(ctx: Context, image: str, resolved: ResolvedImage | None = None) 
                     f"image {image}: its ENTRYPOINT/CMD cannot be read: {exc.message}",
                     exc.hint or 'Set "entryPoint" (and "command") for that container',
                 ) from None
+        ecr = _ECR_HOST.fullmatch(split_image(image)[0].lower())
+        if ecr is not None:  # another account's ECR: read with the caller's credentials
+            return _other_account_config(ctx, image, ecr.group(1), ecr.group(2))
         raise TemplateError(
             f"image {image} sets no entryPoint/command in the template and is not in registry "
             f"{ctx.registry.host}, so its ENTRYPOINT/CMD cannot be read",
@@ -188,6 +194,61 @@ def run_config(ctx: Context, image: str, resolved: ResolvedImage | None = None) 
         raise ImageNotFound(
             f"image {image} ({configured_platform(ctx)}) is not in registry {ctx.registry.host}",
             "Push it first, or set entryPoint/command for that container in the template",
+        )
+    return found.run_config
+
+
+def _ecr_endpoints() -> dict[str, str]:
+    """GCPFARGATE_ECR_ENDPOINTS (`<account>=host[:port],…`): where another account's registry is
+    reached when its own name does not lead there (a mirror, a proxy, a test's registry)."""
+    import os
+
+    found: dict[str, str] = {}
+    for item in os.environ.get("GCPFARGATE_ECR_ENDPOINTS", "").split(","):
+        account, sep, endpoint = item.strip().partition("=")
+        if sep and endpoint.strip():
+            found[account.strip()] = endpoint.strip()
+    return found
+
+
+def _other_account_config(ctx: Context, image: str, account: str, region: str) -> dict[str, Any]:
+    """The image config of `image` in account `account`'s ECR registry: ECR's
+    GetAuthorizationToken for that registry (`registryIds`), then the Registry HTTP API v2. ECR
+    lets the caller read it when the repository policy grants ecr:BatchGetImage (the manifest)
+    and ecr:GetDownloadUrlForLayer (the config blob) to the caller's account."""
+    from gcpfargate.clients.registry import Registry
+    from gcpfargate.errors import AwsError
+
+    fix = (
+        f"the repository policy in account {account} must allow ecr:BatchGetImage and "
+        "ecr:GetDownloadUrlForLayer to this caller"
+    )
+    if region != ctx.aws.region:
+        raise TemplateError(
+            f"image {image} is in account {account}'s ECR in {region}, and gcpfargate reads other "
+            f"accounts' registries in its own region ({ctx.aws.region}) only"
+        )
+    registry = ctx.other_registries.get(account)
+    if registry is None:
+        registry = Registry(ctx.aws, account, _ecr_endpoints().get(account, ""))
+        ctx.other_registries[account] = registry
+    _, repository, tag, digest = split_image(image)
+    platform = configured_platform(ctx)
+    try:
+        with ctx.reporter.step(f"Reading the image config of {image}"):
+            found = registry.resolve(repository, digest or tag or "latest", platform)
+    except (RegistryError, AwsError) as exc:
+        # The registry's 401/403 is the repository policy's no (an AwsError from
+        # GetAuthorizationToken names the caller's own missing permission itself).
+        refused = isinstance(exc, RegistryError) and "refused access" in exc.message
+        raise TemplateError(
+            f"image {image} in account {account}'s ECR cannot be read with the caller's "
+            f"credentials ({exc.message.rstrip('.')})" + (f": {fix}" if refused else "")
+        ) from None
+    if found is None:
+        raise TemplateError(
+            f"image {image} ({platform}) is not in account {account}'s ECR registry "
+            "(no such tag or digest for that platform)"
         )
     return found.run_config
 

@@ -123,6 +123,29 @@ def check_renders(ctx: Context) -> tuple[dict[str, Any], str]:
     return definition, str(variables["region"])
 
 
+def check_named_images(ctx: Context, definition: dict[str, Any]) -> None:
+    """Before any cloud write: the ENTRYPOINT/CMD of each container task.containers names whose
+    image is in a registry other than gcpfargate's (public ECR, Docker Hub, another account's
+    ECR) and that sets no entryPoint, read as wiring will read it; a refused or missing read
+    stops here, with the container named, instead of after a key was made. `definition` is
+    check_renders' (its `{{ image }}` is the stand-in, which push-image makes)."""
+    settings = ctx.settings
+    if not settings.task.wire_credentials or not settings.task.containers:
+        return
+    stand_in = str(_STAND_INS["image"])
+    names = set(wiring.target_names(definition, settings.task.containers, stand_in))
+    for container in definition.get("containerDefinitions") or []:
+        image = str(container.get("image") or "")
+        if (
+            container.get("name") not in names
+            or container.get("entryPoint")
+            or wiring.image_name(image) == wiring.image_name(stand_in)
+            or images.in_registry(ctx, image)
+        ):
+            continue
+        wiring.original_parts(container, lambda ref: images.run_config(ctx, ref))
+
+
 def _validate(definition: dict[str, Any], where: str, shape: Any, credentials_env: str) -> None:
     """The shape first, then key text anywhere (the gravest mistake is named first), then what
     Fargate cannot run."""

@@ -453,3 +453,56 @@ def own(project: Project, key_ids: list[str]) -> None:
 
 def engine(project: Project) -> docker.DockerClient:
     return docker.DockerClient(base_url=project.stack.docker_host)
+
+
+def publish_config_image(
+    project: Project, repository: str, tag: str, run_config: dict[str, Any]
+) -> str:
+    """Push to the stack's registry an image (linux/amd64, no layers) whose config's "config"
+    section is `run_config`, as `repository:tag`; returns its manifest digest. Reading an image's
+    ENTRYPOINT/CMD/USER needs nothing more."""
+    import hashlib
+
+    base = f"http://{project.stack.registry}/v2/{repository}"
+    config = json.dumps(
+        {"architecture": "amd64", "os": "linux", "config": run_config, "rootfs": {}}
+    ).encode()
+    config_digest = "sha256:" + hashlib.sha256(config).hexdigest()
+    with urllib.request.urlopen(
+        urllib.request.Request(f"{base}/blobs/uploads/", method="POST"), timeout=10
+    ) as started:
+        location = started.headers["Location"]
+    if location.startswith("/"):
+        location = f"http://{project.stack.registry}{location}"
+    separator = "&" if "?" in location else "?"
+    urllib.request.urlopen(
+        urllib.request.Request(
+            f"{location}{separator}digest={config_digest}",
+            data=config,
+            method="PUT",
+            headers={"Content-Type": "application/octet-stream"},
+        ),
+        timeout=10,
+    ).close()
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": config_digest,
+                "size": len(config),
+            },
+            "layers": [],
+        }
+    ).encode()
+    with urllib.request.urlopen(
+        urllib.request.Request(
+            f"{base}/manifests/{tag}",
+            data=manifest,
+            method="PUT",
+            headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"},
+        ),
+        timeout=10,
+    ) as put:
+        return str(put.headers["Docker-Content-Digest"])
