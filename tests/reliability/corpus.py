@@ -215,7 +215,7 @@ CASES: list[Case] = [
     Case("output-format", ("--output", "yaml", "bootstrap"), 2, ("--output", "yaml")),
     Case("unknown-option", ("bootstrap", "--bogus"), 2, ("--bogus",)),
     Case("unknown-command", ("bootstarp",), 2, ("bootstarp",)),
-    Case("network-bridge", ("run-local", "--network", "bridge"), 2, ("--network bridge",)),
+    Case("network-overlay", ("run-local", "--network", "overlay"), 2, ("--network overlay",)),
     Case(
         "rotate-exclusive",
         ("rotate-key", "--keep-previous", "--delete-previous"),
@@ -427,7 +427,7 @@ WHY: dict[str, tuple[str, ...]] = {
     "output-format": ("is not one of 'text', 'json'",),
     "unknown-option": ("No such option",),
     "unknown-command": ("No such command", "Did you mean 'bootstrap'"),
-    "network-bridge": ("is not allowed", "none (the default) or host"),
+    "network-overlay": ("is not allowed", "none (the default), bridge or host"),
     "rotate-exclusive": ("--delete-previous and --keep-previous",),
     "aws-no-credentials": ("Configure a profile",),
     "aws-endpoint-down": ("http://127.0.0.1:9/",),

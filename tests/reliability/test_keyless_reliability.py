@@ -16,6 +16,7 @@ covers it).
 
 from __future__ import annotations
 
+import os
 import re
 import tempfile
 import time
@@ -216,22 +217,27 @@ def leaked(
         for what, value in needles.items()
         if value in text
     ]
-    for root in roots:
-        for path in root.rglob("*"):
-            try:
-                if (
-                    not path.is_file()
-                    or path.is_symlink()
-                    or path.stat().st_mtime < since
-                    or path.stat().st_size > 20_000_000
-                ):
-                    continue
-                data = path.read_bytes()
-            except OSError:
-                continue  # another user's file, or gone meanwhile
-            found += [
-                f"{what} in {path}" for what, value in needles.items() if value.encode() in data
-            ]
+    # os.walk, not rglob: other workers' stacks come and go under /tmp while this walks, and a
+    # directory that vanished is skipped instead of ending the scan.
+    paths = (
+        Path(directory) / name
+        for root in roots
+        for directory, _, names in os.walk(root)
+        for name in names
+    )
+    for path in paths:
+        try:
+            if (
+                not path.is_file()
+                or path.is_symlink()
+                or path.stat().st_mtime < since
+                or path.stat().st_size > 20_000_000
+            ):
+                continue
+            data = path.read_bytes()
+        except OSError:
+            continue  # another user's file, or gone meanwhile
+        found += [f"{what} in {path}" for what, value in needles.items() if value.encode() in data]
     return found
 
 

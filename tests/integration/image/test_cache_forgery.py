@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from gcpfargate.clients.engine.buildkit import BuildOptions
 from gcpfargate.clients.engine.docker import DockerEngine
 from gcpfargate.image.layer_scan import RULES_VERSION, CleanLayers
 from tests.conftest import Project, assert_one_clean_line, cache_home
@@ -70,7 +71,12 @@ def test_a_forged_clean_layer_record_is_refused_and_the_key_still_caught(
     # of the image, the key's included, goes into the forged record.
     monkeypatch.setenv("DOCKER_HOST", project.stack.docker_host)
     engine = DockerEngine()
-    image = engine.build(project.dir, "Dockerfile", f"forgery-{project.family}:v1")
+    # BuildKit's cache keys hold the RUN steps' network: build as push-image does (the stack's
+    # network setting, the inline cache), or the layers would be new ones.
+    options = BuildOptions(
+        network=project.stack.env.get("GCPFARGATE_IMAGE_NETWORK", "default"), inline_cache=True
+    )
+    image = engine.build(project.dir, "Dockerfile", f"forgery-{project.family}:v1", options=options)
     layers = list((engine.inspect(image) or {})["RootFS"]["Layers"])
     assert len(layers) == 4  # busybox, --install, the RUN that wrote the key, its rm
     keyed = layers[2]

@@ -490,7 +490,7 @@ def test_run_local_runs_the_app_in_the_shims_network_and_nothing_listens_on_the_
     nor gcpfargate's task-role endpoint listens on the host."""
     import docker
 
-    from tests.integration.deployed import register_variant
+    from tests.integration.helpers import register_variant
 
     def probe(definition: dict[str, Any]) -> None:
         entry = definition["containerDefinitions"][0]["entryPoint"]
