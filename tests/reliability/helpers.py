@@ -720,6 +720,7 @@ def run_fault(
 ) -> tuple[Result, list[str]]:
     """Run the command with `fault`; return its result and what is wrong afterwards (empty:
     survived)."""
+    forget_shared_log_policy(project)
     before = injected(stack, proxy)
     previous = current_key(project)["private_key_id"] if secret_exists(project) else None
     args = args or (("rotate-key",) if fault.command == "rotate-key" else ("deploy",))
@@ -803,19 +804,35 @@ def failure_names(fault: Fault) -> tuple[str, ...]:
     """What the failure line of `fault` must name (one of): the deploy step, or the rotate-key
     step."""
     if fault.command == "deploy":
-        return (f"{STEP_OF[(fault.call.system, fault.call.service)]} failed",)
+        return tuple(f"{step} failed" for step in STEP_OF[(fault.call.system, fault.call.service)])
     return ROTATE_STEP.get(fault.call.operation, (fault.call.operation,))
 
 
-# Which deploy step makes calls to which service: the failure line must name that step.
-STEP_OF = {
-    ("gcp", "iam"): "bootstrap",
-    ("aws", "secretsmanager"): "bootstrap",
-    ("aws", "iam"): "bootstrap",
-    ("aws", "ecr"): "push-image",
-    ("aws", "logs"): "register-task",
-    ("aws", "ecs"): "register-task",
+# Which deploy steps make calls to which service: the failure line must name one of them. Logs
+# serves two: register-task (the containers' awslogs groups) and run-history (its own group and the
+# resource policy letting EventBridge write it); the call log names the operation, not the group.
+STEP_OF: dict[tuple[str, str], tuple[str, ...]] = {
+    ("gcp", "iam"): ("bootstrap",),
+    ("aws", "secretsmanager"): ("bootstrap",),
+    ("aws", "iam"): ("bootstrap",),
+    ("aws", "ecr"): ("push-image",),
+    ("aws", "logs"): ("register-task", "run-history"),
+    ("aws", "ecs"): ("register-task",),
+    ("aws", "events"): ("run-history",),
 }
+
+
+def forget_shared_log_policy(project: Project) -> None:
+    """Remove the region's Logs resource policy that deploy shares between projects (the run
+    history's), so every deploy of a fault run makes the calls the clean run made: in a region
+    where another project deployed first the policy exists and its write never happens."""
+    from botocore.exceptions import ClientError
+
+    try:
+        project.aws("logs").delete_resource_policy(policyName="gcpfargate-events-to-logs")
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "ResourceNotFoundException":
+            raise
 
 
 # Permission errors as the services send them (botocore models: AccessDeniedException, HTTP 400 on

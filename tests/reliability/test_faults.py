@@ -29,6 +29,7 @@ from tests.reliability.helpers import (
     PrivateDockerd,
     check_invariants,
     faults_of,
+    forget_shared_log_policy,
     injected,
     make_deployable,
     new_project,
@@ -49,6 +50,7 @@ def clean(stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> dict[s
     reach)."""
     project = new_project(stack, tmp_path_factory.mktemp("clean"))
     make_deployable(project)
+    forget_shared_log_policy(project)
     deployed, deploy_calls = run_logged(project, "deploy")
     assert deployed.returncode == 0, deployed.output
     deploy_state = shape(project)
@@ -210,6 +212,7 @@ def test_throttling_of_every_call_is_absorbed(
         proxy.add(Rule(operation, kind="throttle", times=1))
     for method in gcp_reads:
         stack.emulator.fail_nth(method, 1, "UNAVAILABLE", "The service is currently unavailable.")
+    forget_shared_log_policy(project)
     before = injected(stack, proxy)
     try:
         result = project.run("deploy", "--output", "json", env={"AWS_ENDPOINT_URL": proxy.url})
