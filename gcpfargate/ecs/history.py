@@ -294,6 +294,9 @@ class Run:
     duration_s: float | None
     task_definition_arn: str
     started_by: str = ""
+    # The stop time as the event gives it (milliseconds), for the order: `stopped` is shown to
+    # the second, and two runs often stop within one.
+    stopped_at: datetime | None = field(default=None, repr=False, compare=False)
 
     @property
     def job(self) -> str:
@@ -346,6 +349,7 @@ def run_from_event(event: dict[str, Any]) -> Run | None:
         duration_s=round(duration, 3) if duration is not None else None,
         task_definition_arn=str(detail.get("taskDefinitionArn") or ""),
         started_by=str(detail.get("startedBy") or ""),
+        stopped_at=stopped,
     )
 
 
@@ -377,4 +381,4 @@ def read_runs(ctx: Context, family: str, days: int = 35) -> list[Run] | None:
         if run is not None:
             runs[run.task_arn] = run  # a task stops once; a repeated delivery is the same run
     epoch = datetime.min.replace(tzinfo=UTC)
-    return sorted(runs.values(), key=lambda r: _when(r.stopped) or epoch, reverse=True)
+    return sorted(runs.values(), key=lambda r: r.stopped_at or epoch, reverse=True)
