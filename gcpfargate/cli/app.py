@@ -110,9 +110,13 @@ class State:
     ) -> Context:
         from gcpfargate.clients.aws import profile_prompts_for_mfa
         from gcpfargate.core.context import Context
+        from gcpfargate.core.plan import Plan
 
+        # The plan/apply boundary: a dry run previews the plan the same code computes for apply.
         context = Context(
-            settings=self.settings(overrides, read_file), reporter=self.console, dry_run=dry_run
+            settings=self.settings(overrides, read_file),
+            reporter=self.console,
+            plan=Plan(apply=not dry_run),
         )
         if profile_prompts_for_mfa(context.settings.aws.profile):
             # The MFA prompt comes first, before any spinner or background read could hide it.

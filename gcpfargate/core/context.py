@@ -11,6 +11,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING
 
 from gcpfargate.config import Settings
+from gcpfargate.core.plan import Plan
 from gcpfargate.core.report import NullReporter, Reporter
 
 if TYPE_CHECKING:
@@ -26,7 +27,13 @@ if TYPE_CHECKING:
 class Context:
     settings: Settings
     reporter: Reporter = field(default_factory=NullReporter)
-    dry_run: bool = False
+    # Records every change the command makes; whether they are made is decided once, where the
+    # command starts (the CLI's --dry-run), never by the core logic.
+    plan: Plan = field(default_factory=Plan)
+
+    @property
+    def dry_run(self) -> bool:  # transitional: modules not yet recording through `plan`
+        return not self.plan.apply
 
     @cached_property
     def aws(self) -> AwsClients:

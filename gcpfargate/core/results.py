@@ -7,6 +7,8 @@ import copy
 import dataclasses
 from typing import Any
 
+from gcpfargate.core.plan import Change
+
 # Field metadata for a fact a result hands to the next step of `deploy` but does not show the user.
 NOT_SHOWN = {"json": False}
 
@@ -15,14 +17,19 @@ class PlannedResult:
     """A dataclass result with a `plan` field: the JSON shows its fields (the plan only when there
     is one)."""
 
-    plan: list[str]
+    plan: list[Any]  # transitional: list[Change] once every module records through Plan
 
     def to_json(self) -> dict[str, Any]:
         data = {
             each.name: copy.deepcopy(getattr(self, each.name))
             for each in dataclasses.fields(self)  # type: ignore[arg-type]  # subclasses are dataclasses
-            if each.metadata.get("json", True)
+            if each.metadata.get("json", True) and each.name != "plan"
         }
-        if not self.plan:
-            data.pop("plan")
+        if self.plan:
+            data["plan"] = plan_json(self.plan)
         return data
+
+
+def plan_json(changes: list[Change]) -> list[dict[str, Any]]:
+    """A plan as JSON: one object per change (action, resource, name, text, before, after)."""
+    return [each.to_json() if isinstance(each, Change) else each for each in changes]

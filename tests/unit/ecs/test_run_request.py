@@ -11,6 +11,7 @@ from botocore.stub import Stubber
 
 from gcpfargate.config import load_settings
 from gcpfargate.core.context import Context
+from gcpfargate.core.plan import Plan
 from gcpfargate.core.report import NullReporter
 from gcpfargate.ecs import run as core_run
 from gcpfargate.errors import ConfigError, OperationError
@@ -45,7 +46,9 @@ def make_context(
     )
     reporter = NullReporter()
     return Context(
-        settings=load_settings(config, environ={}), reporter=reporter, dry_run=dry_run
+        settings=load_settings(config, environ={}),
+        reporter=reporter,
+        plan=Plan(apply=not dry_run),
     ), reporter
 
 
