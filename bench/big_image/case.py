@@ -201,7 +201,10 @@ class BigImage:
             sys.stderr.write(f"[bench] big-image cold engine, cache {cache}: {elapsed:.2f} s\n")
 
     def repetition(self, rep: int, run_id: str) -> None:
-        ours, hand = self.work / f"bg{run_id}r{rep}", self.work / f"bm{run_id}r{rep}"
+        # Each layout's sides have names of their own: a run of both layouts shares one stack.
+        layout = "c" if self.deps_in_context else "r"
+        ours = self.work / f"bg{layout}{run_id}r{rep}"
+        hand = self.work / f"bm{layout}{run_id}r{rep}"
         for side in (ours, hand):
             write_context(side / "app", side.name, "v1", self.deps_in_context, self.size_mb)
         if self.deps_in_context:
