@@ -143,6 +143,12 @@ class BigImage:
             env=self.tool_env(),
             stdout=subprocess.DEVNULL,
         )
+        # The base's layers go to the registry once, before either side: the engine mounts a
+        # layer the registry holds in another repository instead of pushing it again, so without
+        # this whichever side pushes first pays for the other's 130 MB as well.
+        warm = f"{os.environ['GCPFARGATE_ECR_REGISTRY']}/bench-base:bookworm"
+        for argv in (["docker", "tag", BASE_IMAGE, warm], ["docker", "push", "-q", warm]):
+            subprocess.run(argv, check=True, env=self.tool_env(), stdout=subprocess.DEVNULL)
 
     def deploy(self, side: Path, case: str) -> float:
         env = self.tool_env({"XDG_CACHE_HOME": str(side / "cache")})
