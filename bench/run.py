@@ -342,7 +342,10 @@ def main() -> int:
     parser.add_argument(
         "--no-calls", action="store_true", help="do not run bench/calls.py afterwards"
     )
-    parser.add_argument("--only", choices=("standard", "big-image"), help="run only that part")
+    parser.add_argument(
+        "--only", choices=("standard", "speed-work", "big-image"), help="run only that part"
+    )
+    parser.add_argument("--speed-rounds", type=int, default=7)
     parser.add_argument("--big-reps", type=int, default=2)
     parser.add_argument(
         "--big-size",
@@ -367,7 +370,16 @@ def main() -> int:
     report = ""
     if args.only != "big-image":
         report = standard(args)
-    if args.only != "standard":
+    if args.only in (None, "speed-work"):
+        from bench import speed_work
+
+        log("speed work: deploy with each piece switched off, beside deploy with all of it")
+        with tempfile.TemporaryDirectory(prefix="gcpfargate-bench-speed-") as tmp:
+            lines = speed_work.run(
+                Path(tmp), Gcpfargate, tool_env, check, args.speed_rounds, f"{os.getpid() % 100000}"
+            )
+        report += ("\n" if report else "") + "\n".join(lines) + "\n"
+    if args.only in (None, "big-image"):
         from bench.big_image.case import BigImage
 
         for layout in args.big_layouts.split(","):
@@ -386,14 +398,9 @@ def main() -> int:
     report = report.replace("__TOTAL__", f"{time.perf_counter() - began:.0f}")
     sys.stdout.write("\n" + report)
     out = Path(args.out)
-    if args.only == "big-image" and out.exists():
-        # Only that section is new: keep the rest of the last full run.
-        kept = out.read_text().split("\n## big-image")[0].rstrip("\n")
-        report = kept + "\n\n" + report
-    elif args.only == "standard" and "\n## big-image" in (
-        last := out.read_text() if out.exists() else ""
-    ):
-        report = report.rstrip("\n") + "\n\n## big-image" + last.split("\n## big-image", 1)[1]
+    if args.only is not None and out.exists():
+        # Only that part is new: keep the other parts of the last run.
+        report = merged(out.read_text(), report, args.only)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(report)
     log(f"wrote {out}")
@@ -403,6 +410,31 @@ def main() -> int:
             [sys.executable, str(ROOT / "bench" / "calls.py")], check=False
         ).returncode
     return 0
+
+
+PARTS = ("standard", "speed-work", "big-image")
+
+
+def _part(section: str) -> str:
+    if section.startswith("## big-image"):
+        return "big-image"
+    if section.startswith("## Speed work"):
+        return "speed-work"
+    return "standard"
+
+
+def _sections(text: str) -> list[str]:
+    """The report's `## ` sections (the first is the title and whatever precedes the first)."""
+    pieces = text.split("\n## ")
+    return [pieces[0].strip("\n")] + ["## " + each.strip("\n") for each in pieces[1:]]
+
+
+def merged(last: str, new: str, part: str) -> str:
+    """The last report with `part`'s sections replaced by the new ones, parts in their order."""
+    sections = [each for each in _sections(last) if each and _part(each) != part]
+    sections += [each for each in _sections(new) if each]
+    sections.sort(key=lambda each: PARTS.index(_part(each)))  # stable: each part keeps its order
+    return "\n\n".join(sections) + "\n"
 
 
 def standard(args: argparse.Namespace) -> str:
