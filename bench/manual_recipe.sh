@@ -58,7 +58,16 @@ docker push -q "$registry/$REPO:$TAG" >/dev/null
 definition=$(mktemp)
 sed -e "s|__FAMILY__|$FAMILY|g" -e "s|__IMAGE__|$registry/$REPO:$TAG|g" -e "s|__SECRET_ARN__|$SECRET_ARN|g" \
     -e "s|__ROLE_ARN__|$ROLE_ARN|g" "$TASKDEF_TEMPLATE" > "$definition"
-arn=$("$aws" ecs register-task-definition --cli-input-json "file://$definition" \
-  --query taskDefinition.taskDefinitionArn --output text)
+# ECS refuses a role IAM changed a moment ago (iam:PassRole, for a few seconds): as any script
+# that creates the role and registers at once must, retry after a second.
+for attempt in 1 2 3 4 5; do
+  if arn=$("$aws" ecs register-task-definition --cli-input-json "file://$definition" \
+      --query taskDefinition.taskDefinitionArn --output text 2>"$definition.err"); then
+    break
+  fi
+  grep -q PassRole "$definition.err" && [ "$attempt" -lt 5 ] || { cat "$definition.err" >&2; exit 1; }
+  sleep 1
+done
+rm -f "$definition.err"
 rm -f "$definition"
 printf 'secret_arn=%s\nrole_arn=%s\ntask_definition_arn=%s\n' "$SECRET_ARN" "$ROLE_ARN" "$arn"
