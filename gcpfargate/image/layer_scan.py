@@ -114,7 +114,7 @@ def scan_layers(
     """Search the layers of `image` not yet known to be clean for key-like files (see the module
     docstring); `is_key` reads one open file in chunks, and a file `is_named` picks by its path
     counts without being read. `local_storage=False` forces the export."""
-    from gcpfargate.clients.engine.layers import dir_files, local_layer_dirs
+    from gcpfargate.clients.engine.layers import local_layer_dirs
 
     cache = cache or CleanLayers()
     inspected = engine.inspect(image)
@@ -126,16 +126,7 @@ def scan_layers(
     scan = LayerScan(layers=len(diff_ids))
     clean: list[str] = []
     dirs = local_layer_dirs(engine.host, inspected) if pending and local_storage else None
-    layer_dirs = dirs or {}
-    for diff_id in list(pending) if layer_dirs else []:
-        try:
-            hits = [
-                path
-                for path, content in dir_files(layer_dirs[diff_id])
-                if is_named(path) or is_key(content)
-            ]
-        except OSError:
-            break  # a file we may not read could hold a key: the export reads the rest
+    for diff_id, hits in _scan_dirs(dirs or {}, pending, is_key, is_named):
         scan.read.append(diff_id)
         pending.remove(diff_id)
         scan.found.extend(each for each in hits if each not in scan.found)
@@ -149,6 +140,36 @@ def scan_layers(
         )
     cache.add(clean)
     return scan
+
+
+def _scan_dirs(
+    layer_dirs: dict[str, Path],
+    pending: list[str],
+    is_key: Callable[[BinaryIO], bool],
+    is_named: Callable[[str], bool],
+) -> list[tuple[str, list[str]]]:
+    """(diff ID, paths with key material) of the pending layers read from the engine's storage, in
+    order, up to the first one that could not be read whole (a file we may not read could hold a
+    key: the export reads it and the rest). The files of all of them are searched together, big
+    ones on two cores (image/scan_worker.py)."""
+    from gcpfargate.clients.engine.layers import dir_listing
+    from gcpfargate.image.scan_worker import scan_files
+
+    listed: list[tuple[str, list[tuple[str, str, int]]]] = []
+    for diff_id in pending if layer_dirs else []:
+        try:
+            listed.append((diff_id, dir_listing(layer_dirs[diff_id])))
+        except OSError:
+            break
+    files = [each for _, layer in listed for each in layer]
+    answers = iter(scan_files(files, is_key, is_named))
+    read: list[tuple[str, list[str]]] = []
+    for diff_id, layer in listed:
+        found = [(inside, next(answers)) for inside, _, _ in layer]
+        if any(answer is None for _, answer in found):
+            break
+        read.append((diff_id, [inside for inside, answer in found if answer]))
+    return read
 
 
 def _scan_export(

@@ -72,6 +72,31 @@ def local_layer_dirs(docker_host: str, inspected: Mapping[str, Any]) -> dict[str
     return found
 
 
+def dir_listing(top: Path) -> list[tuple[str, str, int]]:
+    """(path in the image, path on this machine, size) of every non-empty regular file of one
+    layer directory, in `dir_files`' order, without opening any (see `open_file`). An unreadable
+    directory raises OSError."""
+    root = str(top)
+    pending, listed = [root], []
+    while pending:
+        with os.scandir(pending.pop()) as listing:
+            entries = list(listing)
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                pending.append(entry.path)
+            elif entry.is_file(follow_symlinks=False):
+                size = entry.stat(follow_symlinks=False).st_size
+                if size:
+                    listed.append((entry.path[len(root) :], entry.path, size))
+    return listed
+
+
+def open_file(path: str) -> BinaryIO:
+    """One file of a layer directory, for reading in large chunks: symlinks not followed,
+    unbuffered (the rule reads in large chunks, a buffer would only add a copy)."""
+    return cast(BinaryIO, os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW), "rb", buffering=0))
+
+
 def dir_files(top: Path) -> Iterator[tuple[str, BinaryIO]]:
     """(path in the image, open file) of every non-empty regular file of one layer directory,
     whatever its size: the caller reads each file (in chunks) before asking for the next one, which
@@ -88,7 +113,5 @@ def dir_files(top: Path) -> Iterator[tuple[str, BinaryIO]]:
             if entry.is_dir(follow_symlinks=False):
                 pending.append(entry.path)
             elif entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_size:
-                handle = os.open(entry.path, os.O_RDONLY | os.O_NOFOLLOW)
-                # Unbuffered: the rule reads in large chunks, a buffer would only add a copy.
-                with os.fdopen(handle, "rb", buffering=0) as content:
-                    yield entry.path[len(root) :], cast(BinaryIO, content)
+                with open_file(entry.path) as content:
+                    yield entry.path[len(root) :], content
