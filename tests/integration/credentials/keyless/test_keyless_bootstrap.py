@@ -78,7 +78,7 @@ def test_rerun_writes_nothing_and_dry_run_only_reads(project: Project) -> None:
     dry = bootstrap(project, "--dry-run", env={"GCPFARGATE_CALL_LOG": str(project.dir / "dry")})
     assert dry.returncode == 0, dry.output
     assert dry.json["changed"] is True and any(
-        "create workload identity pool" in p for p in dry.json["plan"]
+        "create workload identity pool" in change["text"] for change in dry.json["plan"]
     )
     assert [
         line for line in (project.dir / "dry").read_text().splitlines() if line.endswith(" write")
