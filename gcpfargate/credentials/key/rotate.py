@@ -109,13 +109,13 @@ def rotate_key(
         )
     if prune:
         result.pruned_key_ids = lifecycle.prune(ctx, account.email, name, confirm).deleted
+    # Room first: the keys the last rotation disabled are deleted before the new key is created
+    # (the plan's last change names them).
     stored = ctx.plan.change(
         planning.create(
             "service-account key",
             account.email,
             f"create a key for {account.email} and store it as AWSCURRENT of {name}",
-            # Room first: the keys the last rotation disabled are deleted before the new key is
-            # created (the plan's last change names them).
         ),
         partial(_new_key, ctx, account, state, result),
     )
