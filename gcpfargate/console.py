@@ -532,13 +532,13 @@ def _prune(output: Output, console: Console, result: Any, dry_run: bool) -> None
     """prune-keys: each key was listed (stderr) before the question; here what happened to them."""
     deleted = ", ".join(result.deleted) or "none"
     items = [("service account", result.service_account)]
-    if result.dry_run:
+    if result.preview:
         would = [entry.key_id for entry in result.keys if entry.action == "delete"]
         items.append(("would delete", ", ".join(would) or "none"))
     else:
         items.append(("deleted", deleted))
     kept = [entry.key_id for entry in result.keys if entry.key_id not in result.deleted]
-    if kept and not result.dry_run:
+    if kept and not result.preview:
         items.append(("kept", ", ".join(kept)))
     rows(console, items)
 

@@ -135,22 +135,23 @@ def prune_keys(
     exits 2 and deletes nothing.
     """
     from gcpfargate.credentials.key import keys
-    from gcpfargate.credentials.key.lifecycle import prune
+    from gcpfargate.credentials.key.lifecycle import plan_prune, prune
 
     ctx = STATE.context(dry_run=dry_run)
     ctx.settings.require("gcp.project", "gcp.service_account")
-    account = keys.resolve_account(ctx, [])
+    account = keys.resolve_account(ctx)
     name = ctx.settings.secret_name
     named = key or []
-    plan = prune(ctx, account.email, name, confirm=None, dry_run=True, named=named)
+    # Two passes: the list first (read-only), then, confirmed, the deletions.
+    listed, _ = plan_prune(ctx, account.email, name, named)
     out = STATE.console
-    for entry in plan.keys:
+    for entry in listed.keys:
         age = "?" if entry.age_hours is None else f"{entry.age_hours:.0f} h"
         out.info(f"{entry.key_id}  {age:>7}  {entry.state:<8}  {entry.why}  → {entry.action}")
-    if not plan.keys:
+    if not listed.keys:
         out.info(f"no unreferenced keys of {account.email}")
     result = (
-        plan if dry_run else prune(ctx, account.email, name, confirm=_confirm(yes), named=named)
+        listed if dry_run else prune(ctx, account.email, name, confirm=_confirm(yes), named=named)
     )
     out.show(result)
 

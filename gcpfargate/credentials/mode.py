@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from gcpfargate.config import Settings
     from gcpfargate.core.context import Context
+    from gcpfargate.core.plan import Change
     from gcpfargate.credentials.wiring import ImageConfig, ImageUser
 
 from gcpfargate.core.checks import DoctorEntry as DoctorEntry
@@ -28,7 +29,7 @@ class Booted(Protocol):
 
     execution_role_arn: str
     changed: bool
-    plan: list[str]
+    plan: list[Change]  # its changes, shown in a preview
 
     def identity(self) -> str: ...
 

@@ -13,8 +13,10 @@ removed only once the secret it names no longer exists.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
+from gcpfargate.core import plan as planning
 from gcpfargate.core.context import Context
 from gcpfargate.errors import AwsError
 from gcpfargate.iam import policy, roles
@@ -68,8 +70,9 @@ def ensure(ctx: Context, secret_arn: str, kms_key_arn: str = "", grant: bool = F
             inline_action=f"grant role {name} read access to the secret",
             managed=(managed_policy_arn(ctx),),
         ),
+        shown_as=lambda arn: f"create or update execution role {arn}",
     )
-    if inline is not None and own.changed and not ctx.dry_run:
+    if inline is not None and own.changed and own.exists:
         tidy(ctx, name, inline_name)
     return RoleResult(arn=own.arn, changed=own.changed)
 
@@ -100,15 +103,23 @@ def tidy(ctx: Context, role: str, keep: str) -> None:
                 slot = policy.secret_policy_name(*policy.secret_of_arn(arn))
                 if slot in (keep, *names) or not _exists(ctx, arn, region):
                     continue
-                roles.put_inline_policy(
-                    ctx, role, slot, _as_dict(document), f"keep role {role}'s grant of {arn}"
+                ctx.plan.change(
+                    planning.update("IAM role", role, f"move the grant of {arn} to policy {slot}"),
+                    partial(
+                        roles.put_inline_policy,
+                        ctx,
+                        role,
+                        slot,
+                        _as_dict(document),
+                        f"keep role {role}'s grant of {arn}",
+                    ),
                 )
-            _delete(ctx, role, name)
+            _delete(ctx, role, name, "split into one policy per secret")
         elif name.startswith(f"{policy.SECRET_POLICY_PREFIX}{region}-"):
             document = roles.get_inline_policy(ctx, role, name)
             arns = policy.secret_arns(document) if document is not None else []
             if arns and not any(_exists(ctx, arn, region) for arn in arns):
-                _delete(ctx, role, name)
+                _delete(ctx, role, name, "its secret no longer exists")
 
 
 def _exists(ctx: Context, arn: str, region: str) -> bool:
@@ -133,7 +144,12 @@ def _as_dict(document: Any) -> dict[str, Any]:
     return {"Version": "2012-10-17", "Statement": policy.statements([document])}
 
 
-def _delete(ctx: Context, role: str, name: str) -> None:
+def _delete(ctx: Context, role: str, name: str, why: str) -> None:
+    text = f"remove policy {name} of role {role} ({why})"
+    ctx.plan.change(planning.update("IAM role", role, text), partial(_remove, ctx, role, name))
+
+
+def _remove(ctx: Context, role: str, name: str) -> None:
     try:
         ctx.aws.call(
             "iam",
@@ -162,15 +178,18 @@ def _check_given(
     verdict = judge_secret_access(ctx, role_arn, secret_arn, kms_key_arn)
     if verdict.allowed or not grant:
         return RoleResult(arn=role_arn, changed=False, judgement=verdict)
-    if not ctx.dry_run:
-        name = roles.role_name_from_arn(role_arn)
-        roles.put_inline_policy(
+    name = roles.role_name_from_arn(role_arn)
+    ctx.plan.change(
+        planning.update("IAM role", name, f"create or update execution role {role_arn}"),
+        partial(
+            roles.put_inline_policy,
             ctx,
             name,
             secret_policy_name(ctx, secret_arn),
             policy.secret_access_policy(secret_arn, kms_key_arn),
             f"grant role {name} read access to the secret",
-        )
+        ),
+    )
     return RoleResult(
         arn=role_arn,
         changed=True,

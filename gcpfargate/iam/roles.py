@@ -12,9 +12,12 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
+from gcpfargate.core import plan as planning
 from gcpfargate.core.context import Context
+from gcpfargate.core.plan import Change
 from gcpfargate.errors import AwsError, ConfigError
 from gcpfargate.iam import policy
 
@@ -141,7 +144,7 @@ class OwnRole:
 
     name: str
     description: str
-    summary: str  # what the role is for, in the plan line of a dry run
+    summary: str  # what the role is for, in the plan line of its creation
     trust: dict[str, Any]
     trusted: Callable[[Any], bool]  # whether an existing trust policy is acceptable as it is
     inline_name: str
@@ -157,84 +160,138 @@ class RoleOutcome:
     arn: str
     created: bool
     changed: bool
-    plan: list[str] = field(default_factory=list)  # what changed (or, in a dry run, would change)
+    # The role's changes, made (or, in a preview, only recorded) on ctx.plan.
+    plan: list[Change] = field(default_factory=list)
+    exists: bool = True  # False: a preview of its creation (known after apply)
 
 
-def ensure_own(ctx: Context, spec: OwnRole) -> RoleOutcome:
+def ensure_own(
+    ctx: Context, spec: OwnRole, shown_as: Callable[[str], str] | None = None
+) -> RoleOutcome:
     """Create the role as `spec` says, or correct its trust, managed and inline policies; no write
-    when right."""
+    when right. Each change is recorded on ctx.plan; with `shown_as`, all of them as one change
+    whose text it makes from the role's ARN (a command that names the role, not its policies)."""
+    mark = ctx.plan.mark()
     name = spec.name
     role = get_role(ctx, name)
+    steps: list[tuple[Change, Callable[[], Any]]]
     if role is None:
-        outcome = RoleOutcome(
-            role_arn(ctx, name),
-            created=True,
-            changed=True,
-            plan=[f"create IAM role {name} ({spec.summary})"],
-        )
-        if ctx.dry_run:
-            return outcome
-        try:
-            role = ctx.aws.call(
-                "iam",
-                "create_role",
-                f"create IAM role {name}",
-                RoleName=name,
-                AssumeRolePolicyDocument=json.dumps(spec.trust),
-                Description=spec.description,
-                Tags=[MANAGED_BY],
-            )["Role"]
-        except AwsError as exc:
-            # Created meanwhile by another run (two deploys at once): use it; attaching and putting
-            # the policies below are idempotent, so doing them again is harmless.
-            if exc.code != "EntityAlreadyExists" or (role := get_role(ctx, name)) is None:
-                raise
-        attached: list[str] = []
-        current_inline: Any = None
+        # One change: the role with its policies (a new role has none of them yet).
+        text = f"create IAM role {name} ({spec.summary})"
+        steps = [(planning.create("IAM role", name, text), lambda: _create(ctx, spec))]
     else:
-        outcome = RoleOutcome(str(role["Arn"]), created=False, changed=False)
-        if not spec.trusted(role.get("AssumeRolePolicyDocument", {})):
-            outcome.plan.append(f"update the trust policy of role {name}")
-            if not ctx.dry_run:
-                ctx.aws.call(
+        steps = _corrections(ctx, spec, role)
+    if shown_as and steps:
+        arn = role_arn(ctx, name) if role is None else str(role["Arn"])
+        whole = planning.Change(steps[0][0].action, "IAM role", name, shown_as(arn))
+        steps = [(whole, partial(_in_turn, [write for _, write in steps]))]
+    made = [ctx.plan.change(change, write) for change, write in steps]
+    changes = ctx.plan.since(mark)
+    if role is None:
+        role = made[0]  # None in a preview: created only on apply
+        arn = role_arn(ctx, name) if role is None else str(role["Arn"])
+        return RoleOutcome(arn, created=True, changed=True, plan=changes, exists=role is not None)
+    return RoleOutcome(str(role["Arn"]), created=False, changed=bool(changes), plan=changes)
+
+
+def _in_turn(writes: list[Callable[[], Any]]) -> Any:
+    """Make `writes` in turn; what the first returns."""
+    made = [write() for write in writes]
+    return made[0]
+
+
+def _create(ctx: Context, spec: OwnRole) -> dict[str, Any]:
+    """Create the role, attach its managed policies and put its inline one; the role."""
+    name = spec.name
+    try:
+        role: dict[str, Any] = ctx.aws.call(
+            "iam",
+            "create_role",
+            f"create IAM role {name}",
+            RoleName=name,
+            AssumeRolePolicyDocument=json.dumps(spec.trust),
+            Description=spec.description,
+            Tags=[MANAGED_BY],
+        )["Role"]
+    except AwsError as exc:
+        # Created meanwhile by another run (two deploys at once): use it; attaching and putting
+        # the policies below are idempotent, so doing them again is harmless.
+        found = get_role(ctx, name) if exc.code == "EntityAlreadyExists" else None
+        if found is None:
+            raise
+        role = found
+    for managed in spec.managed:
+        _attach(ctx, name, managed)
+    if spec.inline is not None:
+        put_inline_policy(ctx, name, spec.inline_name, spec.inline, spec.inline_action)
+    return role
+
+
+def _corrections(
+    ctx: Context, spec: OwnRole, role: dict[str, Any]
+) -> list[tuple[Change, Callable[[], Any]]]:
+    """What an existing role needs to be as `spec` says, each change with its write (read-only)."""
+    name = spec.name
+    steps: list[tuple[Change, Callable[[], Any]]] = []
+    if not spec.trusted(role.get("AssumeRolePolicyDocument", {})):
+        text = f"update the trust policy of role {name}"
+        steps.append(
+            (
+                planning.update("IAM role", name, text),
+                lambda: ctx.aws.call(
                     "iam",
                     "update_assume_role_policy",
-                    f"update the trust policy of role {name}",
+                    text,
                     RoleName=name,
                     PolicyDocument=json.dumps(spec.trust),
-                )
-        attached = (
-            [
-                p["PolicyArn"]
-                for p in ctx.aws.paginate(
-                    "iam",
-                    "list_attached_role_policies",
-                    "AttachedPolicies",
-                    f"list policies of role {name}",
-                    RoleName=name,
-                )
-            ]
-            if spec.managed
-            else []
+                ),
+            )
         )
-        current_inline = (
-            get_inline_policy(ctx, name, spec.inline_name) if spec.inline is not None else None
-        )
+    attached = (
+        [
+            p["PolicyArn"]
+            for p in ctx.aws.paginate(
+                "iam",
+                "list_attached_role_policies",
+                "AttachedPolicies",
+                f"list policies of role {name}",
+                RoleName=name,
+            )
+        ]
+        if spec.managed
+        else []
+    )
     for managed in spec.managed:
         if managed not in attached:
-            outcome.plan.append(f"attach {managed} to role {name}")
-            if not ctx.dry_run:
-                ctx.aws.call(
-                    "iam",
-                    "attach_role_policy",
-                    f"attach {managed} to role {name}",
-                    RoleName=name,
-                    PolicyArn=managed,
+            text = f"attach {managed} to role {name}"
+            steps.append(
+                (
+                    planning.update("IAM role", name, text, after=managed),
+                    partial(_attach, ctx, name, managed),
                 )
-    if spec.inline is not None and not same_statements(current_inline, spec.inline):
-        outcome.plan.append(f"update policy {spec.inline_name} of role {name}")
-        if not ctx.dry_run:
-            put_inline_policy(ctx, name, spec.inline_name, spec.inline, spec.inline_action)
-    outcome.arn = str(role["Arn"])
-    outcome.changed = outcome.changed or bool(outcome.plan)
-    return outcome
+            )
+    if spec.inline is not None:
+        current = get_inline_policy(ctx, name, spec.inline_name)
+        if not same_statements(current, spec.inline):
+            inline = spec.inline
+            steps.append(
+                (
+                    planning.update(
+                        "IAM role", name, f"update policy {spec.inline_name} of role {name}"
+                    ),
+                    lambda: put_inline_policy(
+                        ctx, name, spec.inline_name, inline, spec.inline_action
+                    ),
+                )
+            )
+    return steps
+
+
+def _attach(ctx: Context, name: str, managed: str) -> None:
+    ctx.aws.call(
+        "iam",
+        "attach_role_policy",
+        f"attach {managed} to role {name}",
+        RoleName=name,
+        PolicyArn=managed,
+    )

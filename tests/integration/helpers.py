@@ -506,3 +506,27 @@ def publish_config_image(
         timeout=10,
     ) as put:
         return str(put.headers["Docker-Content-Digest"])
+
+
+def in_process(
+    project: Project, monkeypatch: Any, apply: bool, env: dict[str, str] | None = None
+) -> Any:
+    """A Context for calling a command's core function in this process, against the project's
+    stack: previewing (`apply` False) or applying, as the CLI's --dry-run chooses."""
+    from gcpfargate.config import load_settings
+    from gcpfargate.core.context import Context
+    from gcpfargate.core.plan import Plan
+
+    for name in [k for k in os.environ if k.startswith(("AWS_", "GCPFARGATE_"))]:
+        monkeypatch.delenv(name)
+    for name, value in {**project.env, **(env or {})}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir(project.dir)
+    return Context(
+        settings=load_settings(str(project.dir / "gcpfargate.toml")), plan=Plan(apply=apply)
+    )
+
+
+def change_kinds(changes: list[Any]) -> list[tuple[str, str, str]]:
+    """What a plan's changes do, to what: (action, resource, name) each."""
+    return [(change.action, change.resource, change.name) for change in changes]

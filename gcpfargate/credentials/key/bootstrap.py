@@ -6,9 +6,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from gcpfargate.clients.google.gcp import ServiceAccount
+from gcpfargate.core import plan as planning
 from gcpfargate.core.context import Context
+from gcpfargate.core.plan import Change
 from gcpfargate.core.results import PlannedResult
 from gcpfargate.credentials.key import keys, lifecycle, secret
 from gcpfargate.iam import execution_role
@@ -23,14 +27,14 @@ T = TypeVar("T")
 @dataclass
 class BootstrapResult(PlannedResult):
     service_account: str
-    key_id: str | None  # None: a dry run that would create a key
-    secret_arn: str | None  # None: a dry run that would create the secret
+    key_id: str | None  # None: a preview that would create a key
+    secret_arn: str | None  # None: a preview that would create the secret
     execution_role_arn: str
     changed: bool
-    plan: list[str] = field(default_factory=list)  # what a --dry-run would do
+    plan: list[Change] = field(default_factory=list)  # what a preview would do
 
     def identity(self) -> str:
-        """What tasks authenticate with, for the deploy summary (None: a dry run would create
+        """What tasks authenticate with, for the deploy summary (None: a preview would create
         it)."""
         return f"key {self.key_id or '(new)'} in {self.secret_arn or '(new secret)'}"
 
@@ -38,28 +42,36 @@ class BootstrapResult(PlannedResult):
 def bootstrap(ctx: Context, new_key: bool = False, grant: bool = False) -> BootstrapResult:
     settings = ctx.settings
     settings.require("gcp.project", "gcp.service_account", "task.family")
-    plan: list[str] = []
+    mark = ctx.plan.mark()
     name = settings.secret_name
     # The secret (AWS) is read while GCP answers for the account: neither needs the other, and the
     # two SDKs share nothing. A failure of either surfaces in its own step, in the same order as
     # before.
     reading = _in_background(secret.read, ctx, name)
     with ctx.reporter.step("Resolving the service account"):
-        account = keys.resolve_account(ctx, plan)
+        account = keys.resolve_account(ctx)
     with ctx.reporter.step(f"Reading secret {name}"):
         state = reading.result()
         live = account.unique_id != "" and keys.current_key_is_live(ctx, state, account)
     secret.guard_foreign(state, account.email)
-    changed = bool(plan)
+    changed = bool(ctx.plan.since(mark))
     key_id: str | None
     secret_arn: str | None
     if live and not new_key:
         assert state is not None and state.key is not None
         key_id, secret_arn = state.key.key_id, state.arn
-        if state.tags.get(secret.TAG_KEY_ID) != key_id and not ctx.dry_run:
-            secret.tag_current(
-                ctx, state.arn, name, account.email
-            )  # an earlier run could not tag: repair
+        if state.tags.get(secret.TAG_KEY_ID) != key_id:
+            # An earlier run could not tag: repair.
+            ctx.plan.change(
+                planning.update(
+                    "secret",
+                    name,
+                    f"tag secret {name} with the id of the key it holds",
+                    before=state.tags.get(secret.TAG_KEY_ID),
+                    after=key_id,
+                ),
+                partial(secret.tag_current, ctx, state.arn, name, account.email),
+            )
     else:
         reason = (
             "--new-key"
@@ -68,29 +80,32 @@ def bootstrap(ctx: Context, new_key: bool = False, grant: bool = False) -> Boots
             if state is None
             else state.problem or "the secret's key is not a live key of this account"
         )
-        plan.append(f"create a key for {account.email} and store it in secret {name} ({reason})")
         changed = True
-        replacing = state is not None and account.unique_id != ""
-        if replacing and not ctx.dry_run:
-            lifecycle.delete_retired(ctx, account.email, name)  # room first, as rotate-key does
-        known = keys.check_key_room(ctx, account.email, name) if account.unique_id else None
-        if ctx.dry_run:
+        stored = ctx.plan.change(
+            planning.create(
+                "service-account key",
+                account.email,
+                f"create a key for {account.email} and store it in secret {name} ({reason})",
+            ),
+            partial(_new_key, ctx, account, state),
+        )
+        if stored is None:
+            # Known after apply; a preview still checks there is room for the key (the apply
+            # checks once it has deleted the keys the last rotation retired).
+            if account.unique_id:
+                keys.check_key_room(ctx, account.email, name)
             key_id, secret_arn = None, state.arn if state else None
         else:
-            stored = keys.create_and_store(ctx, account, state, known)
             key_id, secret_arn = stored.key.key_id, stored.arn
-            keys.finish(ctx, stored)
-            _await_usable(ctx, stored.key, account.email)
-            if replacing:
-                # The same lifecycle as rotate-key: the replaced key becomes
-                # AWSPREVIOUS and stays enabled; older unreferenced keys are disabled.
-                lifecycle.disable_superseded(ctx, account.email, name)
-    if state is not None and not ctx.dry_run:
-        secret.add_family(ctx, name, state.arn, state.tags, settings.family)
+    if state is not None and settings.family and settings.family not in state.families:
+        ctx.plan.change(
+            planning.update("secret", name, f"record family {settings.family} on secret {name}"),
+            partial(secret.add_family, ctx, name, state.arn, state.tags, settings.family),
+        )
     # The key that really encrypts the secret; a secret created just now uses the configured one.
     kms_arn = secret.kms_key_arn(ctx, state.kms_key_id if state is not None else None)
     with ctx.reporter.step("Checking the execution role"):
-        # A dry run before the secret exists judges the role against a stand-in for its ARN.
+        # A preview before the secret exists judges the role against a stand-in for its ARN.
         role = execution_role.ensure(
             ctx, secret_arn or f"(new secret {name})", kms_arn, grant=grant
         )
@@ -101,16 +116,34 @@ def bootstrap(ctx: Context, new_key: bool = False, grant: bool = False) -> Boots
             "`gcpfargate bootstrap --grant` (or `deploy --grant`) to give it read access, or fix "
             "the role's policy"
         )
-    if role.changed:
-        plan.append(f"create or update execution role {role.arn}")
     return BootstrapResult(
         service_account=account.email,
         key_id=key_id,
         secret_arn=secret_arn,
         execution_role_arn=role.arn,
         changed=changed or role.changed,
-        plan=plan if ctx.dry_run else [],
+        plan=ctx.plan.shown(mark),
     )
+
+
+def _new_key(
+    ctx: Context, account: ServiceAccount, state: secret.SecretState | None
+) -> keys.Stored:
+    """Create a key, store it as the secret's AWSCURRENT and wait until Google accepts it; a key it
+    replaces takes rotate-key's path (room first, then the replaced key becomes AWSPREVIOUS)."""
+    name = ctx.settings.secret_name
+    replacing = state is not None and account.unique_id != ""
+    if replacing:
+        lifecycle.delete_retired(ctx, account.email, name)  # room first, as rotate-key does
+    known = keys.check_key_room(ctx, account.email, name) if account.unique_id else None
+    stored = keys.create_and_store(ctx, account, state, known)
+    keys.finish(ctx, stored)
+    _await_usable(ctx, stored.key, account.email)
+    if replacing:
+        # The same lifecycle as rotate-key: the replaced key becomes
+        # AWSPREVIOUS and stays enabled; older unreferenced keys are disabled.
+        lifecycle.disable_superseded(ctx, account.email, name)
+    return stored
 
 
 def _await_usable(ctx: Context, key: KeyMaterial, email: str) -> None:

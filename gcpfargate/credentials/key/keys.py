@@ -8,13 +8,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from gcpfargate.clients.google.gcp import MAX_USER_KEYS, PRUNE_HINT, ServiceAccount
+from gcpfargate.core import plan as planning
 from gcpfargate.core.context import Context
 from gcpfargate.credentials.key import lifecycle, secret
 from gcpfargate.errors import GcpError, GcpfargateError, KeyLimitError
 from gcpfargate.keymaterial.keyfile import KeyMaterial
 
 
-def resolve_account(ctx: Context, plan: list[str]) -> ServiceAccount:
+def resolve_account(ctx: Context) -> ServiceAccount:
+    """The configured service account; created when missing and gcp.create_service_account allows
+    it (in a preview, a stand-in without a unique id: known after apply)."""
     settings = ctx.settings
     project = settings.gcp.project
     account = ctx.iam.get_service_account(project, settings.gcp.service_account)
@@ -31,11 +34,17 @@ def resolve_account(ctx: Context, plan: list[str]) -> ServiceAccount:
             f"service account {email} does not exist in project {project}",
             "Create it, fix gcp.service_account, or set gcp.create_service_account = true",
         )
-    plan.append(f"create service account {email}")
-    if ctx.dry_run:
+
+    def create() -> ServiceAccount:
+        with ctx.reporter.step(f"Creating service account {email}"):
+            return ctx.iam.create_service_account(project, settings.account_id)
+
+    created = ctx.plan.change(
+        planning.create("service account", email, f"create service account {email}"), create
+    )
+    if created is None:
         return ServiceAccount(email=email, unique_id="", project=project, disabled=False)
-    with ctx.reporter.step(f"Creating service account {email}"):
-        return ctx.iam.create_service_account(project, settings.account_id)
+    return created
 
 
 def current_key_is_live(

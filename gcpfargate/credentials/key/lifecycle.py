@@ -29,6 +29,7 @@ from functools import partial
 from typing import Any
 
 from gcpfargate.clients.google.gcp import KeyInfo
+from gcpfargate.core import plan as planning
 from gcpfargate.core.context import Context
 from gcpfargate.credentials.key import secret
 from gcpfargate.errors import AwsError, GcpError, UsageError
@@ -297,14 +298,14 @@ class PruneResult:
     service_account: str
     keys: list[PruneEntry]
     deleted: list[str] = field(default_factory=list)
-    dry_run: bool = False
+    preview: bool = False  # listed only: the plan was not applied
 
     def to_json(self) -> dict[str, Any]:
         return {
             "service_account": self.service_account,
             "keys": [k.to_json() for k in self.keys],
             "deleted": self.deleted,
-            "dry_run": self.dry_run,
+            "dry_run": self.preview,
         }
 
 
@@ -351,7 +352,7 @@ def plan_prune(
         entries.append(
             PruneEntry(key.key_id, age, _state(key, now), why, action, not mine, list(held))
         )
-    return PruneResult(email, entries), found
+    return PruneResult(email, entries, preview=not ctx.plan.apply), found
 
 
 def prune(
@@ -359,24 +360,32 @@ def prune(
     email: str,
     own: str,
     confirm: Callable[[list[PruneEntry]], bool] | None,
-    dry_run: bool = False,
     named: Iterable[str] = (),
 ) -> PruneResult:
     """List, then (confirmed) delete what `plan_prune` marks for deletion. Never creates a key, so
     it works at 10 of 10. Without a confirmation it raises UsageError and deletes nothing."""
     result, found = plan_prune(ctx, email, own, named)
     doomed = [entry for entry in result.keys if entry.action == "delete"]
-    result.dry_run = dry_run
-    if dry_run or not doomed:
+    if not doomed:
         return result
-    if confirm is None or not confirm(doomed):
+    # Asking belongs to applying: a preview deletes nothing, so there is nothing to confirm.
+    if ctx.plan.apply and (confirm is None or not confirm(doomed)):
         raise UsageError(
             f"not deleting {len(doomed)} key(s) of {email}: not confirmed",
             "Run on a terminal to confirm, pass --yes, or --dry-run to only list them",
         )
     for entry in doomed:
-        with ctx.reporter.step(f"Deleting key {entry.key_id[:12]}… ({entry.why})"):
-            _ignore_gone(partial(ctx.iam.delete_key, email, entry.key_id))
-        result.deleted.append(entry.key_id)
+        ctx.plan.change(
+            planning.delete(
+                "service-account key", entry.key_id, f"delete key {entry.key_id} ({entry.why})"
+            ),
+            partial(_delete_key, ctx, email, entry, result),
+        )
     forget(ctx, found, result.deleted)
     return result
+
+
+def _delete_key(ctx: Context, email: str, entry: PruneEntry, result: PruneResult) -> None:
+    with ctx.reporter.step(f"Deleting key {entry.key_id[:12]}… ({entry.why})"):
+        _ignore_gone(partial(ctx.iam.delete_key, email, entry.key_id))
+    result.deleted.append(entry.key_id)

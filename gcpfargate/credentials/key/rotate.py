@@ -17,9 +17,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
+from gcpfargate.clients.google.gcp import ServiceAccount
+from gcpfargate.core import plan as planning
 from gcpfargate.core.context import Context
+from gcpfargate.core.plan import Change
+from gcpfargate.core.results import plan_json
 from gcpfargate.credentials.key import keys, lifecycle, readers, secret
 from gcpfargate.credentials.key.verify import BACKOFF, key_authenticates
 from gcpfargate.credentials.mode import mode_for
@@ -46,11 +51,11 @@ class RotateResult:
     rolled: list[str] = field(default_factory=list)
     not_rolled: list[str] = field(default_factory=list)
     tasks_losing_access: list[str] = field(default_factory=list)
-    plan: list[str] = field(default_factory=list)
+    plan: list[Change] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         data = {
-            name: value
+            name: plan_json(value) if name == "plan" else value
             for name, value in self.__dict__.items()
             if value not in ([], None)
             or name in ("key_id", "secret_version_id", "previous_key_ids")
@@ -69,9 +74,9 @@ def rotate_key(
     settings = ctx.settings
     mode_for(settings).require_keys("--prune" if prune else "rotate-key")
     settings.require("gcp.project", "gcp.service_account")
-    plan: list[str] = []
+    mark = ctx.plan.mark()
     with ctx.reporter.step("Resolving the service account"):
-        account = keys.resolve_account(ctx, plan)
+        account = keys.resolve_account(ctx)
     name = settings.secret_name
     state = secret.read(ctx, name)
     if state is None:
@@ -85,54 +90,102 @@ def rotate_key(
         if state.key is not None and state.key.client_email == account.email
         else []
     )
-    result = RotateResult(None, previous_ids, None, PREVIOUS[previous], plan=plan)
+    result = RotateResult(None, previous_ids, None, PREVIOUS[previous])
     who = readers.readers(ctx, readers.families(ctx, state.families))
     result.readers = [reader.label() for reader in who]
     for line in result.readers:
         ctx.reporter.info(f"reads {name}: {line}")
-    if ctx.dry_run:
-        plan.append(f"create a key for {account.email} and store it as AWSCURRENT of {name}")
-        plan += [
-            f"{previous} previous key {key_id}" for key_id in previous_ids if previous != "keep"
-        ]
-        plan.append(
-            "disable keys held by no labelled version; delete keys the last rotation disabled"
-        )
-        return result
     if state.key is not None and state.tags.get(secret.TAG_KEY_ID) != state.key.key_id:
-        secret.tag_current(
-            ctx, state.arn, name, account.email
-        )  # an earlier run could not tag: repair
+        # An earlier run could not tag: repair.
+        ctx.plan.change(
+            planning.update(
+                "secret",
+                name,
+                f"tag secret {name} with the id of the key it holds",
+                before=state.tags.get(secret.TAG_KEY_ID),
+                after=state.key.key_id,
+            ),
+            partial(secret.tag_current, ctx, state.arn, name, account.email),
+        )
     if prune:
         result.pruned_key_ids = lifecycle.prune(ctx, account.email, name, confirm).deleted
-    result.deleted_key_ids = lifecycle.delete_retired(ctx, account.email, name)
-    known = keys.check_key_room(ctx, account.email, name)
-    stored = keys.create_and_store(ctx, account, state, known)
+    # Room first: the keys the last rotation disabled are deleted before the new key is created
+    # (the plan's last change names them).
+    stored = ctx.plan.change(
+        planning.create(
+            "service-account key",
+            account.email,
+            f"create a key for {account.email} and store it as AWSCURRENT of {name}",
+        ),
+        partial(_new_key, ctx, account, state, result),
+    )
     promoted_at = datetime.now(UTC)
-    result.key_id, result.secret_version_id = stored.key.key_id, stored.version_id
-    try:
-        result.verified = (
-            _verify(ctx, stored, state, account.email, verify_schedule) if verify else None
-        )
-    finally:
-        # The pending label protected the new key while it was under way; from here AWSCURRENT does.
-        # It goes before the retiring below, so the survey there judges this run's key like any
-        # other.
-        keys.finish(ctx, stored)
-    if result.verified is False:
-        return result  # nothing is retired until the new key is known to work
+    if stored is not None:  # None in a preview: there is no key to verify or roll onto yet
+        result.key_id, result.secret_version_id = stored.key.key_id, stored.version_id
+        try:
+            result.verified = (
+                _verify(ctx, stored, state, account.email, verify_schedule) if verify else None
+            )
+        finally:
+            # The pending label protected the new key while it was under way; from here
+            # AWSCURRENT does. It goes before the retiring below, so the survey there judges this
+            # run's key like any other.
+            keys.finish(ctx, stored)
+        if result.verified is False:
+            return result  # nothing is retired until the new key is known to work
     services = [reader for reader in who if reader.service]
     if services:
-        with ctx.reporter.step(f"Rolling {len(services)} service(s) onto the new key"):
-            result.rolled, result.not_rolled = readers.roll(ctx, services)
-        for line in result.not_rolled:
-            ctx.reporter.warn(f"not rolled: {line}")
+        labels = [reader.label() for reader in services]
+        rolled = ctx.plan.change(
+            planning.update(
+                "ECS services",
+                ", ".join(labels),
+                f"roll {len(services)} service(s) onto the new key: {', '.join(labels)}",
+            ),
+            partial(_roll, ctx, services),
+        )
+        if rolled is not None:
+            result.rolled, result.not_rolled = rolled
     if previous != "keep":
         result.tasks_losing_access = _revoke(
-            ctx, account.email, previous_ids, previous, state, promoted_at, result.not_rolled
+            ctx,
+            account.email,
+            previous_ids,
+            previous,
+            state,
+            promoted_at if stored is not None else None,
+            result.not_rolled,
         )
-    result.disabled_key_ids = lifecycle.disable_superseded(ctx, account.email, name)
+    disabled = ctx.plan.change(
+        planning.update(
+            "service-account keys",
+            account.email,
+            "disable keys held by no labelled version; delete keys the last rotation disabled",
+        ),
+        partial(lifecycle.disable_superseded, ctx, account.email, name),
+    )
+    result.disabled_key_ids = disabled or []
+    result.plan = ctx.plan.shown(mark)
     return result
+
+
+def _new_key(
+    ctx: Context, account: ServiceAccount, state: secret.SecretState, result: RotateResult
+) -> keys.Stored:
+    """Room first (the keys the last rotation disabled go), then the new key, stored as
+    AWSCURRENT."""
+    name = ctx.settings.secret_name
+    result.deleted_key_ids = lifecycle.delete_retired(ctx, account.email, name)
+    known = keys.check_key_room(ctx, account.email, name)
+    return keys.create_and_store(ctx, account, state, known)
+
+
+def _roll(ctx: Context, services: list[readers.Reader]) -> tuple[list[str], list[str]]:
+    with ctx.reporter.step(f"Rolling {len(services)} service(s) onto the new key"):
+        rolled, not_rolled = readers.roll(ctx, services)
+    for line in not_rolled:
+        ctx.reporter.warn(f"not rolled: {line}")
+    return rolled, not_rolled
 
 
 def _verify(
@@ -168,28 +221,27 @@ def _revoke(
     key_ids: list[str],
     action: str,
     state: secret.SecretState,
-    promoted_at: datetime,
+    promoted_at: datetime | None,
     not_rolled: list[str],
 ) -> list[str]:
-    """The incident path: disable (or delete) the previous key now, naming who loses access."""
-    families = readers.families(ctx, state.families)
-    losing = [task.label() for task in readers.tasks_started_before(ctx, families, promoted_at)]
+    """The incident path: disable (or delete) the previous key now, naming who loses access
+    (`promoted_at` None: a preview, before the new key exists)."""
+    losing: list[str] = []
+    if promoted_at is not None:
+        families = readers.families(ctx, state.families)
+        started = readers.tasks_started_before(ctx, families, promoted_at)
+        losing = [task.label() for task in started]
     for task in losing:
         ctx.reporter.warn(f"running task {task} holds the previous key and loses access now")
     for line in not_rolled:
         ctx.reporter.warn(f"{line} was not rolled: its tasks lose access now")
-    failures = []
+    failures: list[str] = []
     for key_id in key_ids:
-        verb = "Deleting" if action == "delete" else "Disabling"
-        with ctx.reporter.step(f"{verb} previous key {key_id[:12]}… (--{action}-previous)"):
-            try:
-                if action == "delete":
-                    ctx.iam.delete_key(email, key_id)
-                else:
-                    ctx.iam.disable_key(email, key_id)
-            except GcpError as exc:
-                if exc.code != "NOT_FOUND":
-                    failures.append(f"{key_id}: {exc.message}")
+        record = planning.delete if action == "delete" else planning.update
+        ctx.plan.change(
+            record("service-account key", key_id, f"{action} previous key {key_id}"),
+            partial(_revoke_one, ctx, email, key_id, action, failures),
+        )
     if failures:
         raise GcpError(
             f"rotated to the new key, but could not {action} the previous key "
@@ -198,6 +250,19 @@ def _revoke(
             f"gcloud iam service-accounts keys disable KEY_ID --iam-account {email}",
         )
     return losing
+
+
+def _revoke_one(ctx: Context, email: str, key_id: str, action: str, failures: list[str]) -> None:
+    verb = "Deleting" if action == "delete" else "Disabling"
+    with ctx.reporter.step(f"{verb} previous key {key_id[:12]}… (--{action}-previous)"):
+        try:
+            if action == "delete":
+                ctx.iam.delete_key(email, key_id)
+            else:
+                ctx.iam.disable_key(email, key_id)
+        except GcpError as exc:
+            if exc.code != "NOT_FOUND":
+                failures.append(f"{key_id}: {exc.message}")
 
 
 def _roll_back(

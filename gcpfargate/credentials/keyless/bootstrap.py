@@ -13,9 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
+from gcpfargate.core import plan as planning
 from gcpfargate.core.context import Context
+from gcpfargate.core.plan import Change
 from gcpfargate.core.results import NOT_SHOWN, PlannedResult
 from gcpfargate.credentials.key import keys
 from gcpfargate.credentials.keyless import retire as keyless_retire
@@ -51,6 +54,9 @@ AWS_MAPPING = {
     ),
 }
 MAX_POLICY_ATTEMPTS = 3  # read-modify-write of the IAM policy, retried when the etag lost a race
+# The kinds of resource in keyless bootstrap's changes.
+POOL, PROVIDER = "workload identity pool", "workload identity provider"
+BINDING = "service account IAM policy"
 
 
 def task_role_name(family: str) -> str:
@@ -124,13 +130,13 @@ class KeylessBootstrapResult(PlannedResult):
     provider: str
     principal: str
     changed: bool
-    plan: list[str] = field(default_factory=list)  # what a --dry-run would do
+    plan: list[Change] = field(default_factory=list)  # what a preview would do
     retired_keys: list[str] = field(
         default_factory=list
     )  # key mode's keys deleted when switching (agreed)
     account_exists: bool = field(
         default=True, metadata=NOT_SHOWN
-    )  # False: a dry run that would create it
+    )  # False: a preview that would create it
 
     def identity(self) -> str:
         """What tasks authenticate with: no key and no secret, the federation bootstrap set up."""
@@ -143,7 +149,7 @@ class KeylessBootstrapResult(PlannedResult):
         return data
 
 
-def ensure_task_role(ctx: Context, plan: list[str]) -> str:
+def ensure_task_role(ctx: Context) -> str:
     name = task_role_name(ctx.settings.family)
     trust = task_role_trust(ctx.aws.account_id, ctx.settings.gcp.local_principal)
     outcome = roles.ensure_own(
@@ -160,31 +166,48 @@ def ensure_task_role(ctx: Context, plan: list[str]) -> str:
             inline_action="",
         ),
     )
-    plan.extend(outcome.plan)
     return outcome.arn
 
 
-def _ensure_pool(ctx: Context, project: str, plan: list[str]) -> dict[str, Any] | None:
-    pools, name = ctx.pools, pool_name(project)
-    pool = pools.get(name, f"workload identity pool {POOL_ID}")
+def _ensure_pool(ctx: Context, project: str) -> dict[str, Any] | None:
+    """The pool (None: a preview that would create it)."""
+    pools, name, what = ctx.pools, pool_name(project), f"workload identity pool {POOL_ID}"
+    pool = pools.get(name, what)
     if pool is None:
-        plan.append(f"create workload identity pool {POOL_ID} in project {project}")
-        if ctx.dry_run:
-            return None
-        with ctx.reporter.step(f"Creating workload identity pool {POOL_ID}"):
-            return pools.create(
-                f"projects/{project}/locations/global",
-                "workloadIdentityPools",
-                "workloadIdentityPoolId",
-                POOL_ID,
-                {"displayName": "gcpfargate", "description": "ECS tasks federated by gcpfargate"},
-                f"workload identity pool {POOL_ID}",
-            )
+
+        def create() -> dict[str, Any]:
+            with ctx.reporter.step(f"Creating workload identity pool {POOL_ID}"):
+                return pools.create(
+                    f"projects/{project}/locations/global",
+                    "workloadIdentityPools",
+                    "workloadIdentityPoolId",
+                    POOL_ID,
+                    {
+                        "displayName": "gcpfargate",
+                        "description": "ECS tasks federated by gcpfargate",
+                    },
+                    what,
+                )
+
+        text = f"create workload identity pool {POOL_ID} in project {project}"
+        return ctx.plan.change(planning.create(POOL, POOL_ID, text), create)
     if pool.get("state") == "DELETED":
-        plan.append(f"undelete workload identity pool {POOL_ID} (soft-deleted)")
-        if not ctx.dry_run:
+
+        def undelete() -> dict[str, Any]:
             with ctx.reporter.step(f"Undeleting workload identity pool {POOL_ID}"):
-                pool = pools.undelete(name, f"workload identity pool {POOL_ID}")
+                return pools.undelete(name, what)
+
+        undeleted = ctx.plan.change(
+            planning.update(
+                POOL,
+                POOL_ID,
+                f"undelete workload identity pool {POOL_ID} (soft-deleted)",
+                before="DELETED",
+                after="ACTIVE",
+            ),
+            undelete,
+        )
+        pool = pool if undeleted is None else undeleted
     if pool.get("disabled"):
         raise GcpError(
             f"workload identity pool {POOL_ID} in project {project} is disabled",
@@ -193,7 +216,7 @@ def _ensure_pool(ctx: Context, project: str, plan: list[str]) -> dict[str, Any] 
     return pool
 
 
-def _ensure_provider(ctx: Context, project: str, plan: list[str]) -> str:
+def _ensure_provider(ctx: Context, project: str) -> str:
     account, pools = ctx.aws.account_id, ctx.pools
     provider, what = provider_id(account), f"workload identity provider {provider_id(account)}"
     name = f"{pool_name(project)}/providers/{provider}"
@@ -202,12 +225,12 @@ def _ensure_provider(ctx: Context, project: str, plan: list[str]) -> str:
         "attributeMapping": AWS_MAPPING,
         "attributeCondition": attribute_condition(ctx.aws.partition(), account),
     }
-    found = pools.get(name, what)  # under a missing pool (dry run) this is a 404 too
+    found = pools.get(name, what)  # under a missing pool (a preview) this is a 404 too
     if found is None:
-        plan.append(f"create {what} (AWS account {account}, only gcpfargate task roles)")
-        if not ctx.dry_run:
+
+        def create() -> dict[str, Any]:
             with ctx.reporter.step(f"Creating {what}"):
-                found = pools.create(
+                return pools.create(
                     pool_name(project),
                     "providers",
                     "workloadIdentityPoolProviderId",
@@ -215,32 +238,66 @@ def _ensure_provider(ctx: Context, project: str, plan: list[str]) -> str:
                     {"displayName": f"AWS {account}", **wanted},
                     what,
                 )
+
+        text = f"create {what} (AWS account {account}, only gcpfargate task roles)"
+        ctx.plan.change(planning.create(PROVIDER, provider, text), create)
         return provider
     if found.get("state") == "DELETED":
-        plan.append(f"undelete {what} (soft-deleted)")
-        if not ctx.dry_run:
-            found = pools.undelete(name, what)
+        undeleted = ctx.plan.change(
+            planning.update(
+                PROVIDER,
+                provider,
+                f"undelete {what} (soft-deleted)",
+                before="DELETED",
+                after="ACTIVE",
+            ),
+            partial(pools.undelete, name, what),
+        )
+        found = found if undeleted is None else undeleted
     drift = [key for key, value in wanted.items() if found.get(key) != value]
     if found.get("disabled"):
         drift.append("disabled")
     if drift:
-        plan.append(f"update {what}: {', '.join(drift)}")
-        if not ctx.dry_run:
-            pools.patch(name, {**wanted, "disabled": False}, drift, what)
+        ctx.plan.change(
+            planning.update(
+                PROVIDER,
+                provider,
+                f"update {what}: {', '.join(drift)}",
+                before={key: found.get(key) for key in drift},
+                after={key: wanted.get(key, False) for key in drift},
+            ),
+            partial(pools.patch, name, {**wanted, "disabled": False}, drift, what),
+        )
     return provider
 
 
-def _ensure_binding(ctx: Context, email: str, member: str, plan: list[str]) -> None:
+def _ensure_binding(ctx: Context, email: str, member: str, exists: bool) -> None:
+    """Grant the role's principal set WORKLOAD_IDENTITY_USER on the account (`exists` False: a
+    preview that would create the account, whose policy is known after apply)."""
+    current = ctx.iam.get_iam_policy(email) if exists else None
+    if current is not None and _bound(current, member):
+        return
+    ctx.plan.change(
+        planning.update(
+            BINDING, email, f"grant {WORKLOAD_IDENTITY_USER} on {email} to {member}", after=member
+        ),
+        partial(_grant, ctx, email, member, current),
+    )
+
+
+def _bound(current: Any, member: str) -> bool:
+    return any(b.role == WORKLOAD_IDENTITY_USER and member in b.members for b in current.bindings)
+
+
+def _grant(ctx: Context, email: str, member: str, current: Any) -> None:
+    """Read-modify-write of the account's IAM policy, read again when its etag lost a race."""
     from google.iam.v1 import policy_pb2
 
     for attempt in range(MAX_POLICY_ATTEMPTS):
-        current = ctx.iam.get_iam_policy(email)
-        if any(b.role == WORKLOAD_IDENTITY_USER and member in b.members for b in current.bindings):
-            return
-        if attempt == 0:
-            plan.append(f"grant {WORKLOAD_IDENTITY_USER} on {email} to {member}")
-        if ctx.dry_run:
-            return
+        if current is None:
+            current = ctx.iam.get_iam_policy(email)
+            if _bound(current, member):
+                return
         binding = next(
             (
                 b
@@ -262,6 +319,7 @@ def _ensure_binding(ctx: Context, email: str, member: str, plan: list[str]) -> N
         except GcpError as exc:
             if exc.code != "ABORTED" or attempt == MAX_POLICY_ATTEMPTS - 1:
                 raise
+        current = None
 
 
 def _check_apis(ctx: Context) -> None:
@@ -292,38 +350,35 @@ def bootstrap_keyless(
     settings.require("gcp.project", "gcp.service_account", "task.family")
     project = settings.gcp.project
     ctx.pools  # noqa: B018 - a malformed GCPFARGATE_IAM_REST_ENDPOINT is refused here, before any write
-    plan: list[str] = []
+    mark = ctx.plan.mark()
     with ctx.reporter.step("Checking the Google APIs keyless mode needs"):
         _check_apis(ctx)
     with ctx.reporter.step("Resolving the service account"):
-        account = keys.resolve_account(ctx, plan)
+        account = keys.resolve_account(ctx)
     with ctx.reporter.step("Checking the task role"):
-        task_role_arn = ensure_task_role(ctx, plan)
+        task_role_arn = ensure_task_role(ctx)
     with ctx.reporter.step("Checking the execution role"):
         role = execution_role.ensure(ctx, secret_arn="")
-    if role.changed:
-        plan.append(f"create or update execution role {role.arn}")
     with ctx.reporter.step("Checking the workload identity pool"):
-        pool = _ensure_pool(ctx, project, plan)
-        provider = _ensure_provider(ctx, project, plan)
+        pool = _ensure_pool(ctx, project)
+        provider = _ensure_provider(ctx, project)
     # The pool's name carries the project NUMBER, which principal sets and audiences need.
     number = str(pool["name"]).split("/")[1] if pool else "PROJECT_NUMBER"
     aws_role = role_session_prefix(
         ctx.aws.partition(), ctx.aws.account_id, task_role_name(settings.family)
     )
     member = principal_set(number, aws_role)
-    if account.unique_id:
-        with ctx.reporter.step("Checking the workloadIdentityUser binding"):
-            _ensure_binding(ctx, account.email, member, plan)
-    else:
-        plan.append(f"grant {WORKLOAD_IDENTITY_USER} on {account.email} to {member}")
-    changed = bool(plan)
+    with ctx.reporter.step("Checking the workloadIdentityUser binding"):
+        _ensure_binding(ctx, account.email, member, exists=bool(account.unique_id))
+    changes = ctx.plan.since(mark)
+    changed = bool(changes)
     fresh = [
-        step
-        for step in plan
-        if step.startswith(("create workload identity", "create provider", "undelete", "grant "))
+        change
+        for change in changes
+        if change.resource in (POOL, PROVIDER, BINDING)
+        and change.text.startswith(("create", "undelete", "grant "))
     ]
-    if fresh and not ctx.dry_run:
+    if fresh and ctx.plan.apply:  # only what was made propagates: a preview has nothing to wait on
         # Nothing here can wait it out: only a task holding the task role can exchange a token.
         ctx.reporter.warn(
             "Google takes a few minutes (up to 7) to propagate a new workload identity pool, "
@@ -332,9 +387,7 @@ def bootstrap_keyless(
             "the configuration, a rerun of the task the propagation"
         )
     retired = (
-        keyless_retire.offer(ctx, account.email, retire, plan)
-        if retire and account.unique_id
-        else []
+        keyless_retire.offer(ctx, account.email, retire) if retire and account.unique_id else []
     )
     return KeylessBootstrapResult(
         auth="keyless",
@@ -345,7 +398,7 @@ def bootstrap_keyless(
         provider=provider,
         principal=member,
         changed=changed or bool(retired),
-        plan=plan if ctx.dry_run else [],
+        plan=ctx.plan.shown(mark),
         retired_keys=retired,
         account_exists=bool(account.unique_id),
     )

@@ -33,7 +33,9 @@ class KeylessMode:
             return
         from gcpfargate.credentials.keyless import retire as keyless_retire
 
-        booted.retired_keys = keyless_retire.offer(ctx, booted.service_account, retire, booted.plan)
+        mark = ctx.plan.mark()
+        booted.retired_keys = keyless_retire.offer(ctx, booted.service_account, retire)
+        booted.plan += ctx.plan.shown(mark)
         booted.changed = booted.changed or bool(booted.retired_keys)
 
     def wire(

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
+from gcpfargate.core import plan as planning
 from gcpfargate.core.context import Context
 from gcpfargate.credentials.key import secret
 from gcpfargate.ecs import cluster as ecs
@@ -79,9 +81,7 @@ def _reads(ctx: Context, family: str, secret_arn: str) -> bool:
     )
 
 
-def offer(
-    ctx: Context, email: str, confirm: Callable[[Leftovers], bool], plan: list[str]
-) -> list[str]:
+def offer(ctx: Context, email: str, confirm: Callable[[Leftovers], bool]) -> list[str]:
     """Find what key mode left and retire it if `confirm` agrees; the ids of the deleted keys."""
     found = find(ctx, email)
     if found is None:
@@ -93,19 +93,24 @@ def offer(
             f"is key mode): switch them to keyless, then run `{RETIRE_FLAG}`"
         )
         return []
-    if ctx.dry_run:
-        plan.append(
-            f"retire {found.describe()} when confirmed (or --retire-keys): schedule the secret's "
-            "deletion, delete the keys"
-        )
-        return []
-    if not confirm(found):
+    # Asking belongs to applying: a preview retires nothing, so there is nothing to confirm.
+    if ctx.plan.apply and not confirm(found):
         ctx.reporter.info(
             f"note: key mode left {found.describe()}; nothing was done to them. Run "
             f"`{RETIRE_FLAG}` to delete them and schedule the secret's deletion"
         )
         return []
-    return retire(ctx, found)
+    retired = ctx.plan.change(
+        planning.delete(
+            "service-account keys",
+            found.secret_name,
+            f"retire {found.describe()} when confirmed (or --retire-keys): schedule the secret's "
+            "deletion, delete the keys",
+            before=found.key_ids,
+        ),
+        partial(retire, ctx, found),
+    )
+    return retired or []
 
 
 def retire(ctx: Context, found: Leftovers) -> list[str]:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 
 import google.auth.transport.requests
+import pytest
 from google.oauth2 import service_account
 
-from tests.conftest import Project, assert_one_clean_line
-from tests.integration.helpers import secret_policy
+from tests.conftest import ACCOUNT_ID, Project, assert_one_clean_line
+from tests.integration.helpers import change_kinds, in_process, secret_policy
 from tests.reliability.helpers import role_content, snapshot, write_mark, writes_since
 from tests.reliability.leakscan import find_keys, needles
 from tests.stack.faultproxy import FaultProxy, Rule
@@ -304,3 +305,48 @@ def test_a_role_that_cannot_read_the_secret_names_grant_and_strict_fails(project
     assert strict.json["changed"] is False  # stdout keeps the one result object
     clean = project.run("--strict", "bootstrap", "--grant", env=env)
     assert clean.returncode == 0, clean.output
+
+
+def test_a_preview_records_exactly_the_changes_an_apply_makes(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gcpfargate.credentials.key.bootstrap import bootstrap
+
+    preview = in_process(project, monkeypatch, apply=False)
+    planned = bootstrap(preview)
+    assert project.stack.emulator.key_ids(project.email) == []
+    applying = in_process(project, monkeypatch, apply=True)
+    applied = bootstrap(applying)
+    role = f"gcpfargate-{project.family}-execution"
+    assert (
+        change_kinds(preview.plan.changes)
+        == change_kinds(applying.plan.changes)
+        == [
+            ("create", "service-account key", project.email),
+            ("create", "IAM role", role),
+        ]
+    )
+    # The preview's result lists them (the same text as its plan lines); the apply's lists none.
+    assert planned.plan == preview.plan.changes and applied.plan == []
+    assert [change.text for change in planned.plan] == [
+        f"create a key for {project.email} and store it in secret {project.secret_name} (the "
+        "secret does not exist)",
+        f"create or update execution role arn:aws:iam::{ACCOUNT_ID}:role/{role}",
+    ]
+
+    # --new-key on the same state: one new key, previewed and applied alike.
+    preview = in_process(project, monkeypatch, apply=False)
+    bootstrap(preview, new_key=True)
+    applying = in_process(project, monkeypatch, apply=True)
+    bootstrap(applying, new_key=True)
+    assert (
+        change_kinds(preview.plan.changes)
+        == change_kinds(applying.plan.changes)
+        == [("create", "service-account key", project.email)]
+    )
+
+    # Nothing left to do: neither records a change.
+    preview = in_process(project, monkeypatch, apply=False)
+    assert bootstrap(preview).changed is False and preview.plan.changes == []
+    applying = in_process(project, monkeypatch, apply=True)
+    assert bootstrap(applying).changed is False and applying.plan.changes == []

@@ -115,6 +115,18 @@ def test_rotate_prune_runs_before_the_room_check(bootstrapped: Project) -> None:
     stray = create_keys(project.stack, project.email, 9)
     own(project, stray)
     age(project, stray)
+    # The preview lists what pruning deletes, first, as changes; it asks nothing and deletes none.
+    planned = project.run("rotate-key", "--prune", "--dry-run", "--output", "json")
+    assert planned.returncode == 0, planned.output
+    changes = planned.json["plan"]
+    assert [(c["action"], c["resource"]) for c in changes] == [
+        *[("delete", "service-account key")] * len(stray),
+        ("create", "service-account key"),
+        ("update", "service-account keys"),
+    ]
+    assert sorted(c["name"] for c in changes[: len(stray)]) == sorted(stray)
+    assert changes[0]["text"].startswith(f"delete key {changes[0]['name']} (")
+    assert len(user_keys(project)) == 10
     rotated = project.run("rotate-key", "--prune", "--yes", "--output", "json")
     assert rotated.returncode == 0, rotated.output
     assert sorted(rotated.json["pruned_key_ids"]) == sorted(stray)

@@ -12,6 +12,7 @@ import pytest
 from google.oauth2 import service_account
 
 from tests.conftest import Project, assert_one_clean_line
+from tests.integration.helpers import change_kinds, in_process
 from tests.stack.faultproxy import FaultProxy, Rule
 
 SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
@@ -150,3 +151,33 @@ def test_prune_deletes_only_unreferenced_keys_a_day_old(bootstrapped: Project) -
 
 def test_rotate_without_secret_says_bootstrap_first(project: Project) -> None:
     assert_one_clean_line(project.run("rotate-key"), 2, "does not exist", "gcpfargate bootstrap")
+
+
+def test_a_preview_records_exactly_the_changes_an_apply_makes(
+    bootstrapped: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gcpfargate.credentials.key.rotate import rotate_key
+
+    project = bootstrapped
+    previous = _stage(project, "AWSCURRENT")["private_key_id"]
+    preview = in_process(project, monkeypatch, apply=False)
+    planned = rotate_key(preview, previous="revoke")
+    assert planned.key_id is None and _stage(project, "AWSCURRENT")["private_key_id"] == previous
+    applying = in_process(project, monkeypatch, apply=True)
+    applied = rotate_key(applying, previous="revoke")
+    assert (
+        change_kinds(preview.plan.changes)
+        == change_kinds(applying.plan.changes)
+        == [
+            ("create", "service-account key", project.email),
+            ("update", "service-account key", previous),
+            ("update", "service-account keys", project.email),
+        ]
+    )
+    assert [change.text for change in planned.plan] == [
+        f"create a key for {project.email} and store it as AWSCURRENT of {project.secret_name}",
+        f"revoke previous key {previous}",
+        "disable keys held by no labelled version; delete keys the last rotation disabled",
+    ]
+    assert applied.plan == [] and applied.key_id is not None
+    assert project.stack.emulator.key_state(project.email, previous) == "disabled"

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import requests
 
 from tests.conftest import ACCOUNT_ID, Project, assert_one_clean_line
+from tests.integration.helpers import change_kinds, in_process
 
 KEYLESS = {"GCPFARGATE_GCP_AUTH": "keyless"}
 USER = "roles/iam.workloadIdentityUser"
@@ -78,7 +80,7 @@ def test_rerun_writes_nothing_and_dry_run_only_reads(project: Project) -> None:
     dry = bootstrap(project, "--dry-run", env={"GCPFARGATE_CALL_LOG": str(project.dir / "dry")})
     assert dry.returncode == 0, dry.output
     assert dry.json["changed"] is True and any(
-        "create workload identity pool" in p for p in dry.json["plan"]
+        "create workload identity pool" in change["text"] for change in dry.json["plan"]
     )
     assert [
         line for line in (project.dir / "dry").read_text().splitlines() if line.endswith(" write")
@@ -193,3 +195,32 @@ def test_a_disabled_google_api_is_refused_before_any_write_and_doctor_names_the_
         "task's token exchange would fail with SERVICE_DISABLED; gcloud services enable "
         f"iamcredentials.googleapis.com --project {project.gcp_project}"
     )
+
+
+def test_a_preview_records_exactly_the_changes_an_apply_makes(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gcpfargate.credentials.keyless.bootstrap import bootstrap_keyless
+
+    preview = in_process(project, monkeypatch, apply=False, env=KEYLESS)
+    planned = bootstrap_keyless(preview)
+    assert requests.get(pools_url(project), timeout=10).status_code == 404
+    applying = in_process(project, monkeypatch, apply=True, env=KEYLESS)
+    bootstrap_keyless(applying)
+    assert (
+        change_kinds(preview.plan.changes)
+        == change_kinds(applying.plan.changes)
+        == [
+            ("create", "IAM role", f"gcpfargate-{project.family}-task"),
+            ("create", "IAM role", f"gcpfargate-{project.family}-execution"),
+            ("create", "workload identity pool", "gcpfargate"),
+            ("create", "workload identity provider", f"aws-{ACCOUNT_ID}"),
+            ("update", "service account IAM policy", project.email),
+        ]
+    )
+    assert planned.plan == preview.plan.changes
+
+    preview = in_process(project, monkeypatch, apply=False, env=KEYLESS)
+    applying = in_process(project, monkeypatch, apply=True, env=KEYLESS)
+    assert bootstrap_keyless(preview).plan == [] and preview.plan.changes == []
+    assert bootstrap_keyless(applying).changed is False and applying.plan.changes == []

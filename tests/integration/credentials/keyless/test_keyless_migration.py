@@ -77,7 +77,9 @@ def test_off_a_terminal_the_keys_are_named_and_left_then_retire_keys_retires_the
 
     dry = project.run("bootstrap", "--retire-keys", "--dry-run", "--output", "json", env=KEYLESS)
     assert dry.returncode == 0, dry.output
-    assert any(line.startswith("retire 1 key(s)") for line in dry.json["plan"]), dry.json
+    assert any(change["text"].startswith("retire 1 key(s)") for change in dry.json["plan"]), (
+        dry.json
+    )
     assert emulator.key_ids(project.email) == [key_id]
 
     retired = project.run("bootstrap", "--retire-keys", "--output", "json", env=KEYLESS)
