@@ -22,6 +22,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from gcpfargate.awsspec import cron
@@ -324,9 +325,7 @@ def apply(
     sent = [
         ctx.plan.change(
             change,
-            lambda change=change, desired=desired: _send(
-                ctx, change.action, desired, role.changed, sleep
-            ),
+            partial(_send, ctx, change.action, desired, role.changed, sleep),
         )
         for change, desired in writes
     ]
@@ -348,7 +347,7 @@ def apply(
                         f"{group}/{name}",
                         f"delete schedule {name} in group {group} (no job names it)",
                     ),
-                    lambda name=name: _delete(ctx, name, group),
+                    partial(_delete, ctx, name, group),
                 ):
                     result.pruned.append(name)
         else:

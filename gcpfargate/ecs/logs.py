@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any, Protocol
 
 from gcpfargate.core import plan as planning
@@ -54,7 +55,7 @@ def ensure_log_groups(
         )
         if also is not None:
             also.append(change)
-        if ctx.plan.change(change, lambda group=group, days=days: _create(ctx, group, days)):
+        if ctx.plan.change(change, partial(_create, ctx, group, days)):
             created.append(group)
     return created
 

@@ -634,7 +634,7 @@ def delete(ctx: Context, adopt: bool = False) -> ScheduleResult:
             group=group,
         )
     result = _result_from(current, changed=True, count=0)
-    request = {"Name": name, "GroupName": group}
+    request: dict[str, Any] = {"Name": name, "GroupName": group}
 
     def send() -> bool:
         with ctx.reporter.step(f"Deleting schedule {name}"):

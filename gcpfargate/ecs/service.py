@@ -22,6 +22,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
 from gcpfargate.core import plan as planning
@@ -589,8 +590,17 @@ def roll_services(
                 f"force a new deployment of service {ref.name} on cluster {ref.cluster} "
                 f"({short(current)})",
             ),
-            lambda ref=ref, service=service, current=current, result=result: move(
-                ctx, ref, service, current, result, wait=wait, force=True, sleep=sleep, clock=clock
+            partial(
+                move,
+                ctx,
+                ref,
+                service,
+                current,
+                result,
+                wait=wait,
+                force=True,
+                sleep=sleep,
+                clock=clock,
             ),
         )
         result.plan = ctx.plan.shown(mark)
