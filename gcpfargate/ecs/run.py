@@ -37,7 +37,7 @@ class RunResult:
     exit_code: int | None
     stopped_reason: str = ""
     task_definition_arn: str = ""
-    request: dict[str, Any] | None = None  # the RunTask request (kept for --dry-run)
+    request: dict[str, Any] | None = None  # the RunTask request (a preview shows it)
     warnings: list[str] = field(default_factory=list)
 
     @property

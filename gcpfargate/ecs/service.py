@@ -81,10 +81,10 @@ class ServiceResult:
     service: str
     cluster: str
     service_arn: str = ""
-    task_definition_arn: str = ""  # what the service runs now (or would, in a dry run)
+    task_definition_arn: str = ""  # what the service runs now (or would, in a preview)
     previous_task_definition_arn: str = ""  # what it ran before this command
     changed: bool = False
-    # COMPLETED (stable), IN_PROGRESS (not waited for), UNCHANGED (already there), PLANNED (dry run)
+    # COMPLETED (stable), IN_PROGRESS (not waited for), UNCHANGED (already there), PLANNED (preview)
     status: str = ""
     deployment_id: str = ""
     deregistered: list[str] = field(default_factory=list)
@@ -103,7 +103,7 @@ class ServiceResult:
         }
         if self.deregistered:
             data["deregistered"] = self.deregistered
-        if self.plan and self.status == "PLANNED":  # what a dry run would do
+        if self.plan and self.status == "PLANNED":  # what a preview would do
             data["plan"] = plan_json(self.plan)
         return data
 
@@ -508,7 +508,7 @@ def roll_out(
     described: dict[str, Any] | None = None,
 ) -> ServiceResult:
     """deploy's last step: move the configured service to `task_definition_arn` (the family's latest
-    ACTIVE revision; "" in a dry run that would register one) unless it runs it already.
+    ACTIVE revision; "" in a preview that would register one) unless it runs it already.
     `described`: the service as `preflight` read it."""
     ref = require_configured(ctx)
     if described is not None:
