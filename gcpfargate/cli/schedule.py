@@ -216,7 +216,7 @@ def _apply_jobs(
         )
 
     def confirm(names: list[str]) -> bool:
-        if yes:
+        if yes or dry_run:  # a preview deletes nothing: its plan lists what a yes would delete
             return True
         return can_ask and typer.confirm(
             f"Delete {len(names)} schedule(s) no job names any more: {', '.join(names)}?",

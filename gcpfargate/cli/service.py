@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from gcpfargate.config import Overrides
+    from gcpfargate.core.plan import Change
     from gcpfargate.ecs.service import ServiceResult
     from gcpfargate.taskdef.revisions import DeregisterResult
 
@@ -91,7 +92,7 @@ def render_service(console: Console, result: ServiceResult) -> None:
         console.print(f"Deregistered {short(arn)}.", markup=False)
 
 
-def _show_plan(plan: list[str]) -> None:
+def _show_plan(plan: list[Change]) -> None:
     out = STATE.console
     if not out.json:
         out.info("Plan (dry run, nothing changed):" if plan else "Nothing to do.")

@@ -21,7 +21,10 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from gcpfargate.core import plan as planning
 from gcpfargate.core.context import Context
+from gcpfargate.core.plan import Change
+from gcpfargate.core.results import plan_json
 from gcpfargate.ecs import history
 from gcpfargate.errors import ConfigError
 
@@ -107,7 +110,7 @@ class AlertResult:
     topic_arn: str
     rule: str
     changed: bool = False
-    plan: list[str] = field(default_factory=list)
+    plan: list[Change] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -116,7 +119,7 @@ class AlertResult:
             "rule": self.rule,
         }
         if self.plan:
-            data["plan"] = self.plan
+            data["plan"] = plan_json(self.plan)
         return data
 
 
@@ -136,10 +139,11 @@ def ensure(ctx: Context, task_definition_arn: str) -> AlertResult:
     notify = ctx.settings.notify
     family = ctx.settings.family
     topic = topic_arn(ctx, task_definition_arn)
+    topic_name = topic.rsplit(":", 1)[-1]
     name = history.rule_name(family, "failed")
     _, partition, _, region, account, _ = task_definition_arn.split(":", 5)
     rule_arn = f"arn:{partition}:events:{region}:{account}:rule/{name}"
-    plan: list[str] = []
+    mark = ctx.plan.mark()
     with ctx.reporter.step("Checking the failure alerts"):
         attributes = topic_attributes(ctx, topic)
         if attributes is None:
@@ -148,40 +152,29 @@ def ensure(ctx: Context, task_definition_arn: str) -> AlertResult:
                     f"notify.topic_arn {topic} does not exist",
                     "Create the topic, or set notify.create_topic = true instead",
                 )
-            plan.append(f"create SNS topic {topic.rsplit(':', 1)[-1]}")
-            if not ctx.dry_run:
-                ctx.aws.call(
+            ctx.plan.change(
+                planning.create("SNS topic", topic_name, f"create SNS topic {topic_name}"),
+                lambda: ctx.aws.call(
                     "sns",
                     "create_topic",
                     "create the alert topic",
-                    Name=topic.rsplit(":", 1)[-1],
+                    Name=topic_name,
                     Tags=history.TAGS,
-                )
+                ),
+            )
         policy = json.loads(str((attributes or {}).get("Policy") or "{}"))
         if not allows_events(policy, topic):
-            plan.append(f"let EventBridge publish to {topic} (topic policy {STATEMENT_ID})")
-            if not ctx.dry_run:
-                if attributes is None:  # a new topic: its default policy
-                    fresh = topic_attributes(ctx, topic) or {}
-                    policy = json.loads(str(fresh.get("Policy") or "{}"))
-                statements = [
-                    s for s in policy.get("Statement") or [] if s.get("Sid") != STATEMENT_ID
-                ]
-                policy = {
-                    "Version": policy.get("Version", "2012-10-17"),
-                    **({"Id": policy["Id"]} if "Id" in policy else {}),
-                    "Statement": [*statements, publish_statement(topic, rule_arn)],
-                }
-                ctx.aws.call(
-                    "sns",
-                    "set_topic_attributes",
-                    "write the topic policy",
-                    TopicArn=topic,
-                    AttributeName="Policy",
-                    AttributeValue=json.dumps(policy),
-                )
+            ctx.plan.change(
+                planning.update(
+                    "SNS topic policy",
+                    topic,
+                    f"let EventBridge publish to {topic} (topic policy {STATEMENT_ID})",
+                    after={"statement": STATEMENT_ID},
+                ),
+                lambda: _allow_events(ctx, topic, rule_arn, policy, attributes is None),
+            )
         if notify.email:
-            _ensure_email(ctx, topic, str(notify.email), attributes is None, plan)
+            _ensure_email(ctx, topic, str(notify.email), attributes is None)
         target = {
             "Id": TARGET_ID,
             "Arn": topic,
@@ -194,14 +187,37 @@ def ensure(ctx: Context, task_definition_arn: str) -> AlertResult:
             ctx,
             name,
             failed_pattern(task_definition_arn, family),
-            f"Sends failed runs of {family} to {topic.rsplit(':', 1)[-1]}",
+            f"Sends failed runs of {family} to {topic_name}",
             target,
-            plan,
         )
-    return AlertResult(topic, name, changed=bool(plan) and not ctx.dry_run, plan=plan)
+    changed = ctx.plan.apply and bool(ctx.plan.since(mark))  # a preview changes nothing
+    return AlertResult(topic, name, changed=changed, plan=ctx.plan.shown(mark))
 
 
-def _ensure_email(ctx: Context, topic: str, email: str, new: bool, plan: list[str]) -> None:
+def _allow_events(
+    ctx: Context, topic: str, rule_arn: str, policy: dict[str, Any], new: bool
+) -> None:
+    """Add the publish statement beside the topic policy's other statements."""
+    if new:  # a new topic: its default policy
+        fresh = topic_attributes(ctx, topic) or {}
+        policy = json.loads(str(fresh.get("Policy") or "{}"))
+    statements = [s for s in policy.get("Statement") or [] if s.get("Sid") != STATEMENT_ID]
+    policy = {
+        "Version": policy.get("Version", "2012-10-17"),
+        **({"Id": policy["Id"]} if "Id" in policy else {}),
+        "Statement": [*statements, publish_statement(topic, rule_arn)],
+    }
+    ctx.aws.call(
+        "sns",
+        "set_topic_attributes",
+        "write the topic policy",
+        TopicArn=topic,
+        AttributeName="Policy",
+        AttributeValue=json.dumps(policy),
+    )
+
+
+def _ensure_email(ctx: Context, topic: str, email: str, new: bool) -> None:
     subscriptions = (
         []
         if new
@@ -218,13 +234,18 @@ def _ensure_email(ctx: Context, topic: str, email: str, new: bool, plan: list[st
         for s in subscriptions
     ):
         return
-    plan.append(f"subscribe {email} to {topic} (AWS mails a confirmation link)")
-    if not ctx.dry_run:
-        ctx.aws.call(
+    ctx.plan.change(
+        planning.create(
+            "SNS subscription",
+            f"{topic}/{email}",
+            f"subscribe {email} to {topic} (AWS mails a confirmation link)",
+        ),
+        lambda: ctx.aws.call(
             "sns",
             "subscribe",
             f"subscribe {email}",
             TopicArn=topic,
             Protocol="email",
             Endpoint=email,
-        )
+        ),
+    )

@@ -27,7 +27,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from gcpfargate.core import plan as planning
 from gcpfargate.core.context import Context
+from gcpfargate.core.plan import Change
+from gcpfargate.core.results import plan_json
 from gcpfargate.ecs.logs import describe_log_group
 from gcpfargate.errors import AwsError
 
@@ -120,7 +123,7 @@ class HistoryResult:
     log_group: str
     rule: str
     changed: bool = False
-    plan: list[str] = field(default_factory=list)
+    plan: list[Change] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
@@ -130,7 +133,7 @@ class HistoryResult:
             "rule": self.rule,
         }
         if self.plan:
-            data["plan"] = self.plan
+            data["plan"] = plan_json(self.plan)
         return data
 
 
@@ -154,10 +157,9 @@ def ensure_rule(
     pattern: dict[str, Any],
     description: str,
     target: dict[str, Any],
-    plan: list[str],
 ) -> bool:
     """The rule with exactly this pattern and target; False (and a warning) when a rule of that
-    name is not gcpfargate's. Writes only what differs."""
+    name is not gcpfargate's. Records (and, applying, writes) only what differs."""
     current = describe_rule(ctx, name)
     if current is not None and not owned(current):
         ctx.reporter.warn(
@@ -167,24 +169,36 @@ def ensure_rule(
         return False
     text = json.dumps(pattern, sort_keys=True)
     described = f"{description} {OWNED_MARK}"
-    same = (
-        current is not None
-        and json.loads(str(current.get("EventPattern") or "{}")) == pattern
-        and current.get("Description") == described
-        and current.get("State") == "ENABLED"
+    had = (
+        None
+        if current is None
+        else {
+            "pattern": json.loads(str(current.get("EventPattern") or "{}")),
+            "state": current.get("State"),
+        }
     )
+    wanted = {"pattern": pattern, "state": "ENABLED"}
+    same = current is not None and had == wanted and current.get("Description") == described
     if not same:
-        plan.append(f"{'update' if current else 'create'} EventBridge rule {name}")
-        if not ctx.dry_run:
-            params: dict[str, Any] = {
-                "Name": name,
-                "EventPattern": text,
-                "State": "ENABLED",
-                "Description": described,
-            }
-            if current is None:
-                params["Tags"] = TAGS
-            ctx.aws.call("events", "put_rule", f"write rule {name}", **params)
+        params: dict[str, Any] = {
+            "Name": name,
+            "EventPattern": text,
+            "State": "ENABLED",
+            "Description": described,
+        }
+        if current is None:
+            params["Tags"] = TAGS
+        change = (
+            planning.create("EventBridge rule", name, f"create EventBridge rule {name}", wanted)
+            if current is None
+            else planning.update(
+                "EventBridge rule", name, f"update EventBridge rule {name}", had, wanted
+            )
+        )
+        ctx.plan.change(
+            change,
+            lambda: ctx.aws.call("events", "put_rule", f"write rule {name}", **params),
+        )
     targets = []
     if current is not None:
         targets = ctx.aws.paginate(
@@ -192,67 +206,107 @@ def ensure_rule(
         )
     existing = next((t for t in targets if t.get("Id") == target["Id"]), None)
     if existing != target:
-        plan.append(f"point rule {name} at {target['Arn']}")
-        if not ctx.dry_run:
-            answer = ctx.aws.call(
-                "events", "put_targets", f"set the target of {name}", Rule=name, Targets=[target]
-            )
-            if answer.get("FailedEntryCount"):
-                entry = answer["FailedEntries"][0]
-                raise AwsError(
-                    f"failed to set the target of rule {name}: {entry.get('ErrorMessage')}",
-                    "Check events:PutTargets permissions",
-                ).with_code(str(entry.get("ErrorCode")))
+        ctx.plan.change(
+            planning.Change(
+                "create" if existing is None else "update",
+                "EventBridge target",
+                f"{name}/{target['Id']}",
+                f"point rule {name} at {target['Arn']}",
+                before=None if existing is None else existing.get("Arn"),
+                after=target["Arn"],
+            ),
+            lambda: _put_target(ctx, name, target),
+        )
     return True
 
 
-def _ensure_group(ctx: Context, group: str, plan: list[str]) -> None:
+def _put_target(ctx: Context, name: str, target: dict[str, Any]) -> None:
+    answer = ctx.aws.call(
+        "events", "put_targets", f"set the target of {name}", Rule=name, Targets=[target]
+    )
+    if answer.get("FailedEntryCount"):
+        entry = answer["FailedEntries"][0]
+        raise AwsError(
+            f"failed to set the target of rule {name}: {entry.get('ErrorMessage')}",
+            "Check events:PutTargets permissions",
+        ).with_code(str(entry.get("ErrorCode")))
+
+
+def _ensure_group(ctx: Context, group: str) -> None:
     days = ctx.settings.task.log_retention_days
     current = describe_log_group(ctx, group)
     if current is None:
         kept = f"retention {days} days" if days else "no retention"
-        plan.append(f"create CloudWatch log group {group} ({kept})")
-        if not ctx.dry_run:
-            try:
-                ctx.aws.call(
-                    "logs",
-                    "create_log_group",
-                    f"create log group {group}",
-                    logGroupName=group,
-                    tags={"managed-by": "gcpfargate"},
-                )
-            except AwsError as exc:
-                if exc.code != "ResourceAlreadyExistsException":
-                    raise
-    if days and (current or {}).get("retentionInDays") != days:
-        if current is not None:
-            plan.append(f"set the retention of {group} to {days} days")
-        if not ctx.dry_run:
-            ctx.aws.call(
-                "logs",
-                "put_retention_policy",
-                f"set the retention of log group {group}",
-                logGroupName=group,
-                retentionInDays=days,
-            )
+        ctx.plan.change(
+            planning.create(
+                "CloudWatch log group",
+                group,
+                f"create CloudWatch log group {group} ({kept})",
+                after={"retentionInDays": days} if days else None,
+            ),
+            lambda: _create_group(ctx, group, days),
+        )
+    elif days and current.get("retentionInDays") != days:
+        ctx.plan.change(
+            planning.update(
+                "CloudWatch log group",
+                group,
+                f"set the retention of {group} to {days} days",
+                before={"retentionInDays": current.get("retentionInDays")},
+                after={"retentionInDays": days},
+            ),
+            lambda: _set_retention(ctx, group, days),
+        )
 
 
-def _ensure_policy(ctx: Context, document: dict[str, Any], plan: list[str]) -> None:
+def _create_group(ctx: Context, group: str, days: int) -> None:
+    try:
+        ctx.aws.call(
+            "logs",
+            "create_log_group",
+            f"create log group {group}",
+            logGroupName=group,
+            tags={"managed-by": "gcpfargate"},
+        )
+    except AwsError as exc:
+        if exc.code != "ResourceAlreadyExistsException":
+            raise
+    if days:
+        _set_retention(ctx, group, days)
+
+
+def _set_retention(ctx: Context, group: str, days: int) -> None:
+    ctx.aws.call(
+        "logs",
+        "put_retention_policy",
+        f"set the retention of log group {group}",
+        logGroupName=group,
+        retentionInDays=days,
+    )
+
+
+def _ensure_policy(ctx: Context, document: dict[str, Any]) -> None:
     policies = ctx.aws.call(
         "logs", "describe_resource_policies", "read the CloudWatch Logs resource policies"
     ).get("resourcePolicies", [])
     current = next((p for p in policies if p.get("policyName") == POLICY_NAME), None)
     if current is not None and json.loads(str(current.get("policyDocument"))) == document:
         return
-    plan.append(f"let EventBridge write to /gcpfargate/*/runs (Logs resource policy {POLICY_NAME})")
-    if not ctx.dry_run:
-        ctx.aws.call(
+    ctx.plan.change(
+        planning.Change(
+            "create" if current is None else "update",
+            "Logs resource policy",
+            POLICY_NAME,
+            f"let EventBridge write to /gcpfargate/*/runs (Logs resource policy {POLICY_NAME})",
+        ),
+        lambda: ctx.aws.call(
             "logs",
             "put_resource_policy",
             f"write the Logs resource policy {POLICY_NAME}",
             policyName=POLICY_NAME,
             policyDocument=json.dumps(document),
-        )
+        ),
+    )
 
 
 def ensure(ctx: Context, task_definition_arn: str) -> HistoryResult:
@@ -260,10 +314,10 @@ def ensure(ctx: Context, task_definition_arn: str) -> HistoryResult:
     family = ctx.settings.family
     group, name = log_group(family), rule_name(family)
     partition, region, account = _arn_parts(task_definition_arn)
-    plan: list[str] = []
+    mark = ctx.plan.mark()
     with ctx.reporter.step("Checking the run history"):
-        _ensure_group(ctx, group, plan)
-        _ensure_policy(ctx, policy_document(partition, region, account), plan)
+        _ensure_group(ctx, group)
+        _ensure_policy(ctx, policy_document(partition, region, account))
         target = {
             "Id": TARGET_ID,
             "Arn": f"arn:{partition}:logs:{region}:{account}:log-group:{group}",
@@ -274,9 +328,9 @@ def ensure(ctx: Context, task_definition_arn: str) -> HistoryResult:
             stopped_pattern(task_definition_arn, family),
             f"Keeps every stopped task of {family} in {group}",
             target,
-            plan,
         )
-    return HistoryResult(group, name, changed=bool(plan) and not ctx.dry_run, plan=plan)
+    changed = ctx.plan.apply and bool(ctx.plan.since(mark))  # a preview changes nothing
+    return HistoryResult(group, name, changed=changed, plan=ctx.plan.shown(mark))
 
 
 # -- reading -------------------------------------------------------------------------------------

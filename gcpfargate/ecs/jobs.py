@@ -22,10 +22,14 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from gcpfargate.awsspec import cron
+from gcpfargate.core import plan as planning
 from gcpfargate.core.context import Context
+from gcpfargate.core.plan import Change
+from gcpfargate.core.results import plan_json
 from gcpfargate.ecs import cluster as ecs
 from gcpfargate.ecs import schedule as single
 from gcpfargate.ecs.overrides import TaskOverrides, ecs_overrides
@@ -106,9 +110,9 @@ class JobsResult:
     foreign: list[str] = field(default_factory=list)  # in the group, without the mark: left alone
     pruned: list[str] = field(default_factory=list)
     role_arn: str = ""
-    plan: list[str] = field(default_factory=list)
+    plan: list[Change] = field(default_factory=list)
     changed: bool = False
-    dry_run: bool = False
+    preview: bool = False  # nothing was written: the JSON shows the plan
     schedule: single.ScheduleResult | None = None  # [schedule], applied with the jobs
 
     def to_json(self) -> dict[str, Any]:
@@ -123,8 +127,8 @@ class JobsResult:
             data["foreign"] = self.foreign
         if self.schedule is not None:
             data["schedule"] = self.schedule.to_json()
-        if self.dry_run:
-            data["plan"] = self.plan
+        if self.preview:
+            data["plan"] = plan_json(self.plan)
         return data
 
 
@@ -251,13 +255,20 @@ def apply(
     pass_roles = [
         arn for arn in (definition.get("executionRoleArn"), definition.get("taskRoleArn")) if arn
     ]
+    mark = ctx.plan.mark()
     with ctx.reporter.step("Checking the scheduler role"):
         role = single.ensure_role(
             ctx, revision_arn.rsplit(":", 1)[0], sorted(clusters.values()), pass_roles
         )
-    plan = list(role.plan)
-    result = JobsResult(group=group, jobs=[], stale=stale, foreign=foreign, role_arn=role.arn)
-    writes: list[tuple[str, dict[str, Any]]] = []
+    result = JobsResult(
+        group=group,
+        jobs=[],
+        stale=stale,
+        foreign=foreign,
+        role_arn=role.arn,
+        preview=not ctx.plan.apply,
+    )
+    writes: list[tuple[Change, dict[str, Any]]] = []
     for job in jobs:
         target = clusters[job.run_settings(settings.run).cluster]
         desired = desired_schedule(settings, job, group, target, role.arn, definition, pin_revision)
@@ -266,14 +277,29 @@ def apply(
         action = "create" if found is None else "update" if changes else "unchanged"
         state = str(desired["State"])
         if action == "create":
-            plan.append(
-                f"create schedule {job.name} in group {group}: {job.expression} "
-                f"({job.timezone}), {state}"
+            writes.append(
+                (
+                    planning.create(
+                        "schedule",
+                        f"{group}/{job.name}",
+                        f"create schedule {job.name} in group {group}: {job.expression} "
+                        f"({job.timezone}), {state}",
+                        after={"expression": job.expression, "timezone": job.timezone},
+                    ),
+                    desired,
+                )
             )
-            writes.append(("create_schedule", desired))
         elif action == "update":
-            plan.append(f"update schedule {job.name}: " + "; ".join(changes))
-            writes.append(("update_schedule", desired))
+            writes.append(
+                (
+                    planning.update(
+                        "schedule",
+                        f"{group}/{job.name}",
+                        f"update schedule {job.name}: " + "; ".join(changes),
+                    ),
+                    desired,
+                )
+            )
         expression = cron.parse(job.expression)
         runs = (
             single.upcoming(expression, job.timezone, count, found) if job.enabled and count else []
@@ -291,39 +317,39 @@ def apply(
                 written=job.written,
             )
         )
-    if prune:
-        plan += [f"delete schedule {name} in group {group} (no job names it)" for name in stale]
-    result.plan = plan
-    result.changed = role.changed or bool(writes) or bool(prune and stale)
-    if ctx.dry_run:
-        result.dry_run = True
-        return result
 
-    if writes and not exists:
-        single.ensure_group(ctx, group)
-    for operation, desired in writes:
-        verb = "Creating" if operation == "create_schedule" else "Updating"
-        with ctx.reporter.step(f"{verb} schedule {desired['Name']}"):
-            single.write(ctx, operation, desired, role_changed=role.changed, sleep=sleep)
+    # The changes in the order they are made: the group, then each job's schedule, then the
+    # schedules no job names (once confirmed; a preview's confirm agrees, as it deletes nothing).
     if writes:
+        single.ensure_group(ctx, group, exists)
+    sent = [
+        ctx.plan.change(
+            change,
+            partial(_send, ctx, change.action, desired, role.changed, sleep),
+        )
+        for change, desired in writes
+    ]
+    if any(arn is not None for arn in sent):
         arns = {
             name: (single.get_schedule(ctx, name, group) or {}).get("Arn")
             for name in {str(desired["Name"]) for _, desired in writes}
         }
         for planned in result.jobs:
             planned.schedule_arn = arns.get(planned.name, planned.schedule_arn)
+    deleted: list[str] = []
     if stale and prune:
         if confirm(stale):
             for name in stale:
-                with ctx.reporter.step(f"Deleting schedule {name}"):
-                    ctx.aws.call(
-                        "scheduler",
-                        "delete_schedule",
-                        f"delete schedule {name}",
-                        Name=name,
-                        GroupName=group,
-                    )
-                result.pruned.append(name)
+                deleted.append(name)
+                if ctx.plan.change(
+                    planning.delete(
+                        "schedule",
+                        f"{group}/{name}",
+                        f"delete schedule {name} in group {group} (no job names it)",
+                    ),
+                    partial(_delete, ctx, name, group),
+                ):
+                    result.pruned.append(name)
         else:
             ctx.reporter.info("kept them (not confirmed)")
     elif stale:
@@ -337,5 +363,32 @@ def apply(
         ctx.reporter.info(
             f"left alone in group {group} (not created by gcpfargate): {', '.join(foreign)}"
         )
-    result.changed = role.changed or bool(writes) or bool(result.pruned)
+    result.plan = ctx.plan.shown(mark)
+    result.changed = role.changed or bool(writes) or bool(deleted)
     return result
+
+
+def _send(
+    ctx: Context,
+    action: str,
+    desired: dict[str, Any],
+    role_changed: bool,
+    sleep: Callable[[float], None],
+) -> bool:
+    operation = f"{action}_schedule"
+    verb = "Creating" if action == "create" else "Updating"
+    with ctx.reporter.step(f"{verb} schedule {desired['Name']}"):
+        single.write(ctx, operation, desired, role_changed=role_changed, sleep=sleep)
+    return True
+
+
+def _delete(ctx: Context, name: str, group: str) -> bool:
+    with ctx.reporter.step(f"Deleting schedule {name}"):
+        ctx.aws.call(
+            "scheduler",
+            "delete_schedule",
+            f"delete schedule {name}",
+            Name=name,
+            GroupName=group,
+        )
+    return True

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any, Protocol
 
+from gcpfargate.core import plan as planning
 from gcpfargate.core.context import Context
 from gcpfargate.errors import AwsError
 
@@ -27,9 +29,13 @@ def log_groups(definition: dict[str, Any]) -> list[tuple[str, str]]:
     return found
 
 
-def ensure_log_groups(ctx: Context, definition: dict[str, Any], plan: list[str]) -> list[str]:
-    """Create the awslogs groups the definition names and that do not exist (plan only in a dry
-    run)."""
+def ensure_log_groups(
+    ctx: Context, definition: dict[str, Any], also: list[Any] | None = None
+) -> list[str]:
+    """Create the awslogs groups the definition names and that do not exist (recorded on
+    `ctx.plan`; a preview creates none). Returns the groups this run created. `also` is the caller's
+    own list of changes, which gets these too (taskdef.register keeps one until it reads its
+    changes off `ctx.plan`)."""
     created: list[str] = []
     for group, region in log_groups(definition):
         if region and region != ctx.aws.region:
@@ -41,28 +47,37 @@ def ensure_log_groups(ctx: Context, definition: dict[str, Any], plan: list[str])
         if log_group_exists(ctx, group):
             continue
         days = ctx.settings.task.log_retention_days
-        plan.append(
-            f"create CloudWatch log group {group}" + (f" (retention {days} days)" if days else "")
+        change = planning.create(
+            "CloudWatch log group",
+            group,
+            f"create CloudWatch log group {group}" + (f" (retention {days} days)" if days else ""),
+            after={"retentionInDays": days} if days else None,
         )
-        if ctx.dry_run:
-            continue
-        with ctx.reporter.step(f"Creating log group {group}"):
-            try:
-                ctx.aws.call(
-                    "logs", "create_log_group", f"create log group {group}", logGroupName=group
-                )
-            except AwsError as exc:
-                if exc.code == "ResourceAlreadyExistsException":
-                    # created meanwhile by someone else: not our change (nor its retention)
-                    continue
-                if not log_group_exists(ctx, group):
-                    raise
-                # The create landed but its answer was lost: the group is this run's, and a rerun
-                # would skip it, so its retention is set now.
-            if days:
-                _set_retention(ctx, group, days)
-        created.append(group)
+        if also is not None:
+            also.append(change)
+        if ctx.plan.change(change, partial(_create, ctx, group, days)):
+            created.append(group)
     return created
+
+
+def _create(ctx: Context, group: str, days: int) -> bool:
+    """Create `group` with its retention; False when someone else created it meanwhile."""
+    with ctx.reporter.step(f"Creating log group {group}"):
+        try:
+            ctx.aws.call(
+                "logs", "create_log_group", f"create log group {group}", logGroupName=group
+            )
+        except AwsError as exc:
+            if exc.code == "ResourceAlreadyExistsException":
+                # created meanwhile by someone else: not our change (nor its retention)
+                return False
+            if not log_group_exists(ctx, group):
+                raise
+            # The create landed but its answer was lost: the group is this run's, and a rerun
+            # would skip it, so its retention is set now.
+        if days:
+            _set_retention(ctx, group, days)
+    return True
 
 
 def _set_retention(ctx: Context, group: str, days: int) -> None:

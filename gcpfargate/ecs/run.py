@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gcpfargate.config import Settings
+from gcpfargate.core import plan as planning
 from gcpfargate.core.context import Context
 from gcpfargate.ecs import cluster as ecs
 from gcpfargate.ecs import logs
@@ -36,7 +37,7 @@ class RunResult:
     exit_code: int | None
     stopped_reason: str = ""
     task_definition_arn: str = ""
-    request: dict[str, Any] | None = None  # the RunTask request (kept for --dry-run)
+    request: dict[str, Any] | None = None  # the RunTask request (a preview shows it)
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -102,14 +103,20 @@ def run(
     request = build_run_request(
         settings, definition_arn, ecs_overrides(overrides or TaskOverrides(), definition), group
     )
-    if ctx.dry_run:
+    cluster = settings.run.cluster
+    shown = definition_arn.rsplit("/", 1)[-1]
+
+    def start() -> dict[str, Any]:
+        with ctx.reporter.step(f"Starting {shown} on cluster {cluster}"):
+            return _start(ctx, request, cluster)
+
+    task = ctx.plan.change(
+        planning.create("ECS task", shown, f"run {shown} on cluster {cluster}"), start
+    )
+    if task is None:  # a preview: the task is known only after apply; show the request instead
         return RunResult(
             task_arn=None, exit_code=None, task_definition_arn=definition_arn, request=request
         )
-
-    cluster = settings.run.cluster
-    with ctx.reporter.step(f"Starting {definition_arn.rsplit('/', 1)[-1]} on cluster {cluster}"):
-        task = _start(ctx, request, cluster)
     task_arn = str(task["taskArn"])
     ctx.reporter.info(f"started task {task_arn}")
     if not wait:

@@ -37,7 +37,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gcpfargate.awsspec import cron
+from gcpfargate.core import plan as planning
 from gcpfargate.core.context import Context
+from gcpfargate.core.plan import Change
+from gcpfargate.core.results import plan_json
 from gcpfargate.ecs import cluster as ecs
 from gcpfargate.ecs.overrides import TaskOverrides, ecs_overrides
 from gcpfargate.errors import AwsError, ConfigError, UsageError
@@ -90,8 +93,8 @@ class ScheduleResult:
     group: str = ""
     role_arn: str = ""
     task_definition_arn: str = ""
-    plan: list[str] = field(default_factory=list)
-    request: dict[str, Any] | None = None  # what --dry-run would send
+    plan: list[Change] = field(default_factory=list)
+    request: dict[str, Any] | None = None  # what a preview would send
     read_only: bool = False  # --show: nothing could change, so no `changed` is reported
     written: str = ""  # the expression as typed when it was converted (`@daily`, five-field cron)
 
@@ -109,7 +112,7 @@ class ScheduleResult:
         if self.written:
             data["written"] = self.written
         if self.request is not None:
-            data["plan"] = self.plan
+            data["plan"] = plan_json(self.plan)
             data["request"] = self.request
         return data
 
@@ -183,7 +186,7 @@ def _result_from(
     schedule: dict[str, Any],
     changed: bool,
     count: int,
-    plan: list[str] | None = None,
+    plan: list[Change] | None = None,
     request: dict[str, Any] | None = None,
 ) -> ScheduleResult:
     timezone = str(schedule.get("ScheduleExpressionTimezone") or "UTC")
@@ -282,6 +285,7 @@ def ensure_role(
     name = scheduler_role_name(ctx)
     trust = trust_policy(ctx.aws.account_id)
     inline_name = role_policy_name(ctx.aws.region)
+    mark = ctx.plan.mark()
     outcome = roles.ensure_own(
         ctx,
         roles.OwnRole(
@@ -296,9 +300,30 @@ def ensure_role(
             inline_action=f"set policy {inline_name} of role {name}",
         ),
     )
-    if outcome.changed and not outcome.created and not ctx.dry_run:
+    _record_role_changes(ctx, mark, name, outcome)
+    if outcome.changed and not outcome.created:
         _retire_single_policy(ctx, name)
     return outcome
+
+
+def _record_role_changes(ctx: Context, mark: int, name: str, outcome: roles.RoleOutcome) -> None:
+    """The role's changes on `ctx.plan`, where the schedule's results read them: recorded there
+    by `roles.ensure_own` itself, or (where it only lists them in `outcome.plan`) here, as made
+    already."""
+    if ctx.plan.since(mark):
+        return
+    for each in outcome.plan:
+        change = (
+            each
+            if isinstance(each, Change)
+            else planning.Change(
+                "create" if str(each).startswith("create ") else "update",
+                "IAM role",
+                name,
+                str(each),
+            )
+        )
+        ctx.plan.change(change, lambda: None)
 
 
 def _retire_single_policy(ctx: Context, role: str) -> None:
@@ -317,12 +342,19 @@ def _retire_single_policy(ctx: Context, role: str) -> None:
         if ":ecs:" in str(arn)
     ]
     if all(arn.split(":")[3] == ctx.aws.region for arn in resources):
-        ctx.aws.call(
-            "iam",
-            "delete_role_policy",
-            f"remove policy {ROLE_POLICY_NAME} of role {role}",
-            RoleName=role,
-            PolicyName=ROLE_POLICY_NAME,
+        ctx.plan.change(
+            planning.delete(
+                "IAM role policy",
+                f"{role}/{ROLE_POLICY_NAME}",
+                f"remove policy {ROLE_POLICY_NAME} of role {role}",
+            ),
+            lambda: ctx.aws.call(
+                "iam",
+                "delete_role_policy",
+                f"remove policy {ROLE_POLICY_NAME} of role {role}",
+                RoleName=role,
+                PolicyName=ROLE_POLICY_NAME,
+            ),
         )
 
 
@@ -390,6 +422,7 @@ def apply(
         settings, key_case="upper"
     )  # fails early on missing subnets
 
+    mark = ctx.plan.mark()
     with ctx.reporter.step(f"Reading schedule {name} and the task"):
         current = get_schedule(ctx, name, group)
         refuse_foreign(current, "update", adopt)
@@ -414,7 +447,6 @@ def apply(
         role = ensure_role(
             ctx, family_arn, role_clusters(ctx, target_cluster, settings.run.cluster), pass_roles
         )
-    plan = list(role.plan)
 
     cluster_name = target_cluster.rsplit("/", 1)[-1]
     desired: dict[str, Any] = {
@@ -447,36 +479,60 @@ def apply(
         desired["Target"]["Input"] = current["Target"][
             "Input"
         ]  # not given: kept, like the time zone
-    changed = role.changed
-    if current is None:
-        plan.append(
-            f"create schedule {name} in group {group}: {expression.text} ({timezone}), "
-            f"{desired['State']}"
-        )
-        operation = "create_schedule"
-    else:
-        changes = differences(current, desired)
-        if changes:
-            plan.append(f"update schedule {name}: {', '.join(changes)}")
-            operation = "update_schedule"
-        else:
-            operation = ""
-    if operation:
-        changed = True
-        if ctx.dry_run:
-            return _converted(_planned(desired, current, count, plan), expression)
-        if group != "default":
+    change = schedule_change(current, desired)
+    if change is not None:
+        if current is None and group != "default":
             ensure_group(ctx, group)
-        with ctx.reporter.step(f"{'Creating' if current is None else 'Updating'} schedule {name}"):
-            write(ctx, operation, desired, role_changed=role.changed, sleep=sleep)
-        current = get_schedule(ctx, name, group)
-    elif ctx.dry_run:
-        return _converted(_planned(desired, current, count, plan), expression)
-    assert current is not None  # just written, or found and unchanged (no operation)
+        verb = "Creating" if current is None else "Updating"
+        operation = "create_schedule" if current is None else "update_schedule"
+
+        def send() -> dict[str, Any] | None:
+            with ctx.reporter.step(f"{verb} schedule {name}"):
+                write(ctx, operation, desired, role_changed=role.changed, sleep=sleep)
+            return get_schedule(ctx, name, group)
+
+        current = ctx.plan.change(change, send)
+    if not ctx.plan.apply:
+        # A preview shows the request an apply sends, over what exists; nothing to read back.
+        planned = _planned(desired, current, count, ctx.plan.shown(mark))
+        return _converted(planned, expression)
+    assert current is not None  # just written, or found and unchanged (no change)
+    changed = role.changed or change is not None
     result = _converted(_result_from(current, changed=changed, count=count), expression)
     if expression.kind == "cron" and desired["State"] == "ENABLED" and not result.next_runs:
         ctx.reporter.warn(f"{expression.text} never fires after now; the task will not run")
     return result
+
+
+def schedule_change(current: dict[str, Any] | None, desired: dict[str, Any]) -> Change | None:
+    """The change that makes `current` (None: no schedule yet) the `desired` schedule; None when
+    they agree. Before and after name the fields that differ (not the overrides' values, which may
+    carry the job's environment)."""
+    name, group = desired["Name"], desired["GroupName"]
+    if current is None:
+        return planning.create(
+            "schedule",
+            f"{group}/{name}",
+            f"create schedule {name} in group {group}: {desired['ScheduleExpression']} "
+            f"({desired['ScheduleExpressionTimezone']}), {desired['State']}",
+            after={
+                "expression": desired["ScheduleExpression"],
+                "timezone": desired["ScheduleExpressionTimezone"],
+                "state": desired["State"],
+            },
+        )
+    changes = differences(current, desired)
+    if not changes:
+        return None
+    have, want = _comparable(current), _comparable(desired)
+    shown = [key for key in changes if key != "overrides"]
+    return planning.update(
+        "schedule",
+        f"{group}/{name}",
+        f"update schedule {name}: {', '.join(changes)}",
+        before={key: have[key] for key in shown} or None,
+        after={key: want[key] for key in shown} or None,
+    )
 
 
 def role_clusters(ctx: Context, target_cluster: str, name: str) -> str | list[str]:
@@ -496,7 +552,7 @@ def _converted(result: ScheduleResult, expression: cron.Expression) -> ScheduleR
 
 
 def _planned(
-    desired: dict[str, Any], current: dict[str, Any] | None, count: int, plan: list[str]
+    desired: dict[str, Any], current: dict[str, Any] | None, count: int, plan: list[Change]
 ) -> ScheduleResult:
     shown = {**(current or {}), **desired, "Arn": (current or {}).get("Arn")}
     return _result_from(shown, changed=bool(plan), count=count, plan=plan, request=desired)
@@ -513,8 +569,12 @@ def group_exists(ctx: Context, group: str) -> bool:
     return found is not None
 
 
-def ensure_group(ctx: Context, group: str) -> None:
-    if not group_exists(ctx, group):
+def ensure_group(ctx: Context, group: str, exists: bool | None = None) -> None:
+    """The schedule group, recorded as a change when it is missing (`exists`: already read)."""
+    if exists if exists is not None else group_exists(ctx, group):
+        return
+
+    def create() -> None:
         ctx.aws.call(
             "scheduler",
             "create_schedule_group",
@@ -523,6 +583,10 @@ def ensure_group(ctx: Context, group: str) -> None:
             Tags=[{"Key": "managed-by", "Value": "gcpfargate"}],
         )
         ctx.reporter.info(f"created schedule group {group}")
+
+    ctx.plan.change(
+        planning.create("schedule group", group, f"create schedule group {group}"), create
+    )
 
 
 def write(
@@ -570,20 +634,25 @@ def delete(ctx: Context, adopt: bool = False) -> ScheduleResult:
             group=group,
         )
     result = _result_from(current, changed=True, count=0)
-    if ctx.dry_run:
-        result.plan, result.request = (
-            [f"delete schedule {name} in group {group}"],
-            {"Name": name, "GroupName": group},
-        )
-    else:
+    request: dict[str, Any] = {"Name": name, "GroupName": group}
+
+    def send() -> bool:
         with ctx.reporter.step(f"Deleting schedule {name}"):
-            ctx.aws.call(
-                "scheduler",
-                "delete_schedule",
-                f"delete schedule {name}",
-                Name=name,
-                GroupName=group,
-            )
+            ctx.aws.call("scheduler", "delete_schedule", f"delete schedule {name}", **request)
+        return True
+
+    mark = ctx.plan.mark()
+    gone = ctx.plan.change(
+        planning.delete(
+            "schedule",
+            f"{group}/{name}",
+            f"delete schedule {name} in group {group}",
+            before={"expression": result.expression, "state": result.state},
+        ),
+        send,
+    )
+    if gone is None:  # a preview: the request an apply sends
+        result.plan, result.request = ctx.plan.shown(mark), request
     result.state, result.next_runs = "DELETED", []
     if not ctx.settings.schedule.role_arn:
         ctx.reporter.info(

@@ -22,10 +22,14 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
+from gcpfargate.core import plan as planning
 from gcpfargate.core.context import Context
+from gcpfargate.core.plan import Change
 from gcpfargate.core.report import duration
+from gcpfargate.core.results import plan_json
 from gcpfargate.errors import AwsError, ConfigError, OperationError, UsageError
 
 POLL_FIRST_SECONDS = 2.0
@@ -77,14 +81,14 @@ class ServiceResult:
     service: str
     cluster: str
     service_arn: str = ""
-    task_definition_arn: str = ""  # what the service runs now (or would, in a dry run)
+    task_definition_arn: str = ""  # what the service runs now (or would, in a preview)
     previous_task_definition_arn: str = ""  # what it ran before this command
     changed: bool = False
-    # COMPLETED (stable), IN_PROGRESS (not waited for), UNCHANGED (already there), PLANNED (dry run)
+    # COMPLETED (stable), IN_PROGRESS (not waited for), UNCHANGED (already there), PLANNED (preview)
     status: str = ""
     deployment_id: str = ""
     deregistered: list[str] = field(default_factory=list)
-    plan: list[str] = field(default_factory=list)
+    plan: list[Change] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -99,8 +103,8 @@ class ServiceResult:
         }
         if self.deregistered:
             data["deregistered"] = self.deregistered
-        if self.plan and self.status == "PLANNED":  # what a dry run would do
-            data["plan"] = self.plan
+        if self.plan and self.status == "PLANNED":  # what a preview would do
+            data["plan"] = plan_json(self.plan)
         return data
 
 
@@ -504,7 +508,7 @@ def roll_out(
     described: dict[str, Any] | None = None,
 ) -> ServiceResult:
     """deploy's last step: move the configured service to `task_definition_arn` (the family's latest
-    ACTIVE revision; "" in a dry run that would register one) unless it runs it already.
+    ACTIVE revision; "" in a preview that would register one) unless it runs it already.
     `described`: the service as `preflight` read it."""
     ref = require_configured(ctx)
     if described is not None:
@@ -531,13 +535,26 @@ def roll_out(
         if task_definition_arn
         else "the revision register-task registers"
     )
-    result.plan.append(
-        f"update service {ref.name} on cluster {ref.cluster}: {short(current) or '-'} → {target}"
+    mark = ctx.plan.mark()
+    moved = ctx.plan.change(
+        planning.update(
+            "ECS service",
+            f"{ref.cluster}/{ref.name}",
+            f"update service {ref.name} on cluster {ref.cluster}: {short(current) or '-'} → "
+            f"{target}",
+            before=short(current) or None,
+            after=target,
+        ),
+        lambda: move(ctx, ref, service, task_definition_arn, result, sleep=sleep, clock=clock),
     )
-    if ctx.dry_run:
-        result.changed, result.status = True, "PLANNED"
-        return result
-    return move(ctx, ref, service, task_definition_arn, result, sleep=sleep, clock=clock)
+    result.plan = ctx.plan.shown(mark)
+    return moved if moved is not None else planned(result)
+
+
+def planned(result: ServiceResult) -> ServiceResult:
+    """A preview's result: what the service would run once the recorded change is made."""
+    result.changed, result.status = True, "PLANNED"
+    return result
 
 
 def roll_services(
@@ -553,8 +570,8 @@ def roll_services(
     forced deployment replaces every task holding the previous key. `services` defaults to the
     configured `[service]` (none configured: returns []). `wait=None` follows `service.wait`;
     rotate-key should keep the default True and retire the previous key only after this returns.
-    Raises ServiceNotFound / RolloutFailed (exit 1) on the first service that fails; in a dry run
-    it only plans (`result.plan`)."""
+    Raises ServiceNotFound / RolloutFailed (exit 1) on the first service that fails; in a preview
+    it only records the changes (`result.plan`)."""
     refs = list(services) if services is not None else [ref for ref in [configured(ctx)] if ref]
     results: list[ServiceResult] = []
     for ref in refs:
@@ -565,15 +582,27 @@ def roll_services(
         result = ServiceResult(
             ref.name, ref.cluster, str(service.get("serviceArn", "")), current, current
         )
-        result.plan.append(
-            f"force a new deployment of service {ref.name} on cluster {ref.cluster} "
-            f"({short(current)})"
+        mark = ctx.plan.mark()
+        moved = ctx.plan.change(
+            planning.update(
+                "ECS service",
+                f"{ref.cluster}/{ref.name}",
+                f"force a new deployment of service {ref.name} on cluster {ref.cluster} "
+                f"({short(current)})",
+            ),
+            partial(
+                move,
+                ctx,
+                ref,
+                service,
+                current,
+                result,
+                wait=wait,
+                force=True,
+                sleep=sleep,
+                clock=clock,
+            ),
         )
-        if ctx.dry_run:
-            result.changed, result.status = True, "PLANNED"
-        else:
-            move(
-                ctx, ref, service, current, result, wait=wait, force=True, sleep=sleep, clock=clock
-            )
-        results.append(result)
+        result.plan = ctx.plan.shown(mark)
+        results.append(moved if moved is not None else planned(result))
     return results

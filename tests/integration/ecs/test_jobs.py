@@ -124,7 +124,11 @@ def test_three_jobs_make_three_schedules_and_a_rerun_writes_nothing(project: Pro
         "cleanup": "create",
         "weekly": "create",
     }
-    assert any(f"create schedule cleanup in group {group}" in line for line in planned.json["plan"])
+    lines = [change["text"] for change in planned.json["plan"]]
+    assert any(f"create schedule cleanup in group {group}" in line for line in lines)
+    assert ("create", "schedule", f"{group}/cleanup") in [
+        (c["action"], c["resource"], c["name"]) for c in planned.json["plan"]
+    ]
     assert group not in str(project.aws("scheduler").list_schedule_groups())
 
     created = project.run("schedule", "-o", "json")
@@ -237,7 +241,14 @@ def test_prune_deletes_exactly_the_removed_job_and_never_a_foreign_schedule(
     assert_one_clean_line(refused, 2, "needs a confirmation", "--yes")
     planned = project.run("schedule", "--prune", "--dry-run", "-o", "json")
     assert planned.returncode == 0, planned.output
-    assert f"delete schedule weekly in group {group} (no job names it)" in planned.json["plan"]
+    assert planned.json["plan"] == [
+        {
+            "action": "delete",
+            "resource": "schedule",
+            "name": f"{group}/weekly",
+            "text": f"delete schedule weekly in group {group} (no job names it)",
+        }
+    ]
     assert names_in(project, group) == ["cleanup", "export-daily", "theirs", "weekly"]
 
     pruned = project.run("schedule", "--prune", "--yes", "-o", "json")

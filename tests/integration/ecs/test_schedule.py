@@ -208,8 +208,19 @@ def test_dry_run_creates_nothing(project: Project) -> None:
     assert out["changed"] is True and out["schedule_arn"] is None
     assert out["request"]["Target"]["EcsParameters"]["TaskDefinitionArn"] == ecs["family_arn"]
     assert out["request"]["GroupName"] == "batch-jobs"
-    assert any("create IAM role" in line for line in out["plan"])
-    assert any("create schedule nightly in group batch-jobs" in line for line in out["plan"])
+    lines = [change["text"] for change in out["plan"]]
+    assert any("create IAM role" in line for line in lines)
+    assert any("create schedule nightly in group batch-jobs" in line for line in lines)
+    # The plan is data: the group the schedule goes into, then the schedule, each a typed change.
+    assert [(c["action"], c["resource"], c["name"]) for c in out["plan"][-2:]] == [
+        ("create", "schedule group", "batch-jobs"),
+        ("create", "schedule", "batch-jobs/nightly"),
+    ]
+    assert out["plan"][-1]["after"] == {
+        "expression": "rate(15 minutes)",
+        "timezone": "Asia/Tokyo",
+        "state": "ENABLED",
+    }
     assert "nightly" not in _schedule_names(project)
     assert "NoSuchEntity" in _role_error(project, f"gcpfargate-{project.family}-scheduler")
 

@@ -49,8 +49,15 @@ def test_deploy_rolls_the_service_and_rollback_returns(project: Project) -> None
     assert (planned_deploy["service"]["status"], planned_deploy["service"]["plan"]) == (
         "PLANNED",
         [
-            f"update service web on cluster {cluster}: {family}:1 → the revision register-task "
-            "registers"
+            {
+                "action": "update",
+                "resource": "ECS service",
+                "name": f"{cluster}/web",
+                "text": f"update service web on cluster {cluster}: {family}:1 → the revision "
+                "register-task registers",
+                "before": f"{family}:1",
+                "after": "the revision register-task registers",
+            }
         ],
     )
     assert running(project, cluster) == f"{family}:1"
@@ -73,7 +80,7 @@ def test_deploy_rolls_the_service_and_rollback_returns(project: Project) -> None
     assert (again["service"]["status"], again["service"]["changed"]) == ("UNCHANGED", False)
 
     planned = run_json(project, "rollback", "--dry-run")
-    assert (planned["status"], planned["plan"]) == (
+    assert (planned["status"], [change["text"] for change in planned["plan"]]) == (
         "PLANNED",
         [f"update service web on cluster {cluster}: {family}:2 → {family}:1"],
     )
