@@ -285,7 +285,6 @@ def ensure_role(
     name = scheduler_role_name(ctx)
     trust = trust_policy(ctx.aws.account_id)
     inline_name = role_policy_name(ctx.aws.region)
-    mark = ctx.plan.mark()
     outcome = roles.ensure_own(
         ctx,
         roles.OwnRole(
@@ -300,30 +299,9 @@ def ensure_role(
             inline_action=f"set policy {inline_name} of role {name}",
         ),
     )
-    _record_role_changes(ctx, mark, name, outcome)
     if outcome.changed and not outcome.created:
         _retire_single_policy(ctx, name)
     return outcome
-
-
-def _record_role_changes(ctx: Context, mark: int, name: str, outcome: roles.RoleOutcome) -> None:
-    """The role's changes on `ctx.plan`, where the schedule's results read them: recorded there
-    by `roles.ensure_own` itself, or (where it only lists them in `outcome.plan`) here, as made
-    already."""
-    if ctx.plan.since(mark):
-        return
-    for each in outcome.plan:
-        change = (
-            each
-            if isinstance(each, Change)
-            else planning.Change(
-                "create" if str(each).startswith("create ") else "update",
-                "IAM role",
-                name,
-                str(each),
-            )
-        )
-        ctx.plan.change(change, lambda: None)
 
 
 def _retire_single_policy(ctx: Context, role: str) -> None:

@@ -84,15 +84,15 @@ def kinds(changes: list[Change]) -> list[tuple[str, str, str]]:
 
 
 def own(changes: list[Change]) -> list[tuple[str, str, str]]:
-    """The changes these modules decide: the scheduler role's own changes are iam.roles' (its
-    tests hold them to the same rule), here only their first one is compared."""
+    """The changes these modules decide (the scheduler role's are iam.roles', compared apart by
+    `same_role_start`)."""
     return [each for each in kinds(changes) if each[1] != "IAM role"]
 
 
 def same_role_start(planned: list[Change], made: list[Change]) -> None:
     roles_planned = [each for each in kinds(planned) if each[1] == "IAM role"]
     roles_made = [each for each in kinds(made) if each[1] == "IAM role"]
-    assert roles_planned[:1] == roles_made[:1]
+    assert roles_planned == roles_made
 
 
 def preview_then_apply(
