@@ -76,7 +76,7 @@ def rollback(
             deregister = False
     move = planning.update(
         "ECS service",
-        ref.name,
+        f"{ref.cluster}/{ref.name}",
         f"update service {ref.name} on cluster {ref.cluster}: {svc.short(current)} → "
         f"{svc.short(target)}",
         before=svc.short(current),
