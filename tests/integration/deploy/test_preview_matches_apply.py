@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import Project
-from tests.integration.helpers import latest, prepare
+from tests.integration.helpers import keyless_demo, latest, prepare
 
 
 def _deploy(project: Project, apply: bool) -> tuple[Any, list[Any]]:
@@ -32,10 +32,10 @@ def _kinds(changes: list[Any]) -> list[tuple[str, str, str]]:
     return [(change.action, change.resource, change.name) for change in changes]
 
 
-def test_a_fresh_deploys_preview_lists_the_changes_its_apply_makes(
+def _preview_then_apply(
     project: Project, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    prepare(project)
+) -> tuple[Any, list[Any], Any, list[Any]]:
+    """A preview, then an apply, of `deploy` on the same fresh project; their changes are equal."""
     for name in [k for k in os.environ if k.startswith(("AWS_", "GCPFARGATE_"))]:
         monkeypatch.delenv(name)
     for name, value in project.env.items():
@@ -45,8 +45,23 @@ def test_a_fresh_deploys_preview_lists_the_changes_its_apply_makes(
     planned, previewed = _deploy(project, apply=False)
     assert not project.exists("repository", project.family)  # the preview made nothing
     done, applied = _deploy(project, apply=True)
-
     assert _kinds(previewed) == _kinds(applied), (_kinds(previewed), _kinds(applied))
+    # The user's JSON (`deploy --dry-run -o json`) is the preview's list, step by step; an apply's
+    # push and registration list no plan (they say what they did).
+    shown = [change for step in planned.to_json().values() for change in step.get("plan", [])]
+    assert [each for each in shown if isinstance(each, dict)] == [c.to_json() for c in previewed]
+    assert done.steps["push-image"].plan == done.steps["register-task"].plan == []
+    # And the apply made what it recorded.
+    assert project.exists("repository", project.family)
+    assert latest(project)["taskDefinitionArn"] == done.steps["register-task"].task_definition_arn
+    return planned, previewed, done, applied
+
+
+def test_a_fresh_deploys_preview_lists_the_changes_its_apply_makes(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prepare(project)
+    _, _, _, applied = _preview_then_apply(project, monkeypatch)
     family = project.family
     for change in [
         ("create", "ECR repository", family),
@@ -55,11 +70,14 @@ def test_a_fresh_deploys_preview_lists_the_changes_its_apply_makes(
         ("create", "task definition", family),
     ]:
         assert change in _kinds(applied), _kinds(applied)
-    # The user's JSON (`deploy --dry-run -o json`) is the preview's list, step by step; an apply's
-    # push and registration list no plan (they say what they did).
-    shown = [change for step in planned.to_json().values() for change in step.get("plan", [])]
-    assert [each for each in shown if isinstance(each, dict)] == [c.to_json() for c in previewed]
-    assert done.steps["push-image"].plan == done.steps["register-task"].plan == []
-    # And the apply made what it recorded.
-    assert project.exists("repository", family)
-    assert latest(project)["taskDefinitionArn"] == done.steps["register-task"].task_definition_arn
+
+
+def test_a_fresh_keyless_deploys_preview_lists_the_changes_its_apply_makes(
+    project: Project, modern_base: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keyless_demo(project, modern_base)  # the credential shim's repository and push too
+    # One tag for both runs: the derived one is the time of each run (no git work tree here).
+    project.extra_env["GCPFARGATE_IMAGE_TAG"] = "v1"
+    _, _, done, applied = _preview_then_apply(project, monkeypatch)
+    assert done.steps["push-image"].shim_image
+    assert ("create", "task definition", project.family) in _kinds(applied), _kinds(applied)
