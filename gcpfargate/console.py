@@ -10,7 +10,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -20,6 +20,8 @@ from gcpfargate.keymaterial.keyfile import redact
 
 if TYPE_CHECKING:  # rich's consoles are made on first use: plain and JSON output never need them
     from rich.console import Console
+
+    from gcpfargate.core.plan import Change
 
 
 def interactive(stream: Any = None) -> bool:
@@ -169,14 +171,14 @@ class Output:
             result.to_json(), text=lambda console: render_text(self, console, result, dry_run)
         )
 
-    def plan(self, lines: list[str], diff: str = "") -> None:
-        """What a dry run would change (or that nothing would), on stderr; JSON has it under
-        "plan"."""
+    def plan(self, changes: Sequence[Change | str], diff: str = "") -> None:
+        """What a dry run would change (or that nothing would), on stderr, one line per change (its
+        text); JSON has the changes as objects under "plan"."""
         if self.json:
             return
-        self.info("Plan (dry run, nothing changed):" if lines else "Nothing to do.")
-        for line in lines:
-            self.info(f"  - {line}")
+        self.info("Plan (dry run, nothing changed):" if changes else "Nothing to do.")
+        for change in changes:
+            self.info(f"  - {change}")  # a Change's text
         if diff:
             self.info(diff.rstrip("\n"))
 
@@ -317,8 +319,8 @@ def _deploy(output: Output, console: Console, result: Any, dry_run: bool) -> Non
         console.print("gcpfargate deploy (dry run, nothing changed) would:", markup=False)
         for name, step in result.steps.items():
             console.print(f"{name}:" + ("" if step.plan else " nothing would change"), markup=False)
-            for line in step.plan:
-                console.print(f"  - {line}", markup=False)
+            for change in step.plan:
+                console.print(f"  - {change}", markup=False)  # a Change's text
             if getattr(step, "diff", ""):
                 console.print(step.diff.rstrip("\n"), markup=False)
         return

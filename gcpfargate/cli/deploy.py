@@ -51,4 +51,4 @@ def deploy(
         tag=tag,
         retire=retire_confirmation(retire_keys),
     )
-    STATE.console.show(result, dry_run)
+    STATE.console.show(result, not ctx.plan.apply)

@@ -35,6 +35,5 @@ def push_image(
     from gcpfargate.deploy.sequence import push_images
 
     ctx = STATE.context(dry_run=dry_run, overrides={"image.tag": tag})
-    STATE.console.show(
-        push_images(ctx, allow_embedded_credentials=allow_embedded_credentials), dry_run
-    )
+    result = push_images(ctx, allow_embedded_credentials=allow_embedded_credentials)
+    STATE.console.show(result, not ctx.plan.apply)

@@ -38,7 +38,7 @@ def register_task(image: Image = None, template: Template = None, dry_run: DryRu
     from gcpfargate.taskdef.register import register_task as run_register
 
     ctx = STATE.context(dry_run=dry_run, overrides={"task.template": template})
-    STATE.console.show(run_register(ctx, image), dry_run)
+    STATE.console.show(run_register(ctx, image), not ctx.plan.apply)
 
 
 def _say_environment(settings: Settings) -> None:
@@ -187,13 +187,13 @@ def init(
     dockerfile = directory / "Dockerfile"
     if (
         not dockerfile.exists()
-        and not dry_run
+        and ctx.plan.apply
         and asking
         and typer.confirm("No Dockerfile here. Write a starter one?", default=True, err=True)
     ):
         result.files.extend(str(path) for path in write_starter_dockerfile(directory))
-    STATE.console.show(result, dry_run)
-    if not dry_run and not STATE.console.json:
+    STATE.console.show(result, not ctx.plan.apply)
+    if ctx.plan.apply and not STATE.console.json:
         region_known = bool(answers.region)  # AWS_REGION or the profile will do
         STATE.console.info(
             "Next: "

@@ -3,7 +3,8 @@ first failure.
 
 Each step is the same function its own command runs, so `deploy` can never drift from them. A
 failure is reported with the step's name; what earlier steps made stays consistent on its own
-(a stored key with its role, a pushed image), so a rerun resumes where it stopped.
+(a stored key with its role, a pushed image), so a rerun resumes where it stopped. Every step
+records its changes on `ctx.plan`; a preview runs the same steps and makes none of them.
 """
 
 from __future__ import annotations
@@ -23,9 +24,9 @@ class DeployResult:
     steps: dict[str, Any]  # step name -> that step's result object
 
     @property
-    def plan(self) -> list[str]:
-        """What a dry run would do, step by step."""
-        return [line for result in self.steps.values() for line in result.plan]
+    def plan(self) -> list[Any]:
+        """A preview's changes, step by step."""
+        return [change for result in self.steps.values() for change in result.plan]
 
     def to_json(self) -> dict[str, Any]:
         return {name: result.to_json() for name, result in self.steps.items()}
@@ -46,14 +47,16 @@ def deploy(
     ctx.settings.require("gcp.project", "gcp.service_account", "task.family")
     mode = mode_for(ctx.settings)
     rendered, region = _local_checks(ctx)
-    if not ctx.dry_run:
+    # The reads sent ahead are the ones an apply makes whatever it finds (a preview reads less).
+    if ctx.plan.apply:
         _read_ahead(ctx, rendered, region, mode.execution_role_policy(ctx))
     # A service ECS will not move by UpdateService (CODE_DEPLOY, EXTERNAL) is refused before
     # anything is created or registered.
     with _step("service"):
         described = service.preflight(ctx)
     results: dict[str, Any] = {}
-    building = None if ctx.dry_run else _BackgroundBuild(ctx, allow_embedded_credentials, tag)
+    # A preview builds nothing (a build is work, not a change), so nothing builds ahead either.
+    building = _BackgroundBuild(ctx, allow_embedded_credentials, tag) if ctx.plan.apply else None
     try:
         with _step("bootstrap"):
             # Retiring key mode's leftovers waits until the new revision runs (after_rollout).
@@ -66,7 +69,7 @@ def deploy(
     finally:
         if building is not None:
             building.close()
-    if not ctx.dry_run and ctx.settings.image.registry_id:
+    if pushed.digest and ctx.settings.image.registry_id:  # an image tasks are to pull
         from gcpfargate.image.repository import check_cross_account_pull
 
         with _step("push-image"):
@@ -74,7 +77,7 @@ def deploy(
                 ctx, ctx.settings.repository, str(booted.execution_role_arn or "")
             )
     with _step("register-task"):
-        # A dry run knows the digest only of an image the registry already holds (then it pins it
+        # A preview knows the digest only of an image the registry already holds (then it pins it
         # too).
         digest = pushed.digest if ctx.settings.image.pin_digest else None
         image = _pinned(pushed.image, digest) if digest else pushed.image
@@ -110,7 +113,9 @@ def _warn_if_older(
     from gcpfargate.ecs import cluster as ecs
 
     current = str((described or {}).get("taskDefinition") or "")
-    if ctx.dry_run or not current or not target_arn or service.same_revision(current, target_arn):
+    if not pushed.digest or not current or not target_arn:  # known after apply
+        return
+    if service.same_revision(current, target_arn):
         return
     latest = pushed.latest.definition if pushed.latest is not None else None
     if latest is None or latest.get("taskDefinitionArn") != current:
@@ -125,35 +130,24 @@ def _warn_if_older(
 
 def _run_history(ctx: Context, results: dict[str, Any], definition_arn: str | None) -> None:
     """The run-history rule and group (every deploy), and the failure alerts when [notify] asks.
-    Both name the family's task definitions by ARN, so a dry run that would register the first
-    revision only says what it would make."""
+    Both name the family's task definitions by an ARN prefix, so a preview that would register the
+    family's first revision plans them with the family's ARN (the revision is known after apply)."""
     from gcpfargate.ecs import alerts, history
 
-    family = ctx.settings.family
+    arn = definition_arn or _family_arn(ctx)
     with _step("run-history"):
-        if definition_arn:
-            results["run-history"] = history.ensure(ctx, definition_arn)
-        else:
-            results["run-history"] = history.HistoryResult(
-                history.log_group(family),
-                history.rule_name(family),
-                plan=[
-                    f"create the run history: log group {history.log_group(family)} and "
-                    f"EventBridge rule {history.rule_name(family)}"
-                ],
-            )
+        results["run-history"] = history.ensure(ctx, arn)
     if not alerts.configured(ctx):
         return
     with _step("alerts"):
-        if definition_arn:
-            results["alerts"] = alerts.ensure(ctx, definition_arn)
-        else:
-            name = history.rule_name(family, "failed")
-            results["alerts"] = alerts.AlertResult(
-                ctx.settings.notify.topic_arn or "(new topic)",
-                name,
-                plan=[f"create the failure alerts: EventBridge rule {name} to the topic"],
-            )
+        results["alerts"] = alerts.ensure(ctx, arn)
+
+
+def _family_arn(ctx: Context) -> str:
+    """The ARN the family's next revision has, but for the revision number (0 stands in for it)."""
+    aws = ctx.aws
+    family = ctx.settings.family
+    return f"arn:{aws.partition()}:ecs:{aws.region}:{aws.account_id}:task-definition/{family}:0"
 
 
 def push_images(
@@ -162,13 +156,16 @@ def push_images(
     tag: str | None = None,
     built: Any = None,
 ) -> Any:
-    """push-image: the job's image, then the images the credential mode needs beside it."""
+    """push-image: the job's image, then the images the credential mode needs beside it; its plan
+    lists the changes of both."""
     from gcpfargate.image.push import push_image
 
+    mark = ctx.plan.mark()
     pushed = push_image(
         ctx, allow_embedded_credentials=allow_embedded_credentials, tag=tag, built=built
     )
     mode_for(ctx.settings).extra_images(ctx, pushed)
+    pushed.plan = ctx.plan.shown(mark)
     return pushed
 
 
@@ -181,7 +178,7 @@ def _local_checks(ctx: Context) -> tuple[dict[str, Any], str]:
 
     with _step("push-image"):
         build_inputs(ctx.settings)
-        if not ctx.dry_run:  # a dry run builds nothing
+        if ctx.plan.apply:  # a preview builds nothing, so it needs no engine
             ctx.docker.ping()
     with _step("register-task"):
         rendered, region = check_renders(ctx)

@@ -18,7 +18,10 @@
   before anything is pushed, the build context (after `.dockerignore`), every layer of the built
   image and its config (Env, Labels, history) are searched for key material. Found: refuse,
   naming the paths, unless `allow_embedded_credentials` (then warn).
-- **Dry run**: no build, no AWS write, no push; the plan names the repository, image and tag.
+- **Plan**: creating the repository and pushing each tag are the changes (core/plan.py), recorded
+  where they are made. A preview builds nothing and writes nothing: it lists the same changes
+  (the repository when missing, each tag's push) without the built image, so a push it cannot
+  rule out without building is listed.
 - **Builder** (clients/buildkit.py): BuildKit through the docker CLI (buildx, else a CLI with it
   built in), else the classic builder with one warning. `image.secrets` become `--secret`s;
   `image.cache = "inline"` exports BuildKit's inline cache and takes `--cache-from` the image the
@@ -33,6 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gcpfargate.config import SCHEMA, Settings
+from gcpfargate.core import plan as planning
 from gcpfargate.core.context import Context
 from gcpfargate.core.report import Reporter
 from gcpfargate.core.results import NOT_SHOWN, PlannedResult
@@ -49,6 +53,7 @@ from gcpfargate.image import images
 from gcpfargate.image.gittag import derive_tag
 from gcpfargate.image.guard import scan_context
 from gcpfargate.image.repository import (
+    create_repository,
     describe_repository,
     ensure_repository,
     held_digest,
@@ -65,10 +70,10 @@ if TYPE_CHECKING:
 @dataclass
 class PushResult(PlannedResult):
     image: str  # host/repo:tag (or host/repo@sha256:… for a reused image no tag points at)
-    digest: str | None  # the manifest digest, sha256:…; None in a dry run
+    digest: str | None  # the manifest digest, sha256:…; None: known after apply (a preview)
     tags: list[str]
     changed: bool
-    plan: list[str] = field(default_factory=list)  # what a --dry-run would do
+    plan: list[planning.Change] = field(default_factory=list)  # a preview's changes
     # The family's latest ACTIVE revision as push read it, for register-task in `deploy`; None: not
     # read.
     latest: ecs.LatestRevision | None = field(default=None, metadata=NOT_SHOWN)
@@ -99,7 +104,7 @@ class Built:
     explicit: bool  # the user chose the tag (rather than it being derived)
     tags: list[str]
     name: str  # host/repository
-    image_id: str  # "" in a dry run: nothing is built
+    image_id: str  # "": not built (a preview builds nothing)
     tag_existed: bool = (
         True  # the engine had `name:tag` before this build (else the build made that name)
     )
@@ -137,7 +142,7 @@ def build_image(
     guard(ctx, found, "the build context", allow_embedded_credentials, reporter, action)
 
     name = ctx.registry.image_name(repository)
-    if ctx.dry_run:
+    if not ctx.plan.apply:  # a preview builds nothing: a build is work, not a change
         return Built(repository, inputs, tag, explicit, tags, name, "")
     ctx.docker.ping()  # an unreachable engine fails here, before any AWS write
     existed = ctx.docker.inspect(f"{name}:{tag}") is not None
@@ -285,15 +290,18 @@ def push_image(
 ) -> PushResult:
     """Build (unless `built` is given) and push; see the module docstring. The credential mode's
     own images (keyless: the shim) are its business: `CredentialMode.extra_images`."""
-    return _push_app_image(ctx, allow_embedded_credentials, tag, built)
+    mark = ctx.plan.mark()
+    result = _push_app_image(ctx, allow_embedded_credentials, tag, built)
+    result.plan = ctx.plan.shown(mark)
+    return result
 
 
 def _push_app_image(
     ctx: Context, allow_embedded_credentials: bool, tag: str | None, built: Built | None
 ) -> PushResult:
     built = built or build_image(ctx, allow_embedded_credentials, tag, read_first=True)
-    if ctx.dry_run:
-        return plan(ctx, built)
+    if not built.image_id:  # not built (a preview): the image is known only after apply
+        return _preview(ctx, built)
     latest = built.latest if built.latest_read else read_latest(ctx)
     result = _push(ctx, built, allow_embedded_credentials, latest.definition if latest else None)
     result.latest = latest
@@ -354,13 +362,29 @@ def _push(
             if held_digest(ctx, repository, each, inputs.platform, image_id, repo_digests):
                 continue
             ctx.docker.tag(image_id, name, each)
-        # Not a step: a spinner and the per-layer bars cannot share the terminal.
-        ctx.reporter.info(f"Pushing {name}:{each}")
-        pushed_digest = push_tag(ctx, repository, each)
+        pushed_digest = _push_tag(ctx, built, each)
         pushed = True
         if each == tag:
-            digest = pushed_digest
+            digest = pushed_digest or ""
     return PushResult(image=image, digest=digest, tags=tags, changed=created or pushed)
+
+
+def _push_tag(ctx: Context, built: Built, tag: str) -> str | None:
+    """The change that pushes `tag`: the manifest digest the registry then holds (None in a
+    preview)."""
+    name = f"{built.name}:{tag}"
+
+    def push() -> str:
+        # Not a step: a spinner and the per-layer bars cannot share the terminal.
+        ctx.reporter.info(f"Pushing {name}")
+        return push_tag(ctx, built.repository, tag)
+
+    change = planning.create(
+        "ECR image",
+        f"{built.repository}:{tag}",
+        f"push {name} unless the registry already holds this image there",
+    )
+    return ctx.plan.change(change, push)
 
 
 # -- inputs --------------------------------------------------------------------------------------
@@ -571,20 +595,23 @@ def _rehearse(ctx: Context, built: Built) -> PushResult | None:
         if not existed:
             ctx.docker.untag(image)  # a rehearsal leaves no name behind
     if reused is not None:
-        reused.plan, reused.latest = [], latest
+        reused.latest = latest
     return reused
 
 
-def plan(ctx: Context, built: Built) -> PushResult:
+def _preview(ctx: Context, built: Built) -> PushResult:
+    """What a push of the image a preview did not build changes: the repository when it is
+    missing, and each tag's push unless the registry already has this very image (which, short of
+    building, only a rehearsal of a derived tag can tell)."""
     repository, inputs, tags, image = (
         built.repository,
         built.inputs,
         built.tags,
         f"{built.name}:{built.tag}",
     )
-    steps = []
-    if describe_repository(ctx, repository) is None:
-        steps.append(f"create ECR repository {repository} (scan on push)")
+    found = describe_repository(ctx, repository)
+    if found is None:
+        create_repository(ctx, repository)
     elif built.explicit and all(
         held := [ctx.registry.resolve(repository, each, inputs.platform) for each in tags]
     ):
@@ -595,13 +622,10 @@ def plan(ctx: Context, built: Built) -> PushResult:
             f"{image} is already in the registry: nothing is pushed unless a build of "
             f"{inputs.context} differs from it"
         )
-        return PushResult(image=image, digest=held[0].digest, tags=tags, changed=False, plan=[])  # type: ignore[union-attr]
+        digest = held[0].digest  # type: ignore[union-attr]  # all() saw every one
+        return PushResult(image=image, digest=digest, tags=tags, changed=False)
     elif not built.explicit and (rehearsed := _rehearse(ctx, built)) is not None:
         return rehearsed
-    steps.append(f"build {inputs.context} with {inputs.dockerfile} for {inputs.platform}")
-    steps.append("search the image's layers for key files")
-    steps.extend(
-        f"push {built.name}:{each} unless the registry already holds this image there"
-        for each in tags
-    )
-    return PushResult(image=image, digest=None, tags=tags, changed=True, plan=steps)
+    for each in tags:
+        _push_tag(ctx, built, each)
+    return PushResult(image=image, digest=None, tags=tags, changed=True)

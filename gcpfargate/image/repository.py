@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from gcpfargate.core import plan as planning
 from gcpfargate.core.context import Context
 from gcpfargate.errors import AwsError, DockerError
 from gcpfargate.image import images
@@ -38,31 +39,47 @@ def ensure_repository(ctx: Context, repository: str) -> bool:
                 "--image-scanning-configuration scanOnPush=true` or registry-level scanning"
             )
         return False
-    with ctx.reporter.step(f"Creating ECR repository {repository}"):
-        try:
-            ctx.aws.call(
-                "ecr",
-                "create_repository",
-                f"create ECR repository {repository}{_in(ctx)}",
-                repositoryName=repository,
-                imageScanningConfiguration={"scanOnPush": True},
-                **ctx.registry.ecr_params,
-            )
-        except AwsError as exc:
-            if exc.code == "RepositoryAlreadyExistsException":
-                return False  # created meanwhile by another run (two deploys at once): fine
-            if exc.code in ("AccessDenied", "AccessDeniedException"):
-                hint = (
-                    f"Create the repository {repository} in account "
-                    f"{ctx.registry.registry_id} with a repository policy that lets this "
-                    "account push, or allow ecr:CreateRepository in that registry's permissions"
-                    if ctx.registry.registry_id
-                    else "Allow ecr:CreateRepository for this identity, or create the "
-                    f"repository {repository} yourself"
+    return create_repository(ctx, repository)
+
+
+def create_repository(ctx: Context, repository: str) -> bool:
+    """The change that creates the repository with scan on push: True unless another run created
+    it meanwhile (a preview: True, it would be created)."""
+
+    def create() -> bool:
+        with ctx.reporter.step(f"Creating ECR repository {repository}"):
+            try:
+                ctx.aws.call(
+                    "ecr",
+                    "create_repository",
+                    f"create ECR repository {repository}{_in(ctx)}",
+                    repositoryName=repository,
+                    imageScanningConfiguration={"scanOnPush": True},
+                    **ctx.registry.ecr_params,
                 )
-                raise AwsError(exc.message, hint).with_code(exc.code) from None
-            raise
-    return True
+            except AwsError as exc:
+                if exc.code == "RepositoryAlreadyExistsException":
+                    return False  # created meanwhile by another run (two deploys at once): fine
+                if exc.code in ("AccessDenied", "AccessDeniedException"):
+                    hint = (
+                        f"Create the repository {repository} in account "
+                        f"{ctx.registry.registry_id} with a repository policy that lets this "
+                        "account push, or allow ecr:CreateRepository in that registry's permissions"
+                        if ctx.registry.registry_id
+                        else "Allow ecr:CreateRepository for this identity, or create the "
+                        f"repository {repository} yourself"
+                    )
+                    raise AwsError(exc.message, hint).with_code(exc.code) from None
+                raise
+        return True
+
+    change = planning.create(
+        "ECR repository",
+        repository,
+        f"create ECR repository {repository} (scan on push)",
+        after={"scanOnPush": True},
+    )
+    return ctx.plan.change(change, create) is not False
 
 
 # What the execution role needs from the repository to pull an image when a task starts (ECR user

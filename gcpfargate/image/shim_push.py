@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from gcpfargate.core import plan as planning
 from gcpfargate.core.context import Context
 from gcpfargate.errors import ImageNotFound, OperationError
 from gcpfargate.image import shim_image
@@ -30,7 +31,7 @@ REPOSITORY = "gcpfargate-credential-shim"
 
 @dataclass(frozen=True)
 class ShimPush:
-    image: str  # host/repository@sha256:… ("" in a dry run)
+    image: str  # host/repository@sha256:… ("": known after apply, in a preview)
     changed: bool
 
 
@@ -80,7 +81,10 @@ def resolve_shim(ctx: Context) -> str:
     return f"{ctx.registry.image_name(REPOSITORY)}@{found.digest}"
 
 
-def push_shim(ctx: Context, plan: list[str]) -> ShimPush:
+def push_shim(ctx: Context, legacy_plan: object = None) -> ShimPush:
+    """The shim image for this gcpfargate and base: reused when the registry holds it, else built,
+    checked by the key guard and pushed (a preview builds nothing: it lists the repository and the
+    push). `legacy_plan` is ignored: the changes are recorded on `ctx.plan`."""
     files = _context(ctx)
     tag, platform = shim_tag(files), _platform(ctx)
     name = ctx.registry.image_name(REPOSITORY)
@@ -88,9 +92,24 @@ def push_shim(ctx: Context, plan: list[str]) -> ShimPush:
     if held is not None:
         held = verified(ctx, held, files, tag)
         return ShimPush(f"{name}@{held.digest}", changed=False)
-    plan.append(f"build and push the credential-shim image {name}:{tag}")
-    if ctx.dry_run:
-        return ShimPush("", changed=True)
+    digest = ""
+    if ctx.plan.apply:  # a preview builds nothing: a build is work, not a change
+        image_id = _build(ctx, files, name, tag, platform)
+        ctx.registry.credentials()  # authenticate before any write
+        digest = held_digest(ctx, REPOSITORY, tag, platform, image_id)
+    ensure_repository(ctx, REPOSITORY)
+    if not digest:
+        change = planning.create(
+            "ECR image",
+            f"{REPOSITORY}:{tag}",
+            f"build and push the credential-shim image {name}:{tag}",
+        )
+        digest = ctx.plan.change(change, lambda: _push(ctx, name, tag)) or ""
+    return ShimPush(f"{name}@{digest}" if digest else "", changed=True)
+
+
+def _build(ctx: Context, files: dict[str, bytes], name: str, tag: str, platform: str) -> str:
+    """Build the shim and pass it through the key guard; its image id."""
     with tempfile.TemporaryDirectory(prefix="gcpfargate-shim-") as directory:
         for relative, content in files.items():
             path = Path(directory) / relative
@@ -107,10 +126,9 @@ def push_shim(ctx: Context, plan: list[str]) -> ShimPush:
     with ctx.reporter.step(f"Scanning {name}:{tag} for key material"):
         found = scan_image(ctx, image_id)
     guard(ctx, found, f"the credential-shim image {name}:{tag}", allow=False)
-    ctx.registry.credentials()  # authenticate before any write
-    digest = held_digest(ctx, REPOSITORY, tag, platform, image_id)
-    ensure_repository(ctx, REPOSITORY)
-    if not digest:
-        ctx.reporter.info(f"Pushing {name}:{tag}")
-        digest = push_tag(ctx, REPOSITORY, tag)
-    return ShimPush(f"{name}@{digest}", changed=True)
+    return image_id
+
+
+def _push(ctx: Context, name: str, tag: str) -> str:
+    ctx.reporter.info(f"Pushing {name}:{tag}")
+    return push_tag(ctx, REPOSITORY, tag)

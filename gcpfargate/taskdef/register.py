@@ -13,16 +13,18 @@ import difflib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from gcpfargate.awsspec import sizes
+from gcpfargate.core import plan as planning
 from gcpfargate.core.context import Context
+from gcpfargate.core.results import plan_json
 from gcpfargate.credentials import wiring
 from gcpfargate.credentials.key import secret
 from gcpfargate.credentials.mode import mode_for
 from gcpfargate.ecs import cluster as ecs
 from gcpfargate.ecs import fargate_rules, logs
-from gcpfargate.errors import ImageNotFound, SecretNotFound, TemplateError
+from gcpfargate.errors import GcpfargateError, ImageNotFound, SecretNotFound, TemplateError
 from gcpfargate.iam import propagation, roles
 from gcpfargate.image import images
 from gcpfargate.taskdef import exported, template
@@ -33,10 +35,10 @@ READ_ONLY = exported.DESCRIBE_ONLY
 
 @dataclass
 class RegisterResult:
-    task_definition_arn: str | None  # None in a dry run that would register
+    task_definition_arn: str | None  # None: known after apply (a preview that would register)
     revision: int | None
     changed: bool
-    plan: list[str] = field(default_factory=list)  # what a --dry-run would do
+    plan: list[planning.Change] = field(default_factory=list)  # a preview's changes
     diff: str = ""  # registered vs rendered, for --dry-run
 
     def to_json(self) -> dict[str, Any]:
@@ -46,7 +48,7 @@ class RegisterResult:
             "changed": self.changed,
         }
         if self.plan:
-            data["plan"] = self.plan
+            data["plan"] = plan_json(self.plan)
         return data
 
 
@@ -83,15 +85,16 @@ _STAND_INS = {
 }
 
 
-def check_renders(ctx: Context) -> tuple[dict[str, Any], str]:
+def check_renders(ctx: Context, region: str = "") -> tuple[dict[str, Any], str]:
     """Render and validate the template with stand-ins for what bootstrap and push-image will make:
     a template error is reported before anything is created. Touches no AWS or GCP endpoint. Returns
-    the definition and the region it was rendered for."""
+    the definition and the region it was rendered for (`region`, else aws.region, else a stand-in).
+    """
     settings = ctx.settings
     path = template_path(ctx)
     variables: dict[str, Any] = {
         **_STAND_INS,
-        "region": settings.aws.region or "us-east-1",
+        "region": region or settings.aws.region or "us-east-1",
         "family": settings.family,
         "credentials_path": settings.task.credentials_path,
         "credentials_env": settings.task.credentials_env,
@@ -404,48 +407,49 @@ def register_task(
     push-image read, so none is read twice (the role's ARN would otherwise cost an STS
     GetCallerIdentity)."""
     family = ctx.settings.family
-    plan: list[str] = []
+    mark = ctx.plan.mark()
     try:
         rendered = render_definition(ctx, image, secret_arn, role_arn=role_arn)
     except (ImageNotFound, SecretNotFound) as exc:
-        if not ctx.dry_run:
-            raise
-        # A dry-run deploy renders before bootstrap and push-image have made anything: say so rather
-        # than fail.
-        return RegisterResult(
-            None,
-            None,
-            True,
-            plan=[
-                f"register a new revision of {family} (not checked yet: "
-                f"{exc.message}; {exc.hint[:1].lower()}{exc.hint[1:]})"
-            ],
-        )
-    if pushed and not ctx.dry_run:
+        return _unchecked(ctx, mark, exc)
+    if pushed:
         check_runs_pushed(rendered, pushed, template.shown(template_path(ctx)))
     if latest is not None:
         registered = latest.definition
     else:
         with ctx.reporter.step(f"Reading the latest ACTIVE revision of {family}"):
             registered = ecs.latest_active(ctx, family)
-    created_groups = logs.ensure_log_groups(ctx, rendered, plan)
+    created_groups = _ensure_log_groups(ctx, rendered)
     if registered is not None and normalise(registered) == normalise(rendered):
         arn, revision = str(registered["taskDefinitionArn"]), int(registered["revision"])
         ctx.reporter.info(f"{family}:{revision} already matches the template: nothing to register")
-        return RegisterResult(arn, revision, bool(created_groups), plan=plan if ctx.dry_run else [])
+        return RegisterResult(arn, revision, bool(created_groups), plan=ctx.plan.shown(mark))
     diff = unified_diff(registered, rendered, family)
-    next_revision = int(registered["revision"]) + 1 if registered else 1
-    plan.append(
-        f"register revision {next_revision} of {family}"
-        if registered
-        else f"register task definition family {family} (first revision)"
+    previous = int(registered["revision"]) if registered else None
+    change = planning.create(
+        "task definition",
+        family,
+        f"register revision {previous + 1} of {family}"
+        if previous
+        else f"register task definition family {family} (first revision)",
+        after={"revision": (previous or 0) + 1},
     )
-    if ctx.dry_run:
-        return RegisterResult(None, None, True, plan=plan, diff=diff)
+    created = ctx.plan.change(change, lambda: _register(ctx, family, rendered))
+    if created is None:  # known after apply
+        return RegisterResult(None, None, True, plan=ctx.plan.shown(mark), diff=diff)
+    # Record the family on the secrets it reads (deploy's bootstrap did that for its own secret).
+    for arn in _secret_arns(rendered) if secret_arn is None else []:
+        secret.note_family(ctx, arn, family)
+    return RegisterResult(
+        str(created["taskDefinitionArn"]), int(created["revision"]), True, plan=[], diff=diff
+    )
+
+
+def _register(ctx: Context, family: str, rendered: dict[str, Any]) -> dict[str, Any]:
     with ctx.reporter.step(f"Registering a new revision of {family}"):
         # Right after bootstrap made or changed the execution role, ECS may not see it yet
         # (iam:PassRole).
-        created = propagation.retry_while(
+        created: dict[str, Any] = propagation.retry_while(
             lambda: ctx.aws.call(
                 "ecs", "register_task_definition", f"register task definition {family}", **rendered
             ),
@@ -453,9 +457,42 @@ def register_task(
             ctx.reporter,
             f"register task definition {family}",
         )["taskDefinition"]
-    # Record the family on the secrets it reads (deploy's bootstrap did that for its own secret).
-    for arn in _secret_arns(rendered) if secret_arn is None else []:
-        secret.note_family(ctx, arn, family)
-    return RegisterResult(
-        str(created["taskDefinitionArn"]), int(created["revision"]), True, plan=[], diff=diff
+    return created
+
+
+def _unchecked(ctx: Context, mark: int, missing: ImageNotFound | SecretNotFound) -> RegisterResult:
+    """A registration whose secret or image bootstrap or push-image has yet to make (a preview of
+    `deploy` on a fresh project): the log groups the template names (rendered with stand-ins for
+    what is missing) and the registration, not checked yet. Each is planned with the error as its
+    write, so applying any of them is that error, raised before anything is written."""
+
+    def refuse() -> NoReturn:
+        raise missing
+
+    family = ctx.settings.family
+    # Which log groups are missing, read without writing: a private preview of those changes.
+    reading = copy.copy(ctx)
+    reading.plan = planning.Plan(apply=False)
+    try:
+        _ensure_log_groups(reading, check_renders(ctx, ctx.aws.region)[0])
+    except GcpfargateError as exc:  # the registration's own error is the one to report
+        ctx.reporter.detail(f"log groups not checked: {exc.message}")
+    text = (
+        f"register a new revision of {family} (not checked yet: "
+        f"{missing.message}; {missing.hint[:1].lower()}{missing.hint[1:]})"
     )
+    for change in [*reading.plan.changes, planning.create("task definition", family, text)]:
+        ctx.plan.change(change, refuse)
+    return RegisterResult(None, None, True, plan=ctx.plan.shown(mark))
+
+
+def _ensure_log_groups(ctx: Context, definition: dict[str, Any]) -> list[str]:
+    """The awslogs groups the definition names, created when missing (ecs/logs.py); each a change
+    on `ctx.plan`. The groups this run created."""
+    also: list[Any] = []
+    created = logs.ensure_log_groups(ctx, definition, also)
+    for each in also:
+        if isinstance(each, str):  # a plan line, not a change ecs/logs.py recorded itself
+            group = each.removeprefix("create CloudWatch log group ").split(" (retention")[0]
+            ctx.plan.change(planning.create("CloudWatch log group", group, each), lambda: None)
+    return created

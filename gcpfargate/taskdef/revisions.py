@@ -9,16 +9,19 @@
   revisions referenced (by digest), unless anything else pins the digest (taskdef/pins.py: an
   ACTIVE revision of any family, a service deployment, a running task, a schedule). The
   credential-shim repository, which every keyless family shares, is never a candidate.
-  `--dry-run` returns exactly the list a confirmed run deletes: both use `plan_deregister`.
+  `--dry-run` returns exactly the list a confirmed run deletes: both use `plan_deregister`, and
+  each deletion is a change on `ctx.plan` (a preview records them and deletes nothing).
 """
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
+from gcpfargate.core import plan as planning
 from gcpfargate.core.context import Context
 from gcpfargate.ecs import service as svc
 from gcpfargate.errors import OperationError, UsageError
@@ -65,24 +68,31 @@ def rollback(
         result.task_definition_arn, result.status = current, "UNCHANGED"
         ctx.reporter.info(f"service {ref.name} already runs {svc.short(current)}")
         return result
-    result.plan.append(
-        f"update service {ref.name} on cluster {ref.cluster}: {svc.short(current)} → "
-        f"{svc.short(target)}"
-    )
+    mark = ctx.plan.mark()
     pins = pinned_by_schedule(ctx, family) if deregister else {}
     for pinned, why in pins.items():
         if deregister and svc.same_revision(current, pinned):
             ctx.reporter.warn(f"not deregistering {svc.short(current)}: {why}")
             deregister = False
+    move = planning.update(
+        "ECS service",
+        f"{ref.cluster}/{ref.name}",
+        f"update service {ref.name} on cluster {ref.cluster}: {svc.short(current)} → "
+        f"{svc.short(target)}",
+        before=svc.short(current),
+        after=svc.short(target),
+    )
+    moved = ctx.plan.change(
+        move,
+        lambda: svc.move(ctx, ref, service, target, result, wait=wait, sleep=sleep, clock=clock),
+    )
     if deregister:
-        result.plan.append(f"deregister {svc.short(current)}")
-    if ctx.dry_run:
+        ctx.plan.change(_deregister_change(current), lambda: _deregister(ctx, current))
+        if moved is not None:
+            result.deregistered.append(current)
+    if moved is None:  # known after apply
         result.changed, result.status = True, "PLANNED"
-        return result
-    svc.move(ctx, ref, service, target, result, wait=wait, sleep=sleep, clock=clock)
-    if deregister:
-        _deregister(ctx, current)
-        result.deregistered.append(current)
+    result.plan = cast(Any, ctx.plan.shown(mark))
     return result
 
 
@@ -101,11 +111,16 @@ def pinned_by_schedule(ctx: Context, family: str) -> dict[str, str]:
     return {}
 
 
-def _deregister(ctx: Context, arn: str) -> None:
+def _deregister_change(arn: str) -> planning.Change:
+    return planning.delete("task definition", svc.short(arn), f"deregister {svc.short(arn)}")
+
+
+def _deregister(ctx: Context, arn: str) -> bool:
     with ctx.reporter.step(f"Deregistering {svc.short(arn)}"):
         ctx.aws.call(
             "ecs", "deregister_task_definition", f"deregister {svc.short(arn)}", taskDefinition=arn
         )
+    return True
 
 
 # -- deregister
@@ -117,16 +132,16 @@ class DeregisterResult:
     family: str
     kept: list[str]  # ARNs that stay, newest first
     reasons: dict[str, str]  # ARN -> why it stays
-    deregister: list[str]  # ARNs deregistered (or, in a dry run, to deregister), newest first
+    deregister: list[str]  # ARNs deregistered (or, in a preview, to deregister), newest first
     images: list[str] = field(default_factory=list)  # repository@digest deleted (or to delete)
     image_pins: dict[str, list[str]] | None = None  # kept candidates -> what pins them (--images)
-    dry_run: bool = False
+    preview: bool = False  # computed by a preview (JSON: "dry_run")
     done: bool = False  # the deregistering happened
 
     def to_json(self) -> dict[str, Any]:
         return {
             "family": self.family,
-            "dry_run": self.dry_run,
+            "dry_run": self.preview,
             "changed": self.done and bool(self.deregister),
             "kept": [
                 {"revision": svc.revision_of(a), "reason": self.reasons[a]} for a in self.kept
@@ -170,7 +185,7 @@ def plan_deregister(ctx: Context, keep_last: int, images: bool) -> DeregisterRes
         [a for a in active if a in reasons],
         reasons,
         [a for a in active if a not in reasons],
-        dry_run=ctx.dry_run,
+        preview=not ctx.plan.apply,
     )
     if images and result.deregister:
         with ctx.reporter.step("Finding the images only those revisions use"):
@@ -187,21 +202,42 @@ def deregister(
     images: bool = False,
     confirm: Callable[[DeregisterResult], bool] = lambda plan: False,
 ) -> DeregisterResult:
-    """Deregister what `plan_deregister` lists, after `confirm(plan)` agrees (not asked in a dry
-    run)."""
+    """Deregister what `plan_deregister` lists, each revision and image a change on `ctx.plan`;
+    `confirm(plan)` is asked before the first write (so never in a preview, which writes
+    nothing)."""
     plan = plan_deregister(ctx, keep_last, images)
-    if ctx.dry_run or not plan.deregister:
-        return plan
-    if not confirm(plan):
-        raise OperationError("deregister was not confirmed; nothing was deregistered or deleted")
+    asked: list[bool] = []
+
+    def confirmed(write: Callable[[], bool]) -> Callable[[], bool]:
+        def run() -> bool:
+            if not asked:
+                asked.append(True)
+                if not confirm(plan):
+                    raise OperationError(
+                        "deregister was not confirmed; nothing was deregistered or deleted"
+                    )
+            return write()
+
+        return run
+
     for arn in plan.deregister:
-        _deregister(ctx, arn)
+        ctx.plan.change(
+            _deregister_change(arn), confirmed(functools.partial(_deregister, ctx, arn))
+        )
     for image in plan.images:
         repository, _, digest = image.partition("@")
-        with ctx.reporter.step(f"Deleting image {repository}@{digest[:19]}…"):
-            ctx.registry.delete(repository, digest)
-    plan.done = True
+        ctx.plan.change(
+            planning.delete("ECR image", image, f"delete image {image}"),
+            confirmed(functools.partial(_delete_image, ctx, repository, digest)),
+        )
+    plan.done = bool(asked)
     return plan
+
+
+def _delete_image(ctx: Context, repository: str, digest: str) -> bool:
+    with ctx.reporter.step(f"Deleting image {repository}@{digest[:19]}…"):
+        ctx.registry.delete(repository, digest)
+    return True
 
 
 def _candidates(ctx: Context, leaving: list[str]) -> set[str]:

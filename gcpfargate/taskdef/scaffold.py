@@ -9,6 +9,7 @@ definition. Nothing is overwritten without `force`.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass, field
@@ -17,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from gcpfargate.config import CONFIG_FILE
+from gcpfargate.core import plan as planning
 from gcpfargate.core.context import Context
+from gcpfargate.core.results import plan_json
 from gcpfargate.credentials import wiring
 from gcpfargate.credentials.key import secret
 from gcpfargate.ecs import cluster as ecs
@@ -34,12 +37,12 @@ _SENTINEL = "@@gcpfargate:{}@@"
 @dataclass
 class ScaffoldResult:
     files: list[str]
-    plan: list[str] = field(default_factory=list)
+    plan: list[planning.Change] = field(default_factory=list)  # a preview's changes
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"files": self.files}
         if self.plan:
-            data["plan"] = self.plan
+            data["plan"] = plan_json(self.plan)
         return data
 
 
@@ -94,12 +97,15 @@ def init(
         import_family(ctx, from_family, answers) if from_family else packaged(TEMPLATE_FILE)
     )
     config_text = render_config(answers)
-    files = [str(path) for path in targets]
-    if ctx.dry_run:
-        return ScaffoldResult(files=files, plan=[f"write {path}" for path in files])
-    targets[0].write_text(config_text, encoding="utf-8")
-    targets[1].write_text(template_text, encoding="utf-8")
-    return ScaffoldResult(files=files)
+    mark = ctx.plan.mark()
+    for path, text in zip(targets, (config_text, template_text), strict=True):
+        change = (
+            planning.update("file", str(path), f"write {path}")
+            if path.exists()
+            else planning.create("file", str(path), f"write {path}")
+        )
+        ctx.plan.change(change, functools.partial(path.write_text, text, encoding="utf-8"))
+    return ScaffoldResult(files=[str(path) for path in targets], plan=ctx.plan.shown(mark))
 
 
 STARTER_DOCKERFILE = (

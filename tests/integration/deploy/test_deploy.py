@@ -179,7 +179,8 @@ def test_dry_run_text_prints_the_json_plan_step_by_step(project: Project) -> Non
     )
     for step, result in planned.json.items():
         assert f"{step}:" in text.stdout
-        for line in result.get("plan", []):
+        for change in result.get("plan", []):
+            line = change["text"] if isinstance(change, dict) else change
             assert f"  - {line}" in text.stdout
     assert "changed" not in text.stdout.replace("(dry run, nothing changed)", "")
 

@@ -177,7 +177,14 @@ def test_dry_run_plans_with_the_git_sha_and_changes_nothing(project: Project) ->
     assert result.returncode == 0, result.output
     assert result.json["image"] == f"{project.stack.registry}/{repository}:{sha}"
     assert result.json["tags"] == [sha] and result.json["digest"] is None
-    assert any(f"create ECR repository {repository}" in line for line in result.json["plan"])
+    assert {"action": "create", "resource": "ECR repository", "name": repository} in [
+        {key: change[key] for key in ("action", "resource", "name")}
+        for change in result.json["plan"]
+    ]
+    assert any(
+        change["text"] == f"create ECR repository {repository} (scan on push)"
+        for change in result.json["plan"]
+    )
     assert [line for line in calls.read_text().splitlines() if line.endswith(" write")] == []
     assert not project.exists("repository", repository)
     assert engine(project).images.list(name=f"{project.stack.registry}/{repository}") == []

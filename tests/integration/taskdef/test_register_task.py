@@ -427,7 +427,9 @@ def test_missing_secret_and_missing_image_say_what_to_do(project: Project) -> No
     # A dry run (as in `deploy --dry-run` on a fresh project) plans instead of failing.
     planned = project.run("register-task", "--dry-run", "--output", "json")
     assert planned.returncode == 0, planned.output
-    assert planned.json["changed"] is True and "gcpfargate bootstrap" in planned.json["plan"][0]
+    registration = planned.json["plan"][-1]  # after the log groups the template names
+    assert planned.json["changed"] is True and "gcpfargate bootstrap" in registration["text"]
+    assert (registration["action"], registration["resource"]) == ("create", "task definition")
     assert project.run("bootstrap").returncode == 0
     assert_one_clean_line(project.run("register-task"), 1, "is not in registry", "push-image")
     config = project.dir / "gcpfargate.toml"
