@@ -31,10 +31,6 @@ class Context:
     # command starts (the CLI's --dry-run), never by the core logic.
     plan: Plan = field(default_factory=Plan)
 
-    @property
-    def dry_run(self) -> bool:  # transitional: modules not yet recording through `plan`
-        return not self.plan.apply
-
     @cached_property
     def aws(self) -> AwsClients:
         from gcpfargate.clients.aws import AwsClients

@@ -17,7 +17,7 @@ class PlannedResult:
     """A dataclass result with a `plan` field: the JSON shows its fields (the plan only when there
     is one)."""
 
-    plan: list[Any]  # transitional: list[Change] once every module records through Plan
+    plan: list[Change]
 
     def to_json(self) -> dict[str, Any]:
         data = {
@@ -32,4 +32,4 @@ class PlannedResult:
 
 def plan_json(changes: list[Change]) -> list[dict[str, Any]]:
     """A plan as JSON: one object per change (action, resource, name, text, before, after)."""
-    return [each.to_json() if isinstance(each, Change) else each for each in changes]
+    return [each.to_json() for each in changes]

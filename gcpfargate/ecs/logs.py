@@ -29,13 +29,9 @@ def log_groups(definition: dict[str, Any]) -> list[tuple[str, str]]:
     return found
 
 
-def ensure_log_groups(
-    ctx: Context, definition: dict[str, Any], also: list[Any] | None = None
-) -> list[str]:
+def ensure_log_groups(ctx: Context, definition: dict[str, Any]) -> list[str]:
     """Create the awslogs groups the definition names and that do not exist (recorded on
-    `ctx.plan`; a preview creates none). Returns the groups this run created. `also` is the caller's
-    own list of changes, which gets these too (taskdef.register keeps one until it reads its
-    changes off `ctx.plan`)."""
+    `ctx.plan`; a preview creates none). Returns the groups this run created."""
     created: list[str] = []
     for group, region in log_groups(definition):
         if region and region != ctx.aws.region:
@@ -53,8 +49,6 @@ def ensure_log_groups(
             f"create CloudWatch log group {group}" + (f" (retention {days} days)" if days else ""),
             after={"retentionInDays": days} if days else None,
         )
-        if also is not None:
-            also.append(change)
         if ctx.plan.change(change, partial(_create, ctx, group, days)):
             created.append(group)
     return created

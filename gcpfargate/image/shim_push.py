@@ -81,10 +81,10 @@ def resolve_shim(ctx: Context) -> str:
     return f"{ctx.registry.image_name(REPOSITORY)}@{found.digest}"
 
 
-def push_shim(ctx: Context, legacy_plan: object = None) -> ShimPush:
+def push_shim(ctx: Context) -> ShimPush:
     """The shim image for this gcpfargate and base: reused when the registry holds it, else built,
     checked by the key guard and pushed (a preview builds nothing: it lists the repository and the
-    push). `legacy_plan` is ignored: the changes are recorded on `ctx.plan`."""
+    push). Its changes are recorded on `ctx.plan`."""
     files = _context(ctx)
     tag, platform = shim_tag(files), _platform(ctx)
     name = ctx.registry.image_name(REPOSITORY)

@@ -489,10 +489,4 @@ def _unchecked(ctx: Context, mark: int, missing: ImageNotFound | SecretNotFound)
 def _ensure_log_groups(ctx: Context, definition: dict[str, Any]) -> list[str]:
     """The awslogs groups the definition names, created when missing (ecs/logs.py); each a change
     on `ctx.plan`. The groups this run created."""
-    also: list[Any] = []
-    created = logs.ensure_log_groups(ctx, definition, also)
-    for each in also:
-        if isinstance(each, str):  # a plan line, not a change ecs/logs.py recorded itself
-            group = each.removeprefix("create CloudWatch log group ").split(" (retention")[0]
-            ctx.plan.change(planning.create("CloudWatch log group", group, each), lambda: None)
-    return created
+    return logs.ensure_log_groups(ctx, definition)

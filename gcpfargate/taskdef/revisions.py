@@ -19,7 +19,7 @@ import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 from gcpfargate.core import plan as planning
 from gcpfargate.core.context import Context
@@ -92,7 +92,7 @@ def rollback(
             result.deregistered.append(current)
     if moved is None:  # known after apply
         result.changed, result.status = True, "PLANNED"
-    result.plan = cast(Any, ctx.plan.shown(mark))
+    result.plan = ctx.plan.shown(mark)
     return result
 
 

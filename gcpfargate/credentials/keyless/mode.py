@@ -70,7 +70,7 @@ class KeylessMode:
     def extra_images(self, ctx: Context, pushed: Any) -> None:
         from gcpfargate.image.shim_push import push_shim
 
-        shim = push_shim(ctx, pushed.plan)
+        shim = push_shim(ctx)
         pushed.shim_image, pushed.changed = shim.image, pushed.changed or shim.changed
 
     def execution_role_policy(self, ctx: Context) -> str | None:
