@@ -175,7 +175,6 @@ def _preload() -> _Recorder:
     imports write to stdout/stderr (a warning a fresh process would print) stops the zygote: its
     children would not print it."""
     import importlib
-    import warnings
 
     recorder = _Recorder()
     with tempfile.TemporaryFile() as spill:
@@ -185,7 +184,8 @@ def _preload() -> _Recorder:
         os.dup2(spill.fileno(), 1)
         os.dup2(spill.fileno(), 2)
         try:
-            with warnings.catch_warnings(record=True) as warned, recorder.recording():
+            # Not warnings.catch_warnings: it would undo the filters the modules install.
+            with recorder.recording():
                 for name in (*PRELOAD, *_gcpfargate_modules()):
                     importlib.import_module(name)
             sys.stdout.flush()
@@ -197,9 +197,8 @@ def _preload() -> _Recorder:
             os.close(saved[1])
         spill.seek(0)
         printed = spill.read().decode("utf-8", "replace")
-    shown = [f"{w.filename}:{w.lineno}: {w.category.__name__}: {w.message}" for w in warned]
-    if printed or shown:
-        raise SystemExit(f"cli_zygote: preloading printed {printed!r} and warned {shown}")
+    if printed:
+        raise SystemExit(f"cli_zygote: preloading printed {printed!r}")
     if unknown := set(recorder.cwd) - set(CWD_AT_IMPORT):
         raise SystemExit(f"cli_zygote: modules read the working directory at import: {unknown}")
     # The children start from the zygote's heap: keep the collector's passes from touching (and so
@@ -566,7 +565,7 @@ class Zygote:
         return ""
 
     def start(self, timeout: float = 120) -> Zygote:
-        self.directory = Path(tempfile.mkdtemp(prefix="gcpf-zygote-"))
+        self.directory = Path(tempfile.mkdtemp(prefix="cli-zygote-"))
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "tests.stack.cli_zygote", self.socket_path],
