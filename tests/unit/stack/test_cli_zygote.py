@@ -25,13 +25,12 @@ PROBE = textwrap.dedent(
     """
     import atexit, json, os, random, signal, sys, threading, time
 
-    def state():
-        import logging, multiprocessing.process, sysconfig, tempfile, zoneinfo
-        import botocore.credentials, botocore.loaders, botocore.tokens, botocore.utils
-        import google.auth.iam, rich
+    def state(imports):
+        import logging, multiprocessing.process, tempfile
+        import rich
 
         fds = sorted(int(fd) for fd in os.listdir("/proc/self/fd"))
-        return {
+        seen = {
             "cwd": os.getcwd(),
             "environ": dict(os.environ),
             "argv": sys.argv,
@@ -50,7 +49,17 @@ PROBE = textwrap.dedent(
             "threads": [threading.active_count(), len(os.listdir("/proc/self/task"))],
             "tempdir": tempfile.gettempdir(),
             "cwd_at_import": [rich._IMPORT_CWD, multiprocessing.process.ORIGINAL_DIR],
-            "home_at_import": [
+            "logging_started": time.time() - logging._startTime < 30,
+            "tz": [time.tzname, time.timezone],
+            "name": __name__,
+            "file": __file__,
+        }
+        if imports:  # what the SDKs derived from HOME when they were imported
+            import sysconfig, zoneinfo
+            import botocore.credentials, botocore.loaders, botocore.tokens, botocore.utils
+            import google.auth.iam
+
+            seen["home_at_import"] = [
                 botocore.utils.JSONFileCache()._working_dir,
                 botocore.utils.JSONFileCache.CACHE_DIR,
                 botocore.loaders.Loader().search_paths,
@@ -58,16 +67,12 @@ PROBE = textwrap.dedent(
                 botocore.tokens.SSOTokenProvider._SSO_TOKEN_CACHE_DIR,
                 sysconfig.get_config_var("userbase"),
                 google.auth.iam._IAM_DOMAIN,
-            ],
-            "logging_started": time.time() - logging._startTime < 30,
-            "tz": [time.tzname, time.timezone],
-            "name": __name__,
-            "file": __file__,
-        }
+            ]
+        return seen
 
     what = sys.argv[1]
-    if what == "state":
-        print(json.dumps(state()))
+    if what in ("state", "state-imports"):
+        print(json.dumps(state(what == "state-imports")))
     elif what == "random":
         print(random.random())
     elif what == "exit":
@@ -140,7 +145,7 @@ def both(
 
 def test_a_run_sees_what_a_fresh_interpreter_sees(zygote: Zygote, workdir: Path) -> None:
     before = zygote.forked
-    forked, fresh = both(zygote, workdir, "state", input="some input\n")
+    forked, fresh = both(zygote, workdir, "state-imports", input="some input\n")
     assert zygote.forked == before + 1 and not zygote.fresh
     assert (forked.returncode, forked.stderr) == (fresh.returncode, fresh.stderr) == (0, "")
     seen, expected = json.loads(forked.stdout), json.loads(fresh.stdout)
@@ -148,7 +153,7 @@ def test_a_run_sees_what_a_fresh_interpreter_sees(zygote: Zygote, workdir: Path)
     # The environment is replaced, not merged; HOME-derived import state follows the run's HOME.
     assert "ONLY_IN_THE_ZYGOTE" not in seen["environ"] and seen["environ"]["RUN_ONLY"] == "yes"
     assert seen["cwd"] == seen["path0"] == str(workdir)
-    assert seen["argv"] == [str(workdir / "probe.py"), "state"]
+    assert seen["argv"] == [str(workdir / "probe.py"), "state-imports"]
     assert seen["stdin"] == "some input\n" and seen["fds"] == [0, 1, 2]
     assert seen["threads"] == [1, 1]
     assert str(workdir / ".home") in seen["home_at_import"][0]
@@ -237,6 +242,7 @@ def test_start_up_settings_the_zygote_cannot_change_take_a_fresh_interpreter(
     env = run_env(workdir, PYTHONHASHSEED="7", TZ="Asia/Tokyo")
     forked, fresh = both(zygote, workdir, "state", env=env)
     assert json.loads(forked.stdout) == json.loads(fresh.stdout)
+    assert json.loads(fresh.stdout)["tz"][1] == -9 * 3600
     assert any(reason.startswith("PYTHONHASHSEED") for reason in zygote.fresh)
 
 
@@ -250,7 +256,7 @@ def test_an_import_time_decision_on_another_home_takes_a_fresh_interpreter(
     config.parent.mkdir(parents=True)
     config.write_text(json.dumps({"cert_configs": {"workload": {}}}))
     before = dict(zygote.fresh)
-    forked, fresh = both(zygote, workdir, "state", env=run_env(workdir, HOME=str(home)))
+    forked, fresh = both(zygote, workdir, "state-imports", env=run_env(workdir, HOME=str(home)))
     assert json.loads(forked.stdout) == json.loads(fresh.stdout)
     assert "mtls" in json.loads(fresh.stdout)["home_at_import"][-1]
     assert sum(zygote.fresh.values()) == sum(before.values()) + 1
