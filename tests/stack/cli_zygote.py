@@ -18,17 +18,22 @@ becomes what `python -m gcpfargate ARGS` would be:
   atexit handlers run, an unhandled Ctrl-C ends the process by SIGINT, exactly as in a fresh
   `python`.
 
+What modules froze at import is recorded while preloading: the working directory (rich,
+multiprocessing) and HOME (botocore's cache and model directories, sysconfig's user base) are set
+again in each child from its own; google-auth's choice of mTLS endpoints is checked in the child.
 What a fork cannot give, the client does not pretend to: a run whose environment differs from the
 zygote's in anything the interpreter reads at start-up (PYTHON*, locale, TZ) or that a preloaded
-module read at import time (recorded while preloading) runs in a fresh interpreter instead, and so
-does a test that asks for one (`Project.run(..., fresh_interpreter=True)`): those whose point is
-start-up, imports or signals. String hashing is seeded once per zygote (per worker), not per run.
+module read at import time runs in a fresh interpreter instead, and so does a test that asks for
+one (`Project.run(..., fresh_interpreter=True)`): those whose point is start-up, imports or
+signals. Two differences remain visible: a traceback's first frames (the zygote's, above the
+module's) and string hashing, seeded once per zygote (per worker), not per run.
 
-Protocol, one connection per run: the client sends a length-prefixed JSON request (argv, cwd, env)
-with three descriptors (stdin, stdout, stderr); the zygote answers `P <pid>`, the child `R` once
-it is set up (or `F <reason>`), and the zygote `X <returncode>` when the child has exited. The
-child is reaped only when the client has closed the connection, so the client can kill it (a
-timeout) without a reused pid ever being hit.
+Protocol, one connection per run: the client sends a length-prefixed JSON request (module, argv,
+cwd, env) with three descriptors (stdin, stdout, stderr); the zygote answers `P <pid>`, the child
+`R` once it is set up (`F <reason>` if that failed, `U <reason>` if the run needs a fresh
+interpreter after all: nothing ran), and the zygote `X <returncode>` when the child has exited.
+The child is reaped only when the client has closed the connection, so the client can kill it
+(a timeout) without a reused pid ever being hit.
 """
 
 from __future__ import annotations
