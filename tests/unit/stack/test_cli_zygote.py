@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.stack.cli_zygote import HOME_AT_IMPORT, Zygote
+from tests.stack.cli_zygote import HOME_AT_IMPORT, Zygote, ZygoteError
 
 PROBE = textwrap.dedent(
     """
@@ -310,3 +312,19 @@ def test_buffered_standard_streams_without_pythonunbuffered(workdir: Path) -> No
     finally:
         buffered.close()
     assert not buffered.fresh and buffered.forked == 4
+
+
+def test_a_zygote_that_dies_during_a_run_fails_the_run(workdir: Path) -> None:
+    """The run's outcome is unknown then: an error, never a result that could pass a test."""
+    doomed = Zygote(dict(os.environ)).start()
+    assert doomed.process is not None
+    killer = threading.Timer(3, doomed.process.kill)
+    killer.start()
+    try:
+        with pytest.raises(ZygoteError, match="outcome is unknown") as failed:
+            doomed.run(["sleep"], cwd=workdir, env=run_env(workdir), module="probe", timeout=60)
+    finally:
+        killer.join()
+        doomed.close()
+    orphan = int(re.search(r"\(child (\d+)\)", str(failed.value)).group(1))  # type: ignore[union-attr]
+    os.kill(orphan, signal.SIGKILL)  # the run the zygote left behind
