@@ -808,12 +808,15 @@ def _communicate(
                         pipes.close("in_w")
                 elif key.fileobj is conn:
                     chunk = conn.recv(4096)
-                    if not chunk:
+                    if chunk:
+                        answers.feed(chunk)
+                    elif answers.returncode is None:
                         raise ZygoteError(
                             f"the CLI zygote died during {command} (child {answers.pid}): the "
                             "run's outcome is unknown"
                         )
-                    answers.feed(chunk)
+                    else:  # gone after the exit code: the output still comes through the pipes
+                        selector.unregister(conn)
                 else:
                     chunk = os.read(key.fd, 65536)
                     if chunk:
