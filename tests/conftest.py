@@ -1,7 +1,9 @@
 """Shared fixtures: the local stack (started once per session), per-test projects, and a CLI runner.
 
-Tests drive the real entry point in a subprocess with the stack's environment, exactly as a user
-would, and then look at the state of the world through boto3/docker/the emulator.
+Tests drive the real entry point in a process of its own with the stack's environment, exactly as a
+user would, and then look at the state of the world through boto3/docker/the emulator. The process
+is forked from a zygote that has the SDKs imported (tests/stack/cli_zygote.py) unless the test asks
+for a fresh interpreter; GCPFARGATE_TEST_ZYGOTE=0 runs every command in a fresh interpreter.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from tests.stack.cli_zygote import Zygote
 from tests.stack.local import ACCOUNT_ID, REGION, LocalStack
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -115,19 +119,19 @@ class Project:
         env: dict[str, str | None] | None = None,
         timeout: float = 300,
         input: str | None = None,
+        fresh_interpreter: bool = False,
     ) -> Result:
-        """Run the CLI; an `env` value of None removes that variable."""
+        """Run the CLI; an `env` value of None removes that variable. `fresh_interpreter`: in a
+        new interpreter even where the zygote could fork it (for tests of start-up itself)."""
         full = {**self.env, **(env or {})}
-        proc = subprocess.run(
-            [sys.executable, "-m", "gcpfargate", *args],
+        return run_cli(
+            list(args),
             cwd=self.dir,
             env={k: v for k, v in full.items() if v is not None},
-            capture_output=True,
-            text=True,
             timeout=timeout,
             input=input,
+            fresh_interpreter=fresh_interpreter,
         )
-        return Result(proc.returncode, proc.stdout, proc.stderr)
 
     def aws(self, service: str, truth: bool = False) -> Any:
         """A client of the stack as the product sees it (through the strict layer); `truth`: of moto
@@ -170,6 +174,72 @@ class Project:
                 return False
             raise
         return True
+
+
+_zygote: Zygote | None = None
+_zygote_lock = threading.Lock()
+
+
+def run_cli(
+    args: list[str],
+    cwd: Path,
+    env: dict[str, str],
+    timeout: float | None = 300,
+    input: str | None = None,
+    fresh_interpreter: bool = False,
+) -> Result:
+    """`python -m gcpfargate ARGS` as subprocess.run would run it (output captured as text): forked
+    from this worker's zygote, started at the first run, or in a fresh interpreter when asked, when
+    GCPFARGATE_TEST_ZYGOTE=0, or when the run's environment needs one (the zygote tells)."""
+    zygote = None if fresh_interpreter else _running_zygote()
+    if zygote is None:
+        record_figure("cli runs", "fresh interpreter" + (" (asked)" if fresh_interpreter else ""))
+        proc = subprocess.run(
+            [sys.executable, "-m", "gcpfargate", *args],
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            input=input,
+        )
+    else:
+        fresh = sum(zygote.fresh.values())
+        proc = zygote.run(args, cwd=cwd, env=env, timeout=timeout, input=input)
+        if sum(zygote.fresh.values()) > fresh:
+            record_figure("cli runs", "fresh interpreter (its environment needs one)")
+        else:
+            record_figure("cli runs", "forked from the zygote")
+    return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+def _running_zygote() -> Zygote | None:
+    """This worker's zygote; a zygote that died between runs is replaced (and counted). One that
+    cannot start fails the run: the suite does not quietly fall back to its slow path."""
+    global _zygote
+    if os.environ.get("GCPFARGATE_TEST_ZYGOTE", "1") == "0":
+        return None
+    with _zygote_lock:
+        if _zygote is not None and not _zygote.alive():
+            record_figure("cli runs", "zygote restarts (one died)")
+            _zygote.close()
+            _zygote = None
+        if _zygote is None:
+            # The environment every Project starts from (Project.env): the zygote's own decides
+            # nothing a run sees, but runs whose start-up variables differ from it are not forked.
+            base = {
+                k: v for k, v in os.environ.items() if not k.startswith(("GCPFARGATE_", "AWS_"))
+            }
+            _zygote = Zygote(base).start()
+        return _zygote
+
+
+def _stop_zygote() -> None:
+    global _zygote
+    with _zygote_lock:
+        if _zygote is not None:
+            _zygote.close()
+            _zygote = None
 
 
 def new_project(stack: LocalStack, directory: Path, prefix: str = "") -> Project:
@@ -281,6 +351,7 @@ def record_figure(group: str, name: str, increment: int = 1) -> None:
 # `make test` runs the suite on several pytest-xdist workers, each with its own stack. A worker
 # hands its figures to the controller when it finishes; the controller adds them up and prints them.
 def pytest_sessionfinish(session: pytest.Session) -> None:
+    _stop_zygote()
     workeroutput = getattr(session.config, "workeroutput", None)
     if workeroutput is not None:
         workeroutput["gcpfargate_figures"] = json.dumps(FIGURES)
