@@ -77,6 +77,10 @@ def write_context(
             check=True,
             stdout=subprocess.DEVNULL,
         )
+        # The generated files are the same for every side, and BuildKit's COPY cache is keyed by
+        # content alone: one file of the side's own makes each side copy and push its own layer,
+        # as two projects' dependencies would be.
+        (context / "deps" / "DEPENDENCY_SET").write_text(side + "\n")
         install = "COPY deps /opt/deps\n"
     else:
         shutil.copyfile(Path(__file__).with_name("make_deps.py"), context / "make_deps.py")
