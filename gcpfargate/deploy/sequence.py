@@ -206,7 +206,7 @@ def _read_ahead(
     Each is taken by the very call it stands for, or made again when a write to its service came
     between; a read nobody takes would be an extra request, so only sure ones are sent."""
     from gcpfargate.ecs import cluster as ecs
-    from gcpfargate.ecs import logs
+    from gcpfargate.ecs import history, logs
     from gcpfargate.iam import roles
 
     # In the order they are taken (one thread sends them one after another). The ECR token first
@@ -223,6 +223,7 @@ def _read_ahead(
             "ecr", "get_authorization_token", **ctx.registry.token_params
         )
     logs.read_ahead(ctx, rendered, region)  # register-task makes sure the log groups exist
+    history.read_ahead(ctx)  # every deploy checks the run history, last
 
 
 class _BackgroundBuild:

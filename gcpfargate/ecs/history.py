@@ -309,6 +309,23 @@ def _ensure_policy(ctx: Context, document: dict[str, Any]) -> None:
     )
 
 
+def read_ahead(ctx: Context) -> None:
+    """Send `ensure`'s EventBridge reads ahead (AwsClients.read_ahead): deploy checks the run
+    history last, so they are answered while the steps before it run. Its Logs reads are not: a
+    first deploy creates the task's awslogs group just before, and a write to Logs makes every Logs
+    answer sent ahead stale (asked again: an extra request each)."""
+    name = rule_name(ctx.settings.family)
+    ctx.aws.read_ahead(
+        "events",
+        "describe_rule",
+        # Only a rule that exists has targets to read.
+        then=lambda rule: ctx.aws.paginate_ahead(
+            "events", "list_targets_by_rule", "Targets", Rule=name
+        ),
+        Name=name,
+    )
+
+
 def ensure(ctx: Context, task_definition_arn: str) -> HistoryResult:
     """The run-history group, its resource policy and the rule; writes only what is missing."""
     family = ctx.settings.family
