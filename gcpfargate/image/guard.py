@@ -4,8 +4,8 @@ gcpfargate/keymaterial/keyscan.py's business.
 Before a build: every `image.build_args` value (build arguments end up in the image's history and,
 through `ENV`, in its config). Before a push: every file of the build context (after
 `.dockerignore`; files searched clean before and unchanged since are passed over,
-core/context_scan.py), every file of every layer of the built image (a file deleted by a later layer
-is still in the image; Google credential files other than keys too, and `gha-creds-*.json` by
+image/context_scan.py), every file of every layer of the built image (a file deleted by a later
+layer is still in the image; Google credential files other than keys too, and `gha-creds-*.json` by
 name), and the image config: `Env`, `Labels`, every other string of it, and each
 history step's `created_by` (the classic builder records `ARG` values there). Files are streamed
 whole, whatever their size.
@@ -66,7 +66,7 @@ def scan_context(
             f"{f' ({exc.filename})' if exc.filename else ''}",
             "Set image.context to the project's directory (the one with the Dockerfile)",
         ) from None
-    # Files searched clean before and unchanged since are not read again (core/context_scan.py).
+    # Files searched clean before and unchanged since are not read again (image/context_scan.py).
     return context_scan.scan_files(
         context, paths, stream_has_secret, record, is_named=credential_file_name
     ).found
@@ -74,7 +74,7 @@ def scan_context(
 
 def scan_image_files(engine: DockerEngine, image: str) -> list[str]:
     """Paths inside the image (any layer, even if a later layer deletes them) holding key material.
-    Layers scanned clean under this `RULES_VERSION` are not read again (core/layer_scan.py)."""
+    Layers scanned clean under this `RULES_VERSION` are not read again (image/layer_scan.py)."""
     from gcpfargate.image.layer_scan import scan_layers
 
     # Every file counts (a PEM block can be in any file), streamed in chunks whatever its size.

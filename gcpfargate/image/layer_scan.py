@@ -12,11 +12,11 @@ and an image made only of known layers is not read at all.
   match) counts as empty, so every layer is scanned. Only layers in which nothing was found are
   recorded; a layer with a key (even one let through by --allow-embedded-credentials) never is.
 - Reading: the layers to scan are read from the engine's own storage when it is on this machine
-  and readable (clients/layers.py says why and how it is checked); otherwise the engine's export
-  is streamed, passing over layers it names by a known diff ID (or, in the legacy layout, by a v1
-  ID computed from one) and stopping once every unknown layer was read. Both hand every non-empty
-  regular file, whatever its size, to the rule as an open file that it reads in chunks (with an
-  overlap, keyscan.py), one file at a time, so memory stays flat.
+  and readable (clients/engine/layers.py says why and how it is checked); otherwise the engine's
+  export is streamed, passing over layers it names by a known diff ID (or, in the legacy layout,
+  by a v1 ID computed from one) and stopping once every unknown layer was read. Both hand every
+  non-empty regular file, whatever its size, to the rule as an open file that it reads in chunks
+  (with an overlap, keyscan.py), one file at a time, so memory stays flat.
 """
 
 from __future__ import annotations

@@ -237,7 +237,7 @@ class DockerEngine:
 
         With `options`, through BuildKit when the machine has it (clients/buildkit.py); otherwise
         the engine's classic builder, with the context sent while it is archived
-        (clients/build_context.py), not first written whole to a temporary file as the SDK's
+        (clients/engine/build_context.py), not first written whole to a temporary file as the SDK's
         `path=` does."""
         from gcpfargate.clients.engine.build_context import StreamedContext
 
