@@ -16,7 +16,8 @@ and an image made only of known layers is not read at all.
   export is streamed, passing over layers it names by a known diff ID (or, in the legacy layout,
   by a v1 ID computed from one) and stopping once every unknown layer was read. Both hand every
   non-empty regular file, whatever its size, to the rule as an open file that it reads in chunks
-  (with an overlap, keyscan.py), one file at a time, so memory stays flat.
+  (with an overlap, keyscan.py), one file at a time, so memory stays flat. From the engine's
+  storage, new layers of 64 MiB or more in all are searched by two processes (scan_worker.py).
 """
 
 from __future__ import annotations
