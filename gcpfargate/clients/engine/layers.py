@@ -104,14 +104,6 @@ def dir_files(top: Path) -> Iterator[tuple[str, BinaryIO]]:
     that cannot be read may hold a key. (scandir and string slicing, not os.walk and relpath: a
     dependency layer has tens of thousands of small files, and per-file overhead was a third of the
     scan.)"""
-    root = str(top)
-    pending = [root]
-    while pending:
-        with os.scandir(pending.pop()) as listing:
-            entries = list(listing)
-        for entry in entries:
-            if entry.is_dir(follow_symlinks=False):
-                pending.append(entry.path)
-            elif entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_size:
-                with open_file(entry.path) as content:
-                    yield entry.path[len(root) :], content
+    for inside, path, _ in dir_listing(top):
+        with open_file(path) as content:
+            yield inside, content

@@ -60,18 +60,7 @@ def bootstrap(ctx: Context, new_key: bool = False, grant: bool = False) -> Boots
     if live and not new_key:
         assert state is not None and state.key is not None
         key_id, secret_arn = state.key.key_id, state.arn
-        if state.tags.get(secret.TAG_KEY_ID) != key_id:
-            # An earlier run could not tag: repair.
-            ctx.plan.change(
-                planning.update(
-                    "secret",
-                    name,
-                    f"tag secret {name} with the id of the key it holds",
-                    before=state.tags.get(secret.TAG_KEY_ID),
-                    after=key_id,
-                ),
-                partial(secret.tag_current, ctx, state.arn, name, account.email),
-            )
+        secret.repair_key_tag(ctx, state, name, account.email)
     else:
         reason = (
             "--new-key"

@@ -95,18 +95,7 @@ def rotate_key(
     result.readers = [reader.label() for reader in who]
     for line in result.readers:
         ctx.reporter.info(f"reads {name}: {line}")
-    if state.key is not None and state.tags.get(secret.TAG_KEY_ID) != state.key.key_id:
-        # An earlier run could not tag: repair.
-        ctx.plan.change(
-            planning.update(
-                "secret",
-                name,
-                f"tag secret {name} with the id of the key it holds",
-                before=state.tags.get(secret.TAG_KEY_ID),
-                after=state.key.key_id,
-            ),
-            partial(secret.tag_current, ctx, state.arn, name, account.email),
-        )
+    secret.repair_key_tag(ctx, state, name, account.email)
     if prune:
         result.pruned_key_ids = lifecycle.prune(ctx, account.email, name, confirm).deleted
     # Room first: the keys the last rotation disabled are deleted before the new key is created

@@ -345,6 +345,28 @@ def drop_label(ctx: Context, arn: str, label: str, version_id: str) -> None:
         )
 
 
+def repair_key_tag(ctx: Context, state: SecretState, name: str, account_email: str) -> None:
+    """Record (and, applying, make) the key-id tag of a secret whose tag does not name the key it
+    holds: an earlier run could not tag it."""
+    from functools import partial
+
+    from gcpfargate.core import plan as planning
+
+    held = state.key.key_id if state.key is not None else None
+    if held is None or state.tags.get(TAG_KEY_ID) == held:
+        return
+    ctx.plan.change(
+        planning.update(
+            "secret",
+            name,
+            f"tag secret {name} with the id of the key it holds",
+            before=state.tags.get(TAG_KEY_ID),
+            after=held,
+        ),
+        partial(tag_current, ctx, state.arn, name, account_email),
+    )
+
+
 def tag_current(ctx: Context, arn: str, name: str, account_email: str, attempts: int = 4) -> None:
     """Make the key-id tag name the key AWSCURRENT holds (the tag must agree with the value).
 
