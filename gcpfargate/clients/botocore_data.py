@@ -83,9 +83,40 @@ class CachedFileLoader(JSONFileLoader):
 
 
 def use_cached_files(session: Any) -> None:
-    """Make botocore `session` (boto3's `Session._session`) read its data files through the
-    cache."""
-    session.get_component("data_loader").file_loader = CachedFileLoader()
+    """Make botocore `session` (boto3's `Session._session`) read its data files, and its list of
+    services, through the cache."""
+    loader = session.get_component("data_loader")
+    loader.file_loader = CachedFileLoader()
+    listing = loader.list_available_services
+    # botocore checks each model it loads (service-2, the endpoint rules, the paginators) against
+    # the list of every service that has one: ~420 directories listed and stat'ed, about 35 ms per
+    # kind and process, to answer "is `ecs` there". The list is kept per kind, for the search
+    # paths as they are: each one's path and mtime (a directory of models added to
+    # ~/.aws/models changes it) and botocore's version (an upgrade rewrites botocore's own).
+    known: dict[str, list[str]] = {}
+
+    def list_available_services(type_name: str) -> list[str]:
+        if type_name not in known:
+            known[type_name] = _services(loader, loader.file_loader.directory, type_name, listing)
+        return list(known[type_name])
+
+    loader.list_available_services = list_available_services
+
+
+def _services(loader: Any, directory: Path, type_name: str, listing: Any) -> list[str]:
+    places = []
+    for path in loader.search_paths:
+        try:
+            places.append((path, os.stat(path).st_mtime_ns))
+        except OSError:
+            places.append((path, None))
+    key = ("services", type_name, tuple(places), botocore.__version__, sys.version)
+    entry = directory / (hashlib.sha256(repr(key[:2]).encode()).hexdigest()[:32] + ".marshal")
+    services = _read(entry, key)
+    if services is None:
+        services = listing(type_name)
+        _write(entry, key, services)
+    return list(services)
 
 
 def _read(entry: Path, key: tuple[Any, ...]) -> Any:

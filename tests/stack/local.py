@@ -214,9 +214,7 @@ class LocalStack:
 
     def _start_moto(self) -> None:
         port = free_port()
-        env = {"MOTO_IAM_LOAD_MANAGED_POLICIES": "true"}
-        if self._enforce_iam:  # the wrapper module is this repository's
-            env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
+        env = {"MOTO_IAM_LOAD_MANAGED_POLICIES": "true", **moto_path()}
         proc, log = self._spawn("moto", moto_argv(port, self._enforce_iam), env)
         self.moto_url = self.moto_direct_url = f"http://127.0.0.1:{port}"
         _wait(lambda: _http_ok(f"{self.moto_url}/moto-api/"), "moto server", 60, proc, log)
@@ -289,8 +287,13 @@ class LocalStack:
         _wait(lambda: _docker_ping(self.docker_host), "dockerd", 60, proc, log)
 
 
+def moto_path() -> dict[str, str]:
+    """PYTHONPATH for moto's server: its wrapper modules are this repository's."""
+    return {"PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+
+
 def moto_argv(port: int, enforce_iam: bool = False) -> list[str]:
-    module = "tests.stack.moto_iam" if enforce_iam else "moto.server"
+    module = "tests.stack.moto_iam" if enforce_iam else "tests.stack.moto_server"
     return [sys.executable, "-m", module, "-H", "127.0.0.1", "-p", str(port)]
 
 
@@ -301,6 +304,7 @@ def moto_server(log: Path) -> Iterator[str]:
     with log.open("wb") as out:
         proc = subprocess.Popen(
             moto_argv(port),
+            env={**os.environ, **moto_path()},
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

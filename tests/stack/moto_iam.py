@@ -88,6 +88,9 @@ def patch() -> None:
 
 
 if __name__ == "__main__":
+    from tests.stack.moto_server import list_modules_once
+
+    list_modules_once()
     patch()
     from moto.server import main
 

@@ -109,3 +109,54 @@ def test_clients_made_through_the_cache_work(
     assert list(client.meta.service_model.operation_names) == list(
         plain.meta.service_model.operation_names
     )
+
+
+def _session(tmp_path: Path) -> tuple[boto3.Session, Loader]:
+    session = boto3.Session(
+        region_name="ap-northeast-1", aws_access_key_id="a", aws_secret_access_key="b"
+    )
+    use_cached_files(session._session)
+    return session, session._session.get_component("data_loader")
+
+
+def test_the_list_of_services_is_kept_and_is_botocores(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """botocore's list of services (checked at every model load) read from the cache the next
+    time; the same list botocore computes, for each kind of model."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    walked: list[str] = []
+    real_listdir = os.listdir
+    monkeypatch.setattr(os, "listdir", lambda path: walked.append(path) or real_listdir(path))
+    _, loader = _session(tmp_path)
+    for kind in ("service-2", "paginators-1", "endpoint-rule-set-1"):
+        assert loader.list_available_services(kind) == Loader().list_available_services(kind)
+    assert walked  # the cold session walked botocore's data directory
+    walked.clear()
+    session, loader = _session(tmp_path)
+    assert "ecs" in loader.list_available_services("service-2")
+    session.client("ecs")
+    # Read from the cache: only ecs's own directory is listed (for its latest API version).
+    assert walked == [str(BOTOCORE_DATA / "ecs")] * len(walked), walked
+
+
+def test_a_directory_of_models_added_to_the_search_path_is_listed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kept list is for the search paths as they were: a service added to a directory of
+    models (AWS_DATA_PATH, as ~/.aws/models; its mtime changes) is listed and loads."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    models = tmp_path / "models"
+    models.mkdir()
+    monkeypatch.setenv("AWS_DATA_PATH", str(models))
+    _, loader = _session(tmp_path)
+    assert "ecs-copy" not in loader.list_available_services("service-2")
+    version = models / "ecs-copy" / "2014-11-13"
+    version.mkdir(parents=True)
+    source = next((BOTOCORE_DATA / "ecs" / "2014-11-13").glob("service-2.json*"))
+    data = gzip.open(source).read() if source.suffix == ".gz" else source.read_bytes()
+    (version / "service-2.json").write_bytes(data)
+    os.utime(models, ns=(1, 1))  # mtime resolution must not matter: any change of it does
+    _, loader = _session(tmp_path)
+    assert "ecs-copy" in loader.list_available_services("service-2")
+    assert loader.load_service_model("ecs-copy", "service-2") == json.loads(data)
