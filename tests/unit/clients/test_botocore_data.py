@@ -154,7 +154,7 @@ def test_a_directory_of_models_added_to_the_search_path_is_listed(
     version = models / "ecs-copy" / "2014-11-13"
     version.mkdir(parents=True)
     source = next((BOTOCORE_DATA / "ecs" / "2014-11-13").glob("service-2.json*"))
-    data = gzip.open(source).read() if source.suffix == ".gz" else source.read_bytes()
+    data = gzip.decompress(source.read_bytes()) if source.suffix == ".gz" else source.read_bytes()
     (version / "service-2.json").write_bytes(data)
     os.utime(models, ns=(1, 1))  # mtime resolution must not matter: any change of it does
     _, loader = _session(tmp_path)
