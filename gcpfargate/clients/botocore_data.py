@@ -104,7 +104,7 @@ def use_cached_files(session: Any) -> None:
 
 
 def _services(loader: Any, directory: Path, type_name: str, listing: Any) -> list[str]:
-    places = []
+    places: list[tuple[str, int | None]] = []
     for path in loader.search_paths:
         try:
             places.append((path, os.stat(path).st_mtime_ns))
