@@ -199,8 +199,10 @@ def test_show_and_delete(project: Project) -> None:
 
 
 def test_dry_run_creates_nothing(project: Project) -> None:
+    # A name of this test's own: the worker's stack is shared, and other tests schedule "nightly".
+    name = f"nightly-{project.family}"
     ecs = prepare_schedule(
-        project, 'expression = "rate(15 minutes)"\nname = "nightly"\ngroup = "batch-jobs"'
+        project, f'expression = "rate(15 minutes)"\nname = "{name}"\ngroup = "batch-jobs"'
     )
     result = project.run("schedule", "--dry-run", "--output", "json")
     assert result.returncode == 0, result.output
@@ -210,28 +212,30 @@ def test_dry_run_creates_nothing(project: Project) -> None:
     assert out["request"]["GroupName"] == "batch-jobs"
     lines = [change["text"] for change in out["plan"]]
     assert any("create IAM role" in line for line in lines)
-    assert any("create schedule nightly in group batch-jobs" in line for line in lines)
+    assert any(f"create schedule {name} in group batch-jobs" in line for line in lines)
     # The plan is data: the group the schedule goes into, then the schedule, each a typed change.
     assert [(c["action"], c["resource"], c["name"]) for c in out["plan"][-2:]] == [
         ("create", "schedule group", "batch-jobs"),
-        ("create", "schedule", "batch-jobs/nightly"),
+        ("create", "schedule", f"batch-jobs/{name}"),
     ]
     assert out["plan"][-1]["after"] == {
         "expression": "rate(15 minutes)",
         "timezone": "Asia/Tokyo",
         "state": "ENABLED",
     }
-    assert "nightly" not in _schedule_names(project)
+    assert name not in _schedule_names(project)
     assert "NoSuchEntity" in _role_error(project, f"gcpfargate-{project.family}-scheduler")
 
     # The real run also creates the missing group.
     real = project.run("schedule", "--output", "json")
     assert real.returncode == 0, real.output
-    assert real.json["schedule_arn"].endswith("schedule/batch-jobs/nightly")
+    assert real.json["schedule_arn"].endswith(f"schedule/batch-jobs/{name}")
 
 
 def _schedule_names(project: Project) -> list[str]:
-    return [found["Name"] for found in project.aws("scheduler").list_schedules()["Schedules"]]
+    """Every schedule of the worker's stack (all pages: "not in" must not pass for want of one)."""
+    pages = project.aws("scheduler").get_paginator("list_schedules").paginate()
+    return [found["Name"] for page in pages for found in page["Schedules"]]
 
 
 def _role_error(project: Project, name: str) -> str:
