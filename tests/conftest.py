@@ -8,12 +8,15 @@ for a fresh interpreter; GCPFARGATE_TEST_ZYGOTE=0 runs every command in a fresh 
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 import urllib.request
@@ -242,6 +245,58 @@ def _stop_zygote() -> None:
             _zygote = None
 
 
+# The AWS services gcpfargate calls (its clients/aws.py callers), whose botocore models every
+# project's cache starts with (see _seed_botocore_cache).
+BOTOCORE_SERVICES = (
+    "ecr", "ecs", "events", "iam", "kms", "logs", "scheduler", "secretsmanager", "ssm", "sts",
+)  # fmt: skip
+_SEED_SCRIPT = """
+import sys
+import boto3
+from gcpfargate.clients.botocore_data import use_cached_files
+
+session = boto3.Session(region_name="ap-northeast-1")
+use_cached_files(session._session)
+loader = session._session.get_component("data_loader")
+for name in ("_retry", "sdk-default-configuration"):
+    loader.load_data(name)
+for service in sys.argv[1:]:
+    for kind in ("service-2", "paginators-1", "waiters-2"):
+        if service in loader.list_available_services(kind):
+            loader.load_service_model(service, kind)
+"""
+_seed: list[Path] = []
+
+
+def _seed_botocore_cache(directory: Path) -> None:
+    """Start the project in `directory` with this worker's copy of gcpfargate's botocore cache
+    (clients/botocore_data.py: parsed models and the list of services, signed) and the secret that
+    signed it. Without it the first command of every test parses botocore's JSON models again, a
+    fifth of a command's CPU; the layer and build-context records still start empty, and a test
+    that studies the cache itself (tests/unit/test_cache_trust.py) makes its own."""
+    if not _seed:
+        root = Path(tempfile.mkdtemp(prefix="gcpf-botocore-seed-"))
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "XDG_"))},
+            "HOME": str(root / ".home"),
+            "XDG_CACHE_HOME": str(root / "cache"),
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+        }
+        subprocess.run(
+            [sys.executable, "-c", _SEED_SCRIPT, *BOTOCORE_SERVICES],
+            env=env,
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+        )
+        _seed.append(root)
+        atexit.register(shutil.rmtree, root, True)
+    seed = _seed[0]
+    shutil.copytree(seed / ".home", directory / ".home", dirs_exist_ok=True)
+    shutil.copytree(seed / "cache", cache_home(directory), dirs_exist_ok=True)
+
+
 def new_project(stack: LocalStack, directory: Path, prefix: str = "") -> Project:
     """A fresh project: its own GCP project and service account in the emulator, its own family."""
     suffix = f"{os.getpid() % 10000}-{prefix}{next(_counter)}"
@@ -253,6 +308,7 @@ def new_project(stack: LocalStack, directory: Path, prefix: str = "") -> Project
         family=f"batch-{suffix}",
     )
     (directory / ".home").mkdir(parents=True, exist_ok=True)
+    _seed_botocore_cache(directory)
     stack.emulator.add_service_account(project.gcp_project, project.account_id)
     project.write_config(project.base_config)
     return project

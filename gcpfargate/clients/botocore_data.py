@@ -18,6 +18,7 @@ botocore's model code relies on (it builds its own OrderedDicts from them).
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import json
@@ -104,12 +105,13 @@ def use_cached_files(session: Any) -> None:
 
 
 def _services(loader: Any, directory: Path, type_name: str, listing: Any) -> list[str]:
-    places: list[tuple[str, int | None]] = []
+    # The directories botocore would list (it passes over a search path that is not one).
+    places: list[tuple[str, int]] = []
     for path in loader.search_paths:
-        try:
-            places.append((path, os.stat(path).st_mtime_ns))
-        except OSError:
-            places.append((path, None))
+        with contextlib.suppress(OSError):
+            info = os.stat(path)
+            if stat.S_ISDIR(info.st_mode):
+                places.append((path, info.st_mtime_ns))
     key = ("services", type_name, tuple(places), botocore.__version__, sys.version)
     entry = directory / (hashlib.sha256(repr(key[:2]).encode()).hexdigest()[:32] + ".marshal")
     services = _read(entry, key)

@@ -89,7 +89,7 @@ class LocalStack:
         self.root = root or Path(tempfile.mkdtemp(prefix="gcpf-stack-"))
         self.root.mkdir(parents=True, exist_ok=True)
         self._procs: list[subprocess.Popen] = []
-        self.emulator = IamEmulator()
+        self.emulator = IamEmulator(key_pool=True)
         self.moto_url = ""  # what AWS clients use: the strict layer when it is on, else moto
         self.moto_direct_url = ""
         self.strict_enabled = _env_flag("GCPF_STACK_STRICT", True) if strict is None else strict

@@ -21,6 +21,7 @@ from tests.stack.iam.errors import KEY_CREATION_CONSTRAINT, OAUTH_BAD_SIGNATURE,
 from tests.stack.iam.faults import ALL, Defaults, Knobs, Propagation, status_code
 from tests.stack.iam.grpc_service import IamService
 from tests.stack.iam.keyless import Keyless
+from tests.stack.iam.keypool import KeyPool
 from tests.stack.iam.state import Counters, IamState, MintedKey
 from tests.stack.iam.token_endpoint import TokenEndpoint
 
@@ -41,6 +42,7 @@ class IamEmulator:
         key_limit_code: grpc.StatusCode | str = grpc.StatusCode.FAILED_PRECONDITION,
         account_visibility_delay_s: float = 0.0,
         account_visibility_calls: int = 0,
+        key_pool: bool = False,
     ) -> None:
         self.host = host
         self._grpc_port_wanted = grpc_port
@@ -62,7 +64,11 @@ class IamEmulator:
                 account_visibility_calls=account_visibility_calls,
             )
         )
-        self.service = IamService(self.state, self.knobs, lambda: (self.token_uri, self.http_url))
+        # RSA keys made ahead in idle CPU time (keypool.py), for a long-lived emulator (a stack).
+        self.key_pool = KeyPool(enabled=key_pool)
+        self.service = IamService(
+            self.state, self.knobs, lambda: (self.token_uri, self.http_url), self.key_pool.take
+        )
         self.tokens = TokenEndpoint(self.state, self.knobs, lambda: self.token_uri)
         self._mounted: list[tuple[str, str, RouteHandler]] = []
         # Workload identity federation: pools REST, STS, generateAccessToken, Get/SetIamPolicy.
@@ -104,9 +110,11 @@ class IamEmulator:
             target=http_server.serve_forever, name="iam-emu-http", daemon=True
         )
         self._http_thread.start()
+        self.key_pool.start()
         return self
 
     def stop(self) -> None:
+        self.key_pool.stop()
         if self._grpc_server is not None:
             self._grpc_server.stop(grace=0.5).wait()
             self._grpc_server = None

@@ -79,10 +79,17 @@ def _abort(context: grpc.ServicerContext, failure: RpcFailure) -> NoReturn:
 
 
 class IamService:
-    def __init__(self, state: IamState, knobs: Knobs, urls: Callable[[], tuple[str, str]]) -> None:
+    def __init__(
+        self,
+        state: IamState,
+        knobs: Knobs,
+        urls: Callable[[], tuple[str, str]],
+        ready_key: Callable[[], Any] = lambda: None,
+    ) -> None:
         self.state = state
         self.knobs = knobs
         self._urls = urls  # -> (token_uri, http_url), known only once the HTTP side is bound
+        self._ready_key = ready_key  # an RSA-2048 key made ahead (keypool.py), or None
         # Further methods of the same service from other modules (policies.py: Get/SetIamPolicy):
         # name -> (implementation, request deserializer, response serializer).
         self.extra_methods: dict[
@@ -325,6 +332,7 @@ class IamService:
             valid_before=valid_before,
             token_uri=token_uri,
             http_url=http_url,
+            ready_key=self._ready_key,
         )
         key = Key(
             key_id=key_id,

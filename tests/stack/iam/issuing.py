@@ -1,7 +1,8 @@
 """Making key material the way Google hands it out: RSA keys, certificates, key files, P12.
 
-The private half lives only in the frame that creates it, in the CreateServiceAccountKey response
-and in the test-only record of minted keys (state.MintedKey) that the leak scan reads.
+The private half lives only in the frame that creates it (or, made ahead, in the pool's pipe:
+keypool.py), in the CreateServiceAccountKey response and in the test-only record of minted keys
+(state.MintedKey) that the leak scan reads.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -60,10 +62,14 @@ def issue(
     valid_before: dt.datetime,
     token_uri: str,
     http_url: str,
+    ready_key: Callable[[], rsa.RSAPrivateKey | None] = lambda: None,
 ) -> IssuedKey:
-    """Generate a user-managed key (slow: call it without holding the state lock)."""
+    """Generate a user-managed key (slow: call it without holding the state lock). A 2048-bit key
+    is `ready_key()`'s when it has one (made ahead in idle time: keypool.py)."""
     bits = 1024 if algorithm == iam.ServiceAccountKeyAlgorithm.KEY_ALG_RSA_1024 else 2048
-    private_key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
+    private_key = (ready_key() if bits == 2048 else None) or rsa.generate_private_key(
+        public_exponent=65537, key_size=bits
+    )
     cert_pem = self_signed_cert(private_key, email, valid_after, valid_before)
     private_key_pem = private_key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()

@@ -506,3 +506,38 @@ def test_module_entry_point_prints_addresses() -> None:
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0
+
+
+def test_the_key_pool_hands_out_working_distinct_keys_and_never_waits() -> None:
+    """keypool.py: keys made ahead by the niced process are real RSA-2048 keys, each different;
+    an empty pool answers None at once (the emulator then makes the key itself)."""
+    import time
+
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    from tests.stack.iam.keypool import KeyPool
+
+    assert KeyPool(enabled=False).take() is None
+    pool = KeyPool()
+    pool.start()
+    try:
+        keys = []
+        deadline = time.monotonic() + 60
+        while len(keys) < 3 and time.monotonic() < deadline:
+            started = time.monotonic()
+            key = pool.take()
+            assert time.monotonic() - started < 0.5  # never waits for the maker
+            if key is None:
+                time.sleep(0.05)
+                continue
+            keys.append(key)
+        assert len(keys) == 3 and pool.taken == 3
+        numbers = {key.private_numbers().public_numbers.n for key in keys}
+        assert len(numbers) == 3 and all(key.key_size == 2048 for key in keys)
+        for key in keys:  # a signature made with each verifies with its public half
+            signature = key.sign(b"x", padding.PKCS1v15(), hashes.SHA256())
+            key.public_key().verify(signature, b"x", padding.PKCS1v15(), hashes.SHA256())
+    finally:
+        pool.stop()
+    assert pool.take() is None
