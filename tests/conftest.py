@@ -268,12 +268,10 @@ for service in sys.argv[1:]:
 _seed: list[Path] = []
 
 
-def _seed_botocore_cache(directory: Path) -> None:
-    """Start the project in `directory` with this worker's copy of gcpfargate's botocore cache
-    (clients/botocore_data.py: parsed models and the list of services, signed) and the secret that
-    signed it. Without it the first command of every test parses botocore's JSON models again, a
-    fifth of a command's CPU; the layer and build-context records still start empty, and a test
-    that studies the cache itself (tests/unit/test_cache_trust.py) makes its own."""
+def botocore_seed() -> Path:
+    """This worker's seed of gcpfargate's botocore cache (clients/botocore_data.py: parsed models
+    and the lists of services, signed) with the secret that signed it: `.home` and `cache`, made
+    once per worker by the product's own loader."""
     if not _seed:
         root = Path(tempfile.mkdtemp(prefix="gcpf-botocore-seed-"))
         env = {
@@ -292,7 +290,16 @@ def _seed_botocore_cache(directory: Path) -> None:
         )
         _seed.append(root)
         atexit.register(shutil.rmtree, root, True)
-    seed = _seed[0]
+    return _seed[0]
+
+
+def _seed_botocore_cache(directory: Path) -> None:
+    """Start the project in `directory` with a copy of the worker's botocore seed. Without it the
+    first command of every test parses botocore's JSON models again, a fifth of a command's CPU;
+    the layer and build-context records still start empty, and the tests of the cache itself
+    (tests/unit/test_cache_trust.py) make their own. The leak scan passes over the copies that are
+    still the seed's (tests/reliability/leakscan.py)."""
+    seed = botocore_seed()
     shutil.copytree(seed / ".home", directory / ".home", dirs_exist_ok=True)
     shutil.copytree(seed / "cache", cache_home(directory), dirs_exist_ok=True)
 

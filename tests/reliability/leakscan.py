@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import cache_home
+from tests.conftest import botocore_seed, cache_home
 from tests.stack.local import LocalStack
 
 PLACES = (
@@ -163,8 +163,16 @@ class Sources:
             self.seconds[place] = self.seconds.get(place, 0.0) + time.monotonic() - start
 
     def files(
-        self, place: str, root: Path, recent: bool = False, skip: tuple[Path, ...] | set[Path] = ()
+        self,
+        place: str,
+        root: Path,
+        recent: bool = False,
+        skip: tuple[Path, ...] | set[Path] = (),
+        seeded: Path | None = None,
     ) -> None:
+        """Every file under `root`; with `seeded` (the tree `root` was copied from before the test),
+        not a file that is still byte for byte its seed's: the seed was made before this test's
+        keys existed, so such a file cannot hold one (a file the product wrote to differs)."""
         if not root.is_dir():
             return
         skipped = set(skip)
@@ -182,7 +190,10 @@ class Sources:
                         continue
                     if recent and info.st_mtime < self.since:
                         continue
-                    self.add(place, str(path), path.read_bytes())
+                    data = path.read_bytes()
+                    if seeded is not None and _same(seeded / path.relative_to(root), data):
+                        continue
+                    self.add(place, str(path), data)
                 except OSError:
                     continue  # vanished or unreadable (another session's file)
 
@@ -295,6 +306,13 @@ def image_layers(stack: LocalStack) -> frozenset[Path]:
     return frozenset(found)
 
 
+def _same(seed: Path, data: bytes) -> bool:
+    try:
+        return seed.read_bytes() == data
+    except OSError:
+        return False
+
+
 def other_pytest_dirs(project_dir: Path) -> tuple[Path, ...]:
     """The temporary directories of other pytest sessions and of this session's other xdist workers
     (`pytest-N`, `popen-gwK`): each holds the projects of another process's tests, written by
@@ -330,8 +348,10 @@ def collect(
     with sources.timing("project"):
         sources.files("project", project_dir, skip=(home,))
     with sources.timing("home"):
-        sources.files("home", home)
-        sources.files("home", cache_home(project_dir))
+        # The botocore cache every project starts with (conftest's seed) is searched only where
+        # it changed.
+        sources.files("home", home, seeded=botocore_seed() / ".home")
+        sources.files("home", cache_home(project_dir), seeded=botocore_seed() / "cache")
         real_home = Path(os.environ.get("HOME", "/root"))
         # Toolchains and package caches (hundreds of thousands of files nothing of ours writes to).
         toolchains = tuple(
