@@ -13,7 +13,8 @@ whole, whatever their size.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -59,7 +60,10 @@ def scan_context(
             line.strip() for line in lines if line.strip() and not line.strip().startswith("#")
         ]
     try:
-        paths = sorted(exclude_paths(str(context), patterns, dockerfile))
+        if patterns:
+            paths = sorted(exclude_paths(str(context), patterns, dockerfile))
+        else:
+            paths = sorted(every_path(str(context)))
     except OSError as exc:
         raise ConfigError(
             f"cannot read build context {context}: {exc.strerror or type(exc).__name__}"
@@ -70,6 +74,23 @@ def scan_context(
     return context_scan.scan_files(
         context, paths, stream_has_secret, record, is_named=credential_file_name
     ).found
+
+
+def every_path(root: str) -> Iterator[str]:
+    """What the docker SDK's `exclude_paths` gives for a context without .dockerignore patterns
+    (its only patterns then re-include the Dockerfile and .dockerignore, so nothing is left out):
+    every file and directory, relative to `root`, descending into directories but not into
+    symlinks to them. The same walk in a third of the time: its pattern matcher costs ~35 us per
+    path, most of a no-op context search of 10,000 files (docs/bench.md)."""
+    pending = [""]
+    while pending:
+        relative = pending.pop()
+        with os.scandir(os.path.join(root, relative)) as entries:
+            for entry in entries:
+                path = os.path.join(relative, entry.name)
+                yield path
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append(path)
 
 
 def scan_image_files(engine: DockerEngine, image: str) -> list[str]:

@@ -166,3 +166,35 @@ def test_the_default_record_lives_in_the_cache_per_context_and_rules(
     assert first.path != second.path and first.path.name.endswith(
         f"-v{context_scan.RULES_VERSION}.json"
     )
+
+
+def test_a_context_without_dockerignore_patterns_lists_what_the_docker_sdk_lists(
+    tmp_path: Path,
+) -> None:
+    """guard.every_path (the walk of a context whose .dockerignore has no patterns) gives exactly
+    docker's exclude_paths: files, directories, hidden ones, symlinks listed but not followed, and
+    a .dockerignore of comments only."""
+    from docker.utils.build import exclude_paths
+
+    from gcpfargate.image.guard import every_path, scan_context
+
+    context = tmp_path / "ctx"
+    (context / "a" / "b" / "c").mkdir(parents=True)
+    (context / ".hidden").mkdir()
+    (context / "empty").mkdir()
+    outside = tmp_path / "outside"
+    (outside / "deep").mkdir(parents=True)
+    (outside / "deep" / "secret.json").write_text("{}")
+    for name in ("Dockerfile", "app.py", "a/x", "a/b/y", "a/b/c/z", ".hidden/h", ".env"):
+        (context / name).write_text("data\n")
+    (context / "link-to-dir").symlink_to(outside)
+    (context / "a" / "link-to-file").symlink_to(context / "app.py")
+    (context / "dangling").symlink_to(tmp_path / "missing")
+    (context / ".dockerignore").write_text("# comments only\n\n")
+    assert sorted(every_path(str(context))) == sorted(exclude_paths(str(context), [], "Dockerfile"))
+    # The scan reads what the build would send: the symlinked directory's file is not among it.
+    (context / "a" / "b" / "key.pem").write_text(
+        "-----BEGIN PRIVATE KEY-----\n" + "MIIE" + "A" * 60 + "\n-----END PRIVATE KEY-----\n"
+    )
+    found = scan_context(context, "Dockerfile", CleanFiles(context, tmp_path / "record.json"))
+    assert found == ["a/b/key.pem"]
