@@ -15,7 +15,7 @@ demo: setup
 # on one worker (--dist loadgroup), so a module's shared fixture is set up once. TEST_JOBS=0 runs it in
 # one process. Four on two cores: with the CLI forked from a preloaded zygote (tests/stack/cli_zygote.py)
 # three workers kept the cores busy 149% of 200%: the rest is waiting on the stacks.
-TEST_JOBS ?= 5
+TEST_JOBS ?= 4
 
 test: setup
 	$(PY) -m pytest -n $(TEST_JOBS) --dist loadgroup $(PYTEST_ARGS)

@@ -9,7 +9,7 @@ empty pool means the emulator makes the key itself, as before. The keys are the 
 cryptography's key check (their maker is this code; the check is a fifth of the cost).
 
 Run as `python -m tests.stack.iam.keypool`: writes length-prefixed DER private keys to stdout until
-the reader goes away (the pipe's buffer is the pool: ~35 keys).
+the reader goes away (the pipe's buffer is the pool: ~50 keys; then the maker waits).
 """
 
 from __future__ import annotations
@@ -28,8 +28,9 @@ _LENGTH = struct.Struct(">I")
 
 
 class KeyPool:
-    def __init__(self, enabled: bool = True) -> None:
+    def __init__(self, enabled: bool = True, niceness: int = 19) -> None:
         self.enabled = enabled
+        self.niceness = niceness
         self._process: subprocess.Popen[bytes] | None = None
         self._buffer = b""
         self._lock = threading.Lock()
@@ -42,7 +43,7 @@ class KeyPool:
             [sys.executable, "-m", "tests.stack.iam.keypool"],
             stdout=subprocess.PIPE,
             stdin=subprocess.DEVNULL,
-            preexec_fn=lambda: os.nice(19),
+            preexec_fn=lambda: os.nice(self.niceness),
             env={**os.environ, "PYTHONPATH": _root()},
         )
         assert self._process.stdout is not None
@@ -53,13 +54,12 @@ class KeyPool:
         with self._lock:
             if self._process is None or self._process.stdout is None:
                 return None
-            with contextlib.suppress(BlockingIOError, OSError):
-                while chunk := os.read(self._process.stdout.fileno(), 65536):
-                    self._buffer += chunk
-            if len(self._buffer) < _LENGTH.size:
+            # Read no more than one key: the keys not taken stay in the pipe, whose full buffer
+            # stops the maker (the pool's bound; draining it here would let the maker run on).
+            if not self._fill(_LENGTH.size):
                 return None
             (size,) = _LENGTH.unpack_from(self._buffer)
-            if len(self._buffer) < _LENGTH.size + size:
+            if not self._fill(_LENGTH.size + size):
                 return None
             der = self._buffer[_LENGTH.size : _LENGTH.size + size]
             self._buffer = self._buffer[_LENGTH.size + size :]
@@ -67,6 +67,17 @@ class KeyPool:
         key = serialization.load_der_private_key(der, None, unsafe_skip_rsa_key_validation=True)
         assert isinstance(key, rsa.RSAPrivateKey)
         return key
+
+    def _fill(self, wanted: int) -> bool:
+        """Read (without waiting) until the buffer holds `wanted` bytes; whether it does."""
+        assert self._process is not None and self._process.stdout is not None
+        with contextlib.suppress(BlockingIOError, OSError):
+            while len(self._buffer) < wanted:
+                chunk = os.read(self._process.stdout.fileno(), wanted - len(self._buffer))
+                if not chunk:
+                    break
+                self._buffer += chunk
+        return len(self._buffer) >= wanted
 
     def stop(self) -> None:
         with self._lock:
