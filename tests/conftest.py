@@ -296,16 +296,20 @@ def botocore_seed() -> Path:
 def _seed_botocore_cache(directory: Path) -> None:
     """Start the project in `directory` with a copy of the worker's botocore seed. Without it the
     first command of every test parses botocore's JSON models again, a fifth of a command's CPU;
-    the layer and build-context records still start empty, and the tests of the cache itself
-    (tests/unit/test_cache_trust.py) make their own. The leak scan passes over the copies that are
-    still the seed's (tests/reliability/leakscan.py)."""
+    the layer and build-context records still start empty, the tests of the cache itself
+    (tests/unit/test_cache_trust.py) make their own, and the files marked cold_botocore_cache
+    start with none (test_deploy.py, test_bootstrap.py: the path of every user's first run).
+    The leak scan passes over the copies that are still the seed's (reliability/leakscan.py)."""
     seed = botocore_seed()
     shutil.copytree(seed / ".home", directory / ".home", dirs_exist_ok=True)
     shutil.copytree(seed / "cache", cache_home(directory), dirs_exist_ok=True)
 
 
-def new_project(stack: LocalStack, directory: Path, prefix: str = "") -> Project:
-    """A fresh project: its own GCP project and service account in the emulator, its own family."""
+def new_project(
+    stack: LocalStack, directory: Path, prefix: str = "", seeded: bool = True
+) -> Project:
+    """A fresh project: its own GCP project and service account in the emulator, its own family;
+    `seeded`: its botocore cache starts as a copy of the worker's seed."""
     suffix = f"{os.getpid() % 10000}-{prefix}{next(_counter)}"
     project = Project(
         dir=directory,
@@ -315,15 +319,19 @@ def new_project(stack: LocalStack, directory: Path, prefix: str = "") -> Project
         family=f"batch-{suffix}",
     )
     (directory / ".home").mkdir(parents=True, exist_ok=True)
-    _seed_botocore_cache(directory)
+    if seeded:
+        _seed_botocore_cache(directory)
     stack.emulator.add_service_account(project.gcp_project, project.account_id)
     project.write_config(project.base_config)
     return project
 
 
 @pytest.fixture
-def project(stack: LocalStack, tmp_path: Path) -> Project:
-    return new_project(stack, tmp_path)
+def project(stack: LocalStack, tmp_path: Path, request: pytest.FixtureRequest) -> Project:
+    # The files marked cold_botocore_cache run their commands as a first run does, on an empty
+    # cache (the deploy and bootstrap tests): the seed must not hide that path from the suite.
+    cold = request.node.get_closest_marker("cold_botocore_cache") is not None
+    return new_project(stack, tmp_path, seeded=not cold)
 
 
 @pytest.fixture

@@ -18,6 +18,9 @@ from tests.integration.helpers import (
 )
 from tests.reliability.helpers import check_invariants
 
+# Every command here runs as a user's first does: botocore's cache empty (tests/conftest.py).
+pytestmark = pytest.mark.cold_botocore_cache
+
 
 def test_deploy_from_empty_then_a_second_deploy_changes_nothing(project: Project) -> None:
     prepare(project)
@@ -73,6 +76,7 @@ def _demo_project(project: Project) -> None:
 def test_run_local_runs_the_registered_job_which_authenticates(
     project: Project, base_image: str
 ) -> None:
+
     _demo_project(project)
     emulator = project.stack.emulator
     # As with real Google, the new key is refused at first ("60 seconds or more"): deploy's

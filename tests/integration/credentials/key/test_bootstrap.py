@@ -14,6 +14,9 @@ from tests.reliability.helpers import role_content, snapshot, write_mark, writes
 from tests.reliability.leakscan import find_keys, needles
 from tests.stack.faultproxy import FaultProxy, Rule
 
+# Every command here runs as a user's first does: botocore's cache empty (tests/conftest.py).
+pytestmark = pytest.mark.cold_botocore_cache
+
 SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
 
 
