@@ -19,6 +19,7 @@ import pytest
 from gcpfargate.image import context_scan
 from gcpfargate.image.context_scan import CleanFiles, scan_files
 from gcpfargate.keymaterial.keyscan import stream_has_key
+from tests.unit.helpers import pem
 
 PEM = (
     "-----BEGIN "
@@ -193,8 +194,6 @@ def test_a_context_without_dockerignore_patterns_lists_what_the_docker_sdk_lists
     (context / ".dockerignore").write_text("# comments only\n\n")
     assert sorted(every_path(str(context))) == sorted(exclude_paths(str(context), [], "Dockerfile"))
     # The scan reads what the build would send: the symlinked directory's file is not among it.
-    (context / "a" / "b" / "key.pem").write_text(
-        "-----BEGIN PRIVATE KEY-----\n" + "MIIE" + "A" * 60 + "\n-----END PRIVATE KEY-----\n"
-    )
+    (context / "a" / "b" / "key.pem").write_text(pem())
     found = scan_context(context, "Dockerfile", CleanFiles(context, tmp_path / "record.json"))
     assert found == ["a/b/key.pem"]
