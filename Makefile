@@ -14,7 +14,8 @@ demo: setup
 # The suite runs on TEST_JOBS pytest-xdist workers, each with its own local stack; a file's tests stay
 # on one worker (--dist loadgroup), so a module's shared fixture is set up once. TEST_JOBS=0 runs it in
 # one process. Four on two cores: with the CLI forked from a preloaded zygote (tests/stack/cli_zygote.py)
-# three workers kept the cores busy 149% of 200%: the rest is waiting on the stacks.
+# three workers kept the cores busy 149% of 200%: the rest is waiting on the stacks. Five were slower
+# than four (docs/development.md, "How long the suite takes").
 TEST_JOBS ?= 4
 
 test: setup
