@@ -11,12 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gcpfargate.core.context import Context
 from gcpfargate.credentials.mode import mode_for
 from gcpfargate.ecs import service
 from gcpfargate.errors import GcpfargateError, StepError
+
+if TYPE_CHECKING:
+    from gcpfargate.image.scan_ahead import ScanAhead
 
 
 @dataclass
@@ -42,9 +45,42 @@ def deploy(
 ) -> DeployResult:
     """`retire` (keyless mode): whether to retire key mode's keys, asked once the keyless revision
     is registered and the service rolled to it (keyless_retire)."""
+    ctx.settings.require("gcp.project", "gcp.service_account", "task.family")
+    # First, before anything imports an SDK: the context's key search on the other core.
+    ahead = _scan_ahead(ctx)
+    try:
+        return _deploy(ctx, ahead, allow_embedded_credentials, new_key, grant, tag, retire)
+    finally:
+        if ahead is not None:
+            ahead.close()
+
+
+def _scan_ahead(ctx: Context) -> ScanAhead | None:
+    """The build context's key search started in a forked child (image/scan_ahead.py), for an
+    apply only (a preview builds nothing, so nothing waits for its search)."""
+    from gcpfargate.image.push import build_inputs
+    from gcpfargate.image.scan_ahead import ScanAhead
+
+    if not ctx.plan.apply:
+        return None
+    try:
+        inputs = build_inputs(ctx.settings)
+    except GcpfargateError:  # reported by push-image's local checks, in order
+        return None
+    return ScanAhead.start(inputs.context, inputs.dockerfile)
+
+
+def _deploy(
+    ctx: Context,
+    ahead: ScanAhead | None,
+    allow_embedded_credentials: bool,
+    new_key: bool,
+    grant: bool,
+    tag: str | None,
+    retire: Callable[[Any], bool] | None,
+) -> DeployResult:
     from gcpfargate.taskdef.register import register_task
 
-    ctx.settings.require("gcp.project", "gcp.service_account", "task.family")
     mode = mode_for(ctx.settings)
     rendered, region = _local_checks(ctx)
     # The reads sent ahead are the ones an apply makes whatever it finds (a preview reads less).
@@ -56,7 +92,9 @@ def deploy(
         described = service.preflight(ctx)
     results: dict[str, Any] = {}
     # A preview builds nothing (a build is work, not a change), so nothing builds ahead either.
-    building = _BackgroundBuild(ctx, allow_embedded_credentials, tag) if ctx.plan.apply else None
+    building = (
+        _BackgroundBuild(ctx, allow_embedded_credentials, tag, ahead) if ctx.plan.apply else None
+    )
     try:
         with _step("bootstrap"):
             # Retiring key mode's leftovers waits until the new revision runs (after_rollout).
@@ -233,7 +271,13 @@ class _BackgroundBuild:
     step replays, so the terminal shows the same steps in the same order as before. Any failure
     surfaces in the push-image step, after bootstrap, exactly as without the thread."""
 
-    def __init__(self, ctx: Context, allow_embedded_credentials: bool, tag: str | None) -> None:
+    def __init__(
+        self,
+        ctx: Context,
+        allow_embedded_credentials: bool,
+        tag: str | None,
+        ahead: ScanAhead | None = None,
+    ) -> None:
         from concurrent.futures import ThreadPoolExecutor
 
         from gcpfargate.core.report import DeferredReporter
@@ -254,7 +298,13 @@ class _BackgroundBuild:
             if wants_cache_from(ctx):
                 latest = read_latest(ctx)
             self._future = self._pool.submit(
-                build_image, ctx, allow_embedded_credentials, tag, self._report, latest=latest
+                build_image,
+                ctx,
+                allow_embedded_credentials,
+                tag,
+                self._report,
+                latest=latest,
+                ahead=ahead,
             )
 
     def result(self) -> Any:

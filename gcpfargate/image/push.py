@@ -63,6 +63,7 @@ from gcpfargate.settings import docker_arch
 
 if TYPE_CHECKING:
     from gcpfargate.clients.engine.buildkit import BuildOptions, Secret
+    from gcpfargate.image.scan_ahead import ScanAhead
 
 # The guard's rules are keymaterial/keyscan.py's (keyscan.RULES_VERSION keys the layer cache).
 
@@ -122,11 +123,13 @@ def build_image(
     action: str = "push",
     latest: ecs.LatestRevision | None = None,
     read_first: bool = False,
+    ahead: ScanAhead | None = None,
 ) -> Built:
     """push-image's first half: check the build context and build. No AWS call when the registry
     host is already known, so `deploy` runs it in a thread during bootstrap, with a `reporter` of
     its own; `latest` (the family's latest revision, read by the caller) gives BuildKit its
-    --cache-from; `read_first`: read it here, once the context passed the guard."""
+    --cache-from; `read_first`: read it here, once the context passed the guard; `ahead`: the
+    context's key search deploy started in a child (image/scan_ahead.py)."""
     reporter = reporter or ctx.reporter
     settings = ctx.settings
     if not settings.repository:
@@ -138,7 +141,9 @@ def build_image(
     tags = [tag, "latest"] if settings.image.push_latest and tag != "latest" else [tag]
 
     with reporter.step("Searching the build context for key files"):
-        found = scan_context(inputs.context, inputs.dockerfile)
+        found = ahead.found(inputs.context, inputs.dockerfile) if ahead is not None else None
+        if found is None:
+            found = scan_context(inputs.context, inputs.dockerfile)
     guard(ctx, found, "the build context", allow_embedded_credentials, reporter, action)
 
     name = ctx.registry.image_name(repository)
