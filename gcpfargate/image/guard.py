@@ -49,6 +49,9 @@ def scan_context(
     context: Path, dockerfile: str, record: context_scan.CleanFiles | None = None
 ) -> list[str]:
     """Paths (relative to the context) of files holding key material that the build would send."""
+    from gcpfargate.clients.engine.sdk import docker_sdk
+
+    docker_sdk()
     from docker.utils.build import exclude_paths
 
     patterns: list[str] = []

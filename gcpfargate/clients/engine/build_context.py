@@ -64,6 +64,9 @@ class StreamedContext:
     the name the engine finds the Dockerfile under."""
 
     def __init__(self, context: Path, dockerfile: str) -> None:
+        from gcpfargate.clients.engine.sdk import docker_sdk
+
+        docker_sdk()
         from docker.api.build import process_dockerfile
 
         root = os.path.abspath(context)
@@ -95,6 +98,9 @@ class StreamedContext:
     def _write(
         self, root: str, exclude: list[str], dockerfile: tuple[str, str | None], descriptor: int
     ) -> None:
+        from gcpfargate.clients.engine.sdk import docker_sdk
+
+        docker_sdk()
         from docker.utils import tar
 
         out = _PipeOut(descriptor)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from gcpfargate.clients.engine.build_log import BuildLog, LineCallback
 from gcpfargate.clients.engine.image_tar import layer_files
+from gcpfargate.clients.engine.sdk import docker_sdk
 from gcpfargate.errors import DockerError
 from gcpfargate.keymaterial.keyfile import redact
 
@@ -75,8 +76,11 @@ def _short_reason(exc: BaseException) -> str:
     return text if len(text) <= 160 else text[:157] + "..."
 
 
-def _ssh_errors() -> tuple[type[BaseException], ...]:
-    """paramiko's errors, which the SDK lets through for DOCKER_HOST=ssh://… (none without it)."""
+def _ssh_errors(host: str) -> tuple[type[BaseException], ...]:
+    """paramiko's errors, which the SDK lets through for DOCKER_HOST=ssh://… (none for any other
+    host: paramiko is then not even imported, clients/engine/sdk.py)."""
+    if not host.startswith("ssh://"):
+        return ()
     try:
         from paramiko import SSHException
     except ImportError:
@@ -100,6 +104,7 @@ def _credential_store_error(action: str, exc: BaseException) -> DockerError:
     """Docker's credential helper (`credsStore`/`credHelpers` of the client config) cannot be run:
     the SDK reads every stored login to send with a build or a pull, so this stops them. A helper
     left behind by an uninstalled Docker Desktop (WSL, a former Desktop user) is the usual cause."""
+    docker_sdk()
     from docker.utils.config import find_config_file
 
     config = find_config_file() or os.path.join(
@@ -126,7 +131,7 @@ def _credential_store_error(action: str, exc: BaseException) -> DockerError:
 def _engine_errors(action: str, api_hint: str = "") -> Iterator[None]:
     """Translate the docker SDK's failures during `action` ("failed to push x:y") into one
     DockerError."""
-    import docker
+    docker = docker_sdk()
     from docker.credentials.errors import StoreError
 
     host = os.environ.get("DOCKER_HOST", "")
@@ -162,7 +167,7 @@ class DockerEngine:
     def client(self) -> Any:
         """The docker SDK client, created and pinged on first use."""
         if self._client is None:
-            import docker
+            docker = docker_sdk()
             import requests
 
             if self.host.startswith("ssh://"):
@@ -170,7 +175,7 @@ class DockerEngine:
 
                 # paramiko logs a failed handshake's traceback itself; the DockerError says it.
                 logging.getLogger("paramiko").addHandler(logging.NullHandler())
-            transport_errors: tuple[type[BaseException], ...] = (OSError, *_ssh_errors())
+            transport_errors: tuple[type[BaseException], ...] = (OSError, *_ssh_errors(self.host))
             try:
                 client = self._factory() if self._factory else docker.from_env()
                 client.ping()
@@ -298,7 +303,7 @@ class DockerEngine:
     # -- images ------------------------------------------------------------------------------
     def inspect(self, image: str) -> dict[str, Any] | None:
         """The engine's inspect data for an image name or id; None when the engine lacks it."""
-        import docker
+        docker = docker_sdk()
 
         try:
             return dict(self.client.api.inspect_image(image))
@@ -316,7 +321,7 @@ class DockerEngine:
         return str(data["Id"])
 
     def tag(self, image: str, repository: str, tag: str) -> None:
-        import docker
+        docker = docker_sdk()
 
         try:
             self.client.api.tag(image, repository, tag)
@@ -333,7 +338,7 @@ class DockerEngine:
     def untag(self, image: str) -> None:
         """Remove the name `image` (repository:tag); the image itself goes only when no other name
         holds it, and its parent layers stay (noprune), so the build cache survives."""
-        import docker
+        docker = docker_sdk()
 
         try:
             self.client.api.remove_image(image, noprune=True)
@@ -410,6 +415,7 @@ class DockerEngine:
         on_progress: ProgressCallback | None = None,
     ) -> str:
         """Pull `host/repo:tag` or `host/repo@sha256:…`; return the local image id."""
+        docker_sdk()
         from docker.utils import parse_repository_tag
 
         repository, reference = parse_repository_tag(image_ref)
@@ -511,7 +517,7 @@ class DockerEngine:
     @staticmethod
     def _remove(container: Any) -> str:
         """Remove a container; the reason it failed, or "" when it is gone."""
-        import docker
+        docker = docker_sdk()
 
         try:
             container.remove(force=True, v=True)
