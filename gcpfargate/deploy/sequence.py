@@ -247,15 +247,19 @@ def _read_ahead(
     from gcpfargate.ecs import history, logs
     from gcpfargate.iam import roles
 
-    # In the order they are taken (one thread sends them one after another). The ECR token first
-    # when the background build needs the registry's host from it before it can start (the build
-    # is the longest thing a changed deploy waits for); else last, as push-image takes it.
+    # In the order they are taken (one thread sends them one after another). First what the
+    # background build waits for before it can start (the build is the longest thing a changed
+    # deploy waits for): the ECR token when the registry's host comes from it, and the family's
+    # latest revision (its image is BuildKit's --cache-from; push-image compares with it too).
+    # On a first deploy, with botocore's models not yet cached, putting the revision before the
+    # role's reads starts the build ~0.7 s sooner (docs/bench.md). The token otherwise goes
+    # last, as push-image takes it.
     first_token = ctx.registry.host_needs_token
     if first_token:
         ctx.aws.read_ahead("ecr", "get_authorization_token", **ctx.registry.token_params)
+    ecs.read_latest_ahead(ctx, ctx.settings.family)
     if not ctx.settings.task.execution_role_arn:  # bootstrap checks gcpfargate's own execution role
         roles.read_ahead(ctx, ctx.settings.execution_role_name, role_policy)
-    ecs.read_latest_ahead(ctx, ctx.settings.family)  # push-image compares with the latest revision
     if not first_token:
         ctx.aws.read_ahead(  # push-image signs in to the registry
             "ecr", "get_authorization_token", **ctx.registry.token_params
