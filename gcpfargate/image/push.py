@@ -144,6 +144,8 @@ def build_image(
         found = ahead.found(inputs.context, inputs.dockerfile) if ahead is not None else None
         if found is None:
             found = scan_context(inputs.context, inputs.dockerfile)
+        else:
+            reporter.detail("searched by a second process while the SDKs loaded")
     guard(ctx, found, "the build context", allow_embedded_credentials, reporter, action)
 
     name = ctx.registry.image_name(repository)

@@ -129,12 +129,93 @@ def embeds_buildkit(cli: str) -> bool:
     """A docker CLI from 18.09 to 22.x builds with BuildKit itself when DOCKER_BUILDKIT=1; from 23.0
     that needs the buildx plugin (it says "BuildKit is enabled but the buildx component is
     missing")."""
+    version = cli_version(cli)
+    return version is not None and (18, 9) <= version < (23, 0)
+
+
+def cli_version(cli: str) -> tuple[int, int] | None:
+    """What `cli --version` says (major, minor), or None when it does not say. Each answer is
+    recorded with the program's `stat` (device, inode, size, mtime, ctime), signed like every cache
+    entry: `docker --version` is a Go program's start, and a machine with two CLIs (Debian's
+    docker.io and Docker's own) asked both on every build, ~0.1 s before the build could start.
+    Any change to the program (an upgrade replaces the file, so its inode or ctime moves)
+    means asking it again; so does anything wrong with the record."""
+    record = _VersionRecord(cli)
+    known = record.load()
+    if known is not None:
+        return known
     done = _quiet([cli, "--version"])
     found = _VERSION.search(done.stdout) if done is not None and done.returncode == 0 else None
     if found is None:
-        return False
+        return None
     version = (int(found.group(1)), int(found.group(2)))
-    return (18, 9) <= version < (23, 0)
+    record.save(version)
+    return version
+
+
+class _VersionRecord:
+    """One docker CLI's answer to `--version`, kept under the cache directory."""
+
+    def __init__(self, cli: str) -> None:
+        import hashlib
+
+        from gcpfargate.cache import cache_dir
+
+        self.cli = os.path.realpath(cli)
+        name = hashlib.sha256(self.cli.encode("utf-8", "surrogateescape")).hexdigest()[:32]
+        self.path = cache_dir() / "docker-cli" / f"{name}.json"
+        # Taken before the program is asked: a version is recorded against what was asked.
+        self.stamp = self._stamp()
+
+    def _stamp(self) -> list[int] | None:
+        try:
+            info = os.stat(self.cli)
+        except OSError:
+            return None
+        return [info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns]
+
+    def _body(self, stamp: list[int], version: list[int]) -> str:
+        import json
+
+        return json.dumps(["docker-cli", self.cli, stamp, version], separators=(",", ":"))
+
+    def load(self) -> tuple[int, int] | None:
+        import json
+
+        from gcpfargate.cache import read_entry, signed_text
+
+        stamp = self.stamp
+        raw = read_entry(self.path) if stamp is not None else None
+        if raw is None or stamp is None:
+            return None
+        try:
+            data = json.loads(raw)
+            version = data["version"]
+            if not (
+                data["stamp"] == stamp
+                and isinstance(version, list)
+                and len(version) == 2
+                and all(type(each) is int for each in version)
+                and signed_text(self._body(stamp, version), data["checksum"])
+            ):
+                return None
+        except (ValueError, TypeError, KeyError):
+            return None
+        return (version[0], version[1])
+
+    def save(self, version: tuple[int, int]) -> None:
+        import json
+
+        from gcpfargate.cache import sign_text, write_entry
+
+        stamp = self.stamp
+        if stamp is None:
+            return
+        checksum = sign_text(self._body(stamp, list(version)))
+        if checksum is None:
+            return  # no usable signing secret: nothing is cached
+        body = {"stamp": stamp, "version": list(version), "checksum": checksum}
+        write_entry(self.path, json.dumps(body).encode())
 
 
 def find_builder(podman: bool) -> Builder:

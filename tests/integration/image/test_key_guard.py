@@ -13,7 +13,7 @@ import tarfile
 import docker
 
 from tests.conftest import Project, assert_one_clean_line, record_figure
-from tests.integration.helpers import configure_image, registry_tags
+from tests.integration.helpers import configure_image, prepare, registry_tags
 from tests.stack.images import BUSYBOX_STEPS, write_busybox_context
 from tests.unit.helpers import AUTHORIZED_USER, EVASIONS, GHA_CREDS, IMPERSONATED, TOKEN, key_json
 
@@ -167,3 +167,26 @@ def test_a_credential_file_made_by_a_run_step_is_found_in_its_layer(project: Pro
     )
     assert TOKEN not in refused.output
     assert registry_tags(project, repository) == []
+
+
+def test_deploy_takes_the_context_search_of_its_second_process_and_refuses_a_key_there(
+    project: Project,
+) -> None:
+    """deploy starts the build context's key search in a forked child before the SDKs load
+    (image/scan_ahead.py) and takes its answer: a key in the context is refused with push-image's
+    line before anything is built or pushed; once it is gone, `--verbose` says the child answered
+    (a fresh, single-threaded CLI process forks it; a process with threads searches itself)."""
+    prepare(project)
+    client = docker.DockerClient(base_url=project.stack.docker_host)
+    before = {image.id for image in client.images.list()}
+    (project.dir / "conf").mkdir()
+    (project.dir / "conf" / "sa.json").write_bytes(key_json())
+    refused = project.run("deploy")
+    assert_one_clean_line(refused, 1, "refusing to push", "conf/sa.json")
+    no_key_text(refused.output)
+    assert {image.id for image in client.images.list()} == before  # nothing was built
+    assert not project.exists("repository", project.family)
+    (project.dir / "conf" / "sa.json").unlink()
+    done = project.run("--verbose", "deploy")
+    assert done.returncode == 0, done.output
+    assert "searched by a second process while the SDKs loaded" in done.output

@@ -3,10 +3,13 @@ secrets and the other image settings checked at load, and the docker CLIs found 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import pytest
+
 from gcpfargate.clients.engine.build_log import PlainBuildLog
-from gcpfargate.clients.engine.buildkit import docker_clis, embeds_buildkit, has_buildx
+from gcpfargate.clients.engine.buildkit import cli_version, docker_clis, embeds_buildkit, has_buildx
 from gcpfargate.settings import problem
 from tests.unit.helpers import fake_key
 
@@ -89,3 +92,37 @@ def test_docker_clis_are_told_apart_by_what_they_answer(tmp_path: Path) -> None:
     assert not has_buildx([str(plugins)])  # not executable: the CLI would not run it
     (plugins / "docker-buildx").chmod(0o755)
     assert has_buildx([str(tmp_path / "nowhere"), str(plugins)])
+
+
+def test_a_cli_is_asked_its_version_once_while_it_is_unchanged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`docker --version` is recorded against the program's stat (buildkit.cli_version)."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    cli, asked = tmp_path / "docker", tmp_path / "asked"
+
+    def write(version: str) -> None:
+        cli.write_text(
+            "#!/bin/sh\n"
+            f'echo x >> "{asked}"\n'
+            f'[ "$1" = --version ] && {{ echo "Docker version {version}, build x"; exit 0; }}\n'
+            "exit 1\n"
+        )
+        cli.chmod(0o755)
+
+    def times() -> int:
+        return len(asked.read_text().splitlines()) if asked.exists() else 0
+
+    write("20.10.24")
+    assert cli_version(str(cli)) == (20, 10) and times() == 1
+    assert embeds_buildkit(str(cli)) and cli_version(str(cli)) == (20, 10)
+    assert times() == 1  # answered from the record
+    write("28.2.2")  # an upgrade: the program changed (size, ctime)
+    assert cli_version(str(cli)) == (28, 2) and not embeds_buildkit(str(cli))
+    assert times() == 2
+    # A record that does not verify (edited, or signed with another secret) is not believed.
+    (record,) = (tmp_path / "cache").rglob("docker-cli/*.json")
+    data = json.loads(record.read_text())
+    data["version"] = [20, 10]
+    record.write_text(json.dumps(data))
+    assert cli_version(str(cli)) == (28, 2) and times() == 3
