@@ -66,7 +66,8 @@ PRELOAD = (
     "botocore.session",
     "botocore.client",
     "botocore.exceptions",
-    "docker",
+    # Not "docker": the product imports the SDK through clients/engine/sdk.py, with paramiko only
+    # for an ssh:// DOCKER_HOST; _preload does the same (see `docker_ssh`).
     "google.auth",
     "google.auth.transport.requests",
     "google.oauth2.service_account",
@@ -193,6 +194,11 @@ def _preload() -> _Recorder:
             with recorder.recording():
                 for name in (*PRELOAD, *_gcpfargate_modules()):
                     importlib.import_module(name)
+            # As the product imports it: with paramiko only when this DOCKER_HOST is ssh://. Not
+            # recorded as a read: `unsuitable` compares only the scheme (`docker_ssh`).
+            from gcpfargate.clients.engine.sdk import docker_sdk
+
+            docker_sdk()
             sys.stdout.flush()
             sys.stderr.flush()
         finally:
@@ -263,6 +269,7 @@ def serve(path: str) -> _Request | None:
         "env_readers": recorder.readers,
         "whole_env_read": recorder.whole_env,
         "startup_env": {k: v for k, v in os.environ.items() if _startup_key(k)},
+        "docker_ssh": "paramiko" in sys.modules,
     }
     os.write(1, (json.dumps(ready) + "\n").encode())
     with open(os.devnull, "wb") as devnull:
@@ -284,6 +291,10 @@ def serve(path: str) -> _Request | None:
             else:
                 _client_readable(key.data, state)
     return None
+
+
+def _docker_ssh(env: Mapping[str, str]) -> bool:
+    return env.get("DOCKER_HOST", "").startswith("ssh://")
 
 
 def _startup_key(name: str) -> bool:
@@ -620,6 +631,9 @@ class Zygote:
                 continue  # derived again in the child
             if env.get(name) != value:
                 return f"{name} differs from the zygote's (read at import by {readers})"
+        if _docker_ssh(env) != self.ready["docker_ssh"]:
+            # The docker SDK was imported with or without its ssh adapter (clients/engine/sdk.py).
+            return "DOCKER_HOST's scheme (ssh:// or not) differs from the zygote's"
         if self.ready["whole_env_read"]:
             return f"a module copied the environment at import: {self.ready['whole_env_read']}"
         return None

@@ -75,6 +75,10 @@ PROBE = textwrap.dedent(
     what = sys.argv[1]
     if what in ("state", "state-imports"):
         print(json.dumps(state(what == "state-imports")))
+    elif what == "docker":  # the docker SDK as the product imports it (clients/engine/sdk.py)
+        from gcpfargate.clients.engine.sdk import docker_sdk
+        docker = docker_sdk()
+        print(json.dumps(["paramiko" in sys.modules, hasattr(docker.transport, "SSHHTTPAdapter")]))
     elif what == "random":
         print(random.random())
     elif what == "exit":
@@ -328,3 +332,22 @@ def test_a_zygote_that_dies_during_a_run_fails_the_run(workdir: Path) -> None:
         doomed.close()
     orphan = int(re.search(r"\(child (\d+)\)", str(failed.value)).group(1))  # type: ignore[union-attr]
     os.kill(orphan, signal.SIGKILL)  # the run the zygote left behind
+
+
+@pytest.mark.parametrize(
+    ("host", "ssh"), [(None, False), ("unix:///tmp/other.sock", False), ("ssh://u@h", True)]
+)
+def test_the_docker_sdk_comes_as_the_product_imports_it(
+    zygote: Zygote, workdir: Path, host: str | None, ssh: bool
+) -> None:
+    """Without paramiko unless DOCKER_HOST is ssh://: the zygote preloads the SDK the product's way,
+    and a run whose DOCKER_HOST scheme differs from the zygote's takes a fresh interpreter."""
+    env = {k: v for k, v in run_env(workdir).items() if k != "DOCKER_HOST"}
+    if host is not None:
+        env["DOCKER_HOST"] = host
+    before = dict(zygote.fresh)
+    forked, fresh = both(zygote, workdir, "docker", env=env)
+    assert (forked.returncode, forked.stderr) == (fresh.returncode, fresh.stderr) == (0, "")
+    assert json.loads(forked.stdout) == json.loads(fresh.stdout) == [ssh, ssh]
+    took_fresh = {k: v for k, v in zygote.fresh.items() if before.get(k) != v}
+    assert bool(took_fresh) == (ssh != zygote.ready["docker_ssh"]), took_fresh
