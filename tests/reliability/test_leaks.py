@@ -42,6 +42,7 @@ class Scanner:
         # The engine's image layers before any command ran: immutable, made before any key of this
         # scan was minted, so not read again (the self-check's planted layer is made after this).
         self.old_layers = leakscan.image_layers(stack)
+        self.old_blobs = leakscan.registry_blobs(stack)  # the same for the registry's blobs
         self.scanned: list[str] = []  # the sources of the last scan, by name
 
     def run(
@@ -63,7 +64,7 @@ class Scanner:
         self, project: Project, minted: list[Any], group: str = FIGURES
     ) -> dict[tuple[str, str], set[str]]:
         sources = leakscan.collect(
-            project.stack, self.outputs, project.dir, self.since, self.old_layers
+            project.stack, self.outputs, project.dir, self.since, self.old_layers, self.old_blobs
         )
         hits = leakscan.scan(sources, minted)
         self.scanned = [name for _, name, _ in sources.items]
@@ -73,6 +74,7 @@ class Scanner:
         record_figure(group, "sources scanned", len(sources.items))
         record_figure(group, "bytes scanned", sum(len(data) for _, _, data in sources.items))
         record_figure(group, "engine layers older than the scan", len(self.old_layers))
+        record_figure(group, "registry blobs older than the scan", len(self.old_blobs))
         print("leak scan seconds:", {k: round(v, 1) for k, v in sources.seconds.items()})
         return hits
 
@@ -358,6 +360,12 @@ def old_layer(project: Project, cleanup: list[Any]) -> None:
     repository = f"leakcheck-old-{project.family}"
     client.api.import_image_from_data(layer.getvalue(), repository=repository, tag="v1")
     cleanup.append(lambda: client.images.remove(f"{repository}:v1", force=True))
+    # ... and pushed, so the registry holds blobs older than the scan too.
+    pushed = f"{project.stack.registry}/{repository}"
+    client.api.tag(f"{repository}:v1", pushed, tag="v1")
+    cleanup.append(lambda: client.images.remove(f"{pushed}:v1", force=True))
+    for _ in client.api.push(pushed, tag="v1", stream=True, decode=True):
+        pass
 
 
 def test_the_scanner_finds_every_planted_form_in_every_place(project: Project) -> None:
@@ -383,16 +391,19 @@ def test_the_scanner_finds_every_planted_form_in_every_place(project: Project) -
         form_of_key[key.key_id] = name
     cleanup: list[Any] = []
     try:
-        # An image layer older than the scan, so the scan below runs with layers to skip: the
-        # planted layer, made after the scan started, must still be read.
+        # An image layer and a registry blob older than the scan, so the scan below runs with
+        # layers and blobs to skip: the planted layer and blob, made after the scan started, must
+        # still be read.
         old_layer(project, cleanup)
         scanner = Scanner(project.stack)
         assert scanner.old_layers, "no engine layer older than the scan: the skip is not exercised"
+        assert scanner.old_blobs, "no registry blob older than the scan: the skip is not exercised"
         plant(project, planted, scanner, cleanup)
         hits = scanner.scan(project, keys, group)
-        # ... and the layers older than the scan were not read again.
+        # ... and the layers and blobs older than the scan were not read again.
         old = tuple(f"{layer}/" for layer in scanner.old_layers)
         assert not [name for name in scanner.scanned if name.startswith(old)]
+        assert not {str(blob) for blob in scanner.old_blobs} & set(scanner.scanned)
     finally:
         for undo in reversed(cleanup):
             undo()
