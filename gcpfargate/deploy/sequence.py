@@ -251,9 +251,9 @@ def _read_ahead(
     # background build waits for before it can start (the build is the longest thing a changed
     # deploy waits for): the ECR token when the registry's host comes from it, and the family's
     # latest revision (its image is BuildKit's --cache-from; push-image compares with it too).
-    # On a first deploy, with botocore's models not yet cached, putting the revision before the
-    # role's reads starts the build ~0.7 s sooner (docs/bench.md). The token otherwise goes
-    # last, as push-image takes it.
+    # On a first deploy, with botocore's models not yet cached, the role's reads before it kept the
+    # build waiting for IAM's model as well as ECS's. The token otherwise goes last, as push-image
+    # takes it.
     first_token = ctx.registry.host_needs_token
     if first_token:
         ctx.aws.read_ahead("ecr", "get_authorization_token", **ctx.registry.token_params)
