@@ -60,10 +60,9 @@ class ScanAhead:
         return self._found
 
     def _collect(self) -> list[str] | None:
-        chunks = []
         try:
             with os.fdopen(self._answer, "rb") as pipe:
-                chunks.append(pipe.read())
+                data = pipe.read()
             status = self._wait()
         except OSError:
             self.close()
@@ -71,7 +70,7 @@ class ScanAhead:
         if status != 0:
             return None
         try:
-            answer = json.loads(b"".join(chunks))
+            answer = json.loads(data)
         except ValueError:
             return None
         found = answer.get("found") if isinstance(answer, dict) else None

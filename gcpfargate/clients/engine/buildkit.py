@@ -15,6 +15,7 @@ arguments and never into a layer.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -175,13 +176,9 @@ class _VersionRecord:
         return [info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns]
 
     def _body(self, stamp: list[int], version: list[int]) -> str:
-        import json
-
         return json.dumps(["docker-cli", self.cli, stamp, version], separators=(",", ":"))
 
     def load(self) -> tuple[int, int] | None:
-        import json
-
         from gcpfargate.cache import read_entry, signed_text
 
         stamp = self.stamp
@@ -204,8 +201,6 @@ class _VersionRecord:
         return (version[0], version[1])
 
     def save(self, version: tuple[int, int]) -> None:
-        import json
-
         from gcpfargate.cache import sign_text, write_entry
 
         stamp = self.stamp
