@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from gcpfargate.config import Settings
     from gcpfargate.core.context import Context
+    from gcpfargate.core.forked import Forked
     from gcpfargate.core.plan import Change
     from gcpfargate.credentials.wiring import ImageConfig, ImageUser
 
@@ -69,6 +70,12 @@ class CredentialMode(Protocol):
 
     def extra_images(self, ctx: Context, pushed: Any) -> None:
         """Images the mode's task needs beside the job's own (pushed, recorded on `pushed`)."""
+        ...
+
+    def reads_ahead(self, ctx: Context, after: Forked | None) -> Any:
+        """bootstrap's GCP reads started in a forked child (once the child `after` ended) that
+        waits for `go()` (deploy sends it once its local checks pass), with `close()`; None when
+        the mode has none to send."""
         ...
 
     def execution_role_policy(self, ctx: Context) -> str | None:

@@ -46,13 +46,21 @@ def deploy(
     """`retire` (keyless mode): whether to retire key mode's keys, asked once the keyless revision
     is registered and the service rolled to it (keyless_retire)."""
     ctx.settings.require("gcp.project", "gcp.service_account", "task.family")
-    # First, before anything imports an SDK: the context's key search on the other core.
+    # First, before anything imports an SDK or starts a thread, two forked children on the other
+    # core, one after the other: the context's key search, then bootstrap's GCP reads (importing
+    # Google's client library there, asking once the local checks pass).
     ahead = _scan_ahead(ctx)
+    reads = (
+        mode_for(ctx.settings).reads_ahead(ctx, ahead.child if ahead is not None else None)
+        if ctx.plan.apply
+        else None
+    )
     try:
-        return _deploy(ctx, ahead, allow_embedded_credentials, new_key, grant, tag, retire)
+        return _deploy(ctx, ahead, reads, allow_embedded_credentials, new_key, grant, tag, retire)
     finally:
-        if ahead is not None:
-            ahead.close()
+        for child in (ahead, reads):
+            if child is not None:
+                child.close()
 
 
 def _scan_ahead(ctx: Context) -> ScanAhead | None:
@@ -73,6 +81,7 @@ def _scan_ahead(ctx: Context) -> ScanAhead | None:
 def _deploy(
     ctx: Context,
     ahead: ScanAhead | None,
+    reads: Any,
     allow_embedded_credentials: bool,
     new_key: bool,
     grant: bool,
@@ -85,6 +94,8 @@ def _deploy(
     rendered, region = _local_checks(ctx)
     # The reads sent ahead are the ones an apply makes whatever it finds (a preview reads less).
     if ctx.plan.apply:
+        if reads is not None:
+            reads.go()
         _read_ahead(ctx, rendered, region, mode.execution_role_policy(ctx))
     # A service ECS will not move by UpdateService (CODE_DEPLOY, EXTERNAL) is refused before
     # anything is created or registered.

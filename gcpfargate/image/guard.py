@@ -49,11 +49,6 @@ def scan_context(
     context: Path, dockerfile: str, record: context_scan.CleanFiles | None = None
 ) -> list[str]:
     """Paths (relative to the context) of files holding key material that the build would send."""
-    from gcpfargate.clients.engine.sdk import docker_sdk
-
-    docker_sdk()
-    from docker.utils.build import exclude_paths
-
     patterns: list[str] = []
     ignore = context / ".dockerignore"
     if ignore.is_file():
@@ -64,6 +59,13 @@ def scan_context(
         ]
     try:
         if patterns:
+            # The docker SDK only here: importing it costs a quarter of a second, and deploy runs
+            # this search in a child of its own (image/scan_ahead.py) that needs nothing else of it.
+            from gcpfargate.clients.engine.sdk import docker_sdk
+
+            docker_sdk()
+            from docker.utils.build import exclude_paths
+
             paths = sorted(exclude_paths(str(context), patterns, dockerfile))
         else:
             paths = sorted(every_path(str(context)))

@@ -151,3 +151,17 @@ def test_the_secret_is_private_outside_the_cache_and_refused_otherwise(
     record.path.unlink()
     record.add([LAYER])
     assert not record.path.exists()  # no trusted secret: nothing cached
+
+
+def test_a_signed_record_is_read_only_for_its_own_key_and_unedited(xdg: Path) -> None:
+    # cache.save_record/load_record: the docker CLI's version, the key a secret held last time.
+    path = xdg / "records" / "one.json"
+    cache.save_record(path, ["kind", "a", 1], {"key_id": "k1"})
+    assert cache.load_record(path, ["kind", "a", 1]) == {"key_id": "k1"}
+    assert cache.load_record(path, ["kind", "a", 2]) is None  # computed from something else
+    data = json.loads(path.read_text())
+    data["value"] = {"key_id": "k2"}  # edited: the signature no longer holds
+    path.write_text(json.dumps(data))
+    assert cache.load_record(path, ["kind", "a", 1]) is None
+    path.write_text("{not json")
+    assert cache.load_record(path, ["kind", "a", 1]) is None

@@ -15,7 +15,6 @@ arguments and never into a layer.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import shutil
@@ -155,7 +154,8 @@ def cli_version(cli: str) -> tuple[int, int] | None:
 
 
 class _VersionRecord:
-    """One docker CLI's answer to `--version`, kept under the cache directory."""
+    """One docker CLI's answer to `--version`, kept under the cache directory against the CLI's
+    `stat` (an upgrade changes it)."""
 
     def __init__(self, cli: str) -> None:
         import hashlib
@@ -175,42 +175,28 @@ class _VersionRecord:
             return None
         return [info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns]
 
-    def _body(self, stamp: list[int], version: list[int]) -> str:
-        return json.dumps(["docker-cli", self.cli, stamp, version], separators=(",", ":"))
+    def _key(self, stamp: list[int]) -> list[object]:
+        return ["docker-cli", self.cli, list(stamp)]
 
     def load(self) -> tuple[int, int] | None:
-        from gcpfargate.cache import read_entry, signed_text
+        from gcpfargate.cache import load_record
 
-        stamp = self.stamp
-        raw = read_entry(self.path) if stamp is not None else None
-        if raw is None or stamp is None:
+        if self.stamp is None:
             return None
-        try:
-            data = json.loads(raw)
-            version = data["version"]
-            if not (
-                data["stamp"] == stamp
-                and isinstance(version, list)
-                and len(version) == 2
-                and all(type(each) is int for each in version)
-                and signed_text(self._body(stamp, version), data["checksum"])
-            ):
-                return None
-        except (ValueError, TypeError, KeyError):
+        version = load_record(self.path, self._key(self.stamp))
+        if (
+            not isinstance(version, list)
+            or len(version) != 2
+            or not all(type(each) is int for each in version)
+        ):
             return None
         return (version[0], version[1])
 
     def save(self, version: tuple[int, int]) -> None:
-        from gcpfargate.cache import sign_text, write_entry
+        from gcpfargate.cache import save_record
 
-        stamp = self.stamp
-        if stamp is None:
-            return
-        checksum = sign_text(self._body(stamp, list(version)))
-        if checksum is None:
-            return  # no usable signing secret: nothing is cached
-        body = {"stamp": stamp, "version": list(version), "checksum": checksum}
-        write_entry(self.path, json.dumps(body).encode())
+        if self.stamp is not None:
+            save_record(self.path, self._key(self.stamp), list(version))
 
 
 def find_builder(podman: bool) -> Builder:

@@ -15,10 +15,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from gcpfargate.errors import GcpConfigError, GcpError, KeyLimitError, NotAKeyError
 from gcpfargate.keymaterial.keyfile import KeyMaterial
+
+if TYPE_CHECKING:
+    from gcpfargate.clients.google.ahead import IamAhead
 
 T = TypeVar("T")
 MAX_USER_KEYS = 10
@@ -75,6 +78,15 @@ class IamAdmin:
         self._call_log = os.environ.get("GCPFARGATE_CALL_LOG")
         # Accounts this process created: NOT_FOUND for them means "not visible yet", not "gone".
         self._created: set[str] = set()
+        # Reads a forked child made ahead (clients/google/ahead.py), until this adapter writes.
+        self._ahead: IamAhead | None = None
+        self.answered_ahead = 0  # how many calls took their answer from it
+        # The child's side: told each call's outcome (the response, or the error as worded here).
+        self.recorder: Callable[[str, str, Any], None] | None = None
+
+    def read_ahead_from(self, ahead: IamAhead) -> None:
+        """Take the answers of reads `ahead` made, each once, while nothing is written."""
+        self._ahead = ahead
 
     @property
     def client(self) -> Any:
@@ -113,13 +125,23 @@ class IamAdmin:
     def _call(
         self, method: str, action: str, request: dict[str, Any], retry_reads: bool = True
     ) -> Any:
+        name = str(request.get("name", ""))
+        reading = method.startswith(("Get", "List"))
+        if not reading:
+            self._ahead = None  # what was read before a write may have changed
+        elif self._ahead is not None:
+            answered = self._ahead.take(method, name)
+            if answered is not None:
+                self.answered_ahead += 1
+                if isinstance(answered, GcpError):
+                    raise answered
+                return answered
         from google.api_core import exceptions as gexc
         from google.api_core import retry as gretry
 
         if self._call_log:
-            kind = "read" if method.startswith(("Get", "List")) else "write"
             with open(self._call_log, "a", encoding="utf-8") as log:
-                log.write(f"gcp iam {method} {kind}\n")
+                log.write(f"gcp iam {method} {'read' if reading else 'write'}\n")
         function = getattr(self.client, _snake(method))
         retry = (
             gretry.Retry(
@@ -132,13 +154,20 @@ class IamAdmin:
             else None
         )
         try:
-            return function(request=request, retry=retry, timeout=30.0)
+            response = function(request=request, retry=retry, timeout=30.0)
         except gexc.GoogleAPICallError as exc:
-            raise _translate(exc, action) from None
+            error = _translate(exc, action)
         except gexc.RetryError:
-            raise GcpError(
+            error = GcpError(
                 f"failed to {action}: the IAM API stayed unavailable", "Retry later"
-            ).with_code("UNAVAILABLE") from None
+            ).with_code("UNAVAILABLE")
+        else:
+            if self.recorder is not None:
+                self.recorder(method, name, response)
+            return response
+        if self.recorder is not None:
+            self.recorder(method, name, error)
+        raise error from None
 
     def get_service_account(self, project: str, account: str) -> ServiceAccount | None:
         """The account by id or email, or None when it does not exist."""
@@ -327,6 +356,13 @@ class IamAdmin:
                 time.sleep(0.5 * (attempt + 1))
 
 
+def import_client(transport: str) -> None:
+    """Import what `_make_client` will need for `transport` (the slow part of a first call)."""
+    if transport == "rest":
+        import google.auth.transport.requests  # noqa: F401
+    from google.cloud import iam_admin_v1  # noqa: F401
+
+
 def _with_credentials(make: Any) -> Any:
     import google.auth.exceptions
 
@@ -348,7 +384,7 @@ def _key_name(email: str, key_id: str) -> str:
     return f"projects/-/serviceAccounts/{email}/keys/{key_id}"
 
 
-def _time(value: Any) -> datetime | None:
+def timestamp(value: Any) -> datetime | None:
     if not value:
         return None
     return (
@@ -357,12 +393,12 @@ def _time(value: Any) -> datetime | None:
 
 
 def _key_info(key: Any) -> KeyInfo:
-    expires = _time(key.valid_before_time)
+    expires = timestamp(key.valid_before_time)
     if expires is not None and expires.year >= 9999:
         expires = None  # Google's "never expires"
     return KeyInfo(
         key_id=key.name.rsplit("/", 1)[-1],
-        created=_time(key.valid_after_time),
+        created=timestamp(key.valid_after_time),
         disabled=bool(key.disabled),
         expires=expires,
     )

@@ -14,7 +14,7 @@ from gcpfargate.core import plan as planning
 from gcpfargate.core.context import Context
 from gcpfargate.core.plan import Change
 from gcpfargate.core.results import PlannedResult
-from gcpfargate.credentials.key import keys, lifecycle, secret
+from gcpfargate.credentials.key import ahead, keys, lifecycle, secret
 from gcpfargate.iam import execution_role
 from gcpfargate.keymaterial.keyfile import KeyMaterial
 
@@ -53,6 +53,10 @@ def bootstrap(ctx: Context, new_key: bool = False, grant: bool = False) -> Boots
     with ctx.reporter.step(f"Reading secret {name}"):
         state = reading.result()
         live = account.unique_id != "" and keys.current_key_is_live(ctx, state, account)
+    if ctx.iam.answered_ahead:
+        ctx.reporter.detail(
+            f"{ctx.iam.answered_ahead} GCP read(s) made by a second process while the SDKs loaded"
+        )
     secret.guard_foreign(state, account.email)
     changed = bool(ctx.plan.since(mark))
     key_id: str | None
@@ -61,6 +65,8 @@ def bootstrap(ctx: Context, new_key: bool = False, grant: bool = False) -> Boots
         assert state is not None and state.key is not None
         key_id, secret_arn = state.key.key_id, state.arn
         secret.repair_key_tag(ctx, state, name, account.email)
+        if ctx.plan.apply:
+            ahead.remember(ctx, account.email, key_id)
     else:
         reason = (
             "--new-key"
@@ -86,6 +92,7 @@ def bootstrap(ctx: Context, new_key: bool = False, grant: bool = False) -> Boots
             key_id, secret_arn = None, state.arn if state else None
         else:
             key_id, secret_arn = stored.key.key_id, stored.arn
+            ahead.remember(ctx, account.email, key_id)
     if state is not None and settings.family and settings.family not in state.families:
         ctx.plan.change(
             planning.update("secret", name, f"record family {settings.family} on secret {name}"),

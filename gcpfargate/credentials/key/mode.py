@@ -7,6 +7,7 @@ from typing import Any
 
 from gcpfargate.core.checks import DoctorEntry
 from gcpfargate.core.context import Context
+from gcpfargate.core.forked import Forked
 from gcpfargate.credentials import wiring
 from gcpfargate.credentials.wiring import ImageConfig, ImageUser
 
@@ -63,6 +64,11 @@ class KeyMode:
 
     def extra_images(self, ctx: Context, pushed: Any) -> None:
         return None
+
+    def reads_ahead(self, ctx: Context, after: Forked | None) -> Any:
+        from gcpfargate.credentials.key import ahead
+
+        return ahead.start(ctx, after)
 
     def execution_role_policy(self, ctx: Context) -> str | None:
         from gcpfargate.iam.policy import secret_policy_name

@@ -7,6 +7,7 @@ from typing import Any
 
 from gcpfargate.core.checks import DoctorEntry
 from gcpfargate.core.context import Context
+from gcpfargate.core.forked import Forked
 from gcpfargate.credentials.wiring import ImageConfig, ImageUser
 from gcpfargate.errors import ConfigError
 
@@ -72,6 +73,9 @@ class KeylessMode:
 
         shim = push_shim(ctx)
         pushed.shim_image, pushed.changed = shim.image, pushed.changed or shim.changed
+
+    def reads_ahead(self, ctx: Context, after: Forked | None) -> Any:
+        return None  # its reads depend on one another (the pool, then its provider)
 
     def execution_role_policy(self, ctx: Context) -> str | None:
         return None  # the execution role only pulls the image and writes logs

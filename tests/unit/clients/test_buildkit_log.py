@@ -123,6 +123,6 @@ def test_a_cli_is_asked_its_version_once_while_it_is_unchanged(
     # A record that does not verify (edited, or signed with another secret) is not believed.
     (record,) = (tmp_path / "cache").rglob("docker-cli/*.json")
     data = json.loads(record.read_text())
-    data["version"] = [20, 10]
+    data["value"] = [20, 10]
     record.write_text(json.dumps(data))
     assert cli_version(str(cli)) == (28, 2) and times() == 3

@@ -49,7 +49,7 @@ if ahead is None:
     sys.exit(0)
 answer = {"started": True}
 if case == "close":
-    pid = ahead._pid
+    pid = ahead.child._pid
     ahead.close()
     try:
         os.waitpid(pid, os.WNOHANG)
