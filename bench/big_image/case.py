@@ -301,7 +301,9 @@ class BigImage:
             "(the image half of the manual recipe, without login or task definition). "
             f"{os.cpu_count()} CPUs; 5-minute load average "
             + " → ".join(f"{each:.1f}" for each in load)
-            + " (before, and after each repetition).",
+            + " (before, and after each repetition). The stack's IAM refuses a changed role for "
+            "10 s after the change, as AWS's propagation does, instead of at its first use "
+            "(bench/run.py `iam_propagation_by_time`).",
             "",
             "| case | (m) docker build && push | (b) gcpfargate deploy | (b)/(m) | target | peak "
             "RSS (b) |",
