@@ -9,6 +9,7 @@ records its changes on `ctx.plan`; a preview runs the same steps and makes none 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -299,6 +300,7 @@ class _BackgroundBuild:
         from gcpfargate.image.push import build_image, read_latest, wants_cache_from
 
         self._ctx = ctx
+        self._prescan: threading.Thread | None = None
         self._report = DeferredReporter()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gcpfargate-build")
         try:
@@ -321,19 +323,40 @@ class _BackgroundBuild:
                 latest=latest,
                 ahead=ahead,
             )
+            self._prescan = _prescan_base(ctx)
 
     def result(self) -> Any:
         if self._future is None:
             return None
         try:
-            return self._future.result()
+            built = self._future.result()
         finally:
             self._report.replay(self._ctx.reporter)
+        if self._prescan is not None:
+            # The layer search after the build would read what the base's search is still reading.
+            self._prescan.join()
+        return built
 
     def close(self) -> None:
         # After a bootstrap failure the error is reported at once; the build (which an engine cannot
         # cancel mid-way) finishes before the process exits, and its report is dropped.
         self._pool.shutdown(wait=False)
+
+
+def _prescan_base(ctx: Context) -> threading.Thread | None:
+    """The base image's layers searched while the engine builds (image/base_scan.py)."""
+    from gcpfargate.image.base_scan import prescan_base
+    from gcpfargate.image.push import build_inputs
+
+    inputs = build_inputs(ctx.settings)
+    thread = threading.Thread(
+        target=prescan_base,
+        args=(ctx, inputs.context, inputs.dockerfile),
+        name="gcpfargate-base-scan",
+        daemon=True,  # never holds the process open after a failed step
+    )
+    thread.start()
+    return thread
 
 
 def _pinned(image: str, digest: str) -> str:

@@ -12,7 +12,8 @@ import tarfile
 
 import docker
 
-from tests.conftest import Project, assert_one_clean_line, record_figure
+from gcpfargate.keymaterial.keyscan import RULES_VERSION
+from tests.conftest import Project, assert_one_clean_line, cache_home, record_figure
 from tests.integration.helpers import configure_image, prepare, registry_tags
 from tests.stack.images import BUSYBOX_STEPS, write_busybox_context
 from tests.unit.helpers import AUTHORIZED_USER, EVASIONS, GHA_CREDS, IMPERSONATED, TOKEN, key_json
@@ -190,3 +191,36 @@ def test_deploy_takes_the_context_search_of_its_second_process_and_refuses_a_key
     done = project.run("--verbose", "deploy")
     assert done.returncode == 0, done.output
     assert "searched by a second process while the SDKs loaded" in done.output
+
+
+def test_deploy_searches_the_base_image_while_building_and_still_refuses_a_key_in_it(
+    project: Project,
+) -> None:
+    """deploy searches the final stage's base image's layers while the engine builds
+    (image/base_scan.py), recording the clean ones; the search after the build still decides: a
+    base layer holding a key is not recorded, and the deploy is refused with push-image's line."""
+    prepare(project)
+    client = docker.DockerClient(base_url=project.stack.docker_host)
+    record = cache_home(project.dir) / "gcpfargate" / f"clean-layers-v{RULES_VERSION}.json"
+
+    def base(name: str, files: dict[str, str | bytes]) -> list[str]:
+        context = project.dir.parent / f"{project.dir.name}-{name}"
+        write_busybox_context(context, [f"COPY {each} /etc/{each}" for each in files], files)
+        tag = f"gcpf-base-{project.family}-{name}:1"
+        client.images.build(path=str(context), tag=tag, network_mode="none", rm=True)
+        (project.dir / "Dockerfile").write_text(f'FROM {tag}\nCMD ["echo", "job ran"]\n')
+        return list(client.images.get(tag).attrs["RootFS"]["Layers"])
+
+    dirty = base("dirty", {"sa.json": key_json()})
+    refused = project.run("deploy")
+    assert_one_clean_line(refused, 1, "refusing to push", "/etc/sa.json")
+    no_key_text(refused.output)
+    assert not project.exists("repository", project.family) or not registry_tags(
+        project, project.family
+    )
+    recorded = json.loads(record.read_text())["layers"] if record.exists() else []
+    assert dirty[-1] not in recorded  # the key's layer: never recorded clean
+    clean = base("clean", {"app.cfg": "debug = false\n"})
+    done = project.run("deploy")
+    assert done.returncode == 0, done.output
+    assert set(clean) <= set(json.loads(record.read_text())["layers"])
