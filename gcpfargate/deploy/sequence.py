@@ -343,7 +343,7 @@ class _BackgroundBuild:
         self._pool.shutdown(wait=False)
 
 
-def _prescan_base(ctx: Context) -> threading.Thread | None:
+def _prescan_base(ctx: Context) -> threading.Thread:
     """The base image's layers searched while the engine builds (image/base_scan.py)."""
     from gcpfargate.image.base_scan import prescan_base
     from gcpfargate.image.push import build_inputs

@@ -10,7 +10,9 @@ Only an optimisation, and one that cannot let anything through: a layer is recor
 was read and found clean, exactly as the search after the build would record it, and that search
 still decides (a base layer holding a key is not recorded, so it is read again and refused there).
 A Dockerfile whose final stage's base is not a plain name already in the engine (`scratch`, a
-`$VARIABLE`, an image the build will pull) is left to the search after the build.
+`$VARIABLE`, an image the build will pull), and an engine whose storage cannot be read here (a
+remote engine, another store: its export would cost the engine a full write-out of the base), are
+left to the search after the build.
 """
 
 from __future__ import annotations
@@ -71,6 +73,8 @@ def prescan_base(ctx: Context, context: Path, dockerfile: str) -> None:
             return
         from gcpfargate.image.guard import scan_image_files
 
-        scan_image_files(ctx.docker, base)  # DockerError for an image not in the engine (yet)
+        # From the engine's storage only: an export (a remote engine, another store) would have the
+        # engine write out the whole base image beside the build, for a search it makes anyway.
+        scan_image_files(ctx.docker, base, export=False)  # DockerError: not in the engine (yet)
     except Exception:  # only an optimisation: the search after the build decides
         return

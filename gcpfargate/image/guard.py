@@ -98,13 +98,15 @@ def every_path(root: str) -> Iterator[str]:
                     pending.append(path)
 
 
-def scan_image_files(engine: DockerEngine, image: str) -> list[str]:
+def scan_image_files(engine: DockerEngine, image: str, export: bool = True) -> list[str]:
     """Paths inside the image (any layer, even if a later layer deletes them) holding key material.
     Layers scanned clean under this `RULES_VERSION` are not read again (image/layer_scan.py)."""
     from gcpfargate.image.layer_scan import scan_layers
 
     # Every file counts (a PEM block can be in any file), streamed in chunks whatever its size.
-    return scan_layers(engine, image, stream_has_secret, is_named=credential_file_name).found
+    return scan_layers(
+        engine, image, stream_has_secret, is_named=credential_file_name, export=export
+    ).found
 
 
 def scan_image_config(engine: DockerEngine, image: str) -> list[str]:

@@ -111,10 +111,12 @@ def scan_layers(
     cache: CleanLayers | None = None,
     local_storage: bool = True,
     is_named: Callable[[str], bool] = lambda path: False,
+    export: bool = True,
 ) -> LayerScan:
     """Search the layers of `image` not yet known to be clean for key-like files (see the module
     docstring); `is_key` reads one open file in chunks, and a file `is_named` picks by its path
-    counts without being read. `local_storage=False` forces the export."""
+    counts without being read. `local_storage=False` forces the export; `export=False` reads only
+    what the engine's storage holds readable here (the rest stays unread, and unrecorded)."""
     from gcpfargate.clients.engine.layers import local_layer_dirs
 
     cache = cache or CleanLayers()
@@ -133,7 +135,7 @@ def scan_layers(
         scan.found.extend(each for each in hits if each not in scan.found)
         if not hits:
             clean.append(diff_id)
-    if (
+    if export and (
         pending or not diff_ids
     ):  # an engine that names no layers gets the whole export read: fail closed
         _scan_export(

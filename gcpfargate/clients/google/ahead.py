@@ -39,7 +39,7 @@ class IamAhead:
 
     def __init__(self, child: Forked) -> None:
         self._child = child
-        self._answers: dict[tuple[str, str], list[Any]] | None = None
+        self._answers: dict[tuple[str, str], Any] | None = None
 
     @classmethod
     def start(

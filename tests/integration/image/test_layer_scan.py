@@ -214,3 +214,24 @@ def test_an_image_whose_layers_the_engine_does_not_name_is_read_whole(
     )
     result = scan(unnamed, image, CleanLayers(tmp_path / "clean.json"), True)
     assert result.found == ["/app/k.json"] and result.exported and len(result.read) == 4
+
+
+def test_without_the_export_only_the_engines_storage_is_read(
+    engine: DockerEngine, tmp_path: Path
+) -> None:
+    """`export=False` (deploy's search of the base image during the build, image/base_scan.py):
+    where the engine's storage cannot be read, nothing is read and nothing recorded; where it can,
+    the layers are read from it and recorded as always."""
+    cache = CleanLayers(tmp_path / "cache" / "clean.json")
+    image = build(engine, tmp_path / "v1", "v1\n")
+    files: list[str] = []
+
+    def rule(content: BinaryIO) -> bool:
+        files.append(str(getattr(content, "name", "")))
+        return stream_has_key(content)
+
+    unread = scan_layers(engine, image, rule, cache, local_storage=False, export=False)
+    assert (unread.read, unread.exported, files, cache.load()) == ([], False, [], [])
+    read = scan_layers(engine, image, rule, cache, local_storage=True, export=False)
+    assert len(read.read) == 3 and not read.exported and files
+    assert cache.load() == diff_ids(engine, image)
