@@ -24,7 +24,7 @@ HERE = Path(__file__).resolve().parent
 VARIANTS = {
     "": "all of it",
     "background-build": "the build in a thread beside bootstrap (deploy/sequence.py)",
-    "read-ahead": "AWS reads sent ahead on a thread (clients/aws.py read_ahead)",
+    "read-ahead": "AWS reads sent ahead on two threads (clients/aws.py read_ahead)",
     "botocore-cache": "botocore's JSON models kept parsed (clients/botocore_data.py)",
 }
 CASES = ("image-only", "no-op")

@@ -102,6 +102,10 @@ def profile_prompts_for_mfa(profile: str = "") -> bool:
     return parser.has_option(section, "mfa_serial")
 
 
+# Threads that send the reads sent ahead (read_ahead).
+AHEAD_WORKERS = 2
+
+
 class AwsClients:
     def __init__(self, region: str = "", profile: str = "") -> None:
         # botocore reads AWS_DEFAULT_REGION and the profile; AWS_REGION is what the SDKs (and
@@ -119,8 +123,8 @@ class AwsClients:
         self._writes: dict[str, int] = {}
         self._ahead_lock = threading.Lock()
         self._ahead_queue: queue.SimpleQueue[Callable[[], None]] | None = None
-        self._ahead_worker: threading.Thread | None = None
-        self._ahead_next: list[Callable[[], None]] = []  # only the worker touches it
+        # Worker thread ident -> the reads its `then` sent (only that worker touches its list).
+        self._ahead_next: dict[int, list[Callable[[], None]]] = {}
         self._account_id: str | None = None
         self._call_log = os.environ.get("GCPFARGATE_CALL_LOG")
 
@@ -319,31 +323,34 @@ class AwsClients:
             future.set_result(answer)
 
         with self._ahead_lock:
-            if self._ahead_worker is None:
+            if self._ahead_queue is None:
                 import queue
 
                 self._ahead_queue = queue.SimpleQueue()
-                # One daemon thread sends every read, in the order sent: starting a thread per read
-                # costs the sender a hand-over of the interpreter each time, and a daemon never
-                # holds the process open for a read nobody takes (an earlier step failed).
-                self._ahead_worker = threading.Thread(
-                    target=self._work, name="gcpfargate-ahead", daemon=True
-                )
-                self._ahead_worker.start()
-            if threading.current_thread() is self._ahead_worker:
-                self._ahead_next.append(
-                    run
-                )  # sent by `then`: next, before what was queued after its read
+                # AHEAD_WORKERS daemon threads send the reads, in the order sent, started once:
+                # starting a thread per read costs the sender a hand-over of the interpreter each
+                # time, and a daemon never holds the process open for a read nobody takes (an
+                # earlier step failed). Two, so one read's round trip overlaps the next one's.
+                for number in range(AHEAD_WORKERS):
+                    threading.Thread(
+                        target=self._work, name=f"gcpfargate-ahead-{number}", daemon=True
+                    ).start()
+            sent_by = self._ahead_next.get(threading.get_ident())
+            if sent_by is not None:
+                sent_by.append(run)  # sent by `then`: next, before what was queued after its read
             else:
                 assert self._ahead_queue is not None
                 self._ahead_queue.put(run)
 
     def _work(self) -> None:
         assert self._ahead_queue is not None
+        mine: list[Callable[[], None]] = []
+        with self._ahead_lock:
+            self._ahead_next[threading.get_ident()] = mine
         while True:
             self._ahead_queue.get()()
-            while self._ahead_next:
-                self._ahead_next.pop(0)()
+            while mine:
+                mine.pop(0)()
 
     def _ahead_taken(
         self, service: str, what: tuple[str, ...], params: dict[str, Any]

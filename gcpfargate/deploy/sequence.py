@@ -252,14 +252,14 @@ def _read_ahead(
     ctx: Context, rendered: dict[str, Any], region: str, role_policy: str | None
 ) -> None:
     """Send ahead the AWS reads the steps below make whatever they find: each waits on the
-    network while this thread imports the Google SDK and asks GCP, instead of one after another.
+    network while this thread imports the SDKs and bootstraps, instead of one after another.
     Each is taken by the very call it stands for, or made again when a write to its service came
     between; a read nobody takes would be an extra request, so only sure ones are sent."""
     from gcpfargate.ecs import cluster as ecs
     from gcpfargate.ecs import history, logs
     from gcpfargate.iam import roles
 
-    # In the order they are taken (one thread sends them one after another). First what the
+    # In the order they are taken (two threads take them from the queue in that order). First what the
     # background build waits for before it can start (the build is the longest thing a changed
     # deploy waits for): the ECR token when the registry's host comes from it, and the family's
     # latest revision (its image is BuildKit's --cache-from; push-image compares with it too).
