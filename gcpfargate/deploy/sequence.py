@@ -259,8 +259,8 @@ def _read_ahead(
     from gcpfargate.ecs import history, logs
     from gcpfargate.iam import roles
 
-    # In the order they are taken (two threads take them from the queue in that order). First what the
-    # background build waits for before it can start (the build is the longest thing a changed
+    # In the order they are taken (two threads take them off the queue in that order). First what
+    # the background build waits for before it can start (the build is the longest thing a changed
     # deploy waits for): the ECR token when the registry's host comes from it, and the family's
     # latest revision (its image is BuildKit's --cache-from; push-image compares with it too).
     # On a first deploy, with botocore's models not yet cached, the role's reads before it kept the
