@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
+import json
 import os
 import stat
 import tempfile
@@ -186,8 +187,6 @@ def write_entry(path: Path, content: bytes) -> None:
 def load_record(path: Path, key: list[object]) -> object:
     """The value of the signed record at `path` when it was saved for exactly `key` (what the value
     was computed from); None when it is missing, damaged, unsigned or for another key."""
-    import json
-
     raw = read_entry(path)
     if raw is None:
         return None
@@ -204,14 +203,10 @@ def load_record(path: Path, key: list[object]) -> object:
 def save_record(path: Path, key: list[object], value: object) -> None:
     """Record `value` as computed from `key`, signed (nothing is saved without a signing
     secret)."""
-    import json
-
     checksum = sign_text(_record_body(key, value))
     if checksum is not None:
         write_entry(path, json.dumps({"key": key, "value": value, "checksum": checksum}).encode())
 
 
 def _record_body(key: list[object], value: object) -> str:
-    import json
-
     return json.dumps([key, value], separators=(",", ":"))
